@@ -1,1 +1,3 @@
-//! placeholder
+//! Epic FHIR R4 SDK.
+
+pub mod model;

@@ -1,0 +1,1 @@
+//! Search parameter parsing and evaluation.

@@ -1,0 +1,1 @@
+//! Loading resources from NDJSON files and FHIR Bundles.

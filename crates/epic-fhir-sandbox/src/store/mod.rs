@@ -1,0 +1,3 @@
+//! In-memory resource store.
+
+pub mod load;

@@ -1,0 +1,1 @@
+//! Typed FHIR R4 resources.
