@@ -1,0 +1,37 @@
+//! OAuth 2.0 Backend Services authentication (SMART App Launch 2.x, as Epic implements it).
+//!
+//! The pieces, from the bottom up:
+//! - [`SigningKey`]: a private key loaded from PEM (RSA 2048-4096 → RS384, EC P-384 → ES384) or
+//!   generated, with its `kid` and its public JWK / JWK Set for registration.
+//! - [`sign_assertion`]: a client assertion JWT (`iss` = `sub` = client id, `aud` = token URL,
+//!   random `jti`, `exp` ≤ now + 300 s).
+//! - [`BackendServicesAuth`]: exchanges a new assertion for an access token whenever needed and
+//!   caches it (single flight, proactive refresh, invalidation on 401, bounded retries).
+//! - [`SmartConfiguration`]: discovery of the token endpoint from a FHIR base URL.
+//!
+//! Secrets are newtypes ([`AccessToken`], [`PrivatePem`], [`SigningKey`]) whose `Debug` and
+//! `Display` print `[redacted]`.
+
+mod assertion;
+mod backend;
+mod clock;
+pub(crate) mod der;
+mod discovery;
+mod exchange;
+mod key;
+mod secret;
+
+pub use assertion::{AssertionConfig, MAX_ASSERTION_LIFETIME, sign_assertion};
+pub use backend::{
+    BackendServicesAuth, BackendServicesAuthBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_MARGIN,
+    DEFAULT_TOKEN_LIFETIME, StaticToken, TokenProvider,
+};
+pub(crate) use backend::{USER_AGENT, transport_error};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use discovery::{DiscoverySource, OAUTH_URIS_EXTENSION, SmartConfiguration};
+pub use exchange::{CLIENT_ASSERTION_TYPE, IssuedToken};
+pub use key::{
+    Algorithm, JwkSet, KeyError, MAX_RSA_BITS, MIN_RSA_BITS, PrivatePem, PublicJwk, RsaBits,
+    SigningKey,
+};
+pub use secret::AccessToken;
