@@ -1,3 +1,907 @@
 //! In-memory resource store.
+//!
+//! A [`Store`] holds FHIR resources by `(type, id)`, shared by the server through an `Arc`
+//! and guarded by one `RwLock`. Every stored version is an immutable
+//! `Arc<`[`StoredResource`]`>` holding the compact JSON as [`Bytes`] (served as-is, never
+//! re-serialised per request), the version id and `meta.lastUpdated` that the store wrote
+//! into that JSON, and the precomputed search index entries of that version. No
+//! `serde_json::Value` is kept per resource.
+//!
+//! Writes never change a stored version: an update stores a new `Arc` and keeps the old one
+//! for `vread`. A list of `Arc`s returned by a search is therefore a stable snapshot, however
+//! the store changes afterwards.
+//!
+//! Each type also keeps a patient index, from Patient id to the resources whose `patient`
+//! search parameter points at that patient, so patient-scoped searches and the patient
+//! compartment never scan a whole type.
+//!
+//! ```
+//! use epic_fhir_sandbox::store::Store;
+//! use serde_json::json;
+//!
+//! let store = Store::new();
+//! let written = store.upsert(json!({"resourceType": "Patient", "id": "p1", "gender": "female"}))?;
+//! assert_eq!(written.resource.version(), 1);
+//! let patient = store.read("Patient", "p1").expect("stored");
+//! assert!(std::str::from_utf8(patient.json())?.contains(r#""versionId":"1""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod load;
+
+mod index;
+mod intern;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+pub(crate) use index::{IndexEntries, IndexValue};
+pub(crate) use intern::{Interner, Sym};
+
+use crate::search::registry::{TypeSchema, schema};
+
+/// The longest id FHIR allows.
+const MAX_ID_LEN: usize = 64;
+/// Length of the ids [`Store::create`] assigns: 22 characters of a 64-letter alphabet carry
+/// 132 random bits, enough that collisions never happen in practice (they are still checked).
+const GENERATED_ID_LEN: usize = 22;
+/// The 64 characters ids are generated from; all are valid FHIR id characters.
+const ID_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.";
+/// Approximate bookkeeping bytes per `Arc` allocation (strong and weak counts).
+const ARC_HEADER_BYTES: usize = 16;
+/// Approximate bytes of one entry of a `HashMap` keyed by an `Arc<str>` (key, value, control
+/// byte and load-factor slack).
+const MAP_ENTRY_BYTES: usize = 40;
+
+/// True when `id` is a valid FHIR logical id: 1 to 64 of `[A-Za-z0-9\-.]`.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.')
+}
+
+/// True when `name` looks like a FHIR resource type name: an ASCII capital followed by ASCII
+/// letters and digits, at most 64 characters.
+pub(crate) fn is_valid_type_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|first| first.is_ascii_uppercase())
+        && name.len() <= MAX_ID_LEN
+        && bytes.all(|byte| byte.is_ascii_alphanumeric())
+}
+
+/// Why a write was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The body is not an acceptable resource (HTTP 400); `field` names the element at fault.
+    #[error("invalid resource: `{field}` {problem}")]
+    Invalid {
+        /// The offending element, e.g. `id` or `resourceType`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The body's `resourceType` differs from the type the request addressed (HTTP 400).
+    #[error("the body's resourceType `{found}` does not match the request's `{expected}`")]
+    TypeMismatch {
+        /// The type named by the request.
+        expected: String,
+        /// The type named by the body.
+        found: String,
+    },
+    /// The body's `id` is missing or differs from the id the request addressed (HTTP 400).
+    #[error("{}", id_mismatch_message(expected, found.as_deref()))]
+    IdMismatch {
+        /// The id named by the request.
+        expected: String,
+        /// The id in the body, if any.
+        found: Option<String>,
+    },
+    /// `If-Match` named a version that is not the current one (HTTP 412).
+    #[error(
+        "version conflict on {resource_type}/{id}: If-Match expected version {expected}, {}",
+        current.map_or_else(|| "but the resource does not exist".to_owned(), |current| format!("current version is {current}"))
+    )]
+    VersionConflict {
+        /// The resource type.
+        resource_type: String,
+        /// The resource id.
+        id: String,
+        /// The version the client expected.
+        expected: u64,
+        /// The current version, or `None` when the resource does not exist.
+        current: Option<u64>,
+    },
+}
+
+fn id_mismatch_message(expected: &str, found: Option<&str>) -> String {
+    match found {
+        Some(found) => {
+            format!("the body's id `{found}` does not match the request's id `{expected}`")
+        }
+        None => format!("the body has no id; an update of `{expected}` must carry it"),
+    }
+}
+
+/// The result of a successful write.
+#[derive(Clone, Debug)]
+pub struct WriteOutcome {
+    /// The version just stored.
+    pub resource: Arc<StoredResource>,
+    /// True when the write created the resource (HTTP 201), false when it added a version
+    /// to an existing one (HTTP 200).
+    pub created: bool,
+}
+
+/// One immutable stored version of a resource.
+pub struct StoredResource {
+    resource_type: Arc<str>,
+    id: Arc<str>,
+    version: u64,
+    /// `meta.lastUpdated` in microseconds since the epoch (whole milliseconds).
+    last_updated: i64,
+    json: Bytes,
+    pub(crate) index: IndexEntries,
+}
+
+impl StoredResource {
+    /// The resource type, e.g. `Observation`.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+
+    /// The logical id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The version number, also written as `meta.versionId` (1 for the first version).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When this version was stored, also written as `meta.lastUpdated` (millisecond precision).
+    pub fn last_updated(&self) -> OffsetDateTime {
+        micros_to_datetime(self.last_updated)
+    }
+
+    /// The compact JSON of this version, with `meta.versionId` and `meta.lastUpdated` set;
+    /// `resourceType`, `id` and `meta` come first.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The relative reference `Type/id`.
+    pub fn reference(&self) -> String {
+        format!("{}/{}", self.resource_type, self.id)
+    }
+
+    /// `meta.lastUpdated` in microseconds since the epoch.
+    pub(crate) fn last_updated_micros(&self) -> i64 {
+        self.last_updated
+    }
+
+    fn approximate_bytes(&self) -> usize {
+        self.json.len() + self.index.heap_bytes() + size_of::<StoredResource>() + ARC_HEADER_BYTES
+    }
+}
+
+impl fmt::Debug for StoredResource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredResource")
+            .field("resource_type", &self.resource_type)
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("last_updated", &self.last_updated())
+            .field("json_bytes", &self.json.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The source of `meta.lastUpdated` timestamps.
+type Clock = Box<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The in-memory resource store. See the [module documentation](self).
+pub struct Store {
+    inner: RwLock<Inner>,
+    clock: Clock,
+}
+
+/// Everything behind the store's lock.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// One table per resource type held.
+    pub(crate) tables: HashMap<Arc<str>, TypeTable>,
+    /// Strings of all index entries.
+    pub(crate) interner: Interner,
+    /// The symbol of `Patient`, to recognise Patient references quickly.
+    pub(crate) patient_type: Sym,
+    /// Current resources over all types.
+    total: usize,
+    /// Approximate bytes of everything but the interner.
+    bytes: usize,
+    /// The latest `meta.lastUpdated` handed out, so timestamps never go backwards.
+    last_timestamp: i64,
+}
+
+/// The resources of one type.
+#[derive(Debug)]
+pub(crate) struct TypeTable {
+    /// The type name, shared with every stored version.
+    name: Arc<str>,
+    /// The type's search parameters and index slots.
+    pub(crate) schema: &'static TypeSchema,
+    /// Id to position in `entries`.
+    ids: HashMap<Arc<str>, u32>,
+    /// Resources in creation order; positions never change because nothing is deleted.
+    entries: Vec<Entry>,
+    /// Patient id (interned) to the positions of the resources whose current version refers
+    /// to that patient through the `patient` parameter, ascending.
+    by_patient: HashMap<Sym, Vec<u32>>,
+}
+
+/// The versions of one resource.
+#[derive(Debug)]
+struct Entry {
+    current: Arc<StoredResource>,
+    /// Earlier versions, oldest first.
+    history: Vec<Arc<StoredResource>>,
+}
+
+impl TypeTable {
+    fn new(name: Arc<str>) -> Self {
+        TypeTable {
+            schema: schema(&name),
+            name,
+            ids: HashMap::new(),
+            entries: Vec::new(),
+            by_patient: HashMap::new(),
+        }
+    }
+
+    /// Number of resources of this type.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The position of a resource by id.
+    pub(crate) fn position(&self, id: &str) -> Option<u32> {
+        self.ids.get(id).copied()
+    }
+
+    /// The current version of the resource at `position`.
+    pub(crate) fn current(&self, position: u32) -> Option<&Arc<StoredResource>> {
+        self.entries
+            .get(position as usize)
+            .map(|entry| &entry.current)
+    }
+
+    /// All current versions, in creation order, with their positions.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Arc<StoredResource>)> {
+        (0_u32..).zip(self.entries.iter().map(|entry| &entry.current))
+    }
+
+    /// Positions of the resources referring to the patient with the interned id `patient`.
+    pub(crate) fn patient_positions(&self, patient: Sym) -> &[u32] {
+        self.by_patient.get(&patient).map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Inner {
+    fn new() -> Self {
+        let mut interner = Interner::default();
+        let patient_type = interner.intern("Patient");
+        Inner {
+            tables: HashMap::new(),
+            interner,
+            patient_type,
+            total: 0,
+            bytes: 0,
+            last_timestamp: i64::MIN,
+        }
+    }
+}
+
+/// Where a write goes in its type's table.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// A new version of the resource at `position`, whose current version is `version`.
+    Existing { position: u32, version: u64 },
+    /// A new resource, appended at `position`.
+    New { position: u32 },
+}
+
+/// Which write is being performed.
+enum WriteMode<'a> {
+    /// Insert or replace by the body's own type and id.
+    Upsert,
+    /// Insert with a fresh id under the given type.
+    Create { resource_type: &'a str },
+    /// Replace `resource_type/id`, optionally only if the current version is `if_match`.
+    Update {
+        resource_type: &'a str,
+        id: &'a str,
+        if_match: Option<u64>,
+    },
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.read_inner();
+        f.debug_struct("Store")
+            .field("total", &inner.total)
+            .field("types", &inner.tables.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// An empty store whose `meta.lastUpdated` values come from the system clock.
+    pub fn new() -> Self {
+        Store::with_clock(OffsetDateTime::now_utc)
+    }
+
+    /// An empty store with its own source of `meta.lastUpdated` timestamps.
+    pub(crate) fn with_clock(clock: impl Fn() -> OffsetDateTime + Send + Sync + 'static) -> Self {
+        Store {
+            inner: RwLock::new(Inner::new()),
+            clock: Box::new(clock),
+        }
+    }
+
+    /// Inserts a resource, or adds a new version of it, using the body's own `resourceType`
+    /// and `id` (both required). This is what loaders and `PUT` without preconditions use.
+    ///
+    /// The store sets `meta.versionId` and `meta.lastUpdated`, replacing any values in the
+    /// body, and keeps the rest of `meta` (tags, profiles...).
+    pub fn upsert(&self, resource: Value) -> Result<WriteOutcome, StoreError> {
+        self.write(resource, WriteMode::Upsert)
+    }
+
+    /// Creates a resource of `resource_type` under a new random id (FHIR `POST`). An id in
+    /// the body is ignored, as FHIR requires.
+    pub fn create(&self, resource_type: &str, resource: Value) -> Result<WriteOutcome, StoreError> {
+        self.write(resource, WriteMode::Create { resource_type })
+    }
+
+    /// Replaces `resource_type/id` with a new version (FHIR `PUT`), creating it when absent.
+    ///
+    /// The body's `resourceType` and `id` must match the request
+    /// ([`StoreError::TypeMismatch`], [`StoreError::IdMismatch`]). With `if_match`, the write
+    /// only happens if the current version is that one ([`StoreError::VersionConflict`]
+    /// otherwise, including when the resource does not exist).
+    pub fn update(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource: Value,
+        if_match: Option<u64>,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write(
+            resource,
+            WriteMode::Update {
+                resource_type,
+                id,
+                if_match,
+            },
+        )
+    }
+
+    /// The current version of a resource.
+    pub fn read(&self, resource_type: &str, id: &str) -> Option<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        let table = inner.tables.get(resource_type)?;
+        table
+            .position(id)
+            .and_then(|position| table.current(position))
+            .cloned()
+    }
+
+    /// One version of a resource (current or earlier). `None` when either the resource or
+    /// that version does not exist; [`Store::read`] tells the two apart.
+    pub fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> Option<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        let table = inner.tables.get(resource_type)?;
+        let entry = table.entries.get(table.position(id)? as usize)?;
+        std::iter::once(&entry.current)
+            .chain(&entry.history)
+            .find(|stored| stored.version == version)
+            .cloned()
+    }
+
+    /// Number of resources of one type (current versions).
+    pub fn count(&self, resource_type: &str) -> usize {
+        self.read_inner()
+            .tables
+            .get(resource_type)
+            .map_or(0, TypeTable::len)
+    }
+
+    /// Number of resources of all types (current versions).
+    pub fn total(&self) -> usize {
+        self.read_inner().total
+    }
+
+    /// The resource types held, sorted by name.
+    pub fn types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .read_inner()
+            .tables
+            .keys()
+            .map(|name| name.to_string())
+            .collect();
+        types.sort_unstable();
+        types
+    }
+
+    /// An estimate of the memory the store uses, in bytes: the JSON of every version, the
+    /// index entries, the interned strings, and an estimate of map and bookkeeping overhead.
+    pub fn memory_bytes(&self) -> usize {
+        let inner = self.read_inner();
+        inner.bytes + inner.interner.heap_bytes()
+    }
+
+    /// The current versions of all resources of one type, in creation order (for bulk export).
+    pub fn resources(&self, resource_type: &str) -> Vec<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        inner
+            .tables
+            .get(resource_type)
+            .map_or_else(Vec::new, |table| {
+                table
+                    .entries
+                    .iter()
+                    .map(|entry| Arc::clone(&entry.current))
+                    .collect()
+            })
+    }
+
+    /// The resources of one type in a patient's compartment: those whose `patient` search
+    /// parameter refers to `Patient/{patient_id}`, in creation order.
+    pub fn patient_resources(
+        &self,
+        resource_type: &str,
+        patient_id: &str,
+    ) -> Vec<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        let (Some(table), Some(patient)) = (
+            inner.tables.get(resource_type),
+            inner.interner.get(patient_id),
+        ) else {
+            return Vec::new();
+        };
+        table
+            .patient_positions(patient)
+            .iter()
+            .filter_map(|&position| table.current(position).cloned())
+            .collect()
+    }
+
+    /// A patient's compartment: the Patient itself (first, when it exists), then every
+    /// resource whose `patient` search parameter refers to it, by type name and then in
+    /// creation order.
+    pub fn patient_compartment(&self, patient_id: &str) -> Vec<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        let mut out = Vec::new();
+        if let Some(patients) = inner.tables.get("Patient")
+            && let Some(patient) = patients
+                .position(patient_id)
+                .and_then(|position| patients.current(position))
+        {
+            out.push(Arc::clone(patient));
+        }
+        let Some(patient) = inner.interner.get(patient_id) else {
+            return out;
+        };
+        let mut tables: Vec<&TypeTable> = inner.tables.values().collect();
+        tables.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for table in tables {
+            out.extend(
+                table
+                    .patient_positions(patient)
+                    .iter()
+                    .filter_map(|&position| table.current(position).cloned()),
+            );
+        }
+        out
+    }
+
+    /// Takes the read lock. A panic in another thread while it held the lock cannot leave the
+    /// store half-written (every write mutates only after all fallible steps), so a poisoned
+    /// lock is simply taken over.
+    pub(crate) fn read_inner(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_inner(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Validates, serialises and indexes outside the lock, then commits under it.
+    fn write(&self, mut resource: Value, mode: WriteMode<'_>) -> Result<WriteOutcome, StoreError> {
+        let Value::Object(map) = &mut resource else {
+            return Err(StoreError::Invalid {
+                field: "resource",
+                problem: "must be a JSON object".to_owned(),
+            });
+        };
+        let resource_type = match map.get("resourceType") {
+            Some(Value::String(name)) if is_valid_type_name(name) => name.clone(),
+            Some(Value::String(name)) => {
+                return Err(StoreError::Invalid {
+                    field: "resourceType",
+                    problem: format!("`{name}` is not a resource type name"),
+                });
+            }
+            Some(_) => {
+                return Err(StoreError::Invalid {
+                    field: "resourceType",
+                    problem: "must be a string".to_owned(),
+                });
+            }
+            None => {
+                return Err(StoreError::Invalid {
+                    field: "resourceType",
+                    problem: "is missing".to_owned(),
+                });
+            }
+        };
+        let body_id = match map.get("id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(_) => {
+                return Err(StoreError::Invalid {
+                    field: "id",
+                    problem: "must be a string".to_owned(),
+                });
+            }
+            None => None,
+        };
+        let (requested_id, if_match) = match mode {
+            WriteMode::Upsert => {
+                let id = body_id.ok_or_else(|| StoreError::Invalid {
+                    field: "id",
+                    problem: "is missing (only create assigns ids)".to_owned(),
+                })?;
+                (Some(valid_id(id)?), None)
+            }
+            WriteMode::Create {
+                resource_type: expected,
+            } => {
+                check_type(expected, &resource_type)?;
+                (None, None)
+            }
+            WriteMode::Update {
+                resource_type: expected,
+                id,
+                if_match,
+            } => {
+                check_type(expected, &resource_type)?;
+                let id = valid_id(id.to_owned())?;
+                if body_id.as_deref() != Some(id.as_str()) {
+                    return Err(StoreError::IdMismatch {
+                        expected: id,
+                        found: body_id,
+                    });
+                }
+                (Some(id), if_match)
+            }
+        };
+        let meta = match map.remove("meta") {
+            None => Map::new(),
+            Some(Value::Object(meta)) => meta,
+            Some(_) => {
+                return Err(StoreError::Invalid {
+                    field: "meta",
+                    problem: "must be an object".to_owned(),
+                });
+            }
+        };
+        let meta_rest = serialize_members(&meta, &["versionId", "lastUpdated"]);
+        let body_rest = serialize_members(map, &["resourceType", "id"]);
+        let schema = schema(&resource_type);
+        let raw_index = index::extract(schema, &resource);
+
+        let now = truncate_to_millis(datetime_to_micros((self.clock)()));
+        let mut guard = self.write_inner();
+        let Inner {
+            tables,
+            interner,
+            patient_type,
+            total,
+            bytes,
+            last_timestamp,
+        } = &mut *guard;
+        let existing_table = tables.get(resource_type.as_str());
+        let id = match requested_id {
+            Some(id) => id,
+            None => fresh_id(|candidate| {
+                existing_table.is_some_and(|table| table.ids.contains_key(candidate))
+            }),
+        };
+        let current = existing_table.and_then(|table| {
+            let position = table.position(&id)?;
+            Some((position, table.current(position)?.version))
+        });
+        if let Some(expected) = if_match
+            && current.map(|(_, version)| version) != Some(expected)
+        {
+            return Err(StoreError::VersionConflict {
+                resource_type,
+                id,
+                expected,
+                current: current.map(|(_, version)| version),
+            });
+        }
+        let placement = match current {
+            Some((position, version)) => Placement::Existing { position, version },
+            None => {
+                let count = existing_table.map_or(0, TypeTable::len);
+                let position = u32::try_from(count).map_err(|_| StoreError::Invalid {
+                    field: "resourceType",
+                    problem: format!(
+                        "the store already holds the most {resource_type} resources it can"
+                    ),
+                })?;
+                Placement::New { position }
+            }
+        };
+
+        // Everything fallible is done; from here on the store is only mutated.
+        let timestamp = now.max(*last_timestamp);
+        *last_timestamp = timestamp;
+        let version = match placement {
+            Placement::Existing { version, .. } => version + 1,
+            Placement::New { .. } => 1,
+        };
+        let index = raw_index.intern(interner);
+        let json = assemble_json(
+            &resource_type,
+            &id,
+            version,
+            timestamp,
+            &meta_rest,
+            &body_rest,
+        );
+        let type_key = tables.get_key_value(resource_type.as_str()).map_or_else(
+            || Arc::from(resource_type.as_str()),
+            |(key, _)| Arc::clone(key),
+        );
+        let table = tables
+            .entry(Arc::clone(&type_key))
+            .or_insert_with(|| TypeTable::new(type_key));
+        let id: Arc<str> = table
+            .ids
+            .get_key_value(id.as_str())
+            .map_or_else(|| Arc::from(id), |(key, _)| Arc::clone(key));
+        let stored = Arc::new(StoredResource {
+            resource_type: Arc::clone(&table.name),
+            id: Arc::clone(&id),
+            version,
+            last_updated: timestamp,
+            json,
+            index,
+        });
+        *bytes += stored.approximate_bytes();
+        let new_patients = patients_of(table.schema, &stored.index, *patient_type);
+        let created = match placement {
+            Placement::Existing { position, .. } => {
+                let entry = &mut table.entries[position as usize];
+                let previous = std::mem::replace(&mut entry.current, Arc::clone(&stored));
+                let old_patients = patients_of(table.schema, &previous.index, *patient_type);
+                entry.history.push(previous);
+                *bytes += size_of::<Arc<StoredResource>>();
+                for patient in old_patients
+                    .iter()
+                    .filter(|patient| !new_patients.contains(patient))
+                {
+                    if let Some(positions) = table.by_patient.get_mut(patient)
+                        && let Ok(found) = positions.binary_search(&position)
+                    {
+                        positions.remove(found);
+                    }
+                }
+                for patient in new_patients
+                    .iter()
+                    .filter(|patient| !old_patients.contains(patient))
+                {
+                    let positions = table.by_patient.entry(*patient).or_default();
+                    if let Err(insert_at) = positions.binary_search(&position) {
+                        positions.insert(insert_at, position);
+                        *bytes += size_of::<u32>();
+                    }
+                }
+                false
+            }
+            Placement::New { position } => {
+                table.ids.insert(id, position);
+                table.entries.push(Entry {
+                    current: Arc::clone(&stored),
+                    history: Vec::new(),
+                });
+                for patient in &new_patients {
+                    // A new position is the largest so far, so pushing keeps the list sorted.
+                    let positions = table.by_patient.entry(*patient).or_insert_with(|| {
+                        *bytes += MAP_ENTRY_BYTES;
+                        Vec::new()
+                    });
+                    positions.push(position);
+                    *bytes += size_of::<u32>();
+                }
+                *bytes += size_of::<Entry>() + MAP_ENTRY_BYTES + stored.id.len() + ARC_HEADER_BYTES;
+                *total += 1;
+                true
+            }
+        };
+        Ok(WriteOutcome {
+            resource: stored,
+            created,
+        })
+    }
+}
+
+/// The Patient ids (interned) that a resource version refers to through its type's
+/// `patient` parameter, sorted and deduplicated.
+fn patients_of(schema: &TypeSchema, index: &IndexEntries, patient_type: Sym) -> Vec<Sym> {
+    let Some(slot) = schema.patient_slot else {
+        return Vec::new();
+    };
+    let mut patients: Vec<Sym> = index
+        .slot(slot)
+        .iter()
+        .filter_map(|value| match value {
+            IndexValue::Ref { resource_type, id } if *resource_type == patient_type => Some(*id),
+            _ => None,
+        })
+        .collect();
+    patients.sort_unstable();
+    patients.dedup();
+    patients
+}
+
+fn check_type(expected: &str, found: &str) -> Result<(), StoreError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(StoreError::TypeMismatch {
+            expected: expected.to_owned(),
+            found: found.to_owned(),
+        })
+    }
+}
+
+fn valid_id(id: String) -> Result<String, StoreError> {
+    if is_valid_id(&id) {
+        Ok(id)
+    } else {
+        Err(StoreError::Invalid {
+            field: "id",
+            problem: format!("`{id}` must be 1 to 64 characters of [A-Za-z0-9-.]"),
+        })
+    }
+}
+
+/// Serialises the members of `map` other than `skip` as `,"key":value` pairs.
+fn serialize_members(map: &Map<String, Value>, skip: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, value) in map {
+        if skip.contains(&key.as_str()) {
+            continue;
+        }
+        out.push(b',');
+        // Serialising a string key and an in-memory Value cannot fail (all keys are strings).
+        if serde_json::to_writer(&mut out, key).is_err() {
+            continue;
+        }
+        out.push(b':');
+        if serde_json::to_writer(&mut out, value).is_err() {
+            tracing::warn!(%key, "member could not be serialised");
+        }
+    }
+    out
+}
+
+/// Builds the stored JSON: `resourceType`, `id` and `meta` first, then the other members.
+fn assemble_json(
+    resource_type: &str,
+    id: &str,
+    version: u64,
+    timestamp: i64,
+    meta_rest: &[u8],
+    body_rest: &[u8],
+) -> Bytes {
+    // The type and id are validated to need no JSON escaping.
+    let head = format!(
+        r#"{{"resourceType":"{resource_type}","id":"{id}","meta":{{"versionId":"{version}","lastUpdated":"{}""#,
+        format_instant(timestamp)
+    );
+    let mut json = Vec::with_capacity(head.len() + meta_rest.len() + body_rest.len() + 2);
+    json.extend_from_slice(head.as_bytes());
+    json.extend_from_slice(meta_rest);
+    json.push(b'}');
+    json.extend_from_slice(body_rest);
+    json.push(b'}');
+    Bytes::from(json)
+}
+
+/// Picks a random id that `taken` does not reject.
+fn fresh_id(taken: impl Fn(&str) -> bool) -> String {
+    loop {
+        let mut random = [0_u8; GENERATED_ID_LEN];
+        if aws_lc_rs::rand::fill(&mut random).is_err() {
+            fallback_random(&mut random);
+        }
+        let id: String = random
+            .iter()
+            .map(|byte| char::from(ID_ALPHABET[usize::from(byte & 63)]))
+            .collect();
+        if !taken(&id) {
+            return id;
+        }
+    }
+}
+
+/// Fills `out` from std's randomly keyed hasher, for the (never observed) case where the
+/// system random source fails; uniqueness is still checked by the caller.
+fn fallback_random(out: &mut [u8]) {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let state = std::hash::RandomState::new();
+    for chunk in out.chunks_mut(8) {
+        let mut hasher = state.build_hasher();
+        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        let bytes = hasher.finish().to_le_bytes();
+        chunk.copy_from_slice(&bytes[..chunk.len()]);
+    }
+}
+
+fn datetime_to_micros(datetime: OffsetDateTime) -> i64 {
+    i64::try_from(datetime.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
+}
+
+fn micros_to_datetime(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn truncate_to_millis(micros: i64) -> i64 {
+    micros - micros.rem_euclid(1000)
+}
+
+/// Formats a timestamp as a FHIR instant in UTC with milliseconds, e.g.
+/// `2024-05-01T12:00:00.123Z`.
+fn format_instant(micros: i64) -> String {
+    let datetime = micros_to_datetime(micros);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        datetime.year(),
+        u8::from(datetime.month()),
+        datetime.day(),
+        datetime.hour(),
+        datetime.minute(),
+        datetime.second(),
+        datetime.millisecond()
+    )
+}
