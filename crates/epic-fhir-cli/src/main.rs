@@ -1,1 +1,106 @@
-fn main() {}
+//! `epic-fhir`: the command-line tool over the `epic-fhir` SDK and the local sandbox.
+//!
+//! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success, 1 when a
+//! server or authentication step fails, 2 on bad usage (flags, settings, files).
+
+mod keygen;
+mod settings;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Epic FHIR toolkit: Backend Services auth, FHIR R4 client, bulk export, local sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "epic-fhir", version, about, long_about = None)]
+struct Cli {
+    /// Log verbosity on stderr: -v for debug, -vv for trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a signing key pair, certificate and JWK Set for app registration.
+    Keygen(keygen::KeygenArgs),
+    /// Fetch an access token and print its type, scope and expiry.
+    Token(token::TokenArgs),
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad flags, settings or files: exit 2.
+    Usage(anyhow::Error),
+    /// The server or authentication failed: exit 1.
+    Remote(anyhow::Error),
+}
+
+impl Failure {
+    pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Failure::Usage(error.into())
+    }
+
+    pub(crate) fn remote(error: impl Into<anyhow::Error>) -> Self {
+        Failure::Remote(error.into())
+    }
+}
+
+/// Classifies an SDK error: configuration and key problems are the user's to fix (exit 2),
+/// everything else happened at or on the way to the server (exit 1).
+impl From<epic_fhir::Error> for Failure {
+    fn from(error: epic_fhir::Error) -> Self {
+        use epic_fhir::ErrorKind;
+        match error.kind() {
+            ErrorKind::Config | ErrorKind::Key | ErrorKind::InsecureUrl => Failure::Usage(error.into()),
+            _ => Failure::Remote(error.into()),
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,epic_fhir=debug,epic_fhir_sandbox=debug",
+        _ => "debug,epic_fhir=trace,epic_fhir_sandbox=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EPIC_FHIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Keygen(args) => keygen::run(args),
+            Command::Token(args) => token::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Remote(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
