@@ -183,6 +183,11 @@ impl StoredResource {
         format!("{}/{}", self.resource_type, self.id)
     }
 
+    /// The `(type, id)` pair identifying the resource, sharing the stored strings.
+    pub(crate) fn key(&self) -> (Arc<str>, Arc<str>) {
+        (Arc::clone(&self.resource_type), Arc::clone(&self.id))
+    }
+
     /// `meta.lastUpdated` in microseconds since the epoch.
     pub(crate) fn last_updated_micros(&self) -> i64 {
         self.last_updated
