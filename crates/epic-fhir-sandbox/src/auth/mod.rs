@@ -1,0 +1,13 @@
+//! Backend Services authorization: registered clients, client assertion verification, the
+//! `jti` replay cache, access tokens and SMART scopes.
+
+pub(crate) mod assertion;
+mod clients;
+mod keys;
+mod scopes;
+pub(crate) mod tokens;
+
+pub(crate) use clients::ClientRegistry;
+pub use clients::{ClientConfig, ClientKeys, DEFAULT_JWKS_CACHE, MAX_JWKS_CACHE, load_key_file};
+pub use keys::{ACCEPTED_ALGORITHMS, KeyKind, VerifyKey, parse_jwks, parse_pem_public};
+pub use scopes::{Permission, Scope, ScopeSet};

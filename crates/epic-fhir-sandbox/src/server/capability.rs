@@ -1,0 +1,101 @@
+//! `metadata` (the CapabilityStatement) and `.well-known/smart-configuration`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::auth::ACCEPTED_ALGORITHMS;
+use crate::search::{ParamKind, described_types, supported_params};
+
+/// The SMART `oauth-uris` extension URL.
+const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+
+/// The SMART configuration document.
+pub(crate) fn smart_configuration(state: &AppState) -> Value {
+    json!({
+        "issuer": state.base_url,
+        "token_endpoint": state.token_url,
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ACCEPTED_ALGORITHMS,
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": ["system/*.read", "system/*.rs", "system/*.write", "system/*.cud"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+    })
+}
+
+/// The CapabilityStatement: every type the server holds or can search, with exactly the
+/// interactions and search parameters it implements.
+pub(crate) fn capability_statement(state: &AppState) -> Value {
+    let mut types: BTreeSet<String> = state.store.types().into_iter().collect();
+    types.extend(described_types().map(str::to_owned));
+    let common = [
+        json!({"name": "_id", "type": "token", "documentation": "The resource id."}),
+        json!({"name": "_lastUpdated", "type": "date", "documentation": "When the resource version was stored."}),
+    ];
+    let resources: Vec<Value> = types
+        .iter()
+        .map(|resource_type| {
+            let params = supported_params(resource_type);
+            let mut search_params: Vec<Value> = params
+                .iter()
+                .map(|p| json!({"name": p.name(), "type": p.kind().as_str(), "documentation": p.doc()}))
+                .collect();
+            for param in &common {
+                if !params.iter().any(|p| Some(p.name()) == param["name"].as_str()) {
+                    search_params.push(param.clone());
+                }
+            }
+            let includes: Vec<String> = params
+                .iter()
+                .filter(|p| p.kind() == ParamKind::Reference)
+                .map(|p| format!("{resource_type}:{}", p.name()))
+                .collect();
+            let resource = json!({
+                "type": resource_type,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "search-type"},
+                    {"code": "create"}, {"code": "update"}
+                ],
+                "versioning": "versioned-update",
+                "conditionalCreate": false,
+                "conditionalUpdate": false,
+                "searchInclude": includes,
+                "searchParam": search_params,
+            });
+            resource
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-01",
+        "kind": "instance",
+        "software": {"name": "epic-fhir-sandbox", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Local Epic-compatible FHIR R4 sandbox", "url": state.base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "application/json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR"
+                }]}],
+                "extension": [{
+                    "url": OAUTH_URIS,
+                    "extension": [{"url": "token", "valueUri": state.token_url}]
+                }]
+            },
+            "resource": resources,
+            "searchParam": [
+                {"name": "_count", "type": "number", "documentation": "Page size, at most 1000."},
+                {"name": "_sort", "type": "string", "documentation": "Comma-separated sort keys; '-' for descending."},
+                {"name": "_elements", "type": "string", "documentation": "Top-level elements to return."},
+                {"name": "_summary", "type": "token", "documentation": "true, text, data or count."},
+                {"name": "_total", "type": "token", "documentation": "none, estimate or accurate."}
+            ],
+        }]
+    })
+}

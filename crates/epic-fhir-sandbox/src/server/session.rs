@@ -1,0 +1,122 @@
+//! Search sessions: the snapshot of a search's matches behind its `next` links.
+//!
+//! The first page of a search stores every match (shared `Arc`s of immutable stored versions, so
+//! a later update cannot change what the session returns) under a random session id. Each
+//! `next` link names the session and the page (`sessionID=<id>-<page>`), so that following a
+//! link again after a failed response returns the same page: paging neither skips nor repeats.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::search::ParsedSearch;
+use crate::store::StoredResource;
+
+/// One search's snapshot.
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(crate) client_id: String,
+    pub(crate) query: ParsedSearch,
+    pub(crate) matches: Vec<Arc<StoredResource>>,
+    pub(crate) page_size: usize,
+    last_used: Mutex<Instant>,
+}
+
+impl Session {
+    /// The number of pages.
+    pub(crate) fn pages(&self) -> usize {
+        self.matches.len().div_ceil(self.page_size).max(1)
+    }
+
+    /// The matches of page `page` (0-based).
+    pub(crate) fn page(&self, page: usize) -> &[Arc<StoredResource>] {
+        let start = (page * self.page_size).min(self.matches.len());
+        let end = (start + self.page_size).min(self.matches.len());
+        &self.matches[start..end]
+    }
+}
+
+/// Why a session link could not be followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SessionProblem {
+    /// The link is not one this server made.
+    Malformed,
+    /// Unknown, expired after idling, or belonging to another client.
+    Expired,
+    /// The page number is past the end.
+    NoSuchPage,
+}
+
+/// All live sessions.
+#[derive(Debug)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    idle_timeout: Duration,
+}
+
+impl Sessions {
+    pub(crate) fn new(idle_timeout: Duration) -> Self {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            idle_timeout,
+        }
+    }
+
+    /// Stores a snapshot and returns its id.
+    pub(crate) fn create(
+        &self,
+        client_id: &str,
+        query: ParsedSearch,
+        matches: Vec<Arc<StoredResource>>,
+        page_size: usize,
+    ) -> (String, Arc<Session>) {
+        let mut bytes = [0u8; 16];
+        // A failing system RNG would leave zeros; sessions would still work, only guessably,
+        // and they are bound to the client anyway.
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let session = Arc::new(Session {
+            client_id: client_id.to_owned(),
+            query,
+            matches,
+            page_size,
+            last_used: Mutex::new(Instant::now()),
+        });
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = self.idle_timeout;
+        map.retain(|_, s| s.last_used.lock().unwrap_or_else(PoisonError::into_inner).elapsed() < idle);
+        map.insert(id.clone(), Arc::clone(&session));
+        (id, session)
+    }
+
+    /// Resolves `sessionID=<id>-<page>` for `client_id`.
+    pub(crate) fn resolve(&self, value: &str, client_id: &str) -> Result<(Arc<Session>, usize), SessionProblem> {
+        let (id, page) = value.rsplit_once('-').ok_or(SessionProblem::Malformed)?;
+        let page: usize = page.parse().map_err(|_| SessionProblem::Malformed)?;
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = map.get(id).cloned().ok_or(SessionProblem::Expired)?;
+        {
+            let mut last_used = session.last_used.lock().unwrap_or_else(PoisonError::into_inner);
+            if last_used.elapsed() >= self.idle_timeout {
+                drop(last_used);
+                map.remove(id);
+                return Err(SessionProblem::Expired);
+            }
+            *last_used = Instant::now();
+        }
+        if session.client_id != client_id {
+            return Err(SessionProblem::Expired);
+        }
+        if page >= session.pages() {
+            return Err(SessionProblem::NoSuchPage);
+        }
+        Ok((session, page))
+    }
+
+    /// The number of live sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
