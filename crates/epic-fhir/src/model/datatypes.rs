@@ -931,6 +931,32 @@ mod tests {
     }
 
     #[test]
+    fn modelled_names_in_extra_are_refused_when_writing() {
+        let mut coding = Coding::new("http://loinc.org", "8302-2");
+        coding.extra.insert("_code".to_owned(), json!({"id": "c"}));
+        assert!(serde_json::to_value(&coding).is_ok());
+        coding.extra.insert("code".to_owned(), json!("other"));
+        let error = serde_json::to_value(&coding).unwrap_err().to_string();
+        assert!(
+            error.contains("`extra` holds `code`, which Coding models as a field"),
+            "{error}"
+        );
+        let mut extension = Extension::default();
+        extension.extra.insert("valueString".to_owned(), json!("x"));
+        assert!(serde_json::to_value(&extension).is_err());
+        let mut patient = crate::model::Patient::default();
+        patient
+            .extra
+            .insert("resourceType".to_owned(), json!("Patient"));
+        assert!(serde_json::to_value(&patient).is_err());
+        patient.extra.clear();
+        patient
+            .extra
+            .insert("deceasedBoolean".to_owned(), json!(true));
+        assert!(serde_json::to_value(&patient).is_err());
+    }
+
+    #[test]
     fn duplicate_member_in_text_is_an_error() {
         let error = crate::model::from_str::<Coding>(r#"{"code":"a","code":"b"}"#).unwrap_err();
         assert_eq!(error.path(), "code");

@@ -144,6 +144,16 @@ fn excerpt(input: &[u8], line: usize, column: usize) -> Option<String> {
 /// assert_eq!(error.path(), "birthDate");
 /// ```
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ModelError> {
+    // Tracking the path costs as much as the parse itself, so it is done only to explain a
+    // failure: parsing is deterministic, and the second pass fails at the same place.
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => from_slice_tracked(bytes),
+    }
+}
+
+/// Parses JSON bytes into `T` while tracking the JSON path, for the error.
+fn from_slice_tracked<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ModelError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|error| ModelError::from_tracked(error, Some(bytes)))?;
@@ -165,7 +175,13 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, ModelError> {
 
 /// Converts a parsed JSON value into `T`, reporting the JSON path on failure.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ModelError> {
-    serde_path_to_error::deserialize(value).map_err(|error| ModelError::from_tracked(error, None))
+    // As in `from_slice`, the path is tracked only on a second pass after a failure; the
+    // first pass borrows the value so that it is still there for the second.
+    match T::deserialize(&value) {
+        Ok(typed) => Ok(typed),
+        Err(_) => serde_path_to_error::deserialize(&value)
+            .map_err(|error| ModelError::from_tracked(error, None)),
+    }
 }
 
 #[cfg(test)]

@@ -323,6 +323,16 @@ macro_rules! fhir_struct {
                 $( map.serialize_entry("resourceType", $rtype)?; )?
                 $( $crate::model::macros::write_member!(map, $kind $json, &self.$field); )*
                 for (key, value) in &self.extra {
+                    // A modelled name in `extra` would be written twice: refuse it rather than
+                    // write JSON with a duplicate member.
+                    let modelled = $( $crate::model::macros::match_member!($kind $json $fty, key.as_str()).is_some() || )*
+                        ($crate::model::macros::optional_literal!($($rtype)?) as Option<&str>).is_some() && key == "resourceType";
+                    if modelled {
+                        return Err(<S::Error as ::serde::ser::Error>::custom(format_args!(
+                            "`extra` holds `{key}`, which {} models as a field",
+                            stringify!($name)
+                        )));
+                    }
                     map.serialize_entry(key, value)?;
                 }
                 map.end()

@@ -140,8 +140,43 @@ impl Serialize for RawResource {
 
 impl<'de> Deserialize<'de> for RawResource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let object = Map::<String, Value>::deserialize(deserializer)?;
-        Self::from_object(object).map_err(|error| de::Error::custom(error.cause_message()))
+        struct RawVisitor;
+
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = RawResource;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a FHIR resource object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawResource, A::Error> {
+                let mut resource_type: Option<String> = None;
+                let mut members = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "resourceType" {
+                        if resource_type.is_some() {
+                            return reject_member(&mut map, duplicate_member(&key));
+                        }
+                        resource_type = Some(map.next_value()?);
+                    } else if members.contains_key(&key) {
+                        return reject_member(&mut map, duplicate_member(&key));
+                    } else {
+                        let value = map.next_value()?;
+                        members.insert(key, value);
+                    }
+                }
+                match resource_type {
+                    Some(resource_type) if !resource_type.is_empty() => Ok(RawResource {
+                        resource_type,
+                        members,
+                    }),
+                    Some(_) => Err(de::Error::custom("resourceType must be a non-empty string")),
+                    None => Err(de::Error::custom("missing member `resourceType`")),
+                }
+            }
+        }
+
+        deserializer.deserialize_map(RawVisitor)
     }
 }
 
@@ -392,7 +427,7 @@ impl<'de> Visitor<'de> for ResourceVisitor {
 }
 
 impl ModelError {
-    /// The cause alone, for errors raised where the enclosing deserializer adds the path.
+    /// The cause alone, without the path.
     fn cause_message(&self) -> String {
         std::error::Error::source(self)
             .map(ToString::to_string)
@@ -609,6 +644,20 @@ mod tests {
         assert!(typed.as_patient().is_some());
         assert!(RawResource::from_value(json!({"resourceType": ""})).is_err());
         assert!(RawResource::from_value(json!([1])).is_err());
+        let contained = from_slice::<Patient>(
+            br#"{"resourceType":"Patient","contained":[{"id":"a","resourceType":"Organization","id":"b"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(contained.path(), "contained[0].id");
+        let untyped =
+            from_slice::<Patient>(br#"{"resourceType":"Patient","contained":[{"id":"a"}]}"#)
+                .unwrap_err();
+        assert_eq!(untyped.path(), "contained[0]");
+        assert!(
+            untyped
+                .source_message()
+                .contains("missing member `resourceType`")
+        );
     }
 
     impl ModelError {
