@@ -312,7 +312,7 @@ macro_rules! fhir_struct {
             )*
             /// Members this model does not name, kept verbatim and written back unchanged:
             /// primitive extensions such as `_birthDate`, elements of newer FHIR versions,
-            /// and anything else. It must not hold a name the model already has.
+            /// and anything else. Writing fails if it holds a name the model has a field for.
             pub extra: ::serde_json::Map<String, ::serde_json::Value>,
         }
 
