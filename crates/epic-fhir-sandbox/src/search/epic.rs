@@ -24,6 +24,11 @@ const PATIENT_IDENTIFYING: [&str; 6] =
 
 /// Applies Epic's rules to a parsed search: returns an error carrying Epic's code when a
 /// required parameter is missing, and drops (with a warning) the revincludes Epic ignores.
+///
+/// # Errors
+///
+/// A [`SearchError`] with [`SearchError::epic_code`] set to [`REQUIRED_PARAMETER_MISSING`]
+/// or [`PATIENT_SEARCH_NEEDS_IDENTIFIERS`] when the search lacks the parameters Epic requires.
 pub fn apply_epic_rules(search: &mut ParsedSearch) -> Result<(), SearchError> {
     match search.resource_type() {
         "Observation"

@@ -9,7 +9,7 @@ use super::parse::{
     Clause, ParsedSearch, QuantityQuery, RefQuery, SortKey, StringMode, SystemQuery, Target, Test,
     TokenQuery,
 };
-use super::registry::ParamKind;
+use super::registry::{ParamDef, ParamKind};
 use super::text::word_prefix_match;
 use crate::store::{IndexValue, Inner, Interner, Store, StoredResource, Sym, TypeTable};
 
@@ -56,12 +56,53 @@ impl Store {
     }
 }
 
+/// Which references count for a parameter restricted to one resource type (`patient`
+/// counts only references to Patients, even where the element may point elsewhere).
+#[derive(Clone, Copy)]
+pub(super) enum TypeFilter {
+    /// The parameter is not restricted.
+    Any,
+    /// Only references to the type with this symbol count.
+    Only(Sym),
+    /// The type was never interned, so no stored reference can count.
+    Nothing,
+}
+
+impl TypeFilter {
+    /// The filter for a parameter's target restriction.
+    pub(super) fn new(restricted_to: Option<&str>, interner: &Interner) -> Self {
+        match restricted_to {
+            None => TypeFilter::Any,
+            Some(name) => interner
+                .get(name)
+                .map_or(TypeFilter::Nothing, TypeFilter::Only),
+        }
+    }
+
+    /// True when a reference to `resource_type` counts.
+    pub(super) fn accepts(self, resource_type: Sym) -> bool {
+        match self {
+            TypeFilter::Any => true,
+            TypeFilter::Only(expected) => expected == resource_type,
+            TypeFilter::Nothing => false,
+        }
+    }
+}
+
+/// The type filter of a parameter: its target restriction if it is a reference parameter.
+fn type_filter_of(param: &ParamDef, interner: &Interner) -> TypeFilter {
+    if param.kind() == ParamKind::Reference {
+        TypeFilter::new(param.target(), interner)
+    } else {
+        TypeFilter::Any
+    }
+}
+
 /// A clause with its strings resolved to interned symbols for this store.
 struct Compiled<'q> {
     clause: &'q Clause,
-    /// For reference parameters restricted to one type, that type's symbol: only references
-    /// to it count. `Some(None)` when the type was never interned (nothing can match).
-    type_filter: Option<Option<Sym>>,
+    /// Which references count for the clause's parameter.
+    type_filter: TypeFilter,
     test: CompiledTest<'q>,
 }
 
@@ -107,10 +148,7 @@ enum UnitMatch {
 
 fn compile<'q>(clause: &'q Clause, inner: &Inner) -> Compiled<'q> {
     let interner = &inner.interner;
-    let type_filter = match (clause.param.kind(), clause.param.target()) {
-        (ParamKind::Reference, Some(target)) => Some(interner.get(target)),
-        _ => None,
-    };
+    let type_filter = type_filter_of(clause.param, interner);
     let test = match &clause.test {
         Test::Token { values, negate } => CompiledTest::Token {
             values: values
@@ -247,8 +285,8 @@ impl Compiled<'_> {
 
     /// True when a reference value counts for this parameter (its type filter).
     fn counts(&self, value: &IndexValue) -> bool {
-        match (self.type_filter, value) {
-            (Some(filter), IndexValue::Ref { resource_type, .. }) => filter == Some(*resource_type),
+        match value {
+            IndexValue::Ref { resource_type, .. } => self.type_filter.accepts(*resource_type),
             _ => true,
         }
     }
@@ -392,10 +430,7 @@ fn sort_value<'a>(
         Target::LastUpdated => return Some(SortValue::Int(resource.last_updated_micros())),
         Target::Slot(slot) => resource.index.slot(slot),
     };
-    let type_filter = match (key.param.kind(), key.param.target()) {
-        (ParamKind::Reference, Some(target)) => Some(interner.get(target)),
-        _ => None,
-    };
+    let type_filter = type_filter_of(key.param, interner);
     let candidates = values.iter().filter_map(|value| match value {
         IndexValue::Date(range) => Some(SortValue::Int(if key.descending {
             range.hi
@@ -405,7 +440,7 @@ fn sort_value<'a>(
         IndexValue::Token { code, .. } => Some(SortValue::Text(interner.resolve(*code))),
         IndexValue::Str { normalized, .. } => Some(SortValue::Text(interner.resolve(*normalized))),
         IndexValue::Ref { resource_type, id } => type_filter
-            .is_none_or(|filter| filter == Some(*resource_type))
+            .accepts(*resource_type)
             .then(|| SortValue::Text(interner.resolve(*id))),
         IndexValue::Quantity(quantity) => Some(SortValue::Float(quantity.value)),
         IndexValue::Text(_) => None,

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::eval::TypeFilter;
 use super::parse::{Include, ParsedSearch};
 use crate::store::{IndexValue, Inner, Store, StoredResource, Sym, TypeTable};
 
@@ -183,15 +184,10 @@ fn scan_referrers(
     include: &Include,
     wanted: &HashSet<(Sym, Sym)>,
 ) -> Vec<Arc<StoredResource>> {
-    let restricted: Vec<(u8, Option<Sym>)> = include
+    let restricted: Vec<(u8, TypeFilter)> = include
         .slots
         .iter()
-        .map(|(slot, restricted)| {
-            // A restriction to a type the store never saw can match nothing: use a symbol no
-            // reference carries.
-            let filter = restricted.map(|name| inner.interner.get(name).unwrap_or(Sym::NONE));
-            (*slot, filter)
-        })
+        .map(|(slot, restricted)| (*slot, TypeFilter::new(*restricted, &inner.interner)))
         .collect();
     table
         .iter()
@@ -199,8 +195,7 @@ fn scan_referrers(
             restricted.iter().any(|(slot, filter)| {
                 resource.index.slot(*slot).iter().any(|value| match value {
                     IndexValue::Ref { resource_type, id } => {
-                        filter.is_none_or(|filter| filter == *resource_type)
-                            && wanted.contains(&(*resource_type, *id))
+                        filter.accepts(*resource_type) && wanted.contains(&(*resource_type, *id))
                     }
                     _ => false,
                 })

@@ -358,6 +358,13 @@ impl ParsedSearch {
 /// Unknown parameters are ignored and reported in [`ParsedSearch::warnings`]; malformed
 /// values, unknown or unsupported modifiers and invalid control parameters are errors
 /// naming the parameter and the value.
+///
+/// # Errors
+///
+/// A [`SearchError`] for the first malformed parameter: an empty or unparsable value, an
+/// unknown prefix, an unknown or unsupported modifier, a reference of the wrong type, an
+/// invalid control parameter (`_count`, `_sort`, `_include`...), or an invalid
+/// `resource_type`.
 pub fn parse<K: AsRef<str>, V: AsRef<str>>(
     resource_type: &str,
     pairs: &[(K, V)],

@@ -372,12 +372,22 @@ impl Store {
     ///
     /// The store sets `meta.versionId` and `meta.lastUpdated`, replacing any values in the
     /// body, and keeps the rest of `meta` (tags, profiles...).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] when the body is not an object, lacks a valid `resourceType`
+    /// or `id`, or has a `meta` that is not an object.
     pub fn upsert(&self, resource: Value) -> Result<WriteOutcome, StoreError> {
         self.write(resource, WriteMode::Upsert)
     }
 
     /// Creates a resource of `resource_type` under a new random id (FHIR `POST`). An id in
     /// the body is ignored, as FHIR requires.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TypeMismatch`] when the body's `resourceType` is not `resource_type`,
+    /// and [`StoreError::Invalid`] for bodies [`Store::upsert`] would refuse.
     pub fn create(&self, resource_type: &str, resource: Value) -> Result<WriteOutcome, StoreError> {
         self.write(resource, WriteMode::Create { resource_type })
     }
@@ -388,6 +398,12 @@ impl Store {
     /// ([`StoreError::TypeMismatch`], [`StoreError::IdMismatch`]). With `if_match`, the write
     /// only happens if the current version is that one ([`StoreError::VersionConflict`]
     /// otherwise, including when the resource does not exist).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::TypeMismatch`], [`StoreError::IdMismatch`] and
+    /// [`StoreError::VersionConflict`] as above, and [`StoreError::Invalid`] for an invalid
+    /// `id` or a body [`Store::upsert`] would refuse.
     pub fn update(
         &self,
         resource_type: &str,
@@ -546,105 +562,116 @@ impl Store {
 
     /// Validates, serialises and indexes outside the lock, then commits under it.
     fn write(&self, mut resource: Value, mode: WriteMode<'_>) -> Result<WriteOutcome, StoreError> {
-        let Value::Object(map) = &mut resource else {
-            return Err(StoreError::Invalid {
-                field: "resource",
-                problem: "must be a JSON object".to_owned(),
-            });
-        };
-        let resource_type = match map.get("resourceType") {
-            Some(Value::String(name)) if is_valid_type_name(name) => name.clone(),
-            Some(Value::String(name)) => {
-                return Err(StoreError::Invalid {
-                    field: "resourceType",
-                    problem: format!("`{name}` is not a resource type name"),
-                });
-            }
-            Some(_) => {
-                return Err(StoreError::Invalid {
-                    field: "resourceType",
-                    problem: "must be a string".to_owned(),
-                });
-            }
-            None => {
-                return Err(StoreError::Invalid {
-                    field: "resourceType",
-                    problem: "is missing".to_owned(),
-                });
-            }
-        };
-        let body_id = match map.get("id") {
-            Some(Value::String(id)) => Some(id.clone()),
-            Some(_) => {
-                return Err(StoreError::Invalid {
-                    field: "id",
-                    problem: "must be a string".to_owned(),
-                });
-            }
-            None => None,
-        };
-        let (requested_id, if_match) = match mode {
-            WriteMode::Upsert => {
-                let id = body_id.ok_or_else(|| StoreError::Invalid {
-                    field: "id",
-                    problem: "is missing (only create assigns ids)".to_owned(),
-                })?;
-                (Some(valid_id(id)?), None)
-            }
-            WriteMode::Create {
-                resource_type: expected,
-            } => {
-                check_type(expected, &resource_type)?;
-                (None, None)
-            }
-            WriteMode::Update {
-                resource_type: expected,
-                id,
-                if_match,
-            } => {
-                check_type(expected, &resource_type)?;
-                let id = valid_id(id.to_owned())?;
-                if body_id.as_deref() != Some(id.as_str()) {
-                    return Err(StoreError::IdMismatch {
-                        expected: id,
-                        found: body_id,
-                    });
-                }
-                (Some(id), if_match)
-            }
-        };
-        let meta = match map.remove("meta") {
-            None => Map::new(),
-            Some(Value::Object(meta)) => meta,
-            Some(_) => {
-                return Err(StoreError::Invalid {
-                    field: "meta",
-                    problem: "must be an object".to_owned(),
-                });
-            }
-        };
-        let meta_rest = serialize_members(&meta, &["versionId", "lastUpdated"]);
-        let body_rest = serialize_members(map, &["resourceType", "id"]);
-        let schema = schema(&resource_type);
-        let raw_index = index::extract(schema, &resource);
-
+        let prepared = prepare(&mut resource, mode)?;
+        let raw_index = index::extract(schema(&prepared.resource_type), &resource);
         let now = truncate_to_millis(datetime_to_micros((self.clock)()));
-        let mut guard = self.write_inner();
-        let Inner {
-            tables,
-            interner,
-            patient_type,
-            total,
-            bytes,
-            last_timestamp,
-        } = &mut *guard;
-        let existing_table = tables.get(resource_type.as_str());
-        let id = match requested_id {
-            Some(id) => id,
-            None => fresh_id(|candidate| {
+        self.write_inner().commit(prepared, raw_index, now)
+    }
+}
+
+/// A validated write, serialised except for the parts only known under the lock (the id of
+/// a create, the version and the timestamp).
+struct Prepared {
+    resource_type: String,
+    /// The id to write; `None` for a create, which draws one under the lock.
+    id: Option<String>,
+    if_match: Option<u64>,
+    /// The members of `meta` other than `versionId` and `lastUpdated`, as `,"k":v` pairs.
+    meta_rest: Vec<u8>,
+    /// The members of the resource other than `resourceType`, `id` and `meta`, likewise.
+    body_rest: Vec<u8>,
+}
+
+/// Validates `resource` for `mode`, takes its `meta` out (the store writes its own) and
+/// serialises the rest.
+fn prepare(resource: &mut Value, mode: WriteMode<'_>) -> Result<Prepared, StoreError> {
+    let invalid = |field: &'static str, problem: &str| StoreError::Invalid {
+        field,
+        problem: problem.to_owned(),
+    };
+    let Value::Object(map) = resource else {
+        return Err(invalid("resource", "must be a JSON object"));
+    };
+    let resource_type = match map.get("resourceType") {
+        Some(Value::String(name)) if is_valid_type_name(name) => name.clone(),
+        Some(Value::String(name)) => {
+            return Err(invalid(
+                "resourceType",
+                &format!("`{name}` is not a resource type name"),
+            ));
+        }
+        Some(_) => return Err(invalid("resourceType", "must be a string")),
+        None => return Err(invalid("resourceType", "is missing")),
+    };
+    let body_id = match map.get("id") {
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(_) => return Err(invalid("id", "must be a string")),
+        None => None,
+    };
+    let (id, if_match) = match mode {
+        WriteMode::Upsert => {
+            let id =
+                body_id.ok_or_else(|| invalid("id", "is missing (only create assigns ids)"))?;
+            (Some(valid_id(id)?), None)
+        }
+        WriteMode::Create {
+            resource_type: expected,
+        } => {
+            check_type(expected, &resource_type)?;
+            (None, None)
+        }
+        WriteMode::Update {
+            resource_type: expected,
+            id,
+            if_match,
+        } => {
+            check_type(expected, &resource_type)?;
+            let id = valid_id(id.to_owned())?;
+            if body_id.as_deref() != Some(id.as_str()) {
+                return Err(StoreError::IdMismatch {
+                    expected: id,
+                    found: body_id,
+                });
+            }
+            (Some(id), if_match)
+        }
+    };
+    let meta = match map.remove("meta") {
+        None => Map::new(),
+        Some(Value::Object(meta)) => meta,
+        Some(_) => return Err(invalid("meta", "must be an object")),
+    };
+    Ok(Prepared {
+        resource_type,
+        id,
+        if_match,
+        meta_rest: serialize_members(&meta, &["versionId", "lastUpdated"]),
+        body_rest: serialize_members(map, &["resourceType", "id"]),
+    })
+}
+
+impl Inner {
+    /// Stores a prepared write: checks the precondition, then mutates. Nothing is changed
+    /// when an error is returned.
+    fn commit(
+        &mut self,
+        prepared: Prepared,
+        raw_index: index::RawIndex<'_>,
+        now: i64,
+    ) -> Result<WriteOutcome, StoreError> {
+        let Prepared {
+            resource_type,
+            id,
+            if_match,
+            meta_rest,
+            body_rest,
+        } = prepared;
+        let existing_table = self.tables.get(resource_type.as_str());
+        let id = id.unwrap_or_else(|| {
+            fresh_id(|candidate| {
                 existing_table.is_some_and(|table| table.ids.contains_key(candidate))
-            }),
-        };
+            })
+        });
         let current = existing_table.and_then(|table| {
             let position = table.position(&id)?;
             Some((position, table.current(position)?.version))
@@ -674,13 +701,13 @@ impl Store {
         };
 
         // Everything fallible is done; from here on the store is only mutated.
-        let timestamp = now.max(*last_timestamp);
-        *last_timestamp = timestamp;
+        let timestamp = now.max(self.last_timestamp);
+        self.last_timestamp = timestamp;
         let version = match placement {
             Placement::Existing { version, .. } => version + 1,
             Placement::New { .. } => 1,
         };
-        let index = raw_index.intern(interner);
+        let index = raw_index.intern(&mut self.interner);
         let json = assemble_json(
             &resource_type,
             &id,
@@ -689,11 +716,15 @@ impl Store {
             &meta_rest,
             &body_rest,
         );
-        let type_key = tables.get_key_value(resource_type.as_str()).map_or_else(
-            || Arc::from(resource_type.as_str()),
-            |(key, _)| Arc::clone(key),
-        );
-        let table = tables
+        let type_key = self
+            .tables
+            .get_key_value(resource_type.as_str())
+            .map_or_else(
+                || Arc::from(resource_type.as_str()),
+                |(key, _)| Arc::clone(key),
+            );
+        let table = self
+            .tables
             .entry(Arc::clone(&type_key))
             .or_insert_with(|| TypeTable::new(type_key));
         let id: Arc<str> = table
@@ -702,60 +733,22 @@ impl Store {
             .map_or_else(|| Arc::from(id), |(key, _)| Arc::clone(key));
         let stored = Arc::new(StoredResource {
             resource_type: Arc::clone(&table.name),
-            id: Arc::clone(&id),
+            id,
             version,
             last_updated: timestamp,
             json,
             index,
         });
-        *bytes += stored.approximate_bytes();
-        let new_patients = patients_of(table.schema, &stored.index, *patient_type);
+        self.bytes += stored.approximate_bytes();
+        let patients = patients_of(table.schema, &stored.index, self.patient_type);
         let created = match placement {
             Placement::Existing { position, .. } => {
-                let entry = &mut table.entries[position as usize];
-                let previous = std::mem::replace(&mut entry.current, Arc::clone(&stored));
-                let old_patients = patients_of(table.schema, &previous.index, *patient_type);
-                entry.history.push(previous);
-                *bytes += size_of::<Arc<StoredResource>>();
-                for patient in old_patients
-                    .iter()
-                    .filter(|patient| !new_patients.contains(patient))
-                {
-                    if let Some(positions) = table.by_patient.get_mut(patient)
-                        && let Ok(found) = positions.binary_search(&position)
-                    {
-                        positions.remove(found);
-                    }
-                }
-                for patient in new_patients
-                    .iter()
-                    .filter(|patient| !old_patients.contains(patient))
-                {
-                    let positions = table.by_patient.entry(*patient).or_default();
-                    if let Err(insert_at) = positions.binary_search(&position) {
-                        positions.insert(insert_at, position);
-                        *bytes += size_of::<u32>();
-                    }
-                }
+                self.bytes += table.add_version(position, &stored, &patients, self.patient_type);
                 false
             }
             Placement::New { position } => {
-                table.ids.insert(id, position);
-                table.entries.push(Entry {
-                    current: Arc::clone(&stored),
-                    history: Vec::new(),
-                });
-                for patient in &new_patients {
-                    // A new position is the largest so far, so pushing keeps the list sorted.
-                    let positions = table.by_patient.entry(*patient).or_insert_with(|| {
-                        *bytes += MAP_ENTRY_BYTES;
-                        Vec::new()
-                    });
-                    positions.push(position);
-                    *bytes += size_of::<u32>();
-                }
-                *bytes += size_of::<Entry>() + MAP_ENTRY_BYTES + stored.id.len() + ARC_HEADER_BYTES;
-                *total += 1;
+                self.bytes += table.add_resource(position, &stored, &patients);
+                self.total += 1;
                 true
             }
         };
@@ -763,6 +756,73 @@ impl Store {
             resource: stored,
             created,
         })
+    }
+}
+
+impl TypeTable {
+    /// Makes `stored` the current version of the resource at `position`, moving it between
+    /// patient index lists as needed. Returns the bytes added.
+    fn add_version(
+        &mut self,
+        position: u32,
+        stored: &Arc<StoredResource>,
+        patients: &[Sym],
+        patient_type: Sym,
+    ) -> usize {
+        let Some(entry) = self.entries.get_mut(position as usize) else {
+            return 0;
+        };
+        let previous = std::mem::replace(&mut entry.current, Arc::clone(stored));
+        let old_patients = patients_of(self.schema, &previous.index, patient_type);
+        entry.history.push(previous);
+        let mut added = size_of::<Arc<StoredResource>>();
+        for patient in old_patients
+            .iter()
+            .filter(|patient| !patients.contains(patient))
+        {
+            if let Some(positions) = self.by_patient.get_mut(patient)
+                && let Ok(found) = positions.binary_search(&position)
+            {
+                positions.remove(found);
+            }
+        }
+        for patient in patients
+            .iter()
+            .filter(|patient| !old_patients.contains(patient))
+        {
+            let positions = self.by_patient.entry(*patient).or_default();
+            if let Err(insert_at) = positions.binary_search(&position) {
+                positions.insert(insert_at, position);
+                added += size_of::<u32>();
+            }
+        }
+        added
+    }
+
+    /// Appends a new resource at `position` (the end) and indexes its patients. Returns the
+    /// bytes added.
+    fn add_resource(
+        &mut self,
+        position: u32,
+        stored: &Arc<StoredResource>,
+        patients: &[Sym],
+    ) -> usize {
+        let mut added = size_of::<Entry>() + MAP_ENTRY_BYTES + stored.id.len() + ARC_HEADER_BYTES;
+        self.ids.insert(Arc::clone(&stored.id), position);
+        self.entries.push(Entry {
+            current: Arc::clone(stored),
+            history: Vec::new(),
+        });
+        for patient in patients {
+            // A new position is the largest so far, so pushing keeps the list sorted.
+            let positions = self.by_patient.entry(*patient).or_insert_with(|| {
+                added += MAP_ENTRY_BYTES;
+                Vec::new()
+            });
+            positions.push(position);
+            added += size_of::<u32>();
+        }
+        added
     }
 }
 
@@ -909,4 +969,419 @@ fn format_instant(micros: i64) -> String {
         datetime.second(),
         datetime.millisecond()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    /// A store whose clock reads `seconds` (since the epoch) from a shared cell.
+    fn store_at(seconds: Arc<AtomicI64>) -> Store {
+        Store::with_clock(move || {
+            OffsetDateTime::from_unix_timestamp(seconds.load(Ordering::SeqCst))
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        })
+    }
+
+    fn fixed_store() -> Store {
+        store_at(Arc::new(AtomicI64::new(1_700_000_000)))
+    }
+
+    fn json_text(resource: &StoredResource) -> &str {
+        std::str::from_utf8(resource.json()).expect("stored JSON is UTF-8")
+    }
+
+    fn parsed(resource: &StoredResource) -> Value {
+        serde_json::from_slice(resource.json()).expect("stored JSON parses")
+    }
+
+    #[test]
+    fn store_is_shareable_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        assert_send_sync::<Arc<StoredResource>>();
+    }
+
+    #[test]
+    fn upsert_writes_meta_first_and_keeps_the_rest() {
+        let store = fixed_store();
+        let body = json!({
+            "name": [{"family": "Lin", "given": ["Derrick"]}],
+            "meta": {"versionId": "99", "lastUpdated": "1999-01-01T00:00:00Z",
+                     "tag": [{"system": "https://smarthealthit.org/tags", "code": "synthea-5-2019"}]},
+            "id": "p1",
+            "resourceType": "Patient",
+            "birthDate": "1973-06-03"
+        });
+        let written = store.upsert(body.clone()).expect("valid");
+        assert!(written.created);
+        let text = json_text(&written.resource);
+        assert!(
+            text.starts_with(
+                r#"{"resourceType":"Patient","id":"p1","meta":{"versionId":"1","lastUpdated":"2023-11-14T22:13:20.000Z","tag":"#
+            ),
+            "{text}"
+        );
+        let mut expected = body;
+        expected["meta"]["versionId"] = json!("1");
+        expected["meta"]["lastUpdated"] = json!("2023-11-14T22:13:20.000Z");
+        assert_eq!(parsed(&written.resource), expected);
+        assert_eq!(written.resource.reference(), "Patient/p1");
+        assert_eq!(
+            written.resource.last_updated(),
+            OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time")
+        );
+    }
+
+    #[test]
+    fn resources_without_meta_get_one() {
+        let store = fixed_store();
+        let written = store
+            .upsert(json!({"resourceType": "Basic", "id": "b"}))
+            .expect("valid");
+        assert_eq!(
+            json_text(&written.resource),
+            r#"{"resourceType":"Basic","id":"b","meta":{"versionId":"1","lastUpdated":"2023-11-14T22:13:20.000Z"}}"#
+        );
+    }
+
+    #[test]
+    fn versions_are_kept_for_vread() {
+        let store = fixed_store();
+        store
+            .upsert(json!({"resourceType": "Patient", "id": "p1", "gender": "male"}))
+            .expect("v1");
+        let second = store
+            .upsert(json!({"resourceType": "Patient", "id": "p1", "gender": "female"}))
+            .expect("v2");
+        assert!(!second.created);
+        assert_eq!(second.resource.version(), 2);
+        let current = store.read("Patient", "p1").expect("current");
+        assert_eq!(current.version(), 2);
+        assert_eq!(parsed(&current)["gender"], "female");
+        let first = store.vread("Patient", "p1", 1).expect("version 1");
+        assert_eq!(parsed(&first)["gender"], "male");
+        assert_eq!(parsed(&first)["meta"]["versionId"], "1");
+        assert!(store.vread("Patient", "p1", 3).is_none());
+        assert!(store.vread("Patient", "nobody", 1).is_none());
+        assert!(store.read("Patient", "nobody").is_none());
+        assert!(store.read("Observation", "p1").is_none());
+        assert_eq!(store.count("Patient"), 1);
+        assert_eq!(store.total(), 1);
+    }
+
+    #[test]
+    fn update_checks_type_id_and_version() {
+        let store = fixed_store();
+        let patient = |id: &str| json!({"resourceType": "Patient", "id": id});
+        let created = store
+            .update("Patient", "p1", patient("p1"), None)
+            .expect("create by update");
+        assert!(created.created);
+
+        assert_eq!(
+            store
+                .update("Observation", "p1", patient("p1"), None)
+                .expect_err("type"),
+            StoreError::TypeMismatch {
+                expected: "Observation".into(),
+                found: "Patient".into()
+            }
+        );
+        assert_eq!(
+            store
+                .update("Patient", "p1", patient("p2"), None)
+                .expect_err("id"),
+            StoreError::IdMismatch {
+                expected: "p1".into(),
+                found: Some("p2".into())
+            }
+        );
+        let missing_id = store
+            .update("Patient", "p1", json!({"resourceType": "Patient"}), None)
+            .expect_err("no id");
+        assert_eq!(
+            missing_id,
+            StoreError::IdMismatch {
+                expected: "p1".into(),
+                found: None
+            }
+        );
+        assert!(missing_id.to_string().contains("has no id"));
+
+        let conflict = store
+            .update("Patient", "p1", patient("p1"), Some(7))
+            .expect_err("412");
+        assert_eq!(
+            conflict,
+            StoreError::VersionConflict {
+                resource_type: "Patient".into(),
+                id: "p1".into(),
+                expected: 7,
+                current: Some(1)
+            }
+        );
+        assert!(conflict.to_string().contains("current version is 1"));
+        let updated = store
+            .update("Patient", "p1", patient("p1"), Some(1))
+            .expect("matching version");
+        assert_eq!(updated.resource.version(), 2);
+        assert!(!updated.created);
+
+        let absent = store
+            .update("Patient", "p9", patient("p9"), Some(1))
+            .expect_err("absent");
+        assert!(matches!(
+            absent,
+            StoreError::VersionConflict { current: None, .. }
+        ));
+        assert!(absent.to_string().contains("does not exist"));
+        // Failed writes leave nothing behind.
+        assert_eq!(store.types(), ["Patient"]);
+        assert_eq!(store.count("Patient"), 1);
+    }
+
+    #[test]
+    fn create_assigns_fresh_valid_ids() {
+        let store = fixed_store();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let written = store
+                .create(
+                    "Observation",
+                    json!({"resourceType": "Observation", "id": "ignored", "status": "final"}),
+                )
+                .expect("create");
+            assert!(written.created);
+            let id = written.resource.id().to_owned();
+            assert_eq!(id.len(), GENERATED_ID_LEN);
+            assert!(is_valid_id(&id), "{id}");
+            assert_ne!(id, "ignored");
+            assert_eq!(parsed(&written.resource)["id"], json!(id));
+            assert!(seen.insert(id));
+        }
+        assert_eq!(store.count("Observation"), 50);
+        assert!(matches!(
+            store.create("Patient", json!({"resourceType": "Observation"})),
+            Err(StoreError::TypeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_resources_name_the_field() {
+        let store = fixed_store();
+        let cases = [
+            (json!([1, 2]), "resource"),
+            (json!({"id": "x"}), "resourceType"),
+            (json!({"resourceType": 5, "id": "x"}), "resourceType"),
+            (
+                json!({"resourceType": "patient", "id": "x"}),
+                "resourceType",
+            ),
+            (json!({"resourceType": "Patient"}), "id"),
+            (json!({"resourceType": "Patient", "id": 5}), "id"),
+            (json!({"resourceType": "Patient", "id": "has space"}), "id"),
+            (
+                json!({"resourceType": "Patient", "id": "under_score"}),
+                "id",
+            ),
+            (
+                json!({"resourceType": "Patient", "id": "x".repeat(65)}),
+                "id",
+            ),
+            (json!({"resourceType": "Patient", "id": ""}), "id"),
+            (
+                json!({"resourceType": "Patient", "id": "ok", "meta": "no"}),
+                "meta",
+            ),
+        ];
+        for (body, expected) in cases {
+            match store.upsert(body.clone()) {
+                Err(StoreError::Invalid { field, .. }) => assert_eq!(field, expected, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert_eq!(store.total(), 0);
+        assert!(store.types().is_empty());
+        assert!(
+            store
+                .upsert(json!({"resourceType": "Patient", "id": "x".repeat(64)}))
+                .is_ok()
+        );
+        assert!(
+            store
+                .upsert(json!({"resourceType": "Patient", "id": "A-z.0"}))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn last_updated_never_goes_backwards() {
+        let clock = Arc::new(AtomicI64::new(1_700_000_000));
+        let store = store_at(Arc::clone(&clock));
+        let first = store
+            .upsert(json!({"resourceType": "Basic", "id": "a"}))
+            .expect("a");
+        clock.store(1_600_000_000, Ordering::SeqCst);
+        let second = store
+            .upsert(json!({"resourceType": "Basic", "id": "b"}))
+            .expect("b");
+        assert_eq!(
+            second.resource.last_updated(),
+            first.resource.last_updated()
+        );
+        clock.store(1_800_000_000, Ordering::SeqCst);
+        let third = store
+            .upsert(json!({"resourceType": "Basic", "id": "a"}))
+            .expect("a again");
+        assert!(third.resource.last_updated() > first.resource.last_updated());
+    }
+
+    #[test]
+    fn counts_types_and_memory() {
+        let store = fixed_store();
+        assert_eq!(store.memory_bytes(), Inner::new().interner.heap_bytes());
+        let mut json_bytes = 0;
+        for index in 0..20 {
+            let written = store
+                .upsert(json!({"resourceType": "Observation", "id": format!("o{index}"), "status": "final",
+                               "subject": {"reference": "Patient/p1"}}))
+                .expect("valid");
+            json_bytes += written.resource.json().len();
+        }
+        store
+            .upsert(json!({"resourceType": "Patient", "id": "p1"}))
+            .expect("valid");
+        assert_eq!(store.count("Observation"), 20);
+        assert_eq!(store.count("Condition"), 0);
+        assert_eq!(store.total(), 21);
+        assert_eq!(store.types(), ["Observation", "Patient"]);
+        let memory = store.memory_bytes();
+        assert!(memory > json_bytes, "{memory} <= {json_bytes}");
+        // Proportional to the data: a generous bound per resource for these small ones.
+        assert!(memory < 21 * 2048, "{memory}");
+        let ids: Vec<String> = store
+            .resources("Observation")
+            .iter()
+            .map(|r| r.id().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 20);
+        assert_eq!(ids[0], "o0");
+        assert_eq!(ids[19], "o19");
+        assert!(store.resources("Condition").is_empty());
+    }
+
+    #[test]
+    fn patient_index_and_compartment() {
+        let store = fixed_store();
+        for resource in [
+            json!({"resourceType": "Patient", "id": "p1"}),
+            json!({"resourceType": "Patient", "id": "p2"}),
+            json!({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}}),
+            json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}}),
+            json!({"resourceType": "Observation", "id": "o3", "subject": {"reference": "Group/p1"}}),
+            json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "http://x/fhir/Patient/p1"}}),
+            json!({"resourceType": "Immunization", "id": "i1", "patient": {"reference": "Patient/p1"}}),
+            json!({"resourceType": "Provenance", "id": "v1", "target": [{"reference": "Patient/p1"}, {"reference": "Patient/p2"}]}),
+            json!({"resourceType": "Basic", "id": "b1", "subject": {"reference": "Patient/p1"}}),
+        ] {
+            store.upsert(resource).expect("valid");
+        }
+        let references = |resources: Vec<Arc<StoredResource>>| -> Vec<String> {
+            resources
+                .iter()
+                .map(|resource| resource.reference())
+                .collect()
+        };
+        assert_eq!(
+            references(store.patient_compartment("p1")),
+            [
+                "Patient/p1",
+                "Condition/c1",
+                "Immunization/i1",
+                "Observation/o1",
+                "Provenance/v1"
+            ]
+        );
+        assert_eq!(
+            references(store.patient_resources("Observation", "p1")),
+            ["Observation/o1"]
+        );
+        assert!(store.patient_resources("Observation", "nobody").is_empty());
+        assert!(store.patient_resources("Encounter", "p1").is_empty());
+
+        // Moving o1 to p2 moves it in the index; the old version stays readable.
+        store
+            .upsert(json!({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p2"}}))
+            .expect("update");
+        assert!(store.patient_resources("Observation", "p1").is_empty());
+        assert_eq!(
+            references(store.patient_resources("Observation", "p2")),
+            ["Observation/o1", "Observation/o2"]
+        );
+        assert_eq!(
+            references(store.patient_compartment("p2")),
+            [
+                "Patient/p2",
+                "Observation/o1",
+                "Observation/o2",
+                "Provenance/v1"
+            ]
+        );
+        // A compartment without the Patient resource itself still lists what refers to it.
+        store
+            .upsert(json!({"resourceType": "Observation", "id": "o9", "subject": {"reference": "Patient/ghost"}}))
+            .expect("valid");
+        assert_eq!(
+            references(store.patient_compartment("ghost")),
+            ["Observation/o9"]
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers() {
+        let store = Arc::new(Store::new());
+        let writers: Vec<_> = (0..4)
+            .map(|thread| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for index in 0..200 {
+                        store
+                            .upsert(json!({"resourceType": "Observation", "id": format!("t{thread}-{index}"),
+                                           "subject": {"reference": format!("Patient/p{thread}")}}))
+                            .expect("valid");
+                        assert!(store.read("Observation", &format!("t{thread}-{index}")).is_some());
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().expect("writer thread");
+        }
+        assert_eq!(store.count("Observation"), 800);
+        for thread in 0..4 {
+            assert_eq!(
+                store
+                    .patient_resources("Observation", &format!("p{thread}"))
+                    .len(),
+                200
+            );
+        }
+    }
+
+    #[test]
+    fn formats_instants_with_milliseconds() {
+        assert_eq!(format_instant(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            format_instant(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(
+            truncate_to_millis(1_700_000_000_123_456),
+            1_700_000_000_123_000
+        );
+        assert_eq!(truncate_to_millis(-1), -1000);
+    }
 }
