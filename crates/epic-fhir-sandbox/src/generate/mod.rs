@@ -327,18 +327,29 @@ impl Clock {
 const ID_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-";
 
 /// Hands out unique Epic-like ids: `e`, random characters of `[A-Za-z0-9.-]`, then `3`.
+///
+/// Only a 64-bit fingerprint of each id is kept, so a data set of millions of resources costs
+/// tens of megabytes here rather than hundreds. Two different ids sharing a fingerprint merely
+/// cause one extra draw; the fingerprint is a fixed function, so even that stays deterministic.
 #[derive(Debug, Default)]
 struct Ids {
-    used: HashSet<String>,
+    used: HashSet<u64>,
+}
+
+/// FNV-1a, a fixed (unseeded) 64-bit hash.
+fn fingerprint(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 impl Ids {
     fn reserve(&mut self, id: &str) {
-        self.used.insert(id.to_owned());
+        self.used.insert(fingerprint(id));
     }
 
     /// A new id whose length suits the resource type (Epic's Observation ids run longer than
-    /// its Patient ids); draws again in the astronomically unlikely case of a repeat.
+    /// its Patient ids).
     fn fresh(&mut self, rng: &mut Rng, resource_type: &str) -> String {
         let (low, high) = match resource_type {
             "Patient" => (24, 24),
@@ -357,7 +368,7 @@ impl Ids {
                 id.push(char::from(*rng.pick(ID_ALPHABET)));
             }
             id.push('3');
-            if self.used.insert(id.clone()) {
+            if self.used.insert(fingerprint(&id)) {
                 return id;
             }
         }

@@ -183,8 +183,11 @@ impl<'a> Named<'a> {
         }
     }
 
-    fn years_ago(&self, years: i32) -> Date {
-        add_years(self.today, -years).max(self.plan.person.birth)
+    /// About `years` years before the anchor; a few weeks of jitter keep the dates from all
+    /// falling on the anchor's day of the year.
+    fn years_ago(&mut self, years: i32) -> Date {
+        let jitter = self.rng.range(0, 45);
+        add_days(add_years(self.today, -years), -jitter).max(self.plan.person.birth)
     }
 
     fn days_ago(&self, days: i64) -> Date {
@@ -336,7 +339,8 @@ impl<'a> Named<'a> {
         let rhinitis = date!(2001 - 04 - 01).max(self.plan.person.birth);
         self.problem(Cond::AllergicRhinitis, rhinitis, OnsetStyle::Period)
             .meds = vec![Self::med(Med::Cetirizine, start, MedStatus::Active)];
-        self.problem(Cond::Gerd, self.years_ago(4), OnsetStyle::Date);
+        let reflux = self.years_ago(4);
+        self.problem(Cond::Gerd, reflux, OnsetStyle::Date);
         let back = self.days_ago(4 * 365 + 100);
         let problem = self.problem(Cond::LowBackPain, back, OnsetStyle::Instant);
         problem.status = ProblemStatus::Resolved(add_days(back, 45));

@@ -721,7 +721,9 @@ impl Writer<'_, '_> {
                 }
             }
             VisitKind::Telehealth => {
-                if age >= 18.0 && self.rng.chance(0.5) {
+                // Half of adults report a home weight during a video visit.
+                let reports_weight = age >= 18.0 && self.rng.chance(0.5);
+                if reports_weight {
                     self.patient_reported_weight(&record);
                 }
             }
@@ -1708,7 +1710,7 @@ impl Writer<'_, '_> {
     }
 
     /// The visit a later record attaches to: the first past visit on or after a date.
-    fn first_visit_from<'r>(records: &'r [VisitRecord], date: Date) -> Option<&'r VisitRecord> {
+    fn first_visit_from(records: &[VisitRecord], date: Date) -> Option<&VisitRecord> {
         records.iter().find(|r| {
             r.date >= date && !matches!(r.kind, VisitKind::Planned | VisitKind::InProgress)
         })
