@@ -14,7 +14,7 @@ pub const EPIC_SESSION_EXPIRED: u32 = 4113;
 pub const EPIC_PARAMETER_IGNORED: u32 = 4122;
 
 /// The media type of every FHIR response.
-pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// One issue of an OperationOutcome.
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::auth::KeyError;
+use crate::model::OperationOutcome;
 
 /// A `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,6 +111,7 @@ struct Inner {
     status: Option<u16>,
     oauth: Option<OAuthError>,
     key: Option<KeyError>,
+    outcome: Option<Box<OperationOutcome>>,
     body_excerpt: Option<String>,
     json_path: Option<String>,
     retry_after: Option<Duration>,
@@ -144,6 +146,7 @@ impl Error {
                 status: None,
                 oauth: None,
                 key: None,
+                outcome: None,
                 body_excerpt: None,
                 json_path: None,
                 retry_after: None,
@@ -175,6 +178,11 @@ impl Error {
     pub(crate) fn with_oauth(mut self, oauth: OAuthError) -> Self {
         self.inner.status = Some(oauth.status);
         self.inner.oauth = Some(oauth);
+        self
+    }
+
+    pub(crate) fn with_outcome(mut self, outcome: OperationOutcome) -> Self {
+        self.inner.outcome = Some(Box::new(outcome));
         self
     }
 
@@ -210,6 +218,7 @@ impl Error {
                 status: o.status,
                 oauth: o.oauth.clone(),
                 key: o.key.clone(),
+                outcome: o.outcome.clone(),
                 body_excerpt: o.body_excerpt.clone(),
                 json_path: o.json_path.clone(),
                 retry_after: o.retry_after,
@@ -235,6 +244,21 @@ impl Error {
     /// The OAuth error the token endpoint returned, for [`ErrorKind::Auth`].
     pub fn oauth(&self) -> Option<&OAuthError> {
         self.inner.oauth.as_ref()
+    }
+
+    /// The OperationOutcome the server sent with an error status, with its issues and Epic
+    /// codes (see [`OperationOutcome::epic_issues`]).
+    pub fn operation_outcome(&self) -> Option<&OperationOutcome> {
+        self.inner.outcome.as_deref()
+    }
+
+    /// Epic's codes in the error's OperationOutcome, such as `59108`.
+    pub fn epic_codes(&self) -> Vec<&str> {
+        self.inner
+            .outcome
+            .as_deref()
+            .map(|o| o.epic_issues().map(|(_, code)| code).collect())
+            .unwrap_or_default()
     }
 
     /// Why the signing key was rejected, for [`ErrorKind::Key`].

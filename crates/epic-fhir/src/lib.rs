@@ -4,6 +4,10 @@
 //!
 //! - [`auth`]: OAuth 2.0 Backend Services: keys, signed client assertions, a single-flight
 //!   token cache with proactive refresh, SMART discovery.
+//! - [`FhirClient`]: read, search, paging streams, includes, create/update, with retries
+//!   honouring `Retry-After`, rate limiting and pooled connections; errors carry the server's
+//!   OperationOutcome ([`Error`]).
+//! - [`search`]: typed search parameters with FHIR escaping; [`paging`]: result pages.
 //! - [`model`]: typed, lossless FHIR R4 resources.
 //!
 //! Everything can be exercised offline against the `epic-fhir-sandbox` crate, a local
@@ -11,10 +15,16 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod client;
 mod error;
 pub mod model;
 mod net;
+pub mod paging;
 mod retry;
+pub mod search;
 
+pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, FhirClient, FhirClientBuilder};
 pub use error::{Error, ErrorKind, OAuthError, RequestInfo, Result};
+pub use paging::{Page, PageItem};
 pub use retry::RetryPolicy;
+pub use search::SearchParams;

@@ -10,9 +10,9 @@ use super::clients::{Client, ClientRegistry};
 use super::keys::ACCEPTED_ALGORITHMS;
 
 /// The longest `jti` Epic accepts.
-pub const MAX_JTI_CHARS: usize = 151;
+pub(crate) const MAX_JTI_CHARS: usize = 151;
 /// The longest an assertion may be valid: `exp` at most 300 s after now (and after `iat`).
-pub const MAX_ASSERTION_SECONDS: i64 = 300;
+pub(crate) const MAX_ASSERTION_SECONDS: i64 = 300;
 
 /// What the checks need besides the assertion.
 #[derive(Debug, Clone, Copy)]

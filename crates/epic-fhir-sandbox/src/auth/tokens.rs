@@ -80,7 +80,13 @@ impl TokenStore {
         Ok(grant)
     }
 
-    /// The number of live entries (for tests and memory reports).
+    /// Forgets every token: the next request with any of them gets 401.
+    pub(crate) fn revoke_all(&self) {
+        self.tokens.write().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// The number of live entries.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
     }

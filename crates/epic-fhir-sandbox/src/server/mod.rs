@@ -370,6 +370,12 @@ impl Sandbox {
         *self.state.token_lifetime.write().unwrap_or_else(PoisonError::into_inner) = lifetime;
     }
 
+    /// Revokes every access token issued so far, as if the server had restarted: the next
+    /// request with any of them is answered 401 `invalid_token`.
+    pub fn revoke_all_tokens(&self) {
+        self.state.tokens.revoke_all();
+    }
+
     /// Counters of what the server has done so far.
     pub fn stats(&self) -> SandboxStats {
         let s = &self.state.stats;

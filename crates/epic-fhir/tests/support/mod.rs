@@ -209,3 +209,49 @@ pub fn unix_now() -> u64 {
         .expect("after epoch")
         .as_secs()
 }
+
+/// A sandbox with a registered client, and an authenticated FHIR client for it.
+pub struct SandboxFixture {
+    pub sandbox: epic_fhir_sandbox::Sandbox,
+    pub auth: epic_fhir::auth::BackendServicesAuth,
+    pub client: epic_fhir::FhirClient,
+}
+
+pub const SANDBOX_CLIENT_ID: &str = "sdk-tests";
+
+/// Starts a sandbox (adjusted by `tweak`), registers a fresh ES384 key, and builds a client
+/// that discovers the token endpoint. `client_tweak` adjusts the client builder.
+pub async fn sandbox_fixture(
+    tweak: impl FnOnce(&mut epic_fhir_sandbox::SandboxConfig),
+    client_tweak: impl FnOnce(epic_fhir::FhirClientBuilder) -> epic_fhir::FhirClientBuilder,
+) -> SandboxFixture {
+    let key = epic_fhir::auth::SigningKey::generate_ec_p384().expect("key");
+    let jwks = serde_json::to_value(key.jwk_set()).expect("jwks");
+    let mut config = epic_fhir_sandbox::SandboxConfig::default();
+    config.patients = 12;
+    config
+        .clients
+        .push(epic_fhir_sandbox::auth::ClientConfig::with_jwks(SANDBOX_CLIENT_ID, &jwks).expect("client"));
+    tweak(&mut config);
+    let sandbox = epic_fhir_sandbox::Sandbox::start(config).await.expect("sandbox");
+    let auth = epic_fhir::auth::BackendServicesAuth::builder(SANDBOX_CLIENT_ID, key)
+        .discover(sandbox.base_url().as_str())
+        .await
+        .expect("discovery")
+        .build()
+        .expect("auth");
+    let builder = epic_fhir::FhirClient::builder(sandbox.base_url().as_str()).backend_services(auth.clone());
+    let client = client_tweak(builder).build().expect("client");
+    SandboxFixture { sandbox, auth, client }
+}
+
+/// Fast retries for tests: many attempts, short backoff.
+pub fn patient_retries() -> epic_fhir::RetryPolicy {
+    epic_fhir::RetryPolicy::default()
+        .with_max_attempts(12)
+        .with_initial_backoff(Duration::from_millis(2))
+        .with_max_backoff(Duration::from_millis(20))
+}
+
+pub const CAMILA: &str = "erXuFYUfucBZaryVksYEcMg3";
+pub const DERRICK: &str = "eq081-VQEgP8drUUqCWzHfw3";
