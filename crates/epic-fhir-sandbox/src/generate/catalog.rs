@@ -733,6 +733,9 @@ pub(super) enum Lab {
     Hdl,
 }
 
+// Per-lab arrays are sized by `Lab::COUNT` and indexed by discriminant: keep them in step.
+const _: () = assert!(Lab::Hdl as usize + 1 == Lab::COUNT);
+
 /// LOINC code, labels, UCUM unit and result precision of a lab test.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LabDef {

@@ -235,7 +235,7 @@ struct ObsSpec {
     performer: Option<Value>,
     interpretation: Option<(&'static str, &'static str)>,
     range: Option<Value>,
-    /// Hours between the measurement and the result (minutes for vitals).
+    /// Time from the measurement to its result (minutes for vitals, hours for labs).
     turnaround: Duration,
     preliminary: bool,
 }

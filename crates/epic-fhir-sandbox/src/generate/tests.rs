@@ -741,3 +741,47 @@ fn groups_cover_the_population() {
     let ids = |s: &GenerateSummary| s.groups.iter().map(|g| g.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(summary), ids(&other));
 }
+
+#[test]
+fn works_at_both_ends_of_the_anchor_range() {
+    for now in [date!(2016 - 01 - 01), date!(2999 - 12 - 31)] {
+        let (summary, resources) = run(&GenerateConfig {
+            patients: 30,
+            now,
+            ..GenerateConfig::default()
+        });
+        assert_eq!(summary.patients, 30, "{now}");
+        assert_eq!(count_for(&resources, "Encounter", CAMILA), 10, "{now}");
+        assert_eq!(count_for(&resources, "Condition", JASON), 7, "{now}");
+        assert_eq!(
+            count_for(&resources, "MedicationRequest", JESSICA),
+            5,
+            "{now}"
+        );
+        assert_eq!(count_for(&resources, "Procedure", WARREN), 1, "{now}");
+        let known: HashSet<String> = resources
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        for r in &resources {
+            let mut references = Vec::new();
+            collect_references(r, &mut references);
+            assert!(
+                references
+                    .iter()
+                    .all(|reference| known.contains(*reference)),
+                "{now}"
+            );
+        }
+        let in_progress = of_type(&resources, "Encounter")
+            .filter(|e| e["status"] == "in-progress")
+            .count();
+        assert_eq!(in_progress, 1, "{now}");
+    }
+}
