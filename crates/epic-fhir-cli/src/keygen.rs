@@ -52,7 +52,11 @@ pub(crate) struct KeyFiles {
 }
 
 /// Generates a key of `alg` (and `bits` for RSA), with `kid` if given.
-pub(crate) fn generate(alg: Algorithm, bits: Option<usize>, kid: Option<&str>) -> anyhow::Result<SigningKey> {
+pub(crate) fn generate(
+    alg: Algorithm,
+    bits: Option<usize>,
+    kid: Option<&str>,
+) -> anyhow::Result<SigningKey> {
     let key = match (alg, bits) {
         (Algorithm::RS384, bits) => {
             let bits = RsaBits::try_from(bits.unwrap_or(2048)).map_err(|e| anyhow!(e))?;
@@ -79,9 +83,10 @@ pub(crate) fn self_signed_certificate(key: &SigningKey) -> anyhow::Result<String
     let key_pair = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(pem.expose_secret(), algorithm)
         .context("cannot load the new key into the certificate builder")?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("epic-fhir client key {}", key.kid()));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("epic-fhir client key {}", key.kid()),
+    );
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(CERT_VALIDITY_DAYS);
@@ -99,7 +104,12 @@ pub(crate) fn write_files(dir: &Path, key: &SigningKey, force: bool) -> anyhow::
         cert_pem: dir.join(CERT_PEM),
         jwks_json: dir.join(JWKS_JSON),
     };
-    let all = [&files.private_pem, &files.public_pem, &files.cert_pem, &files.jwks_json];
+    let all = [
+        &files.private_pem,
+        &files.public_pem,
+        &files.cert_pem,
+        &files.jwks_json,
+    ];
     if !force {
         let existing: Vec<String> = all
             .iter()

@@ -55,7 +55,9 @@ impl From<epic_fhir::Error> for Failure {
     fn from(error: epic_fhir::Error) -> Self {
         use epic_fhir::ErrorKind;
         match error.kind() {
-            ErrorKind::Config | ErrorKind::Key | ErrorKind::InsecureUrl => Failure::Usage(error.into()),
+            ErrorKind::Config | ErrorKind::Key | ErrorKind::InsecureUrl => {
+                Failure::Usage(error.into())
+            }
             _ => Failure::Remote(error.into()),
         }
     }
@@ -79,7 +81,10 @@ fn init_logging(verbose: u8) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -96,7 +96,9 @@ impl Settings {
     /// from the base URL when none is given.
     pub(crate) async fn auth(&self) -> Result<BackendServicesAuth, Failure> {
         let client_id = self.client_id.clone().ok_or_else(|| {
-            Failure::usage(anyhow!("no client id: pass --client-id or set EPIC_CLIENT_ID"))
+            Failure::usage(anyhow!(
+                "no client id: pass --client-id or set EPIC_CLIENT_ID"
+            ))
         })?;
         let key_path = self.private_key.as_ref().ok_or_else(|| {
             Failure::usage(anyhow!(

@@ -60,14 +60,19 @@ impl Faults {
         }
         let sum = self.error_rate + self.throttle_rate + self.drop_rate;
         if sum > 1.0 {
-            return Err(format!("error, throttle and drop rates add up to {sum}: at most 1"));
+            return Err(format!(
+                "error, throttle and drop rates add up to {sum}: at most 1"
+            ));
         }
         Ok(())
     }
 
     /// Whether any fault is configured.
     pub fn any(&self) -> bool {
-        !self.latency.is_zero() || self.error_rate > 0.0 || self.throttle_rate > 0.0 || self.drop_rate > 0.0
+        !self.latency.is_zero()
+            || self.error_rate > 0.0
+            || self.throttle_rate > 0.0
+            || self.drop_rate > 0.0
     }
 }
 

@@ -50,7 +50,10 @@ impl FaultInjector {
     }
 
     pub(crate) fn current(&self) -> Faults {
-        self.faults.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.faults
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn set(&self, faults: Faults) {
@@ -60,7 +63,10 @@ impl FaultInjector {
 
     /// A uniform number in `[0, 1)` from a splitmix64 sequence seeded by the configuration.
     fn roll(&self) -> f64 {
-        let mut z = self.state.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self
+            .state
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
@@ -88,13 +94,16 @@ impl FaultInjector {
 /// Whether faults apply to `path`: every FHIR API path except discovery and metadata, so a
 /// client can always learn how to connect.
 fn applies(path: &str) -> bool {
-    path.strip_prefix(FHIR_BASE_PATH).is_some_and(|rest| {
-        !matches!(rest, "/metadata" | "/.well-known/smart-configuration")
-    })
+    path.strip_prefix(FHIR_BASE_PATH)
+        .is_some_and(|rest| !matches!(rest, "/metadata" | "/.well-known/smart-configuration"))
 }
 
 /// The axum middleware that injects faults.
-pub(crate) async fn inject(State(state): State<std::sync::Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn inject(
+    State(state): State<std::sync::Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if !applies(request.uri().path()) {
         return next.run(request).await;
     }
@@ -114,7 +123,11 @@ pub(crate) async fn inject(State(state): State<std::sync::Arc<AppState>>, reques
             .into_response()
         }
         Fault::Throttle => {
-            state.faults.counters.throttles.fetch_add(1, Ordering::Relaxed);
+            state
+                .faults
+                .counters
+                .throttles
+                .fetch_add(1, Ordering::Relaxed);
             let mut error = FhirError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "throttled",
@@ -182,7 +195,9 @@ mod tests {
     fn discovery_and_metadata_are_exempt() {
         assert!(applies("/interconnect-fhir-oauth/api/FHIR/R4/Patient/x"));
         assert!(!applies("/interconnect-fhir-oauth/api/FHIR/R4/metadata"));
-        assert!(!applies("/interconnect-fhir-oauth/api/FHIR/R4/.well-known/smart-configuration"));
+        assert!(!applies(
+            "/interconnect-fhir-oauth/api/FHIR/R4/.well-known/smart-configuration"
+        ));
         assert!(!applies("/interconnect-fhir-oauth/oauth2/token"));
     }
 }

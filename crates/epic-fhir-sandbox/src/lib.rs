@@ -42,5 +42,7 @@ mod server;
 pub mod store;
 
 pub use config::{FHIR_BASE_PATH, Faults, MAX_PAGE_SIZE, SandboxConfig, TOKEN_PATH};
-pub use outcome::{EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED};
+pub use outcome::{
+    EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED,
+};
 pub use server::{DataSummary, Sandbox, SandboxStats, StartError};

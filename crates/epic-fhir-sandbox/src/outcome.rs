@@ -46,7 +46,12 @@ impl Issue {
     }
 
     /// A warning with an Epic code, for `search.mode = outcome` entries.
-    pub(crate) fn epic_warning(code: u32, display: &'static str, diagnostics: String, expression: Option<String>) -> Self {
+    pub(crate) fn epic_warning(
+        code: u32,
+        display: &'static str,
+        diagnostics: String,
+        expression: Option<String>,
+    ) -> Self {
         Issue {
             severity: "warning",
             code: "processing",
@@ -69,22 +74,26 @@ pub(crate) fn operation_outcome(issues: &[Issue]) -> Value {
 #[derive(Debug, Clone)]
 pub(crate) struct FhirError {
     pub(crate) status: StatusCode,
-    pub(crate) issue: Issue,
+    pub(crate) issue: Box<Issue>,
     pub(crate) www_authenticate: Option<String>,
     pub(crate) retry_after: Option<u64>,
 }
 
 impl FhirError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, diagnostics: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        diagnostics: impl Into<String>,
+    ) -> Self {
         FhirError {
             status,
-            issue: Issue {
+            issue: Box::new(Issue {
                 severity: "error",
                 code,
                 diagnostics: diagnostics.into(),
                 epic_code: None,
                 expression: None,
-            },
+            }),
             www_authenticate: None,
             retry_after: None,
         }
@@ -129,10 +138,13 @@ impl FhirError {
 
 impl IntoResponse for FhirError {
     fn into_response(self) -> Response {
-        let body = operation_outcome(std::slice::from_ref(&self.issue)).to_string();
+        let body = operation_outcome(std::slice::from_ref(self.issue.as_ref())).to_string();
         let mut response = (self.status, [(header::CONTENT_TYPE, FHIR_JSON)], body).into_response();
         let headers = response.headers_mut();
-        if let Some(value) = self.www_authenticate.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        if let Some(value) = self
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         if let Some(seconds) = self.retry_after {

@@ -38,7 +38,9 @@ async fn token_endpoint() -> String {
             }))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     format!("http://{addr}/token")
@@ -62,7 +64,11 @@ fn cached_token(c: &mut Criterion) {
         b.to_async(&runtime)
             .iter(|| async { auth.access_token().await.expect("cached") });
     });
-    assert_eq!(auth.token_requests(), 1, "every hit was served from the cache");
+    assert_eq!(
+        auth.token_requests(),
+        1,
+        "every hit was served from the cache"
+    );
 }
 
 criterion_group! {

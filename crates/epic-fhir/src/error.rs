@@ -390,8 +390,9 @@ mod tests {
 
     #[test]
     fn request_info_redacts_the_query() {
-        let url = url::Url::parse("https://fhir.example.org/R4/Patient?family=Lopez&birthdate=1987")
-            .expect("valid url");
+        let url =
+            url::Url::parse("https://fhir.example.org/R4/Patient?family=Lopez&birthdate=1987")
+                .expect("valid url");
         let info = RequestInfo::new("GET", &url);
         assert_eq!(info.to_string(), "GET /R4/Patient?[redacted]");
         assert!(!info.to_string().contains("Lopez"));

@@ -12,7 +12,8 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
         Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
         Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
         Some(url::Host::Domain(domain)) => {
-            domain.eq_ignore_ascii_case("localhost") || domain.to_ascii_lowercase().ends_with(".localhost")
+            domain.eq_ignore_ascii_case("localhost")
+                || domain.to_ascii_lowercase().ends_with(".localhost")
         }
         None => false,
     }
@@ -65,19 +66,38 @@ mod tests {
         ] {
             assert!(parse_secure_url(ok, "base URL").is_ok(), "{ok}");
         }
-        for bad in ["http://fhir.epic.com/x", "http://10.0.0.1/x", "http://localhost.evil.com/x", "ftp://127.0.0.1/x"] {
+        for bad in [
+            "http://fhir.epic.com/x",
+            "http://10.0.0.1/x",
+            "http://localhost.evil.com/x",
+            "ftp://127.0.0.1/x",
+        ] {
             let err = parse_secure_url(bad, "base URL").expect_err(bad);
             assert_eq!(err.kind(), ErrorKind::InsecureUrl, "{bad}");
             assert!(err.to_string().contains("base URL"), "{err}");
         }
-        assert_eq!(parse_secure_url("not a url", "token URL").expect_err("bad").kind(), ErrorKind::Config);
+        assert_eq!(
+            parse_secure_url("not a url", "token URL")
+                .expect_err("bad")
+                .kind(),
+            ErrorKind::Config
+        );
     }
 
     #[test]
     fn origins() {
         let a = Url::parse("https://a.example/x").expect("url");
-        assert!(same_origin(&a, &Url::parse("https://a.example:443/y?z").expect("url")));
-        assert!(!same_origin(&a, &Url::parse("https://b.example/x").expect("url")));
-        assert!(!same_origin(&a, &Url::parse("http://a.example/x").expect("url")));
+        assert!(same_origin(
+            &a,
+            &Url::parse("https://a.example:443/y?z").expect("url")
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("https://b.example/x").expect("url")
+        ));
+        assert!(!same_origin(
+            &a,
+            &Url::parse("http://a.example/x").expect("url")
+        ));
     }
 }

@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(page.outcomes().len(), 1);
         assert!(page.has_epic_code("4122"));
         assert_eq!(page.total(), Some(2));
-        assert_eq!(page.next_link(), Some("https://x/Observation?sessionID=s-1"));
+        assert_eq!(
+            page.next_link(),
+            Some("https://x/Observation?sessionID=s-1")
+        );
         let subject = page.matches()[0].subject.clone().expect("subject");
         assert_eq!(page.resolve(&subject).expect("resolves").id(), Some("p1"));
         assert!(page.resolve(&Reference::to("Patient", "other")).is_none());
@@ -227,7 +230,8 @@ mod tests {
         let b = bundle(json!([
             {"resource": {"resourceType": "Observation", "id": "bad", "code": {"text": "x"}}, "search": {"mode": "match"}}
         ]));
-        let err = Page::<Observation>::from_bundle(b, "Observation").expect_err("status is required");
+        let err =
+            Page::<Observation>::from_bundle(b, "Observation").expect_err("status is required");
         assert!(err.path().starts_with("entry[0].resource"), "{err}");
     }
 }

@@ -96,7 +96,12 @@ impl RetryPolicy {
     }
 
     /// Whether another attempt may start: attempts and total time are both within bounds.
-    pub(crate) fn allows(&self, attempts_made: u32, elapsed: Duration, next_delay: Duration) -> bool {
+    pub(crate) fn allows(
+        &self,
+        attempts_made: u32,
+        elapsed: Duration,
+        next_delay: Duration,
+    ) -> bool {
         attempts_made < self.max_attempts && elapsed + next_delay <= self.max_elapsed
     }
 }
@@ -117,7 +122,9 @@ impl Jitter {
                 .unwrap_or(0x9e37_79b9_7f4a_7c15);
             seed = nanos.to_le_bytes();
         }
-        Jitter(std::sync::atomic::AtomicU64::new(u64::from_le_bytes(seed) | 1))
+        Jitter(std::sync::atomic::AtomicU64::new(
+            u64::from_le_bytes(seed) | 1,
+        ))
     }
 
     /// A value in `[0, 1)`.
@@ -161,13 +168,21 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_clamped() {
         let policy = RetryPolicy::default();
-        assert_eq!(policy.delay(0, Some(Duration::from_secs(3)), 0.5), Duration::from_secs(3));
-        assert_eq!(policy.delay(0, Some(Duration::from_secs(3600)), 0.5), Duration::from_secs(60));
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3)), 0.5),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3600)), 0.5),
+            Duration::from_secs(60)
+        );
     }
 
     #[test]
     fn bounded_by_attempts_and_time() {
-        let policy = RetryPolicy::default().with_max_attempts(3).with_max_elapsed(Duration::from_secs(10));
+        let policy = RetryPolicy::default()
+            .with_max_attempts(3)
+            .with_max_elapsed(Duration::from_secs(10));
         assert!(policy.allows(1, Duration::ZERO, Duration::from_secs(1)));
         assert!(policy.allows(2, Duration::ZERO, Duration::from_secs(1)));
         assert!(!policy.allows(3, Duration::ZERO, Duration::from_secs(1)));
@@ -178,13 +193,19 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").expect("date");
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }
@@ -194,7 +215,8 @@ mod tests {
         let jitter = Jitter::new();
         let values: Vec<f64> = (0..1000).map(|_| jitter.next()).collect();
         assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
-        let distinct: std::collections::BTreeSet<u64> = values.iter().map(|v| v.to_bits()).collect();
+        let distinct: std::collections::BTreeSet<u64> =
+            values.iter().map(|v| v.to_bits()).collect();
         assert!(distinct.len() > 990);
     }
 }

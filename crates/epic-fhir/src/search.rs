@@ -198,7 +198,14 @@ impl SearchParams {
 
     /// A quantity: `[prefix]number|system|code` (system and code optional).
     #[must_use]
-    pub fn quantity(self, name: &str, prefix: DatePrefix, number: f64, system: Option<&str>, code: Option<&str>) -> Self {
+    pub fn quantity(
+        self,
+        name: &str,
+        prefix: DatePrefix,
+        number: f64,
+        system: Option<&str>,
+        code: Option<&str>,
+    ) -> Self {
         let mut value = if prefix == DatePrefix::Eq {
             number.to_string()
         } else {
@@ -216,7 +223,11 @@ impl SearchParams {
     /// `_id`, one or more (OR).
     #[must_use]
     pub fn ids(self, ids: &[&str]) -> Self {
-        let value = ids.iter().map(|id| escape(id)).collect::<Vec<_>>().join(",");
+        let value = ids
+            .iter()
+            .map(|id| escape(id))
+            .collect::<Vec<_>>()
+            .join(",");
         self.raw("_id", value)
     }
 
@@ -295,7 +306,10 @@ impl SearchParams {
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for SearchParams {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
         SearchParams {
-            pairs: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            pairs: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 }
@@ -338,7 +352,13 @@ mod tests {
             .token_any_of("status", &[(None, "final"), (None, "amended")])
             .date("date", DatePrefix::Eq, "2024-01")
             .date("date", DatePrefix::Lt, "2025")
-            .quantity("value-quantity", DatePrefix::Gt, 5.4, Some("http://unitsofmeasure.org"), Some("mg"))
+            .quantity(
+                "value-quantity",
+                DatePrefix::Gt,
+                5.4,
+                Some("http://unitsofmeasure.org"),
+                Some("mg"),
+            )
             .string("family", "O'Brien, Jr")
             .string_exact("given", "Ann")
             .sort_asc("status")
@@ -346,7 +366,11 @@ mod tests {
             .ids(&["a", "b"])
             .summary(Summary::Count)
             .elements(&["id", "status"]);
-        let pairs: Vec<(&str, &str)> = p.pairs().iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = p
+            .pairs()
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         assert_eq!(
             pairs,
             vec![

@@ -59,7 +59,10 @@ fn assertions_verify_independently_for_every_key_type() {
         assert_eq!(claims.sub, CLIENT_ID);
         assert_eq!(claims.aud, token_url);
         assert!(claims.exp > unix_now(), "exp in the future");
-        assert!(claims.exp - claims.iat <= 300, "exp at most 300 s after iat");
+        assert!(
+            claims.exp - claims.iat <= 300,
+            "exp at most 300 s after iat"
+        );
         assert!(claims.iat <= unix_now(), "iat not in the future");
         assert!(claims.jti.len() >= 21, "jti carries at least 122 bits");
     }
@@ -73,24 +76,32 @@ fn lower_lifetime_and_jku_are_honoured() {
         .expect("config")
         .with_lifetime(Duration::from_secs(60))
         .expect("60 s is allowed")
-        .with_jku("https://app.example.org/.well-known/jwks.json".parse().expect("url"));
+        .with_jku(
+            "https://app.example.org/.well-known/jwks.json"
+                .parse()
+                .expect("url"),
+        );
     let assertion = sign_assertion(&key, &config, SystemTime::now()).expect("signs");
     let jwk = serde_json::to_value(key.public_jwk()).expect("jwk");
     let (header, claims) = verify_independently(&assertion, &jwk, CLIENT_ID, token_url);
     assert_eq!(claims.exp - claims.iat, 60);
-    assert_eq!(header.jku.as_deref(), Some("https://app.example.org/.well-known/jwks.json"));
+    assert_eq!(
+        header.jku.as_deref(),
+        Some("https://app.example.org/.well-known/jwks.json")
+    );
 }
 
 #[test]
 fn a_thousand_assertions_have_a_thousand_distinct_jti() {
     let key = SigningKey::generate_ec_p384().expect("key");
-    let config =
-        AssertionConfig::new(CLIENT_ID, "https://x.example/token".parse().expect("url")).expect("config");
+    let config = AssertionConfig::new(CLIENT_ID, "https://x.example/token".parse().expect("url"))
+        .expect("config");
     let jwk = serde_json::to_value(key.public_jwk()).expect("jwk");
     let mut seen = HashSet::new();
     for _ in 0..1000 {
         let assertion = sign_assertion(&key, &config, SystemTime::now()).expect("signs");
-        let (_, claims) = verify_independently(&assertion, &jwk, CLIENT_ID, "https://x.example/token");
+        let (_, claims) =
+            verify_independently(&assertion, &jwk, CLIENT_ID, "https://x.example/token");
         assert!(seen.insert(claims.jti), "duplicate jti");
     }
     assert_eq!(seen.len(), 1000);
@@ -110,15 +121,25 @@ async fn token_request_is_a_well_formed_form_post() {
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    assert_eq!(request.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        request.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(request.form["grant_type"], "client_credentials");
     assert_eq!(
         request.form["client_assertion_type"],
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
     );
-    assert_eq!(request.form["scope"], "system/Patient.read system/Observation.read");
-    let (_, claims) =
-        verify_independently(&request.form["client_assertion"], &jwk, CLIENT_ID, &server.token_url());
+    assert_eq!(
+        request.form["scope"],
+        "system/Patient.read system/Observation.read"
+    );
+    let (_, claims) = verify_independently(
+        &request.form["client_assertion"],
+        &jwk,
+        CLIENT_ID,
+        &server.token_url(),
+    );
     assert_eq!(claims.aud, server.token_url());
 }
 
@@ -161,17 +182,29 @@ async fn token_is_refreshed_before_expiry_with_a_fake_clock() {
         .clock(clock.clone())
         .build()
         .expect("auth");
-    assert_eq!(auth.access_token().await.expect("t1").expose_secret(), "token-1");
+    assert_eq!(
+        auth.access_token().await.expect("t1").expose_secret(),
+        "token-1"
+    );
     clock.advance(Duration::from_secs(3000));
-    assert_eq!(auth.access_token().await.expect("cached").expose_secret(), "token-1");
+    assert_eq!(
+        auth.access_token().await.expect("cached").expose_secret(),
+        "token-1"
+    );
     assert_eq!(server.request_count(), 1);
     // 3545 s after the request: inside the 60 s refresh margin, so a new token is fetched.
     clock.advance(Duration::from_secs(545));
-    assert_eq!(auth.access_token().await.expect("t2").expose_secret(), "token-2");
+    assert_eq!(
+        auth.access_token().await.expect("t2").expose_secret(),
+        "token-2"
+    );
     assert_eq!(server.request_count(), 2);
     // Well past expiry: fetched again.
     clock.advance(Duration::from_secs(7200));
-    assert_eq!(auth.access_token().await.expect("t3").expose_secret(), "token-3");
+    assert_eq!(
+        auth.access_token().await.expect("t3").expose_secret(),
+        "token-3"
+    );
     assert_eq!(server.request_count(), 3);
 }
 
@@ -187,9 +220,15 @@ async fn short_lived_tokens_use_a_proportional_margin() {
         .expect("auth");
     auth.access_token().await.expect("t1");
     clock.advance(Duration::from_millis(1000));
-    assert_eq!(auth.access_token().await.expect("cached").expose_secret(), "token-1");
+    assert_eq!(
+        auth.access_token().await.expect("cached").expose_secret(),
+        "token-1"
+    );
     clock.advance(Duration::from_millis(600));
-    assert_eq!(auth.access_token().await.expect("t2").expose_secret(), "token-2");
+    assert_eq!(
+        auth.access_token().await.expect("t2").expose_secret(),
+        "token-2"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +236,10 @@ async fn refresh_failure_keeps_the_still_valid_token() {
     let server = MockTokenServer::start(
         vec![
             Reply::token("first", 3600),
-            Reply::json(400, json!({"error": "invalid_client", "error_description": "key rotated"})),
+            Reply::json(
+                400,
+                json!({"error": "invalid_client", "error_description": "key rotated"}),
+            ),
         ],
         3600,
         Duration::ZERO,
@@ -209,13 +251,25 @@ async fn refresh_failure_keeps_the_still_valid_token() {
         .clock(clock.clone())
         .build()
         .expect("auth");
-    assert_eq!(auth.access_token().await.expect("first").expose_secret(), "first");
+    assert_eq!(
+        auth.access_token().await.expect("first").expose_secret(),
+        "first"
+    );
     clock.advance(Duration::from_secs(3570));
     // The refresh fails, but the token is valid for 30 more seconds.
-    assert_eq!(auth.access_token().await.expect("still valid").expose_secret(), "first");
+    assert_eq!(
+        auth.access_token()
+            .await
+            .expect("still valid")
+            .expose_secret(),
+        "first"
+    );
     clock.advance(Duration::from_secs(60));
     // Expired now: the next fetch succeeds with a new token.
-    assert_eq!(auth.access_token().await.expect("new").expose_secret(), "token-1");
+    assert_eq!(
+        auth.access_token().await.expect("new").expose_secret(),
+        "token-1"
+    );
 }
 
 #[tokio::test]
@@ -240,7 +294,10 @@ async fn invalidate_after_401_fetches_a_new_token_once() {
 #[tokio::test]
 async fn invalid_client_is_a_typed_error_and_not_retried() {
     let server = MockTokenServer::start(
-        vec![Reply::json(401, json!({"error": "invalid_client", "error_description": null}))],
+        vec![Reply::json(
+            401,
+            json!({"error": "invalid_client", "error_description": null}),
+        )],
         3600,
         Duration::ZERO,
     )
@@ -265,8 +322,14 @@ async fn invalid_scope_keeps_its_description() {
         Duration::ZERO,
     )
     .await;
-    let err = auth_for(&server, rsa_key()).access_token().await.expect_err("refused");
-    assert_eq!(err.oauth().expect("oauth").description.as_deref(), Some("system/Binary.read not granted"));
+    let err = auth_for(&server, rsa_key())
+        .access_token()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.oauth().expect("oauth").description.as_deref(),
+        Some("system/Binary.read not granted")
+    );
     assert!(err.to_string().contains("invalid_scope"), "{err}");
 }
 
@@ -274,7 +337,13 @@ async fn invalid_scope_keeps_its_description() {
 async fn bare_400_is_retried_with_a_fresh_assertion() {
     let server = MockTokenServer::start(vec![Reply::text(400, "")], 3600, Duration::ZERO).await;
     let auth = auth_for(&server, rsa_key());
-    assert_eq!(auth.access_token().await.expect("second try").expose_secret(), "token-1");
+    assert_eq!(
+        auth.access_token()
+            .await
+            .expect("second try")
+            .expose_secret(),
+        "token-1"
+    );
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_ne!(
@@ -292,7 +361,10 @@ async fn server_errors_are_retried_a_bounded_number_of_times() {
         Reply::token("too-late", 3600),
     ];
     let server = MockTokenServer::start(replies, 3600, Duration::ZERO).await;
-    let err = auth_for(&server, rsa_key()).access_token().await.expect_err("gives up");
+    let err = auth_for(&server, rsa_key())
+        .access_token()
+        .await
+        .expect_err("gives up");
     assert_eq!(server.request_count(), 3, "max_attempts bounds the retries");
     assert_eq!(err.status(), Some(500));
     assert!(err.is_retryable());
@@ -307,14 +379,25 @@ async fn retry_after_is_honoured_on_429() {
     let auth = auth_for(&server, rsa_key());
     let started = std::time::Instant::now();
     auth.access_token().await.expect("after waiting");
-    assert!(started.elapsed() >= Duration::from_millis(950), "waited for Retry-After");
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited for Retry-After"
+    );
     assert_eq!(server.request_count(), 2);
 }
 
 #[tokio::test]
 async fn non_json_success_body_keeps_an_excerpt() {
-    let server = MockTokenServer::start(vec![Reply::text(200, "<html>Sign in</html>")], 3600, Duration::ZERO).await;
-    let err = auth_for(&server, rsa_key()).access_token().await.expect_err("not json");
+    let server = MockTokenServer::start(
+        vec![Reply::text(200, "<html>Sign in</html>")],
+        3600,
+        Duration::ZERO,
+    )
+    .await;
+    let err = auth_for(&server, rsa_key())
+        .access_token()
+        .await
+        .expect_err("not json");
     assert_eq!(err.kind(), ErrorKind::Decode);
     assert!(err.body_excerpt().expect("excerpt").contains("Sign in"));
 }
@@ -352,7 +435,10 @@ async fn a_hanging_token_endpoint_hits_the_fetch_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn waiters_share_one_failure_instead_of_retrying_each() {
     let server = MockTokenServer::start(
-        vec![Reply::json(400, json!({"error": "invalid_client"})).delayed(Duration::from_millis(200))],
+        vec![
+            Reply::json(400, json!({"error": "invalid_client"}))
+                .delayed(Duration::from_millis(200)),
+        ],
         3600,
         Duration::ZERO,
     )
@@ -436,7 +522,9 @@ fn configuration_errors_are_clear() {
         .build()
         .expect_err("plain http");
     assert_eq!(err.kind(), ErrorKind::InsecureUrl);
-    let err = BackendServicesAuth::builder(CLIENT_ID, rsa_key()).build().expect_err("no url");
+    let err = BackendServicesAuth::builder(CLIENT_ID, rsa_key())
+        .build()
+        .expect_err("no url");
     assert_eq!(err.kind(), ErrorKind::Config);
     let err = BackendServicesAuth::builder(CLIENT_ID, rsa_key())
         .token_url("https://fhir.example.org/oauth2/token")

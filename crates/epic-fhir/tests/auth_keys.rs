@@ -50,7 +50,10 @@ fn message(result: Result<SigningKey, KeyError>) -> (KeyError, String) {
 fn small_rsa_key_is_refused_with_its_size() {
     let (err, text) = message(load("rsa1024_pkcs1.pem"));
     assert_eq!(err, KeyError::RsaTooSmall { bits: 1024 });
-    assert!(text.contains("1024 bits") && text.contains("2048"), "{text}");
+    assert!(
+        text.contains("1024 bits") && text.contains("2048"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -63,14 +66,20 @@ fn large_rsa_key_is_refused() {
 fn p256_key_is_refused_naming_the_curve() {
     for name in ["ec256_sec1.pem", "ec256_pkcs8.pem"] {
         let (err, text) = message(load(name));
-        assert!(matches!(err, KeyError::UnsupportedCurve { .. }), "{name}: {err:?}");
+        assert!(
+            matches!(err, KeyError::UnsupportedCurve { .. }),
+            "{name}: {err:?}"
+        );
         assert!(text.contains("P-256") && text.contains("P-384"), "{text}");
     }
 }
 
 #[test]
 fn encrypted_keys_are_refused_with_how_to_decrypt() {
-    for name in ["rsa2048_encrypted_pkcs8.pem", "rsa2048_encrypted_legacy.pem"] {
+    for name in [
+        "rsa2048_encrypted_pkcs8.pem",
+        "rsa2048_encrypted_legacy.pem",
+    ] {
         let (err, text) = message(load(name));
         assert_eq!(err, KeyError::Encrypted, "{name}");
         assert!(text.contains("openssl"), "{text}");
@@ -80,10 +89,20 @@ fn encrypted_keys_are_refused_with_how_to_decrypt() {
 #[test]
 fn public_keys_and_certificates_are_not_private_keys() {
     let (err, text) = message(load("rsa2048_public.pem"));
-    assert_eq!(err, KeyError::NotAPrivateKey { found: "public key".into() });
+    assert_eq!(
+        err,
+        KeyError::NotAPrivateKey {
+            found: "public key".into()
+        }
+    );
     assert!(text.contains("register"), "{text}");
     let (err, _) = message(load("rsa2048_cert.pem"));
-    assert_eq!(err, KeyError::NotAPrivateKey { found: "certificate".into() });
+    assert_eq!(
+        err,
+        KeyError::NotAPrivateKey {
+            found: "certificate".into()
+        }
+    );
 }
 
 #[test]
@@ -95,7 +114,10 @@ fn a_certificate_followed_by_its_key_loads_the_key() {
 #[test]
 fn other_algorithms_and_garbage() {
     let (err, text) = message(load("ed25519_pkcs8.pem"));
-    assert!(matches!(err, KeyError::UnsupportedAlgorithm { .. }), "{err:?}");
+    assert!(
+        matches!(err, KeyError::UnsupportedAlgorithm { .. }),
+        "{err:?}"
+    );
     assert!(text.contains("Ed25519"), "{text}");
     assert_eq!(message(SigningKey::from_pem("hello")).0, KeyError::NotPem);
     assert_eq!(message(SigningKey::from_pem("")).0, KeyError::NotPem);
@@ -108,7 +130,10 @@ fn other_algorithms_and_garbage() {
     ));
     assert!(matches!(err, KeyError::MalformedPem(_)), "{err:?}");
     let missing = SigningKey::from_pem_file("/nonexistent/key.pem").expect_err("missing file");
-    assert!(missing.to_string().contains("/nonexistent/key.pem"), "{missing}");
+    assert!(
+        missing.to_string().contains("/nonexistent/key.pem"),
+        "{missing}"
+    );
 }
 
 #[test]
@@ -144,7 +169,10 @@ fn jwk_set_has_public_members_only() {
         assert_eq!(jwk["alg"], key.algorithm().as_str());
         assert_eq!(jwk["kid"], key.kid());
         for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
-            assert!(jwk.get(private).is_none(), "private member {private} leaked");
+            assert!(
+                jwk.get(private).is_none(),
+                "private member {private} leaked"
+            );
         }
     }
     let ec = serde_json::to_value(load("ec384_sec1.pem").expect("ec").public_jwk()).expect("json");
@@ -176,7 +204,11 @@ fn debug_and_display_never_show_key_material() {
     let pem = fixture("rsa2048_pkcs8.pem");
     let key = SigningKey::from_pem(&pem).expect("key");
     let body_line = pem.lines().nth(1).expect("body line");
-    for text in [format!("{key:?}"), format!("{key}"), format!("{:?}", key.to_pkcs8_pem().expect("pem"))] {
+    for text in [
+        format!("{key:?}"),
+        format!("{key}"),
+        format!("{:?}", key.to_pkcs8_pem().expect("pem")),
+    ] {
         assert!(text.contains("[redacted]"), "{text}");
         assert!(!text.contains(body_line), "{text}");
         assert!(!text.contains("BEGIN"), "{text}");

@@ -17,7 +17,10 @@ fn effective_end(observation: &Observation) -> Option<time::OffsetDateTime> {
     match observation.effective.as_ref()? {
         ObservationEffective::DateTime(at) => Some(at.range(time::UtcOffset::UTC).end),
         ObservationEffective::Instant(at) => Some(at.range().end),
-        ObservationEffective::Period(period) => period.end.as_ref().map(|end| end.range(time::UtcOffset::UTC).end),
+        ObservationEffective::Period(period) => period
+            .end
+            .as_ref()
+            .map(|end| end.range(time::UtcOffset::UTC).end),
         _ => None,
     }
 }
@@ -34,7 +37,11 @@ async fn capabilities_list_the_oauth_token_endpoint() {
     let capabilities = f.client.capabilities().await.expect("metadata");
     assert_eq!(capabilities.fhir_version.as_deref(), Some("4.0.1"));
     let rest = &capabilities.rest[0];
-    assert!(rest.resource.iter().any(|r| r.r#type.as_deref() == Some("Observation")));
+    assert!(
+        rest.resource
+            .iter()
+            .any(|r| r.r#type.as_deref() == Some("Observation"))
+    );
 }
 
 #[tokio::test]
@@ -43,35 +50,61 @@ async fn read_and_vread_named_patients() {
     let camila: Patient = f.client.read(CAMILA).await.expect("read");
     assert_eq!(camila.display_name().as_deref(), Some("Camila Maria Lopez"));
     assert_eq!(camila.mrn(), Some("E4007"));
-    assert_eq!(camila.birth_date.as_ref().map(|d| d.as_str()), Some("1987-09-12"));
+    assert_eq!(
+        camila.birth_date.as_ref().map(|d| d.as_str()),
+        Some("1987-09-12")
+    );
     let v1: Patient = f.client.vread(CAMILA, "1").await.expect("vread");
     assert_eq!(v1.id.as_deref(), Some(CAMILA));
-    let dynamic = f.client.read_type("Patient", DERRICK).await.expect("read_type");
+    let dynamic = f
+        .client
+        .read_type("Patient", DERRICK)
+        .await
+        .expect("read_type");
     assert_eq!(dynamic.resource_type(), "Patient");
 }
 
 #[tokio::test]
 async fn unknown_ids_are_404_with_the_outcome() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
-    let err = f.client.read::<Patient>("does-not-exist").await.expect_err("404");
+    let err = f
+        .client
+        .read::<Patient>("does-not-exist")
+        .await
+        .expect_err("404");
     assert_eq!(err.kind(), ErrorKind::Status);
     assert_eq!(err.status(), Some(404));
     assert!(!err.is_retryable());
     let outcome = err.operation_outcome().expect("outcome");
     assert!(outcome.is_error());
-    assert_eq!(err.request().expect("request").path, "/interconnect-fhir-oauth/api/FHIR/R4/Patient/does-not-exist");
-    let err = f.client.read::<Patient>("../metadata").await.expect_err("bad id");
+    assert_eq!(
+        err.request().expect("request").path,
+        "/interconnect-fhir-oauth/api/FHIR/R4/Patient/does-not-exist"
+    );
+    let err = f
+        .client
+        .read::<Patient>("../metadata")
+        .await
+        .expect_err("bad id");
     assert_eq!(err.kind(), ErrorKind::Config);
 }
 
 #[tokio::test]
 async fn latest_vital_signs_sorted_by_date() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
-    let page = f.client.search::<Observation>(&vitals(CAMILA).sort_desc("date").count(10)).await.expect("search");
+    let page = f
+        .client
+        .search::<Observation>(&vitals(CAMILA).sort_desc("date").count(10))
+        .await
+        .expect("search");
     assert_eq!(page.len(), 10);
     assert!(page.total().expect("total") >= 10);
     // `_sort=-date` orders by the end of each effective time's range.
-    let dates: Vec<time::OffsetDateTime> = page.matches().iter().map(|o| effective_end(o).expect("effective")).collect();
+    let dates: Vec<time::OffsetDateTime> = page
+        .matches()
+        .iter()
+        .map(|o| effective_end(o).expect("effective"))
+        .collect();
     let mut sorted = dates.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(dates, sorted, "newest first");
@@ -89,7 +122,10 @@ async fn epic_refuses_observation_search_without_category_or_code() {
         .expect_err("59108");
     assert_eq!(err.status(), Some(400));
     assert_eq!(err.epic_codes(), vec!["59108"]);
-    assert!(err.to_string().contains("59108") || err.to_string().contains("required"), "{err}");
+    assert!(
+        err.to_string().contains("59108") || err.to_string().contains("required"),
+        "{err}"
+    );
     // The query (patient data) never appears in the error.
     assert!(!err.to_string().contains(CAMILA), "{err}");
 }
@@ -99,7 +135,11 @@ async fn zero_results_and_ignored_parameters_are_outcomes_not_matches() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
     let page = f
         .client
-        .search::<Patient>(&SearchParams::new().string("family", "Nobody-by-this-name").raw("colour", "blue"))
+        .search::<Patient>(
+            &SearchParams::new()
+                .string("family", "Nobody-by-this-name")
+                .raw("colour", "blue"),
+        )
         .await
         .expect("search");
     assert!(page.is_empty());
@@ -122,7 +162,10 @@ async fn paging_through_thousands_of_observations_never_skips_or_repeats() {
     assert!(expected > 2000, "Derrick has many vital signs ({expected})");
     let mut pages = 0;
     let mut ids = Vec::new();
-    let mut stream = std::pin::pin!(f.client.pages::<Observation>(&vitals(DERRICK).sort_asc("date")));
+    let mut stream = std::pin::pin!(
+        f.client
+            .pages::<Observation>(&vitals(DERRICK).sort_asc("date"))
+    );
     while let Some(page) = stream.next().await {
         let page = page.expect("page");
         assert!(page.len() <= 1000, "Epic's page cap");
@@ -152,7 +195,11 @@ async fn resources_stream_with_a_limit_fetches_only_what_it_needs() {
 async fn includes_are_separate_and_resolvable() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
     let params = vitals(CAMILA).count(5).include("Observation:patient");
-    let page = f.client.search::<Observation>(&params).await.expect("search");
+    let page = f
+        .client
+        .search::<Observation>(&params)
+        .await
+        .expect("search");
     assert_eq!(page.len(), 5, "includes are outside _count");
     assert_eq!(page.included().len(), 1);
     let subject = page.matches()[0].subject.clone().expect("subject");
@@ -165,28 +212,43 @@ async fn includes_are_separate_and_resolvable() {
 #[tokio::test]
 async fn date_prefixes_reach_the_server() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
-    let all: Vec<Observation> = f.client.search_all(&vitals(CAMILA), None).await.expect("all");
+    let all: Vec<Observation> = f
+        .client
+        .search_all(&vitals(CAMILA), None)
+        .await
+        .expect("all");
     let recent: Vec<Observation> = f
         .client
-        .search_all(&vitals(CAMILA).date("date", DatePrefix::Ge, "2024-01-01"), None)
+        .search_all(
+            &vitals(CAMILA).date("date", DatePrefix::Ge, "2024-01-01"),
+            None,
+        )
         .await
         .expect("recent");
     let older: Vec<Observation> = f
         .client
-        .search_all(&vitals(CAMILA).date("date", DatePrefix::Lt, "2024-01-01"), None)
+        .search_all(
+            &vitals(CAMILA).date("date", DatePrefix::Lt, "2024-01-01"),
+            None,
+        )
         .await
         .expect("older");
     assert!(!recent.is_empty() && !older.is_empty());
-    assert_eq!(recent.len() + older.len(), all.len(), "ge and lt partition the results");
+    assert_eq!(
+        recent.len() + older.len(),
+        all.len(),
+        "ge and lt partition the results"
+    );
 }
 
 #[tokio::test]
 async fn create_then_update_with_if_match() {
     let f = sandbox_fixture(
         |c| {
-            c.clients[0] = c.clients[0]
-                .clone()
-                .with_scopes(epic_fhir_sandbox::auth::ScopeSet::parse("system/*.read system/Observation.cu").expect("scopes"));
+            c.clients[0] = c.clients[0].clone().with_scopes(
+                epic_fhir_sandbox::auth::ScopeSet::parse("system/*.read system/Observation.cu")
+                    .expect("scopes"),
+            );
         },
         |b| b,
     )
@@ -204,16 +266,33 @@ async fn create_then_update_with_if_match() {
     .expect("model");
     let created = f.client.create(&observation).await.expect("create");
     let id = created.id.clone().expect("server-assigned id");
-    assert_eq!(created.meta.as_ref().and_then(|m| m.version_id.as_deref()), Some("1"));
-    assert!(created.extra.contains_key("_status"), "unknown members survive the round trip");
+    assert_eq!(
+        created.meta.as_ref().and_then(|m| m.version_id.as_deref()),
+        Some("1")
+    );
+    assert!(
+        created.extra.contains_key("_status"),
+        "unknown members survive the round trip"
+    );
 
     observation = created.clone();
     observation.status = "final".to_owned();
-    let updated = f.client.update(&observation, Some("1")).await.expect("update");
+    let updated = f
+        .client
+        .update(&observation, Some("1"))
+        .await
+        .expect("update");
     assert_eq!(updated.status, "final");
-    assert_eq!(updated.meta.as_ref().and_then(|m| m.version_id.as_deref()), Some("2"));
+    assert_eq!(
+        updated.meta.as_ref().and_then(|m| m.version_id.as_deref()),
+        Some("2")
+    );
     // A stale version is refused with 412.
-    let err = f.client.update(&observation, Some("1")).await.expect_err("conflict");
+    let err = f
+        .client
+        .update(&observation, Some("1"))
+        .await
+        .expect_err("conflict");
     assert_eq!(err.status(), Some(412));
     let read: Observation = f.client.read(&id).await.expect("read");
     assert_eq!(read.status, "final");
@@ -261,16 +340,26 @@ async fn faults_do_not_change_what_a_paged_search_returns() {
         .expect("the client rides out the faults");
     assert_eq!(faulty, clean, "same ids in the same order");
     let stats = f.sandbox.stats();
-    assert!(stats.injected_errors + stats.injected_throttles + stats.injected_drops > 0, "{stats:?}");
+    assert!(
+        stats.injected_errors + stats.injected_throttles + stats.injected_drops > 0,
+        "{stats:?}"
+    );
     assert!(f.client.retries() > retries_before);
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured() {
     let f = sandbox_fixture(|_| {}, |b| b.retry_policy(patient_retries())).await;
-    f.client.read::<Patient>(CAMILA).await.expect("warm up the token");
+    f.client
+        .read::<Patient>(CAMILA)
+        .await
+        .expect("warm up the token");
     f.sandbox
-        .set_faults(Faults { throttle_rate: 1.0, retry_after: Duration::from_secs(1), ..Faults::default() })
+        .set_faults(Faults {
+            throttle_rate: 1.0,
+            retry_after: Duration::from_secs(1),
+            ..Faults::default()
+        })
         .expect("faults");
     let client = f.client.clone();
     let sandbox = &f.sandbox;
@@ -280,22 +369,35 @@ async fn retry_after_is_honoured() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     sandbox.set_faults(Faults::default()).expect("no faults");
     read.await.expect("task").expect("read after waiting");
-    assert!(started.elapsed() >= Duration::from_millis(950), "waited for Retry-After: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited for Retry-After: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn a_create_is_not_retried_after_it_reached_the_server() {
     let f = sandbox_fixture(
         |c| {
-            c.clients[0] = c.clients[0]
-                .clone()
-                .with_scopes(epic_fhir_sandbox::auth::ScopeSet::parse("system/*.read system/Observation.c").expect("scopes"));
+            c.clients[0] = c.clients[0].clone().with_scopes(
+                epic_fhir_sandbox::auth::ScopeSet::parse("system/*.read system/Observation.c")
+                    .expect("scopes"),
+            );
         },
         |b| b.retry_policy(patient_retries()),
     )
     .await;
-    f.client.read::<Patient>(CAMILA).await.expect("warm up the token");
-    f.sandbox.set_faults(Faults { error_rate: 1.0, ..Faults::default() }).expect("faults");
+    f.client
+        .read::<Patient>(CAMILA)
+        .await
+        .expect("warm up the token");
+    f.sandbox
+        .set_faults(Faults {
+            error_rate: 1.0,
+            ..Faults::default()
+        })
+        .expect("faults");
     let observation: Observation = epic_fhir::model::from_value(serde_json::json!({
         "resourceType": "Observation", "status": "final", "code": {"text": "x"}
     }))
@@ -303,7 +405,11 @@ async fn a_create_is_not_retried_after_it_reached_the_server() {
     let before = f.client.requests_sent();
     let err = f.client.create(&observation).await.expect_err("503");
     assert_eq!(err.status(), Some(503));
-    assert_eq!(f.client.requests_sent() - before, 1, "sent once, never repeated");
+    assert_eq!(
+        f.client.requests_sent() - before,
+        1,
+        "sent once, never repeated"
+    );
     assert!(!err.is_retryable());
 }
 
@@ -313,8 +419,15 @@ async fn a_revoked_token_is_replaced_once() {
     f.client.read::<Patient>(CAMILA).await.expect("first read");
     assert_eq!(f.sandbox.stats().token_requests, 1);
     f.sandbox.revoke_all_tokens();
-    f.client.read::<Patient>(CAMILA).await.expect("read after the 401");
-    assert_eq!(f.sandbox.stats().token_requests, 2, "one refresh after the 401");
+    f.client
+        .read::<Patient>(CAMILA)
+        .await
+        .expect("read after the 401");
+    assert_eq!(
+        f.sandbox.stats().token_requests,
+        2,
+        "one refresh after the 401"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +440,11 @@ async fn a_second_401_is_an_error() {
     let err = client.read::<Patient>(CAMILA).await.expect_err("401");
     assert_eq!(err.status(), Some(401));
     assert!(err.is_auth());
-    assert_eq!(client.requests_sent(), 2, "one retry with a fresh token, then the error");
+    assert_eq!(
+        client.requests_sent(),
+        2,
+        "one retry with a fresh token, then the error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -366,10 +483,16 @@ async fn a_short_token_lifetime_is_refreshed_during_a_long_paging_run() {
         .expect("the run completes across token expiries");
     let elapsed = started.elapsed().as_secs_f64();
     assert!(count > 2000);
-    assert!(elapsed > 3.0, "long enough to outlive a token ({elapsed:.1} s)");
+    assert!(
+        elapsed > 3.0,
+        "long enough to outlive a token ({elapsed:.1} s)"
+    );
     let tokens = f.sandbox.stats().token_requests as f64;
     // Tokens live 2 s and are refreshed at 1.5 s (a quarter of the lifetime before expiry).
     let at_least = (elapsed / 2.0).floor();
     let at_most = (elapsed / 1.5).ceil() + 1.0;
-    assert!(tokens >= at_least && tokens <= at_most, "{tokens} token requests in {elapsed:.1} s");
+    assert!(
+        tokens >= at_least && tokens <= at_most,
+        "{tokens} token requests in {elapsed:.1} s"
+    );
 }

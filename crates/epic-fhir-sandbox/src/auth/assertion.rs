@@ -83,7 +83,9 @@ pub(crate) async fn verify(
 ) -> Result<Arc<Client>, String> {
     let parts: Vec<&str> = assertion.split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-        return Err("client_assertion is not a JWT: expected three non-empty base64url parts".to_owned());
+        return Err(
+            "client_assertion is not a JWT: expected three non-empty base64url parts".to_owned(),
+        );
     }
     let header = decode_json(parts[0], "header")?;
     let claims = decode_json(parts[1], "payload")?;
@@ -94,13 +96,20 @@ pub(crate) async fn verify(
         .and_then(Value::as_str)
         .ok_or("JWT header has no alg")?;
     if alg.eq_ignore_ascii_case("none") {
-        return Err("alg none is never accepted: sign the assertion with RS384 or ES384".to_owned());
+        return Err(
+            "alg none is never accepted: sign the assertion with RS384 or ES384".to_owned(),
+        );
     }
     if alg.starts_with("HS") {
-        return Err(format!("alg {alg} (a shared-secret MAC) is not accepted: sign with a private key (RS384 or ES384)"));
+        return Err(format!(
+            "alg {alg} (a shared-secret MAC) is not accepted: sign with a private key (RS384 or ES384)"
+        ));
     }
     if !ACCEPTED_ALGORITHMS.contains(&alg) {
-        return Err(format!("alg {alg} is not accepted: use one of {}", ACCEPTED_ALGORITHMS.join(", ")));
+        return Err(format!(
+            "alg {alg} is not accepted: use one of {}",
+            ACCEPTED_ALGORITHMS.join(", ")
+        ));
     }
     if let Some(typ) = header.get("typ") {
         if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
@@ -108,10 +117,18 @@ pub(crate) async fn verify(
         }
     }
 
-    let iss = claims.get("iss").and_then(Value::as_str).ok_or("iss claim is missing or not a string")?;
-    let sub = claims.get("sub").and_then(Value::as_str).ok_or("sub claim is missing or not a string")?;
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or("iss claim is missing or not a string")?;
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or("sub claim is missing or not a string")?;
     if iss != sub {
-        return Err(format!("iss ({iss}) and sub ({sub}) must both be the client id"));
+        return Err(format!(
+            "iss ({iss}) and sub ({sub}) must both be the client id"
+        ));
     }
     let client = registry
         .get(iss)
@@ -121,8 +138,16 @@ pub(crate) async fn verify(
         let jku = jku.as_str().ok_or("jku header is not a string")?;
         match client.jwks_url() {
             Some(url) if url.as_str() == jku => {}
-            Some(url) => return Err(format!("jku {jku} does not match the registered JWK Set URL {url}")),
-            None => return Err(format!("jku {jku} given, but the client registered no JWK Set URL")),
+            Some(url) => {
+                return Err(format!(
+                    "jku {jku} does not match the registered JWK Set URL {url}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "jku {jku} given, but the client registered no JWK Set URL"
+                ));
+            }
         }
     }
 
@@ -138,7 +163,9 @@ pub(crate) async fn verify(
             match (matching.next(), matching.next()) {
                 (Some(key), None) => key.clone(),
                 (None, _) => return Err(format!("no registered key has kid {kid}")),
-                (Some(_), Some(_)) => return Err(format!("several registered keys have kid {kid}")),
+                (Some(_), Some(_)) => {
+                    return Err(format!("several registered keys have kid {kid}"));
+                }
             }
         }
         None if keys.len() == 1 => keys[0].clone(),
@@ -152,7 +179,11 @@ pub(crate) async fn verify(
     // The registered key's type decides which algorithms are possible; the header alone is
     // never trusted (an RSA public key must not be usable as an HMAC secret, for one).
     if !key.kind.allows(alg) {
-        return Err(format!("alg {alg} does not match the registered {} key {}", key.kind.kty(), key.kid));
+        return Err(format!(
+            "alg {alg} does not match the registered {} key {}",
+            key.kind.kty(),
+            key.kid
+        ));
     }
     let signed = &assertion[..parts[0].len() + 1 + parts[1].len()];
     if !key.kind.verify(alg, signed.as_bytes(), &signature) {
@@ -188,7 +219,9 @@ pub(crate) async fn verify(
                 return Err(format!("{name} {value} is in the future (now {})", ctx.now));
             }
             if exp - value > MAX_ASSERTION_SECONDS + ctx.skew {
-                return Err(format!("{name} {value} is more than {MAX_ASSERTION_SECONDS} s before exp {exp}"));
+                return Err(format!(
+                    "{name} {value} is more than {MAX_ASSERTION_SECONDS} s before exp {exp}"
+                ));
             }
         }
     }
@@ -200,10 +233,15 @@ pub(crate) async fn verify(
         Some(_) => return Err("jti claim is not a string".to_owned()),
     };
     if jti.chars().count() > MAX_JTI_CHARS {
-        return Err(format!("jti is {} characters long: at most {MAX_JTI_CHARS} are allowed", jti.chars().count()));
+        return Err(format!(
+            "jti is {} characters long: at most {MAX_JTI_CHARS} are allowed",
+            jti.chars().count()
+        ));
     }
     if !replay.record(&client.id, jti, exp, ctx.now) {
-        return Err(format!("jti {jti} was already used: sign a new assertion for every token request"));
+        return Err(format!(
+            "jti {jti} was already used: sign a new assertion for every token request"
+        ));
     }
     Ok(client)
 }

@@ -68,7 +68,8 @@ impl ClientConfig {
             return Err(format!("client `{spec}` must be ID=PATH or ID=URL"));
         }
         if source.starts_with("http://") || source.starts_with("https://") {
-            let url = Url::parse(source).map_err(|e| format!("client {id}: bad JWK Set URL: {e}"))?;
+            let url =
+                Url::parse(source).map_err(|e| format!("client {id}: bad JWK Set URL: {e}"))?;
             check_loopback(&url).map_err(|e| format!("client {id}: {e}"))?;
             return Ok(Self::new(id, ClientKeys::JwksUrl(url)));
         }
@@ -88,13 +89,16 @@ fn check_loopback(url: &Url) -> Result<(), String> {
     if loopback {
         Ok(())
     } else {
-        Err(format!("JWK Set URL {url} is not on loopback: the sandbox only fetches from this machine"))
+        Err(format!(
+            "JWK Set URL {url} is not on loopback: the sandbox only fetches from this machine"
+        ))
     }
 }
 
 /// Reads a JWK Set (JSON) or a PEM public key / certificate file.
 pub fn load_key_file(path: &Path) -> Result<Vec<VerifyKey>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if text.trim_start().starts_with('{') {
         let json: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{} is not valid JSON: {e}", path.display()))?;
@@ -156,7 +160,11 @@ impl Client {
 
     /// The client's keys. For a JWK Set URL: the cached set while fresh; fetched when stale;
     /// and fetched again once when `kid` names a key the cached set lacks (key rotation).
-    pub(crate) async fn keys(&self, http: &reqwest::Client, kid: Option<&str>) -> Result<Vec<VerifyKey>, String> {
+    pub(crate) async fn keys(
+        &self,
+        http: &reqwest::Client,
+        kid: Option<&str>,
+    ) -> Result<Vec<VerifyKey>, String> {
         let (url, cache) = match &self.source {
             KeySource::Static(keys) => return Ok(keys.clone()),
             KeySource::Remote { url, cache } => (url, cache),
@@ -185,7 +193,10 @@ async fn fetch_jwks(http: &reqwest::Client, url: &Url) -> Result<Fetched, String
         .await
         .map_err(|e| format!("JWK Set URL {url} is unreachable: {}", e.without_url()))?;
     if !response.status().is_success() {
-        return Err(format!("JWK Set URL {url} answered HTTP {}", response.status().as_u16()));
+        return Err(format!(
+            "JWK Set URL {url} answered HTTP {}",
+            response.status().as_u16()
+        ));
     }
     let max_age = response
         .headers()
@@ -196,7 +207,8 @@ async fn fetch_jwks(http: &reqwest::Client, url: &Url) -> Result<Fetched, String
         .bytes()
         .await
         .map_err(|e| format!("JWK Set URL {url}: {}", e.without_url()))?;
-    let json: Value = serde_json::from_slice(&body).map_err(|e| format!("JWK Set at {url} is not JSON: {e}"))?;
+    let json: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("JWK Set at {url} is not JSON: {e}"))?;
     let keys = parse_jwks(&json).map_err(|e| format!("JWK Set at {url}: {e}"))?;
     Ok(Fetched {
         keys,
@@ -215,7 +227,11 @@ pub(crate) fn parse_max_age(value: &str) -> Duration {
             return Duration::ZERO;
         }
         if let Some(seconds) = lower.strip_prefix("max-age=") {
-            max_age = seconds.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            max_age = seconds
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     max_age.unwrap_or(DEFAULT_JWKS_CACHE).min(MAX_JWKS_CACHE)

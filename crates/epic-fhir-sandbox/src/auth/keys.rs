@@ -164,7 +164,10 @@ fn parse_jwk(jwk: &Value) -> Result<Option<VerifyKey>, String> {
             let e = b64url_decode(field("e").ok_or("RSA key without \"e\"")?, "e")?;
             let n = strip_leading_zeros(&n);
             if n.len() * 8 < 2048 {
-                return Err(format!("RSA key of {} bits: at least 2048 are required", n.len() * 8));
+                return Err(format!(
+                    "RSA key of {} bits: at least 2048 are required",
+                    n.len() * 8
+                ));
             }
             KeyKind::Rsa {
                 n,
@@ -174,7 +177,9 @@ fn parse_jwk(jwk: &Value) -> Result<Option<VerifyKey>, String> {
         Some("EC") => {
             let crv = field("crv").unwrap_or("");
             if crv != "P-384" {
-                return Err(format!("EC key on curve `{crv}`: only P-384 (ES384) is accepted"));
+                return Err(format!(
+                    "EC key on curve `{crv}`: only P-384 (ES384) is accepted"
+                ));
             }
             let x = b64url_decode(field("x").ok_or("EC key without \"x\"")?, "x")?;
             let y = b64url_decode(field("y").ok_or("EC key without \"y\"")?, "y")?;
@@ -263,7 +268,9 @@ fn der_element(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
 fn der_expect(input: &[u8], tag: u8) -> Result<(&[u8], &[u8]), String> {
     let (found, contents, rest) = der_element(input)?;
     if found != tag {
-        return Err(format!("unexpected DER tag 0x{found:02x} (wanted 0x{tag:02x})"));
+        return Err(format!(
+            "unexpected DER tag 0x{found:02x} (wanted 0x{tag:02x})"
+        ));
     }
     Ok((contents, rest))
 }
@@ -306,7 +313,9 @@ fn spki_to_kind(spki: &[u8]) -> Result<KeyKind, String> {
         EC_PUBLIC_KEY => {
             let (curve, _) = der_expect(params, OID)?;
             if curve != SECP384R1 {
-                return Err("EC key on a curve other than P-384: only ES384 keys are accepted".to_owned());
+                return Err(
+                    "EC key on a curve other than P-384: only ES384 keys are accepted".to_owned(),
+                );
             }
             if key.len() != 97 || key[0] != 0x04 {
                 return Err("P-384 public key is not an uncompressed point".to_owned());
@@ -325,7 +334,10 @@ fn rsa_public_key_to_kind(der: &[u8]) -> Result<KeyKind, String> {
     let (e, _) = der_expect(rest, INTEGER)?;
     let n = strip_leading_zeros(n);
     if n.len() * 8 < 2048 {
-        return Err(format!("RSA key of {} bits: at least 2048 are required", n.len() * 8));
+        return Err(format!(
+            "RSA key of {} bits: at least 2048 are required",
+            n.len() * 8
+        ));
     }
     Ok(KeyKind::Rsa {
         n,
@@ -347,7 +359,8 @@ mod tests {
 
     #[test]
     fn rsa_spki_and_jwk_agree_and_verify() {
-        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("key");
+        let pair =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("key");
         let spki = pair.public_key().as_der().expect("der");
         let from_pem = parse_pem_public(&pem("PUBLIC KEY", spki.as_ref())).expect("parses");
         let KeyKind::Rsa { n, e } = &from_pem.kind else {
@@ -361,7 +374,8 @@ mod tests {
 
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let mut sig = vec![0; pair.public_modulus_len()];
-        pair.sign(&signature::RSA_PKCS1_SHA384, &rng, b"msg", &mut sig).expect("sign");
+        pair.sign(&signature::RSA_PKCS1_SHA384, &rng, b"msg", &mut sig)
+            .expect("sign");
         assert!(from_pem.kind.verify("RS384", b"msg", &sig));
         assert!(!from_pem.kind.verify("RS384", b"other", &sig));
         assert!(!from_pem.kind.verify("RS256", b"msg", &sig));
@@ -373,8 +387,10 @@ mod tests {
 
     #[test]
     fn ec_p384_spki_and_jwk() {
-        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)
-            .expect("key");
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::generate(
+            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        )
+        .expect("key");
         let spki = pair.public_key().as_der().expect("der");
         let key = parse_pem_public(&pem("PUBLIC KEY", spki.as_ref())).expect("parses");
         assert_eq!(key.kind.kty(), "EC");
@@ -387,23 +403,40 @@ mod tests {
     #[test]
     fn jwks_rejections_name_the_key() {
         assert!(parse_jwks(&json!({})).is_err());
-        let err = parse_jwks(&json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]})).expect_err("p256");
-        assert!(err.starts_with("keys[0]:") && err.contains("P-256"), "{err}");
+        let err =
+            parse_jwks(&json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}))
+                .expect_err("p256");
+        assert!(
+            err.starts_with("keys[0]:") && err.contains("P-256"),
+            "{err}"
+        );
         let err = parse_jwks(&json!({"keys": [{"kty": "oct", "k": "AA"}]})).expect_err("oct");
         assert!(err.contains("oct"), "{err}");
-        let err = parse_jwks(&json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AA"}]})).expect_err("private");
+        let err =
+            parse_jwks(&json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "AA"}]}))
+                .expect_err("private");
         assert!(err.contains("private"), "{err}");
-        let err = parse_jwks(&json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]})).expect_err("small");
+        let err = parse_jwks(&json!({"keys": [{"kty": "RSA", "n": "AQAB", "e": "AQAB"}]}))
+            .expect_err("small");
         assert!(err.contains("2048"), "{err}");
         // Encryption keys are skipped, leaving nothing to sign with.
-        assert!(parse_jwks(&json!({"keys": [{"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}]})).is_err());
+        assert!(
+            parse_jwks(&json!({"keys": [{"kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}]}))
+                .is_err()
+        );
     }
 
     #[test]
     fn pem_rejections() {
         assert!(parse_pem_public("nothing").is_err());
-        assert!(parse_pem_public("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").expect_err("private").contains("private key"));
-        assert!(parse_pem_public("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err());
+        assert!(
+            parse_pem_public("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")
+                .expect_err("private")
+                .contains("private key")
+        );
+        assert!(
+            parse_pem_public("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----").is_err()
+        );
     }
 
     proptest::proptest! {

@@ -49,7 +49,9 @@ impl Scope {
         let (resource, permission) = rest
             .split_once('.')
             .ok_or_else(|| format!("scope `{text}` has no `.permission`"))?;
-        if resource.is_empty() || !(resource == "*" || resource.chars().all(|c| c.is_ascii_alphanumeric())) {
+        if resource.is_empty()
+            || !(resource == "*" || resource.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
             return Err(format!("scope `{text}` names no valid resource type"));
         }
         // SMART v2 constraints (`?category=...`) narrow a scope; the sandbox grants the scope as
@@ -141,7 +143,9 @@ impl ScopeSet {
 
     /// Whether any scope permits `permission` on `resource_type`.
     pub fn allows(&self, resource_type: &str, permission: Permission) -> bool {
-        self.scopes.iter().any(|s| s.allows(resource_type, permission))
+        self.scopes
+            .iter()
+            .any(|s| s.allows(resource_type, permission))
     }
 
     /// Whether the set is empty.
@@ -189,7 +193,10 @@ mod tests {
         assert!(!v1.allows("Patient", Permission::Create));
         assert!(v1.allows("Observation", Permission::Create));
         assert!(!v1.allows("Observation", Permission::Read));
-        let v2 = ScopeSet::parse("system/Patient.rs system/Observation.c system/Condition.r?category=problem-list-item").expect("v2");
+        let v2 = ScopeSet::parse(
+            "system/Patient.rs system/Observation.c system/Condition.r?category=problem-list-item",
+        )
+        .expect("v2");
         assert!(v2.allows("Patient", Permission::Search));
         assert!(v2.allows("Observation", Permission::Create));
         assert!(!v2.allows("Observation", Permission::Search));
@@ -201,7 +208,14 @@ mod tests {
 
     #[test]
     fn invalid_scopes_are_named() {
-        for bad in ["patient/Patient.read", "system/Patient", "system/.read", "system/Patient.rc", "system/Patient.x", "system/Pa-tient.read"] {
+        for bad in [
+            "patient/Patient.read",
+            "system/Patient",
+            "system/.read",
+            "system/Patient.rc",
+            "system/Patient.x",
+            "system/Pa-tient.read",
+        ] {
             let err = ScopeSet::parse(bad).expect_err(bad);
             assert!(err.contains(bad), "{err}");
         }
@@ -209,14 +223,34 @@ mod tests {
 
     #[test]
     fn grant_checks_coverage() {
-        let allowed = ScopeSet::parse("system/Patient.read system/Observation.rs").expect("allowed");
-        assert!(allowed.grant(&ScopeSet::parse("system/Patient.rs").expect("req")).is_ok());
-        assert!(allowed.grant(&ScopeSet::parse("system/Observation.read").expect("req")).is_ok());
+        let allowed =
+            ScopeSet::parse("system/Patient.read system/Observation.rs").expect("allowed");
+        assert!(
+            allowed
+                .grant(&ScopeSet::parse("system/Patient.rs").expect("req"))
+                .is_ok()
+        );
+        assert!(
+            allowed
+                .grant(&ScopeSet::parse("system/Observation.read").expect("req"))
+                .is_ok()
+        );
         let denied = allowed
-            .grant(&ScopeSet::parse("system/Patient.read system/Condition.read system/*.read").expect("req"))
+            .grant(
+                &ScopeSet::parse("system/Patient.read system/Condition.read system/*.read")
+                    .expect("req"),
+            )
             .expect_err("beyond grant");
         assert_eq!(denied, vec!["system/Condition.read", "system/*.read"]);
-        assert!(ScopeSet::read_all().grant(&ScopeSet::parse("system/Condition.read system/*.rs").expect("req")).is_ok());
-        assert!(ScopeSet::read_all().grant(&ScopeSet::parse("system/Condition.c").expect("req")).is_err());
+        assert!(
+            ScopeSet::read_all()
+                .grant(&ScopeSet::parse("system/Condition.read system/*.rs").expect("req"))
+                .is_ok()
+        );
+        assert!(
+            ScopeSet::read_all()
+                .grant(&ScopeSet::parse("system/Condition.c").expect("req"))
+                .is_err()
+        );
     }
 }

@@ -45,7 +45,12 @@ pub(crate) struct TokenStore {
 
 impl TokenStore {
     /// Issues an opaque token of 256 random bits for `client_id` with `scopes`.
-    pub(crate) fn issue(&self, client_id: &str, scopes: ScopeSet, lifetime: Duration) -> Result<String, String> {
+    pub(crate) fn issue(
+        &self,
+        client_id: &str,
+        scopes: ScopeSet,
+        lifetime: Duration,
+    ) -> Result<String, String> {
         let mut bytes = [0u8; TOKEN_BYTES];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "the random generator failed".to_owned())?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
@@ -82,13 +87,19 @@ impl TokenStore {
 
     /// Forgets every token: the next request with any of them gets 401.
     pub(crate) fn revoke_all(&self) {
-        self.tokens.write().unwrap_or_else(PoisonError::into_inner).clear();
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// The number of live entries.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.tokens.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -99,14 +110,32 @@ mod tests {
     #[test]
     fn issue_and_check() {
         let store = TokenStore::default();
-        let token = store.issue("c", ScopeSet::read_all(), Duration::from_secs(60)).expect("token");
+        let token = store
+            .issue("c", ScopeSet::read_all(), Duration::from_secs(60))
+            .expect("token");
         assert_eq!(token.len(), 43, "256 bits in base64url");
         assert_eq!(store.check(Some(&token)).expect("valid").client_id, "c");
-        assert_eq!(store.check(None).expect_err("missing"), TokenProblem::Missing);
-        assert_eq!(store.check(Some("forged")).expect_err("unknown"), TokenProblem::Unknown);
-        let short = store.issue("c", ScopeSet::read_all(), Duration::ZERO).expect("token");
-        assert_eq!(store.check(Some(&short)).expect_err("expired"), TokenProblem::Expired);
-        assert_ne!(token, store.issue("c", ScopeSet::read_all(), Duration::from_secs(1)).expect("t"));
+        assert_eq!(
+            store.check(None).expect_err("missing"),
+            TokenProblem::Missing
+        );
+        assert_eq!(
+            store.check(Some("forged")).expect_err("unknown"),
+            TokenProblem::Unknown
+        );
+        let short = store
+            .issue("c", ScopeSet::read_all(), Duration::ZERO)
+            .expect("token");
+        assert_eq!(
+            store.check(Some(&short)).expect_err("expired"),
+            TokenProblem::Expired
+        );
+        assert_ne!(
+            token,
+            store
+                .issue("c", ScopeSet::read_all(), Duration::from_secs(1))
+                .expect("t")
+        );
         assert_eq!(store.len(), 3);
     }
 }

@@ -18,12 +18,49 @@ const SUBSETTED: &str = r#"{"system":"http://terminology.hl7.org/CodeSystem/v3-O
 /// the summary elements common to the types the sandbox serves (identifiers, status, codes,
 /// subjects, key dates and names).
 const SUMMARY_ELEMENTS: &[&str] = &[
-    "identifier", "active", "name", "telecom", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime",
-    "address", "managingOrganization", "link", "status", "intent", "category", "code", "subject", "patient",
-    "encounter", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "clinicalStatus",
-    "verificationStatus", "severity", "onsetDateTime", "onsetPeriod", "abatementDateTime", "recordedDate",
-    "medicationCodeableConcept", "medicationReference", "authoredOn", "requester", "class", "type", "period",
-    "serviceType", "start", "end", "participant", "actual", "quantity", "member",
+    "identifier",
+    "active",
+    "name",
+    "telecom",
+    "gender",
+    "birthDate",
+    "deceasedBoolean",
+    "deceasedDateTime",
+    "address",
+    "managingOrganization",
+    "link",
+    "status",
+    "intent",
+    "category",
+    "code",
+    "subject",
+    "patient",
+    "encounter",
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveInstant",
+    "issued",
+    "clinicalStatus",
+    "verificationStatus",
+    "severity",
+    "onsetDateTime",
+    "onsetPeriod",
+    "abatementDateTime",
+    "recordedDate",
+    "medicationCodeableConcept",
+    "medicationReference",
+    "authoredOn",
+    "requester",
+    "class",
+    "type",
+    "period",
+    "serviceType",
+    "start",
+    "end",
+    "participant",
+    "actual",
+    "quantity",
+    "member",
 ];
 
 /// What one page of a search shows.
@@ -43,7 +80,13 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-fn push_entry(out: &mut Vec<u8>, first: &mut bool, full_url: Option<&str>, resource: &[u8], mode: &str) {
+fn push_entry(
+    out: &mut Vec<u8>,
+    first: &mut bool,
+    full_url: Option<&str>,
+    resource: &[u8],
+    mode: &str,
+) {
     if !*first {
         out.push(b',');
     }
@@ -68,7 +111,8 @@ fn shaped(resource: &StoredResource, query: &ParsedSearch) -> Vec<u8> {
         (None, Some(Summary::True)) => Some(SUMMARY_ELEMENTS.to_vec()),
         (None, Some(Summary::Text)) => Some(vec!["text"]),
         (None, Some(Summary::Data)) => {
-            let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(resource.json()) else {
+            let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(resource.json())
+            else {
                 return resource.json().to_vec();
             };
             map.remove("text");
@@ -84,7 +128,9 @@ fn shaped(resource: &StoredResource, query: &ParsedSearch) -> Vec<u8> {
     };
     let subset: Map<String, Value> = map
         .into_iter()
-        .filter(|(k, _)| matches!(k.as_str(), "resourceType" | "id" | "meta") || keep.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            matches!(k.as_str(), "resourceType" | "id" | "meta") || keep.contains(&k.as_str())
+        })
         .collect();
     serialize_subset(subset)
 }
@@ -95,7 +141,9 @@ fn serialize_subset(mut map: Map<String, Value>) -> Vec<u8> {
         .entry("meta")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(meta) = meta {
-        let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+        let tags = meta
+            .entry("tag")
+            .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(tags) = tags {
             tags.push(tag);
         }
@@ -132,9 +180,20 @@ pub(crate) fn render(page: &Page<'_>) -> Vec<u8> {
         let subset = page.query.elements().is_some() || page.query.summary().is_some();
         for (resources, mode) in [(page.matches, "match"), (page.included, "include")] {
             for resource in resources {
-                let full_url = format!("{}/{}/{}", page.base_url, resource.resource_type(), resource.id());
+                let full_url = format!(
+                    "{}/{}/{}",
+                    page.base_url,
+                    resource.resource_type(),
+                    resource.id()
+                );
                 if subset {
-                    push_entry(&mut out, &mut first, Some(&full_url), &shaped(resource, page.query), mode);
+                    push_entry(
+                        &mut out,
+                        &mut first,
+                        Some(&full_url),
+                        &shaped(resource, page.query),
+                        mode,
+                    );
                 } else {
                     push_entry(&mut out, &mut first, Some(&full_url), resource.json(), mode);
                 }

@@ -14,14 +14,21 @@ use super::session::SessionProblem;
 use super::{AppState, fhir_json};
 use crate::auth::Permission;
 use crate::auth::tokens::Grant;
-use crate::outcome::{EPIC_NO_RESULTS, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED, FhirError, Issue};
+use crate::outcome::{
+    EPIC_NO_RESULTS, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED, FhirError, Issue,
+};
 use crate::search::{self, ParsedSearch, SearchError};
 use crate::store::{StoreError, StoredResource};
 
 type Result<T, E = FhirError> = std::result::Result<T, E>;
 
 /// Checks the bearer token and that its scopes allow `permission` on `resource_type`.
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, resource_type: &str, permission: Permission) -> Result<Arc<Grant>> {
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource_type: &str,
+    permission: Permission,
+) -> Result<Arc<Grant>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -43,7 +50,10 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, resource_type: &s
         };
         let needed = format!("system/{resource_type}.{letter}");
         return Err(FhirError::insufficient_scope(
-            format!("the access token's scopes ({}) do not allow this request: it needs {needed}", grant.scopes),
+            format!(
+                "the access token's scopes ({}) do not allow this request: it needs {needed}",
+                grant.scopes
+            ),
             &needed,
         ));
     }
@@ -54,8 +64,13 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap, resource_type: &s
 pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<()> {
     if let Some(format) = format {
         let format = format.trim().to_ascii_lowercase();
-        if !matches!(format.as_str(), "json" | "application/json" | "application/fhir+json" | "application/json+fhir") {
-            return Err(not_acceptable(&format!("_format {format} is not supported: this server answers JSON only")));
+        if !matches!(
+            format.as_str(),
+            "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
+        ) {
+            return Err(not_acceptable(&format!(
+                "_format {format} is not supported: this server answers JSON only"
+            )));
         }
         return Ok(());
     }
@@ -77,13 +92,20 @@ pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<
         !refused
             && matches!(
                 media.as_str(),
-                "*/*" | "application/*" | "application/json" | "application/fhir+json" | "application/json+fhir" | "application/fhir+ndjson"
+                "*/*"
+                    | "application/*"
+                    | "application/json"
+                    | "application/fhir+json"
+                    | "application/json+fhir"
+                    | "application/fhir+ndjson"
             )
     });
     if allows_json {
         Ok(())
     } else {
-        Err(not_acceptable(&format!("Accept `{accept}` allows no JSON media type: this server answers application/fhir+json only")))
+        Err(not_acceptable(&format!(
+            "Accept `{accept}` allows no JSON media type: this server answers application/fhir+json only"
+        )))
     }
 }
 
@@ -92,22 +114,32 @@ fn not_acceptable(message: &str) -> FhirError {
 }
 
 fn check_type(resource_type: &str) -> Result<()> {
-    let valid = resource_type.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+    let valid = resource_type
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase())
         && resource_type.chars().all(|c| c.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {
-        Err(FhirError::not_found(format!("`{resource_type}` is not a resource type")))
+        Err(FhirError::not_found(format!(
+            "`{resource_type}` is not a resource type"
+        )))
     }
 }
 
-fn resource_response(status: StatusCode, resource: &StoredResource, location: Option<String>) -> Response {
+fn resource_response(
+    status: StatusCode,
+    resource: &StoredResource,
+    location: Option<String>,
+) -> Response {
     let mut response = fhir_json(status, resource.json().clone());
     let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&format!("W/\"{}\"", resource.version())) {
         headers.insert(header::ETAG, etag);
     }
-    let last_modified = httpdate::fmt_http_date(std::time::SystemTime::from(resource.last_updated()));
+    let last_modified =
+        httpdate::fmt_http_date(std::time::SystemTime::from(resource.last_updated()));
     if let Ok(value) = HeaderValue::from_str(&last_modified) {
         headers.insert(header::LAST_MODIFIED, value);
     }
@@ -119,24 +151,35 @@ fn resource_response(status: StatusCode, resource: &StoredResource, location: Op
 
 fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn format_param(pairs: &[(String, String)]) -> Option<&str> {
-    pairs.iter().find(|(k, _)| k == "_format").map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str())
 }
 
 /// `GET [base]/[type]/[id]`.
-pub(crate) async fn read(State(state): State<Arc<AppState>>, Path((resource_type, id)): Path<(String, String)>, uri: Uri, headers: HeaderMap) -> Result<Response> {
+pub(crate) async fn read(
+    State(state): State<Arc<AppState>>,
+    Path((resource_type, id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
     check_type(&resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Read)?;
     check_accept(&headers, format_param(&query_pairs(&uri)))?;
-    let resource = state
-        .store
-        .read(&resource_type, &id)
-        .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id} is not known")).with_expression("id"))?;
+    let resource = state.store.read(&resource_type, &id).ok_or_else(|| {
+        FhirError::not_found(format!("{resource_type}/{id} is not known")).with_expression("id")
+    })?;
     Ok(resource_response(StatusCode::OK, &resource, None))
 }
 
@@ -156,12 +199,17 @@ pub(crate) async fn vread(
     let resource = state
         .store
         .vread(&resource_type, &id, version)
-        .ok_or_else(|| FhirError::not_found(format!("{resource_type}/{id}/_history/{version} is not known")))?;
+        .ok_or_else(|| {
+            FhirError::not_found(format!(
+                "{resource_type}/{id}/_history/{version} is not known"
+            ))
+        })?;
     Ok(resource_response(StatusCode::OK, &resource, None))
 }
 
 fn search_error(error: &SearchError) -> FhirError {
-    let mut fhir = FhirError::bad_request(error.message().to_owned()).with_expression(error.param().to_owned());
+    let mut fhir = FhirError::bad_request(error.message().to_owned())
+        .with_expression(error.param().to_owned());
     if let Some(code) = error.epic_code() {
         let display = match code {
             search::REQUIRED_PARAMETER_MISSING => "Required search parameter missing.",
@@ -174,15 +222,29 @@ fn search_error(error: &SearchError) -> FhirError {
 }
 
 /// `GET [base]/[type]?...`: a new search, or the next page of one (`sessionID`).
-pub(crate) async fn search_get(State(state): State<Arc<AppState>>, Path(resource_type): Path<String>, uri: Uri, headers: HeaderMap) -> Result<Response> {
+pub(crate) async fn search_get(
+    State(state): State<Arc<AppState>>,
+    Path(resource_type): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
     let pairs = query_pairs(&uri);
     let self_link = format!("{}{}", state.origin, uri);
     run_search(&state, &resource_type, &headers, pairs, self_link)
 }
 
 /// `POST [base]/[type]/_search` with a form body.
-pub(crate) async fn search_post(State(state): State<Arc<AppState>>, Path(resource_type): Path<String>, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<Response> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+pub(crate) async fn search_post(
+    State(state): State<Arc<AppState>>,
+    Path(resource_type): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if !content_type.starts_with("application/x-www-form-urlencoded") {
         return Err(FhirError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -192,15 +254,29 @@ pub(crate) async fn search_post(State(state): State<Arc<AppState>>, Path(resourc
     }
     let mut pairs = query_pairs(&uri);
     pairs.extend(url::form_urlencoded::parse(&body).into_owned());
-    let self_link = format!("{}{}/{}?{}", state.origin, crate::config::FHIR_BASE_PATH, resource_type, encode_pairs(&pairs));
+    let self_link = format!(
+        "{}{}/{}?{}",
+        state.origin,
+        crate::config::FHIR_BASE_PATH,
+        resource_type,
+        encode_pairs(&pairs)
+    );
     run_search(&state, &resource_type, &headers, pairs, self_link)
 }
 
 fn encode_pairs(pairs: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
 }
 
-fn run_search(state: &AppState, resource_type: &str, headers: &HeaderMap, pairs: Vec<(String, String)>, self_link: String) -> Result<Response> {
+fn run_search(
+    state: &AppState,
+    resource_type: &str,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+    self_link: String,
+) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
     check_type(resource_type)?;
     let grant = authorize(state, headers, resource_type, Permission::Search)?;
@@ -252,7 +328,9 @@ fn run_search(state: &AppState, resource_type: &str, headers: &HeaderMap, pairs:
         });
         return Ok(fhir_json(StatusCode::OK, body.into()));
     }
-    let (session_id, session) = state.sessions.create(&grant.client_id, query, matches, page_size);
+    let (session_id, session) = state
+        .sessions
+        .create(&grant.client_id, query, matches, page_size);
     let page = session.page(0);
     let included = included(state, &session.query, page, &grant);
     let next = next_link(state, resource_type, &session_id, 1);
@@ -270,11 +348,19 @@ fn run_search(state: &AppState, resource_type: &str, headers: &HeaderMap, pairs:
 }
 
 fn next_link(state: &AppState, resource_type: &str, session_id: &str, page: usize) -> String {
-    format!("{}/{resource_type}?sessionID={session_id}-{page}", state.base_url)
+    format!(
+        "{}/{resource_type}?sessionID={session_id}-{page}",
+        state.base_url
+    )
 }
 
 /// Included resources of a page, limited to the types the token may read.
-fn included(state: &AppState, query: &ParsedSearch, page: &[Arc<StoredResource>], grant: &Grant) -> Vec<Arc<StoredResource>> {
+fn included(
+    state: &AppState,
+    query: &ParsedSearch,
+    page: &[Arc<StoredResource>],
+    grant: &Grant,
+) -> Vec<Arc<StoredResource>> {
     if query.includes().is_empty() && query.revincludes().is_empty() {
         return Vec::new();
     }
@@ -286,14 +372,33 @@ fn included(state: &AppState, query: &ParsedSearch, page: &[Arc<StoredResource>]
         .collect()
 }
 
-fn next_page(state: &AppState, resource_type: &str, grant: &Grant, session_value: &str, self_link: &str) -> Result<Response> {
-    let (session, page_index) = state.sessions.resolve(session_value, &grant.client_id).map_err(|problem| match problem {
-        SessionProblem::Malformed => FhirError::bad_request(format!("sessionID `{session_value}` is not one this server issued")).with_expression("sessionID"),
-        SessionProblem::NoSuchPage => FhirError::bad_request(format!("sessionID `{session_value}` is past the last page")).with_expression("sessionID"),
-        SessionProblem::Expired => FhirError::new(StatusCode::BAD_REQUEST, "expired", "the search session has expired: run the search again")
+fn next_page(
+    state: &AppState,
+    resource_type: &str,
+    grant: &Grant,
+    session_value: &str,
+    self_link: &str,
+) -> Result<Response> {
+    let (session, page_index) = state
+        .sessions
+        .resolve(session_value, &grant.client_id)
+        .map_err(|problem| match problem {
+            SessionProblem::Malformed => FhirError::bad_request(format!(
+                "sessionID `{session_value}` is not one this server issued"
+            ))
+            .with_expression("sessionID"),
+            SessionProblem::NoSuchPage => {
+                FhirError::bad_request(format!("sessionID `{session_value}` is past the last page"))
+                    .with_expression("sessionID")
+            }
+            SessionProblem::Expired => FhirError::new(
+                StatusCode::BAD_REQUEST,
+                "expired",
+                "the search session has expired: run the search again",
+            )
             .with_epic_code(EPIC_SESSION_EXPIRED, "The search session has expired.")
             .with_expression("sessionID"),
-    })?;
+        })?;
     if session.query.resource_type() != resource_type {
         return Err(FhirError::bad_request(format!(
             "sessionID `{session_value}` belongs to a {} search",
@@ -302,7 +407,14 @@ fn next_page(state: &AppState, resource_type: &str, grant: &Grant, session_value
     }
     let page = session.page(page_index);
     let included = included(state, &session.query, page, grant);
-    let next = (page_index + 1 < session.pages()).then(|| next_link(state, resource_type, session_value.rsplit_once('-').map_or("", |(id, _)| id), page_index + 1));
+    let next = (page_index + 1 < session.pages()).then(|| {
+        next_link(
+            state,
+            resource_type,
+            session_value.rsplit_once('-').map_or("", |(id, _)| id),
+            page_index + 1,
+        )
+    });
     let body = render(&Page {
         base_url: &state.base_url,
         query: &session.query,
@@ -317,27 +429,51 @@ fn next_page(state: &AppState, resource_type: &str, grant: &Grant, session_value
 }
 
 fn parse_body(body: &[u8]) -> Result<Value> {
-    serde_json::from_slice(body).map_err(|e| FhirError::bad_request(format!("the body is not valid JSON: {e}")).with_expression("body"))
+    serde_json::from_slice(body).map_err(|e| {
+        FhirError::bad_request(format!("the body is not valid JSON: {e}")).with_expression("body")
+    })
 }
 
 fn store_error(error: StoreError) -> FhirError {
     match error {
-        StoreError::VersionConflict { .. } => FhirError::new(StatusCode::PRECONDITION_FAILED, "conflict", error.to_string()),
+        StoreError::VersionConflict { .. } => FhirError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "conflict",
+            error.to_string(),
+        ),
         other => FhirError::bad_request(other.to_string()),
     }
 }
 
 /// `POST [base]/[type]`: create with a server-assigned id.
-pub(crate) async fn create(State(state): State<Arc<AppState>>, Path(resource_type): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response> {
+pub(crate) async fn create(
+    State(state): State<Arc<AppState>>,
+    Path(resource_type): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
     check_type(&resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Create)?;
     check_accept(&headers, None)?;
     let resource = parse_body(&body)?;
-    let outcome = state.store.create(&resource_type, resource).map_err(store_error)?;
+    let outcome = state
+        .store
+        .create(&resource_type, resource)
+        .map_err(store_error)?;
     let stored = outcome.resource;
-    let location = format!("{}/{}/{}/_history/{}", state.base_url, stored.resource_type(), stored.id(), stored.version());
-    Ok(resource_response(StatusCode::CREATED, &stored, Some(location)))
+    let location = format!(
+        "{}/{}/{}/_history/{}",
+        state.base_url,
+        stored.resource_type(),
+        stored.id(),
+        stored.version()
+    );
+    Ok(resource_response(
+        StatusCode::CREATED,
+        &stored,
+        Some(location),
+    ))
 }
 
 /// `PUT [base]/[type]/[id]`: update (or create with a client-chosen id), honouring `If-Match`.
@@ -356,19 +492,36 @@ pub(crate) async fn update(
         Some(value) => {
             let version = value.trim().trim_start_matches("W/").trim_matches('"');
             Some(version.parse::<u64>().map_err(|_| {
-                FhirError::bad_request(format!("If-Match `{value}` is not a version ETag such as W/\"3\"")).with_expression("If-Match")
+                FhirError::bad_request(format!(
+                    "If-Match `{value}` is not a version ETag such as W/\"3\""
+                ))
+                .with_expression("If-Match")
             })?)
         }
     };
     let resource = parse_body(&body)?;
-    let outcome = state.store.update(&resource_type, &id, resource, if_match).map_err(store_error)?;
-    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    let outcome = state
+        .store
+        .update(&resource_type, &id, resource, if_match)
+        .map_err(store_error)?;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     let stored = outcome.resource;
-    let location = format!("{}/{}/{}/_history/{}", state.base_url, stored.resource_type(), stored.id(), stored.version());
+    let location = format!(
+        "{}/{}/{}/_history/{}",
+        state.base_url,
+        stored.resource_type(),
+        stored.id(),
+        stored.version()
+    );
     Ok(resource_response(status, &stored, Some(location)))
 }
 
 /// Anything else under the FHIR base.
 pub(crate) async fn unknown_route(uri: Uri) -> Response {
-    FhirError::not_found(format!("{} is not an endpoint of this server", uri.path())).into_response()
+    FhirError::not_found(format!("{} is not an endpoint of this server", uri.path()))
+        .into_response()
 }

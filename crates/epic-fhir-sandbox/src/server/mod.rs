@@ -129,7 +129,10 @@ pub(crate) struct AppState {
 
 impl AppState {
     pub(crate) fn token_lifetime(&self) -> Duration {
-        *self.token_lifetime.read().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .token_lifetime
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -241,15 +244,29 @@ impl Sandbox {
         };
         let mut loaded_files = Vec::new();
         for dir in &config.data_dirs {
-            let report = crate::store::load::load_dir(dir, &mut |resource| store.upsert(resource).map(|_| ()).map_err(|e| e.to_string()))
-                .map_err(|e| StartError::Load(e.to_string()))?;
-            loaded_files.extend(report.files.iter().map(|f| (f.path.display().to_string(), f.resources)));
+            let report = crate::store::load::load_dir(dir, &mut |resource| {
+                store
+                    .upsert(resource)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| StartError::Load(e.to_string()))?;
+            loaded_files.extend(
+                report
+                    .files
+                    .iter()
+                    .map(|f| (f.path.display().to_string(), f.resources)),
+            );
         }
         let data = DataSummary {
-            counts: store.types().into_iter().map(|t| {
-                let n = store.count(&t);
-                (t, n)
-            }).collect(),
+            counts: store
+                .types()
+                .into_iter()
+                .map(|t| {
+                    let n = store.count(&t);
+                    (t, n)
+                })
+                .collect(),
             total: store.total(),
             memory_bytes: store.memory_bytes(),
             generated,
@@ -259,10 +276,14 @@ impl Sandbox {
 
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: config.addr, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         let origin = format!("http://{addr}");
         let base_url = format!("{origin}{FHIR_BASE_PATH}");
         let token_url = format!("{origin}{TOKEN_PATH}");
@@ -288,7 +309,9 @@ impl Sandbox {
             clock_skew: config.clock_skew,
             invalid_client_status: config.invalid_client_status,
             epic_rules: config.epic_rules,
-            default_page_size: config.default_page_size.clamp(1, crate::config::MAX_PAGE_SIZE),
+            default_page_size: config
+                .default_page_size
+                .clamp(1, crate::config::MAX_PAGE_SIZE),
             sessions: Sessions::new(config.session_idle_timeout),
             faults: FaultInjector::new(config.faults),
             stats: Counters::default(),
@@ -367,7 +390,11 @@ impl Sandbox {
 
     /// Changes the lifetime of tokens issued from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        *self.state.token_lifetime.write().unwrap_or_else(PoisonError::into_inner) = lifetime;
+        *self
+            .state
+            .token_lifetime
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = lifetime;
     }
 
     /// Revokes every access token issued so far, as if the server had restarted: the next

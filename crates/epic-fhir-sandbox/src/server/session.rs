@@ -86,19 +86,32 @@ impl Sessions {
         });
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let idle = self.idle_timeout;
-        map.retain(|_, s| s.last_used.lock().unwrap_or_else(PoisonError::into_inner).elapsed() < idle);
+        map.retain(|_, s| {
+            s.last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .elapsed()
+                < idle
+        });
         map.insert(id.clone(), Arc::clone(&session));
         (id, session)
     }
 
     /// Resolves `sessionID=<id>-<page>` for `client_id`.
-    pub(crate) fn resolve(&self, value: &str, client_id: &str) -> Result<(Arc<Session>, usize), SessionProblem> {
+    pub(crate) fn resolve(
+        &self,
+        value: &str,
+        client_id: &str,
+    ) -> Result<(Arc<Session>, usize), SessionProblem> {
         let (id, page) = value.rsplit_once('-').ok_or(SessionProblem::Malformed)?;
         let page: usize = page.parse().map_err(|_| SessionProblem::Malformed)?;
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let session = map.get(id).cloned().ok_or(SessionProblem::Expired)?;
         {
-            let mut last_used = session.last_used.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut last_used = session
+                .last_used
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if last_used.elapsed() >= self.idle_timeout {
                 drop(last_used);
                 map.remove(id);
@@ -117,6 +130,9 @@ impl Sessions {
 
     /// The number of live sessions.
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }

@@ -32,7 +32,10 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     headers.insert(header::PRAGMA, header::HeaderValue::from_static("no-cache"));
     response
 }
@@ -47,7 +50,12 @@ pub(crate) async fn wrong_method() -> Response {
 }
 
 /// `POST /oauth2/token`.
-pub(crate) async fn token(State(state): State<Arc<AppState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     state.stats.token_requests.fetch_add(1, Ordering::Relaxed);
     let response = exchange(&state, &uri, &headers, &body).await;
     if response.status().is_success() {
@@ -57,19 +65,21 @@ pub(crate) async fn token(State(state): State<Arc<AppState>>, uri: Uri, headers:
 }
 
 async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
-    let invalid_request = |description: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
+    let invalid_request =
+        |description: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", description);
     if uri.query().is_some_and(|q| !q.is_empty()) {
-        return invalid_request("parameters must be sent in the form body, not in the query string");
+        return invalid_request(
+            "parameters must be sent in the form body, not in the query string",
+        );
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-    {
+    if !content_type.split(';').next().is_some_and(|t| {
+        t.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
         return invalid_request("Content-Type must be application/x-www-form-urlencoded");
     }
     let mut form: HashMap<String, String> = HashMap::new();
@@ -89,12 +99,17 @@ async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8])
         );
     }
     let invalid_client = |description: &str| {
-        let status = StatusCode::from_u16(state.invalid_client_status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status =
+            StatusCode::from_u16(state.invalid_client_status).unwrap_or(StatusCode::BAD_REQUEST);
         oauth_error(status, "invalid_client", description)
     };
     match form.get("client_assertion_type") {
         Some(t) if t == JWT_BEARER => {}
-        Some(t) => return invalid_client(&format!("client_assertion_type {t} is not supported: use {JWT_BEARER}")),
+        Some(t) => {
+            return invalid_client(&format!(
+                "client_assertion_type {t} is not supported: use {JWT_BEARER}"
+            ));
+        }
         None => return invalid_request("client_assertion_type is missing"),
     }
     let Some(client_assertion) = form.get("client_assertion") else {
@@ -109,18 +124,32 @@ async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8])
         now,
         skew: state.clock_skew.as_secs() as i64,
     };
-    let client = match assertion::verify(client_assertion, &state.clients, &state.replay, &state.http, ctx).await {
+    let client = match assertion::verify(
+        client_assertion,
+        &state.clients,
+        &state.replay,
+        &state.http,
+        ctx,
+    )
+    .await
+    {
         Ok(client) => client,
         Err(description) => return invalid_client(&description),
     };
     // Epic ignores the requested scope and grants the registration; SMART servers grant what was
     // asked if allowed. The sandbox follows SMART: a request beyond the client's grant fails.
-    let granted = match form.get("scope").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let granted = match form
+        .get("scope")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         None => client.scopes.clone(),
         Some(requested) => {
             let requested = match ScopeSet::parse(requested) {
                 Ok(requested) => requested,
-                Err(problem) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &problem),
+                Err(problem) => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &problem);
+                }
             };
             match client.scopes.grant(&requested) {
                 Ok(granted) => granted,

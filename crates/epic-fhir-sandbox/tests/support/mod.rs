@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 pub fn fixture(name: &str) -> String {
-    let path = format!("{}/../epic-fhir/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../epic-fhir/tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -60,7 +63,9 @@ impl TestKey {
     pub fn public_jwk(&self) -> Value {
         let key = parse_pem_public(&self.public_pem).expect("public key");
         match key.kind {
-            KeyKind::Rsa { n, e } => json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS384", "n": b64url(&n), "e": b64url(&e)}),
+            KeyKind::Rsa { n, e } => {
+                json!({"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS384", "n": b64url(&n), "e": b64url(&e)})
+            }
             KeyKind::EcP384 { point } => json!({
                 "kty": "EC", "kid": self.kid, "use": "sig", "alg": "ES384", "crv": "P-384",
                 "x": b64url(&point[1..49]), "y": b64url(&point[49..97])
@@ -70,7 +75,9 @@ impl TestKey {
 
     pub fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
         match self.alg {
-            jsonwebtoken::Algorithm::ES384 => jsonwebtoken::EncodingKey::from_ec_pem(self.private_pem.as_bytes()),
+            jsonwebtoken::Algorithm::ES384 => {
+                jsonwebtoken::EncodingKey::from_ec_pem(self.private_pem.as_bytes())
+            }
             _ => jsonwebtoken::EncodingKey::from_rsa_pem(self.private_pem.as_bytes()),
         }
         .expect("encoding key")
@@ -82,13 +89,20 @@ pub fn jwks(keys: &[&TestKey]) -> Value {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("time").as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64
 }
 
 static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub fn fresh_jti() -> String {
-    format!("jti-{}-{}", now(), JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "jti-{}-{}",
+        now(),
+        JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Standard claims for `client` addressed to `aud`.
@@ -111,12 +125,16 @@ pub fn sign_raw(key: &TestKey, header: &Value, claims: &Value) -> String {
         b64url(header.to_string().as_bytes()),
         b64url(claims.to_string().as_bytes())
     );
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), key.alg).expect("signs");
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding_key(), key.alg)
+        .expect("signs");
     format!("{message}.{signature}")
 }
 
 /// Starts a sandbox with only the named patients and the given clients.
-pub async fn sandbox_with(clients: Vec<ClientConfig>, tweak: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+pub async fn sandbox_with(
+    clients: Vec<ClientConfig>,
+    tweak: impl FnOnce(&mut SandboxConfig),
+) -> Sandbox {
     let mut config = SandboxConfig::default();
     config.patients = 7;
     config.clients = clients;
@@ -137,7 +155,10 @@ pub fn http() -> reqwest::Client {
 }
 
 /// POSTs a token request form and returns (status, JSON body, headers).
-pub async fn token_request(sandbox: &Sandbox, form: &[(&str, &str)]) -> (u16, Value, reqwest::header::HeaderMap) {
+pub async fn token_request(
+    sandbox: &Sandbox,
+    form: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
     let response = http()
         .post(sandbox.token_url().clone())
         .form(form)
@@ -170,12 +191,24 @@ pub fn assert_invalid_client(result: (u16, Value), needle: &str) {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_client", "{body}");
     let description = body["error_description"].as_str().unwrap_or_default();
-    assert!(description.contains(needle), "description {description:?} lacks {needle:?}");
+    assert!(
+        description.contains(needle),
+        "description {description:?} lacks {needle:?}"
+    );
 }
 
 /// Gets a valid token for `client` signed by `key`.
-pub async fn token_for(sandbox: &Sandbox, client: &str, key: &TestKey, scope: Option<&str>) -> String {
-    let assertion = sign(key, Some(&key.kid), &claims(client, sandbox.token_url().as_str()));
+pub async fn token_for(
+    sandbox: &Sandbox,
+    client: &str,
+    key: &TestKey,
+    scope: Option<&str>,
+) -> String {
+    let assertion = sign(
+        key,
+        Some(&key.kid),
+        &claims(client, sandbox.token_url().as_str()),
+    );
     let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_assertion_type", JWT_BEARER),

@@ -117,7 +117,11 @@ pub(crate) fn new_jti() -> Result<String> {
 ///
 /// # Errors
 /// [`crate::ErrorKind::Key`] if signing fails.
-pub fn sign_assertion(key: &SigningKey, config: &AssertionConfig, now: SystemTime) -> Result<String> {
+pub fn sign_assertion(
+    key: &SigningKey,
+    config: &AssertionConfig,
+    now: SystemTime,
+) -> Result<String> {
     let jti = new_jti()?;
     let iat = unix_seconds(now);
     let header = Header {
@@ -166,7 +170,9 @@ mod tests {
     fn lifetime_may_be_lower_never_higher() {
         assert!(config().with_lifetime(Duration::from_secs(60)).is_ok());
         assert!(config().with_lifetime(Duration::from_secs(300)).is_ok());
-        let err = config().with_lifetime(Duration::from_secs(301)).expect_err("too long");
+        let err = config()
+            .with_lifetime(Duration::from_secs(301))
+            .expect_err("too long");
         assert!(err.to_string().contains("301"), "{err}");
         assert!(config().with_lifetime(Duration::ZERO).is_err());
         assert!(AssertionConfig::new(" ", config().token_url().clone()).is_err());
@@ -176,6 +182,9 @@ mod tests {
     fn jti_is_long_and_url_safe() {
         let jti = new_jti().expect("jti");
         assert_eq!(jti.len(), 24);
-        assert!(jti.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            jti.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 }

@@ -266,15 +266,22 @@ impl BackendServicesAuth {
         let outcome = match result {
             Ok((issued, sent_at)) => {
                 let cached = Arc::new(Cached::new(issued, sent_at, inner.refresh_margin));
-                *inner.current.write().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(&cached));
-                *inner.last_failure.write().unwrap_or_else(PoisonError::into_inner) = None;
+                *inner
+                    .current
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&cached));
+                *inner
+                    .last_failure
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 Ok(cached.issued.clone())
             }
             Err(error) => {
                 let error = Arc::new(error);
-                *inner.last_failure.write().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(&error));
+                *inner
+                    .last_failure
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&error));
                 match still_valid.filter(|c| c.is_valid(inner.clock.now())) {
                     Some(valid) => {
                         tracing::warn!(
@@ -343,7 +350,11 @@ impl BackendServicesAuth {
     /// # Errors
     /// [`ErrorKind::Key`] if signing fails.
     pub fn sign_assertion(&self) -> Result<String> {
-        sign_assertion(&self.inner.key, &self.inner.assertion, self.inner.clock.now())
+        sign_assertion(
+            &self.inner.key,
+            &self.inner.assertion,
+            self.inner.clock.now(),
+        )
     }
 
     /// One token fetch with retries. Returns the token and the time its request was sent.
@@ -482,7 +493,10 @@ impl BackendServicesAuthBuilder {
     pub fn smart_configuration(mut self, config: &SmartConfiguration) -> Self {
         match config.check_backend_services(self.key.algorithm()) {
             Ok(()) => {
-                self.token_url = Some(net::check_secure_url(&config.token_endpoint, "token URL").map(|()| config.token_endpoint.clone()));
+                self.token_url = Some(
+                    net::check_secure_url(&config.token_endpoint, "token URL")
+                        .map(|()| config.token_endpoint.clone()),
+                );
             }
             Err(error) => self.error = self.error.or(Some(error)),
         }

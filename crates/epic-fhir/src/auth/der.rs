@@ -58,7 +58,9 @@ pub(crate) fn parse_pem(text: &str) -> Result<Vec<PemBlock>, String> {
             body.push_str(inner);
         }
         if !ended {
-            return Err(format!("PEM block `{label}` has no matching `{end_marker}` line"));
+            return Err(format!(
+                "PEM block `{label}` has no matching `{end_marker}` line"
+            ));
         }
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.as_bytes())
@@ -165,7 +167,8 @@ impl<'a> DerReader<'a> {
 /// The object identifiers this crate needs to recognise, in DER content encoding.
 pub(crate) mod oid {
     /// rsaEncryption, 1.2.840.113549.1.1.1
-    pub(crate) const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    pub(crate) const RSA_ENCRYPTION: &[u8] =
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
     /// RSASSA-PSS, 1.2.840.113549.1.1.10
     pub(crate) const RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0a];
     /// id-ecPublicKey, 1.2.840.10045.2.1
@@ -364,7 +367,13 @@ mod tests {
 
     #[test]
     fn truncated_der_is_an_error_not_a_panic() {
-        for input in [&[][..], &[0x30], &[0x30, 0x85], &[0x30, 0x05, 0x02], &[0x30, 0x82, 0xff]] {
+        for input in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85],
+            &[0x30, 0x05, 0x02],
+            &[0x30, 0x82, 0xff],
+        ] {
             let mut reader = DerReader::new(input);
             assert!(reader.next_tlv().is_err(), "{input:?}");
         }

@@ -60,7 +60,8 @@ struct WellKnown {
 
 fn join(base: &Url, path: &str) -> Result<Url> {
     let text = format!("{}/{path}", base.as_str().trim_end_matches('/'));
-    Url::parse(&text).map_err(|e| Error::config(format!("cannot build URL `{text}`")).with_source(e))
+    Url::parse(&text)
+        .map_err(|e| Error::config(format!("cannot build URL `{text}`")).with_source(e))
 }
 
 impl SmartConfiguration {
@@ -115,7 +116,10 @@ impl SmartConfiguration {
             .with_source(e)
         })?;
         let token = doc.token_endpoint.ok_or_else(|| {
-            Error::new(ErrorKind::Discovery, "smart-configuration has no token_endpoint")
+            Error::new(
+                ErrorKind::Discovery,
+                "smart-configuration has no token_endpoint",
+            )
         })?;
         Ok(SmartConfiguration {
             token_endpoint: resolve_endpoint(fhir_base, &token)?,
@@ -176,7 +180,10 @@ impl SmartConfiguration {
         let lacks = |list: &[String], wanted: &str| {
             !list.is_empty() && !list.iter().any(|item| item.eq_ignore_ascii_case(wanted))
         };
-        if lacks(&self.token_endpoint_auth_methods_supported, "private_key_jwt") {
+        if lacks(
+            &self.token_endpoint_auth_methods_supported,
+            "private_key_jwt",
+        ) {
             return Err(Error::new(
                 ErrorKind::Discovery,
                 format!(
@@ -202,7 +209,8 @@ impl SmartConfiguration {
                 ErrorKind::Discovery,
                 format!(
                     "the server does not accept {algorithm} assertions (it lists: {}); use a key for one of those",
-                    self.token_endpoint_auth_signing_alg_values_supported.join(", ")
+                    self.token_endpoint_auth_signing_alg_values_supported
+                        .join(", ")
                 ),
             ));
         }
@@ -269,9 +277,14 @@ mod tests {
             &base(),
         )
         .expect("config");
-        assert_eq!(config.token_endpoint.as_str(), "https://fhir.example.org/oauth2/token");
+        assert_eq!(
+            config.token_endpoint.as_str(),
+            "https://fhir.example.org/oauth2/token"
+        );
         assert!(config.check_backend_services(Algorithm::RS384).is_ok());
-        let err = config.check_backend_services(Algorithm::ES384).expect_err("ES384 missing");
+        let err = config
+            .check_backend_services(Algorithm::ES384)
+            .expect_err("ES384 missing");
         assert_eq!(err.kind(), ErrorKind::Discovery);
         assert!(err.to_string().contains("ES384"), "{err}");
     }
@@ -289,15 +302,25 @@ mod tests {
             &base(),
         )
         .expect("config");
-        assert!(config.check_backend_services(Algorithm::RS384).expect_err("no pkjwt").to_string().contains("private_key_jwt"));
+        assert!(
+            config
+                .check_backend_services(Algorithm::RS384)
+                .expect_err("no pkjwt")
+                .to_string()
+                .contains("private_key_jwt")
+        );
     }
 
     #[test]
     fn insecure_or_missing_token_endpoint() {
-        let err = SmartConfiguration::from_well_known(json!({"token_endpoint": "http://evil.example/token"}), &base())
-            .expect_err("http");
+        let err = SmartConfiguration::from_well_known(
+            json!({"token_endpoint": "http://evil.example/token"}),
+            &base(),
+        )
+        .expect_err("http");
         assert_eq!(err.kind(), ErrorKind::InsecureUrl);
-        let err = SmartConfiguration::from_well_known(json!({"issuer": "x"}), &base()).expect_err("missing");
+        let err = SmartConfiguration::from_well_known(json!({"issuer": "x"}), &base())
+            .expect_err("missing");
         assert_eq!(err.kind(), ErrorKind::Discovery);
     }
 
@@ -313,9 +336,15 @@ mod tests {
                 ]
             }]}}]
         });
-        let config = SmartConfiguration::from_capability_statement(&statement, &base()).expect("config");
-        assert_eq!(config.token_endpoint.as_str(), "https://fhir.example.org/oauth2/token");
+        let config =
+            SmartConfiguration::from_capability_statement(&statement, &base()).expect("config");
+        assert_eq!(
+            config.token_endpoint.as_str(),
+            "https://fhir.example.org/oauth2/token"
+        );
         assert_eq!(config.source, DiscoverySource::CapabilityStatement);
-        assert!(SmartConfiguration::from_capability_statement(&json!({"rest": []}), &base()).is_err());
+        assert!(
+            SmartConfiguration::from_capability_statement(&json!({"rest": []}), &base()).is_err()
+        );
     }
 }

@@ -88,14 +88,13 @@ pub(crate) fn classify_response(
                 uri: oauth.error_uri,
                 status,
             };
-            return Err(Error::new(
-                ErrorKind::Auth,
-                format!("token request refused: {oauth}"),
-            )
-            .with_request(request)
-            .with_oauth(oauth)
-            .with_retry_after(retry_after)
-            .retryable(retryable));
+            return Err(
+                Error::new(ErrorKind::Auth, format!("token request refused: {oauth}"))
+                    .with_request(request)
+                    .with_oauth(oauth)
+                    .with_retry_after(retry_after)
+                    .retryable(retryable),
+            );
         }
         let retryable = status == 400 || status == 408 || status == 429 || status >= 500;
         return Err(Error::new(
@@ -118,8 +117,8 @@ pub(crate) fn classify_response(
         let mut de = serde_json::Deserializer::from_slice(body);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
-            let mut error = decode_error("token response is not valid JSON")
-                .with_source(e.into_inner());
+            let mut error =
+                decode_error("token response is not valid JSON").with_source(e.into_inner());
             if path != "." {
                 error = error.with_json_path(path);
             } else if !body.windows(12).any(|w| w == b"access_token") {
@@ -190,16 +189,27 @@ mod tests {
         )
         .expect("token");
         assert_eq!(token.expires_in, Some(Duration::from_secs(3600)));
-        assert_eq!(token.expires_at, SystemTime::UNIX_EPOCH + Duration::from_secs(3600));
+        assert_eq!(
+            token.expires_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(3600)
+        );
         assert_eq!(token.scope.as_deref(), Some("system/Patient.read"));
-        let token = classify(200, r#"{"access_token":"abc","token_type":"bearer"}"#).expect("token");
+        let token =
+            classify(200, r#"{"access_token":"abc","token_type":"bearer"}"#).expect("token");
         assert_eq!(token.expires_in, None);
-        assert_eq!(token.expires_at, SystemTime::UNIX_EPOCH + Duration::from_secs(300));
+        assert_eq!(
+            token.expires_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(300)
+        );
     }
 
     #[test]
     fn invalid_client_with_null_description_is_typed_and_final() {
-        let err = classify(400, r#"{"error":"invalid_client","error_description":null}"#).expect_err("refused");
+        let err = classify(
+            400,
+            r#"{"error":"invalid_client","error_description":null}"#,
+        )
+        .expect_err("refused");
         assert_eq!(err.kind(), ErrorKind::Auth);
         let oauth = err.oauth().expect("oauth error");
         assert_eq!(oauth.error, "invalid_client");
@@ -207,17 +217,32 @@ mod tests {
         assert_eq!(oauth.status, 400);
         assert!(!err.is_retryable());
         assert!(err.is_auth());
-        assert_eq!(err.to_string(), "POST /oauth2/token: token request refused: invalid_client (HTTP 400)");
+        assert_eq!(
+            err.to_string(),
+            "POST /oauth2/token: token request refused: invalid_client (HTTP 400)"
+        );
     }
 
     #[test]
     fn transient_failures_are_retryable() {
         assert!(classify(400, "").expect_err("bare 400").is_retryable());
-        assert!(classify(503, "<html>down</html>").expect_err("503").is_retryable());
+        assert!(
+            classify(503, "<html>down</html>")
+                .expect_err("503")
+                .is_retryable()
+        );
         assert!(classify(429, "").expect_err("429").is_retryable());
-        assert!(classify(400, r#"{"error":"temporarily_unavailable"}"#).expect_err("busy").is_retryable());
+        assert!(
+            classify(400, r#"{"error":"temporarily_unavailable"}"#)
+                .expect_err("busy")
+                .is_retryable()
+        );
         assert!(!classify(403, "forbidden").expect_err("403").is_retryable());
-        assert!(!classify(400, r#"{"error":"invalid_scope","error_description":"no"}"#).expect_err("scope").is_retryable());
+        assert!(
+            !classify(400, r#"{"error":"invalid_scope","error_description":"no"}"#)
+                .expect_err("scope")
+                .is_retryable()
+        );
     }
 
     #[test]
@@ -236,12 +261,17 @@ mod tests {
         assert!(err.to_string().contains("no access_token"), "{err}");
         let err = classify(200, r#"{"access_token":"a","token_type":"mac"}"#).expect_err("mac");
         assert!(err.to_string().contains("`mac`"), "{err}");
-        let err = classify(200, r#"{"access_token":"a","token_type":"bearer","expires_in":-1}"#).expect_err("neg");
+        let err = classify(
+            200,
+            r#"{"access_token":"a","token_type":"bearer","expires_in":-1}"#,
+        )
+        .expect_err("neg");
         assert_eq!(err.json_path(), Some("expires_in"));
         let err = classify(200, r#"{"access_token":7,"token_type":"bearer"}"#).expect_err("type");
         assert_eq!(err.json_path(), Some("access_token"));
         // The token never shows in an error.
-        let err = classify(200, r#"{"access_token":"sekrit","token_type":"mac"}"#).expect_err("mac");
+        let err =
+            classify(200, r#"{"access_token":"sekrit","token_type":"mac"}"#).expect_err("mac");
         assert!(!format!("{err} {err:?}").contains("sekrit"));
     }
 }

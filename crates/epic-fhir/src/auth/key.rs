@@ -287,7 +287,9 @@ impl SigningKey {
                 "EC PRIVATE KEY" if block.legacy_encrypted => return Err(KeyError::Encrypted),
                 "EC PRIVATE KEY" => return Self::from_sec1_der(&block.der),
                 "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted),
-                "PUBLIC KEY" | "RSA PUBLIC KEY" => found_public = found_public.or(Some("public key")),
+                "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                    found_public = found_public.or(Some("public key"))
+                }
                 "CERTIFICATE" | "TRUSTED CERTIFICATE" => {
                     found_public = found_public.or(Some("certificate"));
                 }
@@ -333,8 +335,9 @@ impl SigningKey {
             }
             KeyShape::Ec { curve } => {
                 check_curve(curve.as_deref())?;
-                let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der)
-                    .map_err(|e| malformed(e.to_string()))?;
+                let pair =
+                    EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, der)
+                        .map_err(|e| malformed(e.to_string()))?;
                 Self::from_pair(KeyPair::Ec(pair))
             }
             KeyShape::Other { algorithm } => Err(KeyError::UnsupportedAlgorithm {
@@ -403,7 +406,8 @@ impl SigningKey {
         let crypto = |e: String| KeyError::Crypto(e);
         let (algorithm, mut public, thumbprint_input) = match &pair {
             KeyPair::Rsa(rsa) => {
-                let (n, e) = der::rsa_public_components(rsa.public_key().as_ref()).map_err(crypto)?;
+                let (n, e) =
+                    der::rsa_public_components(rsa.public_key().as_ref()).map_err(crypto)?;
                 let (n, e) = (b64url(n), b64url(e));
                 // RFC 7638: the required members in lexicographic order, no whitespace.
                 let input = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
@@ -442,7 +446,8 @@ impl SigningKey {
                 (Algorithm::ES384, jwk, input)
             }
         };
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes());
+        let digest =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, thumbprint_input.as_bytes());
         let thumbprint = b64url(digest.as_ref());
         public.kid.clone_from(&thumbprint);
         Ok(SigningKey {

@@ -46,7 +46,10 @@ mod tests {
         let token = AccessToken::new("eyJ-very-secret");
         assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
         assert_eq!(format!("{token}"), "[redacted]");
-        assert_eq!(format!("{:?}", Some(&token)), "Some(AccessToken([redacted]))");
+        assert_eq!(
+            format!("{:?}", Some(&token)),
+            "Some(AccessToken([redacted]))"
+        );
         assert_eq!(token.expose_secret(), "eyJ-very-secret");
     }
 }

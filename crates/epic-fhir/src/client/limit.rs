@@ -38,7 +38,10 @@ impl TokenBucket {
     /// (the balance may go negative), so they are served in arrival order without busy loops.
     pub(crate) async fn acquire(&self) {
         let wait = {
-            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let elapsed = now.duration_since(state.updated).as_secs_f64();
             state.tokens = (state.tokens + elapsed * self.rate).min(self.burst);
@@ -73,7 +76,10 @@ mod tests {
         }
         // Ten more at 10 per second take one second.
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001),
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -90,6 +96,9 @@ mod tests {
             task.await.expect("task");
         }
         let elapsed = start.elapsed();
-        assert!(elapsed >= Duration::from_millis(489) && elapsed <= Duration::from_millis(500), "{elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(489) && elapsed <= Duration::from_millis(500),
+            "{elapsed:?}"
+        );
     }
 }

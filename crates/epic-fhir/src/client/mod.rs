@@ -153,7 +153,10 @@ impl FhirClient {
             url
         });
         let mut headers = HeaderMap::new();
-        headers.insert(reqwest::header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
         FhirClientBuilder {
             base,
             auth: None,
@@ -187,7 +190,8 @@ impl FhirClient {
 
     fn url(&self, path: &str) -> Result<Url> {
         let text = format!("{}/{path}", self.inner.base);
-        Url::parse(&text).map_err(|e| Error::config(format!("cannot build URL `{text}`")).with_source(e))
+        Url::parse(&text)
+            .map_err(|e| Error::config(format!("cannot build URL `{text}`")).with_source(e))
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T> {
@@ -221,7 +225,8 @@ impl FhirClient {
     pub async fn read_type(&self, resource_type: &str, id: &str) -> Result<Resource> {
         check_segment(resource_type, "resource type")?;
         check_segment(id, "id")?;
-        self.get_json(self.url(&format!("{resource_type}/{id}"))?).await
+        self.get_json(self.url(&format!("{resource_type}/{id}"))?)
+            .await
     }
 
     /// Reads what a reference points at (relative `Type/id`, or absolute on this server).
@@ -253,7 +258,8 @@ impl FhirClient {
     pub async fn vread<T: FhirResource>(&self, id: &str, version: &str) -> Result<T> {
         check_segment(id, "id")?;
         check_segment(version, "version")?;
-        self.get_json(self.url(&format!("{}/{id}/_history/{version}", T::TYPE))?).await
+        self.get_json(self.url(&format!("{}/{id}/_history/{version}", T::TYPE))?)
+            .await
     }
 
     /// Searches `T::TYPE` and returns the first page.
@@ -270,11 +276,19 @@ impl FhirClient {
     ///
     /// # Errors
     /// As [`FhirClient::search`].
-    pub async fn search_type(&self, resource_type: &str, params: &SearchParams) -> Result<Page<Resource>> {
+    pub async fn search_type(
+        &self,
+        resource_type: &str,
+        params: &SearchParams,
+    ) -> Result<Page<Resource>> {
         self.search_page(resource_type, params).await
     }
 
-    async fn search_page<T: PageItem>(&self, resource_type: &str, params: &SearchParams) -> Result<Page<T>> {
+    async fn search_page<T: PageItem>(
+        &self,
+        resource_type: &str,
+        params: &SearchParams,
+    ) -> Result<Page<T>> {
         check_segment(resource_type, "resource type")?;
         let mut url = self.url(resource_type)?;
         if !params.is_empty() {
@@ -288,10 +302,13 @@ impl FhirClient {
         let reply = self.inner.execute(&spec).await?;
         let bundle = decode(&spec.method, &spec.url, &reply.body)?;
         Page::from_bundle(bundle, resource_type).map_err(|e| {
-            Error::new(ErrorKind::Decode, "a search result entry does not fit the model")
-                .with_request(RequestInfo::new("GET", &spec.url))
-                .with_json_path(e.path().to_owned())
-                .with_source(e)
+            Error::new(
+                ErrorKind::Decode,
+                "a search result entry does not fit the model",
+            )
+            .with_request(RequestInfo::new("GET", &spec.url))
+            .with_json_path(e.path().to_owned())
+            .with_source(e)
         })
     }
 
@@ -318,11 +335,19 @@ impl FhirClient {
                 let base = Url::parse(&format!("{}/", self.inner.base))
                     .map_err(|e| Error::config("invalid base URL").with_source(e))?;
                 base.join(link).map_err(|e| {
-                    Error::new(ErrorKind::Decode, format!("next link `{link}` is not a URL")).with_source(e)
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("next link `{link}` is not a URL"),
+                    )
+                    .with_source(e)
                 })?
             }
             Err(e) => {
-                return Err(Error::new(ErrorKind::Decode, format!("next link `{link}` is not a URL")).with_source(e));
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("next link `{link}` is not a URL"),
+                )
+                .with_source(e));
             }
         };
         if !net::same_origin(&url, &self.inner.base) && !self.inner.allow_foreign_next {
@@ -339,16 +364,27 @@ impl FhirClient {
 
     /// Every page of a search, first to last, as a stream. Pages are fetched as the stream is
     /// polled, so dropping it (or `take(n)`) stops the paging.
-    pub fn pages<T: FhirResource>(&self, params: &SearchParams) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+    pub fn pages<T: FhirResource>(
+        &self,
+        params: &SearchParams,
+    ) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
         self.pages_of(T::TYPE.to_owned(), params.clone())
     }
 
     /// Every page of a search of a type named at run time.
-    pub fn pages_of_type(&self, resource_type: &str, params: &SearchParams) -> impl Stream<Item = Result<Page<Resource>>> + Send + 'static {
+    pub fn pages_of_type(
+        &self,
+        resource_type: &str,
+        params: &SearchParams,
+    ) -> impl Stream<Item = Result<Page<Resource>>> + Send + 'static {
         self.pages_of(resource_type.to_owned(), params.clone())
     }
 
-    fn pages_of<T: PageItem>(&self, resource_type: String, params: SearchParams) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+    fn pages_of<T: PageItem>(
+        &self,
+        resource_type: String,
+        params: SearchParams,
+    ) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
         enum State {
             Start(SearchParams),
             Next(Url),
@@ -375,7 +411,10 @@ impl FhirClient {
 
     /// Every match of a search across all pages, as a stream of resources. Use
     /// `StreamExt::take(n)` to stop after `n`: no page beyond is fetched.
-    pub fn resources<T: FhirResource>(&self, params: &SearchParams) -> impl Stream<Item = Result<T>> + Send + 'static {
+    pub fn resources<T: FhirResource>(
+        &self,
+        params: &SearchParams,
+    ) -> impl Stream<Item = Result<T>> + Send + 'static {
         self.pages::<T>(params)
             .map_ok(|page| stream::iter(page.into_matches().into_iter().map(Ok)))
             .try_flatten()
@@ -385,7 +424,11 @@ impl FhirClient {
     ///
     /// # Errors
     /// The first error of any page.
-    pub async fn search_all<T: FhirResource>(&self, params: &SearchParams, limit: Option<usize>) -> Result<Vec<T>> {
+    pub async fn search_all<T: FhirResource>(
+        &self,
+        params: &SearchParams,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>> {
         let stream = self.resources::<T>(params);
         match limit {
             Some(limit) => stream.take(limit).try_collect().await,
@@ -399,7 +442,8 @@ impl FhirClient {
     /// # Errors
     /// [`ErrorKind::Status`] with the server's OperationOutcome when refused.
     pub async fn create<T: FhirResource>(&self, resource: &T) -> Result<T> {
-        let body = serde_json::to_vec(resource).map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = serde_json::to_vec(resource)
+            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
         let spec = RequestSpec {
             method: Method::POST,
             url: self.url(T::TYPE)?,
@@ -423,11 +467,18 @@ impl FhirClient {
             .id()
             .ok_or_else(|| Error::config("cannot update a resource without an id"))?;
         check_segment(id, "id")?;
-        let body = serde_json::to_vec(resource).map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = serde_json::to_vec(resource)
+            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
         let mut headers = HeaderMap::new();
         if let Some(version) = if_match {
-            let etag = if version.starts_with("W/") { version.to_owned() } else { format!("W/\"{}\"", version.trim_matches('"')) };
-            let value = HeaderValue::from_str(&etag).map_err(|e| Error::config(format!("invalid If-Match `{version}`")).with_source(e))?;
+            let etag = if version.starts_with("W/") {
+                version.to_owned()
+            } else {
+                format!("W/\"{}\"", version.trim_matches('"'))
+            };
+            let value = HeaderValue::from_str(&etag).map_err(|e| {
+                Error::config(format!("invalid If-Match `{version}`")).with_source(e)
+            })?;
             headers.insert(IF_MATCH, value);
         }
         let spec = RequestSpec {
@@ -445,7 +496,11 @@ impl FhirClient {
 
     /// The stored resource after a write: the body, or a read of `Location` when the server
     /// answered without one.
-    async fn written<T: FhirResource>(&self, spec: &RequestSpec, reply: pipeline::Reply) -> Result<T> {
+    async fn written<T: FhirResource>(
+        &self,
+        spec: &RequestSpec,
+        reply: pipeline::Reply,
+    ) -> Result<T> {
         if !reply.body.is_empty() {
             return decode(&spec.method, &spec.url, &reply.body);
         }
@@ -453,7 +508,12 @@ impl FhirClient {
             .headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::new(ErrorKind::Decode, "the server answered the write with neither a body nor a Location"))?;
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Decode,
+                    "the server answered the write with neither a body nor a Location",
+                )
+            })?;
         let url = self.next_url(location)?;
         self.get_json(url).await
     }
@@ -502,7 +562,11 @@ impl FhirClientBuilder {
         if per_second.is_finite() && per_second > 0.0 {
             self.rate = Some((per_second, burst));
         } else {
-            self.error = self.error.or_else(|| Some(Error::config(format!("rate limit {per_second} per second is not a positive number"))));
+            self.error = self.error.or_else(|| {
+                Some(Error::config(format!(
+                    "rate limit {per_second} per second is not a positive number"
+                )))
+            });
         }
         self
     }
@@ -510,7 +574,9 @@ impl FhirClientBuilder {
     /// Caps the requests in flight at once. Default: no cap.
     pub fn max_concurrent_requests(mut self, max: usize) -> Self {
         if max == 0 {
-            self.error = self.error.or_else(|| Some(Error::config("max_concurrent_requests must be at least 1")));
+            self.error = self
+                .error
+                .or_else(|| Some(Error::config("max_concurrent_requests must be at least 1")));
         } else {
             self.max_concurrent = Some(max);
         }
@@ -531,12 +597,17 @@ impl FhirClientBuilder {
 
     /// Adds a header to every request.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(name), Ok(value)) => {
                 self.headers.insert(name, value);
             }
             _ => {
-                self.error = self.error.or_else(|| Some(Error::config(format!("invalid header `{name}`"))));
+                self.error = self
+                    .error
+                    .or_else(|| Some(Error::config(format!("invalid header `{name}`"))));
             }
         }
         self
@@ -615,39 +686,80 @@ mod tests {
 
     #[test]
     fn ids_cannot_change_the_path() {
-        for bad in ["", "..", "a/b", "a?b", "a b", "x".repeat(65).as_str(), "%2e%2e"] {
+        for bad in [
+            "",
+            "..",
+            "a/b",
+            "a?b",
+            "a b",
+            "x".repeat(65).as_str(),
+            "%2e%2e",
+        ] {
             assert!(check_segment(bad, "id").is_err(), "{bad:?}");
         }
-        for good in ["erXuFYUfucBZaryVksYEcMg3", "eD.LxhDyX35TntF77l7etUA3", "e0w0LEDCYtfckT6N.CkJKCw3", "123"] {
+        for good in [
+            "erXuFYUfucBZaryVksYEcMg3",
+            "eD.LxhDyX35TntF77l7etUA3",
+            "e0w0LEDCYtfckT6N.CkJKCw3",
+            "123",
+        ] {
             assert!(check_segment(good, "id").is_ok(), "{good}");
         }
     }
 
     #[test]
     fn base_url_is_normalised_and_checked() {
-        let client = FhirClient::builder("https://fhir.example.org/api/FHIR/R4/").build().expect("client");
-        assert_eq!(client.base_url().as_str(), "https://fhir.example.org/api/FHIR/R4");
+        let client = FhirClient::builder("https://fhir.example.org/api/FHIR/R4/")
+            .build()
+            .expect("client");
+        assert_eq!(
+            client.base_url().as_str(),
+            "https://fhir.example.org/api/FHIR/R4"
+        );
         assert_eq!(
             client.url("Patient/1").expect("url").as_str(),
             "https://fhir.example.org/api/FHIR/R4/Patient/1"
         );
-        let err = FhirClient::builder("http://fhir.example.org/R4").build().expect_err("plain http");
+        let err = FhirClient::builder("http://fhir.example.org/R4")
+            .build()
+            .expect_err("plain http");
         assert_eq!(err.kind(), ErrorKind::InsecureUrl);
-        let err = FhirClient::builder("https://x.example/").rate_limit(0.0, 1).build().expect_err("rate");
+        let err = FhirClient::builder("https://x.example/")
+            .rate_limit(0.0, 1)
+            .build()
+            .expect_err("rate");
         assert_eq!(err.kind(), ErrorKind::Config);
     }
 
     #[test]
     fn next_links_to_other_origins_are_refused() {
-        let client = FhirClient::builder("https://fhir.example.org/R4").build().expect("client");
-        assert!(client.next_url("https://fhir.example.org/R4/Observation?sessionID=x").is_ok());
+        let client = FhirClient::builder("https://fhir.example.org/R4")
+            .build()
+            .expect("client");
+        assert!(
+            client
+                .next_url("https://fhir.example.org/R4/Observation?sessionID=x")
+                .is_ok()
+        );
         assert_eq!(
-            client.next_url("Observation?sessionID=x").expect("relative").as_str(),
+            client
+                .next_url("Observation?sessionID=x")
+                .expect("relative")
+                .as_str(),
             "https://fhir.example.org/R4/Observation?sessionID=x"
         );
-        let err = client.next_url("https://evil.example/R4/Observation?sessionID=x").expect_err("foreign");
+        let err = client
+            .next_url("https://evil.example/R4/Observation?sessionID=x")
+            .expect_err("foreign");
         assert_eq!(err.kind(), ErrorKind::InsecureUrl);
-        let lenient = FhirClient::builder("https://fhir.example.org/R4").allow_cross_origin_next_links(true).build().expect("client");
-        assert!(lenient.next_url("https://other.example/R4/Observation?x").is_ok());
+        let lenient = FhirClient::builder("https://fhir.example.org/R4")
+            .allow_cross_origin_next_links(true)
+            .build()
+            .expect("client");
+        assert!(
+            lenient
+                .next_url("https://other.example/R4/Observation?x")
+                .is_ok()
+        );
     }
 }

@@ -103,7 +103,9 @@ impl ClientInner {
             if !error.is_retryable() {
                 return Err(error);
             }
-            let delay = self.retry.delay(attempt - 1, error.retry_after(), self.jitter.next());
+            let delay = self
+                .retry
+                .delay(attempt - 1, error.retry_after(), self.jitter.next());
             if !self.retry.allows(attempt, started.elapsed(), delay) {
                 return Err(error);
             }
@@ -131,7 +133,10 @@ impl ClientInner {
             Some(semaphore) => match semaphore.acquire().await {
                 Ok(permit) => Some(permit),
                 Err(_) => {
-                    return Attempt::Failed(Error::config("the client's concurrency limiter was closed").with_request(info()));
+                    return Attempt::Failed(
+                        Error::config("the client's concurrency limiter was closed")
+                            .with_request(info()),
+                    );
                 }
             },
             None => None,
@@ -156,7 +161,13 @@ impl ClientInner {
                     request = request.header(AUTHORIZATION, value);
                 }
                 Err(_) => {
-                    return Attempt::Failed(Error::new(ErrorKind::Auth, "the access token contains characters not allowed in a header").with_request(info()));
+                    return Attempt::Failed(
+                        Error::new(
+                            ErrorKind::Auth,
+                            "the access token contains characters not allowed in a header",
+                        )
+                        .with_request(info()),
+                    );
                 }
             }
         }
@@ -175,7 +186,9 @@ impl ClientInner {
                 // A connection that was never established cannot have reached the server, so
                 // even a create may be retried; anything later only for idempotent requests.
                 let retryable = error.is_connect() || spec.idempotent;
-                let error = transport_error(error, "request failed").with_request(info()).retryable(retryable);
+                let error = transport_error(error, "request failed")
+                    .with_request(info())
+                    .retryable(retryable);
                 tracing::debug!(target: "epic_fhir::client", method = %spec.method, path = spec.url.path(), attempt, error = %error, "request failed");
                 return Attempt::Failed(error);
             }
@@ -208,7 +221,9 @@ impl ClientInner {
         }
         let error = status_error(spec, status, &headers, &body);
         match token {
-            Some(token) if status == StatusCode::UNAUTHORIZED => Attempt::Unauthorized(error, token),
+            Some(token) if status == StatusCode::UNAUTHORIZED => {
+                Attempt::Unauthorized(error, token)
+            }
             _ => Attempt::Failed(error),
         }
     }
@@ -235,7 +250,10 @@ fn status_error(spec: &RequestSpec, status: StatusCode, headers: &HeaderMap, bod
     if let Some(outcome) = &outcome {
         message.push_str(": ");
         message.push_str(&outcome.summary());
-    } else if let Some(challenge) = headers.get(reqwest::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()) {
+    } else if let Some(challenge) = headers
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+    {
         message.push_str(": ");
         message.push_str(challenge);
     }
@@ -253,12 +271,21 @@ fn status_error(spec: &RequestSpec, status: StatusCode, headers: &HeaderMap, bod
 }
 
 /// Parses a JSON body into `T`, naming the JSON path and keeping an excerpt on failure.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(spec_method: &Method, url: &Url, body: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    spec_method: &Method,
+    url: &Url,
+    body: &[u8],
+) -> Result<T> {
     model::from_slice::<T>(body).map_err(|e| {
-        let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-        let mut error = Error::new(ErrorKind::Decode, format!("the response is not the expected FHIR JSON ({cause})"))
-            .with_request(RequestInfo::new(spec_method.as_str(), url))
-            .with_json_path(e.path().to_owned());
+        let cause = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let mut error = Error::new(
+            ErrorKind::Decode,
+            format!("the response is not the expected FHIR JSON ({cause})"),
+        )
+        .with_request(RequestInfo::new(spec_method.as_str(), url))
+        .with_json_path(e.path().to_owned());
         if let Some(excerpt) = e.excerpt() {
             error = error.with_body_excerpt(excerpt.as_bytes());
         }

@@ -95,7 +95,9 @@ impl MockTokenServer {
             .route("/fhir/.well-known/smart-configuration", get(well_known))
             .route("/fhir/metadata", get(metadata))
             .with_state(Arc::clone(&script));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
@@ -229,20 +231,27 @@ pub async fn sandbox_fixture(
     let jwks = serde_json::to_value(key.jwk_set()).expect("jwks");
     let mut config = epic_fhir_sandbox::SandboxConfig::default();
     config.patients = 12;
-    config
-        .clients
-        .push(epic_fhir_sandbox::auth::ClientConfig::with_jwks(SANDBOX_CLIENT_ID, &jwks).expect("client"));
+    config.clients.push(
+        epic_fhir_sandbox::auth::ClientConfig::with_jwks(SANDBOX_CLIENT_ID, &jwks).expect("client"),
+    );
     tweak(&mut config);
-    let sandbox = epic_fhir_sandbox::Sandbox::start(config).await.expect("sandbox");
+    let sandbox = epic_fhir_sandbox::Sandbox::start(config)
+        .await
+        .expect("sandbox");
     let auth = epic_fhir::auth::BackendServicesAuth::builder(SANDBOX_CLIENT_ID, key)
         .discover(sandbox.base_url().as_str())
         .await
         .expect("discovery")
         .build()
         .expect("auth");
-    let builder = epic_fhir::FhirClient::builder(sandbox.base_url().as_str()).backend_services(auth.clone());
+    let builder =
+        epic_fhir::FhirClient::builder(sandbox.base_url().as_str()).backend_services(auth.clone());
     let client = client_tweak(builder).build().expect("client");
-    SandboxFixture { sandbox, auth, client }
+    SandboxFixture {
+        sandbox,
+        auth,
+        client,
+    }
 }
 
 /// Fast retries for tests: many attempts, short backoff.
