@@ -4,6 +4,7 @@
 //! server or authentication step fails, 2 on bad usage (flags, settings, files).
 
 mod keygen;
+mod sandbox;
 mod settings;
 mod token;
 
@@ -28,6 +29,8 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Fetch an access token and print its type, scope and expiry.
     Token(token::TokenArgs),
+    /// Run the local Epic-compatible FHIR sandbox until Ctrl-C.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Keygen(args) => keygen::run(args),
             Command::Token(args) => token::run(args).await,
+            Command::Sandbox(args) => sandbox::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,181 @@
+//! `epic-fhir sandbox`: run the local Epic-compatible server until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::Args;
+use epic_fhir_sandbox::auth::{ClientConfig, ScopeSet};
+use epic_fhir_sandbox::{Faults, Sandbox, SandboxConfig};
+use serde_json::json;
+
+use crate::Failure;
+
+/// Flags of `epic-fhir sandbox`.
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    /// Address to listen on (loopback unless you really mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Synthetic patients to generate (Epic's seven named patients included); 0 for none.
+    #[arg(long, default_value_t = 100)]
+    patients: usize,
+    /// Seed of the synthetic data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// A directory of NDJSON files (gzip too) or FHIR Bundles to load; repeatable.
+    #[arg(long = "data", value_name = "DIR")]
+    data: Vec<PathBuf>,
+    /// Register a client: ID=PATH (JWK Set JSON, PEM public key or PEM certificate) or ID=URL
+    /// (a JWK Set URL on loopback); repeatable.
+    #[arg(long = "client", value_name = "ID=KEYS")]
+    clients: Vec<String>,
+    /// Limit a client's scopes: ID=SCOPES, e.g. "my-app=system/Patient.read system/Observation.rs".
+    /// Default for every client: system/*.read.
+    #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
+    client_scopes: Vec<String>,
+    /// Lifetime of issued access tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_lifetime: u64,
+    /// Idle time after which search sessions (next links) expire, in seconds.
+    #[arg(long, default_value_t = 600)]
+    session_idle: u64,
+    /// Latency added to every FHIR response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Share of FHIR requests answered 503 (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Share of FHIR requests answered 429 with Retry-After (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Retry-After of throttled responses, in seconds.
+    #[arg(long, default_value_t = 1)]
+    retry_after: u64,
+    /// Share of FHIR responses cut off mid-body (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Answer invalid_client with 401 instead of 400 (Epic has been seen doing both).
+    #[arg(long)]
+    invalid_client_401: bool,
+    /// Do not enforce Epic's required search parameters.
+    #[arg(long)]
+    no_epic_rules: bool,
+}
+
+impl SandboxArgs {
+    fn config(&self) -> Result<SandboxConfig, Failure> {
+        let mut config = SandboxConfig::default();
+        config.addr = self.addr;
+        config.patients = self.patients;
+        config.seed = self.seed;
+        config.data_dirs.clone_from(&self.data);
+        config.token_lifetime = Duration::from_secs(self.token_lifetime);
+        config.session_idle_timeout = Duration::from_secs(self.session_idle);
+        config.invalid_client_status = if self.invalid_client_401 { 401 } else { 400 };
+        config.epic_rules = !self.no_epic_rules;
+        config.faults = Faults {
+            latency: Duration::from_millis(self.latency_ms),
+            error_rate: self.error_rate,
+            throttle_rate: self.throttle_rate,
+            retry_after: Duration::from_secs(self.retry_after),
+            drop_rate: self.drop_rate,
+            ..Faults::default()
+        };
+        config
+            .faults
+            .validate()
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
+        for spec in &self.clients {
+            let client = ClientConfig::parse_spec(spec).map_err(|e| Failure::usage(anyhow!(e)))?;
+            config.clients.push(client);
+        }
+        for spec in &self.client_scopes {
+            let (id, scopes) = spec.split_once('=').ok_or_else(|| {
+                Failure::usage(anyhow!("--client-scopes `{spec}` must be ID=SCOPES"))
+            })?;
+            let scopes = ScopeSet::parse(scopes)
+                .map_err(|e| Failure::usage(anyhow!("--client-scopes {id}: {e}")))?;
+            let client = config
+                .clients
+                .iter_mut()
+                .find(|c| c.id == id)
+                .ok_or_else(|| {
+                    Failure::usage(anyhow!(
+                        "--client-scopes names {id}, which no --client registers"
+                    ))
+                })?;
+            *client = client.clone().with_scopes(scopes);
+        }
+        Ok(config)
+    }
+}
+
+/// The resident set size of this process, from `/proc/self/status` (Linux), in bytes.
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A description of a started sandbox: URLs, clients, data, a few patient ids.
+pub(crate) fn describe(sandbox: &Sandbox) -> serde_json::Value {
+    let data = sandbox.data();
+    let (patients, groups) = match &data.generated {
+        Some(generated) => (
+            generated
+                .named_patients
+                .iter()
+                .map(|p| json!({"name": p.name, "id": p.id, "mrn": p.mrn}))
+                .collect::<Vec<_>>(),
+            generated
+                .groups
+                .iter()
+                .map(|g| json!({"id": g.id, "name": g.name, "members": g.members}))
+                .collect::<Vec<_>>(),
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    json!({
+        "base_url": sandbox.base_url().as_str(),
+        "token_url": sandbox.token_url().as_str(),
+        "clients": sandbox.clients().into_iter().map(|(id, keys)| json!({"id": id, "keys": keys})).collect::<Vec<_>>(),
+        "resources": data.total,
+        "counts": data.counts,
+        "load_seconds": data.load_time.as_secs_f64(),
+        "store_bytes": data.memory_bytes,
+        "store_bytes_per_resource": data.bytes_per_resource(),
+        "process_rss_bytes": resident_bytes(),
+        "patients": patients,
+        "groups": groups,
+    })
+}
+
+pub(crate) async fn run(args: SandboxArgs) -> Result<(), Failure> {
+    let config = args.config()?;
+    let sandbox = Sandbox::start(config).await.map_err(|e| match e {
+        epic_fhir_sandbox::StartError::Bind { .. } => Failure::remote(e),
+        other => Failure::usage(other),
+    })?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&describe(&sandbox)).map_err(Failure::remote)?
+    );
+    if sandbox.clients().is_empty() {
+        eprintln!(
+            "No client is registered: make a key with `epic-fhir keygen --out keys` and restart with --client my-app=keys/jwks.json"
+        );
+    }
+    eprintln!(
+        "Sandbox listening on {} (Ctrl-C to stop)",
+        sandbox.base_url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Failure::remote(anyhow!("cannot wait for Ctrl-C: {e}")))?;
+    eprintln!("Stopping…");
+    sandbox.shutdown().await;
+    Ok(())
+}
