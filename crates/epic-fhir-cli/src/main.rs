@@ -3,6 +3,8 @@
 //! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success, 1 when a
 //! server or authentication step fails, 2 on bad usage (flags, settings, files).
 
+mod demo;
+mod fhir;
 mod keygen;
 mod sandbox;
 mod settings;
@@ -25,12 +27,19 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole flow against an embedded sandbox: key, discovery, token, read, search,
+    /// paging, includes.
+    Demo(demo::DemoArgs),
     /// Generate a signing key pair, certificate and JWK Set for app registration.
     Keygen(keygen::KeygenArgs),
     /// Fetch an access token and print its type, scope and expiry.
     Token(token::TokenArgs),
     /// Run the local Epic-compatible FHIR sandbox until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
+    /// Read one resource: TYPE/ID.
+    Read(fhir::ReadArgs),
+    /// Search: TYPE NAME=VALUE... [--all] [--limit N] [--ndjson].
+    Search(fhir::SearchArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -99,6 +108,9 @@ fn main() -> ExitCode {
             Command::Keygen(args) => keygen::run(args),
             Command::Token(args) => token::run(args).await,
             Command::Sandbox(args) => sandbox::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Read(args) => fhir::read(args).await,
+            Command::Search(args) => fhir::search(args).await,
         }
     });
     match result {

@@ -196,6 +196,21 @@ impl Observation {
         self.value.as_ref().and_then(ObservationValue::quantity)
     }
 
+    /// When the observation was made, as written: the dateTime or instant, or a Period's
+    /// start (its end when it has no start).
+    pub fn effective_display(&self) -> Option<&str> {
+        match self.effective.as_ref()? {
+            ObservationEffective::DateTime(at) => Some(at.as_str()),
+            ObservationEffective::Instant(at) => Some(at.as_str()),
+            ObservationEffective::Period(period) => period
+                .start
+                .as_ref()
+                .or(period.end.as_ref())
+                .map(|at| at.as_str()),
+            ObservationEffective::Timing(_) => None,
+        }
+    }
+
     /// Whether any category has the code `code` (in any system), such as `vital-signs`.
     pub fn has_category(&self, code: &str) -> bool {
         self.category
