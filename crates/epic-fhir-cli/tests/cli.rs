@@ -1,0 +1,346 @@
+//! The `epic-fhir` binary end to end: exit codes, output shapes, secrets kept out of output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use epic_fhir_sandbox::auth::ClientConfig;
+use epic_fhir_sandbox::{Sandbox, SandboxConfig};
+use serde_json::Value;
+
+fn bin() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_epic-fhir"));
+    // Settings come only from the flags given in each test.
+    for var in [
+        "EPIC_FHIR_BASE_URL",
+        "EPIC_CLIENT_ID",
+        "EPIC_PRIVATE_KEY",
+        "EPIC_KEY_ID",
+        "EPIC_TOKEN_URL",
+        "EPIC_SCOPE",
+        "EPIC_FHIR_CONFIG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("epic-fhir-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn keygen(dir: &Path, extra: &[&str]) -> Output {
+    bin()
+        .args(["keygen", "--out"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn keygen_writes_four_files_and_refuses_to_overwrite() {
+    let dir = temp_dir("keygen");
+    let output = keygen(&dir, &["--kid", "test-kid-1", "--bits", "3072"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = json(&output);
+    assert_eq!(summary["alg"], "RS384");
+    assert_eq!(summary["bits"], 3072);
+    assert_eq!(summary["kid"], "test-kid-1");
+    for file in ["private.pem", "public.pem", "cert.pem", "jwks.json"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("private.pem"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "private key readable by its owner only"
+        );
+    }
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("jwks.json")).expect("read"))
+            .expect("json");
+    assert_eq!(jwks["keys"][0]["kid"], "test-kid-1");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private members");
+    assert!(
+        std::fs::read_to_string(dir.join("cert.pem"))
+            .expect("read")
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    // The private key never reaches stdout.
+    let private = std::fs::read_to_string(dir.join("private.pem")).expect("read");
+    let body_line = private.lines().nth(1).expect("line");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(body_line));
+
+    let again = keygen(&dir, &[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let forced = keygen(&dir, &["--force", "--alg", "ES384"]);
+    assert!(forced.status.success());
+    assert_eq!(json(&forced)["alg"], "ES384");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let dir = temp_dir("usage");
+    assert_eq!(keygen(&dir, &["--alg", "HS256"]).status.code(), Some(2));
+    assert_eq!(keygen(&dir, &["--bits", "1024"]).status.code(), Some(2));
+    assert_eq!(
+        keygen(&dir, &["--alg", "ES384", "--bits", "2048"])
+            .status
+            .code(),
+        Some(2)
+    );
+    let output = bin()
+        .args(["token", "--client-id", "x"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("private key"));
+    let output = bin()
+        .args(["search", "Patient", "family"])
+        .args([
+            "--base-url",
+            "http://127.0.0.1:9/fhir",
+            "--client-id",
+            "x",
+            "--private-key",
+            "/nonexistent.pem",
+            "--token-url",
+            "http://127.0.0.1:9/t",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A sandbox in this test process with a client registered from a `keygen` directory.
+struct Fixture {
+    sandbox: Sandbox,
+    dir: PathBuf,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Fixture {
+    fn start(name: &str) -> Fixture {
+        let dir = temp_dir(name);
+        assert!(keygen(&dir, &["--alg", "ES384"]).status.success());
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let mut config = SandboxConfig::default();
+        config.patients = 10;
+        config.clients.push(
+            ClientConfig::parse_spec(&format!("cli-app={}", dir.join("jwks.json").display()))
+                .expect("client"),
+        );
+        let sandbox = runtime.block_on(Sandbox::start(config)).expect("sandbox");
+        Fixture {
+            sandbox,
+            dir,
+            _runtime: runtime,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        bin()
+            .args(args)
+            .args([
+                "--base-url",
+                self.sandbox.base_url().as_str(),
+                "--client-id",
+                "cli-app",
+                "--private-key",
+            ])
+            .arg(self.dir.join("private.pem"))
+            .output()
+            .expect("runs")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
+
+#[test]
+fn token_prints_metadata_and_the_token_only_with_show() {
+    let f = Fixture::start("token");
+    let output = f.run(&["token"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let info = json(&output);
+    assert_eq!(info["token_type"], "bearer");
+    assert_eq!(info["scope"], "system/*.read");
+    assert_eq!(info["expires_in"], 3600);
+    assert!(
+        info["expires_at"]
+            .as_str()
+            .expect("expires_at")
+            .ends_with('Z')
+    );
+    assert!(
+        info.get("access_token").is_none(),
+        "the token is printed only with --show"
+    );
+    let shown = json(&f.run(&["token", "--show"]));
+    assert_eq!(shown["access_token"].as_str().expect("token").len(), 43);
+}
+
+#[test]
+fn token_refusal_exits_1_with_the_oauth_error() {
+    let f = Fixture::start("refused");
+    let output = bin()
+        .args([
+            "token",
+            "--base-url",
+            f.sandbox.base_url().as_str(),
+            "--client-id",
+            "someone-else",
+            "--private-key",
+        ])
+        .arg(f.dir.join("private.pem"))
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("invalid_client"), "{stderr}");
+    assert!(stderr.contains("not a registered client"), "{stderr}");
+}
+
+#[test]
+fn read_and_search() {
+    let f = Fixture::start("search");
+    let output = f.run(&["read", "Patient/erXuFYUfucBZaryVksYEcMg3"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json(&output)["birthDate"], "1987-09-12");
+
+    let output = f.run(&["read", "Patient/nope"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("404"));
+
+    let output = f.run(&[
+        "search",
+        "Observation",
+        "patient=eq081-VQEgP8drUUqCWzHfw3",
+        "category=vital-signs",
+        "_count=100",
+    ]);
+    let page = json(&output);
+    assert_eq!(page["matches"].as_array().expect("matches").len(), 100);
+    assert!(page["next"].as_str().expect("next").contains("sessionID"));
+
+    let output = f.run(&[
+        "search",
+        "Observation",
+        "patient=eq081-VQEgP8drUUqCWzHfw3",
+        "category=vital-signs",
+        "_count=500",
+        "--limit",
+        "1200",
+        "--ndjson",
+    ]);
+    assert!(output.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    assert_eq!(lines.len(), 1200);
+    assert!(lines.iter().all(|r| r["resourceType"] == "Observation"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("page 3"),
+        "progress on stderr"
+    );
+
+    // Epic's 59108: the server's error is shown and the exit code is 1.
+    let output = f.run(&["search", "Observation", "patient=eq081-VQEgP8drUUqCWzHfw3"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("59108"));
+}
+
+#[test]
+fn config_file_supplies_settings() {
+    let f = Fixture::start("config");
+    let config = f.dir.join("epic.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_url = \"{}\"\nclient_id = \"cli-app\"\nprivate_key = \"private.pem\"\n",
+            f.sandbox.base_url()
+        ),
+    )
+    .expect("write");
+    let output = bin()
+        .args(["token", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A flag wins over the file.
+    let output = bin()
+        .args(["token", "--client-id", "nobody", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    std::fs::write(&config, "colour = \"blue\"\n").expect("write");
+    let output = bin()
+        .args(["token", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("colour"));
+}
+
+#[test]
+fn demo_runs_offline() {
+    let output = bin()
+        .args(["demo", "--json", "--patients", "10"])
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(report["patient"]["id"], "erXuFYUfucBZaryVksYEcMg3");
+    assert!(report["latest_vitals"].as_array().expect("vitals").len() > 1);
+    assert!(report["paging"]["pages"].as_u64().expect("pages") >= 3);
+    assert!(!report["included"].as_array().expect("included").is_empty());
+    assert_eq!(report["requests"]["token"], 1);
+}
