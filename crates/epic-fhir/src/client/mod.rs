@@ -188,6 +188,13 @@ impl FhirClient {
         self.inner.metrics.retries.load(Ordering::Relaxed)
     }
 
+    /// The shared internals (pooled HTTP client, token provider, base URL, retry policy and
+    /// limits), for the bulk export client, which streams file bodies and so cannot use the
+    /// buffering pipeline.
+    pub(crate) fn inner(&self) -> &ClientInner {
+        &self.inner
+    }
+
     fn url(&self, path: &str) -> Result<Url> {
         let text = format!("{}/{path}", self.inner.base);
         Url::parse(&text)
@@ -388,6 +395,9 @@ impl FhirClient {
         enum State {
             Start(SearchParams),
             Next(Url),
+            /// The last page named a `next` link that cannot be followed: the page itself was
+            /// delivered, the error comes after it.
+            Refused(Error),
             Done,
         }
         let client = self.clone();
@@ -397,11 +407,13 @@ impl FhirClient {
             async move {
                 let page: Page<T> = match state {
                     State::Done => return Ok(None),
+                    State::Refused(error) => return Err(error),
                     State::Start(params) => client.search_page(&resource_type, &params).await?,
                     State::Next(url) => client.fetch_page(url, &resource_type).await?,
                 };
-                let next = match page.next_link() {
-                    Some(link) => State::Next(client.next_url(link)?),
+                let next = match page.next_link().map(|link| client.next_url(link)) {
+                    Some(Ok(url)) => State::Next(url),
+                    Some(Err(error)) => State::Refused(error),
                     None => State::Done,
                 };
                 Ok(Some((page, next)))
