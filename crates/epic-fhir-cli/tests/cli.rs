@@ -344,3 +344,104 @@ fn demo_runs_offline() {
     assert!(!report["included"].as_array().expect("included").is_empty());
     assert_eq!(report["requests"]["token"], 1);
 }
+
+#[cfg(unix)]
+#[test]
+fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let dir = temp_dir("serve");
+    assert!(keygen(&dir, &[]).status.success());
+    let mut child = bin()
+        .args([
+            "sandbox",
+            "--addr",
+            "127.0.0.1:0",
+            "--patients",
+            "7",
+            "--client",
+        ])
+        .arg(format!("served-app={}", dir.join("jwks.json").display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawns");
+    // The description is one pretty-printed JSON document ending with a lone `}`.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut text = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        let done = line == "}";
+        text.push_str(&line);
+        text.push('\n');
+        if done {
+            break;
+        }
+    }
+    let description: Value = serde_json::from_str(&text).expect("description JSON");
+    let base = description["base_url"]
+        .as_str()
+        .expect("base_url")
+        .to_owned();
+    assert!(
+        base.starts_with("http://127.0.0.1:")
+            && base.ends_with("/interconnect-fhir-oauth/api/FHIR/R4"),
+        "{base}"
+    );
+    assert!(
+        description["token_url"]
+            .as_str()
+            .expect("token_url")
+            .ends_with("/interconnect-fhir-oauth/oauth2/token")
+    );
+    assert_eq!(description["clients"][0]["id"], "served-app");
+    let names: Vec<&str> = description["patients"]
+        .as_array()
+        .expect("patients")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert!(names.contains(&"Camila Maria Lopez"), "{names:?}");
+    assert!(!description["groups"].as_array().expect("groups").is_empty());
+
+    // The server answers while running.
+    let output = bin()
+        .args([
+            "read",
+            "Patient/erXuFYUfucBZaryVksYEcMg3",
+            "--base-url",
+            &base,
+            "--client-id",
+            "served-app",
+            "--private-key",
+        ])
+        .arg(dir.join("private.pem"))
+        .output()
+        .expect("runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Ctrl-C (SIGINT) stops it cleanly, with exit code 0.
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
