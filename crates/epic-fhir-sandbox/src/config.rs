@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::auth::ClientConfig;
+use crate::bulk::BulkConfig;
 
 /// Epic's path prefix for the FHIR R4 API.
 pub const FHIR_BASE_PATH: &str = "/interconnect-fhir-oauth/api/FHIR/R4";
@@ -107,6 +108,9 @@ pub struct SandboxConfig {
     pub epic_rules: bool,
     /// Injected faults. Default none.
     pub faults: Faults,
+    /// Bulk Data `$export`: which levels are served, Epic's per-Group window, pace, polling
+    /// interval and file size. Default: every level, no window, 3000 resources per file.
+    pub bulk: BulkConfig,
 }
 
 impl Default for SandboxConfig {
@@ -124,6 +128,7 @@ impl Default for SandboxConfig {
             default_page_size: MAX_PAGE_SIZE,
             epic_rules: true,
             faults: Faults::default(),
+            bulk: BulkConfig::default(),
         }
     }
 }

@@ -14,6 +14,10 @@
 //!   `_include`/`_revinclude`, snapshot paging through `sessionID` links of at most 1000 entries.
 //! - **Data** ([`generate`], [`store::load`]): Epic's named test patients plus deterministic
 //!   synthetic patients, and NDJSON/Bundle loading (Synthea included).
+//! - **Bulk export** ([`BulkConfig`]): `Group/{id}/$export`, `Patient/$export` and `$export`
+//!   (Bulk Data STU2) over a snapshot, with `_type`, `_since`, `_typeFilter`, scope-limited
+//!   types, polling with `X-Progress`/`Retry-After`, NDJSON files with gzip and `Range`, and
+//!   Epic's one-export-per-Group window.
 //! - **Faults** ([`Faults`]): latency, 503, 429 with `Retry-After`, dropped connections, short
 //!   token lifetimes, switchable while running.
 //!
@@ -33,6 +37,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod bulk;
 mod config;
 mod faults;
 pub mod generate;
@@ -41,6 +46,7 @@ pub mod search;
 mod server;
 pub mod store;
 
+pub use bulk::BulkConfig;
 pub use config::{FHIR_BASE_PATH, Faults, MAX_PAGE_SIZE, SandboxConfig, TOKEN_PATH};
 pub use outcome::{
     EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED,

@@ -54,6 +54,32 @@ impl Store {
         }
         matches.into_iter().map(Arc::clone).collect()
     }
+
+    /// The `candidates` that match every clause of `search`, in their order: the search run
+    /// over a given list (a bulk export's snapshot) instead of the store's current resources.
+    /// Candidates of another type never match; sorting, paging and includes do not apply.
+    pub fn matching(
+        &self,
+        search: &ParsedSearch,
+        candidates: &[Arc<StoredResource>],
+    ) -> Vec<Arc<StoredResource>> {
+        let inner = self.read_inner();
+        let clauses: Vec<Compiled<'_>> = search
+            .clauses
+            .iter()
+            .map(|clause| compile(clause, &inner))
+            .collect();
+        candidates
+            .iter()
+            .filter(|resource| {
+                resource.resource_type() == search.resource_type()
+                    && clauses
+                        .iter()
+                        .all(|clause| clause.matches(resource, &inner.interner))
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Which references count for a parameter restricted to one resource type (`patient`
@@ -490,4 +516,79 @@ fn sort_matches(matches: &mut Vec<&Arc<StoredResource>>, keys: &[SortKey], inter
         .into_iter()
         .map(|(_, resource)| resource)
         .collect();
+}
+
+#[cfg(test)]
+mod matching_tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::search::parse;
+    use crate::store::Store;
+
+    fn observation(id: &str, category: &str) -> serde_json::Value {
+        json!({
+            "resourceType": "Observation", "id": id, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}],
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/p1"}
+        })
+    }
+
+    #[test]
+    fn matching_filters_a_given_list_in_its_order() {
+        let store = Store::new();
+        let mut candidates = Vec::new();
+        for (id, category) in [
+            ("o1", "laboratory"),
+            ("o2", "vital-signs"),
+            ("o3", "laboratory"),
+        ] {
+            candidates.push(
+                store
+                    .upsert(observation(id, category))
+                    .expect("stored")
+                    .resource,
+            );
+        }
+        candidates.push(
+            store
+                .upsert(json!({"resourceType": "Patient", "id": "p1"}))
+                .expect("stored")
+                .resource,
+        );
+        candidates.reverse();
+        let query = parse("Observation", &[("category", "laboratory")]).expect("parses");
+        let kept = store.matching(&query, &candidates);
+        let kept_ids: Vec<&str> = kept.iter().map(|r| r.id()).collect();
+        assert_eq!(
+            kept_ids,
+            ["o3", "o1"],
+            "candidate order, other types and non-matches left out"
+        );
+    }
+
+    #[test]
+    fn matching_evaluates_the_versions_given_not_the_current_ones() {
+        let store = Store::new();
+        let old = store
+            .upsert(observation("o1", "laboratory"))
+            .expect("stored")
+            .resource;
+        store
+            .upsert(observation("o1", "vital-signs"))
+            .expect("updated");
+        let query = parse("Observation", &[("category", "laboratory")]).expect("parses");
+        let kept = store.matching(&query, std::slice::from_ref(&old));
+        assert_eq!(kept.len(), 1);
+        assert!(
+            Arc::ptr_eq(&kept[0], &old),
+            "the snapshot version is returned"
+        );
+        assert!(
+            store.search(&query).is_empty(),
+            "the current version no longer matches"
+        );
+    }
 }

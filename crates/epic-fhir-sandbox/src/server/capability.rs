@@ -8,6 +8,11 @@ use super::AppState;
 use crate::auth::ACCEPTED_ALGORITHMS;
 use crate::search::{ParamKind, described_types, supported_params};
 
+/// The Bulk Data IG's definitions of the three export operations.
+const GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export";
+const PATIENT_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
+const SYSTEM_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export";
+
 /// The SMART `oauth-uris` extension URL.
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
@@ -52,7 +57,7 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
                 .filter(|p| p.kind() == ParamKind::Reference)
                 .map(|p| format!("{resource_type}:{}", p.name()))
                 .collect();
-            let resource = json!({
+            let mut resource = json!({
                 "type": resource_type,
                 "interaction": [
                     {"code": "read"}, {"code": "vread"}, {"code": "search-type"},
@@ -64,10 +69,19 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
                 "searchInclude": includes,
                 "searchParam": search_params,
             });
+            // Bulk export is declared only where it is served.
+            let export = match resource_type.as_str() {
+                "Group" => Some(GROUP_EXPORT),
+                "Patient" if !state.bulk.config().disable_patient_export => Some(PATIENT_EXPORT),
+                _ => None,
+            };
+            if let Some(definition) = export {
+                resource["operation"] = json!([{"name": "export", "definition": definition}]);
+            }
             resource
         })
         .collect();
-    json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-01",
@@ -97,5 +111,12 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
                 {"name": "_total", "type": "token", "documentation": "none, estimate or accurate."}
             ],
         }]
-    })
+    });
+    statement["instantiates"] =
+        json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
+    if !state.bulk.config().disable_system_export {
+        statement["rest"][0]["operation"] =
+            json!([{"name": "export", "definition": SYSTEM_EXPORT}]);
+    }
+    statement
 }

@@ -24,9 +24,10 @@ use url::Url;
 use crate::auth::assertion::ReplayCache;
 use crate::auth::tokens::TokenStore;
 use crate::auth::{ClientConfig, ClientRegistry};
+use crate::bulk::BulkState;
 use crate::config::{FHIR_BASE_PATH, Faults, SandboxConfig, TOKEN_PATH};
 use crate::faults::FaultInjector;
-use crate::generate::{GenerateConfig, GenerateSummary, generate};
+use crate::generate::{GenerateConfig, GenerateSummary, GroupSummary, generate};
 use crate::outcome::FHIR_JSON;
 use crate::store::Store;
 use session::Sessions;
@@ -125,6 +126,7 @@ pub(crate) struct AppState {
     pub(crate) sessions: Sessions,
     pub(crate) faults: FaultInjector,
     pub(crate) stats: Counters,
+    pub(crate) bulk: BulkState,
 }
 
 impl AppState {
@@ -163,6 +165,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/{type}/_search", post(fhir::search_post))
         .route("/{type}/{id}", get(fhir::read).put(fhir::update))
         .route("/{type}/{id}/_history/{version}", get(fhir::vread))
+        .merge(crate::bulk::routes())
         .fallback(fhir::unknown_route);
     Router::new()
         .route(TOKEN_PATH, post(token::token).fallback(token::wrong_method))
@@ -215,6 +218,7 @@ impl Sandbox {
     /// the address cannot be bound.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, StartError> {
         config.faults.validate().map_err(StartError::Config)?;
+        config.bulk.validate().map_err(StartError::Config)?;
         if !config.addr.ip().is_loopback() {
             tracing::warn!(addr = %config.addr, "the sandbox is listening beyond loopback: it holds synthetic data only, but anyone who can reach it can read it");
         }
@@ -315,6 +319,7 @@ impl Sandbox {
             sessions: Sessions::new(config.session_idle_timeout),
             faults: FaultInjector::new(config.faults),
             stats: Counters::default(),
+            bulk: BulkState::new(config.bulk),
         });
         let app = router(Arc::clone(&state));
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
@@ -373,6 +378,17 @@ impl Sandbox {
         self.state.clients.describe()
     }
 
+    /// Every Group the sandbox holds (generated or loaded), in the order they were stored:
+    /// the populations `Group/{id}/$export` can export.
+    pub fn groups(&self) -> Vec<GroupSummary> {
+        self.state
+            .store
+            .resources("Group")
+            .iter()
+            .map(|group| crate::bulk::group_summary(group))
+            .collect()
+    }
+
     /// Changes the injected faults while running.
     ///
     /// # Errors
@@ -420,6 +436,7 @@ impl Sandbox {
 
     /// Stops accepting connections, lets requests in flight finish, and waits for the server.
     pub async fn shutdown(mut self) {
+        self.state.bulk.cancel_all();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -431,6 +448,7 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        self.state.bulk.cancel_all();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
