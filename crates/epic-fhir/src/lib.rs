@@ -9,12 +9,15 @@
 //!   OperationOutcome ([`Error`]).
 //! - [`search`]: typed search parameters with FHIR escaping; [`paging`]: result pages.
 //! - [`model`]: typed, lossless FHIR R4 resources.
+//! - [`bulk`]: Bulk Data `$export`: kick-off, polling, parallel resumable downloads of
+//!   checked NDJSON files.
 //!
 //! Everything can be exercised offline against the `epic-fhir-sandbox` crate, a local
 //! Epic-compatible server.
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod bulk;
 mod client;
 mod error;
 pub mod model;

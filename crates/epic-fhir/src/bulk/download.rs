@@ -1,0 +1,821 @@
+//! Downloading the files of a manifest: in parallel, streamed to disk, checked, resumable.
+
+use std::io::SeekFrom;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use reqwest::StatusCode;
+use reqwest::header::{
+    ACCEPT, ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
+};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::task::JoinSet;
+use url::Url;
+
+use super::http::{Outgoing, Sent, drain, send, status_failure};
+use super::ndjson::LineValidator;
+use super::request::NDJSON;
+use super::state::{Done, FileState, StateStore, io_error};
+use super::{EventHandler, ExportEvent};
+use crate::FhirClient;
+use crate::auth::{AccessToken, transport_error};
+use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::net;
+
+/// Bytes gathered before each write to disk: few enough system calls, little memory.
+const WRITE_BUFFER: usize = 1024 * 1024;
+/// Bytes read at once when checking a partial file left by an earlier run.
+const SCAN_BUFFER: usize = 256 * 1024;
+/// How often, in bytes of one file, [`ExportEvent::FileProgress`] is sent.
+const PROGRESS_EVERY: u64 = 1024 * 1024;
+/// Redirects followed for one file.
+const MAX_REDIRECTS: usize = 5;
+/// Downloads whose content is wrong (bad line, wrong count) are tried this often in all: a
+/// second try tells a damaged transfer from a server that serves a bad file.
+const CONTENT_ATTEMPTS: u32 = 2;
+/// The timeout of a whole file exchange. Long on purpose: a stalled transfer is caught by
+/// [`DownloadOptions::idle_timeout`] instead, so a large file on a slow link is not cut off.
+const FILE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// How files are downloaded. Every field states its default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DownloadOptions {
+    /// Files downloaded at the same time. Default 4.
+    pub parallel: usize,
+    /// Failed attempts in a row, without a byte of progress, after which a file is given up.
+    /// Attempts that add bytes restart the count, since the file gets closer to complete.
+    /// Default 8.
+    pub max_attempts: u32,
+    /// The longest wait for the next bytes of a file (or for the answer's headers) before the
+    /// attempt is abandoned and resumed. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Caps the total download rate of the export, in bytes per second. Default: no cap.
+    pub max_bytes_per_second: Option<u64>,
+    /// The longest line (one resource) accepted, in bytes; an incomplete line is held in
+    /// memory until its end arrives. Default 64 MiB.
+    pub max_line_bytes: usize,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            parallel: 4,
+            max_attempts: 8,
+            idle_timeout: Duration::from_secs(60),
+            max_bytes_per_second: None,
+            max_line_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl DownloadOptions {
+    /// Sets the number of files downloaded at the same time (at least 1).
+    #[must_use]
+    pub fn with_parallel(mut self, parallel: usize) -> Self {
+        self.parallel = parallel.max(1);
+        self
+    }
+
+    /// Sets the failed attempts in a row after which a file is given up (at least 1).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the longest wait for the next bytes.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Caps the total download rate, in bytes per second (`None` or 0: no cap).
+    #[must_use]
+    pub fn with_max_bytes_per_second(mut self, rate: Option<u64>) -> Self {
+        self.max_bytes_per_second = rate.filter(|&r| r > 0);
+        self
+    }
+
+    /// Sets the longest line accepted, in bytes.
+    #[must_use]
+    pub fn with_max_line_bytes(mut self, bytes: usize) -> Self {
+        self.max_line_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// A shared cap on bytes per second: every download books its bytes on one schedule and
+/// waits until the schedule catches up.
+#[derive(Debug)]
+struct ByteRate {
+    per_second: f64,
+    started: tokio::time::Instant,
+    booked: AtomicU64,
+}
+
+impl ByteRate {
+    async fn take(&self, bytes: u64) {
+        let total = self.booked.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let due = self.started + Duration::from_secs_f64(total as f64 / self.per_second);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+/// What a finished file download reports.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Downloaded {
+    /// Bytes received from the network in this run (retries included).
+    pub(super) transferred: u64,
+}
+
+/// How one attempt ended.
+enum Attempt {
+    /// Every byte is on disk and checked so far; the file is ready to be finished.
+    Complete,
+    /// 401 to this token: refresh and try again.
+    Unauthorized(Error, AccessToken),
+    /// The server did not continue where asked: start the file over.
+    Restart(Error),
+    /// The attempt failed; `progressed` when it added bytes first.
+    Failed { error: Error, progressed: bool },
+    /// The content is wrong: start over, a limited number of times.
+    Corrupt(Error),
+    /// Nothing to retry (a local file error).
+    Fatal(Error),
+}
+
+/// Downloads the files of one export.
+pub(super) struct Downloader {
+    client: FhirClient,
+    dir: PathBuf,
+    options: DownloadOptions,
+    requires_token: bool,
+    store: Arc<StateStore>,
+    events: EventHandler,
+    rate: Option<ByteRate>,
+}
+
+impl Downloader {
+    pub(super) fn new(
+        client: FhirClient,
+        dir: PathBuf,
+        options: DownloadOptions,
+        requires_token: bool,
+        store: Arc<StateStore>,
+        events: EventHandler,
+    ) -> Self {
+        let rate = options.max_bytes_per_second.map(|rate| ByteRate {
+            per_second: rate as f64,
+            started: tokio::time::Instant::now(),
+            booked: AtomicU64::new(0),
+        });
+        Downloader {
+            client,
+            dir,
+            options,
+            requires_token,
+            store,
+            events,
+            rate,
+        }
+    }
+
+    /// Downloads `files` (each with its index in the state), `parallel` at a time. After the
+    /// first failure no new file is started; those running finish (saving their progress)
+    /// and the first error is returned.
+    pub(super) async fn download_all(
+        self: Arc<Self>,
+        files: Vec<(usize, FileState)>,
+    ) -> Result<Vec<Downloaded>> {
+        let mut running = JoinSet::new();
+        let mut queue = files.into_iter();
+        let mut finished = Vec::new();
+        let mut first_error: Option<Error> = None;
+        loop {
+            while first_error.is_none() && running.len() < self.options.parallel.max(1) {
+                let Some((index, file)) = queue.next() else {
+                    break;
+                };
+                let downloader = Arc::clone(&self);
+                running.spawn(async move { downloader.file(index, file).await });
+            }
+            match running.join_next().await {
+                None => break,
+                Some(Ok(Ok(done))) => finished.push(done),
+                Some(Ok(Err(error))) => {
+                    first_error.get_or_insert(error);
+                }
+                Some(Err(join_error)) => {
+                    if join_error.is_panic() {
+                        std::panic::resume_unwind(join_error.into_panic());
+                    }
+                    first_error.get_or_insert_with(|| {
+                        Error::new(ErrorKind::Io, "a file download was cancelled")
+                    });
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(finished),
+        }
+    }
+
+    /// Downloads one file to its temporary name, checks it and renames it into place.
+    async fn file(&self, index: usize, file: FileState) -> Result<Downloaded> {
+        let url = Url::parse(&file.url).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!("the manifest URL of {} is not a URL", file.name),
+            )
+            .with_source(e)
+        })?;
+        let temp = self.dir.join(file.temp_name());
+        let target = self.dir.join(&file.name);
+        let mut validator = LineValidator::new(&file.resource_type, self.options.max_line_bytes);
+        self.scan_partial(&temp, &mut validator).await?;
+        let mut etag = file.etag.clone();
+        let mut transferred = 0u64;
+        let mut failures = 0u32;
+        let mut content_failures = 0u32;
+        let mut refreshed = false;
+        loop {
+            (self.events)(&ExportEvent::FileStarted {
+                name: file.name.clone(),
+                offset: validator.consumed(),
+            });
+            let attempt = self
+                .attempt(
+                    index,
+                    &file,
+                    &url,
+                    &temp,
+                    &mut validator,
+                    &mut etag,
+                    &mut transferred,
+                )
+                .await;
+            let error = match attempt {
+                Attempt::Complete => match finish(&file, &temp, &target, &mut validator).await? {
+                    Finished::Done(done) => {
+                        self.store
+                            .update(|state| {
+                                if let Some(entry) = state.files.get_mut(index) {
+                                    entry.done = Some(done);
+                                }
+                            })
+                            .await?;
+                        (self.events)(&ExportEvent::FileDone {
+                            name: file.name.clone(),
+                            resource_type: file.resource_type.clone(),
+                            resources: done.resources,
+                            bytes: done.bytes,
+                        });
+                        return Ok(Downloaded { transferred });
+                    }
+                    Finished::Corrupt(error) => {
+                        content_failures += 1;
+                        self.discard(&temp, &mut validator).await?;
+                        if content_failures >= CONTENT_ATTEMPTS {
+                            return Err(error);
+                        }
+                        error
+                    }
+                },
+                Attempt::Unauthorized(error, token) => {
+                    if refreshed {
+                        return Err(error);
+                    }
+                    refreshed = true;
+                    if let Some(auth) = &self.client.inner().auth {
+                        auth.invalidate(&token);
+                    }
+                    continue;
+                }
+                Attempt::Restart(error) => {
+                    self.discard(&temp, &mut validator).await?;
+                    failures += 1;
+                    error
+                }
+                Attempt::Failed { error, progressed } => {
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    if progressed {
+                        failures = 0;
+                        // A token that worked for part of the file may expire before the end;
+                        // the next 401 deserves a refresh of its own.
+                        refreshed = false;
+                    }
+                    failures += 1;
+                    error
+                }
+                Attempt::Corrupt(error) => {
+                    content_failures += 1;
+                    self.discard(&temp, &mut validator).await?;
+                    if content_failures >= CONTENT_ATTEMPTS {
+                        return Err(error);
+                    }
+                    error
+                }
+                Attempt::Fatal(error) => return Err(error),
+            };
+            if failures >= self.options.max_attempts {
+                return Err(error);
+            }
+            let inner = self.client.inner();
+            let delay = inner.retry.delay(
+                failures.saturating_sub(1),
+                error.retry_after(),
+                inner.jitter.next(),
+            );
+            inner.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                target: "epic_fhir::bulk",
+                file = %file.name,
+                attempt = failures,
+                delay_ms = delay.as_millis() as u64,
+                error = %error,
+                "retrying download"
+            );
+            (self.events)(&ExportEvent::FileRetrying {
+                name: file.name.clone(),
+                attempt: failures.max(content_failures),
+                delay,
+                reason: error.to_string(),
+            });
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Feeds what an earlier run left in the temporary file to the validator, so the download
+    /// continues after it. A partial file whose complete lines do not pass is removed.
+    async fn scan_partial(&self, temp: &Path, validator: &mut LineValidator) -> Result<()> {
+        let mut file = match tokio::fs::File::open(temp).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(io_error("open", temp, error)),
+        };
+        let mut buffer = vec![0u8; SCAN_BUFFER];
+        loop {
+            let read = file
+                .read(&mut buffer)
+                .await
+                .map_err(|e| io_error("read", temp, e))?;
+            if read == 0 {
+                return Ok(());
+            }
+            if let Err(problem) = validator.feed(&buffer[..read]) {
+                tracing::warn!(target: "epic_fhir::bulk", file = %temp.display(), %problem, "partial download is damaged: starting it over");
+                drop(file);
+                return self.discard(temp, validator).await;
+            }
+        }
+    }
+
+    /// Removes the temporary file and forgets its content, to start over.
+    async fn discard(&self, temp: &Path, validator: &mut LineValidator) -> Result<()> {
+        validator.reset();
+        match tokio::fs::remove_file(temp).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error("remove", temp, error)),
+        }
+    }
+
+    /// Sends the request for the file from `offset`, following redirects: the token goes
+    /// only to the FHIR server's origin, and only when the manifest requires it.
+    async fn open(&self, url: &Url, offset: u64, etag: Option<&str>) -> Result<(Sent<'_>, Url)> {
+        let inner = self.client.inner();
+        let mut current = url.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            net::check_secure_url(&current, "export file URL")?;
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT, HeaderValue::from_static(NDJSON));
+            if offset > 0 {
+                // Offsets count identity bytes: a compressed range would be ambiguous.
+                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+                if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-")) {
+                    headers.insert(RANGE, range);
+                }
+                if let Some(value) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
+                    headers.insert(IF_RANGE, value);
+                }
+            }
+            let out = Outgoing {
+                method: reqwest::Method::GET,
+                url: &current,
+                headers,
+                with_token: self.requires_token,
+                idempotent: true,
+                timeout: Some(FILE_TIMEOUT),
+            };
+            let sent =
+                match tokio::time::timeout(self.options.idle_timeout, send(inner, &out)).await {
+                    Ok(sent) => sent?,
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "no answer within {} s",
+                                self.options.idle_timeout.as_secs_f64()
+                            ),
+                        )
+                        .with_request(out.info()));
+                    }
+                };
+            if !sent.response.status().is_redirection() {
+                return Ok((sent, current));
+            }
+            let location = sent
+                .response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let status = sent.response.status().as_u16();
+            drain(sent.response).await;
+            let Some(location) = location else {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    format!("HTTP {status} without a Location header"),
+                )
+                .with_request(out.info())
+                .with_status(status));
+            };
+            current = current.join(&location).map_err(|e| {
+                Error::new(
+                    ErrorKind::Decode,
+                    format!("the redirect Location `{location}` is not a URL"),
+                )
+                .with_request(out.info())
+                .with_source(e)
+            })?;
+        }
+        Err(Error::new(
+            ErrorKind::Decode,
+            format!("more than {MAX_REDIRECTS} redirects"),
+        )
+        .with_request(RequestInfo::new("GET", url)))
+    }
+
+    /// One attempt: asks for the bytes after those already checked and appends them to the
+    /// temporary file, checking them on the way.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        index: usize,
+        file: &FileState,
+        url: &Url,
+        temp: &Path,
+        validator: &mut LineValidator,
+        etag: &mut Option<String>,
+        transferred: &mut u64,
+    ) -> Attempt {
+        let offset = validator.consumed();
+        let (sent, final_url) = match self.open(url, offset, etag.as_deref()).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                return Attempt::Failed {
+                    error,
+                    progressed: false,
+                };
+            }
+        };
+        let info = || RequestInfo::new("GET", &final_url);
+        let status = sent.response.status();
+        let start = match status {
+            StatusCode::OK => 0,
+            StatusCode::PARTIAL_CONTENT => {
+                let range = content_range(sent.response.headers());
+                match range {
+                    Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
+                    _ => {
+                        drain(sent.response).await;
+                        return Attempt::Restart(
+                            Error::new(
+                                ErrorKind::Decode,
+                                format!(
+                                    "{}: the server answered the request for bytes {offset}- with a Content-Range that does not start there",
+                                    file.name
+                                ),
+                            )
+                            .with_request(info())
+                            .retryable(true),
+                        );
+                    }
+                }
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
+                let range = content_range(sent.response.headers());
+                drain(sent.response).await;
+                // `bytes */N` with N the bytes already here: the file was complete already.
+                if range == Some(ContentRange::Unsatisfied { length: offset }) {
+                    return Attempt::Complete;
+                }
+                return Attempt::Restart(
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!(
+                            "{}: the server cannot serve bytes {offset}- and the file is not that long",
+                            file.name
+                        ),
+                    )
+                    .with_request(info())
+                    .retryable(true),
+                );
+            }
+            StatusCode::UNAUTHORIZED if sent.token.is_some() => {
+                let token = sent.token.clone();
+                let error = status_failure(sent.response, &reqwest::Method::GET, &final_url).await;
+                return match token {
+                    Some(token) => Attempt::Unauthorized(error, token),
+                    None => Attempt::Failed {
+                        error,
+                        progressed: false,
+                    },
+                };
+            }
+            status if status.is_success() => {
+                drain(sent.response).await;
+                return Attempt::Failed {
+                    error: Error::new(
+                        ErrorKind::Decode,
+                        format!(
+                            "{}: HTTP {} is not a file download (expected 200 or 206)",
+                            file.name,
+                            status.as_u16()
+                        ),
+                    )
+                    .with_request(info())
+                    .with_status(status.as_u16()),
+                    progressed: false,
+                };
+            }
+            _ => {
+                return Attempt::Failed {
+                    error: status_failure(sent.response, &reqwest::Method::GET, &final_url).await,
+                    progressed: false,
+                };
+            }
+        };
+        if let Some(tag) = strong_etag(sent.response.headers()) {
+            if etag.as_deref() != Some(tag.as_str()) {
+                *etag = Some(tag.clone());
+                let saved = self
+                    .store
+                    .update(|state| {
+                        if let Some(entry) = state.files.get_mut(index) {
+                            entry.etag = Some(tag);
+                        }
+                    })
+                    .await;
+                if let Err(error) = saved {
+                    return Attempt::Fatal(error);
+                }
+            }
+        }
+        if start == 0 && offset > 0 {
+            validator.reset();
+        }
+        let mut writer = match open_at(temp, start).await {
+            Ok(file) => BufWriter::with_capacity(WRITE_BUFFER, file),
+            Err(error) => return Attempt::Fatal(error),
+        };
+        let mut stream = sent.response.bytes_stream();
+        let mut progressed = false;
+        let mut unreported = 0u64;
+        let ended = loop {
+            let chunk = match tokio::time::timeout(self.options.idle_timeout, stream.next()).await {
+                Err(_) => {
+                    break Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "{}: no bytes for {} s",
+                            file.name,
+                            self.options.idle_timeout.as_secs_f64()
+                        ),
+                    )
+                    .with_request(info()));
+                }
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(error))) => {
+                    break Err(transport_error(error, "the file download was cut off")
+                        .with_request(info())
+                        .retryable(true));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            if let Err(problem) = validator.feed(&chunk) {
+                let error = Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "{} is not valid NDJSON of {}: {problem}",
+                        file.name, file.resource_type
+                    ),
+                )
+                .with_request(info());
+                // Nothing of this chunk was written; the file is discarded anyway.
+                let _ = writer.flush().await;
+                return Attempt::Corrupt(error);
+            }
+            if let Err(error) = writer.write_all(&chunk).await {
+                return Attempt::Fatal(io_error("write", temp, error));
+            }
+            let len = chunk.len() as u64;
+            *transferred += len;
+            progressed = true;
+            unreported += len;
+            if unreported >= PROGRESS_EVERY {
+                unreported = 0;
+                (self.events)(&ExportEvent::FileProgress {
+                    name: file.name.clone(),
+                    bytes: validator.consumed(),
+                    resources: validator.lines(),
+                });
+            }
+            if let Some(rate) = &self.rate {
+                rate.take(len).await;
+            }
+        };
+        // Whatever happened, every byte checked must be on disk before the next attempt asks
+        // for the bytes after them.
+        if let Err(error) = writer.flush().await {
+            return Attempt::Fatal(io_error("write", temp, error));
+        }
+        (self.events)(&ExportEvent::FileProgress {
+            name: file.name.clone(),
+            bytes: validator.consumed(),
+            resources: validator.lines(),
+        });
+        match ended {
+            Ok(()) => Attempt::Complete,
+            Err(error) => Attempt::Failed { error, progressed },
+        }
+    }
+}
+
+/// Opens the temporary file for writing at `start`, dropping anything after it.
+async fn open_at(temp: &Path, start: u64) -> Result<tokio::fs::File> {
+    // Never append mode: writes go to explicit offsets, so a write still in flight from an
+    // abandoned attempt can only put the file's true bytes at their true place.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(temp)
+        .await
+        .map_err(|e| io_error("create", temp, e))?;
+    file.set_len(start)
+        .await
+        .map_err(|e| io_error("truncate", temp, e))?;
+    file.seek(SeekFrom::Start(start))
+        .await
+        .map_err(|e| io_error("seek in", temp, e))?;
+    Ok(file)
+}
+
+/// How finishing a complete download went.
+enum Finished {
+    Done(Done),
+    /// The last line or the count is wrong.
+    Corrupt(Error),
+}
+
+/// Checks the last line and the count, syncs the file and renames it to its final name.
+///
+/// # Errors
+/// Local file errors.
+async fn finish(
+    file: &FileState,
+    temp: &Path,
+    target: &Path,
+    validator: &mut LineValidator,
+) -> Result<Finished> {
+    let resources = match validator.finish() {
+        Ok(resources) => resources,
+        Err(problem) => {
+            return Ok(Finished::Corrupt(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "{} is not valid NDJSON of {}: {problem}",
+                    file.name, file.resource_type
+                ),
+            )));
+        }
+    };
+    if let Some(count) = file.count {
+        if count != resources {
+            return Ok(Finished::Corrupt(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "{} holds {resources} resources, but the manifest's count is {count}",
+                    file.name
+                ),
+            )));
+        }
+    }
+    let bytes = validator.consumed();
+    let handle = tokio::fs::File::open(temp)
+        .await
+        .map_err(|e| io_error("open", temp, e))?;
+    // The data must be on disk before the name says the file is complete.
+    handle
+        .sync_all()
+        .await
+        .map_err(|e| io_error("sync", temp, e))?;
+    drop(handle);
+    tokio::fs::rename(temp, target)
+        .await
+        .map_err(|e| io_error("rename into place", target, e))?;
+    Ok(Finished::Done(Done { bytes, resources }))
+}
+
+/// A `Content-Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContentRange {
+    /// `bytes START-END/LENGTH` (LENGTH may be `*`).
+    Bytes { start: u64 },
+    /// `bytes */LENGTH`, with a 416.
+    Unsatisfied { length: u64 },
+}
+
+fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?.trim();
+    let rest = value.strip_prefix("bytes ")?.trim();
+    let (range, length) = rest.split_once('/')?;
+    if range.trim() == "*" {
+        return Some(ContentRange::Unsatisfied {
+            length: length.trim().parse().ok()?,
+        });
+    }
+    let (start, end) = range.split_once('-')?;
+    let start: u64 = start.trim().parse().ok()?;
+    let end: u64 = end.trim().parse().ok()?;
+    (end >= start).then_some(ContentRange::Bytes { start })
+}
+
+/// The response's `ETag` when it is strong: `If-Range` accepts only strong validators.
+fn strong_etag(headers: &HeaderMap) -> Option<String> {
+    let tag = headers.get(ETAG)?.to_str().ok()?.trim();
+    (tag.starts_with('"') && tag.ends_with('"') && tag.len() >= 2).then(|| tag.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(name: reqwest::header::HeaderName, value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_str(value).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(
+            content_range(&headers(CONTENT_RANGE, "bytes 100-199/200")),
+            Some(ContentRange::Bytes { start: 100 })
+        );
+        assert_eq!(
+            content_range(&headers(CONTENT_RANGE, "bytes 100-199/*")),
+            Some(ContentRange::Bytes { start: 100 })
+        );
+        assert_eq!(
+            content_range(&headers(CONTENT_RANGE, "bytes */200")),
+            Some(ContentRange::Unsatisfied { length: 200 })
+        );
+        for bad in ["bytes 5-1/9", "items 0-1/2", "bytes x-1/2", "bytes 0-1"] {
+            assert_eq!(content_range(&headers(CONTENT_RANGE, bad)), None, "{bad}");
+        }
+        assert_eq!(content_range(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn only_strong_etags_are_kept() {
+        assert_eq!(
+            strong_etag(&headers(ETAG, "\"abc\"")).as_deref(),
+            Some("\"abc\"")
+        );
+        assert_eq!(strong_etag(&headers(ETAG, "W/\"abc\"")), None);
+        assert_eq!(strong_etag(&headers(ETAG, "abc")), None);
+    }
+
+    #[test]
+    fn options_have_floors() {
+        let options = DownloadOptions::default()
+            .with_parallel(0)
+            .with_max_attempts(0)
+            .with_max_bytes_per_second(Some(0))
+            .with_max_line_bytes(0);
+        assert_eq!(options.parallel, 1);
+        assert_eq!(options.max_attempts, 1);
+        assert_eq!(options.max_bytes_per_second, None);
+        assert_eq!(options.max_line_bytes, 1);
+    }
+}

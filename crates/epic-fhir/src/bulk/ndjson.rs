@@ -1,0 +1,259 @@
+//! Checking NDJSON as it streams past: every line one JSON object of the expected type.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Why a file's content was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LineError {
+    /// 1-based line number.
+    pub(super) line: u64,
+    pub(super) problem: String,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.problem)
+    }
+}
+
+/// The one member of a resource the check needs. Every other member is still parsed (as
+/// `IgnoredAny`), so a line that is not valid JSON is caught, without building any value.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "resourceType", borrow)]
+    resource_type: Option<Cow<'a, str>>,
+}
+
+/// Checks NDJSON fed in arbitrary chunks. Only an incomplete last line is kept between
+/// chunks, so memory is bounded by the longest line, not the file.
+#[derive(Debug)]
+pub(super) struct LineValidator {
+    expected_type: String,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// Complete lines checked.
+    lines: u64,
+    /// Bytes fed so far.
+    consumed: u64,
+    max_line_bytes: usize,
+}
+
+impl LineValidator {
+    pub(super) fn new(expected_type: &str, max_line_bytes: usize) -> Self {
+        LineValidator {
+            expected_type: expected_type.to_owned(),
+            partial: Vec::new(),
+            lines: 0,
+            consumed: 0,
+            max_line_bytes,
+        }
+    }
+
+    /// Forgets everything, for a download that starts over.
+    pub(super) fn reset(&mut self) {
+        self.partial.clear();
+        self.lines = 0;
+        self.consumed = 0;
+    }
+
+    /// Complete lines checked so far.
+    pub(super) fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Bytes fed so far.
+    pub(super) fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Checks the complete lines in `chunk` and keeps its incomplete end.
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
+        let mut rest = chunk;
+        while let Some(newline) = memchr(rest) {
+            let (line, after) = rest.split_at(newline);
+            if self.partial.is_empty() {
+                self.check(line)?;
+            } else {
+                self.grow(line)?;
+                let whole = std::mem::take(&mut self.partial);
+                let checked = self.check(&whole);
+                // Keep the allocation for the next long line.
+                self.partial = whole;
+                self.partial.clear();
+                checked?;
+            }
+            rest = &after[1..];
+        }
+        if !rest.is_empty() {
+            self.grow(rest)?;
+        }
+        self.consumed += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Checks the last line when the file does not end with a newline, and returns the number
+    /// of resources.
+    pub(super) fn finish(&mut self) -> Result<u64, LineError> {
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.check(&last)?;
+        }
+        Ok(self.lines)
+    }
+
+    fn grow(&mut self, bytes: &[u8]) -> Result<(), LineError> {
+        if self.partial.len() + bytes.len() > self.max_line_bytes {
+            return Err(LineError {
+                line: self.lines + 1,
+                problem: format!(
+                    "is longer than {} bytes, the most this client holds for one resource",
+                    self.max_line_bytes
+                ),
+            });
+        }
+        self.partial.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn check(&mut self, line: &[u8]) -> Result<(), LineError> {
+        let number = self.lines + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Err(LineError {
+                line: number,
+                problem: "is empty: NDJSON holds one resource on every line".to_owned(),
+            });
+        }
+        // A derived struct would also accept a JSON array (`["Patient"]`): only objects are
+        // resources.
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(LineError {
+                line: number,
+                problem: "is not a JSON object".to_owned(),
+            });
+        }
+        let head: Head<'_> = serde_json::from_slice(line).map_err(|e| LineError {
+            line: number,
+            problem: format!("is not a JSON object ({e})"),
+        })?;
+        match head.resource_type {
+            Some(found) if found == self.expected_type => {}
+            Some(found) => {
+                return Err(LineError {
+                    line: number,
+                    problem: format!(
+                        "has resourceType `{found}`, but the manifest lists the file as `{}`",
+                        self.expected_type
+                    ),
+                });
+            }
+            None => {
+                return Err(LineError {
+                    line: number,
+                    problem: "has no resourceType".to_owned(),
+                });
+            }
+        }
+        self.lines = number;
+        Ok(())
+    }
+}
+
+/// The index of the first `\n`.
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn feed_in_pieces(text: &str, piece: usize) -> Result<u64, LineError> {
+        let mut validator = LineValidator::new("Patient", MAX);
+        for chunk in text.as_bytes().chunks(piece) {
+            validator.feed(chunk)?;
+        }
+        validator.finish()
+    }
+
+    #[test]
+    fn any_chunking_gives_the_same_count() {
+        let text = "{\"resourceType\":\"Patient\",\"id\":\"a\"}\n{\"id\":\"b\",\"name\":[{\"text\":\"x\\ny\"}],\"resourceType\":\"Patient\"}\r\n{\"resourceType\":\"Patient\"}";
+        for piece in [1, 2, 3, 7, 16, 1000] {
+            assert_eq!(feed_in_pieces(text, piece), Ok(3), "piece {piece}");
+        }
+        assert_eq!(feed_in_pieces(&format!("{text}\n"), 5), Ok(3));
+        assert_eq!(feed_in_pieces("", 5), Ok(0));
+    }
+
+    #[test]
+    fn problems_name_the_line() {
+        let cases = [
+            (
+                "{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Observation\"}\n",
+                2,
+                "`Observation`",
+            ),
+            (
+                "{\"resourceType\":\"Patient\"}\n\n{\"resourceType\":\"Patient\"}\n",
+                2,
+                "empty",
+            ),
+            (
+                "{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Patient\"\n",
+                2,
+                "not a JSON object",
+            ),
+            (
+                "{\"resourceType\":\"Patient\"} {}\n",
+                1,
+                "not a JSON object",
+            ),
+            ("[1,2]\n", 1, "not a JSON object"),
+            ("[\"Patient\"]\n", 1, "not a JSON object"),
+            ("{\"id\":\"x\"}\n", 1, "no resourceType"),
+            (
+                "{\"resourceType\":\"Patient\"}\n{\"resourceType\":\"Pat",
+                2,
+                "not a JSON object",
+            ),
+        ];
+        for (text, line, problem) in cases {
+            for piece in [1, 4, 100] {
+                let err = feed_in_pieces(text, piece).expect_err(text);
+                assert_eq!(err.line, line, "{text:?}");
+                assert!(err.problem.contains(problem), "{err} / {problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn long_lines_are_bounded() {
+        let mut validator = LineValidator::new("Patient", 16);
+        let err = validator
+            .feed(b"{\"resourceType\":\"Patient\",\"x\":1}")
+            .expect_err("too long");
+        assert!(err.problem.contains("longer than 16"), "{err}");
+    }
+
+    #[test]
+    fn counters_and_reset() {
+        let mut validator = LineValidator::new("Patient", MAX);
+        validator
+            .feed(b"{\"resourceType\":\"Patient\"}\n{\"resourceType\":")
+            .expect("feed");
+        assert_eq!(validator.lines(), 1);
+        assert_eq!(validator.consumed(), 43);
+        validator.reset();
+        assert_eq!((validator.lines(), validator.consumed()), (0, 0));
+        validator
+            .feed(b"{\"resourceType\":\"Patient\"}")
+            .expect("feed");
+        assert_eq!(validator.finish(), Ok(1));
+    }
+}
