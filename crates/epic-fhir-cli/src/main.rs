@@ -3,6 +3,7 @@
 //! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success, 1 when a
 //! server or authentication step fails, 2 on bad usage (flags, settings, files).
 
+mod bench;
 mod demo;
 mod fhir;
 mod keygen;
@@ -36,6 +37,9 @@ enum Command {
     Token(token::TokenArgs),
     /// Run the local Epic-compatible FHIR sandbox until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
+    /// Load-test the sandbox (started as a child process) or a server: reads and searches
+    /// through the SDK and through a bare HTTP floor; JSON report on stdout.
+    Bench(bench::BenchArgs),
     /// Read one resource: TYPE/ID.
     Read(fhir::ReadArgs),
     /// Search: TYPE NAME=VALUE... [--all] [--limit N] [--ndjson].
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Read(args) => fhir::read(args).await,
             Command::Search(args) => fhir::search(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     match result {
