@@ -87,7 +87,11 @@ fn push_entry(
     resource: &[u8],
     mode: &str,
 ) {
-    if !*first {
+    // The `entry` array is opened by the first entry, so that a Bundle without entries has no
+    // `entry` element at all: FHIR JSON never holds empty arrays.
+    if *first {
+        out.extend_from_slice(br#","entry":["#);
+    } else {
         out.push(b',');
     }
     *first = false;
@@ -173,7 +177,7 @@ pub(crate) fn render(page: &Page<'_>) -> Vec<u8> {
         push_json_string(&mut out, next);
         out.push(b'}');
     }
-    out.extend_from_slice(br#"],"entry":["#);
+    out.push(b']');
     let mut first = true;
     let count_only = matches!(page.query.summary(), Some(Summary::Count));
     if !count_only {
@@ -204,6 +208,9 @@ pub(crate) fn render(page: &Page<'_>) -> Vec<u8> {
         let outcome = serde_json::to_vec(&operation_outcome(page.outcomes)).unwrap_or_default();
         push_entry(&mut out, &mut first, None, &outcome, "outcome");
     }
-    out.extend_from_slice(b"]}");
+    if !first {
+        out.push(b']');
+    }
+    out.push(b'}');
     out
 }

@@ -128,6 +128,23 @@ fn check_type(resource_type: &str) -> Result<()> {
     }
 }
 
+/// Checks that the server knows `resource_type`: it can search it (the registry describes it)
+/// or holds resources of it. These are exactly the types the CapabilityStatement lists, so a
+/// read or search of any other type is a 404 rather than an empty result. Create and update
+/// only check the name, so a client can store a type the server has not held before.
+fn check_known_type(state: &AppState, resource_type: &str) -> Result<()> {
+    check_type(resource_type)?;
+    let known = search::described_types().any(|t| t == resource_type)
+        || state.store.count(resource_type) > 0;
+    if known {
+        Ok(())
+    } else {
+        Err(FhirError::not_found(format!(
+            "`{resource_type}` is not a resource type this server supports (see its metadata)"
+        )))
+    }
+}
+
 fn resource_response(
     status: StatusCode,
     resource: &StoredResource,
@@ -174,7 +191,7 @@ pub(crate) async fn read(
     headers: HeaderMap,
 ) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_type(&resource_type)?;
+    check_known_type(&state, &resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Read)?;
     check_accept(&headers, format_param(&query_pairs(&uri)))?;
     let resource = state.store.read(&resource_type, &id).ok_or_else(|| {
@@ -187,12 +204,13 @@ pub(crate) async fn read(
 pub(crate) async fn vread(
     State(state): State<Arc<AppState>>,
     Path((resource_type, id, version)): Path<(String, String, String)>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_type(&resource_type)?;
+    check_known_type(&state, &resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Read)?;
-    check_accept(&headers, None)?;
+    check_accept(&headers, format_param(&query_pairs(&uri)))?;
     let version: u64 = version
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version `{version}` is not a number")))?;
@@ -222,6 +240,9 @@ fn search_error(error: &SearchError) -> FhirError {
 }
 
 /// `GET [base]/[type]?...`: a new search, or the next page of one (`sessionID`).
+///
+/// The self link is the base URL, the type and the query as received: inside the router nested
+/// under the FHIR base, `uri` has lost the base path.
 pub(crate) async fn search_get(
     State(state): State<Arc<AppState>>,
     Path(resource_type): Path<String>,
@@ -229,7 +250,10 @@ pub(crate) async fn search_get(
     headers: HeaderMap,
 ) -> Result<Response> {
     let pairs = query_pairs(&uri);
-    let self_link = format!("{}{}", state.origin, uri);
+    let self_link = match uri.query() {
+        Some(query) => format!("{}/{resource_type}?{query}", state.base_url),
+        None => format!("{}/{resource_type}", state.base_url),
+    };
     run_search(&state, &resource_type, &headers, pairs, self_link)
 }
 
@@ -278,7 +302,7 @@ fn run_search(
     self_link: String,
 ) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_type(resource_type)?;
+    check_known_type(state, resource_type)?;
     let grant = authorize(state, headers, resource_type, Permission::Search)?;
     check_accept(headers, format_param(&pairs))?;
     if let Some((_, session_id)) = pairs.iter().find(|(k, _)| k == "sessionID") {
@@ -449,13 +473,14 @@ fn store_error(error: StoreError) -> FhirError {
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Path(resource_type): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
     check_type(&resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Create)?;
-    check_accept(&headers, None)?;
+    check_accept(&headers, format_param(&query_pairs(&uri)))?;
     let resource = parse_body(&body)?;
     let outcome = state
         .store
@@ -480,13 +505,14 @@ pub(crate) async fn create(
 pub(crate) async fn update(
     State(state): State<Arc<AppState>>,
     Path((resource_type, id)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
     state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
     check_type(&resource_type)?;
     authorize(&state, &headers, &resource_type, Permission::Update)?;
-    check_accept(&headers, None)?;
+    check_accept(&headers, format_param(&query_pairs(&uri)))?;
     let if_match = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(value) => {
