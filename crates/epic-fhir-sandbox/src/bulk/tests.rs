@@ -335,8 +335,10 @@ fn durations_for_headers_and_messages() {
 
 #[test]
 fn group_window_is_per_client_and_group() {
-    let mut config = BulkConfig::default();
-    config.group_export_window = Some(Duration::from_secs(3600));
+    let config = BulkConfig {
+        group_export_window: Some(Duration::from_secs(3600)),
+        ..BulkConfig::default()
+    };
     let state = BulkState::new(config);
     assert!(state.claim_window("a", "g1").is_ok());
     let error = state
@@ -359,8 +361,10 @@ fn group_window_is_per_client_and_group() {
 #[test]
 fn config_is_validated() {
     assert!(BulkConfig::default().validate().is_ok());
-    let mut config = BulkConfig::default();
-    config.max_resources_per_file = 0;
+    let config = BulkConfig {
+        max_resources_per_file: 0,
+        ..BulkConfig::default()
+    };
     assert!(
         config
             .validate()
