@@ -1582,6 +1582,12 @@ async fn revinclude_provenance_and_includes_filtered_by_scopes() {
 // Search semantics through HTTP
 // ---------------------------------------------------------------------------------------------
 
+/// One row of a search table: query pairs and the ids they must find.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+
+/// A search table row with a label saying which form it checks.
+type LabelledCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+
 /// Runs `Observation?category=vital-signs&patient=<patient>&<pairs>` and compares the match ids
 /// with `expected`, following every page.
 async fn check_matches(
@@ -1634,7 +1640,7 @@ async fn date_prefixes_at_day_month_and_year_precision() {
     ] {
         env.put_in_store(observation(id, patient, effective));
     }
-    let table: &[(&[(&str, &str)], &[&str])] = &[
+    let table: &[Case<'_>] = &[
         // eq: the search range contains the value's range.
         (&[("date", "2024-01")], &["jan15", "jan31-late"]),
         (&[("date", "eq2024-01-15")], &["jan15"]),
@@ -1712,7 +1718,7 @@ async fn token_and_reference_forms_and_escapes() {
     let loinc_heart_rate = format!("{LOINC}|8867-4");
     let loinc_any = format!("{LOINC}|");
     let local_x1 = format!("{LOCAL}|x1");
-    let table: &[(&[(&str, &str)], &[&str])] = &[
+    let table: &[Case<'_>] = &[
         (
             &[("code", "8867-4")],
             &["t-loinc", "t-local", "t-no-system"],
@@ -1764,7 +1770,7 @@ async fn token_and_reference_forms_and_escapes() {
     let group = format!("Group/{refs}");
     let either = format!("Patient/{refs},Group/{refs}");
     let both_patients: &[&str] = &["r-relative", "r-absolute"];
-    let table: &[(&str, &[(&str, &str)], &[&str])] = &[
+    let table: &[LabelledCase<'_>] = &[
         ("patient=id", &[("patient", refs)], both_patients),
         (
             "patient=Patient/id",
