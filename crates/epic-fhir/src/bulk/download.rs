@@ -31,6 +31,8 @@ const WRITE_BUFFER: usize = 1024 * 1024;
 const SCAN_BUFFER: usize = 256 * 1024;
 /// How often, in bytes of one file, [`ExportEvent::FileProgress`] is sent.
 const PROGRESS_EVERY: u64 = 1024 * 1024;
+/// The longest time received bytes wait in the write buffer.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// Redirects followed for one file.
 const MAX_REDIRECTS: usize = 5;
 /// Downloads whose content is wrong (bad line, wrong count) are tried this often in all: a
@@ -590,6 +592,7 @@ impl Downloader {
         let mut stream = sent.response.bytes_stream();
         let mut progressed = false;
         let mut unreported = 0u64;
+        let mut last_flush = tokio::time::Instant::now();
         let ended = loop {
             let chunk = match tokio::time::timeout(self.options.idle_timeout, stream.next()).await {
                 Err(_) => {
@@ -631,7 +634,16 @@ impl Downloader {
             *transferred += len;
             progressed = true;
             unreported += len;
-            if unreported >= PROGRESS_EVERY {
+            // On a slow link the buffer fills slowly: write it out now and then, so that a
+            // crash loses (and a resume downloads again) little.
+            let stale = !writer.buffer().is_empty() && last_flush.elapsed() >= FLUSH_INTERVAL;
+            if stale {
+                if let Err(error) = writer.flush().await {
+                    return Attempt::Fatal(io_error("write", temp, error));
+                }
+                last_flush = tokio::time::Instant::now();
+            }
+            if unreported >= PROGRESS_EVERY || stale {
                 unreported = 0;
                 (self.events)(&ExportEvent::FileProgress {
                     name: file.name.clone(),

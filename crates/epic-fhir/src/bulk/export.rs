@@ -472,7 +472,7 @@ mod tests {
                 "deleted-Bundle-0001.ndjson"
             ]
         );
-        assert_eq!(files[2].url, "https://fhir.example.org/f/3");
+        assert_eq!(files[2].url, "https://fhir.example.org/R4/f/3");
         assert_eq!(files[0].count, Some(5));
         assert_eq!(files[3].kind, FileKind::Error);
         assert_eq!(files[0].temp_name(), ".Patient-0001.ndjson.part");
