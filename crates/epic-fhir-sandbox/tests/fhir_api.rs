@@ -801,6 +801,28 @@ async fn create_and_update_need_write_scopes_and_honour_if_match() {
     let issue = error_issue(&reply, 400, "invalid");
     assert_eq!(expression(&issue), vec!["If-Match"]);
 
+    // `_format` applies to writes too: XML is refused before anything is written.
+    let patients = env.sandbox.store().count("Patient");
+    let reply = env
+        .send(
+            env.http
+                .post(env.url("Patient", &[("_format", "xml")]))
+                .bearer_auth(&writer)
+                .json(&new_patient),
+        )
+        .await;
+    error_issue(&reply, 406, "not-supported");
+    let reply = env
+        .send(
+            env.http
+                .put(env.url("Patient/format-check", &[("_format", "xml")]))
+                .bearer_auth(&writer)
+                .json(&json!({"resourceType": "Patient", "id": "format-check"})),
+        )
+        .await;
+    error_issue(&reply, 406, "not-supported");
+    assert_eq!(env.sandbox.store().count("Patient"), patients);
+
     // PUT to a new client-chosen id creates it.
     let reply = env
         .send(
