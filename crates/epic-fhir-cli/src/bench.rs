@@ -119,7 +119,7 @@ fn parse_seconds_or_zero(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 86_400.0 {
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
         return Err(format!("`{text}` must be between 0 and 86400 seconds"));
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -388,11 +388,11 @@ async fn one_run(
             })?;
             let drivers = (0..plan.concurrency)
                 .map(|_| Driver::Floor {
-                    floor: Floor::new(
+                    floor: Box::new(Floor::new(
                         endpoint.clone(),
                         token.expose_secret(),
                         FLOOR_REQUEST_TIMEOUT,
-                    ),
+                    )),
                     parse_json: client == ClientKind::FloorJson,
                 })
                 .collect();
@@ -502,7 +502,10 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
         settings: report::Settings {
             concurrency: args.concurrency,
             warmup_seconds: args.warmup.as_secs_f64(),
-            duration_seconds: args.requests.is_none().then(|| args.duration.as_secs_f64()),
+            duration_seconds: args
+                .requests
+                .is_none()
+                .then_some(args.duration.as_secs_f64()),
             requests: args.requests,
             workloads: args.workload.clone(),
             clients: args.clients.clone(),

@@ -132,8 +132,8 @@ pub(crate) enum Driver {
     Sdk(FhirClient),
     /// A floor client with its own connection.
     Floor {
-        /// The connection.
-        floor: Floor,
+        /// The connection (boxed: it is much larger than an SDK handle).
+        floor: Box<Floor>,
         /// Parse each body into a `serde_json::Value`.
         parse_json: bool,
     },
@@ -283,8 +283,9 @@ pub(crate) async fn run(
         bail!("no worker to run");
     }
     let limited = matches!(plan.stop, Stop::Requests(_));
+    // Without a warm-up every request is measured, from the very first one.
     let control = Arc::new(Control {
-        measuring: AtomicBool::new(false),
+        measuring: AtomicBool::new(plan.warmup.is_zero()),
         stop: AtomicBool::new(false),
         next: AtomicUsize::new(0),
         remaining: AtomicU64::new(match plan.stop {
@@ -292,6 +293,7 @@ pub(crate) async fn run(
             Stop::After(_) => 0,
         }),
     });
+    let mut measuring_since = Instant::now();
     let handles: Vec<_> = drivers
         .into_iter()
         .map(|driver| {
@@ -302,9 +304,9 @@ pub(crate) async fn run(
         .collect();
     if !plan.warmup.is_zero() {
         tokio::time::sleep(plan.warmup).await;
+        control.measuring.store(true, Ordering::Release);
+        measuring_since = Instant::now();
     }
-    control.measuring.store(true, Ordering::Release);
-    let measuring_since = Instant::now();
     if let Stop::After(duration) = plan.stop {
         tokio::time::sleep(duration).await;
         control.stop.store(true, Ordering::Release);
@@ -470,7 +472,11 @@ mod tests {
             .expect("endpoint");
         (0..workers)
             .map(|_| Driver::Floor {
-                floor: Floor::new(endpoint.clone(), "token", Duration::from_secs(5)),
+                floor: Box::new(Floor::new(
+                    endpoint.clone(),
+                    "token",
+                    Duration::from_secs(5),
+                )),
                 parse_json: true,
             })
             .collect()
