@@ -151,15 +151,23 @@ async fn truncate(response: Response) -> Response {
         return Response::from_parts(parts, Body::empty());
     };
     let half = bytes.slice(..bytes.len() / 2);
-    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-        Ok(half),
-        Err(std::io::Error::new(
+    // The failure comes a moment after the first half, so the headers and that half are on the
+    // wire before the connection is torn down: the client sees a body cut short, not a refused
+    // request, whatever the size of the response.
+    let first = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(half) });
+    let failure = futures_util::stream::once(async {
+        tokio::time::sleep(DROP_DELAY).await;
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
             "injected fault: connection dropped mid-response",
-        )),
-    ];
-    Response::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+        ))
+    });
+    use futures_util::StreamExt as _;
+    Response::from_parts(parts, Body::from_stream(first.chain(failure)))
 }
+
+/// How long a dropped response waits between its first half and the failure.
+const DROP_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[cfg(test)]
 mod tests {

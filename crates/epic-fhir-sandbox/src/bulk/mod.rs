@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use serde_json::Value;
 
@@ -272,17 +272,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// endpoints need the token before they know which resource types are involved, so the
 /// per-type scope checks come later.
 fn bearer_grant(state: &AppState, headers: &HeaderMap) -> Result<Arc<Grant>, FhirError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    state
-        .tokens
-        .check(bearer)
-        .map_err(|problem| FhirError::invalid_token(problem.description()))
+    crate::server::authenticate(state, headers)
 }
 
 /// What a Group resource says about itself: id, name and active member count.

@@ -22,13 +22,9 @@ use crate::store::{StoreError, StoredResource};
 
 type Result<T, E = FhirError> = std::result::Result<T, E>;
 
-/// Checks the bearer token and that its scopes allow `permission` on `resource_type`.
-pub(crate) fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    resource_type: &str,
-    permission: Permission,
-) -> Result<Arc<Grant>> {
+/// The grant of the request's bearer token: 401 `invalid_token` when it is missing, unknown or
+/// expired. Scopes are checked by the caller.
+pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Grant>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -36,10 +32,20 @@ pub(crate) fn authorize(
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    let grant = state
+    state
         .tokens
         .check(bearer)
-        .map_err(|problem| FhirError::invalid_token(problem.description()))?;
+        .map_err(|problem| FhirError::invalid_token(problem.description()))
+}
+
+/// Checks the bearer token and that its scopes allow `permission` on `resource_type`.
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource_type: &str,
+    permission: Permission,
+) -> Result<Arc<Grant>> {
+    let grant = authenticate(state, headers)?;
     if !grant.scopes.allows(resource_type, permission) {
         let letter = match permission {
             Permission::Create => "c",

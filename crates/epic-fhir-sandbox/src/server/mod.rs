@@ -32,6 +32,8 @@ use crate::outcome::FHIR_JSON;
 use crate::store::Store;
 use session::Sessions;
 
+pub(crate) use fhir::authenticate;
+
 /// Why the sandbox could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -143,8 +145,17 @@ pub(crate) fn fhir_json(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, FHIR_JSON)], body).into_response()
 }
 
-async fn metadata(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
-    if let Err(error) = fhir::check_accept(&headers, None) {
+async fn metadata(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let format = uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "_format")
+            .map(|(_, v)| v.into_owned())
+    });
+    if let Err(error) = fhir::check_accept(&headers, format.as_deref()) {
         return error.into_response();
     }
     let body = capability::capability_statement(&state).to_string();
