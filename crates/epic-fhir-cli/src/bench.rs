@@ -421,6 +421,7 @@ fn write_report(path: &Path, json: &str) -> Result<(), Failure> {
 
 pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
     args.validate()?;
+    let load_average_before = report::load_average();
     let started_at = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
@@ -492,6 +493,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
         build,
         started_at,
         machine: Machine::detect(),
+        load_average_before,
+        load_average_after: report::load_average(),
         target: if sandbox.is_some() {
             "sandbox"
         } else {

@@ -42,6 +42,18 @@ impl Machine {
     }
 }
 
+/// The 1, 5 and 15-minute load averages (`/proc/loadavg`): on a shared machine they say how
+/// much else was running while the numbers were taken.
+pub(crate) fn load_average() -> Option<[f64; 3]> {
+    parse_load_average(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+fn parse_load_average(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    let mut next = || fields.next()?.ok();
+    Some([next()?, next()?, next()?])
+}
+
 /// The first `model name` of a `/proc/cpuinfo` text.
 fn cpu_model(cpuinfo: &str) -> Option<String> {
     cpuinfo.lines().find_map(|line| {
@@ -186,6 +198,10 @@ pub(crate) struct Report {
     pub(crate) started_at: String,
     /// The machine.
     pub(crate) machine: Machine,
+    /// Load averages (1, 5, 15 minutes) when the benchmark started.
+    pub(crate) load_average_before: Option<[f64; 3]>,
+    /// Load averages when it ended.
+    pub(crate) load_average_after: Option<[f64; 3]>,
     /// `sandbox` (started by the benchmark) or `external`.
     pub(crate) target: &'static str,
     /// The FHIR base URL.
@@ -202,6 +218,13 @@ pub(crate) struct Report {
     pub(crate) runs: Vec<RunReport>,
     /// SDK versus floor.
     pub(crate) ratios: Vec<Ratio>,
+}
+
+fn load_text(load: Option<[f64; 3]>) -> String {
+    load.map_or_else(
+        || "n/a".to_owned(),
+        |[one, five, fifteen]| format!("{one:.2}/{five:.2}/{fifteen:.2}"),
+    )
 }
 
 fn ms(micros: u32) -> String {
@@ -241,9 +264,11 @@ pub(crate) fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "machine: {} CPUs, {}; {} patients; K={}",
+        "machine: {} CPUs, {}; load average {} before, {} after; {} patients; K={}",
         optional(report.machine.logical_cpus),
         report.machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        load_text(report.load_average_before),
+        load_text(report.load_average_after),
         report.patients,
         report.settings.concurrency
     );
@@ -333,6 +358,12 @@ pub(crate) fn markdown(report: &Report) -> String {
         m.os,
         m.kernel.as_deref().unwrap_or(""),
         m.arch
+    );
+    let _ = writeln!(
+        out,
+        "Load average (1/5/15 min) {} before, {} after.",
+        load_text(report.load_average_before),
+        load_text(report.load_average_after)
     );
     let _ = writeln!(
         out,
@@ -434,6 +465,11 @@ mod tests {
             Some(24_578_040 * 1024)
         );
         assert_eq!(memory_total("MemFree: 1 kB\n"), None);
+        assert_eq!(
+            parse_load_average("3.90 3.26 2.51 5/612 40123\n"),
+            Some([3.90, 3.26, 2.51])
+        );
+        assert_eq!(parse_load_average("3.90 x"), None);
     }
 
     fn run(workload: Workload, client: ClientKind, rps: f64, p50: u32, p99: u32) -> RunReport {
@@ -496,6 +532,8 @@ mod tests {
                 os: "linux",
                 arch: "x86_64",
             },
+            load_average_before: Some([1.5, 1.0, 0.5]),
+            load_average_after: None,
             target: "sandbox",
             base_url: "http://127.0.0.1:1/api/FHIR/R4".to_owned(),
             sandbox: None,
@@ -526,6 +564,7 @@ mod tests {
         assert!(markdown.contains("2 logical CPUs (Test CPU), 1024.0 MiB RAM"));
         let table = table(&report);
         assert!(table.contains("read sdk/floor-bytes: throughput x0.80, p50 x1.20, p99 x1.25"));
+        assert!(table.contains("load average 1.50/1.00/0.50 before, n/a after"));
         let json = serde_json::to_value(&report).expect("serialises");
         assert_eq!(json["runs"][0]["client"], "sdk");
         assert_eq!(
