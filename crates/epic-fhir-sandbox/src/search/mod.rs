@@ -3,7 +3,7 @@
 //!
 //! A search goes through three steps:
 //!
-//! 1. [`parse`] turns the (already percent-decoded) query pairs into a [`ParsedSearch`],
+//! 1. [`parse()`] turns the (already percent-decoded) query pairs into a [`ParsedSearch`],
 //!    checking every parameter against the [`registry`] of the resource type. Malformed
 //!    values, unknown modifiers and bad control parameters are a [`SearchError`] naming the
 //!    parameter and the value; unknown parameters are ignored and listed in

@@ -9,7 +9,7 @@ use super::{
 const CLINICAL_STATUS_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/condition-clinical";
 
 fhir_choice! {
-    /// Condition.onset[x]: when the condition began.
+    /// Condition.onset\[x\]: when the condition began.
     enum ConditionOnset("onset") {
         /// `onsetDateTime`.
         DateTime("onsetDateTime", DateTime),
@@ -25,7 +25,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// Condition.abatement[x]: when the condition resolved or went into remission.
+    /// Condition.abatement\[x\]: when the condition resolved or went into remission.
     enum ConditionAbatement("abatement") {
         /// `abatementDateTime`.
         DateTime("abatementDateTime", DateTime),

@@ -541,7 +541,7 @@ fhir_struct! {
 }
 
 fhir_choice! {
-    /// Annotation.author[x]: who wrote the note.
+    /// Annotation.author\[x\]: who wrote the note.
     enum AnnotationAuthor("author") {
         /// `authorReference`.
         Reference("authorReference", Reference),
@@ -625,7 +625,7 @@ fhir_struct! {
 }
 
 fhir_choice! {
-    /// Dosage.asNeeded[x]: whether the medication is taken only when needed, or for what.
+    /// Dosage.asNeeded\[x\]: whether the medication is taken only when needed, or for what.
     enum DosageAsNeeded("asNeeded") {
         /// `asNeededBoolean`.
         Boolean("asNeededBoolean", bool),
@@ -635,7 +635,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// Dosage.doseAndRate.dose[x]: the amount per dose.
+    /// Dosage.doseAndRate.dose\[x\]: the amount per dose.
     enum DoseAmount("dose") {
         /// `doseRange`.
         Range("doseRange", Range),
@@ -645,7 +645,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// Dosage.doseAndRate.rate[x]: the rate of administration.
+    /// Dosage.doseAndRate.rate\[x\]: the rate of administration.
     enum DoseRate("rate") {
         /// `rateRatio`.
         Ratio("rateRatio", Ratio),

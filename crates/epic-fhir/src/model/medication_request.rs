@@ -7,7 +7,7 @@ use super::{
 };
 
 fhir_choice! {
-    /// MedicationRequest.medication[x]: the medication, as a code or a Medication resource.
+    /// MedicationRequest.medication\[x\]: the medication, as a code or a Medication resource.
     ///
     /// FHIR requires it; it is optional here so that a request without one can still be read.
     enum MedicationRequestMedication("medication") {
@@ -19,7 +19,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// MedicationRequest.reported[x]: whether the request was reported rather than a primary
+    /// MedicationRequest.reported\[x\]: whether the request was reported rather than a primary
     /// record, or who reported it.
     enum MedicationRequestReported("reported") {
         /// `reportedBoolean`.
@@ -30,7 +30,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// MedicationRequest.substitution.allowed[x]: whether substitution is allowed.
+    /// MedicationRequest.substitution.allowed\[x\]: whether substitution is allowed.
     enum SubstitutionAllowed("allowed") {
         /// `allowedBoolean`.
         Boolean("allowedBoolean", bool),

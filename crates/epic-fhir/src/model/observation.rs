@@ -8,7 +8,7 @@ use super::{
 };
 
 fhir_choice! {
-    /// Observation.value[x] (and Observation.component.value[x]): the result.
+    /// Observation.value\[x\] (and Observation.component.value\[x\]): the result.
     enum ObservationValue("value") {
         /// `valueQuantity`: a measurement, such as a vital sign or a numeric lab result.
         Quantity("valueQuantity", Quantity),
@@ -71,7 +71,7 @@ impl ObservationValue {
 }
 
 fhir_choice! {
-    /// Observation.effective[x]: when the observation was made (clinically relevant time).
+    /// Observation.effective\[x\]: when the observation was made (clinically relevant time).
     enum ObservationEffective("effective") {
         /// `effectiveDateTime`.
         DateTime("effectiveDateTime", DateTime),

@@ -14,7 +14,7 @@ use super::{
 pub const EPIC_MRN_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.0";
 
 fhir_choice! {
-    /// Patient.deceased[x]: whether, or when, the patient died.
+    /// Patient.deceased\[x\]: whether, or when, the patient died.
     enum PatientDeceased("deceased") {
         /// `deceasedBoolean`.
         Boolean("deceasedBoolean", bool),
@@ -24,7 +24,7 @@ fhir_choice! {
 }
 
 fhir_choice! {
-    /// Patient.multipleBirth[x]: whether the patient is part of a multiple birth, or their
+    /// Patient.multipleBirth\[x\]: whether the patient is part of a multiple birth, or their
     /// birth order.
     enum PatientMultipleBirth("multipleBirth") {
         /// `multipleBirthBoolean`.
