@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod export;
 mod fhir;
 mod keygen;
 mod sandbox;
@@ -44,6 +45,9 @@ enum Command {
     Read(fhir::ReadArgs),
     /// Search: TYPE NAME=VALUE... [--all] [--limit N] [--ndjson].
     Search(fhir::SearchArgs),
+    /// Bulk Data export into a folder: --group ID (or --patient-level / --system) --out DIR
+    /// [--resume] [--cancel]; JSON summary on stdout.
+    Export(export::ExportArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Read(args) => fhir::read(args).await,
             Command::Search(args) => fhir::search(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Export(args) => export::run(args).await,
         }
     });
     match result {
