@@ -79,6 +79,10 @@ pub(crate) struct BenchArgs {
     /// A directory of NDJSON files (gzip too) or Bundles for the sandbox to load; repeatable.
     #[arg(long = "data", value_name = "DIR")]
     data: Vec<PathBuf>,
+    /// An extra flag for the sandbox process, e.g. `--sandbox-arg=--session-idle=5`;
+    /// repeatable.
+    #[arg(long = "sandbox-arg", value_name = "ARG", allow_hyphen_values = true)]
+    sandbox_args: Vec<String>,
     /// Seconds to wait for the sandbox to load its data and listen.
     #[arg(long, value_parser = parse_seconds, default_value = "600")]
     startup_timeout: Duration,
@@ -178,9 +182,9 @@ impl BenchArgs {
         if self.max_patients == 0 {
             return Err(Failure::usage(anyhow!("--max-patients must be at least 1")));
         }
-        if self.base_url.is_some() && !self.data.is_empty() {
+        if self.base_url.is_some() && !(self.data.is_empty() && self.sandbox_args.is_empty()) {
             return Err(Failure::usage(anyhow!(
-                "--data loads the sandbox the benchmark starts; it cannot be combined with --base-url"
+                "--data and --sandbox-arg configure the sandbox the benchmark starts; they cannot be combined with --base-url"
             )));
         }
         if let Some(dir) = self.data.iter().find(|dir| !dir.is_dir()) {
@@ -220,6 +224,7 @@ impl BenchArgs {
             args.push("--data".into());
             args.push(dir.clone().into_os_string());
         }
+        args.extend(self.sandbox_args.iter().map(OsString::from));
         let mut client_spec = OsString::from(format!("{BENCH_CLIENT_ID}="));
         client_spec.push(files.jwks_json.as_os_str());
         args.push("--client".into());

@@ -183,6 +183,7 @@ fn counted_mixed_run_with_markdown_and_a_report_file() {
         "--markdown",
         "--report",
         path_text,
+        "--sandbox-arg=--session-idle=5",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let markdown = String::from_utf8_lossy(&output.stdout);
@@ -200,6 +201,11 @@ fn counted_mixed_run_with_markdown_and_a_report_file() {
     let _ = std::fs::remove_file(&path);
     let report = parse(&bytes, &output);
     assert_eq!(report["settings"]["requests"], 60);
+    let command = report["sandbox"]["command"].as_array().expect("command");
+    assert!(
+        command.iter().any(|arg| arg == "--session-idle=5"),
+        "the extra sandbox flag is passed on: {command:?}"
+    );
     assert_eq!(report["settings"]["duration_seconds"], Value::Null);
     let runs = report["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2);
