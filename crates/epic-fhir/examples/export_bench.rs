@@ -1,0 +1,410 @@
+//! Bulk export benchmark: the SDK's `BulkExport` against a plain `reqwest` download loop.
+//!
+//! ```text
+//! cargo run --release -p epic-fhir --example export_bench -- [--patients 3500] [--parallel 4]
+//!     [--encoding identity|gzip|both] [--out DIR] [--keep]
+//! ```
+//!
+//! The sandbox runs in a child process (this same executable with `--serve`), so the memory
+//! measured is the client's alone. For each encoding the benchmark:
+//!
+//! 1. runs `BulkExport` of the Group holding every patient (kick-off, polling, parallel
+//!    downloads with line checks, fsync and atomic renames), timing the download phase from
+//!    the manifest to the end, and reads the client's peak resident memory (`VmHWM`, reset
+//!    before the run through `/proc/self/clear_refs`);
+//! 2. downloads the same files again with a bare loop (same token, same URLs, same number of
+//!    parallel downloads, chunks written to disk as they arrive, no checks, no fsync) and
+//!    reads its peak memory the same way.
+//!
+//! It prints one JSON document on stdout and a Markdown table on stderr.
+
+use std::error::Error;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use epic_fhir::FhirClient;
+use epic_fhir::auth::{AccessToken, BackendServicesAuth, SigningKey};
+use epic_fhir::bulk::{BulkExport, DownloadOptions, ExportEvent, ExportRequest, STATE_FILE};
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const CLIENT_ID: &str = "export-bench";
+const GROUP: &str = "eAllSandboxPatients.Group3";
+/// The write buffer of the bare loop, the same size as the SDK's.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+struct Options {
+    serve: bool,
+    patients: usize,
+    parallel: usize,
+    encodings: Vec<String>,
+    jwks: Option<PathBuf>,
+    out: PathBuf,
+    keep: bool,
+}
+
+fn parse_options() -> Result<Options, BoxError> {
+    let mut options = Options {
+        serve: false,
+        patients: 3500,
+        parallel: 4,
+        encodings: vec!["identity".to_owned(), "gzip".to_owned()],
+        jwks: None,
+        out: std::env::temp_dir().join(format!("epic-fhir-export-bench-{}", std::process::id())),
+        keep: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--serve" => options.serve = true,
+            "--keep" => options.keep = true,
+            "--patients" => options.patients = value("--patients")?.parse()?,
+            "--parallel" => options.parallel = value("--parallel")?.parse()?,
+            "--jwks" => options.jwks = Some(PathBuf::from(value("--jwks")?)),
+            "--out" => options.out = PathBuf::from(value("--out")?),
+            "--encoding" => {
+                options.encodings = match value("--encoding")?.as_str() {
+                    "both" => vec!["identity".to_owned(), "gzip".to_owned()],
+                    "identity" => vec!["identity".to_owned()],
+                    "gzip" => vec!["gzip".to_owned()],
+                    other => {
+                        return Err(format!("--encoding {other}: identity, gzip or both").into());
+                    }
+                }
+            }
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+    }
+    if options.parallel == 0 {
+        return Err("--parallel must be at least 1".into());
+    }
+    Ok(options)
+}
+
+/// A line of `/proc/self/status` in bytes (Linux), e.g. `VmHWM`.
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets the peak resident size to the current one, so the next `VmHWM` reading covers
+/// only what follows. Returns whether the kernel allowed it.
+fn reset_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if options.serve {
+        runtime.block_on(serve(&options))
+    } else {
+        runtime.block_on(bench(&options))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The child: a sandbox with the parent's key registered, until the parent closes stdin.
+async fn serve(options: &Options) -> Result<(), BoxError> {
+    let jwks_path = options.jwks.as_ref().ok_or("--serve needs --jwks")?;
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(jwks_path)?)?;
+    let mut config = epic_fhir_sandbox::SandboxConfig::default();
+    config.patients = options.patients;
+    config
+        .clients
+        .push(epic_fhir_sandbox::auth::ClientConfig::with_jwks(
+            CLIENT_ID, &jwks,
+        )?);
+    let sandbox = epic_fhir_sandbox::Sandbox::start(config).await?;
+    let data = sandbox.data();
+    let ready = json!({
+        "base_url": sandbox.base_url().as_str(),
+        "resources": data.total,
+        "load_seconds": data.load_time.as_secs_f64(),
+        "store_bytes": data.memory_bytes,
+        "rss_bytes": proc_status_bytes("VmRSS:"),
+    });
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{ready}")?;
+    stdout.flush()?;
+    tokio::task::spawn_blocking(|| {
+        let mut byte = [0u8; 1];
+        // Returns at end of file: the parent has gone.
+        while matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0) {}
+    })
+    .await?;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+/// The sandbox child process; dropping it closes its stdin, which stops it.
+struct SandboxChild {
+    child: Child,
+    ready: Value,
+}
+
+impl SandboxChild {
+    fn start(options: &Options, jwks: &Path) -> Result<SandboxChild, BoxError> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([
+                "--serve",
+                "--patients",
+                &options.patients.to_string(),
+                "--jwks",
+            ])
+            .arg(jwks)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the sandbox")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let ready: Value = serde_json::from_str(&line)
+            .map_err(|e| format!("the sandbox did not start ({e}): {line}"))?;
+        Ok(SandboxChild { child, ready })
+    }
+}
+
+impl Drop for SandboxChild {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+async fn bench(options: &Options) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&options.out)?;
+    let key = SigningKey::generate_ec_p384()?;
+    let jwks_path = options.out.join("jwks.json");
+    std::fs::write(&jwks_path, serde_json::to_vec(&key.jwk_set())?)?;
+    eprintln!("starting the sandbox with {} patients...", options.patients);
+    let sandbox = SandboxChild::start(options, &jwks_path)?;
+    let base = sandbox.ready["base_url"]
+        .as_str()
+        .ok_or("no base_url from the sandbox")?
+        .to_owned();
+    eprintln!(
+        "sandbox ready: {} resources in {:.1} s",
+        sandbox.ready["resources"], sandbox.ready["load_seconds"]
+    );
+    let auth = BackendServicesAuth::builder(CLIENT_ID, key)
+        .discover(&base)
+        .await?
+        .build()?;
+
+    let mut runs = Vec::new();
+    for encoding in &options.encodings {
+        let client = FhirClient::builder(&base)
+            .backend_services(auth.clone())
+            .header("Accept-Encoding", encoding)
+            .build()?;
+        let sdk_dir = options.out.join(format!("sdk-{encoding}"));
+        let raw_dir = options.out.join(format!("raw-{encoding}"));
+        let _ = std::fs::remove_dir_all(&sdk_dir);
+        let _ = std::fs::remove_dir_all(&raw_dir);
+
+        eprintln!("[{encoding}] SDK export...");
+        let peak_reset = reset_peak();
+        let manifest_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let mark = Arc::clone(&manifest_at);
+        let started = Instant::now();
+        let summary = BulkExport::new(&client, ExportRequest::group(GROUP), &sdk_dir)
+            .download_options(DownloadOptions::default().with_parallel(options.parallel))
+            .on_event(move |event| {
+                if matches!(event, ExportEvent::ManifestReady { .. }) {
+                    if let Ok(mut at) = mark.lock() {
+                        *at = Some(Instant::now());
+                    }
+                }
+            })
+            .run()
+            .await?;
+        let finished = Instant::now();
+        let sdk_peak = proc_status_bytes("VmHWM:");
+        let manifest_at = manifest_at
+            .lock()
+            .map_err(|_| "poisoned")?
+            .ok_or("no manifest event")?;
+        let sdk_seconds = finished.duration_since(manifest_at).as_secs_f64();
+        let sdk_bytes = summary.bytes + summary.errors.bytes + summary.deleted.bytes;
+
+        // The same files, with the same token, through a bare loop.
+        let state: Value = serde_json::from_slice(&std::fs::read(sdk_dir.join(STATE_FILE))?)?;
+        let files: Vec<(String, String)> = state["files"]
+            .as_array()
+            .ok_or("no files in the state")?
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f["url"].as_str()?.to_owned(),
+                    f["name"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+        let token = auth.access_token().await?;
+        eprintln!("[{encoding}] bare reqwest loop...");
+        reset_peak();
+        let raw_started = Instant::now();
+        let raw_bytes = raw_download(&files, &token, &raw_dir, options.parallel, encoding).await?;
+        let raw_seconds = raw_started.elapsed().as_secs_f64();
+        let raw_peak = proc_status_bytes("VmHWM:");
+        if raw_bytes != sdk_bytes {
+            return Err(
+                format!("the bare loop wrote {raw_bytes} bytes, the SDK {sdk_bytes}").into(),
+            );
+        }
+
+        let sdk_rate = mib(sdk_bytes) / sdk_seconds;
+        let raw_rate = mib(raw_bytes) / raw_seconds;
+        let run = json!({
+            "encoding": encoding,
+            "files": files.len(),
+            "resources": summary.resources,
+            "bytes": sdk_bytes,
+            "parallel": options.parallel,
+            "sdk": {
+                "download_seconds": sdk_seconds,
+                "total_seconds": finished.duration_since(started).as_secs_f64(),
+                "server_job_seconds": manifest_at.duration_since(started).as_secs_f64(),
+                "mib_per_second": sdk_rate,
+                "resources_per_second": summary.resources as f64 / sdk_seconds,
+                "peak_rss_bytes": sdk_peak,
+            },
+            "bare_reqwest": {
+                "seconds": raw_seconds,
+                "mib_per_second": raw_rate,
+                "peak_rss_bytes": raw_peak,
+            },
+            "sdk_to_bare_ratio": sdk_rate / raw_rate,
+            "peak_reset_supported": peak_reset,
+        });
+        eprintln!("{run:#}");
+        runs.push(run);
+        if !options.keep {
+            let _ = std::fs::remove_dir_all(&sdk_dir);
+            let _ = std::fs::remove_dir_all(&raw_dir);
+        }
+    }
+    let report = json!({
+        "sandbox": sandbox.ready,
+        "machine": {
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "os": std::env::consts::OS,
+        },
+        "runs": runs,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!();
+    eprintln!(
+        "| encoding | resources | MiB | SDK MiB/s | bare reqwest MiB/s | ratio | SDK peak RSS MiB | bare peak RSS MiB |"
+    );
+    eprintln!("|---|---|---|---|---|---|---|---|");
+    for run in &runs {
+        eprintln!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            run["encoding"].as_str().unwrap_or_default(),
+            run["resources"],
+            mib(run["bytes"].as_u64().unwrap_or_default()),
+            run["sdk"]["mib_per_second"].as_f64().unwrap_or_default(),
+            run["bare_reqwest"]["mib_per_second"]
+                .as_f64()
+                .unwrap_or_default(),
+            run["sdk_to_bare_ratio"].as_f64().unwrap_or_default(),
+            mib(run["sdk"]["peak_rss_bytes"].as_u64().unwrap_or_default()),
+            mib(run["bare_reqwest"]["peak_rss_bytes"]
+                .as_u64()
+                .unwrap_or_default()),
+        );
+    }
+    if !options.keep {
+        let _ = std::fs::remove_dir_all(&options.out);
+    }
+    drop(sandbox);
+    Ok(())
+}
+
+/// Downloads every `(url, name)` into `dir`, `parallel` at a time, each chunk written as it
+/// arrives. Returns the bytes written.
+async fn raw_download(
+    files: &[(String, String)],
+    token: &AccessToken,
+    dir: &Path,
+    parallel: usize,
+    encoding: &str,
+) -> Result<u64, BoxError> {
+    tokio::fs::create_dir_all(dir).await?;
+    let http = reqwest::Client::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut queue = files.iter().cloned();
+    let mut total = 0u64;
+    loop {
+        while running.len() < parallel {
+            let Some((url, name)) = queue.next() else {
+                break;
+            };
+            let request = http
+                .get(&url)
+                .bearer_auth(token.expose_secret())
+                .header(reqwest::header::ACCEPT_ENCODING, encoding.to_owned());
+            let path = dir.join(name);
+            running.spawn(async move {
+                let response = request.send().await?.error_for_status()?;
+                let mut out = tokio::io::BufWriter::with_capacity(
+                    WRITE_BUFFER,
+                    tokio::fs::File::create(&path).await?,
+                );
+                let mut stream = response.bytes_stream();
+                let mut written = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk?;
+                    out.write_all(&chunk).await?;
+                    written += chunk.len() as u64;
+                }
+                out.flush().await?;
+                Ok::<u64, BoxError>(written)
+            });
+        }
+        match running.join_next().await {
+            None => break,
+            Some(done) => total += done??,
+        }
+    }
+    Ok(total)
+}
