@@ -8,6 +8,7 @@
 //! floor. With `--base-url` it loads an already running server instead.
 
 mod child;
+mod cpu;
 mod http1;
 mod report;
 mod run;
@@ -353,20 +354,35 @@ async fn patient_ids(
     Ok(ids)
 }
 
+/// What every run shares.
+struct RunContext<'a> {
+    args: &'a BenchArgs,
+    settings: &'a Settings,
+    endpoint: Option<&'a Endpoint>,
+    token: &'a AccessToken,
+    targets: &'a Arc<Targets>,
+    server_pid: Option<u32>,
+}
+
 /// Runs one workload with one client kind and adds the client's counters.
 async fn one_run(
-    args: &BenchArgs,
-    settings: &Settings,
-    endpoint: Option<&Endpoint>,
-    token: &AccessToken,
-    targets: &Arc<Targets>,
+    context: &RunContext<'_>,
     workload: Workload,
     client: ClientKind,
 ) -> Result<RunReport, Failure> {
+    let RunContext {
+        args,
+        settings,
+        endpoint,
+        token,
+        targets,
+        server_pid,
+    } = *context;
     let plan = Plan {
         concurrency: args.concurrency,
         warmup: args.warmup,
         stop: args.stop(),
+        server_pid,
     };
     eprintln!(
         "Running {} with {} (K={}, warm-up {:?}, {})…",
@@ -460,19 +476,18 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
     eprintln!("Requesting {} patients", targets.len());
     drop(setup_client);
 
+    let context = RunContext {
+        args: &args,
+        settings: &target.settings,
+        endpoint: endpoint.as_ref(),
+        token: &token,
+        targets: &targets,
+        server_pid: target.sandbox.as_ref().map(|(process, _)| process.pid()),
+    };
     let mut runs = Vec::new();
     for &workload in &args.workload {
         for &client in &args.clients {
-            let run = one_run(
-                &args,
-                &target.settings,
-                endpoint.as_ref(),
-                &token,
-                &targets,
-                workload,
-                client,
-            )
-            .await?;
+            let run = one_run(&context, workload, client).await?;
             if run.measurement.errors > 0 {
                 eprintln!(
                     "warning: {} of {} {} requests with {} failed",

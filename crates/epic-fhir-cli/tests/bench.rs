@@ -51,6 +51,12 @@ fn check_run(run: &Value) {
     assert!(field("p50") <= field("p90"));
     assert!(field("p90") <= field("p99"));
     assert!(field("p99") <= field("max"));
+    for key in ["client_cpu_seconds", "server_cpu_seconds"] {
+        assert!(
+            run[key].as_f64().is_some_and(|s| s >= 0.0),
+            "{name}: {key} is measured for a sandbox child on Linux"
+        );
+    }
     if run["client"] == "sdk" {
         assert_eq!(
             run["token_requests"], 1,

@@ -242,6 +242,10 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
 }
 
+fn cpu(micros_per_request: Option<f64>) -> String {
+    micros_per_request.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))
+}
+
 fn optional<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "n/a".to_owned(), |v| v.to_string())
 }
@@ -294,7 +298,7 @@ pub(crate) fn table(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<8} {:<12} {:>4} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6}",
+        "{:<8} {:<12} {:>4} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>6} {:>11} {:>11}",
         "workload",
         "client",
         "K",
@@ -305,13 +309,15 @@ pub(crate) fn table(report: &Report) -> String {
         "p90 ms",
         "p99 ms",
         "max ms",
-        "tokens"
+        "tokens",
+        "client µs/r",
+        "server µs/r"
     );
     for run in &report.runs {
         let [p50, p90, p99, max] = latency_columns(run);
         let _ = writeln!(
             out,
-            "{:<8} {:<12} {:>4} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>6}",
+            "{:<8} {:<12} {:>4} {:>9} {:>7} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>6} {:>11} {:>11}",
             run.workload.as_str(),
             run.client.as_str(),
             run.concurrency,
@@ -323,6 +329,8 @@ pub(crate) fn table(report: &Report) -> String {
             p99,
             max,
             optional(run.token_requests).replace("n/a", "-"),
+            cpu(run.measurement.client_cpu_us_per_request),
+            cpu(run.measurement.server_cpu_us_per_request),
         );
         if let Some(error) = &run.measurement.first_error {
             let _ = writeln!(out, "    first error: {error}");
@@ -405,17 +413,17 @@ pub(crate) fn markdown(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "| Workload | Client | K | Requests | Errors | Requests/s | p50 ms | p90 ms | p99 ms | max ms | Token requests |"
+        "| Workload | Client | K | Requests | Errors | Requests/s | p50 ms | p90 ms | p99 ms | max ms | Token requests | Client CPU µs/req | Server CPU µs/req |"
     );
     let _ = writeln!(
         out,
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for run in &report.runs {
         let [p50, p90, p99, max] = latency_columns(run);
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {:.0} | {p50} | {p90} | {p99} | {max} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {p50} | {p90} | {p99} | {max} | {} | {} | {} |",
             run.workload.as_str(),
             run.client.as_str(),
             run.concurrency,
@@ -423,6 +431,8 @@ pub(crate) fn markdown(report: &Report) -> String {
             run.measurement.errors,
             run.measurement.requests_per_second,
             optional(run.token_requests).replace("n/a", "–"),
+            cpu(run.measurement.client_cpu_us_per_request),
+            cpu(run.measurement.server_cpu_us_per_request),
         );
     }
     if !report.ratios.is_empty() {
@@ -489,6 +499,10 @@ mod tests {
                 warmup_requests: 10,
                 warmup_errors: 0,
                 connections: client.is_floor().then_some(32),
+                client_cpu_seconds: Some(0.0042),
+                server_cpu_seconds: None,
+                client_cpu_us_per_request: Some(42.0),
+                server_cpu_us_per_request: None,
             },
             token_requests: (client == ClientKind::Sdk).then_some(1),
             http_requests_sent: None,
@@ -553,7 +567,7 @@ mod tests {
         let markdown = markdown(&report);
         assert!(
             markdown.contains(
-                "| read | sdk | 32 | 100 | 0 | 800 | 1.200 | 1.200 | 5.000 | 5.000 | 1 |"
+                "| read | sdk | 32 | 100 | 0 | 800 | 1.200 | 1.200 | 5.000 | 5.000 | 1 | 42 | n/a |"
             ),
             "{markdown}"
         );

@@ -10,6 +10,7 @@ use epic_fhir::model::{Observation, Patient};
 use epic_fhir::{FhirClient, SearchParams};
 use serde::Serialize;
 
+use super::cpu::process_cpu;
 use super::http1::Floor;
 use super::stats::{LatencySummary, micros};
 
@@ -211,6 +212,8 @@ pub(crate) struct Plan {
     pub(crate) warmup: Duration,
     /// When to stop measuring.
     pub(crate) stop: Stop,
+    /// The server's process, when it runs on this machine: its CPU time is measured too.
+    pub(crate) server_pid: Option<u32>,
 }
 
 /// Shared switches and counters of the workers.
@@ -264,6 +267,35 @@ pub(crate) struct Measurement {
     pub(crate) warmup_errors: u64,
     /// Connections the floor opened (warm-up included); absent for the SDK.
     pub(crate) connections: Option<u64>,
+    /// CPU time the load generator used during the measurement.
+    pub(crate) client_cpu_seconds: Option<f64>,
+    /// CPU time the server process used during the measurement.
+    pub(crate) server_cpu_seconds: Option<f64>,
+    /// `client_cpu_seconds` per measured request, in microseconds.
+    pub(crate) client_cpu_us_per_request: Option<f64>,
+    /// `server_cpu_seconds` per measured request, in microseconds.
+    pub(crate) server_cpu_us_per_request: Option<f64>,
+}
+
+/// CPU time used by the load generator and the server, at one instant.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    client: Option<Duration>,
+    server: Option<Duration>,
+}
+
+impl CpuSample {
+    fn take(server_pid: Option<u32>) -> Self {
+        CpuSample {
+            client: process_cpu(None),
+            server: server_pid.and_then(|pid| process_cpu(Some(pid))),
+        }
+    }
+}
+
+/// Seconds between two CPU readings, when both exist.
+fn cpu_seconds(before: Option<Duration>, after: Option<Duration>) -> Option<f64> {
+    Some(after?.checked_sub(before?)?.as_secs_f64())
 }
 
 /// Runs `workload` with one driver per worker (`drivers.len()` is the concurrency).
@@ -294,6 +326,7 @@ pub(crate) async fn run(
         }),
     });
     let mut measuring_since = Instant::now();
+    let mut cpu_before = CpuSample::take(plan.server_pid);
     let handles: Vec<_> = drivers
         .into_iter()
         .map(|driver| {
@@ -306,6 +339,7 @@ pub(crate) async fn run(
         tokio::time::sleep(plan.warmup).await;
         control.measuring.store(true, Ordering::Release);
         measuring_since = Instant::now();
+        cpu_before = CpuSample::take(plan.server_pid);
     }
     if let Stop::After(duration) = plan.stop {
         tokio::time::sleep(duration).await;
@@ -323,7 +357,17 @@ pub(crate) async fn run(
         }
     }
     let elapsed = measuring_since.elapsed().as_secs_f64();
+    let cpu_after = CpuSample::take(plan.server_pid);
     let requests = tally.latencies.len() as u64 + tally.errors;
+    let client_cpu_seconds = cpu_seconds(cpu_before.client, cpu_after.client);
+    let server_cpu_seconds = cpu_seconds(cpu_before.server, cpu_after.server);
+    // Request counts stay far below 2^53, where the conversion would round.
+    #[allow(clippy::cast_precision_loss)]
+    let per_request = |seconds: Option<f64>| {
+        seconds
+            .filter(|_| requests > 0)
+            .map(|s| s * 1e6 / requests as f64)
+    };
     // Request counts stay far below 2^53, where the conversion would round.
     #[allow(clippy::cast_precision_loss)]
     let requests_per_second = if elapsed > 0.0 {
@@ -341,6 +385,10 @@ pub(crate) async fn run(
         warmup_requests: tally.warmup_requests,
         warmup_errors: tally.warmup_errors,
         connections,
+        client_cpu_seconds,
+        server_cpu_seconds,
+        client_cpu_us_per_request: per_request(client_cpu_seconds),
+        server_cpu_us_per_request: per_request(server_cpu_seconds),
     })
 }
 
@@ -493,6 +541,7 @@ mod tests {
             concurrency: 4,
             warmup: Duration::from_millis(50),
             stop: Stop::Requests(200),
+            server_pid: Some(std::process::id()),
         };
         let measurement = run(
             plan,
@@ -514,6 +563,9 @@ mod tests {
             "one kept-alive connection each"
         );
         assert!(measurement.requests_per_second > 0.0);
+        // The "server" is this test process here: both readings exist.
+        assert!(measurement.client_cpu_seconds.is_some());
+        assert!(measurement.server_cpu_us_per_request.is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,6 +575,7 @@ mod tests {
             concurrency: 2,
             warmup: Duration::ZERO,
             stop: Stop::After(Duration::from_millis(200)),
+            server_pid: None,
         };
         let started = Instant::now();
         let measurement = run(
@@ -538,6 +591,10 @@ mod tests {
         assert!(measurement.requests > 0);
         assert_eq!(measurement.errors, measurement.requests);
         assert_eq!(measurement.latency_us, None, "failures have no latency");
+        assert_eq!(
+            measurement.server_cpu_seconds, None,
+            "no server process named"
+        );
         assert!(measurement.requests_per_second.abs() < f64::EPSILON);
         let first = measurement.first_error.expect("an error message");
         assert!(first.contains("answered 404"), "{first}");
@@ -550,6 +607,7 @@ mod tests {
             concurrency: 1,
             warmup: Duration::ZERO,
             stop: Stop::Requests(1),
+            server_pid: None,
         };
         let targets = Arc::new(Targets::new(Vec::new()));
         let error = run(plan, Workload::Read, &targets, Vec::new())
