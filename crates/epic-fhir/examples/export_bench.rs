@@ -33,6 +33,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
 type BoxError = Box<dyn Error + Send + Sync>;
+/// When the manifest arrived, and the CPU time used by then.
+type Mark = (Instant, Option<f64>);
 
 const CLIENT_ID: &str = "export-bench";
 const GROUP: &str = "eAllSandboxPatients.Group3";
@@ -96,6 +98,18 @@ fn proc_status_bytes(field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// CPU time (user and system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux; clock ticks of 10 ms).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / 100.0)
 }
 
 /// Resets the peak resident size to the current one, so the next `VmHWM` reading covers
@@ -242,7 +256,7 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
 
         eprintln!("[{encoding}] SDK export...");
         let peak_reset = reset_peak();
-        let manifest_at: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let manifest_at: Arc<Mutex<Option<Mark>>> = Arc::new(Mutex::new(None));
         let mark = Arc::clone(&manifest_at);
         let started = Instant::now();
         let summary = BulkExport::new(&client, ExportRequest::group(GROUP), &sdk_dir)
@@ -250,18 +264,22 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
             .on_event(move |event| {
                 if matches!(event, ExportEvent::ManifestReady { .. }) {
                     if let Ok(mut at) = mark.lock() {
-                        *at = Some(Instant::now());
+                        *at = Some((Instant::now(), cpu_seconds()));
                     }
                 }
             })
             .run()
             .await?;
         let finished = Instant::now();
+        let sdk_cpu_end = cpu_seconds();
         let sdk_peak = proc_status_bytes("VmHWM:");
-        let manifest_at = manifest_at
+        let (manifest_at, sdk_cpu_start) = manifest_at
             .lock()
             .map_err(|_| "poisoned")?
             .ok_or("no manifest event")?;
+        let sdk_cpu = sdk_cpu_end
+            .zip(sdk_cpu_start)
+            .map(|(end, start)| end - start);
         let sdk_seconds = finished.duration_since(manifest_at).as_secs_f64();
         let sdk_bytes = summary.bytes + summary.errors.bytes + summary.deleted.bytes;
 
@@ -282,8 +300,12 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
         eprintln!("[{encoding}] bare reqwest loop...");
         reset_peak();
         let raw_started = Instant::now();
+        let raw_cpu_start = cpu_seconds();
         let raw_bytes = raw_download(&files, &token, &raw_dir, options.parallel, encoding).await?;
         let raw_seconds = raw_started.elapsed().as_secs_f64();
+        let raw_cpu = cpu_seconds()
+            .zip(raw_cpu_start)
+            .map(|(end, start)| end - start);
         let raw_peak = proc_status_bytes("VmHWM:");
         if raw_bytes != sdk_bytes {
             return Err(
@@ -306,11 +328,13 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
                 "mib_per_second": sdk_rate,
                 "resources_per_second": summary.resources as f64 / sdk_seconds,
                 "peak_rss_bytes": sdk_peak,
+                "cpu_seconds": sdk_cpu,
             },
             "bare_reqwest": {
                 "seconds": raw_seconds,
                 "mib_per_second": raw_rate,
                 "peak_rss_bytes": raw_peak,
+                "cpu_seconds": raw_cpu,
             },
             "sdk_to_bare_ratio": sdk_rate / raw_rate,
             "peak_reset_supported": peak_reset,
@@ -338,7 +362,7 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
     eprintln!("|---|---|---|---|---|---|---|---|");
     for run in &runs {
         eprintln!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
             run["encoding"].as_str().unwrap_or_default(),
             run["resources"],
             mib(run["bytes"].as_u64().unwrap_or_default()),
@@ -347,6 +371,10 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
                 .as_f64()
                 .unwrap_or_default(),
             run["sdk_to_bare_ratio"].as_f64().unwrap_or_default(),
+            run["sdk"]["cpu_seconds"].as_f64().unwrap_or_default(),
+            run["bare_reqwest"]["cpu_seconds"]
+                .as_f64()
+                .unwrap_or_default(),
             mib(run["sdk"]["peak_rss_bytes"].as_u64().unwrap_or_default()),
             mib(run["bare_reqwest"]["peak_rss_bytes"]
                 .as_u64()

@@ -56,6 +56,7 @@ mod job;
 mod manifest;
 mod ndjson;
 mod request;
+mod scan;
 mod state;
 
 use std::sync::Arc;

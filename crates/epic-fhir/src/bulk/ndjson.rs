@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use super::scan::{Scan, find_newline, scan_line};
+
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct LineError {
@@ -72,7 +74,7 @@ impl LineValidator {
     /// Checks the complete lines in `chunk` and keeps its incomplete end.
     pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
         let mut rest = chunk;
-        while let Some(newline) = memchr(rest) {
+        while let Some(newline) = find_newline(rest) {
             let (line, after) = rest.split_at(newline);
             if self.partial.is_empty() {
                 self.check(line)?;
@@ -135,36 +137,60 @@ impl LineValidator {
                 problem: "is not a JSON object".to_owned(),
             });
         }
-        let head: Head<'_> = serde_json::from_slice(line).map_err(|e| LineError {
-            line: number,
-            problem: format!("is not a JSON object ({e})"),
-        })?;
-        match head.resource_type {
-            Some(found) if found == self.expected_type => {}
-            Some(found) => {
-                return Err(LineError {
+        if let Err(error) = std::str::from_utf8(line) {
+            return Err(LineError {
+                line: number,
+                problem: format!("is not valid UTF-8 (byte {})", error.valid_up_to() + 1),
+            });
+        }
+        let found = match scan_line(line) {
+            Scan::Object(Some(range)) => Found::Type(&line[range]),
+            Scan::Object(None) => Found::Missing,
+            // The fast path gave up: serde_json decides, and explains a refusal.
+            Scan::Undecided => {
+                let head: Head<'_> = serde_json::from_slice(line).map_err(|e| LineError {
                     line: number,
-                    problem: format!(
-                        "has resourceType `{found}`, but the manifest lists the file as `{}`",
-                        self.expected_type
-                    ),
-                });
+                    problem: format!("is not a JSON object ({e})"),
+                })?;
+                match head.resource_type {
+                    Some(Cow::Borrowed(found)) => Found::Type(found.as_bytes()),
+                    Some(Cow::Owned(found)) => {
+                        return self.compare(number, found.as_bytes());
+                    }
+                    None => Found::Missing,
+                }
             }
-            None => {
-                return Err(LineError {
-                    line: number,
-                    problem: "has no resourceType".to_owned(),
-                });
-            }
+        };
+        match found {
+            Found::Type(found) => self.compare(number, found),
+            Found::Missing => Err(LineError {
+                line: number,
+                problem: "has no resourceType".to_owned(),
+            }),
+        }
+    }
+
+    /// Checks a line's `resourceType` and counts the line.
+    fn compare(&mut self, number: u64, found: &[u8]) -> Result<(), LineError> {
+        if found != self.expected_type.as_bytes() {
+            return Err(LineError {
+                line: number,
+                problem: format!(
+                    "has resourceType `{}`, but the manifest lists the file as `{}`",
+                    String::from_utf8_lossy(found),
+                    self.expected_type
+                ),
+            });
         }
         self.lines = number;
         Ok(())
     }
 }
 
-/// The index of the first `\n`.
-fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+/// What a line says its type is.
+enum Found<'a> {
+    Type(&'a [u8]),
+    Missing,
 }
 
 #[cfg(test)]
