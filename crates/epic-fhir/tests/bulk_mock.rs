@@ -88,6 +88,7 @@ struct Seen {
     path: String,
     authorization: Option<String>,
     range: Option<String>,
+    if_range: Option<String>,
     accept: Option<String>,
     prefer: Option<String>,
     query: Option<String>,
@@ -205,6 +206,7 @@ fn record(script: &Script, method: &str, path: &str, query: Option<&str>, header
         path: path.to_owned(),
         authorization: get(header::AUTHORIZATION),
         range: get(header::RANGE),
+        if_range: get(header::IF_RANGE),
         accept: get(header::ACCEPT),
         prefer: headers
             .get("prefer")
@@ -332,6 +334,7 @@ async fn file(
         HeaderValue::from_static("application/fhir+ndjson"),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(slice.len()));
+    headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
     if let Some(start) = start {
         headers.insert(
             header::CONTENT_RANGE,
@@ -799,6 +802,13 @@ async fn an_interrupted_download_resumes_with_a_range() {
         })
         .collect();
     assert!(offsets[0] > 0 && offsets[0] <= 70_000, "{offsets:?}");
+    // The ETag of the first answer guards each resumed range.
+    assert_eq!(requests[0].if_range, None);
+    assert!(
+        requests[1..]
+            .iter()
+            .all(|s| s.if_range.as_deref() == Some("\"v1\""))
+    );
     assert!(
         offsets[1] > offsets[0] && offsets[1] <= offsets[0] + 70_000,
         "{offsets:?}"

@@ -569,17 +569,13 @@ impl Downloader {
         if let Some(tag) = strong_etag(sent.response.headers()) {
             if etag.as_deref() != Some(tag.as_str()) {
                 *etag = Some(tag.clone());
-                let saved = self
-                    .store
-                    .update(|state| {
+                self.store
+                    .remember(|state| {
                         if let Some(entry) = state.files.get_mut(index) {
                             entry.etag = Some(tag);
                         }
                     })
                     .await;
-                if let Err(error) = saved {
-                    return Attempt::Fatal(error);
-                }
             }
         }
         if start == 0 && offset > 0 {

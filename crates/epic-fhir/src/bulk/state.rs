@@ -45,7 +45,8 @@ pub(super) struct FileState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) count: Option<u64>,
     /// The strong `ETag` of the first answer, sent as `If-Range` when resuming so that a file
-    /// that changed on the server is downloaded whole again.
+    /// that changed on the server is downloaded whole again. Saved with the next change of
+    /// the state rather than on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) etag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,7 +141,7 @@ pub(super) async fn load(dir: &Path) -> Result<Option<ExportState>> {
 /// Writes the state atomically: to a temporary file, synced, then renamed over the old one,
 /// so a crash leaves either the old state or the new one, never a mix.
 pub(super) async fn save(dir: &Path, state: &ExportState) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(state)
+    let bytes = serde_json::to_vec(state)
         .map_err(|e| Error::config("cannot serialize the export state").with_source(e))?;
     let temp = dir.join(STATE_TEMP);
     let path = dir.join(STATE_FILE);
@@ -180,6 +181,13 @@ impl StateStore {
         let mut state = self.state.lock().await;
         change(&mut state);
         save(&self.dir, &state).await
+    }
+
+    /// Applies `change` without saving: it is written with the next saved change. For what
+    /// only makes a resume better, not correct (a file's `ETag`), so a save per file start
+    /// is not paid for.
+    pub(super) async fn remember(&self, change: impl FnOnce(&mut ExportState)) {
+        change(&mut *self.state.lock().await);
     }
 
     /// A copy of the current state.
