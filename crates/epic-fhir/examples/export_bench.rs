@@ -1,22 +1,26 @@
 //! Bulk export benchmark: the SDK's `BulkExport` against a plain `reqwest` download loop.
 //!
 //! ```text
-//! cargo run --release -p epic-fhir --example export_bench -- [--patients 3500] [--parallel 4]
-//!     [--encoding identity|gzip|both] [--out DIR] [--keep]
+//! cargo run --release -p epic-fhir --example export_bench -- [--patients 3700] [--parallel 4]
+//!     [--encoding identity|gzip|both] [--rounds 2] [--out DIR] [--keep]
 //! ```
 //!
 //! The sandbox runs in a child process (this same executable with `--serve`), so the memory
-//! measured is the client's alone. For each encoding the benchmark:
+//! measured is the client's alone; 3,700 generated patients make about a million resources.
+//! For each encoding, the files of one export are listed from its manifest, then each round
+//! runs, one after the other:
 //!
-//! 1. runs `BulkExport` of the Group holding every patient (kick-off, polling, parallel
-//!    downloads with line checks, fsync and atomic renames), timing the download phase from
-//!    the manifest to the end, and reads the client's peak resident memory (`VmHWM`, reset
-//!    before the run through `/proc/self/clear_refs`);
-//! 2. downloads the same files again with a bare loop (same token, same URLs, same number of
-//!    parallel downloads, chunks written to disk as they arrive, no checks, no fsync) and
-//!    reads its peak memory the same way.
+//! 1. a bare loop over those files (same token, same URLs, same number of parallel
+//!    downloads, chunks written to disk as they arrive through a 1 MiB buffer, no checks, no
+//!    fsync);
+//! 2. `BulkExport` of the same Group (kick-off, polling, parallel downloads with every line
+//!    checked, fsync and atomic renames, the state file), timed from the manifest to the end
+//!    so that the server's own work is not counted.
 //!
-//! It prints one JSON document on stdout and a Markdown table on stderr.
+//! Each phase's folder is deleted before the next starts, so no phase pays for another's
+//! pages. The peak resident memory (`VmHWM`) is reset before each phase through
+//! `/proc/self/clear_refs`; CPU time comes from `/proc/self/stat`. The best round of each is
+//! reported, as one JSON document on stdout and a Markdown table on stderr.
 
 use std::error::Error;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -27,7 +31,7 @@ use std::time::Instant;
 
 use epic_fhir::FhirClient;
 use epic_fhir::auth::{AccessToken, BackendServicesAuth, SigningKey};
-use epic_fhir::bulk::{BulkExport, DownloadOptions, ExportEvent, ExportRequest, STATE_FILE};
+use epic_fhir::bulk::{BulkExport, DownloadOptions, ExportEvent, ExportRequest, PollOptions};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -51,17 +55,19 @@ struct Options {
     jwks: Option<PathBuf>,
     out: PathBuf,
     keep: bool,
+    rounds: usize,
 }
 
 fn parse_options() -> Result<Options, BoxError> {
     let mut options = Options {
         serve: false,
-        patients: 3500,
+        patients: 3700,
         parallel: 4,
         encodings: vec!["identity".to_owned(), "gzip".to_owned()],
         jwks: None,
         out: std::env::temp_dir().join(format!("epic-fhir-export-bench-{}", std::process::id())),
         keep: false,
+        rounds: 2,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -71,6 +77,7 @@ fn parse_options() -> Result<Options, BoxError> {
             "--keep" => options.keep = true,
             "--patients" => options.patients = value("--patients")?.parse()?,
             "--parallel" => options.parallel = value("--parallel")?.parse()?,
+            "--rounds" => options.rounds = value("--rounds")?.parse()?,
             "--jwks" => options.jwks = Some(PathBuf::from(value("--jwks")?)),
             "--out" => options.out = PathBuf::from(value("--out")?),
             "--encoding" => {
@@ -86,8 +93,8 @@ fn parse_options() -> Result<Options, BoxError> {
             other => return Err(format!("unknown argument `{other}`").into()),
         }
     }
-    if options.parallel == 0 {
-        return Err("--parallel must be at least 1".into());
+    if options.parallel == 0 || options.rounds == 0 {
+        return Err("--parallel and --rounds must be at least 1".into());
     }
     Ok(options)
 }
@@ -249,117 +256,148 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
             .backend_services(auth.clone())
             .header("Accept-Encoding", encoding)
             .build()?;
-        let sdk_dir = options.out.join(format!("sdk-{encoding}"));
-        let raw_dir = options.out.join(format!("raw-{encoding}"));
-        let _ = std::fs::remove_dir_all(&sdk_dir);
-        let _ = std::fs::remove_dir_all(&raw_dir);
-
-        eprintln!("[{encoding}] SDK export...");
-        let peak_reset = reset_peak();
-        let manifest_at: Arc<Mutex<Option<Mark>>> = Arc::new(Mutex::new(None));
-        let mark = Arc::clone(&manifest_at);
-        let started = Instant::now();
-        let summary = BulkExport::new(&client, ExportRequest::group(GROUP), &sdk_dir)
-            .download_options(DownloadOptions::default().with_parallel(options.parallel))
-            .on_event(move |event| {
-                if matches!(event, ExportEvent::ManifestReady { .. }) {
-                    if let Ok(mut at) = mark.lock() {
-                        *at = Some((Instant::now(), cpu_seconds()));
-                    }
-                }
-            })
-            .run()
-            .await?;
-        let finished = Instant::now();
-        let sdk_cpu_end = cpu_seconds();
-        let sdk_peak = proc_status_bytes("VmHWM:");
-        let (manifest_at, sdk_cpu_start) = manifest_at
-            .lock()
-            .map_err(|_| "poisoned")?
-            .ok_or("no manifest event")?;
-        let sdk_cpu = sdk_cpu_end
-            .zip(sdk_cpu_start)
-            .map(|(end, start)| end - start);
-        let sdk_seconds = finished.duration_since(manifest_at).as_secs_f64();
-        let sdk_bytes = summary.bytes + summary.errors.bytes + summary.deleted.bytes;
-
-        // The same files, with the same token, through a bare loop.
-        let state: Value = serde_json::from_slice(&std::fs::read(sdk_dir.join(STATE_FILE))?)?;
-        let files: Vec<(String, String)> = state["files"]
-            .as_array()
-            .ok_or("no files in the state")?
+        // The files the bare loop copies: those of one export, listed by its manifest.
+        let job = ExportRequest::group(GROUP).kick_off(&client).await?;
+        let manifest = job.wait(&PollOptions::default(), &|_| {}).await?;
+        let files: Vec<(String, String)> = manifest
+            .output
             .iter()
-            .filter_map(|f| {
-                Some((
-                    f["url"].as_str()?.to_owned(),
-                    f["name"].as_str()?.to_owned(),
-                ))
-            })
+            .chain(&manifest.error)
+            .enumerate()
+            .map(|(i, entry)| (entry.url.clone(), format!("{i}.ndjson")))
             .collect();
         let token = auth.access_token().await?;
-        eprintln!("[{encoding}] bare reqwest loop...");
-        reset_peak();
-        let raw_started = Instant::now();
-        let raw_cpu_start = cpu_seconds();
-        let raw_bytes = raw_download(&files, &token, &raw_dir, options.parallel, encoding).await?;
-        let raw_seconds = raw_started.elapsed().as_secs_f64();
-        let raw_cpu = cpu_seconds()
-            .zip(raw_cpu_start)
-            .map(|(end, start)| end - start);
-        let raw_peak = proc_status_bytes("VmHWM:");
-        if raw_bytes != sdk_bytes {
-            return Err(
-                format!("the bare loop wrote {raw_bytes} bytes, the SDK {sdk_bytes}").into(),
-            );
-        }
 
-        let sdk_rate = mib(sdk_bytes) / sdk_seconds;
-        let raw_rate = mib(raw_bytes) / raw_seconds;
+        let mut sdk_samples = Vec::new();
+        let mut bare_samples = Vec::new();
+        for round in 1..=options.rounds {
+            // Each phase starts with an empty page cache share: the previous phase's folder
+            // is deleted (dropping its pages) before the next starts.
+            let raw_dir = options.out.join(format!("raw-{encoding}-{round}"));
+            eprintln!(
+                "[{encoding} {round}/{}] bare reqwest loop...",
+                options.rounds
+            );
+            reset_peak();
+            let started = Instant::now();
+            let cpu_start = cpu_seconds();
+            let bytes = raw_download(&files, &token, &raw_dir, options.parallel, encoding).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            bare_samples.push(json!({
+                "bytes": bytes,
+                "seconds": seconds,
+                "mib_per_second": mib(bytes) / seconds,
+                "cpu_seconds": cpu_seconds().zip(cpu_start).map(|(end, start)| end - start),
+                "peak_rss_bytes": proc_status_bytes("VmHWM:"),
+            }));
+            if !options.keep {
+                let _ = std::fs::remove_dir_all(&raw_dir);
+            }
+
+            let sdk_dir = options.out.join(format!("sdk-{encoding}-{round}"));
+            eprintln!("[{encoding} {round}/{}] SDK export...", options.rounds);
+            reset_peak();
+            let mark: Arc<Mutex<Option<Mark>>> = Arc::new(Mutex::new(None));
+            let marker = Arc::clone(&mark);
+            let started = Instant::now();
+            let summary = BulkExport::new(&client, ExportRequest::group(GROUP), &sdk_dir)
+                .download_options(DownloadOptions::default().with_parallel(options.parallel))
+                .on_event(move |event| {
+                    if matches!(event, ExportEvent::ManifestReady { .. }) {
+                        if let Ok(mut at) = marker.lock() {
+                            *at = Some((Instant::now(), cpu_seconds()));
+                        }
+                    }
+                })
+                .run()
+                .await?;
+            let finished = Instant::now();
+            let cpu_end = cpu_seconds();
+            let peak = proc_status_bytes("VmHWM:");
+            let (manifest_at, cpu_start) = mark
+                .lock()
+                .map_err(|_| "poisoned")?
+                .ok_or("no manifest event")?;
+            let seconds = finished.duration_since(manifest_at).as_secs_f64();
+            let bytes = summary.bytes + summary.errors.bytes + summary.deleted.bytes;
+            if bytes
+                != bare_samples
+                    .last()
+                    .and_then(|s| s["bytes"].as_u64())
+                    .unwrap_or_default()
+            {
+                return Err(format!(
+                    "the SDK wrote {bytes} bytes, the bare loop a different amount"
+                )
+                .into());
+            }
+            sdk_samples.push(json!({
+                "bytes": bytes,
+                "resources": summary.resources,
+                "files": summary.files + summary.errors.files,
+                "seconds": seconds,
+                "server_job_seconds": manifest_at.duration_since(started).as_secs_f64(),
+                "mib_per_second": mib(bytes) / seconds,
+                "resources_per_second": summary.resources as f64 / seconds,
+                "cpu_seconds": cpu_end.zip(cpu_start).map(|(end, start)| end - start),
+                "peak_rss_bytes": peak,
+            }));
+            if !options.keep {
+                let _ = std::fs::remove_dir_all(&sdk_dir);
+            }
+        }
+        let best = |samples: &[Value]| {
+            samples
+                .iter()
+                .max_by(|a, b| {
+                    let rate = |v: &Value| v["mib_per_second"].as_f64().unwrap_or_default();
+                    rate(a).total_cmp(&rate(b))
+                })
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let peak = |samples: &[Value]| {
+            samples
+                .iter()
+                .filter_map(|s| s["peak_rss_bytes"].as_u64())
+                .max()
+        };
+        let sdk = best(&sdk_samples);
+        let bare = best(&bare_samples);
         let run = json!({
             "encoding": encoding,
-            "files": files.len(),
-            "resources": summary.resources,
-            "bytes": sdk_bytes,
             "parallel": options.parallel,
-            "sdk": {
-                "download_seconds": sdk_seconds,
-                "total_seconds": finished.duration_since(started).as_secs_f64(),
-                "server_job_seconds": manifest_at.duration_since(started).as_secs_f64(),
-                "mib_per_second": sdk_rate,
-                "resources_per_second": summary.resources as f64 / sdk_seconds,
-                "peak_rss_bytes": sdk_peak,
-                "cpu_seconds": sdk_cpu,
-            },
-            "bare_reqwest": {
-                "seconds": raw_seconds,
-                "mib_per_second": raw_rate,
-                "peak_rss_bytes": raw_peak,
-                "cpu_seconds": raw_cpu,
-            },
-            "sdk_to_bare_ratio": sdk_rate / raw_rate,
-            "peak_reset_supported": peak_reset,
+            "files": sdk["files"],
+            "resources": sdk["resources"],
+            "bytes": sdk["bytes"],
+            "sdk": sdk,
+            "bare_reqwest": bare,
+            "sdk_to_bare_ratio": sdk["mib_per_second"].as_f64().unwrap_or_default()
+                / bare["mib_per_second"].as_f64().unwrap_or(f64::NAN),
+            "sdk_peak_rss_bytes": peak(&sdk_samples),
+            "bare_peak_rss_bytes": peak(&bare_samples),
+            "samples": {"sdk": sdk_samples, "bare_reqwest": bare_samples},
         });
-        eprintln!("{run:#}");
+        eprintln!("{:#}", run);
         runs.push(run);
-        if !options.keep {
-            let _ = std::fs::remove_dir_all(&sdk_dir);
-            let _ = std::fs::remove_dir_all(&raw_dir);
-        }
     }
     let report = json!({
         "sandbox": sandbox.ready,
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "os": std::env::consts::OS,
+            "out_dir": options.out,
         },
+        "rounds": options.rounds,
+        "peak_reset_supported": reset_peak(),
         "runs": runs,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     eprintln!();
     eprintln!(
-        "| encoding | resources | MiB | SDK MiB/s | bare reqwest MiB/s | ratio | SDK peak RSS MiB | bare peak RSS MiB |"
+        "| encoding | resources | MiB | SDK MiB/s | bare reqwest MiB/s | ratio | SDK CPU s | bare CPU s | SDK peak RSS MiB | bare peak RSS MiB |"
     );
-    eprintln!("|---|---|---|---|---|---|---|---|");
+    eprintln!("|---|---|---|---|---|---|---|---|---|---|");
     for run in &runs {
         eprintln!(
             "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} |",
@@ -375,10 +413,8 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
             run["bare_reqwest"]["cpu_seconds"]
                 .as_f64()
                 .unwrap_or_default(),
-            mib(run["sdk"]["peak_rss_bytes"].as_u64().unwrap_or_default()),
-            mib(run["bare_reqwest"]["peak_rss_bytes"]
-                .as_u64()
-                .unwrap_or_default()),
+            mib(run["sdk_peak_rss_bytes"].as_u64().unwrap_or_default()),
+            mib(run["bare_peak_rss_bytes"].as_u64().unwrap_or_default()),
         );
     }
     if !options.keep {
