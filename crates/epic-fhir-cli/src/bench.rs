@@ -188,6 +188,16 @@ impl BenchArgs {
                 "--data and --sandbox-arg configure the sandbox the benchmark starts; they cannot be combined with --base-url"
             )));
         }
+        if let Some(base) = &self.base_url {
+            let plain_http = base
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
+            if !plain_http && self.clients.iter().any(|c| c.is_floor()) {
+                return Err(Failure::usage(anyhow!(
+                    "the floor clients speak plain HTTP/1.1 only and {base} is not http://: pass --clients sdk"
+                )));
+            }
+        }
         if let Some(dir) = self.data.iter().find(|dir| !dir.is_dir()) {
             return Err(Failure::usage(anyhow!(
                 "--data {}: not a directory",

@@ -225,7 +225,20 @@ fn counted_mixed_run_with_markdown_and_a_report_file() {
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "--base-url",
+                "https://fhir.example.org/api/FHIR/R4",
+                "--client-id",
+                "x",
+            ],
+            "plain HTTP/1.1 only",
+        ),
+        (
+            &["--base-url", "http://127.0.0.1:9/fhir", "--data", "."],
+            "cannot be combined with --base-url",
+        ),
         (&["--concurrency", "0"], "--concurrency must be between 1"),
         (&["--duration", "0"], "more than 0 seconds"),
         (&["--workload", "write"], "invalid value 'write'"),
