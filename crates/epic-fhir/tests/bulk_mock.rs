@@ -79,6 +79,8 @@ struct MockFile {
     ranges: bool,
     /// Answer 401 to every request.
     unauthorized: bool,
+    /// Answer a range request with 206 but the whole file from byte 0 (a broken server).
+    wrong_range: bool,
 }
 
 /// What the mock saw of one request.
@@ -306,6 +308,7 @@ async fn file(
                 .header("content-range", format!("bytes */{len}"))
                 .into_response();
         }
+        Some(_) if file.wrong_range => (StatusCode::PARTIAL_CONTENT, file.body.clone()),
         Some(start) => (StatusCode::PARTIAL_CONTENT, file.body[start..].to_vec()),
         None => (StatusCode::OK, file.body.clone()),
     };
@@ -335,7 +338,7 @@ async fn file(
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(slice.len()));
     headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
-    if let Some(start) = start {
+    if let Some(start) = start.map(|start| if file.wrong_range { 0 } else { start }) {
         headers.insert(
             header::CONTENT_RANGE,
             HeaderValue::from_str(&format!("bytes {start}-{}/{len}", len - 1)).expect("range"),
@@ -569,6 +572,28 @@ async fn retry_after_is_clamped_and_the_deadline_holds() {
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "an hour clamped to 50 ms"
+    );
+
+    // Retry-After as an HTTP date, about two seconds ahead (whole seconds, so 1-2 s).
+    let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(2));
+    mock.push_status(Scripted::new(202).header("retry-after", later));
+    let waits = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&waits);
+    let options = PollOptions::default()
+        .with_interval_bounds(Duration::ZERO, Duration::from_secs(10))
+        .with_initial_interval(Duration::from_millis(5));
+    job.wait(&options, &move |event: &ExportEvent| {
+        if let ExportEvent::Polled { next_poll, .. } = event {
+            sink.lock().expect("lock").push(*next_poll);
+        }
+    })
+    .await
+    .expect("manifest");
+    let waits = waits.lock().expect("lock").clone();
+    assert_eq!(waits.len(), 1);
+    assert!(
+        waits[0] > Duration::from_millis(900) && waits[0] <= Duration::from_secs(2),
+        "{waits:?}"
     );
 
     for _ in 0..10 {
@@ -860,6 +885,42 @@ async fn a_server_that_ignores_the_range_is_read_from_the_start() {
 }
 
 #[tokio::test]
+async fn a_range_answer_that_starts_elsewhere_is_not_appended() {
+    let mock = Mock::start().await;
+    let body = patients(2000);
+    mock.add_file(
+        "big",
+        MockFile {
+            body: body.clone(),
+            cut_requests: 1,
+            cut_after: 50_000,
+            ranges: true,
+            wrong_range: true,
+            ..MockFile::default()
+        },
+    );
+    mock.set_manifest(manifest_with(
+        json!([{"type": "Patient", "url": format!("{}/files/big", mock.origin()), "count": 2000}]),
+        json!([]),
+        true,
+    ));
+    let dir = scratch("wrongrange");
+    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect("export");
+    assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
+    assert_eq!(summary.resources, 2000);
+    let requests = mock.seen_at("/files/big");
+    // Cut off; asked for the rest and got a 206 from byte 0: discarded; started over whole.
+    assert_eq!(requests.len(), 3);
+    assert!(requests[1].range.is_some());
+    assert_eq!(requests[2].range, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn wrong_content_is_refused_naming_file_and_line() {
     let mock = Mock::start().await;
     let mut body = patients(3);
@@ -1080,6 +1141,66 @@ async fn downloads_can_be_rate_limited() {
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "one second's worth: {:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn waiting_for_the_clients_concurrency_cap_is_not_a_timeout() {
+    let mock = Mock::start().await;
+    let body = patients(1000);
+    let len = body.len() as u64;
+    for name in ["a", "b", "c"] {
+        mock.add_file(
+            name,
+            MockFile {
+                body: body.clone(),
+                ..MockFile::default()
+            },
+        );
+    }
+    mock.set_manifest(manifest_with(
+        json!(["a", "b", "c"]
+            .iter()
+            .map(|name| json!({"type": "Patient", "url": format!("{}/files/{name}", mock.origin())}))
+            .collect::<Vec<_>>()),
+        json!([]),
+        true,
+    ));
+    // One request at a time on the client, three downloads wanted at once, each taking
+    // longer than the idle timeout: the second and third wait for the first without timing
+    // out.
+    let client = FhirClient::builder(mock.fhir_base())
+        .bearer_token(AccessToken::new(TOKEN))
+        .max_concurrent_requests(1)
+        .build()
+        .expect("client");
+    let retries = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&retries);
+    let dir = scratch("cap");
+    let started = Instant::now();
+    let summary = BulkExport::new(&client, ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .download_options(
+            DownloadOptions::default()
+                .with_parallel(3)
+                .with_idle_timeout(Duration::from_millis(150))
+                .with_max_bytes_per_second(Some(len * 3)),
+        )
+        .on_event(move |event| {
+            if matches!(event, ExportEvent::FileRetrying { .. }) {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .run()
+        .await
+        .expect("export");
+    assert_eq!(summary.files, 3);
+    assert_eq!(retries.load(Ordering::SeqCst), 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
         started.elapsed()
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -416,21 +416,9 @@ impl Downloader {
                 with_token: self.requires_token,
                 idempotent: true,
                 timeout: Some(FILE_TIMEOUT),
+                headers_timeout: Some(self.options.idle_timeout),
             };
-            let sent =
-                match tokio::time::timeout(self.options.idle_timeout, send(inner, &out)).await {
-                    Ok(sent) => sent?,
-                    Err(_) => {
-                        return Err(Error::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "no answer within {} s",
-                                self.options.idle_timeout.as_secs_f64()
-                            ),
-                        )
-                        .with_request(out.info()));
-                    }
-                };
+            let sent = send(inner, &out).await?;
             if !sent.response.status().is_redirection() {
                 return Ok((sent, current));
             }

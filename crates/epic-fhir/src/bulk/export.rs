@@ -422,7 +422,7 @@ pub struct ExportSummary {
     pub files_downloaded: usize,
     /// Files found complete from an earlier run and kept.
     pub files_reused: usize,
-    /// Bytes received by this run, retries included.
+    /// Bytes this run's downloads wrote (decompressed), retries and restarts included.
     pub bytes_transferred: u64,
     /// Whether the job has been deleted on the server.
     pub cleaned_up: bool,

@@ -42,6 +42,9 @@ pub(super) struct Outgoing<'u> {
     pub(super) idempotent: bool,
     /// Replaces the client's timeout for the whole exchange, body included.
     pub(super) timeout: Option<Duration>,
+    /// The longest wait for the answer's headers once the request is sent (waiting for the
+    /// client's rate limit and concurrency cap is not counted).
+    pub(super) headers_timeout: Option<Duration>,
 }
 
 impl Outgoing<'_> {
@@ -97,7 +100,21 @@ pub(super) async fn send<'a>(inner: &'a ClientInner, out: &Outgoing<'_>) -> Resu
     }
     inner.metrics.requests.fetch_add(1, Ordering::Relaxed);
     tracing::trace!(target: "epic_fhir::bulk", method = %out.method, path = out.url.path(), "sending");
-    match request.send().await {
+    let sent = match out.headers_timeout {
+        Some(limit) => match tokio::time::timeout(limit, request.send()).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer within {} s", limit.as_secs_f64()),
+                )
+                .with_request(out.info())
+                .retryable(out.idempotent));
+            }
+        },
+        None => request.send().await,
+    };
+    match sent {
         Ok(response) => Ok(Sent {
             response,
             token,

@@ -150,6 +150,7 @@ impl ExportJob {
             // start a second one (and Epic refuses a second export of a Group for a day).
             idempotent: false,
             timeout: None,
+            headers_timeout: None,
         };
         let mut retrier = Retrier::new(inner);
         loop {
@@ -240,6 +241,7 @@ impl ExportJob {
             with_token: true,
             idempotent: true,
             timeout: None,
+            headers_timeout: None,
         };
         let mut retrier = Retrier::new(inner);
         loop {
@@ -389,6 +391,7 @@ impl ExportJob {
             with_token: true,
             idempotent: true,
             timeout: None,
+            headers_timeout: None,
         };
         let mut retrier = Retrier::new(inner);
         let mut may_have_reached = false;
