@@ -5,7 +5,7 @@
 //! `next` link names the session and the page (`sessionID=<id>-<page>`), so that following a
 //! link again after a failed response returns the same page: paging neither skips nor repeats.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,14 +53,30 @@ pub(crate) enum SessionProblem {
 #[derive(Debug)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
+    /// Session ids in creation order, for evicting the oldest beyond [`MAX_SESSIONS`]; may
+    /// hold ids already removed from `map`.
+    order: Mutex<VecDeque<String>>,
     idle_timeout: Duration,
+    /// When expired sessions were last swept out. Sweeping walks every session, so it runs at
+    /// most once per [`SWEEP_INTERVAL`], not on every search.
+    last_sweep: Mutex<Instant>,
 }
+
+/// The most live sessions. Under sustained load every search larger than a page opens one;
+/// beyond this many the oldest are dropped (their links then answer 4113, as expired ones do),
+/// so memory stays bounded whatever the idle timeout.
+pub(crate) const MAX_SESSIONS: usize = 20_000;
+
+/// The least time between two sweeps of expired sessions.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sessions {
     pub(crate) fn new(idle_timeout: Duration) -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
+            order: Mutex::new(VecDeque::new()),
             idle_timeout,
+            last_sweep: Mutex::new(Instant::now()),
         }
     }
 
@@ -85,15 +101,41 @@ impl Sessions {
             last_used: Mutex::new(Instant::now()),
         });
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let idle = self.idle_timeout;
-        map.retain(|_, s| {
-            s.last_used
+        let sweep_due = {
+            let mut last = self
+                .last_sweep
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .elapsed()
-                < idle
-        });
+                .unwrap_or_else(PoisonError::into_inner);
+            let due = last.elapsed() >= SWEEP_INTERVAL;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if sweep_due {
+            let idle = self.idle_timeout;
+            map.retain(|_, s| {
+                s.last_used
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .elapsed()
+                    < idle
+            });
+        }
         map.insert(id.clone(), Arc::clone(&session));
+        let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+        if sweep_due {
+            order.retain(|id| map.contains_key(id));
+        }
+        order.push_back(id.clone());
+        while map.len() > MAX_SESSIONS {
+            match order.pop_front() {
+                Some(oldest) => {
+                    map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
         (id, session)
     }
 
@@ -134,5 +176,55 @@ impl Sessions {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query() -> ParsedSearch {
+        crate::search::parse("Patient", &[("_id", "x")]).expect("query")
+    }
+
+    #[test]
+    fn the_oldest_sessions_are_dropped_beyond_the_cap() {
+        let sessions = Sessions::new(Duration::from_secs(600));
+        let mut ids = Vec::new();
+        for _ in 0..MAX_SESSIONS + 5 {
+            let (id, _) = sessions.create("client", query(), Vec::new(), 10);
+            ids.push(id);
+        }
+        assert_eq!(sessions.len(), MAX_SESSIONS);
+        assert_eq!(
+            sessions.resolve(&format!("{}-0", ids[0]), "client").err(),
+            Some(SessionProblem::Expired)
+        );
+        let newest = ids.last().expect("id");
+        assert!(sessions.resolve(&format!("{newest}-0"), "client").is_ok());
+        assert_eq!(
+            sessions
+                .resolve(&format!("{newest}-0"), "another-client")
+                .err(),
+            Some(SessionProblem::Expired)
+        );
+        assert_eq!(
+            sessions.resolve(&format!("{newest}-1"), "client").err(),
+            Some(SessionProblem::NoSuchPage)
+        );
+        assert_eq!(
+            sessions.resolve("no-page-number", "client").err(),
+            Some(SessionProblem::Malformed)
+        );
+    }
+
+    #[test]
+    fn idle_sessions_expire() {
+        let sessions = Sessions::new(Duration::ZERO);
+        let (id, _) = sessions.create("client", query(), Vec::new(), 10);
+        assert_eq!(
+            sessions.resolve(&format!("{id}-0"), "client").err(),
+            Some(SessionProblem::Expired)
+        );
     }
 }
