@@ -23,6 +23,9 @@ use crate::net;
 
 /// Runs a Bulk Data export into a folder, from kick-off (or the state of an earlier run) to
 /// checked files and a summary. See the [module documentation](super) for what it guarantees.
+///
+/// A folder holds one export, worked on by one run at a time: two runs in the same folder at
+/// once are not detected and would overwrite each other's partial files.
 #[must_use]
 pub struct BulkExport {
     client: FhirClient,
