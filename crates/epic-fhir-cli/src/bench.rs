@@ -50,13 +50,14 @@ pub(crate) struct BenchArgs {
     /// (GET Observation?patient={id}&category=vital-signs&_count=50), mixed (both, alternating).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "read,search")]
     workload: Vec<Workload>,
-    /// Clients to run each workload with, in order, comma-separated: sdk, floor-bytes,
-    /// floor-json.
+    /// Clients to run each workload with, in order, comma-separated: sdk, reqwest-bytes,
+    /// reqwest-json (a bare pooled reqwest loop with a fixed token), floor-bytes, floor-json
+    /// (a minimal hand-written HTTP/1.1 client).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "sdk,floor-bytes,floor-json"
+        default_value = "sdk,reqwest-bytes,reqwest-json,floor-bytes,floor-json"
     )]
     clients: Vec<ClientKind>,
     /// Concurrent requests (workers), K.
@@ -412,6 +413,31 @@ async fn one_run(
                 .map(|_| Driver::Sdk(fhir.clone()))
                 .collect();
             (drivers, Some((fhir, auth)))
+        }
+        ClientKind::ReqwestBytes | ClientKind::ReqwestJson => {
+            let base = settings
+                .base_url
+                .clone()
+                .ok_or_else(|| Failure::usage(anyhow!("no base URL to load")))?;
+            // Like the SDK's pool: keep-alive, no redirects, the same timeouts.
+            let http = reqwest::Client::builder()
+                .connect_timeout(epic_fhir::DEFAULT_CONNECT_TIMEOUT)
+                .timeout(FLOOR_REQUEST_TIMEOUT)
+                .tcp_nodelay(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(Failure::remote)?;
+            let base: Arc<str> = Arc::from(base.trim_end_matches('/'));
+            let authorization: Arc<str> = Arc::from(format!("Bearer {}", token.expose_secret()));
+            let drivers = (0..plan.concurrency)
+                .map(|_| Driver::Reqwest {
+                    client: http.clone(),
+                    base: Arc::clone(&base),
+                    authorization: Arc::clone(&authorization),
+                    parse_json: client == ClientKind::ReqwestJson,
+                })
+                .collect();
+            (drivers, None)
         }
         ClientKind::FloorBytes | ClientKind::FloorJson => {
             let endpoint = endpoint.ok_or_else(|| {

@@ -57,6 +57,11 @@ pub(crate) enum ClientKind {
     FloorBytes,
     /// The floor, with each body parsed into a `serde_json::Value`.
     FloorJson,
+    /// A bare pooled `reqwest::Client` with a fixed token, body bytes read and dropped: the
+    /// HTTP stack the SDK is built on, without the SDK.
+    ReqwestBytes,
+    /// The bare `reqwest` loop, with each body parsed into a `serde_json::Value`.
+    ReqwestJson,
 }
 
 impl ClientKind {
@@ -66,6 +71,8 @@ impl ClientKind {
             ClientKind::Sdk => "sdk",
             ClientKind::FloorBytes => "floor-bytes",
             ClientKind::FloorJson => "floor-json",
+            ClientKind::ReqwestBytes => "reqwest-bytes",
+            ClientKind::ReqwestJson => "reqwest-json",
         }
     }
 
@@ -131,6 +138,17 @@ impl Targets {
 pub(crate) enum Driver {
     /// The SDK; clones share one connection pool and token cache.
     Sdk(FhirClient),
+    /// A bare `reqwest` client; clones share one pool.
+    Reqwest {
+        /// The pooled client.
+        client: reqwest::Client,
+        /// The FHIR base URL, without a trailing slash.
+        base: Arc<str>,
+        /// `Bearer <token>`.
+        authorization: Arc<str>,
+        /// Parse each body into a `serde_json::Value`.
+        parse_json: bool,
+    },
     /// A floor client with its own connection.
     Floor {
         /// The connection (boxed: it is much larger than an SDK handle).
@@ -160,6 +178,37 @@ impl Driver {
                     std::hint::black_box(page);
                 }
             },
+            Driver::Reqwest {
+                client,
+                base,
+                authorization,
+                parse_json,
+            } => {
+                let path = match operation {
+                    Operation::Read => &targets.read_paths[index],
+                    Operation::Search => &targets.search_paths[index],
+                };
+                let response = client
+                    .get(format!("{base}/{path}"))
+                    .header(reqwest::header::AUTHORIZATION, authorization.as_ref())
+                    .header(reqwest::header::ACCEPT, "application/fhir+json")
+                    .send()
+                    .await?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await?;
+                if status != 200 {
+                    let snippet: String =
+                        String::from_utf8_lossy(&body).chars().take(200).collect();
+                    bail!("GET {path} answered {status}: {snippet}");
+                }
+                if *parse_json {
+                    let value: serde_json::Value = serde_json::from_slice(&body)
+                        .map_err(|e| anyhow!("GET {path}: the body is not JSON: {e}"))?;
+                    std::hint::black_box(value);
+                } else {
+                    std::hint::black_box(body);
+                }
+            }
             Driver::Floor { floor, parse_json } => {
                 let path = match operation {
                     Operation::Read => &targets.read_paths[index],
@@ -188,7 +237,7 @@ impl Driver {
     /// Connections a floor client opened; `None` for the SDK, whose pool does not say.
     fn connects(&self) -> Option<u64> {
         match self {
-            Driver::Sdk(_) => None,
+            Driver::Sdk(_) | Driver::Reqwest { .. } => None,
             Driver::Floor { floor, .. } => Some(floor.connects()),
         }
     }
