@@ -70,7 +70,10 @@ fn check_run(run: &Value) {
     } else {
         assert_eq!(run["token_requests"], Value::Null);
         // The hand-written floor counts its connections; reqwest's pool does not say.
-        if run["client"].as_str().is_some_and(|c| c.starts_with("floor-")) {
+        if run["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("floor-"))
+        {
             assert!(run["connections"].as_u64().expect("connections") >= 1);
         }
     }

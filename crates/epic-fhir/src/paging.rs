@@ -226,12 +226,43 @@ mod tests {
     }
 
     #[test]
-    fn a_match_that_does_not_fit_names_the_entry() {
-        let b = bundle(json!([
-            {"resource": {"resourceType": "Observation", "id": "bad", "code": {"text": "x"}}, "search": {"mode": "match"}}
-        ]));
-        let err =
-            Page::<Observation>::from_bundle(b, "Observation").expect_err("status is required");
+    fn a_typed_entry_that_does_not_parse_names_the_entry() {
+        let err = model::from_value::<Bundle>(json!({
+            "resourceType": "Bundle", "type": "searchset",
+            "entry": [{"resource": {"resourceType": "Observation", "id": "bad", "code": {"text": "x"}}, "search": {"mode": "match"}}]
+        }))
+        .expect_err("Observation.status is required");
         assert!(err.path().starts_with("entry[0].resource"), "{err}");
+    }
+
+    /// A user's own model of a type the crate reads as raw JSON.
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MyProcedure {
+        resource_type: String,
+        id: Option<String>,
+        status: String,
+    }
+
+    impl FhirResource for MyProcedure {
+        const TYPE: &'static str = "Procedure";
+        fn id(&self) -> Option<&str> {
+            self.id.as_deref()
+        }
+    }
+
+    #[test]
+    fn a_match_that_does_not_fit_the_callers_model_names_the_entry() {
+        let b = bundle(json!([
+            {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed"}, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "Procedure", "id": "bad"}, "search": {"mode": "match"}}
+        ]));
+        let err = Page::<MyProcedure>::from_bundle(b, "Procedure").expect_err("status is missing");
+        assert!(err.path().starts_with("entry[1].resource"), "{err}");
+        let b = bundle(json!([
+            {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed"}, "search": {"mode": "match"}}
+        ]));
+        let page = Page::<MyProcedure>::from_bundle(b, "Procedure").expect("fits");
+        assert_eq!(page.matches()[0].status, "completed");
     }
 }

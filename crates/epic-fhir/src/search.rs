@@ -402,17 +402,11 @@ mod tests {
         fn token_parts_survive_the_server_split(system in ".*", code in ".*") {
             let p = SearchParams::new().token("code", Some(&system), &code);
             let value = &p.pairs()[0].1;
-            // Split on the first unescaped `|`.
-            let mut depth_escape = false;
-            let mut split_at = None;
-            for (i, c) in value.char_indices() {
-                if depth_escape { depth_escape = false; continue; }
-                if c == '\\' { depth_escape = true; continue; }
-                if c == '|' { split_at = Some(i); break; }
-            }
-            let i = split_at.expect("separator");
-            prop_assert_eq!(split_unescape(&value[..i], '\u{0}').concat(), system);
-            prop_assert_eq!(split_unescape(&value[i + 1..], '\u{0}').concat(), code);
+            // The server splits on the first unescaped `|`, then unescapes each side.
+            let parts = split_unescape(value, '|');
+            prop_assert_eq!(parts.len(), 2);
+            prop_assert_eq!(&parts[0], &system);
+            prop_assert_eq!(&parts[1], &code);
         }
     }
 }

@@ -230,7 +230,12 @@ impl ClientInner {
 }
 
 /// Builds the error for a non-2xx response, parsing an OperationOutcome body when there is one.
-pub(crate) fn status_error(spec: &RequestSpec, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
+pub(crate) fn status_error(
+    spec: &RequestSpec,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Error {
     let retry_after = headers
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
