@@ -62,6 +62,21 @@ pub(crate) struct SandboxArgs {
     /// Do not enforce Epic's required search parameters.
     #[arg(long)]
     no_epic_rules: bool,
+    /// Bulk export: resources per NDJSON file (Epic: about 3,000).
+    #[arg(long, default_value_t = 3000)]
+    bulk_file_size: usize,
+    /// Bulk export: resources the background job prepares per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    bulk_pace: u32,
+    /// Bulk export: the Retry-After, in seconds, that status polls are given while a job runs.
+    #[arg(long, default_value_t = 1)]
+    bulk_poll_interval: u64,
+    /// Bulk export: answer system-level /$export with 404, as Epic does.
+    #[arg(long)]
+    no_system_export: bool,
+    /// Bulk export: allow one export per Group per client within this many seconds (Epic: 86400).
+    #[arg(long)]
+    group_export_window: Option<u64>,
 }
 
 impl SandboxArgs {
@@ -123,21 +138,18 @@ pub(crate) fn resident_bytes() -> Option<u64> {
 /// A description of a started sandbox: URLs, clients, data, a few patient ids.
 pub(crate) fn describe(sandbox: &Sandbox) -> serde_json::Value {
     let data = sandbox.data();
-    let (patients, groups) = match &data.generated {
-        Some(generated) => (
-            generated
-                .named_patients
-                .iter()
-                .map(|p| json!({"name": p.name, "id": p.id, "mrn": p.mrn}))
-                .collect::<Vec<_>>(),
-            generated
-                .groups
-                .iter()
-                .map(|g| json!({"id": g.id, "name": g.name, "members": g.members}))
-                .collect::<Vec<_>>(),
-        ),
-        None => (Vec::new(), Vec::new()),
-    };
+    let patients: Vec<serde_json::Value> = data
+        .generated
+        .iter()
+        .flat_map(|generated| &generated.named_patients)
+        .map(|p| json!({"name": p.name, "id": p.id, "mrn": p.mrn}))
+        .collect();
+    // Every Group the store holds, loaded ones included: the ids bulk export needs.
+    let groups: Vec<serde_json::Value> = sandbox
+        .groups()
+        .into_iter()
+        .map(|g| json!({"id": g.id, "name": g.name, "members": g.members}))
+        .collect();
     json!({
         "base_url": sandbox.base_url().as_str(),
         "token_url": sandbox.token_url().as_str(),

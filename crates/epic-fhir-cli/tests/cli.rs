@@ -114,6 +114,18 @@ fn bad_usage_exits_2() {
         Some(2)
     );
     let output = bin()
+        .args(["sandbox", "--patients", "0", "--bulk-file-size", "0"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_resources_per_file"));
+    let output = bin()
+        .args(["sandbox", "--patients", "0", "--error-rate", "1.5"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error rate"));
+    let output = bin()
         .args(["token", "--client-id", "x"])
         .output()
         .expect("runs");

@@ -6,7 +6,7 @@
 //! path taken when `resourceType` is not the first member of each resource.
 //!
 //! The Observations are the first 1,000 lines of `Observation.ndjson.gz` from the Synthea
-//! data set (`EPIC_FHIR_SYNTHEA_DIR`, by default `../shared/data/synthea-r4` next to the
+//! data set (`EPIC_FHIR_SYNTHEA_DIR`, by default `data/synthea-r4` in the
 //! repository): vital signs, laboratory results, blood pressures with components and surveys.
 
 use std::fs::File;
@@ -25,7 +25,7 @@ const ENTRIES: usize = 1_000;
 fn synthea_observations() -> Vec<Value> {
     let dir = match std::env::var_os("EPIC_FHIR_SYNTHEA_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-r4"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
     };
     let path = dir.join("Observation.ndjson.gz");
     let file = File::open(&path).unwrap_or_else(|error| {

@@ -1,8 +1,8 @@
 //! Round trips through the FHIR models: every resource read into a model and written back must
 //! be the same JSON value as the input.
 //!
-//! The Synthea data set is read from `EPIC_FHIR_SYNTHEA_DIR`, by default the shared data folder
-//! next to the repository (`../shared/data/synthea-r4`).
+//! The Synthea data set is read from `EPIC_FHIR_SYNTHEA_DIR`, by default the copy in the
+//! repository (`data/synthea-r4`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -32,7 +32,7 @@ const TYPED: &[&str] = &[
 fn synthea_dir() -> PathBuf {
     match std::env::var_os("EPIC_FHIR_SYNTHEA_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/synthea-r4"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
     }
 }
 

@@ -1018,11 +1018,14 @@ fn matches_are_a_snapshot() {
 // Synthea: real data, checked count for count against a brute-force scan of the JSON.
 // ---------------------------------------------------------------------------------------
 
-/// Where the Synthea sample lives; `SYNTHEA_R4_DIR` overrides the shared location.
+/// Where the Synthea sample lives: the repository's copy, unless `EPIC_FHIR_SYNTHEA_DIR` names
+/// another.
 fn synthea_path(file: &str) -> std::path::PathBuf {
-    let directory =
-        std::env::var_os("SYNTHEA_R4_DIR").unwrap_or_else(|| "/work/shared/data/synthea-r4".into());
-    std::path::Path::new(&directory).join(file)
+    let directory = std::env::var_os("EPIC_FHIR_SYNTHEA_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
+        std::path::PathBuf::from,
+    );
+    directory.join(file)
 }
 
 fn read_ndjson_gz(file: &str) -> Vec<Value> {

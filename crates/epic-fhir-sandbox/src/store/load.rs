@@ -743,7 +743,12 @@ mod tests {
 
     #[test]
     fn loads_the_synthea_sample_with_exact_counts() {
-        let dir = Path::new("/work/shared/data/synthea-r4");
+        // The repository's copy, unless `EPIC_FHIR_SYNTHEA_DIR` names another.
+        let dir = std::env::var_os("EPIC_FHIR_SYNTHEA_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
+            std::path::PathBuf::from,
+        );
+        let dir = dir.as_path();
         let expected: Value = match std::fs::read(dir.join("counts.json"))
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
