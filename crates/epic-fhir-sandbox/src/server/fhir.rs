@@ -492,7 +492,15 @@ pub(crate) async fn create(
         .store
         .create(&resource_type, resource)
         .map_err(store_error)?;
-    let stored = outcome.resource;
+    Ok(written_response(
+        &state,
+        StatusCode::CREATED,
+        &outcome.resource,
+    ))
+}
+
+/// The response to a create or update: the stored version, with its `Location`.
+fn written_response(state: &AppState, status: StatusCode, stored: &StoredResource) -> Response {
     let location = format!(
         "{}/{}/{}/_history/{}",
         state.base_url,
@@ -500,11 +508,7 @@ pub(crate) async fn create(
         stored.id(),
         stored.version()
     );
-    Ok(resource_response(
-        StatusCode::CREATED,
-        &stored,
-        Some(location),
-    ))
+    resource_response(status, stored, Some(location))
 }
 
 /// `PUT [base]/[type]/[id]`: update (or create with a client-chosen id), honouring `If-Match`.
@@ -541,15 +545,7 @@ pub(crate) async fn update(
     } else {
         StatusCode::OK
     };
-    let stored = outcome.resource;
-    let location = format!(
-        "{}/{}/{}/_history/{}",
-        state.base_url,
-        stored.resource_type(),
-        stored.id(),
-        stored.version()
-    );
-    Ok(resource_response(status, &stored, Some(location)))
+    Ok(written_response(&state, status, &outcome.resource))
 }
 
 /// Anything else under the FHIR base.
