@@ -102,6 +102,15 @@ impl SandboxArgs {
             .faults
             .validate()
             .map_err(|e| Failure::usage(anyhow!(e)))?;
+        config.bulk.max_resources_per_file = self.bulk_file_size;
+        config.bulk.pace_resources_per_second = self.bulk_pace;
+        config.bulk.poll_interval = Duration::from_secs(self.bulk_poll_interval);
+        config.bulk.disable_system_export = self.no_system_export;
+        config.bulk.group_export_window = self.group_export_window.map(Duration::from_secs);
+        config
+            .bulk
+            .validate()
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
         for spec in &self.clients {
             let client = ClientConfig::parse_spec(spec).map_err(|e| Failure::usage(anyhow!(e)))?;
             config.clients.push(client);

@@ -40,6 +40,26 @@ fn json(output: &Output) -> Value {
     })
 }
 
+/// Runs `command` to completion, killing it (and failing the test) after `limit`: a command
+/// that should exit at once must not hang the suite if it starts serving instead.
+fn output_within(mut command: Command, limit: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{command:?} was still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
 fn keygen(dir: &Path, extra: &[&str]) -> Output {
     bin()
         .args(["keygen", "--out"])
@@ -113,16 +133,30 @@ fn bad_usage_exits_2() {
             .code(),
         Some(2)
     );
-    let output = bin()
-        .args(["sandbox", "--patients", "0", "--bulk-file-size", "0"])
-        .output()
-        .expect("runs");
+    let mut sandbox = bin();
+    sandbox.args([
+        "sandbox",
+        "--addr",
+        "127.0.0.1:0",
+        "--patients",
+        "0",
+        "--bulk-file-size",
+        "0",
+    ]);
+    let output = output_within(sandbox, std::time::Duration::from_secs(20));
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_resources_per_file"));
-    let output = bin()
-        .args(["sandbox", "--patients", "0", "--error-rate", "1.5"])
-        .output()
-        .expect("runs");
+    let mut sandbox = bin();
+    sandbox.args([
+        "sandbox",
+        "--addr",
+        "127.0.0.1:0",
+        "--patients",
+        "0",
+        "--error-rate",
+        "1.5",
+    ]);
+    let output = output_within(sandbox, std::time::Duration::from_secs(20));
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("error rate"));
     let output = bin()
@@ -372,6 +406,7 @@ fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
             "127.0.0.1:0",
             "--patients",
             "7",
+            "--no-system-export",
             "--client",
         ])
         .arg(format!("served-app={}", dir.join("jwks.json").display()))
@@ -436,6 +471,31 @@ fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+
+    // The bulk flags reach the server: with --no-system-export the CapabilityStatement offers
+    // Group and Patient export but no system-level operation.
+    let metadata: Value = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            reqwest::get(format!("{base}/metadata"))
+                .await
+                .expect("metadata")
+                .json()
+                .await
+                .expect("json")
+        });
+    let rest = &metadata["rest"][0];
+    assert!(
+        rest.get("operation").is_none(),
+        "no system-level export: {rest}"
+    );
+    let group = rest["resource"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["type"] == "Group")
+        .expect("Group");
+    assert_eq!(group["operation"][0]["name"], "export");
 
     // Ctrl-C (SIGINT) stops it cleanly, with exit code 0.
     let killed = Command::new("kill")
