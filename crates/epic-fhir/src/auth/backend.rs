@@ -207,7 +207,9 @@ impl BackendServicesAuth {
     /// [`ErrorKind::Auth`] when the token endpoint refuses, [`ErrorKind::Timeout`] when the
     /// fetch exceeds its timeout, [`ErrorKind::Transport`] when it cannot be reached.
     pub async fn access_token(&self) -> Result<AccessToken> {
-        Ok(self.issued_token().await?.access_token.clone())
+        // Only the token is cloned (a reference count), not the rest of the issued token: this
+        // runs before every FHIR request.
+        Ok(self.current_token().await?.issued.access_token.clone())
     }
 
     /// The current token with its type, scope and expiry, fetching one if needed.
@@ -215,12 +217,17 @@ impl BackendServicesAuth {
     /// # Errors
     /// As [`BackendServicesAuth::access_token`].
     pub async fn issued_token(&self) -> Result<IssuedToken> {
+        Ok(self.current_token().await?.issued.clone())
+    }
+
+    /// The cached token if it is fresh, else the result of (or the wait for) one fetch.
+    async fn current_token(&self) -> Result<Arc<Cached>> {
         let inner = &self.inner;
         let now = inner.clock.now();
         let snapshot = inner.current();
         if let Some(cached) = &snapshot {
             if cached.is_fresh(now) {
-                return Ok(cached.issued.clone());
+                return Ok(Arc::clone(cached));
             }
         }
         let still_valid = snapshot.filter(|c| c.is_valid(now));
@@ -229,7 +236,7 @@ impl BackendServicesAuth {
             // Someone is already refreshing: keep using the token that is still valid.
             Some(valid) => match inner.fetch_lock.try_lock() {
                 Ok(guard) => guard,
-                Err(_) => return Ok(valid.issued.clone()),
+                Err(_) => return Ok(Arc::clone(valid)),
             },
             None => inner.fetch_lock.lock().await,
         };
@@ -237,7 +244,7 @@ impl BackendServicesAuth {
         let now = inner.clock.now();
         if let Some(cached) = inner.current() {
             if cached.is_fresh(now) {
-                return Ok(cached.issued.clone());
+                return Ok(cached);
             }
         }
         if inner.fetches_finished.load(Ordering::Acquire) != seen_fetches {
@@ -274,7 +281,7 @@ impl BackendServicesAuth {
                     .last_failure
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = None;
-                Ok(cached.issued.clone())
+                Ok(cached)
             }
             Err(error) => {
                 let error = Arc::new(error);
@@ -289,7 +296,7 @@ impl BackendServicesAuth {
                             error = %error,
                             "token refresh failed; using the current token until it expires"
                         );
-                        Ok(valid.issued.clone())
+                        Ok(valid)
                     }
                     None => Err(Error::shared(&error)),
                 }

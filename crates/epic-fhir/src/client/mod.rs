@@ -195,10 +195,15 @@ impl FhirClient {
         &self.inner
     }
 
+    /// `[base]/{path}`. The segments were checked by `check_segment` (or are constants), so
+    /// they are appended to the parsed base rather than the whole URL being parsed again.
     fn url(&self, path: &str) -> Result<Url> {
-        let text = format!("{}/{path}", self.inner.base);
-        Url::parse(&text)
-            .map_err(|e| Error::config(format!("cannot build URL `{text}`")).with_source(e))
+        let mut url = self.inner.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::config(format!("cannot build a URL under `{}`", self.inner.base)))?
+            .pop_if_empty()
+            .extend(path.split('/'));
+        Ok(url)
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T> {

@@ -193,8 +193,10 @@ impl ClientInner {
                 return Attempt::Failed(error);
             }
         };
+        let mut response = response;
         let status = response.status();
-        let headers = response.headers().clone();
+        // Reading the body consumes the response: take its headers instead of copying them.
+        let headers = std::mem::take(response.headers_mut());
         let body = match response.bytes().await {
             Ok(body) => body,
             Err(error) => {
