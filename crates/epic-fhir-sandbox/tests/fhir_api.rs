@@ -1300,7 +1300,7 @@ async fn sort_with_several_keys_is_stable_across_pages() {
 
 #[tokio::test]
 async fn idle_sessions_expire_with_epic_4113() {
-    let env = Env::start(|c| c.session_idle_timeout = Duration::from_millis(800)).await;
+    let env = Env::start(|c| c.session_idle_timeout = Duration::from_millis(2000)).await;
     let token = env.token(READ_ALL).await;
     let first = env
         .bundle(
@@ -1310,7 +1310,7 @@ async fn idle_sessions_expire_with_epic_4113() {
         )
         .await;
     let page2 = next_link(&first).expect("next");
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = env
         .get(Some(&token), &page2)
         .await
@@ -1318,14 +1318,14 @@ async fn idle_sessions_expire_with_epic_4113() {
     let page3 = next_link(&second).expect("next");
     // Each use keeps the session alive: page 3 comes more than the idle timeout after the first
     // page, but less than it after page 2.
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let third = env
         .get(Some(&token), &page3)
         .await
         .expect(200, "page 3 in time");
     let page4 = next_link(&third).expect("next");
 
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2600)).await;
     for link in [page4, page2] {
         let reply = env.get(Some(&token), &link).await;
         let issue = error_issue(&reply, 400, "expired");

@@ -365,8 +365,10 @@ async fn retry_after_is_honoured() {
     let sandbox = &f.sandbox;
     let started = Instant::now();
     let read = tokio::spawn(async move { client.read::<Patient>(CAMILA).await });
-    // Let the first attempt be throttled, then lift the throttle.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Lift the throttle once the first attempt has been throttled.
+    while sandbox.stats().injected_throttles == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     sandbox.set_faults(Faults::default()).expect("no faults");
     read.await.expect("task").expect("read after waiting");
     assert!(
