@@ -202,10 +202,11 @@ pub(crate) fn curve_name(curve: &[u8]) -> String {
 pub(crate) fn oid_to_string(bytes: &[u8]) -> String {
     let mut parts: Vec<u64> = Vec::new();
     let mut acc: u64 = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for &b in bytes {
         acc = (acc << 7) | u64::from(b & 0x7f);
         if b & 0x80 == 0 {
-            if parts.is_empty() && i < bytes.len() {
+            // The first sub-identifier packs the first two arcs.
+            if parts.is_empty() {
                 let first = if acc < 80 { acc / 40 } else { 2 };
                 parts.push(first);
                 parts.push(acc - first * 40);

@@ -26,8 +26,8 @@ use pipeline::{FHIR_JSON, RequestSpec, decode};
 
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default timeout of one request attempt.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = pipeline::DEFAULT_REQUEST_TIMEOUT;
+/// Default timeout of one request attempt, body included.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Counters of what a client has sent.
 #[derive(Debug, Default)]
@@ -195,14 +195,15 @@ impl FhirClient {
         &self.inner
     }
 
-    /// `[base]/{path}`. The segments were checked by `check_segment` (or are constants), so
-    /// they are appended to the parsed base rather than the whole URL being parsed again.
-    fn url(&self, path: &str) -> Result<Url> {
+    /// `[base]/segment/segment...`. The segments were checked by `check_segment` (or are
+    /// constants), so they are appended to the parsed base rather than a URL being formatted
+    /// and parsed again.
+    fn url(&self, segments: &[&str]) -> Result<Url> {
         let mut url = self.inner.base.clone();
         url.path_segments_mut()
             .map_err(|()| Error::config(format!("cannot build a URL under `{}`", self.inner.base)))?
             .pop_if_empty()
-            .extend(path.split('/'));
+            .extend(segments);
         Ok(url)
     }
 
@@ -217,7 +218,7 @@ impl FhirClient {
     /// # Errors
     /// Transport, status and decoding errors.
     pub async fn capabilities(&self) -> Result<CapabilityStatement> {
-        self.get_json(self.url("metadata")?).await
+        self.get_json(self.url(&["metadata"])?).await
     }
 
     /// Reads a resource by id (`GET [base]/[T::TYPE]/[id]`).
@@ -227,7 +228,7 @@ impl FhirClient {
     /// [`ErrorKind::Config`] for an invalid id; transport and decoding errors.
     pub async fn read<T: FhirResource>(&self, id: &str) -> Result<T> {
         check_segment(id, "id")?;
-        self.get_json(self.url(&format!("{}/{id}", T::TYPE))?).await
+        self.get_json(self.url(&[T::TYPE, id])?).await
     }
 
     /// Reads a resource of a type named at run time.
@@ -237,8 +238,7 @@ impl FhirClient {
     pub async fn read_type(&self, resource_type: &str, id: &str) -> Result<Resource> {
         check_segment(resource_type, "resource type")?;
         check_segment(id, "id")?;
-        self.get_json(self.url(&format!("{resource_type}/{id}"))?)
-            .await
+        self.get_json(self.url(&[resource_type, id])?).await
     }
 
     /// Reads what a reference points at (relative `Type/id`, or absolute on this server).
@@ -270,7 +270,7 @@ impl FhirClient {
     pub async fn vread<T: FhirResource>(&self, id: &str, version: &str) -> Result<T> {
         check_segment(id, "id")?;
         check_segment(version, "version")?;
-        self.get_json(self.url(&format!("{}/{id}/_history/{version}", T::TYPE))?)
+        self.get_json(self.url(&[T::TYPE, id, "_history", version])?)
             .await
     }
 
@@ -302,7 +302,7 @@ impl FhirClient {
         params: &SearchParams,
     ) -> Result<Page<T>> {
         check_segment(resource_type, "resource type")?;
-        let mut url = self.url(resource_type)?;
+        let mut url = self.url(&[resource_type])?;
         if !params.is_empty() {
             url.set_query(Some(&params.to_query()));
         }
@@ -463,7 +463,7 @@ impl FhirClient {
             .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
         let spec = RequestSpec {
             method: Method::POST,
-            url: self.url(T::TYPE)?,
+            url: self.url(&[T::TYPE])?,
             body: Some(Bytes::from(body)),
             content_type: Some(FHIR_JSON),
             headers: HeaderMap::new(),
@@ -500,7 +500,7 @@ impl FhirClient {
         }
         let spec = RequestSpec {
             method: Method::PUT,
-            url: self.url(&format!("{}/{id}", T::TYPE))?,
+            url: self.url(&[T::TYPE, id])?,
             body: Some(Bytes::from(body)),
             content_type: Some(FHIR_JSON),
             headers,
@@ -549,7 +549,8 @@ impl FhirClientBuilder {
         self
     }
 
-    /// Sends a fixed bearer token (no refresh; a 401 is final).
+    /// Sends a fixed bearer token. It cannot be refreshed: a 401 is retried once, as for any
+    /// token, and then returned as the error.
     pub fn bearer_token(mut self, token: AccessToken) -> Self {
         self.auth = Some(Arc::new(StaticToken::new(token)));
         self
@@ -734,7 +735,7 @@ mod tests {
             "https://fhir.example.org/api/FHIR/R4"
         );
         assert_eq!(
-            client.url("Patient/1").expect("url").as_str(),
+            client.url(&["Patient", "1"]).expect("url").as_str(),
             "https://fhir.example.org/api/FHIR/R4/Patient/1"
         );
         let err = FhirClient::builder("http://fhir.example.org/R4")

@@ -1,7 +1,7 @@
 //! The request pipeline: rate limit, token, send, classify, retry.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
@@ -180,7 +180,7 @@ impl ClientInner {
         let sent = tokio::time::Instant::now();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(target: "epic_fhir::client", method = %spec.method, url = %spec.url, attempt, "sending");
-        let response = match request.send().await {
+        let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
                 // A connection that was never established cannot have reached the server, so
@@ -193,7 +193,6 @@ impl ClientInner {
                 return Attempt::Failed(error);
             }
         };
-        let mut response = response;
         let status = response.status();
         // Reading the body consumes the response: take its headers instead of copying them.
         let headers = std::mem::take(response.headers_mut());
@@ -299,6 +298,3 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
         error.with_source(e)
     })
 }
-
-/// The default timeout of one attempt.
-pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
