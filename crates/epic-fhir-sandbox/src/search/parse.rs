@@ -939,7 +939,8 @@ fn parse_decimal(text: &str) -> Result<(f64, f64), String> {
         return Err(invalid());
     }
     let decimals = i32::try_from(fraction.len()).map_err(|_| invalid())?;
-    let half_step = 0.5 * 10_f64.powi(exponent - decimals);
+    // Saturating: an exponent near `i32::MIN` written with a fraction must not overflow.
+    let half_step = 0.5 * 10_f64.powi(exponent.saturating_sub(decimals));
     Ok((value, half_step))
 }
 
@@ -1357,5 +1358,9 @@ mod tests {
         for bad in ["1.", ".5", "1e", "--1", "1.2.3", "1e+"] {
             assert!(parse_decimal(bad).is_err(), "{bad}");
         }
+        // Extreme exponents are values, not panics: the smallest one underflows to zero with
+        // a zero-width precision range.
+        assert_eq!(parse_decimal("1.5e-2147483648"), Ok((0.0, 0.0)));
+        assert!(parse_decimal("1.5e99999999999").is_err());
     }
 }
