@@ -3,9 +3,10 @@
 //! By default it starts `epic-fhir sandbox` as a child process (same executable) with a fresh
 //! key registered, measures its startup time and memory, then runs each workload with each
 //! client, one after the other: the SDK's `FhirClient` (Backend Services auth, typed parsing)
-//! and a floor (bare HTTP/1.1 with a fixed token, bytes only or parsed into
-//! `serde_json::Value`). The report says how fast each was and how the SDK compares with the
-//! floor. With `--base-url` it loads an already running server instead.
+//! and two floors with a fixed token, each reading bytes only or parsing into
+//! `serde_json::Value`: a bare pooled `reqwest` loop and a hand-written HTTP/1.1 client. The
+//! report says how fast each was and how the SDK compares with each floor. With `--base-url`
+//! it loads an already running server instead.
 
 mod child;
 mod cpu;
@@ -193,9 +194,9 @@ impl BenchArgs {
             let plain_http = base
                 .get(..7)
                 .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"));
-            if !plain_http && self.clients.iter().any(|c| c.is_floor()) {
+            if !plain_http && self.clients.iter().any(|c| c.is_http1()) {
                 return Err(Failure::usage(anyhow!(
-                    "the floor clients speak plain HTTP/1.1 only and {base} is not http://: pass --clients sdk"
+                    "the floor clients speak plain HTTP/1.1 only and {base} is not http://: pass --clients sdk,reqwest-bytes,reqwest-json"
                 )));
             }
         }
@@ -497,7 +498,7 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
     let base = url::Url::parse(&target.base_url)
         .with_context(|| format!("invalid base URL {}", target.base_url))
         .map_err(Failure::usage)?;
-    let endpoint = if args.clients.iter().any(|c| c.is_floor()) {
+    let endpoint = if args.clients.iter().any(|c| c.is_http1()) {
         Some(Endpoint::resolve(&base).await.map_err(Failure::usage)?)
     } else {
         None

@@ -237,7 +237,7 @@ fn counted_mixed_run_with_markdown_and_a_report_file() {
 
 #[test]
 fn bad_flags_are_usage_errors() {
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &[
                 "--base-url",
@@ -246,6 +246,19 @@ fn bad_flags_are_usage_errors() {
                 "x",
             ],
             "plain HTTP/1.1 only",
+        ),
+        // The reqwest floors speak https: they pass the check and the run stops at the
+        // missing key instead, before any network call.
+        (
+            &[
+                "--base-url",
+                "https://fhir.example.org/api/FHIR/R4",
+                "--client-id",
+                "x",
+                "--clients",
+                "sdk,reqwest-bytes,reqwest-json",
+            ],
+            "no private key",
         ),
         (
             &["--base-url", "http://127.0.0.1:9/fhir", "--data", "."],

@@ -35,7 +35,7 @@ impl Endpoint {
     pub(crate) async fn resolve(base: &Url) -> anyhow::Result<Self> {
         if base.scheme() != "http" {
             bail!(
-                "the floor clients speak plain HTTP/1.1 only, and {base} is {}: pass --clients sdk for this server",
+                "the floor clients speak plain HTTP/1.1 only, and {base} is {}: pass --clients sdk,reqwest-bytes,reqwest-json for this server",
                 base.scheme()
             );
         }

@@ -76,9 +76,15 @@ impl ClientKind {
         }
     }
 
-    /// Whether this is one of the floor clients.
+    /// Whether this is one of the floors the SDK is compared with (every client but the SDK).
     pub(crate) fn is_floor(self) -> bool {
         !matches!(self, ClientKind::Sdk)
+    }
+
+    /// Whether this is the hand-written HTTP/1.1 floor, which speaks plain `http://` only
+    /// (the `reqwest` floors speak `https://` as well as the SDK does).
+    pub(crate) fn is_http1(self) -> bool {
+        matches!(self, ClientKind::FloorBytes | ClientKind::FloorJson)
     }
 }
 
@@ -234,7 +240,8 @@ impl Driver {
         Ok(())
     }
 
-    /// Connections a floor client opened; `None` for the SDK, whose pool does not say.
+    /// Connections a hand-written floor client opened; `None` for the SDK and `reqwest`, whose
+    /// pools do not say.
     fn connects(&self) -> Option<u64> {
         match self {
             Driver::Sdk(_) | Driver::Reqwest { .. } => None,
@@ -314,7 +321,8 @@ pub(crate) struct Measurement {
     pub(crate) warmup_requests: u64,
     /// Warm-up requests that failed.
     pub(crate) warmup_errors: u64,
-    /// Connections the floor opened (warm-up included); absent for the SDK.
+    /// Connections the hand-written floor opened (warm-up included); absent for the pooled
+    /// clients (the SDK and `reqwest`).
     pub(crate) connections: Option<u64>,
     /// CPU time the load generator used during the measurement.
     pub(crate) client_cpu_seconds: Option<f64>,
