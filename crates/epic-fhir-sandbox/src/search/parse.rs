@@ -419,7 +419,9 @@ pub(crate) fn parse_at<K: AsRef<str>, V: AsRef<str>>(
             Some((name, modifier)) => (name, Some(modifier)),
             None => (key, None),
         };
-        if name.contains('.') {
+        // A chain may follow a type modifier (`subject:Patient.name`), and no modifier
+        // contains a dot, so the whole key is checked.
+        if key.contains('.') {
             search.warnings.push(SearchWarning::new(
                 key,
                 "chained parameters are not supported; the parameter was ignored",
@@ -1233,6 +1235,7 @@ mod tests {
                 ("colour", "red"),
                 ("_has:Group:member:_id", "1"),
                 ("subject.name", "x"),
+                ("subject:Patient.name", "x"),
                 ("_tag", "t"),
             ],
         );
@@ -1240,7 +1243,13 @@ mod tests {
         let ignored: Vec<&str> = search.warnings().iter().map(SearchWarning::param).collect();
         assert_eq!(
             ignored,
-            ["colour", "_has:Group:member:_id", "subject.name", "_tag"]
+            [
+                "colour",
+                "_has:Group:member:_id",
+                "subject.name",
+                "subject:Patient.name",
+                "_tag"
+            ]
         );
         assert!(
             search.warnings()[0]
