@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufWri
 use tokio::task::JoinSet;
 use url::Url;
 
-use super::http::{Outgoing, Sent, drain, send, status_failure};
+use super::http::{Outgoing, Sent, backoff, drain, send, status_failure};
 use super::ndjson::LineValidator;
 use super::request::NDJSON;
 use super::state::{Done, FileState, StateStore, io_error};
@@ -135,10 +135,8 @@ pub(super) struct Downloaded {
     pub(super) transferred: u64,
 }
 
-/// How one attempt ended.
-enum Attempt {
-    /// Every byte is on disk and checked so far; the file is ready to be finished.
-    Complete,
+/// Why one attempt did not end with every byte on disk and checked.
+enum Failure {
     /// 401 to this token: refresh and try again.
     Unauthorized(Error, AccessToken),
     /// The server did not continue where asked: start the file over.
@@ -262,8 +260,9 @@ impl Downloader {
                     &mut transferred,
                 )
                 .await;
-            let error = match attempt {
-                Attempt::Complete => match finish(&file, &temp, &target, &mut validator).await? {
+            let failure = match attempt {
+                // Every byte is here: the last line and the count decide.
+                Ok(()) => match finish(&file, &temp, &target, &mut validator).await? {
                     Finished::Done(done) => {
                         self.store
                             .update(|state| {
@@ -280,16 +279,12 @@ impl Downloader {
                         });
                         return Ok(Downloaded { transferred });
                     }
-                    Finished::Corrupt(error) => {
-                        content_failures += 1;
-                        self.discard(&temp, &mut validator).await?;
-                        if content_failures >= CONTENT_ATTEMPTS {
-                            return Err(error);
-                        }
-                        error
-                    }
+                    Finished::Corrupt(error) => Failure::Corrupt(error),
                 },
-                Attempt::Unauthorized(error, token) => {
+                Err(failure) => failure,
+            };
+            let error = match failure {
+                Failure::Unauthorized(error, token) => {
                     if refreshed {
                         return Err(error);
                     }
@@ -299,12 +294,12 @@ impl Downloader {
                     }
                     continue;
                 }
-                Attempt::Restart(error) => {
+                Failure::Restart(error) => {
                     self.discard(&temp, &mut validator).await?;
                     failures += 1;
                     error
                 }
-                Attempt::Failed { error, progressed } => {
+                Failure::Failed { error, progressed } => {
                     if !error.is_retryable() {
                         return Err(error);
                     }
@@ -317,7 +312,7 @@ impl Downloader {
                     failures += 1;
                     error
                 }
-                Attempt::Corrupt(error) => {
+                Failure::Corrupt(error) => {
                     content_failures += 1;
                     self.discard(&temp, &mut validator).await?;
                     if content_failures >= CONTENT_ATTEMPTS {
@@ -325,17 +320,13 @@ impl Downloader {
                     }
                     error
                 }
-                Attempt::Fatal(error) => return Err(error),
+                Failure::Fatal(error) => return Err(error),
             };
             if failures >= self.options.max_attempts {
                 return Err(error);
             }
             let inner = self.client.inner();
-            let delay = inner.retry.delay(
-                failures.saturating_sub(1),
-                error.retry_after(),
-                inner.jitter.next(),
-            );
+            let delay = backoff(inner, failures, &error);
             inner.metrics.retries.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 target: "epic_fhir::bulk",
@@ -455,7 +446,7 @@ impl Downloader {
     }
 
     /// One attempt: asks for the bytes after those already checked and appends them to the
-    /// temporary file, checking them on the way.
+    /// temporary file, checking them on the way. `Ok` when every byte of the file is on disk.
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
@@ -466,19 +457,23 @@ impl Downloader {
         validator: &mut LineValidator,
         etag: &mut Option<String>,
         transferred: &mut u64,
-    ) -> Attempt {
+    ) -> Result<(), Failure> {
         let offset = validator.consumed();
-        let (sent, final_url) = match self.open(url, offset, etag.as_deref()).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                return Attempt::Failed {
+        let (mut sent, final_url) =
+            self.open(url, offset, etag.as_deref())
+                .await
+                .map_err(|error| Failure::Failed {
                     error,
                     progressed: false,
-                };
-            }
-        };
+                })?;
         let info = || RequestInfo::new("GET", &final_url);
         let status = sent.response.status();
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(token) = sent.token.take() {
+                let error = status_failure(sent.response, &reqwest::Method::GET, &final_url).await;
+                return Err(Failure::Unauthorized(error, token));
+            }
+        }
         let start = match status {
             StatusCode::OK => 0,
             StatusCode::PARTIAL_CONTENT => {
@@ -487,7 +482,7 @@ impl Downloader {
                     Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
                     _ => {
                         drain(sent.response).await;
-                        return Attempt::Restart(
+                        return Err(Failure::Restart(
                             Error::new(
                                 ErrorKind::Decode,
                                 format!(
@@ -497,7 +492,7 @@ impl Downloader {
                             )
                             .with_request(info())
                             .retryable(true),
-                        );
+                        ));
                     }
                 }
             }
@@ -506,9 +501,9 @@ impl Downloader {
                 drain(sent.response).await;
                 // `bytes */N` with N the bytes already here: the file was complete already.
                 if range == Some(ContentRange::Unsatisfied { length: offset }) {
-                    return Attempt::Complete;
+                    return Ok(());
                 }
-                return Attempt::Restart(
+                return Err(Failure::Restart(
                     Error::new(
                         ErrorKind::Decode,
                         format!(
@@ -518,22 +513,11 @@ impl Downloader {
                     )
                     .with_request(info())
                     .retryable(true),
-                );
-            }
-            StatusCode::UNAUTHORIZED if sent.token.is_some() => {
-                let token = sent.token.clone();
-                let error = status_failure(sent.response, &reqwest::Method::GET, &final_url).await;
-                return match token {
-                    Some(token) => Attempt::Unauthorized(error, token),
-                    None => Attempt::Failed {
-                        error,
-                        progressed: false,
-                    },
-                };
+                ));
             }
             status if status.is_success() => {
                 drain(sent.response).await;
-                return Attempt::Failed {
+                return Err(Failure::Failed {
                     error: Error::new(
                         ErrorKind::Decode,
                         format!(
@@ -545,13 +529,13 @@ impl Downloader {
                     .with_request(info())
                     .with_status(status.as_u16()),
                     progressed: false,
-                };
+                });
             }
             _ => {
-                return Attempt::Failed {
+                return Err(Failure::Failed {
                     error: status_failure(sent.response, &reqwest::Method::GET, &final_url).await,
                     progressed: false,
-                };
+                });
             }
         };
         if let Some(tag) = strong_etag(sent.response.headers()) {
@@ -571,7 +555,7 @@ impl Downloader {
         }
         let mut writer = match open_at(temp, start).await {
             Ok(file) => BufWriter::with_capacity(WRITE_BUFFER, file),
-            Err(error) => return Attempt::Fatal(error),
+            Err(error) => return Err(Failure::Fatal(error)),
         };
         let mut stream = sent.response.bytes_stream();
         let mut progressed = false;
@@ -609,10 +593,10 @@ impl Downloader {
                 .with_request(info());
                 // Nothing of this chunk was written; the file is discarded anyway.
                 let _ = writer.flush().await;
-                return Attempt::Corrupt(error);
+                return Err(Failure::Corrupt(error));
             }
             if let Err(error) = writer.write_all(&chunk).await {
-                return Attempt::Fatal(io_error("write", temp, error));
+                return Err(Failure::Fatal(io_error("write", temp, error)));
             }
             let len = chunk.len() as u64;
             *transferred += len;
@@ -623,7 +607,7 @@ impl Downloader {
             let stale = !writer.buffer().is_empty() && last_flush.elapsed() >= FLUSH_INTERVAL;
             if stale {
                 if let Err(error) = writer.flush().await {
-                    return Attempt::Fatal(io_error("write", temp, error));
+                    return Err(Failure::Fatal(io_error("write", temp, error)));
                 }
                 last_flush = tokio::time::Instant::now();
             }
@@ -642,17 +626,14 @@ impl Downloader {
         // Whatever happened, every byte checked must be on disk before the next attempt asks
         // for the bytes after them.
         if let Err(error) = writer.flush().await {
-            return Attempt::Fatal(io_error("write", temp, error));
+            return Err(Failure::Fatal(io_error("write", temp, error)));
         }
         (self.events)(&ExportEvent::FileProgress {
             name: file.name.clone(),
             bytes: validator.consumed(),
             resources: validator.lines(),
         });
-        match ended {
-            Ok(()) => Attempt::Complete,
-            Err(error) => Attempt::Failed { error, progressed },
-        }
+        ended.map_err(|error| Failure::Failed { error, progressed })
     }
 }
 

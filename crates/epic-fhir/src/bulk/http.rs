@@ -233,7 +233,7 @@ impl<'a> Retrier<'a> {
         {
             return Err(error);
         }
-        let delay = self.delay(&error);
+        let delay = backoff(self.inner, self.failures, &error);
         if !policy.allows(self.failures, self.started.elapsed(), delay) {
             return Err(error);
         }
@@ -249,13 +249,14 @@ impl<'a> Retrier<'a> {
         tokio::time::sleep(delay).await;
         Ok(())
     }
+}
 
-    /// The policy's delay before the next attempt after `error`.
-    pub(super) fn delay(&self, error: &Error) -> Duration {
-        self.inner.retry.delay(
-            self.failures.saturating_sub(1),
-            error.retry_after(),
-            self.inner.jitter.next(),
-        )
-    }
+/// The client's retry policy's wait after `failures` failed attempts in a row, `error` being
+/// the last (its `Retry-After`, if any, decides).
+pub(super) fn backoff(inner: &ClientInner, failures: u32, error: &Error) -> Duration {
+    inner.retry.delay(
+        failures.saturating_sub(1),
+        error.retry_after(),
+        inner.jitter.next(),
+    )
 }
