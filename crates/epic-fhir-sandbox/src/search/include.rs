@@ -155,14 +155,15 @@ fn referrers(
         return Vec::new();
     }
     // Referrers of patients through the `patient` parameter come straight from the patient
-    // index; anything else is a scan of the source type.
-    let through_patient_index = include
-        .slots
+    // index; anything else is a scan of the source type. A parameter sharing the patient
+    // slot but restricted to another type (Appointment's `practitioner`) must scan, since
+    // the index holds the slot's Patient references whatever the parameter.
+    let through_patient_index = include.slots.iter().all(|(slot, restricted)| {
+        Some(*slot) == table.schema.patient_slot
+            && restricted.is_none_or(|restricted| restricted == "Patient")
+    }) && wanted
         .iter()
-        .all(|(slot, _)| Some(*slot) == table.schema.patient_slot)
-        && wanted
-            .iter()
-            .all(|(resource_type, _)| *resource_type == inner.patient_type);
+        .all(|(resource_type, _)| *resource_type == inner.patient_type);
     if through_patient_index {
         let mut positions: Vec<u32> = wanted
             .iter()

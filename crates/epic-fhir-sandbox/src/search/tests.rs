@@ -987,6 +987,37 @@ fn revinclude_finds_referrers() {
 }
 
 #[test]
+fn revinclude_honours_the_restriction_of_a_parameter_sharing_the_patient_slot() {
+    // Appointment's `patient`, `practitioner` and `actor` all index `participant.actor`.
+    let store = store_with(vec![
+        json!({"resourceType": "Patient", "id": "p1"}),
+        json!({"resourceType": "Practitioner", "id": "doc"}),
+        json!({"resourceType": "Appointment", "id": "a1", "participant": [{"actor": {"reference": "Patient/p1"}}]}),
+        json!({"resourceType": "Appointment", "id": "a2", "participant": [{"actor": {"reference": "Practitioner/doc"}}]}),
+    ]);
+    let cases: &[(&str, &str, &[&str])] = &[
+        ("Patient", "Appointment:practitioner", &[]),
+        ("Patient", "Appointment:patient", &["Appointment/a1"]),
+        ("Patient", "Appointment:actor", &["Appointment/a1"]),
+        (
+            "Practitioner",
+            "Appointment:practitioner",
+            &["Appointment/a2"],
+        ),
+        ("Practitioner", "Appointment:patient", &[]),
+    ];
+    for (searched, revinclude, expected) in cases {
+        let id = if *searched == "Patient" { "p1" } else { "doc" };
+        let (_, included) = search_with_includes(
+            &store,
+            searched,
+            &[("_id", id), ("_revinclude", revinclude)],
+        );
+        assert_eq!(included, *expected, "{searched}?_revinclude={revinclude}");
+    }
+}
+
+#[test]
 fn matches_are_a_snapshot() {
     let store = linked_store();
     let search = parse("Observation", &[("patient", "p1"), ("code", "x")]).expect("parses");
