@@ -21,7 +21,7 @@ use crate::search::reference::split_reference;
 use crate::search::registry::schema;
 use crate::search::{self, ParsedSearch, described_types};
 use crate::server::AppState;
-use crate::store::{Store, StoredResource, is_valid_type_name};
+use crate::store::{ExportPopulation, Store, is_valid_type_name};
 
 type Result<T, E = FhirError> = std::result::Result<T, E>;
 
@@ -155,33 +155,27 @@ fn kick_off(
                 .collect()
         })
         .unwrap_or_default();
-    let mut known: HashSet<String> = state.store.types().into_iter().collect();
+    let held = state.store.types();
+    let mut known: HashSet<String> = held.iter().cloned().collect();
     known.extend(described_types().map(str::to_owned));
-    let now = OffsetDateTime::now_utc();
-    let params = parse_params(&pairs, &known, now)?;
+    let params = parse_params(&pairs, &known, OffsetDateTime::now_utc())?;
 
     let mut notes: Vec<Issue> = Vec::new();
-    let patients = match &level {
-        Level::System => None,
-        Level::Patient => Some(
-            state
-                .store
-                .resources("Patient")
-                .iter()
-                .map(|p| p.id().to_owned())
-                .collect(),
-        ),
-        Level::Group(id) => Some(group_patients(&state.store, id, &mut notes)?),
+    let members = match &level {
+        Level::Group(id) => group_patients(&state.store, id, &mut notes)?,
+        Level::System | Level::Patient => Vec::new(),
     };
-    let compartment_only = patients.is_some();
+    let population = match &level {
+        Level::System => ExportPopulation::Everything,
+        Level::Patient => ExportPopulation::AllPatients,
+        Level::Group(_) => ExportPopulation::Patients(&members),
+    };
+    let compartment_only = !matches!(population, ExportPopulation::Everything);
 
     // The candidate types: those requested, or every type held that the level can export.
     let explicit = params.types.is_some();
-    let candidates: Vec<String> = params.types.clone().unwrap_or_else(|| {
-        state
-            .store
-            .types()
-            .into_iter()
+    let candidates: Vec<String> = params.types.unwrap_or_else(|| {
+        held.into_iter()
             .filter(|t| !compartment_only || in_patient_compartment(t))
             .collect()
     });
@@ -255,10 +249,11 @@ fn kick_off(
         bulk.claim_window(&grant.client_id, id)?;
     }
 
-    // The snapshot: every candidate resource as of now. Stored versions never change, so
-    // holding their `Arc`s freezes the export at `transactionTime`.
-    let transaction_time = truncate_to_millis(now);
-    let snapshot = snapshot(&state.store, patients.as_deref(), &exported);
+    // The snapshot: every candidate resource as of `transactionTime`, taken under one lock.
+    // Stored versions never change, so holding their `Arc`s freezes the export.
+    let snapshot = state
+        .store
+        .export_snapshot(population, exported.iter().map(String::as_str));
     let mut filters: HashMap<String, Vec<ParsedSearch>> = HashMap::new();
     for filter in params.filters {
         filters
@@ -274,12 +269,12 @@ fn kick_off(
         id,
         grant.client_id.clone(),
         request,
-        transaction_time,
-        &snapshot,
+        snapshot.transaction_time,
+        &snapshot.resources,
     ));
     bulk.insert(Arc::clone(&job));
     let work = Work {
-        snapshot,
+        snapshot: snapshot.resources,
         filters,
         since: params.since,
         notes,
@@ -649,48 +644,4 @@ fn group_patients(store: &Store, id: &str, notes: &mut Vec<Issue>) -> Result<Vec
         }
     }
     Ok(patients)
-}
-
-/// The candidate resources of every exported type, types by name: the whole type for a
-/// system export, otherwise the given patients' compartments in patient order (each
-/// resource once, even when it refers to several of them).
-fn snapshot(
-    store: &Store,
-    patients: Option<&[String]>,
-    types: &BTreeSet<String>,
-) -> Vec<(String, Vec<Arc<StoredResource>>)> {
-    let mut out = Vec::with_capacity(types.len());
-    for resource_type in types {
-        let resources = match patients {
-            None => store.resources(resource_type),
-            Some(ids) if resource_type == "Patient" => ids
-                .iter()
-                .filter_map(|id| store.read("Patient", id))
-                .collect(),
-            Some(ids) => {
-                let mut seen: HashSet<usize> = HashSet::new();
-                let mut list = Vec::new();
-                for id in ids {
-                    for resource in store.patient_resources(resource_type, id) {
-                        if seen.insert(Arc::as_ptr(&resource).addr()) {
-                            list.push(resource);
-                        }
-                    }
-                }
-                list
-            }
-        };
-        if !resources.is_empty() {
-            out.push((resource_type.clone(), resources));
-        }
-    }
-    out
-}
-
-/// FHIR instants from this server carry milliseconds, like `meta.lastUpdated`.
-fn truncate_to_millis(instant: OffsetDateTime) -> OffsetDateTime {
-    let nanos = instant.nanosecond();
-    instant
-        .replace_nanosecond(nanos - nanos % 1_000_000)
-        .unwrap_or(instant)
 }

@@ -23,8 +23,10 @@
 //! - **Scopes** decide the types: a type the token may not read is left out and reported in
 //!   the manifest's `error` file; a request leaving no readable type is a 403.
 //! - **Snapshot**: the kick-off collects the `Arc`s of every candidate resource at
-//!   `transactionTime`. Stored versions are immutable, so later writes never change the export,
-//!   and the files are served from the stored JSON bytes without copying them into a file.
+//!   `transactionTime`, under one store lock, so the export is one state of the store and no
+//!   later write is stamped before `transactionTime`. Stored versions are immutable, so later
+//!   writes never change the export, and the files are served from the stored JSON bytes
+//!   without copying them into a file.
 //! - **Background work** (a tokio task) applies `_since` and `_typeFilter`, groups the
 //!   resources by type (types by name, then in snapshot order) and splits them into files of
 //!   at most [`BulkConfig::max_resources_per_file`], at [`BulkConfig::pace_resources_per_second`]

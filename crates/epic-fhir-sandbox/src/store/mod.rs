@@ -213,6 +213,28 @@ impl fmt::Debug for StoredResource {
 /// The source of `meta.lastUpdated` timestamps.
 type Clock = Box<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
+/// Whose resources [`Store::export_snapshot`] takes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ExportPopulation<'a> {
+    /// Every resource of each type (a system-level export).
+    Everything,
+    /// The compartments of every Patient held (a Patient-level export).
+    AllPatients,
+    /// The compartments of these Patients, in this order (a Group's members).
+    Patients(&'a [String]),
+}
+
+/// One consistent state of the store for a bulk export; see [`Store::export_snapshot`].
+#[derive(Debug)]
+pub(crate) struct ExportSnapshot {
+    /// When the snapshot was taken, to the millisecond: it holds every version stamped before
+    /// this instant, and every write after it is stamped at or after it.
+    pub(crate) transaction_time: OffsetDateTime,
+    /// Each requested type that has resources, in the order the types were given, with the
+    /// whole type in creation order or the compartments patient by patient, each resource once.
+    pub(crate) resources: Vec<(String, Vec<Arc<StoredResource>>)>,
+}
+
 /// The in-memory resource store. See the [module documentation](self).
 pub struct Store {
     inner: RwLock<Inner>,
@@ -543,6 +565,81 @@ impl Store {
             );
         }
         out
+    }
+
+    /// The current versions a bulk export holds, all taken under one lock, with the export's
+    /// `transactionTime`.
+    ///
+    /// Collecting type by type (or patient by patient) under separate locks would let writes
+    /// land in between: the export would match no single state of the store, and a resource
+    /// moved from one patient to another could even be taken twice. The write lock is taken,
+    /// although nothing but the latest timestamp changes, so that the transaction time is also
+    /// reserved: every later write is stamped at or after it, even one that read the clock
+    /// before the snapshot and committed after it. A `_since` export from this transaction
+    /// time therefore misses nothing.
+    pub(crate) fn export_snapshot<'t>(
+        &self,
+        population: ExportPopulation<'_>,
+        types: impl IntoIterator<Item = &'t str>,
+    ) -> ExportSnapshot {
+        let now = truncate_to_millis(datetime_to_micros((self.clock)()));
+        let mut guard = self.write_inner();
+        let transaction_time = now.max(guard.last_timestamp);
+        guard.last_timestamp = transaction_time;
+        let inner = &*guard;
+        let patients: Option<Vec<&str>> = match population {
+            ExportPopulation::Everything => None,
+            ExportPopulation::AllPatients => {
+                Some(inner.tables.get("Patient").map_or_else(Vec::new, |table| {
+                    table.iter().map(|(_, patient)| patient.id()).collect()
+                }))
+            }
+            ExportPopulation::Patients(ids) => Some(ids.iter().map(String::as_str).collect()),
+        };
+        let mut resources = Vec::new();
+        for resource_type in types {
+            let Some(table) = inner.tables.get(resource_type) else {
+                continue;
+            };
+            let list: Vec<Arc<StoredResource>> = match &patients {
+                None => table
+                    .iter()
+                    .map(|(_, resource)| Arc::clone(resource))
+                    .collect(),
+                Some(ids) => {
+                    // A resource referring to several of the patients is taken once, with the
+                    // first of them.
+                    let mut seen = std::collections::HashSet::new();
+                    let mut list = Vec::new();
+                    let mut take = |position: u32| {
+                        if seen.insert(position)
+                            && let Some(resource) = table.current(position)
+                        {
+                            list.push(Arc::clone(resource));
+                        }
+                    };
+                    for id in ids {
+                        if resource_type == "Patient" {
+                            table.position(id).into_iter().for_each(&mut take);
+                        } else if let Some(patient) = inner.interner.get(id) {
+                            table
+                                .patient_positions(patient)
+                                .iter()
+                                .copied()
+                                .for_each(&mut take);
+                        }
+                    }
+                    list
+                }
+            };
+            if !list.is_empty() {
+                resources.push((resource_type.to_owned(), list));
+            }
+        }
+        ExportSnapshot {
+            transaction_time: micros_to_datetime(transaction_time),
+            resources,
+        }
     }
 
     /// Takes the read lock. A panic in another thread while it held the lock cannot leave the
@@ -1338,6 +1435,99 @@ mod tests {
             references(store.patient_compartment("ghost")),
             ["Observation/o9"]
         );
+    }
+
+    #[test]
+    fn export_snapshot_takes_each_resource_once_and_reserves_its_time() {
+        let seconds = Arc::new(AtomicI64::new(1_700_000_000));
+        let store = store_at(Arc::clone(&seconds));
+        for resource in [
+            json!({"resourceType": "Patient", "id": "p1"}),
+            json!({"resourceType": "Patient", "id": "p2"}),
+            json!({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}}),
+            json!({"resourceType": "Observation", "id": "o2", "subject": {"reference": "Patient/p2"}}),
+            json!({"resourceType": "Provenance", "id": "v1", "target": [{"reference": "Patient/p1"}, {"reference": "Patient/p2"}]}),
+            json!({"resourceType": "Practitioner", "id": "d1"}),
+        ] {
+            store.upsert(resource).expect("valid");
+        }
+        let references = |snapshot: &ExportSnapshot| -> Vec<(String, Vec<String>)> {
+            snapshot
+                .resources
+                .iter()
+                .map(|(resource_type, list)| {
+                    (
+                        resource_type.clone(),
+                        list.iter().map(|resource| resource.reference()).collect(),
+                    )
+                })
+                .collect()
+        };
+        let owned = |pairs: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+            pairs
+                .iter()
+                .map(|(resource_type, list)| {
+                    (
+                        (*resource_type).to_owned(),
+                        list.iter().map(|r| (*r).to_owned()).collect(),
+                    )
+                })
+                .collect()
+        };
+
+        // Whole types in creation order, in the order asked; types without resources left out.
+        let everything = store.export_snapshot(
+            ExportPopulation::Everything,
+            ["Practitioner", "Observation", "Encounter"],
+        );
+        assert_eq!(
+            references(&everything),
+            owned(&[
+                ("Practitioner", &["Practitioner/d1"]),
+                ("Observation", &["Observation/o1", "Observation/o2"]),
+            ])
+        );
+        assert_eq!(
+            everything.transaction_time,
+            OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("instant")
+        );
+
+        // Compartments patient by patient: a resource referring to both patients comes once,
+        // an unknown patient adds nothing, and a type outside the compartment has nothing.
+        let members = ["p2".to_owned(), "p1".to_owned(), "ghost".to_owned()];
+        let group = store.export_snapshot(
+            ExportPopulation::Patients(&members),
+            ["Observation", "Patient", "Practitioner", "Provenance"],
+        );
+        assert_eq!(
+            references(&group),
+            owned(&[
+                ("Observation", &["Observation/o2", "Observation/o1"]),
+                ("Patient", &["Patient/p2", "Patient/p1"]),
+                ("Provenance", &["Provenance/v1"]),
+            ])
+        );
+        let all_patients =
+            store.export_snapshot(ExportPopulation::AllPatients, ["Observation", "Patient"]);
+        assert_eq!(
+            references(&all_patients),
+            owned(&[
+                ("Observation", &["Observation/o1", "Observation/o2"]),
+                ("Patient", &["Patient/p1", "Patient/p2"]),
+            ])
+        );
+
+        // A write whose clock reads earlier than a snapshot (it read the clock before the
+        // snapshot and committed after it) is still stamped at or after the transaction time,
+        // so an export `_since` that time finds it.
+        seconds.store(1_700_000_060, Ordering::SeqCst);
+        let later = store.export_snapshot(ExportPopulation::Everything, ["Patient"]);
+        seconds.store(1_700_000_030, Ordering::SeqCst);
+        let written = store
+            .upsert(json!({"resourceType": "Patient", "id": "p3"}))
+            .expect("valid")
+            .resource;
+        assert_eq!(written.last_updated(), later.transaction_time);
     }
 
     #[test]
