@@ -390,8 +390,8 @@ async fn one_run(
         targets,
         server_pid,
     } = *context;
+    let concurrency = args.concurrency;
     let plan = Plan {
-        concurrency: args.concurrency,
         warmup: args.warmup,
         stop: args.stop(),
         server_pid,
@@ -400,7 +400,7 @@ async fn one_run(
         "Running {} with {} (K={}, warm-up {:?}, {})…",
         workload.as_str(),
         client.as_str(),
-        plan.concurrency,
+        concurrency,
         plan.warmup,
         match plan.stop {
             Stop::After(d) => format!("{d:?}"),
@@ -410,7 +410,7 @@ async fn one_run(
     let (drivers, sdk) = match client {
         ClientKind::Sdk => {
             let (fhir, auth) = sdk_client(settings).await?;
-            let drivers = (0..plan.concurrency)
+            let drivers = (0..concurrency)
                 .map(|_| Driver::Sdk(fhir.clone()))
                 .collect();
             (drivers, Some((fhir, auth)))
@@ -430,7 +430,7 @@ async fn one_run(
                 .map_err(Failure::remote)?;
             let base: Arc<str> = Arc::from(base.trim_end_matches('/'));
             let authorization: Arc<str> = Arc::from(format!("Bearer {}", token.expose_secret()));
-            let drivers = (0..plan.concurrency)
+            let drivers = (0..concurrency)
                 .map(|_| Driver::Reqwest {
                     client: http.clone(),
                     base: Arc::clone(&base),
@@ -444,7 +444,7 @@ async fn one_run(
             let endpoint = endpoint.ok_or_else(|| {
                 Failure::usage(anyhow!("the floor clients need a plain http:// server"))
             })?;
-            let drivers = (0..plan.concurrency)
+            let drivers = (0..concurrency)
                 .map(|_| Driver::Floor {
                     floor: Box::new(Floor::new(
                         endpoint.clone(),
@@ -463,7 +463,7 @@ async fn one_run(
     Ok(RunReport {
         workload,
         client,
-        concurrency: plan.concurrency,
+        concurrency,
         measurement,
         token_requests: sdk.as_ref().map(|(_, auth)| auth.token_requests()),
         http_requests_sent: sdk.as_ref().map(|(fhir, _)| fhir.requests_sent()),

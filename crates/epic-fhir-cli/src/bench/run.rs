@@ -137,6 +137,32 @@ impl Targets {
     pub(crate) fn example_search(&self) -> Option<&str> {
         self.search_paths.first().map(String::as_str)
     }
+
+    /// The URL (relative to the base) of `operation` for patient `index`, as the floors send it.
+    fn path(&self, operation: Operation, index: usize) -> &str {
+        match operation {
+            Operation::Read => &self.read_paths[index],
+            Operation::Search => &self.search_paths[index],
+        }
+    }
+}
+
+/// What a floor does with an answer: anything but 200 is a failure quoting the start of the
+/// body; a 200 body is parsed into a `serde_json::Value` when `parse_json` asks for it, and kept
+/// from being optimised away either way.
+fn consume(path: &str, status: u16, body: &[u8], parse_json: bool) -> anyhow::Result<()> {
+    if status != 200 {
+        let snippet: String = String::from_utf8_lossy(body).chars().take(200).collect();
+        bail!("GET {path} answered {status}: {snippet}");
+    }
+    if parse_json {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| anyhow!("GET {path}: the body is not JSON: {e}"))?;
+        std::hint::black_box(value);
+    } else {
+        std::hint::black_box(body);
+    }
+    Ok(())
 }
 
 /// The client of one worker.
@@ -190,10 +216,7 @@ impl Driver {
                 authorization,
                 parse_json,
             } => {
-                let path = match operation {
-                    Operation::Read => &targets.read_paths[index],
-                    Operation::Search => &targets.search_paths[index],
-                };
+                let path = targets.path(operation, index);
                 let response = client
                     .get(format!("{base}/{path}"))
                     .header(reqwest::header::AUTHORIZATION, authorization.as_ref())
@@ -202,39 +225,12 @@ impl Driver {
                     .await?;
                 let status = response.status().as_u16();
                 let body = response.bytes().await?;
-                if status != 200 {
-                    let snippet: String =
-                        String::from_utf8_lossy(&body).chars().take(200).collect();
-                    bail!("GET {path} answered {status}: {snippet}");
-                }
-                if *parse_json {
-                    let value: serde_json::Value = serde_json::from_slice(&body)
-                        .map_err(|e| anyhow!("GET {path}: the body is not JSON: {e}"))?;
-                    std::hint::black_box(value);
-                } else {
-                    std::hint::black_box(body);
-                }
+                consume(path, status, &body, *parse_json)?;
             }
             Driver::Floor { floor, parse_json } => {
-                let path = match operation {
-                    Operation::Read => &targets.read_paths[index],
-                    Operation::Search => &targets.search_paths[index],
-                };
+                let path = targets.path(operation, index);
                 let response = floor.get(path).await?;
-                if response.status != 200 {
-                    let snippet: String = String::from_utf8_lossy(&response.body)
-                        .chars()
-                        .take(200)
-                        .collect();
-                    bail!("GET {path} answered {}: {snippet}", response.status);
-                }
-                if *parse_json {
-                    let value: serde_json::Value = serde_json::from_slice(&response.body)
-                        .map_err(|e| anyhow!("GET {path}: the body is not JSON: {e}"))?;
-                    std::hint::black_box(value);
-                } else {
-                    std::hint::black_box(response.body);
-                }
+                consume(path, response.status, &response.body, *parse_json)?;
             }
         }
         Ok(())
@@ -259,11 +255,9 @@ pub(crate) enum Stop {
     Requests(u64),
 }
 
-/// How to run: concurrency, warm-up and end.
+/// How to run: warm-up and end (the concurrency is the number of drivers given to [`run`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
-    /// Workers, each with at most one request in flight.
-    pub(crate) concurrency: usize,
     /// Unrecorded time before the measurement.
     pub(crate) warmup: Duration,
     /// When to stop measuring.
@@ -591,23 +585,32 @@ mod tests {
         Arc::new(Targets::new(vec!["a".into(), "b".into(), "c".into()]))
     }
 
+    /// Runs `workload` over three patients with `workers` floor clients of the server at `url`.
+    async fn measure(
+        plan: Plan,
+        workload: Workload,
+        url: &url::Url,
+        workers: usize,
+    ) -> Measurement {
+        run(
+            plan,
+            workload,
+            &three_patients(),
+            floors(url, workers).await,
+        )
+        .await
+        .expect("runs")
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_counted_run_measures_exactly_that_many_requests() {
         let url = fixed_server("200 OK").await;
         let plan = Plan {
-            concurrency: 4,
             warmup: Duration::from_millis(50),
             stop: Stop::Requests(200),
             server_pid: Some(std::process::id()),
         };
-        let measurement = run(
-            plan,
-            Workload::Mixed,
-            &three_patients(),
-            floors(&url, 4).await,
-        )
-        .await
-        .expect("runs");
+        let measurement = measure(plan, Workload::Mixed, &url, 4).await;
         assert_eq!(measurement.requests, 200);
         assert_eq!(measurement.errors, 0, "{:?}", measurement.first_error);
         let latency = measurement.latency_us.expect("latencies");
@@ -629,20 +632,12 @@ mod tests {
     async fn a_timed_run_stops_and_counts_failures() {
         let url = fixed_server("404 Not Found").await;
         let plan = Plan {
-            concurrency: 2,
             warmup: Duration::ZERO,
             stop: Stop::After(Duration::from_millis(200)),
             server_pid: None,
         };
         let started = Instant::now();
-        let measurement = run(
-            plan,
-            Workload::Read,
-            &three_patients(),
-            floors(&url, 2).await,
-        )
-        .await
-        .expect("runs");
+        let measurement = measure(plan, Workload::Read, &url, 2).await;
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(measurement.elapsed_seconds >= 0.2);
         assert!(measurement.requests > 0);
@@ -658,10 +653,48 @@ mod tests {
         assert!(first.contains("GET Patient/"), "{first}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reqwest_floor_judges_answers_like_the_hand_written_one() {
+        let targets = three_patients();
+        let mut ok = Driver::Reqwest {
+            client: reqwest::Client::new(),
+            base: Arc::from(fixed_server("200 OK").await.as_str()),
+            authorization: Arc::from("Bearer token"),
+            parse_json: true,
+        };
+        ok.execute(Operation::Search, &targets, 1)
+            .await
+            .expect("a 200 with a JSON body");
+        let mut refused = Driver::Reqwest {
+            client: reqwest::Client::new(),
+            base: Arc::from(fixed_server("404 Not Found").await.as_str()),
+            authorization: Arc::from("Bearer token"),
+            parse_json: false,
+        };
+        let error = refused
+            .execute(Operation::Read, &targets, 2)
+            .await
+            .expect_err("a 404");
+        assert_eq!(
+            error.to_string(),
+            "GET Patient/c answered 404: {\"ok\":true}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_fails_only_when_parsed() {
+        assert!(consume("Patient/a", 200, b"<html>", false).is_ok());
+        let error = consume("Patient/a", 200, b"<html>", true).expect_err("not JSON");
+        assert!(
+            error
+                .to_string()
+                .starts_with("GET Patient/a: the body is not JSON")
+        );
+    }
+
     #[tokio::test]
     async fn refuses_to_run_without_patients() {
         let plan = Plan {
-            concurrency: 1,
             warmup: Duration::ZERO,
             stop: Stop::Requests(1),
             server_pid: None,
