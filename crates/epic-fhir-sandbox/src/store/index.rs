@@ -295,23 +295,20 @@ fn date_range(leaf: &Value) -> Option<DateRange> {
                     .and_then(Value::as_str)
                     .and_then(|text| parse_date(text, false).ok())
             };
-            let (start, end) = (bound("start"), bound("end"));
-            if start.is_none() && end.is_none() {
-                return None;
+            match (bound("start"), bound("end")) {
+                (None, None) => None,
+                // A period whose end precedes its start is bad data; cover both bounds rather
+                // than index an empty range that overlaps nothing.
+                (Some(start), Some(end)) if end.hi <= start.lo => Some(DateRange {
+                    lo: end.lo,
+                    hi: start.hi,
+                }),
+                // An open side of a Period extends to infinity.
+                (start, end) => Some(DateRange {
+                    lo: start.map_or(i64::MIN, |range| range.lo),
+                    hi: end.map_or(i64::MAX, |range| range.hi),
+                }),
             }
-            // An open side of a Period extends to infinity.
-            let lo = start.map_or(i64::MIN, |range| range.lo);
-            let hi = end.map_or(i64::MAX, |range| range.hi);
-            // A period whose end precedes its start is bad data; cover both bounds rather than
-            // index an empty range that nothing could match.
-            Some(if lo < hi {
-                DateRange { lo, hi }
-            } else {
-                DateRange {
-                    lo: start.map_or(lo, |range| range.lo.min(hi)),
-                    hi: end.map_or(hi, |range| range.hi.max(lo)),
-                }
-            })
         }
         _ => None,
     }
@@ -555,6 +552,14 @@ mod tests {
         assert_eq!(
             show("Encounter", "date", &closed),
             [format!("date {}..{}", day.lo, day.hi)]
+        );
+        // An end before the start: the range covers both bounds instead of being empty.
+        let reversed = json!({"resourceType": "Encounter", "period": {"start": "2024-01-14T10:00:00Z", "end": "2024-01-14T09:59:59Z"}});
+        let end = parse_date("2024-01-14T09:59:59Z", false).expect("end");
+        let start = parse_date("2024-01-14T10:00:00Z", false).expect("start");
+        assert_eq!(
+            show("Encounter", "date", &reversed),
+            [format!("date {}..{}", end.lo, start.hi)]
         );
         // Neither `effective` itself nor `effectivelyX` is a choice of `effective[x]`.
         let odd =
