@@ -35,19 +35,10 @@ pub(crate) struct ConnectionArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Settings after merging flags, environment and the config file; also the shape of the
+/// config file itself, whose keys are these field names.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
-    base_url: Option<String>,
-    client_id: Option<String>,
-    private_key: Option<PathBuf>,
-    key_id: Option<String>,
-    token_url: Option<String>,
-    scope: Option<String>,
-}
-
-/// Settings after merging flags, environment and the config file.
-#[derive(Debug, Clone, Default)]
 pub(crate) struct Settings {
     pub(crate) base_url: Option<String>,
     pub(crate) client_id: Option<String>,
@@ -62,7 +53,7 @@ impl ConnectionArgs {
     pub(crate) fn resolve(&self) -> Result<Settings, Failure> {
         let file = match &self.config {
             Some(path) => read_config(path).map_err(Failure::usage)?,
-            None => ConfigFile::default(),
+            None => Settings::default(),
         };
         let config_dir = self
             .config
@@ -85,7 +76,7 @@ impl ConnectionArgs {
     }
 }
 
-fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+fn read_config(path: &Path) -> anyhow::Result<Settings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
