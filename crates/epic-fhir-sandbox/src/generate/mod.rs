@@ -204,15 +204,14 @@ pub fn generate(
     let mut named_patients = Vec::new();
     for (index, spec) in named::NAMED.iter().enumerate() {
         let mut rng = Rng::stream(config.seed, STREAM_NAMED, index as u64);
-        if let Some(plan) = named::plan(index, &mut rng, &world, &directory) {
-            let patient = render::render(&plan, &mut rng, &mut world, &directory);
-            named_patients.push(NamedPatient {
-                name: patient.display.clone(),
-                id: patient.id.clone(),
-                mrn: spec.mrn.to_owned(),
-            });
-            rendered.push(patient);
-        }
+        let plan = named::plan(spec, &mut rng, world.clock.today, &directory);
+        let patient = render::render(&plan, &mut rng, &mut world, &directory);
+        named_patients.push(NamedPatient {
+            name: patient.display.clone(),
+            id: patient.id.clone(),
+            mrn: spec.mrn.to_owned(),
+        });
+        rendered.push(patient);
     }
     let named_count = rendered.len();
     for index in 0..config.patients.saturating_sub(named::NAMED.len()) {

@@ -9,7 +9,6 @@
 use time::Date;
 use time::macros::date;
 
-use super::World;
 use super::catalog::{
     Allergen, CHILDHOOD_SCHEDULE, Cond, Lab, Med, Proc, Smoking, Specialty, Vaccine,
 };
@@ -31,6 +30,8 @@ pub(super) struct NamedSpec {
     pub(super) birth: Date,
     pub(super) female: bool,
     pub(super) mrn: &'static str,
+    /// Writes the patient's documented history into the plan.
+    history: fn(&mut Named<'_>),
 }
 
 /// Epic's named patients, in the order of Epic's documentation.
@@ -42,6 +43,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1973 - 06 - 03),
         female: false,
         mrn: "E4005",
+        history: |b| b.derrick(),
     },
     NamedSpec {
         id: "erXuFYUfucBZaryVksYEcMg3",
@@ -50,6 +52,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1987 - 09 - 12),
         female: true,
         mrn: "E4007",
+        history: |b| b.camila(),
     },
     NamedSpec {
         id: "eD.LxhDyX35TntF77l7etUA3",
@@ -58,6 +61,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1985 - 08 - 01),
         female: false,
         mrn: "E4001",
+        history: |b| b.jason(),
     },
     NamedSpec {
         id: "evYS76EX6LLeCX2PlRLhvwg3",
@@ -66,6 +70,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1985 - 08 - 01),
         female: true,
         mrn: "E4002",
+        history: |b| b.jessica(),
     },
     NamedSpec {
         id: "eAB3mDIBBcyUKviyzrxsnAw3",
@@ -74,6 +79,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(2014 - 11 - 14),
         female: true,
         mrn: "E4003",
+        history: |b| b.desiree(),
     },
     NamedSpec {
         id: "eIXesllypH3M9tAA5WdJftQ3",
@@ -82,6 +88,7 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1969 - 04 - 27),
         female: true,
         mrn: "E4004",
+        history: |b| b.linda(),
     },
     NamedSpec {
         id: "e0w0LEDCYtfckT6N.CkJKCw3",
@@ -90,31 +97,17 @@ pub(super) const NAMED: [NamedSpec; 7] = [
         birth: date!(1952 - 05 - 24),
         female: false,
         mrn: "E4006",
+        history: |b| b.warren(),
     },
 ];
 
 /// The earliest anchor the named histories fit: Desiree Powell must be at least a year old.
 pub(super) const EARLIEST_NOW: Date = date!(2016 - 01 - 01);
 
-/// Builds the plan of named patient `index` (into [`NAMED`]).
-pub(super) fn plan(
-    index: usize,
-    rng: &mut Rng,
-    world: &World<'_>,
-    directory: &Directory,
-) -> Option<Plan> {
-    let spec = NAMED.get(index)?;
-    let today = world.clock.today;
+/// Builds the plan of one named patient for the anchor date `today`.
+pub(super) fn plan(spec: &NamedSpec, rng: &mut Rng, today: Date, directory: &Directory) -> Plan {
     let mut b = Named::new(spec, rng, today, directory);
-    match index {
-        0 => b.derrick(),
-        1 => b.camila(),
-        2 => b.jason(),
-        3 => b.jessica(),
-        4 => b.desiree(),
-        5 => b.linda(),
-        _ => b.warren(),
-    }
+    (spec.history)(&mut b);
     let mut plan = b.plan;
     plan.sort_visits();
     if let Some((date, lab)) = b.single_lab_on {
@@ -123,7 +116,7 @@ pub(super) fn plan(
         let visit = plan.visits.iter().position(|v| v.date == date).unwrap_or(0);
         plan.labs = LabPolicy::Single { visit, lab };
     }
-    Some(plan)
+    plan
 }
 
 struct Named<'a> {
