@@ -79,79 +79,55 @@ impl ParamDef {
     }
 }
 
-const fn date(name: &'static str, paths: &'static [&'static str], doc: &'static str) -> ParamDef {
-    ParamDef {
-        name,
-        kind: ParamKind::Date,
-        paths,
-        target: None,
-        doc,
-    }
-}
+/// Element paths of a parameter, as the registry tables write them.
+type Paths = &'static [&'static str];
 
-const fn token(name: &'static str, paths: &'static [&'static str], doc: &'static str) -> ParamDef {
-    ParamDef {
-        name,
-        kind: ParamKind::Token,
-        paths,
-        target: None,
-        doc,
-    }
-}
-
-const fn string(name: &'static str, paths: &'static [&'static str], doc: &'static str) -> ParamDef {
-    ParamDef {
-        name,
-        kind: ParamKind::String,
-        paths,
-        target: None,
-        doc,
-    }
-}
-
-const fn quantity(
+/// The one place a [`ParamDef`] is built; the helpers below name the kind.
+const fn def(
+    kind: ParamKind,
     name: &'static str,
-    paths: &'static [&'static str],
+    paths: Paths,
+    target: Option<&'static str>,
     doc: &'static str,
 ) -> ParamDef {
     ParamDef {
         name,
-        kind: ParamKind::Quantity,
+        kind,
         paths,
-        target: None,
+        target,
         doc,
     }
+}
+
+const fn date(name: &'static str, paths: Paths, doc: &'static str) -> ParamDef {
+    def(ParamKind::Date, name, paths, None, doc)
+}
+
+const fn token(name: &'static str, paths: Paths, doc: &'static str) -> ParamDef {
+    def(ParamKind::Token, name, paths, None, doc)
+}
+
+const fn string(name: &'static str, paths: Paths, doc: &'static str) -> ParamDef {
+    def(ParamKind::String, name, paths, None, doc)
+}
+
+const fn quantity(name: &'static str, paths: Paths, doc: &'static str) -> ParamDef {
+    def(ParamKind::Quantity, name, paths, None, doc)
 }
 
 /// A reference parameter that may point at any resource type.
-const fn reference(
-    name: &'static str,
-    paths: &'static [&'static str],
-    doc: &'static str,
-) -> ParamDef {
-    ParamDef {
-        name,
-        kind: ParamKind::Reference,
-        paths,
-        target: None,
-        doc,
-    }
+const fn reference(name: &'static str, paths: Paths, doc: &'static str) -> ParamDef {
+    def(ParamKind::Reference, name, paths, None, doc)
 }
 
 /// A reference parameter that only ever means one resource type.
 const fn reference_to(
     name: &'static str,
-    paths: &'static [&'static str],
+    paths: Paths,
     target: &'static str,
     doc: &'static str,
 ) -> ParamDef {
-    ParamDef {
-        name,
-        kind: ParamKind::Reference,
-        paths,
-        target: Some(target),
-        doc,
-    }
+    def(ParamKind::Reference, name, paths, Some(target), doc)
 }
 
 /// `_id`: every type supports it; matched against the resource's logical id.
