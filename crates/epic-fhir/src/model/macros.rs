@@ -232,11 +232,7 @@ macro_rules! fhir_struct {
         $(#[$meta:meta])*
         backbone struct $name:ident { $($body:tt)* }
     ) => {
-        $crate::model::macros::fhir_struct! { @emit [] $(#[$meta])* $name {
-            /// Unique id of this element within the resource, for internal references.
-            opt "id" id: String,
-            /// Additional content defined by implementations, kept as given.
-            vec "extension" extension: $crate::model::Extension,
+        $crate::model::macros::fhir_struct! { $(#[$meta])* element struct $name {
             /// Extensions that change the meaning of this element and cannot be ignored.
             vec "modifierExtension" modifier_extension: $crate::model::Extension,
             $($body)*
@@ -263,15 +259,7 @@ macro_rules! fhir_struct {
         $(#[$meta:meta])*
         domain_resource struct $name:ident ($rtype:literal) { $($body:tt)* }
     ) => {
-        $crate::model::macros::fhir_struct! { @emit [$rtype] $(#[$meta])* $name {
-            /// Logical id of the resource on its server.
-            opt "id" id: String,
-            /// Metadata maintained by the server: version, last update, profiles, tags.
-            opt "meta" meta: $crate::model::Meta,
-            /// Reference to rules the content was created under, which readers must understand.
-            opt "implicitRules" implicit_rules: String,
-            /// Language of the resource content (a BCP-47 code).
-            opt "language" language: String,
+        $crate::model::macros::fhir_struct! { $(#[$meta])* resource struct $name ($rtype) {
             /// Human-readable summary of the resource (XHTML narrative).
             opt "text" text: $crate::model::Narrative,
             /// Resources contained inline, kept as raw JSON objects; referenced as `#id`.
@@ -282,7 +270,6 @@ macro_rules! fhir_struct {
             vec "modifierExtension" modifier_extension: $crate::model::Extension,
             $($body)*
         } }
-        $crate::model::macros::impl_fhir_resource!($name, $rtype);
 
         impl $name {
             /// Finds the contained resource that the local reference `#id` (or bare `id`)
