@@ -111,18 +111,57 @@ impl RawResource {
         mut map: A,
     ) -> Result<Self, A::Error> {
         let mut members = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if members.contains_key(&key) || key == "resourceType" {
-                return reject_member(&mut map, duplicate_member(&key));
-            }
-            let value = map.next_value()?;
-            members.insert(key, value);
-        }
+        read_members(&mut map, &mut members, true)?;
         Ok(Self {
             resource_type,
             members,
         })
     }
+}
+
+/// How a resource object begins: with its `resourceType`, as servers write it, or with other
+/// members, which are then read into JSON because the type is not known yet.
+enum ResourceStart {
+    /// The non-empty `resourceType`, read as the first member; the rest is still unread.
+    ResourceType(String),
+    /// The whole object, `resourceType` included if present.
+    Buffered(Map<String, Value>),
+}
+
+/// Reads the first member of a resource object, and the whole object when that member is not
+/// `resourceType`, so that `Resource` and `RawResource` decide in the same way.
+fn read_resource_start<'de, A: MapAccess<'de>>(map: &mut A) -> Result<ResourceStart, A::Error> {
+    let Some(first) = map.next_key::<String>()? else {
+        return Err(de::Error::custom("missing member `resourceType`"));
+    };
+    if first == "resourceType" {
+        let resource_type: String = map.next_value()?;
+        if resource_type.is_empty() {
+            return Err(de::Error::custom("resourceType must be a non-empty string"));
+        }
+        return Ok(ResourceStart::ResourceType(resource_type));
+    }
+    let mut object = Map::new();
+    object.insert(first, map.next_value()?);
+    read_members(map, &mut object, false)?;
+    Ok(ResourceStart::Buffered(object))
+}
+
+/// Reads the members left in `map` into `members`, refusing a name that is already there, and
+/// `resourceType` too when the caller has read it apart from `members`.
+fn read_members<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    members: &mut Map<String, Value>,
+    resource_type_read: bool,
+) -> Result<(), A::Error> {
+    while let Some(key) = map.next_key::<String>()? {
+        if members.contains_key(&key) || (resource_type_read && key == "resourceType") {
+            return reject_member(map, duplicate_member(&key));
+        }
+        let value = map.next_value()?;
+        members.insert(key, value);
+    }
+    Ok(())
 }
 
 impl Serialize for RawResource {
@@ -150,28 +189,12 @@ impl<'de> Deserialize<'de> for RawResource {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawResource, A::Error> {
-                let mut resource_type: Option<String> = None;
-                let mut members = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "resourceType" {
-                        if resource_type.is_some() {
-                            return reject_member(&mut map, duplicate_member(&key));
-                        }
-                        resource_type = Some(map.next_value()?);
-                    } else if members.contains_key(&key) {
-                        return reject_member(&mut map, duplicate_member(&key));
-                    } else {
-                        let value = map.next_value()?;
-                        members.insert(key, value);
+                match read_resource_start(&mut map)? {
+                    ResourceStart::ResourceType(resource_type) => {
+                        RawResource::from_map(resource_type, map)
                     }
-                }
-                match resource_type {
-                    Some(resource_type) if !resource_type.is_empty() => Ok(RawResource {
-                        resource_type,
-                        members,
-                    }),
-                    Some(_) => Err(de::Error::custom("resourceType must be a non-empty string")),
-                    None => Err(de::Error::custom("missing member `resourceType`")),
+                    ResourceStart::Buffered(object) => RawResource::from_object(object)
+                        .map_err(|error| de::Error::custom(error.nested_message())),
                 }
             }
         }
@@ -405,24 +428,12 @@ impl<'de> Visitor<'de> for ResourceVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Resource, A::Error> {
-        let Some(first) = map.next_key::<String>()? else {
-            return Err(de::Error::custom("missing member `resourceType`"));
-        };
-        if first == "resourceType" {
-            let resource_type: String = map.next_value()?;
-            return Resource::from_map(resource_type, map);
+        match read_resource_start(&mut map)? {
+            ResourceStart::ResourceType(resource_type) => Resource::from_map(resource_type, map),
+            // `resourceType` comes later: the object was read as JSON, now into its model.
+            ResourceStart::Buffered(object) => Resource::from_object(object)
+                .map_err(|error| de::Error::custom(error.nested_message())),
         }
-        // `resourceType` comes later: read the object as JSON, then into its model.
-        let mut object = Map::new();
-        object.insert(first, map.next_value()?);
-        while let Some(key) = map.next_key::<String>()? {
-            if object.contains_key(&key) {
-                return reject_member(&mut map, duplicate_member(&key));
-            }
-            let value = map.next_value()?;
-            object.insert(key, value);
-        }
-        Resource::from_object(object).map_err(|error| de::Error::custom(error.nested_message()))
     }
 }
 
@@ -546,6 +557,33 @@ mod tests {
         );
         let array = from_slice::<Resource>(b"[]").unwrap_err();
         assert!(array.source_message().contains("a FHIR resource object"));
+    }
+
+    #[test]
+    fn empty_resource_type_is_an_error_first_or_later() {
+        for text in [
+            &br#"{"resourceType":"","id":"x"}"#[..],
+            br#"{"id":"x","resourceType":""}"#,
+        ] {
+            let error = from_slice::<Resource>(text).unwrap_err();
+            assert!(
+                error
+                    .source_message()
+                    .contains("resourceType must be a non-empty string"),
+                "{error}"
+            );
+            let raw = from_slice::<RawResource>(text).unwrap_err();
+            assert!(
+                raw.source_message()
+                    .contains("resourceType must be a non-empty string"),
+                "{raw}"
+            );
+        }
+        let contained = from_slice::<Patient>(
+            br#"{"resourceType":"Patient","contained":[{"resourceType":""}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(contained.path(), "contained[0]");
     }
 
     #[test]
