@@ -349,6 +349,15 @@ impl Parsed {
     }
 }
 
+/// Refuses years that the four-digit FHIR syntax cannot write.
+fn check_fhir_year(year: i32) -> Result<(), &'static str> {
+    if (1..=9999).contains(&year) {
+        Ok(())
+    } else {
+        Err("FHIR years run from 0001 to 9999")
+    }
+}
+
 /// Writes `value` as FHIR instant text (`YYYY-MM-DDThh:mm:ss[.fff]Z` or with `+hh:mm`).
 fn format_instant(value: OffsetDateTime, kind: Kind) -> Result<String, TemporalParseError> {
     let error = |reason| TemporalParseError {
@@ -356,9 +365,7 @@ fn format_instant(value: OffsetDateTime, kind: Kind) -> Result<String, TemporalP
         value: value.to_string(),
         reason,
     };
-    if !(1..=9999).contains(&value.year()) {
-        return Err(error("FHIR years run from 0001 to 9999"));
-    }
+    check_fhir_year(value.year()).map_err(error)?;
     let offset = value.offset();
     if offset.seconds_past_minute() != 0 {
         return Err(error("FHIR zone offsets have no seconds"));
@@ -509,9 +516,17 @@ impl Date {
     }
 }
 
-impl From<CalendarDate> for Date {
-    fn from(date: CalendarDate) -> Self {
-        Self {
+impl TryFrom<CalendarDate> for Date {
+    type Error = TemporalParseError;
+
+    /// Writes the day as `YYYY-MM-DD`; it fails for years FHIR cannot write (before 0001).
+    fn try_from(date: CalendarDate) -> Result<Self, TemporalParseError> {
+        check_fhir_year(date.year()).map_err(|reason| TemporalParseError {
+            kind: Kind::Date.name(),
+            value: date.to_string(),
+            reason,
+        })?;
+        Ok(Self {
             text: format!(
                 "{:04}-{:02}-{:02}",
                 date.year(),
@@ -523,7 +538,7 @@ impl From<CalendarDate> for Date {
                 offset: None,
                 precision: Precision::Day,
             },
-        }
+        })
     }
 }
 
@@ -736,8 +751,15 @@ mod tests {
         let utc = DateTime::try_from(datetime!(2024-03-01 15:15:00 UTC)).unwrap();
         assert_eq!(utc.as_str(), "2024-03-01T15:15:00Z");
         assert!(Instant::try_from(datetime!(2024-03-01 15:15:00 +1:00:30)).is_err());
-        let date = Date::from(time::macros::date!(2024 - 03 - 01));
+        let date = Date::try_from(time::macros::date!(2024 - 03 - 01)).unwrap();
         assert_eq!(DateTime::from(date).as_str(), "2024-03-01");
+        assert_eq!(
+            Date::try_from(time::macros::date!(0000 - 01 - 01))
+                .unwrap_err()
+                .reason(),
+            "FHIR years run from 0001 to 9999"
+        );
+        assert!(Date::try_from(time::macros::date!(-0001 - 12 - 31)).is_err());
     }
 
     #[test]
