@@ -24,7 +24,8 @@ fhir_struct! {
 }
 
 impl Extension {
-    /// Makes an extension with a value, such as `Extension::with_value(url, "valueCode", json!("F"))`.
+    /// Makes an extension with a value, such as
+    /// `Extension::with_value(url, ExtensionValue::new("valueCode", json!("F"))?)`.
     pub fn with_value(url: impl Into<String>, value: ExtensionValue) -> Self {
         Self {
             url: url.into(),
@@ -506,17 +507,14 @@ fhir_struct! {
 impl fmt::Display for Ratio {
     /// Writes `numerator / denominator`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let numerator = self
-            .numerator
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        let denominator = self
-            .denominator
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        write!(formatter, "{numerator} / {denominator}")
+        if let Some(numerator) = &self.numerator {
+            write!(formatter, "{numerator}")?;
+        }
+        formatter.write_str(" / ")?;
+        if let Some(denominator) = &self.denominator {
+            write!(formatter, "{denominator}")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,5 @@
 //! The Observation resource.
 
-use super::datatypes::non_empty;
 use super::macros::{fhir_choice, fhir_struct};
 use super::{
     Annotation, CodeableConcept, DateTime, Identifier, Instant, Period, Quantity, Range, Ratio,
@@ -55,7 +54,7 @@ impl ObservationValue {
                 period.end.as_ref().map_or("…", |end| end.as_str())
             ),
         };
-        non_empty(Some(&text)).map(str::to_owned)
+        (!text.trim().is_empty()).then_some(text)
     }
 
     /// The numeric value and its unit (`unit`, else the unit code), for a quantity with a value.
