@@ -1,5 +1,5 @@
 //! Parsing a 1,000-entry searchset Bundle of Synthea Observations into the typed `Bundle`
-//! model against into `serde_json::Value`, and writing both back.
+//! model and into `serde_json::Value`, and writing both back.
 //!
 //! `model::from_slice` tracks the JSON path only on a second pass after a failure, so on valid
 //! input it should match plain `serde_json::from_slice`. A second group measures the slower

@@ -36,7 +36,7 @@ fn synthea_dir() -> PathBuf {
     }
 }
 
-/// The lines of every `*.ndjson.gz` file of the Synthea set, with the file's resource type.
+/// Every `*.ndjson.gz` file of the Synthea set with the resource type it holds, by name.
 fn synthea_files() -> Vec<(String, PathBuf)> {
     let dir = synthea_dir();
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|error| {
