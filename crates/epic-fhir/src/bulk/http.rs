@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use tokio::sync::SemaphorePermit;
 use url::Url;
@@ -47,7 +47,28 @@ pub(super) struct Outgoing<'u> {
     pub(super) headers_timeout: Option<Duration>,
 }
 
-impl Outgoing<'_> {
+impl<'u> Outgoing<'u> {
+    /// A request to the export's own endpoints on the FHIR server (kick-off, status URL):
+    /// with the token, `accept` as `Accept`, and the client's timeouts.
+    pub(super) fn endpoint(
+        method: Method,
+        url: &'u Url,
+        accept: &'static str,
+        idempotent: bool,
+    ) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(accept));
+        Outgoing {
+            method,
+            url,
+            headers,
+            with_token: true,
+            idempotent,
+            timeout: None,
+            headers_timeout: None,
+        }
+    }
+
     pub(super) fn info(&self) -> RequestInfo {
         RequestInfo::new(self.method.as_str(), self.url)
     }
@@ -200,6 +221,17 @@ impl<'a> Retrier<'a> {
             started: tokio::time::Instant::now(),
             failures: 0,
             refreshed: false,
+        }
+    }
+
+    /// Sends `out`, trying again while the request fails without an answer and the policy
+    /// allows.
+    pub(super) async fn send(&mut self, out: &Outgoing<'_>) -> Result<Sent<'a>> {
+        loop {
+            match send(self.inner, out).await {
+                Ok(sent) => return Ok(sent),
+                Err(error) => self.pause(error).await?,
+            }
         }
     }
 

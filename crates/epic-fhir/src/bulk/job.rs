@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt as _;
-use reqwest::header::{ACCEPT, CONTENT_LOCATION, HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_LOCATION, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -138,29 +138,14 @@ impl ExportJob {
     /// Sends the kick-off to `url`; see [`super::ExportRequest::kick_off`].
     pub(super) async fn kick_off(client: &FhirClient, url: Url) -> Result<ExportJob> {
         let inner = client.inner();
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(FHIR_JSON));
-        headers.insert("prefer", HeaderValue::from_static("respond-async"));
-        let out = Outgoing {
-            method: Method::GET,
-            url: &url,
-            headers,
-            with_token: true,
-            // A kick-off starts a job: repeating one that may have reached the server could
-            // start a second one (and Epic refuses a second export of a Group for a day).
-            idempotent: false,
-            timeout: None,
-            headers_timeout: None,
-        };
+        // A kick-off starts a job: repeating one that may have reached the server could start
+        // a second one (and Epic refuses a second export of a Group for a day).
+        let mut out = Outgoing::endpoint(Method::GET, &url, FHIR_JSON, false);
+        out.headers
+            .insert("prefer", HeaderValue::from_static("respond-async"));
         let mut retrier = Retrier::new(inner);
         loop {
-            let sent = match send(inner, &out).await {
-                Ok(sent) => sent,
-                Err(error) => {
-                    retrier.pause(error).await?;
-                    continue;
-                }
-            };
+            let sent = retrier.send(&out).await?;
             let status = sent.response.status();
             if status == StatusCode::ACCEPTED {
                 let location = sent
@@ -231,27 +216,10 @@ impl ExportJob {
     /// cancelled or expired (404), or when the server asks to poll more slowly (429, with
     /// [`Error::retry_after`]); [`ErrorKind::Decode`] when the manifest is not valid.
     pub async fn status(&self) -> Result<ExportStatus> {
-        let inner = self.client.inner();
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let out = Outgoing {
-            method: Method::GET,
-            url: &self.status_url,
-            headers,
-            with_token: true,
-            idempotent: true,
-            timeout: None,
-            headers_timeout: None,
-        };
-        let mut retrier = Retrier::new(inner);
+        let out = Outgoing::endpoint(Method::GET, &self.status_url, "application/json", true);
+        let mut retrier = Retrier::new(self.client.inner());
         loop {
-            let sent = match send(inner, &out).await {
-                Ok(sent) => sent,
-                Err(error) => {
-                    retrier.pause(error).await?;
-                    continue;
-                }
-            };
+            let sent = retrier.send(&out).await?;
             let status = sent.response.status();
             match status {
                 StatusCode::ACCEPTED => {
@@ -381,18 +349,8 @@ impl ExportJob {
     /// [`ErrorKind::Status`] 404 when the server does not know the job (already deleted or
     /// expired), unless an earlier attempt of this call may have deleted it.
     pub async fn cancel(&self) -> Result<()> {
+        let out = Outgoing::endpoint(Method::DELETE, &self.status_url, FHIR_JSON, true);
         let inner = self.client.inner();
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(FHIR_JSON));
-        let out = Outgoing {
-            method: Method::DELETE,
-            url: &self.status_url,
-            headers,
-            with_token: true,
-            idempotent: true,
-            timeout: None,
-            headers_timeout: None,
-        };
         let mut retrier = Retrier::new(inner);
         let mut may_have_reached = false;
         loop {
