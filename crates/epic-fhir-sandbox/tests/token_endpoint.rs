@@ -466,6 +466,14 @@ async fn nbf_and_iat_rules() {
         exchange(&sandbox, &with(&|c| c["iat"] = json!(now() - 600))).await,
         "more than 300 s before exp",
     );
+    // The most negative numbers are refused like any other too-early value, without
+    // overflowing the distance to exp.
+    for name in ["iat", "nbf"] {
+        assert_invalid_client(
+            exchange(&sandbox, &with(&|c| c[name] = json!(i64::MIN))).await,
+            "more than 300 s before exp",
+        );
+    }
     // Neither is required.
     assert_eq!(
         exchange(

@@ -218,7 +218,9 @@ pub(crate) async fn verify(
             if value > ctx.now + ctx.skew {
                 return Err(format!("{name} {value} is in the future (now {})", ctx.now));
             }
-            if exp - value > MAX_ASSERTION_SECONDS + ctx.skew {
+            // Saturating: both claims come from the client, and a far-past value must fail
+            // this check rather than overflow.
+            if exp.saturating_sub(value) > MAX_ASSERTION_SECONDS + ctx.skew {
                 return Err(format!(
                     "{name} {value} is more than {MAX_ASSERTION_SECONDS} s before exp {exp}"
                 ));
