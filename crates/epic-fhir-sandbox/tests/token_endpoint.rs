@@ -825,3 +825,22 @@ async fn unreachable_jwks_url_is_an_invalid_client_naming_it() {
         "unreachable",
     );
 }
+
+#[tokio::test]
+async fn jwks_url_beyond_loopback_is_never_fetched() {
+    let key = TestKey::rsa2048("k");
+    // Built directly, not through `ClientConfig::parse_spec`, which refuses it up front.
+    let remote = ClientConfig::new(
+        "remote-app",
+        ClientKeys::JwksUrl("https://jwks.example.org/jwks.json".parse().expect("url")),
+    );
+    let sandbox = sandbox_with(vec![remote], |_| {}).await;
+    assert_invalid_client(
+        exchange(
+            &sandbox,
+            &sign(&key, Some("k"), &claims("remote-app", &aud(&sandbox))),
+        )
+        .await,
+        "is not on loopback",
+    );
+}

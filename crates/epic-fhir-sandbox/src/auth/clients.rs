@@ -20,8 +20,9 @@ pub const DEFAULT_JWKS_CACHE: Duration = Duration::from_secs(3600);
 pub enum ClientKeys {
     /// Keys given at registration (from a JWK Set file, a PEM public key or a certificate).
     Static(Vec<VerifyKey>),
-    /// A JWK Set URL on loopback, fetched on first use, cached per its `Cache-Control`, and
-    /// fetched again once when an assertion names an unknown `kid`.
+    /// A JWK Set URL on loopback (any other is refused, never fetched), fetched on first use,
+    /// cached per its `Cache-Control`, and fetched again once when an assertion names an
+    /// unknown `kid`.
     JwksUrl(Url),
 }
 
@@ -185,6 +186,9 @@ impl Client {
 }
 
 async fn fetch_jwks(http: &reqwest::Client, url: &Url) -> Result<Fetched, String> {
+    // Checked here, at the one place the sandbox reaches out, and not only when parsing a
+    // client spec: a `ClientConfig` can also be built directly with any URL.
+    check_loopback(url)?;
     tracing::debug!(target: "epic_fhir_sandbox::auth", %url, "fetching JWK Set");
     let response = http
         .get(url.clone())
