@@ -73,7 +73,11 @@ impl KeyKind {
                 format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64url(e), b64url(n))
             }
             KeyKind::EcP384 { point } => {
-                let (x, y) = point[1..].split_at(48);
+                // The fields are public, so the point may not be the 97 bytes the parsers
+                // produce; halving what follows the prefix byte cannot panic, and gives the
+                // right coordinates for every valid point.
+                let coordinates = point.get(1..).unwrap_or_default();
+                let (x, y) = coordinates.split_at(coordinates.len() / 2);
                 format!(
                     r#"{{"crv":"P-384","kty":"EC","x":"{}","y":"{}"}}"#,
                     b64url(x),
@@ -394,6 +398,21 @@ mod tests {
         let spki = pair.public_key().as_der().expect("der");
         let key = parse_pem_public(&pem("PUBLIC KEY", spki.as_ref())).expect("parses");
         assert_eq!(key.kind.kty(), "EC");
+        let KeyKind::EcP384 { point } = &key.kind else {
+            panic!("not EC")
+        };
+        let jwk = json!({"kty": "EC", "crv": "P-384", "x": b64url(&point[1..49]), "y": b64url(&point[49..])});
+        let from_jwk = parse_jwks(&json!({"keys": [jwk]})).expect("jwks");
+        assert_eq!(from_jwk[0].kind, key.kind);
+        assert_eq!(
+            from_jwk[0].kid,
+            key.kind.thumbprint(),
+            "kid defaults to the thumbprint"
+        );
+        // A point built by hand with the wrong length has a thumbprint, not a panic.
+        for short in [Vec::new(), vec![4], vec![4, 1, 2, 3]] {
+            assert_eq!(KeyKind::EcP384 { point: short }.thumbprint().len(), 43);
+        }
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let sig = pair.sign(&rng, b"msg").expect("sign");
         assert!(key.kind.verify("ES384", b"msg", sig.as_ref()));
