@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
+use crate::search::reference::split_reference;
+
 /// Read buffer size: large enough that gzip inflation and JSON parsing dominate, not syscalls.
 const BUFFER_BYTES: usize = 256 * 1024;
 
@@ -479,34 +481,17 @@ fn load_json(
 }
 
 /// The id a `fullUrl` gives an entry whose resource has none: the uuid of `urn:uuid:X`, or the
-/// last segment of `http(s)://.../Type/id` when `Type` is the resource's type.
+/// id of an absolute `http(s)://base/Type/id[/_history/v]` when `Type` is the resource's type.
 fn id_from_full_url(full_url: &str, resource_type: &str) -> Option<String> {
     if let Some(uuid) = strip_prefix_ignore_case(full_url, "urn:uuid:") {
         return (!uuid.is_empty()).then(|| uuid.to_owned());
     }
-    let (kind, id) = type_and_id_of_url(full_url)?;
-    (kind == resource_type).then(|| id.to_owned())
-}
-
-/// `Type` and `id` of an absolute `http(s)://base/Type/id[/_history/v]` URL.
-fn type_and_id_of_url(url: &str) -> Option<(&str, &str)> {
-    let rest = strip_prefix_ignore_case(url, "https://")
-        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
-    let rest = rest.trim_end_matches('/');
-    let rest = match rest.rfind("/_history/") {
-        Some(at) => &rest[..at],
-        None => rest,
-    };
-    let mut segments = rest.rsplit('/');
-    let id = segments.next()?;
-    let kind = segments.next()?;
-    // A resource type starts with an upper-case letter; anything else is a base URL segment.
-    let valid = kind.starts_with(|c: char| c.is_ascii_uppercase())
-        && !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    valid.then_some((kind, id))
+    let path = strip_prefix_ignore_case(full_url, "https://")
+        .or_else(|| strip_prefix_ignore_case(full_url, "http://"))?;
+    match split_reference(path.trim_end_matches('/')) {
+        Some((Some(kind), id)) if kind == resource_type => Some(id.to_owned()),
+        _ => None,
+    }
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -1081,6 +1066,14 @@ mod tests {
         );
         assert_eq!(
             id_from_full_url("http://h/fhir/Patient/p1", "Observation"),
+            None
+        );
+        assert_eq!(
+            id_from_full_url("HTTPS://h/fhir/Patient/p1/", "Patient"),
+            Some("p1".to_owned())
+        );
+        assert_eq!(
+            id_from_full_url("https://h/fhir/patient/p1", "patient"),
             None
         );
         assert_eq!(id_from_full_url("urn:oid:1.2.3", "Patient"), None);
