@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Failure;
+use crate::sandbox::DataArgs;
 use crate::settings::Settings;
 use child::SandboxProcess;
 use http1::{Endpoint, Floor};
@@ -73,15 +74,9 @@ pub(crate) struct BenchArgs {
     /// Unmeasured warm-up seconds at the start of each run.
     #[arg(long, value_parser = parse_seconds_or_zero, default_value = "1")]
     warmup: Duration,
-    /// Synthetic patients the sandbox generates (Epic's seven named patients included).
-    #[arg(long, default_value_t = 100)]
-    patients: usize,
-    /// Seed of the sandbox's synthetic data.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// A directory of NDJSON files (gzip too) or Bundles for the sandbox to load; repeatable.
-    #[arg(long = "data", value_name = "DIR")]
-    data: Vec<PathBuf>,
+    /// The data of the sandbox the benchmark starts.
+    #[command(flatten)]
+    sandbox_data: DataArgs,
     /// An extra flag for the sandbox process, e.g. `--sandbox-arg=--session-idle=5`;
     /// repeatable.
     #[arg(long = "sandbox-arg", value_name = "ARG", allow_hyphen_values = true)]
@@ -185,7 +180,9 @@ impl BenchArgs {
         if self.max_patients == 0 {
             return Err(Failure::usage(anyhow!("--max-patients must be at least 1")));
         }
-        if self.base_url.is_some() && !(self.data.is_empty() && self.sandbox_args.is_empty()) {
+        if self.base_url.is_some()
+            && !(self.sandbox_data.data.is_empty() && self.sandbox_args.is_empty())
+        {
             return Err(Failure::usage(anyhow!(
                 "--data and --sandbox-arg configure the sandbox the benchmark starts; they cannot be combined with --base-url"
             )));
@@ -200,7 +197,7 @@ impl BenchArgs {
                 )));
             }
         }
-        if let Some(dir) = self.data.iter().find(|dir| !dir.is_dir()) {
+        if let Some(dir) = self.sandbox_data.data.iter().find(|dir| !dir.is_dir()) {
             return Err(Failure::usage(anyhow!(
                 "--data {}: not a directory",
                 dir.display()
@@ -224,19 +221,8 @@ impl BenchArgs {
         let exe = std::env::current_exe()
             .context("cannot find the epic-fhir executable to start the sandbox with")
             .map_err(Failure::remote)?;
-        let mut args: Vec<OsString> = vec![
-            "sandbox".into(),
-            "--addr".into(),
-            "127.0.0.1:0".into(),
-            "--patients".into(),
-            self.patients.to_string().into(),
-            "--seed".into(),
-            self.seed.to_string().into(),
-        ];
-        for dir in &self.data {
-            args.push("--data".into());
-            args.push(dir.clone().into_os_string());
-        }
+        let mut args: Vec<OsString> = vec!["sandbox".into(), "--addr".into(), "127.0.0.1:0".into()];
+        args.extend(self.sandbox_data.to_args());
         args.extend(self.sandbox_args.iter().map(OsString::from));
         let mut client_spec = OsString::from(format!("{BENCH_CLIENT_ID}="));
         client_spec.push(files.jwks_json.as_os_str());

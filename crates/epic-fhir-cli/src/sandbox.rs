@@ -1,5 +1,6 @@
 //! `epic-fhir sandbox`: run the local Epic-compatible server until Ctrl-C.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,12 +13,10 @@ use serde_json::json;
 
 use crate::Failure;
 
-/// Flags of `epic-fhir sandbox`.
+/// What the sandbox serves: flags of `epic-fhir sandbox`, shared with `epic-fhir bench`, which
+/// passes them on to the sandbox it starts.
 #[derive(Debug, Args)]
-pub(crate) struct SandboxArgs {
-    /// Address to listen on (loopback unless you really mean otherwise).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddr,
+pub(crate) struct DataArgs {
     /// Synthetic patients to generate (Epic's seven named patients included); 0 for none.
     #[arg(long, default_value_t = 100)]
     patients: usize,
@@ -26,7 +25,34 @@ pub(crate) struct SandboxArgs {
     seed: u64,
     /// A directory of NDJSON files (gzip too) or FHIR Bundles to load; repeatable.
     #[arg(long = "data", value_name = "DIR")]
-    data: Vec<PathBuf>,
+    pub(crate) data: Vec<PathBuf>,
+}
+
+impl DataArgs {
+    /// The same flags as arguments of `epic-fhir sandbox`.
+    pub(crate) fn to_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--patients".into(),
+            self.patients.to_string().into(),
+            "--seed".into(),
+            self.seed.to_string().into(),
+        ];
+        for dir in &self.data {
+            args.push("--data".into());
+            args.push(dir.clone().into_os_string());
+        }
+        args
+    }
+}
+
+/// Flags of `epic-fhir sandbox`.
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    /// Address to listen on (loopback unless you really mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    data: DataArgs,
     /// Register a client: ID=PATH (JWK Set JSON, PEM public key or PEM certificate) or ID=URL
     /// (a JWK Set URL on loopback); repeatable.
     #[arg(long = "client", value_name = "ID=KEYS")]
@@ -83,9 +109,9 @@ impl SandboxArgs {
     fn config(&self) -> Result<SandboxConfig, Failure> {
         let mut config = SandboxConfig::default();
         config.addr = self.addr;
-        config.patients = self.patients;
-        config.seed = self.seed;
-        config.data_dirs.clone_from(&self.data);
+        config.patients = self.data.patients;
+        config.seed = self.data.seed;
+        config.data_dirs.clone_from(&self.data.data);
         config.token_lifetime = Duration::from_secs(self.token_lifetime);
         config.session_idle_timeout = Duration::from_secs(self.session_idle);
         config.invalid_client_status = if self.invalid_client_401 { 401 } else { 400 };
@@ -199,4 +225,43 @@ pub(crate) async fn run(args: SandboxArgs) -> Result<(), Failure> {
     eprintln!("Stopping…");
     sandbox.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Data {
+        #[command(flatten)]
+        data: DataArgs,
+    }
+
+    #[test]
+    fn data_flags_pass_on_unchanged() {
+        let given = Data::try_parse_from([
+            "sandbox",
+            "--patients",
+            "5",
+            "--seed",
+            "7",
+            "--data",
+            "a",
+            "--data",
+            "b dir",
+        ])
+        .expect("parses");
+        let passed_on = Data::try_parse_from(
+            std::iter::once(OsString::from("sandbox")).chain(given.data.to_args()),
+        )
+        .expect("the passed-on flags parse");
+        assert_eq!(passed_on.data.patients, 5);
+        assert_eq!(passed_on.data.seed, 7);
+        assert_eq!(
+            passed_on.data.data,
+            [PathBuf::from("a"), PathBuf::from("b dir")]
+        );
+    }
 }
