@@ -101,6 +101,8 @@ struct Script {
     base: Mutex<String>,
     kick_off: Mutex<Option<Scripted>>,
     status: Mutex<VecDeque<Scripted>>,
+    /// Answers to `DELETE` on the status URL, in order; then 202.
+    delete: Mutex<VecDeque<Scripted>>,
     manifest: Mutex<Value>,
     files: Mutex<HashMap<String, MockFile>>,
     redirects: Mutex<HashMap<String, String>>,
@@ -161,6 +163,10 @@ impl Mock {
 
     fn push_status(&self, reply: Scripted) {
         self.script.status.lock().expect("lock").push_back(reply);
+    }
+
+    fn push_delete(&self, reply: Scripted) {
+        self.script.delete.lock().expect("lock").push_back(reply);
     }
 
     fn set_manifest(&self, manifest: Value) {
@@ -256,7 +262,11 @@ async fn status(State(script): State<Arc<Script>>, headers: HeaderMap) -> Respon
 async fn delete(State(script): State<Arc<Script>>, headers: HeaderMap) -> Response {
     record(&script, "DELETE", "/fhir/status", None, &headers);
     script.deletes.fetch_add(1, Ordering::SeqCst);
-    StatusCode::ACCEPTED.into_response()
+    let next = script.delete.lock().expect("lock").pop_front();
+    match next {
+        Some(reply) => reply.into_response(),
+        None => StatusCode::ACCEPTED.into_response(),
+    }
 }
 
 async fn redirect(
@@ -1111,6 +1121,25 @@ async fn cleanup_cancel_and_the_rules_of_the_state_file() {
         .expect_err("nothing to resume");
     assert!(err.to_string().contains("no export to resume"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_404_after_a_failed_delete_is_that_deletes_result() {
+    let mock = Mock::start().await;
+    let job = ExportRequest::group("g")
+        .kick_off(&mock.client())
+        .await
+        .expect("kick-off");
+    // The gateway gave up while the server deleted the job: the retry finds it gone.
+    mock.push_delete(Scripted::new(504));
+    mock.push_delete(Scripted::new(404).outcome("not-found", "no such job"));
+    job.cancel().await.expect("deleted by the first attempt");
+    assert_eq!(mock.deletes(), 2);
+    // Without an earlier attempt, a 404 means the server does not know the job.
+    mock.push_delete(Scripted::new(404).outcome("not-found", "no such job"));
+    let err = job.cancel().await.expect_err("unknown job");
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(mock.deletes(), 3);
 }
 
 #[tokio::test]

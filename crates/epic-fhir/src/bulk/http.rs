@@ -212,6 +212,8 @@ pub(super) struct Retrier<'a> {
     started: tokio::time::Instant,
     failures: u32,
     refreshed: bool,
+    /// Whether a failed attempt may have reached the server.
+    reached: bool,
 }
 
 impl<'a> Retrier<'a> {
@@ -221,6 +223,7 @@ impl<'a> Retrier<'a> {
             started: tokio::time::Instant::now(),
             failures: 0,
             refreshed: false,
+            reached: false,
         }
     }
 
@@ -233,6 +236,12 @@ impl<'a> Retrier<'a> {
                 Err(error) => self.pause(error).await?,
             }
         }
+    }
+
+    /// Whether an earlier attempt failed after it may have reached the server: anything but
+    /// a failure to get a token (a 401 does not count either, as it never comes here).
+    pub(super) fn may_have_reached(&self) -> bool {
+        self.reached
     }
 
     /// After a 401 to `token`: whether to try again with a fresh token. Once per request, so
@@ -257,6 +266,7 @@ impl<'a> Retrier<'a> {
     /// export of a Group within a day this way).
     pub(super) async fn pause(&mut self, error: Error) -> Result<()> {
         self.failures += 1;
+        self.reached |= error.kind() != ErrorKind::Auth;
         let policy = &self.inner.retry;
         if !error.is_retryable()
             || error

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::ExportEvent;
-use super::http::{Outgoing, Retrier, drain, send, status_failure};
+use super::http::{Outgoing, Retrier, drain, status_failure};
 use super::manifest::Manifest;
 use crate::FhirClient;
 use crate::client::pipeline::FHIR_JSON;
@@ -350,25 +350,15 @@ impl ExportJob {
     /// expired), unless an earlier attempt of this call may have deleted it.
     pub async fn cancel(&self) -> Result<()> {
         let out = Outgoing::endpoint(Method::DELETE, &self.status_url, FHIR_JSON, true);
-        let inner = self.client.inner();
-        let mut retrier = Retrier::new(inner);
-        let mut may_have_reached = false;
+        let mut retrier = Retrier::new(self.client.inner());
         loop {
-            let sent = match send(inner, &out).await {
-                Ok(sent) => sent,
-                Err(error) => {
-                    may_have_reached |= error.kind() != ErrorKind::Auth;
-                    retrier.pause(error).await?;
-                    continue;
-                }
-            };
+            let sent = retrier.send(&out).await?;
             let status = sent.response.status();
-            if status.is_success() {
+            // A 404 after an attempt that may have deleted the job (a lost answer, a 504 from
+            // a gateway) is that deletion's result.
+            if status.is_success() || status == StatusCode::NOT_FOUND && retrier.may_have_reached()
+            {
                 // The deletion is done whether or not the body arrives whole.
-                drain(sent.response).await;
-                return Ok(());
-            }
-            if status == StatusCode::NOT_FOUND && may_have_reached {
                 drain(sent.response).await;
                 return Ok(());
             }
