@@ -109,21 +109,38 @@ pub(super) fn plan(spec: &NamedSpec, rng: &mut Rng, today: Date, directory: &Dir
     let mut b = Named::new(spec, rng, today, directory);
     (spec.history)(&mut b);
     let mut plan = b.plan;
+    // The single lab is pinned to a visit by its index before sorting. Its date alone would
+    // not do: another visit can fall on the same day (a yearly physical, say).
+    let single_lab = b
+        .single_lab
+        .map(|(pinned, lab)| (sorted_position(&plan.visits, pinned), lab));
     plan.sort_visits();
-    if let Some((date, lab)) = b.single_lab_on {
-        // The single lab was pinned to a date; find that visit's index after sorting. The
-        // visit was added with exactly that date, so the fallback is never needed.
-        let visit = plan.visits.iter().position(|v| v.date == date).unwrap_or(0);
+    if let Some((visit, lab)) = single_lab {
         plan.labs = LabPolicy::Single { visit, lab };
     }
     plan
+}
+
+/// Where the stable sort by date in [`Plan::sort_visits`] moves the visit at `index`: after
+/// every earlier visit and after the visits on the same day that were added before it.
+fn sorted_position(visits: &[Visit], index: usize) -> usize {
+    let Some(date) = visits.get(index).map(|v| v.date) else {
+        return index;
+    };
+    visits
+        .iter()
+        .enumerate()
+        .filter(|&(i, v)| v.date < date || (v.date == date && i < index))
+        .count()
 }
 
 struct Named<'a> {
     rng: &'a mut Rng,
     today: Date,
     plan: Plan,
-    single_lab_on: Option<(Date, Lab)>,
+    /// The one lab result of a patient who has exactly one: the index of its visit in
+    /// `plan.visits` (in the order the visits were added) and the test.
+    single_lab: Option<(usize, Lab)>,
 }
 
 impl<'a> Named<'a> {
@@ -172,7 +189,7 @@ impl<'a> Named<'a> {
             rng,
             today,
             plan,
-            single_lab_on: None,
+            single_lab: None,
         }
     }
 
@@ -470,8 +487,7 @@ impl<'a> Named<'a> {
         let visit = self.visit(procedure_day, VisitKind::Procedure);
         visit.procedure = Some(Proc::Colonoscopy);
         let pre_op = add_days(visit.date, -14);
-        let visit = self.visit(pre_op, VisitKind::FollowUp);
-        visit.reason = Some(Cond::Hypertension);
-        self.single_lab_on = Some((visit.date, Lab::Hemoglobin));
+        self.visit(pre_op, VisitKind::FollowUp).reason = Some(Cond::Hypertension);
+        self.single_lab = Some((self.plan.visits.len() - 1, Lab::Hemoglobin));
     }
 }

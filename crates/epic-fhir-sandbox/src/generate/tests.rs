@@ -785,3 +785,34 @@ fn works_at_both_ends_of_the_anchor_range() {
         assert_eq!(in_progress, 1, "{now}");
     }
 }
+
+#[test]
+fn warrens_single_lab_is_drawn_at_his_pre_operative_visit() {
+    // On 2024-10-26 one of Warren's yearly physicals falls on the day of his pre-operative
+    // visit; the lab must still attach to the pre-operative follow-up, not to the physical.
+    for now in [date!(2024 - 10 - 26), GenerateConfig::default().now] {
+        let (_, resources) = run(&GenerateConfig {
+            patients: 7,
+            now,
+            ..GenerateConfig::default()
+        });
+        let warren = format!("Patient/{WARREN}");
+        let labs: Vec<&Value> = of_type(&resources, "Observation")
+            .filter(|o| patient_of(o) == Some(warren.as_str()))
+            .filter(|o| o["category"][0]["coding"][0]["code"] == "laboratory")
+            .collect();
+        assert_eq!(labs.len(), 1, "{now}");
+        let encounter = labs[0]["encounter"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("Encounter/"))
+            .and_then(|id| of_type(&resources, "Encounter").find(|e| e["id"] == id));
+        let Some(encounter) = encounter else {
+            panic!("{now}: the lab's Encounter is missing");
+        };
+        assert_eq!(
+            encounter["type"][0]["coding"][0]["code"], "390906007",
+            "{now}: the lab is at {encounter}"
+        );
+        assert_eq!(encounter["reasonCode"][0]["text"], "Hypertension", "{now}");
+    }
+}
