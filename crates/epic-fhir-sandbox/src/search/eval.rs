@@ -27,26 +27,19 @@ impl Store {
         let Some(table) = inner.tables.get(search.resource_type()) else {
             return Vec::new();
         };
-        let clauses: Vec<Compiled<'_>> = search
-            .clauses
-            .iter()
-            .map(|clause| compile(clause, &inner))
-            .collect();
-        let matches_all = |resource: &StoredResource| {
-            clauses
-                .iter()
-                .all(|clause| clause.matches(resource, &inner.interner))
-        };
+        let clauses = compile_all(search, &inner);
+        let matching =
+            |resource: &&Arc<StoredResource>| matches_all(&clauses, resource, &inner.interner);
         let mut matches: Vec<&Arc<StoredResource>> = match candidates(table, &clauses, &inner) {
             Some(positions) => positions
                 .into_iter()
                 .filter_map(|position| table.current(position))
-                .filter(|resource| matches_all(resource))
+                .filter(matching)
                 .collect(),
             None => table
                 .iter()
                 .map(|(_, resource)| resource)
-                .filter(|resource| matches_all(resource))
+                .filter(matching)
                 .collect(),
         };
         if !search.sort().is_empty() {
@@ -64,22 +57,32 @@ impl Store {
         candidates: &[Arc<StoredResource>],
     ) -> Vec<Arc<StoredResource>> {
         let inner = self.read_inner();
-        let clauses: Vec<Compiled<'_>> = search
-            .clauses
-            .iter()
-            .map(|clause| compile(clause, &inner))
-            .collect();
+        let clauses = compile_all(search, &inner);
         candidates
             .iter()
             .filter(|resource| {
                 resource.resource_type() == search.resource_type()
-                    && clauses
-                        .iter()
-                        .all(|clause| clause.matches(resource, &inner.interner))
+                    && matches_all(&clauses, resource, &inner.interner)
             })
             .cloned()
             .collect()
     }
+}
+
+/// The clauses of `search`, with their strings resolved to this store's symbols.
+fn compile_all<'q>(search: &'q ParsedSearch, inner: &Inner) -> Vec<Compiled<'q>> {
+    search
+        .clauses
+        .iter()
+        .map(|clause| compile(clause, inner))
+        .collect()
+}
+
+/// True when `resource` satisfies every clause (the clauses are AND-ed).
+fn matches_all(clauses: &[Compiled<'_>], resource: &StoredResource, interner: &Interner) -> bool {
+    clauses
+        .iter()
+        .all(|clause| clause.matches(resource, interner))
 }
 
 /// Which references count for a parameter restricted to one resource type (`patient`

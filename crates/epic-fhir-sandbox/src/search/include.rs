@@ -11,10 +11,6 @@ use crate::store::{IndexValue, Inner, Store, StoredResource, Sym, TypeTable};
 /// Identifies a stored resource for deduplication.
 type Key = (Arc<str>, Arc<str>);
 
-fn key_of(resource: &StoredResource) -> Key {
-    resource.key()
-}
-
 impl Store {
     /// The resources that `_include` and `_revinclude` add to one page of matches.
     ///
@@ -29,10 +25,10 @@ impl Store {
         page: &[Arc<StoredResource>],
     ) -> Vec<Arc<StoredResource>> {
         let inner = self.read_inner();
-        let mut seen: HashSet<Key> = page.iter().map(|resource| key_of(resource)).collect();
+        let mut seen: HashSet<Key> = page.iter().map(|resource| resource.key()).collect();
         let mut added: Vec<Arc<StoredResource>> = Vec::new();
         let mut add = |resource: &Arc<StoredResource>, added: &mut Vec<Arc<StoredResource>>| {
-            if seen.insert(key_of(resource)) {
+            if seen.insert(resource.key()) {
                 added.push(Arc::clone(resource));
             }
         };
