@@ -106,9 +106,12 @@ impl ChoiceElement for ExtensionValue {
         is_value_member(key).then(|| Cow::Owned(key.to_owned()))
     }
 
-    fn next_variant<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Self, A::Error> {
+    fn next_variant<'de, A: MapAccess<'de>>(
+        key: Cow<'static, str>,
+        map: &mut A,
+    ) -> Result<Self, A::Error> {
         Ok(Self {
-            member: key.to_owned(),
+            member: key.into_owned(),
             value: map.next_value()?,
         })
     }

@@ -30,8 +30,12 @@ pub(crate) trait ChoiceElement: Sized {
     /// Returns the member name when `key` is one of this choice's JSON members.
     fn match_key(key: &str) -> Option<Cow<'static, str>>;
 
-    /// Reads the value of member `key` (a name accepted by `match_key`) from `map`.
-    fn next_variant<'de, A: MapAccess<'de>>(key: &str, map: &mut A) -> Result<Self, A::Error>;
+    /// Reads the value of member `key` (a name returned by `match_key`, handed over so that an
+    /// owned name is not copied again) from `map`.
+    fn next_variant<'de, A: MapAccess<'de>>(
+        key: Cow<'static, str>,
+        map: &mut A,
+    ) -> Result<Self, A::Error>;
 
     /// The JSON member name of the present variant, such as `valueQuantity`.
     fn member(&self) -> &str;
@@ -146,7 +150,7 @@ macro_rules! read_member {
             return $crate::model::macros::reject_member(&mut $map, message);
         }
         $slot = Some(<$t as $crate::model::macros::ChoiceElement>::next_variant(
-            &$key, &mut $map,
+            $key, &mut $map,
         )?);
     }};
     ($map:ident, $slot:expr, $kind:ident $json:literal $t:ty, $key:ident) => {{
@@ -501,8 +505,11 @@ macro_rules! fhir_choice {
                 }
             }
 
-            fn next_variant<'de, A: ::serde::de::MapAccess<'de>>(key: &str, map: &mut A) -> Result<Self, A::Error> {
-                match key {
+            fn next_variant<'de, A: ::serde::de::MapAccess<'de>>(
+                key: ::std::borrow::Cow<'static, str>,
+                map: &mut A,
+            ) -> Result<Self, A::Error> {
+                match key.as_ref() {
                     $( $json => map.next_value().map(Self::$variant), )*
                     other => Err(<A::Error as ::serde::de::Error>::custom(format_args!(
                         "`{other}` is not a member of {}[x]",
