@@ -98,13 +98,10 @@ impl ExportState {
     }
 }
 
-/// An I/O error naming the path and what was being done.
+/// An I/O error naming the path and what was being done; the system's reason is its source
+/// (not repeated in the message, so a printed chain says it once).
 pub(super) fn io_error(action: &str, path: &Path, error: std::io::Error) -> Error {
-    Error::new(
-        ErrorKind::Io,
-        format!("cannot {action} {}: {error}", path.display()),
-    )
-    .with_source(error)
+    Error::new(ErrorKind::Io, format!("cannot {action} {}", path.display())).with_source(error)
 }
 
 /// Reads the state saved in `dir`, if any.
@@ -236,6 +233,20 @@ mod tests {
         state.cleaned_up = true;
         save(&dir, &state).await.expect("save again");
         assert_eq!(load(&dir).await.expect("load"), Some(state));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn io_errors_name_the_path_and_keep_the_reason_as_source() {
+        let dir = scratch("io");
+        // A folder where the state file should be cannot be read as one.
+        std::fs::create_dir_all(dir.join(STATE_FILE)).expect("folder");
+        let err = load(&dir).await.expect_err("a folder");
+        assert_eq!(err.kind(), ErrorKind::Io);
+        let reason = std::error::Error::source(&err).expect("source").to_string();
+        let message = err.to_string();
+        assert!(message.contains(STATE_FILE), "{message}");
+        assert!(!message.contains(&reason), "{message} repeats {reason}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
