@@ -31,6 +31,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::Failure;
+use crate::keygen::{self, TempKeyDir};
 use crate::sandbox::DataArgs;
 use crate::settings::Settings;
 use child::SandboxProcess;
@@ -135,35 +136,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// Removes the temporary key directory when the benchmark ends, however it ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create() -> anyhow::Result<Self> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("epic-fhir-bench-{}-{nanos:09}", std::process::id()));
-        std::fs::create_dir(&path)
-            .with_context(|| format!("cannot create the key directory {}", path.display()))?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A server to load: the sandbox process started here, or one named by flags.
 struct Target {
     settings: Settings,
     base_url: String,
     sandbox: Option<(SandboxProcess, SandboxReport)>,
-    _keys: Option<TempDir>,
+    _keys: Option<TempKeyDir>,
 }
 
 impl BenchArgs {
@@ -215,9 +193,9 @@ impl BenchArgs {
 
     /// Starts the sandbox process with a fresh key registered.
     async fn start_sandbox(&self) -> Result<Target, Failure> {
-        let keys = TempDir::create().map_err(Failure::remote)?;
-        let key = crate::keygen::generate(Algorithm::RS384, None, None).map_err(Failure::remote)?;
-        let files = crate::keygen::write_files(&keys.0, &key, false).map_err(Failure::remote)?;
+        let keys = TempKeyDir::create("epic-fhir-bench").map_err(Failure::remote)?;
+        let key = keygen::generate(Algorithm::RS384, None, None).map_err(Failure::remote)?;
+        let files = keygen::write_files(keys.path(), &key, false).map_err(Failure::remote)?;
         let exe = std::env::current_exe()
             .context("cannot find the epic-fhir executable to start the sandbox with")
             .map_err(Failure::remote)?;

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use clap::Args;
 use epic_fhir::auth::{Algorithm, BackendServicesAuth, SigningKey};
 use epic_fhir::model::{MedicationRequest, Observation, ObservationValue, Patient, Resource};
@@ -79,14 +79,15 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
     ));
 
     // 2. A key made with `epic-fhir keygen`'s code, registered as the app's JWK Set.
-    let dir = std::env::temp_dir().join(format!("epic-fhir-demo-{}", std::process::id()));
+    // Removed when the demo ends, also when it fails half-way.
+    let dir = keygen::TempKeyDir::create("epic-fhir-demo").map_err(Failure::remote)?;
     let alg = if args.es384 {
         Algorithm::ES384
     } else {
         Algorithm::RS384
     };
     let generated = keygen::generate(alg, None, None).map_err(Failure::remote)?;
-    let files = keygen::write_files(&dir, &generated, true).map_err(Failure::remote)?;
+    let files = keygen::write_files(dir.path(), &generated, false).map_err(Failure::remote)?;
     let client = ClientConfig::parse_spec(&format!("{CLIENT_ID}={}", files.jwks_json.display()))
         .map_err(|e| Failure::remote(anyhow!(e)))?;
     sandbox.register_client(client);
@@ -95,7 +96,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         "Key: {} {} written to {}",
         key.algorithm(),
         key.kid(),
-        dir.display()
+        dir.path().display()
     ));
 
     // 3. Discovery and authentication.
@@ -237,8 +238,5 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         println!("{text}");
     }
     sandbox.shutdown().await;
-    std::fs::remove_dir_all(&dir)
-        .with_context(|| format!("cannot remove {}", dir.display()))
-        .map_err(Failure::remote)?;
     Ok(())
 }

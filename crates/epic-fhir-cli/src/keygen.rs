@@ -51,6 +51,35 @@ pub(crate) struct KeyFiles {
     pub(crate) jwks_json: PathBuf,
 }
 
+/// A fresh temporary directory for a throwaway key, removed with everything in it (the private
+/// key included) when dropped, however the command that made it ends.
+pub(crate) struct TempKeyDir(PathBuf);
+
+impl TempKeyDir {
+    /// Creates `<temp>/<prefix>-<pid>-<nanoseconds>`, failing rather than reusing one that exists.
+    pub(crate) fn create(prefix: &str) -> anyhow::Result<Self> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos:09}", std::process::id()));
+        std::fs::create_dir(&path)
+            .with_context(|| format!("cannot create the key directory {}", path.display()))?;
+        Ok(TempKeyDir(path))
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempKeyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Generates a key of `alg` (and `bits` for RSA), with `kid` if given.
 pub(crate) fn generate(
     alg: Algorithm,
@@ -188,4 +217,20 @@ pub(crate) fn run(args: KeygenArgs) -> Result<(), Failure> {
         files.private_pem.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temporary_key_directory_goes_with_its_private_key() {
+        let dir = TempKeyDir::create("epic-fhir-keygen-test").expect("created");
+        let path = dir.path().to_path_buf();
+        let key = generate(Algorithm::ES384, None, Some("temp")).expect("key");
+        let files = write_files(&path, &key, false).expect("written");
+        assert!(files.private_pem.is_file());
+        drop(dir);
+        assert!(!path.exists(), "{} is left behind", path.display());
+    }
 }

@@ -57,7 +57,9 @@ impl<T: PageItem> Page<T> {
         let mut included = Vec::new();
         let mut outcomes = Vec::new();
         for (position, entry) in bundle.entry.into_iter().enumerate() {
-            let mode = entry.search_mode();
+            // A missing mode means "match" when the type fits (some servers omit it); a mode
+            // this crate does not know is, as in `Bundle::matches`, not a match.
+            let mode = entry.search.as_ref().and_then(|s| s.mode.clone());
             let Some(resource) = entry.resource else {
                 continue;
             };
@@ -67,15 +69,26 @@ impl<T: PageItem> Page<T> {
                 }
                 continue;
             }
-            let is_match = match mode {
-                Some(SearchEntryMode::Match) | None => resource.resource_type() == resource_type,
-                Some(SearchEntryMode::Include) | Some(SearchEntryMode::Outcome) => false,
+            let is_match = match mode.as_deref().map(SearchEntryMode::from_code) {
+                None | Some(Some(SearchEntryMode::Match)) => {
+                    resource.resource_type() == resource_type
+                }
+                Some(_) => false,
             };
             if is_match {
                 let item = T::from_resource(resource).map_err(|e| {
+                    let inner = e.path();
+                    let path = if inner == "." {
+                        format!("entry[{position}].resource")
+                    } else {
+                        format!("entry[{position}].resource.{inner}")
+                    };
+                    let cause = std::error::Error::source(&e)
+                        .map(ToString::to_string)
+                        .unwrap_or_default();
                     ModelError::at_path(
-                        &format!("entry[{position}].resource"),
-                        format_args!("match entry does not fit the model: {e}"),
+                        &path,
+                        format_args!("match entry does not fit the model: {cause}"),
                     )
                 })?;
                 matches.push(item);
@@ -226,6 +239,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_mode_is_not_a_match() {
+        let b = bundle(json!([
+            {"resource": obs("o1"), "search": {"mode": "match"}},
+            {"resource": obs("o2"), "search": {"mode": "later-invention"}}
+        ]));
+        let page: Page<Observation> = Page::from_bundle(b, "Observation").expect("page");
+        assert_eq!(page.len(), 1);
+        assert_eq!(page.included().len(), 1);
+    }
+
+    #[test]
     fn a_typed_entry_that_does_not_parse_names_the_entry() {
         let err = model::from_value::<Bundle>(json!({
             "resourceType": "Bundle", "type": "searchset",
@@ -259,6 +283,13 @@ mod tests {
         ]));
         let err = Page::<MyProcedure>::from_bundle(b, "Procedure").expect_err("status is missing");
         assert!(err.path().starts_with("entry[1].resource"), "{err}");
+        let cause = std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(
+            cause.contains("status"),
+            "the cause says what is wrong: {cause}"
+        );
         let b = bundle(json!([
             {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed"}, "search": {"mode": "match"}}
         ]));

@@ -200,6 +200,8 @@ pub fn generate(
     let mut directory_rng = Rng::stream(config.seed, STREAM_DIRECTORY, 0);
     let directory = Directory::build(&mut world, &mut directory_rng);
 
+    // No capacity is reserved from `config.patients`: it is caller input, and an absurd count
+    // must not abort the process before a single patient is made.
     let mut rendered: Vec<Rendered> = Vec::with_capacity(config.patients.max(named::NAMED.len()));
     let mut named_patients = Vec::new();
     for (index, spec) in named::NAMED.iter().enumerate() {

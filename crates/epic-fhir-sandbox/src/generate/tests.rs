@@ -816,3 +816,28 @@ fn warrens_single_lab_is_drawn_at_his_pre_operative_visit() {
         assert_eq!(encounter["reasonCode"][0]["text"], "Hypertension", "{now}");
     }
 }
+
+#[test]
+fn a_huge_patient_count_reserves_nothing_up_front() {
+    // Generation cannot be cancelled, so the sink stops it by panicking at the first Patient;
+    // any earlier panic (such as a capacity overflow) carries another message.
+    const STOP: &str = "stopped at the first patient";
+    let config = GenerateConfig {
+        patients: usize::MAX,
+        ..GenerateConfig::default()
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        generate(&config, &mut |r| {
+            assert_ne!(r["resourceType"], "Patient", "{STOP}");
+        })
+    });
+    let Err(payload) = outcome else {
+        panic!("generation of usize::MAX patients returned");
+    };
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default();
+    assert!(message.contains(STOP), "{message}");
+}

@@ -16,7 +16,7 @@ const MICROS_PER_MINUTE: i64 = 60 * MICROS_PER_SECOND;
 /// Microseconds in one hour.
 const MICROS_PER_HOUR: i64 = 60 * MICROS_PER_MINUTE;
 /// Microseconds in one day.
-pub(crate) const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
 /// A half-open interval `[lo, hi)` of microseconds since 1970-01-01T00:00:00Z.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -182,14 +182,20 @@ pub(crate) fn render(page: &Page<'_>) -> Vec<u8> {
     let count_only = matches!(page.query.summary(), Some(Summary::Count));
     if !count_only {
         let subset = page.query.elements().is_some() || page.query.summary().is_some();
+        // One buffer for every entry's fullUrl, rather than an allocation per resource.
+        let mut full_url = String::new();
         for (resources, mode) in [(page.matches, "match"), (page.included, "include")] {
             for resource in resources {
-                let full_url = format!(
-                    "{}/{}/{}",
+                full_url.clear();
+                for part in [
                     page.base_url,
+                    "/",
                     resource.resource_type(),
-                    resource.id()
-                );
+                    "/",
+                    resource.id(),
+                ] {
+                    full_url.push_str(part);
+                }
                 if subset {
                     push_entry(
                         &mut out,

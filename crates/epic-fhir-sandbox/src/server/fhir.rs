@@ -1,5 +1,6 @@
 //! The FHIR REST handlers: read, vread, search (with sessions), create and update.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,7 +19,7 @@ use crate::outcome::{
     EPIC_NO_RESULTS, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED, FhirError, Issue,
 };
 use crate::search::{self, ParsedSearch, SearchError};
-use crate::store::{StoreError, StoredResource};
+use crate::store::{StoreError, StoredResource, is_valid_type_name};
 
 type Result<T, E = FhirError> = std::result::Result<T, E>;
 
@@ -66,14 +67,28 @@ pub(crate) fn authorize(
     Ok(grant)
 }
 
+/// The `_format` values that ask for JSON (compared without regard to case).
+const JSON_FORMATS: [&str; 4] = [
+    "json",
+    "application/json",
+    "application/fhir+json",
+    "application/json+fhir",
+];
+/// The `Accept` media ranges that allow a JSON answer (compared without regard to case).
+const JSON_MEDIA_RANGES: [&str; 6] = [
+    "*/*",
+    "application/*",
+    "application/json",
+    "application/fhir+json",
+    "application/json+fhir",
+    "application/fhir+ndjson",
+];
+
 /// JSON only: an `Accept` (or `_format`) that allows no JSON media type is answered 406.
 pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<()> {
     if let Some(format) = format {
-        let format = format.trim().to_ascii_lowercase();
-        if !matches!(
-            format.as_str(),
-            "json" | "application/json" | "application/fhir+json" | "application/json+fhir"
-        ) {
+        let format = format.trim();
+        if !JSON_FORMATS.iter().any(|f| f.eq_ignore_ascii_case(format)) {
             return Err(not_acceptable(&format!(
                 "_format {format} is not supported: this server answers JSON only"
             )));
@@ -88,7 +103,7 @@ pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<
     }
     let allows_json = accept.split(',').any(|range| {
         let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = parts.next().unwrap_or("").trim();
         let refused = parts.any(|p| {
             p.trim()
                 .strip_prefix("q=")
@@ -96,15 +111,9 @@ pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<
                 .is_some_and(|q| q == 0.0)
         });
         !refused
-            && matches!(
-                media.as_str(),
-                "*/*"
-                    | "application/*"
-                    | "application/json"
-                    | "application/fhir+json"
-                    | "application/json+fhir"
-                    | "application/fhir+ndjson"
-            )
+            && JSON_MEDIA_RANGES
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(media))
     });
     if allows_json {
         Ok(())
@@ -120,12 +129,7 @@ fn not_acceptable(message: &str) -> FhirError {
 }
 
 fn check_type(resource_type: &str) -> Result<()> {
-    let valid = resource_type
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_uppercase())
-        && resource_type.chars().all(|c| c.is_ascii_alphanumeric());
-    if valid {
+    if is_valid_type_name(resource_type) {
         Ok(())
     } else {
         Err(FhirError::not_found(format!(
@@ -172,21 +176,40 @@ fn resource_response(
     response
 }
 
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+/// Decoded query (or form) pairs, borrowing from the request wherever nothing needed decoding.
+type Pairs<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+fn query_pairs(uri: &Uri) -> Pairs<'_> {
     uri.query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).collect())
         .unwrap_or_default()
 }
 
-fn format_param(pairs: &[(String, String)]) -> Option<&str> {
-    pairs
-        .iter()
+/// The `_format` parameter of the query string, found without decoding the other parameters.
+pub(crate) fn format_param(uri: &Uri) -> Option<Cow<'_, str>> {
+    url::form_urlencoded::parse(uri.query()?.as_bytes())
         .find(|(k, _)| k == "_format")
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v)
+}
+
+/// The checks every interaction on `resource_type` makes first, in this order: the type
+/// (one the server knows, for reads and searches; only a well-formed name, for writes), the
+/// bearer token and its scopes, then the requested format (`_format`, else `Accept`).
+fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    resource_type: &str,
+    permission: Permission,
+    format: Option<&str>,
+) -> Result<Arc<Grant>> {
+    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
+    match permission {
+        Permission::Read | Permission::Search => check_known_type(state, resource_type)?,
+        Permission::Create | Permission::Update | Permission::Delete => check_type(resource_type)?,
+    }
+    let grant = authorize(state, headers, resource_type, permission)?;
+    check_accept(headers, format)?;
+    Ok(grant)
 }
 
 /// `GET [base]/[type]/[id]`.
@@ -196,10 +219,13 @@ pub(crate) async fn read(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_known_type(&state, &resource_type)?;
-    authorize(&state, &headers, &resource_type, Permission::Read)?;
-    check_accept(&headers, format_param(&query_pairs(&uri)))?;
+    admit(
+        &state,
+        &headers,
+        &resource_type,
+        Permission::Read,
+        format_param(&uri).as_deref(),
+    )?;
     let resource = state.store.read(&resource_type, &id).ok_or_else(|| {
         FhirError::not_found(format!("{resource_type}/{id} is not known")).with_expression("id")
     })?;
@@ -213,10 +239,13 @@ pub(crate) async fn vread(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_known_type(&state, &resource_type)?;
-    authorize(&state, &headers, &resource_type, Permission::Read)?;
-    check_accept(&headers, format_param(&query_pairs(&uri)))?;
+    admit(
+        &state,
+        &headers,
+        &resource_type,
+        Permission::Read,
+        format_param(&uri).as_deref(),
+    )?;
     let version: u64 = version
         .parse()
         .map_err(|_| FhirError::bad_request(format!("version `{version}` is not a number")))?;
@@ -283,7 +312,7 @@ pub(crate) async fn search_post(
         ));
     }
     let mut pairs = query_pairs(&uri);
-    pairs.extend(url::form_urlencoded::parse(&body).into_owned());
+    pairs.extend(url::form_urlencoded::parse(&body));
     let self_link = format!(
         "{}{}/{}?{}",
         state.origin,
@@ -294,7 +323,7 @@ pub(crate) async fn search_post(
     run_search(&state, &resource_type, &headers, pairs, self_link)
 }
 
-fn encode_pairs(pairs: &[(String, String)]) -> String {
+fn encode_pairs(pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
@@ -304,13 +333,14 @@ fn run_search(
     state: &AppState,
     resource_type: &str,
     headers: &HeaderMap,
-    pairs: Vec<(String, String)>,
+    pairs: Pairs<'_>,
     self_link: String,
 ) -> Result<Response> {
-    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_known_type(state, resource_type)?;
-    let grant = authorize(state, headers, resource_type, Permission::Search)?;
-    check_accept(headers, format_param(&pairs))?;
+    let format = pairs
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_ref());
+    let grant = admit(state, headers, resource_type, Permission::Search, format)?;
     if let Some((_, session_id)) = pairs.iter().find(|(k, _)| k == "sessionID") {
         return next_page(state, resource_type, &grant, session_id, &self_link);
     }
@@ -483,10 +513,13 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_type(&resource_type)?;
-    authorize(&state, &headers, &resource_type, Permission::Create)?;
-    check_accept(&headers, format_param(&query_pairs(&uri)))?;
+    admit(
+        &state,
+        &headers,
+        &resource_type,
+        Permission::Create,
+        format_param(&uri).as_deref(),
+    )?;
     let resource = parse_body(&body)?;
     let outcome = state
         .store
@@ -519,10 +552,13 @@ pub(crate) async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response> {
-    state.stats.fhir_requests.fetch_add(1, Ordering::Relaxed);
-    check_type(&resource_type)?;
-    authorize(&state, &headers, &resource_type, Permission::Update)?;
-    check_accept(&headers, format_param(&query_pairs(&uri)))?;
+    admit(
+        &state,
+        &headers,
+        &resource_type,
+        Permission::Update,
+        format_param(&uri).as_deref(),
+    )?;
     let if_match = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(value) => {

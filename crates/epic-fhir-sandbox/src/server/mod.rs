@@ -150,12 +150,7 @@ async fn metadata(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let format = uri.query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "_format")
-            .map(|(_, v)| v.into_owned())
-    });
-    if let Err(error) = fhir::check_accept(&headers, format.as_deref()) {
+    if let Err(error) = fhir::check_accept(&headers, fhir::format_param(&uri).as_deref()) {
         return error.into_response();
     }
     let body = capability::capability_statement(&state).to_string();

@@ -971,14 +971,17 @@ fn serialize_members(map: &Map<String, Value>, skip: &[&str]) -> Vec<u8> {
         if skip.contains(&key.as_str()) {
             continue;
         }
+        let start = out.len();
         out.push(b',');
-        // Serialising a string key and an in-memory Value cannot fail (all keys are strings).
-        if serde_json::to_writer(&mut out, key).is_err() {
-            continue;
-        }
-        out.push(b':');
-        if serde_json::to_writer(&mut out, value).is_err() {
-            tracing::warn!(%key, "member could not be serialised");
+        // Writing a string key and an in-memory Value to a Vec cannot fail; should it ever,
+        // the member is dropped whole so that the stored JSON stays well-formed.
+        let written = serde_json::to_writer(&mut out, key).and_then(|()| {
+            out.push(b':');
+            serde_json::to_writer(&mut out, value)
+        });
+        if let Err(error) = written {
+            out.truncate(start);
+            tracing::warn!(%key, %error, "member could not be serialised; it was dropped");
         }
     }
     out

@@ -157,4 +157,4 @@ pub enum ExportEvent {
 }
 
 /// A handler of [`ExportEvent`]s, shared by the tasks of one export.
-pub type EventHandler = Arc<dyn Fn(&ExportEvent) + Send + Sync>;
+type EventHandler = Arc<dyn Fn(&ExportEvent) + Send + Sync>;

@@ -241,7 +241,9 @@ pub(crate) fn status_error(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    let outcome: Option<OperationOutcome> = model::from_slice(body).ok();
+    // Most error bodies that are not an OperationOutcome (HTML, OAuth JSON) fail fast here;
+    // the path-tracking `model::from_slice` would parse them twice only to drop the error.
+    let outcome: Option<OperationOutcome> = serde_json::from_slice(body).ok();
     let transient_outcome = outcome.as_ref().is_some_and(|o| {
         o.issue
             .iter()
