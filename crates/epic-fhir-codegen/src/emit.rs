@@ -223,16 +223,15 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
     );
     let _ = writeln!(out, "        p.begin_object()?;");
     if is_resource {
-        let _ = writeln!(out, "        Self::read_members(p, true, false)");
-        let _ = writeln!(out, "    }}\n}}\n");
-        let _ = writeln!(out, "impl {} {{", s.name);
         let _ = writeln!(
             out,
-            "    /// Reads the members of an opened object; `type_seen` when `resourceType` was read."
+            "        <Self as rt::ReadMembers>::read_members(p, true, false)"
         );
+        let _ = writeln!(out, "    }}\n}}\n");
+        let _ = writeln!(out, "impl rt::ReadMembers for {} {{", s.name);
         let _ = writeln!(
             out,
-            "    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {{"
+            "    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {{"
         );
     } else {
         let _ = writeln!(out, "        let mut first = true;");
@@ -384,9 +383,15 @@ impl Field {
 
 fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     let name = &s.name;
-    let has_meta = model
+    let meta_field = model
         .struct_named(name)
-        .is_some_and(|s| s.fields.iter().any(|f| f.json == "meta"));
+        .and_then(|s| s.fields.iter().find(|f| f.json == "meta"));
+    let has_meta = meta_field.is_some();
+    let meta_access = if meta_field.is_some_and(|f| f.boxed) {
+        "as_deref"
+    } else {
+        "as_ref"
+    };
     let _ = writeln!(out, "impl FhirResource for {name} {{");
     let _ = writeln!(out, "    const TYPE: &'static str = \"{name}\";\n");
     let _ = writeln!(
@@ -396,7 +401,7 @@ fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     if has_meta {
         let _ = writeln!(
             out,
-            "    fn meta(&self) -> Option<&Meta> {{\n        self.meta.as_ref()\n    }}\n"
+            "    fn meta(&self) -> Option<&Meta> {{\n        self.meta.{meta_access}()\n    }}\n"
         );
     } else {
         let _ = writeln!(
@@ -783,7 +788,7 @@ fn emit_resource_enum(model: &Model) -> String {
         out,
         "    /// A resource whose type FHIR R4 does not define, kept as its JSON object."
     );
-    let _ = writeln!(out, "    Unknown(RawResource),");
+    let _ = writeln!(out, "    Unknown(Box<RawResource>),");
     let _ = writeln!(out, "}}\n");
     let _ = writeln!(out, "impl Resource {{");
     let _ = writeln!(out, "    /// The resource's type, such as `Patient`.");
@@ -815,9 +820,14 @@ fn emit_resource_enum(model: &Model) -> String {
     let _ = writeln!(out, "    pub fn meta(&self) -> Option<&Meta> {{");
     let _ = writeln!(out, "        match self {{");
     for r in &model.resources {
+        let boxed = model
+            .struct_named(r)
+            .and_then(|s| s.fields.iter().find(|f| f.json == "meta"))
+            .is_some_and(|f| f.boxed);
+        let access = if boxed { "as_deref" } else { "as_ref" };
         let _ = writeln!(
             out,
-            "            Resource::{r}(typed) => typed.meta.as_ref(),"
+            "            Resource::{r}(typed) => typed.meta.{access}(),"
         );
     }
     let _ = writeln!(out, "            Resource::Unknown(_) => None,");
@@ -845,7 +855,7 @@ fn emit_resource_enum(model: &Model) -> String {
     for (i, r) in model.resources.iter().enumerate() {
         let _ = writeln!(
             out,
-            "            {} => Resource::{r}(Box::new({r}::read_members(p, first, type_seen)?)),",
+            "            {} => Resource::{r}(rt::read_boxed(p, first, type_seen)?),",
             i + 1
         );
     }

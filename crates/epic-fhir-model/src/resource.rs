@@ -179,7 +179,8 @@ impl FromJson for Resource {
                     return Ok(resource);
                 }
                 p.rewind(start, depth);
-                return RawResource::read(p, &resource_type).map(Resource::Unknown);
+                return RawResource::read(p, &resource_type)
+                    .map(|raw| Resource::Unknown(Box::new(raw)));
             }
         }
         // Otherwise find it first, then read the object again with the right model.
@@ -191,7 +192,7 @@ impl FromJson for Resource {
             return Ok(resource);
         }
         p.rewind(start, depth);
-        RawResource::read(p, &resource_type).map(Resource::Unknown)
+        RawResource::read(p, &resource_type).map(|raw| Resource::Unknown(Box::new(raw)))
     }
 }
 
@@ -238,7 +239,7 @@ impl From<RawResource> for Resource {
     /// Wraps a raw resource; a raw resource of an R4 type stays raw (use
     /// [`Resource::from_raw`] to type it).
     fn from(raw: RawResource) -> Self {
-        Resource::Unknown(raw)
+        Resource::Unknown(Box::new(raw))
     }
 }
 

@@ -302,6 +302,24 @@ fn is_choice_member(prefix: &str, name: &str) -> bool {
         .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
 }
 
+/// Reading the members of a resource object that is already open, with or without its
+/// `resourceType` read.
+pub(crate) trait ReadMembers: Sized {
+    /// Reads the remaining members; `first` when none was read yet, `type_seen` when
+    /// `resourceType` was read (and checked) by the caller.
+    fn read_members(p: &mut Parser<'_>, first: bool, type_seen: bool) -> PResult<Self>;
+}
+
+/// Reads a resource into a box. The model is built in this function's frame, so that the
+/// caller (a `match` over every type) holds only the box, whatever the optimisation level.
+pub(crate) fn read_boxed<T: ReadMembers>(
+    p: &mut Parser<'_>,
+    first: bool,
+    type_seen: bool,
+) -> PResult<Box<T>> {
+    T::read_members(p, first, type_seen).map(Box::new)
+}
+
 /// Reads the `resourceType` member of a resource whose type is `expected`.
 pub(crate) fn resource_type(
     p: &mut Parser<'_>,

@@ -1070,7 +1070,7 @@ pub struct Dosage {
     /// The `_patientInstruction` member: the id and extensions of the value of `patientInstruction`.
     pub patient_instruction_ext: Option<Box<Element>>,
     /// When medication should be administered. `timing` (0..1).
-    pub timing: Option<Timing>,
+    pub timing: Option<Box<Timing>>,
     /// Take "as needed" (for x). `asNeeded[x]` (0..1).
     pub as_needed: Option<DosageAsNeeded>,
     /// Body site to administer to. `site` (0..1).
@@ -1082,7 +1082,7 @@ pub struct Dosage {
     /// Amount of medication administered. `doseAndRate` (0..*).
     pub dose_and_rate: Vec<DosageDoseAndRate>,
     /// Upper limit on medication per unit of time. `maxDosePerPeriod` (0..1).
-    pub max_dose_per_period: Option<Ratio>,
+    pub max_dose_per_period: Option<Box<Ratio>>,
     /// Upper limit on medication per administration. `maxDosePerAdministration` (0..1).
     pub max_dose_per_administration: Option<Quantity>,
     /// Upper limit on medication per lifetime of the patient. `maxDosePerLifetime` (0..1).
@@ -4310,7 +4310,7 @@ pub struct ProductShelfLife {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Unique identifier for the packaged Medicinal Product. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// This describes the shelf life, taking into account various scenarios such as shelf life of the packaged Medicinal Product itself, shelf life after transformation where necessary and shelf life after the first opening of a bottle, etc. The shelf life type shall be specified using an appropriate controlled vocabulary The controlled term and the controlled term identifier shall be specified. `type` (1..1).
     pub r#type: CodeableConcept,
     /// The shelf life time period can be specified using a numerical value for the period of time and its unit of time measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminology The symbol and the symbol identifier shall be used. `period` (1..1).
@@ -4682,7 +4682,7 @@ pub struct RelatedArtifact {
     /// The `_url` member: the id and extensions of the value of `url`.
     pub url_ext: Option<Box<Element>>,
     /// What document is being referenced. `document` (0..1).
-    pub document: Option<Attachment>,
+    pub document: Option<Box<Attachment>>,
     /// What resource is being referenced. `resource` (0..1).
     pub resource: Option<String>,
     /// The `_resource` member: the id and extensions of the value of `resource`.
@@ -4982,7 +4982,7 @@ pub struct SubstanceAmount {
     /// The `_amountText` member: the id and extensions of the value of `amountText`.
     pub amount_text_ext: Option<Box<Element>>,
     /// Reference range of possible or expected values. `referenceRange` (0..1).
-    pub reference_range: Option<SubstanceAmountReferenceRange>,
+    pub reference_range: Option<Box<SubstanceAmountReferenceRange>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -5110,7 +5110,7 @@ pub struct Timing {
     /// The `_event` member: ids and extensions of the values of `event`.
     pub event_ext: Option<Box<ListExtensions>>,
     /// When the event is to occur. `repeat` (0..1).
-    pub repeat: Option<TimingRepeat>,
+    pub repeat: Option<Box<TimingRepeat>>,
     /// BID | TID | QID | AM | PM | QD | QOD | +. `code` (0..1).
     pub code: Option<CodeableConcept>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -5751,7 +5751,7 @@ impl DosageAsNeeded {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DosageDoseAndRateDose {
     /// `doseRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `doseQuantity`.
     Quantity(Quantity),
 }
@@ -5801,9 +5801,9 @@ impl DosageDoseAndRateDose {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DosageDoseAndRateRate {
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `rateRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `rateQuantity`.
     Quantity(Quantity),
 }
@@ -5899,7 +5899,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueAge`.
     Age(Age),
     /// `defaultValueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `defaultValueAttachment`.
     Attachment(Box<Attachment>),
     /// `defaultValueCodeableConcept`.
@@ -5907,7 +5907,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueCoding`.
     Coding(Coding),
     /// `defaultValueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `defaultValueCount`.
     Count(Count),
     /// `defaultValueDistance`.
@@ -5917,7 +5917,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueHumanName`.
     HumanName(Box<HumanName>),
     /// `defaultValueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `defaultValueMoney`.
     Money(Money),
     /// `defaultValuePeriod`.
@@ -5925,9 +5925,9 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueQuantity`.
     Quantity(Quantity),
     /// `defaultValueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `defaultValueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `defaultValueReference`.
     Reference(Reference),
     /// `defaultValueSampledData`.
@@ -5935,7 +5935,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueSignature`.
     Signature(Box<Signature>),
     /// `defaultValueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `defaultValueContactDetail`.
     ContactDetail(ContactDetail),
     /// `defaultValueContributor`.
@@ -5949,13 +5949,13 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `defaultValueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `defaultValueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `defaultValueDosage`.
     Dosage(Box<Dosage>),
     /// `defaultValueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionDefaultValue {
@@ -6237,7 +6237,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedAge`.
     Age(Age),
     /// `fixedAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `fixedAttachment`.
     Attachment(Box<Attachment>),
     /// `fixedCodeableConcept`.
@@ -6245,7 +6245,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedCoding`.
     Coding(Coding),
     /// `fixedContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `fixedCount`.
     Count(Count),
     /// `fixedDistance`.
@@ -6255,7 +6255,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedHumanName`.
     HumanName(Box<HumanName>),
     /// `fixedIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `fixedMoney`.
     Money(Money),
     /// `fixedPeriod`.
@@ -6263,9 +6263,9 @@ pub enum ElementDefinitionFixed {
     /// `fixedQuantity`.
     Quantity(Quantity),
     /// `fixedRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `fixedRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `fixedReference`.
     Reference(Reference),
     /// `fixedSampledData`.
@@ -6273,7 +6273,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedSignature`.
     Signature(Box<Signature>),
     /// `fixedTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `fixedContactDetail`.
     ContactDetail(ContactDetail),
     /// `fixedContributor`.
@@ -6287,13 +6287,13 @@ pub enum ElementDefinitionFixed {
     /// `fixedRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `fixedTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `fixedUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `fixedDosage`.
     Dosage(Box<Dosage>),
     /// `fixedMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionFixed {
@@ -6575,7 +6575,7 @@ pub enum ElementDefinitionPattern {
     /// `patternAge`.
     Age(Age),
     /// `patternAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `patternAttachment`.
     Attachment(Box<Attachment>),
     /// `patternCodeableConcept`.
@@ -6583,7 +6583,7 @@ pub enum ElementDefinitionPattern {
     /// `patternCoding`.
     Coding(Coding),
     /// `patternContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `patternCount`.
     Count(Count),
     /// `patternDistance`.
@@ -6593,7 +6593,7 @@ pub enum ElementDefinitionPattern {
     /// `patternHumanName`.
     HumanName(Box<HumanName>),
     /// `patternIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `patternMoney`.
     Money(Money),
     /// `patternPeriod`.
@@ -6601,9 +6601,9 @@ pub enum ElementDefinitionPattern {
     /// `patternQuantity`.
     Quantity(Quantity),
     /// `patternRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `patternRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `patternReference`.
     Reference(Reference),
     /// `patternSampledData`.
@@ -6611,7 +6611,7 @@ pub enum ElementDefinitionPattern {
     /// `patternSignature`.
     Signature(Box<Signature>),
     /// `patternTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `patternContactDetail`.
     ContactDetail(ContactDetail),
     /// `patternContributor`.
@@ -6625,13 +6625,13 @@ pub enum ElementDefinitionPattern {
     /// `patternRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `patternTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `patternUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `patternDosage`.
     Dosage(Box<Dosage>),
     /// `patternMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionPattern {
@@ -7097,7 +7097,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -7105,7 +7105,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -7115,7 +7115,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -7123,9 +7123,9 @@ pub enum ElementDefinitionExampleValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -7133,7 +7133,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -7147,13 +7147,13 @@ pub enum ElementDefinitionExampleValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionExampleValue {
@@ -7435,7 +7435,7 @@ pub enum ExtensionValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -7443,7 +7443,7 @@ pub enum ExtensionValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -7453,7 +7453,7 @@ pub enum ExtensionValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -7461,9 +7461,9 @@ pub enum ExtensionValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -7471,7 +7471,7 @@ pub enum ExtensionValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -7485,13 +7485,13 @@ pub enum ExtensionValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ExtensionValue {
@@ -7731,7 +7731,7 @@ impl ExtensionValue {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PopulationAge {
     /// `ageRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `ageCodeableConcept`.
     CodeableConcept(CodeableConcept),
 }
@@ -7783,7 +7783,7 @@ pub enum SubstanceAmountAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountString`.
     String(String),
 }
@@ -7839,7 +7839,7 @@ pub enum TimingRepeatBounds {
     /// `boundsDuration`.
     Duration(Duration),
     /// `boundsRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `boundsPeriod`.
     Period(Period),
 }
@@ -7893,7 +7893,7 @@ impl TimingRepeatBounds {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TriggerDefinitionTiming {
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `timingReference`.
     Reference(Reference),
     /// `timingDate`.
@@ -7959,7 +7959,7 @@ pub enum UsageContextValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueReference`.
     Reference(Reference),
 }

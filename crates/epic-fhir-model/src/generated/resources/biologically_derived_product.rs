@@ -19,7 +19,7 @@ pub struct BiologicallyDerivedProduct {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,11 +61,11 @@ pub struct BiologicallyDerivedProduct {
     /// BiologicallyDerivedProduct parent. `parent` (0..*).
     pub parent: Vec<Reference>,
     /// How this product was collected. `collection` (0..1).
-    pub collection: Option<BiologicallyDerivedProductCollection>,
+    pub collection: Option<Box<BiologicallyDerivedProductCollection>>,
     /// Any processing of the product during collection. `processing` (0..*).
     pub processing: Vec<BiologicallyDerivedProductProcessing>,
     /// Any manipulation of product post-collection. `manipulation` (0..1).
-    pub manipulation: Option<BiologicallyDerivedProductManipulation>,
+    pub manipulation: Option<Box<BiologicallyDerivedProductManipulation>>,
     /// Product storage. `storage` (0..*).
     pub storage: Vec<BiologicallyDerivedProductStorage>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -75,13 +75,12 @@ pub struct BiologicallyDerivedProduct {
 impl FromJson for BiologicallyDerivedProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl BiologicallyDerivedProduct {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for BiologicallyDerivedProduct {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 44,
             slots: &[
@@ -185,7 +184,7 @@ impl FhirResource for BiologicallyDerivedProduct {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct Bundle {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -31,7 +31,7 @@ pub struct Bundle {
     /// The `_language` member: the id and extensions of the value of `language`.
     pub language_ext: Option<Box<Element>>,
     /// Persistent identifier for the bundle. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// document | message | transaction | transaction-response | batch | batch-response | history | searchset | collection. `type` (1..1).
     pub r#type: Option<BundleType>,
     /// The `_type` member: the id and extensions of the value of `type`.
@@ -49,7 +49,7 @@ pub struct Bundle {
     /// Entry in the bundle - will have a resource or information. `entry` (0..*).
     pub entry: Vec<BundleEntry>,
     /// Digital Signature. `signature` (0..1).
-    pub signature: Option<Signature>,
+    pub signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -57,13 +57,12 @@ pub struct Bundle {
 impl FromJson for Bundle {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Bundle {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Bundle {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 44,
             slots: &[
@@ -151,7 +150,7 @@ impl FhirResource for Bundle {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -199,9 +198,9 @@ pub struct BundleEntry {
     /// Search related information. `search` (0..1).
     pub search: Option<BundleEntrySearch>,
     /// Additional execution information (transaction/batch/history). `request` (0..1).
-    pub request: Option<BundleEntryRequest>,
+    pub request: Option<Box<BundleEntryRequest>>,
     /// Results of execution (transaction/batch/history). `response` (0..1).
-    pub response: Option<BundleEntryResponse>,
+    pub response: Option<Box<BundleEntryResponse>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct CapabilityStatement {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -107,7 +107,7 @@ pub struct CapabilityStatement {
     /// Software that is covered by this capability statement. `software` (0..1).
     pub software: Option<CapabilityStatementSoftware>,
     /// If this describes a specific instance. `implementation` (0..1).
-    pub implementation: Option<CapabilityStatementImplementation>,
+    pub implementation: Option<Box<CapabilityStatementImplementation>>,
     /// FHIR Version the system supports. `fhirVersion` (1..1).
     pub fhir_version: Option<FHIRVersion>,
     /// The `_fhirVersion` member: the id and extensions of the value of `fhirVersion`.
@@ -137,13 +137,12 @@ pub struct CapabilityStatement {
 impl FromJson for CapabilityStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CapabilityStatement {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for CapabilityStatement {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 419,
             slots: &[
@@ -350,7 +349,7 @@ impl FhirResource for CapabilityStatement {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct CarePlan {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -111,13 +111,12 @@ pub struct CarePlan {
 impl FromJson for CarePlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CarePlan {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for CarePlan {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1741,
             slots: &[
@@ -269,7 +268,7 @@ impl FhirResource for CarePlan {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -315,7 +314,7 @@ pub struct CarePlanActivity {
     /// Activity details defined in specific resource. `reference` (0..1).
     pub reference: Option<Reference>,
     /// In-line definition of activity. `detail` (0..1).
-    pub detail: Option<CarePlanActivityDetail>,
+    pub detail: Option<Box<CarePlanActivityDetail>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -531,7 +530,7 @@ impl ToJson for CarePlanActivityDetail {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CarePlanActivityDetailScheduled {
     /// `scheduledTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `scheduledPeriod`.
     Period(Period),
     /// `scheduledString`.

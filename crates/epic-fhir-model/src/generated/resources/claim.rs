@@ -19,7 +19,7 @@ pub struct Claim {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -81,7 +81,7 @@ pub struct Claim {
     /// Original prescription if superseded by fulfiller. `originalPrescription` (0..1).
     pub original_prescription: Option<Reference>,
     /// Recipient of benefits payable. `payee` (0..1).
-    pub payee: Option<ClaimPayee>,
+    pub payee: Option<Box<ClaimPayee>>,
     /// Treatment referral. `referral` (0..1).
     pub referral: Option<Reference>,
     /// Servicing facility. `facility` (0..1).
@@ -97,7 +97,7 @@ pub struct Claim {
     /// Patient insurance information. `insurance` (1..*).
     pub insurance: Vec<ClaimInsurance>,
     /// Details of the event. `accident` (0..1).
-    pub accident: Option<ClaimAccident>,
+    pub accident: Option<Box<ClaimAccident>>,
     /// Product or service provided. `item` (0..*).
     pub item: Vec<ClaimItem>,
     /// Total claim cost. `total` (0..1).
@@ -109,13 +109,12 @@ pub struct Claim {
 impl FromJson for Claim {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Claim {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Claim {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 397,
             slots: &[
@@ -275,7 +274,7 @@ impl FhirResource for Claim {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -815,7 +814,7 @@ pub struct ClaimInsurance {
     /// The `_focal` member: the id and extensions of the value of `focal`.
     pub focal_ext: Option<Box<Element>>,
     /// Pre-assigned Claim number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Insurance information. `coverage` (1..1).
     pub coverage: Reference,
     /// Additional provider contract number. `businessArrangement` (0..1).
@@ -1364,7 +1363,7 @@ pub struct ClaimRelated {
     /// How the reference claim is related. `relationship` (0..1).
     pub relationship: Option<CodeableConcept>,
     /// File or case reference. `reference` (0..1).
-    pub reference: Option<Identifier>,
+    pub reference: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct ClaimResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -93,13 +93,13 @@ pub struct ClaimResponse {
     /// Adjudication totals. `total` (0..*).
     pub total: Vec<ClaimResponseTotal>,
     /// Payment Details. `payment` (0..1).
-    pub payment: Option<ClaimResponsePayment>,
+    pub payment: Option<Box<ClaimResponsePayment>>,
     /// Funds reserved status. `fundsReserve` (0..1).
     pub funds_reserve: Option<CodeableConcept>,
     /// Printed form identifier. `formCode` (0..1).
     pub form_code: Option<CodeableConcept>,
     /// Printed reference or actual form. `form` (0..1).
-    pub form: Option<Attachment>,
+    pub form: Option<Box<Attachment>>,
     /// Note concerning adjudication. `processNote` (0..*).
     pub process_note: Vec<ClaimResponseProcessNote>,
     /// Request for additional information. `communicationRequest` (0..*).
@@ -115,13 +115,12 @@ pub struct ClaimResponse {
 impl FromJson for ClaimResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ClaimResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ClaimResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 7342,
             slots: &[
@@ -285,7 +284,7 @@ impl FhirResource for ClaimResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -601,7 +600,7 @@ pub struct ClaimResponsePayment {
     /// Payable amount after adjustment. `amount` (1..1).
     pub amount: Money,
     /// Business identifier for the payment. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

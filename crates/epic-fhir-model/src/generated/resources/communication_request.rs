@@ -19,7 +19,7 @@ pub struct CommunicationRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -47,7 +47,7 @@ pub struct CommunicationRequest {
     /// Request(s) replaced by this request. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -103,13 +103,12 @@ pub struct CommunicationRequest {
 impl FromJson for CommunicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CommunicationRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for CommunicationRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1016,
             slots: &[
@@ -253,7 +252,7 @@ impl FhirResource for CommunicationRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct Composition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct Composition {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Version-independent identifier for the Composition. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// preliminary | final | amended | entered-in-error. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -87,13 +87,12 @@ pub struct Composition {
 impl FromJson for Composition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Composition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Composition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 5076,
             slots: &[
@@ -209,7 +208,7 @@ impl FhirResource for Composition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -563,7 +562,7 @@ impl ToJson for CompositionAttester {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CompositionRelatesToTarget {
     /// `targetIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `targetReference`.
     Reference(Reference),
 }

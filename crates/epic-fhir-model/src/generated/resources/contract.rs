@@ -19,7 +19,7 @@ pub struct Contract {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -109,7 +109,7 @@ pub struct Contract {
     /// Subtype within the context of type. `subType` (0..*).
     pub sub_type: Vec<CodeableConcept>,
     /// Contract precursor content. `contentDefinition` (0..1).
-    pub content_definition: Option<ContractContentDefinition>,
+    pub content_definition: Option<Box<ContractContentDefinition>>,
     /// Contract Term List. `term` (0..*).
     pub term: Vec<ContractTerm>,
     /// Extra Information. `supportingInfo` (0..*).
@@ -133,13 +133,12 @@ pub struct Contract {
 impl FromJson for Contract {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Contract {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Contract {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 402,
             slots: &[
@@ -346,7 +345,7 @@ impl FhirResource for Contract {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -658,7 +657,7 @@ pub struct ContractTerm {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Contract Term Number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Contract Term Issue Date Time. `issued` (0..1).
     pub issued: Option<DateTime>,
     /// The `_issued` member: the id and extensions of the value of `issued`.
@@ -678,7 +677,7 @@ pub struct ContractTerm {
     /// Protection for the Term. `securityLabel` (0..*).
     pub security_label: Vec<ContractTermSecurityLabel>,
     /// Context of the Contract term. `offer` (1..1).
-    pub offer: ContractTermOffer,
+    pub offer: Box<ContractTermOffer>,
     /// Contract Term Asset List. `asset` (0..*).
     pub asset: Vec<ContractTermAsset>,
     /// Entity being ascribed responsibility. `action` (0..*).
@@ -1185,7 +1184,7 @@ pub struct ContractTermAssetValuedItem {
     /// Contract Valued Item Type. `entity[x]` (0..1).
     pub entity: Option<ContractTermAssetValuedItemEntity>,
     /// Contract Valued Item Number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Contract Valued Item Effective Tiem. `effectiveTime` (0..1).
     pub effective_time: Option<DateTime>,
     /// The `_effectiveTime` member: the id and extensions of the value of `effectiveTime`.
@@ -2110,7 +2109,7 @@ pub enum ContractTermActionOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ContractTermActionOccurrence {

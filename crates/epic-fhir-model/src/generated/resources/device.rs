@@ -19,7 +19,7 @@ pub struct Device {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -121,13 +121,12 @@ pub struct Device {
 impl FromJson for Device {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Device {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Device {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 7917,
             slots: &[
@@ -291,7 +290,7 @@ impl FhirResource for Device {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -399,7 +398,7 @@ pub struct DeviceVersion {
     /// The type of the device version. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// A single component of the device version. `component` (0..1).
-    pub component: Option<Identifier>,
+    pub component: Option<Box<Identifier>>,
     /// The version text. `value` (1..1).
     pub value: Option<String>,
     /// The `_value` member: the id and extensions of the value of `value`.

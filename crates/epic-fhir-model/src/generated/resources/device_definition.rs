@@ -19,7 +19,7 @@ pub struct DeviceDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -65,7 +65,7 @@ pub struct DeviceDefinition {
     /// Shelf Life and storage information. `shelfLifeStorage` (0..*).
     pub shelf_life_storage: Vec<ProductShelfLife>,
     /// Dimensions, color etc. `physicalCharacteristics` (0..1).
-    pub physical_characteristics: Option<ProdCharacteristic>,
+    pub physical_characteristics: Option<Box<ProdCharacteristic>>,
     /// Language code for the human-readable text strings produced by the device (all supported). `languageCode` (0..*).
     pub language_code: Vec<CodeableConcept>,
     /// Device capabilities. `capability` (0..*).
@@ -99,13 +99,12 @@ pub struct DeviceDefinition {
 impl FromJson for DeviceDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for DeviceDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 110,
             slots: &[
@@ -248,7 +247,7 @@ impl FhirResource for DeviceDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

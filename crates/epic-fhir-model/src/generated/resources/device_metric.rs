@@ -19,7 +19,7 @@ pub struct DeviceMetric {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -63,7 +63,7 @@ pub struct DeviceMetric {
     /// The `_category` member: the id and extensions of the value of `category`.
     pub category_ext: Option<Box<Element>>,
     /// Describes the measurement repetition time. `measurementPeriod` (0..1).
-    pub measurement_period: Option<Timing>,
+    pub measurement_period: Option<Box<Timing>>,
     /// Describes the calibrations that have been performed or that are required to be performed. `calibration` (0..*).
     pub calibration: Vec<DeviceMetricCalibration>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -73,13 +73,12 @@ pub struct DeviceMetric {
 impl FromJson for DeviceMetric {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceMetric {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for DeviceMetric {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 434,
             slots: &[
@@ -183,7 +182,7 @@ impl FhirResource for DeviceMetric {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct DeviceRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct DeviceRequest {
     /// What request replaces. `priorRequest` (0..*).
     pub prior_request: Vec<Reference>,
     /// Identifier of composite request. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -111,13 +111,12 @@ pub struct DeviceRequest {
 impl FromJson for DeviceRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for DeviceRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 14681,
             slots: &[
@@ -351,7 +350,7 @@ impl FhirResource for DeviceRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -495,7 +494,7 @@ pub enum DeviceRequestOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for DeviceRequestOccurrence {
@@ -551,7 +550,7 @@ pub enum DeviceRequestParameterValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueBoolean`.
     Boolean(bool),
 }

@@ -19,7 +19,7 @@ pub struct DocumentManifest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct DocumentManifest {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Unique Identifier for the set of documents. `masterIdentifier` (0..1).
-    pub master_identifier: Option<Identifier>,
+    pub master_identifier: Option<Box<Identifier>>,
     /// Other identifiers for the manifest. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// current | superseded | entered-in-error. `status` (1..1).
@@ -81,13 +81,12 @@ pub struct DocumentManifest {
 impl FromJson for DocumentManifest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DocumentManifest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for DocumentManifest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 2443,
             slots: &[
@@ -195,7 +194,7 @@ impl FhirResource for DocumentManifest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -233,7 +232,7 @@ pub struct DocumentManifestRelated {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifiers of things that are related. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Related Resource. `ref` (0..1).
     pub r#ref: Option<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.

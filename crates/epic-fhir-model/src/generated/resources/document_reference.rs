@@ -19,7 +19,7 @@ pub struct DocumentReference {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct DocumentReference {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Master Version Specific Identifier. `masterIdentifier` (0..1).
-    pub master_identifier: Option<Identifier>,
+    pub master_identifier: Option<Box<Identifier>>,
     /// Other identifiers for the document. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// current | superseded | entered-in-error. `status` (1..1).
@@ -81,7 +81,7 @@ pub struct DocumentReference {
     /// Document referenced. `content` (1..*).
     pub content: Vec<DocumentReferenceContent>,
     /// Clinical context of document. `context` (0..1).
-    pub context: Option<DocumentReferenceContext>,
+    pub context: Option<Box<DocumentReferenceContext>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -89,13 +89,12 @@ pub struct DocumentReference {
 impl FromJson for DocumentReference {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DocumentReference {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for DocumentReference {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 15023,
             slots: &[
@@ -211,7 +210,7 @@ impl FhirResource for DocumentReference {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -335,7 +334,7 @@ pub struct DocumentReferenceContent {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Where to access the document. `attachment` (1..1).
-    pub attachment: Attachment,
+    pub attachment: Box<Attachment>,
     /// Format/content rules for the document. `format` (0..1).
     pub format: Option<Coding>,
     /// Members this model does not name, kept as read and written back unchanged.

@@ -19,7 +19,7 @@ pub struct Encounter {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct Encounter {
     /// The set of accounts that may be used for billing for this Encounter. `account` (0..*).
     pub account: Vec<Reference>,
     /// Details about the admission to a healthcare service. `hospitalization` (0..1).
-    pub hospitalization: Option<EncounterHospitalization>,
+    pub hospitalization: Option<Box<EncounterHospitalization>>,
     /// List of locations where the patient has been. `location` (0..*).
     pub location: Vec<EncounterLocation>,
     /// The organization (facility) responsible for this encounter. `serviceProvider` (0..1).
@@ -97,13 +97,12 @@ pub struct Encounter {
 impl FromJson for Encounter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Encounter {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Encounter {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 238,
             slots: &[
@@ -245,7 +244,7 @@ impl FhirResource for Encounter {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -359,7 +358,7 @@ pub struct EncounterHospitalization {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Pre-admission identifier. `preAdmissionIdentifier` (0..1).
-    pub pre_admission_identifier: Option<Identifier>,
+    pub pre_admission_identifier: Option<Box<Identifier>>,
     /// The location/organization from which the patient came before admission. `origin` (0..1).
     pub origin: Option<Reference>,
     /// From where patient was admitted (physician referral, transfer). `admitSource` (0..1).

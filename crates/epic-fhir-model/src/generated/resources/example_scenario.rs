@@ -19,7 +19,7 @@ pub struct ExampleScenario {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -103,13 +103,12 @@ pub struct ExampleScenario {
 impl FromJson for ExampleScenario {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ExampleScenario {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ExampleScenario {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 78,
             slots: &[
@@ -254,7 +253,7 @@ impl FhirResource for ExampleScenario {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -392,7 +391,7 @@ pub struct ExampleScenarioProcessStep {
     /// The `_pause` member: the id and extensions of the value of `pause`.
     pub pause_ext: Option<Box<Element>>,
     /// Each interaction or action. `operation` (0..1).
-    pub operation: Option<ExampleScenarioProcessStepOperation>,
+    pub operation: Option<Box<ExampleScenarioProcessStepOperation>>,
     /// Alternate non-typical step action. `alternative` (0..*).
     pub alternative: Vec<ExampleScenarioProcessStepAlternative>,
     /// Members this model does not name, kept as read and written back unchanged.

@@ -19,7 +19,7 @@ pub struct ExplanationOfBenefit {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct ExplanationOfBenefit {
     /// Original prescription if superceded by fulfiller. `originalPrescription` (0..1).
     pub original_prescription: Option<Reference>,
     /// Recipient of benefits payable. `payee` (0..1).
-    pub payee: Option<ExplanationOfBenefitPayee>,
+    pub payee: Option<Box<ExplanationOfBenefitPayee>>,
     /// Treatment Referral. `referral` (0..1).
     pub referral: Option<Reference>,
     /// Servicing Facility. `facility` (0..1).
@@ -121,7 +121,7 @@ pub struct ExplanationOfBenefit {
     /// Patient insurance information. `insurance` (1..*).
     pub insurance: Vec<ExplanationOfBenefitInsurance>,
     /// Details of the event. `accident` (0..1).
-    pub accident: Option<ExplanationOfBenefitAccident>,
+    pub accident: Option<Box<ExplanationOfBenefitAccident>>,
     /// Product or service provided. `item` (0..*).
     pub item: Vec<ExplanationOfBenefitItem>,
     /// Insurer added line items. `addItem` (0..*).
@@ -131,11 +131,11 @@ pub struct ExplanationOfBenefit {
     /// Adjudication totals. `total` (0..*).
     pub total: Vec<ExplanationOfBenefitTotal>,
     /// Payment Details. `payment` (0..1).
-    pub payment: Option<ExplanationOfBenefitPayment>,
+    pub payment: Option<Box<ExplanationOfBenefitPayment>>,
     /// Printed form identifier. `formCode` (0..1).
     pub form_code: Option<CodeableConcept>,
     /// Printed reference or actual form. `form` (0..1).
-    pub form: Option<Attachment>,
+    pub form: Option<Box<Attachment>>,
     /// Note concerning adjudication. `processNote` (0..*).
     pub process_note: Vec<ExplanationOfBenefitProcessNote>,
     /// When the benefits are applicable. `benefitPeriod` (0..1).
@@ -149,13 +149,12 @@ pub struct ExplanationOfBenefit {
 impl FromJson for ExplanationOfBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ExplanationOfBenefit {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ExplanationOfBenefit {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 111,
             slots: &[
@@ -386,7 +385,7 @@ impl FhirResource for ExplanationOfBenefit {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -698,7 +697,7 @@ pub struct ExplanationOfBenefitPayment {
     /// Payable amount after adjustment. `amount` (0..1).
     pub amount: Option<Money>,
     /// Business identifier for the payment. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -2334,7 +2333,7 @@ pub struct ExplanationOfBenefitRelated {
     /// How the reference claim is related. `relationship` (0..1).
     pub relationship: Option<CodeableConcept>,
     /// File or case reference. `reference` (0..1).
-    pub reference: Option<Identifier>,
+    pub reference: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct FamilyMemberHistory {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -97,13 +97,12 @@ pub struct FamilyMemberHistory {
 impl FromJson for FamilyMemberHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl FamilyMemberHistory {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for FamilyMemberHistory {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 3704,
             slots: &[
@@ -245,7 +244,7 @@ impl FhirResource for FamilyMemberHistory {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -415,7 +414,7 @@ pub enum FamilyMemberHistoryAge {
     /// `ageAge`.
     Age(Age),
     /// `ageRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `ageString`.
     String(String),
 }
@@ -473,7 +472,7 @@ pub enum FamilyMemberHistoryDeceased {
     /// `deceasedAge`.
     Age(Age),
     /// `deceasedRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `deceasedDate`.
     Date(Date),
     /// `deceasedString`.
@@ -539,7 +538,7 @@ pub enum FamilyMemberHistoryConditionOnset {
     /// `onsetAge`.
     Age(Age),
     /// `onsetRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `onsetPeriod`.
     Period(Period),
     /// `onsetString`.

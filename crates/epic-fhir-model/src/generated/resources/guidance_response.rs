@@ -19,7 +19,7 @@ pub struct GuidanceResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct GuidanceResponse {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The identifier of the request associated with this response, if any. `requestIdentifier` (0..1).
-    pub request_identifier: Option<Identifier>,
+    pub request_identifier: Option<Box<Identifier>>,
     /// Business identifier. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// What guidance was requested. `module[x]` (1..1).
@@ -83,13 +83,12 @@ pub struct GuidanceResponse {
 impl FromJson for GuidanceResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl GuidanceResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for GuidanceResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 4384,
             slots: &[
@@ -257,7 +256,7 @@ impl FhirResource for GuidanceResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct HealthcareService {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -71,7 +71,7 @@ pub struct HealthcareService {
     /// The `_extraDetails` member: the id and extensions of the value of `extraDetails`.
     pub extra_details_ext: Option<Box<Element>>,
     /// Facilitates quick identification of the service. `photo` (0..1).
-    pub photo: Option<Attachment>,
+    pub photo: Option<Box<Attachment>>,
     /// Contacts related to the healthcare service. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Location(s) service is intended for/available to. `coverageArea` (0..*).
@@ -109,13 +109,12 @@ pub struct HealthcareService {
 impl FromJson for HealthcareService {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl HealthcareService {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for HealthcareService {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 2740,
             slots: &[
@@ -267,7 +266,7 @@ impl FhirResource for HealthcareService {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

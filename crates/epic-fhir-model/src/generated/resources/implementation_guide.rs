@@ -19,7 +19,7 @@ pub struct ImplementationGuide {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -115,13 +115,12 @@ pub struct ImplementationGuide {
 impl FromJson for ImplementationGuide {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ImplementationGuide {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ImplementationGuide {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1960,
             slots: &[
@@ -278,7 +277,7 @@ impl FhirResource for ImplementationGuide {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -561,7 +560,7 @@ pub struct ImplementationGuideDefinition {
     /// Resource in the implementation guide. `resource` (1..*).
     pub resource: Vec<ImplementationGuideDefinitionResource>,
     /// Page/Section in the Guide. `page` (0..1).
-    pub page: Option<ImplementationGuideDefinitionPage>,
+    pub page: Option<Box<ImplementationGuideDefinitionPage>>,
     /// Defines how IG is built by tools. `parameter` (0..*).
     pub parameter: Vec<ImplementationGuideDefinitionParameter>,
     /// A template for building resources. `template` (0..*).

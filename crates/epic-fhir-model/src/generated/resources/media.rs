@@ -19,7 +19,7 @@ pub struct Media {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -97,7 +97,7 @@ pub struct Media {
     /// The `_duration` member: the id and extensions of the value of `duration`.
     pub duration_ext: Option<Box<Element>>,
     /// Actual Media - reference or data. `content` (1..1).
-    pub content: Attachment,
+    pub content: Box<Attachment>,
     /// Comments made about the media. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -107,13 +107,12 @@ pub struct Media {
 impl FromJson for Media {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Media {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Media {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1109,
             slots: &[
@@ -265,7 +264,7 @@ impl FhirResource for Media {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

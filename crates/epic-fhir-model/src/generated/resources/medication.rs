@@ -19,7 +19,7 @@ pub struct Medication {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct Medication {
     /// powder | tablets | capsule +. `form` (0..1).
     pub form: Option<CodeableConcept>,
     /// Amount of drug in package. `amount` (0..1).
-    pub amount: Option<Ratio>,
+    pub amount: Option<Box<Ratio>>,
     /// Active or inactive ingredient. `ingredient` (0..*).
     pub ingredient: Vec<MedicationIngredient>,
     /// Details about packaged medications. `batch` (0..1).
@@ -67,13 +67,12 @@ pub struct Medication {
 impl FromJson for Medication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Medication {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Medication {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 18,
             slots: &[
@@ -167,7 +166,7 @@ impl FhirResource for Medication {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -281,7 +280,7 @@ pub struct MedicationIngredient {
     /// The `_isActive` member: the id and extensions of the value of `isActive`.
     pub is_active_ext: Option<Box<Element>>,
     /// Quantity of ingredient present. `strength` (0..1).
-    pub strength: Option<Ratio>,
+    pub strength: Option<Box<Ratio>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct MedicationAdministration {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -81,7 +81,7 @@ pub struct MedicationAdministration {
     /// Information about the administration. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Details of how medication was taken. `dosage` (0..1).
-    pub dosage: Option<MedicationAdministrationDosage>,
+    pub dosage: Option<Box<MedicationAdministrationDosage>>,
     /// A list of events of interest in the lifecycle. `eventHistory` (0..*).
     pub event_history: Vec<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -91,13 +91,12 @@ pub struct MedicationAdministration {
 impl FromJson for MedicationAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationAdministration {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicationAdministration {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 13,
             slots: &[
@@ -296,7 +295,7 @@ impl FhirResource for MedicationAdministration {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -574,7 +573,7 @@ impl MedicationAdministrationEffective {
 #[derive(Clone, Debug, PartialEq)]
 pub enum MedicationAdministrationDosageRate {
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `rateQuantity`.
     Quantity(Quantity),
 }

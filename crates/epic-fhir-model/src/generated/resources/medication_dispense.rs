@@ -19,7 +19,7 @@ pub struct MedicationDispense {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -91,7 +91,7 @@ pub struct MedicationDispense {
     /// How the medication is to be used by the patient or administered by the caregiver. `dosageInstruction` (0..*).
     pub dosage_instruction: Vec<Dosage>,
     /// Whether a substitution was performed on the dispense. `substitution` (0..1).
-    pub substitution: Option<MedicationDispenseSubstitution>,
+    pub substitution: Option<Box<MedicationDispenseSubstitution>>,
     /// Clinical issue with action. `detectedIssue` (0..*).
     pub detected_issue: Vec<Reference>,
     /// A list of relevant lifecycle events. `eventHistory` (0..*).
@@ -103,13 +103,12 @@ pub struct MedicationDispense {
 impl FromJson for MedicationDispense {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationDispense {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicationDispense {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 315,
             slots: &[
@@ -333,7 +332,7 @@ impl FhirResource for MedicationDispense {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct MedicationKnowledge {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct MedicationKnowledge {
     /// Categorization of the medication within a formulary or classification system. `medicineClassification` (0..*).
     pub medicine_classification: Vec<MedicationKnowledgeMedicineClassification>,
     /// Details about packaged medications. `packaging` (0..1).
-    pub packaging: Option<MedicationKnowledgePackaging>,
+    pub packaging: Option<Box<MedicationKnowledgePackaging>>,
     /// Specifies descriptive properties of the medicine. `drugCharacteristic` (0..*).
     pub drug_characteristic: Vec<MedicationKnowledgeDrugCharacteristic>,
     /// Potential clinical issue with or between medication(s). `contraindication` (0..*).
@@ -99,13 +99,12 @@ pub struct MedicationKnowledge {
 impl FromJson for MedicationKnowledge {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationKnowledge {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicationKnowledge {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 42,
             slots: &[
@@ -246,7 +245,7 @@ impl FhirResource for MedicationKnowledge {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -356,7 +355,7 @@ pub struct MedicationKnowledgeRegulatory {
     /// Specifies the schedule of a medication in jurisdiction. `schedule` (0..*).
     pub schedule: Vec<MedicationKnowledgeRegulatorySchedule>,
     /// The maximum number of units of the medication that can be dispensed in a period. `maxDispense` (0..1).
-    pub max_dispense: Option<MedicationKnowledgeRegulatoryMaxDispense>,
+    pub max_dispense: Option<Box<MedicationKnowledgeRegulatoryMaxDispense>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -1155,7 +1154,7 @@ pub struct MedicationKnowledgeIngredient {
     /// The `_isActive` member: the id and extensions of the value of `isActive`.
     pub is_active_ext: Option<Box<Element>>,
     /// Quantity of ingredient present. `strength` (0..1).
-    pub strength: Option<Ratio>,
+    pub strength: Option<Box<Ratio>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

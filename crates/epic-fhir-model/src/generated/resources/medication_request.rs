@@ -19,7 +19,7 @@ pub struct MedicationRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -105,7 +105,7 @@ pub struct MedicationRequest {
     /// What request fulfills. `basedOn` (0..*).
     pub based_on: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// Overall pattern of medication administration. `courseOfTherapyType` (0..1).
     pub course_of_therapy_type: Option<CodeableConcept>,
     /// Associated insurance coverage. `insurance` (0..*).
@@ -115,9 +115,9 @@ pub struct MedicationRequest {
     /// How the medication should be taken. `dosageInstruction` (0..*).
     pub dosage_instruction: Vec<Dosage>,
     /// Medication supply authorization. `dispenseRequest` (0..1).
-    pub dispense_request: Option<MedicationRequestDispenseRequest>,
+    pub dispense_request: Option<Box<MedicationRequestDispenseRequest>>,
     /// Any restrictions on medication substitution. `substitution` (0..1).
-    pub substitution: Option<MedicationRequestSubstitution>,
+    pub substitution: Option<Box<MedicationRequestSubstitution>>,
     /// An order/prescription that is being replaced. `priorPrescription` (0..1).
     pub prior_prescription: Option<Reference>,
     /// Clinical Issue with action. `detectedIssue` (0..*).
@@ -131,13 +131,12 @@ pub struct MedicationRequest {
 impl FromJson for MedicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicationRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 32,
             slots: &[
@@ -439,7 +438,7 @@ impl FhirResource for MedicationRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -551,7 +550,7 @@ pub struct MedicationRequestDispenseRequest {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// First fill details. `initialFill` (0..1).
-    pub initial_fill: Option<MedicationRequestDispenseRequestInitialFill>,
+    pub initial_fill: Option<Box<MedicationRequestDispenseRequestInitialFill>>,
     /// Minimum period of time between dispenses. `dispenseInterval` (0..1).
     pub dispense_interval: Option<Duration>,
     /// Time period supply is authorized for. `validityPeriod` (0..1).

@@ -19,7 +19,7 @@ pub struct MedicinalProduct {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -89,13 +89,12 @@ pub struct MedicinalProduct {
 impl FromJson for MedicinalProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProduct {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicinalProduct {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 16,
             slots: &[
@@ -228,7 +227,7 @@ impl FhirResource for MedicinalProduct {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -358,7 +357,7 @@ pub struct MedicinalProductManufacturingBusinessOperation {
     /// The type of manufacturing operation. `operationType` (0..1).
     pub operation_type: Option<CodeableConcept>,
     /// Regulatory authorization reference number. `authorisationReferenceNumber` (0..1).
-    pub authorisation_reference_number: Option<Identifier>,
+    pub authorisation_reference_number: Option<Box<Identifier>>,
     /// Regulatory authorization date. `effectiveDate` (0..1).
     pub effective_date: Option<DateTime>,
     /// The `_effectiveDate` member: the id and extensions of the value of `effectiveDate`.

@@ -19,7 +19,7 @@ pub struct MedicinalProductAuthorization {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -79,7 +79,7 @@ pub struct MedicinalProductAuthorization {
     /// Medicines Regulatory Agency. `regulator` (0..1).
     pub regulator: Option<Reference>,
     /// The regulatory procedure for granting or amending a marketing authorization. `procedure` (0..1).
-    pub procedure: Option<MedicinalProductAuthorizationProcedure>,
+    pub procedure: Option<Box<MedicinalProductAuthorizationProcedure>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -87,13 +87,12 @@ pub struct MedicinalProductAuthorization {
 impl FromJson for MedicinalProductAuthorization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductAuthorization {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicinalProductAuthorization {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 17453,
             slots: &[
@@ -209,7 +208,7 @@ impl FhirResource for MedicinalProductAuthorization {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -247,7 +246,7 @@ pub struct MedicinalProductAuthorizationProcedure {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier for this procedure. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Type of procedure. `type` (1..1).
     pub r#type: CodeableConcept,
     /// Date of procedure. `date[x]` (0..1).

@@ -19,7 +19,7 @@ pub struct MedicinalProductIngredient {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct MedicinalProductIngredient {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier for the ingredient. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Ingredient role e.g. Active ingredient, excipient. `role` (1..1).
     pub role: CodeableConcept,
     /// If the ingredient is a known or suspected allergen. `allergenicIndicator` (0..1).
@@ -61,13 +61,12 @@ pub struct MedicinalProductIngredient {
 impl FromJson for MedicinalProductIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductIngredient {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicinalProductIngredient {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 16,
             slots: &[
@@ -159,7 +158,7 @@ impl FhirResource for MedicinalProductIngredient {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -335,17 +334,17 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The quantity of substance in the unit of presentation, or in the volume (or mass) of the single pharmaceutical product or manufactured item. `presentation` (1..1).
-    pub presentation: Ratio,
+    pub presentation: Box<Ratio>,
     /// A lower limit for the quantity of substance in the unit of presentation. For use when there is a range of strengths, this is the lower limit, with the presentation attribute becoming the upper limit. `presentationLowLimit` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
-    pub presentation_low_limit: Option<Ratio>,
+    pub presentation_low_limit: Option<Box<Ratio>>,
     /// The strength per unitary volume (or mass). `concentration` (0..1).
-    pub concentration: Option<Ratio>,
+    pub concentration: Option<Box<Ratio>>,
     /// A lower limit for the strength per unitary volume (or mass), for when there is a range. The concentration attribute then becomes the upper limit. `concentrationLowLimit` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
-    pub concentration_low_limit: Option<Ratio>,
+    pub concentration_low_limit: Option<Box<Ratio>>,
     /// For when strength is measured at a particular point or distance. `measurementPoint` (0..1).
     pub measurement_point: Option<String>,
     /// The `_measurementPoint` member: the id and extensions of the value of `measurementPoint`.
@@ -433,9 +432,9 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength
     /// Relevant reference substance. `substance` (0..1).
     pub substance: Option<CodeableConcept>,
     /// Strength expressed in terms of a reference substance. `strength` (1..1).
-    pub strength: Ratio,
+    pub strength: Box<Ratio>,
     /// Strength expressed in terms of a reference substance. `strengthLowLimit` (0..1).
-    pub strength_low_limit: Option<Ratio>,
+    pub strength_low_limit: Option<Box<Ratio>>,
     /// For when strength is measured at a particular point or distance. `measurementPoint` (0..1).
     pub measurement_point: Option<String>,
     /// The `_measurementPoint` member: the id and extensions of the value of `measurementPoint`.

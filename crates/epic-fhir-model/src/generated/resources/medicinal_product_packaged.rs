@@ -19,7 +19,7 @@ pub struct MedicinalProductPackaged {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -67,13 +67,12 @@ pub struct MedicinalProductPackaged {
 impl FromJson for MedicinalProductPackaged {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductPackaged {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicinalProductPackaged {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 11,
             slots: &[
@@ -169,7 +168,7 @@ impl FhirResource for MedicinalProductPackaged {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -223,7 +222,7 @@ pub struct MedicinalProductPackagedPackageItem {
     /// Allows containers within containers. `packageItem` (0..*).
     pub package_item: Vec<MedicinalProductPackagedPackageItem>,
     /// Dimensions, color etc. `physicalCharacteristics` (0..1).
-    pub physical_characteristics: Option<ProdCharacteristic>,
+    pub physical_characteristics: Option<Box<ProdCharacteristic>>,
     /// Other codeable characteristics. `otherCharacteristics` (0..*).
     pub other_characteristics: Vec<CodeableConcept>,
     /// Shelf Life and storage information. `shelfLifeStorage` (0..*).
@@ -317,9 +316,9 @@ pub struct MedicinalProductPackagedBatchIdentifier {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// A number appearing on the outer packaging of a specific batch. `outerPackaging` (1..1).
-    pub outer_packaging: Identifier,
+    pub outer_packaging: Box<Identifier>,
     /// A number appearing on the immediate packaging (and not the outer packaging). `immediatePackaging` (0..1).
-    pub immediate_packaging: Option<Identifier>,
+    pub immediate_packaging: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct MedicinalProductPharmaceutical {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,13 +61,12 @@ pub struct MedicinalProductPharmaceutical {
 impl FromJson for MedicinalProductPharmaceutical {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductPharmaceutical {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MedicinalProductPharmaceutical {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 59,
             slots: &[
@@ -159,7 +158,7 @@ impl FhirResource for MedicinalProductPharmaceutical {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -205,7 +204,7 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
     /// The maximum dose per day (maximum dose quantity to be administered in any one 24-h period) that can be administered as per the protocol referenced in the clinical trial authorisation. `maxDosePerDay` (0..1).
     pub max_dose_per_day: Option<Quantity>,
     /// The maximum dose per treatment period that can be administered as per the protocol referenced in the clinical trial authorisation. `maxDosePerTreatmentPeriod` (0..1).
-    pub max_dose_per_treatment_period: Option<Ratio>,
+    pub max_dose_per_treatment_period: Option<Box<Ratio>>,
     /// The maximum treatment period during which an Investigational Medicinal Product can be administered as per the protocol referenced in the clinical trial authorisation. `maxTreatmentPeriod` (0..1).
     pub max_treatment_period: Option<Duration>,
     /// A species for which this route applies. `targetSpecies` (0..*).

@@ -19,7 +19,7 @@ pub struct MessageHeader {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct MessageHeader {
     /// Cause of event. `reason` (0..1).
     pub reason: Option<CodeableConcept>,
     /// If this is a reply to prior message. `response` (0..1).
-    pub response: Option<MessageHeaderResponse>,
+    pub response: Option<Box<MessageHeaderResponse>>,
     /// The actual content of the message. `focus` (0..*).
     pub focus: Vec<Reference>,
     /// Link to the definition for this message. `definition` (0..1).
@@ -71,13 +71,12 @@ pub struct MessageHeader {
 impl FromJson for MessageHeader {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MessageHeader {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MessageHeader {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 27,
             slots: &[
@@ -225,7 +224,7 @@ impl FhirResource for MessageHeader {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -349,7 +348,7 @@ pub struct MessageHeaderSource {
     /// The `_version` member: the id and extensions of the value of `version`.
     pub version_ext: Option<Box<Element>>,
     /// Human contact for problems. `contact` (0..1).
-    pub contact: Option<ContactPoint>,
+    pub contact: Option<Box<ContactPoint>>,
     /// Actual message source address or id. `endpoint` (1..1).
     pub endpoint: Option<String>,
     /// The `_endpoint` member: the id and extensions of the value of `endpoint`.

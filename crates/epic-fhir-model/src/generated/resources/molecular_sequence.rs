@@ -19,7 +19,7 @@ pub struct MolecularSequence {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct MolecularSequence {
     /// The number of copies of the sequence of interest. (RNASeq). `quantity` (0..1).
     pub quantity: Option<Quantity>,
     /// A sequence used as reference. `referenceSeq` (0..1).
-    pub reference_seq: Option<MolecularSequenceReferenceSeq>,
+    pub reference_seq: Option<Box<MolecularSequenceReferenceSeq>>,
     /// Variant in sequence. `variant` (0..*).
     pub variant: Vec<MolecularSequenceVariant>,
     /// Sequence that was observed. `observedSeq` (0..1).
@@ -87,13 +87,12 @@ pub struct MolecularSequence {
 impl FromJson for MolecularSequence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MolecularSequence {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for MolecularSequence {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 9806,
             slots: &[
@@ -209,7 +208,7 @@ impl FhirResource for MolecularSequence {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -629,7 +628,7 @@ pub struct MolecularSequenceQuality {
     /// The `_fScore` member: the id and extensions of the value of `fScore`.
     pub f_score_ext: Option<Box<Element>>,
     /// Receiver Operator Characteristic (ROC) Curve. `roc` (0..1).
-    pub roc: Option<MolecularSequenceQualityRoc>,
+    pub roc: Option<Box<MolecularSequenceQualityRoc>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct NutritionOrder {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -87,7 +87,7 @@ pub struct NutritionOrder {
     /// Supplement components. `supplement` (0..*).
     pub supplement: Vec<NutritionOrderSupplement>,
     /// Enteral formula components. `enteralFormula` (0..1).
-    pub enteral_formula: Option<NutritionOrderEnteralFormula>,
+    pub enteral_formula: Option<Box<NutritionOrderEnteralFormula>>,
     /// Comments. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -97,13 +97,12 @@ pub struct NutritionOrder {
 impl FromJson for NutritionOrder {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl NutritionOrder {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for NutritionOrder {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 18,
             slots: &[
@@ -240,7 +239,7 @@ impl FhirResource for NutritionOrder {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -384,7 +383,7 @@ pub struct NutritionOrderEnteralFormulaAdministration {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Scheduled frequency of enteral feeding. `schedule` (0..1).
-    pub schedule: Option<Timing>,
+    pub schedule: Option<Box<Timing>>,
     /// The volume of formula to provide. `quantity` (0..1).
     pub quantity: Option<Quantity>,
     /// Speed with which the formula is provided per period of time. `rate[x]` (0..1).
@@ -738,7 +737,7 @@ pub enum NutritionOrderEnteralFormulaAdministrationRate {
     /// `rateQuantity`.
     Quantity(Quantity),
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
 }
 
 impl rt::Choice for NutritionOrderEnteralFormulaAdministrationRate {

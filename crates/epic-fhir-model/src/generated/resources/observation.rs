@@ -19,7 +19,7 @@ pub struct Observation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -101,13 +101,12 @@ pub struct Observation {
 impl FromJson for Observation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Observation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Observation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 134,
             slots: &[
@@ -285,7 +284,7 @@ impl FhirResource for Observation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -419,7 +418,7 @@ pub struct ObservationReferenceRange {
     /// Reference range population. `appliesTo` (0..*).
     pub applies_to: Vec<CodeableConcept>,
     /// Applicable age range, if relevant. `age` (0..1).
-    pub age: Option<Range>,
+    pub age: Option<Box<Range>>,
     /// Text based reference range in an observation. `text` (0..1).
     pub text: Option<String>,
     /// The `_text` member: the id and extensions of the value of `text`.
@@ -491,7 +490,7 @@ pub enum ObservationEffective {
     /// `effectivePeriod`.
     Period(Period),
     /// `effectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `effectiveInstant`.
     Instant(Instant),
 }
@@ -559,9 +558,9 @@ pub enum ObservationValue {
     /// `valueInteger`.
     Integer(i32),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueSampledData`.
     SampledData(Box<SampledData>),
     /// `valueTime`.
@@ -663,9 +662,9 @@ pub enum ObservationComponentValue {
     /// `valueInteger`.
     Integer(i32),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueSampledData`.
     SampledData(Box<SampledData>),
     /// `valueTime`.

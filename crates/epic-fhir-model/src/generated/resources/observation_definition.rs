@@ -19,7 +19,7 @@ pub struct ObservationDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct ObservationDefinition {
     /// The `_preferredReportName` member: the id and extensions of the value of `preferredReportName`.
     pub preferred_report_name_ext: Option<Box<Element>>,
     /// Characteristics of quantitative results. `quantitativeDetails` (0..1).
-    pub quantitative_details: Option<ObservationDefinitionQuantitativeDetails>,
+    pub quantitative_details: Option<Box<ObservationDefinitionQuantitativeDetails>>,
     /// Qualified range for continuous and ordinal observation results. `qualifiedInterval` (0..*).
     pub qualified_interval: Vec<ObservationDefinitionQualifiedInterval>,
     /// Value set of valid coded values for the observations conforming to this ObservationDefinition. `validCodedValueSet` (0..1).
@@ -79,13 +79,12 @@ pub struct ObservationDefinition {
 impl FromJson for ObservationDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ObservationDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ObservationDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1367,
             slots: &[
@@ -194,7 +193,7 @@ impl FhirResource for ObservationDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -236,7 +235,7 @@ pub struct ObservationDefinitionQualifiedInterval {
     /// The `_category` member: the id and extensions of the value of `category`.
     pub category_ext: Option<Box<Element>>,
     /// The interval itself, for continuous or ordinal observations. `range` (0..1).
-    pub range: Option<Range>,
+    pub range: Option<Box<Range>>,
     /// Range context qualifier. `context` (0..1).
     pub context: Option<CodeableConcept>,
     /// Targetted population of the range. `appliesTo` (0..*).
@@ -246,9 +245,9 @@ pub struct ObservationDefinitionQualifiedInterval {
     /// The `_gender` member: the id and extensions of the value of `gender`.
     pub gender_ext: Option<Box<Element>>,
     /// Applicable age range, if relevant. `age` (0..1).
-    pub age: Option<Range>,
+    pub age: Option<Box<Range>>,
     /// Applicable gestational age range, if relevant. `gestationalAge` (0..1).
-    pub gestational_age: Option<Range>,
+    pub gestational_age: Option<Box<Range>>,
     /// Condition associated with the reference range. `condition` (0..1).
     pub condition: Option<String>,
     /// The `_condition` member: the id and extensions of the value of `condition`.

@@ -19,7 +19,7 @@ pub struct Organization {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -75,13 +75,12 @@ pub struct Organization {
 impl FromJson for Organization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Organization {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Organization {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 146,
             slots: &[
@@ -182,7 +181,7 @@ impl FhirResource for Organization {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -222,11 +221,11 @@ pub struct OrganizationContact {
     /// The type of contact. `purpose` (0..1).
     pub purpose: Option<CodeableConcept>,
     /// A name associated with the contact. `name` (0..1).
-    pub name: Option<HumanName>,
+    pub name: Option<Box<HumanName>>,
     /// Contact details (telephone, email, etc.) for a contact. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Visiting or postal addresses for the contact. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

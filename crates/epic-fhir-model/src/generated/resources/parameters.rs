@@ -19,7 +19,7 @@ pub struct Parameters {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -39,13 +39,12 @@ pub struct Parameters {
 impl FromJson for Parameters {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Parameters {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Parameters {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 0,
             slots: &[
@@ -107,7 +106,7 @@ impl FhirResource for Parameters {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -311,7 +310,7 @@ pub enum ParametersParameterValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -319,7 +318,7 @@ pub enum ParametersParameterValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -329,7 +328,7 @@ pub enum ParametersParameterValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -337,9 +336,9 @@ pub enum ParametersParameterValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -347,7 +346,7 @@ pub enum ParametersParameterValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -361,13 +360,13 @@ pub enum ParametersParameterValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ParametersParameterValue {

@@ -19,7 +19,7 @@ pub struct Patient {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -91,13 +91,12 @@ pub struct Patient {
 impl FromJson for Patient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Patient {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Patient {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 6,
             slots: &[
@@ -227,7 +226,7 @@ impl FhirResource for Patient {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -403,11 +402,11 @@ pub struct PatientContact {
     /// The kind of relationship. `relationship` (0..*).
     pub relationship: Vec<CodeableConcept>,
     /// A name associated with the contact person. `name` (0..1).
-    pub name: Option<HumanName>,
+    pub name: Option<Box<HumanName>>,
     /// A contact detail for the person. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Address for the contact person. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// male | female | other | unknown. `gender` (0..1).
     pub gender: Option<AdministrativeGender>,
     /// The `_gender` member: the id and extensions of the value of `gender`.

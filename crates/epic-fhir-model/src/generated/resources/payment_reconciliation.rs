@@ -19,7 +19,7 @@ pub struct PaymentReconciliation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -75,7 +75,7 @@ pub struct PaymentReconciliation {
     /// Total amount of Payment. `paymentAmount` (1..1).
     pub payment_amount: Money,
     /// Business identifier for the payment. `paymentIdentifier` (0..1).
-    pub payment_identifier: Option<Identifier>,
+    pub payment_identifier: Option<Box<Identifier>>,
     /// Settlement particulars. `detail` (0..*).
     pub detail: Vec<PaymentReconciliationDetail>,
     /// Printed form identifier. `formCode` (0..1).
@@ -89,13 +89,12 @@ pub struct PaymentReconciliation {
 impl FromJson for PaymentReconciliation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PaymentReconciliation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for PaymentReconciliation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 12136,
             slots: &[
@@ -213,7 +212,7 @@ impl FhirResource for PaymentReconciliation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -321,9 +320,9 @@ pub struct PaymentReconciliationDetail {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Business identifier of the payment detail. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Business identifier of the prior payment detail. `predecessor` (0..1).
-    pub predecessor: Option<Identifier>,
+    pub predecessor: Option<Box<Identifier>>,
     /// Category of payment. `type` (1..1).
     pub r#type: CodeableConcept,
     /// Request giving rise to the payment. `request` (0..1).

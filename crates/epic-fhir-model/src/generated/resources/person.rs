@@ -19,7 +19,7 @@ pub struct Person {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct Person {
     /// One or more addresses for the person. `address` (0..*).
     pub address: Vec<Address>,
     /// Image of the person. `photo` (0..1).
-    pub photo: Option<Attachment>,
+    pub photo: Option<Box<Attachment>>,
     /// The organization that is the custodian of the person record. `managingOrganization` (0..1).
     pub managing_organization: Option<Reference>,
     /// This person's record is in active use. `active` (0..1).
@@ -75,13 +75,12 @@ pub struct Person {
 impl FromJson for Person {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Person {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Person {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 74,
             slots: &[
@@ -183,7 +182,7 @@ impl FhirResource for Person {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct PlanDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -143,13 +143,12 @@ pub struct PlanDefinition {
 impl FromJson for PlanDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PlanDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for PlanDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 2,
             slots: &[
@@ -366,7 +365,7 @@ impl FhirResource for PlanDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -1201,9 +1200,9 @@ pub enum PlanDefinitionActionTiming {
     /// `timingDuration`.
     Duration(Duration),
     /// `timingRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for PlanDefinitionActionTiming {
@@ -1319,7 +1318,7 @@ pub enum PlanDefinitionActionRelatedActionOffset {
     /// `offsetDuration`.
     Duration(Duration),
     /// `offsetRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for PlanDefinitionActionRelatedActionOffset {
@@ -1369,7 +1368,7 @@ pub enum PlanDefinitionGoalTargetDetail {
     /// `detailQuantity`.
     Quantity(Quantity),
     /// `detailRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `detailCodeableConcept`.
     CodeableConcept(CodeableConcept),
 }

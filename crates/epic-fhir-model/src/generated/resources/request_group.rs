@@ -19,7 +19,7 @@ pub struct RequestGroup {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct RequestGroup {
     /// Request(s) replaced by this request. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -99,13 +99,12 @@ pub struct RequestGroup {
 impl FromJson for RequestGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RequestGroup {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for RequestGroup {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 195,
             slots: &[
@@ -243,7 +242,7 @@ impl FhirResource for RequestGroup {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -621,9 +620,9 @@ pub enum RequestGroupActionTiming {
     /// `timingDuration`.
     Duration(Duration),
     /// `timingRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for RequestGroupActionTiming {
@@ -689,7 +688,7 @@ pub enum RequestGroupActionRelatedActionOffset {
     /// `offsetDuration`.
     Duration(Duration),
     /// `offsetRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RequestGroupActionRelatedActionOffset {

@@ -19,7 +19,7 @@ pub struct ResearchElementDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -155,13 +155,12 @@ pub struct ResearchElementDefinition {
 impl FromJson for ResearchElementDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ResearchElementDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ResearchElementDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 3992,
             slots: &[
@@ -389,7 +388,7 @@ impl FhirResource for ResearchElementDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -711,7 +710,7 @@ pub enum ResearchElementDefinitionCharacteristicStudyEffective {
     /// `studyEffectiveDuration`.
     Duration(Duration),
     /// `studyEffectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ResearchElementDefinitionCharacteristicStudyEffective {
@@ -773,7 +772,7 @@ pub enum ResearchElementDefinitionCharacteristicParticipantEffective {
     /// `participantEffectiveDuration`.
     Duration(Duration),
     /// `participantEffectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ResearchElementDefinitionCharacteristicParticipantEffective {

@@ -19,7 +19,7 @@ pub struct RiskAssessment {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -85,13 +85,12 @@ pub struct RiskAssessment {
 impl FromJson for RiskAssessment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RiskAssessment {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for RiskAssessment {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 14225,
             slots: &[
@@ -207,7 +206,7 @@ impl FhirResource for RiskAssessment {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -377,7 +376,7 @@ pub enum RiskAssessmentPredictionProbability {
     /// `probabilityDecimal`.
     Decimal(Decimal),
     /// `probabilityRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RiskAssessmentPredictionProbability {
@@ -427,7 +426,7 @@ pub enum RiskAssessmentPredictionWhen {
     /// `whenPeriod`.
     Period(Period),
     /// `whenRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RiskAssessmentPredictionWhen {

@@ -19,7 +19,7 @@ pub struct RiskEvidenceSynthesis {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -123,7 +123,7 @@ pub struct RiskEvidenceSynthesis {
     /// What sample size was involved?. `sampleSize` (0..1).
     pub sample_size: Option<RiskEvidenceSynthesisSampleSize>,
     /// What was the estimated risk. `riskEstimate` (0..1).
-    pub risk_estimate: Option<RiskEvidenceSynthesisRiskEstimate>,
+    pub risk_estimate: Option<Box<RiskEvidenceSynthesisRiskEstimate>>,
     /// How certain is the risk. `certainty` (0..*).
     pub certainty: Vec<RiskEvidenceSynthesisCertainty>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -133,13 +133,12 @@ pub struct RiskEvidenceSynthesis {
 impl FromJson for RiskEvidenceSynthesis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RiskEvidenceSynthesis {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for RiskEvidenceSynthesis {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 374,
             slots: &[
@@ -351,7 +350,7 @@ impl FhirResource for RiskEvidenceSynthesis {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

@@ -19,7 +19,7 @@ pub struct ServiceRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct ServiceRequest {
     /// What request replaces. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite Request ID. `requisition` (0..1).
-    pub requisition: Option<Identifier>,
+    pub requisition: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -135,13 +135,12 @@ pub struct ServiceRequest {
 impl FromJson for ServiceRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ServiceRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ServiceRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1922,
             slots: &[
@@ -347,7 +346,7 @@ impl FhirResource for ServiceRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -377,9 +376,9 @@ pub enum ServiceRequestQuantity {
     /// `quantityQuantity`.
     Quantity(Quantity),
     /// `quantityRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `quantityRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for ServiceRequestQuantity {
@@ -435,7 +434,7 @@ pub enum ServiceRequestOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ServiceRequestOccurrence {

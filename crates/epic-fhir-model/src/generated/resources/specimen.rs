@@ -19,7 +19,7 @@ pub struct Specimen {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -43,7 +43,7 @@ pub struct Specimen {
     /// External Identifier. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// Identifier assigned by the lab. `accessionIdentifier` (0..1).
-    pub accession_identifier: Option<Identifier>,
+    pub accession_identifier: Option<Box<Identifier>>,
     /// available | unavailable | unsatisfactory | entered-in-error. `status` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -63,7 +63,7 @@ pub struct Specimen {
     /// Why the specimen was collected. `request` (0..*).
     pub request: Vec<Reference>,
     /// Collection details. `collection` (0..1).
-    pub collection: Option<SpecimenCollection>,
+    pub collection: Option<Box<SpecimenCollection>>,
     /// Processing and processing step details. `processing` (0..*).
     pub processing: Vec<SpecimenProcessing>,
     /// Direct container of specimen (tube/slide, etc.). `container` (0..*).
@@ -79,13 +79,12 @@ pub struct Specimen {
 impl FromJson for Specimen {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Specimen {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Specimen {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 44,
             slots: &[
@@ -191,7 +190,7 @@ impl FhirResource for Specimen {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

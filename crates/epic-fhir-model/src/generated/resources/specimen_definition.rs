@@ -19,7 +19,7 @@ pub struct SpecimenDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct SpecimenDefinition {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Business identifier of a kind of specimen. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Kind of material to collect. `typeCollected` (0..1).
     pub type_collected: Option<CodeableConcept>,
     /// Patient preparation for collection. `patientPreparation` (0..*).
@@ -61,13 +61,12 @@ pub struct SpecimenDefinition {
 impl FromJson for SpecimenDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SpecimenDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SpecimenDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 11,
             slots: &[
@@ -157,7 +156,7 @@ impl FhirResource for SpecimenDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -205,7 +204,7 @@ pub struct SpecimenDefinitionTypeTested {
     /// The `_preference` member: the id and extensions of the value of `preference`.
     pub preference_ext: Option<Box<Element>>,
     /// The specimen's container. `container` (0..1).
-    pub container: Option<SpecimenDefinitionTypeTestedContainer>,
+    pub container: Option<Box<SpecimenDefinitionTypeTestedContainer>>,
     /// Specimen requirements. `requirement` (0..1).
     pub requirement: Option<String>,
     /// The `_requirement` member: the id and extensions of the value of `requirement`.
@@ -299,7 +298,7 @@ pub struct SpecimenDefinitionTypeTestedHandling {
     /// Temperature qualifier. `temperatureQualifier` (0..1).
     pub temperature_qualifier: Option<CodeableConcept>,
     /// Temperature range. `temperatureRange` (0..1).
-    pub temperature_range: Option<Range>,
+    pub temperature_range: Option<Box<Range>>,
     /// Maximum preservation time. `maxDuration` (0..1).
     pub max_duration: Option<Duration>,
     /// Preservation instruction. `instruction` (0..1).

@@ -19,7 +19,7 @@ pub struct StructureMap {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -109,13 +109,12 @@ pub struct StructureMap {
 impl FromJson for StructureMap {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl StructureMap {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for StructureMap {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 2715,
             slots: &[
@@ -266,7 +265,7 @@ impl FhirResource for StructureMap {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -1232,7 +1231,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueAge`.
     Age(Age),
     /// `defaultValueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `defaultValueAttachment`.
     Attachment(Box<Attachment>),
     /// `defaultValueCodeableConcept`.
@@ -1240,7 +1239,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueCoding`.
     Coding(Coding),
     /// `defaultValueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `defaultValueCount`.
     Count(Count),
     /// `defaultValueDistance`.
@@ -1250,7 +1249,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueHumanName`.
     HumanName(Box<HumanName>),
     /// `defaultValueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `defaultValueMoney`.
     Money(Money),
     /// `defaultValuePeriod`.
@@ -1258,9 +1257,9 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueQuantity`.
     Quantity(Quantity),
     /// `defaultValueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `defaultValueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `defaultValueReference`.
     Reference(Reference),
     /// `defaultValueSampledData`.
@@ -1268,7 +1267,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueSignature`.
     Signature(Box<Signature>),
     /// `defaultValueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `defaultValueContactDetail`.
     ContactDetail(ContactDetail),
     /// `defaultValueContributor`.
@@ -1282,13 +1281,13 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `defaultValueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `defaultValueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `defaultValueDosage`.
     Dosage(Box<Dosage>),
     /// `defaultValueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for StructureMapGroupRuleSourceDefaultValue {

@@ -19,7 +19,7 @@ pub struct Substance {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -67,13 +67,12 @@ pub struct Substance {
 impl FromJson for Substance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Substance {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Substance {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 59,
             slots: &[
@@ -169,7 +168,7 @@ impl FhirResource for Substance {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -207,7 +206,7 @@ pub struct SubstanceIngredient {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Optional amount (concentration). `quantity` (0..1).
-    pub quantity: Option<Ratio>,
+    pub quantity: Option<Box<Ratio>>,
     /// A component of the substance. `substance[x]` (1..1).
     pub substance: SubstanceIngredientSubstance,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -281,7 +280,7 @@ pub struct SubstanceInstance {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier of the package/container. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// When no longer valid to use. `expiry` (0..1).
     pub expiry: Option<DateTime>,
     /// The `_expiry` member: the id and extensions of the value of `expiry`.

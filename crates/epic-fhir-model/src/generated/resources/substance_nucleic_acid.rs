@@ -19,7 +19,7 @@ pub struct SubstanceNucleicAcid {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,13 +61,12 @@ pub struct SubstanceNucleicAcid {
 impl FromJson for SubstanceNucleicAcid {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceNucleicAcid {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstanceNucleicAcid {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 14,
             slots: &[
@@ -157,7 +156,7 @@ impl FhirResource for SubstanceNucleicAcid {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -207,7 +206,7 @@ pub struct SubstanceNucleicAcidSubunit {
     /// The `_length` member: the id and extensions of the value of `length`.
     pub length_ext: Option<Box<Element>>,
     /// (TBC). `sequenceAttachment` (0..1).
-    pub sequence_attachment: Option<Attachment>,
+    pub sequence_attachment: Option<Box<Attachment>>,
     /// The nucleotide present at the 5’ terminal shall be specified based on a controlled vocabulary. Since the sequence is represented from the 5' to the 3' end, the 5’ prime nucleotide is the letter at the first position in the sequence. A separate representation would be redundant. `fivePrime` (0..1).
     pub five_prime: Option<CodeableConcept>,
     /// The nucleotide present at the 3’ terminal shall be specified based on a controlled vocabulary. Since the sequence is represented from the 5' to the 3' end, the 5’ prime nucleotide is the letter at the last position in the sequence. A separate representation would be redundant. `threePrime` (0..1).
@@ -297,7 +296,7 @@ pub struct SubstanceNucleicAcidSubunitSugar {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The Substance ID of the sugar or sugar-like component that make up the nucleotide. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// The name of the sugar or sugar-like component that make up the nucleotide. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -375,7 +374,7 @@ pub struct SubstanceNucleicAcidSubunitLinkage {
     /// The `_connectivity` member: the id and extensions of the value of `connectivity`.
     pub connectivity_ext: Option<Box<Element>>,
     /// Each linkage will be registered as a fragment and have an ID. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Each linkage will be registered as a fragment and have at least one name. A single name shall be assigned to each linkage. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.

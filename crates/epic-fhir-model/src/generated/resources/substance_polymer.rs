@@ -19,7 +19,7 @@ pub struct SubstancePolymer {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,13 +61,12 @@ pub struct SubstancePolymer {
 impl FromJson for SubstancePolymer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstancePolymer {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstancePolymer {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 7,
             slots: &[
@@ -156,7 +155,7 @@ impl FhirResource for SubstancePolymer {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -282,7 +281,7 @@ pub struct SubstancePolymerRepeatRepeatUnit {
     /// The `_repeatUnit` member: the id and extensions of the value of `repeatUnit`.
     pub repeat_unit_ext: Option<Box<Element>>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Todo. `degreeOfPolymerisation` (0..*).
     pub degree_of_polymerisation: Vec<SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation>,
     /// Todo. `structuralRepresentation` (0..*).
@@ -364,7 +363,7 @@ pub struct SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     /// The `_representation` member: the id and extensions of the value of `representation`.
     pub representation_ext: Option<Box<Element>>,
     /// Todo. `attachment` (0..1).
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -430,7 +429,7 @@ pub struct SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     /// Todo. `degree` (0..1).
     pub degree: Option<CodeableConcept>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -560,7 +559,7 @@ pub struct SubstancePolymerMonomerSetStartingMaterial {
     /// The `_isDefining` member: the id and extensions of the value of `isDefining`.
     pub is_defining_ext: Option<Box<Element>>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

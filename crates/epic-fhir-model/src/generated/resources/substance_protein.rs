@@ -19,7 +19,7 @@ pub struct SubstanceProtein {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -59,13 +59,12 @@ pub struct SubstanceProtein {
 impl FromJson for SubstanceProtein {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceProtein {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstanceProtein {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 5,
             slots: &[
@@ -152,7 +151,7 @@ impl FhirResource for SubstanceProtein {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -202,15 +201,15 @@ pub struct SubstanceProteinSubunit {
     /// The `_length` member: the id and extensions of the value of `length`.
     pub length_ext: Option<Box<Element>>,
     /// The sequence information shall be provided enumerating the amino acids from N- to C-terminal end using standard single-letter amino acid codes. Uppercase shall be used for L-amino acids and lowercase for D-amino acids. Transcribed SubstanceProteins will always be described using the translated sequence; for synthetic peptide containing amino acids that are not represented with a single letter code an X should be used within the sequence. The modified amino acids will be distinguished by their position in the sequence. `sequenceAttachment` (0..1).
-    pub sequence_attachment: Option<Attachment>,
+    pub sequence_attachment: Option<Box<Attachment>>,
     /// Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID. `nTerminalModificationId` (0..1).
-    pub n_terminal_modification_id: Option<Identifier>,
+    pub n_terminal_modification_id: Option<Box<Identifier>>,
     /// The name of the fragment modified at the N-terminal of the SubstanceProtein shall be specified. `nTerminalModification` (0..1).
     pub n_terminal_modification: Option<String>,
     /// The `_nTerminalModification` member: the id and extensions of the value of `nTerminalModification`.
     pub n_terminal_modification_ext: Option<Box<Element>>,
     /// Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID. `cTerminalModificationId` (0..1).
-    pub c_terminal_modification_id: Option<Identifier>,
+    pub c_terminal_modification_id: Option<Box<Identifier>>,
     /// The modification at the C-terminal shall be specified. `cTerminalModification` (0..1).
     pub c_terminal_modification: Option<String>,
     /// The `_cTerminalModification` member: the id and extensions of the value of `cTerminalModification`.

@@ -19,7 +19,7 @@ pub struct SubstanceReferenceInformation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -59,13 +59,12 @@ pub struct SubstanceReferenceInformation {
 impl FromJson for SubstanceReferenceInformation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceReferenceInformation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstanceReferenceInformation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 27,
             slots: &[
@@ -153,7 +152,7 @@ impl FhirResource for SubstanceReferenceInformation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -191,7 +190,7 @@ pub struct SubstanceReferenceInformationTarget {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Todo. `target` (0..1).
-    pub target: Option<Identifier>,
+    pub target: Option<Box<Identifier>>,
     /// Todo. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Todo. `interaction` (0..1).
@@ -353,7 +352,7 @@ pub struct SubstanceReferenceInformationGeneElement {
     /// Todo. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Todo. `element` (0..1).
-    pub element: Option<Identifier>,
+    pub element: Option<Box<Identifier>>,
     /// Todo. `source` (0..*).
     pub source: Vec<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -475,7 +474,7 @@ pub enum SubstanceReferenceInformationTargetAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountString`.
     String(String),
 }

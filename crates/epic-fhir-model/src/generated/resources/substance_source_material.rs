@@ -19,7 +19,7 @@ pub struct SubstanceSourceMaterial {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -47,7 +47,7 @@ pub struct SubstanceSourceMaterial {
     /// The state of the source material when extracted. `sourceMaterialState` (0..1).
     pub source_material_state: Option<CodeableConcept>,
     /// The unique identifier associated with the source material parent organism shall be specified. `organismId` (0..1).
-    pub organism_id: Option<Identifier>,
+    pub organism_id: Option<Box<Identifier>>,
     /// The organism accepted Scientific name shall be provided based on the organism taxonomy. `organismName` (0..1).
     pub organism_name: Option<String>,
     /// The `_organismName` member: the id and extensions of the value of `organismName`.
@@ -69,7 +69,7 @@ pub struct SubstanceSourceMaterial {
     /// Many complex materials are fractions of parts of plants, animals, or minerals. Fraction elements are often necessary to define both Substances and Specified Group 1 Substances. For substances derived from Plants, fraction information will be captured at the Substance information level ( . Oils, Juices and Exudates). Additional information for Extracts, such as extraction solvent composition, will be captured at the Specified Substance Group 1 information level. For plasma-derived products fraction information will be captured at the Substance and the Specified Substance Group 1 levels. `fractionDescription` (0..*).
     pub fraction_description: Vec<SubstanceSourceMaterialFractionDescription>,
     /// This subclause describes the organism which the substance is derived from. For vaccines, the parent organism shall be specified based on these subclause elements. As an example, full taxonomy will be described for the Substance Name: ., Leaf. `organism` (0..1).
-    pub organism: Option<SubstanceSourceMaterialOrganism>,
+    pub organism: Option<Box<SubstanceSourceMaterialOrganism>>,
     /// To do. `partDescription` (0..*).
     pub part_description: Vec<SubstanceSourceMaterialPartDescription>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -79,13 +79,12 @@ pub struct SubstanceSourceMaterial {
 impl FromJson for SubstanceSourceMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceSourceMaterial {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstanceSourceMaterial {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 171,
             slots: &[
@@ -191,7 +190,7 @@ impl FhirResource for SubstanceSourceMaterial {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -305,9 +304,9 @@ pub struct SubstanceSourceMaterialOrganism {
     /// 4.9.13.6.1 Author type (Conditional). `author` (0..*).
     pub author: Vec<SubstanceSourceMaterialOrganismAuthor>,
     /// 4.9.13.8.1 Hybrid species maternal organism ID (Optional). `hybrid` (0..1).
-    pub hybrid: Option<SubstanceSourceMaterialOrganismHybrid>,
+    pub hybrid: Option<Box<SubstanceSourceMaterialOrganismHybrid>>,
     /// 4.9.13.7.1 Kingdom (Conditional). `organismGeneral` (0..1).
-    pub organism_general: Option<SubstanceSourceMaterialOrganismOrganismGeneral>,
+    pub organism_general: Option<Box<SubstanceSourceMaterialOrganismOrganismGeneral>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct SubstanceSpecification {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct SubstanceSpecification {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier by which this substance is known. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// High level categorization, e.g. polymer or nucleic acid. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Status of substance within the catalogue e.g. approved. `status` (0..1).
@@ -65,7 +65,7 @@ pub struct SubstanceSpecification {
     /// General information detailing this substance. `referenceInformation` (0..1).
     pub reference_information: Option<Reference>,
     /// Structural information. `structure` (0..1).
-    pub structure: Option<SubstanceSpecificationStructure>,
+    pub structure: Option<Box<SubstanceSpecificationStructure>>,
     /// Codes associated with the substance. `code` (0..*).
     pub code: Vec<SubstanceSpecificationCode>,
     /// Names applicable to this substance. `name` (0..*).
@@ -89,13 +89,12 @@ pub struct SubstanceSpecification {
 impl FromJson for SubstanceSpecification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceSpecification {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SubstanceSpecification {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 84,
             slots: &[
@@ -229,7 +228,7 @@ impl FhirResource for SubstanceSpecification {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -277,7 +276,7 @@ pub struct SubstanceSpecificationRelationship {
     /// A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other. `amount[x]` (0..1).
     pub amount: Option<SubstanceSpecificationRelationshipAmount>,
     /// For use when the numeric. `amountRatioLowLimit` (0..1).
-    pub amount_ratio_low_limit: Option<Ratio>,
+    pub amount_ratio_low_limit: Option<Box<Ratio>>,
     /// An operator for the amount, for example "average", "approximately", "less than". `amountType` (0..1).
     pub amount_type: Option<CodeableConcept>,
     /// Supporting literature. `source` (0..*).
@@ -637,7 +636,7 @@ pub struct SubstanceSpecificationStructure {
     /// Applicable for single substances that contain a radionuclide or a non-natural isotopic ratio. `isotope` (0..*).
     pub isotope: Vec<SubstanceSpecificationStructureIsotope>,
     /// The molecular weight or weight range (for proteins, polymers or nucleic acids). `molecularWeight` (0..1).
-    pub molecular_weight: Option<SubstanceSpecificationStructureIsotopeMolecularWeight>,
+    pub molecular_weight: Option<Box<SubstanceSpecificationStructureIsotopeMolecularWeight>>,
     /// Supporting literature. `source` (0..*).
     pub source: Vec<Reference>,
     /// Molecular structural representation. `representation` (0..*).
@@ -727,7 +726,7 @@ pub struct SubstanceSpecificationStructureRepresentation {
     /// The `_representation` member: the id and extensions of the value of `representation`.
     pub representation_ext: Option<Box<Element>>,
     /// An attached file with the structural representation. `attachment` (0..1).
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -791,7 +790,7 @@ pub struct SubstanceSpecificationStructureIsotope {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Substance identifier for each non-natural or radioisotope. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Substance name for each non-natural or radioisotope. `name` (0..1).
     pub name: Option<CodeableConcept>,
     /// The type of isotopic substitution present in a single substance. `substitution` (0..1).
@@ -799,7 +798,7 @@ pub struct SubstanceSpecificationStructureIsotope {
     /// Half life - for a non-natural nuclide. `halfLife` (0..1).
     pub half_life: Option<Quantity>,
     /// The molecular weight or weight range (for proteins, polymers or nucleic acids). `molecularWeight` (0..1).
-    pub molecular_weight: Option<SubstanceSpecificationStructureIsotopeMolecularWeight>,
+    pub molecular_weight: Option<Box<SubstanceSpecificationStructureIsotopeMolecularWeight>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -1015,7 +1014,7 @@ pub struct SubstanceSpecificationMoiety {
     /// Role that the moiety is playing. `role` (0..1).
     pub role: Option<CodeableConcept>,
     /// Identifier by which this moiety substance is known. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Textual name for this moiety substance. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -1149,9 +1148,9 @@ pub enum SubstanceSpecificationRelationshipAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `amountString`.
     String(String),
 }

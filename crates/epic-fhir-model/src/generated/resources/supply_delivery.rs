@@ -19,7 +19,7 @@ pub struct SupplyDelivery {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct SupplyDelivery {
     /// Category of dispense event. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// The item that is delivered or supplied. `suppliedItem` (0..1).
-    pub supplied_item: Option<SupplyDeliverySuppliedItem>,
+    pub supplied_item: Option<Box<SupplyDeliverySuppliedItem>>,
     /// When event occurred. `occurrence[x]` (0..1).
     pub occurrence: Option<SupplyDeliveryOccurrence>,
     /// Dispenser. `supplier` (0..1).
@@ -73,13 +73,12 @@ pub struct SupplyDelivery {
 impl FromJson for SupplyDelivery {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SupplyDelivery {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for SupplyDelivery {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 835,
             slots: &[
@@ -179,7 +178,7 @@ impl FhirResource for SupplyDelivery {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -273,7 +272,7 @@ pub enum SupplyDeliveryOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for SupplyDeliveryOccurrence {

@@ -19,7 +19,7 @@ pub struct Task {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -53,7 +53,7 @@ pub struct Task {
     /// Request fulfilled by this task. `basedOn` (0..*).
     pub based_on: Vec<Reference>,
     /// Requisition or grouper id. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// Composite task. `partOf` (0..*).
     pub part_of: Vec<Reference>,
     /// draft | requested | received | accepted | +. `status` (1..1).
@@ -115,7 +115,7 @@ pub struct Task {
     /// Key events in history of the Task. `relevantHistory` (0..*).
     pub relevant_history: Vec<Reference>,
     /// Constraints on fulfillment tasks. `restriction` (0..1).
-    pub restriction: Option<TaskRestriction>,
+    pub restriction: Option<Box<TaskRestriction>>,
     /// Information used to perform task. `input` (0..*).
     pub input: Vec<TaskInput>,
     /// Information produced as part of task. `output` (0..*).
@@ -127,13 +127,12 @@ pub struct Task {
 impl FromJson for Task {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Task {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for Task {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 630,
             slots: &[
@@ -335,7 +334,7 @@ impl FhirResource for Task {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -743,7 +742,7 @@ pub enum TaskOutputValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -751,7 +750,7 @@ pub enum TaskOutputValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -761,7 +760,7 @@ pub enum TaskOutputValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -769,9 +768,9 @@ pub enum TaskOutputValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -779,7 +778,7 @@ pub enum TaskOutputValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -793,13 +792,13 @@ pub enum TaskOutputValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for TaskOutputValue {
@@ -1081,7 +1080,7 @@ pub enum TaskInputValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -1089,7 +1088,7 @@ pub enum TaskInputValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -1099,7 +1098,7 @@ pub enum TaskInputValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -1107,9 +1106,9 @@ pub enum TaskInputValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -1117,7 +1116,7 @@ pub enum TaskInputValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -1131,13 +1130,13 @@ pub enum TaskInputValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for TaskInputValue {

@@ -19,7 +19,7 @@ pub struct TestReport {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct TestReport {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// External identifier. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Informal name of the executed TestScript. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -85,13 +85,12 @@ pub struct TestReport {
 impl FromJson for TestReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl TestReport {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for TestReport {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 2977,
             slots: &[
@@ -205,7 +204,7 @@ impl FhirResource for TestReport {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

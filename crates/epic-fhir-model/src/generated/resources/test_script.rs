@@ -19,7 +19,7 @@ pub struct TestScript {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -45,7 +45,7 @@ pub struct TestScript {
     /// The `_url` member: the id and extensions of the value of `url`.
     pub url_ext: Option<Box<Element>>,
     /// Additional identifier for the test script. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Business version of the test script. `version` (0..1).
     pub version: Option<String>,
     /// The `_version` member: the id and extensions of the value of `version`.
@@ -119,13 +119,12 @@ pub struct TestScript {
 impl FromJson for TestScript {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl TestScript {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for TestScript {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 402,
             slots: &[
@@ -319,7 +318,7 @@ impl FhirResource for TestScript {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -413,7 +412,7 @@ pub struct TestScriptTeardownAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The teardown operation to perform. `operation` (1..1).
-    pub operation: TestScriptSetupActionOperation,
+    pub operation: Box<TestScriptSetupActionOperation>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -545,9 +544,9 @@ pub struct TestScriptTestAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The setup operation to perform. `operation` (0..1).
-    pub operation: Option<TestScriptSetupActionOperation>,
+    pub operation: Option<Box<TestScriptSetupActionOperation>>,
     /// The setup assertion to perform. `assert` (0..1).
-    pub assert: Option<TestScriptSetupActionAssert>,
+    pub assert: Option<Box<TestScriptSetupActionAssert>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -663,9 +662,9 @@ pub struct TestScriptSetupAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The setup operation to perform. `operation` (0..1).
-    pub operation: Option<TestScriptSetupActionOperation>,
+    pub operation: Option<Box<TestScriptSetupActionOperation>>,
     /// The assertion to perform. `assert` (0..1).
-    pub assert: Option<TestScriptSetupActionAssert>,
+    pub assert: Option<Box<TestScriptSetupActionAssert>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }

@@ -19,7 +19,7 @@ pub struct ValueSet {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -101,7 +101,7 @@ pub struct ValueSet {
     /// Content logical definition of the value set (CLD). `compose` (0..1).
     pub compose: Option<ValueSetCompose>,
     /// Used when the value set is "expanded". `expansion` (0..1).
-    pub expansion: Option<ValueSetExpansion>,
+    pub expansion: Option<Box<ValueSetExpansion>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -109,13 +109,12 @@ pub struct ValueSet {
 impl FromJson for ValueSet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ValueSet {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for ValueSet {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 551,
             slots: &[
@@ -267,7 +266,7 @@ impl FhirResource for ValueSet {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

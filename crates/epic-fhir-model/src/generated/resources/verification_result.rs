@@ -19,7 +19,7 @@ pub struct VerificationResult {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct VerificationResult {
     /// The primary process by which the target is validated (edit check; value set; primary source; multiple sources; standalone; in context). `validationProcess` (0..*).
     pub validation_process: Vec<CodeableConcept>,
     /// Frequency of revalidation. `frequency` (0..1).
-    pub frequency: Option<Timing>,
+    pub frequency: Option<Box<Timing>>,
     /// The date/time validation was last completed (including failed validations). `lastPerformed` (0..1).
     pub last_performed: Option<DateTime>,
     /// The `_lastPerformed` member: the id and extensions of the value of `lastPerformed`.
@@ -75,7 +75,7 @@ pub struct VerificationResult {
     /// Information about the primary source(s) involved in validation. `primarySource` (0..*).
     pub primary_source: Vec<VerificationResultPrimarySource>,
     /// Information about the entity attesting to information. `attestation` (0..1).
-    pub attestation: Option<VerificationResultAttestation>,
+    pub attestation: Option<Box<VerificationResultAttestation>>,
     /// Information about the entity validating information. `validator` (0..*).
     pub validator: Vec<VerificationResultValidator>,
     /// Members this model does not name, kept as read and written back unchanged.
@@ -85,13 +85,12 @@ pub struct VerificationResult {
 impl FromJson for VerificationResult {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl VerificationResult {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+impl rt::ReadMembers for VerificationResult {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         static KEYS: rt::KeyTable = rt::KeyTable {
             seed: 1236,
             slots: &[
@@ -204,7 +203,7 @@ impl FhirResource for VerificationResult {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -248,7 +247,7 @@ pub struct VerificationResultValidator {
     /// The `_identityCertificate` member: the id and extensions of the value of `identityCertificate`.
     pub identity_certificate_ext: Option<Box<Element>>,
     /// Validator signature. `attestationSignature` (0..1).
-    pub attestation_signature: Option<Signature>,
+    pub attestation_signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
@@ -332,9 +331,9 @@ pub struct VerificationResultAttestation {
     /// The `_proxyIdentityCertificate` member: the id and extensions of the value of `proxyIdentityCertificate`.
     pub proxy_identity_certificate_ext: Option<Box<Element>>,
     /// Proxy signature. `proxySignature` (0..1).
-    pub proxy_signature: Option<Signature>,
+    pub proxy_signature: Option<Box<Signature>>,
     /// Attester signature. `sourceSignature` (0..1).
-    pub source_signature: Option<Signature>,
+    pub source_signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
