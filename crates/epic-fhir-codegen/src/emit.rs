@@ -152,11 +152,6 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
     let mut arms: Vec<String> = Vec::new();
     // Structs with a `Default` are read in place; the others from locals.
     let in_place = s.derives_default;
-    let extra = if in_place {
-        "&mut out.extra"
-    } else {
-        "&mut extra"
-    };
     let slot = |f: &Field| -> String {
         if !in_place || f.is_required_value() {
             local(f)
@@ -188,34 +183,41 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
                 for v in &choice.variants {
                     entries.push((v.json.clone(), index));
                 }
-                arms.push(format!("rt::choice(p, &mut {l}, key, {extra})"));
+                arms.push(format!("rt::choice(p, &mut {l}, key)"));
             }
             FieldType::Primitive { .. } if f.is_list() => {
                 let e = ext_slot(f);
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!(
-                    "rt::prim_list(p, &mut {l}, &mut {e}, \"{j}\", {extra})"
-                ));
+                arms.push(format!("rt::prim_list(p, &mut {l}, &mut {e}, \"{j}\")"));
                 entries.push((format!("_{j}"), arms.len() as u16 + 1));
-                arms.push(format!("rt::list_ext(p, &mut {e}, \"_{j}\", {extra})"));
+                arms.push(format!("rt::list_ext(p, &mut {e}, \"_{j}\")"));
             }
             FieldType::Primitive { .. } => {
                 let e = ext_slot(f);
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
                 entries.push((format!("_{j}"), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {e}, \"_{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {e}, \"_{j}\")"));
             }
             _ if f.is_list() => {
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::list(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::list(p, &mut {l}, \"{j}\")"));
             }
             _ => {
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
             }
         }
     }
+    let _ = writeln!(out, "impl {} {{", s.name);
+    let _ = writeln!(
+        out,
+        "    /// The member names this model reads into its fields."
+    );
+    out.push_str(
+        &crate::phash::emit("KEYS", &entries, "    ").replace("    static KEYS", "    const KEYS"),
+    );
+    let _ = writeln!(out, "}}\n");
     let _ = writeln!(out, "impl FromJson for {} {{", s.name);
     let _ = writeln!(
         out,
@@ -236,7 +238,6 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
     } else {
         let _ = writeln!(out, "        let mut first = true;");
     }
-    out.push_str(&crate::phash::emit("KEYS", &entries, "        "));
     if in_place {
         let _ = writeln!(out, "        let mut out = Self::default();");
     }
@@ -262,7 +263,7 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
         out,
         "        while let Some(key) = p.next_key(&mut first)? {{"
     );
-    let _ = writeln!(out, "            match rt::lookup(&KEYS, &key) {{");
+    let _ = writeln!(out, "            match rt::lookup(&Self::KEYS, &key) {{");
     for (i, arm) in arms.iter().enumerate() {
         let _ = writeln!(out, "                {} => {arm},", i + 1);
     }
@@ -362,7 +363,9 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
             }
         }
     }
-    let _ = writeln!(out, "        self.extra.write_members(w);");
+    let _ = writeln!(out, "        if !self.extra.is_empty() {{");
+    let _ = writeln!(out, "            self.extra.write_members(w, &Self::KEYS);");
+    let _ = writeln!(out, "        }}");
     let _ = writeln!(out, "        w.end_object();");
     let _ = writeln!(out, "    }}\n}}\n");
 
@@ -425,6 +428,26 @@ fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     let _ = writeln!(out, "            Resource::{name}(typed) => Some(typed),");
     let _ = writeln!(out, "            _ => None,");
     let _ = writeln!(out, "        }}\n    }}\n}}\n");
+    if s.fields.iter().any(|f| f.json == "contained") {
+        let _ = writeln!(out, "impl {name} {{");
+        let _ = writeln!(
+            out,
+            "    /// The contained resource that the local reference `#id` (or bare `id`) points at."
+        );
+        let _ = writeln!(
+            out,
+            "    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {{"
+        );
+        let _ = writeln!(
+            out,
+            "        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);"
+        );
+        let _ = writeln!(
+            out,
+            "        self.contained.iter().find(|resource| resource.id() == Some(wanted))"
+        );
+        let _ = writeln!(out, "    }}\n}}\n");
+    }
     let _ = writeln!(out, "impl From<{name}> for Resource {{");
     let _ = writeln!(
         out,

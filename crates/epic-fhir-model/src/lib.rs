@@ -57,6 +57,7 @@
 
 pub mod json;
 
+mod convenience;
 mod error;
 #[rustfmt::skip]
 mod generated;
@@ -67,6 +68,9 @@ mod serde_support;
 
 pub(crate) use serde_support::serde_via_json;
 
+pub use convenience::{
+    EPIC_MRN_SYSTEM, EPIC_OUTCOME_CODE_SYSTEM, OAuthUris, SMART_OAUTH_URIS_EXTENSION,
+};
 pub use error::{ModelError, from_slice, from_str, from_value, to_string, to_value, to_vec};
 pub use generated::*;
 pub use json::{Extra, RawJson};

@@ -36,6 +36,23 @@ pub struct Parameters {
     pub extra: Extra,
 }
 
+impl Parameters {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("meta", 4), ("language", 7), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("parameter", 9), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Parameters {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
@@ -45,31 +62,18 @@ impl FromJson for Parameters {
 
 impl rt::ReadMembers for Parameters {
     fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("meta", 4), ("language", 7), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("parameter", 9), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Parameters"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::list(p, &mut out.parameter, "parameter"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -93,7 +97,9 @@ impl ToJson for Parameters {
         rt::w_opt(w, b"\"language\":", &self.language);
         rt::w_opt(w, b"\"_language\":", &self.language_ext);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -157,90 +163,94 @@ pub struct ParametersParameter {
     pub extra: Extra,
 }
 
+impl ParametersParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1387,
+        slots: &[
+            ("", 0), ("valueRatio", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("valueMoney", 6), ("", 0),
+            ("", 0), ("valueAge", 6), ("", 0), ("", 0),
+            ("", 0), ("part", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueQuantity", 6), ("", 0), ("valueAnnotation", 6), ("", 0),
+            ("", 0), ("valueOid", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueBase64Binary", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("valueTriggerDefinition", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueDecimal", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueCode", 6), ("", 0),
+            ("", 0), ("", 0), ("valueDosage", 6), ("", 0),
+            ("valueUnsignedInt", 6), ("valueHumanName", 6), ("valueTime", 6), ("", 0),
+            ("valueDistance", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRelatedArtifact", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueUri", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valuePositiveInt", 6), ("", 0), ("", 0),
+            ("", 0), ("valueCount", 6), ("valueAttachment", 6), ("valueRange", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueUsageContext", 6),
+            ("", 0), ("", 0), ("", 0), ("valueUrl", 6),
+            ("", 0), ("valueDateTime", 6), ("valueSampledData", 6), ("", 0),
+            ("", 0), ("valueId", 6), ("", 0), ("name", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueDuration", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueCoding", 6), ("valueString", 6), ("valueMeta", 6), ("", 0),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("resource", 7), ("", 0), ("", 0), ("", 0),
+            ("valueDataRequirement", 6), ("", 0), ("valueDate", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueParameterDefinition", 6), ("valueTiming", 6), ("valueInteger", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valuePeriod", 6), ("valueAddress", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueCanonical", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCodeableConcept", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueSignature", 6), ("", 0), ("", 0), ("", 0),
+            ("valueContactDetail", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueIdentifier", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
+            ("", 0), ("", 0), ("valueInstant", 6), ("valueMarkdown", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueContributor", 6), ("valueExpression", 6), ("", 0), ("", 0),
+            ("", 0), ("valueReference", 6), ("valueUuid", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueContactPoint", 6),
+        ],
+    };
+}
+
 impl FromJson for ParametersParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1387,
-            slots: &[
-                ("", 0), ("valueRatio", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("valueMoney", 6), ("", 0),
-                ("", 0), ("valueAge", 6), ("", 0), ("", 0),
-                ("", 0), ("part", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueQuantity", 6), ("", 0), ("valueAnnotation", 6), ("", 0),
-                ("", 0), ("valueOid", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueBase64Binary", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("valueTriggerDefinition", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueDecimal", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueCode", 6), ("", 0),
-                ("", 0), ("", 0), ("valueDosage", 6), ("", 0),
-                ("valueUnsignedInt", 6), ("valueHumanName", 6), ("valueTime", 6), ("", 0),
-                ("valueDistance", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRelatedArtifact", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueUri", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valuePositiveInt", 6), ("", 0), ("", 0),
-                ("", 0), ("valueCount", 6), ("valueAttachment", 6), ("valueRange", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueUsageContext", 6),
-                ("", 0), ("", 0), ("", 0), ("valueUrl", 6),
-                ("", 0), ("valueDateTime", 6), ("valueSampledData", 6), ("", 0),
-                ("", 0), ("valueId", 6), ("", 0), ("name", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueDuration", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueCoding", 6), ("valueString", 6), ("valueMeta", 6), ("", 0),
-                ("", 0), ("_name", 5), ("", 0), ("", 0),
-                ("resource", 7), ("", 0), ("", 0), ("", 0),
-                ("valueDataRequirement", 6), ("", 0), ("valueDate", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueParameterDefinition", 6), ("valueTiming", 6), ("valueInteger", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valuePeriod", 6), ("valueAddress", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueCanonical", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCodeableConcept", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueSignature", 6), ("", 0), ("", 0), ("", 0),
-                ("valueContactDetail", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueIdentifier", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
-                ("", 0), ("", 0), ("valueInstant", 6), ("valueMarkdown", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueContributor", 6), ("valueExpression", 6), ("", 0), ("", 0),
-                ("", 0), ("valueReference", 6), ("valueUuid", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueContactPoint", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                7 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                8 => rt::list(p, &mut out.part, "part", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::choice(p, &mut out.value, key),
+                7 => rt::opt(p, &mut out.resource, "resource"),
+                8 => rt::list(p, &mut out.part, "part"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -259,7 +269,9 @@ impl ToJson for ParametersParameter {
         rt::w_choice(w, &self.value);
         rt::w_opt(w, b"\"resource\":", &self.resource);
         rt::w_list(w, b"\"part\":", &self.part);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
