@@ -692,7 +692,10 @@ use crate::*;
 ";
 
 /// All generated files: (path relative to the `generated` folder, contents).
-pub(crate) fn files(model: &Model) -> Vec<(String, String)> {
+pub(crate) fn files(
+    model: &Model,
+    value_sets: &BTreeMap<String, crate::load::ValueSetDef>,
+) -> Vec<(String, String)> {
     let choices: BTreeMap<&str, &Choice> =
         model.choices.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut modules: BTreeMap<String, String> = BTreeMap::new();
@@ -759,12 +762,16 @@ pub(crate) fn files(model: &Model) -> Vec<(String, String)> {
 
     files.push(("resource.rs".to_owned(), emit_resource_enum(model)));
     files.push(("serde_impls.rs".to_owned(), emit_serde(model)));
+    files.push((
+        "tables.rs".to_owned(),
+        crate::tables::emit(model, value_sets),
+    ));
 
     let mut module = String::from(HEADER);
     module.push_str(
         "\n//! The generated part of the models. The files are checked in, so users never run the\n\
          //! generator; a test of the generator checks that they are what it writes.\n\n\
-         mod codes;\nmod datatypes;\nmod resource;\nmod resources;\nmod serde_impls;\n\n\
+         mod codes;\nmod datatypes;\nmod resource;\nmod resources;\nmod serde_impls;\npub(crate) mod tables;\n\n\
          pub use codes::*;\npub use datatypes::*;\npub use resource::*;\npub use resources::*;\n",
     );
     files.push(("mod.rs".to_owned(), module));

@@ -148,7 +148,6 @@ pub(crate) struct Field {
     /// For references: the allowed target types (empty: any).
     pub(crate) targets: Vec<String>,
     pub(crate) is_modifier: bool,
-    pub(crate) is_summary: bool,
 }
 
 impl Field {
@@ -246,10 +245,6 @@ pub(crate) struct Model {
     pub(crate) aliases: Vec<Alias>,
     /// Concrete resource names, sorted.
     pub(crate) resources: Vec<String>,
-    /// Complex datatype names (aliases included), sorted.
-    pub(crate) datatypes: Vec<String>,
-    /// Required-binding value sets that are not enums (their codes cannot be listed here).
-    pub(crate) unlisted_bindings: BTreeSet<String>,
 }
 
 impl Model {
@@ -324,13 +319,11 @@ pub(crate) fn build(defs: &Definitions) -> Model {
 
     // Datatypes that only rename another one without changing its elements become aliases.
     let mut aliases = Vec::new();
-    let mut datatypes = Vec::new();
     let mut complex = Vec::new();
     for sd in &defs.structures {
         if sd.kind != Kind::Complex || matches!(sd.name.as_str(), "Element" | "BackboneElement") {
             continue;
         }
-        datatypes.push(sd.name.clone());
         let base = sd.base.as_deref().and_then(|b| by_name.get(b));
         match base {
             Some(base) if base.kind == Kind::Complex && same_elements(sd, base) => {
@@ -343,7 +336,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
             _ => complex.push(sd),
         }
     }
-    datatypes.sort();
     let mut resources: Vec<&StructureDef> = defs
         .structures
         .iter()
@@ -354,7 +346,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
     // Code enums, one per required-binding value set that can be listed.
     let mut codes = Vec::new();
     let mut code_names: BTreeMap<String, String> = BTreeMap::new();
-    let mut unlisted = BTreeSet::new();
     let type_names: BTreeSet<String> = defs.structures.iter().map(|s| s.name.clone()).collect();
     let mut bound: BTreeSet<String> = BTreeSet::new();
     for sd in complex.iter().copied().chain(resources.iter().copied()) {
@@ -364,8 +355,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
                     element.types.len() == 1 && matches!(element.types[0].code.as_str(), "code");
                 if code_like {
                     bound.insert(url.clone());
-                } else {
-                    unlisted.insert(url.clone());
                 }
             }
         }
@@ -373,7 +362,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
     let mut used_names: BTreeSet<String> = type_names.clone();
     for url in &bound {
         let Some(vs) = defs.value_sets.get(url) else {
-            unlisted.insert(url.clone());
             continue;
         };
         let mut name = sanitize_type_name(&vs.name);
@@ -390,8 +378,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
         code_names.insert(url.clone(), name.clone());
         codes.push(code_enum(name, vs));
     }
-    // A value set used both by `code` elements and by other types is listed for the former.
-    unlisted.retain(|url| !code_names.contains_key(url));
 
     let mut structs = Vec::new();
     let mut choices = Vec::new();
@@ -452,8 +438,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
         codes,
         aliases,
         resources: resources.iter().map(|s| s.name.clone()).collect(),
-        datatypes,
-        unlisted_bindings: unlisted,
     };
     resolve_aliases(&mut model);
     decide_boxes(&mut model);
@@ -558,7 +542,6 @@ fn attribute_id(owner: &str) -> Field {
         binding: None,
         targets: Vec::new(),
         is_modifier: false,
-        is_summary: false,
     }
 }
 
@@ -578,7 +561,6 @@ fn extension_field(owner: &str, json: &str, modifier: bool) -> Field {
         binding: None,
         targets: Vec::new(),
         is_modifier: modifier,
-        is_summary: false,
     }
 }
 
@@ -625,7 +607,6 @@ fn lower_type(
                 binding: element.required_binding.clone(),
                 targets: Vec::new(),
                 is_modifier: element.is_modifier,
-                is_summary: element.is_summary,
             };
             if let Some(reference) = &element.content_reference {
                 field.ty = FieldType::Struct(path_name(reference));

@@ -26,6 +26,35 @@ pub trait FhirResource:
     fn downcast_ref(resource: &Resource) -> Option<&Self>;
 }
 
+/// What a [`Resource`] can be converted into: a typed model (any [`FhirResource`]), or
+/// `Resource` itself. Generic code that handles resources of a type named at compile time or
+/// at run time (such as a page of search results) takes this bound.
+pub trait FromResource: Sized {
+    /// Converts `resource`, failing when it holds another type.
+    fn convert(resource: Resource) -> Result<Self, ModelError>;
+}
+
+impl<T: FhirResource> FromResource for T {
+    fn convert(resource: Resource) -> Result<Self, ModelError> {
+        T::from_resource(resource).map_err(|other| {
+            ModelError::at_path(
+                ".",
+                format_args!(
+                    "expected resource type {}, found {}",
+                    T::TYPE,
+                    other.resource_type()
+                ),
+            )
+        })
+    }
+}
+
+impl FromResource for Resource {
+    fn convert(resource: Resource) -> Result<Self, ModelError> {
+        Ok(resource)
+    }
+}
+
 /// A resource of a type FHIR R4 does not define (a newer version's type, or a vendor's), kept
 /// as its JSON object.
 #[derive(Clone, PartialEq)]

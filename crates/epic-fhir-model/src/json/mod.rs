@@ -125,7 +125,7 @@ impl RawJson {
         let result = p.raw_value().and_then(|raw| p.end().map(|()| raw));
         match result {
             Ok(raw) => Ok(RawJson(raw.into())),
-            Err(error) => Err(crate::ModelError::from_parse(error, text.as_bytes())),
+            Err(error) => Err(crate::ModelError::from_parse(&error, text.as_bytes())),
         }
     }
 
