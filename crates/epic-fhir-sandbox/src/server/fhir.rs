@@ -61,6 +61,10 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<
             .with_epic_code(crate::outcome::EPIC_NOT_AUTHORIZED, "User not authorized for request.")
             .with_expression("Epic-Client-ID"));
         }
+        state
+            .stats
+            .epic_client_id_requests
+            .fetch_add(1, Ordering::Relaxed);
     }
     Ok(grant)
 }

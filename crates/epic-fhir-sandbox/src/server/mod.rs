@@ -64,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) token_requests: AtomicU64,
     pub(crate) tokens_issued: AtomicU64,
     pub(crate) fhir_requests: AtomicU64,
+    pub(crate) epic_client_id_requests: AtomicU64,
 }
 
 /// A snapshot of what the sandbox has served.
@@ -76,6 +77,9 @@ pub struct SandboxStats {
     pub tokens_issued: u64,
     /// FHIR API requests that reached a handler (injected faults excluded).
     pub fhir_requests: u64,
+    /// Authenticated requests that carried an `Epic-Client-ID` header naming their client
+    /// (what Epic-aware clients send once they recognise Epic).
+    pub epic_client_id_requests: u64,
     /// Injected 503s.
     pub injected_errors: u64,
     /// Injected 429s.
@@ -463,6 +467,7 @@ impl Sandbox {
             token_requests: s.token_requests.load(Ordering::Relaxed),
             tokens_issued: s.tokens_issued.load(Ordering::Relaxed),
             fhir_requests: s.fhir_requests.load(Ordering::Relaxed),
+            epic_client_id_requests: s.epic_client_id_requests.load(Ordering::Relaxed),
             injected_errors: f.errors.load(Ordering::Relaxed),
             injected_throttles: f.throttles.load(Ordering::Relaxed),
             injected_drops: f.drops.load(Ordering::Relaxed),
