@@ -477,7 +477,11 @@ fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
     let metadata: Value = tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async {
-            reqwest::get(format!("{base}/metadata"))
+            // Asking for JSON: without an Accept header the sandbox answers XML, as Epic does.
+            reqwest::Client::new()
+                .get(format!("{base}/metadata"))
+                .header("Accept", "application/fhir+json")
+                .send()
                 .await
                 .expect("metadata")
                 .json()

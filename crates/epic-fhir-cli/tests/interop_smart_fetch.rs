@@ -40,15 +40,11 @@ fn smart_fetch() -> PathBuf {
     if let Some(path) = std::env::var_os("EPIC_FHIR_SMART_FETCH") {
         return PathBuf::from(path);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/interop/venv/bin/smart-fetch")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/interop/venv/bin/smart-fetch")
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "epic-fhir-interop-{name}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("epic-fhir-interop-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -70,7 +66,11 @@ fn resources_in(dir: &Path) -> BTreeMap<String, BTreeMap<String, Value>> {
     let mut out: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if !path.is_file()
             || !name.ends_with(".ndjson")
             || name == "log.ndjson"
@@ -80,13 +80,27 @@ fn resources_in(dir: &Path) -> BTreeMap<String, BTreeMap<String, Value>> {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("read");
-        for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (number, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             let resource: Value = serde_json::from_str(line)
                 .unwrap_or_else(|e| panic!("{name} line {}: {e}", number + 1));
-            let resource_type = resource["resourceType"].as_str().expect("resourceType").to_owned();
+            let resource_type = resource["resourceType"]
+                .as_str()
+                .expect("resourceType")
+                .to_owned();
             let id = resource["id"].as_str().expect("id").to_owned();
-            let previous = out.entry(resource_type.clone()).or_default().insert(id.clone(), resource);
-            assert!(previous.is_none(), "{resource_type}/{id} appears twice in {}", dir.display());
+            let previous = out
+                .entry(resource_type.clone())
+                .or_default()
+                .insert(id.clone(), resource);
+            assert!(
+                previous.is_none(),
+                "{resource_type}/{id} appears twice in {}",
+                dir.display()
+            );
         }
     }
     out
@@ -105,8 +119,17 @@ fn assert_same_records(
 ) {
     let empty = BTreeMap::new();
     let actual = actual.unwrap_or(&empty);
-    let missing: Vec<&&str> = ids(expected).difference(&ids(actual)).take(5).collect::<Vec<_>>();
-    let extra: Vec<&&str> = ids(actual).difference(&ids(expected)).take(5).collect::<Vec<_>>();
+    let (expected_ids, actual_ids) = (ids(expected), ids(actual));
+    let missing: Vec<&str> = expected_ids
+        .difference(&actual_ids)
+        .take(5)
+        .copied()
+        .collect();
+    let extra: Vec<&str> = actual_ids
+        .difference(&expected_ids)
+        .take(5)
+        .copied()
+        .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
         "{what} {resource_type}: {} records, epic-fhir export {}; missing e.g. {missing:?}, extra e.g. {extra:?}",
@@ -114,7 +137,10 @@ fn assert_same_records(
         expected.len()
     );
     for (id, resource) in expected {
-        assert_eq!(&actual[id], resource, "{what}: {resource_type}/{id} differs");
+        assert_eq!(
+            &actual[id], resource,
+            "{what}: {resource_type}/{id} differs"
+        );
     }
 }
 
@@ -147,7 +173,9 @@ fn smart_fetch_bulk_export_and_crawl_match_epic_fhir_export() {
     // Epic's one export per Group per client a day: SMART Fetch and `epic-fhir export --cleanup`
     // delete their exports, which frees the Group for the next one, as on Epic.
     config.bulk.group_export_window = Some(Duration::from_secs(24 * 3600));
-    config.clients.push(ClientConfig::with_jwks(CLIENT_ID, &jwks).expect("client"));
+    config
+        .clients
+        .push(ClientConfig::with_jwks(CLIENT_ID, &jwks).expect("client"));
     let sandbox: Sandbox = runtime.block_on(Sandbox::start(config)).expect("sandbox");
     let base = sandbox.base_url().as_str().trim_end_matches('/').to_owned();
 
@@ -155,9 +183,23 @@ fn smart_fetch_bulk_export_and_crawl_match_epic_fhir_export() {
     let reference_dir = dir.join("epic-fhir-export");
     let output = Command::new(env!("CARGO_BIN_EXE_epic-fhir"))
         .env_remove("EPIC_FHIR_CONFIG")
-        .args(["export", "--group", GROUP, "--type", TYPES, "--cleanup", "--out"])
+        .args([
+            "export",
+            "--group",
+            GROUP,
+            "--type",
+            TYPES,
+            "--cleanup",
+            "--out",
+        ])
         .arg(&reference_dir)
-        .args(["--base-url", &base, "--client-id", CLIENT_ID, "--private-key"])
+        .args([
+            "--base-url",
+            &base,
+            "--client-id",
+            CLIENT_ID,
+            "--private-key",
+        ])
         .arg(&key_path)
         .output()
         .expect("epic-fhir runs");
@@ -180,7 +222,9 @@ fn smart_fetch_bulk_export_and_crawl_match_epic_fhir_export() {
             .filter_map(|c| c["code"].as_str())
             .collect();
         assert!(
-            categories.iter().any(|c| OBSERVATION_CATEGORIES.contains(c)),
+            categories
+                .iter()
+                .any(|c| OBSERVATION_CATEGORIES.contains(c)),
             "Observation/{id} has categories {categories:?}"
         );
     }
@@ -204,7 +248,12 @@ fn smart_fetch_bulk_export_and_crawl_match_epic_fhir_export() {
     check(&smart_fetch("bulk", &bulk_dir), "smart-fetch bulk");
     let bulk = resources_in(&bulk_dir);
     for (resource_type, expected) in &reference {
-        assert_same_records("smart-fetch bulk", resource_type, expected, bulk.get(resource_type));
+        assert_same_records(
+            "smart-fetch bulk",
+            resource_type,
+            expected,
+            bulk.get(resource_type),
+        );
     }
     assert_eq!(
         bulk.keys().collect::<Vec<_>>(),
@@ -224,7 +273,12 @@ fn smart_fetch_bulk_export_and_crawl_match_epic_fhir_export() {
                 "{resource_type} was crawled, so SMART Fetch did not recognise Epic"
             );
         } else {
-            assert_same_records("smart-fetch crawl", resource_type, expected, crawl.get(resource_type));
+            assert_same_records(
+                "smart-fetch crawl",
+                resource_type,
+                expected,
+                crawl.get(resource_type),
+            );
         }
     }
 

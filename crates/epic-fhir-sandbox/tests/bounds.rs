@@ -31,10 +31,18 @@ async fn get_url(token: &str, url: &str) -> (u16, reqwest::header::HeaderMap, Va
         .expect("reachable");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
-async fn kick_off(sandbox: &Sandbox, token: &str, group: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+async fn kick_off(
+    sandbox: &Sandbox,
+    token: &str,
+    group: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let response = http()
         .get(format!("{}/Group/{group}/$export", sandbox.base_url()))
         .header("Accept", "application/fhir+json")
@@ -45,7 +53,11 @@ async fn kick_off(sandbox: &Sandbox, token: &str, group: &str) -> (u16, reqwest:
         .expect("reachable");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn outcome_issues(bundle: &Value) -> Vec<Value> {
@@ -54,7 +66,12 @@ fn outcome_issues(bundle: &Value) -> Vec<Value> {
         .into_iter()
         .flatten()
         .filter(|e| e["search"]["mode"] == "outcome")
-        .flat_map(|e| e["resource"]["issue"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| {
+            e["resource"]["issue"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect()
 }
 
@@ -68,7 +85,11 @@ async fn parameters_per_request_are_capped_and_warnings_are_counted_beyond_a_cap
     let base = sandbox.base_url();
     // 40 unknown parameters: answered, 5 warnings listed and one counting the other 35.
     let unknown: String = (0..40).map(|i| format!("&colour{i}=blue")).collect();
-    let (status, _, bundle) = get_url(&token, &format!("{base}/Condition?patient={DERRICK}{unknown}")).await;
+    let (status, _, bundle) = get_url(
+        &token,
+        &format!("{base}/Condition?patient={DERRICK}{unknown}"),
+    )
+    .await;
     assert_eq!(status, 200, "{bundle}");
     let issues = outcome_issues(&bundle);
     assert_eq!(issues.len(), 6, "{bundle}");
@@ -77,11 +98,17 @@ async fn parameters_per_request_are_capped_and_warnings_are_counted_beyond_a_cap
 
     // 61 parameters: refused, naming the cap.
     let many: String = (0..60).map(|i| format!("&colour{i}=blue")).collect();
-    let (status, _, body) = get_url(&token, &format!("{base}/Condition?patient={DERRICK}{many}")).await;
+    let (status, _, body) =
+        get_url(&token, &format!("{base}/Condition?patient={DERRICK}{many}")).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert_eq!(body["issue"][0]["code"], "too-costly");
-    assert!(body["issue"][0]["diagnostics"].as_str().expect("text").contains("at most 60"));
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .expect("text")
+            .contains("at most 60")
+    );
 
     // The same cap on a POST _search form and on a bulk kick-off.
     let form: String = (0..61).map(|i| format!("colour{i}=blue&")).collect();
@@ -153,17 +180,29 @@ async fn export_jobs_are_limited_per_client_and_by_memory_and_expire() {
         config.bulk.retention = Duration::from_millis(300);
     })
     .await;
-    let groups = ["eAllSandboxPatients.Group3", NAMED, "ePediatric.Cohort.Group3"];
+    let groups = [
+        "eAllSandboxPatients.Group3",
+        NAMED,
+        "ePediatric.Cohort.Group3",
+    ];
     let (status, headers, _) = kick_off(&sandbox, &token, groups[0]).await;
     assert_eq!(status, 202);
-    let first_status = headers["content-location"].to_str().expect("ascii").to_owned();
+    let first_status = headers["content-location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
     assert_eq!(kick_off(&sandbox, &token, groups[1]).await.0, 202);
     // A third job: 429 with an OperationOutcome and Retry-After, in Epic's words.
     let (status, headers, body) = kick_off(&sandbox, &token, groups[2]).await;
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
     assert_eq!(body["issue"][0]["code"], "throttled");
-    assert!(body["issue"][0]["diagnostics"].as_str().expect("text").starts_with("Request not allowed"));
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .expect("text")
+            .starts_with("Request not allowed")
+    );
     // Another client is not affected.
     sandbox.register_client(client("second-app", &[&key]));
     let other = token_for(&sandbox, "second-app", &key, None).await;
@@ -209,7 +248,12 @@ async fn export_jobs_together_stay_within_a_memory_budget() {
     let (status, headers, body) = kick_off(&sandbox, &token, "eAllSandboxPatients.Group3").await;
     assert_eq!(status, 429, "{body}");
     assert!(headers.contains_key("retry-after"));
-    assert!(body["issue"][0]["diagnostics"].as_str().expect("text").contains("budget"));
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .expect("text")
+            .contains("budget")
+    );
     // The refusal did not claim the Group window or a slot: a smaller export still fits.
     let (status, _, body) = kick_off(&sandbox, &token, "ePediatric.Cohort.Group3").await;
     assert!(status == 202 || status == 429, "{body}");
@@ -245,12 +289,19 @@ async fn oversized_bodies_are_answered_with_an_operation_outcome() {
     let response = http()
         .post(sandbox.token_url().clone())
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("grant_type=client_credentials&pad={}", "y".repeat(10_000)))
+        .body(format!(
+            "grant_type=client_credentials&pad={}",
+            "y".repeat(10_000)
+        ))
         .send()
         .await
         .expect("reachable");
     assert_eq!(response.status().as_u16(), 413);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["error"], "invalid_request");
-    assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
 }

@@ -58,7 +58,12 @@ fn warning_params(bundle: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|e| e["search"]["mode"] == "outcome")
-        .flat_map(|e| e["resource"]["issue"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| {
+            e["resource"]["issue"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter_map(|i| i["expression"][0].as_str().map(str::to_owned))
         .collect()
 }
@@ -71,14 +76,23 @@ async fn epic_client_id_is_accepted_when_it_names_the_token_client_and_refused_o
     assert_eq!(status, 200, "{body}");
     assert_eq!(sandbox.stats().epic_client_id_requests, 1);
 
-    let (status, body) = get_with(&sandbox, &token, &path, &[("Epic-Client-ID", "someone-else")]).await;
+    let (status, body) = get_with(
+        &sandbox,
+        &token,
+        &path,
+        &[("Epic-Client-ID", "someone-else")],
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     let issue = &body["issue"][0];
     assert_eq!(issue["code"], "forbidden");
     assert_eq!(issue["details"]["coding"][0]["code"], "4118");
     assert_eq!(issue["expression"][0], "Epic-Client-ID");
     let diagnostics = issue["diagnostics"].as_str().expect("diagnostics");
-    assert!(diagnostics.contains("someone-else") && diagnostics.contains(APP), "{diagnostics}");
+    assert!(
+        diagnostics.contains("someone-else") && diagnostics.contains(APP),
+        "{diagnostics}"
+    );
 
     // The same on a search and a bulk kick-off; metadata needs no token and takes the header.
     let (status, _) = get_with(
@@ -90,7 +104,10 @@ async fn epic_client_id_is_accepted_when_it_names_the_token_client_and_refused_o
     .await;
     assert_eq!(status, 403);
     let response = http()
-        .get(format!("{}/Group/eEpicNamedPatients.Group3/$export", sandbox.base_url()))
+        .get(format!(
+            "{}/Group/eEpicNamedPatients.Group3/$export",
+            sandbox.base_url()
+        ))
         .header("Accept", "application/fhir+json")
         .header("Prefer", "respond-async")
         .header("Epic-Client-ID", "someone-else")
@@ -165,7 +182,9 @@ async fn the_added_types_hold_generated_data_linked_together() {
     .await;
     assert_eq!(status, 200, "{notes}");
     let note = matches(&notes)[0].clone();
-    let url = note["content"][0]["attachment"]["url"].as_str().expect("url");
+    let url = note["content"][0]["attachment"]["url"]
+        .as_str()
+        .expect("url");
     let (status, binary) = get_with(&sandbox, &token, url, &[]).await;
     assert_eq!(status, 200, "{binary}");
     assert_eq!(binary["contentType"], "text/plain");
@@ -173,13 +192,21 @@ async fn the_added_types_hold_generated_data_linked_together() {
     let text = base64::engine::general_purpose::STANDARD
         .decode(binary["data"].as_str().expect("data"))
         .expect("base64");
-    assert!(String::from_utf8(text).expect("utf-8").contains("synthetic"));
+    assert!(
+        String::from_utf8(text)
+            .expect("utf-8")
+            .contains("synthetic")
+    );
 
     // Dispenses refer to a shared Medication and to their prescription.
+    let dispensed =
+        serde_json::from_slice::<Value>(sandbox.store().resources("MedicationDispense")[0].json())
+            .expect("json");
+    let patient = dispensed["subject"]["reference"].as_str().expect("subject");
     let (status, dispenses) = get_with(
         &sandbox,
         &token,
-        &format!("MedicationDispense?patient={JASON}"),
+        &format!("MedicationDispense?patient={patient}"),
         &[],
     )
     .await;
@@ -190,7 +217,11 @@ async fn the_added_types_hold_generated_data_linked_together() {
         &dispense["authorizingPrescription"][0]["reference"],
     ] {
         let reference = reference.as_str().expect("reference");
-        assert_eq!(get_with(&sandbox, &token, reference, &[]).await.0, 200, "{reference}");
+        assert_eq!(
+            get_with(&sandbox, &token, reference, &[]).await.0,
+            200,
+            "{reference}"
+        );
     }
 
     // An EpisodeOfCare is found by patient and type, as Epic requires both.
@@ -200,8 +231,12 @@ async fn the_added_types_hold_generated_data_linked_together() {
         .first()
         .map(|r| serde_json::from_slice::<Value>(r.json()).expect("json"))
         .expect("an episode");
-    let patient = diabetic_episode["patient"]["reference"].as_str().expect("patient");
-    let code = diabetic_episode["type"][0]["coding"][0]["code"].as_str().expect("code");
+    let patient = diabetic_episode["patient"]["reference"]
+        .as_str()
+        .expect("patient");
+    let code = diabetic_episode["type"][0]["coding"][0]["code"]
+        .as_str()
+        .expect("code");
     let (status, episodes) = get_with(
         &sandbox,
         &token,
@@ -210,7 +245,11 @@ async fn the_added_types_hold_generated_data_linked_together() {
     )
     .await;
     assert_eq!(status, 200, "{episodes}");
-    assert!(matches(&episodes).iter().any(|e| e["id"] == diabetic_episode["id"]));
+    assert!(
+        matches(&episodes)
+            .iter()
+            .any(|e| e["id"] == diabetic_episode["id"])
+    );
     // Without Epic's rules a patient alone is enough.
     let (generic, generic_token) = start(|config| config.epic_rules = false).await;
     let (status, _) = get_with(
@@ -222,15 +261,20 @@ async fn the_added_types_hold_generated_data_linked_together() {
     .await;
     assert_eq!(status, 200);
     // Each location and role points at the directory.
-    let role = serde_json::from_slice::<Value>(sandbox.store().resources("PractitionerRole")[0].json())
-        .expect("json");
+    let role =
+        serde_json::from_slice::<Value>(sandbox.store().resources("PractitionerRole")[0].json())
+            .expect("json");
     for reference in [
         &role["practitioner"]["reference"],
         &role["organization"]["reference"],
         &role["location"][0]["reference"],
     ] {
         let reference = reference.as_str().expect("reference");
-        assert_eq!(get_with(&sandbox, &token, reference, &[]).await.0, 200, "{reference}");
+        assert_eq!(
+            get_with(&sandbox, &token, reference, &[]).await.0,
+            200,
+            "{reference}"
+        );
     }
 }
 
@@ -240,7 +284,10 @@ async fn last_updated_is_ignored_as_on_epic_and_honoured_without_epic_rules() {
     let (sandbox, token) = start(|_| {}).await;
     let (status, bundle) = get_with(&sandbox, &token, &query, &[]).await;
     assert_eq!(status, 200, "{bundle}");
-    assert!(!matches(&bundle).is_empty(), "ignored, so every Condition matches");
+    assert!(
+        !matches(&bundle).is_empty(),
+        "ignored, so every Condition matches"
+    );
     assert_eq!(warning_params(&bundle), vec!["_lastUpdated"]);
 
     let (generic, generic_token) = start(|config| config.epic_rules = false).await;

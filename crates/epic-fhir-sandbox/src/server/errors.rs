@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::body::HttpBody as _;
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
