@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bulk;
 mod client;
 mod error;
+mod http;
 pub mod model;
 mod net;
 pub mod paging;
@@ -28,6 +29,7 @@ pub mod search;
 
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, FhirClient, FhirClientBuilder};
 pub use error::{Error, ErrorKind, OAuthError, RequestInfo, Result};
+pub use http::BodyLimits;
 pub use paging::{Page, PageItem};
 pub use retry::RetryPolicy;
 pub use search::SearchParams;

@@ -9,20 +9,21 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
+    ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
 };
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
 use tokio::task::JoinSet;
 use url::Url;
 
-use super::http::{Outgoing, Sent, backoff, drain, send, status_failure};
+use super::job::BULK;
 use super::ndjson::LineValidator;
 use super::request::NDJSON;
 use super::state::{Done, FileState, StateStore, io_error};
 use super::{EventHandler, ExportEvent};
 use crate::FhirClient;
-use crate::auth::{AccessToken, transport_error};
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::http::transport::transport_error;
+use crate::http::{Accept, Answer, Budget, Decision, Destination, Request, RetryReason};
 use crate::net;
 
 /// Bytes gathered before each write to disk: few enough system calls, little memory.
@@ -60,6 +61,11 @@ pub struct DownloadOptions {
     /// The longest line (one resource) accepted, in bytes; an incomplete line is held in
     /// memory until its end arrives. Default 64 MiB.
     pub max_line_bytes: usize,
+    /// The largest file accepted, in bytes (after decompression). A download that goes past
+    /// it stops at once with [`ErrorKind::Limit`] and its partial file is removed, so a server
+    /// sending without end cannot fill the disk. Default 16 GiB (Epic's files hold at most
+    /// about 3,000 resources).
+    pub max_file_bytes: u64,
 }
 
 impl Default for DownloadOptions {
@@ -70,6 +76,7 @@ impl Default for DownloadOptions {
             idle_timeout: Duration::from_secs(60),
             max_bytes_per_second: None,
             max_line_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -109,6 +116,13 @@ impl DownloadOptions {
         self.max_line_bytes = bytes.max(1);
         self
     }
+
+    /// Sets the largest file accepted, in bytes (at least 1).
+    #[must_use]
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes.max(1);
+        self
+    }
 }
 
 /// A shared cap on bytes per second: every download books its bytes on one schedule and
@@ -137,16 +151,29 @@ pub(super) struct Downloaded {
 
 /// Why one attempt did not end with every byte on disk and checked.
 enum Failure {
-    /// 401 to this token: refresh and try again.
-    Unauthorized(Error, AccessToken),
+    /// The engine's decision about the attempt; `progressed` when it added bytes first.
+    Decision {
+        decision: Decision,
+        progressed: bool,
+    },
     /// The server did not continue where asked: start the file over.
     Restart(Error),
-    /// The attempt failed; `progressed` when it added bytes first.
-    Failed { error: Error, progressed: bool },
     /// The content is wrong: start over, a limited number of times.
     Corrupt(Error),
+    /// The file goes past a bound: remove what arrived and give up.
+    Refused(Error),
     /// Nothing to retry (a local file error).
     Fatal(Error),
+}
+
+/// How far one file's download got.
+struct Progress {
+    /// Checks the bytes and counts them and the lines.
+    validator: LineValidator,
+    /// The strong `ETag` of the first answer, sent as `If-Range` when resuming.
+    etag: Option<String>,
+    /// Bytes received in this run, retries included.
+    transferred: u64,
 }
 
 /// Downloads the files of one export.
@@ -237,117 +264,138 @@ impl Downloader {
         })?;
         let temp = self.dir.join(file.temp_name());
         let target = self.dir.join(&file.name);
-        let mut validator = LineValidator::new(&file.resource_type, self.options.max_line_bytes);
-        self.scan_partial(&temp, &mut validator).await?;
-        let mut etag = file.etag.clone();
-        let mut transferred = 0u64;
-        let mut failures = 0u32;
+        let mut progress = Progress {
+            validator: LineValidator::new(&file.resource_type, self.options.max_line_bytes)
+                .with_max_lines(file.count),
+            etag: file.etag.clone(),
+            transferred: 0,
+        };
+        self.scan_partial(&temp, &mut progress.validator).await?;
+        let engine = self.client.engine();
+        // Attempts are bounded by failures in a row without progress, not by time: a large
+        // file on a slow link may take hours.
+        let mut retries = engine.retries_within(Budget {
+            max_attempts: self.options.max_attempts,
+            max_elapsed: None,
+        });
         let mut content_failures = 0u32;
-        let mut refreshed = false;
         loop {
             (self.events)(&ExportEvent::FileStarted {
                 name: file.name.clone(),
-                offset: validator.consumed(),
+                offset: progress.validator.consumed(),
             });
+            let request = self.request(
+                &url,
+                progress.validator.consumed(),
+                progress.etag.as_deref(),
+            );
             let attempt = self
                 .attempt(
                     index,
                     &file,
-                    &url,
+                    &request,
                     &temp,
-                    &mut validator,
-                    &mut etag,
-                    &mut transferred,
+                    &mut progress,
+                    retries.reached(),
                 )
                 .await;
             let failure = match attempt {
                 // Every byte is here: the last line and the count decide.
-                Ok(()) => match finish(&file, &temp, &target, &mut validator).await? {
+                Ok(()) => match finish(&file, &temp, &target, &mut progress.validator).await? {
                     Finished::Done(done) => {
-                        self.store
-                            .update(|state| {
-                                if let Some(entry) = state.files.get_mut(index) {
-                                    entry.done = Some(done);
-                                }
-                            })
-                            .await?;
+                        self.store.finished(index, done).await?;
                         (self.events)(&ExportEvent::FileDone {
                             name: file.name.clone(),
                             resource_type: file.resource_type.clone(),
                             resources: done.resources,
                             bytes: done.bytes,
                         });
-                        return Ok(Downloaded { transferred });
+                        return Ok(Downloaded {
+                            transferred: progress.transferred,
+                        });
                     }
                     Finished::Corrupt(error) => Failure::Corrupt(error),
                 },
                 Err(failure) => failure,
             };
-            let error = match failure {
-                Failure::Unauthorized(error, token) => {
-                    if refreshed {
-                        return Err(error);
+            let decision = match failure {
+                Failure::Decision {
+                    decision,
+                    progressed,
+                } => {
+                    if progressed {
+                        retries.progressed();
                     }
-                    refreshed = true;
-                    if let Some(auth) = &self.client.inner().auth {
-                        auth.invalidate(&token);
-                    }
-                    continue;
+                    decision
                 }
                 Failure::Restart(error) => {
-                    self.discard(&temp, &mut validator).await?;
-                    failures += 1;
-                    error
-                }
-                Failure::Failed { error, progressed } => {
-                    if !error.is_retryable() {
-                        return Err(error);
+                    self.discard(&temp, &mut progress.validator).await?;
+                    Decision::Retry {
+                        reason: RetryReason::BadRange,
+                        error,
                     }
-                    if progressed {
-                        failures = 0;
-                        // A token that worked for part of the file may expire before the end;
-                        // the next 401 deserves a refresh of its own.
-                        refreshed = false;
-                    }
-                    failures += 1;
-                    error
                 }
                 Failure::Corrupt(error) => {
                     content_failures += 1;
-                    self.discard(&temp, &mut validator).await?;
+                    self.discard(&temp, &mut progress.validator).await?;
                     if content_failures >= CONTENT_ATTEMPTS {
                         return Err(error);
                     }
-                    error
+                    Decision::Retry {
+                        reason: RetryReason::BadContent,
+                        error,
+                    }
+                }
+                Failure::Refused(error) => {
+                    self.discard(&temp, &mut progress.validator).await?;
+                    return Err(error);
                 }
                 Failure::Fatal(error) => return Err(error),
             };
-            if failures >= self.options.max_attempts {
-                return Err(error);
+            let refresh = matches!(decision, Decision::RefreshToken { .. });
+            let reason = match &decision {
+                Decision::Retry { error, .. } => error.to_string(),
+                _ => String::new(),
+            };
+            let delay = retries.plan(&request, decision)?;
+            if refresh {
+                continue;
             }
-            let inner = self.client.inner();
-            let delay = backoff(inner, failures, &error);
-            inner.metrics.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                target: "epic_fhir::bulk",
-                file = %file.name,
-                attempt = failures,
-                delay_ms = delay.as_millis() as u64,
-                error = %error,
-                "retrying download"
-            );
             (self.events)(&ExportEvent::FileRetrying {
                 name: file.name.clone(),
-                attempt: failures.max(content_failures),
+                attempt: retries.failures().max(content_failures),
                 delay,
-                reason: error.to_string(),
+                reason,
             });
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// Feeds what an earlier run left in the temporary file to the validator, so the download
-    /// continues after it. A partial file whose complete lines do not pass is removed.
+    /// The request for the file from `offset`: only what the manifest allows of the token
+    /// goes, and only to the FHIR server's origin.
+    fn request(&self, url: &Url, offset: u64, etag: Option<&str>) -> Request {
+        let mut request = Request::get(url.clone(), NDJSON);
+        if offset > 0 {
+            // Offsets count identity bytes: a compressed range would be ambiguous.
+            request
+                .headers
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-")) {
+                request.headers.insert(RANGE, range);
+            }
+            if let Some(value) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
+                request.headers.insert(IF_RANGE, value);
+            }
+        }
+        request.destination = Destination::Anywhere {
+            token: self.requires_token,
+        };
+        request.accept = Accept::Download;
+        request.timeout = Some(FILE_TIMEOUT);
+        request.headers_timeout = Some(self.options.idle_timeout);
+        request
+    }
+
     async fn scan_partial(&self, temp: &Path, validator: &mut LineValidator) -> Result<()> {
         let mut file = match tokio::fs::File::open(temp).await {
             Ok(file) => file,
@@ -381,124 +429,102 @@ impl Downloader {
         }
     }
 
-    /// Sends the request for the file from `offset`, following redirects: the token goes
-    /// only to the FHIR server's origin, and only when the manifest requires it.
-    async fn open(&self, url: &Url, offset: u64, etag: Option<&str>) -> Result<(Sent<'_>, Url)> {
-        let inner = self.client.inner();
-        let mut current = url.clone();
+    /// Sends `request`, following redirects itself: the token goes only to the FHIR server's
+    /// origin, and only when the manifest requires it. Returns the answer and its URL.
+    async fn open(
+        &self,
+        request: &Request,
+        reached: bool,
+    ) -> std::result::Result<(Answer<'_>, Url), Decision> {
+        let engine = self.client.engine();
+        let mut hop = request.clone();
         for _ in 0..=MAX_REDIRECTS {
-            net::check_secure_url(&current, "export file URL")?;
-            let mut headers = HeaderMap::new();
-            headers.insert(ACCEPT, HeaderValue::from_static(NDJSON));
-            if offset > 0 {
-                // Offsets count identity bytes: a compressed range would be ambiguous.
-                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-                if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-")) {
-                    headers.insert(RANGE, range);
-                }
-                if let Some(value) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
-                    headers.insert(IF_RANGE, value);
-                }
+            if let Err(error) = net::check_secure_url(&hop.url, "export file URL") {
+                return Err(Decision::Fail(error));
             }
-            let out = Outgoing {
-                method: reqwest::Method::GET,
-                url: &current,
-                headers,
-                with_token: self.requires_token,
-                idempotent: true,
-                timeout: Some(FILE_TIMEOUT),
-                headers_timeout: Some(self.options.idle_timeout),
-            };
-            let sent = send(inner, &out).await?;
-            if !sent.response.status().is_redirection() {
-                return Ok((sent, current));
+            let answer = engine.attempt(&hop, &BULK, reached).await?;
+            if !answer.status.is_redirection() {
+                return Ok((answer, hop.url));
             }
-            let location = sent
-                .response
-                .headers()
+            let location = answer
+                .headers
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let status = sent.response.status().as_u16();
-            drain(sent.response).await;
+            let status = answer.status.as_u16();
+            answer.drain(engine.limits().error).await;
             let Some(location) = location else {
-                return Err(Error::new(
-                    ErrorKind::Decode,
-                    format!("HTTP {status} without a Location header"),
-                )
-                .with_request(out.info())
-                .with_status(status));
+                return Err(Decision::Fail(
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("HTTP {status} without a Location header"),
+                    )
+                    .with_request(hop.info())
+                    .with_status(status),
+                ));
             };
-            current = current.join(&location).map_err(|e| {
-                Error::new(
-                    ErrorKind::Decode,
-                    format!("the redirect Location `{location}` is not a URL"),
+            hop.url = hop.url.join(&location).map_err(|e| {
+                Decision::Fail(
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("the redirect Location `{location}` is not a URL"),
+                    )
+                    .with_request(hop.info())
+                    .with_source(e),
                 )
-                .with_request(out.info())
-                .with_source(e)
             })?;
         }
-        Err(Error::new(
-            ErrorKind::Decode,
-            format!("more than {MAX_REDIRECTS} redirects"),
-        )
-        .with_request(RequestInfo::new("GET", url)))
+        Err(Decision::Fail(
+            Error::new(
+                ErrorKind::Decode,
+                format!("more than {MAX_REDIRECTS} redirects"),
+            )
+            .with_request(request.info()),
+        ))
     }
 
     /// One attempt: asks for the bytes after those already checked and appends them to the
     /// temporary file, checking them on the way. `Ok` when every byte of the file is on disk.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         index: usize,
         file: &FileState,
-        url: &Url,
+        request: &Request,
         temp: &Path,
-        validator: &mut LineValidator,
-        etag: &mut Option<String>,
-        transferred: &mut u64,
+        progress: &mut Progress,
+        reached: bool,
     ) -> Result<(), Failure> {
-        let offset = validator.consumed();
-        let (mut sent, final_url) =
-            self.open(url, offset, etag.as_deref())
+        let offset = progress.validator.consumed();
+        let (answer, final_url) =
+            self.open(request, reached)
                 .await
-                .map_err(|error| Failure::Failed {
-                    error,
+                .map_err(|decision| Failure::Decision {
+                    decision,
                     progressed: false,
                 })?;
         let info = || RequestInfo::new("GET", &final_url);
-        let status = sent.response.status();
-        if status == StatusCode::UNAUTHORIZED {
-            if let Some(token) = sent.token.take() {
-                let error = status_failure(sent.response, &reqwest::Method::GET, &final_url).await;
-                return Err(Failure::Unauthorized(error, token));
-            }
-        }
+        let status = answer.status;
         let start = match status {
             StatusCode::OK => 0,
-            StatusCode::PARTIAL_CONTENT => {
-                let range = content_range(sent.response.headers());
-                match range {
-                    Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
-                    _ => {
-                        drain(sent.response).await;
-                        return Err(Failure::Restart(
-                            Error::new(
-                                ErrorKind::Decode,
-                                format!(
-                                    "{}: the server answered the request for bytes {offset}- with a Content-Range that does not start there",
-                                    file.name
-                                ),
-                            )
-                            .with_request(info())
-                            .retryable(true),
-                        ));
-                    }
+            StatusCode::PARTIAL_CONTENT => match content_range(&answer.headers) {
+                Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
+                _ => {
+                    answer.drain(0).await;
+                    return Err(Failure::Restart(
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "{}: the server answered the request for bytes {offset}- with a Content-Range that does not start there",
+                                file.name
+                            ),
+                        )
+                        .with_request(info()),
+                    ));
                 }
-            }
+            },
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
-                let range = content_range(sent.response.headers());
-                drain(sent.response).await;
+                let range = content_range(&answer.headers);
+                answer.drain(0).await;
                 // `bytes */N` with N the bytes already here: the file was complete already.
                 if range == Some(ContentRange::Unsatisfied { length: offset }) {
                     return Ok(());
@@ -511,78 +537,86 @@ impl Downloader {
                             file.name
                         ),
                     )
-                    .with_request(info())
-                    .retryable(true),
+                    .with_request(info()),
                 ));
             }
-            status if status.is_success() => {
-                drain(sent.response).await;
-                return Err(Failure::Failed {
-                    error: Error::new(
-                        ErrorKind::Decode,
-                        format!(
-                            "{}: HTTP {} is not a file download (expected 200 or 206)",
-                            file.name,
-                            status.as_u16()
-                        ),
-                    )
-                    .with_request(info())
-                    .with_status(status.as_u16()),
-                    progressed: false,
-                });
-            }
-            _ => {
-                return Err(Failure::Failed {
-                    error: status_failure(sent.response, &reqwest::Method::GET, &final_url).await,
+            status => {
+                answer.drain(0).await;
+                return Err(Failure::Decision {
+                    decision: Decision::Fail(
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "{}: HTTP {} is not a file download (expected 200 or 206)",
+                                file.name,
+                                status.as_u16()
+                            ),
+                        )
+                        .with_request(info())
+                        .with_status(status.as_u16()),
+                    ),
                     progressed: false,
                 });
             }
         };
-        if let Some(tag) = strong_etag(sent.response.headers()) {
-            if etag.as_deref() != Some(tag.as_str()) {
-                *etag = Some(tag.clone());
-                self.store
-                    .remember(|state| {
-                        if let Some(entry) = state.files.get_mut(index) {
-                            entry.etag = Some(tag);
-                        }
-                    })
-                    .await;
+        if let Some(tag) = strong_etag(&answer.headers) {
+            if progress.etag.as_deref() != Some(tag.as_str()) {
+                progress.etag = Some(tag.clone());
+                self.store.remember_etag(index, tag).await;
             }
         }
         if start == 0 && offset > 0 {
-            validator.reset();
+            progress.validator.reset();
         }
         let mut writer = match open_at(temp, start).await {
             Ok(file) => BufWriter::with_capacity(WRITE_BUFFER, file),
             Err(error) => return Err(Failure::Fatal(error)),
         };
-        let mut stream = sent.response.bytes_stream();
+        // The answer (and with it the concurrency permit) lives until the body is read.
+        let (mut stream, _answer) = answer.into_stream();
         let mut progressed = false;
         let mut unreported = 0u64;
         let mut last_flush = tokio::time::Instant::now();
         let ended = loop {
             let chunk = match tokio::time::timeout(self.options.idle_timeout, stream.next()).await {
                 Err(_) => {
-                    break Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "{}: no bytes for {} s",
-                            file.name,
-                            self.options.idle_timeout.as_secs_f64()
-                        ),
-                    )
-                    .with_request(info()));
+                    break Err(Decision::Retry {
+                        reason: RetryReason::Timeout,
+                        error: Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "{}: no bytes for {} s",
+                                file.name,
+                                self.options.idle_timeout.as_secs_f64()
+                            ),
+                        )
+                        .with_request(info()),
+                    });
                 }
                 Ok(None) => break Ok(()),
                 Ok(Some(Err(error))) => {
-                    break Err(transport_error(error, "the file download was cut off")
-                        .with_request(info())
-                        .retryable(true));
+                    break Err(Decision::Retry {
+                        reason: RetryReason::CutOff,
+                        error: transport_error(error, "the file download was cut off")
+                            .with_request(info()),
+                    });
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            if let Err(problem) = validator.feed(&chunk) {
+            let total = progress.validator.consumed() + chunk.len() as u64;
+            if total > self.options.max_file_bytes {
+                return Err(Failure::Refused(
+                    Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "{} is larger than {} bytes, the most this client downloads for one file (DownloadOptions::max_file_bytes)",
+                            file.name, self.options.max_file_bytes
+                        ),
+                    )
+                    .with_request(info()),
+                ));
+            }
+            if let Err(problem) = progress.validator.feed(&chunk) {
                 let error = Error::new(
                     ErrorKind::Decode,
                     format!(
@@ -599,7 +633,7 @@ impl Downloader {
                 return Err(Failure::Fatal(io_error("write", temp, error)));
             }
             let len = chunk.len() as u64;
-            *transferred += len;
+            progress.transferred += len;
             progressed = true;
             unreported += len;
             // On a slow link the buffer fills slowly: write it out now and then, so that a
@@ -615,8 +649,8 @@ impl Downloader {
                 unreported = 0;
                 (self.events)(&ExportEvent::FileProgress {
                     name: file.name.clone(),
-                    bytes: validator.consumed(),
-                    resources: validator.lines(),
+                    bytes: progress.validator.consumed(),
+                    resources: progress.validator.lines(),
                 });
             }
             if let Some(rate) = &self.rate {
@@ -630,10 +664,13 @@ impl Downloader {
         }
         (self.events)(&ExportEvent::FileProgress {
             name: file.name.clone(),
-            bytes: validator.consumed(),
-            resources: validator.lines(),
+            bytes: progress.validator.consumed(),
+            resources: progress.validator.lines(),
         });
-        ended.map_err(|error| Failure::Failed { error, progressed })
+        ended.map_err(|decision| Failure::Decision {
+            decision,
+            progressed,
+        })
     }
 }
 

@@ -41,6 +41,9 @@ pub(super) struct LineValidator {
     /// Bytes fed so far.
     consumed: u64,
     max_line_bytes: usize,
+    /// The most lines the file may hold (the manifest's `count`): one more is refused at once,
+    /// not at the end of a body that may never end.
+    max_lines: Option<u64>,
 }
 
 impl LineValidator {
@@ -51,7 +54,14 @@ impl LineValidator {
             lines: 0,
             consumed: 0,
             max_line_bytes,
+            max_lines: None,
         }
+    }
+
+    /// Refuses a line beyond `count` as soon as it is complete.
+    pub(super) fn with_max_lines(mut self, count: Option<u64>) -> Self {
+        self.max_lines = count;
+        self
     }
 
     /// Forgets everything, for a download that starts over.
@@ -172,6 +182,14 @@ impl LineValidator {
 
     /// Checks a line's `resourceType` and counts the line.
     fn compare(&mut self, number: u64, found: &[u8]) -> Result<(), LineError> {
+        if let Some(count) = self.max_lines {
+            if number > count {
+                return Err(LineError {
+                    line: number,
+                    problem: format!("is one more than the manifest's count of {count} resources"),
+                });
+            }
+        }
         if found != self.expected_type.as_bytes() {
             return Err(LineError {
                 line: number,
