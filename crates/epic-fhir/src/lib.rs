@@ -20,6 +20,9 @@ pub mod auth;
 pub mod bulk;
 mod client;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod model;
 mod net;

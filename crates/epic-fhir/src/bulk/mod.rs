@@ -58,9 +58,9 @@ mod download;
 mod export;
 mod job;
 mod manifest;
-mod ndjson;
+pub(crate) mod ndjson;
 mod request;
-mod scan;
+pub(crate) mod scan;
 mod state;
 
 use std::sync::Arc;

@@ -9,10 +9,10 @@ use super::scan::{Scan, find_newline, scan_line};
 
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct LineError {
+pub(crate) struct LineError {
     /// 1-based line number.
-    pub(super) line: u64,
-    pub(super) problem: String,
+    pub(crate) line: u64,
+    pub(crate) problem: String,
 }
 
 impl fmt::Display for LineError {
@@ -32,7 +32,7 @@ struct Head<'a> {
 /// Checks NDJSON fed in arbitrary chunks. Only an incomplete last line is kept between
 /// chunks, so memory is bounded by the longest line, not the file.
 #[derive(Debug)]
-pub(super) struct LineValidator {
+pub(crate) struct LineValidator {
     expected_type: String,
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
@@ -47,7 +47,7 @@ pub(super) struct LineValidator {
 }
 
 impl LineValidator {
-    pub(super) fn new(expected_type: &str, max_line_bytes: usize) -> Self {
+    pub(crate) fn new(expected_type: &str, max_line_bytes: usize) -> Self {
         LineValidator {
             expected_type: expected_type.to_owned(),
             partial: Vec::new(),
@@ -59,30 +59,30 @@ impl LineValidator {
     }
 
     /// Refuses a line beyond `count` as soon as it is complete.
-    pub(super) fn with_max_lines(mut self, count: Option<u64>) -> Self {
+    pub(crate) fn with_max_lines(mut self, count: Option<u64>) -> Self {
         self.max_lines = count;
         self
     }
 
     /// Forgets everything, for a download that starts over.
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.partial.clear();
         self.lines = 0;
         self.consumed = 0;
     }
 
     /// Complete lines checked so far.
-    pub(super) fn lines(&self) -> u64 {
+    pub(crate) fn lines(&self) -> u64 {
         self.lines
     }
 
     /// Bytes fed so far.
-    pub(super) fn consumed(&self) -> u64 {
+    pub(crate) fn consumed(&self) -> u64 {
         self.consumed
     }
 
     /// Checks the complete lines in `chunk` and keeps its incomplete end.
-    pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
         let mut rest = chunk;
         while let Some(newline) = find_newline(rest) {
             let (line, after) = rest.split_at(newline);
@@ -108,7 +108,7 @@ impl LineValidator {
 
     /// Checks the last line when the file does not end with a newline, and returns the number
     /// of resources.
-    pub(super) fn finish(&mut self) -> Result<u64, LineError> {
+    pub(crate) fn finish(&mut self) -> Result<u64, LineError> {
         if !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
             self.check(&last)?;

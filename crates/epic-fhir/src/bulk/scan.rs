@@ -12,7 +12,7 @@ use std::ops::Range;
 
 /// What the scanner found in a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Scan {
+pub(crate) enum Scan {
     /// A valid JSON object; the byte range of its top-level `resourceType` string's content,
     /// when it has one.
     Object(Option<Range<usize>>),
@@ -55,7 +55,7 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 /// The index of the first `\n` in `bytes`, eight bytes at a time.
-pub(super) fn find_newline(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(word) = word_at(bytes, i) {
         let mask = zero_lanes(word ^ (LO * u64::from(b'\n')));
@@ -356,7 +356,7 @@ fn hex(digit: u8) -> Option<u32> {
 }
 
 /// Scans one line (without its `\n`).
-pub(super) fn scan_line(line: &[u8]) -> Scan {
+pub(crate) fn scan_line(line: &[u8]) -> Scan {
     let mut scanner = Scanner {
         bytes: line,
         pos: 0,
