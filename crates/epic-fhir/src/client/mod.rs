@@ -223,7 +223,7 @@ impl FhirClient {
             .await
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T> {
+    async fn get_json<T: crate::model::json::FromJson>(&self, url: Url) -> Result<T> {
         let request = Request::get(url, FHIR_JSON);
         let reply = self.fetch(&request).await?;
         decode(&request, &reply.body)
@@ -517,8 +517,7 @@ impl FhirClient {
     /// # Errors
     /// [`ErrorKind::Status`] with the server's OperationOutcome when refused.
     pub async fn create<T: FhirResource>(&self, resource: &T) -> Result<T> {
-        let body = serde_json::to_vec(resource)
-            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = crate::model::to_vec(resource);
         let mut request = Request::new(Method::POST, self.url(&[T::TYPE])?, FHIR_JSON);
         request.body = Body::Fixed(Bytes::from(body), FHIR_JSON);
         request.repeat = Repeat::OnlyIfNotSent;
@@ -537,8 +536,7 @@ impl FhirClient {
             .id()
             .ok_or_else(|| Error::config("cannot update a resource without an id"))?;
         check_segment(id, "id")?;
-        let body = serde_json::to_vec(resource)
-            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = crate::model::to_vec(resource);
         let mut request = Request::new(Method::PUT, self.url(&[T::TYPE, id])?, FHIR_JSON);
         request.body = Body::Fixed(Bytes::from(body), FHIR_JSON);
         // A PUT of the same content is idempotent: repeating it leaves the same state. With
@@ -772,14 +770,14 @@ impl FhirClientBuilder {
 }
 
 /// Parses a JSON body into `T`, naming the JSON path and keeping an excerpt on failure.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(request: &Request, body: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: model::json::FromJson>(request: &Request, body: &[u8]) -> Result<T> {
     model::from_slice::<T>(body).map_err(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let mut error = Error::new(
             ErrorKind::Decode,
-            format!("the response is not the expected FHIR JSON ({cause})"),
+            format!(
+                "the response is not the expected FHIR JSON ({})",
+                e.message()
+            ),
         )
         .with_request(request.info())
         .with_json_path(e.path().to_owned());

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
 
 use super::engine::Request;
 use crate::error::{Error, ErrorKind, RequestInfo};
-use crate::model::OperationOutcome;
+use crate::model::{IssueType, OperationOutcome};
 use crate::retry::parse_retry_after;
 
 /// What to do after an attempt that did not end with an accepted answer.
@@ -130,10 +130,12 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<std::time::Duration> {
 
 /// Whether an OperationOutcome says the problem will pass.
 fn is_transient(outcome: &OperationOutcome) -> bool {
-    outcome
-        .issue
-        .iter()
-        .any(|issue| matches!(issue.code.as_str(), "transient" | "throttled"))
+    outcome.issue.iter().any(|issue| {
+        matches!(
+            issue.code,
+            Some(IssueType::Transient | IssueType::Throttled)
+        )
+    })
 }
 
 /// FHIR endpoints, the Bulk Data endpoints included.
@@ -189,9 +191,7 @@ pub(crate) fn status_error(refused: &Refused<'_>) -> (Error, bool) {
         headers,
         body,
     } = refused;
-    // Most error bodies that are not an OperationOutcome (HTML, OAuth JSON) fail fast here;
-    // the path-tracking `model::from_slice` would parse them twice only to drop the error.
-    let outcome: Option<OperationOutcome> = serde_json::from_slice(body).ok();
+    let outcome: Option<OperationOutcome> = crate::model::from_slice(body).ok();
     let transient = outcome.as_ref().is_some_and(is_transient);
     let mut message = format!("HTTP {}", status.as_u16());
     if let Some(reason) = status.canonical_reason() {
