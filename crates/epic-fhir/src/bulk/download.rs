@@ -11,13 +11,14 @@ use reqwest::StatusCode;
 use reqwest::header::{
     ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
 };
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::task::JoinSet;
 use url::Url;
 
 use super::job::BULK;
 use super::ndjson::LineValidator;
 use super::request::NDJSON;
+use super::sink::ChunkWriter;
 use super::state::{Done, FileState, StateStore, io_error};
 use super::{EventHandler, ExportEvent};
 use crate::FhirClient;
@@ -26,8 +27,6 @@ use crate::http::transport::transport_error;
 use crate::http::{Accept, Answer, Budget, Decision, Destination, Request, RetryReason};
 use crate::net;
 
-/// Bytes gathered before each write to disk: few enough system calls, little memory.
-const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes read at once when checking a partial file left by an earlier run.
 const SCAN_BUFFER: usize = 256 * 1024;
 /// How often, in bytes of one file, [`ExportEvent::FileProgress`] is sent.
@@ -39,6 +38,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Downloads whose content is wrong (bad line, wrong count) are tried this often in all: a
 /// second try tells a damaged transfer from a server that serves a bad file.
 const CONTENT_ATTEMPTS: u32 = 2;
+/// Checked files being synced and renamed at once, beside the downloads. Each holds a file
+/// handle and, until synced, dirty pages in the kernel's cache; no memory of the client's.
+const MAX_COMMITTING: usize = 16;
 /// The timeout of a whole file exchange. Long on purpose: a stalled transfer is caught by
 /// [`DownloadOptions::idle_timeout`] instead, so a large file on a slow link is not cut off.
 const FILE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -142,6 +144,14 @@ impl ByteRate {
     }
 }
 
+/// A file downloaded to its temporary name and checked, to be made durable and visible.
+pub(super) struct Checked {
+    index: usize,
+    file: FileState,
+    done: Done,
+    transferred: u64,
+}
+
 /// What a finished file download reports.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Downloaded {
@@ -212,38 +222,54 @@ impl Downloader {
         }
     }
 
-    /// Downloads `files` (each with its index in the state), `parallel` at a time. After the
-    /// first failure no new file is started; those running finish (saving their progress)
-    /// and the first error is returned.
+    /// Downloads `files` (each with its index in the state), `parallel` at a time. A file
+    /// leaves its download slot once every byte is checked: syncing it to disk, renaming it
+    /// into place and noting it in the journal happen beside the next downloads (at most
+    /// [`MAX_COMMITTING`] files at once), so the disk's latency does not idle the network.
+    /// After the first failure no new file is started; those running finish (saving their
+    /// progress) and the first error is returned.
     pub(super) async fn download_all(
         self: Arc<Self>,
         files: Vec<(usize, FileState)>,
     ) -> Result<Vec<Downloaded>> {
         let mut running = JoinSet::new();
+        let mut committing = JoinSet::new();
         let mut queue = files.into_iter();
         let mut finished = Vec::new();
         let mut first_error: Option<Error> = None;
         loop {
-            while first_error.is_none() && running.len() < self.options.parallel.max(1) {
+            while first_error.is_none()
+                && running.len() < self.options.parallel.max(1)
+                && committing.len() < MAX_COMMITTING
+            {
                 let Some((index, file)) = queue.next() else {
                     break;
                 };
                 let downloader = Arc::clone(&self);
                 running.spawn(async move { downloader.file(index, file).await });
             }
-            match running.join_next().await {
-                None => break,
-                Some(Ok(Ok(done))) => finished.push(done),
-                Some(Ok(Err(error))) => {
-                    first_error.get_or_insert(error);
-                }
-                Some(Err(join_error)) => {
-                    if join_error.is_panic() {
-                        std::panic::resume_unwind(join_error.into_panic());
+            if running.is_empty() && committing.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    match flatten(joined) {
+                        Ok(checked) => {
+                            let downloader = Arc::clone(&self);
+                            committing.spawn(async move { downloader.commit(checked).await });
+                        }
+                        Err(error) => {
+                            first_error.get_or_insert(error);
+                        }
                     }
-                    first_error.get_or_insert_with(|| {
-                        Error::new(ErrorKind::Io, "a file download was cancelled")
-                    });
+                }
+                Some(joined) = committing.join_next(), if !committing.is_empty() => {
+                    match flatten(joined) {
+                        Ok(done) => finished.push(done),
+                        Err(error) => {
+                            first_error.get_or_insert(error);
+                        }
+                    }
                 }
             }
         }
@@ -253,8 +279,42 @@ impl Downloader {
         }
     }
 
-    /// Downloads one file to its temporary name, checks it and renames it into place.
-    async fn file(&self, index: usize, file: FileState) -> Result<Downloaded> {
+    /// Makes a checked file durable and visible: syncs it, renames it to its final name and
+    /// notes it in the journal, in that order, so a name only ever shows a complete file.
+    async fn commit(&self, checked: Checked) -> Result<Downloaded> {
+        let Checked {
+            index,
+            file,
+            done,
+            transferred,
+        } = checked;
+        let temp = self.dir.join(file.temp_name());
+        let target = self.dir.join(&file.name);
+        let handle = tokio::fs::File::open(&temp)
+            .await
+            .map_err(|e| io_error("open", &temp, e))?;
+        // The data (and the length, which reading it needs) must be on disk before the name
+        // says the file is complete.
+        handle
+            .sync_data()
+            .await
+            .map_err(|e| io_error("sync", &temp, e))?;
+        drop(handle);
+        tokio::fs::rename(&temp, &target)
+            .await
+            .map_err(|e| io_error("rename into place", &target, e))?;
+        self.store.finished(index, done).await?;
+        (self.events)(&ExportEvent::FileDone {
+            name: file.name,
+            resource_type: file.resource_type,
+            resources: done.resources,
+            bytes: done.bytes,
+        });
+        Ok(Downloaded { transferred })
+    }
+
+    /// Downloads one file to its temporary name and checks it.
+    async fn file(&self, index: usize, file: FileState) -> Result<Checked> {
         let url = Url::parse(&file.url).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
@@ -263,7 +323,6 @@ impl Downloader {
             .with_source(e)
         })?;
         let temp = self.dir.join(file.temp_name());
-        let target = self.dir.join(&file.name);
         let mut progress = Progress {
             validator: LineValidator::new(&file.resource_type, self.options.max_line_bytes)
                 .with_max_lines(file.count),
@@ -301,20 +360,16 @@ impl Downloader {
                 .await;
             let failure = match attempt {
                 // Every byte is here: the last line and the count decide.
-                Ok(()) => match finish(&file, &temp, &target, &mut progress.validator).await? {
-                    Finished::Done(done) => {
-                        self.store.finished(index, done).await?;
-                        (self.events)(&ExportEvent::FileDone {
-                            name: file.name.clone(),
-                            resource_type: file.resource_type.clone(),
-                            resources: done.resources,
-                            bytes: done.bytes,
-                        });
-                        return Ok(Downloaded {
+                Ok(()) => match finish(&file, &mut progress.validator) {
+                    Ok(done) => {
+                        return Ok(Checked {
+                            index,
+                            file,
+                            done,
                             transferred: progress.transferred,
                         });
                     }
-                    Finished::Corrupt(error) => Failure::Corrupt(error),
+                    Err(error) => Failure::Corrupt(error),
                 },
                 Err(failure) => failure,
             };
@@ -569,7 +624,7 @@ impl Downloader {
             progress.validator.reset();
         }
         let mut writer = match open_at(temp, start).await {
-            Ok(file) => BufWriter::with_capacity(WRITE_BUFFER, file),
+            Ok(file) => ChunkWriter::new(file.into_std().await, temp),
             Err(error) => return Err(Failure::Fatal(error)),
         };
         // The answer (and with it the concurrency permit) lives until the body is read.
@@ -629,19 +684,19 @@ impl Downloader {
                 let _ = writer.flush().await;
                 return Err(Failure::Corrupt(error));
             }
-            if let Err(error) = writer.write_all(&chunk).await {
-                return Err(Failure::Fatal(io_error("write", temp, error)));
-            }
             let len = chunk.len() as u64;
+            if let Err(error) = writer.push(chunk).await {
+                return Err(Failure::Fatal(error));
+            }
             progress.transferred += len;
             progressed = true;
             unreported += len;
             // On a slow link the buffer fills slowly: write it out now and then, so that a
             // crash loses (and a resume downloads again) little.
-            let stale = !writer.buffer().is_empty() && last_flush.elapsed() >= FLUSH_INTERVAL;
+            let stale = writer.buffered() > 0 && last_flush.elapsed() >= FLUSH_INTERVAL;
             if stale {
                 if let Err(error) = writer.flush().await {
-                    return Err(Failure::Fatal(io_error("write", temp, error)));
+                    return Err(Failure::Fatal(error));
                 }
                 last_flush = tokio::time::Instant::now();
             }
@@ -660,7 +715,7 @@ impl Downloader {
         // Whatever happened, every byte checked must be on disk before the next attempt asks
         // for the bytes after them.
         if let Err(error) = writer.flush().await {
-            return Err(Failure::Fatal(io_error("write", temp, error)));
+            return Err(Failure::Fatal(error));
         }
         (self.events)(&ExportEvent::FileProgress {
             name: file.name.clone(),
@@ -694,60 +749,48 @@ async fn open_at(temp: &Path, start: u64) -> Result<tokio::fs::File> {
     Ok(file)
 }
 
-/// How finishing a complete download went.
-enum Finished {
-    Done(Done),
-    /// The last line or the count is wrong.
-    Corrupt(Error),
-}
-
-/// Checks the last line and the count, syncs the file and renames it to its final name.
+/// Checks the last line and the count of a file whose every byte has arrived.
 ///
 /// # Errors
-/// Local file errors.
-async fn finish(
-    file: &FileState,
-    temp: &Path,
-    target: &Path,
-    validator: &mut LineValidator,
-) -> Result<Finished> {
-    let resources = match validator.finish() {
-        Ok(resources) => resources,
-        Err(problem) => {
-            return Ok(Finished::Corrupt(Error::new(
-                ErrorKind::Decode,
-                format!(
-                    "{} is not valid NDJSON of {}: {problem}",
-                    file.name, file.resource_type
-                ),
-            )));
-        }
-    };
+/// [`ErrorKind::Decode`] when the last line or the count is wrong.
+fn finish(file: &FileState, validator: &mut LineValidator) -> Result<Done> {
+    let resources = validator.finish().map_err(|problem| {
+        Error::new(
+            ErrorKind::Decode,
+            format!(
+                "{} is not valid NDJSON of {}: {problem}",
+                file.name, file.resource_type
+            ),
+        )
+    })?;
     if let Some(count) = file.count {
         if count != resources {
-            return Ok(Finished::Corrupt(Error::new(
+            return Err(Error::new(
                 ErrorKind::Decode,
                 format!(
                     "{} holds {resources} resources, but the manifest's count is {count}",
                     file.name
                 ),
-            )));
+            ));
         }
     }
-    let bytes = validator.consumed();
-    let handle = tokio::fs::File::open(temp)
-        .await
-        .map_err(|e| io_error("open", temp, e))?;
-    // The data must be on disk before the name says the file is complete.
-    handle
-        .sync_all()
-        .await
-        .map_err(|e| io_error("sync", temp, e))?;
-    drop(handle);
-    tokio::fs::rename(temp, target)
-        .await
-        .map_err(|e| io_error("rename into place", target, e))?;
-    Ok(Finished::Done(Done { bytes, resources }))
+    Ok(Done {
+        bytes: validator.consumed(),
+        resources,
+    })
+}
+
+/// The result of a spawned task, a panic resumed.
+fn flatten<T>(joined: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    match joined {
+        Ok(result) => result,
+        Err(join_error) => {
+            if join_error.is_panic() {
+                std::panic::resume_unwind(join_error.into_panic());
+            }
+            Err(Error::new(ErrorKind::Io, "a file download was cancelled"))
+        }
+    }
 }
 
 /// A `Content-Range` header.

@@ -61,6 +61,7 @@ mod manifest;
 pub(crate) mod ndjson;
 mod request;
 pub(crate) mod scan;
+mod sink;
 mod state;
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::scan::{Scan, find_newline, scan_line};
+use super::scan::{Scan, find_newline, scan_line, scan_record};
 
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,23 +84,43 @@ impl LineValidator {
     /// Checks the complete lines in `chunk` and keeps its incomplete end.
     pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
         let mut rest = chunk;
-        while let Some(newline) = find_newline(rest) {
-            let (line, after) = rest.split_at(newline);
-            if self.partial.is_empty() {
-                self.check(line)?;
-            } else {
-                self.grow(line)?;
-                let whole = std::mem::take(&mut self.partial);
-                let checked = self.check(&whole);
-                // Keep the allocation for the next long line.
-                self.partial = whole;
-                self.partial.clear();
-                checked?;
-            }
-            rest = &after[1..];
+        if !self.partial.is_empty() {
+            // The end of the line begun in an earlier chunk.
+            let Some(newline) = find_newline(rest) else {
+                self.grow(rest)?;
+                self.consumed += chunk.len() as u64;
+                return Ok(());
+            };
+            self.grow(&rest[..newline])?;
+            let whole = std::mem::take(&mut self.partial);
+            let checked = self.check(&whole);
+            // Keep the allocation for the next long line.
+            self.partial = whole;
+            self.partial.clear();
+            checked?;
+            rest = &rest[newline + 1..];
         }
-        if !rest.is_empty() {
-            self.grow(rest)?;
+        while !rest.is_empty() {
+            // The fast path reads each line once: grammar, UTF-8, type and end together.
+            if let Some((newline, resource_type)) = scan_record(rest) {
+                let number = self.lines + 1;
+                match resource_type {
+                    Some(range) => self.compare(number, &rest[range])?,
+                    None => return Err(no_resource_type(number)),
+                }
+                rest = &rest[newline + 1..];
+                continue;
+            }
+            match find_newline(rest) {
+                Some(newline) => {
+                    self.check(&rest[..newline])?;
+                    rest = &rest[newline + 1..];
+                }
+                None => {
+                    self.grow(rest)?;
+                    break;
+                }
+            }
         }
         self.consumed += chunk.len() as u64;
         Ok(())
@@ -147,17 +167,17 @@ impl LineValidator {
                 problem: "is not a JSON object".to_owned(),
             });
         }
-        if let Err(error) = std::str::from_utf8(line) {
-            return Err(LineError {
-                line: number,
-                problem: format!("is not valid UTF-8 (byte {})", error.valid_up_to() + 1),
-            });
-        }
         let found = match scan_line(line) {
             Scan::Object(Some(range)) => Found::Type(&line[range]),
             Scan::Object(None) => Found::Missing,
             // The fast path gave up: serde_json decides, and explains a refusal.
             Scan::Undecided => {
+                if let Err(error) = std::str::from_utf8(line) {
+                    return Err(LineError {
+                        line: number,
+                        problem: format!("is not valid UTF-8 (byte {})", error.valid_up_to() + 1),
+                    });
+                }
                 let head: Head<'_> = serde_json::from_slice(line).map_err(|e| LineError {
                     line: number,
                     problem: format!("is not a JSON object ({e})"),
@@ -173,10 +193,7 @@ impl LineValidator {
         };
         match found {
             Found::Type(found) => self.compare(number, found),
-            Found::Missing => Err(LineError {
-                line: number,
-                problem: "has no resourceType".to_owned(),
-            }),
+            Found::Missing => Err(no_resource_type(number)),
         }
     }
 
@@ -202,6 +219,14 @@ impl LineValidator {
         }
         self.lines = number;
         Ok(())
+    }
+}
+
+/// The problem of a line without `resourceType`.
+fn no_resource_type(line: u64) -> LineError {
+    LineError {
+        line,
+        problem: "has no resourceType".to_owned(),
     }
 }
 
@@ -273,6 +298,54 @@ mod tests {
                 assert_eq!(err.line, line, "{text:?}");
                 assert!(err.problem.contains(problem), "{err} / {problem}");
             }
+        }
+    }
+
+    /// The verdict of checking every line on its own, the way the slow path does: the
+    /// reference for the streaming check, which reads most lines in one pass instead.
+    fn line_by_line(text: &[u8]) -> Result<u64, LineError> {
+        let mut validator = LineValidator::new("Patient", MAX);
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for line in lines {
+            validator.check(line)?;
+        }
+        Ok(validator.lines)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_agrees_with_line_by_line(
+            picks in proptest::collection::vec(0usize..12, 0..12),
+            piece in 1usize..64,
+            final_newline: bool,
+        ) {
+            let pool: [&[u8]; 12] = [
+                b"{\"resourceType\":\"Patient\",\"id\":\"a\"}",
+                b" {\"id\":\"b\", \"resourceType\" : \"Patient\"} \r",
+                b"{\"name\":[{\"text\":\"caf\xc3\xa9 \\u00e9\\n\"}],\"resourceType\":\"Patient\"}",
+                b"{\"resourceType\":\"Pat\\u0069ent\"}",
+                b"{\"resourceType\":\"Observation\"}",
+                b"{\"id\":\"x\"}",
+                b"",
+                b"[1]",
+                b"{\"resourceType\":\"Patient\"",
+                b"{\"resourceType\":\"Patient\",\"a\":\"\xc3\"}",
+                b"{\"resourceType\":\"Patient\"} {}",
+                b"{\"resourceType\":\"Patient\",\"deep\":[[[[{\"a\":1e5}]]]]}",
+            ];
+            let mut text = picks.iter().map(|&i| pool[i]).collect::<Vec<_>>().join(&b'\n');
+            if final_newline && !text.is_empty() {
+                text.push(b'\n');
+            }
+            let mut validator = LineValidator::new("Patient", MAX);
+            let streamed = text
+                .chunks(piece)
+                .try_for_each(|chunk| validator.feed(chunk))
+                .and_then(|()| validator.finish());
+            proptest::prop_assert_eq!(streamed, line_by_line(&text));
         }
     }
 
