@@ -1,12 +1,14 @@
 //! The bulk client's NDJSON checks. The first byte picks the chunk size; the rest is a file.
 //!
-//! - The fast scanner never accepts a line `serde_json` refuses, and when it accepts one it
-//!   finds the same top-level `resourceType` (it may leave any line to `serde_json`).
+//! - The fast scanner never accepts a line `serde_json` refuses (invalid UTF-8 included), and
+//!   when it accepts one it finds the same top-level `resourceType` (it may leave any line to
+//!   `serde_json`); scanning the line as a record followed by more gives the same verdict and
+//!   ends at the line's newline.
 //! - The whole check (scanner, `serde_json` fallback, UTF-8, line splitting) gives the same
 //!   verdict however the file is cut into chunks.
 #![no_main]
 
-use epic_fhir::fuzzing::{check_ndjson, scan_line};
+use epic_fhir::fuzzing::{check_ndjson, scan_line, scan_record};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 
@@ -34,11 +36,21 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for line in file.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if std::str::from_utf8(line).is_err() {
-            continue;
+        let whole = scan_line(line);
+        let mut stream = line.to_vec();
+        stream.extend_from_slice(b"\n{\"resourceType\":\"Next\"}\n");
+        match (&whole, scan_record(&stream)) {
+            (Some(range), Some((end, record_range))) => {
+                assert_eq!(&record_range, range, "{:?}", String::from_utf8_lossy(line));
+                assert_eq!(end, line.len(), "{:?}", String::from_utf8_lossy(line));
+            }
+            (None, None) => {}
+            (whole, record) => panic!(
+                "line and record disagree ({whole:?}, {record:?}): {:?}",
+                String::from_utf8_lossy(line)
+            ),
         }
-        if let Some(range) = scan_line(line) {
+        if let Some(range) = whole {
             let expected = reference(line);
             assert!(
                 expected.is_some(),

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use crate::bulk::ndjson::LineValidator;
-use crate::bulk::scan::{Scan, scan_line as scan};
+use crate::bulk::scan::{Scan, scan_line as scan, scan_record as record};
 
 /// What the fast scanner decides about one line: `None` when it leaves the line to
 /// `serde_json`; `Some(range)` when the line is a JSON object, with the byte range of its
@@ -15,6 +15,12 @@ pub fn scan_line(line: &[u8]) -> Option<Option<Range<usize>>> {
         Scan::Object(range) => Some(range),
         Scan::Undecided => None,
     }
+}
+
+/// What the fast scanner decides about the line at the start of `bytes`, which run on past
+/// it: `Some((newline, range))` when it is a JSON object ended by the `\n` at `newline`.
+pub fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
+    record(bytes)
 }
 
 /// Checks NDJSON of `expected_type` fed in `chunks`, as a download does: the number of
