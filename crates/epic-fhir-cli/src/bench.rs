@@ -545,9 +545,8 @@ pub(crate) async fn run(args: BenchArgs) -> Result<(), Failure> {
     }
     eprint!("{}", report::table(&report));
     if args.markdown {
-        print!("{}", report::markdown(&report));
+        crate::output::print_text(&report::markdown(&report))
     } else {
-        println!("{json}");
+        crate::output::print_line(&json)
     }
-    Ok(())
 }

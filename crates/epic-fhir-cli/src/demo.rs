@@ -41,8 +41,10 @@ struct Narrator {
 
 impl Narrator {
     fn say(&self, line: impl AsRef<str>) {
+        // A reader that went away does not stop the demo, which shuts its sandbox down
+        // cleanly at the end; the lines are simply not written.
         if !self.quiet {
-            println!("{}", line.as_ref());
+            let _ = crate::output::print_line(line.as_ref());
         }
     }
 }
@@ -226,8 +228,9 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
         json!({"fhir": fhir.requests_sent(), "token": stats.token_requests}),
     );
     if args.json {
-        let text = serde_json::to_string_pretty(&Value::Object(raw)).map_err(Failure::remote)?;
-        println!("{text}");
+        let printed = crate::output::print_json(&Value::Object(raw));
+        sandbox.shutdown().await;
+        return printed;
     }
     sandbox.shutdown().await;
     Ok(())

@@ -164,11 +164,7 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), Failure> {
             "status_url": status_url.as_str(),
             "out_dir": args.out,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(Failure::remote)?
-        );
-        return Ok(());
+        return crate::output::print_json(&out);
     }
 
     let progress = Progress::new();
@@ -198,11 +194,7 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), Failure> {
     match outcome {
         Ok(summary) => {
             progress.finish(&summary);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&summary).map_err(Failure::remote)?
-            );
-            Ok(())
+            crate::output::print_json(&summary)
         }
         Err(error) => {
             progress.abandon();

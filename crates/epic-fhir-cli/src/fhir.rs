@@ -1,6 +1,7 @@
 //! `epic-fhir read` and `epic-fhir search`.
 
-use std::io::Write as _;
+use std::collections::HashSet;
+use std::io::{BufWriter, Write as _};
 
 use anyhow::anyhow;
 use clap::Args;
@@ -8,8 +9,8 @@ use epic_fhir::{FhirClient, SearchParams};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::Failure;
 use crate::settings::ConnectionArgs;
+use crate::{Failure, output};
 
 /// Flags of `epic-fhir read`.
 #[derive(Debug, Args)]
@@ -69,12 +70,6 @@ fn parse_params(raw: &[String]) -> Result<SearchParams, Failure> {
         .collect()
 }
 
-fn print_json(value: &Value) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(Failure::remote)?;
-    println!("{text}");
-    Ok(())
-}
-
 pub(crate) async fn read(args: ReadArgs) -> Result<(), Failure> {
     let (resource_type, id) = args.reference.split_once('/').ok_or_else(|| {
         Failure::usage(anyhow!(
@@ -84,7 +79,36 @@ pub(crate) async fn read(args: ReadArgs) -> Result<(), Failure> {
     })?;
     let client = client(&args.connection).await?;
     let resource = client.read_type(resource_type, id).await?;
-    print_json(&serde_json::to_value(&resource).map_err(Failure::remote)?)
+    output::print_json(&resource)
+}
+
+/// Where search results go.
+enum Sink {
+    /// One line per resource as pages arrive (`--ndjson`): matches, then the page's included
+    /// resources not printed before. Nothing is kept but the keys of those included.
+    Lines {
+        out: BufWriter<std::io::Stdout>,
+        included: HashSet<String>,
+    },
+    /// One JSON document at the end.
+    Document {
+        matches: Vec<Value>,
+        included: Vec<Value>,
+        outcomes: Vec<Value>,
+    },
+}
+
+impl Sink {
+    fn line(
+        out: &mut BufWriter<std::io::Stdout>,
+        value: &impl serde::Serialize,
+    ) -> Result<(), Failure> {
+        serde_json::to_writer(&mut *out, value).map_err(|e| match e.io_error_kind() {
+            Some(_) => output::write_failure(std::io::Error::from(e)),
+            None => Failure::remote(e),
+        })?;
+        out.write_all(b"\n").map_err(output::write_failure)
+    }
 }
 
 pub(crate) async fn search(args: SearchArgs) -> Result<(), Failure> {
@@ -93,42 +117,66 @@ pub(crate) async fn search(args: SearchArgs) -> Result<(), Failure> {
     let follow = args.all || args.limit.is_some();
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut pages = std::pin::pin!(client.pages_of_type(&args.resource_type, &params));
-    let mut matches: Vec<Value> = Vec::new();
-    let mut included: Vec<Value> = Vec::new();
-    let mut outcomes: Vec<Value> = Vec::new();
+    let mut sink = if args.ndjson {
+        Sink::Lines {
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            included: HashSet::new(),
+        }
+    } else {
+        Sink::Document {
+            matches: Vec::new(),
+            included: Vec::new(),
+            outcomes: Vec::new(),
+        }
+    };
     let mut total = None;
     let mut next = None;
     let mut printed = 0usize;
     let mut page_number = 0usize;
-    let stdout = std::io::stdout();
     while let Some(page) = pages.next().await {
         let page = page?;
         page_number += 1;
         total = total.or(page.total());
         next = page.next_link().map(str::to_owned);
-        for outcome in page.outcomes() {
-            for issue in &outcome.issue {
-                eprintln!("server: {}", issue.summary());
-            }
-            outcomes.push(serde_json::to_value(outcome).map_err(Failure::remote)?);
+        for issue in page.issues() {
+            eprintln!("server: {}", issue.summary());
         }
-        included.extend(
-            page.included()
-                .iter()
-                .filter_map(|r| serde_json::to_value(r).ok()),
-        );
-        for resource in page.into_matches() {
-            if printed >= limit {
-                break;
+        let room = limit - printed;
+        let taken = page.len().min(room);
+        printed += taken;
+        match &mut sink {
+            Sink::Lines { out, included } => {
+                for resource in page.matches().iter().take(taken) {
+                    Sink::line(out, resource)?;
+                }
+                for resource in page.included() {
+                    let key = format!(
+                        "{}/{}",
+                        resource.resource_type(),
+                        resource.id().unwrap_or_default()
+                    );
+                    if resource.id().is_none() || included.insert(key) {
+                        Sink::line(out, resource)?;
+                    }
+                }
+                // Each page reaches the reader as it arrives (and a reader that left is
+                // noticed before the next page is fetched).
+                out.flush().map_err(output::write_failure)?;
             }
-            printed += 1;
-            let value = serde_json::to_value(&resource).map_err(Failure::remote)?;
-            if args.ndjson {
-                let mut out = stdout.lock();
-                serde_json::to_writer(&mut out, &value).map_err(Failure::remote)?;
-                writeln!(out).map_err(Failure::remote)?;
-            } else {
-                matches.push(value);
+            Sink::Document {
+                matches,
+                included,
+                outcomes,
+            } => {
+                for outcome in page.outcomes() {
+                    outcomes.push(serde_json::to_value(outcome).map_err(Failure::remote)?);
+                }
+                for resource in page.included() {
+                    included.push(serde_json::to_value(resource).map_err(Failure::remote)?);
+                }
+                for resource in page.into_matches().into_iter().take(taken) {
+                    matches.push(serde_json::to_value(&resource).map_err(Failure::remote)?);
+                }
             }
         }
         if follow && page_number > 1 {
@@ -141,8 +189,13 @@ pub(crate) async fn search(args: SearchArgs) -> Result<(), Failure> {
     if follow && page_number > 1 {
         eprintln!();
     }
-    if !args.ndjson {
-        print_json(&json!({
+    if let Sink::Document {
+        matches,
+        included,
+        outcomes,
+    } = sink
+    {
+        output::print_json(&json!({
             "resourceType": args.resource_type,
             "total": total,
             "pages": page_number,

@@ -206,10 +206,7 @@ pub(crate) fn run(args: KeygenArgs) -> Result<(), Failure> {
         },
         "jwks": key.jwk_set(),
     });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary).map_err(Failure::remote)?
-    );
+    crate::output::print_json(&summary)?;
     eprintln!(
         "Register {} (or host {} at your JWK Set URL) with the app; keep {} secret.",
         files.cert_pem.display(),

@@ -1,13 +1,15 @@
 //! `epic-fhir`: the command-line tool over the `epic-fhir` SDK and the local sandbox.
 //!
-//! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success, 1 when a
-//! server or authentication step fails, 2 on bad usage (flags, settings, files).
+//! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success (also when
+//! the reader of stdout goes away, as `| head` does), 1 when a server or authentication step
+//! fails, 2 on bad usage (flags, settings, files).
 
 mod bench;
 mod demo;
 mod export;
 mod fhir;
 mod keygen;
+mod output;
 mod sandbox;
 mod settings;
 mod token;
@@ -61,6 +63,9 @@ pub(crate) enum Failure {
     Usage(anyhow::Error),
     /// The server or authentication failed: exit 1.
     Remote(anyhow::Error),
+    /// stdout was closed by its reader (`| head`): the reader has what it wanted, so the
+    /// command stops quietly and exits 0.
+    Closed,
 }
 
 impl Failure {
@@ -129,7 +134,7 @@ fn main() -> ExitCode {
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(Failure::Usage(error)) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)

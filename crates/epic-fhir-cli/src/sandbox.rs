@@ -247,10 +247,11 @@ pub(crate) async fn run(args: SandboxArgs) -> Result<(), Failure> {
         epic_fhir_sandbox::StartError::Bind { .. } => Failure::remote(e),
         other => Failure::usage(other),
     })?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&describe(&sandbox)).map_err(Failure::remote)?
-    );
+    match crate::output::print_json(&describe(&sandbox)) {
+        // Nobody reads the description: the sandbox serves all the same.
+        Ok(()) | Err(Failure::Closed) => {}
+        Err(error) => return Err(error),
+    }
     if sandbox.clients().is_empty() {
         eprintln!(
             "No client is registered: make a key with `epic-fhir keygen --out keys` and restart with --client my-app=keys/jwks.json"

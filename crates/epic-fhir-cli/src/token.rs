@@ -22,9 +22,13 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Failure> {
     let settings = args.connection.resolve()?;
     let auth = settings.auth().await?;
     let issued = auth.issued_token().await?;
-    let expires_at = OffsetDateTime::from(issued.expires_at)
-        .replace_nanosecond(0)
+    // Checked arithmetic: whatever the server said, no instant overflows here.
+    let expires_at = issued
+        .expires_at
+        .duration_since(std::time::UNIX_EPOCH)
         .ok()
+        .and_then(|since| i64::try_from(since.as_secs()).ok())
+        .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
         .and_then(|t| t.format(&Rfc3339).ok());
     let mut out = json!({
         "token_type": issued.token_type,
@@ -38,9 +42,5 @@ pub(crate) async fn run(args: TokenArgs) -> Result<(), Failure> {
     if args.show {
         out["access_token"] = json!(issued.access_token.expose_secret());
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).map_err(Failure::remote)?
-    );
-    Ok(())
+    crate::output::print_json(&out)
 }

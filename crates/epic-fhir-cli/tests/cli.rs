@@ -209,8 +209,9 @@ impl Fixture {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        bin()
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = bin();
+        command
             .args(args)
             .args([
                 "--base-url",
@@ -219,9 +220,12 @@ impl Fixture {
                 "cli-app",
                 "--private-key",
             ])
-            .arg(self.dir.join("private.pem"))
-            .output()
-            .expect("runs")
+            .arg(self.dir.join("private.pem"));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("runs")
     }
 }
 
@@ -519,5 +523,193 @@ fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+const DERRICK_VITALS: &[&str] = &[
+    "search",
+    "Observation",
+    "patient=eq081-VQEgP8drUUqCWzHfw3",
+    "category=vital-signs",
+    "_count=50",
+    "--all",
+    "--ndjson",
+];
+
+#[test]
+fn ndjson_into_a_pipe_closed_by_its_reader_exits_0() {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let f = Fixture::start("pipe");
+    // The whole output is far more than a pipe holds, so the command is still writing when
+    // the reader goes away.
+    let whole = f.run(DERRICK_VITALS);
+    assert!(whole.status.success());
+    assert!(
+        whole.stdout.len() > 512 * 1024,
+        "{} bytes",
+        whole.stdout.len()
+    );
+
+    // `epic-fhir search ... --ndjson | head -1`
+    let mut child = f
+        .command(DERRICK_VITALS)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("a line");
+    let first: Value = serde_json::from_str(&first).expect("an NDJSON line");
+    assert_eq!(first["resourceType"], "Observation");
+    drop(reader);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(std::time::Instant::now() < deadline, "still running");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn ndjson_streams_included_resources_once() {
+    let f = Fixture::start("include");
+    let output = f.run(&[
+        "search",
+        "Observation",
+        "patient=erXuFYUfucBZaryVksYEcMg3",
+        "category=vital-signs",
+        "_include=Observation:patient",
+        "_count=20",
+        "--all",
+        "--ndjson",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    let patients: Vec<&Value> = lines
+        .iter()
+        .filter(|r| r["resourceType"] == "Patient")
+        .collect();
+    let observations = lines
+        .iter()
+        .filter(|r| r["resourceType"] == "Observation")
+        .count();
+    assert!(stderr.contains("page 2"), "several pages: {stderr}");
+    assert!(observations > 20, "{observations}");
+    // Included on every page, printed once, after the first page's matches.
+    assert_eq!(patients.len(), 1, "{patients:?}");
+    assert_eq!(patients[0]["id"], "erXuFYUfucBZaryVksYEcMg3");
+    assert_eq!(lines[0]["resourceType"], "Observation");
+}
+
+/// A token endpoint and FHIR server on 127.0.0.1 that answer every request from `answer`
+/// (request line in, status and JSON body out), one connection per request.
+fn mini_server(answer: fn(&str) -> (u16, String)) -> String {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (status, text) = answer(&request_line);
+            let response = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = reader.get_mut().write_all(response.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn absurd_token_lifetimes_do_not_crash_token_or_read() {
+    let dir = temp_dir("lifetimes");
+    assert!(keygen(&dir, &["--alg", "ES384"]).status.success());
+    fn answer(request_line: &str) -> (u16, String) {
+        if request_line.starts_with("POST /oauth2/token") {
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":1e20}"#.to_owned(),
+            )
+        } else {
+            (200, r#"{"resourceType":"Patient","id":"p1"}"#.to_owned())
+        }
+    }
+    fn negative(request_line: &str) -> (u16, String) {
+        if request_line.starts_with("POST /oauth2/token") {
+            (
+                200,
+                r#"{"access_token":"t","token_type":"bearer","expires_in":-30}"#.to_owned(),
+            )
+        } else {
+            (200, r#"{"resourceType":"Patient","id":"p1"}"#.to_owned())
+        }
+    }
+    let huge = mini_server(answer);
+    let run = |base: &str, args: &[&str]| {
+        bin()
+            .args(args)
+            .args(["--base-url", &format!("{base}/fhir")])
+            .args(["--token-url", &format!("{base}/oauth2/token")])
+            .args(["--client-id", "x", "--private-key"])
+            .arg(dir.join("private.pem"))
+            .output()
+            .expect("runs")
+    };
+    let output = run(&huge, &["token"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let info = json(&output);
+    assert_eq!(info["expires_in"], 24 * 3600, "clamped");
+    assert!(
+        info["expires_at"]
+            .as_str()
+            .expect("expires_at")
+            .ends_with('Z')
+    );
+    let output = run(&huge, &["read", "Patient/p1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json(&output)["id"], "p1");
+
+    let bad = mini_server(negative);
+    for args in [&["token"][..], &["read", "Patient/p1"][..]] {
+        let output = run(&bad, args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("expires_in"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p epic-fhir --example export_bench -- [--patients 3700] [--parallel 4]
-//!     [--encoding identity|gzip|both] [--rounds 2] [--out DIR] [--keep]
+//!     [--encoding identity|gzip|both] [--rounds 2] [--out DIR] [--keep] [--bare-sync]
 //! ```
 //!
 //! The sandbox runs in a child process (this same executable with `--serve`), so the memory
@@ -12,7 +12,7 @@
 //!
 //! 1. a bare loop over those files (same token, same URLs, same number of parallel
 //!    downloads, chunks written to disk as they arrive through a 1 MiB buffer, no checks, no
-//!    fsync);
+//!    fsync; with `--bare-sync`, each file is synced to disk once written, as the SDK does);
 //! 2. `BulkExport` of the same Group (kick-off, polling, parallel downloads with every line
 //!    checked, fsync and atomic renames, the state file), timed from the manifest to the end
 //!    so that the server's own work is not counted.
@@ -56,6 +56,7 @@ struct Options {
     out: PathBuf,
     keep: bool,
     rounds: usize,
+    bare_sync: bool,
 }
 
 fn parse_options() -> Result<Options, BoxError> {
@@ -68,6 +69,7 @@ fn parse_options() -> Result<Options, BoxError> {
         out: std::env::temp_dir().join(format!("epic-fhir-export-bench-{}", std::process::id())),
         keep: false,
         rounds: 2,
+        bare_sync: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -75,6 +77,7 @@ fn parse_options() -> Result<Options, BoxError> {
         match arg.as_str() {
             "--serve" => options.serve = true,
             "--keep" => options.keep = true,
+            "--bare-sync" => options.bare_sync = true,
             "--patients" => options.patients = value("--patients")?.parse()?,
             "--parallel" => options.parallel = value("--parallel")?.parse()?,
             "--rounds" => options.rounds = value("--rounds")?.parse()?,
@@ -281,7 +284,7 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
             reset_peak();
             let started = Instant::now();
             let cpu_start = cpu_seconds();
-            let bytes = raw_download(&files, &token, &raw_dir, options.parallel, encoding).await?;
+            let bytes = raw_download(&files, &token, &raw_dir, options, encoding).await?;
             let seconds = started.elapsed().as_secs_f64();
             bare_samples.push(json!({
                 "bytes": bytes,
@@ -389,6 +392,7 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
             "out_dir": options.out,
         },
         "rounds": options.rounds,
+        "bare_sync": options.bare_sync,
         "peak_reset_supported": reset_peak(),
         "runs": runs,
     });
@@ -424,13 +428,13 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Downloads every `(url, name)` into `dir`, `parallel` at a time, each chunk written as it
-/// arrives. Returns the bytes written.
+/// Downloads every `(url, name)` into `dir`, `--parallel` at a time, each chunk written as it
+/// arrives (and each file synced once written, with `--bare-sync`). Returns the bytes written.
 async fn raw_download(
     files: &[(String, String)],
     token: &AccessToken,
     dir: &Path,
-    parallel: usize,
+    options: &Options,
     encoding: &str,
 ) -> Result<u64, BoxError> {
     tokio::fs::create_dir_all(dir).await?;
@@ -438,8 +442,9 @@ async fn raw_download(
     let mut running = tokio::task::JoinSet::new();
     let mut queue = files.iter().cloned();
     let mut total = 0u64;
+    let sync = options.bare_sync;
     loop {
-        while running.len() < parallel {
+        while running.len() < options.parallel {
             let Some((url, name)) = queue.next() else {
                 break;
             };
@@ -462,6 +467,9 @@ async fn raw_download(
                     written += chunk.len() as u64;
                 }
                 out.flush().await?;
+                if sync {
+                    out.into_inner().sync_data().await?;
+                }
                 Ok::<u64, BoxError>(written)
             });
         }

@@ -36,6 +36,11 @@ pub enum ErrorKind {
     Discovery,
     /// A local file operation failed (bulk export downloads).
     Io,
+    /// An answer went past a bound this client keeps so that no server can exhaust it: a body
+    /// larger than its [`BodyLimits`](crate::BodyLimits), more pages than
+    /// [`max_pages`](crate::FhirClientBuilder::max_pages), a bulk file larger than
+    /// [`DownloadOptions::max_file_bytes`](crate::bulk::DownloadOptions::max_file_bytes).
+    Limit,
 }
 
 /// An OAuth 2.0 error response from a token endpoint (RFC 6749 section 5.2).

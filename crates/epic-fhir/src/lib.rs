@@ -21,6 +21,10 @@ pub mod auth;
 pub mod bulk;
 mod client;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod http;
 /// Typed, lossless FHIR R4 resources and datatypes: the `epic-fhir-model` crate.
 pub use epic_fhir_model as model;
 mod net;
@@ -30,6 +34,7 @@ pub mod search;
 
 pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, FhirClient, FhirClientBuilder};
 pub use error::{Error, ErrorKind, OAuthError, RequestInfo, Result};
+pub use http::BodyLimits;
 pub use paging::{Page, PageItem};
 pub use retry::RetryPolicy;
 pub use search::SearchParams;

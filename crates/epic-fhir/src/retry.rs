@@ -1,12 +1,27 @@
-//! Retry policy and backoff shared by the token endpoint client and the FHIR client.
+//! The retry policy and its backoff arithmetic; the request engine applies them (see the rule
+//! in `http::Retries`).
 
 use std::time::{Duration, SystemTime};
 
 /// How failed requests are retried: bounded both by the number of attempts and by the total time.
 ///
-/// Delays grow exponentially from `initial_backoff` to `max_backoff`, with jitter so that many
-/// clients failing together do not retry together. A server's `Retry-After` is honoured but
-/// clamped to `max_retry_after`.
+/// One rule holds for every request the crate sends (FHIR requests, token requests,
+/// discovery, every Bulk Data request):
+/// - only failures that may pass are retried: connection errors, timeouts, bodies cut off,
+///   408/429/500/502/503/504, OperationOutcomes coded `transient` or `throttled`, a token
+///   endpoint's `temporarily_unavailable`; a request that is not idempotent (a create, a
+///   bulk kick-off) only when it cannot have reached the server (no connection was made);
+/// - the delay is the server's `Retry-After` when it sent one, else exponential from
+///   `initial_backoff` to `max_backoff` with equal jitter, so that many clients failing
+///   together do not retry together;
+/// - a `Retry-After` longer than `max_retry_after` ends the retries at once (trying earlier
+///   than asked would only be refused again); the error then carries the server's delay
+///   ([`Error::retry_after`](crate::Error::retry_after)) for the caller to act on;
+/// - a retry starts only while fewer than `max_attempts` attempts were made and
+///   `max_elapsed` will not be passed by the wait (file downloads count failures without
+///   progress instead, see [`DownloadOptions`](crate::bulk::DownloadOptions));
+/// - a 401 to a request that carried a token refreshes the token and repeats the request
+///   once, at once, without counting as an attempt.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -16,7 +31,7 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// The longest delay between two attempts. Default 15 s.
     pub max_backoff: Duration,
-    /// The longest `Retry-After` honoured; longer requests are clamped. Default 60 s.
+    /// The longest `Retry-After` waited for; a longer one ends the retries. Default 60 s.
     pub max_retry_after: Duration,
     /// No retry starts once this much time has passed since the first attempt. Default 120 s.
     pub max_elapsed: Duration,
@@ -64,7 +79,7 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the longest `Retry-After` honoured.
+    /// Sets the longest `Retry-After` waited for.
     #[must_use]
     pub fn with_max_retry_after(mut self, delay: Duration) -> Self {
         self.max_retry_after = delay;
@@ -79,8 +94,8 @@ impl RetryPolicy {
     }
 
     /// The delay before retry number `retry` (0 for the first retry), given the server's
-    /// `Retry-After` if any, with `jitter` in `[0, 1)` choosing where in the jitter window
-    /// the delay falls.
+    /// `Retry-After` if any (the caller has checked it against `max_retry_after`), with
+    /// `jitter` in `[0, 1)` choosing where in the jitter window the delay falls.
     pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
         if let Some(asked) = retry_after {
             return asked.min(self.max_retry_after);
@@ -93,16 +108,6 @@ impl RetryPolicy {
         // collapses to zero and retries of many clients still spread out.
         let half = exponential / 2;
         half + half.mul_f64(jitter.clamp(0.0, 1.0))
-    }
-
-    /// Whether another attempt may start: attempts and total time are both within bounds.
-    pub(crate) fn allows(
-        &self,
-        attempts_made: u32,
-        elapsed: Duration,
-        next_delay: Duration,
-    ) -> bool {
-        attempts_made < self.max_attempts && elapsed + next_delay <= self.max_elapsed
     }
 }
 
@@ -166,28 +171,13 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_and_clamped() {
+    fn retry_after_is_the_delay() {
         let policy = RetryPolicy::default();
         assert_eq!(
             policy.delay(0, Some(Duration::from_secs(3)), 0.5),
             Duration::from_secs(3)
         );
-        assert_eq!(
-            policy.delay(0, Some(Duration::from_secs(3600)), 0.5),
-            Duration::from_secs(60)
-        );
-    }
-
-    #[test]
-    fn bounded_by_attempts_and_time() {
-        let policy = RetryPolicy::default()
-            .with_max_attempts(3)
-            .with_max_elapsed(Duration::from_secs(10));
-        assert!(policy.allows(1, Duration::ZERO, Duration::from_secs(1)));
-        assert!(policy.allows(2, Duration::ZERO, Duration::from_secs(1)));
-        assert!(!policy.allows(3, Duration::ZERO, Duration::from_secs(1)));
-        assert!(!policy.allows(1, Duration::from_secs(9), Duration::from_secs(2)));
-        assert!(!RetryPolicy::never().allows(1, Duration::ZERO, Duration::ZERO));
+        assert_eq!(policy.delay(5, Some(Duration::ZERO), 0.5), Duration::ZERO);
     }
 
     #[test]

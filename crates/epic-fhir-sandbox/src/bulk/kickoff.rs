@@ -78,7 +78,7 @@ pub(super) async fn system(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    kick_off(&state, Level::System, &uri, &headers)
+    off_runtime(state, Level::System, uri, headers).await
 }
 
 /// `GET [base]/{type}/$export`: only `Patient` has a type-level export.
@@ -94,7 +94,7 @@ pub(super) async fn patient(
             "{resource_type}/$export is not an operation of this server: bulk export is served at Group/[id]/$export, Patient/$export and $export"
         )));
     }
-    kick_off(&state, Level::Patient, &uri, &headers)
+    off_runtime(state, Level::Patient, uri, headers).await
 }
 
 /// `GET [base]/{type}/{id}/$export`: only `Group` has an instance-level export.
@@ -110,7 +110,27 @@ pub(super) async fn group(
             "{resource_type}/{id}/$export is not an operation of this server: bulk export is served at Group/[id]/$export, Patient/$export and $export"
         )));
     }
-    kick_off(&state, Level::Group(id), &uri, &headers)
+    off_runtime(state, Level::Group(id), uri, headers).await
+}
+
+/// Runs a kick-off on tokio's blocking pool: the snapshot of a large population (a million
+/// resources, under the store's lock) takes CPU time that must not hold one of the runtime's
+/// few worker threads, as searches do not either.
+async fn off_runtime(
+    state: Arc<AppState>,
+    level: Level,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response> {
+    tokio::task::spawn_blocking(move || kick_off(&state, level, &uri, &headers))
+        .await
+        .unwrap_or_else(|error| {
+            Err(FhirError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                format!("the export kick-off failed: {error}"),
+            ))
+        })
 }
 
 fn kick_off(

@@ -6,19 +6,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use reqwest::header::{ACCEPT, RETRY_AFTER};
+use reqwest::Method;
 use url::Url;
 
 use super::assertion::{AssertionConfig, sign_assertion};
 use super::clock::{Clock, SystemClock};
 use super::discovery::SmartConfiguration;
-use super::exchange::{CLIENT_ASSERTION_TYPE, IssuedToken, classify_response};
+use super::exchange::{CLIENT_ASSERTION_TYPE, IssuedToken, TokenEndpoint, parse_issued};
 use super::key::SigningKey;
 use super::secret::AccessToken;
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::http::transport::default_auth_client;
+use crate::http::{Body, BodyLimits, Engine, Repeat, Request};
 use crate::net;
-use crate::retry::{Jitter, RetryPolicy};
+use crate::retry::RetryPolicy;
 
 /// Default time before expiry at which a token is refreshed.
 pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
@@ -26,9 +29,6 @@ pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(60);
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Lifetime assumed when a token response has no `expires_in`.
 pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
-
-/// The `User-Agent` this crate sends unless told otherwise.
-pub(crate) const USER_AGENT: &str = concat!("epic-fhir-rs/", env!("CARGO_PKG_VERSION"));
 
 /// Something that hands out access tokens for FHIR requests.
 ///
@@ -123,22 +123,20 @@ pub struct BackendServicesAuth {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    /// Sends token requests: retries, body limit; no token of its own, no redirects.
+    engine: Engine,
     key: Arc<SigningKey>,
     assertion: AssertionConfig,
     scope: Option<String>,
-    retry: RetryPolicy,
     clock: Arc<dyn Clock>,
     refresh_margin: Duration,
     fetch_timeout: Duration,
     default_lifetime: Duration,
-    jitter: Jitter,
     current: RwLock<Option<Arc<Cached>>>,
     fetch_lock: tokio::sync::Mutex<()>,
     /// Bumped each time a fetch ends, so callers that waited for a fetch can tell it happened.
     fetches_finished: AtomicU64,
     last_failure: RwLock<Option<Arc<Error>>>,
-    requests: AtomicU64,
 }
 
 impl fmt::Debug for BackendServicesAuth {
@@ -166,6 +164,7 @@ pub struct BackendServicesAuthBuilder {
     refresh_margin: Duration,
     fetch_timeout: Duration,
     default_lifetime: Duration,
+    limits: BodyLimits,
     http: Option<reqwest::Client>,
     error: Option<Error>,
 }
@@ -196,6 +195,7 @@ impl BackendServicesAuth {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             default_lifetime: DEFAULT_TOKEN_LIFETIME,
+            limits: BodyLimits::default(),
             http: None,
             error: None,
         }
@@ -333,7 +333,7 @@ impl BackendServicesAuth {
 
     /// The number of requests sent to the token endpoint so far (retries included).
     pub fn token_requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
+        self.inner.engine.requests_sent()
     }
 
     /// The client id.
@@ -364,108 +364,56 @@ impl BackendServicesAuth {
         )
     }
 
-    /// One token fetch with retries. Returns the token and the time its request was sent.
+    /// One token fetch, retried by the engine. Returns the token and the time its (last)
+    /// request was sent.
     async fn fetch(&self) -> Result<(IssuedToken, SystemTime)> {
         let inner = &self.inner;
-        let url = inner.assertion.token_url();
-        let started = tokio::time::Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let sent_at = inner.clock.now();
-            // A new assertion for every attempt: the previous one's jti may have been consumed.
-            let assertion = sign_assertion(&inner.key, &inner.assertion, sent_at)?;
-            let mut form: Vec<(&str, &str)> = vec![
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", CLIENT_ASSERTION_TYPE),
-                ("client_assertion", &assertion),
-            ];
-            if let Some(scope) = &inner.scope {
-                form.push(("scope", scope));
-            }
-            inner.requests.fetch_add(1, Ordering::Relaxed);
-            let result = self.send_once(url, &form, sent_at).await;
-            match result {
-                Ok(issued) => {
-                    tracing::debug!(
-                        target: "epic_fhir::auth",
-                        token_url = %url,
-                        attempt,
-                        expires_in = ?issued.expires_in,
-                        "access token issued"
-                    );
-                    return Ok((issued, sent_at));
+        let url = inner.assertion.token_url().clone();
+        let signed_at = Arc::new(std::sync::Mutex::new(inner.clock.now()));
+        let sign = {
+            let inner = Arc::clone(&self.inner);
+            let signed_at = Arc::clone(&signed_at);
+            move || -> Result<Bytes> {
+                let now = inner.clock.now();
+                // A new assertion for every attempt: the previous one's jti may have been
+                // consumed.
+                let assertion = sign_assertion(&inner.key, &inner.assertion, now)?;
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "client_credentials")
+                    .append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
+                    .append_pair("client_assertion", &assertion);
+                if let Some(scope) = &inner.scope {
+                    form.append_pair("scope", scope);
                 }
-                Err(error) if error.is_retryable() => {
-                    let delay =
-                        inner
-                            .retry
-                            .delay(attempt - 1, error.retry_after(), inner.jitter.next());
-                    if !inner.retry.allows(attempt, started.elapsed(), delay) {
-                        return Err(error);
-                    }
-                    tracing::debug!(
-                        target: "epic_fhir::auth",
-                        token_url = %url,
-                        attempt,
-                        status = ?error.status(),
-                        delay_ms = delay.as_millis() as u64,
-                        "token request failed; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(error) => return Err(error),
+                *signed_at.lock().unwrap_or_else(PoisonError::into_inner) = now;
+                Ok(Bytes::from(form.finish()))
             }
-        }
-    }
-
-    async fn send_once(
-        &self,
-        url: &Url,
-        form: &[(&str, &str)],
-        sent_at: SystemTime,
-    ) -> Result<IssuedToken> {
-        let inner = &self.inner;
-        let request = || RequestInfo::new("POST", url);
-        let response = inner
-            .http
-            .post(url.clone())
-            .header(ACCEPT, "application/json")
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, "token request failed").with_request(request()))?;
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| {
-            transport_error(e, "token response was cut off")
-                .with_request(request())
-                .with_status(status)
-        })?;
-        classify_response(
-            url,
-            status,
-            retry_after.as_deref(),
-            &body,
+        };
+        let mut request = Request::new(Method::POST, url.clone(), "application/json");
+        request.body = Body::PerAttempt(Arc::new(sign), "application/x-www-form-urlencoded");
+        // Each attempt carries a new assertion, and a second token is harmless: a token
+        // request may be repeated.
+        request.repeat = Repeat::Always;
+        let reply = inner
+            .engine
+            .fetch(&request, &TokenEndpoint, inner.engine.limits().token)
+            .await?;
+        let sent_at = *signed_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let issued = parse_issued(
+            &url,
+            reply.status.as_u16(),
+            &reply.body,
             sent_at,
             inner.default_lifetime,
-        )
+        )?;
+        tracing::debug!(
+            target: "epic_fhir::auth",
+            token_url = %url,
+            expires_in = ?issued.expires_in,
+            "access token issued"
+        );
+        Ok((issued, sent_at))
     }
-}
-
-/// Maps a reqwest error to [`ErrorKind::Timeout`] or [`ErrorKind::Transport`], both retryable.
-pub(crate) fn transport_error(error: reqwest::Error, message: &str) -> Error {
-    let kind = if error.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Transport
-    };
-    // reqwest's message can contain the URL; it has no query here, and never a token.
-    Error::new(kind, message).with_source(error.without_url())
 }
 
 impl Inner {
@@ -519,9 +467,10 @@ impl BackendServicesAuthBuilder {
         let base = net::parse_secure_url(fhir_base.as_ref(), "FHIR base URL")?;
         let http = match &self.http {
             Some(http) => http.clone(),
-            None => default_http_client()?,
+            None => default_auth_client()?,
         };
-        let config = SmartConfiguration::discover(&http, &base).await?;
+        let engine = Engine::new(http, self.retry.clone(), self.limits);
+        let config = SmartConfiguration::discover_with(&engine, &base).await?;
         Ok(self.smart_configuration(&config))
     }
 
@@ -577,6 +526,13 @@ impl BackendServicesAuthBuilder {
         self
     }
 
+    /// The most bytes read of token answers, error bodies and discovery documents. Default:
+    /// [`BodyLimits::default`] (1 MiB, 1 MiB, 16 MiB).
+    pub fn body_limits(mut self, limits: BodyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The HTTP client for token requests. Default: a client with rustls, a 10 s connect
     /// timeout, a 30 s request timeout and no redirects (an assertion must never be sent to
     /// another URL than its `aud`).
@@ -607,37 +563,23 @@ impl BackendServicesAuthBuilder {
         }
         let http = match self.http {
             Some(http) => http,
-            None => default_http_client()?,
+            None => default_auth_client()?,
         };
         Ok(BackendServicesAuth {
             inner: Arc::new(Inner {
-                http,
+                engine: Engine::new(http, self.retry, self.limits),
                 key: Arc::new(self.key),
                 assertion,
                 scope: self.scope,
-                retry: self.retry,
                 clock: self.clock,
                 refresh_margin: self.refresh_margin,
                 fetch_timeout: self.fetch_timeout,
                 default_lifetime: self.default_lifetime,
-                jitter: Jitter::new(),
                 current: RwLock::new(None),
                 fetch_lock: tokio::sync::Mutex::new(()),
                 fetches_finished: AtomicU64::new(0),
                 last_failure: RwLock::new(None),
-                requests: AtomicU64::new(0),
             }),
         })
     }
-}
-
-/// The HTTP client used for token requests and discovery when none is given.
-pub(crate) fn default_http_client() -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))
 }

@@ -4,10 +4,14 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::backend::transport_error;
 use super::key::Algorithm;
-use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::http::{
+    BodyLimits, Classify, Decision, Engine, Refused, Request, RetryReason, retry_after,
+    retryable_status,
+};
 use crate::net;
+use crate::retry::RetryPolicy;
 
 /// The SMART `oauth-uris` extension on a CapabilityStatement's `rest.security`.
 pub const OAUTH_URIS_EXTENSION: &str =
@@ -73,9 +77,21 @@ impl SmartConfiguration {
     /// [`ErrorKind::Discovery`] when neither gives a token endpoint (the message says what each
     /// answered), [`ErrorKind::InsecureUrl`] when the token endpoint is plain http to a
     /// non-loopback host, transport errors when the server cannot be reached.
+    ///
+    /// Transient failures (connection errors, 408, 429, 5xx) are retried with the default
+    /// [`RetryPolicy`]; each document is read under the default [`BodyLimits`].
     pub async fn discover(http: &reqwest::Client, fhir_base: &Url) -> Result<SmartConfiguration> {
+        let engine = Engine::new(http.clone(), RetryPolicy::default(), BodyLimits::default());
+        Self::discover_with(&engine, fhir_base).await
+    }
+
+    /// [`SmartConfiguration::discover`] through `engine` (its retry policy and body limits).
+    pub(crate) async fn discover_with(
+        engine: &Engine,
+        fhir_base: &Url,
+    ) -> Result<SmartConfiguration> {
         let well_known_url = join(fhir_base, ".well-known/smart-configuration")?;
-        let well_known = match get_json(http, &well_known_url, "application/json").await {
+        let well_known = match get_json(engine, &well_known_url, "application/json").await {
             Ok(value) => match Self::from_well_known(value, fhir_base) {
                 Ok(config) => return Ok(config),
                 Err(e) if e.kind() == ErrorKind::InsecureUrl => return Err(e),
@@ -87,7 +103,7 @@ impl SmartConfiguration {
             Err(e) => e.to_string(),
         };
         let metadata_url = join(fhir_base, "metadata")?;
-        let metadata = match get_json(http, &metadata_url, "application/fhir+json").await {
+        let metadata = match get_json(engine, &metadata_url, "application/fhir+json").await {
             Ok(value) => match Self::from_capability_statement(&value, fhir_base) {
                 Ok(config) => return Ok(config),
                 Err(e) if e.kind() == ErrorKind::InsecureUrl => return Err(e),
@@ -230,27 +246,38 @@ fn resolve_endpoint(fhir_base: &Url, endpoint: &str) -> Result<Url> {
     Ok(url)
 }
 
-async fn get_json(http: &reqwest::Client, url: &Url, accept: &str) -> Result<Value> {
-    let request = || RequestInfo::new("GET", url);
-    let response = http
-        .get(url.clone())
-        .header(reqwest::header::ACCEPT, accept)
-        .send()
-        .await
-        .map_err(|e| transport_error(e, "discovery request failed").with_request(request()))?;
-    let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(|e| {
-        transport_error(e, "discovery response was cut off").with_request(request())
-    })?;
-    if !(200..300).contains(&status) {
-        return Err(Error::new(ErrorKind::Discovery, format!("HTTP {status}"))
-            .with_request(request())
-            .with_status(status));
+/// Discovery's classifier: a status other than 2xx is a [`ErrorKind::Discovery`] error (so
+/// that the well-known document's absence leads to the CapabilityStatement), retried when it
+/// says "try again later".
+struct DiscoveryStatus;
+
+impl Classify for DiscoveryStatus {
+    fn classify(&self, refused: &Refused<'_>) -> Decision {
+        let status = refused.status.as_u16();
+        let error = Error::new(ErrorKind::Discovery, format!("HTTP {status}"))
+            .with_request(refused.request.info())
+            .with_status(status)
+            .with_retry_after(retry_after(refused.headers));
+        if retryable_status(refused.status) {
+            Decision::Retry {
+                reason: RetryReason::Status(status),
+                error,
+            }
+        } else {
+            Decision::Fail(error)
+        }
     }
-    serde_json::from_slice(&body).map_err(|e| {
+}
+
+async fn get_json(engine: &Engine, url: &Url, accept: &'static str) -> Result<Value> {
+    let request = Request::get(url.clone(), accept);
+    let reply = engine
+        .fetch(&request, &DiscoveryStatus, engine.limits().discovery)
+        .await?;
+    serde_json::from_slice(&reply.body).map_err(|e| {
         Error::new(ErrorKind::Discovery, "the response is not JSON")
-            .with_request(request())
-            .with_body_excerpt(&body)
+            .with_request(request.info())
+            .with_body_excerpt(&reply.body)
             .with_source(e)
     })
 }

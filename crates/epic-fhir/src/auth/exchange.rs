@@ -7,10 +7,15 @@ use url::Url;
 
 use super::secret::AccessToken;
 use crate::error::{Error, ErrorKind, OAuthError, RequestInfo, Result};
-use crate::retry::parse_retry_after;
+use crate::http::{Classify, Decision, Refused, RetryReason, retry_after, retryable_status};
 
 /// The `client_assertion_type` for a JWT bearer client assertion (RFC 7523).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The longest token lifetime this client believes. A larger `expires_in` (servers have sent
+/// 10^12 and more) is clamped to it, so the token is refreshed at least daily and no expiry
+/// overflows the clock; a 401 refreshes a token the server stopped accepting earlier anyway.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// An access token as issued by the token endpoint.
 #[derive(Debug, Clone)]
@@ -22,7 +27,8 @@ pub struct IssuedToken {
     pub token_type: String,
     /// The granted scopes, when the server said.
     pub scope: Option<String>,
-    /// The lifetime the server gave in `expires_in`, if any.
+    /// The lifetime the server gave in `expires_in`, if any, clamped to
+    /// [`MAX_TOKEN_LIFETIME`].
     pub expires_in: Option<Duration>,
     /// When the token stops being valid: the time the request was sent plus `expires_in` (or the
     /// configured default lifetime when the server gave none). Counting from the request, not
@@ -47,6 +53,17 @@ enum ExpiresIn {
     Text(String),
 }
 
+impl ExpiresIn {
+    /// The lifetime in seconds, when it is a finite, non-negative number.
+    fn seconds(&self) -> Option<f64> {
+        let seconds = match self {
+            ExpiresIn::Number(n) => *n,
+            ExpiresIn::Text(text) => text.trim().parse::<f64>().ok()?,
+        };
+        (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+    }
+}
+
 #[derive(Deserialize)]
 struct RawOAuthError {
     error: String,
@@ -61,53 +78,77 @@ fn is_transient_oauth_code(code: &str) -> bool {
     matches!(code, "temporarily_unavailable" | "server_error")
 }
 
-/// Classifies a token endpoint response.
+/// The token endpoint's classifier: what a non-2xx answer means.
 ///
-/// Success needs a 2xx JSON body with a non-empty `access_token` and a `token_type` of `bearer`
-/// in any case. Failures keep what the server said: an OAuth error body becomes
-/// [`ErrorKind::Auth`] with the code and description; anything else keeps a short excerpt.
-/// Retryable: 5xx, 429, 408, `temporarily_unavailable`/`server_error`, and a bare 400 without an
-/// OAuth error body (Epic sends those now and then and they succeed on retry). Never retryable:
-/// `invalid_client` and the other OAuth codes.
-pub(crate) fn classify_response(
+/// An OAuth error body becomes [`ErrorKind::Auth`] with the code and description; anything
+/// else keeps a short excerpt. Retry: 5xx, 429, 408, `temporarily_unavailable`/`server_error`,
+/// and a bare 400 without an OAuth error body (Epic sends those now and then and they succeed
+/// on retry). Never: `invalid_client` and the other OAuth codes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TokenEndpoint;
+
+impl Classify for TokenEndpoint {
+    fn classify(&self, refused: &Refused<'_>) -> Decision {
+        let error = refusal(
+            &refused.request.url,
+            refused.status.as_u16(),
+            retry_after(refused.headers),
+            refused.body,
+        );
+        if !error.is_retryable() {
+            return Decision::Fail(error);
+        }
+        let reason = if retryable_status(refused.status) {
+            RetryReason::Status(refused.status.as_u16())
+        } else {
+            RetryReason::TokenEndpoint
+        };
+        Decision::Retry { reason, error }
+    }
+}
+
+/// The error for a token endpoint's non-2xx answer, retryable when it is transient.
+fn refusal(url: &Url, status: u16, retry_after: Option<Duration>, body: &[u8]) -> Error {
+    let request = RequestInfo::new("POST", url);
+    if let Ok(oauth) = serde_json::from_slice::<RawOAuthError>(body) {
+        let retryable = status >= 500 || is_transient_oauth_code(&oauth.error);
+        let oauth = OAuthError {
+            description: oauth.error_description.filter(|d| !d.is_empty()),
+            error: oauth.error,
+            uri: oauth.error_uri,
+            status,
+        };
+        return Error::new(ErrorKind::Auth, format!("token request refused: {oauth}"))
+            .with_request(request)
+            .with_oauth(oauth)
+            .with_retry_after(retry_after)
+            .retryable(retryable);
+    }
+    let retryable = status == 400 || status == 408 || status == 429 || status >= 500;
+    Error::new(
+        ErrorKind::Auth,
+        format!("token request failed with HTTP {status} and no OAuth error body"),
+    )
+    .with_request(request)
+    .with_status(status)
+    .with_body_excerpt(body)
+    .with_retry_after(retry_after)
+    .retryable(retryable)
+}
+
+/// Reads a token endpoint's 2xx answer.
+///
+/// Success needs a JSON body with a non-empty `access_token` and a `token_type` of `bearer`
+/// in any case. `expires_in` must be a non-negative number (or a string holding one); a
+/// lifetime beyond [`MAX_TOKEN_LIFETIME`] is clamped to it.
+pub(crate) fn parse_issued(
     url: &Url,
     status: u16,
-    retry_after: Option<&str>,
     body: &[u8],
     sent_at: SystemTime,
     default_lifetime: Duration,
 ) -> Result<IssuedToken> {
     let request = RequestInfo::new("POST", url);
-    let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
-    if !(200..300).contains(&status) {
-        if let Ok(oauth) = serde_json::from_slice::<RawOAuthError>(body) {
-            let retryable = status >= 500 || is_transient_oauth_code(&oauth.error);
-            let oauth = OAuthError {
-                description: oauth.error_description.filter(|d| !d.is_empty()),
-                error: oauth.error,
-                uri: oauth.error_uri,
-                status,
-            };
-            return Err(
-                Error::new(ErrorKind::Auth, format!("token request refused: {oauth}"))
-                    .with_request(request)
-                    .with_oauth(oauth)
-                    .with_retry_after(retry_after)
-                    .retryable(retryable),
-            );
-        }
-        let retryable = status == 400 || status == 408 || status == 429 || status >= 500;
-        return Err(Error::new(
-            ErrorKind::Auth,
-            format!("token request failed with HTTP {status} and no OAuth error body"),
-        )
-        .with_request(request)
-        .with_status(status)
-        .with_body_excerpt(body)
-        .with_retry_after(retry_after)
-        .retryable(retryable));
-    }
-
     let decode_error = |message: &str| {
         Error::new(ErrorKind::Decode, message.to_owned())
             .with_request(request.clone())
@@ -142,22 +183,29 @@ pub(crate) fn classify_response(
     }
     let expires_in = match raw.expires_in {
         None => None,
-        Some(ExpiresIn::Number(n)) if n.is_finite() && n >= 0.0 => Some(Duration::from_secs_f64(n)),
-        Some(ExpiresIn::Text(t)) if t.trim().parse::<u64>().is_ok() => {
-            t.trim().parse::<u64>().ok().map(Duration::from_secs)
-        }
-        Some(_) => {
-            return Err(decode_error(
-                "token response has an expires_in that is not a non-negative number",
-            )
-            .with_json_path("expires_in"));
-        }
+        Some(given) => match given.seconds() {
+            Some(seconds) => Some(Duration::from_secs_f64(
+                seconds.min(MAX_TOKEN_LIFETIME.as_secs_f64()),
+            )),
+            None => {
+                return Err(decode_error(
+                    "token response has an expires_in that is not a non-negative number",
+                )
+                .with_json_path("expires_in"));
+            }
+        },
     };
+    let lifetime = expires_in
+        .unwrap_or(default_lifetime)
+        .min(MAX_TOKEN_LIFETIME);
+    let expires_at = sent_at.checked_add(lifetime).ok_or_else(|| {
+        decode_error("the token's expiry is beyond what the system clock can represent")
+    })?;
     Ok(IssuedToken {
         access_token: AccessToken::new(access_token),
         token_type,
         scope: raw.scope,
-        expires_at: sent_at + expires_in.unwrap_or(default_lifetime),
+        expires_at,
         expires_in,
     })
 }
@@ -171,14 +219,17 @@ mod tests {
     }
 
     fn classify(status: u16, body: &str) -> Result<IssuedToken> {
-        classify_response(
-            &url(),
-            status,
-            None,
-            body.as_bytes(),
-            SystemTime::UNIX_EPOCH,
-            Duration::from_secs(300),
-        )
+        if (200..300).contains(&status) {
+            parse_issued(
+                &url(),
+                status,
+                body.as_bytes(),
+                SystemTime::UNIX_EPOCH,
+                Duration::from_secs(300),
+            )
+        } else {
+            Err(refusal(&url(), status, None, body.as_bytes()))
+        }
     }
 
     #[test]

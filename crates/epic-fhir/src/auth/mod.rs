@@ -26,10 +26,9 @@ pub use backend::{
     BackendServicesAuth, BackendServicesAuthBuilder, DEFAULT_FETCH_TIMEOUT, DEFAULT_REFRESH_MARGIN,
     DEFAULT_TOKEN_LIFETIME, StaticToken, TokenProvider,
 };
-pub(crate) use backend::{USER_AGENT, transport_error};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use discovery::{DiscoverySource, OAUTH_URIS_EXTENSION, SmartConfiguration};
-pub use exchange::{CLIENT_ASSERTION_TYPE, IssuedToken};
+pub use exchange::{CLIENT_ASSERTION_TYPE, IssuedToken, MAX_TOKEN_LIFETIME};
 pub use key::{
     Algorithm, JwkSet, KeyError, MAX_RSA_BITS, MIN_RSA_BITS, PrivatePem, PublicJwk, RsaBits,
     SigningKey,

@@ -9,24 +9,24 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT, ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
+    ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
 };
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::task::JoinSet;
 use url::Url;
 
-use super::http::{Outgoing, Sent, backoff, drain, send, status_failure};
+use super::job::BULK;
 use super::ndjson::LineValidator;
 use super::request::NDJSON;
+use super::sink::ChunkWriter;
 use super::state::{Done, FileState, StateStore, io_error};
 use super::{EventHandler, ExportEvent};
 use crate::FhirClient;
-use crate::auth::{AccessToken, transport_error};
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::http::transport::transport_error;
+use crate::http::{Accept, Answer, Budget, Decision, Destination, Request, RetryReason};
 use crate::net;
 
-/// Bytes gathered before each write to disk: few enough system calls, little memory.
-const WRITE_BUFFER: usize = 1024 * 1024;
 /// Bytes read at once when checking a partial file left by an earlier run.
 const SCAN_BUFFER: usize = 256 * 1024;
 /// How often, in bytes of one file, [`ExportEvent::FileProgress`] is sent.
@@ -38,6 +38,9 @@ const MAX_REDIRECTS: usize = 5;
 /// Downloads whose content is wrong (bad line, wrong count) are tried this often in all: a
 /// second try tells a damaged transfer from a server that serves a bad file.
 const CONTENT_ATTEMPTS: u32 = 2;
+/// Checked files being synced and renamed at once, beside the downloads. Each holds a file
+/// handle and, until synced, dirty pages in the kernel's cache; no memory of the client's.
+const MAX_COMMITTING: usize = 16;
 /// The timeout of a whole file exchange. Long on purpose: a stalled transfer is caught by
 /// [`DownloadOptions::idle_timeout`] instead, so a large file on a slow link is not cut off.
 const FILE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -60,6 +63,11 @@ pub struct DownloadOptions {
     /// The longest line (one resource) accepted, in bytes; an incomplete line is held in
     /// memory until its end arrives. Default 64 MiB.
     pub max_line_bytes: usize,
+    /// The largest file accepted, in bytes (after decompression). A download that goes past
+    /// it stops at once with [`ErrorKind::Limit`] and its partial file is removed, so a server
+    /// sending without end cannot fill the disk. Default 16 GiB (Epic's files hold at most
+    /// about 3,000 resources).
+    pub max_file_bytes: u64,
 }
 
 impl Default for DownloadOptions {
@@ -70,6 +78,7 @@ impl Default for DownloadOptions {
             idle_timeout: Duration::from_secs(60),
             max_bytes_per_second: None,
             max_line_bytes: 64 * 1024 * 1024,
+            max_file_bytes: 16 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -109,6 +118,13 @@ impl DownloadOptions {
         self.max_line_bytes = bytes.max(1);
         self
     }
+
+    /// Sets the largest file accepted, in bytes (at least 1).
+    #[must_use]
+    pub fn with_max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes.max(1);
+        self
+    }
 }
 
 /// A shared cap on bytes per second: every download books its bytes on one schedule and
@@ -128,6 +144,14 @@ impl ByteRate {
     }
 }
 
+/// A file downloaded to its temporary name and checked, to be made durable and visible.
+pub(super) struct Checked {
+    index: usize,
+    file: FileState,
+    done: Done,
+    transferred: u64,
+}
+
 /// What a finished file download reports.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Downloaded {
@@ -137,16 +161,29 @@ pub(super) struct Downloaded {
 
 /// Why one attempt did not end with every byte on disk and checked.
 enum Failure {
-    /// 401 to this token: refresh and try again.
-    Unauthorized(Error, AccessToken),
+    /// The engine's decision about the attempt; `progressed` when it added bytes first.
+    Decision {
+        decision: Decision,
+        progressed: bool,
+    },
     /// The server did not continue where asked: start the file over.
     Restart(Error),
-    /// The attempt failed; `progressed` when it added bytes first.
-    Failed { error: Error, progressed: bool },
     /// The content is wrong: start over, a limited number of times.
     Corrupt(Error),
+    /// The file goes past a bound: remove what arrived and give up.
+    Refused(Error),
     /// Nothing to retry (a local file error).
     Fatal(Error),
+}
+
+/// How far one file's download got.
+struct Progress {
+    /// Checks the bytes and counts them and the lines.
+    validator: LineValidator,
+    /// The strong `ETag` of the first answer, sent as `If-Range` when resuming.
+    etag: Option<String>,
+    /// Bytes received in this run, retries included.
+    transferred: u64,
 }
 
 /// Downloads the files of one export.
@@ -185,38 +222,54 @@ impl Downloader {
         }
     }
 
-    /// Downloads `files` (each with its index in the state), `parallel` at a time. After the
-    /// first failure no new file is started; those running finish (saving their progress)
-    /// and the first error is returned.
+    /// Downloads `files` (each with its index in the state), `parallel` at a time. A file
+    /// leaves its download slot once every byte is checked: syncing it to disk, renaming it
+    /// into place and noting it in the journal happen beside the next downloads (at most
+    /// [`MAX_COMMITTING`] files at once), so the disk's latency does not idle the network.
+    /// After the first failure no new file is started; those running finish (saving their
+    /// progress) and the first error is returned.
     pub(super) async fn download_all(
         self: Arc<Self>,
         files: Vec<(usize, FileState)>,
     ) -> Result<Vec<Downloaded>> {
         let mut running = JoinSet::new();
+        let mut committing = JoinSet::new();
         let mut queue = files.into_iter();
         let mut finished = Vec::new();
         let mut first_error: Option<Error> = None;
         loop {
-            while first_error.is_none() && running.len() < self.options.parallel.max(1) {
+            while first_error.is_none()
+                && running.len() < self.options.parallel.max(1)
+                && committing.len() < MAX_COMMITTING
+            {
                 let Some((index, file)) = queue.next() else {
                     break;
                 };
                 let downloader = Arc::clone(&self);
                 running.spawn(async move { downloader.file(index, file).await });
             }
-            match running.join_next().await {
-                None => break,
-                Some(Ok(Ok(done))) => finished.push(done),
-                Some(Ok(Err(error))) => {
-                    first_error.get_or_insert(error);
-                }
-                Some(Err(join_error)) => {
-                    if join_error.is_panic() {
-                        std::panic::resume_unwind(join_error.into_panic());
+            if running.is_empty() && committing.is_empty() {
+                break;
+            }
+            tokio::select! {
+                Some(joined) = running.join_next(), if !running.is_empty() => {
+                    match flatten(joined) {
+                        Ok(checked) => {
+                            let downloader = Arc::clone(&self);
+                            committing.spawn(async move { downloader.commit(checked).await });
+                        }
+                        Err(error) => {
+                            first_error.get_or_insert(error);
+                        }
                     }
-                    first_error.get_or_insert_with(|| {
-                        Error::new(ErrorKind::Io, "a file download was cancelled")
-                    });
+                }
+                Some(joined) = committing.join_next(), if !committing.is_empty() => {
+                    match flatten(joined) {
+                        Ok(done) => finished.push(done),
+                        Err(error) => {
+                            first_error.get_or_insert(error);
+                        }
+                    }
                 }
             }
         }
@@ -226,8 +279,42 @@ impl Downloader {
         }
     }
 
-    /// Downloads one file to its temporary name, checks it and renames it into place.
-    async fn file(&self, index: usize, file: FileState) -> Result<Downloaded> {
+    /// Makes a checked file durable and visible: syncs it, renames it to its final name and
+    /// notes it in the journal, in that order, so a name only ever shows a complete file.
+    async fn commit(&self, checked: Checked) -> Result<Downloaded> {
+        let Checked {
+            index,
+            file,
+            done,
+            transferred,
+        } = checked;
+        let temp = self.dir.join(file.temp_name());
+        let target = self.dir.join(&file.name);
+        let handle = tokio::fs::File::open(&temp)
+            .await
+            .map_err(|e| io_error("open", &temp, e))?;
+        // The data (and the length, which reading it needs) must be on disk before the name
+        // says the file is complete.
+        handle
+            .sync_data()
+            .await
+            .map_err(|e| io_error("sync", &temp, e))?;
+        drop(handle);
+        tokio::fs::rename(&temp, &target)
+            .await
+            .map_err(|e| io_error("rename into place", &target, e))?;
+        self.store.finished(index, done).await?;
+        (self.events)(&ExportEvent::FileDone {
+            name: file.name,
+            resource_type: file.resource_type,
+            resources: done.resources,
+            bytes: done.bytes,
+        });
+        Ok(Downloaded { transferred })
+    }
+
+    /// Downloads one file to its temporary name and checks it.
+    async fn file(&self, index: usize, file: FileState) -> Result<Checked> {
         let url = Url::parse(&file.url).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
@@ -236,118 +323,134 @@ impl Downloader {
             .with_source(e)
         })?;
         let temp = self.dir.join(file.temp_name());
-        let target = self.dir.join(&file.name);
-        let mut validator = LineValidator::new(&file.resource_type, self.options.max_line_bytes);
-        self.scan_partial(&temp, &mut validator).await?;
-        let mut etag = file.etag.clone();
-        let mut transferred = 0u64;
-        let mut failures = 0u32;
+        let mut progress = Progress {
+            validator: LineValidator::new(&file.resource_type, self.options.max_line_bytes)
+                .with_max_lines(file.count),
+            etag: file.etag.clone(),
+            transferred: 0,
+        };
+        self.scan_partial(&temp, &mut progress.validator).await?;
+        let engine = self.client.engine();
+        // Attempts are bounded by failures in a row without progress, not by time: a large
+        // file on a slow link may take hours.
+        let mut retries = engine.retries_within(Budget {
+            max_attempts: self.options.max_attempts,
+            max_elapsed: None,
+        });
         let mut content_failures = 0u32;
-        let mut refreshed = false;
         loop {
             (self.events)(&ExportEvent::FileStarted {
                 name: file.name.clone(),
-                offset: validator.consumed(),
+                offset: progress.validator.consumed(),
             });
+            let request = self.request(
+                &url,
+                progress.validator.consumed(),
+                progress.etag.as_deref(),
+            );
             let attempt = self
                 .attempt(
                     index,
                     &file,
-                    &url,
+                    &request,
                     &temp,
-                    &mut validator,
-                    &mut etag,
-                    &mut transferred,
+                    &mut progress,
+                    retries.reached(),
                 )
                 .await;
             let failure = match attempt {
                 // Every byte is here: the last line and the count decide.
-                Ok(()) => match finish(&file, &temp, &target, &mut validator).await? {
-                    Finished::Done(done) => {
-                        self.store
-                            .update(|state| {
-                                if let Some(entry) = state.files.get_mut(index) {
-                                    entry.done = Some(done);
-                                }
-                            })
-                            .await?;
-                        (self.events)(&ExportEvent::FileDone {
-                            name: file.name.clone(),
-                            resource_type: file.resource_type.clone(),
-                            resources: done.resources,
-                            bytes: done.bytes,
+                Ok(()) => match finish(&file, &mut progress.validator) {
+                    Ok(done) => {
+                        return Ok(Checked {
+                            index,
+                            file,
+                            done,
+                            transferred: progress.transferred,
                         });
-                        return Ok(Downloaded { transferred });
                     }
-                    Finished::Corrupt(error) => Failure::Corrupt(error),
+                    Err(error) => Failure::Corrupt(error),
                 },
                 Err(failure) => failure,
             };
-            let error = match failure {
-                Failure::Unauthorized(error, token) => {
-                    if refreshed {
-                        return Err(error);
+            let decision = match failure {
+                Failure::Decision {
+                    decision,
+                    progressed,
+                } => {
+                    if progressed {
+                        retries.progressed();
                     }
-                    refreshed = true;
-                    if let Some(auth) = &self.client.inner().auth {
-                        auth.invalidate(&token);
-                    }
-                    continue;
+                    decision
                 }
                 Failure::Restart(error) => {
-                    self.discard(&temp, &mut validator).await?;
-                    failures += 1;
-                    error
-                }
-                Failure::Failed { error, progressed } => {
-                    if !error.is_retryable() {
-                        return Err(error);
+                    self.discard(&temp, &mut progress.validator).await?;
+                    Decision::Retry {
+                        reason: RetryReason::BadRange,
+                        error,
                     }
-                    if progressed {
-                        failures = 0;
-                        // A token that worked for part of the file may expire before the end;
-                        // the next 401 deserves a refresh of its own.
-                        refreshed = false;
-                    }
-                    failures += 1;
-                    error
                 }
                 Failure::Corrupt(error) => {
                     content_failures += 1;
-                    self.discard(&temp, &mut validator).await?;
+                    self.discard(&temp, &mut progress.validator).await?;
                     if content_failures >= CONTENT_ATTEMPTS {
                         return Err(error);
                     }
-                    error
+                    Decision::Retry {
+                        reason: RetryReason::BadContent,
+                        error,
+                    }
+                }
+                Failure::Refused(error) => {
+                    self.discard(&temp, &mut progress.validator).await?;
+                    return Err(error);
                 }
                 Failure::Fatal(error) => return Err(error),
             };
-            if failures >= self.options.max_attempts {
-                return Err(error);
+            let refresh = matches!(decision, Decision::RefreshToken { .. });
+            let reason = match &decision {
+                Decision::Retry { error, .. } => error.to_string(),
+                _ => String::new(),
+            };
+            let delay = retries.plan(&request, decision)?;
+            if refresh {
+                continue;
             }
-            let inner = self.client.inner();
-            let delay = backoff(inner, failures, &error);
-            inner.metrics.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(
-                target: "epic_fhir::bulk",
-                file = %file.name,
-                attempt = failures,
-                delay_ms = delay.as_millis() as u64,
-                error = %error,
-                "retrying download"
-            );
             (self.events)(&ExportEvent::FileRetrying {
                 name: file.name.clone(),
-                attempt: failures.max(content_failures),
+                attempt: retries.failures().max(content_failures),
                 delay,
-                reason: error.to_string(),
+                reason,
             });
             tokio::time::sleep(delay).await;
         }
     }
 
-    /// Feeds what an earlier run left in the temporary file to the validator, so the download
-    /// continues after it. A partial file whose complete lines do not pass is removed.
+    /// The request for the file from `offset`: only what the manifest allows of the token
+    /// goes, and only to the FHIR server's origin.
+    fn request(&self, url: &Url, offset: u64, etag: Option<&str>) -> Request {
+        let mut request = Request::get(url.clone(), NDJSON);
+        if offset > 0 {
+            // Offsets count identity bytes: a compressed range would be ambiguous.
+            request
+                .headers
+                .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+            if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-")) {
+                request.headers.insert(RANGE, range);
+            }
+            if let Some(value) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
+                request.headers.insert(IF_RANGE, value);
+            }
+        }
+        request.destination = Destination::Anywhere {
+            token: self.requires_token,
+        };
+        request.accept = Accept::Download;
+        request.timeout = Some(FILE_TIMEOUT);
+        request.headers_timeout = Some(self.options.idle_timeout);
+        request
+    }
+
     async fn scan_partial(&self, temp: &Path, validator: &mut LineValidator) -> Result<()> {
         let mut file = match tokio::fs::File::open(temp).await {
             Ok(file) => file,
@@ -381,124 +484,102 @@ impl Downloader {
         }
     }
 
-    /// Sends the request for the file from `offset`, following redirects: the token goes
-    /// only to the FHIR server's origin, and only when the manifest requires it.
-    async fn open(&self, url: &Url, offset: u64, etag: Option<&str>) -> Result<(Sent<'_>, Url)> {
-        let inner = self.client.inner();
-        let mut current = url.clone();
+    /// Sends `request`, following redirects itself: the token goes only to the FHIR server's
+    /// origin, and only when the manifest requires it. Returns the answer and its URL.
+    async fn open(
+        &self,
+        request: &Request,
+        reached: bool,
+    ) -> std::result::Result<(Answer<'_>, Url), Decision> {
+        let engine = self.client.engine();
+        let mut hop = request.clone();
         for _ in 0..=MAX_REDIRECTS {
-            net::check_secure_url(&current, "export file URL")?;
-            let mut headers = HeaderMap::new();
-            headers.insert(ACCEPT, HeaderValue::from_static(NDJSON));
-            if offset > 0 {
-                // Offsets count identity bytes: a compressed range would be ambiguous.
-                headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-                if let Ok(range) = HeaderValue::from_str(&format!("bytes={offset}-")) {
-                    headers.insert(RANGE, range);
-                }
-                if let Some(value) = etag.and_then(|tag| HeaderValue::from_str(tag).ok()) {
-                    headers.insert(IF_RANGE, value);
-                }
+            if let Err(error) = net::check_secure_url(&hop.url, "export file URL") {
+                return Err(Decision::Fail(error));
             }
-            let out = Outgoing {
-                method: reqwest::Method::GET,
-                url: &current,
-                headers,
-                with_token: self.requires_token,
-                idempotent: true,
-                timeout: Some(FILE_TIMEOUT),
-                headers_timeout: Some(self.options.idle_timeout),
-            };
-            let sent = send(inner, &out).await?;
-            if !sent.response.status().is_redirection() {
-                return Ok((sent, current));
+            let answer = engine.attempt(&hop, &BULK, reached).await?;
+            if !answer.status.is_redirection() {
+                return Ok((answer, hop.url));
             }
-            let location = sent
-                .response
-                .headers()
+            let location = answer
+                .headers
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let status = sent.response.status().as_u16();
-            drain(sent.response).await;
+            let status = answer.status.as_u16();
+            answer.drain(engine.limits().error).await;
             let Some(location) = location else {
-                return Err(Error::new(
-                    ErrorKind::Decode,
-                    format!("HTTP {status} without a Location header"),
-                )
-                .with_request(out.info())
-                .with_status(status));
+                return Err(Decision::Fail(
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("HTTP {status} without a Location header"),
+                    )
+                    .with_request(hop.info())
+                    .with_status(status),
+                ));
             };
-            current = current.join(&location).map_err(|e| {
-                Error::new(
-                    ErrorKind::Decode,
-                    format!("the redirect Location `{location}` is not a URL"),
+            hop.url = hop.url.join(&location).map_err(|e| {
+                Decision::Fail(
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("the redirect Location `{location}` is not a URL"),
+                    )
+                    .with_request(hop.info())
+                    .with_source(e),
                 )
-                .with_request(out.info())
-                .with_source(e)
             })?;
         }
-        Err(Error::new(
-            ErrorKind::Decode,
-            format!("more than {MAX_REDIRECTS} redirects"),
-        )
-        .with_request(RequestInfo::new("GET", url)))
+        Err(Decision::Fail(
+            Error::new(
+                ErrorKind::Decode,
+                format!("more than {MAX_REDIRECTS} redirects"),
+            )
+            .with_request(request.info()),
+        ))
     }
 
     /// One attempt: asks for the bytes after those already checked and appends them to the
     /// temporary file, checking them on the way. `Ok` when every byte of the file is on disk.
-    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         index: usize,
         file: &FileState,
-        url: &Url,
+        request: &Request,
         temp: &Path,
-        validator: &mut LineValidator,
-        etag: &mut Option<String>,
-        transferred: &mut u64,
+        progress: &mut Progress,
+        reached: bool,
     ) -> Result<(), Failure> {
-        let offset = validator.consumed();
-        let (mut sent, final_url) =
-            self.open(url, offset, etag.as_deref())
+        let offset = progress.validator.consumed();
+        let (answer, final_url) =
+            self.open(request, reached)
                 .await
-                .map_err(|error| Failure::Failed {
-                    error,
+                .map_err(|decision| Failure::Decision {
+                    decision,
                     progressed: false,
                 })?;
         let info = || RequestInfo::new("GET", &final_url);
-        let status = sent.response.status();
-        if status == StatusCode::UNAUTHORIZED {
-            if let Some(token) = sent.token.take() {
-                let error = status_failure(sent.response, &reqwest::Method::GET, &final_url).await;
-                return Err(Failure::Unauthorized(error, token));
-            }
-        }
+        let status = answer.status;
         let start = match status {
             StatusCode::OK => 0,
-            StatusCode::PARTIAL_CONTENT => {
-                let range = content_range(sent.response.headers());
-                match range {
-                    Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
-                    _ => {
-                        drain(sent.response).await;
-                        return Err(Failure::Restart(
-                            Error::new(
-                                ErrorKind::Decode,
-                                format!(
-                                    "{}: the server answered the request for bytes {offset}- with a Content-Range that does not start there",
-                                    file.name
-                                ),
-                            )
-                            .with_request(info())
-                            .retryable(true),
-                        ));
-                    }
+            StatusCode::PARTIAL_CONTENT => match content_range(&answer.headers) {
+                Some(ContentRange::Bytes { start, .. }) if start == offset => offset,
+                _ => {
+                    answer.drain(0).await;
+                    return Err(Failure::Restart(
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "{}: the server answered the request for bytes {offset}- with a Content-Range that does not start there",
+                                file.name
+                            ),
+                        )
+                        .with_request(info()),
+                    ));
                 }
-            }
+            },
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
-                let range = content_range(sent.response.headers());
-                drain(sent.response).await;
+                let range = content_range(&answer.headers);
+                answer.drain(0).await;
                 // `bytes */N` with N the bytes already here: the file was complete already.
                 if range == Some(ContentRange::Unsatisfied { length: offset }) {
                     return Ok(());
@@ -511,78 +592,86 @@ impl Downloader {
                             file.name
                         ),
                     )
-                    .with_request(info())
-                    .retryable(true),
+                    .with_request(info()),
                 ));
             }
-            status if status.is_success() => {
-                drain(sent.response).await;
-                return Err(Failure::Failed {
-                    error: Error::new(
-                        ErrorKind::Decode,
-                        format!(
-                            "{}: HTTP {} is not a file download (expected 200 or 206)",
-                            file.name,
-                            status.as_u16()
-                        ),
-                    )
-                    .with_request(info())
-                    .with_status(status.as_u16()),
-                    progressed: false,
-                });
-            }
-            _ => {
-                return Err(Failure::Failed {
-                    error: status_failure(sent.response, &reqwest::Method::GET, &final_url).await,
+            status => {
+                answer.drain(0).await;
+                return Err(Failure::Decision {
+                    decision: Decision::Fail(
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!(
+                                "{}: HTTP {} is not a file download (expected 200 or 206)",
+                                file.name,
+                                status.as_u16()
+                            ),
+                        )
+                        .with_request(info())
+                        .with_status(status.as_u16()),
+                    ),
                     progressed: false,
                 });
             }
         };
-        if let Some(tag) = strong_etag(sent.response.headers()) {
-            if etag.as_deref() != Some(tag.as_str()) {
-                *etag = Some(tag.clone());
-                self.store
-                    .remember(|state| {
-                        if let Some(entry) = state.files.get_mut(index) {
-                            entry.etag = Some(tag);
-                        }
-                    })
-                    .await;
+        if let Some(tag) = strong_etag(&answer.headers) {
+            if progress.etag.as_deref() != Some(tag.as_str()) {
+                progress.etag = Some(tag.clone());
+                self.store.remember_etag(index, tag).await;
             }
         }
         if start == 0 && offset > 0 {
-            validator.reset();
+            progress.validator.reset();
         }
         let mut writer = match open_at(temp, start).await {
-            Ok(file) => BufWriter::with_capacity(WRITE_BUFFER, file),
+            Ok(file) => ChunkWriter::new(file.into_std().await, temp),
             Err(error) => return Err(Failure::Fatal(error)),
         };
-        let mut stream = sent.response.bytes_stream();
+        // The answer (and with it the concurrency permit) lives until the body is read.
+        let (mut stream, _answer) = answer.into_stream();
         let mut progressed = false;
         let mut unreported = 0u64;
         let mut last_flush = tokio::time::Instant::now();
         let ended = loop {
             let chunk = match tokio::time::timeout(self.options.idle_timeout, stream.next()).await {
                 Err(_) => {
-                    break Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "{}: no bytes for {} s",
-                            file.name,
-                            self.options.idle_timeout.as_secs_f64()
-                        ),
-                    )
-                    .with_request(info()));
+                    break Err(Decision::Retry {
+                        reason: RetryReason::Timeout,
+                        error: Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "{}: no bytes for {} s",
+                                file.name,
+                                self.options.idle_timeout.as_secs_f64()
+                            ),
+                        )
+                        .with_request(info()),
+                    });
                 }
                 Ok(None) => break Ok(()),
                 Ok(Some(Err(error))) => {
-                    break Err(transport_error(error, "the file download was cut off")
-                        .with_request(info())
-                        .retryable(true));
+                    break Err(Decision::Retry {
+                        reason: RetryReason::CutOff,
+                        error: transport_error(error, "the file download was cut off")
+                            .with_request(info()),
+                    });
                 }
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            if let Err(problem) = validator.feed(&chunk) {
+            let total = progress.validator.consumed() + chunk.len() as u64;
+            if total > self.options.max_file_bytes {
+                return Err(Failure::Refused(
+                    Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "{} is larger than {} bytes, the most this client downloads for one file (DownloadOptions::max_file_bytes)",
+                            file.name, self.options.max_file_bytes
+                        ),
+                    )
+                    .with_request(info()),
+                ));
+            }
+            if let Err(problem) = progress.validator.feed(&chunk) {
                 let error = Error::new(
                     ErrorKind::Decode,
                     format!(
@@ -595,19 +684,19 @@ impl Downloader {
                 let _ = writer.flush().await;
                 return Err(Failure::Corrupt(error));
             }
-            if let Err(error) = writer.write_all(&chunk).await {
-                return Err(Failure::Fatal(io_error("write", temp, error)));
-            }
             let len = chunk.len() as u64;
-            *transferred += len;
+            if let Err(error) = writer.push(chunk).await {
+                return Err(Failure::Fatal(error));
+            }
+            progress.transferred += len;
             progressed = true;
             unreported += len;
             // On a slow link the buffer fills slowly: write it out now and then, so that a
             // crash loses (and a resume downloads again) little.
-            let stale = !writer.buffer().is_empty() && last_flush.elapsed() >= FLUSH_INTERVAL;
+            let stale = writer.buffered() > 0 && last_flush.elapsed() >= FLUSH_INTERVAL;
             if stale {
                 if let Err(error) = writer.flush().await {
-                    return Err(Failure::Fatal(io_error("write", temp, error)));
+                    return Err(Failure::Fatal(error));
                 }
                 last_flush = tokio::time::Instant::now();
             }
@@ -615,8 +704,8 @@ impl Downloader {
                 unreported = 0;
                 (self.events)(&ExportEvent::FileProgress {
                     name: file.name.clone(),
-                    bytes: validator.consumed(),
-                    resources: validator.lines(),
+                    bytes: progress.validator.consumed(),
+                    resources: progress.validator.lines(),
                 });
             }
             if let Some(rate) = &self.rate {
@@ -626,14 +715,17 @@ impl Downloader {
         // Whatever happened, every byte checked must be on disk before the next attempt asks
         // for the bytes after them.
         if let Err(error) = writer.flush().await {
-            return Err(Failure::Fatal(io_error("write", temp, error)));
+            return Err(Failure::Fatal(error));
         }
         (self.events)(&ExportEvent::FileProgress {
             name: file.name.clone(),
-            bytes: validator.consumed(),
-            resources: validator.lines(),
+            bytes: progress.validator.consumed(),
+            resources: progress.validator.lines(),
         });
-        ended.map_err(|error| Failure::Failed { error, progressed })
+        ended.map_err(|decision| Failure::Decision {
+            decision,
+            progressed,
+        })
     }
 }
 
@@ -657,60 +749,48 @@ async fn open_at(temp: &Path, start: u64) -> Result<tokio::fs::File> {
     Ok(file)
 }
 
-/// How finishing a complete download went.
-enum Finished {
-    Done(Done),
-    /// The last line or the count is wrong.
-    Corrupt(Error),
-}
-
-/// Checks the last line and the count, syncs the file and renames it to its final name.
+/// Checks the last line and the count of a file whose every byte has arrived.
 ///
 /// # Errors
-/// Local file errors.
-async fn finish(
-    file: &FileState,
-    temp: &Path,
-    target: &Path,
-    validator: &mut LineValidator,
-) -> Result<Finished> {
-    let resources = match validator.finish() {
-        Ok(resources) => resources,
-        Err(problem) => {
-            return Ok(Finished::Corrupt(Error::new(
-                ErrorKind::Decode,
-                format!(
-                    "{} is not valid NDJSON of {}: {problem}",
-                    file.name, file.resource_type
-                ),
-            )));
-        }
-    };
+/// [`ErrorKind::Decode`] when the last line or the count is wrong.
+fn finish(file: &FileState, validator: &mut LineValidator) -> Result<Done> {
+    let resources = validator.finish().map_err(|problem| {
+        Error::new(
+            ErrorKind::Decode,
+            format!(
+                "{} is not valid NDJSON of {}: {problem}",
+                file.name, file.resource_type
+            ),
+        )
+    })?;
     if let Some(count) = file.count {
         if count != resources {
-            return Ok(Finished::Corrupt(Error::new(
+            return Err(Error::new(
                 ErrorKind::Decode,
                 format!(
                     "{} holds {resources} resources, but the manifest's count is {count}",
                     file.name
                 ),
-            )));
+            ));
         }
     }
-    let bytes = validator.consumed();
-    let handle = tokio::fs::File::open(temp)
-        .await
-        .map_err(|e| io_error("open", temp, e))?;
-    // The data must be on disk before the name says the file is complete.
-    handle
-        .sync_all()
-        .await
-        .map_err(|e| io_error("sync", temp, e))?;
-    drop(handle);
-    tokio::fs::rename(temp, target)
-        .await
-        .map_err(|e| io_error("rename into place", target, e))?;
-    Ok(Finished::Done(Done { bytes, resources }))
+    Ok(Done {
+        bytes: validator.consumed(),
+        resources,
+    })
+}
+
+/// The result of a spawned task, a panic resumed.
+fn flatten<T>(joined: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    match joined {
+        Ok(result) => result,
+        Err(join_error) => {
+            if join_error.is_panic() {
+                std::panic::resume_unwind(join_error.into_panic());
+            }
+            Err(Error::new(ErrorKind::Io, "a file download was cancelled"))
+        }
+    }
 }
 
 /// A `Content-Range` header.

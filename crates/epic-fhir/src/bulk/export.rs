@@ -15,7 +15,9 @@ use super::download::{DownloadOptions, Downloader};
 use super::job::{ExportJob, PollOptions};
 use super::manifest::Manifest;
 use super::request::{ExportRequest, is_resource_type};
-use super::state::{self, ExportState, FileKind, FileState, STATE_FILE, StateStore, io_error};
+use super::state::{
+    self, ExportState, FileKind, FileState, JOURNAL_FILE, STATE_FILE, StateStore, io_error,
+};
 use super::{EventHandler, ExportEvent};
 use crate::FhirClient;
 use crate::error::{Error, ErrorKind, Result};
@@ -194,7 +196,11 @@ impl BulkExport {
             Arc::clone(&store),
             Arc::clone(&self.events),
         ));
-        let downloaded = downloader.download_all(pending).await?;
+        let downloaded = downloader.download_all(pending).await;
+        // The journal's lines go into the state file (also after a failure, so a later run
+        // reads one file).
+        store.update(|_| {}).await?;
+        let downloaded = downloaded?;
 
         if self.cleanup && !store.snapshot().await.cleaned_up {
             job.cancel().await?;
@@ -275,7 +281,7 @@ impl BulkExport {
                 };
                 let url = request.kick_off_url(self.client.base_url())?;
                 let job = ExportJob::kick_off(&self.client, url.clone()).await?;
-                let state = ExportState::new(
+                let mut state = ExportState::new(
                     request.clone(),
                     url.to_string(),
                     job.status_url().to_string(),
@@ -283,7 +289,7 @@ impl BulkExport {
                         .format(&Rfc3339)
                         .unwrap_or_default(),
                 );
-                state::save(&self.dir, &state).await?;
+                state::save(&self.dir, &mut state).await?;
                 (self.events)(&ExportEvent::KickedOff {
                     status_url: job.status_url().clone(),
                 });
@@ -319,6 +325,13 @@ impl BulkExport {
                 }
                 _ => {}
             }
+        }
+        let journal = dir.join(JOURNAL_FILE);
+        match tokio::fs::remove_file(&journal).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error("remove", &journal, error));
+            }
+            _ => {}
         }
         let path = dir.join(STATE_FILE);
         tokio::fs::remove_file(&path)

@@ -1,23 +1,31 @@
 //! A running export job: its status URL, polling until the manifest is ready, cancellation.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use futures_util::StreamExt as _;
-use reqwest::header::{CONTENT_LOCATION, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_LOCATION, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::ExportEvent;
-use super::http::{Outgoing, Retrier, drain, status_failure};
 use super::manifest::Manifest;
 use crate::FhirClient;
-use crate::client::pipeline::FHIR_JSON;
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
+use crate::http::{Accept, FHIR_JSON, FhirStatus, Repeat, Request, retry_after};
 use crate::net;
-use crate::retry::parse_retry_after;
 
-/// The largest manifest read: a manifest lists files, so even 100,000 of them fit.
-const MANIFEST_LIMIT: usize = 64 * 1024 * 1024;
+/// How the export's endpoints' answers are read: as any FHIR endpoint's, except that a 500
+/// explained by an OperationOutcome that is not transient is final (the IG's failed job).
+pub(super) const BULK: FhirStatus = FhirStatus {
+    explained_500_is_final: true,
+    throttle_is_final: false,
+};
+/// The status URL's classifier: as [`BULK`], and a 429 is handed to the poll loop, which waits
+/// as told within its own bounds.
+const STATUS: FhirStatus = FhirStatus {
+    explained_500_is_final: true,
+    throttle_is_final: true,
+};
+
 /// The longest `X-Progress` kept; the IG allows any text, a display needs a line.
 const PROGRESS_CHARS: usize = 200;
 
@@ -137,75 +145,65 @@ impl ExportJob {
 
     /// Sends the kick-off to `url`; see [`super::ExportRequest::kick_off`].
     pub(super) async fn kick_off(client: &FhirClient, url: Url) -> Result<ExportJob> {
-        let inner = client.inner();
-        // A kick-off starts a job: repeating one that may have reached the server could start
-        // a second one (and Epic refuses a second export of a Group for a day).
-        let mut out = Outgoing::endpoint(Method::GET, &url, FHIR_JSON, false);
-        out.headers
-            .insert("prefer", HeaderValue::from_static("respond-async"));
-        let mut retrier = Retrier::new(inner);
-        loop {
-            let sent = retrier.send(&out).await?;
-            let status = sent.response.status();
-            if status == StatusCode::ACCEPTED {
-                let location = sent
-                    .response
-                    .headers()
-                    .get(CONTENT_LOCATION)
-                    .map(|v| v.to_str().map(str::to_owned));
-                // The job exists once the headers are here; the body says nothing more, so
-                // a body cut off does not matter.
-                drain(sent.response).await;
-                let text = match location {
-                    Some(Ok(text)) => text,
-                    Some(Err(_)) => {
-                        return Err(Error::new(
-                            ErrorKind::Decode,
-                            "the kick-off answer's Content-Location is not valid text",
-                        )
-                        .with_request(out.info()));
-                    }
-                    None => {
-                        return Err(Error::new(
-                            ErrorKind::Decode,
-                            "the kick-off was accepted (202) without a Content-Location header: the status URL is unknown",
-                        )
-                        .with_request(out.info()));
-                    }
-                };
-                // The IG says absolute; a relative one is resolved rather than refused.
-                let status_url = url.join(text.trim()).map_err(|e| {
-                    Error::new(
-                        ErrorKind::Decode,
-                        format!("the kick-off answer's Content-Location `{text}` is not a URL"),
-                    )
-                    .with_request(out.info())
-                    .with_source(e)
-                })?;
-                net::check_secure_url(&status_url, "export status URL")?;
-                let job = Self::checked(client, status_url)?;
-                tracing::debug!(target: "epic_fhir::bulk", status_url = %job.status_url, "export kicked off");
-                return Ok(job);
-            }
-            if status == StatusCode::UNAUTHORIZED && retrier.refresh_token(sent.token.as_ref()) {
-                drain(sent.response).await;
-                continue;
-            }
-            if status.is_success() {
-                drain(sent.response).await;
+        let engine = client.engine();
+        let mut request = Request::get(url.clone(), FHIR_JSON).header(
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("respond-async"),
+        );
+        // A kick-off starts a job: repeating one whose answer was lost could start a second one
+        // (and Epic refuses a second export of a Group for a day). An error answer started
+        // nothing: only a 202 does.
+        request.repeat = Repeat::AfterErrorAnswer;
+        let answer = engine.send(&request, &BULK).await?;
+        let status = answer.status;
+        let location = answer
+            .headers
+            .get(CONTENT_LOCATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        // The job exists once the headers are here; the body says nothing more, so a body cut
+        // off does not matter.
+        answer.drain(engine.limits().error).await;
+        if status != StatusCode::ACCEPTED {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "the server answered the kick-off with HTTP {} instead of 202 Accepted: it did not start an asynchronous export",
+                    status.as_u16()
+                ),
+            )
+            .with_request(request.info())
+            .with_status(status.as_u16()));
+        }
+        let text = match location {
+            Some(Ok(text)) => text,
+            Some(Err(_)) => {
                 return Err(Error::new(
                     ErrorKind::Decode,
-                    format!(
-                        "the server answered the kick-off with HTTP {} instead of 202 Accepted: it did not start an asynchronous export",
-                        status.as_u16()
-                    ),
+                    "the kick-off answer's Content-Location is not valid text",
                 )
-                .with_request(out.info())
-                .with_status(status.as_u16()));
+                .with_request(request.info()));
             }
-            let error = status_failure(sent.response, &out.method, out.url).await;
-            retrier.pause(error).await?;
-        }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Decode,
+                    "the kick-off was accepted (202) without a Content-Location header: the status URL is unknown",
+                )
+                .with_request(request.info()));
+            }
+        };
+        // The IG says absolute; a relative one is resolved rather than refused.
+        let status_url = url.join(text.trim()).map_err(|e| {
+            Error::new(
+                ErrorKind::Decode,
+                format!("the kick-off answer's Content-Location `{text}` is not a URL"),
+            )
+            .with_request(request.info())
+            .with_source(e)
+        })?;
+        net::check_secure_url(&status_url, "export status URL")?;
+        let job = Self::checked(client, status_url)?;
+        tracing::debug!(target: "epic_fhir::bulk", status_url = %job.status_url, "export kicked off");
+        Ok(job)
     }
 
     /// Polls the status URL once (retrying transient failures with the client's retry
@@ -214,81 +212,42 @@ impl ExportJob {
     /// # Errors
     /// [`ErrorKind::Status`] with the server's OperationOutcome when the job failed, was
     /// cancelled or expired (404), or when the server asks to poll more slowly (429, with
-    /// [`Error::retry_after`]); [`ErrorKind::Decode`] when the manifest is not valid.
+    /// [`Error::retry_after`]); [`ErrorKind::Decode`] when the manifest is not valid;
+    /// [`ErrorKind::Limit`] when it is larger than the client's
+    /// [`BodyLimits::manifest`](crate::BodyLimits::manifest).
     pub async fn status(&self) -> Result<ExportStatus> {
-        let out = Outgoing::endpoint(Method::GET, &self.status_url, "application/json", true);
-        let mut retrier = Retrier::new(self.client.inner());
-        loop {
-            let sent = retrier.send(&out).await?;
-            let status = sent.response.status();
-            match status {
-                StatusCode::ACCEPTED => {
-                    let headers = sent.response.headers();
-                    let progress = headers
-                        .get("x-progress")
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| v.trim().chars().take(PROGRESS_CHARS).collect::<String>())
-                        .filter(|v| !v.is_empty());
-                    let retry_after = headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    drain(sent.response).await;
-                    return Ok(ExportStatus::InProgress {
-                        progress,
-                        retry_after,
-                    });
-                }
-                StatusCode::OK => match self.read_manifest(sent.response).await {
-                    Ok(manifest) => return Ok(ExportStatus::Complete(Box::new(manifest))),
-                    Err(error) => retrier.pause(error).await?,
-                },
-                StatusCode::UNAUTHORIZED if retrier.refresh_token(sent.token.as_ref()) => {
-                    drain(sent.response).await;
-                }
-                status if status.is_success() => {
-                    drain(sent.response).await;
-                    return Err(Error::new(
-                        ErrorKind::Decode,
-                        format!(
-                            "the status URL answered HTTP {}: expected 202 (in progress) or 200 (complete)",
-                            status.as_u16()
-                        ),
-                    )
-                    .with_request(out.info())
-                    .with_status(status.as_u16()));
-                }
-                _ => {
-                    let error = status_failure(sent.response, &out.method, out.url).await;
-                    if error.status() == Some(429) {
-                        return Err(error);
-                    }
-                    retrier.pause(error).await?;
-                }
+        let engine = self.client.engine();
+        let request = Request::get(self.status_url.clone(), "application/json");
+        // A 202's body is read too (it says nothing), under the same bound.
+        let reply = engine
+            .fetch(&request, &STATUS, engine.limits().manifest)
+            .await?;
+        match reply.status {
+            StatusCode::ACCEPTED => {
+                let progress = reply
+                    .headers
+                    .get("x-progress")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim().chars().take(PROGRESS_CHARS).collect::<String>())
+                    .filter(|v| !v.is_empty());
+                Ok(ExportStatus::InProgress {
+                    progress,
+                    retry_after: retry_after(&reply.headers),
+                })
             }
+            StatusCode::OK => Manifest::from_json(&reply.body)
+                .map(|manifest| ExportStatus::Complete(Box::new(manifest)))
+                .map_err(|e| e.with_request(request.info())),
+            status => Err(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "the status URL answered HTTP {}: expected 202 (in progress) or 200 (complete)",
+                    status.as_u16()
+                ),
+            )
+            .with_request(request.info())
+            .with_status(status.as_u16())),
         }
-    }
-
-    async fn read_manifest(&self, response: reqwest::Response) -> Result<Manifest> {
-        let info = || RequestInfo::new("GET", &self.status_url);
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                crate::auth::transport_error(e, "the manifest was cut off")
-                    .with_request(info())
-                    .retryable(true)
-            })?;
-            if body.len() + chunk.len() > MANIFEST_LIMIT {
-                return Err(Error::new(
-                    ErrorKind::Decode,
-                    format!("the manifest is larger than {MANIFEST_LIMIT} bytes"),
-                )
-                .with_request(info()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Manifest::from_json(&body).map_err(|e| e.with_request(info()))
     }
 
     /// Polls until the export completes and returns its manifest, reporting each poll to
@@ -349,26 +308,15 @@ impl ExportJob {
     /// [`ErrorKind::Status`] 404 when the server does not know the job (already deleted or
     /// expired), unless an earlier attempt of this call may have deleted it.
     pub async fn cancel(&self) -> Result<()> {
-        let out = Outgoing::endpoint(Method::DELETE, &self.status_url, FHIR_JSON, true);
-        let mut retrier = Retrier::new(self.client.inner());
-        loop {
-            let sent = retrier.send(&out).await?;
-            let status = sent.response.status();
-            // A 404 after an attempt that may have deleted the job (a lost answer, a 504 from
-            // a gateway) is that deletion's result.
-            if status.is_success() || status == StatusCode::NOT_FOUND && retrier.may_have_reached()
-            {
-                // The deletion is done whether or not the body arrives whole.
-                drain(sent.response).await;
-                return Ok(());
-            }
-            if status == StatusCode::UNAUTHORIZED && retrier.refresh_token(sent.token.as_ref()) {
-                drain(sent.response).await;
-                continue;
-            }
-            let error = status_failure(sent.response, &out.method, out.url).await;
-            retrier.pause(error).await?;
-        }
+        let engine = self.client.engine();
+        let mut request = Request::new(Method::DELETE, self.status_url.clone(), FHIR_JSON);
+        // A 404 after an attempt that may have deleted the job (a lost answer, a 504 from a
+        // gateway) is that deletion's result.
+        request.accept = Accept::SuccessOrGone;
+        let answer = engine.send(&request, &BULK).await?;
+        // The deletion is done whether or not the body arrives whole.
+        answer.drain(engine.limits().error).await;
+        Ok(())
     }
 }
 

@@ -27,9 +27,14 @@
 //!   `Range: bytes=N-` from the bytes already written (checked against `Content-Range`; a
 //!   server that answers 200 instead is read from the start again), with backoff and bounded
 //!   attempts. The export's state (status URL, manifest, finished files with their sizes and
-//!   line counts) is saved atomically in [`STATE_FILE`] after every change, so running again
-//!   with resume after a crash or a kill finishes the job without downloading finished files
-//!   again, and a resumed file is byte-identical to an uninterrupted one.
+//!   line counts) is kept in [`STATE_FILE`], replaced atomically, and [`JOURNAL_FILE`], to
+//!   which each finished file adds a line, so running again with resume after a crash or a
+//!   kill finishes the job without downloading finished files again, and a resumed file is
+//!   byte-identical to an uninterrupted one.
+//! - **Nothing grows without bound.** A file is checked as it streams: a line beyond the
+//!   manifest's `count`, a line longer than [`DownloadOptions::max_line_bytes`] or a file
+//!   larger than [`DownloadOptions::max_file_bytes`] stops the download at once. The manifest
+//!   is read under [`BodyLimits::manifest`](crate::BodyLimits::manifest).
 //!
 //! ```no_run
 //! # async fn run(client: epic_fhir::FhirClient) -> epic_fhir::Result<()> {
@@ -51,12 +56,12 @@
 
 mod download;
 mod export;
-mod http;
 mod job;
 mod manifest;
-mod ndjson;
+pub(crate) mod ndjson;
 mod request;
-mod scan;
+pub(crate) mod scan;
+mod sink;
 mod state;
 
 use std::sync::Arc;
@@ -69,7 +74,7 @@ pub use export::{BulkExport, ExportSummary, TypeSummary};
 pub use job::{ExportJob, ExportStatus, PollOptions};
 pub use manifest::{Manifest, ManifestEntry};
 pub use request::{ExportLevel, ExportRequest};
-pub use state::STATE_FILE;
+pub use state::{JOURNAL_FILE, STATE_FILE};
 
 /// Something that happened during an export, for progress displays and logs.
 ///

@@ -5,14 +5,14 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::scan::{Scan, find_newline, scan_line};
+use super::scan::{Scan, find_newline, scan_line, scan_record};
 
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct LineError {
+pub(crate) struct LineError {
     /// 1-based line number.
-    pub(super) line: u64,
-    pub(super) problem: String,
+    pub(crate) line: u64,
+    pub(crate) problem: String,
 }
 
 impl fmt::Display for LineError {
@@ -32,7 +32,7 @@ struct Head<'a> {
 /// Checks NDJSON fed in arbitrary chunks. Only an incomplete last line is kept between
 /// chunks, so memory is bounded by the longest line, not the file.
 #[derive(Debug)]
-pub(super) struct LineValidator {
+pub(crate) struct LineValidator {
     expected_type: String,
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
@@ -41,56 +41,86 @@ pub(super) struct LineValidator {
     /// Bytes fed so far.
     consumed: u64,
     max_line_bytes: usize,
+    /// The most lines the file may hold (the manifest's `count`): one more is refused at once,
+    /// not at the end of a body that may never end.
+    max_lines: Option<u64>,
 }
 
 impl LineValidator {
-    pub(super) fn new(expected_type: &str, max_line_bytes: usize) -> Self {
+    pub(crate) fn new(expected_type: &str, max_line_bytes: usize) -> Self {
         LineValidator {
             expected_type: expected_type.to_owned(),
             partial: Vec::new(),
             lines: 0,
             consumed: 0,
             max_line_bytes,
+            max_lines: None,
         }
     }
 
+    /// Refuses a line beyond `count` as soon as it is complete.
+    pub(crate) fn with_max_lines(mut self, count: Option<u64>) -> Self {
+        self.max_lines = count;
+        self
+    }
+
     /// Forgets everything, for a download that starts over.
-    pub(super) fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.partial.clear();
         self.lines = 0;
         self.consumed = 0;
     }
 
     /// Complete lines checked so far.
-    pub(super) fn lines(&self) -> u64 {
+    pub(crate) fn lines(&self) -> u64 {
         self.lines
     }
 
     /// Bytes fed so far.
-    pub(super) fn consumed(&self) -> u64 {
+    pub(crate) fn consumed(&self) -> u64 {
         self.consumed
     }
 
     /// Checks the complete lines in `chunk` and keeps its incomplete end.
-    pub(super) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), LineError> {
         let mut rest = chunk;
-        while let Some(newline) = find_newline(rest) {
-            let (line, after) = rest.split_at(newline);
-            if self.partial.is_empty() {
-                self.check(line)?;
-            } else {
-                self.grow(line)?;
-                let whole = std::mem::take(&mut self.partial);
-                let checked = self.check(&whole);
-                // Keep the allocation for the next long line.
-                self.partial = whole;
-                self.partial.clear();
-                checked?;
-            }
-            rest = &after[1..];
+        if !self.partial.is_empty() {
+            // The end of the line begun in an earlier chunk.
+            let Some(newline) = find_newline(rest) else {
+                self.grow(rest)?;
+                self.consumed += chunk.len() as u64;
+                return Ok(());
+            };
+            self.grow(&rest[..newline])?;
+            let whole = std::mem::take(&mut self.partial);
+            let checked = self.check(&whole);
+            // Keep the allocation for the next long line.
+            self.partial = whole;
+            self.partial.clear();
+            checked?;
+            rest = &rest[newline + 1..];
         }
-        if !rest.is_empty() {
-            self.grow(rest)?;
+        while !rest.is_empty() {
+            // The fast path reads each line once: grammar, UTF-8, type and end together.
+            if let Some((newline, resource_type)) = scan_record(rest) {
+                let number = self.lines + 1;
+                match resource_type {
+                    Some(range) => self.compare(number, &rest[range])?,
+                    None => return Err(no_resource_type(number)),
+                }
+                rest = &rest[newline + 1..];
+                continue;
+            }
+            match find_newline(rest) {
+                Some(newline) => {
+                    self.check(&rest[..newline])?;
+                    rest = &rest[newline + 1..];
+                }
+                None => {
+                    self.grow(rest)?;
+                    break;
+                }
+            }
         }
         self.consumed += chunk.len() as u64;
         Ok(())
@@ -98,7 +128,7 @@ impl LineValidator {
 
     /// Checks the last line when the file does not end with a newline, and returns the number
     /// of resources.
-    pub(super) fn finish(&mut self) -> Result<u64, LineError> {
+    pub(crate) fn finish(&mut self) -> Result<u64, LineError> {
         if !self.partial.is_empty() {
             let last = std::mem::take(&mut self.partial);
             self.check(&last)?;
@@ -137,17 +167,17 @@ impl LineValidator {
                 problem: "is not a JSON object".to_owned(),
             });
         }
-        if let Err(error) = std::str::from_utf8(line) {
-            return Err(LineError {
-                line: number,
-                problem: format!("is not valid UTF-8 (byte {})", error.valid_up_to() + 1),
-            });
-        }
         let found = match scan_line(line) {
             Scan::Object(Some(range)) => Found::Type(&line[range]),
             Scan::Object(None) => Found::Missing,
             // The fast path gave up: serde_json decides, and explains a refusal.
             Scan::Undecided => {
+                if let Err(error) = std::str::from_utf8(line) {
+                    return Err(LineError {
+                        line: number,
+                        problem: format!("is not valid UTF-8 (byte {})", error.valid_up_to() + 1),
+                    });
+                }
                 let head: Head<'_> = serde_json::from_slice(line).map_err(|e| LineError {
                     line: number,
                     problem: format!("is not a JSON object ({e})"),
@@ -163,15 +193,20 @@ impl LineValidator {
         };
         match found {
             Found::Type(found) => self.compare(number, found),
-            Found::Missing => Err(LineError {
-                line: number,
-                problem: "has no resourceType".to_owned(),
-            }),
+            Found::Missing => Err(no_resource_type(number)),
         }
     }
 
     /// Checks a line's `resourceType` and counts the line.
     fn compare(&mut self, number: u64, found: &[u8]) -> Result<(), LineError> {
+        if let Some(count) = self.max_lines {
+            if number > count {
+                return Err(LineError {
+                    line: number,
+                    problem: format!("is one more than the manifest's count of {count} resources"),
+                });
+            }
+        }
         if found != self.expected_type.as_bytes() {
             return Err(LineError {
                 line: number,
@@ -184,6 +219,14 @@ impl LineValidator {
         }
         self.lines = number;
         Ok(())
+    }
+}
+
+/// The problem of a line without `resourceType`.
+fn no_resource_type(line: u64) -> LineError {
+    LineError {
+        line,
+        problem: "has no resourceType".to_owned(),
     }
 }
 
@@ -255,6 +298,54 @@ mod tests {
                 assert_eq!(err.line, line, "{text:?}");
                 assert!(err.problem.contains(problem), "{err} / {problem}");
             }
+        }
+    }
+
+    /// The verdict of checking every line on its own, the way the slow path does: the
+    /// reference for the streaming check, which reads most lines in one pass instead.
+    fn line_by_line(text: &[u8]) -> Result<u64, LineError> {
+        let mut validator = LineValidator::new("Patient", MAX);
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        for line in lines {
+            validator.check(line)?;
+        }
+        Ok(validator.lines)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_agrees_with_line_by_line(
+            picks in proptest::collection::vec(0usize..12, 0..12),
+            piece in 1usize..64,
+            final_newline: bool,
+        ) {
+            let pool: [&[u8]; 12] = [
+                b"{\"resourceType\":\"Patient\",\"id\":\"a\"}",
+                b" {\"id\":\"b\", \"resourceType\" : \"Patient\"} \r",
+                b"{\"name\":[{\"text\":\"caf\xc3\xa9 \\u00e9\\n\"}],\"resourceType\":\"Patient\"}",
+                b"{\"resourceType\":\"Pat\\u0069ent\"}",
+                b"{\"resourceType\":\"Observation\"}",
+                b"{\"id\":\"x\"}",
+                b"",
+                b"[1]",
+                b"{\"resourceType\":\"Patient\"",
+                b"{\"resourceType\":\"Patient\",\"a\":\"\xc3\"}",
+                b"{\"resourceType\":\"Patient\"} {}",
+                b"{\"resourceType\":\"Patient\",\"deep\":[[[[{\"a\":1e5}]]]]}",
+            ];
+            let mut text = picks.iter().map(|&i| pool[i]).collect::<Vec<_>>().join(&b'\n');
+            if final_newline && !text.is_empty() {
+                text.push(b'\n');
+            }
+            let mut validator = LineValidator::new("Patient", MAX);
+            let streamed = text
+                .chunks(piece)
+                .try_for_each(|chunk| validator.feed(chunk))
+                .and_then(|()| validator.finish());
+            proptest::prop_assert_eq!(streamed, line_by_line(&text));
         }
     }
 

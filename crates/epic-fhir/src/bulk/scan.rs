@@ -1,18 +1,18 @@
 //! A fast check that one NDJSON line is a JSON object, finding its top-level `resourceType`.
 //!
 //! Checking every line of a bulk file with `serde_json` costs more than downloading it (about
-//! 300 MB/s on one core). This scanner validates the JSON grammar (RFC 8259) without building
-//! anything or recursing, skipping the bodies of strings eight bytes at a time, and reports
-//! where the top-level `resourceType` string is. It is a fast path only: the caller gives any
-//! line it rejects, and any line whose `resourceType` key or value holds an escape, to
-//! `serde_json`, whose verdict and message are final. UTF-8 is checked by the caller for the
-//! whole line.
+//! 300 MB/s on one core). This scanner validates the JSON grammar (RFC 8259) and the UTF-8 of
+//! strings without building anything or recursing, skipping the bodies of strings eight bytes
+//! at a time, and reports where the top-level `resourceType` string is. [`scan_record`] does it
+//! in the same pass that finds the line's end, so a line is read once. It is a fast path only:
+//! the caller gives any line it rejects, and any line whose `resourceType` key or value holds
+//! an escape, to `serde_json`, whose verdict and message are final.
 
 use std::ops::Range;
 
 /// What the scanner found in a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Scan {
+pub(crate) enum Scan {
     /// A valid JSON object; the byte range of its top-level `resourceType` string's content,
     /// when it has one.
     Object(Option<Range<usize>>),
@@ -54,17 +54,9 @@ fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
     <[u8; 8]>::try_from(chunk).ok().map(u64::from_le_bytes)
 }
 
-/// The index of the first `\n` in `bytes`, eight bytes at a time.
-pub(super) fn find_newline(bytes: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(word) = word_at(bytes, i) {
-        let mask = zero_lanes(word ^ (LO * u64::from(b'\n')));
-        if mask != 0 {
-            return Some(i + (mask.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    bytes[i..].iter().position(|&b| b == b'\n').map(|p| i + p)
+/// The index of the first `\n` in `bytes`.
+pub(crate) fn find_newline(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', bytes)
 }
 
 /// Why the fast path gave up (the reason itself is not needed: `serde_json` explains).
@@ -90,6 +82,9 @@ enum State {
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Whether `bytes` runs on past the line: a `\n` then ends the line and is never
+    /// whitespace inside it.
+    stream: bool,
 }
 
 impl Scanner<'_> {
@@ -100,8 +95,12 @@ impl Scanner<'_> {
 
     #[inline]
     fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.pos += 1;
+        loop {
+            match self.peek() {
+                Some(b' ' | b'\t' | b'\r') => self.pos += 1,
+                Some(b'\n') if !self.stream => self.pos += 1,
+                _ => return,
+            }
         }
     }
 
@@ -116,13 +115,17 @@ impl Scanner<'_> {
     }
 
     /// Scans a string starting at its opening quote; returns its content's range and whether
-    /// it held an escape.
+    /// it held an escape. Bytes of 0x80 and above are only allowed here, so checking the UTF-8
+    /// of the strings that hold any checks the whole line.
     fn string(&mut self) -> Step<(Range<usize>, bool)> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut escaped = false;
+        // The OR of every byte looked at: its high bit says whether one was not ASCII.
+        let mut seen = 0u64;
         loop {
             while let Some(word) = word_at(self.bytes, self.pos) {
+                seen |= word;
                 let mask = string_special_mask(word);
                 if mask != 0 {
                     self.pos += (mask.trailing_zeros() / 8) as usize;
@@ -135,6 +138,9 @@ impl Scanner<'_> {
                 Some(b'"') => {
                     let range = start..self.pos;
                     self.pos += 1;
+                    if seen & HI != 0 && std::str::from_utf8(&self.bytes[range.clone()]).is_err() {
+                        return Err(GiveUp);
+                    }
                     return Ok((range, escaped));
                 }
                 Some(b'\\') => {
@@ -143,7 +149,10 @@ impl Scanner<'_> {
                     self.escape()?;
                 }
                 Some(byte) if byte < 0x20 => return Err(GiveUp),
-                Some(_) => self.pos += 1,
+                Some(byte) => {
+                    seen |= u64::from(byte) << 56;
+                    self.pos += 1;
+                }
             }
         }
     }
@@ -320,11 +329,12 @@ impl Scanner<'_> {
                 State::AfterValue => {
                     self.skip_ws();
                     if depth == 0 {
-                        return if self.pos == self.bytes.len() {
-                            Ok(resource_type)
+                        let end = if self.stream {
+                            self.peek() == Some(b'\n')
                         } else {
-                            Err(GiveUp)
+                            self.pos == self.bytes.len()
                         };
+                        return if end { Ok(resource_type) } else { Err(GiveUp) };
                     }
                     let in_object = objects >> (depth - 1) & 1 == 1;
                     match self.peek() {
@@ -356,15 +366,31 @@ fn hex(digit: u8) -> Option<u32> {
 }
 
 /// Scans one line (without its `\n`).
-pub(super) fn scan_line(line: &[u8]) -> Scan {
+pub(crate) fn scan_line(line: &[u8]) -> Scan {
     let mut scanner = Scanner {
         bytes: line,
         pos: 0,
+        stream: false,
     };
     match scanner.line() {
         Ok(resource_type) => Scan::Object(resource_type),
         Err(GiveUp) => Scan::Undecided,
     }
+}
+
+/// Scans the line at the start of `bytes`, which run on past it: when it is a valid JSON
+/// object ended by a `\n` within `bytes`, the index of that `\n` and the range of the
+/// top-level `resourceType` string's content, if any. `None` when the fast path cannot say:
+/// the line is not a valid object (or is one the fast path leaves to `serde_json`), or its end
+/// is not in `bytes`.
+pub(crate) fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
+    let mut scanner = Scanner {
+        bytes,
+        pos: 0,
+        stream: true,
+    };
+    let resource_type = scanner.line().ok()?;
+    Some((scanner.pos, resource_type))
 }
 
 #[cfg(test)]
@@ -392,13 +418,29 @@ mod tests {
         )
     }
 
-    /// The scanner never accepts what serde_json refuses, and when it accepts, it finds the
-    /// same `resourceType`.
+    /// The scanner never accepts what serde_json refuses (invalid UTF-8 included), and when
+    /// it accepts, it finds the same `resourceType`; as a record followed by more lines, it
+    /// gives the same verdict and finds the line's end.
     fn agrees(line: &[u8]) {
-        if std::str::from_utf8(line).is_err() {
-            return;
+        let whole = scan_line(line);
+        let mut stream = line.to_vec();
+        stream.extend_from_slice(b"\n{\"resourceType\":\"Next\"}\n");
+        match (&whole, scan_record(&stream)) {
+            (Scan::Object(range), Some((end, record_range))) => {
+                assert_eq!(&record_range, range, "{:?}", String::from_utf8_lossy(line));
+                assert_eq!(end, line.len(), "{:?}", String::from_utf8_lossy(line));
+            }
+            // A line holding a `\n` (whitespace inside JSON) is two lines in NDJSON.
+            (Scan::Object(_), None) => assert!(line.contains(&b'\n')),
+            (Scan::Undecided, None) => {}
+            (Scan::Undecided, Some(_)) => {
+                panic!(
+                    "a record accepted a line refused whole: {:?}",
+                    String::from_utf8_lossy(line)
+                )
+            }
         }
-        match scan_line(line) {
+        match whole {
             Scan::Object(range) => {
                 let expected = reference(line);
                 assert!(
@@ -486,6 +528,51 @@ mod tests {
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
         assert_eq!(scan_line(deep.as_bytes()), Scan::Undecided);
+    }
+
+    #[test]
+    fn utf8_is_checked_in_strings_and_refused_elsewhere() {
+        let valid = "{\"resourceType\":\"Patient\",\"name\":\"Zo\u{eb} \u{1F600} M\u{fc}ller long enough\"}";
+        assert!(matches!(scan_line(valid.as_bytes()), Scan::Object(Some(_))));
+        for bad in [
+            // A lone continuation byte, in a short string and in an eight-byte word.
+            &b"{\"resourceType\":\"Patient\",\"a\":\"\x80\"}"[..],
+            b"{\"resourceType\":\"Patient\",\"a\":\"abcdefgh\x80ijklmnop\"}",
+            // A truncated two-byte sequence before the closing quote.
+            b"{\"resourceType\":\"Patient\",\"a\":\"abc\xc3\"}",
+            // An overlong encoding of '/' and a surrogate encoded in UTF-8.
+            b"{\"resourceType\":\"Patient\",\"a\":\"\xc0\xaf\"}",
+            b"{\"resourceType\":\"Patient\",\"a\":\"\xed\xa0\x80\"}",
+            // Not ASCII outside a string.
+            b"{\"resourceType\":\"Patient\",\"a\":\xc3\xa9}",
+            b"{\"resourceType\":\"Pat\xffient\"}",
+        ] {
+            assert_eq!(
+                scan_line(bad),
+                Scan::Undecided,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+            agrees(bad);
+        }
+    }
+
+    #[test]
+    fn records_end_at_their_newline() {
+        let stream =
+            b"{\"resourceType\":\"Patient\"} \r\n{\"resourceType\":\"Observation\"}\n{\"x\":";
+        let (end, range) = scan_record(stream).expect("a complete first line");
+        assert_eq!(&stream[range.expect("a type")], b"Patient");
+        assert_eq!(end, 28);
+        let rest = &stream[end + 1..];
+        let (end, range) = scan_record(rest).expect("a complete second line");
+        assert_eq!(&rest[range.expect("a type")], b"Observation");
+        // The third line has no end here.
+        assert_eq!(scan_record(&rest[end + 1..]), None);
+        // Without its newline, even a complete object is not a record yet.
+        assert_eq!(scan_record(b"{\"resourceType\":\"Patient\"}"), None);
+        // A newline inside the object ends the line: it is not whitespace in NDJSON.
+        assert_eq!(scan_record(b"{\"resourceType\":\n\"Patient\"}\n"), None);
     }
 
     #[test]

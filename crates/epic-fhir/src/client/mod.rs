@@ -1,11 +1,8 @@
 //! The FHIR R4 client.
 
-mod limit;
-pub(crate) mod pipeline;
-
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,51 +11,59 @@ use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, IF_MATCH, LOCATION};
 use url::Url;
 
-use crate::auth::{AccessToken, BackendServicesAuth, StaticToken, TokenProvider, USER_AGENT};
+use crate::auth::{AccessToken, BackendServicesAuth, StaticToken, TokenProvider};
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
-use crate::model::{CapabilityStatement, FhirResource, Reference, Resource};
+use crate::http::transport::USER_AGENT;
+use crate::http::{
+    Body, BodyLimits, Destination, Engine, FHIR_JSON, FhirStatus, Home, Repeat, Reply, Request,
+};
+use crate::model::{self, CapabilityStatement, FhirResource, Reference, Resource};
 use crate::net;
 use crate::paging::{Page, PageItem};
-use crate::retry::{Jitter, RetryPolicy};
+use crate::retry::RetryPolicy;
 use crate::search::SearchParams;
-use limit::TokenBucket;
-use pipeline::{FHIR_JSON, RequestSpec, decode};
 
 /// Default connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default timeout of one request attempt, body included.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Counters of what a client has sent.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    pub(crate) requests: AtomicU64,
-    pub(crate) retries: AtomicU64,
+pub(crate) struct ClientInner {
+    /// Every request goes through it: limits, token, retries, body limits.
+    pub(crate) engine: Engine,
+    pub(crate) base: Url,
+    allow_foreign_next: bool,
+    max_pages: Option<usize>,
 }
 
-pub(crate) struct ClientInner {
-    pub(crate) http: reqwest::Client,
-    pub(crate) base: Url,
-    pub(crate) auth: Option<Arc<dyn TokenProvider>>,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) rate_limit: Option<TokenBucket>,
-    pub(crate) concurrency: Option<tokio::sync::Semaphore>,
-    pub(crate) default_headers: HeaderMap,
-    pub(crate) allow_foreign_next: bool,
-    pub(crate) jitter: Jitter,
-    pub(crate) metrics: Metrics,
+/// Where a stream of pages goes next.
+enum Step {
+    Start(SearchParams),
+    Next(Url),
+    /// The last page named a `next` link that cannot be followed: the page itself was
+    /// delivered, the error comes after it.
+    Refused(Error),
+    Done,
+}
+
+/// What one stream of pages remembers: its next step, and every page URL it fetched, so that a
+/// `next` link back to one of them (a server paging in a loop) ends the stream instead of
+/// running forever.
+struct Walk {
+    next: Step,
+    fetched: HashSet<String>,
 }
 
 /// A FHIR R4 client: cheap to clone (clones share the connection pool, the token cache and the
 /// limits).
 ///
-/// Every request goes through one pipeline: the rate limiter and concurrency cap, a token from
-/// the [`TokenProvider`] (cached, refreshed before expiry), the pooled HTTP client (rustls,
-/// keep-alive, gzip, HTTP/2 when the server offers it), then classification: 2xx is parsed;
-/// 401 invalidates the token and retries once with a fresh one; 408/429/5xx, connection errors
-/// and OperationOutcomes with issue code `transient`/`throttled` are retried with backoff
-/// (honouring `Retry-After`) for idempotent requests; other errors carry the server's
-/// OperationOutcome.
+/// Every request goes through the crate's one request engine: the rate limiter and concurrency
+/// cap, a token from the [`TokenProvider`] (cached, refreshed before expiry), the pooled HTTP
+/// client (rustls, keep-alive, gzip, HTTP/2 when the server offers it), then classification:
+/// 2xx is read (under [`BodyLimits`]) and parsed; 401 invalidates the token and retries once
+/// with a fresh one; 408/429/5xx, connection errors and OperationOutcomes with issue code
+/// `transient`/`throttled` are retried with backoff (honouring `Retry-After`, see
+/// [`RetryPolicy`]) for idempotent requests; other errors carry the server's OperationOutcome.
 ///
 /// ```no_run
 /// # async fn run() -> epic_fhir::Result<()> {
@@ -92,8 +97,8 @@ impl fmt::Debug for FhirClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FhirClient")
             .field("base", &self.inner.base.as_str())
-            .field("auth", &self.inner.auth)
-            .field("retry", &self.inner.retry)
+            .field("auth", &self.inner.engine.auth())
+            .field("retry", self.inner.engine.retry_policy())
             .finish_non_exhaustive()
     }
 }
@@ -111,6 +116,8 @@ pub struct FhirClientBuilder {
     user_agent: String,
     headers: HeaderMap,
     allow_foreign_next: bool,
+    max_pages: Option<usize>,
+    limits: BodyLimits,
     http: Option<reqwest::Client>,
     error: Option<Error>,
 }
@@ -168,6 +175,8 @@ impl FhirClient {
             user_agent: USER_AGENT.to_owned(),
             headers,
             allow_foreign_next: false,
+            max_pages: None,
+            limits: BodyLimits::default(),
             http: None,
             error: None,
         }
@@ -180,19 +189,18 @@ impl FhirClient {
 
     /// Requests sent so far, every retry included.
     pub fn requests_sent(&self) -> u64 {
-        self.inner.metrics.requests.load(Ordering::Relaxed)
+        self.inner.engine.requests_sent()
     }
 
     /// Retries made so far.
     pub fn retries(&self) -> u64 {
-        self.inner.metrics.retries.load(Ordering::Relaxed)
+        self.inner.engine.retries_made()
     }
 
-    /// The shared internals (pooled HTTP client, token provider, base URL, retry policy and
-    /// limits), for the bulk export client, which streams file bodies and so cannot use the
-    /// buffering pipeline.
-    pub(crate) fn inner(&self) -> &ClientInner {
-        &self.inner
+    /// The request engine (pooled HTTP client, token provider, limits, retry policy), for the
+    /// bulk export client.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
     }
 
     /// `[base]/segment/segment...`. The segments were checked by `check_segment` (or are
@@ -207,10 +215,18 @@ impl FhirClient {
         Ok(url)
     }
 
+    /// Sends `request` to a FHIR endpoint and reads the answer under the FHIR body limit.
+    async fn fetch(&self, request: &Request) -> Result<Reply> {
+        let engine = &self.inner.engine;
+        engine
+            .fetch(request, &FhirStatus::default(), engine.limits().fhir)
+            .await
+    }
+
     async fn get_json<T: crate::model::json::FromJson>(&self, url: Url) -> Result<T> {
-        let spec = RequestSpec::get(url);
-        let reply = self.inner.execute(&spec).await?;
-        decode(&spec.method, &spec.url, &reply.body)
+        let request = Request::get(url, FHIR_JSON);
+        let reply = self.fetch(&request).await?;
+        decode(&request, &reply.body)
     }
 
     /// The server's CapabilityStatement (`GET [base]/metadata`).
@@ -301,24 +317,35 @@ impl FhirClient {
         resource_type: &str,
         params: &SearchParams,
     ) -> Result<Page<T>> {
+        let url = self.search_url(resource_type, params)?;
+        self.fetch_page(url, resource_type).await
+    }
+
+    /// `[base]/[type]?[params]`.
+    fn search_url(&self, resource_type: &str, params: &SearchParams) -> Result<Url> {
         check_segment(resource_type, "resource type")?;
         let mut url = self.url(&[resource_type])?;
         if !params.is_empty() {
             url.set_query(Some(&params.to_query()));
         }
-        self.fetch_page(url, resource_type).await
+        Ok(url)
     }
 
     async fn fetch_page<T: PageItem>(&self, url: Url, resource_type: &str) -> Result<Page<T>> {
-        let spec = RequestSpec::get(url);
-        let reply = self.inner.execute(&spec).await?;
-        let bundle = decode(&spec.method, &spec.url, &reply.body)?;
+        let mut request = Request::get(url, FHIR_JSON);
+        if self.inner.allow_foreign_next {
+            // The user chose to trust next links elsewhere with the token (`next_url` checked
+            // the rest); pages of this server are on its origin anyway.
+            request.destination = Destination::Trusted;
+        }
+        let reply = self.fetch(&request).await?;
+        let bundle = decode(&request, &reply.body)?;
         Page::from_bundle(bundle, resource_type).map_err(|e| {
             Error::new(
                 ErrorKind::Decode,
                 "a search result entry does not fit the model",
             )
-            .with_request(RequestInfo::new("GET", &spec.url))
+            .with_request(request.info())
             .with_json_path(e.path().to_owned())
             .with_source(e)
         })
@@ -397,33 +424,64 @@ impl FhirClient {
         resource_type: String,
         params: SearchParams,
     ) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
-        enum State {
-            Start(SearchParams),
-            Next(Url),
-            /// The last page named a `next` link that cannot be followed: the page itself was
-            /// delivered, the error comes after it.
-            Refused(Error),
-            Done,
-        }
         let client = self.clone();
-        stream::try_unfold(State::Start(params), move |state| {
+        let walk = Walk {
+            next: Step::Start(params),
+            fetched: HashSet::new(),
+        };
+        stream::try_unfold(walk, move |mut walk| {
             let client = client.clone();
             let resource_type = resource_type.clone();
             async move {
-                let page: Page<T> = match state {
-                    State::Done => return Ok(None),
-                    State::Refused(error) => return Err(error),
-                    State::Start(params) => client.search_page(&resource_type, &params).await?,
-                    State::Next(url) => client.fetch_page(url, &resource_type).await?,
+                let page: Page<T> = match walk.next {
+                    Step::Done => return Ok(None),
+                    Step::Refused(error) => return Err(error),
+                    Step::Start(params) => {
+                        let url = client.search_url(&resource_type, &params)?;
+                        walk.fetched.insert(url.to_string());
+                        client.fetch_page(url, &resource_type).await?
+                    }
+                    Step::Next(url) => client.fetch_page(url, &resource_type).await?,
                 };
-                let next = match page.next_link().map(|link| client.next_url(link)) {
-                    Some(Ok(url)) => State::Next(url),
-                    Some(Err(error)) => State::Refused(error),
-                    None => State::Done,
+                walk.next = match page.next_link().map(|link| client.next_url(link)) {
+                    None => Step::Done,
+                    Some(Err(error)) => Step::Refused(error),
+                    Some(Ok(url)) => client.follow(&mut walk.fetched, url),
                 };
-                Ok(Some((page, next)))
+                Ok(Some((page, walk)))
             }
         })
+    }
+
+    /// The step after a page whose `next` link is `next`: follow it, unless the stream already
+    /// fetched that page (a server that loops) or the client's page limit is reached.
+    fn follow(&self, fetched: &mut HashSet<String>, next: Url) -> Step {
+        if let Some(max) = self.inner.max_pages {
+            if fetched.len() >= max {
+                return Step::Refused(
+                    Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "the search has more than {max} pages, the most this client follows (max_pages): the pages so far were delivered"
+                        ),
+                    )
+                    .with_request(RequestInfo::new("GET", &next)),
+                );
+            }
+        }
+        if !fetched.insert(next.to_string()) {
+            return Step::Refused(
+                Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the server's next link leads back to page {} of this search, which was already fetched: the server is paging in a loop, so the search stops here",
+                        fetched.len()
+                    ),
+                )
+                .with_request(RequestInfo::new("GET", &next)),
+            );
+        }
+        Step::Next(next)
     }
 
     /// Every match of a search across all pages, as a stream of resources. Use
@@ -460,16 +518,11 @@ impl FhirClient {
     /// [`ErrorKind::Status`] with the server's OperationOutcome when refused.
     pub async fn create<T: FhirResource>(&self, resource: &T) -> Result<T> {
         let body = crate::model::to_vec(resource);
-        let spec = RequestSpec {
-            method: Method::POST,
-            url: self.url(&[T::TYPE])?,
-            body: Some(Bytes::from(body)),
-            content_type: Some(FHIR_JSON),
-            headers: HeaderMap::new(),
-            idempotent: false,
-        };
-        let reply = self.inner.execute(&spec).await?;
-        self.written(&spec, reply).await
+        let mut request = Request::new(Method::POST, self.url(&[T::TYPE])?, FHIR_JSON);
+        request.body = Body::Fixed(Bytes::from(body), FHIR_JSON);
+        request.repeat = Repeat::OnlyIfNotSent;
+        let reply = self.fetch(&request).await?;
+        self.written(&request, reply).await
     }
 
     /// Updates a resource (`PUT [base]/[T::TYPE]/[id]`), with `If-Match` when `if_match` names
@@ -484,7 +537,13 @@ impl FhirClient {
             .ok_or_else(|| Error::config("cannot update a resource without an id"))?;
         check_segment(id, "id")?;
         let body = crate::model::to_vec(resource);
-        let mut headers = HeaderMap::new();
+        let mut request = Request::new(Method::PUT, self.url(&[T::TYPE, id])?, FHIR_JSON);
+        request.body = Body::Fixed(Bytes::from(body), FHIR_JSON);
+        // A PUT of the same content is idempotent: repeating it leaves the same state. With
+        // If-Match it is not: a repeat after a success would be refused as a conflict.
+        if if_match.is_some() {
+            request.repeat = Repeat::OnlyIfNotSent;
+        }
         if let Some(version) = if_match {
             let etag = if version.starts_with("W/") {
                 version.to_owned()
@@ -494,30 +553,17 @@ impl FhirClient {
             let value = HeaderValue::from_str(&etag).map_err(|e| {
                 Error::config(format!("invalid If-Match `{version}`")).with_source(e)
             })?;
-            headers.insert(IF_MATCH, value);
+            request.headers.insert(IF_MATCH, value);
         }
-        let spec = RequestSpec {
-            method: Method::PUT,
-            url: self.url(&[T::TYPE, id])?,
-            body: Some(Bytes::from(body)),
-            content_type: Some(FHIR_JSON),
-            headers,
-            // A PUT of the same content is idempotent: repeating it leaves the same state.
-            idempotent: if_match.is_none(),
-        };
-        let reply = self.inner.execute(&spec).await?;
-        self.written(&spec, reply).await
+        let reply = self.fetch(&request).await?;
+        self.written(&request, reply).await
     }
 
     /// The stored resource after a write: the body, or a read of `Location` when the server
     /// answered without one.
-    async fn written<T: FhirResource>(
-        &self,
-        spec: &RequestSpec,
-        reply: pipeline::Reply,
-    ) -> Result<T> {
+    async fn written<T: FhirResource>(&self, request: &Request, reply: Reply) -> Result<T> {
         if !reply.body.is_empty() {
-            return decode(&spec.method, &spec.url, &reply.body);
+            return decode(request, &reply.body);
         }
         let location = reply
             .headers
@@ -636,6 +682,27 @@ impl FhirClientBuilder {
         self
     }
 
+    /// Stops a stream of pages ([`FhirClient::pages`], [`FhirClient::resources`]...) after
+    /// `max` pages with an [`ErrorKind::Limit`] error, delivered after the pages. Default: no
+    /// limit (a `next` link back to a page already fetched ends a stream in any case).
+    pub fn max_pages(mut self, max: usize) -> Self {
+        if max == 0 {
+            self.error = self
+                .error
+                .or_else(|| Some(Error::config("max_pages must be at least 1")));
+        } else {
+            self.max_pages = Some(max);
+        }
+        self
+    }
+
+    /// The most bytes read of each kind of answer (FHIR JSON, error bodies, export manifests).
+    /// Default: [`BodyLimits::default`] (64 MiB, 1 MiB, 64 MiB).
+    pub fn body_limits(mut self, limits: BodyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Uses a preconfigured `reqwest::Client` (its timeouts and redirect policy then apply).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http = Some(client);
@@ -679,21 +746,46 @@ impl FhirClientBuilder {
         if let Ok(value) = HeaderValue::from_str(&self.user_agent) {
             headers.insert(reqwest::header::USER_AGENT, value);
         }
+        let engine = Engine::with_home(
+            http,
+            self.retry,
+            self.limits,
+            Home {
+                base: base.clone(),
+                auth: self.auth,
+                headers,
+                rate_limit: self.rate,
+                max_concurrent: self.max_concurrent,
+            },
+        );
         Ok(FhirClient {
             inner: Arc::new(ClientInner {
-                http,
+                engine,
                 base,
-                auth: self.auth,
-                retry: self.retry,
-                rate_limit: self.rate.map(|(rate, burst)| TokenBucket::new(rate, burst)),
-                concurrency: self.max_concurrent.map(tokio::sync::Semaphore::new),
-                default_headers: headers,
                 allow_foreign_next: self.allow_foreign_next,
-                jitter: Jitter::new(),
-                metrics: Metrics::default(),
+                max_pages: self.max_pages,
             }),
         })
     }
+}
+
+/// Parses a JSON body into `T`, naming the JSON path and keeping an excerpt on failure.
+pub(crate) fn decode<T: model::json::FromJson>(request: &Request, body: &[u8]) -> Result<T> {
+    model::from_slice::<T>(body).map_err(|e| {
+        let mut error = Error::new(
+            ErrorKind::Decode,
+            format!(
+                "the response is not the expected FHIR JSON ({})",
+                e.message()
+            ),
+        )
+        .with_request(request.info())
+        .with_json_path(e.path().to_owned());
+        if let Some(excerpt) = e.excerpt() {
+            error = error.with_body_excerpt(excerpt.as_bytes());
+        }
+        error.with_source(e)
+    })
 }
 
 #[cfg(test)]
