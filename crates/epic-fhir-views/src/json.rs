@@ -1,0 +1,635 @@
+//! A JSON document as a flat tape of nodes over the input bytes.
+//!
+//! Views read a few members of each resource, so building a `serde_json::Value` tree (a map
+//! and a `String` per member) would spend most of the time allocating what is never looked
+//! at. The tape is one `Vec<Node>` reused from line to line: each node records its kind, the
+//! byte span of its text in the line, and the index just past its subtree, so a member that
+//! is not wanted is skipped in one step. Strings stay as spans and are unescaped only when a
+//! value is read; numbers keep their text, so `1.0` stays `1.0` (FHIR decimals carry their
+//! precision).
+
+use std::borrow::Cow;
+
+/// The kind of a JSON node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+/// One node of the tape. In an object, each member is a key node (kind `String`) followed by
+/// the value's subtree.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    kind: Kind,
+    /// For strings: whether the text holds escapes. For booleans: the value.
+    flag: bool,
+    /// The span of the text: for strings the content between the quotes, for numbers the
+    /// number, for containers everything from the opening to the closing bracket.
+    start: u32,
+    len: u32,
+    /// The index of the first node after this node's subtree.
+    end: u32,
+}
+
+/// The deepest nesting accepted; FHIR resources stay far below it.
+const MAX_DEPTH: usize = 256;
+
+/// Why a line is not a JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError {
+    pub(crate) offset: usize,
+    pub(crate) message: &'static str,
+}
+
+impl std::fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.offset)
+    }
+}
+
+/// A parsed document: the tape and the text it points into.
+#[derive(Debug, Default)]
+pub(crate) struct Tape {
+    nodes: Vec<Node>,
+}
+
+/// A document ready to be read: the tape plus its text.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Doc<'a> {
+    nodes: &'a [Node],
+    text: &'a str,
+}
+
+impl Tape {
+    pub(crate) fn new() -> Self {
+        Tape::default()
+    }
+
+    /// Parses `text` (one JSON value, surrounding whitespace allowed) into this tape.
+    pub(crate) fn parse<'a>(&'a mut self, text: &'a str) -> Result<Doc<'a>, SyntaxError> {
+        self.nodes.clear();
+        if text.len() > u32::MAX as usize {
+            return Err(SyntaxError {
+                offset: 0,
+                message: "a resource larger than 4 GiB",
+            });
+        }
+        let mut parser = Parser {
+            bytes: text.as_bytes(),
+            pos: 0,
+            nodes: &mut self.nodes,
+            open: Vec::new(),
+        };
+        parser.document()?;
+        Ok(Doc {
+            nodes: &self.nodes,
+            text,
+        })
+    }
+}
+
+struct Parser<'p> {
+    bytes: &'p [u8],
+    pos: usize,
+    nodes: &'p mut Vec<Node>,
+    /// Open containers: their node index and whether an object's member is expected next.
+    open: Vec<u32>,
+}
+
+impl Parser<'_> {
+    fn error<T>(&self, message: &'static str) -> Result<T, SyntaxError> {
+        Err(SyntaxError {
+            offset: self.pos,
+            message,
+        })
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if b == b' ' || b == b'\n' || b == b'\r' || b == b'\t' {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn document(&mut self) -> Result<(), SyntaxError> {
+        self.skip_ws();
+        self.value()?;
+        // Close containers as they end: the loop below drives the structure iteratively.
+        while let Some(&container) = self.open.last() {
+            self.skip_ws();
+            let is_object = self.nodes[container as usize].kind == Kind::Object;
+            match self.bytes.get(self.pos) {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                    if is_object {
+                        self.key()?;
+                    }
+                    self.value()?;
+                }
+                Some(b'}') if is_object => {
+                    self.pos += 1;
+                    self.close();
+                }
+                Some(b']') if !is_object => {
+                    self.pos += 1;
+                    self.close();
+                }
+                Some(_) => {
+                    return self.error(if is_object {
+                        "expected `,` or `}`"
+                    } else {
+                        "expected `,` or `]`"
+                    });
+                }
+                None => return self.error("unexpected end of the document"),
+            }
+        }
+        self.skip_ws();
+        if self.pos != self.bytes.len() {
+            return self.error("text after the end of the document");
+        }
+        Ok(())
+    }
+
+    /// Closes the innermost container; `self.pos` is just past its closing bracket.
+    fn close(&mut self) {
+        if let Some(container) = self.open.pop() {
+            let end = self.nodes.len() as u32;
+            let node = &mut self.nodes[container as usize];
+            node.end = end;
+            node.len = self.pos as u32 - node.start;
+        }
+    }
+
+    fn key(&mut self) -> Result<(), SyntaxError> {
+        if self.bytes.get(self.pos) != Some(&b'"') {
+            return self.error("expected a member name in quotes");
+        }
+        self.string()?;
+        self.skip_ws();
+        if self.bytes.get(self.pos) != Some(&b':') {
+            return self.error("expected `:` after a member name");
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
+    }
+
+    /// Reads one value; a container is opened and left for `document` to continue.
+    fn value(&mut self) -> Result<(), SyntaxError> {
+        let start = self.pos;
+        match self.bytes.get(self.pos) {
+            Some(b'{') | Some(b'[') => {
+                let is_object = self.bytes[self.pos] == b'{';
+                if self.open.len() >= MAX_DEPTH {
+                    return self.error("nesting deeper than 256 levels");
+                }
+                self.pos += 1;
+                let index = self.nodes.len() as u32;
+                self.nodes.push(Node {
+                    kind: if is_object { Kind::Object } else { Kind::Array },
+                    flag: false,
+                    start: start as u32,
+                    len: 1,
+                    end: index + 1,
+                });
+                self.skip_ws();
+                let closing = if is_object { b'}' } else { b']' };
+                if self.bytes.get(self.pos) == Some(&closing) {
+                    self.pos += 1;
+                    self.nodes[index as usize].len = (self.pos - start) as u32;
+                    return Ok(());
+                }
+                self.open.push(index);
+                if is_object {
+                    self.key()?;
+                }
+                self.value()
+            }
+            Some(b'"') => self.string(),
+            Some(b't') => self.literal(b"true", Kind::Bool, true),
+            Some(b'f') => self.literal(b"false", Kind::Bool, false),
+            Some(b'n') => self.literal(b"null", Kind::Null, false),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(_) => self.error("expected a JSON value"),
+            None => self.error("unexpected end of the document"),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], kind: Kind, flag: bool) -> Result<(), SyntaxError> {
+        if self.bytes[self.pos..].starts_with(word) {
+            let index = self.nodes.len() as u32;
+            self.nodes.push(Node {
+                kind,
+                flag,
+                start: self.pos as u32,
+                len: word.len() as u32,
+                end: index + 1,
+            });
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.error("expected a JSON value")
+        }
+    }
+
+    fn number(&mut self) -> Result<(), SyntaxError> {
+        let start = self.pos;
+        let bytes = self.bytes;
+        let mut pos = self.pos;
+        if bytes.get(pos) == Some(&b'-') {
+            pos += 1;
+        }
+        match bytes.get(pos) {
+            Some(b'0') => pos += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                    pos += 1;
+                }
+            }
+            _ => {
+                self.pos = pos;
+                return self.error("a number needs digits");
+            }
+        }
+        if bytes.get(pos) == Some(&b'.') {
+            pos += 1;
+            let digits = pos;
+            while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                pos += 1;
+            }
+            if pos == digits {
+                self.pos = pos;
+                return self.error("a number needs digits after `.`");
+            }
+        }
+        if matches!(bytes.get(pos), Some(b'e' | b'E')) {
+            pos += 1;
+            if matches!(bytes.get(pos), Some(b'+' | b'-')) {
+                pos += 1;
+            }
+            let digits = pos;
+            while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                pos += 1;
+            }
+            if pos == digits {
+                self.pos = pos;
+                return self.error("a number needs digits in its exponent");
+            }
+        }
+        let index = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            kind: Kind::Number,
+            flag: false,
+            start: start as u32,
+            len: (pos - start) as u32,
+            end: index + 1,
+        });
+        self.pos = pos;
+        Ok(())
+    }
+
+    fn string(&mut self) -> Result<(), SyntaxError> {
+        let bytes = self.bytes;
+        let start = self.pos + 1;
+        let mut pos = start;
+        let mut escaped = false;
+        loop {
+            // Find the next quote, backslash or control character.
+            match bytes[pos..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            {
+                None => {
+                    self.pos = bytes.len();
+                    return self.error("a string is not closed");
+                }
+                Some(offset) => {
+                    pos += offset;
+                    match bytes[pos] {
+                        b'"' => break,
+                        b'\\' => {
+                            escaped = true;
+                            match bytes.get(pos + 1) {
+                                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                                    pos += 2
+                                }
+                                Some(b'u') => {
+                                    let hex = bytes.get(pos + 2..pos + 6);
+                                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                                        self.pos = pos;
+                                        return self.error("a `\\u` escape needs four hex digits");
+                                    }
+                                    pos += 6;
+                                }
+                                _ => {
+                                    self.pos = pos;
+                                    return self.error("an unknown escape in a string");
+                                }
+                            }
+                        }
+                        _ => {
+                            self.pos = pos;
+                            return self.error("a control character in a string");
+                        }
+                    }
+                }
+            }
+        }
+        let index = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            kind: Kind::String,
+            flag: escaped,
+            start: start as u32,
+            len: (pos - start) as u32,
+            end: index + 1,
+        });
+        self.pos = pos + 1;
+        Ok(())
+    }
+}
+
+/// A node's index in its document.
+pub(crate) type NodeId = u32;
+
+impl<'a> Doc<'a> {
+    /// The root node.
+    pub(crate) fn root(&self) -> NodeId {
+        0
+    }
+
+    pub(crate) fn kind(&self, node: NodeId) -> Kind {
+        self.nodes[node as usize].kind
+    }
+
+    /// The raw text of a scalar (a string's content without quotes, still escaped).
+    pub(crate) fn raw(&self, node: NodeId) -> &'a str {
+        let n = self.nodes[node as usize];
+        &self.text[n.start as usize..(n.start + n.len) as usize]
+    }
+
+    /// The whole JSON text of a node, containers included.
+    pub(crate) fn json_text(&self, node: NodeId) -> &'a str {
+        let n = self.nodes[node as usize];
+        if n.kind == Kind::String {
+            &self.text[n.start as usize - 1..(n.start + n.len) as usize + 1]
+        } else {
+            self.raw(node)
+        }
+    }
+
+    pub(crate) fn bool_value(&self, node: NodeId) -> bool {
+        self.nodes[node as usize].flag
+    }
+
+    /// A string node's value, unescaped.
+    pub(crate) fn str_value(&self, node: NodeId) -> Cow<'a, str> {
+        let n = self.nodes[node as usize];
+        let raw = self.raw(node);
+        if n.kind == Kind::String && n.flag {
+            Cow::Owned(unescape(raw))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
+
+    /// The member `name` of an object node.
+    pub(crate) fn get(&self, object: NodeId, name: &str) -> Option<NodeId> {
+        self.members(object)
+            .find(|&(key, _)| self.key_is(key, name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a key node spells `name`.
+    pub(crate) fn key_is(&self, key: NodeId, name: &str) -> bool {
+        let n = self.nodes[key as usize];
+        if n.flag {
+            unescape(self.raw(key)) == name
+        } else {
+            self.raw(key) == name
+        }
+    }
+
+    /// The members of an object node as (key node, value node); nothing for other kinds.
+    pub(crate) fn members(&self, object: NodeId) -> Members<'_> {
+        let n = self.nodes[object as usize];
+        let (next, end) = if n.kind == Kind::Object {
+            (object + 1, n.end)
+        } else {
+            (0, 0)
+        };
+        Members {
+            nodes: self.nodes,
+            next,
+            end,
+        }
+    }
+
+    /// The elements of an array node; nothing for other kinds.
+    pub(crate) fn elements(&self, array: NodeId) -> Elements<'_> {
+        let n = self.nodes[array as usize];
+        let (next, end) = if n.kind == Kind::Array {
+            (array + 1, n.end)
+        } else {
+            (0, 0)
+        };
+        Elements {
+            nodes: self.nodes,
+            next,
+            end,
+        }
+    }
+
+    /// Converts a node into a `serde_json::Value` (tests, NDJSON of complex columns).
+    pub(crate) fn to_value(&self, node: NodeId) -> serde_json::Value {
+        use serde_json::Value;
+        match self.kind(node) {
+            Kind::Null => Value::Null,
+            Kind::Bool => Value::Bool(self.bool_value(node)),
+            Kind::Number => serde_json::from_str(self.raw(node)).unwrap_or(Value::Null),
+            Kind::String => Value::String(self.str_value(node).into_owned()),
+            Kind::Array => Value::Array(self.elements(node).map(|e| self.to_value(e)).collect()),
+            Kind::Object => Value::Object(
+                self.members(node)
+                    .map(|(k, v)| (self.str_value(k).into_owned(), self.to_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+pub(crate) struct Members<'n> {
+    nodes: &'n [Node],
+    next: u32,
+    end: u32,
+}
+
+impl Iterator for Members<'_> {
+    type Item = (NodeId, NodeId);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let key = self.next;
+        let value = key + 1;
+        self.next = self.nodes[value as usize].end;
+        Some((key, value))
+    }
+}
+
+pub(crate) struct Elements<'n> {
+    nodes: &'n [Node],
+    next: u32,
+    end: u32,
+}
+
+impl Iterator for Elements<'_> {
+    type Item = NodeId;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        let element = self.next;
+        self.next = self.nodes[element as usize].end;
+        Some(element)
+    }
+}
+
+/// Unescapes the content of a JSON string that the parser has checked.
+pub(crate) fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some((_, 'n')) => out.push('\n'),
+            Some((_, 't')) => out.push('\t'),
+            Some((_, 'r')) => out.push('\r'),
+            Some((_, 'b')) => out.push('\u{8}'),
+            Some((_, 'f')) => out.push('\u{c}'),
+            Some((_, 'u')) => {
+                let code =
+                    u32::from_str_radix(raw.get(i + 2..i + 6).unwrap_or("0"), 16).unwrap_or(0);
+                for _ in 0..4 {
+                    chars.next();
+                }
+                if (0xD800..0xDC00).contains(&code) && raw.get(i + 6..i + 8) == Some("\\u") {
+                    let low =
+                        u32::from_str_radix(raw.get(i + 8..i + 12).unwrap_or("0"), 16).unwrap_or(0);
+                    if (0xDC00..0xE000).contains(&low) {
+                        for _ in 0..6 {
+                            chars.next();
+                        }
+                        let c = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00);
+                        out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                        continue;
+                    }
+                }
+                out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+            }
+            Some((_, other)) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Reads the top-level `resourceType` of a resource without parsing the rest when it comes
+/// first, as servers write it; `None` when it does not come first (the caller then parses).
+pub(crate) fn leading_resource_type(line: &str) -> Option<&str> {
+    let rest = line.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix("\"resourceType\"")?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_same(text: &str) {
+        let mut tape = Tape::new();
+        let doc = tape.parse(text).unwrap();
+        let ours = doc.to_value(doc.root());
+        let theirs: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(ours, theirs, "{text}");
+    }
+
+    #[test]
+    fn parses_like_serde_json() {
+        check_same(
+            r#"{"resourceType":"Patient","id":"a","name":[{"given":["A","B"],"family":"C"}],"active":true,"x":null,"n":-1.5e3,"e":{},"f":[]}"#,
+        );
+        check_same(r#"  [1, 2.0, "a\"b\\c\u00e9\ud83d\ude00\n", [[]], {"k": {"l": [null]}}]  "#);
+        check_same("0");
+    }
+
+    #[test]
+    fn skips_subtrees_and_reads_members() {
+        let mut tape = Tape::new();
+        let doc = tape
+            .parse(r#"{"a":{"b":[1,{"c":2}]},"d":"x\ty","e\u0041":3}"#)
+            .unwrap();
+        let a = doc.get(doc.root(), "a").unwrap();
+        assert_eq!(doc.json_text(a), r#"{"b":[1,{"c":2}]}"#);
+        assert_eq!(doc.str_value(doc.get(doc.root(), "d").unwrap()), "x\ty");
+        assert_eq!(doc.raw(doc.get(doc.root(), "eA").unwrap()), "3");
+        assert!(doc.get(doc.root(), "b").is_none());
+    }
+
+    #[test]
+    fn rejects_malformed_documents_with_an_offset() {
+        let mut tape = Tape::new();
+        for (text, offset) in [
+            ("{\"a\":}", 5),
+            ("{\"a\":1", 6),
+            ("[1,]", 3),
+            ("{\"a\" 1}", 5),
+            ("\"abc", 4),
+            ("01", 1),
+            ("{} x", 3),
+            ("[1.]", 3),
+            ("\"\\x\"", 1),
+        ] {
+            let error = tape.parse(text).unwrap_err();
+            assert_eq!(error.offset, offset, "{text}: {error}");
+        }
+        let deep = "[".repeat(300) + &"]".repeat(300);
+        assert!(tape.parse(&deep).is_err());
+    }
+
+    #[test]
+    fn finds_a_leading_resource_type() {
+        assert_eq!(
+            leading_resource_type(r#"{"resourceType":"Observation","id":"1"}"#),
+            Some("Observation")
+        );
+        assert_eq!(
+            leading_resource_type(r#"{ "resourceType" : "Patient"}"#),
+            Some("Patient")
+        );
+        assert_eq!(
+            leading_resource_type(r#"{"id":"1","resourceType":"Patient"}"#),
+            None
+        );
+    }
+}
