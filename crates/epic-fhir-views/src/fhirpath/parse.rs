@@ -337,7 +337,8 @@ impl Lexer<'_> {
                 match value {
                     Some(value) => Token::Temporal(value),
                     None => {
-                        return self.error(format!("`@{literal}` is not a date, date-time or time"));
+                        return self
+                            .error(format!("`@{literal}` is not a date, date-time or time"));
                     }
                 }
             }

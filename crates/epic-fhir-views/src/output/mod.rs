@@ -212,14 +212,12 @@ impl Encoder {
                     if i > 0 {
                         out.push(b',');
                     }
+                    // The value must fit its column as in Parquet; CSV then keeps the text as
+                    // written (numbers with their precision, instants with their offset).
                     let typed = convert(cell, kinds[i])
                         .map_err(|e| format!("column `{}`: {e}", names[i]))?;
-                    if kinds[i] == Physical::Binary {
-                        if let Cell::Str(s) = cell {
-                            csv_field(out, s);
-                        }
-                    } else {
-                        csv_typed(out, &typed);
+                    if typed != Typed::Null {
+                        csv_field(out, &types::text(cell));
                     }
                 }
                 out.extend_from_slice(b"\r\n");
@@ -292,25 +290,6 @@ fn csv_field(out: &mut Vec<u8>, text: &str) {
         out.push(b'"');
     } else {
         out.extend_from_slice(text.as_bytes());
-    }
-}
-
-fn csv_typed(out: &mut Vec<u8>, typed: &Typed<'_>) {
-    use std::io::Write as _;
-    match typed {
-        Typed::Null => {}
-        Typed::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Typed::Int(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Typed::Float(f) => {
-            let _ = write!(out, "{f}");
-        }
-        Typed::Decimal(n) => {
-            let _ = write!(out, "{n}");
-        }
-        Typed::Text(s) => csv_field(out, s),
-        Typed::Bytes(_) => {}
     }
 }
 

@@ -52,8 +52,14 @@ pub enum Destination {
     Local(std::path::PathBuf),
     /// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix` (also
     /// `abfs://`, `azure://`), with credentials from the environment as `object_store`
-    /// reads them (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
-    ObjectStore(url::Url),
+    /// reads them (`AWS_*`, `GOOGLE_*`, `AZURE_*`), then `options` (object_store
+    /// configuration keys such as `aws_endpoint`, `aws_allow_http`) over them.
+    ObjectStore {
+        /// The bucket or container and the prefix.
+        url: url::Url,
+        /// Configuration set in code, over the environment's.
+        options: Vec<(String, String)>,
+    },
     /// Rows written to standard output, for one view in CSV or NDJSON.
     Stdout,
 }
@@ -88,6 +94,16 @@ impl Destination {
             };
         }
         Ok(Destination::Local(text.into()))
+    }
+
+    /// Sets an object store configuration key (e.g. `aws_endpoint`); ignored for other
+    /// destinations.
+    #[must_use]
+    pub fn with_option(mut self, key: &str, value: &str) -> Self {
+        if let Destination::ObjectStore { options, .. } = &mut self {
+            options.push((key.to_owned(), value.to_owned()));
+        }
+        self
     }
 }
 

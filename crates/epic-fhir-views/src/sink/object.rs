@@ -42,8 +42,15 @@ fn storage_error(action: String, error: object_store::Error) -> Error {
 impl ObjectStorage {
     /// Connects to the store of `url` with credentials from the environment. S3 also reads
     /// `AWS_ENDPOINT_URL` (an S3-compatible endpoint) and `AWS_ALLOW_HTTP=true`.
-    pub(crate) fn new(url: &url::Url, handle: Handle) -> Result<Self> {
+    pub(crate) fn new(
+        url: &url::Url,
+        options: &[(String, String)],
+        handle: Handle,
+    ) -> Result<Self> {
         let text = url.as_str();
+        let bad_option = |key: &str, e: object_store::Error| {
+            storage_error(format!("`{key}` is not an option of {}", url.scheme()), e)
+        };
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" | "s3a" => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(text);
@@ -62,18 +69,32 @@ impl ObjectStorage {
                         .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
                 )
             }
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(text)
-                    .build()
-                    .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
-            ),
-            _ => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(text)
-                    .build()
-                    .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
-            ),
+            "gs" => {
+                let mut builder =
+                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(text);
+                for (key, value) in options {
+                    builder =
+                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
+                )
+            }
+            _ => {
+                let mut builder =
+                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(text);
+                for (key, value) in options {
+                    builder =
+                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
+                )
+            }
         };
         let prefix = Path::from_url_path(url.path()).map_err(|e| {
             Error::new(ErrorKind::Storage, format!("{text}: the path is not valid")).with_source(e)
