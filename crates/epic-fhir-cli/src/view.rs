@@ -191,15 +191,28 @@ async fn run_views(args: RunArgs) -> Result<(), Failure> {
     let options = args.table.options()?;
     let inputs = epic_fhir_views::expand_inputs(&args.input).map_err(failure)?;
     let to_stdout = destination == Destination::Stdout;
-    let summary = run_blocking(
-        views,
-        inputs.into_iter().map(Ok),
-        destination,
-        options,
-        !to_stdout,
-    )
-    .await?;
-    print_summary(&summary, to_stdout)
+    let inputs = inputs.into_iter().map(Ok);
+    match run_blocking(views, inputs, destination, options, !to_stdout).await {
+        Ok(summary) => print_summary(&summary, to_stdout),
+        // The reader of our stdout went away (`| head`): not an error.
+        Err(Failure::Usage(error)) if to_stdout && broken_pipe(error.as_ref()) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether an error was caused by a closed pipe.
+fn broken_pipe(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Runs views on a blocking thread with a progress line on stderr.

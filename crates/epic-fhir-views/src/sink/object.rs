@@ -195,9 +195,16 @@ impl PartWriter for ObjectPart {
 
 impl Drop for ObjectPart {
     fn drop(&mut self) {
-        // A part dropped without `finish` (a failed run): stop its upload, which aborts it.
+        // A part dropped without `finish` (a failed run): close its upload so no incomplete
+        // multipart upload lingers in the bucket; the run's abort then deletes the object,
+        // which is under the temporary prefix.
+        self.sender = None;
         if let Some(task) = self.task.take() {
-            task.abort();
+            if Handle::try_current().is_ok() {
+                task.abort();
+            } else {
+                let _ = self.handle.block_on(task);
+            }
         }
     }
 }
