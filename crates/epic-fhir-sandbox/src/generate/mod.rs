@@ -202,7 +202,7 @@ pub fn generate(
 
     // No capacity is reserved from `config.patients`: it is caller input, and an absurd count
     // must not abort the process before a single patient is made.
-    let mut rendered: Vec<Rendered> = Vec::with_capacity(config.patients.max(named::NAMED.len()));
+    let mut rendered: Vec<Rendered> = Vec::with_capacity(named::NAMED.len());
     let mut named_patients = Vec::new();
     for (index, spec) in named::NAMED.iter().enumerate() {
         let mut rng = Rng::stream(config.seed, STREAM_NAMED, index as u64);

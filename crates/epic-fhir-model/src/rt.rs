@@ -1,0 +1,419 @@
+//! The small generic routines the generated readers and writers call for each member, so that
+//! each generated function is a flat list of calls.
+
+use std::borrow::Cow;
+
+use crate::Element;
+use crate::json::{Extra, FromJson, PResult, ParseError, Parser, ToJson, Writer};
+
+/// The `_name` array beside a repeating primitive element, such as `_given` beside `given`.
+///
+/// `elements[i]` holds the `id` and extensions of the i-th item of the JSON array (`None`
+/// where the `_name` array has `null`). FHIR lets an item carry only extensions and no value:
+/// the value array then has `null` at that position, which the typed `Vec` cannot hold, so such
+/// positions are listed in `absent` (ascending) and the values skip them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListExtensions {
+    /// The `_name` array, position by position.
+    pub elements: Vec<Option<Element>>,
+    /// Positions of the value array that are `null` (an item with extensions only).
+    pub absent: Vec<usize>,
+}
+
+impl ListExtensions {
+    /// The extensions of the value at `index` of the typed `Vec` (skipping absent positions).
+    pub fn for_value(&self, index: usize) -> Option<&Element> {
+        let mut position = index;
+        for &absent in &self.absent {
+            if absent <= position {
+                position += 1;
+            }
+        }
+        self.elements.get(position).and_then(Option::as_ref)
+    }
+}
+
+fn duplicate(p: &Parser<'_>, name: Cow<'static, str>) -> Box<ParseError> {
+    p.error(format!("duplicate member `{name}`"))
+        .in_member(name)
+}
+
+#[inline]
+fn seen_in_extra(extra: &Extra, name: &str) -> bool {
+    !extra.is_empty() && extra.contains_key(name)
+}
+
+/// A perfect hash table from member names (or codes) to small indexes; 0 means unknown.
+///
+/// The generator picks `seed` so that no two names share a slot, which makes a lookup one
+/// hash of the name and one comparison, whatever the number of names.
+pub(crate) struct KeyTable {
+    pub(crate) seed: u32,
+    /// A power of two in length; empty slots hold `("", 0)`.
+    pub(crate) slots: &'static [(&'static str, u16)],
+}
+
+/// FNV-1a over the bytes, from a seeded basis, with a final mix. The generator computes the
+/// same function.
+#[inline]
+pub(crate) fn key_hash(key: &[u8], seed: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5 ^ seed;
+    for &byte in key {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash ^ (hash >> 15)
+}
+
+/// The index of `key` in `table`, or 0 when it is not there.
+#[inline]
+pub(crate) fn lookup(table: &KeyTable, key: &str) -> u16 {
+    let slot = key_hash(key.as_bytes(), table.seed) as usize & (table.slots.len() - 1);
+    match table.slots.get(slot) {
+        Some(&(name, index)) if name == key => index,
+        _ => 0,
+    }
+}
+
+/// The checks before a single value: a duplicate is an error, `null` is kept in `extra`.
+/// Returns whether the caller must read the value.
+fn single_value_follows(
+    p: &mut Parser<'_>,
+    present: bool,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<bool> {
+    if present || seen_in_extra(extra, name) {
+        return Err(duplicate(p, Cow::Borrowed(name)));
+    }
+    if p.peek() == Some(b'n') {
+        extra.keep(p, name)?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Reads a single-valued member into `slot`.
+pub(crate) fn opt<T: FromJson>(
+    p: &mut Parser<'_>,
+    slot: &mut Option<T>,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<()> {
+    if single_value_follows(p, slot.is_some(), name, extra)? {
+        match T::from_json(p) {
+            Ok(value) => *slot = Some(value),
+            Err(e) => return Err(e.in_member(name)),
+        }
+    }
+    Ok(())
+}
+
+/// The checks before an array: a duplicate is an error, `null` is kept in `extra`, anything
+/// but an array is an error. Returns where the array starts when the caller must read it.
+fn array_follows(
+    p: &mut Parser<'_>,
+    present: bool,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<Option<(usize, u32)>> {
+    if present || seen_in_extra(extra, name) {
+        return Err(duplicate(p, Cow::Borrowed(name)));
+    }
+    let start = (p.position(), p.depth());
+    match p.peek() {
+        Some(b'[') => {
+            p.begin_array()?;
+            Ok(Some(start))
+        }
+        Some(b'n') => {
+            extra.keep(p, name)?;
+            Ok(None)
+        }
+        _ => Err(expected_array(p, name)),
+    }
+}
+
+/// After an array that held nothing: `[]` is not FHIR, but it is kept rather than dropped.
+fn keep_empty_array(
+    p: &mut Parser<'_>,
+    start: (usize, u32),
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<()> {
+    p.rewind(start.0, start.1);
+    extra.keep(p, name)
+}
+
+/// Reads an array member into `slot`.
+pub(crate) fn list<T: FromJson>(
+    p: &mut Parser<'_>,
+    slot: &mut Vec<T>,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<()> {
+    let Some(start) = array_follows(p, !slot.is_empty(), name, extra)? else {
+        return Ok(());
+    };
+    let mut first = true;
+    while p.next_element(&mut first)? {
+        match T::from_json(p) {
+            Ok(value) => slot.push(value),
+            Err(e) => return Err(e.in_index(slot.len()).in_member(name)),
+        }
+    }
+    if slot.is_empty() {
+        return keep_empty_array(p, start, name, extra);
+    }
+    Ok(())
+}
+
+#[cold]
+fn expected_array(p: &mut Parser<'_>, name: &'static str) -> Box<ParseError> {
+    let found = p
+        .peek()
+        .map(crate::json::describe_value_start)
+        .unwrap_or("the end of input");
+    p.error(format!(
+        "expected an array, found {found} (`{name}` repeats)"
+    ))
+    .in_member(name)
+}
+
+/// Reads the value array of a repeating primitive, noting `null` positions in `ext`.
+pub(crate) fn prim_list<T: FromJson>(
+    p: &mut Parser<'_>,
+    values: &mut Vec<T>,
+    ext: &mut Option<Box<ListExtensions>>,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<()> {
+    let absent_seen = ext.as_ref().is_some_and(|e| !e.absent.is_empty());
+    let Some(start) = array_follows(p, !values.is_empty() || absent_seen, name, extra)? else {
+        return Ok(());
+    };
+    let mut first = true;
+    let mut index = 0;
+    while p.next_element(&mut first)? {
+        if p.take_null()? {
+            ext.get_or_insert_with(Default::default).absent.push(index);
+        } else {
+            match T::from_json(p) {
+                Ok(value) => values.push(value),
+                Err(e) => return Err(e.in_index(index).in_member(name)),
+            }
+        }
+        index += 1;
+    }
+    if index == 0 {
+        return keep_empty_array(p, start, name, extra);
+    }
+    Ok(())
+}
+
+/// Reads the `_name` array of a repeating primitive.
+pub(crate) fn list_ext(
+    p: &mut Parser<'_>,
+    ext: &mut Option<Box<ListExtensions>>,
+    name: &'static str,
+    extra: &mut Extra,
+) -> PResult<()> {
+    let seen = ext.as_ref().is_some_and(|e| !e.elements.is_empty());
+    let Some(start) = array_follows(p, seen, name, extra)? else {
+        return Ok(());
+    };
+    let mut first = true;
+    let mut elements = Vec::new();
+    while p.next_element(&mut first)? {
+        let index = elements.len();
+        if p.take_null()? {
+            elements.push(None);
+        } else {
+            match Element::from_json(p) {
+                Ok(element) => elements.push(Some(element)),
+                Err(e) => return Err(e.in_index(index).in_member(name)),
+            }
+        }
+    }
+    if elements.is_empty() {
+        return keep_empty_array(p, start, name, extra);
+    }
+    ext.get_or_insert_with(Default::default).elements = elements;
+    Ok(())
+}
+
+/// A choice element's enum: reads the variant named by a member, and names its own member.
+pub(crate) trait Choice: Sized {
+    /// The element's name without `[x]`, such as `value`.
+    const PREFIX: &'static str;
+    /// Reads the value of member `member` (one of this choice's members).
+    fn read_member(p: &mut Parser<'_>, member: &str) -> PResult<Self>;
+    /// The JSON member of the present variant, such as `valueQuantity`.
+    fn member_name(&self) -> &'static str;
+    /// Writes the present variant as a member.
+    fn write_member(&self, w: &mut Writer);
+}
+
+/// The checks before a member of a choice element: a second member of the same choice is an
+/// error. Returns whether the value is `null` (kept in `extra` by the caller).
+fn choice_value_is_null(
+    p: &mut Parser<'_>,
+    previous: Option<&'static str>,
+    prefix: &'static str,
+    key: &str,
+    extra: &Extra,
+) -> PResult<bool> {
+    let previous = previous.map(str::to_owned).or_else(|| {
+        extra
+            .iter()
+            .find(|(name, value)| value.is_null() && is_choice_member(prefix, name))
+            .map(|(name, _)| name.to_owned())
+    });
+    if let Some(previous) = previous {
+        let message =
+            format!("`{previous}` and `{key}` are both present, but {prefix}[x] allows only one");
+        return Err(p.error(message).in_member(key.to_owned()));
+    }
+    Ok(p.peek() == Some(b'n'))
+}
+
+/// Reads member `key` of a choice element into `slot`, refusing a second member of the choice.
+pub(crate) fn choice<C: Choice>(
+    p: &mut Parser<'_>,
+    slot: &mut Option<C>,
+    key: Cow<'_, str>,
+    extra: &mut Extra,
+) -> PResult<()> {
+    let previous = slot.as_ref().map(C::member_name);
+    if choice_value_is_null(p, previous, C::PREFIX, &key, extra)? {
+        return extra.read(p, key);
+    }
+    match C::read_member(p, &key) {
+        Ok(value) => {
+            *slot = Some(value);
+            Ok(())
+        }
+        Err(e) => Err(e.in_member(key.into_owned())),
+    }
+}
+
+fn is_choice_member(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+}
+
+/// Reads the `resourceType` member of a resource whose type is `expected`.
+pub(crate) fn resource_type(
+    p: &mut Parser<'_>,
+    seen: &mut bool,
+    expected: &'static str,
+) -> PResult<()> {
+    if *seen {
+        return Err(duplicate(p, Cow::Borrowed("resourceType")));
+    }
+    let start = p.position();
+    let found = p.str().map_err(|e| e.in_member("resourceType"))?;
+    if found != expected {
+        return Err(p
+            .error_at(
+                start,
+                format!("resourceType is \"{found}\", expected \"{expected}\""),
+            )
+            .in_member("resourceType"));
+    }
+    *seen = true;
+    Ok(())
+}
+
+/// The value of a required member, or an error naming it.
+#[inline]
+pub(crate) fn required<T>(p: &Parser<'_>, slot: Option<T>, name: &'static str) -> PResult<T> {
+    match slot {
+        Some(value) => Ok(value),
+        None => Err(p.error(format!("missing required member `{name}`"))),
+    }
+}
+
+/// The error for a resource object without `resourceType`.
+pub(crate) fn missing_resource_type(p: &Parser<'_>, expected: &'static str) -> Box<ParseError> {
+    p.error(format!(
+        "missing member `resourceType` (expected \"{expected}\")"
+    ))
+}
+
+/// Writes a single-valued member when present.
+pub(crate) fn w_opt<T: ToJson>(w: &mut Writer, key: &[u8], value: &Option<T>) {
+    if let Some(value) = value {
+        w.key_literal(key);
+        value.write_json(w);
+    }
+}
+
+/// Writes a required member.
+pub(crate) fn w_req<T: ToJson>(w: &mut Writer, key: &[u8], value: &T) {
+    w.key_literal(key);
+    value.write_json(w);
+}
+
+/// Writes an array member when it is not empty.
+pub(crate) fn w_list<T: ToJson>(w: &mut Writer, key: &[u8], values: &[T]) {
+    if values.is_empty() {
+        return;
+    }
+    w.key_literal(key);
+    w.begin_array();
+    for value in values {
+        w.element();
+        value.write_json(w);
+    }
+    w.end_array();
+}
+
+/// Writes a repeating primitive and its `_name` array.
+pub(crate) fn w_prim_list<T: ToJson>(
+    w: &mut Writer,
+    key: &[u8],
+    ext_key: &[u8],
+    values: &[T],
+    ext: &Option<Box<ListExtensions>>,
+) {
+    let absent: &[usize] = ext.as_ref().map_or(&[], |e| &e.absent);
+    if !values.is_empty() || !absent.is_empty() {
+        w.key_literal(key);
+        w.begin_array();
+        let mut next = values.iter();
+        let total = values.len() + absent.len();
+        for position in 0..total {
+            w.element();
+            if absent.contains(&position) {
+                w.null();
+            } else if let Some(value) = next.next() {
+                value.write_json(w);
+            } else {
+                w.null();
+            }
+        }
+        w.end_array();
+    }
+    if let Some(ext) = ext {
+        if !ext.elements.is_empty() {
+            w.key_literal(ext_key);
+            w.begin_array();
+            for element in &ext.elements {
+                w.element();
+                match element {
+                    Some(element) => element.write_json(w),
+                    None => w.null(),
+                }
+            }
+            w.end_array();
+        }
+    }
+}
+
+/// Writes a choice element when present.
+pub(crate) fn w_choice<C: Choice>(w: &mut Writer, value: &Option<C>) {
+    if let Some(value) = value {
+        value.write_member(w);
+    }
+}
