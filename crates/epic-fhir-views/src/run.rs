@@ -15,7 +15,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::input::InputFile;
 use crate::json::{Kind, Tape, leading_resource_type};
 use crate::output::{Batch, Compression, Encoder, Format, TableSchema, TableSummary, TableWriter};
-use crate::sink::{Destination, LocalStorage, ObjectStorage, StdoutStorage, Storage};
+#[cfg(feature = "object-store")]
+use crate::sink::ObjectStorage;
+use crate::sink::{Destination, LocalStorage, StdoutStorage, Storage};
 use crate::view::ViewDefinition;
 
 /// The size of the blocks of lines handed to workers.
@@ -199,11 +201,22 @@ pub fn run(
     }
     let storage: Arc<dyn Storage> = match destination {
         Destination::Local(path) => Arc::new(LocalStorage::new(path.clone())?),
-        Destination::ObjectStore(url) => {
+        #[cfg(feature = "object-store")]
+        Destination::ObjectStore { url, options } => {
             let handle = handle.ok_or_else(|| {
                 Error::new(ErrorKind::Storage, "object stores need a Tokio runtime")
             })?;
-            Arc::new(ObjectStorage::new(url, handle)?)
+            Arc::new(ObjectStorage::new(url, options, handle)?)
+        }
+        #[cfg(not(feature = "object-store"))]
+        Destination::ObjectStore { url, .. } => {
+            let _ = handle;
+            return Err(Error::new(
+                ErrorKind::Storage,
+                format!(
+                    "{url}: this build has no object store support (the `object-store` feature)"
+                ),
+            ));
         }
         Destination::Stdout => {
             if views.len() != 1 || options.format == Format::Parquet {

@@ -372,10 +372,7 @@ impl<'e> Env<'e> {
     /// Whether `item` is of the FHIR or System type `name`.
     pub(crate) fn has_type(&self, item: &Item<'e>, name: &str) -> bool {
         match item {
-            Item::Node(node, Some(suffix)) => {
-                let _ = node;
-                same_type(name, suffix)
-            }
+            Item::Node(_, Some(suffix)) => same_type(name, suffix),
             Item::Node(node, None) => match self.doc.kind(*node) {
                 Kind::Bool => matches!(name, "boolean" | "Boolean"),
                 Kind::Number => {

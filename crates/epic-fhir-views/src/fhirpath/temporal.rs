@@ -80,8 +80,7 @@ impl Temporal {
             }
         }
         if !(1..=12).contains(&parts[1])
-            || parts[2] < 1
-            || parts[2] > days_in_month(parts[0], parts[1])
+            || !(1..=days_in_month(parts[0], parts[1])).contains(&parts[2])
         {
             return None;
         }

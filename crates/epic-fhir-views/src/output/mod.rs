@@ -372,7 +372,7 @@ impl ColumnBuilder {
                 Cell::List(items) => {
                     for item in items {
                         let typed = convert(item, *kind)?;
-                        push_boxed(list.values(), *kind, &typed)?;
+                        push_boxed(list.values().as_mut(), *kind, &typed)?;
                     }
                     list.append(true);
                 }
@@ -434,7 +434,7 @@ impl ColumnBuilder {
 
 /// Appends a converted item to a list's boxed value builder.
 fn push_boxed(
-    builder: &mut Box<dyn ArrayBuilder>,
+    builder: &mut dyn ArrayBuilder,
     kind: Physical,
     typed: &Typed<'_>,
 ) -> std::result::Result<(), String> {

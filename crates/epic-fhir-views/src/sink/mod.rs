@@ -6,6 +6,7 @@
 //! wrote and publishes nothing.
 
 mod local;
+#[cfg(feature = "object-store")]
 mod object;
 
 use std::io::Write;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use local::LocalStorage;
+#[cfg(feature = "object-store")]
 pub(crate) use object::ObjectStorage;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -80,7 +82,10 @@ impl Destination {
             })?;
             return match scheme {
                 "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" => {
-                    Ok(Destination::ObjectStore(url))
+                    Ok(Destination::ObjectStore {
+                        url,
+                        options: Vec::new(),
+                    })
                 }
                 "file" => Ok(Destination::Local(url.to_file_path().map_err(|()| {
                     Error::new(ErrorKind::Storage, format!("`{text}` is not a local path"))
@@ -181,15 +186,15 @@ mod tests {
         );
         assert!(matches!(
             Destination::parse("s3://bucket/prefix").unwrap(),
-            Destination::ObjectStore(_)
+            Destination::ObjectStore { .. }
         ));
         assert!(matches!(
             Destination::parse("gs://bucket").unwrap(),
-            Destination::ObjectStore(_)
+            Destination::ObjectStore { .. }
         ));
         assert!(matches!(
             Destination::parse("az://container/x").unwrap(),
-            Destination::ObjectStore(_)
+            Destination::ObjectStore { .. }
         ));
         let error = Destination::parse("ftp://host/x").unwrap_err();
         assert!(

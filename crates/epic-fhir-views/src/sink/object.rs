@@ -57,9 +57,14 @@ impl ObjectStorage {
                 if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                     builder = builder.with_endpoint(endpoint);
                 }
-                if std::env::var("AWS_ENDPOINT_URL").is_ok()
+                for (key, value) in options {
+                    builder =
+                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
+                }
+                let custom_endpoint = std::env::var("AWS_ENDPOINT_URL").is_ok()
                     || std::env::var("AWS_ENDPOINT").is_ok()
-                {
+                    || options.iter().any(|(key, _)| key.contains("endpoint"));
+                if custom_endpoint {
                     // S3-compatible servers (MinIO, moto, Ceph) are addressed by path.
                     builder = builder.with_virtual_hosted_style_request(false);
                 }
