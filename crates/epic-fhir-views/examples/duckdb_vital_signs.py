@@ -26,7 +26,7 @@ SQL = f"""
 COPY (
   WITH obs AS (
     SELECT * FROM read_ndjson('{path}', maximum_object_size = 67108864)
-    WHERE list_contains(flatten(list_transform(category, c -> list_transform(c.coding, d -> d.code))), 'vital-signs')
+    WHERE list_contains(flatten(list_transform(category, lambda c: list_transform(c.coding, lambda d: d.code))), 'vital-signs')
   ),
   base AS (
     SELECT id,
@@ -35,20 +35,20 @@ COPY (
            status,
            effectiveDateTime AS effective,
            issued,
-           list_filter(code.coding, c -> c.system = {LOINC})[1].code AS panel_code,
+           list_filter(code.coding, lambda c: c.system = {LOINC})[1].code AS panel_code,
            code, valueQuantity, component
     FROM obs
   )
   SELECT id, patient_id, encounter_id, status, effective, issued, panel_code,
-         list_filter(code.coding, c -> c.system = {LOINC})[1].code AS code,
-         list_filter(code.coding, c -> c.system = {LOINC})[1].display AS display,
+         list_filter(code.coding, lambda c: c.system = {LOINC})[1].code AS code,
+         list_filter(code.coding, lambda c: c.system = {LOINC})[1].display AS display,
          valueQuantity.value AS value,
          coalesce(valueQuantity.code, valueQuantity.unit) AS unit
   FROM base WHERE component IS NULL OR len(component) = 0
   UNION ALL
   SELECT id, patient_id, encounter_id, status, effective, issued, panel_code,
-         list_filter(comp.code.coding, c -> c.system = {LOINC})[1].code,
-         list_filter(comp.code.coding, c -> c.system = {LOINC})[1].display,
+         list_filter(comp.code.coding, lambda c: c.system = {LOINC})[1].code,
+         list_filter(comp.code.coding, lambda c: c.system = {LOINC})[1].display,
          comp.valueQuantity.value,
          coalesce(comp.valueQuantity.code, comp.valueQuantity.unit)
   FROM (SELECT *, unnest(component) AS comp FROM base WHERE len(component) > 0)

@@ -22,6 +22,9 @@ use crate::view::ViewDefinition;
 
 /// The size of the blocks of lines handed to workers.
 const BLOCK: usize = 1 << 20;
+/// How many blocks the reader may be ahead of the slowest writer, per worker: this bounds
+/// the batches a writer holds while it waits for an earlier block that a worker is still on.
+const WINDOW_PER_WORKER: u64 = 4;
 
 /// How a run writes its tables.
 #[derive(Debug, Clone)]
@@ -278,6 +281,8 @@ fn execute(
     let workers = options.workers.max(1);
     let failure = Failure::default();
     let wanted: Vec<&str> = views.iter().map(ViewDefinition::resource).collect();
+    let written: Vec<AtomicU64> = views.iter().map(|_| AtomicU64::new(0)).collect();
+    let written = &written;
     std::thread::scope(|scope| {
         let (block_tx, block_rx) = sync_channel::<Block>(workers * 2);
         let block_rx = Arc::new(Mutex::new(block_rx));
@@ -299,7 +304,8 @@ fn execute(
                 options.part_bytes,
             );
             let failure = &failure;
-            writer_threads.push(scope.spawn(move || write_table(writer, rx, failure)));
+            let done = &written[writer_threads.len()];
+            writer_threads.push(scope.spawn(move || write_table(writer, rx, failure, done)));
         }
         let mut worker_threads = Vec::new();
         for _ in 0..workers {
@@ -323,7 +329,11 @@ fn execute(
         // fails instead of waiting forever.
         drop(block_rx);
 
-        read_inputs(inputs, &wanted, &block_tx, &failure, progress);
+        let window = Window {
+            written,
+            ahead: WINDOW_PER_WORKER * workers as u64,
+        };
+        read_inputs(inputs, &wanted, &block_tx, &failure, progress, &window);
         drop(block_tx);
         for thread in worker_threads {
             if thread.join().is_err() {
@@ -348,6 +358,27 @@ fn execute(
     })
 }
 
+/// How far the reader may run ahead of the writers.
+struct Window<'a> {
+    /// Per view: the blocks its writer has taken in order.
+    written: &'a [AtomicU64],
+    ahead: u64,
+}
+
+impl Window<'_> {
+    /// Waits until block `seq` is within the window of every writer (or the run stops).
+    fn wait_for(&self, seq: u64, failure: &Failure) {
+        while !failure.stopped()
+            && self
+                .written
+                .iter()
+                .any(|w| seq >= w.load(Ordering::Acquire) + self.ahead)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
 /// Reads every input into blocks of whole lines.
 fn read_inputs(
     inputs: impl IntoIterator<Item = Result<InputFile>>,
@@ -355,6 +386,7 @@ fn read_inputs(
     blocks: &SyncSender<Block>,
     failure: &Failure,
     progress: &Progress,
+    window: &Window<'_>,
 ) {
     let mut seq = 0u64;
     for input in inputs {
@@ -390,9 +422,8 @@ fn read_inputs(
                 return;
             }
             let mut data = std::mem::take(&mut carry);
-            let start = data.len();
-            data.resize(start.max(BLOCK / 2) + BLOCK, 0);
-            let n = match read_full(&mut reader, &mut data[start..]) {
+            data.reserve(BLOCK);
+            let n = match (&mut reader).take(BLOCK as u64).read_to_end(&mut data) {
                 Ok(n) => n,
                 Err(error) => {
                     return failure.set(
@@ -404,7 +435,6 @@ fn read_inputs(
                     );
                 }
             };
-            data.truncate(start + n);
             let now = read_bytes.load(Ordering::Relaxed);
             progress
                 .bytes
@@ -431,6 +461,7 @@ fn read_inputs(
                 first_line: line,
                 data,
             };
+            window.wait_for(seq, failure);
             seq += 1;
             line += lines;
             if blocks.send(block).is_err() {
@@ -442,20 +473,6 @@ fn read_inputs(
         }
         progress.files.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Fills `buf` as far as the reader goes; 0 only at the end of the input.
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A worker: takes blocks, evaluates every view on every line, sends one batch per view per
@@ -511,17 +528,28 @@ fn evaluate_block(
     let mut resources = 0;
     let mut produced = 0;
     let mut line_number = block.first_line;
-    for raw in block.data.split(|&b| b == b'\n') {
+    // One check for the whole block (lines split at `\n` stay valid UTF-8); on failure, the
+    // line is found for the message.
+    let text = match std::str::from_utf8(&block.data) {
+        Ok(text) => text,
+        Err(error) => {
+            let before = &block.data[..error.valid_up_to()];
+            let line = block.first_line + before.iter().filter(|&&b| b == b'\n').count() as u64;
+            return Err(Error::new(
+                ErrorKind::Input,
+                format!("{} line {line}: not UTF-8 text", block.input),
+            )
+            .with_source(error));
+        }
+    };
+    for line in text.split('\n') {
         let number = line_number;
         line_number += 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.bytes().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
         let at = || format!("{} line {number}", block.input);
-        let line = std::str::from_utf8(raw).map_err(|e| {
-            Error::new(ErrorKind::Input, format!("{}: not UTF-8 text", at())).with_source(e)
-        })?;
         resources += 1;
         if let Some(kind) = leading_resource_type(line) {
             if !views.iter().any(|v| v.resource() == kind) {
@@ -580,6 +608,7 @@ fn write_table(
     mut writer: TableWriter,
     batches: Receiver<(u64, Batch)>,
     failure: &Failure,
+    done: &AtomicU64,
 ) -> Option<TableSummary> {
     let mut next = 0u64;
     let mut waiting: BTreeMap<u64, Batch> = BTreeMap::new();
@@ -587,6 +616,7 @@ fn write_table(
         waiting.insert(seq, batch);
         while let Some(batch) = waiting.remove(&next) {
             next += 1;
+            done.store(next, Ordering::Release);
             if failure.stopped() {
                 continue;
             }

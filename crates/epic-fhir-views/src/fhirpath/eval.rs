@@ -241,8 +241,13 @@ impl<'e> Env<'e> {
             return;
         }
         let mut found = false;
+        let first = name.as_bytes().first();
         for (key, value) in doc.members(node) {
             let raw = doc.raw(key);
+            // Most members differ in their first byte: skip them before comparing more.
+            if raw.as_bytes().first() != first {
+                continue;
+            }
             let hint = if raw == name {
                 None
             } else {
