@@ -30,7 +30,7 @@ fn view(name: &str) -> ViewDefinition {
     view
 }
 
-fn rows(name: &str, resource_type: &str) -> (Vec<Value>, Vec<Value>) {
+fn view_rows(name: &str, resource_type: &str) -> (Vec<Value>, Vec<Value>) {
     let view = view(name);
     assert_eq!(view.resource(), resource_type);
     let lines = synthea(resource_type);
@@ -109,7 +109,7 @@ fn every_bundled_view_is_valid_and_named_after_its_file() {
 
 #[test]
 fn patient_demographics() {
-    let (rows, patients) = rows("patient_demographics", "Patient");
+    let (rows, patients) = view_rows("patient_demographics", "Patient");
     assert_eq!(rows.len(), 200);
     for (row, patient) in rows.iter().zip(&patients) {
         assert_eq!(row["id"], patient["id"]);
@@ -154,7 +154,7 @@ fn patient_demographics() {
 
 #[test]
 fn vital_signs_with_blood_pressure_components_as_rows() {
-    let (rows, observations) = rows("vital_signs", "Observation");
+    let (rows, observations) = view_rows("vital_signs", "Observation");
     let vitals: Vec<&Value> = observations
         .iter()
         .filter(|o| has_category(o, "vital-signs"))
@@ -170,7 +170,7 @@ fn vital_signs_with_blood_pressure_components_as_rows() {
     for observation in vitals {
         let parts: Vec<&Value> = match observation["component"].as_array() {
             Some(components) => components.iter().collect(),
-            None => vec![*observation],
+            None => vec![observation],
         };
         for part in parts {
             let row = next.next().unwrap();
@@ -194,7 +194,7 @@ fn vital_signs_with_blood_pressure_components_as_rows() {
 
 #[test]
 fn blood_pressure_as_columns() {
-    let (rows, observations) = rows("blood_pressure", "Observation");
+    let (rows, observations) = view_rows("blood_pressure", "Observation");
     let panels: Vec<&Value> = observations
         .iter()
         .filter(|o| codes(&o["code"], "http://loinc.org") == ["55284-4"])
@@ -219,7 +219,7 @@ fn blood_pressure_as_columns() {
 
 #[test]
 fn lab_results() {
-    let (rows, observations) = rows("lab_results", "Observation");
+    let (rows, observations) = view_rows("lab_results", "Observation");
     let labs: Vec<&Value> = observations
         .iter()
         .filter(|o| has_category(o, "laboratory"))
@@ -241,7 +241,7 @@ fn lab_results() {
 
 #[test]
 fn conditions_medications_encounters_allergies_immunizations() {
-    let (rows, conditions) = rows("conditions", "Condition");
+    let (rows, conditions) = view_rows("conditions", "Condition");
     assert_eq!(rows.len(), 1446);
     for (row, condition) in rows.iter().zip(&conditions) {
         assert_eq!(
@@ -260,7 +260,7 @@ fn conditions_medications_encounters_allergies_immunizations() {
         );
     }
 
-    let (rows, requests) = rows("medication_requests", "MedicationRequest");
+    let (rows, requests) = view_rows("medication_requests", "MedicationRequest");
     assert_eq!(rows.len(), 1478);
     for (row, request) in rows.iter().zip(&requests) {
         let rxnorm = codes(
@@ -272,7 +272,7 @@ fn conditions_medications_encounters_allergies_immunizations() {
         assert_eq!(row["patient_id"], reference_id(&request["subject"]));
     }
 
-    let (rows, encounters) = rows("encounters", "Encounter");
+    let (rows, encounters) = view_rows("encounters", "Encounter");
     assert_eq!(rows.len(), 5680);
     for (row, encounter) in rows.iter().zip(&encounters) {
         assert_eq!(row["class"], encounter["class"]["code"]);
@@ -280,7 +280,7 @@ fn conditions_medications_encounters_allergies_immunizations() {
         assert_eq!(row["type_code"], encounter["type"][0]["coding"][0]["code"]);
     }
 
-    let (rows, allergies) = rows("allergies", "AllergyIntolerance");
+    let (rows, allergies) = view_rows("allergies", "AllergyIntolerance");
     assert_eq!(rows.len(), 112);
     for (row, allergy) in rows.iter().zip(&allergies) {
         assert_eq!(row["code"], allergy["code"]["coding"][0]["code"]);
@@ -291,7 +291,7 @@ fn conditions_medications_encounters_allergies_immunizations() {
         );
     }
 
-    let (rows, immunizations) = rows("immunizations", "Immunization");
+    let (rows, immunizations) = view_rows("immunizations", "Immunization");
     assert_eq!(rows.len(), 2418);
     for (row, immunization) in rows.iter().zip(&immunizations) {
         assert_eq!(
