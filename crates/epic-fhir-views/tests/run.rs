@@ -274,8 +274,9 @@ fn large_tables_are_split_into_parts_and_reruns_replace_old_parts() {
     .unwrap();
     assert_eq!(summary.views[0].rows, 30_000);
     let parts = listing(&out);
-    assert!(parts.len() >= 3, "{parts:?}");
-    // Every row once, in input order, across the parts.
+    assert!(parts.len() >= 2, "{parts:?}");
+    // Parts close between blocks of input (1 MiB of NDJSON each): about 1.8 MB here gives
+    // two. Every row once, in input order, across the parts.
     let mut ids = Vec::new();
     for part in &parts {
         let text = std::fs::read_to_string(out.join(part)).unwrap();
