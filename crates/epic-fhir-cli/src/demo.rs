@@ -5,7 +5,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use clap::Args;
 use epic_fhir::auth::{Algorithm, BackendServicesAuth, SigningKey};
-use epic_fhir::model::{MedicationRequest, Observation, ObservationValue, Patient, Resource};
+use epic_fhir::model::{HumanName, MedicationRequest, Observation, Patient, Resource};
 use epic_fhir::search::SearchParams;
 use epic_fhir::{FhirClient, Page};
 use epic_fhir_sandbox::auth::ClientConfig;
@@ -54,7 +54,7 @@ fn observation_line(observation: &Observation) -> String {
         observation
             .component
             .iter()
-            .filter_map(|c| c.value.as_ref().and_then(ObservationValue::display))
+            .filter_map(|c| c.value_display())
             .collect::<Vec<_>>()
             .join(" / ")
     });
@@ -192,25 +192,17 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), Failure> {
             .as_ref()
             .and_then(|r| page.resolve(r))
             .map(|r| match r {
-                Resource::Other(raw) => raw
-                    .get("name")
-                    .and_then(|n| n.get(0))
-                    .map(|n| {
-                        let given = n
-                            .get("given")
-                            .and_then(|g| g.get(0))
-                            .and_then(Value::as_str)
-                            .unwrap_or("");
-                        let family = n.get("family").and_then(Value::as_str).unwrap_or("");
-                        format!("{given} {family}").trim().to_owned()
-                    })
+                Resource::Practitioner(practitioner) => practitioner
+                    .name
+                    .iter()
+                    .find_map(HumanName::display)
                     .unwrap_or_else(|| "?".to_owned()),
                 other => other.resource_type().to_owned(),
             })
             .unwrap_or_else(|| "(not included)".to_owned());
         n.say(format!(
             "  {:<10} {medication:<50} by {prescriber}",
-            request.status
+            request.status.as_ref().map_or("?", |status| status.code())
         ));
     }
     raw.insert(

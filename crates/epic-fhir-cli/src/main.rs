@@ -13,6 +13,7 @@ mod sandbox;
 mod settings;
 mod token;
 mod view;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,9 @@ enum Command {
     Read(fhir::ReadArgs),
     /// Search: TYPE NAME=VALUE... [--all] [--limit N] [--ndjson].
     Search(fhir::SearchArgs),
+    /// Validate FHIR R4 JSON (NDJSON, gzip, resources, Bundles, folders such as a bulk export's
+    /// output) against the base specification: one JSON line per problem on stdout.
+    Validate(validate::ValidateArgs),
     /// Bulk Data export into a folder: --group ID (or --patient-level / --system) --out DIR
     /// [--resume] [--cancel]; JSON summary on stdout.
     Export(export::ExportArgs),
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::View(args) => view::run(args).await,
+            Command::Validate(args) => validate::run(args),
         }
     });
     match result {

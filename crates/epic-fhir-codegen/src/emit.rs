@@ -152,11 +152,6 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
     let mut arms: Vec<String> = Vec::new();
     // Structs with a `Default` are read in place; the others from locals.
     let in_place = s.derives_default;
-    let extra = if in_place {
-        "&mut out.extra"
-    } else {
-        "&mut extra"
-    };
     let slot = |f: &Field| -> String {
         if !in_place || f.is_required_value() {
             local(f)
@@ -188,34 +183,41 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
                 for v in &choice.variants {
                     entries.push((v.json.clone(), index));
                 }
-                arms.push(format!("rt::choice(p, &mut {l}, key, {extra})"));
+                arms.push(format!("rt::choice(p, &mut {l}, key)"));
             }
             FieldType::Primitive { .. } if f.is_list() => {
                 let e = ext_slot(f);
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!(
-                    "rt::prim_list(p, &mut {l}, &mut {e}, \"{j}\", {extra})"
-                ));
+                arms.push(format!("rt::prim_list(p, &mut {l}, &mut {e}, \"{j}\")"));
                 entries.push((format!("_{j}"), arms.len() as u16 + 1));
-                arms.push(format!("rt::list_ext(p, &mut {e}, \"_{j}\", {extra})"));
+                arms.push(format!("rt::list_ext(p, &mut {e}, \"_{j}\")"));
             }
             FieldType::Primitive { .. } => {
                 let e = ext_slot(f);
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
                 entries.push((format!("_{j}"), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {e}, \"_{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {e}, \"_{j}\")"));
             }
             _ if f.is_list() => {
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::list(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::list(p, &mut {l}, \"{j}\")"));
             }
             _ => {
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\", {extra})"));
+                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
             }
         }
     }
+    let _ = writeln!(out, "impl {} {{", s.name);
+    let _ = writeln!(
+        out,
+        "    /// The member names this model reads into its fields."
+    );
+    out.push_str(
+        &crate::phash::emit("KEYS", &entries, "    ").replace("    static KEYS", "    const KEYS"),
+    );
+    let _ = writeln!(out, "}}\n");
     let _ = writeln!(out, "impl FromJson for {} {{", s.name);
     let _ = writeln!(
         out,
@@ -223,21 +225,19 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
     );
     let _ = writeln!(out, "        p.begin_object()?;");
     if is_resource {
-        let _ = writeln!(out, "        Self::read_members(p, true, false)");
-        let _ = writeln!(out, "    }}\n}}\n");
-        let _ = writeln!(out, "impl {} {{", s.name);
         let _ = writeln!(
             out,
-            "    /// Reads the members of an opened object; `type_seen` when `resourceType` was read."
+            "        <Self as rt::ReadMembers>::read_members(p, true, false)"
         );
+        let _ = writeln!(out, "    }}\n}}\n");
+        let _ = writeln!(out, "impl rt::ReadMembers for {} {{", s.name);
         let _ = writeln!(
             out,
-            "    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {{"
+            "    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {{"
         );
     } else {
         let _ = writeln!(out, "        let mut first = true;");
     }
-    out.push_str(&crate::phash::emit("KEYS", &entries, "        "));
     if in_place {
         let _ = writeln!(out, "        let mut out = Self::default();");
     }
@@ -263,7 +263,7 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
         out,
         "        while let Some(key) = p.next_key(&mut first)? {{"
     );
-    let _ = writeln!(out, "            match rt::lookup(&KEYS, &key) {{");
+    let _ = writeln!(out, "            match rt::lookup(&Self::KEYS, &key) {{");
     for (i, arm) in arms.iter().enumerate() {
         let _ = writeln!(out, "                {} => {arm},", i + 1);
     }
@@ -363,7 +363,9 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
             }
         }
     }
-    let _ = writeln!(out, "        self.extra.write_members(w);");
+    let _ = writeln!(out, "        if !self.extra.is_empty() {{");
+    let _ = writeln!(out, "            self.extra.write_members(w, &Self::KEYS);");
+    let _ = writeln!(out, "        }}");
     let _ = writeln!(out, "        w.end_object();");
     let _ = writeln!(out, "    }}\n}}\n");
 
@@ -384,9 +386,15 @@ impl Field {
 
 fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     let name = &s.name;
-    let has_meta = model
+    let meta_field = model
         .struct_named(name)
-        .is_some_and(|s| s.fields.iter().any(|f| f.json == "meta"));
+        .and_then(|s| s.fields.iter().find(|f| f.json == "meta"));
+    let has_meta = meta_field.is_some();
+    let meta_access = if meta_field.is_some_and(|f| f.boxed) {
+        "as_deref"
+    } else {
+        "as_ref"
+    };
     let _ = writeln!(out, "impl FhirResource for {name} {{");
     let _ = writeln!(out, "    const TYPE: &'static str = \"{name}\";\n");
     let _ = writeln!(
@@ -396,7 +404,7 @@ fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     if has_meta {
         let _ = writeln!(
             out,
-            "    fn meta(&self) -> Option<&Meta> {{\n        self.meta.as_ref()\n    }}\n"
+            "    fn meta(&self) -> Option<&Meta> {{\n        self.meta.{meta_access}()\n    }}\n"
         );
     } else {
         let _ = writeln!(
@@ -420,6 +428,26 @@ fn emit_resource_impls(out: &mut String, model: &Model, s: &Struct) {
     let _ = writeln!(out, "            Resource::{name}(typed) => Some(typed),");
     let _ = writeln!(out, "            _ => None,");
     let _ = writeln!(out, "        }}\n    }}\n}}\n");
+    if s.fields.iter().any(|f| f.json == "contained") {
+        let _ = writeln!(out, "impl {name} {{");
+        let _ = writeln!(
+            out,
+            "    /// The contained resource that the local reference `#id` (or bare `id`) points at."
+        );
+        let _ = writeln!(
+            out,
+            "    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {{"
+        );
+        let _ = writeln!(
+            out,
+            "        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);"
+        );
+        let _ = writeln!(
+            out,
+            "        self.contained.iter().find(|resource| resource.id() == Some(wanted))"
+        );
+        let _ = writeln!(out, "    }}\n}}\n");
+    }
     let _ = writeln!(out, "impl From<{name}> for Resource {{");
     let _ = writeln!(
         out,
@@ -664,7 +692,10 @@ use crate::*;
 ";
 
 /// All generated files: (path relative to the `generated` folder, contents).
-pub(crate) fn files(model: &Model) -> Vec<(String, String)> {
+pub(crate) fn files(
+    model: &Model,
+    value_sets: &BTreeMap<String, crate::load::ValueSetDef>,
+) -> Vec<(String, String)> {
     let choices: BTreeMap<&str, &Choice> =
         model.choices.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut modules: BTreeMap<String, String> = BTreeMap::new();
@@ -731,12 +762,16 @@ pub(crate) fn files(model: &Model) -> Vec<(String, String)> {
 
     files.push(("resource.rs".to_owned(), emit_resource_enum(model)));
     files.push(("serde_impls.rs".to_owned(), emit_serde(model)));
+    files.push((
+        "tables.rs".to_owned(),
+        crate::tables::emit(model, value_sets),
+    ));
 
     let mut module = String::from(HEADER);
     module.push_str(
         "\n//! The generated part of the models. The files are checked in, so users never run the\n\
          //! generator; a test of the generator checks that they are what it writes.\n\n\
-         mod codes;\nmod datatypes;\nmod resource;\nmod resources;\nmod serde_impls;\n\n\
+         mod codes;\nmod datatypes;\nmod resource;\nmod resources;\nmod serde_impls;\npub(crate) mod tables;\n\n\
          pub use codes::*;\npub use datatypes::*;\npub use resource::*;\npub use resources::*;\n",
     );
     files.push(("mod.rs".to_owned(), module));
@@ -783,7 +818,7 @@ fn emit_resource_enum(model: &Model) -> String {
         out,
         "    /// A resource whose type FHIR R4 does not define, kept as its JSON object."
     );
-    let _ = writeln!(out, "    Unknown(RawResource),");
+    let _ = writeln!(out, "    Unknown(Box<RawResource>),");
     let _ = writeln!(out, "}}\n");
     let _ = writeln!(out, "impl Resource {{");
     let _ = writeln!(out, "    /// The resource's type, such as `Patient`.");
@@ -815,9 +850,14 @@ fn emit_resource_enum(model: &Model) -> String {
     let _ = writeln!(out, "    pub fn meta(&self) -> Option<&Meta> {{");
     let _ = writeln!(out, "        match self {{");
     for r in &model.resources {
+        let boxed = model
+            .struct_named(r)
+            .and_then(|s| s.fields.iter().find(|f| f.json == "meta"))
+            .is_some_and(|f| f.boxed);
+        let access = if boxed { "as_deref" } else { "as_ref" };
         let _ = writeln!(
             out,
-            "            Resource::{r}(typed) => typed.meta.as_ref(),"
+            "            Resource::{r}(typed) => typed.meta.{access}(),"
         );
     }
     let _ = writeln!(out, "            Resource::Unknown(_) => None,");
@@ -845,7 +885,7 @@ fn emit_resource_enum(model: &Model) -> String {
     for (i, r) in model.resources.iter().enumerate() {
         let _ = writeln!(
             out,
-            "            {} => Resource::{r}(Box::new({r}::read_members(p, first, type_seen)?)),",
+            "            {} => Resource::{r}(rt::read_boxed(p, first, type_seen)?),",
             i + 1
         );
     }

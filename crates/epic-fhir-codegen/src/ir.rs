@@ -148,7 +148,6 @@ pub(crate) struct Field {
     /// For references: the allowed target types (empty: any).
     pub(crate) targets: Vec<String>,
     pub(crate) is_modifier: bool,
-    pub(crate) is_summary: bool,
 }
 
 impl Field {
@@ -246,10 +245,6 @@ pub(crate) struct Model {
     pub(crate) aliases: Vec<Alias>,
     /// Concrete resource names, sorted.
     pub(crate) resources: Vec<String>,
-    /// Complex datatype names (aliases included), sorted.
-    pub(crate) datatypes: Vec<String>,
-    /// Required-binding value sets that are not enums (their codes cannot be listed here).
-    pub(crate) unlisted_bindings: BTreeSet<String>,
 }
 
 impl Model {
@@ -324,13 +319,11 @@ pub(crate) fn build(defs: &Definitions) -> Model {
 
     // Datatypes that only rename another one without changing its elements become aliases.
     let mut aliases = Vec::new();
-    let mut datatypes = Vec::new();
     let mut complex = Vec::new();
     for sd in &defs.structures {
         if sd.kind != Kind::Complex || matches!(sd.name.as_str(), "Element" | "BackboneElement") {
             continue;
         }
-        datatypes.push(sd.name.clone());
         let base = sd.base.as_deref().and_then(|b| by_name.get(b));
         match base {
             Some(base) if base.kind == Kind::Complex && same_elements(sd, base) => {
@@ -343,7 +336,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
             _ => complex.push(sd),
         }
     }
-    datatypes.sort();
     let mut resources: Vec<&StructureDef> = defs
         .structures
         .iter()
@@ -354,7 +346,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
     // Code enums, one per required-binding value set that can be listed.
     let mut codes = Vec::new();
     let mut code_names: BTreeMap<String, String> = BTreeMap::new();
-    let mut unlisted = BTreeSet::new();
     let type_names: BTreeSet<String> = defs.structures.iter().map(|s| s.name.clone()).collect();
     let mut bound: BTreeSet<String> = BTreeSet::new();
     for sd in complex.iter().copied().chain(resources.iter().copied()) {
@@ -364,8 +355,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
                     element.types.len() == 1 && matches!(element.types[0].code.as_str(), "code");
                 if code_like {
                     bound.insert(url.clone());
-                } else {
-                    unlisted.insert(url.clone());
                 }
             }
         }
@@ -373,7 +362,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
     let mut used_names: BTreeSet<String> = type_names.clone();
     for url in &bound {
         let Some(vs) = defs.value_sets.get(url) else {
-            unlisted.insert(url.clone());
             continue;
         };
         let mut name = sanitize_type_name(&vs.name);
@@ -390,8 +378,6 @@ pub(crate) fn build(defs: &Definitions) -> Model {
         code_names.insert(url.clone(), name.clone());
         codes.push(code_enum(name, vs));
     }
-    // A value set used both by `code` elements and by other types is listed for the former.
-    unlisted.retain(|url| !code_names.contains_key(url));
 
     let mut structs = Vec::new();
     let mut choices = Vec::new();
@@ -452,11 +438,10 @@ pub(crate) fn build(defs: &Definitions) -> Model {
         codes,
         aliases,
         resources: resources.iter().map(|s| s.name.clone()).collect(),
-        datatypes,
-        unlisted_bindings: unlisted,
     };
     resolve_aliases(&mut model);
     decide_boxes(&mut model);
+    decide_size_boxes(&mut model);
     decide_defaults(&mut model);
     model
 }
@@ -557,7 +542,6 @@ fn attribute_id(owner: &str) -> Field {
         binding: None,
         targets: Vec::new(),
         is_modifier: false,
-        is_summary: false,
     }
 }
 
@@ -577,7 +561,6 @@ fn extension_field(owner: &str, json: &str, modifier: bool) -> Field {
         binding: None,
         targets: Vec::new(),
         is_modifier: modifier,
-        is_summary: false,
     }
 }
 
@@ -624,7 +607,6 @@ fn lower_type(
                 binding: element.required_binding.clone(),
                 targets: Vec::new(),
                 is_modifier: element.is_modifier,
-                is_summary: element.is_summary,
             };
             if let Some(reference) = &element.content_reference {
                 field.ty = FieldType::Struct(path_name(reference));
@@ -777,7 +759,7 @@ pub(crate) fn concrete<'a>(model: &'a Model, name: &'a str) -> &'a str {
 }
 
 /// Boxes the single-valued fields and choice variants that would otherwise make a type
-/// contain itself, and choice variants of large types (to keep the enums small).
+/// contain itself.
 fn decide_boxes(model: &mut Model) {
     // Nodes: structs and choice enums. Edges: inline (single, unboxed) containment.
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -789,11 +771,6 @@ fn decide_boxes(model: &mut Model) {
         let n = index.len();
         index.insert(c.name.clone(), n);
     }
-    let field_count: BTreeMap<String, usize> = model
-        .structs
-        .iter()
-        .map(|s| (s.name.clone(), s.fields.len()))
-        .collect();
     let node_of =
         |model: &Model, name: &str| -> Option<usize> { index.get(concrete(model, name)).copied() };
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); index.len()];
@@ -809,19 +786,6 @@ fn decide_boxes(model: &mut Model) {
             };
             if let Some(to) = target {
                 edges[from].push(to);
-            }
-        }
-    }
-    // Large choice variants are boxed whatever the cycles.
-    const INLINE_VARIANT_MAX_FIELDS: usize = 8;
-    for c in &mut model.choices {
-        for v in &mut c.variants {
-            if v.prim.is_none() {
-                let target = concrete_name(&model.aliases, &v.ty);
-                let fields = field_count.get(&target).copied().unwrap_or(usize::MAX);
-                if fields > INLINE_VARIANT_MAX_FIELDS {
-                    v.boxed = true;
-                }
             }
         }
     }
@@ -863,6 +827,161 @@ fn decide_boxes(model: &mut Model) {
                 }
             }
         }
+    }
+}
+
+/// Values larger than this (in bytes, as estimated) are boxed where a single one is held, so
+/// that a resource stays a few kilobytes and a choice or extension holds no large type inline.
+const INLINE_MAX_BYTES: usize = 256;
+
+/// The estimated size of a field's value held inline (before Option), in bytes.
+fn inline_size(model: &Model, sizes: &mut BTreeMap<String, usize>, f: &Field) -> usize {
+    if f.is_list() {
+        return 24;
+    }
+    match &f.ty {
+        FieldType::Attribute => 24,
+        FieldType::Resource => 16,
+        FieldType::Primitive { prim, code_enum } => {
+            let value = if code_enum.is_some() {
+                24
+            } else {
+                match prim {
+                    Prim::Boolean => 1,
+                    Prim::Integer | Prim::PositiveInt | Prim::UnsignedInt => 8,
+                    Prim::Decimal => 16,
+                    Prim::Date | Prim::DateTime | Prim::Instant => 48,
+                    _ => 24,
+                }
+            };
+            // The `_name` slot beside it.
+            value + 8
+        }
+        FieldType::Struct(t) | FieldType::Choice(t) => {
+            if f.boxed {
+                8
+            } else {
+                type_size(model, sizes, t) + 8
+            }
+        }
+    }
+}
+
+/// The estimated size of struct or choice `name` as it is now boxed, in bytes.
+fn type_size(model: &Model, sizes: &mut BTreeMap<String, usize>, name: &str) -> usize {
+    let name = concrete_name(&model.aliases, name);
+    if let Some(&size) = sizes.get(&name) {
+        return size;
+    }
+    let size = if let Some(s) = model.structs.iter().find(|s| s.name == name) {
+        let fields: Vec<Field> = s.fields.clone();
+        24 + fields
+            .iter()
+            .map(|f| inline_size(model, sizes, f))
+            .sum::<usize>()
+    } else if let Some(c) = model.choices.iter().find(|c| c.name == name) {
+        let variants = c.variants.clone();
+        8 + variants
+            .iter()
+            .map(|v| match v.prim {
+                Some(Prim::Boolean) => 1,
+                Some(Prim::Integer | Prim::PositiveInt | Prim::UnsignedInt) => 4,
+                Some(Prim::Decimal) => 16,
+                Some(Prim::Date | Prim::DateTime | Prim::Instant) => 48,
+                Some(_) => 24,
+                None if v.boxed => 8,
+                None => type_size(model, sizes, &v.ty),
+            })
+            .max()
+            .unwrap_or(0)
+    } else {
+        24
+    };
+    sizes.insert(name, size);
+    size
+}
+
+/// Boxes single values of large types (after `decide_boxes` broke every cycle, the inline
+/// graph is acyclic, so sizes are computed bottom-up).
+fn decide_size_boxes(model: &mut Model) {
+    let mut sizes: BTreeMap<String, usize> = BTreeMap::new();
+    // Visit types children first: a type's size depends only on its inline parts.
+    let names: Vec<String> = model
+        .structs
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(model.choices.iter().map(|c| c.name.clone()))
+        .collect();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    fn visit(
+        model: &mut Model,
+        sizes: &mut BTreeMap<String, usize>,
+        done: &mut BTreeSet<String>,
+        name: &str,
+    ) {
+        let name = concrete_name(&model.aliases, name);
+        if !done.insert(name.clone()) {
+            return;
+        }
+        let children: Vec<String> = if let Some(s) = model.structs.iter().find(|s| s.name == name) {
+            s.fields
+                .iter()
+                .filter(|f| !f.is_list() && !f.boxed)
+                .filter_map(|f| match &f.ty {
+                    FieldType::Struct(t) | FieldType::Choice(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect()
+        } else if let Some(c) = model.choices.iter().find(|c| c.name == name) {
+            c.variants
+                .iter()
+                .filter(|v| v.prim.is_none() && !v.boxed)
+                .map(|v| v.ty.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for child in &children {
+            visit(model, sizes, done, child);
+        }
+        // Decide this type's boxes now that its parts are final.
+        let mut child_sizes: BTreeMap<String, usize> = BTreeMap::new();
+        for child in &children {
+            let size = type_size(model, sizes, child);
+            child_sizes.insert(concrete_name(&model.aliases, child), size);
+        }
+        if let Some(s) = model.structs.iter_mut().find(|s| s.name == name) {
+            for f in &mut s.fields {
+                if f.is_list() || f.boxed {
+                    continue;
+                }
+                if let FieldType::Struct(t) | FieldType::Choice(t) = &f.ty {
+                    let key = concrete_name(&model.aliases, t);
+                    if child_sizes
+                        .get(&key)
+                        .is_some_and(|&size| size > INLINE_MAX_BYTES)
+                    {
+                        f.boxed = true;
+                    }
+                }
+            }
+        } else if let Some(c) = model.choices.iter_mut().find(|c| c.name == name) {
+            for v in &mut c.variants {
+                if v.prim.is_none() && !v.boxed {
+                    let key = concrete_name(&model.aliases, &v.ty);
+                    if child_sizes
+                        .get(&key)
+                        .is_some_and(|&size| size > INLINE_MAX_BYTES)
+                    {
+                        v.boxed = true;
+                    }
+                }
+            }
+        }
+        sizes.remove(&name);
+    }
+    for name in names {
+        visit(model, &mut sizes, &mut done, &name);
     }
 }
 

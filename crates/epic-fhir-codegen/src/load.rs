@@ -46,7 +46,6 @@ pub(crate) struct ElementDef {
     pub(crate) required_binding: Option<String>,
     pub(crate) short: String,
     pub(crate) is_modifier: bool,
-    pub(crate) is_summary: bool,
 }
 
 /// One allowed type of an element.
@@ -226,7 +225,6 @@ fn element_def(element: &Value) -> Result<ElementDef, String> {
         required_binding,
         short: text(element, "short").unwrap_or_default(),
         is_modifier: element["isModifier"].as_bool().unwrap_or(false),
-        is_summary: element["isSummary"].as_bool().unwrap_or(false),
         path,
     })
 }

@@ -13,6 +13,7 @@ mod emit;
 mod ir;
 mod load;
 mod phash;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ fn out_dir() -> PathBuf {
 fn generate() -> Result<Vec<(String, String)>, String> {
     let defs = load::load(&root().join("data/fhir-r4"))?;
     let model = ir::build(&defs);
-    Ok(emit::files(&model))
+    Ok(emit::files(&model, &defs.value_sets))
 }
 
 /// The files under `dir`, relative to it.

@@ -71,7 +71,7 @@ impl ModelError {
     }
 
     /// Explains a parse failure against the input it happened in.
-    pub fn from_parse(error: Box<ParseError>, input: &[u8]) -> Self {
+    pub fn from_parse(error: &ParseError, input: &[u8]) -> Self {
         let offset = error.offset().min(input.len());
         let before = &input[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -152,7 +152,7 @@ pub fn from_slice<T: FromJson>(bytes: &[u8]) -> Result<T, ModelError> {
     let mut p = Parser::new(bytes);
     T::from_json(&mut p)
         .and_then(|value| p.end().map(|()| value))
-        .map_err(|error| ModelError::from_parse(error, bytes))
+        .map_err(|error| ModelError::from_parse(&error, bytes))
 }
 
 /// Parses a JSON string into a model; see [`from_slice`].

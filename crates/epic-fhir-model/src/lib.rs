@@ -57,21 +57,30 @@
 
 pub mod json;
 
+mod convenience;
 mod error;
+// Choices keep common values such as a Quantity inline (no allocation) and box the rare large
+// ones, so their variants differ in size by design.
 #[rustfmt::skip]
+#[allow(clippy::large_enum_variant)]
 mod generated;
 mod primitives;
 mod resource;
 mod rt;
 mod serde_support;
+pub mod validate;
 
 pub(crate) use serde_support::serde_via_json;
 
+pub use convenience::{
+    EPIC_MRN_SYSTEM, EPIC_OUTCOME_CODE_SYSTEM, OAuthUris, SMART_OAUTH_URIS_EXTENSION,
+};
 pub use error::{ModelError, from_slice, from_str, from_value, to_string, to_value, to_vec};
 pub use generated::*;
 pub use json::{Extra, RawJson};
 pub use primitives::{
     Date, DateTime, Decimal, DecimalParseError, Instant, Precision, TemporalParseError, Time,
 };
-pub use resource::{FhirResource, RawResource};
+pub use resource::{FhirResource, FromResource, RawResource};
 pub use rt::ListExtensions;
+pub use validate::{Issue, Severity, validate_json, validate_resource, validate_value};

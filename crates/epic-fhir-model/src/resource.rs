@@ -26,6 +26,35 @@ pub trait FhirResource:
     fn downcast_ref(resource: &Resource) -> Option<&Self>;
 }
 
+/// What a [`Resource`] can be converted into: a typed model (any [`FhirResource`]), or
+/// `Resource` itself. Generic code that handles resources of a type named at compile time or
+/// at run time (such as a page of search results) takes this bound.
+pub trait FromResource: Sized {
+    /// Converts `resource`, failing when it holds another type.
+    fn convert(resource: Resource) -> Result<Self, ModelError>;
+}
+
+impl<T: FhirResource> FromResource for T {
+    fn convert(resource: Resource) -> Result<Self, ModelError> {
+        T::from_resource(resource).map_err(|other| {
+            ModelError::at_path(
+                ".",
+                format_args!(
+                    "expected resource type {}, found {}",
+                    T::TYPE,
+                    other.resource_type()
+                ),
+            )
+        })
+    }
+}
+
+impl FromResource for Resource {
+    fn convert(resource: Resource) -> Result<Self, ModelError> {
+        Ok(resource)
+    }
+}
+
 /// A resource of a type FHIR R4 does not define (a newer version's type, or a vendor's), kept
 /// as its JSON object.
 #[derive(Clone, PartialEq)]
@@ -179,7 +208,8 @@ impl FromJson for Resource {
                     return Ok(resource);
                 }
                 p.rewind(start, depth);
-                return RawResource::read(p, &resource_type).map(Resource::Unknown);
+                return RawResource::read(p, &resource_type)
+                    .map(|raw| Resource::Unknown(Box::new(raw)));
             }
         }
         // Otherwise find it first, then read the object again with the right model.
@@ -191,7 +221,7 @@ impl FromJson for Resource {
             return Ok(resource);
         }
         p.rewind(start, depth);
-        RawResource::read(p, &resource_type).map(Resource::Unknown)
+        RawResource::read(p, &resource_type).map(|raw| Resource::Unknown(Box::new(raw)))
     }
 }
 
@@ -238,7 +268,7 @@ impl From<RawResource> for Resource {
     /// Wraps a raw resource; a raw resource of an R4 type stays raw (use
     /// [`Resource::from_raw`] to type it).
     fn from(raw: RawResource) -> Self {
-        Resource::Unknown(raw)
+        Resource::Unknown(Box::new(raw))
     }
 }
 

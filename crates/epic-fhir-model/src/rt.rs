@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use crate::Element;
-use crate::json::{Extra, FromJson, PResult, ParseError, Parser, ToJson, Writer};
+use crate::json::{FromJson, PResult, ParseError, Parser, ToJson, Writer};
 
 /// The `_name` array beside a repeating primitive element, such as `_given` beside `given`.
 ///
@@ -36,11 +36,6 @@ impl ListExtensions {
 fn duplicate(p: &Parser<'_>, name: Cow<'static, str>) -> Box<ParseError> {
     p.error(format!("duplicate member `{name}`"))
         .in_member(name)
-}
-
-#[inline]
-fn seen_in_extra(extra: &Extra, name: &str) -> bool {
-    !extra.is_empty() && extra.contains_key(name)
 }
 
 /// A perfect hash table from member names (or codes) to small indexes; 0 means unknown.
@@ -75,22 +70,14 @@ pub(crate) fn lookup(table: &KeyTable, key: &str) -> u16 {
     }
 }
 
-/// The checks before a single value: a duplicate is an error, `null` is kept in `extra`.
-/// Returns whether the caller must read the value.
-fn single_value_follows(
-    p: &mut Parser<'_>,
-    present: bool,
-    name: &'static str,
-    extra: &mut Extra,
-) -> PResult<bool> {
-    if present || seen_in_extra(extra, name) {
+/// The checks before a single value: a duplicate is an error, and `null` (which FHIR forbids,
+/// and which means the same as an absent member) is skipped. Returns whether the caller must
+/// read the value.
+fn single_value_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
+    if present {
         return Err(duplicate(p, Cow::Borrowed(name)));
     }
-    if p.peek() == Some(b'n') {
-        extra.keep(p, name)?;
-        return Ok(false);
-    }
-    Ok(true)
+    Ok(!p.take_null()?)
 }
 
 /// Reads a single-valued member into `slot`.
@@ -98,9 +85,8 @@ pub(crate) fn opt<T: FromJson>(
     p: &mut Parser<'_>,
     slot: &mut Option<T>,
     name: &'static str,
-    extra: &mut Extra,
 ) -> PResult<()> {
-    if single_value_follows(p, slot.is_some(), name, extra)? {
+    if single_value_follows(p, slot.is_some(), name)? {
         match T::from_json(p) {
             Ok(value) => *slot = Some(value),
             Err(e) => return Err(e.in_member(name)),
@@ -109,40 +95,21 @@ pub(crate) fn opt<T: FromJson>(
     Ok(())
 }
 
-/// The checks before an array: a duplicate is an error, `null` is kept in `extra`, anything
-/// but an array is an error. Returns where the array starts when the caller must read it.
-fn array_follows(
-    p: &mut Parser<'_>,
-    present: bool,
-    name: &'static str,
-    extra: &mut Extra,
-) -> PResult<Option<(usize, u32)>> {
-    if present || seen_in_extra(extra, name) {
+/// The checks before an array: a duplicate is an error, `null` is skipped (as for single
+/// values), anything but an array is an error. Returns whether an array was opened. An empty
+/// array, which FHIR forbids too, leaves the field empty, as an absent member does.
+fn array_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
+    if present {
         return Err(duplicate(p, Cow::Borrowed(name)));
     }
-    let start = (p.position(), p.depth());
     match p.peek() {
         Some(b'[') => {
             p.begin_array()?;
-            Ok(Some(start))
+            Ok(true)
         }
-        Some(b'n') => {
-            extra.keep(p, name)?;
-            Ok(None)
-        }
+        Some(b'n') => p.take_null().map(|_| false),
         _ => Err(expected_array(p, name)),
     }
-}
-
-/// After an array that held nothing: `[]` is not FHIR, but it is kept rather than dropped.
-fn keep_empty_array(
-    p: &mut Parser<'_>,
-    start: (usize, u32),
-    name: &'static str,
-    extra: &mut Extra,
-) -> PResult<()> {
-    p.rewind(start.0, start.1);
-    extra.keep(p, name)
 }
 
 /// Reads an array member into `slot`.
@@ -150,20 +117,16 @@ pub(crate) fn list<T: FromJson>(
     p: &mut Parser<'_>,
     slot: &mut Vec<T>,
     name: &'static str,
-    extra: &mut Extra,
 ) -> PResult<()> {
-    let Some(start) = array_follows(p, !slot.is_empty(), name, extra)? else {
+    if !array_follows(p, !slot.is_empty(), name)? {
         return Ok(());
-    };
+    }
     let mut first = true;
     while p.next_element(&mut first)? {
         match T::from_json(p) {
             Ok(value) => slot.push(value),
             Err(e) => return Err(e.in_index(slot.len()).in_member(name)),
         }
-    }
-    if slot.is_empty() {
-        return keep_empty_array(p, start, name, extra);
     }
     Ok(())
 }
@@ -186,12 +149,11 @@ pub(crate) fn prim_list<T: FromJson>(
     values: &mut Vec<T>,
     ext: &mut Option<Box<ListExtensions>>,
     name: &'static str,
-    extra: &mut Extra,
 ) -> PResult<()> {
     let absent_seen = ext.as_ref().is_some_and(|e| !e.absent.is_empty());
-    let Some(start) = array_follows(p, !values.is_empty() || absent_seen, name, extra)? else {
+    if !array_follows(p, !values.is_empty() || absent_seen, name)? {
         return Ok(());
-    };
+    }
     let mut first = true;
     let mut index = 0;
     while p.next_element(&mut first)? {
@@ -205,9 +167,6 @@ pub(crate) fn prim_list<T: FromJson>(
         }
         index += 1;
     }
-    if index == 0 {
-        return keep_empty_array(p, start, name, extra);
-    }
     Ok(())
 }
 
@@ -216,12 +175,11 @@ pub(crate) fn list_ext(
     p: &mut Parser<'_>,
     ext: &mut Option<Box<ListExtensions>>,
     name: &'static str,
-    extra: &mut Extra,
 ) -> PResult<()> {
     let seen = ext.as_ref().is_some_and(|e| !e.elements.is_empty());
-    let Some(start) = array_follows(p, seen, name, extra)? else {
+    if !array_follows(p, seen, name)? {
         return Ok(());
-    };
+    }
     let mut first = true;
     let mut elements = Vec::new();
     while p.next_element(&mut first)? {
@@ -235,10 +193,9 @@ pub(crate) fn list_ext(
             }
         }
     }
-    if elements.is_empty() {
-        return keep_empty_array(p, start, name, extra);
+    if !elements.is_empty() {
+        ext.get_or_insert_with(Default::default).elements = elements;
     }
-    ext.get_or_insert_with(Default::default).elements = elements;
     Ok(())
 }
 
@@ -255,26 +212,19 @@ pub(crate) trait Choice: Sized {
 }
 
 /// The checks before a member of a choice element: a second member of the same choice is an
-/// error. Returns whether the value is `null` (kept in `extra` by the caller).
+/// error. Returns whether the value is `null` (skipped, as for other members).
 fn choice_value_is_null(
     p: &mut Parser<'_>,
     previous: Option<&'static str>,
     prefix: &'static str,
     key: &str,
-    extra: &Extra,
 ) -> PResult<bool> {
-    let previous = previous.map(str::to_owned).or_else(|| {
-        extra
-            .iter()
-            .find(|(name, value)| value.is_null() && is_choice_member(prefix, name))
-            .map(|(name, _)| name.to_owned())
-    });
     if let Some(previous) = previous {
         let message =
             format!("`{previous}` and `{key}` are both present, but {prefix}[x] allows only one");
         return Err(p.error(message).in_member(key.to_owned()));
     }
-    Ok(p.peek() == Some(b'n'))
+    p.take_null()
 }
 
 /// Reads member `key` of a choice element into `slot`, refusing a second member of the choice.
@@ -282,11 +232,10 @@ pub(crate) fn choice<C: Choice>(
     p: &mut Parser<'_>,
     slot: &mut Option<C>,
     key: Cow<'_, str>,
-    extra: &mut Extra,
 ) -> PResult<()> {
     let previous = slot.as_ref().map(C::member_name);
-    if choice_value_is_null(p, previous, C::PREFIX, &key, extra)? {
-        return extra.read(p, key);
+    if choice_value_is_null(p, previous, C::PREFIX, &key)? {
+        return Ok(());
     }
     match C::read_member(p, &key) {
         Ok(value) => {
@@ -297,9 +246,22 @@ pub(crate) fn choice<C: Choice>(
     }
 }
 
-fn is_choice_member(prefix: &str, name: &str) -> bool {
-    name.strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+/// Reading the members of a resource object that is already open, with or without its
+/// `resourceType` read.
+pub(crate) trait ReadMembers: Sized {
+    /// Reads the remaining members; `first` when none was read yet, `type_seen` when
+    /// `resourceType` was read (and checked) by the caller.
+    fn read_members(p: &mut Parser<'_>, first: bool, type_seen: bool) -> PResult<Self>;
+}
+
+/// Reads a resource into a box. The model is built in this function's frame, so that the
+/// caller (a `match` over every type) holds only the box, whatever the optimisation level.
+pub(crate) fn read_boxed<T: ReadMembers>(
+    p: &mut Parser<'_>,
+    first: bool,
+    type_seen: bool,
+) -> PResult<Box<T>> {
+    T::read_members(p, first, type_seen).map(Box::new)
 }
 
 /// Reads the `resourceType` member of a resource whose type is `expected`.

@@ -49,3 +49,5 @@ macro_rules! serde_via_json {
 }
 
 pub(crate) use serde_via_json;
+
+serde_via_json!(crate::Resource, crate::RawResource);

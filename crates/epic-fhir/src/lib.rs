@@ -8,7 +8,8 @@
 //!   honouring `Retry-After`, rate limiting and pooled connections; errors carry the server's
 //!   OperationOutcome ([`Error`]).
 //! - [`search`]: typed search parameters with FHIR escaping; [`paging`]: result pages.
-//! - [`model`]: typed, lossless FHIR R4 resources.
+//! - [`model`]: every FHIR R4 resource and datatype, typed and lossless, with a validator
+//!   (the `epic-fhir-model` crate).
 //! - [`bulk`]: Bulk Data `$export`: kick-off, polling, parallel resumable downloads of
 //!   checked NDJSON files.
 //!
@@ -20,7 +21,8 @@ pub mod auth;
 pub mod bulk;
 mod client;
 mod error;
-pub mod model;
+/// Typed, lossless FHIR R4 resources and datatypes: the `epic-fhir-model` crate.
+pub use epic_fhir_model as model;
 mod net;
 pub mod paging;
 mod retry;

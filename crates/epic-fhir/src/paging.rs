@@ -3,31 +3,15 @@
 use std::collections::HashMap;
 
 use crate::model::{
-    Bundle, BundleLink, FhirResource, ModelError, OperationOutcome, OperationOutcomeIssue,
+    Bundle, BundleLink, FromResource, ModelError, OperationOutcome, OperationOutcomeIssue,
     Reference, Resource, SearchEntryMode,
 };
 
-/// What a page's matches are read into: a typed model (any [`FhirResource`]) or, for searches
+/// What a page's matches are read into: a typed model (any [`FhirResource`](crate::model::FhirResource)) or, for searches
 /// of a type named at run time, [`Resource`].
-pub trait PageItem: Sized + Send + 'static {
-    /// Converts a match entry's resource.
-    ///
-    /// # Errors
-    /// When the resource does not fit the type.
-    fn from_resource(resource: Resource) -> Result<Self, ModelError>;
-}
+pub trait PageItem: FromResource + Send + 'static {}
 
-impl<T: FhirResource> PageItem for T {
-    fn from_resource(resource: Resource) -> Result<Self, ModelError> {
-        resource.into_typed::<T>()
-    }
-}
-
-impl PageItem for Resource {
-    fn from_resource(resource: Resource) -> Result<Self, ModelError> {
-        Ok(resource)
-    }
-}
+impl<T: FromResource + Send + 'static> PageItem for T {}
 
 /// One page of search results.
 ///
@@ -59,38 +43,23 @@ impl<T: PageItem> Page<T> {
         for (position, entry) in bundle.entry.into_iter().enumerate() {
             // A missing mode means "match" when the type fits (some servers omit it); a mode
             // this crate does not know is, as in `Bundle::matches`, not a match.
-            let mode = entry.search.as_ref().and_then(|s| s.mode.clone());
+            let is_match_mode = matches!(
+                entry.search.as_ref().and_then(|s| s.mode.as_ref()),
+                None | Some(SearchEntryMode::Match)
+            );
             let Some(resource) = entry.resource else {
                 continue;
             };
-            if resource.resource_type() == "OperationOutcome" {
-                if let Ok(outcome) = resource.into_typed::<OperationOutcome>() {
+            let resource = match resource.into_typed::<OperationOutcome>() {
+                Ok(outcome) => {
                     outcomes.push(outcome);
+                    continue;
                 }
-                continue;
-            }
-            let is_match = match mode.as_deref().map(SearchEntryMode::from_code) {
-                None | Some(Some(SearchEntryMode::Match)) => {
-                    resource.resource_type() == resource_type
-                }
-                Some(_) => false,
+                Err(resource) => resource,
             };
-            if is_match {
-                let item = T::from_resource(resource).map_err(|e| {
-                    let inner = e.path();
-                    let path = if inner == "." {
-                        format!("entry[{position}].resource")
-                    } else {
-                        format!("entry[{position}].resource.{inner}")
-                    };
-                    let cause = std::error::Error::source(&e)
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    ModelError::at_path(
-                        &path,
-                        format_args!("match entry does not fit the model: {cause}"),
-                    )
-                })?;
+            if is_match_mode && resource.resource_type() == resource_type {
+                let item = T::convert(resource)
+                    .map_err(|e| e.within(&format!("entry[{position}].resource")))?;
                 matches.push(item);
             } else {
                 included.push(resource);
@@ -184,8 +153,8 @@ impl<T> Page<T> {
     fn link(&self, relation: &str) -> Option<&str> {
         self.links
             .iter()
-            .find(|l| l.relation == relation)
-            .map(|l| l.url.as_str())
+            .find(|l| l.relation.as_deref() == Some(relation))
+            .and_then(|l| l.url.as_deref())
     }
 
     /// The resource type searched.
@@ -201,7 +170,7 @@ mod tests {
     use serde_json::json;
 
     fn bundle(entries: serde_json::Value) -> Bundle {
-        model::from_value(json!({
+        model::from_value(&json!({
             "resourceType": "Bundle", "type": "searchset", "total": 2,
             "link": [{"relation": "self", "url": "https://x/Observation?a=b"}, {"relation": "next", "url": "https://x/Observation?sessionID=s-1"}],
             "entry": entries
@@ -251,49 +220,32 @@ mod tests {
 
     #[test]
     fn a_typed_entry_that_does_not_parse_names_the_entry() {
-        let err = model::from_value::<Bundle>(json!({
+        let err = model::from_value::<Bundle>(&json!({
             "resourceType": "Bundle", "type": "searchset",
-            "entry": [{"resource": {"resourceType": "Observation", "id": "bad", "code": {"text": "x"}}, "search": {"mode": "match"}}]
+            "entry": [{"resource": {"resourceType": "Observation", "id": "bad", "status": "final"}, "search": {"mode": "match"}}]
         }))
-        .expect_err("Observation.status is required");
-        assert!(err.path().starts_with("entry[0].resource"), "{err}");
-    }
-
-    /// A user's own model of a type the crate reads as raw JSON.
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct MyProcedure {
-        resource_type: String,
-        id: Option<String>,
-        status: String,
-    }
-
-    impl FhirResource for MyProcedure {
-        const TYPE: &'static str = "Procedure";
-        fn id(&self) -> Option<&str> {
-            self.id.as_deref()
-        }
+        .expect_err("Observation.code is required");
+        assert_eq!(err.path(), "entry[0].resource", "{err}");
+        assert!(err.message().contains("`code`"), "{err}");
     }
 
     #[test]
-    fn a_match_that_does_not_fit_the_callers_model_names_the_entry() {
+    fn a_match_of_another_type_than_the_callers_model_names_the_entry() {
         let b = bundle(json!([
-            {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed"}, "search": {"mode": "match"}},
-            {"resource": {"resourceType": "Procedure", "id": "bad"}, "search": {"mode": "match"}}
+            {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed", "subject": {"reference": "Patient/p"}}, "search": {"mode": "match"}}
         ]));
-        let err = Page::<MyProcedure>::from_bundle(b, "Procedure").expect_err("status is missing");
-        assert!(err.path().starts_with("entry[1].resource"), "{err}");
-        let cause = std::error::Error::source(&err)
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        let page =
+            Page::<Resource>::from_bundle(b.clone(), "Procedure").expect("any resource fits");
+        assert_eq!(page.len(), 1);
+        let page = Page::<model::Procedure>::from_bundle(b, "Procedure").expect("fits");
+        assert_eq!(page.matches()[0].id.as_deref(), Some("ok"));
+        let err =
+            <model::Observation as FromResource>::convert(page.into_matches().remove(0).into())
+                .expect_err("a Procedure is not an Observation");
         assert!(
-            cause.contains("status"),
-            "the cause says what is wrong: {cause}"
+            err.message()
+                .contains("expected resource type Observation, found Procedure"),
+            "{err}"
         );
-        let b = bundle(json!([
-            {"resource": {"resourceType": "Procedure", "id": "ok", "status": "completed"}, "search": {"mode": "match"}}
-        ]));
-        let page = Page::<MyProcedure>::from_bundle(b, "Procedure").expect("fits");
-        assert_eq!(page.matches()[0].status, "completed");
     }
 }

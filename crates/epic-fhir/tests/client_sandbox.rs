@@ -35,12 +35,15 @@ fn vitals(patient: &str) -> SearchParams {
 async fn capabilities_list_the_oauth_token_endpoint() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
     let capabilities = f.client.capabilities().await.expect("metadata");
-    assert_eq!(capabilities.fhir_version.as_deref(), Some("4.0.1"));
+    assert_eq!(
+        capabilities.fhir_version.as_ref().map(|v| v.code()),
+        Some("4.0.1")
+    );
     let rest = &capabilities.rest[0];
     assert!(
         rest.resource
             .iter()
-            .any(|r| r.r#type.as_deref() == Some("Observation"))
+            .any(|r| r.r#type.as_ref().map(|t| t.code()) == Some("Observation"))
     );
 }
 
@@ -146,7 +149,10 @@ async fn zero_results_and_ignored_parameters_are_outcomes_not_matches() {
     assert_eq!(page.total(), Some(0));
     assert!(page.has_epic_code("4101"), "no-results warning");
     assert!(page.has_epic_code("4122"), "ignored-parameter warning");
-    assert!(page.issues().all(|i| i.severity == "warning"));
+    assert!(
+        page.issues()
+            .all(|i| i.severity == Some(epic_fhir::model::IssueSeverity::Warning))
+    );
 }
 
 #[tokio::test]
@@ -253,7 +259,7 @@ async fn create_then_update_with_if_match() {
         |b| b,
     )
     .await;
-    let mut observation: Observation = epic_fhir::model::from_value(serde_json::json!({
+    let mut observation: Observation = epic_fhir::model::from_value(&serde_json::json!({
         "resourceType": "Observation",
         "status": "preliminary",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
@@ -271,18 +277,21 @@ async fn create_then_update_with_if_match() {
         Some("1")
     );
     assert!(
-        created.extra.contains_key("_status"),
-        "unknown members survive the round trip"
+        created.status_ext.is_some(),
+        "primitive extensions survive the round trip"
     );
 
     observation = created.clone();
-    observation.status = "final".to_owned();
+    observation.status = Some(epic_fhir::model::ObservationStatus::Final);
     let updated = f
         .client
         .update(&observation, Some("1"))
         .await
         .expect("update");
-    assert_eq!(updated.status, "final");
+    assert_eq!(
+        updated.status,
+        Some(epic_fhir::model::ObservationStatus::Final)
+    );
     assert_eq!(
         updated.meta.as_ref().and_then(|m| m.version_id.as_deref()),
         Some("2")
@@ -295,13 +304,16 @@ async fn create_then_update_with_if_match() {
         .expect_err("conflict");
     assert_eq!(err.status(), Some(412));
     let read: Observation = f.client.read(&id).await.expect("read");
-    assert_eq!(read.status, "final");
+    assert_eq!(
+        read.status,
+        Some(epic_fhir::model::ObservationStatus::Final)
+    );
 }
 
 #[tokio::test]
 async fn create_needs_a_write_scope() {
     let f = sandbox_fixture(|_| {}, |b| b).await;
-    let observation: Observation = epic_fhir::model::from_value(serde_json::json!({
+    let observation: Observation = epic_fhir::model::from_value(&serde_json::json!({
         "resourceType": "Observation", "status": "final", "code": {"text": "x"}
     }))
     .expect("model");
@@ -400,7 +412,7 @@ async fn a_create_is_not_retried_after_it_reached_the_server() {
             ..Faults::default()
         })
         .expect("faults");
-    let observation: Observation = epic_fhir::model::from_value(serde_json::json!({
+    let observation: Observation = epic_fhir::model::from_value(&serde_json::json!({
         "resourceType": "Observation", "status": "final", "code": {"text": "x"}
     }))
     .expect("model");

@@ -82,55 +82,59 @@ pub struct Address {
     pub extra: Extra,
 }
 
+impl Address {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("period", 21), ("", 0), ("", 0), ("postalCode", 17),
+            ("", 0), ("text", 7), ("country", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("city", 11), ("", 0),
+            ("state", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("line", 9), ("_text", 8), ("", 0),
+            ("_use", 4), ("", 0), ("", 0), ("", 0),
+            ("use", 3), ("_state", 16), ("_city", 12), ("", 0),
+            ("_country", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("district", 13), ("", 0), ("", 0), ("type", 5),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_line", 10), ("_postalCode", 18),
+            ("", 0), ("", 0), ("_district", 14), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Address {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("period", 21), ("", 0), ("", 0), ("postalCode", 17),
-                ("", 0), ("text", 7), ("country", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("city", 11), ("", 0),
-                ("state", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("line", 9), ("_text", 8), ("", 0),
-                ("_use", 4), ("", 0), ("", 0), ("", 0),
-                ("use", 3), ("_state", 16), ("_city", 12), ("", 0),
-                ("_country", 20), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("district", 13), ("", 0), ("", 0), ("type", 5),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_line", 10), ("_postalCode", 18),
-                ("", 0), ("", 0), ("_district", 14), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                4 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                7 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                8 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                9 => rt::prim_list(p, &mut out.line, &mut out.line_ext, "line", &mut out.extra),
-                10 => rt::list_ext(p, &mut out.line_ext, "_line", &mut out.extra),
-                11 => rt::opt(p, &mut out.city, "city", &mut out.extra),
-                12 => rt::opt(p, &mut out.city_ext, "_city", &mut out.extra),
-                13 => rt::opt(p, &mut out.district, "district", &mut out.extra),
-                14 => rt::opt(p, &mut out.district_ext, "_district", &mut out.extra),
-                15 => rt::opt(p, &mut out.state, "state", &mut out.extra),
-                16 => rt::opt(p, &mut out.state_ext, "_state", &mut out.extra),
-                17 => rt::opt(p, &mut out.postal_code, "postalCode", &mut out.extra),
-                18 => rt::opt(p, &mut out.postal_code_ext, "_postalCode", &mut out.extra),
-                19 => rt::opt(p, &mut out.country, "country", &mut out.extra),
-                20 => rt::opt(p, &mut out.country_ext, "_country", &mut out.extra),
-                21 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#use, "use"),
+                4 => rt::opt(p, &mut out.use_ext, "_use"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt(p, &mut out.text_ext, "_text"),
+                9 => rt::prim_list(p, &mut out.line, &mut out.line_ext, "line"),
+                10 => rt::list_ext(p, &mut out.line_ext, "_line"),
+                11 => rt::opt(p, &mut out.city, "city"),
+                12 => rt::opt(p, &mut out.city_ext, "_city"),
+                13 => rt::opt(p, &mut out.district, "district"),
+                14 => rt::opt(p, &mut out.district_ext, "_district"),
+                15 => rt::opt(p, &mut out.state, "state"),
+                16 => rt::opt(p, &mut out.state_ext, "_state"),
+                17 => rt::opt(p, &mut out.postal_code, "postalCode"),
+                18 => rt::opt(p, &mut out.postal_code_ext, "_postalCode"),
+                19 => rt::opt(p, &mut out.country, "country"),
+                20 => rt::opt(p, &mut out.country_ext, "_country"),
+                21 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -161,7 +165,9 @@ impl ToJson for Address {
         rt::w_opt(w, b"\"country\":", &self.country);
         rt::w_opt(w, b"\"_country\":", &self.country_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -189,29 +195,33 @@ pub struct Annotation {
     pub extra: Extra,
 }
 
+impl Annotation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("time", 4), ("", 0), ("_time", 5),
+            ("text", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("authorString", 3),
+            ("id", 1), ("authorReference", 3), ("_text", 7), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Annotation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("time", 4), ("", 0), ("_time", 5),
-                ("text", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("authorString", 3),
-                ("id", 1), ("authorReference", 3), ("_text", 7), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::choice(p, &mut out.author, key, &mut out.extra),
-                4 => rt::opt(p, &mut out.time, "time", &mut out.extra),
-                5 => rt::opt(p, &mut out.time_ext, "_time", &mut out.extra),
-                6 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                7 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::choice(p, &mut out.author, key),
+                4 => rt::opt(p, &mut out.time, "time"),
+                5 => rt::opt(p, &mut out.time_ext, "_time"),
+                6 => rt::opt(p, &mut out.text, "text"),
+                7 => rt::opt(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -229,7 +239,9 @@ impl ToJson for Annotation {
         rt::w_opt(w, b"\"_time\":", &self.time_ext);
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -279,52 +291,56 @@ pub struct Attachment {
     pub extra: Extra,
 }
 
+impl Attachment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("_language", 6), ("", 0), ("", 0), ("_data", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 9), ("_hash", 14), ("size", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("title", 15), ("", 0),
+            ("_creation", 18), ("_url", 10), ("", 0), ("", 0),
+            ("language", 5), ("contentType", 3), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_size", 12),
+            ("_title", 16), ("", 0), ("creation", 17), ("", 0),
+            ("", 0), ("hash", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_contentType", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("data", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Attachment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("_language", 6), ("", 0), ("", 0), ("_data", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("url", 9), ("_hash", 14), ("size", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("title", 15), ("", 0),
-                ("_creation", 18), ("_url", 10), ("", 0), ("", 0),
-                ("language", 5), ("contentType", 3), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_size", 12),
-                ("_title", 16), ("", 0), ("creation", 17), ("", 0),
-                ("", 0), ("hash", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_contentType", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("data", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.content_type, "contentType", &mut out.extra),
-                4 => rt::opt(p, &mut out.content_type_ext, "_contentType", &mut out.extra),
-                5 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                6 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                7 => rt::opt(p, &mut out.data, "data", &mut out.extra),
-                8 => rt::opt(p, &mut out.data_ext, "_data", &mut out.extra),
-                9 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                10 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                11 => rt::opt(p, &mut out.size, "size", &mut out.extra),
-                12 => rt::opt(p, &mut out.size_ext, "_size", &mut out.extra),
-                13 => rt::opt(p, &mut out.hash, "hash", &mut out.extra),
-                14 => rt::opt(p, &mut out.hash_ext, "_hash", &mut out.extra),
-                15 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                16 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                17 => rt::opt(p, &mut out.creation, "creation", &mut out.extra),
-                18 => rt::opt(p, &mut out.creation_ext, "_creation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.content_type, "contentType"),
+                4 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                5 => rt::opt(p, &mut out.language, "language"),
+                6 => rt::opt(p, &mut out.language_ext, "_language"),
+                7 => rt::opt(p, &mut out.data, "data"),
+                8 => rt::opt(p, &mut out.data_ext, "_data"),
+                9 => rt::opt(p, &mut out.url, "url"),
+                10 => rt::opt(p, &mut out.url_ext, "_url"),
+                11 => rt::opt(p, &mut out.size, "size"),
+                12 => rt::opt(p, &mut out.size_ext, "_size"),
+                13 => rt::opt(p, &mut out.hash, "hash"),
+                14 => rt::opt(p, &mut out.hash_ext, "_hash"),
+                15 => rt::opt(p, &mut out.title, "title"),
+                16 => rt::opt(p, &mut out.title_ext, "_title"),
+                17 => rt::opt(p, &mut out.creation, "creation"),
+                18 => rt::opt(p, &mut out.creation_ext, "_creation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -353,7 +369,9 @@ impl ToJson for Attachment {
         rt::w_opt(w, b"\"_title\":", &self.title_ext);
         rt::w_opt(w, b"\"creation\":", &self.creation);
         rt::w_opt(w, b"\"_creation\":", &self.creation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -377,27 +395,31 @@ pub struct CodeableConcept {
     pub extra: Extra,
 }
 
+impl CodeableConcept {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("coding", 3), ("text", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_text", 5), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CodeableConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("coding", 3), ("text", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_text", 5), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.coding, "coding", &mut out.extra),
-                4 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                5 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.coding, "coding"),
+                4 => rt::opt(p, &mut out.text, "text"),
+                5 => rt::opt(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -413,7 +435,9 @@ impl ToJson for CodeableConcept {
         rt::w_list(w, b"\"coding\":", &self.coding);
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -451,38 +475,42 @@ pub struct Coding {
     pub extra: Extra,
 }
 
+impl Coding {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("display", 9),
+            ("", 0), ("code", 7), ("_version", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("system", 3),
+            ("", 0), ("", 0), ("version", 5), ("userSelected", 11),
+            ("_system", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_display", 10),
+            ("", 0), ("_code", 8), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("_userSelected", 12),
+        ],
+    };
+}
+
 impl FromJson for Coding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("display", 9),
-                ("", 0), ("code", 7), ("_version", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("system", 3),
-                ("", 0), ("", 0), ("version", 5), ("userSelected", 11),
-                ("_system", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_display", 10),
-                ("", 0), ("_code", 8), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("_userSelected", 12),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                4 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                5 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                6 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                7 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                8 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                9 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                10 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                11 => rt::opt(p, &mut out.user_selected, "userSelected", &mut out.extra),
-                12 => rt::opt(p, &mut out.user_selected_ext, "_userSelected", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.system, "system"),
+                4 => rt::opt(p, &mut out.system_ext, "_system"),
+                5 => rt::opt(p, &mut out.version, "version"),
+                6 => rt::opt(p, &mut out.version_ext, "_version"),
+                7 => rt::opt(p, &mut out.code, "code"),
+                8 => rt::opt(p, &mut out.code_ext, "_code"),
+                9 => rt::opt(p, &mut out.display, "display"),
+                10 => rt::opt(p, &mut out.display_ext, "_display"),
+                11 => rt::opt(p, &mut out.user_selected, "userSelected"),
+                12 => rt::opt(p, &mut out.user_selected_ext, "_userSelected"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -505,7 +533,9 @@ impl ToJson for Coding {
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
         rt::w_opt(w, b"\"userSelected\":", &self.user_selected);
         rt::w_opt(w, b"\"_userSelected\":", &self.user_selected_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -529,27 +559,31 @@ pub struct ContactDetail {
     pub extra: Extra,
 }
 
+impl ContactDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("telecom", 5), ("", 0), ("", 0),
+            ("extension", 2), ("name", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContactDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("telecom", 5), ("", 0), ("", 0),
-                ("extension", 2), ("name", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                4 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                5 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.name, "name"),
+                4 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::list(p, &mut out.telecom, "telecom"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -565,7 +599,9 @@ impl ToJson for ContactDetail {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_list(w, b"\"telecom\":", &self.telecom);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -603,37 +639,41 @@ pub struct ContactPoint {
     pub extra: Extra,
 }
 
+impl ContactPoint {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("_use", 8), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("rank", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_value", 6),
+            ("", 0), ("", 0), ("use", 7), ("period", 11),
+            ("_rank", 10), ("", 0), ("", 0), ("value", 5),
+            ("", 0), ("system", 3), ("_system", 4), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContactPoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("_use", 8), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("rank", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_value", 6),
-                ("", 0), ("", 0), ("use", 7), ("period", 11),
-                ("_rank", 10), ("", 0), ("", 0), ("value", 5),
-                ("", 0), ("system", 3), ("_system", 4), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                4 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                5 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                6 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                7 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                8 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                9 => rt::opt(p, &mut out.rank, "rank", &mut out.extra),
-                10 => rt::opt(p, &mut out.rank_ext, "_rank", &mut out.extra),
-                11 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.system, "system"),
+                4 => rt::opt(p, &mut out.system_ext, "_system"),
+                5 => rt::opt(p, &mut out.value, "value"),
+                6 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt(p, &mut out.r#use, "use"),
+                8 => rt::opt(p, &mut out.use_ext, "_use"),
+                9 => rt::opt(p, &mut out.rank, "rank"),
+                10 => rt::opt(p, &mut out.rank_ext, "_rank"),
+                11 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -655,7 +695,9 @@ impl ToJson for ContactPoint {
         rt::w_opt(w, b"\"rank\":", &self.rank);
         rt::w_opt(w, b"\"_rank\":", &self.rank_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -683,29 +725,33 @@ pub struct Contributor {
     pub extra: Extra,
 }
 
+impl Contributor {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("name", 5),
+            ("", 0), ("id", 1), ("_type", 4), ("_name", 6),
+            ("", 0), ("", 0), ("", 0), ("contact", 7),
+            ("", 0), ("type", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for Contributor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("name", 5),
-                ("", 0), ("id", 1), ("_type", 4), ("_name", 6),
-                ("", 0), ("", 0), ("", 0), ("contact", 7),
-                ("", 0), ("type", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                7 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                7 => rt::list(p, &mut out.contact, "contact"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -723,7 +769,9 @@ impl ToJson for Contributor {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_list(w, b"\"contact\":", &self.contact);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -765,40 +813,44 @@ pub struct DataRequirement {
     pub extra: Extra,
 }
 
+impl DataRequirement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 134,
+        slots: &[
+            ("id", 1), ("extension", 2), ("mustSupport", 8), ("", 0),
+            ("", 0), ("", 0), ("limit", 12), ("", 0),
+            ("codeFilter", 10), ("dateFilter", 11), ("profile", 5), ("type", 3),
+            ("sort", 14), ("_type", 4), ("subjectCodeableConcept", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_mustSupport", 9),
+            ("", 0), ("_profile", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subjectReference", 7), ("", 0),
+            ("_limit", 13), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DataRequirement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 134,
-            slots: &[
-                ("id", 1), ("extension", 2), ("mustSupport", 8), ("", 0),
-                ("", 0), ("", 0), ("limit", 12), ("", 0),
-                ("codeFilter", 10), ("dateFilter", 11), ("profile", 5), ("type", 3),
-                ("sort", 14), ("_type", 4), ("subjectCodeableConcept", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_mustSupport", 9),
-                ("", 0), ("_profile", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subjectReference", 7), ("", 0),
-                ("_limit", 13), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile", &mut out.extra),
-                6 => rt::list_ext(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                7 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                8 => rt::prim_list(p, &mut out.must_support, &mut out.must_support_ext, "mustSupport", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.must_support_ext, "_mustSupport", &mut out.extra),
-                10 => rt::list(p, &mut out.code_filter, "codeFilter", &mut out.extra),
-                11 => rt::list(p, &mut out.date_filter, "dateFilter", &mut out.extra),
-                12 => rt::opt(p, &mut out.limit, "limit", &mut out.extra),
-                13 => rt::opt(p, &mut out.limit_ext, "_limit", &mut out.extra),
-                14 => rt::list(p, &mut out.sort, "sort", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
+                6 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
+                7 => rt::choice(p, &mut out.subject, key),
+                8 => rt::prim_list(p, &mut out.must_support, &mut out.must_support_ext, "mustSupport"),
+                9 => rt::list_ext(p, &mut out.must_support_ext, "_mustSupport"),
+                10 => rt::list(p, &mut out.code_filter, "codeFilter"),
+                11 => rt::list(p, &mut out.date_filter, "dateFilter"),
+                12 => rt::opt(p, &mut out.limit, "limit"),
+                13 => rt::opt(p, &mut out.limit_ext, "_limit"),
+                14 => rt::list(p, &mut out.sort, "sort"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -821,7 +873,9 @@ impl ToJson for DataRequirement {
         rt::w_opt(w, b"\"limit\":", &self.limit);
         rt::w_opt(w, b"\"_limit\":", &self.limit_ext);
         rt::w_list(w, b"\"sort\":", &self.sort);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -847,28 +901,32 @@ pub struct DataRequirementSort {
     pub extra: Extra,
 }
 
+impl DataRequirementSort {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_path", 4), ("path", 3),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("direction", 5), ("", 0), ("_direction", 6),
+        ],
+    };
+}
+
 impl FromJson for DataRequirementSort {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_path", 4), ("path", 3),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("direction", 5), ("", 0), ("_direction", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                4 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                5 => rt::opt(p, &mut out.direction, "direction", &mut out.extra),
-                6 => rt::opt(p, &mut out.direction_ext, "_direction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.path, "path"),
+                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt(p, &mut out.direction, "direction"),
+                6 => rt::opt(p, &mut out.direction_ext, "_direction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -885,7 +943,9 @@ impl ToJson for DataRequirementSort {
         rt::w_opt(w, b"\"_path\":", &self.path_ext);
         rt::w_opt(w, b"\"direction\":", &self.direction);
         rt::w_opt(w, b"\"_direction\":", &self.direction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -913,33 +973,37 @@ pub struct DataRequirementDateFilter {
     pub extra: Extra,
 }
 
+impl DataRequirementDateFilter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("valuePeriod", 7), ("", 0),
+            ("", 0), ("", 0), ("valueDateTime", 7), ("", 0),
+            ("", 0), ("searchParam", 5), ("", 0), ("_searchParam", 6),
+            ("", 0), ("", 0), ("", 0), ("valueDuration", 7),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_path", 4), ("", 0), ("", 0), ("path", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DataRequirementDateFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("valuePeriod", 7), ("", 0),
-                ("", 0), ("", 0), ("valueDateTime", 7), ("", 0),
-                ("", 0), ("searchParam", 5), ("", 0), ("_searchParam", 6),
-                ("", 0), ("", 0), ("", 0), ("valueDuration", 7),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("_path", 4), ("", 0), ("", 0), ("path", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                4 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                5 => rt::opt(p, &mut out.search_param, "searchParam", &mut out.extra),
-                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam", &mut out.extra),
-                7 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.path, "path"),
+                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt(p, &mut out.search_param, "searchParam"),
+                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam"),
+                7 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -957,7 +1021,9 @@ impl ToJson for DataRequirementDateFilter {
         rt::w_opt(w, b"\"searchParam\":", &self.search_param);
         rt::w_opt(w, b"\"_searchParam\":", &self.search_param_ext);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -989,35 +1055,39 @@ pub struct DataRequirementCodeFilter {
     pub extra: Extra,
 }
 
+impl DataRequirementCodeFilter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("searchParam", 5), ("", 0), ("_searchParam", 6),
+            ("_valueSet", 8), ("valueSet", 7), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_path", 4), ("", 0), ("code", 9), ("path", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DataRequirementCodeFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("searchParam", 5), ("", 0), ("_searchParam", 6),
-                ("_valueSet", 8), ("valueSet", 7), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("_path", 4), ("", 0), ("code", 9), ("path", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                4 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                5 => rt::opt(p, &mut out.search_param, "searchParam", &mut out.extra),
-                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_set, "valueSet", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet", &mut out.extra),
-                9 => rt::list(p, &mut out.code, "code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.path, "path"),
+                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt(p, &mut out.search_param, "searchParam"),
+                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam"),
+                7 => rt::opt(p, &mut out.value_set, "valueSet"),
+                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
+                9 => rt::list(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1037,7 +1107,9 @@ impl ToJson for DataRequirementCodeFilter {
         rt::w_opt(w, b"\"valueSet\":", &self.value_set);
         rt::w_opt(w, b"\"_valueSet\":", &self.value_set_ext);
         rt::w_list(w, b"\"code\":", &self.code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1070,7 +1142,7 @@ pub struct Dosage {
     /// The `_patientInstruction` member: the id and extensions of the value of `patientInstruction`.
     pub patient_instruction_ext: Option<Box<Element>>,
     /// When medication should be administered. `timing` (0..1).
-    pub timing: Option<Timing>,
+    pub timing: Option<Box<Timing>>,
     /// Take "as needed" (for x). `asNeeded[x]` (0..1).
     pub as_needed: Option<DosageAsNeeded>,
     /// Body site to administer to. `site` (0..1).
@@ -1082,7 +1154,7 @@ pub struct Dosage {
     /// Amount of medication administered. `doseAndRate` (0..*).
     pub dose_and_rate: Vec<DosageDoseAndRate>,
     /// Upper limit on medication per unit of time. `maxDosePerPeriod` (0..1).
-    pub max_dose_per_period: Option<Ratio>,
+    pub max_dose_per_period: Option<Box<Ratio>>,
     /// Upper limit on medication per administration. `maxDosePerAdministration` (0..1).
     pub max_dose_per_administration: Option<Quantity>,
     /// Upper limit on medication per lifetime of the patient. `maxDosePerLifetime` (0..1).
@@ -1091,53 +1163,57 @@ pub struct Dosage {
     pub extra: Extra,
 }
 
+impl Dosage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("method", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("sequence", 4), ("", 0), ("_patientInstruction", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("asNeededBoolean", 12), ("id", 1), ("doseAndRate", 16), ("", 0),
+            ("", 0), ("maxDosePerLifetime", 19), ("", 0), ("", 0),
+            ("timing", 11), ("text", 6), ("_sequence", 5), ("additionalInstruction", 8),
+            ("route", 14), ("", 0), ("maxDosePerPeriod", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("asNeededCodeableConcept", 12), ("_text", 7), ("", 0), ("", 0),
+            ("patientInstruction", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("maxDosePerAdministration", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("site", 13), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Dosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("method", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("sequence", 4), ("", 0), ("_patientInstruction", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("asNeededBoolean", 12), ("id", 1), ("doseAndRate", 16), ("", 0),
-                ("", 0), ("maxDosePerLifetime", 19), ("", 0), ("", 0),
-                ("timing", 11), ("text", 6), ("_sequence", 5), ("additionalInstruction", 8),
-                ("route", 14), ("", 0), ("maxDosePerPeriod", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("asNeededCodeableConcept", 12), ("_text", 7), ("", 0), ("", 0),
-                ("patientInstruction", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("maxDosePerAdministration", 18), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("site", 13), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                7 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                8 => rt::list(p, &mut out.additional_instruction, "additionalInstruction", &mut out.extra),
-                9 => rt::opt(p, &mut out.patient_instruction, "patientInstruction", &mut out.extra),
-                10 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction", &mut out.extra),
-                11 => rt::opt(p, &mut out.timing, "timing", &mut out.extra),
-                12 => rt::choice(p, &mut out.as_needed, key, &mut out.extra),
-                13 => rt::opt(p, &mut out.site, "site", &mut out.extra),
-                14 => rt::opt(p, &mut out.route, "route", &mut out.extra),
-                15 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                16 => rt::list(p, &mut out.dose_and_rate, "doseAndRate", &mut out.extra),
-                17 => rt::opt(p, &mut out.max_dose_per_period, "maxDosePerPeriod", &mut out.extra),
-                18 => rt::opt(p, &mut out.max_dose_per_administration, "maxDosePerAdministration", &mut out.extra),
-                19 => rt::opt(p, &mut out.max_dose_per_lifetime, "maxDosePerLifetime", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.text, "text"),
+                7 => rt::opt(p, &mut out.text_ext, "_text"),
+                8 => rt::list(p, &mut out.additional_instruction, "additionalInstruction"),
+                9 => rt::opt(p, &mut out.patient_instruction, "patientInstruction"),
+                10 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction"),
+                11 => rt::opt(p, &mut out.timing, "timing"),
+                12 => rt::choice(p, &mut out.as_needed, key),
+                13 => rt::opt(p, &mut out.site, "site"),
+                14 => rt::opt(p, &mut out.route, "route"),
+                15 => rt::opt(p, &mut out.method, "method"),
+                16 => rt::list(p, &mut out.dose_and_rate, "doseAndRate"),
+                17 => rt::opt(p, &mut out.max_dose_per_period, "maxDosePerPeriod"),
+                18 => rt::opt(p, &mut out.max_dose_per_administration, "maxDosePerAdministration"),
+                19 => rt::opt(p, &mut out.max_dose_per_lifetime, "maxDosePerLifetime"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1167,7 +1243,9 @@ impl ToJson for Dosage {
         rt::w_opt(w, b"\"maxDosePerPeriod\":", &self.max_dose_per_period);
         rt::w_opt(w, b"\"maxDosePerAdministration\":", &self.max_dose_per_administration);
         rt::w_opt(w, b"\"maxDosePerLifetime\":", &self.max_dose_per_lifetime);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1191,27 +1269,31 @@ pub struct DosageDoseAndRate {
     pub extra: Extra,
 }
 
+impl DosageDoseAndRate {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("doseQuantity", 4), ("extension", 2), ("", 0),
+            ("type", 3), ("", 0), ("id", 1), ("", 0),
+            ("rateRatio", 5), ("", 0), ("rateRange", 5), ("doseRange", 4),
+            ("rateQuantity", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DosageDoseAndRate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("doseQuantity", 4), ("extension", 2), ("", 0),
-                ("type", 3), ("", 0), ("id", 1), ("", 0),
-                ("rateRatio", 5), ("", 0), ("rateRange", 5), ("doseRange", 4),
-                ("rateQuantity", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::choice(p, &mut out.dose, key, &mut out.extra),
-                5 => rt::choice(p, &mut out.rate, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::choice(p, &mut out.dose, key),
+                5 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1227,7 +1309,9 @@ impl ToJson for DosageDoseAndRate {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.dose);
         rt::w_choice(w, &self.rate);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1359,1100 +1443,1104 @@ pub struct ElementDefinition {
     pub extra: Extra,
 }
 
+impl ElementDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 17,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternUnsignedInt", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedDataRequirement", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedSignature", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedUnsignedInt", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("minValueQuantity", 42), ("", 0), ("", 0), ("maxValueQuantity", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternAddress", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueParameterDefinition", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueOid", 34), ("", 0), ("", 0), ("", 0),
+            ("patternContactPoint", 40), ("", 0), ("constraint", 48), ("", 0),
+            ("", 0), ("", 0), ("patternUsageContext", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueBoolean", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueId", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueDecimal", 34), ("", 0), ("", 0),
+            ("_requirements", 23), ("patternHumanName", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternId", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedParameterDefinition", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueTime", 34),
+            ("", 0), ("", 0), ("_contentReference", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValuePositiveInt", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedCodeableConcept", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternDuration", 40), ("", 0),
+            ("", 0), ("fixedInstant", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_orderMeaning", 38), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("min", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueDistance", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("condition", 46), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedAddress", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("maxValueUnsignedInt", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("alias", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternCodeableConcept", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("definition", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_path", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueDataRequirement", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedUsageContext", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("minValueInteger", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueDateTime", 34),
+            ("defaultValueContactPoint", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("binding", 57), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedDecimal", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_isModifierReason", 54), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedCode", 39), ("sliceName", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedCoding", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueDosage", 34), ("", 0), ("", 0),
+            ("", 0), ("fixedInteger", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueRange", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_sliceName", 9), ("", 0), ("", 0), ("fixedUuid", 39),
+            ("", 0), ("", 0), ("patternSignature", 40), ("", 0),
+            ("", 0), ("", 0), ("_isSummary", 56), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueAnnotation", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternDate", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternMeta", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueAttachment", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedOid", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternCanonical", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_label", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedBoolean", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueReference", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("maxValuePositiveInt", 43), ("", 0), ("", 0),
+            ("defaultValueTriggerDefinition", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedIdentifier", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternTriggerDefinition", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueCodeableConcept", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternReference", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueExpression", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternDecimal", 40),
+            ("", 0), ("", 0), ("patternContributor", 40), ("", 0),
+            ("fixedUri", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueUuid", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_comment", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("isModifier", 51), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternMoney", 40), ("", 0), ("", 0),
+            ("_meaningWhenMissing", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternAge", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("code", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedPositiveInt", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueCode", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternPeriod", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueString", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueTiming", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("representation", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("max", 28), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternRatio", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("minValuePositiveInt", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueBase64Binary", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternContactDetail", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("sliceIsConstraining", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueQuantity", 34),
+            ("fixedRange", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueRatio", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedDate", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternParameterDefinition", 40), ("", 0), ("", 0),
+            ("maxValueInteger", 43), ("patternUuid", 40), ("", 0), ("", 0),
+            ("defaultValueInteger", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternBoolean", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedUrl", 39),
+            ("", 0), ("defaultValueCanonical", 34), ("", 0), ("", 0),
+            ("", 0), ("defaultValueMoney", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternPositiveInt", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueSampledData", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternExpression", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("comment", 20), ("", 0),
+            ("", 0), ("", 0), ("fixedAnnotation", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_short", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_isModifier", 52), ("_max", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedRelatedArtifact", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueRelatedArtifact", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedString", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedAge", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternDateTime", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueMarkdown", 34), ("", 0),
+            ("", 0), ("example", 41), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("short", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueUnsignedInt", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_maxLength", 45), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueUsageContext", 34), ("", 0), ("defaultValueContactDetail", 34),
+            ("_representation", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternRange", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedQuantity", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueAge", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contentReference", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("maxValueInstant", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternIdentifier", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternDataRequirement", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternTime", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValuePeriod", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedTiming", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedMoney", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedExpression", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("slicing", 15), ("fixedReference", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedContactDetail", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("orderMeaning", 37), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedAttachment", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedCount", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("mustSupport", 49),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("minValueTime", 42), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("maxLength", 44),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("maxValueTime", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternInstant", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedHumanName", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternCoding", 40), ("", 0), ("", 0), ("", 0),
+            ("type", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedId", 39), ("", 0),
+            ("", 0), ("base", 30), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueContributor", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueDate", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternTiming", 40), ("", 0), ("", 0), ("path", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("minValueUnsignedInt", 42), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternCount", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueIdentifier", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_sliceIsConstraining", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueDuration", 34), ("", 0), ("", 0), ("patternQuantity", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("minValueDateTime", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedDistance", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternOid", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_alias", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternCode", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_condition", 47), ("meaningWhenMissing", 35),
+            ("fixedDateTime", 39), ("", 0), ("label", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueMeta", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueUri", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("maxValueDecimal", 43), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternDosage", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueAddress", 34), ("fixedDuration", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedMarkdown", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternMarkdown", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("minValueDecimal", 42), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedSampledData", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fixedMeta", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("maxValueDateTime", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("requirements", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedPeriod", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("maxValueDate", 43), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_mustSupport", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueInstant", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueCount", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueUrl", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternDistance", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueHumanName", 34), ("", 0),
+            ("", 0), ("", 0), ("fixedTriggerDefinition", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("isModifierReason", 53), ("", 0),
+            ("", 0), ("", 0), ("fixedBase64Binary", 39), ("patternAttachment", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternUrl", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_min", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patternInteger", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fixedTime", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedContactPoint", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fixedDosage", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedRatio", 39), ("", 0), ("", 0), ("patternBase64Binary", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternSampledData", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patternString", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueCoding", 34), ("minValueInstant", 42),
+            ("", 0), ("", 0), ("mapping", 58), ("", 0),
+            ("", 0), ("fixedCanonical", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueSignature", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patternRelatedArtifact", 40), ("isSummary", 55), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fixedContributor", 39), ("", 0), ("", 0), ("patternUri", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patternAnnotation", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("minValueDate", 42), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_definition", 19), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 17,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternUnsignedInt", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedDataRequirement", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedSignature", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedUnsignedInt", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("minValueQuantity", 42), ("", 0), ("", 0), ("maxValueQuantity", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternAddress", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueParameterDefinition", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueOid", 34), ("", 0), ("", 0), ("", 0),
-                ("patternContactPoint", 40), ("", 0), ("constraint", 48), ("", 0),
-                ("", 0), ("", 0), ("patternUsageContext", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueBoolean", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueId", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueDecimal", 34), ("", 0), ("", 0),
-                ("_requirements", 23), ("patternHumanName", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternId", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedParameterDefinition", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueTime", 34),
-                ("", 0), ("", 0), ("_contentReference", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValuePositiveInt", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedCodeableConcept", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternDuration", 40), ("", 0),
-                ("", 0), ("fixedInstant", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_orderMeaning", 38), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("min", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueDistance", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("condition", 46), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedAddress", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("maxValueUnsignedInt", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("alias", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternCodeableConcept", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("definition", 18), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_path", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueDataRequirement", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedUsageContext", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("minValueInteger", 42), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueDateTime", 34),
-                ("defaultValueContactPoint", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("binding", 57), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedDecimal", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_isModifierReason", 54), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedCode", 39), ("sliceName", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedCoding", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueDosage", 34), ("", 0), ("", 0),
-                ("", 0), ("fixedInteger", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueRange", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_sliceName", 9), ("", 0), ("", 0), ("fixedUuid", 39),
-                ("", 0), ("", 0), ("patternSignature", 40), ("", 0),
-                ("", 0), ("", 0), ("_isSummary", 56), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueAnnotation", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternDate", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternMeta", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueAttachment", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedOid", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternCanonical", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_label", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedBoolean", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueReference", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("maxValuePositiveInt", 43), ("", 0), ("", 0),
-                ("defaultValueTriggerDefinition", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedIdentifier", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternTriggerDefinition", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueCodeableConcept", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternReference", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueExpression", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternDecimal", 40),
-                ("", 0), ("", 0), ("patternContributor", 40), ("", 0),
-                ("fixedUri", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueUuid", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_comment", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("isModifier", 51), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternMoney", 40), ("", 0), ("", 0),
-                ("_meaningWhenMissing", 36), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternAge", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("code", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedPositiveInt", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueCode", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternPeriod", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueString", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueTiming", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("representation", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("max", 28), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternRatio", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("minValuePositiveInt", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueBase64Binary", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternContactDetail", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("sliceIsConstraining", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueQuantity", 34),
-                ("fixedRange", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueRatio", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedDate", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternParameterDefinition", 40), ("", 0), ("", 0),
-                ("maxValueInteger", 43), ("patternUuid", 40), ("", 0), ("", 0),
-                ("defaultValueInteger", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternBoolean", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedUrl", 39),
-                ("", 0), ("defaultValueCanonical", 34), ("", 0), ("", 0),
-                ("", 0), ("defaultValueMoney", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternPositiveInt", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueSampledData", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternExpression", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("comment", 20), ("", 0),
-                ("", 0), ("", 0), ("fixedAnnotation", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_short", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_isModifier", 52), ("_max", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedRelatedArtifact", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueRelatedArtifact", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedString", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedAge", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternDateTime", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueMarkdown", 34), ("", 0),
-                ("", 0), ("example", 41), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("short", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueUnsignedInt", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_maxLength", 45), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueUsageContext", 34), ("", 0), ("defaultValueContactDetail", 34),
-                ("_representation", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternRange", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedQuantity", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueAge", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contentReference", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("maxValueInstant", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternIdentifier", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternDataRequirement", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternTime", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValuePeriod", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedTiming", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedMoney", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedExpression", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("slicing", 15), ("fixedReference", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedContactDetail", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("orderMeaning", 37), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedAttachment", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedCount", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("mustSupport", 49),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("minValueTime", 42), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("maxLength", 44),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("maxValueTime", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternInstant", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedHumanName", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternCoding", 40), ("", 0), ("", 0), ("", 0),
-                ("type", 33), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedId", 39), ("", 0),
-                ("", 0), ("base", 30), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueContributor", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueDate", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternTiming", 40), ("", 0), ("", 0), ("path", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("minValueUnsignedInt", 42), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternCount", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueIdentifier", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_sliceIsConstraining", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueDuration", 34), ("", 0), ("", 0), ("patternQuantity", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("minValueDateTime", 42), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedDistance", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternOid", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_alias", 25), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternCode", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_condition", 47), ("meaningWhenMissing", 35),
-                ("fixedDateTime", 39), ("", 0), ("label", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueMeta", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueUri", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("maxValueDecimal", 43), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternDosage", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueAddress", 34), ("fixedDuration", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedMarkdown", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternMarkdown", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("minValueDecimal", 42), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedSampledData", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fixedMeta", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("maxValueDateTime", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("requirements", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedPeriod", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("maxValueDate", 43), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_mustSupport", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueInstant", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueCount", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueUrl", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternDistance", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueHumanName", 34), ("", 0),
-                ("", 0), ("", 0), ("fixedTriggerDefinition", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("isModifierReason", 53), ("", 0),
-                ("", 0), ("", 0), ("fixedBase64Binary", 39), ("patternAttachment", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternUrl", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_min", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("patternInteger", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fixedTime", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedContactPoint", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fixedDosage", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedRatio", 39), ("", 0), ("", 0), ("patternBase64Binary", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternSampledData", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("patternString", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueCoding", 34), ("minValueInstant", 42),
-                ("", 0), ("", 0), ("mapping", 58), ("", 0),
-                ("", 0), ("fixedCanonical", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueSignature", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patternRelatedArtifact", 40), ("isSummary", 55), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("fixedContributor", 39), ("", 0), ("", 0), ("patternUri", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patternAnnotation", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("minValueDate", 42), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_definition", 19), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                5 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.representation, &mut out.representation_ext, "representation", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.representation_ext, "_representation", &mut out.extra),
-                8 => rt::opt(p, &mut out.slice_name, "sliceName", &mut out.extra),
-                9 => rt::opt(p, &mut out.slice_name_ext, "_sliceName", &mut out.extra),
-                10 => rt::opt(p, &mut out.slice_is_constraining, "sliceIsConstraining", &mut out.extra),
-                11 => rt::opt(p, &mut out.slice_is_constraining_ext, "_sliceIsConstraining", &mut out.extra),
-                12 => rt::opt(p, &mut out.label, "label", &mut out.extra),
-                13 => rt::opt(p, &mut out.label_ext, "_label", &mut out.extra),
-                14 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                15 => rt::opt(p, &mut out.slicing, "slicing", &mut out.extra),
-                16 => rt::opt(p, &mut out.short, "short", &mut out.extra),
-                17 => rt::opt(p, &mut out.short_ext, "_short", &mut out.extra),
-                18 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                19 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                20 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                21 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                22 => rt::opt(p, &mut out.requirements, "requirements", &mut out.extra),
-                23 => rt::opt(p, &mut out.requirements_ext, "_requirements", &mut out.extra),
-                24 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias", &mut out.extra),
-                25 => rt::list_ext(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                26 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                27 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                28 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                29 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
-                30 => rt::opt(p, &mut out.base, "base", &mut out.extra),
-                31 => rt::opt(p, &mut out.content_reference, "contentReference", &mut out.extra),
-                32 => rt::opt(p, &mut out.content_reference_ext, "_contentReference", &mut out.extra),
-                33 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                34 => rt::choice(p, &mut out.default_value, key, &mut out.extra),
-                35 => rt::opt(p, &mut out.meaning_when_missing, "meaningWhenMissing", &mut out.extra),
-                36 => rt::opt(p, &mut out.meaning_when_missing_ext, "_meaningWhenMissing", &mut out.extra),
-                37 => rt::opt(p, &mut out.order_meaning, "orderMeaning", &mut out.extra),
-                38 => rt::opt(p, &mut out.order_meaning_ext, "_orderMeaning", &mut out.extra),
-                39 => rt::choice(p, &mut out.fixed, key, &mut out.extra),
-                40 => rt::choice(p, &mut out.pattern, key, &mut out.extra),
-                41 => rt::list(p, &mut out.example, "example", &mut out.extra),
-                42 => rt::choice(p, &mut out.min_value, key, &mut out.extra),
-                43 => rt::choice(p, &mut out.max_value, key, &mut out.extra),
-                44 => rt::opt(p, &mut out.max_length, "maxLength", &mut out.extra),
-                45 => rt::opt(p, &mut out.max_length_ext, "_maxLength", &mut out.extra),
-                46 => rt::prim_list(p, &mut out.condition, &mut out.condition_ext, "condition", &mut out.extra),
-                47 => rt::list_ext(p, &mut out.condition_ext, "_condition", &mut out.extra),
-                48 => rt::list(p, &mut out.constraint, "constraint", &mut out.extra),
-                49 => rt::opt(p, &mut out.must_support, "mustSupport", &mut out.extra),
-                50 => rt::opt(p, &mut out.must_support_ext, "_mustSupport", &mut out.extra),
-                51 => rt::opt(p, &mut out.is_modifier, "isModifier", &mut out.extra),
-                52 => rt::opt(p, &mut out.is_modifier_ext, "_isModifier", &mut out.extra),
-                53 => rt::opt(p, &mut out.is_modifier_reason, "isModifierReason", &mut out.extra),
-                54 => rt::opt(p, &mut out.is_modifier_reason_ext, "_isModifierReason", &mut out.extra),
-                55 => rt::opt(p, &mut out.is_summary, "isSummary", &mut out.extra),
-                56 => rt::opt(p, &mut out.is_summary_ext, "_isSummary", &mut out.extra),
-                57 => rt::opt(p, &mut out.binding, "binding", &mut out.extra),
-                58 => rt::list(p, &mut out.mapping, "mapping", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.path, "path"),
+                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                6 => rt::prim_list(p, &mut out.representation, &mut out.representation_ext, "representation"),
+                7 => rt::list_ext(p, &mut out.representation_ext, "_representation"),
+                8 => rt::opt(p, &mut out.slice_name, "sliceName"),
+                9 => rt::opt(p, &mut out.slice_name_ext, "_sliceName"),
+                10 => rt::opt(p, &mut out.slice_is_constraining, "sliceIsConstraining"),
+                11 => rt::opt(p, &mut out.slice_is_constraining_ext, "_sliceIsConstraining"),
+                12 => rt::opt(p, &mut out.label, "label"),
+                13 => rt::opt(p, &mut out.label_ext, "_label"),
+                14 => rt::list(p, &mut out.code, "code"),
+                15 => rt::opt(p, &mut out.slicing, "slicing"),
+                16 => rt::opt(p, &mut out.short, "short"),
+                17 => rt::opt(p, &mut out.short_ext, "_short"),
+                18 => rt::opt(p, &mut out.definition, "definition"),
+                19 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                20 => rt::opt(p, &mut out.comment, "comment"),
+                21 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                22 => rt::opt(p, &mut out.requirements, "requirements"),
+                23 => rt::opt(p, &mut out.requirements_ext, "_requirements"),
+                24 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
+                25 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
+                26 => rt::opt(p, &mut out.min, "min"),
+                27 => rt::opt(p, &mut out.min_ext, "_min"),
+                28 => rt::opt(p, &mut out.max, "max"),
+                29 => rt::opt(p, &mut out.max_ext, "_max"),
+                30 => rt::opt(p, &mut out.base, "base"),
+                31 => rt::opt(p, &mut out.content_reference, "contentReference"),
+                32 => rt::opt(p, &mut out.content_reference_ext, "_contentReference"),
+                33 => rt::list(p, &mut out.r#type, "type"),
+                34 => rt::choice(p, &mut out.default_value, key),
+                35 => rt::opt(p, &mut out.meaning_when_missing, "meaningWhenMissing"),
+                36 => rt::opt(p, &mut out.meaning_when_missing_ext, "_meaningWhenMissing"),
+                37 => rt::opt(p, &mut out.order_meaning, "orderMeaning"),
+                38 => rt::opt(p, &mut out.order_meaning_ext, "_orderMeaning"),
+                39 => rt::choice(p, &mut out.fixed, key),
+                40 => rt::choice(p, &mut out.pattern, key),
+                41 => rt::list(p, &mut out.example, "example"),
+                42 => rt::choice(p, &mut out.min_value, key),
+                43 => rt::choice(p, &mut out.max_value, key),
+                44 => rt::opt(p, &mut out.max_length, "maxLength"),
+                45 => rt::opt(p, &mut out.max_length_ext, "_maxLength"),
+                46 => rt::prim_list(p, &mut out.condition, &mut out.condition_ext, "condition"),
+                47 => rt::list_ext(p, &mut out.condition_ext, "_condition"),
+                48 => rt::list(p, &mut out.constraint, "constraint"),
+                49 => rt::opt(p, &mut out.must_support, "mustSupport"),
+                50 => rt::opt(p, &mut out.must_support_ext, "_mustSupport"),
+                51 => rt::opt(p, &mut out.is_modifier, "isModifier"),
+                52 => rt::opt(p, &mut out.is_modifier_ext, "_isModifier"),
+                53 => rt::opt(p, &mut out.is_modifier_reason, "isModifierReason"),
+                54 => rt::opt(p, &mut out.is_modifier_reason_ext, "_isModifierReason"),
+                55 => rt::opt(p, &mut out.is_summary, "isSummary"),
+                56 => rt::opt(p, &mut out.is_summary_ext, "_isSummary"),
+                57 => rt::opt(p, &mut out.binding, "binding"),
+                58 => rt::list(p, &mut out.mapping, "mapping"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2518,7 +2606,9 @@ impl ToJson for ElementDefinition {
         rt::w_opt(w, b"\"_isSummary\":", &self.is_summary_ext);
         rt::w_opt(w, b"\"binding\":", &self.binding);
         rt::w_list(w, b"\"mapping\":", &self.mapping);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2552,36 +2642,40 @@ pub struct ElementDefinitionMapping {
     pub extra: Extra,
 }
 
+impl ElementDefinitionMapping {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15,
+        slots: &[
+            ("comment", 9), ("extension", 2), ("id", 1), ("language", 5),
+            ("", 0), ("", 0), ("_identity", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_comment", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identity", 3), ("", 0), ("map", 7), ("", 0),
+            ("", 0), ("", 0), ("_map", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionMapping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15,
-            slots: &[
-                ("comment", 9), ("extension", 2), ("id", 1), ("language", 5),
-                ("", 0), ("", 0), ("_identity", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_comment", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identity", 3), ("", 0), ("map", 7), ("", 0),
-                ("", 0), ("", 0), ("_map", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.identity, "identity", &mut out.extra),
-                4 => rt::opt(p, &mut out.identity_ext, "_identity", &mut out.extra),
-                5 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                6 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                7 => rt::opt(p, &mut out.map, "map", &mut out.extra),
-                8 => rt::opt(p, &mut out.map_ext, "_map", &mut out.extra),
-                9 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                10 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.identity, "identity"),
+                4 => rt::opt(p, &mut out.identity_ext, "_identity"),
+                5 => rt::opt(p, &mut out.language, "language"),
+                6 => rt::opt(p, &mut out.language_ext, "_language"),
+                7 => rt::opt(p, &mut out.map, "map"),
+                8 => rt::opt(p, &mut out.map_ext, "_map"),
+                9 => rt::opt(p, &mut out.comment, "comment"),
+                10 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2602,7 +2696,9 @@ impl ToJson for ElementDefinitionMapping {
         rt::w_opt(w, b"\"_map\":", &self.map_ext);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2632,30 +2728,34 @@ pub struct ElementDefinitionBinding {
     pub extra: Extra,
 }
 
+impl ElementDefinitionBinding {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("valueSet", 7), ("description", 5), ("strength", 3), ("", 0),
+            ("", 0), ("_strength", 4), ("", 0), ("", 0),
+            ("_valueSet", 8), ("", 0), ("extension", 2), ("_description", 6),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionBinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("valueSet", 7), ("description", 5), ("strength", 3), ("", 0),
-                ("", 0), ("_strength", 4), ("", 0), ("", 0),
-                ("_valueSet", 8), ("", 0), ("extension", 2), ("_description", 6),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.strength, "strength", &mut out.extra),
-                4 => rt::opt(p, &mut out.strength_ext, "_strength", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_set, "valueSet", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.strength, "strength"),
+                4 => rt::opt(p, &mut out.strength_ext, "_strength"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt(p, &mut out.value_set, "valueSet"),
+                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2674,7 +2774,9 @@ impl ToJson for ElementDefinitionBinding {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"valueSet\":", &self.value_set);
         rt::w_opt(w, b"\"_valueSet\":", &self.value_set_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2720,42 +2822,46 @@ pub struct ElementDefinitionConstraint {
     pub extra: Extra,
 }
 
+impl ElementDefinitionConstraint {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 116,
+        slots: &[
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("_severity", 8), ("_xpath", 14), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_requirements", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("human", 9), ("", 0), ("xpath", 13),
+            ("key", 3), ("_expression", 12), ("", 0), ("requirements", 5),
+            ("", 0), ("source", 15), ("_human", 10), ("severity", 7),
+            ("_source", 16), ("", 0), ("expression", 11), ("_key", 4),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionConstraint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 116,
-            slots: &[
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("_severity", 8), ("_xpath", 14), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_requirements", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("human", 9), ("", 0), ("xpath", 13),
-                ("key", 3), ("_expression", 12), ("", 0), ("requirements", 5),
-                ("", 0), ("source", 15), ("_human", 10), ("severity", 7),
-                ("_source", 16), ("", 0), ("expression", 11), ("_key", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.key, "key", &mut out.extra),
-                4 => rt::opt(p, &mut out.key_ext, "_key", &mut out.extra),
-                5 => rt::opt(p, &mut out.requirements, "requirements", &mut out.extra),
-                6 => rt::opt(p, &mut out.requirements_ext, "_requirements", &mut out.extra),
-                7 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                8 => rt::opt(p, &mut out.severity_ext, "_severity", &mut out.extra),
-                9 => rt::opt(p, &mut out.human, "human", &mut out.extra),
-                10 => rt::opt(p, &mut out.human_ext, "_human", &mut out.extra),
-                11 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                12 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                13 => rt::opt(p, &mut out.xpath, "xpath", &mut out.extra),
-                14 => rt::opt(p, &mut out.xpath_ext, "_xpath", &mut out.extra),
-                15 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                16 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.key, "key"),
+                4 => rt::opt(p, &mut out.key_ext, "_key"),
+                5 => rt::opt(p, &mut out.requirements, "requirements"),
+                6 => rt::opt(p, &mut out.requirements_ext, "_requirements"),
+                7 => rt::opt(p, &mut out.severity, "severity"),
+                8 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                9 => rt::opt(p, &mut out.human, "human"),
+                10 => rt::opt(p, &mut out.human_ext, "_human"),
+                11 => rt::opt(p, &mut out.expression, "expression"),
+                12 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                13 => rt::opt(p, &mut out.xpath, "xpath"),
+                14 => rt::opt(p, &mut out.xpath_ext, "_xpath"),
+                15 => rt::opt(p, &mut out.source, "source"),
+                16 => rt::opt(p, &mut out.source_ext, "_source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2782,7 +2888,9 @@ impl ToJson for ElementDefinitionConstraint {
         rt::w_opt(w, b"\"_xpath\":", &self.xpath_ext);
         rt::w_opt(w, b"\"source\":", &self.source);
         rt::w_opt(w, b"\"_source\":", &self.source_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2806,79 +2914,83 @@ pub struct ElementDefinitionExample {
     pub extra: Extra,
 }
 
+impl ElementDefinitionExample {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 312,
+        slots: &[
+            ("", 0), ("", 0), ("valueCoding", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueInstant", 5), ("valueMarkdown", 5),
+            ("valueCount", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCodeableConcept", 5), ("", 0), ("", 0),
+            ("", 0), ("valueSignature", 5), ("", 0), ("valueTime", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueContactDetail", 5),
+            ("", 0), ("", 0), ("valueCanonical", 5), ("valueInteger", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueString", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueAge", 5), ("", 0), ("", 0),
+            ("", 0), ("valueDosage", 5), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueUnsignedInt", 5), ("valueIdentifier", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueTriggerDefinition", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueRatio", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueReference", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDecimal", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueRelatedArtifact", 5), ("", 0), ("", 0), ("valueSampledData", 5),
+            ("", 0), ("valueExpression", 5), ("", 0), ("", 0),
+            ("", 0), ("valueDistance", 5), ("", 0), ("", 0),
+            ("valueHumanName", 5), ("", 0), ("", 0), ("valueQuantity", 5),
+            ("valueAttachment", 5), ("", 0), ("_label", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDuration", 5), ("valueParameterDefinition", 5), ("", 0),
+            ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueBase64Binary", 5), ("", 0), ("valueId", 5),
+            ("", 0), ("valueAddress", 5), ("", 0), ("", 0),
+            ("valueDate", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueTiming", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCode", 5), ("valueUsageContext", 5), ("valueContactPoint", 5),
+            ("", 0), ("valueUrl", 5), ("", 0), ("valuePeriod", 5),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRange", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueUuid", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueOid", 5), ("", 0),
+            ("valueDateTime", 5), ("valueAnnotation", 5), ("valueMeta", 5), ("", 0),
+            ("", 0), ("", 0), ("valueUri", 5), ("label", 3),
+            ("valueContributor", 5), ("", 0), ("", 0), ("valuePositiveInt", 5),
+            ("", 0), ("", 0), ("", 0), ("valueDataRequirement", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionExample {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 312,
-            slots: &[
-                ("", 0), ("", 0), ("valueCoding", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueInstant", 5), ("valueMarkdown", 5),
-                ("valueCount", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCodeableConcept", 5), ("", 0), ("", 0),
-                ("", 0), ("valueSignature", 5), ("", 0), ("valueTime", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueContactDetail", 5),
-                ("", 0), ("", 0), ("valueCanonical", 5), ("valueInteger", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueString", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueAge", 5), ("", 0), ("", 0),
-                ("", 0), ("valueDosage", 5), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueUnsignedInt", 5), ("valueIdentifier", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueTriggerDefinition", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueRatio", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueReference", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDecimal", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueRelatedArtifact", 5), ("", 0), ("", 0), ("valueSampledData", 5),
-                ("", 0), ("valueExpression", 5), ("", 0), ("", 0),
-                ("", 0), ("valueDistance", 5), ("", 0), ("", 0),
-                ("valueHumanName", 5), ("", 0), ("", 0), ("valueQuantity", 5),
-                ("valueAttachment", 5), ("", 0), ("_label", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDuration", 5), ("valueParameterDefinition", 5), ("", 0),
-                ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueBase64Binary", 5), ("", 0), ("valueId", 5),
-                ("", 0), ("valueAddress", 5), ("", 0), ("", 0),
-                ("valueDate", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueTiming", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCode", 5), ("valueUsageContext", 5), ("valueContactPoint", 5),
-                ("", 0), ("valueUrl", 5), ("", 0), ("valuePeriod", 5),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRange", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueUuid", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueOid", 5), ("", 0),
-                ("valueDateTime", 5), ("valueAnnotation", 5), ("valueMeta", 5), ("", 0),
-                ("", 0), ("", 0), ("valueUri", 5), ("label", 3),
-                ("valueContributor", 5), ("", 0), ("", 0), ("valuePositiveInt", 5),
-                ("", 0), ("", 0), ("", 0), ("valueDataRequirement", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_label = None;
@@ -2886,12 +2998,12 @@ impl FromJson for ElementDefinitionExample {
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::opt(p, &mut f_label, "label", &mut extra),
-                4 => rt::opt(p, &mut f_label_ext, "_label", &mut extra),
-                5 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::opt(p, &mut f_label, "label"),
+                4 => rt::opt(p, &mut f_label_ext, "_label"),
+                5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -2914,7 +3026,9 @@ impl ToJson for ElementDefinitionExample {
         rt::w_opt(w, b"\"label\":", &self.label);
         rt::w_opt(w, b"\"_label\":", &self.label_ext);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2952,38 +3066,42 @@ pub struct ElementDefinitionType {
     pub extra: Extra,
 }
 
+impl ElementDefinitionType {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 12,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("aggregation", 9), ("", 0), ("_code", 4), ("profile", 5),
+            ("code", 3), ("versioning", 11), ("", 0), ("", 0),
+            ("_versioning", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_aggregation", 10), ("_targetProfile", 8), ("extension", 2),
+            ("", 0), ("", 0), ("_profile", 6), ("", 0),
+            ("id", 1), ("", 0), ("targetProfile", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionType {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 12,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("aggregation", 9), ("", 0), ("_code", 4), ("profile", 5),
-                ("code", 3), ("versioning", 11), ("", 0), ("", 0),
-                ("_versioning", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_aggregation", 10), ("_targetProfile", 8), ("extension", 2),
-                ("", 0), ("", 0), ("_profile", 6), ("", 0),
-                ("id", 1), ("", 0), ("targetProfile", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                4 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile", &mut out.extra),
-                6 => rt::list_ext(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                7 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile", &mut out.extra),
-                8 => rt::list_ext(p, &mut out.target_profile_ext, "_targetProfile", &mut out.extra),
-                9 => rt::prim_list(p, &mut out.aggregation, &mut out.aggregation_ext, "aggregation", &mut out.extra),
-                10 => rt::list_ext(p, &mut out.aggregation_ext, "_aggregation", &mut out.extra),
-                11 => rt::opt(p, &mut out.versioning, "versioning", &mut out.extra),
-                12 => rt::opt(p, &mut out.versioning_ext, "_versioning", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.code, "code"),
+                4 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
+                6 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
+                7 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile"),
+                8 => rt::list_ext(p, &mut out.target_profile_ext, "_targetProfile"),
+                9 => rt::prim_list(p, &mut out.aggregation, &mut out.aggregation_ext, "aggregation"),
+                10 => rt::list_ext(p, &mut out.aggregation_ext, "_aggregation"),
+                11 => rt::opt(p, &mut out.versioning, "versioning"),
+                12 => rt::opt(p, &mut out.versioning_ext, "_versioning"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3003,7 +3121,9 @@ impl ToJson for ElementDefinitionType {
         rt::w_prim_list(w, b"\"aggregation\":", b"\"_aggregation\":", &self.aggregation, &self.aggregation_ext);
         rt::w_opt(w, b"\"versioning\":", &self.versioning);
         rt::w_opt(w, b"\"_versioning\":", &self.versioning_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3033,30 +3153,34 @@ pub struct ElementDefinitionBase {
     pub extra: Extra,
 }
 
+impl ElementDefinitionBase {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("min", 5), ("", 0), ("", 0),
+            ("_path", 4), ("", 0), ("_max", 8), ("path", 3),
+            ("max", 7), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_min", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionBase {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("min", 5), ("", 0), ("", 0),
-                ("_path", 4), ("", 0), ("_max", 8), ("path", 3),
-                ("max", 7), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_min", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                4 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                5 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                6 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                7 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                8 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.path, "path"),
+                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt(p, &mut out.min, "min"),
+                6 => rt::opt(p, &mut out.min_ext, "_min"),
+                7 => rt::opt(p, &mut out.max, "max"),
+                8 => rt::opt(p, &mut out.max_ext, "_max"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3075,7 +3199,9 @@ impl ToJson for ElementDefinitionBase {
         rt::w_opt(w, b"\"_min\":", &self.min_ext);
         rt::w_opt(w, b"\"max\":", &self.max);
         rt::w_opt(w, b"\"_max\":", &self.max_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3107,35 +3233,39 @@ pub struct ElementDefinitionSlicing {
     pub extra: Extra,
 }
 
+impl ElementDefinitionSlicing {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_rules", 9),
+            ("extension", 2), ("ordered", 6), ("", 0), ("discriminator", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_ordered", 7),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 5), ("", 0), ("description", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("rules", 8),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionSlicing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_rules", 9),
-                ("extension", 2), ("ordered", 6), ("", 0), ("discriminator", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_ordered", 7),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 5), ("", 0), ("description", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("rules", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.discriminator, "discriminator", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.ordered, "ordered", &mut out.extra),
-                7 => rt::opt(p, &mut out.ordered_ext, "_ordered", &mut out.extra),
-                8 => rt::opt(p, &mut out.rules, "rules", &mut out.extra),
-                9 => rt::opt(p, &mut out.rules_ext, "_rules", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.discriminator, "discriminator"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.ordered, "ordered"),
+                7 => rt::opt(p, &mut out.ordered_ext, "_ordered"),
+                8 => rt::opt(p, &mut out.rules, "rules"),
+                9 => rt::opt(p, &mut out.rules_ext, "_rules"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3155,7 +3285,9 @@ impl ToJson for ElementDefinitionSlicing {
         rt::w_opt(w, b"\"_ordered\":", &self.ordered_ext);
         rt::w_opt(w, b"\"rules\":", &self.rules);
         rt::w_opt(w, b"\"_rules\":", &self.rules_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3181,28 +3313,32 @@ pub struct ElementDefinitionSlicingDiscriminator {
     pub extra: Extra,
 }
 
+impl ElementDefinitionSlicingDiscriminator {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_path", 6), ("", 0), ("", 0), ("path", 5),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 4), ("type", 3),
+        ],
+    };
+}
+
 impl FromJson for ElementDefinitionSlicingDiscriminator {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("_path", 6), ("", 0), ("", 0), ("path", 5),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 4), ("type", 3),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                5 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                6 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt(p, &mut out.path, "path"),
+                6 => rt::opt(p, &mut out.path_ext, "_path"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3219,7 +3355,9 @@ impl ToJson for ElementDefinitionSlicingDiscriminator {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"path\":", &self.path);
         rt::w_opt(w, b"\"_path\":", &self.path_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3257,38 +3395,42 @@ pub struct Expression {
     pub extra: Extra,
 }
 
+impl Expression {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("_description", 4), ("", 0), ("expression", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("description", 3), ("name", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("_reference", 12), ("_name", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("reference", 11), ("_language", 8), ("_expression", 10),
+        ],
+    };
+}
+
 impl FromJson for Expression {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("_description", 4), ("", 0), ("expression", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("description", 3), ("name", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("_reference", 12), ("_name", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("reference", 11), ("_language", 8), ("_expression", 10),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                4 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                10 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                11 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                12 => rt::opt(p, &mut out.reference_ext, "_reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.description, "description"),
+                4 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.expression, "expression"),
+                10 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                11 => rt::opt(p, &mut out.reference, "reference"),
+                12 => rt::opt(p, &mut out.reference_ext, "_reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3311,7 +3453,9 @@ impl ToJson for Expression {
         rt::w_opt(w, b"\"_expression\":", &self.expression_ext);
         rt::w_opt(w, b"\"reference\":", &self.reference);
         rt::w_opt(w, b"\"_reference\":", &self.reference_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3333,87 +3477,91 @@ pub struct Extension {
     pub extra: Extra,
 }
 
+impl Extension {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 121,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueSampledData", 4),
+            ("valueDosage", 4), ("valueOid", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueCode", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDataRequirement", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 4),
+            ("valueParameterDefinition", 4), ("", 0), ("", 0), ("", 0),
+            ("valueDuration", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueContactPoint", 4), ("valueAddress", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueHumanName", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueAnnotation", 4), ("", 0),
+            ("", 0), ("valueSignature", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueBase64Binary", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueQuantity", 4), ("", 0),
+            ("valueUri", 4), ("", 0), ("valueRange", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueTime", 4),
+            ("", 0), ("", 0), ("valueRelatedArtifact", 4), ("", 0),
+            ("", 0), ("valueTriggerDefinition", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueMoney", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 4),
+            ("", 0), ("", 0), ("valueId", 4), ("", 0),
+            ("", 0), ("", 0), ("valueUnsignedInt", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueInteger", 4), ("", 0),
+            ("valueInstant", 4), ("valueCount", 4), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("valueReference", 4), ("", 0), ("", 0), ("", 0),
+            ("valueDistance", 4), ("url", 3), ("", 0), ("valueContributor", 4),
+            ("", 0), ("", 0), ("", 0), ("valueUsageContext", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDate", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valuePeriod", 4), ("valueIdentifier", 4),
+            ("", 0), ("", 0), ("", 0), ("valueAge", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("valueUrl", 4),
+            ("valueTiming", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueMarkdown", 4), ("", 0), ("valueMeta", 4), ("valueCodeableConcept", 4),
+            ("", 0), ("valueDecimal", 4), ("valueDateTime", 4), ("", 0),
+            ("", 0), ("valueContactDetail", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRatio", 4), ("valueCanonical", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCoding", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueString", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueAttachment", 4), ("", 0), ("", 0),
+            ("", 0), ("valueUuid", 4), ("", 0), ("valueExpression", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Extension {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 121,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueSampledData", 4),
-                ("valueDosage", 4), ("valueOid", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueCode", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDataRequirement", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 4),
-                ("valueParameterDefinition", 4), ("", 0), ("", 0), ("", 0),
-                ("valueDuration", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueContactPoint", 4), ("valueAddress", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueHumanName", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueAnnotation", 4), ("", 0),
-                ("", 0), ("valueSignature", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueBase64Binary", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueQuantity", 4), ("", 0),
-                ("valueUri", 4), ("", 0), ("valueRange", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueTime", 4),
-                ("", 0), ("", 0), ("valueRelatedArtifact", 4), ("", 0),
-                ("", 0), ("valueTriggerDefinition", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueMoney", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 4),
-                ("", 0), ("", 0), ("valueId", 4), ("", 0),
-                ("", 0), ("", 0), ("valueUnsignedInt", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueInteger", 4), ("", 0),
-                ("valueInstant", 4), ("valueCount", 4), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("valueReference", 4), ("", 0), ("", 0), ("", 0),
-                ("valueDistance", 4), ("url", 3), ("", 0), ("valueContributor", 4),
-                ("", 0), ("", 0), ("", 0), ("valueUsageContext", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDate", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valuePeriod", 4), ("valueIdentifier", 4),
-                ("", 0), ("", 0), ("", 0), ("valueAge", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("valueUrl", 4),
-                ("valueTiming", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueMarkdown", 4), ("", 0), ("valueMeta", 4), ("valueCodeableConcept", 4),
-                ("", 0), ("valueDecimal", 4), ("valueDateTime", 4), ("", 0),
-                ("", 0), ("valueContactDetail", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRatio", 4), ("valueCanonical", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCoding", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueString", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueAttachment", 4), ("", 0), ("", 0),
-                ("", 0), ("valueUuid", 4), ("", 0), ("valueExpression", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_url = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut f_url, "url", &mut out.extra),
-                4 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut f_url, "url"),
+                4 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3429,7 +3577,9 @@ impl ToJson for Extension {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_req(w, b"\"url\":", &self.url);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3475,41 +3625,45 @@ pub struct HumanName {
     pub extra: Extra,
 }
 
+impl HumanName {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 46,
+        slots: &[
+            ("_family", 8), ("period", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("given", 9), ("use", 3), ("", 0),
+            ("_use", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_prefix", 12), ("_suffix", 14), ("suffix", 13),
+            ("text", 5), ("", 0), ("family", 7), ("", 0),
+            ("_text", 6), ("prefix", 11), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("_given", 10), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for HumanName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 46,
-            slots: &[
-                ("_family", 8), ("period", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("given", 9), ("use", 3), ("", 0),
-                ("_use", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_prefix", 12), ("_suffix", 14), ("suffix", 13),
-                ("text", 5), ("", 0), ("family", 7), ("", 0),
-                ("_text", 6), ("prefix", 11), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("_given", 10), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                4 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                5 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                6 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                7 => rt::opt(p, &mut out.family, "family", &mut out.extra),
-                8 => rt::opt(p, &mut out.family_ext, "_family", &mut out.extra),
-                9 => rt::prim_list(p, &mut out.given, &mut out.given_ext, "given", &mut out.extra),
-                10 => rt::list_ext(p, &mut out.given_ext, "_given", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.prefix, &mut out.prefix_ext, "prefix", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.prefix_ext, "_prefix", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.suffix, &mut out.suffix_ext, "suffix", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.suffix_ext, "_suffix", &mut out.extra),
-                15 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#use, "use"),
+                4 => rt::opt(p, &mut out.use_ext, "_use"),
+                5 => rt::opt(p, &mut out.text, "text"),
+                6 => rt::opt(p, &mut out.text_ext, "_text"),
+                7 => rt::opt(p, &mut out.family, "family"),
+                8 => rt::opt(p, &mut out.family_ext, "_family"),
+                9 => rt::prim_list(p, &mut out.given, &mut out.given_ext, "given"),
+                10 => rt::list_ext(p, &mut out.given_ext, "_given"),
+                11 => rt::prim_list(p, &mut out.prefix, &mut out.prefix_ext, "prefix"),
+                12 => rt::list_ext(p, &mut out.prefix_ext, "_prefix"),
+                13 => rt::prim_list(p, &mut out.suffix, &mut out.suffix_ext, "suffix"),
+                14 => rt::list_ext(p, &mut out.suffix_ext, "_suffix"),
+                15 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3532,7 +3686,9 @@ impl ToJson for HumanName {
         rt::w_prim_list(w, b"\"prefix\":", b"\"_prefix\":", &self.prefix, &self.prefix_ext);
         rt::w_prim_list(w, b"\"suffix\":", b"\"_suffix\":", &self.suffix, &self.suffix_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3570,37 +3726,41 @@ pub struct Identifier {
     pub extra: Extra,
 }
 
+impl Identifier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_system", 7), ("", 0), ("", 0), ("system", 6),
+            ("period", 10), ("", 0), ("", 0), ("", 0),
+            ("use", 3), ("_value", 9), ("", 0), ("assigner", 11),
+            ("_use", 4), ("", 0), ("", 0), ("type", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("value", 8), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Identifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("_system", 7), ("", 0), ("", 0), ("system", 6),
-                ("period", 10), ("", 0), ("", 0), ("", 0),
-                ("use", 3), ("_value", 9), ("", 0), ("assigner", 11),
-                ("_use", 4), ("", 0), ("", 0), ("type", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("value", 8), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                4 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                7 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                8 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                9 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                10 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                11 => rt::opt(p, &mut out.assigner, "assigner", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#use, "use"),
+                4 => rt::opt(p, &mut out.use_ext, "_use"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.system, "system"),
+                7 => rt::opt(p, &mut out.system_ext, "_system"),
+                8 => rt::opt(p, &mut out.value, "value"),
+                9 => rt::opt(p, &mut out.value_ext, "_value"),
+                10 => rt::opt(p, &mut out.period, "period"),
+                11 => rt::opt(p, &mut out.assigner, "assigner"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3622,7 +3782,9 @@ impl ToJson for Identifier {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_opt(w, b"\"assigner\":", &self.assigner);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3656,38 +3818,42 @@ pub struct MarketingStatus {
     pub extra: Extra,
 }
 
+impl MarketingStatus {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("restoreDate", 8),
+            ("id", 1), ("country", 4), ("", 0), ("", 0),
+            ("", 0), ("status", 6), ("", 0), ("", 0),
+            ("", 0), ("dateRange", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("jurisdiction", 5),
+            ("modifierExtension", 3), ("_restoreDate", 9), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MarketingStatus {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("restoreDate", 8),
-                ("id", 1), ("country", 4), ("", 0), ("", 0),
-                ("", 0), ("status", 6), ("", 0), ("", 0),
-                ("", 0), ("dateRange", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("jurisdiction", 5),
-                ("modifierExtension", 3), ("_restoreDate", 9), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_country = None;
         let mut f_status = None;
         let mut f_date_range = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_country, "country", &mut out.extra),
-                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                6 => rt::opt(p, &mut f_status, "status", &mut out.extra),
-                7 => rt::opt(p, &mut f_date_range, "dateRange", &mut out.extra),
-                8 => rt::opt(p, &mut out.restore_date, "restoreDate", &mut out.extra),
-                9 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_country, "country"),
+                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
+                6 => rt::opt(p, &mut f_status, "status"),
+                7 => rt::opt(p, &mut f_date_range, "dateRange"),
+                8 => rt::opt(p, &mut out.restore_date, "restoreDate"),
+                9 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3710,7 +3876,9 @@ impl ToJson for MarketingStatus {
         rt::w_req(w, b"\"dateRange\":", &self.date_range);
         rt::w_opt(w, b"\"restoreDate\":", &self.restore_date);
         rt::w_opt(w, b"\"_restoreDate\":", &self.restore_date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3748,38 +3916,42 @@ pub struct Meta {
     pub extra: Extra,
 }
 
+impl Meta {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_source", 8), ("", 0), ("lastUpdated", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_versionId", 4), ("", 0),
+            ("", 0), ("", 0), ("_lastUpdated", 6), ("", 0),
+            ("_profile", 10), ("", 0), ("", 0), ("", 0),
+            ("versionId", 3), ("extension", 2), ("profile", 9), ("", 0),
+            ("source", 7), ("tag", 12), ("security", 11), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Meta {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_source", 8), ("", 0), ("lastUpdated", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_versionId", 4), ("", 0),
-                ("", 0), ("", 0), ("_lastUpdated", 6), ("", 0),
-                ("_profile", 10), ("", 0), ("", 0), ("", 0),
-                ("versionId", 3), ("extension", 2), ("profile", 9), ("", 0),
-                ("source", 7), ("tag", 12), ("security", 11), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.version_id, "versionId", &mut out.extra),
-                4 => rt::opt(p, &mut out.version_id_ext, "_versionId", &mut out.extra),
-                5 => rt::opt(p, &mut out.last_updated, "lastUpdated", &mut out.extra),
-                6 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated", &mut out.extra),
-                7 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                8 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                9 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile", &mut out.extra),
-                10 => rt::list_ext(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                11 => rt::list(p, &mut out.security, "security", &mut out.extra),
-                12 => rt::list(p, &mut out.tag, "tag", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.version_id, "versionId"),
+                4 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
+                5 => rt::opt(p, &mut out.last_updated, "lastUpdated"),
+                6 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated"),
+                7 => rt::opt(p, &mut out.source, "source"),
+                8 => rt::opt(p, &mut out.source_ext, "_source"),
+                9 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
+                10 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
+                11 => rt::list(p, &mut out.security, "security"),
+                12 => rt::list(p, &mut out.tag, "tag"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3801,7 +3973,9 @@ impl ToJson for Meta {
         rt::w_prim_list(w, b"\"profile\":", b"\"_profile\":", &self.profile, &self.profile_ext);
         rt::w_list(w, b"\"security\":", &self.security);
         rt::w_list(w, b"\"tag\":", &self.tag);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3827,28 +4001,32 @@ pub struct Money {
     pub extra: Extra,
 }
 
+impl Money {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("currency", 5),
+            ("extension", 2), ("", 0), ("", 0), ("value", 3),
+            ("_value", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_currency", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Money {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("currency", 5),
-                ("extension", 2), ("", 0), ("", 0), ("value", 3),
-                ("_value", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_currency", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                4 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                5 => rt::opt(p, &mut out.currency, "currency", &mut out.extra),
-                6 => rt::opt(p, &mut out.currency_ext, "_currency", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.value, "value"),
+                4 => rt::opt(p, &mut out.value_ext, "_value"),
+                5 => rt::opt(p, &mut out.currency, "currency"),
+                6 => rt::opt(p, &mut out.currency_ext, "_currency"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3865,7 +4043,9 @@ impl ToJson for Money {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"currency\":", &self.currency);
         rt::w_opt(w, b"\"_currency\":", &self.currency_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3891,28 +4071,32 @@ pub struct Narrative {
     pub extra: Extra,
 }
 
+impl Narrative {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("status", 3),
+            ("div", 5), ("_status", 4), ("", 0), ("_div", 6),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Narrative {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("status", 3),
-                ("div", 5), ("_status", 4), ("", 0), ("_div", 6),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                4 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                5 => rt::opt(p, &mut out.div, "div", &mut out.extra),
-                6 => rt::opt(p, &mut out.div_ext, "_div", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.status, "status"),
+                4 => rt::opt(p, &mut out.status_ext, "_status"),
+                5 => rt::opt(p, &mut out.div, "div"),
+                6 => rt::opt(p, &mut out.div_ext, "_div"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -3929,7 +4113,9 @@ impl ToJson for Narrative {
         rt::w_opt(w, b"\"_status\":", &self.status_ext);
         rt::w_opt(w, b"\"div\":", &self.div);
         rt::w_opt(w, b"\"_div\":", &self.div_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -3975,42 +4161,46 @@ pub struct ParameterDefinition {
     pub extra: Extra,
 }
 
+impl ParameterDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 504,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("min", 7), ("max", 9), ("", 0), ("_name", 4),
+            ("name", 3), ("", 0), ("extension", 2), ("", 0),
+            ("type", 13), ("use", 5), ("_profile", 16), ("", 0),
+            ("", 0), ("_type", 14), ("documentation", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_use", 6), ("_max", 10),
+            ("", 0), ("_documentation", 12), ("profile", 15), ("_min", 8),
+        ],
+    };
+}
+
 impl FromJson for ParameterDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 504,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("min", 7), ("max", 9), ("", 0), ("_name", 4),
-                ("name", 3), ("", 0), ("extension", 2), ("", 0),
-                ("type", 13), ("use", 5), ("_profile", 16), ("", 0),
-                ("", 0), ("_type", 14), ("documentation", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_use", 6), ("_max", 10),
-                ("", 0), ("_documentation", 12), ("profile", 15), ("_min", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                4 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                6 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                7 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                8 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                9 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                10 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                12 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                13 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                14 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                15 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                16 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.name, "name"),
+                4 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt(p, &mut out.r#use, "use"),
+                6 => rt::opt(p, &mut out.use_ext, "_use"),
+                7 => rt::opt(p, &mut out.min, "min"),
+                8 => rt::opt(p, &mut out.min_ext, "_min"),
+                9 => rt::opt(p, &mut out.max, "max"),
+                10 => rt::opt(p, &mut out.max_ext, "_max"),
+                11 => rt::opt(p, &mut out.documentation, "documentation"),
+                12 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                13 => rt::opt(p, &mut out.r#type, "type"),
+                14 => rt::opt(p, &mut out.type_ext, "_type"),
+                15 => rt::opt(p, &mut out.profile, "profile"),
+                16 => rt::opt(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4037,7 +4227,9 @@ impl ToJson for ParameterDefinition {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"profile\":", &self.profile);
         rt::w_opt(w, b"\"_profile\":", &self.profile_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4063,28 +4255,32 @@ pub struct Period {
     pub extra: Extra,
 }
 
+impl Period {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("end", 5), ("", 0),
+            ("", 0), ("start", 3), ("_start", 4), ("", 0),
+            ("_end", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Period {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("end", 5), ("", 0),
-                ("", 0), ("start", 3), ("_start", 4), ("", 0),
-                ("_end", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                4 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                5 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                6 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.start, "start"),
+                4 => rt::opt(p, &mut out.start_ext, "_start"),
+                5 => rt::opt(p, &mut out.end, "end"),
+                6 => rt::opt(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4101,7 +4297,9 @@ impl ToJson for Period {
         rt::w_opt(w, b"\"_start\":", &self.start_ext);
         rt::w_opt(w, b"\"end\":", &self.end);
         rt::w_opt(w, b"\"_end\":", &self.end_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4131,29 +4329,33 @@ pub struct Population {
     pub extra: Extra,
 }
 
+impl Population {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("physiologicalCondition", 7), ("", 0), ("gender", 5), ("ageRange", 4),
+            ("", 0), ("ageCodeableConcept", 4), ("", 0), ("race", 6),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Population {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("physiologicalCondition", 7), ("", 0), ("gender", 5), ("ageRange", 4),
-                ("", 0), ("ageCodeableConcept", 4), ("", 0), ("race", 6),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.age, key, &mut out.extra),
-                5 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                6 => rt::opt(p, &mut out.race, "race", &mut out.extra),
-                7 => rt::opt(p, &mut out.physiological_condition, "physiologicalCondition", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.age, key),
+                5 => rt::opt(p, &mut out.gender, "gender"),
+                6 => rt::opt(p, &mut out.race, "race"),
+                7 => rt::opt(p, &mut out.physiological_condition, "physiologicalCondition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4171,7 +4373,9 @@ impl ToJson for Population {
         rt::w_opt(w, b"\"gender\":", &self.gender);
         rt::w_opt(w, b"\"race\":", &self.race);
         rt::w_opt(w, b"\"physiologicalCondition\":", &self.physiological_condition);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4221,51 +4425,55 @@ pub struct ProdCharacteristic {
     pub extra: Extra,
 }
 
+impl ProdCharacteristic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("depth", 6), ("shape", 10),
+            ("", 0), ("", 0), ("", 0), ("imprint", 14),
+            ("", 0), ("", 0), ("color", 12), ("height", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("weight", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("image", 16), ("", 0), ("width", 5), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_shape", 11), ("", 0),
+            ("", 0), ("externalDiameter", 9), ("_imprint", 15), ("", 0),
+            ("", 0), ("", 0), ("scoring", 17), ("", 0),
+            ("", 0), ("_color", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("nominalVolume", 8),
+        ],
+    };
+}
+
 impl FromJson for ProdCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("depth", 6), ("shape", 10),
-                ("", 0), ("", 0), ("", 0), ("imprint", 14),
-                ("", 0), ("", 0), ("color", 12), ("height", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("weight", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("image", 16), ("", 0), ("width", 5), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_shape", 11), ("", 0),
-                ("", 0), ("externalDiameter", 9), ("_imprint", 15), ("", 0),
-                ("", 0), ("", 0), ("scoring", 17), ("", 0),
-                ("", 0), ("_color", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("nominalVolume", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.height, "height", &mut out.extra),
-                5 => rt::opt(p, &mut out.width, "width", &mut out.extra),
-                6 => rt::opt(p, &mut out.depth, "depth", &mut out.extra),
-                7 => rt::opt(p, &mut out.weight, "weight", &mut out.extra),
-                8 => rt::opt(p, &mut out.nominal_volume, "nominalVolume", &mut out.extra),
-                9 => rt::opt(p, &mut out.external_diameter, "externalDiameter", &mut out.extra),
-                10 => rt::opt(p, &mut out.shape, "shape", &mut out.extra),
-                11 => rt::opt(p, &mut out.shape_ext, "_shape", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.color, &mut out.color_ext, "color", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.color_ext, "_color", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.imprint, &mut out.imprint_ext, "imprint", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.imprint_ext, "_imprint", &mut out.extra),
-                16 => rt::list(p, &mut out.image, "image", &mut out.extra),
-                17 => rt::opt(p, &mut out.scoring, "scoring", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.height, "height"),
+                5 => rt::opt(p, &mut out.width, "width"),
+                6 => rt::opt(p, &mut out.depth, "depth"),
+                7 => rt::opt(p, &mut out.weight, "weight"),
+                8 => rt::opt(p, &mut out.nominal_volume, "nominalVolume"),
+                9 => rt::opt(p, &mut out.external_diameter, "externalDiameter"),
+                10 => rt::opt(p, &mut out.shape, "shape"),
+                11 => rt::opt(p, &mut out.shape_ext, "_shape"),
+                12 => rt::prim_list(p, &mut out.color, &mut out.color_ext, "color"),
+                13 => rt::list_ext(p, &mut out.color_ext, "_color"),
+                14 => rt::prim_list(p, &mut out.imprint, &mut out.imprint_ext, "imprint"),
+                15 => rt::list_ext(p, &mut out.imprint_ext, "_imprint"),
+                16 => rt::list(p, &mut out.image, "image"),
+                17 => rt::opt(p, &mut out.scoring, "scoring"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4291,7 +4499,9 @@ impl ToJson for ProdCharacteristic {
         rt::w_prim_list(w, b"\"imprint\":", b"\"_imprint\":", &self.imprint, &self.imprint_ext);
         rt::w_list(w, b"\"image\":", &self.image);
         rt::w_opt(w, b"\"scoring\":", &self.scoring);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4310,7 +4520,7 @@ pub struct ProductShelfLife {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Unique identifier for the packaged Medicinal Product. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// This describes the shelf life, taking into account various scenarios such as shelf life of the packaged Medicinal Product itself, shelf life after transformation where necessary and shelf life after the first opening of a bottle, etc. The shelf life type shall be specified using an appropriate controlled vocabulary The controlled term and the controlled term identifier shall be specified. `type` (1..1).
     pub r#type: CodeableConcept,
     /// The shelf life time period can be specified using a numerical value for the period of time and its unit of time measurement The unit of measurement shall be specified in accordance with ISO 11240 and the resulting terminology The symbol and the symbol identifier shall be used. `period` (1..1).
@@ -4321,31 +4531,35 @@ pub struct ProductShelfLife {
     pub extra: Extra,
 }
 
+impl ProductShelfLife {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 5), ("modifierExtension", 3),
+            ("extension", 2), ("identifier", 4), ("period", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("specialPrecautionsForStorage", 7),
+        ],
+    };
+}
+
 impl FromJson for ProductShelfLife {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 5), ("modifierExtension", 3),
-                ("extension", 2), ("identifier", 4), ("period", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("specialPrecautionsForStorage", 7),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut f_period, "period", &mut out.extra),
-                7 => rt::list(p, &mut out.special_precautions_for_storage, "specialPrecautionsForStorage", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut f_type, "type"),
+                6 => rt::opt(p, &mut f_period, "period"),
+                7 => rt::list(p, &mut out.special_precautions_for_storage, "specialPrecautionsForStorage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4365,7 +4579,9 @@ impl ToJson for ProductShelfLife {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_req(w, b"\"period\":", &self.period);
         rt::w_list(w, b"\"specialPrecautionsForStorage\":", &self.special_precautions_for_storage);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4405,38 +4621,42 @@ pub struct Quantity {
     pub extra: Extra,
 }
 
+impl Quantity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15,
+        slots: &[
+            ("", 0), ("extension", 2), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("system", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_value", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_comparator", 6), ("_unit", 8), ("", 0), ("_code", 12),
+            ("", 0), ("", 0), ("_system", 10), ("unit", 7),
+            ("comparator", 5), ("", 0), ("value", 3), ("code", 11),
+        ],
+    };
+}
+
 impl FromJson for Quantity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15,
-            slots: &[
-                ("", 0), ("extension", 2), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("system", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_value", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_comparator", 6), ("_unit", 8), ("", 0), ("_code", 12),
-                ("", 0), ("", 0), ("_system", 10), ("unit", 7),
-                ("comparator", 5), ("", 0), ("value", 3), ("code", 11),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                4 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                5 => rt::opt(p, &mut out.comparator, "comparator", &mut out.extra),
-                6 => rt::opt(p, &mut out.comparator_ext, "_comparator", &mut out.extra),
-                7 => rt::opt(p, &mut out.unit, "unit", &mut out.extra),
-                8 => rt::opt(p, &mut out.unit_ext, "_unit", &mut out.extra),
-                9 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                10 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                11 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                12 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.value, "value"),
+                4 => rt::opt(p, &mut out.value_ext, "_value"),
+                5 => rt::opt(p, &mut out.comparator, "comparator"),
+                6 => rt::opt(p, &mut out.comparator_ext, "_comparator"),
+                7 => rt::opt(p, &mut out.unit, "unit"),
+                8 => rt::opt(p, &mut out.unit_ext, "_unit"),
+                9 => rt::opt(p, &mut out.system, "system"),
+                10 => rt::opt(p, &mut out.system_ext, "_system"),
+                11 => rt::opt(p, &mut out.code, "code"),
+                12 => rt::opt(p, &mut out.code_ext, "_code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4459,7 +4679,9 @@ impl ToJson for Quantity {
         rt::w_opt(w, b"\"_system\":", &self.system_ext);
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4481,24 +4703,28 @@ pub struct Range {
     pub extra: Extra,
 }
 
+impl Range {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("low", 3),
+            ("extension", 2), ("", 0), ("high", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Range {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("low", 3),
-                ("extension", 2), ("", 0), ("high", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.low, "low", &mut out.extra),
-                4 => rt::opt(p, &mut out.high, "high", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.low, "low"),
+                4 => rt::opt(p, &mut out.high, "high"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4513,7 +4739,9 @@ impl ToJson for Range {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_opt(w, b"\"low\":", &self.low);
         rt::w_opt(w, b"\"high\":", &self.high);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4535,24 +4763,28 @@ pub struct Ratio {
     pub extra: Extra,
 }
 
+impl Ratio {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("numerator", 3), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("denominator", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Ratio {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("numerator", 3), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("denominator", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.numerator, "numerator", &mut out.extra),
-                4 => rt::opt(p, &mut out.denominator, "denominator", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.numerator, "numerator"),
+                4 => rt::opt(p, &mut out.denominator, "denominator"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4567,7 +4799,9 @@ impl ToJson for Ratio {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_opt(w, b"\"numerator\":", &self.numerator);
         rt::w_opt(w, b"\"denominator\":", &self.denominator);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4599,35 +4833,39 @@ pub struct Reference {
     pub extra: Extra,
 }
 
+impl Reference {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("display", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 7),
+            ("reference", 3), ("", 0), ("", 0), ("type", 5),
+            ("id", 1), ("_reference", 4), ("_display", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Reference {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("display", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 7),
-                ("reference", 3), ("", 0), ("", 0), ("type", 5),
-                ("id", 1), ("_reference", 4), ("_display", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                4 => rt::opt(p, &mut out.reference_ext, "_reference", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                7 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                8 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                9 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.reference, "reference"),
+                4 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt(p, &mut out.identifier, "identifier"),
+                8 => rt::opt(p, &mut out.display, "display"),
+                9 => rt::opt(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4647,7 +4885,9 @@ impl ToJson for Reference {
         rt::w_opt(w, b"\"identifier\":", &self.identifier);
         rt::w_opt(w, b"\"display\":", &self.display);
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4682,7 +4922,7 @@ pub struct RelatedArtifact {
     /// The `_url` member: the id and extensions of the value of `url`.
     pub url_ext: Option<Box<Element>>,
     /// What document is being referenced. `document` (0..1).
-    pub document: Option<Attachment>,
+    pub document: Option<Box<Attachment>>,
     /// What resource is being referenced. `resource` (0..1).
     pub resource: Option<String>,
     /// The `_resource` member: the id and extensions of the value of `resource`.
@@ -4691,41 +4931,45 @@ pub struct RelatedArtifact {
     pub extra: Extra,
 }
 
+impl RelatedArtifact {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 35,
+        slots: &[
+            ("", 0), ("document", 13), ("resource", 14), ("", 0),
+            ("", 0), ("type", 3), ("citation", 9), ("_url", 12),
+            ("", 0), ("_resource", 15), ("", 0), ("", 0),
+            ("display", 7), ("_type", 4), ("_display", 8), ("_label", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_citation", 10), ("url", 11), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("label", 5),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RelatedArtifact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 35,
-            slots: &[
-                ("", 0), ("document", 13), ("resource", 14), ("", 0),
-                ("", 0), ("type", 3), ("citation", 9), ("_url", 12),
-                ("", 0), ("_resource", 15), ("", 0), ("", 0),
-                ("display", 7), ("_type", 4), ("_display", 8), ("_label", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_citation", 10), ("url", 11), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("label", 5),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                5 => rt::opt(p, &mut out.label, "label", &mut out.extra),
-                6 => rt::opt(p, &mut out.label_ext, "_label", &mut out.extra),
-                7 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                8 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                9 => rt::opt(p, &mut out.citation, "citation", &mut out.extra),
-                10 => rt::opt(p, &mut out.citation_ext, "_citation", &mut out.extra),
-                11 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                12 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                13 => rt::opt(p, &mut out.document, "document", &mut out.extra),
-                14 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                15 => rt::opt(p, &mut out.resource_ext, "_resource", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt(p, &mut out.label, "label"),
+                6 => rt::opt(p, &mut out.label_ext, "_label"),
+                7 => rt::opt(p, &mut out.display, "display"),
+                8 => rt::opt(p, &mut out.display_ext, "_display"),
+                9 => rt::opt(p, &mut out.citation, "citation"),
+                10 => rt::opt(p, &mut out.citation_ext, "_citation"),
+                11 => rt::opt(p, &mut out.url, "url"),
+                12 => rt::opt(p, &mut out.url_ext, "_url"),
+                13 => rt::opt(p, &mut out.document, "document"),
+                14 => rt::opt(p, &mut out.resource, "resource"),
+                15 => rt::opt(p, &mut out.resource_ext, "_resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4751,7 +4995,9 @@ impl ToJson for RelatedArtifact {
         rt::w_opt(w, b"\"document\":", &self.document);
         rt::w_opt(w, b"\"resource\":", &self.resource);
         rt::w_opt(w, b"\"_resource\":", &self.resource_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4795,42 +5041,46 @@ pub struct SampledData {
     pub extra: Extra,
 }
 
+impl SampledData {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 18,
+        slots: &[
+            ("_lowerLimit", 9), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("lowerLimit", 8),
+            ("_dimensions", 13), ("", 0), ("origin", 3), ("", 0),
+            ("", 0), ("", 0), ("dimensions", 12), ("_factor", 7),
+            ("_data", 15), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("upperLimit", 10), ("period", 4), ("", 0),
+            ("factor", 6), ("_upperLimit", 11), ("_period", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("data", 14),
+        ],
+    };
+}
+
 impl FromJson for SampledData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 18,
-            slots: &[
-                ("_lowerLimit", 9), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("lowerLimit", 8),
-                ("_dimensions", 13), ("", 0), ("origin", 3), ("", 0),
-                ("", 0), ("", 0), ("dimensions", 12), ("_factor", 7),
-                ("_data", 15), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("upperLimit", 10), ("period", 4), ("", 0),
-                ("factor", 6), ("_upperLimit", 11), ("_period", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("data", 14),
-            ],
-        };
         let mut out = Self::default();
         let mut f_origin = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut f_origin, "origin", &mut out.extra),
-                4 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                5 => rt::opt(p, &mut out.period_ext, "_period", &mut out.extra),
-                6 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                7 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                8 => rt::opt(p, &mut out.lower_limit, "lowerLimit", &mut out.extra),
-                9 => rt::opt(p, &mut out.lower_limit_ext, "_lowerLimit", &mut out.extra),
-                10 => rt::opt(p, &mut out.upper_limit, "upperLimit", &mut out.extra),
-                11 => rt::opt(p, &mut out.upper_limit_ext, "_upperLimit", &mut out.extra),
-                12 => rt::opt(p, &mut out.dimensions, "dimensions", &mut out.extra),
-                13 => rt::opt(p, &mut out.dimensions_ext, "_dimensions", &mut out.extra),
-                14 => rt::opt(p, &mut out.data, "data", &mut out.extra),
-                15 => rt::opt(p, &mut out.data_ext, "_data", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut f_origin, "origin"),
+                4 => rt::opt(p, &mut out.period, "period"),
+                5 => rt::opt(p, &mut out.period_ext, "_period"),
+                6 => rt::opt(p, &mut out.factor, "factor"),
+                7 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                8 => rt::opt(p, &mut out.lower_limit, "lowerLimit"),
+                9 => rt::opt(p, &mut out.lower_limit_ext, "_lowerLimit"),
+                10 => rt::opt(p, &mut out.upper_limit, "upperLimit"),
+                11 => rt::opt(p, &mut out.upper_limit_ext, "_upperLimit"),
+                12 => rt::opt(p, &mut out.dimensions, "dimensions"),
+                13 => rt::opt(p, &mut out.dimensions_ext, "_dimensions"),
+                14 => rt::opt(p, &mut out.data, "data"),
+                15 => rt::opt(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4857,7 +5107,9 @@ impl ToJson for SampledData {
         rt::w_opt(w, b"\"_dimensions\":", &self.dimensions_ext);
         rt::w_opt(w, b"\"data\":", &self.data);
         rt::w_opt(w, b"\"_data\":", &self.data_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4897,40 +5149,44 @@ pub struct Signature {
     pub extra: Extra,
 }
 
+impl Signature {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("_when", 5), ("id", 1), ("_data", 13),
+            ("", 0), ("when", 4), ("_targetFormat", 9), ("", 0),
+            ("sigFormat", 10), ("onBehalfOf", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("targetFormat", 8),
+            ("", 0), ("data", 12), ("who", 6), ("_sigFormat", 11),
+        ],
+    };
+}
+
 impl FromJson for Signature {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("_when", 5), ("id", 1), ("_data", 13),
-                ("", 0), ("when", 4), ("_targetFormat", 9), ("", 0),
-                ("sigFormat", 10), ("onBehalfOf", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("targetFormat", 8),
-                ("", 0), ("data", 12), ("who", 6), ("_sigFormat", 11),
-            ],
-        };
         let mut out = Self::default();
         let mut f_who = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.when, "when", &mut out.extra),
-                5 => rt::opt(p, &mut out.when_ext, "_when", &mut out.extra),
-                6 => rt::opt(p, &mut f_who, "who", &mut out.extra),
-                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf", &mut out.extra),
-                8 => rt::opt(p, &mut out.target_format, "targetFormat", &mut out.extra),
-                9 => rt::opt(p, &mut out.target_format_ext, "_targetFormat", &mut out.extra),
-                10 => rt::opt(p, &mut out.sig_format, "sigFormat", &mut out.extra),
-                11 => rt::opt(p, &mut out.sig_format_ext, "_sigFormat", &mut out.extra),
-                12 => rt::opt(p, &mut out.data, "data", &mut out.extra),
-                13 => rt::opt(p, &mut out.data_ext, "_data", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.when, "when"),
+                5 => rt::opt(p, &mut out.when_ext, "_when"),
+                6 => rt::opt(p, &mut f_who, "who"),
+                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                8 => rt::opt(p, &mut out.target_format, "targetFormat"),
+                9 => rt::opt(p, &mut out.target_format_ext, "_targetFormat"),
+                10 => rt::opt(p, &mut out.sig_format, "sigFormat"),
+                11 => rt::opt(p, &mut out.sig_format_ext, "_sigFormat"),
+                12 => rt::opt(p, &mut out.data, "data"),
+                13 => rt::opt(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -4955,7 +5211,9 @@ impl ToJson for Signature {
         rt::w_opt(w, b"\"_sigFormat\":", &self.sig_format_ext);
         rt::w_opt(w, b"\"data\":", &self.data);
         rt::w_opt(w, b"\"_data\":", &self.data_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -4982,39 +5240,43 @@ pub struct SubstanceAmount {
     /// The `_amountText` member: the id and extensions of the value of `amountText`.
     pub amount_text_ext: Option<Box<Element>>,
     /// Reference range of possible or expected values. `referenceRange` (0..1).
-    pub reference_range: Option<SubstanceAmountReferenceRange>,
+    pub reference_range: Option<Box<SubstanceAmountReferenceRange>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstanceAmount {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("amountText", 6), ("", 0), ("_amountText", 7), ("", 0),
+            ("amountRange", 4), ("", 0), ("amountString", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("amountType", 5), ("", 0), ("amountQuantity", 4),
+            ("", 0), ("referenceRange", 8), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstanceAmount {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("amountText", 6), ("", 0), ("_amountText", 7), ("", 0),
-                ("amountRange", 4), ("", 0), ("amountString", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("amountType", 5), ("", 0), ("amountQuantity", 4),
-                ("", 0), ("referenceRange", 8), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.amount, key, &mut out.extra),
-                5 => rt::opt(p, &mut out.amount_type, "amountType", &mut out.extra),
-                6 => rt::opt(p, &mut out.amount_text, "amountText", &mut out.extra),
-                7 => rt::opt(p, &mut out.amount_text_ext, "_amountText", &mut out.extra),
-                8 => rt::opt(p, &mut out.reference_range, "referenceRange", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.amount, key),
+                5 => rt::opt(p, &mut out.amount_type, "amountType"),
+                6 => rt::opt(p, &mut out.amount_text, "amountText"),
+                7 => rt::opt(p, &mut out.amount_text_ext, "_amountText"),
+                8 => rt::opt(p, &mut out.reference_range, "referenceRange"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5033,7 +5295,9 @@ impl ToJson for SubstanceAmount {
         rt::w_opt(w, b"\"amountText\":", &self.amount_text);
         rt::w_opt(w, b"\"_amountText\":", &self.amount_text_ext);
         rt::w_opt(w, b"\"referenceRange\":", &self.reference_range);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5055,24 +5319,28 @@ pub struct SubstanceAmountReferenceRange {
     pub extra: Extra,
 }
 
+impl SubstanceAmountReferenceRange {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("lowLimit", 3), ("", 0), ("", 0),
+            ("extension", 2), ("highLimit", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceAmountReferenceRange {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("lowLimit", 3), ("", 0), ("", 0),
-                ("extension", 2), ("highLimit", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.low_limit, "lowLimit", &mut out.extra),
-                4 => rt::opt(p, &mut out.high_limit, "highLimit", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.low_limit, "lowLimit"),
+                4 => rt::opt(p, &mut out.high_limit, "highLimit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5087,7 +5355,9 @@ impl ToJson for SubstanceAmountReferenceRange {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_opt(w, b"\"lowLimit\":", &self.low_limit);
         rt::w_opt(w, b"\"highLimit\":", &self.high_limit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5110,36 +5380,40 @@ pub struct Timing {
     /// The `_event` member: ids and extensions of the values of `event`.
     pub event_ext: Option<Box<ListExtensions>>,
     /// When the event is to occur. `repeat` (0..1).
-    pub repeat: Option<TimingRepeat>,
+    pub repeat: Option<Box<TimingRepeat>>,
     /// BID | TID | QID | AM | PM | QD | QOD | +. `code` (0..1).
     pub code: Option<CodeableConcept>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl Timing {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_event", 5), ("code", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("repeat", 6), ("event", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Timing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_event", 5), ("code", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("repeat", 6), ("event", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.event, &mut out.event_ext, "event", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.event_ext, "_event", &mut out.extra),
-                6 => rt::opt(p, &mut out.repeat, "repeat", &mut out.extra),
-                7 => rt::opt(p, &mut out.code, "code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.event, &mut out.event_ext, "event"),
+                5 => rt::list_ext(p, &mut out.event_ext, "_event"),
+                6 => rt::opt(p, &mut out.repeat, "repeat"),
+                7 => rt::opt(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5156,7 +5430,9 @@ impl ToJson for Timing {
         rt::w_prim_list(w, b"\"event\":", b"\"_event\":", &self.event, &self.event_ext);
         rt::w_opt(w, b"\"repeat\":", &self.repeat);
         rt::w_opt(w, b"\"code\":", &self.code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5232,81 +5508,85 @@ pub struct TimingRepeat {
     pub extra: Extra,
 }
 
+impl TimingRepeat {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 133,
+        slots: &[
+            ("_duration", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_periodMax", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("offset", 30), ("boundsPeriod", 3), ("boundsDuration", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("frequencyMax", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("period", 18),
+            ("_periodUnit", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_when", 29),
+            ("", 0), ("", 0), ("periodMax", 20), ("_dayOfWeek", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("durationMax", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("periodUnit", 22),
+            ("_offset", 31), ("_durationUnit", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_count", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_period", 19), ("", 0), ("", 0),
+            ("countMax", 6), ("_frequencyMax", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_timeOfDay", 27), ("", 0),
+            ("id", 1), ("", 0), ("_countMax", 7), ("", 0),
+            ("dayOfWeek", 24), ("", 0), ("", 0), ("_frequency", 15),
+            ("", 0), ("", 0), ("duration", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("boundsRange", 3), ("", 0), ("", 0),
+            ("", 0), ("when", 28), ("", 0), ("", 0),
+            ("frequency", 14), ("durationUnit", 12), ("timeOfDay", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_durationMax", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("count", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TimingRepeat {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 133,
-            slots: &[
-                ("_duration", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_periodMax", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("offset", 30), ("boundsPeriod", 3), ("boundsDuration", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("frequencyMax", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("period", 18),
-                ("_periodUnit", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_when", 29),
-                ("", 0), ("", 0), ("periodMax", 20), ("_dayOfWeek", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("durationMax", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("periodUnit", 22),
-                ("_offset", 31), ("_durationUnit", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_count", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_period", 19), ("", 0), ("", 0),
-                ("countMax", 6), ("_frequencyMax", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_timeOfDay", 27), ("", 0),
-                ("id", 1), ("", 0), ("_countMax", 7), ("", 0),
-                ("dayOfWeek", 24), ("", 0), ("", 0), ("_frequency", 15),
-                ("", 0), ("", 0), ("duration", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("boundsRange", 3), ("", 0), ("", 0),
-                ("", 0), ("when", 28), ("", 0), ("", 0),
-                ("frequency", 14), ("durationUnit", 12), ("timeOfDay", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_durationMax", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("count", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::choice(p, &mut out.bounds, key, &mut out.extra),
-                4 => rt::opt(p, &mut out.count, "count", &mut out.extra),
-                5 => rt::opt(p, &mut out.count_ext, "_count", &mut out.extra),
-                6 => rt::opt(p, &mut out.count_max, "countMax", &mut out.extra),
-                7 => rt::opt(p, &mut out.count_max_ext, "_countMax", &mut out.extra),
-                8 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
-                9 => rt::opt(p, &mut out.duration_ext, "_duration", &mut out.extra),
-                10 => rt::opt(p, &mut out.duration_max, "durationMax", &mut out.extra),
-                11 => rt::opt(p, &mut out.duration_max_ext, "_durationMax", &mut out.extra),
-                12 => rt::opt(p, &mut out.duration_unit, "durationUnit", &mut out.extra),
-                13 => rt::opt(p, &mut out.duration_unit_ext, "_durationUnit", &mut out.extra),
-                14 => rt::opt(p, &mut out.frequency, "frequency", &mut out.extra),
-                15 => rt::opt(p, &mut out.frequency_ext, "_frequency", &mut out.extra),
-                16 => rt::opt(p, &mut out.frequency_max, "frequencyMax", &mut out.extra),
-                17 => rt::opt(p, &mut out.frequency_max_ext, "_frequencyMax", &mut out.extra),
-                18 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                19 => rt::opt(p, &mut out.period_ext, "_period", &mut out.extra),
-                20 => rt::opt(p, &mut out.period_max, "periodMax", &mut out.extra),
-                21 => rt::opt(p, &mut out.period_max_ext, "_periodMax", &mut out.extra),
-                22 => rt::opt(p, &mut out.period_unit, "periodUnit", &mut out.extra),
-                23 => rt::opt(p, &mut out.period_unit_ext, "_periodUnit", &mut out.extra),
-                24 => rt::prim_list(p, &mut out.day_of_week, &mut out.day_of_week_ext, "dayOfWeek", &mut out.extra),
-                25 => rt::list_ext(p, &mut out.day_of_week_ext, "_dayOfWeek", &mut out.extra),
-                26 => rt::prim_list(p, &mut out.time_of_day, &mut out.time_of_day_ext, "timeOfDay", &mut out.extra),
-                27 => rt::list_ext(p, &mut out.time_of_day_ext, "_timeOfDay", &mut out.extra),
-                28 => rt::prim_list(p, &mut out.when, &mut out.when_ext, "when", &mut out.extra),
-                29 => rt::list_ext(p, &mut out.when_ext, "_when", &mut out.extra),
-                30 => rt::opt(p, &mut out.offset, "offset", &mut out.extra),
-                31 => rt::opt(p, &mut out.offset_ext, "_offset", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::choice(p, &mut out.bounds, key),
+                4 => rt::opt(p, &mut out.count, "count"),
+                5 => rt::opt(p, &mut out.count_ext, "_count"),
+                6 => rt::opt(p, &mut out.count_max, "countMax"),
+                7 => rt::opt(p, &mut out.count_max_ext, "_countMax"),
+                8 => rt::opt(p, &mut out.duration, "duration"),
+                9 => rt::opt(p, &mut out.duration_ext, "_duration"),
+                10 => rt::opt(p, &mut out.duration_max, "durationMax"),
+                11 => rt::opt(p, &mut out.duration_max_ext, "_durationMax"),
+                12 => rt::opt(p, &mut out.duration_unit, "durationUnit"),
+                13 => rt::opt(p, &mut out.duration_unit_ext, "_durationUnit"),
+                14 => rt::opt(p, &mut out.frequency, "frequency"),
+                15 => rt::opt(p, &mut out.frequency_ext, "_frequency"),
+                16 => rt::opt(p, &mut out.frequency_max, "frequencyMax"),
+                17 => rt::opt(p, &mut out.frequency_max_ext, "_frequencyMax"),
+                18 => rt::opt(p, &mut out.period, "period"),
+                19 => rt::opt(p, &mut out.period_ext, "_period"),
+                20 => rt::opt(p, &mut out.period_max, "periodMax"),
+                21 => rt::opt(p, &mut out.period_max_ext, "_periodMax"),
+                22 => rt::opt(p, &mut out.period_unit, "periodUnit"),
+                23 => rt::opt(p, &mut out.period_unit_ext, "_periodUnit"),
+                24 => rt::prim_list(p, &mut out.day_of_week, &mut out.day_of_week_ext, "dayOfWeek"),
+                25 => rt::list_ext(p, &mut out.day_of_week_ext, "_dayOfWeek"),
+                26 => rt::prim_list(p, &mut out.time_of_day, &mut out.time_of_day_ext, "timeOfDay"),
+                27 => rt::list_ext(p, &mut out.time_of_day_ext, "_timeOfDay"),
+                28 => rt::prim_list(p, &mut out.when, &mut out.when_ext, "when"),
+                29 => rt::list_ext(p, &mut out.when_ext, "_when"),
+                30 => rt::opt(p, &mut out.offset, "offset"),
+                31 => rt::opt(p, &mut out.offset_ext, "_offset"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5345,7 +5625,9 @@ impl ToJson for TimingRepeat {
         rt::w_prim_list(w, b"\"when\":", b"\"_when\":", &self.when, &self.when_ext);
         rt::w_opt(w, b"\"offset\":", &self.offset);
         rt::w_opt(w, b"\"_offset\":", &self.offset_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5377,35 +5659,39 @@ pub struct TriggerDefinition {
     pub extra: Extra,
 }
 
+impl TriggerDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("_type", 4), ("timingDateTime", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("timingDate", 7), ("", 0), ("_name", 6),
+            ("data", 8), ("type", 3), ("", 0), ("", 0),
+            ("timingTiming", 7), ("name", 5), ("", 0), ("timingReference", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("condition", 9), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TriggerDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("_type", 4), ("timingDateTime", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("timingDate", 7), ("", 0), ("_name", 6),
-                ("data", 8), ("type", 3), ("", 0), ("", 0),
-                ("timingTiming", 7), ("name", 5), ("", 0), ("timingReference", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("condition", 9), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                4 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                7 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                8 => rt::list(p, &mut out.data, "data", &mut out.extra),
-                9 => rt::opt(p, &mut out.condition, "condition", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                7 => rt::choice(p, &mut out.timing, key),
+                8 => rt::list(p, &mut out.data, "data"),
+                9 => rt::opt(p, &mut out.condition, "condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5425,7 +5711,9 @@ impl ToJson for TriggerDefinition {
         rt::w_choice(w, &self.timing);
         rt::w_list(w, b"\"data\":", &self.data);
         rt::w_opt(w, b"\"condition\":", &self.condition);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5447,30 +5735,34 @@ pub struct UsageContext {
     pub extra: Extra,
 }
 
+impl UsageContext {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("valueReference", 4), ("", 0), ("valueRange", 4),
+            ("extension", 2), ("", 0), ("code", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueCodeableConcept", 4),
+            ("valueQuantity", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for UsageContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("valueReference", 4), ("", 0), ("valueRange", 4),
-                ("extension", 2), ("", 0), ("code", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueCodeableConcept", 4),
-                ("valueQuantity", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_code = None;
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::opt(p, &mut f_code, "code", &mut extra),
-                4 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::opt(p, &mut f_code, "code"),
+                4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -5491,7 +5783,9 @@ impl ToJson for UsageContext {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5509,21 +5803,25 @@ pub struct Element {
     pub extra: Extra,
 }
 
+impl Element {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("id", 1), ("", 0), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Element {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("id", 1), ("", 0), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -5536,7 +5834,9 @@ impl ToJson for Element {
         w.begin_object();
         rt::w_opt(w, b"\"id\":", &self.id);
         rt::w_list(w, b"\"extension\":", &self.extension);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -5751,7 +6051,7 @@ impl DosageAsNeeded {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DosageDoseAndRateDose {
     /// `doseRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `doseQuantity`.
     Quantity(Quantity),
 }
@@ -5801,9 +6101,9 @@ impl DosageDoseAndRateDose {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DosageDoseAndRateRate {
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `rateRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `rateQuantity`.
     Quantity(Quantity),
 }
@@ -5899,7 +6199,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueAge`.
     Age(Age),
     /// `defaultValueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `defaultValueAttachment`.
     Attachment(Box<Attachment>),
     /// `defaultValueCodeableConcept`.
@@ -5907,7 +6207,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueCoding`.
     Coding(Coding),
     /// `defaultValueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `defaultValueCount`.
     Count(Count),
     /// `defaultValueDistance`.
@@ -5917,7 +6217,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueHumanName`.
     HumanName(Box<HumanName>),
     /// `defaultValueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `defaultValueMoney`.
     Money(Money),
     /// `defaultValuePeriod`.
@@ -5925,9 +6225,9 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueQuantity`.
     Quantity(Quantity),
     /// `defaultValueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `defaultValueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `defaultValueReference`.
     Reference(Reference),
     /// `defaultValueSampledData`.
@@ -5935,7 +6235,7 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueSignature`.
     Signature(Box<Signature>),
     /// `defaultValueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `defaultValueContactDetail`.
     ContactDetail(ContactDetail),
     /// `defaultValueContributor`.
@@ -5949,13 +6249,13 @@ pub enum ElementDefinitionDefaultValue {
     /// `defaultValueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `defaultValueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `defaultValueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `defaultValueDosage`.
     Dosage(Box<Dosage>),
     /// `defaultValueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionDefaultValue {
@@ -6237,7 +6537,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedAge`.
     Age(Age),
     /// `fixedAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `fixedAttachment`.
     Attachment(Box<Attachment>),
     /// `fixedCodeableConcept`.
@@ -6245,7 +6545,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedCoding`.
     Coding(Coding),
     /// `fixedContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `fixedCount`.
     Count(Count),
     /// `fixedDistance`.
@@ -6255,7 +6555,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedHumanName`.
     HumanName(Box<HumanName>),
     /// `fixedIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `fixedMoney`.
     Money(Money),
     /// `fixedPeriod`.
@@ -6263,9 +6563,9 @@ pub enum ElementDefinitionFixed {
     /// `fixedQuantity`.
     Quantity(Quantity),
     /// `fixedRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `fixedRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `fixedReference`.
     Reference(Reference),
     /// `fixedSampledData`.
@@ -6273,7 +6573,7 @@ pub enum ElementDefinitionFixed {
     /// `fixedSignature`.
     Signature(Box<Signature>),
     /// `fixedTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `fixedContactDetail`.
     ContactDetail(ContactDetail),
     /// `fixedContributor`.
@@ -6287,13 +6587,13 @@ pub enum ElementDefinitionFixed {
     /// `fixedRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `fixedTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `fixedUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `fixedDosage`.
     Dosage(Box<Dosage>),
     /// `fixedMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionFixed {
@@ -6575,7 +6875,7 @@ pub enum ElementDefinitionPattern {
     /// `patternAge`.
     Age(Age),
     /// `patternAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `patternAttachment`.
     Attachment(Box<Attachment>),
     /// `patternCodeableConcept`.
@@ -6583,7 +6883,7 @@ pub enum ElementDefinitionPattern {
     /// `patternCoding`.
     Coding(Coding),
     /// `patternContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `patternCount`.
     Count(Count),
     /// `patternDistance`.
@@ -6593,7 +6893,7 @@ pub enum ElementDefinitionPattern {
     /// `patternHumanName`.
     HumanName(Box<HumanName>),
     /// `patternIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `patternMoney`.
     Money(Money),
     /// `patternPeriod`.
@@ -6601,9 +6901,9 @@ pub enum ElementDefinitionPattern {
     /// `patternQuantity`.
     Quantity(Quantity),
     /// `patternRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `patternRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `patternReference`.
     Reference(Reference),
     /// `patternSampledData`.
@@ -6611,7 +6911,7 @@ pub enum ElementDefinitionPattern {
     /// `patternSignature`.
     Signature(Box<Signature>),
     /// `patternTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `patternContactDetail`.
     ContactDetail(ContactDetail),
     /// `patternContributor`.
@@ -6625,13 +6925,13 @@ pub enum ElementDefinitionPattern {
     /// `patternRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `patternTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `patternUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `patternDosage`.
     Dosage(Box<Dosage>),
     /// `patternMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionPattern {
@@ -7097,7 +7397,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -7105,7 +7405,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -7115,7 +7415,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -7123,9 +7423,9 @@ pub enum ElementDefinitionExampleValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -7133,7 +7433,7 @@ pub enum ElementDefinitionExampleValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -7147,13 +7447,13 @@ pub enum ElementDefinitionExampleValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ElementDefinitionExampleValue {
@@ -7435,7 +7735,7 @@ pub enum ExtensionValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -7443,7 +7743,7 @@ pub enum ExtensionValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -7453,7 +7753,7 @@ pub enum ExtensionValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -7461,9 +7761,9 @@ pub enum ExtensionValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -7471,7 +7771,7 @@ pub enum ExtensionValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -7485,13 +7785,13 @@ pub enum ExtensionValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ExtensionValue {
@@ -7731,7 +8031,7 @@ impl ExtensionValue {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PopulationAge {
     /// `ageRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `ageCodeableConcept`.
     CodeableConcept(CodeableConcept),
 }
@@ -7783,7 +8083,7 @@ pub enum SubstanceAmountAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountString`.
     String(String),
 }
@@ -7839,7 +8139,7 @@ pub enum TimingRepeatBounds {
     /// `boundsDuration`.
     Duration(Duration),
     /// `boundsRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `boundsPeriod`.
     Period(Period),
 }
@@ -7893,7 +8193,7 @@ impl TimingRepeatBounds {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TriggerDefinitionTiming {
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `timingReference`.
     Reference(Reference),
     /// `timingDate`.
@@ -7959,7 +8259,7 @@ pub enum UsageContextValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueReference`.
     Reference(Reference),
 }

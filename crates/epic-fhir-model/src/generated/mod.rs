@@ -8,6 +8,7 @@ mod datatypes;
 mod resource;
 mod resources;
 mod serde_impls;
+pub(crate) mod tables;
 
 pub use codes::*;
 pub use datatypes::*;

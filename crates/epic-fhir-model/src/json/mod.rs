@@ -125,7 +125,7 @@ impl RawJson {
         let result = p.raw_value().and_then(|raw| p.end().map(|()| raw));
         match result {
             Ok(raw) => Ok(RawJson(raw.into())),
-            Err(error) => Err(crate::ModelError::from_parse(error, text.as_bytes())),
+            Err(error) => Err(crate::ModelError::from_parse(&error, text.as_bytes())),
         }
     }
 
@@ -184,8 +184,10 @@ impl ToJson for RawJson {
 /// FHIR forbids unknown elements, but servers send them (elements of newer FHIR versions,
 /// vendor additions, primitive extensions of choice elements such as `_valueString`), and a
 /// client must not drop what it does not understand: they are kept here and written back
-/// unchanged. A member the model names is also kept here when its value is `null` or `[]`,
-/// which FHIR forbids and the typed field cannot hold; the validator reports both cases.
+/// unchanged. A member the model names is never kept here: when writing, a name the model
+/// has a field for is skipped, so the output never has a member twice. (A modelled member
+/// whose value is `null` or `[]`, which FHIR forbids and which means the same as an absent
+/// member, leaves its field empty; the validator reports it.)
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Extra {
     members: Vec<(String, RawJson)>,
@@ -251,14 +253,13 @@ impl Extra {
         Ok(())
     }
 
-    /// Keeps member `name`, whose value (`null` or `[]`) the typed field cannot hold.
-    pub(crate) fn keep(&mut self, p: &mut Parser<'_>, name: &'static str) -> PResult<()> {
-        self.read(p, Cow::Borrowed(name))
-    }
-
-    /// Writes the members into the enclosing object.
-    pub(crate) fn write_members(&self, w: &mut Writer) {
+    /// Writes the members into the enclosing object, except those `modelled` names (which the
+    /// model writes from its fields).
+    pub(crate) fn write_members(&self, w: &mut Writer, modelled: &crate::rt::KeyTable) {
         for (name, value) in &self.members {
+            if crate::rt::lookup(modelled, name) != 0 {
+                continue;
+            }
             w.key(name);
             w.raw(value.as_str());
         }

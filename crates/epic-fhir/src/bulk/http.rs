@@ -190,10 +190,12 @@ pub(super) async fn status_failure(
     spec.idempotent = true;
     let error = status_error(&spec, status, &headers, &body);
     let transient = error.operation_outcome().is_some_and(|outcome| {
-        outcome
-            .issue
-            .iter()
-            .any(|issue| matches!(issue.code.as_str(), "transient" | "throttled"))
+        outcome.issue.iter().any(|issue| {
+            matches!(
+                issue.code,
+                Some(crate::model::IssueType::Transient | crate::model::IssueType::Throttled)
+            )
+        })
     });
     if status == StatusCode::INTERNAL_SERVER_ERROR
         && error.operation_outcome().is_some()

@@ -6,7 +6,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::model;
 
 /// The manifest a status URL returns once the export is complete (Bulk Data STU2).
 ///
@@ -62,6 +61,27 @@ pub struct ManifestEntry {
     pub extra: Map<String, Value>,
 }
 
+/// A few dozen characters of `body` around (line, column), for the error.
+fn excerpt_at(body: &[u8], line: usize, column: usize) -> Option<String> {
+    if line == 0 {
+        return None;
+    }
+    let start_of_line: usize = body
+        .split(|&b| b == b'\n')
+        .take(line - 1)
+        .map(|l| l.len() + 1)
+        .sum();
+    let at = (start_of_line + column.saturating_sub(1)).min(body.len());
+    let from = at.saturating_sub(32);
+    let to = (at + 32).min(body.len());
+    Some(
+        String::from_utf8_lossy(&body[from..to])
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect(),
+    )
+}
+
 impl Manifest {
     /// Parses a manifest.
     ///
@@ -69,19 +89,24 @@ impl Manifest {
     /// [`ErrorKind::Decode`] naming the JSON path that does not fit (e.g.
     /// `output[2].url`), with an excerpt of the body.
     pub fn from_json(body: &[u8]) -> Result<Manifest> {
-        model::from_slice::<Manifest>(body).map_err(|e| {
-            let cause = std::error::Error::source(&e)
-                .map(ToString::to_string)
-                .unwrap_or_default();
+        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        let parsed = match serde_path_to_error::deserialize::<_, Manifest>(&mut deserializer) {
+            Ok(manifest) => deserializer
+                .end()
+                .map(|()| manifest)
+                .map_err(|e| (".".to_owned(), e)),
+            Err(e) => Err((e.path().to_string(), e.into_inner())),
+        };
+        parsed.map_err(|(path, inner)| {
             let mut error = Error::new(
                 ErrorKind::Decode,
-                format!("the export manifest is not valid ({cause})"),
+                format!("the export manifest is not valid ({inner})"),
             )
-            .with_json_path(e.path().to_owned());
-            if let Some(excerpt) = e.excerpt() {
+            .with_json_path(path);
+            if let Some(excerpt) = excerpt_at(body, inner.line(), inner.column()) {
                 error = error.with_body_excerpt(excerpt.as_bytes());
             }
-            error.with_source(e)
+            error.with_source(inner)
         })
     }
 

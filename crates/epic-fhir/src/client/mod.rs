@@ -207,7 +207,7 @@ impl FhirClient {
         Ok(url)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> Result<T> {
+    async fn get_json<T: crate::model::json::FromJson>(&self, url: Url) -> Result<T> {
         let spec = RequestSpec::get(url);
         let reply = self.inner.execute(&spec).await?;
         decode(&spec.method, &spec.url, &reply.body)
@@ -459,8 +459,7 @@ impl FhirClient {
     /// # Errors
     /// [`ErrorKind::Status`] with the server's OperationOutcome when refused.
     pub async fn create<T: FhirResource>(&self, resource: &T) -> Result<T> {
-        let body = serde_json::to_vec(resource)
-            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = crate::model::to_vec(resource);
         let spec = RequestSpec {
             method: Method::POST,
             url: self.url(&[T::TYPE])?,
@@ -484,8 +483,7 @@ impl FhirClient {
             .id()
             .ok_or_else(|| Error::config("cannot update a resource without an id"))?;
         check_segment(id, "id")?;
-        let body = serde_json::to_vec(resource)
-            .map_err(|e| Error::config("cannot serialize the resource").with_source(e))?;
+        let body = crate::model::to_vec(resource);
         let mut headers = HeaderMap::new();
         if let Some(version) = if_match {
             let etag = if version.starts_with("W/") {

@@ -241,13 +241,14 @@ pub(crate) fn status_error(
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-    // Most error bodies that are not an OperationOutcome (HTML, OAuth JSON) fail fast here;
-    // the path-tracking `model::from_slice` would parse them twice only to drop the error.
-    let outcome: Option<OperationOutcome> = serde_json::from_slice(body).ok();
+    let outcome: Option<OperationOutcome> = model::from_slice(body).ok();
     let transient_outcome = outcome.as_ref().is_some_and(|o| {
-        o.issue
-            .iter()
-            .any(|issue| matches!(issue.code.as_str(), "transient" | "throttled"))
+        o.issue.iter().any(|issue| {
+            matches!(
+                issue.code,
+                Some(model::IssueType::Transient | model::IssueType::Throttled)
+            )
+        })
     });
     let retryable = spec.idempotent && (retryable_status(status) || transient_outcome);
     let mut message = format!("HTTP {}", status.as_u16());
@@ -279,18 +280,18 @@ pub(crate) fn status_error(
 }
 
 /// Parses a JSON body into `T`, naming the JSON path and keeping an excerpt on failure.
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode<T: model::json::FromJson>(
     spec_method: &Method,
     url: &Url,
     body: &[u8],
 ) -> Result<T> {
     model::from_slice::<T>(body).map_err(|e| {
-        let cause = std::error::Error::source(&e)
-            .map(ToString::to_string)
-            .unwrap_or_default();
         let mut error = Error::new(
             ErrorKind::Decode,
-            format!("the response is not the expected FHIR JSON ({cause})"),
+            format!(
+                "the response is not the expected FHIR JSON ({})",
+                e.message()
+            ),
         )
         .with_request(RequestInfo::new(spec_method.as_str(), url))
         .with_json_path(e.path().to_owned());

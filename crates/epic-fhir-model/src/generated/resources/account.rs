@@ -19,7 +19,7 @@ pub struct Account {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -74,66 +74,69 @@ pub struct Account {
     pub extra: Extra,
 }
 
+impl Account {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 187,
+        slots: &[
+            ("_language", 8), ("servicePeriod", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 24),
+            ("guarantor", 25), ("_status", 15), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("extension", 11), ("subject", 19),
+            ("", 0), ("type", 16), ("", 0), ("owner", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("partOf", 26),
+            ("", 0), ("_implicitRules", 6), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("description", 23), ("", 0),
+            ("implicitRules", 5), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_name", 18), ("status", 14),
+            ("", 0), ("coverage", 21), ("resourceType", 1), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("identifier", 13),
+            ("", 0), ("text", 9), ("name", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Account {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Account {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 187,
-            slots: &[
-                ("_language", 8), ("servicePeriod", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_description", 24),
-                ("guarantor", 25), ("_status", 15), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("extension", 11), ("subject", 19),
-                ("", 0), ("type", 16), ("", 0), ("owner", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("partOf", 26),
-                ("", 0), ("_implicitRules", 6), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("description", 23), ("", 0),
-                ("implicitRules", 5), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_name", 18), ("status", 14),
-                ("", 0), ("coverage", 21), ("resourceType", 1), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("identifier", 13),
-                ("", 0), ("text", 9), ("name", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Account {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Account"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                20 => rt::opt(p, &mut out.service_period, "servicePeriod", &mut out.extra),
-                21 => rt::list(p, &mut out.coverage, "coverage", &mut out.extra),
-                22 => rt::opt(p, &mut out.owner, "owner", &mut out.extra),
-                23 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                24 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                25 => rt::list(p, &mut out.guarantor, "guarantor", &mut out.extra),
-                26 => rt::opt(p, &mut out.part_of, "partOf", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::list(p, &mut out.subject, "subject"),
+                20 => rt::opt(p, &mut out.service_period, "servicePeriod"),
+                21 => rt::list(p, &mut out.coverage, "coverage"),
+                22 => rt::opt(p, &mut out.owner, "owner"),
+                23 => rt::opt(p, &mut out.description, "description"),
+                24 => rt::opt(p, &mut out.description_ext, "_description"),
+                25 => rt::list(p, &mut out.guarantor, "guarantor"),
+                26 => rt::opt(p, &mut out.part_of, "partOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -174,7 +177,9 @@ impl ToJson for Account {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"guarantor\":", &self.guarantor);
         rt::w_opt(w, b"\"partOf\":", &self.part_of);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -187,7 +192,7 @@ impl FhirResource for Account {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -202,6 +207,14 @@ impl FhirResource for Account {
             Resource::Account(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Account {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -236,30 +249,34 @@ pub struct AccountGuarantor {
     pub extra: Extra,
 }
 
+impl AccountGuarantor {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("onHold", 5), ("period", 7), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("_onHold", 6), ("", 0), ("party", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AccountGuarantor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("onHold", 5), ("period", 7), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("_onHold", 6), ("", 0), ("party", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_party = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_party, "party", &mut out.extra),
-                5 => rt::opt(p, &mut out.on_hold, "onHold", &mut out.extra),
-                6 => rt::opt(p, &mut out.on_hold_ext, "_onHold", &mut out.extra),
-                7 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_party, "party"),
+                5 => rt::opt(p, &mut out.on_hold, "onHold"),
+                6 => rt::opt(p, &mut out.on_hold_ext, "_onHold"),
+                7 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,7 +295,9 @@ impl ToJson for AccountGuarantor {
         rt::w_opt(w, b"\"onHold\":", &self.on_hold);
         rt::w_opt(w, b"\"_onHold\":", &self.on_hold_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -306,29 +325,33 @@ pub struct AccountCoverage {
     pub extra: Extra,
 }
 
+impl AccountCoverage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("coverage", 4), ("", 0), ("modifierExtension", 3),
+            ("priority", 5), ("_priority", 6), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AccountCoverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("coverage", 4), ("", 0), ("modifierExtension", 3),
-                ("priority", 5), ("_priority", 6), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                5 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                6 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_coverage, "coverage"),
+                5 => rt::opt(p, &mut out.priority, "priority"),
+                6 => rt::opt(p, &mut out.priority_ext, "_priority"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -346,7 +369,9 @@ impl ToJson for AccountCoverage {
         rt::w_req(w, b"\"coverage\":", &self.coverage);
         rt::w_opt(w, b"\"priority\":", &self.priority);
         rt::w_opt(w, b"\"_priority\":", &self.priority_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ActivityDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -184,232 +184,235 @@ pub struct ActivityDefinition {
     pub extra: Extra,
 }
 
+impl ActivityDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 135,
+        slots: &[
+            ("", 0), ("_kind", 58), ("", 0), ("", 0),
+            ("_transform", 79), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("usage", 40),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("description", 34), ("", 0), ("", 0), ("subtitle", 22),
+            ("observationRequirement", 76), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("library", 55), ("", 0), ("", 0),
+            ("_subtitle", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("timingTiming", 68), ("_profile", 60),
+            ("", 0), ("", 0), ("", 0), ("timingRange", 68),
+            ("version", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("author", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("productCodeableConcept", 71),
+            ("", 0), ("publisher", 31), ("", 0), ("", 0),
+            ("subjectCodeableConcept", 28), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relatedArtifact", 54),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subjectReference", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("dynamicValue", 80),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("intent", 62), ("", 0),
+            ("", 0), ("experimental", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_lastReviewDate", 47), ("_doNotPerform", 67), ("", 0), ("", 0),
+            ("", 0), ("editor", 51), ("_status", 25), ("", 0),
+            ("", 0), ("", 0), ("_copyright", 43), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_title", 21), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("name", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_version", 17), ("title", 20), ("_purpose", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("participant", 70), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("doNotPerform", 66),
+            ("", 0), ("lastReviewDate", 46), ("", 0), ("", 0),
+            ("", 0), ("profile", 59), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_intent", 63),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("specimenRequirement", 75), ("", 0), ("", 0), ("_date", 30),
+            ("effectivePeriod", 48), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("location", 69), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_library", 56),
+            ("", 0), ("", 0), ("jurisdiction", 37), ("", 0),
+            ("quantity", 72), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contact", 33), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 32), ("", 0),
+            ("timingAge", 68), ("", 0), ("", 0), ("", 0),
+            ("copyright", 42), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("productReference", 71),
+            ("", 0), ("dosage", 73), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 35), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("endorser", 53),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_usage", 41), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("url", 13), ("kind", 57),
+            ("", 0), ("status", 24), ("", 0), ("", 0),
+            ("", 0), ("priority", 64), ("", 0), ("_language", 8),
+            ("", 0), ("reviewer", 52), ("timingDateTime", 68), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("bodySite", 74), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_approvalDate", 45),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("timingDuration", 68),
+            ("_experimental", 27), ("", 0), ("_url", 14), ("code", 61),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("observationResultRequirement", 77), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("purpose", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("timingPeriod", 68),
+            ("", 0), ("", 0), ("approvalDate", 44), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("useContext", 36), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("transform", 78), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("date", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("topic", 49), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_priority", 65), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ActivityDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ActivityDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 135,
-            slots: &[
-                ("", 0), ("_kind", 58), ("", 0), ("", 0),
-                ("_transform", 79), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("usage", 40),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("description", 34), ("", 0), ("", 0), ("subtitle", 22),
-                ("observationRequirement", 76), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 11), ("library", 55), ("", 0), ("", 0),
-                ("_subtitle", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("timingTiming", 68), ("_profile", 60),
-                ("", 0), ("", 0), ("", 0), ("timingRange", 68),
-                ("version", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("author", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("productCodeableConcept", 71),
-                ("", 0), ("publisher", 31), ("", 0), ("", 0),
-                ("subjectCodeableConcept", 28), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("relatedArtifact", 54),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subjectReference", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("dynamicValue", 80),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("intent", 62), ("", 0),
-                ("", 0), ("experimental", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_lastReviewDate", 47), ("_doNotPerform", 67), ("", 0), ("", 0),
-                ("", 0), ("editor", 51), ("_status", 25), ("", 0),
-                ("", 0), ("", 0), ("_copyright", 43), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_title", 21), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("name", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_version", 17), ("title", 20), ("_purpose", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("participant", 70), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("doNotPerform", 66),
-                ("", 0), ("lastReviewDate", 46), ("", 0), ("", 0),
-                ("", 0), ("profile", 59), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_intent", 63),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("specimenRequirement", 75), ("", 0), ("", 0), ("_date", 30),
-                ("effectivePeriod", 48), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("location", 69), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_library", 56),
-                ("", 0), ("", 0), ("jurisdiction", 37), ("", 0),
-                ("quantity", 72), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contact", 33), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 32), ("", 0),
-                ("timingAge", 68), ("", 0), ("", 0), ("", 0),
-                ("copyright", 42), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("productReference", 71),
-                ("", 0), ("dosage", 73), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_description", 35), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("endorser", 53),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_usage", 41), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("url", 13), ("kind", 57),
-                ("", 0), ("status", 24), ("", 0), ("", 0),
-                ("", 0), ("priority", 64), ("", 0), ("_language", 8),
-                ("", 0), ("reviewer", 52), ("timingDateTime", 68), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("bodySite", 74), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_approvalDate", 45),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("timingDuration", 68),
-                ("_experimental", 27), ("", 0), ("_url", 14), ("code", 61),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("observationResultRequirement", 77), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("purpose", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("timingPeriod", 68),
-                ("", 0), ("", 0), ("approvalDate", 44), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("useContext", 36), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("transform", 78), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("date", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("topic", 49), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_priority", 65), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ActivityDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ActivityDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                28 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                29 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                30 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                31 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                33 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                34 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                35 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                36 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                38 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                41 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                42 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                43 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                44 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                49 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                50 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                51 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                52 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                53 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library", &mut out.extra),
-                56 => rt::list_ext(p, &mut out.library_ext, "_library", &mut out.extra),
-                57 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                58 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                59 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                60 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                61 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                62 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                63 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                64 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                65 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                66 => rt::opt(p, &mut out.do_not_perform, "doNotPerform", &mut out.extra),
-                67 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform", &mut out.extra),
-                68 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                69 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                70 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                71 => rt::choice(p, &mut out.product, key, &mut out.extra),
-                72 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                73 => rt::list(p, &mut out.dosage, "dosage", &mut out.extra),
-                74 => rt::list(p, &mut out.body_site, "bodySite", &mut out.extra),
-                75 => rt::list(p, &mut out.specimen_requirement, "specimenRequirement", &mut out.extra),
-                76 => rt::list(p, &mut out.observation_requirement, "observationRequirement", &mut out.extra),
-                77 => rt::list(p, &mut out.observation_result_requirement, "observationResultRequirement", &mut out.extra),
-                78 => rt::opt(p, &mut out.transform, "transform", &mut out.extra),
-                79 => rt::opt(p, &mut out.transform_ext, "_transform", &mut out.extra),
-                80 => rt::list(p, &mut out.dynamic_value, "dynamicValue", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt(p, &mut out.status, "status"),
+                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt(p, &mut out.experimental, "experimental"),
+                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::choice(p, &mut out.subject, key),
+                29 => rt::opt(p, &mut out.date, "date"),
+                30 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt(p, &mut out.publisher, "publisher"),
+                32 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                33 => rt::list(p, &mut out.contact, "contact"),
+                34 => rt::opt(p, &mut out.description, "description"),
+                35 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::list(p, &mut out.use_context, "useContext"),
+                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::opt(p, &mut out.purpose, "purpose"),
+                39 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                40 => rt::opt(p, &mut out.usage, "usage"),
+                41 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                42 => rt::opt(p, &mut out.copyright, "copyright"),
+                43 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                44 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                49 => rt::list(p, &mut out.topic, "topic"),
+                50 => rt::list(p, &mut out.author, "author"),
+                51 => rt::list(p, &mut out.editor, "editor"),
+                52 => rt::list(p, &mut out.reviewer, "reviewer"),
+                53 => rt::list(p, &mut out.endorser, "endorser"),
+                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
+                56 => rt::list_ext(p, &mut out.library_ext, "_library"),
+                57 => rt::opt(p, &mut out.kind, "kind"),
+                58 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                59 => rt::opt(p, &mut out.profile, "profile"),
+                60 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                61 => rt::opt(p, &mut out.code, "code"),
+                62 => rt::opt(p, &mut out.intent, "intent"),
+                63 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                64 => rt::opt(p, &mut out.priority, "priority"),
+                65 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                66 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
+                67 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                68 => rt::choice(p, &mut out.timing, key),
+                69 => rt::opt(p, &mut out.location, "location"),
+                70 => rt::list(p, &mut out.participant, "participant"),
+                71 => rt::choice(p, &mut out.product, key),
+                72 => rt::opt(p, &mut out.quantity, "quantity"),
+                73 => rt::list(p, &mut out.dosage, "dosage"),
+                74 => rt::list(p, &mut out.body_site, "bodySite"),
+                75 => rt::list(p, &mut out.specimen_requirement, "specimenRequirement"),
+                76 => rt::list(p, &mut out.observation_requirement, "observationRequirement"),
+                77 => rt::list(p, &mut out.observation_result_requirement, "observationResultRequirement"),
+                78 => rt::opt(p, &mut out.transform, "transform"),
+                79 => rt::opt(p, &mut out.transform_ext, "_transform"),
+                80 => rt::list(p, &mut out.dynamic_value, "dynamicValue"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -503,7 +506,9 @@ impl ToJson for ActivityDefinition {
         rt::w_opt(w, b"\"transform\":", &self.transform);
         rt::w_opt(w, b"\"_transform\":", &self.transform_ext);
         rt::w_list(w, b"\"dynamicValue\":", &self.dynamic_value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -516,7 +521,7 @@ impl FhirResource for ActivityDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -531,6 +536,14 @@ impl FhirResource for ActivityDefinition {
             Resource::ActivityDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ActivityDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -563,29 +576,33 @@ pub struct ActivityDefinitionDynamicValue {
     pub extra: Extra,
 }
 
+impl ActivityDefinitionDynamicValue {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("expression", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_path", 5), ("path", 4),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ActivityDefinitionDynamicValue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("expression", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_path", 5), ("path", 4),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_expression = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                5 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                6 => rt::opt(p, &mut f_expression, "expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.path, "path"),
+                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                6 => rt::opt(p, &mut f_expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -603,7 +620,9 @@ impl ToJson for ActivityDefinitionDynamicValue {
         rt::w_opt(w, b"\"path\":", &self.path);
         rt::w_opt(w, b"\"_path\":", &self.path_ext);
         rt::w_req(w, b"\"expression\":", &self.expression);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -631,28 +650,32 @@ pub struct ActivityDefinitionParticipant {
     pub extra: Extra,
 }
 
+impl ActivityDefinitionParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_type", 5), ("role", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ActivityDefinitionParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_type", 5), ("role", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.role, "role", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -669,7 +692,9 @@ impl ToJson for ActivityDefinitionParticipant {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"role\":", &self.role);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -728,7 +753,7 @@ impl ActivityDefinitionSubject {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ActivityDefinitionTiming {
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `timingDateTime`.
     DateTime(DateTime),
     /// `timingAge`.
@@ -736,7 +761,7 @@ pub enum ActivityDefinitionTiming {
     /// `timingPeriod`.
     Period(Period),
     /// `timingRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `timingDuration`.
     Duration(Duration),
 }

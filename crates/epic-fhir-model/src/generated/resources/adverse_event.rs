@@ -19,7 +19,7 @@ pub struct AdverseEvent {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct AdverseEvent {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Business identifier for the event. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// actual | potential. `actuality` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -94,93 +94,96 @@ pub struct AdverseEvent {
     pub extra: Extra,
 }
 
+impl AdverseEvent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 209,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("study", 36), ("_date", 21), ("identifier", 13),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("encounter", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("_id", 3), ("extension", 11), ("", 0), ("meta", 4),
+            ("suspectEntity", 33), ("category", 16), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("recordedDate", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_recordedDate", 25), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("referenceDocument", 35), ("recorder", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_actuality", 15), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("resultingCondition", 26),
+            ("detected", 22), ("outcome", 30), ("subjectMedicalHistory", 34), ("date", 20),
+            ("", 0), ("location", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("event", 17), ("", 0), ("seriousness", 28), ("actuality", 14),
+            ("", 0), ("", 0), ("", 0), ("subject", 18),
+            ("", 0), ("modifierExtension", 12), ("contributor", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("severity", 29), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_detected", 23),
+        ],
+    };
+}
+
 impl FromJson for AdverseEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl AdverseEvent {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 209,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("study", 36), ("_date", 21), ("identifier", 13),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("encounter", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("_id", 3), ("extension", 11), ("", 0), ("meta", 4),
-                ("suspectEntity", 33), ("category", 16), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("recordedDate", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_recordedDate", 25), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("referenceDocument", 35), ("recorder", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_actuality", 15), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("resultingCondition", 26),
-                ("detected", 22), ("outcome", 30), ("subjectMedicalHistory", 34), ("date", 20),
-                ("", 0), ("location", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("event", 17), ("", 0), ("seriousness", 28), ("actuality", 14),
-                ("", 0), ("", 0), ("", 0), ("subject", 18),
-                ("", 0), ("modifierExtension", 12), ("contributor", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("severity", 29), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_detected", 23),
-            ],
-        };
+impl rt::ReadMembers for AdverseEvent {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AdverseEvent"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.actuality, "actuality", &mut out.extra),
-                15 => rt::opt(p, &mut out.actuality_ext, "_actuality", &mut out.extra),
-                16 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                17 => rt::opt(p, &mut out.event, "event", &mut out.extra),
-                18 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                19 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                20 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                21 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                22 => rt::opt(p, &mut out.detected, "detected", &mut out.extra),
-                23 => rt::opt(p, &mut out.detected_ext, "_detected", &mut out.extra),
-                24 => rt::opt(p, &mut out.recorded_date, "recordedDate", &mut out.extra),
-                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate", &mut out.extra),
-                26 => rt::list(p, &mut out.resulting_condition, "resultingCondition", &mut out.extra),
-                27 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                28 => rt::opt(p, &mut out.seriousness, "seriousness", &mut out.extra),
-                29 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                30 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                31 => rt::opt(p, &mut out.recorder, "recorder", &mut out.extra),
-                32 => rt::list(p, &mut out.contributor, "contributor", &mut out.extra),
-                33 => rt::list(p, &mut out.suspect_entity, "suspectEntity", &mut out.extra),
-                34 => rt::list(p, &mut out.subject_medical_history, "subjectMedicalHistory", &mut out.extra),
-                35 => rt::list(p, &mut out.reference_document, "referenceDocument", &mut out.extra),
-                36 => rt::list(p, &mut out.study, "study", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.actuality, "actuality"),
+                15 => rt::opt(p, &mut out.actuality_ext, "_actuality"),
+                16 => rt::list(p, &mut out.category, "category"),
+                17 => rt::opt(p, &mut out.event, "event"),
+                18 => rt::opt(p, &mut f_subject, "subject"),
+                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                20 => rt::opt(p, &mut out.date, "date"),
+                21 => rt::opt(p, &mut out.date_ext, "_date"),
+                22 => rt::opt(p, &mut out.detected, "detected"),
+                23 => rt::opt(p, &mut out.detected_ext, "_detected"),
+                24 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
+                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
+                26 => rt::list(p, &mut out.resulting_condition, "resultingCondition"),
+                27 => rt::opt(p, &mut out.location, "location"),
+                28 => rt::opt(p, &mut out.seriousness, "seriousness"),
+                29 => rt::opt(p, &mut out.severity, "severity"),
+                30 => rt::opt(p, &mut out.outcome, "outcome"),
+                31 => rt::opt(p, &mut out.recorder, "recorder"),
+                32 => rt::list(p, &mut out.contributor, "contributor"),
+                33 => rt::list(p, &mut out.suspect_entity, "suspectEntity"),
+                34 => rt::list(p, &mut out.subject_medical_history, "subjectMedicalHistory"),
+                35 => rt::list(p, &mut out.reference_document, "referenceDocument"),
+                36 => rt::list(p, &mut out.study, "study"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -232,7 +235,9 @@ impl ToJson for AdverseEvent {
         rt::w_list(w, b"\"subjectMedicalHistory\":", &self.subject_medical_history);
         rt::w_list(w, b"\"referenceDocument\":", &self.reference_document);
         rt::w_list(w, b"\"study\":", &self.study);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -245,7 +250,7 @@ impl FhirResource for AdverseEvent {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -260,6 +265,14 @@ impl FhirResource for AdverseEvent {
             Resource::AdverseEvent(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl AdverseEvent {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -290,28 +303,32 @@ pub struct AdverseEventSuspectEntity {
     pub extra: Extra,
 }
 
+impl AdverseEventSuspectEntity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("causality", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("instance", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AdverseEventSuspectEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("causality", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("instance", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_instance = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_instance, "instance", &mut out.extra),
-                5 => rt::list(p, &mut out.causality, "causality", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_instance, "instance"),
+                5 => rt::list(p, &mut out.causality, "causality"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -328,7 +345,9 @@ impl ToJson for AdverseEventSuspectEntity {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"instance\":", &self.instance);
         rt::w_list(w, b"\"causality\":", &self.causality);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -360,30 +379,34 @@ pub struct AdverseEventSuspectEntityCausality {
     pub extra: Extra,
 }
 
+impl AdverseEventSuspectEntityCausality {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("", 0), ("extension", 2), ("author", 7), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("method", 8), ("_productRelatedness", 6), ("assessment", 4), ("productRelatedness", 5),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AdverseEventSuspectEntityCausality {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("", 0), ("extension", 2), ("author", 7), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("method", 8), ("_productRelatedness", 6), ("assessment", 4), ("productRelatedness", 5),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.assessment, "assessment", &mut out.extra),
-                5 => rt::opt(p, &mut out.product_relatedness, "productRelatedness", &mut out.extra),
-                6 => rt::opt(p, &mut out.product_relatedness_ext, "_productRelatedness", &mut out.extra),
-                7 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                8 => rt::opt(p, &mut out.method, "method", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.assessment, "assessment"),
+                5 => rt::opt(p, &mut out.product_relatedness, "productRelatedness"),
+                6 => rt::opt(p, &mut out.product_relatedness_ext, "_productRelatedness"),
+                7 => rt::opt(p, &mut out.author, "author"),
+                8 => rt::opt(p, &mut out.method, "method"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -402,7 +425,9 @@ impl ToJson for AdverseEventSuspectEntityCausality {
         rt::w_opt(w, b"\"_productRelatedness\":", &self.product_relatedness_ext);
         rt::w_opt(w, b"\"author\":", &self.author);
         rt::w_opt(w, b"\"method\":", &self.method);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

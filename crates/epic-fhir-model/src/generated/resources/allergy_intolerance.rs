@@ -19,7 +19,7 @@ pub struct AllergyIntolerance {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -90,90 +90,93 @@ pub struct AllergyIntolerance {
     pub extra: Extra,
 }
 
+impl AllergyIntolerance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 38,
+        slots: &[
+            ("", 0), ("", 0), ("_criticality", 21), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("criticality", 20), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("verificationStatus", 15), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("note", 32), ("", 0), ("", 0),
+            ("", 0), ("lastOccurrence", 30), ("", 0), ("", 0),
+            ("onsetRange", 25), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("_lastOccurrence", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("onsetDateTime", 25), ("clinicalStatus", 14), ("", 0), ("code", 22),
+            ("recorder", 28), ("_category", 19), ("recordedDate", 26), ("language", 7),
+            ("type", 16), ("", 0), ("", 0), ("onsetString", 25),
+            ("", 0), ("extension", 11), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("_recordedDate", 27), ("_language", 8),
+            ("category", 18), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("reaction", 33), ("", 0), ("onsetAge", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("text", 9), ("onsetPeriod", 25), ("", 0), ("", 0),
+            ("asserter", 29), ("_implicitRules", 6), ("patient", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_type", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("encounter", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AllergyIntolerance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl AllergyIntolerance {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 38,
-            slots: &[
-                ("", 0), ("", 0), ("_criticality", 21), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("criticality", 20), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("verificationStatus", 15), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("note", 32), ("", 0), ("", 0),
-                ("", 0), ("lastOccurrence", 30), ("", 0), ("", 0),
-                ("onsetRange", 25), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("_lastOccurrence", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("onsetDateTime", 25), ("clinicalStatus", 14), ("", 0), ("code", 22),
-                ("recorder", 28), ("_category", 19), ("recordedDate", 26), ("language", 7),
-                ("type", 16), ("", 0), ("", 0), ("onsetString", 25),
-                ("", 0), ("extension", 11), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("_recordedDate", 27), ("_language", 8),
-                ("category", 18), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("reaction", 33), ("", 0), ("onsetAge", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("text", 9), ("onsetPeriod", 25), ("", 0), ("", 0),
-                ("asserter", 29), ("_implicitRules", 6), ("patient", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_type", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("encounter", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for AllergyIntolerance {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AllergyIntolerance"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus", &mut out.extra),
-                15 => rt::opt(p, &mut out.verification_status, "verificationStatus", &mut out.extra),
-                16 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                18 => rt::prim_list(p, &mut out.category, &mut out.category_ext, "category", &mut out.extra),
-                19 => rt::list_ext(p, &mut out.category_ext, "_category", &mut out.extra),
-                20 => rt::opt(p, &mut out.criticality, "criticality", &mut out.extra),
-                21 => rt::opt(p, &mut out.criticality_ext, "_criticality", &mut out.extra),
-                22 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                23 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                24 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                25 => rt::choice(p, &mut out.onset, key, &mut out.extra),
-                26 => rt::opt(p, &mut out.recorded_date, "recordedDate", &mut out.extra),
-                27 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate", &mut out.extra),
-                28 => rt::opt(p, &mut out.recorder, "recorder", &mut out.extra),
-                29 => rt::opt(p, &mut out.asserter, "asserter", &mut out.extra),
-                30 => rt::opt(p, &mut out.last_occurrence, "lastOccurrence", &mut out.extra),
-                31 => rt::opt(p, &mut out.last_occurrence_ext, "_lastOccurrence", &mut out.extra),
-                32 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                33 => rt::list(p, &mut out.reaction, "reaction", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus"),
+                15 => rt::opt(p, &mut out.verification_status, "verificationStatus"),
+                16 => rt::opt(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                18 => rt::prim_list(p, &mut out.category, &mut out.category_ext, "category"),
+                19 => rt::list_ext(p, &mut out.category_ext, "_category"),
+                20 => rt::opt(p, &mut out.criticality, "criticality"),
+                21 => rt::opt(p, &mut out.criticality_ext, "_criticality"),
+                22 => rt::opt(p, &mut out.code, "code"),
+                23 => rt::opt(p, &mut f_patient, "patient"),
+                24 => rt::opt(p, &mut out.encounter, "encounter"),
+                25 => rt::choice(p, &mut out.onset, key),
+                26 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
+                27 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
+                28 => rt::opt(p, &mut out.recorder, "recorder"),
+                29 => rt::opt(p, &mut out.asserter, "asserter"),
+                30 => rt::opt(p, &mut out.last_occurrence, "lastOccurrence"),
+                31 => rt::opt(p, &mut out.last_occurrence_ext, "_lastOccurrence"),
+                32 => rt::list(p, &mut out.note, "note"),
+                33 => rt::list(p, &mut out.reaction, "reaction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -221,7 +224,9 @@ impl ToJson for AllergyIntolerance {
         rt::w_opt(w, b"\"_lastOccurrence\":", &self.last_occurrence_ext);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"reaction\":", &self.reaction);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -234,7 +239,7 @@ impl FhirResource for AllergyIntolerance {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -249,6 +254,14 @@ impl FhirResource for AllergyIntolerance {
             Resource::AllergyIntolerance(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl AllergyIntolerance {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -295,39 +308,43 @@ pub struct AllergyIntoleranceReaction {
     pub extra: Extra,
 }
 
+impl AllergyIntoleranceReaction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 23,
+        slots: &[
+            ("", 0), ("severity", 10), ("", 0), ("", 0),
+            ("substance", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_severity", 11), ("description", 6),
+            ("", 0), ("", 0), ("", 0), ("_onset", 9),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("manifestation", 5), ("", 0), ("", 0),
+            ("note", 13), ("", 0), ("exposureRoute", 12), ("_description", 7),
+            ("", 0), ("", 0), ("", 0), ("onset", 8),
+        ],
+    };
+}
+
 impl FromJson for AllergyIntoleranceReaction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 23,
-            slots: &[
-                ("", 0), ("severity", 10), ("", 0), ("", 0),
-                ("substance", 4), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_severity", 11), ("description", 6),
-                ("", 0), ("", 0), ("", 0), ("_onset", 9),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("manifestation", 5), ("", 0), ("", 0),
-                ("note", 13), ("", 0), ("exposureRoute", 12), ("_description", 7),
-                ("", 0), ("", 0), ("", 0), ("onset", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.substance, "substance", &mut out.extra),
-                5 => rt::list(p, &mut out.manifestation, "manifestation", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::opt(p, &mut out.onset, "onset", &mut out.extra),
-                9 => rt::opt(p, &mut out.onset_ext, "_onset", &mut out.extra),
-                10 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                11 => rt::opt(p, &mut out.severity_ext, "_severity", &mut out.extra),
-                12 => rt::opt(p, &mut out.exposure_route, "exposureRoute", &mut out.extra),
-                13 => rt::list(p, &mut out.note, "note", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.substance, "substance"),
+                5 => rt::list(p, &mut out.manifestation, "manifestation"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt(p, &mut out.onset, "onset"),
+                9 => rt::opt(p, &mut out.onset_ext, "_onset"),
+                10 => rt::opt(p, &mut out.severity, "severity"),
+                11 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                12 => rt::opt(p, &mut out.exposure_route, "exposureRoute"),
+                13 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -351,7 +368,9 @@ impl ToJson for AllergyIntoleranceReaction {
         rt::w_opt(w, b"\"_severity\":", &self.severity_ext);
         rt::w_opt(w, b"\"exposureRoute\":", &self.exposure_route);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -366,7 +385,7 @@ pub enum AllergyIntoleranceOnset {
     /// `onsetPeriod`.
     Period(Period),
     /// `onsetRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `onsetString`.
     String(String),
 }

@@ -19,7 +19,7 @@ pub struct Appointment {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -108,99 +108,102 @@ pub struct Appointment {
     pub extra: Extra,
 }
 
+impl Appointment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 608,
+        slots: &[
+            ("", 0), ("", 0), ("serviceCategory", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_end", 31), ("", 0),
+            ("_start", 29), ("created", 35), ("", 0), ("_priority", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_patientInstruction", 40), ("", 0), ("requestedPeriod", 43),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("reasonReference", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("specialty", 19),
+            ("", 0), ("cancelationReason", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("serviceType", 18), ("", 0),
+            ("start", 28), ("slot", 34), ("resourceType", 1), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("reasonCode", 21),
+            ("extension", 11), ("priority", 23), ("", 0), ("appointmentType", 20),
+            ("", 0), ("", 0), ("supportingInformation", 27), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_comment", 38), ("", 0), ("", 0), ("end", 30),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("contained", 10), ("description", 25), ("", 0), ("comment", 37),
+            ("basedOn", 41), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_created", 36), ("", 0), ("_minutesDuration", 33),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("_status", 15), ("", 0), ("minutesDuration", 32), ("_language", 8),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("participant", 42), ("patientInstruction", 39),
+            ("", 0), ("", 0), ("", 0), ("_description", 26),
+        ],
+    };
+}
+
 impl FromJson for Appointment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Appointment {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 608,
-            slots: &[
-                ("", 0), ("", 0), ("serviceCategory", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_end", 31), ("", 0),
-                ("_start", 29), ("created", 35), ("", 0), ("_priority", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_patientInstruction", 40), ("", 0), ("requestedPeriod", 43),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("reasonReference", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("specialty", 19),
-                ("", 0), ("cancelationReason", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("serviceType", 18), ("", 0),
-                ("start", 28), ("slot", 34), ("resourceType", 1), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("reasonCode", 21),
-                ("extension", 11), ("priority", 23), ("", 0), ("appointmentType", 20),
-                ("", 0), ("", 0), ("supportingInformation", 27), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_comment", 38), ("", 0), ("", 0), ("end", 30),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("contained", 10), ("description", 25), ("", 0), ("comment", 37),
-                ("basedOn", 41), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_created", 36), ("", 0), ("_minutesDuration", 33),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("_status", 15), ("", 0), ("minutesDuration", 32), ("_language", 8),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("participant", 42), ("patientInstruction", 39),
-                ("", 0), ("", 0), ("", 0), ("_description", 26),
-            ],
-        };
+impl rt::ReadMembers for Appointment {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Appointment"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.cancelation_reason, "cancelationReason", &mut out.extra),
-                17 => rt::list(p, &mut out.service_category, "serviceCategory", &mut out.extra),
-                18 => rt::list(p, &mut out.service_type, "serviceType", &mut out.extra),
-                19 => rt::list(p, &mut out.specialty, "specialty", &mut out.extra),
-                20 => rt::opt(p, &mut out.appointment_type, "appointmentType", &mut out.extra),
-                21 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                22 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                23 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                24 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                25 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                26 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                27 => rt::list(p, &mut out.supporting_information, "supportingInformation", &mut out.extra),
-                28 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                29 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                30 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                31 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                32 => rt::opt(p, &mut out.minutes_duration, "minutesDuration", &mut out.extra),
-                33 => rt::opt(p, &mut out.minutes_duration_ext, "_minutesDuration", &mut out.extra),
-                34 => rt::list(p, &mut out.slot, "slot", &mut out.extra),
-                35 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                36 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                37 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                38 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                39 => rt::opt(p, &mut out.patient_instruction, "patientInstruction", &mut out.extra),
-                40 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction", &mut out.extra),
-                41 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                42 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                43 => rt::list(p, &mut out.requested_period, "requestedPeriod", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.cancelation_reason, "cancelationReason"),
+                17 => rt::list(p, &mut out.service_category, "serviceCategory"),
+                18 => rt::list(p, &mut out.service_type, "serviceType"),
+                19 => rt::list(p, &mut out.specialty, "specialty"),
+                20 => rt::opt(p, &mut out.appointment_type, "appointmentType"),
+                21 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                22 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                23 => rt::opt(p, &mut out.priority, "priority"),
+                24 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                25 => rt::opt(p, &mut out.description, "description"),
+                26 => rt::opt(p, &mut out.description_ext, "_description"),
+                27 => rt::list(p, &mut out.supporting_information, "supportingInformation"),
+                28 => rt::opt(p, &mut out.start, "start"),
+                29 => rt::opt(p, &mut out.start_ext, "_start"),
+                30 => rt::opt(p, &mut out.end, "end"),
+                31 => rt::opt(p, &mut out.end_ext, "_end"),
+                32 => rt::opt(p, &mut out.minutes_duration, "minutesDuration"),
+                33 => rt::opt(p, &mut out.minutes_duration_ext, "_minutesDuration"),
+                34 => rt::list(p, &mut out.slot, "slot"),
+                35 => rt::opt(p, &mut out.created, "created"),
+                36 => rt::opt(p, &mut out.created_ext, "_created"),
+                37 => rt::opt(p, &mut out.comment, "comment"),
+                38 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                39 => rt::opt(p, &mut out.patient_instruction, "patientInstruction"),
+                40 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction"),
+                41 => rt::list(p, &mut out.based_on, "basedOn"),
+                42 => rt::list(p, &mut out.participant, "participant"),
+                43 => rt::list(p, &mut out.requested_period, "requestedPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -258,7 +261,9 @@ impl ToJson for Appointment {
         rt::w_list(w, b"\"basedOn\":", &self.based_on);
         rt::w_list(w, b"\"participant\":", &self.participant);
         rt::w_list(w, b"\"requestedPeriod\":", &self.requested_period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -271,7 +276,7 @@ impl FhirResource for Appointment {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -286,6 +291,14 @@ impl FhirResource for Appointment {
             Resource::Appointment(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Appointment {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -326,36 +339,40 @@ pub struct AppointmentParticipant {
     pub extra: Extra,
 }
 
+impl AppointmentParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("period", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("required", 6), ("", 0),
+            ("_status", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 4),
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("status", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_required", 7), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AppointmentParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("period", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("required", 6), ("", 0),
-                ("_status", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 4),
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("status", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_required", 7), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.actor, "actor", &mut out.extra),
-                6 => rt::opt(p, &mut out.required, "required", &mut out.extra),
-                7 => rt::opt(p, &mut out.required_ext, "_required", &mut out.extra),
-                8 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                9 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                10 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.actor, "actor"),
+                6 => rt::opt(p, &mut out.required, "required"),
+                7 => rt::opt(p, &mut out.required_ext, "_required"),
+                8 => rt::opt(p, &mut out.status, "status"),
+                9 => rt::opt(p, &mut out.status_ext, "_status"),
+                10 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -376,7 +393,9 @@ impl ToJson for AppointmentParticipant {
         rt::w_opt(w, b"\"status\":", &self.status);
         rt::w_opt(w, b"\"_status\":", &self.status_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct AppointmentResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -70,65 +70,68 @@ pub struct AppointmentResponse {
     pub extra: Extra,
 }
 
+impl AppointmentResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("participantType", 19),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_end", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
+            ("contained", 10), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_id", 3), ("end", 17), ("_participantStatus", 22), ("", 0),
+            ("_language", 8), ("", 0), ("comment", 23), ("meta", 4),
+            ("actor", 20), ("", 0), ("", 0), ("participantStatus", 21),
+            ("", 0), ("start", 15), ("_comment", 24), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("text", 9), ("appointment", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_start", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+        ],
+    };
+}
+
 impl FromJson for AppointmentResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl AppointmentResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("participantType", 19),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_end", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
-                ("contained", 10), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("_id", 3), ("end", 17), ("_participantStatus", 22), ("", 0),
-                ("_language", 8), ("", 0), ("comment", 23), ("meta", 4),
-                ("actor", 20), ("", 0), ("", 0), ("participantStatus", 21),
-                ("", 0), ("start", 15), ("_comment", 24), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("text", 9), ("appointment", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_start", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ],
-        };
+impl rt::ReadMembers for AppointmentResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_appointment = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AppointmentResponse"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_appointment, "appointment", &mut out.extra),
-                15 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                16 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                17 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                18 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                19 => rt::list(p, &mut out.participant_type, "participantType", &mut out.extra),
-                20 => rt::opt(p, &mut out.actor, "actor", &mut out.extra),
-                21 => rt::opt(p, &mut out.participant_status, "participantStatus", &mut out.extra),
-                22 => rt::opt(p, &mut out.participant_status_ext, "_participantStatus", &mut out.extra),
-                23 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                24 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_appointment, "appointment"),
+                15 => rt::opt(p, &mut out.start, "start"),
+                16 => rt::opt(p, &mut out.start_ext, "_start"),
+                17 => rt::opt(p, &mut out.end, "end"),
+                18 => rt::opt(p, &mut out.end_ext, "_end"),
+                19 => rt::list(p, &mut out.participant_type, "participantType"),
+                20 => rt::opt(p, &mut out.actor, "actor"),
+                21 => rt::opt(p, &mut out.participant_status, "participantStatus"),
+                22 => rt::opt(p, &mut out.participant_status_ext, "_participantStatus"),
+                23 => rt::opt(p, &mut out.comment, "comment"),
+                24 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -168,7 +171,9 @@ impl ToJson for AppointmentResponse {
         rt::w_opt(w, b"\"_participantStatus\":", &self.participant_status_ext);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -181,7 +186,7 @@ impl FhirResource for AppointmentResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -196,6 +201,14 @@ impl FhirResource for AppointmentResponse {
             Resource::AppointmentResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl AppointmentResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct AuditEvent {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -67,76 +67,79 @@ pub struct AuditEvent {
     /// Actor involved in the event. `agent` (1..*).
     pub agent: Vec<AuditEventAgent>,
     /// Audit Event Reporter. `source` (1..1).
-    pub source: AuditEventSource,
+    pub source: Box<AuditEventSource>,
     /// Data or objects used. `entity` (0..*).
     pub entity: Vec<AuditEventEntity>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl AuditEvent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1326,
+        slots: &[
+            ("", 0), ("extension", 11), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("agent", 25),
+            ("", 0), ("purposeOfEvent", 24), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("_recorded", 19),
+            ("_language", 8), ("_implicitRules", 6), ("outcome", 20), ("contained", 10),
+            ("_action", 16), ("source", 26), ("", 0), ("", 0),
+            ("", 0), ("recorded", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 13), ("", 0),
+            ("", 0), ("action", 15), ("", 0), ("_id", 3),
+            ("outcomeDesc", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_outcomeDesc", 23), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("period", 17), ("entity", 27),
+            ("", 0), ("_outcome", 21), ("subtype", 14), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("id", 2),
+        ],
+    };
+}
+
 impl FromJson for AuditEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl AuditEvent {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1326,
-            slots: &[
-                ("", 0), ("extension", 11), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("agent", 25),
-                ("", 0), ("purposeOfEvent", 24), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("_recorded", 19),
-                ("_language", 8), ("_implicitRules", 6), ("outcome", 20), ("contained", 10),
-                ("_action", 16), ("source", 26), ("", 0), ("", 0),
-                ("", 0), ("recorded", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("type", 13), ("", 0),
-                ("", 0), ("action", 15), ("", 0), ("_id", 3),
-                ("outcomeDesc", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_outcomeDesc", 23), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("period", 17), ("entity", 27),
-                ("", 0), ("_outcome", 21), ("subtype", 14), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("id", 2),
-            ],
-        };
+impl rt::ReadMembers for AuditEvent {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_source = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AuditEvent"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                14 => rt::list(p, &mut out.subtype, "subtype", &mut out.extra),
-                15 => rt::opt(p, &mut out.action, "action", &mut out.extra),
-                16 => rt::opt(p, &mut out.action_ext, "_action", &mut out.extra),
-                17 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                18 => rt::opt(p, &mut out.recorded, "recorded", &mut out.extra),
-                19 => rt::opt(p, &mut out.recorded_ext, "_recorded", &mut out.extra),
-                20 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                21 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                22 => rt::opt(p, &mut out.outcome_desc, "outcomeDesc", &mut out.extra),
-                23 => rt::opt(p, &mut out.outcome_desc_ext, "_outcomeDesc", &mut out.extra),
-                24 => rt::list(p, &mut out.purpose_of_event, "purposeOfEvent", &mut out.extra),
-                25 => rt::list(p, &mut out.agent, "agent", &mut out.extra),
-                26 => rt::opt(p, &mut f_source, "source", &mut out.extra),
-                27 => rt::list(p, &mut out.entity, "entity", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut f_type, "type"),
+                14 => rt::list(p, &mut out.subtype, "subtype"),
+                15 => rt::opt(p, &mut out.action, "action"),
+                16 => rt::opt(p, &mut out.action_ext, "_action"),
+                17 => rt::opt(p, &mut out.period, "period"),
+                18 => rt::opt(p, &mut out.recorded, "recorded"),
+                19 => rt::opt(p, &mut out.recorded_ext, "_recorded"),
+                20 => rt::opt(p, &mut out.outcome, "outcome"),
+                21 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                22 => rt::opt(p, &mut out.outcome_desc, "outcomeDesc"),
+                23 => rt::opt(p, &mut out.outcome_desc_ext, "_outcomeDesc"),
+                24 => rt::list(p, &mut out.purpose_of_event, "purposeOfEvent"),
+                25 => rt::list(p, &mut out.agent, "agent"),
+                26 => rt::opt(p, &mut f_source, "source"),
+                27 => rt::list(p, &mut out.entity, "entity"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -180,7 +183,9 @@ impl ToJson for AuditEvent {
         rt::w_list(w, b"\"agent\":", &self.agent);
         rt::w_req(w, b"\"source\":", &self.source);
         rt::w_list(w, b"\"entity\":", &self.entity);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -193,7 +198,7 @@ impl FhirResource for AuditEvent {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -208,6 +213,14 @@ impl FhirResource for AuditEvent {
             Resource::AuditEvent(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl AuditEvent {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -258,41 +271,45 @@ pub struct AuditEventEntity {
     pub extra: Extra,
 }
 
+impl AuditEventEntity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 17,
+        slots: &[
+            ("type", 5), ("_description", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("_query", 14), ("", 0), ("", 0), ("securityLabel", 8),
+            ("name", 9), ("", 0), ("", 0), ("", 0),
+            ("what", 4), ("", 0), ("lifecycle", 7), ("extension", 2),
+            ("query", 13), ("role", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("detail", 15), ("_name", 10),
+            ("", 0), ("description", 11), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for AuditEventEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 17,
-            slots: &[
-                ("type", 5), ("_description", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("_query", 14), ("", 0), ("", 0), ("securityLabel", 8),
-                ("name", 9), ("", 0), ("", 0), ("", 0),
-                ("what", 4), ("", 0), ("lifecycle", 7), ("extension", 2),
-                ("query", 13), ("role", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("detail", 15), ("_name", 10),
-                ("", 0), ("description", 11), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.what, "what", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                7 => rt::opt(p, &mut out.lifecycle, "lifecycle", &mut out.extra),
-                8 => rt::list(p, &mut out.security_label, "securityLabel", &mut out.extra),
-                9 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                10 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                11 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                12 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                13 => rt::opt(p, &mut out.query, "query", &mut out.extra),
-                14 => rt::opt(p, &mut out.query_ext, "_query", &mut out.extra),
-                15 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.what, "what"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.role, "role"),
+                7 => rt::opt(p, &mut out.lifecycle, "lifecycle"),
+                8 => rt::list(p, &mut out.security_label, "securityLabel"),
+                9 => rt::opt(p, &mut out.name, "name"),
+                10 => rt::opt(p, &mut out.name_ext, "_name"),
+                11 => rt::opt(p, &mut out.description, "description"),
+                12 => rt::opt(p, &mut out.description_ext, "_description"),
+                13 => rt::opt(p, &mut out.query, "query"),
+                14 => rt::opt(p, &mut out.query_ext, "_query"),
+                15 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -318,7 +335,9 @@ impl ToJson for AuditEventEntity {
         rt::w_opt(w, b"\"query\":", &self.query);
         rt::w_opt(w, b"\"_query\":", &self.query_ext);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -346,19 +365,23 @@ pub struct AuditEventEntityDetail {
     pub extra: Extra,
 }
 
+impl AuditEventEntityDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("type", 4), ("_type", 5), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueString", 6), ("valueBase64Binary", 6),
+        ],
+    };
+}
+
 impl FromJson for AuditEventEntityDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("type", 4), ("_type", 5), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueString", 6), ("valueBase64Binary", 6),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -367,13 +390,13 @@ impl FromJson for AuditEventEntityDetail {
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut extra),
-                5 => rt::opt(p, &mut f_type_ext, "_type", &mut extra),
-                6 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut f_type_ext, "_type"),
+                6 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -398,7 +421,9 @@ impl ToJson for AuditEventEntityDetail {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -428,30 +453,34 @@ pub struct AuditEventSource {
     pub extra: Extra,
 }
 
+impl AuditEventSource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("type", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("_site", 5), ("observer", 6),
+            ("site", 4), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AuditEventSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("type", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("_site", 5), ("observer", 6),
-                ("site", 4), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_observer = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.site, "site", &mut out.extra),
-                5 => rt::opt(p, &mut out.site_ext, "_site", &mut out.extra),
-                6 => rt::opt(p, &mut f_observer, "observer", &mut out.extra),
-                7 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.site, "site"),
+                5 => rt::opt(p, &mut out.site_ext, "_site"),
+                6 => rt::opt(p, &mut f_observer, "observer"),
+                7 => rt::list(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -470,7 +499,9 @@ impl ToJson for AuditEventSource {
         rt::w_opt(w, b"\"_site\":", &self.site_ext);
         rt::w_req(w, b"\"observer\":", &self.observer);
         rt::w_list(w, b"\"type\":", &self.r#type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -522,52 +553,56 @@ pub struct AuditEventAgent {
     pub extra: Extra,
 }
 
+impl AuditEventAgent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 12,
+        slots: &[
+            ("name", 9), ("", 0), ("_policy", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("altId", 7), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("network", 17),
+            ("location", 13), ("", 0), ("", 0), ("", 0),
+            ("_altId", 8), ("media", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("who", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("role", 5), ("extension", 2),
+            ("requestor", 11), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("policy", 14), ("purposeOfUse", 18), ("", 0),
+            ("_requestor", 12), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for AuditEventAgent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 12,
-            slots: &[
-                ("name", 9), ("", 0), ("_policy", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 4), ("", 0), ("altId", 7), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("network", 17),
-                ("location", 13), ("", 0), ("", 0), ("", 0),
-                ("_altId", 8), ("media", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_name", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("who", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("role", 5), ("extension", 2),
-                ("requestor", 11), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("policy", 14), ("purposeOfUse", 18), ("", 0),
-                ("_requestor", 12), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.role, "role", &mut out.extra),
-                6 => rt::opt(p, &mut out.who, "who", &mut out.extra),
-                7 => rt::opt(p, &mut out.alt_id, "altId", &mut out.extra),
-                8 => rt::opt(p, &mut out.alt_id_ext, "_altId", &mut out.extra),
-                9 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                10 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                11 => rt::opt(p, &mut out.requestor, "requestor", &mut out.extra),
-                12 => rt::opt(p, &mut out.requestor_ext, "_requestor", &mut out.extra),
-                13 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.policy_ext, "_policy", &mut out.extra),
-                16 => rt::opt(p, &mut out.media, "media", &mut out.extra),
-                17 => rt::opt(p, &mut out.network, "network", &mut out.extra),
-                18 => rt::list(p, &mut out.purpose_of_use, "purposeOfUse", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::list(p, &mut out.role, "role"),
+                6 => rt::opt(p, &mut out.who, "who"),
+                7 => rt::opt(p, &mut out.alt_id, "altId"),
+                8 => rt::opt(p, &mut out.alt_id_ext, "_altId"),
+                9 => rt::opt(p, &mut out.name, "name"),
+                10 => rt::opt(p, &mut out.name_ext, "_name"),
+                11 => rt::opt(p, &mut out.requestor, "requestor"),
+                12 => rt::opt(p, &mut out.requestor_ext, "_requestor"),
+                13 => rt::opt(p, &mut out.location, "location"),
+                14 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy"),
+                15 => rt::list_ext(p, &mut out.policy_ext, "_policy"),
+                16 => rt::opt(p, &mut out.media, "media"),
+                17 => rt::opt(p, &mut out.network, "network"),
+                18 => rt::list(p, &mut out.purpose_of_use, "purposeOfUse"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -595,7 +630,9 @@ impl ToJson for AuditEventAgent {
         rt::w_opt(w, b"\"media\":", &self.media);
         rt::w_opt(w, b"\"network\":", &self.network);
         rt::w_list(w, b"\"purposeOfUse\":", &self.purpose_of_use);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -625,29 +662,33 @@ pub struct AuditEventAgentNetwork {
     pub extra: Extra,
 }
 
+impl AuditEventAgentNetwork {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("_address", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("address", 4), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 7), ("type", 6),
+        ],
+    };
+}
+
 impl FromJson for AuditEventAgentNetwork {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("_address", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("address", 4), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 7), ("type", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.address, "address", &mut out.extra),
-                5 => rt::opt(p, &mut out.address_ext, "_address", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.address, "address"),
+                5 => rt::opt(p, &mut out.address_ext, "_address"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -665,7 +706,9 @@ impl ToJson for AuditEventAgentNetwork {
         rt::w_opt(w, b"\"_address\":", &self.address_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

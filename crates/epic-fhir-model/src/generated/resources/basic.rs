@@ -19,7 +19,7 @@ pub struct Basic {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -58,59 +58,62 @@ pub struct Basic {
     pub extra: Extra,
 }
 
+impl Basic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15,
+        slots: &[
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("author", 18), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_created", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("extension", 11), ("identifier", 13), ("language", 7),
+            ("", 0), ("modifierExtension", 12), ("subject", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("created", 16), ("", 0), ("", 0), ("code", 14),
+        ],
+    };
+}
+
 impl FromJson for Basic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Basic {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15,
-            slots: &[
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("author", 18), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_created", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("extension", 11), ("identifier", 13), ("language", 7),
-                ("", 0), ("modifierExtension", 12), ("subject", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("created", 16), ("", 0), ("", 0), ("code", 14),
-            ],
-        };
+impl rt::ReadMembers for Basic {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Basic"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                15 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                16 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                17 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                18 => rt::opt(p, &mut out.author, "author", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_code, "code"),
+                15 => rt::opt(p, &mut out.subject, "subject"),
+                16 => rt::opt(p, &mut out.created, "created"),
+                17 => rt::opt(p, &mut out.created_ext, "_created"),
+                18 => rt::opt(p, &mut out.author, "author"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -144,7 +147,9 @@ impl ToJson for Basic {
         rt::w_opt(w, b"\"created\":", &self.created);
         rt::w_opt(w, b"\"_created\":", &self.created_ext);
         rt::w_opt(w, b"\"author\":", &self.author);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -157,7 +162,7 @@ impl FhirResource for Basic {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -172,6 +177,14 @@ impl FhirResource for Basic {
             Resource::Basic(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Basic {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

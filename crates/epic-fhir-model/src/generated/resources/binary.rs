@@ -19,7 +19,7 @@ pub struct Binary {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -44,45 +44,48 @@ pub struct Binary {
     pub extra: Extra,
 }
 
+impl Binary {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 8,
+        slots: &[
+            ("_contentType", 10), ("contentType", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("securityContext", 11), ("", 0), ("_id", 3),
+            ("", 0), ("id", 2), ("", 0), ("_data", 13),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("data", 12),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Binary {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Binary {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 8,
-            slots: &[
-                ("_contentType", 10), ("contentType", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("securityContext", 11), ("", 0), ("_id", 3),
-                ("", 0), ("id", 2), ("", 0), ("_data", 13),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("data", 12),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Binary {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Binary"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.content_type, "contentType", &mut out.extra),
-                10 => rt::opt(p, &mut out.content_type_ext, "_contentType", &mut out.extra),
-                11 => rt::opt(p, &mut out.security_context, "securityContext", &mut out.extra),
-                12 => rt::opt(p, &mut out.data, "data", &mut out.extra),
-                13 => rt::opt(p, &mut out.data_ext, "_data", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.content_type, "contentType"),
+                10 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                11 => rt::opt(p, &mut out.security_context, "securityContext"),
+                12 => rt::opt(p, &mut out.data, "data"),
+                13 => rt::opt(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -110,7 +113,9 @@ impl ToJson for Binary {
         rt::w_opt(w, b"\"securityContext\":", &self.security_context);
         rt::w_opt(w, b"\"data\":", &self.data);
         rt::w_opt(w, b"\"_data\":", &self.data_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -123,7 +128,7 @@ impl FhirResource for Binary {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {

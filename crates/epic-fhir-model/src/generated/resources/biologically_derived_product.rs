@@ -19,7 +19,7 @@ pub struct BiologicallyDerivedProduct {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,77 +61,80 @@ pub struct BiologicallyDerivedProduct {
     /// BiologicallyDerivedProduct parent. `parent` (0..*).
     pub parent: Vec<Reference>,
     /// How this product was collected. `collection` (0..1).
-    pub collection: Option<BiologicallyDerivedProductCollection>,
+    pub collection: Option<Box<BiologicallyDerivedProductCollection>>,
     /// Any processing of the product during collection. `processing` (0..*).
     pub processing: Vec<BiologicallyDerivedProductProcessing>,
     /// Any manipulation of product post-collection. `manipulation` (0..1).
-    pub manipulation: Option<BiologicallyDerivedProductManipulation>,
+    pub manipulation: Option<Box<BiologicallyDerivedProductManipulation>>,
     /// Product storage. `storage` (0..*).
     pub storage: Vec<BiologicallyDerivedProductStorage>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl BiologicallyDerivedProduct {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 44,
+        slots: &[
+            ("productCategory", 14), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("quantity", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("storage", 26),
+            ("contained", 10), ("", 0), ("_quantity", 21), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("productCode", 16),
+            ("", 0), ("status", 17), ("", 0), ("collection", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_productCategory", 15), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
+            ("request", 19), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("parent", 22), ("language", 7), ("extension", 11),
+            ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
+            ("_status", 18), ("manipulation", 25), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BiologicallyDerivedProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl BiologicallyDerivedProduct {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 44,
-            slots: &[
-                ("productCategory", 14), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("quantity", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("storage", 26),
-                ("contained", 10), ("", 0), ("_quantity", 21), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("", 0), ("productCode", 16),
-                ("", 0), ("status", 17), ("", 0), ("collection", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_productCategory", 15), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-                ("request", 19), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("parent", 22), ("language", 7), ("extension", 11),
-                ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
-                ("_status", 18), ("manipulation", 25), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for BiologicallyDerivedProduct {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "BiologicallyDerivedProduct"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.product_category, "productCategory", &mut out.extra),
-                15 => rt::opt(p, &mut out.product_category_ext, "_productCategory", &mut out.extra),
-                16 => rt::opt(p, &mut out.product_code, "productCode", &mut out.extra),
-                17 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                18 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                19 => rt::list(p, &mut out.request, "request", &mut out.extra),
-                20 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                21 => rt::opt(p, &mut out.quantity_ext, "_quantity", &mut out.extra),
-                22 => rt::list(p, &mut out.parent, "parent", &mut out.extra),
-                23 => rt::opt(p, &mut out.collection, "collection", &mut out.extra),
-                24 => rt::list(p, &mut out.processing, "processing", &mut out.extra),
-                25 => rt::opt(p, &mut out.manipulation, "manipulation", &mut out.extra),
-                26 => rt::list(p, &mut out.storage, "storage", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.product_category, "productCategory"),
+                15 => rt::opt(p, &mut out.product_category_ext, "_productCategory"),
+                16 => rt::opt(p, &mut out.product_code, "productCode"),
+                17 => rt::opt(p, &mut out.status, "status"),
+                18 => rt::opt(p, &mut out.status_ext, "_status"),
+                19 => rt::list(p, &mut out.request, "request"),
+                20 => rt::opt(p, &mut out.quantity, "quantity"),
+                21 => rt::opt(p, &mut out.quantity_ext, "_quantity"),
+                22 => rt::list(p, &mut out.parent, "parent"),
+                23 => rt::opt(p, &mut out.collection, "collection"),
+                24 => rt::list(p, &mut out.processing, "processing"),
+                25 => rt::opt(p, &mut out.manipulation, "manipulation"),
+                26 => rt::list(p, &mut out.storage, "storage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -172,7 +175,9 @@ impl ToJson for BiologicallyDerivedProduct {
         rt::w_list(w, b"\"processing\":", &self.processing);
         rt::w_opt(w, b"\"manipulation\":", &self.manipulation);
         rt::w_list(w, b"\"storage\":", &self.storage);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -185,7 +190,7 @@ impl FhirResource for BiologicallyDerivedProduct {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -200,6 +205,14 @@ impl FhirResource for BiologicallyDerivedProduct {
             Resource::BiologicallyDerivedProduct(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl BiologicallyDerivedProduct {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -240,36 +253,40 @@ pub struct BiologicallyDerivedProductStorage {
     pub extra: Extra,
 }
 
+impl BiologicallyDerivedProductStorage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("duration", 10), ("", 0), ("_description", 5), ("", 0),
+            ("_scale", 9), ("", 0), ("", 0), ("_temperature", 7),
+            ("description", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("scale", 8), ("temperature", 6), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BiologicallyDerivedProductStorage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("duration", 10), ("", 0), ("_description", 5), ("", 0),
-                ("_scale", 9), ("", 0), ("", 0), ("_temperature", 7),
-                ("description", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("scale", 8), ("temperature", 6), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.temperature, "temperature", &mut out.extra),
-                7 => rt::opt(p, &mut out.temperature_ext, "_temperature", &mut out.extra),
-                8 => rt::opt(p, &mut out.scale, "scale", &mut out.extra),
-                9 => rt::opt(p, &mut out.scale_ext, "_scale", &mut out.extra),
-                10 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.temperature, "temperature"),
+                7 => rt::opt(p, &mut out.temperature_ext, "_temperature"),
+                8 => rt::opt(p, &mut out.scale, "scale"),
+                9 => rt::opt(p, &mut out.scale_ext, "_scale"),
+                10 => rt::opt(p, &mut out.duration, "duration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -290,7 +307,9 @@ impl ToJson for BiologicallyDerivedProductStorage {
         rt::w_opt(w, b"\"scale\":", &self.scale);
         rt::w_opt(w, b"\"_scale\":", &self.scale_ext);
         rt::w_opt(w, b"\"duration\":", &self.duration);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -318,28 +337,32 @@ pub struct BiologicallyDerivedProductManipulation {
     pub extra: Extra,
 }
 
+impl BiologicallyDerivedProductManipulation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("timePeriod", 6), ("", 0), ("timeDateTime", 6),
+            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("description", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BiologicallyDerivedProductManipulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("timePeriod", 6), ("", 0), ("timeDateTime", 6),
-                ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("description", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::choice(p, &mut out.time, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -356,7 +379,9 @@ impl ToJson for BiologicallyDerivedProductManipulation {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_choice(w, &self.time);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -388,34 +413,38 @@ pub struct BiologicallyDerivedProductProcessing {
     pub extra: Extra,
 }
 
+impl BiologicallyDerivedProductProcessing {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 4), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
+            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("additive", 7),
+        ],
+    };
+}
+
 impl FromJson for BiologicallyDerivedProductProcessing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 4), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
-                ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("additive", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.procedure, "procedure", &mut out.extra),
-                7 => rt::opt(p, &mut out.additive, "additive", &mut out.extra),
-                8 => rt::choice(p, &mut out.time, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.procedure, "procedure"),
+                7 => rt::opt(p, &mut out.additive, "additive"),
+                8 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -434,7 +463,9 @@ impl ToJson for BiologicallyDerivedProductProcessing {
         rt::w_opt(w, b"\"procedure\":", &self.procedure);
         rt::w_opt(w, b"\"additive\":", &self.additive);
         rt::w_choice(w, &self.time);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -462,28 +493,32 @@ pub struct BiologicallyDerivedProductCollection {
     pub extra: Extra,
 }
 
+impl BiologicallyDerivedProductCollection {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("collectedDateTime", 6), ("extension", 2), ("", 0),
+            ("", 0), ("source", 5), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("collectedPeriod", 6), ("", 0),
+            ("", 0), ("collector", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BiologicallyDerivedProductCollection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("collectedDateTime", 6), ("extension", 2), ("", 0),
-                ("", 0), ("source", 5), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("collectedPeriod", 6), ("", 0),
-                ("", 0), ("collector", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.collector, "collector", &mut out.extra),
-                5 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                6 => rt::choice(p, &mut out.collected, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.collector, "collector"),
+                5 => rt::opt(p, &mut out.source, "source"),
+                6 => rt::choice(p, &mut out.collected, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -500,7 +535,9 @@ impl ToJson for BiologicallyDerivedProductCollection {
         rt::w_opt(w, b"\"collector\":", &self.collector);
         rt::w_opt(w, b"\"source\":", &self.source);
         rt::w_choice(w, &self.collected);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

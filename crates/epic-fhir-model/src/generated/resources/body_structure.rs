@@ -19,7 +19,7 @@ pub struct BodyStructure {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -66,63 +66,66 @@ pub struct BodyStructure {
     pub extra: Extra,
 }
 
+impl BodyStructure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 74,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("morphology", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("patient", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("description", 19), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("locationQualifier", 18), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
+            ("active", 14), ("location", 17), ("", 0), ("_implicitRules", 6),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("image", 21),
+            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("_active", 15),
+            ("meta", 4), ("_description", 20), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BodyStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl BodyStructure {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 74,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("morphology", 16),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("patient", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("text", 9),
-                ("description", 19), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("locationQualifier", 18), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
-                ("active", 14), ("location", 17), ("", 0), ("_implicitRules", 6),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("image", 21),
-                ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("_active", 15),
-                ("meta", 4), ("_description", 20), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for BodyStructure {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "BodyStructure"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut out.morphology, "morphology", &mut out.extra),
-                17 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                18 => rt::list(p, &mut out.location_qualifier, "locationQualifier", &mut out.extra),
-                19 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                20 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                21 => rt::list(p, &mut out.image, "image", &mut out.extra),
-                22 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut out.morphology, "morphology"),
+                17 => rt::opt(p, &mut out.location, "location"),
+                18 => rt::list(p, &mut out.location_qualifier, "locationQualifier"),
+                19 => rt::opt(p, &mut out.description, "description"),
+                20 => rt::opt(p, &mut out.description_ext, "_description"),
+                21 => rt::list(p, &mut out.image, "image"),
+                22 => rt::opt(p, &mut f_patient, "patient"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -160,7 +163,9 @@ impl ToJson for BodyStructure {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"image\":", &self.image);
         rt::w_req(w, b"\"patient\":", &self.patient);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -173,7 +178,7 @@ impl FhirResource for BodyStructure {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -188,6 +193,14 @@ impl FhirResource for BodyStructure {
             Resource::BodyStructure(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl BodyStructure {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

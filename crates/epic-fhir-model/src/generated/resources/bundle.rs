@@ -19,7 +19,7 @@ pub struct Bundle {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -31,7 +31,7 @@ pub struct Bundle {
     /// The `_language` member: the id and extensions of the value of `language`.
     pub language_ext: Option<Box<Element>>,
     /// Persistent identifier for the bundle. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// document | message | transaction | transaction-response | batch | batch-response | history | searchset | collection. `type` (1..1).
     pub r#type: Option<BundleType>,
     /// The `_type` member: the id and extensions of the value of `type`.
@@ -49,63 +49,66 @@ pub struct Bundle {
     /// Entry in the bundle - will have a resource or information. `entry` (0..*).
     pub entry: Vec<BundleEntry>,
     /// Digital Signature. `signature` (0..1).
-    pub signature: Option<Signature>,
+    pub signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl Bundle {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 44,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_total", 15),
+            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("link", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_timestamp", 13), ("type", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("entry", 17), ("", 0), ("", 0),
+            ("", 0), ("signature", 18), ("", 0), ("", 0),
+            ("", 0), ("identifier", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_type", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("total", 14), ("language", 7), ("", 0),
+            ("meta", 4), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("timestamp", 12),
+        ],
+    };
 }
 
 impl FromJson for Bundle {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Bundle {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 44,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_total", 15),
-                ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-                ("link", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_timestamp", 13), ("type", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("entry", 17), ("", 0), ("", 0),
-                ("", 0), ("signature", 18), ("", 0), ("", 0),
-                ("", 0), ("identifier", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_type", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("total", 14), ("language", 7), ("", 0),
-                ("meta", 4), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("timestamp", 12),
-            ],
-        };
+impl rt::ReadMembers for Bundle {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Bundle"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                10 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                11 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                12 => rt::opt(p, &mut out.timestamp, "timestamp", &mut out.extra),
-                13 => rt::opt(p, &mut out.timestamp_ext, "_timestamp", &mut out.extra),
-                14 => rt::opt(p, &mut out.total, "total", &mut out.extra),
-                15 => rt::opt(p, &mut out.total_ext, "_total", &mut out.extra),
-                16 => rt::list(p, &mut out.link, "link", &mut out.extra),
-                17 => rt::list(p, &mut out.entry, "entry", &mut out.extra),
-                18 => rt::opt(p, &mut out.signature, "signature", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.identifier, "identifier"),
+                10 => rt::opt(p, &mut out.r#type, "type"),
+                11 => rt::opt(p, &mut out.type_ext, "_type"),
+                12 => rt::opt(p, &mut out.timestamp, "timestamp"),
+                13 => rt::opt(p, &mut out.timestamp_ext, "_timestamp"),
+                14 => rt::opt(p, &mut out.total, "total"),
+                15 => rt::opt(p, &mut out.total_ext, "_total"),
+                16 => rt::list(p, &mut out.link, "link"),
+                17 => rt::list(p, &mut out.entry, "entry"),
+                18 => rt::opt(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -138,7 +141,9 @@ impl ToJson for Bundle {
         rt::w_list(w, b"\"link\":", &self.link);
         rt::w_list(w, b"\"entry\":", &self.entry);
         rt::w_opt(w, b"\"signature\":", &self.signature);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -151,7 +156,7 @@ impl FhirResource for Bundle {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -199,43 +204,47 @@ pub struct BundleEntry {
     /// Search related information. `search` (0..1).
     pub search: Option<BundleEntrySearch>,
     /// Additional execution information (transaction/batch/history). `request` (0..1).
-    pub request: Option<BundleEntryRequest>,
+    pub request: Option<Box<BundleEntryRequest>>,
     /// Results of execution (transaction/batch/history). `response` (0..1).
-    pub response: Option<BundleEntryResponse>,
+    pub response: Option<Box<BundleEntryResponse>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl BundleEntry {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("response", 10), ("request", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resource", 7),
+            ("", 0), ("", 0), ("", 0), ("search", 8),
+            ("id", 1), ("", 0), ("fullUrl", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_fullUrl", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("link", 4),
+        ],
+    };
 }
 
 impl FromJson for BundleEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("response", 10), ("request", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resource", 7),
-                ("", 0), ("", 0), ("", 0), ("search", 8),
-                ("id", 1), ("", 0), ("fullUrl", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_fullUrl", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("link", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.link, "link", &mut out.extra),
-                5 => rt::opt(p, &mut out.full_url, "fullUrl", &mut out.extra),
-                6 => rt::opt(p, &mut out.full_url_ext, "_fullUrl", &mut out.extra),
-                7 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                8 => rt::opt(p, &mut out.search, "search", &mut out.extra),
-                9 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                10 => rt::opt(p, &mut out.response, "response", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.link, "link"),
+                5 => rt::opt(p, &mut out.full_url, "fullUrl"),
+                6 => rt::opt(p, &mut out.full_url_ext, "_fullUrl"),
+                7 => rt::opt(p, &mut out.resource, "resource"),
+                8 => rt::opt(p, &mut out.search, "search"),
+                9 => rt::opt(p, &mut out.request, "request"),
+                10 => rt::opt(p, &mut out.response, "response"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -256,7 +265,9 @@ impl ToJson for BundleEntry {
         rt::w_opt(w, b"\"search\":", &self.search);
         rt::w_opt(w, b"\"request\":", &self.request);
         rt::w_opt(w, b"\"response\":", &self.response);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -296,38 +307,42 @@ pub struct BundleEntryResponse {
     pub extra: Extra,
 }
 
+impl BundleEntryResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 22,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_lastModified", 11), ("", 0), ("", 0), ("_location", 7),
+            ("id", 1), ("", 0), ("", 0), ("_status", 5),
+            ("etag", 8), ("lastModified", 10), ("", 0), ("", 0),
+            ("status", 4), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_etag", 9), ("outcome", 12),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("location", 6),
+        ],
+    };
+}
+
 impl FromJson for BundleEntryResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 22,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_lastModified", 11), ("", 0), ("", 0), ("_location", 7),
-                ("id", 1), ("", 0), ("", 0), ("_status", 5),
-                ("etag", 8), ("lastModified", 10), ("", 0), ("", 0),
-                ("status", 4), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_etag", 9), ("outcome", 12),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("location", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                5 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                6 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                7 => rt::opt(p, &mut out.location_ext, "_location", &mut out.extra),
-                8 => rt::opt(p, &mut out.etag, "etag", &mut out.extra),
-                9 => rt::opt(p, &mut out.etag_ext, "_etag", &mut out.extra),
-                10 => rt::opt(p, &mut out.last_modified, "lastModified", &mut out.extra),
-                11 => rt::opt(p, &mut out.last_modified_ext, "_lastModified", &mut out.extra),
-                12 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.status, "status"),
+                5 => rt::opt(p, &mut out.status_ext, "_status"),
+                6 => rt::opt(p, &mut out.location, "location"),
+                7 => rt::opt(p, &mut out.location_ext, "_location"),
+                8 => rt::opt(p, &mut out.etag, "etag"),
+                9 => rt::opt(p, &mut out.etag_ext, "_etag"),
+                10 => rt::opt(p, &mut out.last_modified, "lastModified"),
+                11 => rt::opt(p, &mut out.last_modified_ext, "_lastModified"),
+                12 => rt::opt(p, &mut out.outcome, "outcome"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -350,7 +365,9 @@ impl ToJson for BundleEntryResponse {
         rt::w_opt(w, b"\"lastModified\":", &self.last_modified);
         rt::w_opt(w, b"\"_lastModified\":", &self.last_modified_ext);
         rt::w_opt(w, b"\"outcome\":", &self.outcome);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -396,41 +413,45 @@ pub struct BundleEntryRequest {
     pub extra: Extra,
 }
 
+impl BundleEntryRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 31,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("", 0), ("_method", 5),
+            ("id", 1), ("", 0), ("", 0), ("ifNoneExist", 14),
+            ("method", 4), ("", 0), ("_ifModifiedSince", 11), ("_ifMatch", 13),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("_url", 7), ("ifMatch", 12), ("ifNoneMatch", 8),
+            ("", 0), ("_ifNoneExist", 15), ("_ifNoneMatch", 9), ("", 0),
+            ("ifModifiedSince", 10), ("url", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BundleEntryRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 31,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("", 0), ("_method", 5),
-                ("id", 1), ("", 0), ("", 0), ("ifNoneExist", 14),
-                ("method", 4), ("", 0), ("_ifModifiedSince", 11), ("_ifMatch", 13),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("_url", 7), ("ifMatch", 12), ("ifNoneMatch", 8),
-                ("", 0), ("_ifNoneExist", 15), ("_ifNoneMatch", 9), ("", 0),
-                ("ifModifiedSince", 10), ("url", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                5 => rt::opt(p, &mut out.method_ext, "_method", &mut out.extra),
-                6 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                7 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                8 => rt::opt(p, &mut out.if_none_match, "ifNoneMatch", &mut out.extra),
-                9 => rt::opt(p, &mut out.if_none_match_ext, "_ifNoneMatch", &mut out.extra),
-                10 => rt::opt(p, &mut out.if_modified_since, "ifModifiedSince", &mut out.extra),
-                11 => rt::opt(p, &mut out.if_modified_since_ext, "_ifModifiedSince", &mut out.extra),
-                12 => rt::opt(p, &mut out.if_match, "ifMatch", &mut out.extra),
-                13 => rt::opt(p, &mut out.if_match_ext, "_ifMatch", &mut out.extra),
-                14 => rt::opt(p, &mut out.if_none_exist, "ifNoneExist", &mut out.extra),
-                15 => rt::opt(p, &mut out.if_none_exist_ext, "_ifNoneExist", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.method, "method"),
+                5 => rt::opt(p, &mut out.method_ext, "_method"),
+                6 => rt::opt(p, &mut out.url, "url"),
+                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                8 => rt::opt(p, &mut out.if_none_match, "ifNoneMatch"),
+                9 => rt::opt(p, &mut out.if_none_match_ext, "_ifNoneMatch"),
+                10 => rt::opt(p, &mut out.if_modified_since, "ifModifiedSince"),
+                11 => rt::opt(p, &mut out.if_modified_since_ext, "_ifModifiedSince"),
+                12 => rt::opt(p, &mut out.if_match, "ifMatch"),
+                13 => rt::opt(p, &mut out.if_match_ext, "_ifMatch"),
+                14 => rt::opt(p, &mut out.if_none_exist, "ifNoneExist"),
+                15 => rt::opt(p, &mut out.if_none_exist_ext, "_ifNoneExist"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -456,7 +477,9 @@ impl ToJson for BundleEntryRequest {
         rt::w_opt(w, b"\"_ifMatch\":", &self.if_match_ext);
         rt::w_opt(w, b"\"ifNoneExist\":", &self.if_none_exist);
         rt::w_opt(w, b"\"_ifNoneExist\":", &self.if_none_exist_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -486,29 +509,33 @@ pub struct BundleEntrySearch {
     pub extra: Extra,
 }
 
+impl BundleEntrySearch {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("score", 6), ("_mode", 5),
+            ("", 0), ("", 0), ("_score", 7), ("mode", 4),
+        ],
+    };
+}
+
 impl FromJson for BundleEntrySearch {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("score", 6), ("_mode", 5),
-                ("", 0), ("", 0), ("_score", 7), ("mode", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.score, "score", &mut out.extra),
-                7 => rt::opt(p, &mut out.score_ext, "_score", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.score, "score"),
+                7 => rt::opt(p, &mut out.score_ext, "_score"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -526,7 +553,9 @@ impl ToJson for BundleEntrySearch {
         rt::w_opt(w, b"\"_mode\":", &self.mode_ext);
         rt::w_opt(w, b"\"score\":", &self.score);
         rt::w_opt(w, b"\"_score\":", &self.score_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -556,29 +585,33 @@ pub struct BundleLink {
     pub extra: Extra,
 }
 
+impl BundleLink {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("relation", 4), ("_relation", 5),
+            ("", 0), ("url", 6), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for BundleLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("relation", 4), ("_relation", 5),
-                ("", 0), ("url", 6), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.relation, "relation", &mut out.extra),
-                5 => rt::opt(p, &mut out.relation_ext, "_relation", &mut out.extra),
-                6 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                7 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.relation, "relation"),
+                5 => rt::opt(p, &mut out.relation_ext, "_relation"),
+                6 => rt::opt(p, &mut out.url, "url"),
+                7 => rt::opt(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -596,7 +629,9 @@ impl ToJson for BundleLink {
         rt::w_opt(w, b"\"_relation\":", &self.relation_ext);
         rt::w_opt(w, b"\"url\":", &self.url);
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

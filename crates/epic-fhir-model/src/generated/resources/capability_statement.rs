@@ -19,7 +19,7 @@ pub struct CapabilityStatement {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -107,7 +107,7 @@ pub struct CapabilityStatement {
     /// Software that is covered by this capability statement. `software` (0..1).
     pub software: Option<CapabilityStatementSoftware>,
     /// If this describes a specific instance. `implementation` (0..1).
-    pub implementation: Option<CapabilityStatementImplementation>,
+    pub implementation: Option<Box<CapabilityStatementImplementation>>,
     /// FHIR Version the system supports. `fhirVersion` (1..1).
     pub fhir_version: Option<FHIRVersion>,
     /// The `_fhirVersion` member: the id and extensions of the value of `fhirVersion`.
@@ -134,144 +134,147 @@ pub struct CapabilityStatement {
     pub extra: Extra,
 }
 
+impl CapabilityStatement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 419,
+        slots: &[
+            ("_publisher", 28), ("extension", 11), ("", 0), ("_kind", 39),
+            ("", 0), ("", 0), ("", 0), ("software", 44),
+            ("format", 48), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("purpose", 34),
+            ("_name", 18), ("", 0), ("_imports", 43), ("", 0),
+            ("", 0), ("", 0), ("_purpose", 35), ("_experimental", 24),
+            ("_patchFormat", 51), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("description", 30),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("_instantiates", 41), ("", 0), ("_fhirVersion", 47),
+            ("_version", 16), ("", 0), ("_date", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("url", 13),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("instantiates", 40),
+            ("", 0), ("version", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("experimental", 23), ("title", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("useContext", 32),
+            ("", 0), ("", 0), ("document", 56), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("publisher", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("rest", 54), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implementationGuide", 52), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("imports", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("kind", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implementation", 45),
+            ("", 0), ("", 0), ("", 0), ("_description", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 22), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("fhirVersion", 46),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contact", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implementationGuide", 53), ("status", 21), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_copyright", 37), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("date", 25),
+            ("patchFormat", 50), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("messaging", 55), ("copyright", 36), ("jurisdiction", 33), ("_format", 49),
+            ("", 0), ("name", 17), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CapabilityStatement {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 419,
-            slots: &[
-                ("_publisher", 28), ("extension", 11), ("", 0), ("_kind", 39),
-                ("", 0), ("", 0), ("", 0), ("software", 44),
-                ("format", 48), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("purpose", 34),
-                ("_name", 18), ("", 0), ("_imports", 43), ("", 0),
-                ("", 0), ("", 0), ("_purpose", 35), ("_experimental", 24),
-                ("_patchFormat", 51), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("description", 30),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("_instantiates", 41), ("", 0), ("_fhirVersion", 47),
-                ("_version", 16), ("", 0), ("_date", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("url", 13),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("instantiates", 40),
-                ("", 0), ("version", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("experimental", 23), ("title", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("useContext", 32),
-                ("", 0), ("", 0), ("document", 56), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("publisher", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("rest", 54), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implementationGuide", 52), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("imports", 42), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("kind", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implementation", 45),
-                ("", 0), ("", 0), ("", 0), ("_description", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_status", 22), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("fhirVersion", 46),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contact", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_implementationGuide", 53), ("status", 21), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_copyright", 37), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("date", 25),
-                ("patchFormat", 50), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("messaging", 55), ("copyright", 36), ("jurisdiction", 33), ("_format", 49),
-                ("", 0), ("name", 17), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CapabilityStatement {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CapabilityStatement"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                20 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                26 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                29 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                30 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                31 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                32 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                34 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                39 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                40 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates", &mut out.extra),
-                41 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates", &mut out.extra),
-                42 => rt::prim_list(p, &mut out.imports, &mut out.imports_ext, "imports", &mut out.extra),
-                43 => rt::list_ext(p, &mut out.imports_ext, "_imports", &mut out.extra),
-                44 => rt::opt(p, &mut out.software, "software", &mut out.extra),
-                45 => rt::opt(p, &mut out.implementation, "implementation", &mut out.extra),
-                46 => rt::opt(p, &mut out.fhir_version, "fhirVersion", &mut out.extra),
-                47 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion", &mut out.extra),
-                48 => rt::prim_list(p, &mut out.format, &mut out.format_ext, "format", &mut out.extra),
-                49 => rt::list_ext(p, &mut out.format_ext, "_format", &mut out.extra),
-                50 => rt::prim_list(p, &mut out.patch_format, &mut out.patch_format_ext, "patchFormat", &mut out.extra),
-                51 => rt::list_ext(p, &mut out.patch_format_ext, "_patchFormat", &mut out.extra),
-                52 => rt::prim_list(p, &mut out.implementation_guide, &mut out.implementation_guide_ext, "implementationGuide", &mut out.extra),
-                53 => rt::list_ext(p, &mut out.implementation_guide_ext, "_implementationGuide", &mut out.extra),
-                54 => rt::list(p, &mut out.rest, "rest", &mut out.extra),
-                55 => rt::list(p, &mut out.messaging, "messaging", &mut out.extra),
-                56 => rt::list(p, &mut out.document, "document", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.title, "title"),
+                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.experimental, "experimental"),
+                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt(p, &mut out.date, "date"),
+                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt(p, &mut out.publisher, "publisher"),
+                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list(p, &mut out.contact, "contact"),
+                30 => rt::opt(p, &mut out.description, "description"),
+                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::list(p, &mut out.use_context, "useContext"),
+                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::opt(p, &mut out.purpose, "purpose"),
+                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt(p, &mut out.copyright, "copyright"),
+                37 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                38 => rt::opt(p, &mut out.kind, "kind"),
+                39 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                40 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates"),
+                41 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates"),
+                42 => rt::prim_list(p, &mut out.imports, &mut out.imports_ext, "imports"),
+                43 => rt::list_ext(p, &mut out.imports_ext, "_imports"),
+                44 => rt::opt(p, &mut out.software, "software"),
+                45 => rt::opt(p, &mut out.implementation, "implementation"),
+                46 => rt::opt(p, &mut out.fhir_version, "fhirVersion"),
+                47 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                48 => rt::prim_list(p, &mut out.format, &mut out.format_ext, "format"),
+                49 => rt::list_ext(p, &mut out.format_ext, "_format"),
+                50 => rt::prim_list(p, &mut out.patch_format, &mut out.patch_format_ext, "patchFormat"),
+                51 => rt::list_ext(p, &mut out.patch_format_ext, "_patchFormat"),
+                52 => rt::prim_list(p, &mut out.implementation_guide, &mut out.implementation_guide_ext, "implementationGuide"),
+                53 => rt::list_ext(p, &mut out.implementation_guide_ext, "_implementationGuide"),
+                54 => rt::list(p, &mut out.rest, "rest"),
+                55 => rt::list(p, &mut out.messaging, "messaging"),
+                56 => rt::list(p, &mut out.document, "document"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -337,7 +340,9 @@ impl ToJson for CapabilityStatement {
         rt::w_list(w, b"\"rest\":", &self.rest);
         rt::w_list(w, b"\"messaging\":", &self.messaging);
         rt::w_list(w, b"\"document\":", &self.document);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -350,7 +355,7 @@ impl FhirResource for CapabilityStatement {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -365,6 +370,14 @@ impl FhirResource for CapabilityStatement {
             Resource::CapabilityStatement(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CapabilityStatement {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -403,35 +416,39 @@ pub struct CapabilityStatementDocument {
     pub extra: Extra,
 }
 
+impl CapabilityStatementDocument {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("profile", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("mode", 4),
+            ("id", 1), ("", 0), ("", 0), ("_profile", 9),
+            ("", 0), ("_documentation", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_mode", 5),
+            ("documentation", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementDocument {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("profile", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("mode", 4),
-                ("id", 1), ("", 0), ("", 0), ("_profile", 9),
-                ("", 0), ("_documentation", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_mode", 5),
-                ("documentation", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                8 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                9 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.documentation, "documentation"),
+                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                8 => rt::opt(p, &mut out.profile, "profile"),
+                9 => rt::opt(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -451,7 +468,9 @@ impl ToJson for CapabilityStatementDocument {
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
         rt::w_opt(w, b"\"profile\":", &self.profile);
         rt::w_opt(w, b"\"_profile\":", &self.profile_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -485,35 +504,39 @@ pub struct CapabilityStatementMessaging {
     pub extra: Extra,
 }
 
+impl CapabilityStatementMessaging {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_reliableCache", 6), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("endpoint", 4),
+            ("", 0), ("_documentation", 8), ("", 0), ("", 0),
+            ("reliableCache", 5), ("", 0), ("", 0), ("", 0),
+            ("documentation", 7), ("supportedMessage", 9), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementMessaging {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_reliableCache", 6), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("endpoint", 4),
-                ("", 0), ("_documentation", 8), ("", 0), ("", 0),
-                ("reliableCache", 5), ("", 0), ("", 0), ("", 0),
-                ("documentation", 7), ("supportedMessage", 9), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                5 => rt::opt(p, &mut out.reliable_cache, "reliableCache", &mut out.extra),
-                6 => rt::opt(p, &mut out.reliable_cache_ext, "_reliableCache", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                8 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                9 => rt::list(p, &mut out.supported_message, "supportedMessage", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.endpoint, "endpoint"),
+                5 => rt::opt(p, &mut out.reliable_cache, "reliableCache"),
+                6 => rt::opt(p, &mut out.reliable_cache_ext, "_reliableCache"),
+                7 => rt::opt(p, &mut out.documentation, "documentation"),
+                8 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                9 => rt::list(p, &mut out.supported_message, "supportedMessage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -533,7 +556,9 @@ impl ToJson for CapabilityStatementMessaging {
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
         rt::w_list(w, b"\"supportedMessage\":", &self.supported_message);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -563,29 +588,33 @@ pub struct CapabilityStatementMessagingSupportedMessage {
     pub extra: Extra,
 }
 
+impl CapabilityStatementMessagingSupportedMessage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("definition", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_mode", 5), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("_definition", 7), ("", 0), ("mode", 4),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementMessagingSupportedMessage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("definition", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_mode", 5), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("_definition", 7), ("", 0), ("mode", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.definition, "definition"),
+                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -603,7 +632,9 @@ impl ToJson for CapabilityStatementMessagingSupportedMessage {
         rt::w_opt(w, b"\"_mode\":", &self.mode_ext);
         rt::w_opt(w, b"\"definition\":", &self.definition);
         rt::w_opt(w, b"\"_definition\":", &self.definition_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -631,29 +662,33 @@ pub struct CapabilityStatementMessagingEndpoint {
     pub extra: Extra,
 }
 
+impl CapabilityStatementMessagingEndpoint {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("_address", 6), ("modifierExtension", 3),
+            ("extension", 2), ("protocol", 4), ("", 0), ("address", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementMessagingEndpoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("_address", 6), ("modifierExtension", 3),
-                ("extension", 2), ("protocol", 4), ("", 0), ("address", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_protocol = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_protocol, "protocol", &mut out.extra),
-                5 => rt::opt(p, &mut out.address, "address", &mut out.extra),
-                6 => rt::opt(p, &mut out.address_ext, "_address", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_protocol, "protocol"),
+                5 => rt::opt(p, &mut out.address, "address"),
+                6 => rt::opt(p, &mut out.address_ext, "_address"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -671,7 +706,9 @@ impl ToJson for CapabilityStatementMessagingEndpoint {
         rt::w_req(w, b"\"protocol\":", &self.protocol);
         rt::w_opt(w, b"\"address\":", &self.address);
         rt::w_opt(w, b"\"_address\":", &self.address_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -715,40 +752,44 @@ pub struct CapabilityStatementRest {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("operation", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_compartment", 14), ("id", 1),
+            ("", 0), ("_documentation", 7), ("", 0), ("searchParam", 11),
+            ("interaction", 10), ("mode", 4), ("", 0), ("resource", 9),
+            ("", 0), ("", 0), ("documentation", 6), ("", 0),
+            ("security", 8), ("", 0), ("compartment", 13), ("", 0),
+            ("_mode", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("operation", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_compartment", 14), ("id", 1),
-                ("", 0), ("_documentation", 7), ("", 0), ("searchParam", 11),
-                ("interaction", 10), ("mode", 4), ("", 0), ("resource", 9),
-                ("", 0), ("", 0), ("documentation", 6), ("", 0),
-                ("security", 8), ("", 0), ("compartment", 13), ("", 0),
-                ("_mode", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                8 => rt::opt(p, &mut out.security, "security", &mut out.extra),
-                9 => rt::list(p, &mut out.resource, "resource", &mut out.extra),
-                10 => rt::list(p, &mut out.interaction, "interaction", &mut out.extra),
-                11 => rt::list(p, &mut out.search_param, "searchParam", &mut out.extra),
-                12 => rt::list(p, &mut out.operation, "operation", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.compartment, &mut out.compartment_ext, "compartment", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.compartment_ext, "_compartment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.documentation, "documentation"),
+                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                8 => rt::opt(p, &mut out.security, "security"),
+                9 => rt::list(p, &mut out.resource, "resource"),
+                10 => rt::list(p, &mut out.interaction, "interaction"),
+                11 => rt::list(p, &mut out.search_param, "searchParam"),
+                12 => rt::list(p, &mut out.operation, "operation"),
+                13 => rt::prim_list(p, &mut out.compartment, &mut out.compartment_ext, "compartment"),
+                14 => rt::list_ext(p, &mut out.compartment_ext, "_compartment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -772,7 +813,9 @@ impl ToJson for CapabilityStatementRest {
         rt::w_list(w, b"\"searchParam\":", &self.search_param);
         rt::w_list(w, b"\"operation\":", &self.operation);
         rt::w_prim_list(w, b"\"compartment\":", b"\"_compartment\":", &self.compartment, &self.compartment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -802,29 +845,33 @@ pub struct CapabilityStatementRestInteraction {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestInteraction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("_documentation", 7), ("", 0),
+            ("_code", 5), ("", 0), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("_documentation", 7), ("", 0),
-                ("_code", 5), ("", 0), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.documentation, "documentation"),
+                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -842,7 +889,9 @@ impl ToJson for CapabilityStatementRestInteraction {
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -926,84 +975,88 @@ pub struct CapabilityStatementRestResource {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestResource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 169,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("conditionalCreate", 19),
+            ("", 0), ("", 0), ("", 0), ("referencePolicy", 27),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("_versioning", 14),
+            ("", 0), ("", 0), ("conditionalRead", 21), ("_conditionalRead", 22),
+            ("_supportedProfile", 9), ("_profile", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_type", 5), ("readHistory", 15),
+            ("", 0), ("", 0), ("", 0), ("profile", 6),
+            ("", 0), ("searchRevInclude", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_conditionalDelete", 26), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_referencePolicy", 28), ("versioning", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("searchInclude", 29), ("", 0), ("updateCreate", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_conditionalCreate", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("operation", 34),
+            ("id", 1), ("_readHistory", 16), ("", 0), ("_searchRevInclude", 32),
+            ("", 0), ("", 0), ("", 0), ("documentation", 10),
+            ("", 0), ("_conditionalUpdate", 24), ("", 0), ("", 0),
+            ("interaction", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_searchInclude", 30), ("", 0), ("", 0),
+            ("_updateCreate", 18), ("_documentation", 11), ("", 0), ("", 0),
+            ("", 0), ("supportedProfile", 8), ("", 0), ("conditionalDelete", 25),
+            ("searchParam", 33), ("conditionalUpdate", 23), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 169,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("conditionalCreate", 19),
-                ("", 0), ("", 0), ("", 0), ("referencePolicy", 27),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("_versioning", 14),
-                ("", 0), ("", 0), ("conditionalRead", 21), ("_conditionalRead", 22),
-                ("_supportedProfile", 9), ("_profile", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_type", 5), ("readHistory", 15),
-                ("", 0), ("", 0), ("", 0), ("profile", 6),
-                ("", 0), ("searchRevInclude", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_conditionalDelete", 26), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_referencePolicy", 28), ("versioning", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("searchInclude", 29), ("", 0), ("updateCreate", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_conditionalCreate", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("operation", 34),
-                ("id", 1), ("_readHistory", 16), ("", 0), ("_searchRevInclude", 32),
-                ("", 0), ("", 0), ("", 0), ("documentation", 10),
-                ("", 0), ("_conditionalUpdate", 24), ("", 0), ("", 0),
-                ("interaction", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_searchInclude", 30), ("", 0), ("", 0),
-                ("_updateCreate", 18), ("_documentation", 11), ("", 0), ("", 0),
-                ("", 0), ("supportedProfile", 8), ("", 0), ("conditionalDelete", 25),
-                ("searchParam", 33), ("conditionalUpdate", 23), ("", 0), ("", 0),
-                ("type", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.supported_profile, &mut out.supported_profile_ext, "supportedProfile", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.supported_profile_ext, "_supportedProfile", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                12 => rt::list(p, &mut out.interaction, "interaction", &mut out.extra),
-                13 => rt::opt(p, &mut out.versioning, "versioning", &mut out.extra),
-                14 => rt::opt(p, &mut out.versioning_ext, "_versioning", &mut out.extra),
-                15 => rt::opt(p, &mut out.read_history, "readHistory", &mut out.extra),
-                16 => rt::opt(p, &mut out.read_history_ext, "_readHistory", &mut out.extra),
-                17 => rt::opt(p, &mut out.update_create, "updateCreate", &mut out.extra),
-                18 => rt::opt(p, &mut out.update_create_ext, "_updateCreate", &mut out.extra),
-                19 => rt::opt(p, &mut out.conditional_create, "conditionalCreate", &mut out.extra),
-                20 => rt::opt(p, &mut out.conditional_create_ext, "_conditionalCreate", &mut out.extra),
-                21 => rt::opt(p, &mut out.conditional_read, "conditionalRead", &mut out.extra),
-                22 => rt::opt(p, &mut out.conditional_read_ext, "_conditionalRead", &mut out.extra),
-                23 => rt::opt(p, &mut out.conditional_update, "conditionalUpdate", &mut out.extra),
-                24 => rt::opt(p, &mut out.conditional_update_ext, "_conditionalUpdate", &mut out.extra),
-                25 => rt::opt(p, &mut out.conditional_delete, "conditionalDelete", &mut out.extra),
-                26 => rt::opt(p, &mut out.conditional_delete_ext, "_conditionalDelete", &mut out.extra),
-                27 => rt::prim_list(p, &mut out.reference_policy, &mut out.reference_policy_ext, "referencePolicy", &mut out.extra),
-                28 => rt::list_ext(p, &mut out.reference_policy_ext, "_referencePolicy", &mut out.extra),
-                29 => rt::prim_list(p, &mut out.search_include, &mut out.search_include_ext, "searchInclude", &mut out.extra),
-                30 => rt::list_ext(p, &mut out.search_include_ext, "_searchInclude", &mut out.extra),
-                31 => rt::prim_list(p, &mut out.search_rev_include, &mut out.search_rev_include_ext, "searchRevInclude", &mut out.extra),
-                32 => rt::list_ext(p, &mut out.search_rev_include_ext, "_searchRevInclude", &mut out.extra),
-                33 => rt::list(p, &mut out.search_param, "searchParam", &mut out.extra),
-                34 => rt::list(p, &mut out.operation, "operation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.profile, "profile"),
+                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                8 => rt::prim_list(p, &mut out.supported_profile, &mut out.supported_profile_ext, "supportedProfile"),
+                9 => rt::list_ext(p, &mut out.supported_profile_ext, "_supportedProfile"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                12 => rt::list(p, &mut out.interaction, "interaction"),
+                13 => rt::opt(p, &mut out.versioning, "versioning"),
+                14 => rt::opt(p, &mut out.versioning_ext, "_versioning"),
+                15 => rt::opt(p, &mut out.read_history, "readHistory"),
+                16 => rt::opt(p, &mut out.read_history_ext, "_readHistory"),
+                17 => rt::opt(p, &mut out.update_create, "updateCreate"),
+                18 => rt::opt(p, &mut out.update_create_ext, "_updateCreate"),
+                19 => rt::opt(p, &mut out.conditional_create, "conditionalCreate"),
+                20 => rt::opt(p, &mut out.conditional_create_ext, "_conditionalCreate"),
+                21 => rt::opt(p, &mut out.conditional_read, "conditionalRead"),
+                22 => rt::opt(p, &mut out.conditional_read_ext, "_conditionalRead"),
+                23 => rt::opt(p, &mut out.conditional_update, "conditionalUpdate"),
+                24 => rt::opt(p, &mut out.conditional_update_ext, "_conditionalUpdate"),
+                25 => rt::opt(p, &mut out.conditional_delete, "conditionalDelete"),
+                26 => rt::opt(p, &mut out.conditional_delete_ext, "_conditionalDelete"),
+                27 => rt::prim_list(p, &mut out.reference_policy, &mut out.reference_policy_ext, "referencePolicy"),
+                28 => rt::list_ext(p, &mut out.reference_policy_ext, "_referencePolicy"),
+                29 => rt::prim_list(p, &mut out.search_include, &mut out.search_include_ext, "searchInclude"),
+                30 => rt::list_ext(p, &mut out.search_include_ext, "_searchInclude"),
+                31 => rt::prim_list(p, &mut out.search_rev_include, &mut out.search_rev_include_ext, "searchRevInclude"),
+                32 => rt::list_ext(p, &mut out.search_rev_include_ext, "_searchRevInclude"),
+                33 => rt::list(p, &mut out.search_param, "searchParam"),
+                34 => rt::list(p, &mut out.operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1044,7 +1097,9 @@ impl ToJson for CapabilityStatementRestResource {
         rt::w_prim_list(w, b"\"searchRevInclude\":", b"\"_searchRevInclude\":", &self.search_rev_include, &self.search_rev_include_ext);
         rt::w_list(w, b"\"searchParam\":", &self.search_param);
         rt::w_list(w, b"\"operation\":", &self.operation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1078,35 +1133,39 @@ pub struct CapabilityStatementRestResourceOperation {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestResourceOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_documentation", 9), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("documentation", 8), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("name", 4), ("definition", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("_definition", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestResourceOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_documentation", 9), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("documentation", 8), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("name", 4), ("definition", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("_definition", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                8 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                9 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.definition, "definition"),
+                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                8 => rt::opt(p, &mut out.documentation, "documentation"),
+                9 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1126,7 +1185,9 @@ impl ToJson for CapabilityStatementRestResourceOperation {
         rt::w_opt(w, b"\"_definition\":", &self.definition_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1164,37 +1225,41 @@ pub struct CapabilityStatementRestResourceSearchParam {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestResourceSearchParam {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 21,
+        slots: &[
+            ("_type", 9), ("", 0), ("type", 8), ("", 0),
+            ("", 0), ("", 0), ("_documentation", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("documentation", 10), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("extension", 2), ("_definition", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 4), ("", 0),
+            ("", 0), ("definition", 6), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestResourceSearchParam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 21,
-            slots: &[
-                ("_type", 9), ("", 0), ("type", 8), ("", 0),
-                ("", 0), ("", 0), ("_documentation", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("documentation", 10), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
-                ("extension", 2), ("_definition", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("name", 4), ("", 0),
-                ("", 0), ("definition", 6), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                8 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                9 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.definition, "definition"),
+                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                8 => rt::opt(p, &mut out.r#type, "type"),
+                9 => rt::opt(p, &mut out.type_ext, "_type"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1216,7 +1281,9 @@ impl ToJson for CapabilityStatementRestResourceSearchParam {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1246,29 +1313,33 @@ pub struct CapabilityStatementRestResourceInteraction {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestResourceInteraction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("_documentation", 7), ("", 0),
+            ("_code", 5), ("", 0), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestResourceInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("_documentation", 7), ("", 0),
-                ("_code", 5), ("", 0), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.documentation, "documentation"),
+                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1286,7 +1357,9 @@ impl ToJson for CapabilityStatementRestResourceInteraction {
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1318,30 +1391,34 @@ pub struct CapabilityStatementRestSecurity {
     pub extra: Extra,
 }
 
+impl CapabilityStatementRestSecurity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 8), ("", 0), ("description", 7),
+            ("cors", 4), ("", 0), ("", 0), ("service", 6),
+            ("", 0), ("", 0), ("_cors", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementRestSecurity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 8), ("", 0), ("description", 7),
-                ("cors", 4), ("", 0), ("", 0), ("service", 6),
-                ("", 0), ("", 0), ("_cors", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.cors, "cors", &mut out.extra),
-                5 => rt::opt(p, &mut out.cors_ext, "_cors", &mut out.extra),
-                6 => rt::list(p, &mut out.service, "service", &mut out.extra),
-                7 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                8 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.cors, "cors"),
+                5 => rt::opt(p, &mut out.cors_ext, "_cors"),
+                6 => rt::list(p, &mut out.service, "service"),
+                7 => rt::opt(p, &mut out.description, "description"),
+                8 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1360,7 +1437,9 @@ impl ToJson for CapabilityStatementRestSecurity {
         rt::w_list(w, b"\"service\":", &self.service);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1392,30 +1471,34 @@ pub struct CapabilityStatementImplementation {
     pub extra: Extra,
 }
 
+impl CapabilityStatementImplementation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("custodian", 8), ("_url", 7), ("extension", 2), ("", 0),
+            ("url", 6), ("", 0), ("", 0), ("description", 4),
+            ("_description", 5), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementImplementation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("custodian", 8), ("_url", 7), ("extension", 2), ("", 0),
-                ("url", 6), ("", 0), ("", 0), ("description", 4),
-                ("_description", 5), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                7 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                8 => rt::opt(p, &mut out.custodian, "custodian", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.url, "url"),
+                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                8 => rt::opt(p, &mut out.custodian, "custodian"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1434,7 +1517,9 @@ impl ToJson for CapabilityStatementImplementation {
         rt::w_opt(w, b"\"url\":", &self.url);
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
         rt::w_opt(w, b"\"custodian\":", &self.custodian);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1468,35 +1553,39 @@ pub struct CapabilityStatementSoftware {
     pub extra: Extra,
 }
 
+impl CapabilityStatementSoftware {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_version", 7), ("", 0),
+            ("version", 6), ("name", 4), ("", 0), ("", 0),
+            ("", 0), ("_releaseDate", 9), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("releaseDate", 8),
+        ],
+    };
+}
+
 impl FromJson for CapabilityStatementSoftware {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_version", 7), ("", 0),
-                ("version", 6), ("name", 4), ("", 0), ("", 0),
-                ("", 0), ("_releaseDate", 9), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("releaseDate", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                7 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                8 => rt::opt(p, &mut out.release_date, "releaseDate", &mut out.extra),
-                9 => rt::opt(p, &mut out.release_date_ext, "_releaseDate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.version, "version"),
+                7 => rt::opt(p, &mut out.version_ext, "_version"),
+                8 => rt::opt(p, &mut out.release_date, "releaseDate"),
+                9 => rt::opt(p, &mut out.release_date_ext, "_releaseDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1516,7 +1605,9 @@ impl ToJson for CapabilityStatementSoftware {
         rt::w_opt(w, b"\"_version\":", &self.version_ext);
         rt::w_opt(w, b"\"releaseDate\":", &self.release_date);
         rt::w_opt(w, b"\"_releaseDate\":", &self.release_date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

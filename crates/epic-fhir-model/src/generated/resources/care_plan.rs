@@ -19,7 +19,7 @@ pub struct CarePlan {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -108,99 +108,102 @@ pub struct CarePlan {
     pub extra: Extra,
 }
 
+impl CarePlan {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1741,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesUri", 16), ("subject", 30), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_created", 34), ("note", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
+            ("goal", 40), ("", 0), ("", 0), ("contributor", 36),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("created", 33), ("intent", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 22),
+            ("", 0), ("category", 25), ("", 0), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("partOf", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("period", 32), ("implicitRules", 5), ("", 0),
+            ("title", 26), ("_description", 29), ("", 0), ("status", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("contained", 10),
+            ("meta", 4), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("_intent", 24),
+            ("", 0), ("", 0), ("description", 28), ("", 0),
+            ("", 0), ("", 0), ("_instantiatesUri", 17), ("modifierExtension", 12),
+            ("", 0), ("author", 35), ("", 0), ("", 0),
+            ("supportingInfo", 39), ("id", 2), ("", 0), ("encounter", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("basedOn", 18), ("", 0),
+            ("", 0), ("", 0), ("replaces", 19), ("_title", 27),
+            ("", 0), ("", 0), ("instantiatesCanonical", 14), ("careTeam", 37),
+            ("", 0), ("addresses", 38), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("activity", 41), ("", 0), ("", 0), ("extension", 11),
+        ],
+    };
+}
+
 impl FromJson for CarePlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CarePlan {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1741,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesUri", 16), ("subject", 30), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_created", 34), ("note", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
-                ("goal", 40), ("", 0), ("", 0), ("contributor", 36),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("created", 33), ("intent", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 22),
-                ("", 0), ("category", 25), ("", 0), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("partOf", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("period", 32), ("implicitRules", 5), ("", 0),
-                ("title", 26), ("_description", 29), ("", 0), ("status", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("contained", 10),
-                ("meta", 4), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("_intent", 24),
-                ("", 0), ("", 0), ("description", 28), ("", 0),
-                ("", 0), ("", 0), ("_instantiatesUri", 17), ("modifierExtension", 12),
-                ("", 0), ("author", 35), ("", 0), ("", 0),
-                ("supportingInfo", 39), ("id", 2), ("", 0), ("encounter", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("basedOn", 18), ("", 0),
-                ("", 0), ("", 0), ("replaces", 19), ("_title", 27),
-                ("", 0), ("", 0), ("instantiatesCanonical", 14), ("careTeam", 37),
-                ("", 0), ("addresses", 38), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("activity", 41), ("", 0), ("", 0), ("extension", 11),
-            ],
-        };
+impl rt::ReadMembers for CarePlan {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CarePlan"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::list(p, &mut out.replaces, "replaces", &mut out.extra),
-                20 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                24 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                25 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                26 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                27 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                28 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                29 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                30 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                31 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                32 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                33 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                34 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                35 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                36 => rt::list(p, &mut out.contributor, "contributor", &mut out.extra),
-                37 => rt::list(p, &mut out.care_team, "careTeam", &mut out.extra),
-                38 => rt::list(p, &mut out.addresses, "addresses", &mut out.extra),
-                39 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                40 => rt::list(p, &mut out.goal, "goal", &mut out.extra),
-                41 => rt::list(p, &mut out.activity, "activity", &mut out.extra),
-                42 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::list(p, &mut out.replaces, "replaces"),
+                20 => rt::list(p, &mut out.part_of, "partOf"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.intent, "intent"),
+                24 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                25 => rt::list(p, &mut out.category, "category"),
+                26 => rt::opt(p, &mut out.title, "title"),
+                27 => rt::opt(p, &mut out.title_ext, "_title"),
+                28 => rt::opt(p, &mut out.description, "description"),
+                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                30 => rt::opt(p, &mut f_subject, "subject"),
+                31 => rt::opt(p, &mut out.encounter, "encounter"),
+                32 => rt::opt(p, &mut out.period, "period"),
+                33 => rt::opt(p, &mut out.created, "created"),
+                34 => rt::opt(p, &mut out.created_ext, "_created"),
+                35 => rt::opt(p, &mut out.author, "author"),
+                36 => rt::list(p, &mut out.contributor, "contributor"),
+                37 => rt::list(p, &mut out.care_team, "careTeam"),
+                38 => rt::list(p, &mut out.addresses, "addresses"),
+                39 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                40 => rt::list(p, &mut out.goal, "goal"),
+                41 => rt::list(p, &mut out.activity, "activity"),
+                42 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -256,7 +259,9 @@ impl ToJson for CarePlan {
         rt::w_list(w, b"\"goal\":", &self.goal);
         rt::w_list(w, b"\"activity\":", &self.activity);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -269,7 +274,7 @@ impl FhirResource for CarePlan {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -284,6 +289,14 @@ impl FhirResource for CarePlan {
             Resource::CarePlan(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CarePlan {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -315,35 +328,39 @@ pub struct CarePlanActivity {
     /// Activity details defined in specific resource. `reference` (0..1).
     pub reference: Option<Reference>,
     /// In-line definition of activity. `detail` (0..1).
-    pub detail: Option<CarePlanActivityDetail>,
+    pub detail: Option<Box<CarePlanActivityDetail>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl CarePlanActivity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("outcomeReference", 5), ("extension", 2), ("", 0),
+            ("", 0), ("outcomeCodeableConcept", 4), ("", 0), ("", 0),
+            ("detail", 8), ("progress", 6), ("", 0), ("reference", 7),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for CarePlanActivity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("outcomeReference", 5), ("extension", 2), ("", 0),
-                ("", 0), ("outcomeCodeableConcept", 4), ("", 0), ("", 0),
-                ("detail", 8), ("progress", 6), ("", 0), ("reference", 7),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.outcome_codeable_concept, "outcomeCodeableConcept", &mut out.extra),
-                5 => rt::list(p, &mut out.outcome_reference, "outcomeReference", &mut out.extra),
-                6 => rt::list(p, &mut out.progress, "progress", &mut out.extra),
-                7 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                8 => rt::opt(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.outcome_codeable_concept, "outcomeCodeableConcept"),
+                5 => rt::list(p, &mut out.outcome_reference, "outcomeReference"),
+                6 => rt::list(p, &mut out.progress, "progress"),
+                7 => rt::opt(p, &mut out.reference, "reference"),
+                8 => rt::opt(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -362,7 +379,9 @@ impl ToJson for CarePlanActivity {
         rt::w_list(w, b"\"progress\":", &self.progress);
         rt::w_opt(w, b"\"reference\":", &self.reference);
         rt::w_opt(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -434,60 +453,64 @@ pub struct CarePlanActivityDetail {
     pub extra: Extra,
 }
 
+impl CarePlanActivityDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1902,
+        slots: &[
+            ("reasonReference", 12), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("extension", 2), ("status", 14), ("", 0), ("reasonCode", 11),
+            ("", 0), ("", 0), ("goal", 13), ("dailyAmount", 23),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("description", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("scheduledString", 19), ("", 0), ("", 0),
+            ("id", 1), ("location", 20), ("_instantiatesCanonical", 7), ("", 0),
+            ("statusReason", 16), ("", 0), ("", 0), ("quantity", 24),
+            ("", 0), ("", 0), ("doNotPerform", 17), ("instantiatesUri", 8),
+            ("", 0), ("", 0), ("scheduledTiming", 19), ("_instantiatesUri", 9),
+            ("", 0), ("", 0), ("", 0), ("scheduledPeriod", 19),
+            ("", 0), ("instantiatesCanonical", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 26), ("performer", 21),
+            ("", 0), ("code", 10), ("", 0), ("productCodeableConcept", 22),
+            ("", 0), ("_doNotPerform", 18), ("", 0), ("_kind", 5),
+            ("", 0), ("", 0), ("kind", 4), ("productReference", 22),
+        ],
+    };
+}
+
 impl FromJson for CarePlanActivityDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1902,
-            slots: &[
-                ("reasonReference", 12), ("", 0), ("modifierExtension", 3), ("", 0),
-                ("extension", 2), ("status", 14), ("", 0), ("reasonCode", 11),
-                ("", 0), ("", 0), ("goal", 13), ("dailyAmount", 23),
-                ("", 0), ("_status", 15), ("", 0), ("", 0),
-                ("description", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("scheduledString", 19), ("", 0), ("", 0),
-                ("id", 1), ("location", 20), ("_instantiatesCanonical", 7), ("", 0),
-                ("statusReason", 16), ("", 0), ("", 0), ("quantity", 24),
-                ("", 0), ("", 0), ("doNotPerform", 17), ("instantiatesUri", 8),
-                ("", 0), ("", 0), ("scheduledTiming", 19), ("_instantiatesUri", 9),
-                ("", 0), ("", 0), ("", 0), ("scheduledPeriod", 19),
-                ("", 0), ("instantiatesCanonical", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_description", 26), ("performer", 21),
-                ("", 0), ("code", 10), ("", 0), ("productCodeableConcept", 22),
-                ("", 0), ("_doNotPerform", 18), ("", 0), ("_kind", 5),
-                ("", 0), ("", 0), ("kind", 4), ("productReference", 22),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                10 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                11 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                12 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                13 => rt::list(p, &mut out.goal, "goal", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                17 => rt::opt(p, &mut out.do_not_perform, "doNotPerform", &mut out.extra),
-                18 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform", &mut out.extra),
-                19 => rt::choice(p, &mut out.scheduled, key, &mut out.extra),
-                20 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                21 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                22 => rt::choice(p, &mut out.product, key, &mut out.extra),
-                23 => rt::opt(p, &mut out.daily_amount, "dailyAmount", &mut out.extra),
-                24 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                25 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                26 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.kind, "kind"),
+                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                6 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                7 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                8 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                9 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                10 => rt::opt(p, &mut out.code, "code"),
+                11 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                12 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                13 => rt::list(p, &mut out.goal, "goal"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                17 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
+                18 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                19 => rt::choice(p, &mut out.scheduled, key),
+                20 => rt::opt(p, &mut out.location, "location"),
+                21 => rt::list(p, &mut out.performer, "performer"),
+                22 => rt::choice(p, &mut out.product, key),
+                23 => rt::opt(p, &mut out.daily_amount, "dailyAmount"),
+                24 => rt::opt(p, &mut out.quantity, "quantity"),
+                25 => rt::opt(p, &mut out.description, "description"),
+                26 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -522,7 +545,9 @@ impl ToJson for CarePlanActivityDetail {
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -531,7 +556,7 @@ impl ToJson for CarePlanActivityDetail {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CarePlanActivityDetailScheduled {
     /// `scheduledTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `scheduledPeriod`.
     Period(Period),
     /// `scheduledString`.

@@ -19,7 +19,7 @@ pub struct CareTeam {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,67 +76,70 @@ pub struct CareTeam {
     pub extra: Extra,
 }
 
+impl CareTeam {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 226,
+        slots: &[
+            ("", 0), ("managingOrganization", 25), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("name", 17),
+            ("period", 21), ("_id", 3), ("", 0), ("subject", 19),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 15), ("", 0),
+            ("status", 14), ("reasonCode", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("encounter", 20), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("telecom", 26), ("participant", 22), ("", 0),
+            ("_language", 8), ("contained", 10), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("language", 7),
+            ("note", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("category", 16),
+            ("implicitRules", 5), ("_name", 18), ("identifier", 13), ("reasonReference", 24),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CareTeam {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 226,
-            slots: &[
-                ("", 0), ("managingOrganization", 25), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("name", 17),
-                ("period", 21), ("_id", 3), ("", 0), ("subject", 19),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_status", 15), ("", 0),
-                ("status", 14), ("reasonCode", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("encounter", 20), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("telecom", 26), ("participant", 22), ("", 0),
-                ("_language", 8), ("contained", 10), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("language", 7),
-                ("note", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("category", 16),
-                ("implicitRules", 5), ("_name", 18), ("identifier", 13), ("reasonReference", 24),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CareTeam {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CareTeam"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                20 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                21 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                22 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                23 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                24 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                25 => rt::list(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                26 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                27 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.category, "category"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.subject, "subject"),
+                20 => rt::opt(p, &mut out.encounter, "encounter"),
+                21 => rt::opt(p, &mut out.period, "period"),
+                22 => rt::list(p, &mut out.participant, "participant"),
+                23 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                24 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                25 => rt::list(p, &mut out.managing_organization, "managingOrganization"),
+                26 => rt::list(p, &mut out.telecom, "telecom"),
+                27 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -178,7 +181,9 @@ impl ToJson for CareTeam {
         rt::w_list(w, b"\"managingOrganization\":", &self.managing_organization);
         rt::w_list(w, b"\"telecom\":", &self.telecom);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -191,7 +196,7 @@ impl FhirResource for CareTeam {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -206,6 +211,14 @@ impl FhirResource for CareTeam {
             Resource::CareTeam(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CareTeam {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -240,29 +253,33 @@ pub struct CareTeamParticipant {
     pub extra: Extra,
 }
 
+impl CareTeamParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("member", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("period", 7), ("", 0),
+            ("", 0), ("", 0), ("role", 4), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("onBehalfOf", 6), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for CareTeamParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("member", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("period", 7), ("", 0),
-                ("", 0), ("", 0), ("role", 4), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("onBehalfOf", 6), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.role, "role", &mut out.extra),
-                5 => rt::opt(p, &mut out.member, "member", &mut out.extra),
-                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf", &mut out.extra),
-                7 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.role, "role"),
+                5 => rt::opt(p, &mut out.member, "member"),
+                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                7 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -280,7 +297,9 @@ impl ToJson for CareTeamParticipant {
         rt::w_opt(w, b"\"member\":", &self.member);
         rt::w_opt(w, b"\"onBehalfOf\":", &self.on_behalf_of);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

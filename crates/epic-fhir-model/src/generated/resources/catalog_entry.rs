@@ -19,7 +19,7 @@ pub struct CatalogEntry {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -78,70 +78,73 @@ pub struct CatalogEntry {
     pub extra: Extra,
 }
 
+impl CatalogEntry {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 608,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("extension", 11), ("", 0), ("relatedEntry", 29), ("", 0),
+            ("classification", 19), ("", 0), ("orderable", 15), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("additionalIdentifier", 18),
+            ("", 0), ("referencedItem", 17), ("", 0), ("", 0),
+            ("meta", 4), ("_orderable", 16), ("", 0), ("lastUpdated", 25),
+            ("additionalCharacteristic", 27), ("", 0), ("type", 14), ("implicitRules", 5),
+            ("contained", 10), ("", 0), ("", 0), ("_validTo", 24),
+            ("validTo", 23), ("", 0), ("", 0), ("", 0),
+            ("validityPeriod", 22), ("_lastUpdated", 26), ("", 0), ("status", 20),
+            ("", 0), ("language", 7), ("text", 9), ("", 0),
+            ("_status", 21), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("_implicitRules", 6), ("resourceType", 1), ("additionalClassification", 28),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CatalogEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CatalogEntry {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 608,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("extension", 11), ("", 0), ("relatedEntry", 29), ("", 0),
-                ("classification", 19), ("", 0), ("orderable", 15), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("additionalIdentifier", 18),
-                ("", 0), ("referencedItem", 17), ("", 0), ("", 0),
-                ("meta", 4), ("_orderable", 16), ("", 0), ("lastUpdated", 25),
-                ("additionalCharacteristic", 27), ("", 0), ("type", 14), ("implicitRules", 5),
-                ("contained", 10), ("", 0), ("", 0), ("_validTo", 24),
-                ("validTo", 23), ("", 0), ("", 0), ("", 0),
-                ("validityPeriod", 22), ("_lastUpdated", 26), ("", 0), ("status", 20),
-                ("", 0), ("language", 7), ("text", 9), ("", 0),
-                ("_status", 21), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("_implicitRules", 6), ("resourceType", 1), ("additionalClassification", 28),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CatalogEntry {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_referenced_item = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CatalogEntry"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.orderable, "orderable", &mut out.extra),
-                16 => rt::opt(p, &mut out.orderable_ext, "_orderable", &mut out.extra),
-                17 => rt::opt(p, &mut f_referenced_item, "referencedItem", &mut out.extra),
-                18 => rt::list(p, &mut out.additional_identifier, "additionalIdentifier", &mut out.extra),
-                19 => rt::list(p, &mut out.classification, "classification", &mut out.extra),
-                20 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                21 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                22 => rt::opt(p, &mut out.validity_period, "validityPeriod", &mut out.extra),
-                23 => rt::opt(p, &mut out.valid_to, "validTo", &mut out.extra),
-                24 => rt::opt(p, &mut out.valid_to_ext, "_validTo", &mut out.extra),
-                25 => rt::opt(p, &mut out.last_updated, "lastUpdated", &mut out.extra),
-                26 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated", &mut out.extra),
-                27 => rt::list(p, &mut out.additional_characteristic, "additionalCharacteristic", &mut out.extra),
-                28 => rt::list(p, &mut out.additional_classification, "additionalClassification", &mut out.extra),
-                29 => rt::list(p, &mut out.related_entry, "relatedEntry", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt(p, &mut out.orderable, "orderable"),
+                16 => rt::opt(p, &mut out.orderable_ext, "_orderable"),
+                17 => rt::opt(p, &mut f_referenced_item, "referencedItem"),
+                18 => rt::list(p, &mut out.additional_identifier, "additionalIdentifier"),
+                19 => rt::list(p, &mut out.classification, "classification"),
+                20 => rt::opt(p, &mut out.status, "status"),
+                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                23 => rt::opt(p, &mut out.valid_to, "validTo"),
+                24 => rt::opt(p, &mut out.valid_to_ext, "_validTo"),
+                25 => rt::opt(p, &mut out.last_updated, "lastUpdated"),
+                26 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated"),
+                27 => rt::list(p, &mut out.additional_characteristic, "additionalCharacteristic"),
+                28 => rt::list(p, &mut out.additional_classification, "additionalClassification"),
+                29 => rt::list(p, &mut out.related_entry, "relatedEntry"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -186,7 +189,9 @@ impl ToJson for CatalogEntry {
         rt::w_list(w, b"\"additionalCharacteristic\":", &self.additional_characteristic);
         rt::w_list(w, b"\"additionalClassification\":", &self.additional_classification);
         rt::w_list(w, b"\"relatedEntry\":", &self.related_entry);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -199,7 +204,7 @@ impl FhirResource for CatalogEntry {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -214,6 +219,14 @@ impl FhirResource for CatalogEntry {
             Resource::CatalogEntry(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CatalogEntry {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -246,29 +259,33 @@ pub struct CatalogEntryRelatedEntry {
     pub extra: Extra,
 }
 
+impl CatalogEntryRelatedEntry {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("item", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("relationtype", 4), ("_relationtype", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CatalogEntryRelatedEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("item", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("relationtype", 4), ("_relationtype", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_item = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.relationtype, "relationtype", &mut out.extra),
-                5 => rt::opt(p, &mut out.relationtype_ext, "_relationtype", &mut out.extra),
-                6 => rt::opt(p, &mut f_item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.relationtype, "relationtype"),
+                5 => rt::opt(p, &mut out.relationtype_ext, "_relationtype"),
+                6 => rt::opt(p, &mut f_item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -286,7 +303,9 @@ impl ToJson for CatalogEntryRelatedEntry {
         rt::w_opt(w, b"\"relationtype\":", &self.relationtype);
         rt::w_opt(w, b"\"_relationtype\":", &self.relationtype_ext);
         rt::w_req(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

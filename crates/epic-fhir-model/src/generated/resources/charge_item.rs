@@ -19,7 +19,7 @@ pub struct ChargeItem {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -110,102 +110,105 @@ pub struct ChargeItem {
     pub extra: Extra,
 }
 
+impl ChargeItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 700,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_enteredDate", 38), ("text", 9), ("overrideReason", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("occurrenceDateTime", 24), ("", 0), ("requestingOrganization", 27), ("", 0),
+            ("", 0), ("", 0), ("code", 21), ("partOf", 20),
+            ("enterer", 36), ("quantity", 29), ("_overrideReason", 35), ("_factorOverride", 32),
+            ("", 0), ("note", 43), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("service", 40),
+            ("", 0), ("performingOrganization", 26), ("", 0), ("language", 7),
+            ("supportingInformation", 44), ("", 0), ("", 0), ("", 0),
+            ("costCenter", 28), ("definitionUri", 14), ("_definitionUri", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("occurrencePeriod", 24), ("implicitRules", 5),
+            ("", 0), ("context", 23), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("subject", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_definitionCanonical", 17),
+            ("", 0), ("identifier", 13), ("productReference", 41), ("", 0),
+            ("factorOverride", 31), ("contained", 10), ("", 0), ("reason", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("account", 42), ("", 0), ("", 0), ("status", 18),
+            ("", 0), ("", 0), ("extension", 11), ("resourceType", 1),
+            ("performer", 25), ("priceOverride", 33), ("", 0), ("productCodeableConcept", 41),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("definitionCanonical", 16),
+            ("bodysite", 30), ("_status", 19), ("", 0), ("_implicitRules", 6),
+            ("enteredDate", 37), ("", 0), ("_id", 3), ("", 0),
+            ("occurrenceTiming", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ChargeItem {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 700,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_enteredDate", 38), ("text", 9), ("overrideReason", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("occurrenceDateTime", 24), ("", 0), ("requestingOrganization", 27), ("", 0),
-                ("", 0), ("", 0), ("code", 21), ("partOf", 20),
-                ("enterer", 36), ("quantity", 29), ("_overrideReason", 35), ("_factorOverride", 32),
-                ("", 0), ("note", 43), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("service", 40),
-                ("", 0), ("performingOrganization", 26), ("", 0), ("language", 7),
-                ("supportingInformation", 44), ("", 0), ("", 0), ("", 0),
-                ("costCenter", 28), ("definitionUri", 14), ("_definitionUri", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("occurrencePeriod", 24), ("implicitRules", 5),
-                ("", 0), ("context", 23), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("subject", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_definitionCanonical", 17),
-                ("", 0), ("identifier", 13), ("productReference", 41), ("", 0),
-                ("factorOverride", 31), ("contained", 10), ("", 0), ("reason", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("account", 42), ("", 0), ("", 0), ("status", 18),
-                ("", 0), ("", 0), ("extension", 11), ("resourceType", 1),
-                ("performer", 25), ("priceOverride", 33), ("", 0), ("productCodeableConcept", 41),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("definitionCanonical", 16),
-                ("bodysite", 30), ("_status", 19), ("", 0), ("_implicitRules", 6),
-                ("enteredDate", 37), ("", 0), ("_id", 3), ("", 0),
-                ("occurrenceTiming", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ChargeItem {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ChargeItem"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.definition_uri, &mut out.definition_uri_ext, "definitionUri", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.definition_uri_ext, "_definitionUri", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.definition_canonical, &mut out.definition_canonical_ext, "definitionCanonical", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.definition_canonical_ext, "_definitionCanonical", &mut out.extra),
-                18 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                20 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                21 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                22 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                23 => rt::opt(p, &mut out.context, "context", &mut out.extra),
-                24 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                25 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                26 => rt::opt(p, &mut out.performing_organization, "performingOrganization", &mut out.extra),
-                27 => rt::opt(p, &mut out.requesting_organization, "requestingOrganization", &mut out.extra),
-                28 => rt::opt(p, &mut out.cost_center, "costCenter", &mut out.extra),
-                29 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                30 => rt::list(p, &mut out.bodysite, "bodysite", &mut out.extra),
-                31 => rt::opt(p, &mut out.factor_override, "factorOverride", &mut out.extra),
-                32 => rt::opt(p, &mut out.factor_override_ext, "_factorOverride", &mut out.extra),
-                33 => rt::opt(p, &mut out.price_override, "priceOverride", &mut out.extra),
-                34 => rt::opt(p, &mut out.override_reason, "overrideReason", &mut out.extra),
-                35 => rt::opt(p, &mut out.override_reason_ext, "_overrideReason", &mut out.extra),
-                36 => rt::opt(p, &mut out.enterer, "enterer", &mut out.extra),
-                37 => rt::opt(p, &mut out.entered_date, "enteredDate", &mut out.extra),
-                38 => rt::opt(p, &mut out.entered_date_ext, "_enteredDate", &mut out.extra),
-                39 => rt::list(p, &mut out.reason, "reason", &mut out.extra),
-                40 => rt::list(p, &mut out.service, "service", &mut out.extra),
-                41 => rt::choice(p, &mut out.product, key, &mut out.extra),
-                42 => rt::list(p, &mut out.account, "account", &mut out.extra),
-                43 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                44 => rt::list(p, &mut out.supporting_information, "supportingInformation", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.definition_uri, &mut out.definition_uri_ext, "definitionUri"),
+                15 => rt::list_ext(p, &mut out.definition_uri_ext, "_definitionUri"),
+                16 => rt::prim_list(p, &mut out.definition_canonical, &mut out.definition_canonical_ext, "definitionCanonical"),
+                17 => rt::list_ext(p, &mut out.definition_canonical_ext, "_definitionCanonical"),
+                18 => rt::opt(p, &mut out.status, "status"),
+                19 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::list(p, &mut out.part_of, "partOf"),
+                21 => rt::opt(p, &mut f_code, "code"),
+                22 => rt::opt(p, &mut f_subject, "subject"),
+                23 => rt::opt(p, &mut out.context, "context"),
+                24 => rt::choice(p, &mut out.occurrence, key),
+                25 => rt::list(p, &mut out.performer, "performer"),
+                26 => rt::opt(p, &mut out.performing_organization, "performingOrganization"),
+                27 => rt::opt(p, &mut out.requesting_organization, "requestingOrganization"),
+                28 => rt::opt(p, &mut out.cost_center, "costCenter"),
+                29 => rt::opt(p, &mut out.quantity, "quantity"),
+                30 => rt::list(p, &mut out.bodysite, "bodysite"),
+                31 => rt::opt(p, &mut out.factor_override, "factorOverride"),
+                32 => rt::opt(p, &mut out.factor_override_ext, "_factorOverride"),
+                33 => rt::opt(p, &mut out.price_override, "priceOverride"),
+                34 => rt::opt(p, &mut out.override_reason, "overrideReason"),
+                35 => rt::opt(p, &mut out.override_reason_ext, "_overrideReason"),
+                36 => rt::opt(p, &mut out.enterer, "enterer"),
+                37 => rt::opt(p, &mut out.entered_date, "enteredDate"),
+                38 => rt::opt(p, &mut out.entered_date_ext, "_enteredDate"),
+                39 => rt::list(p, &mut out.reason, "reason"),
+                40 => rt::list(p, &mut out.service, "service"),
+                41 => rt::choice(p, &mut out.product, key),
+                42 => rt::list(p, &mut out.account, "account"),
+                43 => rt::list(p, &mut out.note, "note"),
+                44 => rt::list(p, &mut out.supporting_information, "supportingInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -264,7 +267,9 @@ impl ToJson for ChargeItem {
         rt::w_list(w, b"\"account\":", &self.account);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"supportingInformation\":", &self.supporting_information);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -277,7 +282,7 @@ impl FhirResource for ChargeItem {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -292,6 +297,14 @@ impl FhirResource for ChargeItem {
             Resource::ChargeItem(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ChargeItem {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -322,28 +335,32 @@ pub struct ChargeItemPerformer {
     pub extra: Extra,
 }
 
+impl ChargeItemPerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItemPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -360,7 +377,9 @@ impl ToJson for ChargeItemPerformer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -373,7 +392,7 @@ pub enum ChargeItemOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ChargeItemOccurrence {

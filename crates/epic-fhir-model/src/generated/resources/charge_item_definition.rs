@@ -19,7 +19,7 @@ pub struct ChargeItemDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -120,137 +120,140 @@ pub struct ChargeItemDefinition {
     pub extra: Extra,
 }
 
+impl ChargeItemDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 102,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_lastReviewDate", 44), ("", 0),
+            ("", 0), ("propertyGroup", 49), ("", 0), ("", 0),
+            ("", 0), ("lastReviewDate", 43), ("", 0), ("", 0),
+            ("", 0), ("_publisher", 33), ("", 0), ("contact", 34),
+            ("", 0), ("", 0), ("replaces", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("version", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_partOf", 23), ("", 0), ("url", 13),
+            ("effectivePeriod", 45), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("copyright", 39), ("", 0), ("derivedFromUri", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("partOf", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("_version", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_copyright", 40), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("id", 2), ("title", 18),
+            ("_date", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 15), ("", 0),
+            ("useContext", 37), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("approvalDate", 41), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 26),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("_implicitRules", 6), ("text", 9), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("_derivedFromUri", 21), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("resourceType", 1), ("jurisdiction", 38), ("_status", 27), ("", 0),
+            ("", 0), ("", 0), ("date", 30), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("publisher", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_approvalDate", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("code", 46),
+            ("", 0), ("", 0), ("", 0), ("instance", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_title", 19), ("", 0), ("", 0),
+            ("_replaces", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("experimental", 28), ("", 0), ("", 0),
+            ("", 0), ("description", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("applicability", 48), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 36), ("_experimental", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItemDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ChargeItemDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 102,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_lastReviewDate", 44), ("", 0),
-                ("", 0), ("propertyGroup", 49), ("", 0), ("", 0),
-                ("", 0), ("lastReviewDate", 43), ("", 0), ("", 0),
-                ("", 0), ("_publisher", 33), ("", 0), ("contact", 34),
-                ("", 0), ("", 0), ("replaces", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("version", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_partOf", 23), ("", 0), ("url", 13),
-                ("effectivePeriod", 45), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("copyright", 39), ("", 0), ("derivedFromUri", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("partOf", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("_version", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_copyright", 40), ("", 0), ("", 0),
-                ("", 0), ("_url", 14), ("id", 2), ("title", 18),
-                ("_date", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 15), ("", 0),
-                ("useContext", 37), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("approvalDate", 41), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 26),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("_implicitRules", 6), ("text", 9), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("_derivedFromUri", 21), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("resourceType", 1), ("jurisdiction", 38), ("_status", 27), ("", 0),
-                ("", 0), ("", 0), ("date", 30), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("publisher", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_approvalDate", 42), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("code", 46),
-                ("", 0), ("", 0), ("", 0), ("instance", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_title", 19), ("", 0), ("", 0),
-                ("_replaces", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("experimental", 28), ("", 0), ("", 0),
-                ("", 0), ("description", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("applicability", 48), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 36), ("_experimental", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ChargeItemDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ChargeItemDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                19 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                20 => rt::prim_list(p, &mut out.derived_from_uri, &mut out.derived_from_uri_ext, "derivedFromUri", &mut out.extra),
-                21 => rt::list_ext(p, &mut out.derived_from_uri_ext, "_derivedFromUri", &mut out.extra),
-                22 => rt::prim_list(p, &mut out.part_of, &mut out.part_of_ext, "partOf", &mut out.extra),
-                23 => rt::list_ext(p, &mut out.part_of_ext, "_partOf", &mut out.extra),
-                24 => rt::prim_list(p, &mut out.replaces, &mut out.replaces_ext, "replaces", &mut out.extra),
-                25 => rt::list_ext(p, &mut out.replaces_ext, "_replaces", &mut out.extra),
-                26 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                27 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                28 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                29 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                30 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                31 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                34 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                35 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                36 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                37 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                39 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                40 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                41 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                42 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                43 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                44 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                45 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                46 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                47 => rt::list(p, &mut out.instance, "instance", &mut out.extra),
-                48 => rt::list(p, &mut out.applicability, "applicability", &mut out.extra),
-                49 => rt::list(p, &mut out.property_group, "propertyGroup", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.title, "title"),
+                19 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::prim_list(p, &mut out.derived_from_uri, &mut out.derived_from_uri_ext, "derivedFromUri"),
+                21 => rt::list_ext(p, &mut out.derived_from_uri_ext, "_derivedFromUri"),
+                22 => rt::prim_list(p, &mut out.part_of, &mut out.part_of_ext, "partOf"),
+                23 => rt::list_ext(p, &mut out.part_of_ext, "_partOf"),
+                24 => rt::prim_list(p, &mut out.replaces, &mut out.replaces_ext, "replaces"),
+                25 => rt::list_ext(p, &mut out.replaces_ext, "_replaces"),
+                26 => rt::opt(p, &mut out.status, "status"),
+                27 => rt::opt(p, &mut out.status_ext, "_status"),
+                28 => rt::opt(p, &mut out.experimental, "experimental"),
+                29 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                30 => rt::opt(p, &mut out.date, "date"),
+                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                32 => rt::opt(p, &mut out.publisher, "publisher"),
+                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list(p, &mut out.contact, "contact"),
+                35 => rt::opt(p, &mut out.description, "description"),
+                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                37 => rt::list(p, &mut out.use_context, "useContext"),
+                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                39 => rt::opt(p, &mut out.copyright, "copyright"),
+                40 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                41 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                42 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                43 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                44 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                45 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                46 => rt::opt(p, &mut out.code, "code"),
+                47 => rt::list(p, &mut out.instance, "instance"),
+                48 => rt::list(p, &mut out.applicability, "applicability"),
+                49 => rt::list(p, &mut out.property_group, "propertyGroup"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -311,7 +314,9 @@ impl ToJson for ChargeItemDefinition {
         rt::w_list(w, b"\"instance\":", &self.instance);
         rt::w_list(w, b"\"applicability\":", &self.applicability);
         rt::w_list(w, b"\"propertyGroup\":", &self.property_group);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -324,7 +329,7 @@ impl FhirResource for ChargeItemDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -339,6 +344,14 @@ impl FhirResource for ChargeItemDefinition {
             Resource::ChargeItemDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ChargeItemDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -369,27 +382,31 @@ pub struct ChargeItemDefinitionPropertyGroup {
     pub extra: Extra,
 }
 
+impl ChargeItemDefinitionPropertyGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("priceComponent", 5), ("", 0),
+            ("applicability", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItemDefinitionPropertyGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("priceComponent", 5), ("", 0),
-                ("applicability", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.applicability, "applicability", &mut out.extra),
-                5 => rt::list(p, &mut out.price_component, "priceComponent", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.applicability, "applicability"),
+                5 => rt::list(p, &mut out.price_component, "priceComponent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -405,7 +422,9 @@ impl ToJson for ChargeItemDefinitionPropertyGroup {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"applicability\":", &self.applicability);
         rt::w_list(w, b"\"priceComponent\":", &self.price_component);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -439,35 +458,39 @@ pub struct ChargeItemDefinitionPropertyGroupPriceComponent {
     pub extra: Extra,
 }
 
+impl ChargeItemDefinitionPropertyGroupPriceComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 6), ("", 0), ("", 0),
+            ("_factor", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("type", 4), ("amount", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("factor", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("_type", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItemDefinitionPropertyGroupPriceComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 6), ("", 0), ("", 0),
-                ("_factor", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("type", 4), ("amount", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("factor", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("_type", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.factor, "factor"),
+                8 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                9 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -487,7 +510,9 @@ impl ToJson for ChargeItemDefinitionPropertyGroupPriceComponent {
         rt::w_opt(w, b"\"factor\":", &self.factor);
         rt::w_opt(w, b"\"_factor\":", &self.factor_ext);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -521,35 +546,39 @@ pub struct ChargeItemDefinitionApplicability {
     pub extra: Extra,
 }
 
+impl ChargeItemDefinitionApplicability {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("expression", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("language", 6), ("", 0), ("", 0),
+            ("_language", 7), ("", 0), ("", 0), ("", 0),
+            ("_expression", 9), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 5), ("", 0), ("description", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ChargeItemDefinitionApplicability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("expression", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("language", 6), ("", 0), ("", 0),
-                ("_language", 7), ("", 0), ("", 0), ("", 0),
-                ("_expression", 9), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 5), ("", 0), ("description", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                7 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                8 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                9 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.language, "language"),
+                7 => rt::opt(p, &mut out.language_ext, "_language"),
+                8 => rt::opt(p, &mut out.expression, "expression"),
+                9 => rt::opt(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -569,7 +598,9 @@ impl ToJson for ChargeItemDefinitionApplicability {
         rt::w_opt(w, b"\"_language\":", &self.language_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
         rt::w_opt(w, b"\"_expression\":", &self.expression_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

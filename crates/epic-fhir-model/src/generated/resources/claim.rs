@@ -19,7 +19,7 @@ pub struct Claim {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -81,7 +81,7 @@ pub struct Claim {
     /// Original prescription if superseded by fulfiller. `originalPrescription` (0..1).
     pub original_prescription: Option<Reference>,
     /// Recipient of benefits payable. `payee` (0..1).
-    pub payee: Option<ClaimPayee>,
+    pub payee: Option<Box<ClaimPayee>>,
     /// Treatment referral. `referral` (0..1).
     pub referral: Option<Reference>,
     /// Servicing facility. `facility` (0..1).
@@ -97,7 +97,7 @@ pub struct Claim {
     /// Patient insurance information. `insurance` (1..*).
     pub insurance: Vec<ClaimInsurance>,
     /// Details of the event. `accident` (0..1).
-    pub accident: Option<ClaimAccident>,
+    pub accident: Option<Box<ClaimAccident>>,
     /// Product or service provided. `item` (0..*).
     pub item: Vec<ClaimItem>,
     /// Total claim cost. `total` (0..1).
@@ -106,102 +106,105 @@ pub struct Claim {
     pub extra: Extra,
 }
 
+impl Claim {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 397,
+        slots: &[
+            ("", 0), ("use", 18), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subType", 17),
+            ("supportingInfo", 36), ("_created", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("procedure", 38),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("referral", 33),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("type", 16), ("implicitRules", 5), ("_status", 15), ("", 0),
+            ("priority", 27), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("", 0), ("item", 41), ("", 0),
+            ("_id", 3), ("", 0), ("resourceType", 1), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("patient", 20), ("", 0), ("", 0),
+            ("", 0), ("total", 42), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("enterer", 24),
+            ("insurance", 39), ("facility", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("insurer", 25), ("prescription", 30), ("", 0),
+            ("", 0), ("", 0), ("payee", 32), ("provider", 26),
+            ("", 0), ("", 0), ("_use", 19), ("", 0),
+            ("accident", 40), ("created", 22), ("originalPrescription", 31), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("diagnosis", 37),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("careTeam", 35), ("fundsReserve", 28), ("related", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("billablePeriod", 21), ("", 0), ("", 0), ("id", 2),
+        ],
+    };
+}
+
 impl FromJson for Claim {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Claim {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 397,
-            slots: &[
-                ("", 0), ("use", 18), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subType", 17),
-                ("supportingInfo", 36), ("_created", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("procedure", 38),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("referral", 33),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("type", 16), ("implicitRules", 5), ("_status", 15), ("", 0),
-                ("priority", 27), ("", 0), ("", 0), ("", 0),
-                ("extension", 11), ("", 0), ("item", 41), ("", 0),
-                ("_id", 3), ("", 0), ("resourceType", 1), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("patient", 20), ("", 0), ("", 0),
-                ("", 0), ("total", 42), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("enterer", 24),
-                ("insurance", 39), ("facility", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("status", 14), ("", 0), ("", 0),
-                ("", 0), ("insurer", 25), ("prescription", 30), ("", 0),
-                ("", 0), ("", 0), ("payee", 32), ("provider", 26),
-                ("", 0), ("", 0), ("_use", 19), ("", 0),
-                ("accident", 40), ("created", 22), ("originalPrescription", 31), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("diagnosis", 37),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("careTeam", 35), ("fundsReserve", 28), ("related", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("billablePeriod", 21), ("", 0), ("", 0), ("id", 2),
-            ],
-        };
+impl rt::ReadMembers for Claim {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_provider = None;
         let mut f_priority = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Claim"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.sub_type, "subType", &mut out.extra),
-                18 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                19 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                20 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                21 => rt::opt(p, &mut out.billable_period, "billablePeriod", &mut out.extra),
-                22 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                23 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                24 => rt::opt(p, &mut out.enterer, "enterer", &mut out.extra),
-                25 => rt::opt(p, &mut out.insurer, "insurer", &mut out.extra),
-                26 => rt::opt(p, &mut f_provider, "provider", &mut out.extra),
-                27 => rt::opt(p, &mut f_priority, "priority", &mut out.extra),
-                28 => rt::opt(p, &mut out.funds_reserve, "fundsReserve", &mut out.extra),
-                29 => rt::list(p, &mut out.related, "related", &mut out.extra),
-                30 => rt::opt(p, &mut out.prescription, "prescription", &mut out.extra),
-                31 => rt::opt(p, &mut out.original_prescription, "originalPrescription", &mut out.extra),
-                32 => rt::opt(p, &mut out.payee, "payee", &mut out.extra),
-                33 => rt::opt(p, &mut out.referral, "referral", &mut out.extra),
-                34 => rt::opt(p, &mut out.facility, "facility", &mut out.extra),
-                35 => rt::list(p, &mut out.care_team, "careTeam", &mut out.extra),
-                36 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                37 => rt::list(p, &mut out.diagnosis, "diagnosis", &mut out.extra),
-                38 => rt::list(p, &mut out.procedure, "procedure", &mut out.extra),
-                39 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                40 => rt::opt(p, &mut out.accident, "accident", &mut out.extra),
-                41 => rt::list(p, &mut out.item, "item", &mut out.extra),
-                42 => rt::opt(p, &mut out.total, "total", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_type, "type"),
+                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                18 => rt::opt(p, &mut out.r#use, "use"),
+                19 => rt::opt(p, &mut out.use_ext, "_use"),
+                20 => rt::opt(p, &mut f_patient, "patient"),
+                21 => rt::opt(p, &mut out.billable_period, "billablePeriod"),
+                22 => rt::opt(p, &mut out.created, "created"),
+                23 => rt::opt(p, &mut out.created_ext, "_created"),
+                24 => rt::opt(p, &mut out.enterer, "enterer"),
+                25 => rt::opt(p, &mut out.insurer, "insurer"),
+                26 => rt::opt(p, &mut f_provider, "provider"),
+                27 => rt::opt(p, &mut f_priority, "priority"),
+                28 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
+                29 => rt::list(p, &mut out.related, "related"),
+                30 => rt::opt(p, &mut out.prescription, "prescription"),
+                31 => rt::opt(p, &mut out.original_prescription, "originalPrescription"),
+                32 => rt::opt(p, &mut out.payee, "payee"),
+                33 => rt::opt(p, &mut out.referral, "referral"),
+                34 => rt::opt(p, &mut out.facility, "facility"),
+                35 => rt::list(p, &mut out.care_team, "careTeam"),
+                36 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                37 => rt::list(p, &mut out.diagnosis, "diagnosis"),
+                38 => rt::list(p, &mut out.procedure, "procedure"),
+                39 => rt::list(p, &mut out.insurance, "insurance"),
+                40 => rt::opt(p, &mut out.accident, "accident"),
+                41 => rt::list(p, &mut out.item, "item"),
+                42 => rt::opt(p, &mut out.total, "total"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -262,7 +265,9 @@ impl ToJson for Claim {
         rt::w_opt(w, b"\"accident\":", &self.accident);
         rt::w_list(w, b"\"item\":", &self.item);
         rt::w_opt(w, b"\"total\":", &self.total);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -275,7 +280,7 @@ impl FhirResource for Claim {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -290,6 +295,14 @@ impl FhirResource for Claim {
             Resource::Claim(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Claim {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -370,81 +383,85 @@ pub struct ClaimItem {
     pub extra: Extra,
 }
 
+impl ClaimItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 73,
+        slots: &[
+            ("", 0), ("", 0), ("encounter", 29), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("programCode", 18), ("id", 1),
+            ("", 0), ("", 0), ("unitPrice", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subSite", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("servicedPeriod", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("informationSequence", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("careTeamSequence", 6), ("", 0), ("modifier", 17), ("", 0),
+            ("category", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("revenue", 14),
+            ("", 0), ("_procedureSequence", 11), ("", 0), ("factor", 23),
+            ("", 0), ("productOrService", 16), ("bodySite", 27), ("detail", 30),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_diagnosisSequence", 9), ("", 0),
+            ("", 0), ("diagnosisSequence", 8), ("quantity", 21), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("procedureSequence", 10), ("servicedDate", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("locationCodeableConcept", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("sequence", 4), ("", 0), ("", 0), ("", 0),
+            ("_sequence", 5), ("_factor", 24), ("locationAddress", 20), ("_careTeamSequence", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("net", 25), ("locationReference", 20), ("", 0),
+            ("_informationSequence", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("udi", 26), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 73,
-            slots: &[
-                ("", 0), ("", 0), ("encounter", 29), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("programCode", 18), ("id", 1),
-                ("", 0), ("", 0), ("unitPrice", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subSite", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("servicedPeriod", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("informationSequence", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("careTeamSequence", 6), ("", 0), ("modifier", 17), ("", 0),
-                ("category", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("revenue", 14),
-                ("", 0), ("_procedureSequence", 11), ("", 0), ("factor", 23),
-                ("", 0), ("productOrService", 16), ("bodySite", 27), ("detail", 30),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_diagnosisSequence", 9), ("", 0),
-                ("", 0), ("diagnosisSequence", 8), ("quantity", 21), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("procedureSequence", 10), ("servicedDate", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("locationCodeableConcept", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("sequence", 4), ("", 0), ("", 0), ("", 0),
-                ("_sequence", 5), ("_factor", 24), ("locationAddress", 20), ("_careTeamSequence", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("net", 25), ("locationReference", 20), ("", 0),
-                ("_informationSequence", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("udi", 26), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.diagnosis_sequence_ext, "_diagnosisSequence", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.procedure_sequence, &mut out.procedure_sequence_ext, "procedureSequence", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence", &mut out.extra),
-                14 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                15 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                16 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                17 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                18 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                19 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                20 => rt::choice(p, &mut out.location, key, &mut out.extra),
-                21 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                22 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                23 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                24 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                25 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                26 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
-                27 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                28 => rt::list(p, &mut out.sub_site, "subSite", &mut out.extra),
-                29 => rt::list(p, &mut out.encounter, "encounter", &mut out.extra),
-                30 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence"),
+                7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence"),
+                8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence"),
+                9 => rt::list_ext(p, &mut out.diagnosis_sequence_ext, "_diagnosisSequence"),
+                10 => rt::prim_list(p, &mut out.procedure_sequence, &mut out.procedure_sequence_ext, "procedureSequence"),
+                11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence"),
+                12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence"),
+                13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence"),
+                14 => rt::opt(p, &mut out.revenue, "revenue"),
+                15 => rt::opt(p, &mut out.category, "category"),
+                16 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                17 => rt::list(p, &mut out.modifier, "modifier"),
+                18 => rt::list(p, &mut out.program_code, "programCode"),
+                19 => rt::choice(p, &mut out.serviced, key),
+                20 => rt::choice(p, &mut out.location, key),
+                21 => rt::opt(p, &mut out.quantity, "quantity"),
+                22 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                23 => rt::opt(p, &mut out.factor, "factor"),
+                24 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                25 => rt::opt(p, &mut out.net, "net"),
+                26 => rt::list(p, &mut out.udi, "udi"),
+                27 => rt::opt(p, &mut out.body_site, "bodySite"),
+                28 => rt::list(p, &mut out.sub_site, "subSite"),
+                29 => rt::list(p, &mut out.encounter, "encounter"),
+                30 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -482,7 +499,9 @@ impl ToJson for ClaimItem {
         rt::w_list(w, b"\"subSite\":", &self.sub_site);
         rt::w_list(w, b"\"encounter\":", &self.encounter);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -532,52 +551,56 @@ pub struct ClaimItemDetail {
     pub extra: Extra,
 }
 
+impl ClaimItemDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("sequence", 4), ("quantity", 11), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("productOrService", 8), ("net", 15),
+            ("modifier", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("unitPrice", 12), ("", 0),
+            ("factor", 13), ("", 0), ("", 0), ("", 0),
+            ("_factor", 14), ("revenue", 6), ("id", 1), ("", 0),
+            ("udi", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subDetail", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 7),
+            ("programCode", 10), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("sequence", 4), ("quantity", 11), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_sequence", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("productOrService", 8), ("net", 15),
-                ("modifier", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("unitPrice", 12), ("", 0),
-                ("factor", 13), ("", 0), ("", 0), ("", 0),
-                ("_factor", 14), ("revenue", 6), ("id", 1), ("", 0),
-                ("udi", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subDetail", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("category", 7),
-                ("programCode", 10), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                7 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                9 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                10 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                11 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                13 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                15 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                16 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
-                17 => rt::list(p, &mut out.sub_detail, "subDetail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.revenue, "revenue"),
+                7 => rt::opt(p, &mut out.category, "category"),
+                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list(p, &mut out.modifier, "modifier"),
+                10 => rt::list(p, &mut out.program_code, "programCode"),
+                11 => rt::opt(p, &mut out.quantity, "quantity"),
+                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                13 => rt::opt(p, &mut out.factor, "factor"),
+                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt(p, &mut out.net, "net"),
+                16 => rt::list(p, &mut out.udi, "udi"),
+                17 => rt::list(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -606,7 +629,9 @@ impl ToJson for ClaimItemDetail {
         rt::w_opt(w, b"\"net\":", &self.net);
         rt::w_list(w, b"\"udi\":", &self.udi);
         rt::w_list(w, b"\"subDetail\":", &self.sub_detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -654,43 +679,47 @@ pub struct ClaimItemDetailSubDetail {
     pub extra: Extra,
 }
 
+impl ClaimItemDetailSubDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("productOrService", 8), ("", 0), ("_sequence", 5), ("unitPrice", 12),
+            ("_factor", 14), ("", 0), ("id", 1), ("", 0),
+            ("quantity", 11), ("revenue", 6), ("factor", 13), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("programCode", 10),
+            ("", 0), ("net", 15), ("", 0), ("modifier", 9),
+            ("sequence", 4), ("category", 7), ("udi", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("productOrService", 8), ("", 0), ("_sequence", 5), ("unitPrice", 12),
-                ("_factor", 14), ("", 0), ("id", 1), ("", 0),
-                ("quantity", 11), ("revenue", 6), ("factor", 13), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("programCode", 10),
-                ("", 0), ("net", 15), ("", 0), ("modifier", 9),
-                ("sequence", 4), ("category", 7), ("udi", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                7 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                9 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                10 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                11 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                13 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                15 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                16 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.revenue, "revenue"),
+                7 => rt::opt(p, &mut out.category, "category"),
+                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list(p, &mut out.modifier, "modifier"),
+                10 => rt::list(p, &mut out.program_code, "programCode"),
+                11 => rt::opt(p, &mut out.quantity, "quantity"),
+                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                13 => rt::opt(p, &mut out.factor, "factor"),
+                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt(p, &mut out.net, "net"),
+                16 => rt::list(p, &mut out.udi, "udi"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -718,7 +747,9 @@ impl ToJson for ClaimItemDetailSubDetail {
         rt::w_opt(w, b"\"_factor\":", &self.factor_ext);
         rt::w_opt(w, b"\"net\":", &self.net);
         rt::w_list(w, b"\"udi\":", &self.udi);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -748,29 +779,33 @@ pub struct ClaimAccident {
     pub extra: Extra,
 }
 
+impl ClaimAccident {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("_date", 5), ("date", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimAccident {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("_date", 5), ("date", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                5 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::choice(p, &mut out.location, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.date, "date"),
+                5 => rt::opt(p, &mut out.date_ext, "_date"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::choice(p, &mut out.location, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -788,7 +823,9 @@ impl ToJson for ClaimAccident {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.location);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -815,7 +852,7 @@ pub struct ClaimInsurance {
     /// The `_focal` member: the id and extensions of the value of `focal`.
     pub focal_ext: Option<Box<Element>>,
     /// Pre-assigned Claim number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Insurance information. `coverage` (1..1).
     pub coverage: Reference,
     /// Additional provider contract number. `businessArrangement` (0..1).
@@ -832,41 +869,45 @@ pub struct ClaimInsurance {
     pub extra: Extra,
 }
 
+impl ClaimInsurance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 40,
+        slots: &[
+            ("sequence", 4), ("_businessArrangement", 11), ("identifier", 8), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("coverage", 9), ("id", 1), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("businessArrangement", 10), ("_focal", 7),
+            ("", 0), ("claimResponse", 14), ("_preAuthRef", 13), ("", 0),
+            ("focal", 6), ("preAuthRef", 12), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 40,
-            slots: &[
-                ("sequence", 4), ("_businessArrangement", 11), ("identifier", 8), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("coverage", 9), ("id", 1), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("businessArrangement", 10), ("_focal", 7),
-                ("", 0), ("claimResponse", 14), ("_preAuthRef", 13), ("", 0),
-                ("focal", 6), ("preAuthRef", 12), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.focal, "focal", &mut out.extra),
-                7 => rt::opt(p, &mut out.focal_ext, "_focal", &mut out.extra),
-                8 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                9 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                10 => rt::opt(p, &mut out.business_arrangement, "businessArrangement", &mut out.extra),
-                11 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef", &mut out.extra),
-                14 => rt::opt(p, &mut out.claim_response, "claimResponse", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.focal, "focal"),
+                7 => rt::opt(p, &mut out.focal_ext, "_focal"),
+                8 => rt::opt(p, &mut out.identifier, "identifier"),
+                9 => rt::opt(p, &mut f_coverage, "coverage"),
+                10 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
+                11 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
+                12 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
+                13 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                14 => rt::opt(p, &mut out.claim_response, "claimResponse"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -891,7 +932,9 @@ impl ToJson for ClaimInsurance {
         rt::w_opt(w, b"\"_businessArrangement\":", &self.business_arrangement_ext);
         rt::w_prim_list(w, b"\"preAuthRef\":", b"\"_preAuthRef\":", &self.pre_auth_ref, &self.pre_auth_ref_ext);
         rt::w_opt(w, b"\"claimResponse\":", &self.claim_response);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -927,23 +970,27 @@ pub struct ClaimProcedure {
     pub extra: Extra,
 }
 
+impl ClaimProcedure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
+            ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 6), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimProcedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
-                ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 6), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -956,17 +1003,17 @@ impl FromJson for ClaimProcedure {
         let mut f_udi = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_sequence, "sequence", &mut extra),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence", &mut extra),
-                6 => rt::list(p, &mut f_type, "type", &mut extra),
-                7 => rt::opt(p, &mut f_date, "date", &mut extra),
-                8 => rt::opt(p, &mut f_date_ext, "_date", &mut extra),
-                9 => rt::choice(p, &mut f_procedure, key, &mut extra),
-                10 => rt::list(p, &mut f_udi, "udi", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_sequence, "sequence"),
+                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::list(p, &mut f_type, "type"),
+                7 => rt::opt(p, &mut f_date, "date"),
+                8 => rt::opt(p, &mut f_date_ext, "_date"),
+                9 => rt::choice(p, &mut f_procedure, key),
+                10 => rt::list(p, &mut f_udi, "udi"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -999,7 +1046,9 @@ impl ToJson for ClaimProcedure {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::Choice::write_member(&self.procedure, w);
         rt::w_list(w, b"\"udi\":", &self.udi);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1033,23 +1082,27 @@ pub struct ClaimDiagnosis {
     pub extra: Extra,
 }
 
+impl ClaimDiagnosis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
+            ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
+            ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
+            ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-                ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
-                ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
-                ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -1061,16 +1114,16 @@ impl FromJson for ClaimDiagnosis {
         let mut f_package_code = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_sequence, "sequence", &mut extra),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence", &mut extra),
-                6 => rt::choice(p, &mut f_diagnosis, key, &mut extra),
-                7 => rt::list(p, &mut f_type, "type", &mut extra),
-                8 => rt::opt(p, &mut f_on_admission, "onAdmission", &mut extra),
-                9 => rt::opt(p, &mut f_package_code, "packageCode", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_sequence, "sequence"),
+                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::choice(p, &mut f_diagnosis, key),
+                7 => rt::list(p, &mut f_type, "type"),
+                8 => rt::opt(p, &mut f_on_admission, "onAdmission"),
+                9 => rt::opt(p, &mut f_package_code, "packageCode"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1101,7 +1154,9 @@ impl ToJson for ClaimDiagnosis {
         rt::w_list(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"onAdmission\":", &self.on_admission);
         rt::w_opt(w, b"\"packageCode\":", &self.package_code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1137,37 +1192,41 @@ pub struct ClaimSupportingInfo {
     pub extra: Extra,
 }
 
+impl ClaimSupportingInfo {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 25,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
+            ("", 0), ("id", 1), ("extension", 2), ("", 0),
+            ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
+            ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
+            ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
+        ],
+    };
+}
+
 impl FromJson for ClaimSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 25,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
-                ("", 0), ("id", 1), ("extension", 2), ("", 0),
-                ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
-                ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
-                ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                7 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                8 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                9 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                10 => rt::opt(p, &mut out.reason, "reason", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut f_category, "category"),
+                7 => rt::opt(p, &mut out.code, "code"),
+                8 => rt::choice(p, &mut out.timing, key),
+                9 => rt::choice(p, &mut out.value, key),
+                10 => rt::opt(p, &mut out.reason, "reason"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1189,7 +1248,9 @@ impl ToJson for ClaimSupportingInfo {
         rt::w_choice(w, &self.timing);
         rt::w_choice(w, &self.value);
         rt::w_opt(w, b"\"reason\":", &self.reason);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1225,37 +1286,41 @@ pub struct ClaimCareTeam {
     pub extra: Extra,
 }
 
+impl ClaimCareTeam {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
+            ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
+            ("provider", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimCareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
-                ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
-                ("provider", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_provider = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut f_provider, "provider", &mut out.extra),
-                7 => rt::opt(p, &mut out.responsible, "responsible", &mut out.extra),
-                8 => rt::opt(p, &mut out.responsible_ext, "_responsible", &mut out.extra),
-                9 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                10 => rt::opt(p, &mut out.qualification, "qualification", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut f_provider, "provider"),
+                7 => rt::opt(p, &mut out.responsible, "responsible"),
+                8 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
+                9 => rt::opt(p, &mut out.role, "role"),
+                10 => rt::opt(p, &mut out.qualification, "qualification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1277,7 +1342,9 @@ impl ToJson for ClaimCareTeam {
         rt::w_opt(w, b"\"_responsible\":", &self.responsible_ext);
         rt::w_opt(w, b"\"role\":", &self.role);
         rt::w_opt(w, b"\"qualification\":", &self.qualification);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1303,28 +1370,32 @@ pub struct ClaimPayee {
     pub extra: Extra,
 }
 
+impl ClaimPayee {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("party", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimPayee {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("party", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.party, "party", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1341,7 +1412,9 @@ impl ToJson for ClaimPayee {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"party\":", &self.party);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1364,33 +1437,37 @@ pub struct ClaimRelated {
     /// How the reference claim is related. `relationship` (0..1).
     pub relationship: Option<CodeableConcept>,
     /// File or case reference. `reference` (0..1).
-    pub reference: Option<Identifier>,
+    pub reference: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl ClaimRelated {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("claim", 4), ("", 0),
+            ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for ClaimRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("claim", 4), ("", 0),
-                ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.claim, "claim", &mut out.extra),
-                5 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                6 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.claim, "claim"),
+                5 => rt::opt(p, &mut out.relationship, "relationship"),
+                6 => rt::opt(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1407,7 +1484,9 @@ impl ToJson for ClaimRelated {
         rt::w_opt(w, b"\"claim\":", &self.claim);
         rt::w_opt(w, b"\"relationship\":", &self.relationship);
         rt::w_opt(w, b"\"reference\":", &self.reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ClaimResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -93,13 +93,13 @@ pub struct ClaimResponse {
     /// Adjudication totals. `total` (0..*).
     pub total: Vec<ClaimResponseTotal>,
     /// Payment Details. `payment` (0..1).
-    pub payment: Option<ClaimResponsePayment>,
+    pub payment: Option<Box<ClaimResponsePayment>>,
     /// Funds reserved status. `fundsReserve` (0..1).
     pub funds_reserve: Option<CodeableConcept>,
     /// Printed form identifier. `formCode` (0..1).
     pub form_code: Option<CodeableConcept>,
     /// Printed reference or actual form. `form` (0..1).
-    pub form: Option<Attachment>,
+    pub form: Option<Box<Attachment>>,
     /// Note concerning adjudication. `processNote` (0..*).
     pub process_note: Vec<ClaimResponseProcessNote>,
     /// Request for additional information. `communicationRequest` (0..*).
@@ -112,104 +112,107 @@ pub struct ClaimResponse {
     pub extra: Extra,
 }
 
+impl ClaimResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7342,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_preAuthRef", 31),
+            ("", 0), ("", 0), ("id", 2), ("_use", 19),
+            ("preAuthRef", 30), ("", 0), ("payeeType", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("request", 25), ("", 0),
+            ("_status", 15), ("", 0), ("insurance", 44), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_created", 22), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("subType", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("requestor", 24), ("error", 45),
+            ("", 0), ("communicationRequest", 43), ("_outcome", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("preAuthPeriod", 32), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("patient", 20), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("", 0), ("contained", 10), ("_implicitRules", 6),
+            ("", 0), ("payment", 38), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("created", 21),
+            ("adjudication", 36), ("", 0), ("resourceType", 1), ("addItem", 35),
+            ("", 0), ("fundsReserve", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("form", 41),
+            ("", 0), ("text", 9), ("processNote", 42), ("formCode", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("outcome", 26), ("", 0), ("total", 37), ("_disposition", 29),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("disposition", 28), ("insurer", 23), ("type", 16), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("use", 18), ("item", 34),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ClaimResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7342,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_preAuthRef", 31),
-                ("", 0), ("", 0), ("id", 2), ("_use", 19),
-                ("preAuthRef", 30), ("", 0), ("payeeType", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("request", 25), ("", 0),
-                ("_status", 15), ("", 0), ("insurance", 44), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_created", 22), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("subType", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("requestor", 24), ("error", 45),
-                ("", 0), ("communicationRequest", 43), ("_outcome", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("preAuthPeriod", 32), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("patient", 20), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("", 0), ("contained", 10), ("_implicitRules", 6),
-                ("", 0), ("payment", 38), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("created", 21),
-                ("adjudication", 36), ("", 0), ("resourceType", 1), ("addItem", 35),
-                ("", 0), ("fundsReserve", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("form", 41),
-                ("", 0), ("text", 9), ("processNote", 42), ("formCode", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("outcome", 26), ("", 0), ("total", 37), ("_disposition", 29),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("disposition", 28), ("insurer", 23), ("type", 16), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("use", 18), ("item", 34),
-            ],
-        };
+impl rt::ReadMembers for ClaimResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_insurer = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ClaimResponse"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.sub_type, "subType", &mut out.extra),
-                18 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                19 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                20 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                21 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                22 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                23 => rt::opt(p, &mut f_insurer, "insurer", &mut out.extra),
-                24 => rt::opt(p, &mut out.requestor, "requestor", &mut out.extra),
-                25 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                26 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                27 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                28 => rt::opt(p, &mut out.disposition, "disposition", &mut out.extra),
-                29 => rt::opt(p, &mut out.disposition_ext, "_disposition", &mut out.extra),
-                30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef", &mut out.extra),
-                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef", &mut out.extra),
-                32 => rt::opt(p, &mut out.pre_auth_period, "preAuthPeriod", &mut out.extra),
-                33 => rt::opt(p, &mut out.payee_type, "payeeType", &mut out.extra),
-                34 => rt::list(p, &mut out.item, "item", &mut out.extra),
-                35 => rt::list(p, &mut out.add_item, "addItem", &mut out.extra),
-                36 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                37 => rt::list(p, &mut out.total, "total", &mut out.extra),
-                38 => rt::opt(p, &mut out.payment, "payment", &mut out.extra),
-                39 => rt::opt(p, &mut out.funds_reserve, "fundsReserve", &mut out.extra),
-                40 => rt::opt(p, &mut out.form_code, "formCode", &mut out.extra),
-                41 => rt::opt(p, &mut out.form, "form", &mut out.extra),
-                42 => rt::list(p, &mut out.process_note, "processNote", &mut out.extra),
-                43 => rt::list(p, &mut out.communication_request, "communicationRequest", &mut out.extra),
-                44 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                45 => rt::list(p, &mut out.error, "error", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_type, "type"),
+                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                18 => rt::opt(p, &mut out.r#use, "use"),
+                19 => rt::opt(p, &mut out.use_ext, "_use"),
+                20 => rt::opt(p, &mut f_patient, "patient"),
+                21 => rt::opt(p, &mut out.created, "created"),
+                22 => rt::opt(p, &mut out.created_ext, "_created"),
+                23 => rt::opt(p, &mut f_insurer, "insurer"),
+                24 => rt::opt(p, &mut out.requestor, "requestor"),
+                25 => rt::opt(p, &mut out.request, "request"),
+                26 => rt::opt(p, &mut out.outcome, "outcome"),
+                27 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                28 => rt::opt(p, &mut out.disposition, "disposition"),
+                29 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef"),
+                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                32 => rt::opt(p, &mut out.pre_auth_period, "preAuthPeriod"),
+                33 => rt::opt(p, &mut out.payee_type, "payeeType"),
+                34 => rt::list(p, &mut out.item, "item"),
+                35 => rt::list(p, &mut out.add_item, "addItem"),
+                36 => rt::list(p, &mut out.adjudication, "adjudication"),
+                37 => rt::list(p, &mut out.total, "total"),
+                38 => rt::opt(p, &mut out.payment, "payment"),
+                39 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
+                40 => rt::opt(p, &mut out.form_code, "formCode"),
+                41 => rt::opt(p, &mut out.form, "form"),
+                42 => rt::list(p, &mut out.process_note, "processNote"),
+                43 => rt::list(p, &mut out.communication_request, "communicationRequest"),
+                44 => rt::list(p, &mut out.insurance, "insurance"),
+                45 => rt::list(p, &mut out.error, "error"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,7 +275,9 @@ impl ToJson for ClaimResponse {
         rt::w_list(w, b"\"communicationRequest\":", &self.communication_request);
         rt::w_list(w, b"\"insurance\":", &self.insurance);
         rt::w_list(w, b"\"error\":", &self.error);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -285,7 +290,7 @@ impl FhirResource for ClaimResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -300,6 +305,14 @@ impl FhirResource for ClaimResponse {
             Resource::ClaimResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ClaimResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -340,37 +353,41 @@ pub struct ClaimResponseError {
     pub extra: Extra,
 }
 
+impl ClaimResponseError {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("code", 10),
+            ("modifierExtension", 3), ("", 0), ("detailSequence", 6), ("_itemSequence", 5),
+            ("_subDetailSequence", 9), ("", 0), ("", 0), ("_detailSequence", 7),
+            ("subDetailSequence", 8), ("", 0), ("itemSequence", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseError {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("code", 10),
-                ("modifierExtension", 3), ("", 0), ("detailSequence", 6), ("_itemSequence", 5),
-                ("_subDetailSequence", 9), ("", 0), ("", 0), ("_detailSequence", 7),
-                ("subDetailSequence", 8), ("", 0), ("itemSequence", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.item_sequence, "itemSequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.detail_sequence, "detailSequence", &mut out.extra),
-                7 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence", &mut out.extra),
-                8 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence", &mut out.extra),
-                9 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence", &mut out.extra),
-                10 => rt::opt(p, &mut f_code, "code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.item_sequence, "itemSequence"),
+                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence"),
+                6 => rt::opt(p, &mut out.detail_sequence, "detailSequence"),
+                7 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                8 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence"),
+                9 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
+                10 => rt::opt(p, &mut f_code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -392,7 +409,9 @@ impl ToJson for ClaimResponseError {
         rt::w_opt(w, b"\"subDetailSequence\":", &self.sub_detail_sequence);
         rt::w_opt(w, b"\"_subDetailSequence\":", &self.sub_detail_sequence_ext);
         rt::w_req(w, b"\"code\":", &self.code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -430,38 +449,42 @@ pub struct ClaimResponseInsurance {
     pub extra: Extra,
 }
 
+impl ClaimResponseInsurance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("sequence", 4), ("", 0), ("", 0),
+            ("_businessArrangement", 10), ("focal", 6), ("", 0), ("_sequence", 5),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("_focal", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("coverage", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("businessArrangement", 9),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("claimResponse", 11),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("sequence", 4), ("", 0), ("", 0),
-                ("_businessArrangement", 10), ("focal", 6), ("", 0), ("_sequence", 5),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("_focal", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("coverage", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("businessArrangement", 9),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("claimResponse", 11),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.focal, "focal", &mut out.extra),
-                7 => rt::opt(p, &mut out.focal_ext, "_focal", &mut out.extra),
-                8 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                9 => rt::opt(p, &mut out.business_arrangement, "businessArrangement", &mut out.extra),
-                10 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement", &mut out.extra),
-                11 => rt::opt(p, &mut out.claim_response, "claimResponse", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.focal, "focal"),
+                7 => rt::opt(p, &mut out.focal_ext, "_focal"),
+                8 => rt::opt(p, &mut f_coverage, "coverage"),
+                9 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
+                10 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
+                11 => rt::opt(p, &mut out.claim_response, "claimResponse"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -484,7 +507,9 @@ impl ToJson for ClaimResponseInsurance {
         rt::w_opt(w, b"\"businessArrangement\":", &self.business_arrangement);
         rt::w_opt(w, b"\"_businessArrangement\":", &self.business_arrangement_ext);
         rt::w_opt(w, b"\"claimResponse\":", &self.claim_response);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -520,36 +545,40 @@ pub struct ClaimResponseProcessNote {
     pub extra: Extra,
 }
 
+impl ClaimResponseProcessNote {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
+            ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
+            ("", 0), ("_number", 5), ("", 0), ("", 0),
+            ("number", 4), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("text", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_text", 9),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
-                ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
-                ("", 0), ("_number", 5), ("", 0), ("", 0),
-                ("number", 4), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("text", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_text", 9),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.number, "number", &mut out.extra),
-                5 => rt::opt(p, &mut out.number_ext, "_number", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                8 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                9 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                10 => rt::opt(p, &mut out.language, "language", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.number, "number"),
+                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                8 => rt::opt(p, &mut out.text, "text"),
+                9 => rt::opt(p, &mut out.text_ext, "_text"),
+                10 => rt::opt(p, &mut out.language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -570,7 +599,9 @@ impl ToJson for ClaimResponseProcessNote {
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
         rt::w_opt(w, b"\"language\":", &self.language);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -601,43 +632,47 @@ pub struct ClaimResponsePayment {
     /// Payable amount after adjustment. `amount` (1..1).
     pub amount: Money,
     /// Business identifier for the payment. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl ClaimResponsePayment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
+            ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for ClaimResponsePayment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 4), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
-                ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.adjustment, "adjustment", &mut out.extra),
-                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason", &mut out.extra),
-                7 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                8 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                9 => rt::opt(p, &mut f_amount, "amount", &mut out.extra),
-                10 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.adjustment, "adjustment"),
+                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason"),
+                7 => rt::opt(p, &mut out.date, "date"),
+                8 => rt::opt(p, &mut out.date_ext, "_date"),
+                9 => rt::opt(p, &mut f_amount, "amount"),
+                10 => rt::opt(p, &mut out.identifier, "identifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -660,7 +695,9 @@ impl ToJson for ClaimResponsePayment {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_req(w, b"\"amount\":", &self.amount);
         rt::w_opt(w, b"\"identifier\":", &self.identifier);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -686,29 +723,33 @@ pub struct ClaimResponseTotal {
     pub extra: Extra,
 }
 
+impl ClaimResponseTotal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 4),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseTotal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("category", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut f_amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::opt(p, &mut f_amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -726,7 +767,9 @@ impl ToJson for ClaimResponseTotal {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"category\":", &self.category);
         rt::w_req(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -794,61 +837,65 @@ pub struct ClaimResponseAddItem {
     pub extra: Extra,
 }
 
+impl ClaimResponseAddItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1593,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("servicedDate", 14),
+            ("extension", 2), ("", 0), ("", 0), ("_noteNumber", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_detailSequence", 7),
+            ("noteNumber", 23), ("", 0), ("productOrService", 11), ("", 0),
+            ("", 0), ("locationReference", 15), ("", 0), ("", 0),
+            ("locationAddress", 15), ("unitPrice", 17), ("", 0), ("_itemSequence", 5),
+            ("factor", 18), ("", 0), ("", 0), ("", 0),
+            ("_factor", 19), ("programCode", 13), ("detail", 26), ("", 0),
+            ("_subdetailSequence", 9), ("modifier", 12), ("", 0), ("id", 1),
+            ("itemSequence", 4), ("modifierExtension", 3), ("servicedPeriod", 14), ("", 0),
+            ("", 0), ("", 0), ("adjudication", 25), ("", 0),
+            ("", 0), ("bodySite", 21), ("", 0), ("quantity", 16),
+            ("", 0), ("", 0), ("provider", 10), ("subdetailSequence", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("net", 20), ("locationCodeableConcept", 15), ("subSite", 22), ("detailSequence", 6),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseAddItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1593,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("servicedDate", 14),
-                ("extension", 2), ("", 0), ("", 0), ("_noteNumber", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_detailSequence", 7),
-                ("noteNumber", 23), ("", 0), ("productOrService", 11), ("", 0),
-                ("", 0), ("locationReference", 15), ("", 0), ("", 0),
-                ("locationAddress", 15), ("unitPrice", 17), ("", 0), ("_itemSequence", 5),
-                ("factor", 18), ("", 0), ("", 0), ("", 0),
-                ("_factor", 19), ("programCode", 13), ("detail", 26), ("", 0),
-                ("_subdetailSequence", 9), ("modifier", 12), ("", 0), ("id", 1),
-                ("itemSequence", 4), ("modifierExtension", 3), ("servicedPeriod", 14), ("", 0),
-                ("", 0), ("", 0), ("adjudication", 25), ("", 0),
-                ("", 0), ("bodySite", 21), ("", 0), ("quantity", 16),
-                ("", 0), ("", 0), ("provider", 10), ("subdetailSequence", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("net", 20), ("locationCodeableConcept", 15), ("subSite", 22), ("detailSequence", 6),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.subdetail_sequence, &mut out.subdetail_sequence_ext, "subdetailSequence", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.subdetail_sequence_ext, "_subdetailSequence", &mut out.extra),
-                10 => rt::list(p, &mut out.provider, "provider", &mut out.extra),
-                11 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                13 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                14 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                15 => rt::choice(p, &mut out.location, key, &mut out.extra),
-                16 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                17 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                18 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                19 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                20 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                21 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                22 => rt::list(p, &mut out.sub_site, "subSite", &mut out.extra),
-                23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                25 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                26 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence"),
+                5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence"),
+                6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence"),
+                7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                8 => rt::prim_list(p, &mut out.subdetail_sequence, &mut out.subdetail_sequence_ext, "subdetailSequence"),
+                9 => rt::list_ext(p, &mut out.subdetail_sequence_ext, "_subdetailSequence"),
+                10 => rt::list(p, &mut out.provider, "provider"),
+                11 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                12 => rt::list(p, &mut out.modifier, "modifier"),
+                13 => rt::list(p, &mut out.program_code, "programCode"),
+                14 => rt::choice(p, &mut out.serviced, key),
+                15 => rt::choice(p, &mut out.location, key),
+                16 => rt::opt(p, &mut out.quantity, "quantity"),
+                17 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                18 => rt::opt(p, &mut out.factor, "factor"),
+                19 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                20 => rt::opt(p, &mut out.net, "net"),
+                21 => rt::opt(p, &mut out.body_site, "bodySite"),
+                22 => rt::list(p, &mut out.sub_site, "subSite"),
+                23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                25 => rt::list(p, &mut out.adjudication, "adjudication"),
+                26 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -882,7 +929,9 @@ impl ToJson for ClaimResponseAddItem {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -926,41 +975,45 @@ pub struct ClaimResponseAddItemDetail {
     pub extra: Extra,
 }
 
+impl ClaimResponseAddItemDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 87,
+        slots: &[
+            ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
+            ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
+            ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
+            ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
+            ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
+            ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseAddItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 87,
-            slots: &[
-                ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
-                ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
-                ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
-                ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
-                ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
-                ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                5 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                10 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                13 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                14 => rt::list(p, &mut out.sub_detail, "subDetail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list(p, &mut out.modifier, "modifier"),
+                6 => rt::opt(p, &mut out.quantity, "quantity"),
+                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                8 => rt::opt(p, &mut out.factor, "factor"),
+                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt(p, &mut out.net, "net"),
+                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                13 => rt::list(p, &mut out.adjudication, "adjudication"),
+                14 => rt::list(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -985,7 +1038,9 @@ impl ToJson for ClaimResponseAddItemDetail {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"subDetail\":", &self.sub_detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1027,40 +1082,44 @@ pub struct ClaimResponseAddItemDetailSubDetail {
     pub extra: Extra,
 }
 
+impl ClaimResponseAddItemDetailSubDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
+            ("", 0), ("productOrService", 4), ("", 0), ("", 0),
+            ("", 0), ("_factor", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("quantity", 6), ("", 0),
+            ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseAddItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
-                ("", 0), ("productOrService", 4), ("", 0), ("", 0),
-                ("", 0), ("_factor", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("quantity", 6), ("", 0),
-                ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                5 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                10 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                13 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list(p, &mut out.modifier, "modifier"),
+                6 => rt::opt(p, &mut out.quantity, "quantity"),
+                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                8 => rt::opt(p, &mut out.factor, "factor"),
+                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt(p, &mut out.net, "net"),
+                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                13 => rt::list(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1084,7 +1143,9 @@ impl ToJson for ClaimResponseAddItemDetailSubDetail {
         rt::w_opt(w, b"\"net\":", &self.net);
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1118,35 +1179,39 @@ pub struct ClaimResponseItem {
     pub extra: Extra,
 }
 
+impl ClaimResponseItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("detail", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("itemSequence", 4),
+            ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_itemSequence", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("detail", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("adjudication", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("itemSequence", 4),
-                ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_itemSequence", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.item_sequence, "itemSequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                8 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                9 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.item_sequence, "itemSequence"),
+                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence"),
+                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                8 => rt::list(p, &mut out.adjudication, "adjudication"),
+                9 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1165,7 +1230,9 @@ impl ToJson for ClaimResponseItem {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1199,35 +1266,39 @@ pub struct ClaimResponseItemDetail {
     pub extra: Extra,
 }
 
+impl ClaimResponseItemDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("_detailSequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("detailSequence", 4),
+            ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("subDetail", 9), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("_detailSequence", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("adjudication", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("detailSequence", 4),
-                ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("subDetail", 9), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.detail_sequence, "detailSequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                8 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                9 => rt::list(p, &mut out.sub_detail, "subDetail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.detail_sequence, "detailSequence"),
+                5 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                8 => rt::list(p, &mut out.adjudication, "adjudication"),
+                9 => rt::list(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1246,7 +1317,9 @@ impl ToJson for ClaimResponseItemDetail {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"subDetail\":", &self.sub_detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1278,30 +1351,34 @@ pub struct ClaimResponseItemDetailSubDetail {
     pub extra: Extra,
 }
 
+impl ClaimResponseItemDetailSubDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("noteNumber", 6), ("extension", 2), ("", 0),
+            ("adjudication", 8), ("_subDetailSequence", 5), ("id", 1), ("subDetailSequence", 4),
+            ("modifierExtension", 3), ("_noteNumber", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("noteNumber", 6), ("extension", 2), ("", 0),
-                ("adjudication", 8), ("_subDetailSequence", 5), ("id", 1), ("subDetailSequence", 4),
-                ("modifierExtension", 3), ("_noteNumber", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                8 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence"),
+                5 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
+                6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                8 => rt::list(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1319,7 +1396,9 @@ impl ToJson for ClaimResponseItemDetailSubDetail {
         rt::w_opt(w, b"\"_subDetailSequence\":", &self.sub_detail_sequence_ext);
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1351,31 +1430,35 @@ pub struct ClaimResponseItemAdjudication {
     pub extra: Extra,
 }
 
+impl ClaimResponseItemAdjudication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_value", 8), ("", 0), ("category", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClaimResponseItemAdjudication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_value", 8), ("", 0), ("category", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.reason, "reason", &mut out.extra),
-                6 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                7 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::opt(p, &mut out.reason, "reason"),
+                6 => rt::opt(p, &mut out.amount, "amount"),
+                7 => rt::opt(p, &mut out.value, "value"),
+                8 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1395,7 +1478,9 @@ impl ToJson for ClaimResponseItemAdjudication {
         rt::w_opt(w, b"\"amount\":", &self.amount);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ClinicalImpression {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -96,94 +96,97 @@ pub struct ClinicalImpression {
     pub extra: Extra,
 }
 
+impl ClinicalImpression {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 327,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("prognosisReference", 35), ("", 0), ("", 0), ("", 0),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("problem", 27), ("", 0), ("", 0),
+            ("status", 14), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("_summary", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("code", 17), ("", 0), ("", 0), ("language", 7),
+            ("finding", 33), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 19), ("date", 23), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("subject", 20), ("protocol", 29), ("effectivePeriod", 22), ("contained", 10),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("encounter", 21),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("supportingInfo", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("investigation", 28), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("prognosisCodeableConcept", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("effectiveDateTime", 22), ("", 0), ("_protocol", 30),
+            ("previous", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("statusReason", 16), ("", 0), ("", 0), ("description", 18),
+            ("summary", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 37),
+            ("", 0), ("assessor", 25), ("_date", 24), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClinicalImpression {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ClinicalImpression {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 327,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("prognosisReference", 35), ("", 0), ("", 0), ("", 0),
-                ("_status", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("problem", 27), ("", 0), ("", 0),
-                ("status", 14), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("_summary", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("code", 17), ("", 0), ("", 0), ("language", 7),
-                ("finding", 33), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 19), ("date", 23), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("subject", 20), ("protocol", 29), ("effectivePeriod", 22), ("contained", 10),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("encounter", 21),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("supportingInfo", 36), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("investigation", 28), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("prognosisCodeableConcept", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("effectiveDateTime", 22), ("", 0), ("_protocol", 30),
-                ("previous", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("statusReason", 16), ("", 0), ("", 0), ("description", 18),
-                ("summary", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("note", 37),
-                ("", 0), ("assessor", 25), ("_date", 24), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ClinicalImpression {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ClinicalImpression"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                17 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                18 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                19 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                20 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                21 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                22 => rt::choice(p, &mut out.effective, key, &mut out.extra),
-                23 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                24 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                25 => rt::opt(p, &mut out.assessor, "assessor", &mut out.extra),
-                26 => rt::opt(p, &mut out.previous, "previous", &mut out.extra),
-                27 => rt::list(p, &mut out.problem, "problem", &mut out.extra),
-                28 => rt::list(p, &mut out.investigation, "investigation", &mut out.extra),
-                29 => rt::prim_list(p, &mut out.protocol, &mut out.protocol_ext, "protocol", &mut out.extra),
-                30 => rt::list_ext(p, &mut out.protocol_ext, "_protocol", &mut out.extra),
-                31 => rt::opt(p, &mut out.summary, "summary", &mut out.extra),
-                32 => rt::opt(p, &mut out.summary_ext, "_summary", &mut out.extra),
-                33 => rt::list(p, &mut out.finding, "finding", &mut out.extra),
-                34 => rt::list(p, &mut out.prognosis_codeable_concept, "prognosisCodeableConcept", &mut out.extra),
-                35 => rt::list(p, &mut out.prognosis_reference, "prognosisReference", &mut out.extra),
-                36 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                37 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                17 => rt::opt(p, &mut out.code, "code"),
+                18 => rt::opt(p, &mut out.description, "description"),
+                19 => rt::opt(p, &mut out.description_ext, "_description"),
+                20 => rt::opt(p, &mut f_subject, "subject"),
+                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                22 => rt::choice(p, &mut out.effective, key),
+                23 => rt::opt(p, &mut out.date, "date"),
+                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt(p, &mut out.assessor, "assessor"),
+                26 => rt::opt(p, &mut out.previous, "previous"),
+                27 => rt::list(p, &mut out.problem, "problem"),
+                28 => rt::list(p, &mut out.investigation, "investigation"),
+                29 => rt::prim_list(p, &mut out.protocol, &mut out.protocol_ext, "protocol"),
+                30 => rt::list_ext(p, &mut out.protocol_ext, "_protocol"),
+                31 => rt::opt(p, &mut out.summary, "summary"),
+                32 => rt::opt(p, &mut out.summary_ext, "_summary"),
+                33 => rt::list(p, &mut out.finding, "finding"),
+                34 => rt::list(p, &mut out.prognosis_codeable_concept, "prognosisCodeableConcept"),
+                35 => rt::list(p, &mut out.prognosis_reference, "prognosisReference"),
+                36 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                37 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -235,7 +238,9 @@ impl ToJson for ClinicalImpression {
         rt::w_list(w, b"\"prognosisReference\":", &self.prognosis_reference);
         rt::w_list(w, b"\"supportingInfo\":", &self.supporting_info);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -248,7 +253,7 @@ impl FhirResource for ClinicalImpression {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -263,6 +268,14 @@ impl FhirResource for ClinicalImpression {
             Resource::ClinicalImpression(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ClinicalImpression {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -297,29 +310,33 @@ pub struct ClinicalImpressionFinding {
     pub extra: Extra,
 }
 
+impl ClinicalImpressionFinding {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("basis", 6),
+            ("", 0), ("_basis", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClinicalImpressionFinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("basis", 6),
-                ("", 0), ("_basis", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.item_codeable_concept, "itemCodeableConcept", &mut out.extra),
-                5 => rt::opt(p, &mut out.item_reference, "itemReference", &mut out.extra),
-                6 => rt::opt(p, &mut out.basis, "basis", &mut out.extra),
-                7 => rt::opt(p, &mut out.basis_ext, "_basis", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.item_codeable_concept, "itemCodeableConcept"),
+                5 => rt::opt(p, &mut out.item_reference, "itemReference"),
+                6 => rt::opt(p, &mut out.basis, "basis"),
+                7 => rt::opt(p, &mut out.basis_ext, "_basis"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -337,7 +354,9 @@ impl ToJson for ClinicalImpressionFinding {
         rt::w_opt(w, b"\"itemReference\":", &self.item_reference);
         rt::w_opt(w, b"\"basis\":", &self.basis);
         rt::w_opt(w, b"\"_basis\":", &self.basis_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -363,28 +382,32 @@ pub struct ClinicalImpressionInvestigation {
     pub extra: Extra,
 }
 
+impl ClinicalImpressionInvestigation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("item", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ClinicalImpressionInvestigation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 4), ("", 0), ("", 0),
-                ("", 0), ("item", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -401,7 +424,9 @@ impl ToJson for ClinicalImpressionInvestigation {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

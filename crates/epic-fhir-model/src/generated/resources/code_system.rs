@@ -19,7 +19,7 @@ pub struct CodeSystem {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -136,145 +136,148 @@ pub struct CodeSystem {
     pub extra: Extra,
 }
 
+impl CodeSystem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 162,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_valueSet", 42), ("", 0), ("", 0), ("", 0),
+            ("_status", 23), ("_caseSensitive", 40), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_date", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_title", 21), ("", 0), ("", 0),
+            ("extension", 11), ("id", 2), ("", 0), ("", 0),
+            ("concept", 57), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("useContext", 33), ("", 0), ("", 0),
+            ("", 0), ("_supplements", 52), ("content", 49), ("", 0),
+            ("status", 22), ("", 0), ("compositional", 45), ("", 0),
+            ("", 0), ("_description", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("property", 56), ("", 0),
+            ("description", 31), ("", 0), ("", 0), ("", 0),
+            ("version", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_version", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contact", 30), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("_implicitRules", 6), ("text", 9), ("", 0),
+            ("jurisdiction", 34), ("", 0), ("_url", 14), ("title", 20),
+            ("", 0), ("publisher", 28), ("", 0), ("url", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_hierarchyMeaning", 44), ("experimental", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("purpose", 35), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("supplements", 51),
+            ("", 0), ("", 0), ("", 0), ("name", 18),
+            ("_copyright", 38), ("hierarchyMeaning", 43), ("", 0), ("", 0),
+            ("", 0), ("_versionNeeded", 48), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("caseSensitive", 39), ("", 0), ("", 0), ("versionNeeded", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("filter", 55), ("", 0), ("", 0),
+            ("date", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_count", 54),
+            ("_content", 50), ("", 0), ("", 0), ("_compositional", 46),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("count", 53), ("", 0),
+            ("identifier", 15), ("", 0), ("valueSet", 41), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_experimental", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("copyright", 37),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_purpose", 36), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CodeSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CodeSystem {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 162,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_valueSet", 42), ("", 0), ("", 0), ("", 0),
-                ("_status", 23), ("_caseSensitive", 40), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_date", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_title", 21), ("", 0), ("", 0),
-                ("extension", 11), ("id", 2), ("", 0), ("", 0),
-                ("concept", 57), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("useContext", 33), ("", 0), ("", 0),
-                ("", 0), ("_supplements", 52), ("content", 49), ("", 0),
-                ("status", 22), ("", 0), ("compositional", 45), ("", 0),
-                ("", 0), ("_description", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("property", 56), ("", 0),
-                ("description", 31), ("", 0), ("", 0), ("", 0),
-                ("version", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_version", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contact", 30), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("_implicitRules", 6), ("text", 9), ("", 0),
-                ("jurisdiction", 34), ("", 0), ("_url", 14), ("title", 20),
-                ("", 0), ("publisher", 28), ("", 0), ("url", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_hierarchyMeaning", 44), ("experimental", 24), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("purpose", 35), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("supplements", 51),
-                ("", 0), ("", 0), ("", 0), ("name", 18),
-                ("_copyright", 38), ("hierarchyMeaning", 43), ("", 0), ("", 0),
-                ("", 0), ("_versionNeeded", 48), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("caseSensitive", 39), ("", 0), ("", 0), ("versionNeeded", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("filter", 55), ("", 0), ("", 0),
-                ("date", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_count", 54),
-                ("_content", 50), ("", 0), ("", 0), ("_compositional", 46),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("count", 53), ("", 0),
-                ("identifier", 15), ("", 0), ("valueSet", 41), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_experimental", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("copyright", 37),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_purpose", 36), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_name", 19),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CodeSystem {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CodeSystem"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                39 => rt::opt(p, &mut out.case_sensitive, "caseSensitive", &mut out.extra),
-                40 => rt::opt(p, &mut out.case_sensitive_ext, "_caseSensitive", &mut out.extra),
-                41 => rt::opt(p, &mut out.value_set, "valueSet", &mut out.extra),
-                42 => rt::opt(p, &mut out.value_set_ext, "_valueSet", &mut out.extra),
-                43 => rt::opt(p, &mut out.hierarchy_meaning, "hierarchyMeaning", &mut out.extra),
-                44 => rt::opt(p, &mut out.hierarchy_meaning_ext, "_hierarchyMeaning", &mut out.extra),
-                45 => rt::opt(p, &mut out.compositional, "compositional", &mut out.extra),
-                46 => rt::opt(p, &mut out.compositional_ext, "_compositional", &mut out.extra),
-                47 => rt::opt(p, &mut out.version_needed, "versionNeeded", &mut out.extra),
-                48 => rt::opt(p, &mut out.version_needed_ext, "_versionNeeded", &mut out.extra),
-                49 => rt::opt(p, &mut out.content, "content", &mut out.extra),
-                50 => rt::opt(p, &mut out.content_ext, "_content", &mut out.extra),
-                51 => rt::opt(p, &mut out.supplements, "supplements", &mut out.extra),
-                52 => rt::opt(p, &mut out.supplements_ext, "_supplements", &mut out.extra),
-                53 => rt::opt(p, &mut out.count, "count", &mut out.extra),
-                54 => rt::opt(p, &mut out.count_ext, "_count", &mut out.extra),
-                55 => rt::list(p, &mut out.filter, "filter", &mut out.extra),
-                56 => rt::list(p, &mut out.property, "property", &mut out.extra),
-                57 => rt::list(p, &mut out.concept, "concept", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.purpose, "purpose"),
+                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt(p, &mut out.copyright, "copyright"),
+                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::opt(p, &mut out.case_sensitive, "caseSensitive"),
+                40 => rt::opt(p, &mut out.case_sensitive_ext, "_caseSensitive"),
+                41 => rt::opt(p, &mut out.value_set, "valueSet"),
+                42 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
+                43 => rt::opt(p, &mut out.hierarchy_meaning, "hierarchyMeaning"),
+                44 => rt::opt(p, &mut out.hierarchy_meaning_ext, "_hierarchyMeaning"),
+                45 => rt::opt(p, &mut out.compositional, "compositional"),
+                46 => rt::opt(p, &mut out.compositional_ext, "_compositional"),
+                47 => rt::opt(p, &mut out.version_needed, "versionNeeded"),
+                48 => rt::opt(p, &mut out.version_needed_ext, "_versionNeeded"),
+                49 => rt::opt(p, &mut out.content, "content"),
+                50 => rt::opt(p, &mut out.content_ext, "_content"),
+                51 => rt::opt(p, &mut out.supplements, "supplements"),
+                52 => rt::opt(p, &mut out.supplements_ext, "_supplements"),
+                53 => rt::opt(p, &mut out.count, "count"),
+                54 => rt::opt(p, &mut out.count_ext, "_count"),
+                55 => rt::list(p, &mut out.filter, "filter"),
+                56 => rt::list(p, &mut out.property, "property"),
+                57 => rt::list(p, &mut out.concept, "concept"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -346,7 +349,9 @@ impl ToJson for CodeSystem {
         rt::w_list(w, b"\"filter\":", &self.filter);
         rt::w_list(w, b"\"property\":", &self.property);
         rt::w_list(w, b"\"concept\":", &self.concept);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -359,7 +364,7 @@ impl FhirResource for CodeSystem {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -374,6 +379,14 @@ impl FhirResource for CodeSystem {
             Resource::CodeSystem(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CodeSystem {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -418,38 +431,42 @@ pub struct CodeSystemConcept {
     pub extra: Extra,
 }
 
+impl CodeSystemConcept {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("_code", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("_definition", 9), ("code", 4), ("display", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("definition", 8), ("", 0), ("concept", 12),
+            ("", 0), ("property", 11), ("", 0), ("", 0),
+            ("designation", 10), ("", 0), ("_display", 7), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CodeSystemConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("_code", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("_definition", 9), ("code", 4), ("display", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("definition", 8), ("", 0), ("concept", 12),
-                ("", 0), ("property", 11), ("", 0), ("", 0),
-                ("designation", 10), ("", 0), ("_display", 7), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                7 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                8 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                9 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                10 => rt::list(p, &mut out.designation, "designation", &mut out.extra),
-                11 => rt::list(p, &mut out.property, "property", &mut out.extra),
-                12 => rt::list(p, &mut out.concept, "concept", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.display, "display"),
+                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                8 => rt::opt(p, &mut out.definition, "definition"),
+                9 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                10 => rt::list(p, &mut out.designation, "designation"),
+                11 => rt::list(p, &mut out.property, "property"),
+                12 => rt::list(p, &mut out.concept, "concept"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -472,7 +489,9 @@ impl ToJson for CodeSystemConcept {
         rt::w_list(w, b"\"designation\":", &self.designation);
         rt::w_list(w, b"\"property\":", &self.property);
         rt::w_list(w, b"\"concept\":", &self.concept);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -500,23 +519,27 @@ pub struct CodeSystemConceptProperty {
     pub extra: Extra,
 }
 
+impl CodeSystemConceptProperty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueDateTime", 6),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueString", 6), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCode", 6), ("", 0), ("valueDecimal", 6),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
+            ("", 0), ("_code", 5), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("valueCoding", 6), ("valueInteger", 6),
+        ],
+    };
+}
+
 impl FromJson for CodeSystemConceptProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueDateTime", 6),
-                ("", 0), ("code", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueString", 6), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCode", 6), ("", 0), ("valueDecimal", 6),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
-                ("", 0), ("_code", 5), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("valueCoding", 6), ("valueInteger", 6),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -525,13 +548,13 @@ impl FromJson for CodeSystemConceptProperty {
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut extra),
-                5 => rt::opt(p, &mut f_code_ext, "_code", &mut extra),
-                6 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut f_code_ext, "_code"),
+                6 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -556,7 +579,9 @@ impl ToJson for CodeSystemConceptProperty {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -588,30 +613,34 @@ pub struct CodeSystemConceptDesignation {
     pub extra: Extra,
 }
 
+impl CodeSystemConceptDesignation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 21,
+        slots: &[
+            ("_value", 8), ("", 0), ("modifierExtension", 3), ("_language", 5),
+            ("extension", 2), ("", 0), ("use", 6), ("", 0),
+            ("value", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 4), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for CodeSystemConceptDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 21,
-            slots: &[
-                ("_value", 8), ("", 0), ("modifierExtension", 3), ("_language", 5),
-                ("extension", 2), ("", 0), ("use", 6), ("", 0),
-                ("value", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 4), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                5 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                7 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.language, "language"),
+                5 => rt::opt(p, &mut out.language_ext, "_language"),
+                6 => rt::opt(p, &mut out.r#use, "use"),
+                7 => rt::opt(p, &mut out.value, "value"),
+                8 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -630,7 +659,9 @@ impl ToJson for CodeSystemConceptDesignation {
         rt::w_opt(w, b"\"use\":", &self.r#use);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -668,37 +699,41 @@ pub struct CodeSystemProperty {
     pub extra: Extra,
 }
 
+impl CodeSystemProperty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15,
+        slots: &[
+            ("", 0), ("extension", 2), ("id", 1), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("uri", 6), ("", 0),
+            ("_uri", 7), ("", 0), ("", 0), ("_description", 9),
+            ("type", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_type", 11), ("", 0), ("", 0),
+            ("", 0), ("description", 8), ("", 0), ("_code", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("code", 4),
+        ],
+    };
+}
+
 impl FromJson for CodeSystemProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15,
-            slots: &[
-                ("", 0), ("extension", 2), ("id", 1), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("uri", 6), ("", 0),
-                ("_uri", 7), ("", 0), ("", 0), ("_description", 9),
-                ("type", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_type", 11), ("", 0), ("", 0),
-                ("", 0), ("description", 8), ("", 0), ("_code", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("code", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
-                8 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                9 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                10 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                11 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.uri, "uri"),
+                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                8 => rt::opt(p, &mut out.description, "description"),
+                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt(p, &mut out.r#type, "type"),
+                11 => rt::opt(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -720,7 +755,9 @@ impl ToJson for CodeSystemProperty {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -758,37 +795,41 @@ pub struct CodeSystemFilter {
     pub extra: Extra,
 }
 
+impl CodeSystemFilter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("description", 6), ("extension", 2), ("", 0),
+            ("", 0), ("_value", 11), ("id", 1), ("value", 10),
+            ("", 0), ("", 0), ("", 0), ("_code", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 7),
+            ("modifierExtension", 3), ("", 0), ("operator", 8), ("_operator", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CodeSystemFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("description", 6), ("extension", 2), ("", 0),
-                ("", 0), ("_value", 11), ("id", 1), ("value", 10),
-                ("", 0), ("", 0), ("", 0), ("_code", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_description", 7),
-                ("modifierExtension", 3), ("", 0), ("operator", 8), ("_operator", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.operator, &mut out.operator_ext, "operator", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.operator_ext, "_operator", &mut out.extra),
-                10 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                11 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::prim_list(p, &mut out.operator, &mut out.operator_ext, "operator"),
+                9 => rt::list_ext(p, &mut out.operator_ext, "_operator"),
+                10 => rt::opt(p, &mut out.value, "value"),
+                11 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -809,7 +850,9 @@ impl ToJson for CodeSystemFilter {
         rt::w_prim_list(w, b"\"operator\":", b"\"_operator\":", &self.operator, &self.operator_ext);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Communication {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -104,97 +104,100 @@ pub struct Communication {
     pub extra: Extra,
 }
 
+impl Communication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 863,
+        slots: &[
+            ("_language", 8), ("instantiatesUri", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reasonCode", 38),
+            ("", 0), ("about", 30), ("partOf", 19), ("status", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("medium", 27), ("", 0), ("_received", 35),
+            ("", 0), ("meta", 4), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_status", 22), ("statusReason", 23), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("basedOn", 18), ("recipient", 36), ("_priority", 26), ("encounter", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("topic", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subject", 28),
+            ("", 0), ("", 0), ("inResponseTo", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("payload", 40), ("", 0),
+            ("", 0), ("_instantiatesUri", 17), ("instantiatesCanonical", 14), ("", 0),
+            ("id", 2), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("_sent", 33), ("", 0), ("reasonReference", 39),
+            ("implicitRules", 5), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("received", 34), ("priority", 25),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("category", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("sender", 37), ("", 0), ("", 0), ("note", 41),
+            ("", 0), ("sent", 32), ("_instantiatesCanonical", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Communication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Communication {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 863,
-            slots: &[
-                ("_language", 8), ("instantiatesUri", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reasonCode", 38),
-                ("", 0), ("about", 30), ("partOf", 19), ("status", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 11), ("medium", 27), ("", 0), ("_received", 35),
-                ("", 0), ("meta", 4), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_status", 22), ("statusReason", 23), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("basedOn", 18), ("recipient", 36), ("_priority", 26), ("encounter", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("topic", 29), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subject", 28),
-                ("", 0), ("", 0), ("inResponseTo", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("payload", 40), ("", 0),
-                ("", 0), ("_instantiatesUri", 17), ("instantiatesCanonical", 14), ("", 0),
-                ("id", 2), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("_sent", 33), ("", 0), ("reasonReference", 39),
-                ("implicitRules", 5), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("received", 34), ("priority", 25),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("category", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("sender", 37), ("", 0), ("", 0), ("note", 41),
-                ("", 0), ("sent", 32), ("_instantiatesCanonical", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Communication {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Communication"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                20 => rt::list(p, &mut out.in_response_to, "inResponseTo", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                24 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                25 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                26 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                27 => rt::list(p, &mut out.medium, "medium", &mut out.extra),
-                28 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                29 => rt::opt(p, &mut out.topic, "topic", &mut out.extra),
-                30 => rt::list(p, &mut out.about, "about", &mut out.extra),
-                31 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                32 => rt::opt(p, &mut out.sent, "sent", &mut out.extra),
-                33 => rt::opt(p, &mut out.sent_ext, "_sent", &mut out.extra),
-                34 => rt::opt(p, &mut out.received, "received", &mut out.extra),
-                35 => rt::opt(p, &mut out.received_ext, "_received", &mut out.extra),
-                36 => rt::list(p, &mut out.recipient, "recipient", &mut out.extra),
-                37 => rt::opt(p, &mut out.sender, "sender", &mut out.extra),
-                38 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                39 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                40 => rt::list(p, &mut out.payload, "payload", &mut out.extra),
-                41 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::list(p, &mut out.part_of, "partOf"),
+                20 => rt::list(p, &mut out.in_response_to, "inResponseTo"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                24 => rt::list(p, &mut out.category, "category"),
+                25 => rt::opt(p, &mut out.priority, "priority"),
+                26 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                27 => rt::list(p, &mut out.medium, "medium"),
+                28 => rt::opt(p, &mut out.subject, "subject"),
+                29 => rt::opt(p, &mut out.topic, "topic"),
+                30 => rt::list(p, &mut out.about, "about"),
+                31 => rt::opt(p, &mut out.encounter, "encounter"),
+                32 => rt::opt(p, &mut out.sent, "sent"),
+                33 => rt::opt(p, &mut out.sent_ext, "_sent"),
+                34 => rt::opt(p, &mut out.received, "received"),
+                35 => rt::opt(p, &mut out.received_ext, "_received"),
+                36 => rt::list(p, &mut out.recipient, "recipient"),
+                37 => rt::opt(p, &mut out.sender, "sender"),
+                38 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                39 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                40 => rt::list(p, &mut out.payload, "payload"),
+                41 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -248,7 +251,9 @@ impl ToJson for Communication {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_list(w, b"\"payload\":", &self.payload);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -261,7 +266,7 @@ impl FhirResource for Communication {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -276,6 +281,14 @@ impl FhirResource for Communication {
             Resource::Communication(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Communication {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -304,30 +317,34 @@ pub struct CommunicationPayload {
     pub extra: Extra,
 }
 
+impl CommunicationPayload {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("contentString", 4), ("", 0), ("", 0), ("contentAttachment", 4),
+            ("", 0), ("", 0), ("", 0), ("contentReference", 4),
+        ],
+    };
+}
+
 impl FromJson for CommunicationPayload {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("contentString", 4), ("", 0), ("", 0), ("contentAttachment", 4),
-                ("", 0), ("", 0), ("", 0), ("contentReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_content = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_content, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -348,7 +365,9 @@ impl ToJson for CommunicationPayload {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.content, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

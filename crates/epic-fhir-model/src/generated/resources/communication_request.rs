@@ -19,7 +19,7 @@ pub struct CommunicationRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -47,7 +47,7 @@ pub struct CommunicationRequest {
     /// Request(s) replaced by this request. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -100,94 +100,97 @@ pub struct CommunicationRequest {
     pub extra: Extra,
 }
 
+impl CommunicationRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1016,
+        slots: &[
+            ("groupIdentifier", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 26), ("", 0), ("category", 20), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("occurrenceDateTime", 30), ("", 0), ("", 0), ("sender", 35),
+            ("language", 7), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 17),
+            ("", 0), ("", 0), ("", 0), ("note", 38),
+            ("replaces", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("contained", 10), ("_priority", 22), ("occurrencePeriod", 30),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("reasonCode", 36), ("", 0), ("", 0), ("", 0),
+            ("recipient", 34), ("", 0), ("requester", 33), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("payload", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("about", 27), ("", 0), ("medium", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("encounter", 28),
+            ("identifier", 13), ("", 0), ("reasonReference", 37), ("modifierExtension", 12),
+            ("", 0), ("doNotPerform", 23), ("", 0), ("", 0),
+            ("", 0), ("basedOn", 14), ("", 0), ("", 0),
+            ("authoredOn", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 18), ("", 0),
+            ("", 0), ("", 0), ("statusReason", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("_doNotPerform", 24),
+            ("_authoredOn", 32), ("", 0), ("", 0), ("priority", 21),
+        ],
+    };
+}
+
 impl FromJson for CommunicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CommunicationRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1016,
-            slots: &[
-                ("groupIdentifier", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subject", 26), ("", 0), ("category", 20), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("occurrenceDateTime", 30), ("", 0), ("", 0), ("sender", 35),
-                ("language", 7), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 17),
-                ("", 0), ("", 0), ("", 0), ("note", 38),
-                ("replaces", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("contained", 10), ("_priority", 22), ("occurrencePeriod", 30),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("reasonCode", 36), ("", 0), ("", 0), ("", 0),
-                ("recipient", 34), ("", 0), ("requester", 33), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("payload", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("about", 27), ("", 0), ("medium", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("encounter", 28),
-                ("identifier", 13), ("", 0), ("reasonReference", 37), ("modifierExtension", 12),
-                ("", 0), ("doNotPerform", 23), ("", 0), ("", 0),
-                ("", 0), ("basedOn", 14), ("", 0), ("", 0),
-                ("authoredOn", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_status", 18), ("", 0),
-                ("", 0), ("", 0), ("statusReason", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("_doNotPerform", 24),
-                ("_authoredOn", 32), ("", 0), ("", 0), ("priority", 21),
-            ],
-        };
+impl rt::ReadMembers for CommunicationRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CommunicationRequest"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::list(p, &mut out.replaces, "replaces", &mut out.extra),
-                16 => rt::opt(p, &mut out.group_identifier, "groupIdentifier", &mut out.extra),
-                17 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                18 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                20 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                21 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                22 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                23 => rt::opt(p, &mut out.do_not_perform, "doNotPerform", &mut out.extra),
-                24 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform", &mut out.extra),
-                25 => rt::list(p, &mut out.medium, "medium", &mut out.extra),
-                26 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                27 => rt::list(p, &mut out.about, "about", &mut out.extra),
-                28 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                29 => rt::list(p, &mut out.payload, "payload", &mut out.extra),
-                30 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                31 => rt::opt(p, &mut out.authored_on, "authoredOn", &mut out.extra),
-                32 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn", &mut out.extra),
-                33 => rt::opt(p, &mut out.requester, "requester", &mut out.extra),
-                34 => rt::list(p, &mut out.recipient, "recipient", &mut out.extra),
-                35 => rt::opt(p, &mut out.sender, "sender", &mut out.extra),
-                36 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                37 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                38 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::list(p, &mut out.replaces, "replaces"),
+                16 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
+                17 => rt::opt(p, &mut out.status, "status"),
+                18 => rt::opt(p, &mut out.status_ext, "_status"),
+                19 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                20 => rt::list(p, &mut out.category, "category"),
+                21 => rt::opt(p, &mut out.priority, "priority"),
+                22 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                23 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
+                24 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                25 => rt::list(p, &mut out.medium, "medium"),
+                26 => rt::opt(p, &mut out.subject, "subject"),
+                27 => rt::list(p, &mut out.about, "about"),
+                28 => rt::opt(p, &mut out.encounter, "encounter"),
+                29 => rt::list(p, &mut out.payload, "payload"),
+                30 => rt::choice(p, &mut out.occurrence, key),
+                31 => rt::opt(p, &mut out.authored_on, "authoredOn"),
+                32 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
+                33 => rt::opt(p, &mut out.requester, "requester"),
+                34 => rt::list(p, &mut out.recipient, "recipient"),
+                35 => rt::opt(p, &mut out.sender, "sender"),
+                36 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                37 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                38 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -240,7 +243,9 @@ impl ToJson for CommunicationRequest {
         rt::w_list(w, b"\"reasonCode\":", &self.reason_code);
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -253,7 +258,7 @@ impl FhirResource for CommunicationRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -268,6 +273,14 @@ impl FhirResource for CommunicationRequest {
             Resource::CommunicationRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CommunicationRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -296,30 +309,34 @@ pub struct CommunicationRequestPayload {
     pub extra: Extra,
 }
 
+impl CommunicationRequestPayload {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("contentString", 4), ("", 0), ("", 0), ("contentAttachment", 4),
+            ("", 0), ("", 0), ("", 0), ("contentReference", 4),
+        ],
+    };
+}
+
 impl FromJson for CommunicationRequestPayload {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("contentString", 4), ("", 0), ("", 0), ("contentAttachment", 4),
-                ("", 0), ("", 0), ("", 0), ("contentReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_content = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_content, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -340,7 +357,9 @@ impl ToJson for CommunicationRequestPayload {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.content, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

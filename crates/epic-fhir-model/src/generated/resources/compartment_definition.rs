@@ -19,7 +19,7 @@ pub struct CompartmentDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -96,93 +96,96 @@ pub struct CompartmentDefinition {
     pub extra: Extra,
 }
 
+impl CompartmentDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 162,
+        slots: &[
+            ("", 0), ("_implicitRules", 6), ("text", 9), ("", 0),
+            ("", 0), ("meta", 4), ("_url", 14), ("", 0),
+            ("resourceType", 1), ("publisher", 25), ("", 0), ("url", 13),
+            ("", 0), ("_code", 34), ("", 0), ("", 0),
+            ("", 0), ("experimental", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("purpose", 31), ("", 0),
+            ("_status", 20), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("contained", 10), ("name", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 26), ("", 0),
+            ("date", 23), ("", 0), ("", 0), ("", 0),
+            ("_date", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("id", 2), ("resource", 37), ("", 0),
+            ("_search", 36), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("useContext", 30), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 19), ("", 0), ("", 0), ("_experimental", 22),
+            ("", 0), ("_description", 29), ("", 0), ("", 0),
+            ("", 0), ("search", 35), ("", 0), ("", 0),
+            ("description", 28), ("", 0), ("", 0), ("", 0),
+            ("version", 15), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("_version", 16), ("_purpose", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 18),
+            ("code", 33), ("", 0), ("contact", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+        ],
+    };
+}
+
 impl FromJson for CompartmentDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CompartmentDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 162,
-            slots: &[
-                ("", 0), ("_implicitRules", 6), ("text", 9), ("", 0),
-                ("", 0), ("meta", 4), ("_url", 14), ("", 0),
-                ("resourceType", 1), ("publisher", 25), ("", 0), ("url", 13),
-                ("", 0), ("_code", 34), ("", 0), ("", 0),
-                ("", 0), ("experimental", 21), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("purpose", 31), ("", 0),
-                ("_status", 20), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("contained", 10), ("name", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 26), ("", 0),
-                ("date", 23), ("", 0), ("", 0), ("", 0),
-                ("_date", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 11), ("id", 2), ("resource", 37), ("", 0),
-                ("_search", 36), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("useContext", 30), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 19), ("", 0), ("", 0), ("_experimental", 22),
-                ("", 0), ("_description", 29), ("", 0), ("", 0),
-                ("", 0), ("search", 35), ("", 0), ("", 0),
-                ("description", 28), ("", 0), ("", 0), ("", 0),
-                ("version", 15), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("_version", 16), ("_purpose", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_name", 18),
-                ("code", 33), ("", 0), ("contact", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ],
-        };
+impl rt::ReadMembers for CompartmentDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CompartmentDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                20 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                21 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                22 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                23 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                24 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                25 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                26 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                27 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                28 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                29 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                30 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                31 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                32 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                33 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                34 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                35 => rt::opt(p, &mut out.search, "search", &mut out.extra),
-                36 => rt::opt(p, &mut out.search_ext, "_search", &mut out.extra),
-                37 => rt::list(p, &mut out.resource, "resource", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.status, "status"),
+                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                21 => rt::opt(p, &mut out.experimental, "experimental"),
+                22 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                23 => rt::opt(p, &mut out.date, "date"),
+                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt(p, &mut out.publisher, "publisher"),
+                26 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                27 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt(p, &mut out.description, "description"),
+                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                30 => rt::list(p, &mut out.use_context, "useContext"),
+                31 => rt::opt(p, &mut out.purpose, "purpose"),
+                32 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                33 => rt::opt(p, &mut out.code, "code"),
+                34 => rt::opt(p, &mut out.code_ext, "_code"),
+                35 => rt::opt(p, &mut out.search, "search"),
+                36 => rt::opt(p, &mut out.search_ext, "_search"),
+                37 => rt::list(p, &mut out.resource, "resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -234,7 +237,9 @@ impl ToJson for CompartmentDefinition {
         rt::w_opt(w, b"\"search\":", &self.search);
         rt::w_opt(w, b"\"_search\":", &self.search_ext);
         rt::w_list(w, b"\"resource\":", &self.resource);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -247,7 +252,7 @@ impl FhirResource for CompartmentDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -262,6 +267,14 @@ impl FhirResource for CompartmentDefinition {
             Resource::CompartmentDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CompartmentDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -300,35 +313,39 @@ pub struct CompartmentDefinitionResource {
     pub extra: Extra,
 }
 
+impl CompartmentDefinitionResource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("_documentation", 9), ("", 0), ("", 0), ("documentation", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("param", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("_param", 7),
+        ],
+    };
+}
+
 impl FromJson for CompartmentDefinitionResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("_documentation", 9), ("", 0), ("", 0), ("documentation", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("param", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("_param", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.param, &mut out.param_ext, "param", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.param_ext, "_param", &mut out.extra),
-                8 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                9 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::prim_list(p, &mut out.param, &mut out.param_ext, "param"),
+                7 => rt::list_ext(p, &mut out.param_ext, "_param"),
+                8 => rt::opt(p, &mut out.documentation, "documentation"),
+                9 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -347,7 +364,9 @@ impl ToJson for CompartmentDefinitionResource {
         rt::w_prim_list(w, b"\"param\":", b"\"_param\":", &self.param, &self.param_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

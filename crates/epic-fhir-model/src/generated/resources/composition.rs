@@ -19,7 +19,7 @@ pub struct Composition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct Composition {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Version-independent identifier for the Composition. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// preliminary | final | amended | entered-in-error. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -84,72 +84,75 @@ pub struct Composition {
     pub extra: Extra,
 }
 
+impl Composition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5076,
+        slots: &[
+            ("", 0), ("_status", 15), ("", 0), ("status", 14),
+            ("resourceType", 1), ("category", 17), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_confidentiality", 26),
+            ("section", 31), ("confidentiality", 25), ("", 0), ("meta", 4),
+            ("", 0), ("subject", 18), ("encounter", 19), ("identifier", 13),
+            ("", 0), ("", 0), ("contained", 10), ("implicitRules", 5),
+            ("", 0), ("_date", 21), ("", 0), ("", 0),
+            ("", 0), ("type", 16), ("event", 30), ("_id", 3),
+            ("author", 22), ("", 0), ("attester", 27), ("", 0),
+            ("date", 20), ("_implicitRules", 6), ("", 0), ("custodian", 28),
+            ("_title", 24), ("title", 23), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("language", 7),
+            ("", 0), ("relatesTo", 29), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Composition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Composition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5076,
-            slots: &[
-                ("", 0), ("_status", 15), ("", 0), ("status", 14),
-                ("resourceType", 1), ("category", 17), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_confidentiality", 26),
-                ("section", 31), ("confidentiality", 25), ("", 0), ("meta", 4),
-                ("", 0), ("subject", 18), ("encounter", 19), ("identifier", 13),
-                ("", 0), ("", 0), ("contained", 10), ("implicitRules", 5),
-                ("", 0), ("_date", 21), ("", 0), ("", 0),
-                ("", 0), ("type", 16), ("event", 30), ("_id", 3),
-                ("author", 22), ("", 0), ("attester", 27), ("", 0),
-                ("date", 20), ("_implicitRules", 6), ("", 0), ("custodian", 28),
-                ("_title", 24), ("title", 23), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("language", 7),
-                ("", 0), ("relatesTo", 29), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Composition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Composition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                17 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                18 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                19 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                20 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                21 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                22 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                23 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                24 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                25 => rt::opt(p, &mut out.confidentiality, "confidentiality", &mut out.extra),
-                26 => rt::opt(p, &mut out.confidentiality_ext, "_confidentiality", &mut out.extra),
-                27 => rt::list(p, &mut out.attester, "attester", &mut out.extra),
-                28 => rt::opt(p, &mut out.custodian, "custodian", &mut out.extra),
-                29 => rt::list(p, &mut out.relates_to, "relatesTo", &mut out.extra),
-                30 => rt::list(p, &mut out.event, "event", &mut out.extra),
-                31 => rt::list(p, &mut out.section, "section", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_type, "type"),
+                17 => rt::list(p, &mut out.category, "category"),
+                18 => rt::opt(p, &mut out.subject, "subject"),
+                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                20 => rt::opt(p, &mut out.date, "date"),
+                21 => rt::opt(p, &mut out.date_ext, "_date"),
+                22 => rt::list(p, &mut out.author, "author"),
+                23 => rt::opt(p, &mut out.title, "title"),
+                24 => rt::opt(p, &mut out.title_ext, "_title"),
+                25 => rt::opt(p, &mut out.confidentiality, "confidentiality"),
+                26 => rt::opt(p, &mut out.confidentiality_ext, "_confidentiality"),
+                27 => rt::list(p, &mut out.attester, "attester"),
+                28 => rt::opt(p, &mut out.custodian, "custodian"),
+                29 => rt::list(p, &mut out.relates_to, "relatesTo"),
+                30 => rt::list(p, &mut out.event, "event"),
+                31 => rt::list(p, &mut out.section, "section"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -196,7 +199,9 @@ impl ToJson for Composition {
         rt::w_list(w, b"\"relatesTo\":", &self.relates_to);
         rt::w_list(w, b"\"event\":", &self.event);
         rt::w_list(w, b"\"section\":", &self.section);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -209,7 +214,7 @@ impl FhirResource for Composition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -224,6 +229,14 @@ impl FhirResource for Composition {
             Resource::Composition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Composition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -274,41 +287,45 @@ pub struct CompositionSection {
     pub extra: Extra,
 }
 
+impl CompositionSection {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 49,
+        slots: &[
+            ("title", 4), ("focus", 8), ("_mode", 11), ("", 0),
+            ("", 0), ("author", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("section", 15), ("emptyReason", 14), ("mode", 10), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("entry", 13), ("", 0), ("", 0),
+            ("_title", 5), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("orderedBy", 12), ("", 0), ("id", 1), ("code", 6),
+        ],
+    };
+}
+
 impl FromJson for CompositionSection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 49,
-            slots: &[
-                ("title", 4), ("focus", 8), ("_mode", 11), ("", 0),
-                ("", 0), ("author", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("section", 15), ("emptyReason", 14), ("mode", 10), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("entry", 13), ("", 0), ("", 0),
-                ("_title", 5), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("orderedBy", 12), ("", 0), ("id", 1), ("code", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                5 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                8 => rt::opt(p, &mut out.focus, "focus", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                11 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                12 => rt::opt(p, &mut out.ordered_by, "orderedBy", &mut out.extra),
-                13 => rt::list(p, &mut out.entry, "entry", &mut out.extra),
-                14 => rt::opt(p, &mut out.empty_reason, "emptyReason", &mut out.extra),
-                15 => rt::list(p, &mut out.section, "section", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.title, "title"),
+                5 => rt::opt(p, &mut out.title_ext, "_title"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::list(p, &mut out.author, "author"),
+                8 => rt::opt(p, &mut out.focus, "focus"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::opt(p, &mut out.mode, "mode"),
+                11 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                12 => rt::opt(p, &mut out.ordered_by, "orderedBy"),
+                13 => rt::list(p, &mut out.entry, "entry"),
+                14 => rt::opt(p, &mut out.empty_reason, "emptyReason"),
+                15 => rt::list(p, &mut out.section, "section"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -334,7 +351,9 @@ impl ToJson for CompositionSection {
         rt::w_list(w, b"\"entry\":", &self.entry);
         rt::w_opt(w, b"\"emptyReason\":", &self.empty_reason);
         rt::w_list(w, b"\"section\":", &self.section);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -362,28 +381,32 @@ pub struct CompositionEvent {
     pub extra: Extra,
 }
 
+impl CompositionEvent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("period", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detail", 6), ("", 0), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CompositionEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("period", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detail", 6), ("", 0), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                6 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.period, "period"),
+                6 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -400,7 +423,9 @@ impl ToJson for CompositionEvent {
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -428,19 +453,23 @@ pub struct CompositionRelatesTo {
     pub extra: Extra,
 }
 
+impl CompositionRelatesTo {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("targetReference", 6),
+            ("targetIdentifier", 6), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CompositionRelatesTo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 4), ("", 0), ("targetReference", 6),
-                ("targetIdentifier", 6), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -449,13 +478,13 @@ impl FromJson for CompositionRelatesTo {
         let mut f_target = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut extra),
-                5 => rt::opt(p, &mut f_code_ext, "_code", &mut extra),
-                6 => rt::choice(p, &mut f_target, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut f_code_ext, "_code"),
+                6 => rt::choice(p, &mut f_target, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -480,7 +509,9 @@ impl ToJson for CompositionRelatesTo {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::Choice::write_member(&self.target, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -512,30 +543,34 @@ pub struct CompositionAttester {
     pub extra: Extra,
 }
 
+impl CompositionAttester {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("_time", 7), ("_mode", 5), ("id", 1), ("mode", 4),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("time", 6),
+            ("", 0), ("", 0), ("party", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CompositionAttester {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("_time", 7), ("_mode", 5), ("id", 1), ("mode", 4),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("time", 6),
-                ("", 0), ("", 0), ("party", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.time, "time", &mut out.extra),
-                7 => rt::opt(p, &mut out.time_ext, "_time", &mut out.extra),
-                8 => rt::opt(p, &mut out.party, "party", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.time, "time"),
+                7 => rt::opt(p, &mut out.time_ext, "_time"),
+                8 => rt::opt(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -554,7 +589,9 @@ impl ToJson for CompositionAttester {
         rt::w_opt(w, b"\"time\":", &self.time);
         rt::w_opt(w, b"\"_time\":", &self.time_ext);
         rt::w_opt(w, b"\"party\":", &self.party);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -563,7 +600,7 @@ impl ToJson for CompositionAttester {
 #[derive(Clone, Debug, PartialEq)]
 pub enum CompositionRelatesToTarget {
     /// `targetIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `targetReference`.
     Reference(Reference),
 }

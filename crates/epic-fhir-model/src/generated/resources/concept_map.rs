@@ -19,7 +19,7 @@ pub struct ConceptMap {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -45,7 +45,7 @@ pub struct ConceptMap {
     /// The `_url` member: the id and extensions of the value of `url`.
     pub url_ext: Option<Box<Element>>,
     /// Additional identifier for the concept map. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Business version of the concept map. `version` (0..1).
     pub version: Option<String>,
     /// The `_version` member: the id and extensions of the value of `version`.
@@ -104,97 +104,100 @@ pub struct ConceptMap {
     pub extra: Extra,
 }
 
+impl ConceptMap {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4335,
+        slots: &[
+            ("name", 18), ("resourceType", 1), ("", 0), ("", 0),
+            ("purpose", 35), ("", 0), ("", 0), ("", 0),
+            ("group", 41), ("", 0), ("experimental", 24), ("", 0),
+            ("", 0), ("status", 22), ("description", 31), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("copyright", 37), ("contact", 30),
+            ("publisher", 28), ("", 0), ("version", 16), ("identifier", 15),
+            ("", 0), ("", 0), ("_experimental", 25), ("", 0),
+            ("", 0), ("targetUri", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 32), ("date", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("title", 20),
+            ("", 0), ("_version", 17), ("", 0), ("_status", 23),
+            ("", 0), ("id", 2), ("_name", 19), ("", 0),
+            ("_language", 8), ("", 0), ("_date", 27), ("_copyright", 38),
+            ("", 0), ("", 0), ("url", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("_purpose", 36), ("useContext", 33), ("targetCanonical", 40),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("sourceCanonical", 39),
+            ("_title", 21), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_publisher", 29), ("", 0), ("sourceUri", 39), ("jurisdiction", 34),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConceptMap {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ConceptMap {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4335,
-            slots: &[
-                ("name", 18), ("resourceType", 1), ("", 0), ("", 0),
-                ("purpose", 35), ("", 0), ("", 0), ("", 0),
-                ("group", 41), ("", 0), ("experimental", 24), ("", 0),
-                ("", 0), ("status", 22), ("description", 31), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("copyright", 37), ("contact", 30),
-                ("publisher", 28), ("", 0), ("version", 16), ("identifier", 15),
-                ("", 0), ("", 0), ("_experimental", 25), ("", 0),
-                ("", 0), ("targetUri", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 32), ("date", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("title", 20),
-                ("", 0), ("_version", 17), ("", 0), ("_status", 23),
-                ("", 0), ("id", 2), ("_name", 19), ("", 0),
-                ("_language", 8), ("", 0), ("_date", 27), ("_copyright", 38),
-                ("", 0), ("", 0), ("url", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("_purpose", 36), ("useContext", 33), ("targetCanonical", 40),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("sourceCanonical", 39),
-                ("_title", 21), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_publisher", 29), ("", 0), ("sourceUri", 39), ("jurisdiction", 34),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ConceptMap {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ConceptMap"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                39 => rt::choice(p, &mut out.source, key, &mut out.extra),
-                40 => rt::choice(p, &mut out.target, key, &mut out.extra),
-                41 => rt::list(p, &mut out.group, "group", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.purpose, "purpose"),
+                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt(p, &mut out.copyright, "copyright"),
+                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::choice(p, &mut out.source, key),
+                40 => rt::choice(p, &mut out.target, key),
+                41 => rt::list(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -250,7 +253,9 @@ impl ToJson for ConceptMap {
         rt::w_choice(w, &self.source);
         rt::w_choice(w, &self.target);
         rt::w_list(w, b"\"group\":", &self.group);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -263,7 +268,7 @@ impl FhirResource for ConceptMap {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -278,6 +283,14 @@ impl FhirResource for ConceptMap {
             Resource::ConceptMap(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ConceptMap {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -324,39 +337,43 @@ pub struct ConceptMapGroup {
     pub extra: Extra,
 }
 
+impl ConceptMapGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 47,
+        slots: &[
+            ("", 0), ("id", 1), ("extension", 2), ("", 0),
+            ("targetVersion", 10), ("", 0), ("", 0), ("", 0),
+            ("source", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("element", 12), ("", 0),
+            ("target", 8), ("_target", 9), ("", 0), ("unmapped", 13),
+            ("", 0), ("", 0), ("", 0), ("_targetVersion", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_source", 5), ("sourceVersion", 6), ("modifierExtension", 3), ("_sourceVersion", 7),
+        ],
+    };
+}
+
 impl FromJson for ConceptMapGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 47,
-            slots: &[
-                ("", 0), ("id", 1), ("extension", 2), ("", 0),
-                ("targetVersion", 10), ("", 0), ("", 0), ("", 0),
-                ("source", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("element", 12), ("", 0),
-                ("target", 8), ("_target", 9), ("", 0), ("unmapped", 13),
-                ("", 0), ("", 0), ("", 0), ("_targetVersion", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_source", 5), ("sourceVersion", 6), ("modifierExtension", 3), ("_sourceVersion", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                5 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                6 => rt::opt(p, &mut out.source_version, "sourceVersion", &mut out.extra),
-                7 => rt::opt(p, &mut out.source_version_ext, "_sourceVersion", &mut out.extra),
-                8 => rt::opt(p, &mut out.target, "target", &mut out.extra),
-                9 => rt::opt(p, &mut out.target_ext, "_target", &mut out.extra),
-                10 => rt::opt(p, &mut out.target_version, "targetVersion", &mut out.extra),
-                11 => rt::opt(p, &mut out.target_version_ext, "_targetVersion", &mut out.extra),
-                12 => rt::list(p, &mut out.element, "element", &mut out.extra),
-                13 => rt::opt(p, &mut out.unmapped, "unmapped", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.source, "source"),
+                5 => rt::opt(p, &mut out.source_ext, "_source"),
+                6 => rt::opt(p, &mut out.source_version, "sourceVersion"),
+                7 => rt::opt(p, &mut out.source_version_ext, "_sourceVersion"),
+                8 => rt::opt(p, &mut out.target, "target"),
+                9 => rt::opt(p, &mut out.target_ext, "_target"),
+                10 => rt::opt(p, &mut out.target_version, "targetVersion"),
+                11 => rt::opt(p, &mut out.target_version_ext, "_targetVersion"),
+                12 => rt::list(p, &mut out.element, "element"),
+                13 => rt::opt(p, &mut out.unmapped, "unmapped"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -380,7 +397,9 @@ impl ToJson for ConceptMapGroup {
         rt::w_opt(w, b"\"_targetVersion\":", &self.target_version_ext);
         rt::w_list(w, b"\"element\":", &self.element);
         rt::w_opt(w, b"\"unmapped\":", &self.unmapped);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -418,37 +437,41 @@ pub struct ConceptMapGroupUnmapped {
     pub extra: Extra,
 }
 
+impl ConceptMapGroupUnmapped {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("_url", 11), ("extension", 2), ("display", 8),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_code", 7),
+            ("", 0), ("url", 10), ("", 0), ("", 0),
+            ("", 0), ("code", 6), ("", 0), ("", 0),
+            ("_display", 9), ("_mode", 5), ("", 0), ("mode", 4),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConceptMapGroupUnmapped {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("_url", 11), ("extension", 2), ("display", 8),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_code", 7),
-                ("", 0), ("url", 10), ("", 0), ("", 0),
-                ("", 0), ("code", 6), ("", 0), ("", 0),
-                ("_display", 9), ("_mode", 5), ("", 0), ("mode", 4),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                8 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                9 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                10 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                11 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.mode, "mode"),
+                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                8 => rt::opt(p, &mut out.display, "display"),
+                9 => rt::opt(p, &mut out.display_ext, "_display"),
+                10 => rt::opt(p, &mut out.url, "url"),
+                11 => rt::opt(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -470,7 +493,9 @@ impl ToJson for ConceptMapGroupUnmapped {
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
         rt::w_opt(w, b"\"url\":", &self.url);
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -502,30 +527,34 @@ pub struct ConceptMapGroupElement {
     pub extra: Extra,
 }
 
+impl ConceptMapGroupElement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("target", 8), ("display", 6),
+            ("", 0), ("code", 4), ("", 0), ("_display", 7),
+            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConceptMapGroupElement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("target", 8), ("display", 6),
-                ("", 0), ("code", 4), ("", 0), ("_display", 7),
-                ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                7 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                8 => rt::list(p, &mut out.target, "target", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.display, "display"),
+                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                8 => rt::list(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -544,7 +573,9 @@ impl ToJson for ConceptMapGroupElement {
         rt::w_opt(w, b"\"display\":", &self.display);
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
         rt::w_list(w, b"\"target\":", &self.target);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -588,39 +619,43 @@ pub struct ConceptMapGroupElementTarget {
     pub extra: Extra,
 }
 
+impl ConceptMapGroupElementTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("_equivalence", 9), ("", 0), ("extension", 2),
+            ("", 0), ("display", 6), ("equivalence", 8), ("", 0),
+            ("_code", 5), ("dependsOn", 12), ("", 0), ("", 0),
+            ("", 0), ("comment", 10), ("", 0), ("", 0),
+            ("_display", 7), ("id", 1), ("", 0), ("", 0),
+            ("code", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("product", 13), ("_comment", 11), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConceptMapGroupElementTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("_equivalence", 9), ("", 0), ("extension", 2),
-                ("", 0), ("display", 6), ("equivalence", 8), ("", 0),
-                ("_code", 5), ("dependsOn", 12), ("", 0), ("", 0),
-                ("", 0), ("comment", 10), ("", 0), ("", 0),
-                ("_display", 7), ("id", 1), ("", 0), ("", 0),
-                ("code", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("product", 13), ("_comment", 11), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                7 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                8 => rt::opt(p, &mut out.equivalence, "equivalence", &mut out.extra),
-                9 => rt::opt(p, &mut out.equivalence_ext, "_equivalence", &mut out.extra),
-                10 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                12 => rt::list(p, &mut out.depends_on, "dependsOn", &mut out.extra),
-                13 => rt::list(p, &mut out.product, "product", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.display, "display"),
+                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                8 => rt::opt(p, &mut out.equivalence, "equivalence"),
+                9 => rt::opt(p, &mut out.equivalence_ext, "_equivalence"),
+                10 => rt::opt(p, &mut out.comment, "comment"),
+                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                12 => rt::list(p, &mut out.depends_on, "dependsOn"),
+                13 => rt::list(p, &mut out.product, "product"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -644,7 +679,9 @@ impl ToJson for ConceptMapGroupElementTarget {
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
         rt::w_list(w, b"\"dependsOn\":", &self.depends_on);
         rt::w_list(w, b"\"product\":", &self.product);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -682,37 +719,41 @@ pub struct ConceptMapGroupElementTargetDependsOn {
     pub extra: Extra,
 }
 
+impl ConceptMapGroupElementTargetDependsOn {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("system", 6), ("_system", 7), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("display", 10), ("_property", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("property", 4), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_display", 11), ("value", 8),
+            ("_value", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConceptMapGroupElementTargetDependsOn {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("system", 6), ("_system", 7), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("display", 10), ("_property", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("property", 4), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_display", 11), ("value", 8),
-                ("_value", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.property, "property", &mut out.extra),
-                5 => rt::opt(p, &mut out.property_ext, "_property", &mut out.extra),
-                6 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                7 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                8 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                9 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                10 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                11 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.property, "property"),
+                5 => rt::opt(p, &mut out.property_ext, "_property"),
+                6 => rt::opt(p, &mut out.system, "system"),
+                7 => rt::opt(p, &mut out.system_ext, "_system"),
+                8 => rt::opt(p, &mut out.value, "value"),
+                9 => rt::opt(p, &mut out.value_ext, "_value"),
+                10 => rt::opt(p, &mut out.display, "display"),
+                11 => rt::opt(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -734,7 +775,9 @@ impl ToJson for ConceptMapGroupElementTargetDependsOn {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"display\":", &self.display);
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

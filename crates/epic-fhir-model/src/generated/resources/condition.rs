@@ -19,7 +19,7 @@ pub struct Condition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -84,87 +84,90 @@ pub struct Condition {
     pub extra: Extra,
 }
 
+impl Condition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1547,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("note", 30), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("clinicalStatus", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_recordedDate", 25),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("verificationStatus", 15), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("onsetPeriod", 22),
+            ("bodySite", 19), ("abatementPeriod", 23), ("", 0), ("", 0),
+            ("", 0), ("onsetRange", 22), ("recordedDate", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("_language", 8), ("evidence", 29), ("", 0), ("", 0),
+            ("recorder", 26), ("", 0), ("", 0), ("", 0),
+            ("abatementAge", 23), ("", 0), ("abatementDateTime", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("severity", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("onsetDateTime", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("abatementRange", 23), ("", 0), ("implicitRules", 5),
+            ("", 0), ("category", 16), ("", 0), ("", 0),
+            ("code", 18), ("", 0), ("stage", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("encounter", 21), ("asserter", 27),
+            ("onsetString", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("subject", 20), ("abatementString", 23),
+            ("onsetAge", 22), ("", 0), ("id", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Condition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Condition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1547,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("note", 30), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("clinicalStatus", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_recordedDate", 25),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("verificationStatus", 15), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("onsetPeriod", 22),
-                ("bodySite", 19), ("abatementPeriod", 23), ("", 0), ("", 0),
-                ("", 0), ("onsetRange", 22), ("recordedDate", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("_language", 8), ("evidence", 29), ("", 0), ("", 0),
-                ("recorder", 26), ("", 0), ("", 0), ("", 0),
-                ("abatementAge", 23), ("", 0), ("abatementDateTime", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("severity", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("onsetDateTime", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("abatementRange", 23), ("", 0), ("implicitRules", 5),
-                ("", 0), ("category", 16), ("", 0), ("", 0),
-                ("code", 18), ("", 0), ("stage", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("encounter", 21), ("asserter", 27),
-                ("onsetString", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("subject", 20), ("abatementString", 23),
-                ("onsetAge", 22), ("", 0), ("id", 2), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Condition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Condition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus", &mut out.extra),
-                15 => rt::opt(p, &mut out.verification_status, "verificationStatus", &mut out.extra),
-                16 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                17 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                18 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                19 => rt::list(p, &mut out.body_site, "bodySite", &mut out.extra),
-                20 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                21 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                22 => rt::choice(p, &mut out.onset, key, &mut out.extra),
-                23 => rt::choice(p, &mut out.abatement, key, &mut out.extra),
-                24 => rt::opt(p, &mut out.recorded_date, "recordedDate", &mut out.extra),
-                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate", &mut out.extra),
-                26 => rt::opt(p, &mut out.recorder, "recorder", &mut out.extra),
-                27 => rt::opt(p, &mut out.asserter, "asserter", &mut out.extra),
-                28 => rt::list(p, &mut out.stage, "stage", &mut out.extra),
-                29 => rt::list(p, &mut out.evidence, "evidence", &mut out.extra),
-                30 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus"),
+                15 => rt::opt(p, &mut out.verification_status, "verificationStatus"),
+                16 => rt::list(p, &mut out.category, "category"),
+                17 => rt::opt(p, &mut out.severity, "severity"),
+                18 => rt::opt(p, &mut out.code, "code"),
+                19 => rt::list(p, &mut out.body_site, "bodySite"),
+                20 => rt::opt(p, &mut f_subject, "subject"),
+                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                22 => rt::choice(p, &mut out.onset, key),
+                23 => rt::choice(p, &mut out.abatement, key),
+                24 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
+                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
+                26 => rt::opt(p, &mut out.recorder, "recorder"),
+                27 => rt::opt(p, &mut out.asserter, "asserter"),
+                28 => rt::list(p, &mut out.stage, "stage"),
+                29 => rt::list(p, &mut out.evidence, "evidence"),
+                30 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -210,7 +213,9 @@ impl ToJson for Condition {
         rt::w_list(w, b"\"stage\":", &self.stage);
         rt::w_list(w, b"\"evidence\":", &self.evidence);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -223,7 +228,7 @@ impl FhirResource for Condition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -238,6 +243,14 @@ impl FhirResource for Condition {
             Resource::Condition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Condition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -268,27 +281,31 @@ pub struct ConditionEvidence {
     pub extra: Extra,
 }
 
+impl ConditionEvidence {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detail", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConditionEvidence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detail", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.code, "code"),
+                5 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -304,7 +321,9 @@ impl ToJson for ConditionEvidence {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -332,28 +351,32 @@ pub struct ConditionStage {
     pub extra: Extra,
 }
 
+impl ConditionStage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("summary", 4),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 6), ("assessment", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConditionStage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("summary", 4),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 6), ("assessment", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.summary, "summary", &mut out.extra),
-                5 => rt::list(p, &mut out.assessment, "assessment", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.summary, "summary"),
+                5 => rt::list(p, &mut out.assessment, "assessment"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -370,7 +393,9 @@ impl ToJson for ConditionStage {
         rt::w_opt(w, b"\"summary\":", &self.summary);
         rt::w_list(w, b"\"assessment\":", &self.assessment);
         rt::w_opt(w, b"\"type\":", &self.r#type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -385,7 +410,7 @@ pub enum ConditionOnset {
     /// `onsetPeriod`.
     Period(Period),
     /// `onsetRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `onsetString`.
     String(String),
 }
@@ -453,7 +478,7 @@ pub enum ConditionAbatement {
     /// `abatementPeriod`.
     Period(Period),
     /// `abatementRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `abatementString`.
     String(String),
 }

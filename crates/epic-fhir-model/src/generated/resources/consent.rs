@@ -19,7 +19,7 @@ pub struct Consent {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -73,73 +73,76 @@ pub struct Consent {
     /// Consent Verified by patient or family. `verification` (0..*).
     pub verification: Vec<ConsentVerification>,
     /// Constraints to the base Consent.policyRule. `provision` (0..1).
-    pub provision: Option<ConsentProvision>,
+    pub provision: Option<Box<ConsentProvision>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl Consent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 233,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("verification", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("_language", 8),
+            ("text", 9), ("", 0), ("id", 2), ("", 0),
+            ("sourceAttachment", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("scope", 16), ("", 0),
+            ("", 0), ("meta", 4), ("contained", 10), ("category", 17),
+            ("policy", 24), ("", 0), ("modifierExtension", 12), ("patient", 18),
+            ("", 0), ("", 0), ("", 0), ("organization", 22),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("resourceType", 1),
+            ("dateTime", 19), ("_dateTime", 20), ("provision", 27), ("sourceReference", 23),
+            ("", 0), ("", 0), ("performer", 21), ("implicitRules", 5),
+            ("status", 14), ("_implicitRules", 6), ("policyRule", 25), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for Consent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Consent {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 233,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("verification", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("_language", 8),
-                ("text", 9), ("", 0), ("id", 2), ("", 0),
-                ("sourceAttachment", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("scope", 16), ("", 0),
-                ("", 0), ("meta", 4), ("contained", 10), ("category", 17),
-                ("policy", 24), ("", 0), ("modifierExtension", 12), ("patient", 18),
-                ("", 0), ("", 0), ("", 0), ("organization", 22),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("resourceType", 1),
-                ("dateTime", 19), ("_dateTime", 20), ("provision", 27), ("sourceReference", 23),
-                ("", 0), ("", 0), ("performer", 21), ("implicitRules", 5),
-                ("status", 14), ("_implicitRules", 6), ("policyRule", 25), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Consent {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_scope = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Consent"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_scope, "scope", &mut out.extra),
-                17 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                18 => rt::opt(p, &mut out.patient, "patient", &mut out.extra),
-                19 => rt::opt(p, &mut out.date_time, "dateTime", &mut out.extra),
-                20 => rt::opt(p, &mut out.date_time_ext, "_dateTime", &mut out.extra),
-                21 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                22 => rt::list(p, &mut out.organization, "organization", &mut out.extra),
-                23 => rt::choice(p, &mut out.source, key, &mut out.extra),
-                24 => rt::list(p, &mut out.policy, "policy", &mut out.extra),
-                25 => rt::opt(p, &mut out.policy_rule, "policyRule", &mut out.extra),
-                26 => rt::list(p, &mut out.verification, "verification", &mut out.extra),
-                27 => rt::opt(p, &mut out.provision, "provision", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_scope, "scope"),
+                17 => rt::list(p, &mut out.category, "category"),
+                18 => rt::opt(p, &mut out.patient, "patient"),
+                19 => rt::opt(p, &mut out.date_time, "dateTime"),
+                20 => rt::opt(p, &mut out.date_time_ext, "_dateTime"),
+                21 => rt::list(p, &mut out.performer, "performer"),
+                22 => rt::list(p, &mut out.organization, "organization"),
+                23 => rt::choice(p, &mut out.source, key),
+                24 => rt::list(p, &mut out.policy, "policy"),
+                25 => rt::opt(p, &mut out.policy_rule, "policyRule"),
+                26 => rt::list(p, &mut out.verification, "verification"),
+                27 => rt::opt(p, &mut out.provision, "provision"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for Consent {
         rt::w_opt(w, b"\"policyRule\":", &self.policy_rule);
         rt::w_list(w, b"\"verification\":", &self.verification);
         rt::w_opt(w, b"\"provision\":", &self.provision);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for Consent {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for Consent {
             Resource::Consent(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Consent {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -260,41 +273,45 @@ pub struct ConsentProvision {
     pub extra: Extra,
 }
 
+impl ConsentProvision {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 65,
+        slots: &[
+            ("actor", 7), ("", 0), ("provision", 15), ("purpose", 10),
+            ("", 0), ("modifierExtension", 3), ("type", 4), ("", 0),
+            ("securityLabel", 9), ("", 0), ("", 0), ("_type", 5),
+            ("data", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("action", 8), ("extension", 2), ("", 0),
+            ("period", 6), ("class", 11), ("", 0), ("dataPeriod", 13),
+            ("", 0), ("", 0), ("code", 12), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConsentProvision {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 65,
-            slots: &[
-                ("actor", 7), ("", 0), ("provision", 15), ("purpose", 10),
-                ("", 0), ("modifierExtension", 3), ("type", 4), ("", 0),
-                ("securityLabel", 9), ("", 0), ("", 0), ("_type", 5),
-                ("data", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("action", 8), ("extension", 2), ("", 0),
-                ("period", 6), ("class", 11), ("", 0), ("dataPeriod", 13),
-                ("", 0), ("", 0), ("code", 12), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                7 => rt::list(p, &mut out.actor, "actor", &mut out.extra),
-                8 => rt::list(p, &mut out.action, "action", &mut out.extra),
-                9 => rt::list(p, &mut out.security_label, "securityLabel", &mut out.extra),
-                10 => rt::list(p, &mut out.purpose, "purpose", &mut out.extra),
-                11 => rt::list(p, &mut out.class, "class", &mut out.extra),
-                12 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                13 => rt::opt(p, &mut out.data_period, "dataPeriod", &mut out.extra),
-                14 => rt::list(p, &mut out.data, "data", &mut out.extra),
-                15 => rt::list(p, &mut out.provision, "provision", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.period, "period"),
+                7 => rt::list(p, &mut out.actor, "actor"),
+                8 => rt::list(p, &mut out.action, "action"),
+                9 => rt::list(p, &mut out.security_label, "securityLabel"),
+                10 => rt::list(p, &mut out.purpose, "purpose"),
+                11 => rt::list(p, &mut out.class, "class"),
+                12 => rt::list(p, &mut out.code, "code"),
+                13 => rt::opt(p, &mut out.data_period, "dataPeriod"),
+                14 => rt::list(p, &mut out.data, "data"),
+                15 => rt::list(p, &mut out.provision, "provision"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -320,7 +337,9 @@ impl ToJson for ConsentProvision {
         rt::w_opt(w, b"\"dataPeriod\":", &self.data_period);
         rt::w_list(w, b"\"data\":", &self.data);
         rt::w_list(w, b"\"provision\":", &self.provision);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -348,29 +367,33 @@ pub struct ConsentProvisionData {
     pub extra: Extra,
 }
 
+impl ConsentProvisionData {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("_meaning", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("reference", 6), ("", 0), ("", 0),
+            ("meaning", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConsentProvisionData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("_meaning", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("reference", 6), ("", 0), ("", 0),
-                ("meaning", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.meaning, "meaning", &mut out.extra),
-                5 => rt::opt(p, &mut out.meaning_ext, "_meaning", &mut out.extra),
-                6 => rt::opt(p, &mut f_reference, "reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.meaning, "meaning"),
+                5 => rt::opt(p, &mut out.meaning_ext, "_meaning"),
+                6 => rt::opt(p, &mut f_reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -388,7 +411,9 @@ impl ToJson for ConsentProvisionData {
         rt::w_opt(w, b"\"meaning\":", &self.meaning);
         rt::w_opt(w, b"\"_meaning\":", &self.meaning_ext);
         rt::w_req(w, b"\"reference\":", &self.reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -414,29 +439,33 @@ pub struct ConsentProvisionActor {
     pub extra: Extra,
 }
 
+impl ConsentProvisionActor {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("role", 4),
+            ("", 0), ("reference", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConsentProvisionActor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("role", 4),
-                ("", 0), ("reference", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_role = None;
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_role, "role", &mut out.extra),
-                5 => rt::opt(p, &mut f_reference, "reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_role, "role"),
+                5 => rt::opt(p, &mut f_reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -454,7 +483,9 @@ impl ToJson for ConsentProvisionActor {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"role\":", &self.role);
         rt::w_req(w, b"\"reference\":", &self.reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -486,30 +517,34 @@ pub struct ConsentVerification {
     pub extra: Extra,
 }
 
+impl ConsentVerification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("verifiedWith", 6), ("", 0), ("id", 1),
+            ("verified", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_verified", 5), ("extension", 2),
+            ("_verificationDate", 8), ("verificationDate", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConsentVerification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("verifiedWith", 6), ("", 0), ("id", 1),
-                ("verified", 4), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("_verified", 5), ("extension", 2),
-                ("_verificationDate", 8), ("verificationDate", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.verified, "verified", &mut out.extra),
-                5 => rt::opt(p, &mut out.verified_ext, "_verified", &mut out.extra),
-                6 => rt::opt(p, &mut out.verified_with, "verifiedWith", &mut out.extra),
-                7 => rt::opt(p, &mut out.verification_date, "verificationDate", &mut out.extra),
-                8 => rt::opt(p, &mut out.verification_date_ext, "_verificationDate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.verified, "verified"),
+                5 => rt::opt(p, &mut out.verified_ext, "_verified"),
+                6 => rt::opt(p, &mut out.verified_with, "verifiedWith"),
+                7 => rt::opt(p, &mut out.verification_date, "verificationDate"),
+                8 => rt::opt(p, &mut out.verification_date_ext, "_verificationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -528,7 +563,9 @@ impl ToJson for ConsentVerification {
         rt::w_opt(w, b"\"verifiedWith\":", &self.verified_with);
         rt::w_opt(w, b"\"verificationDate\":", &self.verification_date);
         rt::w_opt(w, b"\"_verificationDate\":", &self.verification_date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -558,29 +595,33 @@ pub struct ConsentPolicy {
     pub extra: Extra,
 }
 
+impl ConsentPolicy {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("_authority", 5), ("id", 1),
+            ("authority", 4), ("", 0), ("_uri", 7), ("modifierExtension", 3),
+            ("", 0), ("uri", 6), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ConsentPolicy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("_authority", 5), ("id", 1),
-                ("authority", 4), ("", 0), ("_uri", 7), ("modifierExtension", 3),
-                ("", 0), ("uri", 6), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.authority, "authority", &mut out.extra),
-                5 => rt::opt(p, &mut out.authority_ext, "_authority", &mut out.extra),
-                6 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.authority, "authority"),
+                5 => rt::opt(p, &mut out.authority_ext, "_authority"),
+                6 => rt::opt(p, &mut out.uri, "uri"),
+                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -598,7 +639,9 @@ impl ToJson for ConsentPolicy {
         rt::w_opt(w, b"\"_authority\":", &self.authority_ext);
         rt::w_opt(w, b"\"uri\":", &self.uri);
         rt::w_opt(w, b"\"_uri\":", &self.uri_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Contract {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -109,7 +109,7 @@ pub struct Contract {
     /// Subtype within the context of type. `subType` (0..*).
     pub sub_type: Vec<CodeableConcept>,
     /// Contract precursor content. `contentDefinition` (0..1).
-    pub content_definition: Option<ContractContentDefinition>,
+    pub content_definition: Option<Box<ContractContentDefinition>>,
     /// Contract Term List. `term` (0..*).
     pub term: Vec<ContractTerm>,
     /// Extra Information. `supportingInfo` (0..*).
@@ -130,142 +130,145 @@ pub struct Contract {
     pub extra: Extra,
 }
 
+impl Contract {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 402,
+        slots: &[
+            ("", 0), ("version", 16), ("", 0), ("", 0),
+            ("_language", 8), ("url", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("legallyBindingAttachment", 54), ("", 0), ("_name", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 44), ("", 0), ("", 0),
+            ("topicReference", 43), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_version", 17), ("", 0),
+            ("subtitle", 37), ("", 0), ("status", 18), ("", 0),
+            ("title", 35), ("", 0), ("applies", 27), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_issued", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("instantiatesCanonical", 21), ("", 0),
+            ("", 0), ("", 0), ("alias", 39), ("rule", 53),
+            ("", 0), ("expirationType", 28), ("_title", 36), ("domain", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subType", 45), ("_instantiatesUri", 23), ("", 0),
+            ("", 0), ("_url", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("legallyBindingReference", 54), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesUri", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("name", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("legal", 52), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("authority", 30),
+            ("signer", 50), ("", 0), ("", 0), ("", 0),
+            ("topicCodeableConcept", 43), ("friendly", 51), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_subtitle", 38), ("subject", 29),
+            ("contentDefinition", 46), ("", 0), ("", 0), ("supportingInfo", 48),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("relevantHistory", 49),
+            ("", 0), ("", 0), ("legalState", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("_alias", 40), ("scope", 42),
+            ("implicitRules", 5), ("", 0), ("", 0), ("author", 41),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("site", 32), ("", 0), ("", 0),
+            ("issued", 25), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("contentDerivative", 24), ("term", 47),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Contract {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Contract {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 402,
-            slots: &[
-                ("", 0), ("version", 16), ("", 0), ("", 0),
-                ("_language", 8), ("url", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("legallyBindingAttachment", 54), ("", 0), ("_name", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("type", 44), ("", 0), ("", 0),
-                ("topicReference", 43), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_version", 17), ("", 0),
-                ("subtitle", 37), ("", 0), ("status", 18), ("", 0),
-                ("title", 35), ("", 0), ("applies", 27), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_issued", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("instantiatesCanonical", 21), ("", 0),
-                ("", 0), ("", 0), ("alias", 39), ("rule", 53),
-                ("", 0), ("expirationType", 28), ("_title", 36), ("domain", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subType", 45), ("_instantiatesUri", 23), ("", 0),
-                ("", 0), ("_url", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_status", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("legallyBindingReference", 54), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesUri", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("name", 33),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("legal", 52), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("authority", 30),
-                ("signer", 50), ("", 0), ("", 0), ("", 0),
-                ("topicCodeableConcept", 43), ("friendly", 51), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_subtitle", 38), ("subject", 29),
-                ("contentDefinition", 46), ("", 0), ("", 0), ("supportingInfo", 48),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("relevantHistory", 49),
-                ("", 0), ("", 0), ("legalState", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("_alias", 40), ("scope", 42),
-                ("implicitRules", 5), ("", 0), ("", 0), ("author", 41),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("site", 32), ("", 0), ("", 0),
-                ("issued", 25), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("contentDerivative", 24), ("term", 47),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Contract {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Contract"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                15 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                20 => rt::opt(p, &mut out.legal_state, "legalState", &mut out.extra),
-                21 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical", &mut out.extra),
-                22 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri", &mut out.extra),
-                23 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                24 => rt::opt(p, &mut out.content_derivative, "contentDerivative", &mut out.extra),
-                25 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                26 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                27 => rt::opt(p, &mut out.applies, "applies", &mut out.extra),
-                28 => rt::opt(p, &mut out.expiration_type, "expirationType", &mut out.extra),
-                29 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                30 => rt::list(p, &mut out.authority, "authority", &mut out.extra),
-                31 => rt::list(p, &mut out.domain, "domain", &mut out.extra),
-                32 => rt::list(p, &mut out.site, "site", &mut out.extra),
-                33 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                34 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                35 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                36 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                37 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                38 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                39 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias", &mut out.extra),
-                40 => rt::list_ext(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                41 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                42 => rt::opt(p, &mut out.scope, "scope", &mut out.extra),
-                43 => rt::choice(p, &mut out.topic, key, &mut out.extra),
-                44 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                45 => rt::list(p, &mut out.sub_type, "subType", &mut out.extra),
-                46 => rt::opt(p, &mut out.content_definition, "contentDefinition", &mut out.extra),
-                47 => rt::list(p, &mut out.term, "term", &mut out.extra),
-                48 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                49 => rt::list(p, &mut out.relevant_history, "relevantHistory", &mut out.extra),
-                50 => rt::list(p, &mut out.signer, "signer", &mut out.extra),
-                51 => rt::list(p, &mut out.friendly, "friendly", &mut out.extra),
-                52 => rt::list(p, &mut out.legal, "legal", &mut out.extra),
-                53 => rt::list(p, &mut out.rule, "rule", &mut out.extra),
-                54 => rt::choice(p, &mut out.legally_binding, key, &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.url, "url"),
+                15 => rt::opt(p, &mut out.url_ext, "_url"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.status, "status"),
+                19 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt(p, &mut out.legal_state, "legalState"),
+                21 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical"),
+                22 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri"),
+                23 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                24 => rt::opt(p, &mut out.content_derivative, "contentDerivative"),
+                25 => rt::opt(p, &mut out.issued, "issued"),
+                26 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                27 => rt::opt(p, &mut out.applies, "applies"),
+                28 => rt::opt(p, &mut out.expiration_type, "expirationType"),
+                29 => rt::list(p, &mut out.subject, "subject"),
+                30 => rt::list(p, &mut out.authority, "authority"),
+                31 => rt::list(p, &mut out.domain, "domain"),
+                32 => rt::list(p, &mut out.site, "site"),
+                33 => rt::opt(p, &mut out.name, "name"),
+                34 => rt::opt(p, &mut out.name_ext, "_name"),
+                35 => rt::opt(p, &mut out.title, "title"),
+                36 => rt::opt(p, &mut out.title_ext, "_title"),
+                37 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                38 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                39 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
+                40 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
+                41 => rt::opt(p, &mut out.author, "author"),
+                42 => rt::opt(p, &mut out.scope, "scope"),
+                43 => rt::choice(p, &mut out.topic, key),
+                44 => rt::opt(p, &mut out.r#type, "type"),
+                45 => rt::list(p, &mut out.sub_type, "subType"),
+                46 => rt::opt(p, &mut out.content_definition, "contentDefinition"),
+                47 => rt::list(p, &mut out.term, "term"),
+                48 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                49 => rt::list(p, &mut out.relevant_history, "relevantHistory"),
+                50 => rt::list(p, &mut out.signer, "signer"),
+                51 => rt::list(p, &mut out.friendly, "friendly"),
+                52 => rt::list(p, &mut out.legal, "legal"),
+                53 => rt::list(p, &mut out.rule, "rule"),
+                54 => rt::choice(p, &mut out.legally_binding, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -333,7 +336,9 @@ impl ToJson for Contract {
         rt::w_list(w, b"\"legal\":", &self.legal);
         rt::w_list(w, b"\"rule\":", &self.rule);
         rt::w_choice(w, &self.legally_binding);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -346,7 +351,7 @@ impl FhirResource for Contract {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -361,6 +366,14 @@ impl FhirResource for Contract {
             Resource::Contract(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Contract {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -389,30 +402,34 @@ pub struct ContractRule {
     pub extra: Extra,
 }
 
+impl ContractRule {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
+            ("", 0), ("", 0), ("", 0), ("contentReference", 4),
+        ],
+    };
+}
+
 impl FromJson for ContractRule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
-                ("", 0), ("", 0), ("", 0), ("contentReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_content = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_content, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -433,7 +450,9 @@ impl ToJson for ContractRule {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.content, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -457,30 +476,34 @@ pub struct ContractLegal {
     pub extra: Extra,
 }
 
+impl ContractLegal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
+            ("", 0), ("", 0), ("", 0), ("contentReference", 4),
+        ],
+    };
+}
+
 impl FromJson for ContractLegal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
-                ("", 0), ("", 0), ("", 0), ("contentReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_content = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_content, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -501,7 +524,9 @@ impl ToJson for ContractLegal {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.content, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -525,30 +550,34 @@ pub struct ContractFriendly {
     pub extra: Extra,
 }
 
+impl ContractFriendly {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
+            ("", 0), ("", 0), ("", 0), ("contentReference", 4),
+        ],
+    };
+}
+
 impl FromJson for ContractFriendly {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contentAttachment", 4),
-                ("", 0), ("", 0), ("", 0), ("contentReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_content = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_content, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -569,7 +598,9 @@ impl ToJson for ContractFriendly {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.content, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -597,30 +628,34 @@ pub struct ContractSigner {
     pub extra: Extra,
 }
 
+impl ContractSigner {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("signature", 6),
+            ("party", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractSigner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("signature", 6),
-                ("party", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_party = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut f_party, "party", &mut out.extra),
-                6 => rt::list(p, &mut out.signature, "signature", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut f_party, "party"),
+                6 => rt::list(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -639,7 +674,9 @@ impl ToJson for ContractSigner {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_req(w, b"\"party\":", &self.party);
         rt::w_list(w, b"\"signature\":", &self.signature);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -658,7 +695,7 @@ pub struct ContractTerm {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Contract Term Number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Contract Term Issue Date Time. `issued` (0..1).
     pub issued: Option<DateTime>,
     /// The `_issued` member: the id and extensions of the value of `issued`.
@@ -678,7 +715,7 @@ pub struct ContractTerm {
     /// Protection for the Term. `securityLabel` (0..*).
     pub security_label: Vec<ContractTermSecurityLabel>,
     /// Context of the Contract term. `offer` (1..1).
-    pub offer: ContractTermOffer,
+    pub offer: Box<ContractTermOffer>,
     /// Contract Term Asset List. `asset` (0..*).
     pub asset: Vec<ContractTermAsset>,
     /// Entity being ascribed responsibility. `action` (0..*).
@@ -689,52 +726,56 @@ pub struct ContractTerm {
     pub extra: Extra,
 }
 
+impl ContractTerm {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_issued", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("asset", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("issued", 5), ("", 0), ("", 0), ("applies", 7),
+            ("topicCodeableConcept", 8), ("extension", 2), ("securityLabel", 13), ("type", 9),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("topicReference", 8), ("", 0),
+            ("", 0), ("subType", 10), ("_text", 12), ("", 0),
+            ("", 0), ("action", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 11), ("group", 17),
+            ("offer", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 4),
+        ],
+    };
+}
+
 impl FromJson for ContractTerm {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("_issued", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("asset", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("issued", 5), ("", 0), ("", 0), ("applies", 7),
-                ("topicCodeableConcept", 8), ("extension", 2), ("securityLabel", 13), ("type", 9),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("topicReference", 8), ("", 0),
-                ("", 0), ("subType", 10), ("_text", 12), ("", 0),
-                ("", 0), ("action", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 11), ("group", 17),
-                ("offer", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_offer = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                6 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                7 => rt::opt(p, &mut out.applies, "applies", &mut out.extra),
-                8 => rt::choice(p, &mut out.topic, key, &mut out.extra),
-                9 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                10 => rt::opt(p, &mut out.sub_type, "subType", &mut out.extra),
-                11 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                12 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                13 => rt::list(p, &mut out.security_label, "securityLabel", &mut out.extra),
-                14 => rt::opt(p, &mut f_offer, "offer", &mut out.extra),
-                15 => rt::list(p, &mut out.asset, "asset", &mut out.extra),
-                16 => rt::list(p, &mut out.action, "action", &mut out.extra),
-                17 => rt::list(p, &mut out.group, "group", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.issued, "issued"),
+                6 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                7 => rt::opt(p, &mut out.applies, "applies"),
+                8 => rt::choice(p, &mut out.topic, key),
+                9 => rt::opt(p, &mut out.r#type, "type"),
+                10 => rt::opt(p, &mut out.sub_type, "subType"),
+                11 => rt::opt(p, &mut out.text, "text"),
+                12 => rt::opt(p, &mut out.text_ext, "_text"),
+                13 => rt::list(p, &mut out.security_label, "securityLabel"),
+                14 => rt::opt(p, &mut f_offer, "offer"),
+                15 => rt::list(p, &mut out.asset, "asset"),
+                16 => rt::list(p, &mut out.action, "action"),
+                17 => rt::list(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -763,7 +804,9 @@ impl ToJson for ContractTerm {
         rt::w_list(w, b"\"asset\":", &self.asset);
         rt::w_list(w, b"\"action\":", &self.action);
         rt::w_list(w, b"\"group\":", &self.group);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -845,85 +888,89 @@ pub struct ContractTermAction {
     pub extra: Extra,
 }
 
+impl ContractTermAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 50,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 6), ("_performerLinkId", 23), ("", 0), ("", 0),
+            ("", 0), ("_securityLabelNumber", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("securityLabelNumber", 31), ("note", 30),
+            ("", 0), ("_reasonLinkId", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("occurrenceDateTime", 15), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("_contextLinkId", 14), ("", 0),
+            ("doNotPerform", 4), ("occurrenceTiming", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_doNotPerform", 5), ("", 0), ("requesterLinkId", 17), ("reasonLinkId", 28),
+            ("intent", 8), ("", 0), ("", 0), ("performerType", 19),
+            ("", 0), ("reasonCode", 24), ("", 0), ("", 0),
+            ("context", 12), ("subject", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reasonReference", 25),
+            ("", 0), ("", 0), ("", 0), ("_requesterLinkId", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("performerRole", 20), ("_linkId", 10),
+            ("reason", 26), ("", 0), ("", 0), ("", 0),
+            ("contextLinkId", 13), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("linkId", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("performer", 21), ("occurrencePeriod", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("requester", 16), ("status", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("_reason", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("performerLinkId", 22), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 50,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 6), ("_performerLinkId", 23), ("", 0), ("", 0),
-                ("", 0), ("_securityLabelNumber", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("securityLabelNumber", 31), ("note", 30),
-                ("", 0), ("_reasonLinkId", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("occurrenceDateTime", 15), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("_contextLinkId", 14), ("", 0),
-                ("doNotPerform", 4), ("occurrenceTiming", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_doNotPerform", 5), ("", 0), ("requesterLinkId", 17), ("reasonLinkId", 28),
-                ("intent", 8), ("", 0), ("", 0), ("performerType", 19),
-                ("", 0), ("reasonCode", 24), ("", 0), ("", 0),
-                ("context", 12), ("subject", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reasonReference", 25),
-                ("", 0), ("", 0), ("", 0), ("_requesterLinkId", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("performerRole", 20), ("_linkId", 10),
-                ("reason", 26), ("", 0), ("", 0), ("", 0),
-                ("contextLinkId", 13), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("linkId", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("performer", 21), ("occurrencePeriod", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("requester", 16), ("status", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("_reason", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("performerLinkId", 22), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_intent = None;
         let mut f_status = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.do_not_perform, "doNotPerform", &mut out.extra),
-                5 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform", &mut out.extra),
-                6 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                7 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                8 => rt::opt(p, &mut f_intent, "intent", &mut out.extra),
-                9 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId", &mut out.extra),
-                10 => rt::list_ext(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                11 => rt::opt(p, &mut f_status, "status", &mut out.extra),
-                12 => rt::opt(p, &mut out.context, "context", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.context_link_id, &mut out.context_link_id_ext, "contextLinkId", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.context_link_id_ext, "_contextLinkId", &mut out.extra),
-                15 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                16 => rt::list(p, &mut out.requester, "requester", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.requester_link_id, &mut out.requester_link_id_ext, "requesterLinkId", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.requester_link_id_ext, "_requesterLinkId", &mut out.extra),
-                19 => rt::list(p, &mut out.performer_type, "performerType", &mut out.extra),
-                20 => rt::opt(p, &mut out.performer_role, "performerRole", &mut out.extra),
-                21 => rt::opt(p, &mut out.performer, "performer", &mut out.extra),
-                22 => rt::prim_list(p, &mut out.performer_link_id, &mut out.performer_link_id_ext, "performerLinkId", &mut out.extra),
-                23 => rt::list_ext(p, &mut out.performer_link_id_ext, "_performerLinkId", &mut out.extra),
-                24 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                25 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                26 => rt::prim_list(p, &mut out.reason, &mut out.reason_ext, "reason", &mut out.extra),
-                27 => rt::list_ext(p, &mut out.reason_ext, "_reason", &mut out.extra),
-                28 => rt::prim_list(p, &mut out.reason_link_id, &mut out.reason_link_id_ext, "reasonLinkId", &mut out.extra),
-                29 => rt::list_ext(p, &mut out.reason_link_id_ext, "_reasonLinkId", &mut out.extra),
-                30 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                31 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber", &mut out.extra),
-                32 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
+                5 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                6 => rt::opt(p, &mut f_type, "type"),
+                7 => rt::list(p, &mut out.subject, "subject"),
+                8 => rt::opt(p, &mut f_intent, "intent"),
+                9 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
+                10 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
+                11 => rt::opt(p, &mut f_status, "status"),
+                12 => rt::opt(p, &mut out.context, "context"),
+                13 => rt::prim_list(p, &mut out.context_link_id, &mut out.context_link_id_ext, "contextLinkId"),
+                14 => rt::list_ext(p, &mut out.context_link_id_ext, "_contextLinkId"),
+                15 => rt::choice(p, &mut out.occurrence, key),
+                16 => rt::list(p, &mut out.requester, "requester"),
+                17 => rt::prim_list(p, &mut out.requester_link_id, &mut out.requester_link_id_ext, "requesterLinkId"),
+                18 => rt::list_ext(p, &mut out.requester_link_id_ext, "_requesterLinkId"),
+                19 => rt::list(p, &mut out.performer_type, "performerType"),
+                20 => rt::opt(p, &mut out.performer_role, "performerRole"),
+                21 => rt::opt(p, &mut out.performer, "performer"),
+                22 => rt::prim_list(p, &mut out.performer_link_id, &mut out.performer_link_id_ext, "performerLinkId"),
+                23 => rt::list_ext(p, &mut out.performer_link_id_ext, "_performerLinkId"),
+                24 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                25 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                26 => rt::prim_list(p, &mut out.reason, &mut out.reason_ext, "reason"),
+                27 => rt::list_ext(p, &mut out.reason_ext, "_reason"),
+                28 => rt::prim_list(p, &mut out.reason_link_id, &mut out.reason_link_id_ext, "reasonLinkId"),
+                29 => rt::list_ext(p, &mut out.reason_link_id_ext, "_reasonLinkId"),
+                30 => rt::list(p, &mut out.note, "note"),
+                31 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
+                32 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -962,7 +1009,9 @@ impl ToJson for ContractTermAction {
         rt::w_prim_list(w, b"\"reasonLinkId\":", b"\"_reasonLinkId\":", &self.reason_link_id, &self.reason_link_id_ext);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_prim_list(w, b"\"securityLabelNumber\":", b"\"_securityLabelNumber\":", &self.security_label_number, &self.security_label_number_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -988,27 +1037,31 @@ pub struct ContractTermActionSubject {
     pub extra: Extra,
 }
 
+impl ContractTermActionSubject {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("role", 5),
+            ("", 0), ("reference", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermActionSubject {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("role", 5),
-                ("", 0), ("reference", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.reference, "reference", &mut out.extra),
-                5 => rt::opt(p, &mut out.role, "role", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.reference, "reference"),
+                5 => rt::opt(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1024,7 +1077,9 @@ impl ToJson for ContractTermActionSubject {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"reference\":", &self.reference);
         rt::w_opt(w, b"\"role\":", &self.role);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1084,56 +1139,60 @@ pub struct ContractTermAsset {
     pub extra: Extra,
 }
 
+impl ContractTermAsset {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("_securityLabelNumber", 21), ("", 0), ("", 0), ("periodType", 12),
+            ("valuedItem", 22), ("condition", 10), ("id", 1), ("linkId", 17),
+            ("", 0), ("", 0), ("", 0), ("context", 9),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("period", 13),
+            ("text", 15), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_condition", 11), ("", 0),
+            ("relationship", 8), ("subtype", 7), ("", 0), ("", 0),
+            ("type", 5), ("", 0), ("", 0), ("", 0),
+            ("scope", 4), ("_linkId", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("answer", 19),
+            ("usePeriod", 14), ("", 0), ("", 0), ("", 0),
+            ("typeReference", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("securityLabelNumber", 20), ("_text", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermAsset {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("_securityLabelNumber", 21), ("", 0), ("", 0), ("periodType", 12),
-                ("valuedItem", 22), ("condition", 10), ("id", 1), ("linkId", 17),
-                ("", 0), ("", 0), ("", 0), ("context", 9),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("period", 13),
-                ("text", 15), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_condition", 11), ("", 0),
-                ("relationship", 8), ("subtype", 7), ("", 0), ("", 0),
-                ("type", 5), ("", 0), ("", 0), ("", 0),
-                ("scope", 4), ("_linkId", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("answer", 19),
-                ("usePeriod", 14), ("", 0), ("", 0), ("", 0),
-                ("typeReference", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("securityLabelNumber", 20), ("_text", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.scope, "scope", &mut out.extra),
-                5 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::list(p, &mut out.type_reference, "typeReference", &mut out.extra),
-                7 => rt::list(p, &mut out.subtype, "subtype", &mut out.extra),
-                8 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                9 => rt::list(p, &mut out.context, "context", &mut out.extra),
-                10 => rt::opt(p, &mut out.condition, "condition", &mut out.extra),
-                11 => rt::opt(p, &mut out.condition_ext, "_condition", &mut out.extra),
-                12 => rt::list(p, &mut out.period_type, "periodType", &mut out.extra),
-                13 => rt::list(p, &mut out.period, "period", &mut out.extra),
-                14 => rt::list(p, &mut out.use_period, "usePeriod", &mut out.extra),
-                15 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                16 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                19 => rt::list(p, &mut out.answer, "answer", &mut out.extra),
-                20 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber", &mut out.extra),
-                21 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber", &mut out.extra),
-                22 => rt::list(p, &mut out.valued_item, "valuedItem", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.scope, "scope"),
+                5 => rt::list(p, &mut out.r#type, "type"),
+                6 => rt::list(p, &mut out.type_reference, "typeReference"),
+                7 => rt::list(p, &mut out.subtype, "subtype"),
+                8 => rt::opt(p, &mut out.relationship, "relationship"),
+                9 => rt::list(p, &mut out.context, "context"),
+                10 => rt::opt(p, &mut out.condition, "condition"),
+                11 => rt::opt(p, &mut out.condition_ext, "_condition"),
+                12 => rt::list(p, &mut out.period_type, "periodType"),
+                13 => rt::list(p, &mut out.period, "period"),
+                14 => rt::list(p, &mut out.use_period, "usePeriod"),
+                15 => rt::opt(p, &mut out.text, "text"),
+                16 => rt::opt(p, &mut out.text_ext, "_text"),
+                17 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
+                18 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
+                19 => rt::list(p, &mut out.answer, "answer"),
+                20 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
+                21 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
+                22 => rt::list(p, &mut out.valued_item, "valuedItem"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1164,7 +1223,9 @@ impl ToJson for ContractTermAsset {
         rt::w_list(w, b"\"answer\":", &self.answer);
         rt::w_prim_list(w, b"\"securityLabelNumber\":", b"\"_securityLabelNumber\":", &self.security_label_number, &self.security_label_number_ext);
         rt::w_list(w, b"\"valuedItem\":", &self.valued_item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1185,7 +1246,7 @@ pub struct ContractTermAssetValuedItem {
     /// Contract Valued Item Type. `entity[x]` (0..1).
     pub entity: Option<ContractTermAssetValuedItemEntity>,
     /// Contract Valued Item Number. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Contract Valued Item Effective Tiem. `effectiveTime` (0..1).
     pub effective_time: Option<DateTime>,
     /// The `_effectiveTime` member: the id and extensions of the value of `effectiveTime`.
@@ -1228,58 +1289,62 @@ pub struct ContractTermAssetValuedItem {
     pub extra: Extra,
 }
 
+impl ContractTermAssetValuedItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 45,
+        slots: &[
+            ("_securityLabelNumber", 24), ("net", 14), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("recipient", 20), ("_linkId", 22), ("", 0),
+            ("", 0), ("securityLabelNumber", 23), ("", 0), ("_points", 13),
+            ("_effectiveTime", 7), ("", 0), ("entityReference", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("entityCodeableConcept", 4), ("payment", 15), ("", 0),
+            ("", 0), ("", 0), ("points", 12), ("", 0),
+            ("effectiveTime", 6), ("", 0), ("factor", 10), ("responsible", 19),
+            ("", 0), ("", 0), ("paymentDate", 17), ("", 0),
+            ("", 0), ("_factor", 11), ("", 0), ("linkId", 21),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 8), ("", 0), ("_paymentDate", 18),
+            ("", 0), ("", 0), ("unitPrice", 9), ("", 0),
+            ("_payment", 16), ("", 0), ("", 0), ("identifier", 5),
+        ],
+    };
+}
+
 impl FromJson for ContractTermAssetValuedItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 45,
-            slots: &[
-                ("_securityLabelNumber", 24), ("net", 14), ("modifierExtension", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("recipient", 20), ("_linkId", 22), ("", 0),
-                ("", 0), ("securityLabelNumber", 23), ("", 0), ("_points", 13),
-                ("_effectiveTime", 7), ("", 0), ("entityReference", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("entityCodeableConcept", 4), ("payment", 15), ("", 0),
-                ("", 0), ("", 0), ("points", 12), ("", 0),
-                ("effectiveTime", 6), ("", 0), ("factor", 10), ("responsible", 19),
-                ("", 0), ("", 0), ("paymentDate", 17), ("", 0),
-                ("", 0), ("_factor", 11), ("", 0), ("linkId", 21),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 8), ("", 0), ("_paymentDate", 18),
-                ("", 0), ("", 0), ("unitPrice", 9), ("", 0),
-                ("_payment", 16), ("", 0), ("", 0), ("identifier", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.entity, key, &mut out.extra),
-                5 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.effective_time, "effectiveTime", &mut out.extra),
-                7 => rt::opt(p, &mut out.effective_time_ext, "_effectiveTime", &mut out.extra),
-                8 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                9 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                10 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                11 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                12 => rt::opt(p, &mut out.points, "points", &mut out.extra),
-                13 => rt::opt(p, &mut out.points_ext, "_points", &mut out.extra),
-                14 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                15 => rt::opt(p, &mut out.payment, "payment", &mut out.extra),
-                16 => rt::opt(p, &mut out.payment_ext, "_payment", &mut out.extra),
-                17 => rt::opt(p, &mut out.payment_date, "paymentDate", &mut out.extra),
-                18 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate", &mut out.extra),
-                19 => rt::opt(p, &mut out.responsible, "responsible", &mut out.extra),
-                20 => rt::opt(p, &mut out.recipient, "recipient", &mut out.extra),
-                21 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId", &mut out.extra),
-                22 => rt::list_ext(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                23 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber", &mut out.extra),
-                24 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.entity, key),
+                5 => rt::opt(p, &mut out.identifier, "identifier"),
+                6 => rt::opt(p, &mut out.effective_time, "effectiveTime"),
+                7 => rt::opt(p, &mut out.effective_time_ext, "_effectiveTime"),
+                8 => rt::opt(p, &mut out.quantity, "quantity"),
+                9 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                10 => rt::opt(p, &mut out.factor, "factor"),
+                11 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                12 => rt::opt(p, &mut out.points, "points"),
+                13 => rt::opt(p, &mut out.points_ext, "_points"),
+                14 => rt::opt(p, &mut out.net, "net"),
+                15 => rt::opt(p, &mut out.payment, "payment"),
+                16 => rt::opt(p, &mut out.payment_ext, "_payment"),
+                17 => rt::opt(p, &mut out.payment_date, "paymentDate"),
+                18 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
+                19 => rt::opt(p, &mut out.responsible, "responsible"),
+                20 => rt::opt(p, &mut out.recipient, "recipient"),
+                21 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
+                22 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
+                23 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
+                24 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1312,7 +1377,9 @@ impl ToJson for ContractTermAssetValuedItem {
         rt::w_opt(w, b"\"recipient\":", &self.recipient);
         rt::w_prim_list(w, b"\"linkId\":", b"\"_linkId\":", &self.link_id, &self.link_id_ext);
         rt::w_prim_list(w, b"\"securityLabelNumber\":", b"\"_securityLabelNumber\":", &self.security_label_number, &self.security_label_number_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1342,29 +1409,33 @@ pub struct ContractTermAssetContext {
     pub extra: Extra,
 }
 
+impl ContractTermAssetContext {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("text", 6), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 5), ("", 0),
+            ("", 0), ("reference", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_text", 7),
+        ],
+    };
+}
+
 impl FromJson for ContractTermAssetContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("text", 6), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 5), ("", 0),
-                ("", 0), ("reference", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_text", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                5 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                6 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                7 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.reference, "reference"),
+                5 => rt::list(p, &mut out.code, "code"),
+                6 => rt::opt(p, &mut out.text, "text"),
+                7 => rt::opt(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1382,7 +1453,9 @@ impl ToJson for ContractTermAssetContext {
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1430,42 +1503,46 @@ pub struct ContractTermOffer {
     pub extra: Extra,
 }
 
+impl ContractTermOffer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 71,
+        slots: &[
+            ("securityLabelNumber", 15), ("", 0), ("", 0), ("type", 7),
+            ("text", 11), ("", 0), ("party", 5), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("decisionMode", 9), ("_linkId", 14), ("topic", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_text", 12),
+            ("modifierExtension", 3), ("identifier", 4), ("", 0), ("extension", 2),
+            ("", 0), ("decision", 8), ("", 0), ("_securityLabelNumber", 16),
+            ("answer", 10), ("", 0), ("linkId", 13), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermOffer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 71,
-            slots: &[
-                ("securityLabelNumber", 15), ("", 0), ("", 0), ("type", 7),
-                ("text", 11), ("", 0), ("party", 5), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("decisionMode", 9), ("_linkId", 14), ("topic", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_text", 12),
-                ("modifierExtension", 3), ("identifier", 4), ("", 0), ("extension", 2),
-                ("", 0), ("decision", 8), ("", 0), ("_securityLabelNumber", 16),
-                ("answer", 10), ("", 0), ("linkId", 13), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::list(p, &mut out.party, "party", &mut out.extra),
-                6 => rt::opt(p, &mut out.topic, "topic", &mut out.extra),
-                7 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                8 => rt::opt(p, &mut out.decision, "decision", &mut out.extra),
-                9 => rt::list(p, &mut out.decision_mode, "decisionMode", &mut out.extra),
-                10 => rt::list(p, &mut out.answer, "answer", &mut out.extra),
-                11 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                12 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                15 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber", &mut out.extra),
-                16 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::list(p, &mut out.party, "party"),
+                6 => rt::opt(p, &mut out.topic, "topic"),
+                7 => rt::opt(p, &mut out.r#type, "type"),
+                8 => rt::opt(p, &mut out.decision, "decision"),
+                9 => rt::list(p, &mut out.decision_mode, "decisionMode"),
+                10 => rt::list(p, &mut out.answer, "answer"),
+                11 => rt::opt(p, &mut out.text, "text"),
+                12 => rt::opt(p, &mut out.text_ext, "_text"),
+                13 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
+                14 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
+                15 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
+                16 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1490,7 +1567,9 @@ impl ToJson for ContractTermOffer {
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
         rt::w_prim_list(w, b"\"linkId\":", b"\"_linkId\":", &self.link_id, &self.link_id_ext);
         rt::w_prim_list(w, b"\"securityLabelNumber\":", b"\"_securityLabelNumber\":", &self.security_label_number, &self.security_label_number_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1514,34 +1593,38 @@ pub struct ContractTermOfferAnswer {
     pub extra: Extra,
 }
 
+impl ContractTermOfferAnswer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 51,
+        slots: &[
+            ("valueInteger", 4), ("", 0), ("valueDate", 4), ("", 0),
+            ("", 0), ("valueDecimal", 4), ("extension", 2), ("", 0),
+            ("valueCoding", 4), ("valueString", 4), ("valueTime", 4), ("valueDateTime", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueReference", 4), ("", 0), ("", 0), ("valueBoolean", 4),
+            ("", 0), ("", 0), ("", 0), ("valueQuantity", 4),
+            ("", 0), ("modifierExtension", 3), ("valueAttachment", 4), ("id", 1),
+            ("valueUri", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermOfferAnswer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 51,
-            slots: &[
-                ("valueInteger", 4), ("", 0), ("valueDate", 4), ("", 0),
-                ("", 0), ("valueDecimal", 4), ("extension", 2), ("", 0),
-                ("valueCoding", 4), ("valueString", 4), ("valueTime", 4), ("valueDateTime", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueReference", 4), ("", 0), ("", 0), ("valueBoolean", 4),
-                ("", 0), ("", 0), ("", 0), ("valueQuantity", 4),
-                ("", 0), ("modifierExtension", 3), ("valueAttachment", 4), ("id", 1),
-                ("valueUri", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1562,7 +1645,9 @@ impl ToJson for ContractTermOfferAnswer {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1588,28 +1673,32 @@ pub struct ContractTermOfferParty {
     pub extra: Extra,
 }
 
+impl ContractTermOfferParty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("role", 5),
+            ("", 0), ("reference", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractTermOfferParty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("role", 5),
-                ("", 0), ("reference", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_role = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.reference, "reference", &mut out.extra),
-                5 => rt::opt(p, &mut f_role, "role", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.reference, "reference"),
+                5 => rt::opt(p, &mut f_role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1626,7 +1715,9 @@ impl ToJson for ContractTermOfferParty {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"reference\":", &self.reference);
         rt::w_req(w, b"\"role\":", &self.role);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1658,31 +1749,35 @@ pub struct ContractTermSecurityLabel {
     pub extra: Extra,
 }
 
+impl ContractTermSecurityLabel {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("category", 7), ("number", 4),
+            ("control", 8), ("", 0), ("", 0), ("", 0),
+            ("_number", 5), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("classification", 6),
+        ],
+    };
+}
+
 impl FromJson for ContractTermSecurityLabel {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("category", 7), ("number", 4),
-                ("control", 8), ("", 0), ("", 0), ("", 0),
-                ("_number", 5), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("classification", 6),
-            ],
-        };
         let mut out = Self::default();
         let mut f_classification = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.number, &mut out.number_ext, "number", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.number_ext, "_number", &mut out.extra),
-                6 => rt::opt(p, &mut f_classification, "classification", &mut out.extra),
-                7 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                8 => rt::list(p, &mut out.control, "control", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.number, &mut out.number_ext, "number"),
+                5 => rt::list_ext(p, &mut out.number_ext, "_number"),
+                6 => rt::opt(p, &mut f_classification, "classification"),
+                7 => rt::list(p, &mut out.category, "category"),
+                8 => rt::list(p, &mut out.control, "control"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1701,7 +1796,9 @@ impl ToJson for ContractTermSecurityLabel {
         rt::w_req(w, b"\"classification\":", &self.classification);
         rt::w_list(w, b"\"category\":", &self.category);
         rt::w_list(w, b"\"control\":", &self.control);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1741,39 +1838,43 @@ pub struct ContractContentDefinition {
     pub extra: Extra,
 }
 
+impl ContractContentDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("copyright", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subType", 5), ("", 0), ("publicationStatus", 9), ("publisher", 6),
+            ("id", 1), ("", 0), ("_publicationStatus", 10), ("", 0),
+            ("_publicationDate", 8), ("", 0), ("_copyright", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("publicationDate", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ContractContentDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("copyright", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subType", 5), ("", 0), ("publicationStatus", 9), ("publisher", 6),
-                ("id", 1), ("", 0), ("_publicationStatus", 10), ("", 0),
-                ("_publicationDate", 8), ("", 0), ("_copyright", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("publicationDate", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.sub_type, "subType", &mut out.extra),
-                6 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                7 => rt::opt(p, &mut out.publication_date, "publicationDate", &mut out.extra),
-                8 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate", &mut out.extra),
-                9 => rt::opt(p, &mut out.publication_status, "publicationStatus", &mut out.extra),
-                10 => rt::opt(p, &mut out.publication_status_ext, "_publicationStatus", &mut out.extra),
-                11 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                12 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.sub_type, "subType"),
+                6 => rt::opt(p, &mut out.publisher, "publisher"),
+                7 => rt::opt(p, &mut out.publication_date, "publicationDate"),
+                8 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate"),
+                9 => rt::opt(p, &mut out.publication_status, "publicationStatus"),
+                10 => rt::opt(p, &mut out.publication_status_ext, "_publicationStatus"),
+                11 => rt::opt(p, &mut out.copyright, "copyright"),
+                12 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1797,7 +1898,9 @@ impl ToJson for ContractContentDefinition {
         rt::w_opt(w, b"\"_publicationStatus\":", &self.publication_status_ext);
         rt::w_opt(w, b"\"copyright\":", &self.copyright);
         rt::w_opt(w, b"\"_copyright\":", &self.copyright_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2110,7 +2213,7 @@ pub enum ContractTermActionOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ContractTermActionOccurrence {

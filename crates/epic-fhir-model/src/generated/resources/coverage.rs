@@ -19,7 +19,7 @@ pub struct Coverage {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -92,92 +92,95 @@ pub struct Coverage {
     pub extra: Extra,
 }
 
+impl Coverage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 208,
+        slots: &[
+            ("", 0), ("", 0), ("payor", 26), ("", 0),
+            ("", 0), ("status", 14), ("_order", 29), ("", 0),
+            ("subscriberId", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("relationship", 24), ("", 0), ("", 0),
+            ("subscriber", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("policyHolder", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_dependent", 23), ("", 0), ("order", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("contract", 35), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("_subrogation", 34), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("meta", 4),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_subscriberId", 20), ("subrogation", 33),
+            ("_language", 8), ("", 0), ("network", 30), ("", 0),
+            ("", 0), ("", 0), ("period", 25), ("", 0),
+            ("", 0), ("type", 16), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("dependent", 22), ("", 0), ("", 0),
+            ("", 0), ("beneficiary", 21), ("implicitRules", 5), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("class", 27),
+            ("", 0), ("_network", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("costToBeneficiary", 32), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Coverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Coverage {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 208,
-            slots: &[
-                ("", 0), ("", 0), ("payor", 26), ("", 0),
-                ("", 0), ("status", 14), ("_order", 29), ("", 0),
-                ("subscriberId", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("relationship", 24), ("", 0), ("", 0),
-                ("subscriber", 18), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("policyHolder", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_dependent", 23), ("", 0), ("order", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("contract", 35), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("_subrogation", 34), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("meta", 4),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_subscriberId", 20), ("subrogation", 33),
-                ("_language", 8), ("", 0), ("network", 30), ("", 0),
-                ("", 0), ("", 0), ("period", 25), ("", 0),
-                ("", 0), ("type", 16), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("dependent", 22), ("", 0), ("", 0),
-                ("", 0), ("beneficiary", 21), ("implicitRules", 5), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("class", 27),
-                ("", 0), ("_network", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("costToBeneficiary", 32), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Coverage {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_beneficiary = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Coverage"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.policy_holder, "policyHolder", &mut out.extra),
-                18 => rt::opt(p, &mut out.subscriber, "subscriber", &mut out.extra),
-                19 => rt::opt(p, &mut out.subscriber_id, "subscriberId", &mut out.extra),
-                20 => rt::opt(p, &mut out.subscriber_id_ext, "_subscriberId", &mut out.extra),
-                21 => rt::opt(p, &mut f_beneficiary, "beneficiary", &mut out.extra),
-                22 => rt::opt(p, &mut out.dependent, "dependent", &mut out.extra),
-                23 => rt::opt(p, &mut out.dependent_ext, "_dependent", &mut out.extra),
-                24 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                25 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                26 => rt::list(p, &mut out.payor, "payor", &mut out.extra),
-                27 => rt::list(p, &mut out.class, "class", &mut out.extra),
-                28 => rt::opt(p, &mut out.order, "order", &mut out.extra),
-                29 => rt::opt(p, &mut out.order_ext, "_order", &mut out.extra),
-                30 => rt::opt(p, &mut out.network, "network", &mut out.extra),
-                31 => rt::opt(p, &mut out.network_ext, "_network", &mut out.extra),
-                32 => rt::list(p, &mut out.cost_to_beneficiary, "costToBeneficiary", &mut out.extra),
-                33 => rt::opt(p, &mut out.subrogation, "subrogation", &mut out.extra),
-                34 => rt::opt(p, &mut out.subrogation_ext, "_subrogation", &mut out.extra),
-                35 => rt::list(p, &mut out.contract, "contract", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.policy_holder, "policyHolder"),
+                18 => rt::opt(p, &mut out.subscriber, "subscriber"),
+                19 => rt::opt(p, &mut out.subscriber_id, "subscriberId"),
+                20 => rt::opt(p, &mut out.subscriber_id_ext, "_subscriberId"),
+                21 => rt::opt(p, &mut f_beneficiary, "beneficiary"),
+                22 => rt::opt(p, &mut out.dependent, "dependent"),
+                23 => rt::opt(p, &mut out.dependent_ext, "_dependent"),
+                24 => rt::opt(p, &mut out.relationship, "relationship"),
+                25 => rt::opt(p, &mut out.period, "period"),
+                26 => rt::list(p, &mut out.payor, "payor"),
+                27 => rt::list(p, &mut out.class, "class"),
+                28 => rt::opt(p, &mut out.order, "order"),
+                29 => rt::opt(p, &mut out.order_ext, "_order"),
+                30 => rt::opt(p, &mut out.network, "network"),
+                31 => rt::opt(p, &mut out.network_ext, "_network"),
+                32 => rt::list(p, &mut out.cost_to_beneficiary, "costToBeneficiary"),
+                33 => rt::opt(p, &mut out.subrogation, "subrogation"),
+                34 => rt::opt(p, &mut out.subrogation_ext, "_subrogation"),
+                35 => rt::list(p, &mut out.contract, "contract"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -228,7 +231,9 @@ impl ToJson for Coverage {
         rt::w_opt(w, b"\"subrogation\":", &self.subrogation);
         rt::w_opt(w, b"\"_subrogation\":", &self.subrogation_ext);
         rt::w_list(w, b"\"contract\":", &self.contract);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -241,7 +246,7 @@ impl FhirResource for Coverage {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -256,6 +261,14 @@ impl FhirResource for Coverage {
             Resource::Coverage(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Coverage {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -288,19 +301,23 @@ pub struct CoverageCostToBeneficiary {
     pub extra: Extra,
 }
 
+impl CoverageCostToBeneficiary {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("exception", 6), ("", 0), ("extension", 2), ("", 0),
+            ("type", 4), ("valueMoney", 5), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageCostToBeneficiary {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("exception", 6), ("", 0), ("extension", 2), ("", 0),
-                ("type", 4), ("valueMoney", 5), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -309,13 +326,13 @@ impl FromJson for CoverageCostToBeneficiary {
         let mut f_exception = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut extra),
-                5 => rt::choice(p, &mut f_value, key, &mut extra),
-                6 => rt::list(p, &mut f_exception, "exception", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::choice(p, &mut f_value, key),
+                6 => rt::list(p, &mut f_exception, "exception"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -340,7 +357,9 @@ impl ToJson for CoverageCostToBeneficiary {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::Choice::write_member(&self.value, w);
         rt::w_list(w, b"\"exception\":", &self.exception);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -366,28 +385,32 @@ pub struct CoverageCostToBeneficiaryException {
     pub extra: Extra,
 }
 
+impl CoverageCostToBeneficiaryException {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageCostToBeneficiaryException {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -404,7 +427,9 @@ impl ToJson for CoverageCostToBeneficiaryException {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -436,31 +461,35 @@ pub struct CoverageClass {
     pub extra: Extra,
 }
 
+impl CoverageClass {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("name", 7), ("", 0), ("value", 5),
+            ("_value", 6), ("", 0), ("", 0), ("", 0),
+            ("_name", 8), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageClass {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("name", 7), ("", 0), ("value", 5),
-                ("_value", 6), ("", 0), ("", 0), ("", 0),
-                ("_name", 8), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                6 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                7 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                8 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.value, "value"),
+                6 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt(p, &mut out.name, "name"),
+                8 => rt::opt(p, &mut out.name_ext, "_name"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -480,7 +509,9 @@ impl ToJson for CoverageClass {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct CoverageEligibilityRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -80,71 +80,74 @@ pub struct CoverageEligibilityRequest {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2477,
+        slots: &[
+            ("_language", 8), ("purpose", 17), ("", 0), ("", 0),
+            ("_created", 22), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_purpose", 18), ("", 0), ("", 0), ("provider", 24),
+            ("implicitRules", 5), ("language", 7), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("enterer", 23), ("", 0), ("identifier", 13),
+            ("", 0), ("insurer", 25), ("insurance", 28), ("patient", 19),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("text", 9),
+            ("", 0), ("supportingInfo", 27), ("_id", 3), ("_status", 15),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("modifierExtension", 12), ("status", 14), ("", 0), ("", 0),
+            ("item", 29), ("", 0), ("facility", 26), ("created", 21),
+            ("servicedPeriod", 20), ("", 0), ("servicedDate", 20), ("meta", 4),
+            ("", 0), ("priority", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CoverageEligibilityRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2477,
-            slots: &[
-                ("_language", 8), ("purpose", 17), ("", 0), ("", 0),
-                ("_created", 22), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_purpose", 18), ("", 0), ("", 0), ("provider", 24),
-                ("implicitRules", 5), ("language", 7), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("enterer", 23), ("", 0), ("identifier", 13),
-                ("", 0), ("insurer", 25), ("insurance", 28), ("patient", 19),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("text", 9),
-                ("", 0), ("supportingInfo", 27), ("_id", 3), ("_status", 15),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("modifierExtension", 12), ("status", 14), ("", 0), ("", 0),
-                ("item", 29), ("", 0), ("facility", 26), ("created", 21),
-                ("servicedPeriod", 20), ("", 0), ("servicedDate", 20), ("meta", 4),
-                ("", 0), ("priority", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CoverageEligibilityRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         let mut f_insurer = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CoverageEligibilityRequest"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                19 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                20 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                21 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                22 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                23 => rt::opt(p, &mut out.enterer, "enterer", &mut out.extra),
-                24 => rt::opt(p, &mut out.provider, "provider", &mut out.extra),
-                25 => rt::opt(p, &mut f_insurer, "insurer", &mut out.extra),
-                26 => rt::opt(p, &mut out.facility, "facility", &mut out.extra),
-                27 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                28 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                29 => rt::list(p, &mut out.item, "item", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.priority, "priority"),
+                17 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose"),
+                18 => rt::list_ext(p, &mut out.purpose_ext, "_purpose"),
+                19 => rt::opt(p, &mut f_patient, "patient"),
+                20 => rt::choice(p, &mut out.serviced, key),
+                21 => rt::opt(p, &mut out.created, "created"),
+                22 => rt::opt(p, &mut out.created_ext, "_created"),
+                23 => rt::opt(p, &mut out.enterer, "enterer"),
+                24 => rt::opt(p, &mut out.provider, "provider"),
+                25 => rt::opt(p, &mut f_insurer, "insurer"),
+                26 => rt::opt(p, &mut out.facility, "facility"),
+                27 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                28 => rt::list(p, &mut out.insurance, "insurance"),
+                29 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -189,7 +192,9 @@ impl ToJson for CoverageEligibilityRequest {
         rt::w_list(w, b"\"supportingInfo\":", &self.supporting_info);
         rt::w_list(w, b"\"insurance\":", &self.insurance);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -202,7 +207,7 @@ impl FhirResource for CoverageEligibilityRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -217,6 +222,14 @@ impl FhirResource for CoverageEligibilityRequest {
             Resource::CoverageEligibilityRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CoverageEligibilityRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -265,40 +278,44 @@ pub struct CoverageEligibilityRequestItem {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityRequestItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 52,
+        slots: &[
+            ("category", 6), ("unitPrice", 11), ("quantity", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("facility", 12), ("id", 1), ("", 0), ("_supportingInfoSequence", 5),
+            ("modifier", 8), ("", 0), ("extension", 2), ("", 0),
+            ("detail", 14), ("", 0), ("productOrService", 7), ("provider", 9),
+            ("supportingInfoSequence", 4), ("diagnosis", 13), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityRequestItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 52,
-            slots: &[
-                ("category", 6), ("unitPrice", 11), ("quantity", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("facility", 12), ("id", 1), ("", 0), ("_supportingInfoSequence", 5),
-                ("modifier", 8), ("", 0), ("extension", 2), ("", 0),
-                ("detail", 14), ("", 0), ("productOrService", 7), ("provider", 9),
-                ("supportingInfoSequence", 4), ("diagnosis", 13), ("modifierExtension", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.supporting_info_sequence, &mut out.supporting_info_sequence_ext, "supportingInfoSequence", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.supporting_info_sequence_ext, "_supportingInfoSequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                7 => rt::opt(p, &mut out.product_or_service, "productOrService", &mut out.extra),
-                8 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                9 => rt::opt(p, &mut out.provider, "provider", &mut out.extra),
-                10 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                11 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                12 => rt::opt(p, &mut out.facility, "facility", &mut out.extra),
-                13 => rt::list(p, &mut out.diagnosis, "diagnosis", &mut out.extra),
-                14 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.supporting_info_sequence, &mut out.supporting_info_sequence_ext, "supportingInfoSequence"),
+                5 => rt::list_ext(p, &mut out.supporting_info_sequence_ext, "_supportingInfoSequence"),
+                6 => rt::opt(p, &mut out.category, "category"),
+                7 => rt::opt(p, &mut out.product_or_service, "productOrService"),
+                8 => rt::list(p, &mut out.modifier, "modifier"),
+                9 => rt::opt(p, &mut out.provider, "provider"),
+                10 => rt::opt(p, &mut out.quantity, "quantity"),
+                11 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                12 => rt::opt(p, &mut out.facility, "facility"),
+                13 => rt::list(p, &mut out.diagnosis, "diagnosis"),
+                14 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -322,7 +339,9 @@ impl ToJson for CoverageEligibilityRequestItem {
         rt::w_opt(w, b"\"facility\":", &self.facility);
         rt::w_list(w, b"\"diagnosis\":", &self.diagnosis);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -346,26 +365,30 @@ pub struct CoverageEligibilityRequestItemDiagnosis {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityRequestItemDiagnosis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("diagnosisReference", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("diagnosisCodeableConcept", 4),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityRequestItemDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("diagnosisReference", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("diagnosisCodeableConcept", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.diagnosis, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.diagnosis, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -380,7 +403,9 @@ impl ToJson for CoverageEligibilityRequestItemDiagnosis {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_choice(w, &self.diagnosis);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -412,31 +437,35 @@ pub struct CoverageEligibilityRequestInsurance {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityRequestInsurance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("coverage", 6), ("", 0),
+            ("_businessArrangement", 8), ("focal", 4), ("", 0), ("businessArrangement", 7),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("_focal", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityRequestInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("coverage", 6), ("", 0),
-                ("_businessArrangement", 8), ("focal", 4), ("", 0), ("businessArrangement", 7),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("_focal", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.focal, "focal", &mut out.extra),
-                5 => rt::opt(p, &mut out.focal_ext, "_focal", &mut out.extra),
-                6 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                7 => rt::opt(p, &mut out.business_arrangement, "businessArrangement", &mut out.extra),
-                8 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.focal, "focal"),
+                5 => rt::opt(p, &mut out.focal_ext, "_focal"),
+                6 => rt::opt(p, &mut f_coverage, "coverage"),
+                7 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
+                8 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -456,7 +485,9 @@ impl ToJson for CoverageEligibilityRequestInsurance {
         rt::w_req(w, b"\"coverage\":", &self.coverage);
         rt::w_opt(w, b"\"businessArrangement\":", &self.business_arrangement);
         rt::w_opt(w, b"\"_businessArrangement\":", &self.business_arrangement_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -488,31 +519,35 @@ pub struct CoverageEligibilityRequestSupportingInfo {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityRequestSupportingInfo {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("information", 6), ("_appliesToAll", 8), ("", 0), ("appliesToAll", 7),
+            ("_sequence", 5), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("sequence", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityRequestSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("information", 6), ("_appliesToAll", 8), ("", 0), ("appliesToAll", 7),
-                ("_sequence", 5), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("sequence", 4),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         let mut f_information = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut f_information, "information", &mut out.extra),
-                7 => rt::opt(p, &mut out.applies_to_all, "appliesToAll", &mut out.extra),
-                8 => rt::opt(p, &mut out.applies_to_all_ext, "_appliesToAll", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut f_information, "information"),
+                7 => rt::opt(p, &mut out.applies_to_all, "appliesToAll"),
+                8 => rt::opt(p, &mut out.applies_to_all_ext, "_appliesToAll"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -532,7 +567,9 @@ impl ToJson for CoverageEligibilityRequestSupportingInfo {
         rt::w_req(w, b"\"information\":", &self.information);
         rt::w_opt(w, b"\"appliesToAll\":", &self.applies_to_all);
         rt::w_opt(w, b"\"_appliesToAll\":", &self.applies_to_all_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

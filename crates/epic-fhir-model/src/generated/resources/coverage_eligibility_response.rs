@@ -19,7 +19,7 @@ pub struct CoverageEligibilityResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -88,92 +88,95 @@ pub struct CoverageEligibilityResponse {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 251,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("error", 33), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("id", 2), ("", 0), ("_disposition", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("insurance", 29), ("", 0), ("text", 9),
+            ("", 0), ("_id", 3), ("request", 23), ("", 0),
+            ("_created", 21), ("", 0), ("_status", 15), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("servicedDate", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("language", 7),
+            ("contained", 10), ("", 0), ("", 0), ("disposition", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("_purpose", 17),
+            ("requestor", 22), ("implicitRules", 5), ("", 0), ("outcome", 24),
+            ("_preAuthRef", 31), ("", 0), ("", 0), ("patient", 18),
+            ("", 0), ("", 0), ("created", 20), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_outcome", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("form", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("purpose", 16), ("", 0), ("", 0), ("", 0),
+            ("preAuthRef", 30), ("", 0), ("insurer", 28), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl CoverageEligibilityResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 251,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("error", 33), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("id", 2), ("", 0), ("_disposition", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("insurance", 29), ("", 0), ("text", 9),
-                ("", 0), ("_id", 3), ("request", 23), ("", 0),
-                ("_created", 21), ("", 0), ("_status", 15), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("servicedDate", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("language", 7),
-                ("contained", 10), ("", 0), ("", 0), ("disposition", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("_purpose", 17),
-                ("requestor", 22), ("implicitRules", 5), ("", 0), ("outcome", 24),
-                ("_preAuthRef", 31), ("", 0), ("", 0), ("patient", 18),
-                ("", 0), ("", 0), ("created", 20), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_outcome", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("form", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("purpose", 16), ("", 0), ("", 0), ("", 0),
-                ("preAuthRef", 30), ("", 0), ("insurer", 28), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for CoverageEligibilityResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         let mut f_request = None;
         let mut f_insurer = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CoverageEligibilityResponse"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                18 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                19 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                20 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                21 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                22 => rt::opt(p, &mut out.requestor, "requestor", &mut out.extra),
-                23 => rt::opt(p, &mut f_request, "request", &mut out.extra),
-                24 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                25 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                26 => rt::opt(p, &mut out.disposition, "disposition", &mut out.extra),
-                27 => rt::opt(p, &mut out.disposition_ext, "_disposition", &mut out.extra),
-                28 => rt::opt(p, &mut f_insurer, "insurer", &mut out.extra),
-                29 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef", &mut out.extra),
-                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef", &mut out.extra),
-                32 => rt::opt(p, &mut out.form, "form", &mut out.extra),
-                33 => rt::list(p, &mut out.error, "error", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose"),
+                17 => rt::list_ext(p, &mut out.purpose_ext, "_purpose"),
+                18 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::choice(p, &mut out.serviced, key),
+                20 => rt::opt(p, &mut out.created, "created"),
+                21 => rt::opt(p, &mut out.created_ext, "_created"),
+                22 => rt::opt(p, &mut out.requestor, "requestor"),
+                23 => rt::opt(p, &mut f_request, "request"),
+                24 => rt::opt(p, &mut out.outcome, "outcome"),
+                25 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                26 => rt::opt(p, &mut out.disposition, "disposition"),
+                27 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                28 => rt::opt(p, &mut f_insurer, "insurer"),
+                29 => rt::list(p, &mut out.insurance, "insurance"),
+                30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef"),
+                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                32 => rt::opt(p, &mut out.form, "form"),
+                33 => rt::list(p, &mut out.error, "error"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -223,7 +226,9 @@ impl ToJson for CoverageEligibilityResponse {
         rt::w_opt(w, b"\"_preAuthRef\":", &self.pre_auth_ref_ext);
         rt::w_opt(w, b"\"form\":", &self.form);
         rt::w_list(w, b"\"error\":", &self.error);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -236,7 +241,7 @@ impl FhirResource for CoverageEligibilityResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -251,6 +256,14 @@ impl FhirResource for CoverageEligibilityResponse {
             Resource::CoverageEligibilityResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl CoverageEligibilityResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -279,25 +292,29 @@ pub struct CoverageEligibilityResponseError {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityResponseError {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityResponseError {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -313,7 +330,9 @@ impl ToJson for CoverageEligibilityResponseError {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -345,31 +364,35 @@ pub struct CoverageEligibilityResponseInsurance {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityResponseInsurance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("coverage", 4), ("item", 8), ("modifierExtension", 3),
+            ("_inforce", 6), ("inforce", 5), ("", 0), ("extension", 2),
+            ("", 0), ("benefitPeriod", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityResponseInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("coverage", 4), ("item", 8), ("modifierExtension", 3),
-                ("_inforce", 6), ("inforce", 5), ("", 0), ("extension", 2),
-                ("", 0), ("benefitPeriod", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                5 => rt::opt(p, &mut out.inforce, "inforce", &mut out.extra),
-                6 => rt::opt(p, &mut out.inforce_ext, "_inforce", &mut out.extra),
-                7 => rt::opt(p, &mut out.benefit_period, "benefitPeriod", &mut out.extra),
-                8 => rt::list(p, &mut out.item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_coverage, "coverage"),
+                5 => rt::opt(p, &mut out.inforce, "inforce"),
+                6 => rt::opt(p, &mut out.inforce_ext, "_inforce"),
+                7 => rt::opt(p, &mut out.benefit_period, "benefitPeriod"),
+                8 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -389,7 +412,9 @@ impl ToJson for CoverageEligibilityResponseInsurance {
         rt::w_opt(w, b"\"_inforce\":", &self.inforce_ext);
         rt::w_opt(w, b"\"benefitPeriod\":", &self.benefit_period);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -449,56 +474,60 @@ pub struct CoverageEligibilityResponseInsuranceItem {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityResponseInsuranceItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 80,
+        slots: &[
+            ("modifier", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("authorizationSupporting", 20), ("authorizationUrl", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_excluded", 9),
+            ("", 0), ("_description", 13), ("excluded", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("benefit", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("name", 10), ("productOrService", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("authorizationRequired", 18), ("description", 12), ("", 0), ("", 0),
+            ("_name", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("network", 14), ("", 0), ("category", 4),
+            ("", 0), ("", 0), ("_authorizationUrl", 22), ("_authorizationRequired", 19),
+            ("", 0), ("provider", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("unit", 15), ("term", 16),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityResponseInsuranceItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 80,
-            slots: &[
-                ("modifier", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("authorizationSupporting", 20), ("authorizationUrl", 21), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_excluded", 9),
-                ("", 0), ("_description", 13), ("excluded", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("benefit", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("name", 10), ("productOrService", 5), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("authorizationRequired", 18), ("description", 12), ("", 0), ("", 0),
-                ("_name", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("network", 14), ("", 0), ("category", 4),
-                ("", 0), ("", 0), ("_authorizationUrl", 22), ("_authorizationRequired", 19),
-                ("", 0), ("provider", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("unit", 15), ("term", 16),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.product_or_service, "productOrService", &mut out.extra),
-                6 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                7 => rt::opt(p, &mut out.provider, "provider", &mut out.extra),
-                8 => rt::opt(p, &mut out.excluded, "excluded", &mut out.extra),
-                9 => rt::opt(p, &mut out.excluded_ext, "_excluded", &mut out.extra),
-                10 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                11 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                12 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                13 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                14 => rt::opt(p, &mut out.network, "network", &mut out.extra),
-                15 => rt::opt(p, &mut out.unit, "unit", &mut out.extra),
-                16 => rt::opt(p, &mut out.term, "term", &mut out.extra),
-                17 => rt::list(p, &mut out.benefit, "benefit", &mut out.extra),
-                18 => rt::opt(p, &mut out.authorization_required, "authorizationRequired", &mut out.extra),
-                19 => rt::opt(p, &mut out.authorization_required_ext, "_authorizationRequired", &mut out.extra),
-                20 => rt::list(p, &mut out.authorization_supporting, "authorizationSupporting", &mut out.extra),
-                21 => rt::opt(p, &mut out.authorization_url, "authorizationUrl", &mut out.extra),
-                22 => rt::opt(p, &mut out.authorization_url_ext, "_authorizationUrl", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.category, "category"),
+                5 => rt::opt(p, &mut out.product_or_service, "productOrService"),
+                6 => rt::list(p, &mut out.modifier, "modifier"),
+                7 => rt::opt(p, &mut out.provider, "provider"),
+                8 => rt::opt(p, &mut out.excluded, "excluded"),
+                9 => rt::opt(p, &mut out.excluded_ext, "_excluded"),
+                10 => rt::opt(p, &mut out.name, "name"),
+                11 => rt::opt(p, &mut out.name_ext, "_name"),
+                12 => rt::opt(p, &mut out.description, "description"),
+                13 => rt::opt(p, &mut out.description_ext, "_description"),
+                14 => rt::opt(p, &mut out.network, "network"),
+                15 => rt::opt(p, &mut out.unit, "unit"),
+                16 => rt::opt(p, &mut out.term, "term"),
+                17 => rt::list(p, &mut out.benefit, "benefit"),
+                18 => rt::opt(p, &mut out.authorization_required, "authorizationRequired"),
+                19 => rt::opt(p, &mut out.authorization_required_ext, "_authorizationRequired"),
+                20 => rt::list(p, &mut out.authorization_supporting, "authorizationSupporting"),
+                21 => rt::opt(p, &mut out.authorization_url, "authorizationUrl"),
+                22 => rt::opt(p, &mut out.authorization_url_ext, "_authorizationUrl"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -531,7 +560,9 @@ impl ToJson for CoverageEligibilityResponseInsuranceItem {
         rt::w_list(w, b"\"authorizationSupporting\":", &self.authorization_supporting);
         rt::w_opt(w, b"\"authorizationUrl\":", &self.authorization_url);
         rt::w_opt(w, b"\"_authorizationUrl\":", &self.authorization_url_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -559,33 +590,37 @@ pub struct CoverageEligibilityResponseInsuranceItemBenefit {
     pub extra: Extra,
 }
 
+impl CoverageEligibilityResponseInsuranceItemBenefit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("usedString", 6), ("", 0),
+            ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
+            ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for CoverageEligibilityResponseInsuranceItemBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("usedString", 6), ("", 0),
-                ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
-                ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::choice(p, &mut out.allowed, key, &mut out.extra),
-                6 => rt::choice(p, &mut out.used, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::choice(p, &mut out.allowed, key),
+                6 => rt::choice(p, &mut out.used, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -603,7 +638,9 @@ impl ToJson for CoverageEligibilityResponseInsuranceItemBenefit {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.allowed);
         rt::w_choice(w, &self.used);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct DetectedIssue {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -78,68 +78,71 @@ pub struct DetectedIssue {
     pub extra: Extra,
 }
 
+impl DetectedIssue {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1558,
+        slots: &[
+            ("", 0), ("_id", 3), ("identifiedPeriod", 20), ("identifier", 13),
+            ("", 0), ("evidence", 23), ("", 0), ("code", 16),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("_detail", 25),
+            ("", 0), ("patient", 19), ("", 0), ("extension", 11),
+            ("implicitRules", 5), ("author", 21), ("", 0), ("reference", 26),
+            ("_reference", 27), ("", 0), ("", 0), ("_status", 15),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("status", 14), ("mitigation", 28), ("_severity", 18), ("", 0),
+            ("severity", 17), ("", 0), ("_language", 8), ("", 0),
+            ("language", 7), ("", 0), ("identifiedDateTime", 20), ("detail", 24),
+            ("implicated", 22), ("", 0), ("contained", 10), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DetectedIssue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DetectedIssue {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1558,
-            slots: &[
-                ("", 0), ("_id", 3), ("identifiedPeriod", 20), ("identifier", 13),
-                ("", 0), ("evidence", 23), ("", 0), ("code", 16),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("_detail", 25),
-                ("", 0), ("patient", 19), ("", 0), ("extension", 11),
-                ("implicitRules", 5), ("author", 21), ("", 0), ("reference", 26),
-                ("_reference", 27), ("", 0), ("", 0), ("_status", 15),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("status", 14), ("mitigation", 28), ("_severity", 18), ("", 0),
-                ("severity", 17), ("", 0), ("_language", 8), ("", 0),
-                ("language", 7), ("", 0), ("identifiedDateTime", 20), ("detail", 24),
-                ("implicated", 22), ("", 0), ("contained", 10), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DetectedIssue {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DetectedIssue"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                17 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                18 => rt::opt(p, &mut out.severity_ext, "_severity", &mut out.extra),
-                19 => rt::opt(p, &mut out.patient, "patient", &mut out.extra),
-                20 => rt::choice(p, &mut out.identified, key, &mut out.extra),
-                21 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                22 => rt::list(p, &mut out.implicated, "implicated", &mut out.extra),
-                23 => rt::list(p, &mut out.evidence, "evidence", &mut out.extra),
-                24 => rt::opt(p, &mut out.detail, "detail", &mut out.extra),
-                25 => rt::opt(p, &mut out.detail_ext, "_detail", &mut out.extra),
-                26 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                27 => rt::opt(p, &mut out.reference_ext, "_reference", &mut out.extra),
-                28 => rt::list(p, &mut out.mitigation, "mitigation", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.code, "code"),
+                17 => rt::opt(p, &mut out.severity, "severity"),
+                18 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                19 => rt::opt(p, &mut out.patient, "patient"),
+                20 => rt::choice(p, &mut out.identified, key),
+                21 => rt::opt(p, &mut out.author, "author"),
+                22 => rt::list(p, &mut out.implicated, "implicated"),
+                23 => rt::list(p, &mut out.evidence, "evidence"),
+                24 => rt::opt(p, &mut out.detail, "detail"),
+                25 => rt::opt(p, &mut out.detail_ext, "_detail"),
+                26 => rt::opt(p, &mut out.reference, "reference"),
+                27 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                28 => rt::list(p, &mut out.mitigation, "mitigation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for DetectedIssue {
         rt::w_opt(w, b"\"reference\":", &self.reference);
         rt::w_opt(w, b"\"_reference\":", &self.reference_ext);
         rt::w_list(w, b"\"mitigation\":", &self.mitigation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for DetectedIssue {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for DetectedIssue {
             Resource::DetectedIssue(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DetectedIssue {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -244,30 +257,34 @@ pub struct DetectedIssueMitigation {
     pub extra: Extra,
 }
 
+impl DetectedIssueMitigation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("action", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("author", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_date", 6), ("", 0), ("date", 5),
+        ],
+    };
+}
+
 impl FromJson for DetectedIssueMitigation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("action", 4), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("author", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_date", 6), ("", 0), ("date", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_action = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_action, "action", &mut out.extra),
-                5 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                6 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                7 => rt::opt(p, &mut out.author, "author", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_action, "action"),
+                5 => rt::opt(p, &mut out.date, "date"),
+                6 => rt::opt(p, &mut out.date_ext, "_date"),
+                7 => rt::opt(p, &mut out.author, "author"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -286,7 +303,9 @@ impl ToJson for DetectedIssueMitigation {
         rt::w_opt(w, b"\"date\":", &self.date);
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"author\":", &self.author);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -312,27 +331,31 @@ pub struct DetectedIssueEvidence {
     pub extra: Extra,
 }
 
+impl DetectedIssueEvidence {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detail", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DetectedIssueEvidence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detail", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.code, "code"),
+                5 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -348,7 +371,9 @@ impl ToJson for DetectedIssueEvidence {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

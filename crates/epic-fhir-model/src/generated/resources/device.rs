@@ -19,7 +19,7 @@ pub struct Device {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -118,104 +118,107 @@ pub struct Device {
     pub extra: Extra,
 }
 
+impl Device {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7917,
+        slots: &[
+            ("", 0), ("statusReason", 18), ("identifier", 13), ("", 0),
+            ("meta", 4), ("", 0), ("udiCarrier", 15), ("", 0),
+            ("_manufactureDate", 24), ("", 0), ("", 0), ("property", 39),
+            ("", 0), ("", 0), ("_expirationDate", 26), ("_implicitRules", 6),
+            ("implicitRules", 5), ("", 0), ("_url", 45), ("location", 43),
+            ("id", 2), ("contact", 42), ("_partNumber", 35), ("", 0),
+            ("parent", 48), ("serialNumber", 29), ("language", 7), ("", 0),
+            ("patient", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_modelNumber", 33), ("version", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("lotNumber", 27), ("", 0),
+            ("note", 46), ("distinctIdentifier", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("url", 44), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("definition", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("safety", 47),
+            ("", 0), ("", 0), ("_serialNumber", 30), ("_status", 17),
+            ("", 0), ("", 0), ("", 0), ("partNumber", 34),
+            ("", 0), ("", 0), ("", 0), ("_distinctIdentifier", 20),
+            ("_id", 3), ("manufactureDate", 23), ("type", 36), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
+            ("", 0), ("_manufacturer", 22), ("expirationDate", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_lotNumber", 28), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("status", 16), ("", 0),
+            ("owner", 41), ("modelNumber", 32), ("", 0), ("manufacturer", 21),
+            ("", 0), ("resourceType", 1), ("", 0), ("deviceName", 31),
+            ("specialization", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("text", 9), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Device {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Device {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7917,
-            slots: &[
-                ("", 0), ("statusReason", 18), ("identifier", 13), ("", 0),
-                ("meta", 4), ("", 0), ("udiCarrier", 15), ("", 0),
-                ("_manufactureDate", 24), ("", 0), ("", 0), ("property", 39),
-                ("", 0), ("", 0), ("_expirationDate", 26), ("_implicitRules", 6),
-                ("implicitRules", 5), ("", 0), ("_url", 45), ("location", 43),
-                ("id", 2), ("contact", 42), ("_partNumber", 35), ("", 0),
-                ("parent", 48), ("serialNumber", 29), ("language", 7), ("", 0),
-                ("patient", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_modelNumber", 33), ("version", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("lotNumber", 27), ("", 0),
-                ("note", 46), ("distinctIdentifier", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("url", 44), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("definition", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("safety", 47),
-                ("", 0), ("", 0), ("_serialNumber", 30), ("_status", 17),
-                ("", 0), ("", 0), ("", 0), ("partNumber", 34),
-                ("", 0), ("", 0), ("", 0), ("_distinctIdentifier", 20),
-                ("_id", 3), ("manufactureDate", 23), ("type", 36), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
-                ("", 0), ("_manufacturer", 22), ("expirationDate", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_lotNumber", 28), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("status", 16), ("", 0),
-                ("owner", 41), ("modelNumber", 32), ("", 0), ("manufacturer", 21),
-                ("", 0), ("resourceType", 1), ("", 0), ("deviceName", 31),
-                ("specialization", 37), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("text", 9), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Device {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Device"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                15 => rt::list(p, &mut out.udi_carrier, "udiCarrier", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::list(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                19 => rt::opt(p, &mut out.distinct_identifier, "distinctIdentifier", &mut out.extra),
-                20 => rt::opt(p, &mut out.distinct_identifier_ext, "_distinctIdentifier", &mut out.extra),
-                21 => rt::opt(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                22 => rt::opt(p, &mut out.manufacturer_ext, "_manufacturer", &mut out.extra),
-                23 => rt::opt(p, &mut out.manufacture_date, "manufactureDate", &mut out.extra),
-                24 => rt::opt(p, &mut out.manufacture_date_ext, "_manufactureDate", &mut out.extra),
-                25 => rt::opt(p, &mut out.expiration_date, "expirationDate", &mut out.extra),
-                26 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate", &mut out.extra),
-                27 => rt::opt(p, &mut out.lot_number, "lotNumber", &mut out.extra),
-                28 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber", &mut out.extra),
-                29 => rt::opt(p, &mut out.serial_number, "serialNumber", &mut out.extra),
-                30 => rt::opt(p, &mut out.serial_number_ext, "_serialNumber", &mut out.extra),
-                31 => rt::list(p, &mut out.device_name, "deviceName", &mut out.extra),
-                32 => rt::opt(p, &mut out.model_number, "modelNumber", &mut out.extra),
-                33 => rt::opt(p, &mut out.model_number_ext, "_modelNumber", &mut out.extra),
-                34 => rt::opt(p, &mut out.part_number, "partNumber", &mut out.extra),
-                35 => rt::opt(p, &mut out.part_number_ext, "_partNumber", &mut out.extra),
-                36 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                37 => rt::list(p, &mut out.specialization, "specialization", &mut out.extra),
-                38 => rt::list(p, &mut out.version, "version", &mut out.extra),
-                39 => rt::list(p, &mut out.property, "property", &mut out.extra),
-                40 => rt::opt(p, &mut out.patient, "patient", &mut out.extra),
-                41 => rt::opt(p, &mut out.owner, "owner", &mut out.extra),
-                42 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                43 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                44 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                45 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                46 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                47 => rt::list(p, &mut out.safety, "safety", &mut out.extra),
-                48 => rt::opt(p, &mut out.parent, "parent", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.definition, "definition"),
+                15 => rt::list(p, &mut out.udi_carrier, "udiCarrier"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::list(p, &mut out.status_reason, "statusReason"),
+                19 => rt::opt(p, &mut out.distinct_identifier, "distinctIdentifier"),
+                20 => rt::opt(p, &mut out.distinct_identifier_ext, "_distinctIdentifier"),
+                21 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
+                22 => rt::opt(p, &mut out.manufacturer_ext, "_manufacturer"),
+                23 => rt::opt(p, &mut out.manufacture_date, "manufactureDate"),
+                24 => rt::opt(p, &mut out.manufacture_date_ext, "_manufactureDate"),
+                25 => rt::opt(p, &mut out.expiration_date, "expirationDate"),
+                26 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate"),
+                27 => rt::opt(p, &mut out.lot_number, "lotNumber"),
+                28 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber"),
+                29 => rt::opt(p, &mut out.serial_number, "serialNumber"),
+                30 => rt::opt(p, &mut out.serial_number_ext, "_serialNumber"),
+                31 => rt::list(p, &mut out.device_name, "deviceName"),
+                32 => rt::opt(p, &mut out.model_number, "modelNumber"),
+                33 => rt::opt(p, &mut out.model_number_ext, "_modelNumber"),
+                34 => rt::opt(p, &mut out.part_number, "partNumber"),
+                35 => rt::opt(p, &mut out.part_number_ext, "_partNumber"),
+                36 => rt::opt(p, &mut out.r#type, "type"),
+                37 => rt::list(p, &mut out.specialization, "specialization"),
+                38 => rt::list(p, &mut out.version, "version"),
+                39 => rt::list(p, &mut out.property, "property"),
+                40 => rt::opt(p, &mut out.patient, "patient"),
+                41 => rt::opt(p, &mut out.owner, "owner"),
+                42 => rt::list(p, &mut out.contact, "contact"),
+                43 => rt::opt(p, &mut out.location, "location"),
+                44 => rt::opt(p, &mut out.url, "url"),
+                45 => rt::opt(p, &mut out.url_ext, "_url"),
+                46 => rt::list(p, &mut out.note, "note"),
+                47 => rt::list(p, &mut out.safety, "safety"),
+                48 => rt::opt(p, &mut out.parent, "parent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,7 +281,9 @@ impl ToJson for Device {
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"safety\":", &self.safety);
         rt::w_opt(w, b"\"parent\":", &self.parent);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -291,7 +296,7 @@ impl FhirResource for Device {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -306,6 +311,14 @@ impl FhirResource for Device {
             Resource::Device(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Device {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -338,29 +351,33 @@ pub struct DeviceProperty {
     pub extra: Extra,
 }
 
+impl DeviceProperty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
+        ],
+    };
+}
+
 impl FromJson for DeviceProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("valueCode", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.value_quantity, "valueQuantity", &mut out.extra),
-                6 => rt::list(p, &mut out.value_code, "valueCode", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.value_quantity, "valueQuantity"),
+                6 => rt::list(p, &mut out.value_code, "valueCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -378,7 +395,9 @@ impl ToJson for DeviceProperty {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"valueQuantity\":", &self.value_quantity);
         rt::w_list(w, b"\"valueCode\":", &self.value_code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -399,7 +418,7 @@ pub struct DeviceVersion {
     /// The type of the device version. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// A single component of the device version. `component` (0..1).
-    pub component: Option<Identifier>,
+    pub component: Option<Box<Identifier>>,
     /// The version text. `value` (1..1).
     pub value: Option<String>,
     /// The `_value` member: the id and extensions of the value of `value`.
@@ -408,29 +427,33 @@ pub struct DeviceVersion {
     pub extra: Extra,
 }
 
+impl DeviceVersion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("value", 6),
+            ("_value", 7), ("", 0), ("component", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("value", 6),
-                ("_value", 7), ("", 0), ("component", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.component, "component", &mut out.extra),
-                6 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.component, "component"),
+                6 => rt::opt(p, &mut out.value, "value"),
+                7 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -448,7 +471,9 @@ impl ToJson for DeviceVersion {
         rt::w_opt(w, b"\"component\":", &self.component);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -476,29 +501,33 @@ pub struct DeviceSpecialization {
     pub extra: Extra,
 }
 
+impl DeviceSpecialization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("systemType", 4), ("", 0),
+            ("", 0), ("", 0), ("_version", 6), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("version", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceSpecialization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("systemType", 4), ("", 0),
-                ("", 0), ("", 0), ("_version", 6), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("version", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_system_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_system_type, "systemType", &mut out.extra),
-                5 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                6 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_system_type, "systemType"),
+                5 => rt::opt(p, &mut out.version, "version"),
+                6 => rt::opt(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -516,7 +545,9 @@ impl ToJson for DeviceSpecialization {
         rt::w_req(w, b"\"systemType\":", &self.system_type);
         rt::w_opt(w, b"\"version\":", &self.version);
         rt::w_opt(w, b"\"_version\":", &self.version_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -546,29 +577,33 @@ pub struct DeviceDeviceName {
     pub extra: Extra,
 }
 
+impl DeviceDeviceName {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
+            ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDeviceName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-                ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -586,7 +621,9 @@ impl ToJson for DeviceDeviceName {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -632,41 +669,45 @@ pub struct DeviceUdiCarrier {
     pub extra: Extra,
 }
 
+impl DeviceUdiCarrier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 12,
+        slots: &[
+            ("carrierAIDC", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 8), ("", 0), ("_entryType", 15), ("", 0),
+            ("issuer", 6), ("_carrierAIDC", 11), ("", 0), ("", 0),
+            ("_deviceIdentifier", 5), ("deviceIdentifier", 4), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("carrierHRF", 12), ("entryType", 14),
+            ("id", 1), ("modifierExtension", 3), ("", 0), ("_issuer", 7),
+            ("", 0), ("_jurisdiction", 9), ("", 0), ("_carrierHRF", 13),
+        ],
+    };
+}
+
 impl FromJson for DeviceUdiCarrier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 12,
-            slots: &[
-                ("carrierAIDC", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 8), ("", 0), ("_entryType", 15), ("", 0),
-                ("issuer", 6), ("_carrierAIDC", 11), ("", 0), ("", 0),
-                ("_deviceIdentifier", 5), ("deviceIdentifier", 4), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("carrierHRF", 12), ("entryType", 14),
-                ("id", 1), ("modifierExtension", 3), ("", 0), ("_issuer", 7),
-                ("", 0), ("_jurisdiction", 9), ("", 0), ("_carrierHRF", 13),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.issuer, "issuer", &mut out.extra),
-                7 => rt::opt(p, &mut out.issuer_ext, "_issuer", &mut out.extra),
-                8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction", &mut out.extra),
-                10 => rt::opt(p, &mut out.carrier_aidc, "carrierAIDC", &mut out.extra),
-                11 => rt::opt(p, &mut out.carrier_aidc_ext, "_carrierAIDC", &mut out.extra),
-                12 => rt::opt(p, &mut out.carrier_hrf, "carrierHRF", &mut out.extra),
-                13 => rt::opt(p, &mut out.carrier_hrf_ext, "_carrierHRF", &mut out.extra),
-                14 => rt::opt(p, &mut out.entry_type, "entryType", &mut out.extra),
-                15 => rt::opt(p, &mut out.entry_type_ext, "_entryType", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier"),
+                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
+                6 => rt::opt(p, &mut out.issuer, "issuer"),
+                7 => rt::opt(p, &mut out.issuer_ext, "_issuer"),
+                8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
+                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction"),
+                10 => rt::opt(p, &mut out.carrier_aidc, "carrierAIDC"),
+                11 => rt::opt(p, &mut out.carrier_aidc_ext, "_carrierAIDC"),
+                12 => rt::opt(p, &mut out.carrier_hrf, "carrierHRF"),
+                13 => rt::opt(p, &mut out.carrier_hrf_ext, "_carrierHRF"),
+                14 => rt::opt(p, &mut out.entry_type, "entryType"),
+                15 => rt::opt(p, &mut out.entry_type_ext, "_entryType"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -692,7 +733,9 @@ impl ToJson for DeviceUdiCarrier {
         rt::w_opt(w, b"\"_carrierHRF\":", &self.carrier_hrf_ext);
         rt::w_opt(w, b"\"entryType\":", &self.entry_type);
         rt::w_opt(w, b"\"_entryType\":", &self.entry_type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

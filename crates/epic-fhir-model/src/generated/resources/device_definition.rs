@@ -19,7 +19,7 @@ pub struct DeviceDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -65,7 +65,7 @@ pub struct DeviceDefinition {
     /// Shelf Life and storage information. `shelfLifeStorage` (0..*).
     pub shelf_life_storage: Vec<ProductShelfLife>,
     /// Dimensions, color etc. `physicalCharacteristics` (0..1).
-    pub physical_characteristics: Option<ProdCharacteristic>,
+    pub physical_characteristics: Option<Box<ProdCharacteristic>>,
     /// Language code for the human-readable text strings produced by the device (all supported). `languageCode` (0..*).
     pub language_code: Vec<CodeableConcept>,
     /// Device capabilities. `capability` (0..*).
@@ -96,94 +96,97 @@ pub struct DeviceDefinition {
     pub extra: Extra,
 }
 
+impl DeviceDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 110,
+        slots: &[
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("_onlineInformation", 34), ("", 0), ("contained", 10), ("_version", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("onlineInformation", 33), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("languageCode", 26), ("", 0),
+            ("deviceName", 16), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("contact", 30), ("version", 21),
+            ("", 0), ("", 0), ("", 0), ("property", 28),
+            ("", 0), ("url", 31), ("resourceType", 1), ("", 0),
+            ("note", 35), ("quantity", 36), ("", 0), ("", 0),
+            ("shelfLifeStorage", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modelNumber", 17), ("", 0), ("_url", 32),
+            ("specialization", 20), ("", 0), ("identifier", 13), ("", 0),
+            ("material", 38), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("capability", 27), ("", 0),
+            ("_id", 3), ("", 0), ("extension", 11), ("", 0),
+            ("manufacturerReference", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("manufacturerString", 15), ("parentDevice", 37),
+            ("", 0), ("owner", 29), ("physicalCharacteristics", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("safety", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("udiDeviceIdentifier", 14), ("", 0), ("_modelNumber", 18), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 110,
-            slots: &[
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("_onlineInformation", 34), ("", 0), ("contained", 10), ("_version", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("onlineInformation", 33), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("languageCode", 26), ("", 0),
-                ("deviceName", 16), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("contact", 30), ("version", 21),
-                ("", 0), ("", 0), ("", 0), ("property", 28),
-                ("", 0), ("url", 31), ("resourceType", 1), ("", 0),
-                ("note", 35), ("quantity", 36), ("", 0), ("", 0),
-                ("shelfLifeStorage", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modelNumber", 17), ("", 0), ("_url", 32),
-                ("specialization", 20), ("", 0), ("identifier", 13), ("", 0),
-                ("material", 38), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("capability", 27), ("", 0),
-                ("_id", 3), ("", 0), ("extension", 11), ("", 0),
-                ("manufacturerReference", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("manufacturerString", 15), ("parentDevice", 37),
-                ("", 0), ("owner", 29), ("physicalCharacteristics", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("type", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("safety", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("udiDeviceIdentifier", 14), ("", 0), ("_modelNumber", 18), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DeviceDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.udi_device_identifier, "udiDeviceIdentifier", &mut out.extra),
-                15 => rt::choice(p, &mut out.manufacturer, key, &mut out.extra),
-                16 => rt::list(p, &mut out.device_name, "deviceName", &mut out.extra),
-                17 => rt::opt(p, &mut out.model_number, "modelNumber", &mut out.extra),
-                18 => rt::opt(p, &mut out.model_number_ext, "_modelNumber", &mut out.extra),
-                19 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                20 => rt::list(p, &mut out.specialization, "specialization", &mut out.extra),
-                21 => rt::prim_list(p, &mut out.version, &mut out.version_ext, "version", &mut out.extra),
-                22 => rt::list_ext(p, &mut out.version_ext, "_version", &mut out.extra),
-                23 => rt::list(p, &mut out.safety, "safety", &mut out.extra),
-                24 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage", &mut out.extra),
-                25 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics", &mut out.extra),
-                26 => rt::list(p, &mut out.language_code, "languageCode", &mut out.extra),
-                27 => rt::list(p, &mut out.capability, "capability", &mut out.extra),
-                28 => rt::list(p, &mut out.property, "property", &mut out.extra),
-                29 => rt::opt(p, &mut out.owner, "owner", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                32 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                33 => rt::opt(p, &mut out.online_information, "onlineInformation", &mut out.extra),
-                34 => rt::opt(p, &mut out.online_information_ext, "_onlineInformation", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                36 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                37 => rt::opt(p, &mut out.parent_device, "parentDevice", &mut out.extra),
-                38 => rt::list(p, &mut out.material, "material", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.udi_device_identifier, "udiDeviceIdentifier"),
+                15 => rt::choice(p, &mut out.manufacturer, key),
+                16 => rt::list(p, &mut out.device_name, "deviceName"),
+                17 => rt::opt(p, &mut out.model_number, "modelNumber"),
+                18 => rt::opt(p, &mut out.model_number_ext, "_modelNumber"),
+                19 => rt::opt(p, &mut out.r#type, "type"),
+                20 => rt::list(p, &mut out.specialization, "specialization"),
+                21 => rt::prim_list(p, &mut out.version, &mut out.version_ext, "version"),
+                22 => rt::list_ext(p, &mut out.version_ext, "_version"),
+                23 => rt::list(p, &mut out.safety, "safety"),
+                24 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
+                25 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics"),
+                26 => rt::list(p, &mut out.language_code, "languageCode"),
+                27 => rt::list(p, &mut out.capability, "capability"),
+                28 => rt::list(p, &mut out.property, "property"),
+                29 => rt::opt(p, &mut out.owner, "owner"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.url, "url"),
+                32 => rt::opt(p, &mut out.url_ext, "_url"),
+                33 => rt::opt(p, &mut out.online_information, "onlineInformation"),
+                34 => rt::opt(p, &mut out.online_information_ext, "_onlineInformation"),
+                35 => rt::list(p, &mut out.note, "note"),
+                36 => rt::opt(p, &mut out.quantity, "quantity"),
+                37 => rt::opt(p, &mut out.parent_device, "parentDevice"),
+                38 => rt::list(p, &mut out.material, "material"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -235,7 +238,9 @@ impl ToJson for DeviceDefinition {
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"parentDevice\":", &self.parent_device);
         rt::w_list(w, b"\"material\":", &self.material);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -248,7 +253,7 @@ impl FhirResource for DeviceDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -263,6 +268,14 @@ impl FhirResource for DeviceDefinition {
             Resource::DeviceDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DeviceDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -299,31 +312,35 @@ pub struct DeviceDefinitionMaterial {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionMaterial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_alternate", 6), ("modifierExtension", 3),
+            ("substance", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_allergenicIndicator", 8), ("", 0), ("extension", 2),
+            ("alternate", 5), ("", 0), ("", 0), ("allergenicIndicator", 7),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_alternate", 6), ("modifierExtension", 3),
-                ("substance", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_allergenicIndicator", 8), ("", 0), ("extension", 2),
-                ("alternate", 5), ("", 0), ("", 0), ("allergenicIndicator", 7),
-            ],
-        };
         let mut out = Self::default();
         let mut f_substance = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_substance, "substance", &mut out.extra),
-                5 => rt::opt(p, &mut out.alternate, "alternate", &mut out.extra),
-                6 => rt::opt(p, &mut out.alternate_ext, "_alternate", &mut out.extra),
-                7 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator", &mut out.extra),
-                8 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_substance, "substance"),
+                5 => rt::opt(p, &mut out.alternate, "alternate"),
+                6 => rt::opt(p, &mut out.alternate_ext, "_alternate"),
+                7 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator"),
+                8 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -343,7 +360,9 @@ impl ToJson for DeviceDefinitionMaterial {
         rt::w_opt(w, b"\"_alternate\":", &self.alternate_ext);
         rt::w_opt(w, b"\"allergenicIndicator\":", &self.allergenic_indicator);
         rt::w_opt(w, b"\"_allergenicIndicator\":", &self.allergenic_indicator_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -371,29 +390,33 @@ pub struct DeviceDefinitionProperty {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionProperty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("valueCode", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.value_quantity, "valueQuantity", &mut out.extra),
-                6 => rt::list(p, &mut out.value_code, "valueCode", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.value_quantity, "valueQuantity"),
+                6 => rt::list(p, &mut out.value_code, "valueCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -411,7 +434,9 @@ impl ToJson for DeviceDefinitionProperty {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"valueQuantity\":", &self.value_quantity);
         rt::w_list(w, b"\"valueCode\":", &self.value_code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -437,28 +462,32 @@ pub struct DeviceDefinitionCapability {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionCapability {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("description", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionCapability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("description", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.description, "description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.description, "description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -475,7 +504,9 @@ impl ToJson for DeviceDefinitionCapability {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"description\":", &self.description);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -505,29 +536,33 @@ pub struct DeviceDefinitionSpecialization {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionSpecialization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("_systemType", 5), ("systemType", 4), ("", 0),
+            ("", 0), ("", 0), ("_version", 7), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("version", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionSpecialization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("_systemType", 5), ("systemType", 4), ("", 0),
-                ("", 0), ("", 0), ("_version", 7), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("version", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.system_type, "systemType", &mut out.extra),
-                5 => rt::opt(p, &mut out.system_type_ext, "_systemType", &mut out.extra),
-                6 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                7 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.system_type, "systemType"),
+                5 => rt::opt(p, &mut out.system_type_ext, "_systemType"),
+                6 => rt::opt(p, &mut out.version, "version"),
+                7 => rt::opt(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -545,7 +580,9 @@ impl ToJson for DeviceDefinitionSpecialization {
         rt::w_opt(w, b"\"_systemType\":", &self.system_type_ext);
         rt::w_opt(w, b"\"version\":", &self.version);
         rt::w_opt(w, b"\"_version\":", &self.version_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -575,29 +612,33 @@ pub struct DeviceDefinitionDeviceName {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionDeviceName {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
+            ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionDeviceName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-                ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -615,7 +656,9 @@ impl ToJson for DeviceDefinitionDeviceName {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -649,35 +692,39 @@ pub struct DeviceDefinitionUdiDeviceIdentifier {
     pub extra: Extra,
 }
 
+impl DeviceDefinitionUdiDeviceIdentifier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_issuer", 7), ("", 0), ("", 0),
+            ("deviceIdentifier", 4), ("issuer", 6), ("", 0), ("", 0),
+            ("", 0), ("_jurisdiction", 9), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_deviceIdentifier", 5), ("jurisdiction", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceDefinitionUdiDeviceIdentifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_issuer", 7), ("", 0), ("", 0),
-                ("deviceIdentifier", 4), ("issuer", 6), ("", 0), ("", 0),
-                ("", 0), ("_jurisdiction", 9), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_deviceIdentifier", 5), ("jurisdiction", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.issuer, "issuer", &mut out.extra),
-                7 => rt::opt(p, &mut out.issuer_ext, "_issuer", &mut out.extra),
-                8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier"),
+                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
+                6 => rt::opt(p, &mut out.issuer, "issuer"),
+                7 => rt::opt(p, &mut out.issuer_ext, "_issuer"),
+                8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
+                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -697,7 +744,9 @@ impl ToJson for DeviceDefinitionUdiDeviceIdentifier {
         rt::w_opt(w, b"\"_issuer\":", &self.issuer_ext);
         rt::w_opt(w, b"\"jurisdiction\":", &self.jurisdiction);
         rt::w_opt(w, b"\"_jurisdiction\":", &self.jurisdiction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct DeviceMetric {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -63,73 +63,76 @@ pub struct DeviceMetric {
     /// The `_category` member: the id and extensions of the value of `category`.
     pub category_ext: Option<Box<Element>>,
     /// Describes the measurement repetition time. `measurementPeriod` (0..1).
-    pub measurement_period: Option<Timing>,
+    pub measurement_period: Option<Box<Timing>>,
     /// Describes the calibrations that have been performed or that are required to be performed. `calibration` (0..*).
     pub calibration: Vec<DeviceMetricCalibration>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl DeviceMetric {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 434,
+        slots: &[
+            ("", 0), ("contained", 10), ("type", 14), ("", 0),
+            ("_language", 8), ("modifierExtension", 12), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("operationalStatus", 18), ("category", 22), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("resourceType", 1), ("color", 20),
+            ("_category", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("identifier", 13), ("language", 7), ("calibration", 25), ("", 0),
+            ("", 0), ("measurementPeriod", 24), ("", 0), ("", 0),
+            ("source", 16), ("", 0), ("_operationalStatus", 19), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("_color", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("unit", 15), ("parent", 17), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceMetric {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceMetric {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 434,
-            slots: &[
-                ("", 0), ("contained", 10), ("type", 14), ("", 0),
-                ("_language", 8), ("modifierExtension", 12), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("operationalStatus", 18), ("category", 22), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("resourceType", 1), ("color", 20),
-                ("_category", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("identifier", 13), ("language", 7), ("calibration", 25), ("", 0),
-                ("", 0), ("measurementPeriod", 24), ("", 0), ("", 0),
-                ("source", 16), ("", 0), ("_operationalStatus", 19), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("_color", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("unit", 15), ("parent", 17), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DeviceMetric {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceMetric"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.unit, "unit", &mut out.extra),
-                16 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                17 => rt::opt(p, &mut out.parent, "parent", &mut out.extra),
-                18 => rt::opt(p, &mut out.operational_status, "operationalStatus", &mut out.extra),
-                19 => rt::opt(p, &mut out.operational_status_ext, "_operationalStatus", &mut out.extra),
-                20 => rt::opt(p, &mut out.color, "color", &mut out.extra),
-                21 => rt::opt(p, &mut out.color_ext, "_color", &mut out.extra),
-                22 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                23 => rt::opt(p, &mut out.category_ext, "_category", &mut out.extra),
-                24 => rt::opt(p, &mut out.measurement_period, "measurementPeriod", &mut out.extra),
-                25 => rt::list(p, &mut out.calibration, "calibration", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_type, "type"),
+                15 => rt::opt(p, &mut out.unit, "unit"),
+                16 => rt::opt(p, &mut out.source, "source"),
+                17 => rt::opt(p, &mut out.parent, "parent"),
+                18 => rt::opt(p, &mut out.operational_status, "operationalStatus"),
+                19 => rt::opt(p, &mut out.operational_status_ext, "_operationalStatus"),
+                20 => rt::opt(p, &mut out.color, "color"),
+                21 => rt::opt(p, &mut out.color_ext, "_color"),
+                22 => rt::opt(p, &mut out.category, "category"),
+                23 => rt::opt(p, &mut out.category_ext, "_category"),
+                24 => rt::opt(p, &mut out.measurement_period, "measurementPeriod"),
+                25 => rt::list(p, &mut out.calibration, "calibration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -170,7 +173,9 @@ impl ToJson for DeviceMetric {
         rt::w_opt(w, b"\"_category\":", &self.category_ext);
         rt::w_opt(w, b"\"measurementPeriod\":", &self.measurement_period);
         rt::w_list(w, b"\"calibration\":", &self.calibration);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -183,7 +188,7 @@ impl FhirResource for DeviceMetric {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -198,6 +203,14 @@ impl FhirResource for DeviceMetric {
             Resource::DeviceMetric(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DeviceMetric {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -236,35 +249,39 @@ pub struct DeviceMetricCalibration {
     pub extra: Extra,
 }
 
+impl DeviceMetricCalibration {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_type", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_time", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("state", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("time", 8), ("", 0), ("_state", 7),
+        ],
+    };
+}
+
 impl FromJson for DeviceMetricCalibration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_type", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_time", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("state", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("time", 8), ("", 0), ("_state", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.state, "state", &mut out.extra),
-                7 => rt::opt(p, &mut out.state_ext, "_state", &mut out.extra),
-                8 => rt::opt(p, &mut out.time, "time", &mut out.extra),
-                9 => rt::opt(p, &mut out.time_ext, "_time", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.state, "state"),
+                7 => rt::opt(p, &mut out.state_ext, "_state"),
+                8 => rt::opt(p, &mut out.time, "time"),
+                9 => rt::opt(p, &mut out.time_ext, "_time"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -284,7 +301,9 @@ impl ToJson for DeviceMetricCalibration {
         rt::w_opt(w, b"\"_state\":", &self.state_ext);
         rt::w_opt(w, b"\"time\":", &self.time);
         rt::w_opt(w, b"\"_time\":", &self.time_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct DeviceRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct DeviceRequest {
     /// What request replaces. `priorRequest` (0..*).
     pub prior_request: Vec<Reference>,
     /// Identifier of composite request. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -108,53 +108,56 @@ pub struct DeviceRequest {
     pub extra: Extra,
 }
 
+impl DeviceRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14681,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("performerType", 35), ("", 0), ("authoredOn", 32),
+            ("", 0), ("_status", 22), ("performer", 36), ("", 0),
+            ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("reasonReference", 38), ("reasonCode", 37), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("id", 2), ("", 0), ("_instantiatesUri", 17), ("resourceType", 1),
+            ("_implicitRules", 6), ("occurrencePeriod", 31), ("", 0), ("", 0),
+            ("", 0), ("insurance", 39), ("occurrenceTiming", 31), ("", 0),
+            ("_intent", 24), ("priority", 25), ("", 0), ("", 0),
+            ("supportingInfo", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("parameter", 28), ("", 0),
+            ("_authoredOn", 33), ("", 0), ("", 0), ("", 0),
+            ("occurrenceDateTime", 31), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("groupIdentifier", 20), ("", 0),
+            ("", 0), ("relevantHistory", 42), ("", 0), ("", 0),
+            ("encounter", 30), ("", 0), ("basedOn", 18), ("status", 21),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("codeCodeableConcept", 27), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("instantiatesUri", 16), ("intent", 23), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_priority", 26),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("requester", 34), ("", 0), ("codeReference", 27),
+            ("meta", 4), ("subject", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("priorRequest", 19), ("note", 41),
+            ("", 0), ("instantiatesCanonical", 14), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14681,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("performerType", 35), ("", 0), ("authoredOn", 32),
-                ("", 0), ("_status", 22), ("performer", 36), ("", 0),
-                ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("reasonReference", 38), ("reasonCode", 37), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("id", 2), ("", 0), ("_instantiatesUri", 17), ("resourceType", 1),
-                ("_implicitRules", 6), ("occurrencePeriod", 31), ("", 0), ("", 0),
-                ("", 0), ("insurance", 39), ("occurrenceTiming", 31), ("", 0),
-                ("_intent", 24), ("priority", 25), ("", 0), ("", 0),
-                ("supportingInfo", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("parameter", 28), ("", 0),
-                ("_authoredOn", 33), ("", 0), ("", 0), ("", 0),
-                ("occurrenceDateTime", 31), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("groupIdentifier", 20), ("", 0),
-                ("", 0), ("relevantHistory", 42), ("", 0), ("", 0),
-                ("encounter", 30), ("", 0), ("basedOn", 18), ("status", 21),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("codeCodeableConcept", 27), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("instantiatesUri", 16), ("intent", 23), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_priority", 26),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("requester", 34), ("", 0), ("codeReference", 27),
-                ("meta", 4), ("subject", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("priorRequest", 19), ("note", 41),
-                ("", 0), ("instantiatesCanonical", 14), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DeviceRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -198,49 +201,49 @@ impl DeviceRequest {
         let mut f_relevant_history = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceRequest"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical", &mut extra),
-                15 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical", &mut extra),
-                16 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri", &mut extra),
-                17 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri", &mut extra),
-                18 => rt::list(p, &mut f_based_on, "basedOn", &mut extra),
-                19 => rt::list(p, &mut f_prior_request, "priorRequest", &mut extra),
-                20 => rt::opt(p, &mut f_group_identifier, "groupIdentifier", &mut extra),
-                21 => rt::opt(p, &mut f_status, "status", &mut extra),
-                22 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                23 => rt::opt(p, &mut f_intent, "intent", &mut extra),
-                24 => rt::opt(p, &mut f_intent_ext, "_intent", &mut extra),
-                25 => rt::opt(p, &mut f_priority, "priority", &mut extra),
-                26 => rt::opt(p, &mut f_priority_ext, "_priority", &mut extra),
-                27 => rt::choice(p, &mut f_code, key, &mut extra),
-                28 => rt::list(p, &mut f_parameter, "parameter", &mut extra),
-                29 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                30 => rt::opt(p, &mut f_encounter, "encounter", &mut extra),
-                31 => rt::choice(p, &mut f_occurrence, key, &mut extra),
-                32 => rt::opt(p, &mut f_authored_on, "authoredOn", &mut extra),
-                33 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn", &mut extra),
-                34 => rt::opt(p, &mut f_requester, "requester", &mut extra),
-                35 => rt::opt(p, &mut f_performer_type, "performerType", &mut extra),
-                36 => rt::opt(p, &mut f_performer, "performer", &mut extra),
-                37 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                38 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                39 => rt::list(p, &mut f_insurance, "insurance", &mut extra),
-                40 => rt::list(p, &mut f_supporting_info, "supportingInfo", &mut extra),
-                41 => rt::list(p, &mut f_note, "note", &mut extra),
-                42 => rt::list(p, &mut f_relevant_history, "relevantHistory", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut f_based_on, "basedOn"),
+                19 => rt::list(p, &mut f_prior_request, "priorRequest"),
+                20 => rt::opt(p, &mut f_group_identifier, "groupIdentifier"),
+                21 => rt::opt(p, &mut f_status, "status"),
+                22 => rt::opt(p, &mut f_status_ext, "_status"),
+                23 => rt::opt(p, &mut f_intent, "intent"),
+                24 => rt::opt(p, &mut f_intent_ext, "_intent"),
+                25 => rt::opt(p, &mut f_priority, "priority"),
+                26 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                27 => rt::choice(p, &mut f_code, key),
+                28 => rt::list(p, &mut f_parameter, "parameter"),
+                29 => rt::opt(p, &mut f_subject, "subject"),
+                30 => rt::opt(p, &mut f_encounter, "encounter"),
+                31 => rt::choice(p, &mut f_occurrence, key),
+                32 => rt::opt(p, &mut f_authored_on, "authoredOn"),
+                33 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
+                34 => rt::opt(p, &mut f_requester, "requester"),
+                35 => rt::opt(p, &mut f_performer_type, "performerType"),
+                36 => rt::opt(p, &mut f_performer, "performer"),
+                37 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                38 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                39 => rt::list(p, &mut f_insurance, "insurance"),
+                40 => rt::list(p, &mut f_supporting_info, "supportingInfo"),
+                41 => rt::list(p, &mut f_note, "note"),
+                42 => rt::list(p, &mut f_relevant_history, "relevantHistory"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -338,7 +341,9 @@ impl ToJson for DeviceRequest {
         rt::w_list(w, b"\"supportingInfo\":", &self.supporting_info);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"relevantHistory\":", &self.relevant_history);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -351,7 +356,7 @@ impl FhirResource for DeviceRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -366,6 +371,14 @@ impl FhirResource for DeviceRequest {
             Resource::DeviceRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DeviceRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -396,27 +409,31 @@ pub struct DeviceRequestParameter {
     pub extra: Extra,
 }
 
+impl DeviceRequestParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("valueRange", 5), ("code", 4), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
+            ("valueBoolean", 5), ("", 0), ("valueCodeableConcept", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceRequestParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("valueRange", 5), ("code", 4), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
-                ("valueBoolean", 5), ("", 0), ("valueCodeableConcept", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -432,7 +449,9 @@ impl ToJson for DeviceRequestParameter {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -495,7 +514,7 @@ pub enum DeviceRequestOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for DeviceRequestOccurrence {
@@ -551,7 +570,7 @@ pub enum DeviceRequestParameterValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueBoolean`.
     Boolean(bool),
 }

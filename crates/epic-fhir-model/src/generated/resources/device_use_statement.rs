@@ -19,7 +19,7 @@ pub struct DeviceUseStatement {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,69 +76,72 @@ pub struct DeviceUseStatement {
     pub extra: Extra,
 }
 
+impl DeviceUseStatement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7205,
+        slots: &[
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("device", 23), ("timingPeriod", 19), ("_status", 16),
+            ("timingDateTime", 19), ("", 0), ("", 0), ("reasonReference", 25),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("_recordedOn", 21), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("meta", 4),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("derivedFrom", 18), ("recordedOn", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("reasonCode", 24), ("timingTiming", 19), ("", 0), ("", 0),
+            ("_id", 3), ("contained", 10), ("status", 15), ("modifierExtension", 12),
+            ("bodySite", 26), ("source", 22), ("subject", 17), ("text", 9),
+            ("identifier", 13), ("note", 27), ("basedOn", 14), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DeviceUseStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DeviceUseStatement {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7205,
-            slots: &[
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("device", 23), ("timingPeriod", 19), ("_status", 16),
-                ("timingDateTime", 19), ("", 0), ("", 0), ("reasonReference", 25),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("_recordedOn", 21), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("meta", 4),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("derivedFrom", 18), ("recordedOn", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("reasonCode", 24), ("timingTiming", 19), ("", 0), ("", 0),
-                ("_id", 3), ("contained", 10), ("status", 15), ("modifierExtension", 12),
-                ("bodySite", 26), ("source", 22), ("subject", 17), ("text", 9),
-                ("identifier", 13), ("note", 27), ("basedOn", 14), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DeviceUseStatement {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         let mut f_device = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceUseStatement"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                18 => rt::list(p, &mut out.derived_from, "derivedFrom", &mut out.extra),
-                19 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                20 => rt::opt(p, &mut out.recorded_on, "recordedOn", &mut out.extra),
-                21 => rt::opt(p, &mut out.recorded_on_ext, "_recordedOn", &mut out.extra),
-                22 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                23 => rt::opt(p, &mut f_device, "device", &mut out.extra),
-                24 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                25 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                26 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                27 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut f_subject, "subject"),
+                18 => rt::list(p, &mut out.derived_from, "derivedFrom"),
+                19 => rt::choice(p, &mut out.timing, key),
+                20 => rt::opt(p, &mut out.recorded_on, "recordedOn"),
+                21 => rt::opt(p, &mut out.recorded_on_ext, "_recordedOn"),
+                22 => rt::opt(p, &mut out.source, "source"),
+                23 => rt::opt(p, &mut f_device, "device"),
+                24 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                25 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                26 => rt::opt(p, &mut out.body_site, "bodySite"),
+                27 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for DeviceUseStatement {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_opt(w, b"\"bodySite\":", &self.body_site);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for DeviceUseStatement {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -213,6 +218,14 @@ impl FhirResource for DeviceUseStatement {
     }
 }
 
+impl DeviceUseStatement {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
+    }
+}
+
 impl From<DeviceUseStatement> for Resource {
     fn from(resource: DeviceUseStatement) -> Self {
         Resource::DeviceUseStatement(Box::new(resource))
@@ -223,7 +236,7 @@ impl From<DeviceUseStatement> for Resource {
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeviceUseStatementTiming {
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `timingPeriod`.
     Period(Period),
     /// `timingDateTime`.

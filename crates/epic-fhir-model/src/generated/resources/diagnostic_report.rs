@@ -19,7 +19,7 @@ pub struct DiagnosticReport {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -88,90 +88,93 @@ pub struct DiagnosticReport {
     pub extra: Extra,
 }
 
+impl DiagnosticReport {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 244,
+        slots: &[
+            ("_language", 8), ("", 0), ("imagingStudy", 28), ("", 0),
+            ("", 0), ("", 0), ("result", 27), ("_status", 16),
+            ("", 0), ("", 0), ("media", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("resultsInterpreter", 25), ("", 0), ("", 0), ("issued", 22),
+            ("", 0), ("", 0), ("status", 15), ("", 0),
+            ("", 0), ("encounter", 20), ("", 0), ("", 0),
+            ("", 0), ("performer", 24), ("", 0), ("presentedForm", 33),
+            ("basedOn", 14), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("effectivePeriod", 21), ("subject", 19), ("", 0), ("", 0),
+            ("specimen", 26), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("_issued", 23), ("conclusionCode", 32), ("", 0),
+            ("conclusion", 30), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("effectiveDateTime", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("category", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_conclusion", 31), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("code", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DiagnosticReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DiagnosticReport {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 244,
-            slots: &[
-                ("_language", 8), ("", 0), ("imagingStudy", 28), ("", 0),
-                ("", 0), ("", 0), ("result", 27), ("_status", 16),
-                ("", 0), ("", 0), ("media", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("resultsInterpreter", 25), ("", 0), ("", 0), ("issued", 22),
-                ("", 0), ("", 0), ("status", 15), ("", 0),
-                ("", 0), ("encounter", 20), ("", 0), ("", 0),
-                ("", 0), ("performer", 24), ("", 0), ("presentedForm", 33),
-                ("basedOn", 14), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("effectivePeriod", 21), ("subject", 19), ("", 0), ("", 0),
-                ("specimen", 26), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("_issued", 23), ("conclusionCode", 32), ("", 0),
-                ("conclusion", 30), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("effectiveDateTime", 21), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("category", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_conclusion", 31), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("code", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DiagnosticReport {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DiagnosticReport"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                18 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                19 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                20 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                21 => rt::choice(p, &mut out.effective, key, &mut out.extra),
-                22 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                23 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                24 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                25 => rt::list(p, &mut out.results_interpreter, "resultsInterpreter", &mut out.extra),
-                26 => rt::list(p, &mut out.specimen, "specimen", &mut out.extra),
-                27 => rt::list(p, &mut out.result, "result", &mut out.extra),
-                28 => rt::list(p, &mut out.imaging_study, "imagingStudy", &mut out.extra),
-                29 => rt::list(p, &mut out.media, "media", &mut out.extra),
-                30 => rt::opt(p, &mut out.conclusion, "conclusion", &mut out.extra),
-                31 => rt::opt(p, &mut out.conclusion_ext, "_conclusion", &mut out.extra),
-                32 => rt::list(p, &mut out.conclusion_code, "conclusionCode", &mut out.extra),
-                33 => rt::list(p, &mut out.presented_form, "presentedForm", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::list(p, &mut out.category, "category"),
+                18 => rt::opt(p, &mut f_code, "code"),
+                19 => rt::opt(p, &mut out.subject, "subject"),
+                20 => rt::opt(p, &mut out.encounter, "encounter"),
+                21 => rt::choice(p, &mut out.effective, key),
+                22 => rt::opt(p, &mut out.issued, "issued"),
+                23 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                24 => rt::list(p, &mut out.performer, "performer"),
+                25 => rt::list(p, &mut out.results_interpreter, "resultsInterpreter"),
+                26 => rt::list(p, &mut out.specimen, "specimen"),
+                27 => rt::list(p, &mut out.result, "result"),
+                28 => rt::list(p, &mut out.imaging_study, "imagingStudy"),
+                29 => rt::list(p, &mut out.media, "media"),
+                30 => rt::opt(p, &mut out.conclusion, "conclusion"),
+                31 => rt::opt(p, &mut out.conclusion_ext, "_conclusion"),
+                32 => rt::list(p, &mut out.conclusion_code, "conclusionCode"),
+                33 => rt::list(p, &mut out.presented_form, "presentedForm"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -220,7 +223,9 @@ impl ToJson for DiagnosticReport {
         rt::w_opt(w, b"\"_conclusion\":", &self.conclusion_ext);
         rt::w_list(w, b"\"conclusionCode\":", &self.conclusion_code);
         rt::w_list(w, b"\"presentedForm\":", &self.presented_form);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -233,7 +238,7 @@ impl FhirResource for DiagnosticReport {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -248,6 +253,14 @@ impl FhirResource for DiagnosticReport {
             Resource::DiagnosticReport(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DiagnosticReport {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -280,29 +293,33 @@ pub struct DiagnosticReportMedia {
     pub extra: Extra,
 }
 
+impl DiagnosticReportMedia {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("link", 6),
+            ("", 0), ("id", 1), ("", 0), ("comment", 4),
+            ("", 0), ("", 0), ("_comment", 5), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for DiagnosticReportMedia {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("link", 6),
-                ("", 0), ("id", 1), ("", 0), ("comment", 4),
-                ("", 0), ("", 0), ("_comment", 5), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         let mut f_link = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                5 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                6 => rt::opt(p, &mut f_link, "link", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.comment, "comment"),
+                5 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                6 => rt::opt(p, &mut f_link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -320,7 +337,9 @@ impl ToJson for DiagnosticReportMedia {
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
         rt::w_req(w, b"\"link\":", &self.link);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct DocumentManifest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct DocumentManifest {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Unique Identifier for the set of documents. `masterIdentifier` (0..1).
-    pub master_identifier: Option<Identifier>,
+    pub master_identifier: Option<Box<Identifier>>,
     /// Other identifiers for the manifest. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// current | superseded | entered-in-error. `status` (1..1).
@@ -78,68 +78,71 @@ pub struct DocumentManifest {
     pub extra: Extra,
 }
 
+impl DocumentManifest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2443,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("content", 27),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("_language", 8), ("modifierExtension", 12),
+            ("", 0), ("recipient", 22), ("", 0), ("_status", 16),
+            ("", 0), ("_id", 3), ("id", 2), ("", 0),
+            ("", 0), ("meta", 4), ("related", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("_description", 26), ("status", 15),
+            ("", 0), ("", 0), ("implicitRules", 5), ("identifier", 14),
+            ("subject", 18), ("", 0), ("_created", 20), ("", 0),
+            ("author", 21), ("type", 17), ("contained", 10), ("extension", 11),
+            ("", 0), ("description", 25), ("", 0), ("", 0),
+            ("", 0), ("created", 19), ("", 0), ("", 0),
+            ("source", 23), ("", 0), ("", 0), ("", 0),
+            ("masterIdentifier", 13), ("", 0), ("_source", 24), ("", 0),
+            ("_implicitRules", 6), ("resourceType", 1), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DocumentManifest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DocumentManifest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2443,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("content", 27),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("_language", 8), ("modifierExtension", 12),
-                ("", 0), ("recipient", 22), ("", 0), ("_status", 16),
-                ("", 0), ("_id", 3), ("id", 2), ("", 0),
-                ("", 0), ("meta", 4), ("related", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("_description", 26), ("status", 15),
-                ("", 0), ("", 0), ("implicitRules", 5), ("identifier", 14),
-                ("subject", 18), ("", 0), ("_created", 20), ("", 0),
-                ("author", 21), ("type", 17), ("contained", 10), ("extension", 11),
-                ("", 0), ("description", 25), ("", 0), ("", 0),
-                ("", 0), ("created", 19), ("", 0), ("", 0),
-                ("source", 23), ("", 0), ("", 0), ("", 0),
-                ("masterIdentifier", 13), ("", 0), ("_source", 24), ("", 0),
-                ("_implicitRules", 6), ("resourceType", 1), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DocumentManifest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DocumentManifest"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier", &mut out.extra),
-                14 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                18 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                19 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                20 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                21 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                22 => rt::list(p, &mut out.recipient, "recipient", &mut out.extra),
-                23 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                24 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                25 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                26 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                27 => rt::list(p, &mut out.content, "content", &mut out.extra),
-                28 => rt::list(p, &mut out.related, "related", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier"),
+                14 => rt::list(p, &mut out.identifier, "identifier"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut out.r#type, "type"),
+                18 => rt::opt(p, &mut out.subject, "subject"),
+                19 => rt::opt(p, &mut out.created, "created"),
+                20 => rt::opt(p, &mut out.created_ext, "_created"),
+                21 => rt::list(p, &mut out.author, "author"),
+                22 => rt::list(p, &mut out.recipient, "recipient"),
+                23 => rt::opt(p, &mut out.source, "source"),
+                24 => rt::opt(p, &mut out.source_ext, "_source"),
+                25 => rt::opt(p, &mut out.description, "description"),
+                26 => rt::opt(p, &mut out.description_ext, "_description"),
+                27 => rt::list(p, &mut out.content, "content"),
+                28 => rt::list(p, &mut out.related, "related"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for DocumentManifest {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"content\":", &self.content);
         rt::w_list(w, b"\"related\":", &self.related);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for DocumentManifest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for DocumentManifest {
             Resource::DocumentManifest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DocumentManifest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -233,34 +246,38 @@ pub struct DocumentManifestRelated {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifiers of things that are related. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Related Resource. `ref` (0..1).
     pub r#ref: Option<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl DocumentManifestRelated {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("identifier", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("ref", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DocumentManifestRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("identifier", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("ref", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#ref, "ref", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.r#ref, "ref"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -276,7 +293,9 @@ impl ToJson for DocumentManifestRelated {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"identifier\":", &self.identifier);
         rt::w_opt(w, b"\"ref\":", &self.r#ref);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct DocumentReference {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct DocumentReference {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Master Version Specific Identifier. `masterIdentifier` (0..1).
-    pub master_identifier: Option<Identifier>,
+    pub master_identifier: Option<Box<Identifier>>,
     /// Other identifiers for the document. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// current | superseded | entered-in-error. `status` (1..1).
@@ -81,77 +81,80 @@ pub struct DocumentReference {
     /// Document referenced. `content` (1..*).
     pub content: Vec<DocumentReferenceContent>,
     /// Clinical context of document. `context` (0..1).
-    pub context: Option<DocumentReferenceContext>,
+    pub context: Option<Box<DocumentReferenceContext>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl DocumentReference {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15023,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("securityLabel", 30), ("language", 7), ("", 0), ("_language", 8),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 21), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("custodian", 26), ("meta", 4), ("masterIdentifier", 13),
+            ("", 0), ("_description", 29), ("", 0), ("id", 2),
+            ("context", 32), ("date", 22), ("", 0), ("docStatus", 17),
+            ("_status", 16), ("", 0), ("", 0), ("authenticator", 25),
+            ("identifier", 14), ("", 0), ("type", 19), ("implicitRules", 5),
+            ("category", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_docStatus", 18), ("", 0), ("", 0),
+            ("extension", 11), ("author", 24), ("_id", 3), ("", 0),
+            ("_date", 23), ("status", 15), ("content", 31), ("_implicitRules", 6),
+            ("", 0), ("relatesTo", 27), ("", 0), ("", 0),
+            ("resourceType", 1), ("contained", 10), ("description", 28), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for DocumentReference {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl DocumentReference {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15023,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("securityLabel", 30), ("language", 7), ("", 0), ("_language", 8),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subject", 21), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("custodian", 26), ("meta", 4), ("masterIdentifier", 13),
-                ("", 0), ("_description", 29), ("", 0), ("id", 2),
-                ("context", 32), ("date", 22), ("", 0), ("docStatus", 17),
-                ("_status", 16), ("", 0), ("", 0), ("authenticator", 25),
-                ("identifier", 14), ("", 0), ("type", 19), ("implicitRules", 5),
-                ("category", 20), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_docStatus", 18), ("", 0), ("", 0),
-                ("extension", 11), ("author", 24), ("_id", 3), ("", 0),
-                ("_date", 23), ("status", 15), ("content", 31), ("_implicitRules", 6),
-                ("", 0), ("relatesTo", 27), ("", 0), ("", 0),
-                ("resourceType", 1), ("contained", 10), ("description", 28), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for DocumentReference {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DocumentReference"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier", &mut out.extra),
-                14 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut out.doc_status, "docStatus", &mut out.extra),
-                18 => rt::opt(p, &mut out.doc_status_ext, "_docStatus", &mut out.extra),
-                19 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                20 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                21 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                22 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                23 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                24 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                25 => rt::opt(p, &mut out.authenticator, "authenticator", &mut out.extra),
-                26 => rt::opt(p, &mut out.custodian, "custodian", &mut out.extra),
-                27 => rt::list(p, &mut out.relates_to, "relatesTo", &mut out.extra),
-                28 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                29 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                30 => rt::list(p, &mut out.security_label, "securityLabel", &mut out.extra),
-                31 => rt::list(p, &mut out.content, "content", &mut out.extra),
-                32 => rt::opt(p, &mut out.context, "context", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier"),
+                14 => rt::list(p, &mut out.identifier, "identifier"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut out.doc_status, "docStatus"),
+                18 => rt::opt(p, &mut out.doc_status_ext, "_docStatus"),
+                19 => rt::opt(p, &mut out.r#type, "type"),
+                20 => rt::list(p, &mut out.category, "category"),
+                21 => rt::opt(p, &mut out.subject, "subject"),
+                22 => rt::opt(p, &mut out.date, "date"),
+                23 => rt::opt(p, &mut out.date_ext, "_date"),
+                24 => rt::list(p, &mut out.author, "author"),
+                25 => rt::opt(p, &mut out.authenticator, "authenticator"),
+                26 => rt::opt(p, &mut out.custodian, "custodian"),
+                27 => rt::list(p, &mut out.relates_to, "relatesTo"),
+                28 => rt::opt(p, &mut out.description, "description"),
+                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                30 => rt::list(p, &mut out.security_label, "securityLabel"),
+                31 => rt::list(p, &mut out.content, "content"),
+                32 => rt::opt(p, &mut out.context, "context"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -198,7 +201,9 @@ impl ToJson for DocumentReference {
         rt::w_list(w, b"\"securityLabel\":", &self.security_label);
         rt::w_list(w, b"\"content\":", &self.content);
         rt::w_opt(w, b"\"context\":", &self.context);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -211,7 +216,7 @@ impl FhirResource for DocumentReference {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -226,6 +231,14 @@ impl FhirResource for DocumentReference {
             Resource::DocumentReference(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl DocumentReference {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -266,36 +279,40 @@ pub struct DocumentReferenceContext {
     pub extra: Extra,
 }
 
+impl DocumentReferenceContext {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("encounter", 4), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("event", 5),
+            ("modifierExtension", 3), ("", 0), ("sourcePatientInfo", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("period", 6),
+            ("practiceSetting", 8), ("", 0), ("", 0), ("", 0),
+            ("facilityType", 7), ("related", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DocumentReferenceContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("encounter", 4), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("event", 5),
-                ("modifierExtension", 3), ("", 0), ("sourcePatientInfo", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("period", 6),
-                ("practiceSetting", 8), ("", 0), ("", 0), ("", 0),
-                ("facilityType", 7), ("related", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.encounter, "encounter", &mut out.extra),
-                5 => rt::list(p, &mut out.event, "event", &mut out.extra),
-                6 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                7 => rt::opt(p, &mut out.facility_type, "facilityType", &mut out.extra),
-                8 => rt::opt(p, &mut out.practice_setting, "practiceSetting", &mut out.extra),
-                9 => rt::opt(p, &mut out.source_patient_info, "sourcePatientInfo", &mut out.extra),
-                10 => rt::list(p, &mut out.related, "related", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.encounter, "encounter"),
+                5 => rt::list(p, &mut out.event, "event"),
+                6 => rt::opt(p, &mut out.period, "period"),
+                7 => rt::opt(p, &mut out.facility_type, "facilityType"),
+                8 => rt::opt(p, &mut out.practice_setting, "practiceSetting"),
+                9 => rt::opt(p, &mut out.source_patient_info, "sourcePatientInfo"),
+                10 => rt::list(p, &mut out.related, "related"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -316,7 +333,9 @@ impl ToJson for DocumentReferenceContext {
         rt::w_opt(w, b"\"practiceSetting\":", &self.practice_setting);
         rt::w_opt(w, b"\"sourcePatientInfo\":", &self.source_patient_info);
         rt::w_list(w, b"\"related\":", &self.related);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -335,35 +354,39 @@ pub struct DocumentReferenceContent {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Where to access the document. `attachment` (1..1).
-    pub attachment: Attachment,
+    pub attachment: Box<Attachment>,
     /// Format/content rules for the document. `format` (0..1).
     pub format: Option<Coding>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl DocumentReferenceContent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("format", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("attachment", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DocumentReferenceContent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("format", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("attachment", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_attachment = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_attachment, "attachment", &mut out.extra),
-                5 => rt::opt(p, &mut out.format, "format", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_attachment, "attachment"),
+                5 => rt::opt(p, &mut out.format, "format"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -380,7 +403,9 @@ impl ToJson for DocumentReferenceContent {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"attachment\":", &self.attachment);
         rt::w_opt(w, b"\"format\":", &self.format);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -408,29 +433,33 @@ pub struct DocumentReferenceRelatesTo {
     pub extra: Extra,
 }
 
+impl DocumentReferenceRelatesTo {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("target", 6), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for DocumentReferenceRelatesTo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("target", 6), ("", 0),
-                ("", 0), ("code", 4), ("", 0), ("", 0),
-                ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_target = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut f_target, "target", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut f_target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -448,7 +477,9 @@ impl ToJson for DocumentReferenceRelatesTo {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_req(w, b"\"target\":", &self.target);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct EffectEvidenceSynthesis {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -134,148 +134,151 @@ pub struct EffectEvidenceSynthesis {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 374,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 16), ("_lastReviewDate", 39), ("reviewer", 44), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relatedArtifact", 46),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("synthesisType", 47), ("_version", 17),
+            ("", 0), ("", 0), ("publisher", 26), ("author", 42),
+            ("", 0), ("", 0), ("copyright", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("lastReviewDate", 38), ("contact", 28), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("meta", 4), ("_id", 3), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("resultsByExposure", 54), ("", 0), ("", 0), ("_status", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_approvalDate", 37), ("", 0),
+            ("_copyright", 35), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("topic", 41), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("studyType", 48), ("name", 18), ("", 0), ("_description", 30),
+            ("", 0), ("", 0), ("_date", 25), ("", 0),
+            ("", 0), ("sampleSize", 53), ("_url", 14), ("", 0),
+            ("", 0), ("", 0), ("outcome", 52), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectEstimate", 55), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 24), ("", 0),
+            ("", 0), ("title", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 21), ("", 0),
+            ("identifier", 15), ("", 0), ("", 0), ("", 0),
+            ("exposureAlternative", 51), ("approvalDate", 36), ("_publisher", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("editor", 43), ("", 0), ("population", 49), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("useContext", 32),
+            ("jurisdiction", 33), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("exposure", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("note", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("description", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectivePeriod", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("certainty", 56), ("", 0),
+            ("", 0), ("endorser", 45), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EffectEvidenceSynthesis {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 374,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 16), ("_lastReviewDate", 39), ("reviewer", 44), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("relatedArtifact", 46),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("synthesisType", 47), ("_version", 17),
-                ("", 0), ("", 0), ("publisher", 26), ("author", 42),
-                ("", 0), ("", 0), ("copyright", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("lastReviewDate", 38), ("contact", 28), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("meta", 4), ("_id", 3), ("", 0),
-                ("", 0), ("url", 13), ("", 0), ("", 0),
-                ("resultsByExposure", 54), ("", 0), ("", 0), ("_status", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_approvalDate", 37), ("", 0),
-                ("_copyright", 35), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("topic", 41), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("studyType", 48), ("name", 18), ("", 0), ("_description", 30),
-                ("", 0), ("", 0), ("_date", 25), ("", 0),
-                ("", 0), ("sampleSize", 53), ("_url", 14), ("", 0),
-                ("", 0), ("", 0), ("outcome", 52), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectEstimate", 55), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("date", 24), ("", 0),
-                ("", 0), ("title", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 21), ("", 0),
-                ("identifier", 15), ("", 0), ("", 0), ("", 0),
-                ("exposureAlternative", 51), ("approvalDate", 36), ("_publisher", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("editor", 43), ("", 0), ("population", 49), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("useContext", 32),
-                ("jurisdiction", 33), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("exposure", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("note", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("description", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectivePeriod", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_name", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("certainty", 56), ("", 0),
-                ("", 0), ("endorser", 45), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for EffectEvidenceSynthesis {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_population = None;
         let mut f_exposure = None;
         let mut f_exposure_alternative = None;
         let mut f_outcome = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EffectEvidenceSynthesis"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                25 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                26 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                28 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                29 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                30 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                31 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                32 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                34 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                35 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                36 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                37 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                38 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                39 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                40 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                41 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                42 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                43 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                44 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                45 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                46 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                47 => rt::opt(p, &mut out.synthesis_type, "synthesisType", &mut out.extra),
-                48 => rt::opt(p, &mut out.study_type, "studyType", &mut out.extra),
-                49 => rt::opt(p, &mut f_population, "population", &mut out.extra),
-                50 => rt::opt(p, &mut f_exposure, "exposure", &mut out.extra),
-                51 => rt::opt(p, &mut f_exposure_alternative, "exposureAlternative", &mut out.extra),
-                52 => rt::opt(p, &mut f_outcome, "outcome", &mut out.extra),
-                53 => rt::opt(p, &mut out.sample_size, "sampleSize", &mut out.extra),
-                54 => rt::list(p, &mut out.results_by_exposure, "resultsByExposure", &mut out.extra),
-                55 => rt::list(p, &mut out.effect_estimate, "effectEstimate", &mut out.extra),
-                56 => rt::list(p, &mut out.certainty, "certainty", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.date, "date"),
+                25 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt(p, &mut out.publisher, "publisher"),
+                27 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                28 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt(p, &mut out.description, "description"),
+                30 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::list(p, &mut out.note, "note"),
+                32 => rt::list(p, &mut out.use_context, "useContext"),
+                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::opt(p, &mut out.copyright, "copyright"),
+                35 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                36 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                37 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                38 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                39 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                40 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                41 => rt::list(p, &mut out.topic, "topic"),
+                42 => rt::list(p, &mut out.author, "author"),
+                43 => rt::list(p, &mut out.editor, "editor"),
+                44 => rt::list(p, &mut out.reviewer, "reviewer"),
+                45 => rt::list(p, &mut out.endorser, "endorser"),
+                46 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                47 => rt::opt(p, &mut out.synthesis_type, "synthesisType"),
+                48 => rt::opt(p, &mut out.study_type, "studyType"),
+                49 => rt::opt(p, &mut f_population, "population"),
+                50 => rt::opt(p, &mut f_exposure, "exposure"),
+                51 => rt::opt(p, &mut f_exposure_alternative, "exposureAlternative"),
+                52 => rt::opt(p, &mut f_outcome, "outcome"),
+                53 => rt::opt(p, &mut out.sample_size, "sampleSize"),
+                54 => rt::list(p, &mut out.results_by_exposure, "resultsByExposure"),
+                55 => rt::list(p, &mut out.effect_estimate, "effectEstimate"),
+                56 => rt::list(p, &mut out.certainty, "certainty"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -350,7 +353,9 @@ impl ToJson for EffectEvidenceSynthesis {
         rt::w_list(w, b"\"resultsByExposure\":", &self.results_by_exposure);
         rt::w_list(w, b"\"effectEstimate\":", &self.effect_estimate);
         rt::w_list(w, b"\"certainty\":", &self.certainty);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -363,7 +368,7 @@ impl FhirResource for EffectEvidenceSynthesis {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -378,6 +383,14 @@ impl FhirResource for EffectEvidenceSynthesis {
             Resource::EffectEvidenceSynthesis(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EffectEvidenceSynthesis {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -410,28 +423,32 @@ pub struct EffectEvidenceSynthesisCertainty {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisCertainty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("rating", 4), ("modifierExtension", 3),
+            ("extension", 2), ("certaintySubcomponent", 6), ("", 0), ("", 0),
+            ("", 0), ("note", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisCertainty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("rating", 4), ("modifierExtension", 3),
-                ("extension", 2), ("certaintySubcomponent", 6), ("", 0), ("", 0),
-                ("", 0), ("note", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.rating, "rating", &mut out.extra),
-                5 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                6 => rt::list(p, &mut out.certainty_subcomponent, "certaintySubcomponent", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.rating, "rating"),
+                5 => rt::list(p, &mut out.note, "note"),
+                6 => rt::list(p, &mut out.certainty_subcomponent, "certaintySubcomponent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -448,7 +465,9 @@ impl ToJson for EffectEvidenceSynthesisCertainty {
         rt::w_list(w, b"\"rating\":", &self.rating);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"certaintySubcomponent\":", &self.certainty_subcomponent);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -476,28 +495,32 @@ pub struct EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("note", 6), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("rating", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("type", 4),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("note", 6), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("rating", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("type", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.rating, "rating", &mut out.extra),
-                6 => rt::list(p, &mut out.note, "note", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::list(p, &mut out.rating, "rating"),
+                6 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -514,7 +537,9 @@ impl ToJson for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"rating\":", &self.rating);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -552,37 +577,41 @@ pub struct EffectEvidenceSynthesisEffectEstimate {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisEffectEstimate {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("variantState", 7),
+            ("unitOfMeasure", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 4), ("", 0), ("type", 6),
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("precisionEstimate", 11), ("_value", 9), ("", 0),
+            ("_description", 5), ("", 0), ("value", 8), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisEffectEstimate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("variantState", 7),
-                ("unitOfMeasure", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 4), ("", 0), ("type", 6),
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("precisionEstimate", 11), ("_value", 9), ("", 0),
-                ("_description", 5), ("", 0), ("value", 8), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.variant_state, "variantState", &mut out.extra),
-                8 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                9 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                10 => rt::opt(p, &mut out.unit_of_measure, "unitOfMeasure", &mut out.extra),
-                11 => rt::list(p, &mut out.precision_estimate, "precisionEstimate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.variant_state, "variantState"),
+                8 => rt::opt(p, &mut out.value, "value"),
+                9 => rt::opt(p, &mut out.value_ext, "_value"),
+                10 => rt::opt(p, &mut out.unit_of_measure, "unitOfMeasure"),
+                11 => rt::list(p, &mut out.precision_estimate, "precisionEstimate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -604,7 +633,9 @@ impl ToJson for EffectEvidenceSynthesisEffectEstimate {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"unitOfMeasure\":", &self.unit_of_measure);
         rt::w_list(w, b"\"precisionEstimate\":", &self.precision_estimate);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -640,36 +671,40 @@ pub struct EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13,
+        slots: &[
+            ("_to", 10), ("type", 4), ("", 0), ("", 0),
+            ("_from", 8), ("", 0), ("", 0), ("", 0),
+            ("level", 5), ("extension", 2), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("from", 7), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_level", 6), ("", 0),
+            ("", 0), ("", 0), ("to", 9), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13,
-            slots: &[
-                ("_to", 10), ("type", 4), ("", 0), ("", 0),
-                ("_from", 8), ("", 0), ("", 0), ("", 0),
-                ("level", 5), ("extension", 2), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("from", 7), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_level", 6), ("", 0),
-                ("", 0), ("", 0), ("to", 9), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.level, "level", &mut out.extra),
-                6 => rt::opt(p, &mut out.level_ext, "_level", &mut out.extra),
-                7 => rt::opt(p, &mut out.from, "from", &mut out.extra),
-                8 => rt::opt(p, &mut out.from_ext, "_from", &mut out.extra),
-                9 => rt::opt(p, &mut out.to, "to", &mut out.extra),
-                10 => rt::opt(p, &mut out.to_ext, "_to", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.level, "level"),
+                6 => rt::opt(p, &mut out.level_ext, "_level"),
+                7 => rt::opt(p, &mut out.from, "from"),
+                8 => rt::opt(p, &mut out.from_ext, "_from"),
+                9 => rt::opt(p, &mut out.to, "to"),
+                10 => rt::opt(p, &mut out.to_ext, "_to"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -690,7 +725,9 @@ impl ToJson for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
         rt::w_opt(w, b"\"_from\":", &self.from_ext);
         rt::w_opt(w, b"\"to\":", &self.to);
         rt::w_opt(w, b"\"_to\":", &self.to_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -724,36 +761,40 @@ pub struct EffectEvidenceSynthesisResultsByExposure {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisResultsByExposure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("_description", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("exposureState", 6),
+            ("id", 1), ("description", 4), ("riskEvidenceSynthesis", 9), ("", 0),
+            ("variantState", 8), ("_exposureState", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisResultsByExposure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("_description", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("exposureState", 6),
-                ("id", 1), ("description", 4), ("riskEvidenceSynthesis", 9), ("", 0),
-                ("variantState", 8), ("_exposureState", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_risk_evidence_synthesis = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.exposure_state, "exposureState", &mut out.extra),
-                7 => rt::opt(p, &mut out.exposure_state_ext, "_exposureState", &mut out.extra),
-                8 => rt::opt(p, &mut out.variant_state, "variantState", &mut out.extra),
-                9 => rt::opt(p, &mut f_risk_evidence_synthesis, "riskEvidenceSynthesis", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.exposure_state, "exposureState"),
+                7 => rt::opt(p, &mut out.exposure_state_ext, "_exposureState"),
+                8 => rt::opt(p, &mut out.variant_state, "variantState"),
+                9 => rt::opt(p, &mut f_risk_evidence_synthesis, "riskEvidenceSynthesis"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -774,7 +815,9 @@ impl ToJson for EffectEvidenceSynthesisResultsByExposure {
         rt::w_opt(w, b"\"_exposureState\":", &self.exposure_state_ext);
         rt::w_opt(w, b"\"variantState\":", &self.variant_state);
         rt::w_req(w, b"\"riskEvidenceSynthesis\":", &self.risk_evidence_synthesis);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -808,35 +851,39 @@ pub struct EffectEvidenceSynthesisSampleSize {
     pub extra: Extra,
 }
 
+impl EffectEvidenceSynthesisSampleSize {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("_description", 5), ("", 0), ("", 0), ("", 0),
+            ("_numberOfStudies", 7), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("description", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("numberOfParticipants", 8),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("numberOfStudies", 6),
+            ("extension", 2), ("", 0), ("_numberOfParticipants", 9), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EffectEvidenceSynthesisSampleSize {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("_description", 5), ("", 0), ("", 0), ("", 0),
-                ("_numberOfStudies", 7), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("description", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("numberOfParticipants", 8),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("numberOfStudies", 6),
-                ("extension", 2), ("", 0), ("_numberOfParticipants", 9), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.number_of_studies, "numberOfStudies", &mut out.extra),
-                7 => rt::opt(p, &mut out.number_of_studies_ext, "_numberOfStudies", &mut out.extra),
-                8 => rt::opt(p, &mut out.number_of_participants, "numberOfParticipants", &mut out.extra),
-                9 => rt::opt(p, &mut out.number_of_participants_ext, "_numberOfParticipants", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.number_of_studies, "numberOfStudies"),
+                7 => rt::opt(p, &mut out.number_of_studies_ext, "_numberOfStudies"),
+                8 => rt::opt(p, &mut out.number_of_participants, "numberOfParticipants"),
+                9 => rt::opt(p, &mut out.number_of_participants_ext, "_numberOfParticipants"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -856,7 +903,9 @@ impl ToJson for EffectEvidenceSynthesisSampleSize {
         rt::w_opt(w, b"\"_numberOfStudies\":", &self.number_of_studies_ext);
         rt::w_opt(w, b"\"numberOfParticipants\":", &self.number_of_participants);
         rt::w_opt(w, b"\"_numberOfParticipants\":", &self.number_of_participants_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

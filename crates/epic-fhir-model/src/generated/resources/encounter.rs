@@ -19,7 +19,7 @@ pub struct Encounter {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct Encounter {
     /// The set of accounts that may be used for billing for this Encounter. `account` (0..*).
     pub account: Vec<Reference>,
     /// Details about the admission to a healthcare service. `hospitalization` (0..1).
-    pub hospitalization: Option<EncounterHospitalization>,
+    pub hospitalization: Option<Box<EncounterHospitalization>>,
     /// List of locations where the patient has been. `location` (0..*).
     pub location: Vec<EncounterLocation>,
     /// The organization (facility) responsible for this encounter. `serviceProvider` (0..1).
@@ -94,93 +94,96 @@ pub struct Encounter {
     pub extra: Extra,
 }
 
+impl Encounter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 238,
+        slots: &[
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("serviceType", 20), ("", 0), ("", 0),
+            ("_id", 3), ("modifierExtension", 12), ("hospitalization", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("statusHistory", 16), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("_status", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("priority", 21),
+            ("", 0), ("length", 28), ("", 0), ("diagnosis", 31),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 19), ("", 0), ("", 0), ("", 0),
+            ("class", 17), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("period", 27), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("participant", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("location", 34), ("", 0), ("", 0),
+            ("basedOn", 24), ("meta", 4), ("subject", 22), ("", 0),
+            ("id", 2), ("contained", 10), ("", 0), ("", 0),
+            ("text", 9), ("_language", 8), ("", 0), ("", 0),
+            ("reasonCode", 29), ("", 0), ("", 0), ("partOf", 36),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("account", 32),
+            ("", 0), ("", 0), ("classHistory", 18), ("reasonReference", 30),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("language", 7), ("episodeOfCare", 23), ("", 0), ("appointment", 26),
+            ("", 0), ("serviceProvider", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Encounter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Encounter {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 238,
-            slots: &[
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("serviceType", 20), ("", 0), ("", 0),
-                ("_id", 3), ("modifierExtension", 12), ("hospitalization", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("statusHistory", 16), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("_status", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("priority", 21),
-                ("", 0), ("length", 28), ("", 0), ("diagnosis", 31),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 19), ("", 0), ("", 0), ("", 0),
-                ("class", 17), ("status", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("period", 27), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("participant", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("location", 34), ("", 0), ("", 0),
-                ("basedOn", 24), ("meta", 4), ("subject", 22), ("", 0),
-                ("id", 2), ("contained", 10), ("", 0), ("", 0),
-                ("text", 9), ("_language", 8), ("", 0), ("", 0),
-                ("reasonCode", 29), ("", 0), ("", 0), ("partOf", 36),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("account", 32),
-                ("", 0), ("", 0), ("classHistory", 18), ("reasonReference", 30),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("language", 7), ("episodeOfCare", 23), ("", 0), ("appointment", 26),
-                ("", 0), ("serviceProvider", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Encounter {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_class = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Encounter"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.status_history, "statusHistory", &mut out.extra),
-                17 => rt::opt(p, &mut f_class, "class", &mut out.extra),
-                18 => rt::list(p, &mut out.class_history, "classHistory", &mut out.extra),
-                19 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                20 => rt::opt(p, &mut out.service_type, "serviceType", &mut out.extra),
-                21 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                22 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                23 => rt::list(p, &mut out.episode_of_care, "episodeOfCare", &mut out.extra),
-                24 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                25 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                26 => rt::list(p, &mut out.appointment, "appointment", &mut out.extra),
-                27 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                28 => rt::opt(p, &mut out.length, "length", &mut out.extra),
-                29 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                30 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                31 => rt::list(p, &mut out.diagnosis, "diagnosis", &mut out.extra),
-                32 => rt::list(p, &mut out.account, "account", &mut out.extra),
-                33 => rt::opt(p, &mut out.hospitalization, "hospitalization", &mut out.extra),
-                34 => rt::list(p, &mut out.location, "location", &mut out.extra),
-                35 => rt::opt(p, &mut out.service_provider, "serviceProvider", &mut out.extra),
-                36 => rt::opt(p, &mut out.part_of, "partOf", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.status_history, "statusHistory"),
+                17 => rt::opt(p, &mut f_class, "class"),
+                18 => rt::list(p, &mut out.class_history, "classHistory"),
+                19 => rt::list(p, &mut out.r#type, "type"),
+                20 => rt::opt(p, &mut out.service_type, "serviceType"),
+                21 => rt::opt(p, &mut out.priority, "priority"),
+                22 => rt::opt(p, &mut out.subject, "subject"),
+                23 => rt::list(p, &mut out.episode_of_care, "episodeOfCare"),
+                24 => rt::list(p, &mut out.based_on, "basedOn"),
+                25 => rt::list(p, &mut out.participant, "participant"),
+                26 => rt::list(p, &mut out.appointment, "appointment"),
+                27 => rt::opt(p, &mut out.period, "period"),
+                28 => rt::opt(p, &mut out.length, "length"),
+                29 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                30 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                31 => rt::list(p, &mut out.diagnosis, "diagnosis"),
+                32 => rt::list(p, &mut out.account, "account"),
+                33 => rt::opt(p, &mut out.hospitalization, "hospitalization"),
+                34 => rt::list(p, &mut out.location, "location"),
+                35 => rt::opt(p, &mut out.service_provider, "serviceProvider"),
+                36 => rt::opt(p, &mut out.part_of, "partOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -232,7 +235,9 @@ impl ToJson for Encounter {
         rt::w_list(w, b"\"location\":", &self.location);
         rt::w_opt(w, b"\"serviceProvider\":", &self.service_provider);
         rt::w_opt(w, b"\"partOf\":", &self.part_of);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -245,7 +250,7 @@ impl FhirResource for Encounter {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -260,6 +265,14 @@ impl FhirResource for Encounter {
             Resource::Encounter(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Encounter {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -296,31 +309,35 @@ pub struct EncounterLocation {
     pub extra: Extra,
 }
 
+impl EncounterLocation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("_status", 6), ("period", 8), ("modifierExtension", 3),
+            ("", 0), ("status", 5), ("", 0), ("", 0),
+            ("extension", 2), ("physicalType", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("location", 4), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for EncounterLocation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("_status", 6), ("period", 8), ("modifierExtension", 3),
-                ("", 0), ("status", 5), ("", 0), ("", 0),
-                ("extension", 2), ("physicalType", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("location", 4), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         let mut f_location = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_location, "location", &mut out.extra),
-                5 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                6 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                7 => rt::opt(p, &mut out.physical_type, "physicalType", &mut out.extra),
-                8 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_location, "location"),
+                5 => rt::opt(p, &mut out.status, "status"),
+                6 => rt::opt(p, &mut out.status_ext, "_status"),
+                7 => rt::opt(p, &mut out.physical_type, "physicalType"),
+                8 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -340,7 +357,9 @@ impl ToJson for EncounterLocation {
         rt::w_opt(w, b"\"_status\":", &self.status_ext);
         rt::w_opt(w, b"\"physicalType\":", &self.physical_type);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -359,7 +378,7 @@ pub struct EncounterHospitalization {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Pre-admission identifier. `preAdmissionIdentifier` (0..1).
-    pub pre_admission_identifier: Option<Identifier>,
+    pub pre_admission_identifier: Option<Box<Identifier>>,
     /// The location/organization from which the patient came before admission. `origin` (0..1).
     pub origin: Option<Reference>,
     /// From where patient was admitted (physician referral, transfer). `admitSource` (0..1).
@@ -380,38 +399,42 @@ pub struct EncounterHospitalization {
     pub extra: Extra,
 }
 
+impl EncounterHospitalization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("dietPreference", 8), ("admitSource", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("dischargeDisposition", 12), ("specialCourtesy", 9), ("destination", 11), ("", 0),
+            ("", 0), ("", 0), ("specialArrangement", 10), ("id", 1),
+            ("origin", 5), ("", 0), ("preAdmissionIdentifier", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("reAdmission", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EncounterHospitalization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("dietPreference", 8), ("admitSource", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("dischargeDisposition", 12), ("specialCourtesy", 9), ("destination", 11), ("", 0),
-                ("", 0), ("", 0), ("specialArrangement", 10), ("id", 1),
-                ("origin", 5), ("", 0), ("preAdmissionIdentifier", 4), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("reAdmission", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.pre_admission_identifier, "preAdmissionIdentifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.origin, "origin", &mut out.extra),
-                6 => rt::opt(p, &mut out.admit_source, "admitSource", &mut out.extra),
-                7 => rt::opt(p, &mut out.re_admission, "reAdmission", &mut out.extra),
-                8 => rt::list(p, &mut out.diet_preference, "dietPreference", &mut out.extra),
-                9 => rt::list(p, &mut out.special_courtesy, "specialCourtesy", &mut out.extra),
-                10 => rt::list(p, &mut out.special_arrangement, "specialArrangement", &mut out.extra),
-                11 => rt::opt(p, &mut out.destination, "destination", &mut out.extra),
-                12 => rt::opt(p, &mut out.discharge_disposition, "dischargeDisposition", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.pre_admission_identifier, "preAdmissionIdentifier"),
+                5 => rt::opt(p, &mut out.origin, "origin"),
+                6 => rt::opt(p, &mut out.admit_source, "admitSource"),
+                7 => rt::opt(p, &mut out.re_admission, "reAdmission"),
+                8 => rt::list(p, &mut out.diet_preference, "dietPreference"),
+                9 => rt::list(p, &mut out.special_courtesy, "specialCourtesy"),
+                10 => rt::list(p, &mut out.special_arrangement, "specialArrangement"),
+                11 => rt::opt(p, &mut out.destination, "destination"),
+                12 => rt::opt(p, &mut out.discharge_disposition, "dischargeDisposition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -434,7 +457,9 @@ impl ToJson for EncounterHospitalization {
         rt::w_list(w, b"\"specialArrangement\":", &self.special_arrangement);
         rt::w_opt(w, b"\"destination\":", &self.destination);
         rt::w_opt(w, b"\"dischargeDisposition\":", &self.discharge_disposition);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -464,30 +489,34 @@ pub struct EncounterDiagnosis {
     pub extra: Extra,
 }
 
+impl EncounterDiagnosis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
+            ("", 0), ("condition", 4), ("", 0), ("use", 5),
+        ],
+    };
+}
+
 impl FromJson for EncounterDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
-                ("", 0), ("condition", 4), ("", 0), ("use", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_condition = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_condition, "condition", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                6 => rt::opt(p, &mut out.rank, "rank", &mut out.extra),
-                7 => rt::opt(p, &mut out.rank_ext, "_rank", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_condition, "condition"),
+                5 => rt::opt(p, &mut out.r#use, "use"),
+                6 => rt::opt(p, &mut out.rank, "rank"),
+                7 => rt::opt(p, &mut out.rank_ext, "_rank"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -506,7 +535,9 @@ impl ToJson for EncounterDiagnosis {
         rt::w_opt(w, b"\"use\":", &self.r#use);
         rt::w_opt(w, b"\"rank\":", &self.rank);
         rt::w_opt(w, b"\"_rank\":", &self.rank_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -534,28 +565,32 @@ pub struct EncounterParticipant {
     pub extra: Extra,
 }
 
+impl EncounterParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("individual", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EncounterParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("individual", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                6 => rt::opt(p, &mut out.individual, "individual", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.period, "period"),
+                6 => rt::opt(p, &mut out.individual, "individual"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -572,7 +607,9 @@ impl ToJson for EncounterParticipant {
         rt::w_list(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_opt(w, b"\"individual\":", &self.individual);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -598,29 +635,33 @@ pub struct EncounterClassHistory {
     pub extra: Extra,
 }
 
+impl EncounterClassHistory {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("class", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("period", 5),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EncounterClassHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("class", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("period", 5),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_class = None;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_class, "class", &mut out.extra),
-                5 => rt::opt(p, &mut f_period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_class, "class"),
+                5 => rt::opt(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -638,7 +679,9 @@ impl ToJson for EncounterClassHistory {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"class\":", &self.class);
         rt::w_req(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -666,29 +709,33 @@ pub struct EncounterStatusHistory {
     pub extra: Extra,
 }
 
+impl EncounterStatusHistory {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 6), ("", 0),
+            ("", 0), ("status", 4), ("", 0), ("", 0),
+            ("", 0), ("_status", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EncounterStatusHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 6), ("", 0),
-                ("", 0), ("status", 4), ("", 0), ("", 0),
-                ("", 0), ("_status", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                5 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                6 => rt::opt(p, &mut f_period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.status, "status"),
+                5 => rt::opt(p, &mut out.status_ext, "_status"),
+                6 => rt::opt(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -706,7 +753,9 @@ impl ToJson for EncounterStatusHistory {
         rt::w_opt(w, b"\"status\":", &self.status);
         rt::w_opt(w, b"\"_status\":", &self.status_ext);
         rt::w_req(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Endpoint {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -78,69 +78,72 @@ pub struct Endpoint {
     pub extra: Extra,
 }
 
+impl Endpoint {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2431,
+        slots: &[
+            ("modifierExtension", 12), ("contact", 20), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("_address", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("header", 27), ("_implicitRules", 6),
+            ("_language", 8), ("", 0), ("", 0), ("extension", 11),
+            ("name", 17), ("_id", 3), ("implicitRules", 5), ("", 0),
+            ("", 0), ("_payloadMimeType", 24), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("language", 7), ("period", 21),
+            ("", 0), ("", 0), ("_name", 18), ("_header", 28),
+            ("status", 14), ("", 0), ("text", 9), ("payloadMimeType", 23),
+            ("payloadType", 22), ("", 0), ("managingOrganization", 19), ("", 0),
+            ("", 0), ("", 0), ("connectionType", 16), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("address", 25),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Endpoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Endpoint {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2431,
-            slots: &[
-                ("modifierExtension", 12), ("contact", 20), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("_address", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("header", 27), ("_implicitRules", 6),
-                ("_language", 8), ("", 0), ("", 0), ("extension", 11),
-                ("name", 17), ("_id", 3), ("implicitRules", 5), ("", 0),
-                ("", 0), ("_payloadMimeType", 24), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("language", 7), ("period", 21),
-                ("", 0), ("", 0), ("_name", 18), ("_header", 28),
-                ("status", 14), ("", 0), ("text", 9), ("payloadMimeType", 23),
-                ("payloadType", 22), ("", 0), ("managingOrganization", 19), ("", 0),
-                ("", 0), ("", 0), ("connectionType", 16), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("address", 25),
-                ("_status", 15), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Endpoint {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_connection_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Endpoint"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_connection_type, "connectionType", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                20 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                21 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                22 => rt::list(p, &mut out.payload_type, "payloadType", &mut out.extra),
-                23 => rt::prim_list(p, &mut out.payload_mime_type, &mut out.payload_mime_type_ext, "payloadMimeType", &mut out.extra),
-                24 => rt::list_ext(p, &mut out.payload_mime_type_ext, "_payloadMimeType", &mut out.extra),
-                25 => rt::opt(p, &mut out.address, "address", &mut out.extra),
-                26 => rt::opt(p, &mut out.address_ext, "_address", &mut out.extra),
-                27 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header", &mut out.extra),
-                28 => rt::list_ext(p, &mut out.header_ext, "_header", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_connection_type, "connectionType"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                20 => rt::list(p, &mut out.contact, "contact"),
+                21 => rt::opt(p, &mut out.period, "period"),
+                22 => rt::list(p, &mut out.payload_type, "payloadType"),
+                23 => rt::prim_list(p, &mut out.payload_mime_type, &mut out.payload_mime_type_ext, "payloadMimeType"),
+                24 => rt::list_ext(p, &mut out.payload_mime_type_ext, "_payloadMimeType"),
+                25 => rt::opt(p, &mut out.address, "address"),
+                26 => rt::opt(p, &mut out.address_ext, "_address"),
+                27 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header"),
+                28 => rt::list_ext(p, &mut out.header_ext, "_header"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for Endpoint {
         rt::w_opt(w, b"\"address\":", &self.address);
         rt::w_opt(w, b"\"_address\":", &self.address_ext);
         rt::w_prim_list(w, b"\"header\":", b"\"_header\":", &self.header, &self.header_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for Endpoint {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for Endpoint {
             Resource::Endpoint(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Endpoint {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EnrollmentRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -64,61 +64,64 @@ pub struct EnrollmentRequest {
     pub extra: Extra,
 }
 
+impl EnrollmentRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 59,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("coverage", 21), ("extension", 11), ("", 0), ("_created", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("insurer", 18), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("provider", 19), ("created", 16),
+            ("", 0), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("candidate", 20), ("", 0), ("", 0), ("", 0),
+            ("_status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+        ],
+    };
+}
+
 impl FromJson for EnrollmentRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EnrollmentRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 59,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("coverage", 21), ("extension", 11), ("", 0), ("_created", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("insurer", 18), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("provider", 19), ("created", 16),
-                ("", 0), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("candidate", 20), ("", 0), ("", 0), ("", 0),
-                ("_status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
-            ],
-        };
+impl rt::ReadMembers for EnrollmentRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EnrollmentRequest"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                17 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                18 => rt::opt(p, &mut out.insurer, "insurer", &mut out.extra),
-                19 => rt::opt(p, &mut out.provider, "provider", &mut out.extra),
-                20 => rt::opt(p, &mut out.candidate, "candidate", &mut out.extra),
-                21 => rt::opt(p, &mut out.coverage, "coverage", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.created, "created"),
+                17 => rt::opt(p, &mut out.created_ext, "_created"),
+                18 => rt::opt(p, &mut out.insurer, "insurer"),
+                19 => rt::opt(p, &mut out.provider, "provider"),
+                20 => rt::opt(p, &mut out.candidate, "candidate"),
+                21 => rt::opt(p, &mut out.coverage, "coverage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -154,7 +157,9 @@ impl ToJson for EnrollmentRequest {
         rt::w_opt(w, b"\"provider\":", &self.provider);
         rt::w_opt(w, b"\"candidate\":", &self.candidate);
         rt::w_opt(w, b"\"coverage\":", &self.coverage);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -167,7 +172,7 @@ impl FhirResource for EnrollmentRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -182,6 +187,14 @@ impl FhirResource for EnrollmentRequest {
             Resource::EnrollmentRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EnrollmentRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EnrollmentResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -70,64 +70,67 @@ pub struct EnrollmentResponse {
     pub extra: Extra,
 }
 
+impl EnrollmentResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 523,
+        slots: &[
+            ("implicitRules", 5), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("outcome", 17), ("status", 14),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("requestProvider", 24),
+            ("request", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("organization", 23), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("created", 21), ("contained", 10), ("", 0), ("", 0),
+            ("_language", 8), ("_status", 15), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_created", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("_outcome", 18), ("", 0),
+            ("", 0), ("_id", 3), ("text", 9), ("disposition", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_disposition", 20),
+        ],
+    };
+}
+
 impl FromJson for EnrollmentResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EnrollmentResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 523,
-            slots: &[
-                ("implicitRules", 5), ("identifier", 13), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("outcome", 17), ("status", 14),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("requestProvider", 24),
-                ("request", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("organization", 23), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("created", 21), ("contained", 10), ("", 0), ("", 0),
-                ("_language", 8), ("_status", 15), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_created", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("_outcome", 18), ("", 0),
-                ("", 0), ("_id", 3), ("text", 9), ("disposition", 19),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_disposition", 20),
-            ],
-        };
+impl rt::ReadMembers for EnrollmentResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EnrollmentResponse"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                17 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                18 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                19 => rt::opt(p, &mut out.disposition, "disposition", &mut out.extra),
-                20 => rt::opt(p, &mut out.disposition_ext, "_disposition", &mut out.extra),
-                21 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                22 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                23 => rt::opt(p, &mut out.organization, "organization", &mut out.extra),
-                24 => rt::opt(p, &mut out.request_provider, "requestProvider", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.request, "request"),
+                17 => rt::opt(p, &mut out.outcome, "outcome"),
+                18 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                19 => rt::opt(p, &mut out.disposition, "disposition"),
+                20 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                21 => rt::opt(p, &mut out.created, "created"),
+                22 => rt::opt(p, &mut out.created_ext, "_created"),
+                23 => rt::opt(p, &mut out.organization, "organization"),
+                24 => rt::opt(p, &mut out.request_provider, "requestProvider"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -166,7 +169,9 @@ impl ToJson for EnrollmentResponse {
         rt::w_opt(w, b"\"_created\":", &self.created_ext);
         rt::w_opt(w, b"\"organization\":", &self.organization);
         rt::w_opt(w, b"\"requestProvider\":", &self.request_provider);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -179,7 +184,7 @@ impl FhirResource for EnrollmentResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -194,6 +199,14 @@ impl FhirResource for EnrollmentResponse {
             Resource::EnrollmentResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EnrollmentResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EpisodeOfCare {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -72,66 +72,69 @@ pub struct EpisodeOfCare {
     pub extra: Extra,
 }
 
+impl EpisodeOfCare {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 191,
+        slots: &[
+            ("_id", 3), ("", 0), ("", 0), ("resourceType", 1),
+            ("referralRequest", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("period", 21),
+            ("", 0), ("", 0), ("id", 2), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("diagnosis", 18), ("", 0),
+            ("extension", 11), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("patient", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 17), ("", 0), ("text", 9), ("account", 25),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
+            ("_status", 15), ("modifierExtension", 12), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("language", 7), ("careManager", 23), ("team", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("statusHistory", 16), ("managingOrganization", 20), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EpisodeOfCare {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EpisodeOfCare {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 191,
-            slots: &[
-                ("_id", 3), ("", 0), ("", 0), ("resourceType", 1),
-                ("referralRequest", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("period", 21),
-                ("", 0), ("", 0), ("id", 2), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("diagnosis", 18), ("", 0),
-                ("extension", 11), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("patient", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 17), ("", 0), ("text", 9), ("account", 25),
-                ("", 0), ("status", 14), ("", 0), ("", 0),
-                ("_status", 15), ("modifierExtension", 12), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("language", 7), ("careManager", 23), ("team", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("statusHistory", 16), ("managingOrganization", 20), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for EpisodeOfCare {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EpisodeOfCare"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.status_history, "statusHistory", &mut out.extra),
-                17 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                18 => rt::list(p, &mut out.diagnosis, "diagnosis", &mut out.extra),
-                19 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                20 => rt::opt(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                21 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                22 => rt::list(p, &mut out.referral_request, "referralRequest", &mut out.extra),
-                23 => rt::opt(p, &mut out.care_manager, "careManager", &mut out.extra),
-                24 => rt::list(p, &mut out.team, "team", &mut out.extra),
-                25 => rt::list(p, &mut out.account, "account", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.status_history, "statusHistory"),
+                17 => rt::list(p, &mut out.r#type, "type"),
+                18 => rt::list(p, &mut out.diagnosis, "diagnosis"),
+                19 => rt::opt(p, &mut f_patient, "patient"),
+                20 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                21 => rt::opt(p, &mut out.period, "period"),
+                22 => rt::list(p, &mut out.referral_request, "referralRequest"),
+                23 => rt::opt(p, &mut out.care_manager, "careManager"),
+                24 => rt::list(p, &mut out.team, "team"),
+                25 => rt::list(p, &mut out.account, "account"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -172,7 +175,9 @@ impl ToJson for EpisodeOfCare {
         rt::w_opt(w, b"\"careManager\":", &self.care_manager);
         rt::w_list(w, b"\"team\":", &self.team);
         rt::w_list(w, b"\"account\":", &self.account);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -185,7 +190,7 @@ impl FhirResource for EpisodeOfCare {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -200,6 +205,14 @@ impl FhirResource for EpisodeOfCare {
             Resource::EpisodeOfCare(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EpisodeOfCare {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -234,30 +247,34 @@ pub struct EpisodeOfCareDiagnosis {
     pub extra: Extra,
 }
 
+impl EpisodeOfCareDiagnosis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
+            ("", 0), ("condition", 4), ("role", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EpisodeOfCareDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
-                ("", 0), ("condition", 4), ("role", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_condition = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_condition, "condition", &mut out.extra),
-                5 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                6 => rt::opt(p, &mut out.rank, "rank", &mut out.extra),
-                7 => rt::opt(p, &mut out.rank_ext, "_rank", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_condition, "condition"),
+                5 => rt::opt(p, &mut out.role, "role"),
+                6 => rt::opt(p, &mut out.rank, "rank"),
+                7 => rt::opt(p, &mut out.rank_ext, "_rank"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -276,7 +293,9 @@ impl ToJson for EpisodeOfCareDiagnosis {
         rt::w_opt(w, b"\"role\":", &self.role);
         rt::w_opt(w, b"\"rank\":", &self.rank);
         rt::w_opt(w, b"\"_rank\":", &self.rank_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -304,29 +323,33 @@ pub struct EpisodeOfCareStatusHistory {
     pub extra: Extra,
 }
 
+impl EpisodeOfCareStatusHistory {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 6), ("", 0),
+            ("", 0), ("status", 4), ("", 0), ("", 0),
+            ("", 0), ("_status", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EpisodeOfCareStatusHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 6), ("", 0),
-                ("", 0), ("status", 4), ("", 0), ("", 0),
-                ("", 0), ("_status", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                5 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                6 => rt::opt(p, &mut f_period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.status, "status"),
+                5 => rt::opt(p, &mut out.status_ext, "_status"),
+                6 => rt::opt(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -344,7 +367,9 @@ impl ToJson for EpisodeOfCareStatusHistory {
         rt::w_opt(w, b"\"status\":", &self.status);
         rt::w_opt(w, b"\"_status\":", &self.status_ext);
         rt::w_req(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct EventDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -132,111 +132,114 @@ pub struct EventDefinition {
     pub extra: Extra,
 }
 
+impl EventDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13475,
+        slots: &[
+            ("publisher", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("purpose", 38), ("useContext", 36), ("trigger", 55), ("", 0),
+            ("", 0), ("_experimental", 27), ("description", 34), ("author", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("_url", 14), ("_version", 17),
+            ("subjectReference", 28), ("", 0), ("subtitle", 22), ("title", 20),
+            ("_status", 25), ("", 0), ("lastReviewDate", 46), ("editor", 51),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subjectCodeableConcept", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 21),
+            ("_language", 8), ("experimental", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("copyright", 42), ("language", 7), ("relatedArtifact", 54), ("", 0),
+            ("_copyright", 43), ("", 0), ("_subtitle", 23), ("identifier", 15),
+            ("_date", 30), ("url", 13), ("_description", 35), ("_lastReviewDate", 47),
+            ("", 0), ("endorser", 53), ("reviewer", 52), ("contact", 33),
+            ("", 0), ("status", 24), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("_approvalDate", 45), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("text", 9), ("jurisdiction", 37), ("_name", 19), ("", 0),
+            ("approvalDate", 44), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("name", 18), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("topic", 49), ("_publisher", 32),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("_purpose", 39), ("", 0), ("usage", 40),
+            ("", 0), ("_usage", 41), ("date", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("effectivePeriod", 48),
+            ("", 0), ("", 0), ("", 0), ("version", 16),
+        ],
+    };
+}
+
 impl FromJson for EventDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EventDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13475,
-            slots: &[
-                ("publisher", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("purpose", 38), ("useContext", 36), ("trigger", 55), ("", 0),
-                ("", 0), ("_experimental", 27), ("description", 34), ("author", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("_url", 14), ("_version", 17),
-                ("subjectReference", 28), ("", 0), ("subtitle", 22), ("title", 20),
-                ("_status", 25), ("", 0), ("lastReviewDate", 46), ("editor", 51),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subjectCodeableConcept", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 21),
-                ("_language", 8), ("experimental", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("copyright", 42), ("language", 7), ("relatedArtifact", 54), ("", 0),
-                ("_copyright", 43), ("", 0), ("_subtitle", 23), ("identifier", 15),
-                ("_date", 30), ("url", 13), ("_description", 35), ("_lastReviewDate", 47),
-                ("", 0), ("endorser", 53), ("reviewer", 52), ("contact", 33),
-                ("", 0), ("status", 24), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("_approvalDate", 45), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("text", 9), ("jurisdiction", 37), ("_name", 19), ("", 0),
-                ("approvalDate", 44), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("name", 18), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("topic", 49), ("_publisher", 32),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("_purpose", 39), ("", 0), ("usage", 40),
-                ("", 0), ("_usage", 41), ("date", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("effectivePeriod", 48),
-                ("", 0), ("", 0), ("", 0), ("version", 16),
-            ],
-        };
+impl rt::ReadMembers for EventDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EventDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                28 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                29 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                30 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                31 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                33 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                34 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                35 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                36 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                38 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                41 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                42 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                43 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                44 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                49 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                50 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                51 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                52 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                53 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                55 => rt::list(p, &mut out.trigger, "trigger", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt(p, &mut out.status, "status"),
+                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt(p, &mut out.experimental, "experimental"),
+                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::choice(p, &mut out.subject, key),
+                29 => rt::opt(p, &mut out.date, "date"),
+                30 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt(p, &mut out.publisher, "publisher"),
+                32 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                33 => rt::list(p, &mut out.contact, "contact"),
+                34 => rt::opt(p, &mut out.description, "description"),
+                35 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::list(p, &mut out.use_context, "useContext"),
+                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::opt(p, &mut out.purpose, "purpose"),
+                39 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                40 => rt::opt(p, &mut out.usage, "usage"),
+                41 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                42 => rt::opt(p, &mut out.copyright, "copyright"),
+                43 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                44 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                49 => rt::list(p, &mut out.topic, "topic"),
+                50 => rt::list(p, &mut out.author, "author"),
+                51 => rt::list(p, &mut out.editor, "editor"),
+                52 => rt::list(p, &mut out.reviewer, "reviewer"),
+                53 => rt::list(p, &mut out.endorser, "endorser"),
+                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                55 => rt::list(p, &mut out.trigger, "trigger"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -306,7 +309,9 @@ impl ToJson for EventDefinition {
         rt::w_list(w, b"\"endorser\":", &self.endorser);
         rt::w_list(w, b"\"relatedArtifact\":", &self.related_artifact);
         rt::w_list(w, b"\"trigger\":", &self.trigger);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -319,7 +324,7 @@ impl FhirResource for EventDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -334,6 +339,14 @@ impl FhirResource for EventDefinition {
             Resource::EventDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EventDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Evidence {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -128,142 +128,145 @@ pub struct Evidence {
     pub extra: Extra,
 }
 
+impl Evidence {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 374,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_shortTitle", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 16), ("_lastReviewDate", 43), ("reviewer", 48), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relatedArtifact", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_version", 17),
+            ("", 0), ("", 0), ("publisher", 30), ("author", 46),
+            ("exposureVariant", 52), ("subtitle", 24), ("copyright", 38), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("lastReviewDate", 42), ("contact", 32), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("meta", 4), ("_id", 3), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 26),
+            ("", 0), ("", 0), ("exposureBackground", 51), ("", 0),
+            ("", 0), ("", 0), ("_approvalDate", 41), ("", 0),
+            ("_copyright", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("topic", 45), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("name", 18), ("", 0), ("_description", 34),
+            ("", 0), ("", 0), ("_date", 29), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("", 0),
+            ("", 0), ("", 0), ("outcome", 53), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 28), ("", 0),
+            ("", 0), ("title", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 21), ("", 0),
+            ("identifier", 15), ("", 0), ("shortTitle", 22), ("", 0),
+            ("", 0), ("approvalDate", 40), ("_publisher", 31), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("editor", 47), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("useContext", 36),
+            ("jurisdiction", 37), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("note", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("description", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectivePeriod", 44), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_subtitle", 25), ("", 0),
+            ("", 0), ("endorser", 49), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Evidence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Evidence {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 374,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_shortTitle", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 16), ("_lastReviewDate", 43), ("reviewer", 48), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("relatedArtifact", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_version", 17),
-                ("", 0), ("", 0), ("publisher", 30), ("author", 46),
-                ("exposureVariant", 52), ("subtitle", 24), ("copyright", 38), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("lastReviewDate", 42), ("contact", 32), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("meta", 4), ("_id", 3), ("", 0),
-                ("", 0), ("url", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 26),
-                ("", 0), ("", 0), ("exposureBackground", 51), ("", 0),
-                ("", 0), ("", 0), ("_approvalDate", 41), ("", 0),
-                ("_copyright", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("topic", 45), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("name", 18), ("", 0), ("_description", 34),
-                ("", 0), ("", 0), ("_date", 29), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("", 0),
-                ("", 0), ("", 0), ("outcome", 53), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("date", 28), ("", 0),
-                ("", 0), ("title", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 21), ("", 0),
-                ("identifier", 15), ("", 0), ("shortTitle", 22), ("", 0),
-                ("", 0), ("approvalDate", 40), ("_publisher", 31), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("editor", 47), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("useContext", 36),
-                ("jurisdiction", 37), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("note", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("description", 33),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectivePeriod", 44), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_name", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_subtitle", 25), ("", 0),
-                ("", 0), ("endorser", 49), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Evidence {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_exposure_background = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Evidence"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.short_title, "shortTitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                26 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                27 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                28 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                29 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                30 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                31 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                32 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                33 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                34 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                36 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                39 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                40 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                41 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                42 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                43 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                44 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                45 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                46 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                47 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                48 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                49 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                50 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                51 => rt::opt(p, &mut f_exposure_background, "exposureBackground", &mut out.extra),
-                52 => rt::list(p, &mut out.exposure_variant, "exposureVariant", &mut out.extra),
-                53 => rt::list(p, &mut out.outcome, "outcome", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.short_title, "shortTitle"),
+                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle"),
+                24 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                26 => rt::opt(p, &mut out.status, "status"),
+                27 => rt::opt(p, &mut out.status_ext, "_status"),
+                28 => rt::opt(p, &mut out.date, "date"),
+                29 => rt::opt(p, &mut out.date_ext, "_date"),
+                30 => rt::opt(p, &mut out.publisher, "publisher"),
+                31 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                32 => rt::list(p, &mut out.contact, "contact"),
+                33 => rt::opt(p, &mut out.description, "description"),
+                34 => rt::opt(p, &mut out.description_ext, "_description"),
+                35 => rt::list(p, &mut out.note, "note"),
+                36 => rt::list(p, &mut out.use_context, "useContext"),
+                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::opt(p, &mut out.copyright, "copyright"),
+                39 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                40 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                41 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                42 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                43 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                44 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                45 => rt::list(p, &mut out.topic, "topic"),
+                46 => rt::list(p, &mut out.author, "author"),
+                47 => rt::list(p, &mut out.editor, "editor"),
+                48 => rt::list(p, &mut out.reviewer, "reviewer"),
+                49 => rt::list(p, &mut out.endorser, "endorser"),
+                50 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                51 => rt::opt(p, &mut f_exposure_background, "exposureBackground"),
+                52 => rt::list(p, &mut out.exposure_variant, "exposureVariant"),
+                53 => rt::list(p, &mut out.outcome, "outcome"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -332,7 +335,9 @@ impl ToJson for Evidence {
         rt::w_req(w, b"\"exposureBackground\":", &self.exposure_background);
         rt::w_list(w, b"\"exposureVariant\":", &self.exposure_variant);
         rt::w_list(w, b"\"outcome\":", &self.outcome);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -345,7 +350,7 @@ impl FhirResource for Evidence {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -360,6 +365,14 @@ impl FhirResource for Evidence {
             Resource::Evidence(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Evidence {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct EvidenceVariable {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -128,141 +128,144 @@ pub struct EvidenceVariable {
     pub extra: Extra,
 }
 
+impl EvidenceVariable {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 551,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_shortTitle", 23), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 31), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("url", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contact", 32),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 37), ("", 0), ("", 0), ("identifier", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_subtitle", 25), ("_copyright", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("approvalDate", 40), ("", 0),
+            ("", 0), ("effectivePeriod", 44), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subtitle", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("extension", 11), ("", 0),
+            ("_name", 19), ("", 0), ("publisher", 30), ("copyright", 38),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 51),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("reviewer", 48), ("", 0),
+            ("", 0), ("relatedArtifact", 50), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("endorser", 49), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_lastReviewDate", 43), ("", 0), ("", 0), ("editor", 47),
+            ("", 0), ("", 0), ("", 0), ("_date", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("_type", 52), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("description", 33), ("", 0), ("", 0), ("shortTitle", 22),
+            ("", 0), ("", 0), ("_version", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_approvalDate", 41), ("", 0), ("note", 35),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("title", 20), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("lastReviewDate", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("date", 28), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 21), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_url", 14), ("", 0), ("", 0), ("characteristic", 53),
+            ("", 0), ("", 0), ("topic", 45), ("", 0),
+            ("author", 46), ("", 0), ("useContext", 36), ("modifierExtension", 12),
+            ("", 0), ("name", 18), ("", 0), ("", 0),
+            ("", 0), ("version", 16), ("implicitRules", 5), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for EvidenceVariable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl EvidenceVariable {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 551,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_shortTitle", 23), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 31), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("url", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contact", 32),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 37), ("", 0), ("", 0), ("identifier", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_subtitle", 25), ("_copyright", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("approvalDate", 40), ("", 0),
-                ("", 0), ("effectivePeriod", 44), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subtitle", 24), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("extension", 11), ("", 0),
-                ("_name", 19), ("", 0), ("publisher", 30), ("copyright", 38),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 51),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("reviewer", 48), ("", 0),
-                ("", 0), ("relatedArtifact", 50), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("endorser", 49), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_lastReviewDate", 43), ("", 0), ("", 0), ("editor", 47),
-                ("", 0), ("", 0), ("", 0), ("_date", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("_type", 52), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("description", 33), ("", 0), ("", 0), ("shortTitle", 22),
-                ("", 0), ("", 0), ("_version", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_approvalDate", 41), ("", 0), ("note", 35),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("title", 20), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("lastReviewDate", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("date", 28), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 21), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_url", 14), ("", 0), ("", 0), ("characteristic", 53),
-                ("", 0), ("", 0), ("topic", 45), ("", 0),
-                ("author", 46), ("", 0), ("useContext", 36), ("modifierExtension", 12),
-                ("", 0), ("name", 18), ("", 0), ("", 0),
-                ("", 0), ("version", 16), ("implicitRules", 5), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for EvidenceVariable {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EvidenceVariable"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.short_title, "shortTitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                26 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                27 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                28 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                29 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                30 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                31 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                32 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                33 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                34 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                36 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                39 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                40 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                41 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                42 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                43 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                44 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                45 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                46 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                47 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                48 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                49 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                50 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                51 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                52 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                53 => rt::list(p, &mut out.characteristic, "characteristic", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.short_title, "shortTitle"),
+                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle"),
+                24 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                26 => rt::opt(p, &mut out.status, "status"),
+                27 => rt::opt(p, &mut out.status_ext, "_status"),
+                28 => rt::opt(p, &mut out.date, "date"),
+                29 => rt::opt(p, &mut out.date_ext, "_date"),
+                30 => rt::opt(p, &mut out.publisher, "publisher"),
+                31 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                32 => rt::list(p, &mut out.contact, "contact"),
+                33 => rt::opt(p, &mut out.description, "description"),
+                34 => rt::opt(p, &mut out.description_ext, "_description"),
+                35 => rt::list(p, &mut out.note, "note"),
+                36 => rt::list(p, &mut out.use_context, "useContext"),
+                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::opt(p, &mut out.copyright, "copyright"),
+                39 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                40 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                41 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                42 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                43 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                44 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                45 => rt::list(p, &mut out.topic, "topic"),
+                46 => rt::list(p, &mut out.author, "author"),
+                47 => rt::list(p, &mut out.editor, "editor"),
+                48 => rt::list(p, &mut out.reviewer, "reviewer"),
+                49 => rt::list(p, &mut out.endorser, "endorser"),
+                50 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                51 => rt::opt(p, &mut out.r#type, "type"),
+                52 => rt::opt(p, &mut out.type_ext, "_type"),
+                53 => rt::list(p, &mut out.characteristic, "characteristic"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -330,7 +333,9 @@ impl ToJson for EvidenceVariable {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_list(w, b"\"characteristic\":", &self.characteristic);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -343,7 +348,7 @@ impl FhirResource for EvidenceVariable {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -358,6 +363,14 @@ impl FhirResource for EvidenceVariable {
             Resource::EvidenceVariable(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl EvidenceVariable {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -404,31 +417,35 @@ pub struct EvidenceVariableCharacteristic {
     pub extra: Extra,
 }
 
+impl EvidenceVariableCharacteristic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 144,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("definitionDataRequirement", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("participantEffectiveDateTime", 10), ("_exclude", 9), ("definitionReference", 6),
+            ("_description", 5), ("", 0), ("timeFromStart", 11), ("participantEffectivePeriod", 10),
+            ("participantEffectiveTiming", 10), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("definitionTriggerDefinition", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 4), ("", 0), ("", 0),
+            ("", 0), ("participantEffectiveDuration", 10), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("definitionCodeableConcept", 6),
+            ("_groupMeasure", 13), ("definitionCanonical", 6), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("usageContext", 7), ("", 0),
+            ("", 0), ("definitionExpression", 6), ("groupMeasure", 12), ("exclude", 8),
+        ],
+    };
+}
+
 impl FromJson for EvidenceVariableCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 144,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("definitionDataRequirement", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("participantEffectiveDateTime", 10), ("_exclude", 9), ("definitionReference", 6),
-                ("_description", 5), ("", 0), ("timeFromStart", 11), ("participantEffectivePeriod", 10),
-                ("participantEffectiveTiming", 10), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("definitionTriggerDefinition", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 4), ("", 0), ("", 0),
-                ("", 0), ("participantEffectiveDuration", 10), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("definitionCodeableConcept", 6),
-                ("_groupMeasure", 13), ("definitionCanonical", 6), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("usageContext", 7), ("", 0),
-                ("", 0), ("definitionExpression", 6), ("groupMeasure", 12), ("exclude", 8),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -444,20 +461,20 @@ impl FromJson for EvidenceVariableCharacteristic {
         let mut f_group_measure_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_description, "description", &mut extra),
-                5 => rt::opt(p, &mut f_description_ext, "_description", &mut extra),
-                6 => rt::choice(p, &mut f_definition, key, &mut extra),
-                7 => rt::list(p, &mut f_usage_context, "usageContext", &mut extra),
-                8 => rt::opt(p, &mut f_exclude, "exclude", &mut extra),
-                9 => rt::opt(p, &mut f_exclude_ext, "_exclude", &mut extra),
-                10 => rt::choice(p, &mut f_participant_effective, key, &mut extra),
-                11 => rt::opt(p, &mut f_time_from_start, "timeFromStart", &mut extra),
-                12 => rt::opt(p, &mut f_group_measure, "groupMeasure", &mut extra),
-                13 => rt::opt(p, &mut f_group_measure_ext, "_groupMeasure", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_description, "description"),
+                5 => rt::opt(p, &mut f_description_ext, "_description"),
+                6 => rt::choice(p, &mut f_definition, key),
+                7 => rt::list(p, &mut f_usage_context, "usageContext"),
+                8 => rt::opt(p, &mut f_exclude, "exclude"),
+                9 => rt::opt(p, &mut f_exclude_ext, "_exclude"),
+                10 => rt::choice(p, &mut f_participant_effective, key),
+                11 => rt::opt(p, &mut f_time_from_start, "timeFromStart"),
+                12 => rt::opt(p, &mut f_group_measure, "groupMeasure"),
+                13 => rt::opt(p, &mut f_group_measure_ext, "_groupMeasure"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -496,7 +513,9 @@ impl ToJson for EvidenceVariableCharacteristic {
         rt::w_opt(w, b"\"timeFromStart\":", &self.time_from_start);
         rt::w_opt(w, b"\"groupMeasure\":", &self.group_measure);
         rt::w_opt(w, b"\"_groupMeasure\":", &self.group_measure_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -515,7 +534,7 @@ pub enum EvidenceVariableCharacteristicDefinition {
     /// `definitionDataRequirement`.
     DataRequirement(Box<DataRequirement>),
     /// `definitionTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
 }
 
 impl rt::Choice for EvidenceVariableCharacteristicDefinition {
@@ -585,7 +604,7 @@ pub enum EvidenceVariableCharacteristicParticipantEffective {
     /// `participantEffectiveDuration`.
     Duration(Duration),
     /// `participantEffectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for EvidenceVariableCharacteristicParticipantEffective {

@@ -19,7 +19,7 @@ pub struct ExampleScenario {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -100,95 +100,98 @@ pub struct ExampleScenario {
     pub extra: Extra,
 }
 
+impl ExampleScenario {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 78,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("useContext", 29), ("", 0), ("", 0), ("", 0),
+            ("status", 20), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_copyright", 32), ("", 0), ("", 0), ("identifier", 15),
+            ("_workflow", 39), ("", 0), ("", 0), ("_status", 21),
+            ("resourceType", 1), ("", 0), ("_version", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 30), ("", 0), ("", 0), ("_url", 14),
+            ("text", 9), ("actor", 35), ("_implicitRules", 6), ("", 0),
+            ("_name", 19), ("", 0), ("", 0), ("_experimental", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("experimental", 22), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("purpose", 33), ("", 0), ("", 0), ("", 0),
+            ("process", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 18), ("_publisher", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("_purpose", 34),
+            ("", 0), ("copyright", 31), ("date", 24), ("extension", 11),
+            ("", 0), ("instance", 36), ("", 0), ("_id", 3),
+            ("url", 13), ("", 0), ("_date", 25), ("contact", 28),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("publisher", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("id", 2), ("workflow", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenario {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ExampleScenario {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 78,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("useContext", 29), ("", 0), ("", 0), ("", 0),
-                ("status", 20), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_copyright", 32), ("", 0), ("", 0), ("identifier", 15),
-                ("_workflow", 39), ("", 0), ("", 0), ("_status", 21),
-                ("resourceType", 1), ("", 0), ("_version", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 30), ("", 0), ("", 0), ("_url", 14),
-                ("text", 9), ("actor", 35), ("_implicitRules", 6), ("", 0),
-                ("_name", 19), ("", 0), ("", 0), ("_experimental", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("experimental", 22), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("purpose", 33), ("", 0), ("", 0), ("", 0),
-                ("process", 37), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("name", 18), ("_publisher", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("_purpose", 34),
-                ("", 0), ("copyright", 31), ("date", 24), ("extension", 11),
-                ("", 0), ("instance", 36), ("", 0), ("_id", 3),
-                ("url", 13), ("", 0), ("_date", 25), ("contact", 28),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("publisher", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("id", 2), ("workflow", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ExampleScenario {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ExampleScenario"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                21 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                22 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                23 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                24 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                25 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                26 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                28 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                29 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                31 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                32 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                33 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                34 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                35 => rt::list(p, &mut out.actor, "actor", &mut out.extra),
-                36 => rt::list(p, &mut out.instance, "instance", &mut out.extra),
-                37 => rt::list(p, &mut out.process, "process", &mut out.extra),
-                38 => rt::prim_list(p, &mut out.workflow, &mut out.workflow_ext, "workflow", &mut out.extra),
-                39 => rt::list_ext(p, &mut out.workflow_ext, "_workflow", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.status, "status"),
+                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt(p, &mut out.experimental, "experimental"),
+                23 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                24 => rt::opt(p, &mut out.date, "date"),
+                25 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt(p, &mut out.publisher, "publisher"),
+                27 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                28 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::list(p, &mut out.use_context, "useContext"),
+                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                31 => rt::opt(p, &mut out.copyright, "copyright"),
+                32 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                33 => rt::opt(p, &mut out.purpose, "purpose"),
+                34 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                35 => rt::list(p, &mut out.actor, "actor"),
+                36 => rt::list(p, &mut out.instance, "instance"),
+                37 => rt::list(p, &mut out.process, "process"),
+                38 => rt::prim_list(p, &mut out.workflow, &mut out.workflow_ext, "workflow"),
+                39 => rt::list_ext(p, &mut out.workflow_ext, "_workflow"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -241,7 +244,9 @@ impl ToJson for ExampleScenario {
         rt::w_list(w, b"\"instance\":", &self.instance);
         rt::w_list(w, b"\"process\":", &self.process);
         rt::w_prim_list(w, b"\"workflow\":", b"\"_workflow\":", &self.workflow, &self.workflow_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -254,7 +259,7 @@ impl FhirResource for ExampleScenario {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -269,6 +274,14 @@ impl FhirResource for ExampleScenario {
             Resource::ExampleScenario(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ExampleScenario {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -313,38 +326,42 @@ pub struct ExampleScenarioProcess {
     pub extra: Extra,
 }
 
+impl ExampleScenarioProcess {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 16,
+        slots: &[
+            ("", 0), ("", 0), ("_preConditions", 9), ("", 0),
+            ("_description", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("title", 4), ("extension", 2), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("_postConditions", 11), ("", 0),
+            ("description", 6), ("preConditions", 8), ("", 0), ("", 0),
+            ("_title", 5), ("", 0), ("", 0), ("postConditions", 10),
+            ("", 0), ("step", 12), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioProcess {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 16,
-            slots: &[
-                ("", 0), ("", 0), ("_preConditions", 9), ("", 0),
-                ("_description", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("title", 4), ("extension", 2), ("", 0), ("id", 1),
-                ("modifierExtension", 3), ("", 0), ("_postConditions", 11), ("", 0),
-                ("description", 6), ("preConditions", 8), ("", 0), ("", 0),
-                ("_title", 5), ("", 0), ("", 0), ("postConditions", 10),
-                ("", 0), ("step", 12), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                5 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::opt(p, &mut out.pre_conditions, "preConditions", &mut out.extra),
-                9 => rt::opt(p, &mut out.pre_conditions_ext, "_preConditions", &mut out.extra),
-                10 => rt::opt(p, &mut out.post_conditions, "postConditions", &mut out.extra),
-                11 => rt::opt(p, &mut out.post_conditions_ext, "_postConditions", &mut out.extra),
-                12 => rt::list(p, &mut out.step, "step", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.title, "title"),
+                5 => rt::opt(p, &mut out.title_ext, "_title"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt(p, &mut out.pre_conditions, "preConditions"),
+                9 => rt::opt(p, &mut out.pre_conditions_ext, "_preConditions"),
+                10 => rt::opt(p, &mut out.post_conditions, "postConditions"),
+                11 => rt::opt(p, &mut out.post_conditions_ext, "_postConditions"),
+                12 => rt::list(p, &mut out.step, "step"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -367,7 +384,9 @@ impl ToJson for ExampleScenarioProcess {
         rt::w_opt(w, b"\"postConditions\":", &self.post_conditions);
         rt::w_opt(w, b"\"_postConditions\":", &self.post_conditions_ext);
         rt::w_list(w, b"\"step\":", &self.step);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -392,37 +411,41 @@ pub struct ExampleScenarioProcessStep {
     /// The `_pause` member: the id and extensions of the value of `pause`.
     pub pause_ext: Option<Box<Element>>,
     /// Each interaction or action. `operation` (0..1).
-    pub operation: Option<ExampleScenarioProcessStepOperation>,
+    pub operation: Option<Box<ExampleScenarioProcessStepOperation>>,
     /// Alternate non-typical step action. `alternative` (0..*).
     pub alternative: Vec<ExampleScenarioProcessStepAlternative>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl ExampleScenarioProcessStep {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("pause", 5), ("alternative", 8), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("operation", 7), ("", 0), ("process", 4), ("extension", 2),
+            ("_pause", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioProcessStep {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("pause", 5), ("alternative", 8), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("operation", 7), ("", 0), ("process", 4), ("extension", 2),
-                ("_pause", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.process, "process", &mut out.extra),
-                5 => rt::opt(p, &mut out.pause, "pause", &mut out.extra),
-                6 => rt::opt(p, &mut out.pause_ext, "_pause", &mut out.extra),
-                7 => rt::opt(p, &mut out.operation, "operation", &mut out.extra),
-                8 => rt::list(p, &mut out.alternative, "alternative", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.process, "process"),
+                5 => rt::opt(p, &mut out.pause, "pause"),
+                6 => rt::opt(p, &mut out.pause_ext, "_pause"),
+                7 => rt::opt(p, &mut out.operation, "operation"),
+                8 => rt::list(p, &mut out.alternative, "alternative"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -441,7 +464,9 @@ impl ToJson for ExampleScenarioProcessStep {
         rt::w_opt(w, b"\"_pause\":", &self.pause_ext);
         rt::w_opt(w, b"\"operation\":", &self.operation);
         rt::w_list(w, b"\"alternative\":", &self.alternative);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -473,30 +498,34 @@ pub struct ExampleScenarioProcessStepAlternative {
     pub extra: Extra,
 }
 
+impl ExampleScenarioProcessStepAlternative {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("description", 6), ("extension", 2), ("", 0),
+            ("step", 8), ("", 0), ("id", 1), ("_description", 7),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("_title", 5), ("", 0), ("title", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioProcessStepAlternative {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("description", 6), ("extension", 2), ("", 0),
-                ("step", 8), ("", 0), ("id", 1), ("_description", 7),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("_title", 5), ("", 0), ("title", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                5 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::list(p, &mut out.step, "step", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.title, "title"),
+                5 => rt::opt(p, &mut out.title_ext, "_title"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::list(p, &mut out.step, "step"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -515,7 +544,9 @@ impl ToJson for ExampleScenarioProcessStepAlternative {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"step\":", &self.step);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -573,55 +604,59 @@ pub struct ExampleScenarioProcessStepOperation {
     pub extra: Extra,
 }
 
+impl ExampleScenarioProcessStepOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 105,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_number", 5), ("number", 4), ("type", 6), ("", 0),
+            ("extension", 2), ("_type", 7), ("_receiverActive", 19), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("initiatorActive", 16),
+            ("", 0), ("", 0), ("", 0), ("description", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("initiator", 10),
+            ("_name", 9), ("", 0), ("", 0), ("_initiator", 11),
+            ("", 0), ("", 0), ("receiverActive", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 15), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("request", 20), ("", 0), ("", 0), ("name", 8),
+            ("_receiver", 13), ("", 0), ("", 0), ("", 0),
+            ("receiver", 12), ("", 0), ("_initiatorActive", 17), ("", 0),
+            ("response", 21), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioProcessStepOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 105,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_number", 5), ("number", 4), ("type", 6), ("", 0),
-                ("extension", 2), ("_type", 7), ("_receiverActive", 19), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("initiatorActive", 16),
-                ("", 0), ("", 0), ("", 0), ("description", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("initiator", 10),
-                ("_name", 9), ("", 0), ("", 0), ("_initiator", 11),
-                ("", 0), ("", 0), ("receiverActive", 18), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 15), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("request", 20), ("", 0), ("", 0), ("name", 8),
-                ("_receiver", 13), ("", 0), ("", 0), ("", 0),
-                ("receiver", 12), ("", 0), ("_initiatorActive", 17), ("", 0),
-                ("response", 21), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.number, "number", &mut out.extra),
-                5 => rt::opt(p, &mut out.number_ext, "_number", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                8 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                9 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                10 => rt::opt(p, &mut out.initiator, "initiator", &mut out.extra),
-                11 => rt::opt(p, &mut out.initiator_ext, "_initiator", &mut out.extra),
-                12 => rt::opt(p, &mut out.receiver, "receiver", &mut out.extra),
-                13 => rt::opt(p, &mut out.receiver_ext, "_receiver", &mut out.extra),
-                14 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                15 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                16 => rt::opt(p, &mut out.initiator_active, "initiatorActive", &mut out.extra),
-                17 => rt::opt(p, &mut out.initiator_active_ext, "_initiatorActive", &mut out.extra),
-                18 => rt::opt(p, &mut out.receiver_active, "receiverActive", &mut out.extra),
-                19 => rt::opt(p, &mut out.receiver_active_ext, "_receiverActive", &mut out.extra),
-                20 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                21 => rt::opt(p, &mut out.response, "response", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.number, "number"),
+                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                8 => rt::opt(p, &mut out.name, "name"),
+                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt(p, &mut out.initiator, "initiator"),
+                11 => rt::opt(p, &mut out.initiator_ext, "_initiator"),
+                12 => rt::opt(p, &mut out.receiver, "receiver"),
+                13 => rt::opt(p, &mut out.receiver_ext, "_receiver"),
+                14 => rt::opt(p, &mut out.description, "description"),
+                15 => rt::opt(p, &mut out.description_ext, "_description"),
+                16 => rt::opt(p, &mut out.initiator_active, "initiatorActive"),
+                17 => rt::opt(p, &mut out.initiator_active_ext, "_initiatorActive"),
+                18 => rt::opt(p, &mut out.receiver_active, "receiverActive"),
+                19 => rt::opt(p, &mut out.receiver_active_ext, "_receiverActive"),
+                20 => rt::opt(p, &mut out.request, "request"),
+                21 => rt::opt(p, &mut out.response, "response"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -653,7 +688,9 @@ impl ToJson for ExampleScenarioProcessStepOperation {
         rt::w_opt(w, b"\"_receiverActive\":", &self.receiver_active_ext);
         rt::w_opt(w, b"\"request\":", &self.request);
         rt::w_opt(w, b"\"response\":", &self.response);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -695,39 +732,43 @@ pub struct ExampleScenarioInstance {
     pub extra: Extra,
 }
 
+impl ExampleScenarioInstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 23,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("resourceId", 4),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("name", 8), ("", 0), ("", 0), ("description", 10),
+            ("", 0), ("resourceType", 6), ("", 0), ("_resourceId", 5),
+            ("", 0), ("_name", 9), ("extension", 2), ("modifierExtension", 3),
+            ("containedInstance", 13), ("version", 12), ("", 0), ("", 0),
+            ("_resourceType", 7), ("", 0), ("", 0), ("_description", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 23,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("resourceId", 4),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("name", 8), ("", 0), ("", 0), ("description", 10),
-                ("", 0), ("resourceType", 6), ("", 0), ("_resourceId", 5),
-                ("", 0), ("_name", 9), ("extension", 2), ("modifierExtension", 3),
-                ("containedInstance", 13), ("version", 12), ("", 0), ("", 0),
-                ("_resourceType", 7), ("", 0), ("", 0), ("_description", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.resource_id, "resourceId", &mut out.extra),
-                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId", &mut out.extra),
-                6 => rt::opt(p, &mut out.resource_type, "resourceType", &mut out.extra),
-                7 => rt::opt(p, &mut out.resource_type_ext, "_resourceType", &mut out.extra),
-                8 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                9 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                10 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                11 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                12 => rt::list(p, &mut out.version, "version", &mut out.extra),
-                13 => rt::list(p, &mut out.contained_instance, "containedInstance", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.resource_id, "resourceId"),
+                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId"),
+                6 => rt::opt(p, &mut out.resource_type, "resourceType"),
+                7 => rt::opt(p, &mut out.resource_type_ext, "_resourceType"),
+                8 => rt::opt(p, &mut out.name, "name"),
+                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt(p, &mut out.description, "description"),
+                11 => rt::opt(p, &mut out.description_ext, "_description"),
+                12 => rt::list(p, &mut out.version, "version"),
+                13 => rt::list(p, &mut out.contained_instance, "containedInstance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -751,7 +792,9 @@ impl ToJson for ExampleScenarioInstance {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"version\":", &self.version);
         rt::w_list(w, b"\"containedInstance\":", &self.contained_instance);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -781,29 +824,33 @@ pub struct ExampleScenarioInstanceContainedInstance {
     pub extra: Extra,
 }
 
+impl ExampleScenarioInstanceContainedInstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("_versionId", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("resourceId", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_resourceId", 5), ("", 0), ("versionId", 6),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioInstanceContainedInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("_versionId", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("resourceId", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_resourceId", 5), ("", 0), ("versionId", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.resource_id, "resourceId", &mut out.extra),
-                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId", &mut out.extra),
-                6 => rt::opt(p, &mut out.version_id, "versionId", &mut out.extra),
-                7 => rt::opt(p, &mut out.version_id_ext, "_versionId", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.resource_id, "resourceId"),
+                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId"),
+                6 => rt::opt(p, &mut out.version_id, "versionId"),
+                7 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -821,7 +868,9 @@ impl ToJson for ExampleScenarioInstanceContainedInstance {
         rt::w_opt(w, b"\"_resourceId\":", &self.resource_id_ext);
         rt::w_opt(w, b"\"versionId\":", &self.version_id);
         rt::w_opt(w, b"\"_versionId\":", &self.version_id_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -851,29 +900,33 @@ pub struct ExampleScenarioInstanceVersion {
     pub extra: Extra,
 }
 
+impl ExampleScenarioInstanceVersion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("_versionId", 5), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 7), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("description", 6), ("", 0), ("versionId", 4),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioInstanceVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("_versionId", 5), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 7), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("description", 6), ("", 0), ("versionId", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.version_id, "versionId", &mut out.extra),
-                5 => rt::opt(p, &mut out.version_id_ext, "_versionId", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.version_id, "versionId"),
+                5 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -891,7 +944,9 @@ impl ToJson for ExampleScenarioInstanceVersion {
         rt::w_opt(w, b"\"_versionId\":", &self.version_id_ext);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -929,37 +984,41 @@ pub struct ExampleScenarioActor {
     pub extra: Extra,
 }
 
+impl ExampleScenarioActor {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 17,
+        slots: &[
+            ("type", 6), ("_description", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("actorId", 4), ("", 0), ("", 0),
+            ("name", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_type", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_actorId", 5), ("_name", 9),
+            ("", 0), ("description", 10), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for ExampleScenarioActor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 17,
-            slots: &[
-                ("type", 6), ("_description", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("actorId", 4), ("", 0), ("", 0),
-                ("name", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_type", 7), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_actorId", 5), ("_name", 9),
-                ("", 0), ("description", 10), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.actor_id, "actorId", &mut out.extra),
-                5 => rt::opt(p, &mut out.actor_id_ext, "_actorId", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                8 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                9 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                10 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                11 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.actor_id, "actorId"),
+                5 => rt::opt(p, &mut out.actor_id_ext, "_actorId"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                8 => rt::opt(p, &mut out.name, "name"),
+                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt(p, &mut out.description, "description"),
+                11 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -981,7 +1040,9 @@ impl ToJson for ExampleScenarioActor {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ExplanationOfBenefit {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct ExplanationOfBenefit {
     /// Original prescription if superceded by fulfiller. `originalPrescription` (0..1).
     pub original_prescription: Option<Reference>,
     /// Recipient of benefits payable. `payee` (0..1).
-    pub payee: Option<ExplanationOfBenefitPayee>,
+    pub payee: Option<Box<ExplanationOfBenefitPayee>>,
     /// Treatment Referral. `referral` (0..1).
     pub referral: Option<Reference>,
     /// Servicing Facility. `facility` (0..1).
@@ -121,7 +121,7 @@ pub struct ExplanationOfBenefit {
     /// Patient insurance information. `insurance` (1..*).
     pub insurance: Vec<ExplanationOfBenefitInsurance>,
     /// Details of the event. `accident` (0..1).
-    pub accident: Option<ExplanationOfBenefitAccident>,
+    pub accident: Option<Box<ExplanationOfBenefitAccident>>,
     /// Product or service provided. `item` (0..*).
     pub item: Vec<ExplanationOfBenefitItem>,
     /// Insurer added line items. `addItem` (0..*).
@@ -131,11 +131,11 @@ pub struct ExplanationOfBenefit {
     /// Adjudication totals. `total` (0..*).
     pub total: Vec<ExplanationOfBenefitTotal>,
     /// Payment Details. `payment` (0..1).
-    pub payment: Option<ExplanationOfBenefitPayment>,
+    pub payment: Option<Box<ExplanationOfBenefitPayment>>,
     /// Printed form identifier. `formCode` (0..1).
     pub form_code: Option<CodeableConcept>,
     /// Printed reference or actual form. `form` (0..1).
-    pub form: Option<Attachment>,
+    pub form: Option<Box<Attachment>>,
     /// Note concerning adjudication. `processNote` (0..*).
     pub process_note: Vec<ExplanationOfBenefitProcessNote>,
     /// When the benefits are applicable. `benefitPeriod` (0..1).
@@ -146,154 +146,157 @@ pub struct ExplanationOfBenefit {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 111,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 14), ("", 0), ("accident", 52), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("fundsReserve", 29),
+            ("", 0), ("_use", 19), ("", 0), ("", 0),
+            ("provider", 26), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("_precedence", 50), ("processNote", 60),
+            ("formCode", 58), ("enterer", 24), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("created", 22),
+            ("", 0), ("language", 7), ("", 0), ("precedence", 49),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("insurer", 25), ("patient", 20), ("", 0), ("form", 59),
+            ("", 0), ("", 0), ("billablePeriod", 21), ("", 0),
+            ("claimResponse", 37), ("", 0), ("claim", 36), ("", 0),
+            ("", 0), ("_disposition", 41), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("use", 18),
+            ("", 0), ("", 0), ("", 0), ("_status", 15),
+            ("contained", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("careTeam", 45), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("total", 56), ("disposition", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("diagnosis", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("benefitPeriod", 61),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_created", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subType", 17), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("benefitBalance", 62),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("outcome", 38), ("", 0),
+            ("_preAuthRef", 43), ("priority", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("facility", 35),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("preAuthRef", 42), ("", 0),
+            ("referral", 34), ("type", 16), ("", 0), ("", 0),
+            ("_outcome", 39), ("prescription", 31), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("adjudication", 55),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("item", 53),
+            ("", 0), ("", 0), ("supportingInfo", 46), ("", 0),
+            ("payee", 33), ("id", 2), ("", 0), ("", 0),
+            ("originalPrescription", 32), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("preAuthRefPeriod", 44), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("payment", 57), ("", 0),
+            ("", 0), ("_language", 8), ("related", 30), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("insurance", 51), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fundsReserveRequested", 28), ("addItem", 54),
+            ("", 0), ("", 0), ("procedure", 48), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ExplanationOfBenefit {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 111,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 14), ("", 0), ("accident", 52), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("fundsReserve", 29),
-                ("", 0), ("_use", 19), ("", 0), ("", 0),
-                ("provider", 26), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("_precedence", 50), ("processNote", 60),
-                ("formCode", 58), ("enterer", 24), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("created", 22),
-                ("", 0), ("language", 7), ("", 0), ("precedence", 49),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("insurer", 25), ("patient", 20), ("", 0), ("form", 59),
-                ("", 0), ("", 0), ("billablePeriod", 21), ("", 0),
-                ("claimResponse", 37), ("", 0), ("claim", 36), ("", 0),
-                ("", 0), ("_disposition", 41), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("use", 18),
-                ("", 0), ("", 0), ("", 0), ("_status", 15),
-                ("contained", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("careTeam", 45), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("total", 56), ("disposition", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("diagnosis", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("benefitPeriod", 61),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_created", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subType", 17), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("benefitBalance", 62),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("outcome", 38), ("", 0),
-                ("_preAuthRef", 43), ("priority", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("facility", 35),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("preAuthRef", 42), ("", 0),
-                ("referral", 34), ("type", 16), ("", 0), ("", 0),
-                ("_outcome", 39), ("prescription", 31), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("adjudication", 55),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("item", 53),
-                ("", 0), ("", 0), ("supportingInfo", 46), ("", 0),
-                ("payee", 33), ("id", 2), ("", 0), ("", 0),
-                ("originalPrescription", 32), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("preAuthRefPeriod", 44), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("payment", 57), ("", 0),
-                ("", 0), ("_language", 8), ("related", 30), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("insurance", 51), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fundsReserveRequested", 28), ("addItem", 54),
-                ("", 0), ("", 0), ("procedure", 48), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ExplanationOfBenefit {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_insurer = None;
         let mut f_provider = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ExplanationOfBenefit"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.sub_type, "subType", &mut out.extra),
-                18 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                19 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                20 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                21 => rt::opt(p, &mut out.billable_period, "billablePeriod", &mut out.extra),
-                22 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                23 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                24 => rt::opt(p, &mut out.enterer, "enterer", &mut out.extra),
-                25 => rt::opt(p, &mut f_insurer, "insurer", &mut out.extra),
-                26 => rt::opt(p, &mut f_provider, "provider", &mut out.extra),
-                27 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                28 => rt::opt(p, &mut out.funds_reserve_requested, "fundsReserveRequested", &mut out.extra),
-                29 => rt::opt(p, &mut out.funds_reserve, "fundsReserve", &mut out.extra),
-                30 => rt::list(p, &mut out.related, "related", &mut out.extra),
-                31 => rt::opt(p, &mut out.prescription, "prescription", &mut out.extra),
-                32 => rt::opt(p, &mut out.original_prescription, "originalPrescription", &mut out.extra),
-                33 => rt::opt(p, &mut out.payee, "payee", &mut out.extra),
-                34 => rt::opt(p, &mut out.referral, "referral", &mut out.extra),
-                35 => rt::opt(p, &mut out.facility, "facility", &mut out.extra),
-                36 => rt::opt(p, &mut out.claim, "claim", &mut out.extra),
-                37 => rt::opt(p, &mut out.claim_response, "claimResponse", &mut out.extra),
-                38 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                39 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                40 => rt::opt(p, &mut out.disposition, "disposition", &mut out.extra),
-                41 => rt::opt(p, &mut out.disposition_ext, "_disposition", &mut out.extra),
-                42 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef", &mut out.extra),
-                43 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef", &mut out.extra),
-                44 => rt::list(p, &mut out.pre_auth_ref_period, "preAuthRefPeriod", &mut out.extra),
-                45 => rt::list(p, &mut out.care_team, "careTeam", &mut out.extra),
-                46 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                47 => rt::list(p, &mut out.diagnosis, "diagnosis", &mut out.extra),
-                48 => rt::list(p, &mut out.procedure, "procedure", &mut out.extra),
-                49 => rt::opt(p, &mut out.precedence, "precedence", &mut out.extra),
-                50 => rt::opt(p, &mut out.precedence_ext, "_precedence", &mut out.extra),
-                51 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                52 => rt::opt(p, &mut out.accident, "accident", &mut out.extra),
-                53 => rt::list(p, &mut out.item, "item", &mut out.extra),
-                54 => rt::list(p, &mut out.add_item, "addItem", &mut out.extra),
-                55 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                56 => rt::list(p, &mut out.total, "total", &mut out.extra),
-                57 => rt::opt(p, &mut out.payment, "payment", &mut out.extra),
-                58 => rt::opt(p, &mut out.form_code, "formCode", &mut out.extra),
-                59 => rt::opt(p, &mut out.form, "form", &mut out.extra),
-                60 => rt::list(p, &mut out.process_note, "processNote", &mut out.extra),
-                61 => rt::opt(p, &mut out.benefit_period, "benefitPeriod", &mut out.extra),
-                62 => rt::list(p, &mut out.benefit_balance, "benefitBalance", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_type, "type"),
+                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                18 => rt::opt(p, &mut out.r#use, "use"),
+                19 => rt::opt(p, &mut out.use_ext, "_use"),
+                20 => rt::opt(p, &mut f_patient, "patient"),
+                21 => rt::opt(p, &mut out.billable_period, "billablePeriod"),
+                22 => rt::opt(p, &mut out.created, "created"),
+                23 => rt::opt(p, &mut out.created_ext, "_created"),
+                24 => rt::opt(p, &mut out.enterer, "enterer"),
+                25 => rt::opt(p, &mut f_insurer, "insurer"),
+                26 => rt::opt(p, &mut f_provider, "provider"),
+                27 => rt::opt(p, &mut out.priority, "priority"),
+                28 => rt::opt(p, &mut out.funds_reserve_requested, "fundsReserveRequested"),
+                29 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
+                30 => rt::list(p, &mut out.related, "related"),
+                31 => rt::opt(p, &mut out.prescription, "prescription"),
+                32 => rt::opt(p, &mut out.original_prescription, "originalPrescription"),
+                33 => rt::opt(p, &mut out.payee, "payee"),
+                34 => rt::opt(p, &mut out.referral, "referral"),
+                35 => rt::opt(p, &mut out.facility, "facility"),
+                36 => rt::opt(p, &mut out.claim, "claim"),
+                37 => rt::opt(p, &mut out.claim_response, "claimResponse"),
+                38 => rt::opt(p, &mut out.outcome, "outcome"),
+                39 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                40 => rt::opt(p, &mut out.disposition, "disposition"),
+                41 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                42 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
+                43 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                44 => rt::list(p, &mut out.pre_auth_ref_period, "preAuthRefPeriod"),
+                45 => rt::list(p, &mut out.care_team, "careTeam"),
+                46 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                47 => rt::list(p, &mut out.diagnosis, "diagnosis"),
+                48 => rt::list(p, &mut out.procedure, "procedure"),
+                49 => rt::opt(p, &mut out.precedence, "precedence"),
+                50 => rt::opt(p, &mut out.precedence_ext, "_precedence"),
+                51 => rt::list(p, &mut out.insurance, "insurance"),
+                52 => rt::opt(p, &mut out.accident, "accident"),
+                53 => rt::list(p, &mut out.item, "item"),
+                54 => rt::list(p, &mut out.add_item, "addItem"),
+                55 => rt::list(p, &mut out.adjudication, "adjudication"),
+                56 => rt::list(p, &mut out.total, "total"),
+                57 => rt::opt(p, &mut out.payment, "payment"),
+                58 => rt::opt(p, &mut out.form_code, "formCode"),
+                59 => rt::opt(p, &mut out.form, "form"),
+                60 => rt::list(p, &mut out.process_note, "processNote"),
+                61 => rt::opt(p, &mut out.benefit_period, "benefitPeriod"),
+                62 => rt::list(p, &mut out.benefit_balance, "benefitBalance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -373,7 +376,9 @@ impl ToJson for ExplanationOfBenefit {
         rt::w_list(w, b"\"processNote\":", &self.process_note);
         rt::w_opt(w, b"\"benefitPeriod\":", &self.benefit_period);
         rt::w_list(w, b"\"benefitBalance\":", &self.benefit_balance);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -386,7 +391,7 @@ impl FhirResource for ExplanationOfBenefit {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -401,6 +406,14 @@ impl FhirResource for ExplanationOfBenefit {
             Resource::ExplanationOfBenefit(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ExplanationOfBenefit {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -449,41 +462,45 @@ pub struct ExplanationOfBenefitBenefitBalance {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitBenefitBalance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("_description", 10), ("", 0), ("network", 11), ("excluded", 5),
+            ("category", 4), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("description", 9), ("name", 7), ("term", 13),
+            ("", 0), ("", 0), ("", 0), ("financial", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 8), ("", 0), ("_excluded", 6),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("unit", 12), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitBenefitBalance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("_description", 10), ("", 0), ("network", 11), ("excluded", 5),
-                ("category", 4), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("description", 9), ("name", 7), ("term", 13),
-                ("", 0), ("", 0), ("", 0), ("financial", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_name", 8), ("", 0), ("_excluded", 6),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("unit", 12), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.excluded, "excluded", &mut out.extra),
-                6 => rt::opt(p, &mut out.excluded_ext, "_excluded", &mut out.extra),
-                7 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                8 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                9 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                10 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                11 => rt::opt(p, &mut out.network, "network", &mut out.extra),
-                12 => rt::opt(p, &mut out.unit, "unit", &mut out.extra),
-                13 => rt::opt(p, &mut out.term, "term", &mut out.extra),
-                14 => rt::list(p, &mut out.financial, "financial", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::opt(p, &mut out.excluded, "excluded"),
+                6 => rt::opt(p, &mut out.excluded_ext, "_excluded"),
+                7 => rt::opt(p, &mut out.name, "name"),
+                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt(p, &mut out.description, "description"),
+                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::opt(p, &mut out.network, "network"),
+                12 => rt::opt(p, &mut out.unit, "unit"),
+                13 => rt::opt(p, &mut out.term, "term"),
+                14 => rt::list(p, &mut out.financial, "financial"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -509,7 +526,9 @@ impl ToJson for ExplanationOfBenefitBenefitBalance {
         rt::w_opt(w, b"\"unit\":", &self.unit);
         rt::w_opt(w, b"\"term\":", &self.term);
         rt::w_list(w, b"\"financial\":", &self.financial);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -537,33 +556,37 @@ pub struct ExplanationOfBenefitBenefitBalanceFinancial {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitBenefitBalanceFinancial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
+            ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitBenefitBalanceFinancial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
-                ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::choice(p, &mut out.allowed, key, &mut out.extra),
-                6 => rt::choice(p, &mut out.used, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::choice(p, &mut out.allowed, key),
+                6 => rt::choice(p, &mut out.used, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -581,7 +604,9 @@ impl ToJson for ExplanationOfBenefitBenefitBalanceFinancial {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.allowed);
         rt::w_choice(w, &self.used);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -617,36 +642,40 @@ pub struct ExplanationOfBenefitProcessNote {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitProcessNote {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
+            ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
+            ("", 0), ("_number", 5), ("", 0), ("", 0),
+            ("number", 4), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("text", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_text", 9),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
-                ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
-                ("", 0), ("_number", 5), ("", 0), ("", 0),
-                ("number", 4), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("text", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_text", 9),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.number, "number", &mut out.extra),
-                5 => rt::opt(p, &mut out.number_ext, "_number", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                8 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                9 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                10 => rt::opt(p, &mut out.language, "language", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.number, "number"),
+                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                8 => rt::opt(p, &mut out.text, "text"),
+                9 => rt::opt(p, &mut out.text_ext, "_text"),
+                10 => rt::opt(p, &mut out.language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -667,7 +696,9 @@ impl ToJson for ExplanationOfBenefitProcessNote {
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
         rt::w_opt(w, b"\"language\":", &self.language);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -698,41 +729,45 @@ pub struct ExplanationOfBenefitPayment {
     /// Payable amount after adjustment. `amount` (0..1).
     pub amount: Option<Money>,
     /// Business identifier for the payment. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl ExplanationOfBenefitPayment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
+            ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for ExplanationOfBenefitPayment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 4), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
-                ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.adjustment, "adjustment", &mut out.extra),
-                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason", &mut out.extra),
-                7 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                8 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                9 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                10 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.adjustment, "adjustment"),
+                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason"),
+                7 => rt::opt(p, &mut out.date, "date"),
+                8 => rt::opt(p, &mut out.date_ext, "_date"),
+                9 => rt::opt(p, &mut out.amount, "amount"),
+                10 => rt::opt(p, &mut out.identifier, "identifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -753,7 +788,9 @@ impl ToJson for ExplanationOfBenefitPayment {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"amount\":", &self.amount);
         rt::w_opt(w, b"\"identifier\":", &self.identifier);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -779,29 +816,33 @@ pub struct ExplanationOfBenefitTotal {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitTotal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 4),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitTotal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("category", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut f_amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::opt(p, &mut f_amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -819,7 +860,9 @@ impl ToJson for ExplanationOfBenefitTotal {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"category\":", &self.category);
         rt::w_req(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -887,61 +930,65 @@ pub struct ExplanationOfBenefitAddItem {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitAddItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1056,
+        slots: &[
+            ("", 0), ("", 0), ("modifierExtension", 3), ("locationCodeableConcept", 15),
+            ("provider", 10), ("extension", 2), ("_subDetailSequence", 9), ("", 0),
+            ("subDetailSequence", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 16), ("factor", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("locationAddress", 15), ("net", 20), ("_noteNumber", 24), ("locationReference", 15),
+            ("", 0), ("", 0), ("_itemSequence", 5), ("subSite", 22),
+            ("", 0), ("", 0), ("modifier", 12), ("", 0),
+            ("", 0), ("detailSequence", 6), ("", 0), ("", 0),
+            ("", 0), ("_factor", 19), ("", 0), ("", 0),
+            ("programCode", 13), ("bodySite", 21), ("", 0), ("_detailSequence", 7),
+            ("", 0), ("", 0), ("adjudication", 25), ("itemSequence", 4),
+            ("", 0), ("", 0), ("", 0), ("servicedPeriod", 14),
+            ("noteNumber", 23), ("servicedDate", 14), ("", 0), ("unitPrice", 17),
+            ("", 0), ("", 0), ("productOrService", 11), ("", 0),
+            ("", 0), ("detail", 26), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitAddItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1056,
-            slots: &[
-                ("", 0), ("", 0), ("modifierExtension", 3), ("locationCodeableConcept", 15),
-                ("provider", 10), ("extension", 2), ("_subDetailSequence", 9), ("", 0),
-                ("subDetailSequence", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 16), ("factor", 18), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("locationAddress", 15), ("net", 20), ("_noteNumber", 24), ("locationReference", 15),
-                ("", 0), ("", 0), ("_itemSequence", 5), ("subSite", 22),
-                ("", 0), ("", 0), ("modifier", 12), ("", 0),
-                ("", 0), ("detailSequence", 6), ("", 0), ("", 0),
-                ("", 0), ("_factor", 19), ("", 0), ("", 0),
-                ("programCode", 13), ("bodySite", 21), ("", 0), ("_detailSequence", 7),
-                ("", 0), ("", 0), ("adjudication", 25), ("itemSequence", 4),
-                ("", 0), ("", 0), ("", 0), ("servicedPeriod", 14),
-                ("noteNumber", 23), ("servicedDate", 14), ("", 0), ("unitPrice", 17),
-                ("", 0), ("", 0), ("productOrService", 11), ("", 0),
-                ("", 0), ("detail", 26), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.sub_detail_sequence, &mut out.sub_detail_sequence_ext, "subDetailSequence", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence", &mut out.extra),
-                10 => rt::list(p, &mut out.provider, "provider", &mut out.extra),
-                11 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                13 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                14 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                15 => rt::choice(p, &mut out.location, key, &mut out.extra),
-                16 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                17 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                18 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                19 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                20 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                21 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                22 => rt::list(p, &mut out.sub_site, "subSite", &mut out.extra),
-                23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                25 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                26 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence"),
+                5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence"),
+                6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence"),
+                7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                8 => rt::prim_list(p, &mut out.sub_detail_sequence, &mut out.sub_detail_sequence_ext, "subDetailSequence"),
+                9 => rt::list_ext(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
+                10 => rt::list(p, &mut out.provider, "provider"),
+                11 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                12 => rt::list(p, &mut out.modifier, "modifier"),
+                13 => rt::list(p, &mut out.program_code, "programCode"),
+                14 => rt::choice(p, &mut out.serviced, key),
+                15 => rt::choice(p, &mut out.location, key),
+                16 => rt::opt(p, &mut out.quantity, "quantity"),
+                17 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                18 => rt::opt(p, &mut out.factor, "factor"),
+                19 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                20 => rt::opt(p, &mut out.net, "net"),
+                21 => rt::opt(p, &mut out.body_site, "bodySite"),
+                22 => rt::list(p, &mut out.sub_site, "subSite"),
+                23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                25 => rt::list(p, &mut out.adjudication, "adjudication"),
+                26 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -975,7 +1022,9 @@ impl ToJson for ExplanationOfBenefitAddItem {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1019,41 +1068,45 @@ pub struct ExplanationOfBenefitAddItemDetail {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitAddItemDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 87,
+        slots: &[
+            ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
+            ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
+            ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
+            ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
+            ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
+            ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitAddItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 87,
-            slots: &[
-                ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
-                ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
-                ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
-                ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
-                ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
-                ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                5 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                10 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                13 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                14 => rt::list(p, &mut out.sub_detail, "subDetail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list(p, &mut out.modifier, "modifier"),
+                6 => rt::opt(p, &mut out.quantity, "quantity"),
+                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                8 => rt::opt(p, &mut out.factor, "factor"),
+                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt(p, &mut out.net, "net"),
+                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                13 => rt::list(p, &mut out.adjudication, "adjudication"),
+                14 => rt::list(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1078,7 +1131,9 @@ impl ToJson for ExplanationOfBenefitAddItemDetail {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"subDetail\":", &self.sub_detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1120,40 +1175,44 @@ pub struct ExplanationOfBenefitAddItemDetailSubDetail {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitAddItemDetailSubDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
+            ("", 0), ("productOrService", 4), ("", 0), ("", 0),
+            ("", 0), ("_factor", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("quantity", 6), ("", 0),
+            ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitAddItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
-                ("", 0), ("productOrService", 4), ("", 0), ("", 0),
-                ("", 0), ("_factor", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("quantity", 6), ("", 0),
-                ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                5 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                10 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                13 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list(p, &mut out.modifier, "modifier"),
+                6 => rt::opt(p, &mut out.quantity, "quantity"),
+                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                8 => rt::opt(p, &mut out.factor, "factor"),
+                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt(p, &mut out.net, "net"),
+                11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                13 => rt::list(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1177,7 +1236,9 @@ impl ToJson for ExplanationOfBenefitAddItemDetailSubDetail {
         rt::w_opt(w, b"\"net\":", &self.net);
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1259,84 +1320,88 @@ pub struct ExplanationOfBenefitItem {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 199,
+        slots: &[
+            ("locationReference", 20), ("", 0), ("", 0), ("net", 25),
+            ("", 0), ("_careTeamSequence", 7), ("encounter", 29), ("", 0),
+            ("locationCodeableConcept", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("quantity", 21), ("_informationSequence", 13),
+            ("modifier", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("programCode", 18), ("revenue", 14), ("id", 1), ("", 0),
+            ("servicedDate", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("detail", 33),
+            ("category", 15), ("_factor", 24), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 32), ("", 0), ("subSite", 28),
+            ("", 0), ("productOrService", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("bodySite", 27),
+            ("", 0), ("", 0), ("_noteNumber", 31), ("modifierExtension", 3),
+            ("noteNumber", 30), ("factor", 23), ("", 0), ("", 0),
+            ("locationAddress", 20), ("", 0), ("_procedureSequence", 11), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("procedureSequence", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_sequence", 5),
+            ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
+            ("", 0), ("", 0), ("sequence", 4), ("", 0),
+            ("udi", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("unitPrice", 22), ("informationSequence", 12),
+            ("", 0), ("", 0), ("careTeamSequence", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_diagnosisSequence", 9),
+            ("diagnosisSequence", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 199,
-            slots: &[
-                ("locationReference", 20), ("", 0), ("", 0), ("net", 25),
-                ("", 0), ("_careTeamSequence", 7), ("encounter", 29), ("", 0),
-                ("locationCodeableConcept", 20), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("quantity", 21), ("_informationSequence", 13),
-                ("modifier", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("programCode", 18), ("revenue", 14), ("id", 1), ("", 0),
-                ("servicedDate", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("detail", 33),
-                ("category", 15), ("_factor", 24), ("", 0), ("", 0),
-                ("", 0), ("adjudication", 32), ("", 0), ("subSite", 28),
-                ("", 0), ("productOrService", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("bodySite", 27),
-                ("", 0), ("", 0), ("_noteNumber", 31), ("modifierExtension", 3),
-                ("noteNumber", 30), ("factor", 23), ("", 0), ("", 0),
-                ("locationAddress", 20), ("", 0), ("_procedureSequence", 11), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("procedureSequence", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_sequence", 5),
-                ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
-                ("", 0), ("", 0), ("sequence", 4), ("", 0),
-                ("udi", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("unitPrice", 22), ("informationSequence", 12),
-                ("", 0), ("", 0), ("careTeamSequence", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_diagnosisSequence", 9),
-                ("diagnosisSequence", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.diagnosis_sequence_ext, "_diagnosisSequence", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.procedure_sequence, &mut out.procedure_sequence_ext, "procedureSequence", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence", &mut out.extra),
-                14 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                15 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                16 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                17 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                18 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                19 => rt::choice(p, &mut out.serviced, key, &mut out.extra),
-                20 => rt::choice(p, &mut out.location, key, &mut out.extra),
-                21 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                22 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                23 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                24 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                25 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                26 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
-                27 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                28 => rt::list(p, &mut out.sub_site, "subSite", &mut out.extra),
-                29 => rt::list(p, &mut out.encounter, "encounter", &mut out.extra),
-                30 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                31 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                32 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                33 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence"),
+                7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence"),
+                8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence"),
+                9 => rt::list_ext(p, &mut out.diagnosis_sequence_ext, "_diagnosisSequence"),
+                10 => rt::prim_list(p, &mut out.procedure_sequence, &mut out.procedure_sequence_ext, "procedureSequence"),
+                11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence"),
+                12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence"),
+                13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence"),
+                14 => rt::opt(p, &mut out.revenue, "revenue"),
+                15 => rt::opt(p, &mut out.category, "category"),
+                16 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                17 => rt::list(p, &mut out.modifier, "modifier"),
+                18 => rt::list(p, &mut out.program_code, "programCode"),
+                19 => rt::choice(p, &mut out.serviced, key),
+                20 => rt::choice(p, &mut out.location, key),
+                21 => rt::opt(p, &mut out.quantity, "quantity"),
+                22 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                23 => rt::opt(p, &mut out.factor, "factor"),
+                24 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                25 => rt::opt(p, &mut out.net, "net"),
+                26 => rt::list(p, &mut out.udi, "udi"),
+                27 => rt::opt(p, &mut out.body_site, "bodySite"),
+                28 => rt::list(p, &mut out.sub_site, "subSite"),
+                29 => rt::list(p, &mut out.encounter, "encounter"),
+                30 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                31 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                32 => rt::list(p, &mut out.adjudication, "adjudication"),
+                33 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1376,7 +1441,9 @@ impl ToJson for ExplanationOfBenefitItem {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"detail\":", &self.detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1432,55 +1499,59 @@ pub struct ExplanationOfBenefitItemDetail {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitItemDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 48,
+        slots: &[
+            ("programCode", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("factor", 13),
+            ("unitPrice", 12), ("", 0), ("", 0), ("category", 7),
+            ("net", 15), ("productOrService", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_sequence", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_factor", 14), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("sequence", 4), ("", 0), ("", 0),
+            ("udi", 16), ("adjudication", 19), ("modifier", 9), ("", 0),
+            ("_noteNumber", 18), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("revenue", 6), ("", 0),
+            ("subDetail", 20), ("", 0), ("", 0), ("noteNumber", 17),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 48,
-            slots: &[
-                ("programCode", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("factor", 13),
-                ("unitPrice", 12), ("", 0), ("", 0), ("category", 7),
-                ("net", 15), ("productOrService", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_sequence", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_factor", 14), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("sequence", 4), ("", 0), ("", 0),
-                ("udi", 16), ("adjudication", 19), ("modifier", 9), ("", 0),
-                ("_noteNumber", 18), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("revenue", 6), ("", 0),
-                ("subDetail", 20), ("", 0), ("", 0), ("noteNumber", 17),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                7 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                9 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                10 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                11 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                13 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                15 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                16 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                19 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
-                20 => rt::list(p, &mut out.sub_detail, "subDetail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.revenue, "revenue"),
+                7 => rt::opt(p, &mut out.category, "category"),
+                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list(p, &mut out.modifier, "modifier"),
+                10 => rt::list(p, &mut out.program_code, "programCode"),
+                11 => rt::opt(p, &mut out.quantity, "quantity"),
+                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                13 => rt::opt(p, &mut out.factor, "factor"),
+                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt(p, &mut out.net, "net"),
+                16 => rt::list(p, &mut out.udi, "udi"),
+                17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                19 => rt::list(p, &mut out.adjudication, "adjudication"),
+                20 => rt::list(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1511,7 +1582,9 @@ impl ToJson for ExplanationOfBenefitItemDetail {
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
         rt::w_list(w, b"\"subDetail\":", &self.sub_detail);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1565,54 +1638,58 @@ pub struct ExplanationOfBenefitItemDetailSubDetail {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitItemDetailSubDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 28,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_factor", 14),
+            ("net", 15), ("", 0), ("", 0), ("noteNumber", 17),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("revenue", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("adjudication", 19),
+            ("", 0), ("_sequence", 5), ("_noteNumber", 18), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("programCode", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("factor", 13), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("category", 7), ("", 0),
+            ("", 0), ("quantity", 11), ("sequence", 4), ("modifier", 9),
+            ("", 0), ("", 0), ("", 0), ("unitPrice", 12),
+            ("udi", 16), ("", 0), ("", 0), ("productOrService", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 28,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_factor", 14),
-                ("net", 15), ("", 0), ("", 0), ("noteNumber", 17),
-                ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
-                ("revenue", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("adjudication", 19),
-                ("", 0), ("_sequence", 5), ("_noteNumber", 18), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("programCode", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("factor", 13), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("category", 7), ("", 0),
-                ("", 0), ("quantity", 11), ("sequence", 4), ("modifier", 9),
-                ("", 0), ("", 0), ("", 0), ("unitPrice", 12),
-                ("udi", 16), ("", 0), ("", 0), ("productOrService", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut out.revenue, "revenue", &mut out.extra),
-                7 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService", &mut out.extra),
-                9 => rt::list(p, &mut out.modifier, "modifier", &mut out.extra),
-                10 => rt::list(p, &mut out.program_code, "programCode", &mut out.extra),
-                11 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice", &mut out.extra),
-                13 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                15 => rt::opt(p, &mut out.net, "net", &mut out.extra),
-                16 => rt::list(p, &mut out.udi, "udi", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber", &mut out.extra),
-                19 => rt::list(p, &mut out.adjudication, "adjudication", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut out.revenue, "revenue"),
+                7 => rt::opt(p, &mut out.category, "category"),
+                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list(p, &mut out.modifier, "modifier"),
+                10 => rt::list(p, &mut out.program_code, "programCode"),
+                11 => rt::opt(p, &mut out.quantity, "quantity"),
+                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                13 => rt::opt(p, &mut out.factor, "factor"),
+                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt(p, &mut out.net, "net"),
+                16 => rt::list(p, &mut out.udi, "udi"),
+                17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
+                18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
+                19 => rt::list(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1642,7 +1719,9 @@ impl ToJson for ExplanationOfBenefitItemDetailSubDetail {
         rt::w_list(w, b"\"udi\":", &self.udi);
         rt::w_prim_list(w, b"\"noteNumber\":", b"\"_noteNumber\":", &self.note_number, &self.note_number_ext);
         rt::w_list(w, b"\"adjudication\":", &self.adjudication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1674,31 +1753,35 @@ pub struct ExplanationOfBenefitItemAdjudication {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitItemAdjudication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_value", 8), ("", 0), ("category", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitItemAdjudication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_value", 8), ("", 0), ("category", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.reason, "reason", &mut out.extra),
-                6 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                7 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::opt(p, &mut out.reason, "reason"),
+                6 => rt::opt(p, &mut out.amount, "amount"),
+                7 => rt::opt(p, &mut out.value, "value"),
+                8 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1718,7 +1801,9 @@ impl ToJson for ExplanationOfBenefitItemAdjudication {
         rt::w_opt(w, b"\"amount\":", &self.amount);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1748,29 +1833,33 @@ pub struct ExplanationOfBenefitAccident {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitAccident {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("_date", 5), ("date", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitAccident {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("_date", 5), ("date", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                5 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::choice(p, &mut out.location, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.date, "date"),
+                5 => rt::opt(p, &mut out.date_ext, "_date"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::choice(p, &mut out.location, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1788,7 +1877,9 @@ impl ToJson for ExplanationOfBenefitAccident {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.location);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1820,31 +1911,35 @@ pub struct ExplanationOfBenefitInsurance {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitInsurance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("coverage", 6), ("_focal", 5), ("_preAuthRef", 8), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("focal", 4),
+            ("", 0), ("", 0), ("preAuthRef", 7), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("coverage", 6), ("_focal", 5), ("_preAuthRef", 8), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("focal", 4),
-                ("", 0), ("", 0), ("preAuthRef", 7), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.focal, "focal", &mut out.extra),
-                5 => rt::opt(p, &mut out.focal_ext, "_focal", &mut out.extra),
-                6 => rt::opt(p, &mut f_coverage, "coverage", &mut out.extra),
-                7 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef", &mut out.extra),
-                8 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.focal, "focal"),
+                5 => rt::opt(p, &mut out.focal_ext, "_focal"),
+                6 => rt::opt(p, &mut f_coverage, "coverage"),
+                7 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
+                8 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1863,7 +1958,9 @@ impl ToJson for ExplanationOfBenefitInsurance {
         rt::w_opt(w, b"\"_focal\":", &self.focal_ext);
         rt::w_req(w, b"\"coverage\":", &self.coverage);
         rt::w_prim_list(w, b"\"preAuthRef\":", b"\"_preAuthRef\":", &self.pre_auth_ref, &self.pre_auth_ref_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1899,23 +1996,27 @@ pub struct ExplanationOfBenefitProcedure {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitProcedure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
+            ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 6), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitProcedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
-                ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 6), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -1928,17 +2029,17 @@ impl FromJson for ExplanationOfBenefitProcedure {
         let mut f_udi = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_sequence, "sequence", &mut extra),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence", &mut extra),
-                6 => rt::list(p, &mut f_type, "type", &mut extra),
-                7 => rt::opt(p, &mut f_date, "date", &mut extra),
-                8 => rt::opt(p, &mut f_date_ext, "_date", &mut extra),
-                9 => rt::choice(p, &mut f_procedure, key, &mut extra),
-                10 => rt::list(p, &mut f_udi, "udi", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_sequence, "sequence"),
+                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::list(p, &mut f_type, "type"),
+                7 => rt::opt(p, &mut f_date, "date"),
+                8 => rt::opt(p, &mut f_date_ext, "_date"),
+                9 => rt::choice(p, &mut f_procedure, key),
+                10 => rt::list(p, &mut f_udi, "udi"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1971,7 +2072,9 @@ impl ToJson for ExplanationOfBenefitProcedure {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::Choice::write_member(&self.procedure, w);
         rt::w_list(w, b"\"udi\":", &self.udi);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2005,23 +2108,27 @@ pub struct ExplanationOfBenefitDiagnosis {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitDiagnosis {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
+            ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
+            ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
+            ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-                ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
-                ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
-                ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -2033,16 +2140,16 @@ impl FromJson for ExplanationOfBenefitDiagnosis {
         let mut f_package_code = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_sequence, "sequence", &mut extra),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence", &mut extra),
-                6 => rt::choice(p, &mut f_diagnosis, key, &mut extra),
-                7 => rt::list(p, &mut f_type, "type", &mut extra),
-                8 => rt::opt(p, &mut f_on_admission, "onAdmission", &mut extra),
-                9 => rt::opt(p, &mut f_package_code, "packageCode", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_sequence, "sequence"),
+                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::choice(p, &mut f_diagnosis, key),
+                7 => rt::list(p, &mut f_type, "type"),
+                8 => rt::opt(p, &mut f_on_admission, "onAdmission"),
+                9 => rt::opt(p, &mut f_package_code, "packageCode"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -2073,7 +2180,9 @@ impl ToJson for ExplanationOfBenefitDiagnosis {
         rt::w_list(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"onAdmission\":", &self.on_admission);
         rt::w_opt(w, b"\"packageCode\":", &self.package_code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2109,37 +2218,41 @@ pub struct ExplanationOfBenefitSupportingInfo {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitSupportingInfo {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 25,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
+            ("", 0), ("id", 1), ("extension", 2), ("", 0),
+            ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
+            ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
+            ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 25,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
-                ("", 0), ("id", 1), ("extension", 2), ("", 0),
-                ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
-                ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
-                ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                7 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                8 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                9 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                10 => rt::opt(p, &mut out.reason, "reason", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut f_category, "category"),
+                7 => rt::opt(p, &mut out.code, "code"),
+                8 => rt::choice(p, &mut out.timing, key),
+                9 => rt::choice(p, &mut out.value, key),
+                10 => rt::opt(p, &mut out.reason, "reason"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2161,7 +2274,9 @@ impl ToJson for ExplanationOfBenefitSupportingInfo {
         rt::w_choice(w, &self.timing);
         rt::w_choice(w, &self.value);
         rt::w_opt(w, b"\"reason\":", &self.reason);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2197,37 +2312,41 @@ pub struct ExplanationOfBenefitCareTeam {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitCareTeam {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
+            ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
+            ("provider", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitCareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
-                ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
-                ("provider", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_provider = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                6 => rt::opt(p, &mut f_provider, "provider", &mut out.extra),
-                7 => rt::opt(p, &mut out.responsible, "responsible", &mut out.extra),
-                8 => rt::opt(p, &mut out.responsible_ext, "_responsible", &mut out.extra),
-                9 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                10 => rt::opt(p, &mut out.qualification, "qualification", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.sequence, "sequence"),
+                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt(p, &mut f_provider, "provider"),
+                7 => rt::opt(p, &mut out.responsible, "responsible"),
+                8 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
+                9 => rt::opt(p, &mut out.role, "role"),
+                10 => rt::opt(p, &mut out.qualification, "qualification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2249,7 +2368,9 @@ impl ToJson for ExplanationOfBenefitCareTeam {
         rt::w_opt(w, b"\"_responsible\":", &self.responsible_ext);
         rt::w_opt(w, b"\"role\":", &self.role);
         rt::w_opt(w, b"\"qualification\":", &self.qualification);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2275,27 +2396,31 @@ pub struct ExplanationOfBenefitPayee {
     pub extra: Extra,
 }
 
+impl ExplanationOfBenefitPayee {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("party", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ExplanationOfBenefitPayee {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("party", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.party, "party", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2311,7 +2436,9 @@ impl ToJson for ExplanationOfBenefitPayee {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"party\":", &self.party);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -2334,33 +2461,37 @@ pub struct ExplanationOfBenefitRelated {
     /// How the reference claim is related. `relationship` (0..1).
     pub relationship: Option<CodeableConcept>,
     /// File or case reference. `reference` (0..1).
-    pub reference: Option<Identifier>,
+    pub reference: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl ExplanationOfBenefitRelated {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("claim", 4), ("", 0),
+            ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for ExplanationOfBenefitRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("claim", 4), ("", 0),
-                ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.claim, "claim", &mut out.extra),
-                5 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                6 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.claim, "claim"),
+                5 => rt::opt(p, &mut out.relationship, "relationship"),
+                6 => rt::opt(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -2377,7 +2508,9 @@ impl ToJson for ExplanationOfBenefitRelated {
         rt::w_opt(w, b"\"claim\":", &self.claim);
         rt::w_opt(w, b"\"relationship\":", &self.relationship);
         rt::w_opt(w, b"\"reference\":", &self.reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct FamilyMemberHistory {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -94,94 +94,97 @@ pub struct FamilyMemberHistory {
     pub extra: Extra,
 }
 
+impl FamilyMemberHistory {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3704,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("date", 22), ("resourceType", 1), ("", 0), ("deceasedAge", 32),
+            ("patient", 21), ("_estimatedAge", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("bornDate", 28), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("ageRange", 29), ("reasonReference", 34), ("", 0), ("", 0),
+            ("_instantiatesUri", 17), ("", 0), ("", 0), ("deceasedString", 32),
+            ("", 0), ("", 0), ("text", 9), ("deceasedDate", 32),
+            ("", 0), ("dataAbsentReason", 20), ("", 0), ("relationship", 26),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("bornString", 28), ("", 0), ("id", 2),
+            ("_instantiatesCanonical", 15), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("instantiatesCanonical", 14), ("", 0),
+            ("_date", 23), ("ageAge", 29), ("", 0), ("_name", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("deceasedRange", 32), ("deceasedBoolean", 32), ("implicitRules", 5), ("status", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("note", 35), ("", 0), ("", 0), ("estimatedAge", 30),
+            ("", 0), ("_status", 19), ("sex", 27), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("condition", 36),
+            ("ageString", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("reasonCode", 33),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("instantiatesUri", 16),
+            ("name", 24), ("bornPeriod", 28), ("extension", 11), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for FamilyMemberHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl FamilyMemberHistory {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3704,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("date", 22), ("resourceType", 1), ("", 0), ("deceasedAge", 32),
-                ("patient", 21), ("_estimatedAge", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("bornDate", 28), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("ageRange", 29), ("reasonReference", 34), ("", 0), ("", 0),
-                ("_instantiatesUri", 17), ("", 0), ("", 0), ("deceasedString", 32),
-                ("", 0), ("", 0), ("text", 9), ("deceasedDate", 32),
-                ("", 0), ("dataAbsentReason", 20), ("", 0), ("relationship", 26),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("bornString", 28), ("", 0), ("id", 2),
-                ("_instantiatesCanonical", 15), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("instantiatesCanonical", 14), ("", 0),
-                ("_date", 23), ("ageAge", 29), ("", 0), ("_name", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("deceasedRange", 32), ("deceasedBoolean", 32), ("implicitRules", 5), ("status", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("note", 35), ("", 0), ("", 0), ("estimatedAge", 30),
-                ("", 0), ("_status", 19), ("sex", 27), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("condition", 36),
-                ("ageString", 29), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("reasonCode", 33),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("instantiatesUri", 16),
-                ("name", 24), ("bornPeriod", 28), ("extension", 11), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for FamilyMemberHistory {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         let mut f_relationship = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "FamilyMemberHistory"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                20 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason", &mut out.extra),
-                21 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                22 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                23 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                24 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                25 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                26 => rt::opt(p, &mut f_relationship, "relationship", &mut out.extra),
-                27 => rt::opt(p, &mut out.sex, "sex", &mut out.extra),
-                28 => rt::choice(p, &mut out.born, key, &mut out.extra),
-                29 => rt::choice(p, &mut out.age, key, &mut out.extra),
-                30 => rt::opt(p, &mut out.estimated_age, "estimatedAge", &mut out.extra),
-                31 => rt::opt(p, &mut out.estimated_age_ext, "_estimatedAge", &mut out.extra),
-                32 => rt::choice(p, &mut out.deceased, key, &mut out.extra),
-                33 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                34 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                36 => rt::list(p, &mut out.condition, "condition", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::opt(p, &mut out.status, "status"),
+                19 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                21 => rt::opt(p, &mut f_patient, "patient"),
+                22 => rt::opt(p, &mut out.date, "date"),
+                23 => rt::opt(p, &mut out.date_ext, "_date"),
+                24 => rt::opt(p, &mut out.name, "name"),
+                25 => rt::opt(p, &mut out.name_ext, "_name"),
+                26 => rt::opt(p, &mut f_relationship, "relationship"),
+                27 => rt::opt(p, &mut out.sex, "sex"),
+                28 => rt::choice(p, &mut out.born, key),
+                29 => rt::choice(p, &mut out.age, key),
+                30 => rt::opt(p, &mut out.estimated_age, "estimatedAge"),
+                31 => rt::opt(p, &mut out.estimated_age_ext, "_estimatedAge"),
+                32 => rt::choice(p, &mut out.deceased, key),
+                33 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                34 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                35 => rt::list(p, &mut out.note, "note"),
+                36 => rt::list(p, &mut out.condition, "condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -232,7 +235,9 @@ impl ToJson for FamilyMemberHistory {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"condition\":", &self.condition);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -245,7 +250,7 @@ impl FhirResource for FamilyMemberHistory {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -260,6 +265,14 @@ impl FhirResource for FamilyMemberHistory {
             Resource::FamilyMemberHistory(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl FamilyMemberHistory {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -298,36 +311,40 @@ pub struct FamilyMemberHistoryCondition {
     pub extra: Extra,
 }
 
+impl FamilyMemberHistoryCondition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("onsetString", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("onsetAge", 8), ("code", 4),
+            ("modifierExtension", 3), ("_contributedToDeath", 7), ("contributedToDeath", 6), ("", 0),
+            ("", 0), ("note", 9), ("", 0), ("", 0),
+            ("outcome", 5), ("", 0), ("onsetRange", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("onsetPeriod", 8), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for FamilyMemberHistoryCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("onsetString", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("onsetAge", 8), ("code", 4),
-                ("modifierExtension", 3), ("_contributedToDeath", 7), ("contributedToDeath", 6), ("", 0),
-                ("", 0), ("note", 9), ("", 0), ("", 0),
-                ("outcome", 5), ("", 0), ("onsetRange", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("onsetPeriod", 8), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                6 => rt::opt(p, &mut out.contributed_to_death, "contributedToDeath", &mut out.extra),
-                7 => rt::opt(p, &mut out.contributed_to_death_ext, "_contributedToDeath", &mut out.extra),
-                8 => rt::choice(p, &mut out.onset, key, &mut out.extra),
-                9 => rt::list(p, &mut out.note, "note", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut out.outcome, "outcome"),
+                6 => rt::opt(p, &mut out.contributed_to_death, "contributedToDeath"),
+                7 => rt::opt(p, &mut out.contributed_to_death_ext, "_contributedToDeath"),
+                8 => rt::choice(p, &mut out.onset, key),
+                9 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -348,7 +365,9 @@ impl ToJson for FamilyMemberHistoryCondition {
         rt::w_opt(w, b"\"_contributedToDeath\":", &self.contributed_to_death_ext);
         rt::w_choice(w, &self.onset);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -415,7 +434,7 @@ pub enum FamilyMemberHistoryAge {
     /// `ageAge`.
     Age(Age),
     /// `ageRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `ageString`.
     String(String),
 }
@@ -473,7 +492,7 @@ pub enum FamilyMemberHistoryDeceased {
     /// `deceasedAge`.
     Age(Age),
     /// `deceasedRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `deceasedDate`.
     Date(Date),
     /// `deceasedString`.
@@ -539,7 +558,7 @@ pub enum FamilyMemberHistoryConditionOnset {
     /// `onsetAge`.
     Age(Age),
     /// `onsetRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `onsetPeriod`.
     Period(Period),
     /// `onsetString`.

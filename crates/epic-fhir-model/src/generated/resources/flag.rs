@@ -19,7 +19,7 @@ pub struct Flag {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -64,63 +64,66 @@ pub struct Flag {
     pub extra: Extra,
 }
 
+impl Flag {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 44,
+        slots: &[
+            ("subject", 18), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("author", 21),
+            ("", 0), ("", 0), ("period", 19), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("encounter", 20),
+            ("id", 2), ("code", 17), ("language", 7), ("extension", 11),
+            ("meta", 4), ("", 0), ("_language", 8), ("", 0),
+            ("_status", 15), ("category", 16), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Flag {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Flag {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 44,
-            slots: &[
-                ("subject", 18), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("", 0), ("status", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("author", 21),
-                ("", 0), ("", 0), ("period", 19), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("encounter", 20),
-                ("id", 2), ("code", 17), ("language", 7), ("extension", 11),
-                ("meta", 4), ("", 0), ("_language", 8), ("", 0),
-                ("_status", 15), ("category", 16), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Flag {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Flag"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                17 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                18 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                19 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                20 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                21 => rt::opt(p, &mut out.author, "author", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.category, "category"),
+                17 => rt::opt(p, &mut f_code, "code"),
+                18 => rt::opt(p, &mut f_subject, "subject"),
+                19 => rt::opt(p, &mut out.period, "period"),
+                20 => rt::opt(p, &mut out.encounter, "encounter"),
+                21 => rt::opt(p, &mut out.author, "author"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -158,7 +161,9 @@ impl ToJson for Flag {
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_opt(w, b"\"encounter\":", &self.encounter);
         rt::w_opt(w, b"\"author\":", &self.author);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -171,7 +176,7 @@ impl FhirResource for Flag {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -186,6 +191,14 @@ impl FhirResource for Flag {
             Resource::Flag(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Flag {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

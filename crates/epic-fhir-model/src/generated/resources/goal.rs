@@ -19,7 +19,7 @@ pub struct Goal {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -84,89 +84,92 @@ pub struct Goal {
     pub extra: Extra,
 }
 
+impl Goal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("outcomeCode", 30),
+            ("achievementStatus", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("_lifecycleStatus", 15), ("", 0),
+            ("", 0), ("", 0), ("note", 29), ("", 0),
+            ("language", 7), ("", 0), ("lifecycleStatus", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("outcomeReference", 31), ("implicitRules", 5),
+            ("", 0), ("", 0), ("subject", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 19), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("priority", 18),
+            ("addresses", 28), ("", 0), ("", 0), ("", 0),
+            ("startCodeableConcept", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("statusDate", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("target", 22), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("startDate", 21), ("", 0),
+            ("_statusDate", 24), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("_statusReason", 26), ("", 0), ("", 0), ("category", 17),
+            ("text", 9), ("expressedBy", 27), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("statusReason", 25), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Goal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Goal {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("outcomeCode", 30),
-                ("achievementStatus", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("_lifecycleStatus", 15), ("", 0),
-                ("", 0), ("", 0), ("note", 29), ("", 0),
-                ("language", 7), ("", 0), ("lifecycleStatus", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("outcomeReference", 31), ("implicitRules", 5),
-                ("", 0), ("", 0), ("subject", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 19), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("priority", 18),
-                ("addresses", 28), ("", 0), ("", 0), ("", 0),
-                ("startCodeableConcept", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("statusDate", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("target", 22), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("startDate", 21), ("", 0),
-                ("_statusDate", 24), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("_statusReason", 26), ("", 0), ("", 0), ("category", 17),
-                ("text", 9), ("expressedBy", 27), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("statusReason", 25), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Goal {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_description = None;
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Goal"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.lifecycle_status, "lifecycleStatus", &mut out.extra),
-                15 => rt::opt(p, &mut out.lifecycle_status_ext, "_lifecycleStatus", &mut out.extra),
-                16 => rt::opt(p, &mut out.achievement_status, "achievementStatus", &mut out.extra),
-                17 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                18 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                19 => rt::opt(p, &mut f_description, "description", &mut out.extra),
-                20 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                21 => rt::choice(p, &mut out.start, key, &mut out.extra),
-                22 => rt::list(p, &mut out.target, "target", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_date, "statusDate", &mut out.extra),
-                24 => rt::opt(p, &mut out.status_date_ext, "_statusDate", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                26 => rt::opt(p, &mut out.status_reason_ext, "_statusReason", &mut out.extra),
-                27 => rt::opt(p, &mut out.expressed_by, "expressedBy", &mut out.extra),
-                28 => rt::list(p, &mut out.addresses, "addresses", &mut out.extra),
-                29 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                30 => rt::list(p, &mut out.outcome_code, "outcomeCode", &mut out.extra),
-                31 => rt::list(p, &mut out.outcome_reference, "outcomeReference", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.lifecycle_status, "lifecycleStatus"),
+                15 => rt::opt(p, &mut out.lifecycle_status_ext, "_lifecycleStatus"),
+                16 => rt::opt(p, &mut out.achievement_status, "achievementStatus"),
+                17 => rt::list(p, &mut out.category, "category"),
+                18 => rt::opt(p, &mut out.priority, "priority"),
+                19 => rt::opt(p, &mut f_description, "description"),
+                20 => rt::opt(p, &mut f_subject, "subject"),
+                21 => rt::choice(p, &mut out.start, key),
+                22 => rt::list(p, &mut out.target, "target"),
+                23 => rt::opt(p, &mut out.status_date, "statusDate"),
+                24 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                25 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                26 => rt::opt(p, &mut out.status_reason_ext, "_statusReason"),
+                27 => rt::opt(p, &mut out.expressed_by, "expressedBy"),
+                28 => rt::list(p, &mut out.addresses, "addresses"),
+                29 => rt::list(p, &mut out.note, "note"),
+                30 => rt::list(p, &mut out.outcome_code, "outcomeCode"),
+                31 => rt::list(p, &mut out.outcome_reference, "outcomeReference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -214,7 +217,9 @@ impl ToJson for Goal {
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"outcomeCode\":", &self.outcome_code);
         rt::w_list(w, b"\"outcomeReference\":", &self.outcome_reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -227,7 +232,7 @@ impl FhirResource for Goal {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -242,6 +247,14 @@ impl FhirResource for Goal {
             Resource::Goal(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Goal {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -274,32 +287,36 @@ pub struct GoalTarget {
     pub extra: Extra,
 }
 
+impl GoalTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("detailBoolean", 5), ("measure", 4), ("detailInteger", 5), ("modifierExtension", 3),
+            ("extension", 2), ("detailRatio", 5), ("detailRange", 5), ("dueDuration", 6),
+            ("", 0), ("", 0), ("", 0), ("detailQuantity", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("detailCodeableConcept", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("detailString", 5), ("", 0),
+            ("dueDate", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for GoalTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("detailBoolean", 5), ("measure", 4), ("detailInteger", 5), ("modifierExtension", 3),
-                ("extension", 2), ("detailRatio", 5), ("detailRange", 5), ("dueDuration", 6),
-                ("", 0), ("", 0), ("", 0), ("detailQuantity", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("detailCodeableConcept", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("detailString", 5), ("", 0),
-                ("dueDate", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.measure, "measure", &mut out.extra),
-                5 => rt::choice(p, &mut out.detail, key, &mut out.extra),
-                6 => rt::choice(p, &mut out.due, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.measure, "measure"),
+                5 => rt::choice(p, &mut out.detail, key),
+                6 => rt::choice(p, &mut out.due, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -316,7 +333,9 @@ impl ToJson for GoalTarget {
         rt::w_opt(w, b"\"measure\":", &self.measure);
         rt::w_choice(w, &self.detail);
         rt::w_choice(w, &self.due);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -377,7 +396,7 @@ pub enum GoalTargetDetail {
     /// `detailQuantity`.
     Quantity(Quantity),
     /// `detailRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `detailCodeableConcept`.
     CodeableConcept(CodeableConcept),
     /// `detailString`.
@@ -387,7 +406,7 @@ pub enum GoalTargetDetail {
     /// `detailInteger`.
     Integer(i32),
     /// `detailRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
 }
 
 impl rt::Choice for GoalTargetDetail {

@@ -19,7 +19,7 @@ pub struct GraphDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -98,94 +98,97 @@ pub struct GraphDefinition {
     pub extra: Extra,
 }
 
+impl GraphDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 78,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("useContext", 30), ("", 0), ("", 0), ("", 0),
+            ("status", 19), ("", 0), ("_start", 35), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 20),
+            ("resourceType", 1), ("", 0), ("_version", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 31), ("", 0), ("", 0), ("_url", 14),
+            ("text", 9), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("_name", 18), ("", 0), ("", 0), ("_experimental", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("experimental", 21), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("purpose", 32), ("description", 28), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 29),
+            ("", 0), ("", 0), ("name", 17), ("_publisher", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("_profile", 37), ("", 0), ("_purpose", 33),
+            ("start", 34), ("", 0), ("date", 23), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("url", 13), ("", 0), ("_date", 24), ("contact", 27),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("publisher", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("id", 2), ("", 0),
+            ("", 0), ("link", 38), ("profile", 36), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for GraphDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl GraphDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 78,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("useContext", 30), ("", 0), ("", 0), ("", 0),
-                ("status", 19), ("", 0), ("_start", 35), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 20),
-                ("resourceType", 1), ("", 0), ("_version", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 31), ("", 0), ("", 0), ("_url", 14),
-                ("text", 9), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("_name", 18), ("", 0), ("", 0), ("_experimental", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("experimental", 21), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("purpose", 32), ("description", 28), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_description", 29),
-                ("", 0), ("", 0), ("name", 17), ("_publisher", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("_profile", 37), ("", 0), ("_purpose", 33),
-                ("start", 34), ("", 0), ("date", 23), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("url", 13), ("", 0), ("_date", 24), ("contact", 27),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("publisher", 25), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("id", 2), ("", 0),
-                ("", 0), ("link", 38), ("profile", 36), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for GraphDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "GraphDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                20 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                21 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                22 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                23 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                24 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                25 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                26 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                27 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                28 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                29 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                30 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                31 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                32 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                33 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                34 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                35 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                36 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                37 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                38 => rt::list(p, &mut out.link, "link", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.status, "status"),
+                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                21 => rt::opt(p, &mut out.experimental, "experimental"),
+                22 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                23 => rt::opt(p, &mut out.date, "date"),
+                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt(p, &mut out.publisher, "publisher"),
+                26 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                27 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt(p, &mut out.description, "description"),
+                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                30 => rt::list(p, &mut out.use_context, "useContext"),
+                31 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                32 => rt::opt(p, &mut out.purpose, "purpose"),
+                33 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                34 => rt::opt(p, &mut out.start, "start"),
+                35 => rt::opt(p, &mut out.start_ext, "_start"),
+                36 => rt::opt(p, &mut out.profile, "profile"),
+                37 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                38 => rt::list(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -238,7 +241,9 @@ impl ToJson for GraphDefinition {
         rt::w_opt(w, b"\"profile\":", &self.profile);
         rt::w_opt(w, b"\"_profile\":", &self.profile_ext);
         rt::w_list(w, b"\"link\":", &self.link);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -251,7 +256,7 @@ impl FhirResource for GraphDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -266,6 +271,14 @@ impl FhirResource for GraphDefinition {
             Resource::GraphDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl GraphDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -314,40 +327,44 @@ pub struct GraphDefinitionLink {
     pub extra: Extra,
 }
 
+impl GraphDefinitionLink {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("_sliceName", 7), ("", 0), ("description", 12), ("id", 1),
+            ("target", 14), ("", 0), ("", 0), ("min", 8),
+            ("", 0), ("", 0), ("_description", 13), ("sliceName", 6),
+            ("", 0), ("", 0), ("_min", 9), ("", 0),
+            ("", 0), ("_path", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("path", 4), ("modifierExtension", 3),
+            ("", 0), ("_max", 11), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("max", 10),
+        ],
+    };
+}
+
 impl FromJson for GraphDefinitionLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("_sliceName", 7), ("", 0), ("description", 12), ("id", 1),
-                ("target", 14), ("", 0), ("", 0), ("min", 8),
-                ("", 0), ("", 0), ("_description", 13), ("sliceName", 6),
-                ("", 0), ("", 0), ("_min", 9), ("", 0),
-                ("", 0), ("_path", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("path", 4), ("modifierExtension", 3),
-                ("", 0), ("_max", 11), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("max", 10),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                5 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                6 => rt::opt(p, &mut out.slice_name, "sliceName", &mut out.extra),
-                7 => rt::opt(p, &mut out.slice_name_ext, "_sliceName", &mut out.extra),
-                8 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                9 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                10 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                11 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
-                12 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                13 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                14 => rt::list(p, &mut out.target, "target", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.path, "path"),
+                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                6 => rt::opt(p, &mut out.slice_name, "sliceName"),
+                7 => rt::opt(p, &mut out.slice_name_ext, "_sliceName"),
+                8 => rt::opt(p, &mut out.min, "min"),
+                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                10 => rt::opt(p, &mut out.max, "max"),
+                11 => rt::opt(p, &mut out.max_ext, "_max"),
+                12 => rt::opt(p, &mut out.description, "description"),
+                13 => rt::opt(p, &mut out.description_ext, "_description"),
+                14 => rt::list(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -372,7 +389,9 @@ impl ToJson for GraphDefinitionLink {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"target\":", &self.target);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -410,37 +429,41 @@ pub struct GraphDefinitionLinkTarget {
     pub extra: Extra,
 }
 
+impl GraphDefinitionLinkTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("_profile", 9),
+            ("_params", 7), ("_type", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("link", 11), ("", 0),
+            ("", 0), ("type", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("profile", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("compartment", 10), ("id", 1), ("params", 6),
+        ],
+    };
+}
+
 impl FromJson for GraphDefinitionLinkTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("_profile", 9),
-                ("_params", 7), ("_type", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("link", 11), ("", 0),
-                ("", 0), ("type", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("profile", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("compartment", 10), ("id", 1), ("params", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.params, "params", &mut out.extra),
-                7 => rt::opt(p, &mut out.params_ext, "_params", &mut out.extra),
-                8 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                9 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                10 => rt::list(p, &mut out.compartment, "compartment", &mut out.extra),
-                11 => rt::list(p, &mut out.link, "link", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.params, "params"),
+                7 => rt::opt(p, &mut out.params_ext, "_params"),
+                8 => rt::opt(p, &mut out.profile, "profile"),
+                9 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                10 => rt::list(p, &mut out.compartment, "compartment"),
+                11 => rt::list(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -462,7 +485,9 @@ impl ToJson for GraphDefinitionLinkTarget {
         rt::w_opt(w, b"\"_profile\":", &self.profile_ext);
         rt::w_list(w, b"\"compartment\":", &self.compartment);
         rt::w_list(w, b"\"link\":", &self.link);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -504,39 +529,43 @@ pub struct GraphDefinitionLinkTargetCompartment {
     pub extra: Extra,
 }
 
+impl GraphDefinitionLinkTargetCompartment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 39,
+        slots: &[
+            ("", 0), ("modifierExtension", 3), ("id", 1), ("_code", 7),
+            ("", 0), ("", 0), ("", 0), ("expression", 10),
+            ("", 0), ("description", 12), ("", 0), ("", 0),
+            ("_rule", 9), ("", 0), ("", 0), ("", 0),
+            ("rule", 8), ("", 0), ("_expression", 11), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("use", 4),
+            ("code", 6), ("_description", 13), ("", 0), ("_use", 5),
+        ],
+    };
+}
+
 impl FromJson for GraphDefinitionLinkTargetCompartment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 39,
-            slots: &[
-                ("", 0), ("modifierExtension", 3), ("id", 1), ("_code", 7),
-                ("", 0), ("", 0), ("", 0), ("expression", 10),
-                ("", 0), ("description", 12), ("", 0), ("", 0),
-                ("_rule", 9), ("", 0), ("", 0), ("", 0),
-                ("rule", 8), ("", 0), ("_expression", 11), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("use", 4),
-                ("code", 6), ("_description", 13), ("", 0), ("_use", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                5 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                8 => rt::opt(p, &mut out.rule, "rule", &mut out.extra),
-                9 => rt::opt(p, &mut out.rule_ext, "_rule", &mut out.extra),
-                10 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                11 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                12 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                13 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#use, "use"),
+                5 => rt::opt(p, &mut out.use_ext, "_use"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                8 => rt::opt(p, &mut out.rule, "rule"),
+                9 => rt::opt(p, &mut out.rule_ext, "_rule"),
+                10 => rt::opt(p, &mut out.expression, "expression"),
+                11 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                12 => rt::opt(p, &mut out.description, "description"),
+                13 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -560,7 +589,9 @@ impl ToJson for GraphDefinitionLinkTargetCompartment {
         rt::w_opt(w, b"\"_expression\":", &self.expression_ext);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Group {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -74,67 +74,70 @@ pub struct Group {
     pub extra: Extra,
 }
 
+impl Group {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1329,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("_actual", 19), ("", 0), ("code", 20), ("_name", 22),
+            ("", 0), ("quantity", 23), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("resourceType", 1), ("active", 14), ("", 0), ("", 0),
+            ("", 0), ("name", 21), ("", 0), ("", 0),
+            ("", 0), ("type", 16), ("", 0), ("actual", 18),
+            ("identifier", 13), ("", 0), ("", 0), ("_type", 17),
+            ("", 0), ("_active", 15), ("", 0), ("", 0),
+            ("member", 27), ("", 0), ("id", 2), ("extension", 11),
+            ("_quantity", 24), ("managingEntity", 25), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("text", 9), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("characteristic", 26), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Group {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Group {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1329,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("_actual", 19), ("", 0), ("code", 20), ("_name", 22),
-                ("", 0), ("quantity", 23), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("resourceType", 1), ("active", 14), ("", 0), ("", 0),
-                ("", 0), ("name", 21), ("", 0), ("", 0),
-                ("", 0), ("type", 16), ("", 0), ("actual", 18),
-                ("identifier", 13), ("", 0), ("", 0), ("_type", 17),
-                ("", 0), ("_active", 15), ("", 0), ("", 0),
-                ("member", 27), ("", 0), ("id", 2), ("extension", 11),
-                ("_quantity", 24), ("managingEntity", 25), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("text", 9), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("characteristic", 26), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Group {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Group"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                18 => rt::opt(p, &mut out.actual, "actual", &mut out.extra),
-                19 => rt::opt(p, &mut out.actual_ext, "_actual", &mut out.extra),
-                20 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                21 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                22 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                23 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                24 => rt::opt(p, &mut out.quantity_ext, "_quantity", &mut out.extra),
-                25 => rt::opt(p, &mut out.managing_entity, "managingEntity", &mut out.extra),
-                26 => rt::list(p, &mut out.characteristic, "characteristic", &mut out.extra),
-                27 => rt::list(p, &mut out.member, "member", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                18 => rt::opt(p, &mut out.actual, "actual"),
+                19 => rt::opt(p, &mut out.actual_ext, "_actual"),
+                20 => rt::opt(p, &mut out.code, "code"),
+                21 => rt::opt(p, &mut out.name, "name"),
+                22 => rt::opt(p, &mut out.name_ext, "_name"),
+                23 => rt::opt(p, &mut out.quantity, "quantity"),
+                24 => rt::opt(p, &mut out.quantity_ext, "_quantity"),
+                25 => rt::opt(p, &mut out.managing_entity, "managingEntity"),
+                26 => rt::list(p, &mut out.characteristic, "characteristic"),
+                27 => rt::list(p, &mut out.member, "member"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -176,7 +179,9 @@ impl ToJson for Group {
         rt::w_opt(w, b"\"managingEntity\":", &self.managing_entity);
         rt::w_list(w, b"\"characteristic\":", &self.characteristic);
         rt::w_list(w, b"\"member\":", &self.member);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -189,7 +194,7 @@ impl FhirResource for Group {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -204,6 +209,14 @@ impl FhirResource for Group {
             Resource::Group(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Group {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -238,30 +251,34 @@ pub struct GroupMember {
     pub extra: Extra,
 }
 
+impl GroupMember {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("_inactive", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("period", 5), ("", 0),
+            ("", 0), ("", 0), ("inactive", 6), ("entity", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for GroupMember {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("_inactive", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("period", 5), ("", 0),
-                ("", 0), ("", 0), ("inactive", 6), ("entity", 4),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         let mut f_entity = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_entity, "entity", &mut out.extra),
-                5 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                6 => rt::opt(p, &mut out.inactive, "inactive", &mut out.extra),
-                7 => rt::opt(p, &mut out.inactive_ext, "_inactive", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_entity, "entity"),
+                5 => rt::opt(p, &mut out.period, "period"),
+                6 => rt::opt(p, &mut out.inactive, "inactive"),
+                7 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -280,7 +297,9 @@ impl ToJson for GroupMember {
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_opt(w, b"\"inactive\":", &self.inactive);
         rt::w_opt(w, b"\"_inactive\":", &self.inactive_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -312,23 +331,27 @@ pub struct GroupCharacteristic {
     pub extra: Extra,
 }
 
+impl GroupCharacteristic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("valueQuantity", 5), ("", 0), ("valueRange", 5), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("exclude", 6),
+            ("period", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueCodeableConcept", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_exclude", 7), ("modifierExtension", 3),
+            ("", 0), ("valueReference", 5), ("", 0), ("extension", 2),
+            ("code", 4), ("", 0), ("", 0), ("valueBoolean", 5),
+        ],
+    };
+}
+
 impl FromJson for GroupCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("valueQuantity", 5), ("", 0), ("valueRange", 5), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("exclude", 6),
-                ("period", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueCodeableConcept", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_exclude", 7), ("modifierExtension", 3),
-                ("", 0), ("valueReference", 5), ("", 0), ("extension", 2),
-                ("code", 4), ("", 0), ("", 0), ("valueBoolean", 5),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -339,15 +362,15 @@ impl FromJson for GroupCharacteristic {
         let mut f_period = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut extra),
-                5 => rt::choice(p, &mut f_value, key, &mut extra),
-                6 => rt::opt(p, &mut f_exclude, "exclude", &mut extra),
-                7 => rt::opt(p, &mut f_exclude_ext, "_exclude", &mut extra),
-                8 => rt::opt(p, &mut f_period, "period", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::choice(p, &mut f_value, key),
+                6 => rt::opt(p, &mut f_exclude, "exclude"),
+                7 => rt::opt(p, &mut f_exclude_ext, "_exclude"),
+                8 => rt::opt(p, &mut f_period, "period"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -376,7 +399,9 @@ impl ToJson for GroupCharacteristic {
         rt::w_opt(w, b"\"exclude\":", &self.exclude);
         rt::w_opt(w, b"\"_exclude\":", &self.exclude_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -391,7 +416,7 @@ pub enum GroupCharacteristicValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueReference`.
     Reference(Reference),
 }

@@ -19,7 +19,7 @@ pub struct GuidanceResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct GuidanceResponse {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The identifier of the request associated with this response, if any. `requestIdentifier` (0..1).
-    pub request_identifier: Option<Identifier>,
+    pub request_identifier: Option<Box<Identifier>>,
     /// Business identifier. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// What guidance was requested. `module[x]` (1..1).
@@ -80,37 +80,40 @@ pub struct GuidanceResponse {
     pub extra: Extra,
 }
 
+impl GuidanceResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4384,
+        slots: &[
+            ("outputParameters", 27), ("status", 16), ("_implicitRules", 6), ("modifierExtension", 12),
+            ("_occurrenceDateTime", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("moduleUri", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("requestIdentifier", 13), ("", 0), ("text", 9), ("", 0),
+            ("resourceType", 1), ("implicitRules", 5), ("moduleCodeableConcept", 15), ("", 0),
+            ("extension", 11), ("", 0), ("language", 7), ("reasonCode", 23),
+            ("contained", 10), ("", 0), ("result", 28), ("meta", 4),
+            ("", 0), ("_language", 8), ("occurrenceDateTime", 20), ("", 0),
+            ("reasonReference", 24), ("", 0), ("", 0), ("performer", 22),
+            ("", 0), ("", 0), ("evaluationMessage", 26), ("_id", 3),
+            ("", 0), ("identifier", 14), ("_status", 17), ("", 0),
+            ("encounter", 19), ("", 0), ("dataRequirement", 29), ("subject", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("note", 25), ("", 0), ("moduleCanonical", 15), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for GuidanceResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl GuidanceResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4384,
-            slots: &[
-                ("outputParameters", 27), ("status", 16), ("_implicitRules", 6), ("modifierExtension", 12),
-                ("_occurrenceDateTime", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("moduleUri", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("requestIdentifier", 13), ("", 0), ("text", 9), ("", 0),
-                ("resourceType", 1), ("implicitRules", 5), ("moduleCodeableConcept", 15), ("", 0),
-                ("extension", 11), ("", 0), ("language", 7), ("reasonCode", 23),
-                ("contained", 10), ("", 0), ("result", 28), ("meta", 4),
-                ("", 0), ("_language", 8), ("occurrenceDateTime", 20), ("", 0),
-                ("reasonReference", 24), ("", 0), ("", 0), ("performer", 22),
-                ("", 0), ("", 0), ("evaluationMessage", 26), ("_id", 3),
-                ("", 0), ("identifier", 14), ("_status", 17), ("", 0),
-                ("encounter", 19), ("", 0), ("dataRequirement", 29), ("subject", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("note", 25), ("", 0), ("moduleCanonical", 15), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for GuidanceResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -141,36 +144,36 @@ impl GuidanceResponse {
         let mut f_data_requirement = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "GuidanceResponse"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::opt(p, &mut f_request_identifier, "requestIdentifier", &mut extra),
-                14 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                15 => rt::choice(p, &mut f_module, key, &mut extra),
-                16 => rt::opt(p, &mut f_status, "status", &mut extra),
-                17 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                18 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                19 => rt::opt(p, &mut f_encounter, "encounter", &mut extra),
-                20 => rt::opt(p, &mut f_occurrence_date_time, "occurrenceDateTime", &mut extra),
-                21 => rt::opt(p, &mut f_occurrence_date_time_ext, "_occurrenceDateTime", &mut extra),
-                22 => rt::opt(p, &mut f_performer, "performer", &mut extra),
-                23 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                24 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                25 => rt::list(p, &mut f_note, "note", &mut extra),
-                26 => rt::list(p, &mut f_evaluation_message, "evaluationMessage", &mut extra),
-                27 => rt::opt(p, &mut f_output_parameters, "outputParameters", &mut extra),
-                28 => rt::opt(p, &mut f_result, "result", &mut extra),
-                29 => rt::list(p, &mut f_data_requirement, "dataRequirement", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut f_request_identifier, "requestIdentifier"),
+                14 => rt::list(p, &mut f_identifier, "identifier"),
+                15 => rt::choice(p, &mut f_module, key),
+                16 => rt::opt(p, &mut f_status, "status"),
+                17 => rt::opt(p, &mut f_status_ext, "_status"),
+                18 => rt::opt(p, &mut f_subject, "subject"),
+                19 => rt::opt(p, &mut f_encounter, "encounter"),
+                20 => rt::opt(p, &mut f_occurrence_date_time, "occurrenceDateTime"),
+                21 => rt::opt(p, &mut f_occurrence_date_time_ext, "_occurrenceDateTime"),
+                22 => rt::opt(p, &mut f_performer, "performer"),
+                23 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                24 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                25 => rt::list(p, &mut f_note, "note"),
+                26 => rt::list(p, &mut f_evaluation_message, "evaluationMessage"),
+                27 => rt::opt(p, &mut f_output_parameters, "outputParameters"),
+                28 => rt::opt(p, &mut f_result, "result"),
+                29 => rt::list(p, &mut f_data_requirement, "dataRequirement"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -244,7 +247,9 @@ impl ToJson for GuidanceResponse {
         rt::w_opt(w, b"\"outputParameters\":", &self.output_parameters);
         rt::w_opt(w, b"\"result\":", &self.result);
         rt::w_list(w, b"\"dataRequirement\":", &self.data_requirement);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -257,7 +262,7 @@ impl FhirResource for GuidanceResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -272,6 +277,14 @@ impl FhirResource for GuidanceResponse {
             Resource::GuidanceResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl GuidanceResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct HealthcareService {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -71,7 +71,7 @@ pub struct HealthcareService {
     /// The `_extraDetails` member: the id and extensions of the value of `extraDetails`.
     pub extra_details_ext: Option<Box<Element>>,
     /// Facilitates quick identification of the service. `photo` (0..1).
-    pub photo: Option<Attachment>,
+    pub photo: Option<Box<Attachment>>,
     /// Contacts related to the healthcare service. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Location(s) service is intended for/available to. `coverageArea` (0..*).
@@ -106,98 +106,101 @@ pub struct HealthcareService {
     pub extra: Extra,
 }
 
+impl HealthcareService {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2740,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("referralMethod", 35), ("_language", 8), ("_name", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("contained", 10), ("_appointmentRequired", 37), ("characteristic", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("program", 32), ("comment", 23), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("_extraDetails", 26), ("", 0),
+            ("", 0), ("", 0), ("communication", 34), ("endpoint", 42),
+            ("extraDetails", 25), ("", 0), ("specialty", 19), ("", 0),
+            ("identifier", 13), ("_active", 15), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_comment", 24), ("", 0),
+            ("", 0), ("active", 14), ("", 0), ("telecom", 28),
+            ("", 0), ("", 0), ("", 0), ("serviceProvisionCode", 30),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("_availabilityExceptions", 41), ("", 0), ("", 0),
+            ("category", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("photo", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("availabilityExceptions", 40), ("", 0), ("availableTime", 38),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("appointmentRequired", 36), ("providedBy", 16), ("", 0), ("implicitRules", 5),
+            ("resourceType", 1), ("text", 9), ("", 0), ("location", 20),
+            ("", 0), ("", 0), ("type", 18), ("", 0),
+            ("", 0), ("", 0), ("coverageArea", 29), ("eligibility", 31),
+            ("name", 21), ("notAvailable", 39), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for HealthcareService {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl HealthcareService {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2740,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("referralMethod", 35), ("_language", 8), ("_name", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("contained", 10), ("_appointmentRequired", 37), ("characteristic", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("program", 32), ("comment", 23), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("_extraDetails", 26), ("", 0),
-                ("", 0), ("", 0), ("communication", 34), ("endpoint", 42),
-                ("extraDetails", 25), ("", 0), ("specialty", 19), ("", 0),
-                ("identifier", 13), ("_active", 15), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_comment", 24), ("", 0),
-                ("", 0), ("active", 14), ("", 0), ("telecom", 28),
-                ("", 0), ("", 0), ("", 0), ("serviceProvisionCode", 30),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("_availabilityExceptions", 41), ("", 0), ("", 0),
-                ("category", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("photo", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("availabilityExceptions", 40), ("", 0), ("availableTime", 38),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("appointmentRequired", 36), ("providedBy", 16), ("", 0), ("implicitRules", 5),
-                ("resourceType", 1), ("text", 9), ("", 0), ("location", 20),
-                ("", 0), ("", 0), ("type", 18), ("", 0),
-                ("", 0), ("", 0), ("coverageArea", 29), ("eligibility", 31),
-                ("name", 21), ("notAvailable", 39), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for HealthcareService {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "HealthcareService"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut out.provided_by, "providedBy", &mut out.extra),
-                17 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                18 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                19 => rt::list(p, &mut out.specialty, "specialty", &mut out.extra),
-                20 => rt::list(p, &mut out.location, "location", &mut out.extra),
-                21 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                22 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                23 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                24 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                25 => rt::opt(p, &mut out.extra_details, "extraDetails", &mut out.extra),
-                26 => rt::opt(p, &mut out.extra_details_ext, "_extraDetails", &mut out.extra),
-                27 => rt::opt(p, &mut out.photo, "photo", &mut out.extra),
-                28 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                29 => rt::list(p, &mut out.coverage_area, "coverageArea", &mut out.extra),
-                30 => rt::list(p, &mut out.service_provision_code, "serviceProvisionCode", &mut out.extra),
-                31 => rt::list(p, &mut out.eligibility, "eligibility", &mut out.extra),
-                32 => rt::list(p, &mut out.program, "program", &mut out.extra),
-                33 => rt::list(p, &mut out.characteristic, "characteristic", &mut out.extra),
-                34 => rt::list(p, &mut out.communication, "communication", &mut out.extra),
-                35 => rt::list(p, &mut out.referral_method, "referralMethod", &mut out.extra),
-                36 => rt::opt(p, &mut out.appointment_required, "appointmentRequired", &mut out.extra),
-                37 => rt::opt(p, &mut out.appointment_required_ext, "_appointmentRequired", &mut out.extra),
-                38 => rt::list(p, &mut out.available_time, "availableTime", &mut out.extra),
-                39 => rt::list(p, &mut out.not_available, "notAvailable", &mut out.extra),
-                40 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions", &mut out.extra),
-                41 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions", &mut out.extra),
-                42 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut out.provided_by, "providedBy"),
+                17 => rt::list(p, &mut out.category, "category"),
+                18 => rt::list(p, &mut out.r#type, "type"),
+                19 => rt::list(p, &mut out.specialty, "specialty"),
+                20 => rt::list(p, &mut out.location, "location"),
+                21 => rt::opt(p, &mut out.name, "name"),
+                22 => rt::opt(p, &mut out.name_ext, "_name"),
+                23 => rt::opt(p, &mut out.comment, "comment"),
+                24 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                25 => rt::opt(p, &mut out.extra_details, "extraDetails"),
+                26 => rt::opt(p, &mut out.extra_details_ext, "_extraDetails"),
+                27 => rt::opt(p, &mut out.photo, "photo"),
+                28 => rt::list(p, &mut out.telecom, "telecom"),
+                29 => rt::list(p, &mut out.coverage_area, "coverageArea"),
+                30 => rt::list(p, &mut out.service_provision_code, "serviceProvisionCode"),
+                31 => rt::list(p, &mut out.eligibility, "eligibility"),
+                32 => rt::list(p, &mut out.program, "program"),
+                33 => rt::list(p, &mut out.characteristic, "characteristic"),
+                34 => rt::list(p, &mut out.communication, "communication"),
+                35 => rt::list(p, &mut out.referral_method, "referralMethod"),
+                36 => rt::opt(p, &mut out.appointment_required, "appointmentRequired"),
+                37 => rt::opt(p, &mut out.appointment_required_ext, "_appointmentRequired"),
+                38 => rt::list(p, &mut out.available_time, "availableTime"),
+                39 => rt::list(p, &mut out.not_available, "notAvailable"),
+                40 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
+                41 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                42 => rt::list(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -254,7 +257,9 @@ impl ToJson for HealthcareService {
         rt::w_opt(w, b"\"availabilityExceptions\":", &self.availability_exceptions);
         rt::w_opt(w, b"\"_availabilityExceptions\":", &self.availability_exceptions_ext);
         rt::w_list(w, b"\"endpoint\":", &self.endpoint);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -267,7 +272,7 @@ impl FhirResource for HealthcareService {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -282,6 +287,14 @@ impl FhirResource for HealthcareService {
             Resource::HealthcareService(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl HealthcareService {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -314,28 +327,32 @@ pub struct HealthcareServiceNotAvailable {
     pub extra: Extra,
 }
 
+impl HealthcareServiceNotAvailable {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for HealthcareServiceNotAvailable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.during, "during", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.during, "during"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -352,7 +369,9 @@ impl ToJson for HealthcareServiceNotAvailable {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"during\":", &self.during);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -390,37 +409,41 @@ pub struct HealthcareServiceAvailableTime {
     pub extra: Extra,
 }
 
+impl HealthcareServiceAvailableTime {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
+            ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
+            ("allDay", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for HealthcareServiceAvailableTime {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
-                ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
-                ("allDay", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek", &mut out.extra),
-                6 => rt::opt(p, &mut out.all_day, "allDay", &mut out.extra),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay", &mut out.extra),
-                8 => rt::opt(p, &mut out.available_start_time, "availableStartTime", &mut out.extra),
-                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime", &mut out.extra),
-                10 => rt::opt(p, &mut out.available_end_time, "availableEndTime", &mut out.extra),
-                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
+                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
+                6 => rt::opt(p, &mut out.all_day, "allDay"),
+                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                8 => rt::opt(p, &mut out.available_start_time, "availableStartTime"),
+                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime"),
+                10 => rt::opt(p, &mut out.available_end_time, "availableEndTime"),
+                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -441,7 +464,9 @@ impl ToJson for HealthcareServiceAvailableTime {
         rt::w_opt(w, b"\"_availableStartTime\":", &self.available_start_time_ext);
         rt::w_opt(w, b"\"availableEndTime\":", &self.available_end_time);
         rt::w_opt(w, b"\"_availableEndTime\":", &self.available_end_time_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -469,28 +494,32 @@ pub struct HealthcareServiceEligibility {
     pub extra: Extra,
 }
 
+impl HealthcareServiceEligibility {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_comment", 6), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("code", 4), ("comment", 5),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for HealthcareServiceEligibility {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_comment", 6), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("code", 4), ("comment", 5),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                6 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.comment, "comment"),
+                6 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -507,7 +536,9 @@ impl ToJson for HealthcareServiceEligibility {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ImagingStudy {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -96,94 +96,97 @@ pub struct ImagingStudy {
     pub extra: Extra,
 }
 
+impl ImagingStudy {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 319,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("numberOfInstances", 27), ("endpoint", 24), ("language", 7), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("contained", 10),
+            ("", 0), ("interpreter", 23), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("description", 35),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_description", 36), ("reasonCode", 32), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("modality", 16),
+            ("_numberOfInstances", 28), ("", 0), ("", 0), ("", 0),
+            ("started", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("numberOfSeries", 25), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("location", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("basedOn", 21), ("", 0), ("referrer", 22), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("series", 37),
+            ("_numberOfSeries", 26), ("", 0), ("", 0), ("encounter", 18),
+            ("note", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("procedureCode", 30), ("", 0),
+            ("subject", 17), ("procedureReference", 29), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("status", 14), ("_started", 20), ("", 0),
+            ("", 0), ("", 0), ("reasonReference", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImagingStudy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ImagingStudy {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 319,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("numberOfInstances", 27), ("endpoint", 24), ("language", 7), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("contained", 10),
-                ("", 0), ("interpreter", 23), ("identifier", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("description", 35),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("_description", 36), ("reasonCode", 32), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("modality", 16),
-                ("_numberOfInstances", 28), ("", 0), ("", 0), ("", 0),
-                ("started", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("numberOfSeries", 25), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("location", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("basedOn", 21), ("", 0), ("referrer", 22), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("series", 37),
-                ("_numberOfSeries", 26), ("", 0), ("", 0), ("encounter", 18),
-                ("note", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("procedureCode", 30), ("", 0),
-                ("subject", 17), ("procedureReference", 29), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("status", 14), ("_started", 20), ("", 0),
-                ("", 0), ("", 0), ("reasonReference", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ImagingStudy {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImagingStudy"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.modality, "modality", &mut out.extra),
-                17 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                18 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                19 => rt::opt(p, &mut out.started, "started", &mut out.extra),
-                20 => rt::opt(p, &mut out.started_ext, "_started", &mut out.extra),
-                21 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                22 => rt::opt(p, &mut out.referrer, "referrer", &mut out.extra),
-                23 => rt::list(p, &mut out.interpreter, "interpreter", &mut out.extra),
-                24 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                25 => rt::opt(p, &mut out.number_of_series, "numberOfSeries", &mut out.extra),
-                26 => rt::opt(p, &mut out.number_of_series_ext, "_numberOfSeries", &mut out.extra),
-                27 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances", &mut out.extra),
-                28 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances", &mut out.extra),
-                29 => rt::opt(p, &mut out.procedure_reference, "procedureReference", &mut out.extra),
-                30 => rt::list(p, &mut out.procedure_code, "procedureCode", &mut out.extra),
-                31 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                32 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                33 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                34 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                35 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                36 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                37 => rt::list(p, &mut out.series, "series", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.modality, "modality"),
+                17 => rt::opt(p, &mut f_subject, "subject"),
+                18 => rt::opt(p, &mut out.encounter, "encounter"),
+                19 => rt::opt(p, &mut out.started, "started"),
+                20 => rt::opt(p, &mut out.started_ext, "_started"),
+                21 => rt::list(p, &mut out.based_on, "basedOn"),
+                22 => rt::opt(p, &mut out.referrer, "referrer"),
+                23 => rt::list(p, &mut out.interpreter, "interpreter"),
+                24 => rt::list(p, &mut out.endpoint, "endpoint"),
+                25 => rt::opt(p, &mut out.number_of_series, "numberOfSeries"),
+                26 => rt::opt(p, &mut out.number_of_series_ext, "_numberOfSeries"),
+                27 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances"),
+                28 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
+                29 => rt::opt(p, &mut out.procedure_reference, "procedureReference"),
+                30 => rt::list(p, &mut out.procedure_code, "procedureCode"),
+                31 => rt::opt(p, &mut out.location, "location"),
+                32 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                33 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                34 => rt::list(p, &mut out.note, "note"),
+                35 => rt::opt(p, &mut out.description, "description"),
+                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                37 => rt::list(p, &mut out.series, "series"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -236,7 +239,9 @@ impl ToJson for ImagingStudy {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"series\":", &self.series);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -249,7 +254,7 @@ impl FhirResource for ImagingStudy {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -264,6 +269,14 @@ impl FhirResource for ImagingStudy {
             Resource::ImagingStudy(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ImagingStudy {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -324,55 +337,59 @@ pub struct ImagingStudySeries {
     pub extra: Extra,
 }
 
+impl ImagingStudySeries {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_uid", 5),
+            ("", 0), ("instance", 20), ("", 0), ("specimen", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("endpoint", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 10), ("", 0), ("", 0), ("performer", 19),
+            ("", 0), ("", 0), ("numberOfInstances", 11), ("", 0),
+            ("", 0), ("bodySite", 14), ("", 0), ("modality", 8),
+            ("uid", 4), ("", 0), ("laterality", 15), ("_started", 18),
+            ("_number", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 9), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_numberOfInstances", 12), ("", 0),
+            ("", 0), ("started", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("number", 6), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImagingStudySeries {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_uid", 5),
-                ("", 0), ("instance", 20), ("", 0), ("specimen", 16),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("endpoint", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 10), ("", 0), ("", 0), ("performer", 19),
-                ("", 0), ("", 0), ("numberOfInstances", 11), ("", 0),
-                ("", 0), ("bodySite", 14), ("", 0), ("modality", 8),
-                ("uid", 4), ("", 0), ("laterality", 15), ("_started", 18),
-                ("_number", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 9), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_numberOfInstances", 12), ("", 0),
-                ("", 0), ("started", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("number", 6), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_modality = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.uid, "uid", &mut out.extra),
-                5 => rt::opt(p, &mut out.uid_ext, "_uid", &mut out.extra),
-                6 => rt::opt(p, &mut out.number, "number", &mut out.extra),
-                7 => rt::opt(p, &mut out.number_ext, "_number", &mut out.extra),
-                8 => rt::opt(p, &mut f_modality, "modality", &mut out.extra),
-                9 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                10 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                11 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances", &mut out.extra),
-                12 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances", &mut out.extra),
-                13 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                14 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                15 => rt::opt(p, &mut out.laterality, "laterality", &mut out.extra),
-                16 => rt::list(p, &mut out.specimen, "specimen", &mut out.extra),
-                17 => rt::opt(p, &mut out.started, "started", &mut out.extra),
-                18 => rt::opt(p, &mut out.started_ext, "_started", &mut out.extra),
-                19 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                20 => rt::list(p, &mut out.instance, "instance", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.uid, "uid"),
+                5 => rt::opt(p, &mut out.uid_ext, "_uid"),
+                6 => rt::opt(p, &mut out.number, "number"),
+                7 => rt::opt(p, &mut out.number_ext, "_number"),
+                8 => rt::opt(p, &mut f_modality, "modality"),
+                9 => rt::opt(p, &mut out.description, "description"),
+                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances"),
+                12 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
+                13 => rt::list(p, &mut out.endpoint, "endpoint"),
+                14 => rt::opt(p, &mut out.body_site, "bodySite"),
+                15 => rt::opt(p, &mut out.laterality, "laterality"),
+                16 => rt::list(p, &mut out.specimen, "specimen"),
+                17 => rt::opt(p, &mut out.started, "started"),
+                18 => rt::opt(p, &mut out.started_ext, "_started"),
+                19 => rt::list(p, &mut out.performer, "performer"),
+                20 => rt::list(p, &mut out.instance, "instance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -404,7 +421,9 @@ impl ToJson for ImagingStudySeries {
         rt::w_opt(w, b"\"_started\":", &self.started_ext);
         rt::w_list(w, b"\"performer\":", &self.performer);
         rt::w_list(w, b"\"instance\":", &self.instance);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -440,37 +459,41 @@ pub struct ImagingStudySeriesInstance {
     pub extra: Extra,
 }
 
+impl ImagingStudySeriesInstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("title", 9), ("", 0), ("", 0),
+            ("sopClass", 6), ("id", 1), ("", 0), ("_number", 8),
+            ("uid", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 10),
+            ("", 0), ("", 0), ("_uid", 5), ("", 0),
+            ("", 0), ("number", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImagingStudySeriesInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("title", 9), ("", 0), ("", 0),
-                ("sopClass", 6), ("id", 1), ("", 0), ("_number", 8),
-                ("uid", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 10),
-                ("", 0), ("", 0), ("_uid", 5), ("", 0),
-                ("", 0), ("number", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_sop_class = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.uid, "uid", &mut out.extra),
-                5 => rt::opt(p, &mut out.uid_ext, "_uid", &mut out.extra),
-                6 => rt::opt(p, &mut f_sop_class, "sopClass", &mut out.extra),
-                7 => rt::opt(p, &mut out.number, "number", &mut out.extra),
-                8 => rt::opt(p, &mut out.number_ext, "_number", &mut out.extra),
-                9 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                10 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.uid, "uid"),
+                5 => rt::opt(p, &mut out.uid_ext, "_uid"),
+                6 => rt::opt(p, &mut f_sop_class, "sopClass"),
+                7 => rt::opt(p, &mut out.number, "number"),
+                8 => rt::opt(p, &mut out.number_ext, "_number"),
+                9 => rt::opt(p, &mut out.title, "title"),
+                10 => rt::opt(p, &mut out.title_ext, "_title"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -492,7 +515,9 @@ impl ToJson for ImagingStudySeriesInstance {
         rt::w_opt(w, b"\"_number\":", &self.number_ext);
         rt::w_opt(w, b"\"title\":", &self.title);
         rt::w_opt(w, b"\"_title\":", &self.title_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -518,28 +543,32 @@ pub struct ImagingStudySeriesPerformer {
     pub extra: Extra,
 }
 
+impl ImagingStudySeriesPerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImagingStudySeriesPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -556,7 +585,9 @@ impl ToJson for ImagingStudySeriesPerformer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Immunization {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -116,53 +116,56 @@ pub struct Immunization {
     pub extra: Extra,
 }
 
+impl Immunization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13581,
+        slots: &[
+            ("", 0), ("", 0), ("doseQuantity", 34), ("", 0),
+            ("occurrenceDateTime", 20), ("_isSubpotent", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("occurrenceString", 20), ("id", 2),
+            ("expirationDate", 30), ("", 0), ("", 0), ("", 0),
+            ("lotNumber", 28), ("_status", 15), ("", 0), ("", 0),
+            ("", 0), ("programEligibility", 43), ("", 0), ("", 0),
+            ("status", 14), ("", 0), ("", 0), ("note", 36),
+            ("", 0), ("", 0), ("", 0), ("education", 42),
+            ("", 0), ("", 0), ("", 0), ("isSubpotent", 39),
+            ("reasonReference", 38), ("", 0), ("", 0), ("_recorded", 22),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("recorded", 21), ("patient", 18), ("", 0), ("resourceType", 1),
+            ("protocolApplied", 46), ("", 0), ("_id", 3), ("", 0),
+            ("reportOrigin", 25), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("location", 26),
+            ("", 0), ("", 0), ("reasonCode", 37), ("", 0),
+            ("extension", 11), ("fundingSource", 44), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("subpotentReason", 41),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_expirationDate", 31), ("reaction", 45),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("primarySource", 23), ("performer", 35), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("_primarySource", 24), ("_lotNumber", 29), ("", 0), ("", 0),
+            ("", 0), ("route", 33), ("", 0), ("modifierExtension", 12),
+            ("site", 32), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("_implicitRules", 6), ("language", 7), ("", 0),
+            ("encounter", 19), ("statusReason", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("manufacturer", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("vaccineCode", 17), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Immunization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Immunization {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13581,
-            slots: &[
-                ("", 0), ("", 0), ("doseQuantity", 34), ("", 0),
-                ("occurrenceDateTime", 20), ("_isSubpotent", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("occurrenceString", 20), ("id", 2),
-                ("expirationDate", 30), ("", 0), ("", 0), ("", 0),
-                ("lotNumber", 28), ("_status", 15), ("", 0), ("", 0),
-                ("", 0), ("programEligibility", 43), ("", 0), ("", 0),
-                ("status", 14), ("", 0), ("", 0), ("note", 36),
-                ("", 0), ("", 0), ("", 0), ("education", 42),
-                ("", 0), ("", 0), ("", 0), ("isSubpotent", 39),
-                ("reasonReference", 38), ("", 0), ("", 0), ("_recorded", 22),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("recorded", 21), ("patient", 18), ("", 0), ("resourceType", 1),
-                ("protocolApplied", 46), ("", 0), ("_id", 3), ("", 0),
-                ("reportOrigin", 25), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("location", 26),
-                ("", 0), ("", 0), ("reasonCode", 37), ("", 0),
-                ("extension", 11), ("fundingSource", 44), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("subpotentReason", 41),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_expirationDate", 31), ("reaction", 45),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("primarySource", 23), ("performer", 35), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("_primarySource", 24), ("_lotNumber", 29), ("", 0), ("", 0),
-                ("", 0), ("route", 33), ("", 0), ("modifierExtension", 12),
-                ("site", 32), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("_implicitRules", 6), ("language", 7), ("", 0),
-                ("encounter", 19), ("statusReason", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("manufacturer", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("vaccineCode", 17), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Immunization {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -210,53 +213,53 @@ impl Immunization {
         let mut f_protocol_applied = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Immunization"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::opt(p, &mut f_status, "status", &mut extra),
-                15 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                16 => rt::opt(p, &mut f_status_reason, "statusReason", &mut extra),
-                17 => rt::opt(p, &mut f_vaccine_code, "vaccineCode", &mut extra),
-                18 => rt::opt(p, &mut f_patient, "patient", &mut extra),
-                19 => rt::opt(p, &mut f_encounter, "encounter", &mut extra),
-                20 => rt::choice(p, &mut f_occurrence, key, &mut extra),
-                21 => rt::opt(p, &mut f_recorded, "recorded", &mut extra),
-                22 => rt::opt(p, &mut f_recorded_ext, "_recorded", &mut extra),
-                23 => rt::opt(p, &mut f_primary_source, "primarySource", &mut extra),
-                24 => rt::opt(p, &mut f_primary_source_ext, "_primarySource", &mut extra),
-                25 => rt::opt(p, &mut f_report_origin, "reportOrigin", &mut extra),
-                26 => rt::opt(p, &mut f_location, "location", &mut extra),
-                27 => rt::opt(p, &mut f_manufacturer, "manufacturer", &mut extra),
-                28 => rt::opt(p, &mut f_lot_number, "lotNumber", &mut extra),
-                29 => rt::opt(p, &mut f_lot_number_ext, "_lotNumber", &mut extra),
-                30 => rt::opt(p, &mut f_expiration_date, "expirationDate", &mut extra),
-                31 => rt::opt(p, &mut f_expiration_date_ext, "_expirationDate", &mut extra),
-                32 => rt::opt(p, &mut f_site, "site", &mut extra),
-                33 => rt::opt(p, &mut f_route, "route", &mut extra),
-                34 => rt::opt(p, &mut f_dose_quantity, "doseQuantity", &mut extra),
-                35 => rt::list(p, &mut f_performer, "performer", &mut extra),
-                36 => rt::list(p, &mut f_note, "note", &mut extra),
-                37 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                38 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                39 => rt::opt(p, &mut f_is_subpotent, "isSubpotent", &mut extra),
-                40 => rt::opt(p, &mut f_is_subpotent_ext, "_isSubpotent", &mut extra),
-                41 => rt::list(p, &mut f_subpotent_reason, "subpotentReason", &mut extra),
-                42 => rt::list(p, &mut f_education, "education", &mut extra),
-                43 => rt::list(p, &mut f_program_eligibility, "programEligibility", &mut extra),
-                44 => rt::opt(p, &mut f_funding_source, "fundingSource", &mut extra),
-                45 => rt::list(p, &mut f_reaction, "reaction", &mut extra),
-                46 => rt::list(p, &mut f_protocol_applied, "protocolApplied", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::opt(p, &mut f_status, "status"),
+                15 => rt::opt(p, &mut f_status_ext, "_status"),
+                16 => rt::opt(p, &mut f_status_reason, "statusReason"),
+                17 => rt::opt(p, &mut f_vaccine_code, "vaccineCode"),
+                18 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::opt(p, &mut f_encounter, "encounter"),
+                20 => rt::choice(p, &mut f_occurrence, key),
+                21 => rt::opt(p, &mut f_recorded, "recorded"),
+                22 => rt::opt(p, &mut f_recorded_ext, "_recorded"),
+                23 => rt::opt(p, &mut f_primary_source, "primarySource"),
+                24 => rt::opt(p, &mut f_primary_source_ext, "_primarySource"),
+                25 => rt::opt(p, &mut f_report_origin, "reportOrigin"),
+                26 => rt::opt(p, &mut f_location, "location"),
+                27 => rt::opt(p, &mut f_manufacturer, "manufacturer"),
+                28 => rt::opt(p, &mut f_lot_number, "lotNumber"),
+                29 => rt::opt(p, &mut f_lot_number_ext, "_lotNumber"),
+                30 => rt::opt(p, &mut f_expiration_date, "expirationDate"),
+                31 => rt::opt(p, &mut f_expiration_date_ext, "_expirationDate"),
+                32 => rt::opt(p, &mut f_site, "site"),
+                33 => rt::opt(p, &mut f_route, "route"),
+                34 => rt::opt(p, &mut f_dose_quantity, "doseQuantity"),
+                35 => rt::list(p, &mut f_performer, "performer"),
+                36 => rt::list(p, &mut f_note, "note"),
+                37 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                38 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                39 => rt::opt(p, &mut f_is_subpotent, "isSubpotent"),
+                40 => rt::opt(p, &mut f_is_subpotent_ext, "_isSubpotent"),
+                41 => rt::list(p, &mut f_subpotent_reason, "subpotentReason"),
+                42 => rt::list(p, &mut f_education, "education"),
+                43 => rt::list(p, &mut f_program_eligibility, "programEligibility"),
+                44 => rt::opt(p, &mut f_funding_source, "fundingSource"),
+                45 => rt::list(p, &mut f_reaction, "reaction"),
+                46 => rt::list(p, &mut f_protocol_applied, "protocolApplied"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -364,7 +367,9 @@ impl ToJson for Immunization {
         rt::w_opt(w, b"\"fundingSource\":", &self.funding_source);
         rt::w_list(w, b"\"reaction\":", &self.reaction);
         rt::w_list(w, b"\"protocolApplied\":", &self.protocol_applied);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -377,7 +382,7 @@ impl FhirResource for Immunization {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -392,6 +397,14 @@ impl FhirResource for Immunization {
             Resource::Immunization(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Immunization {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -430,23 +443,27 @@ pub struct ImmunizationProtocolApplied {
     pub extra: Extra,
 }
 
+impl ImmunizationProtocolApplied {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("targetDisease", 7), ("", 0),
+            ("", 0), ("doseNumberPositiveInt", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("doseNumberString", 8), ("", 0),
+            ("", 0), ("seriesDosesString", 9), ("authority", 6), ("", 0),
+            ("id", 1), ("seriesDosesPositiveInt", 9), ("series", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("_series", 5),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationProtocolApplied {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("targetDisease", 7), ("", 0),
-                ("", 0), ("doseNumberPositiveInt", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("doseNumberString", 8), ("", 0),
-                ("", 0), ("seriesDosesString", 9), ("authority", 6), ("", 0),
-                ("id", 1), ("seriesDosesPositiveInt", 9), ("series", 4), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("_series", 5),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -458,16 +475,16 @@ impl FromJson for ImmunizationProtocolApplied {
         let mut f_series_doses = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_series, "series", &mut extra),
-                5 => rt::opt(p, &mut f_series_ext, "_series", &mut extra),
-                6 => rt::opt(p, &mut f_authority, "authority", &mut extra),
-                7 => rt::list(p, &mut f_target_disease, "targetDisease", &mut extra),
-                8 => rt::choice(p, &mut f_dose_number, key, &mut extra),
-                9 => rt::choice(p, &mut f_series_doses, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_series, "series"),
+                5 => rt::opt(p, &mut f_series_ext, "_series"),
+                6 => rt::opt(p, &mut f_authority, "authority"),
+                7 => rt::list(p, &mut f_target_disease, "targetDisease"),
+                8 => rt::choice(p, &mut f_dose_number, key),
+                9 => rt::choice(p, &mut f_series_doses, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -498,7 +515,9 @@ impl ToJson for ImmunizationProtocolApplied {
         rt::w_list(w, b"\"targetDisease\":", &self.target_disease);
         rt::Choice::write_member(&self.dose_number, w);
         rt::w_choice(w, &self.series_doses);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -530,30 +549,34 @@ pub struct ImmunizationReaction {
     pub extra: Extra,
 }
 
+impl ImmunizationReaction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("reported", 7), ("", 0), ("", 0), ("date", 4),
+            ("_date", 5), ("id", 1), ("_reported", 8), ("", 0),
+            ("", 0), ("detail", 6), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationReaction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("reported", 7), ("", 0), ("", 0), ("date", 4),
-                ("_date", 5), ("id", 1), ("_reported", 8), ("", 0),
-                ("", 0), ("detail", 6), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                5 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                6 => rt::opt(p, &mut out.detail, "detail", &mut out.extra),
-                7 => rt::opt(p, &mut out.reported, "reported", &mut out.extra),
-                8 => rt::opt(p, &mut out.reported_ext, "_reported", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.date, "date"),
+                5 => rt::opt(p, &mut out.date_ext, "_date"),
+                6 => rt::opt(p, &mut out.detail, "detail"),
+                7 => rt::opt(p, &mut out.reported, "reported"),
+                8 => rt::opt(p, &mut out.reported_ext, "_reported"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -572,7 +595,9 @@ impl ToJson for ImmunizationReaction {
         rt::w_opt(w, b"\"detail\":", &self.detail);
         rt::w_opt(w, b"\"reported\":", &self.reported);
         rt::w_opt(w, b"\"_reported\":", &self.reported_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -610,37 +635,41 @@ pub struct ImmunizationEducation {
     pub extra: Extra,
 }
 
+impl ImmunizationEducation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("_presentationDate", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("publicationDate", 8), ("", 0),
+            ("_documentType", 5), ("", 0), ("", 0), ("", 0),
+            ("reference", 6), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_reference", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("presentationDate", 10), ("", 0), ("documentType", 4), ("extension", 2),
+            ("_publicationDate", 9), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationEducation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("_presentationDate", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("publicationDate", 8), ("", 0),
-                ("_documentType", 5), ("", 0), ("", 0), ("", 0),
-                ("reference", 6), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_reference", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("presentationDate", 10), ("", 0), ("documentType", 4), ("extension", 2),
-                ("_publicationDate", 9), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.document_type, "documentType", &mut out.extra),
-                5 => rt::opt(p, &mut out.document_type_ext, "_documentType", &mut out.extra),
-                6 => rt::opt(p, &mut out.reference, "reference", &mut out.extra),
-                7 => rt::opt(p, &mut out.reference_ext, "_reference", &mut out.extra),
-                8 => rt::opt(p, &mut out.publication_date, "publicationDate", &mut out.extra),
-                9 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate", &mut out.extra),
-                10 => rt::opt(p, &mut out.presentation_date, "presentationDate", &mut out.extra),
-                11 => rt::opt(p, &mut out.presentation_date_ext, "_presentationDate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.document_type, "documentType"),
+                5 => rt::opt(p, &mut out.document_type_ext, "_documentType"),
+                6 => rt::opt(p, &mut out.reference, "reference"),
+                7 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                8 => rt::opt(p, &mut out.publication_date, "publicationDate"),
+                9 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate"),
+                10 => rt::opt(p, &mut out.presentation_date, "presentationDate"),
+                11 => rt::opt(p, &mut out.presentation_date_ext, "_presentationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -662,7 +691,9 @@ impl ToJson for ImmunizationEducation {
         rt::w_opt(w, b"\"_publicationDate\":", &self.publication_date_ext);
         rt::w_opt(w, b"\"presentationDate\":", &self.presentation_date);
         rt::w_opt(w, b"\"_presentationDate\":", &self.presentation_date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -688,28 +719,32 @@ pub struct ImmunizationPerformer {
     pub extra: Extra,
 }
 
+impl ImmunizationPerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -726,7 +761,9 @@ impl ToJson for ImmunizationPerformer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

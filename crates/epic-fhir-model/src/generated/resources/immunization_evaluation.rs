@@ -19,7 +19,7 @@ pub struct ImmunizationEvaluation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -80,73 +80,76 @@ pub struct ImmunizationEvaluation {
     pub extra: Extra,
 }
 
+impl ImmunizationEvaluation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 363,
+        slots: &[
+            ("", 0), ("", 0), ("doseNumberString", 28), ("", 0),
+            ("meta", 4), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("series", 26), ("_date", 18), ("", 0),
+            ("authority", 19), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("seriesDosesString", 29),
+            ("", 0), ("", 0), ("_description", 25), ("patient", 16),
+            ("contained", 10), ("", 0), ("", 0), ("_series", 27),
+            ("", 0), ("", 0), ("targetDisease", 20), ("", 0),
+            ("identifier", 13), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("immunizationEvent", 21), ("", 0), ("doseStatus", 22), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("_status", 15),
+            ("doseNumberPositiveInt", 28), ("_language", 8), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("date", 17), ("", 0),
+            ("language", 7), ("doseStatusReason", 23), ("", 0), ("description", 24),
+            ("extension", 11), ("seriesDosesPositiveInt", 29), ("_id", 3), ("status", 14),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationEvaluation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ImmunizationEvaluation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 363,
-            slots: &[
-                ("", 0), ("", 0), ("doseNumberString", 28), ("", 0),
-                ("meta", 4), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("series", 26), ("_date", 18), ("", 0),
-                ("authority", 19), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("seriesDosesString", 29),
-                ("", 0), ("", 0), ("_description", 25), ("patient", 16),
-                ("contained", 10), ("", 0), ("", 0), ("_series", 27),
-                ("", 0), ("", 0), ("targetDisease", 20), ("", 0),
-                ("identifier", 13), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("immunizationEvent", 21), ("", 0), ("doseStatus", 22), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("_status", 15),
-                ("doseNumberPositiveInt", 28), ("_language", 8), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("date", 17), ("", 0),
-                ("language", 7), ("doseStatusReason", 23), ("", 0), ("description", 24),
-                ("extension", 11), ("seriesDosesPositiveInt", 29), ("_id", 3), ("status", 14),
-            ],
-        };
+impl rt::ReadMembers for ImmunizationEvaluation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         let mut f_target_disease = None;
         let mut f_immunization_event = None;
         let mut f_dose_status = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImmunizationEvaluation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                17 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                18 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                19 => rt::opt(p, &mut out.authority, "authority", &mut out.extra),
-                20 => rt::opt(p, &mut f_target_disease, "targetDisease", &mut out.extra),
-                21 => rt::opt(p, &mut f_immunization_event, "immunizationEvent", &mut out.extra),
-                22 => rt::opt(p, &mut f_dose_status, "doseStatus", &mut out.extra),
-                23 => rt::list(p, &mut out.dose_status_reason, "doseStatusReason", &mut out.extra),
-                24 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                25 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                26 => rt::opt(p, &mut out.series, "series", &mut out.extra),
-                27 => rt::opt(p, &mut out.series_ext, "_series", &mut out.extra),
-                28 => rt::choice(p, &mut out.dose_number, key, &mut out.extra),
-                29 => rt::choice(p, &mut out.series_doses, key, &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut f_patient, "patient"),
+                17 => rt::opt(p, &mut out.date, "date"),
+                18 => rt::opt(p, &mut out.date_ext, "_date"),
+                19 => rt::opt(p, &mut out.authority, "authority"),
+                20 => rt::opt(p, &mut f_target_disease, "targetDisease"),
+                21 => rt::opt(p, &mut f_immunization_event, "immunizationEvent"),
+                22 => rt::opt(p, &mut f_dose_status, "doseStatus"),
+                23 => rt::list(p, &mut out.dose_status_reason, "doseStatusReason"),
+                24 => rt::opt(p, &mut out.description, "description"),
+                25 => rt::opt(p, &mut out.description_ext, "_description"),
+                26 => rt::opt(p, &mut out.series, "series"),
+                27 => rt::opt(p, &mut out.series_ext, "_series"),
+                28 => rt::choice(p, &mut out.dose_number, key),
+                29 => rt::choice(p, &mut out.series_doses, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -194,7 +197,9 @@ impl ToJson for ImmunizationEvaluation {
         rt::w_opt(w, b"\"_series\":", &self.series_ext);
         rt::w_choice(w, &self.dose_number);
         rt::w_choice(w, &self.series_doses);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -207,7 +212,7 @@ impl FhirResource for ImmunizationEvaluation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -222,6 +227,14 @@ impl FhirResource for ImmunizationEvaluation {
             Resource::ImmunizationEvaluation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ImmunizationEvaluation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct ImmunizationRecommendation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -56,59 +56,62 @@ pub struct ImmunizationRecommendation {
     pub extra: Extra,
 }
 
+impl ImmunizationRecommendation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 8,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("recommendation", 18), ("", 0), ("_date", 16),
+            ("contained", 10), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("date", 15),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("resourceType", 1), ("patient", 14), ("", 0), ("", 0),
+            ("meta", 4), ("authority", 17), ("", 0), ("_id", 3),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationRecommendation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ImmunizationRecommendation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 8,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("recommendation", 18), ("", 0), ("_date", 16),
-                ("contained", 10), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("date", 15),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("resourceType", 1), ("patient", 14), ("", 0), ("", 0),
-                ("meta", 4), ("authority", 17), ("", 0), ("_id", 3),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ImmunizationRecommendation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImmunizationRecommendation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                15 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                16 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                17 => rt::opt(p, &mut out.authority, "authority", &mut out.extra),
-                18 => rt::list(p, &mut out.recommendation, "recommendation", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_patient, "patient"),
+                15 => rt::opt(p, &mut out.date, "date"),
+                16 => rt::opt(p, &mut out.date_ext, "_date"),
+                17 => rt::opt(p, &mut out.authority, "authority"),
+                18 => rt::list(p, &mut out.recommendation, "recommendation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -142,7 +145,9 @@ impl ToJson for ImmunizationRecommendation {
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"authority\":", &self.authority);
         rt::w_list(w, b"\"recommendation\":", &self.recommendation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -155,7 +160,7 @@ impl FhirResource for ImmunizationRecommendation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -170,6 +175,14 @@ impl FhirResource for ImmunizationRecommendation {
             Resource::ImmunizationRecommendation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ImmunizationRecommendation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -226,52 +239,56 @@ pub struct ImmunizationRecommendationRecommendation {
     pub extra: Extra,
 }
 
+impl ImmunizationRecommendationRecommendation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("targetDisease", 5), ("", 0),
+            ("", 0), ("doseNumberPositiveInt", 14), ("", 0), ("", 0),
+            ("", 0), ("forecastReason", 8), ("doseNumberString", 14), ("", 0),
+            ("", 0), ("seriesDosesString", 15), ("", 0), ("", 0),
+            ("", 0), ("seriesDosesPositiveInt", 15), ("series", 12), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contraindicatedVaccineCode", 6), ("", 0), ("_series", 13),
+            ("", 0), ("dateCriterion", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("forecastStatus", 7), ("description", 10), ("supportingPatientInformation", 17), ("", 0),
+            ("id", 1), ("", 0), ("vaccineCode", 4), ("", 0),
+            ("supportingImmunization", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationRecommendationRecommendation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("targetDisease", 5), ("", 0),
-                ("", 0), ("doseNumberPositiveInt", 14), ("", 0), ("", 0),
-                ("", 0), ("forecastReason", 8), ("doseNumberString", 14), ("", 0),
-                ("", 0), ("seriesDosesString", 15), ("", 0), ("", 0),
-                ("", 0), ("seriesDosesPositiveInt", 15), ("series", 12), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contraindicatedVaccineCode", 6), ("", 0), ("_series", 13),
-                ("", 0), ("dateCriterion", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("forecastStatus", 7), ("description", 10), ("supportingPatientInformation", 17), ("", 0),
-                ("id", 1), ("", 0), ("vaccineCode", 4), ("", 0),
-                ("supportingImmunization", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_forecast_status = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.vaccine_code, "vaccineCode", &mut out.extra),
-                5 => rt::opt(p, &mut out.target_disease, "targetDisease", &mut out.extra),
-                6 => rt::list(p, &mut out.contraindicated_vaccine_code, "contraindicatedVaccineCode", &mut out.extra),
-                7 => rt::opt(p, &mut f_forecast_status, "forecastStatus", &mut out.extra),
-                8 => rt::list(p, &mut out.forecast_reason, "forecastReason", &mut out.extra),
-                9 => rt::list(p, &mut out.date_criterion, "dateCriterion", &mut out.extra),
-                10 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                11 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                12 => rt::opt(p, &mut out.series, "series", &mut out.extra),
-                13 => rt::opt(p, &mut out.series_ext, "_series", &mut out.extra),
-                14 => rt::choice(p, &mut out.dose_number, key, &mut out.extra),
-                15 => rt::choice(p, &mut out.series_doses, key, &mut out.extra),
-                16 => rt::list(p, &mut out.supporting_immunization, "supportingImmunization", &mut out.extra),
-                17 => rt::list(p, &mut out.supporting_patient_information, "supportingPatientInformation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.vaccine_code, "vaccineCode"),
+                5 => rt::opt(p, &mut out.target_disease, "targetDisease"),
+                6 => rt::list(p, &mut out.contraindicated_vaccine_code, "contraindicatedVaccineCode"),
+                7 => rt::opt(p, &mut f_forecast_status, "forecastStatus"),
+                8 => rt::list(p, &mut out.forecast_reason, "forecastReason"),
+                9 => rt::list(p, &mut out.date_criterion, "dateCriterion"),
+                10 => rt::opt(p, &mut out.description, "description"),
+                11 => rt::opt(p, &mut out.description_ext, "_description"),
+                12 => rt::opt(p, &mut out.series, "series"),
+                13 => rt::opt(p, &mut out.series_ext, "_series"),
+                14 => rt::choice(p, &mut out.dose_number, key),
+                15 => rt::choice(p, &mut out.series_doses, key),
+                16 => rt::list(p, &mut out.supporting_immunization, "supportingImmunization"),
+                17 => rt::list(p, &mut out.supporting_patient_information, "supportingPatientInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -300,7 +317,9 @@ impl ToJson for ImmunizationRecommendationRecommendation {
         rt::w_choice(w, &self.series_doses);
         rt::w_list(w, b"\"supportingImmunization\":", &self.supporting_immunization);
         rt::w_list(w, b"\"supportingPatientInformation\":", &self.supporting_patient_information);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -328,29 +347,33 @@ pub struct ImmunizationRecommendationRecommendationDateCriterion {
     pub extra: Extra,
 }
 
+impl ImmunizationRecommendationRecommendationDateCriterion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("value", 5),
+            ("_value", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImmunizationRecommendationRecommendationDateCriterion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("value", 5),
-                ("_value", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                6 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut out.value, "value"),
+                6 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -368,7 +391,9 @@ impl ToJson for ImmunizationRecommendationRecommendationDateCriterion {
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ImplementationGuide {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -112,101 +112,104 @@ pub struct ImplementationGuide {
     pub extra: Extra,
 }
 
+impl ImplementationGuide {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1960,
+        slots: &[
+            ("_copyright", 35), ("", 0), ("publisher", 27), ("", 0),
+            ("", 0), ("_fhirVersion", 41), ("_publisher", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("definition", 44),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("date", 25), ("", 0), ("title", 19), ("", 0),
+            ("", 0), ("", 0), ("_experimental", 24), ("global", 43),
+            ("", 0), ("", 0), ("", 0), ("url", 13),
+            ("_language", 8), ("", 0), ("", 0), ("name", 17),
+            ("", 0), ("", 0), ("_name", 18), ("", 0),
+            ("", 0), ("id", 2), ("_url", 14), ("", 0),
+            ("", 0), ("version", 15), ("contact", 29), ("", 0),
+            ("", 0), ("_version", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 21),
+            ("", 0), ("", 0), ("", 0), ("_status", 22),
+            ("", 0), ("extension", 11), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("license", 38), ("", 0), ("_id", 3),
+            ("packageId", 36), ("", 0), ("", 0), ("_title", 20),
+            ("", 0), ("", 0), ("", 0), ("description", 30),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("dependsOn", 42), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("useContext", 32),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("manifest", 45), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("fhirVersion", 40),
+            ("", 0), ("", 0), ("copyright", 34), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("_description", 31),
+            ("_packageId", 37), ("", 0), ("jurisdiction", 33), ("_date", 26),
+            ("", 0), ("", 0), ("_license", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("experimental", 23),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuide {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ImplementationGuide {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1960,
-            slots: &[
-                ("_copyright", 35), ("", 0), ("publisher", 27), ("", 0),
-                ("", 0), ("_fhirVersion", 41), ("_publisher", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("definition", 44),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("date", 25), ("", 0), ("title", 19), ("", 0),
-                ("", 0), ("", 0), ("_experimental", 24), ("global", 43),
-                ("", 0), ("", 0), ("", 0), ("url", 13),
-                ("_language", 8), ("", 0), ("", 0), ("name", 17),
-                ("", 0), ("", 0), ("_name", 18), ("", 0),
-                ("", 0), ("id", 2), ("_url", 14), ("", 0),
-                ("", 0), ("version", 15), ("contact", 29), ("", 0),
-                ("", 0), ("_version", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 21),
-                ("", 0), ("", 0), ("", 0), ("_status", 22),
-                ("", 0), ("extension", 11), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("license", 38), ("", 0), ("_id", 3),
-                ("packageId", 36), ("", 0), ("", 0), ("_title", 20),
-                ("", 0), ("", 0), ("", 0), ("description", 30),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("dependsOn", 42), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("useContext", 32),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("manifest", 45), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("fhirVersion", 40),
-                ("", 0), ("", 0), ("copyright", 34), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("_description", 31),
-                ("_packageId", 37), ("", 0), ("jurisdiction", 33), ("_date", 26),
-                ("", 0), ("", 0), ("_license", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("experimental", 23),
-            ],
-        };
+impl rt::ReadMembers for ImplementationGuide {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImplementationGuide"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                20 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                26 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                29 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                30 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                31 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                32 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                34 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                35 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                36 => rt::opt(p, &mut out.package_id, "packageId", &mut out.extra),
-                37 => rt::opt(p, &mut out.package_id_ext, "_packageId", &mut out.extra),
-                38 => rt::opt(p, &mut out.license, "license", &mut out.extra),
-                39 => rt::opt(p, &mut out.license_ext, "_license", &mut out.extra),
-                40 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion", &mut out.extra),
-                41 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion", &mut out.extra),
-                42 => rt::list(p, &mut out.depends_on, "dependsOn", &mut out.extra),
-                43 => rt::list(p, &mut out.global, "global", &mut out.extra),
-                44 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                45 => rt::opt(p, &mut out.manifest, "manifest", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.title, "title"),
+                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.experimental, "experimental"),
+                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt(p, &mut out.date, "date"),
+                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt(p, &mut out.publisher, "publisher"),
+                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list(p, &mut out.contact, "contact"),
+                30 => rt::opt(p, &mut out.description, "description"),
+                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::list(p, &mut out.use_context, "useContext"),
+                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::opt(p, &mut out.copyright, "copyright"),
+                35 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                36 => rt::opt(p, &mut out.package_id, "packageId"),
+                37 => rt::opt(p, &mut out.package_id_ext, "_packageId"),
+                38 => rt::opt(p, &mut out.license, "license"),
+                39 => rt::opt(p, &mut out.license_ext, "_license"),
+                40 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion"),
+                41 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                42 => rt::list(p, &mut out.depends_on, "dependsOn"),
+                43 => rt::list(p, &mut out.global, "global"),
+                44 => rt::opt(p, &mut out.definition, "definition"),
+                45 => rt::opt(p, &mut out.manifest, "manifest"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -265,7 +268,9 @@ impl ToJson for ImplementationGuide {
         rt::w_list(w, b"\"global\":", &self.global);
         rt::w_opt(w, b"\"definition\":", &self.definition);
         rt::w_opt(w, b"\"manifest\":", &self.manifest);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -278,7 +283,7 @@ impl FhirResource for ImplementationGuide {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -293,6 +298,14 @@ impl FhirResource for ImplementationGuide {
             Resource::ImplementationGuide(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ImplementationGuide {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -335,37 +348,41 @@ pub struct ImplementationGuideManifest {
     pub extra: Extra,
 }
 
+impl ImplementationGuideManifest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("", 0), ("page", 7), ("resource", 6), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("_other", 11),
+            ("_image", 9), ("image", 8), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("_rendering", 5), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("rendering", 4), ("", 0), ("", 0),
+            ("", 0), ("other", 10), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideManifest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("", 0), ("page", 7), ("resource", 6), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("_other", 11),
-                ("_image", 9), ("image", 8), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("_rendering", 5), ("", 0), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("rendering", 4), ("", 0), ("", 0),
-                ("", 0), ("other", 10), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.rendering, "rendering", &mut out.extra),
-                5 => rt::opt(p, &mut out.rendering_ext, "_rendering", &mut out.extra),
-                6 => rt::list(p, &mut out.resource, "resource", &mut out.extra),
-                7 => rt::list(p, &mut out.page, "page", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.image, &mut out.image_ext, "image", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.image_ext, "_image", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.other, &mut out.other_ext, "other", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.other_ext, "_other", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.rendering, "rendering"),
+                5 => rt::opt(p, &mut out.rendering_ext, "_rendering"),
+                6 => rt::list(p, &mut out.resource, "resource"),
+                7 => rt::list(p, &mut out.page, "page"),
+                8 => rt::prim_list(p, &mut out.image, &mut out.image_ext, "image"),
+                9 => rt::list_ext(p, &mut out.image_ext, "_image"),
+                10 => rt::prim_list(p, &mut out.other, &mut out.other_ext, "other"),
+                11 => rt::list_ext(p, &mut out.other_ext, "_other"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -385,7 +402,9 @@ impl ToJson for ImplementationGuideManifest {
         rt::w_list(w, b"\"page\":", &self.page);
         rt::w_prim_list(w, b"\"image\":", b"\"_image\":", &self.image, &self.image_ext);
         rt::w_prim_list(w, b"\"other\":", b"\"_other\":", &self.other, &self.other_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -419,35 +438,39 @@ pub struct ImplementationGuideManifestPage {
     pub extra: Extra,
 }
 
+impl ImplementationGuideManifestPage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("title", 6), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("anchor", 8),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("name", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 7),
+            ("_name", 5), ("", 0), ("", 0), ("_anchor", 9),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideManifestPage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("title", 6), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("anchor", 8),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("name", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 7),
-                ("_name", 5), ("", 0), ("", 0), ("_anchor", 9),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                7 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.anchor, &mut out.anchor_ext, "anchor", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.anchor_ext, "_anchor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.title, "title"),
+                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                8 => rt::prim_list(p, &mut out.anchor, &mut out.anchor_ext, "anchor"),
+                9 => rt::list_ext(p, &mut out.anchor_ext, "_anchor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -466,7 +489,9 @@ impl ToJson for ImplementationGuideManifestPage {
         rt::w_opt(w, b"\"title\":", &self.title);
         rt::w_opt(w, b"\"_title\":", &self.title_ext);
         rt::w_prim_list(w, b"\"anchor\":", b"\"_anchor\":", &self.anchor, &self.anchor_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -496,30 +521,34 @@ pub struct ImplementationGuideManifestResource {
     pub extra: Extra,
 }
 
+impl ImplementationGuideManifestResource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 34,
+        slots: &[
+            ("_relativePath", 7), ("exampleCanonical", 5), ("reference", 4), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("extension", 2), ("", 0), ("relativePath", 6),
+            ("", 0), ("exampleBoolean", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideManifestResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 34,
-            slots: &[
-                ("_relativePath", 7), ("exampleCanonical", 5), ("reference", 4), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("extension", 2), ("", 0), ("relativePath", 6),
-                ("", 0), ("exampleBoolean", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_reference, "reference", &mut out.extra),
-                5 => rt::choice(p, &mut out.example, key, &mut out.extra),
-                6 => rt::opt(p, &mut out.relative_path, "relativePath", &mut out.extra),
-                7 => rt::opt(p, &mut out.relative_path_ext, "_relativePath", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_reference, "reference"),
+                5 => rt::choice(p, &mut out.example, key),
+                6 => rt::opt(p, &mut out.relative_path, "relativePath"),
+                7 => rt::opt(p, &mut out.relative_path_ext, "_relativePath"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -538,7 +567,9 @@ impl ToJson for ImplementationGuideManifestResource {
         rt::w_choice(w, &self.example);
         rt::w_opt(w, b"\"relativePath\":", &self.relative_path);
         rt::w_opt(w, b"\"_relativePath\":", &self.relative_path_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -561,7 +592,7 @@ pub struct ImplementationGuideDefinition {
     /// Resource in the implementation guide. `resource` (1..*).
     pub resource: Vec<ImplementationGuideDefinitionResource>,
     /// Page/Section in the Guide. `page` (0..1).
-    pub page: Option<ImplementationGuideDefinitionPage>,
+    pub page: Option<Box<ImplementationGuideDefinitionPage>>,
     /// Defines how IG is built by tools. `parameter` (0..*).
     pub parameter: Vec<ImplementationGuideDefinitionParameter>,
     /// A template for building resources. `template` (0..*).
@@ -570,30 +601,34 @@ pub struct ImplementationGuideDefinition {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("parameter", 7), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("grouping", 4), ("resource", 5),
+            ("", 0), ("page", 6), ("template", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("parameter", 7), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("grouping", 4), ("resource", 5),
-                ("", 0), ("page", 6), ("template", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.grouping, "grouping", &mut out.extra),
-                5 => rt::list(p, &mut out.resource, "resource", &mut out.extra),
-                6 => rt::opt(p, &mut out.page, "page", &mut out.extra),
-                7 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
-                8 => rt::list(p, &mut out.template, "template", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.grouping, "grouping"),
+                5 => rt::list(p, &mut out.resource, "resource"),
+                6 => rt::opt(p, &mut out.page, "page"),
+                7 => rt::list(p, &mut out.parameter, "parameter"),
+                8 => rt::list(p, &mut out.template, "template"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -612,7 +647,9 @@ impl ToJson for ImplementationGuideDefinition {
         rt::w_opt(w, b"\"page\":", &self.page);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
         rt::w_list(w, b"\"template\":", &self.template);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -646,35 +683,39 @@ pub struct ImplementationGuideDefinitionTemplate {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinitionTemplate {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_scope", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
+            ("scope", 8), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_source", 7), ("", 0), ("source", 6),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinitionTemplate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_scope", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
-                ("scope", 8), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_source", 7), ("", 0), ("source", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                7 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                8 => rt::opt(p, &mut out.scope, "scope", &mut out.extra),
-                9 => rt::opt(p, &mut out.scope_ext, "_scope", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.source, "source"),
+                7 => rt::opt(p, &mut out.source_ext, "_source"),
+                8 => rt::opt(p, &mut out.scope, "scope"),
+                9 => rt::opt(p, &mut out.scope_ext, "_scope"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -694,7 +735,9 @@ impl ToJson for ImplementationGuideDefinitionTemplate {
         rt::w_opt(w, b"\"_source\":", &self.source_ext);
         rt::w_opt(w, b"\"scope\":", &self.scope);
         rt::w_opt(w, b"\"_scope\":", &self.scope_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -724,29 +767,33 @@ pub struct ImplementationGuideDefinitionParameter {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinitionParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("value", 6),
+            ("_code", 5), ("", 0), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("_value", 7),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinitionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("value", 6),
-                ("_code", 5), ("", 0), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("_value", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.value, "value"),
+                7 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -764,7 +811,9 @@ impl ToJson for ImplementationGuideDefinitionParameter {
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -798,23 +847,27 @@ pub struct ImplementationGuideDefinitionPage {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinitionPage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("title", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("nameUrl", 4), ("page", 9), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("_generation", 8),
+            ("", 0), ("generation", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 6),
+            ("", 0), ("", 0), ("nameReference", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinitionPage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("title", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("nameUrl", 4), ("page", 9), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("_generation", 8),
-                ("", 0), ("generation", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 6),
-                ("", 0), ("", 0), ("nameReference", 4), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -826,16 +879,16 @@ impl FromJson for ImplementationGuideDefinitionPage {
         let mut f_page = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_name, key, &mut extra),
-                5 => rt::opt(p, &mut f_title, "title", &mut extra),
-                6 => rt::opt(p, &mut f_title_ext, "_title", &mut extra),
-                7 => rt::opt(p, &mut f_generation, "generation", &mut extra),
-                8 => rt::opt(p, &mut f_generation_ext, "_generation", &mut extra),
-                9 => rt::list(p, &mut f_page, "page", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_name, key),
+                5 => rt::opt(p, &mut f_title, "title"),
+                6 => rt::opt(p, &mut f_title_ext, "_title"),
+                7 => rt::opt(p, &mut f_generation, "generation"),
+                8 => rt::opt(p, &mut f_generation_ext, "_generation"),
+                9 => rt::list(p, &mut f_page, "page"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -866,7 +919,9 @@ impl ToJson for ImplementationGuideDefinitionPage {
         rt::w_opt(w, b"\"generation\":", &self.generation);
         rt::w_opt(w, b"\"_generation\":", &self.generation_ext);
         rt::w_list(w, b"\"page\":", &self.page);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -908,40 +963,44 @@ pub struct ImplementationGuideDefinitionResource {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinitionResource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 76,
+        slots: &[
+            ("", 0), ("", 0), ("fhirVersion", 5), ("exampleCanonical", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 10), ("description", 9),
+            ("exampleBoolean", 11), ("", 0), ("_name", 8), ("extension", 2),
+            ("", 0), ("reference", 4), ("", 0), ("name", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_groupingId", 13), ("groupingId", 12), ("modifierExtension", 3),
+            ("", 0), ("_fhirVersion", 6), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinitionResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 76,
-            slots: &[
-                ("", 0), ("", 0), ("fhirVersion", 5), ("exampleCanonical", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_description", 10), ("description", 9),
-                ("exampleBoolean", 11), ("", 0), ("_name", 8), ("extension", 2),
-                ("", 0), ("reference", 4), ("", 0), ("name", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_groupingId", 13), ("groupingId", 12), ("modifierExtension", 3),
-                ("", 0), ("_fhirVersion", 6), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_reference, "reference", &mut out.extra),
-                5 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion", &mut out.extra),
-                6 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion", &mut out.extra),
-                7 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                8 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                9 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                10 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                11 => rt::choice(p, &mut out.example, key, &mut out.extra),
-                12 => rt::opt(p, &mut out.grouping_id, "groupingId", &mut out.extra),
-                13 => rt::opt(p, &mut out.grouping_id_ext, "_groupingId", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_reference, "reference"),
+                5 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion"),
+                6 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                7 => rt::opt(p, &mut out.name, "name"),
+                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt(p, &mut out.description, "description"),
+                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::choice(p, &mut out.example, key),
+                12 => rt::opt(p, &mut out.grouping_id, "groupingId"),
+                13 => rt::opt(p, &mut out.grouping_id_ext, "_groupingId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -965,7 +1024,9 @@ impl ToJson for ImplementationGuideDefinitionResource {
         rt::w_choice(w, &self.example);
         rt::w_opt(w, b"\"groupingId\":", &self.grouping_id);
         rt::w_opt(w, b"\"_groupingId\":", &self.grouping_id_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -995,29 +1056,33 @@ pub struct ImplementationGuideDefinitionGrouping {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDefinitionGrouping {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("name", 4), ("", 0), ("description", 6),
+            ("_description", 7), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDefinitionGrouping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("name", 4), ("", 0), ("description", 6),
-                ("_description", 7), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1035,7 +1100,9 @@ impl ToJson for ImplementationGuideDefinitionGrouping {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1065,29 +1132,33 @@ pub struct ImplementationGuideGlobal {
     pub extra: Extra,
 }
 
+impl ImplementationGuideGlobal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("profile", 6), ("", 0),
+            ("", 0), ("", 0), ("_profile", 7), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 5), ("type", 4),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideGlobal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("profile", 6), ("", 0),
-                ("", 0), ("", 0), ("_profile", 7), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 5), ("type", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.profile, "profile"),
+                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1105,7 +1176,9 @@ impl ToJson for ImplementationGuideGlobal {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"profile\":", &self.profile);
         rt::w_opt(w, b"\"_profile\":", &self.profile_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1139,35 +1212,39 @@ pub struct ImplementationGuideDependsOn {
     pub extra: Extra,
 }
 
+impl ImplementationGuideDependsOn {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("version", 8), ("extension", 2),
+            ("", 0), ("", 0), ("uri", 4), ("_version", 9),
+            ("", 0), ("packageId", 6), ("", 0), ("_uri", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_packageId", 7),
+        ],
+    };
+}
+
 impl FromJson for ImplementationGuideDependsOn {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("version", 8), ("extension", 2),
-                ("", 0), ("", 0), ("uri", 4), ("_version", 9),
-                ("", 0), ("packageId", 6), ("", 0), ("_uri", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_packageId", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                5 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
-                6 => rt::opt(p, &mut out.package_id, "packageId", &mut out.extra),
-                7 => rt::opt(p, &mut out.package_id_ext, "_packageId", &mut out.extra),
-                8 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                9 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.uri, "uri"),
+                5 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                6 => rt::opt(p, &mut out.package_id, "packageId"),
+                7 => rt::opt(p, &mut out.package_id_ext, "_packageId"),
+                8 => rt::opt(p, &mut out.version, "version"),
+                9 => rt::opt(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1187,7 +1264,9 @@ impl ToJson for ImplementationGuideDependsOn {
         rt::w_opt(w, b"\"_packageId\":", &self.package_id_ext);
         rt::w_opt(w, b"\"version\":", &self.version);
         rt::w_opt(w, b"\"_version\":", &self.version_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

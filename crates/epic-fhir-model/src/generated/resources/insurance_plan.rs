@@ -19,7 +19,7 @@ pub struct InsurancePlan {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -80,69 +80,72 @@ pub struct InsurancePlan {
     pub extra: Extra,
 }
 
+impl InsurancePlan {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 402,
+        slots: &[
+            ("language", 7), ("administeredBy", 23), ("identifier", 13), ("", 0),
+            ("_language", 8), ("", 0), ("id", 2), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("resourceType", 1), ("_name", 18), ("", 0),
+            ("contact", 25), ("", 0), ("alias", 19), ("", 0),
+            ("", 0), ("network", 27), ("contained", 10), ("", 0),
+            ("coverageArea", 24), ("", 0), ("", 0), ("name", 17),
+            ("", 0), ("type", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("_alias", 20), ("plan", 29),
+            ("implicitRules", 5), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("period", 21), ("", 0),
+            ("", 0), ("endpoint", 26), ("coverage", 28), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("ownedBy", 22),
+            ("_implicitRules", 6), ("", 0), ("status", 14), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl InsurancePlan {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 402,
-            slots: &[
-                ("language", 7), ("administeredBy", 23), ("identifier", 13), ("", 0),
-                ("_language", 8), ("", 0), ("id", 2), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("_id", 3),
-                ("", 0), ("resourceType", 1), ("_name", 18), ("", 0),
-                ("contact", 25), ("", 0), ("alias", 19), ("", 0),
-                ("", 0), ("network", 27), ("contained", 10), ("", 0),
-                ("coverageArea", 24), ("", 0), ("", 0), ("name", 17),
-                ("", 0), ("type", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("_alias", 20), ("plan", 29),
-                ("implicitRules", 5), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("period", 21), ("", 0),
-                ("", 0), ("endpoint", 26), ("coverage", 28), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("ownedBy", 22),
-                ("_implicitRules", 6), ("", 0), ("status", 14), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for InsurancePlan {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "InsurancePlan"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias", &mut out.extra),
-                20 => rt::list_ext(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                21 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                22 => rt::opt(p, &mut out.owned_by, "ownedBy", &mut out.extra),
-                23 => rt::opt(p, &mut out.administered_by, "administeredBy", &mut out.extra),
-                24 => rt::list(p, &mut out.coverage_area, "coverageArea", &mut out.extra),
-                25 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                26 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                27 => rt::list(p, &mut out.network, "network", &mut out.extra),
-                28 => rt::list(p, &mut out.coverage, "coverage", &mut out.extra),
-                29 => rt::list(p, &mut out.plan, "plan", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
+                20 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
+                21 => rt::opt(p, &mut out.period, "period"),
+                22 => rt::opt(p, &mut out.owned_by, "ownedBy"),
+                23 => rt::opt(p, &mut out.administered_by, "administeredBy"),
+                24 => rt::list(p, &mut out.coverage_area, "coverageArea"),
+                25 => rt::list(p, &mut out.contact, "contact"),
+                26 => rt::list(p, &mut out.endpoint, "endpoint"),
+                27 => rt::list(p, &mut out.network, "network"),
+                28 => rt::list(p, &mut out.coverage, "coverage"),
+                29 => rt::list(p, &mut out.plan, "plan"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -185,7 +188,9 @@ impl ToJson for InsurancePlan {
         rt::w_list(w, b"\"network\":", &self.network);
         rt::w_list(w, b"\"coverage\":", &self.coverage);
         rt::w_list(w, b"\"plan\":", &self.plan);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -198,7 +203,7 @@ impl FhirResource for InsurancePlan {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -213,6 +218,14 @@ impl FhirResource for InsurancePlan {
             Resource::InsurancePlan(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl InsurancePlan {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -251,35 +264,39 @@ pub struct InsurancePlanPlan {
     pub extra: Extra,
 }
 
+impl InsurancePlanPlan {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("generalCost", 8), ("", 0), ("identifier", 4),
+            ("specificCost", 9), ("", 0), ("", 0), ("type", 5),
+            ("id", 1), ("network", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("coverageArea", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanPlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("generalCost", 8), ("", 0), ("identifier", 4),
-                ("specificCost", 9), ("", 0), ("", 0), ("type", 5),
-                ("id", 1), ("network", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("coverageArea", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::list(p, &mut out.coverage_area, "coverageArea", &mut out.extra),
-                7 => rt::list(p, &mut out.network, "network", &mut out.extra),
-                8 => rt::list(p, &mut out.general_cost, "generalCost", &mut out.extra),
-                9 => rt::list(p, &mut out.specific_cost, "specificCost", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::list(p, &mut out.coverage_area, "coverageArea"),
+                7 => rt::list(p, &mut out.network, "network"),
+                8 => rt::list(p, &mut out.general_cost, "generalCost"),
+                9 => rt::list(p, &mut out.specific_cost, "specificCost"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -299,7 +316,9 @@ impl ToJson for InsurancePlanPlan {
         rt::w_list(w, b"\"network\":", &self.network);
         rt::w_list(w, b"\"generalCost\":", &self.general_cost);
         rt::w_list(w, b"\"specificCost\":", &self.specific_cost);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -325,28 +344,32 @@ pub struct InsurancePlanPlanSpecificCost {
     pub extra: Extra,
 }
 
+impl InsurancePlanPlanSpecificCost {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("benefit", 5), ("", 0), ("category", 4),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanPlanSpecificCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("benefit", 5), ("", 0), ("category", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_category, "category", &mut out.extra),
-                5 => rt::list(p, &mut out.benefit, "benefit", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_category, "category"),
+                5 => rt::list(p, &mut out.benefit, "benefit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -363,7 +386,9 @@ impl ToJson for InsurancePlanPlanSpecificCost {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"category\":", &self.category);
         rt::w_list(w, b"\"benefit\":", &self.benefit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -389,28 +414,32 @@ pub struct InsurancePlanPlanSpecificCostBenefit {
     pub extra: Extra,
 }
 
+impl InsurancePlanPlanSpecificCostBenefit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("cost", 5), ("type", 4), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanPlanSpecificCostBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("cost", 5), ("type", 4), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.cost, "cost", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.cost, "cost"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -427,7 +456,9 @@ impl ToJson for InsurancePlanPlanSpecificCostBenefit {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"cost\":", &self.cost);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -457,30 +488,34 @@ pub struct InsurancePlanPlanSpecificCostBenefitCost {
     pub extra: Extra,
 }
 
+impl InsurancePlanPlanSpecificCostBenefitCost {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("value", 7),
+            ("qualifiers", 6), ("", 0), ("", 0), ("", 0),
+            ("applicability", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanPlanSpecificCostBenefitCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("value", 7),
-                ("qualifiers", 6), ("", 0), ("", 0), ("", 0),
-                ("applicability", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.applicability, "applicability", &mut out.extra),
-                6 => rt::list(p, &mut out.qualifiers, "qualifiers", &mut out.extra),
-                7 => rt::opt(p, &mut out.value, "value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.applicability, "applicability"),
+                6 => rt::list(p, &mut out.qualifiers, "qualifiers"),
+                7 => rt::opt(p, &mut out.value, "value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -499,7 +534,9 @@ impl ToJson for InsurancePlanPlanSpecificCostBenefitCost {
         rt::w_opt(w, b"\"applicability\":", &self.applicability);
         rt::w_list(w, b"\"qualifiers\":", &self.qualifiers);
         rt::w_opt(w, b"\"value\":", &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -533,35 +570,39 @@ pub struct InsurancePlanPlanGeneralCost {
     pub extra: Extra,
 }
 
+impl InsurancePlanPlanGeneralCost {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("cost", 7), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_comment", 9), ("", 0), ("comment", 8),
+            ("", 0), ("", 0), ("groupSize", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_groupSize", 6),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanPlanGeneralCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("cost", 7), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_comment", 9), ("", 0), ("comment", 8),
-                ("", 0), ("", 0), ("groupSize", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_groupSize", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.group_size, "groupSize", &mut out.extra),
-                6 => rt::opt(p, &mut out.group_size_ext, "_groupSize", &mut out.extra),
-                7 => rt::opt(p, &mut out.cost, "cost", &mut out.extra),
-                8 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                9 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.group_size, "groupSize"),
+                6 => rt::opt(p, &mut out.group_size_ext, "_groupSize"),
+                7 => rt::opt(p, &mut out.cost, "cost"),
+                8 => rt::opt(p, &mut out.comment, "comment"),
+                9 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -581,7 +622,9 @@ impl ToJson for InsurancePlanPlanGeneralCost {
         rt::w_opt(w, b"\"cost\":", &self.cost);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -609,29 +652,33 @@ pub struct InsurancePlanCoverage {
     pub extra: Extra,
 }
 
+impl InsurancePlanCoverage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("network", 5), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("benefit", 6), ("", 0), ("type", 4),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanCoverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("network", 5), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("benefit", 6), ("", 0), ("type", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.network, "network", &mut out.extra),
-                6 => rt::list(p, &mut out.benefit, "benefit", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.network, "network"),
+                6 => rt::list(p, &mut out.benefit, "benefit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -649,7 +696,9 @@ impl ToJson for InsurancePlanCoverage {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"network\":", &self.network);
         rt::w_list(w, b"\"benefit\":", &self.benefit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -679,30 +728,34 @@ pub struct InsurancePlanCoverageBenefit {
     pub extra: Extra,
 }
 
+impl InsurancePlanCoverageBenefit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("limit", 7), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_requirement", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("requirement", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanCoverageBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("limit", 7), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_requirement", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("requirement", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.requirement, "requirement", &mut out.extra),
-                6 => rt::opt(p, &mut out.requirement_ext, "_requirement", &mut out.extra),
-                7 => rt::list(p, &mut out.limit, "limit", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.requirement, "requirement"),
+                6 => rt::opt(p, &mut out.requirement_ext, "_requirement"),
+                7 => rt::list(p, &mut out.limit, "limit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -721,7 +774,9 @@ impl ToJson for InsurancePlanCoverageBenefit {
         rt::w_opt(w, b"\"requirement\":", &self.requirement);
         rt::w_opt(w, b"\"_requirement\":", &self.requirement_ext);
         rt::w_list(w, b"\"limit\":", &self.limit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -747,27 +802,31 @@ pub struct InsurancePlanCoverageBenefitLimit {
     pub extra: Extra,
 }
 
+impl InsurancePlanCoverageBenefitLimit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 5), ("value", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InsurancePlanCoverageBenefitLimit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 5), ("value", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                5 => rt::opt(p, &mut out.code, "code", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.value, "value"),
+                5 => rt::opt(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -783,7 +842,9 @@ impl ToJson for InsurancePlanCoverageBenefitLimit {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"code\":", &self.code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -804,38 +865,42 @@ pub struct InsurancePlanContact {
     /// The type of contact. `purpose` (0..1).
     pub purpose: Option<CodeableConcept>,
     /// A name associated with the contact. `name` (0..1).
-    pub name: Option<HumanName>,
+    pub name: Option<Box<HumanName>>,
     /// Contact details (telephone, email, etc.) for a contact. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Visiting or postal addresses for the contact. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl InsurancePlanContact {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("name", 5), ("", 0), ("", 0),
+            ("", 0), ("address", 7), ("", 0), ("purpose", 4),
+            ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for InsurancePlanContact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("name", 5), ("", 0), ("", 0),
-                ("", 0), ("address", 7), ("", 0), ("purpose", 4),
-                ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                7 => rt::opt(p, &mut out.address, "address", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.purpose, "purpose"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::list(p, &mut out.telecom, "telecom"),
+                7 => rt::opt(p, &mut out.address, "address"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -853,7 +918,9 @@ impl ToJson for InsurancePlanContact {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_list(w, b"\"telecom\":", &self.telecom);
         rt::w_opt(w, b"\"address\":", &self.address);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Invoice {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -86,72 +86,75 @@ pub struct Invoice {
     pub extra: Extra,
 }
 
+impl Invoice {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 951,
+        slots: &[
+            ("", 0), ("implicitRules", 5), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("totalGross", 29), ("", 0), ("", 0),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("totalNet", 28), ("status", 14), ("account", 25), ("totalPriceComponent", 27),
+            ("_date", 22), ("", 0), ("", 0), ("", 0),
+            ("cancelledReason", 16), ("participant", 23), ("", 0), ("date", 21),
+            ("_cancelledReason", 17), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("subject", 19), ("", 0),
+            ("identifier", 13), ("lineItem", 26), ("", 0), ("id", 2),
+            ("", 0), ("language", 7), ("", 0), ("_paymentTerms", 31),
+            ("", 0), ("", 0), ("text", 9), ("_implicitRules", 6),
+            ("contained", 10), ("", 0), ("type", 18), ("_language", 8),
+            ("recipient", 20), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("note", 32), ("paymentTerms", 30),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("issuer", 24),
+        ],
+    };
+}
+
 impl FromJson for Invoice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Invoice {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 951,
-            slots: &[
-                ("", 0), ("implicitRules", 5), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("totalGross", 29), ("", 0), ("", 0),
-                ("_status", 15), ("", 0), ("", 0), ("", 0),
-                ("totalNet", 28), ("status", 14), ("account", 25), ("totalPriceComponent", 27),
-                ("_date", 22), ("", 0), ("", 0), ("", 0),
-                ("cancelledReason", 16), ("participant", 23), ("", 0), ("date", 21),
-                ("_cancelledReason", 17), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("subject", 19), ("", 0),
-                ("identifier", 13), ("lineItem", 26), ("", 0), ("id", 2),
-                ("", 0), ("language", 7), ("", 0), ("_paymentTerms", 31),
-                ("", 0), ("", 0), ("text", 9), ("_implicitRules", 6),
-                ("contained", 10), ("", 0), ("type", 18), ("_language", 8),
-                ("recipient", 20), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("note", 32), ("paymentTerms", 30),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("issuer", 24),
-            ],
-        };
+impl rt::ReadMembers for Invoice {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Invoice"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.cancelled_reason, "cancelledReason", &mut out.extra),
-                17 => rt::opt(p, &mut out.cancelled_reason_ext, "_cancelledReason", &mut out.extra),
-                18 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                19 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                20 => rt::opt(p, &mut out.recipient, "recipient", &mut out.extra),
-                21 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                22 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                23 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                24 => rt::opt(p, &mut out.issuer, "issuer", &mut out.extra),
-                25 => rt::opt(p, &mut out.account, "account", &mut out.extra),
-                26 => rt::list(p, &mut out.line_item, "lineItem", &mut out.extra),
-                27 => rt::list(p, &mut out.total_price_component, "totalPriceComponent", &mut out.extra),
-                28 => rt::opt(p, &mut out.total_net, "totalNet", &mut out.extra),
-                29 => rt::opt(p, &mut out.total_gross, "totalGross", &mut out.extra),
-                30 => rt::opt(p, &mut out.payment_terms, "paymentTerms", &mut out.extra),
-                31 => rt::opt(p, &mut out.payment_terms_ext, "_paymentTerms", &mut out.extra),
-                32 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.cancelled_reason, "cancelledReason"),
+                17 => rt::opt(p, &mut out.cancelled_reason_ext, "_cancelledReason"),
+                18 => rt::opt(p, &mut out.r#type, "type"),
+                19 => rt::opt(p, &mut out.subject, "subject"),
+                20 => rt::opt(p, &mut out.recipient, "recipient"),
+                21 => rt::opt(p, &mut out.date, "date"),
+                22 => rt::opt(p, &mut out.date_ext, "_date"),
+                23 => rt::list(p, &mut out.participant, "participant"),
+                24 => rt::opt(p, &mut out.issuer, "issuer"),
+                25 => rt::opt(p, &mut out.account, "account"),
+                26 => rt::list(p, &mut out.line_item, "lineItem"),
+                27 => rt::list(p, &mut out.total_price_component, "totalPriceComponent"),
+                28 => rt::opt(p, &mut out.total_net, "totalNet"),
+                29 => rt::opt(p, &mut out.total_gross, "totalGross"),
+                30 => rt::opt(p, &mut out.payment_terms, "paymentTerms"),
+                31 => rt::opt(p, &mut out.payment_terms_ext, "_paymentTerms"),
+                32 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -198,7 +201,9 @@ impl ToJson for Invoice {
         rt::w_opt(w, b"\"paymentTerms\":", &self.payment_terms);
         rt::w_opt(w, b"\"_paymentTerms\":", &self.payment_terms_ext);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -211,7 +216,7 @@ impl FhirResource for Invoice {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -226,6 +231,14 @@ impl FhirResource for Invoice {
             Resource::Invoice(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Invoice {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -260,19 +273,23 @@ pub struct InvoiceLineItem {
     pub extra: Extra,
 }
 
+impl InvoiceLineItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
+            ("chargeItemReference", 6), ("", 0), ("priceComponent", 7), ("", 0),
+            ("chargeItemCodeableConcept", 6), ("", 0), ("", 0), ("sequence", 4),
+        ],
+    };
+}
+
 impl FromJson for InvoiceLineItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-                ("chargeItemReference", 6), ("", 0), ("priceComponent", 7), ("", 0),
-                ("chargeItemCodeableConcept", 6), ("", 0), ("", 0), ("sequence", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -282,14 +299,14 @@ impl FromJson for InvoiceLineItem {
         let mut f_price_component = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_sequence, "sequence", &mut extra),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence", &mut extra),
-                6 => rt::choice(p, &mut f_charge_item, key, &mut extra),
-                7 => rt::list(p, &mut f_price_component, "priceComponent", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_sequence, "sequence"),
+                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::choice(p, &mut f_charge_item, key),
+                7 => rt::list(p, &mut f_price_component, "priceComponent"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -316,7 +333,9 @@ impl ToJson for InvoiceLineItem {
         rt::w_opt(w, b"\"_sequence\":", &self.sequence_ext);
         rt::Choice::write_member(&self.charge_item, w);
         rt::w_list(w, b"\"priceComponent\":", &self.price_component);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -350,35 +369,39 @@ pub struct InvoiceLineItemPriceComponent {
     pub extra: Extra,
 }
 
+impl InvoiceLineItemPriceComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 6), ("", 0), ("", 0),
+            ("_factor", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("type", 4), ("amount", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("factor", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("_type", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for InvoiceLineItemPriceComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 6), ("", 0), ("", 0),
-                ("_factor", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("type", 4), ("amount", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("factor", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("_type", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.factor, "factor", &mut out.extra),
-                8 => rt::opt(p, &mut out.factor_ext, "_factor", &mut out.extra),
-                9 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.factor, "factor"),
+                8 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                9 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -398,7 +421,9 @@ impl ToJson for InvoiceLineItemPriceComponent {
         rt::w_opt(w, b"\"factor\":", &self.factor);
         rt::w_opt(w, b"\"_factor\":", &self.factor_ext);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -424,28 +449,32 @@ pub struct InvoiceParticipant {
     pub extra: Extra,
 }
 
+impl InvoiceParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("role", 4),
+        ],
+    };
+}
+
 impl FromJson for InvoiceParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("role", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.role, "role"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -462,7 +491,9 @@ impl ToJson for InvoiceParticipant {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"role\":", &self.role);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Library {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -138,147 +138,150 @@ pub struct Library {
     pub extra: Extra,
 }
 
+impl Library {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectivePeriod", 49), ("text", 9), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_purpose", 40), ("", 0),
+            ("_name", 19), ("title", 20), ("approvalDate", 45), ("", 0),
+            ("", 0), ("", 0), ("contact", 34), ("", 0),
+            ("_approvalDate", 46), ("", 0), ("useContext", 37), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("endorser", 54), ("", 0),
+            ("", 0), ("name", 18), ("dataRequirement", 57), ("", 0),
+            ("jurisdiction", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("experimental", 26), ("", 0), ("relatedArtifact", 55), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subjectCodeableConcept", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("copyright", 43), ("", 0), ("", 0),
+            ("_description", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("version", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subtitle", 22), ("author", 51), ("", 0), ("", 0),
+            ("_status", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_version", 17), ("", 0), ("lastReviewDate", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_lastReviewDate", 48),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("modifierExtension", 12),
+            ("", 0), ("publisher", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("_date", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reviewer", 53),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("identifier", 15),
+            ("", 0), ("description", 35), ("", 0), ("subjectReference", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_usage", 42),
+            ("", 0), ("", 0), ("", 0), ("date", 30),
+            ("", 0), ("", 0), ("_experimental", 27), ("", 0),
+            ("", 0), ("", 0), ("status", 24), ("", 0),
+            ("", 0), ("_subtitle", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("usage", 41), ("", 0), ("", 0), ("purpose", 39),
+            ("_publisher", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("parameter", 56), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 28),
+            ("id", 2), ("", 0), ("content", 58), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_copyright", 44), ("editor", 52), ("extension", 11),
+            ("", 0), ("topic", 50), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Library {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Library {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectivePeriod", 49), ("text", 9), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_purpose", 40), ("", 0),
-                ("_name", 19), ("title", 20), ("approvalDate", 45), ("", 0),
-                ("", 0), ("", 0), ("contact", 34), ("", 0),
-                ("_approvalDate", 46), ("", 0), ("useContext", 37), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("endorser", 54), ("", 0),
-                ("", 0), ("name", 18), ("dataRequirement", 57), ("", 0),
-                ("jurisdiction", 38), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("experimental", 26), ("", 0), ("relatedArtifact", 55), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("url", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subjectCodeableConcept", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("copyright", 43), ("", 0), ("", 0),
-                ("_description", 36), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("version", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subtitle", 22), ("author", 51), ("", 0), ("", 0),
-                ("_status", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_version", 17), ("", 0), ("lastReviewDate", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_lastReviewDate", 48),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("modifierExtension", 12),
-                ("", 0), ("publisher", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("_date", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reviewer", 53),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("identifier", 15),
-                ("", 0), ("description", 35), ("", 0), ("subjectReference", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_usage", 42),
-                ("", 0), ("", 0), ("", 0), ("date", 30),
-                ("", 0), ("", 0), ("_experimental", 27), ("", 0),
-                ("", 0), ("", 0), ("status", 24), ("", 0),
-                ("", 0), ("_subtitle", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("usage", 41), ("", 0), ("", 0), ("purpose", 39),
-                ("_publisher", 33), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("parameter", 56), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 28),
-                ("id", 2), ("", 0), ("content", 58), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_copyright", 44), ("editor", 52), ("extension", 11),
-                ("", 0), ("topic", 50), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Library {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Library"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                28 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                29 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                30 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                31 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                34 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                35 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                36 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                37 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                41 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                42 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                43 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                44 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                45 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                48 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                49 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                50 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                51 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                52 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                53 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                54 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                55 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                56 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
-                57 => rt::list(p, &mut out.data_requirement, "dataRequirement", &mut out.extra),
-                58 => rt::list(p, &mut out.content, "content", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt(p, &mut out.status, "status"),
+                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt(p, &mut out.experimental, "experimental"),
+                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::opt(p, &mut f_type, "type"),
+                29 => rt::choice(p, &mut out.subject, key),
+                30 => rt::opt(p, &mut out.date, "date"),
+                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                32 => rt::opt(p, &mut out.publisher, "publisher"),
+                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list(p, &mut out.contact, "contact"),
+                35 => rt::opt(p, &mut out.description, "description"),
+                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                37 => rt::list(p, &mut out.use_context, "useContext"),
+                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                39 => rt::opt(p, &mut out.purpose, "purpose"),
+                40 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                41 => rt::opt(p, &mut out.usage, "usage"),
+                42 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                43 => rt::opt(p, &mut out.copyright, "copyright"),
+                44 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                45 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                46 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                47 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                48 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                49 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                50 => rt::list(p, &mut out.topic, "topic"),
+                51 => rt::list(p, &mut out.author, "author"),
+                52 => rt::list(p, &mut out.editor, "editor"),
+                53 => rt::list(p, &mut out.reviewer, "reviewer"),
+                54 => rt::list(p, &mut out.endorser, "endorser"),
+                55 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                56 => rt::list(p, &mut out.parameter, "parameter"),
+                57 => rt::list(p, &mut out.data_requirement, "dataRequirement"),
+                58 => rt::list(p, &mut out.content, "content"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -352,7 +355,9 @@ impl ToJson for Library {
         rt::w_list(w, b"\"parameter\":", &self.parameter);
         rt::w_list(w, b"\"dataRequirement\":", &self.data_requirement);
         rt::w_list(w, b"\"content\":", &self.content);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -365,7 +370,7 @@ impl FhirResource for Library {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -380,6 +385,14 @@ impl FhirResource for Library {
             Resource::Library(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Library {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Linkage {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -52,48 +52,51 @@ pub struct Linkage {
     pub extra: Extra,
 }
 
+impl Linkage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 11), ("modifierExtension", 12),
+            ("author", 15), ("", 0), ("item", 16), ("", 0),
+            ("language", 7), ("", 0), ("active", 13), ("id", 2),
+            ("_id", 3), ("", 0), ("_active", 14), ("meta", 4),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_language", 8),
+            ("", 0), ("implicitRules", 5), ("resourceType", 1), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Linkage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Linkage {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 11), ("modifierExtension", 12),
-                ("author", 15), ("", 0), ("item", 16), ("", 0),
-                ("language", 7), ("", 0), ("active", 13), ("id", 2),
-                ("_id", 3), ("", 0), ("_active", 14), ("meta", 4),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("_language", 8),
-                ("", 0), ("implicitRules", 5), ("resourceType", 1), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Linkage {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Linkage"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                14 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                15 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                16 => rt::list(p, &mut out.item, "item", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.active, "active"),
+                14 => rt::opt(p, &mut out.active_ext, "_active"),
+                15 => rt::opt(p, &mut out.author, "author"),
+                16 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -124,7 +127,9 @@ impl ToJson for Linkage {
         rt::w_opt(w, b"\"_active\":", &self.active_ext);
         rt::w_opt(w, b"\"author\":", &self.author);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -137,7 +142,7 @@ impl FhirResource for Linkage {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -152,6 +157,14 @@ impl FhirResource for Linkage {
             Resource::Linkage(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Linkage {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -184,29 +197,33 @@ pub struct LinkageItem {
     pub extra: Extra,
 }
 
+impl LinkageItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_type", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resource", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for LinkageItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_type", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resource", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_resource = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut f_resource, "resource", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut f_resource, "resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -224,7 +241,9 @@ impl ToJson for LinkageItem {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_req(w, b"\"resource\":", &self.resource);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct List {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -82,69 +82,72 @@ pub struct List {
     pub extra: Extra,
 }
 
+impl List {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1068,
+        slots: &[
+            ("meta", 4), ("date", 23), ("resourceType", 1), ("mode", 16),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("_id", 3), ("", 0),
+            ("contained", 10), ("modifierExtension", 12), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("entry", 28),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 21), ("source", 25), ("title", 18), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("status", 14), ("orderedBy", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("_date", 24), ("_title", 19),
+            ("note", 27), ("emptyReason", 29), ("text", 9), ("language", 7),
+            ("", 0), ("", 0), ("implicitRules", 5), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("encounter", 22),
+            ("code", 20), ("", 0), ("_mode", 17), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for List {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl List {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1068,
-            slots: &[
-                ("meta", 4), ("date", 23), ("resourceType", 1), ("mode", 16),
-                ("_status", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("_id", 3), ("", 0),
-                ("contained", 10), ("modifierExtension", 12), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("entry", 28),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subject", 21), ("source", 25), ("title", 18), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-                ("status", 14), ("orderedBy", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("_date", 24), ("_title", 19),
-                ("note", 27), ("emptyReason", 29), ("text", 9), ("language", 7),
-                ("", 0), ("", 0), ("implicitRules", 5), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("encounter", 22),
-                ("code", 20), ("", 0), ("_mode", 17), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for List {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "List"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                17 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                18 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                19 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                20 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                21 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                22 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                23 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                24 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                25 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                26 => rt::opt(p, &mut out.ordered_by, "orderedBy", &mut out.extra),
-                27 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                28 => rt::list(p, &mut out.entry, "entry", &mut out.extra),
-                29 => rt::opt(p, &mut out.empty_reason, "emptyReason", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.mode, "mode"),
+                17 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                18 => rt::opt(p, &mut out.title, "title"),
+                19 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::opt(p, &mut out.code, "code"),
+                21 => rt::opt(p, &mut out.subject, "subject"),
+                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                23 => rt::opt(p, &mut out.date, "date"),
+                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt(p, &mut out.source, "source"),
+                26 => rt::opt(p, &mut out.ordered_by, "orderedBy"),
+                27 => rt::list(p, &mut out.note, "note"),
+                28 => rt::list(p, &mut out.entry, "entry"),
+                29 => rt::opt(p, &mut out.empty_reason, "emptyReason"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -188,7 +191,9 @@ impl ToJson for List {
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"entry\":", &self.entry);
         rt::w_opt(w, b"\"emptyReason\":", &self.empty_reason);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -201,7 +206,7 @@ impl FhirResource for List {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -216,6 +221,14 @@ impl FhirResource for List {
             Resource::List(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl List {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -256,36 +269,40 @@ pub struct ListEntry {
     pub extra: Extra,
 }
 
+impl ListEntry {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("flag", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("deleted", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_date", 8), ("", 0), ("item", 9), ("", 0),
+            ("_deleted", 6), ("", 0), ("", 0), ("", 0),
+            ("date", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ListEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("flag", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("deleted", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("_date", 8), ("", 0), ("item", 9), ("", 0),
-                ("_deleted", 6), ("", 0), ("", 0), ("", 0),
-                ("date", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_item = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.flag, "flag", &mut out.extra),
-                5 => rt::opt(p, &mut out.deleted, "deleted", &mut out.extra),
-                6 => rt::opt(p, &mut out.deleted_ext, "_deleted", &mut out.extra),
-                7 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                8 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                9 => rt::opt(p, &mut f_item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.flag, "flag"),
+                5 => rt::opt(p, &mut out.deleted, "deleted"),
+                6 => rt::opt(p, &mut out.deleted_ext, "_deleted"),
+                7 => rt::opt(p, &mut out.date, "date"),
+                8 => rt::opt(p, &mut out.date_ext, "_date"),
+                9 => rt::opt(p, &mut f_item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -306,7 +323,9 @@ impl ToJson for ListEntry {
         rt::w_opt(w, b"\"date\":", &self.date);
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_req(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

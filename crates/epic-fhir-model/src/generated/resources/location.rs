@@ -19,7 +19,7 @@ pub struct Location {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -71,7 +71,7 @@ pub struct Location {
     /// Contact details of the location. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Physical location. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// Physical form of the location. `physicalType` (0..1).
     pub physical_type: Option<CodeableConcept>,
     /// The absolute geographic location. `position` (0..1).
@@ -92,91 +92,94 @@ pub struct Location {
     pub extra: Extra,
 }
 
+impl Location {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 40,
+        slots: &[
+            ("type", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("alias", 19), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("endpoint", 35),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("description", 21),
+            ("", 0), ("", 0), ("managingOrganization", 30), ("", 0),
+            ("_mode", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("operationalStatus", 16), ("_status", 15), ("contained", 10), ("mode", 23),
+            ("", 0), ("", 0), ("hoursOfOperation", 32), ("", 0),
+            ("_name", 18), ("", 0), ("physicalType", 28), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("extension", 11), ("_description", 22), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("address", 27),
+            ("", 0), ("", 0), ("_alias", 20), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("availabilityExceptions", 33), ("", 0), ("", 0),
+            ("name", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("_language", 8),
+            ("", 0), ("_availabilityExceptions", 34), ("", 0), ("", 0),
+            ("", 0), ("telecom", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("position", 29), ("partOf", 31), ("", 0), ("status", 14),
+        ],
+    };
+}
+
 impl FromJson for Location {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Location {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 40,
-            slots: &[
-                ("type", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("alias", 19), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("endpoint", 35),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("description", 21),
-                ("", 0), ("", 0), ("managingOrganization", 30), ("", 0),
-                ("_mode", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("operationalStatus", 16), ("_status", 15), ("contained", 10), ("mode", 23),
-                ("", 0), ("", 0), ("hoursOfOperation", 32), ("", 0),
-                ("_name", 18), ("", 0), ("physicalType", 28), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("extension", 11), ("_description", 22), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("address", 27),
-                ("", 0), ("", 0), ("_alias", 20), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("", 0), ("availabilityExceptions", 33), ("", 0), ("", 0),
-                ("name", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("_language", 8),
-                ("", 0), ("_availabilityExceptions", 34), ("", 0), ("", 0),
-                ("", 0), ("telecom", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("position", 29), ("partOf", 31), ("", 0), ("status", 14),
-            ],
-        };
+impl rt::ReadMembers for Location {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Location"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.operational_status, "operationalStatus", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias", &mut out.extra),
-                20 => rt::list_ext(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                21 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                22 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                23 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                24 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                25 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                26 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                27 => rt::opt(p, &mut out.address, "address", &mut out.extra),
-                28 => rt::opt(p, &mut out.physical_type, "physicalType", &mut out.extra),
-                29 => rt::opt(p, &mut out.position, "position", &mut out.extra),
-                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                31 => rt::opt(p, &mut out.part_of, "partOf", &mut out.extra),
-                32 => rt::list(p, &mut out.hours_of_operation, "hoursOfOperation", &mut out.extra),
-                33 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions", &mut out.extra),
-                34 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions", &mut out.extra),
-                35 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.operational_status, "operationalStatus"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
+                20 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
+                21 => rt::opt(p, &mut out.description, "description"),
+                22 => rt::opt(p, &mut out.description_ext, "_description"),
+                23 => rt::opt(p, &mut out.mode, "mode"),
+                24 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                25 => rt::list(p, &mut out.r#type, "type"),
+                26 => rt::list(p, &mut out.telecom, "telecom"),
+                27 => rt::opt(p, &mut out.address, "address"),
+                28 => rt::opt(p, &mut out.physical_type, "physicalType"),
+                29 => rt::opt(p, &mut out.position, "position"),
+                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                31 => rt::opt(p, &mut out.part_of, "partOf"),
+                32 => rt::list(p, &mut out.hours_of_operation, "hoursOfOperation"),
+                33 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
+                34 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                35 => rt::list(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -225,7 +228,9 @@ impl ToJson for Location {
         rt::w_opt(w, b"\"availabilityExceptions\":", &self.availability_exceptions);
         rt::w_opt(w, b"\"_availabilityExceptions\":", &self.availability_exceptions_ext);
         rt::w_list(w, b"\"endpoint\":", &self.endpoint);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -238,7 +243,7 @@ impl FhirResource for Location {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -253,6 +258,14 @@ impl FhirResource for Location {
             Resource::Location(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Location {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -295,37 +308,41 @@ pub struct LocationHoursOfOperation {
     pub extra: Extra,
 }
 
+impl LocationHoursOfOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("daysOfWeek", 4), ("", 0), ("_allDay", 7), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("_daysOfWeek", 5),
+            ("_openingTime", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("closingTime", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("openingTime", 8), ("allDay", 6),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("_closingTime", 11), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for LocationHoursOfOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("daysOfWeek", 4), ("", 0), ("_allDay", 7), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("_daysOfWeek", 5),
-                ("_openingTime", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("closingTime", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("openingTime", 8), ("allDay", 6),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("_closingTime", 11), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek", &mut out.extra),
-                6 => rt::opt(p, &mut out.all_day, "allDay", &mut out.extra),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay", &mut out.extra),
-                8 => rt::opt(p, &mut out.opening_time, "openingTime", &mut out.extra),
-                9 => rt::opt(p, &mut out.opening_time_ext, "_openingTime", &mut out.extra),
-                10 => rt::opt(p, &mut out.closing_time, "closingTime", &mut out.extra),
-                11 => rt::opt(p, &mut out.closing_time_ext, "_closingTime", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
+                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
+                6 => rt::opt(p, &mut out.all_day, "allDay"),
+                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                8 => rt::opt(p, &mut out.opening_time, "openingTime"),
+                9 => rt::opt(p, &mut out.opening_time_ext, "_openingTime"),
+                10 => rt::opt(p, &mut out.closing_time, "closingTime"),
+                11 => rt::opt(p, &mut out.closing_time_ext, "_closingTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -346,7 +363,9 @@ impl ToJson for LocationHoursOfOperation {
         rt::w_opt(w, b"\"_openingTime\":", &self.opening_time_ext);
         rt::w_opt(w, b"\"closingTime\":", &self.closing_time);
         rt::w_opt(w, b"\"_closingTime\":", &self.closing_time_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -380,35 +399,39 @@ pub struct LocationPosition {
     pub extra: Extra,
 }
 
+impl LocationPosition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_longitude", 5),
+            ("", 0), ("", 0), ("longitude", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("latitude", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_latitude", 7),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("altitude", 8), ("_altitude", 9), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for LocationPosition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_longitude", 5),
-                ("", 0), ("", 0), ("longitude", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("latitude", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_latitude", 7),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("altitude", 8), ("_altitude", 9), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.longitude, "longitude", &mut out.extra),
-                5 => rt::opt(p, &mut out.longitude_ext, "_longitude", &mut out.extra),
-                6 => rt::opt(p, &mut out.latitude, "latitude", &mut out.extra),
-                7 => rt::opt(p, &mut out.latitude_ext, "_latitude", &mut out.extra),
-                8 => rt::opt(p, &mut out.altitude, "altitude", &mut out.extra),
-                9 => rt::opt(p, &mut out.altitude_ext, "_altitude", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.longitude, "longitude"),
+                5 => rt::opt(p, &mut out.longitude_ext, "_longitude"),
+                6 => rt::opt(p, &mut out.latitude, "latitude"),
+                7 => rt::opt(p, &mut out.latitude_ext, "_latitude"),
+                8 => rt::opt(p, &mut out.altitude, "altitude"),
+                9 => rt::opt(p, &mut out.altitude_ext, "_altitude"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -428,7 +451,9 @@ impl ToJson for LocationPosition {
         rt::w_opt(w, b"\"_latitude\":", &self.latitude_ext);
         rt::w_opt(w, b"\"altitude\":", &self.altitude);
         rt::w_opt(w, b"\"_altitude\":", &self.altitude_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Measure {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -174,228 +174,231 @@ pub struct Measure {
     pub extra: Extra,
 }
 
+impl Measure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 737,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("lastReviewDate", 46), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("_usage", 41),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("date", 29), ("", 0), ("purpose", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("relatedArtifact", 54), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("_name", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("description", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("approvalDate", 44), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("_title", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("publisher", 31), ("", 0), ("", 0), ("supplementalData", 76),
+            ("_id", 3), ("", 0), ("definition", 71), ("", 0),
+            ("", 0), ("", 0), ("topic", 49), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("compositeScoring", 60), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("library", 55), ("", 0), ("", 0), ("", 0),
+            ("disclaimer", 57), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("_riskAdjustment", 63), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("title", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_experimental", 27),
+            ("", 0), ("rateAggregation", 64), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_date", 30),
+            ("", 0), ("", 0), ("_definition", 72), ("", 0),
+            ("subjectCodeableConcept", 28), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("name", 18), ("status", 24), ("_lastReviewDate", 47),
+            ("", 0), ("experimental", 26), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("effectivePeriod", 48), ("", 0),
+            ("", 0), ("clinicalRecommendationStatement", 68), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subjectReference", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_guidance", 74), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("scoring", 59), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("copyright", 42), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_clinicalRecommendationStatement", 69),
+            ("author", 50), ("", 0), ("", 0), ("useContext", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_disclaimer", 58), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_approvalDate", 45), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("editor", 51), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subtitle", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("riskAdjustment", 62), ("", 0), ("", 0),
+            ("_library", 56), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_copyright", 43), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("group", 75),
+            ("_version", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_publisher", 32), ("", 0), ("", 0),
+            ("_rationale", 67), ("url", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("improvementNotation", 70), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 25), ("", 0), ("", 0),
+            ("identifier", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("endorser", 53), ("", 0), ("", 0),
+            ("_purpose", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contact", 33), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("reviewer", 52), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("usage", 40), ("", 0), ("type", 61),
+            ("", 0), ("rationale", 66), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_subtitle", 23),
+            ("", 0), ("_rateAggregation", 65), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("guidance", 73), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("version", 16), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Measure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Measure {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 737,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_url", 14), ("lastReviewDate", 46), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("_usage", 41),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("date", 29), ("", 0), ("purpose", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("relatedArtifact", 54), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("_name", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("description", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("approvalDate", 44), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("_title", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("publisher", 31), ("", 0), ("", 0), ("supplementalData", 76),
-                ("_id", 3), ("", 0), ("definition", 71), ("", 0),
-                ("", 0), ("", 0), ("topic", 49), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("compositeScoring", 60), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("library", 55), ("", 0), ("", 0), ("", 0),
-                ("disclaimer", 57), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("_riskAdjustment", 63), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("title", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_experimental", 27),
-                ("", 0), ("rateAggregation", 64), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("_date", 30),
-                ("", 0), ("", 0), ("_definition", 72), ("", 0),
-                ("subjectCodeableConcept", 28), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("name", 18), ("status", 24), ("_lastReviewDate", 47),
-                ("", 0), ("experimental", 26), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("effectivePeriod", 48), ("", 0),
-                ("", 0), ("clinicalRecommendationStatement", 68), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subjectReference", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_guidance", 74), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("scoring", 59), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("copyright", 42), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_clinicalRecommendationStatement", 69),
-                ("author", 50), ("", 0), ("", 0), ("useContext", 36),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_disclaimer", 58), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_approvalDate", 45), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 37), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("editor", 51), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subtitle", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("riskAdjustment", 62), ("", 0), ("", 0),
-                ("_library", 56), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_copyright", 43), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("group", 75),
-                ("_version", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_publisher", 32), ("", 0), ("", 0),
-                ("_rationale", 67), ("url", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("improvementNotation", 70), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_status", 25), ("", 0), ("", 0),
-                ("identifier", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("endorser", 53), ("", 0), ("", 0),
-                ("_purpose", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contact", 33), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("reviewer", 52), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("usage", 40), ("", 0), ("type", 61),
-                ("", 0), ("rationale", 66), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_subtitle", 23),
-                ("", 0), ("_rateAggregation", 65), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("guidance", 73), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("version", 16), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Measure {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Measure"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                28 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                29 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                30 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                31 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                33 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                34 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                35 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                36 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                38 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                41 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                42 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                43 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                44 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                49 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                50 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                51 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                52 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                53 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library", &mut out.extra),
-                56 => rt::list_ext(p, &mut out.library_ext, "_library", &mut out.extra),
-                57 => rt::opt(p, &mut out.disclaimer, "disclaimer", &mut out.extra),
-                58 => rt::opt(p, &mut out.disclaimer_ext, "_disclaimer", &mut out.extra),
-                59 => rt::opt(p, &mut out.scoring, "scoring", &mut out.extra),
-                60 => rt::opt(p, &mut out.composite_scoring, "compositeScoring", &mut out.extra),
-                61 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                62 => rt::opt(p, &mut out.risk_adjustment, "riskAdjustment", &mut out.extra),
-                63 => rt::opt(p, &mut out.risk_adjustment_ext, "_riskAdjustment", &mut out.extra),
-                64 => rt::opt(p, &mut out.rate_aggregation, "rateAggregation", &mut out.extra),
-                65 => rt::opt(p, &mut out.rate_aggregation_ext, "_rateAggregation", &mut out.extra),
-                66 => rt::opt(p, &mut out.rationale, "rationale", &mut out.extra),
-                67 => rt::opt(p, &mut out.rationale_ext, "_rationale", &mut out.extra),
-                68 => rt::opt(p, &mut out.clinical_recommendation_statement, "clinicalRecommendationStatement", &mut out.extra),
-                69 => rt::opt(p, &mut out.clinical_recommendation_statement_ext, "_clinicalRecommendationStatement", &mut out.extra),
-                70 => rt::opt(p, &mut out.improvement_notation, "improvementNotation", &mut out.extra),
-                71 => rt::prim_list(p, &mut out.definition, &mut out.definition_ext, "definition", &mut out.extra),
-                72 => rt::list_ext(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                73 => rt::opt(p, &mut out.guidance, "guidance", &mut out.extra),
-                74 => rt::opt(p, &mut out.guidance_ext, "_guidance", &mut out.extra),
-                75 => rt::list(p, &mut out.group, "group", &mut out.extra),
-                76 => rt::list(p, &mut out.supplemental_data, "supplementalData", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt(p, &mut out.status, "status"),
+                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt(p, &mut out.experimental, "experimental"),
+                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::choice(p, &mut out.subject, key),
+                29 => rt::opt(p, &mut out.date, "date"),
+                30 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt(p, &mut out.publisher, "publisher"),
+                32 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                33 => rt::list(p, &mut out.contact, "contact"),
+                34 => rt::opt(p, &mut out.description, "description"),
+                35 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::list(p, &mut out.use_context, "useContext"),
+                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::opt(p, &mut out.purpose, "purpose"),
+                39 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                40 => rt::opt(p, &mut out.usage, "usage"),
+                41 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                42 => rt::opt(p, &mut out.copyright, "copyright"),
+                43 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                44 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                49 => rt::list(p, &mut out.topic, "topic"),
+                50 => rt::list(p, &mut out.author, "author"),
+                51 => rt::list(p, &mut out.editor, "editor"),
+                52 => rt::list(p, &mut out.reviewer, "reviewer"),
+                53 => rt::list(p, &mut out.endorser, "endorser"),
+                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
+                56 => rt::list_ext(p, &mut out.library_ext, "_library"),
+                57 => rt::opt(p, &mut out.disclaimer, "disclaimer"),
+                58 => rt::opt(p, &mut out.disclaimer_ext, "_disclaimer"),
+                59 => rt::opt(p, &mut out.scoring, "scoring"),
+                60 => rt::opt(p, &mut out.composite_scoring, "compositeScoring"),
+                61 => rt::list(p, &mut out.r#type, "type"),
+                62 => rt::opt(p, &mut out.risk_adjustment, "riskAdjustment"),
+                63 => rt::opt(p, &mut out.risk_adjustment_ext, "_riskAdjustment"),
+                64 => rt::opt(p, &mut out.rate_aggregation, "rateAggregation"),
+                65 => rt::opt(p, &mut out.rate_aggregation_ext, "_rateAggregation"),
+                66 => rt::opt(p, &mut out.rationale, "rationale"),
+                67 => rt::opt(p, &mut out.rationale_ext, "_rationale"),
+                68 => rt::opt(p, &mut out.clinical_recommendation_statement, "clinicalRecommendationStatement"),
+                69 => rt::opt(p, &mut out.clinical_recommendation_statement_ext, "_clinicalRecommendationStatement"),
+                70 => rt::opt(p, &mut out.improvement_notation, "improvementNotation"),
+                71 => rt::prim_list(p, &mut out.definition, &mut out.definition_ext, "definition"),
+                72 => rt::list_ext(p, &mut out.definition_ext, "_definition"),
+                73 => rt::opt(p, &mut out.guidance, "guidance"),
+                74 => rt::opt(p, &mut out.guidance_ext, "_guidance"),
+                75 => rt::list(p, &mut out.group, "group"),
+                76 => rt::list(p, &mut out.supplemental_data, "supplementalData"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -484,7 +487,9 @@ impl ToJson for Measure {
         rt::w_opt(w, b"\"_guidance\":", &self.guidance_ext);
         rt::w_list(w, b"\"group\":", &self.group);
         rt::w_list(w, b"\"supplementalData\":", &self.supplemental_data);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -497,7 +502,7 @@ impl FhirResource for Measure {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -512,6 +517,14 @@ impl FhirResource for Measure {
             Resource::Measure(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Measure {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -548,31 +561,35 @@ pub struct MeasureSupplementalData {
     pub extra: Extra,
 }
 
+impl MeasureSupplementalData {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 7), ("code", 4), ("description", 6),
+            ("criteria", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("usage", 5),
+        ],
+    };
+}
+
 impl FromJson for MeasureSupplementalData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 7), ("code", 4), ("description", 6),
-                ("criteria", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("usage", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.usage, "usage", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::opt(p, &mut f_criteria, "criteria", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::list(p, &mut out.usage, "usage"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -592,7 +609,9 @@ impl ToJson for MeasureSupplementalData {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_req(w, b"\"criteria\":", &self.criteria);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -624,30 +643,34 @@ pub struct MeasureGroup {
     pub extra: Extra,
 }
 
+impl MeasureGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 25,
+        slots: &[
+            ("", 0), ("population", 7), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("description", 5),
+            ("", 0), ("_description", 6), ("code", 4), ("stratifier", 8),
+            ("", 0), ("id", 1), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 25,
-            slots: &[
-                ("", 0), ("population", 7), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("description", 5),
-                ("", 0), ("_description", 6), ("code", 4), ("stratifier", 8),
-                ("", 0), ("id", 1), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::list(p, &mut out.population, "population", &mut out.extra),
-                8 => rt::list(p, &mut out.stratifier, "stratifier", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::list(p, &mut out.population, "population"),
+                8 => rt::list(p, &mut out.stratifier, "stratifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -666,7 +689,9 @@ impl ToJson for MeasureGroup {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"population\":", &self.population);
         rt::w_list(w, b"\"stratifier\":", &self.stratifier);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -698,30 +723,34 @@ pub struct MeasureGroupStratifier {
     pub extra: Extra,
 }
 
+impl MeasureGroupStratifier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
+            ("criteria", 7), ("", 0), ("component", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureGroupStratifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
-                ("criteria", 7), ("", 0), ("component", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::opt(p, &mut out.criteria, "criteria", &mut out.extra),
-                8 => rt::list(p, &mut out.component, "component", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt(p, &mut out.criteria, "criteria"),
+                8 => rt::list(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -740,7 +769,9 @@ impl ToJson for MeasureGroupStratifier {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"criteria\":", &self.criteria);
         rt::w_list(w, b"\"component\":", &self.component);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -770,30 +801,34 @@ pub struct MeasureGroupStratifierComponent {
     pub extra: Extra,
 }
 
+impl MeasureGroupStratifierComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
+            ("criteria", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureGroupStratifierComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
-                ("criteria", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::opt(p, &mut f_criteria, "criteria", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -812,7 +847,9 @@ impl ToJson for MeasureGroupStratifierComponent {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_req(w, b"\"criteria\":", &self.criteria);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -842,30 +879,34 @@ pub struct MeasureGroupPopulation {
     pub extra: Extra,
 }
 
+impl MeasureGroupPopulation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
+            ("criteria", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureGroupPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 6), ("code", 4), ("description", 5),
-                ("criteria", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::opt(p, &mut f_criteria, "criteria", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -884,7 +925,9 @@ impl ToJson for MeasureGroupPopulation {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_req(w, b"\"criteria\":", &self.criteria);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MeasureReport {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -78,68 +78,71 @@ pub struct MeasureReport {
     pub extra: Extra,
 }
 
+impl MeasureReport {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 230,
+        slots: &[
+            ("_measure", 19), ("improvementNotation", 25), ("", 0), ("type", 16),
+            ("", 0), ("_status", 15), ("subject", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_type", 17),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("resourceType", 1), ("contained", 10), ("text", 9), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("measure", 18),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("_id", 3), ("modifierExtension", 12), ("", 0), ("period", 24),
+            ("id", 2), ("_date", 22), ("", 0), ("group", 26),
+            ("", 0), ("date", 21), ("", 0), ("evaluatedResource", 27),
+            ("", 0), ("", 0), ("reporter", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("language", 7),
+        ],
+    };
+}
+
 impl FromJson for MeasureReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MeasureReport {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 230,
-            slots: &[
-                ("_measure", 19), ("improvementNotation", 25), ("", 0), ("type", 16),
-                ("", 0), ("_status", 15), ("subject", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_type", 17),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("resourceType", 1), ("contained", 10), ("text", 9), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("measure", 18),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("_id", 3), ("modifierExtension", 12), ("", 0), ("period", 24),
-                ("id", 2), ("_date", 22), ("", 0), ("group", 26),
-                ("", 0), ("date", 21), ("", 0), ("evaluatedResource", 27),
-                ("", 0), ("", 0), ("reporter", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("language", 7),
-            ],
-        };
+impl rt::ReadMembers for MeasureReport {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MeasureReport"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                18 => rt::opt(p, &mut out.measure, "measure", &mut out.extra),
-                19 => rt::opt(p, &mut out.measure_ext, "_measure", &mut out.extra),
-                20 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                21 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                22 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                23 => rt::opt(p, &mut out.reporter, "reporter", &mut out.extra),
-                24 => rt::opt(p, &mut f_period, "period", &mut out.extra),
-                25 => rt::opt(p, &mut out.improvement_notation, "improvementNotation", &mut out.extra),
-                26 => rt::list(p, &mut out.group, "group", &mut out.extra),
-                27 => rt::list(p, &mut out.evaluated_resource, "evaluatedResource", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                18 => rt::opt(p, &mut out.measure, "measure"),
+                19 => rt::opt(p, &mut out.measure_ext, "_measure"),
+                20 => rt::opt(p, &mut out.subject, "subject"),
+                21 => rt::opt(p, &mut out.date, "date"),
+                22 => rt::opt(p, &mut out.date_ext, "_date"),
+                23 => rt::opt(p, &mut out.reporter, "reporter"),
+                24 => rt::opt(p, &mut f_period, "period"),
+                25 => rt::opt(p, &mut out.improvement_notation, "improvementNotation"),
+                26 => rt::list(p, &mut out.group, "group"),
+                27 => rt::list(p, &mut out.evaluated_resource, "evaluatedResource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for MeasureReport {
         rt::w_opt(w, b"\"improvementNotation\":", &self.improvement_notation);
         rt::w_list(w, b"\"group\":", &self.group);
         rt::w_list(w, b"\"evaluatedResource\":", &self.evaluated_resource);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for MeasureReport {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for MeasureReport {
             Resource::MeasureReport(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MeasureReport {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -244,29 +257,33 @@ pub struct MeasureReportGroup {
     pub extra: Extra,
 }
 
+impl MeasureReportGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("measureScore", 6), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("stratifier", 7), ("population", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("measureScore", 6), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("stratifier", 7), ("population", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.population, "population", &mut out.extra),
-                6 => rt::opt(p, &mut out.measure_score, "measureScore", &mut out.extra),
-                7 => rt::list(p, &mut out.stratifier, "stratifier", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::list(p, &mut out.population, "population"),
+                6 => rt::opt(p, &mut out.measure_score, "measureScore"),
+                7 => rt::list(p, &mut out.stratifier, "stratifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -284,7 +301,9 @@ impl ToJson for MeasureReportGroup {
         rt::w_list(w, b"\"population\":", &self.population);
         rt::w_opt(w, b"\"measureScore\":", &self.measure_score);
         rt::w_list(w, b"\"stratifier\":", &self.stratifier);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -310,27 +329,31 @@ pub struct MeasureReportGroupStratifier {
     pub extra: Extra,
 }
 
+impl MeasureReportGroupStratifier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("stratum", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroupStratifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("stratum", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.stratum, "stratum", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.code, "code"),
+                5 => rt::list(p, &mut out.stratum, "stratum"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -346,7 +369,9 @@ impl ToJson for MeasureReportGroupStratifier {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"stratum\":", &self.stratum);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -376,29 +401,33 @@ pub struct MeasureReportGroupStratifierStratum {
     pub extra: Extra,
 }
 
+impl MeasureReportGroupStratifierStratum {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("measureScore", 7), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("value", 4), ("extension", 2),
+            ("", 0), ("", 0), ("population", 6), ("component", 5),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroupStratifierStratum {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("measureScore", 7), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("value", 4), ("extension", 2),
-                ("", 0), ("", 0), ("population", 6), ("component", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                5 => rt::list(p, &mut out.component, "component", &mut out.extra),
-                6 => rt::list(p, &mut out.population, "population", &mut out.extra),
-                7 => rt::opt(p, &mut out.measure_score, "measureScore", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.value, "value"),
+                5 => rt::list(p, &mut out.component, "component"),
+                6 => rt::list(p, &mut out.population, "population"),
+                7 => rt::opt(p, &mut out.measure_score, "measureScore"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -416,7 +445,9 @@ impl ToJson for MeasureReportGroupStratifierStratum {
         rt::w_list(w, b"\"component\":", &self.component);
         rt::w_list(w, b"\"population\":", &self.population);
         rt::w_opt(w, b"\"measureScore\":", &self.measure_score);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -446,29 +477,33 @@ pub struct MeasureReportGroupStratifierStratumPopulation {
     pub extra: Extra,
 }
 
+impl MeasureReportGroupStratifierStratumPopulation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("count", 5),
+            ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroupStratifierStratumPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("count", 5),
-                ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.count, "count", &mut out.extra),
-                6 => rt::opt(p, &mut out.count_ext, "_count", &mut out.extra),
-                7 => rt::opt(p, &mut out.subject_results, "subjectResults", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.count, "count"),
+                6 => rt::opt(p, &mut out.count_ext, "_count"),
+                7 => rt::opt(p, &mut out.subject_results, "subjectResults"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -486,7 +521,9 @@ impl ToJson for MeasureReportGroupStratifierStratumPopulation {
         rt::w_opt(w, b"\"count\":", &self.count);
         rt::w_opt(w, b"\"_count\":", &self.count_ext);
         rt::w_opt(w, b"\"subjectResults\":", &self.subject_results);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -512,29 +549,33 @@ pub struct MeasureReportGroupStratifierStratumComponent {
     pub extra: Extra,
 }
 
+impl MeasureReportGroupStratifierStratumComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("value", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroupStratifierStratumComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("value", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         let mut f_value = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut f_value, "value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut f_value, "value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -552,7 +593,9 @@ impl ToJson for MeasureReportGroupStratifierStratumComponent {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_req(w, b"\"value\":", &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -582,29 +625,33 @@ pub struct MeasureReportGroupPopulation {
     pub extra: Extra,
 }
 
+impl MeasureReportGroupPopulation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("count", 5),
+            ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MeasureReportGroupPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("count", 5),
-                ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.count, "count", &mut out.extra),
-                6 => rt::opt(p, &mut out.count_ext, "_count", &mut out.extra),
-                7 => rt::opt(p, &mut out.subject_results, "subjectResults", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.count, "count"),
+                6 => rt::opt(p, &mut out.count_ext, "_count"),
+                7 => rt::opt(p, &mut out.subject_results, "subjectResults"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -622,7 +669,9 @@ impl ToJson for MeasureReportGroupPopulation {
         rt::w_opt(w, b"\"count\":", &self.count);
         rt::w_opt(w, b"\"_count\":", &self.count_ext);
         rt::w_opt(w, b"\"subjectResults\":", &self.subject_results);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Media {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -97,105 +97,108 @@ pub struct Media {
     /// The `_duration` member: the id and extensions of the value of `duration`.
     pub duration_ext: Option<Box<Element>>,
     /// Actual Media - reference or data. `content` (1..1).
-    pub content: Attachment,
+    pub content: Box<Attachment>,
     /// Comments made about the media. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl Media {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1109,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_width", 35), ("", 0), ("_implicitRules", 6),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("createdPeriod", 23),
+            ("", 0), ("frames", 36), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_frames", 37), ("subject", 21),
+            ("", 0), ("", 0), ("partOf", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("view", 20), ("_id", 3), ("", 0), ("", 0),
+            ("device", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("content", 40),
+            ("extension", 11), ("", 0), ("_duration", 39), ("", 0),
+            ("meta", 4), ("duration", 38), ("deviceName", 29), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("reasonCode", 27),
+            ("_deviceName", 30), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("operator", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("width", 34), ("_height", 33), ("id", 2),
+            ("", 0), ("", 0), ("language", 7), ("status", 16),
+            ("issued", 24), ("", 0), ("type", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("height", 32), ("basedOn", 14),
+            ("encounter", 22), ("", 0), ("", 0), ("modality", 19),
+            ("", 0), ("", 0), ("_status", 17), ("_language", 8),
+            ("note", 41), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_issued", 25), ("createdDateTime", 23), ("", 0),
+            ("", 0), ("", 0), ("bodySite", 28), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Media {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Media {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1109,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_width", 35), ("", 0), ("_implicitRules", 6),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("createdPeriod", 23),
-                ("", 0), ("frames", 36), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_frames", 37), ("subject", 21),
-                ("", 0), ("", 0), ("partOf", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("view", 20), ("_id", 3), ("", 0), ("", 0),
-                ("device", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("content", 40),
-                ("extension", 11), ("", 0), ("_duration", 39), ("", 0),
-                ("meta", 4), ("duration", 38), ("deviceName", 29), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("reasonCode", 27),
-                ("_deviceName", 30), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("operator", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("width", 34), ("_height", 33), ("id", 2),
-                ("", 0), ("", 0), ("language", 7), ("status", 16),
-                ("issued", 24), ("", 0), ("type", 18), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("height", 32), ("basedOn", 14),
-                ("encounter", 22), ("", 0), ("", 0), ("modality", 19),
-                ("", 0), ("", 0), ("_status", 17), ("_language", 8),
-                ("note", 41), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_issued", 25), ("createdDateTime", 23), ("", 0),
-                ("", 0), ("", 0), ("bodySite", 28), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Media {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_content = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Media"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                19 => rt::opt(p, &mut out.modality, "modality", &mut out.extra),
-                20 => rt::opt(p, &mut out.view, "view", &mut out.extra),
-                21 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                22 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                23 => rt::choice(p, &mut out.created, key, &mut out.extra),
-                24 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                25 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                26 => rt::opt(p, &mut out.operator, "operator", &mut out.extra),
-                27 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                28 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                29 => rt::opt(p, &mut out.device_name, "deviceName", &mut out.extra),
-                30 => rt::opt(p, &mut out.device_name_ext, "_deviceName", &mut out.extra),
-                31 => rt::opt(p, &mut out.device, "device", &mut out.extra),
-                32 => rt::opt(p, &mut out.height, "height", &mut out.extra),
-                33 => rt::opt(p, &mut out.height_ext, "_height", &mut out.extra),
-                34 => rt::opt(p, &mut out.width, "width", &mut out.extra),
-                35 => rt::opt(p, &mut out.width_ext, "_width", &mut out.extra),
-                36 => rt::opt(p, &mut out.frames, "frames", &mut out.extra),
-                37 => rt::opt(p, &mut out.frames_ext, "_frames", &mut out.extra),
-                38 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
-                39 => rt::opt(p, &mut out.duration_ext, "_duration", &mut out.extra),
-                40 => rt::opt(p, &mut f_content, "content", &mut out.extra),
-                41 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::list(p, &mut out.part_of, "partOf"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::opt(p, &mut out.r#type, "type"),
+                19 => rt::opt(p, &mut out.modality, "modality"),
+                20 => rt::opt(p, &mut out.view, "view"),
+                21 => rt::opt(p, &mut out.subject, "subject"),
+                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                23 => rt::choice(p, &mut out.created, key),
+                24 => rt::opt(p, &mut out.issued, "issued"),
+                25 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                26 => rt::opt(p, &mut out.operator, "operator"),
+                27 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                28 => rt::opt(p, &mut out.body_site, "bodySite"),
+                29 => rt::opt(p, &mut out.device_name, "deviceName"),
+                30 => rt::opt(p, &mut out.device_name_ext, "_deviceName"),
+                31 => rt::opt(p, &mut out.device, "device"),
+                32 => rt::opt(p, &mut out.height, "height"),
+                33 => rt::opt(p, &mut out.height_ext, "_height"),
+                34 => rt::opt(p, &mut out.width, "width"),
+                35 => rt::opt(p, &mut out.width_ext, "_width"),
+                36 => rt::opt(p, &mut out.frames, "frames"),
+                37 => rt::opt(p, &mut out.frames_ext, "_frames"),
+                38 => rt::opt(p, &mut out.duration, "duration"),
+                39 => rt::opt(p, &mut out.duration_ext, "_duration"),
+                40 => rt::opt(p, &mut f_content, "content"),
+                41 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -252,7 +255,9 @@ impl ToJson for Media {
         rt::w_opt(w, b"\"_duration\":", &self.duration_ext);
         rt::w_req(w, b"\"content\":", &self.content);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -265,7 +270,7 @@ impl FhirResource for Media {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -280,6 +285,14 @@ impl FhirResource for Media {
             Resource::Media(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Media {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct Medication {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct Medication {
     /// powder | tablets | capsule +. `form` (0..1).
     pub form: Option<CodeableConcept>,
     /// Amount of drug in package. `amount` (0..1).
-    pub amount: Option<Ratio>,
+    pub amount: Option<Box<Ratio>>,
     /// Active or inactive ingredient. `ingredient` (0..*).
     pub ingredient: Vec<MedicationIngredient>,
     /// Details about packaged medications. `batch` (0..1).
@@ -64,61 +64,64 @@ pub struct Medication {
     pub extra: Extra,
 }
 
+impl Medication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 18,
+        slots: &[
+            ("implicitRules", 5), ("extension", 11), ("amount", 19), ("form", 18),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("batch", 21), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("_status", 16), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("text", 9), ("status", 15), ("", 0),
+            ("", 0), ("", 0), ("manufacturer", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("code", 14), ("_id", 3), ("ingredient", 20), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Medication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Medication {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 18,
-            slots: &[
-                ("implicitRules", 5), ("extension", 11), ("amount", 19), ("form", 18),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("", 0), ("batch", 21), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("_status", 16), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("text", 9), ("status", 15), ("", 0),
-                ("", 0), ("", 0), ("manufacturer", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("code", 14), ("_id", 3), ("ingredient", 20), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Medication {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Medication"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                18 => rt::opt(p, &mut out.form, "form", &mut out.extra),
-                19 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                20 => rt::list(p, &mut out.ingredient, "ingredient", &mut out.extra),
-                21 => rt::opt(p, &mut out.batch, "batch", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.code, "code"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
+                18 => rt::opt(p, &mut out.form, "form"),
+                19 => rt::opt(p, &mut out.amount, "amount"),
+                20 => rt::list(p, &mut out.ingredient, "ingredient"),
+                21 => rt::opt(p, &mut out.batch, "batch"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -154,7 +157,9 @@ impl ToJson for Medication {
         rt::w_opt(w, b"\"amount\":", &self.amount);
         rt::w_list(w, b"\"ingredient\":", &self.ingredient);
         rt::w_opt(w, b"\"batch\":", &self.batch);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -167,7 +172,7 @@ impl FhirResource for Medication {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -182,6 +187,14 @@ impl FhirResource for Medication {
             Resource::Medication(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Medication {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -216,29 +229,33 @@ pub struct MedicationBatch {
     pub extra: Extra,
 }
 
+impl MedicationBatch {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("expirationDate", 6), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_lotNumber", 5), ("", 0),
+            ("_expirationDate", 7), ("", 0), ("lotNumber", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationBatch {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("expirationDate", 6), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_lotNumber", 5), ("", 0),
-                ("_expirationDate", 7), ("", 0), ("lotNumber", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.lot_number, "lotNumber", &mut out.extra),
-                5 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber", &mut out.extra),
-                6 => rt::opt(p, &mut out.expiration_date, "expirationDate", &mut out.extra),
-                7 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.lot_number, "lotNumber"),
+                5 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber"),
+                6 => rt::opt(p, &mut out.expiration_date, "expirationDate"),
+                7 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -256,7 +273,9 @@ impl ToJson for MedicationBatch {
         rt::w_opt(w, b"\"_lotNumber\":", &self.lot_number_ext);
         rt::w_opt(w, b"\"expirationDate\":", &self.expiration_date);
         rt::w_opt(w, b"\"_expirationDate\":", &self.expiration_date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -281,24 +300,28 @@ pub struct MedicationIngredient {
     /// The `_isActive` member: the id and extensions of the value of `isActive`.
     pub is_active_ext: Option<Box<Element>>,
     /// Quantity of ingredient present. `strength` (0..1).
-    pub strength: Option<Ratio>,
+    pub strength: Option<Box<Ratio>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MedicationIngredient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
+            ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
+        ],
+    };
 }
 
 impl FromJson for MedicationIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
-                ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -308,14 +331,14 @@ impl FromJson for MedicationIngredient {
         let mut f_strength = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_item, key, &mut extra),
-                5 => rt::opt(p, &mut f_is_active, "isActive", &mut extra),
-                6 => rt::opt(p, &mut f_is_active_ext, "_isActive", &mut extra),
-                7 => rt::opt(p, &mut f_strength, "strength", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_item, key),
+                5 => rt::opt(p, &mut f_is_active, "isActive"),
+                6 => rt::opt(p, &mut f_is_active_ext, "_isActive"),
+                7 => rt::opt(p, &mut f_strength, "strength"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -342,7 +365,9 @@ impl ToJson for MedicationIngredient {
         rt::w_opt(w, b"\"isActive\":", &self.is_active);
         rt::w_opt(w, b"\"_isActive\":", &self.is_active_ext);
         rt::w_opt(w, b"\"strength\":", &self.strength);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MedicationAdministration {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -81,60 +81,63 @@ pub struct MedicationAdministration {
     /// Information about the administration. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Details of how medication was taken. `dosage` (0..1).
-    pub dosage: Option<MedicationAdministrationDosage>,
+    pub dosage: Option<Box<MedicationAdministrationDosage>>,
     /// A list of events of interest in the lifecycle. `eventHistory` (0..*).
     pub event_history: Vec<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl MedicationAdministration {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13,
+        slots: &[
+            ("effectiveDateTime", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("reasonReference", 28), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("supportingInformation", 24), ("", 0), ("_status", 18),
+            ("", 0), ("", 0), ("eventHistory", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_instantiates", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("context", 23), ("", 0), ("_id", 3), ("", 0),
+            ("category", 20), ("", 0), ("", 0), ("subject", 22),
+            ("device", 30), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 31),
+            ("", 0), ("medicationReference", 21), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("medicationCodeableConcept", 21), ("resourceType", 1),
+            ("", 0), ("", 0), ("instantiates", 14), ("contained", 10),
+            ("", 0), ("status", 17), ("partOf", 16), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("statusReason", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("effectivePeriod", 25), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("performer", 26), ("reasonCode", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("request", 29), ("", 0),
+            ("modifierExtension", 12), ("dosage", 32), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationAdministration {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13,
-            slots: &[
-                ("effectiveDateTime", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("reasonReference", 28), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("supportingInformation", 24), ("", 0), ("_status", 18),
-                ("", 0), ("", 0), ("eventHistory", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_instantiates", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("context", 23), ("", 0), ("_id", 3), ("", 0),
-                ("category", 20), ("", 0), ("", 0), ("subject", 22),
-                ("device", 30), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("note", 31),
-                ("", 0), ("medicationReference", 21), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("medicationCodeableConcept", 21), ("resourceType", 1),
-                ("", 0), ("", 0), ("instantiates", 14), ("contained", 10),
-                ("", 0), ("status", 17), ("partOf", 16), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("statusReason", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("effectivePeriod", 25), ("", 0),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("performer", 26), ("reasonCode", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("request", 29), ("", 0),
-                ("modifierExtension", 12), ("dosage", 32), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicationAdministration {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -169,40 +172,40 @@ impl MedicationAdministration {
         let mut f_event_history = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationAdministration"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::prim_list(p, &mut f_instantiates, &mut f_instantiates_ext, "instantiates", &mut extra),
-                15 => rt::list_ext(p, &mut f_instantiates_ext, "_instantiates", &mut extra),
-                16 => rt::list(p, &mut f_part_of, "partOf", &mut extra),
-                17 => rt::opt(p, &mut f_status, "status", &mut extra),
-                18 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                19 => rt::list(p, &mut f_status_reason, "statusReason", &mut extra),
-                20 => rt::opt(p, &mut f_category, "category", &mut extra),
-                21 => rt::choice(p, &mut f_medication, key, &mut extra),
-                22 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                23 => rt::opt(p, &mut f_context, "context", &mut extra),
-                24 => rt::list(p, &mut f_supporting_information, "supportingInformation", &mut extra),
-                25 => rt::choice(p, &mut f_effective, key, &mut extra),
-                26 => rt::list(p, &mut f_performer, "performer", &mut extra),
-                27 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                28 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                29 => rt::opt(p, &mut f_request, "request", &mut extra),
-                30 => rt::list(p, &mut f_device, "device", &mut extra),
-                31 => rt::list(p, &mut f_note, "note", &mut extra),
-                32 => rt::opt(p, &mut f_dosage, "dosage", &mut extra),
-                33 => rt::list(p, &mut f_event_history, "eventHistory", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::prim_list(p, &mut f_instantiates, &mut f_instantiates_ext, "instantiates"),
+                15 => rt::list_ext(p, &mut f_instantiates_ext, "_instantiates"),
+                16 => rt::list(p, &mut f_part_of, "partOf"),
+                17 => rt::opt(p, &mut f_status, "status"),
+                18 => rt::opt(p, &mut f_status_ext, "_status"),
+                19 => rt::list(p, &mut f_status_reason, "statusReason"),
+                20 => rt::opt(p, &mut f_category, "category"),
+                21 => rt::choice(p, &mut f_medication, key),
+                22 => rt::opt(p, &mut f_subject, "subject"),
+                23 => rt::opt(p, &mut f_context, "context"),
+                24 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
+                25 => rt::choice(p, &mut f_effective, key),
+                26 => rt::list(p, &mut f_performer, "performer"),
+                27 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                28 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                29 => rt::opt(p, &mut f_request, "request"),
+                30 => rt::list(p, &mut f_device, "device"),
+                31 => rt::list(p, &mut f_note, "note"),
+                32 => rt::opt(p, &mut f_dosage, "dosage"),
+                33 => rt::list(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -283,7 +286,9 @@ impl ToJson for MedicationAdministration {
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_opt(w, b"\"dosage\":", &self.dosage);
         rt::w_list(w, b"\"eventHistory\":", &self.event_history);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -296,7 +301,7 @@ impl FhirResource for MedicationAdministration {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -311,6 +316,14 @@ impl FhirResource for MedicationAdministration {
             Resource::MedicationAdministration(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicationAdministration {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -351,36 +364,40 @@ pub struct MedicationAdministrationDosage {
     pub extra: Extra,
 }
 
+impl MedicationAdministrationDosage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("rateQuantity", 10), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("rateRatio", 10), ("", 0),
+            ("dose", 9), ("", 0), ("", 0), ("route", 7),
+            ("", 0), ("site", 6), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("text", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("method", 8),
+            ("", 0), ("", 0), ("", 0), ("_text", 5),
+        ],
+    };
+}
+
 impl FromJson for MedicationAdministrationDosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("rateQuantity", 10), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("rateRatio", 10), ("", 0),
-                ("dose", 9), ("", 0), ("", 0), ("route", 7),
-                ("", 0), ("site", 6), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("text", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("method", 8),
-                ("", 0), ("", 0), ("", 0), ("_text", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                5 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                6 => rt::opt(p, &mut out.site, "site", &mut out.extra),
-                7 => rt::opt(p, &mut out.route, "route", &mut out.extra),
-                8 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                9 => rt::opt(p, &mut out.dose, "dose", &mut out.extra),
-                10 => rt::choice(p, &mut out.rate, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.text, "text"),
+                5 => rt::opt(p, &mut out.text_ext, "_text"),
+                6 => rt::opt(p, &mut out.site, "site"),
+                7 => rt::opt(p, &mut out.route, "route"),
+                8 => rt::opt(p, &mut out.method, "method"),
+                9 => rt::opt(p, &mut out.dose, "dose"),
+                10 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -401,7 +418,9 @@ impl ToJson for MedicationAdministrationDosage {
         rt::w_opt(w, b"\"method\":", &self.method);
         rt::w_opt(w, b"\"dose\":", &self.dose);
         rt::w_choice(w, &self.rate);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -427,28 +446,32 @@ pub struct MedicationAdministrationPerformer {
     pub extra: Extra,
 }
 
+impl MedicationAdministrationPerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationAdministrationPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -465,7 +488,9 @@ impl ToJson for MedicationAdministrationPerformer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -574,7 +599,7 @@ impl MedicationAdministrationEffective {
 #[derive(Clone, Debug, PartialEq)]
 pub enum MedicationAdministrationDosageRate {
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `rateQuantity`.
     Quantity(Quantity),
 }

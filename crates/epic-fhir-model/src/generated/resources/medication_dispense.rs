@@ -19,7 +19,7 @@ pub struct MedicationDispense {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -91,7 +91,7 @@ pub struct MedicationDispense {
     /// How the medication is to be used by the patient or administered by the caregiver. `dosageInstruction` (0..*).
     pub dosage_instruction: Vec<Dosage>,
     /// Whether a substitution was performed on the dispense. `substitution` (0..1).
-    pub substitution: Option<MedicationDispenseSubstitution>,
+    pub substitution: Option<Box<MedicationDispenseSubstitution>>,
     /// Clinical issue with action. `detectedIssue` (0..*).
     pub detected_issue: Vec<Reference>,
     /// A list of relevant lifecycle events. `eventHistory` (0..*).
@@ -100,53 +100,56 @@ pub struct MedicationDispense {
     pub extra: Extra,
 }
 
+impl MedicationDispense {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 315,
+        slots: &[
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("category", 18), ("_whenPrepared", 30), ("", 0),
+            ("location", 24), ("", 0), ("", 0), ("statusReasonReference", 17),
+            ("", 0), ("", 0), ("type", 26), ("extension", 11),
+            ("", 0), ("resourceType", 1), ("dosageInstruction", 36), ("partOf", 14),
+            ("", 0), ("statusReasonCodeableConcept", 17), ("", 0), ("id", 2),
+            ("", 0), ("performer", 23), ("context", 21), ("", 0),
+            ("", 0), ("note", 35), ("supportingInformation", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("destination", 33), ("identifier", 13), ("subject", 20), ("status", 15),
+            ("whenHandedOver", 31), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("detectedIssue", 38), ("substitution", 37), ("daysSupply", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("medicationCodeableConcept", 19),
+            ("", 0), ("eventHistory", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_whenHandedOver", 32), ("", 0), ("contained", 10), ("whenPrepared", 29),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("quantity", 27), ("", 0), ("receiver", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("medicationReference", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("authorizingPrescription", 25), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationDispense {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationDispense {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 315,
-            slots: &[
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("category", 18), ("_whenPrepared", 30), ("", 0),
-                ("location", 24), ("", 0), ("", 0), ("statusReasonReference", 17),
-                ("", 0), ("", 0), ("type", 26), ("extension", 11),
-                ("", 0), ("resourceType", 1), ("dosageInstruction", 36), ("partOf", 14),
-                ("", 0), ("statusReasonCodeableConcept", 17), ("", 0), ("id", 2),
-                ("", 0), ("performer", 23), ("context", 21), ("", 0),
-                ("", 0), ("note", 35), ("supportingInformation", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_status", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("destination", 33), ("identifier", 13), ("subject", 20), ("status", 15),
-                ("whenHandedOver", 31), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("detectedIssue", 38), ("substitution", 37), ("daysSupply", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("medicationCodeableConcept", 19),
-                ("", 0), ("eventHistory", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_whenHandedOver", 32), ("", 0), ("contained", 10), ("whenPrepared", 29),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("quantity", 27), ("", 0), ("receiver", 34), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("medicationReference", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("authorizingPrescription", 25), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicationDispense {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -187,46 +190,46 @@ impl MedicationDispense {
         let mut f_event_history = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationDispense"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::list(p, &mut f_part_of, "partOf", &mut extra),
-                15 => rt::opt(p, &mut f_status, "status", &mut extra),
-                16 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                17 => rt::choice(p, &mut f_status_reason, key, &mut extra),
-                18 => rt::opt(p, &mut f_category, "category", &mut extra),
-                19 => rt::choice(p, &mut f_medication, key, &mut extra),
-                20 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                21 => rt::opt(p, &mut f_context, "context", &mut extra),
-                22 => rt::list(p, &mut f_supporting_information, "supportingInformation", &mut extra),
-                23 => rt::list(p, &mut f_performer, "performer", &mut extra),
-                24 => rt::opt(p, &mut f_location, "location", &mut extra),
-                25 => rt::list(p, &mut f_authorizing_prescription, "authorizingPrescription", &mut extra),
-                26 => rt::opt(p, &mut f_type, "type", &mut extra),
-                27 => rt::opt(p, &mut f_quantity, "quantity", &mut extra),
-                28 => rt::opt(p, &mut f_days_supply, "daysSupply", &mut extra),
-                29 => rt::opt(p, &mut f_when_prepared, "whenPrepared", &mut extra),
-                30 => rt::opt(p, &mut f_when_prepared_ext, "_whenPrepared", &mut extra),
-                31 => rt::opt(p, &mut f_when_handed_over, "whenHandedOver", &mut extra),
-                32 => rt::opt(p, &mut f_when_handed_over_ext, "_whenHandedOver", &mut extra),
-                33 => rt::opt(p, &mut f_destination, "destination", &mut extra),
-                34 => rt::list(p, &mut f_receiver, "receiver", &mut extra),
-                35 => rt::list(p, &mut f_note, "note", &mut extra),
-                36 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction", &mut extra),
-                37 => rt::opt(p, &mut f_substitution, "substitution", &mut extra),
-                38 => rt::list(p, &mut f_detected_issue, "detectedIssue", &mut extra),
-                39 => rt::list(p, &mut f_event_history, "eventHistory", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::list(p, &mut f_part_of, "partOf"),
+                15 => rt::opt(p, &mut f_status, "status"),
+                16 => rt::opt(p, &mut f_status_ext, "_status"),
+                17 => rt::choice(p, &mut f_status_reason, key),
+                18 => rt::opt(p, &mut f_category, "category"),
+                19 => rt::choice(p, &mut f_medication, key),
+                20 => rt::opt(p, &mut f_subject, "subject"),
+                21 => rt::opt(p, &mut f_context, "context"),
+                22 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
+                23 => rt::list(p, &mut f_performer, "performer"),
+                24 => rt::opt(p, &mut f_location, "location"),
+                25 => rt::list(p, &mut f_authorizing_prescription, "authorizingPrescription"),
+                26 => rt::opt(p, &mut f_type, "type"),
+                27 => rt::opt(p, &mut f_quantity, "quantity"),
+                28 => rt::opt(p, &mut f_days_supply, "daysSupply"),
+                29 => rt::opt(p, &mut f_when_prepared, "whenPrepared"),
+                30 => rt::opt(p, &mut f_when_prepared_ext, "_whenPrepared"),
+                31 => rt::opt(p, &mut f_when_handed_over, "whenHandedOver"),
+                32 => rt::opt(p, &mut f_when_handed_over_ext, "_whenHandedOver"),
+                33 => rt::opt(p, &mut f_destination, "destination"),
+                34 => rt::list(p, &mut f_receiver, "receiver"),
+                35 => rt::list(p, &mut f_note, "note"),
+                36 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction"),
+                37 => rt::opt(p, &mut f_substitution, "substitution"),
+                38 => rt::list(p, &mut f_detected_issue, "detectedIssue"),
+                39 => rt::list(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -320,7 +323,9 @@ impl ToJson for MedicationDispense {
         rt::w_opt(w, b"\"substitution\":", &self.substitution);
         rt::w_list(w, b"\"detectedIssue\":", &self.detected_issue);
         rt::w_list(w, b"\"eventHistory\":", &self.event_history);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -333,7 +338,7 @@ impl FhirResource for MedicationDispense {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -348,6 +353,14 @@ impl FhirResource for MedicationDispense {
             Resource::MedicationDispense(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicationDispense {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -384,30 +397,34 @@ pub struct MedicationDispenseSubstitution {
     pub extra: Extra,
 }
 
+impl MedicationDispenseSubstitution {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("responsibleParty", 8), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("reason", 7), ("wasSubstituted", 4), ("", 0), ("extension", 2),
+            ("", 0), ("_wasSubstituted", 5), ("", 0), ("type", 6),
+        ],
+    };
+}
+
 impl FromJson for MedicationDispenseSubstitution {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("responsibleParty", 8), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("reason", 7), ("wasSubstituted", 4), ("", 0), ("extension", 2),
-                ("", 0), ("_wasSubstituted", 5), ("", 0), ("type", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.was_substituted, "wasSubstituted", &mut out.extra),
-                5 => rt::opt(p, &mut out.was_substituted_ext, "_wasSubstituted", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::list(p, &mut out.reason, "reason", &mut out.extra),
-                8 => rt::list(p, &mut out.responsible_party, "responsibleParty", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.was_substituted, "wasSubstituted"),
+                5 => rt::opt(p, &mut out.was_substituted_ext, "_wasSubstituted"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::list(p, &mut out.reason, "reason"),
+                8 => rt::list(p, &mut out.responsible_party, "responsibleParty"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -426,7 +443,9 @@ impl ToJson for MedicationDispenseSubstitution {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"reason\":", &self.reason);
         rt::w_list(w, b"\"responsibleParty\":", &self.responsible_party);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -452,28 +471,32 @@ pub struct MedicationDispensePerformer {
     pub extra: Extra,
 }
 
+impl MedicationDispensePerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationDispensePerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -490,7 +513,9 @@ impl ToJson for MedicationDispensePerformer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

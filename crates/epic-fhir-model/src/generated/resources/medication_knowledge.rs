@@ -19,7 +19,7 @@ pub struct MedicationKnowledge {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -83,7 +83,7 @@ pub struct MedicationKnowledge {
     /// Categorization of the medication within a formulary or classification system. `medicineClassification` (0..*).
     pub medicine_classification: Vec<MedicationKnowledgeMedicineClassification>,
     /// Details about packaged medications. `packaging` (0..1).
-    pub packaging: Option<MedicationKnowledgePackaging>,
+    pub packaging: Option<Box<MedicationKnowledgePackaging>>,
     /// Specifies descriptive properties of the medicine. `drugCharacteristic` (0..*).
     pub drug_characteristic: Vec<MedicationKnowledgeDrugCharacteristic>,
     /// Potential clinical issue with or between medication(s). `contraindication` (0..*).
@@ -96,93 +96,96 @@ pub struct MedicationKnowledge {
     pub extra: Extra,
 }
 
+impl MedicationKnowledge {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 42,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("relatedMedicationKnowledge", 21),
+            ("", 0), ("", 0), ("", 0), ("doseForm", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("_status", 15), ("manufacturer", 16), ("implicitRules", 5), ("", 0),
+            ("packaging", 33), ("", 0), ("", 0), ("preparationInstruction", 26),
+            ("", 0), ("monitoringProgram", 30), ("", 0), ("productType", 23),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("drugCharacteristic", 34), ("", 0),
+            ("", 0), ("", 0), ("medicineClassification", 32), ("", 0),
+            ("", 0), ("", 0), ("amount", 18), ("_synonym", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("administrationGuidelines", 31), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("_preparationInstruction", 27), ("code", 13), ("kinetics", 37), ("", 0),
+            ("associatedMedication", 22), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("ingredient", 25),
+            ("", 0), ("cost", 29), ("contraindication", 35), ("", 0),
+            ("status", 14), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("monograph", 24),
+            ("synonym", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("intendedRoute", 28),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("text", 9), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("regulatory", 36), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledge {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationKnowledge {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 42,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("relatedMedicationKnowledge", 21),
-                ("", 0), ("", 0), ("", 0), ("doseForm", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("_status", 15), ("manufacturer", 16), ("implicitRules", 5), ("", 0),
-                ("packaging", 33), ("", 0), ("", 0), ("preparationInstruction", 26),
-                ("", 0), ("monitoringProgram", 30), ("", 0), ("productType", 23),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("drugCharacteristic", 34), ("", 0),
-                ("", 0), ("", 0), ("medicineClassification", 32), ("", 0),
-                ("", 0), ("", 0), ("amount", 18), ("_synonym", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("administrationGuidelines", 31), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("_preparationInstruction", 27), ("code", 13), ("kinetics", 37), ("", 0),
-                ("associatedMedication", 22), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("ingredient", 25),
-                ("", 0), ("cost", 29), ("contraindication", 35), ("", 0),
-                ("status", 14), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("monograph", 24),
-                ("synonym", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("intendedRoute", 28),
-                ("", 0), ("", 0), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("text", 9), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("regulatory", 36), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicationKnowledge {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationKnowledge"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                17 => rt::opt(p, &mut out.dose_form, "doseForm", &mut out.extra),
-                18 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                19 => rt::prim_list(p, &mut out.synonym, &mut out.synonym_ext, "synonym", &mut out.extra),
-                20 => rt::list_ext(p, &mut out.synonym_ext, "_synonym", &mut out.extra),
-                21 => rt::list(p, &mut out.related_medication_knowledge, "relatedMedicationKnowledge", &mut out.extra),
-                22 => rt::list(p, &mut out.associated_medication, "associatedMedication", &mut out.extra),
-                23 => rt::list(p, &mut out.product_type, "productType", &mut out.extra),
-                24 => rt::list(p, &mut out.monograph, "monograph", &mut out.extra),
-                25 => rt::list(p, &mut out.ingredient, "ingredient", &mut out.extra),
-                26 => rt::opt(p, &mut out.preparation_instruction, "preparationInstruction", &mut out.extra),
-                27 => rt::opt(p, &mut out.preparation_instruction_ext, "_preparationInstruction", &mut out.extra),
-                28 => rt::list(p, &mut out.intended_route, "intendedRoute", &mut out.extra),
-                29 => rt::list(p, &mut out.cost, "cost", &mut out.extra),
-                30 => rt::list(p, &mut out.monitoring_program, "monitoringProgram", &mut out.extra),
-                31 => rt::list(p, &mut out.administration_guidelines, "administrationGuidelines", &mut out.extra),
-                32 => rt::list(p, &mut out.medicine_classification, "medicineClassification", &mut out.extra),
-                33 => rt::opt(p, &mut out.packaging, "packaging", &mut out.extra),
-                34 => rt::list(p, &mut out.drug_characteristic, "drugCharacteristic", &mut out.extra),
-                35 => rt::list(p, &mut out.contraindication, "contraindication", &mut out.extra),
-                36 => rt::list(p, &mut out.regulatory, "regulatory", &mut out.extra),
-                37 => rt::list(p, &mut out.kinetics, "kinetics", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.code, "code"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
+                17 => rt::opt(p, &mut out.dose_form, "doseForm"),
+                18 => rt::opt(p, &mut out.amount, "amount"),
+                19 => rt::prim_list(p, &mut out.synonym, &mut out.synonym_ext, "synonym"),
+                20 => rt::list_ext(p, &mut out.synonym_ext, "_synonym"),
+                21 => rt::list(p, &mut out.related_medication_knowledge, "relatedMedicationKnowledge"),
+                22 => rt::list(p, &mut out.associated_medication, "associatedMedication"),
+                23 => rt::list(p, &mut out.product_type, "productType"),
+                24 => rt::list(p, &mut out.monograph, "monograph"),
+                25 => rt::list(p, &mut out.ingredient, "ingredient"),
+                26 => rt::opt(p, &mut out.preparation_instruction, "preparationInstruction"),
+                27 => rt::opt(p, &mut out.preparation_instruction_ext, "_preparationInstruction"),
+                28 => rt::list(p, &mut out.intended_route, "intendedRoute"),
+                29 => rt::list(p, &mut out.cost, "cost"),
+                30 => rt::list(p, &mut out.monitoring_program, "monitoringProgram"),
+                31 => rt::list(p, &mut out.administration_guidelines, "administrationGuidelines"),
+                32 => rt::list(p, &mut out.medicine_classification, "medicineClassification"),
+                33 => rt::opt(p, &mut out.packaging, "packaging"),
+                34 => rt::list(p, &mut out.drug_characteristic, "drugCharacteristic"),
+                35 => rt::list(p, &mut out.contraindication, "contraindication"),
+                36 => rt::list(p, &mut out.regulatory, "regulatory"),
+                37 => rt::list(p, &mut out.kinetics, "kinetics"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -233,7 +236,9 @@ impl ToJson for MedicationKnowledge {
         rt::w_list(w, b"\"contraindication\":", &self.contraindication);
         rt::w_list(w, b"\"regulatory\":", &self.regulatory);
         rt::w_list(w, b"\"kinetics\":", &self.kinetics);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -246,7 +251,7 @@ impl FhirResource for MedicationKnowledge {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -261,6 +266,14 @@ impl FhirResource for MedicationKnowledge {
             Resource::MedicationKnowledge(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicationKnowledge {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -293,28 +306,32 @@ pub struct MedicationKnowledgeKinetics {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeKinetics {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("areaUnderCurve", 4), ("", 0), ("", 0), ("lethalDose50", 5),
+            ("", 0), ("", 0), ("halfLifePeriod", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeKinetics {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("areaUnderCurve", 4), ("", 0), ("", 0), ("lethalDose50", 5),
-                ("", 0), ("", 0), ("halfLifePeriod", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.area_under_curve, "areaUnderCurve", &mut out.extra),
-                5 => rt::list(p, &mut out.lethal_dose50, "lethalDose50", &mut out.extra),
-                6 => rt::opt(p, &mut out.half_life_period, "halfLifePeriod", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.area_under_curve, "areaUnderCurve"),
+                5 => rt::list(p, &mut out.lethal_dose50, "lethalDose50"),
+                6 => rt::opt(p, &mut out.half_life_period, "halfLifePeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -331,7 +348,9 @@ impl ToJson for MedicationKnowledgeKinetics {
         rt::w_list(w, b"\"areaUnderCurve\":", &self.area_under_curve);
         rt::w_list(w, b"\"lethalDose50\":", &self.lethal_dose50);
         rt::w_opt(w, b"\"halfLifePeriod\":", &self.half_life_period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -356,35 +375,39 @@ pub struct MedicationKnowledgeRegulatory {
     /// Specifies the schedule of a medication in jurisdiction. `schedule` (0..*).
     pub schedule: Vec<MedicationKnowledgeRegulatorySchedule>,
     /// The maximum number of units of the medication that can be dispensed in a period. `maxDispense` (0..1).
-    pub max_dispense: Option<MedicationKnowledgeRegulatoryMaxDispense>,
+    pub max_dispense: Option<Box<MedicationKnowledgeRegulatoryMaxDispense>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MedicationKnowledgeRegulatory {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("regulatoryAuthority", 4), ("extension", 2), ("", 0),
+            ("substitution", 5), ("schedule", 6), ("id", 1), ("maxDispense", 7),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for MedicationKnowledgeRegulatory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("regulatoryAuthority", 4), ("extension", 2), ("", 0),
-                ("substitution", 5), ("schedule", 6), ("id", 1), ("maxDispense", 7),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_regulatory_authority = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_regulatory_authority, "regulatoryAuthority", &mut out.extra),
-                5 => rt::list(p, &mut out.substitution, "substitution", &mut out.extra),
-                6 => rt::list(p, &mut out.schedule, "schedule", &mut out.extra),
-                7 => rt::opt(p, &mut out.max_dispense, "maxDispense", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_regulatory_authority, "regulatoryAuthority"),
+                5 => rt::list(p, &mut out.substitution, "substitution"),
+                6 => rt::list(p, &mut out.schedule, "schedule"),
+                7 => rt::opt(p, &mut out.max_dispense, "maxDispense"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -403,7 +426,9 @@ impl ToJson for MedicationKnowledgeRegulatory {
         rt::w_list(w, b"\"substitution\":", &self.substitution);
         rt::w_list(w, b"\"schedule\":", &self.schedule);
         rt::w_opt(w, b"\"maxDispense\":", &self.max_dispense);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -429,28 +454,32 @@ pub struct MedicationKnowledgeRegulatoryMaxDispense {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeRegulatoryMaxDispense {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeRegulatoryMaxDispense {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_quantity = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_quantity, "quantity", &mut out.extra),
-                5 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_quantity, "quantity"),
+                5 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -467,7 +496,9 @@ impl ToJson for MedicationKnowledgeRegulatoryMaxDispense {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -491,25 +522,29 @@ pub struct MedicationKnowledgeRegulatorySchedule {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeRegulatorySchedule {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("schedule", 4), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeRegulatorySchedule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("schedule", 4), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_schedule = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_schedule, "schedule", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_schedule, "schedule"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -525,7 +560,9 @@ impl ToJson for MedicationKnowledgeRegulatorySchedule {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"schedule\":", &self.schedule);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -553,29 +590,33 @@ pub struct MedicationKnowledgeRegulatorySubstitution {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeRegulatorySubstitution {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_allowed", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("allowed", 5),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeRegulatorySubstitution {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_allowed", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("allowed", 5),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.allowed, "allowed", &mut out.extra),
-                6 => rt::opt(p, &mut out.allowed_ext, "_allowed", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.allowed, "allowed"),
+                6 => rt::opt(p, &mut out.allowed_ext, "_allowed"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -593,7 +634,9 @@ impl ToJson for MedicationKnowledgeRegulatorySubstitution {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"allowed\":", &self.allowed);
         rt::w_opt(w, b"\"_allowed\":", &self.allowed_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -619,27 +662,31 @@ pub struct MedicationKnowledgeDrugCharacteristic {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeDrugCharacteristic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("valueQuantity", 5), ("", 0), ("", 0), ("valueCodeableConcept", 5),
+            ("extension", 2), ("", 0), ("valueString", 5), ("type", 4),
+            ("", 0), ("", 0), ("valueBase64Binary", 5), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeDrugCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("valueQuantity", 5), ("", 0), ("", 0), ("valueCodeableConcept", 5),
-                ("extension", 2), ("", 0), ("valueString", 5), ("type", 4),
-                ("", 0), ("", 0), ("valueBase64Binary", 5), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -655,7 +702,9 @@ impl ToJson for MedicationKnowledgeDrugCharacteristic {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -681,27 +730,31 @@ pub struct MedicationKnowledgePackaging {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgePackaging {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgePackaging {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.quantity, "quantity"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -717,7 +770,9 @@ impl ToJson for MedicationKnowledgePackaging {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -743,28 +798,32 @@ pub struct MedicationKnowledgeMedicineClassification {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeMedicineClassification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("classification", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeMedicineClassification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("classification", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.classification, "classification", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.classification, "classification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -781,7 +840,9 @@ impl ToJson for MedicationKnowledgeMedicineClassification {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"classification\":", &self.classification);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -809,28 +870,32 @@ pub struct MedicationKnowledgeAdministrationGuidelines {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeAdministrationGuidelines {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("patientCharacteristics", 6), ("", 0),
+            ("indicationReference", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("dosage", 4), ("indicationCodeableConcept", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeAdministrationGuidelines {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("patientCharacteristics", 6), ("", 0),
-                ("indicationReference", 5), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("dosage", 4), ("indicationCodeableConcept", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.dosage, "dosage", &mut out.extra),
-                5 => rt::choice(p, &mut out.indication, key, &mut out.extra),
-                6 => rt::list(p, &mut out.patient_characteristics, "patientCharacteristics", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.dosage, "dosage"),
+                5 => rt::choice(p, &mut out.indication, key),
+                6 => rt::list(p, &mut out.patient_characteristics, "patientCharacteristics"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -847,7 +912,9 @@ impl ToJson for MedicationKnowledgeAdministrationGuidelines {
         rt::w_list(w, b"\"dosage\":", &self.dosage);
         rt::w_choice(w, &self.indication);
         rt::w_list(w, b"\"patientCharacteristics\":", &self.patient_characteristics);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -875,19 +942,23 @@ pub struct MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("characteristicQuantity", 4), ("", 0), ("value", 5),
+            ("_value", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("characteristicCodeableConcept", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("characteristicQuantity", 4), ("", 0), ("value", 5),
-                ("_value", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("characteristicCodeableConcept", 4), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -896,13 +967,13 @@ impl FromJson for MedicationKnowledgeAdministrationGuidelinesPatientCharacterist
         let mut f_value_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_characteristic, key, &mut extra),
-                5 => rt::prim_list(p, &mut f_value, &mut f_value_ext, "value", &mut extra),
-                6 => rt::list_ext(p, &mut f_value_ext, "_value", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_characteristic, key),
+                5 => rt::prim_list(p, &mut f_value, &mut f_value_ext, "value"),
+                6 => rt::list_ext(p, &mut f_value_ext, "_value"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -926,7 +997,9 @@ impl ToJson for MedicationKnowledgeAdministrationGuidelinesPatientCharacteristic
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.characteristic, w);
         rt::w_prim_list(w, b"\"value\":", b"\"_value\":", &self.value, &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -952,28 +1025,32 @@ pub struct MedicationKnowledgeAdministrationGuidelinesDosage {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeAdministrationGuidelinesDosage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("dosage", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeAdministrationGuidelinesDosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("dosage", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.dosage, "dosage", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.dosage, "dosage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -990,7 +1067,9 @@ impl ToJson for MedicationKnowledgeAdministrationGuidelinesDosage {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"dosage\":", &self.dosage);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1018,28 +1097,32 @@ pub struct MedicationKnowledgeMonitoringProgram {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeMonitoringProgram {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("name", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeMonitoringProgram {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("name", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.name_ext, "_name"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1056,7 +1139,9 @@ impl ToJson for MedicationKnowledgeMonitoringProgram {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1086,31 +1171,35 @@ pub struct MedicationKnowledgeCost {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeCost {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("type", 4), ("source", 5), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("cost", 7), ("", 0), ("_source", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("type", 4), ("source", 5), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("cost", 7), ("", 0), ("_source", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_cost = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                6 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                7 => rt::opt(p, &mut f_cost, "cost", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt(p, &mut out.source, "source"),
+                6 => rt::opt(p, &mut out.source_ext, "_source"),
+                7 => rt::opt(p, &mut f_cost, "cost"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1130,7 +1219,9 @@ impl ToJson for MedicationKnowledgeCost {
         rt::w_opt(w, b"\"source\":", &self.source);
         rt::w_opt(w, b"\"_source\":", &self.source_ext);
         rt::w_req(w, b"\"cost\":", &self.cost);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1155,24 +1246,28 @@ pub struct MedicationKnowledgeIngredient {
     /// The `_isActive` member: the id and extensions of the value of `isActive`.
     pub is_active_ext: Option<Box<Element>>,
     /// Quantity of ingredient present. `strength` (0..1).
-    pub strength: Option<Ratio>,
+    pub strength: Option<Box<Ratio>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MedicationKnowledgeIngredient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
+            ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
+        ],
+    };
 }
 
 impl FromJson for MedicationKnowledgeIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
-                ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -1182,14 +1277,14 @@ impl FromJson for MedicationKnowledgeIngredient {
         let mut f_strength = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_item, key, &mut extra),
-                5 => rt::opt(p, &mut f_is_active, "isActive", &mut extra),
-                6 => rt::opt(p, &mut f_is_active_ext, "_isActive", &mut extra),
-                7 => rt::opt(p, &mut f_strength, "strength", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_item, key),
+                5 => rt::opt(p, &mut f_is_active, "isActive"),
+                6 => rt::opt(p, &mut f_is_active_ext, "_isActive"),
+                7 => rt::opt(p, &mut f_strength, "strength"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1216,7 +1311,9 @@ impl ToJson for MedicationKnowledgeIngredient {
         rt::w_opt(w, b"\"isActive\":", &self.is_active);
         rt::w_opt(w, b"\"_isActive\":", &self.is_active_ext);
         rt::w_opt(w, b"\"strength\":", &self.strength);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1242,27 +1339,31 @@ pub struct MedicationKnowledgeMonograph {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeMonograph {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("source", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeMonograph {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("source", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1278,7 +1379,9 @@ impl ToJson for MedicationKnowledgeMonograph {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1304,28 +1407,32 @@ pub struct MedicationKnowledgeRelatedMedicationKnowledge {
     pub extra: Extra,
 }
 
+impl MedicationKnowledgeRelatedMedicationKnowledge {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("reference", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationKnowledgeRelatedMedicationKnowledge {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("reference", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.reference, "reference", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::list(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1342,7 +1449,9 @@ impl ToJson for MedicationKnowledgeRelatedMedicationKnowledge {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_list(w, b"\"reference\":", &self.reference);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

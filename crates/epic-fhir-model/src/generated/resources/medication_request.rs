@@ -19,7 +19,7 @@ pub struct MedicationRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -105,7 +105,7 @@ pub struct MedicationRequest {
     /// What request fulfills. `basedOn` (0..*).
     pub based_on: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// Overall pattern of medication administration. `courseOfTherapyType` (0..1).
     pub course_of_therapy_type: Option<CodeableConcept>,
     /// Associated insurance coverage. `insurance` (0..*).
@@ -115,9 +115,9 @@ pub struct MedicationRequest {
     /// How the medication should be taken. `dosageInstruction` (0..*).
     pub dosage_instruction: Vec<Dosage>,
     /// Medication supply authorization. `dispenseRequest` (0..1).
-    pub dispense_request: Option<MedicationRequestDispenseRequest>,
+    pub dispense_request: Option<Box<MedicationRequestDispenseRequest>>,
     /// Any restrictions on medication substitution. `substitution` (0..1).
-    pub substitution: Option<MedicationRequestSubstitution>,
+    pub substitution: Option<Box<MedicationRequestSubstitution>>,
     /// An order/prescription that is being replaced. `priorPrescription` (0..1).
     pub prior_prescription: Option<Reference>,
     /// Clinical Issue with action. `detectedIssue` (0..*).
@@ -128,85 +128,88 @@ pub struct MedicationRequest {
     pub extra: Extra,
 }
 
+impl MedicationRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 32,
+        slots: &[
+            ("eventHistory", 51), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("encounter", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subject", 26), ("", 0), ("", 0),
+            ("", 0), ("authoredOn", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 15),
+            ("", 0), ("courseOfTherapyType", 43), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("priority", 20), ("", 0),
+            ("", 0), ("", 0), ("dispenseRequest", 47), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detectedIssue", 50), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("recorder", 34),
+            ("", 0), ("substitution", 48), ("", 0), ("", 0),
+            ("", 0), ("_doNotPerform", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 38),
+            ("", 0), ("", 0), ("doNotPerform", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("medicationReference", 25), ("", 0),
+            ("", 0), ("requester", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("reasonReference", 36), ("priorPrescription", 49),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("supportingInformation", 28), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("intent", 17),
+            ("", 0), ("", 0), ("instantiatesUri", 39), ("", 0),
+            ("basedOn", 41), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_instantiatesUri", 40), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("dosageInstruction", 46), ("", 0),
+            ("_intent", 18), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("_authoredOn", 30), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_priority", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("status", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("_implicitRules", 6), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("performerType", 33), ("performer", 32),
+            ("", 0), ("", 0), ("reasonCode", 35), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("note", 45), ("reportedBoolean", 24), ("", 0), ("_id", 3),
+            ("reportedReference", 24), ("", 0), ("statusReason", 16), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("insurance", 44), ("instantiatesCanonical", 37), ("", 0), ("groupIdentifier", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("category", 19), ("medicationCodeableConcept", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 32,
-            slots: &[
-                ("eventHistory", 51), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("encounter", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subject", 26), ("", 0), ("", 0),
-                ("", 0), ("authoredOn", 29), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 15),
-                ("", 0), ("courseOfTherapyType", 43), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("priority", 20), ("", 0),
-                ("", 0), ("", 0), ("dispenseRequest", 47), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detectedIssue", 50), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("recorder", 34),
-                ("", 0), ("substitution", 48), ("", 0), ("", 0),
-                ("", 0), ("_doNotPerform", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 38),
-                ("", 0), ("", 0), ("doNotPerform", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("medicationReference", 25), ("", 0),
-                ("", 0), ("requester", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("reasonReference", 36), ("priorPrescription", 49),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("supportingInformation", 28), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("intent", 17),
-                ("", 0), ("", 0), ("instantiatesUri", 39), ("", 0),
-                ("basedOn", 41), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_instantiatesUri", 40), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("dosageInstruction", 46), ("", 0),
-                ("_intent", 18), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("_authoredOn", 30), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_priority", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("status", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("_implicitRules", 6), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("performerType", 33), ("performer", 32),
-                ("", 0), ("", 0), ("reasonCode", 35), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("note", 45), ("reportedBoolean", 24), ("", 0), ("_id", 3),
-                ("reportedReference", 24), ("", 0), ("statusReason", 16), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("insurance", 44), ("instantiatesCanonical", 37), ("", 0), ("groupIdentifier", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("category", 19), ("medicationCodeableConcept", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicationRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -259,58 +262,58 @@ impl MedicationRequest {
         let mut f_event_history = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationRequest"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::opt(p, &mut f_status, "status", &mut extra),
-                15 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                16 => rt::opt(p, &mut f_status_reason, "statusReason", &mut extra),
-                17 => rt::opt(p, &mut f_intent, "intent", &mut extra),
-                18 => rt::opt(p, &mut f_intent_ext, "_intent", &mut extra),
-                19 => rt::list(p, &mut f_category, "category", &mut extra),
-                20 => rt::opt(p, &mut f_priority, "priority", &mut extra),
-                21 => rt::opt(p, &mut f_priority_ext, "_priority", &mut extra),
-                22 => rt::opt(p, &mut f_do_not_perform, "doNotPerform", &mut extra),
-                23 => rt::opt(p, &mut f_do_not_perform_ext, "_doNotPerform", &mut extra),
-                24 => rt::choice(p, &mut f_reported, key, &mut extra),
-                25 => rt::choice(p, &mut f_medication, key, &mut extra),
-                26 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                27 => rt::opt(p, &mut f_encounter, "encounter", &mut extra),
-                28 => rt::list(p, &mut f_supporting_information, "supportingInformation", &mut extra),
-                29 => rt::opt(p, &mut f_authored_on, "authoredOn", &mut extra),
-                30 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn", &mut extra),
-                31 => rt::opt(p, &mut f_requester, "requester", &mut extra),
-                32 => rt::opt(p, &mut f_performer, "performer", &mut extra),
-                33 => rt::opt(p, &mut f_performer_type, "performerType", &mut extra),
-                34 => rt::opt(p, &mut f_recorder, "recorder", &mut extra),
-                35 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                36 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                37 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical", &mut extra),
-                38 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical", &mut extra),
-                39 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri", &mut extra),
-                40 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri", &mut extra),
-                41 => rt::list(p, &mut f_based_on, "basedOn", &mut extra),
-                42 => rt::opt(p, &mut f_group_identifier, "groupIdentifier", &mut extra),
-                43 => rt::opt(p, &mut f_course_of_therapy_type, "courseOfTherapyType", &mut extra),
-                44 => rt::list(p, &mut f_insurance, "insurance", &mut extra),
-                45 => rt::list(p, &mut f_note, "note", &mut extra),
-                46 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction", &mut extra),
-                47 => rt::opt(p, &mut f_dispense_request, "dispenseRequest", &mut extra),
-                48 => rt::opt(p, &mut f_substitution, "substitution", &mut extra),
-                49 => rt::opt(p, &mut f_prior_prescription, "priorPrescription", &mut extra),
-                50 => rt::list(p, &mut f_detected_issue, "detectedIssue", &mut extra),
-                51 => rt::list(p, &mut f_event_history, "eventHistory", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::opt(p, &mut f_status, "status"),
+                15 => rt::opt(p, &mut f_status_ext, "_status"),
+                16 => rt::opt(p, &mut f_status_reason, "statusReason"),
+                17 => rt::opt(p, &mut f_intent, "intent"),
+                18 => rt::opt(p, &mut f_intent_ext, "_intent"),
+                19 => rt::list(p, &mut f_category, "category"),
+                20 => rt::opt(p, &mut f_priority, "priority"),
+                21 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                22 => rt::opt(p, &mut f_do_not_perform, "doNotPerform"),
+                23 => rt::opt(p, &mut f_do_not_perform_ext, "_doNotPerform"),
+                24 => rt::choice(p, &mut f_reported, key),
+                25 => rt::choice(p, &mut f_medication, key),
+                26 => rt::opt(p, &mut f_subject, "subject"),
+                27 => rt::opt(p, &mut f_encounter, "encounter"),
+                28 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
+                29 => rt::opt(p, &mut f_authored_on, "authoredOn"),
+                30 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
+                31 => rt::opt(p, &mut f_requester, "requester"),
+                32 => rt::opt(p, &mut f_performer, "performer"),
+                33 => rt::opt(p, &mut f_performer_type, "performerType"),
+                34 => rt::opt(p, &mut f_recorder, "recorder"),
+                35 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                36 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                37 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical"),
+                38 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical"),
+                39 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri"),
+                40 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri"),
+                41 => rt::list(p, &mut f_based_on, "basedOn"),
+                42 => rt::opt(p, &mut f_group_identifier, "groupIdentifier"),
+                43 => rt::opt(p, &mut f_course_of_therapy_type, "courseOfTherapyType"),
+                44 => rt::list(p, &mut f_insurance, "insurance"),
+                45 => rt::list(p, &mut f_note, "note"),
+                46 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction"),
+                47 => rt::opt(p, &mut f_dispense_request, "dispenseRequest"),
+                48 => rt::opt(p, &mut f_substitution, "substitution"),
+                49 => rt::opt(p, &mut f_prior_prescription, "priorPrescription"),
+                50 => rt::list(p, &mut f_detected_issue, "detectedIssue"),
+                51 => rt::list(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -426,7 +429,9 @@ impl ToJson for MedicationRequest {
         rt::w_opt(w, b"\"priorPrescription\":", &self.prior_prescription);
         rt::w_list(w, b"\"detectedIssue\":", &self.detected_issue);
         rt::w_list(w, b"\"eventHistory\":", &self.event_history);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -439,7 +444,7 @@ impl FhirResource for MedicationRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -454,6 +459,14 @@ impl FhirResource for MedicationRequest {
             Resource::MedicationRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicationRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -484,19 +497,23 @@ pub struct MedicationRequestSubstitution {
     pub extra: Extra,
 }
 
+impl MedicationRequestSubstitution {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("allowedBoolean", 4), ("", 0),
+            ("", 0), ("allowedCodeableConcept", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reason", 5),
+        ],
+    };
+}
+
 impl FromJson for MedicationRequestSubstitution {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("allowedBoolean", 4), ("", 0),
-                ("", 0), ("allowedCodeableConcept", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reason", 5),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -504,12 +521,12 @@ impl FromJson for MedicationRequestSubstitution {
         let mut f_reason = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_allowed, key, &mut extra),
-                5 => rt::opt(p, &mut f_reason, "reason", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_allowed, key),
+                5 => rt::opt(p, &mut f_reason, "reason"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -532,7 +549,9 @@ impl ToJson for MedicationRequestSubstitution {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.allowed, w);
         rt::w_opt(w, b"\"reason\":", &self.reason);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -551,7 +570,7 @@ pub struct MedicationRequestDispenseRequest {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// First fill details. `initialFill` (0..1).
-    pub initial_fill: Option<MedicationRequestDispenseRequestInitialFill>,
+    pub initial_fill: Option<Box<MedicationRequestDispenseRequestInitialFill>>,
     /// Minimum period of time between dispenses. `dispenseInterval` (0..1).
     pub dispense_interval: Option<Duration>,
     /// Time period supply is authorized for. `validityPeriod` (0..1).
@@ -570,37 +589,41 @@ pub struct MedicationRequestDispenseRequest {
     pub extra: Extra,
 }
 
+impl MedicationRequestDispenseRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("quantity", 9), ("extension", 2), ("", 0),
+            ("", 0), ("performer", 11), ("id", 1), ("", 0),
+            ("_numberOfRepeatsAllowed", 8), ("", 0), ("", 0), ("", 0),
+            ("initialFill", 4), ("", 0), ("validityPeriod", 6), ("", 0),
+            ("", 0), ("numberOfRepeatsAllowed", 7), ("", 0), ("expectedSupplyDuration", 10),
+            ("", 0), ("dispenseInterval", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationRequestDispenseRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("quantity", 9), ("extension", 2), ("", 0),
-                ("", 0), ("performer", 11), ("id", 1), ("", 0),
-                ("_numberOfRepeatsAllowed", 8), ("", 0), ("", 0), ("", 0),
-                ("initialFill", 4), ("", 0), ("validityPeriod", 6), ("", 0),
-                ("", 0), ("numberOfRepeatsAllowed", 7), ("", 0), ("expectedSupplyDuration", 10),
-                ("", 0), ("dispenseInterval", 5), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.initial_fill, "initialFill", &mut out.extra),
-                5 => rt::opt(p, &mut out.dispense_interval, "dispenseInterval", &mut out.extra),
-                6 => rt::opt(p, &mut out.validity_period, "validityPeriod", &mut out.extra),
-                7 => rt::opt(p, &mut out.number_of_repeats_allowed, "numberOfRepeatsAllowed", &mut out.extra),
-                8 => rt::opt(p, &mut out.number_of_repeats_allowed_ext, "_numberOfRepeatsAllowed", &mut out.extra),
-                9 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                10 => rt::opt(p, &mut out.expected_supply_duration, "expectedSupplyDuration", &mut out.extra),
-                11 => rt::opt(p, &mut out.performer, "performer", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.initial_fill, "initialFill"),
+                5 => rt::opt(p, &mut out.dispense_interval, "dispenseInterval"),
+                6 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                7 => rt::opt(p, &mut out.number_of_repeats_allowed, "numberOfRepeatsAllowed"),
+                8 => rt::opt(p, &mut out.number_of_repeats_allowed_ext, "_numberOfRepeatsAllowed"),
+                9 => rt::opt(p, &mut out.quantity, "quantity"),
+                10 => rt::opt(p, &mut out.expected_supply_duration, "expectedSupplyDuration"),
+                11 => rt::opt(p, &mut out.performer, "performer"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -622,7 +645,9 @@ impl ToJson for MedicationRequestDispenseRequest {
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"expectedSupplyDuration\":", &self.expected_supply_duration);
         rt::w_opt(w, b"\"performer\":", &self.performer);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -648,27 +673,31 @@ pub struct MedicationRequestDispenseRequestInitialFill {
     pub extra: Extra,
 }
 
+impl MedicationRequestDispenseRequestInitialFill {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("duration", 5), ("quantity", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationRequestDispenseRequestInitialFill {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("duration", 5), ("quantity", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                5 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.quantity, "quantity"),
+                5 => rt::opt(p, &mut out.duration, "duration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -684,7 +713,9 @@ impl ToJson for MedicationRequestDispenseRequestInitialFill {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"duration\":", &self.duration);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MedicationStatement {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -84,53 +84,56 @@ pub struct MedicationStatement {
     pub extra: Extra,
 }
 
+impl MedicationStatement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 74,
+        slots: &[
+            ("", 0), ("_dateAsserted", 25), ("", 0), ("", 0),
+            ("dosage", 31), ("", 0), ("", 0), ("subject", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("informationSource", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectivePeriod", 23), ("effectiveDateTime", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("medicationCodeableConcept", 20), ("resourceType", 1),
+            ("", 0), ("", 0), ("statusReason", 18), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
+            ("", 0), ("context", 22), ("", 0), ("", 0),
+            ("_id", 3), ("_status", 17), ("", 0), ("reasonCode", 28),
+            ("", 0), ("category", 19), ("", 0), ("", 0),
+            ("_language", 8), ("dateAsserted", 24), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("basedOn", 14), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reasonReference", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("status", 16), ("", 0), ("", 0), ("derivedFrom", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 30),
+            ("medicationReference", 20), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("partOf", 15), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicationStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicationStatement {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 74,
-            slots: &[
-                ("", 0), ("_dateAsserted", 25), ("", 0), ("", 0),
-                ("dosage", 31), ("", 0), ("", 0), ("subject", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("informationSource", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectivePeriod", 23), ("effectiveDateTime", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("medicationCodeableConcept", 20), ("resourceType", 1),
-                ("", 0), ("", 0), ("statusReason", 18), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
-                ("", 0), ("context", 22), ("", 0), ("", 0),
-                ("_id", 3), ("_status", 17), ("", 0), ("reasonCode", 28),
-                ("", 0), ("category", 19), ("", 0), ("", 0),
-                ("_language", 8), ("dateAsserted", 24), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("basedOn", 14), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reasonReference", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("text", 9),
-                ("status", 16), ("", 0), ("", 0), ("derivedFrom", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("note", 30),
-                ("medicationReference", 20), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("partOf", 15), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicationStatement {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -163,38 +166,38 @@ impl MedicationStatement {
         let mut f_dosage = Vec::new();
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationStatement"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::list(p, &mut f_based_on, "basedOn", &mut extra),
-                15 => rt::list(p, &mut f_part_of, "partOf", &mut extra),
-                16 => rt::opt(p, &mut f_status, "status", &mut extra),
-                17 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                18 => rt::list(p, &mut f_status_reason, "statusReason", &mut extra),
-                19 => rt::opt(p, &mut f_category, "category", &mut extra),
-                20 => rt::choice(p, &mut f_medication, key, &mut extra),
-                21 => rt::opt(p, &mut f_subject, "subject", &mut extra),
-                22 => rt::opt(p, &mut f_context, "context", &mut extra),
-                23 => rt::choice(p, &mut f_effective, key, &mut extra),
-                24 => rt::opt(p, &mut f_date_asserted, "dateAsserted", &mut extra),
-                25 => rt::opt(p, &mut f_date_asserted_ext, "_dateAsserted", &mut extra),
-                26 => rt::opt(p, &mut f_information_source, "informationSource", &mut extra),
-                27 => rt::list(p, &mut f_derived_from, "derivedFrom", &mut extra),
-                28 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                29 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                30 => rt::list(p, &mut f_note, "note", &mut extra),
-                31 => rt::list(p, &mut f_dosage, "dosage", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::list(p, &mut f_based_on, "basedOn"),
+                15 => rt::list(p, &mut f_part_of, "partOf"),
+                16 => rt::opt(p, &mut f_status, "status"),
+                17 => rt::opt(p, &mut f_status_ext, "_status"),
+                18 => rt::list(p, &mut f_status_reason, "statusReason"),
+                19 => rt::opt(p, &mut f_category, "category"),
+                20 => rt::choice(p, &mut f_medication, key),
+                21 => rt::opt(p, &mut f_subject, "subject"),
+                22 => rt::opt(p, &mut f_context, "context"),
+                23 => rt::choice(p, &mut f_effective, key),
+                24 => rt::opt(p, &mut f_date_asserted, "dateAsserted"),
+                25 => rt::opt(p, &mut f_date_asserted_ext, "_dateAsserted"),
+                26 => rt::opt(p, &mut f_information_source, "informationSource"),
+                27 => rt::list(p, &mut f_derived_from, "derivedFrom"),
+                28 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                29 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                30 => rt::list(p, &mut f_note, "note"),
+                31 => rt::list(p, &mut f_dosage, "dosage"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -272,7 +275,9 @@ impl ToJson for MedicationStatement {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"dosage\":", &self.dosage);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -285,7 +290,7 @@ impl FhirResource for MedicationStatement {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -300,6 +305,14 @@ impl FhirResource for MedicationStatement {
             Resource::MedicationStatement(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicationStatement {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct MedicinalProduct {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -86,89 +86,92 @@ pub struct MedicinalProduct {
     pub extra: Extra,
 }
 
+impl MedicinalProduct {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 16,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("crossReference", 31),
+            ("", 0), ("", 0), ("", 0), ("domain", 15),
+            ("marketingStatus", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("manufacturingBusinessOperation", 32), ("", 0), ("", 0),
+            ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("identifier", 13),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("combinedPharmaceuticalDoseForm", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("attachedDocument", 26), ("masterFile", 27),
+            ("", 0), ("additionalMonitoringIndicator", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 14),
+            ("pharmaceuticalProduct", 24), ("", 0), ("", 0), ("productClassification", 22),
+            ("", 0), ("", 0), ("specialMeasures", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("contact", 28),
+            ("", 0), ("", 0), ("", 0), ("paediatricUseIndicator", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("packagedMedicinalProduct", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_specialMeasures", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 30), ("clinicalTrial", 29),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("specialDesignation", 33),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProduct {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 16,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("crossReference", 31),
-                ("", 0), ("", 0), ("", 0), ("domain", 15),
-                ("marketingStatus", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("manufacturingBusinessOperation", 32), ("", 0), ("", 0),
-                ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("identifier", 13),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("combinedPharmaceuticalDoseForm", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("attachedDocument", 26), ("masterFile", 27),
-                ("", 0), ("additionalMonitoringIndicator", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 14),
-                ("pharmaceuticalProduct", 24), ("", 0), ("", 0), ("productClassification", 22),
-                ("", 0), ("", 0), ("specialMeasures", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("contact", 28),
-                ("", 0), ("", 0), ("", 0), ("paediatricUseIndicator", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("packagedMedicinalProduct", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_specialMeasures", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("name", 30), ("clinicalTrial", 29),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("specialDesignation", 33),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProduct {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProduct"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.domain, "domain", &mut out.extra),
-                16 => rt::opt(p, &mut out.combined_pharmaceutical_dose_form, "combinedPharmaceuticalDoseForm", &mut out.extra),
-                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply", &mut out.extra),
-                18 => rt::opt(p, &mut out.additional_monitoring_indicator, "additionalMonitoringIndicator", &mut out.extra),
-                19 => rt::prim_list(p, &mut out.special_measures, &mut out.special_measures_ext, "specialMeasures", &mut out.extra),
-                20 => rt::list_ext(p, &mut out.special_measures_ext, "_specialMeasures", &mut out.extra),
-                21 => rt::opt(p, &mut out.paediatric_use_indicator, "paediatricUseIndicator", &mut out.extra),
-                22 => rt::list(p, &mut out.product_classification, "productClassification", &mut out.extra),
-                23 => rt::list(p, &mut out.marketing_status, "marketingStatus", &mut out.extra),
-                24 => rt::list(p, &mut out.pharmaceutical_product, "pharmaceuticalProduct", &mut out.extra),
-                25 => rt::list(p, &mut out.packaged_medicinal_product, "packagedMedicinalProduct", &mut out.extra),
-                26 => rt::list(p, &mut out.attached_document, "attachedDocument", &mut out.extra),
-                27 => rt::list(p, &mut out.master_file, "masterFile", &mut out.extra),
-                28 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                29 => rt::list(p, &mut out.clinical_trial, "clinicalTrial", &mut out.extra),
-                30 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                31 => rt::list(p, &mut out.cross_reference, "crossReference", &mut out.extra),
-                32 => rt::list(p, &mut out.manufacturing_business_operation, "manufacturingBusinessOperation", &mut out.extra),
-                33 => rt::list(p, &mut out.special_designation, "specialDesignation", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt(p, &mut out.domain, "domain"),
+                16 => rt::opt(p, &mut out.combined_pharmaceutical_dose_form, "combinedPharmaceuticalDoseForm"),
+                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                18 => rt::opt(p, &mut out.additional_monitoring_indicator, "additionalMonitoringIndicator"),
+                19 => rt::prim_list(p, &mut out.special_measures, &mut out.special_measures_ext, "specialMeasures"),
+                20 => rt::list_ext(p, &mut out.special_measures_ext, "_specialMeasures"),
+                21 => rt::opt(p, &mut out.paediatric_use_indicator, "paediatricUseIndicator"),
+                22 => rt::list(p, &mut out.product_classification, "productClassification"),
+                23 => rt::list(p, &mut out.marketing_status, "marketingStatus"),
+                24 => rt::list(p, &mut out.pharmaceutical_product, "pharmaceuticalProduct"),
+                25 => rt::list(p, &mut out.packaged_medicinal_product, "packagedMedicinalProduct"),
+                26 => rt::list(p, &mut out.attached_document, "attachedDocument"),
+                27 => rt::list(p, &mut out.master_file, "masterFile"),
+                28 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::list(p, &mut out.clinical_trial, "clinicalTrial"),
+                30 => rt::list(p, &mut out.name, "name"),
+                31 => rt::list(p, &mut out.cross_reference, "crossReference"),
+                32 => rt::list(p, &mut out.manufacturing_business_operation, "manufacturingBusinessOperation"),
+                33 => rt::list(p, &mut out.special_designation, "specialDesignation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -215,7 +218,9 @@ impl ToJson for MedicinalProduct {
         rt::w_list(w, b"\"crossReference\":", &self.cross_reference);
         rt::w_list(w, b"\"manufacturingBusinessOperation\":", &self.manufacturing_business_operation);
         rt::w_list(w, b"\"specialDesignation\":", &self.special_designation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -228,7 +233,7 @@ impl FhirResource for MedicinalProduct {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -243,6 +248,14 @@ impl FhirResource for MedicinalProduct {
             Resource::MedicinalProduct(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProduct {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -285,37 +298,41 @@ pub struct MedicinalProductSpecialDesignation {
     pub extra: Extra,
 }
 
+impl MedicinalProductSpecialDesignation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("", 0), ("type", 5), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("indicationReference", 7),
+            ("", 0), ("indicationCodeableConcept", 7), ("", 0), ("identifier", 4),
+            ("_date", 10), ("species", 11), ("status", 8), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("intendedUse", 6), ("date", 9), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductSpecialDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("", 0), ("type", 5), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("indicationReference", 7),
-                ("", 0), ("indicationCodeableConcept", 7), ("", 0), ("identifier", 4),
-                ("_date", 10), ("species", 11), ("status", 8), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("intendedUse", 6), ("date", 9), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.intended_use, "intendedUse", &mut out.extra),
-                7 => rt::choice(p, &mut out.indication, key, &mut out.extra),
-                8 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                9 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                10 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                11 => rt::opt(p, &mut out.species, "species", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.intended_use, "intendedUse"),
+                7 => rt::choice(p, &mut out.indication, key),
+                8 => rt::opt(p, &mut out.status, "status"),
+                9 => rt::opt(p, &mut out.date, "date"),
+                10 => rt::opt(p, &mut out.date_ext, "_date"),
+                11 => rt::opt(p, &mut out.species, "species"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -337,7 +354,9 @@ impl ToJson for MedicinalProductSpecialDesignation {
         rt::w_opt(w, b"\"date\":", &self.date);
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
         rt::w_opt(w, b"\"species\":", &self.species);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -358,7 +377,7 @@ pub struct MedicinalProductManufacturingBusinessOperation {
     /// The type of manufacturing operation. `operationType` (0..1).
     pub operation_type: Option<CodeableConcept>,
     /// Regulatory authorization reference number. `authorisationReferenceNumber` (0..1).
-    pub authorisation_reference_number: Option<Identifier>,
+    pub authorisation_reference_number: Option<Box<Identifier>>,
     /// Regulatory authorization date. `effectiveDate` (0..1).
     pub effective_date: Option<DateTime>,
     /// The `_effectiveDate` member: the id and extensions of the value of `effectiveDate`.
@@ -373,36 +392,40 @@ pub struct MedicinalProductManufacturingBusinessOperation {
     pub extra: Extra,
 }
 
+impl MedicinalProductManufacturingBusinessOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("effectiveDate", 6),
+            ("", 0), ("", 0), ("", 0), ("_effectiveDate", 7),
+            ("", 0), ("operationType", 4), ("", 0), ("authorisationReferenceNumber", 5),
+            ("id", 1), ("", 0), ("regulator", 10), ("", 0),
+            ("manufacturer", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("confidentialityIndicator", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductManufacturingBusinessOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("effectiveDate", 6),
-                ("", 0), ("", 0), ("", 0), ("_effectiveDate", 7),
-                ("", 0), ("operationType", 4), ("", 0), ("authorisationReferenceNumber", 5),
-                ("id", 1), ("", 0), ("regulator", 10), ("", 0),
-                ("manufacturer", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("confidentialityIndicator", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.operation_type, "operationType", &mut out.extra),
-                5 => rt::opt(p, &mut out.authorisation_reference_number, "authorisationReferenceNumber", &mut out.extra),
-                6 => rt::opt(p, &mut out.effective_date, "effectiveDate", &mut out.extra),
-                7 => rt::opt(p, &mut out.effective_date_ext, "_effectiveDate", &mut out.extra),
-                8 => rt::opt(p, &mut out.confidentiality_indicator, "confidentialityIndicator", &mut out.extra),
-                9 => rt::list(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                10 => rt::opt(p, &mut out.regulator, "regulator", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.operation_type, "operationType"),
+                5 => rt::opt(p, &mut out.authorisation_reference_number, "authorisationReferenceNumber"),
+                6 => rt::opt(p, &mut out.effective_date, "effectiveDate"),
+                7 => rt::opt(p, &mut out.effective_date_ext, "_effectiveDate"),
+                8 => rt::opt(p, &mut out.confidentiality_indicator, "confidentialityIndicator"),
+                9 => rt::list(p, &mut out.manufacturer, "manufacturer"),
+                10 => rt::opt(p, &mut out.regulator, "regulator"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -423,7 +446,9 @@ impl ToJson for MedicinalProductManufacturingBusinessOperation {
         rt::w_opt(w, b"\"confidentialityIndicator\":", &self.confidentiality_indicator);
         rt::w_list(w, b"\"manufacturer\":", &self.manufacturer);
         rt::w_opt(w, b"\"regulator\":", &self.regulator);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -453,29 +478,33 @@ pub struct MedicinalProductName {
     pub extra: Extra,
 }
 
+impl MedicinalProductName {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("id", 1), ("", 0), ("extension", 2),
+            ("", 0), ("productName", 4), ("", 0), ("", 0),
+            ("_productName", 5), ("modifierExtension", 3), ("", 0), ("namePart", 6),
+            ("", 0), ("countryLanguage", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("id", 1), ("", 0), ("extension", 2),
-                ("", 0), ("productName", 4), ("", 0), ("", 0),
-                ("_productName", 5), ("modifierExtension", 3), ("", 0), ("namePart", 6),
-                ("", 0), ("countryLanguage", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.product_name, "productName", &mut out.extra),
-                5 => rt::opt(p, &mut out.product_name_ext, "_productName", &mut out.extra),
-                6 => rt::list(p, &mut out.name_part, "namePart", &mut out.extra),
-                7 => rt::list(p, &mut out.country_language, "countryLanguage", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.product_name, "productName"),
+                5 => rt::opt(p, &mut out.product_name_ext, "_productName"),
+                6 => rt::list(p, &mut out.name_part, "namePart"),
+                7 => rt::list(p, &mut out.country_language, "countryLanguage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -493,7 +522,9 @@ impl ToJson for MedicinalProductName {
         rt::w_opt(w, b"\"_productName\":", &self.product_name_ext);
         rt::w_list(w, b"\"namePart\":", &self.name_part);
         rt::w_list(w, b"\"countryLanguage\":", &self.country_language);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -521,30 +552,34 @@ pub struct MedicinalProductNameCountryLanguage {
     pub extra: Extra,
 }
 
+impl MedicinalProductNameCountryLanguage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("language", 6), ("", 0), ("country", 4), ("", 0),
+            ("jurisdiction", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductNameCountryLanguage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("language", 6), ("", 0), ("country", 4), ("", 0),
-                ("jurisdiction", 5), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_country = None;
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_country, "country", &mut out.extra),
-                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                6 => rt::opt(p, &mut f_language, "language", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_country, "country"),
+                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
+                6 => rt::opt(p, &mut f_language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -563,7 +598,9 @@ impl ToJson for MedicinalProductNameCountryLanguage {
         rt::w_req(w, b"\"country\":", &self.country);
         rt::w_opt(w, b"\"jurisdiction\":", &self.jurisdiction);
         rt::w_req(w, b"\"language\":", &self.language);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -591,29 +628,33 @@ pub struct MedicinalProductNameNamePart {
     pub extra: Extra,
 }
 
+impl MedicinalProductNameNamePart {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("_part", 5), ("type", 6), ("extension", 2), ("part", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductNameNamePart {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("_part", 5), ("type", 6), ("extension", 2), ("part", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.part, "part", &mut out.extra),
-                5 => rt::opt(p, &mut out.part_ext, "_part", &mut out.extra),
-                6 => rt::opt(p, &mut f_type, "type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.part, "part"),
+                5 => rt::opt(p, &mut out.part_ext, "_part"),
+                6 => rt::opt(p, &mut f_type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -631,7 +672,9 @@ impl ToJson for MedicinalProductNameNamePart {
         rt::w_opt(w, b"\"part\":", &self.part);
         rt::w_opt(w, b"\"_part\":", &self.part_ext);
         rt::w_req(w, b"\"type\":", &self.r#type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

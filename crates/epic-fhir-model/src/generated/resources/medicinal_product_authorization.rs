@@ -19,7 +19,7 @@ pub struct MedicinalProductAuthorization {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -79,77 +79,80 @@ pub struct MedicinalProductAuthorization {
     /// Medicines Regulatory Agency. `regulator` (0..1).
     pub regulator: Option<Reference>,
     /// The regulatory procedure for granting or amending a marketing authorization. `procedure` (0..1).
-    pub procedure: Option<MedicinalProductAuthorizationProcedure>,
+    pub procedure: Option<Box<MedicinalProductAuthorizationProcedure>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MedicinalProductAuthorization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 17453,
+        slots: &[
+            ("_id", 3), ("status", 17), ("extension", 11), ("dataExclusivityPeriod", 23),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("legalBasis", 28), ("validityPeriod", 22), ("_implicitRules", 6), ("", 0),
+            ("jurisdiction", 16), ("", 0), ("", 0), ("country", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_internationalBirthDate", 27), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_dateOfFirstAuthorization", 25), ("statusDate", 18), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("regulator", 31), ("contained", 10), ("id", 2),
+            ("_restoreDate", 21), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("_statusDate", 19), ("jurisdictionalAuthorization", 29), ("procedure", 32),
+            ("meta", 4), ("", 0), ("internationalBirthDate", 26), ("", 0),
+            ("dateOfFirstAuthorization", 24), ("holder", 30), ("restoreDate", 20), ("language", 7),
+            ("subject", 14), ("modifierExtension", 12), ("implicitRules", 5), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for MedicinalProductAuthorization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductAuthorization {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 17453,
-            slots: &[
-                ("_id", 3), ("status", 17), ("extension", 11), ("dataExclusivityPeriod", 23),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("legalBasis", 28), ("validityPeriod", 22), ("_implicitRules", 6), ("", 0),
-                ("jurisdiction", 16), ("", 0), ("", 0), ("country", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_internationalBirthDate", 27), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_dateOfFirstAuthorization", 25), ("statusDate", 18), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("regulator", 31), ("contained", 10), ("id", 2),
-                ("_restoreDate", 21), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("_statusDate", 19), ("jurisdictionalAuthorization", 29), ("procedure", 32),
-                ("meta", 4), ("", 0), ("internationalBirthDate", 26), ("", 0),
-                ("dateOfFirstAuthorization", 24), ("holder", 30), ("restoreDate", 20), ("language", 7),
-                ("subject", 14), ("modifierExtension", 12), ("implicitRules", 5), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductAuthorization {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductAuthorization"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                15 => rt::list(p, &mut out.country, "country", &mut out.extra),
-                16 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                17 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                18 => rt::opt(p, &mut out.status_date, "statusDate", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_date_ext, "_statusDate", &mut out.extra),
-                20 => rt::opt(p, &mut out.restore_date, "restoreDate", &mut out.extra),
-                21 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate", &mut out.extra),
-                22 => rt::opt(p, &mut out.validity_period, "validityPeriod", &mut out.extra),
-                23 => rt::opt(p, &mut out.data_exclusivity_period, "dataExclusivityPeriod", &mut out.extra),
-                24 => rt::opt(p, &mut out.date_of_first_authorization, "dateOfFirstAuthorization", &mut out.extra),
-                25 => rt::opt(p, &mut out.date_of_first_authorization_ext, "_dateOfFirstAuthorization", &mut out.extra),
-                26 => rt::opt(p, &mut out.international_birth_date, "internationalBirthDate", &mut out.extra),
-                27 => rt::opt(p, &mut out.international_birth_date_ext, "_internationalBirthDate", &mut out.extra),
-                28 => rt::opt(p, &mut out.legal_basis, "legalBasis", &mut out.extra),
-                29 => rt::list(p, &mut out.jurisdictional_authorization, "jurisdictionalAuthorization", &mut out.extra),
-                30 => rt::opt(p, &mut out.holder, "holder", &mut out.extra),
-                31 => rt::opt(p, &mut out.regulator, "regulator", &mut out.extra),
-                32 => rt::opt(p, &mut out.procedure, "procedure", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.subject, "subject"),
+                15 => rt::list(p, &mut out.country, "country"),
+                16 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                17 => rt::opt(p, &mut out.status, "status"),
+                18 => rt::opt(p, &mut out.status_date, "statusDate"),
+                19 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                20 => rt::opt(p, &mut out.restore_date, "restoreDate"),
+                21 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate"),
+                22 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                23 => rt::opt(p, &mut out.data_exclusivity_period, "dataExclusivityPeriod"),
+                24 => rt::opt(p, &mut out.date_of_first_authorization, "dateOfFirstAuthorization"),
+                25 => rt::opt(p, &mut out.date_of_first_authorization_ext, "_dateOfFirstAuthorization"),
+                26 => rt::opt(p, &mut out.international_birth_date, "internationalBirthDate"),
+                27 => rt::opt(p, &mut out.international_birth_date_ext, "_internationalBirthDate"),
+                28 => rt::opt(p, &mut out.legal_basis, "legalBasis"),
+                29 => rt::list(p, &mut out.jurisdictional_authorization, "jurisdictionalAuthorization"),
+                30 => rt::opt(p, &mut out.holder, "holder"),
+                31 => rt::opt(p, &mut out.regulator, "regulator"),
+                32 => rt::opt(p, &mut out.procedure, "procedure"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -196,7 +199,9 @@ impl ToJson for MedicinalProductAuthorization {
         rt::w_opt(w, b"\"holder\":", &self.holder);
         rt::w_opt(w, b"\"regulator\":", &self.regulator);
         rt::w_opt(w, b"\"procedure\":", &self.procedure);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -209,7 +214,7 @@ impl FhirResource for MedicinalProductAuthorization {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -224,6 +229,14 @@ impl FhirResource for MedicinalProductAuthorization {
             Resource::MedicinalProductAuthorization(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductAuthorization {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -247,7 +260,7 @@ pub struct MedicinalProductAuthorizationProcedure {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier for this procedure. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Type of procedure. `type` (1..1).
     pub r#type: CodeableConcept,
     /// Date of procedure. `date[x]` (0..1).
@@ -258,30 +271,34 @@ pub struct MedicinalProductAuthorizationProcedure {
     pub extra: Extra,
 }
 
+impl MedicinalProductAuthorizationProcedure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("datePeriod", 6), ("", 0),
+            ("", 0), ("application", 7), ("dateDateTime", 6), ("", 0),
+            ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductAuthorizationProcedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("datePeriod", 6), ("", 0),
-                ("", 0), ("application", 7), ("dateDateTime", 6), ("", 0),
-                ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                6 => rt::choice(p, &mut out.date, key, &mut out.extra),
-                7 => rt::list(p, &mut out.application, "application", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut f_type, "type"),
+                6 => rt::choice(p, &mut out.date, key),
+                7 => rt::list(p, &mut out.application, "application"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -300,7 +317,9 @@ impl ToJson for MedicinalProductAuthorizationProcedure {
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::w_choice(w, &self.date);
         rt::w_list(w, b"\"application\":", &self.application);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -332,30 +351,34 @@ pub struct MedicinalProductAuthorizationJurisdictionalAuthorization {
     pub extra: Extra,
 }
 
+impl MedicinalProductAuthorizationJurisdictionalAuthorization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("country", 5), ("", 0), ("legalStatusOfSupply", 7),
+            ("identifier", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("validityPeriod", 8), ("", 0),
+            ("jurisdiction", 6), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductAuthorizationJurisdictionalAuthorization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("country", 5), ("", 0), ("legalStatusOfSupply", 7),
-                ("identifier", 4), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("validityPeriod", 8), ("", 0),
-                ("jurisdiction", 6), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.country, "country", &mut out.extra),
-                6 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                7 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply", &mut out.extra),
-                8 => rt::opt(p, &mut out.validity_period, "validityPeriod", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.country, "country"),
+                6 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                7 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                8 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -374,7 +397,9 @@ impl ToJson for MedicinalProductAuthorizationJurisdictionalAuthorization {
         rt::w_list(w, b"\"jurisdiction\":", &self.jurisdiction);
         rt::w_opt(w, b"\"legalStatusOfSupply\":", &self.legal_status_of_supply);
         rt::w_opt(w, b"\"validityPeriod\":", &self.validity_period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MedicinalProductContraindication {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -58,59 +58,62 @@ pub struct MedicinalProductContraindication {
     pub extra: Extra,
 }
 
+impl MedicinalProductContraindication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 18,
+        slots: &[
+            ("implicitRules", 5), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("comorbidity", 16), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("diseaseStatus", 15),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("otherTherapy", 18),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("population", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 13), ("_id", 3), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("therapeuticIndication", 17), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("disease", 14), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductContraindication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductContraindication {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 18,
-            slots: &[
-                ("implicitRules", 5), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("comorbidity", 16), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("diseaseStatus", 15),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("otherTherapy", 18),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("population", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subject", 13), ("_id", 3), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("therapeuticIndication", 17), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("disease", 14), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductContraindication {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductContraindication"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                14 => rt::opt(p, &mut out.disease, "disease", &mut out.extra),
-                15 => rt::opt(p, &mut out.disease_status, "diseaseStatus", &mut out.extra),
-                16 => rt::list(p, &mut out.comorbidity, "comorbidity", &mut out.extra),
-                17 => rt::list(p, &mut out.therapeutic_indication, "therapeuticIndication", &mut out.extra),
-                18 => rt::list(p, &mut out.other_therapy, "otherTherapy", &mut out.extra),
-                19 => rt::list(p, &mut out.population, "population", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.subject, "subject"),
+                14 => rt::opt(p, &mut out.disease, "disease"),
+                15 => rt::opt(p, &mut out.disease_status, "diseaseStatus"),
+                16 => rt::list(p, &mut out.comorbidity, "comorbidity"),
+                17 => rt::list(p, &mut out.therapeutic_indication, "therapeuticIndication"),
+                18 => rt::list(p, &mut out.other_therapy, "otherTherapy"),
+                19 => rt::list(p, &mut out.population, "population"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -144,7 +147,9 @@ impl ToJson for MedicinalProductContraindication {
         rt::w_list(w, b"\"therapeuticIndication\":", &self.therapeutic_indication);
         rt::w_list(w, b"\"otherTherapy\":", &self.other_therapy);
         rt::w_list(w, b"\"population\":", &self.population);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -157,7 +162,7 @@ impl FhirResource for MedicinalProductContraindication {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -172,6 +177,14 @@ impl FhirResource for MedicinalProductContraindication {
             Resource::MedicinalProductContraindication(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductContraindication {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -202,19 +215,23 @@ pub struct MedicinalProductContraindicationOtherTherapy {
     pub extra: Extra,
 }
 
+impl MedicinalProductContraindicationOtherTherapy {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("medicationReference", 5), ("therapyRelationshipType", 4), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("medicationCodeableConcept", 5),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductContraindicationOtherTherapy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("medicationReference", 5), ("therapyRelationshipType", 4), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("medicationCodeableConcept", 5),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -222,12 +239,12 @@ impl FromJson for MedicinalProductContraindicationOtherTherapy {
         let mut f_medication = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_therapy_relationship_type, "therapyRelationshipType", &mut extra),
-                5 => rt::choice(p, &mut f_medication, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_therapy_relationship_type, "therapyRelationshipType"),
+                5 => rt::choice(p, &mut f_medication, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -250,7 +267,9 @@ impl ToJson for MedicinalProductContraindicationOtherTherapy {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"therapyRelationshipType\":", &self.therapy_relationship_type);
         rt::Choice::write_member(&self.medication, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

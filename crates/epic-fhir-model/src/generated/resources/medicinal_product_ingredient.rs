@@ -19,7 +19,7 @@ pub struct MedicinalProductIngredient {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct MedicinalProductIngredient {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier for the ingredient. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Ingredient role e.g. Active ingredient, excipient. `role` (1..1).
     pub role: CodeableConcept,
     /// If the ingredient is a known or suspected allergen. `allergenicIndicator` (0..1).
@@ -58,60 +58,63 @@ pub struct MedicinalProductIngredient {
     pub extra: Extra,
 }
 
+impl MedicinalProductIngredient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 16,
+        slots: &[
+            ("manufacturer", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_allergenicIndicator", 16),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("modifierExtension", 12), ("specifiedSubstance", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("language", 7), ("identifier", 13),
+            ("text", 9), ("", 0), ("", 0), ("meta", 4),
+            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
+            ("role", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("allergenicIndicator", 15),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("substance", 19), ("contained", 10), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductIngredient {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 16,
-            slots: &[
-                ("manufacturer", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_allergenicIndicator", 16),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("modifierExtension", 12), ("specifiedSubstance", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("language", 7), ("identifier", 13),
-                ("text", 9), ("", 0), ("", 0), ("meta", 4),
-                ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
-                ("role", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("allergenicIndicator", 15),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("substance", 19), ("contained", 10), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductIngredient {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_role = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductIngredient"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_role, "role", &mut out.extra),
-                15 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator", &mut out.extra),
-                16 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator", &mut out.extra),
-                17 => rt::list(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                18 => rt::list(p, &mut out.specified_substance, "specifiedSubstance", &mut out.extra),
-                19 => rt::opt(p, &mut out.substance, "substance", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_role, "role"),
+                15 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator"),
+                16 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
+                17 => rt::list(p, &mut out.manufacturer, "manufacturer"),
+                18 => rt::list(p, &mut out.specified_substance, "specifiedSubstance"),
+                19 => rt::opt(p, &mut out.substance, "substance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -146,7 +149,9 @@ impl ToJson for MedicinalProductIngredient {
         rt::w_list(w, b"\"manufacturer\":", &self.manufacturer);
         rt::w_list(w, b"\"specifiedSubstance\":", &self.specified_substance);
         rt::w_opt(w, b"\"substance\":", &self.substance);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -159,7 +164,7 @@ impl FhirResource for MedicinalProductIngredient {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -174,6 +179,14 @@ impl FhirResource for MedicinalProductIngredient {
             Resource::MedicinalProductIngredient(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductIngredient {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -204,28 +217,32 @@ pub struct MedicinalProductIngredientSubstance {
     pub extra: Extra,
 }
 
+impl MedicinalProductIngredientSubstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("strength", 5), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductIngredientSubstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("strength", 5), ("", 0),
-                ("", 0), ("code", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.strength, "strength", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::list(p, &mut out.strength, "strength"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -242,7 +259,9 @@ impl ToJson for MedicinalProductIngredientSubstance {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"strength\":", &self.strength);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -272,31 +291,35 @@ pub struct MedicinalProductIngredientSpecifiedSubstance {
     pub extra: Extra,
 }
 
+impl MedicinalProductIngredientSpecifiedSubstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("group", 5), ("", 0), ("id", 1),
+            ("strength", 7), ("", 0), ("confidentiality", 6), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("code", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductIngredientSpecifiedSubstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("group", 5), ("", 0), ("id", 1),
-                ("strength", 7), ("", 0), ("confidentiality", 6), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("code", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         let mut f_group = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut f_group, "group", &mut out.extra),
-                6 => rt::opt(p, &mut out.confidentiality, "confidentiality", &mut out.extra),
-                7 => rt::list(p, &mut out.strength, "strength", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut f_group, "group"),
+                6 => rt::opt(p, &mut out.confidentiality, "confidentiality"),
+                7 => rt::list(p, &mut out.strength, "strength"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -316,7 +339,9 @@ impl ToJson for MedicinalProductIngredientSpecifiedSubstance {
         rt::w_req(w, b"\"group\":", &self.group);
         rt::w_opt(w, b"\"confidentiality\":", &self.confidentiality);
         rt::w_list(w, b"\"strength\":", &self.strength);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -335,17 +360,17 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The quantity of substance in the unit of presentation, or in the volume (or mass) of the single pharmaceutical product or manufactured item. `presentation` (1..1).
-    pub presentation: Ratio,
+    pub presentation: Box<Ratio>,
     /// A lower limit for the quantity of substance in the unit of presentation. For use when there is a range of strengths, this is the lower limit, with the presentation attribute becoming the upper limit. `presentationLowLimit` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
-    pub presentation_low_limit: Option<Ratio>,
+    pub presentation_low_limit: Option<Box<Ratio>>,
     /// The strength per unitary volume (or mass). `concentration` (0..1).
-    pub concentration: Option<Ratio>,
+    pub concentration: Option<Box<Ratio>>,
     /// A lower limit for the strength per unitary volume (or mass), for when there is a range. The concentration attribute then becomes the upper limit. `concentrationLowLimit` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
-    pub concentration_low_limit: Option<Ratio>,
+    pub concentration_low_limit: Option<Box<Ratio>>,
     /// For when strength is measured at a particular point or distance. `measurementPoint` (0..1).
     pub measurement_point: Option<String>,
     /// The `_measurementPoint` member: the id and extensions of the value of `measurementPoint`.
@@ -358,38 +383,42 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
     pub extra: Extra,
 }
 
+impl MedicinalProductIngredientSpecifiedSubstanceStrength {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("concentration", 6), ("concentrationLowLimit", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("presentation", 4), ("country", 10), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("presentationLowLimit", 5), ("", 0), ("", 0), ("measurementPoint", 8),
+            ("", 0), ("", 0), ("", 0), ("_measurementPoint", 9),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("referenceStrength", 11), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductIngredientSpecifiedSubstanceStrength {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("concentration", 6), ("concentrationLowLimit", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("presentation", 4), ("country", 10), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("presentationLowLimit", 5), ("", 0), ("", 0), ("measurementPoint", 8),
-                ("", 0), ("", 0), ("", 0), ("_measurementPoint", 9),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("referenceStrength", 11), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_presentation = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_presentation, "presentation", &mut out.extra),
-                5 => rt::opt(p, &mut out.presentation_low_limit, "presentationLowLimit", &mut out.extra),
-                6 => rt::opt(p, &mut out.concentration, "concentration", &mut out.extra),
-                7 => rt::opt(p, &mut out.concentration_low_limit, "concentrationLowLimit", &mut out.extra),
-                8 => rt::opt(p, &mut out.measurement_point, "measurementPoint", &mut out.extra),
-                9 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint", &mut out.extra),
-                10 => rt::list(p, &mut out.country, "country", &mut out.extra),
-                11 => rt::list(p, &mut out.reference_strength, "referenceStrength", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_presentation, "presentation"),
+                5 => rt::opt(p, &mut out.presentation_low_limit, "presentationLowLimit"),
+                6 => rt::opt(p, &mut out.concentration, "concentration"),
+                7 => rt::opt(p, &mut out.concentration_low_limit, "concentrationLowLimit"),
+                8 => rt::opt(p, &mut out.measurement_point, "measurementPoint"),
+                9 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint"),
+                10 => rt::list(p, &mut out.country, "country"),
+                11 => rt::list(p, &mut out.reference_strength, "referenceStrength"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -412,7 +441,9 @@ impl ToJson for MedicinalProductIngredientSpecifiedSubstanceStrength {
         rt::w_opt(w, b"\"_measurementPoint\":", &self.measurement_point_ext);
         rt::w_list(w, b"\"country\":", &self.country);
         rt::w_list(w, b"\"referenceStrength\":", &self.reference_strength);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -433,9 +464,9 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength
     /// Relevant reference substance. `substance` (0..1).
     pub substance: Option<CodeableConcept>,
     /// Strength expressed in terms of a reference substance. `strength` (1..1).
-    pub strength: Ratio,
+    pub strength: Box<Ratio>,
     /// Strength expressed in terms of a reference substance. `strengthLowLimit` (0..1).
-    pub strength_low_limit: Option<Ratio>,
+    pub strength_low_limit: Option<Box<Ratio>>,
     /// For when strength is measured at a particular point or distance. `measurementPoint` (0..1).
     pub measurement_point: Option<String>,
     /// The `_measurementPoint` member: the id and extensions of the value of `measurementPoint`.
@@ -446,36 +477,40 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength
     pub extra: Extra,
 }
 
+impl MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("strength", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("country", 9), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("measurementPoint", 7),
+            ("", 0), ("", 0), ("", 0), ("_measurementPoint", 8),
+            ("strengthLowLimit", 6), ("substance", 4), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("strength", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("country", 9), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("measurementPoint", 7),
-                ("", 0), ("", 0), ("", 0), ("_measurementPoint", 8),
-                ("strengthLowLimit", 6), ("substance", 4), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_strength = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.substance, "substance", &mut out.extra),
-                5 => rt::opt(p, &mut f_strength, "strength", &mut out.extra),
-                6 => rt::opt(p, &mut out.strength_low_limit, "strengthLowLimit", &mut out.extra),
-                7 => rt::opt(p, &mut out.measurement_point, "measurementPoint", &mut out.extra),
-                8 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint", &mut out.extra),
-                9 => rt::list(p, &mut out.country, "country", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.substance, "substance"),
+                5 => rt::opt(p, &mut f_strength, "strength"),
+                6 => rt::opt(p, &mut out.strength_low_limit, "strengthLowLimit"),
+                7 => rt::opt(p, &mut out.measurement_point, "measurementPoint"),
+                8 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint"),
+                9 => rt::list(p, &mut out.country, "country"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -496,7 +531,9 @@ impl ToJson for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStr
         rt::w_opt(w, b"\"measurementPoint\":", &self.measurement_point);
         rt::w_opt(w, b"\"_measurementPoint\":", &self.measurement_point_ext);
         rt::w_list(w, b"\"country\":", &self.country);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MedicinalProductInteraction {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -60,60 +60,63 @@ pub struct MedicinalProductInteraction {
     pub extra: Extra,
 }
 
+impl MedicinalProductInteraction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 59,
+        slots: &[
+            ("", 0), ("", 0), ("effect", 18), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("management", 20),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("type", 17), ("", 0), ("", 0), ("", 0),
+            ("description", 14), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("subject", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("incidence", 19), ("", 0),
+            ("interactant", 16), ("", 0), ("", 0), ("_description", 15),
+            ("", 0), ("text", 9), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductInteraction {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 59,
-            slots: &[
-                ("", 0), ("", 0), ("effect", 18), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("management", 20),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("type", 17), ("", 0), ("", 0), ("", 0),
-                ("description", 14), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("subject", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("incidence", 19), ("", 0),
-                ("interactant", 16), ("", 0), ("", 0), ("_description", 15),
-                ("", 0), ("text", 9), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductInteraction {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductInteraction"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                14 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                15 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                16 => rt::list(p, &mut out.interactant, "interactant", &mut out.extra),
-                17 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                18 => rt::opt(p, &mut out.effect, "effect", &mut out.extra),
-                19 => rt::opt(p, &mut out.incidence, "incidence", &mut out.extra),
-                20 => rt::opt(p, &mut out.management, "management", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.subject, "subject"),
+                14 => rt::opt(p, &mut out.description, "description"),
+                15 => rt::opt(p, &mut out.description_ext, "_description"),
+                16 => rt::list(p, &mut out.interactant, "interactant"),
+                17 => rt::opt(p, &mut out.r#type, "type"),
+                18 => rt::opt(p, &mut out.effect, "effect"),
+                19 => rt::opt(p, &mut out.incidence, "incidence"),
+                20 => rt::opt(p, &mut out.management, "management"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -148,7 +151,9 @@ impl ToJson for MedicinalProductInteraction {
         rt::w_opt(w, b"\"effect\":", &self.effect);
         rt::w_opt(w, b"\"incidence\":", &self.incidence);
         rt::w_opt(w, b"\"management\":", &self.management);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -161,7 +166,7 @@ impl FhirResource for MedicinalProductInteraction {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -176,6 +181,14 @@ impl FhirResource for MedicinalProductInteraction {
             Resource::MedicinalProductInteraction(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductInteraction {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -204,30 +217,34 @@ pub struct MedicinalProductInteractionInteractant {
     pub extra: Extra,
 }
 
+impl MedicinalProductInteractionInteractant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("itemReference", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductInteractionInteractant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("itemReference", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_item = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_item, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_item, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -248,7 +265,9 @@ impl ToJson for MedicinalProductInteractionInteractant {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.item, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MedicinalProductManufactured {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -51,68 +51,71 @@ pub struct MedicinalProductManufactured {
     /// Ingredient. `ingredient` (0..*).
     pub ingredient: Vec<Reference>,
     /// Dimensions, color etc. `physicalCharacteristics` (0..1).
-    pub physical_characteristics: Option<ProdCharacteristic>,
+    pub physical_characteristics: Option<Box<ProdCharacteristic>>,
     /// Other codeable characteristics. `otherCharacteristics` (0..*).
     pub other_characteristics: Vec<CodeableConcept>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl MedicinalProductManufactured {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("manufacturer", 16), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("id", 2),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("quantity", 15), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("unitOfPresentation", 14), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("ingredient", 17), ("physicalCharacteristics", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("otherCharacteristics", 19), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_language", 8),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("manufacturedDoseForm", 13), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductManufactured {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductManufactured {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("manufacturer", 16), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("id", 2),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("quantity", 15), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("unitOfPresentation", 14), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("ingredient", 17), ("physicalCharacteristics", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("otherCharacteristics", 19), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("_language", 8),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("manufacturedDoseForm", 13), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductManufactured {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_manufactured_dose_form = None;
         let mut f_quantity = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductManufactured"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut f_manufactured_dose_form, "manufacturedDoseForm", &mut out.extra),
-                14 => rt::opt(p, &mut out.unit_of_presentation, "unitOfPresentation", &mut out.extra),
-                15 => rt::opt(p, &mut f_quantity, "quantity", &mut out.extra),
-                16 => rt::list(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                17 => rt::list(p, &mut out.ingredient, "ingredient", &mut out.extra),
-                18 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics", &mut out.extra),
-                19 => rt::list(p, &mut out.other_characteristics, "otherCharacteristics", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut f_manufactured_dose_form, "manufacturedDoseForm"),
+                14 => rt::opt(p, &mut out.unit_of_presentation, "unitOfPresentation"),
+                15 => rt::opt(p, &mut f_quantity, "quantity"),
+                16 => rt::list(p, &mut out.manufacturer, "manufacturer"),
+                17 => rt::list(p, &mut out.ingredient, "ingredient"),
+                18 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics"),
+                19 => rt::list(p, &mut out.other_characteristics, "otherCharacteristics"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -148,7 +151,9 @@ impl ToJson for MedicinalProductManufactured {
         rt::w_list(w, b"\"ingredient\":", &self.ingredient);
         rt::w_opt(w, b"\"physicalCharacteristics\":", &self.physical_characteristics);
         rt::w_list(w, b"\"otherCharacteristics\":", &self.other_characteristics);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -161,7 +166,7 @@ impl FhirResource for MedicinalProductManufactured {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -176,6 +181,14 @@ impl FhirResource for MedicinalProductManufactured {
             Resource::MedicinalProductManufactured(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductManufactured {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

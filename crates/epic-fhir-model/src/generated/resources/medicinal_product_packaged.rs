@@ -19,7 +19,7 @@ pub struct MedicinalProductPackaged {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -64,62 +64,65 @@ pub struct MedicinalProductPackaged {
     pub extra: Extra,
 }
 
+impl MedicinalProductPackaged {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("_description", 16), ("", 0),
+            ("", 0), ("", 0), ("subject", 14), ("", 0),
+            ("", 0), ("", 0), ("manufacturer", 20), ("", 0),
+            ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
+            ("contained", 10), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("meta", 4),
+            ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("batchIdentifier", 21), ("marketingStatus", 18), ("packageItem", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 15), ("marketingAuthorization", 19), ("identifier", 13),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPackaged {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductPackaged {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("_description", 16), ("", 0),
-                ("", 0), ("", 0), ("subject", 14), ("", 0),
-                ("", 0), ("", 0), ("manufacturer", 20), ("", 0),
-                ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
-                ("contained", 10), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("meta", 4),
-                ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("batchIdentifier", 21), ("marketingStatus", 18), ("packageItem", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 15), ("marketingAuthorization", 19), ("identifier", 13),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductPackaged {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductPackaged"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.subject, "subject", &mut out.extra),
-                15 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                16 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply", &mut out.extra),
-                18 => rt::list(p, &mut out.marketing_status, "marketingStatus", &mut out.extra),
-                19 => rt::opt(p, &mut out.marketing_authorization, "marketingAuthorization", &mut out.extra),
-                20 => rt::list(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
-                21 => rt::list(p, &mut out.batch_identifier, "batchIdentifier", &mut out.extra),
-                22 => rt::list(p, &mut out.package_item, "packageItem", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.subject, "subject"),
+                15 => rt::opt(p, &mut out.description, "description"),
+                16 => rt::opt(p, &mut out.description_ext, "_description"),
+                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                18 => rt::list(p, &mut out.marketing_status, "marketingStatus"),
+                19 => rt::opt(p, &mut out.marketing_authorization, "marketingAuthorization"),
+                20 => rt::list(p, &mut out.manufacturer, "manufacturer"),
+                21 => rt::list(p, &mut out.batch_identifier, "batchIdentifier"),
+                22 => rt::list(p, &mut out.package_item, "packageItem"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -156,7 +159,9 @@ impl ToJson for MedicinalProductPackaged {
         rt::w_list(w, b"\"manufacturer\":", &self.manufacturer);
         rt::w_list(w, b"\"batchIdentifier\":", &self.batch_identifier);
         rt::w_list(w, b"\"packageItem\":", &self.package_item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -169,7 +174,7 @@ impl FhirResource for MedicinalProductPackaged {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -184,6 +189,14 @@ impl FhirResource for MedicinalProductPackaged {
             Resource::MedicinalProductPackaged(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductPackaged {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -223,7 +236,7 @@ pub struct MedicinalProductPackagedPackageItem {
     /// Allows containers within containers. `packageItem` (0..*).
     pub package_item: Vec<MedicinalProductPackagedPackageItem>,
     /// Dimensions, color etc. `physicalCharacteristics` (0..1).
-    pub physical_characteristics: Option<ProdCharacteristic>,
+    pub physical_characteristics: Option<Box<ProdCharacteristic>>,
     /// Other codeable characteristics. `otherCharacteristics` (0..*).
     pub other_characteristics: Vec<CodeableConcept>,
     /// Shelf Life and storage information. `shelfLifeStorage` (0..*).
@@ -234,43 +247,47 @@ pub struct MedicinalProductPackagedPackageItem {
     pub extra: Extra,
 }
 
+impl MedicinalProductPackagedPackageItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("shelfLifeStorage", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("material", 7),
+            ("physicalCharacteristics", 12), ("manufacturedItem", 10), ("", 0), ("alternateMaterial", 8),
+            ("packageItem", 11), ("quantity", 6), ("identifier", 4), ("type", 5),
+            ("device", 9), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("manufacturer", 15), ("otherCharacteristics", 13),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPackagedPackageItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("shelfLifeStorage", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("material", 7),
-                ("physicalCharacteristics", 12), ("manufacturedItem", 10), ("", 0), ("alternateMaterial", 8),
-                ("packageItem", 11), ("quantity", 6), ("identifier", 4), ("type", 5),
-                ("device", 9), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("manufacturer", 15), ("otherCharacteristics", 13),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         let mut f_quantity = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut f_quantity, "quantity", &mut out.extra),
-                7 => rt::list(p, &mut out.material, "material", &mut out.extra),
-                8 => rt::list(p, &mut out.alternate_material, "alternateMaterial", &mut out.extra),
-                9 => rt::list(p, &mut out.device, "device", &mut out.extra),
-                10 => rt::list(p, &mut out.manufactured_item, "manufacturedItem", &mut out.extra),
-                11 => rt::list(p, &mut out.package_item, "packageItem", &mut out.extra),
-                12 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics", &mut out.extra),
-                13 => rt::list(p, &mut out.other_characteristics, "otherCharacteristics", &mut out.extra),
-                14 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage", &mut out.extra),
-                15 => rt::list(p, &mut out.manufacturer, "manufacturer", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut f_type, "type"),
+                6 => rt::opt(p, &mut f_quantity, "quantity"),
+                7 => rt::list(p, &mut out.material, "material"),
+                8 => rt::list(p, &mut out.alternate_material, "alternateMaterial"),
+                9 => rt::list(p, &mut out.device, "device"),
+                10 => rt::list(p, &mut out.manufactured_item, "manufacturedItem"),
+                11 => rt::list(p, &mut out.package_item, "packageItem"),
+                12 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics"),
+                13 => rt::list(p, &mut out.other_characteristics, "otherCharacteristics"),
+                14 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
+                15 => rt::list(p, &mut out.manufacturer, "manufacturer"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -298,7 +315,9 @@ impl ToJson for MedicinalProductPackagedPackageItem {
         rt::w_list(w, b"\"otherCharacteristics\":", &self.other_characteristics);
         rt::w_list(w, b"\"shelfLifeStorage\":", &self.shelf_life_storage);
         rt::w_list(w, b"\"manufacturer\":", &self.manufacturer);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -317,35 +336,39 @@ pub struct MedicinalProductPackagedBatchIdentifier {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// A number appearing on the outer packaging of a specific batch. `outerPackaging` (1..1).
-    pub outer_packaging: Identifier,
+    pub outer_packaging: Box<Identifier>,
     /// A number appearing on the immediate packaging (and not the outer packaging). `immediatePackaging` (0..1).
-    pub immediate_packaging: Option<Identifier>,
+    pub immediate_packaging: Option<Box<Identifier>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MedicinalProductPackagedBatchIdentifier {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("outerPackaging", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("immediatePackaging", 5), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for MedicinalProductPackagedBatchIdentifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("outerPackaging", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("immediatePackaging", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_outer_packaging = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_outer_packaging, "outerPackaging", &mut out.extra),
-                5 => rt::opt(p, &mut out.immediate_packaging, "immediatePackaging", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_outer_packaging, "outerPackaging"),
+                5 => rt::opt(p, &mut out.immediate_packaging, "immediatePackaging"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -362,7 +385,9 @@ impl ToJson for MedicinalProductPackagedBatchIdentifier {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"outerPackaging\":", &self.outer_packaging);
         rt::w_opt(w, b"\"immediatePackaging\":", &self.immediate_packaging);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

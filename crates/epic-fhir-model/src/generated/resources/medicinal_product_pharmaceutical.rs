@@ -19,7 +19,7 @@ pub struct MedicinalProductPharmaceutical {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -58,60 +58,63 @@ pub struct MedicinalProductPharmaceutical {
     pub extra: Extra,
 }
 
+impl MedicinalProductPharmaceutical {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 59,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("administrableDoseForm", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("device", 17),
+            ("unitOfPresentation", 15), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("ingredient", 16), ("", 0), ("", 0), ("", 0),
+            ("characteristics", 18), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("routeOfAdministration", 19), ("text", 9), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPharmaceutical {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MedicinalProductPharmaceutical {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 59,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("administrableDoseForm", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("device", 17),
-                ("unitOfPresentation", 15), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("ingredient", 16), ("", 0), ("", 0), ("", 0),
-                ("characteristics", 18), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("routeOfAdministration", 19), ("text", 9), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
-            ],
-        };
+impl rt::ReadMembers for MedicinalProductPharmaceutical {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_administrable_dose_form = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductPharmaceutical"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut f_administrable_dose_form, "administrableDoseForm", &mut out.extra),
-                15 => rt::opt(p, &mut out.unit_of_presentation, "unitOfPresentation", &mut out.extra),
-                16 => rt::list(p, &mut out.ingredient, "ingredient", &mut out.extra),
-                17 => rt::list(p, &mut out.device, "device", &mut out.extra),
-                18 => rt::list(p, &mut out.characteristics, "characteristics", &mut out.extra),
-                19 => rt::list(p, &mut out.route_of_administration, "routeOfAdministration", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut f_administrable_dose_form, "administrableDoseForm"),
+                15 => rt::opt(p, &mut out.unit_of_presentation, "unitOfPresentation"),
+                16 => rt::list(p, &mut out.ingredient, "ingredient"),
+                17 => rt::list(p, &mut out.device, "device"),
+                18 => rt::list(p, &mut out.characteristics, "characteristics"),
+                19 => rt::list(p, &mut out.route_of_administration, "routeOfAdministration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -146,7 +149,9 @@ impl ToJson for MedicinalProductPharmaceutical {
         rt::w_list(w, b"\"device\":", &self.device);
         rt::w_list(w, b"\"characteristics\":", &self.characteristics);
         rt::w_list(w, b"\"routeOfAdministration\":", &self.route_of_administration);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -159,7 +164,7 @@ impl FhirResource for MedicinalProductPharmaceutical {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -174,6 +179,14 @@ impl FhirResource for MedicinalProductPharmaceutical {
             Resource::MedicinalProductPharmaceutical(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MedicinalProductPharmaceutical {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -205,7 +218,7 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
     /// The maximum dose per day (maximum dose quantity to be administered in any one 24-h period) that can be administered as per the protocol referenced in the clinical trial authorisation. `maxDosePerDay` (0..1).
     pub max_dose_per_day: Option<Quantity>,
     /// The maximum dose per treatment period that can be administered as per the protocol referenced in the clinical trial authorisation. `maxDosePerTreatmentPeriod` (0..1).
-    pub max_dose_per_treatment_period: Option<Ratio>,
+    pub max_dose_per_treatment_period: Option<Box<Ratio>>,
     /// The maximum treatment period during which an Investigational Medicinal Product can be administered as per the protocol referenced in the clinical trial authorisation. `maxTreatmentPeriod` (0..1).
     pub max_treatment_period: Option<Duration>,
     /// A species for which this route applies. `targetSpecies` (0..*).
@@ -214,37 +227,41 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
     pub extra: Extra,
 }
 
+impl MedicinalProductPharmaceuticalRouteOfAdministration {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("firstDose", 5), ("maxSingleDose", 6),
+            ("", 0), ("", 0), ("", 0), ("targetSpecies", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("maxDosePerTreatmentPeriod", 8), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("maxDosePerDay", 7), ("extension", 2),
+            ("", 0), ("maxTreatmentPeriod", 9), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("firstDose", 5), ("maxSingleDose", 6),
-                ("", 0), ("", 0), ("", 0), ("targetSpecies", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("maxDosePerTreatmentPeriod", 8), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("maxDosePerDay", 7), ("extension", 2),
-                ("", 0), ("maxTreatmentPeriod", 9), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.first_dose, "firstDose", &mut out.extra),
-                6 => rt::opt(p, &mut out.max_single_dose, "maxSingleDose", &mut out.extra),
-                7 => rt::opt(p, &mut out.max_dose_per_day, "maxDosePerDay", &mut out.extra),
-                8 => rt::opt(p, &mut out.max_dose_per_treatment_period, "maxDosePerTreatmentPeriod", &mut out.extra),
-                9 => rt::opt(p, &mut out.max_treatment_period, "maxTreatmentPeriod", &mut out.extra),
-                10 => rt::list(p, &mut out.target_species, "targetSpecies", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut out.first_dose, "firstDose"),
+                6 => rt::opt(p, &mut out.max_single_dose, "maxSingleDose"),
+                7 => rt::opt(p, &mut out.max_dose_per_day, "maxDosePerDay"),
+                8 => rt::opt(p, &mut out.max_dose_per_treatment_period, "maxDosePerTreatmentPeriod"),
+                9 => rt::opt(p, &mut out.max_treatment_period, "maxTreatmentPeriod"),
+                10 => rt::list(p, &mut out.target_species, "targetSpecies"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -266,7 +283,9 @@ impl ToJson for MedicinalProductPharmaceuticalRouteOfAdministration {
         rt::w_opt(w, b"\"maxDosePerTreatmentPeriod\":", &self.max_dose_per_treatment_period);
         rt::w_opt(w, b"\"maxTreatmentPeriod\":", &self.max_treatment_period);
         rt::w_list(w, b"\"targetSpecies\":", &self.target_species);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -292,28 +311,32 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     pub extra: Extra,
 }
 
+impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("withdrawalPeriod", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("withdrawalPeriod", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::list(p, &mut out.withdrawal_period, "withdrawalPeriod", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::list(p, &mut out.withdrawal_period, "withdrawalPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -330,7 +353,9 @@ impl ToJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"withdrawalPeriod\":", &self.withdrawal_period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -360,31 +385,35 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithd
     pub extra: Extra,
 }
 
+impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("supportingInformation", 6), ("modifierExtension", 3),
+            ("extension", 2), ("_supportingInformation", 7), ("", 0), ("value", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("tissue", 4),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("supportingInformation", 6), ("modifierExtension", 3),
-                ("extension", 2), ("_supportingInformation", 7), ("", 0), ("value", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("tissue", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_tissue = None;
         let mut f_value = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_tissue, "tissue", &mut out.extra),
-                5 => rt::opt(p, &mut f_value, "value", &mut out.extra),
-                6 => rt::opt(p, &mut out.supporting_information, "supportingInformation", &mut out.extra),
-                7 => rt::opt(p, &mut out.supporting_information_ext, "_supportingInformation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_tissue, "tissue"),
+                5 => rt::opt(p, &mut f_value, "value"),
+                6 => rt::opt(p, &mut out.supporting_information, "supportingInformation"),
+                7 => rt::opt(p, &mut out.supporting_information_ext, "_supportingInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -404,7 +433,9 @@ impl ToJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies
         rt::w_req(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"supportingInformation\":", &self.supporting_information);
         rt::w_opt(w, b"\"_supportingInformation\":", &self.supporting_information_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -430,28 +461,32 @@ pub struct MedicinalProductPharmaceuticalCharacteristics {
     pub extra: Extra,
 }
 
+impl MedicinalProductPharmaceuticalCharacteristics {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("status", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MedicinalProductPharmaceuticalCharacteristics {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("status", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.status, "status", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::opt(p, &mut out.status, "status"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -468,7 +503,9 @@ impl ToJson for MedicinalProductPharmaceuticalCharacteristics {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"status\":", &self.status);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

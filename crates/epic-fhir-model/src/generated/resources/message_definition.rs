@@ -19,7 +19,7 @@ pub struct MessageDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -128,85 +128,88 @@ pub struct MessageDefinition {
     pub extra: Extra,
 }
 
+impl MessageDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 843,
+        slots: &[
+            ("focus", 48), ("", 0), ("purpose", 37), ("", 0),
+            ("", 0), ("", 0), ("graph", 52), ("_experimental", 27),
+            ("", 0), ("", 0), ("_language", 8), ("url", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_date", 29), ("", 0), ("eventUri", 45),
+            ("", 0), ("title", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("jurisdiction", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_parent", 44), ("useContext", 35), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("description", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 34),
+            ("", 0), ("", 0), ("", 0), ("_category", 47),
+            ("", 0), ("", 0), ("_responseRequired", 50), ("", 0),
+            ("", 0), ("eventCoding", 45), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("_title", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("experimental", 26), ("", 0),
+            ("_publisher", 31), ("", 0), ("replaces", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_purpose", 38),
+            ("", 0), ("", 0), ("", 0), ("version", 16),
+            ("", 0), ("", 0), ("publisher", 30), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 25), ("", 0), ("", 0),
+            ("_replaces", 23), ("_url", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 19), ("", 0), ("contact", 32),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("identifier", 15), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("_base", 42), ("base", 41), ("parent", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("status", 24), ("", 0), ("", 0),
+            ("category", 46), ("", 0), ("", 0), ("responseRequired", 49),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("copyright", 39), ("_version", 17), ("_copyright", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_graph", 53), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("allowedResponse", 51), ("", 0), ("", 0), ("name", 18),
+        ],
+    };
+}
+
 impl FromJson for MessageDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MessageDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 843,
-            slots: &[
-                ("focus", 48), ("", 0), ("purpose", 37), ("", 0),
-                ("", 0), ("", 0), ("graph", 52), ("_experimental", 27),
-                ("", 0), ("", 0), ("_language", 8), ("url", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_date", 29), ("", 0), ("eventUri", 45),
-                ("", 0), ("title", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("jurisdiction", 36),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("date", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_parent", 44), ("useContext", 35), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("description", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_description", 34),
-                ("", 0), ("", 0), ("", 0), ("_category", 47),
-                ("", 0), ("", 0), ("_responseRequired", 50), ("", 0),
-                ("", 0), ("eventCoding", 45), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("_title", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("experimental", 26), ("", 0),
-                ("_publisher", 31), ("", 0), ("replaces", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_purpose", 38),
-                ("", 0), ("", 0), ("", 0), ("version", 16),
-                ("", 0), ("", 0), ("publisher", 30), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_status", 25), ("", 0), ("", 0),
-                ("_replaces", 23), ("_url", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_name", 19), ("", 0), ("contact", 32),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("identifier", 15), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("_base", 42), ("base", 41), ("parent", 43),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("status", 24), ("", 0), ("", 0),
-                ("category", 46), ("", 0), ("", 0), ("responseRequired", 49),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("copyright", 39), ("_version", 17), ("_copyright", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_graph", 53), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("allowedResponse", 51), ("", 0), ("", 0), ("name", 18),
-            ],
-        };
+impl rt::ReadMembers for MessageDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -261,60 +264,60 @@ impl MessageDefinition {
         let mut f_graph_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MessageDefinition"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::opt(p, &mut f_url, "url", &mut extra),
-                14 => rt::opt(p, &mut f_url_ext, "_url", &mut extra),
-                15 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                16 => rt::opt(p, &mut f_version, "version", &mut extra),
-                17 => rt::opt(p, &mut f_version_ext, "_version", &mut extra),
-                18 => rt::opt(p, &mut f_name, "name", &mut extra),
-                19 => rt::opt(p, &mut f_name_ext, "_name", &mut extra),
-                20 => rt::opt(p, &mut f_title, "title", &mut extra),
-                21 => rt::opt(p, &mut f_title_ext, "_title", &mut extra),
-                22 => rt::prim_list(p, &mut f_replaces, &mut f_replaces_ext, "replaces", &mut extra),
-                23 => rt::list_ext(p, &mut f_replaces_ext, "_replaces", &mut extra),
-                24 => rt::opt(p, &mut f_status, "status", &mut extra),
-                25 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                26 => rt::opt(p, &mut f_experimental, "experimental", &mut extra),
-                27 => rt::opt(p, &mut f_experimental_ext, "_experimental", &mut extra),
-                28 => rt::opt(p, &mut f_date, "date", &mut extra),
-                29 => rt::opt(p, &mut f_date_ext, "_date", &mut extra),
-                30 => rt::opt(p, &mut f_publisher, "publisher", &mut extra),
-                31 => rt::opt(p, &mut f_publisher_ext, "_publisher", &mut extra),
-                32 => rt::list(p, &mut f_contact, "contact", &mut extra),
-                33 => rt::opt(p, &mut f_description, "description", &mut extra),
-                34 => rt::opt(p, &mut f_description_ext, "_description", &mut extra),
-                35 => rt::list(p, &mut f_use_context, "useContext", &mut extra),
-                36 => rt::list(p, &mut f_jurisdiction, "jurisdiction", &mut extra),
-                37 => rt::opt(p, &mut f_purpose, "purpose", &mut extra),
-                38 => rt::opt(p, &mut f_purpose_ext, "_purpose", &mut extra),
-                39 => rt::opt(p, &mut f_copyright, "copyright", &mut extra),
-                40 => rt::opt(p, &mut f_copyright_ext, "_copyright", &mut extra),
-                41 => rt::opt(p, &mut f_base, "base", &mut extra),
-                42 => rt::opt(p, &mut f_base_ext, "_base", &mut extra),
-                43 => rt::prim_list(p, &mut f_parent, &mut f_parent_ext, "parent", &mut extra),
-                44 => rt::list_ext(p, &mut f_parent_ext, "_parent", &mut extra),
-                45 => rt::choice(p, &mut f_event, key, &mut extra),
-                46 => rt::opt(p, &mut f_category, "category", &mut extra),
-                47 => rt::opt(p, &mut f_category_ext, "_category", &mut extra),
-                48 => rt::list(p, &mut f_focus, "focus", &mut extra),
-                49 => rt::opt(p, &mut f_response_required, "responseRequired", &mut extra),
-                50 => rt::opt(p, &mut f_response_required_ext, "_responseRequired", &mut extra),
-                51 => rt::list(p, &mut f_allowed_response, "allowedResponse", &mut extra),
-                52 => rt::prim_list(p, &mut f_graph, &mut f_graph_ext, "graph", &mut extra),
-                53 => rt::list_ext(p, &mut f_graph_ext, "_graph", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut f_url, "url"),
+                14 => rt::opt(p, &mut f_url_ext, "_url"),
+                15 => rt::list(p, &mut f_identifier, "identifier"),
+                16 => rt::opt(p, &mut f_version, "version"),
+                17 => rt::opt(p, &mut f_version_ext, "_version"),
+                18 => rt::opt(p, &mut f_name, "name"),
+                19 => rt::opt(p, &mut f_name_ext, "_name"),
+                20 => rt::opt(p, &mut f_title, "title"),
+                21 => rt::opt(p, &mut f_title_ext, "_title"),
+                22 => rt::prim_list(p, &mut f_replaces, &mut f_replaces_ext, "replaces"),
+                23 => rt::list_ext(p, &mut f_replaces_ext, "_replaces"),
+                24 => rt::opt(p, &mut f_status, "status"),
+                25 => rt::opt(p, &mut f_status_ext, "_status"),
+                26 => rt::opt(p, &mut f_experimental, "experimental"),
+                27 => rt::opt(p, &mut f_experimental_ext, "_experimental"),
+                28 => rt::opt(p, &mut f_date, "date"),
+                29 => rt::opt(p, &mut f_date_ext, "_date"),
+                30 => rt::opt(p, &mut f_publisher, "publisher"),
+                31 => rt::opt(p, &mut f_publisher_ext, "_publisher"),
+                32 => rt::list(p, &mut f_contact, "contact"),
+                33 => rt::opt(p, &mut f_description, "description"),
+                34 => rt::opt(p, &mut f_description_ext, "_description"),
+                35 => rt::list(p, &mut f_use_context, "useContext"),
+                36 => rt::list(p, &mut f_jurisdiction, "jurisdiction"),
+                37 => rt::opt(p, &mut f_purpose, "purpose"),
+                38 => rt::opt(p, &mut f_purpose_ext, "_purpose"),
+                39 => rt::opt(p, &mut f_copyright, "copyright"),
+                40 => rt::opt(p, &mut f_copyright_ext, "_copyright"),
+                41 => rt::opt(p, &mut f_base, "base"),
+                42 => rt::opt(p, &mut f_base_ext, "_base"),
+                43 => rt::prim_list(p, &mut f_parent, &mut f_parent_ext, "parent"),
+                44 => rt::list_ext(p, &mut f_parent_ext, "_parent"),
+                45 => rt::choice(p, &mut f_event, key),
+                46 => rt::opt(p, &mut f_category, "category"),
+                47 => rt::opt(p, &mut f_category_ext, "_category"),
+                48 => rt::list(p, &mut f_focus, "focus"),
+                49 => rt::opt(p, &mut f_response_required, "responseRequired"),
+                50 => rt::opt(p, &mut f_response_required_ext, "_responseRequired"),
+                51 => rt::list(p, &mut f_allowed_response, "allowedResponse"),
+                52 => rt::prim_list(p, &mut f_graph, &mut f_graph_ext, "graph"),
+                53 => rt::list_ext(p, &mut f_graph_ext, "_graph"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -433,7 +436,9 @@ impl ToJson for MessageDefinition {
         rt::w_opt(w, b"\"_responseRequired\":", &self.response_required_ext);
         rt::w_list(w, b"\"allowedResponse\":", &self.allowed_response);
         rt::w_prim_list(w, b"\"graph\":", b"\"_graph\":", &self.graph, &self.graph_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -446,7 +451,7 @@ impl FhirResource for MessageDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -461,6 +466,14 @@ impl FhirResource for MessageDefinition {
             Resource::MessageDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MessageDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -495,29 +508,33 @@ pub struct MessageDefinitionAllowedResponse {
     pub extra: Extra,
 }
 
+impl MessageDefinitionAllowedResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("_situation", 7), ("", 0), ("message", 4), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("_message", 5),
+            ("", 0), ("", 0), ("situation", 6), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for MessageDefinitionAllowedResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("_situation", 7), ("", 0), ("message", 4), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("_message", 5),
-                ("", 0), ("", 0), ("situation", 6), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.message, "message", &mut out.extra),
-                5 => rt::opt(p, &mut out.message_ext, "_message", &mut out.extra),
-                6 => rt::opt(p, &mut out.situation, "situation", &mut out.extra),
-                7 => rt::opt(p, &mut out.situation_ext, "_situation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.message, "message"),
+                5 => rt::opt(p, &mut out.message_ext, "_message"),
+                6 => rt::opt(p, &mut out.situation, "situation"),
+                7 => rt::opt(p, &mut out.situation_ext, "_situation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -535,7 +552,9 @@ impl ToJson for MessageDefinitionAllowedResponse {
         rt::w_opt(w, b"\"_message\":", &self.message_ext);
         rt::w_opt(w, b"\"situation\":", &self.situation);
         rt::w_opt(w, b"\"_situation\":", &self.situation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -573,37 +592,41 @@ pub struct MessageDefinitionFocus {
     pub extra: Extra,
 }
 
+impl MessageDefinitionFocus {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("_min", 9), ("", 0), ("extension", 2), ("_profile", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_code", 5), ("_max", 11), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("max", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("profile", 6), ("", 0),
+            ("", 0), ("min", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MessageDefinitionFocus {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("_min", 9), ("", 0), ("extension", 2), ("_profile", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_code", 5), ("_max", 11), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("max", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("profile", 6), ("", 0),
-                ("", 0), ("min", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.profile, "profile", &mut out.extra),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile", &mut out.extra),
-                8 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                9 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                10 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                11 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.profile, "profile"),
+                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                8 => rt::opt(p, &mut out.min, "min"),
+                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                10 => rt::opt(p, &mut out.max, "max"),
+                11 => rt::opt(p, &mut out.max_ext, "_max"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -625,7 +648,9 @@ impl ToJson for MessageDefinitionFocus {
         rt::w_opt(w, b"\"_min\":", &self.min_ext);
         rt::w_opt(w, b"\"max\":", &self.max);
         rt::w_opt(w, b"\"_max\":", &self.max_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct MessageHeader {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct MessageHeader {
     /// Cause of event. `reason` (0..1).
     pub reason: Option<CodeableConcept>,
     /// If this is a reply to prior message. `response` (0..1).
-    pub response: Option<MessageHeaderResponse>,
+    pub response: Option<Box<MessageHeaderResponse>>,
     /// The actual content of the message. `focus` (0..*).
     pub focus: Vec<Reference>,
     /// Link to the definition for this message. `definition` (0..1).
@@ -68,37 +68,40 @@ pub struct MessageHeader {
     pub extra: Extra,
 }
 
+impl MessageHeader {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("focus", 22), ("", 0), ("responsible", 19), ("eventCoding", 13),
+            ("language", 7), ("", 0), ("", 0), ("id", 2),
+            ("_id", 3), ("_definition", 24), ("", 0), ("", 0),
+            ("", 0), ("source", 18), ("", 0), ("", 0),
+            ("", 0), ("definition", 23), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("reason", 20),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("author", 17), ("", 0), ("eventUri", 13), ("", 0),
+            ("response", 21), ("", 0), ("", 0), ("", 0),
+            ("sender", 15), ("", 0), ("enterer", 16), ("meta", 4),
+            ("destination", 14), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_language", 8),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MessageHeader {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MessageHeader {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("focus", 22), ("", 0), ("responsible", 19), ("eventCoding", 13),
-                ("language", 7), ("", 0), ("", 0), ("id", 2),
-                ("_id", 3), ("_definition", 24), ("", 0), ("", 0),
-                ("", 0), ("source", 18), ("", 0), ("", 0),
-                ("", 0), ("definition", 23), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("reason", 20),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("author", 17), ("", 0), ("eventUri", 13), ("", 0),
-                ("response", 21), ("", 0), ("", 0), ("", 0),
-                ("sender", 15), ("", 0), ("enterer", 16), ("meta", 4),
-                ("destination", 14), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("_language", 8),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for MessageHeader {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -124,31 +127,31 @@ impl MessageHeader {
         let mut f_definition_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MessageHeader"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::choice(p, &mut f_event, key, &mut extra),
-                14 => rt::list(p, &mut f_destination, "destination", &mut extra),
-                15 => rt::opt(p, &mut f_sender, "sender", &mut extra),
-                16 => rt::opt(p, &mut f_enterer, "enterer", &mut extra),
-                17 => rt::opt(p, &mut f_author, "author", &mut extra),
-                18 => rt::opt(p, &mut f_source, "source", &mut extra),
-                19 => rt::opt(p, &mut f_responsible, "responsible", &mut extra),
-                20 => rt::opt(p, &mut f_reason, "reason", &mut extra),
-                21 => rt::opt(p, &mut f_response, "response", &mut extra),
-                22 => rt::list(p, &mut f_focus, "focus", &mut extra),
-                23 => rt::opt(p, &mut f_definition, "definition", &mut extra),
-                24 => rt::opt(p, &mut f_definition_ext, "_definition", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::choice(p, &mut f_event, key),
+                14 => rt::list(p, &mut f_destination, "destination"),
+                15 => rt::opt(p, &mut f_sender, "sender"),
+                16 => rt::opt(p, &mut f_enterer, "enterer"),
+                17 => rt::opt(p, &mut f_author, "author"),
+                18 => rt::opt(p, &mut f_source, "source"),
+                19 => rt::opt(p, &mut f_responsible, "responsible"),
+                20 => rt::opt(p, &mut f_reason, "reason"),
+                21 => rt::opt(p, &mut f_response, "response"),
+                22 => rt::list(p, &mut f_focus, "focus"),
+                23 => rt::opt(p, &mut f_definition, "definition"),
+                24 => rt::opt(p, &mut f_definition_ext, "_definition"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -212,7 +215,9 @@ impl ToJson for MessageHeader {
         rt::w_list(w, b"\"focus\":", &self.focus);
         rt::w_opt(w, b"\"definition\":", &self.definition);
         rt::w_opt(w, b"\"_definition\":", &self.definition_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -225,7 +230,7 @@ impl FhirResource for MessageHeader {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -240,6 +245,14 @@ impl FhirResource for MessageHeader {
             Resource::MessageHeader(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MessageHeader {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -276,30 +289,34 @@ pub struct MessageHeaderResponse {
     pub extra: Extra,
 }
 
+impl MessageHeaderResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 37,
+        slots: &[
+            ("details", 8), ("_code", 7), ("modifierExtension", 3), ("code", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("id", 1), ("", 0), ("", 0),
+            ("_identifier", 5), ("", 0), ("identifier", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MessageHeaderResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 37,
-            slots: &[
-                ("details", 8), ("_code", 7), ("modifierExtension", 3), ("code", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("id", 1), ("", 0), ("", 0),
-                ("_identifier", 5), ("", 0), ("identifier", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.identifier_ext, "_identifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                8 => rt::opt(p, &mut out.details, "details", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.identifier_ext, "_identifier"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                8 => rt::opt(p, &mut out.details, "details"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -318,7 +335,9 @@ impl ToJson for MessageHeaderResponse {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_opt(w, b"\"details\":", &self.details);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -349,7 +368,7 @@ pub struct MessageHeaderSource {
     /// The `_version` member: the id and extensions of the value of `version`.
     pub version_ext: Option<Box<Element>>,
     /// Human contact for problems. `contact` (0..1).
-    pub contact: Option<ContactPoint>,
+    pub contact: Option<Box<ContactPoint>>,
     /// Actual message source address or id. `endpoint` (1..1).
     pub endpoint: Option<String>,
     /// The `_endpoint` member: the id and extensions of the value of `endpoint`.
@@ -358,38 +377,42 @@ pub struct MessageHeaderSource {
     pub extra: Extra,
 }
 
+impl MessageHeaderSource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("", 0), ("contact", 10), ("extension", 2),
+            ("software", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("endpoint", 11), ("", 0),
+            ("version", 8), ("_name", 5), ("", 0), ("_endpoint", 12),
+            ("", 0), ("id", 1), ("_version", 9), ("name", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("_software", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MessageHeaderSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("", 0), ("contact", 10), ("extension", 2),
-                ("software", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("endpoint", 11), ("", 0),
-                ("version", 8), ("_name", 5), ("", 0), ("_endpoint", 12),
-                ("", 0), ("id", 1), ("_version", 9), ("name", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("_software", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.software, "software", &mut out.extra),
-                7 => rt::opt(p, &mut out.software_ext, "_software", &mut out.extra),
-                8 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                9 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                10 => rt::opt(p, &mut out.contact, "contact", &mut out.extra),
-                11 => rt::opt(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                12 => rt::opt(p, &mut out.endpoint_ext, "_endpoint", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.software, "software"),
+                7 => rt::opt(p, &mut out.software_ext, "_software"),
+                8 => rt::opt(p, &mut out.version, "version"),
+                9 => rt::opt(p, &mut out.version_ext, "_version"),
+                10 => rt::opt(p, &mut out.contact, "contact"),
+                11 => rt::opt(p, &mut out.endpoint, "endpoint"),
+                12 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -412,7 +435,9 @@ impl ToJson for MessageHeaderSource {
         rt::w_opt(w, b"\"contact\":", &self.contact);
         rt::w_opt(w, b"\"endpoint\":", &self.endpoint);
         rt::w_opt(w, b"\"_endpoint\":", &self.endpoint_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -446,35 +471,39 @@ pub struct MessageHeaderDestination {
     pub extra: Extra,
 }
 
+impl MessageHeaderDestination {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("receiver", 9), ("target", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_endpoint", 8), ("", 0), ("endpoint", 7),
+            ("", 0), ("name", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MessageHeaderDestination {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("receiver", 9), ("target", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_endpoint", 8), ("", 0), ("endpoint", 7),
-                ("", 0), ("name", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.target, "target", &mut out.extra),
-                7 => rt::opt(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                8 => rt::opt(p, &mut out.endpoint_ext, "_endpoint", &mut out.extra),
-                9 => rt::opt(p, &mut out.receiver, "receiver", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.target, "target"),
+                7 => rt::opt(p, &mut out.endpoint, "endpoint"),
+                8 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
+                9 => rt::opt(p, &mut out.receiver, "receiver"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -494,7 +523,9 @@ impl ToJson for MessageHeaderDestination {
         rt::w_opt(w, b"\"endpoint\":", &self.endpoint);
         rt::w_opt(w, b"\"_endpoint\":", &self.endpoint_ext);
         rt::w_opt(w, b"\"receiver\":", &self.receiver);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

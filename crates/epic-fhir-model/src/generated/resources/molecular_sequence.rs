@@ -19,7 +19,7 @@ pub struct MolecularSequence {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct MolecularSequence {
     /// The number of copies of the sequence of interest. (RNASeq). `quantity` (0..1).
     pub quantity: Option<Quantity>,
     /// A sequence used as reference. `referenceSeq` (0..1).
-    pub reference_seq: Option<MolecularSequenceReferenceSeq>,
+    pub reference_seq: Option<Box<MolecularSequenceReferenceSeq>>,
     /// Variant in sequence. `variant` (0..*).
     pub variant: Vec<MolecularSequenceVariant>,
     /// Sequence that was observed. `observedSeq` (0..1).
@@ -84,72 +84,75 @@ pub struct MolecularSequence {
     pub extra: Extra,
 }
 
+impl MolecularSequence {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9806,
+        slots: &[
+            ("implicitRules", 5), ("coordinateSystem", 16), ("contained", 10), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("specimen", 19), ("readCoverage", 28),
+            ("", 0), ("", 0), ("repository", 30), ("", 0),
+            ("referenceSeq", 23), ("resourceType", 1), ("", 0), ("device", 20),
+            ("", 0), ("patient", 18), ("observedSeq", 25), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("extension", 11),
+            ("", 0), ("quantity", 22), ("_observedSeq", 26), ("", 0),
+            ("text", 9), ("", 0), ("_readCoverage", 29), ("", 0),
+            ("_implicitRules", 6), ("_coordinateSystem", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("id", 2),
+            ("", 0), ("pointer", 31), ("variant", 24), ("", 0),
+            ("modifierExtension", 12), ("quality", 27), ("", 0), ("_type", 15),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("type", 14), ("", 0), ("", 0), ("", 0),
+            ("performer", 21), ("structureVariant", 32), ("", 0), ("identifier", 13),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl MolecularSequence {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9806,
-            slots: &[
-                ("implicitRules", 5), ("coordinateSystem", 16), ("contained", 10), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("specimen", 19), ("readCoverage", 28),
-                ("", 0), ("", 0), ("repository", 30), ("", 0),
-                ("referenceSeq", 23), ("resourceType", 1), ("", 0), ("device", 20),
-                ("", 0), ("patient", 18), ("observedSeq", 25), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("extension", 11),
-                ("", 0), ("quantity", 22), ("_observedSeq", 26), ("", 0),
-                ("text", 9), ("", 0), ("_readCoverage", 29), ("", 0),
-                ("_implicitRules", 6), ("_coordinateSystem", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("id", 2),
-                ("", 0), ("pointer", 31), ("variant", 24), ("", 0),
-                ("modifierExtension", 12), ("quality", 27), ("", 0), ("_type", 15),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("type", 14), ("", 0), ("", 0), ("", 0),
-                ("performer", 21), ("structureVariant", 32), ("", 0), ("identifier", 13),
-            ],
-        };
+impl rt::ReadMembers for MolecularSequence {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MolecularSequence"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                16 => rt::opt(p, &mut out.coordinate_system, "coordinateSystem", &mut out.extra),
-                17 => rt::opt(p, &mut out.coordinate_system_ext, "_coordinateSystem", &mut out.extra),
-                18 => rt::opt(p, &mut out.patient, "patient", &mut out.extra),
-                19 => rt::opt(p, &mut out.specimen, "specimen", &mut out.extra),
-                20 => rt::opt(p, &mut out.device, "device", &mut out.extra),
-                21 => rt::opt(p, &mut out.performer, "performer", &mut out.extra),
-                22 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                23 => rt::opt(p, &mut out.reference_seq, "referenceSeq", &mut out.extra),
-                24 => rt::list(p, &mut out.variant, "variant", &mut out.extra),
-                25 => rt::opt(p, &mut out.observed_seq, "observedSeq", &mut out.extra),
-                26 => rt::opt(p, &mut out.observed_seq_ext, "_observedSeq", &mut out.extra),
-                27 => rt::list(p, &mut out.quality, "quality", &mut out.extra),
-                28 => rt::opt(p, &mut out.read_coverage, "readCoverage", &mut out.extra),
-                29 => rt::opt(p, &mut out.read_coverage_ext, "_readCoverage", &mut out.extra),
-                30 => rt::list(p, &mut out.repository, "repository", &mut out.extra),
-                31 => rt::list(p, &mut out.pointer, "pointer", &mut out.extra),
-                32 => rt::list(p, &mut out.structure_variant, "structureVariant", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt(p, &mut out.type_ext, "_type"),
+                16 => rt::opt(p, &mut out.coordinate_system, "coordinateSystem"),
+                17 => rt::opt(p, &mut out.coordinate_system_ext, "_coordinateSystem"),
+                18 => rt::opt(p, &mut out.patient, "patient"),
+                19 => rt::opt(p, &mut out.specimen, "specimen"),
+                20 => rt::opt(p, &mut out.device, "device"),
+                21 => rt::opt(p, &mut out.performer, "performer"),
+                22 => rt::opt(p, &mut out.quantity, "quantity"),
+                23 => rt::opt(p, &mut out.reference_seq, "referenceSeq"),
+                24 => rt::list(p, &mut out.variant, "variant"),
+                25 => rt::opt(p, &mut out.observed_seq, "observedSeq"),
+                26 => rt::opt(p, &mut out.observed_seq_ext, "_observedSeq"),
+                27 => rt::list(p, &mut out.quality, "quality"),
+                28 => rt::opt(p, &mut out.read_coverage, "readCoverage"),
+                29 => rt::opt(p, &mut out.read_coverage_ext, "_readCoverage"),
+                30 => rt::list(p, &mut out.repository, "repository"),
+                31 => rt::list(p, &mut out.pointer, "pointer"),
+                32 => rt::list(p, &mut out.structure_variant, "structureVariant"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -196,7 +199,9 @@ impl ToJson for MolecularSequence {
         rt::w_list(w, b"\"repository\":", &self.repository);
         rt::w_list(w, b"\"pointer\":", &self.pointer);
         rt::w_list(w, b"\"structureVariant\":", &self.structure_variant);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -209,7 +214,7 @@ impl FhirResource for MolecularSequence {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -224,6 +229,14 @@ impl FhirResource for MolecularSequence {
             Resource::MolecularSequence(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl MolecularSequence {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -264,36 +277,40 @@ pub struct MolecularSequenceStructureVariant {
     pub extra: Extra,
 }
 
+impl MolecularSequenceStructureVariant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("length", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("exact", 5), ("", 0), ("", 0),
+            ("", 0), ("outer", 9), ("", 0), ("inner", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_exact", 6), ("", 0), ("", 0),
+            ("_length", 8), ("", 0), ("id", 1), ("variantType", 4),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceStructureVariant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("length", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("exact", 5), ("", 0), ("", 0),
-                ("", 0), ("outer", 9), ("", 0), ("inner", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_exact", 6), ("", 0), ("", 0),
-                ("_length", 8), ("", 0), ("id", 1), ("variantType", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.variant_type, "variantType", &mut out.extra),
-                5 => rt::opt(p, &mut out.exact, "exact", &mut out.extra),
-                6 => rt::opt(p, &mut out.exact_ext, "_exact", &mut out.extra),
-                7 => rt::opt(p, &mut out.length, "length", &mut out.extra),
-                8 => rt::opt(p, &mut out.length_ext, "_length", &mut out.extra),
-                9 => rt::opt(p, &mut out.outer, "outer", &mut out.extra),
-                10 => rt::opt(p, &mut out.inner, "inner", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.variant_type, "variantType"),
+                5 => rt::opt(p, &mut out.exact, "exact"),
+                6 => rt::opt(p, &mut out.exact_ext, "_exact"),
+                7 => rt::opt(p, &mut out.length, "length"),
+                8 => rt::opt(p, &mut out.length_ext, "_length"),
+                9 => rt::opt(p, &mut out.outer, "outer"),
+                10 => rt::opt(p, &mut out.inner, "inner"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -314,7 +331,9 @@ impl ToJson for MolecularSequenceStructureVariant {
         rt::w_opt(w, b"\"_length\":", &self.length_ext);
         rt::w_opt(w, b"\"outer\":", &self.outer);
         rt::w_opt(w, b"\"inner\":", &self.inner);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -344,29 +363,33 @@ pub struct MolecularSequenceStructureVariantInner {
     pub extra: Extra,
 }
 
+impl MolecularSequenceStructureVariantInner {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("end", 6), ("", 0),
+            ("", 0), ("start", 4), ("_start", 5), ("", 0),
+            ("_end", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceStructureVariantInner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("end", 6), ("", 0),
-                ("", 0), ("start", 4), ("_start", 5), ("", 0),
-                ("_end", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                5 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                6 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                7 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.start, "start"),
+                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                6 => rt::opt(p, &mut out.end, "end"),
+                7 => rt::opt(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -384,7 +407,9 @@ impl ToJson for MolecularSequenceStructureVariantInner {
         rt::w_opt(w, b"\"_start\":", &self.start_ext);
         rt::w_opt(w, b"\"end\":", &self.end);
         rt::w_opt(w, b"\"_end\":", &self.end_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -414,29 +439,33 @@ pub struct MolecularSequenceStructureVariantOuter {
     pub extra: Extra,
 }
 
+impl MolecularSequenceStructureVariantOuter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("end", 6), ("", 0),
+            ("", 0), ("start", 4), ("_start", 5), ("", 0),
+            ("_end", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceStructureVariantOuter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("end", 6), ("", 0),
-                ("", 0), ("start", 4), ("_start", 5), ("", 0),
-                ("_end", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                5 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                6 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                7 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.start, "start"),
+                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                6 => rt::opt(p, &mut out.end, "end"),
+                7 => rt::opt(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -454,7 +483,9 @@ impl ToJson for MolecularSequenceStructureVariantOuter {
         rt::w_opt(w, b"\"_start\":", &self.start_ext);
         rt::w_opt(w, b"\"end\":", &self.end);
         rt::w_opt(w, b"\"_end\":", &self.end_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -500,41 +531,45 @@ pub struct MolecularSequenceRepository {
     pub extra: Extra,
 }
 
+impl MolecularSequenceRepository {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_readsetId", 15),
+            ("_name", 9), ("", 0), ("url", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("variantsetId", 12), ("type", 4), ("", 0), ("datasetId", 10),
+            ("name", 8), ("_url", 7), ("_datasetId", 11), ("", 0),
+            ("readsetId", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_variantsetId", 13), ("extension", 2), ("", 0),
+            ("id", 1), ("_type", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceRepository {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_readsetId", 15),
-                ("_name", 9), ("", 0), ("url", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("variantsetId", 12), ("type", 4), ("", 0), ("datasetId", 10),
-                ("name", 8), ("_url", 7), ("_datasetId", 11), ("", 0),
-                ("readsetId", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_variantsetId", 13), ("extension", 2), ("", 0),
-                ("id", 1), ("_type", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                7 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                8 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                9 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                10 => rt::opt(p, &mut out.dataset_id, "datasetId", &mut out.extra),
-                11 => rt::opt(p, &mut out.dataset_id_ext, "_datasetId", &mut out.extra),
-                12 => rt::opt(p, &mut out.variantset_id, "variantsetId", &mut out.extra),
-                13 => rt::opt(p, &mut out.variantset_id_ext, "_variantsetId", &mut out.extra),
-                14 => rt::opt(p, &mut out.readset_id, "readsetId", &mut out.extra),
-                15 => rt::opt(p, &mut out.readset_id_ext, "_readsetId", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.url, "url"),
+                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                8 => rt::opt(p, &mut out.name, "name"),
+                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt(p, &mut out.dataset_id, "datasetId"),
+                11 => rt::opt(p, &mut out.dataset_id_ext, "_datasetId"),
+                12 => rt::opt(p, &mut out.variantset_id, "variantsetId"),
+                13 => rt::opt(p, &mut out.variantset_id_ext, "_variantsetId"),
+                14 => rt::opt(p, &mut out.readset_id, "readsetId"),
+                15 => rt::opt(p, &mut out.readset_id_ext, "_readsetId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -560,7 +595,9 @@ impl ToJson for MolecularSequenceRepository {
         rt::w_opt(w, b"\"_variantsetId\":", &self.variantset_id_ext);
         rt::w_opt(w, b"\"readsetId\":", &self.readset_id);
         rt::w_opt(w, b"\"_readsetId\":", &self.readset_id_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -629,68 +666,72 @@ pub struct MolecularSequenceQuality {
     /// The `_fScore` member: the id and extensions of the value of `fScore`.
     pub f_score_ext: Option<Box<Element>>,
     /// Receiver Operator Characteristic (ROC) Curve. `roc` (0..1).
-    pub roc: Option<MolecularSequenceQualityRoc>,
+    pub roc: Option<Box<MolecularSequenceQualityRoc>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl MolecularSequenceQuality {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 592,
+        slots: &[
+            ("queryFP", 19), ("", 0), ("", 0), ("_truthTP", 14),
+            ("", 0), ("_queryTP", 16), ("fScore", 27), ("", 0),
+            ("queryTP", 15), ("truthTP", 13), ("_fScore", 28), ("roc", 29),
+            ("_queryFP", 20), ("end", 9), ("_end", 10), ("", 0),
+            ("recall", 25), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("gtFP", 21), ("_precision", 24), ("", 0), ("id", 1),
+            ("", 0), ("truthFN", 17), ("", 0), ("", 0),
+            ("", 0), ("type", 4), ("", 0), ("precision", 23),
+            ("", 0), ("", 0), ("score", 11), ("", 0),
+            ("", 0), ("", 0), ("_type", 5), ("", 0),
+            ("", 0), ("_gtFP", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_recall", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("method", 12), ("", 0), ("", 0), ("_start", 8),
+            ("", 0), ("", 0), ("_truthFN", 18), ("start", 7),
+            ("", 0), ("standardSequence", 6), ("extension", 2), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for MolecularSequenceQuality {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 592,
-            slots: &[
-                ("queryFP", 19), ("", 0), ("", 0), ("_truthTP", 14),
-                ("", 0), ("_queryTP", 16), ("fScore", 27), ("", 0),
-                ("queryTP", 15), ("truthTP", 13), ("_fScore", 28), ("roc", 29),
-                ("_queryFP", 20), ("end", 9), ("_end", 10), ("", 0),
-                ("recall", 25), ("", 0), ("modifierExtension", 3), ("", 0),
-                ("gtFP", 21), ("_precision", 24), ("", 0), ("id", 1),
-                ("", 0), ("truthFN", 17), ("", 0), ("", 0),
-                ("", 0), ("type", 4), ("", 0), ("precision", 23),
-                ("", 0), ("", 0), ("score", 11), ("", 0),
-                ("", 0), ("", 0), ("_type", 5), ("", 0),
-                ("", 0), ("_gtFP", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_recall", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("method", 12), ("", 0), ("", 0), ("_start", 8),
-                ("", 0), ("", 0), ("_truthFN", 18), ("start", 7),
-                ("", 0), ("standardSequence", 6), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.standard_sequence, "standardSequence", &mut out.extra),
-                7 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                8 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                9 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                10 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                11 => rt::opt(p, &mut out.score, "score", &mut out.extra),
-                12 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                13 => rt::opt(p, &mut out.truth_tp, "truthTP", &mut out.extra),
-                14 => rt::opt(p, &mut out.truth_tp_ext, "_truthTP", &mut out.extra),
-                15 => rt::opt(p, &mut out.query_tp, "queryTP", &mut out.extra),
-                16 => rt::opt(p, &mut out.query_tp_ext, "_queryTP", &mut out.extra),
-                17 => rt::opt(p, &mut out.truth_fn, "truthFN", &mut out.extra),
-                18 => rt::opt(p, &mut out.truth_fn_ext, "_truthFN", &mut out.extra),
-                19 => rt::opt(p, &mut out.query_fp, "queryFP", &mut out.extra),
-                20 => rt::opt(p, &mut out.query_fp_ext, "_queryFP", &mut out.extra),
-                21 => rt::opt(p, &mut out.gt_fp, "gtFP", &mut out.extra),
-                22 => rt::opt(p, &mut out.gt_fp_ext, "_gtFP", &mut out.extra),
-                23 => rt::opt(p, &mut out.precision, "precision", &mut out.extra),
-                24 => rt::opt(p, &mut out.precision_ext, "_precision", &mut out.extra),
-                25 => rt::opt(p, &mut out.recall, "recall", &mut out.extra),
-                26 => rt::opt(p, &mut out.recall_ext, "_recall", &mut out.extra),
-                27 => rt::opt(p, &mut out.f_score, "fScore", &mut out.extra),
-                28 => rt::opt(p, &mut out.f_score_ext, "_fScore", &mut out.extra),
-                29 => rt::opt(p, &mut out.roc, "roc", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.standard_sequence, "standardSequence"),
+                7 => rt::opt(p, &mut out.start, "start"),
+                8 => rt::opt(p, &mut out.start_ext, "_start"),
+                9 => rt::opt(p, &mut out.end, "end"),
+                10 => rt::opt(p, &mut out.end_ext, "_end"),
+                11 => rt::opt(p, &mut out.score, "score"),
+                12 => rt::opt(p, &mut out.method, "method"),
+                13 => rt::opt(p, &mut out.truth_tp, "truthTP"),
+                14 => rt::opt(p, &mut out.truth_tp_ext, "_truthTP"),
+                15 => rt::opt(p, &mut out.query_tp, "queryTP"),
+                16 => rt::opt(p, &mut out.query_tp_ext, "_queryTP"),
+                17 => rt::opt(p, &mut out.truth_fn, "truthFN"),
+                18 => rt::opt(p, &mut out.truth_fn_ext, "_truthFN"),
+                19 => rt::opt(p, &mut out.query_fp, "queryFP"),
+                20 => rt::opt(p, &mut out.query_fp_ext, "_queryFP"),
+                21 => rt::opt(p, &mut out.gt_fp, "gtFP"),
+                22 => rt::opt(p, &mut out.gt_fp_ext, "_gtFP"),
+                23 => rt::opt(p, &mut out.precision, "precision"),
+                24 => rt::opt(p, &mut out.precision_ext, "_precision"),
+                25 => rt::opt(p, &mut out.recall, "recall"),
+                26 => rt::opt(p, &mut out.recall_ext, "_recall"),
+                27 => rt::opt(p, &mut out.f_score, "fScore"),
+                28 => rt::opt(p, &mut out.f_score_ext, "_fScore"),
+                29 => rt::opt(p, &mut out.roc, "roc"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -730,7 +771,9 @@ impl ToJson for MolecularSequenceQuality {
         rt::w_opt(w, b"\"fScore\":", &self.f_score);
         rt::w_opt(w, b"\"_fScore\":", &self.f_score_ext);
         rt::w_opt(w, b"\"roc\":", &self.roc);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -780,51 +823,55 @@ pub struct MolecularSequenceQualityRoc {
     pub extra: Extra,
 }
 
+impl MolecularSequenceQualityRoc {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("_score", 5), ("", 0), ("_numTP", 7), ("", 0),
+            ("", 0), ("_fMeasure", 17), ("", 0), ("_numFP", 9),
+            ("", 0), ("", 0), ("numFN", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_sensitivity", 15),
+            ("", 0), ("id", 1), ("", 0), ("_precision", 13),
+            ("numFP", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("sensitivity", 14), ("numTP", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("score", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_numFN", 11), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("fMeasure", 16), ("", 0),
+            ("precision", 12), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceQualityRoc {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("_score", 5), ("", 0), ("_numTP", 7), ("", 0),
-                ("", 0), ("_fMeasure", 17), ("", 0), ("_numFP", 9),
-                ("", 0), ("", 0), ("numFN", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_sensitivity", 15),
-                ("", 0), ("id", 1), ("", 0), ("_precision", 13),
-                ("numFP", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("sensitivity", 14), ("numTP", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("score", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_numFN", 11), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("fMeasure", 16), ("", 0),
-                ("precision", 12), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.score, &mut out.score_ext, "score", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.score_ext, "_score", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.num_tp, &mut out.num_tp_ext, "numTP", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.num_tp_ext, "_numTP", &mut out.extra),
-                8 => rt::prim_list(p, &mut out.num_fp, &mut out.num_fp_ext, "numFP", &mut out.extra),
-                9 => rt::list_ext(p, &mut out.num_fp_ext, "_numFP", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.num_fn, &mut out.num_fn_ext, "numFN", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.num_fn_ext, "_numFN", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.precision, &mut out.precision_ext, "precision", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.precision_ext, "_precision", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.sensitivity, &mut out.sensitivity_ext, "sensitivity", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.sensitivity_ext, "_sensitivity", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.f_measure, &mut out.f_measure_ext, "fMeasure", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.f_measure_ext, "_fMeasure", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.score, &mut out.score_ext, "score"),
+                5 => rt::list_ext(p, &mut out.score_ext, "_score"),
+                6 => rt::prim_list(p, &mut out.num_tp, &mut out.num_tp_ext, "numTP"),
+                7 => rt::list_ext(p, &mut out.num_tp_ext, "_numTP"),
+                8 => rt::prim_list(p, &mut out.num_fp, &mut out.num_fp_ext, "numFP"),
+                9 => rt::list_ext(p, &mut out.num_fp_ext, "_numFP"),
+                10 => rt::prim_list(p, &mut out.num_fn, &mut out.num_fn_ext, "numFN"),
+                11 => rt::list_ext(p, &mut out.num_fn_ext, "_numFN"),
+                12 => rt::prim_list(p, &mut out.precision, &mut out.precision_ext, "precision"),
+                13 => rt::list_ext(p, &mut out.precision_ext, "_precision"),
+                14 => rt::prim_list(p, &mut out.sensitivity, &mut out.sensitivity_ext, "sensitivity"),
+                15 => rt::list_ext(p, &mut out.sensitivity_ext, "_sensitivity"),
+                16 => rt::prim_list(p, &mut out.f_measure, &mut out.f_measure_ext, "fMeasure"),
+                17 => rt::list_ext(p, &mut out.f_measure_ext, "_fMeasure"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -845,7 +892,9 @@ impl ToJson for MolecularSequenceQualityRoc {
         rt::w_prim_list(w, b"\"precision\":", b"\"_precision\":", &self.precision, &self.precision_ext);
         rt::w_prim_list(w, b"\"sensitivity\":", b"\"_sensitivity\":", &self.sensitivity, &self.sensitivity_ext);
         rt::w_prim_list(w, b"\"fMeasure\":", b"\"_fMeasure\":", &self.f_measure, &self.f_measure_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -889,40 +938,44 @@ pub struct MolecularSequenceVariant {
     pub extra: Extra,
 }
 
+impl MolecularSequenceVariant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13,
+        slots: &[
+            ("", 0), ("end", 6), ("", 0), ("_end", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("variantPointer", 14), ("", 0),
+            ("id", 1), ("cigar", 12), ("", 0), ("referenceAllele", 10),
+            ("", 0), ("", 0), ("_start", 5), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("observedAllele", 8), ("_observedAllele", 9), ("_referenceAllele", 11), ("", 0),
+            ("_cigar", 13), ("start", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceVariant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13,
-            slots: &[
-                ("", 0), ("end", 6), ("", 0), ("_end", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 2), ("variantPointer", 14), ("", 0),
-                ("id", 1), ("cigar", 12), ("", 0), ("referenceAllele", 10),
-                ("", 0), ("", 0), ("_start", 5), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("observedAllele", 8), ("_observedAllele", 9), ("_referenceAllele", 11), ("", 0),
-                ("_cigar", 13), ("start", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                5 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                6 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                7 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                8 => rt::opt(p, &mut out.observed_allele, "observedAllele", &mut out.extra),
-                9 => rt::opt(p, &mut out.observed_allele_ext, "_observedAllele", &mut out.extra),
-                10 => rt::opt(p, &mut out.reference_allele, "referenceAllele", &mut out.extra),
-                11 => rt::opt(p, &mut out.reference_allele_ext, "_referenceAllele", &mut out.extra),
-                12 => rt::opt(p, &mut out.cigar, "cigar", &mut out.extra),
-                13 => rt::opt(p, &mut out.cigar_ext, "_cigar", &mut out.extra),
-                14 => rt::opt(p, &mut out.variant_pointer, "variantPointer", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.start, "start"),
+                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                6 => rt::opt(p, &mut out.end, "end"),
+                7 => rt::opt(p, &mut out.end_ext, "_end"),
+                8 => rt::opt(p, &mut out.observed_allele, "observedAllele"),
+                9 => rt::opt(p, &mut out.observed_allele_ext, "_observedAllele"),
+                10 => rt::opt(p, &mut out.reference_allele, "referenceAllele"),
+                11 => rt::opt(p, &mut out.reference_allele_ext, "_referenceAllele"),
+                12 => rt::opt(p, &mut out.cigar, "cigar"),
+                13 => rt::opt(p, &mut out.cigar_ext, "_cigar"),
+                14 => rt::opt(p, &mut out.variant_pointer, "variantPointer"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -947,7 +1000,9 @@ impl ToJson for MolecularSequenceVariant {
         rt::w_opt(w, b"\"cigar\":", &self.cigar);
         rt::w_opt(w, b"\"_cigar\":", &self.cigar_ext);
         rt::w_opt(w, b"\"variantPointer\":", &self.variant_pointer);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -999,52 +1054,56 @@ pub struct MolecularSequenceReferenceSeq {
     pub extra: Extra,
 }
 
+impl MolecularSequenceReferenceSeq {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 25,
+        slots: &[
+            ("_windowStart", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_genomeBuild", 6), ("", 0), ("referenceSeqString", 11),
+            ("", 0), ("", 0), ("strand", 13), ("", 0),
+            ("_strand", 14), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("orientation", 7), ("modifierExtension", 3),
+            ("windowStart", 15), ("", 0), ("", 0), ("", 0),
+            ("referenceSeqId", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_windowEnd", 18), ("", 0), ("genomeBuild", 5),
+            ("", 0), ("_referenceSeqString", 12), ("_orientation", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("referenceSeqPointer", 10), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("windowEnd", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("chromosome", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for MolecularSequenceReferenceSeq {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 25,
-            slots: &[
-                ("_windowStart", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_genomeBuild", 6), ("", 0), ("referenceSeqString", 11),
-                ("", 0), ("", 0), ("strand", 13), ("", 0),
-                ("_strand", 14), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("orientation", 7), ("modifierExtension", 3),
-                ("windowStart", 15), ("", 0), ("", 0), ("", 0),
-                ("referenceSeqId", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_windowEnd", 18), ("", 0), ("genomeBuild", 5),
-                ("", 0), ("_referenceSeqString", 12), ("_orientation", 8), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("referenceSeqPointer", 10), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("windowEnd", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("chromosome", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.chromosome, "chromosome", &mut out.extra),
-                5 => rt::opt(p, &mut out.genome_build, "genomeBuild", &mut out.extra),
-                6 => rt::opt(p, &mut out.genome_build_ext, "_genomeBuild", &mut out.extra),
-                7 => rt::opt(p, &mut out.orientation, "orientation", &mut out.extra),
-                8 => rt::opt(p, &mut out.orientation_ext, "_orientation", &mut out.extra),
-                9 => rt::opt(p, &mut out.reference_seq_id, "referenceSeqId", &mut out.extra),
-                10 => rt::opt(p, &mut out.reference_seq_pointer, "referenceSeqPointer", &mut out.extra),
-                11 => rt::opt(p, &mut out.reference_seq_string, "referenceSeqString", &mut out.extra),
-                12 => rt::opt(p, &mut out.reference_seq_string_ext, "_referenceSeqString", &mut out.extra),
-                13 => rt::opt(p, &mut out.strand, "strand", &mut out.extra),
-                14 => rt::opt(p, &mut out.strand_ext, "_strand", &mut out.extra),
-                15 => rt::opt(p, &mut out.window_start, "windowStart", &mut out.extra),
-                16 => rt::opt(p, &mut out.window_start_ext, "_windowStart", &mut out.extra),
-                17 => rt::opt(p, &mut out.window_end, "windowEnd", &mut out.extra),
-                18 => rt::opt(p, &mut out.window_end_ext, "_windowEnd", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.chromosome, "chromosome"),
+                5 => rt::opt(p, &mut out.genome_build, "genomeBuild"),
+                6 => rt::opt(p, &mut out.genome_build_ext, "_genomeBuild"),
+                7 => rt::opt(p, &mut out.orientation, "orientation"),
+                8 => rt::opt(p, &mut out.orientation_ext, "_orientation"),
+                9 => rt::opt(p, &mut out.reference_seq_id, "referenceSeqId"),
+                10 => rt::opt(p, &mut out.reference_seq_pointer, "referenceSeqPointer"),
+                11 => rt::opt(p, &mut out.reference_seq_string, "referenceSeqString"),
+                12 => rt::opt(p, &mut out.reference_seq_string_ext, "_referenceSeqString"),
+                13 => rt::opt(p, &mut out.strand, "strand"),
+                14 => rt::opt(p, &mut out.strand_ext, "_strand"),
+                15 => rt::opt(p, &mut out.window_start, "windowStart"),
+                16 => rt::opt(p, &mut out.window_start_ext, "_windowStart"),
+                17 => rt::opt(p, &mut out.window_end, "windowEnd"),
+                18 => rt::opt(p, &mut out.window_end_ext, "_windowEnd"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1073,7 +1132,9 @@ impl ToJson for MolecularSequenceReferenceSeq {
         rt::w_opt(w, b"\"_windowStart\":", &self.window_start_ext);
         rt::w_opt(w, b"\"windowEnd\":", &self.window_end);
         rt::w_opt(w, b"\"_windowEnd\":", &self.window_end_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct NamingSystem {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -88,89 +88,92 @@ pub struct NamingSystem {
     pub extra: Extra,
 }
 
+impl NamingSystem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 26,
+        slots: &[
+            ("", 0), ("", 0), ("name", 13), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 14),
+            ("status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("type", 26),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("responsible", 24), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("kind", 17), ("id", 2), ("", 0),
+            ("_status", 16), ("", 0), ("", 0), ("_publisher", 22),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contact", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("date", 19), ("", 0), ("_date", 20), ("", 0),
+            ("", 0), ("uniqueId", 33), ("", 0), ("", 0),
+            ("", 0), ("publisher", 21), ("_kind", 18), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 30), ("", 0), ("useContext", 29), ("contained", 10),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_usage", 32),
+            ("", 0), ("", 0), ("_responsible", 25), ("_language", 8),
+            ("", 0), ("description", 27), ("", 0), ("usage", 31),
+        ],
+    };
+}
+
 impl FromJson for NamingSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl NamingSystem {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 26,
-            slots: &[
-                ("", 0), ("", 0), ("name", 13), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_name", 14),
-                ("status", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("type", 26),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_description", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("responsible", 24), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("kind", 17), ("id", 2), ("", 0),
-                ("_status", 16), ("", 0), ("", 0), ("_publisher", 22),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contact", 23),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("date", 19), ("", 0), ("_date", 20), ("", 0),
-                ("", 0), ("uniqueId", 33), ("", 0), ("", 0),
-                ("", 0), ("publisher", 21), ("_kind", 18), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("jurisdiction", 30), ("", 0), ("useContext", 29), ("contained", 10),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_usage", 32),
-                ("", 0), ("", 0), ("_responsible", 25), ("_language", 8),
-                ("", 0), ("description", 27), ("", 0), ("usage", 31),
-            ],
-        };
+impl rt::ReadMembers for NamingSystem {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "NamingSystem"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                14 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                18 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                19 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                20 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                21 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                22 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                23 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                24 => rt::opt(p, &mut out.responsible, "responsible", &mut out.extra),
-                25 => rt::opt(p, &mut out.responsible_ext, "_responsible", &mut out.extra),
-                26 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                27 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                28 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                29 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                31 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                32 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                33 => rt::list(p, &mut out.unique_id, "uniqueId", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.name, "name"),
+                14 => rt::opt(p, &mut out.name_ext, "_name"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut out.kind, "kind"),
+                18 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                19 => rt::opt(p, &mut out.date, "date"),
+                20 => rt::opt(p, &mut out.date_ext, "_date"),
+                21 => rt::opt(p, &mut out.publisher, "publisher"),
+                22 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                23 => rt::list(p, &mut out.contact, "contact"),
+                24 => rt::opt(p, &mut out.responsible, "responsible"),
+                25 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
+                26 => rt::opt(p, &mut out.r#type, "type"),
+                27 => rt::opt(p, &mut out.description, "description"),
+                28 => rt::opt(p, &mut out.description_ext, "_description"),
+                29 => rt::list(p, &mut out.use_context, "useContext"),
+                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                31 => rt::opt(p, &mut out.usage, "usage"),
+                32 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                33 => rt::list(p, &mut out.unique_id, "uniqueId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -218,7 +221,9 @@ impl ToJson for NamingSystem {
         rt::w_opt(w, b"\"usage\":", &self.usage);
         rt::w_opt(w, b"\"_usage\":", &self.usage_ext);
         rt::w_list(w, b"\"uniqueId\":", &self.unique_id);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -231,7 +236,7 @@ impl FhirResource for NamingSystem {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -246,6 +251,14 @@ impl FhirResource for NamingSystem {
             Resource::NamingSystem(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl NamingSystem {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -290,38 +303,42 @@ pub struct NamingSystemUniqueId {
     pub extra: Extra,
 }
 
+impl NamingSystemUniqueId {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("period", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("preferred", 8),
+            ("", 0), ("", 0), ("_preferred", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 4),
+            ("id", 1), ("", 0), ("_comment", 11), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_value", 7), ("comment", 10),
+            ("", 0), ("", 0), ("value", 6), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NamingSystemUniqueId {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("period", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("preferred", 8),
-                ("", 0), ("", 0), ("_preferred", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 4),
-                ("id", 1), ("", 0), ("_comment", 11), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("_value", 7), ("comment", 10),
-                ("", 0), ("", 0), ("value", 6), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                8 => rt::opt(p, &mut out.preferred, "preferred", &mut out.extra),
-                9 => rt::opt(p, &mut out.preferred_ext, "_preferred", &mut out.extra),
-                10 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                12 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.value, "value"),
+                7 => rt::opt(p, &mut out.value_ext, "_value"),
+                8 => rt::opt(p, &mut out.preferred, "preferred"),
+                9 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
+                10 => rt::opt(p, &mut out.comment, "comment"),
+                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                12 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -344,7 +361,9 @@ impl ToJson for NamingSystemUniqueId {
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

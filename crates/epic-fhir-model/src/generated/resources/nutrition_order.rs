@@ -19,7 +19,7 @@ pub struct NutritionOrder {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -87,99 +87,102 @@ pub struct NutritionOrder {
     /// Supplement components. `supplement` (0..*).
     pub supplement: Vec<NutritionOrderSupplement>,
     /// Enteral formula components. `enteralFormula` (0..1).
-    pub enteral_formula: Option<NutritionOrderEnteralFormula>,
+    pub enteral_formula: Option<Box<NutritionOrderEnteralFormula>>,
     /// Comments. `note` (0..*).
     pub note: Vec<Annotation>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl NutritionOrder {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 18,
+        slots: &[
+            ("implicitRules", 5), ("", 0), ("", 0), ("supplement", 33),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiates", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("instantiatesCanonical", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("foodPreferenceModifier", 30),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("_status", 21), ("", 0), ("", 0), ("", 0),
+            ("dateTime", 26), ("text", 9), ("status", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("patient", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("orderer", 28),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("_intent", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 35),
+            ("", 0), ("oralDiet", 32), ("", 0), ("", 0),
+            ("_dateTime", 27), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesUri", 16), ("", 0), ("", 0), ("", 0),
+            ("_instantiatesCanonical", 15), ("encounter", 25), ("", 0), ("language", 7),
+            ("intent", 22), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("enteralFormula", 34), ("meta", 4),
+            ("_instantiatesUri", 17), ("_instantiates", 19), ("allergyIntolerance", 29), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("excludeFoodModifier", 31),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrder {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl NutritionOrder {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 18,
-            slots: &[
-                ("implicitRules", 5), ("", 0), ("", 0), ("supplement", 33),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiates", 18), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("instantiatesCanonical", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("foodPreferenceModifier", 30),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("_status", 21), ("", 0), ("", 0), ("", 0),
-                ("dateTime", 26), ("text", 9), ("status", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("patient", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("orderer", 28),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("_intent", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("note", 35),
-                ("", 0), ("oralDiet", 32), ("", 0), ("", 0),
-                ("_dateTime", 27), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesUri", 16), ("", 0), ("", 0), ("", 0),
-                ("_instantiatesCanonical", 15), ("encounter", 25), ("", 0), ("language", 7),
-                ("intent", 22), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("enteralFormula", 34), ("meta", 4),
-                ("_instantiatesUri", 17), ("_instantiates", 19), ("allergyIntolerance", 29), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("excludeFoodModifier", 31),
-            ],
-        };
+impl rt::ReadMembers for NutritionOrder {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "NutritionOrder"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates", &mut out.extra),
-                19 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates", &mut out.extra),
-                20 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                21 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                22 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                23 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                24 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                25 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                26 => rt::opt(p, &mut out.date_time, "dateTime", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_time_ext, "_dateTime", &mut out.extra),
-                28 => rt::opt(p, &mut out.orderer, "orderer", &mut out.extra),
-                29 => rt::list(p, &mut out.allergy_intolerance, "allergyIntolerance", &mut out.extra),
-                30 => rt::list(p, &mut out.food_preference_modifier, "foodPreferenceModifier", &mut out.extra),
-                31 => rt::list(p, &mut out.exclude_food_modifier, "excludeFoodModifier", &mut out.extra),
-                32 => rt::opt(p, &mut out.oral_diet, "oralDiet", &mut out.extra),
-                33 => rt::list(p, &mut out.supplement, "supplement", &mut out.extra),
-                34 => rt::opt(p, &mut out.enteral_formula, "enteralFormula", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates"),
+                19 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates"),
+                20 => rt::opt(p, &mut out.status, "status"),
+                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt(p, &mut out.intent, "intent"),
+                23 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                24 => rt::opt(p, &mut f_patient, "patient"),
+                25 => rt::opt(p, &mut out.encounter, "encounter"),
+                26 => rt::opt(p, &mut out.date_time, "dateTime"),
+                27 => rt::opt(p, &mut out.date_time_ext, "_dateTime"),
+                28 => rt::opt(p, &mut out.orderer, "orderer"),
+                29 => rt::list(p, &mut out.allergy_intolerance, "allergyIntolerance"),
+                30 => rt::list(p, &mut out.food_preference_modifier, "foodPreferenceModifier"),
+                31 => rt::list(p, &mut out.exclude_food_modifier, "excludeFoodModifier"),
+                32 => rt::opt(p, &mut out.oral_diet, "oralDiet"),
+                33 => rt::list(p, &mut out.supplement, "supplement"),
+                34 => rt::opt(p, &mut out.enteral_formula, "enteralFormula"),
+                35 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -227,7 +230,9 @@ impl ToJson for NutritionOrder {
         rt::w_list(w, b"\"supplement\":", &self.supplement);
         rt::w_opt(w, b"\"enteralFormula\":", &self.enteral_formula);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -240,7 +245,7 @@ impl FhirResource for NutritionOrder {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -255,6 +260,14 @@ impl FhirResource for NutritionOrder {
             Resource::NutritionOrder(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl NutritionOrder {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -305,41 +318,45 @@ pub struct NutritionOrderEnteralFormula {
     pub extra: Extra,
 }
 
+impl NutritionOrderEnteralFormula {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("baseFormulaProductName", 5), ("administrationInstruction", 14), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("additiveType", 7), ("baseFormulaType", 4), ("", 0), ("", 0),
+            ("administration", 12), ("routeofAdministration", 11), ("", 0), ("", 0),
+            ("additiveProductName", 8), ("_baseFormulaProductName", 6), ("", 0), ("maxVolumeToDeliver", 13),
+            ("", 0), ("", 0), ("_additiveProductName", 9), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("caloricDensity", 10), ("_administrationInstruction", 15), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderEnteralFormula {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("baseFormulaProductName", 5), ("administrationInstruction", 14), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("additiveType", 7), ("baseFormulaType", 4), ("", 0), ("", 0),
-                ("administration", 12), ("routeofAdministration", 11), ("", 0), ("", 0),
-                ("additiveProductName", 8), ("_baseFormulaProductName", 6), ("", 0), ("maxVolumeToDeliver", 13),
-                ("", 0), ("", 0), ("_additiveProductName", 9), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("caloricDensity", 10), ("_administrationInstruction", 15), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.base_formula_type, "baseFormulaType", &mut out.extra),
-                5 => rt::opt(p, &mut out.base_formula_product_name, "baseFormulaProductName", &mut out.extra),
-                6 => rt::opt(p, &mut out.base_formula_product_name_ext, "_baseFormulaProductName", &mut out.extra),
-                7 => rt::opt(p, &mut out.additive_type, "additiveType", &mut out.extra),
-                8 => rt::opt(p, &mut out.additive_product_name, "additiveProductName", &mut out.extra),
-                9 => rt::opt(p, &mut out.additive_product_name_ext, "_additiveProductName", &mut out.extra),
-                10 => rt::opt(p, &mut out.caloric_density, "caloricDensity", &mut out.extra),
-                11 => rt::opt(p, &mut out.routeof_administration, "routeofAdministration", &mut out.extra),
-                12 => rt::list(p, &mut out.administration, "administration", &mut out.extra),
-                13 => rt::opt(p, &mut out.max_volume_to_deliver, "maxVolumeToDeliver", &mut out.extra),
-                14 => rt::opt(p, &mut out.administration_instruction, "administrationInstruction", &mut out.extra),
-                15 => rt::opt(p, &mut out.administration_instruction_ext, "_administrationInstruction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.base_formula_type, "baseFormulaType"),
+                5 => rt::opt(p, &mut out.base_formula_product_name, "baseFormulaProductName"),
+                6 => rt::opt(p, &mut out.base_formula_product_name_ext, "_baseFormulaProductName"),
+                7 => rt::opt(p, &mut out.additive_type, "additiveType"),
+                8 => rt::opt(p, &mut out.additive_product_name, "additiveProductName"),
+                9 => rt::opt(p, &mut out.additive_product_name_ext, "_additiveProductName"),
+                10 => rt::opt(p, &mut out.caloric_density, "caloricDensity"),
+                11 => rt::opt(p, &mut out.routeof_administration, "routeofAdministration"),
+                12 => rt::list(p, &mut out.administration, "administration"),
+                13 => rt::opt(p, &mut out.max_volume_to_deliver, "maxVolumeToDeliver"),
+                14 => rt::opt(p, &mut out.administration_instruction, "administrationInstruction"),
+                15 => rt::opt(p, &mut out.administration_instruction_ext, "_administrationInstruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -365,7 +382,9 @@ impl ToJson for NutritionOrderEnteralFormula {
         rt::w_opt(w, b"\"maxVolumeToDeliver\":", &self.max_volume_to_deliver);
         rt::w_opt(w, b"\"administrationInstruction\":", &self.administration_instruction);
         rt::w_opt(w, b"\"_administrationInstruction\":", &self.administration_instruction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -384,7 +403,7 @@ pub struct NutritionOrderEnteralFormulaAdministration {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Scheduled frequency of enteral feeding. `schedule` (0..1).
-    pub schedule: Option<Timing>,
+    pub schedule: Option<Box<Timing>>,
     /// The volume of formula to provide. `quantity` (0..1).
     pub quantity: Option<Quantity>,
     /// Speed with which the formula is provided per period of time. `rate[x]` (0..1).
@@ -393,28 +412,32 @@ pub struct NutritionOrderEnteralFormulaAdministration {
     pub extra: Extra,
 }
 
+impl NutritionOrderEnteralFormulaAdministration {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("schedule", 4), ("rateQuantity", 6), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("rateRatio", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderEnteralFormulaAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("schedule", 4), ("rateQuantity", 6), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("rateRatio", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.schedule, "schedule", &mut out.extra),
-                5 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                6 => rt::choice(p, &mut out.rate, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.schedule, "schedule"),
+                5 => rt::opt(p, &mut out.quantity, "quantity"),
+                6 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -431,7 +454,9 @@ impl ToJson for NutritionOrderEnteralFormulaAdministration {
         rt::w_opt(w, b"\"schedule\":", &self.schedule);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_choice(w, &self.rate);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -467,36 +492,40 @@ pub struct NutritionOrderSupplement {
     pub extra: Extra,
 }
 
+impl NutritionOrderSupplement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_instruction", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("type", 4), ("instruction", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("schedule", 7), ("", 0), ("", 0), ("quantity", 8),
+            ("_productName", 6), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("productName", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderSupplement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_instruction", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("type", 4), ("instruction", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("schedule", 7), ("", 0), ("", 0), ("quantity", 8),
-                ("_productName", 6), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("productName", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.product_name, "productName", &mut out.extra),
-                6 => rt::opt(p, &mut out.product_name_ext, "_productName", &mut out.extra),
-                7 => rt::list(p, &mut out.schedule, "schedule", &mut out.extra),
-                8 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                9 => rt::opt(p, &mut out.instruction, "instruction", &mut out.extra),
-                10 => rt::opt(p, &mut out.instruction_ext, "_instruction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.product_name, "productName"),
+                6 => rt::opt(p, &mut out.product_name_ext, "_productName"),
+                7 => rt::list(p, &mut out.schedule, "schedule"),
+                8 => rt::opt(p, &mut out.quantity, "quantity"),
+                9 => rt::opt(p, &mut out.instruction, "instruction"),
+                10 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -517,7 +546,9 @@ impl ToJson for NutritionOrderSupplement {
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_opt(w, b"\"instruction\":", &self.instruction);
         rt::w_opt(w, b"\"_instruction\":", &self.instruction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -553,36 +584,40 @@ pub struct NutritionOrderOralDiet {
     pub extra: Extra,
 }
 
+impl NutritionOrderOralDiet {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("schedule", 5), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_instruction", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("fluidConsistencyType", 8), ("", 0), ("", 0), ("nutrient", 6),
+            ("instruction", 9), ("", 0), ("", 0), ("", 0),
+            ("texture", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderOralDiet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("schedule", 5), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_instruction", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("fluidConsistencyType", 8), ("", 0), ("", 0), ("nutrient", 6),
-                ("instruction", 9), ("", 0), ("", 0), ("", 0),
-                ("texture", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.schedule, "schedule", &mut out.extra),
-                6 => rt::list(p, &mut out.nutrient, "nutrient", &mut out.extra),
-                7 => rt::list(p, &mut out.texture, "texture", &mut out.extra),
-                8 => rt::list(p, &mut out.fluid_consistency_type, "fluidConsistencyType", &mut out.extra),
-                9 => rt::opt(p, &mut out.instruction, "instruction", &mut out.extra),
-                10 => rt::opt(p, &mut out.instruction_ext, "_instruction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.r#type, "type"),
+                5 => rt::list(p, &mut out.schedule, "schedule"),
+                6 => rt::list(p, &mut out.nutrient, "nutrient"),
+                7 => rt::list(p, &mut out.texture, "texture"),
+                8 => rt::list(p, &mut out.fluid_consistency_type, "fluidConsistencyType"),
+                9 => rt::opt(p, &mut out.instruction, "instruction"),
+                10 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -603,7 +638,9 @@ impl ToJson for NutritionOrderOralDiet {
         rt::w_list(w, b"\"fluidConsistencyType\":", &self.fluid_consistency_type);
         rt::w_opt(w, b"\"instruction\":", &self.instruction);
         rt::w_opt(w, b"\"_instruction\":", &self.instruction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -629,27 +666,31 @@ pub struct NutritionOrderOralDietTexture {
     pub extra: Extra,
 }
 
+impl NutritionOrderOralDietTexture {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("foodType", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifier", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderOralDietTexture {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("foodType", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifier", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.modifier, "modifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.food_type, "foodType", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.modifier, "modifier"),
+                5 => rt::opt(p, &mut out.food_type, "foodType"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -665,7 +706,9 @@ impl ToJson for NutritionOrderOralDietTexture {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"modifier\":", &self.modifier);
         rt::w_opt(w, b"\"foodType\":", &self.food_type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -691,27 +734,31 @@ pub struct NutritionOrderOralDietNutrient {
     pub extra: Extra,
 }
 
+impl NutritionOrderOralDietNutrient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifier", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for NutritionOrderOralDietNutrient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("modifier", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.modifier, "modifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.modifier, "modifier"),
+                5 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -727,7 +774,9 @@ impl ToJson for NutritionOrderOralDietNutrient {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"modifier\":", &self.modifier);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -738,7 +787,7 @@ pub enum NutritionOrderEnteralFormulaAdministrationRate {
     /// `rateQuantity`.
     Quantity(Quantity),
     /// `rateRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
 }
 
 impl rt::Choice for NutritionOrderEnteralFormulaAdministrationRate {

@@ -19,7 +19,7 @@ pub struct Observation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -98,127 +98,130 @@ pub struct Observation {
     pub extra: Extra,
 }
 
+impl Observation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 134,
+        slots: &[
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectiveTiming", 23), ("", 0), ("", 0), ("derivedFrom", 37),
+            ("valueQuantity", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("basedOn", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("interpretation", 29), ("", 0),
+            ("", 0), ("effectivePeriod", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("specimen", 33), ("", 0), ("", 0), ("valueCodeableConcept", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDateTime", 27), ("partOf", 15), ("method", 32),
+            ("", 0), ("performer", 26), ("", 0), ("_language", 8),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_issued", 25), ("", 0),
+            ("", 0), ("code", 19), ("category", 18), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("_status", 17),
+            ("", 0), ("component", 38), ("", 0), ("", 0),
+            ("", 0), ("dataAbsentReason", 28), ("", 0), ("subject", 20),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 16), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("effectiveInstant", 23),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("encounter", 22), ("", 0), ("", 0), ("valuePeriod", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueRatio", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueRange", 27),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueTime", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("hasMember", 36), ("device", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("issued", 24), ("referenceRange", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("bodySite", 31),
+            ("", 0), ("valueSampledData", 27), ("", 0), ("", 0),
+            ("", 0), ("effectiveDateTime", 23), ("", 0), ("valueString", 27),
+            ("id", 2), ("note", 30), ("", 0), ("valueInteger", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("focus", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Observation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Observation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 134,
-            slots: &[
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectiveTiming", 23), ("", 0), ("", 0), ("derivedFrom", 37),
-                ("valueQuantity", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("basedOn", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("interpretation", 29), ("", 0),
-                ("", 0), ("effectivePeriod", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("specimen", 33), ("", 0), ("", 0), ("valueCodeableConcept", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDateTime", 27), ("partOf", 15), ("method", 32),
-                ("", 0), ("performer", 26), ("", 0), ("_language", 8),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_issued", 25), ("", 0),
-                ("", 0), ("code", 19), ("category", 18), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("_status", 17),
-                ("", 0), ("component", 38), ("", 0), ("", 0),
-                ("", 0), ("dataAbsentReason", 28), ("", 0), ("subject", 20),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 16), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("effectiveInstant", 23),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("encounter", 22), ("", 0), ("", 0), ("valuePeriod", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueRatio", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueRange", 27),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueTime", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("hasMember", 36), ("device", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("issued", 24), ("referenceRange", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("bodySite", 31),
-                ("", 0), ("valueSampledData", 27), ("", 0), ("", 0),
-                ("", 0), ("effectiveDateTime", 23), ("", 0), ("valueString", 27),
-                ("id", 2), ("note", 30), ("", 0), ("valueInteger", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("focus", 21), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Observation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Observation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                19 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                20 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                21 => rt::list(p, &mut out.focus, "focus", &mut out.extra),
-                22 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                23 => rt::choice(p, &mut out.effective, key, &mut out.extra),
-                24 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                25 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                26 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                27 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                28 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason", &mut out.extra),
-                29 => rt::list(p, &mut out.interpretation, "interpretation", &mut out.extra),
-                30 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                31 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                32 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                33 => rt::opt(p, &mut out.specimen, "specimen", &mut out.extra),
-                34 => rt::opt(p, &mut out.device, "device", &mut out.extra),
-                35 => rt::list(p, &mut out.reference_range, "referenceRange", &mut out.extra),
-                36 => rt::list(p, &mut out.has_member, "hasMember", &mut out.extra),
-                37 => rt::list(p, &mut out.derived_from, "derivedFrom", &mut out.extra),
-                38 => rt::list(p, &mut out.component, "component", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::list(p, &mut out.part_of, "partOf"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::list(p, &mut out.category, "category"),
+                19 => rt::opt(p, &mut f_code, "code"),
+                20 => rt::opt(p, &mut out.subject, "subject"),
+                21 => rt::list(p, &mut out.focus, "focus"),
+                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                23 => rt::choice(p, &mut out.effective, key),
+                24 => rt::opt(p, &mut out.issued, "issued"),
+                25 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                26 => rt::list(p, &mut out.performer, "performer"),
+                27 => rt::choice(p, &mut out.value, key),
+                28 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                29 => rt::list(p, &mut out.interpretation, "interpretation"),
+                30 => rt::list(p, &mut out.note, "note"),
+                31 => rt::opt(p, &mut out.body_site, "bodySite"),
+                32 => rt::opt(p, &mut out.method, "method"),
+                33 => rt::opt(p, &mut out.specimen, "specimen"),
+                34 => rt::opt(p, &mut out.device, "device"),
+                35 => rt::list(p, &mut out.reference_range, "referenceRange"),
+                36 => rt::list(p, &mut out.has_member, "hasMember"),
+                37 => rt::list(p, &mut out.derived_from, "derivedFrom"),
+                38 => rt::list(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,7 +275,9 @@ impl ToJson for Observation {
         rt::w_list(w, b"\"hasMember\":", &self.has_member);
         rt::w_list(w, b"\"derivedFrom\":", &self.derived_from);
         rt::w_list(w, b"\"component\":", &self.component);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -285,7 +290,7 @@ impl FhirResource for Observation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -300,6 +305,14 @@ impl FhirResource for Observation {
             Resource::Observation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Observation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -336,43 +349,47 @@ pub struct ObservationComponent {
     pub extra: Extra,
 }
 
+impl ObservationComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 23,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueCodeableConcept", 5),
+            ("valueInteger", 5), ("valueRange", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
+            ("", 0), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueDateTime", 5),
+            ("", 0), ("valueQuantity", 5), ("valueTime", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("dataAbsentReason", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("interpretation", 7), ("", 0), ("", 0),
+            ("", 0), ("valueRatio", 5), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("referenceRange", 8), ("", 0), ("valueSampledData", 5),
+            ("", 0), ("", 0), ("valuePeriod", 5), ("valueString", 5),
+        ],
+    };
+}
+
 impl FromJson for ObservationComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 23,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueCodeableConcept", 5),
-                ("valueInteger", 5), ("valueRange", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
-                ("", 0), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueDateTime", 5),
-                ("", 0), ("valueQuantity", 5), ("valueTime", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("dataAbsentReason", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("interpretation", 7), ("", 0), ("", 0),
-                ("", 0), ("valueRatio", 5), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("referenceRange", 8), ("", 0), ("valueSampledData", 5),
-                ("", 0), ("", 0), ("valuePeriod", 5), ("valueString", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                5 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                6 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason", &mut out.extra),
-                7 => rt::list(p, &mut out.interpretation, "interpretation", &mut out.extra),
-                8 => rt::list(p, &mut out.reference_range, "referenceRange", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_code, "code"),
+                5 => rt::choice(p, &mut out.value, key),
+                6 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                7 => rt::list(p, &mut out.interpretation, "interpretation"),
+                8 => rt::list(p, &mut out.reference_range, "referenceRange"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -392,7 +409,9 @@ impl ToJson for ObservationComponent {
         rt::w_opt(w, b"\"dataAbsentReason\":", &self.data_absent_reason);
         rt::w_list(w, b"\"interpretation\":", &self.interpretation);
         rt::w_list(w, b"\"referenceRange\":", &self.reference_range);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -419,7 +438,7 @@ pub struct ObservationReferenceRange {
     /// Reference range population. `appliesTo` (0..*).
     pub applies_to: Vec<CodeableConcept>,
     /// Applicable age range, if relevant. `age` (0..1).
-    pub age: Option<Range>,
+    pub age: Option<Box<Range>>,
     /// Text based reference range in an observation. `text` (0..1).
     pub text: Option<String>,
     /// The `_text` member: the id and extensions of the value of `text`.
@@ -428,36 +447,40 @@ pub struct ObservationReferenceRange {
     pub extra: Extra,
 }
 
+impl ObservationReferenceRange {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("type", 6),
+            ("", 0), ("", 0), ("", 0), ("_text", 10),
+            ("id", 1), ("", 0), ("low", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("high", 5), ("", 0),
+            ("", 0), ("appliesTo", 7), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("age", 8), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ObservationReferenceRange {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("type", 6),
-                ("", 0), ("", 0), ("", 0), ("_text", 10),
-                ("id", 1), ("", 0), ("low", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("high", 5), ("", 0),
-                ("", 0), ("appliesTo", 7), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("age", 8), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.low, "low", &mut out.extra),
-                5 => rt::opt(p, &mut out.high, "high", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::list(p, &mut out.applies_to, "appliesTo", &mut out.extra),
-                8 => rt::opt(p, &mut out.age, "age", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.low, "low"),
+                5 => rt::opt(p, &mut out.high, "high"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::list(p, &mut out.applies_to, "appliesTo"),
+                8 => rt::opt(p, &mut out.age, "age"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::opt(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -478,7 +501,9 @@ impl ToJson for ObservationReferenceRange {
         rt::w_opt(w, b"\"age\":", &self.age);
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -491,7 +516,7 @@ pub enum ObservationEffective {
     /// `effectivePeriod`.
     Period(Period),
     /// `effectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `effectiveInstant`.
     Instant(Instant),
 }
@@ -559,9 +584,9 @@ pub enum ObservationValue {
     /// `valueInteger`.
     Integer(i32),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueSampledData`.
     SampledData(Box<SampledData>),
     /// `valueTime`.
@@ -663,9 +688,9 @@ pub enum ObservationComponentValue {
     /// `valueInteger`.
     Integer(i32),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueSampledData`.
     SampledData(Box<SampledData>),
     /// `valueTime`.

@@ -19,7 +19,7 @@ pub struct ObservationDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct ObservationDefinition {
     /// The `_preferredReportName` member: the id and extensions of the value of `preferredReportName`.
     pub preferred_report_name_ext: Option<Box<Element>>,
     /// Characteristics of quantitative results. `quantitativeDetails` (0..1).
-    pub quantitative_details: Option<ObservationDefinitionQuantitativeDetails>,
+    pub quantitative_details: Option<Box<ObservationDefinitionQuantitativeDetails>>,
     /// Qualified range for continuous and ordinal observation results. `qualifiedInterval` (0..*).
     pub qualified_interval: Vec<ObservationDefinitionQualifiedInterval>,
     /// Value set of valid coded values for the observations conforming to this ObservationDefinition. `validCodedValueSet` (0..1).
@@ -76,69 +76,72 @@ pub struct ObservationDefinition {
     pub extra: Extra,
 }
 
+impl ObservationDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1367,
+        slots: &[
+            ("", 0), ("", 0), ("language", 7), ("implicitRules", 5),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("quantitativeDetails", 23),
+            ("validCodedValueSet", 25), ("", 0), ("", 0), ("criticalCodedValueSet", 28),
+            ("identifier", 15), ("code", 14), ("", 0), ("extension", 11),
+            ("", 0), ("preferredReportName", 21), ("multipleResultsAllowed", 18), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("qualifiedInterval", 24), ("", 0), ("_permittedDataType", 17),
+            ("", 0), ("", 0), ("method", 20), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("category", 13), ("_preferredReportName", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("contained", 10),
+            ("", 0), ("", 0), ("abnormalCodedValueSet", 27), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("normalCodedValueSet", 26), ("text", 9), ("", 0), ("resourceType", 1),
+            ("", 0), ("_multipleResultsAllowed", 19), ("permittedDataType", 16), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ObservationDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ObservationDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1367,
-            slots: &[
-                ("", 0), ("", 0), ("language", 7), ("implicitRules", 5),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("quantitativeDetails", 23),
-                ("validCodedValueSet", 25), ("", 0), ("", 0), ("criticalCodedValueSet", 28),
-                ("identifier", 15), ("code", 14), ("", 0), ("extension", 11),
-                ("", 0), ("preferredReportName", 21), ("multipleResultsAllowed", 18), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("qualifiedInterval", 24), ("", 0), ("_permittedDataType", 17),
-                ("", 0), ("", 0), ("method", 20), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("category", 13), ("_preferredReportName", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("contained", 10),
-                ("", 0), ("", 0), ("abnormalCodedValueSet", 27), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("normalCodedValueSet", 26), ("text", 9), ("", 0), ("resourceType", 1),
-                ("", 0), ("_multipleResultsAllowed", 19), ("permittedDataType", 16), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ObservationDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ObservationDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                14 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.permitted_data_type, &mut out.permitted_data_type_ext, "permittedDataType", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.permitted_data_type_ext, "_permittedDataType", &mut out.extra),
-                18 => rt::opt(p, &mut out.multiple_results_allowed, "multipleResultsAllowed", &mut out.extra),
-                19 => rt::opt(p, &mut out.multiple_results_allowed_ext, "_multipleResultsAllowed", &mut out.extra),
-                20 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                21 => rt::opt(p, &mut out.preferred_report_name, "preferredReportName", &mut out.extra),
-                22 => rt::opt(p, &mut out.preferred_report_name_ext, "_preferredReportName", &mut out.extra),
-                23 => rt::opt(p, &mut out.quantitative_details, "quantitativeDetails", &mut out.extra),
-                24 => rt::list(p, &mut out.qualified_interval, "qualifiedInterval", &mut out.extra),
-                25 => rt::opt(p, &mut out.valid_coded_value_set, "validCodedValueSet", &mut out.extra),
-                26 => rt::opt(p, &mut out.normal_coded_value_set, "normalCodedValueSet", &mut out.extra),
-                27 => rt::opt(p, &mut out.abnormal_coded_value_set, "abnormalCodedValueSet", &mut out.extra),
-                28 => rt::opt(p, &mut out.critical_coded_value_set, "criticalCodedValueSet", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.category, "category"),
+                14 => rt::opt(p, &mut f_code, "code"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::prim_list(p, &mut out.permitted_data_type, &mut out.permitted_data_type_ext, "permittedDataType"),
+                17 => rt::list_ext(p, &mut out.permitted_data_type_ext, "_permittedDataType"),
+                18 => rt::opt(p, &mut out.multiple_results_allowed, "multipleResultsAllowed"),
+                19 => rt::opt(p, &mut out.multiple_results_allowed_ext, "_multipleResultsAllowed"),
+                20 => rt::opt(p, &mut out.method, "method"),
+                21 => rt::opt(p, &mut out.preferred_report_name, "preferredReportName"),
+                22 => rt::opt(p, &mut out.preferred_report_name_ext, "_preferredReportName"),
+                23 => rt::opt(p, &mut out.quantitative_details, "quantitativeDetails"),
+                24 => rt::list(p, &mut out.qualified_interval, "qualifiedInterval"),
+                25 => rt::opt(p, &mut out.valid_coded_value_set, "validCodedValueSet"),
+                26 => rt::opt(p, &mut out.normal_coded_value_set, "normalCodedValueSet"),
+                27 => rt::opt(p, &mut out.abnormal_coded_value_set, "abnormalCodedValueSet"),
+                28 => rt::opt(p, &mut out.critical_coded_value_set, "criticalCodedValueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -181,7 +184,9 @@ impl ToJson for ObservationDefinition {
         rt::w_opt(w, b"\"normalCodedValueSet\":", &self.normal_coded_value_set);
         rt::w_opt(w, b"\"abnormalCodedValueSet\":", &self.abnormal_coded_value_set);
         rt::w_opt(w, b"\"criticalCodedValueSet\":", &self.critical_coded_value_set);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -194,7 +199,7 @@ impl FhirResource for ObservationDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -209,6 +214,14 @@ impl FhirResource for ObservationDefinition {
             Resource::ObservationDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ObservationDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -236,7 +249,7 @@ pub struct ObservationDefinitionQualifiedInterval {
     /// The `_category` member: the id and extensions of the value of `category`.
     pub category_ext: Option<Box<Element>>,
     /// The interval itself, for continuous or ordinal observations. `range` (0..1).
-    pub range: Option<Range>,
+    pub range: Option<Box<Range>>,
     /// Range context qualifier. `context` (0..1).
     pub context: Option<CodeableConcept>,
     /// Targetted population of the range. `appliesTo` (0..*).
@@ -246,9 +259,9 @@ pub struct ObservationDefinitionQualifiedInterval {
     /// The `_gender` member: the id and extensions of the value of `gender`.
     pub gender_ext: Option<Box<Element>>,
     /// Applicable age range, if relevant. `age` (0..1).
-    pub age: Option<Range>,
+    pub age: Option<Box<Range>>,
     /// Applicable gestational age range, if relevant. `gestationalAge` (0..1).
-    pub gestational_age: Option<Range>,
+    pub gestational_age: Option<Box<Range>>,
     /// Condition associated with the reference range. `condition` (0..1).
     pub condition: Option<String>,
     /// The `_condition` member: the id and extensions of the value of `condition`.
@@ -257,40 +270,44 @@ pub struct ObservationDefinitionQualifiedInterval {
     pub extra: Extra,
 }
 
+impl ObservationDefinitionQualifiedInterval {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 67,
+        slots: &[
+            ("gender", 9), ("age", 11), ("", 0), ("", 0),
+            ("_category", 5), ("", 0), ("id", 1), ("", 0),
+            ("context", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("condition", 13),
+            ("gestationalAge", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("range", 6), ("", 0),
+            ("_condition", 14), ("appliesTo", 8), ("_gender", 10), ("category", 4),
+            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ObservationDefinitionQualifiedInterval {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 67,
-            slots: &[
-                ("gender", 9), ("age", 11), ("", 0), ("", 0),
-                ("_category", 5), ("", 0), ("id", 1), ("", 0),
-                ("context", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("condition", 13),
-                ("gestationalAge", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("range", 6), ("", 0),
-                ("_condition", 14), ("appliesTo", 8), ("_gender", 10), ("category", 4),
-                ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.category_ext, "_category", &mut out.extra),
-                6 => rt::opt(p, &mut out.range, "range", &mut out.extra),
-                7 => rt::opt(p, &mut out.context, "context", &mut out.extra),
-                8 => rt::list(p, &mut out.applies_to, "appliesTo", &mut out.extra),
-                9 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                10 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                11 => rt::opt(p, &mut out.age, "age", &mut out.extra),
-                12 => rt::opt(p, &mut out.gestational_age, "gestationalAge", &mut out.extra),
-                13 => rt::opt(p, &mut out.condition, "condition", &mut out.extra),
-                14 => rt::opt(p, &mut out.condition_ext, "_condition", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.category, "category"),
+                5 => rt::opt(p, &mut out.category_ext, "_category"),
+                6 => rt::opt(p, &mut out.range, "range"),
+                7 => rt::opt(p, &mut out.context, "context"),
+                8 => rt::list(p, &mut out.applies_to, "appliesTo"),
+                9 => rt::opt(p, &mut out.gender, "gender"),
+                10 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                11 => rt::opt(p, &mut out.age, "age"),
+                12 => rt::opt(p, &mut out.gestational_age, "gestationalAge"),
+                13 => rt::opt(p, &mut out.condition, "condition"),
+                14 => rt::opt(p, &mut out.condition_ext, "_condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -315,7 +332,9 @@ impl ToJson for ObservationDefinitionQualifiedInterval {
         rt::w_opt(w, b"\"gestationalAge\":", &self.gestational_age);
         rt::w_opt(w, b"\"condition\":", &self.condition);
         rt::w_opt(w, b"\"_condition\":", &self.condition_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -349,35 +368,39 @@ pub struct ObservationDefinitionQuantitativeDetails {
     pub extra: Extra,
 }
 
+impl ObservationDefinitionQuantitativeDetails {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("customaryUnit", 4), ("", 0),
+            ("", 0), ("unit", 5), ("_decimalPrecision", 9), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("decimalPrecision", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("conversionFactor", 6),
+            ("_conversionFactor", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ObservationDefinitionQuantitativeDetails {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("customaryUnit", 4), ("", 0),
-                ("", 0), ("unit", 5), ("_decimalPrecision", 9), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("decimalPrecision", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("conversionFactor", 6),
-                ("_conversionFactor", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.customary_unit, "customaryUnit", &mut out.extra),
-                5 => rt::opt(p, &mut out.unit, "unit", &mut out.extra),
-                6 => rt::opt(p, &mut out.conversion_factor, "conversionFactor", &mut out.extra),
-                7 => rt::opt(p, &mut out.conversion_factor_ext, "_conversionFactor", &mut out.extra),
-                8 => rt::opt(p, &mut out.decimal_precision, "decimalPrecision", &mut out.extra),
-                9 => rt::opt(p, &mut out.decimal_precision_ext, "_decimalPrecision", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.customary_unit, "customaryUnit"),
+                5 => rt::opt(p, &mut out.unit, "unit"),
+                6 => rt::opt(p, &mut out.conversion_factor, "conversionFactor"),
+                7 => rt::opt(p, &mut out.conversion_factor_ext, "_conversionFactor"),
+                8 => rt::opt(p, &mut out.decimal_precision, "decimalPrecision"),
+                9 => rt::opt(p, &mut out.decimal_precision_ext, "_decimalPrecision"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -397,7 +420,9 @@ impl ToJson for ObservationDefinitionQuantitativeDetails {
         rt::w_opt(w, b"\"_conversionFactor\":", &self.conversion_factor_ext);
         rt::w_opt(w, b"\"decimalPrecision\":", &self.decimal_precision);
         rt::w_opt(w, b"\"_decimalPrecision\":", &self.decimal_precision_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

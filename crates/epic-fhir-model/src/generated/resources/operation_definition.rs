@@ -19,7 +19,7 @@ pub struct OperationDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -140,147 +140,150 @@ pub struct OperationDefinition {
     pub extra: Extra,
 }
 
+impl OperationDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 873,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 21), ("", 0), ("", 0), ("", 0),
+            ("type", 50), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("_code", 41), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("_version", 16), ("_status", 22),
+            ("", 0), ("", 0), ("date", 27), ("", 0),
+            ("_system", 49), ("", 0), ("", 0), ("code", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resource", 46), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("parameter", 58),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("jurisdiction", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("_title", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("_comment", 43), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("title", 19), ("outputProfile", 56),
+            ("", 0), ("", 0), ("experimental", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_experimental", 26),
+            ("inputProfile", 54), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("base", 44),
+            ("instance", 52), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("purpose", 36), ("", 0),
+            ("useContext", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("comment", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("resourceType", 1),
+            ("affectsState", 38), ("_resource", 47), ("", 0), ("_publisher", 30),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_base", 45), ("", 0), ("", 0), ("", 0),
+            ("_name", 18), ("", 0), ("", 0), ("url", 13),
+            ("", 0), ("name", 17), ("", 0), ("version", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contact", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("kind", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 33), ("", 0), ("", 0), ("", 0),
+            ("_instance", 53), ("_purpose", 37), ("system", 48), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_type", 51), ("_outputProfile", 57),
+            ("", 0), ("_inputProfile", 55), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("publisher", 29), ("_kind", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("description", 32), ("", 0),
+            ("", 0), ("", 0), ("overload", 59), ("", 0),
+            ("", 0), ("", 0), ("_date", 28), ("_affectsState", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for OperationDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl OperationDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 873,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 21), ("", 0), ("", 0), ("", 0),
-                ("type", 50), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("_code", 41), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("", 0), ("_version", 16), ("_status", 22),
-                ("", 0), ("", 0), ("date", 27), ("", 0),
-                ("_system", 49), ("", 0), ("", 0), ("code", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resource", 46), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("parameter", 58),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("jurisdiction", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("_title", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_url", 14), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("_comment", 43), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("title", 19), ("outputProfile", 56),
-                ("", 0), ("", 0), ("experimental", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_experimental", 26),
-                ("inputProfile", 54), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("base", 44),
-                ("instance", 52), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("purpose", 36), ("", 0),
-                ("useContext", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("comment", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("resourceType", 1),
-                ("affectsState", 38), ("_resource", 47), ("", 0), ("_publisher", 30),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_base", 45), ("", 0), ("", 0), ("", 0),
-                ("_name", 18), ("", 0), ("", 0), ("url", 13),
-                ("", 0), ("name", 17), ("", 0), ("version", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contact", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("kind", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 33), ("", 0), ("", 0), ("", 0),
-                ("_instance", 53), ("_purpose", 37), ("system", 48), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_type", 51), ("_outputProfile", 57),
-                ("", 0), ("_inputProfile", 55), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("publisher", 29), ("_kind", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("description", 32), ("", 0),
-                ("", 0), ("", 0), ("overload", 59), ("", 0),
-                ("", 0), ("", 0), ("_date", 28), ("_affectsState", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for OperationDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "OperationDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                20 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                24 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                28 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                30 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                31 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                32 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                33 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                34 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                35 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                38 => rt::opt(p, &mut out.affects_state, "affectsState", &mut out.extra),
-                39 => rt::opt(p, &mut out.affects_state_ext, "_affectsState", &mut out.extra),
-                40 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                41 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                42 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                43 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                44 => rt::opt(p, &mut out.base, "base", &mut out.extra),
-                45 => rt::opt(p, &mut out.base_ext, "_base", &mut out.extra),
-                46 => rt::prim_list(p, &mut out.resource, &mut out.resource_ext, "resource", &mut out.extra),
-                47 => rt::list_ext(p, &mut out.resource_ext, "_resource", &mut out.extra),
-                48 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                49 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                50 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                51 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                52 => rt::opt(p, &mut out.instance, "instance", &mut out.extra),
-                53 => rt::opt(p, &mut out.instance_ext, "_instance", &mut out.extra),
-                54 => rt::opt(p, &mut out.input_profile, "inputProfile", &mut out.extra),
-                55 => rt::opt(p, &mut out.input_profile_ext, "_inputProfile", &mut out.extra),
-                56 => rt::opt(p, &mut out.output_profile, "outputProfile", &mut out.extra),
-                57 => rt::opt(p, &mut out.output_profile_ext, "_outputProfile", &mut out.extra),
-                58 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
-                59 => rt::list(p, &mut out.overload, "overload", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.title, "title"),
+                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.kind, "kind"),
+                24 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                25 => rt::opt(p, &mut out.experimental, "experimental"),
+                26 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                27 => rt::opt(p, &mut out.date, "date"),
+                28 => rt::opt(p, &mut out.date_ext, "_date"),
+                29 => rt::opt(p, &mut out.publisher, "publisher"),
+                30 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                31 => rt::list(p, &mut out.contact, "contact"),
+                32 => rt::opt(p, &mut out.description, "description"),
+                33 => rt::opt(p, &mut out.description_ext, "_description"),
+                34 => rt::list(p, &mut out.use_context, "useContext"),
+                35 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                36 => rt::opt(p, &mut out.purpose, "purpose"),
+                37 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                38 => rt::opt(p, &mut out.affects_state, "affectsState"),
+                39 => rt::opt(p, &mut out.affects_state_ext, "_affectsState"),
+                40 => rt::opt(p, &mut out.code, "code"),
+                41 => rt::opt(p, &mut out.code_ext, "_code"),
+                42 => rt::opt(p, &mut out.comment, "comment"),
+                43 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                44 => rt::opt(p, &mut out.base, "base"),
+                45 => rt::opt(p, &mut out.base_ext, "_base"),
+                46 => rt::prim_list(p, &mut out.resource, &mut out.resource_ext, "resource"),
+                47 => rt::list_ext(p, &mut out.resource_ext, "_resource"),
+                48 => rt::opt(p, &mut out.system, "system"),
+                49 => rt::opt(p, &mut out.system_ext, "_system"),
+                50 => rt::opt(p, &mut out.r#type, "type"),
+                51 => rt::opt(p, &mut out.type_ext, "_type"),
+                52 => rt::opt(p, &mut out.instance, "instance"),
+                53 => rt::opt(p, &mut out.instance_ext, "_instance"),
+                54 => rt::opt(p, &mut out.input_profile, "inputProfile"),
+                55 => rt::opt(p, &mut out.input_profile_ext, "_inputProfile"),
+                56 => rt::opt(p, &mut out.output_profile, "outputProfile"),
+                57 => rt::opt(p, &mut out.output_profile_ext, "_outputProfile"),
+                58 => rt::list(p, &mut out.parameter, "parameter"),
+                59 => rt::list(p, &mut out.overload, "overload"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -353,7 +356,9 @@ impl ToJson for OperationDefinition {
         rt::w_opt(w, b"\"_outputProfile\":", &self.output_profile_ext);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
         rt::w_list(w, b"\"overload\":", &self.overload);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -366,7 +371,7 @@ impl FhirResource for OperationDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -381,6 +386,14 @@ impl FhirResource for OperationDefinition {
             Resource::OperationDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl OperationDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -415,29 +428,33 @@ pub struct OperationDefinitionOverload {
     pub extra: Extra,
 }
 
+impl OperationDefinitionOverload {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_comment", 7), ("modifierExtension", 3),
+            ("parameterName", 4), ("", 0), ("", 0), ("comment", 6),
+            ("", 0), ("_parameterName", 5), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for OperationDefinitionOverload {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_comment", 7), ("modifierExtension", 3),
-                ("parameterName", 4), ("", 0), ("", 0), ("comment", 6),
-                ("", 0), ("_parameterName", 5), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.parameter_name, &mut out.parameter_name_ext, "parameterName", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.parameter_name_ext, "_parameterName", &mut out.extra),
-                6 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                7 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.parameter_name, &mut out.parameter_name_ext, "parameterName"),
+                5 => rt::list_ext(p, &mut out.parameter_name_ext, "_parameterName"),
+                6 => rt::opt(p, &mut out.comment, "comment"),
+                7 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -454,7 +471,9 @@ impl ToJson for OperationDefinitionOverload {
         rt::w_prim_list(w, b"\"parameterName\":", b"\"_parameterName\":", &self.parameter_name, &self.parameter_name_ext);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -514,56 +533,60 @@ pub struct OperationDefinitionParameter {
     pub extra: Extra,
 }
 
+impl OperationDefinitionParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 124,
+        slots: &[
+            ("max", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("_type", 15), ("", 0), ("searchType", 18), ("use", 6),
+            ("", 0), ("", 0), ("binding", 20), ("part", 22),
+            ("_targetProfile", 17), ("_documentation", 13), ("", 0), ("", 0),
+            ("", 0), ("min", 8), ("", 0), ("referencedFrom", 21),
+            ("", 0), ("", 0), ("", 0), ("_name", 5),
+            ("", 0), ("", 0), ("id", 1), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("name", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_max", 11),
+            ("", 0), ("", 0), ("", 0), ("documentation", 12),
+            ("", 0), ("_min", 9), ("", 0), ("_searchType", 19),
+            ("", 0), ("_use", 7), ("targetProfile", 16), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for OperationDefinitionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 124,
-            slots: &[
-                ("max", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("", 0),
-                ("_type", 15), ("", 0), ("searchType", 18), ("use", 6),
-                ("", 0), ("", 0), ("binding", 20), ("part", 22),
-                ("_targetProfile", 17), ("_documentation", 13), ("", 0), ("", 0),
-                ("", 0), ("min", 8), ("", 0), ("referencedFrom", 21),
-                ("", 0), ("", 0), ("", 0), ("_name", 5),
-                ("", 0), ("", 0), ("id", 1), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("type", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("name", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_max", 11),
-                ("", 0), ("", 0), ("", 0), ("documentation", 12),
-                ("", 0), ("_min", 9), ("", 0), ("_searchType", 19),
-                ("", 0), ("_use", 7), ("targetProfile", 16), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                7 => rt::opt(p, &mut out.use_ext, "_use", &mut out.extra),
-                8 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                9 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                10 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                11 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
-                12 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                13 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                14 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.target_profile_ext, "_targetProfile", &mut out.extra),
-                18 => rt::opt(p, &mut out.search_type, "searchType", &mut out.extra),
-                19 => rt::opt(p, &mut out.search_type_ext, "_searchType", &mut out.extra),
-                20 => rt::opt(p, &mut out.binding, "binding", &mut out.extra),
-                21 => rt::list(p, &mut out.referenced_from, "referencedFrom", &mut out.extra),
-                22 => rt::list(p, &mut out.part, "part", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#use, "use"),
+                7 => rt::opt(p, &mut out.use_ext, "_use"),
+                8 => rt::opt(p, &mut out.min, "min"),
+                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                10 => rt::opt(p, &mut out.max, "max"),
+                11 => rt::opt(p, &mut out.max_ext, "_max"),
+                12 => rt::opt(p, &mut out.documentation, "documentation"),
+                13 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                14 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt(p, &mut out.type_ext, "_type"),
+                16 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile"),
+                17 => rt::list_ext(p, &mut out.target_profile_ext, "_targetProfile"),
+                18 => rt::opt(p, &mut out.search_type, "searchType"),
+                19 => rt::opt(p, &mut out.search_type_ext, "_searchType"),
+                20 => rt::opt(p, &mut out.binding, "binding"),
+                21 => rt::list(p, &mut out.referenced_from, "referencedFrom"),
+                22 => rt::list(p, &mut out.part, "part"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -595,7 +618,9 @@ impl ToJson for OperationDefinitionParameter {
         rt::w_opt(w, b"\"binding\":", &self.binding);
         rt::w_list(w, b"\"referencedFrom\":", &self.referenced_from);
         rt::w_list(w, b"\"part\":", &self.part);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -625,29 +650,33 @@ pub struct OperationDefinitionParameterReferencedFrom {
     pub extra: Extra,
 }
 
+impl OperationDefinitionParameterReferencedFrom {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("id", 1), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_sourceId", 7), ("modifierExtension", 3), ("_source", 5), ("", 0),
+            ("", 0), ("source", 4), ("", 0), ("sourceId", 6),
+        ],
+    };
+}
+
 impl FromJson for OperationDefinitionParameterReferencedFrom {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("id", 1), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_sourceId", 7), ("modifierExtension", 3), ("_source", 5), ("", 0),
-                ("", 0), ("source", 4), ("", 0), ("sourceId", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                5 => rt::opt(p, &mut out.source_ext, "_source", &mut out.extra),
-                6 => rt::opt(p, &mut out.source_id, "sourceId", &mut out.extra),
-                7 => rt::opt(p, &mut out.source_id_ext, "_sourceId", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.source, "source"),
+                5 => rt::opt(p, &mut out.source_ext, "_source"),
+                6 => rt::opt(p, &mut out.source_id, "sourceId"),
+                7 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -665,7 +694,9 @@ impl ToJson for OperationDefinitionParameterReferencedFrom {
         rt::w_opt(w, b"\"_source\":", &self.source_ext);
         rt::w_opt(w, b"\"sourceId\":", &self.source_id);
         rt::w_opt(w, b"\"_sourceId\":", &self.source_id_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -695,29 +726,33 @@ pub struct OperationDefinitionParameterBinding {
     pub extra: Extra,
 }
 
+impl OperationDefinitionParameterBinding {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("valueSet", 6), ("", 0), ("strength", 4), ("", 0),
+            ("", 0), ("_strength", 5), ("", 0), ("", 0),
+            ("_valueSet", 7), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for OperationDefinitionParameterBinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("valueSet", 6), ("", 0), ("strength", 4), ("", 0),
-                ("", 0), ("_strength", 5), ("", 0), ("", 0),
-                ("_valueSet", 7), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.strength, "strength", &mut out.extra),
-                5 => rt::opt(p, &mut out.strength_ext, "_strength", &mut out.extra),
-                6 => rt::opt(p, &mut out.value_set, "valueSet", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_set_ext, "_valueSet", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.strength, "strength"),
+                5 => rt::opt(p, &mut out.strength_ext, "_strength"),
+                6 => rt::opt(p, &mut out.value_set, "valueSet"),
+                7 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -735,7 +770,9 @@ impl ToJson for OperationDefinitionParameterBinding {
         rt::w_opt(w, b"\"_strength\":", &self.strength_ext);
         rt::w_opt(w, b"\"valueSet\":", &self.value_set);
         rt::w_opt(w, b"\"_valueSet\":", &self.value_set_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

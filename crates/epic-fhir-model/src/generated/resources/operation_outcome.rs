@@ -19,7 +19,7 @@ pub struct OperationOutcome {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -46,45 +46,48 @@ pub struct OperationOutcome {
     pub extra: Extra,
 }
 
+impl OperationOutcome {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("_id", 3), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("language", 7),
+            ("issue", 13), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("text", 9),
+            ("", 0), ("contained", 10), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+        ],
+    };
+}
+
 impl FromJson for OperationOutcome {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl OperationOutcome {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("_id", 3), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("language", 7),
-                ("issue", 13), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("text", 9),
-                ("", 0), ("contained", 10), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-            ],
-        };
+impl rt::ReadMembers for OperationOutcome {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "OperationOutcome"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.issue, "issue", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.issue, "issue"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -112,7 +115,9 @@ impl ToJson for OperationOutcome {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"issue\":", &self.issue);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -125,7 +130,7 @@ impl FhirResource for OperationOutcome {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -140,6 +145,14 @@ impl FhirResource for OperationOutcome {
             Resource::OperationOutcome(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl OperationOutcome {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -188,40 +201,44 @@ pub struct OperationOutcomeIssue {
     pub extra: Extra,
 }
 
+impl OperationOutcomeIssue {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("", 0), ("location", 11), ("extension", 2), ("modifierExtension", 3),
+            ("severity", 4), ("_code", 7), ("_expression", 14), ("", 0),
+            ("expression", 13), ("", 0), ("", 0), ("id", 1),
+            ("_severity", 5), ("", 0), ("code", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("diagnostics", 9), ("", 0), ("", 0), ("_location", 12),
+            ("_diagnostics", 10), ("", 0), ("details", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for OperationOutcomeIssue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("", 0), ("location", 11), ("extension", 2), ("modifierExtension", 3),
-                ("severity", 4), ("_code", 7), ("_expression", 14), ("", 0),
-                ("expression", 13), ("", 0), ("", 0), ("id", 1),
-                ("_severity", 5), ("", 0), ("code", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("diagnostics", 9), ("", 0), ("", 0), ("_location", 12),
-                ("_diagnostics", 10), ("", 0), ("details", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.severity, "severity", &mut out.extra),
-                5 => rt::opt(p, &mut out.severity_ext, "_severity", &mut out.extra),
-                6 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                7 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                8 => rt::opt(p, &mut out.details, "details", &mut out.extra),
-                9 => rt::opt(p, &mut out.diagnostics, "diagnostics", &mut out.extra),
-                10 => rt::opt(p, &mut out.diagnostics_ext, "_diagnostics", &mut out.extra),
-                11 => rt::prim_list(p, &mut out.location, &mut out.location_ext, "location", &mut out.extra),
-                12 => rt::list_ext(p, &mut out.location_ext, "_location", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.expression, &mut out.expression_ext, "expression", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.expression_ext, "_expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.severity, "severity"),
+                5 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                6 => rt::opt(p, &mut out.code, "code"),
+                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                8 => rt::opt(p, &mut out.details, "details"),
+                9 => rt::opt(p, &mut out.diagnostics, "diagnostics"),
+                10 => rt::opt(p, &mut out.diagnostics_ext, "_diagnostics"),
+                11 => rt::prim_list(p, &mut out.location, &mut out.location_ext, "location"),
+                12 => rt::list_ext(p, &mut out.location_ext, "_location"),
+                13 => rt::prim_list(p, &mut out.expression, &mut out.expression_ext, "expression"),
+                14 => rt::list_ext(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -244,7 +261,9 @@ impl ToJson for OperationOutcomeIssue {
         rt::w_opt(w, b"\"_diagnostics\":", &self.diagnostics_ext);
         rt::w_prim_list(w, b"\"location\":", b"\"_location\":", &self.location, &self.location_ext);
         rt::w_prim_list(w, b"\"expression\":", b"\"_expression\":", &self.expression, &self.expression_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

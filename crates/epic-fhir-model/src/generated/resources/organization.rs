@@ -19,7 +19,7 @@ pub struct Organization {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -72,65 +72,68 @@ pub struct Organization {
     pub extra: Extra,
 }
 
+impl Organization {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 146,
+        slots: &[
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("_language", 8), ("id", 2),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("name", 17), ("address", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 16),
+            ("", 0), ("telecom", 21), ("text", 9), ("alias", 19),
+            ("active", 14), ("partOf", 23), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contact", 24),
+            ("", 0), ("resourceType", 1), ("", 0), ("modifierExtension", 12),
+            ("_id", 3), ("", 0), ("", 0), ("endpoint", 25),
+            ("meta", 4), ("_alias", 20), ("", 0), ("", 0),
+            ("", 0), ("_active", 15), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("_name", 18),
+        ],
+    };
+}
+
 impl FromJson for Organization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Organization {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 146,
-            slots: &[
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("_language", 8), ("id", 2),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("name", 17), ("address", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 16),
-                ("", 0), ("telecom", 21), ("text", 9), ("alias", 19),
-                ("active", 14), ("partOf", 23), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contact", 24),
-                ("", 0), ("resourceType", 1), ("", 0), ("modifierExtension", 12),
-                ("_id", 3), ("", 0), ("", 0), ("endpoint", 25),
-                ("meta", 4), ("_alias", 20), ("", 0), ("", 0),
-                ("", 0), ("_active", 15), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("_name", 18),
-            ],
-        };
+impl rt::ReadMembers for Organization {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Organization"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias", &mut out.extra),
-                20 => rt::list_ext(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                21 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                22 => rt::list(p, &mut out.address, "address", &mut out.extra),
-                23 => rt::opt(p, &mut out.part_of, "partOf", &mut out.extra),
-                24 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                25 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::list(p, &mut out.r#type, "type"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
+                20 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
+                21 => rt::list(p, &mut out.telecom, "telecom"),
+                22 => rt::list(p, &mut out.address, "address"),
+                23 => rt::opt(p, &mut out.part_of, "partOf"),
+                24 => rt::list(p, &mut out.contact, "contact"),
+                25 => rt::list(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -169,7 +172,9 @@ impl ToJson for Organization {
         rt::w_opt(w, b"\"partOf\":", &self.part_of);
         rt::w_list(w, b"\"contact\":", &self.contact);
         rt::w_list(w, b"\"endpoint\":", &self.endpoint);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -182,7 +187,7 @@ impl FhirResource for Organization {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -197,6 +202,14 @@ impl FhirResource for Organization {
             Resource::Organization(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Organization {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -222,38 +235,42 @@ pub struct OrganizationContact {
     /// The type of contact. `purpose` (0..1).
     pub purpose: Option<CodeableConcept>,
     /// A name associated with the contact. `name` (0..1).
-    pub name: Option<HumanName>,
+    pub name: Option<Box<HumanName>>,
     /// Contact details (telephone, email, etc.) for a contact. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Visiting or postal addresses for the contact. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl OrganizationContact {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("name", 5), ("", 0), ("", 0),
+            ("", 0), ("address", 7), ("", 0), ("purpose", 4),
+            ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for OrganizationContact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("name", 5), ("", 0), ("", 0),
-                ("", 0), ("address", 7), ("", 0), ("purpose", 4),
-                ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                7 => rt::opt(p, &mut out.address, "address", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.purpose, "purpose"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::list(p, &mut out.telecom, "telecom"),
+                7 => rt::opt(p, &mut out.address, "address"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -271,7 +288,9 @@ impl ToJson for OrganizationContact {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_list(w, b"\"telecom\":", &self.telecom);
         rt::w_opt(w, b"\"address\":", &self.address);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

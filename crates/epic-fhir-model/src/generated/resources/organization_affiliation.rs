@@ -19,7 +19,7 @@ pub struct OrganizationAffiliation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -70,65 +70,68 @@ pub struct OrganizationAffiliation {
     pub extra: Extra,
 }
 
+impl OrganizationAffiliation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 113,
+        slots: &[
+            ("", 0), ("", 0), ("network", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_active", 15), ("language", 7), ("contained", 10),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("endpoint", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("specialty", 21), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("telecom", 24), ("_id", 3), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("participatingOrganization", 18), ("extension", 11), ("", 0), ("", 0),
+            ("location", 22), ("", 0), ("identifier", 13), ("", 0),
+            ("healthcareService", 23), ("", 0), ("", 0), ("code", 20),
+            ("", 0), ("active", 14), ("implicitRules", 5), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("organization", 17),
+            ("", 0), ("resourceType", 1), ("", 0), ("period", 16),
+        ],
+    };
+}
+
 impl FromJson for OrganizationAffiliation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl OrganizationAffiliation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 113,
-            slots: &[
-                ("", 0), ("", 0), ("network", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_active", 15), ("language", 7), ("contained", 10),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("endpoint", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("specialty", 21), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("telecom", 24), ("_id", 3), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("participatingOrganization", 18), ("extension", 11), ("", 0), ("", 0),
-                ("location", 22), ("", 0), ("identifier", 13), ("", 0),
-                ("healthcareService", 23), ("", 0), ("", 0), ("code", 20),
-                ("", 0), ("active", 14), ("implicitRules", 5), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("organization", 17),
-                ("", 0), ("resourceType", 1), ("", 0), ("period", 16),
-            ],
-        };
+impl rt::ReadMembers for OrganizationAffiliation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "OrganizationAffiliation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                17 => rt::opt(p, &mut out.organization, "organization", &mut out.extra),
-                18 => rt::opt(p, &mut out.participating_organization, "participatingOrganization", &mut out.extra),
-                19 => rt::list(p, &mut out.network, "network", &mut out.extra),
-                20 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                21 => rt::list(p, &mut out.specialty, "specialty", &mut out.extra),
-                22 => rt::list(p, &mut out.location, "location", &mut out.extra),
-                23 => rt::list(p, &mut out.healthcare_service, "healthcareService", &mut out.extra),
-                24 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                25 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut out.period, "period"),
+                17 => rt::opt(p, &mut out.organization, "organization"),
+                18 => rt::opt(p, &mut out.participating_organization, "participatingOrganization"),
+                19 => rt::list(p, &mut out.network, "network"),
+                20 => rt::list(p, &mut out.code, "code"),
+                21 => rt::list(p, &mut out.specialty, "specialty"),
+                22 => rt::list(p, &mut out.location, "location"),
+                23 => rt::list(p, &mut out.healthcare_service, "healthcareService"),
+                24 => rt::list(p, &mut out.telecom, "telecom"),
+                25 => rt::list(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -168,7 +171,9 @@ impl ToJson for OrganizationAffiliation {
         rt::w_list(w, b"\"healthcareService\":", &self.healthcare_service);
         rt::w_list(w, b"\"telecom\":", &self.telecom);
         rt::w_list(w, b"\"endpoint\":", &self.endpoint);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -181,7 +186,7 @@ impl FhirResource for OrganizationAffiliation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -196,6 +201,14 @@ impl FhirResource for OrganizationAffiliation {
             Resource::OrganizationAffiliation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl OrganizationAffiliation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

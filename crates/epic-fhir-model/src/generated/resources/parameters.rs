@@ -19,7 +19,7 @@ pub struct Parameters {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -36,41 +36,44 @@ pub struct Parameters {
     pub extra: Extra,
 }
 
+impl Parameters {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("meta", 4), ("language", 7), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("parameter", 9), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Parameters {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Parameters {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("meta", 4), ("language", 7), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("parameter", 9), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Parameters {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Parameters"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::list(p, &mut out.parameter, "parameter"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -94,7 +97,9 @@ impl ToJson for Parameters {
         rt::w_opt(w, b"\"language\":", &self.language);
         rt::w_opt(w, b"\"_language\":", &self.language_ext);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -107,7 +112,7 @@ impl FhirResource for Parameters {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -158,90 +163,94 @@ pub struct ParametersParameter {
     pub extra: Extra,
 }
 
+impl ParametersParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1387,
+        slots: &[
+            ("", 0), ("valueRatio", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("valueMoney", 6), ("", 0),
+            ("", 0), ("valueAge", 6), ("", 0), ("", 0),
+            ("", 0), ("part", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueQuantity", 6), ("", 0), ("valueAnnotation", 6), ("", 0),
+            ("", 0), ("valueOid", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueBase64Binary", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("valueTriggerDefinition", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueDecimal", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueCode", 6), ("", 0),
+            ("", 0), ("", 0), ("valueDosage", 6), ("", 0),
+            ("valueUnsignedInt", 6), ("valueHumanName", 6), ("valueTime", 6), ("", 0),
+            ("valueDistance", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRelatedArtifact", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueUri", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valuePositiveInt", 6), ("", 0), ("", 0),
+            ("", 0), ("valueCount", 6), ("valueAttachment", 6), ("valueRange", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueUsageContext", 6),
+            ("", 0), ("", 0), ("", 0), ("valueUrl", 6),
+            ("", 0), ("valueDateTime", 6), ("valueSampledData", 6), ("", 0),
+            ("", 0), ("valueId", 6), ("", 0), ("name", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueDuration", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueCoding", 6), ("valueString", 6), ("valueMeta", 6), ("", 0),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("resource", 7), ("", 0), ("", 0), ("", 0),
+            ("valueDataRequirement", 6), ("", 0), ("valueDate", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueParameterDefinition", 6), ("valueTiming", 6), ("valueInteger", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valuePeriod", 6), ("valueAddress", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueCanonical", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCodeableConcept", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueSignature", 6), ("", 0), ("", 0), ("", 0),
+            ("valueContactDetail", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueIdentifier", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
+            ("", 0), ("", 0), ("valueInstant", 6), ("valueMarkdown", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueContributor", 6), ("valueExpression", 6), ("", 0), ("", 0),
+            ("", 0), ("valueReference", 6), ("valueUuid", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueContactPoint", 6),
+        ],
+    };
+}
+
 impl FromJson for ParametersParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1387,
-            slots: &[
-                ("", 0), ("valueRatio", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("valueMoney", 6), ("", 0),
-                ("", 0), ("valueAge", 6), ("", 0), ("", 0),
-                ("", 0), ("part", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueQuantity", 6), ("", 0), ("valueAnnotation", 6), ("", 0),
-                ("", 0), ("valueOid", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueBase64Binary", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("valueTriggerDefinition", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueDecimal", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueCode", 6), ("", 0),
-                ("", 0), ("", 0), ("valueDosage", 6), ("", 0),
-                ("valueUnsignedInt", 6), ("valueHumanName", 6), ("valueTime", 6), ("", 0),
-                ("valueDistance", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRelatedArtifact", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueUri", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valuePositiveInt", 6), ("", 0), ("", 0),
-                ("", 0), ("valueCount", 6), ("valueAttachment", 6), ("valueRange", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueUsageContext", 6),
-                ("", 0), ("", 0), ("", 0), ("valueUrl", 6),
-                ("", 0), ("valueDateTime", 6), ("valueSampledData", 6), ("", 0),
-                ("", 0), ("valueId", 6), ("", 0), ("name", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueDuration", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueCoding", 6), ("valueString", 6), ("valueMeta", 6), ("", 0),
-                ("", 0), ("_name", 5), ("", 0), ("", 0),
-                ("resource", 7), ("", 0), ("", 0), ("", 0),
-                ("valueDataRequirement", 6), ("", 0), ("valueDate", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueParameterDefinition", 6), ("valueTiming", 6), ("valueInteger", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valuePeriod", 6), ("valueAddress", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueCanonical", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCodeableConcept", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueSignature", 6), ("", 0), ("", 0), ("", 0),
-                ("valueContactDetail", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueIdentifier", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 6),
-                ("", 0), ("", 0), ("valueInstant", 6), ("valueMarkdown", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueContributor", 6), ("valueExpression", 6), ("", 0), ("", 0),
-                ("", 0), ("valueReference", 6), ("valueUuid", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueContactPoint", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                7 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                8 => rt::list(p, &mut out.part, "part", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::choice(p, &mut out.value, key),
+                7 => rt::opt(p, &mut out.resource, "resource"),
+                8 => rt::list(p, &mut out.part, "part"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -260,7 +269,9 @@ impl ToJson for ParametersParameter {
         rt::w_choice(w, &self.value);
         rt::w_opt(w, b"\"resource\":", &self.resource);
         rt::w_list(w, b"\"part\":", &self.part);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -311,7 +322,7 @@ pub enum ParametersParameterValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -319,7 +330,7 @@ pub enum ParametersParameterValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -329,7 +340,7 @@ pub enum ParametersParameterValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -337,9 +348,9 @@ pub enum ParametersParameterValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -347,7 +358,7 @@ pub enum ParametersParameterValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -361,13 +372,13 @@ pub enum ParametersParameterValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for ParametersParameterValue {

@@ -19,7 +19,7 @@ pub struct Patient {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -88,87 +88,90 @@ pub struct Patient {
     pub extra: Extra,
 }
 
+impl Patient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("deceasedDateTime", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("birthDate", 20), ("communication", 28),
+            ("", 0), ("", 0), ("", 0), ("gender", 18),
+            ("language", 7), ("", 0), ("_gender", 19), ("_birthDate", 21),
+            ("", 0), ("", 0), ("multipleBirthBoolean", 25), ("", 0),
+            ("", 0), ("", 0), ("photo", 26), ("contained", 10),
+            ("", 0), ("managingOrganization", 30), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("_active", 15), ("active", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("link", 31),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("telecom", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contact", 27), ("multipleBirthInteger", 25), ("address", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("maritalStatus", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("deceasedBoolean", 22),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("generalPractitioner", 29), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Patient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Patient {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("deceasedDateTime", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("name", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("birthDate", 20), ("communication", 28),
-                ("", 0), ("", 0), ("", 0), ("gender", 18),
-                ("language", 7), ("", 0), ("_gender", 19), ("_birthDate", 21),
-                ("", 0), ("", 0), ("multipleBirthBoolean", 25), ("", 0),
-                ("", 0), ("", 0), ("photo", 26), ("contained", 10),
-                ("", 0), ("managingOrganization", 30), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("_active", 15), ("active", 14),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("link", 31),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("telecom", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contact", 27), ("multipleBirthInteger", 25), ("address", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("maritalStatus", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("deceasedBoolean", 22),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("generalPractitioner", 29), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Patient {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Patient"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                17 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                18 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                19 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                20 => rt::opt(p, &mut out.birth_date, "birthDate", &mut out.extra),
-                21 => rt::opt(p, &mut out.birth_date_ext, "_birthDate", &mut out.extra),
-                22 => rt::choice(p, &mut out.deceased, key, &mut out.extra),
-                23 => rt::list(p, &mut out.address, "address", &mut out.extra),
-                24 => rt::opt(p, &mut out.marital_status, "maritalStatus", &mut out.extra),
-                25 => rt::choice(p, &mut out.multiple_birth, key, &mut out.extra),
-                26 => rt::list(p, &mut out.photo, "photo", &mut out.extra),
-                27 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                28 => rt::list(p, &mut out.communication, "communication", &mut out.extra),
-                29 => rt::list(p, &mut out.general_practitioner, "generalPractitioner", &mut out.extra),
-                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                31 => rt::list(p, &mut out.link, "link", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::list(p, &mut out.name, "name"),
+                17 => rt::list(p, &mut out.telecom, "telecom"),
+                18 => rt::opt(p, &mut out.gender, "gender"),
+                19 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                20 => rt::opt(p, &mut out.birth_date, "birthDate"),
+                21 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
+                22 => rt::choice(p, &mut out.deceased, key),
+                23 => rt::list(p, &mut out.address, "address"),
+                24 => rt::opt(p, &mut out.marital_status, "maritalStatus"),
+                25 => rt::choice(p, &mut out.multiple_birth, key),
+                26 => rt::list(p, &mut out.photo, "photo"),
+                27 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::list(p, &mut out.communication, "communication"),
+                29 => rt::list(p, &mut out.general_practitioner, "generalPractitioner"),
+                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                31 => rt::list(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -214,7 +217,9 @@ impl ToJson for Patient {
         rt::w_list(w, b"\"generalPractitioner\":", &self.general_practitioner);
         rt::w_opt(w, b"\"managingOrganization\":", &self.managing_organization);
         rt::w_list(w, b"\"link\":", &self.link);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -227,7 +232,7 @@ impl FhirResource for Patient {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -242,6 +247,14 @@ impl FhirResource for Patient {
             Resource::Patient(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Patient {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -274,29 +287,33 @@ pub struct PatientLink {
     pub extra: Extra,
 }
 
+impl PatientLink {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_type", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("other", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PatientLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_type", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("other", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_other = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_other, "other", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_other, "other"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -314,7 +331,9 @@ impl ToJson for PatientLink {
         rt::w_req(w, b"\"other\":", &self.other);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -342,29 +361,33 @@ pub struct PatientCommunication {
     pub extra: Extra,
 }
 
+impl PatientCommunication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("language", 4), ("preferred", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_preferred", 6),
+        ],
+    };
+}
+
 impl FromJson for PatientCommunication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("language", 4), ("preferred", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_preferred", 6),
-            ],
-        };
         let mut out = Self::default();
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_language, "language", &mut out.extra),
-                5 => rt::opt(p, &mut out.preferred, "preferred", &mut out.extra),
-                6 => rt::opt(p, &mut out.preferred_ext, "_preferred", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_language, "language"),
+                5 => rt::opt(p, &mut out.preferred, "preferred"),
+                6 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -382,7 +405,9 @@ impl ToJson for PatientCommunication {
         rt::w_req(w, b"\"language\":", &self.language);
         rt::w_opt(w, b"\"preferred\":", &self.preferred);
         rt::w_opt(w, b"\"_preferred\":", &self.preferred_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -403,11 +428,11 @@ pub struct PatientContact {
     /// The kind of relationship. `relationship` (0..*).
     pub relationship: Vec<CodeableConcept>,
     /// A name associated with the contact person. `name` (0..1).
-    pub name: Option<HumanName>,
+    pub name: Option<Box<HumanName>>,
     /// A contact detail for the person. `telecom` (0..*).
     pub telecom: Vec<ContactPoint>,
     /// Address for the contact person. `address` (0..1).
-    pub address: Option<Address>,
+    pub address: Option<Box<Address>>,
     /// male | female | other | unknown. `gender` (0..1).
     pub gender: Option<AdministrativeGender>,
     /// The `_gender` member: the id and extensions of the value of `gender`.
@@ -420,37 +445,41 @@ pub struct PatientContact {
     pub extra: Extra,
 }
 
+impl PatientContact {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("organization", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("period", 11), ("", 0),
+            ("", 0), ("", 0), ("address", 7), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("relationship", 4), ("", 0), ("", 0), ("name", 5),
+            ("", 0), ("", 0), ("", 0), ("telecom", 6),
+            ("", 0), ("", 0), ("gender", 8), ("", 0),
+            ("", 0), ("", 0), ("_gender", 9), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PatientContact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("organization", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("period", 11), ("", 0),
-                ("", 0), ("", 0), ("address", 7), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("relationship", 4), ("", 0), ("", 0), ("name", 5),
-                ("", 0), ("", 0), ("", 0), ("telecom", 6),
-                ("", 0), ("", 0), ("gender", 8), ("", 0),
-                ("", 0), ("", 0), ("_gender", 9), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.relationship, "relationship", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                7 => rt::opt(p, &mut out.address, "address", &mut out.extra),
-                8 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                9 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                10 => rt::opt(p, &mut out.organization, "organization", &mut out.extra),
-                11 => rt::opt(p, &mut out.period, "period", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.relationship, "relationship"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::list(p, &mut out.telecom, "telecom"),
+                7 => rt::opt(p, &mut out.address, "address"),
+                8 => rt::opt(p, &mut out.gender, "gender"),
+                9 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                10 => rt::opt(p, &mut out.organization, "organization"),
+                11 => rt::opt(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -472,7 +501,9 @@ impl ToJson for PatientContact {
         rt::w_opt(w, b"\"_gender\":", &self.gender_ext);
         rt::w_opt(w, b"\"organization\":", &self.organization);
         rt::w_opt(w, b"\"period\":", &self.period);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct PaymentNotice {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,70 +76,73 @@ pub struct PaymentNotice {
     pub extra: Extra,
 }
 
+impl PaymentNotice {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 835,
+        slots: &[
+            ("text", 9), ("amount", 26), ("", 0), ("", 0),
+            ("", 0), ("payment", 21), ("contained", 10), ("", 0),
+            ("status", 14), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("_created", 19), ("", 0), ("request", 16),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("paymentDate", 22), ("identifier", 13), ("", 0), ("_paymentDate", 23),
+            ("paymentStatus", 27), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("id", 2), ("", 0), ("_status", 15),
+            ("", 0), ("", 0), ("response", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("created", 18), ("", 0), ("recipient", 25), ("implicitRules", 5),
+            ("", 0), ("", 0), ("provider", 20), ("", 0),
+            ("extension", 11), ("payee", 24), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PaymentNotice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PaymentNotice {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 835,
-            slots: &[
-                ("text", 9), ("amount", 26), ("", 0), ("", 0),
-                ("", 0), ("payment", 21), ("contained", 10), ("", 0),
-                ("status", 14), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("_created", 19), ("", 0), ("request", 16),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("paymentDate", 22), ("identifier", 13), ("", 0), ("_paymentDate", 23),
-                ("paymentStatus", 27), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("id", 2), ("", 0), ("_status", 15),
-                ("", 0), ("", 0), ("response", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("created", 18), ("", 0), ("recipient", 25), ("implicitRules", 5),
-                ("", 0), ("", 0), ("provider", 20), ("", 0),
-                ("extension", 11), ("payee", 24), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for PaymentNotice {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_payment = None;
         let mut f_recipient = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PaymentNotice"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                17 => rt::opt(p, &mut out.response, "response", &mut out.extra),
-                18 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                19 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                20 => rt::opt(p, &mut out.provider, "provider", &mut out.extra),
-                21 => rt::opt(p, &mut f_payment, "payment", &mut out.extra),
-                22 => rt::opt(p, &mut out.payment_date, "paymentDate", &mut out.extra),
-                23 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate", &mut out.extra),
-                24 => rt::opt(p, &mut out.payee, "payee", &mut out.extra),
-                25 => rt::opt(p, &mut f_recipient, "recipient", &mut out.extra),
-                26 => rt::opt(p, &mut f_amount, "amount", &mut out.extra),
-                27 => rt::opt(p, &mut out.payment_status, "paymentStatus", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.request, "request"),
+                17 => rt::opt(p, &mut out.response, "response"),
+                18 => rt::opt(p, &mut out.created, "created"),
+                19 => rt::opt(p, &mut out.created_ext, "_created"),
+                20 => rt::opt(p, &mut out.provider, "provider"),
+                21 => rt::opt(p, &mut f_payment, "payment"),
+                22 => rt::opt(p, &mut out.payment_date, "paymentDate"),
+                23 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
+                24 => rt::opt(p, &mut out.payee, "payee"),
+                25 => rt::opt(p, &mut f_recipient, "recipient"),
+                26 => rt::opt(p, &mut f_amount, "amount"),
+                27 => rt::opt(p, &mut out.payment_status, "paymentStatus"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -184,7 +187,9 @@ impl ToJson for PaymentNotice {
         rt::w_req(w, b"\"recipient\":", &self.recipient);
         rt::w_req(w, b"\"amount\":", &self.amount);
         rt::w_opt(w, b"\"paymentStatus\":", &self.payment_status);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -197,7 +202,7 @@ impl FhirResource for PaymentNotice {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -212,6 +217,14 @@ impl FhirResource for PaymentNotice {
             Resource::PaymentNotice(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl PaymentNotice {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

@@ -19,7 +19,7 @@ pub struct PaymentReconciliation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -75,7 +75,7 @@ pub struct PaymentReconciliation {
     /// Total amount of Payment. `paymentAmount` (1..1).
     pub payment_amount: Money,
     /// Business identifier for the payment. `paymentIdentifier` (0..1).
-    pub payment_identifier: Option<Identifier>,
+    pub payment_identifier: Option<Box<Identifier>>,
     /// Settlement particulars. `detail` (0..*).
     pub detail: Vec<PaymentReconciliationDetail>,
     /// Printed form identifier. `formCode` (0..1).
@@ -86,73 +86,76 @@ pub struct PaymentReconciliation {
     pub extra: Extra,
 }
 
+impl PaymentReconciliation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 12136,
+        slots: &[
+            ("paymentIdentifier", 29), ("", 0), ("identifier", 13), ("_implicitRules", 6),
+            ("formCode", 31), ("period", 16), ("id", 2), ("", 0),
+            ("extension", 11), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("processNote", 32), ("", 0),
+            ("", 0), ("", 0), ("disposition", 24), ("", 0),
+            ("implicitRules", 5), ("detail", 30), ("", 0), ("outcome", 22),
+            ("", 0), ("", 0), ("paymentDate", 26), ("paymentAmount", 28),
+            ("", 0), ("_paymentDate", 27), ("paymentIssuer", 19), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("requestor", 21), ("request", 20), ("", 0),
+            ("resourceType", 1), ("", 0), ("_created", 18), ("contained", 10),
+            ("", 0), ("_disposition", 25), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("created", 17), ("_outcome", 23), ("text", 9),
+        ],
+    };
+}
+
 impl FromJson for PaymentReconciliation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PaymentReconciliation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 12136,
-            slots: &[
-                ("paymentIdentifier", 29), ("", 0), ("identifier", 13), ("_implicitRules", 6),
-                ("formCode", 31), ("period", 16), ("id", 2), ("", 0),
-                ("extension", 11), ("status", 14), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("processNote", 32), ("", 0),
-                ("", 0), ("", 0), ("disposition", 24), ("", 0),
-                ("implicitRules", 5), ("detail", 30), ("", 0), ("outcome", 22),
-                ("", 0), ("", 0), ("paymentDate", 26), ("paymentAmount", 28),
-                ("", 0), ("_paymentDate", 27), ("paymentIssuer", 19), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("", 0),
-                ("_status", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("requestor", 21), ("request", 20), ("", 0),
-                ("resourceType", 1), ("", 0), ("_created", 18), ("contained", 10),
-                ("", 0), ("_disposition", 25), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("created", 17), ("_outcome", 23), ("text", 9),
-            ],
-        };
+impl rt::ReadMembers for PaymentReconciliation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_payment_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PaymentReconciliation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                17 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                18 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                19 => rt::opt(p, &mut out.payment_issuer, "paymentIssuer", &mut out.extra),
-                20 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                21 => rt::opt(p, &mut out.requestor, "requestor", &mut out.extra),
-                22 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                23 => rt::opt(p, &mut out.outcome_ext, "_outcome", &mut out.extra),
-                24 => rt::opt(p, &mut out.disposition, "disposition", &mut out.extra),
-                25 => rt::opt(p, &mut out.disposition_ext, "_disposition", &mut out.extra),
-                26 => rt::opt(p, &mut out.payment_date, "paymentDate", &mut out.extra),
-                27 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate", &mut out.extra),
-                28 => rt::opt(p, &mut f_payment_amount, "paymentAmount", &mut out.extra),
-                29 => rt::opt(p, &mut out.payment_identifier, "paymentIdentifier", &mut out.extra),
-                30 => rt::list(p, &mut out.detail, "detail", &mut out.extra),
-                31 => rt::opt(p, &mut out.form_code, "formCode", &mut out.extra),
-                32 => rt::list(p, &mut out.process_note, "processNote", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.period, "period"),
+                17 => rt::opt(p, &mut out.created, "created"),
+                18 => rt::opt(p, &mut out.created_ext, "_created"),
+                19 => rt::opt(p, &mut out.payment_issuer, "paymentIssuer"),
+                20 => rt::opt(p, &mut out.request, "request"),
+                21 => rt::opt(p, &mut out.requestor, "requestor"),
+                22 => rt::opt(p, &mut out.outcome, "outcome"),
+                23 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                24 => rt::opt(p, &mut out.disposition, "disposition"),
+                25 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                26 => rt::opt(p, &mut out.payment_date, "paymentDate"),
+                27 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
+                28 => rt::opt(p, &mut f_payment_amount, "paymentAmount"),
+                29 => rt::opt(p, &mut out.payment_identifier, "paymentIdentifier"),
+                30 => rt::list(p, &mut out.detail, "detail"),
+                31 => rt::opt(p, &mut out.form_code, "formCode"),
+                32 => rt::list(p, &mut out.process_note, "processNote"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -200,7 +203,9 @@ impl ToJson for PaymentReconciliation {
         rt::w_list(w, b"\"detail\":", &self.detail);
         rt::w_opt(w, b"\"formCode\":", &self.form_code);
         rt::w_list(w, b"\"processNote\":", &self.process_note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -213,7 +218,7 @@ impl FhirResource for PaymentReconciliation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -228,6 +233,14 @@ impl FhirResource for PaymentReconciliation {
             Resource::PaymentReconciliation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl PaymentReconciliation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -262,29 +275,33 @@ pub struct PaymentReconciliationProcessNote {
     pub extra: Extra,
 }
 
+impl PaymentReconciliationProcessNote {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("text", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_text", 7), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 5), ("type", 4),
+        ],
+    };
+}
+
 impl FromJson for PaymentReconciliationProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("text", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_text", 7), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 5), ("type", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                7 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.text, "text"),
+                7 => rt::opt(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -302,7 +319,9 @@ impl ToJson for PaymentReconciliationProcessNote {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"text\":", &self.text);
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -321,9 +340,9 @@ pub struct PaymentReconciliationDetail {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Business identifier of the payment detail. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Business identifier of the prior payment detail. `predecessor` (0..1).
-    pub predecessor: Option<Identifier>,
+    pub predecessor: Option<Box<Identifier>>,
     /// Category of payment. `type` (1..1).
     pub r#type: CodeableConcept,
     /// Request giving rise to the payment. `request` (0..1).
@@ -346,41 +365,45 @@ pub struct PaymentReconciliationDetail {
     pub extra: Extra,
 }
 
+impl PaymentReconciliationDetail {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 50,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("", 0), ("date", 10),
+            ("type", 6), ("", 0), ("submitter", 8), ("payee", 13),
+            ("identifier", 4), ("", 0), ("", 0), ("amount", 14),
+            ("predecessor", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("_date", 11),
+            ("", 0), ("response", 9), ("", 0), ("", 0),
+            ("", 0), ("request", 7), ("responsible", 12), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PaymentReconciliationDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 50,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("", 0), ("date", 10),
-                ("type", 6), ("", 0), ("submitter", 8), ("payee", 13),
-                ("identifier", 4), ("", 0), ("", 0), ("amount", 14),
-                ("predecessor", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("_date", 11),
-                ("", 0), ("response", 9), ("", 0), ("", 0),
-                ("", 0), ("request", 7), ("responsible", 12), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.predecessor, "predecessor", &mut out.extra),
-                6 => rt::opt(p, &mut f_type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.request, "request", &mut out.extra),
-                8 => rt::opt(p, &mut out.submitter, "submitter", &mut out.extra),
-                9 => rt::opt(p, &mut out.response, "response", &mut out.extra),
-                10 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                11 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                12 => rt::opt(p, &mut out.responsible, "responsible", &mut out.extra),
-                13 => rt::opt(p, &mut out.payee, "payee", &mut out.extra),
-                14 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.predecessor, "predecessor"),
+                6 => rt::opt(p, &mut f_type, "type"),
+                7 => rt::opt(p, &mut out.request, "request"),
+                8 => rt::opt(p, &mut out.submitter, "submitter"),
+                9 => rt::opt(p, &mut out.response, "response"),
+                10 => rt::opt(p, &mut out.date, "date"),
+                11 => rt::opt(p, &mut out.date_ext, "_date"),
+                12 => rt::opt(p, &mut out.responsible, "responsible"),
+                13 => rt::opt(p, &mut out.payee, "payee"),
+                14 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -406,7 +429,9 @@ impl ToJson for PaymentReconciliationDetail {
         rt::w_opt(w, b"\"responsible\":", &self.responsible);
         rt::w_opt(w, b"\"payee\":", &self.payee);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Person {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct Person {
     /// One or more addresses for the person. `address` (0..*).
     pub address: Vec<Address>,
     /// Image of the person. `photo` (0..1).
-    pub photo: Option<Attachment>,
+    pub photo: Option<Box<Attachment>>,
     /// The organization that is the custodian of the person record. `managingOrganization` (0..1).
     pub managing_organization: Option<Reference>,
     /// This person's record is in active use. `active` (0..1).
@@ -72,65 +72,68 @@ pub struct Person {
     pub extra: Extra,
 }
 
+impl Person {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 74,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("managingOrganization", 22), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("address", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("telecom", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("gender", 16), ("text", 9),
+            ("", 0), ("_gender", 17), ("", 0), ("resourceType", 1),
+            ("", 0), ("photo", 21), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("name", 14), ("contained", 10),
+            ("active", 23), ("birthDate", 18), ("link", 25), ("_implicitRules", 6),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("_birthDate", 19),
+            ("language", 7), ("", 0), ("", 0), ("_active", 24),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Person {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Person {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 74,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("managingOrganization", 22), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("address", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("telecom", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("gender", 16), ("text", 9),
-                ("", 0), ("_gender", 17), ("", 0), ("resourceType", 1),
-                ("", 0), ("photo", 21), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("name", 14), ("contained", 10),
-                ("active", 23), ("birthDate", 18), ("link", 25), ("_implicitRules", 6),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("_birthDate", 19),
-                ("language", 7), ("", 0), ("", 0), ("_active", 24),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Person {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Person"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                15 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                16 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                17 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                18 => rt::opt(p, &mut out.birth_date, "birthDate", &mut out.extra),
-                19 => rt::opt(p, &mut out.birth_date_ext, "_birthDate", &mut out.extra),
-                20 => rt::list(p, &mut out.address, "address", &mut out.extra),
-                21 => rt::opt(p, &mut out.photo, "photo", &mut out.extra),
-                22 => rt::opt(p, &mut out.managing_organization, "managingOrganization", &mut out.extra),
-                23 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                24 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                25 => rt::list(p, &mut out.link, "link", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.name, "name"),
+                15 => rt::list(p, &mut out.telecom, "telecom"),
+                16 => rt::opt(p, &mut out.gender, "gender"),
+                17 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                18 => rt::opt(p, &mut out.birth_date, "birthDate"),
+                19 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
+                20 => rt::list(p, &mut out.address, "address"),
+                21 => rt::opt(p, &mut out.photo, "photo"),
+                22 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                23 => rt::opt(p, &mut out.active, "active"),
+                24 => rt::opt(p, &mut out.active_ext, "_active"),
+                25 => rt::list(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -170,7 +173,9 @@ impl ToJson for Person {
         rt::w_opt(w, b"\"active\":", &self.active);
         rt::w_opt(w, b"\"_active\":", &self.active_ext);
         rt::w_list(w, b"\"link\":", &self.link);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -183,7 +188,7 @@ impl FhirResource for Person {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -198,6 +203,14 @@ impl FhirResource for Person {
             Resource::Person(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Person {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -230,29 +243,33 @@ pub struct PersonLink {
     pub extra: Extra,
 }
 
+impl PersonLink {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_assurance", 6), ("", 0), ("target", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("assurance", 5),
+        ],
+    };
+}
+
 impl FromJson for PersonLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_assurance", 6), ("", 0), ("target", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("assurance", 5),
-            ],
-        };
         let mut out = Self::default();
         let mut f_target = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_target, "target", &mut out.extra),
-                5 => rt::opt(p, &mut out.assurance, "assurance", &mut out.extra),
-                6 => rt::opt(p, &mut out.assurance_ext, "_assurance", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_target, "target"),
+                5 => rt::opt(p, &mut out.assurance, "assurance"),
+                6 => rt::opt(p, &mut out.assurance_ext, "_assurance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -270,7 +287,9 @@ impl ToJson for PersonLink {
         rt::w_req(w, b"\"target\":", &self.target);
         rt::w_opt(w, b"\"assurance\":", &self.assurance);
         rt::w_opt(w, b"\"_assurance\":", &self.assurance_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

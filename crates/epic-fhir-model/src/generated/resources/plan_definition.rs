@@ -19,7 +19,7 @@ pub struct PlanDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -140,147 +140,150 @@ pub struct PlanDefinition {
     pub extra: Extra,
 }
 
+impl PlanDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("effectivePeriod", 49), ("text", 9), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_purpose", 40), ("", 0),
+            ("_name", 19), ("title", 20), ("approvalDate", 45), ("", 0),
+            ("", 0), ("", 0), ("contact", 34), ("", 0),
+            ("_approvalDate", 46), ("", 0), ("useContext", 37), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("endorser", 54), ("", 0),
+            ("", 0), ("name", 18), ("", 0), ("", 0),
+            ("jurisdiction", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("experimental", 27), ("", 0), ("relatedArtifact", 55), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_title", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subjectCodeableConcept", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("copyright", 43), ("", 0), ("", 0),
+            ("_description", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("version", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subtitle", 22), ("author", 51), ("", 0), ("", 0),
+            ("_status", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_version", 17), ("", 0), ("lastReviewDate", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_lastReviewDate", 48),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("modifierExtension", 12),
+            ("", 0), ("publisher", 32), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("_date", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reviewer", 53),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("library", 56), ("identifier", 15),
+            ("", 0), ("description", 35), ("", 0), ("subjectReference", 29),
+            ("", 0), ("", 0), ("", 0), ("goal", 58),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_usage", 42),
+            ("", 0), ("", 0), ("", 0), ("date", 30),
+            ("", 0), ("action", 59), ("_experimental", 28), ("", 0),
+            ("", 0), ("", 0), ("status", 25), ("", 0),
+            ("", 0), ("_subtitle", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("usage", 41), ("", 0), ("", 0), ("purpose", 39),
+            ("_publisher", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 24),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_library", 57), ("_copyright", 44), ("editor", 52), ("extension", 11),
+            ("", 0), ("topic", 50), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PlanDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("effectivePeriod", 49), ("text", 9), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_purpose", 40), ("", 0),
-                ("_name", 19), ("title", 20), ("approvalDate", 45), ("", 0),
-                ("", 0), ("", 0), ("contact", 34), ("", 0),
-                ("_approvalDate", 46), ("", 0), ("useContext", 37), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("endorser", 54), ("", 0),
-                ("", 0), ("name", 18), ("", 0), ("", 0),
-                ("jurisdiction", 38), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("experimental", 27), ("", 0), ("relatedArtifact", 55), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_title", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("url", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subjectCodeableConcept", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("copyright", 43), ("", 0), ("", 0),
-                ("_description", 36), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("version", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subtitle", 22), ("author", 51), ("", 0), ("", 0),
-                ("_status", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_version", 17), ("", 0), ("lastReviewDate", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_lastReviewDate", 48),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("modifierExtension", 12),
-                ("", 0), ("publisher", 32), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("_date", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reviewer", 53),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("library", 56), ("identifier", 15),
-                ("", 0), ("description", 35), ("", 0), ("subjectReference", 29),
-                ("", 0), ("", 0), ("", 0), ("goal", 58),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_usage", 42),
-                ("", 0), ("", 0), ("", 0), ("date", 30),
-                ("", 0), ("action", 59), ("_experimental", 28), ("", 0),
-                ("", 0), ("", 0), ("status", 25), ("", 0),
-                ("", 0), ("_subtitle", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("usage", 41), ("", 0), ("", 0), ("purpose", 39),
-                ("_publisher", 33), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 24),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_library", 57), ("_copyright", 44), ("editor", 52), ("extension", 11),
-                ("", 0), ("topic", 50), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for PlanDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PlanDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                25 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                26 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                28 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                29 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                30 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                31 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                34 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                35 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                36 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                37 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                41 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                42 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                43 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                44 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                45 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                48 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                49 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                50 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                51 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                52 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                53 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                54 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                55 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                56 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library", &mut out.extra),
-                57 => rt::list_ext(p, &mut out.library_ext, "_library", &mut out.extra),
-                58 => rt::list(p, &mut out.goal, "goal", &mut out.extra),
-                59 => rt::list(p, &mut out.action, "action", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt(p, &mut out.r#type, "type"),
+                25 => rt::opt(p, &mut out.status, "status"),
+                26 => rt::opt(p, &mut out.status_ext, "_status"),
+                27 => rt::opt(p, &mut out.experimental, "experimental"),
+                28 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                29 => rt::choice(p, &mut out.subject, key),
+                30 => rt::opt(p, &mut out.date, "date"),
+                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                32 => rt::opt(p, &mut out.publisher, "publisher"),
+                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list(p, &mut out.contact, "contact"),
+                35 => rt::opt(p, &mut out.description, "description"),
+                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                37 => rt::list(p, &mut out.use_context, "useContext"),
+                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                39 => rt::opt(p, &mut out.purpose, "purpose"),
+                40 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                41 => rt::opt(p, &mut out.usage, "usage"),
+                42 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                43 => rt::opt(p, &mut out.copyright, "copyright"),
+                44 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                45 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                46 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                47 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                48 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                49 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                50 => rt::list(p, &mut out.topic, "topic"),
+                51 => rt::list(p, &mut out.author, "author"),
+                52 => rt::list(p, &mut out.editor, "editor"),
+                53 => rt::list(p, &mut out.reviewer, "reviewer"),
+                54 => rt::list(p, &mut out.endorser, "endorser"),
+                55 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                56 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
+                57 => rt::list_ext(p, &mut out.library_ext, "_library"),
+                58 => rt::list(p, &mut out.goal, "goal"),
+                59 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -353,7 +356,9 @@ impl ToJson for PlanDefinition {
         rt::w_prim_list(w, b"\"library\":", b"\"_library\":", &self.library, &self.library_ext);
         rt::w_list(w, b"\"goal\":", &self.goal);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -366,7 +371,7 @@ impl FhirResource for PlanDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -381,6 +386,14 @@ impl FhirResource for PlanDefinition {
             Resource::PlanDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl PlanDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -485,124 +498,128 @@ pub struct PlanDefinitionAction {
     pub extra: Extra,
 }
 
+impl PlanDefinitionAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 32,
+        slots: &[
+            ("", 0), ("title", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("timingTiming", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("timingDuration", 25), ("", 0), ("", 0), ("", 0),
+            ("condition", 21), ("", 0), ("", 0), ("textEquivalent", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_requiredBehavior", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_precheckBehavior", 35),
+            ("", 0), ("", 0), ("", 0), ("_description", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("priority", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("dynamicValue", 41), ("_transform", 40),
+            ("input", 22), ("", 0), ("", 0), ("", 0),
+            ("prefix", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("participant", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_textEquivalent", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("reason", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("cardinalityBehavior", 36), ("", 0), ("", 0),
+            ("", 0), ("precheckBehavior", 34), ("", 0), ("_title", 7),
+            ("subjectCodeableConcept", 19), ("", 0), ("timingDateTime", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_selectionBehavior", 31),
+            ("", 0), ("", 0), ("", 0), ("trigger", 20),
+            ("definitionCanonical", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("timingPeriod", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("definitionUri", 38), ("_cardinalityBehavior", 37), ("", 0),
+            ("_priority", 13), ("", 0), ("", 0), ("code", 14),
+            ("groupingBehavior", 28), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("transform", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subjectReference", 19), ("type", 27), ("", 0),
+            ("output", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_groupingBehavior", 29), ("", 0), ("", 0),
+            ("documentation", 16), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("goalId", 17),
+            ("", 0), ("_goalId", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_prefix", 5), ("", 0), ("", 0), ("timingRange", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("requiredBehavior", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relatedAction", 24),
+            ("action", 42), ("", 0), ("selectionBehavior", 30), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("timingAge", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 32,
-            slots: &[
-                ("", 0), ("title", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("timingTiming", 25), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("timingDuration", 25), ("", 0), ("", 0), ("", 0),
-                ("condition", 21), ("", 0), ("", 0), ("textEquivalent", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_requiredBehavior", 33), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_precheckBehavior", 35),
-                ("", 0), ("", 0), ("", 0), ("_description", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("priority", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("dynamicValue", 41), ("_transform", 40),
-                ("input", 22), ("", 0), ("", 0), ("", 0),
-                ("prefix", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("participant", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_textEquivalent", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("reason", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("cardinalityBehavior", 36), ("", 0), ("", 0),
-                ("", 0), ("precheckBehavior", 34), ("", 0), ("_title", 7),
-                ("subjectCodeableConcept", 19), ("", 0), ("timingDateTime", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_selectionBehavior", 31),
-                ("", 0), ("", 0), ("", 0), ("trigger", 20),
-                ("definitionCanonical", 38), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("timingPeriod", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("definitionUri", 38), ("_cardinalityBehavior", 37), ("", 0),
-                ("_priority", 13), ("", 0), ("", 0), ("code", 14),
-                ("groupingBehavior", 28), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("transform", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subjectReference", 19), ("type", 27), ("", 0),
-                ("output", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_groupingBehavior", 29), ("", 0), ("", 0),
-                ("documentation", 16), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("goalId", 17),
-                ("", 0), ("_goalId", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_prefix", 5), ("", 0), ("", 0), ("timingRange", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("requiredBehavior", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("relatedAction", 24),
-                ("action", 42), ("", 0), ("selectionBehavior", 30), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("timingAge", 25),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.prefix, "prefix", &mut out.extra),
-                5 => rt::opt(p, &mut out.prefix_ext, "_prefix", &mut out.extra),
-                6 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                7 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                8 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                9 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent", &mut out.extra),
-                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent", &mut out.extra),
-                12 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                13 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                14 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                15 => rt::list(p, &mut out.reason, "reason", &mut out.extra),
-                16 => rt::list(p, &mut out.documentation, "documentation", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.goal_id, &mut out.goal_id_ext, "goalId", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.goal_id_ext, "_goalId", &mut out.extra),
-                19 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                20 => rt::list(p, &mut out.trigger, "trigger", &mut out.extra),
-                21 => rt::list(p, &mut out.condition, "condition", &mut out.extra),
-                22 => rt::list(p, &mut out.input, "input", &mut out.extra),
-                23 => rt::list(p, &mut out.output, "output", &mut out.extra),
-                24 => rt::list(p, &mut out.related_action, "relatedAction", &mut out.extra),
-                25 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                26 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                27 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                28 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior", &mut out.extra),
-                29 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior", &mut out.extra),
-                30 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior", &mut out.extra),
-                31 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior", &mut out.extra),
-                32 => rt::opt(p, &mut out.required_behavior, "requiredBehavior", &mut out.extra),
-                33 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior", &mut out.extra),
-                34 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior", &mut out.extra),
-                35 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior", &mut out.extra),
-                36 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior", &mut out.extra),
-                37 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior", &mut out.extra),
-                38 => rt::choice(p, &mut out.definition, key, &mut out.extra),
-                39 => rt::opt(p, &mut out.transform, "transform", &mut out.extra),
-                40 => rt::opt(p, &mut out.transform_ext, "_transform", &mut out.extra),
-                41 => rt::list(p, &mut out.dynamic_value, "dynamicValue", &mut out.extra),
-                42 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.prefix, "prefix"),
+                5 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                6 => rt::opt(p, &mut out.title, "title"),
+                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                8 => rt::opt(p, &mut out.description, "description"),
+                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent"),
+                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent"),
+                12 => rt::opt(p, &mut out.priority, "priority"),
+                13 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                14 => rt::list(p, &mut out.code, "code"),
+                15 => rt::list(p, &mut out.reason, "reason"),
+                16 => rt::list(p, &mut out.documentation, "documentation"),
+                17 => rt::prim_list(p, &mut out.goal_id, &mut out.goal_id_ext, "goalId"),
+                18 => rt::list_ext(p, &mut out.goal_id_ext, "_goalId"),
+                19 => rt::choice(p, &mut out.subject, key),
+                20 => rt::list(p, &mut out.trigger, "trigger"),
+                21 => rt::list(p, &mut out.condition, "condition"),
+                22 => rt::list(p, &mut out.input, "input"),
+                23 => rt::list(p, &mut out.output, "output"),
+                24 => rt::list(p, &mut out.related_action, "relatedAction"),
+                25 => rt::choice(p, &mut out.timing, key),
+                26 => rt::list(p, &mut out.participant, "participant"),
+                27 => rt::opt(p, &mut out.r#type, "type"),
+                28 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior"),
+                29 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
+                30 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior"),
+                31 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
+                32 => rt::opt(p, &mut out.required_behavior, "requiredBehavior"),
+                33 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior"),
+                34 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior"),
+                35 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
+                36 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior"),
+                37 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
+                38 => rt::choice(p, &mut out.definition, key),
+                39 => rt::opt(p, &mut out.transform, "transform"),
+                40 => rt::opt(p, &mut out.transform_ext, "_transform"),
+                41 => rt::list(p, &mut out.dynamic_value, "dynamicValue"),
+                42 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -654,7 +671,9 @@ impl ToJson for PlanDefinitionAction {
         rt::w_opt(w, b"\"_transform\":", &self.transform_ext);
         rt::w_list(w, b"\"dynamicValue\":", &self.dynamic_value);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -682,28 +701,32 @@ pub struct PlanDefinitionActionDynamicValue {
     pub extra: Extra,
 }
 
+impl PlanDefinitionActionDynamicValue {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("expression", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_path", 5), ("path", 4),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionActionDynamicValue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("expression", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_path", 5), ("path", 4),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                5 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                6 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.path, "path"),
+                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                6 => rt::opt(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -720,7 +743,9 @@ impl ToJson for PlanDefinitionActionDynamicValue {
         rt::w_opt(w, b"\"path\":", &self.path);
         rt::w_opt(w, b"\"_path\":", &self.path_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -748,28 +773,32 @@ pub struct PlanDefinitionActionParticipant {
     pub extra: Extra,
 }
 
+impl PlanDefinitionActionParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_type", 5), ("role", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionActionParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_type", 5), ("role", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.role, "role", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -786,7 +815,9 @@ impl ToJson for PlanDefinitionActionParticipant {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"role\":", &self.role);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -818,34 +849,38 @@ pub struct PlanDefinitionActionRelatedAction {
     pub extra: Extra,
 }
 
+impl PlanDefinitionActionRelatedAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("offsetDuration", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_relationship", 7), ("offsetRange", 8),
+            ("_actionId", 5), ("", 0), ("relationship", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("actionId", 4),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionActionRelatedAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("offsetDuration", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_relationship", 7), ("offsetRange", 8),
-                ("_actionId", 5), ("", 0), ("relationship", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("actionId", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.action_id, "actionId", &mut out.extra),
-                5 => rt::opt(p, &mut out.action_id_ext, "_actionId", &mut out.extra),
-                6 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                7 => rt::opt(p, &mut out.relationship_ext, "_relationship", &mut out.extra),
-                8 => rt::choice(p, &mut out.offset, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.action_id, "actionId"),
+                5 => rt::opt(p, &mut out.action_id_ext, "_actionId"),
+                6 => rt::opt(p, &mut out.relationship, "relationship"),
+                7 => rt::opt(p, &mut out.relationship_ext, "_relationship"),
+                8 => rt::choice(p, &mut out.offset, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -864,7 +899,9 @@ impl ToJson for PlanDefinitionActionRelatedAction {
         rt::w_opt(w, b"\"relationship\":", &self.relationship);
         rt::w_opt(w, b"\"_relationship\":", &self.relationship_ext);
         rt::w_choice(w, &self.offset);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -892,28 +929,32 @@ pub struct PlanDefinitionActionCondition {
     pub extra: Extra,
 }
 
+impl PlanDefinitionActionCondition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("expression", 6), ("kind", 4), ("", 0),
+            ("", 0), ("", 0), ("_kind", 5), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionActionCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("expression", 6), ("kind", 4), ("", 0),
-                ("", 0), ("", 0), ("_kind", 5), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                6 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.kind, "kind"),
+                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                6 => rt::opt(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -930,7 +971,9 @@ impl ToJson for PlanDefinitionActionCondition {
         rt::w_opt(w, b"\"kind\":", &self.kind);
         rt::w_opt(w, b"\"_kind\":", &self.kind_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -966,37 +1009,41 @@ pub struct PlanDefinitionGoal {
     pub extra: Extra,
 }
 
+impl PlanDefinitionGoal {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("category", 4), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("addresses", 8), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("start", 7), ("", 0), ("documentation", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("priority", 6), ("description", 5),
+            ("target", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionGoal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("category", 4), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("addresses", 8), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("start", 7), ("", 0), ("documentation", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("priority", 6), ("description", 5),
-                ("target", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_description = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut f_description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                7 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                8 => rt::list(p, &mut out.addresses, "addresses", &mut out.extra),
-                9 => rt::list(p, &mut out.documentation, "documentation", &mut out.extra),
-                10 => rt::list(p, &mut out.target, "target", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.category, "category"),
+                5 => rt::opt(p, &mut f_description, "description"),
+                6 => rt::opt(p, &mut out.priority, "priority"),
+                7 => rt::opt(p, &mut out.start, "start"),
+                8 => rt::list(p, &mut out.addresses, "addresses"),
+                9 => rt::list(p, &mut out.documentation, "documentation"),
+                10 => rt::list(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1018,7 +1065,9 @@ impl ToJson for PlanDefinitionGoal {
         rt::w_list(w, b"\"addresses\":", &self.addresses);
         rt::w_list(w, b"\"documentation\":", &self.documentation);
         rt::w_list(w, b"\"target\":", &self.target);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1046,28 +1095,32 @@ pub struct PlanDefinitionGoalTarget {
     pub extra: Extra,
 }
 
+impl PlanDefinitionGoalTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 16,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("detailCodeableConcept", 5), ("detailRange", 5),
+            ("due", 6), ("", 0), ("measure", 4), ("", 0),
+            ("", 0), ("", 0), ("detailQuantity", 5), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for PlanDefinitionGoalTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 16,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("detailCodeableConcept", 5), ("detailRange", 5),
-                ("due", 6), ("", 0), ("measure", 4), ("", 0),
-                ("", 0), ("", 0), ("detailQuantity", 5), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.measure, "measure", &mut out.extra),
-                5 => rt::choice(p, &mut out.detail, key, &mut out.extra),
-                6 => rt::opt(p, &mut out.due, "due", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.measure, "measure"),
+                5 => rt::choice(p, &mut out.detail, key),
+                6 => rt::opt(p, &mut out.due, "due"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1084,7 +1137,9 @@ impl ToJson for PlanDefinitionGoalTarget {
         rt::w_opt(w, b"\"measure\":", &self.measure);
         rt::w_choice(w, &self.detail);
         rt::w_opt(w, b"\"due\":", &self.due);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1201,9 +1256,9 @@ pub enum PlanDefinitionActionTiming {
     /// `timingDuration`.
     Duration(Duration),
     /// `timingRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for PlanDefinitionActionTiming {
@@ -1319,7 +1374,7 @@ pub enum PlanDefinitionActionRelatedActionOffset {
     /// `offsetDuration`.
     Duration(Duration),
     /// `offsetRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for PlanDefinitionActionRelatedActionOffset {
@@ -1369,7 +1424,7 @@ pub enum PlanDefinitionGoalTargetDetail {
     /// `detailQuantity`.
     Quantity(Quantity),
     /// `detailRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `detailCodeableConcept`.
     CodeableConcept(CodeableConcept),
 }

@@ -19,7 +19,7 @@ pub struct Practitioner {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -70,65 +70,68 @@ pub struct Practitioner {
     pub extra: Extra,
 }
 
+impl Practitioner {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 74,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("address", 18), ("communication", 25), ("", 0),
+            ("", 0), ("", 0), ("telecom", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("gender", 19), ("text", 9),
+            ("", 0), ("_gender", 20), ("", 0), ("resourceType", 1),
+            ("", 0), ("photo", 23), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("name", 16), ("contained", 10),
+            ("active", 14), ("birthDate", 21), ("", 0), ("_implicitRules", 6),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("_birthDate", 22),
+            ("language", 7), ("", 0), ("", 0), ("_active", 15),
+            ("meta", 4), ("", 0), ("qualification", 24), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Practitioner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Practitioner {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 74,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("address", 18), ("communication", 25), ("", 0),
-                ("", 0), ("", 0), ("telecom", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("gender", 19), ("text", 9),
-                ("", 0), ("_gender", 20), ("", 0), ("resourceType", 1),
-                ("", 0), ("photo", 23), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("name", 16), ("contained", 10),
-                ("active", 14), ("birthDate", 21), ("", 0), ("_implicitRules", 6),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("_birthDate", 22),
-                ("language", 7), ("", 0), ("", 0), ("_active", 15),
-                ("meta", 4), ("", 0), ("qualification", 24), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Practitioner {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Practitioner"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                17 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                18 => rt::list(p, &mut out.address, "address", &mut out.extra),
-                19 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                20 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                21 => rt::opt(p, &mut out.birth_date, "birthDate", &mut out.extra),
-                22 => rt::opt(p, &mut out.birth_date_ext, "_birthDate", &mut out.extra),
-                23 => rt::list(p, &mut out.photo, "photo", &mut out.extra),
-                24 => rt::list(p, &mut out.qualification, "qualification", &mut out.extra),
-                25 => rt::list(p, &mut out.communication, "communication", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::list(p, &mut out.name, "name"),
+                17 => rt::list(p, &mut out.telecom, "telecom"),
+                18 => rt::list(p, &mut out.address, "address"),
+                19 => rt::opt(p, &mut out.gender, "gender"),
+                20 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                21 => rt::opt(p, &mut out.birth_date, "birthDate"),
+                22 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
+                23 => rt::list(p, &mut out.photo, "photo"),
+                24 => rt::list(p, &mut out.qualification, "qualification"),
+                25 => rt::list(p, &mut out.communication, "communication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -168,7 +171,9 @@ impl ToJson for Practitioner {
         rt::w_list(w, b"\"photo\":", &self.photo);
         rt::w_list(w, b"\"qualification\":", &self.qualification);
         rt::w_list(w, b"\"communication\":", &self.communication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -181,7 +186,7 @@ impl FhirResource for Practitioner {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -196,6 +201,14 @@ impl FhirResource for Practitioner {
             Resource::Practitioner(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Practitioner {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -230,30 +243,34 @@ pub struct PractitionerQualification {
     pub extra: Extra,
 }
 
+impl PractitionerQualification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 5), ("", 0), ("period", 6),
+            ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("issuer", 7),
+        ],
+    };
+}
+
 impl FromJson for PractitionerQualification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 5), ("", 0), ("period", 6),
-                ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("issuer", 7),
-            ],
-        };
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                6 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                7 => rt::opt(p, &mut out.issuer, "issuer", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut f_code, "code"),
+                6 => rt::opt(p, &mut out.period, "period"),
+                7 => rt::opt(p, &mut out.issuer, "issuer"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,7 +289,9 @@ impl ToJson for PractitionerQualification {
         rt::w_req(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_opt(w, b"\"issuer\":", &self.issuer);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

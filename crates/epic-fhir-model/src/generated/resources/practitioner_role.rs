@@ -19,7 +19,7 @@ pub struct PractitionerRole {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,68 +76,71 @@ pub struct PractitionerRole {
     pub extra: Extra,
 }
 
+impl PractitionerRole {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3934,
+        slots: &[
+            ("", 0), ("", 0), ("implicitRules", 5), ("period", 16),
+            ("", 0), ("availableTime", 24), ("", 0), ("modifierExtension", 12),
+            ("identifier", 13), ("telecom", 23), ("practitioner", 17), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("resourceType", 1), ("", 0), ("contained", 10), ("availabilityExceptions", 26),
+            ("_active", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("_implicitRules", 6), ("", 0),
+            ("meta", 4), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("notAvailable", 25), ("", 0), ("", 0),
+            ("", 0), ("location", 21), ("healthcareService", 22), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("specialty", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("code", 19), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("organization", 18), ("endpoint", 28), ("", 0),
+            ("", 0), ("_availabilityExceptions", 27), ("active", 14), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PractitionerRole {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl PractitionerRole {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3934,
-            slots: &[
-                ("", 0), ("", 0), ("implicitRules", 5), ("period", 16),
-                ("", 0), ("availableTime", 24), ("", 0), ("modifierExtension", 12),
-                ("identifier", 13), ("telecom", 23), ("practitioner", 17), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("resourceType", 1), ("", 0), ("contained", 10), ("availabilityExceptions", 26),
-                ("_active", 15), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("_implicitRules", 6), ("", 0),
-                ("meta", 4), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("notAvailable", 25), ("", 0), ("", 0),
-                ("", 0), ("location", 21), ("healthcareService", 22), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("specialty", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("code", 19), ("", 0), ("_language", 8), ("", 0),
-                ("", 0), ("organization", 18), ("endpoint", 28), ("", 0),
-                ("", 0), ("_availabilityExceptions", 27), ("active", 14), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for PractitionerRole {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PractitionerRole"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                17 => rt::opt(p, &mut out.practitioner, "practitioner", &mut out.extra),
-                18 => rt::opt(p, &mut out.organization, "organization", &mut out.extra),
-                19 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                20 => rt::list(p, &mut out.specialty, "specialty", &mut out.extra),
-                21 => rt::list(p, &mut out.location, "location", &mut out.extra),
-                22 => rt::list(p, &mut out.healthcare_service, "healthcareService", &mut out.extra),
-                23 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                24 => rt::list(p, &mut out.available_time, "availableTime", &mut out.extra),
-                25 => rt::list(p, &mut out.not_available, "notAvailable", &mut out.extra),
-                26 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions", &mut out.extra),
-                27 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions", &mut out.extra),
-                28 => rt::list(p, &mut out.endpoint, "endpoint", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut out.period, "period"),
+                17 => rt::opt(p, &mut out.practitioner, "practitioner"),
+                18 => rt::opt(p, &mut out.organization, "organization"),
+                19 => rt::list(p, &mut out.code, "code"),
+                20 => rt::list(p, &mut out.specialty, "specialty"),
+                21 => rt::list(p, &mut out.location, "location"),
+                22 => rt::list(p, &mut out.healthcare_service, "healthcareService"),
+                23 => rt::list(p, &mut out.telecom, "telecom"),
+                24 => rt::list(p, &mut out.available_time, "availableTime"),
+                25 => rt::list(p, &mut out.not_available, "notAvailable"),
+                26 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
+                27 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                28 => rt::list(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -180,7 +183,9 @@ impl ToJson for PractitionerRole {
         rt::w_opt(w, b"\"availabilityExceptions\":", &self.availability_exceptions);
         rt::w_opt(w, b"\"_availabilityExceptions\":", &self.availability_exceptions_ext);
         rt::w_list(w, b"\"endpoint\":", &self.endpoint);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -193,7 +198,7 @@ impl FhirResource for PractitionerRole {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -208,6 +213,14 @@ impl FhirResource for PractitionerRole {
             Resource::PractitionerRole(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl PractitionerRole {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -240,28 +253,32 @@ pub struct PractitionerRoleNotAvailable {
     pub extra: Extra,
 }
 
+impl PractitionerRoleNotAvailable {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PractitionerRoleNotAvailable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.during, "during", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.during, "during"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,7 +295,9 @@ impl ToJson for PractitionerRoleNotAvailable {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"during\":", &self.during);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -316,37 +335,41 @@ pub struct PractitionerRoleAvailableTime {
     pub extra: Extra,
 }
 
+impl PractitionerRoleAvailableTime {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
+            ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
+            ("allDay", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for PractitionerRoleAvailableTime {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
-                ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
-                ("allDay", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek", &mut out.extra),
-                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek", &mut out.extra),
-                6 => rt::opt(p, &mut out.all_day, "allDay", &mut out.extra),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay", &mut out.extra),
-                8 => rt::opt(p, &mut out.available_start_time, "availableStartTime", &mut out.extra),
-                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime", &mut out.extra),
-                10 => rt::opt(p, &mut out.available_end_time, "availableEndTime", &mut out.extra),
-                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
+                5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
+                6 => rt::opt(p, &mut out.all_day, "allDay"),
+                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                8 => rt::opt(p, &mut out.available_start_time, "availableStartTime"),
+                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime"),
+                10 => rt::opt(p, &mut out.available_end_time, "availableEndTime"),
+                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -367,7 +390,9 @@ impl ToJson for PractitionerRoleAvailableTime {
         rt::w_opt(w, b"\"_availableStartTime\":", &self.available_start_time_ext);
         rt::w_opt(w, b"\"availableEndTime\":", &self.available_end_time);
         rt::w_opt(w, b"\"_availableEndTime\":", &self.available_end_time_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Procedure {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -108,100 +108,103 @@ pub struct Procedure {
     pub extra: Extra,
 }
 
+impl Procedure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1601,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("status", 20), ("", 0), ("partOf", 19),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("outcome", 35), ("", 0), ("recorder", 28),
+            ("instantiatesCanonical", 14), ("", 0), ("reasonCode", 32), ("basedOn", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("performedRange", 27), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("asserter", 29), ("", 0), ("statusReason", 22),
+            ("", 0), ("usedReference", 42), ("complicationDetail", 38), ("report", 36),
+            ("", 0), ("", 0), ("", 0), ("_instantiatesUri", 17),
+            ("", 0), ("", 0), ("bodySite", 34), ("id", 2),
+            ("performer", 30), ("", 0), ("", 0), ("category", 23),
+            ("", 0), ("", 0), ("", 0), ("reasonReference", 33),
+            ("", 0), ("encounter", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 15),
+            ("modifierExtension", 12), ("performedString", 27), ("", 0), ("", 0),
+            ("", 0), ("usedCode", 43), ("complication", 37), ("", 0),
+            ("", 0), ("performedAge", 27), ("", 0), ("location", 31),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("instantiatesUri", 16), ("resourceType", 1), ("", 0),
+            ("focalDevice", 41), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subject", 25), ("note", 40),
+            ("", 0), ("", 0), ("", 0), ("followUp", 39),
+            ("performedPeriod", 27), ("identifier", 13), ("language", 7), ("implicitRules", 5),
+            ("performedDateTime", 27), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("code", 24), ("_status", 21),
+        ],
+    };
+}
+
 impl FromJson for Procedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Procedure {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1601,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("status", 20), ("", 0), ("partOf", 19),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("outcome", 35), ("", 0), ("recorder", 28),
-                ("instantiatesCanonical", 14), ("", 0), ("reasonCode", 32), ("basedOn", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("performedRange", 27), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("asserter", 29), ("", 0), ("statusReason", 22),
-                ("", 0), ("usedReference", 42), ("complicationDetail", 38), ("report", 36),
-                ("", 0), ("", 0), ("", 0), ("_instantiatesUri", 17),
-                ("", 0), ("", 0), ("bodySite", 34), ("id", 2),
-                ("performer", 30), ("", 0), ("", 0), ("category", 23),
-                ("", 0), ("", 0), ("", 0), ("reasonReference", 33),
-                ("", 0), ("encounter", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 15),
-                ("modifierExtension", 12), ("performedString", 27), ("", 0), ("", 0),
-                ("", 0), ("usedCode", 43), ("complication", 37), ("", 0),
-                ("", 0), ("performedAge", 27), ("", 0), ("location", 31),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("instantiatesUri", 16), ("resourceType", 1), ("", 0),
-                ("focalDevice", 41), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("subject", 25), ("note", 40),
-                ("", 0), ("", 0), ("", 0), ("followUp", 39),
-                ("performedPeriod", 27), ("identifier", 13), ("language", 7), ("implicitRules", 5),
-                ("performedDateTime", 27), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("code", 24), ("_status", 21),
-            ],
-        };
+impl rt::ReadMembers for Procedure {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Procedure"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                20 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                21 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                23 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                24 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                25 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                26 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                27 => rt::choice(p, &mut out.performed, key, &mut out.extra),
-                28 => rt::opt(p, &mut out.recorder, "recorder", &mut out.extra),
-                29 => rt::opt(p, &mut out.asserter, "asserter", &mut out.extra),
-                30 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                31 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                32 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                33 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                34 => rt::list(p, &mut out.body_site, "bodySite", &mut out.extra),
-                35 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                36 => rt::list(p, &mut out.report, "report", &mut out.extra),
-                37 => rt::list(p, &mut out.complication, "complication", &mut out.extra),
-                38 => rt::list(p, &mut out.complication_detail, "complicationDetail", &mut out.extra),
-                39 => rt::list(p, &mut out.follow_up, "followUp", &mut out.extra),
-                40 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                41 => rt::list(p, &mut out.focal_device, "focalDevice", &mut out.extra),
-                42 => rt::list(p, &mut out.used_reference, "usedReference", &mut out.extra),
-                43 => rt::list(p, &mut out.used_code, "usedCode", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::list(p, &mut out.part_of, "partOf"),
+                20 => rt::opt(p, &mut out.status, "status"),
+                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                23 => rt::opt(p, &mut out.category, "category"),
+                24 => rt::opt(p, &mut out.code, "code"),
+                25 => rt::opt(p, &mut f_subject, "subject"),
+                26 => rt::opt(p, &mut out.encounter, "encounter"),
+                27 => rt::choice(p, &mut out.performed, key),
+                28 => rt::opt(p, &mut out.recorder, "recorder"),
+                29 => rt::opt(p, &mut out.asserter, "asserter"),
+                30 => rt::list(p, &mut out.performer, "performer"),
+                31 => rt::opt(p, &mut out.location, "location"),
+                32 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                33 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                34 => rt::list(p, &mut out.body_site, "bodySite"),
+                35 => rt::opt(p, &mut out.outcome, "outcome"),
+                36 => rt::list(p, &mut out.report, "report"),
+                37 => rt::list(p, &mut out.complication, "complication"),
+                38 => rt::list(p, &mut out.complication_detail, "complicationDetail"),
+                39 => rt::list(p, &mut out.follow_up, "followUp"),
+                40 => rt::list(p, &mut out.note, "note"),
+                41 => rt::list(p, &mut out.focal_device, "focalDevice"),
+                42 => rt::list(p, &mut out.used_reference, "usedReference"),
+                43 => rt::list(p, &mut out.used_code, "usedCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -258,7 +261,9 @@ impl ToJson for Procedure {
         rt::w_list(w, b"\"focalDevice\":", &self.focal_device);
         rt::w_list(w, b"\"usedReference\":", &self.used_reference);
         rt::w_list(w, b"\"usedCode\":", &self.used_code);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -271,7 +276,7 @@ impl FhirResource for Procedure {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -286,6 +291,14 @@ impl FhirResource for Procedure {
             Resource::Procedure(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Procedure {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -316,28 +329,32 @@ pub struct ProcedureFocalDevice {
     pub extra: Extra,
 }
 
+impl ProcedureFocalDevice {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("manipulated", 5), ("", 0), ("action", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ProcedureFocalDevice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("manipulated", 5), ("", 0), ("action", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_manipulated = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.action, "action", &mut out.extra),
-                5 => rt::opt(p, &mut f_manipulated, "manipulated", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.action, "action"),
+                5 => rt::opt(p, &mut f_manipulated, "manipulated"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -354,7 +371,9 @@ impl ToJson for ProcedureFocalDevice {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"action\":", &self.action);
         rt::w_req(w, b"\"manipulated\":", &self.manipulated);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -382,29 +401,33 @@ pub struct ProcedurePerformer {
     pub extra: Extra,
 }
 
+impl ProcedurePerformer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("function", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("actor", 5), ("onBehalfOf", 6),
+        ],
+    };
+}
+
 impl FromJson for ProcedurePerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("function", 4),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("actor", 5), ("onBehalfOf", 6),
-            ],
-        };
         let mut out = Self::default();
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.function, "function", &mut out.extra),
-                5 => rt::opt(p, &mut f_actor, "actor", &mut out.extra),
-                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.function, "function"),
+                5 => rt::opt(p, &mut f_actor, "actor"),
+                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -422,7 +445,9 @@ impl ToJson for ProcedurePerformer {
         rt::w_opt(w, b"\"function\":", &self.function);
         rt::w_req(w, b"\"actor\":", &self.actor);
         rt::w_opt(w, b"\"onBehalfOf\":", &self.on_behalf_of);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -439,7 +464,7 @@ pub enum ProcedurePerformed {
     /// `performedAge`.
     Age(Age),
     /// `performedRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for ProcedurePerformed {

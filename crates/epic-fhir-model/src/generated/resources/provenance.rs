@@ -19,7 +19,7 @@ pub struct Provenance {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -68,64 +68,67 @@ pub struct Provenance {
     pub extra: Extra,
 }
 
+impl Provenance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 68,
+        slots: &[
+            ("policy", 17), ("_language", 8), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("_id", 3), ("modifierExtension", 12),
+            ("_policy", 18), ("", 0), ("", 0), ("entity", 23),
+            ("", 0), ("", 0), ("resourceType", 1), ("id", 2),
+            ("_recorded", 16), ("", 0), ("reason", 20), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("occurredDateTime", 14),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("signature", 24), ("location", 19), ("target", 13), ("", 0),
+            ("", 0), ("extension", 11), ("occurredPeriod", 14), ("activity", 21),
+            ("contained", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("recorded", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("agent", 22),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Provenance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Provenance {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 68,
-            slots: &[
-                ("policy", 17), ("_language", 8), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("_id", 3), ("modifierExtension", 12),
-                ("_policy", 18), ("", 0), ("", 0), ("entity", 23),
-                ("", 0), ("", 0), ("resourceType", 1), ("id", 2),
-                ("_recorded", 16), ("", 0), ("reason", 20), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("occurredDateTime", 14),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("signature", 24), ("location", 19), ("target", 13), ("", 0),
-                ("", 0), ("extension", 11), ("occurredPeriod", 14), ("activity", 21),
-                ("contained", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("recorded", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("agent", 22),
-                ("", 0), ("language", 7), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Provenance {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Provenance"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.target, "target", &mut out.extra),
-                14 => rt::choice(p, &mut out.occurred, key, &mut out.extra),
-                15 => rt::opt(p, &mut out.recorded, "recorded", &mut out.extra),
-                16 => rt::opt(p, &mut out.recorded_ext, "_recorded", &mut out.extra),
-                17 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy", &mut out.extra),
-                18 => rt::list_ext(p, &mut out.policy_ext, "_policy", &mut out.extra),
-                19 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                20 => rt::list(p, &mut out.reason, "reason", &mut out.extra),
-                21 => rt::opt(p, &mut out.activity, "activity", &mut out.extra),
-                22 => rt::list(p, &mut out.agent, "agent", &mut out.extra),
-                23 => rt::list(p, &mut out.entity, "entity", &mut out.extra),
-                24 => rt::list(p, &mut out.signature, "signature", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.target, "target"),
+                14 => rt::choice(p, &mut out.occurred, key),
+                15 => rt::opt(p, &mut out.recorded, "recorded"),
+                16 => rt::opt(p, &mut out.recorded_ext, "_recorded"),
+                17 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy"),
+                18 => rt::list_ext(p, &mut out.policy_ext, "_policy"),
+                19 => rt::opt(p, &mut out.location, "location"),
+                20 => rt::list(p, &mut out.reason, "reason"),
+                21 => rt::opt(p, &mut out.activity, "activity"),
+                22 => rt::list(p, &mut out.agent, "agent"),
+                23 => rt::list(p, &mut out.entity, "entity"),
+                24 => rt::list(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -163,7 +166,9 @@ impl ToJson for Provenance {
         rt::w_list(w, b"\"agent\":", &self.agent);
         rt::w_list(w, b"\"entity\":", &self.entity);
         rt::w_list(w, b"\"signature\":", &self.signature);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -176,7 +181,7 @@ impl FhirResource for Provenance {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -191,6 +196,14 @@ impl FhirResource for Provenance {
             Resource::Provenance(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Provenance {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -225,30 +238,34 @@ pub struct ProvenanceEntity {
     pub extra: Extra,
 }
 
+impl ProvenanceEntity {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("_role", 5),
+            ("what", 6), ("", 0), ("agent", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("role", 4),
+        ],
+    };
+}
+
 impl FromJson for ProvenanceEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("_role", 5),
-                ("what", 6), ("", 0), ("agent", 7), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("role", 4),
-            ],
-        };
         let mut out = Self::default();
         let mut f_what = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                5 => rt::opt(p, &mut out.role_ext, "_role", &mut out.extra),
-                6 => rt::opt(p, &mut f_what, "what", &mut out.extra),
-                7 => rt::list(p, &mut out.agent, "agent", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.role, "role"),
+                5 => rt::opt(p, &mut out.role_ext, "_role"),
+                6 => rt::opt(p, &mut f_what, "what"),
+                7 => rt::list(p, &mut out.agent, "agent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -267,7 +284,9 @@ impl ToJson for ProvenanceEntity {
         rt::w_opt(w, b"\"_role\":", &self.role_ext);
         rt::w_req(w, b"\"what\":", &self.what);
         rt::w_list(w, b"\"agent\":", &self.agent);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -297,30 +316,34 @@ pub struct ProvenanceAgent {
     pub extra: Extra,
 }
 
+impl ProvenanceAgent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("type", 4), ("extension", 2), ("", 0), ("onBehalfOf", 7),
+            ("", 0), ("", 0), ("id", 1), ("who", 6),
+            ("role", 5), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ProvenanceAgent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("type", 4), ("extension", 2), ("", 0), ("onBehalfOf", 7),
-                ("", 0), ("", 0), ("id", 1), ("who", 6),
-                ("role", 5), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_who = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::list(p, &mut out.role, "role", &mut out.extra),
-                6 => rt::opt(p, &mut f_who, "who", &mut out.extra),
-                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::list(p, &mut out.role, "role"),
+                6 => rt::opt(p, &mut f_who, "who"),
+                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -339,7 +362,9 @@ impl ToJson for ProvenanceAgent {
         rt::w_list(w, b"\"role\":", &self.role);
         rt::w_req(w, b"\"who\":", &self.who);
         rt::w_opt(w, b"\"onBehalfOf\":", &self.on_behalf_of);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

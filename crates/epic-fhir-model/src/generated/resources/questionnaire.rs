@@ -19,7 +19,7 @@ pub struct Questionnaire {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -120,105 +120,108 @@ pub struct Questionnaire {
     pub extra: Extra,
 }
 
+impl Questionnaire {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1569,
+        slots: &[
+            ("", 0), ("", 0), ("experimental", 26), ("approvalDate", 43),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("_purpose", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("_date", 31),
+            ("", 0), ("", 0), ("status", 24), ("lastReviewDate", 45),
+            ("useContext", 37), ("_subjectType", 29), ("", 0), ("_description", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("_language", 8), ("code", 48), ("title", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 16), ("", 0), ("derivedFrom", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_publisher", 33),
+            ("_approvalDate", 44), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("_experimental", 27), ("_title", 21), ("", 0), ("effectivePeriod", 47),
+            ("contact", 34), ("", 0), ("", 0), ("", 0),
+            ("_url", 14), ("", 0), ("", 0), ("", 0),
+            ("copyright", 41), ("", 0), ("", 0), ("", 0),
+            ("_lastReviewDate", 46), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 19), ("", 0), ("_derivedFrom", 23), ("", 0),
+            ("", 0), ("item", 49), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("url", 13), ("", 0),
+            ("description", 35), ("", 0), ("_id", 3), ("_status", 25),
+            ("", 0), ("", 0), ("purpose", 39), ("", 0),
+            ("identifier", 15), ("", 0), ("", 0), ("_copyright", 42),
+            ("date", 30), ("meta", 4), ("", 0), ("_version", 17),
+            ("", 0), ("resourceType", 1), ("", 0), ("contained", 10),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("publisher", 32),
+            ("language", 7), ("jurisdiction", 38), ("subjectType", 28), ("name", 18),
+        ],
+    };
+}
+
 impl FromJson for Questionnaire {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Questionnaire {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1569,
-            slots: &[
-                ("", 0), ("", 0), ("experimental", 26), ("approvalDate", 43),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("_purpose", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("_date", 31),
-                ("", 0), ("", 0), ("status", 24), ("lastReviewDate", 45),
-                ("useContext", 37), ("_subjectType", 29), ("", 0), ("_description", 36),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("_language", 8), ("code", 48), ("title", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 16), ("", 0), ("derivedFrom", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_publisher", 33),
-                ("_approvalDate", 44), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("_experimental", 27), ("_title", 21), ("", 0), ("effectivePeriod", 47),
-                ("contact", 34), ("", 0), ("", 0), ("", 0),
-                ("_url", 14), ("", 0), ("", 0), ("", 0),
-                ("copyright", 41), ("", 0), ("", 0), ("", 0),
-                ("_lastReviewDate", 46), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 19), ("", 0), ("_derivedFrom", 23), ("", 0),
-                ("", 0), ("item", 49), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("url", 13), ("", 0),
-                ("description", 35), ("", 0), ("_id", 3), ("_status", 25),
-                ("", 0), ("", 0), ("purpose", 39), ("", 0),
-                ("identifier", 15), ("", 0), ("", 0), ("_copyright", 42),
-                ("date", 30), ("meta", 4), ("", 0), ("_version", 17),
-                ("", 0), ("resourceType", 1), ("", 0), ("contained", 10),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("publisher", 32),
-                ("language", 7), ("jurisdiction", 38), ("subjectType", 28), ("name", 18),
-            ],
-        };
+impl rt::ReadMembers for Questionnaire {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Questionnaire"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::prim_list(p, &mut out.derived_from, &mut out.derived_from_ext, "derivedFrom", &mut out.extra),
-                23 => rt::list_ext(p, &mut out.derived_from_ext, "_derivedFrom", &mut out.extra),
-                24 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                25 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                26 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                28 => rt::prim_list(p, &mut out.subject_type, &mut out.subject_type_ext, "subjectType", &mut out.extra),
-                29 => rt::list_ext(p, &mut out.subject_type_ext, "_subjectType", &mut out.extra),
-                30 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                31 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                32 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                34 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                35 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                36 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                37 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                39 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                40 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                41 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                42 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                43 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                44 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                45 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                46 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                47 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                48 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                49 => rt::list(p, &mut out.item, "item", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::prim_list(p, &mut out.derived_from, &mut out.derived_from_ext, "derivedFrom"),
+                23 => rt::list_ext(p, &mut out.derived_from_ext, "_derivedFrom"),
+                24 => rt::opt(p, &mut out.status, "status"),
+                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt(p, &mut out.experimental, "experimental"),
+                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::prim_list(p, &mut out.subject_type, &mut out.subject_type_ext, "subjectType"),
+                29 => rt::list_ext(p, &mut out.subject_type_ext, "_subjectType"),
+                30 => rt::opt(p, &mut out.date, "date"),
+                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                32 => rt::opt(p, &mut out.publisher, "publisher"),
+                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list(p, &mut out.contact, "contact"),
+                35 => rt::opt(p, &mut out.description, "description"),
+                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                37 => rt::list(p, &mut out.use_context, "useContext"),
+                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                39 => rt::opt(p, &mut out.purpose, "purpose"),
+                40 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                41 => rt::opt(p, &mut out.copyright, "copyright"),
+                42 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                43 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                44 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                45 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                46 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                47 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                48 => rt::list(p, &mut out.code, "code"),
+                49 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -280,7 +283,9 @@ impl ToJson for Questionnaire {
         rt::w_opt(w, b"\"effectivePeriod\":", &self.effective_period);
         rt::w_list(w, b"\"code\":", &self.code);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -293,7 +298,7 @@ impl FhirResource for Questionnaire {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -308,6 +313,14 @@ impl FhirResource for Questionnaire {
             Resource::Questionnaire(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Questionnaire {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -390,64 +403,68 @@ pub struct QuestionnaireItem {
     pub extra: Extra,
 }
 
+impl QuestionnaireItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15418,
+        slots: &[
+            ("", 0), ("linkId", 4), ("enableWhen", 15), ("", 0),
+            ("enableBehavior", 16), ("", 0), ("", 0), ("initial", 29),
+            ("_maxLength", 25), ("", 0), ("_enableBehavior", 17), ("", 0),
+            ("_definition", 7), ("", 0), ("", 0), ("type", 13),
+            ("definition", 6), ("", 0), ("_repeats", 21), ("", 0),
+            ("", 0), ("", 0), ("_answerValueSet", 27), ("", 0),
+            ("", 0), ("_required", 19), ("required", 18), ("", 0),
+            ("", 0), ("_type", 14), ("code", 8), ("maxLength", 24),
+            ("", 0), ("repeats", 20), ("", 0), ("", 0),
+            ("item", 30), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("prefix", 9), ("", 0), ("_text", 12),
+            ("", 0), ("readOnly", 22), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("_prefix", 10), ("", 0), ("_linkId", 5),
+            ("_readOnly", 23), ("", 0), ("text", 11), ("extension", 2),
+            ("", 0), ("", 0), ("answerValueSet", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("answerOption", 28),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15418,
-            slots: &[
-                ("", 0), ("linkId", 4), ("enableWhen", 15), ("", 0),
-                ("enableBehavior", 16), ("", 0), ("", 0), ("initial", 29),
-                ("_maxLength", 25), ("", 0), ("_enableBehavior", 17), ("", 0),
-                ("_definition", 7), ("", 0), ("", 0), ("type", 13),
-                ("definition", 6), ("", 0), ("_repeats", 21), ("", 0),
-                ("", 0), ("", 0), ("_answerValueSet", 27), ("", 0),
-                ("", 0), ("_required", 19), ("required", 18), ("", 0),
-                ("", 0), ("_type", 14), ("code", 8), ("maxLength", 24),
-                ("", 0), ("repeats", 20), ("", 0), ("", 0),
-                ("item", 30), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("prefix", 9), ("", 0), ("_text", 12),
-                ("", 0), ("readOnly", 22), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("_prefix", 10), ("", 0), ("_linkId", 5),
-                ("_readOnly", 23), ("", 0), ("text", 11), ("extension", 2),
-                ("", 0), ("", 0), ("answerValueSet", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("answerOption", 28),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.link_id, "linkId", &mut out.extra),
-                5 => rt::opt(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                6 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                8 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                9 => rt::opt(p, &mut out.prefix, "prefix", &mut out.extra),
-                10 => rt::opt(p, &mut out.prefix_ext, "_prefix", &mut out.extra),
-                11 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                12 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                13 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                14 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                15 => rt::list(p, &mut out.enable_when, "enableWhen", &mut out.extra),
-                16 => rt::opt(p, &mut out.enable_behavior, "enableBehavior", &mut out.extra),
-                17 => rt::opt(p, &mut out.enable_behavior_ext, "_enableBehavior", &mut out.extra),
-                18 => rt::opt(p, &mut out.required, "required", &mut out.extra),
-                19 => rt::opt(p, &mut out.required_ext, "_required", &mut out.extra),
-                20 => rt::opt(p, &mut out.repeats, "repeats", &mut out.extra),
-                21 => rt::opt(p, &mut out.repeats_ext, "_repeats", &mut out.extra),
-                22 => rt::opt(p, &mut out.read_only, "readOnly", &mut out.extra),
-                23 => rt::opt(p, &mut out.read_only_ext, "_readOnly", &mut out.extra),
-                24 => rt::opt(p, &mut out.max_length, "maxLength", &mut out.extra),
-                25 => rt::opt(p, &mut out.max_length_ext, "_maxLength", &mut out.extra),
-                26 => rt::opt(p, &mut out.answer_value_set, "answerValueSet", &mut out.extra),
-                27 => rt::opt(p, &mut out.answer_value_set_ext, "_answerValueSet", &mut out.extra),
-                28 => rt::list(p, &mut out.answer_option, "answerOption", &mut out.extra),
-                29 => rt::list(p, &mut out.initial, "initial", &mut out.extra),
-                30 => rt::list(p, &mut out.item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.link_id, "linkId"),
+                5 => rt::opt(p, &mut out.link_id_ext, "_linkId"),
+                6 => rt::opt(p, &mut out.definition, "definition"),
+                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                8 => rt::list(p, &mut out.code, "code"),
+                9 => rt::opt(p, &mut out.prefix, "prefix"),
+                10 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                11 => rt::opt(p, &mut out.text, "text"),
+                12 => rt::opt(p, &mut out.text_ext, "_text"),
+                13 => rt::opt(p, &mut out.r#type, "type"),
+                14 => rt::opt(p, &mut out.type_ext, "_type"),
+                15 => rt::list(p, &mut out.enable_when, "enableWhen"),
+                16 => rt::opt(p, &mut out.enable_behavior, "enableBehavior"),
+                17 => rt::opt(p, &mut out.enable_behavior_ext, "_enableBehavior"),
+                18 => rt::opt(p, &mut out.required, "required"),
+                19 => rt::opt(p, &mut out.required_ext, "_required"),
+                20 => rt::opt(p, &mut out.repeats, "repeats"),
+                21 => rt::opt(p, &mut out.repeats_ext, "_repeats"),
+                22 => rt::opt(p, &mut out.read_only, "readOnly"),
+                23 => rt::opt(p, &mut out.read_only_ext, "_readOnly"),
+                24 => rt::opt(p, &mut out.max_length, "maxLength"),
+                25 => rt::opt(p, &mut out.max_length_ext, "_maxLength"),
+                26 => rt::opt(p, &mut out.answer_value_set, "answerValueSet"),
+                27 => rt::opt(p, &mut out.answer_value_set_ext, "_answerValueSet"),
+                28 => rt::list(p, &mut out.answer_option, "answerOption"),
+                29 => rt::list(p, &mut out.initial, "initial"),
+                30 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -488,7 +505,9 @@ impl ToJson for QuestionnaireItem {
         rt::w_list(w, b"\"answerOption\":", &self.answer_option);
         rt::w_list(w, b"\"initial\":", &self.initial);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -512,34 +531,38 @@ pub struct QuestionnaireItemInitial {
     pub extra: Extra,
 }
 
+impl QuestionnaireItemInitial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 51,
+        slots: &[
+            ("valueInteger", 4), ("", 0), ("valueDate", 4), ("", 0),
+            ("", 0), ("valueDecimal", 4), ("extension", 2), ("", 0),
+            ("valueCoding", 4), ("valueString", 4), ("valueTime", 4), ("valueDateTime", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueReference", 4), ("", 0), ("", 0), ("valueBoolean", 4),
+            ("", 0), ("", 0), ("", 0), ("valueQuantity", 4),
+            ("", 0), ("modifierExtension", 3), ("valueAttachment", 4), ("id", 1),
+            ("valueUri", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireItemInitial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 51,
-            slots: &[
-                ("valueInteger", 4), ("", 0), ("valueDate", 4), ("", 0),
-                ("", 0), ("valueDecimal", 4), ("extension", 2), ("", 0),
-                ("valueCoding", 4), ("valueString", 4), ("valueTime", 4), ("valueDateTime", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueReference", 4), ("", 0), ("", 0), ("valueBoolean", 4),
-                ("", 0), ("", 0), ("", 0), ("valueQuantity", 4),
-                ("", 0), ("modifierExtension", 3), ("valueAttachment", 4), ("id", 1),
-                ("valueUri", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -560,7 +583,9 @@ impl ToJson for QuestionnaireItemInitial {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -588,23 +613,27 @@ pub struct QuestionnaireItemAnswerOption {
     pub extra: Extra,
 }
 
+impl QuestionnaireItemAnswerOption {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("valueInteger", 4), ("valueString", 4), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("valueTime", 4), ("", 0), ("valueReference", 4), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("initialSelected", 5), ("", 0), ("", 0),
+            ("", 0), ("valueDate", 4), ("_initialSelected", 6), ("valueCoding", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireItemAnswerOption {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("valueInteger", 4), ("valueString", 4), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("valueTime", 4), ("", 0), ("valueReference", 4), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("initialSelected", 5), ("", 0), ("", 0),
-                ("", 0), ("valueDate", 4), ("_initialSelected", 6), ("valueCoding", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -613,13 +642,13 @@ impl FromJson for QuestionnaireItemAnswerOption {
         let mut f_initial_selected_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_value, key, &mut extra),
-                5 => rt::opt(p, &mut f_initial_selected, "initialSelected", &mut extra),
-                6 => rt::opt(p, &mut f_initial_selected_ext, "_initialSelected", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_value, key),
+                5 => rt::opt(p, &mut f_initial_selected, "initialSelected"),
+                6 => rt::opt(p, &mut f_initial_selected_ext, "_initialSelected"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -644,7 +673,9 @@ impl ToJson for QuestionnaireItemAnswerOption {
         rt::Choice::write_member(&self.value, w);
         rt::w_opt(w, b"\"initialSelected\":", &self.initial_selected);
         rt::w_opt(w, b"\"_initialSelected\":", &self.initial_selected_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -676,31 +707,35 @@ pub struct QuestionnaireItemEnableWhen {
     pub extra: Extra,
 }
 
+impl QuestionnaireItemEnableWhen {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("answerCoding", 8), ("", 0),
+            ("", 0), ("answerDateTime", 8), ("", 0), ("", 0),
+            ("_question", 5), ("operator", 6), ("", 0), ("question", 4),
+            ("", 0), ("", 0), ("", 0), ("_operator", 7),
+            ("", 0), ("answerString", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("answerDecimal", 8),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("answerTime", 8), ("", 0), ("", 0),
+            ("answerInteger", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("answerReference", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("answerQuantity", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("answerDate", 8), ("extension", 2),
+            ("answerBoolean", 8), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireItemEnableWhen {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("answerCoding", 8), ("", 0),
-                ("", 0), ("answerDateTime", 8), ("", 0), ("", 0),
-                ("_question", 5), ("operator", 6), ("", 0), ("question", 4),
-                ("", 0), ("", 0), ("", 0), ("_operator", 7),
-                ("", 0), ("answerString", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("answerDecimal", 8),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("", 0), ("answerTime", 8), ("", 0), ("", 0),
-                ("answerInteger", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("answerReference", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("answerQuantity", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("answerDate", 8), ("extension", 2),
-                ("answerBoolean", 8), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -711,15 +746,15 @@ impl FromJson for QuestionnaireItemEnableWhen {
         let mut f_answer = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_question, "question", &mut extra),
-                5 => rt::opt(p, &mut f_question_ext, "_question", &mut extra),
-                6 => rt::opt(p, &mut f_operator, "operator", &mut extra),
-                7 => rt::opt(p, &mut f_operator_ext, "_operator", &mut extra),
-                8 => rt::choice(p, &mut f_answer, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_question, "question"),
+                5 => rt::opt(p, &mut f_question_ext, "_question"),
+                6 => rt::opt(p, &mut f_operator, "operator"),
+                7 => rt::opt(p, &mut f_operator_ext, "_operator"),
+                8 => rt::choice(p, &mut f_answer, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -748,7 +783,9 @@ impl ToJson for QuestionnaireItemEnableWhen {
         rt::w_opt(w, b"\"operator\":", &self.operator);
         rt::w_opt(w, b"\"_operator\":", &self.operator_ext);
         rt::Choice::write_member(&self.answer, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

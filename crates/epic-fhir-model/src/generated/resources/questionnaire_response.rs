@@ -19,7 +19,7 @@ pub struct QuestionnaireResponse {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct QuestionnaireResponse {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Unique id for this set of answers. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Request fulfilled by this QuestionnaireResponse. `basedOn` (0..*).
     pub based_on: Vec<Reference>,
     /// Part of this action. `partOf` (0..*).
@@ -74,66 +74,69 @@ pub struct QuestionnaireResponse {
     pub extra: Extra,
 }
 
+impl QuestionnaireResponse {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 327,
+        slots: &[
+            ("subject", 20), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("_implicitRules", 6), ("basedOn", 14), ("encounter", 21),
+            ("_status", 19), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("questionnaire", 16), ("", 0),
+            ("status", 18), ("extension", 11), ("", 0), ("", 0),
+            ("meta", 4), ("authored", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("item", 26), ("", 0), ("", 0), ("author", 24),
+            ("", 0), ("", 0), ("partOf", 15), ("_id", 3),
+            ("_authored", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_questionnaire", 17), ("identifier", 13), ("_language", 8),
+            ("", 0), ("source", 25), ("", 0), ("implicitRules", 5),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl QuestionnaireResponse {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 327,
-            slots: &[
-                ("subject", 20), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("_implicitRules", 6), ("basedOn", 14), ("encounter", 21),
-                ("_status", 19), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("questionnaire", 16), ("", 0),
-                ("status", 18), ("extension", 11), ("", 0), ("", 0),
-                ("meta", 4), ("authored", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("item", 26), ("", 0), ("", 0), ("author", 24),
-                ("", 0), ("", 0), ("partOf", 15), ("_id", 3),
-                ("_authored", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_questionnaire", 17), ("identifier", 13), ("_language", 8),
-                ("", 0), ("source", 25), ("", 0), ("implicitRules", 5),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for QuestionnaireResponse {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "QuestionnaireResponse"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                16 => rt::opt(p, &mut out.questionnaire, "questionnaire", &mut out.extra),
-                17 => rt::opt(p, &mut out.questionnaire_ext, "_questionnaire", &mut out.extra),
-                18 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                20 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                21 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                22 => rt::opt(p, &mut out.authored, "authored", &mut out.extra),
-                23 => rt::opt(p, &mut out.authored_ext, "_authored", &mut out.extra),
-                24 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                25 => rt::opt(p, &mut out.source, "source", &mut out.extra),
-                26 => rt::list(p, &mut out.item, "item", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::list(p, &mut out.part_of, "partOf"),
+                16 => rt::opt(p, &mut out.questionnaire, "questionnaire"),
+                17 => rt::opt(p, &mut out.questionnaire_ext, "_questionnaire"),
+                18 => rt::opt(p, &mut out.status, "status"),
+                19 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt(p, &mut out.subject, "subject"),
+                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                22 => rt::opt(p, &mut out.authored, "authored"),
+                23 => rt::opt(p, &mut out.authored_ext, "_authored"),
+                24 => rt::opt(p, &mut out.author, "author"),
+                25 => rt::opt(p, &mut out.source, "source"),
+                26 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -174,7 +177,9 @@ impl ToJson for QuestionnaireResponse {
         rt::w_opt(w, b"\"author\":", &self.author);
         rt::w_opt(w, b"\"source\":", &self.source);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -187,7 +192,7 @@ impl FhirResource for QuestionnaireResponse {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -202,6 +207,14 @@ impl FhirResource for QuestionnaireResponse {
             Resource::QuestionnaireResponse(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl QuestionnaireResponse {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -244,37 +257,41 @@ pub struct QuestionnaireResponseItem {
     pub extra: Extra,
 }
 
+impl QuestionnaireResponseItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_linkId", 5), ("text", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_definition", 7), ("", 0),
+            ("", 0), ("definition", 6), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("item", 11), ("", 0),
+            ("", 0), ("answer", 10), ("_text", 9), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("linkId", 4),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireResponseItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_linkId", 5), ("text", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_definition", 7), ("", 0),
-                ("", 0), ("definition", 6), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("item", 11), ("", 0),
-                ("", 0), ("answer", 10), ("_text", 9), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("linkId", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.link_id, "linkId", &mut out.extra),
-                5 => rt::opt(p, &mut out.link_id_ext, "_linkId", &mut out.extra),
-                6 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                8 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                9 => rt::opt(p, &mut out.text_ext, "_text", &mut out.extra),
-                10 => rt::list(p, &mut out.answer, "answer", &mut out.extra),
-                11 => rt::list(p, &mut out.item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.link_id, "linkId"),
+                5 => rt::opt(p, &mut out.link_id_ext, "_linkId"),
+                6 => rt::opt(p, &mut out.definition, "definition"),
+                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                8 => rt::opt(p, &mut out.text, "text"),
+                9 => rt::opt(p, &mut out.text_ext, "_text"),
+                10 => rt::list(p, &mut out.answer, "answer"),
+                11 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -296,7 +313,9 @@ impl ToJson for QuestionnaireResponseItem {
         rt::w_opt(w, b"\"_text\":", &self.text_ext);
         rt::w_list(w, b"\"answer\":", &self.answer);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -322,31 +341,35 @@ pub struct QuestionnaireResponseItemAnswer {
     pub extra: Extra,
 }
 
+impl QuestionnaireResponseItemAnswer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 128,
+        slots: &[
+            ("", 0), ("", 0), ("valueString", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("valueDateTime", 4), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("valueDate", 4), ("", 0), ("valueTime", 4),
+            ("", 0), ("valueQuantity", 4), ("", 0), ("", 0),
+            ("valueBoolean", 4), ("valueDecimal", 4), ("id", 1), ("item", 5),
+            ("", 0), ("valueCoding", 4), ("valueInteger", 4), ("", 0),
+            ("valueUri", 4), ("valueAttachment", 4), ("", 0), ("valueReference", 4),
+        ],
+    };
+}
+
 impl FromJson for QuestionnaireResponseItemAnswer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 128,
-            slots: &[
-                ("", 0), ("", 0), ("valueString", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("valueDateTime", 4), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("valueDate", 4), ("", 0), ("valueTime", 4),
-                ("", 0), ("valueQuantity", 4), ("", 0), ("", 0),
-                ("valueBoolean", 4), ("valueDecimal", 4), ("id", 1), ("item", 5),
-                ("", 0), ("valueCoding", 4), ("valueInteger", 4), ("", 0),
-                ("valueUri", 4), ("valueAttachment", 4), ("", 0), ("valueReference", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.value, key, &mut out.extra),
-                5 => rt::list(p, &mut out.item, "item", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.value, key),
+                5 => rt::list(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -362,7 +385,9 @@ impl ToJson for QuestionnaireResponseItemAnswer {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_choice(w, &self.value);
         rt::w_list(w, b"\"item\":", &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct RelatedPerson {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,68 +76,71 @@ pub struct RelatedPerson {
     pub extra: Extra,
 }
 
+impl RelatedPerson {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 74,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("address", 24), ("communication", 27), ("patient", 16),
+            ("", 0), ("", 0), ("telecom", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("gender", 20), ("text", 9),
+            ("", 0), ("_gender", 21), ("", 0), ("resourceType", 1),
+            ("", 0), ("photo", 25), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("name", 18), ("contained", 10),
+            ("active", 14), ("birthDate", 22), ("", 0), ("_implicitRules", 6),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("relationship", 17), ("", 0),
+            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("period", 26), ("_birthDate", 23),
+            ("language", 7), ("", 0), ("", 0), ("_active", 15),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RelatedPerson {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RelatedPerson {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 74,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("address", 24), ("communication", 27), ("patient", 16),
-                ("", 0), ("", 0), ("telecom", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("gender", 20), ("text", 9),
-                ("", 0), ("_gender", 21), ("", 0), ("resourceType", 1),
-                ("", 0), ("photo", 25), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("name", 18), ("contained", 10),
-                ("active", 14), ("birthDate", 22), ("", 0), ("_implicitRules", 6),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("relationship", 17), ("", 0),
-                ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("period", 26), ("_birthDate", 23),
-                ("language", 7), ("", 0), ("", 0), ("_active", 15),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for RelatedPerson {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RelatedPerson"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.active, "active", &mut out.extra),
-                15 => rt::opt(p, &mut out.active_ext, "_active", &mut out.extra),
-                16 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                17 => rt::list(p, &mut out.relationship, "relationship", &mut out.extra),
-                18 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::list(p, &mut out.telecom, "telecom", &mut out.extra),
-                20 => rt::opt(p, &mut out.gender, "gender", &mut out.extra),
-                21 => rt::opt(p, &mut out.gender_ext, "_gender", &mut out.extra),
-                22 => rt::opt(p, &mut out.birth_date, "birthDate", &mut out.extra),
-                23 => rt::opt(p, &mut out.birth_date_ext, "_birthDate", &mut out.extra),
-                24 => rt::list(p, &mut out.address, "address", &mut out.extra),
-                25 => rt::list(p, &mut out.photo, "photo", &mut out.extra),
-                26 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                27 => rt::list(p, &mut out.communication, "communication", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.active, "active"),
+                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                16 => rt::opt(p, &mut f_patient, "patient"),
+                17 => rt::list(p, &mut out.relationship, "relationship"),
+                18 => rt::list(p, &mut out.name, "name"),
+                19 => rt::list(p, &mut out.telecom, "telecom"),
+                20 => rt::opt(p, &mut out.gender, "gender"),
+                21 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                22 => rt::opt(p, &mut out.birth_date, "birthDate"),
+                23 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
+                24 => rt::list(p, &mut out.address, "address"),
+                25 => rt::list(p, &mut out.photo, "photo"),
+                26 => rt::opt(p, &mut out.period, "period"),
+                27 => rt::list(p, &mut out.communication, "communication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -180,7 +183,9 @@ impl ToJson for RelatedPerson {
         rt::w_list(w, b"\"photo\":", &self.photo);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_list(w, b"\"communication\":", &self.communication);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -193,7 +198,7 @@ impl FhirResource for RelatedPerson {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -208,6 +213,14 @@ impl FhirResource for RelatedPerson {
             Resource::RelatedPerson(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl RelatedPerson {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -240,29 +253,33 @@ pub struct RelatedPersonCommunication {
     pub extra: Extra,
 }
 
+impl RelatedPersonCommunication {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("language", 4), ("preferred", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_preferred", 6),
+        ],
+    };
+}
+
 impl FromJson for RelatedPersonCommunication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("language", 4), ("preferred", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_preferred", 6),
-            ],
-        };
         let mut out = Self::default();
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_language, "language", &mut out.extra),
-                5 => rt::opt(p, &mut out.preferred, "preferred", &mut out.extra),
-                6 => rt::opt(p, &mut out.preferred_ext, "_preferred", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_language, "language"),
+                5 => rt::opt(p, &mut out.preferred, "preferred"),
+                6 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -280,7 +297,9 @@ impl ToJson for RelatedPersonCommunication {
         rt::w_req(w, b"\"language\":", &self.language);
         rt::w_opt(w, b"\"preferred\":", &self.preferred);
         rt::w_opt(w, b"\"_preferred\":", &self.preferred_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

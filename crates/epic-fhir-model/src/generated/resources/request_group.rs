@@ -19,7 +19,7 @@ pub struct RequestGroup {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct RequestGroup {
     /// Request(s) replaced by this request. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite request this is part of. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -96,92 +96,95 @@ pub struct RequestGroup {
     pub extra: Extra,
 }
 
+impl RequestGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 195,
+        slots: &[
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("code", 27), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 21), ("action", 36), ("authoredOn", 30), ("reasonCode", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 15),
+            ("replaces", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesCanonical", 14), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("instantiatesUri", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("groupIdentifier", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("extension", 11),
+            ("intent", 23), ("contained", 10), ("_status", 22), ("_authoredOn", 31),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("author", 32),
+            ("", 0), ("reasonReference", 34), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subject", 28),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("note", 35), ("_language", 8), ("_instantiatesUri", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("priority", 25), ("_priority", 26), ("", 0), ("", 0),
+            ("encounter", 29), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("_intent", 24),
+            ("basedOn", 18), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RequestGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RequestGroup {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 195,
-            slots: &[
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("code", 27), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 21), ("action", 36), ("authoredOn", 30), ("reasonCode", 33),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_instantiatesCanonical", 15),
-                ("replaces", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesCanonical", 14), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("instantiatesUri", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("groupIdentifier", 20), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("extension", 11),
-                ("intent", 23), ("contained", 10), ("_status", 22), ("_authoredOn", 31),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("author", 32),
-                ("", 0), ("reasonReference", 34), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subject", 28),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("note", 35), ("_language", 8), ("_instantiatesUri", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("priority", 25), ("_priority", 26), ("", 0), ("", 0),
-                ("encounter", 29), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("_intent", 24),
-                ("basedOn", 18), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for RequestGroup {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RequestGroup"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::list(p, &mut out.replaces, "replaces", &mut out.extra),
-                20 => rt::opt(p, &mut out.group_identifier, "groupIdentifier", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                24 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                25 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                26 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                27 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                28 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                29 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                30 => rt::opt(p, &mut out.authored_on, "authoredOn", &mut out.extra),
-                31 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn", &mut out.extra),
-                32 => rt::opt(p, &mut out.author, "author", &mut out.extra),
-                33 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                34 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                35 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                36 => rt::list(p, &mut out.action, "action", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::list(p, &mut out.replaces, "replaces"),
+                20 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.intent, "intent"),
+                24 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                25 => rt::opt(p, &mut out.priority, "priority"),
+                26 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                27 => rt::opt(p, &mut out.code, "code"),
+                28 => rt::opt(p, &mut out.subject, "subject"),
+                29 => rt::opt(p, &mut out.encounter, "encounter"),
+                30 => rt::opt(p, &mut out.authored_on, "authoredOn"),
+                31 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
+                32 => rt::opt(p, &mut out.author, "author"),
+                33 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                34 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                35 => rt::list(p, &mut out.note, "note"),
+                36 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -230,7 +233,9 @@ impl ToJson for RequestGroup {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -243,7 +248,7 @@ impl FhirResource for RequestGroup {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -258,6 +263,14 @@ impl FhirResource for RequestGroup {
             Resource::RequestGroup(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl RequestGroup {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -342,82 +355,86 @@ pub struct RequestGroupAction {
     pub extra: Extra,
 }
 
+impl RequestGroupAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 32,
+        slots: &[
+            ("", 0), ("title", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("timingTiming", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("timingDuration", 18), ("", 0), ("", 0), ("", 0),
+            ("condition", 16), ("", 0), ("", 0), ("textEquivalent", 10),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("_requiredBehavior", 26), ("", 0), ("", 0), ("", 0),
+            ("timingPeriod", 18), ("", 0), ("", 0), ("_precheckBehavior", 28),
+            ("", 0), ("", 0), ("_cardinalityBehavior", 30), ("_description", 9),
+            ("_priority", 13), ("", 0), ("", 0), ("code", 14),
+            ("groupingBehavior", 21), ("", 0), ("priority", 12), ("", 0),
+            ("", 0), ("description", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("prefix", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_groupingBehavior", 22), ("participant", 19), ("", 0),
+            ("documentation", 15), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_textEquivalent", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_prefix", 5), ("", 0), ("", 0), ("timingRange", 18),
+            ("", 0), ("cardinalityBehavior", 29), ("", 0), ("", 0),
+            ("", 0), ("precheckBehavior", 27), ("requiredBehavior", 25), ("_title", 7),
+            ("", 0), ("", 0), ("timingDateTime", 18), ("relatedAction", 17),
+            ("action", 32), ("", 0), ("selectionBehavior", 23), ("_selectionBehavior", 24),
+            ("resource", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("timingAge", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RequestGroupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 32,
-            slots: &[
-                ("", 0), ("title", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("timingTiming", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("timingDuration", 18), ("", 0), ("", 0), ("", 0),
-                ("condition", 16), ("", 0), ("", 0), ("textEquivalent", 10),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("_requiredBehavior", 26), ("", 0), ("", 0), ("", 0),
-                ("timingPeriod", 18), ("", 0), ("", 0), ("_precheckBehavior", 28),
-                ("", 0), ("", 0), ("_cardinalityBehavior", 30), ("_description", 9),
-                ("_priority", 13), ("", 0), ("", 0), ("code", 14),
-                ("groupingBehavior", 21), ("", 0), ("priority", 12), ("", 0),
-                ("", 0), ("description", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("prefix", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("type", 20), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_groupingBehavior", 22), ("participant", 19), ("", 0),
-                ("documentation", 15), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_textEquivalent", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_prefix", 5), ("", 0), ("", 0), ("timingRange", 18),
-                ("", 0), ("cardinalityBehavior", 29), ("", 0), ("", 0),
-                ("", 0), ("precheckBehavior", 27), ("requiredBehavior", 25), ("_title", 7),
-                ("", 0), ("", 0), ("timingDateTime", 18), ("relatedAction", 17),
-                ("action", 32), ("", 0), ("selectionBehavior", 23), ("_selectionBehavior", 24),
-                ("resource", 31), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("timingAge", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.prefix, "prefix", &mut out.extra),
-                5 => rt::opt(p, &mut out.prefix_ext, "_prefix", &mut out.extra),
-                6 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                7 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                8 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                9 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent", &mut out.extra),
-                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent", &mut out.extra),
-                12 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                13 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                14 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                15 => rt::list(p, &mut out.documentation, "documentation", &mut out.extra),
-                16 => rt::list(p, &mut out.condition, "condition", &mut out.extra),
-                17 => rt::list(p, &mut out.related_action, "relatedAction", &mut out.extra),
-                18 => rt::choice(p, &mut out.timing, key, &mut out.extra),
-                19 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                20 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                21 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior", &mut out.extra),
-                22 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior", &mut out.extra),
-                23 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior", &mut out.extra),
-                24 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior", &mut out.extra),
-                25 => rt::opt(p, &mut out.required_behavior, "requiredBehavior", &mut out.extra),
-                26 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior", &mut out.extra),
-                27 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior", &mut out.extra),
-                28 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior", &mut out.extra),
-                29 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior", &mut out.extra),
-                30 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior", &mut out.extra),
-                31 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                32 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.prefix, "prefix"),
+                5 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                6 => rt::opt(p, &mut out.title, "title"),
+                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                8 => rt::opt(p, &mut out.description, "description"),
+                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent"),
+                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent"),
+                12 => rt::opt(p, &mut out.priority, "priority"),
+                13 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                14 => rt::list(p, &mut out.code, "code"),
+                15 => rt::list(p, &mut out.documentation, "documentation"),
+                16 => rt::list(p, &mut out.condition, "condition"),
+                17 => rt::list(p, &mut out.related_action, "relatedAction"),
+                18 => rt::choice(p, &mut out.timing, key),
+                19 => rt::list(p, &mut out.participant, "participant"),
+                20 => rt::opt(p, &mut out.r#type, "type"),
+                21 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior"),
+                22 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
+                23 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior"),
+                24 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
+                25 => rt::opt(p, &mut out.required_behavior, "requiredBehavior"),
+                26 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior"),
+                27 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior"),
+                28 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
+                29 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior"),
+                30 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
+                31 => rt::opt(p, &mut out.resource, "resource"),
+                32 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -460,7 +477,9 @@ impl ToJson for RequestGroupAction {
         rt::w_opt(w, b"\"_cardinalityBehavior\":", &self.cardinality_behavior_ext);
         rt::w_opt(w, b"\"resource\":", &self.resource);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -492,34 +511,38 @@ pub struct RequestGroupActionRelatedAction {
     pub extra: Extra,
 }
 
+impl RequestGroupActionRelatedAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("offsetDuration", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_relationship", 7), ("offsetRange", 8),
+            ("_actionId", 5), ("", 0), ("relationship", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("actionId", 4),
+        ],
+    };
+}
+
 impl FromJson for RequestGroupActionRelatedAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("offsetDuration", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_relationship", 7), ("offsetRange", 8),
-                ("_actionId", 5), ("", 0), ("relationship", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("actionId", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.action_id, "actionId", &mut out.extra),
-                5 => rt::opt(p, &mut out.action_id_ext, "_actionId", &mut out.extra),
-                6 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                7 => rt::opt(p, &mut out.relationship_ext, "_relationship", &mut out.extra),
-                8 => rt::choice(p, &mut out.offset, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.action_id, "actionId"),
+                5 => rt::opt(p, &mut out.action_id_ext, "_actionId"),
+                6 => rt::opt(p, &mut out.relationship, "relationship"),
+                7 => rt::opt(p, &mut out.relationship_ext, "_relationship"),
+                8 => rt::choice(p, &mut out.offset, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -538,7 +561,9 @@ impl ToJson for RequestGroupActionRelatedAction {
         rt::w_opt(w, b"\"relationship\":", &self.relationship);
         rt::w_opt(w, b"\"_relationship\":", &self.relationship_ext);
         rt::w_choice(w, &self.offset);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -566,28 +591,32 @@ pub struct RequestGroupActionCondition {
     pub extra: Extra,
 }
 
+impl RequestGroupActionCondition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("expression", 6), ("kind", 4), ("", 0),
+            ("", 0), ("", 0), ("_kind", 5), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RequestGroupActionCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("expression", 6), ("kind", 4), ("", 0),
-                ("", 0), ("", 0), ("_kind", 5), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                6 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.kind, "kind"),
+                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                6 => rt::opt(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -604,7 +633,9 @@ impl ToJson for RequestGroupActionCondition {
         rt::w_opt(w, b"\"kind\":", &self.kind);
         rt::w_opt(w, b"\"_kind\":", &self.kind_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -621,9 +652,9 @@ pub enum RequestGroupActionTiming {
     /// `timingDuration`.
     Duration(Duration),
     /// `timingRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `timingTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for RequestGroupActionTiming {
@@ -689,7 +720,7 @@ pub enum RequestGroupActionRelatedActionOffset {
     /// `offsetDuration`.
     Duration(Duration),
     /// `offsetRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RequestGroupActionRelatedActionOffset {

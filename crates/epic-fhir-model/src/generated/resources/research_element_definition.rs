@@ -19,7 +19,7 @@ pub struct ResearchElementDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -152,153 +152,156 @@ pub struct ResearchElementDefinition {
     pub extra: Extra,
 }
 
+impl ResearchElementDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3992,
+        slots: &[
+            ("_name", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_title", 21), ("usage", 44), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("author", 54), ("", 0),
+            ("_subtitle", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("topic", 53),
+            ("", 0), ("implicitRules", 5), ("_shortTitle", 23), ("", 0),
+            ("status", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("editor", 55),
+            ("", 0), ("_description", 37), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("experimental", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("", 0), ("", 0),
+            ("title", 20), ("_publisher", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_comment", 39),
+            ("", 0), ("_lastReviewDate", 51), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_version", 17), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("effectivePeriod", 52),
+            ("_language", 8), ("", 0), ("comment", 38), ("_variableType", 64),
+            ("", 0), ("_copyright", 47), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_approvalDate", 49),
+            ("", 0), ("_status", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contact", 35), ("variableType", 63),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("useContext", 40), ("", 0), ("_usage", 45), ("", 0),
+            ("date", 31), ("", 0), ("subjectReference", 30), ("", 0),
+            ("_purpose", 43), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_type", 62),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("version", 16),
+            ("", 0), ("", 0), ("identifier", 15), ("", 0),
+            ("library", 59), ("", 0), ("reviewer", 56), ("", 0),
+            ("lastReviewDate", 50), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 18), ("", 0),
+            ("", 0), ("publisher", 33), ("purpose", 42), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("subtitle", 24),
+            ("", 0), ("characteristic", 65), ("_library", 60), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("approvalDate", 48), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_date", 32), ("", 0), ("", 0), ("", 0),
+            ("shortTitle", 22), ("subjectCodeableConcept", 30), ("", 0), ("", 0),
+            ("", 0), ("copyright", 46), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("description", 36),
+            ("_experimental", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("language", 7), ("url", 13), ("", 0),
+            ("jurisdiction", 41), ("endorser", 57), ("modifierExtension", 12), ("", 0),
+            ("relatedArtifact", 58), ("", 0), ("type", 61), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ResearchElementDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ResearchElementDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3992,
-            slots: &[
-                ("_name", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_title", 21), ("usage", 44), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("author", 54), ("", 0),
-                ("_subtitle", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("topic", 53),
-                ("", 0), ("implicitRules", 5), ("_shortTitle", 23), ("", 0),
-                ("status", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("editor", 55),
-                ("", 0), ("_description", 37), ("", 0), ("", 0),
-                ("", 0), ("id", 2), ("experimental", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_url", 14), ("", 0), ("", 0),
-                ("title", 20), ("_publisher", 34), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_comment", 39),
-                ("", 0), ("_lastReviewDate", 51), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_version", 17), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("effectivePeriod", 52),
-                ("_language", 8), ("", 0), ("comment", 38), ("_variableType", 64),
-                ("", 0), ("_copyright", 47), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_approvalDate", 49),
-                ("", 0), ("_status", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contact", 35), ("variableType", 63),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("useContext", 40), ("", 0), ("_usage", 45), ("", 0),
-                ("date", 31), ("", 0), ("subjectReference", 30), ("", 0),
-                ("_purpose", 43), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_type", 62),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("version", 16),
-                ("", 0), ("", 0), ("identifier", 15), ("", 0),
-                ("library", 59), ("", 0), ("reviewer", 56), ("", 0),
-                ("lastReviewDate", 50), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("name", 18), ("", 0),
-                ("", 0), ("publisher", 33), ("purpose", 42), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("subtitle", 24),
-                ("", 0), ("characteristic", 65), ("_library", 60), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("text", 9),
-                ("approvalDate", 48), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_date", 32), ("", 0), ("", 0), ("", 0),
-                ("shortTitle", 22), ("subjectCodeableConcept", 30), ("", 0), ("", 0),
-                ("", 0), ("copyright", 46), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("description", 36),
-                ("_experimental", 29), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("language", 7), ("url", 13), ("", 0),
-                ("jurisdiction", 41), ("endorser", 57), ("modifierExtension", 12), ("", 0),
-                ("relatedArtifact", 58), ("", 0), ("type", 61), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ResearchElementDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ResearchElementDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.short_title, "shortTitle", &mut out.extra),
-                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle", &mut out.extra),
-                24 => rt::opt(p, &mut out.subtitle, "subtitle", &mut out.extra),
-                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle", &mut out.extra),
-                26 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                27 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                28 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                29 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                30 => rt::choice(p, &mut out.subject, key, &mut out.extra),
-                31 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                32 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                33 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                34 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                35 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                36 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                37 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                38 => rt::prim_list(p, &mut out.comment, &mut out.comment_ext, "comment", &mut out.extra),
-                39 => rt::list_ext(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                40 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                41 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                42 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                43 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                44 => rt::opt(p, &mut out.usage, "usage", &mut out.extra),
-                45 => rt::opt(p, &mut out.usage_ext, "_usage", &mut out.extra),
-                46 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                47 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                48 => rt::opt(p, &mut out.approval_date, "approvalDate", &mut out.extra),
-                49 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate", &mut out.extra),
-                50 => rt::opt(p, &mut out.last_review_date, "lastReviewDate", &mut out.extra),
-                51 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate", &mut out.extra),
-                52 => rt::opt(p, &mut out.effective_period, "effectivePeriod", &mut out.extra),
-                53 => rt::list(p, &mut out.topic, "topic", &mut out.extra),
-                54 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                55 => rt::list(p, &mut out.editor, "editor", &mut out.extra),
-                56 => rt::list(p, &mut out.reviewer, "reviewer", &mut out.extra),
-                57 => rt::list(p, &mut out.endorser, "endorser", &mut out.extra),
-                58 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                59 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library", &mut out.extra),
-                60 => rt::list_ext(p, &mut out.library_ext, "_library", &mut out.extra),
-                61 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                62 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                63 => rt::opt(p, &mut out.variable_type, "variableType", &mut out.extra),
-                64 => rt::opt(p, &mut out.variable_type_ext, "_variableType", &mut out.extra),
-                65 => rt::list(p, &mut out.characteristic, "characteristic", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.short_title, "shortTitle"),
+                23 => rt::opt(p, &mut out.short_title_ext, "_shortTitle"),
+                24 => rt::opt(p, &mut out.subtitle, "subtitle"),
+                25 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                26 => rt::opt(p, &mut out.status, "status"),
+                27 => rt::opt(p, &mut out.status_ext, "_status"),
+                28 => rt::opt(p, &mut out.experimental, "experimental"),
+                29 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                30 => rt::choice(p, &mut out.subject, key),
+                31 => rt::opt(p, &mut out.date, "date"),
+                32 => rt::opt(p, &mut out.date_ext, "_date"),
+                33 => rt::opt(p, &mut out.publisher, "publisher"),
+                34 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                35 => rt::list(p, &mut out.contact, "contact"),
+                36 => rt::opt(p, &mut out.description, "description"),
+                37 => rt::opt(p, &mut out.description_ext, "_description"),
+                38 => rt::prim_list(p, &mut out.comment, &mut out.comment_ext, "comment"),
+                39 => rt::list_ext(p, &mut out.comment_ext, "_comment"),
+                40 => rt::list(p, &mut out.use_context, "useContext"),
+                41 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                42 => rt::opt(p, &mut out.purpose, "purpose"),
+                43 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                44 => rt::opt(p, &mut out.usage, "usage"),
+                45 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                46 => rt::opt(p, &mut out.copyright, "copyright"),
+                47 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                48 => rt::opt(p, &mut out.approval_date, "approvalDate"),
+                49 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                50 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
+                51 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                52 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
+                53 => rt::list(p, &mut out.topic, "topic"),
+                54 => rt::list(p, &mut out.author, "author"),
+                55 => rt::list(p, &mut out.editor, "editor"),
+                56 => rt::list(p, &mut out.reviewer, "reviewer"),
+                57 => rt::list(p, &mut out.endorser, "endorser"),
+                58 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                59 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
+                60 => rt::list_ext(p, &mut out.library_ext, "_library"),
+                61 => rt::opt(p, &mut out.r#type, "type"),
+                62 => rt::opt(p, &mut out.type_ext, "_type"),
+                63 => rt::opt(p, &mut out.variable_type, "variableType"),
+                64 => rt::opt(p, &mut out.variable_type_ext, "_variableType"),
+                65 => rt::list(p, &mut out.characteristic, "characteristic"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -376,7 +379,9 @@ impl ToJson for ResearchElementDefinition {
         rt::w_opt(w, b"\"variableType\":", &self.variable_type);
         rt::w_opt(w, b"\"_variableType\":", &self.variable_type_ext);
         rt::w_list(w, b"\"characteristic\":", &self.characteristic);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -389,7 +394,7 @@ impl FhirResource for ResearchElementDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -404,6 +409,14 @@ impl FhirResource for ResearchElementDefinition {
             Resource::ResearchElementDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ResearchElementDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -464,31 +477,35 @@ pub struct ResearchElementDefinitionCharacteristic {
     pub extra: Extra,
 }
 
+impl ResearchElementDefinitionCharacteristic {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 115,
+        slots: &[
+            ("participantEffectiveTiming", 17), ("", 0), ("studyEffectiveDuration", 11), ("_studyEffectiveDescription", 10),
+            ("participantEffectiveDateTime", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("studyEffectiveTimeFromStart", 12), ("definitionExpression", 4), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("studyEffectiveTiming", 11), ("usageContext", 5), ("", 0), ("exclude", 6),
+            ("", 0), ("unitOfMeasure", 8), ("", 0), ("studyEffectiveGroupMeasure", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_studyEffectiveGroupMeasure", 14), ("participantEffectivePeriod", 17), ("_participantEffectiveDescription", 16),
+            ("", 0), ("", 0), ("participantEffectiveDescription", 15), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("studyEffectiveDescription", 9),
+            ("", 0), ("", 0), ("participantEffectiveTimeFromStart", 18), ("", 0),
+            ("", 0), ("definitionDataRequirement", 4), ("_participantEffectiveGroupMeasure", 20), ("definitionCodeableConcept", 4),
+            ("", 0), ("participantEffectiveGroupMeasure", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("studyEffectiveDateTime", 11), ("", 0),
+            ("_exclude", 7), ("studyEffectivePeriod", 11), ("", 0), ("definitionCanonical", 4),
+            ("", 0), ("participantEffectiveDuration", 17), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ResearchElementDefinitionCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 115,
-            slots: &[
-                ("participantEffectiveTiming", 17), ("", 0), ("studyEffectiveDuration", 11), ("_studyEffectiveDescription", 10),
-                ("participantEffectiveDateTime", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("studyEffectiveTimeFromStart", 12), ("definitionExpression", 4), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("studyEffectiveTiming", 11), ("usageContext", 5), ("", 0), ("exclude", 6),
-                ("", 0), ("unitOfMeasure", 8), ("", 0), ("studyEffectiveGroupMeasure", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_studyEffectiveGroupMeasure", 14), ("participantEffectivePeriod", 17), ("_participantEffectiveDescription", 16),
-                ("", 0), ("", 0), ("participantEffectiveDescription", 15), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("studyEffectiveDescription", 9),
-                ("", 0), ("", 0), ("participantEffectiveTimeFromStart", 18), ("", 0),
-                ("", 0), ("definitionDataRequirement", 4), ("_participantEffectiveGroupMeasure", 20), ("definitionCodeableConcept", 4),
-                ("", 0), ("participantEffectiveGroupMeasure", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("studyEffectiveDateTime", 11), ("", 0),
-                ("_exclude", 7), ("studyEffectivePeriod", 11), ("", 0), ("definitionCanonical", 4),
-                ("", 0), ("participantEffectiveDuration", 17), ("extension", 2), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -511,27 +528,27 @@ impl FromJson for ResearchElementDefinitionCharacteristic {
         let mut f_participant_effective_group_measure_ext = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_definition, key, &mut extra),
-                5 => rt::list(p, &mut f_usage_context, "usageContext", &mut extra),
-                6 => rt::opt(p, &mut f_exclude, "exclude", &mut extra),
-                7 => rt::opt(p, &mut f_exclude_ext, "_exclude", &mut extra),
-                8 => rt::opt(p, &mut f_unit_of_measure, "unitOfMeasure", &mut extra),
-                9 => rt::opt(p, &mut f_study_effective_description, "studyEffectiveDescription", &mut extra),
-                10 => rt::opt(p, &mut f_study_effective_description_ext, "_studyEffectiveDescription", &mut extra),
-                11 => rt::choice(p, &mut f_study_effective, key, &mut extra),
-                12 => rt::opt(p, &mut f_study_effective_time_from_start, "studyEffectiveTimeFromStart", &mut extra),
-                13 => rt::opt(p, &mut f_study_effective_group_measure, "studyEffectiveGroupMeasure", &mut extra),
-                14 => rt::opt(p, &mut f_study_effective_group_measure_ext, "_studyEffectiveGroupMeasure", &mut extra),
-                15 => rt::opt(p, &mut f_participant_effective_description, "participantEffectiveDescription", &mut extra),
-                16 => rt::opt(p, &mut f_participant_effective_description_ext, "_participantEffectiveDescription", &mut extra),
-                17 => rt::choice(p, &mut f_participant_effective, key, &mut extra),
-                18 => rt::opt(p, &mut f_participant_effective_time_from_start, "participantEffectiveTimeFromStart", &mut extra),
-                19 => rt::opt(p, &mut f_participant_effective_group_measure, "participantEffectiveGroupMeasure", &mut extra),
-                20 => rt::opt(p, &mut f_participant_effective_group_measure_ext, "_participantEffectiveGroupMeasure", &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_definition, key),
+                5 => rt::list(p, &mut f_usage_context, "usageContext"),
+                6 => rt::opt(p, &mut f_exclude, "exclude"),
+                7 => rt::opt(p, &mut f_exclude_ext, "_exclude"),
+                8 => rt::opt(p, &mut f_unit_of_measure, "unitOfMeasure"),
+                9 => rt::opt(p, &mut f_study_effective_description, "studyEffectiveDescription"),
+                10 => rt::opt(p, &mut f_study_effective_description_ext, "_studyEffectiveDescription"),
+                11 => rt::choice(p, &mut f_study_effective, key),
+                12 => rt::opt(p, &mut f_study_effective_time_from_start, "studyEffectiveTimeFromStart"),
+                13 => rt::opt(p, &mut f_study_effective_group_measure, "studyEffectiveGroupMeasure"),
+                14 => rt::opt(p, &mut f_study_effective_group_measure_ext, "_studyEffectiveGroupMeasure"),
+                15 => rt::opt(p, &mut f_participant_effective_description, "participantEffectiveDescription"),
+                16 => rt::opt(p, &mut f_participant_effective_description_ext, "_participantEffectiveDescription"),
+                17 => rt::choice(p, &mut f_participant_effective, key),
+                18 => rt::opt(p, &mut f_participant_effective_time_from_start, "participantEffectiveTimeFromStart"),
+                19 => rt::opt(p, &mut f_participant_effective_group_measure, "participantEffectiveGroupMeasure"),
+                20 => rt::opt(p, &mut f_participant_effective_group_measure_ext, "_participantEffectiveGroupMeasure"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -584,7 +601,9 @@ impl ToJson for ResearchElementDefinitionCharacteristic {
         rt::w_opt(w, b"\"participantEffectiveTimeFromStart\":", &self.participant_effective_time_from_start);
         rt::w_opt(w, b"\"participantEffectiveGroupMeasure\":", &self.participant_effective_group_measure);
         rt::w_opt(w, b"\"_participantEffectiveGroupMeasure\":", &self.participant_effective_group_measure_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -711,7 +730,7 @@ pub enum ResearchElementDefinitionCharacteristicStudyEffective {
     /// `studyEffectiveDuration`.
     Duration(Duration),
     /// `studyEffectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ResearchElementDefinitionCharacteristicStudyEffective {
@@ -773,7 +792,7 @@ pub enum ResearchElementDefinitionCharacteristicParticipantEffective {
     /// `participantEffectiveDuration`.
     Duration(Duration),
     /// `participantEffectiveTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ResearchElementDefinitionCharacteristicParticipantEffective {

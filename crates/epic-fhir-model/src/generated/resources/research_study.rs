@@ -19,7 +19,7 @@ pub struct ResearchStudy {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -100,95 +100,98 @@ pub struct ResearchStudy {
     pub extra: Extra,
 }
 
+impl ResearchStudy {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 235,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("enrollment", 31), ("", 0), ("", 0), ("partOf", 17),
+            ("implicitRules", 5), ("protocol", 16), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 2),
+            ("phase", 21), ("objective", 39), ("", 0), ("contact", 25),
+            ("category", 22), ("title", 14), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("note", 37), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("location", 28), ("", 0), ("", 0), ("site", 35),
+            ("", 0), ("_description", 30), ("", 0), ("period", 32),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("_title", 15), ("_status", 19), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 29), ("keyword", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("relatedArtifact", 26), ("sponsor", 33), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("primaryPurposeType", 20), ("", 0), ("", 0), ("principalInvestigator", 34),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("focus", 23), ("", 0), ("reasonStopped", 36),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("condition", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 18),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("arm", 38),
+        ],
+    };
+}
+
 impl FromJson for ResearchStudy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ResearchStudy {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 235,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("enrollment", 31), ("", 0), ("", 0), ("partOf", 17),
-                ("implicitRules", 5), ("protocol", 16), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 2),
-                ("phase", 21), ("objective", 39), ("", 0), ("contact", 25),
-                ("category", 22), ("title", 14), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("note", 37), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("location", 28), ("", 0), ("", 0), ("site", 35),
-                ("", 0), ("_description", 30), ("", 0), ("period", 32),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("_title", 15), ("_status", 19), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 29), ("keyword", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("relatedArtifact", 26), ("sponsor", 33), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("primaryPurposeType", 20), ("", 0), ("", 0), ("principalInvestigator", 34),
-                ("", 0), ("", 0), ("identifier", 13), ("", 0),
-                ("", 0), ("focus", 23), ("", 0), ("reasonStopped", 36),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("condition", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 18),
-                ("", 0), ("", 0), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("", 0), ("arm", 38),
-            ],
-        };
+impl rt::ReadMembers for ResearchStudy {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ResearchStudy"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                15 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                16 => rt::list(p, &mut out.protocol, "protocol", &mut out.extra),
-                17 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                18 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                20 => rt::opt(p, &mut out.primary_purpose_type, "primaryPurposeType", &mut out.extra),
-                21 => rt::opt(p, &mut out.phase, "phase", &mut out.extra),
-                22 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                23 => rt::list(p, &mut out.focus, "focus", &mut out.extra),
-                24 => rt::list(p, &mut out.condition, "condition", &mut out.extra),
-                25 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                26 => rt::list(p, &mut out.related_artifact, "relatedArtifact", &mut out.extra),
-                27 => rt::list(p, &mut out.keyword, "keyword", &mut out.extra),
-                28 => rt::list(p, &mut out.location, "location", &mut out.extra),
-                29 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                30 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                31 => rt::list(p, &mut out.enrollment, "enrollment", &mut out.extra),
-                32 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                33 => rt::opt(p, &mut out.sponsor, "sponsor", &mut out.extra),
-                34 => rt::opt(p, &mut out.principal_investigator, "principalInvestigator", &mut out.extra),
-                35 => rt::list(p, &mut out.site, "site", &mut out.extra),
-                36 => rt::opt(p, &mut out.reason_stopped, "reasonStopped", &mut out.extra),
-                37 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                38 => rt::list(p, &mut out.arm, "arm", &mut out.extra),
-                39 => rt::list(p, &mut out.objective, "objective", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.title, "title"),
+                15 => rt::opt(p, &mut out.title_ext, "_title"),
+                16 => rt::list(p, &mut out.protocol, "protocol"),
+                17 => rt::list(p, &mut out.part_of, "partOf"),
+                18 => rt::opt(p, &mut out.status, "status"),
+                19 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt(p, &mut out.primary_purpose_type, "primaryPurposeType"),
+                21 => rt::opt(p, &mut out.phase, "phase"),
+                22 => rt::list(p, &mut out.category, "category"),
+                23 => rt::list(p, &mut out.focus, "focus"),
+                24 => rt::list(p, &mut out.condition, "condition"),
+                25 => rt::list(p, &mut out.contact, "contact"),
+                26 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                27 => rt::list(p, &mut out.keyword, "keyword"),
+                28 => rt::list(p, &mut out.location, "location"),
+                29 => rt::opt(p, &mut out.description, "description"),
+                30 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::list(p, &mut out.enrollment, "enrollment"),
+                32 => rt::opt(p, &mut out.period, "period"),
+                33 => rt::opt(p, &mut out.sponsor, "sponsor"),
+                34 => rt::opt(p, &mut out.principal_investigator, "principalInvestigator"),
+                35 => rt::list(p, &mut out.site, "site"),
+                36 => rt::opt(p, &mut out.reason_stopped, "reasonStopped"),
+                37 => rt::list(p, &mut out.note, "note"),
+                38 => rt::list(p, &mut out.arm, "arm"),
+                39 => rt::list(p, &mut out.objective, "objective"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -242,7 +245,9 @@ impl ToJson for ResearchStudy {
         rt::w_list(w, b"\"note\":", &self.note);
         rt::w_list(w, b"\"arm\":", &self.arm);
         rt::w_list(w, b"\"objective\":", &self.objective);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -255,7 +260,7 @@ impl FhirResource for ResearchStudy {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -270,6 +275,14 @@ impl FhirResource for ResearchStudy {
             Resource::ResearchStudy(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ResearchStudy {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -302,28 +315,32 @@ pub struct ResearchStudyObjective {
     pub extra: Extra,
 }
 
+impl ResearchStudyObjective {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
+            ("extension", 2), ("name", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ResearchStudyObjective {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-                ("extension", 2), ("name", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -340,7 +357,9 @@ impl ToJson for ResearchStudyObjective {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"type\":", &self.r#type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -372,30 +391,34 @@ pub struct ResearchStudyArm {
     pub extra: Extra,
 }
 
+impl ResearchStudyArm {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("type", 6), ("extension", 2), ("", 0),
+            ("", 0), ("name", 4), ("", 0), ("description", 7),
+            ("_description", 8), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+        ],
+    };
+}
+
 impl FromJson for ResearchStudyArm {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("type", 6), ("extension", 2), ("", 0),
-                ("", 0), ("name", 4), ("", 0), ("description", 7),
-                ("_description", 8), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                8 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.description, "description"),
+                8 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -414,7 +437,9 @@ impl ToJson for ResearchStudyArm {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ResearchSubject {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -68,65 +68,68 @@ pub struct ResearchSubject {
     pub extra: Extra,
 }
 
+impl ResearchSubject {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 105,
+        slots: &[
+            ("", 0), ("", 0), ("_assignedArm", 20), ("resourceType", 1),
+            ("", 0), ("study", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("extension", 11), ("assignedArm", 19), ("_language", 8), ("id", 2),
+            ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("period", 16), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("meta", 4), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("_actualArm", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 14), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("individual", 18), ("", 0), ("consent", 23),
+            ("actualArm", 21), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ResearchSubject {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ResearchSubject {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 105,
-            slots: &[
-                ("", 0), ("", 0), ("_assignedArm", 20), ("resourceType", 1),
-                ("", 0), ("study", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("", 0),
-                ("extension", 11), ("assignedArm", 19), ("_language", 8), ("id", 2),
-                ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("period", 16), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("meta", 4), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("_actualArm", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 13), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("status", 14), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("individual", 18), ("", 0), ("consent", 23),
-                ("actualArm", 21), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ResearchSubject {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_study = None;
         let mut f_individual = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ResearchSubject"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                17 => rt::opt(p, &mut f_study, "study", &mut out.extra),
-                18 => rt::opt(p, &mut f_individual, "individual", &mut out.extra),
-                19 => rt::opt(p, &mut out.assigned_arm, "assignedArm", &mut out.extra),
-                20 => rt::opt(p, &mut out.assigned_arm_ext, "_assignedArm", &mut out.extra),
-                21 => rt::opt(p, &mut out.actual_arm, "actualArm", &mut out.extra),
-                22 => rt::opt(p, &mut out.actual_arm_ext, "_actualArm", &mut out.extra),
-                23 => rt::opt(p, &mut out.consent, "consent", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.period, "period"),
+                17 => rt::opt(p, &mut f_study, "study"),
+                18 => rt::opt(p, &mut f_individual, "individual"),
+                19 => rt::opt(p, &mut out.assigned_arm, "assignedArm"),
+                20 => rt::opt(p, &mut out.assigned_arm_ext, "_assignedArm"),
+                21 => rt::opt(p, &mut out.actual_arm, "actualArm"),
+                22 => rt::opt(p, &mut out.actual_arm_ext, "_actualArm"),
+                23 => rt::opt(p, &mut out.consent, "consent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -166,7 +169,9 @@ impl ToJson for ResearchSubject {
         rt::w_opt(w, b"\"actualArm\":", &self.actual_arm);
         rt::w_opt(w, b"\"_actualArm\":", &self.actual_arm_ext);
         rt::w_opt(w, b"\"consent\":", &self.consent);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -179,7 +184,7 @@ impl FhirResource for ResearchSubject {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -194,6 +199,14 @@ impl FhirResource for ResearchSubject {
             Resource::ResearchSubject(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ResearchSubject {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

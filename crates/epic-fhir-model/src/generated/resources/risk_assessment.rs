@@ -19,7 +19,7 @@ pub struct RiskAssessment {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -82,72 +82,75 @@ pub struct RiskAssessment {
     pub extra: Extra,
 }
 
+impl RiskAssessment {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14225,
+        slots: &[
+            ("status", 16), ("basis", 27), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("encounter", 21), ("", 0), ("_status", 17), ("", 0),
+            ("", 0), ("", 0), ("reasonCode", 25), ("_language", 8),
+            ("condition", 23), ("implicitRules", 5), ("performer", 24), ("identifier", 13),
+            ("", 0), ("mitigation", 29), ("", 0), ("", 0),
+            ("reasonReference", 26), ("", 0), ("contained", 10), ("extension", 11),
+            ("meta", 4), ("", 0), ("occurrencePeriod", 22), ("", 0),
+            ("_mitigation", 30), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("occurrenceDateTime", 22), ("basedOn", 14), ("", 0),
+            ("subject", 20), ("", 0), ("prediction", 28), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("code", 19),
+            ("", 0), ("method", 18), ("parent", 15), ("text", 9),
+            ("", 0), ("note", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("_id", 3),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RiskAssessment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl RiskAssessment {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14225,
-            slots: &[
-                ("status", 16), ("basis", 27), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("encounter", 21), ("", 0), ("_status", 17), ("", 0),
-                ("", 0), ("", 0), ("reasonCode", 25), ("_language", 8),
-                ("condition", 23), ("implicitRules", 5), ("performer", 24), ("identifier", 13),
-                ("", 0), ("mitigation", 29), ("", 0), ("", 0),
-                ("reasonReference", 26), ("", 0), ("contained", 10), ("extension", 11),
-                ("meta", 4), ("", 0), ("occurrencePeriod", 22), ("", 0),
-                ("_mitigation", 30), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("occurrenceDateTime", 22), ("basedOn", 14), ("", 0),
-                ("subject", 20), ("", 0), ("prediction", 28), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("code", 19),
-                ("", 0), ("method", 18), ("parent", 15), ("text", 9),
-                ("", 0), ("note", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("_id", 3),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for RiskAssessment {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RiskAssessment"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::opt(p, &mut out.parent, "parent", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                19 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                20 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                21 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                22 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                23 => rt::opt(p, &mut out.condition, "condition", &mut out.extra),
-                24 => rt::opt(p, &mut out.performer, "performer", &mut out.extra),
-                25 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                26 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                27 => rt::list(p, &mut out.basis, "basis", &mut out.extra),
-                28 => rt::list(p, &mut out.prediction, "prediction", &mut out.extra),
-                29 => rt::opt(p, &mut out.mitigation, "mitigation", &mut out.extra),
-                30 => rt::opt(p, &mut out.mitigation_ext, "_mitigation", &mut out.extra),
-                31 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.based_on, "basedOn"),
+                15 => rt::opt(p, &mut out.parent, "parent"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::opt(p, &mut out.method, "method"),
+                19 => rt::opt(p, &mut out.code, "code"),
+                20 => rt::opt(p, &mut f_subject, "subject"),
+                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                22 => rt::choice(p, &mut out.occurrence, key),
+                23 => rt::opt(p, &mut out.condition, "condition"),
+                24 => rt::opt(p, &mut out.performer, "performer"),
+                25 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                26 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                27 => rt::list(p, &mut out.basis, "basis"),
+                28 => rt::list(p, &mut out.prediction, "prediction"),
+                29 => rt::opt(p, &mut out.mitigation, "mitigation"),
+                30 => rt::opt(p, &mut out.mitigation_ext, "_mitigation"),
+                31 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -194,7 +197,9 @@ impl ToJson for RiskAssessment {
         rt::w_opt(w, b"\"mitigation\":", &self.mitigation);
         rt::w_opt(w, b"\"_mitigation\":", &self.mitigation_ext);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -207,7 +212,7 @@ impl FhirResource for RiskAssessment {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -222,6 +227,14 @@ impl FhirResource for RiskAssessment {
             Resource::RiskAssessment(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl RiskAssessment {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -264,37 +277,41 @@ pub struct RiskAssessmentPrediction {
     pub extra: Extra,
 }
 
+impl RiskAssessmentPrediction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("whenRange", 9), ("probabilityRange", 5), ("extension", 2),
+            ("", 0), ("whenPeriod", 9), ("", 0), ("", 0),
+            ("outcome", 4), ("", 0), ("rationale", 10), ("probabilityDecimal", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("_relativeRisk", 8),
+            ("", 0), ("", 0), ("", 0), ("relativeRisk", 7),
+            ("qualitativeRisk", 6), ("modifierExtension", 3), ("", 0), ("_rationale", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for RiskAssessmentPrediction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("whenRange", 9), ("probabilityRange", 5), ("extension", 2),
-                ("", 0), ("whenPeriod", 9), ("", 0), ("", 0),
-                ("outcome", 4), ("", 0), ("rationale", 10), ("probabilityDecimal", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("_relativeRisk", 8),
-                ("", 0), ("", 0), ("", 0), ("relativeRisk", 7),
-                ("qualitativeRisk", 6), ("modifierExtension", 3), ("", 0), ("_rationale", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.outcome, "outcome", &mut out.extra),
-                5 => rt::choice(p, &mut out.probability, key, &mut out.extra),
-                6 => rt::opt(p, &mut out.qualitative_risk, "qualitativeRisk", &mut out.extra),
-                7 => rt::opt(p, &mut out.relative_risk, "relativeRisk", &mut out.extra),
-                8 => rt::opt(p, &mut out.relative_risk_ext, "_relativeRisk", &mut out.extra),
-                9 => rt::choice(p, &mut out.when, key, &mut out.extra),
-                10 => rt::opt(p, &mut out.rationale, "rationale", &mut out.extra),
-                11 => rt::opt(p, &mut out.rationale_ext, "_rationale", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.outcome, "outcome"),
+                5 => rt::choice(p, &mut out.probability, key),
+                6 => rt::opt(p, &mut out.qualitative_risk, "qualitativeRisk"),
+                7 => rt::opt(p, &mut out.relative_risk, "relativeRisk"),
+                8 => rt::opt(p, &mut out.relative_risk_ext, "_relativeRisk"),
+                9 => rt::choice(p, &mut out.when, key),
+                10 => rt::opt(p, &mut out.rationale, "rationale"),
+                11 => rt::opt(p, &mut out.rationale_ext, "_rationale"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -316,7 +333,9 @@ impl ToJson for RiskAssessmentPrediction {
         rt::w_choice(w, &self.when);
         rt::w_opt(w, b"\"rationale\":", &self.rationale);
         rt::w_opt(w, b"\"_rationale\":", &self.rationale_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -377,7 +396,7 @@ pub enum RiskAssessmentPredictionProbability {
     /// `probabilityDecimal`.
     Decimal(Decimal),
     /// `probabilityRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RiskAssessmentPredictionProbability {
@@ -427,7 +446,7 @@ pub enum RiskAssessmentPredictionWhen {
     /// `whenPeriod`.
     Period(Period),
     /// `whenRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for RiskAssessmentPredictionWhen {

@@ -19,7 +19,7 @@ pub struct SearchParameter {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -142,148 +142,151 @@ pub struct SearchParameter {
     pub extra: Extra,
 }
 
+impl SearchParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4095,
+        slots: &[
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("expression", 42),
+            ("contact", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_modifier", 57), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_type", 41),
+            ("type", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_code", 37), ("_url", 14),
+            ("", 0), ("_date", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("derivedFrom", 19), ("", 0), ("", 0), ("base", 38),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("_target", 49), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_version", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("useContext", 32), ("", 0), ("", 0),
+            ("", 0), ("date", 25), ("", 0), ("_comparator", 55),
+            ("_xpath", 45), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_derivedFrom", 20),
+            ("chain", 58), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("experimental", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_expression", 43), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("xpathUsage", 46), ("", 0), ("description", 30), ("", 0),
+            ("_xpathUsage", 47), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("multipleOr", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("_chain", 59), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_publisher", 28), ("", 0), ("", 0), ("name", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_multipleOr", 51), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("_status", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("jurisdiction", 33),
+            ("xpath", 44), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_multipleAnd", 53), ("", 0), ("", 0), ("", 0),
+            ("_purpose", 35), ("", 0), ("comparator", 54), ("", 0),
+            ("", 0), ("", 0), ("_experimental", 24), ("", 0),
+            ("_base", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("status", 21), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("publisher", 27), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("_description", 31),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("version", 15),
+            ("", 0), ("", 0), ("target", 48), ("", 0),
+            ("purpose", 34), ("", 0), ("", 0), ("component", 60),
+            ("", 0), ("code", 36), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifier", 56), ("", 0), ("", 0),
+            ("multipleAnd", 52), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SearchParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SearchParameter {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4095,
-            slots: &[
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_name", 18), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("expression", 42),
-                ("contact", 29), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_modifier", 57), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_type", 41),
-                ("type", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("url", 13), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_code", 37), ("_url", 14),
-                ("", 0), ("_date", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("derivedFrom", 19), ("", 0), ("", 0), ("base", 38),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("_target", 49), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_version", 16),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("useContext", 32), ("", 0), ("", 0),
-                ("", 0), ("date", 25), ("", 0), ("_comparator", 55),
-                ("_xpath", 45), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_derivedFrom", 20),
-                ("chain", 58), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("experimental", 23), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_expression", 43), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("xpathUsage", 46), ("", 0), ("description", 30), ("", 0),
-                ("_xpathUsage", 47), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("multipleOr", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("_chain", 59), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_publisher", 28), ("", 0), ("", 0), ("name", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_multipleOr", 51), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("_status", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("jurisdiction", 33),
-                ("xpath", 44), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_multipleAnd", 53), ("", 0), ("", 0), ("", 0),
-                ("_purpose", 35), ("", 0), ("comparator", 54), ("", 0),
-                ("", 0), ("", 0), ("_experimental", 24), ("", 0),
-                ("_base", 39), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("resourceType", 1),
-                ("status", 21), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("publisher", 27), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("_description", 31),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("version", 15),
-                ("", 0), ("", 0), ("target", 48), ("", 0),
-                ("purpose", 34), ("", 0), ("", 0), ("component", 60),
-                ("", 0), ("code", 36), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifier", 56), ("", 0), ("", 0),
-                ("multipleAnd", 52), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SearchParameter {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SearchParameter"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.derived_from, "derivedFrom", &mut out.extra),
-                20 => rt::opt(p, &mut out.derived_from_ext, "_derivedFrom", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                26 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                29 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                30 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                31 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                32 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                34 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                37 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                38 => rt::prim_list(p, &mut out.base, &mut out.base_ext, "base", &mut out.extra),
-                39 => rt::list_ext(p, &mut out.base_ext, "_base", &mut out.extra),
-                40 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                41 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                42 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                43 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                44 => rt::opt(p, &mut out.xpath, "xpath", &mut out.extra),
-                45 => rt::opt(p, &mut out.xpath_ext, "_xpath", &mut out.extra),
-                46 => rt::opt(p, &mut out.xpath_usage, "xpathUsage", &mut out.extra),
-                47 => rt::opt(p, &mut out.xpath_usage_ext, "_xpathUsage", &mut out.extra),
-                48 => rt::prim_list(p, &mut out.target, &mut out.target_ext, "target", &mut out.extra),
-                49 => rt::list_ext(p, &mut out.target_ext, "_target", &mut out.extra),
-                50 => rt::opt(p, &mut out.multiple_or, "multipleOr", &mut out.extra),
-                51 => rt::opt(p, &mut out.multiple_or_ext, "_multipleOr", &mut out.extra),
-                52 => rt::opt(p, &mut out.multiple_and, "multipleAnd", &mut out.extra),
-                53 => rt::opt(p, &mut out.multiple_and_ext, "_multipleAnd", &mut out.extra),
-                54 => rt::prim_list(p, &mut out.comparator, &mut out.comparator_ext, "comparator", &mut out.extra),
-                55 => rt::list_ext(p, &mut out.comparator_ext, "_comparator", &mut out.extra),
-                56 => rt::prim_list(p, &mut out.modifier, &mut out.modifier_ext, "modifier", &mut out.extra),
-                57 => rt::list_ext(p, &mut out.modifier_ext, "_modifier", &mut out.extra),
-                58 => rt::prim_list(p, &mut out.chain, &mut out.chain_ext, "chain", &mut out.extra),
-                59 => rt::list_ext(p, &mut out.chain_ext, "_chain", &mut out.extra),
-                60 => rt::list(p, &mut out.component, "component", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.derived_from, "derivedFrom"),
+                20 => rt::opt(p, &mut out.derived_from_ext, "_derivedFrom"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.experimental, "experimental"),
+                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt(p, &mut out.date, "date"),
+                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt(p, &mut out.publisher, "publisher"),
+                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list(p, &mut out.contact, "contact"),
+                30 => rt::opt(p, &mut out.description, "description"),
+                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::list(p, &mut out.use_context, "useContext"),
+                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::opt(p, &mut out.purpose, "purpose"),
+                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt(p, &mut out.code, "code"),
+                37 => rt::opt(p, &mut out.code_ext, "_code"),
+                38 => rt::prim_list(p, &mut out.base, &mut out.base_ext, "base"),
+                39 => rt::list_ext(p, &mut out.base_ext, "_base"),
+                40 => rt::opt(p, &mut out.r#type, "type"),
+                41 => rt::opt(p, &mut out.type_ext, "_type"),
+                42 => rt::opt(p, &mut out.expression, "expression"),
+                43 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                44 => rt::opt(p, &mut out.xpath, "xpath"),
+                45 => rt::opt(p, &mut out.xpath_ext, "_xpath"),
+                46 => rt::opt(p, &mut out.xpath_usage, "xpathUsage"),
+                47 => rt::opt(p, &mut out.xpath_usage_ext, "_xpathUsage"),
+                48 => rt::prim_list(p, &mut out.target, &mut out.target_ext, "target"),
+                49 => rt::list_ext(p, &mut out.target_ext, "_target"),
+                50 => rt::opt(p, &mut out.multiple_or, "multipleOr"),
+                51 => rt::opt(p, &mut out.multiple_or_ext, "_multipleOr"),
+                52 => rt::opt(p, &mut out.multiple_and, "multipleAnd"),
+                53 => rt::opt(p, &mut out.multiple_and_ext, "_multipleAnd"),
+                54 => rt::prim_list(p, &mut out.comparator, &mut out.comparator_ext, "comparator"),
+                55 => rt::list_ext(p, &mut out.comparator_ext, "_comparator"),
+                56 => rt::prim_list(p, &mut out.modifier, &mut out.modifier_ext, "modifier"),
+                57 => rt::list_ext(p, &mut out.modifier_ext, "_modifier"),
+                58 => rt::prim_list(p, &mut out.chain, &mut out.chain_ext, "chain"),
+                59 => rt::list_ext(p, &mut out.chain_ext, "_chain"),
+                60 => rt::list(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -353,7 +356,9 @@ impl ToJson for SearchParameter {
         rt::w_prim_list(w, b"\"modifier\":", b"\"_modifier\":", &self.modifier, &self.modifier_ext);
         rt::w_prim_list(w, b"\"chain\":", b"\"_chain\":", &self.chain, &self.chain_ext);
         rt::w_list(w, b"\"component\":", &self.component);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -366,7 +371,7 @@ impl FhirResource for SearchParameter {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -381,6 +386,14 @@ impl FhirResource for SearchParameter {
             Resource::SearchParameter(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SearchParameter {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -415,29 +428,33 @@ pub struct SearchParameterComponent {
     pub extra: Extra,
 }
 
+impl SearchParameterComponent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("expression", 6),
+            ("", 0), ("_expression", 7), ("_definition", 5), ("extension", 2),
+            ("", 0), ("definition", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SearchParameterComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("expression", 6),
-                ("", 0), ("_expression", 7), ("_definition", 5), ("extension", 2),
-                ("", 0), ("definition", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.definition, "definition", &mut out.extra),
-                5 => rt::opt(p, &mut out.definition_ext, "_definition", &mut out.extra),
-                6 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                7 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.definition, "definition"),
+                5 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                6 => rt::opt(p, &mut out.expression, "expression"),
+                7 => rt::opt(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -455,7 +472,9 @@ impl ToJson for SearchParameterComponent {
         rt::w_opt(w, b"\"_definition\":", &self.definition_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
         rt::w_opt(w, b"\"_expression\":", &self.expression_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct ServiceRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -55,7 +55,7 @@ pub struct ServiceRequest {
     /// What request replaces. `replaces` (0..*).
     pub replaces: Vec<Reference>,
     /// Composite Request ID. `requisition` (0..1).
-    pub requisition: Option<Identifier>,
+    pub requisition: Option<Box<Identifier>>,
     /// draft | active | on-hold | revoked | completed | entered-in-error | unknown. `status` (1..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -132,142 +132,145 @@ pub struct ServiceRequest {
     pub extra: Extra,
 }
 
+impl ServiceRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1922,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_intent", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("locationReference", 43), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("encounter", 34),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("occurrencePeriod", 35), ("", 0),
+            ("", 0), ("_status", 22), ("quantityQuantity", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantityRange", 32), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("language", 7), ("id", 2),
+            ("", 0), ("specimen", 48), ("status", 21), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("supportingInfo", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("locationCode", 42), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("code", 30), ("performer", 41), ("", 0), ("patientInstruction", 51),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesUri", 16), ("", 0), ("", 0), ("note", 50),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("basedOn", 18), ("", 0), ("priority", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("intent", 23), ("", 0),
+            ("", 0), ("", 0), ("reasonCode", 44), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relevantHistory", 53),
+            ("", 0), ("identifier", 13), ("authoredOn", 37), ("", 0),
+            ("", 0), ("orderDetail", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("quantityRatio", 32), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_authoredOn", 38),
+            ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("occurrenceTiming", 35),
+            ("reasonReference", 45), ("", 0), ("category", 25), ("", 0),
+            ("", 0), ("", 0), ("asNeededCodeableConcept", 36), ("", 0),
+            ("", 0), ("replaces", 19), ("asNeededBoolean", 36), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("_priority", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("requisition", 20), ("_instantiatesUri", 17),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("requester", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("occurrenceDateTime", 35), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("bodySite", 49),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("_doNotPerform", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("insurance", 46), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 33), ("", 0), ("", 0), ("", 0),
+            ("_patientInstruction", 52), ("", 0), ("doNotPerform", 28), ("", 0),
+            ("", 0), ("instantiatesCanonical", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("performerType", 40), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ServiceRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ServiceRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1922,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_intent", 24), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("locationReference", 43), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("encounter", 34),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("occurrencePeriod", 35), ("", 0),
-                ("", 0), ("_status", 22), ("quantityQuantity", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantityRange", 32), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("language", 7), ("id", 2),
-                ("", 0), ("specimen", 48), ("status", 21), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("supportingInfo", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("locationCode", 42), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("code", 30), ("performer", 41), ("", 0), ("patientInstruction", 51),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesUri", 16), ("", 0), ("", 0), ("note", 50),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("basedOn", 18), ("", 0), ("priority", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("intent", 23), ("", 0),
-                ("", 0), ("", 0), ("reasonCode", 44), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("relevantHistory", 53),
-                ("", 0), ("identifier", 13), ("authoredOn", 37), ("", 0),
-                ("", 0), ("orderDetail", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("quantityRatio", 32), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_authoredOn", 38),
-                ("", 0), ("_instantiatesCanonical", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("occurrenceTiming", 35),
-                ("reasonReference", 45), ("", 0), ("category", 25), ("", 0),
-                ("", 0), ("", 0), ("asNeededCodeableConcept", 36), ("", 0),
-                ("", 0), ("replaces", 19), ("asNeededBoolean", 36), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("_priority", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("requisition", 20), ("_instantiatesUri", 17),
-                ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("", 0), ("requester", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("occurrenceDateTime", 35), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("bodySite", 49),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("_doNotPerform", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("insurance", 46), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("subject", 33), ("", 0), ("", 0), ("", 0),
-                ("_patientInstruction", 52), ("", 0), ("doNotPerform", 28), ("", 0),
-                ("", 0), ("instantiatesCanonical", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("performerType", 40), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ServiceRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ServiceRequest"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::list(p, &mut out.replaces, "replaces", &mut out.extra),
-                20 => rt::opt(p, &mut out.requisition, "requisition", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                24 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                25 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                26 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                27 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                28 => rt::opt(p, &mut out.do_not_perform, "doNotPerform", &mut out.extra),
-                29 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform", &mut out.extra),
-                30 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                31 => rt::list(p, &mut out.order_detail, "orderDetail", &mut out.extra),
-                32 => rt::choice(p, &mut out.quantity, key, &mut out.extra),
-                33 => rt::opt(p, &mut f_subject, "subject", &mut out.extra),
-                34 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                35 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                36 => rt::choice(p, &mut out.as_needed, key, &mut out.extra),
-                37 => rt::opt(p, &mut out.authored_on, "authoredOn", &mut out.extra),
-                38 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn", &mut out.extra),
-                39 => rt::opt(p, &mut out.requester, "requester", &mut out.extra),
-                40 => rt::opt(p, &mut out.performer_type, "performerType", &mut out.extra),
-                41 => rt::list(p, &mut out.performer, "performer", &mut out.extra),
-                42 => rt::list(p, &mut out.location_code, "locationCode", &mut out.extra),
-                43 => rt::list(p, &mut out.location_reference, "locationReference", &mut out.extra),
-                44 => rt::list(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                45 => rt::list(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                46 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                47 => rt::list(p, &mut out.supporting_info, "supportingInfo", &mut out.extra),
-                48 => rt::list(p, &mut out.specimen, "specimen", &mut out.extra),
-                49 => rt::list(p, &mut out.body_site, "bodySite", &mut out.extra),
-                50 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                51 => rt::opt(p, &mut out.patient_instruction, "patientInstruction", &mut out.extra),
-                52 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction", &mut out.extra),
-                53 => rt::list(p, &mut out.relevant_history, "relevantHistory", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
+                15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
+                17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::list(p, &mut out.replaces, "replaces"),
+                20 => rt::opt(p, &mut out.requisition, "requisition"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.intent, "intent"),
+                24 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                25 => rt::list(p, &mut out.category, "category"),
+                26 => rt::opt(p, &mut out.priority, "priority"),
+                27 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                28 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
+                29 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                30 => rt::opt(p, &mut out.code, "code"),
+                31 => rt::list(p, &mut out.order_detail, "orderDetail"),
+                32 => rt::choice(p, &mut out.quantity, key),
+                33 => rt::opt(p, &mut f_subject, "subject"),
+                34 => rt::opt(p, &mut out.encounter, "encounter"),
+                35 => rt::choice(p, &mut out.occurrence, key),
+                36 => rt::choice(p, &mut out.as_needed, key),
+                37 => rt::opt(p, &mut out.authored_on, "authoredOn"),
+                38 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
+                39 => rt::opt(p, &mut out.requester, "requester"),
+                40 => rt::opt(p, &mut out.performer_type, "performerType"),
+                41 => rt::list(p, &mut out.performer, "performer"),
+                42 => rt::list(p, &mut out.location_code, "locationCode"),
+                43 => rt::list(p, &mut out.location_reference, "locationReference"),
+                44 => rt::list(p, &mut out.reason_code, "reasonCode"),
+                45 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                46 => rt::list(p, &mut out.insurance, "insurance"),
+                47 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                48 => rt::list(p, &mut out.specimen, "specimen"),
+                49 => rt::list(p, &mut out.body_site, "bodySite"),
+                50 => rt::list(p, &mut out.note, "note"),
+                51 => rt::opt(p, &mut out.patient_instruction, "patientInstruction"),
+                52 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction"),
+                53 => rt::list(p, &mut out.relevant_history, "relevantHistory"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -334,7 +337,9 @@ impl ToJson for ServiceRequest {
         rt::w_opt(w, b"\"patientInstruction\":", &self.patient_instruction);
         rt::w_opt(w, b"\"_patientInstruction\":", &self.patient_instruction_ext);
         rt::w_list(w, b"\"relevantHistory\":", &self.relevant_history);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -347,7 +352,7 @@ impl FhirResource for ServiceRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -365,6 +370,14 @@ impl FhirResource for ServiceRequest {
     }
 }
 
+impl ServiceRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
+    }
+}
+
 impl From<ServiceRequest> for Resource {
     fn from(resource: ServiceRequest) -> Self {
         Resource::ServiceRequest(Box::new(resource))
@@ -377,9 +390,9 @@ pub enum ServiceRequestQuantity {
     /// `quantityQuantity`.
     Quantity(Quantity),
     /// `quantityRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `quantityRange`.
-    Range(Range),
+    Range(Box<Range>),
 }
 
 impl rt::Choice for ServiceRequestQuantity {
@@ -435,7 +448,7 @@ pub enum ServiceRequestOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for ServiceRequestOccurrence {

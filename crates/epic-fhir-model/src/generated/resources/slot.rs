@@ -19,7 +19,7 @@ pub struct Slot {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -76,69 +76,72 @@ pub struct Slot {
     pub extra: Extra,
 }
 
+impl Slot {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 398,
+        slots: &[
+            ("", 0), ("", 0), ("serviceType", 15), ("_end", 24),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("extension", 11), ("id", 2),
+            ("_language", 8), ("contained", 10), ("", 0), ("", 0),
+            ("_overbooked", 26), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("end", 23), ("status", 19), ("", 0),
+            ("implicitRules", 5), ("_status", 20), ("", 0), ("comment", 27),
+            ("", 0), ("modifierExtension", 12), ("_start", 22), ("", 0),
+            ("", 0), ("schedule", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("specialty", 16), ("identifier", 13),
+            ("serviceCategory", 14), ("", 0), ("", 0), ("", 0),
+            ("start", 21), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("appointmentType", 17), ("", 0), ("_comment", 28), ("overbooked", 25),
+        ],
+    };
+}
+
 impl FromJson for Slot {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Slot {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 398,
-            slots: &[
-                ("", 0), ("", 0), ("serviceType", 15), ("_end", 24),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("extension", 11), ("id", 2),
-                ("_language", 8), ("contained", 10), ("", 0), ("", 0),
-                ("_overbooked", 26), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("end", 23), ("status", 19), ("", 0),
-                ("implicitRules", 5), ("_status", 20), ("", 0), ("comment", 27),
-                ("", 0), ("modifierExtension", 12), ("_start", 22), ("", 0),
-                ("", 0), ("schedule", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("specialty", 16), ("identifier", 13),
-                ("serviceCategory", 14), ("", 0), ("", 0), ("", 0),
-                ("start", 21), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("appointmentType", 17), ("", 0), ("_comment", 28), ("overbooked", 25),
-            ],
-        };
+impl rt::ReadMembers for Slot {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_schedule = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Slot"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.service_category, "serviceCategory", &mut out.extra),
-                15 => rt::list(p, &mut out.service_type, "serviceType", &mut out.extra),
-                16 => rt::list(p, &mut out.specialty, "specialty", &mut out.extra),
-                17 => rt::opt(p, &mut out.appointment_type, "appointmentType", &mut out.extra),
-                18 => rt::opt(p, &mut f_schedule, "schedule", &mut out.extra),
-                19 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                20 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                21 => rt::opt(p, &mut out.start, "start", &mut out.extra),
-                22 => rt::opt(p, &mut out.start_ext, "_start", &mut out.extra),
-                23 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                24 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                25 => rt::opt(p, &mut out.overbooked, "overbooked", &mut out.extra),
-                26 => rt::opt(p, &mut out.overbooked_ext, "_overbooked", &mut out.extra),
-                27 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                28 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.service_category, "serviceCategory"),
+                15 => rt::list(p, &mut out.service_type, "serviceType"),
+                16 => rt::list(p, &mut out.specialty, "specialty"),
+                17 => rt::opt(p, &mut out.appointment_type, "appointmentType"),
+                18 => rt::opt(p, &mut f_schedule, "schedule"),
+                19 => rt::opt(p, &mut out.status, "status"),
+                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                21 => rt::opt(p, &mut out.start, "start"),
+                22 => rt::opt(p, &mut out.start_ext, "_start"),
+                23 => rt::opt(p, &mut out.end, "end"),
+                24 => rt::opt(p, &mut out.end_ext, "_end"),
+                25 => rt::opt(p, &mut out.overbooked, "overbooked"),
+                26 => rt::opt(p, &mut out.overbooked_ext, "_overbooked"),
+                27 => rt::opt(p, &mut out.comment, "comment"),
+                28 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -182,7 +185,9 @@ impl ToJson for Slot {
         rt::w_opt(w, b"\"_overbooked\":", &self.overbooked_ext);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -195,7 +200,7 @@ impl FhirResource for Slot {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -210,6 +215,14 @@ impl FhirResource for Slot {
             Resource::Slot(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Slot {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 

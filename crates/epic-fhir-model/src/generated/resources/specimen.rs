@@ -19,7 +19,7 @@ pub struct Specimen {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -43,7 +43,7 @@ pub struct Specimen {
     /// External Identifier. `identifier` (0..*).
     pub identifier: Vec<Identifier>,
     /// Identifier assigned by the lab. `accessionIdentifier` (0..1).
-    pub accession_identifier: Option<Identifier>,
+    pub accession_identifier: Option<Box<Identifier>>,
     /// available | unavailable | unsatisfactory | entered-in-error. `status` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -63,7 +63,7 @@ pub struct Specimen {
     /// Why the specimen was collected. `request` (0..*).
     pub request: Vec<Reference>,
     /// Collection details. `collection` (0..1).
-    pub collection: Option<SpecimenCollection>,
+    pub collection: Option<Box<SpecimenCollection>>,
     /// Processing and processing step details. `processing` (0..*).
     pub processing: Vec<SpecimenProcessing>,
     /// Direct container of specimen (tube/slide, etc.). `container` (0..*).
@@ -76,67 +76,70 @@ pub struct Specimen {
     pub extra: Extra,
 }
 
+impl Specimen {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 44,
+        slots: &[
+            ("subject", 18), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("condition", 26), ("", 0), ("", 0), ("", 0),
+            ("receivedTime", 19), ("", 0), ("container", 25), ("type", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("accessionIdentifier", 14), ("status", 15), ("", 0), ("collection", 23),
+            ("", 0), ("", 0), ("", 0), ("note", 27),
+            ("", 0), ("", 0), ("_receivedTime", 20), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
+            ("request", 22), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("parent", 21), ("language", 7), ("extension", 11),
+            ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
+            ("_status", 16), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Specimen {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Specimen {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 44,
-            slots: &[
-                ("subject", 18), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-                ("condition", 26), ("", 0), ("", 0), ("", 0),
-                ("receivedTime", 19), ("", 0), ("container", 25), ("type", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("identifier", 13), ("", 0), ("", 0),
-                ("accessionIdentifier", 14), ("status", 15), ("", 0), ("collection", 23),
-                ("", 0), ("", 0), ("", 0), ("note", 27),
-                ("", 0), ("", 0), ("_receivedTime", 20), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-                ("request", 22), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("parent", 21), ("language", 7), ("extension", 11),
-                ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
-                ("_status", 16), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Specimen {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Specimen"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.accession_identifier, "accessionIdentifier", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                17 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                18 => rt::opt(p, &mut out.subject, "subject", &mut out.extra),
-                19 => rt::opt(p, &mut out.received_time, "receivedTime", &mut out.extra),
-                20 => rt::opt(p, &mut out.received_time_ext, "_receivedTime", &mut out.extra),
-                21 => rt::list(p, &mut out.parent, "parent", &mut out.extra),
-                22 => rt::list(p, &mut out.request, "request", &mut out.extra),
-                23 => rt::opt(p, &mut out.collection, "collection", &mut out.extra),
-                24 => rt::list(p, &mut out.processing, "processing", &mut out.extra),
-                25 => rt::list(p, &mut out.container, "container", &mut out.extra),
-                26 => rt::list(p, &mut out.condition, "condition", &mut out.extra),
-                27 => rt::list(p, &mut out.note, "note", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.accession_identifier, "accessionIdentifier"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                17 => rt::opt(p, &mut out.r#type, "type"),
+                18 => rt::opt(p, &mut out.subject, "subject"),
+                19 => rt::opt(p, &mut out.received_time, "receivedTime"),
+                20 => rt::opt(p, &mut out.received_time_ext, "_receivedTime"),
+                21 => rt::list(p, &mut out.parent, "parent"),
+                22 => rt::list(p, &mut out.request, "request"),
+                23 => rt::opt(p, &mut out.collection, "collection"),
+                24 => rt::list(p, &mut out.processing, "processing"),
+                25 => rt::list(p, &mut out.container, "container"),
+                26 => rt::list(p, &mut out.condition, "condition"),
+                27 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -178,7 +181,9 @@ impl ToJson for Specimen {
         rt::w_list(w, b"\"container\":", &self.container);
         rt::w_list(w, b"\"condition\":", &self.condition);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -191,7 +196,7 @@ impl FhirResource for Specimen {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -206,6 +211,14 @@ impl FhirResource for Specimen {
             Resource::Specimen(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Specimen {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -246,36 +259,40 @@ pub struct SpecimenContainer {
     pub extra: Extra,
 }
 
+impl SpecimenContainer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("additiveCodeableConcept", 10), ("description", 5), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("additiveReference", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 7), ("capacity", 8), ("", 0), ("_description", 6),
+            ("modifierExtension", 3), ("specimenQuantity", 9), ("", 0), ("identifier", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SpecimenContainer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("additiveCodeableConcept", 10), ("description", 5), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("additiveReference", 10),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 7), ("capacity", 8), ("", 0), ("_description", 6),
-                ("modifierExtension", 3), ("specimenQuantity", 9), ("", 0), ("identifier", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                6 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                7 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                8 => rt::opt(p, &mut out.capacity, "capacity", &mut out.extra),
-                9 => rt::opt(p, &mut out.specimen_quantity, "specimenQuantity", &mut out.extra),
-                10 => rt::choice(p, &mut out.additive, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.description, "description"),
+                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt(p, &mut out.r#type, "type"),
+                8 => rt::opt(p, &mut out.capacity, "capacity"),
+                9 => rt::opt(p, &mut out.specimen_quantity, "specimenQuantity"),
+                10 => rt::choice(p, &mut out.additive, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -296,7 +313,9 @@ impl ToJson for SpecimenContainer {
         rt::w_opt(w, b"\"capacity\":", &self.capacity);
         rt::w_opt(w, b"\"specimenQuantity\":", &self.specimen_quantity);
         rt::w_choice(w, &self.additive);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -328,34 +347,38 @@ pub struct SpecimenProcessing {
     pub extra: Extra,
 }
 
+impl SpecimenProcessing {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 4), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
+            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("additive", 7),
+        ],
+    };
+}
+
 impl FromJson for SpecimenProcessing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 4), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
-                ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("additive", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.procedure, "procedure", &mut out.extra),
-                7 => rt::list(p, &mut out.additive, "additive", &mut out.extra),
-                8 => rt::choice(p, &mut out.time, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.procedure, "procedure"),
+                7 => rt::list(p, &mut out.additive, "additive"),
+                8 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -374,7 +397,9 @@ impl ToJson for SpecimenProcessing {
         rt::w_opt(w, b"\"procedure\":", &self.procedure);
         rt::w_list(w, b"\"additive\":", &self.additive);
         rt::w_choice(w, &self.time);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -410,36 +435,40 @@ pub struct SpecimenCollection {
     pub extra: Extra,
 }
 
+impl SpecimenCollection {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("collectedDateTime", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("collector", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("duration", 6), ("", 0), ("fastingStatusCodeableConcept", 10), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("fastingStatusDuration", 10), ("", 0), ("bodySite", 9),
+            ("", 0), ("", 0), ("", 0), ("method", 8),
+            ("collectedPeriod", 5), ("quantity", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SpecimenCollection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("collectedDateTime", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("collector", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("duration", 6), ("", 0), ("fastingStatusCodeableConcept", 10), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("fastingStatusDuration", 10), ("", 0), ("bodySite", 9),
-                ("", 0), ("", 0), ("", 0), ("method", 8),
-                ("collectedPeriod", 5), ("quantity", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.collector, "collector", &mut out.extra),
-                5 => rt::choice(p, &mut out.collected, key, &mut out.extra),
-                6 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
-                7 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                8 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                9 => rt::opt(p, &mut out.body_site, "bodySite", &mut out.extra),
-                10 => rt::choice(p, &mut out.fasting_status, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.collector, "collector"),
+                5 => rt::choice(p, &mut out.collected, key),
+                6 => rt::opt(p, &mut out.duration, "duration"),
+                7 => rt::opt(p, &mut out.quantity, "quantity"),
+                8 => rt::opt(p, &mut out.method, "method"),
+                9 => rt::opt(p, &mut out.body_site, "bodySite"),
+                10 => rt::choice(p, &mut out.fasting_status, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -460,7 +489,9 @@ impl ToJson for SpecimenCollection {
         rt::w_opt(w, b"\"method\":", &self.method);
         rt::w_opt(w, b"\"bodySite\":", &self.body_site);
         rt::w_choice(w, &self.fasting_status);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

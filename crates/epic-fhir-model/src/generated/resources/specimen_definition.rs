@@ -19,7 +19,7 @@ pub struct SpecimenDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct SpecimenDefinition {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Business identifier of a kind of specimen. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Kind of material to collect. `typeCollected` (0..1).
     pub type_collected: Option<CodeableConcept>,
     /// Patient preparation for collection. `patientPreparation` (0..*).
@@ -58,59 +58,62 @@ pub struct SpecimenDefinition {
     pub extra: Extra,
 }
 
+impl SpecimenDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("typeCollected", 14), ("", 0),
+            ("id", 2), ("collection", 18), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("patientPreparation", 15),
+            ("timeAspect", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
+            ("contained", 10), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("_timeAspect", 17), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("typeTested", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+        ],
+    };
+}
+
 impl FromJson for SpecimenDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SpecimenDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("typeCollected", 14), ("", 0),
-                ("id", 2), ("collection", 18), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("patientPreparation", 15),
-                ("timeAspect", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
-                ("contained", 10), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("_timeAspect", 17), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("typeTested", 19),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ],
-        };
+impl rt::ReadMembers for SpecimenDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SpecimenDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.type_collected, "typeCollected", &mut out.extra),
-                15 => rt::list(p, &mut out.patient_preparation, "patientPreparation", &mut out.extra),
-                16 => rt::opt(p, &mut out.time_aspect, "timeAspect", &mut out.extra),
-                17 => rt::opt(p, &mut out.time_aspect_ext, "_timeAspect", &mut out.extra),
-                18 => rt::list(p, &mut out.collection, "collection", &mut out.extra),
-                19 => rt::list(p, &mut out.type_tested, "typeTested", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.type_collected, "typeCollected"),
+                15 => rt::list(p, &mut out.patient_preparation, "patientPreparation"),
+                16 => rt::opt(p, &mut out.time_aspect, "timeAspect"),
+                17 => rt::opt(p, &mut out.time_aspect_ext, "_timeAspect"),
+                18 => rt::list(p, &mut out.collection, "collection"),
+                19 => rt::list(p, &mut out.type_tested, "typeTested"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -144,7 +147,9 @@ impl ToJson for SpecimenDefinition {
         rt::w_opt(w, b"\"_timeAspect\":", &self.time_aspect_ext);
         rt::w_list(w, b"\"collection\":", &self.collection);
         rt::w_list(w, b"\"typeTested\":", &self.type_tested);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -157,7 +162,7 @@ impl FhirResource for SpecimenDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -172,6 +177,14 @@ impl FhirResource for SpecimenDefinition {
             Resource::SpecimenDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SpecimenDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -205,7 +218,7 @@ pub struct SpecimenDefinitionTypeTested {
     /// The `_preference` member: the id and extensions of the value of `preference`.
     pub preference_ext: Option<Box<Element>>,
     /// The specimen's container. `container` (0..1).
-    pub container: Option<SpecimenDefinitionTypeTestedContainer>,
+    pub container: Option<Box<SpecimenDefinitionTypeTestedContainer>>,
     /// Specimen requirements. `requirement` (0..1).
     pub requirement: Option<String>,
     /// The `_requirement` member: the id and extensions of the value of `requirement`.
@@ -220,40 +233,44 @@ pub struct SpecimenDefinitionTypeTested {
     pub extra: Extra,
 }
 
+impl SpecimenDefinitionTypeTested {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 31,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_preference", 8), ("type", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("handling", 14), ("extension", 2), ("", 0), ("container", 9),
+            ("", 0), ("preference", 7), ("requirement", 10), ("_isDerived", 5),
+            ("", 0), ("isDerived", 4), ("", 0), ("retentionTime", 12),
+            ("rejectionCriterion", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_requirement", 11), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SpecimenDefinitionTypeTested {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 31,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("_preference", 8), ("type", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("handling", 14), ("extension", 2), ("", 0), ("container", 9),
-                ("", 0), ("preference", 7), ("requirement", 10), ("_isDerived", 5),
-                ("", 0), ("isDerived", 4), ("", 0), ("retentionTime", 12),
-                ("rejectionCriterion", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_requirement", 11), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.is_derived, "isDerived", &mut out.extra),
-                5 => rt::opt(p, &mut out.is_derived_ext, "_isDerived", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.preference, "preference", &mut out.extra),
-                8 => rt::opt(p, &mut out.preference_ext, "_preference", &mut out.extra),
-                9 => rt::opt(p, &mut out.container, "container", &mut out.extra),
-                10 => rt::opt(p, &mut out.requirement, "requirement", &mut out.extra),
-                11 => rt::opt(p, &mut out.requirement_ext, "_requirement", &mut out.extra),
-                12 => rt::opt(p, &mut out.retention_time, "retentionTime", &mut out.extra),
-                13 => rt::list(p, &mut out.rejection_criterion, "rejectionCriterion", &mut out.extra),
-                14 => rt::list(p, &mut out.handling, "handling", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.is_derived, "isDerived"),
+                5 => rt::opt(p, &mut out.is_derived_ext, "_isDerived"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.preference, "preference"),
+                8 => rt::opt(p, &mut out.preference_ext, "_preference"),
+                9 => rt::opt(p, &mut out.container, "container"),
+                10 => rt::opt(p, &mut out.requirement, "requirement"),
+                11 => rt::opt(p, &mut out.requirement_ext, "_requirement"),
+                12 => rt::opt(p, &mut out.retention_time, "retentionTime"),
+                13 => rt::list(p, &mut out.rejection_criterion, "rejectionCriterion"),
+                14 => rt::list(p, &mut out.handling, "handling"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,7 +295,9 @@ impl ToJson for SpecimenDefinitionTypeTested {
         rt::w_opt(w, b"\"retentionTime\":", &self.retention_time);
         rt::w_list(w, b"\"rejectionCriterion\":", &self.rejection_criterion);
         rt::w_list(w, b"\"handling\":", &self.handling);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -299,7 +318,7 @@ pub struct SpecimenDefinitionTypeTestedHandling {
     /// Temperature qualifier. `temperatureQualifier` (0..1).
     pub temperature_qualifier: Option<CodeableConcept>,
     /// Temperature range. `temperatureRange` (0..1).
-    pub temperature_range: Option<Range>,
+    pub temperature_range: Option<Box<Range>>,
     /// Maximum preservation time. `maxDuration` (0..1).
     pub max_duration: Option<Duration>,
     /// Preservation instruction. `instruction` (0..1).
@@ -310,30 +329,34 @@ pub struct SpecimenDefinitionTypeTestedHandling {
     pub extra: Extra,
 }
 
+impl SpecimenDefinitionTypeTestedHandling {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("instruction", 7), ("maxDuration", 6), ("", 0),
+            ("temperatureRange", 5), ("", 0), ("_instruction", 8), ("temperatureQualifier", 4),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SpecimenDefinitionTypeTestedHandling {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("instruction", 7), ("maxDuration", 6), ("", 0),
-                ("temperatureRange", 5), ("", 0), ("_instruction", 8), ("temperatureQualifier", 4),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.temperature_qualifier, "temperatureQualifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.temperature_range, "temperatureRange", &mut out.extra),
-                6 => rt::opt(p, &mut out.max_duration, "maxDuration", &mut out.extra),
-                7 => rt::opt(p, &mut out.instruction, "instruction", &mut out.extra),
-                8 => rt::opt(p, &mut out.instruction_ext, "_instruction", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.temperature_qualifier, "temperatureQualifier"),
+                5 => rt::opt(p, &mut out.temperature_range, "temperatureRange"),
+                6 => rt::opt(p, &mut out.max_duration, "maxDuration"),
+                7 => rt::opt(p, &mut out.instruction, "instruction"),
+                8 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -352,7 +375,9 @@ impl ToJson for SpecimenDefinitionTypeTestedHandling {
         rt::w_opt(w, b"\"maxDuration\":", &self.max_duration);
         rt::w_opt(w, b"\"instruction\":", &self.instruction);
         rt::w_opt(w, b"\"_instruction\":", &self.instruction_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -394,39 +419,43 @@ pub struct SpecimenDefinitionTypeTestedContainer {
     pub extra: Extra,
 }
 
+impl SpecimenDefinitionTypeTestedContainer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 24,
+        slots: &[
+            ("", 0), ("", 0), ("_preparation", 13), ("type", 5),
+            ("minimumVolumeString", 10), ("", 0), ("cap", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_description", 8), ("", 0), ("preparation", 12),
+            ("", 0), ("minimumVolumeQuantity", 10), ("additive", 11), ("extension", 2),
+            ("", 0), ("capacity", 9), ("material", 4), ("", 0),
+            ("description", 7), ("", 0), ("", 0), ("modifierExtension", 3),
+        ],
+    };
+}
+
 impl FromJson for SpecimenDefinitionTypeTestedContainer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 24,
-            slots: &[
-                ("", 0), ("", 0), ("_preparation", 13), ("type", 5),
-                ("minimumVolumeString", 10), ("", 0), ("cap", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("_description", 8), ("", 0), ("preparation", 12),
-                ("", 0), ("minimumVolumeQuantity", 10), ("additive", 11), ("extension", 2),
-                ("", 0), ("capacity", 9), ("material", 4), ("", 0),
-                ("description", 7), ("", 0), ("", 0), ("modifierExtension", 3),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.material, "material", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.cap, "cap", &mut out.extra),
-                7 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                8 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                9 => rt::opt(p, &mut out.capacity, "capacity", &mut out.extra),
-                10 => rt::choice(p, &mut out.minimum_volume, key, &mut out.extra),
-                11 => rt::list(p, &mut out.additive, "additive", &mut out.extra),
-                12 => rt::opt(p, &mut out.preparation, "preparation", &mut out.extra),
-                13 => rt::opt(p, &mut out.preparation_ext, "_preparation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.material, "material"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.cap, "cap"),
+                7 => rt::opt(p, &mut out.description, "description"),
+                8 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt(p, &mut out.capacity, "capacity"),
+                10 => rt::choice(p, &mut out.minimum_volume, key),
+                11 => rt::list(p, &mut out.additive, "additive"),
+                12 => rt::opt(p, &mut out.preparation, "preparation"),
+                13 => rt::opt(p, &mut out.preparation_ext, "_preparation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -450,7 +479,9 @@ impl ToJson for SpecimenDefinitionTypeTestedContainer {
         rt::w_list(w, b"\"additive\":", &self.additive);
         rt::w_opt(w, b"\"preparation\":", &self.preparation);
         rt::w_opt(w, b"\"_preparation\":", &self.preparation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -474,30 +505,34 @@ pub struct SpecimenDefinitionTypeTestedContainerAdditive {
     pub extra: Extra,
 }
 
+impl SpecimenDefinitionTypeTestedContainerAdditive {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("additiveReference", 4), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("additiveCodeableConcept", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SpecimenDefinitionTypeTestedContainerAdditive {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("additiveReference", 4), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("additiveCodeableConcept", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_additive = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_additive, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_additive, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -518,7 +553,9 @@ impl ToJson for SpecimenDefinitionTypeTestedContainerAdditive {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.additive, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct StructureDefinition {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -136,145 +136,148 @@ pub struct StructureDefinition {
     pub extra: Extra,
 }
 
+impl StructureDefinition {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 767,
+        slots: &[
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("_derivation", 55), ("name", 18),
+            ("", 0), ("", 0), ("jurisdiction", 34), ("useContext", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("title", 20), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_fhirVersion", 41), ("identifier", 15),
+            ("", 0), ("", 0), ("", 0), ("snapshot", 56),
+            ("", 0), ("differential", 57), ("", 0), ("", 0),
+            ("", 0), ("_baseDefinition", 53), ("", 0), ("", 0),
+            ("", 0), ("_kind", 44), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contextInvariant", 48), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_abstract", 46), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 23),
+            ("", 0), ("", 0), ("", 0), ("keyword", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("_purpose", 36), ("_date", 27),
+            ("resourceType", 1), ("_title", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("purpose", 35), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("_description", 32), ("publisher", 28),
+            ("copyright", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("status", 22),
+            ("_contextInvariant", 49), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("mapping", 42),
+            ("version", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_copyright", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 50), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("_name", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("kind", 43), ("abstract", 45), ("experimental", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("fhirVersion", 40), ("", 0),
+            ("", 0), ("", 0), ("derivation", 54), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("url", 13),
+            ("contained", 10), ("contact", 30), ("", 0), ("context", 47),
+            ("", 0), ("_type", 51), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("description", 31), ("", 0),
+            ("", 0), ("date", 26), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("_version", 17), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 29), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_experimental", 25), ("", 0), ("baseDefinition", 52),
+        ],
+    };
+}
+
 impl FromJson for StructureDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl StructureDefinition {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 767,
-            slots: &[
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("_derivation", 55), ("name", 18),
-                ("", 0), ("", 0), ("jurisdiction", 34), ("useContext", 33),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("title", 20), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_fhirVersion", 41), ("identifier", 15),
-                ("", 0), ("", 0), ("", 0), ("snapshot", 56),
-                ("", 0), ("differential", 57), ("", 0), ("", 0),
-                ("", 0), ("_baseDefinition", 53), ("", 0), ("", 0),
-                ("", 0), ("_kind", 44), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contextInvariant", 48), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_abstract", 46), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_status", 23),
-                ("", 0), ("", 0), ("", 0), ("keyword", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("_purpose", 36), ("_date", 27),
-                ("resourceType", 1), ("_title", 21), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("purpose", 35), ("", 0), ("extension", 11),
-                ("", 0), ("", 0), ("_description", 32), ("publisher", 28),
-                ("copyright", 37), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_url", 14), ("status", 22),
-                ("_contextInvariant", 49), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("mapping", 42),
-                ("version", 16), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_copyright", 38), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("type", 50), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("_name", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("kind", 43), ("abstract", 45), ("experimental", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("fhirVersion", 40), ("", 0),
-                ("", 0), ("", 0), ("derivation", 54), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("url", 13),
-                ("contained", 10), ("contact", 30), ("", 0), ("context", 47),
-                ("", 0), ("_type", 51), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("description", 31), ("", 0),
-                ("", 0), ("date", 26), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("_version", 17), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 29), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_experimental", 25), ("", 0), ("baseDefinition", 52),
-            ],
-        };
+impl rt::ReadMembers for StructureDefinition {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "StructureDefinition"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                39 => rt::list(p, &mut out.keyword, "keyword", &mut out.extra),
-                40 => rt::opt(p, &mut out.fhir_version, "fhirVersion", &mut out.extra),
-                41 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion", &mut out.extra),
-                42 => rt::list(p, &mut out.mapping, "mapping", &mut out.extra),
-                43 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                44 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                45 => rt::opt(p, &mut out.r#abstract, "abstract", &mut out.extra),
-                46 => rt::opt(p, &mut out.abstract_ext, "_abstract", &mut out.extra),
-                47 => rt::list(p, &mut out.context, "context", &mut out.extra),
-                48 => rt::prim_list(p, &mut out.context_invariant, &mut out.context_invariant_ext, "contextInvariant", &mut out.extra),
-                49 => rt::list_ext(p, &mut out.context_invariant_ext, "_contextInvariant", &mut out.extra),
-                50 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                51 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                52 => rt::opt(p, &mut out.base_definition, "baseDefinition", &mut out.extra),
-                53 => rt::opt(p, &mut out.base_definition_ext, "_baseDefinition", &mut out.extra),
-                54 => rt::opt(p, &mut out.derivation, "derivation", &mut out.extra),
-                55 => rt::opt(p, &mut out.derivation_ext, "_derivation", &mut out.extra),
-                56 => rt::opt(p, &mut out.snapshot, "snapshot", &mut out.extra),
-                57 => rt::opt(p, &mut out.differential, "differential", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.purpose, "purpose"),
+                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt(p, &mut out.copyright, "copyright"),
+                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list(p, &mut out.keyword, "keyword"),
+                40 => rt::opt(p, &mut out.fhir_version, "fhirVersion"),
+                41 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                42 => rt::list(p, &mut out.mapping, "mapping"),
+                43 => rt::opt(p, &mut out.kind, "kind"),
+                44 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                45 => rt::opt(p, &mut out.r#abstract, "abstract"),
+                46 => rt::opt(p, &mut out.abstract_ext, "_abstract"),
+                47 => rt::list(p, &mut out.context, "context"),
+                48 => rt::prim_list(p, &mut out.context_invariant, &mut out.context_invariant_ext, "contextInvariant"),
+                49 => rt::list_ext(p, &mut out.context_invariant_ext, "_contextInvariant"),
+                50 => rt::opt(p, &mut out.r#type, "type"),
+                51 => rt::opt(p, &mut out.type_ext, "_type"),
+                52 => rt::opt(p, &mut out.base_definition, "baseDefinition"),
+                53 => rt::opt(p, &mut out.base_definition_ext, "_baseDefinition"),
+                54 => rt::opt(p, &mut out.derivation, "derivation"),
+                55 => rt::opt(p, &mut out.derivation_ext, "_derivation"),
+                56 => rt::opt(p, &mut out.snapshot, "snapshot"),
+                57 => rt::opt(p, &mut out.differential, "differential"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -345,7 +348,9 @@ impl ToJson for StructureDefinition {
         rt::w_opt(w, b"\"_derivation\":", &self.derivation_ext);
         rt::w_opt(w, b"\"snapshot\":", &self.snapshot);
         rt::w_opt(w, b"\"differential\":", &self.differential);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -358,7 +363,7 @@ impl FhirResource for StructureDefinition {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -373,6 +378,14 @@ impl FhirResource for StructureDefinition {
             Resource::StructureDefinition(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl StructureDefinition {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -401,24 +414,28 @@ pub struct StructureDefinitionDifferential {
     pub extra: Extra,
 }
 
+impl StructureDefinitionDifferential {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("element", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureDefinitionDifferential {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("element", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.element, "element", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.element, "element"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -433,7 +450,9 @@ impl ToJson for StructureDefinitionDifferential {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"element\":", &self.element);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -457,24 +476,28 @@ pub struct StructureDefinitionSnapshot {
     pub extra: Extra,
 }
 
+impl StructureDefinitionSnapshot {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("element", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureDefinitionSnapshot {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("element", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.element, "element", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.element, "element"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -489,7 +512,9 @@ impl ToJson for StructureDefinitionSnapshot {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"element\":", &self.element);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -519,29 +544,33 @@ pub struct StructureDefinitionContext {
     pub extra: Extra,
 }
 
+impl StructureDefinitionContext {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("expression", 6),
+            ("", 0), ("_expression", 7), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 5), ("type", 4),
+        ],
+    };
+}
+
 impl FromJson for StructureDefinitionContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("expression", 6),
-                ("", 0), ("_expression", 7), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 5), ("type", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                7 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.expression, "expression"),
+                7 => rt::opt(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -559,7 +588,9 @@ impl ToJson for StructureDefinitionContext {
         rt::w_opt(w, b"\"_type\":", &self.type_ext);
         rt::w_opt(w, b"\"expression\":", &self.expression);
         rt::w_opt(w, b"\"_expression\":", &self.expression_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -597,37 +628,41 @@ pub struct StructureDefinitionMapping {
     pub extra: Extra,
 }
 
+impl StructureDefinitionMapping {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("comment", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_comment", 11), ("_identity", 5),
+            ("identity", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("name", 8),
+            ("uri", 6), ("extension", 2), ("", 0), ("_name", 9),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("_uri", 7),
+        ],
+    };
+}
+
 impl FromJson for StructureDefinitionMapping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("comment", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_comment", 11), ("_identity", 5),
-                ("identity", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("name", 8),
-                ("uri", 6), ("extension", 2), ("", 0), ("_name", 9),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("_uri", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identity, "identity", &mut out.extra),
-                5 => rt::opt(p, &mut out.identity_ext, "_identity", &mut out.extra),
-                6 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
-                8 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                9 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                10 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identity, "identity"),
+                5 => rt::opt(p, &mut out.identity_ext, "_identity"),
+                6 => rt::opt(p, &mut out.uri, "uri"),
+                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                8 => rt::opt(p, &mut out.name, "name"),
+                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt(p, &mut out.comment, "comment"),
+                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -649,7 +684,9 @@ impl ToJson for StructureDefinitionMapping {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

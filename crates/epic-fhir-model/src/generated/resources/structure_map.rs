@@ -19,7 +19,7 @@ pub struct StructureMap {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -106,98 +106,101 @@ pub struct StructureMap {
     pub extra: Extra,
 }
 
+impl StructureMap {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2715,
+        slots: &[
+            ("", 0), ("useContext", 33), ("", 0), ("modifierExtension", 12),
+            ("_purpose", 36), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("version", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contact", 30), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("_date", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_import", 41), ("", 0),
+            ("jurisdiction", 34), ("description", 31), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("publisher", 28), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_name", 19), ("group", 42),
+            ("_experimental", 25), ("_url", 14), ("", 0), ("", 0),
+            ("", 0), ("structure", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("copyright", 37),
+            ("", 0), ("", 0), ("date", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_version", 17), ("url", 13), ("", 0), ("", 0),
+            ("_status", 23), ("", 0), ("", 0), ("_description", 32),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("name", 18), ("identifier", 15), ("", 0), ("", 0),
+            ("experimental", 24), ("status", 22), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("title", 20), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("text", 9), ("", 0),
+            ("", 0), ("_publisher", 29), ("", 0), ("purpose", 35),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("_copyright", 38), ("", 0), ("import", 40), ("_title", 21),
+        ],
+    };
+}
+
 impl FromJson for StructureMap {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl StructureMap {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2715,
-            slots: &[
-                ("", 0), ("useContext", 33), ("", 0), ("modifierExtension", 12),
-                ("_purpose", 36), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("version", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contact", 30), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("_date", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_import", 41), ("", 0),
-                ("jurisdiction", 34), ("description", 31), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("", 0), ("publisher", 28), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_name", 19), ("group", 42),
-                ("_experimental", 25), ("_url", 14), ("", 0), ("", 0),
-                ("", 0), ("structure", 39), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("copyright", 37),
-                ("", 0), ("", 0), ("date", 26), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_version", 17), ("url", 13), ("", 0), ("", 0),
-                ("_status", 23), ("", 0), ("", 0), ("_description", 32),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("name", 18), ("identifier", 15), ("", 0), ("", 0),
-                ("experimental", 24), ("status", 22), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("title", 20), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("text", 9), ("", 0),
-                ("", 0), ("_publisher", 29), ("", 0), ("purpose", 35),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("_copyright", 38), ("", 0), ("import", 40), ("_title", 21),
-            ],
-        };
+impl rt::ReadMembers for StructureMap {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "StructureMap"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                39 => rt::list(p, &mut out.structure, "structure", &mut out.extra),
-                40 => rt::prim_list(p, &mut out.import, &mut out.import_ext, "import", &mut out.extra),
-                41 => rt::list_ext(p, &mut out.import_ext, "_import", &mut out.extra),
-                42 => rt::list(p, &mut out.group, "group", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.purpose, "purpose"),
+                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt(p, &mut out.copyright, "copyright"),
+                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list(p, &mut out.structure, "structure"),
+                40 => rt::prim_list(p, &mut out.import, &mut out.import_ext, "import"),
+                41 => rt::list_ext(p, &mut out.import_ext, "_import"),
+                42 => rt::list(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -253,7 +256,9 @@ impl ToJson for StructureMap {
         rt::w_list(w, b"\"structure\":", &self.structure);
         rt::w_prim_list(w, b"\"import\":", b"\"_import\":", &self.import, &self.import_ext);
         rt::w_list(w, b"\"group\":", &self.group);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -266,7 +271,7 @@ impl FhirResource for StructureMap {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -281,6 +286,14 @@ impl FhirResource for StructureMap {
             Resource::StructureMap(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl StructureMap {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -327,39 +340,43 @@ pub struct StructureMapGroup {
     pub extra: Extra,
 }
 
+impl StructureMapGroup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_documentation", 11), ("", 0), ("", 0), ("_extends", 7),
+            ("_name", 5), ("_typeMode", 9), ("", 0), ("", 0),
+            ("rule", 13), ("documentation", 10), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("name", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extends", 6), ("typeMode", 8), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("input", 12), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_documentation", 11), ("", 0), ("", 0), ("_extends", 7),
-                ("_name", 5), ("_typeMode", 9), ("", 0), ("", 0),
-                ("rule", 13), ("documentation", 10), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("name", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extends", 6), ("typeMode", 8), ("extension", 2), ("", 0),
-                ("id", 1), ("", 0), ("input", 12), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.extends, "extends", &mut out.extra),
-                7 => rt::opt(p, &mut out.extends_ext, "_extends", &mut out.extra),
-                8 => rt::opt(p, &mut out.type_mode, "typeMode", &mut out.extra),
-                9 => rt::opt(p, &mut out.type_mode_ext, "_typeMode", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
-                12 => rt::list(p, &mut out.input, "input", &mut out.extra),
-                13 => rt::list(p, &mut out.rule, "rule", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.extends, "extends"),
+                7 => rt::opt(p, &mut out.extends_ext, "_extends"),
+                8 => rt::opt(p, &mut out.type_mode, "typeMode"),
+                9 => rt::opt(p, &mut out.type_mode_ext, "_typeMode"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                12 => rt::list(p, &mut out.input, "input"),
+                13 => rt::list(p, &mut out.rule, "rule"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -383,7 +400,9 @@ impl ToJson for StructureMapGroup {
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
         rt::w_list(w, b"\"input\":", &self.input);
         rt::w_list(w, b"\"rule\":", &self.rule);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -421,37 +440,41 @@ pub struct StructureMapGroupRule {
     pub extra: Extra,
 }
 
+impl StructureMapGroupRule {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("dependent", 9), ("name", 4), ("rule", 8),
+            ("", 0), ("_documentation", 11), ("", 0), ("documentation", 10),
+            ("source", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("target", 7),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupRule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("dependent", 9), ("name", 4), ("rule", 8),
-                ("", 0), ("_documentation", 11), ("", 0), ("documentation", 10),
-                ("source", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_name", 5), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("target", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::list(p, &mut out.source, "source", &mut out.extra),
-                7 => rt::list(p, &mut out.target, "target", &mut out.extra),
-                8 => rt::list(p, &mut out.rule, "rule", &mut out.extra),
-                9 => rt::list(p, &mut out.dependent, "dependent", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::list(p, &mut out.source, "source"),
+                7 => rt::list(p, &mut out.target, "target"),
+                8 => rt::list(p, &mut out.rule, "rule"),
+                9 => rt::list(p, &mut out.dependent, "dependent"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -473,7 +496,9 @@ impl ToJson for StructureMapGroupRule {
         rt::w_list(w, b"\"dependent\":", &self.dependent);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -503,29 +528,33 @@ pub struct StructureMapGroupRuleDependent {
     pub extra: Extra,
 }
 
+impl StructureMapGroupRuleDependent {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("name", 4), ("", 0), ("_variable", 7), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("variable", 6), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupRuleDependent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("name", 4), ("", 0), ("_variable", 7), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("variable", 6), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.variable, &mut out.variable_ext, "variable", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.variable_ext, "_variable", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::prim_list(p, &mut out.variable, &mut out.variable_ext, "variable"),
+                7 => rt::list_ext(p, &mut out.variable_ext, "_variable"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -542,7 +571,9 @@ impl ToJson for StructureMapGroupRuleDependent {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_prim_list(w, b"\"variable\":", b"\"_variable\":", &self.variable, &self.variable_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -594,52 +625,56 @@ pub struct StructureMapGroupRuleTarget {
     pub extra: Extra,
 }
 
+impl StructureMapGroupRuleTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_contextType", 7), ("", 0),
+            ("", 0), ("variable", 10), ("", 0), ("", 0),
+            ("", 0), ("parameter", 18), ("", 0), ("id", 1),
+            ("element", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_context", 5), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_variable", 11), ("", 0), ("", 0), ("listMode", 12),
+            ("_element", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_listMode", 13),
+            ("", 0), ("listRuleId", 14), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("contextType", 6), ("", 0),
+            ("", 0), ("_transform", 17), ("", 0), ("", 0),
+            ("_listRuleId", 15), ("transform", 16), ("", 0), ("context", 4),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupRuleTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_contextType", 7), ("", 0),
-                ("", 0), ("variable", 10), ("", 0), ("", 0),
-                ("", 0), ("parameter", 18), ("", 0), ("id", 1),
-                ("element", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_context", 5), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_variable", 11), ("", 0), ("", 0), ("listMode", 12),
-                ("_element", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_listMode", 13),
-                ("", 0), ("listRuleId", 14), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("contextType", 6), ("", 0),
-                ("", 0), ("_transform", 17), ("", 0), ("", 0),
-                ("_listRuleId", 15), ("transform", 16), ("", 0), ("context", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.context, "context", &mut out.extra),
-                5 => rt::opt(p, &mut out.context_ext, "_context", &mut out.extra),
-                6 => rt::opt(p, &mut out.context_type, "contextType", &mut out.extra),
-                7 => rt::opt(p, &mut out.context_type_ext, "_contextType", &mut out.extra),
-                8 => rt::opt(p, &mut out.element, "element", &mut out.extra),
-                9 => rt::opt(p, &mut out.element_ext, "_element", &mut out.extra),
-                10 => rt::opt(p, &mut out.variable, "variable", &mut out.extra),
-                11 => rt::opt(p, &mut out.variable_ext, "_variable", &mut out.extra),
-                12 => rt::prim_list(p, &mut out.list_mode, &mut out.list_mode_ext, "listMode", &mut out.extra),
-                13 => rt::list_ext(p, &mut out.list_mode_ext, "_listMode", &mut out.extra),
-                14 => rt::opt(p, &mut out.list_rule_id, "listRuleId", &mut out.extra),
-                15 => rt::opt(p, &mut out.list_rule_id_ext, "_listRuleId", &mut out.extra),
-                16 => rt::opt(p, &mut out.transform, "transform", &mut out.extra),
-                17 => rt::opt(p, &mut out.transform_ext, "_transform", &mut out.extra),
-                18 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.context, "context"),
+                5 => rt::opt(p, &mut out.context_ext, "_context"),
+                6 => rt::opt(p, &mut out.context_type, "contextType"),
+                7 => rt::opt(p, &mut out.context_type_ext, "_contextType"),
+                8 => rt::opt(p, &mut out.element, "element"),
+                9 => rt::opt(p, &mut out.element_ext, "_element"),
+                10 => rt::opt(p, &mut out.variable, "variable"),
+                11 => rt::opt(p, &mut out.variable_ext, "_variable"),
+                12 => rt::prim_list(p, &mut out.list_mode, &mut out.list_mode_ext, "listMode"),
+                13 => rt::list_ext(p, &mut out.list_mode_ext, "_listMode"),
+                14 => rt::opt(p, &mut out.list_rule_id, "listRuleId"),
+                15 => rt::opt(p, &mut out.list_rule_id_ext, "_listRuleId"),
+                16 => rt::opt(p, &mut out.transform, "transform"),
+                17 => rt::opt(p, &mut out.transform_ext, "_transform"),
+                18 => rt::list(p, &mut out.parameter, "parameter"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -667,7 +702,9 @@ impl ToJson for StructureMapGroupRuleTarget {
         rt::w_opt(w, b"\"transform\":", &self.transform);
         rt::w_opt(w, b"\"_transform\":", &self.transform_ext);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -691,30 +728,34 @@ pub struct StructureMapGroupRuleTargetParameter {
     pub extra: Extra,
 }
 
+impl StructureMapGroupRuleTargetParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("valueInteger", 4), ("valueString", 4), ("", 0),
+            ("valueBoolean", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("valueId", 4), ("valueDecimal", 4), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupRuleTargetParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("valueInteger", 4), ("valueString", 4), ("", 0),
-                ("valueBoolean", 4), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("valueId", 4), ("valueDecimal", 4), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -735,7 +776,9 @@ impl ToJson for StructureMapGroupRuleTargetParameter {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -799,106 +842,110 @@ pub struct StructureMapGroupRuleSource {
     pub extra: Extra,
 }
 
+impl StructureMapGroupRuleSource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11186,
+        slots: &[
+            ("", 0), ("", 0), ("defaultValueString", 12), ("", 0),
+            ("", 0), ("", 0), ("defaultValueCanonical", 12), ("defaultValueUrl", 12),
+            ("defaultValueDataRequirement", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueContributor", 12), ("defaultValueInstant", 12), ("defaultValueBoolean", 12),
+            ("", 0), ("", 0), ("type", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueCodeableConcept", 12), ("", 0),
+            ("defaultValueId", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueCount", 12), ("_context", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_max", 9), ("", 0),
+            ("", 0), ("", 0), ("defaultValueUuid", 12), ("", 0),
+            ("", 0), ("defaultValueTime", 12), ("defaultValueContactDetail", 12), ("", 0),
+            ("defaultValueMoney", 12), ("_condition", 20), ("_variable", 18), ("defaultValueDate", 12),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValueUsageContext", 12),
+            ("defaultValueUri", 12), ("_min", 7), ("", 0), ("", 0),
+            ("", 0), ("defaultValueUnsignedInt", 12), ("defaultValueOid", 12), ("element", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("defaultValueMeta", 12), ("", 0),
+            ("defaultValueIdentifier", 12), ("defaultValueAge", 12), ("", 0), ("defaultValueSampledData", 12),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueCode", 12), ("defaultValueInteger", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("context", 4), ("", 0), ("logMessage", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueContactPoint", 12), ("defaultValueDuration", 12), ("", 0), ("", 0),
+            ("defaultValueAddress", 12), ("", 0), ("", 0), ("", 0),
+            ("defaultValueSignature", 12), ("", 0), ("defaultValueRange", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_listMode", 16), ("defaultValueExpression", 12),
+            ("defaultValueAnnotation", 12), ("defaultValueHumanName", 12), ("", 0), ("", 0),
+            ("", 0), ("defaultValueCoding", 12), ("defaultValueDateTime", 12), ("defaultValueDecimal", 12),
+            ("", 0), ("", 0), ("defaultValueReference", 12), ("", 0),
+            ("variable", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueMarkdown", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("max", 8), ("", 0),
+            ("", 0), ("", 0), ("_logMessage", 24), ("_type", 11),
+            ("defaultValueDosage", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueBase64Binary", 12), ("defaultValueRatio", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("defaultValueTriggerDefinition", 12), ("", 0), ("", 0),
+            ("", 0), ("defaultValueTiming", 12), ("", 0), ("", 0),
+            ("check", 21), ("listMode", 15), ("", 0), ("", 0),
+            ("defaultValuePositiveInt", 12), ("", 0), ("_element", 14), ("", 0),
+            ("min", 6), ("", 0), ("", 0), ("defaultValueAttachment", 12),
+            ("", 0), ("", 0), ("defaultValueRelatedArtifact", 12), ("", 0),
+            ("", 0), ("", 0), ("defaultValueDistance", 12), ("", 0),
+            ("", 0), ("", 0), ("defaultValueParameterDefinition", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("defaultValueQuantity", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("defaultValuePeriod", 12),
+            ("", 0), ("", 0), ("", 0), ("_check", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("condition", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupRuleSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11186,
-            slots: &[
-                ("", 0), ("", 0), ("defaultValueString", 12), ("", 0),
-                ("", 0), ("", 0), ("defaultValueCanonical", 12), ("defaultValueUrl", 12),
-                ("defaultValueDataRequirement", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueContributor", 12), ("defaultValueInstant", 12), ("defaultValueBoolean", 12),
-                ("", 0), ("", 0), ("type", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueCodeableConcept", 12), ("", 0),
-                ("defaultValueId", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueCount", 12), ("_context", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_max", 9), ("", 0),
-                ("", 0), ("", 0), ("defaultValueUuid", 12), ("", 0),
-                ("", 0), ("defaultValueTime", 12), ("defaultValueContactDetail", 12), ("", 0),
-                ("defaultValueMoney", 12), ("_condition", 20), ("_variable", 18), ("defaultValueDate", 12),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValueUsageContext", 12),
-                ("defaultValueUri", 12), ("_min", 7), ("", 0), ("", 0),
-                ("", 0), ("defaultValueUnsignedInt", 12), ("defaultValueOid", 12), ("element", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("defaultValueMeta", 12), ("", 0),
-                ("defaultValueIdentifier", 12), ("defaultValueAge", 12), ("", 0), ("defaultValueSampledData", 12),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueCode", 12), ("defaultValueInteger", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("context", 4), ("", 0), ("logMessage", 23), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueContactPoint", 12), ("defaultValueDuration", 12), ("", 0), ("", 0),
-                ("defaultValueAddress", 12), ("", 0), ("", 0), ("", 0),
-                ("defaultValueSignature", 12), ("", 0), ("defaultValueRange", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_listMode", 16), ("defaultValueExpression", 12),
-                ("defaultValueAnnotation", 12), ("defaultValueHumanName", 12), ("", 0), ("", 0),
-                ("", 0), ("defaultValueCoding", 12), ("defaultValueDateTime", 12), ("defaultValueDecimal", 12),
-                ("", 0), ("", 0), ("defaultValueReference", 12), ("", 0),
-                ("variable", 17), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueMarkdown", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("max", 8), ("", 0),
-                ("", 0), ("", 0), ("_logMessage", 24), ("_type", 11),
-                ("defaultValueDosage", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueBase64Binary", 12), ("defaultValueRatio", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("defaultValueTriggerDefinition", 12), ("", 0), ("", 0),
-                ("", 0), ("defaultValueTiming", 12), ("", 0), ("", 0),
-                ("check", 21), ("listMode", 15), ("", 0), ("", 0),
-                ("defaultValuePositiveInt", 12), ("", 0), ("_element", 14), ("", 0),
-                ("min", 6), ("", 0), ("", 0), ("defaultValueAttachment", 12),
-                ("", 0), ("", 0), ("defaultValueRelatedArtifact", 12), ("", 0),
-                ("", 0), ("", 0), ("defaultValueDistance", 12), ("", 0),
-                ("", 0), ("", 0), ("defaultValueParameterDefinition", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("defaultValueQuantity", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("defaultValuePeriod", 12),
-                ("", 0), ("", 0), ("", 0), ("_check", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("condition", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.context, "context", &mut out.extra),
-                5 => rt::opt(p, &mut out.context_ext, "_context", &mut out.extra),
-                6 => rt::opt(p, &mut out.min, "min", &mut out.extra),
-                7 => rt::opt(p, &mut out.min_ext, "_min", &mut out.extra),
-                8 => rt::opt(p, &mut out.max, "max", &mut out.extra),
-                9 => rt::opt(p, &mut out.max_ext, "_max", &mut out.extra),
-                10 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                11 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                12 => rt::choice(p, &mut out.default_value, key, &mut out.extra),
-                13 => rt::opt(p, &mut out.element, "element", &mut out.extra),
-                14 => rt::opt(p, &mut out.element_ext, "_element", &mut out.extra),
-                15 => rt::opt(p, &mut out.list_mode, "listMode", &mut out.extra),
-                16 => rt::opt(p, &mut out.list_mode_ext, "_listMode", &mut out.extra),
-                17 => rt::opt(p, &mut out.variable, "variable", &mut out.extra),
-                18 => rt::opt(p, &mut out.variable_ext, "_variable", &mut out.extra),
-                19 => rt::opt(p, &mut out.condition, "condition", &mut out.extra),
-                20 => rt::opt(p, &mut out.condition_ext, "_condition", &mut out.extra),
-                21 => rt::opt(p, &mut out.check, "check", &mut out.extra),
-                22 => rt::opt(p, &mut out.check_ext, "_check", &mut out.extra),
-                23 => rt::opt(p, &mut out.log_message, "logMessage", &mut out.extra),
-                24 => rt::opt(p, &mut out.log_message_ext, "_logMessage", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.context, "context"),
+                5 => rt::opt(p, &mut out.context_ext, "_context"),
+                6 => rt::opt(p, &mut out.min, "min"),
+                7 => rt::opt(p, &mut out.min_ext, "_min"),
+                8 => rt::opt(p, &mut out.max, "max"),
+                9 => rt::opt(p, &mut out.max_ext, "_max"),
+                10 => rt::opt(p, &mut out.r#type, "type"),
+                11 => rt::opt(p, &mut out.type_ext, "_type"),
+                12 => rt::choice(p, &mut out.default_value, key),
+                13 => rt::opt(p, &mut out.element, "element"),
+                14 => rt::opt(p, &mut out.element_ext, "_element"),
+                15 => rt::opt(p, &mut out.list_mode, "listMode"),
+                16 => rt::opt(p, &mut out.list_mode_ext, "_listMode"),
+                17 => rt::opt(p, &mut out.variable, "variable"),
+                18 => rt::opt(p, &mut out.variable_ext, "_variable"),
+                19 => rt::opt(p, &mut out.condition, "condition"),
+                20 => rt::opt(p, &mut out.condition_ext, "_condition"),
+                21 => rt::opt(p, &mut out.check, "check"),
+                22 => rt::opt(p, &mut out.check_ext, "_check"),
+                23 => rt::opt(p, &mut out.log_message, "logMessage"),
+                24 => rt::opt(p, &mut out.log_message_ext, "_logMessage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -933,7 +980,9 @@ impl ToJson for StructureMapGroupRuleSource {
         rt::w_opt(w, b"\"_check\":", &self.check_ext);
         rt::w_opt(w, b"\"logMessage\":", &self.log_message);
         rt::w_opt(w, b"\"_logMessage\":", &self.log_message_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -971,37 +1020,41 @@ pub struct StructureMapGroupInput {
     pub extra: Extra,
 }
 
+impl StructureMapGroupInput {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_documentation", 11), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("_mode", 9), ("", 0),
+            ("", 0), ("documentation", 10), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("type", 6), ("", 0), ("", 0),
+            ("name", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("_type", 7), ("", 0), ("mode", 8),
+        ],
+    };
+}
+
 impl FromJson for StructureMapGroupInput {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_documentation", 11), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("_mode", 9), ("", 0),
-                ("", 0), ("documentation", 10), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("type", 6), ("", 0), ("", 0),
-                ("name", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("id", 1), ("_type", 7), ("", 0), ("mode", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                8 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                9 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                8 => rt::opt(p, &mut out.mode, "mode"),
+                9 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1023,7 +1076,9 @@ impl ToJson for StructureMapGroupInput {
         rt::w_opt(w, b"\"_mode\":", &self.mode_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1061,37 +1116,41 @@ pub struct StructureMapStructure {
     pub extra: Extra,
 }
 
+impl StructureMapStructure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("url", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("mode", 6),
+            ("id", 1), ("", 0), ("", 0), ("_url", 5),
+            ("", 0), ("_documentation", 11), ("_alias", 9), ("", 0),
+            ("", 0), ("", 0), ("alias", 8), ("_mode", 7),
+            ("documentation", 10), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for StructureMapStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("url", 4), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("mode", 6),
-                ("id", 1), ("", 0), ("", 0), ("_url", 5),
-                ("", 0), ("_documentation", 11), ("_alias", 9), ("", 0),
-                ("", 0), ("", 0), ("alias", 8), ("_mode", 7),
-                ("documentation", 10), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                5 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                6 => rt::opt(p, &mut out.mode, "mode", &mut out.extra),
-                7 => rt::opt(p, &mut out.mode_ext, "_mode", &mut out.extra),
-                8 => rt::opt(p, &mut out.alias, "alias", &mut out.extra),
-                9 => rt::opt(p, &mut out.alias_ext, "_alias", &mut out.extra),
-                10 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.url, "url"),
+                5 => rt::opt(p, &mut out.url_ext, "_url"),
+                6 => rt::opt(p, &mut out.mode, "mode"),
+                7 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                8 => rt::opt(p, &mut out.alias, "alias"),
+                9 => rt::opt(p, &mut out.alias_ext, "_alias"),
+                10 => rt::opt(p, &mut out.documentation, "documentation"),
+                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1113,7 +1172,9 @@ impl ToJson for StructureMapStructure {
         rt::w_opt(w, b"\"_alias\":", &self.alias_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1232,7 +1293,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueAge`.
     Age(Age),
     /// `defaultValueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `defaultValueAttachment`.
     Attachment(Box<Attachment>),
     /// `defaultValueCodeableConcept`.
@@ -1240,7 +1301,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueCoding`.
     Coding(Coding),
     /// `defaultValueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `defaultValueCount`.
     Count(Count),
     /// `defaultValueDistance`.
@@ -1250,7 +1311,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueHumanName`.
     HumanName(Box<HumanName>),
     /// `defaultValueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `defaultValueMoney`.
     Money(Money),
     /// `defaultValuePeriod`.
@@ -1258,9 +1319,9 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueQuantity`.
     Quantity(Quantity),
     /// `defaultValueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `defaultValueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `defaultValueReference`.
     Reference(Reference),
     /// `defaultValueSampledData`.
@@ -1268,7 +1329,7 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueSignature`.
     Signature(Box<Signature>),
     /// `defaultValueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `defaultValueContactDetail`.
     ContactDetail(ContactDetail),
     /// `defaultValueContributor`.
@@ -1282,13 +1343,13 @@ pub enum StructureMapGroupRuleSourceDefaultValue {
     /// `defaultValueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `defaultValueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `defaultValueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `defaultValueDosage`.
     Dosage(Box<Dosage>),
     /// `defaultValueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for StructureMapGroupRuleSourceDefaultValue {

@@ -19,7 +19,7 @@ pub struct Subscription {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -70,65 +70,68 @@ pub struct Subscription {
     pub extra: Extra,
 }
 
+impl Subscription {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 126,
+        slots: &[
+            ("", 0), ("resourceType", 1), ("", 0), ("channel", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("error", 22), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("_end", 17),
+            ("id", 2), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_error", 23), ("", 0), ("criteria", 20), ("_id", 3),
+            ("_implicitRules", 6), ("", 0), ("reason", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_reason", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_criteria", 21),
+            ("", 0), ("contact", 15), ("", 0), ("", 0),
+            ("meta", 4), ("text", 9), ("_language", 8), ("status", 13),
+            ("_status", 14), ("", 0), ("end", 16), ("extension", 11),
+        ],
+    };
+}
+
 impl FromJson for Subscription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Subscription {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 126,
-            slots: &[
-                ("", 0), ("resourceType", 1), ("", 0), ("channel", 24),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("error", 22), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("_end", 17),
-                ("id", 2), ("", 0), ("", 0), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_error", 23), ("", 0), ("criteria", 20), ("_id", 3),
-                ("_implicitRules", 6), ("", 0), ("reason", 18), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_reason", 19), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_criteria", 21),
-                ("", 0), ("contact", 15), ("", 0), ("", 0),
-                ("meta", 4), ("text", 9), ("_language", 8), ("status", 13),
-                ("_status", 14), ("", 0), ("end", 16), ("extension", 11),
-            ],
-        };
+impl rt::ReadMembers for Subscription {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_channel = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Subscription"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                14 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                15 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                16 => rt::opt(p, &mut out.end, "end", &mut out.extra),
-                17 => rt::opt(p, &mut out.end_ext, "_end", &mut out.extra),
-                18 => rt::opt(p, &mut out.reason, "reason", &mut out.extra),
-                19 => rt::opt(p, &mut out.reason_ext, "_reason", &mut out.extra),
-                20 => rt::opt(p, &mut out.criteria, "criteria", &mut out.extra),
-                21 => rt::opt(p, &mut out.criteria_ext, "_criteria", &mut out.extra),
-                22 => rt::opt(p, &mut out.error, "error", &mut out.extra),
-                23 => rt::opt(p, &mut out.error_ext, "_error", &mut out.extra),
-                24 => rt::opt(p, &mut f_channel, "channel", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.status, "status"),
+                14 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::list(p, &mut out.contact, "contact"),
+                16 => rt::opt(p, &mut out.end, "end"),
+                17 => rt::opt(p, &mut out.end_ext, "_end"),
+                18 => rt::opt(p, &mut out.reason, "reason"),
+                19 => rt::opt(p, &mut out.reason_ext, "_reason"),
+                20 => rt::opt(p, &mut out.criteria, "criteria"),
+                21 => rt::opt(p, &mut out.criteria_ext, "_criteria"),
+                22 => rt::opt(p, &mut out.error, "error"),
+                23 => rt::opt(p, &mut out.error_ext, "_error"),
+                24 => rt::opt(p, &mut f_channel, "channel"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -168,7 +171,9 @@ impl ToJson for Subscription {
         rt::w_opt(w, b"\"error\":", &self.error);
         rt::w_opt(w, b"\"_error\":", &self.error_ext);
         rt::w_req(w, b"\"channel\":", &self.channel);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -181,7 +186,7 @@ impl FhirResource for Subscription {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -196,6 +201,14 @@ impl FhirResource for Subscription {
             Resource::Subscription(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Subscription {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -238,37 +251,41 @@ pub struct SubscriptionChannel {
     pub extra: Extra,
 }
 
+impl SubscriptionChannel {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("_endpoint", 7), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("_type", 5), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("_payload", 9), ("", 0),
+            ("_header", 11), ("", 0), ("", 0), ("", 0),
+            ("payload", 8), ("", 0), ("", 0), ("", 0),
+            ("type", 4), ("endpoint", 6), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("header", 10), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubscriptionChannel {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("_endpoint", 7), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("_type", 5), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("_payload", 9), ("", 0),
-                ("_header", 11), ("", 0), ("", 0), ("", 0),
-                ("payload", 8), ("", 0), ("", 0), ("", 0),
-                ("type", 4), ("endpoint", 6), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("header", 10), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.endpoint, "endpoint", &mut out.extra),
-                7 => rt::opt(p, &mut out.endpoint_ext, "_endpoint", &mut out.extra),
-                8 => rt::opt(p, &mut out.payload, "payload", &mut out.extra),
-                9 => rt::opt(p, &mut out.payload_ext, "_payload", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.header_ext, "_header", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.endpoint, "endpoint"),
+                7 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
+                8 => rt::opt(p, &mut out.payload, "payload"),
+                9 => rt::opt(p, &mut out.payload_ext, "_payload"),
+                10 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header"),
+                11 => rt::list_ext(p, &mut out.header_ext, "_header"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -289,7 +306,9 @@ impl ToJson for SubscriptionChannel {
         rt::w_opt(w, b"\"payload\":", &self.payload);
         rt::w_opt(w, b"\"_payload\":", &self.payload_ext);
         rt::w_prim_list(w, b"\"header\":", b"\"_header\":", &self.header, &self.header_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct Substance {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -64,62 +64,65 @@ pub struct Substance {
     pub extra: Extra,
 }
 
+impl Substance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 59,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("category", 16), ("code", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("description", 18), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("ingredient", 21), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("instance", 20), ("", 0), ("", 0),
+            ("_status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("_description", 19),
+            ("", 0), ("text", 9), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+        ],
+    };
+}
+
 impl FromJson for Substance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Substance {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 59,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("category", 16), ("code", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("extension", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("description", 18), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("ingredient", 21), ("", 0), ("", 0), ("status", 14),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("instance", 20), ("", 0), ("", 0),
-                ("_status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("_description", 19),
-                ("", 0), ("text", 9), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
-            ],
-        };
+impl rt::ReadMembers for Substance {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Substance"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::list(p, &mut out.category, "category", &mut out.extra),
-                17 => rt::opt(p, &mut f_code, "code", &mut out.extra),
-                18 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                19 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                20 => rt::list(p, &mut out.instance, "instance", &mut out.extra),
-                21 => rt::list(p, &mut out.ingredient, "ingredient", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::list(p, &mut out.category, "category"),
+                17 => rt::opt(p, &mut f_code, "code"),
+                18 => rt::opt(p, &mut out.description, "description"),
+                19 => rt::opt(p, &mut out.description_ext, "_description"),
+                20 => rt::list(p, &mut out.instance, "instance"),
+                21 => rt::list(p, &mut out.ingredient, "ingredient"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -156,7 +159,9 @@ impl ToJson for Substance {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"instance\":", &self.instance);
         rt::w_list(w, b"\"ingredient\":", &self.ingredient);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -169,7 +174,7 @@ impl FhirResource for Substance {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -184,6 +189,14 @@ impl FhirResource for Substance {
             Resource::Substance(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Substance {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -207,26 +220,30 @@ pub struct SubstanceIngredient {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Optional amount (concentration). `quantity` (0..1).
-    pub quantity: Option<Ratio>,
+    pub quantity: Option<Box<Ratio>>,
     /// A component of the substance. `substance[x]` (1..1).
     pub substance: SubstanceIngredientSubstance,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl SubstanceIngredient {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("substanceReference", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("substanceCodeableConcept", 5),
+            ("", 0), ("quantity", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("substanceReference", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("substanceCodeableConcept", 5),
-                ("", 0), ("quantity", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -234,12 +251,12 @@ impl FromJson for SubstanceIngredient {
         let mut f_substance = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_quantity, "quantity", &mut extra),
-                5 => rt::choice(p, &mut f_substance, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_quantity, "quantity"),
+                5 => rt::choice(p, &mut f_substance, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -262,7 +279,9 @@ impl ToJson for SubstanceIngredient {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::Choice::write_member(&self.substance, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -281,7 +300,7 @@ pub struct SubstanceInstance {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier of the package/container. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// When no longer valid to use. `expiry` (0..1).
     pub expiry: Option<DateTime>,
     /// The `_expiry` member: the id and extensions of the value of `expiry`.
@@ -292,29 +311,33 @@ pub struct SubstanceInstance {
     pub extra: Extra,
 }
 
+impl SubstanceInstance {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("quantity", 7), ("identifier", 4), ("id", 1),
+            ("", 0), ("", 0), ("expiry", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_expiry", 6), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("quantity", 7), ("identifier", 4), ("id", 1),
-                ("", 0), ("", 0), ("expiry", 5), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("_expiry", 6), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.expiry, "expiry", &mut out.extra),
-                6 => rt::opt(p, &mut out.expiry_ext, "_expiry", &mut out.extra),
-                7 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.expiry, "expiry"),
+                6 => rt::opt(p, &mut out.expiry_ext, "_expiry"),
+                7 => rt::opt(p, &mut out.quantity, "quantity"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -332,7 +355,9 @@ impl ToJson for SubstanceInstance {
         rt::w_opt(w, b"\"expiry\":", &self.expiry);
         rt::w_opt(w, b"\"_expiry\":", &self.expiry_ext);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct SubstanceNucleicAcid {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -58,59 +58,62 @@ pub struct SubstanceNucleicAcid {
     pub extra: Extra,
 }
 
+impl SubstanceNucleicAcid {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 14,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("id", 2), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("numberOfSubunits", 14),
+            ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
+            ("text", 9), ("extension", 11), ("", 0), ("", 0),
+            ("contained", 10), ("meta", 4), ("", 0), ("oligoNucleotideType", 18),
+            ("", 0), ("_numberOfSubunits", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("sequenceType", 13),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("subunit", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("areaOfHybridisation", 16), ("", 0),
+            ("resourceType", 1), ("_areaOfHybridisation", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceNucleicAcid {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceNucleicAcid {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 14,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("id", 2), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("numberOfSubunits", 14),
-                ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
-                ("text", 9), ("extension", 11), ("", 0), ("", 0),
-                ("contained", 10), ("meta", 4), ("", 0), ("oligoNucleotideType", 18),
-                ("", 0), ("_numberOfSubunits", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("sequenceType", 13),
-                ("", 0), ("", 0), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("subunit", 19),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("areaOfHybridisation", 16), ("", 0),
-                ("resourceType", 1), ("_areaOfHybridisation", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SubstanceNucleicAcid {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceNucleicAcid"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.sequence_type, "sequenceType", &mut out.extra),
-                14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits", &mut out.extra),
-                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits", &mut out.extra),
-                16 => rt::opt(p, &mut out.area_of_hybridisation, "areaOfHybridisation", &mut out.extra),
-                17 => rt::opt(p, &mut out.area_of_hybridisation_ext, "_areaOfHybridisation", &mut out.extra),
-                18 => rt::opt(p, &mut out.oligo_nucleotide_type, "oligoNucleotideType", &mut out.extra),
-                19 => rt::list(p, &mut out.subunit, "subunit", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.sequence_type, "sequenceType"),
+                14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits"),
+                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
+                16 => rt::opt(p, &mut out.area_of_hybridisation, "areaOfHybridisation"),
+                17 => rt::opt(p, &mut out.area_of_hybridisation_ext, "_areaOfHybridisation"),
+                18 => rt::opt(p, &mut out.oligo_nucleotide_type, "oligoNucleotideType"),
+                19 => rt::list(p, &mut out.subunit, "subunit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -144,7 +147,9 @@ impl ToJson for SubstanceNucleicAcid {
         rt::w_opt(w, b"\"_areaOfHybridisation\":", &self.area_of_hybridisation_ext);
         rt::w_opt(w, b"\"oligoNucleotideType\":", &self.oligo_nucleotide_type);
         rt::w_list(w, b"\"subunit\":", &self.subunit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -157,7 +162,7 @@ impl FhirResource for SubstanceNucleicAcid {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -172,6 +177,14 @@ impl FhirResource for SubstanceNucleicAcid {
             Resource::SubstanceNucleicAcid(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstanceNucleicAcid {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -207,7 +220,7 @@ pub struct SubstanceNucleicAcidSubunit {
     /// The `_length` member: the id and extensions of the value of `length`.
     pub length_ext: Option<Box<Element>>,
     /// (TBC). `sequenceAttachment` (0..1).
-    pub sequence_attachment: Option<Attachment>,
+    pub sequence_attachment: Option<Box<Attachment>>,
     /// The nucleotide present at the 5’ terminal shall be specified based on a controlled vocabulary. Since the sequence is represented from the 5' to the 3' end, the 5’ prime nucleotide is the letter at the first position in the sequence. A separate representation would be redundant. `fivePrime` (0..1).
     pub five_prime: Option<CodeableConcept>,
     /// The nucleotide present at the 3’ terminal shall be specified based on a controlled vocabulary. Since the sequence is represented from the 5' to the 3' end, the 5’ prime nucleotide is the letter at the last position in the sequence. A separate representation would be redundant. `threePrime` (0..1).
@@ -220,40 +233,44 @@ pub struct SubstanceNucleicAcidSubunit {
     pub extra: Extra,
 }
 
+impl SubstanceNucleicAcidSubunit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 13,
+        slots: &[
+            ("", 0), ("subunit", 4), ("", 0), ("sugar", 14),
+            ("_sequence", 7), ("", 0), ("", 0), ("_length", 9),
+            ("", 0), ("extension", 2), ("fivePrime", 11), ("length", 8),
+            ("id", 1), ("", 0), ("", 0), ("_subunit", 5),
+            ("threePrime", 12), ("", 0), ("", 0), ("linkage", 13),
+            ("modifierExtension", 3), ("sequenceAttachment", 10), ("", 0), ("", 0),
+            ("", 0), ("sequence", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceNucleicAcidSubunit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 13,
-            slots: &[
-                ("", 0), ("subunit", 4), ("", 0), ("sugar", 14),
-                ("_sequence", 7), ("", 0), ("", 0), ("_length", 9),
-                ("", 0), ("extension", 2), ("fivePrime", 11), ("length", 8),
-                ("id", 1), ("", 0), ("", 0), ("_subunit", 5),
-                ("threePrime", 12), ("", 0), ("", 0), ("linkage", 13),
-                ("modifierExtension", 3), ("sequenceAttachment", 10), ("", 0), ("", 0),
-                ("", 0), ("sequence", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.subunit, "subunit", &mut out.extra),
-                5 => rt::opt(p, &mut out.subunit_ext, "_subunit", &mut out.extra),
-                6 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                7 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                8 => rt::opt(p, &mut out.length, "length", &mut out.extra),
-                9 => rt::opt(p, &mut out.length_ext, "_length", &mut out.extra),
-                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment", &mut out.extra),
-                11 => rt::opt(p, &mut out.five_prime, "fivePrime", &mut out.extra),
-                12 => rt::opt(p, &mut out.three_prime, "threePrime", &mut out.extra),
-                13 => rt::list(p, &mut out.linkage, "linkage", &mut out.extra),
-                14 => rt::list(p, &mut out.sugar, "sugar", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.subunit, "subunit"),
+                5 => rt::opt(p, &mut out.subunit_ext, "_subunit"),
+                6 => rt::opt(p, &mut out.sequence, "sequence"),
+                7 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                8 => rt::opt(p, &mut out.length, "length"),
+                9 => rt::opt(p, &mut out.length_ext, "_length"),
+                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment"),
+                11 => rt::opt(p, &mut out.five_prime, "fivePrime"),
+                12 => rt::opt(p, &mut out.three_prime, "threePrime"),
+                13 => rt::list(p, &mut out.linkage, "linkage"),
+                14 => rt::list(p, &mut out.sugar, "sugar"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,7 +295,9 @@ impl ToJson for SubstanceNucleicAcidSubunit {
         rt::w_opt(w, b"\"threePrime\":", &self.three_prime);
         rt::w_list(w, b"\"linkage\":", &self.linkage);
         rt::w_list(w, b"\"sugar\":", &self.sugar);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -297,7 +316,7 @@ pub struct SubstanceNucleicAcidSubunitSugar {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The Substance ID of the sugar or sugar-like component that make up the nucleotide. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// The name of the sugar or sugar-like component that make up the nucleotide. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -310,30 +329,34 @@ pub struct SubstanceNucleicAcidSubunitSugar {
     pub extra: Extra,
 }
 
+impl SubstanceNucleicAcidSubunitSugar {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("_name", 6), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("residueSite", 7), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
+            ("", 0), ("", 0), ("_residueSite", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceNucleicAcidSubunitSugar {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("_name", 6), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("residueSite", 7), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
-                ("", 0), ("", 0), ("_residueSite", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                7 => rt::opt(p, &mut out.residue_site, "residueSite", &mut out.extra),
-                8 => rt::opt(p, &mut out.residue_site_ext, "_residueSite", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                7 => rt::opt(p, &mut out.residue_site, "residueSite"),
+                8 => rt::opt(p, &mut out.residue_site_ext, "_residueSite"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -352,7 +375,9 @@ impl ToJson for SubstanceNucleicAcidSubunitSugar {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"residueSite\":", &self.residue_site);
         rt::w_opt(w, b"\"_residueSite\":", &self.residue_site_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -375,7 +400,7 @@ pub struct SubstanceNucleicAcidSubunitLinkage {
     /// The `_connectivity` member: the id and extensions of the value of `connectivity`.
     pub connectivity_ext: Option<Box<Element>>,
     /// Each linkage will be registered as a fragment and have an ID. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Each linkage will be registered as a fragment and have at least one name. A single name shall be assigned to each linkage. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -388,36 +413,40 @@ pub struct SubstanceNucleicAcidSubunitLinkage {
     pub extra: Extra,
 }
 
+impl SubstanceNucleicAcidSubunitLinkage {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("residueSite", 9), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_connectivity", 5), ("", 0),
+            ("", 0), ("", 0), ("name", 7), ("", 0),
+            ("", 0), ("connectivity", 4), ("identifier", 6), ("", 0),
+            ("_name", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("_residueSite", 10), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceNucleicAcidSubunitLinkage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("residueSite", 9), ("", 0), ("id", 1),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_connectivity", 5), ("", 0),
-                ("", 0), ("", 0), ("name", 7), ("", 0),
-                ("", 0), ("connectivity", 4), ("identifier", 6), ("", 0),
-                ("_name", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("_residueSite", 10), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.connectivity, "connectivity", &mut out.extra),
-                5 => rt::opt(p, &mut out.connectivity_ext, "_connectivity", &mut out.extra),
-                6 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                7 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                8 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                9 => rt::opt(p, &mut out.residue_site, "residueSite", &mut out.extra),
-                10 => rt::opt(p, &mut out.residue_site_ext, "_residueSite", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.connectivity, "connectivity"),
+                5 => rt::opt(p, &mut out.connectivity_ext, "_connectivity"),
+                6 => rt::opt(p, &mut out.identifier, "identifier"),
+                7 => rt::opt(p, &mut out.name, "name"),
+                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt(p, &mut out.residue_site, "residueSite"),
+                10 => rt::opt(p, &mut out.residue_site_ext, "_residueSite"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -438,7 +467,9 @@ impl ToJson for SubstanceNucleicAcidSubunitLinkage {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"residueSite\":", &self.residue_site);
         rt::w_opt(w, b"\"_residueSite\":", &self.residue_site_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct SubstancePolymer {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -58,59 +58,62 @@ pub struct SubstancePolymer {
     pub extra: Extra,
 }
 
+impl SubstancePolymer {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("class", 13), ("", 0), ("_modification", 17), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("modification", 16), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("copolymerConnectivity", 15),
+            ("", 0), ("", 0), ("monomerSet", 18), ("implicitRules", 5),
+            ("_id", 3), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("repeat", 19),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("geometry", 14), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstancePolymer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstancePolymer {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("class", 13), ("", 0), ("_modification", 17), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("modification", 16), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("copolymerConnectivity", 15),
-                ("", 0), ("", 0), ("monomerSet", 18), ("implicitRules", 5),
-                ("_id", 3), ("", 0), ("", 0), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("language", 7),
-                ("", 0), ("", 0), ("", 0), ("repeat", 19),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("text", 9),
-                ("", 0), ("contained", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 11),
-                ("", 0), ("geometry", 14), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SubstancePolymer {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstancePolymer"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.class, "class", &mut out.extra),
-                14 => rt::opt(p, &mut out.geometry, "geometry", &mut out.extra),
-                15 => rt::list(p, &mut out.copolymer_connectivity, "copolymerConnectivity", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.modification, &mut out.modification_ext, "modification", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.modification_ext, "_modification", &mut out.extra),
-                18 => rt::list(p, &mut out.monomer_set, "monomerSet", &mut out.extra),
-                19 => rt::list(p, &mut out.repeat, "repeat", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.class, "class"),
+                14 => rt::opt(p, &mut out.geometry, "geometry"),
+                15 => rt::list(p, &mut out.copolymer_connectivity, "copolymerConnectivity"),
+                16 => rt::prim_list(p, &mut out.modification, &mut out.modification_ext, "modification"),
+                17 => rt::list_ext(p, &mut out.modification_ext, "_modification"),
+                18 => rt::list(p, &mut out.monomer_set, "monomerSet"),
+                19 => rt::list(p, &mut out.repeat, "repeat"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -143,7 +146,9 @@ impl ToJson for SubstancePolymer {
         rt::w_prim_list(w, b"\"modification\":", b"\"_modification\":", &self.modification, &self.modification_ext);
         rt::w_list(w, b"\"monomerSet\":", &self.monomer_set);
         rt::w_list(w, b"\"repeat\":", &self.repeat);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -156,7 +161,7 @@ impl FhirResource for SubstancePolymer {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -171,6 +176,14 @@ impl FhirResource for SubstancePolymer {
             Resource::SubstancePolymer(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstancePolymer {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -209,35 +222,39 @@ pub struct SubstancePolymerRepeat {
     pub extra: Extra,
 }
 
+impl SubstancePolymerRepeat {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("repeatUnit", 9),
+            ("", 0), ("", 0), ("_numberOfUnits", 5), ("", 0),
+            ("id", 1), ("", 0), ("repeatUnitAmountType", 8), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("numberOfUnits", 4), ("", 0), ("_averageMolecularFormula", 7), ("extension", 2),
+            ("averageMolecularFormula", 6), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstancePolymerRepeat {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("repeatUnit", 9),
-                ("", 0), ("", 0), ("_numberOfUnits", 5), ("", 0),
-                ("id", 1), ("", 0), ("repeatUnitAmountType", 8), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("numberOfUnits", 4), ("", 0), ("_averageMolecularFormula", 7), ("extension", 2),
-                ("averageMolecularFormula", 6), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.number_of_units, "numberOfUnits", &mut out.extra),
-                5 => rt::opt(p, &mut out.number_of_units_ext, "_numberOfUnits", &mut out.extra),
-                6 => rt::opt(p, &mut out.average_molecular_formula, "averageMolecularFormula", &mut out.extra),
-                7 => rt::opt(p, &mut out.average_molecular_formula_ext, "_averageMolecularFormula", &mut out.extra),
-                8 => rt::opt(p, &mut out.repeat_unit_amount_type, "repeatUnitAmountType", &mut out.extra),
-                9 => rt::list(p, &mut out.repeat_unit, "repeatUnit", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.number_of_units, "numberOfUnits"),
+                5 => rt::opt(p, &mut out.number_of_units_ext, "_numberOfUnits"),
+                6 => rt::opt(p, &mut out.average_molecular_formula, "averageMolecularFormula"),
+                7 => rt::opt(p, &mut out.average_molecular_formula_ext, "_averageMolecularFormula"),
+                8 => rt::opt(p, &mut out.repeat_unit_amount_type, "repeatUnitAmountType"),
+                9 => rt::list(p, &mut out.repeat_unit, "repeatUnit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -257,7 +274,9 @@ impl ToJson for SubstancePolymerRepeat {
         rt::w_opt(w, b"\"_averageMolecularFormula\":", &self.average_molecular_formula_ext);
         rt::w_opt(w, b"\"repeatUnitAmountType\":", &self.repeat_unit_amount_type);
         rt::w_list(w, b"\"repeatUnit\":", &self.repeat_unit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -282,7 +301,7 @@ pub struct SubstancePolymerRepeatRepeatUnit {
     /// The `_repeatUnit` member: the id and extensions of the value of `repeatUnit`.
     pub repeat_unit_ext: Option<Box<Element>>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Todo. `degreeOfPolymerisation` (0..*).
     pub degree_of_polymerisation: Vec<SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation>,
     /// Todo. `structuralRepresentation` (0..*).
@@ -291,35 +310,39 @@ pub struct SubstancePolymerRepeatRepeatUnit {
     pub extra: Extra,
 }
 
+impl SubstancePolymerRepeatRepeatUnit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("amount", 7), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("repeatUnit", 5),
+            ("", 0), ("orientationOfPolymerisation", 4), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("degreeOfPolymerisation", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_repeatUnit", 6), ("", 0), ("", 0), ("structuralRepresentation", 9),
+        ],
+    };
+}
+
 impl FromJson for SubstancePolymerRepeatRepeatUnit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("amount", 7), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("repeatUnit", 5),
-                ("", 0), ("orientationOfPolymerisation", 4), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("degreeOfPolymerisation", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_repeatUnit", 6), ("", 0), ("", 0), ("structuralRepresentation", 9),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.orientation_of_polymerisation, "orientationOfPolymerisation", &mut out.extra),
-                5 => rt::opt(p, &mut out.repeat_unit, "repeatUnit", &mut out.extra),
-                6 => rt::opt(p, &mut out.repeat_unit_ext, "_repeatUnit", &mut out.extra),
-                7 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                8 => rt::list(p, &mut out.degree_of_polymerisation, "degreeOfPolymerisation", &mut out.extra),
-                9 => rt::list(p, &mut out.structural_representation, "structuralRepresentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.orientation_of_polymerisation, "orientationOfPolymerisation"),
+                5 => rt::opt(p, &mut out.repeat_unit, "repeatUnit"),
+                6 => rt::opt(p, &mut out.repeat_unit_ext, "_repeatUnit"),
+                7 => rt::opt(p, &mut out.amount, "amount"),
+                8 => rt::list(p, &mut out.degree_of_polymerisation, "degreeOfPolymerisation"),
+                9 => rt::list(p, &mut out.structural_representation, "structuralRepresentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -339,7 +362,9 @@ impl ToJson for SubstancePolymerRepeatRepeatUnit {
         rt::w_opt(w, b"\"amount\":", &self.amount);
         rt::w_list(w, b"\"degreeOfPolymerisation\":", &self.degree_of_polymerisation);
         rt::w_list(w, b"\"structuralRepresentation\":", &self.structural_representation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -364,34 +389,38 @@ pub struct SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     /// The `_representation` member: the id and extensions of the value of `representation`.
     pub representation_ext: Option<Box<Element>>,
     /// Todo. `attachment` (0..1).
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("attachment", 7), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("attachment", 7), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.representation, "representation", &mut out.extra),
-                6 => rt::opt(p, &mut out.representation_ext, "_representation", &mut out.extra),
-                7 => rt::opt(p, &mut out.attachment, "attachment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.representation, "representation"),
+                6 => rt::opt(p, &mut out.representation_ext, "_representation"),
+                7 => rt::opt(p, &mut out.attachment, "attachment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -409,7 +438,9 @@ impl ToJson for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
         rt::w_opt(w, b"\"representation\":", &self.representation);
         rt::w_opt(w, b"\"_representation\":", &self.representation_ext);
         rt::w_opt(w, b"\"attachment\":", &self.attachment);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -430,32 +461,36 @@ pub struct SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     /// Todo. `degree` (0..1).
     pub degree: Option<CodeableConcept>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("degree", 4), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("degree", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.degree, "degree", &mut out.extra),
-                5 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.degree, "degree"),
+                5 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -471,7 +506,9 @@ impl ToJson for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"degree\":", &self.degree);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -497,27 +534,31 @@ pub struct SubstancePolymerMonomerSet {
     pub extra: Extra,
 }
 
+impl SubstancePolymerMonomerSet {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("ratioType", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("startingMaterial", 5),
+        ],
+    };
+}
+
 impl FromJson for SubstancePolymerMonomerSet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("ratioType", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("startingMaterial", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.ratio_type, "ratioType", &mut out.extra),
-                5 => rt::list(p, &mut out.starting_material, "startingMaterial", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.ratio_type, "ratioType"),
+                5 => rt::list(p, &mut out.starting_material, "startingMaterial"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -533,7 +574,9 @@ impl ToJson for SubstancePolymerMonomerSet {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"ratioType\":", &self.ratio_type);
         rt::w_list(w, b"\"startingMaterial\":", &self.starting_material);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -560,35 +603,39 @@ pub struct SubstancePolymerMonomerSetStartingMaterial {
     /// The `_isDefining` member: the id and extensions of the value of `isDefining`.
     pub is_defining_ext: Option<Box<Element>>,
     /// Todo. `amount` (0..1).
-    pub amount: Option<SubstanceAmount>,
+    pub amount: Option<Box<SubstanceAmount>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstancePolymerMonomerSetStartingMaterial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("material", 4), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("isDefining", 6), ("type", 5),
+            ("_isDefining", 7), ("", 0), ("amount", 8), ("id", 1),
+        ],
+    };
 }
 
 impl FromJson for SubstancePolymerMonomerSetStartingMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("material", 4), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("isDefining", 6), ("type", 5),
-                ("_isDefining", 7), ("", 0), ("amount", 8), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.material, "material", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.is_defining, "isDefining", &mut out.extra),
-                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining", &mut out.extra),
-                8 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.material, "material"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.is_defining, "isDefining"),
+                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining"),
+                8 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -607,7 +654,9 @@ impl ToJson for SubstancePolymerMonomerSetStartingMaterial {
         rt::w_opt(w, b"\"isDefining\":", &self.is_defining);
         rt::w_opt(w, b"\"_isDefining\":", &self.is_defining_ext);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct SubstanceProtein {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -56,58 +56,61 @@ pub struct SubstanceProtein {
     pub extra: Extra,
 }
 
+impl SubstanceProtein {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("_id", 3), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("numberOfSubunits", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_disulfideLinkage", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("sequenceType", 13), ("id", 2), ("", 0),
+            ("", 0), ("language", 7), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("disulfideLinkage", 16), ("", 0), ("text", 9),
+            ("modifierExtension", 12), ("_numberOfSubunits", 15), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("subunit", 18), ("_implicitRules", 6),
+        ],
+    };
+}
+
 impl FromJson for SubstanceProtein {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceProtein {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("_id", 3), ("", 0), ("implicitRules", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("numberOfSubunits", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_disulfideLinkage", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("sequenceType", 13), ("id", 2), ("", 0),
-                ("", 0), ("language", 7), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("disulfideLinkage", 16), ("", 0), ("text", 9),
-                ("modifierExtension", 12), ("_numberOfSubunits", 15), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("contained", 10), ("subunit", 18), ("_implicitRules", 6),
-            ],
-        };
+impl rt::ReadMembers for SubstanceProtein {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceProtein"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.sequence_type, "sequenceType", &mut out.extra),
-                14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits", &mut out.extra),
-                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits", &mut out.extra),
-                16 => rt::prim_list(p, &mut out.disulfide_linkage, &mut out.disulfide_linkage_ext, "disulfideLinkage", &mut out.extra),
-                17 => rt::list_ext(p, &mut out.disulfide_linkage_ext, "_disulfideLinkage", &mut out.extra),
-                18 => rt::list(p, &mut out.subunit, "subunit", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.sequence_type, "sequenceType"),
+                14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits"),
+                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
+                16 => rt::prim_list(p, &mut out.disulfide_linkage, &mut out.disulfide_linkage_ext, "disulfideLinkage"),
+                17 => rt::list_ext(p, &mut out.disulfide_linkage_ext, "_disulfideLinkage"),
+                18 => rt::list(p, &mut out.subunit, "subunit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -139,7 +142,9 @@ impl ToJson for SubstanceProtein {
         rt::w_opt(w, b"\"_numberOfSubunits\":", &self.number_of_subunits_ext);
         rt::w_prim_list(w, b"\"disulfideLinkage\":", b"\"_disulfideLinkage\":", &self.disulfide_linkage, &self.disulfide_linkage_ext);
         rt::w_list(w, b"\"subunit\":", &self.subunit);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -152,7 +157,7 @@ impl FhirResource for SubstanceProtein {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -167,6 +172,14 @@ impl FhirResource for SubstanceProtein {
             Resource::SubstanceProtein(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstanceProtein {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -202,15 +215,15 @@ pub struct SubstanceProteinSubunit {
     /// The `_length` member: the id and extensions of the value of `length`.
     pub length_ext: Option<Box<Element>>,
     /// The sequence information shall be provided enumerating the amino acids from N- to C-terminal end using standard single-letter amino acid codes. Uppercase shall be used for L-amino acids and lowercase for D-amino acids. Transcribed SubstanceProteins will always be described using the translated sequence; for synthetic peptide containing amino acids that are not represented with a single letter code an X should be used within the sequence. The modified amino acids will be distinguished by their position in the sequence. `sequenceAttachment` (0..1).
-    pub sequence_attachment: Option<Attachment>,
+    pub sequence_attachment: Option<Box<Attachment>>,
     /// Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID. `nTerminalModificationId` (0..1).
-    pub n_terminal_modification_id: Option<Identifier>,
+    pub n_terminal_modification_id: Option<Box<Identifier>>,
     /// The name of the fragment modified at the N-terminal of the SubstanceProtein shall be specified. `nTerminalModification` (0..1).
     pub n_terminal_modification: Option<String>,
     /// The `_nTerminalModification` member: the id and extensions of the value of `nTerminalModification`.
     pub n_terminal_modification_ext: Option<Box<Element>>,
     /// Unique identifier for molecular fragment modification based on the ISO 11238 Substance ID. `cTerminalModificationId` (0..1).
-    pub c_terminal_modification_id: Option<Identifier>,
+    pub c_terminal_modification_id: Option<Box<Identifier>>,
     /// The modification at the C-terminal shall be specified. `cTerminalModification` (0..1).
     pub c_terminal_modification: Option<String>,
     /// The `_cTerminalModification` member: the id and extensions of the value of `cTerminalModification`.
@@ -219,42 +232,46 @@ pub struct SubstanceProteinSubunit {
     pub extra: Extra,
 }
 
+impl SubstanceProteinSubunit {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 158,
+        slots: &[
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("cTerminalModificationId", 14), ("", 0), ("cTerminalModification", 15), ("_subunit", 5),
+            ("_cTerminalModification", 16), ("", 0), ("nTerminalModificationId", 11), ("", 0),
+            ("sequence", 6), ("", 0), ("_length", 9), ("subunit", 4),
+            ("sequenceAttachment", 10), ("", 0), ("", 0), ("", 0),
+            ("_nTerminalModification", 13), ("", 0), ("", 0), ("nTerminalModification", 12),
+            ("", 0), ("_sequence", 7), ("modifierExtension", 3), ("", 0),
+            ("length", 8), ("", 0), ("extension", 2), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceProteinSubunit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 158,
-            slots: &[
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("cTerminalModificationId", 14), ("", 0), ("cTerminalModification", 15), ("_subunit", 5),
-                ("_cTerminalModification", 16), ("", 0), ("nTerminalModificationId", 11), ("", 0),
-                ("sequence", 6), ("", 0), ("_length", 9), ("subunit", 4),
-                ("sequenceAttachment", 10), ("", 0), ("", 0), ("", 0),
-                ("_nTerminalModification", 13), ("", 0), ("", 0), ("nTerminalModification", 12),
-                ("", 0), ("_sequence", 7), ("modifierExtension", 3), ("", 0),
-                ("length", 8), ("", 0), ("extension", 2), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.subunit, "subunit", &mut out.extra),
-                5 => rt::opt(p, &mut out.subunit_ext, "_subunit", &mut out.extra),
-                6 => rt::opt(p, &mut out.sequence, "sequence", &mut out.extra),
-                7 => rt::opt(p, &mut out.sequence_ext, "_sequence", &mut out.extra),
-                8 => rt::opt(p, &mut out.length, "length", &mut out.extra),
-                9 => rt::opt(p, &mut out.length_ext, "_length", &mut out.extra),
-                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment", &mut out.extra),
-                11 => rt::opt(p, &mut out.n_terminal_modification_id, "nTerminalModificationId", &mut out.extra),
-                12 => rt::opt(p, &mut out.n_terminal_modification, "nTerminalModification", &mut out.extra),
-                13 => rt::opt(p, &mut out.n_terminal_modification_ext, "_nTerminalModification", &mut out.extra),
-                14 => rt::opt(p, &mut out.c_terminal_modification_id, "cTerminalModificationId", &mut out.extra),
-                15 => rt::opt(p, &mut out.c_terminal_modification, "cTerminalModification", &mut out.extra),
-                16 => rt::opt(p, &mut out.c_terminal_modification_ext, "_cTerminalModification", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.subunit, "subunit"),
+                5 => rt::opt(p, &mut out.subunit_ext, "_subunit"),
+                6 => rt::opt(p, &mut out.sequence, "sequence"),
+                7 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                8 => rt::opt(p, &mut out.length, "length"),
+                9 => rt::opt(p, &mut out.length_ext, "_length"),
+                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment"),
+                11 => rt::opt(p, &mut out.n_terminal_modification_id, "nTerminalModificationId"),
+                12 => rt::opt(p, &mut out.n_terminal_modification, "nTerminalModification"),
+                13 => rt::opt(p, &mut out.n_terminal_modification_ext, "_nTerminalModification"),
+                14 => rt::opt(p, &mut out.c_terminal_modification_id, "cTerminalModificationId"),
+                15 => rt::opt(p, &mut out.c_terminal_modification, "cTerminalModification"),
+                16 => rt::opt(p, &mut out.c_terminal_modification_ext, "_cTerminalModification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -281,7 +298,9 @@ impl ToJson for SubstanceProteinSubunit {
         rt::w_opt(w, b"\"cTerminalModificationId\":", &self.c_terminal_modification_id);
         rt::w_opt(w, b"\"cTerminalModification\":", &self.c_terminal_modification);
         rt::w_opt(w, b"\"_cTerminalModification\":", &self.c_terminal_modification_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct SubstanceReferenceInformation {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -56,58 +56,61 @@ pub struct SubstanceReferenceInformation {
     pub extra: Extra,
 }
 
+impl SubstanceReferenceInformation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 27,
+        slots: &[
+            ("comment", 13), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("id", 2),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_comment", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("target", 18), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_language", 8),
+            ("", 0), ("", 0), ("resourceType", 1), ("gene", 15),
+            ("", 0), ("geneElement", 16), ("classification", 17), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceReferenceInformation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceReferenceInformation {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 27,
-            slots: &[
-                ("comment", 13), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("id", 2),
-                ("_id", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_comment", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("target", 18), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("meta", 4),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("_language", 8),
-                ("", 0), ("", 0), ("resourceType", 1), ("gene", 15),
-                ("", 0), ("geneElement", 16), ("classification", 17), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SubstanceReferenceInformation {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceReferenceInformation"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                14 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                15 => rt::list(p, &mut out.gene, "gene", &mut out.extra),
-                16 => rt::list(p, &mut out.gene_element, "geneElement", &mut out.extra),
-                17 => rt::list(p, &mut out.classification, "classification", &mut out.extra),
-                18 => rt::list(p, &mut out.target, "target", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.comment, "comment"),
+                14 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                15 => rt::list(p, &mut out.gene, "gene"),
+                16 => rt::list(p, &mut out.gene_element, "geneElement"),
+                17 => rt::list(p, &mut out.classification, "classification"),
+                18 => rt::list(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -140,7 +143,9 @@ impl ToJson for SubstanceReferenceInformation {
         rt::w_list(w, b"\"geneElement\":", &self.gene_element);
         rt::w_list(w, b"\"classification\":", &self.classification);
         rt::w_list(w, b"\"target\":", &self.target);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -153,7 +158,7 @@ impl FhirResource for SubstanceReferenceInformation {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -168,6 +173,14 @@ impl FhirResource for SubstanceReferenceInformation {
             Resource::SubstanceReferenceInformation(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstanceReferenceInformation {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -191,7 +204,7 @@ pub struct SubstanceReferenceInformationTarget {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Todo. `target` (0..1).
-    pub target: Option<Identifier>,
+    pub target: Option<Box<Identifier>>,
     /// Todo. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Todo. `interaction` (0..1).
@@ -210,37 +223,41 @@ pub struct SubstanceReferenceInformationTarget {
     pub extra: Extra,
 }
 
+impl SubstanceReferenceInformationTarget {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("amountType", 10), ("", 0),
+            ("", 0), ("organismType", 8), ("", 0), ("interaction", 6),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("source", 11),
+            ("", 0), ("type", 5), ("amountString", 9), ("", 0),
+            ("", 0), ("amountQuantity", 9), ("", 0), ("", 0),
+            ("target", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("amountRange", 9), ("id", 1), ("organism", 7),
+        ],
+    };
+}
+
 impl FromJson for SubstanceReferenceInformationTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("amountType", 10), ("", 0),
-                ("", 0), ("organismType", 8), ("", 0), ("interaction", 6),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("source", 11),
-                ("", 0), ("type", 5), ("amountString", 9), ("", 0),
-                ("", 0), ("amountQuantity", 9), ("", 0), ("", 0),
-                ("target", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("amountRange", 9), ("id", 1), ("organism", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.target, "target", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.interaction, "interaction", &mut out.extra),
-                7 => rt::opt(p, &mut out.organism, "organism", &mut out.extra),
-                8 => rt::opt(p, &mut out.organism_type, "organismType", &mut out.extra),
-                9 => rt::choice(p, &mut out.amount, key, &mut out.extra),
-                10 => rt::opt(p, &mut out.amount_type, "amountType", &mut out.extra),
-                11 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.target, "target"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.interaction, "interaction"),
+                7 => rt::opt(p, &mut out.organism, "organism"),
+                8 => rt::opt(p, &mut out.organism_type, "organismType"),
+                9 => rt::choice(p, &mut out.amount, key),
+                10 => rt::opt(p, &mut out.amount_type, "amountType"),
+                11 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -262,7 +279,9 @@ impl ToJson for SubstanceReferenceInformationTarget {
         rt::w_choice(w, &self.amount);
         rt::w_opt(w, b"\"amountType\":", &self.amount_type);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -292,29 +311,33 @@ pub struct SubstanceReferenceInformationClassification {
     pub extra: Extra,
 }
 
+impl SubstanceReferenceInformationClassification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("classification", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("subtype", 6), ("", 0), ("extension", 2),
+            ("", 0), ("domain", 4), ("", 0), ("source", 7),
+        ],
+    };
+}
+
 impl FromJson for SubstanceReferenceInformationClassification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("classification", 5), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("subtype", 6), ("", 0), ("extension", 2),
-                ("", 0), ("domain", 4), ("", 0), ("source", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.domain, "domain", &mut out.extra),
-                5 => rt::opt(p, &mut out.classification, "classification", &mut out.extra),
-                6 => rt::list(p, &mut out.subtype, "subtype", &mut out.extra),
-                7 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.domain, "domain"),
+                5 => rt::opt(p, &mut out.classification, "classification"),
+                6 => rt::list(p, &mut out.subtype, "subtype"),
+                7 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -332,7 +355,9 @@ impl ToJson for SubstanceReferenceInformationClassification {
         rt::w_opt(w, b"\"classification\":", &self.classification);
         rt::w_list(w, b"\"subtype\":", &self.subtype);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -353,35 +378,39 @@ pub struct SubstanceReferenceInformationGeneElement {
     /// Todo. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Todo. `element` (0..1).
-    pub element: Option<Identifier>,
+    pub element: Option<Box<Identifier>>,
     /// Todo. `source` (0..*).
     pub source: Vec<Reference>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl SubstanceReferenceInformationGeneElement {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("source", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("element", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceReferenceInformationGeneElement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("source", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("element", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.element, "element", &mut out.extra),
-                6 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.element, "element"),
+                6 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -398,7 +427,9 @@ impl ToJson for SubstanceReferenceInformationGeneElement {
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"element\":", &self.element);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -426,28 +457,32 @@ pub struct SubstanceReferenceInformationGene {
     pub extra: Extra,
 }
 
+impl SubstanceReferenceInformationGene {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("geneSequenceOrigin", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("source", 6), ("", 0), ("gene", 5),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceReferenceInformationGene {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("geneSequenceOrigin", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("source", 6), ("", 0), ("gene", 5),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.gene_sequence_origin, "geneSequenceOrigin", &mut out.extra),
-                5 => rt::opt(p, &mut out.gene, "gene", &mut out.extra),
-                6 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.gene_sequence_origin, "geneSequenceOrigin"),
+                5 => rt::opt(p, &mut out.gene, "gene"),
+                6 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -464,7 +499,9 @@ impl ToJson for SubstanceReferenceInformationGene {
         rt::w_opt(w, b"\"geneSequenceOrigin\":", &self.gene_sequence_origin);
         rt::w_opt(w, b"\"gene\":", &self.gene);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -475,7 +512,7 @@ pub enum SubstanceReferenceInformationTargetAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountString`.
     String(String),
 }

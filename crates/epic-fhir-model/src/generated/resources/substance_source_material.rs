@@ -19,7 +19,7 @@ pub struct SubstanceSourceMaterial {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -47,7 +47,7 @@ pub struct SubstanceSourceMaterial {
     /// The state of the source material when extracted. `sourceMaterialState` (0..1).
     pub source_material_state: Option<CodeableConcept>,
     /// The unique identifier associated with the source material parent organism shall be specified. `organismId` (0..1).
-    pub organism_id: Option<Identifier>,
+    pub organism_id: Option<Box<Identifier>>,
     /// The organism accepted Scientific name shall be provided based on the organism taxonomy. `organismName` (0..1).
     pub organism_name: Option<String>,
     /// The `_organismName` member: the id and extensions of the value of `organismName`.
@@ -69,75 +69,78 @@ pub struct SubstanceSourceMaterial {
     /// Many complex materials are fractions of parts of plants, animals, or minerals. Fraction elements are often necessary to define both Substances and Specified Group 1 Substances. For substances derived from Plants, fraction information will be captured at the Substance information level ( . Oils, Juices and Exudates). Additional information for Extracts, such as extraction solvent composition, will be captured at the Specified Substance Group 1 information level. For plasma-derived products fraction information will be captured at the Substance and the Specified Substance Group 1 levels. `fractionDescription` (0..*).
     pub fraction_description: Vec<SubstanceSourceMaterialFractionDescription>,
     /// This subclause describes the organism which the substance is derived from. For vaccines, the parent organism shall be specified based on these subclause elements. As an example, full taxonomy will be described for the Substance Name: ., Leaf. `organism` (0..1).
-    pub organism: Option<SubstanceSourceMaterialOrganism>,
+    pub organism: Option<Box<SubstanceSourceMaterialOrganism>>,
     /// To do. `partDescription` (0..*).
     pub part_description: Vec<SubstanceSourceMaterialPartDescription>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 171,
+        slots: &[
+            ("_organismName", 18), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("sourceMaterialType", 14), ("partDescription", 28),
+            ("_id", 3), ("", 0), ("modifierExtension", 12), ("fractionDescription", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("developmentStage", 25), ("", 0), ("", 0),
+            ("organismId", 16), ("sourceMaterialClass", 13), ("_language", 8), ("organism", 27),
+            ("", 0), ("organismName", 17), ("", 0), ("", 0),
+            ("resourceType", 1), ("_geographicalLocation", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("geographicalLocation", 23), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("parentSubstanceId", 19), ("", 0), ("countryOfOrigin", 22), ("", 0),
+            ("", 0), ("text", 9), ("language", 7), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("_parentSubstanceName", 21),
+            ("", 0), ("", 0), ("sourceMaterialState", 15), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("parentSubstanceName", 20),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceSourceMaterial {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 171,
-            slots: &[
-                ("_organismName", 18), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("sourceMaterialType", 14), ("partDescription", 28),
-                ("_id", 3), ("", 0), ("modifierExtension", 12), ("fractionDescription", 26),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("developmentStage", 25), ("", 0), ("", 0),
-                ("organismId", 16), ("sourceMaterialClass", 13), ("_language", 8), ("organism", 27),
-                ("", 0), ("organismName", 17), ("", 0), ("", 0),
-                ("resourceType", 1), ("_geographicalLocation", 24), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("geographicalLocation", 23), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("parentSubstanceId", 19), ("", 0), ("countryOfOrigin", 22), ("", 0),
-                ("", 0), ("text", 9), ("language", 7), ("id", 2),
-                ("", 0), ("", 0), ("", 0), ("_parentSubstanceName", 21),
-                ("", 0), ("", 0), ("sourceMaterialState", 15), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("parentSubstanceName", 20),
-            ],
-        };
+impl rt::ReadMembers for SubstanceSourceMaterial {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceSourceMaterial"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.source_material_class, "sourceMaterialClass", &mut out.extra),
-                14 => rt::opt(p, &mut out.source_material_type, "sourceMaterialType", &mut out.extra),
-                15 => rt::opt(p, &mut out.source_material_state, "sourceMaterialState", &mut out.extra),
-                16 => rt::opt(p, &mut out.organism_id, "organismId", &mut out.extra),
-                17 => rt::opt(p, &mut out.organism_name, "organismName", &mut out.extra),
-                18 => rt::opt(p, &mut out.organism_name_ext, "_organismName", &mut out.extra),
-                19 => rt::list(p, &mut out.parent_substance_id, "parentSubstanceId", &mut out.extra),
-                20 => rt::prim_list(p, &mut out.parent_substance_name, &mut out.parent_substance_name_ext, "parentSubstanceName", &mut out.extra),
-                21 => rt::list_ext(p, &mut out.parent_substance_name_ext, "_parentSubstanceName", &mut out.extra),
-                22 => rt::list(p, &mut out.country_of_origin, "countryOfOrigin", &mut out.extra),
-                23 => rt::prim_list(p, &mut out.geographical_location, &mut out.geographical_location_ext, "geographicalLocation", &mut out.extra),
-                24 => rt::list_ext(p, &mut out.geographical_location_ext, "_geographicalLocation", &mut out.extra),
-                25 => rt::opt(p, &mut out.development_stage, "developmentStage", &mut out.extra),
-                26 => rt::list(p, &mut out.fraction_description, "fractionDescription", &mut out.extra),
-                27 => rt::opt(p, &mut out.organism, "organism", &mut out.extra),
-                28 => rt::list(p, &mut out.part_description, "partDescription", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.source_material_class, "sourceMaterialClass"),
+                14 => rt::opt(p, &mut out.source_material_type, "sourceMaterialType"),
+                15 => rt::opt(p, &mut out.source_material_state, "sourceMaterialState"),
+                16 => rt::opt(p, &mut out.organism_id, "organismId"),
+                17 => rt::opt(p, &mut out.organism_name, "organismName"),
+                18 => rt::opt(p, &mut out.organism_name_ext, "_organismName"),
+                19 => rt::list(p, &mut out.parent_substance_id, "parentSubstanceId"),
+                20 => rt::prim_list(p, &mut out.parent_substance_name, &mut out.parent_substance_name_ext, "parentSubstanceName"),
+                21 => rt::list_ext(p, &mut out.parent_substance_name_ext, "_parentSubstanceName"),
+                22 => rt::list(p, &mut out.country_of_origin, "countryOfOrigin"),
+                23 => rt::prim_list(p, &mut out.geographical_location, &mut out.geographical_location_ext, "geographicalLocation"),
+                24 => rt::list_ext(p, &mut out.geographical_location_ext, "_geographicalLocation"),
+                25 => rt::opt(p, &mut out.development_stage, "developmentStage"),
+                26 => rt::list(p, &mut out.fraction_description, "fractionDescription"),
+                27 => rt::opt(p, &mut out.organism, "organism"),
+                28 => rt::list(p, &mut out.part_description, "partDescription"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -178,7 +181,9 @@ impl ToJson for SubstanceSourceMaterial {
         rt::w_list(w, b"\"fractionDescription\":", &self.fraction_description);
         rt::w_opt(w, b"\"organism\":", &self.organism);
         rt::w_list(w, b"\"partDescription\":", &self.part_description);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -191,7 +196,7 @@ impl FhirResource for SubstanceSourceMaterial {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -206,6 +211,14 @@ impl FhirResource for SubstanceSourceMaterial {
             Resource::SubstanceSourceMaterial(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstanceSourceMaterial {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -236,27 +249,31 @@ pub struct SubstanceSourceMaterialPartDescription {
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterialPartDescription {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("partLocation", 5), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("part", 4),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterialPartDescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("partLocation", 5), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("part", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.part, "part", &mut out.extra),
-                5 => rt::opt(p, &mut out.part_location, "partLocation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.part, "part"),
+                5 => rt::opt(p, &mut out.part_location, "partLocation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,7 +289,9 @@ impl ToJson for SubstanceSourceMaterialPartDescription {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"part\":", &self.part);
         rt::w_opt(w, b"\"partLocation\":", &self.part_location);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -305,45 +324,49 @@ pub struct SubstanceSourceMaterialOrganism {
     /// 4.9.13.6.1 Author type (Conditional). `author` (0..*).
     pub author: Vec<SubstanceSourceMaterialOrganismAuthor>,
     /// 4.9.13.8.1 Hybrid species maternal organism ID (Optional). `hybrid` (0..1).
-    pub hybrid: Option<SubstanceSourceMaterialOrganismHybrid>,
+    pub hybrid: Option<Box<SubstanceSourceMaterialOrganismHybrid>>,
     /// 4.9.13.7.1 Kingdom (Conditional). `organismGeneral` (0..1).
-    pub organism_general: Option<SubstanceSourceMaterialOrganismOrganismGeneral>,
+    pub organism_general: Option<Box<SubstanceSourceMaterialOrganismOrganismGeneral>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstanceSourceMaterialOrganism {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 23,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("intraspecificType", 7), ("", 0),
+            ("", 0), ("genus", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("author", 10), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("species", 6), ("intraspecificDescription", 8),
+            ("_intraspecificDescription", 9), ("", 0), ("hybrid", 11), ("family", 4),
+            ("organismGeneral", 12), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstanceSourceMaterialOrganism {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 23,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("intraspecificType", 7), ("", 0),
-                ("", 0), ("genus", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("author", 10), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("species", 6), ("intraspecificDescription", 8),
-                ("_intraspecificDescription", 9), ("", 0), ("hybrid", 11), ("family", 4),
-                ("organismGeneral", 12), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.family, "family", &mut out.extra),
-                5 => rt::opt(p, &mut out.genus, "genus", &mut out.extra),
-                6 => rt::opt(p, &mut out.species, "species", &mut out.extra),
-                7 => rt::opt(p, &mut out.intraspecific_type, "intraspecificType", &mut out.extra),
-                8 => rt::opt(p, &mut out.intraspecific_description, "intraspecificDescription", &mut out.extra),
-                9 => rt::opt(p, &mut out.intraspecific_description_ext, "_intraspecificDescription", &mut out.extra),
-                10 => rt::list(p, &mut out.author, "author", &mut out.extra),
-                11 => rt::opt(p, &mut out.hybrid, "hybrid", &mut out.extra),
-                12 => rt::opt(p, &mut out.organism_general, "organismGeneral", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.family, "family"),
+                5 => rt::opt(p, &mut out.genus, "genus"),
+                6 => rt::opt(p, &mut out.species, "species"),
+                7 => rt::opt(p, &mut out.intraspecific_type, "intraspecificType"),
+                8 => rt::opt(p, &mut out.intraspecific_description, "intraspecificDescription"),
+                9 => rt::opt(p, &mut out.intraspecific_description_ext, "_intraspecificDescription"),
+                10 => rt::list(p, &mut out.author, "author"),
+                11 => rt::opt(p, &mut out.hybrid, "hybrid"),
+                12 => rt::opt(p, &mut out.organism_general, "organismGeneral"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -366,7 +389,9 @@ impl ToJson for SubstanceSourceMaterialOrganism {
         rt::w_list(w, b"\"author\":", &self.author);
         rt::w_opt(w, b"\"hybrid\":", &self.hybrid);
         rt::w_opt(w, b"\"organismGeneral\":", &self.organism_general);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -396,29 +421,33 @@ pub struct SubstanceSourceMaterialOrganismOrganismGeneral {
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterialOrganismOrganismGeneral {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("class", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("kingdom", 4), ("", 0),
+            ("phylum", 5), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("order", 7),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterialOrganismOrganismGeneral {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("class", 6), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("kingdom", 4), ("", 0),
-                ("phylum", 5), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("order", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.kingdom, "kingdom", &mut out.extra),
-                5 => rt::opt(p, &mut out.phylum, "phylum", &mut out.extra),
-                6 => rt::opt(p, &mut out.class, "class", &mut out.extra),
-                7 => rt::opt(p, &mut out.order, "order", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.kingdom, "kingdom"),
+                5 => rt::opt(p, &mut out.phylum, "phylum"),
+                6 => rt::opt(p, &mut out.class, "class"),
+                7 => rt::opt(p, &mut out.order, "order"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -436,7 +465,9 @@ impl ToJson for SubstanceSourceMaterialOrganismOrganismGeneral {
         rt::w_opt(w, b"\"phylum\":", &self.phylum);
         rt::w_opt(w, b"\"class\":", &self.class);
         rt::w_opt(w, b"\"order\":", &self.order);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -476,38 +507,42 @@ pub struct SubstanceSourceMaterialOrganismHybrid {
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterialOrganismHybrid {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("paternalOrganismId", 8), ("", 0), ("", 0),
+            ("", 0), ("_paternalOrganismName", 11), ("", 0), ("", 0),
+            ("id", 1), ("paternalOrganismName", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_maternalOrganismName", 7), ("maternalOrganismId", 4),
+            ("", 0), ("", 0), ("maternalOrganismName", 6), ("_maternalOrganismId", 5),
+            ("_paternalOrganismId", 9), ("hybridType", 12), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterialOrganismHybrid {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("paternalOrganismId", 8), ("", 0), ("", 0),
-                ("", 0), ("_paternalOrganismName", 11), ("", 0), ("", 0),
-                ("id", 1), ("paternalOrganismName", 10), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_maternalOrganismName", 7), ("maternalOrganismId", 4),
-                ("", 0), ("", 0), ("maternalOrganismName", 6), ("_maternalOrganismId", 5),
-                ("_paternalOrganismId", 9), ("hybridType", 12), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.maternal_organism_id, "maternalOrganismId", &mut out.extra),
-                5 => rt::opt(p, &mut out.maternal_organism_id_ext, "_maternalOrganismId", &mut out.extra),
-                6 => rt::opt(p, &mut out.maternal_organism_name, "maternalOrganismName", &mut out.extra),
-                7 => rt::opt(p, &mut out.maternal_organism_name_ext, "_maternalOrganismName", &mut out.extra),
-                8 => rt::opt(p, &mut out.paternal_organism_id, "paternalOrganismId", &mut out.extra),
-                9 => rt::opt(p, &mut out.paternal_organism_id_ext, "_paternalOrganismId", &mut out.extra),
-                10 => rt::opt(p, &mut out.paternal_organism_name, "paternalOrganismName", &mut out.extra),
-                11 => rt::opt(p, &mut out.paternal_organism_name_ext, "_paternalOrganismName", &mut out.extra),
-                12 => rt::opt(p, &mut out.hybrid_type, "hybridType", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.maternal_organism_id, "maternalOrganismId"),
+                5 => rt::opt(p, &mut out.maternal_organism_id_ext, "_maternalOrganismId"),
+                6 => rt::opt(p, &mut out.maternal_organism_name, "maternalOrganismName"),
+                7 => rt::opt(p, &mut out.maternal_organism_name_ext, "_maternalOrganismName"),
+                8 => rt::opt(p, &mut out.paternal_organism_id, "paternalOrganismId"),
+                9 => rt::opt(p, &mut out.paternal_organism_id_ext, "_paternalOrganismId"),
+                10 => rt::opt(p, &mut out.paternal_organism_name, "paternalOrganismName"),
+                11 => rt::opt(p, &mut out.paternal_organism_name_ext, "_paternalOrganismName"),
+                12 => rt::opt(p, &mut out.hybrid_type, "hybridType"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -530,7 +565,9 @@ impl ToJson for SubstanceSourceMaterialOrganismHybrid {
         rt::w_opt(w, b"\"paternalOrganismName\":", &self.paternal_organism_name);
         rt::w_opt(w, b"\"_paternalOrganismName\":", &self.paternal_organism_name_ext);
         rt::w_opt(w, b"\"hybridType\":", &self.hybrid_type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -558,28 +595,32 @@ pub struct SubstanceSourceMaterialOrganismAuthor {
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterialOrganismAuthor {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("_authorDescription", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("authorType", 4),
+            ("", 0), ("authorDescription", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterialOrganismAuthor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("_authorDescription", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("authorType", 4),
-                ("", 0), ("authorDescription", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.author_type, "authorType", &mut out.extra),
-                5 => rt::opt(p, &mut out.author_description, "authorDescription", &mut out.extra),
-                6 => rt::opt(p, &mut out.author_description_ext, "_authorDescription", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.author_type, "authorType"),
+                5 => rt::opt(p, &mut out.author_description, "authorDescription"),
+                6 => rt::opt(p, &mut out.author_description_ext, "_authorDescription"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -596,7 +637,9 @@ impl ToJson for SubstanceSourceMaterialOrganismAuthor {
         rt::w_opt(w, b"\"authorType\":", &self.author_type);
         rt::w_opt(w, b"\"authorDescription\":", &self.author_description);
         rt::w_opt(w, b"\"_authorDescription\":", &self.author_description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -624,28 +667,32 @@ pub struct SubstanceSourceMaterialFractionDescription {
     pub extra: Extra,
 }
 
+impl SubstanceSourceMaterialFractionDescription {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("_fraction", 5), ("", 0), ("", 0), ("materialType", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("fraction", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSourceMaterialFractionDescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("_fraction", 5), ("", 0), ("", 0), ("materialType", 6),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("fraction", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.fraction, "fraction", &mut out.extra),
-                5 => rt::opt(p, &mut out.fraction_ext, "_fraction", &mut out.extra),
-                6 => rt::opt(p, &mut out.material_type, "materialType", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.fraction, "fraction"),
+                5 => rt::opt(p, &mut out.fraction_ext, "_fraction"),
+                6 => rt::opt(p, &mut out.material_type, "materialType"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -662,7 +709,9 @@ impl ToJson for SubstanceSourceMaterialFractionDescription {
         rt::w_opt(w, b"\"fraction\":", &self.fraction);
         rt::w_opt(w, b"\"_fraction\":", &self.fraction_ext);
         rt::w_opt(w, b"\"materialType\":", &self.material_type);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct SubstanceSpecification {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct SubstanceSpecification {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Identifier by which this substance is known. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// High level categorization, e.g. polymer or nucleic acid. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// Status of substance within the catalogue e.g. approved. `status` (0..1).
@@ -65,7 +65,7 @@ pub struct SubstanceSpecification {
     /// General information detailing this substance. `referenceInformation` (0..1).
     pub reference_information: Option<Reference>,
     /// Structural information. `structure` (0..1).
-    pub structure: Option<SubstanceSpecificationStructure>,
+    pub structure: Option<Box<SubstanceSpecificationStructure>>,
     /// Codes associated with the substance. `code` (0..*).
     pub code: Vec<SubstanceSpecificationCode>,
     /// Names applicable to this substance. `name` (0..*).
@@ -86,89 +86,92 @@ pub struct SubstanceSpecification {
     pub extra: Extra,
 }
 
+impl SubstanceSpecification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 84,
+        slots: &[
+            ("", 0), ("", 0), ("type", 14), ("", 0),
+            ("", 0), ("identifier", 13), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("status", 15),
+            ("id", 2), ("molecularWeight", 28), ("", 0), ("description", 17),
+            ("", 0), ("", 0), ("domain", 16), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("comment", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 18), ("referenceInformation", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("structure", 25),
+            ("", 0), ("source", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("_comment", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 26), ("property", 23), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("polymer", 31), ("implicitRules", 5),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("sourceMaterial", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("nucleicAcid", 30), ("", 0),
+            ("", 0), ("protein", 32), ("", 0), ("", 0),
+            ("name", 27), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("relationship", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("moiety", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SubstanceSpecification {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 84,
-            slots: &[
-                ("", 0), ("", 0), ("type", 14), ("", 0),
-                ("", 0), ("identifier", 13), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("status", 15),
-                ("id", 2), ("molecularWeight", 28), ("", 0), ("description", 17),
-                ("", 0), ("", 0), ("domain", 16), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("comment", 20),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 18), ("referenceInformation", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("structure", 25),
-                ("", 0), ("source", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("_comment", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("code", 26), ("property", 23), ("_language", 8),
-                ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-                ("", 0), ("", 0), ("polymer", 31), ("implicitRules", 5),
-                ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("sourceMaterial", 33), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("nucleicAcid", 30), ("", 0),
-                ("", 0), ("protein", 32), ("", 0), ("", 0),
-                ("name", 27), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("relationship", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("moiety", 22), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SubstanceSpecification {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceSpecification"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                15 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                16 => rt::opt(p, &mut out.domain, "domain", &mut out.extra),
-                17 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                18 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                19 => rt::list(p, &mut out.source, "source", &mut out.extra),
-                20 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                21 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                22 => rt::list(p, &mut out.moiety, "moiety", &mut out.extra),
-                23 => rt::list(p, &mut out.property, "property", &mut out.extra),
-                24 => rt::opt(p, &mut out.reference_information, "referenceInformation", &mut out.extra),
-                25 => rt::opt(p, &mut out.structure, "structure", &mut out.extra),
-                26 => rt::list(p, &mut out.code, "code", &mut out.extra),
-                27 => rt::list(p, &mut out.name, "name", &mut out.extra),
-                28 => rt::list(p, &mut out.molecular_weight, "molecularWeight", &mut out.extra),
-                29 => rt::list(p, &mut out.relationship, "relationship", &mut out.extra),
-                30 => rt::opt(p, &mut out.nucleic_acid, "nucleicAcid", &mut out.extra),
-                31 => rt::opt(p, &mut out.polymer, "polymer", &mut out.extra),
-                32 => rt::opt(p, &mut out.protein, "protein", &mut out.extra),
-                33 => rt::opt(p, &mut out.source_material, "sourceMaterial", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt(p, &mut out.status, "status"),
+                16 => rt::opt(p, &mut out.domain, "domain"),
+                17 => rt::opt(p, &mut out.description, "description"),
+                18 => rt::opt(p, &mut out.description_ext, "_description"),
+                19 => rt::list(p, &mut out.source, "source"),
+                20 => rt::opt(p, &mut out.comment, "comment"),
+                21 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                22 => rt::list(p, &mut out.moiety, "moiety"),
+                23 => rt::list(p, &mut out.property, "property"),
+                24 => rt::opt(p, &mut out.reference_information, "referenceInformation"),
+                25 => rt::opt(p, &mut out.structure, "structure"),
+                26 => rt::list(p, &mut out.code, "code"),
+                27 => rt::list(p, &mut out.name, "name"),
+                28 => rt::list(p, &mut out.molecular_weight, "molecularWeight"),
+                29 => rt::list(p, &mut out.relationship, "relationship"),
+                30 => rt::opt(p, &mut out.nucleic_acid, "nucleicAcid"),
+                31 => rt::opt(p, &mut out.polymer, "polymer"),
+                32 => rt::opt(p, &mut out.protein, "protein"),
+                33 => rt::opt(p, &mut out.source_material, "sourceMaterial"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -216,7 +219,9 @@ impl ToJson for SubstanceSpecification {
         rt::w_opt(w, b"\"polymer\":", &self.polymer);
         rt::w_opt(w, b"\"protein\":", &self.protein);
         rt::w_opt(w, b"\"sourceMaterial\":", &self.source_material);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -229,7 +234,7 @@ impl FhirResource for SubstanceSpecification {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -244,6 +249,14 @@ impl FhirResource for SubstanceSpecification {
             Resource::SubstanceSpecification(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SubstanceSpecification {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -277,7 +290,7 @@ pub struct SubstanceSpecificationRelationship {
     /// A numeric factor for the relationship, for instance to express that the salt of a substance has some percentage of the active substance in relation to some other. `amount[x]` (0..1).
     pub amount: Option<SubstanceSpecificationRelationshipAmount>,
     /// For use when the numeric. `amountRatioLowLimit` (0..1).
-    pub amount_ratio_low_limit: Option<Ratio>,
+    pub amount_ratio_low_limit: Option<Box<Ratio>>,
     /// An operator for the amount, for example "average", "approximately", "less than". `amountType` (0..1).
     pub amount_type: Option<CodeableConcept>,
     /// Supporting literature. `source` (0..*).
@@ -286,37 +299,41 @@ pub struct SubstanceSpecificationRelationship {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationRelationship {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 41,
+        slots: &[
+            ("substanceCodeableConcept", 4), ("amountQuantity", 8), ("", 0), ("", 0),
+            ("_isDefining", 7), ("", 0), ("source", 11), ("amountRatio", 8),
+            ("extension", 2), ("", 0), ("", 0), ("amountRatioLowLimit", 9),
+            ("", 0), ("", 0), ("id", 1), ("amountType", 10),
+            ("", 0), ("substanceReference", 4), ("", 0), ("amountRange", 8),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("relationship", 5), ("isDefining", 6), ("amountString", 8), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationRelationship {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 41,
-            slots: &[
-                ("substanceCodeableConcept", 4), ("amountQuantity", 8), ("", 0), ("", 0),
-                ("_isDefining", 7), ("", 0), ("source", 11), ("amountRatio", 8),
-                ("extension", 2), ("", 0), ("", 0), ("amountRatioLowLimit", 9),
-                ("", 0), ("", 0), ("id", 1), ("amountType", 10),
-                ("", 0), ("substanceReference", 4), ("", 0), ("amountRange", 8),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("relationship", 5), ("isDefining", 6), ("amountString", 8), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::choice(p, &mut out.substance, key, &mut out.extra),
-                5 => rt::opt(p, &mut out.relationship, "relationship", &mut out.extra),
-                6 => rt::opt(p, &mut out.is_defining, "isDefining", &mut out.extra),
-                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining", &mut out.extra),
-                8 => rt::choice(p, &mut out.amount, key, &mut out.extra),
-                9 => rt::opt(p, &mut out.amount_ratio_low_limit, "amountRatioLowLimit", &mut out.extra),
-                10 => rt::opt(p, &mut out.amount_type, "amountType", &mut out.extra),
-                11 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::choice(p, &mut out.substance, key),
+                5 => rt::opt(p, &mut out.relationship, "relationship"),
+                6 => rt::opt(p, &mut out.is_defining, "isDefining"),
+                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining"),
+                8 => rt::choice(p, &mut out.amount, key),
+                9 => rt::opt(p, &mut out.amount_ratio_low_limit, "amountRatioLowLimit"),
+                10 => rt::opt(p, &mut out.amount_type, "amountType"),
+                11 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -338,7 +355,9 @@ impl ToJson for SubstanceSpecificationRelationship {
         rt::w_opt(w, b"\"amountRatioLowLimit\":", &self.amount_ratio_low_limit);
         rt::w_opt(w, b"\"amountType\":", &self.amount_type);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -386,42 +405,46 @@ pub struct SubstanceSpecificationName {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationName {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 47,
+        slots: &[
+            ("", 0), ("id", 1), ("extension", 2), ("translation", 14),
+            ("", 0), ("_name", 5), ("", 0), ("preferred", 8),
+            ("source", 16), ("_preferred", 9), ("synonym", 13), ("", 0),
+            ("", 0), ("", 0), ("status", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("domain", 11),
+            ("type", 6), ("name", 4), ("language", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("jurisdiction", 12), ("modifierExtension", 3), ("official", 15),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 47,
-            slots: &[
-                ("", 0), ("id", 1), ("extension", 2), ("translation", 14),
-                ("", 0), ("_name", 5), ("", 0), ("preferred", 8),
-                ("source", 16), ("_preferred", 9), ("synonym", 13), ("", 0),
-                ("", 0), ("", 0), ("status", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("domain", 11),
-                ("type", 6), ("name", 4), ("language", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("jurisdiction", 12), ("modifierExtension", 3), ("official", 15),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                7 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                8 => rt::opt(p, &mut out.preferred, "preferred", &mut out.extra),
-                9 => rt::opt(p, &mut out.preferred_ext, "_preferred", &mut out.extra),
-                10 => rt::list(p, &mut out.language, "language", &mut out.extra),
-                11 => rt::list(p, &mut out.domain, "domain", &mut out.extra),
-                12 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                13 => rt::list(p, &mut out.synonym, "synonym", &mut out.extra),
-                14 => rt::list(p, &mut out.translation, "translation", &mut out.extra),
-                15 => rt::list(p, &mut out.official, "official", &mut out.extra),
-                16 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.r#type, "type"),
+                7 => rt::opt(p, &mut out.status, "status"),
+                8 => rt::opt(p, &mut out.preferred, "preferred"),
+                9 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
+                10 => rt::list(p, &mut out.language, "language"),
+                11 => rt::list(p, &mut out.domain, "domain"),
+                12 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                13 => rt::list(p, &mut out.synonym, "synonym"),
+                14 => rt::list(p, &mut out.translation, "translation"),
+                15 => rt::list(p, &mut out.official, "official"),
+                16 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -448,7 +471,9 @@ impl ToJson for SubstanceSpecificationName {
         rt::w_list(w, b"\"translation\":", &self.translation);
         rt::w_list(w, b"\"official\":", &self.official);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -478,29 +503,33 @@ pub struct SubstanceSpecificationNameOfficial {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationNameOfficial {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("status", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_date", 7), ("authority", 4), ("date", 6),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationNameOfficial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("status", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_date", 7), ("authority", 4), ("date", 6),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.authority, "authority", &mut out.extra),
-                5 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                6 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                7 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.authority, "authority"),
+                5 => rt::opt(p, &mut out.status, "status"),
+                6 => rt::opt(p, &mut out.date, "date"),
+                7 => rt::opt(p, &mut out.date_ext, "_date"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -518,7 +547,9 @@ impl ToJson for SubstanceSpecificationNameOfficial {
         rt::w_opt(w, b"\"status\":", &self.status);
         rt::w_opt(w, b"\"date\":", &self.date);
         rt::w_opt(w, b"\"_date\":", &self.date_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -554,36 +585,40 @@ pub struct SubstanceSpecificationCode {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationCode {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("statusDate", 6),
+            ("", 0), ("status", 5), ("", 0), ("", 0),
+            ("source", 10), ("", 0), ("_comment", 9), ("comment", 8),
+            ("", 0), ("_statusDate", 7), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("code", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationCode {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("statusDate", 6),
-                ("", 0), ("status", 5), ("", 0), ("", 0),
-                ("source", 10), ("", 0), ("_comment", 9), ("comment", 8),
-                ("", 0), ("_statusDate", 7), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("code", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                6 => rt::opt(p, &mut out.status_date, "statusDate", &mut out.extra),
-                7 => rt::opt(p, &mut out.status_date_ext, "_statusDate", &mut out.extra),
-                8 => rt::opt(p, &mut out.comment, "comment", &mut out.extra),
-                9 => rt::opt(p, &mut out.comment_ext, "_comment", &mut out.extra),
-                10 => rt::list(p, &mut out.source, "source", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.status, "status"),
+                6 => rt::opt(p, &mut out.status_date, "statusDate"),
+                7 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                8 => rt::opt(p, &mut out.comment, "comment"),
+                9 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                10 => rt::list(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -604,7 +639,9 @@ impl ToJson for SubstanceSpecificationCode {
         rt::w_opt(w, b"\"comment\":", &self.comment);
         rt::w_opt(w, b"\"_comment\":", &self.comment_ext);
         rt::w_list(w, b"\"source\":", &self.source);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -637,7 +674,7 @@ pub struct SubstanceSpecificationStructure {
     /// Applicable for single substances that contain a radionuclide or a non-natural isotopic ratio. `isotope` (0..*).
     pub isotope: Vec<SubstanceSpecificationStructureIsotope>,
     /// The molecular weight or weight range (for proteins, polymers or nucleic acids). `molecularWeight` (0..1).
-    pub molecular_weight: Option<SubstanceSpecificationStructureIsotopeMolecularWeight>,
+    pub molecular_weight: Option<Box<SubstanceSpecificationStructureIsotopeMolecularWeight>>,
     /// Supporting literature. `source` (0..*).
     pub source: Vec<Reference>,
     /// Molecular structural representation. `representation` (0..*).
@@ -646,39 +683,43 @@ pub struct SubstanceSpecificationStructure {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationStructure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 17,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("stereochemistry", 4), ("", 0), ("molecularFormula", 6), ("molecularWeight", 11),
+            ("", 0), ("representation", 13), ("", 0), ("", 0),
+            ("molecularFormulaByMoiety", 8), ("isotope", 10), ("", 0), ("extension", 2),
+            ("", 0), ("_molecularFormula", 7), ("", 0), ("", 0),
+            ("_molecularFormulaByMoiety", 9), ("", 0), ("source", 12), ("", 0),
+            ("", 0), ("", 0), ("opticalActivity", 5), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 17,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("stereochemistry", 4), ("", 0), ("molecularFormula", 6), ("molecularWeight", 11),
-                ("", 0), ("representation", 13), ("", 0), ("", 0),
-                ("molecularFormulaByMoiety", 8), ("isotope", 10), ("", 0), ("extension", 2),
-                ("", 0), ("_molecularFormula", 7), ("", 0), ("", 0),
-                ("_molecularFormulaByMoiety", 9), ("", 0), ("source", 12), ("", 0),
-                ("", 0), ("", 0), ("opticalActivity", 5), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.stereochemistry, "stereochemistry", &mut out.extra),
-                5 => rt::opt(p, &mut out.optical_activity, "opticalActivity", &mut out.extra),
-                6 => rt::opt(p, &mut out.molecular_formula, "molecularFormula", &mut out.extra),
-                7 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula", &mut out.extra),
-                8 => rt::opt(p, &mut out.molecular_formula_by_moiety, "molecularFormulaByMoiety", &mut out.extra),
-                9 => rt::opt(p, &mut out.molecular_formula_by_moiety_ext, "_molecularFormulaByMoiety", &mut out.extra),
-                10 => rt::list(p, &mut out.isotope, "isotope", &mut out.extra),
-                11 => rt::opt(p, &mut out.molecular_weight, "molecularWeight", &mut out.extra),
-                12 => rt::list(p, &mut out.source, "source", &mut out.extra),
-                13 => rt::list(p, &mut out.representation, "representation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.stereochemistry, "stereochemistry"),
+                5 => rt::opt(p, &mut out.optical_activity, "opticalActivity"),
+                6 => rt::opt(p, &mut out.molecular_formula, "molecularFormula"),
+                7 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula"),
+                8 => rt::opt(p, &mut out.molecular_formula_by_moiety, "molecularFormulaByMoiety"),
+                9 => rt::opt(p, &mut out.molecular_formula_by_moiety_ext, "_molecularFormulaByMoiety"),
+                10 => rt::list(p, &mut out.isotope, "isotope"),
+                11 => rt::opt(p, &mut out.molecular_weight, "molecularWeight"),
+                12 => rt::list(p, &mut out.source, "source"),
+                13 => rt::list(p, &mut out.representation, "representation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -702,7 +743,9 @@ impl ToJson for SubstanceSpecificationStructure {
         rt::w_opt(w, b"\"molecularWeight\":", &self.molecular_weight);
         rt::w_list(w, b"\"source\":", &self.source);
         rt::w_list(w, b"\"representation\":", &self.representation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -727,34 +770,38 @@ pub struct SubstanceSpecificationStructureRepresentation {
     /// The `_representation` member: the id and extensions of the value of `representation`.
     pub representation_ext: Option<Box<Element>>,
     /// An attached file with the structural representation. `attachment` (0..1).
-    pub attachment: Option<Attachment>,
+    pub attachment: Option<Box<Attachment>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstanceSpecificationStructureRepresentation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("attachment", 7), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstanceSpecificationStructureRepresentation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("attachment", 7), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.representation, "representation", &mut out.extra),
-                6 => rt::opt(p, &mut out.representation_ext, "_representation", &mut out.extra),
-                7 => rt::opt(p, &mut out.attachment, "attachment", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.representation, "representation"),
+                6 => rt::opt(p, &mut out.representation_ext, "_representation"),
+                7 => rt::opt(p, &mut out.attachment, "attachment"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -772,7 +819,9 @@ impl ToJson for SubstanceSpecificationStructureRepresentation {
         rt::w_opt(w, b"\"representation\":", &self.representation);
         rt::w_opt(w, b"\"_representation\":", &self.representation_ext);
         rt::w_opt(w, b"\"attachment\":", &self.attachment);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -791,7 +840,7 @@ pub struct SubstanceSpecificationStructureIsotope {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// Substance identifier for each non-natural or radioisotope. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Substance name for each non-natural or radioisotope. `name` (0..1).
     pub name: Option<CodeableConcept>,
     /// The type of isotopic substitution present in a single substance. `substitution` (0..1).
@@ -799,35 +848,39 @@ pub struct SubstanceSpecificationStructureIsotope {
     /// Half life - for a non-natural nuclide. `halfLife` (0..1).
     pub half_life: Option<Quantity>,
     /// The molecular weight or weight range (for proteins, polymers or nucleic acids). `molecularWeight` (0..1).
-    pub molecular_weight: Option<SubstanceSpecificationStructureIsotopeMolecularWeight>,
+    pub molecular_weight: Option<Box<SubstanceSpecificationStructureIsotopeMolecularWeight>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl SubstanceSpecificationStructureIsotope {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("substitution", 6), ("molecularWeight", 8), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
+            ("halfLife", 7), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for SubstanceSpecificationStructureIsotope {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("substitution", 6), ("molecularWeight", 8), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
-                ("halfLife", 7), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                6 => rt::opt(p, &mut out.substitution, "substitution", &mut out.extra),
-                7 => rt::opt(p, &mut out.half_life, "halfLife", &mut out.extra),
-                8 => rt::opt(p, &mut out.molecular_weight, "molecularWeight", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.name, "name"),
+                6 => rt::opt(p, &mut out.substitution, "substitution"),
+                7 => rt::opt(p, &mut out.half_life, "halfLife"),
+                8 => rt::opt(p, &mut out.molecular_weight, "molecularWeight"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -846,7 +899,9 @@ impl ToJson for SubstanceSpecificationStructureIsotope {
         rt::w_opt(w, b"\"substitution\":", &self.substitution);
         rt::w_opt(w, b"\"halfLife\":", &self.half_life);
         rt::w_opt(w, b"\"molecularWeight\":", &self.molecular_weight);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -874,28 +929,32 @@ pub struct SubstanceSpecificationStructureIsotopeMolecularWeight {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationStructureIsotopeMolecularWeight {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("method", 4),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("type", 5), ("amount", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationStructureIsotopeMolecularWeight {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("method", 4),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("type", 5), ("amount", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                5 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.method, "method"),
+                5 => rt::opt(p, &mut out.r#type, "type"),
+                6 => rt::opt(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -912,7 +971,9 @@ impl ToJson for SubstanceSpecificationStructureIsotopeMolecularWeight {
         rt::w_opt(w, b"\"method\":", &self.method);
         rt::w_opt(w, b"\"type\":", &self.r#type);
         rt::w_opt(w, b"\"amount\":", &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -946,35 +1007,39 @@ pub struct SubstanceSpecificationProperty {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationProperty {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("category", 4), ("", 0), ("", 0), ("", 0),
+            ("definingSubstanceCodeableConcept", 8), ("", 0), ("amountString", 9), ("", 0),
+            ("parameters", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("amountQuantity", 9),
+            ("_parameters", 7), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("code", 5), ("", 0), ("", 0), ("definingSubstanceReference", 8),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("category", 4), ("", 0), ("", 0), ("", 0),
-                ("definingSubstanceCodeableConcept", 8), ("", 0), ("amountString", 9), ("", 0),
-                ("parameters", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("amountQuantity", 9),
-                ("_parameters", 7), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("code", 5), ("", 0), ("", 0), ("definingSubstanceReference", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.category, "category", &mut out.extra),
-                5 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                6 => rt::opt(p, &mut out.parameters, "parameters", &mut out.extra),
-                7 => rt::opt(p, &mut out.parameters_ext, "_parameters", &mut out.extra),
-                8 => rt::choice(p, &mut out.defining_substance, key, &mut out.extra),
-                9 => rt::choice(p, &mut out.amount, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.category, "category"),
+                5 => rt::opt(p, &mut out.code, "code"),
+                6 => rt::opt(p, &mut out.parameters, "parameters"),
+                7 => rt::opt(p, &mut out.parameters_ext, "_parameters"),
+                8 => rt::choice(p, &mut out.defining_substance, key),
+                9 => rt::choice(p, &mut out.amount, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -994,7 +1059,9 @@ impl ToJson for SubstanceSpecificationProperty {
         rt::w_opt(w, b"\"_parameters\":", &self.parameters_ext);
         rt::w_choice(w, &self.defining_substance);
         rt::w_choice(w, &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1015,7 +1082,7 @@ pub struct SubstanceSpecificationMoiety {
     /// Role that the moiety is playing. `role` (0..1).
     pub role: Option<CodeableConcept>,
     /// Identifier by which this moiety substance is known. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Textual name for this moiety substance. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -1034,38 +1101,42 @@ pub struct SubstanceSpecificationMoiety {
     pub extra: Extra,
 }
 
+impl SubstanceSpecificationMoiety {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 37,
+        slots: &[
+            ("", 0), ("stereochemistry", 8), ("modifierExtension", 3), ("opticalActivity", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("_name", 7), ("molecularFormula", 10),
+            ("", 0), ("", 0), ("identifier", 5), ("", 0),
+            ("", 0), ("amountQuantity", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("amountString", 12), ("name", 6),
+            ("_molecularFormula", 11), ("", 0), ("", 0), ("role", 4),
+        ],
+    };
+}
+
 impl FromJson for SubstanceSpecificationMoiety {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 37,
-            slots: &[
-                ("", 0), ("stereochemistry", 8), ("modifierExtension", 3), ("opticalActivity", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("_name", 7), ("molecularFormula", 10),
-                ("", 0), ("", 0), ("identifier", 5), ("", 0),
-                ("", 0), ("amountQuantity", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("amountString", 12), ("name", 6),
-                ("_molecularFormula", 11), ("", 0), ("", 0), ("role", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.role, "role", &mut out.extra),
-                5 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                7 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                8 => rt::opt(p, &mut out.stereochemistry, "stereochemistry", &mut out.extra),
-                9 => rt::opt(p, &mut out.optical_activity, "opticalActivity", &mut out.extra),
-                10 => rt::opt(p, &mut out.molecular_formula, "molecularFormula", &mut out.extra),
-                11 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula", &mut out.extra),
-                12 => rt::choice(p, &mut out.amount, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.role, "role"),
+                5 => rt::opt(p, &mut out.identifier, "identifier"),
+                6 => rt::opt(p, &mut out.name, "name"),
+                7 => rt::opt(p, &mut out.name_ext, "_name"),
+                8 => rt::opt(p, &mut out.stereochemistry, "stereochemistry"),
+                9 => rt::opt(p, &mut out.optical_activity, "opticalActivity"),
+                10 => rt::opt(p, &mut out.molecular_formula, "molecularFormula"),
+                11 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula"),
+                12 => rt::choice(p, &mut out.amount, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1088,7 +1159,9 @@ impl ToJson for SubstanceSpecificationMoiety {
         rt::w_opt(w, b"\"molecularFormula\":", &self.molecular_formula);
         rt::w_opt(w, b"\"_molecularFormula\":", &self.molecular_formula_ext);
         rt::w_choice(w, &self.amount);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1149,9 +1222,9 @@ pub enum SubstanceSpecificationRelationshipAmount {
     /// `amountQuantity`.
     Quantity(Quantity),
     /// `amountRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `amountRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `amountString`.
     String(String),
 }

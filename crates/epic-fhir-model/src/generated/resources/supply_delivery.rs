@@ -19,7 +19,7 @@ pub struct SupplyDelivery {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -57,7 +57,7 @@ pub struct SupplyDelivery {
     /// Category of dispense event. `type` (0..1).
     pub r#type: Option<CodeableConcept>,
     /// The item that is delivered or supplied. `suppliedItem` (0..1).
-    pub supplied_item: Option<SupplyDeliverySuppliedItem>,
+    pub supplied_item: Option<Box<SupplyDeliverySuppliedItem>>,
     /// When event occurred. `occurrence[x]` (0..1).
     pub occurrence: Option<SupplyDeliveryOccurrence>,
     /// Dispenser. `supplier` (0..1).
@@ -70,64 +70,67 @@ pub struct SupplyDelivery {
     pub extra: Extra,
 }
 
+impl SupplyDelivery {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 835,
+        slots: &[
+            ("text", 9), ("", 0), ("", 0), ("basedOn", 14),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("status", 16), ("", 0), ("", 0), ("meta", 4),
+            ("partOf", 15), ("", 0), ("", 0), ("occurrenceTiming", 21),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("type", 19),
+            ("", 0), ("identifier", 13), ("", 0), ("supplier", 22),
+            ("occurrenceDateTime", 21), ("language", 7), ("destination", 23), ("", 0),
+            ("", 0), ("suppliedItem", 20), ("occurrencePeriod", 21), ("_language", 8),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("receiver", 24),
+            ("_implicitRules", 6), ("id", 2), ("", 0), ("_status", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("patient", 18), ("", 0), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SupplyDelivery {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SupplyDelivery {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 835,
-            slots: &[
-                ("text", 9), ("", 0), ("", 0), ("basedOn", 14),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("status", 16), ("", 0), ("", 0), ("meta", 4),
-                ("partOf", 15), ("", 0), ("", 0), ("occurrenceTiming", 21),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("_id", 3), ("", 0), ("", 0), ("type", 19),
-                ("", 0), ("identifier", 13), ("", 0), ("supplier", 22),
-                ("occurrenceDateTime", 21), ("language", 7), ("destination", 23), ("", 0),
-                ("", 0), ("suppliedItem", 20), ("occurrencePeriod", 21), ("_language", 8),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("receiver", 24),
-                ("_implicitRules", 6), ("id", 2), ("", 0), ("_status", 17),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-                ("", 0), ("patient", 18), ("", 0), ("", 0),
-                ("extension", 11), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SupplyDelivery {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SupplyDelivery"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                15 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::opt(p, &mut out.patient, "patient", &mut out.extra),
-                19 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                20 => rt::opt(p, &mut out.supplied_item, "suppliedItem", &mut out.extra),
-                21 => rt::choice(p, &mut out.occurrence, key, &mut out.extra),
-                22 => rt::opt(p, &mut out.supplier, "supplier", &mut out.extra),
-                23 => rt::opt(p, &mut out.destination, "destination", &mut out.extra),
-                24 => rt::list(p, &mut out.receiver, "receiver", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                15 => rt::list(p, &mut out.part_of, "partOf"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::opt(p, &mut out.patient, "patient"),
+                19 => rt::opt(p, &mut out.r#type, "type"),
+                20 => rt::opt(p, &mut out.supplied_item, "suppliedItem"),
+                21 => rt::choice(p, &mut out.occurrence, key),
+                22 => rt::opt(p, &mut out.supplier, "supplier"),
+                23 => rt::opt(p, &mut out.destination, "destination"),
+                24 => rt::list(p, &mut out.receiver, "receiver"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -166,7 +169,9 @@ impl ToJson for SupplyDelivery {
         rt::w_opt(w, b"\"supplier\":", &self.supplier);
         rt::w_opt(w, b"\"destination\":", &self.destination);
         rt::w_list(w, b"\"receiver\":", &self.receiver);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -179,7 +184,7 @@ impl FhirResource for SupplyDelivery {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -194,6 +199,14 @@ impl FhirResource for SupplyDelivery {
             Resource::SupplyDelivery(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SupplyDelivery {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -224,27 +237,31 @@ pub struct SupplyDeliverySuppliedItem {
     pub extra: Extra,
 }
 
+impl SupplyDeliverySuppliedItem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("quantity", 4), ("itemCodeableConcept", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SupplyDeliverySuppliedItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("quantity", 4), ("itemCodeableConcept", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.quantity, "quantity", &mut out.extra),
-                5 => rt::choice(p, &mut out.item, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.quantity, "quantity"),
+                5 => rt::choice(p, &mut out.item, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -260,7 +277,9 @@ impl ToJson for SupplyDeliverySuppliedItem {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"quantity\":", &self.quantity);
         rt::w_choice(w, &self.item);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -273,7 +292,7 @@ pub enum SupplyDeliveryOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for SupplyDeliveryOccurrence {

@@ -19,7 +19,7 @@ pub struct SupplyRequest {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -82,53 +82,56 @@ pub struct SupplyRequest {
     pub extra: Extra,
 }
 
+impl SupplyRequest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 138,
+        slots: &[
+            ("", 0), ("_authoredOn", 24), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("requester", 25), ("implicitRules", 5), ("", 0), ("", 0),
+            ("quantity", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("occurrencePeriod", 22),
+            ("itemCodeableConcept", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("occurrenceTiming", 22), ("status", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("occurrenceDateTime", 22),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("deliverTo", 30), ("", 0), ("category", 16),
+            ("", 0), ("reasonReference", 28), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("priority", 17), ("", 0), ("", 0),
+            ("_priority", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("deliverFrom", 29), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("authoredOn", 23), ("", 0),
+            ("", 0), ("itemReference", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("parameter", 21), ("supplier", 26),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("contained", 10), ("reasonCode", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SupplyRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl SupplyRequest {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 138,
-            slots: &[
-                ("", 0), ("_authoredOn", 24), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("requester", 25), ("implicitRules", 5), ("", 0), ("", 0),
-                ("quantity", 20), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("", 0), ("meta", 4), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("text", 9), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("occurrencePeriod", 22),
-                ("itemCodeableConcept", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("occurrenceTiming", 22), ("status", 14), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("occurrenceDateTime", 22),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("identifier", 13), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("deliverTo", 30), ("", 0), ("category", 16),
-                ("", 0), ("reasonReference", 28), ("", 0), ("", 0),
-                ("", 0), ("_language", 8), ("", 0), ("", 0),
-                ("", 0), ("_status", 15), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("priority", 17), ("", 0), ("", 0),
-                ("_priority", 18), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("deliverFrom", 29), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("authoredOn", 23), ("", 0),
-                ("", 0), ("itemReference", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("parameter", 21), ("supplier", 26),
-                ("", 0), ("", 0), ("", 0), ("language", 7),
-                ("contained", 10), ("reasonCode", 27), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for SupplyRequest {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -160,37 +163,37 @@ impl SupplyRequest {
         let mut f_deliver_to = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SupplyRequest"),
-                2 => rt::opt(p, &mut f_id, "id", &mut extra),
-                3 => rt::opt(p, &mut f_id_ext, "_id", &mut extra),
-                4 => rt::opt(p, &mut f_meta, "meta", &mut extra),
-                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules", &mut extra),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules", &mut extra),
-                7 => rt::opt(p, &mut f_language, "language", &mut extra),
-                8 => rt::opt(p, &mut f_language_ext, "_language", &mut extra),
-                9 => rt::opt(p, &mut f_text, "text", &mut extra),
-                10 => rt::list(p, &mut f_contained, "contained", &mut extra),
-                11 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                13 => rt::list(p, &mut f_identifier, "identifier", &mut extra),
-                14 => rt::opt(p, &mut f_status, "status", &mut extra),
-                15 => rt::opt(p, &mut f_status_ext, "_status", &mut extra),
-                16 => rt::opt(p, &mut f_category, "category", &mut extra),
-                17 => rt::opt(p, &mut f_priority, "priority", &mut extra),
-                18 => rt::opt(p, &mut f_priority_ext, "_priority", &mut extra),
-                19 => rt::choice(p, &mut f_item, key, &mut extra),
-                20 => rt::opt(p, &mut f_quantity, "quantity", &mut extra),
-                21 => rt::list(p, &mut f_parameter, "parameter", &mut extra),
-                22 => rt::choice(p, &mut f_occurrence, key, &mut extra),
-                23 => rt::opt(p, &mut f_authored_on, "authoredOn", &mut extra),
-                24 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn", &mut extra),
-                25 => rt::opt(p, &mut f_requester, "requester", &mut extra),
-                26 => rt::list(p, &mut f_supplier, "supplier", &mut extra),
-                27 => rt::list(p, &mut f_reason_code, "reasonCode", &mut extra),
-                28 => rt::list(p, &mut f_reason_reference, "reasonReference", &mut extra),
-                29 => rt::opt(p, &mut f_deliver_from, "deliverFrom", &mut extra),
-                30 => rt::opt(p, &mut f_deliver_to, "deliverTo", &mut extra),
+                2 => rt::opt(p, &mut f_id, "id"),
+                3 => rt::opt(p, &mut f_id_ext, "_id"),
+                4 => rt::opt(p, &mut f_meta, "meta"),
+                5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut f_language, "language"),
+                8 => rt::opt(p, &mut f_language_ext, "_language"),
+                9 => rt::opt(p, &mut f_text, "text"),
+                10 => rt::list(p, &mut f_contained, "contained"),
+                11 => rt::list(p, &mut f_extension, "extension"),
+                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::opt(p, &mut f_status, "status"),
+                15 => rt::opt(p, &mut f_status_ext, "_status"),
+                16 => rt::opt(p, &mut f_category, "category"),
+                17 => rt::opt(p, &mut f_priority, "priority"),
+                18 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                19 => rt::choice(p, &mut f_item, key),
+                20 => rt::opt(p, &mut f_quantity, "quantity"),
+                21 => rt::list(p, &mut f_parameter, "parameter"),
+                22 => rt::choice(p, &mut f_occurrence, key),
+                23 => rt::opt(p, &mut f_authored_on, "authoredOn"),
+                24 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
+                25 => rt::opt(p, &mut f_requester, "requester"),
+                26 => rt::list(p, &mut f_supplier, "supplier"),
+                27 => rt::list(p, &mut f_reason_code, "reasonCode"),
+                28 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                29 => rt::opt(p, &mut f_deliver_from, "deliverFrom"),
+                30 => rt::opt(p, &mut f_deliver_to, "deliverTo"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -266,7 +269,9 @@ impl ToJson for SupplyRequest {
         rt::w_list(w, b"\"reasonReference\":", &self.reason_reference);
         rt::w_opt(w, b"\"deliverFrom\":", &self.deliver_from);
         rt::w_opt(w, b"\"deliverTo\":", &self.deliver_to);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -279,7 +284,7 @@ impl FhirResource for SupplyRequest {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -294,6 +299,14 @@ impl FhirResource for SupplyRequest {
             Resource::SupplyRequest(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl SupplyRequest {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -324,27 +337,31 @@ pub struct SupplyRequestParameter {
     pub extra: Extra,
 }
 
+impl SupplyRequestParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("valueRange", 5), ("code", 4), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
+            ("valueBoolean", 5), ("", 0), ("valueCodeableConcept", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for SupplyRequestParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("valueRange", 5), ("code", 4), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
-                ("valueBoolean", 5), ("", 0), ("valueCodeableConcept", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -360,7 +377,9 @@ impl ToJson for SupplyRequestParameter {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -423,7 +442,7 @@ pub enum SupplyRequestOccurrence {
     /// `occurrencePeriod`.
     Period(Period),
     /// `occurrenceTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
 }
 
 impl rt::Choice for SupplyRequestOccurrence {
@@ -479,7 +498,7 @@ pub enum SupplyRequestParameterValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueBoolean`.
     Boolean(bool),
 }

@@ -19,7 +19,7 @@ pub struct Task {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -53,7 +53,7 @@ pub struct Task {
     /// Request fulfilled by this task. `basedOn` (0..*).
     pub based_on: Vec<Reference>,
     /// Requisition or grouper id. `groupIdentifier` (0..1).
-    pub group_identifier: Option<Identifier>,
+    pub group_identifier: Option<Box<Identifier>>,
     /// Composite task. `partOf` (0..*).
     pub part_of: Vec<Reference>,
     /// draft | requested | received | accepted | +. `status` (1..1).
@@ -115,7 +115,7 @@ pub struct Task {
     /// Key events in history of the Task. `relevantHistory` (0..*).
     pub relevant_history: Vec<Reference>,
     /// Constraints on fulfillment tasks. `restriction` (0..1).
-    pub restriction: Option<TaskRestriction>,
+    pub restriction: Option<Box<TaskRestriction>>,
     /// Information used to perform task. `input` (0..*).
     pub input: Vec<TaskInput>,
     /// Information produced as part of task. `output` (0..*).
@@ -124,139 +124,142 @@ pub struct Task {
     pub extra: Extra,
 }
 
+impl Task {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 630,
+        slots: &[
+            ("businessStatus", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("performerType", 41), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("basedOn", 18), ("", 0), ("", 0),
+            ("_description", 31), ("", 0), ("", 0), ("authoredOn", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("encounter", 34),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("reasonCode", 44), ("", 0), ("instantiatesCanonical", 14), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("relevantHistory", 48), ("", 0), ("", 0),
+            ("groupIdentifier", 19), ("restriction", 49), ("", 0), ("", 0),
+            ("", 0), ("for", 33), ("_priority", 28), ("", 0),
+            ("_language", 8), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("intent", 25), ("", 0), ("output", 51), ("", 0),
+            ("_intent", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("focus", 32), ("", 0),
+            ("", 0), ("_status", 22), ("", 0), ("", 0),
+            ("insurance", 46), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("input", 50), ("", 0), ("", 0),
+            ("code", 29), ("contained", 10), ("", 0), ("note", 47),
+            ("", 0), ("", 0), ("", 0), ("location", 43),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("reasonReference", 45), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_lastModified", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 30), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("priority", 27), ("", 0), ("", 0), ("_authoredOn", 37),
+            ("", 0), ("", 0), ("", 0), ("status", 21),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("requester", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_instantiatesUri", 17),
+            ("", 0), ("", 0), ("executionPeriod", 35), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("lastModified", 38), ("", 0),
+            ("", 0), ("_instantiatesCanonical", 15), ("owner", 42), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiatesUri", 16), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("statusReason", 23), ("", 0),
+            ("partOf", 20), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for Task {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl Task {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 630,
-            slots: &[
-                ("businessStatus", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("performerType", 41), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("basedOn", 18), ("", 0), ("", 0),
-                ("_description", 31), ("", 0), ("", 0), ("authoredOn", 36),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("identifier", 13),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("encounter", 34),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("reasonCode", 44), ("", 0), ("instantiatesCanonical", 14), ("", 0),
-                ("", 0), ("id", 2), ("", 0), ("", 0),
-                ("", 0), ("relevantHistory", 48), ("", 0), ("", 0),
-                ("groupIdentifier", 19), ("restriction", 49), ("", 0), ("", 0),
-                ("", 0), ("for", 33), ("_priority", 28), ("", 0),
-                ("_language", 8), ("_implicitRules", 6), ("", 0), ("", 0),
-                ("intent", 25), ("", 0), ("output", 51), ("", 0),
-                ("_intent", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("focus", 32), ("", 0),
-                ("", 0), ("_status", 22), ("", 0), ("", 0),
-                ("insurance", 46), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("input", 50), ("", 0), ("", 0),
-                ("code", 29), ("contained", 10), ("", 0), ("note", 47),
-                ("", 0), ("", 0), ("", 0), ("location", 43),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("reasonReference", 45), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_lastModified", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 12), ("_id", 3), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 30), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("priority", 27), ("", 0), ("", 0), ("_authoredOn", 37),
-                ("", 0), ("", 0), ("", 0), ("status", 21),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("requester", 40), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_instantiatesUri", 17),
-                ("", 0), ("", 0), ("executionPeriod", 35), ("", 0),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("lastModified", 38), ("", 0),
-                ("", 0), ("_instantiatesCanonical", 15), ("owner", 42), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("instantiatesUri", 16), ("language", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("statusReason", 23), ("", 0),
-                ("partOf", 20), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for Task {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Task"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical", &mut out.extra),
-                15 => rt::opt(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical", &mut out.extra),
-                16 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri", &mut out.extra),
-                17 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri", &mut out.extra),
-                18 => rt::list(p, &mut out.based_on, "basedOn", &mut out.extra),
-                19 => rt::opt(p, &mut out.group_identifier, "groupIdentifier", &mut out.extra),
-                20 => rt::list(p, &mut out.part_of, "partOf", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_reason, "statusReason", &mut out.extra),
-                24 => rt::opt(p, &mut out.business_status, "businessStatus", &mut out.extra),
-                25 => rt::opt(p, &mut out.intent, "intent", &mut out.extra),
-                26 => rt::opt(p, &mut out.intent_ext, "_intent", &mut out.extra),
-                27 => rt::opt(p, &mut out.priority, "priority", &mut out.extra),
-                28 => rt::opt(p, &mut out.priority_ext, "_priority", &mut out.extra),
-                29 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                30 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                31 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                32 => rt::opt(p, &mut out.focus, "focus", &mut out.extra),
-                33 => rt::opt(p, &mut out.r#for, "for", &mut out.extra),
-                34 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                35 => rt::opt(p, &mut out.execution_period, "executionPeriod", &mut out.extra),
-                36 => rt::opt(p, &mut out.authored_on, "authoredOn", &mut out.extra),
-                37 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn", &mut out.extra),
-                38 => rt::opt(p, &mut out.last_modified, "lastModified", &mut out.extra),
-                39 => rt::opt(p, &mut out.last_modified_ext, "_lastModified", &mut out.extra),
-                40 => rt::opt(p, &mut out.requester, "requester", &mut out.extra),
-                41 => rt::list(p, &mut out.performer_type, "performerType", &mut out.extra),
-                42 => rt::opt(p, &mut out.owner, "owner", &mut out.extra),
-                43 => rt::opt(p, &mut out.location, "location", &mut out.extra),
-                44 => rt::opt(p, &mut out.reason_code, "reasonCode", &mut out.extra),
-                45 => rt::opt(p, &mut out.reason_reference, "reasonReference", &mut out.extra),
-                46 => rt::list(p, &mut out.insurance, "insurance", &mut out.extra),
-                47 => rt::list(p, &mut out.note, "note", &mut out.extra),
-                48 => rt::list(p, &mut out.relevant_history, "relevantHistory", &mut out.extra),
-                49 => rt::opt(p, &mut out.restriction, "restriction", &mut out.extra),
-                50 => rt::list(p, &mut out.input, "input", &mut out.extra),
-                51 => rt::list(p, &mut out.output, "output", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical"),
+                15 => rt::opt(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                16 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri"),
+                17 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list(p, &mut out.based_on, "basedOn"),
+                19 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
+                20 => rt::list(p, &mut out.part_of, "partOf"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                24 => rt::opt(p, &mut out.business_status, "businessStatus"),
+                25 => rt::opt(p, &mut out.intent, "intent"),
+                26 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                27 => rt::opt(p, &mut out.priority, "priority"),
+                28 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                29 => rt::opt(p, &mut out.code, "code"),
+                30 => rt::opt(p, &mut out.description, "description"),
+                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt(p, &mut out.focus, "focus"),
+                33 => rt::opt(p, &mut out.r#for, "for"),
+                34 => rt::opt(p, &mut out.encounter, "encounter"),
+                35 => rt::opt(p, &mut out.execution_period, "executionPeriod"),
+                36 => rt::opt(p, &mut out.authored_on, "authoredOn"),
+                37 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
+                38 => rt::opt(p, &mut out.last_modified, "lastModified"),
+                39 => rt::opt(p, &mut out.last_modified_ext, "_lastModified"),
+                40 => rt::opt(p, &mut out.requester, "requester"),
+                41 => rt::list(p, &mut out.performer_type, "performerType"),
+                42 => rt::opt(p, &mut out.owner, "owner"),
+                43 => rt::opt(p, &mut out.location, "location"),
+                44 => rt::opt(p, &mut out.reason_code, "reasonCode"),
+                45 => rt::opt(p, &mut out.reason_reference, "reasonReference"),
+                46 => rt::list(p, &mut out.insurance, "insurance"),
+                47 => rt::list(p, &mut out.note, "note"),
+                48 => rt::list(p, &mut out.relevant_history, "relevantHistory"),
+                49 => rt::opt(p, &mut out.restriction, "restriction"),
+                50 => rt::list(p, &mut out.input, "input"),
+                51 => rt::list(p, &mut out.output, "output"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -322,7 +325,9 @@ impl ToJson for Task {
         rt::w_opt(w, b"\"restriction\":", &self.restriction);
         rt::w_list(w, b"\"input\":", &self.input);
         rt::w_list(w, b"\"output\":", &self.output);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -335,7 +340,7 @@ impl FhirResource for Task {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -350,6 +355,14 @@ impl FhirResource for Task {
             Resource::Task(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl Task {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -380,79 +393,83 @@ pub struct TaskOutput {
     pub extra: Extra,
 }
 
+impl TaskOutput {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 121,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueSampledData", 5),
+            ("valueDosage", 5), ("valueOid", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueCode", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDataRequirement", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
+            ("valueParameterDefinition", 5), ("", 0), ("", 0), ("", 0),
+            ("valueDuration", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueContactPoint", 5), ("valueAddress", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueHumanName", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueAnnotation", 5), ("", 0),
+            ("", 0), ("valueSignature", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueBase64Binary", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueQuantity", 5), ("", 0),
+            ("valueUri", 5), ("", 0), ("valueRange", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueTime", 5),
+            ("", 0), ("", 0), ("valueRelatedArtifact", 5), ("", 0),
+            ("", 0), ("valueTriggerDefinition", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 5),
+            ("", 0), ("", 0), ("valueId", 5), ("", 0),
+            ("", 0), ("", 0), ("valueUnsignedInt", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueInteger", 5), ("", 0),
+            ("valueInstant", 5), ("valueCount", 5), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("valueReference", 5), ("", 0), ("", 0), ("", 0),
+            ("valueDistance", 5), ("", 0), ("", 0), ("valueContributor", 5),
+            ("", 0), ("", 0), ("", 0), ("valueUsageContext", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDate", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valuePeriod", 5), ("valueIdentifier", 5),
+            ("", 0), ("", 0), ("", 0), ("valueAge", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("valueUrl", 5),
+            ("valueTiming", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 4), ("", 0), ("", 0),
+            ("valueMarkdown", 5), ("", 0), ("valueMeta", 5), ("valueCodeableConcept", 5),
+            ("", 0), ("valueDecimal", 5), ("valueDateTime", 5), ("", 0),
+            ("", 0), ("valueContactDetail", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRatio", 5), ("valueCanonical", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCoding", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("valueString", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueAttachment", 5), ("", 0), ("", 0),
+            ("", 0), ("valueUuid", 5), ("", 0), ("valueExpression", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TaskOutput {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 121,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueSampledData", 5),
-                ("valueDosage", 5), ("valueOid", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueCode", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDataRequirement", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
-                ("valueParameterDefinition", 5), ("", 0), ("", 0), ("", 0),
-                ("valueDuration", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueContactPoint", 5), ("valueAddress", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueHumanName", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueAnnotation", 5), ("", 0),
-                ("", 0), ("valueSignature", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueBase64Binary", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueQuantity", 5), ("", 0),
-                ("valueUri", 5), ("", 0), ("valueRange", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueTime", 5),
-                ("", 0), ("", 0), ("valueRelatedArtifact", 5), ("", 0),
-                ("", 0), ("valueTriggerDefinition", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 5),
-                ("", 0), ("", 0), ("valueId", 5), ("", 0),
-                ("", 0), ("", 0), ("valueUnsignedInt", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueInteger", 5), ("", 0),
-                ("valueInstant", 5), ("valueCount", 5), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("valueReference", 5), ("", 0), ("", 0), ("", 0),
-                ("valueDistance", 5), ("", 0), ("", 0), ("valueContributor", 5),
-                ("", 0), ("", 0), ("", 0), ("valueUsageContext", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDate", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valuePeriod", 5), ("valueIdentifier", 5),
-                ("", 0), ("", 0), ("", 0), ("valueAge", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("valueUrl", 5),
-                ("valueTiming", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("type", 4), ("", 0), ("", 0),
-                ("valueMarkdown", 5), ("", 0), ("valueMeta", 5), ("valueCodeableConcept", 5),
-                ("", 0), ("valueDecimal", 5), ("valueDateTime", 5), ("", 0),
-                ("", 0), ("valueContactDetail", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRatio", 5), ("valueCanonical", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCoding", 5), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("valueString", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueAttachment", 5), ("", 0), ("", 0),
-                ("", 0), ("valueUuid", 5), ("", 0), ("valueExpression", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -460,12 +477,12 @@ impl FromJson for TaskOutput {
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut extra),
-                5 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -488,7 +505,9 @@ impl ToJson for TaskOutput {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -514,79 +533,83 @@ pub struct TaskInput {
     pub extra: Extra,
 }
 
+impl TaskInput {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 121,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("valueSampledData", 5),
+            ("valueDosage", 5), ("valueOid", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueCode", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDataRequirement", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
+            ("valueParameterDefinition", 5), ("", 0), ("", 0), ("", 0),
+            ("valueDuration", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueContactPoint", 5), ("valueAddress", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueHumanName", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueAnnotation", 5), ("", 0),
+            ("", 0), ("valueSignature", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueBase64Binary", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueQuantity", 5), ("", 0),
+            ("valueUri", 5), ("", 0), ("valueRange", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueTime", 5),
+            ("", 0), ("", 0), ("valueRelatedArtifact", 5), ("", 0),
+            ("", 0), ("valueTriggerDefinition", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 5),
+            ("", 0), ("", 0), ("valueId", 5), ("", 0),
+            ("", 0), ("", 0), ("valueUnsignedInt", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueInteger", 5), ("", 0),
+            ("valueInstant", 5), ("valueCount", 5), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("valueReference", 5), ("", 0), ("", 0), ("", 0),
+            ("valueDistance", 5), ("", 0), ("", 0), ("valueContributor", 5),
+            ("", 0), ("", 0), ("", 0), ("valueUsageContext", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueDate", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valuePeriod", 5), ("valueIdentifier", 5),
+            ("", 0), ("", 0), ("", 0), ("valueAge", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("valueUrl", 5),
+            ("valueTiming", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 4), ("", 0), ("", 0),
+            ("valueMarkdown", 5), ("", 0), ("valueMeta", 5), ("valueCodeableConcept", 5),
+            ("", 0), ("valueDecimal", 5), ("valueDateTime", 5), ("", 0),
+            ("", 0), ("valueContactDetail", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueRatio", 5), ("valueCanonical", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCoding", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("valueString", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueAttachment", 5), ("", 0), ("", 0),
+            ("", 0), ("valueUuid", 5), ("", 0), ("valueExpression", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TaskInput {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 121,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("valueSampledData", 5),
-                ("valueDosage", 5), ("valueOid", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueCode", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDataRequirement", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueBoolean", 5),
-                ("valueParameterDefinition", 5), ("", 0), ("", 0), ("", 0),
-                ("valueDuration", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueContactPoint", 5), ("valueAddress", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueHumanName", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueAnnotation", 5), ("", 0),
-                ("", 0), ("valueSignature", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("valueBase64Binary", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueQuantity", 5), ("", 0),
-                ("valueUri", 5), ("", 0), ("valueRange", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valueTime", 5),
-                ("", 0), ("", 0), ("valueRelatedArtifact", 5), ("", 0),
-                ("", 0), ("valueTriggerDefinition", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueMoney", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("valuePositiveInt", 5),
-                ("", 0), ("", 0), ("valueId", 5), ("", 0),
-                ("", 0), ("", 0), ("valueUnsignedInt", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueInteger", 5), ("", 0),
-                ("valueInstant", 5), ("valueCount", 5), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("valueReference", 5), ("", 0), ("", 0), ("", 0),
-                ("valueDistance", 5), ("", 0), ("", 0), ("valueContributor", 5),
-                ("", 0), ("", 0), ("", 0), ("valueUsageContext", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueDate", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valuePeriod", 5), ("valueIdentifier", 5),
-                ("", 0), ("", 0), ("", 0), ("valueAge", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("valueUrl", 5),
-                ("valueTiming", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("type", 4), ("", 0), ("", 0),
-                ("valueMarkdown", 5), ("", 0), ("valueMeta", 5), ("valueCodeableConcept", 5),
-                ("", 0), ("valueDecimal", 5), ("valueDateTime", 5), ("", 0),
-                ("", 0), ("valueContactDetail", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("valueRatio", 5), ("valueCanonical", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCoding", 5), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("valueString", 5), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueAttachment", 5), ("", 0), ("", 0),
-                ("", 0), ("valueUuid", 5), ("", 0), ("valueExpression", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut f_id = None;
         let mut f_extension = Vec::new();
         let mut f_modifier_extension = Vec::new();
@@ -594,12 +617,12 @@ impl FromJson for TaskInput {
         let mut f_value = None;
         let mut extra = Extra::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut f_id, "id", &mut extra),
-                2 => rt::list(p, &mut f_extension, "extension", &mut extra),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension", &mut extra),
-                4 => rt::opt(p, &mut f_type, "type", &mut extra),
-                5 => rt::choice(p, &mut f_value, key, &mut extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut f_id, "id"),
+                2 => rt::list(p, &mut f_extension, "extension"),
+                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
         }
@@ -622,7 +645,9 @@ impl ToJson for TaskInput {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"type\":", &self.r#type);
         rt::Choice::write_member(&self.value, w);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -652,29 +677,33 @@ pub struct TaskRestriction {
     pub extra: Extra,
 }
 
+impl TaskRestriction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("_repetitions", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("period", 6), ("", 0),
+            ("recipient", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("repetitions", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TaskRestriction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("_repetitions", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("period", 6), ("", 0),
-                ("recipient", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("repetitions", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.repetitions, "repetitions", &mut out.extra),
-                5 => rt::opt(p, &mut out.repetitions_ext, "_repetitions", &mut out.extra),
-                6 => rt::opt(p, &mut out.period, "period", &mut out.extra),
-                7 => rt::list(p, &mut out.recipient, "recipient", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.repetitions, "repetitions"),
+                5 => rt::opt(p, &mut out.repetitions_ext, "_repetitions"),
+                6 => rt::opt(p, &mut out.period, "period"),
+                7 => rt::list(p, &mut out.recipient, "recipient"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -692,7 +721,9 @@ impl ToJson for TaskRestriction {
         rt::w_opt(w, b"\"_repetitions\":", &self.repetitions_ext);
         rt::w_opt(w, b"\"period\":", &self.period);
         rt::w_list(w, b"\"recipient\":", &self.recipient);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -743,7 +774,7 @@ pub enum TaskOutputValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -751,7 +782,7 @@ pub enum TaskOutputValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -761,7 +792,7 @@ pub enum TaskOutputValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -769,9 +800,9 @@ pub enum TaskOutputValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -779,7 +810,7 @@ pub enum TaskOutputValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -793,13 +824,13 @@ pub enum TaskOutputValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for TaskOutputValue {
@@ -1081,7 +1112,7 @@ pub enum TaskInputValue {
     /// `valueAge`.
     Age(Age),
     /// `valueAnnotation`.
-    Annotation(Annotation),
+    Annotation(Box<Annotation>),
     /// `valueAttachment`.
     Attachment(Box<Attachment>),
     /// `valueCodeableConcept`.
@@ -1089,7 +1120,7 @@ pub enum TaskInputValue {
     /// `valueCoding`.
     Coding(Coding),
     /// `valueContactPoint`.
-    ContactPoint(ContactPoint),
+    ContactPoint(Box<ContactPoint>),
     /// `valueCount`.
     Count(Count),
     /// `valueDistance`.
@@ -1099,7 +1130,7 @@ pub enum TaskInputValue {
     /// `valueHumanName`.
     HumanName(Box<HumanName>),
     /// `valueIdentifier`.
-    Identifier(Identifier),
+    Identifier(Box<Identifier>),
     /// `valueMoney`.
     Money(Money),
     /// `valuePeriod`.
@@ -1107,9 +1138,9 @@ pub enum TaskInputValue {
     /// `valueQuantity`.
     Quantity(Quantity),
     /// `valueRange`.
-    Range(Range),
+    Range(Box<Range>),
     /// `valueRatio`.
-    Ratio(Ratio),
+    Ratio(Box<Ratio>),
     /// `valueReference`.
     Reference(Reference),
     /// `valueSampledData`.
@@ -1117,7 +1148,7 @@ pub enum TaskInputValue {
     /// `valueSignature`.
     Signature(Box<Signature>),
     /// `valueTiming`.
-    Timing(Timing),
+    Timing(Box<Timing>),
     /// `valueContactDetail`.
     ContactDetail(ContactDetail),
     /// `valueContributor`.
@@ -1131,13 +1162,13 @@ pub enum TaskInputValue {
     /// `valueRelatedArtifact`.
     RelatedArtifact(Box<RelatedArtifact>),
     /// `valueTriggerDefinition`.
-    TriggerDefinition(TriggerDefinition),
+    TriggerDefinition(Box<TriggerDefinition>),
     /// `valueUsageContext`.
-    UsageContext(UsageContext),
+    UsageContext(Box<UsageContext>),
     /// `valueDosage`.
     Dosage(Box<Dosage>),
     /// `valueMeta`.
-    Meta(Meta),
+    Meta(Box<Meta>),
 }
 
 impl rt::Choice for TaskInputValue {

@@ -19,7 +19,7 @@ pub struct TerminologyCapabilities {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -122,138 +122,141 @@ pub struct TerminologyCapabilities {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilities {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 44,
+        slots: &[
+            ("_purpose", 35), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_experimental", 24), ("", 0), ("", 0),
+            ("", 0), ("purpose", 34), ("publisher", 27), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("translation", 49), ("codeSearch", 46),
+            ("", 0), ("", 0), ("", 0), ("name", 17),
+            ("", 0), ("", 0), ("", 0), ("_title", 20),
+            ("_date", 26), ("_copyright", 37), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("codeSystem", 44),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_status", 22), ("", 0), ("", 0), ("", 0),
+            ("kind", 38), ("", 0), ("", 0), ("implementation", 41),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("copyright", 36), ("", 0), ("url", 13), ("", 0),
+            ("", 0), ("", 0), ("_version", 16), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_url", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("software", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("_kind", 39), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("_codeSearch", 47),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("expansion", 45), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_lockedDate", 43), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("description", 30), ("", 0), ("jurisdiction", 33), ("", 0),
+            ("title", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_publisher", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 18),
+            ("", 0), ("", 0), ("closure", 50), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("extension", 11),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contact", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("useContext", 32), ("validateCode", 48), ("", 0), ("version", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("status", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("experimental", 23), ("", 0),
+            ("", 0), ("lockedDate", 42), ("", 0), ("", 0),
+            ("date", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilities {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl TerminologyCapabilities {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 44,
-            slots: &[
-                ("_purpose", 35), ("", 0), ("", 0), ("", 0),
-                ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_experimental", 24), ("", 0), ("", 0),
-                ("", 0), ("purpose", 34), ("publisher", 27), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("contained", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("translation", 49), ("codeSearch", 46),
-                ("", 0), ("", 0), ("", 0), ("name", 17),
-                ("", 0), ("", 0), ("", 0), ("_title", 20),
-                ("_date", 26), ("_copyright", 37), ("modifierExtension", 12), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("codeSystem", 44),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_status", 22), ("", 0), ("", 0), ("", 0),
-                ("kind", 38), ("", 0), ("", 0), ("implementation", 41),
-                ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("copyright", 36), ("", 0), ("url", 13), ("", 0),
-                ("", 0), ("", 0), ("_version", 16), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_url", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("software", 40), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("_kind", 39), ("", 0),
-                ("", 0), ("", 0), ("_language", 8), ("_codeSearch", 47),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("expansion", 45), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_lockedDate", 43), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("description", 30), ("", 0), ("jurisdiction", 33), ("", 0),
-                ("title", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_publisher", 28), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_name", 18),
-                ("", 0), ("", 0), ("closure", 50), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 7), ("extension", 11),
-                ("meta", 4), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contact", 29),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_description", 31), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("text", 9),
-                ("useContext", 32), ("validateCode", 48), ("", 0), ("version", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("status", 21), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("experimental", 23), ("", 0),
-                ("", 0), ("lockedDate", 42), ("", 0), ("", 0),
-                ("date", 25), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for TerminologyCapabilities {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TerminologyCapabilities"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                16 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                17 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                18 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                19 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                20 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                21 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                22 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                23 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                26 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                27 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                29 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                30 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                31 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                32 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                34 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.kind, "kind", &mut out.extra),
-                39 => rt::opt(p, &mut out.kind_ext, "_kind", &mut out.extra),
-                40 => rt::opt(p, &mut out.software, "software", &mut out.extra),
-                41 => rt::opt(p, &mut out.implementation, "implementation", &mut out.extra),
-                42 => rt::opt(p, &mut out.locked_date, "lockedDate", &mut out.extra),
-                43 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate", &mut out.extra),
-                44 => rt::list(p, &mut out.code_system, "codeSystem", &mut out.extra),
-                45 => rt::opt(p, &mut out.expansion, "expansion", &mut out.extra),
-                46 => rt::opt(p, &mut out.code_search, "codeSearch", &mut out.extra),
-                47 => rt::opt(p, &mut out.code_search_ext, "_codeSearch", &mut out.extra),
-                48 => rt::opt(p, &mut out.validate_code, "validateCode", &mut out.extra),
-                49 => rt::opt(p, &mut out.translation, "translation", &mut out.extra),
-                50 => rt::opt(p, &mut out.closure, "closure", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.version, "version"),
+                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt(p, &mut out.name, "name"),
+                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt(p, &mut out.title, "title"),
+                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt(p, &mut out.status, "status"),
+                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt(p, &mut out.experimental, "experimental"),
+                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt(p, &mut out.date, "date"),
+                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt(p, &mut out.publisher, "publisher"),
+                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list(p, &mut out.contact, "contact"),
+                30 => rt::opt(p, &mut out.description, "description"),
+                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::list(p, &mut out.use_context, "useContext"),
+                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::opt(p, &mut out.purpose, "purpose"),
+                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt(p, &mut out.copyright, "copyright"),
+                37 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                38 => rt::opt(p, &mut out.kind, "kind"),
+                39 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                40 => rt::opt(p, &mut out.software, "software"),
+                41 => rt::opt(p, &mut out.implementation, "implementation"),
+                42 => rt::opt(p, &mut out.locked_date, "lockedDate"),
+                43 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate"),
+                44 => rt::list(p, &mut out.code_system, "codeSystem"),
+                45 => rt::opt(p, &mut out.expansion, "expansion"),
+                46 => rt::opt(p, &mut out.code_search, "codeSearch"),
+                47 => rt::opt(p, &mut out.code_search_ext, "_codeSearch"),
+                48 => rt::opt(p, &mut out.validate_code, "validateCode"),
+                49 => rt::opt(p, &mut out.translation, "translation"),
+                50 => rt::opt(p, &mut out.closure, "closure"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -318,7 +321,9 @@ impl ToJson for TerminologyCapabilities {
         rt::w_opt(w, b"\"validateCode\":", &self.validate_code);
         rt::w_opt(w, b"\"translation\":", &self.translation);
         rt::w_opt(w, b"\"closure\":", &self.closure);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -331,7 +336,7 @@ impl FhirResource for TerminologyCapabilities {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -346,6 +351,14 @@ impl FhirResource for TerminologyCapabilities {
             Resource::TerminologyCapabilities(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl TerminologyCapabilities {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -376,27 +389,31 @@ pub struct TerminologyCapabilitiesClosure {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesClosure {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("translation", 4), ("", 0), ("", 0),
+            ("_translation", 5), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesClosure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("translation", 4), ("", 0), ("", 0),
-                ("_translation", 5), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.translation, "translation", &mut out.extra),
-                5 => rt::opt(p, &mut out.translation_ext, "_translation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.translation, "translation"),
+                5 => rt::opt(p, &mut out.translation_ext, "_translation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -412,7 +429,9 @@ impl ToJson for TerminologyCapabilitiesClosure {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"translation\":", &self.translation);
         rt::w_opt(w, b"\"_translation\":", &self.translation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -438,27 +457,31 @@ pub struct TerminologyCapabilitiesTranslation {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesTranslation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("needsMap", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_needsMap", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesTranslation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("needsMap", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_needsMap", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.needs_map, "needsMap", &mut out.extra),
-                5 => rt::opt(p, &mut out.needs_map_ext, "_needsMap", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.needs_map, "needsMap"),
+                5 => rt::opt(p, &mut out.needs_map_ext, "_needsMap"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -474,7 +497,9 @@ impl ToJson for TerminologyCapabilitiesTranslation {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"needsMap\":", &self.needs_map);
         rt::w_opt(w, b"\"_needsMap\":", &self.needs_map_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -500,27 +525,31 @@ pub struct TerminologyCapabilitiesValidateCode {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesValidateCode {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("", 0), ("translations", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("_translations", 5), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesValidateCode {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("", 0), ("translations", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("_translations", 5), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.translations, "translations", &mut out.extra),
-                5 => rt::opt(p, &mut out.translations_ext, "_translations", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.translations, "translations"),
+                5 => rt::opt(p, &mut out.translations_ext, "_translations"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -536,7 +565,9 @@ impl ToJson for TerminologyCapabilitiesValidateCode {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"translations\":", &self.translations);
         rt::w_opt(w, b"\"_translations\":", &self.translations_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -576,38 +607,42 @@ pub struct TerminologyCapabilitiesExpansion {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesExpansion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("textFilter", 11), ("", 0), ("", 0),
+            ("_hierarchical", 5), ("", 0), ("", 0), ("", 0),
+            ("_paging", 7), ("", 0), ("parameter", 10), ("", 0),
+            ("hierarchical", 4), ("incomplete", 8), ("", 0), ("", 0),
+            ("id", 1), ("_textFilter", 12), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("paging", 6), ("", 0),
+            ("", 0), ("", 0), ("_incomplete", 9), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesExpansion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("textFilter", 11), ("", 0), ("", 0),
-                ("_hierarchical", 5), ("", 0), ("", 0), ("", 0),
-                ("_paging", 7), ("", 0), ("parameter", 10), ("", 0),
-                ("hierarchical", 4), ("incomplete", 8), ("", 0), ("", 0),
-                ("id", 1), ("_textFilter", 12), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("paging", 6), ("", 0),
-                ("", 0), ("", 0), ("_incomplete", 9), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.hierarchical, "hierarchical", &mut out.extra),
-                5 => rt::opt(p, &mut out.hierarchical_ext, "_hierarchical", &mut out.extra),
-                6 => rt::opt(p, &mut out.paging, "paging", &mut out.extra),
-                7 => rt::opt(p, &mut out.paging_ext, "_paging", &mut out.extra),
-                8 => rt::opt(p, &mut out.incomplete, "incomplete", &mut out.extra),
-                9 => rt::opt(p, &mut out.incomplete_ext, "_incomplete", &mut out.extra),
-                10 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
-                11 => rt::opt(p, &mut out.text_filter, "textFilter", &mut out.extra),
-                12 => rt::opt(p, &mut out.text_filter_ext, "_textFilter", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.hierarchical, "hierarchical"),
+                5 => rt::opt(p, &mut out.hierarchical_ext, "_hierarchical"),
+                6 => rt::opt(p, &mut out.paging, "paging"),
+                7 => rt::opt(p, &mut out.paging_ext, "_paging"),
+                8 => rt::opt(p, &mut out.incomplete, "incomplete"),
+                9 => rt::opt(p, &mut out.incomplete_ext, "_incomplete"),
+                10 => rt::list(p, &mut out.parameter, "parameter"),
+                11 => rt::opt(p, &mut out.text_filter, "textFilter"),
+                12 => rt::opt(p, &mut out.text_filter_ext, "_textFilter"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -630,7 +665,9 @@ impl ToJson for TerminologyCapabilitiesExpansion {
         rt::w_list(w, b"\"parameter\":", &self.parameter);
         rt::w_opt(w, b"\"textFilter\":", &self.text_filter);
         rt::w_opt(w, b"\"_textFilter\":", &self.text_filter_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -660,29 +697,33 @@ pub struct TerminologyCapabilitiesExpansionParameter {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesExpansionParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 11,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("name", 4),
+            ("", 0), ("extension", 2), ("_documentation", 7), ("_name", 5),
+            ("documentation", 6), ("modifierExtension", 3), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesExpansionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 11,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("name", 4),
-                ("", 0), ("extension", 2), ("_documentation", 7), ("_name", 5),
-                ("documentation", 6), ("modifierExtension", 3), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.documentation, "documentation", &mut out.extra),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.documentation, "documentation"),
+                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -700,7 +741,9 @@ impl ToJson for TerminologyCapabilitiesExpansionParameter {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"documentation\":", &self.documentation);
         rt::w_opt(w, b"\"_documentation\":", &self.documentation_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -732,30 +775,34 @@ pub struct TerminologyCapabilitiesCodeSystem {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesCodeSystem {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 12,
+        slots: &[
+            ("version", 6), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("uri", 4), ("_uri", 5),
+            ("id", 1), ("modifierExtension", 3), ("subsumption", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_subsumption", 8),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesCodeSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 12,
-            slots: &[
-                ("version", 6), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("uri", 4), ("_uri", 5),
-                ("id", 1), ("modifierExtension", 3), ("subsumption", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_subsumption", 8),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                5 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
-                6 => rt::list(p, &mut out.version, "version", &mut out.extra),
-                7 => rt::opt(p, &mut out.subsumption, "subsumption", &mut out.extra),
-                8 => rt::opt(p, &mut out.subsumption_ext, "_subsumption", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.uri, "uri"),
+                5 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                6 => rt::list(p, &mut out.version, "version"),
+                7 => rt::opt(p, &mut out.subsumption, "subsumption"),
+                8 => rt::opt(p, &mut out.subsumption_ext, "_subsumption"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -774,7 +821,9 @@ impl ToJson for TerminologyCapabilitiesCodeSystem {
         rt::w_list(w, b"\"version\":", &self.version);
         rt::w_opt(w, b"\"subsumption\":", &self.subsumption);
         rt::w_opt(w, b"\"_subsumption\":", &self.subsumption_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -818,40 +867,44 @@ pub struct TerminologyCapabilitiesCodeSystemVersion {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesCodeSystemVersion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("language", 10), ("extension", 2), ("", 0),
+            ("_property", 14), ("", 0), ("", 0), ("compositional", 8),
+            ("_code", 5), ("", 0), ("", 0), ("code", 4),
+            ("modifierExtension", 3), ("filter", 12), ("isDefault", 6), ("_compositional", 9),
+            ("", 0), ("", 0), ("", 0), ("_isDefault", 7),
+            ("", 0), ("", 0), ("", 0), ("_language", 11),
+            ("", 0), ("", 0), ("property", 13), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesCodeSystemVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("language", 10), ("extension", 2), ("", 0),
-                ("_property", 14), ("", 0), ("", 0), ("compositional", 8),
-                ("_code", 5), ("", 0), ("", 0), ("code", 4),
-                ("modifierExtension", 3), ("filter", 12), ("isDefault", 6), ("_compositional", 9),
-                ("", 0), ("", 0), ("", 0), ("_isDefault", 7),
-                ("", 0), ("", 0), ("", 0), ("_language", 11),
-                ("", 0), ("", 0), ("property", 13), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.is_default, "isDefault", &mut out.extra),
-                7 => rt::opt(p, &mut out.is_default_ext, "_isDefault", &mut out.extra),
-                8 => rt::opt(p, &mut out.compositional, "compositional", &mut out.extra),
-                9 => rt::opt(p, &mut out.compositional_ext, "_compositional", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.language, &mut out.language_ext, "language", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.language_ext, "_language", &mut out.extra),
-                12 => rt::list(p, &mut out.filter, "filter", &mut out.extra),
-                13 => rt::prim_list(p, &mut out.property, &mut out.property_ext, "property", &mut out.extra),
-                14 => rt::list_ext(p, &mut out.property_ext, "_property", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.is_default, "isDefault"),
+                7 => rt::opt(p, &mut out.is_default_ext, "_isDefault"),
+                8 => rt::opt(p, &mut out.compositional, "compositional"),
+                9 => rt::opt(p, &mut out.compositional_ext, "_compositional"),
+                10 => rt::prim_list(p, &mut out.language, &mut out.language_ext, "language"),
+                11 => rt::list_ext(p, &mut out.language_ext, "_language"),
+                12 => rt::list(p, &mut out.filter, "filter"),
+                13 => rt::prim_list(p, &mut out.property, &mut out.property_ext, "property"),
+                14 => rt::list_ext(p, &mut out.property_ext, "_property"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -874,7 +927,9 @@ impl ToJson for TerminologyCapabilitiesCodeSystemVersion {
         rt::w_prim_list(w, b"\"language\":", b"\"_language\":", &self.language, &self.language_ext);
         rt::w_list(w, b"\"filter\":", &self.filter);
         rt::w_prim_list(w, b"\"property\":", b"\"_property\":", &self.property, &self.property_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -904,29 +959,33 @@ pub struct TerminologyCapabilitiesCodeSystemVersionFilter {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesCodeSystemVersionFilter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
+            ("op", 6), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_op", 7), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesCodeSystemVersionFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
-                ("op", 6), ("", 0), ("code", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("extension", 2),
-                ("", 0), ("_op", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::prim_list(p, &mut out.op, &mut out.op_ext, "op", &mut out.extra),
-                7 => rt::list_ext(p, &mut out.op_ext, "_op", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::prim_list(p, &mut out.op, &mut out.op_ext, "op"),
+                7 => rt::list_ext(p, &mut out.op_ext, "_op"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -943,7 +1002,9 @@ impl ToJson for TerminologyCapabilitiesCodeSystemVersionFilter {
         rt::w_opt(w, b"\"code\":", &self.code);
         rt::w_opt(w, b"\"_code\":", &self.code_ext);
         rt::w_prim_list(w, b"\"op\":", b"\"_op\":", &self.op, &self.op_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -973,29 +1034,33 @@ pub struct TerminologyCapabilitiesImplementation {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesImplementation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 5), ("url", 6), ("", 0), ("extension", 2),
+            ("", 0), ("description", 4), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesImplementation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 5), ("url", 6), ("", 0), ("extension", 2),
-                ("", 0), ("description", 4), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                5 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                6 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                7 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.description, "description"),
+                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt(p, &mut out.url, "url"),
+                7 => rt::opt(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1013,7 +1078,9 @@ impl ToJson for TerminologyCapabilitiesImplementation {
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_opt(w, b"\"url\":", &self.url);
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1043,29 +1110,33 @@ pub struct TerminologyCapabilitiesSoftware {
     pub extra: Extra,
 }
 
+impl TerminologyCapabilitiesSoftware {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("name", 4), ("", 0), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("_version", 7), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("version", 6), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TerminologyCapabilitiesSoftware {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("name", 4), ("", 0), ("", 0), ("", 0),
-                ("_name", 5), ("", 0), ("_version", 7), ("", 0),
-                ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("version", 6), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                7 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.version, "version"),
+                7 => rt::opt(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1083,7 +1154,9 @@ impl ToJson for TerminologyCapabilitiesSoftware {
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_opt(w, b"\"version\":", &self.version);
         rt::w_opt(w, b"\"_version\":", &self.version_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct TestReport {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -41,7 +41,7 @@ pub struct TestReport {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// External identifier. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Informal name of the executed TestScript. `name` (0..1).
     pub name: Option<String>,
     /// The `_name` member: the id and extensions of the value of `name`.
@@ -82,71 +82,74 @@ pub struct TestReport {
     pub extra: Extra,
 }
 
+impl TestReport {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2977,
+        slots: &[
+            ("", 0), ("score", 21), ("_implicitRules", 6), ("id", 2),
+            ("_score", 22), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("result", 19), ("_result", 20),
+            ("testScript", 18), ("", 0), ("setup", 28), ("tester", 23),
+            ("", 0), ("", 0), ("text", 9), ("_issued", 26),
+            ("", 0), ("language", 7), ("_id", 3), ("", 0),
+            ("identifier", 13), ("", 0), ("implicitRules", 5), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("_status", 17), ("status", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_tester", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_name", 15), ("", 0),
+            ("_language", 8), ("issued", 25), ("", 0), ("", 0),
+            ("", 0), ("name", 14), ("meta", 4), ("teardown", 30),
+            ("test", 29), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("participant", 27),
+        ],
+    };
+}
+
 impl FromJson for TestReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl TestReport {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2977,
-            slots: &[
-                ("", 0), ("score", 21), ("_implicitRules", 6), ("id", 2),
-                ("_score", 22), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("result", 19), ("_result", 20),
-                ("testScript", 18), ("", 0), ("setup", 28), ("tester", 23),
-                ("", 0), ("", 0), ("text", 9), ("_issued", 26),
-                ("", 0), ("language", 7), ("_id", 3), ("", 0),
-                ("identifier", 13), ("", 0), ("implicitRules", 5), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("_status", 17), ("status", 16),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_tester", 24), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_name", 15), ("", 0),
-                ("_language", 8), ("issued", 25), ("", 0), ("", 0),
-                ("", 0), ("name", 14), ("meta", 4), ("teardown", 30),
-                ("test", 29), ("", 0), ("extension", 11), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("participant", 27),
-            ],
-        };
+impl rt::ReadMembers for TestReport {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_test_script = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TestReport"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                15 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                16 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                17 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                18 => rt::opt(p, &mut f_test_script, "testScript", &mut out.extra),
-                19 => rt::opt(p, &mut out.result, "result", &mut out.extra),
-                20 => rt::opt(p, &mut out.result_ext, "_result", &mut out.extra),
-                21 => rt::opt(p, &mut out.score, "score", &mut out.extra),
-                22 => rt::opt(p, &mut out.score_ext, "_score", &mut out.extra),
-                23 => rt::opt(p, &mut out.tester, "tester", &mut out.extra),
-                24 => rt::opt(p, &mut out.tester_ext, "_tester", &mut out.extra),
-                25 => rt::opt(p, &mut out.issued, "issued", &mut out.extra),
-                26 => rt::opt(p, &mut out.issued_ext, "_issued", &mut out.extra),
-                27 => rt::list(p, &mut out.participant, "participant", &mut out.extra),
-                28 => rt::opt(p, &mut out.setup, "setup", &mut out.extra),
-                29 => rt::list(p, &mut out.test, "test", &mut out.extra),
-                30 => rt::opt(p, &mut out.teardown, "teardown", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.name, "name"),
+                15 => rt::opt(p, &mut out.name_ext, "_name"),
+                16 => rt::opt(p, &mut out.status, "status"),
+                17 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::opt(p, &mut f_test_script, "testScript"),
+                19 => rt::opt(p, &mut out.result, "result"),
+                20 => rt::opt(p, &mut out.result_ext, "_result"),
+                21 => rt::opt(p, &mut out.score, "score"),
+                22 => rt::opt(p, &mut out.score_ext, "_score"),
+                23 => rt::opt(p, &mut out.tester, "tester"),
+                24 => rt::opt(p, &mut out.tester_ext, "_tester"),
+                25 => rt::opt(p, &mut out.issued, "issued"),
+                26 => rt::opt(p, &mut out.issued_ext, "_issued"),
+                27 => rt::list(p, &mut out.participant, "participant"),
+                28 => rt::opt(p, &mut out.setup, "setup"),
+                29 => rt::list(p, &mut out.test, "test"),
+                30 => rt::opt(p, &mut out.teardown, "teardown"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -192,7 +195,9 @@ impl ToJson for TestReport {
         rt::w_opt(w, b"\"setup\":", &self.setup);
         rt::w_list(w, b"\"test\":", &self.test);
         rt::w_opt(w, b"\"teardown\":", &self.teardown);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -205,7 +210,7 @@ impl FhirResource for TestReport {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -220,6 +225,14 @@ impl FhirResource for TestReport {
             Resource::TestReport(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl TestReport {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -248,24 +261,28 @@ pub struct TestReportTeardown {
     pub extra: Extra,
 }
 
+impl TestReportTeardown {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+        ],
+    };
+}
+
 impl FromJson for TestReportTeardown {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("action", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -280,7 +297,9 @@ impl ToJson for TestReportTeardown {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -304,25 +323,29 @@ pub struct TestReportTeardownAction {
     pub extra: Extra,
 }
 
+impl TestReportTeardownAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("operation", 4), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportTeardownAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("operation", 4), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_operation = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_operation, "operation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -338,7 +361,9 @@ impl ToJson for TestReportTeardownAction {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"operation\":", &self.operation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -370,30 +395,34 @@ pub struct TestReportTest {
     pub extra: Extra,
 }
 
+impl TestReportTest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("name", 4), ("action", 8), ("description", 6),
+            ("_description", 7), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+        ],
+    };
+}
+
 impl FromJson for TestReportTest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("name", 4), ("action", 8), ("description", 6),
-                ("_description", 7), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -412,7 +441,9 @@ impl ToJson for TestReportTest {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -438,27 +469,31 @@ pub struct TestReportTestAction {
     pub extra: Extra,
 }
 
+impl TestReportTestAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("operation", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportTestAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("operation", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.operation, "operation", &mut out.extra),
-                5 => rt::opt(p, &mut out.assert, "assert", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.operation, "operation"),
+                5 => rt::opt(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -474,7 +509,9 @@ impl ToJson for TestReportTestAction {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"operation\":", &self.operation);
         rt::w_opt(w, b"\"assert\":", &self.assert);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -498,24 +535,28 @@ pub struct TestReportSetup {
     pub extra: Extra,
 }
 
+impl TestReportSetup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+        ],
+    };
+}
+
 impl FromJson for TestReportSetup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("action", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -530,7 +571,9 @@ impl ToJson for TestReportSetup {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -556,27 +599,31 @@ pub struct TestReportSetupAction {
     pub extra: Extra,
 }
 
+impl TestReportSetupAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("operation", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportSetupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("operation", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.operation, "operation", &mut out.extra),
-                5 => rt::opt(p, &mut out.assert, "assert", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.operation, "operation"),
+                5 => rt::opt(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -592,7 +639,9 @@ impl ToJson for TestReportSetupAction {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"operation\":", &self.operation);
         rt::w_opt(w, b"\"assert\":", &self.assert);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -626,35 +675,39 @@ pub struct TestReportSetupActionAssert {
     pub extra: Extra,
 }
 
+impl TestReportSetupActionAssert {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("result", 4), ("", 0),
+            ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detail", 8), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportSetupActionAssert {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("result", 4), ("", 0),
-                ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detail", 8), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.result, "result", &mut out.extra),
-                5 => rt::opt(p, &mut out.result_ext, "_result", &mut out.extra),
-                6 => rt::opt(p, &mut out.message, "message", &mut out.extra),
-                7 => rt::opt(p, &mut out.message_ext, "_message", &mut out.extra),
-                8 => rt::opt(p, &mut out.detail, "detail", &mut out.extra),
-                9 => rt::opt(p, &mut out.detail_ext, "_detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.result, "result"),
+                5 => rt::opt(p, &mut out.result_ext, "_result"),
+                6 => rt::opt(p, &mut out.message, "message"),
+                7 => rt::opt(p, &mut out.message_ext, "_message"),
+                8 => rt::opt(p, &mut out.detail, "detail"),
+                9 => rt::opt(p, &mut out.detail_ext, "_detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -674,7 +727,9 @@ impl ToJson for TestReportSetupActionAssert {
         rt::w_opt(w, b"\"_message\":", &self.message_ext);
         rt::w_opt(w, b"\"detail\":", &self.detail);
         rt::w_opt(w, b"\"_detail\":", &self.detail_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -708,35 +763,39 @@ pub struct TestReportSetupActionOperation {
     pub extra: Extra,
 }
 
+impl TestReportSetupActionOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("result", 4), ("", 0),
+            ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("detail", 8), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportSetupActionOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("result", 4), ("", 0),
-                ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("detail", 8), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.result, "result", &mut out.extra),
-                5 => rt::opt(p, &mut out.result_ext, "_result", &mut out.extra),
-                6 => rt::opt(p, &mut out.message, "message", &mut out.extra),
-                7 => rt::opt(p, &mut out.message_ext, "_message", &mut out.extra),
-                8 => rt::opt(p, &mut out.detail, "detail", &mut out.extra),
-                9 => rt::opt(p, &mut out.detail_ext, "_detail", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.result, "result"),
+                5 => rt::opt(p, &mut out.result_ext, "_result"),
+                6 => rt::opt(p, &mut out.message, "message"),
+                7 => rt::opt(p, &mut out.message_ext, "_message"),
+                8 => rt::opt(p, &mut out.detail, "detail"),
+                9 => rt::opt(p, &mut out.detail_ext, "_detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -756,7 +815,9 @@ impl ToJson for TestReportSetupActionOperation {
         rt::w_opt(w, b"\"_message\":", &self.message_ext);
         rt::w_opt(w, b"\"detail\":", &self.detail);
         rt::w_opt(w, b"\"_detail\":", &self.detail_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -790,35 +851,39 @@ pub struct TestReportParticipant {
     pub extra: Extra,
 }
 
+impl TestReportParticipant {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("display", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 4),
+            ("id", 1), ("", 0), ("_display", 9), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("uri", 6), ("", 0),
+            ("", 0), ("_uri", 7), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("_type", 5), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestReportParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("display", 8), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("type", 4),
-                ("id", 1), ("", 0), ("_display", 9), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("uri", 6), ("", 0),
-                ("", 0), ("_uri", 7), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("_type", 5), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.type_ext, "_type", &mut out.extra),
-                6 => rt::opt(p, &mut out.uri, "uri", &mut out.extra),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri", &mut out.extra),
-                8 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                9 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt(p, &mut out.uri, "uri"),
+                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                8 => rt::opt(p, &mut out.display, "display"),
+                9 => rt::opt(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -838,7 +903,9 @@ impl ToJson for TestReportParticipant {
         rt::w_opt(w, b"\"_uri\":", &self.uri_ext);
         rt::w_opt(w, b"\"display\":", &self.display);
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

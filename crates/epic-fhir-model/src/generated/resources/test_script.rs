@@ -19,7 +19,7 @@ pub struct TestScript {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -45,7 +45,7 @@ pub struct TestScript {
     /// The `_url` member: the id and extensions of the value of `url`.
     pub url_ext: Option<Box<Element>>,
     /// Additional identifier for the test script. `identifier` (0..1).
-    pub identifier: Option<Identifier>,
+    pub identifier: Option<Box<Identifier>>,
     /// Business version of the test script. `version` (0..1).
     pub version: Option<String>,
     /// The `_version` member: the id and extensions of the value of `version`.
@@ -116,135 +116,138 @@ pub struct TestScript {
     pub extra: Extra,
 }
 
+impl TestScript {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 402,
+        slots: &[
+            ("", 0), ("version", 16), ("", 0), ("copyright", 37),
+            ("_language", 8), ("url", 13), ("", 0), ("", 0),
+            ("description", 31), ("", 0), ("_experimental", 25), ("_id", 3),
+            ("", 0), ("", 0), ("_name", 19), ("variable", 44),
+            ("contact", 30), ("", 0), ("", 0), ("_description", 32),
+            ("", 0), ("publisher", 28), ("", 0), ("profile", 43),
+            ("", 0), ("", 0), ("", 0), ("_copyright", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("useContext", 33), ("", 0), ("", 0),
+            ("date", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_version", 17), ("teardown", 47),
+            ("", 0), ("", 0), ("status", 22), ("", 0),
+            ("title", 20), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("metadata", 41),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 21), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_purpose", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 23), ("experimental", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_publisher", 29),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("purpose", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("origin", 39), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("name", 18),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("destination", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 15), ("", 0),
+            ("jurisdiction", 34), ("", 0), ("setup", 45), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("test", 46), ("", 0), ("fixture", 42),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_date", 27), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScript {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl TestScript {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 402,
-            slots: &[
-                ("", 0), ("version", 16), ("", 0), ("copyright", 37),
-                ("_language", 8), ("url", 13), ("", 0), ("", 0),
-                ("description", 31), ("", 0), ("_experimental", 25), ("_id", 3),
-                ("", 0), ("", 0), ("_name", 19), ("variable", 44),
-                ("contact", 30), ("", 0), ("", 0), ("_description", 32),
-                ("", 0), ("publisher", 28), ("", 0), ("profile", 43),
-                ("", 0), ("", 0), ("", 0), ("_copyright", 38),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("useContext", 33), ("", 0), ("", 0),
-                ("date", 26), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_version", 17), ("teardown", 47),
-                ("", 0), ("", 0), ("status", 22), ("", 0),
-                ("title", 20), ("", 0), ("", 0), ("", 0),
-                ("language", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("metadata", 41),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 21), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_url", 14), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_purpose", 36),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_status", 23), ("experimental", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_publisher", 29),
-                ("", 0), ("", 0), ("id", 2), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("purpose", 35), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("origin", 39), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("name", 18),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("destination", 40),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 15), ("", 0),
-                ("jurisdiction", 34), ("", 0), ("setup", 45), ("", 0),
-                ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("contained", 10), ("", 0),
-                ("", 0), ("test", 46), ("", 0), ("fixture", 42),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("text", 9), ("", 0), ("", 0), ("", 0),
-                ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_date", 27), ("", 0), ("", 0),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for TestScript {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TestScript"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                37 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                39 => rt::list(p, &mut out.origin, "origin", &mut out.extra),
-                40 => rt::list(p, &mut out.destination, "destination", &mut out.extra),
-                41 => rt::opt(p, &mut out.metadata, "metadata", &mut out.extra),
-                42 => rt::list(p, &mut out.fixture, "fixture", &mut out.extra),
-                43 => rt::list(p, &mut out.profile, "profile", &mut out.extra),
-                44 => rt::list(p, &mut out.variable, "variable", &mut out.extra),
-                45 => rt::opt(p, &mut out.setup, "setup", &mut out.extra),
-                46 => rt::list(p, &mut out.test, "test", &mut out.extra),
-                47 => rt::opt(p, &mut out.teardown, "teardown", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.purpose, "purpose"),
+                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt(p, &mut out.copyright, "copyright"),
+                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list(p, &mut out.origin, "origin"),
+                40 => rt::list(p, &mut out.destination, "destination"),
+                41 => rt::opt(p, &mut out.metadata, "metadata"),
+                42 => rt::list(p, &mut out.fixture, "fixture"),
+                43 => rt::list(p, &mut out.profile, "profile"),
+                44 => rt::list(p, &mut out.variable, "variable"),
+                45 => rt::opt(p, &mut out.setup, "setup"),
+                46 => rt::list(p, &mut out.test, "test"),
+                47 => rt::opt(p, &mut out.teardown, "teardown"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -306,7 +309,9 @@ impl ToJson for TestScript {
         rt::w_opt(w, b"\"setup\":", &self.setup);
         rt::w_list(w, b"\"test\":", &self.test);
         rt::w_opt(w, b"\"teardown\":", &self.teardown);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -319,7 +324,7 @@ impl FhirResource for TestScript {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -334,6 +339,14 @@ impl FhirResource for TestScript {
             Resource::TestScript(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl TestScript {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -362,24 +375,28 @@ pub struct TestScriptTeardown {
     pub extra: Extra,
 }
 
+impl TestScriptTeardown {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+        ],
+    };
+}
+
 impl FromJson for TestScriptTeardown {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("action", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -394,7 +411,9 @@ impl ToJson for TestScriptTeardown {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -413,30 +432,34 @@ pub struct TestScriptTeardownAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The teardown operation to perform. `operation` (1..1).
-    pub operation: TestScriptSetupActionOperation,
+    pub operation: Box<TestScriptSetupActionOperation>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl TestScriptTeardownAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("operation", 4), ("id", 1), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for TestScriptTeardownAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("operation", 4), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_operation = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_operation, "operation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -452,7 +475,9 @@ impl ToJson for TestScriptTeardownAction {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_req(w, b"\"operation\":", &self.operation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -484,30 +509,34 @@ pub struct TestScriptTest {
     pub extra: Extra,
 }
 
+impl TestScriptTest {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 5,
+        slots: &[
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("name", 4), ("action", 8), ("description", 6),
+            ("_description", 7), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+        ],
+    };
+}
+
 impl FromJson for TestScriptTest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 5,
-            slots: &[
-                ("", 0), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("name", 4), ("action", 8), ("description", 6),
-                ("_description", 7), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -526,7 +555,9 @@ impl ToJson for TestScriptTest {
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -545,34 +576,38 @@ pub struct TestScriptTestAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The setup operation to perform. `operation` (0..1).
-    pub operation: Option<TestScriptSetupActionOperation>,
+    pub operation: Option<Box<TestScriptSetupActionOperation>>,
     /// The setup assertion to perform. `assert` (0..1).
-    pub assert: Option<TestScriptSetupActionAssert>,
+    pub assert: Option<Box<TestScriptSetupActionAssert>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl TestScriptTestAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("operation", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for TestScriptTestAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("operation", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.operation, "operation", &mut out.extra),
-                5 => rt::opt(p, &mut out.assert, "assert", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.operation, "operation"),
+                5 => rt::opt(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -588,7 +623,9 @@ impl ToJson for TestScriptTestAction {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"operation\":", &self.operation);
         rt::w_opt(w, b"\"assert\":", &self.assert);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -612,24 +649,28 @@ pub struct TestScriptSetup {
     pub extra: Extra,
 }
 
+impl TestScriptSetup {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+        ],
+    };
+}
+
 impl FromJson for TestScriptSetup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("action", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.action, "action", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -644,7 +685,9 @@ impl ToJson for TestScriptSetup {
         rt::w_list(w, b"\"extension\":", &self.extension);
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"action\":", &self.action);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -663,34 +706,38 @@ pub struct TestScriptSetupAction {
     /// A modifier element: it can change the meaning of the rest.
     pub modifier_extension: Vec<Extension>,
     /// The setup operation to perform. `operation` (0..1).
-    pub operation: Option<TestScriptSetupActionOperation>,
+    pub operation: Option<Box<TestScriptSetupActionOperation>>,
     /// The assertion to perform. `assert` (0..1).
-    pub assert: Option<TestScriptSetupActionAssert>,
+    pub assert: Option<Box<TestScriptSetupActionAssert>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl TestScriptSetupAction {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("operation", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for TestScriptSetupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("operation", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.operation, "operation", &mut out.extra),
-                5 => rt::opt(p, &mut out.assert, "assert", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.operation, "operation"),
+                5 => rt::opt(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -706,7 +753,9 @@ impl ToJson for TestScriptSetupAction {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_opt(w, b"\"operation\":", &self.operation);
         rt::w_opt(w, b"\"assert\":", &self.assert);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -816,97 +865,101 @@ pub struct TestScriptSetupActionAssert {
     pub extra: Extra,
 }
 
+impl TestScriptSetupActionAssert {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7458,
+        slots: &[
+            ("_contentType", 17), ("", 0), ("", 0), ("", 0),
+            ("_resource", 35), ("path", 28), ("compareToSourceExpression", 12), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_path", 29), ("", 0), ("_operator", 27),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("minimumId", 22), ("_responseCode", 39),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("headerField", 20), ("modifierExtension", 3),
+            ("_validateProfileId", 43), ("warningOnly", 46), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("compareToSourcePath", 14), ("contentType", 16), ("_requestURL", 33), ("description", 6),
+            ("", 0), ("", 0), ("_requestMethod", 31), ("", 0),
+            ("_navigationLinks", 25), ("", 0), ("", 0), ("operator", 26),
+            ("_response", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_warningOnly", 47), ("_minimumId", 23), ("_compareToSourceId", 11),
+            ("", 0), ("", 0), ("", 0), ("label", 4),
+            ("", 0), ("", 0), ("_value", 45), ("_label", 5),
+            ("", 0), ("", 0), ("", 0), ("_compareToSourceExpression", 13),
+            ("", 0), ("", 0), ("response", 36), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("requestMethod", 30),
+            ("requestURL", 32), ("_sourceId", 41), ("compareToSourceId", 10), ("_direction", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("expression", 18),
+            ("direction", 8), ("sourceId", 40), ("", 0), ("", 0),
+            ("", 0), ("validateProfileId", 42), ("responseCode", 38), ("", 0),
+            ("", 0), ("", 0), ("_description", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("navigationLinks", 24), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("_expression", 19), ("_headerField", 21), ("", 0),
+            ("_compareToSourcePath", 15), ("resource", 34), ("", 0), ("", 0),
+            ("", 0), ("value", 44), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScriptSetupActionAssert {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7458,
-            slots: &[
-                ("_contentType", 17), ("", 0), ("", 0), ("", 0),
-                ("_resource", 35), ("path", 28), ("compareToSourceExpression", 12), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_path", 29), ("", 0), ("_operator", 27),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("minimumId", 22), ("_responseCode", 39),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("headerField", 20), ("modifierExtension", 3),
-                ("_validateProfileId", 43), ("warningOnly", 46), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("compareToSourcePath", 14), ("contentType", 16), ("_requestURL", 33), ("description", 6),
-                ("", 0), ("", 0), ("_requestMethod", 31), ("", 0),
-                ("_navigationLinks", 25), ("", 0), ("", 0), ("operator", 26),
-                ("_response", 37), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_warningOnly", 47), ("_minimumId", 23), ("_compareToSourceId", 11),
-                ("", 0), ("", 0), ("", 0), ("label", 4),
-                ("", 0), ("", 0), ("_value", 45), ("_label", 5),
-                ("", 0), ("", 0), ("", 0), ("_compareToSourceExpression", 13),
-                ("", 0), ("", 0), ("response", 36), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("requestMethod", 30),
-                ("requestURL", 32), ("_sourceId", 41), ("compareToSourceId", 10), ("_direction", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("expression", 18),
-                ("direction", 8), ("sourceId", 40), ("", 0), ("", 0),
-                ("", 0), ("validateProfileId", 42), ("responseCode", 38), ("", 0),
-                ("", 0), ("", 0), ("_description", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("navigationLinks", 24), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("_expression", 19), ("_headerField", 21), ("", 0),
-                ("_compareToSourcePath", 15), ("resource", 34), ("", 0), ("", 0),
-                ("", 0), ("value", 44), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.label, "label", &mut out.extra),
-                5 => rt::opt(p, &mut out.label_ext, "_label", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                8 => rt::opt(p, &mut out.direction, "direction", &mut out.extra),
-                9 => rt::opt(p, &mut out.direction_ext, "_direction", &mut out.extra),
-                10 => rt::opt(p, &mut out.compare_to_source_id, "compareToSourceId", &mut out.extra),
-                11 => rt::opt(p, &mut out.compare_to_source_id_ext, "_compareToSourceId", &mut out.extra),
-                12 => rt::opt(p, &mut out.compare_to_source_expression, "compareToSourceExpression", &mut out.extra),
-                13 => rt::opt(p, &mut out.compare_to_source_expression_ext, "_compareToSourceExpression", &mut out.extra),
-                14 => rt::opt(p, &mut out.compare_to_source_path, "compareToSourcePath", &mut out.extra),
-                15 => rt::opt(p, &mut out.compare_to_source_path_ext, "_compareToSourcePath", &mut out.extra),
-                16 => rt::opt(p, &mut out.content_type, "contentType", &mut out.extra),
-                17 => rt::opt(p, &mut out.content_type_ext, "_contentType", &mut out.extra),
-                18 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                19 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                20 => rt::opt(p, &mut out.header_field, "headerField", &mut out.extra),
-                21 => rt::opt(p, &mut out.header_field_ext, "_headerField", &mut out.extra),
-                22 => rt::opt(p, &mut out.minimum_id, "minimumId", &mut out.extra),
-                23 => rt::opt(p, &mut out.minimum_id_ext, "_minimumId", &mut out.extra),
-                24 => rt::opt(p, &mut out.navigation_links, "navigationLinks", &mut out.extra),
-                25 => rt::opt(p, &mut out.navigation_links_ext, "_navigationLinks", &mut out.extra),
-                26 => rt::opt(p, &mut out.operator, "operator", &mut out.extra),
-                27 => rt::opt(p, &mut out.operator_ext, "_operator", &mut out.extra),
-                28 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                29 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                30 => rt::opt(p, &mut out.request_method, "requestMethod", &mut out.extra),
-                31 => rt::opt(p, &mut out.request_method_ext, "_requestMethod", &mut out.extra),
-                32 => rt::opt(p, &mut out.request_url, "requestURL", &mut out.extra),
-                33 => rt::opt(p, &mut out.request_url_ext, "_requestURL", &mut out.extra),
-                34 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                35 => rt::opt(p, &mut out.resource_ext, "_resource", &mut out.extra),
-                36 => rt::opt(p, &mut out.response, "response", &mut out.extra),
-                37 => rt::opt(p, &mut out.response_ext, "_response", &mut out.extra),
-                38 => rt::opt(p, &mut out.response_code, "responseCode", &mut out.extra),
-                39 => rt::opt(p, &mut out.response_code_ext, "_responseCode", &mut out.extra),
-                40 => rt::opt(p, &mut out.source_id, "sourceId", &mut out.extra),
-                41 => rt::opt(p, &mut out.source_id_ext, "_sourceId", &mut out.extra),
-                42 => rt::opt(p, &mut out.validate_profile_id, "validateProfileId", &mut out.extra),
-                43 => rt::opt(p, &mut out.validate_profile_id_ext, "_validateProfileId", &mut out.extra),
-                44 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                45 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
-                46 => rt::opt(p, &mut out.warning_only, "warningOnly", &mut out.extra),
-                47 => rt::opt(p, &mut out.warning_only_ext, "_warningOnly", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.label, "label"),
+                5 => rt::opt(p, &mut out.label_ext, "_label"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt(p, &mut out.direction, "direction"),
+                9 => rt::opt(p, &mut out.direction_ext, "_direction"),
+                10 => rt::opt(p, &mut out.compare_to_source_id, "compareToSourceId"),
+                11 => rt::opt(p, &mut out.compare_to_source_id_ext, "_compareToSourceId"),
+                12 => rt::opt(p, &mut out.compare_to_source_expression, "compareToSourceExpression"),
+                13 => rt::opt(p, &mut out.compare_to_source_expression_ext, "_compareToSourceExpression"),
+                14 => rt::opt(p, &mut out.compare_to_source_path, "compareToSourcePath"),
+                15 => rt::opt(p, &mut out.compare_to_source_path_ext, "_compareToSourcePath"),
+                16 => rt::opt(p, &mut out.content_type, "contentType"),
+                17 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                18 => rt::opt(p, &mut out.expression, "expression"),
+                19 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                20 => rt::opt(p, &mut out.header_field, "headerField"),
+                21 => rt::opt(p, &mut out.header_field_ext, "_headerField"),
+                22 => rt::opt(p, &mut out.minimum_id, "minimumId"),
+                23 => rt::opt(p, &mut out.minimum_id_ext, "_minimumId"),
+                24 => rt::opt(p, &mut out.navigation_links, "navigationLinks"),
+                25 => rt::opt(p, &mut out.navigation_links_ext, "_navigationLinks"),
+                26 => rt::opt(p, &mut out.operator, "operator"),
+                27 => rt::opt(p, &mut out.operator_ext, "_operator"),
+                28 => rt::opt(p, &mut out.path, "path"),
+                29 => rt::opt(p, &mut out.path_ext, "_path"),
+                30 => rt::opt(p, &mut out.request_method, "requestMethod"),
+                31 => rt::opt(p, &mut out.request_method_ext, "_requestMethod"),
+                32 => rt::opt(p, &mut out.request_url, "requestURL"),
+                33 => rt::opt(p, &mut out.request_url_ext, "_requestURL"),
+                34 => rt::opt(p, &mut out.resource, "resource"),
+                35 => rt::opt(p, &mut out.resource_ext, "_resource"),
+                36 => rt::opt(p, &mut out.response, "response"),
+                37 => rt::opt(p, &mut out.response_ext, "_response"),
+                38 => rt::opt(p, &mut out.response_code, "responseCode"),
+                39 => rt::opt(p, &mut out.response_code_ext, "_responseCode"),
+                40 => rt::opt(p, &mut out.source_id, "sourceId"),
+                41 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                42 => rt::opt(p, &mut out.validate_profile_id, "validateProfileId"),
+                43 => rt::opt(p, &mut out.validate_profile_id_ext, "_validateProfileId"),
+                44 => rt::opt(p, &mut out.value, "value"),
+                45 => rt::opt(p, &mut out.value_ext, "_value"),
+                46 => rt::opt(p, &mut out.warning_only, "warningOnly"),
+                47 => rt::opt(p, &mut out.warning_only_ext, "_warningOnly"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -964,7 +1017,9 @@ impl ToJson for TestScriptSetupActionAssert {
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
         rt::w_opt(w, b"\"warningOnly\":", &self.warning_only);
         rt::w_opt(w, b"\"_warningOnly\":", &self.warning_only_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1050,85 +1105,89 @@ pub struct TestScriptSetupActionOperation {
     pub extra: Extra,
 }
 
+impl TestScriptSetupActionOperation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("url", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_targetId", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("params", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("_destination", 16), ("", 0), ("_sourceId", 31), ("", 0),
+            ("", 0), ("_responseId", 29), ("", 0), ("accept", 11),
+            ("", 0), ("_params", 24), ("description", 9), ("", 0),
+            ("", 0), ("", 0), ("requestHeader", 25), ("", 0),
+            ("", 0), ("responseId", 28), ("", 0), ("", 0),
+            ("origin", 21), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("_method", 20), ("", 0), ("label", 7),
+            ("encodeRequestUrl", 17), ("", 0), ("", 0), ("type", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("targetId", 32), ("", 0), ("", 0), ("", 0),
+            ("requestId", 26), ("", 0), ("", 0), ("_origin", 22),
+            ("", 0), ("", 0), ("", 0), ("contentType", 13),
+            ("", 0), ("_accept", 12), ("", 0), ("", 0),
+            ("", 0), ("method", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_resource", 6),
+            ("", 0), ("_encodeRequestUrl", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_contentType", 14),
+            ("_requestId", 27), ("", 0), ("_description", 10), ("", 0),
+            ("_label", 8), ("_url", 35), ("destination", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resource", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("sourceId", 30),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScriptSetupActionOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("url", 34), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_targetId", 33), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("id", 1),
-                ("params", 23), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("_destination", 16), ("", 0), ("_sourceId", 31), ("", 0),
-                ("", 0), ("_responseId", 29), ("", 0), ("accept", 11),
-                ("", 0), ("_params", 24), ("description", 9), ("", 0),
-                ("", 0), ("", 0), ("requestHeader", 25), ("", 0),
-                ("", 0), ("responseId", 28), ("", 0), ("", 0),
-                ("origin", 21), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("_method", 20), ("", 0), ("label", 7),
-                ("encodeRequestUrl", 17), ("", 0), ("", 0), ("type", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("targetId", 32), ("", 0), ("", 0), ("", 0),
-                ("requestId", 26), ("", 0), ("", 0), ("_origin", 22),
-                ("", 0), ("", 0), ("", 0), ("contentType", 13),
-                ("", 0), ("_accept", 12), ("", 0), ("", 0),
-                ("", 0), ("method", 19), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_resource", 6),
-                ("", 0), ("_encodeRequestUrl", 18), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_contentType", 14),
-                ("_requestId", 27), ("", 0), ("_description", 10), ("", 0),
-                ("_label", 8), ("_url", 35), ("destination", 15), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("resource", 5), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("sourceId", 30),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.r#type, "type", &mut out.extra),
-                5 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
-                6 => rt::opt(p, &mut out.resource_ext, "_resource", &mut out.extra),
-                7 => rt::opt(p, &mut out.label, "label", &mut out.extra),
-                8 => rt::opt(p, &mut out.label_ext, "_label", &mut out.extra),
-                9 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                10 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                11 => rt::opt(p, &mut out.accept, "accept", &mut out.extra),
-                12 => rt::opt(p, &mut out.accept_ext, "_accept", &mut out.extra),
-                13 => rt::opt(p, &mut out.content_type, "contentType", &mut out.extra),
-                14 => rt::opt(p, &mut out.content_type_ext, "_contentType", &mut out.extra),
-                15 => rt::opt(p, &mut out.destination, "destination", &mut out.extra),
-                16 => rt::opt(p, &mut out.destination_ext, "_destination", &mut out.extra),
-                17 => rt::opt(p, &mut out.encode_request_url, "encodeRequestUrl", &mut out.extra),
-                18 => rt::opt(p, &mut out.encode_request_url_ext, "_encodeRequestUrl", &mut out.extra),
-                19 => rt::opt(p, &mut out.method, "method", &mut out.extra),
-                20 => rt::opt(p, &mut out.method_ext, "_method", &mut out.extra),
-                21 => rt::opt(p, &mut out.origin, "origin", &mut out.extra),
-                22 => rt::opt(p, &mut out.origin_ext, "_origin", &mut out.extra),
-                23 => rt::opt(p, &mut out.params, "params", &mut out.extra),
-                24 => rt::opt(p, &mut out.params_ext, "_params", &mut out.extra),
-                25 => rt::list(p, &mut out.request_header, "requestHeader", &mut out.extra),
-                26 => rt::opt(p, &mut out.request_id, "requestId", &mut out.extra),
-                27 => rt::opt(p, &mut out.request_id_ext, "_requestId", &mut out.extra),
-                28 => rt::opt(p, &mut out.response_id, "responseId", &mut out.extra),
-                29 => rt::opt(p, &mut out.response_id_ext, "_responseId", &mut out.extra),
-                30 => rt::opt(p, &mut out.source_id, "sourceId", &mut out.extra),
-                31 => rt::opt(p, &mut out.source_id_ext, "_sourceId", &mut out.extra),
-                32 => rt::opt(p, &mut out.target_id, "targetId", &mut out.extra),
-                33 => rt::opt(p, &mut out.target_id_ext, "_targetId", &mut out.extra),
-                34 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                35 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt(p, &mut out.resource, "resource"),
+                6 => rt::opt(p, &mut out.resource_ext, "_resource"),
+                7 => rt::opt(p, &mut out.label, "label"),
+                8 => rt::opt(p, &mut out.label_ext, "_label"),
+                9 => rt::opt(p, &mut out.description, "description"),
+                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::opt(p, &mut out.accept, "accept"),
+                12 => rt::opt(p, &mut out.accept_ext, "_accept"),
+                13 => rt::opt(p, &mut out.content_type, "contentType"),
+                14 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                15 => rt::opt(p, &mut out.destination, "destination"),
+                16 => rt::opt(p, &mut out.destination_ext, "_destination"),
+                17 => rt::opt(p, &mut out.encode_request_url, "encodeRequestUrl"),
+                18 => rt::opt(p, &mut out.encode_request_url_ext, "_encodeRequestUrl"),
+                19 => rt::opt(p, &mut out.method, "method"),
+                20 => rt::opt(p, &mut out.method_ext, "_method"),
+                21 => rt::opt(p, &mut out.origin, "origin"),
+                22 => rt::opt(p, &mut out.origin_ext, "_origin"),
+                23 => rt::opt(p, &mut out.params, "params"),
+                24 => rt::opt(p, &mut out.params_ext, "_params"),
+                25 => rt::list(p, &mut out.request_header, "requestHeader"),
+                26 => rt::opt(p, &mut out.request_id, "requestId"),
+                27 => rt::opt(p, &mut out.request_id_ext, "_requestId"),
+                28 => rt::opt(p, &mut out.response_id, "responseId"),
+                29 => rt::opt(p, &mut out.response_id_ext, "_responseId"),
+                30 => rt::opt(p, &mut out.source_id, "sourceId"),
+                31 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                32 => rt::opt(p, &mut out.target_id, "targetId"),
+                33 => rt::opt(p, &mut out.target_id_ext, "_targetId"),
+                34 => rt::opt(p, &mut out.url, "url"),
+                35 => rt::opt(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1174,7 +1233,9 @@ impl ToJson for TestScriptSetupActionOperation {
         rt::w_opt(w, b"\"_targetId\":", &self.target_id_ext);
         rt::w_opt(w, b"\"url\":", &self.url);
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1204,29 +1265,33 @@ pub struct TestScriptSetupActionOperationRequestHeader {
     pub extra: Extra,
 }
 
+impl TestScriptSetupActionOperationRequestHeader {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_value", 7), ("", 0),
+            ("", 0), ("field", 4), ("value", 6), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("_field", 5),
+        ],
+    };
+}
+
 impl FromJson for TestScriptSetupActionOperationRequestHeader {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("_value", 7), ("", 0),
-                ("", 0), ("field", 4), ("value", 6), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("_field", 5),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.field, "field", &mut out.extra),
-                5 => rt::opt(p, &mut out.field_ext, "_field", &mut out.extra),
-                6 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                7 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.field, "field"),
+                5 => rt::opt(p, &mut out.field_ext, "_field"),
+                6 => rt::opt(p, &mut out.value, "value"),
+                7 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1244,7 +1309,9 @@ impl ToJson for TestScriptSetupActionOperationRequestHeader {
         rt::w_opt(w, b"\"_field\":", &self.field_ext);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1298,53 +1365,57 @@ pub struct TestScriptVariable {
     pub extra: Extra,
 }
 
+impl TestScriptVariable {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 4,
+        slots: &[
+            ("_description", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("description", 8), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_hint", 15), ("hint", 14), ("", 0), ("_headerField", 13),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("path", 16), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("expression", 10), ("_defaultValue", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("headerField", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("sourceId", 18), ("", 0), ("", 0),
+            ("defaultValue", 6), ("", 0), ("", 0), ("_sourceId", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("_path", 17), ("", 0), ("", 0), ("_expression", 11),
+        ],
+    };
+}
+
 impl FromJson for TestScriptVariable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 4,
-            slots: &[
-                ("_description", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("description", 8), ("name", 4), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_hint", 15), ("hint", 14), ("", 0), ("_headerField", 13),
-                ("", 0), ("_name", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("path", 16), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("expression", 10), ("_defaultValue", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("headerField", 12), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("sourceId", 18), ("", 0), ("", 0),
-                ("defaultValue", 6), ("", 0), ("", 0), ("_sourceId", 19),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("_path", 17), ("", 0), ("", 0), ("_expression", 11),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::opt(p, &mut out.default_value, "defaultValue", &mut out.extra),
-                7 => rt::opt(p, &mut out.default_value_ext, "_defaultValue", &mut out.extra),
-                8 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                9 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                10 => rt::opt(p, &mut out.expression, "expression", &mut out.extra),
-                11 => rt::opt(p, &mut out.expression_ext, "_expression", &mut out.extra),
-                12 => rt::opt(p, &mut out.header_field, "headerField", &mut out.extra),
-                13 => rt::opt(p, &mut out.header_field_ext, "_headerField", &mut out.extra),
-                14 => rt::opt(p, &mut out.hint, "hint", &mut out.extra),
-                15 => rt::opt(p, &mut out.hint_ext, "_hint", &mut out.extra),
-                16 => rt::opt(p, &mut out.path, "path", &mut out.extra),
-                17 => rt::opt(p, &mut out.path_ext, "_path", &mut out.extra),
-                18 => rt::opt(p, &mut out.source_id, "sourceId", &mut out.extra),
-                19 => rt::opt(p, &mut out.source_id_ext, "_sourceId", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt(p, &mut out.default_value, "defaultValue"),
+                7 => rt::opt(p, &mut out.default_value_ext, "_defaultValue"),
+                8 => rt::opt(p, &mut out.description, "description"),
+                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt(p, &mut out.expression, "expression"),
+                11 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                12 => rt::opt(p, &mut out.header_field, "headerField"),
+                13 => rt::opt(p, &mut out.header_field_ext, "_headerField"),
+                14 => rt::opt(p, &mut out.hint, "hint"),
+                15 => rt::opt(p, &mut out.hint_ext, "_hint"),
+                16 => rt::opt(p, &mut out.path, "path"),
+                17 => rt::opt(p, &mut out.path_ext, "_path"),
+                18 => rt::opt(p, &mut out.source_id, "sourceId"),
+                19 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1374,7 +1445,9 @@ impl ToJson for TestScriptVariable {
         rt::w_opt(w, b"\"_path\":", &self.path_ext);
         rt::w_opt(w, b"\"sourceId\":", &self.source_id);
         rt::w_opt(w, b"\"_sourceId\":", &self.source_id_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1406,30 +1479,34 @@ pub struct TestScriptFixture {
     pub extra: Extra,
 }
 
+impl TestScriptFixture {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 7,
+        slots: &[
+            ("", 0), ("", 0), ("resource", 8), ("id", 1),
+            ("", 0), ("", 0), ("_autodelete", 7), ("modifierExtension", 3),
+            ("_autocreate", 5), ("autocreate", 4), ("", 0), ("extension", 2),
+            ("", 0), ("autodelete", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScriptFixture {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 7,
-            slots: &[
-                ("", 0), ("", 0), ("resource", 8), ("id", 1),
-                ("", 0), ("", 0), ("_autodelete", 7), ("modifierExtension", 3),
-                ("_autocreate", 5), ("autocreate", 4), ("", 0), ("extension", 2),
-                ("", 0), ("autodelete", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.autocreate, "autocreate", &mut out.extra),
-                5 => rt::opt(p, &mut out.autocreate_ext, "_autocreate", &mut out.extra),
-                6 => rt::opt(p, &mut out.autodelete, "autodelete", &mut out.extra),
-                7 => rt::opt(p, &mut out.autodelete_ext, "_autodelete", &mut out.extra),
-                8 => rt::opt(p, &mut out.resource, "resource", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.autocreate, "autocreate"),
+                5 => rt::opt(p, &mut out.autocreate_ext, "_autocreate"),
+                6 => rt::opt(p, &mut out.autodelete, "autodelete"),
+                7 => rt::opt(p, &mut out.autodelete_ext, "_autodelete"),
+                8 => rt::opt(p, &mut out.resource, "resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1448,7 +1525,9 @@ impl ToJson for TestScriptFixture {
         rt::w_opt(w, b"\"autodelete\":", &self.autodelete);
         rt::w_opt(w, b"\"_autodelete\":", &self.autodelete_ext);
         rt::w_opt(w, b"\"resource\":", &self.resource);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1474,27 +1553,31 @@ pub struct TestScriptMetadata {
     pub extra: Extra,
 }
 
+impl TestScriptMetadata {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("capability", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("link", 4),
+        ],
+    };
+}
+
 impl FromJson for TestScriptMetadata {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("capability", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("link", 4),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::list(p, &mut out.link, "link", &mut out.extra),
-                5 => rt::list(p, &mut out.capability, "capability", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list(p, &mut out.link, "link"),
+                5 => rt::list(p, &mut out.capability, "capability"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1510,7 +1593,9 @@ impl ToJson for TestScriptMetadata {
         rt::w_list(w, b"\"modifierExtension\":", &self.modifier_extension);
         rt::w_list(w, b"\"link\":", &self.link);
         rt::w_list(w, b"\"capability\":", &self.capability);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1560,51 +1645,55 @@ pub struct TestScriptMetadataCapability {
     pub extra: Extra,
 }
 
+impl TestScriptMetadataCapability {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("", 0), ("capabilities", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("origin", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 9), ("", 0), ("", 0), ("", 0),
+            ("_link", 15), ("_required", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("validated", 6),
+            ("", 0), ("", 0), ("required", 4), ("_origin", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 8), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("destination", 12),
+            ("_validated", 7), ("", 0), ("", 0), ("link", 14),
+            ("", 0), ("_capabilities", 17), ("", 0), ("extension", 2),
+            ("_destination", 13), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScriptMetadataCapability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("", 0), ("capabilities", 16), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("origin", 10), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 9), ("", 0), ("", 0), ("", 0),
-                ("_link", 15), ("_required", 5), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("validated", 6),
-                ("", 0), ("", 0), ("required", 4), ("_origin", 11),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("description", 8), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("destination", 12),
-                ("_validated", 7), ("", 0), ("", 0), ("link", 14),
-                ("", 0), ("_capabilities", 17), ("", 0), ("extension", 2),
-                ("_destination", 13), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.required, "required", &mut out.extra),
-                5 => rt::opt(p, &mut out.required_ext, "_required", &mut out.extra),
-                6 => rt::opt(p, &mut out.validated, "validated", &mut out.extra),
-                7 => rt::opt(p, &mut out.validated_ext, "_validated", &mut out.extra),
-                8 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                9 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.origin, &mut out.origin_ext, "origin", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.origin_ext, "_origin", &mut out.extra),
-                12 => rt::opt(p, &mut out.destination, "destination", &mut out.extra),
-                13 => rt::opt(p, &mut out.destination_ext, "_destination", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.link, &mut out.link_ext, "link", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.link_ext, "_link", &mut out.extra),
-                16 => rt::opt(p, &mut out.capabilities, "capabilities", &mut out.extra),
-                17 => rt::opt(p, &mut out.capabilities_ext, "_capabilities", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.required, "required"),
+                5 => rt::opt(p, &mut out.required_ext, "_required"),
+                6 => rt::opt(p, &mut out.validated, "validated"),
+                7 => rt::opt(p, &mut out.validated_ext, "_validated"),
+                8 => rt::opt(p, &mut out.description, "description"),
+                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::prim_list(p, &mut out.origin, &mut out.origin_ext, "origin"),
+                11 => rt::list_ext(p, &mut out.origin_ext, "_origin"),
+                12 => rt::opt(p, &mut out.destination, "destination"),
+                13 => rt::opt(p, &mut out.destination_ext, "_destination"),
+                14 => rt::prim_list(p, &mut out.link, &mut out.link_ext, "link"),
+                15 => rt::list_ext(p, &mut out.link_ext, "_link"),
+                16 => rt::opt(p, &mut out.capabilities, "capabilities"),
+                17 => rt::opt(p, &mut out.capabilities_ext, "_capabilities"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1630,7 +1719,9 @@ impl ToJson for TestScriptMetadataCapability {
         rt::w_prim_list(w, b"\"link\":", b"\"_link\":", &self.link, &self.link_ext);
         rt::w_opt(w, b"\"capabilities\":", &self.capabilities);
         rt::w_opt(w, b"\"_capabilities\":", &self.capabilities_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1660,29 +1751,33 @@ pub struct TestScriptMetadataLink {
     pub extra: Extra,
 }
 
+impl TestScriptMetadataLink {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("", 0), ("_url", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 7), ("url", 4), ("", 0), ("extension", 2),
+            ("", 0), ("description", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for TestScriptMetadataLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("", 0), ("_url", 5), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 7), ("url", 4), ("", 0), ("extension", 2),
-                ("", 0), ("description", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                5 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                6 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                7 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.url, "url"),
+                5 => rt::opt(p, &mut out.url_ext, "_url"),
+                6 => rt::opt(p, &mut out.description, "description"),
+                7 => rt::opt(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1700,7 +1795,9 @@ impl ToJson for TestScriptMetadataLink {
         rt::w_opt(w, b"\"_url\":", &self.url_ext);
         rt::w_opt(w, b"\"description\":", &self.description);
         rt::w_opt(w, b"\"_description\":", &self.description_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1728,29 +1825,33 @@ pub struct TestScriptDestination {
     pub extra: Extra,
 }
 
+impl TestScriptDestination {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("profile", 6),
+            ("", 0), ("_index", 5), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for TestScriptDestination {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("profile", 6),
-                ("", 0), ("_index", 5), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         let mut f_profile = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.index, "index", &mut out.extra),
-                5 => rt::opt(p, &mut out.index_ext, "_index", &mut out.extra),
-                6 => rt::opt(p, &mut f_profile, "profile", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.index, "index"),
+                5 => rt::opt(p, &mut out.index_ext, "_index"),
+                6 => rt::opt(p, &mut f_profile, "profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1768,7 +1869,9 @@ impl ToJson for TestScriptDestination {
         rt::w_opt(w, b"\"index\":", &self.index);
         rt::w_opt(w, b"\"_index\":", &self.index_ext);
         rt::w_req(w, b"\"profile\":", &self.profile);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -1796,29 +1899,33 @@ pub struct TestScriptOrigin {
     pub extra: Extra,
 }
 
+impl TestScriptOrigin {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 9,
+        slots: &[
+            ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("profile", 6),
+            ("", 0), ("_index", 5), ("", 0), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for TestScriptOrigin {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 9,
-            slots: &[
-                ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("extension", 2), ("", 0), ("", 0), ("profile", 6),
-                ("", 0), ("_index", 5), ("", 0), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         let mut f_profile = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.index, "index", &mut out.extra),
-                5 => rt::opt(p, &mut out.index_ext, "_index", &mut out.extra),
-                6 => rt::opt(p, &mut f_profile, "profile", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.index, "index"),
+                5 => rt::opt(p, &mut out.index_ext, "_index"),
+                6 => rt::opt(p, &mut f_profile, "profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -1836,7 +1943,9 @@ impl ToJson for TestScriptOrigin {
         rt::w_opt(w, b"\"index\":", &self.index);
         rt::w_opt(w, b"\"_index\":", &self.index_ext);
         rt::w_req(w, b"\"profile\":", &self.profile);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

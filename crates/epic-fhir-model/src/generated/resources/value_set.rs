@@ -19,7 +19,7 @@ pub struct ValueSet {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -101,103 +101,106 @@ pub struct ValueSet {
     /// Content logical definition of the value set (CLD). `compose` (0..1).
     pub compose: Option<ValueSetCompose>,
     /// Used when the value set is "expanded". `expansion` (0..1).
-    pub expansion: Option<ValueSetExpansion>,
+    pub expansion: Option<Box<ValueSetExpansion>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl ValueSet {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 551,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("_date", 27),
+            ("expansion", 42), ("_purpose", 38), ("", 0), ("", 0),
+            ("_id", 3), ("contained", 10), ("", 0), ("", 0),
+            ("_experimental", 25), ("", 0), ("_publisher", 29), ("", 0),
+            ("description", 31), ("", 0), ("", 0), ("", 0),
+            ("url", 13), ("", 0), ("_version", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contact", 30),
+            ("", 0), ("", 0), ("compose", 41), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("title", 20), ("_language", 8), ("", 0),
+            ("jurisdiction", 34), ("", 0), ("", 0), ("identifier", 15),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_copyright", 40), ("experimental", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_description", 32), ("", 0), ("immutable", 35), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("_immutable", 36), ("date", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_title", 21), ("_status", 23),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("extension", 11), ("", 0),
+            ("_name", 19), ("", 0), ("publisher", 28), ("copyright", 39),
+            ("status", 22), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_url", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("useContext", 33), ("modifierExtension", 12),
+            ("purpose", 37), ("name", 18), ("", 0), ("", 0),
+            ("", 0), ("version", 16), ("implicitRules", 5), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for ValueSet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl ValueSet {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 551,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("_date", 27),
-                ("expansion", 42), ("_purpose", 38), ("", 0), ("", 0),
-                ("_id", 3), ("contained", 10), ("", 0), ("", 0),
-                ("_experimental", 25), ("", 0), ("_publisher", 29), ("", 0),
-                ("description", 31), ("", 0), ("", 0), ("", 0),
-                ("url", 13), ("", 0), ("_version", 17), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contact", 30),
-                ("", 0), ("", 0), ("compose", 41), ("", 0),
-                ("", 0), ("", 0), ("meta", 4), ("", 0),
-                ("", 0), ("title", 20), ("_language", 8), ("", 0),
-                ("jurisdiction", 34), ("", 0), ("", 0), ("identifier", 15),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_copyright", 40), ("experimental", 24), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_description", 32), ("", 0), ("immutable", 35), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-                ("_immutable", 36), ("date", 26), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_title", 21), ("_status", 23),
-                ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 2), ("", 0), ("extension", 11), ("", 0),
-                ("_name", 19), ("", 0), ("publisher", 28), ("copyright", 39),
-                ("status", 22), ("", 0), ("language", 7), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_url", 14), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("useContext", 33), ("modifierExtension", 12),
-                ("purpose", 37), ("name", 18), ("", 0), ("", 0),
-                ("", 0), ("version", 16), ("implicitRules", 5), ("text", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for ValueSet {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ValueSet"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::opt(p, &mut out.url, "url", &mut out.extra),
-                14 => rt::opt(p, &mut out.url_ext, "_url", &mut out.extra),
-                15 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                16 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                17 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                18 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                19 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                20 => rt::opt(p, &mut out.title, "title", &mut out.extra),
-                21 => rt::opt(p, &mut out.title_ext, "_title", &mut out.extra),
-                22 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                23 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                24 => rt::opt(p, &mut out.experimental, "experimental", &mut out.extra),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental", &mut out.extra),
-                26 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                27 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                28 => rt::opt(p, &mut out.publisher, "publisher", &mut out.extra),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher", &mut out.extra),
-                30 => rt::list(p, &mut out.contact, "contact", &mut out.extra),
-                31 => rt::opt(p, &mut out.description, "description", &mut out.extra),
-                32 => rt::opt(p, &mut out.description_ext, "_description", &mut out.extra),
-                33 => rt::list(p, &mut out.use_context, "useContext", &mut out.extra),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction", &mut out.extra),
-                35 => rt::opt(p, &mut out.immutable, "immutable", &mut out.extra),
-                36 => rt::opt(p, &mut out.immutable_ext, "_immutable", &mut out.extra),
-                37 => rt::opt(p, &mut out.purpose, "purpose", &mut out.extra),
-                38 => rt::opt(p, &mut out.purpose_ext, "_purpose", &mut out.extra),
-                39 => rt::opt(p, &mut out.copyright, "copyright", &mut out.extra),
-                40 => rt::opt(p, &mut out.copyright_ext, "_copyright", &mut out.extra),
-                41 => rt::opt(p, &mut out.compose, "compose", &mut out.extra),
-                42 => rt::opt(p, &mut out.expansion, "expansion", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt(p, &mut out.url, "url"),
+                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::list(p, &mut out.identifier, "identifier"),
+                16 => rt::opt(p, &mut out.version, "version"),
+                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                18 => rt::opt(p, &mut out.name, "name"),
+                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                20 => rt::opt(p, &mut out.title, "title"),
+                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                22 => rt::opt(p, &mut out.status, "status"),
+                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                24 => rt::opt(p, &mut out.experimental, "experimental"),
+                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt(p, &mut out.date, "date"),
+                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt(p, &mut out.publisher, "publisher"),
+                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list(p, &mut out.contact, "contact"),
+                31 => rt::opt(p, &mut out.description, "description"),
+                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::list(p, &mut out.use_context, "useContext"),
+                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::opt(p, &mut out.immutable, "immutable"),
+                36 => rt::opt(p, &mut out.immutable_ext, "_immutable"),
+                37 => rt::opt(p, &mut out.purpose, "purpose"),
+                38 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                39 => rt::opt(p, &mut out.copyright, "copyright"),
+                40 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                41 => rt::opt(p, &mut out.compose, "compose"),
+                42 => rt::opt(p, &mut out.expansion, "expansion"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -254,7 +257,9 @@ impl ToJson for ValueSet {
         rt::w_opt(w, b"\"_copyright\":", &self.copyright_ext);
         rt::w_opt(w, b"\"compose\":", &self.compose);
         rt::w_opt(w, b"\"expansion\":", &self.expansion);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -267,7 +272,7 @@ impl FhirResource for ValueSet {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -282,6 +287,14 @@ impl FhirResource for ValueSet {
             Resource::ValueSet(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl ValueSet {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -328,39 +341,43 @@ pub struct ValueSetExpansion {
     pub extra: Extra,
 }
 
+impl ValueSetExpansion {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 88,
+        slots: &[
+            ("", 0), ("", 0), ("offset", 10), ("", 0),
+            ("", 0), ("total", 8), ("contains", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_timestamp", 7),
+            ("", 0), ("_total", 9), ("", 0), ("timestamp", 6),
+            ("extension", 2), ("modifierExtension", 3), ("parameter", 12), ("", 0),
+            ("", 0), ("_identifier", 5), ("", 0), ("", 0),
+            ("", 0), ("_offset", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 4), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for ValueSetExpansion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 88,
-            slots: &[
-                ("", 0), ("", 0), ("offset", 10), ("", 0),
-                ("", 0), ("total", 8), ("contains", 13), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_timestamp", 7),
-                ("", 0), ("_total", 9), ("", 0), ("timestamp", 6),
-                ("extension", 2), ("modifierExtension", 3), ("parameter", 12), ("", 0),
-                ("", 0), ("_identifier", 5), ("", 0), ("", 0),
-                ("", 0), ("_offset", 11), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("identifier", 4), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.identifier, "identifier", &mut out.extra),
-                5 => rt::opt(p, &mut out.identifier_ext, "_identifier", &mut out.extra),
-                6 => rt::opt(p, &mut out.timestamp, "timestamp", &mut out.extra),
-                7 => rt::opt(p, &mut out.timestamp_ext, "_timestamp", &mut out.extra),
-                8 => rt::opt(p, &mut out.total, "total", &mut out.extra),
-                9 => rt::opt(p, &mut out.total_ext, "_total", &mut out.extra),
-                10 => rt::opt(p, &mut out.offset, "offset", &mut out.extra),
-                11 => rt::opt(p, &mut out.offset_ext, "_offset", &mut out.extra),
-                12 => rt::list(p, &mut out.parameter, "parameter", &mut out.extra),
-                13 => rt::list(p, &mut out.contains, "contains", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt(p, &mut out.identifier_ext, "_identifier"),
+                6 => rt::opt(p, &mut out.timestamp, "timestamp"),
+                7 => rt::opt(p, &mut out.timestamp_ext, "_timestamp"),
+                8 => rt::opt(p, &mut out.total, "total"),
+                9 => rt::opt(p, &mut out.total_ext, "_total"),
+                10 => rt::opt(p, &mut out.offset, "offset"),
+                11 => rt::opt(p, &mut out.offset_ext, "_offset"),
+                12 => rt::list(p, &mut out.parameter, "parameter"),
+                13 => rt::list(p, &mut out.contains, "contains"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -384,7 +401,9 @@ impl ToJson for ValueSetExpansion {
         rt::w_opt(w, b"\"_offset\":", &self.offset_ext);
         rt::w_list(w, b"\"parameter\":", &self.parameter);
         rt::w_list(w, b"\"contains\":", &self.contains);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -434,51 +453,55 @@ pub struct ValueSetExpansionContains {
     pub extra: Extra,
 }
 
+impl ValueSetExpansionContains {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 8,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 10), ("", 0), ("", 0), ("_display", 15),
+            ("", 0), ("", 0), ("extension", 2), ("system", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("abstract", 6), ("", 0),
+            ("", 0), ("", 0), ("_code", 13), ("_inactive", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_abstract", 7), ("contains", 17), ("", 0),
+            ("", 0), ("", 0), ("_version", 11), ("", 0),
+            ("", 0), ("designation", 16), ("_system", 5), ("", 0),
+            ("", 0), ("inactive", 8), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("display", 14), ("", 0), ("", 0), ("code", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ValueSetExpansionContains {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 8,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("version", 10), ("", 0), ("", 0), ("_display", 15),
-                ("", 0), ("", 0), ("extension", 2), ("system", 4),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("abstract", 6), ("", 0),
-                ("", 0), ("", 0), ("_code", 13), ("_inactive", 9),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("_abstract", 7), ("contains", 17), ("", 0),
-                ("", 0), ("", 0), ("_version", 11), ("", 0),
-                ("", 0), ("designation", 16), ("_system", 5), ("", 0),
-                ("", 0), ("inactive", 8), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("display", 14), ("", 0), ("", 0), ("code", 12),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                5 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#abstract, "abstract", &mut out.extra),
-                7 => rt::opt(p, &mut out.abstract_ext, "_abstract", &mut out.extra),
-                8 => rt::opt(p, &mut out.inactive, "inactive", &mut out.extra),
-                9 => rt::opt(p, &mut out.inactive_ext, "_inactive", &mut out.extra),
-                10 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                11 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                12 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                13 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                14 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                15 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                16 => rt::list(p, &mut out.designation, "designation", &mut out.extra),
-                17 => rt::list(p, &mut out.contains, "contains", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.system, "system"),
+                5 => rt::opt(p, &mut out.system_ext, "_system"),
+                6 => rt::opt(p, &mut out.r#abstract, "abstract"),
+                7 => rt::opt(p, &mut out.abstract_ext, "_abstract"),
+                8 => rt::opt(p, &mut out.inactive, "inactive"),
+                9 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
+                10 => rt::opt(p, &mut out.version, "version"),
+                11 => rt::opt(p, &mut out.version_ext, "_version"),
+                12 => rt::opt(p, &mut out.code, "code"),
+                13 => rt::opt(p, &mut out.code_ext, "_code"),
+                14 => rt::opt(p, &mut out.display, "display"),
+                15 => rt::opt(p, &mut out.display_ext, "_display"),
+                16 => rt::list(p, &mut out.designation, "designation"),
+                17 => rt::list(p, &mut out.contains, "contains"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -506,7 +529,9 @@ impl ToJson for ValueSetExpansionContains {
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
         rt::w_list(w, b"\"designation\":", &self.designation);
         rt::w_list(w, b"\"contains\":", &self.contains);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -534,32 +559,36 @@ pub struct ValueSetExpansionParameter {
     pub extra: Extra,
 }
 
+impl ValueSetExpansionParameter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("", 0), ("valueDecimal", 6), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("valueDateTime", 6),
+            ("", 0), ("", 0), ("name", 4), ("", 0),
+            ("valueBoolean", 6), ("", 0), ("valueString", 6), ("", 0),
+            ("_name", 5), ("", 0), ("", 0), ("valueInteger", 6),
+            ("", 0), ("", 0), ("valueUri", 6), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ValueSetExpansionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("", 0), ("valueDecimal", 6), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("valueDateTime", 6),
-                ("", 0), ("", 0), ("name", 4), ("", 0),
-                ("valueBoolean", 6), ("", 0), ("valueString", 6), ("", 0),
-                ("_name", 5), ("", 0), ("", 0), ("valueInteger", 6),
-                ("", 0), ("", 0), ("valueUri", 6), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueCode", 6), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.name, "name", &mut out.extra),
-                5 => rt::opt(p, &mut out.name_ext, "_name", &mut out.extra),
-                6 => rt::choice(p, &mut out.value, key, &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.name, "name"),
+                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -576,7 +605,9 @@ impl ToJson for ValueSetExpansionParameter {
         rt::w_opt(w, b"\"name\":", &self.name);
         rt::w_opt(w, b"\"_name\":", &self.name_ext);
         rt::w_choice(w, &self.value);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -610,35 +641,39 @@ pub struct ValueSetCompose {
     pub extra: Extra,
 }
 
+impl ValueSetCompose {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("_inactive", 7), ("", 0), ("_lockedDate", 5), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("lockedDate", 4),
+            ("", 0), ("include", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("inactive", 6),
+            ("", 0), ("", 0), ("", 0), ("exclude", 9),
+        ],
+    };
+}
+
 impl FromJson for ValueSetCompose {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("_inactive", 7), ("", 0), ("_lockedDate", 5), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("lockedDate", 4),
-                ("", 0), ("include", 8), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("inactive", 6),
-                ("", 0), ("", 0), ("", 0), ("exclude", 9),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.locked_date, "lockedDate", &mut out.extra),
-                5 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate", &mut out.extra),
-                6 => rt::opt(p, &mut out.inactive, "inactive", &mut out.extra),
-                7 => rt::opt(p, &mut out.inactive_ext, "_inactive", &mut out.extra),
-                8 => rt::list(p, &mut out.include, "include", &mut out.extra),
-                9 => rt::list(p, &mut out.exclude, "exclude", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.locked_date, "lockedDate"),
+                5 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate"),
+                6 => rt::opt(p, &mut out.inactive, "inactive"),
+                7 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
+                8 => rt::list(p, &mut out.include, "include"),
+                9 => rt::list(p, &mut out.exclude, "exclude"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -658,7 +693,9 @@ impl ToJson for ValueSetCompose {
         rt::w_opt(w, b"\"_inactive\":", &self.inactive_ext);
         rt::w_list(w, b"\"include\":", &self.include);
         rt::w_list(w, b"\"exclude\":", &self.exclude);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -696,37 +733,41 @@ pub struct ValueSetComposeInclude {
     pub extra: Extra,
 }
 
+impl ValueSetComposeInclude {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 3,
+        slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("concept", 8), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("version", 6), ("extension", 2),
+            ("", 0), ("", 0), ("filter", 9), ("_version", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueSet", 10), ("", 0), ("", 0),
+            ("system", 4), ("_system", 5), ("", 0), ("_valueSet", 11),
+        ],
+    };
+}
+
 impl FromJson for ValueSetComposeInclude {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 3,
-            slots: &[
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("concept", 8), ("", 0), ("", 0),
-                ("", 0), ("modifierExtension", 3), ("version", 6), ("extension", 2),
-                ("", 0), ("", 0), ("filter", 9), ("_version", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("valueSet", 10), ("", 0), ("", 0),
-                ("system", 4), ("_system", 5), ("", 0), ("_valueSet", 11),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.system, "system", &mut out.extra),
-                5 => rt::opt(p, &mut out.system_ext, "_system", &mut out.extra),
-                6 => rt::opt(p, &mut out.version, "version", &mut out.extra),
-                7 => rt::opt(p, &mut out.version_ext, "_version", &mut out.extra),
-                8 => rt::list(p, &mut out.concept, "concept", &mut out.extra),
-                9 => rt::list(p, &mut out.filter, "filter", &mut out.extra),
-                10 => rt::prim_list(p, &mut out.value_set, &mut out.value_set_ext, "valueSet", &mut out.extra),
-                11 => rt::list_ext(p, &mut out.value_set_ext, "_valueSet", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.system, "system"),
+                5 => rt::opt(p, &mut out.system_ext, "_system"),
+                6 => rt::opt(p, &mut out.version, "version"),
+                7 => rt::opt(p, &mut out.version_ext, "_version"),
+                8 => rt::list(p, &mut out.concept, "concept"),
+                9 => rt::list(p, &mut out.filter, "filter"),
+                10 => rt::prim_list(p, &mut out.value_set, &mut out.value_set_ext, "valueSet"),
+                11 => rt::list_ext(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -747,7 +788,9 @@ impl ToJson for ValueSetComposeInclude {
         rt::w_list(w, b"\"concept\":", &self.concept);
         rt::w_list(w, b"\"filter\":", &self.filter);
         rt::w_prim_list(w, b"\"valueSet\":", b"\"_valueSet\":", &self.value_set, &self.value_set_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -781,35 +824,39 @@ pub struct ValueSetComposeIncludeFilter {
     pub extra: Extra,
 }
 
+impl ValueSetComposeIncludeFilter {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("", 0), ("", 0), ("op", 6), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_property", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("property", 4), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("value", 8),
+            ("_value", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_op", 7),
+        ],
+    };
+}
+
 impl FromJson for ValueSetComposeIncludeFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("", 0), ("", 0), ("op", 6), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_property", 5),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("property", 4), ("", 0),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("value", 8),
-                ("_value", 9), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_op", 7),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.property, "property", &mut out.extra),
-                5 => rt::opt(p, &mut out.property_ext, "_property", &mut out.extra),
-                6 => rt::opt(p, &mut out.op, "op", &mut out.extra),
-                7 => rt::opt(p, &mut out.op_ext, "_op", &mut out.extra),
-                8 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                9 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.property, "property"),
+                5 => rt::opt(p, &mut out.property_ext, "_property"),
+                6 => rt::opt(p, &mut out.op, "op"),
+                7 => rt::opt(p, &mut out.op_ext, "_op"),
+                8 => rt::opt(p, &mut out.value, "value"),
+                9 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -829,7 +876,9 @@ impl ToJson for ValueSetComposeIncludeFilter {
         rt::w_opt(w, b"\"_op\":", &self.op_ext);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -861,30 +910,34 @@ pub struct ValueSetComposeIncludeConcept {
     pub extra: Extra,
 }
 
+impl ValueSetComposeIncludeConcept {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1,
+        slots: &[
+            ("", 0), ("designation", 8), ("", 0), ("display", 6),
+            ("", 0), ("code", 4), ("", 0), ("_display", 7),
+            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for ValueSetComposeIncludeConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1,
-            slots: &[
-                ("", 0), ("designation", 8), ("", 0), ("display", 6),
-                ("", 0), ("code", 4), ("", 0), ("_display", 7),
-                ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-                ("id", 1), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.code, "code", &mut out.extra),
-                5 => rt::opt(p, &mut out.code_ext, "_code", &mut out.extra),
-                6 => rt::opt(p, &mut out.display, "display", &mut out.extra),
-                7 => rt::opt(p, &mut out.display_ext, "_display", &mut out.extra),
-                8 => rt::list(p, &mut out.designation, "designation", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                6 => rt::opt(p, &mut out.display, "display"),
+                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                8 => rt::list(p, &mut out.designation, "designation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -903,7 +956,9 @@ impl ToJson for ValueSetComposeIncludeConcept {
         rt::w_opt(w, b"\"display\":", &self.display);
         rt::w_opt(w, b"\"_display\":", &self.display_ext);
         rt::w_list(w, b"\"designation\":", &self.designation);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -935,30 +990,34 @@ pub struct ValueSetComposeIncludeConceptDesignation {
     pub extra: Extra,
 }
 
+impl ValueSetComposeIncludeConceptDesignation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 21,
+        slots: &[
+            ("_value", 8), ("", 0), ("modifierExtension", 3), ("_language", 5),
+            ("extension", 2), ("", 0), ("use", 6), ("", 0),
+            ("value", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 4), ("id", 1),
+        ],
+    };
+}
+
 impl FromJson for ValueSetComposeIncludeConceptDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 21,
-            slots: &[
-                ("_value", 8), ("", 0), ("modifierExtension", 3), ("_language", 5),
-                ("extension", 2), ("", 0), ("use", 6), ("", 0),
-                ("value", 7), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("language", 4), ("id", 1),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                5 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                6 => rt::opt(p, &mut out.r#use, "use", &mut out.extra),
-                7 => rt::opt(p, &mut out.value, "value", &mut out.extra),
-                8 => rt::opt(p, &mut out.value_ext, "_value", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.language, "language"),
+                5 => rt::opt(p, &mut out.language_ext, "_language"),
+                6 => rt::opt(p, &mut out.r#use, "use"),
+                7 => rt::opt(p, &mut out.value, "value"),
+                8 => rt::opt(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -977,7 +1036,9 @@ impl ToJson for ValueSetComposeIncludeConceptDesignation {
         rt::w_opt(w, b"\"use\":", &self.r#use);
         rt::w_opt(w, b"\"value\":", &self.value);
         rt::w_opt(w, b"\"_value\":", &self.value_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct VerificationResult {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -61,7 +61,7 @@ pub struct VerificationResult {
     /// The primary process by which the target is validated (edit check; value set; primary source; multiple sources; standalone; in context). `validationProcess` (0..*).
     pub validation_process: Vec<CodeableConcept>,
     /// Frequency of revalidation. `frequency` (0..1).
-    pub frequency: Option<Timing>,
+    pub frequency: Option<Box<Timing>>,
     /// The date/time validation was last completed (including failed validations). `lastPerformed` (0..1).
     pub last_performed: Option<DateTime>,
     /// The `_lastPerformed` member: the id and extensions of the value of `lastPerformed`.
@@ -75,78 +75,81 @@ pub struct VerificationResult {
     /// Information about the primary source(s) involved in validation. `primarySource` (0..*).
     pub primary_source: Vec<VerificationResultPrimarySource>,
     /// Information about the entity attesting to information. `attestation` (0..1).
-    pub attestation: Option<VerificationResultAttestation>,
+    pub attestation: Option<Box<VerificationResultAttestation>>,
     /// Information about the entity validating information. `validator` (0..*).
     pub validator: Vec<VerificationResultValidator>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
 }
 
+impl VerificationResult {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 1236,
+        slots: &[
+            ("", 0), ("", 0), ("validator", 31), ("", 0),
+            ("_statusDate", 20), ("", 0), ("_status", 18), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("_lastPerformed", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("attestation", 30), ("frequency", 23),
+            ("", 0), ("lastPerformed", 24), ("implicitRules", 5), ("resourceType", 1),
+            ("extension", 11), ("primarySource", 29), ("", 0), ("", 0),
+            ("statusDate", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("meta", 4), ("_nextScheduled", 27),
+            ("_targetLocation", 15), ("", 0), ("", 0), ("", 0),
+            ("validationProcess", 22), ("", 0), ("", 0), ("language", 7),
+            ("_implicitRules", 6), ("", 0), ("need", 16), ("status", 17),
+            ("validationType", 21), ("nextScheduled", 26), ("", 0), ("failureAction", 28),
+            ("", 0), ("modifierExtension", 12), ("target", 13), ("", 0),
+            ("targetLocation", 14), ("", 0), ("", 0), ("id", 2),
+        ],
+    };
+}
+
 impl FromJson for VerificationResult {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl VerificationResult {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 1236,
-            slots: &[
-                ("", 0), ("", 0), ("validator", 31), ("", 0),
-                ("_statusDate", 20), ("", 0), ("_status", 18), ("contained", 10),
-                ("", 0), ("", 0), ("", 0), ("_id", 3),
-                ("", 0), ("", 0), ("_lastPerformed", 25), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("_language", 8),
-                ("", 0), ("", 0), ("attestation", 30), ("frequency", 23),
-                ("", 0), ("lastPerformed", 24), ("implicitRules", 5), ("resourceType", 1),
-                ("extension", 11), ("primarySource", 29), ("", 0), ("", 0),
-                ("statusDate", 19), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("text", 9), ("meta", 4), ("_nextScheduled", 27),
-                ("_targetLocation", 15), ("", 0), ("", 0), ("", 0),
-                ("validationProcess", 22), ("", 0), ("", 0), ("language", 7),
-                ("_implicitRules", 6), ("", 0), ("need", 16), ("status", 17),
-                ("validationType", 21), ("nextScheduled", 26), ("", 0), ("failureAction", 28),
-                ("", 0), ("modifierExtension", 12), ("target", 13), ("", 0),
-                ("targetLocation", 14), ("", 0), ("", 0), ("id", 2),
-            ],
-        };
+impl rt::ReadMembers for VerificationResult {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "VerificationResult"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.target, "target", &mut out.extra),
-                14 => rt::prim_list(p, &mut out.target_location, &mut out.target_location_ext, "targetLocation", &mut out.extra),
-                15 => rt::list_ext(p, &mut out.target_location_ext, "_targetLocation", &mut out.extra),
-                16 => rt::opt(p, &mut out.need, "need", &mut out.extra),
-                17 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                18 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                19 => rt::opt(p, &mut out.status_date, "statusDate", &mut out.extra),
-                20 => rt::opt(p, &mut out.status_date_ext, "_statusDate", &mut out.extra),
-                21 => rt::opt(p, &mut out.validation_type, "validationType", &mut out.extra),
-                22 => rt::list(p, &mut out.validation_process, "validationProcess", &mut out.extra),
-                23 => rt::opt(p, &mut out.frequency, "frequency", &mut out.extra),
-                24 => rt::opt(p, &mut out.last_performed, "lastPerformed", &mut out.extra),
-                25 => rt::opt(p, &mut out.last_performed_ext, "_lastPerformed", &mut out.extra),
-                26 => rt::opt(p, &mut out.next_scheduled, "nextScheduled", &mut out.extra),
-                27 => rt::opt(p, &mut out.next_scheduled_ext, "_nextScheduled", &mut out.extra),
-                28 => rt::opt(p, &mut out.failure_action, "failureAction", &mut out.extra),
-                29 => rt::list(p, &mut out.primary_source, "primarySource", &mut out.extra),
-                30 => rt::opt(p, &mut out.attestation, "attestation", &mut out.extra),
-                31 => rt::list(p, &mut out.validator, "validator", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.target, "target"),
+                14 => rt::prim_list(p, &mut out.target_location, &mut out.target_location_ext, "targetLocation"),
+                15 => rt::list_ext(p, &mut out.target_location_ext, "_targetLocation"),
+                16 => rt::opt(p, &mut out.need, "need"),
+                17 => rt::opt(p, &mut out.status, "status"),
+                18 => rt::opt(p, &mut out.status_ext, "_status"),
+                19 => rt::opt(p, &mut out.status_date, "statusDate"),
+                20 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                21 => rt::opt(p, &mut out.validation_type, "validationType"),
+                22 => rt::list(p, &mut out.validation_process, "validationProcess"),
+                23 => rt::opt(p, &mut out.frequency, "frequency"),
+                24 => rt::opt(p, &mut out.last_performed, "lastPerformed"),
+                25 => rt::opt(p, &mut out.last_performed_ext, "_lastPerformed"),
+                26 => rt::opt(p, &mut out.next_scheduled, "nextScheduled"),
+                27 => rt::opt(p, &mut out.next_scheduled_ext, "_nextScheduled"),
+                28 => rt::opt(p, &mut out.failure_action, "failureAction"),
+                29 => rt::list(p, &mut out.primary_source, "primarySource"),
+                30 => rt::opt(p, &mut out.attestation, "attestation"),
+                31 => rt::list(p, &mut out.validator, "validator"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -191,7 +194,9 @@ impl ToJson for VerificationResult {
         rt::w_list(w, b"\"primarySource\":", &self.primary_source);
         rt::w_opt(w, b"\"attestation\":", &self.attestation);
         rt::w_list(w, b"\"validator\":", &self.validator);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -204,7 +209,7 @@ impl FhirResource for VerificationResult {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -219,6 +224,14 @@ impl FhirResource for VerificationResult {
             Resource::VerificationResult(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl VerificationResult {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -248,35 +261,39 @@ pub struct VerificationResultValidator {
     /// The `_identityCertificate` member: the id and extensions of the value of `identityCertificate`.
     pub identity_certificate_ext: Option<Box<Element>>,
     /// Validator signature. `attestationSignature` (0..1).
-    pub attestation_signature: Option<Signature>,
+    pub attestation_signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl VerificationResultValidator {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2,
+        slots: &[
+            ("id", 1), ("identityCertificate", 5), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_identityCertificate", 6), ("attestationSignature", 7),
+            ("", 0), ("", 0), ("organization", 4), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for VerificationResultValidator {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2,
-            slots: &[
-                ("id", 1), ("identityCertificate", 5), ("", 0), ("modifierExtension", 3),
-                ("", 0), ("", 0), ("_identityCertificate", 6), ("attestationSignature", 7),
-                ("", 0), ("", 0), ("organization", 4), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_organization = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_organization, "organization", &mut out.extra),
-                5 => rt::opt(p, &mut out.identity_certificate, "identityCertificate", &mut out.extra),
-                6 => rt::opt(p, &mut out.identity_certificate_ext, "_identityCertificate", &mut out.extra),
-                7 => rt::opt(p, &mut out.attestation_signature, "attestationSignature", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_organization, "organization"),
+                5 => rt::opt(p, &mut out.identity_certificate, "identityCertificate"),
+                6 => rt::opt(p, &mut out.identity_certificate_ext, "_identityCertificate"),
+                7 => rt::opt(p, &mut out.attestation_signature, "attestationSignature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -295,7 +312,9 @@ impl ToJson for VerificationResultValidator {
         rt::w_opt(w, b"\"identityCertificate\":", &self.identity_certificate);
         rt::w_opt(w, b"\"_identityCertificate\":", &self.identity_certificate_ext);
         rt::w_opt(w, b"\"attestationSignature\":", &self.attestation_signature);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -332,47 +351,51 @@ pub struct VerificationResultAttestation {
     /// The `_proxyIdentityCertificate` member: the id and extensions of the value of `proxyIdentityCertificate`.
     pub proxy_identity_certificate_ext: Option<Box<Element>>,
     /// Proxy signature. `proxySignature` (0..1).
-    pub proxy_signature: Option<Signature>,
+    pub proxy_signature: Option<Box<Signature>>,
     /// Attester signature. `sourceSignature` (0..1).
-    pub source_signature: Option<Signature>,
+    pub source_signature: Option<Box<Signature>>,
     /// Members this model does not name, kept as read and written back unchanged.
     pub extra: Extra,
+}
+
+impl VerificationResultAttestation {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 10,
+        slots: &[
+            ("", 0), ("_proxyIdentityCertificate", 12), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("onBehalfOf", 5),
+            ("", 0), ("proxyIdentityCertificate", 11), ("sourceSignature", 14), ("sourceIdentityCertificate", 9),
+            ("_date", 8), ("", 0), ("proxySignature", 13), ("", 0),
+            ("communicationMethod", 6), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_sourceIdentityCertificate", 10), ("who", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("date", 7), ("", 0), ("", 0),
+        ],
+    };
 }
 
 impl FromJson for VerificationResultAttestation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 10,
-            slots: &[
-                ("", 0), ("_proxyIdentityCertificate", 12), ("", 0), ("extension", 2),
-                ("", 0), ("", 0), ("", 0), ("onBehalfOf", 5),
-                ("", 0), ("proxyIdentityCertificate", 11), ("sourceSignature", 14), ("sourceIdentityCertificate", 9),
-                ("_date", 8), ("", 0), ("proxySignature", 13), ("", 0),
-                ("communicationMethod", 6), ("id", 1), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("_sourceIdentityCertificate", 10), ("who", 4),
-                ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-                ("", 0), ("date", 7), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.who, "who", &mut out.extra),
-                5 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf", &mut out.extra),
-                6 => rt::opt(p, &mut out.communication_method, "communicationMethod", &mut out.extra),
-                7 => rt::opt(p, &mut out.date, "date", &mut out.extra),
-                8 => rt::opt(p, &mut out.date_ext, "_date", &mut out.extra),
-                9 => rt::opt(p, &mut out.source_identity_certificate, "sourceIdentityCertificate", &mut out.extra),
-                10 => rt::opt(p, &mut out.source_identity_certificate_ext, "_sourceIdentityCertificate", &mut out.extra),
-                11 => rt::opt(p, &mut out.proxy_identity_certificate, "proxyIdentityCertificate", &mut out.extra),
-                12 => rt::opt(p, &mut out.proxy_identity_certificate_ext, "_proxyIdentityCertificate", &mut out.extra),
-                13 => rt::opt(p, &mut out.proxy_signature, "proxySignature", &mut out.extra),
-                14 => rt::opt(p, &mut out.source_signature, "sourceSignature", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.who, "who"),
+                5 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                6 => rt::opt(p, &mut out.communication_method, "communicationMethod"),
+                7 => rt::opt(p, &mut out.date, "date"),
+                8 => rt::opt(p, &mut out.date_ext, "_date"),
+                9 => rt::opt(p, &mut out.source_identity_certificate, "sourceIdentityCertificate"),
+                10 => rt::opt(p, &mut out.source_identity_certificate_ext, "_sourceIdentityCertificate"),
+                11 => rt::opt(p, &mut out.proxy_identity_certificate, "proxyIdentityCertificate"),
+                12 => rt::opt(p, &mut out.proxy_identity_certificate_ext, "_proxyIdentityCertificate"),
+                13 => rt::opt(p, &mut out.proxy_signature, "proxySignature"),
+                14 => rt::opt(p, &mut out.source_signature, "sourceSignature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -397,7 +420,9 @@ impl ToJson for VerificationResultAttestation {
         rt::w_opt(w, b"\"_proxyIdentityCertificate\":", &self.proxy_identity_certificate_ext);
         rt::w_opt(w, b"\"proxySignature\":", &self.proxy_signature);
         rt::w_opt(w, b"\"sourceSignature\":", &self.source_signature);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -435,37 +460,41 @@ pub struct VerificationResultPrimarySource {
     pub extra: Extra,
 }
 
+impl VerificationResultPrimarySource {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 6,
+        slots: &[
+            ("_validationDate", 9), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("validationStatus", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("communicationMethod", 6), ("", 0),
+            ("type", 5), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("pushTypeAvailable", 11),
+            ("validationDate", 8), ("canPushUpdates", 10), ("who", 4), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for VerificationResultPrimarySource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 6,
-            slots: &[
-                ("_validationDate", 9), ("", 0), ("extension", 2), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("validationStatus", 7), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("communicationMethod", 6), ("", 0),
-                ("type", 5), ("", 0), ("", 0), ("", 0),
-                ("modifierExtension", 3), ("", 0), ("", 0), ("pushTypeAvailable", 11),
-                ("validationDate", 8), ("canPushUpdates", 10), ("who", 4), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.who, "who", &mut out.extra),
-                5 => rt::list(p, &mut out.r#type, "type", &mut out.extra),
-                6 => rt::list(p, &mut out.communication_method, "communicationMethod", &mut out.extra),
-                7 => rt::opt(p, &mut out.validation_status, "validationStatus", &mut out.extra),
-                8 => rt::opt(p, &mut out.validation_date, "validationDate", &mut out.extra),
-                9 => rt::opt(p, &mut out.validation_date_ext, "_validationDate", &mut out.extra),
-                10 => rt::opt(p, &mut out.can_push_updates, "canPushUpdates", &mut out.extra),
-                11 => rt::list(p, &mut out.push_type_available, "pushTypeAvailable", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.who, "who"),
+                5 => rt::list(p, &mut out.r#type, "type"),
+                6 => rt::list(p, &mut out.communication_method, "communicationMethod"),
+                7 => rt::opt(p, &mut out.validation_status, "validationStatus"),
+                8 => rt::opt(p, &mut out.validation_date, "validationDate"),
+                9 => rt::opt(p, &mut out.validation_date_ext, "_validationDate"),
+                10 => rt::opt(p, &mut out.can_push_updates, "canPushUpdates"),
+                11 => rt::list(p, &mut out.push_type_available, "pushTypeAvailable"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -487,7 +516,9 @@ impl ToJson for VerificationResultPrimarySource {
         rt::w_opt(w, b"\"_validationDate\":", &self.validation_date_ext);
         rt::w_opt(w, b"\"canPushUpdates\":", &self.can_push_updates);
         rt::w_list(w, b"\"pushTypeAvailable\":", &self.push_type_available);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }

@@ -19,7 +19,7 @@ pub struct VisionPrescription {
     /// The `_id` member: the id and extensions of the value of `id`.
     pub id_ext: Option<Box<Element>>,
     /// Metadata about the resource. `meta` (0..1).
-    pub meta: Option<Meta>,
+    pub meta: Option<Box<Meta>>,
     /// A set of rules under which this content was created. `implicitRules` (0..1).
     ///
     /// A modifier element: it can change the meaning of the rest.
@@ -68,65 +68,68 @@ pub struct VisionPrescription {
     pub extra: Extra,
 }
 
+impl VisionPrescription {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 15,
+        slots: &[
+            ("encounter", 19), ("", 0), ("id", 2), ("", 0),
+            ("meta", 4), ("lensSpecification", 23), ("", 0), ("", 0),
+            ("", 0), ("_dateWritten", 21), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("prescriber", 22), ("", 0), ("", 0),
+            ("status", 14), ("_created", 17), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("extension", 11), ("identifier", 13), ("language", 7),
+            ("dateWritten", 20), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("implicitRules", 5), ("", 0), ("", 0),
+            ("_status", 15), ("_implicitRules", 6), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("patient", 18), ("", 0), ("", 0), ("", 0),
+            ("created", 16), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for VisionPrescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        Self::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false)
     }
 }
 
-impl VisionPrescription {
-    /// Reads the members of an opened object; `type_seen` when `resourceType` was read.
-    pub(crate) fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 15,
-            slots: &[
-                ("encounter", 19), ("", 0), ("id", 2), ("", 0),
-                ("meta", 4), ("lensSpecification", 23), ("", 0), ("", 0),
-                ("", 0), ("_dateWritten", 21), ("", 0), ("", 0),
-                ("", 0), ("_id", 3), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("prescriber", 22), ("", 0), ("", 0),
-                ("status", 14), ("_created", 17), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("contained", 10),
-                ("", 0), ("extension", 11), ("identifier", 13), ("language", 7),
-                ("dateWritten", 20), ("modifierExtension", 12), ("", 0), ("", 0),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-                ("_language", 8), ("implicitRules", 5), ("", 0), ("", 0),
-                ("_status", 15), ("_implicitRules", 6), ("resourceType", 1), ("", 0),
-                ("", 0), ("", 0), ("text", 9), ("", 0),
-                ("patient", 18), ("", 0), ("", 0), ("", 0),
-                ("created", 16), ("", 0), ("", 0), ("", 0),
-            ],
-        };
+impl rt::ReadMembers for VisionPrescription {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
         let mut out = Self::default();
         let mut f_patient = None;
         let mut f_prescriber = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
+            match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "VisionPrescription"),
-                2 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                3 => rt::opt(p, &mut out.id_ext, "_id", &mut out.extra),
-                4 => rt::opt(p, &mut out.meta, "meta", &mut out.extra),
-                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules", &mut out.extra),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules", &mut out.extra),
-                7 => rt::opt(p, &mut out.language, "language", &mut out.extra),
-                8 => rt::opt(p, &mut out.language_ext, "_language", &mut out.extra),
-                9 => rt::opt(p, &mut out.text, "text", &mut out.extra),
-                10 => rt::list(p, &mut out.contained, "contained", &mut out.extra),
-                11 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                13 => rt::list(p, &mut out.identifier, "identifier", &mut out.extra),
-                14 => rt::opt(p, &mut out.status, "status", &mut out.extra),
-                15 => rt::opt(p, &mut out.status_ext, "_status", &mut out.extra),
-                16 => rt::opt(p, &mut out.created, "created", &mut out.extra),
-                17 => rt::opt(p, &mut out.created_ext, "_created", &mut out.extra),
-                18 => rt::opt(p, &mut f_patient, "patient", &mut out.extra),
-                19 => rt::opt(p, &mut out.encounter, "encounter", &mut out.extra),
-                20 => rt::opt(p, &mut out.date_written, "dateWritten", &mut out.extra),
-                21 => rt::opt(p, &mut out.date_written_ext, "_dateWritten", &mut out.extra),
-                22 => rt::opt(p, &mut f_prescriber, "prescriber", &mut out.extra),
-                23 => rt::list(p, &mut out.lens_specification, "lensSpecification", &mut out.extra),
+                2 => rt::opt(p, &mut out.id, "id"),
+                3 => rt::opt(p, &mut out.id_ext, "_id"),
+                4 => rt::opt(p, &mut out.meta, "meta"),
+                5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
+                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                7 => rt::opt(p, &mut out.language, "language"),
+                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                9 => rt::opt(p, &mut out.text, "text"),
+                10 => rt::list(p, &mut out.contained, "contained"),
+                11 => rt::list(p, &mut out.extension, "extension"),
+                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt(p, &mut out.status, "status"),
+                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt(p, &mut out.created, "created"),
+                17 => rt::opt(p, &mut out.created_ext, "_created"),
+                18 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                20 => rt::opt(p, &mut out.date_written, "dateWritten"),
+                21 => rt::opt(p, &mut out.date_written_ext, "_dateWritten"),
+                22 => rt::opt(p, &mut f_prescriber, "prescriber"),
+                23 => rt::list(p, &mut out.lens_specification, "lensSpecification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -166,7 +169,9 @@ impl ToJson for VisionPrescription {
         rt::w_opt(w, b"\"_dateWritten\":", &self.date_written_ext);
         rt::w_req(w, b"\"prescriber\":", &self.prescriber);
         rt::w_list(w, b"\"lensSpecification\":", &self.lens_specification);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -179,7 +184,7 @@ impl FhirResource for VisionPrescription {
     }
 
     fn meta(&self) -> Option<&Meta> {
-        self.meta.as_ref()
+        self.meta.as_deref()
     }
 
     fn from_resource(resource: Resource) -> Result<Self, Resource> {
@@ -194,6 +199,14 @@ impl FhirResource for VisionPrescription {
             Resource::VisionPrescription(typed) => Some(typed),
             _ => None,
         }
+    }
+}
+
+impl VisionPrescription {
+    /// The contained resource that the local reference `#id` (or bare `id`) points at.
+    pub fn contained_resource(&self, local_reference: &str) -> Option<&Resource> {
+        let wanted = local_reference.strip_prefix('#').unwrap_or(local_reference);
+        self.contained.iter().find(|resource| resource.id() == Some(wanted))
     }
 }
 
@@ -268,62 +281,66 @@ pub struct VisionPrescriptionLensSpecification {
     pub extra: Extra,
 }
 
+impl VisionPrescriptionLensSpecification {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 2625,
+        slots: &[
+            ("", 0), ("", 0), ("_color", 24), ("", 0),
+            ("_backCurve", 19), ("", 0), ("_eye", 6), ("add", 14),
+            ("", 0), ("", 0), ("", 0), ("duration", 22),
+            ("_cylinder", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("backCurve", 18), ("", 0), ("power", 16),
+            ("_axis", 12), ("", 0), ("note", 27), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("prism", 13),
+            ("", 0), ("_sphere", 8), ("", 0), ("_power", 17),
+            ("", 0), ("", 0), ("", 0), ("eye", 5),
+            ("", 0), ("", 0), ("", 0), ("diameter", 20),
+            ("", 0), ("cylinder", 9), ("", 0), ("axis", 11),
+            ("", 0), ("color", 23), ("", 0), ("product", 4),
+            ("brand", 25), ("modifierExtension", 3), ("_brand", 26), ("", 0),
+            ("", 0), ("", 0), ("_diameter", 21), ("_add", 15),
+            ("", 0), ("", 0), ("sphere", 7), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for VisionPrescriptionLensSpecification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 2625,
-            slots: &[
-                ("", 0), ("", 0), ("_color", 24), ("", 0),
-                ("_backCurve", 19), ("", 0), ("_eye", 6), ("add", 14),
-                ("", 0), ("", 0), ("", 0), ("duration", 22),
-                ("_cylinder", 10), ("", 0), ("", 0), ("", 0),
-                ("", 0), ("backCurve", 18), ("", 0), ("power", 16),
-                ("_axis", 12), ("", 0), ("note", 27), ("", 0),
-                ("", 0), ("extension", 2), ("", 0), ("prism", 13),
-                ("", 0), ("_sphere", 8), ("", 0), ("_power", 17),
-                ("", 0), ("", 0), ("", 0), ("eye", 5),
-                ("", 0), ("", 0), ("", 0), ("diameter", 20),
-                ("", 0), ("cylinder", 9), ("", 0), ("axis", 11),
-                ("", 0), ("color", 23), ("", 0), ("product", 4),
-                ("brand", 25), ("modifierExtension", 3), ("_brand", 26), ("", 0),
-                ("", 0), ("", 0), ("_diameter", 21), ("_add", 15),
-                ("", 0), ("", 0), ("sphere", 7), ("", 0),
-                ("", 0), ("", 0), ("id", 1), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         let mut f_product = None;
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut f_product, "product", &mut out.extra),
-                5 => rt::opt(p, &mut out.eye, "eye", &mut out.extra),
-                6 => rt::opt(p, &mut out.eye_ext, "_eye", &mut out.extra),
-                7 => rt::opt(p, &mut out.sphere, "sphere", &mut out.extra),
-                8 => rt::opt(p, &mut out.sphere_ext, "_sphere", &mut out.extra),
-                9 => rt::opt(p, &mut out.cylinder, "cylinder", &mut out.extra),
-                10 => rt::opt(p, &mut out.cylinder_ext, "_cylinder", &mut out.extra),
-                11 => rt::opt(p, &mut out.axis, "axis", &mut out.extra),
-                12 => rt::opt(p, &mut out.axis_ext, "_axis", &mut out.extra),
-                13 => rt::list(p, &mut out.prism, "prism", &mut out.extra),
-                14 => rt::opt(p, &mut out.add, "add", &mut out.extra),
-                15 => rt::opt(p, &mut out.add_ext, "_add", &mut out.extra),
-                16 => rt::opt(p, &mut out.power, "power", &mut out.extra),
-                17 => rt::opt(p, &mut out.power_ext, "_power", &mut out.extra),
-                18 => rt::opt(p, &mut out.back_curve, "backCurve", &mut out.extra),
-                19 => rt::opt(p, &mut out.back_curve_ext, "_backCurve", &mut out.extra),
-                20 => rt::opt(p, &mut out.diameter, "diameter", &mut out.extra),
-                21 => rt::opt(p, &mut out.diameter_ext, "_diameter", &mut out.extra),
-                22 => rt::opt(p, &mut out.duration, "duration", &mut out.extra),
-                23 => rt::opt(p, &mut out.color, "color", &mut out.extra),
-                24 => rt::opt(p, &mut out.color_ext, "_color", &mut out.extra),
-                25 => rt::opt(p, &mut out.brand, "brand", &mut out.extra),
-                26 => rt::opt(p, &mut out.brand_ext, "_brand", &mut out.extra),
-                27 => rt::list(p, &mut out.note, "note", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut f_product, "product"),
+                5 => rt::opt(p, &mut out.eye, "eye"),
+                6 => rt::opt(p, &mut out.eye_ext, "_eye"),
+                7 => rt::opt(p, &mut out.sphere, "sphere"),
+                8 => rt::opt(p, &mut out.sphere_ext, "_sphere"),
+                9 => rt::opt(p, &mut out.cylinder, "cylinder"),
+                10 => rt::opt(p, &mut out.cylinder_ext, "_cylinder"),
+                11 => rt::opt(p, &mut out.axis, "axis"),
+                12 => rt::opt(p, &mut out.axis_ext, "_axis"),
+                13 => rt::list(p, &mut out.prism, "prism"),
+                14 => rt::opt(p, &mut out.add, "add"),
+                15 => rt::opt(p, &mut out.add_ext, "_add"),
+                16 => rt::opt(p, &mut out.power, "power"),
+                17 => rt::opt(p, &mut out.power_ext, "_power"),
+                18 => rt::opt(p, &mut out.back_curve, "backCurve"),
+                19 => rt::opt(p, &mut out.back_curve_ext, "_backCurve"),
+                20 => rt::opt(p, &mut out.diameter, "diameter"),
+                21 => rt::opt(p, &mut out.diameter_ext, "_diameter"),
+                22 => rt::opt(p, &mut out.duration, "duration"),
+                23 => rt::opt(p, &mut out.color, "color"),
+                24 => rt::opt(p, &mut out.color_ext, "_color"),
+                25 => rt::opt(p, &mut out.brand, "brand"),
+                26 => rt::opt(p, &mut out.brand_ext, "_brand"),
+                27 => rt::list(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -362,7 +379,9 @@ impl ToJson for VisionPrescriptionLensSpecification {
         rt::w_opt(w, b"\"brand\":", &self.brand);
         rt::w_opt(w, b"\"_brand\":", &self.brand_ext);
         rt::w_list(w, b"\"note\":", &self.note);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
@@ -392,29 +411,33 @@ pub struct VisionPrescriptionLensSpecificationPrism {
     pub extra: Extra,
 }
 
+impl VisionPrescriptionLensSpecificationPrism {
+    /// The member names this model reads into its fields.
+    const KEYS: rt::KeyTable = rt::KeyTable {
+        seed: 0,
+        slots: &[
+            ("id", 1), ("base", 6), ("amount", 4), ("modifierExtension", 3),
+            ("extension", 2), ("", 0), ("", 0), ("_amount", 5),
+            ("", 0), ("", 0), ("", 0), ("_base", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+        ],
+    };
+}
+
 impl FromJson for VisionPrescriptionLensSpecificationPrism {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
         let mut first = true;
-        static KEYS: rt::KeyTable = rt::KeyTable {
-            seed: 0,
-            slots: &[
-                ("id", 1), ("base", 6), ("amount", 4), ("modifierExtension", 3),
-                ("extension", 2), ("", 0), ("", 0), ("_amount", 5),
-                ("", 0), ("", 0), ("", 0), ("_base", 7),
-                ("", 0), ("", 0), ("", 0), ("", 0),
-            ],
-        };
         let mut out = Self::default();
         while let Some(key) = p.next_key(&mut first)? {
-            match rt::lookup(&KEYS, &key) {
-                1 => rt::opt(p, &mut out.id, "id", &mut out.extra),
-                2 => rt::list(p, &mut out.extension, "extension", &mut out.extra),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension", &mut out.extra),
-                4 => rt::opt(p, &mut out.amount, "amount", &mut out.extra),
-                5 => rt::opt(p, &mut out.amount_ext, "_amount", &mut out.extra),
-                6 => rt::opt(p, &mut out.base, "base", &mut out.extra),
-                7 => rt::opt(p, &mut out.base_ext, "_base", &mut out.extra),
+            match rt::lookup(&Self::KEYS, &key) {
+                1 => rt::opt(p, &mut out.id, "id"),
+                2 => rt::list(p, &mut out.extension, "extension"),
+                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt(p, &mut out.amount, "amount"),
+                5 => rt::opt(p, &mut out.amount_ext, "_amount"),
+                6 => rt::opt(p, &mut out.base, "base"),
+                7 => rt::opt(p, &mut out.base_ext, "_base"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -432,7 +455,9 @@ impl ToJson for VisionPrescriptionLensSpecificationPrism {
         rt::w_opt(w, b"\"_amount\":", &self.amount_ext);
         rt::w_opt(w, b"\"base\":", &self.base);
         rt::w_opt(w, b"\"_base\":", &self.base_ext);
-        self.extra.write_members(w);
+        if !self.extra.is_empty() {
+            self.extra.write_members(w, &Self::KEYS);
+        }
         w.end_object();
     }
 }
