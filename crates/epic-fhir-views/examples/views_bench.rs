@@ -37,9 +37,9 @@ fn make(count: usize, path: &Path) -> std::io::Result<()> {
         // Ids are 36-character UUIDs in the sample: replace with a unique one of the same size.
         let start = line.find("\"id\":\"").map(|p| p + 6).unwrap_or(0);
         let end = start + line[start..].find('"').unwrap_or(0);
-        out.write_all(line[..start].as_bytes())?;
+        out.write_all(&line.as_bytes()[..start])?;
         write!(out, "{i:036}")?;
-        out.write_all(line[end..].as_bytes())?;
+        out.write_all(&line.as_bytes()[end..])?;
         out.write_all(b"\n")?;
     }
     out.flush()

@@ -441,7 +441,7 @@ impl<'a> Doc<'a> {
     }
 
     /// Converts a node into a `serde_json::Value` (tests, NDJSON of complex columns).
-    pub(crate) fn to_value(&self, node: NodeId) -> serde_json::Value {
+    pub(crate) fn to_value(self, node: NodeId) -> serde_json::Value {
         use serde_json::Value;
         match self.kind(node) {
             Kind::Null => Value::Null,

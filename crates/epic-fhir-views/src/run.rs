@@ -527,7 +527,6 @@ fn evaluate_block(
 ) -> Result<(u64, u64)> {
     let mut resources = 0;
     let mut produced = 0;
-    let mut line_number = block.first_line;
     // One check for the whole block (lines split at `\n` stay valid UTF-8); on failure, the
     // line is found for the message.
     let text = match std::str::from_utf8(&block.data) {
@@ -542,9 +541,7 @@ fn evaluate_block(
             .with_source(error));
         }
     };
-    for line in text.split('\n') {
-        let number = line_number;
-        line_number += 1;
+    for (number, line) in (block.first_line..).zip(text.split('\n')) {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.bytes().all(|b| b.is_ascii_whitespace()) {
             continue;

@@ -220,7 +220,7 @@ impl Temporal {
     }
 
     /// The value written as FHIR writes it, at its own precision.
-    pub(crate) fn to_fhir_string(&self) -> String {
+    pub(crate) fn to_fhir_string(self) -> String {
         let [y, mo, d, h, mi, s, ms] = self.parts;
         let mut out = String::new();
         if self.kind != TemporalKind::Time {

@@ -34,7 +34,8 @@ impl Write for Counted {
 }
 
 enum Open {
-    Parquet(ArrowWriter<Counted>),
+    /// Boxed: the writer is large, and parts are few.
+    Parquet(Box<ArrowWriter<Counted>>),
     Text(Counted),
 }
 
@@ -114,10 +115,10 @@ impl TableWriter {
                     .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
                     .set_created_by(format!("epic-fhir-views {}", env!("CARGO_PKG_VERSION")))
                     .build();
-                Open::Parquet(
+                Open::Parquet(Box::new(
                     ArrowWriter::try_new(sink, Arc::clone(self.schema.arrow()), Some(properties))
                         .map_err(|e| output_error(format!("cannot start {location}"), e))?,
-                )
+                ))
             }
             Format::Csv => {
                 sink.write_all(&csv_header(self.schema.names()))
