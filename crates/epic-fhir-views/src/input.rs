@@ -71,8 +71,10 @@ impl InputFile {
             })?),
             Source::Stdin => Box::new(std::io::stdin()),
         };
+        // A small buffer: it serves the gzip check and the decoder's reads, while the run's
+        // reads of whole blocks from a plain file are larger and bypass it (no extra copy).
         let mut reader = BufReader::with_capacity(
-            1 << 20,
+            64 << 10,
             Counting {
                 inner: raw,
                 counter,

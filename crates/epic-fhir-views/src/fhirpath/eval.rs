@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use smallvec::{SmallVec, smallvec};
+
 use super::decimal::Decimal;
 use super::parse::{BinOp, Expr, Func};
 use super::temporal::{Temporal, TemporalKind};
@@ -28,7 +30,9 @@ pub(crate) enum Item<'e> {
 }
 
 /// A FHIRPath collection.
-pub(crate) type Collection<'e> = Vec<Item<'e>>;
+/// A FHIRPath collection. Most hold zero, one or two items (a member of a resource, a
+/// literal, a boolean), so they live inline and evaluation allocates only for larger ones.
+pub(crate) type Collection<'e> = SmallVec<[Item<'e>; 2]>;
 
 /// Why an expression could not be evaluated on a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,62 +54,65 @@ pub(crate) struct Env<'e> {
     pub(crate) row_index: i64,
 }
 
-/// The FHIR data types a choice element's suffix may name.
-const CHOICE_TYPES: &[&str] = &[
-    "Base64Binary",
-    "Boolean",
-    "Canonical",
-    "Code",
-    "Date",
-    "DateTime",
-    "Decimal",
-    "Id",
-    "Instant",
-    "Integer",
-    "Integer64",
-    "Markdown",
-    "Oid",
-    "PositiveInt",
-    "String",
-    "Time",
-    "UnsignedInt",
-    "Uri",
-    "Url",
-    "Uuid",
-    "Address",
-    "Age",
-    "Annotation",
-    "Attachment",
-    "CodeableConcept",
-    "CodeableReference",
-    "Coding",
-    "ContactDetail",
-    "ContactPoint",
-    "Contributor",
-    "Count",
-    "DataRequirement",
-    "Distance",
-    "Dosage",
-    "Duration",
-    "Expression",
-    "HumanName",
-    "Identifier",
-    "Meta",
-    "Money",
-    "ParameterDefinition",
-    "Period",
-    "Quantity",
-    "Range",
-    "Ratio",
-    "RatioRange",
-    "Reference",
-    "RelatedArtifact",
-    "SampledData",
-    "Signature",
-    "Timing",
-    "TriggerDefinition",
-    "UsageContext",
-];
+/// Whether a choice element's suffix (`Quantity` in `valueQuantity`) names a FHIR data type.
+fn is_choice_type(suffix: &str) -> bool {
+    matches!(
+        suffix,
+        "Base64Binary"
+            | "Boolean"
+            | "Canonical"
+            | "Code"
+            | "Date"
+            | "DateTime"
+            | "Decimal"
+            | "Id"
+            | "Instant"
+            | "Integer"
+            | "Integer64"
+            | "Markdown"
+            | "Oid"
+            | "PositiveInt"
+            | "String"
+            | "Time"
+            | "UnsignedInt"
+            | "Uri"
+            | "Url"
+            | "Uuid"
+            | "Address"
+            | "Age"
+            | "Annotation"
+            | "Attachment"
+            | "CodeableConcept"
+            | "CodeableReference"
+            | "Coding"
+            | "ContactDetail"
+            | "ContactPoint"
+            | "Contributor"
+            | "Count"
+            | "DataRequirement"
+            | "Distance"
+            | "Dosage"
+            | "Duration"
+            | "Expression"
+            | "HumanName"
+            | "Identifier"
+            | "Meta"
+            | "Money"
+            | "ParameterDefinition"
+            | "Period"
+            | "Quantity"
+            | "Range"
+            | "Ratio"
+            | "RatioRange"
+            | "Reference"
+            | "RelatedArtifact"
+            | "SampledData"
+            | "Signature"
+            | "Timing"
+            | "TriggerDefinition"
+            | "UsageContext"
+    )
+}
 
 /// Whether a FHIR type name (as in `ofType(dateTime)`) names the same type as a choice
 /// suffix (`DateTime`): the first letter's case differs for primitives.
@@ -152,21 +159,21 @@ impl<'e> Env<'e> {
         index: Option<i64>,
     ) -> Result<Collection<'e>> {
         Ok(match expr {
-            Expr::Empty => Vec::new(),
-            Expr::Bool(b) => vec![Item::Bool(*b)],
-            Expr::Int(n) => vec![Item::Int(*n)],
-            Expr::Dec(d) => vec![Item::Dec(*d)],
-            Expr::Str(s) => vec![Item::Str(Cow::Borrowed(s))],
-            Expr::Temporal(t) => vec![Item::Temporal(*t)],
-            Expr::This => focus.to_vec(),
+            Expr::Empty => Collection::new(),
+            Expr::Bool(b) => smallvec![Item::Bool(*b)],
+            Expr::Int(n) => smallvec![Item::Int(*n)],
+            Expr::Dec(d) => smallvec![Item::Dec(*d)],
+            Expr::Str(s) => smallvec![Item::Str(Cow::Borrowed(s))],
+            Expr::Temporal(t) => smallvec![Item::Temporal(*t)],
+            Expr::This => SmallVec::from(focus),
             Expr::IndexVar => match index {
-                Some(i) => vec![Item::Int(i)],
-                None => Vec::new(),
+                Some(i) => smallvec![Item::Int(i)],
+                None => Collection::new(),
             },
-            Expr::RowIndex => vec![Item::Int(self.row_index)],
-            Expr::Resource => vec![Item::Node(self.resource, None)],
+            Expr::RowIndex => smallvec![Item::Int(self.row_index)],
+            Expr::Resource => smallvec![Item::Node(self.resource, None)],
             Expr::Member(target, name) => {
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 match target {
                     Some(target) => {
                         let input = self.eval_at(target, focus, index)?;
@@ -198,16 +205,16 @@ impl<'e> Env<'e> {
                 let position = self.eval_at(position, focus, index)?;
                 match single_int(&position, "an index")? {
                     Some(i) if i >= 0 => input.into_iter().nth(i as usize).into_iter().collect(),
-                    _ => Vec::new(),
+                    _ => Collection::new(),
                 }
             }
             Expr::Neg(operand) => {
                 let value = self.eval_at(operand, focus, index)?;
                 match self.singleton(&value, "unary minus")? {
-                    None => Vec::new(),
-                    Some(Item::Int(n)) => vec![Item::Int(-n)],
+                    None => Collection::new(),
+                    Some(Item::Int(n)) => smallvec![Item::Int(-n)],
                     Some(Item::Dec(d)) => {
-                        vec![Item::Dec(Decimal::from_int(0).checked_sub(d).unwrap_or(d))]
+                        smallvec![Item::Dec(Decimal::from_int(0).checked_sub(d).unwrap_or(d))]
                     }
                     Some(_) => return fail("unary minus needs a number"),
                 }
@@ -215,8 +222,8 @@ impl<'e> Env<'e> {
             Expr::Is(target, name) => {
                 let value = self.eval_at(target, focus, index)?;
                 match value.as_slice() {
-                    [] => Vec::new(),
-                    [item] => vec![Item::Bool(self.has_type(item, name))],
+                    [] => Collection::new(),
+                    [item] => smallvec![Item::Bool(self.has_type(item, name))],
                     _ => return fail(format!("`is {name}` needs a single item")),
                 }
             }
@@ -241,25 +248,32 @@ impl<'e> Env<'e> {
             return;
         }
         let mut found = false;
-        let first = name.as_bytes().first();
+        let wanted = name.as_bytes();
+        let Some(&first) = wanted.first() else {
+            return;
+        };
         for (key, value) in doc.members(node) {
-            let raw = doc.raw(key);
-            // Most members differ in their first byte: skip them before comparing more.
-            if raw.as_bytes().first() != first {
+            let raw = doc.raw_bytes(key);
+            // Most members differ in their first byte or their length: skip them before
+            // comparing more.
+            if raw.first() != Some(&first) || raw.len() < wanted.len() {
                 continue;
             }
-            let hint = if raw == name {
+            let hint = if raw.len() == wanted.len() {
+                if raw != wanted {
+                    continue;
+                }
                 None
             } else {
-                match raw.strip_prefix(name) {
-                    Some(suffix)
-                        if suffix.starts_with(|c: char| c.is_ascii_uppercase())
-                            && CHOICE_TYPES.contains(&suffix) =>
-                    {
-                        Some(suffix)
-                    }
-                    _ => continue,
+                if !raw[wanted.len()].is_ascii_uppercase() || !raw.starts_with(wanted) {
+                    continue;
                 }
+                // An ASCII byte starts the suffix, so it is a character boundary.
+                let suffix = &doc.raw(key)[wanted.len()..];
+                if !is_choice_type(suffix) {
+                    continue;
+                }
+                Some(suffix)
             };
             found = true;
             match doc.kind(value) {
@@ -420,7 +434,7 @@ impl<'e> Env<'e> {
         let arg = |i: usize| -> Result<Collection<'e>> { self.eval_at(&args[i], focus, index) };
         Ok(match func {
             Func::Where => {
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 for (i, item) in input.iter().enumerate() {
                     let keep =
                         self.eval_at(&args[0], std::slice::from_ref(item), Some(i as i64))?;
@@ -431,7 +445,7 @@ impl<'e> Env<'e> {
                 out
             }
             Func::Select => {
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 for (i, item) in input.iter().enumerate() {
                     out.extend(self.eval_at(
                         &args[0],
@@ -442,15 +456,15 @@ impl<'e> Env<'e> {
                 out
             }
             Func::Repeat => {
-                let mut out = Vec::new();
-                let mut pending: Vec<Item<'e>> = input.to_vec();
+                let mut out = Collection::new();
+                let mut pending: Collection<'e> = SmallVec::from(input);
                 let mut rounds = 0;
                 while !pending.is_empty() {
                     rounds += 1;
                     if rounds > 1000 {
                         return fail("repeat() went deeper than 1000 levels");
                     }
-                    let mut next = Vec::new();
+                    let mut next = Collection::new();
                     for item in &pending {
                         next.extend(self.eval_at(&args[0], std::slice::from_ref(item), None)?);
                     }
@@ -461,7 +475,7 @@ impl<'e> Env<'e> {
             }
             Func::Exists => {
                 if args.is_empty() {
-                    vec![Item::Bool(!input.is_empty())]
+                    smallvec![Item::Bool(!input.is_empty())]
                 } else {
                     let mut any = false;
                     for (i, item) in input.iter().enumerate() {
@@ -472,7 +486,7 @@ impl<'e> Env<'e> {
                             break;
                         }
                     }
-                    vec![Item::Bool(any)]
+                    smallvec![Item::Bool(any)]
                 }
             }
             Func::All => {
@@ -485,10 +499,10 @@ impl<'e> Env<'e> {
                         break;
                     }
                 }
-                vec![Item::Bool(all)]
+                smallvec![Item::Bool(all)]
             }
-            Func::Empty => vec![Item::Bool(input.is_empty())],
-            Func::HasValue => vec![Item::Bool(
+            Func::Empty => smallvec![Item::Bool(input.is_empty())],
+            Func::HasValue => smallvec![Item::Bool(
                 input.len() == 1
                     && self
                         .primitive(&input[0])
@@ -506,13 +520,13 @@ impl<'e> Env<'e> {
                 input.iter().take(n).cloned().collect()
             }
             Func::Single => match input {
-                [] => Vec::new(),
-                [item] => vec![item.clone()],
+                [] => Collection::new(),
+                [item] => smallvec![item.clone()],
                 _ => return fail(format!("single() on {} items", input.len())),
             },
-            Func::Count => vec![Item::Int(input.len() as i64)],
+            Func::Count => smallvec![Item::Int(input.len() as i64)],
             Func::Distinct => {
-                let mut out: Vec<Item<'e>> = Vec::new();
+                let mut out: Collection<'e> = Collection::new();
                 for item in input {
                     if !out.iter().any(|o| self.equal_items(o, item) == Some(true)) {
                         out.push(item.clone());
@@ -521,8 +535,8 @@ impl<'e> Env<'e> {
                 out
             }
             Func::Not => match self.boolean(input, "not()")? {
-                None => Vec::new(),
-                Some(b) => vec![Item::Bool(!b)],
+                None => Collection::new(),
+                Some(b) => smallvec![Item::Bool(!b)],
             },
             Func::AllTrue | Func::AnyTrue | Func::AllFalse | Func::AnyFalse => {
                 let mut values = Vec::with_capacity(input.len());
@@ -540,7 +554,7 @@ impl<'e> Env<'e> {
                     Func::AllFalse => values.iter().all(|b| !*b),
                     _ => values.iter().any(|b| !*b),
                 };
-                vec![Item::Bool(result)]
+                smallvec![Item::Bool(result)]
             }
             Func::OfType(name) | Func::AsType(name) => input
                 .iter()
@@ -548,16 +562,16 @@ impl<'e> Env<'e> {
                 .cloned()
                 .collect(),
             Func::IsType(name) => match input {
-                [] => Vec::new(),
-                [item] => vec![Item::Bool(self.has_type(item, name))],
+                [] => Collection::new(),
+                [item] => smallvec![Item::Bool(self.has_type(item, name))],
                 _ => return fail(format!("is({name}) needs a single item")),
             },
             Func::Extension => {
                 let url = arg(0)?;
                 let Some(url) = self.single_string(&url, "extension()")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 let doc = &self.doc;
                 for item in input {
                     let Item::Node(node, _) = item else { continue };
@@ -592,10 +606,10 @@ impl<'e> Env<'e> {
                         None => return fail("join() needs strings"),
                     }
                 }
-                vec![Item::Str(Cow::Owned(out))]
+                smallvec![Item::Str(Cow::Owned(out))]
             }
             Func::GetResourceKey => {
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 for item in input {
                     let Item::Node(node, _) = item else { continue };
                     if self.doc.get(*node, "resourceType").is_some() {
@@ -607,7 +621,7 @@ impl<'e> Env<'e> {
                 out
             }
             Func::GetReferenceKey(wanted) => {
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 for item in input {
                     let Item::Node(node, _) = item else { continue };
                     if let Some(reference) = self.doc.get(*node, "reference") {
@@ -624,7 +638,7 @@ impl<'e> Env<'e> {
             }
             Func::LowBoundary | Func::HighBoundary => {
                 let high = matches!(func, Func::HighBoundary);
-                let mut out = Vec::new();
+                let mut out = Collection::new();
                 for item in input {
                     if let Some(boundary) = self.boundary(item, high) {
                         out.push(boundary);
@@ -639,11 +653,11 @@ impl<'e> Env<'e> {
                 } else if args.len() > 2 {
                     arg(2)?
                 } else {
-                    Vec::new()
+                    Collection::new()
                 }
             }
             Func::ToString => match self.singleton(input, "toString()")? {
-                None => Vec::new(),
+                None => Collection::new(),
                 Some(_) => self
                     .string_of(&input[0])
                     .map(Item::Str)
@@ -651,40 +665,40 @@ impl<'e> Env<'e> {
                     .collect(),
             },
             Func::ToInteger => match self.singleton(input, "toInteger()")? {
-                Some(Item::Int(n)) => vec![Item::Int(n)],
-                Some(Item::Bool(b)) => vec![Item::Int(i64::from(b))],
+                Some(Item::Int(n)) => smallvec![Item::Int(n)],
+                Some(Item::Bool(b)) => smallvec![Item::Int(i64::from(b))],
                 Some(Item::Str(s)) => s.parse().ok().map(Item::Int).into_iter().collect(),
-                _ => Vec::new(),
+                _ => Collection::new(),
             },
             Func::ToDecimal => match self.singleton(input, "toDecimal()")? {
-                Some(Item::Int(n)) => vec![Item::Dec(Decimal::from_int(n))],
-                Some(Item::Dec(d)) => vec![Item::Dec(d)],
-                Some(Item::Bool(b)) => vec![Item::Dec(Decimal::from_int(i64::from(b)))],
+                Some(Item::Int(n)) => smallvec![Item::Dec(Decimal::from_int(n))],
+                Some(Item::Dec(d)) => smallvec![Item::Dec(d)],
+                Some(Item::Bool(b)) => smallvec![Item::Dec(Decimal::from_int(i64::from(b)))],
                 Some(Item::Str(s)) => Decimal::parse(&s).map(Item::Dec).into_iter().collect(),
-                _ => Vec::new(),
+                _ => Collection::new(),
             },
             Func::ToBoolean => match self.singleton(input, "toBoolean()")? {
-                Some(Item::Bool(b)) => vec![Item::Bool(b)],
-                Some(Item::Int(n)) if n == 0 || n == 1 => vec![Item::Bool(n == 1)],
+                Some(Item::Bool(b)) => smallvec![Item::Bool(b)],
+                Some(Item::Int(n)) if n == 0 || n == 1 => smallvec![Item::Bool(n == 1)],
                 Some(Item::Str(s)) => match s.to_ascii_lowercase().as_str() {
-                    "true" | "t" | "yes" | "y" | "1" | "1.0" => vec![Item::Bool(true)],
-                    "false" | "f" | "no" | "n" | "0" | "0.0" => vec![Item::Bool(false)],
-                    _ => Vec::new(),
+                    "true" | "t" | "yes" | "y" | "1" | "1.0" => smallvec![Item::Bool(true)],
+                    "false" | "f" | "no" | "n" | "0" | "0.0" => smallvec![Item::Bool(false)],
+                    _ => Collection::new(),
                 },
-                _ => Vec::new(),
+                _ => Collection::new(),
             },
             Func::StartsWith | Func::EndsWith | Func::ContainsText | Func::IndexOf => {
                 let Some(text) = self.single_string(input, "a string function")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 let Some(needle) = self.single_string(&arg(0)?, "a string function")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 match func {
-                    Func::StartsWith => vec![Item::Bool(text.starts_with(&*needle))],
-                    Func::EndsWith => vec![Item::Bool(text.ends_with(&*needle))],
-                    Func::ContainsText => vec![Item::Bool(text.contains(&*needle))],
-                    _ => vec![Item::Int(
+                    Func::StartsWith => smallvec![Item::Bool(text.starts_with(&*needle))],
+                    Func::EndsWith => smallvec![Item::Bool(text.ends_with(&*needle))],
+                    Func::ContainsText => smallvec![Item::Bool(text.contains(&*needle))],
+                    _ => smallvec![Item::Int(
                         text.find(&*needle)
                             .map_or(-1, |byte| text[..byte].chars().count() as i64),
                     )],
@@ -692,7 +706,7 @@ impl<'e> Env<'e> {
             }
             Func::Substring => {
                 let Some(text) = self.single_string(input, "substring()")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 let start = single_int(&arg(0)?, "substring()")?;
                 let length = if args.len() > 1 {
@@ -707,49 +721,49 @@ impl<'e> Env<'e> {
                             Some(n) => chars.take(n.max(0) as usize).collect(),
                             None => chars.collect(),
                         };
-                        vec![Item::Str(Cow::Owned(taken))]
+                        smallvec![Item::Str(Cow::Owned(taken))]
                     }
-                    _ => Vec::new(),
+                    _ => Collection::new(),
                 }
             }
             Func::Lower | Func::Upper | Func::Trim | Func::Length => {
                 let Some(text) = self.single_string(input, "a string function")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 match func {
-                    Func::Lower => vec![Item::Str(Cow::Owned(text.to_lowercase()))],
-                    Func::Upper => vec![Item::Str(Cow::Owned(text.to_uppercase()))],
-                    Func::Trim => vec![Item::Str(Cow::Owned(text.trim().to_owned()))],
-                    _ => vec![Item::Int(text.chars().count() as i64)],
+                    Func::Lower => smallvec![Item::Str(Cow::Owned(text.to_lowercase()))],
+                    Func::Upper => smallvec![Item::Str(Cow::Owned(text.to_uppercase()))],
+                    Func::Trim => smallvec![Item::Str(Cow::Owned(text.trim().to_owned()))],
+                    _ => smallvec![Item::Int(text.chars().count() as i64)],
                 }
             }
             Func::Replace => {
                 let Some(text) = self.single_string(input, "replace()")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 let pattern = self.single_string(&arg(0)?, "replace()")?;
                 let substitution = self.single_string(&arg(1)?, "replace()")?;
                 match (pattern, substitution) {
-                    (Some(p), Some(s)) => vec![Item::Str(Cow::Owned(text.replace(&*p, &s)))],
-                    _ => Vec::new(),
+                    (Some(p), Some(s)) => smallvec![Item::Str(Cow::Owned(text.replace(&*p, &s)))],
+                    _ => Collection::new(),
                 }
             }
             Func::Split => {
                 let Some(text) = self.single_string(input, "split()")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 let Some(separator) = self.single_string(&arg(0)?, "split()")? else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 text.split(&*separator)
                     .map(|part| Item::Str(Cow::Owned(part.to_owned())))
                     .collect()
             }
             Func::Children | Func::Descendants => {
-                let mut out = Vec::new();
-                let mut pending: Vec<Item<'e>> = input.to_vec();
+                let mut out = Collection::new();
+                let mut pending: Collection<'e> = SmallVec::from(input);
                 loop {
-                    let mut next = Vec::new();
+                    let mut next = Collection::new();
                     for item in &pending {
                         if let Item::Node(node, _) = item {
                             for (_, value) in self.doc.members(*node) {
@@ -778,8 +792,8 @@ impl<'e> Env<'e> {
                     single_int(&arg(0)?, "round()")?.unwrap_or(0)
                 };
                 match self.singleton(input, "a math function")? {
-                    None => Vec::new(),
-                    Some(Item::Int(n)) => vec![Item::Int(if matches!(func, Func::Abs) {
+                    None => Collection::new(),
+                    Some(Item::Int(n)) => smallvec![Item::Int(if matches!(func, Func::Abs) {
                         n.abs()
                     } else {
                         n
@@ -788,7 +802,7 @@ impl<'e> Env<'e> {
                         let value = d.to_f64();
                         let result = match func {
                             Func::Abs => {
-                                return Ok(vec![Item::Dec(if value < 0.0 {
+                                return Ok(smallvec![Item::Dec(if value < 0.0 {
                                     Decimal::from_int(0).checked_sub(d).unwrap_or(d)
                                 } else {
                                     d
@@ -808,7 +822,7 @@ impl<'e> Env<'e> {
                                 .collect());
                             }
                         };
-                        vec![Item::Int(result as i64)]
+                        smallvec![Item::Int(result as i64)]
                     }
                     Some(_) => return fail("a math function needs a number"),
                 }
@@ -854,7 +868,7 @@ impl<'e> Env<'e> {
                 _ => None,
             };
             if let Some(result) = short {
-                return Ok(vec![Item::Bool(result)]);
+                return Ok(smallvec![Item::Bool(result)]);
             }
             let b = self.eval_at(right, focus, index)?;
             let b = self.boolean(&b, "a boolean operator")?;
@@ -875,11 +889,11 @@ impl<'e> Env<'e> {
         let b = self.eval_at(right, focus, index)?;
         Ok(match op {
             BinOp::Xor => match (self.boolean(&a, "xor")?, self.boolean(&b, "xor")?) {
-                (Some(x), Some(y)) => vec![Item::Bool(x != y)],
-                _ => Vec::new(),
+                (Some(x), Some(y)) => smallvec![Item::Bool(x != y)],
+                _ => Collection::new(),
             },
             BinOp::Union => {
-                let mut out: Vec<Item<'e>> = Vec::new();
+                let mut out: Collection<'e> = Collection::new();
                 for item in a.into_iter().chain(b) {
                     if !out.iter().any(|o| self.equal_items(o, &item) == Some(true)) {
                         out.push(item);
@@ -892,12 +906,12 @@ impl<'e> Env<'e> {
                 let negate = matches!(op, BinOp::Ne | BinOp::NotEquiv);
                 if a.is_empty() || b.is_empty() {
                     if equivalence {
-                        vec![Item::Bool((a.is_empty() && b.is_empty()) != negate)]
+                        smallvec![Item::Bool((a.is_empty() && b.is_empty()) != negate)]
                     } else {
-                        Vec::new()
+                        Collection::new()
                     }
                 } else if a.len() != b.len() {
-                    vec![Item::Bool(negate)]
+                    smallvec![Item::Bool(negate)]
                 } else {
                     let mut result = Some(true);
                     for (x, y) in a.iter().zip(&b) {
@@ -926,24 +940,24 @@ impl<'e> Env<'e> {
                     self.singleton(&a, "a comparison")?,
                     self.singleton(&b, "a comparison")?,
                 ) else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 match compare(&x, &y) {
-                    Some(ordering) => vec![Item::Bool(match op {
+                    Some(ordering) => smallvec![Item::Bool(match op {
                         BinOp::Lt => ordering == Ordering::Less,
                         BinOp::Gt => ordering == Ordering::Greater,
                         BinOp::Le => ordering != Ordering::Greater,
                         _ => ordering != Ordering::Less,
                     })],
-                    None if comparable(&x, &y) => Vec::new(),
+                    None if comparable(&x, &y) => Collection::new(),
                     None => return fail("these values cannot be compared"),
                 }
             }
             BinOp::In | BinOp::Contains => {
                 let (needle, haystack) = if op == BinOp::In { (&a, &b) } else { (&b, &a) };
                 match needle.as_slice() {
-                    [] => Vec::new(),
-                    [item] => vec![Item::Bool(
+                    [] => Collection::new(),
+                    [item] => smallvec![Item::Bool(
                         haystack
                             .iter()
                             .any(|h| self.equal_items(item, h) == Some(true)),
@@ -954,14 +968,14 @@ impl<'e> Env<'e> {
             BinOp::Concat => {
                 let x = self.single_string(&a, "`&`")?.unwrap_or(Cow::Borrowed(""));
                 let y = self.single_string(&b, "`&`")?.unwrap_or(Cow::Borrowed(""));
-                vec![Item::Str(Cow::Owned(format!("{x}{y}")))]
+                smallvec![Item::Str(Cow::Owned(format!("{x}{y}")))]
             }
             BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::IntDiv | BinOp::Mod => {
                 let (Some(x), Some(y)) = (
                     self.singleton(&a, "arithmetic")?,
                     self.singleton(&b, "arithmetic")?,
                 ) else {
-                    return Ok(Vec::new());
+                    return Ok(Collection::new());
                 };
                 arithmetic(op, x, y)?.into_iter().collect()
             }
