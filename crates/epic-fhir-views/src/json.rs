@@ -82,13 +82,7 @@ impl Tape {
             });
         }
         self.open.clear();
-        let mut parser = Parser {
-            bytes: text.as_bytes(),
-            pos: 0,
-            nodes: &mut self.nodes,
-            open: &mut self.open,
-        };
-        parser.document()?;
+        parse_document(text.as_bytes(), &mut self.nodes, &mut self.open)?;
         Ok(Doc {
             nodes: &self.nodes,
             text,
@@ -96,259 +90,237 @@ impl Tape {
     }
 }
 
-struct Parser<'p> {
-    bytes: &'p [u8],
-    pos: usize,
-    nodes: &'p mut Vec<Node>,
-    /// The node indexes of the open containers, innermost last.
-    open: &'p mut Vec<u32>,
+fn syntax<T>(offset: usize, message: &'static str) -> Result<T, SyntaxError> {
+    Err(SyntaxError { offset, message })
 }
 
-impl Parser<'_> {
-    fn error<T>(&self, message: &'static str) -> Result<T, SyntaxError> {
-        Err(SyntaxError {
-            offset: self.pos,
-            message,
-        })
+/// The first position at or after `pos` that is not JSON whitespace.
+#[inline(always)]
+fn skip_ws(bytes: &[u8], mut pos: usize) -> usize {
+    while let Some(&b) = bytes.get(pos) {
+        // NDJSON from servers has no whitespace: one comparison settles most calls.
+        if b > b' ' || !matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+            break;
+        }
+        pos += 1;
     }
+    pos
+}
 
-    #[inline]
-    fn skip_ws(&mut self) {
-        while let Some(&b) = self.bytes.get(self.pos) {
-            if b == b' ' || b == b'\n' || b == b'\r' || b == b'\t' {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-    }
+/// The tag in the parser's stack for an open object (the low bit; node indexes are shifted).
+const OPEN_OBJECT: u32 = 1;
 
-    fn document(&mut self) -> Result<(), SyntaxError> {
-        self.skip_ws();
-        self.value()?;
-        // Close containers as they end: the loop below drives the structure iteratively.
-        while let Some(&container) = self.open.last() {
-            self.skip_ws();
-            let is_object = self.nodes[container as usize].kind == Kind::Object;
-            match self.bytes.get(self.pos) {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                    if is_object {
-                        self.key()?;
-                    }
-                    self.value()?;
+/// Parses one JSON document into `nodes`, iteratively: `open` is the stack of containers
+/// being filled (node index shifted left, low bit set for objects). One function with the
+/// position in a local keeps the hot loop in registers.
+fn parse_document(
+    bytes: &[u8],
+    nodes: &mut Vec<Node>,
+    open: &mut Vec<u32>,
+) -> Result<(), SyntaxError> {
+    let mut pos = skip_ws(bytes, 0);
+    'value: loop {
+        // A value starts at `pos`.
+        match bytes.get(pos) {
+            Some(&opening @ (b'{' | b'[')) => {
+                let is_object = opening == b'{';
+                if open.len() >= MAX_DEPTH {
+                    return syntax(pos, "nesting deeper than 256 levels");
                 }
-                Some(b'}') if is_object => {
-                    self.pos += 1;
-                    self.close();
-                }
-                Some(b']') if !is_object => {
-                    self.pos += 1;
-                    self.close();
-                }
-                Some(_) => {
-                    return self.error(if is_object {
-                        "expected `,` or `}`"
-                    } else {
-                        "expected `,` or `]`"
-                    });
-                }
-                None => return self.error("unexpected end of the document"),
-            }
-        }
-        self.skip_ws();
-        if self.pos != self.bytes.len() {
-            return self.error("text after the end of the document");
-        }
-        Ok(())
-    }
-
-    /// Closes the innermost container; `self.pos` is just past its closing bracket.
-    fn close(&mut self) {
-        if let Some(container) = self.open.pop() {
-            let end = self.nodes.len() as u32;
-            let node = &mut self.nodes[container as usize];
-            node.end = end;
-            node.len = self.pos as u32 - node.start;
-        }
-    }
-
-    fn key(&mut self) -> Result<(), SyntaxError> {
-        if self.bytes.get(self.pos) != Some(&b'"') {
-            return self.error("expected a member name in quotes");
-        }
-        self.string()?;
-        self.skip_ws();
-        if self.bytes.get(self.pos) != Some(&b':') {
-            return self.error("expected `:` after a member name");
-        }
-        self.pos += 1;
-        self.skip_ws();
-        Ok(())
-    }
-
-    /// Reads one value; a container is opened and left for `document` to continue.
-    fn value(&mut self) -> Result<(), SyntaxError> {
-        let start = self.pos;
-        match self.bytes.get(self.pos) {
-            Some(b'{') | Some(b'[') => {
-                let is_object = self.bytes[self.pos] == b'{';
-                if self.open.len() >= MAX_DEPTH {
-                    return self.error("nesting deeper than 256 levels");
-                }
-                self.pos += 1;
-                let index = self.nodes.len() as u32;
-                self.nodes.push(Node {
+                let index = nodes.len() as u32;
+                nodes.push(Node {
                     kind: if is_object { Kind::Object } else { Kind::Array },
                     flag: false,
-                    start: start as u32,
+                    start: pos as u32,
                     len: 1,
                     end: index + 1,
                 });
-                self.skip_ws();
+                let start = pos;
+                pos = skip_ws(bytes, pos + 1);
                 let closing = if is_object { b'}' } else { b']' };
-                if self.bytes.get(self.pos) == Some(&closing) {
-                    self.pos += 1;
-                    self.nodes[index as usize].len = (self.pos - start) as u32;
-                    return Ok(());
-                }
-                self.open.push(index);
-                if is_object {
-                    self.key()?;
-                }
-                self.value()
-            }
-            Some(b'"') => self.string(),
-            Some(b't') => self.literal(b"true", Kind::Bool, true),
-            Some(b'f') => self.literal(b"false", Kind::Bool, false),
-            Some(b'n') => self.literal(b"null", Kind::Null, false),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(_) => self.error("expected a JSON value"),
-            None => self.error("unexpected end of the document"),
-        }
-    }
-
-    fn literal(&mut self, word: &[u8], kind: Kind, flag: bool) -> Result<(), SyntaxError> {
-        if self.bytes[self.pos..].starts_with(word) {
-            let index = self.nodes.len() as u32;
-            self.nodes.push(Node {
-                kind,
-                flag,
-                start: self.pos as u32,
-                len: word.len() as u32,
-                end: index + 1,
-            });
-            self.pos += word.len();
-            Ok(())
-        } else {
-            self.error("expected a JSON value")
-        }
-    }
-
-    fn number(&mut self) -> Result<(), SyntaxError> {
-        let start = self.pos;
-        let bytes = self.bytes;
-        let mut pos = self.pos;
-        if bytes.get(pos) == Some(&b'-') {
-            pos += 1;
-        }
-        match bytes.get(pos) {
-            Some(b'0') => pos += 1,
-            Some(b'1'..=b'9') => {
-                while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                if bytes.get(pos) == Some(&closing) {
                     pos += 1;
-                }
-            }
-            _ => {
-                self.pos = pos;
-                return self.error("a number needs digits");
-            }
-        }
-        if bytes.get(pos) == Some(&b'.') {
-            pos += 1;
-            let digits = pos;
-            while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
-                pos += 1;
-            }
-            if pos == digits {
-                self.pos = pos;
-                return self.error("a number needs digits after `.`");
-            }
-        }
-        if matches!(bytes.get(pos), Some(b'e' | b'E')) {
-            pos += 1;
-            if matches!(bytes.get(pos), Some(b'+' | b'-')) {
-                pos += 1;
-            }
-            let digits = pos;
-            while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
-                pos += 1;
-            }
-            if pos == digits {
-                self.pos = pos;
-                return self.error("a number needs digits in its exponent");
-            }
-        }
-        let index = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            kind: Kind::Number,
-            flag: false,
-            start: start as u32,
-            len: (pos - start) as u32,
-            end: index + 1,
-        });
-        self.pos = pos;
-        Ok(())
-    }
-
-    fn string(&mut self) -> Result<(), SyntaxError> {
-        let bytes = self.bytes;
-        let start = self.pos + 1;
-        let mut pos = start;
-        let mut escaped = false;
-        loop {
-            // Find the next quote, backslash or control character.
-            pos = special_byte(bytes, pos);
-            let Some(&b) = bytes.get(pos) else {
-                self.pos = bytes.len();
-                return self.error("a string is not closed");
-            };
-            if b == b'"' {
-                break;
-            }
-            if b < 0x20 {
-                self.pos = pos;
-                return self.error("a control character in a string");
-            }
-            escaped = true;
-            match bytes.get(pos + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => pos += 2,
-                Some(b'u') => {
-                    let hex = bytes.get(pos + 2..pos + 6);
-                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                        self.pos = pos;
-                        return self.error("a `\\u` escape needs four hex digits");
+                    nodes[index as usize].len = (pos - start) as u32;
+                } else {
+                    open.push(index << 1 | u32::from(is_object));
+                    if is_object {
+                        pos = key(bytes, pos, nodes)?;
                     }
-                    pos += 6;
-                }
-                _ => {
-                    self.pos = pos;
-                    return self.error("an unknown escape in a string");
+                    continue 'value;
                 }
             }
+            Some(b'"') => pos = string(bytes, pos, nodes)?,
+            Some(b't') => pos = literal(bytes, pos, b"true", Kind::Bool, true, nodes)?,
+            Some(b'f') => pos = literal(bytes, pos, b"false", Kind::Bool, false, nodes)?,
+            Some(b'n') => pos = literal(bytes, pos, b"null", Kind::Null, false, nodes)?,
+            Some(b'-' | b'0'..=b'9') => pos = number(bytes, pos, nodes)?,
+            Some(_) => return syntax(pos, "expected a JSON value"),
+            None => return syntax(pos, "unexpected end of the document"),
         }
-        let index = self.nodes.len() as u32;
-        self.nodes.push(Node {
-            kind: Kind::String,
-            flag: escaped,
-            start: start as u32,
-            len: (pos - start) as u32,
-            end: index + 1,
-        });
-        self.pos = pos + 1;
-        Ok(())
+        // A value ended just before `pos`: go on in the innermost open container, closing
+        // those that end here.
+        while let Some(&top) = open.last() {
+            let is_object = top & OPEN_OBJECT != 0;
+            pos = skip_ws(bytes, pos);
+            match bytes.get(pos) {
+                Some(b',') => {
+                    pos = skip_ws(bytes, pos + 1);
+                    if is_object {
+                        pos = key(bytes, pos, nodes)?;
+                    }
+                    continue 'value;
+                }
+                Some(b'}') if is_object => {}
+                Some(b']') if !is_object => {}
+                Some(_) => {
+                    return syntax(
+                        pos,
+                        if is_object {
+                            "expected `,` or `}`"
+                        } else {
+                            "expected `,` or `]`"
+                        },
+                    );
+                }
+                None => return syntax(pos, "unexpected end of the document"),
+            }
+            pos += 1;
+            open.pop();
+            let end = nodes.len() as u32;
+            let node = &mut nodes[(top >> 1) as usize];
+            node.end = end;
+            node.len = pos as u32 - node.start;
+        }
+        break;
     }
+    pos = skip_ws(bytes, pos);
+    if pos != bytes.len() {
+        return syntax(pos, "text after the end of the document");
+    }
+    Ok(())
+}
+
+/// Reads a member name and its `:`; returns the position of the value.
+#[inline(always)]
+fn key(bytes: &[u8], pos: usize, nodes: &mut Vec<Node>) -> Result<usize, SyntaxError> {
+    if bytes.get(pos) != Some(&b'"') {
+        return syntax(pos, "expected a member name in quotes");
+    }
+    let pos = skip_ws(bytes, string(bytes, pos, nodes)?);
+    if bytes.get(pos) != Some(&b':') {
+        return syntax(pos, "expected `:` after a member name");
+    }
+    Ok(skip_ws(bytes, pos + 1))
+}
+
+fn literal(
+    bytes: &[u8],
+    pos: usize,
+    word: &[u8],
+    kind: Kind,
+    flag: bool,
+    nodes: &mut Vec<Node>,
+) -> Result<usize, SyntaxError> {
+    if !bytes[pos..].starts_with(word) {
+        return syntax(pos, "expected a JSON value");
+    }
+    let index = nodes.len() as u32;
+    nodes.push(Node {
+        kind,
+        flag,
+        start: pos as u32,
+        len: word.len() as u32,
+        end: index + 1,
+    });
+    Ok(pos + word.len())
+}
+
+fn number(bytes: &[u8], start: usize, nodes: &mut Vec<Node>) -> Result<usize, SyntaxError> {
+    let digits = |mut pos: usize| {
+        while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+            pos += 1;
+        }
+        pos
+    };
+    let mut pos = start;
+    if bytes.get(pos) == Some(&b'-') {
+        pos += 1;
+    }
+    match bytes.get(pos) {
+        Some(b'0') => pos += 1,
+        Some(b'1'..=b'9') => pos = digits(pos),
+        _ => return syntax(pos, "a number needs digits"),
+    }
+    if bytes.get(pos) == Some(&b'.') {
+        let after = digits(pos + 1);
+        if after == pos + 1 {
+            return syntax(after, "a number needs digits after `.`");
+        }
+        pos = after;
+    }
+    if matches!(bytes.get(pos), Some(b'e' | b'E')) {
+        pos += 1;
+        if matches!(bytes.get(pos), Some(b'+' | b'-')) {
+            pos += 1;
+        }
+        let after = digits(pos);
+        if after == pos {
+            return syntax(after, "a number needs digits in its exponent");
+        }
+        pos = after;
+    }
+    let index = nodes.len() as u32;
+    nodes.push(Node {
+        kind: Kind::Number,
+        flag: false,
+        start: start as u32,
+        len: (pos - start) as u32,
+        end: index + 1,
+    });
+    Ok(pos)
+}
+
+/// Reads a string whose opening quote is at `pos`; returns the position after its closing
+/// quote.
+#[inline(always)]
+fn string(bytes: &[u8], pos: usize, nodes: &mut Vec<Node>) -> Result<usize, SyntaxError> {
+    let start = pos + 1;
+    let mut pos = start;
+    let mut escaped = false;
+    loop {
+        // Find the next quote, backslash or control character.
+        pos = special_byte(bytes, pos);
+        let Some(&b) = bytes.get(pos) else {
+            return syntax(bytes.len(), "a string is not closed");
+        };
+        if b == b'"' {
+            break;
+        }
+        if b < 0x20 {
+            return syntax(pos, "a control character in a string");
+        }
+        escaped = true;
+        match bytes.get(pos + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => pos += 2,
+            Some(b'u') => {
+                let hex = bytes.get(pos + 2..pos + 6);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return syntax(pos, "a `\\u` escape needs four hex digits");
+                }
+                pos += 6;
+            }
+            _ => return syntax(pos, "an unknown escape in a string"),
+        }
+    }
+    let index = nodes.len() as u32;
+    nodes.push(Node {
+        kind: Kind::String,
+        flag: escaped,
+        start: start as u32,
+        len: (pos - start) as u32,
+        end: index + 1,
+    });
+    Ok(pos + 1)
 }
 
 /// Every byte of a `u64` set to `b`.
