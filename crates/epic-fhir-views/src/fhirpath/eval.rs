@@ -153,26 +153,17 @@ impl<'e> Env<'e> {
         self.eval_at(expr, focus, None)
     }
 
+    /// Evaluates the commonest expressions (member paths and string literals) in a small
+    /// function and hands the others to [`Env::eval_other`]: that one's frame is large (it
+    /// matches every kind of expression), and setting it up for each step of a path cost
+    /// more than the step.
     fn eval_at(
         &self,
         expr: &'e Expr,
         focus: &[Item<'e>],
         index: Option<i64>,
     ) -> Result<Collection<'e>> {
-        Ok(match expr {
-            Expr::Empty => Collection::new(),
-            Expr::Bool(b) => smallvec![Item::Bool(*b)],
-            Expr::Int(n) => smallvec![Item::Int(*n)],
-            Expr::Dec(d) => smallvec![Item::Dec(*d)],
-            Expr::Str(s) => smallvec![Item::Str(Cow::Borrowed(s))],
-            Expr::Temporal(t) => smallvec![Item::Temporal(*t)],
-            Expr::This => SmallVec::from(focus),
-            Expr::IndexVar => match index {
-                Some(i) => smallvec![Item::Int(i)],
-                None => Collection::new(),
-            },
-            Expr::RowIndex => smallvec![Item::Int(self.row_index)],
-            Expr::Resource => smallvec![Item::Node(self.resource, None)],
+        match expr {
             Expr::Member(target, name) => {
                 let mut out = Collection::new();
                 match target {
@@ -188,8 +179,34 @@ impl<'e> Env<'e> {
                         }
                     }
                 }
-                out
+                Ok(out)
             }
+            Expr::Str(s) => Ok(smallvec![Item::Str(Cow::Borrowed(s))]),
+            _ => self.eval_other(expr, focus, index),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_other(
+        &self,
+        expr: &'e Expr,
+        focus: &[Item<'e>],
+        index: Option<i64>,
+    ) -> Result<Collection<'e>> {
+        Ok(match expr {
+            Expr::Empty => Collection::new(),
+            Expr::Bool(b) => smallvec![Item::Bool(*b)],
+            Expr::Int(n) => smallvec![Item::Int(*n)],
+            Expr::Dec(d) => smallvec![Item::Dec(*d)],
+            Expr::Temporal(t) => smallvec![Item::Temporal(*t)],
+            Expr::This => SmallVec::from(focus),
+            Expr::IndexVar => match index {
+                Some(i) => smallvec![Item::Int(i)],
+                None => Collection::new(),
+            },
+            Expr::RowIndex => smallvec![Item::Int(self.row_index)],
+            Expr::Resource => smallvec![Item::Node(self.resource, None)],
+            Expr::Member(..) | Expr::Str(_) => return self.eval_at(expr, focus, index),
             Expr::Call(target, func, args) => {
                 let input;
                 let input: &[Item<'e>] = match target {
@@ -1136,7 +1153,12 @@ pub(crate) fn reference_key<'r>(
     if reference.starts_with('#') || reference.is_empty() {
         return None;
     }
-    let path = reference.split(['?', '#']).next().unwrap_or(reference);
+    let end = reference
+        .bytes()
+        .position(|b| b == b'?' || b == b'#')
+        .unwrap_or(reference.len());
+    // `?` and `#` are ASCII, so `end` is a character boundary.
+    let path = &reference[..end];
     // The last two non-empty segments, or the two before `_history/<version>`.
     let mut segments = path.rsplit('/').filter(|s| !s.is_empty());
     let (mut id, mut kind) = (segments.next()?, segments.next()?);
