@@ -55,6 +55,13 @@ pub(crate) struct Env<'e> {
     pub(crate) row_index: i64,
 }
 
+/// Whether two short byte strings (member names) are equal: an inlined loop, where a call to
+/// the C library's `memcmp` cost more than the comparison.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Whether a choice element's suffix (`Quantity` in `valueQuantity`) names a FHIR data type.
 fn is_choice_type(suffix: &str) -> bool {
     matches!(
@@ -278,12 +285,14 @@ impl<'e> Env<'e> {
                 continue;
             }
             let hint = if raw.len() == wanted.len() {
-                if raw != wanted {
+                if !same_bytes(raw, wanted) {
                     continue;
                 }
                 None
             } else {
-                if !raw[wanted.len()].is_ascii_uppercase() || !raw.starts_with(wanted) {
+                if !raw[wanted.len()].is_ascii_uppercase()
+                    || !same_bytes(&raw[..wanted.len()], wanted)
+                {
                     continue;
                 }
                 // An ASCII byte starts the suffix, so it is a character boundary.
