@@ -307,3 +307,55 @@ fn view_test_writes_the_official_report() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn gzipped_ndjson_on_stdin_gives_rows_on_stdout() {
+    use std::io::Write;
+
+    let dir = temp_dir("stdin");
+    let view = dir.join("names.json");
+    std::fs::write(
+        &view,
+        r#"{"name": "names", "resource": "Patient", "select": [
+            {"column": [{"name": "id", "path": "getResourceKey()"}]},
+            {"forEachOrNull": "name", "column": [{"name": "family", "path": "family"}]}]}"#,
+    )
+    .unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(
+        b"{\"resourceType\":\"Patient\",\"id\":\"a\",\"name\":[{\"family\":\"Lin\"},{\"family\":\"Lopez\"}]}\n\
+          {\"resourceType\":\"Observation\",\"id\":\"o\"}\n\
+          {\"resourceType\":\"Patient\",\"id\":\"b\"}\n",
+    )
+    .unwrap();
+    let input = gzip.finish().unwrap();
+    let mut child = bin()
+        .args(["view", "run"])
+        .arg(&view)
+        .args(["--input", "-", "--out", "-", "--format", "ndjson"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    ok(&output);
+    let rows: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"id": "a", "family": "Lin"}),
+            serde_json::json!({"id": "a", "family": "Lopez"}),
+            serde_json::json!({"id": "b", "family": null}),
+        ]
+    );
+    // The summary goes to stderr, so stdout holds only rows.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"resources\": 3"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -22,6 +22,8 @@ use crate::view::ViewDefinition;
 
 /// The size of the blocks of lines handed to workers.
 const BLOCK: usize = 1 << 20;
+/// The UTF-8 byte order mark, skipped at the start of an input.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// How many blocks the reader may be ahead of the slowest writer, per worker: this bounds
 /// the batches a writer holds while it waits for an earlier block that a worker is still on.
 const WINDOW_PER_WORKER: u64 = 4;
@@ -475,7 +477,7 @@ fn read_inputs(
             let start = carry.len();
             carry.clear();
             let target = start + BLOCK;
-            let (filled, end_of_input) = match fill(&mut reader, &mut data[..target], start) {
+            let (mut filled, end_of_input) = match fill(&mut reader, &mut data[..target], start) {
                 Ok(result) => result,
                 Err(error) => {
                     return failure.set(
@@ -487,6 +489,11 @@ fn read_inputs(
                     );
                 }
             };
+            if line == 1 && start == 0 && data[..filled].starts_with(UTF8_BOM) {
+                // A byte order mark some Windows tools put first: not part of the JSON.
+                data.copy_within(UTF8_BOM.len()..filled, 0);
+                filled -= UTF8_BOM.len();
+            }
             let now = read_bytes.load(Ordering::Relaxed);
             progress
                 .bytes

@@ -243,6 +243,80 @@ fn csv_and_ndjson_read_back() {
 }
 
 #[test]
+fn lines_longer_than_a_block_crlf_a_byte_order_mark_and_progress() {
+    let dir = scratch("lines");
+    // A byte order mark, CRLF line ends, blank lines, a 3 MiB resource (longer than the
+    // reader's 1 MiB blocks) between ordinary ones, and no line end after the last line.
+    let big = json!({"resourceType": "Observation", "id": "big", "status": "final",
+        "category": [{"coding": [{"code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "x".repeat(3 << 20)},
+        "valueQuantity": {"value": 70}});
+    let mut text = b"\xEF\xBB\xBF".to_vec();
+    let resources = observations();
+    for (i, resource) in resources.iter().enumerate() {
+        text.extend_from_slice(resource.to_string().as_bytes());
+        text.extend_from_slice(b"\r\n\r\n");
+        if i == 1 {
+            text.extend_from_slice(big.to_string().as_bytes());
+            text.extend_from_slice(b"\r\n");
+        }
+    }
+    text.truncate(text.len() - 4);
+    let input = dir.join("mixed.ndjson");
+    std::fs::write(&input, &text).unwrap();
+    let progress = Progress::default();
+    let options = RunOptions {
+        format: Format::Ndjson,
+        ..RunOptions::default()
+    };
+    let summary = run(
+        &[vitals_view()],
+        [Ok(InputFile::path(&input))],
+        &Destination::Local(dir.join("out")),
+        &options,
+        &progress,
+        None,
+    )
+    .unwrap();
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.join("out/vitals/part-00000.ndjson"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["bp1", "bp1", "big", "hr1"]);
+    assert_eq!(rows[2]["text"].as_str().map(str::len), Some(3 << 20));
+    assert_eq!(rows[2]["value"], 70);
+    // What a progress display shows: every byte, resource and row, one file.
+    assert_eq!(progress.bytes(), text.len() as u64);
+    assert_eq!(progress.resources(), 5);
+    assert_eq!(progress.rows(), 4);
+    assert_eq!(progress.files(), 1);
+    assert_eq!(
+        (summary.resources, summary.bytes, summary.views[0].rows),
+        (5, text.len() as u64, 4)
+    );
+
+    // An error on a line after the long one is reported with its line number.
+    let mut broken = text.clone();
+    broken.extend_from_slice(b"\r\n{\"resourceType\": \"Observation\",}");
+    std::fs::write(&input, &broken).unwrap();
+    let error = run_local(
+        &[vitals_view()],
+        vec![InputFile::path(&input)],
+        &dir.join("out"),
+        &options,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("mixed.ndjson line 9: not JSON"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn large_tables_are_split_into_parts_and_reruns_replace_old_parts() {
     let dir = scratch("parts");
     let input = dir.join("many.ndjson.gz");
