@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use clap::Args;
 use epic_fhir_sandbox::auth::{ClientConfig, ScopeSet};
-use epic_fhir_sandbox::{Faults, Sandbox, SandboxConfig};
+use epic_fhir_sandbox::{Faults, Sandbox, SandboxConfig, ScopeGrant};
 use serde_json::json;
 
 use crate::Failure;
@@ -85,9 +85,30 @@ pub(crate) struct SandboxArgs {
     /// Answer invalid_client with 401 instead of 400 (Epic has been seen doing both).
     #[arg(long)]
     invalid_client_401: bool,
-    /// Do not enforce Epic's required search parameters.
+    /// Behave as a generic FHIR R4 / SMART server instead of as Epic: no required search
+    /// parameters, `_lastUpdated` and bulk `_since` honoured, JSON for a missing Accept, the
+    /// server's own name in metadata, requested scopes granted (not the registration).
     #[arg(long)]
     no_epic_rules: bool,
+    /// Grant the requested scopes (narrowed to the registration; SMART's behaviour) instead of
+    /// the registration whatever was asked (Epic's). Implied by --no-epic-rules.
+    #[arg(long)]
+    smart_scopes: bool,
+    /// The most parameters one search (or export kick-off) may carry.
+    #[arg(long, default_value_t = 100)]
+    max_search_params: usize,
+    /// The most warning entries listed in one searchset (the rest are counted).
+    #[arg(long, default_value_t = 20)]
+    max_warnings: usize,
+    /// Memory the search sessions behind next links may hold, in MiB (oldest dropped beyond).
+    #[arg(long, default_value_t = 256)]
+    session_memory_mib: usize,
+    /// Least time between two fetches of a JWK Set URL caused by an unknown kid, in seconds.
+    #[arg(long, default_value_t = 10)]
+    jwks_refetch_interval: u64,
+    /// Largest request body accepted, in MiB.
+    #[arg(long, default_value_t = 8)]
+    max_body_mib: usize,
     /// Bulk export: resources per NDJSON file (Epic: about 3,000).
     #[arg(long, default_value_t = 3000)]
     bulk_file_size: usize,
@@ -103,6 +124,15 @@ pub(crate) struct SandboxArgs {
     /// Bulk export: allow one export per Group per client within this many seconds (Epic: 86400).
     #[arg(long)]
     group_export_window: Option<u64>,
+    /// Bulk export: the most jobs one client may hold (running, or finished and not deleted).
+    #[arg(long, default_value_t = 5)]
+    bulk_jobs_per_client: usize,
+    /// Bulk export: how long a finished job and its files are kept, in seconds (Epic: 14 days).
+    #[arg(long, default_value_t = 14 * 24 * 3600)]
+    bulk_retention: u64,
+    /// Bulk export: memory all jobs together may hold, in MiB.
+    #[arg(long, default_value_t = 512)]
+    bulk_memory_mib: usize,
 }
 
 impl SandboxArgs {
@@ -116,6 +146,14 @@ impl SandboxArgs {
         config.session_idle_timeout = Duration::from_secs(self.session_idle);
         config.invalid_client_status = if self.invalid_client_401 { 401 } else { 400 };
         config.epic_rules = !self.no_epic_rules;
+        if self.smart_scopes {
+            config.scope_grant = Some(ScopeGrant::Requested);
+        }
+        config.max_search_params = self.max_search_params;
+        config.max_outcome_warnings = self.max_warnings;
+        config.session_memory_budget = self.session_memory_mib.saturating_mul(1 << 20);
+        config.jwks_refetch_interval = Duration::from_secs(self.jwks_refetch_interval);
+        config.max_body_bytes = self.max_body_mib.saturating_mul(1 << 20);
         config.faults = Faults {
             latency: Duration::from_millis(self.latency_ms),
             error_rate: self.error_rate,
@@ -133,6 +171,9 @@ impl SandboxArgs {
         config.bulk.poll_interval = Duration::from_secs(self.bulk_poll_interval);
         config.bulk.disable_system_export = self.no_system_export;
         config.bulk.group_export_window = self.group_export_window.map(Duration::from_secs);
+        config.bulk.max_jobs_per_client = self.bulk_jobs_per_client;
+        config.bulk.retention = Duration::from_secs(self.bulk_retention);
+        config.bulk.memory_budget = self.bulk_memory_mib.saturating_mul(1 << 20);
         config
             .bulk
             .validate()

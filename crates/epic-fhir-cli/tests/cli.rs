@@ -327,10 +327,10 @@ fn read_and_search() {
         "progress on stderr"
     );
 
-    // Epic's 59108: the server's error is shown and the exit code is 1.
+    // Epic's 4111 (required parameter missing): the server's error is shown, exit code 1.
     let output = f.run(&["search", "Observation", "patient=eq081-VQEgP8drUUqCWzHfw3"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("59108"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("4111"));
 }
 
 #[test]
@@ -477,7 +477,11 @@ fn sandbox_prints_its_urls_and_stops_on_ctrl_c() {
     let metadata: Value = tokio::runtime::Runtime::new()
         .expect("runtime")
         .block_on(async {
-            reqwest::get(format!("{base}/metadata"))
+            // Asking for JSON: without an Accept header the sandbox answers XML, as Epic does.
+            reqwest::Client::new()
+                .get(format!("{base}/metadata"))
+                .header("Accept", "application/fhir+json")
+                .send()
                 .await
                 .expect("metadata")
                 .json()

@@ -77,6 +77,24 @@ impl Faults {
     }
 }
 
+/// What the token endpoint grants when a client asks for scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeGrant {
+    /// Epic: the requested `scope` is ignored and the token carries every scope the client was
+    /// registered with (Epic's Backend Services documentation: the registration decides).
+    Registered,
+    /// Generic SMART: the token carries exactly the requested scopes when the registration
+    /// covers them (the registration when none are requested); a request beyond the
+    /// registration is refused with `invalid_scope`.
+    Requested,
+}
+
+/// The default memory budget of search sessions: 256 MiB.
+pub const DEFAULT_SESSION_MEMORY: usize = 256 << 20;
+/// The default largest request body: 8 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
 /// Everything [`crate::Sandbox::start`] needs. Every field states its default.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -104,8 +122,30 @@ pub struct SandboxConfig {
     pub session_idle_timeout: Duration,
     /// Page size when `_count` is absent. Default 1000; `_count` is capped at 1000 either way.
     pub default_page_size: usize,
-    /// Enforce Epic's search rules (required parameters 59108/59159). Default true.
+    /// Behave as Epic where Epic differs from generic FHIR/SMART: required search parameters
+    /// (4111/4110), no `_lastUpdated` search, no bulk `_since`, Epic's identity in
+    /// `metadata`, XML for a missing or `*/*` Accept, the registration as the granted scope.
+    /// Default true; false makes the sandbox a generic R4 server.
     pub epic_rules: bool,
+    /// How requested scopes are granted. Default `None`: [`ScopeGrant::Registered`] with
+    /// `epic_rules`, [`ScopeGrant::Requested`] without.
+    pub scope_grant: Option<ScopeGrant>,
+    /// The most query (or form) parameters one search may carry; more is a 400. Default 100.
+    pub max_search_params: usize,
+    /// The most warning entries (4122...) listed in one searchset; the rest are counted in one
+    /// more warning. Default 20.
+    pub max_outcome_warnings: usize,
+    /// The memory search sessions (the snapshots behind `next` links) may hold, estimated from
+    /// the JSON they keep alive; beyond it the oldest sessions are dropped and their links
+    /// answer 4113. Default [`DEFAULT_SESSION_MEMORY`].
+    pub session_memory_budget: usize,
+    /// The least time between two fetches of a client's JWK Set URL caused by an assertion
+    /// naming an unknown `kid` (a stale cache is always refreshed). Default 10 s.
+    pub jwks_refetch_interval: Duration,
+    /// The largest request body, for FHIR writes, `_search` forms and token requests; a larger
+    /// one is a 413 with an OperationOutcome (an OAuth error on the token endpoint). Default
+    /// [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
     /// Injected faults. Default none.
     pub faults: Faults,
     /// Bulk Data `$export`: which levels are served, Epic's per-Group window, pace, polling
@@ -127,9 +167,27 @@ impl Default for SandboxConfig {
             session_idle_timeout: Duration::from_secs(600),
             default_page_size: MAX_PAGE_SIZE,
             epic_rules: true,
+            scope_grant: None,
+            max_search_params: 100,
+            max_outcome_warnings: 20,
+            session_memory_budget: DEFAULT_SESSION_MEMORY,
+            jwks_refetch_interval: Duration::from_secs(10),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             faults: Faults::default(),
             bulk: BulkConfig::default(),
         }
+    }
+}
+
+impl SandboxConfig {
+    /// The scope policy in force: [`SandboxConfig::scope_grant`], else Epic's with
+    /// `epic_rules` and SMART's without.
+    pub fn effective_scope_grant(&self) -> ScopeGrant {
+        self.scope_grant.unwrap_or(if self.epic_rules {
+            ScopeGrant::Registered
+        } else {
+            ScopeGrant::Requested
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 //!   key or certificate), every client-assertion rule of SMART and Epic checked (the key's type
 //!   decides the algorithm, `jti` replay refused...), opaque 256-bit tokens, v1 and v2 scopes.
 //! - **Search** ([`search`], [`store`]): Epic's required parameters and warning entries
-//!   (59108, 59159, 4101, 4122), FHIR date/token/reference/string semantics, `_sort`,
+//!   (4111, 4110, 4101, 4122), FHIR date/token/reference/string semantics, `_sort`,
 //!   `_include`/`_revinclude`, snapshot paging through `sessionID` links of at most 1000 entries.
 //! - **Data** ([`generate`], [`store::load`]): Epic's named test patients plus deterministic
 //!   synthetic patients, and NDJSON/Bundle loading (Synthea included).
@@ -45,9 +45,13 @@ mod outcome;
 pub mod search;
 mod server;
 pub mod store;
+mod xml;
 
 pub use bulk::BulkConfig;
-pub use config::{FHIR_BASE_PATH, Faults, MAX_PAGE_SIZE, SandboxConfig, TOKEN_PATH};
+pub use config::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_MEMORY, FHIR_BASE_PATH, Faults, MAX_PAGE_SIZE,
+    SandboxConfig, ScopeGrant, TOKEN_PATH,
+};
 pub use outcome::{
     EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED,
 };

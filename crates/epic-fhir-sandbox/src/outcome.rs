@@ -10,6 +10,8 @@ pub const EPIC_OUTCOME_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.2.65736
 pub const EPIC_NO_RESULTS: u32 = 4101;
 /// Epic: the search session expired.
 pub const EPIC_SESSION_EXPIRED: u32 = 4113;
+/// Epic: "User not authorized for request."
+pub(crate) const EPIC_NOT_AUTHORIZED: u32 = 4118;
 /// Epic: a parameter was ignored.
 pub const EPIC_PARAMETER_IGNORED: u32 = 4122;
 
@@ -109,6 +111,11 @@ impl FhirError {
 
     pub(crate) fn with_epic_code(mut self, code: u32, display: &'static str) -> Self {
         self.issue.epic_code = Some((code, display));
+        self
+    }
+
+    pub(crate) fn with_severity(mut self, severity: &'static str) -> Self {
+        self.issue.severity = severity;
         self
     }
 

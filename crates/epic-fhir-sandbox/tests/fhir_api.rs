@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use epic_fhir_sandbox::auth::ScopeSet;
 use epic_fhir_sandbox::{
     EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED, Faults,
-    MAX_PAGE_SIZE, Sandbox, SandboxConfig,
+    MAX_PAGE_SIZE, Sandbox, SandboxConfig, ScopeGrant,
 };
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -35,10 +35,10 @@ const CAMILA: &str = "erXuFYUfucBZaryVksYEcMg3";
 /// The MRN system of Epic's sandbox.
 const MRN_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.0";
 
-/// Epic's "required parameter missing" code.
-const EPIC_REQUIRED_PARAMETER: &str = "59108";
-/// Epic's code for a Patient search without identifying parameters.
-const EPIC_PATIENT_CRITERIA: &str = "59159";
+/// Epic's "Required search parameter missing from request." code.
+const EPIC_REQUIRED_PARAMETER: &str = "4111";
+/// Epic's "No parameters are provided in the search request." code.
+const EPIC_NO_PARAMETERS: &str = "4110";
 
 const READ_ALL: &str = "system/*.read";
 const FHIR_JSON: &str = "application/fhir+json";
@@ -92,7 +92,19 @@ impl Env {
         Env {
             sandbox,
             key,
-            http: http(),
+            // Every request asks for FHIR JSON unless a test says otherwise, as a FHIR client
+            // does (Epic answers XML, and the sandbox 406, to requests that do not).
+            http: reqwest::Client::builder()
+                .default_headers(
+                    [(
+                        reqwest::header::ACCEPT,
+                        reqwest::header::HeaderValue::from_static(FHIR_JSON),
+                    )]
+                    .into_iter()
+                    .collect(),
+                )
+                .build()
+                .expect("client"),
         }
     }
 
@@ -284,6 +296,20 @@ fn expression(issue: &Value) -> Vec<String> {
 
 /// Asserts an error answered as an OperationOutcome with `status` and issue `code`; returns
 /// the issue.
+/// The issue of an Epic "required parameter" refusal: 400, fatal, code `required`.
+fn required_issue(reply: &Reply) -> Value {
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(
+        reply.body["resourceType"], "OperationOutcome",
+        "{}",
+        reply.body
+    );
+    let issue = reply.body["issue"][0].clone();
+    assert_eq!(issue["severity"], "fatal", "{issue}");
+    assert_eq!(issue["code"], "required", "{issue}");
+    issue
+}
+
 fn error_issue(reply: &Reply, status: u16, code: &str) -> Value {
     assert_eq!(reply.status, status, "{}", reply.body);
     assert!(
@@ -400,7 +426,8 @@ async fn raw_get(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    (status, serde_json::from_str(body).expect("JSON body"))
+    let parsed = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+    (status, parsed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,11 +486,13 @@ fn sample_value(kind: &str, name: &str) -> &'static str {
 }
 
 /// Parameters that satisfy Epic's required-parameter rules, so a search exercises the
-/// parameter under test rather than answering 59108/59159.
+/// parameter under test rather than answering 4111/4110.
 fn epic_companions(resource_type: &str) -> Vec<(&'static str, &'static str)> {
     match resource_type {
         "Observation" => vec![("category", "vital-signs")],
         "Patient" => vec![("_id", DERRICK)],
+        "EpisodeOfCare" => vec![("patient", JASON), ("type", "diab")],
+        "Specimen" => vec![("_id", "any")],
         _ => Vec::new(),
     }
 }
@@ -500,6 +529,51 @@ async fn capability_statement_lists_every_type_and_every_listed_parameter_works(
     assert_eq!(statement["resourceType"], "CapabilityStatement");
     assert_eq!(statement["fhirVersion"], "4.0.1");
     assert_eq!(statement["kind"], "instance");
+    // Epic's identity, by which Epic-aware tools recognise Epic; the sandbox says what it is
+    // where no tool looks for a vendor.
+    assert_eq!(statement["software"]["name"], "Epic");
+    assert!(
+        statement["software"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert_eq!(statement["publisher"], "Epic");
+    assert!(
+        statement["implementation"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("sandbox")),
+        "{}",
+        statement["implementation"]
+    );
+    // Epic does not search by `_lastUpdated`: it is declared nowhere.
+    assert!(
+        !statement.to_string().contains("\"_lastUpdated\""),
+        "_lastUpdated is declared"
+    );
+    for resource_type in [
+        "EpisodeOfCare",
+        "DocumentReference",
+        "Binary",
+        "DiagnosticReport",
+        "ServiceRequest",
+        "Specimen",
+        "Device",
+        "Location",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Medication",
+        "MedicationDispense",
+    ] {
+        assert!(
+            statement["rest"][0]["resource"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .any(|r| r["type"] == resource_type),
+            "{resource_type} is listed"
+        );
+    }
     let rest = &statement["rest"][0];
     let listed: BTreeMap<String, &Value> = rest["resource"]
         .as_array()
@@ -536,7 +610,7 @@ async fn capability_statement_lists_every_type_and_every_listed_parameter_works(
         let name = param["name"].as_str().expect("name");
         let value = match name {
             "_count" => "5",
-            "_sort" => "-_lastUpdated",
+            "_sort" => "-_id",
             "_elements" => "id,code",
             "_summary" => "true",
             "_total" => "accurate",
@@ -656,7 +730,7 @@ async fn read_and_vread_carry_versions_and_unknowns_are_404() {
 
 #[tokio::test]
 async fn create_and_update_need_write_scopes_and_honour_if_match() {
-    let env = Env::start(|_| {}).await;
+    let env = Env::start(|config| config.scope_grant = Some(ScopeGrant::Requested)).await;
     let reader = env.token(READ_ALL).await;
     let writer = env.token("system/*.read system/Patient.write").await;
     let new_patient = json!({
@@ -811,7 +885,8 @@ async fn create_and_update_need_write_scopes_and_honour_if_match() {
                 .json(&new_patient),
         )
         .await;
-    error_issue(&reply, 406, "not-supported");
+    // The refusal itself is written in XML, which the request asked for.
+    assert_xml_outcome(&reply, 406, "JSON");
     let reply = env
         .send(
             env.http
@@ -820,7 +895,7 @@ async fn create_and_update_need_write_scopes_and_honour_if_match() {
                 .json(&json!({"resourceType": "Patient", "id": "format-check"})),
         )
         .await;
-    error_issue(&reply, 406, "not-supported");
+    assert_xml_outcome(&reply, 406, "JSON");
     assert_eq!(env.sandbox.store().count("Patient"), patients);
 
     // PUT to a new client-chosen id creates it.
@@ -885,11 +960,12 @@ async fn epic_required_search_parameters() {
     let env = Env::start(|_| {}).await;
     let token = env.token(READ_ALL).await;
 
-    // Observation needs category or code: 59108 naming the parameter.
+    // Observation needs category or code: 4111 naming the parameter, a fatal issue of code
+    // `required`, as Epic answers.
     let reply = env
         .search(&token, "Observation", &[("patient", DERRICK)])
         .await;
-    let issue = error_issue(&reply, 400, "invalid");
+    let issue = required_issue(&reply);
     assert_eq!(
         epic_code(&issue).as_deref(),
         Some(EPIC_REQUIRED_PARAMETER),
@@ -910,20 +986,29 @@ async fn epic_required_search_parameters() {
         assert!(total(&bundle) > 0, "{extra:?}");
     }
 
-    // Patient search needs _id, an identifier or demographics: 59159.
-    for pairs in [
-        &[][..],
-        &[("gender", "male")][..],
-        &[("address-city", "Verona")][..],
+    // Patient search needs _id, an identifier or demographics: 4110 without any parameter,
+    // 4111 with parameters that identify no one.
+    for (pairs, code) in [
+        (&[][..], EPIC_NO_PARAMETERS),
+        (&[("gender", "male")][..], EPIC_REQUIRED_PARAMETER),
+        (&[("address-city", "Verona")][..], EPIC_REQUIRED_PARAMETER),
     ] {
         let reply = env.search(&token, "Patient", pairs).await;
-        let issue = error_issue(&reply, 400, "invalid");
+        let issue = required_issue(&reply);
         assert_eq!(
             epic_code(&issue).as_deref(),
-            Some(EPIC_PATIENT_CRITERIA),
+            Some(code),
             "{pairs:?}: {issue}"
         );
     }
+
+    // EpisodeOfCare needs patient and type; Specimen is searched by _id only.
+    let reply = env
+        .search(&token, "EpisodeOfCare", &[("patient", JASON)])
+        .await;
+    assert_eq!(expression(&required_issue(&reply)), vec!["type"]);
+    let reply = env.search(&token, "Specimen", &[("patient", JASON)]).await;
+    assert_eq!(expression(&required_issue(&reply)), vec!["_id"]);
     let identifier = format!("{MRN_SYSTEM}|E4005");
     for pairs in [
         &[("_id", DERRICK)][..],
@@ -1485,7 +1570,7 @@ async fn includes_are_outside_count_and_total_and_not_repeated() {
 
 #[tokio::test]
 async fn revinclude_provenance_and_includes_filtered_by_scopes() {
-    let env = Env::start(|_| {}).await;
+    let env = Env::start(|config| config.scope_grant = Some(ScopeGrant::Requested)).await;
     let token = env.token(READ_ALL).await;
     let condition = env
         .sandbox
@@ -2036,7 +2121,7 @@ async fn json_only_content_negotiation() {
         for accept in [
             FHIR_JSON,
             "application/json",
-            "*/*",
+            "application/json, */*;q=0.1",
             "application/fhir+json; charset=utf-8",
             "application/fhir+xml, application/fhir+json;q=0.5",
             "application/*",
@@ -2050,14 +2135,30 @@ async fn json_only_content_negotiation() {
             assert!(reply.body.is_object(), "{url} {accept}");
             assert_eq!(reply.status, 200, "{url} {accept}: {}", reply.body);
         }
-        for accept in [
-            "application/fhir+xml",
-            "application/xml",
-            "text/html",
-            "application/fhir+json;q=0",
-        ] {
+        for accept in ["text/html", "application/fhir+json;q=0"] {
             let reply = env.get_accepting(Some(&token), url, accept).await;
             error_issue(&reply, 406, "not-supported");
+        }
+    }
+    // XML: Epic answers XML to `*/*` (and to an explicit XML request); the sandbox writes its
+    // CapabilityStatement and OperationOutcomes in XML, and refuses resources with a 406
+    // OperationOutcome, in XML, saying to ask for JSON.
+    for accept in ["*/*", "application/fhir+xml", "application/xml"] {
+        let reply = env.get_accepting(Some(&token), &metadata, accept).await;
+        assert_eq!(reply.status, 200, "{accept}");
+        assert_eq!(
+            reply.header("content-type"),
+            "application/fhir+xml; charset=utf-8"
+        );
+        let xml = reply.body.as_str().expect("XML text");
+        assert!(
+            xml.contains("<CapabilityStatement xmlns=\"http://hl7.org/fhir\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("<software><name value=\"Epic\"/>"), "{xml}");
+        for url in [&read, &vread, &search] {
+            let reply = env.get_accepting(Some(&token), url, accept).await;
+            assert_xml_outcome(&reply, 406, "application/fhir+json");
         }
     }
     // `_format` overrides Accept on every FHIR interaction.
@@ -2066,7 +2167,17 @@ async fn json_only_content_negotiation() {
         for format in ["xml", "application/fhir+xml", "text/xml"] {
             let url = format!("{url}{separator}_format={}", format.replace('+', "%2B"));
             let reply = env.get_accepting(Some(&token), &url, FHIR_JSON).await;
-            error_issue(&reply, 406, "not-supported");
+            if url.contains("/metadata") {
+                assert_eq!(reply.status, 200, "{url}");
+                assert!(
+                    reply
+                        .body
+                        .as_str()
+                        .is_some_and(|x| x.contains("<CapabilityStatement"))
+                );
+            } else {
+                assert_xml_outcome(&reply, 406, "JSON");
+            }
         }
         for format in ["json", "application/fhir+json"] {
             let url = format!("{url}{separator}_format={}", format.replace('+', "%2B"));
@@ -2076,9 +2187,10 @@ async fn json_only_content_negotiation() {
         }
     }
 
-    // No Accept header at all: JSON (Epic would answer XML; the sandbox speaks JSON only).
+    // No Accept header at all: XML, as Epic answers (a refusal for resources, which the
+    // sandbox serves as JSON only), and errors before it are XML too.
     let authorization = format!("Bearer {token}");
-    for url in [&read, &search, &metadata] {
+    for url in [&read, &search] {
         let path_and_query = &url[env.sandbox.base_url().origin().ascii_serialization().len()..];
         let (status, body) = raw_get(
             &env.sandbox,
@@ -2086,9 +2198,67 @@ async fn json_only_content_negotiation() {
             &[("Authorization", &authorization)],
         )
         .await;
+        assert_eq!(status, 406, "{url}: {body}");
+        assert!(
+            body.as_str().is_some_and(|x| x.starts_with("<?xml")),
+            "{body}"
+        );
+        let (status, body) = raw_get(&env.sandbox, path_and_query, &[]).await;
+        assert_eq!(status, 401, "{url}: {body}");
+        assert!(
+            body.as_str()
+                .is_some_and(|x| x.contains("<OperationOutcome") && x.contains("bearer")),
+            "{body}"
+        );
+    }
+    let path = &metadata[env.sandbox.base_url().origin().ascii_serialization().len()..];
+    let (status, body) = raw_get(&env.sandbox, path, &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.as_str()
+            .is_some_and(|x| x.contains("<CapabilityStatement")),
+        "{body}"
+    );
+
+    // Without Epic's rules a missing Accept or `*/*` gets JSON.
+    let generic = Env::start(|config| config.epic_rules = false).await;
+    let token = generic.token(READ_ALL).await;
+    let authorization = format!("Bearer {token}");
+    for path in [format!("Patient/{DERRICK}"), "metadata".to_owned()] {
+        let url = generic.url(&path, &[]);
+        let reply = generic.get_accepting(Some(&token), &url, "*/*").await;
+        assert_eq!(reply.status, 200, "{url}");
+        assert!(reply.body.is_object(), "{url}");
+        let path_and_query = &url[generic
+            .sandbox
+            .base_url()
+            .origin()
+            .ascii_serialization()
+            .len()..];
+        let (status, body) = raw_get(
+            &generic.sandbox,
+            path_and_query,
+            &[("Authorization", &authorization)],
+        )
+        .await;
         assert_eq!(status, 200, "{url}: {body}");
         assert!(body["resourceType"].is_string(), "{body}");
     }
+}
+
+/// Asserts an OperationOutcome written in FHIR XML with `status`, whose text holds `needle`.
+fn assert_xml_outcome(reply: &Reply, status: u16, needle: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(
+        reply.header("content-type"),
+        "application/fhir+xml; charset=utf-8"
+    );
+    let xml = reply.body.as_str().expect("XML text");
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<OperationOutcome xmlns=\"http://hl7.org/fhir\"><issue>"),
+        "{xml}"
+    );
+    assert!(xml.contains(needle), "{xml} lacks {needle}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use epic_fhir_sandbox::ScopeGrant;
 use epic_fhir_sandbox::auth::{ClientConfig, ClientKeys, ScopeSet, load_key_file};
 use serde_json::{Value, json};
 use support::*;
@@ -42,7 +44,8 @@ async fn valid_rs384_and_es384_assertions_get_tokens() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["token_type"], "bearer");
         assert_eq!(body["expires_in"], 3600);
-        assert_eq!(body["scope"], "system/Patient.read");
+        // As on Epic, the registration is granted whatever the request asked for.
+        assert_eq!(body["scope"], "system/*.read");
         let token = body["access_token"].as_str().expect("token");
         assert_eq!(token.len(), 43, "256-bit opaque token");
         assert_eq!(headers["cache-control"], "no-store");
@@ -546,7 +549,11 @@ async fn scope_rules() {
     let key = TestKey::rsa2048("rsa-1");
     let limited = client("limited", &[&key])
         .with_scopes(ScopeSet::parse("system/Patient.read system/Observation.rs").expect("scopes"));
-    let sandbox = sandbox_with(vec![limited], |_| {}).await;
+    // SMART's grant: the requested scopes, within the registration.
+    let sandbox = sandbox_with(vec![limited], |config| {
+        config.scope_grant = Some(ScopeGrant::Requested);
+    })
+    .await;
     let request = |scope: &'static str| {
         let assertion = sign(
             &key,
@@ -739,7 +746,12 @@ async fn jwks_url_is_fetched_cached_and_refetched_once_on_unknown_kid() {
     let new = TestKey::ec384("new-key");
     let (url, doc, fetches) = jwks_server(jwks(&[&old])).await;
     let remote = ClientConfig::new("remote-app", ClientKeys::JwksUrl(url.parse().expect("url")));
-    let sandbox = sandbox_with(vec![remote], |_| {}).await;
+    // No pause between refetches here; `unknown_kids_cannot_make_the_jwks_url_be_fetched_again_and_again`
+    // covers the pause.
+    let sandbox = sandbox_with(vec![remote], |config| {
+        config.jwks_refetch_interval = Duration::ZERO;
+    })
+    .await;
     let token_url = aud(&sandbox);
 
     assert_eq!(
@@ -842,5 +854,136 @@ async fn jwks_url_beyond_loopback_is_never_fetched() {
         )
         .await,
         "is not on loopback",
+    );
+}
+
+#[tokio::test]
+async fn epic_grants_the_registration_whatever_is_asked() {
+    let key = TestKey::rsa2048("rsa-1");
+    let limited = client("limited", &[&key])
+        .with_scopes(ScopeSet::parse("system/Patient.read system/Observation.rs").expect("scopes"));
+    let sandbox = sandbox_with(vec![limited], |_| {}).await;
+    // What an Epic-aware bulk tool asks for: types beyond the registration, none for Group.
+    for scope in [
+        "system/Patient.read system/Condition.read system/DocumentReference.read",
+        "system/Binary.read",
+        "not even a scope",
+    ] {
+        let assertion = sign(&key, Some("rsa-1"), &claims("limited", &aud(&sandbox)));
+        let (status, body, _) = token_request(
+            &sandbox,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &assertion),
+                ("scope", scope),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{scope}: {body}");
+        assert_eq!(
+            body["scope"], "system/Patient.read system/Observation.rs",
+            "{scope}"
+        );
+        // The token carries the registration: Condition is not readable with it.
+        let token = body["access_token"].as_str().expect("token");
+        let response = get(&sandbox, Some(token), "Condition?patient=x").await;
+        assert_eq!(response.status().as_u16(), 403, "{scope}");
+        let response = get(&sandbox, Some(token), "Patient?_id=x").await;
+        assert_eq!(response.status().as_u16(), 200, "{scope}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_kids_cannot_make_the_jwks_url_be_fetched_again_and_again() {
+    let key = TestKey::rsa2048("real-key");
+    let (url, _doc, fetches) = jwks_server(jwks(&[&key])).await;
+    let remote = ClientConfig::new("remote-app", ClientKeys::JwksUrl(url.parse().expect("url")));
+    let sandbox = sandbox_with(vec![remote], |config| {
+        config.jwks_refetch_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let token_url = aud(&sandbox);
+    assert_eq!(
+        exchange(
+            &sandbox,
+            &sign(&key, Some("real-key"), &claims("remote-app", &token_url))
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // An attacker's stream of assertions naming made-up kids (unsigned by any registered
+    // key): one refetch at most within the interval, then each is refused from the cache.
+    for attempt in 0..50 {
+        let header = json!({"alg": "RS384", "typ": "JWT", "kid": format!("made-up-{attempt}")});
+        assert_invalid_client(
+            exchange(
+                &sandbox,
+                &sign_raw(&key, &header, &claims("remote-app", &token_url)),
+            )
+            .await,
+            "no registered key has kid made-up",
+        );
+    }
+    assert!(
+        fetches.load(Ordering::SeqCst) <= 2,
+        "{} fetches for 50 unknown kids",
+        fetches.load(Ordering::SeqCst)
+    );
+    // The real key still works from the cache.
+    assert_eq!(
+        exchange(
+            &sandbox,
+            &sign(&key, Some("real-key"), &claims("remote-app", &token_url))
+        )
+        .await
+        .0,
+        200
+    );
+
+    // An unreachable URL is not retried on every assertion either.
+    let dead = ClientConfig::new(
+        "dead-app",
+        ClientKeys::JwksUrl("http://127.0.0.1:1/jwks.json".parse().expect("url")),
+    );
+    sandbox.register_client(dead);
+    for _ in 0..3 {
+        assert_invalid_client(
+            exchange(
+                &sandbox,
+                &sign(&key, Some("real-key"), &claims("dead-app", &token_url)),
+            )
+            .await,
+            "unreachable",
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_crit_header_is_refused_as_rfc_7515_requires() {
+    let key = TestKey::rsa2048("rsa-1");
+    let sandbox = sandbox_with(vec![client("app", &[&key])], |_| {}).await;
+    for crit in [json!(["exp"]), json!(["http://example.org/ext"]), json!([])] {
+        let header = json!({"alg": "RS384", "typ": "JWT", "kid": "rsa-1", "crit": crit});
+        assert_invalid_client(
+            exchange(
+                &sandbox,
+                &sign_raw(&key, &header, &claims("app", &aud(&sandbox))),
+            )
+            .await,
+            "crit",
+        );
+    }
+    let header = json!({"alg": "RS384", "typ": "JWT", "kid": "rsa-1"});
+    assert_eq!(
+        exchange(
+            &sandbox,
+            &sign_raw(&key, &header, &claims("app", &aud(&sandbox)))
+        )
+        .await
+        .0,
+        200
     );
 }

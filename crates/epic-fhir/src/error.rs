@@ -252,7 +252,7 @@ impl Error {
         self.inner.outcome.as_deref()
     }
 
-    /// Epic's codes in the error's OperationOutcome, such as `59108`.
+    /// Epic's codes in the error's OperationOutcome, such as `4111`.
     pub fn epic_codes(&self) -> Vec<&str> {
         self.inner
             .outcome

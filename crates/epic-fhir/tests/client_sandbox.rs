@@ -122,11 +122,13 @@ async fn epic_refuses_observation_search_without_category_or_code() {
         .client
         .search::<Observation>(&SearchParams::new().reference("patient", CAMILA))
         .await
-        .expect_err("59108");
+        .expect_err("4111");
     assert_eq!(err.status(), Some(400));
-    assert_eq!(err.epic_codes(), vec!["59108"]);
+    // Epic's 4111 "Required search parameter missing from request." (the sandbox's source
+    // for it is in ARCHITECTURE.md; the 59108 once expected here had none).
+    assert_eq!(err.epic_codes(), vec!["4111"]);
     assert!(
-        err.to_string().contains("59108") || err.to_string().contains("required"),
+        err.to_string().contains("4111") || err.to_string().contains("required"),
         "{err}"
     );
     // The query (patient data) never appears in the error.

@@ -284,7 +284,7 @@ mod tests {
                 {
                     "severity": "error",
                     "code": "required",
-                    "details": {"coding": [{"system": EPIC_OUTCOME_CODE_SYSTEM, "code": "59108", "display": "Required parameter missing"}]},
+                    "details": {"coding": [{"system": EPIC_OUTCOME_CODE_SYSTEM, "code": "4111", "display": "Required parameter missing"}]},
                     "diagnostics": "Either the category or\ncode parameter is required.",
                     "location": ["/f:category"],
                     "expression": ["category", null],
@@ -302,7 +302,7 @@ mod tests {
         assert!(outcome.has_epic_code("4101"));
         assert!(!outcome.has_epic_code("4122"));
         let codes: Vec<_> = outcome.epic_issues().map(|(_, code)| code).collect();
-        assert_eq!(codes, ["4101", "59108"]);
+        assert_eq!(codes, ["4101", "4111"]);
         assert_eq!(outcome.issue[1].expression, vec!["category".to_owned()]);
         assert_eq!(
             outcome.issue[1].expression_ext.as_ref().unwrap().absent,
@@ -320,7 +320,7 @@ mod tests {
         let summary = epic_outcome().summary();
         assert_eq!(
             summary,
-            "error (required): Required parameter missing [Epic 59108] (Either the category or code parameter is required.); \
+            "error (required): Required parameter missing [Epic 4111] (Either the category or code parameter is required.); \
              warning (processing): Resource request returns no results. [Epic 4101]"
         );
         assert_eq!(

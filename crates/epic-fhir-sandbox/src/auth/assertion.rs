@@ -20,6 +20,8 @@ pub(crate) struct CheckContext<'a> {
     pub(crate) token_url: &'a str,
     pub(crate) now: i64,
     pub(crate) skew: i64,
+    /// The least time between two JWK Set fetches caused by an unknown `kid`.
+    pub(crate) jwks_refetch_interval: std::time::Duration,
 }
 
 fn decode_part(part: &str, what: &str) -> Result<Vec<u8>, String> {
@@ -111,6 +113,13 @@ pub(crate) async fn verify(
             ACCEPTED_ALGORITHMS.join(", ")
         ));
     }
+    // RFC 7515 section 4.1.11: a recipient that does not understand an extension listed in
+    // `crit` must reject the JWS, and this server understands none.
+    if let Some(crit) = header.get("crit") {
+        return Err(format!(
+            "JWT header crit {crit} names extensions this server does not understand: a client assertion must not carry crit (RFC 7515)"
+        ));
+    }
     if let Some(typ) = header.get("typ") {
         if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
             return Err(format!("JWT header typ must be JWT, found {typ}"));
@@ -156,7 +165,7 @@ pub(crate) async fn verify(
         Some(Value::String(kid)) => Some(kid.as_str()),
         Some(_) => return Err("kid header is not a string".to_owned()),
     };
-    let keys = client.keys(http, kid).await?;
+    let keys = client.keys(http, kid, ctx.jwks_refetch_interval).await?;
     let key = match kid {
         Some(kid) => {
             let mut matching = keys.iter().filter(|k| k.kid == kid);

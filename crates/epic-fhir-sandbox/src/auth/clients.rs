@@ -21,8 +21,8 @@ pub enum ClientKeys {
     /// Keys given at registration (from a JWK Set file, a PEM public key or a certificate).
     Static(Vec<VerifyKey>),
     /// A JWK Set URL on loopback (any other is refused, never fetched), fetched on first use,
-    /// cached per its `Cache-Control`, and fetched again once when an assertion names an
-    /// unknown `kid`.
+    /// cached per its `Cache-Control`, and fetched again when an assertion names an unknown
+    /// `kid` (at most once per [`crate::SandboxConfig::jwks_refetch_interval`]).
     JwksUrl(Url),
 }
 
@@ -111,6 +111,15 @@ pub fn load_key_file(path: &Path) -> Result<Vec<VerifyKey>, String> {
     }
 }
 
+/// What is known about a JWK Set URL: the last set fetched, and the last failed attempt.
+#[derive(Debug, Default)]
+struct RemoteCache {
+    fetched: Option<Fetched>,
+    /// When the last fetch failed, and why: within the refetch interval the same error is
+    /// answered without reaching out again.
+    failed: Option<(Instant, String)>,
+}
+
 #[derive(Debug)]
 struct Fetched {
     keys: Vec<VerifyKey>,
@@ -131,7 +140,7 @@ enum KeySource {
     Static(Vec<VerifyKey>),
     Remote {
         url: Url,
-        cache: tokio::sync::Mutex<Option<Fetched>>,
+        cache: tokio::sync::Mutex<RemoteCache>,
     },
 }
 
@@ -141,7 +150,7 @@ impl Client {
             ClientKeys::Static(keys) => KeySource::Static(keys),
             ClientKeys::JwksUrl(url) => KeySource::Remote {
                 url,
-                cache: tokio::sync::Mutex::new(None),
+                cache: tokio::sync::Mutex::new(RemoteCache::default()),
             },
         };
         Client {
@@ -160,28 +169,52 @@ impl Client {
     }
 
     /// The client's keys. For a JWK Set URL: the cached set while fresh; fetched when stale;
-    /// and fetched again once when `kid` names a key the cached set lacks (key rotation).
+    /// and fetched again when `kid` names a key the cached set lacks (key rotation), but at
+    /// most once per `refetch_interval`, so that assertions naming made-up `kid`s (which
+    /// anyone can send, signed or not) cannot make the sandbox fetch the URL again and again.
     pub(crate) async fn keys(
         &self,
         http: &reqwest::Client,
         kid: Option<&str>,
+        refetch_interval: Duration,
     ) -> Result<Vec<VerifyKey>, String> {
         let (url, cache) = match &self.source {
             KeySource::Static(keys) => return Ok(keys.clone()),
             KeySource::Remote { url, cache } => (url, cache),
         };
         let mut cache = cache.lock().await;
-        let fresh = cache
-            .as_ref()
-            .is_some_and(|f| f.fetched_at.elapsed() < f.max_age);
-        let knows_kid = |f: &Fetched| kid.is_none_or(|k| f.keys.iter().any(|key| key.kid == k));
-        if fresh && cache.as_ref().is_some_and(knows_kid) {
-            return Ok(cache.as_ref().map(|f| f.keys.clone()).unwrap_or_default());
+        if let Some(fetched) = cache.fetched.as_ref() {
+            let age = fetched.fetched_at.elapsed();
+            let fresh = age < fetched.max_age;
+            let knows_kid = kid.is_none_or(|k| fetched.keys.iter().any(|key| key.kid == k));
+            if fresh && (knows_kid || age < refetch_interval) {
+                if !knows_kid {
+                    tracing::debug!(target: "epic_fhir_sandbox::auth", client = %self.id, ?kid, "unknown kid: the JWK Set was fetched too recently to fetch it again");
+                }
+                return Ok(fetched.keys.clone());
+            }
         }
-        let fetched = fetch_jwks(http, url).await?;
-        let keys = fetched.keys.clone();
-        *cache = Some(fetched);
-        Ok(keys)
+        if let Some((at, error)) = &cache.failed {
+            if at.elapsed() < refetch_interval {
+                return Err(format!(
+                    "{error} (a fetch failed {} ms ago; it is tried again at most every {} s)",
+                    at.elapsed().as_millis(),
+                    refetch_interval.as_secs()
+                ));
+            }
+        }
+        match fetch_jwks(http, url).await {
+            Ok(fetched) => {
+                let keys = fetched.keys.clone();
+                cache.fetched = Some(fetched);
+                cache.failed = None;
+                Ok(keys)
+            }
+            Err(error) => {
+                cache.failed = Some((Instant::now(), error.clone()));
+                Err(error)
+            }
+        }
     }
 }
 

@@ -92,6 +92,10 @@ pub(super) struct Finished {
 pub(crate) struct Job {
     id: String,
     client_id: String,
+    /// The Group exported, for a Group export.
+    group: Option<String>,
+    /// The estimated memory the job's snapshot keeps alive, in bytes.
+    memory: usize,
     request: String,
     transaction_time: OffsetDateTime,
     total: usize,
@@ -127,13 +131,23 @@ impl Job {
     pub(super) fn new(
         id: String,
         client_id: String,
+        group: Option<String>,
         request: String,
         transaction_time: OffsetDateTime,
         snapshot: &[(String, Vec<Arc<StoredResource>>)],
     ) -> Self {
+        // The snapshot shares the stored bytes, but keeps them alive after an update or a
+        // reload replaces them: the JSON counts in full, plus a pointer per resource.
+        let memory = snapshot
+            .iter()
+            .flat_map(|(_, list)| list)
+            .map(|r| r.json().len() + std::mem::size_of::<Arc<StoredResource>>())
+            .sum();
         Job {
             id,
             client_id,
+            group,
+            memory,
             request,
             transaction_time,
             total: snapshot.iter().map(|(_, list)| list.len()).sum(),
@@ -150,6 +164,14 @@ impl Job {
 
     pub(super) fn client_id(&self) -> &str {
         &self.client_id
+    }
+
+    pub(super) fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
+    pub(super) fn memory(&self) -> usize {
+        self.memory
     }
 
     /// Resources in the snapshot.

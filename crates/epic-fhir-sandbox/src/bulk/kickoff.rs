@@ -134,16 +134,9 @@ fn kick_off(
         }
         _ => {}
     }
+    // The Bulk Data IG asks for scopes covering the exported types and nothing about the
+    // Group itself; Epic does not ask for a Group scope either. So none is required here.
     let grant = bearer_grant(state, headers)?;
-    if matches!(level, Level::Group(_)) && !grant.scopes.allows("Group", Permission::Read) {
-        return Err(FhirError::insufficient_scope(
-            format!(
-                "the access token's scopes ({}) do not allow reading Groups, which a Group export needs: it needs system/Group.read or system/Group.r",
-                grant.scopes
-            ),
-            "system/Group.read",
-        ));
-    }
     check_accept(headers)?;
     check_prefer(headers)?;
 
@@ -155,6 +148,24 @@ fn kick_off(
                 .collect()
         })
         .unwrap_or_default();
+    if pairs.len() > state.max_search_params {
+        return Err(FhirError::bad_request(format!(
+            "the kick-off carries {} parameters: this server accepts at most {}",
+            pairs.len(),
+            state.max_search_params
+        )));
+    }
+    if state.epic_rules
+        && let Some((key, _)) = pairs.iter().find(|(k, _)| k == "_since")
+    {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "not-supported",
+            "`_since` is not supported by this server (as on Epic, whose bulk export has no `_since`): export everything and compare, or start the sandbox with --no-epic-rules",
+        )
+        .with_expression(key.clone()));
+    }
+    bulk.precheck(&grant.client_id)?;
     let held = state.store.types();
     let mut known: HashSet<String> = held.iter().cloned().collect();
     known.extend(described_types().map(str::to_owned));
@@ -265,14 +276,24 @@ fn kick_off(
         FhirError::new(StatusCode::INTERNAL_SERVER_ERROR, "exception", message)
     })?;
     let request = request_url(state, uri);
+    let group = match &level {
+        Level::Group(id) => Some(id.clone()),
+        Level::System | Level::Patient => None,
+    };
     let job = Arc::new(Job::new(
         id,
         grant.client_id.clone(),
+        group.clone(),
         request,
         snapshot.transaction_time,
         &snapshot.resources,
     ));
-    bulk.insert(Arc::clone(&job));
+    if let Err(error) = bulk.insert(Arc::clone(&job)) {
+        if let Some(group) = &group {
+            bulk.release_window(&grant.client_id, group);
+        }
+        return Err(error);
+    }
     let work = Work {
         snapshot: snapshot.resources,
         filters,

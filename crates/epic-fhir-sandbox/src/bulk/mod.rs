@@ -87,6 +87,12 @@ pub struct BulkConfig {
     pub max_resources_per_file: usize,
     /// How long a finished job and its files stay available. Default 14 days, Epic's figure.
     pub retention: Duration,
+    /// The most jobs one client may hold at once, running or finished and not yet deleted
+    /// or expired; another kick-off is answered 429 until one is deleted. Default 5.
+    pub max_jobs_per_client: usize,
+    /// The memory all jobs together may hold, estimated from the JSON their snapshots keep
+    /// alive; a kick-off that would exceed it is answered 429. Default 512 MiB.
+    pub memory_budget: usize,
 }
 
 impl Default for BulkConfig {
@@ -99,6 +105,8 @@ impl Default for BulkConfig {
             poll_interval: Duration::from_secs(1),
             max_resources_per_file: EPIC_MAX_RESOURCES_PER_FILE,
             retention: EPIC_RETENTION,
+            max_jobs_per_client: 5,
+            memory_budget: 512 << 20,
         }
     }
 }
@@ -112,6 +120,12 @@ impl BulkConfig {
         if self.max_resources_per_file == 0 {
             return Err(
                 "bulk max_resources_per_file is 0: an output file must hold at least one resource"
+                    .to_owned(),
+            );
+        }
+        if self.max_jobs_per_client == 0 {
+            return Err(
+                "bulk max_jobs_per_client is 0: a client must be able to start at least one export"
                     .to_owned(),
             );
         }
@@ -149,11 +163,62 @@ impl BulkState {
         }
     }
 
-    fn insert(&self, job: Arc<Job>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        // Expired jobs are dropped whenever a new one arrives, so memory follows the live ones.
+    /// Drops finished jobs older than the retention, with their files and snapshots.
+    fn prune(&self, jobs: &mut HashMap<String, Arc<Job>>) {
         jobs.retain(|_, job| !job.expired(self.config.retention));
+    }
+
+    /// The 429 for a client that already holds its share of jobs, or `Ok`.
+    fn check_client_share(
+        &self,
+        jobs: &HashMap<String, Arc<Job>>,
+        client_id: &str,
+    ) -> Result<(), FhirError> {
+        let held = jobs.values().filter(|j| j.client_id() == client_id).count();
+        if held < self.config.max_jobs_per_client {
+            return Ok(());
+        }
+        let mut error = FhirError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!(
+                "Request not allowed: client {client_id} already holds {held} export jobs (running, or finished and not yet deleted), the most this server allows per client: DELETE the status URL of a finished job to free a slot"
+            ),
+        );
+        error.retry_after = Some(ceil_seconds(self.config.poll_interval).max(1));
+        Err(error)
+    }
+
+    /// Refuses a kick-off early when the client already holds its share of jobs.
+    fn precheck(&self, client_id: &str) -> Result<(), FhirError> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.prune(&mut jobs);
+        self.check_client_share(&jobs, client_id)
+    }
+
+    /// Admits a new job: within the client's share and the memory budget, checked again
+    /// under the lock the job is inserted with, so concurrent kick-offs cannot overshoot.
+    fn insert(&self, job: Arc<Job>) -> Result<(), FhirError> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.prune(&mut jobs);
+        self.check_client_share(&jobs, job.client_id())?;
+        let held: usize = jobs.values().map(|j| j.memory()).sum();
+        if held.saturating_add(job.memory()) > self.config.memory_budget {
+            let mut error = FhirError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                format!(
+                    "Request not allowed: this export would hold about {} MiB, and the export jobs held now ({} MiB) leave less than that of this server's {} MiB budget: try again when other jobs are deleted or expire",
+                    job.memory() >> 20,
+                    held >> 20,
+                    self.config.memory_budget >> 20
+                ),
+            );
+            error.retry_after = Some(ceil_seconds(self.config.poll_interval).max(1));
+            return Err(error);
+        }
         jobs.insert(job.id().to_owned(), job);
+        Ok(())
     }
 
     /// The job `id` if it exists, has not expired and belongs to `client_id`. Any other case
@@ -172,13 +237,26 @@ impl BulkState {
             .ok_or_else(|| unknown_job(id))
     }
 
+    /// Removes a job (DELETE). A Group job's kick-off window is freed with it, as on Epic,
+    /// where deleting an export lets the client export the Group again.
     fn remove(&self, id: &str, client_id: &str) -> Result<Arc<Job>, FhirError> {
         let job = self.find(id, client_id)?;
         self.jobs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
+        if let Some(group) = job.group() {
+            self.release_window(client_id, group);
+        }
         Ok(job)
+    }
+
+    /// Frees the kick-off window of `(client, group)`.
+    fn release_window(&self, client_id: &str, group_id: &str) {
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(client_id.to_owned(), group_id.to_owned()));
     }
 
     /// Records a Group kick-off, or says how long the client must wait for the next one.
@@ -196,7 +274,7 @@ impl BulkState {
                 StatusCode::TOO_MANY_REQUESTS,
                 "throttled",
                 format!(
-                    "client {client_id} already exported Group/{group_id} within the last {}: this server allows one export per Group per client in that window; try again in {}",
+                    "Request not allowed: The Client requested this Group too recently. Client {client_id} already exported Group/{group_id} within the last {}: this server allows one export per Group per client in that window (deleting that export frees it); try again in {}",
                     human(window),
                     human(wait)
                 ),

@@ -9,7 +9,10 @@
 //!   Encounters, vital signs, labs, problems, prescriptions, allergies, immunizations,
 //!   procedures and appointments (100 patients give roughly 30,000 resources; one synthetic
 //!   patient in forty is on home monitoring with well over 1,000 Observations);
-//! - the Organizations and Practitioners all of them reference;
+//! - per patient, a second pass ([`records`]): lab reports with their orders and specimens,
+//!   clinical notes (DocumentReference + Binary), episodes of care, home devices and
+//!   medication dispenses;
+//! - the Organizations, Locations, Practitioners and PractitionerRoles all of them reference;
 //! - Groups for bulk export: every patient, the named patients, patients with type 2 diabetes
 //!   and pediatric patients, with stable ids reported in the [`GenerateSummary`].
 //!
@@ -34,6 +37,7 @@ mod fhir;
 mod named;
 mod people;
 mod plan;
+mod records;
 mod render;
 mod rng;
 mod synthetic;
@@ -63,6 +67,10 @@ const LATEST_NOW: Date = date!(2999 - 12 - 31);
 const STREAM_DIRECTORY: u64 = 1;
 const STREAM_NAMED: u64 = 2;
 const STREAM_SYNTHETIC: u64 = 3;
+/// The second pass ([`records`]) draws from streams of its own, so adding it changed nothing
+/// the first pass writes.
+const STREAM_FACILITIES: u64 = 4;
+const STREAM_RECORDS: u64 = 5;
 
 const ALL_PATIENTS_GROUP: (&str, &str) = ("eAllSandboxPatients.Group3", "All sandbox patients");
 const NAMED_GROUP: (&str, &str) = ("eEpicNamedPatients.Group3", "Epic named test patients");
@@ -199,6 +207,8 @@ pub fn generate(
 
     let mut directory_rng = Rng::stream(config.seed, STREAM_DIRECTORY, 0);
     let directory = Directory::build(&mut world, &mut directory_rng);
+    let mut facilities_rng = Rng::stream(config.seed, STREAM_FACILITIES, 0);
+    let mut records = records::Records::build(&mut world, &mut facilities_rng, &directory);
 
     // No capacity is reserved from `config.patients`: it is caller input, and an absurd count
     // must not abort the process before a single patient is made.
@@ -207,7 +217,9 @@ pub fn generate(
     for (index, spec) in named::NAMED.iter().enumerate() {
         let mut rng = Rng::stream(config.seed, STREAM_NAMED, index as u64);
         let plan = named::plan(spec, &mut rng, world.clock.today, &directory);
-        let patient = render::render(&plan, &mut rng, &mut world, &directory);
+        let (patient, history) = render::render(&plan, &mut rng, &mut world, &directory);
+        let mut records_rng = Rng::stream(config.seed, STREAM_RECORDS, index as u64);
+        records.emit(&history, &mut records_rng, &mut world, &directory);
         named_patients.push(NamedPatient {
             name: patient.display.clone(),
             id: patient.id.clone(),
@@ -219,7 +231,11 @@ pub fn generate(
     for index in 0..config.patients.saturating_sub(named::NAMED.len()) {
         let mut rng = Rng::stream(config.seed, STREAM_SYNTHETIC, index as u64);
         let plan = synthetic::plan(&mut rng, index, &mut world, &directory);
-        rendered.push(render::render(&plan, &mut rng, &mut world, &directory));
+        let (patient, history) = render::render(&plan, &mut rng, &mut world, &directory);
+        let ordinal = (named::NAMED.len() + index) as u64;
+        let mut records_rng = Rng::stream(config.seed, STREAM_RECORDS, ordinal);
+        records.emit(&history, &mut records_rng, &mut world, &directory);
+        rendered.push(patient);
     }
 
     let all: Vec<&Rendered> = rendered.iter().collect();
@@ -357,7 +373,8 @@ impl Ids {
             "Practitioner" | "Organization" => (22, 26),
             "Encounter" => (24, 28),
             "Observation" | "MedicationRequest" => (44, 48),
-            "Condition" | "Immunization" | "Procedure" => (40, 44),
+            "Condition" | "Immunization" | "Procedure" | "DiagnosticReport" => (40, 44),
+            "DocumentReference" | "Binary" => (44, 48),
             "AllergyIntolerance" => (36, 40),
             _ => (30, 34),
         };

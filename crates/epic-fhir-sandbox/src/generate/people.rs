@@ -583,6 +583,16 @@ impl Directory {
         }
     }
 
+    /// Every Organization: per region the clinic, then the hospital.
+    pub(super) fn organizations(&self) -> &[Named] {
+        &self.orgs
+    }
+
+    /// Every Practitioner, in the order they were written.
+    pub(super) fn practitioners(&self) -> &[Practitioner] {
+        &self.practitioners
+    }
+
     pub(super) fn clinic(&self, region: usize) -> &Named {
         &self.orgs[(region * 2) % self.orgs.len()]
     }

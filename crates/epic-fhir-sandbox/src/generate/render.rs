@@ -40,7 +40,7 @@ pub(super) fn render(
     rng: &mut Rng,
     world: &mut World<'_>,
     directory: &Directory,
-) -> Rendered {
+) -> (Rendered, History) {
     let zone = REGIONS
         .get(plan.person.region)
         .map_or(Zone::Central, |r| r.zone);
@@ -53,6 +53,8 @@ pub(super) fn render(
         directory,
         zone,
         subject,
+        labs: Vec::new(),
+        prescriptions: Vec::new(),
     };
     writer.patient();
     let problem_ids: Vec<String> = plan
@@ -68,23 +70,81 @@ pub(super) fn render(
         writer.monitoring(monitoring);
     }
     let today = writer.world.clock.today;
-    Rendered {
-        id: plan.person.id.clone(),
-        display,
-        age: timefmt::age_on(plan.person.birth, today),
-        diabetic: plan.has(Cond::Diabetes2, today),
-    }
+    let history = History {
+        subject: writer.subject.clone(),
+        zone,
+        visits: records,
+        labs: std::mem::take(&mut writer.labs),
+        prescriptions: std::mem::take(&mut writer.prescriptions),
+        problems: plan
+            .problems
+            .iter()
+            .zip(&problem_ids)
+            .map(|(p, id)| (id.clone(), p.cond, p.onset, p.active_on(today)))
+            .collect(),
+        monitoring: plan.monitoring.map(|m| m.start),
+        pcp: plan.person.pcp,
+        region: plan.person.region,
+    };
+    (
+        Rendered {
+            id: plan.person.id.clone(),
+            display,
+            age: timefmt::age_on(plan.person.birth, today),
+            diabetic: plan.has(Cond::Diabetes2, today),
+        },
+        history,
+    )
+}
+
+/// What the second pass ([`super::records`]) needs of a rendered patient: the records it
+/// derives documents, reports, orders, specimens, dispenses, devices and episodes from.
+#[derive(Debug)]
+pub(super) struct History {
+    pub(super) subject: Value,
+    pub(super) zone: Zone,
+    pub(super) visits: Vec<VisitRecord>,
+    pub(super) labs: Vec<LabResult>,
+    pub(super) prescriptions: Vec<Prescription>,
+    /// Problem-list entries: Condition id, condition, onset, active today.
+    pub(super) problems: Vec<(String, Cond, Date, bool)>,
+    /// The start of home monitoring, for a patient who has it.
+    pub(super) monitoring: Option<Date>,
+    /// Directory index of the primary care practitioner.
+    pub(super) pcp: usize,
+    pub(super) region: usize,
+}
+
+/// One lab result Observation as written.
+#[derive(Debug, Clone)]
+pub(super) struct LabResult {
+    pub(super) encounter: String,
+    pub(super) practitioner: usize,
+    pub(super) observation: String,
+    pub(super) lab: Lab,
+    pub(super) draw: OffsetDateTime,
+    pub(super) issued: OffsetDateTime,
+}
+
+/// One MedicationRequest as written.
+#[derive(Debug, Clone)]
+pub(super) struct Prescription {
+    pub(super) id: String,
+    pub(super) med: super::catalog::Med,
+    pub(super) authored: OffsetDateTime,
+    pub(super) status: &'static str,
+    pub(super) requester: usize,
 }
 
 /// A visit after rendering: when it happened, its Encounter and who saw the patient.
 #[derive(Debug, Clone)]
-struct VisitRecord {
-    date: Date,
-    kind: VisitKind,
-    encounter: String,
-    start: OffsetDateTime,
-    end: Option<OffsetDateTime>,
-    practitioner: usize,
+pub(super) struct VisitRecord {
+    pub(super) date: Date,
+    pub(super) kind: VisitKind,
+    pub(super) encounter: String,
+    pub(super) start: OffsetDateTime,
+    pub(super) end: Option<OffsetDateTime>,
+    pub(super) practitioner: usize,
 }
 
 /// How unwell the patient is at a visit, which shifts vital signs and some labs.
@@ -247,6 +307,10 @@ struct Writer<'a, 'w> {
     directory: &'a Directory,
     zone: Zone,
     subject: Value,
+    /// Every lab result written, for the reports, orders and specimens of the second pass.
+    labs: Vec<LabResult>,
+    /// Every prescription written, for the dispenses of the second pass.
+    prescriptions: Vec<Prescription>,
 }
 
 impl Writer<'_, '_> {
@@ -760,7 +824,7 @@ impl Writer<'_, '_> {
         record
     }
 
-    fn observation(&mut self, spec: ObsSpec) {
+    fn observation(&mut self, spec: ObsSpec) -> String {
         let id = self.fresh_id("Observation");
         let anchor = self.world.clock.anchor;
         let measured = spec.effective.instant();
@@ -844,6 +908,7 @@ impl Writer<'_, '_> {
             resource.insert("referenceRange".into(), json!([range]));
         }
         self.world.out.emit(Value::Object(resource));
+        id
     }
 
     fn vital_values(&mut self, date: Date, acuity: Acuity) -> Vitals {
@@ -1391,7 +1456,11 @@ impl Writer<'_, '_> {
         } else {
             Effective::Local(self.zone.localize(draw))
         };
-        self.observation(ObsSpec {
+        let measured = effective.instant();
+        let issued = (measured + turnaround)
+            .min(self.world.clock.anchor - Duration::seconds(30))
+            .max(measured);
+        let observation = self.observation(ObsSpec {
             category: Category::Laboratory,
             loinc: (def.loinc, def.display),
             text: def.text,
@@ -1403,6 +1472,14 @@ impl Writer<'_, '_> {
             range: Some(Value::Object(range)),
             turnaround,
             preliminary: false,
+        });
+        self.labs.push(LabResult {
+            encounter: record.encounter.clone(),
+            practitioner: record.practitioner,
+            observation,
+            lab,
+            draw,
+            issued,
         });
     }
 
@@ -1921,6 +1998,13 @@ impl Writer<'_, '_> {
             resource["statusReason"] = json!({ "text": "Therapy changed by prescriber" });
         }
         self.world.out.emit(resource);
+        self.prescriptions.push(Prescription {
+            id,
+            med: plan.med,
+            authored,
+            status,
+            requester,
+        });
     }
 
     fn allergies(&mut self, records: &[VisitRecord]) {

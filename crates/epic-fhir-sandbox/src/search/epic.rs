@@ -1,58 +1,105 @@
 //! Epic's search rules, kept apart from the FHIR semantics so the sandbox can also serve as
-//! a plain FHIR server.
+//! a plain FHIR server. Each rule names the public source it rests on (ARCHITECTURE.md lists
+//! them too).
 //!
-//! - An Observation search needs `category` or `code` (or `_id`); otherwise Epic answers
-//!   59108 "required parameter missing".
-//! - A Patient search needs `_id`, `identifier`, or demographics; otherwise Epic answers
-//!   59159. "Demographics" here means at least one of `family`, `given`, `name` or
-//!   `birthdate`: those narrow a search to a few people, whereas `gender` or an address part
-//!   alone would list a large share of the registry, which Epic does not allow.
+//! - An Observation search needs `category` or `code` (or `_id`): Epic's Observation search
+//!   documentation ("Both patient and code or category are required"); the refusal is HTTP 400
+//!   with a `fatal` issue of code `required` (seen live against Epic and reported in a public
+//!   issue tracker) carrying Epic's 4111 "Required search parameter missing from request."
+//!   (Epic's published error-code table). The code 59108 once used here has no public source.
+//! - A Patient search needs `_id`, `identifier`, or demographics. Without any parameter at all
+//!   it is 4110 "No parameters are provided in the search request."; with parameters that do
+//!   not identify anyone (`gender` or an address part alone) it is 4111. "Demographics" means
+//!   at least one of `family`, `given`, `name` or `birthdate`.
+//! - An EpisodeOfCare search needs both `patient` and `type` (4111), and a Specimen search
+//!   can only be made by `_id` (4111): the behaviour an Epic-aware bulk tool (SMART Fetch)
+//!   documents in its crawler, which skips both types on Epic for this reason.
+//! - `_lastUpdated` is not searchable on Epic (Epic-aware tools fall back to creation dates
+//!   there): its clauses and sort keys are dropped and reported as ignored (4122), as Epic
+//!   does with any parameter it does not support.
 //! - Condition, Encounter and MedicationRequest accept `patient` alone; no rule applies.
 //! - `_revinclude` is only honoured for `Provenance:target`; other revincludes are dropped
 //!   and reported as ignored parameters.
 
 use super::parse::{ParsedSearch, SearchError, SearchWarning};
 
-/// Epic's "required parameter missing" code.
-pub const REQUIRED_PARAMETER_MISSING: u32 = 59108;
-/// Epic's code for a Patient search without identifying parameters.
-pub const PATIENT_SEARCH_NEEDS_IDENTIFIERS: u32 = 59159;
+/// Epic's "Required search parameter missing from request." code.
+pub const REQUIRED_PARAMETER_MISSING: u32 = 4111;
+/// Epic's "No parameters are provided in the search request." code.
+pub const NO_SEARCH_PARAMETERS: u32 = 4110;
 
 /// Patient parameters that identify, or narrow by demographics, enough for Epic.
 const PATIENT_IDENTIFYING: [&str; 6] =
     ["_id", "identifier", "family", "given", "name", "birthdate"];
 
+fn missing(param: &str, message: String) -> SearchError {
+    SearchError::new(param, message).with_epic_code(REQUIRED_PARAMETER_MISSING)
+}
+
 /// Applies Epic's rules to a parsed search: returns an error carrying Epic's code when a
-/// required parameter is missing, and drops (with a warning) the revincludes Epic ignores.
+/// required parameter is missing, and drops (with a warning) what Epic ignores: revincludes
+/// other than `Provenance:target`, and `_lastUpdated`.
 ///
 /// # Errors
 ///
 /// A [`SearchError`] with [`SearchError::epic_code`] set to [`REQUIRED_PARAMETER_MISSING`]
-/// or [`PATIENT_SEARCH_NEEDS_IDENTIFIERS`] when the search lacks the parameters Epic requires.
+/// or [`NO_SEARCH_PARAMETERS`] when the search lacks the parameters Epic requires.
 pub fn apply_epic_rules(search: &mut ParsedSearch) -> Result<(), SearchError> {
+    if search.remove_param("_lastUpdated") > 0 {
+        search.warnings.push(SearchWarning::new(
+            "_lastUpdated",
+            "`_lastUpdated` is not a search parameter on this server (as on Epic); it was ignored",
+        ));
+    }
     match search.resource_type() {
         "Observation"
             if !search.has_param("_id")
                 && !search.has_param("category")
                 && !search.has_param("code") =>
         {
-            return Err(SearchError::new(
+            return Err(missing(
                 "category",
-                "required parameter missing: an Observation search needs `category` or `code`",
+                "required parameter missing: an Observation search needs `category` or `code`"
+                    .to_owned(),
+            ));
+        }
+        "Patient" if search.has_no_criteria() => {
+            return Err(SearchError::new(
+                "identifier",
+                "no search parameters: a Patient search needs `_id`, `identifier`, or a \
+                 demographic parameter (`family`, `given`, `name` or `birthdate`)",
             )
-            .with_epic_code(REQUIRED_PARAMETER_MISSING));
+            .with_epic_code(NO_SEARCH_PARAMETERS));
         }
         "Patient"
             if !PATIENT_IDENTIFYING
                 .iter()
                 .any(|name| search.has_param(name)) =>
         {
-            return Err(SearchError::new(
+            return Err(missing(
                 "identifier",
-                "a Patient search needs `_id`, `identifier`, or a demographic parameter \
-                 (`family`, `given`, `name` or `birthdate`)",
-            )
-            .with_epic_code(PATIENT_SEARCH_NEEDS_IDENTIFIERS));
+                "required parameter missing: a Patient search needs `_id`, `identifier`, or a \
+                 demographic parameter (`family`, `given`, `name` or `birthdate`)"
+                    .to_owned(),
+            ));
+        }
+        "EpisodeOfCare" if !search.has_param("_id") => {
+            for required in ["patient", "type"] {
+                if !search.has_param(required) {
+                    return Err(missing(
+                        required,
+                        format!(
+                            "required parameter missing: an EpisodeOfCare search needs both `patient` and `type` (`{required}` is missing)"
+                        ),
+                    ));
+                }
+            }
+        }
+        "Specimen" if !search.has_param("_id") => {
+            return Err(missing(
+                "_id",
+                "required parameter missing: Specimen can only be searched by `_id`".to_owned(),
+            ));
         }
         _ => {}
     }
@@ -89,7 +136,7 @@ mod tests {
 
     #[test]
     fn observation_needs_category_or_code() {
-        let error = check("Observation", &[("patient", "p1")]).expect_err("59108");
+        let error = check("Observation", &[("patient", "p1")]).expect_err("4111");
         assert_eq!(error.epic_code(), Some(REQUIRED_PARAMETER_MISSING));
         assert_eq!(error.param(), "category");
         assert!(error.message().contains("required parameter missing"));
@@ -104,15 +151,16 @@ mod tests {
 
     #[test]
     fn patient_needs_identifying_parameters() {
+        let error = check("Patient", &[]).expect_err("4110");
+        assert_eq!(error.epic_code(), Some(NO_SEARCH_PARAMETERS));
         for pairs in [
-            &[][..],
             &[("gender", "female")][..],
             &[("address-city", "Madison")][..],
         ] {
-            let error = check("Patient", pairs).expect_err("59159");
+            let error = check("Patient", pairs).expect_err("4111");
             assert_eq!(
                 error.epic_code(),
-                Some(PATIENT_SEARCH_NEEDS_IDENTIFIERS),
+                Some(REQUIRED_PARAMETER_MISSING),
                 "{pairs:?}"
             );
         }
@@ -129,6 +177,36 @@ mod tests {
         ] {
             assert!(check("Patient", pairs).is_ok(), "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn episode_of_care_needs_patient_and_type_and_specimen_needs_id() {
+        let error = check("EpisodeOfCare", &[("patient", "p1")]).expect_err("type");
+        assert_eq!(error.param(), "type");
+        assert_eq!(error.epic_code(), Some(REQUIRED_PARAMETER_MISSING));
+        let error = check("EpisodeOfCare", &[("type", "x|y")]).expect_err("patient");
+        assert_eq!(error.param(), "patient");
+        assert!(check("EpisodeOfCare", &[("patient", "p1"), ("type", "x|y")]).is_ok());
+        let error = check("Specimen", &[("patient", "p1")]).expect_err("_id");
+        assert_eq!(error.param(), "_id");
+        assert!(check("Specimen", &[("_id", "s1")]).is_ok());
+    }
+
+    #[test]
+    fn last_updated_is_ignored_with_a_warning() {
+        let search = check(
+            "Condition",
+            &[
+                ("patient", "p1"),
+                ("_lastUpdated", "ge2024-01-01"),
+                ("_sort", "_lastUpdated"),
+            ],
+        )
+        .expect("allowed");
+        assert!(!search.has_param("_lastUpdated"));
+        assert!(search.sort().is_empty());
+        assert_eq!(search.warnings().len(), 1);
+        assert_eq!(search.warnings()[0].param(), "_lastUpdated");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!    values, unknown modifiers and bad control parameters are a [`SearchError`] naming the
 //!    parameter and the value; unknown parameters are ignored and listed in
 //!    [`ParsedSearch::warnings`] (the server reports each as Epic's 4122 warning).
-//! 2. Optionally, [`apply_epic_rules`] enforces Epic's required parameters (59108, 59159)
+//! 2. Optionally, [`apply_epic_rules`] enforces Epic's required parameters (4111, 4110)
 //!    and drops the revincludes Epic does not support.
 //! 3. [`Store::search`](crate::store::Store::search) returns every match as a snapshot
 //!    `Vec<Arc<StoredResource>>`, and
@@ -102,7 +102,7 @@ pub(crate) mod text;
 #[cfg(test)]
 mod tests;
 
-pub use epic::{PATIENT_SEARCH_NEEDS_IDENTIFIERS, REQUIRED_PARAMETER_MISSING, apply_epic_rules};
+pub use epic::{NO_SEARCH_PARAMETERS, REQUIRED_PARAMETER_MISSING, apply_epic_rules};
 pub use parse::{
     Include, ParsedSearch, SearchError, SearchWarning, SortKey, Summary, TotalMode, parse,
 };

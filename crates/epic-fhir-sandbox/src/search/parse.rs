@@ -43,8 +43,8 @@ impl SearchError {
         &self.message
     }
 
-    /// The Epic error code for rule violations (59108 required parameter missing, 59159
-    /// Patient search without identifying parameters); `None` for plain syntax errors.
+    /// The Epic error code for rule violations (4111 required search parameter missing, 4110
+    /// no parameters at all); `None` for plain syntax errors.
     pub fn epic_code(&self) -> Option<u32> {
         self.epic_code
     }
@@ -341,6 +341,20 @@ impl ParsedSearch {
         self.clauses
             .iter()
             .any(|clause| clause.param.name() == name)
+    }
+
+    /// Removes every clause and sort key on the parameter `name`, returning how many were
+    /// removed.
+    pub(crate) fn remove_param(&mut self, name: &str) -> usize {
+        let before = self.clauses.len() + self.sort.len();
+        self.clauses.retain(|clause| clause.param.name() != name);
+        self.sort.retain(|key| key.param.name() != name);
+        before - self.clauses.len() - self.sort.len()
+    }
+
+    /// True when the query has no matching clause at all (control parameters aside).
+    pub fn has_no_criteria(&self) -> bool {
+        self.clauses.is_empty()
     }
 
     /// Removes the `_revinclude` directives that `keep` rejects, returning them.

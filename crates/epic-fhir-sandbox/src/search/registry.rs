@@ -480,6 +480,38 @@ static ENCOUNTER_PARAMS: &[ParamDef] = &[
     IDENTIFIER,
 ];
 
+static EPISODE_OF_CARE: &[ParamDef] = &[
+    ID,
+    LAST_UPDATED,
+    PATIENT,
+    token(
+        "type",
+        &["type"],
+        "The type of the episode (Epic requires it with patient)",
+    ),
+    STATUS,
+    date("date", &["period"], "When the episode ran"),
+    reference_to(
+        "organization",
+        &["managingOrganization"],
+        "Organization",
+        "The organization managing the episode",
+    ),
+    reference_to(
+        "care-manager",
+        &["careManager"],
+        "Practitioner",
+        "The care manager of the episode",
+    ),
+    reference_to(
+        "condition",
+        &["diagnosis.condition"],
+        "Condition",
+        "A condition the episode is for",
+    ),
+    IDENTIFIER,
+];
+
 static EXPLANATION_OF_BENEFIT: &[ParamDef] = &[
     ID,
     LAST_UPDATED,
@@ -957,6 +989,7 @@ static REGISTRY: &[(&str, &[ParamDef])] = &[
     ("DiagnosticReport", DIAGNOSTIC_REPORT),
     ("DocumentReference", DOCUMENT_REFERENCE),
     ("Encounter", ENCOUNTER_PARAMS),
+    ("EpisodeOfCare", EPISODE_OF_CARE),
     ("ExplanationOfBenefit", EXPLANATION_OF_BENEFIT),
     ("FamilyMemberHistory", FAMILY_MEMBER_HISTORY),
     ("Goal", GOAL),

@@ -13,6 +13,9 @@ const GROUP_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/
 const PATIENT_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export";
 const SYSTEM_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export";
 
+/// The version string of Epic's identity in `metadata`: Epic names its releases by month.
+const EPIC_VERSION: &str = "November 2026";
+
 /// The SMART `oauth-uris` extension URL.
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
 
@@ -35,16 +38,20 @@ pub(crate) fn smart_configuration(state: &AppState) -> Value {
 pub(crate) fn capability_statement(state: &AppState) -> Value {
     let mut types: BTreeSet<String> = state.store.types().into_iter().collect();
     types.extend(described_types().map(str::to_owned));
-    let common = [
-        json!({"name": "_id", "type": "token", "documentation": "The resource id."}),
-        json!({"name": "_lastUpdated", "type": "date", "documentation": "When the resource version was stored."}),
-    ];
+    let mut common =
+        vec![json!({"name": "_id", "type": "token", "documentation": "The resource id."})];
+    // Epic does not search by `_lastUpdated` (Epic-aware tools read its absence here and fall
+    // back to creation dates), so with Epic's rules it is neither declared nor honoured.
+    if !state.epic_rules {
+        common.push(json!({"name": "_lastUpdated", "type": "date", "documentation": "When the resource version was stored."}));
+    }
     let resources: Vec<Value> = types
         .iter()
         .map(|resource_type| {
             let params = supported_params(resource_type);
             let mut search_params: Vec<Value> = params
                 .iter()
+                .filter(|p| !(state.epic_rules && p.name() == "_lastUpdated"))
                 .map(|p| json!({"name": p.name(), "type": p.kind().as_str(), "documentation": p.doc()}))
                 .collect();
             for param in &common {
@@ -81,13 +88,33 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
             resource
         })
         .collect();
+    // With Epic's rules the server introduces itself as Epic does, since Epic-aware tools
+    // recognise Epic by `software.name` (and then send Epic-Client-ID, crawl per patient,
+    // skip what Epic lacks). That it is a sandbox is said where no tool looks for a vendor:
+    // in `implementation.description`.
+    let (software, publisher, description) = if state.epic_rules {
+        (
+            json!({"name": "Epic", "version": EPIC_VERSION}),
+            Some("Epic"),
+            format!(
+                "Epic-compatible local sandbox (epic-fhir-sandbox {}): synthetic data only, not an Epic system",
+                env!("CARGO_PKG_VERSION")
+            ),
+        )
+    } else {
+        (
+            json!({"name": "epic-fhir-sandbox", "version": env!("CARGO_PKG_VERSION")}),
+            None,
+            "Local Epic-compatible FHIR R4 sandbox".to_owned(),
+        )
+    };
     let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-01",
         "kind": "instance",
-        "software": {"name": "epic-fhir-sandbox", "version": env!("CARGO_PKG_VERSION")},
-        "implementation": {"description": "Local Epic-compatible FHIR R4 sandbox", "url": state.base_url},
+        "software": software,
+        "implementation": {"description": description, "url": state.base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "application/json"],
         "rest": [{
@@ -112,6 +139,9 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
             ],
         }]
     });
+    if let Some(publisher) = publisher {
+        statement["publisher"] = json!(publisher);
+    }
     statement["instantiates"] =
         json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]);
     if !state.bulk.config().disable_system_export {

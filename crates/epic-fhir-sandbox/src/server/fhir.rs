@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::bundle::{Page, render};
+use super::errors::Wanted;
 use super::session::SessionProblem;
 use super::{AppState, fhir_json};
 use crate::auth::Permission;
@@ -23,8 +24,16 @@ use crate::store::{StoreError, StoredResource, is_valid_type_name};
 
 type Result<T, E = FhirError> = std::result::Result<T, E>;
 
+/// The header Epic reads to identify the calling application.
+pub(crate) const EPIC_CLIENT_ID: &str = "epic-client-id";
+
 /// The grant of the request's bearer token: 401 `invalid_token` when it is missing, unknown or
 /// expired. Scopes are checked by the caller.
+///
+/// An `Epic-Client-ID` header (which Epic-aware clients send with every request) is logged,
+/// and when it names another client than the one the token was issued to, the request is
+/// refused with 403 and Epic's 4118 "User not authorized for request.": the header and the
+/// token must agree on who is calling.
 pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Grant>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -33,10 +42,31 @@ pub(crate) fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    state
+    let grant = state
         .tokens
         .check(bearer)
-        .map_err(|problem| FhirError::invalid_token(problem.description()))
+        .map_err(|problem| FhirError::invalid_token(problem.description()))?;
+    if let Some(value) = headers.get(EPIC_CLIENT_ID) {
+        let claimed = value.to_str().unwrap_or_default().trim();
+        tracing::debug!(target: "epic_fhir_sandbox::fhir", epic_client_id = claimed, token_client = %grant.client_id, "Epic-Client-ID");
+        if claimed != grant.client_id {
+            return Err(FhirError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the Epic-Client-ID header names client `{claimed}`, but the access token was issued to client `{}`: send the client id the token belongs to",
+                    grant.client_id
+                ),
+            )
+            .with_epic_code(crate::outcome::EPIC_NOT_AUTHORIZED, "User not authorized for request.")
+            .with_expression("Epic-Client-ID"));
+        }
+        state
+            .stats
+            .epic_client_id_requests
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(grant)
 }
 
 /// Checks the bearer token and that its scopes allow `permission` on `resource_type`.
@@ -68,14 +98,14 @@ pub(crate) fn authorize(
 }
 
 /// The `_format` values that ask for JSON (compared without regard to case).
-const JSON_FORMATS: [&str; 4] = [
+pub(crate) const JSON_FORMATS: [&str; 4] = [
     "json",
     "application/json",
     "application/fhir+json",
     "application/json+fhir",
 ];
 /// The `Accept` media ranges that allow a JSON answer (compared without regard to case).
-const JSON_MEDIA_RANGES: [&str; 6] = [
+pub(crate) const JSON_MEDIA_RANGES: [&str; 6] = [
     "*/*",
     "application/*",
     "application/json",
@@ -84,43 +114,36 @@ const JSON_MEDIA_RANGES: [&str; 6] = [
     "application/fhir+ndjson",
 ];
 
-/// JSON only: an `Accept` (or `_format`) that allows no JSON media type is answered 406.
-pub(crate) fn check_accept(headers: &HeaderMap, format: Option<&str>) -> Result<()> {
-    if let Some(format) = format {
-        let format = format.trim();
-        if !JSON_FORMATS.iter().any(|f| f.eq_ignore_ascii_case(format)) {
-            return Err(not_acceptable(&format!(
-                "_format {format} is not supported: this server answers JSON only"
-            )));
-        }
-        return Ok(());
-    }
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
-    if accept.trim().is_empty() {
-        return Ok(());
-    }
-    let allows_json = accept.split(',').any(|range| {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or("").trim();
-        let refused = parts.any(|p| {
-            p.trim()
-                .strip_prefix("q=")
-                .and_then(|q| q.trim().parse::<f32>().ok())
-                .is_some_and(|q| q == 0.0)
-        });
-        !refused
-            && JSON_MEDIA_RANGES
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(media))
-    });
-    if allows_json {
-        Ok(())
-    } else {
-        Err(not_acceptable(&format!(
-            "Accept `{accept}` allows no JSON media type: this server answers application/fhir+json only"
-        )))
+/// Resources are JSON only: an `Accept` (or `_format`) that allows no JSON media type is
+/// answered 406, and so, with Epic's rules, is a request without `Accept` or with only `*/*`,
+/// which Epic answers in XML (the sandbox writes XML only for its CapabilityStatement and
+/// OperationOutcomes; this refusal is one of those, and is written in XML).
+pub(crate) fn check_accept(
+    headers: &HeaderMap,
+    format: Option<&str>,
+    epic_rules: bool,
+) -> Result<()> {
+    match super::errors::wanted(headers, format) {
+        Wanted::Json => Ok(()),
+        Wanted::DefaultXml if !epic_rules => Ok(()),
+        Wanted::DefaultXml => Err(not_acceptable(
+            "the request has no Accept header (or only */*), which Epic answers in XML; this sandbox writes resources as JSON only: send Accept: application/fhir+json (or _format=json)",
+        )),
+        Wanted::ExplicitXml => Err(not_acceptable(
+            "XML is written only for the CapabilityStatement and OperationOutcomes; resources are served as JSON: send Accept: application/fhir+json",
+        )),
+        Wanted::Other => Err(not_acceptable(&match format {
+            Some(format) => {
+                format!("_format {format} is not supported: this server answers JSON only")
+            }
+            None => format!(
+                "Accept `{}` allows no JSON media type: this server answers application/fhir+json only",
+                headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+            ),
+        })),
     }
 }
 
@@ -208,7 +231,7 @@ fn admit(
         Permission::Create | Permission::Update | Permission::Delete => check_type(resource_type)?,
     }
     let grant = authorize(state, headers, resource_type, permission)?;
-    check_accept(headers, format)?;
+    check_accept(headers, format, state.epic_rules)?;
     Ok(grant)
 }
 
@@ -264,12 +287,15 @@ fn search_error(error: &SearchError) -> FhirError {
     let mut fhir = FhirError::bad_request(error.message().to_owned())
         .with_expression(error.param().to_owned());
     if let Some(code) = error.epic_code() {
+        // Epic answers a missing required parameter with a fatal issue of code `required`.
         let display = match code {
-            search::REQUIRED_PARAMETER_MISSING => "Required search parameter missing.",
-            search::PATIENT_SEARCH_NEEDS_IDENTIFIERS => "Not enough search criteria.",
+            search::REQUIRED_PARAMETER_MISSING => "Required search parameter missing from request.",
+            search::NO_SEARCH_PARAMETERS => "No parameters are provided in the search request.",
             _ => "Invalid search.",
         };
         fhir = fhir.with_epic_code(code, display);
+        fhir.issue.code = "required";
+        fhir = fhir.with_severity("fatal");
     }
     fhir
 }
@@ -284,12 +310,15 @@ pub(crate) async fn search_get(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let pairs = query_pairs(&uri);
-    let self_link = match uri.query() {
-        Some(query) => format!("{}/{resource_type}?{query}", state.base_url),
-        None => format!("{}/{resource_type}", state.base_url),
-    };
-    run_search(&state, &resource_type, &headers, pairs, self_link)
+    off_runtime(move || {
+        let pairs = query_pairs(&uri);
+        let self_link = match uri.query() {
+            Some(query) => format!("{}/{resource_type}?{query}", state.base_url),
+            None => format!("{}/{resource_type}", state.base_url),
+        };
+        run_search(&state, &resource_type, &headers, pairs, self_link)
+    })
+    .await
 }
 
 /// `POST [base]/[type]/_search` with a form body.
@@ -311,16 +340,34 @@ pub(crate) async fn search_post(
             "POST _search takes an application/x-www-form-urlencoded body",
         ));
     }
-    let mut pairs = query_pairs(&uri);
-    pairs.extend(url::form_urlencoded::parse(&body));
-    let self_link = format!(
-        "{}{}/{}?{}",
-        state.origin,
-        crate::config::FHIR_BASE_PATH,
-        resource_type,
-        encode_pairs(&pairs)
-    );
-    run_search(&state, &resource_type, &headers, pairs, self_link)
+    off_runtime(move || {
+        let mut pairs = query_pairs(&uri);
+        pairs.extend(url::form_urlencoded::parse(&body));
+        let self_link = format!(
+            "{}{}/{}?{}",
+            state.origin,
+            crate::config::FHIR_BASE_PATH,
+            resource_type,
+            encode_pairs(&pairs)
+        );
+        run_search(&state, &resource_type, &headers, pairs, self_link)
+    })
+    .await
+}
+
+/// Runs a search on tokio's blocking pool: evaluating a search over a large store, sorting its
+/// matches and writing a page of a thousand entries takes CPU time that must not hold one of
+/// the runtime's few worker threads (the other requests would wait behind it).
+async fn off_runtime(work: impl FnOnce() -> Result<Response> + Send + 'static) -> Result<Response> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| {
+            Err(FhirError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                format!("the search failed: {error}"),
+            ))
+        })
 }
 
 fn encode_pairs(pairs: &[(Cow<'_, str>, Cow<'_, str>)]) -> String {
@@ -341,6 +388,17 @@ fn run_search(
         .find(|(k, _)| k == "_format")
         .map(|(_, v)| v.as_ref());
     let grant = admit(state, headers, resource_type, Permission::Search, format)?;
+    if pairs.len() > state.max_search_params {
+        return Err(FhirError::new(
+            StatusCode::BAD_REQUEST,
+            "too-costly",
+            format!(
+                "the search carries {} parameters: this server accepts at most {} per request",
+                pairs.len(),
+                state.max_search_params
+            ),
+        ));
+    }
     if let Some((_, session_id)) = pairs.iter().find(|(k, _)| k == "sessionID") {
         return next_page(state, resource_type, &grant, session_id, &self_link);
     }
@@ -353,8 +411,9 @@ fn run_search(
         .count()
         .unwrap_or(state.default_page_size)
         .clamp(1, crate::config::MAX_PAGE_SIZE);
-    let mut outcomes: Vec<Issue> = query
-        .warnings()
+    let warnings = query.warnings();
+    let listed = warnings.len().min(state.max_outcome_warnings);
+    let mut outcomes: Vec<Issue> = warnings[..listed]
         .iter()
         .map(|w| {
             Issue::epic_warning(
@@ -365,6 +424,18 @@ fn run_search(
             )
         })
         .collect();
+    if warnings.len() > listed {
+        outcomes.push(Issue::epic_warning(
+            EPIC_PARAMETER_IGNORED,
+            "Parameter ignored.",
+            format!(
+                "{} more parameters were ignored and are not listed (at most {} warnings per response)",
+                warnings.len() - listed,
+                state.max_outcome_warnings
+            ),
+            None,
+        ));
+    }
     if matches.is_empty() {
         outcomes.push(Issue::epic_warning(
             EPIC_NO_RESULTS,

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod capability;
+mod errors;
 mod fhir;
 mod session;
 mod token;
@@ -25,7 +26,7 @@ use crate::auth::assertion::ReplayCache;
 use crate::auth::tokens::TokenStore;
 use crate::auth::{ClientConfig, ClientRegistry};
 use crate::bulk::BulkState;
-use crate::config::{FHIR_BASE_PATH, Faults, SandboxConfig, TOKEN_PATH};
+use crate::config::{FHIR_BASE_PATH, Faults, SandboxConfig, ScopeGrant, TOKEN_PATH};
 use crate::faults::FaultInjector;
 use crate::generate::{GenerateConfig, GenerateSummary, GroupSummary, generate};
 use crate::outcome::FHIR_JSON;
@@ -63,6 +64,7 @@ pub(crate) struct Counters {
     pub(crate) token_requests: AtomicU64,
     pub(crate) tokens_issued: AtomicU64,
     pub(crate) fhir_requests: AtomicU64,
+    pub(crate) epic_client_id_requests: AtomicU64,
 }
 
 /// A snapshot of what the sandbox has served.
@@ -75,6 +77,9 @@ pub struct SandboxStats {
     pub tokens_issued: u64,
     /// FHIR API requests that reached a handler (injected faults excluded).
     pub fhir_requests: u64,
+    /// Authenticated requests that carried an `Epic-Client-ID` header naming their client
+    /// (what Epic-aware clients send once they recognise Epic).
+    pub epic_client_id_requests: u64,
     /// Injected 503s.
     pub injected_errors: u64,
     /// Injected 429s.
@@ -83,6 +88,8 @@ pub struct SandboxStats {
     pub injected_drops: u64,
     /// Live search sessions.
     pub live_sessions: usize,
+    /// The estimated memory the live search sessions hold, in bytes.
+    pub session_bytes: usize,
 }
 
 /// What was loaded at start.
@@ -124,6 +131,10 @@ pub(crate) struct AppState {
     pub(crate) clock_skew: Duration,
     pub(crate) invalid_client_status: u16,
     pub(crate) epic_rules: bool,
+    pub(crate) scope_grant: ScopeGrant,
+    pub(crate) max_search_params: usize,
+    pub(crate) max_outcome_warnings: usize,
+    pub(crate) jwks_refetch_interval: Duration,
     pub(crate) default_page_size: usize,
     pub(crate) sessions: Sessions,
     pub(crate) faults: FaultInjector,
@@ -150,8 +161,19 @@ async fn metadata(
     uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    if let Err(error) = fhir::check_accept(&headers, fhir::format_param(&uri).as_deref()) {
-        return error.into_response();
+    let format = fhir::format_param(&uri);
+    let wanted = errors::wanted(&headers, format.as_deref());
+    // An answer in XML is written by the `errors::negotiate` layer from this JSON.
+    if !errors::xml_answer(wanted, state.epic_rules) {
+        if let Err(error) = fhir::check_accept(&headers, format.as_deref(), false) {
+            return error.into_response();
+        }
+    }
+    if let Some(client_id) = headers
+        .get(fhir::EPIC_CLIENT_ID)
+        .and_then(|v| v.to_str().ok())
+    {
+        tracing::debug!(target: "epic_fhir_sandbox::fhir", client_id, "metadata requested with Epic-Client-ID");
     }
     let body = capability::capability_statement(&state).to_string();
     fhir_json(StatusCode::OK, body.into())
@@ -163,7 +185,8 @@ async fn smart_configuration(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// The axum application over `state`, without binding a socket (tests drive it with `oneshot`).
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// Request bodies are limited to `max_body_bytes`.
+pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let fhir_api = Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
@@ -180,6 +203,11 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             crate::faults::inject,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            errors::negotiate,
         ))
         .with_state(state)
 }
@@ -302,6 +330,8 @@ impl Sandbox {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StartError::Config(format!("cannot build the JWK Set client: {e}")))?;
+        let scope_grant = config.effective_scope_grant();
+        let max_body_bytes = config.max_body_bytes;
         let clients = ClientRegistry::default();
         for client in config.clients {
             clients.register(client);
@@ -319,15 +349,19 @@ impl Sandbox {
             clock_skew: config.clock_skew,
             invalid_client_status: config.invalid_client_status,
             epic_rules: config.epic_rules,
+            scope_grant,
+            max_search_params: config.max_search_params.max(1),
+            max_outcome_warnings: config.max_outcome_warnings,
+            jwks_refetch_interval: config.jwks_refetch_interval,
             default_page_size: config
                 .default_page_size
                 .clamp(1, crate::config::MAX_PAGE_SIZE),
-            sessions: Sessions::new(config.session_idle_timeout),
+            sessions: Sessions::new(config.session_idle_timeout, config.session_memory_budget),
             faults: FaultInjector::new(config.faults),
             stats: Counters::default(),
             bulk: BulkState::new(config.bulk),
         });
-        let app = router(Arc::clone(&state));
+        let app = router(Arc::clone(&state), max_body_bytes);
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -433,10 +467,12 @@ impl Sandbox {
             token_requests: s.token_requests.load(Ordering::Relaxed),
             tokens_issued: s.tokens_issued.load(Ordering::Relaxed),
             fhir_requests: s.fhir_requests.load(Ordering::Relaxed),
+            epic_client_id_requests: s.epic_client_id_requests.load(Ordering::Relaxed),
             injected_errors: f.errors.load(Ordering::Relaxed),
             injected_throttles: f.throttles.load(Ordering::Relaxed),
             injected_drops: f.drops.load(Ordering::Relaxed),
             live_sessions: self.state.sessions.len(),
+            session_bytes: self.state.sessions.memory(),
         }
     }
 

@@ -21,6 +21,8 @@ pub(crate) struct Session {
     pub(crate) query: ParsedSearch,
     pub(crate) matches: Vec<Arc<StoredResource>>,
     pub(crate) page_size: usize,
+    /// The estimated memory the snapshot keeps alive, in bytes.
+    memory: usize,
     last_used: Mutex<Instant>,
 }
 
@@ -57,25 +59,31 @@ pub(crate) struct Sessions {
     /// hold ids already removed from `map`.
     order: Mutex<VecDeque<String>>,
     idle_timeout: Duration,
+    /// The memory all sessions together may hold; beyond it the oldest are dropped.
+    memory_budget: usize,
+    /// The estimated memory the sessions in `map` hold (kept under the `map` lock).
+    memory: Mutex<usize>,
     /// When expired sessions were last swept out. Sweeping walks every session, so it runs at
     /// most once per [`SWEEP_INTERVAL`], not on every search.
     last_sweep: Mutex<Instant>,
 }
 
 /// The most live sessions. Under sustained load every search larger than a page opens one;
-/// beyond this many the oldest are dropped (their links then answer 4113, as expired ones do),
-/// so memory stays bounded whatever the idle timeout.
+/// beyond this many, or beyond the memory budget, the oldest are dropped (their links then
+/// answer 4113, as expired ones do), so memory stays bounded whatever the idle timeout.
 pub(crate) const MAX_SESSIONS: usize = 20_000;
 
 /// The least time between two sweeps of expired sessions.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Sessions {
-    pub(crate) fn new(idle_timeout: Duration) -> Self {
+    pub(crate) fn new(idle_timeout: Duration, memory_budget: usize) -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
             order: Mutex::new(VecDeque::new()),
             idle_timeout,
+            memory_budget,
+            memory: Mutex::new(0),
             last_sweep: Mutex::new(Instant::now()),
         }
     }
@@ -93,11 +101,19 @@ impl Sessions {
         // and they are bound to the client anyway.
         let _ = aws_lc_rs::rand::fill(&mut bytes);
         let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        // The snapshot shares the stored bytes but keeps them alive after an update replaces
+        // them, so their JSON counts in full, plus a pointer per match and the session itself.
+        let memory = std::mem::size_of::<Session>()
+            + matches
+                .iter()
+                .map(|r| r.json().len() + std::mem::size_of::<Arc<StoredResource>>())
+                .sum::<usize>();
         let session = Arc::new(Session {
             client_id: client_id.to_owned(),
             query,
             matches,
             page_size,
+            memory,
             last_used: Mutex::new(Instant::now()),
         });
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -112,26 +128,38 @@ impl Sessions {
             }
             due
         };
+        let mut held = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         if sweep_due {
             let idle = self.idle_timeout;
             map.retain(|_, s| {
-                s.last_used
+                let live = s
+                    .last_used
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .elapsed()
-                    < idle
+                    < idle;
+                if !live {
+                    *held = held.saturating_sub(s.memory);
+                }
+                live
             });
         }
+        *held += session.memory;
         map.insert(id.clone(), Arc::clone(&session));
         let mut order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
         if sweep_due {
             order.retain(|id| map.contains_key(id));
         }
         order.push_back(id.clone());
-        while map.len() > MAX_SESSIONS {
+        // The newest session is never evicted by the budget: the search that made it must be
+        // able to serve its next page (one search is bounded by the store's own size).
+        while map.len() > MAX_SESSIONS || (*held > self.memory_budget && map.len() > 1) {
             match order.pop_front() {
+                Some(oldest) if oldest == id => order.push_back(oldest),
                 Some(oldest) => {
-                    map.remove(&oldest);
+                    if let Some(evicted) = map.remove(&oldest) {
+                        *held = held.saturating_sub(evicted.memory);
+                    }
                 }
                 None => break,
             }
@@ -156,7 +184,10 @@ impl Sessions {
                 .unwrap_or_else(PoisonError::into_inner);
             if last_used.elapsed() >= self.idle_timeout {
                 drop(last_used);
-                map.remove(id);
+                if let Some(expired) = map.remove(id) {
+                    let mut held = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+                    *held = held.saturating_sub(expired.memory);
+                }
                 return Err(SessionProblem::Expired);
             }
             *last_used = Instant::now();
@@ -168,6 +199,12 @@ impl Sessions {
             return Err(SessionProblem::NoSuchPage);
         }
         Ok((session, page))
+    }
+
+    /// The estimated memory the live sessions hold, in bytes.
+    pub(crate) fn memory(&self) -> usize {
+        let _map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The number of live sessions.
@@ -189,7 +226,7 @@ mod tests {
 
     #[test]
     fn the_oldest_sessions_are_dropped_beyond_the_cap() {
-        let sessions = Sessions::new(Duration::from_secs(600));
+        let sessions = Sessions::new(Duration::from_secs(600), usize::MAX);
         let mut ids = Vec::new();
         for _ in 0..MAX_SESSIONS + 5 {
             let (id, _) = sessions.create("client", query(), Vec::new(), 10);
@@ -220,7 +257,7 @@ mod tests {
 
     #[test]
     fn idle_sessions_expire() {
-        let sessions = Sessions::new(Duration::ZERO);
+        let sessions = Sessions::new(Duration::ZERO, usize::MAX);
         let (id, _) = sessions.create("client", query(), Vec::new(), 10);
         assert_eq!(
             sessions.resolve(&format!("{id}-0"), "client").err(),

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::AppState;
 use crate::auth::ScopeSet;
 use crate::auth::assertion::{self, CheckContext};
+use crate::config::ScopeGrant;
 
 /// The `client_assertion_type` of a JWT client assertion.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -123,6 +124,7 @@ async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8])
         token_url: &state.token_url,
         now,
         skew: state.clock_skew.as_secs() as i64,
+        jwks_refetch_interval: state.jwks_refetch_interval,
     };
     let client = match assertion::verify(
         client_assertion,
@@ -136,15 +138,21 @@ async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8])
         Ok(client) => client,
         Err(description) => return invalid_client(&description),
     };
-    // Epic ignores the requested scope and grants the registration; SMART servers grant what was
-    // asked if allowed. The sandbox follows SMART: a request beyond the client's grant fails.
-    let granted = match form
+    // Epic ignores the requested scope and grants the registration; SMART servers grant what
+    // was asked if the registration covers it. `ScopeGrant` picks one.
+    let requested = form
         .get("scope")
         .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-    {
-        None => client.scopes.clone(),
-        Some(requested) => {
+        .filter(|s| !s.is_empty());
+    let granted = match (state.scope_grant, requested) {
+        (ScopeGrant::Registered, requested) => {
+            if let Some(requested) = requested {
+                tracing::debug!(target: "epic_fhir_sandbox::auth", client = %client.id, requested, "requested scope ignored: the registration is granted, as on Epic");
+            }
+            client.scopes.clone()
+        }
+        (ScopeGrant::Requested, None) => client.scopes.clone(),
+        (ScopeGrant::Requested, Some(requested)) => {
             let requested = match ScopeSet::parse(requested) {
                 Ok(requested) => requested,
                 Err(problem) => {

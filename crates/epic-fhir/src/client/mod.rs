@@ -278,7 +278,7 @@ impl FhirClient {
     ///
     /// # Errors
     /// [`ErrorKind::Status`] 400 with Epic's OperationOutcome for a search Epic refuses (e.g.
-    /// code 59108 for an Observation search without `category` or `code`); transport and
+    /// code 4111 for an Observation search without `category` or `code`); transport and
     /// decoding errors.
     pub async fn search<T: FhirResource>(&self, params: &SearchParams) -> Result<Page<T>> {
         self.search_page(T::TYPE, params).await
