@@ -321,16 +321,12 @@ fn execute(
             let spare_tx = spare_tx.clone();
             let failure = &failure;
             worker_threads.push(scope.spawn(move || {
-                work(
-                    views,
-                    schemas,
-                    options.format,
-                    &block_rx,
-                    &batch_txs,
-                    &spare_tx,
-                    failure,
-                    progress,
-                );
+                let ends = WorkerEnds {
+                    blocks: &block_rx,
+                    batches: &batch_txs,
+                    spare: &spare_tx,
+                };
+                work(views, schemas, options.format, &ends, failure, progress);
             }));
         }
         drop(batch_txs);
@@ -536,18 +532,28 @@ fn read_inputs(
     }
 }
 
+/// A worker's ends of the channels: blocks in, one batch sender per view, buffers back.
+struct WorkerEnds<'a> {
+    blocks: &'a Mutex<Receiver<Block>>,
+    batches: &'a [SyncSender<(u64, Batch)>],
+    spare: &'a SyncSender<Vec<u8>>,
+}
+
 /// A worker: takes blocks, evaluates every view on every line, sends one batch per view per
 /// block (empty ones too, so writers can keep input order).
 fn work(
     views: &[ViewDefinition],
     schemas: &[TableSchema],
     format: Format,
-    blocks: &Mutex<Receiver<Block>>,
-    batches: &[SyncSender<(u64, Batch)>],
-    spare: &SyncSender<Vec<u8>>,
+    ends: &WorkerEnds<'_>,
     failure: &Failure,
     progress: &Progress,
 ) {
+    let WorkerEnds {
+        blocks,
+        batches,
+        spare,
+    } = *ends;
     let mut encoders: Vec<Encoder> = schemas.iter().map(|s| Encoder::new(format, s)).collect();
     let mut tape = Tape::new();
     loop {
