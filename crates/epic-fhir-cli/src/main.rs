@@ -12,8 +12,8 @@ mod keygen;
 mod sandbox;
 mod settings;
 mod token;
-mod view;
 mod validate;
+mod view;
 
 use std::process::ExitCode;
 
