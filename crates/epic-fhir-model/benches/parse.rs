@@ -7,6 +7,7 @@
 //! - `synthea_ndjson_mix`: every line of the Synthea data set (16 resource types, 59,484
 //!   resources, 82 MB) parsed one line at a time into the `Resource` enum, as a bulk export's
 //!   files are read;
+//!   and the same lines validated (`validate_json`: every problem of every resource);
 //! - writing the typed Bundle and the `Value` back.
 //!
 //! Data: `data/synthea-r4` in the repository, or `EPIC_FHIR_SYNTHEA_DIR`.
@@ -126,6 +127,13 @@ fn parse(c: &mut Criterion) {
         b.iter(|| {
             for line in &lines {
                 black_box(model::from_slice::<Resource>(black_box(line)).expect("resource"));
+            }
+        });
+    });
+    group.bench_function("validate_json", |b| {
+        b.iter(|| {
+            for line in &lines {
+                black_box(model::validate_json(black_box(line)));
             }
         });
     });
