@@ -72,6 +72,15 @@ pub(crate) struct ExportArgs {
     /// later).
     #[arg(long, value_name = "SECONDS", default_value_t = 24 * 3600)]
     max_wait: u64,
+    /// Flatten the export with these SQL on FHIR ViewDefinitions (files or folders) as its
+    /// files arrive; the tables go to --view-out.
+    #[arg(long = "view", value_name = "VIEW.json", requires = "view_out")]
+    views: Vec<PathBuf>,
+    /// Where the views' tables go: a folder, s3://, gs:// or az://.
+    #[arg(long, value_name = "DIR_OR_URL", requires = "views")]
+    view_out: Option<String>,
+    #[command(flatten)]
+    view_table: crate::view::TableArgs,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -153,6 +162,21 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), Failure> {
             "say what to export: --group ID, --patient-level or --system (or --resume / --cancel for the export saved in --out)"
         )));
     }
+    // Views are checked before anything is asked of the server.
+    let flatten = if args.views.is_empty() {
+        None
+    } else {
+        let views = crate::view::load_views(&args.views)?;
+        let destination =
+            epic_fhir_views::Destination::parse(args.view_out.as_deref().unwrap_or_default())
+                .map_err(crate::view::failure)?;
+        if destination == epic_fhir_views::Destination::Stdout {
+            return Err(Failure::usage(anyhow!(
+                "--view-out needs a folder or an object store URL, not -"
+            )));
+        }
+        Some((views, destination, args.view_table.options()?))
+    };
     let client = crate::fhir::client(&args.connection).await?;
 
     if args.cancel {
@@ -179,12 +203,53 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), Failure> {
             DownloadOptions::default()
                 .with_parallel(args.parallel)
                 .with_max_bytes_per_second(args.limit_rate),
-        )
-        .on_event(progress.handler());
+        );
+    // With views, each finished output file is handed to the view run as it lands.
+    let show = progress.handler();
+    let (export, views) = match flatten {
+        None => (export.on_event(show), None),
+        Some((views, destination, options)) => {
+            let (sender, receiver) =
+                std::sync::mpsc::channel::<epic_fhir_views::Result<epic_fhir_views::InputFile>>();
+            let out = args.out.clone();
+            let files = sender.clone();
+            let export = export.on_event(move |event| {
+                show(event);
+                let input = match event {
+                    ExportEvent::FileDone {
+                        name,
+                        resource_type,
+                        ..
+                    } => epic_fhir_views::InputFile::typed(out.join(name), resource_type.clone()),
+                    ExportEvent::FileSkipped { name, .. } => {
+                        epic_fhir_views::InputFile::path(out.join(name))
+                    }
+                    _ => return,
+                };
+                if is_output_file(&input) {
+                    // The view run ends only after this handler is dropped, so it is listening.
+                    let _ = files.send(Ok(input));
+                }
+            });
+            let run = tokio::spawn(crate::view::run_blocking(
+                views,
+                receiver,
+                destination,
+                options,
+                false,
+            ));
+            (export, Some((sender, run)))
+        }
+    };
     let outcome = tokio::select! {
         outcome = export.run() => outcome,
         _ = tokio::signal::ctrl_c() => {
             progress.abandon();
+            if let Some((sender, run)) = views {
+                let _ = sender.send(Err(epic_fhir_views::Error::cancelled("the export was interrupted")));
+                drop(sender);
+                let _ = run.await;
+            }
             return Err(Failure::remote(anyhow!(
                 "interrupted: the state is saved in {}; run again with --resume to continue",
                 args.out.display()
@@ -194,12 +259,47 @@ pub(crate) async fn run(args: ExportArgs) -> Result<(), Failure> {
     match outcome {
         Ok(summary) => {
             progress.finish(&summary);
-            crate::output::print_json(&summary)
+            let tables = match views {
+                None => None,
+                Some((sender, run)) => {
+                    drop(sender);
+                    let tables = run
+                        .await
+                        .map_err(|e| Failure::remote(anyhow!("the view run stopped: {e}")))??;
+                    Some(tables)
+                }
+            };
+            let mut out = serde_json::to_value(&summary).map_err(Failure::remote)?;
+            if let (Some(tables), Some(object)) = (tables, out.as_object_mut()) {
+                object.insert(
+                    "views".to_owned(),
+                    serde_json::to_value(&tables).map_err(Failure::remote)?,
+                );
+            }
+            crate::output::print_json(&out)
         }
         Err(error) => {
             progress.abandon();
+            if let Some((sender, run)) = views {
+                let _ = sender.send(Err(epic_fhir_views::Error::cancelled(
+                    "the export failed; no table was published",
+                )));
+                drop(sender);
+                let _ = run.await;
+            }
             Err(failure(error))
         }
+    }
+}
+
+/// Output files only: error and deleted lists are not resources to flatten.
+fn is_output_file(input: &epic_fhir_views::InputFile) -> bool {
+    match &input.source {
+        epic_fhir_views::Source::File(path) => path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with("error-") && !n.starts_with("deleted-")),
+        epic_fhir_views::Source::Stdin => false,
     }
 }
 

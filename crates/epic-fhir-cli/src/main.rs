@@ -1,4 +1,5 @@
-//! `epic-fhir`: the command-line tool over the `epic-fhir` SDK and the local sandbox.
+//! `epic-fhir`: the command-line tool over the `epic-fhir` SDK, the local sandbox and the
+//! SQL on FHIR views.
 //!
 //! Output is JSON on stdout, progress and logs on stderr. Exit codes: 0 on success (also when
 //! the reader of stdout goes away, as `| head` does), 1 when a server or authentication step
@@ -14,6 +15,7 @@ mod sandbox;
 mod settings;
 mod token;
 mod validate;
+mod view;
 
 use std::process::ExitCode;
 
@@ -54,6 +56,9 @@ enum Command {
     /// Bulk Data export into a folder: --group ID (or --patient-level / --system) --out DIR
     /// [--resume] [--cancel]; JSON summary on stdout.
     Export(export::ExportArgs),
+    /// SQL on FHIR views: `view run VIEW.json... --input PATH... --out DIR_OR_URL` writes
+    /// Parquet, CSV or NDJSON tables; `view test DIR --report FILE` runs the conformance suite.
+    View(view::ViewArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             Command::Search(args) => fhir::search(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args).await,
+            Command::View(args) => view::run(args).await,
             Command::Validate(args) => validate::run(args),
         }
     });
