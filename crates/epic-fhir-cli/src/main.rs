@@ -8,6 +8,7 @@ mod demo;
 mod export;
 mod fhir;
 mod keygen;
+mod login;
 mod sandbox;
 mod settings;
 mod token;
@@ -52,6 +53,12 @@ enum Command {
     /// Bulk Data export into a folder: --group ID (or --patient-level / --system) --out DIR
     /// [--resume] [--cancel]; JSON summary on stdout.
     Export(export::ExportArgs),
+    /// Log a user in (SMART standalone launch in the browser) and keep the session for read,
+    /// search and export: prints the authorization URL alone on stdout, then the patient
+    /// context.
+    Login(login::LoginArgs),
+    /// Delete the session `login` stored.
+    Logout(login::LogoutArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -126,6 +133,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Export(args) => export::run(args).await,
             Command::Validate(args) => validate::run(args),
+            Command::Login(args) => login::login(args).await,
+            Command::Logout(args) => login::logout(args),
         }
     });
     match result {
