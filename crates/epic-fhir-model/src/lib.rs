@@ -54,6 +54,23 @@
 //! assert!(resource.downcast_ref::<Patient>().is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Decimals keep their text, and validation reports every problem with its path:
+//!
+//! ```
+//! use epic_fhir_model::{self as model, Resource, Severity};
+//!
+//! let text = r#"{"resourceType":"Observation","status":"final","code":{"text":"Glucose"},
+//!                "valueQuantity":{"value":5.50,"unit":"mmol/L"}}"#;
+//! let resource: Resource = model::from_str(text)?;
+//! let Resource::Observation(observation) = &resource else { unreachable!() };
+//! assert_eq!(observation.value_display().as_deref(), Some("5.50 mmol/L"));
+//!
+//! let issues = model::validate_json(br#"{"resourceType":"Patient","gender":"f","birthDate":"1987-13-01"}"#);
+//! let found: Vec<(Severity, &str)> = issues.iter().map(|i| (i.severity, i.path.as_str())).collect();
+//! assert_eq!(found, [(Severity::Error, "Patient.gender"), (Severity::Error, "Patient.birthDate")]);
+//! # Ok::<(), model::ModelError>(())
+//! ```
 
 pub mod json;
 
