@@ -44,6 +44,24 @@ pub(crate) struct SearchArgs {
 /// Builds an authenticated client from the connection settings.
 pub(crate) async fn client(connection: &ConnectionArgs) -> Result<FhirClient, Failure> {
     let settings = connection.resolve()?;
+    // A user session (from `epic-fhir login`) when one is named, or when no key is configured
+    // and the default session file exists.
+    let session = match (&connection.session, &settings.private_key) {
+        (Some(path), _) => Some(path.clone()),
+        (None, None) => crate::login::session_path(None).filter(|p| p.exists()),
+        (None, Some(_)) => None,
+    };
+    if let Some(path) = session {
+        let (auth, session) = crate::login::session_auth(&path)?;
+        let base = settings
+            .base_url
+            .clone()
+            .unwrap_or_else(|| session.fhir_base.to_string());
+        let builder = FhirClient::builder(&base)
+            .token_provider(std::sync::Arc::new(auth))
+            .epic_client_id(&session.client_id);
+        return Ok(builder.build()?);
+    }
     let base = settings.base_url.clone().ok_or_else(|| {
         Failure::usage(anyhow!(
             "no FHIR base URL: pass --base-url or set EPIC_FHIR_BASE_URL"

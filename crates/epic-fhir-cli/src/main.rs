@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod fhir;
 mod keygen;
+mod login;
 mod output;
 mod sandbox;
 mod settings;
@@ -59,6 +60,12 @@ enum Command {
     /// SQL on FHIR views: `view run VIEW.json... --input PATH... --out DIR_OR_URL` writes
     /// Parquet, CSV or NDJSON tables; `view test DIR --report FILE` runs the conformance suite.
     View(view::ViewArgs),
+    /// Log a user in (SMART standalone launch in the browser) and keep the session for read,
+    /// search and export: prints the authorization URL alone on stdout, then the patient
+    /// context.
+    Login(login::LoginArgs),
+    /// Delete the session `login` stored.
+    Logout(login::LogoutArgs),
 }
 
 /// An error with the exit code it maps to.
@@ -137,6 +144,8 @@ fn main() -> ExitCode {
             Command::Export(args) => export::run(args).await,
             Command::View(args) => view::run(args).await,
             Command::Validate(args) => validate::run(args),
+            Command::Login(args) => login::login(args).await,
+            Command::Logout(args) => login::logout(args),
         }
     });
     match result {

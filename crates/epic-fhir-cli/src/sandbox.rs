@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use clap::Args;
-use epic_fhir_sandbox::auth::{ClientConfig, ScopeSet};
+use epic_fhir_sandbox::auth::{AppConfig, ClientConfig, ScopeSet, UserConfig};
 use epic_fhir_sandbox::{Faults, Sandbox, SandboxConfig, ScopeGrant};
 use serde_json::json;
 
@@ -61,6 +61,28 @@ pub(crate) struct SandboxArgs {
     /// Default for every client: system/*.read.
     #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
     client_scopes: Vec<String>,
+    /// Register a SMART app (public, PKCE): ID=REDIRECT_URI[,REDIRECT_URI...]; repeatable. A
+    /// loopback redirect URI without a port (http://127.0.0.1/callback) matches any port.
+    #[arg(long = "app", value_name = "ID=REDIRECT_URIS")]
+    apps: Vec<String>,
+    /// Make an --app confidential with a client secret (HTTP Basic): ID=SECRET.
+    #[arg(long = "app-secret", value_name = "ID=SECRET")]
+    app_secrets: Vec<String>,
+    /// Make an --app confidential with keys (private_key_jwt): ID=PATH (JWK Set, PEM public key
+    /// or certificate) or ID=URL (a JWK Set URL on loopback).
+    #[arg(long = "app-jwks", value_name = "ID=PATH_OR_URL")]
+    app_jwks: Vec<String>,
+    /// The URL the EHR launcher opens for an --app (with ?iss=...&launch=...): ID=LAUNCH_URL.
+    #[arg(long = "app-launch", value_name = "ID=LAUNCH_URL")]
+    app_launches: Vec<String>,
+    /// Add a MyChart-style user: NAME=PATIENT_ID:PASSWORD; repeatable. One user per Epic named
+    /// patient (fhircamila, fhirderrick...) exists by default, with the password printed at
+    /// startup.
+    #[arg(long = "user", value_name = "NAME=PATIENT_ID:PASSWORD")]
+    users: Vec<String>,
+    /// The password of the default users (default: a random one, printed at startup).
+    #[arg(long, value_name = "PASSWORD")]
+    user_password: Option<String>,
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, default_value_t = 3600)]
     token_lifetime: u64,
@@ -182,6 +204,21 @@ impl SandboxArgs {
             let client = ClientConfig::parse_spec(spec).map_err(|e| Failure::usage(anyhow!(e)))?;
             config.clients.push(client);
         }
+        config.smart.apps = AppConfig::from_flags(
+            &self.apps,
+            &self.app_secrets,
+            &self.app_jwks,
+            &self.app_launches,
+        )
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
+        for spec in &self.users {
+            let user = UserConfig::parse_spec(spec).map_err(|e| Failure::usage(anyhow!(e)))?;
+            config.smart.users.push(user);
+        }
+        config
+            .smart
+            .default_password
+            .clone_from(&self.user_password);
         for spec in &self.client_scopes {
             let (id, scopes) = spec.split_once('=').ok_or_else(|| {
                 Failure::usage(anyhow!("--client-scopes `{spec}` must be ID=SCOPES"))
@@ -226,9 +263,25 @@ pub(crate) fn describe(sandbox: &Sandbox) -> serde_json::Value {
         .into_iter()
         .map(|g| json!({"id": g.id, "name": g.name, "members": g.members}))
         .collect();
+    let apps: Vec<serde_json::Value> = sandbox
+        .apps()
+        .into_iter()
+        .map(|a| json!({"id": a.id, "kind": a.kind, "redirect_uris": a.redirect_uris, "launch_url": a.launch_url}))
+        .collect();
+    // The passwords are printed on purpose: they open synthetic records on this machine only,
+    // and a developer needs them to log in.
+    let users: Vec<serde_json::Value> = sandbox
+        .users()
+        .into_iter()
+        .map(|u| json!({"username": u.username, "patient": u.patient_id, "password": u.password}))
+        .collect();
     json!({
         "base_url": sandbox.base_url().as_str(),
         "token_url": sandbox.token_url().as_str(),
+        "authorize_url": sandbox.authorize_url().as_str(),
+        "launcher_url": sandbox.launcher_url().as_str(),
+        "apps": apps,
+        "users": users,
         "clients": sandbox.clients().into_iter().map(|(id, keys)| json!({"id": id, "keys": keys})).collect::<Vec<_>>(),
         "resources": data.total,
         "counts": data.counts,

@@ -33,6 +33,10 @@ pub(crate) struct ConnectionArgs {
     /// A TOML file with any of: base_url, client_id, private_key, key_id, token_url, scope.
     #[arg(long, env = "EPIC_FHIR_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// A user session from `epic-fhir login` (default when no private key is configured:
+    /// $EPIC_FHIR_SESSION, else ~/.config/epic-fhir/session.json, if it exists).
+    #[arg(long, env = "EPIC_FHIR_SESSION")]
+    pub(crate) session: Option<PathBuf>,
 }
 
 /// Settings after merging flags, environment and the config file; also the shape of the

@@ -18,9 +18,15 @@ fn bin() -> Command {
         "EPIC_TOKEN_URL",
         "EPIC_SCOPE",
         "EPIC_FHIR_CONFIG",
+        "EPIC_FHIR_SESSION",
     ] {
         command.env_remove(var);
     }
+    // No session of the developer's own is picked up by `read` and `search`.
+    command.env(
+        "XDG_CONFIG_HOME",
+        std::env::temp_dir().join("epic-fhir-cli-no-session"),
+    );
     command
 }
 

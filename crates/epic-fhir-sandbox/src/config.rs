@@ -4,13 +4,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::ClientConfig;
+use crate::auth::{ClientConfig, SmartConfig};
 use crate::bulk::BulkConfig;
 
 /// Epic's path prefix for the FHIR R4 API.
 pub const FHIR_BASE_PATH: &str = "/interconnect-fhir-oauth/api/FHIR/R4";
 /// Epic's path for the OAuth 2.0 token endpoint.
 pub const TOKEN_PATH: &str = "/interconnect-fhir-oauth/oauth2/token";
+/// Epic's path for the OAuth 2.0 authorization endpoint (SMART App Launch).
+pub const AUTHORIZE_PATH: &str = "/interconnect-fhir-oauth/oauth2/authorize";
+/// The sandbox's EHR launcher: `?app=ID&patient=ID[&encounter=ID]` sends the browser to the
+/// app's launch URL with `iss` and `launch`.
+pub const LAUNCH_PATH: &str = "/interconnect-fhir-oauth/launch";
+/// The JWK Set of the key that signs id_tokens (the discovery documents' `jwks_uri`).
+pub const JWKS_PATH: &str = "/interconnect-fhir-oauth/oauth2/jwks";
 /// Epic's largest searchset page.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -148,6 +155,9 @@ pub struct SandboxConfig {
     pub max_body_bytes: usize,
     /// Injected faults. Default none.
     pub faults: Faults,
+    /// SMART App Launch: apps, MyChart-style users, code and refresh token lifetimes.
+    /// Default: no apps, one user per Epic named patient with a random password.
+    pub smart: SmartConfig,
     /// Bulk Data `$export`: which levels are served, Epic's per-Group window, pace, polling
     /// interval and file size. Default: every level, no window, 3000 resources per file.
     pub bulk: BulkConfig,
@@ -174,6 +184,7 @@ impl Default for SandboxConfig {
             jwks_refetch_interval: Duration::from_secs(10),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             faults: Faults::default(),
+            smart: SmartConfig::default(),
             bulk: BulkConfig::default(),
         }
     }

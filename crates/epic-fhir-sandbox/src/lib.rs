@@ -9,6 +9,10 @@
 //! - **Backend Services auth** ([`auth`]): registered clients (JWK Set file or URL, PEM public
 //!   key or certificate), every client-assertion rule of SMART and Epic checked (the key's type
 //!   decides the algorithm, `jti` replay refused...), opaque 256-bit tokens, v1 and v2 scopes.
+//! - **SMART App Launch** ([`auth::SmartConfig`]): `oauth2/authorize` with login and consent
+//!   pages for MyChart-style users (`fhircamila`...), an EHR launcher, the
+//!   `authorization_code` and `refresh_token` grants for public, secret and `private_key_jwt`
+//!   apps, PKCE S256, signed id_tokens, and patient-context tokens that see one compartment.
 //! - **Search** ([`search`], [`store`]): Epic's required parameters and warning entries
 //!   (4111, 4110, 4101, 4122), FHIR date/token/reference/string semantics, `_sort`,
 //!   `_include`/`_revinclude`, snapshot paging through `sessionID` links of at most 1000 entries.
@@ -49,10 +53,10 @@ mod xml;
 
 pub use bulk::BulkConfig;
 pub use config::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_MEMORY, FHIR_BASE_PATH, Faults, MAX_PAGE_SIZE,
-    SandboxConfig, ScopeGrant, TOKEN_PATH,
+    AUTHORIZE_PATH, DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_MEMORY, FHIR_BASE_PATH, Faults,
+    JWKS_PATH, LAUNCH_PATH, MAX_PAGE_SIZE, SandboxConfig, ScopeGrant, TOKEN_PATH,
 };
 pub use outcome::{
     EPIC_NO_RESULTS, EPIC_OUTCOME_SYSTEM, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED,
 };
-pub use server::{DataSummary, Sandbox, SandboxStats, StartError};
+pub use server::{AppSummary, DataSummary, Sandbox, SandboxStats, StartError};

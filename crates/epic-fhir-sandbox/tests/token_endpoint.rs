@@ -151,7 +151,7 @@ async fn grant_type_rules() {
     let (status, body, _) = token_request(
         &sandbox,
         &[
-            ("grant_type", "authorization_code"),
+            ("grant_type", "password"),
             ("client_assertion_type", JWT_BEARER),
             ("client_assertion", &assertion),
         ],
@@ -160,6 +160,24 @@ async fn grant_type_rules() {
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("unsupported_grant_type"))
+    );
+    // The SMART App Launch grants exist, but a Backend Services client is not an app: its
+    // assertion authenticates no one there.
+    let assertion = sign(&key, Some("rsa-1"), &claims(CLIENT, &aud(&sandbox)));
+    let (status, body, _) = token_request(
+        &sandbox,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "c"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &assertion),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_client")),
+        "{body}"
     );
 }
 

@@ -41,6 +41,14 @@ pub enum ErrorKind {
     /// [`max_pages`](crate::FhirClientBuilder::max_pages), a bulk file larger than
     /// [`DownloadOptions::max_file_bytes`](crate::bulk::DownloadOptions::max_file_bytes).
     Limit,
+    /// A SMART App Launch check failed on the client's side: the callback's `state` does not
+    /// match, it carries no code, the id_token does not verify (signature, `iss`, `aud`,
+    /// `exp`, `nonce`), or an EHR launch names an `iss` outside the allow-list. The message
+    /// names the check.
+    Launch,
+    /// The user must log in again: the refresh token was refused (`invalid_grant`) or there is
+    /// none and the access token has expired.
+    LoginRequired,
 }
 
 /// An OAuth 2.0 error response from a token endpoint (RFC 6749 section 5.2).
@@ -295,6 +303,11 @@ impl Error {
     /// 408/429/5xx statuses and transient token-endpoint failures.
     pub fn is_retryable(&self) -> bool {
         self.inner.retryable
+    }
+
+    /// Whether the user must log in again (see [`ErrorKind::LoginRequired`]).
+    pub fn needs_login(&self) -> bool {
+        self.inner.kind == ErrorKind::LoginRequired
     }
 
     /// Whether this is an authentication or authorization failure (a refused token request, or a

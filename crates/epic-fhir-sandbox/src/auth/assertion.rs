@@ -83,6 +83,18 @@ pub(crate) async fn verify(
     http: &reqwest::Client,
     ctx: CheckContext<'_>,
 ) -> Result<Arc<Client>, String> {
+    verify_with(assertion, |id| registry.get(id), replay, http, ctx).await
+}
+
+/// [`verify`] with the client (its keys) found by `lookup`: SMART apps authenticating with
+/// `private_key_jwt` follow exactly the Backend Services rules, from their own registry.
+pub(crate) async fn verify_with(
+    assertion: &str,
+    lookup: impl Fn(&str) -> Option<Arc<Client>>,
+    replay: &ReplayCache,
+    http: &reqwest::Client,
+    ctx: CheckContext<'_>,
+) -> Result<Arc<Client>, String> {
     let parts: Vec<&str> = assertion.split('.').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(
@@ -139,9 +151,7 @@ pub(crate) async fn verify(
             "iss ({iss}) and sub ({sub}) must both be the client id"
         ));
     }
-    let client = registry
-        .get(iss)
-        .ok_or_else(|| format!("iss {iss} is not a registered client id"))?;
+    let client = lookup(iss).ok_or_else(|| format!("iss {iss} is not a registered client id"))?;
 
     if let Some(jku) = header.get("jku") {
         let jku = jku.as_str().ok_or("jku header is not a string")?;

@@ -1,4 +1,5 @@
-//! SMART system scopes, in v1 (`system/Patient.read`) and v2 (`system/Patient.rs`) syntax.
+//! SMART resource scopes, in v1 (`system/Patient.read`) and v2 (`system/Patient.rs`) syntax:
+//! `system/` for Backend Services, and `patient/` and `user/` for apps a person launches.
 
 use std::fmt;
 
@@ -29,9 +30,33 @@ impl Permission {
     }
 }
 
-/// One parsed system scope.
+/// Whose data a resource scope reaches (the part before the `/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeContext {
+    /// `system/`: everything the client is registered for (Backend Services).
+    System,
+    /// `user/`: what the signed-in user may see (for a patient user: their own record).
+    User,
+    /// `patient/`: the compartment of the patient in context.
+    Patient,
+}
+
+impl ScopeContext {
+    /// The prefix as written, `system`, `user` or `patient`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScopeContext::System => "system",
+            ScopeContext::User => "user",
+            ScopeContext::Patient => "patient",
+        }
+    }
+}
+
+/// One parsed resource scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
+    /// Whose data the scope reaches.
+    pub context: ScopeContext,
     /// The resource type, or `None` for `*`.
     pub resource_type: Option<String>,
     permissions: u8,
@@ -43,9 +68,26 @@ impl Scope {
     /// Parses `system/Type.read`, `system/*.write`, `system/Type.cruds`, `system/Type.rs?x=y`.
     /// Only `system/` scopes make sense for Backend Services.
     pub fn parse(text: &str) -> Result<Scope, String> {
-        let rest = text
-            .strip_prefix("system/")
-            .ok_or_else(|| format!("scope `{text}` is not a system/ scope"))?;
+        if !text.starts_with("system/") {
+            return Err(format!("scope `{text}` is not a system/ scope"));
+        }
+        Scope::parse_any(text)
+    }
+
+    /// Parses a resource scope of any context: `system/`, `user/` or `patient/`, in v1 or v2
+    /// syntax (`patient/Observation.rs`, `user/*.read`).
+    pub fn parse_any(text: &str) -> Result<Scope, String> {
+        let (context, rest) = if let Some(rest) = text.strip_prefix("system/") {
+            (ScopeContext::System, rest)
+        } else if let Some(rest) = text.strip_prefix("user/") {
+            (ScopeContext::User, rest)
+        } else if let Some(rest) = text.strip_prefix("patient/") {
+            (ScopeContext::Patient, rest)
+        } else {
+            return Err(format!(
+                "scope `{text}` is not a resource scope (system/, user/ or patient/)"
+            ));
+        };
         let (resource, permission) = rest
             .split_once('.')
             .ok_or_else(|| format!("scope `{text}` has no `.permission`"))?;
@@ -66,6 +108,7 @@ impl Scope {
             })?,
         };
         Ok(Scope {
+            context,
             resource_type: (resource != "*").then(|| resource.to_owned()),
             permissions,
             text: text.to_owned(),
@@ -78,6 +121,44 @@ impl Scope {
             .as_deref()
             .is_none_or(|t| t == resource_type)
             && self.permissions & permission.bit() != 0
+    }
+
+    /// This scope with only the permissions also in `mask` (a bit set of [`Permission`]s), or
+    /// `None` when nothing is left. The text is rewritten in v2 letters when it changes.
+    pub(crate) fn restricted(&self, mask: u8) -> Option<Scope> {
+        let permissions = self.permissions & mask;
+        if permissions == 0 {
+            return None;
+        }
+        if permissions == self.permissions {
+            return Some(self.clone());
+        }
+        let letters: String = [
+            ('c', Permission::Create),
+            ('r', Permission::Read),
+            ('u', Permission::Update),
+            ('d', Permission::Delete),
+            ('s', Permission::Search),
+        ]
+        .iter()
+        .filter(|(_, p)| permissions & p.bit() != 0)
+        .map(|(c, _)| *c)
+        .collect();
+        Some(Scope {
+            context: self.context,
+            resource_type: self.resource_type.clone(),
+            permissions,
+            text: format!(
+                "{}/{}.{letters}",
+                self.context.as_str(),
+                self.resource_type.as_deref().unwrap_or("*")
+            ),
+        })
+    }
+
+    /// The bit set of read and search, the permissions user-facing apps are granted here.
+    pub(crate) fn read_search_mask() -> u8 {
+        Permission::Read.bit() | Permission::Search.bit()
     }
 
     /// Whether everything this scope permits is also permitted by `granted`.
@@ -134,6 +215,28 @@ impl ScopeSet {
             .map(Scope::parse)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ScopeSet { scopes })
+    }
+
+    /// Builds a set from parsed scopes.
+    pub fn from_scopes(scopes: Vec<Scope>) -> ScopeSet {
+        ScopeSet { scopes }
+    }
+
+    /// The scopes, in order.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// The contexts of the scopes that permit `permission` on `resource_type`.
+    pub fn contexts_allowing<'a>(
+        &'a self,
+        resource_type: &'a str,
+        permission: Permission,
+    ) -> impl Iterator<Item = ScopeContext> + 'a {
+        self.scopes
+            .iter()
+            .filter(move |s| s.allows(resource_type, permission))
+            .map(|s| s.context)
     }
 
     /// `system/*.read`: read and search of every type, the default grant of a sandbox client.

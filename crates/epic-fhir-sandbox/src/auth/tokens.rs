@@ -17,6 +17,38 @@ pub(crate) struct Grant {
     pub(crate) client_id: String,
     pub(crate) scopes: ScopeSet,
     pub(crate) expires_at: SystemTime,
+    /// For a token issued to an app a person launched (SMART App Launch): the user and the
+    /// launch context. `None` for Backend Services.
+    pub(crate) user: Option<Arc<UserContext>>,
+}
+
+/// Who a user-facing token acts for, and in which patient's context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserContext {
+    /// The patient in context (`patient/` scopes reach this compartment).
+    pub(crate) patient: Option<String>,
+    /// The encounter in context.
+    pub(crate) encounter: Option<String>,
+    /// When the user is a patient (a MyChart user): their own record, the most `user/`
+    /// scopes reach. `None` for a clinician, whose `user/` scopes reach every record.
+    pub(crate) user_patient: Option<String>,
+}
+
+impl Grant {
+    /// Who owns what this token creates (search sessions): the client, and for a user-facing
+    /// token also the patient and user, so that one patient's paging links are useless with
+    /// another patient's token of the same app.
+    pub(crate) fn owner(&self) -> String {
+        match &self.user {
+            None => self.client_id.clone(),
+            Some(user) => format!(
+                "{}#{}#{}",
+                self.client_id,
+                user.patient.as_deref().unwrap_or(""),
+                user.user_patient.as_deref().unwrap_or("")
+            ),
+        }
+    }
 }
 
 /// Why a bearer token was not accepted.
@@ -51,14 +83,24 @@ impl TokenStore {
         scopes: ScopeSet,
         lifetime: Duration,
     ) -> Result<String, String> {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "the random generator failed".to_owned())?;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        self.issue_for_user(client_id, scopes, lifetime, None)
+    }
+
+    /// Issues a token, for a user and launch context when `user` is given.
+    pub(crate) fn issue_for_user(
+        &self,
+        client_id: &str,
+        scopes: ScopeSet,
+        lifetime: Duration,
+        user: Option<Arc<UserContext>>,
+    ) -> Result<String, String> {
+        let token = random_token()?;
         let now = SystemTime::now();
         let grant = Arc::new(Grant {
             client_id: client_id.to_owned(),
             scopes,
             expires_at: now + lifetime,
+            user,
         });
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
         // Expired tokens are dropped as the map grows, so memory follows the live tokens.
@@ -85,6 +127,14 @@ impl TokenStore {
         Ok(grant)
     }
 
+    /// Forgets one token: the next request with it gets 401.
+    pub(crate) fn revoke(&self, token: &str) {
+        self.tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(token);
+    }
+
     /// Forgets every token: the next request with any of them gets 401.
     pub(crate) fn revoke_all(&self) {
         self.tokens
@@ -101,6 +151,14 @@ impl TokenStore {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
+
+/// 256 random bits from the system's CSPRNG, base64url: access tokens, refresh tokens,
+/// authorization codes, launch ids and authorization request ids.
+pub(crate) fn random_token() -> Result<String, String> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| "the random generator failed".to_owned())?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[cfg(test)]

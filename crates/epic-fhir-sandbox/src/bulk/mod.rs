@@ -351,8 +351,19 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 /// The grant of the request's bearer token (401 when missing, unknown or expired). Bulk
 /// endpoints need the token before they know which resource types are involved, so the
 /// per-type scope checks come later.
+/// Bulk Data is for Backend Services: a token issued to an app a person launched (whose
+/// reach is one patient's record, or one user's) is refused.
 fn bearer_grant(state: &AppState, headers: &HeaderMap) -> Result<Arc<Grant>, FhirError> {
-    crate::server::authenticate(state, headers)
+    let grant = crate::server::authenticate(state, headers)?;
+    if grant.user.is_some() {
+        return Err(FhirError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "bulk export needs a Backend Services token (system/ scopes): this token was issued to an app a person launched",
+        )
+        .with_epic_code(crate::outcome::EPIC_NOT_AUTHORIZED, "User not authorized for request."));
+    }
+    Ok(grant)
 }
 
 /// What a Group resource says about itself: id, name and active member count.

@@ -16,20 +16,55 @@ const SYSTEM_EXPORT: &str = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition
 /// The version string of Epic's identity in `metadata`: Epic names its releases by month.
 const EPIC_VERSION: &str = "November 2026";
 
+/// The SMART `capabilities` extension URL (one per capability, on `rest.security`).
+const CAPABILITIES_EXTENSION: &str =
+    "http://fhir-registry.smarthealthit.org/StructureDefinition/capabilities";
+
 /// The SMART `oauth-uris` extension URL.
 const OAUTH_URIS: &str = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris";
+
+/// The SMART capabilities the sandbox implements, and nothing else: both launches, the three
+/// kinds of client, patient and encounter context, refresh tokens, patient and user scopes
+/// in v1 and v2 syntax, OpenID Connect, and the POST form of the authorization endpoint.
+pub(crate) const SMART_CAPABILITIES: [&str; 16] = [
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
+    "client-confidential-symmetric",
+    "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-standalone-patient",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
+    "permission-v1",
+    "permission-v2",
+    "sso-openid-connect",
+];
 
 /// The SMART configuration document.
 pub(crate) fn smart_configuration(state: &AppState) -> Value {
     json!({
         "issuer": state.base_url,
+        "jwks_uri": state.jwks_url,
+        "authorization_endpoint": state.authorize_url,
         "token_endpoint": state.token_url,
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
         "token_endpoint_auth_signing_alg_values_supported": ACCEPTED_ALGORITHMS,
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["system/*.read", "system/*.rs", "system/*.write", "system/*.cud"],
-        "response_types_supported": ["token"],
-        "capabilities": ["client-confidential-asymmetric", "permission-v1", "permission-v2"],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "scopes_supported": [
+            "openid", "fhirUser", "launch", "launch/patient", "launch/encounter",
+            "offline_access", "online_access",
+            "patient/*.read", "patient/*.rs", "user/*.read", "user/*.rs",
+            "system/*.read", "system/*.rs", "system/*.write", "system/*.cud"
+        ],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "capabilities": SMART_CAPABILITIES,
     })
 }
 
@@ -126,7 +161,10 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
                 }]}],
                 "extension": [{
                     "url": OAUTH_URIS,
-                    "extension": [{"url": "token", "valueUri": state.token_url}]
+                    "extension": [
+                        {"url": "authorize", "valueUri": state.authorize_url},
+                        {"url": "token", "valueUri": state.token_url}
+                    ]
                 }]
             },
             "resource": resources,
@@ -139,6 +177,17 @@ pub(crate) fn capability_statement(state: &AppState) -> Value {
             ],
         }]
     });
+    // SMART's CapabilityStatement form of the capabilities list: one extension each.
+    if let Some(extensions) = statement
+        .pointer_mut("/rest/0/security/extension")
+        .and_then(Value::as_array_mut)
+    {
+        extensions.extend(
+            SMART_CAPABILITIES
+                .iter()
+                .map(|code| json!({"url": CAPABILITIES_EXTENSION, "valueCode": code})),
+        );
+    }
     if let Some(publisher) = publisher {
         statement["publisher"] = json!(publisher);
     }

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::config::{FHIR_BASE_PATH, TOKEN_PATH};
+use crate::config::{AUTHORIZE_PATH, FHIR_BASE_PATH, JWKS_PATH, LAUNCH_PATH, TOKEN_PATH};
 use crate::outcome::FhirError;
 
 /// The FHIR XML media type.
@@ -145,11 +145,23 @@ enum Area {
     Rest,
     /// Bulk export status and files, SMART discovery: OperationOutcomes, always JSON.
     JsonOnly,
+    /// The pages a browser shows (authorization, login, consent, the EHR launcher): their
+    /// errors are HTML pages, left as they are.
+    Pages,
 }
 
 fn area(path: &str) -> Area {
     if path == TOKEN_PATH {
         return Area::Token;
+    }
+    if path == AUTHORIZE_PATH
+        || path.starts_with(&format!("{AUTHORIZE_PATH}/"))
+        || path == LAUNCH_PATH
+    {
+        return Area::Pages;
+    }
+    if path == JWKS_PATH {
+        return Area::JsonOnly;
     }
     match path.strip_prefix(FHIR_BASE_PATH) {
         Some(rest) if rest.contains("$export") || rest.starts_with("/.well-known") => {
@@ -183,6 +195,14 @@ pub(crate) async fn negotiate(
     }
 }
 
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
 fn is_json(response: &Response) -> bool {
     response
         .headers()
@@ -194,7 +214,7 @@ fn is_json(response: &Response) -> bool {
 /// An error response that is not JSON (axum's own rejections are plain text) rewritten as an
 /// OperationOutcome, or an OAuth error on the token endpoint, keeping status and text.
 async fn structured_error(response: Response, area: Area) -> Response {
-    if is_json(&response) {
+    if is_json(&response) || (area == Area::Pages && is_html(&response)) {
         return response;
     }
     let (parts, body) = response.into_parts();
@@ -217,6 +237,7 @@ async fn structured_error(response: Response, area: Area) -> Response {
             axum::Json(json!({"error": "invalid_request", "error_description": text})),
         )
             .into_response(),
+        Area::Pages => super::authorize::error_page(status, "Request refused", &text),
         Area::Rest | Area::JsonOnly => {
             let code = match status {
                 StatusCode::PAYLOAD_TOO_LARGE => "too-costly",
@@ -332,5 +353,9 @@ mod tests {
             Area::JsonOnly
         );
         assert_eq!(area("/elsewhere"), Area::Rest);
+        assert_eq!(area(AUTHORIZE_PATH), Area::Pages);
+        assert_eq!(area(&format!("{AUTHORIZE_PATH}/login")), Area::Pages);
+        assert_eq!(area(LAUNCH_PATH), Area::Pages);
+        assert_eq!(area(JWKS_PATH), Area::JsonOnly);
     }
 }

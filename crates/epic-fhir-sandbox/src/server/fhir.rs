@@ -14,8 +14,8 @@ use super::bundle::{Page, render};
 use super::errors::Wanted;
 use super::session::SessionProblem;
 use super::{AppState, fhir_json};
-use crate::auth::Permission;
 use crate::auth::tokens::Grant;
+use crate::auth::{Permission, ScopeContext};
 use crate::outcome::{
     EPIC_NO_RESULTS, EPIC_PARAMETER_IGNORED, EPIC_SESSION_EXPIRED, FhirError, Issue,
 };
@@ -85,7 +85,12 @@ pub(crate) fn authorize(
             Permission::Delete => "d",
             Permission::Search => "s",
         };
-        let needed = format!("system/{resource_type}.{letter}");
+        let context = if grant.user.is_some() {
+            "patient"
+        } else {
+            "system"
+        };
+        let needed = format!("{context}/{resource_type}.{letter}");
         return Err(FhirError::insufficient_scope(
             format!(
                 "the access token's scopes ({}) do not allow this request: it needs {needed}",
@@ -95,6 +100,90 @@ pub(crate) fn authorize(
         ));
     }
     Ok(grant)
+}
+
+/// Types that belong to no patient and that patient-context tokens may read and search
+/// whole: the directory (who and where) and medication definitions.
+const SHARED_TYPES: [&str; 8] = [
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "HealthcareService",
+    "Endpoint",
+    "Substance",
+];
+
+/// Which resources of a type a token reaches with a permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every resource (system scopes; a clinician's user scopes; shared types).
+    All,
+    /// Only the compartment of this patient (patient scopes; a patient user's user scopes).
+    Patient(String),
+    /// None: the scopes do not cover the type, or it is in no patient's compartment.
+    Nothing,
+}
+
+/// What `grant` reaches of `resource_type` with `permission`: the widest of its scopes.
+pub(crate) fn reach(grant: &Grant, resource_type: &str, permission: Permission) -> Reach {
+    let mut reach = Reach::Nothing;
+    for context in grant.scopes.contexts_allowing(resource_type, permission) {
+        let user = grant.user.as_deref();
+        let this = match context {
+            ScopeContext::System => Reach::All,
+            ScopeContext::User => match user.and_then(|u| u.user_patient.clone()) {
+                Some(patient) => Reach::Patient(patient),
+                None => Reach::All,
+            },
+            ScopeContext::Patient => match user.and_then(|u| u.patient.clone()) {
+                Some(patient) => Reach::Patient(patient),
+                None => continue,
+            },
+        };
+        if this == Reach::All {
+            return Reach::All;
+        }
+        reach = this;
+    }
+    match reach {
+        Reach::Patient(_) if SHARED_TYPES.contains(&resource_type) => Reach::All,
+        Reach::Patient(_)
+            if resource_type != "Patient"
+                && crate::search::registry::schema(resource_type)
+                    .patient_slot
+                    .is_none() =>
+        {
+            Reach::Nothing
+        }
+        other => other,
+    }
+}
+
+/// Whether `grant` may read `resource`: patient-context tokens see one compartment.
+pub(crate) fn can_see(state: &AppState, grant: &Grant, resource: &StoredResource) -> bool {
+    match reach(grant, resource.resource_type(), Permission::Read) {
+        Reach::All => true,
+        Reach::Patient(patient) => state.store.refers_to_patient(resource, &patient),
+        Reach::Nothing => false,
+    }
+}
+
+fn outside_compartment(reference: &str, grant: &Grant) -> FhirError {
+    let patient = grant
+        .user
+        .as_deref()
+        .and_then(|u| u.patient.as_deref().or(u.user_patient.as_deref()))
+        .unwrap_or("");
+    FhirError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "{reference} is outside the record of patient {patient}, the only one this access token reaches"
+        ),
+    )
+    .with_epic_code(crate::outcome::EPIC_NOT_AUTHORIZED, "User not authorized for request.")
 }
 
 /// The `_format` values that ask for JSON (compared without regard to case).
@@ -242,7 +331,7 @@ pub(crate) async fn read(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    admit(
+    let grant = admit(
         &state,
         &headers,
         &resource_type,
@@ -252,6 +341,9 @@ pub(crate) async fn read(
     let resource = state.store.read(&resource_type, &id).ok_or_else(|| {
         FhirError::not_found(format!("{resource_type}/{id} is not known")).with_expression("id")
     })?;
+    if !can_see(&state, &grant, &resource) {
+        return Err(outside_compartment(&resource.reference(), &grant));
+    }
     Ok(resource_response(StatusCode::OK, &resource, None))
 }
 
@@ -262,7 +354,7 @@ pub(crate) async fn vread(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response> {
-    admit(
+    let grant = admit(
         &state,
         &headers,
         &resource_type,
@@ -280,6 +372,9 @@ pub(crate) async fn vread(
                 "{resource_type}/{id}/_history/{version} is not known"
             ))
         })?;
+    if !can_see(&state, &grant, &resource) {
+        return Err(outside_compartment(&resource.reference(), &grant));
+    }
     Ok(resource_response(StatusCode::OK, &resource, None))
 }
 
@@ -380,7 +475,7 @@ fn run_search(
     state: &AppState,
     resource_type: &str,
     headers: &HeaderMap,
-    pairs: Pairs<'_>,
+    mut pairs: Pairs<'_>,
     self_link: String,
 ) -> Result<Response> {
     let format = pairs
@@ -401,6 +496,29 @@ fn run_search(
     }
     if let Some((_, session_id)) = pairs.iter().find(|(k, _)| k == "sessionID") {
         return next_page(state, resource_type, &grant, session_id, &self_link);
+    }
+    // A patient-context token searches one compartment: the search is ANDed with the
+    // patient (whatever else it names, a match must be in the compartment).
+    match reach(&grant, resource_type, Permission::Search) {
+        Reach::All => {}
+        Reach::Patient(patient) => {
+            let name = if resource_type == "Patient" {
+                "_id"
+            } else {
+                "patient"
+            };
+            pairs.push((Cow::Borrowed(name), Cow::Owned(patient)));
+        }
+        Reach::Nothing => {
+            return Err(FhirError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "{resource_type} is in no patient's compartment: a patient-context access token cannot search it"
+                ),
+            )
+            .with_epic_code(crate::outcome::EPIC_NOT_AUTHORIZED, "User not authorized for request."));
+        }
     }
     let mut query = search::parse(resource_type, &pairs).map_err(|e| search_error(&e))?;
     if state.epic_rules {
@@ -461,7 +579,7 @@ fn run_search(
     }
     let (session_id, session) = state
         .sessions
-        .create(&grant.client_id, query, matches, page_size);
+        .create(&grant.owner(), query, matches, page_size);
     let page = session.page(0);
     let included = included(state, &session.query, page, &grant);
     let next = next_link(state, resource_type, &session_id, 1);
@@ -485,7 +603,9 @@ fn next_link(state: &AppState, resource_type: &str, session_id: &str, page: usiz
     )
 }
 
-/// Included resources of a page, limited to the types the token may read.
+/// Included resources of a page, limited to what the token may read (for a patient-context
+/// token: the patient's compartment and shared types, so an include cannot leak another
+/// patient's data).
 fn included(
     state: &AppState,
     query: &ParsedSearch,
@@ -499,7 +619,7 @@ fn included(
         .store
         .includes(query, page)
         .into_iter()
-        .filter(|r| grant.scopes.allows(r.resource_type(), Permission::Read))
+        .filter(|r| can_see(state, grant, r))
         .collect()
 }
 
@@ -512,7 +632,7 @@ fn next_page(
 ) -> Result<Response> {
     let (session, page_index) = state
         .sessions
-        .resolve(session_value, &grant.client_id)
+        .resolve(session_value, &grant.owner())
         .map_err(|problem| match problem {
             SessionProblem::Malformed => FhirError::bad_request(format!(
                 "sessionID `{session_value}` is not one this server issued"

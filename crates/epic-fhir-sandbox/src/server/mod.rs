@@ -1,12 +1,14 @@
 //! The HTTP server: [`Sandbox::start`] loads the data, binds a loopback port and serves Epic's
 //! paths until [`Sandbox::shutdown`].
 
+pub(crate) mod authorize;
 mod bundle;
 mod capability;
 mod errors;
 mod fhir;
 mod session;
 mod token;
+mod user_token;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,10 +25,14 @@ use axum::routing::{get, post};
 use url::Url;
 
 use crate::auth::assertion::ReplayCache;
+use crate::auth::smart::{SmartState, default_username, random_password};
 use crate::auth::tokens::TokenStore;
-use crate::auth::{ClientConfig, ClientRegistry};
+use crate::auth::{AppConfig, ClientConfig, ClientRegistry, UserConfig};
 use crate::bulk::BulkState;
-use crate::config::{FHIR_BASE_PATH, Faults, SandboxConfig, ScopeGrant, TOKEN_PATH};
+use crate::config::{
+    AUTHORIZE_PATH, FHIR_BASE_PATH, Faults, JWKS_PATH, LAUNCH_PATH, SandboxConfig, ScopeGrant,
+    TOKEN_PATH,
+};
 use crate::faults::FaultInjector;
 use crate::generate::{GenerateConfig, GenerateSummary, GroupSummary, generate};
 use crate::outcome::FHIR_JSON;
@@ -92,6 +98,20 @@ pub struct SandboxStats {
     pub session_bytes: usize,
 }
 
+/// A registered SMART app, as [`Sandbox::apps`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppSummary {
+    /// The client id.
+    pub id: String,
+    /// How it authenticates: public, client secret or private_key_jwt.
+    pub kind: &'static str,
+    /// Its redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// The URL the EHR launcher opens, if any.
+    pub launch_url: Option<String>,
+}
+
 /// What was loaded at start.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -127,6 +147,9 @@ pub(crate) struct AppState {
     pub(crate) origin: String,
     pub(crate) base_url: String,
     pub(crate) token_url: String,
+    pub(crate) authorize_url: String,
+    pub(crate) jwks_url: String,
+    pub(crate) smart: SmartState,
     token_lifetime: RwLock<Duration>,
     pub(crate) clock_skew: Duration,
     pub(crate) invalid_client_status: u16,
@@ -198,6 +221,25 @@ pub(crate) fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(fhir::unknown_route);
     Router::new()
         .route(TOKEN_PATH, post(token::token).fallback(token::wrong_method))
+        .route(
+            AUTHORIZE_PATH,
+            get(authorize::authorize_get)
+                .post(authorize::authorize_post)
+                .fallback(authorize::page_wrong_method),
+        )
+        .route(
+            &format!("{AUTHORIZE_PATH}/login"),
+            post(authorize::login).fallback(authorize::page_wrong_method),
+        )
+        .route(
+            &format!("{AUTHORIZE_PATH}/consent"),
+            post(authorize::consent).fallback(authorize::page_wrong_method),
+        )
+        .route(
+            LAUNCH_PATH,
+            get(authorize::launcher).fallback(authorize::page_wrong_method),
+        )
+        .route(JWKS_PATH, get(authorize::jwks))
         .nest(FHIR_BASE_PATH, fhir_api)
         .fallback(fhir::unknown_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -228,6 +270,7 @@ pub struct Sandbox {
     addr: SocketAddr,
     base_url: Url,
     token_url: Url,
+    authorize_url: Url,
     state: Arc<AppState>,
     data: DataSummary,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -325,6 +368,26 @@ impl Sandbox {
         let origin = format!("http://{addr}");
         let base_url = format!("{origin}{FHIR_BASE_PATH}");
         let token_url = format!("{origin}{TOKEN_PATH}");
+        let authorize_url = format!("{origin}{AUTHORIZE_PATH}");
+        let jwks_url = format!("{origin}{JWKS_PATH}");
+        let smart = SmartState::new(&config.smart);
+        if config.smart.default_users {
+            let password = config
+                .smart
+                .default_password
+                .clone()
+                .unwrap_or_else(random_password);
+            for named in data.generated.iter().flat_map(|g| &g.named_patients) {
+                smart.add_user(UserConfig::new(
+                    default_username(&named.name),
+                    &named.id,
+                    password.clone(),
+                ));
+            }
+        }
+        for user in &config.smart.users {
+            smart.add_user(user.clone());
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -345,6 +408,9 @@ impl Sandbox {
             origin,
             base_url: base_url.clone(),
             token_url: token_url.clone(),
+            authorize_url: authorize_url.clone(),
+            jwks_url,
+            smart,
             token_lifetime: RwLock::new(config.token_lifetime),
             clock_skew: config.clock_skew,
             invalid_client_status: config.invalid_client_status,
@@ -376,6 +442,8 @@ impl Sandbox {
             addr,
             base_url: Url::parse(&base_url).map_err(|e| StartError::Config(e.to_string()))?,
             token_url: Url::parse(&token_url).map_err(|e| StartError::Config(e.to_string()))?,
+            authorize_url: Url::parse(&authorize_url)
+                .map_err(|e| StartError::Config(e.to_string()))?,
             state,
             data,
             shutdown: Some(shutdown_tx),
@@ -396,6 +464,65 @@ impl Sandbox {
     /// The token endpoint, `http://127.0.0.1:PORT/interconnect-fhir-oauth/oauth2/token`.
     pub fn token_url(&self) -> &Url {
         &self.token_url
+    }
+
+    /// The authorization endpoint (SMART App Launch),
+    /// `http://127.0.0.1:PORT/interconnect-fhir-oauth/oauth2/authorize`.
+    pub fn authorize_url(&self) -> &Url {
+        &self.authorize_url
+    }
+
+    /// The EHR launcher, `http://127.0.0.1:PORT/interconnect-fhir-oauth/launch`: with
+    /// `?app=ID&patient=ID[&encounter=ID]` it sends the browser to the app's launch URL.
+    pub fn launcher_url(&self) -> Url {
+        let mut url = self.base_url.clone();
+        url.set_path(LAUNCH_PATH);
+        url
+    }
+
+    /// The JWK Set of the id_token signing key.
+    pub fn jwks_url(&self) -> &str {
+        &self.state.jwks_url
+    }
+
+    /// Registers (or replaces) a SMART app while running.
+    pub fn register_app(&self, app: AppConfig) {
+        self.state.smart.register_app(app);
+    }
+
+    /// The registered SMART apps.
+    pub fn apps(&self) -> Vec<AppSummary> {
+        self.state
+            .smart
+            .apps()
+            .iter()
+            .map(|app| AppSummary {
+                id: app.id.clone(),
+                kind: app.kind(),
+                redirect_uris: app.redirect_uris.clone(),
+                launch_url: app.launch_url.as_ref().map(Url::to_string),
+            })
+            .collect()
+    }
+
+    /// Adds (or replaces) a MyChart-style user while running.
+    pub fn add_user(&self, user: UserConfig) {
+        self.state.smart.add_user(user);
+    }
+
+    /// The users who can log in on the authorization pages, with their passwords.
+    pub fn users(&self) -> Vec<UserConfig> {
+        self.state.smart.users()
+    }
+
+    /// Changes how long authorization codes can be exchanged, for codes issued from now on.
+    pub fn set_code_lifetime(&self, lifetime: Duration) {
+        self.state
+            .smart
+            .lifetimes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .code = lifetime;
     }
 
     /// What was generated and loaded at start.

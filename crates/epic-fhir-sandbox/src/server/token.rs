@@ -1,4 +1,6 @@
-//! The OAuth 2.0 token endpoint (client_credentials with a JWT client assertion).
+//! The OAuth 2.0 token endpoint: `client_credentials` with a JWT client assertion (Backend
+//! Services) here; `authorization_code` and `refresh_token` (SMART App Launch) in
+//! `user_token`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +19,10 @@ use crate::auth::assertion::{self, CheckContext};
 use crate::config::ScopeGrant;
 
 /// The `client_assertion_type` of a JWT client assertion.
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(super) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An OAuth error response; every token response carries `Cache-Control: no-store`.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+pub(super) fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     tracing::debug!(target: "epic_fhir_sandbox::auth", error, description, "token request refused");
     no_store(
         (
@@ -31,7 +33,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     )
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(super) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CACHE_CONTROL,
@@ -92,12 +94,20 @@ async fn exchange(state: &AppState, uri: &Uri, headers: &HeaderMap, body: &[u8])
     let Some(grant_type) = form.get("grant_type") else {
         return invalid_request("grant_type is missing");
     };
-    if grant_type != "client_credentials" {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            &format!("grant_type {grant_type} is not supported: use client_credentials"),
-        );
+    match grant_type.as_str() {
+        "client_credentials" => {}
+        "authorization_code" | "refresh_token" => {
+            return super::user_token::exchange(state, headers, grant_type, &form).await;
+        }
+        other => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                &format!(
+                    "grant_type {other} is not supported: use client_credentials, authorization_code or refresh_token"
+                ),
+            );
+        }
     }
     let invalid_client = |description: &str| {
         let status =

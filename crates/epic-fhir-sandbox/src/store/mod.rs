@@ -538,6 +538,26 @@ impl Store {
             .collect()
     }
 
+    /// Whether `resource` is in the compartment of patient `patient_id`: the Patient itself,
+    /// or a resource whose `patient` search parameter refers to it. A type without a `patient`
+    /// parameter (Practitioner, Group...) is in no patient's compartment.
+    pub fn refers_to_patient(&self, resource: &StoredResource, patient_id: &str) -> bool {
+        if resource.resource_type() == "Patient" {
+            return resource.id() == patient_id;
+        }
+        let Some(slot) = schema(resource.resource_type()).patient_slot else {
+            return false;
+        };
+        let inner = self.read_inner();
+        let Some(patient) = inner.interner.get(patient_id) else {
+            return false;
+        };
+        let patient_type = inner.patient_type;
+        resource.index.slot(slot).iter().any(|value| {
+            matches!(value, IndexValue::Ref { resource_type, id } if *resource_type == patient_type && *id == patient)
+        })
+    }
+
     /// A patient's compartment: the Patient itself (first, when it exists), then every
     /// resource whose `patient` search parameter refers to it, by type name and then in
     /// creation order.
@@ -1395,6 +1415,25 @@ mod tests {
                 .map(|resource| resource.reference())
                 .collect()
         };
+        let membership = |reference: &str, patient: &str| {
+            let (t, id) = reference.split_once('/').expect("reference");
+            store.refers_to_patient(&store.read(t, id).expect("stored"), patient)
+        };
+        assert!(membership("Patient/p1", "p1"));
+        assert!(!membership("Patient/p2", "p1"));
+        assert!(membership("Observation/o1", "p1"));
+        assert!(!membership("Observation/o2", "p1"));
+        assert!(
+            !membership("Observation/o3", "p1"),
+            "a Group reference is not a patient's"
+        );
+        assert!(membership("Condition/c1", "p1"));
+        assert!(membership("Provenance/v1", "p1") && membership("Provenance/v1", "p2"));
+        assert!(
+            !membership("Basic/b1", "p1"),
+            "Basic has no patient parameter"
+        );
+        assert!(!membership("Observation/o1", "nobody"));
         assert_eq!(
             references(store.patient_compartment("p1")),
             [

@@ -33,6 +33,14 @@ pub enum DiscoverySource {
 pub struct SmartConfiguration {
     /// The token endpoint.
     pub token_endpoint: Url,
+    /// The authorization endpoint (SMART App Launch), when the server has one.
+    pub authorization_endpoint: Option<Url>,
+    /// Where the server publishes the keys of its id_tokens, when it says.
+    pub jwks_uri: Option<Url>,
+    /// The `issuer` of its id_tokens, when it says.
+    pub issuer: Option<String>,
+    /// PKCE methods, e.g. `S256`; empty when not listed.
+    pub code_challenge_methods_supported: Vec<String>,
     /// Client authentication methods, e.g. `private_key_jwt`; empty when not listed.
     pub token_endpoint_auth_methods_supported: Vec<String>,
     /// Assertion signing algorithms, e.g. `RS384`, `ES384`; empty when not listed.
@@ -50,6 +58,11 @@ pub struct SmartConfiguration {
 #[derive(Deserialize)]
 struct WellKnown {
     token_endpoint: Option<String>,
+    authorization_endpoint: Option<String>,
+    jwks_uri: Option<String>,
+    issuer: Option<String>,
+    #[serde(default)]
+    code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
@@ -139,6 +152,16 @@ impl SmartConfiguration {
         })?;
         Ok(SmartConfiguration {
             token_endpoint: resolve_endpoint(fhir_base, &token)?,
+            authorization_endpoint: doc
+                .authorization_endpoint
+                .map(|url| resolve_endpoint(fhir_base, &url))
+                .transpose()?,
+            jwks_uri: doc
+                .jwks_uri
+                .map(|url| resolve_endpoint(fhir_base, &url))
+                .transpose()?,
+            issuer: doc.issuer,
+            code_challenge_methods_supported: doc.code_challenge_methods_supported,
             token_endpoint_auth_methods_supported: doc.token_endpoint_auth_methods_supported,
             token_endpoint_auth_signing_alg_values_supported: doc
                 .token_endpoint_auth_signing_alg_values_supported,
@@ -157,26 +180,35 @@ impl SmartConfiguration {
         statement: &Value,
         fhir_base: &Url,
     ) -> Result<SmartConfiguration> {
-        let token = statement
-            .get("rest")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|rest| rest.pointer("/security/extension")?.as_array())
-            .flatten()
-            .filter(|ext| ext.get("url").and_then(Value::as_str) == Some(OAUTH_URIS_EXTENSION))
-            .filter_map(|ext| ext.get("extension")?.as_array())
-            .flatten()
-            .find(|inner| inner.get("url").and_then(Value::as_str) == Some("token"))
-            .and_then(|inner| inner.get("valueUri").and_then(Value::as_str))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Discovery,
-                    "the CapabilityStatement has no oauth-uris extension with a token URL",
-                )
-            })?;
+        let oauth_uri = |name: &str| {
+            statement
+                .get("rest")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|rest| rest.pointer("/security/extension")?.as_array())
+                .flatten()
+                .filter(|ext| ext.get("url").and_then(Value::as_str) == Some(OAUTH_URIS_EXTENSION))
+                .filter_map(|ext| ext.get("extension")?.as_array())
+                .flatten()
+                .find(|inner| inner.get("url").and_then(Value::as_str) == Some(name))
+                .and_then(|inner| inner.get("valueUri").and_then(Value::as_str))
+        };
+        let authorization_endpoint = oauth_uri("authorize")
+            .map(|url| resolve_endpoint(fhir_base, url))
+            .transpose()?;
+        let token = oauth_uri("token").ok_or_else(|| {
+            Error::new(
+                ErrorKind::Discovery,
+                "the CapabilityStatement has no oauth-uris extension with a token URL",
+            )
+        })?;
         Ok(SmartConfiguration {
             token_endpoint: resolve_endpoint(fhir_base, token)?,
+            authorization_endpoint,
+            jwks_uri: None,
+            issuer: None,
+            code_challenge_methods_supported: Vec::new(),
             token_endpoint_auth_methods_supported: Vec::new(),
             token_endpoint_auth_signing_alg_values_supported: Vec::new(),
             grant_types_supported: Vec::new(),
