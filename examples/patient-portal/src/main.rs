@@ -17,7 +17,7 @@ struct Args {
     #[arg(long, env = "PORTAL_CLIENT_ID")]
     client_id: String,
     /// The address to listen on.
-    #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
     /// Where browsers reach the portal (default: `http://<listen>/`).
     #[arg(long, env = "PORTAL_PUBLIC_URL")]
