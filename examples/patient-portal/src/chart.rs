@@ -58,11 +58,17 @@ pub(crate) fn blood_pressure(readings: &[Reading]) -> String {
     let (Some(first), Some(last)) = (readings.first(), readings.last()) else {
         return r#"<p class="muted">No blood pressure readings on file.</p>"#.to_owned();
     };
-    let low = readings.iter().map(|r| r.diastolic).fold(f64::MAX, f64::min);
+    let low = readings
+        .iter()
+        .map(|r| r.diastolic)
+        .fold(f64::MAX, f64::min);
     let high = readings.iter().map(|r| r.systolic).fold(f64::MIN, f64::max);
     let y_min = ((low - 10.0) / 20.0).floor().max(0.0) * 20.0;
     let y_max = ((high + 10.0) / 20.0).ceil() * 20.0;
-    let (t0, t1) = (first.at.unix_timestamp() as f64, last.at.unix_timestamp() as f64);
+    let (t0, t1) = (
+        first.at.unix_timestamp() as f64,
+        last.at.unix_timestamp() as f64,
+    );
     let plot_width = WIDTH - LEFT - RIGHT;
     let plot_height = HEIGHT - TOP - BOTTOM;
     let x = |at: OffsetDateTime| {
@@ -139,7 +145,11 @@ pub(crate) fn blood_pressure(readings: &[Reading]) -> String {
     );
     // The two lines, their points (each with its value as a tooltip), and a legend.
     for (name, colour, value) in [
-        ("Systolic", SYSTOLIC_COLOUR, (|r: &Reading| r.systolic) as fn(&Reading) -> f64),
+        (
+            "Systolic",
+            SYSTOLIC_COLOUR,
+            (|r: &Reading| r.systolic) as fn(&Reading) -> f64,
+        ),
         ("Diastolic", DIASTOLIC_COLOUR, |r: &Reading| r.diastolic),
     ] {
         let points: Vec<String> = readings

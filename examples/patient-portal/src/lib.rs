@@ -108,8 +108,8 @@ struct AppState {
 /// # Errors
 /// When the SMART app cannot be built from `config` (such as an invalid redirect URI).
 pub fn router(config: Portal) -> epic_fhir::Result<Router> {
-    let mut builder = SmartApp::builder(&config.client_id, config.redirect_uri().as_str())
-        .scope(&config.scope);
+    let mut builder =
+        SmartApp::builder(&config.client_id, config.redirect_uri().as_str()).scope(&config.scope);
     for issuer in &config.allowed_issuers {
         builder = builder.allowed_issuer(issuer);
     }
@@ -223,7 +223,11 @@ async fn callback(
             "This browser has no login in progress (or it took too long). Please log in again.",
         );
     };
-    let session = match state.app.callback(&pending, query.as_deref().unwrap_or("")).await {
+    let session = match state
+        .app
+        .callback(&pending, query.as_deref().unwrap_or(""))
+        .await
+    {
         Ok(session) => session,
         Err(err) if err.oauth().is_some_and(|o| o.error == "access_denied") => {
             return pages::error(
@@ -251,7 +255,10 @@ async fn callback(
     };
     let id = random_id();
     {
-        let mut sessions = state.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut sessions = state
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         sessions.retain(|_, s| s.started.elapsed() < SESSION_LIFETIME);
         sessions.insert(
             id.clone(),
@@ -283,9 +290,7 @@ struct Record {
 async fn fetch(session: &Session) -> epic_fhir::Result<Record> {
     let client = &session.client;
     let by_patient = SearchParams::new().reference("patient", &session.patient);
-    let vitals = by_patient
-        .clone()
-        .token("category", None, "vital-signs");
+    let vitals = by_patient.clone().token("category", None, "vital-signs");
     let limit = Some(MAX_RESOURCES);
     let (patient, vitals, conditions, medications, allergies) = tokio::try_join!(
         client.read::<Patient>(&session.patient),

@@ -120,9 +120,13 @@ pub(crate) fn summary(record: &Record) -> Response {
         r#"<header><h1>{}</h1><form method="post" action="/logout"><button type="submit">Log out</button></form></header>"#,
         escape(&name)
     );
-    body.push_str(r#"<div class="grid"><section aria-labelledby="about"><h2 id="about">About you</h2>"#);
+    body.push_str(
+        r#"<div class="grid"><section aria-labelledby="about"><h2 id="about">About you</h2>"#,
+    );
     body.push_str(&demographics(patient));
-    body.push_str(r#"</section><section aria-labelledby="vitals"><h2 id="vitals">Latest vital signs</h2>"#);
+    body.push_str(
+        r#"</section><section aria-labelledby="vitals"><h2 id="vitals">Latest vital signs</h2>"#,
+    );
     body.push_str(&latest_vitals(&record.vitals));
     body.push_str("</section></div>");
 
@@ -134,7 +138,12 @@ pub(crate) fn summary(record: &Record) -> Response {
         let what = c.code.as_ref().and_then(|c| c.text_or_display());
         (what, c.clinical_status_code().map(str::to_owned))
     });
-    body.push_str(&list("problems", "Problems", "No problems on file.", problems));
+    body.push_str(&list(
+        "problems",
+        "Problems",
+        "No problems on file.",
+        problems,
+    ));
     let medications = record.medications.iter().map(|m| {
         (
             m.medication_display(),
@@ -167,11 +176,17 @@ pub(crate) fn summary(record: &Record) -> Response {
 fn demographics(patient: &Patient) -> String {
     let mut rows = String::from("<dl>");
     let mut row = |label: &str, value: Option<&str>| {
-        let value = value.map_or_else(|| r#"<span class="muted">not recorded</span>"#.to_owned(), escape);
+        let value = value.map_or_else(
+            || r#"<span class="muted">not recorded</span>"#.to_owned(),
+            escape,
+        );
         let _ = write!(rows, "<dt>{label}</dt><dd>{value}</dd>");
     };
     row("Gender", patient.gender.as_ref().map(|g| g.code()));
-    row("Birth date", patient.birth_date.as_ref().map(|d| d.as_str()));
+    row(
+        "Birth date",
+        patient.birth_date.as_ref().map(|d| d.as_str()),
+    );
     if let Some(mrn) = patient.mrn() {
         row("MRN", Some(mrn));
     }
@@ -193,7 +208,8 @@ fn latest_vitals(vitals: &[Observation]) -> String {
         let Some(value) = vital_value(observation) else {
             continue;
         };
-        let when = chart::effective(observation).map_or_else(String::new, |at| at.date().to_string());
+        let when =
+            chart::effective(observation).map_or_else(String::new, |at| at.date().to_string());
         let _ = write!(
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -238,7 +254,11 @@ fn list<'a>(
         let what = escape(what.unwrap_or("Unnamed"));
         match detail {
             Some(detail) => {
-                let _ = write!(entries, r#"<li>{what} <span class="muted">({})</span></li>"#, escape(&detail));
+                let _ = write!(
+                    entries,
+                    r#"<li>{what} <span class="muted">({})</span></li>"#,
+                    escape(&detail)
+                );
             }
             None => {
                 let _ = write!(entries, "<li>{what}</li>");

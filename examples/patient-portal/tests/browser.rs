@@ -60,11 +60,19 @@ impl ChromeDriver {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("{} does not start ({e}): run .ci/install-browser.sh", path.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{} does not start ({e}): run .ci/install-browser.sh",
+                    path.display()
+                )
+            });
         let driver = ChromeDriver { child, addr };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(driver.addr).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         driver
@@ -138,8 +146,8 @@ async fn start() -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let portal_url = Url::parse(&format!("http://{}/", listener.local_addr().expect("addr")))
-        .expect("url");
+    let portal_url =
+        Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
     let mut config = SandboxConfig::default();
     config.patients = 7;
     config.smart.default_password = Some(PASSWORD.to_owned());
@@ -178,7 +186,10 @@ async fn start() -> Harness {
         .connect(&driver.url())
         .await
         .unwrap_or_else(|e| {
-            panic!("chromedriver could not start {} ({e}): run .ci/install-browser.sh", chromium.display())
+            panic!(
+                "chromedriver could not start {} ({e}): run .ci/install-browser.sh",
+                chromium.display()
+            )
         });
     Harness {
         browser,
@@ -211,12 +222,22 @@ impl Harness {
     async fn assert_camila_summary(&self) {
         let chart = self.wait_for("svg#bp-chart").await;
         let url = self.browser.current_url().await.expect("url");
-        assert_eq!(url.as_str(), self.portal.join("summary").expect("url").as_str());
+        assert_eq!(
+            url.as_str(),
+            self.portal.join("summary").expect("url").as_str()
+        );
         let heading = self.browser.find(Locator::Css("h1")).await.expect("h1");
         let name = heading.text().await.expect("text");
         assert!(name.contains("Camila"), "{name}");
-        assert_eq!(chart.attr("role").await.expect("role").as_deref(), Some("img"));
-        let label = chart.attr("aria-label").await.expect("label").unwrap_or_default();
+        assert_eq!(
+            chart.attr("role").await.expect("role").as_deref(),
+            Some("img")
+        );
+        let label = chart
+            .attr("aria-label")
+            .await
+            .expect("label")
+            .unwrap_or_default();
         assert!(label.contains("readings"), "{label}");
         let points = chart
             .find_all(Locator::Css("circle.bp-point"))
@@ -253,7 +274,11 @@ impl Harness {
 async fn standalone_login_with_mychart_shows_the_summary_and_chart() {
     let h = start().await;
     h.browser.goto(h.portal.as_str()).await.expect("portal");
-    h.wait_for("a[href='/login']").await.click().await.expect("log in");
+    h.wait_for("a[href='/login']")
+        .await
+        .click()
+        .await
+        .expect("log in");
 
     // The sandbox's MyChart login page.
     h.wait_for("input#username")
@@ -277,7 +302,11 @@ async fn standalone_login_with_mychart_shows_the_summary_and_chart() {
         .expect("submit");
 
     // The consent page: allow.
-    h.wait_for("button[value=allow]").await.click().await.expect("allow");
+    h.wait_for("button[value=allow]")
+        .await
+        .click()
+        .await
+        .expect("allow");
 
     h.assert_camila_summary().await;
     let png = h.browser.screenshot().await.expect("screenshot");
@@ -350,7 +379,12 @@ async fn untrusted_launches_and_missing_sessions_are_refused() {
     );
     // A callback this browser did not start.
     h.browser
-        .goto(h.portal.join("callback?code=x&state=y").expect("url").as_str())
+        .goto(
+            h.portal
+                .join("callback?code=x&state=y")
+                .expect("url")
+                .as_str(),
+        )
         .await
         .expect("callback");
     let alert = h.wait_for("[role=alert]").await.text().await.expect("text");

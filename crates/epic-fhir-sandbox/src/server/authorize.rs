@@ -85,11 +85,28 @@ button {{ margin-top: 1.5rem; margin-right: .5rem; padding: .5rem 1.5rem; font-s
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The pages must not be framed by another site (clickjacking of the consent button).
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
-    );
+    headers.insert("content-security-policy", csp(None));
     response
+}
+
+/// The pages' Content Security Policy. Browsers apply `form-action` to the redirects that
+/// follow a form's submission too, so a form whose answer sends the browser back to the app
+/// (the consent form) names the origin of the app's redirect URI as well.
+fn csp(redirect_uri: Option<&str>) -> HeaderValue {
+    const BASE: &str =
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; form-action 'self'";
+    let target = redirect_uri
+        .and_then(|uri| Url::parse(uri).ok())
+        .map(|url| match url.origin() {
+            origin @ url::Origin::Tuple(..) => origin.ascii_serialization(),
+            // A private-use scheme (a native app's `com.example.app:/callback`).
+            url::Origin::Opaque(_) => format!("{}:", url.scheme()),
+        });
+    match target {
+        Some(target) => HeaderValue::from_str(&format!("{BASE} {target}"))
+            .unwrap_or(HeaderValue::from_static(BASE)),
+        None => HeaderValue::from_static(BASE),
+    }
 }
 
 /// An error page: the request is not redirected anywhere.
@@ -517,7 +534,11 @@ fn consent_page(app: &App, request: &str, pending: &Pending, patient_name: &str)
 </form>
 <p class="note">Untick what the app should not get; Deny sends you back without connecting.</p>"#,
     );
-    page(StatusCode::OK, "Allow access?", &body)
+    let mut response = page(StatusCode::OK, "Allow access?", &body);
+    response
+        .headers_mut()
+        .insert("content-security-policy", csp(Some(&pending.redirect_uri)));
+    response
 }
 
 /// The display name of a stored Patient (its first name), or its id.
@@ -856,6 +877,27 @@ mod tests {
         assert_eq!(
             escape(r#"<script>alert("x")</script> & 'y'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
+        );
+    }
+
+    #[test]
+    fn the_consent_form_may_send_the_browser_back_to_the_app() {
+        let base = csp(None);
+        assert!(base.to_str().unwrap_or("").ends_with("form-action 'self'"));
+        let web = csp(Some("http://127.0.0.1:4321/callback?x=1"));
+        assert!(
+            web.to_str()
+                .unwrap_or("")
+                .ends_with("form-action 'self' http://127.0.0.1:4321"),
+            "{web:?}"
+        );
+        let native = csp(Some("com.example.app:/callback"));
+        assert!(
+            native
+                .to_str()
+                .unwrap_or("")
+                .ends_with("form-action 'self' com.example.app:"),
+            "{native:?}"
         );
     }
 
