@@ -129,12 +129,19 @@ pub(crate) fn blood_pressure(readings: &[Reading]) -> String {
         };
         let _ = writeln!(
             svg,
-            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{}" stroke="#555"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{}" y2="{}" stroke="#555"/><text x="{x:.1}" y="{}" text-anchor="{anchor}">{}</text>"##,
             TOP + plot_height,
             TOP + plot_height + 5.0,
             TOP + plot_height + 20.0,
             at.date(),
             x = x(at),
+            // The first and last labels stay within the chart.
+            anchor = match i {
+                _ if ticks == 1 => "middle",
+                0 => "start",
+                i if i == ticks - 1 => "end",
+                _ => "middle",
+            },
         );
     }
     let _ = writeln!(

@@ -233,12 +233,11 @@ fn vital_value(observation: &Observation) -> Option<String> {
     }
     let systolic = observation.component(LOINC, SYSTOLIC)?.value_quantity()?;
     let diastolic = observation.component(LOINC, DIASTOLIC)?.value_quantity()?;
-    Some(format!(
-        "{}/{} {}",
-        systolic.0,
-        diastolic.0,
-        systolic.1.unwrap_or("mmHg")
-    ))
+    let unit = match systolic.1 {
+        None | Some("mm[Hg]") => "mmHg",
+        Some(unit) => unit,
+    };
+    Some(format!("{}/{} {unit}", systolic.0, diastolic.0))
 }
 
 /// A section with a list of `(what, detail)`.

@@ -218,6 +218,25 @@ impl Harness {
         }
     }
 
+    /// Resizes the window so that the page's viewport is `width` x `height` (the window's
+    /// size includes the browser's frame).
+    async fn viewport(&self, width: u32, height: u32) {
+        let inner = self
+            .browser
+            .execute("return [window.innerWidth, window.innerHeight];", vec![])
+            .await
+            .expect("viewport size");
+        let (w, h) = self.browser.get_window_size().await.expect("window size");
+        let size = |i: usize| inner[i].as_u64().expect("a number");
+        let frame = |window: u64, viewport: u64| {
+            u32::try_from(window.saturating_sub(viewport)).unwrap_or(0)
+        };
+        self.browser
+            .set_window_size(width + frame(w, size(0)), height + frame(h, size(1)))
+            .await
+            .expect("resize");
+    }
+
     /// Asserts that the summary page shows Camila's record with a plotted blood pressure.
     async fn assert_camila_summary(&self) {
         let chart = self.wait_for("svg#bp-chart").await;
@@ -309,6 +328,7 @@ async fn standalone_login_with_mychart_shows_the_summary_and_chart() {
         .expect("allow");
 
     h.assert_camila_summary().await;
+    h.viewport(1100, 900).await;
     let png = h.browser.screenshot().await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     if let Some(path) = std::env::var_os("PORTAL_SCREENSHOT") {
