@@ -170,6 +170,10 @@ async fn serve(options: &Options) -> Result<(), BoxError> {
     let jwks: Value = serde_json::from_str(&std::fs::read_to_string(jwks_path)?)?;
     let mut config = epic_fhir_sandbox::SandboxConfig::default();
     config.patients = options.patients;
+    // The bench runs several whole-population exports one after the other; the sandbox's
+    // default bounds (5 jobs per client, 512 MiB of job snapshots) are for shared use.
+    config.bulk.max_jobs_per_client = 64;
+    config.bulk.memory_budget = 64 << 30;
     config
         .clients
         .push(epic_fhir_sandbox::auth::ClientConfig::with_jwks(
