@@ -36,15 +36,45 @@ static STRING_STOP: [bool; 256] = {
 #[derive(Debug)]
 pub struct Parser<'a> {
     input: &'a [u8],
+    /// The longest valid UTF-8 prefix of `input` (all of it, for valid input), checked once
+    /// up front: strings inside it are sliced from it without checking them again.
+    text: &'a str,
     pos: usize,
     depth: u32,
+}
+
+/// Eight copies of `byte` in a word.
+const fn splat(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// The offset of the first byte of `chunk` that may end a string's fast scan (a quote, a
+/// backslash or a control character), if any. Bytes after a true match may be flagged too
+/// (borrows of the subtraction), the first flagged one is always a true match.
+#[inline]
+fn string_stop_in(chunk: [u8; 8]) -> Option<usize> {
+    const LOW: u64 = splat(0x01);
+    const HIGH: u64 = splat(0x80);
+    let word = u64::from_le_bytes(chunk);
+    let zero_in = |v: u64| v.wrapping_sub(LOW) & !v & HIGH;
+    let quote = zero_in(word ^ splat(b'"'));
+    let backslash = zero_in(word ^ splat(b'\\'));
+    let control = word.wrapping_sub(splat(0x20)) & !word & HIGH;
+    let found = quote | backslash | control;
+    (found != 0).then(|| (found.trailing_zeros() / 8) as usize)
 }
 
 impl<'a> Parser<'a> {
     /// A parser at the start of `input`.
     pub fn new(input: &'a [u8]) -> Self {
+        let text = match std::str::from_utf8(input) {
+            Ok(text) => text,
+            // The prefix up to the first invalid byte is valid by definition.
+            Err(e) => std::str::from_utf8(&input[..e.valid_up_to()]).unwrap_or_default(),
+        };
         Parser {
             input,
+            text,
             pos: 0,
             depth: 0,
         }
@@ -245,6 +275,15 @@ impl<'a> Parser<'a> {
         let start = self.pos + 1;
         let mut end = start;
         let input = self.input;
+        // Eight bytes at a time to the first byte that may stop the scan, then byte by byte.
+        while let Some(chunk) = input.get(end..end + 8) {
+            let chunk: [u8; 8] = chunk.try_into().unwrap_or([b'"'; 8]);
+            if let Some(offset) = string_stop_in(chunk) {
+                end += offset;
+                break;
+            }
+            end += 8;
+        }
         while let Some(&byte) = input.get(end) {
             if STRING_STOP[byte as usize] {
                 break;
@@ -253,9 +292,13 @@ impl<'a> Parser<'a> {
         }
         match input.get(end) {
             Some(b'"') => {
-                let text = std::str::from_utf8(&input[start..end]).map_err(|e| {
-                    self.error_at(start + e.valid_up_to(), "invalid UTF-8 in a string")
-                })?;
+                let text = match self.text.get(start..end) {
+                    Some(text) => text,
+                    // Past the valid prefix: find and name the invalid byte.
+                    None => std::str::from_utf8(&input[start..end]).map_err(|e| {
+                        self.error_at(start + e.valid_up_to(), "invalid UTF-8 in a string")
+                    })?,
+                };
                 self.pos = end + 1;
                 Ok(Cow::Borrowed(text))
             }
@@ -393,7 +436,11 @@ impl<'a> Parser<'a> {
         }
         self.pos = at;
         // The grammar above admits only ASCII.
-        Ok(std::str::from_utf8(&input[start..at]).unwrap_or_default())
+        Ok(self
+            .text
+            .get(start..at)
+            .or_else(|| std::str::from_utf8(&input[start..at]).ok())
+            .unwrap_or_default())
     }
 
     /// Skips one value of any kind and returns its text.
@@ -402,8 +449,11 @@ impl<'a> Parser<'a> {
         let start = self.pos;
         self.skip_value()?;
         // Every value the parser accepts is valid UTF-8 (strings are checked as they are read).
-        std::str::from_utf8(&self.input[start..self.pos])
-            .map_err(|e| self.error_at(start + e.valid_up_to(), "invalid UTF-8"))
+        match self.text.get(start..self.pos) {
+            Some(text) => Ok(text),
+            None => std::str::from_utf8(&self.input[start..self.pos])
+                .map_err(|e| self.error_at(start + e.valid_up_to(), "invalid UTF-8")),
+        }
     }
 
     /// Skips one value of any kind.
@@ -489,6 +539,36 @@ mod tests {
         }
         let invalid = [b'"', 0xff, b'"'];
         assert!(Parser::new(&invalid).string().is_err());
+    }
+
+    #[test]
+    fn the_word_at_a_time_scan_stops_at_every_position() {
+        for len in 0..40 {
+            let body = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"[..len].to_owned();
+            // A plain string of every length, with multi-byte text too.
+            assert_eq!(strings(&format!("\"{body}\"")).unwrap(), body);
+            let accented = format!("{body}\u{e9}\u{1F600}{body}");
+            assert_eq!(strings(&format!("\"{accented}\"")).unwrap(), accented);
+            // An escape, a control character, and invalid UTF-8 at every offset.
+            assert_eq!(
+                strings(&format!("\"{body}\\n{body}\"")).unwrap(),
+                format!("{body}\n{body}")
+            );
+            let control = Parser::new(format!("\"{body}\u{1}x\"").as_bytes())
+                .string()
+                .unwrap_err();
+            assert_eq!(control.offset(), len + 1, "{control}");
+            let mut invalid = format!("[\"ok\", \"{body}").into_bytes();
+            invalid.extend_from_slice(&[0xC3, b'x', b'"', b']']);
+            let mut p = Parser::new(&invalid);
+            p.begin_array().unwrap();
+            let mut first = true;
+            assert!(p.next_element(&mut first).unwrap());
+            assert_eq!(p.string().unwrap(), "ok");
+            assert!(p.next_element(&mut first).unwrap());
+            let error = p.string().unwrap_err();
+            assert_eq!(error.offset(), 8 + len, "{error}");
+        }
     }
 
     #[test]
