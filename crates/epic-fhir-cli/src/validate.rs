@@ -132,13 +132,35 @@ pub(crate) fn run(args: ValidateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Adds `path` (a file, or the visible files of a folder, recursively, sorted) to `files`.
+/// Whether a file found in a folder holds JSON by its name: `.ndjson`, `.jsonl` or `.json`,
+/// gzipped or not. A file named on the command line is read whatever its name.
+fn is_json_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    [".ndjson", ".jsonl", ".json"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// Adds `path` (a file, or the visible JSON files of a folder, recursively, sorted) to
+/// `files`. In folders, other files (a README, a checksum list) are not resources and are
+/// passed over.
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    collect_in(path, files, true)
+}
+
+fn collect_in(path: &Path, files: &mut Vec<PathBuf>, named: bool) -> Result<(), Failure> {
     let metadata = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))
         .map_err(Failure::usage)?;
     if metadata.is_file() {
-        files.push(path.to_owned());
+        if named || is_json_name(path) {
+            files.push(path.to_owned());
+        }
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -154,7 +176,7 @@ fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Failure> {
         .collect();
     entries.sort();
     for entry in entries {
-        collect(&entry, files)?;
+        collect_in(&entry, files, false)?;
     }
     Ok(())
 }

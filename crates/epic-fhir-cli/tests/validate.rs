@@ -77,6 +77,9 @@ fn every_problem_is_one_json_line_naming_file_line_and_path() {
     .expect("write");
     // Hidden files (an export's state, partial downloads) are not resources.
     std::fs::write(dir.join(".epic-fhir-export.json"), "{\"not\":\"fhir\"}").expect("write");
+    // Nor are files without a JSON name found in a folder (a README, a checksum list).
+    std::fs::write(dir.join("README.md"), "# Synthetic test data\n").expect("write");
+    std::fs::write(dir.join("SHA256SUMS"), "0000  Patient.ndjson.gz\n").expect("write");
 
     let output = validate(&[&dir]);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -133,9 +136,18 @@ fn every_problem_is_one_json_line_naming_file_line_and_path() {
         "{found:#?}"
     );
     assert!(
+        !found
+            .iter()
+            .any(|(f, ..)| f == "README.md" || f == "SHA256SUMS"),
+        "{found:#?}"
+    );
+    assert!(
         stderr.contains("validated 6 resources in 3 files"),
         "summary: {stderr}"
     );
+    // A file named on the command line is read whatever its name.
+    let output = validate(&[&dir.join("README.md")]);
+    assert_eq!(output.status.code(), Some(1), "a README is not FHIR JSON");
 
     // The valid single resource alone: exit 0, nothing on stdout.
     let output = validate(&[&dir.join("single.json")]);
