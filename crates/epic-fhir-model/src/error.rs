@@ -149,7 +149,10 @@ fn excerpt(input: &[u8], offset: usize) -> String {
 /// assert!(error.message().contains("month must be 01 to 12"));
 /// ```
 pub fn from_slice<T: FromJson>(bytes: &[u8]) -> Result<T, ModelError> {
-    let mut p = Parser::new(bytes);
+    read_document(Parser::new(bytes), bytes)
+}
+
+fn read_document<T: FromJson>(mut p: Parser<'_>, bytes: &[u8]) -> Result<T, ModelError> {
     T::from_json(&mut p)
         .and_then(|value| p.end().map(|()| value))
         .map_err(|error| ModelError::from_parse(&error, bytes))
@@ -157,7 +160,7 @@ pub fn from_slice<T: FromJson>(bytes: &[u8]) -> Result<T, ModelError> {
 
 /// Parses a JSON string into a model; see [`from_slice`].
 pub fn from_str<T: FromJson>(text: &str) -> Result<T, ModelError> {
-    from_slice(text.as_bytes())
+    read_document(Parser::from_text(text), text.as_bytes())
 }
 
 /// Converts a `serde_json::Value` into a model (through its JSON text; decimals read from a

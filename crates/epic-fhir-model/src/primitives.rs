@@ -29,7 +29,7 @@ pub struct Decimal(Box<str>);
 impl Decimal {
     /// Checks `text` against the JSON number grammar (which FHIR decimals follow) and keeps it.
     pub fn parse(text: &str) -> Result<Self, DecimalParseError> {
-        let mut p = Parser::new(text.as_bytes());
+        let mut p = Parser::from_text(text);
         match p.number().and_then(|n| p.end().map(|()| n)) {
             Ok(number) if number.len() == text.len() => Ok(Decimal(text.into())),
             _ => Err(DecimalParseError {

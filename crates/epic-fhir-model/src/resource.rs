@@ -97,7 +97,7 @@ impl RawResource {
 
     /// The value of member `name` of the object.
     pub fn get(&self, name: &str) -> Option<RawJson> {
-        let mut p = Parser::new(self.json.as_str().as_bytes());
+        let mut p = Parser::from_text(self.json.as_str());
         p.begin_object().ok()?;
         let mut first = true;
         while let Ok(Some(key)) = p.next_key(&mut first) {
@@ -113,7 +113,7 @@ impl RawResource {
     /// `resource_type`.
     fn read(p: &mut Parser<'_>, resource_type: &str) -> PResult<Self> {
         let text = p.raw_value()?;
-        let mut inner = Parser::new(text.as_bytes());
+        let mut inner = Parser::from_text(text);
         inner.begin_object()?;
         let mut first = true;
         let mut id = None;

@@ -121,7 +121,7 @@ pub struct RawJson(Box<str>);
 impl RawJson {
     /// Checks that `text` is one JSON value and keeps it (surrounding whitespace removed).
     pub fn parse(text: &str) -> Result<Self, crate::ModelError> {
-        let mut p = Parser::new(text.as_bytes());
+        let mut p = Parser::from_text(text);
         let result = p.raw_value().and_then(|raw| p.end().map(|()| raw));
         match result {
             Ok(raw) => Ok(RawJson(raw.into())),

@@ -80,6 +80,16 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A parser at the start of `text`, which is known to be UTF-8 (no second check).
+    pub fn from_text(text: &'a str) -> Self {
+        Parser {
+            input: text.as_bytes(),
+            text,
+            pos: 0,
+            depth: 0,
+        }
+    }
+
     /// The whole input.
     pub fn input(&self) -> &'a [u8] {
         self.input

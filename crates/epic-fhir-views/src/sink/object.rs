@@ -51,6 +51,22 @@ impl ObjectStorage {
         let bad_option = |key: &str, e: object_store::Error| {
             storage_error(format!("`{key}` is not an option of {}", url.scheme()), e)
         };
+        // A builder with the URL and the caller's options, built: the same steps for every
+        // store (their builders share no trait).
+        macro_rules! build_store {
+            ($builder:expr) => {{
+                let mut builder = $builder.with_url(text);
+                for (key, value) in options {
+                    builder =
+                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
+                )
+            }};
+        }
         let store: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" | "s3a" => {
                 let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(text);
@@ -74,32 +90,8 @@ impl ObjectStorage {
                         .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
                 )
             }
-            "gs" => {
-                let mut builder =
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(text);
-                for (key, value) in options {
-                    builder =
-                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
-                }
-                Arc::new(
-                    builder
-                        .build()
-                        .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
-                )
-            }
-            _ => {
-                let mut builder =
-                    object_store::azure::MicrosoftAzureBuilder::from_env().with_url(text);
-                for (key, value) in options {
-                    builder =
-                        builder.with_config(key.parse().map_err(|e| bad_option(key, e))?, value);
-                }
-                Arc::new(
-                    builder
-                        .build()
-                        .map_err(|e| storage_error(format!("cannot use {text}"), e))?,
-                )
-            }
+            "gs" => build_store!(object_store::gcp::GoogleCloudStorageBuilder::from_env()),
+            _ => build_store!(object_store::azure::MicrosoftAzureBuilder::from_env()),
         };
         let prefix = Path::from_url_path(url.path()).map_err(|e| {
             Error::new(ErrorKind::Storage, format!("{text}: the path is not valid")).with_source(e)

@@ -42,7 +42,7 @@ use super::discovery::SmartConfiguration;
 use super::exchange::{CLIENT_ASSERTION_TYPE, IssuedToken, TokenEndpoint, parse_issued};
 use super::key::SigningKey;
 use super::session::UserSession;
-use crate::error::{Error, ErrorKind, OAuthError, RequestInfo, Result};
+use crate::error::{Error, ErrorKind, OAuthError, Result};
 use crate::http::transport::default_auth_client;
 use crate::http::{
     Body, BodyLimits, Classify, Decision, Engine, Refused, Repeat, Request, RetryReason,
@@ -74,10 +74,6 @@ fn random(bytes: usize) -> Result<String> {
 
 fn launch_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Launch, message)
-}
-
-fn b64_standard(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A JWK Set's non-2xx answer: a launch error, retried when the status is transient.
@@ -443,7 +439,7 @@ impl SmartApp {
         let inner = &self.inner;
         let mut request = Request::new(Method::POST, token_url.clone(), "application/json");
         let signed_at = Arc::new(Mutex::new(inner.clock.now()));
-        let sign: Option<Arc<SigningKey>> = match &inner.auth {
+        let sign: Option<(Arc<SigningKey>, AssertionConfig)> = match &inner.auth {
             ClientAuth::Public => {
                 form.push(("client_id", inner.client_id.clone()));
                 None
@@ -453,7 +449,7 @@ impl SmartApp {
                 let encode = |s: &str| {
                     url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
                 };
-                let basic = b64_standard(
+                let basic = base64::engine::general_purpose::STANDARD.encode(
                     format!(
                         "{}:{}",
                         encode(&inner.client_id),
@@ -468,22 +464,23 @@ impl SmartApp {
                 request = request.header(AUTHORIZATION, value);
                 None
             }
-            ClientAuth::PrivateKey(key) => Some(Arc::clone(key)),
+            ClientAuth::PrivateKey(key) => Some((
+                Arc::clone(key),
+                AssertionConfig::new(inner.client_id.clone(), token_url.clone())?,
+            )),
         };
         let make = {
             let app = Arc::clone(&self.inner);
             let signed_at = Arc::clone(&signed_at);
-            let token_url = token_url.clone();
             move || -> Result<Bytes> {
                 let now = app.clock.now();
                 let mut body = url::form_urlencoded::Serializer::new(String::new());
                 for (name, value) in &form {
                     body.append_pair(name, value);
                 }
-                if let Some(key) = &sign {
+                if let Some((key, config)) = &sign {
                     // A new assertion for every attempt: the server may have consumed the jti.
-                    let config = AssertionConfig::new(app.client_id.clone(), token_url.clone())?;
-                    let assertion = sign_assertion(key, &config, now)?;
+                    let assertion = sign_assertion(key, config, now)?;
                     body.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE)
                         .append_pair("client_assertion", &assertion);
                 }
@@ -502,7 +499,6 @@ impl SmartApp {
             .await?;
         let sent_at = *signed_at.lock().unwrap_or_else(PoisonError::into_inner);
         let body = reply.body;
-        let info = || RequestInfo::new("POST", token_url);
         let issued = parse_issued(
             token_url,
             reply.status.as_u16(),
@@ -515,7 +511,7 @@ impl SmartApp {
                 ErrorKind::Decode,
                 "the token response's launch context is malformed",
             )
-            .with_request(info())
+            .with_request(request.info())
             .with_source(e)
         })?;
         Ok((issued, extra))
