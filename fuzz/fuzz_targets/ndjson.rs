@@ -4,11 +4,13 @@
 //!   when it accepts one it finds the same top-level `resourceType` (it may leave any line to
 //!   `serde_json`); scanning the line as a record followed by more gives the same verdict and
 //!   ends at the line's newline.
+//! - The 64-byte block scanner accepts a line only when the byte scanner does, with the same
+//!   end and type, and calls a line incomplete only when no newline follows.
 //! - The whole check (scanner, `serde_json` fallback, UTF-8, line splitting) gives the same
 //!   verdict however the file is cut into chunks.
 #![no_main]
 
-use epic_fhir::fuzzing::{check_ndjson, scan_line, scan_record};
+use epic_fhir::fuzzing::{check_ndjson, scan_block, scan_line, scan_record};
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 
@@ -50,6 +52,22 @@ fuzz_target!(|data: &[u8]| {
                 String::from_utf8_lossy(line)
             ),
         }
+        let record = scan_record(&stream);
+        match scan_block(&stream) {
+            Some(Some(found)) => assert_eq!(
+                Some(found),
+                record,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            ),
+            Some(None) => panic!("incomplete before a newline: {:?}", String::from_utf8_lossy(line)),
+            None => {}
+        }
+        assert!(
+            !matches!(scan_block(line), Some(Some(_))),
+            "accepted without a newline: {:?}",
+            String::from_utf8_lossy(line)
+        );
         if let Some(range) = whole {
             let expected = reference(line);
             assert!(

@@ -5,7 +5,9 @@
 use std::ops::Range;
 
 use crate::bulk::ndjson::LineValidator;
-use crate::bulk::scan::{Scan, scan_line as scan, scan_record as record};
+use crate::bulk::scan::{
+    Block, Scan, scan_block as block, scan_line as scan, scan_record as record,
+};
 
 /// What the fast scanner decides about one line: `None` when it leaves the line to
 /// `serde_json`; `Some(range)` when the line is a JSON object, with the byte range of its
@@ -21,6 +23,18 @@ pub fn scan_line(line: &[u8]) -> Option<Option<Range<usize>>> {
 /// it: `Some((newline, range))` when it is a JSON object ended by the `\n` at `newline`.
 pub fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
     record(bytes)
+}
+
+/// What the 64-byte block scanner decides about the line at the start of `bytes`:
+/// `Some(Some((newline, range)))` for a JSON object ended by the `\n` at `newline`,
+/// `Some(None)` when `bytes` hold no `\n` (the line is incomplete), `None` when it leaves the
+/// line to the byte-at-a-time scanner.
+pub fn scan_block(bytes: &[u8]) -> Option<Option<(usize, Option<Range<usize>>)>> {
+    match block(bytes) {
+        Block::Record(end, range) => Some(Some((end, range))),
+        Block::Incomplete => Some(None),
+        Block::Undecided => None,
+    }
 }
 
 /// Checks NDJSON of `expected_type` fed in `chunks`, as a download does: the number of

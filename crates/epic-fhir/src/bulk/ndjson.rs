@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::scan::{Scan, find_newline, scan_line, scan_record};
+use super::scan::{Block, Scan, find_newline, scan_block, scan_line, scan_record};
 
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,8 +92,8 @@ impl LineValidator {
                 return Ok(());
             };
             self.grow(&rest[..newline])?;
-            let whole = std::mem::take(&mut self.partial);
-            let checked = self.check(&whole);
+            let mut whole = std::mem::take(&mut self.partial);
+            let checked = self.check_assembled(&mut whole);
             // Keep the allocation for the next long line.
             self.partial = whole;
             self.partial.clear();
@@ -101,7 +101,24 @@ impl LineValidator {
             rest = &rest[newline + 1..];
         }
         while !rest.is_empty() {
-            // The fast path reads each line once: grammar, UTF-8, type and end together.
+            // The fast paths read each line once: grammar, UTF-8, type and end together;
+            // 64 bytes at a time for compact lines, else one byte at a time.
+            match scan_block(rest) {
+                Block::Record(newline, resource_type) => {
+                    let number = self.lines + 1;
+                    match resource_type {
+                        Some(range) => self.compare(number, &rest[range])?,
+                        None => return Err(no_resource_type(number)),
+                    }
+                    rest = &rest[newline + 1..];
+                    continue;
+                }
+                Block::Incomplete => {
+                    self.grow(rest)?;
+                    break;
+                }
+                Block::Undecided => {}
+            }
             if let Some((newline, resource_type)) = scan_record(rest) {
                 let number = self.lines + 1;
                 match resource_type {
@@ -148,6 +165,24 @@ impl LineValidator {
         }
         self.partial.extend_from_slice(bytes);
         Ok(())
+    }
+
+    /// Checks a line assembled from several chunks (`line` without its `\n`), trying the
+    /// block scanner first, as for lines within one chunk.
+    fn check_assembled(&mut self, line: &mut Vec<u8>) -> Result<(), LineError> {
+        line.push(b'\n');
+        let fast = scan_block(line);
+        line.pop();
+        match fast {
+            Block::Record(end, resource_type) if end == line.len() => {
+                let number = self.lines + 1;
+                match resource_type {
+                    Some(range) => self.compare(number, &line[range]),
+                    None => Err(no_resource_type(number)),
+                }
+            }
+            _ => self.check(line),
+        }
     }
 
     fn check(&mut self, line: &[u8]) -> Result<(), LineError> {

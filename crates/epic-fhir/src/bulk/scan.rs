@@ -10,6 +10,10 @@
 
 use std::ops::Range;
 
+mod blocks;
+
+pub(crate) use blocks::{Block, scan_record as scan_block};
+
 /// What the scanner found in a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scan {
@@ -440,6 +444,26 @@ mod tests {
                 )
             }
         }
+        // The block scanner accepts only what the byte scanner accepts, with the same end
+        // and type; on a prefix without the newline it never accepts.
+        let scalar = scan_record(&stream);
+        match scan_block(&stream) {
+            Block::Record(end, range) => assert_eq!(
+                Some((end, range)),
+                scalar,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            ),
+            Block::Incomplete => panic!("a newline follows: {:?}", String::from_utf8_lossy(line)),
+            Block::Undecided => {}
+        }
+        for cut in [0, line.len() / 2, line.len()] {
+            assert!(
+                !matches!(scan_block(&line[..cut]), Block::Record(..)),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
         match whole {
             Scan::Object(range) => {
                 let expected = reference(line);
@@ -682,6 +706,93 @@ mod tests {
             })
     }
 
+    /// Every line of the Synthea sample (compact, as bulk servers write) is accepted by the
+    /// block scanner with the type the byte scanner finds.
+    #[test]
+    fn the_block_scanner_accepts_compact_lines() {
+        use std::io::Read as _;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4");
+        let mut files = 0;
+        let mut lines = 0;
+        for entry in std::fs::read_dir(&dir).expect("data/synthea-r4 is in the repository") {
+            let path = entry.expect("entry").path();
+            if !path.to_string_lossy().ends_with(".ndjson.gz") {
+                continue;
+            }
+            files += 1;
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("file"))
+                .read_to_end(&mut text)
+                .expect("gzip");
+            let mut rest = &text[..];
+            while !rest.is_empty() {
+                let Block::Record(end, range) = scan_block(rest) else {
+                    panic!("{}: line {} refused", path.display(), lines + 1);
+                };
+                assert_eq!(scan_record(rest), Some((end, range.clone())));
+                assert!(range.is_some());
+                rest = &rest[end + 1..];
+                lines += 1;
+            }
+        }
+        assert!(
+            files >= 16 && lines > 50_000,
+            "{files} files, {lines} lines"
+        );
+    }
+
+    #[test]
+    fn the_block_scanner_leaves_whitespace_and_crlf_to_the_byte_scanner() {
+        for line in [
+            &b"{ \"resourceType\":\"Patient\"}\n"[..],
+            b"{\"resourceType\": \"Patient\"}\n",
+            b"{\"resourceType\":\"Patient\"}\r\n",
+            b"{\"resourceType\":\"Patient\",\"a\":[1, 2]}\n",
+        ] {
+            assert_eq!(
+                scan_block(line),
+                Block::Undecided,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(scan_record(line).is_some());
+        }
+        // A line split anywhere: no newline yet.
+        let line = b"{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"Ana\"]}]}";
+        for cut in 1..line.len() {
+            assert_eq!(scan_block(&line[..cut]), Block::Incomplete, "{cut}");
+        }
+        let mut whole = line.to_vec();
+        whole.push(b'\n');
+        assert!(matches!(scan_block(&whole), Block::Record(end, Some(_)) if end == line.len()));
+    }
+
+    /// Long compact lines cross many blocks: strings, escapes and numbers at every offset.
+    #[test]
+    fn the_block_scanner_agrees_at_every_block_offset() {
+        for pad in 0..70 {
+            let filler = "x".repeat(pad);
+            for body in [
+                format!(
+                    r#"{{"id":"{filler}","resourceType":"Patient","a":[1,-2.5e+3,true,null,{{"b":"c\"\\\/\n\u00e9"}}],"z":"{filler}"}}"#
+                ),
+                format!(
+                    r#"{{"{filler}":{{"{filler}":[[[],{{}}],"\\"]}},"resourceType":"Observation"}}"#
+                ),
+                format!(r#"{{"resourceType":"Observation","v":"{filler}\\\"","w":0}}"#),
+            ] {
+                let mut stream = body.clone().into_bytes();
+                stream.extend_from_slice(b"\n{}\n");
+                let Block::Record(end, range) = scan_block(&stream) else {
+                    panic!("refused: {body}");
+                };
+                assert_eq!(end, body.len(), "{body}");
+                assert_eq!(scan_record(&stream), Some((end, range)), "{body}");
+                agrees(body.as_bytes());
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn never_accepts_what_serde_json_refuses(text in jsonish()) {
@@ -692,6 +803,9 @@ mod tests {
         fn accepts_every_object_serde_json_writes(text in objects()) {
             let scanned = scan_line(text.as_bytes());
             prop_assert!(matches!(scanned, Scan::Object(_)) || text.contains('\\'), "{text}");
+            let mut stream = text.clone().into_bytes();
+            stream.push(b'\n');
+            prop_assert!(matches!(scan_block(&stream), Block::Record(..)) || text.contains('\\'), "{text}");
             agrees(text.as_bytes());
         }
 
