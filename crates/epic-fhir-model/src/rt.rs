@@ -124,11 +124,22 @@ pub(crate) fn list<T: FromJson>(
     let mut first = true;
     while p.next_element(&mut first)? {
         match T::from_json(p) {
-            Ok(value) => slot.push(value),
+            Ok(value) => push(slot, value),
             Err(e) => return Err(e.in_index(slot.len()).in_member(name)),
         }
     }
     Ok(())
+}
+
+/// Pushes `value`, making room for exactly one large struct at first: most FHIR arrays of
+/// codings, references or identifiers hold one item, and a `Vec` would otherwise reserve four
+/// (a `Coding` is over 200 bytes). Small items keep the usual growth.
+#[inline]
+fn push<T>(values: &mut Vec<T>, value: T) {
+    if size_of::<T>() >= 128 && values.capacity() == 0 {
+        values.reserve_exact(1);
+    }
+    values.push(value);
 }
 
 #[cold]
@@ -161,7 +172,7 @@ pub(crate) fn prim_list<T: FromJson>(
             ext.get_or_insert_with(Default::default).absent.push(index);
         } else {
             match T::from_json(p) {
-                Ok(value) => values.push(value),
+                Ok(value) => push(values, value),
                 Err(e) => return Err(e.in_index(index).in_member(name)),
             }
         }
@@ -377,5 +388,27 @@ pub(crate) fn w_prim_list<T: ToJson>(
 pub(crate) fn w_choice<C: Choice>(w: &mut Writer, value: &Option<C>) {
     if let Some(value) = value {
         value.write_member(w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CodeableConcept, HumanName};
+
+    #[test]
+    fn a_one_item_array_of_large_structs_holds_one_and_more_still_grow() {
+        let one: CodeableConcept =
+            crate::from_str(r#"{"coding":[{"system":"http://loinc.org","code":"8302-2"}]}"#)
+                .expect("a CodeableConcept");
+        assert_eq!(one.coding.len(), 1);
+        assert_eq!(one.coding.capacity(), 1);
+        let three: CodeableConcept =
+            crate::from_str(r#"{"coding":[{"code":"a"},{"code":"b"},{"code":"c"}]}"#)
+                .expect("a CodeableConcept");
+        let codes: Vec<_> = three.coding.iter().map(|c| c.code.as_deref()).collect();
+        assert_eq!(codes, [Some("a"), Some("b"), Some("c")]);
+        // Strings are small: their arrays keep the usual growth.
+        let name: HumanName = crate::from_str(r#"{"given":["Ana"]}"#).expect("a HumanName");
+        assert_eq!(name.given, ["Ana"]);
     }
 }
