@@ -132,15 +132,23 @@ pub(crate) fn run(args: ValidateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Whether a file found in a folder holds JSON by its name: `.ndjson`, `.jsonl` or `.json`,
-/// gzipped or not. A file named on the command line is read whatever its name.
-fn is_json_name(path: &Path) -> bool {
+/// The file's name in lower case, without a `.gz` ending: what its content is named as.
+fn plain_name(path: &Path) -> String {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    match name.strip_suffix(".gz") {
+        Some(plain) => plain.to_owned(),
+        None => name,
+    }
+}
+
+/// Whether a file found in a folder holds JSON by its name: `.ndjson`, `.jsonl` or `.json`,
+/// gzipped or not. A file named on the command line is read whatever its name.
+fn is_json_name(path: &Path) -> bool {
+    let name = plain_name(path);
     [".ndjson", ".jsonl", ".json"]
         .iter()
         .any(|suffix| name.ends_with(suffix))
@@ -268,12 +276,7 @@ fn is_blank(line: &[u8]) -> bool {
 
 /// Whether the file is NDJSON, by its name, else by its first non-blank line.
 fn is_ndjson(path: &Path, first_line: &[u8]) -> bool {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let name = plain_name(path);
     if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
         return true;
     }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::bulk::ndjson::LineValidator;
 use crate::bulk::scan::{
-    Block, Scan, scan_block as block, scan_line as scan, scan_record as record,
+    Block, Scan, scan_block as block, scan_line as scan, scan_record_bytes as record,
 };
 
 /// What the fast scanner decides about one line: `None` when it leaves the line to
@@ -19,8 +19,8 @@ pub fn scan_line(line: &[u8]) -> Option<Option<Range<usize>>> {
     }
 }
 
-/// What the fast scanner decides about the line at the start of `bytes`, which run on past
-/// it: `Some((newline, range))` when it is a JSON object ended by the `\n` at `newline`.
+/// What the byte-at-a-time scanner decides about the line at the start of `bytes`, which run
+/// on past it: `Some((newline, range))` when it is a JSON object ended by the `\n` at `newline`.
 pub fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
     record(bytes)
 }

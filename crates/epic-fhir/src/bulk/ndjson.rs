@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use super::scan::{Block, Scan, find_newline, scan_block, scan_line, scan_record};
+use super::scan::{Scan, find_newline, scan_line, scan_record};
 
 /// Why a file's content was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,30 +101,9 @@ impl LineValidator {
             rest = &rest[newline + 1..];
         }
         while !rest.is_empty() {
-            // The fast paths read each line once: grammar, UTF-8, type and end together;
-            // 64 bytes at a time for compact lines, else one byte at a time.
-            match scan_block(rest) {
-                Block::Record(newline, resource_type) => {
-                    let number = self.lines + 1;
-                    match resource_type {
-                        Some(range) => self.compare(number, &rest[range])?,
-                        None => return Err(no_resource_type(number)),
-                    }
-                    rest = &rest[newline + 1..];
-                    continue;
-                }
-                Block::Incomplete => {
-                    self.grow(rest)?;
-                    break;
-                }
-                Block::Undecided => {}
-            }
+            // The fast path reads each line once: grammar, UTF-8, type and end together.
             if let Some((newline, resource_type)) = scan_record(rest) {
-                let number = self.lines + 1;
-                match resource_type {
-                    Some(range) => self.compare(number, &rest[range])?,
-                    None => return Err(no_resource_type(number)),
-                }
+                self.accept(resource_type.map(|range| &rest[range]))?;
                 rest = &rest[newline + 1..];
                 continue;
             }
@@ -167,21 +146,15 @@ impl LineValidator {
         Ok(())
     }
 
-    /// Checks a line assembled from several chunks (`line` without its `\n`), trying the
-    /// block scanner first, as for lines within one chunk.
+    /// Checks a line assembled from several chunks (`line` without its `\n`) through the
+    /// same fast path as lines within one chunk.
     fn check_assembled(&mut self, line: &mut Vec<u8>) -> Result<(), LineError> {
         line.push(b'\n');
-        let fast = scan_block(line);
+        let fast = scan_record(line).filter(|&(end, _)| end + 1 == line.len());
         line.pop();
         match fast {
-            Block::Record(end, resource_type) if end == line.len() => {
-                let number = self.lines + 1;
-                match resource_type {
-                    Some(range) => self.compare(number, &line[range]),
-                    None => Err(no_resource_type(number)),
-                }
-            }
-            _ => self.check(line),
+            Some((_, resource_type)) => self.accept(resource_type.map(|range| &line[range])),
+            None => self.check(line),
         }
     }
 
@@ -203,8 +176,7 @@ impl LineValidator {
             });
         }
         let found = match scan_line(line) {
-            Scan::Object(Some(range)) => Found::Type(&line[range]),
-            Scan::Object(None) => Found::Missing,
+            Scan::Object(range) => range.map(|range| &line[range]),
             // The fast path gave up: serde_json decides, and explains a refusal.
             Scan::Undecided => {
                 if let Err(error) = std::str::from_utf8(line) {
@@ -218,17 +190,21 @@ impl LineValidator {
                     problem: format!("is not a JSON object ({e})"),
                 })?;
                 match head.resource_type {
-                    Some(Cow::Borrowed(found)) => Found::Type(found.as_bytes()),
-                    Some(Cow::Owned(found)) => {
-                        return self.compare(number, found.as_bytes());
-                    }
-                    None => Found::Missing,
+                    Some(Cow::Borrowed(found)) => Some(found.as_bytes()),
+                    Some(Cow::Owned(found)) => return self.accept(Some(found.as_bytes())),
+                    None => None,
                 }
             }
         };
+        self.accept(found)
+    }
+
+    /// Counts the next line, whose top-level `resourceType` is `found`, if it has one.
+    fn accept(&mut self, found: Option<&[u8]>) -> Result<(), LineError> {
+        let number = self.lines + 1;
         match found {
-            Found::Type(found) => self.compare(number, found),
-            Found::Missing => Err(no_resource_type(number)),
+            Some(found) => self.compare(number, found),
+            None => Err(no_resource_type(number)),
         }
     }
 
@@ -263,12 +239,6 @@ fn no_resource_type(line: u64) -> LineError {
         line,
         problem: "has no resourceType".to_owned(),
     }
-}
-
-/// What a line says its type is.
-enum Found<'a> {
-    Type(&'a [u8]),
-    Missing,
 }
 
 #[cfg(test)]

@@ -382,12 +382,23 @@ pub(crate) fn scan_line(line: &[u8]) -> Scan {
     }
 }
 
-/// Scans the line at the start of `bytes`, which run on past it: when it is a valid JSON
-/// object ended by a `\n` within `bytes`, the index of that `\n` and the range of the
+/// The line check's fast path for the line at the start of `bytes` (which run on past it):
+/// compact lines 64 bytes at a time ([`blocks`]), the rest one byte at a time
+/// ([`scan_record_bytes`]), with the same answers.
+pub(crate) fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
+    match scan_block(bytes) {
+        Block::Record(end, resource_type) => Some((end, resource_type)),
+        Block::Incomplete => None,
+        Block::Undecided => scan_record_bytes(bytes),
+    }
+}
+
+/// Scans, one byte at a time, the line at the start of `bytes`, which run on past it: when it
+/// is a valid JSON object ended by a `\n` within `bytes`, the index of that `\n` and the range of the
 /// top-level `resourceType` string's content, if any. `None` when the fast path cannot say:
 /// the line is not a valid object (or is one the fast path leaves to `serde_json`), or its end
 /// is not in `bytes`.
-pub(crate) fn scan_record(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
+pub(crate) fn scan_record_bytes(bytes: &[u8]) -> Option<(usize, Option<Range<usize>>)> {
     let mut scanner = Scanner {
         bytes,
         pos: 0,
@@ -446,7 +457,7 @@ mod tests {
         }
         // The block scanner accepts only what the byte scanner accepts, with the same end
         // and type; on a prefix without the newline it never accepts.
-        let scalar = scan_record(&stream);
+        let scalar = scan_record_bytes(&stream);
         match scan_block(&stream) {
             Block::Record(end, range) => assert_eq!(
                 Some((end, range)),
@@ -729,7 +740,7 @@ mod tests {
                 let Block::Record(end, range) = scan_block(rest) else {
                     panic!("{}: line {} refused", path.display(), lines + 1);
                 };
-                assert_eq!(scan_record(rest), Some((end, range.clone())));
+                assert_eq!(scan_record_bytes(rest), Some((end, range.clone())));
                 assert!(range.is_some());
                 rest = &rest[end + 1..];
                 lines += 1;
@@ -755,7 +766,7 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(line)
             );
-            assert!(scan_record(line).is_some());
+            assert!(scan_record_bytes(line).is_some());
         }
         // A line split anywhere: no newline yet.
         let line = b"{\"resourceType\":\"Patient\",\"name\":[{\"given\":[\"Ana\"]}]}";
@@ -787,7 +798,7 @@ mod tests {
                     panic!("refused: {body}");
                 };
                 assert_eq!(end, body.len(), "{body}");
-                assert_eq!(scan_record(&stream), Some((end, range)), "{body}");
+                assert_eq!(scan_record_bytes(&stream), Some((end, range)), "{body}");
                 agrees(body.as_bytes());
             }
         }

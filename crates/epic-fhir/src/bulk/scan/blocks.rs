@@ -113,6 +113,19 @@ fn classify(block: &[u8; 64]) -> Classes {
     classify_bytes(block)
 }
 
+/// Where the set bits of `mask` (a block at `offset` in the bytes) point, in order.
+#[inline]
+fn positions(mask: u64, offset: usize) -> impl Iterator<Item = usize> {
+    let mut rest = mask;
+    std::iter::from_fn(move || {
+        (rest != 0).then(|| {
+            let bit = rest.trailing_zeros();
+            rest &= rest - 1;
+            offset + bit as usize
+        })
+    })
+}
+
 /// Bits `from..to` (`to` at most 64).
 #[inline]
 fn span(from: u32, to: u32) -> u64 {
@@ -248,13 +261,8 @@ pub(crate) fn scan_record(bytes: &[u8]) -> Block {
         if backslash & outside != 0 {
             return give_up(line_end, offset, bytes.len());
         }
-        let mut check_escapes = escaped;
-        while check_escapes != 0 {
-            let at = offset + check_escapes.trailing_zeros() as usize;
-            if !escape_is_plain(bytes, at) {
-                return give_up(line_end, offset, bytes.len());
-            }
-            check_escapes &= check_escapes - 1;
+        if !positions(escaped, offset).all(|at| escape_is_plain(bytes, at)) {
+            return give_up(line_end, offset, bytes.len());
         }
         let opening_quote = quotes & in_string;
         let closing_quote = quotes & !in_string;
@@ -299,19 +307,13 @@ pub(crate) fn scan_record(bytes: &[u8]) -> Block {
             return give_up(line_end, offset, bytes.len());
         }
 
-        let mut numbers = scalar_start;
-        while numbers != 0 {
-            let at = offset + numbers.trailing_zeros() as usize;
-            if !scalar_is_whole(bytes, at) {
-                return give_up(line_end, offset, bytes.len());
-            }
-            numbers &= numbers - 1;
+        if !positions(scalar_start, offset).all(|at| scalar_is_whole(bytes, at)) {
+            return give_up(line_end, offset, bytes.len());
         }
         // Only a key whose closing quote is 13 bytes on can be `resourceType` (a closing
         // quote in the next block cannot be seen here).
-        let mut top_keys = key_start & brackets.top_level & ((key_end >> 13) | (u64::MAX << 51));
-        while top_keys != 0 {
-            let at = offset + top_keys.trailing_zeros() as usize;
+        let top_keys = key_start & brackets.top_level & ((key_end >> 13) | (u64::MAX << 51));
+        for at in positions(top_keys, offset) {
             if bytes.get(at + 1..at + 14) == Some(b"resourceType\"") {
                 if resource_type.is_some() {
                     return give_up(line_end, offset, bytes.len());
@@ -321,7 +323,6 @@ pub(crate) fn scan_record(bytes: &[u8]) -> Block {
                     None => return give_up(line_end, offset, bytes.len()),
                 }
             }
-            top_keys &= top_keys - 1;
         }
 
         if let Some(end) = line_end {
@@ -505,21 +506,42 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The escaped bytes, found one byte at a time as a lexer does (backslashes anywhere).
-    fn escaped_reference(block: &[u8]) -> u64 {
-        let mut mask = 0;
+    /// The escaped bytes' positions, found one byte at a time as a lexer does (backslashes
+    /// anywhere; a backslash escaped by another is not listed, as the block version leaves
+    /// those out).
+    fn escaped_reference(text: &[u8]) -> Vec<usize> {
+        let mut found = Vec::new();
         let mut pending = false;
-        for (index, &byte) in block.iter().enumerate() {
+        for (index, &byte) in text.iter().enumerate() {
             if pending {
                 if byte != b'\\' {
-                    mask |= 1 << index;
+                    found.push(index);
                 }
                 pending = false;
             } else if byte == b'\\' {
                 pending = true;
             }
         }
-        mask
+        found
+    }
+
+    /// `text` padded with `a` to whole blocks.
+    fn padded(text: &[u8]) -> Vec<u8> {
+        let mut blocks = text.to_vec();
+        blocks.resize(text.len().div_ceil(64) * 64, b'a');
+        blocks
+    }
+
+    /// The escaped bytes' positions found block by block, carrying from one to the next.
+    fn escaped_by_blocks(blocks: &[u8]) -> Vec<usize> {
+        let mut carry = 0;
+        let mut found = Vec::new();
+        for (index, block) in blocks.chunks_exact(64).enumerate() {
+            let block = <&[u8; 64]>::try_from(block).expect("64 bytes");
+            let backslash = classify_bytes(block).backslash;
+            found.extend(positions(escaped(backslash, &mut carry), index * 64));
+        }
+        found
     }
 
     proptest! {
@@ -527,39 +549,8 @@ mod tests {
         fn escapes_are_found_across_blocks(
             text in proptest::collection::vec(prop_oneof![Just(b'\\'), Just(b'"'), Just(b'a')], 0..256)
         ) {
-            let mut blocks = text.clone();
-            blocks.resize(text.len().div_ceil(64) * 64, b'a');
-            let mut carry = 0;
-            let mut found = Vec::new();
-            for (index, block) in blocks.chunks(64).enumerate() {
-                let mut backslash = 0u64;
-                for (bit, &byte) in block.iter().enumerate() {
-                    if byte == b'\\' {
-                        backslash |= 1 << bit;
-                    }
-                }
-                let mask = escaped(backslash, &mut carry);
-                for bit in 0..64 {
-                    if mask >> bit & 1 == 1 {
-                        found.push(index * 64 + bit);
-                    }
-                }
-            }
-            // The reference, over the whole text (escapes of backslashes themselves excluded,
-            // as the block version excludes them).
-            let mut expected = Vec::new();
-            let mut pending = false;
-            for (index, &byte) in blocks.iter().enumerate() {
-                if pending {
-                    if byte != b'\\' {
-                        expected.push(index);
-                    }
-                    pending = false;
-                } else if byte == b'\\' {
-                    pending = true;
-                }
-            }
-            prop_assert_eq!(found, expected);
+            let blocks = padded(&text);
+            prop_assert_eq!(escaped_by_blocks(&blocks), escaped_reference(&blocks));
         }
 
         #[test]
@@ -586,16 +577,13 @@ mod tests {
             br#"\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\\""#,
             br#"\u00e9\n\t"#,
         ] {
-            let mut backslash = 0u64;
-            for (bit, &byte) in text.iter().take(64).enumerate() {
-                if byte == b'\\' {
-                    backslash |= 1 << bit;
-                }
-            }
-            let mut carry = 0;
-            let mask = escaped(backslash, &mut carry);
-            let reference = escaped_reference(&text[..text.len().min(64)]);
-            assert_eq!(mask, reference, "{}", String::from_utf8_lossy(text));
+            let blocks = padded(&text[..text.len().min(64)]);
+            assert_eq!(
+                escaped_by_blocks(&blocks),
+                escaped_reference(&blocks),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 }
