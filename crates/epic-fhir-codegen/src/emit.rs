@@ -77,6 +77,17 @@ fn ext_name(field: &Field) -> String {
     format!("{}_ext", field.rust.trim_start_matches("r#"))
 }
 
+/// Whether a struct-valued field is read in place (into a default value already in its
+/// option, box or vector) rather than built and moved: structs with a `Default`.
+fn reads_in_place(model: &Model, field: &Field) -> bool {
+    match &field.ty {
+        FieldType::Struct(name) => model
+            .struct_named(&crate::ir::concrete_name(&model.aliases, name))
+            .is_some_and(|s| s.derives_default),
+        _ => false,
+    }
+}
+
 /// A local variable name for a field while its object is read.
 fn local(field: &Field) -> String {
     format!("f_{}", field.rust.trim_start_matches("r#"))
@@ -197,15 +208,17 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
                 entries.push((j.clone(), arms.len() as u16 + 1));
                 arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
                 entries.push((format!("_{j}"), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {e}, \"_{j}\")"));
+                arms.push(format!("rt::opt_in(p, &mut {e}, \"_{j}\")"));
             }
             _ if f.is_list() => {
+                let read = if reads_in_place(model, f) { "list_in" } else { "list" };
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::list(p, &mut {l}, \"{j}\")"));
+                arms.push(format!("rt::{read}(p, &mut {l}, \"{j}\")"));
             }
             _ => {
+                let read = if reads_in_place(model, f) { "opt_in" } else { "opt" };
                 entries.push((j.clone(), arms.len() as u16 + 1));
-                arms.push(format!("rt::opt(p, &mut {l}, \"{j}\")"));
+                arms.push(format!("rt::{read}(p, &mut {l}, \"{j}\")"));
             }
         }
     }
@@ -223,23 +236,38 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
         out,
         "    fn from_json(p: &mut Parser<'_>) -> PResult<Self> {{"
     );
-    let _ = writeln!(out, "        p.begin_object()?;");
     if is_resource {
+        let _ = writeln!(out, "        p.begin_object()?;");
         let _ = writeln!(
             out,
-            "        <Self as rt::ReadMembers>::read_members(p, true, false)"
+            "        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)"
         );
         let _ = writeln!(out, "    }}\n}}\n");
         let _ = writeln!(out, "impl rt::ReadMembers for {} {{", s.name);
         let _ = writeln!(
             out,
-            "    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {{"
+            "    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {{"
         );
-    } else {
-        let _ = writeln!(out, "        let mut first = true;");
-    }
-    if in_place {
+        if in_place {
+            // Read into the box: a resource is never built on the stack and moved.
+            let _ = writeln!(out, "        let mut out = Box::<Self>::default();");
+        }
+    } else if in_place {
         let _ = writeln!(out, "        let mut out = Self::default();");
+        let _ = writeln!(out, "        rt::ReadInto::read_into(&mut out, p)?;");
+        let _ = writeln!(out, "        Ok(out)");
+        let _ = writeln!(out, "    }}\n}}\n");
+        let _ = writeln!(out, "impl rt::ReadInto for {} {{", s.name);
+        let _ = writeln!(
+            out,
+            "    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {{"
+        );
+        let _ = writeln!(out, "        p.begin_object()?;");
+        let _ = writeln!(out, "        let mut first = true;");
+        let _ = writeln!(out, "        let out = self;");
+    } else {
+        let _ = writeln!(out, "        p.begin_object()?;");
+        let _ = writeln!(out, "        let mut first = true;");
     }
     for f in &s.fields {
         if in_place && !f.is_required_value() {
@@ -293,9 +321,18 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
                 f.json_name_for_doc()
             );
         }
-        let _ = writeln!(out, "        Ok(out)");
+        let _ = writeln!(
+            out,
+            "        {}",
+            if is_resource { "Ok(out)" } else { "Ok(())" }
+        );
     } else {
-        let _ = writeln!(out, "        Ok({} {{", s.name);
+        let _ = writeln!(
+            out,
+            "        Ok({}{} {{",
+            if is_resource { "Box::new(" } else { "" },
+            s.name
+        );
         for f in &s.fields {
             let l = local(f);
             if f.is_required_value() {
@@ -313,7 +350,7 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
             }
         }
         let _ = writeln!(out, "            extra,");
-        let _ = writeln!(out, "        }})");
+        let _ = writeln!(out, "        }}{})", if is_resource { ")" } else { "" });
     }
     let _ = writeln!(out, "    }}\n}}\n");
 

@@ -985,7 +985,7 @@ fn decide_size_boxes(model: &mut Model) {
     }
 }
 
-fn concrete_name(aliases: &[Alias], name: &str) -> String {
+pub(crate) fn concrete_name(aliases: &[Alias], name: &str) -> String {
     aliases
         .iter()
         .find(|a| a.name == name)

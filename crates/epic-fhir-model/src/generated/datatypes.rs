@@ -109,36 +109,44 @@ impl Address {
 
 impl FromJson for Address {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Address {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#use, "use"),
-                4 => rt::opt(p, &mut out.use_ext, "_use"),
+                4 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 7 => rt::opt(p, &mut out.text, "text"),
-                8 => rt::opt(p, &mut out.text_ext, "_text"),
+                8 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 9 => rt::prim_list(p, &mut out.line, &mut out.line_ext, "line"),
                 10 => rt::list_ext(p, &mut out.line_ext, "_line"),
                 11 => rt::opt(p, &mut out.city, "city"),
-                12 => rt::opt(p, &mut out.city_ext, "_city"),
+                12 => rt::opt_in(p, &mut out.city_ext, "_city"),
                 13 => rt::opt(p, &mut out.district, "district"),
-                14 => rt::opt(p, &mut out.district_ext, "_district"),
+                14 => rt::opt_in(p, &mut out.district_ext, "_district"),
                 15 => rt::opt(p, &mut out.state, "state"),
-                16 => rt::opt(p, &mut out.state_ext, "_state"),
+                16 => rt::opt_in(p, &mut out.state_ext, "_state"),
                 17 => rt::opt(p, &mut out.postal_code, "postalCode"),
-                18 => rt::opt(p, &mut out.postal_code_ext, "_postalCode"),
+                18 => rt::opt_in(p, &mut out.postal_code_ext, "_postalCode"),
                 19 => rt::opt(p, &mut out.country, "country"),
-                20 => rt::opt(p, &mut out.country_ext, "_country"),
-                21 => rt::opt(p, &mut out.period, "period"),
+                20 => rt::opt_in(p, &mut out.country_ext, "_country"),
+                21 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -210,22 +218,30 @@ impl Annotation {
 
 impl FromJson for Annotation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Annotation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::choice(p, &mut out.author, key),
                 4 => rt::opt(p, &mut out.time, "time"),
-                5 => rt::opt(p, &mut out.time_ext, "_time"),
+                5 => rt::opt_in(p, &mut out.time_ext, "_time"),
                 6 => rt::opt(p, &mut out.text, "text"),
-                7 => rt::opt(p, &mut out.text_ext, "_text"),
+                7 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -318,33 +334,41 @@ impl Attachment {
 
 impl FromJson for Attachment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Attachment {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.content_type, "contentType"),
-                4 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                4 => rt::opt_in(p, &mut out.content_type_ext, "_contentType"),
                 5 => rt::opt(p, &mut out.language, "language"),
-                6 => rt::opt(p, &mut out.language_ext, "_language"),
+                6 => rt::opt_in(p, &mut out.language_ext, "_language"),
                 7 => rt::opt(p, &mut out.data, "data"),
-                8 => rt::opt(p, &mut out.data_ext, "_data"),
+                8 => rt::opt_in(p, &mut out.data_ext, "_data"),
                 9 => rt::opt(p, &mut out.url, "url"),
-                10 => rt::opt(p, &mut out.url_ext, "_url"),
+                10 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 11 => rt::opt(p, &mut out.size, "size"),
-                12 => rt::opt(p, &mut out.size_ext, "_size"),
+                12 => rt::opt_in(p, &mut out.size_ext, "_size"),
                 13 => rt::opt(p, &mut out.hash, "hash"),
-                14 => rt::opt(p, &mut out.hash_ext, "_hash"),
+                14 => rt::opt_in(p, &mut out.hash_ext, "_hash"),
                 15 => rt::opt(p, &mut out.title, "title"),
-                16 => rt::opt(p, &mut out.title_ext, "_title"),
+                16 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 17 => rt::opt(p, &mut out.creation, "creation"),
-                18 => rt::opt(p, &mut out.creation_ext, "_creation"),
+                18 => rt::opt_in(p, &mut out.creation_ext, "_creation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -410,20 +434,28 @@ impl CodeableConcept {
 
 impl FromJson for CodeableConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CodeableConcept {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.coding, "coding"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.coding, "coding"),
                 4 => rt::opt(p, &mut out.text, "text"),
-                5 => rt::opt(p, &mut out.text_ext, "_text"),
+                5 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -494,27 +526,35 @@ impl Coding {
 
 impl FromJson for Coding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Coding {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.system, "system"),
-                4 => rt::opt(p, &mut out.system_ext, "_system"),
+                4 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 5 => rt::opt(p, &mut out.version, "version"),
-                6 => rt::opt(p, &mut out.version_ext, "_version"),
+                6 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 7 => rt::opt(p, &mut out.code, "code"),
-                8 => rt::opt(p, &mut out.code_ext, "_code"),
+                8 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 9 => rt::opt(p, &mut out.display, "display"),
-                10 => rt::opt(p, &mut out.display_ext, "_display"),
+                10 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 11 => rt::opt(p, &mut out.user_selected, "userSelected"),
-                12 => rt::opt(p, &mut out.user_selected_ext, "_userSelected"),
+                12 => rt::opt_in(p, &mut out.user_selected_ext, "_userSelected"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -574,20 +614,28 @@ impl ContactDetail {
 
 impl FromJson for ContactDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContactDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.name, "name"),
-                4 => rt::opt(p, &mut out.name_ext, "_name"),
-                5 => rt::list(p, &mut out.telecom, "telecom"),
+                4 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                5 => rt::list_in(p, &mut out.telecom, "telecom"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -658,26 +706,34 @@ impl ContactPoint {
 
 impl FromJson for ContactPoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContactPoint {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.system, "system"),
-                4 => rt::opt(p, &mut out.system_ext, "_system"),
+                4 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 5 => rt::opt(p, &mut out.value, "value"),
-                6 => rt::opt(p, &mut out.value_ext, "_value"),
+                6 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 7 => rt::opt(p, &mut out.r#use, "use"),
-                8 => rt::opt(p, &mut out.use_ext, "_use"),
+                8 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 9 => rt::opt(p, &mut out.rank, "rank"),
-                10 => rt::opt(p, &mut out.rank_ext, "_rank"),
-                11 => rt::opt(p, &mut out.period, "period"),
+                10 => rt::opt_in(p, &mut out.rank_ext, "_rank"),
+                11 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -740,22 +796,30 @@ impl Contributor {
 
 impl FromJson for Contributor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Contributor {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#type, "type"),
-                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                4 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.name_ext, "_name"),
-                7 => rt::list(p, &mut out.contact, "contact"),
+                6 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                7 => rt::list_in(p, &mut out.contact, "contact"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -832,29 +896,37 @@ impl DataRequirement {
 
 impl FromJson for DataRequirement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DataRequirement {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#type, "type"),
-                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                4 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
                 6 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
                 7 => rt::choice(p, &mut out.subject, key),
                 8 => rt::prim_list(p, &mut out.must_support, &mut out.must_support_ext, "mustSupport"),
                 9 => rt::list_ext(p, &mut out.must_support_ext, "_mustSupport"),
-                10 => rt::list(p, &mut out.code_filter, "codeFilter"),
-                11 => rt::list(p, &mut out.date_filter, "dateFilter"),
+                10 => rt::list_in(p, &mut out.code_filter, "codeFilter"),
+                11 => rt::list_in(p, &mut out.date_filter, "dateFilter"),
                 12 => rt::opt(p, &mut out.limit, "limit"),
-                13 => rt::opt(p, &mut out.limit_ext, "_limit"),
-                14 => rt::list(p, &mut out.sort, "sort"),
+                13 => rt::opt_in(p, &mut out.limit_ext, "_limit"),
+                14 => rt::list_in(p, &mut out.sort, "sort"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -916,21 +988,29 @@ impl DataRequirementSort {
 
 impl FromJson for DataRequirementSort {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DataRequirementSort {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.path, "path"),
-                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                4 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 5 => rt::opt(p, &mut out.direction, "direction"),
-                6 => rt::opt(p, &mut out.direction_ext, "_direction"),
+                6 => rt::opt_in(p, &mut out.direction_ext, "_direction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -992,22 +1072,30 @@ impl DataRequirementDateFilter {
 
 impl FromJson for DataRequirementDateFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DataRequirementDateFilter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.path, "path"),
-                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                4 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 5 => rt::opt(p, &mut out.search_param, "searchParam"),
-                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam"),
+                6 => rt::opt_in(p, &mut out.search_param_ext, "_searchParam"),
                 7 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1074,24 +1162,32 @@ impl DataRequirementCodeFilter {
 
 impl FromJson for DataRequirementCodeFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DataRequirementCodeFilter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.path, "path"),
-                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                4 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 5 => rt::opt(p, &mut out.search_param, "searchParam"),
-                6 => rt::opt(p, &mut out.search_param_ext, "_searchParam"),
+                6 => rt::opt_in(p, &mut out.search_param_ext, "_searchParam"),
                 7 => rt::opt(p, &mut out.value_set, "valueSet"),
-                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
-                9 => rt::list(p, &mut out.code, "code"),
+                8 => rt::opt_in(p, &mut out.value_set_ext, "_valueSet"),
+                9 => rt::list_in(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1190,34 +1286,42 @@ impl Dosage {
 
 impl FromJson for Dosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Dosage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 6 => rt::opt(p, &mut out.text, "text"),
-                7 => rt::opt(p, &mut out.text_ext, "_text"),
-                8 => rt::list(p, &mut out.additional_instruction, "additionalInstruction"),
+                7 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                8 => rt::list_in(p, &mut out.additional_instruction, "additionalInstruction"),
                 9 => rt::opt(p, &mut out.patient_instruction, "patientInstruction"),
-                10 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction"),
-                11 => rt::opt(p, &mut out.timing, "timing"),
+                10 => rt::opt_in(p, &mut out.patient_instruction_ext, "_patientInstruction"),
+                11 => rt::opt_in(p, &mut out.timing, "timing"),
                 12 => rt::choice(p, &mut out.as_needed, key),
-                13 => rt::opt(p, &mut out.site, "site"),
-                14 => rt::opt(p, &mut out.route, "route"),
-                15 => rt::opt(p, &mut out.method, "method"),
-                16 => rt::list(p, &mut out.dose_and_rate, "doseAndRate"),
-                17 => rt::opt(p, &mut out.max_dose_per_period, "maxDosePerPeriod"),
-                18 => rt::opt(p, &mut out.max_dose_per_administration, "maxDosePerAdministration"),
-                19 => rt::opt(p, &mut out.max_dose_per_lifetime, "maxDosePerLifetime"),
+                13 => rt::opt_in(p, &mut out.site, "site"),
+                14 => rt::opt_in(p, &mut out.route, "route"),
+                15 => rt::opt_in(p, &mut out.method, "method"),
+                16 => rt::list_in(p, &mut out.dose_and_rate, "doseAndRate"),
+                17 => rt::opt_in(p, &mut out.max_dose_per_period, "maxDosePerPeriod"),
+                18 => rt::opt_in(p, &mut out.max_dose_per_administration, "maxDosePerAdministration"),
+                19 => rt::opt_in(p, &mut out.max_dose_per_lifetime, "maxDosePerLifetime"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1284,20 +1388,28 @@ impl DosageDoseAndRate {
 
 impl FromJson for DosageDoseAndRate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DosageDoseAndRate {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::opt_in(p, &mut out.r#type, "type"),
                 4 => rt::choice(p, &mut out.dose, key),
                 5 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2478,73 +2590,81 @@ impl ElementDefinition {
 
 impl FromJson for ElementDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.path, "path"),
-                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 6 => rt::prim_list(p, &mut out.representation, &mut out.representation_ext, "representation"),
                 7 => rt::list_ext(p, &mut out.representation_ext, "_representation"),
                 8 => rt::opt(p, &mut out.slice_name, "sliceName"),
-                9 => rt::opt(p, &mut out.slice_name_ext, "_sliceName"),
+                9 => rt::opt_in(p, &mut out.slice_name_ext, "_sliceName"),
                 10 => rt::opt(p, &mut out.slice_is_constraining, "sliceIsConstraining"),
-                11 => rt::opt(p, &mut out.slice_is_constraining_ext, "_sliceIsConstraining"),
+                11 => rt::opt_in(p, &mut out.slice_is_constraining_ext, "_sliceIsConstraining"),
                 12 => rt::opt(p, &mut out.label, "label"),
-                13 => rt::opt(p, &mut out.label_ext, "_label"),
-                14 => rt::list(p, &mut out.code, "code"),
-                15 => rt::opt(p, &mut out.slicing, "slicing"),
+                13 => rt::opt_in(p, &mut out.label_ext, "_label"),
+                14 => rt::list_in(p, &mut out.code, "code"),
+                15 => rt::opt_in(p, &mut out.slicing, "slicing"),
                 16 => rt::opt(p, &mut out.short, "short"),
-                17 => rt::opt(p, &mut out.short_ext, "_short"),
+                17 => rt::opt_in(p, &mut out.short_ext, "_short"),
                 18 => rt::opt(p, &mut out.definition, "definition"),
-                19 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                19 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 20 => rt::opt(p, &mut out.comment, "comment"),
-                21 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                21 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 22 => rt::opt(p, &mut out.requirements, "requirements"),
-                23 => rt::opt(p, &mut out.requirements_ext, "_requirements"),
+                23 => rt::opt_in(p, &mut out.requirements_ext, "_requirements"),
                 24 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
                 25 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
                 26 => rt::opt(p, &mut out.min, "min"),
-                27 => rt::opt(p, &mut out.min_ext, "_min"),
+                27 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 28 => rt::opt(p, &mut out.max, "max"),
-                29 => rt::opt(p, &mut out.max_ext, "_max"),
-                30 => rt::opt(p, &mut out.base, "base"),
+                29 => rt::opt_in(p, &mut out.max_ext, "_max"),
+                30 => rt::opt_in(p, &mut out.base, "base"),
                 31 => rt::opt(p, &mut out.content_reference, "contentReference"),
-                32 => rt::opt(p, &mut out.content_reference_ext, "_contentReference"),
-                33 => rt::list(p, &mut out.r#type, "type"),
+                32 => rt::opt_in(p, &mut out.content_reference_ext, "_contentReference"),
+                33 => rt::list_in(p, &mut out.r#type, "type"),
                 34 => rt::choice(p, &mut out.default_value, key),
                 35 => rt::opt(p, &mut out.meaning_when_missing, "meaningWhenMissing"),
-                36 => rt::opt(p, &mut out.meaning_when_missing_ext, "_meaningWhenMissing"),
+                36 => rt::opt_in(p, &mut out.meaning_when_missing_ext, "_meaningWhenMissing"),
                 37 => rt::opt(p, &mut out.order_meaning, "orderMeaning"),
-                38 => rt::opt(p, &mut out.order_meaning_ext, "_orderMeaning"),
+                38 => rt::opt_in(p, &mut out.order_meaning_ext, "_orderMeaning"),
                 39 => rt::choice(p, &mut out.fixed, key),
                 40 => rt::choice(p, &mut out.pattern, key),
                 41 => rt::list(p, &mut out.example, "example"),
                 42 => rt::choice(p, &mut out.min_value, key),
                 43 => rt::choice(p, &mut out.max_value, key),
                 44 => rt::opt(p, &mut out.max_length, "maxLength"),
-                45 => rt::opt(p, &mut out.max_length_ext, "_maxLength"),
+                45 => rt::opt_in(p, &mut out.max_length_ext, "_maxLength"),
                 46 => rt::prim_list(p, &mut out.condition, &mut out.condition_ext, "condition"),
                 47 => rt::list_ext(p, &mut out.condition_ext, "_condition"),
-                48 => rt::list(p, &mut out.constraint, "constraint"),
+                48 => rt::list_in(p, &mut out.constraint, "constraint"),
                 49 => rt::opt(p, &mut out.must_support, "mustSupport"),
-                50 => rt::opt(p, &mut out.must_support_ext, "_mustSupport"),
+                50 => rt::opt_in(p, &mut out.must_support_ext, "_mustSupport"),
                 51 => rt::opt(p, &mut out.is_modifier, "isModifier"),
-                52 => rt::opt(p, &mut out.is_modifier_ext, "_isModifier"),
+                52 => rt::opt_in(p, &mut out.is_modifier_ext, "_isModifier"),
                 53 => rt::opt(p, &mut out.is_modifier_reason, "isModifierReason"),
-                54 => rt::opt(p, &mut out.is_modifier_reason_ext, "_isModifierReason"),
+                54 => rt::opt_in(p, &mut out.is_modifier_reason_ext, "_isModifierReason"),
                 55 => rt::opt(p, &mut out.is_summary, "isSummary"),
-                56 => rt::opt(p, &mut out.is_summary_ext, "_isSummary"),
-                57 => rt::opt(p, &mut out.binding, "binding"),
-                58 => rt::list(p, &mut out.mapping, "mapping"),
+                56 => rt::opt_in(p, &mut out.is_summary_ext, "_isSummary"),
+                57 => rt::opt_in(p, &mut out.binding, "binding"),
+                58 => rt::list_in(p, &mut out.mapping, "mapping"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2661,25 +2781,33 @@ impl ElementDefinitionMapping {
 
 impl FromJson for ElementDefinitionMapping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionMapping {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.identity, "identity"),
-                4 => rt::opt(p, &mut out.identity_ext, "_identity"),
+                4 => rt::opt_in(p, &mut out.identity_ext, "_identity"),
                 5 => rt::opt(p, &mut out.language, "language"),
-                6 => rt::opt(p, &mut out.language_ext, "_language"),
+                6 => rt::opt_in(p, &mut out.language_ext, "_language"),
                 7 => rt::opt(p, &mut out.map, "map"),
-                8 => rt::opt(p, &mut out.map_ext, "_map"),
+                8 => rt::opt_in(p, &mut out.map_ext, "_map"),
                 9 => rt::opt(p, &mut out.comment, "comment"),
-                10 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                10 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2743,23 +2871,31 @@ impl ElementDefinitionBinding {
 
 impl FromJson for ElementDefinitionBinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionBinding {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.strength, "strength"),
-                4 => rt::opt(p, &mut out.strength_ext, "_strength"),
+                4 => rt::opt_in(p, &mut out.strength_ext, "_strength"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 7 => rt::opt(p, &mut out.value_set, "valueSet"),
-                8 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
+                8 => rt::opt_in(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2841,31 +2977,39 @@ impl ElementDefinitionConstraint {
 
 impl FromJson for ElementDefinitionConstraint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionConstraint {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.key, "key"),
-                4 => rt::opt(p, &mut out.key_ext, "_key"),
+                4 => rt::opt_in(p, &mut out.key_ext, "_key"),
                 5 => rt::opt(p, &mut out.requirements, "requirements"),
-                6 => rt::opt(p, &mut out.requirements_ext, "_requirements"),
+                6 => rt::opt_in(p, &mut out.requirements_ext, "_requirements"),
                 7 => rt::opt(p, &mut out.severity, "severity"),
-                8 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                8 => rt::opt_in(p, &mut out.severity_ext, "_severity"),
                 9 => rt::opt(p, &mut out.human, "human"),
-                10 => rt::opt(p, &mut out.human_ext, "_human"),
+                10 => rt::opt_in(p, &mut out.human_ext, "_human"),
                 11 => rt::opt(p, &mut out.expression, "expression"),
-                12 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                12 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 13 => rt::opt(p, &mut out.xpath, "xpath"),
-                14 => rt::opt(p, &mut out.xpath_ext, "_xpath"),
+                14 => rt::opt_in(p, &mut out.xpath_ext, "_xpath"),
                 15 => rt::opt(p, &mut out.source, "source"),
-                16 => rt::opt(p, &mut out.source_ext, "_source"),
+                16 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3000,9 +3144,9 @@ impl FromJson for ElementDefinitionExample {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
                 3 => rt::opt(p, &mut f_label, "label"),
-                4 => rt::opt(p, &mut f_label_ext, "_label"),
+                4 => rt::opt_in(p, &mut f_label_ext, "_label"),
                 5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -3085,15 +3229,23 @@ impl ElementDefinitionType {
 
 impl FromJson for ElementDefinitionType {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionType {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.code, "code"),
-                4 => rt::opt(p, &mut out.code_ext, "_code"),
+                4 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 5 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
                 6 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
                 7 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile"),
@@ -3101,11 +3253,11 @@ impl FromJson for ElementDefinitionType {
                 9 => rt::prim_list(p, &mut out.aggregation, &mut out.aggregation_ext, "aggregation"),
                 10 => rt::list_ext(p, &mut out.aggregation_ext, "_aggregation"),
                 11 => rt::opt(p, &mut out.versioning, "versioning"),
-                12 => rt::opt(p, &mut out.versioning_ext, "_versioning"),
+                12 => rt::opt_in(p, &mut out.versioning_ext, "_versioning"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3168,23 +3320,31 @@ impl ElementDefinitionBase {
 
 impl FromJson for ElementDefinitionBase {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionBase {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.path, "path"),
-                4 => rt::opt(p, &mut out.path_ext, "_path"),
+                4 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 5 => rt::opt(p, &mut out.min, "min"),
-                6 => rt::opt(p, &mut out.min_ext, "_min"),
+                6 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 7 => rt::opt(p, &mut out.max, "max"),
-                8 => rt::opt(p, &mut out.max_ext, "_max"),
+                8 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3252,24 +3412,32 @@ impl ElementDefinitionSlicing {
 
 impl FromJson for ElementDefinitionSlicing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionSlicing {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.discriminator, "discriminator"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.discriminator, "discriminator"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.ordered, "ordered"),
-                7 => rt::opt(p, &mut out.ordered_ext, "_ordered"),
+                7 => rt::opt_in(p, &mut out.ordered_ext, "_ordered"),
                 8 => rt::opt(p, &mut out.rules, "rules"),
-                9 => rt::opt(p, &mut out.rules_ext, "_rules"),
+                9 => rt::opt_in(p, &mut out.rules_ext, "_rules"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3328,21 +3496,29 @@ impl ElementDefinitionSlicingDiscriminator {
 
 impl FromJson for ElementDefinitionSlicingDiscriminator {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ElementDefinitionSlicingDiscriminator {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#type, "type"),
-                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                4 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 5 => rt::opt(p, &mut out.path, "path"),
-                6 => rt::opt(p, &mut out.path_ext, "_path"),
+                6 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3414,27 +3590,35 @@ impl Expression {
 
 impl FromJson for Expression {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Expression {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.description, "description"),
-                4 => rt::opt(p, &mut out.description_ext, "_description"),
+                4 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
                 9 => rt::opt(p, &mut out.expression, "expression"),
-                10 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                10 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 11 => rt::opt(p, &mut out.reference, "reference"),
-                12 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                12 => rt::opt_in(p, &mut out.reference_ext, "_reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3552,21 +3736,29 @@ impl Extension {
 
 impl FromJson for Extension {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Extension {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_url = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut f_url, "url"),
                 4 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.url = rt::required(p, f_url, "url")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3644,30 +3836,38 @@ impl HumanName {
 
 impl FromJson for HumanName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for HumanName {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#use, "use"),
-                4 => rt::opt(p, &mut out.use_ext, "_use"),
+                4 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 5 => rt::opt(p, &mut out.text, "text"),
-                6 => rt::opt(p, &mut out.text_ext, "_text"),
+                6 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 7 => rt::opt(p, &mut out.family, "family"),
-                8 => rt::opt(p, &mut out.family_ext, "_family"),
+                8 => rt::opt_in(p, &mut out.family_ext, "_family"),
                 9 => rt::prim_list(p, &mut out.given, &mut out.given_ext, "given"),
                 10 => rt::list_ext(p, &mut out.given_ext, "_given"),
                 11 => rt::prim_list(p, &mut out.prefix, &mut out.prefix_ext, "prefix"),
                 12 => rt::list_ext(p, &mut out.prefix_ext, "_prefix"),
                 13 => rt::prim_list(p, &mut out.suffix, &mut out.suffix_ext, "suffix"),
                 14 => rt::list_ext(p, &mut out.suffix_ext, "_suffix"),
-                15 => rt::opt(p, &mut out.period, "period"),
+                15 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3745,26 +3945,34 @@ impl Identifier {
 
 impl FromJson for Identifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Identifier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#use, "use"),
-                4 => rt::opt(p, &mut out.use_ext, "_use"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
+                4 => rt::opt_in(p, &mut out.use_ext, "_use"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
                 6 => rt::opt(p, &mut out.system, "system"),
-                7 => rt::opt(p, &mut out.system_ext, "_system"),
+                7 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 8 => rt::opt(p, &mut out.value, "value"),
-                9 => rt::opt(p, &mut out.value_ext, "_value"),
-                10 => rt::opt(p, &mut out.period, "period"),
-                11 => rt::opt(p, &mut out.assigner, "assigner"),
+                9 => rt::opt_in(p, &mut out.value_ext, "_value"),
+                10 => rt::opt_in(p, &mut out.period, "period"),
+                11 => rt::opt_in(p, &mut out.assigner, "assigner"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3837,30 +4045,38 @@ impl MarketingStatus {
 
 impl FromJson for MarketingStatus {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MarketingStatus {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_country = None;
         let mut f_status = None;
         let mut f_date_range = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_country, "country"),
-                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
-                6 => rt::opt(p, &mut f_status, "status"),
-                7 => rt::opt(p, &mut f_date_range, "dateRange"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_country, "country"),
+                5 => rt::opt_in(p, &mut out.jurisdiction, "jurisdiction"),
+                6 => rt::opt_in(p, &mut f_status, "status"),
+                7 => rt::opt_in(p, &mut f_date_range, "dateRange"),
                 8 => rt::opt(p, &mut out.restore_date, "restoreDate"),
-                9 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate"),
+                9 => rt::opt_in(p, &mut out.restore_date_ext, "_restoreDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.country = rt::required(p, f_country, "country")?;
         out.status = rt::required(p, f_status, "status")?;
         out.date_range = rt::required(p, f_date_range, "dateRange")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -3935,27 +4151,35 @@ impl Meta {
 
 impl FromJson for Meta {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Meta {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.version_id, "versionId"),
-                4 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
+                4 => rt::opt_in(p, &mut out.version_id_ext, "_versionId"),
                 5 => rt::opt(p, &mut out.last_updated, "lastUpdated"),
-                6 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated"),
+                6 => rt::opt_in(p, &mut out.last_updated_ext, "_lastUpdated"),
                 7 => rt::opt(p, &mut out.source, "source"),
-                8 => rt::opt(p, &mut out.source_ext, "_source"),
+                8 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 9 => rt::prim_list(p, &mut out.profile, &mut out.profile_ext, "profile"),
                 10 => rt::list_ext(p, &mut out.profile_ext, "_profile"),
-                11 => rt::list(p, &mut out.security, "security"),
-                12 => rt::list(p, &mut out.tag, "tag"),
+                11 => rt::list_in(p, &mut out.security, "security"),
+                12 => rt::list_in(p, &mut out.tag, "tag"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4016,21 +4240,29 @@ impl Money {
 
 impl FromJson for Money {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Money {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.value, "value"),
-                4 => rt::opt(p, &mut out.value_ext, "_value"),
+                4 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 5 => rt::opt(p, &mut out.currency, "currency"),
-                6 => rt::opt(p, &mut out.currency_ext, "_currency"),
+                6 => rt::opt_in(p, &mut out.currency_ext, "_currency"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4086,21 +4318,29 @@ impl Narrative {
 
 impl FromJson for Narrative {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Narrative {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.status, "status"),
-                4 => rt::opt(p, &mut out.status_ext, "_status"),
+                4 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 5 => rt::opt(p, &mut out.div, "div"),
-                6 => rt::opt(p, &mut out.div_ext, "_div"),
+                6 => rt::opt_in(p, &mut out.div_ext, "_div"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4180,31 +4420,39 @@ impl ParameterDefinition {
 
 impl FromJson for ParameterDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ParameterDefinition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.name, "name"),
-                4 => rt::opt(p, &mut out.name_ext, "_name"),
+                4 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 5 => rt::opt(p, &mut out.r#use, "use"),
-                6 => rt::opt(p, &mut out.use_ext, "_use"),
+                6 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 7 => rt::opt(p, &mut out.min, "min"),
-                8 => rt::opt(p, &mut out.min_ext, "_min"),
+                8 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 9 => rt::opt(p, &mut out.max, "max"),
-                10 => rt::opt(p, &mut out.max_ext, "_max"),
+                10 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 11 => rt::opt(p, &mut out.documentation, "documentation"),
-                12 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                12 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 13 => rt::opt(p, &mut out.r#type, "type"),
-                14 => rt::opt(p, &mut out.type_ext, "_type"),
+                14 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 15 => rt::opt(p, &mut out.profile, "profile"),
-                16 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                16 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4270,21 +4518,29 @@ impl Period {
 
 impl FromJson for Period {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Period {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.start, "start"),
-                4 => rt::opt(p, &mut out.start_ext, "_start"),
+                4 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 5 => rt::opt(p, &mut out.end, "end"),
-                6 => rt::opt(p, &mut out.end_ext, "_end"),
+                6 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4344,22 +4600,30 @@ impl Population {
 
 impl FromJson for Population {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Population {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.age, key),
-                5 => rt::opt(p, &mut out.gender, "gender"),
-                6 => rt::opt(p, &mut out.race, "race"),
-                7 => rt::opt(p, &mut out.physiological_condition, "physiologicalCondition"),
+                5 => rt::opt_in(p, &mut out.gender, "gender"),
+                6 => rt::opt_in(p, &mut out.race, "race"),
+                7 => rt::opt_in(p, &mut out.physiological_condition, "physiologicalCondition"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4452,32 +4716,40 @@ impl ProdCharacteristic {
 
 impl FromJson for ProdCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProdCharacteristic {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.height, "height"),
-                5 => rt::opt(p, &mut out.width, "width"),
-                6 => rt::opt(p, &mut out.depth, "depth"),
-                7 => rt::opt(p, &mut out.weight, "weight"),
-                8 => rt::opt(p, &mut out.nominal_volume, "nominalVolume"),
-                9 => rt::opt(p, &mut out.external_diameter, "externalDiameter"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.height, "height"),
+                5 => rt::opt_in(p, &mut out.width, "width"),
+                6 => rt::opt_in(p, &mut out.depth, "depth"),
+                7 => rt::opt_in(p, &mut out.weight, "weight"),
+                8 => rt::opt_in(p, &mut out.nominal_volume, "nominalVolume"),
+                9 => rt::opt_in(p, &mut out.external_diameter, "externalDiameter"),
                 10 => rt::opt(p, &mut out.shape, "shape"),
-                11 => rt::opt(p, &mut out.shape_ext, "_shape"),
+                11 => rt::opt_in(p, &mut out.shape_ext, "_shape"),
                 12 => rt::prim_list(p, &mut out.color, &mut out.color_ext, "color"),
                 13 => rt::list_ext(p, &mut out.color_ext, "_color"),
                 14 => rt::prim_list(p, &mut out.imprint, &mut out.imprint_ext, "imprint"),
                 15 => rt::list_ext(p, &mut out.imprint_ext, "_imprint"),
-                16 => rt::list(p, &mut out.image, "image"),
-                17 => rt::opt(p, &mut out.scoring, "scoring"),
+                16 => rt::list_in(p, &mut out.image, "image"),
+                17 => rt::opt_in(p, &mut out.scoring, "scoring"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4546,26 +4818,34 @@ impl ProductShelfLife {
 
 impl FromJson for ProductShelfLife {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProductShelfLife {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut f_type, "type"),
-                6 => rt::opt(p, &mut f_period, "period"),
-                7 => rt::list(p, &mut out.special_precautions_for_storage, "specialPrecautionsForStorage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut f_type, "type"),
+                6 => rt::opt_in(p, &mut f_period, "period"),
+                7 => rt::list_in(p, &mut out.special_precautions_for_storage, "specialPrecautionsForStorage"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
         out.period = rt::required(p, f_period, "period")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4640,27 +4920,35 @@ impl Quantity {
 
 impl FromJson for Quantity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Quantity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.value, "value"),
-                4 => rt::opt(p, &mut out.value_ext, "_value"),
+                4 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 5 => rt::opt(p, &mut out.comparator, "comparator"),
-                6 => rt::opt(p, &mut out.comparator_ext, "_comparator"),
+                6 => rt::opt_in(p, &mut out.comparator_ext, "_comparator"),
                 7 => rt::opt(p, &mut out.unit, "unit"),
-                8 => rt::opt(p, &mut out.unit_ext, "_unit"),
+                8 => rt::opt_in(p, &mut out.unit_ext, "_unit"),
                 9 => rt::opt(p, &mut out.system, "system"),
-                10 => rt::opt(p, &mut out.system_ext, "_system"),
+                10 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 11 => rt::opt(p, &mut out.code, "code"),
-                12 => rt::opt(p, &mut out.code_ext, "_code"),
+                12 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4716,19 +5004,27 @@ impl Range {
 
 impl FromJson for Range {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Range {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::opt(p, &mut out.low, "low"),
-                4 => rt::opt(p, &mut out.high, "high"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::opt_in(p, &mut out.low, "low"),
+                4 => rt::opt_in(p, &mut out.high, "high"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4776,19 +5072,27 @@ impl Ratio {
 
 impl FromJson for Ratio {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Ratio {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::opt(p, &mut out.numerator, "numerator"),
-                4 => rt::opt(p, &mut out.denominator, "denominator"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::opt_in(p, &mut out.numerator, "numerator"),
+                4 => rt::opt_in(p, &mut out.denominator, "denominator"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4852,24 +5156,32 @@ impl Reference {
 
 impl FromJson for Reference {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Reference {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.reference, "reference"),
-                4 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                4 => rt::opt_in(p, &mut out.reference_ext, "_reference"),
                 5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.type_ext, "_type"),
-                7 => rt::opt(p, &mut out.identifier, "identifier"),
+                6 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 8 => rt::opt(p, &mut out.display, "display"),
-                9 => rt::opt(p, &mut out.display_ext, "_display"),
+                9 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -4950,30 +5262,38 @@ impl RelatedArtifact {
 
 impl FromJson for RelatedArtifact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RelatedArtifact {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#type, "type"),
-                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                4 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 5 => rt::opt(p, &mut out.label, "label"),
-                6 => rt::opt(p, &mut out.label_ext, "_label"),
+                6 => rt::opt_in(p, &mut out.label_ext, "_label"),
                 7 => rt::opt(p, &mut out.display, "display"),
-                8 => rt::opt(p, &mut out.display_ext, "_display"),
+                8 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 9 => rt::opt(p, &mut out.citation, "citation"),
-                10 => rt::opt(p, &mut out.citation_ext, "_citation"),
+                10 => rt::opt_in(p, &mut out.citation_ext, "_citation"),
                 11 => rt::opt(p, &mut out.url, "url"),
-                12 => rt::opt(p, &mut out.url_ext, "_url"),
-                13 => rt::opt(p, &mut out.document, "document"),
+                12 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                13 => rt::opt_in(p, &mut out.document, "document"),
                 14 => rt::opt(p, &mut out.resource, "resource"),
-                15 => rt::opt(p, &mut out.resource_ext, "_resource"),
+                15 => rt::opt_in(p, &mut out.resource_ext, "_resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5060,32 +5380,40 @@ impl SampledData {
 
 impl FromJson for SampledData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SampledData {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_origin = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::opt(p, &mut f_origin, "origin"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::opt_in(p, &mut f_origin, "origin"),
                 4 => rt::opt(p, &mut out.period, "period"),
-                5 => rt::opt(p, &mut out.period_ext, "_period"),
+                5 => rt::opt_in(p, &mut out.period_ext, "_period"),
                 6 => rt::opt(p, &mut out.factor, "factor"),
-                7 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                7 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
                 8 => rt::opt(p, &mut out.lower_limit, "lowerLimit"),
-                9 => rt::opt(p, &mut out.lower_limit_ext, "_lowerLimit"),
+                9 => rt::opt_in(p, &mut out.lower_limit_ext, "_lowerLimit"),
                 10 => rt::opt(p, &mut out.upper_limit, "upperLimit"),
-                11 => rt::opt(p, &mut out.upper_limit_ext, "_upperLimit"),
+                11 => rt::opt_in(p, &mut out.upper_limit_ext, "_upperLimit"),
                 12 => rt::opt(p, &mut out.dimensions, "dimensions"),
-                13 => rt::opt(p, &mut out.dimensions_ext, "_dimensions"),
+                13 => rt::opt_in(p, &mut out.dimensions_ext, "_dimensions"),
                 14 => rt::opt(p, &mut out.data, "data"),
-                15 => rt::opt(p, &mut out.data_ext, "_data"),
+                15 => rt::opt_in(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.origin = rt::required(p, f_origin, "origin")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5168,30 +5496,38 @@ impl Signature {
 
 impl FromJson for Signature {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Signature {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_who = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.r#type, "type"),
                 4 => rt::opt(p, &mut out.when, "when"),
-                5 => rt::opt(p, &mut out.when_ext, "_when"),
-                6 => rt::opt(p, &mut f_who, "who"),
-                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                5 => rt::opt_in(p, &mut out.when_ext, "_when"),
+                6 => rt::opt_in(p, &mut f_who, "who"),
+                7 => rt::opt_in(p, &mut out.on_behalf_of, "onBehalfOf"),
                 8 => rt::opt(p, &mut out.target_format, "targetFormat"),
-                9 => rt::opt(p, &mut out.target_format_ext, "_targetFormat"),
+                9 => rt::opt_in(p, &mut out.target_format_ext, "_targetFormat"),
                 10 => rt::opt(p, &mut out.sig_format, "sigFormat"),
-                11 => rt::opt(p, &mut out.sig_format_ext, "_sigFormat"),
+                11 => rt::opt_in(p, &mut out.sig_format_ext, "_sigFormat"),
                 12 => rt::opt(p, &mut out.data, "data"),
-                13 => rt::opt(p, &mut out.data_ext, "_data"),
+                13 => rt::opt_in(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.who = rt::required(p, f_who, "who")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5264,23 +5600,31 @@ impl SubstanceAmount {
 
 impl FromJson for SubstanceAmount {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceAmount {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.amount, key),
-                5 => rt::opt(p, &mut out.amount_type, "amountType"),
+                5 => rt::opt_in(p, &mut out.amount_type, "amountType"),
                 6 => rt::opt(p, &mut out.amount_text, "amountText"),
-                7 => rt::opt(p, &mut out.amount_text_ext, "_amountText"),
-                8 => rt::opt(p, &mut out.reference_range, "referenceRange"),
+                7 => rt::opt_in(p, &mut out.amount_text_ext, "_amountText"),
+                8 => rt::opt_in(p, &mut out.reference_range, "referenceRange"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5332,19 +5676,27 @@ impl SubstanceAmountReferenceRange {
 
 impl FromJson for SubstanceAmountReferenceRange {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceAmountReferenceRange {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::opt(p, &mut out.low_limit, "lowLimit"),
-                4 => rt::opt(p, &mut out.high_limit, "highLimit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::opt_in(p, &mut out.low_limit, "lowLimit"),
+                4 => rt::opt_in(p, &mut out.high_limit, "highLimit"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5402,22 +5754,30 @@ impl Timing {
 
 impl FromJson for Timing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Timing {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.event, &mut out.event_ext, "event"),
                 5 => rt::list_ext(p, &mut out.event_ext, "_event"),
-                6 => rt::opt(p, &mut out.repeat, "repeat"),
-                7 => rt::opt(p, &mut out.code, "code"),
+                6 => rt::opt_in(p, &mut out.repeat, "repeat"),
+                7 => rt::opt_in(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5551,34 +5911,42 @@ impl TimingRepeat {
 
 impl FromJson for TimingRepeat {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TimingRepeat {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::choice(p, &mut out.bounds, key),
                 4 => rt::opt(p, &mut out.count, "count"),
-                5 => rt::opt(p, &mut out.count_ext, "_count"),
+                5 => rt::opt_in(p, &mut out.count_ext, "_count"),
                 6 => rt::opt(p, &mut out.count_max, "countMax"),
-                7 => rt::opt(p, &mut out.count_max_ext, "_countMax"),
+                7 => rt::opt_in(p, &mut out.count_max_ext, "_countMax"),
                 8 => rt::opt(p, &mut out.duration, "duration"),
-                9 => rt::opt(p, &mut out.duration_ext, "_duration"),
+                9 => rt::opt_in(p, &mut out.duration_ext, "_duration"),
                 10 => rt::opt(p, &mut out.duration_max, "durationMax"),
-                11 => rt::opt(p, &mut out.duration_max_ext, "_durationMax"),
+                11 => rt::opt_in(p, &mut out.duration_max_ext, "_durationMax"),
                 12 => rt::opt(p, &mut out.duration_unit, "durationUnit"),
-                13 => rt::opt(p, &mut out.duration_unit_ext, "_durationUnit"),
+                13 => rt::opt_in(p, &mut out.duration_unit_ext, "_durationUnit"),
                 14 => rt::opt(p, &mut out.frequency, "frequency"),
-                15 => rt::opt(p, &mut out.frequency_ext, "_frequency"),
+                15 => rt::opt_in(p, &mut out.frequency_ext, "_frequency"),
                 16 => rt::opt(p, &mut out.frequency_max, "frequencyMax"),
-                17 => rt::opt(p, &mut out.frequency_max_ext, "_frequencyMax"),
+                17 => rt::opt_in(p, &mut out.frequency_max_ext, "_frequencyMax"),
                 18 => rt::opt(p, &mut out.period, "period"),
-                19 => rt::opt(p, &mut out.period_ext, "_period"),
+                19 => rt::opt_in(p, &mut out.period_ext, "_period"),
                 20 => rt::opt(p, &mut out.period_max, "periodMax"),
-                21 => rt::opt(p, &mut out.period_max_ext, "_periodMax"),
+                21 => rt::opt_in(p, &mut out.period_max_ext, "_periodMax"),
                 22 => rt::opt(p, &mut out.period_unit, "periodUnit"),
-                23 => rt::opt(p, &mut out.period_unit_ext, "_periodUnit"),
+                23 => rt::opt_in(p, &mut out.period_unit_ext, "_periodUnit"),
                 24 => rt::prim_list(p, &mut out.day_of_week, &mut out.day_of_week_ext, "dayOfWeek"),
                 25 => rt::list_ext(p, &mut out.day_of_week_ext, "_dayOfWeek"),
                 26 => rt::prim_list(p, &mut out.time_of_day, &mut out.time_of_day_ext, "timeOfDay"),
@@ -5586,11 +5954,11 @@ impl FromJson for TimingRepeat {
                 28 => rt::prim_list(p, &mut out.when, &mut out.when_ext, "when"),
                 29 => rt::list_ext(p, &mut out.when_ext, "_when"),
                 30 => rt::opt(p, &mut out.offset, "offset"),
-                31 => rt::opt(p, &mut out.offset_ext, "_offset"),
+                31 => rt::opt_in(p, &mut out.offset_ext, "_offset"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5678,24 +6046,32 @@ impl TriggerDefinition {
 
 impl FromJson for TriggerDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TriggerDefinition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 3 => rt::opt(p, &mut out.r#type, "type"),
-                4 => rt::opt(p, &mut out.type_ext, "_type"),
+                4 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 7 => rt::choice(p, &mut out.timing, key),
-                8 => rt::list(p, &mut out.data, "data"),
-                9 => rt::opt(p, &mut out.condition, "condition"),
+                8 => rt::list_in(p, &mut out.data, "data"),
+                9 => rt::opt_in(p, &mut out.condition, "condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -5760,8 +6136,8 @@ impl FromJson for UsageContext {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::opt(p, &mut f_code, "code"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::opt_in(p, &mut f_code, "code"),
                 4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -5815,17 +6191,25 @@ impl Element {
 
 impl FromJson for Element {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for Element {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

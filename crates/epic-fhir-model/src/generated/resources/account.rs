@@ -102,41 +102,41 @@ impl Account {
 impl FromJson for Account {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Account {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Account"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.r#type, "type"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.r#type, "type"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
-                19 => rt::list(p, &mut out.subject, "subject"),
-                20 => rt::opt(p, &mut out.service_period, "servicePeriod"),
-                21 => rt::list(p, &mut out.coverage, "coverage"),
-                22 => rt::opt(p, &mut out.owner, "owner"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                19 => rt::list_in(p, &mut out.subject, "subject"),
+                20 => rt::opt_in(p, &mut out.service_period, "servicePeriod"),
+                21 => rt::list_in(p, &mut out.coverage, "coverage"),
+                22 => rt::opt_in(p, &mut out.owner, "owner"),
                 23 => rt::opt(p, &mut out.description, "description"),
-                24 => rt::opt(p, &mut out.description_ext, "_description"),
-                25 => rt::list(p, &mut out.guarantor, "guarantor"),
-                26 => rt::opt(p, &mut out.part_of, "partOf"),
+                24 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                25 => rt::list_in(p, &mut out.guarantor, "guarantor"),
+                26 => rt::opt_in(p, &mut out.part_of, "partOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -264,24 +264,32 @@ impl AccountGuarantor {
 
 impl FromJson for AccountGuarantor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AccountGuarantor {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_party = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_party, "party"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_party, "party"),
                 5 => rt::opt(p, &mut out.on_hold, "onHold"),
-                6 => rt::opt(p, &mut out.on_hold_ext, "_onHold"),
-                7 => rt::opt(p, &mut out.period, "period"),
+                6 => rt::opt_in(p, &mut out.on_hold_ext, "_onHold"),
+                7 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.party = rt::required(p, f_party, "party")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -340,23 +348,31 @@ impl AccountCoverage {
 
 impl FromJson for AccountCoverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AccountCoverage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_coverage, "coverage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 5 => rt::opt(p, &mut out.priority, "priority"),
-                6 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                6 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -324,95 +324,95 @@ impl ActivityDefinition {
 impl FromJson for ActivityDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ActivityDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ActivityDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.subtitle, "subtitle"),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                23 => rt::opt_in(p, &mut out.subtitle_ext, "_subtitle"),
                 24 => rt::opt(p, &mut out.status, "status"),
-                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                25 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 26 => rt::opt(p, &mut out.experimental, "experimental"),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                27 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 28 => rt::choice(p, &mut out.subject, key),
                 29 => rt::opt(p, &mut out.date, "date"),
-                30 => rt::opt(p, &mut out.date_ext, "_date"),
+                30 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 31 => rt::opt(p, &mut out.publisher, "publisher"),
-                32 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                33 => rt::list(p, &mut out.contact, "contact"),
+                32 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                33 => rt::list_in(p, &mut out.contact, "contact"),
                 34 => rt::opt(p, &mut out.description, "description"),
-                35 => rt::opt(p, &mut out.description_ext, "_description"),
+                35 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 36 => rt::list(p, &mut out.use_context, "useContext"),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                37 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 38 => rt::opt(p, &mut out.purpose, "purpose"),
-                39 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                39 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 40 => rt::opt(p, &mut out.usage, "usage"),
-                41 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                41 => rt::opt_in(p, &mut out.usage_ext, "_usage"),
                 42 => rt::opt(p, &mut out.copyright, "copyright"),
-                43 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                43 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 44 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                45 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                49 => rt::list(p, &mut out.topic, "topic"),
-                50 => rt::list(p, &mut out.author, "author"),
-                51 => rt::list(p, &mut out.editor, "editor"),
-                52 => rt::list(p, &mut out.reviewer, "reviewer"),
-                53 => rt::list(p, &mut out.endorser, "endorser"),
-                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                47 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                48 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                49 => rt::list_in(p, &mut out.topic, "topic"),
+                50 => rt::list_in(p, &mut out.author, "author"),
+                51 => rt::list_in(p, &mut out.editor, "editor"),
+                52 => rt::list_in(p, &mut out.reviewer, "reviewer"),
+                53 => rt::list_in(p, &mut out.endorser, "endorser"),
+                54 => rt::list_in(p, &mut out.related_artifact, "relatedArtifact"),
                 55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
                 56 => rt::list_ext(p, &mut out.library_ext, "_library"),
                 57 => rt::opt(p, &mut out.kind, "kind"),
-                58 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                58 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 59 => rt::opt(p, &mut out.profile, "profile"),
-                60 => rt::opt(p, &mut out.profile_ext, "_profile"),
-                61 => rt::opt(p, &mut out.code, "code"),
+                60 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
+                61 => rt::opt_in(p, &mut out.code, "code"),
                 62 => rt::opt(p, &mut out.intent, "intent"),
-                63 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                63 => rt::opt_in(p, &mut out.intent_ext, "_intent"),
                 64 => rt::opt(p, &mut out.priority, "priority"),
-                65 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                65 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
                 66 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
-                67 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                67 => rt::opt_in(p, &mut out.do_not_perform_ext, "_doNotPerform"),
                 68 => rt::choice(p, &mut out.timing, key),
-                69 => rt::opt(p, &mut out.location, "location"),
-                70 => rt::list(p, &mut out.participant, "participant"),
+                69 => rt::opt_in(p, &mut out.location, "location"),
+                70 => rt::list_in(p, &mut out.participant, "participant"),
                 71 => rt::choice(p, &mut out.product, key),
-                72 => rt::opt(p, &mut out.quantity, "quantity"),
-                73 => rt::list(p, &mut out.dosage, "dosage"),
-                74 => rt::list(p, &mut out.body_site, "bodySite"),
-                75 => rt::list(p, &mut out.specimen_requirement, "specimenRequirement"),
-                76 => rt::list(p, &mut out.observation_requirement, "observationRequirement"),
-                77 => rt::list(p, &mut out.observation_result_requirement, "observationResultRequirement"),
+                72 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                73 => rt::list_in(p, &mut out.dosage, "dosage"),
+                74 => rt::list_in(p, &mut out.body_site, "bodySite"),
+                75 => rt::list_in(p, &mut out.specimen_requirement, "specimenRequirement"),
+                76 => rt::list_in(p, &mut out.observation_requirement, "observationRequirement"),
+                77 => rt::list_in(p, &mut out.observation_result_requirement, "observationResultRequirement"),
                 78 => rt::opt(p, &mut out.transform, "transform"),
-                79 => rt::opt(p, &mut out.transform_ext, "_transform"),
-                80 => rt::list(p, &mut out.dynamic_value, "dynamicValue"),
+                79 => rt::opt_in(p, &mut out.transform_ext, "_transform"),
+                80 => rt::list_in(p, &mut out.dynamic_value, "dynamicValue"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -591,23 +591,31 @@ impl ActivityDefinitionDynamicValue {
 
 impl FromJson for ActivityDefinitionDynamicValue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ActivityDefinitionDynamicValue {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_expression = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.path, "path"),
-                5 => rt::opt(p, &mut out.path_ext, "_path"),
-                6 => rt::opt(p, &mut f_expression, "expression"),
+                5 => rt::opt_in(p, &mut out.path_ext, "_path"),
+                6 => rt::opt_in(p, &mut f_expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.expression = rt::required(p, f_expression, "expression")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -665,21 +673,29 @@ impl ActivityDefinitionParticipant {
 
 impl FromJson for ActivityDefinitionParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ActivityDefinitionParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.role, "role"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -138,52 +138,52 @@ impl AdverseEvent {
 impl FromJson for AdverseEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for AdverseEvent {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AdverseEvent"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.actuality, "actuality"),
-                15 => rt::opt(p, &mut out.actuality_ext, "_actuality"),
-                16 => rt::list(p, &mut out.category, "category"),
-                17 => rt::opt(p, &mut out.event, "event"),
-                18 => rt::opt(p, &mut f_subject, "subject"),
-                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                15 => rt::opt_in(p, &mut out.actuality_ext, "_actuality"),
+                16 => rt::list_in(p, &mut out.category, "category"),
+                17 => rt::opt_in(p, &mut out.event, "event"),
+                18 => rt::opt_in(p, &mut f_subject, "subject"),
+                19 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 20 => rt::opt(p, &mut out.date, "date"),
-                21 => rt::opt(p, &mut out.date_ext, "_date"),
+                21 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 22 => rt::opt(p, &mut out.detected, "detected"),
-                23 => rt::opt(p, &mut out.detected_ext, "_detected"),
+                23 => rt::opt_in(p, &mut out.detected_ext, "_detected"),
                 24 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
-                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
-                26 => rt::list(p, &mut out.resulting_condition, "resultingCondition"),
-                27 => rt::opt(p, &mut out.location, "location"),
-                28 => rt::opt(p, &mut out.seriousness, "seriousness"),
-                29 => rt::opt(p, &mut out.severity, "severity"),
-                30 => rt::opt(p, &mut out.outcome, "outcome"),
-                31 => rt::opt(p, &mut out.recorder, "recorder"),
-                32 => rt::list(p, &mut out.contributor, "contributor"),
-                33 => rt::list(p, &mut out.suspect_entity, "suspectEntity"),
-                34 => rt::list(p, &mut out.subject_medical_history, "subjectMedicalHistory"),
-                35 => rt::list(p, &mut out.reference_document, "referenceDocument"),
-                36 => rt::list(p, &mut out.study, "study"),
+                25 => rt::opt_in(p, &mut out.recorded_date_ext, "_recordedDate"),
+                26 => rt::list_in(p, &mut out.resulting_condition, "resultingCondition"),
+                27 => rt::opt_in(p, &mut out.location, "location"),
+                28 => rt::opt_in(p, &mut out.seriousness, "seriousness"),
+                29 => rt::opt_in(p, &mut out.severity, "severity"),
+                30 => rt::opt_in(p, &mut out.outcome, "outcome"),
+                31 => rt::opt_in(p, &mut out.recorder, "recorder"),
+                32 => rt::list_in(p, &mut out.contributor, "contributor"),
+                33 => rt::list_in(p, &mut out.suspect_entity, "suspectEntity"),
+                34 => rt::list_in(p, &mut out.subject_medical_history, "subjectMedicalHistory"),
+                35 => rt::list_in(p, &mut out.reference_document, "referenceDocument"),
+                36 => rt::list_in(p, &mut out.study, "study"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -318,22 +318,30 @@ impl AdverseEventSuspectEntity {
 
 impl FromJson for AdverseEventSuspectEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AdverseEventSuspectEntity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_instance = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_instance, "instance"),
-                5 => rt::list(p, &mut out.causality, "causality"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_instance, "instance"),
+                5 => rt::list_in(p, &mut out.causality, "causality"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.instance = rt::required(p, f_instance, "instance")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -394,23 +402,31 @@ impl AdverseEventSuspectEntityCausality {
 
 impl FromJson for AdverseEventSuspectEntityCausality {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AdverseEventSuspectEntityCausality {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.assessment, "assessment"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.assessment, "assessment"),
                 5 => rt::opt(p, &mut out.product_relatedness, "productRelatedness"),
-                6 => rt::opt(p, &mut out.product_relatedness_ext, "_productRelatedness"),
-                7 => rt::opt(p, &mut out.author, "author"),
-                8 => rt::opt(p, &mut out.method, "method"),
+                6 => rt::opt_in(p, &mut out.product_relatedness_ext, "_productRelatedness"),
+                7 => rt::opt_in(p, &mut out.author, "author"),
+                8 => rt::opt_in(p, &mut out.method, "method"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -134,49 +134,49 @@ impl AllergyIntolerance {
 impl FromJson for AllergyIntolerance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for AllergyIntolerance {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AllergyIntolerance"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus"),
-                15 => rt::opt(p, &mut out.verification_status, "verificationStatus"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.clinical_status, "clinicalStatus"),
+                15 => rt::opt_in(p, &mut out.verification_status, "verificationStatus"),
                 16 => rt::opt(p, &mut out.r#type, "type"),
-                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                17 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 18 => rt::prim_list(p, &mut out.category, &mut out.category_ext, "category"),
                 19 => rt::list_ext(p, &mut out.category_ext, "_category"),
                 20 => rt::opt(p, &mut out.criticality, "criticality"),
-                21 => rt::opt(p, &mut out.criticality_ext, "_criticality"),
-                22 => rt::opt(p, &mut out.code, "code"),
-                23 => rt::opt(p, &mut f_patient, "patient"),
-                24 => rt::opt(p, &mut out.encounter, "encounter"),
+                21 => rt::opt_in(p, &mut out.criticality_ext, "_criticality"),
+                22 => rt::opt_in(p, &mut out.code, "code"),
+                23 => rt::opt_in(p, &mut f_patient, "patient"),
+                24 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 25 => rt::choice(p, &mut out.onset, key),
                 26 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
-                27 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
-                28 => rt::opt(p, &mut out.recorder, "recorder"),
-                29 => rt::opt(p, &mut out.asserter, "asserter"),
+                27 => rt::opt_in(p, &mut out.recorded_date_ext, "_recordedDate"),
+                28 => rt::opt_in(p, &mut out.recorder, "recorder"),
+                29 => rt::opt_in(p, &mut out.asserter, "asserter"),
                 30 => rt::opt(p, &mut out.last_occurrence, "lastOccurrence"),
-                31 => rt::opt(p, &mut out.last_occurrence_ext, "_lastOccurrence"),
-                32 => rt::list(p, &mut out.note, "note"),
-                33 => rt::list(p, &mut out.reaction, "reaction"),
+                31 => rt::opt_in(p, &mut out.last_occurrence_ext, "_lastOccurrence"),
+                32 => rt::list_in(p, &mut out.note, "note"),
+                33 => rt::list_in(p, &mut out.reaction, "reaction"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -327,28 +327,36 @@ impl AllergyIntoleranceReaction {
 
 impl FromJson for AllergyIntoleranceReaction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AllergyIntoleranceReaction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.substance, "substance"),
-                5 => rt::list(p, &mut out.manifestation, "manifestation"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.substance, "substance"),
+                5 => rt::list_in(p, &mut out.manifestation, "manifestation"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 8 => rt::opt(p, &mut out.onset, "onset"),
-                9 => rt::opt(p, &mut out.onset_ext, "_onset"),
+                9 => rt::opt_in(p, &mut out.onset_ext, "_onset"),
                 10 => rt::opt(p, &mut out.severity, "severity"),
-                11 => rt::opt(p, &mut out.severity_ext, "_severity"),
-                12 => rt::opt(p, &mut out.exposure_route, "exposureRoute"),
-                13 => rt::list(p, &mut out.note, "note"),
+                11 => rt::opt_in(p, &mut out.severity_ext, "_severity"),
+                12 => rt::opt_in(p, &mut out.exposure_route, "exposureRoute"),
+                13 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

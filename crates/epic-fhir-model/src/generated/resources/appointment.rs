@@ -152,58 +152,58 @@ impl Appointment {
 impl FromJson for Appointment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Appointment {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Appointment"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.cancelation_reason, "cancelationReason"),
-                17 => rt::list(p, &mut out.service_category, "serviceCategory"),
-                18 => rt::list(p, &mut out.service_type, "serviceType"),
-                19 => rt::list(p, &mut out.specialty, "specialty"),
-                20 => rt::opt(p, &mut out.appointment_type, "appointmentType"),
-                21 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                22 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.cancelation_reason, "cancelationReason"),
+                17 => rt::list_in(p, &mut out.service_category, "serviceCategory"),
+                18 => rt::list_in(p, &mut out.service_type, "serviceType"),
+                19 => rt::list_in(p, &mut out.specialty, "specialty"),
+                20 => rt::opt_in(p, &mut out.appointment_type, "appointmentType"),
+                21 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                22 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
                 23 => rt::opt(p, &mut out.priority, "priority"),
-                24 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                24 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
                 25 => rt::opt(p, &mut out.description, "description"),
-                26 => rt::opt(p, &mut out.description_ext, "_description"),
-                27 => rt::list(p, &mut out.supporting_information, "supportingInformation"),
+                26 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                27 => rt::list_in(p, &mut out.supporting_information, "supportingInformation"),
                 28 => rt::opt(p, &mut out.start, "start"),
-                29 => rt::opt(p, &mut out.start_ext, "_start"),
+                29 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 30 => rt::opt(p, &mut out.end, "end"),
-                31 => rt::opt(p, &mut out.end_ext, "_end"),
+                31 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 32 => rt::opt(p, &mut out.minutes_duration, "minutesDuration"),
-                33 => rt::opt(p, &mut out.minutes_duration_ext, "_minutesDuration"),
-                34 => rt::list(p, &mut out.slot, "slot"),
+                33 => rt::opt_in(p, &mut out.minutes_duration_ext, "_minutesDuration"),
+                34 => rt::list_in(p, &mut out.slot, "slot"),
                 35 => rt::opt(p, &mut out.created, "created"),
-                36 => rt::opt(p, &mut out.created_ext, "_created"),
+                36 => rt::opt_in(p, &mut out.created_ext, "_created"),
                 37 => rt::opt(p, &mut out.comment, "comment"),
-                38 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                38 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 39 => rt::opt(p, &mut out.patient_instruction, "patientInstruction"),
-                40 => rt::opt(p, &mut out.patient_instruction_ext, "_patientInstruction"),
-                41 => rt::list(p, &mut out.based_on, "basedOn"),
-                42 => rt::list(p, &mut out.participant, "participant"),
-                43 => rt::list(p, &mut out.requested_period, "requestedPeriod"),
+                40 => rt::opt_in(p, &mut out.patient_instruction_ext, "_patientInstruction"),
+                41 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                42 => rt::list_in(p, &mut out.participant, "participant"),
+                43 => rt::list_in(p, &mut out.requested_period, "requestedPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -358,25 +358,33 @@ impl AppointmentParticipant {
 
 impl FromJson for AppointmentParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AppointmentParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.actor, "actor"),
                 6 => rt::opt(p, &mut out.required, "required"),
-                7 => rt::opt(p, &mut out.required_ext, "_required"),
+                7 => rt::opt_in(p, &mut out.required_ext, "_required"),
                 8 => rt::opt(p, &mut out.status, "status"),
-                9 => rt::opt(p, &mut out.status_ext, "_status"),
-                10 => rt::opt(p, &mut out.period, "period"),
+                9 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                10 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

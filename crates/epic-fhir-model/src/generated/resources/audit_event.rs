@@ -102,44 +102,44 @@ impl AuditEvent {
 impl FromJson for AuditEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for AuditEvent {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         let mut f_source = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "AuditEvent"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut f_type, "type"),
-                14 => rt::list(p, &mut out.subtype, "subtype"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut f_type, "type"),
+                14 => rt::list_in(p, &mut out.subtype, "subtype"),
                 15 => rt::opt(p, &mut out.action, "action"),
-                16 => rt::opt(p, &mut out.action_ext, "_action"),
-                17 => rt::opt(p, &mut out.period, "period"),
+                16 => rt::opt_in(p, &mut out.action_ext, "_action"),
+                17 => rt::opt_in(p, &mut out.period, "period"),
                 18 => rt::opt(p, &mut out.recorded, "recorded"),
-                19 => rt::opt(p, &mut out.recorded_ext, "_recorded"),
+                19 => rt::opt_in(p, &mut out.recorded_ext, "_recorded"),
                 20 => rt::opt(p, &mut out.outcome, "outcome"),
-                21 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                21 => rt::opt_in(p, &mut out.outcome_ext, "_outcome"),
                 22 => rt::opt(p, &mut out.outcome_desc, "outcomeDesc"),
-                23 => rt::opt(p, &mut out.outcome_desc_ext, "_outcomeDesc"),
-                24 => rt::list(p, &mut out.purpose_of_event, "purposeOfEvent"),
-                25 => rt::list(p, &mut out.agent, "agent"),
-                26 => rt::opt(p, &mut f_source, "source"),
-                27 => rt::list(p, &mut out.entity, "entity"),
+                23 => rt::opt_in(p, &mut out.outcome_desc_ext, "_outcomeDesc"),
+                24 => rt::list_in(p, &mut out.purpose_of_event, "purposeOfEvent"),
+                25 => rt::list_in(p, &mut out.agent, "agent"),
+                26 => rt::opt_in(p, &mut f_source, "source"),
+                27 => rt::list_in(p, &mut out.entity, "entity"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -290,30 +290,38 @@ impl AuditEventEntity {
 
 impl FromJson for AuditEventEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AuditEventEntity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.what, "what"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.role, "role"),
-                7 => rt::opt(p, &mut out.lifecycle, "lifecycle"),
-                8 => rt::list(p, &mut out.security_label, "securityLabel"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.what, "what"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::opt_in(p, &mut out.role, "role"),
+                7 => rt::opt_in(p, &mut out.lifecycle, "lifecycle"),
+                8 => rt::list_in(p, &mut out.security_label, "securityLabel"),
                 9 => rt::opt(p, &mut out.name, "name"),
-                10 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 11 => rt::opt(p, &mut out.description, "description"),
-                12 => rt::opt(p, &mut out.description_ext, "_description"),
+                12 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 13 => rt::opt(p, &mut out.query, "query"),
-                14 => rt::opt(p, &mut out.query_ext, "_query"),
+                14 => rt::opt_in(p, &mut out.query_ext, "_query"),
                 15 => rt::list(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -392,10 +400,10 @@ impl FromJson for AuditEventEntityDetail {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut f_type_ext, "_type"),
+                5 => rt::opt_in(p, &mut f_type_ext, "_type"),
                 6 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -468,24 +476,32 @@ impl AuditEventSource {
 
 impl FromJson for AuditEventSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AuditEventSource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_observer = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.site, "site"),
-                5 => rt::opt(p, &mut out.site_ext, "_site"),
-                6 => rt::opt(p, &mut f_observer, "observer"),
-                7 => rt::list(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.site_ext, "_site"),
+                6 => rt::opt_in(p, &mut f_observer, "observer"),
+                7 => rt::list_in(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.observer = rt::required(p, f_observer, "observer")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -580,33 +596,41 @@ impl AuditEventAgent {
 
 impl FromJson for AuditEventAgent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AuditEventAgent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::list(p, &mut out.role, "role"),
-                6 => rt::opt(p, &mut out.who, "who"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::list_in(p, &mut out.role, "role"),
+                6 => rt::opt_in(p, &mut out.who, "who"),
                 7 => rt::opt(p, &mut out.alt_id, "altId"),
-                8 => rt::opt(p, &mut out.alt_id_ext, "_altId"),
+                8 => rt::opt_in(p, &mut out.alt_id_ext, "_altId"),
                 9 => rt::opt(p, &mut out.name, "name"),
-                10 => rt::opt(p, &mut out.name_ext, "_name"),
+                10 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 11 => rt::opt(p, &mut out.requestor, "requestor"),
-                12 => rt::opt(p, &mut out.requestor_ext, "_requestor"),
-                13 => rt::opt(p, &mut out.location, "location"),
+                12 => rt::opt_in(p, &mut out.requestor_ext, "_requestor"),
+                13 => rt::opt_in(p, &mut out.location, "location"),
                 14 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy"),
                 15 => rt::list_ext(p, &mut out.policy_ext, "_policy"),
-                16 => rt::opt(p, &mut out.media, "media"),
-                17 => rt::opt(p, &mut out.network, "network"),
-                18 => rt::list(p, &mut out.purpose_of_use, "purposeOfUse"),
+                16 => rt::opt_in(p, &mut out.media, "media"),
+                17 => rt::opt_in(p, &mut out.network, "network"),
+                18 => rt::list_in(p, &mut out.purpose_of_use, "purposeOfUse"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -677,22 +701,30 @@ impl AuditEventAgentNetwork {
 
 impl FromJson for AuditEventAgentNetwork {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for AuditEventAgentNetwork {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.address, "address"),
-                5 => rt::opt(p, &mut out.address_ext, "_address"),
+                5 => rt::opt_in(p, &mut out.address_ext, "_address"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

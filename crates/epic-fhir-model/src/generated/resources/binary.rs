@@ -64,28 +64,28 @@ impl Binary {
 impl FromJson for Binary {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Binary {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Binary"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
                 9 => rt::opt(p, &mut out.content_type, "contentType"),
-                10 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
-                11 => rt::opt(p, &mut out.security_context, "securityContext"),
+                10 => rt::opt_in(p, &mut out.content_type_ext, "_contentType"),
+                11 => rt::opt_in(p, &mut out.security_context, "securityContext"),
                 12 => rt::opt(p, &mut out.data, "data"),
-                13 => rt::opt(p, &mut out.data_ext, "_data"),
+                13 => rt::opt_in(p, &mut out.data_ext, "_data"),
                 _ => out.extra.read(p, key),
             }?;
         }

@@ -100,41 +100,41 @@ impl BiologicallyDerivedProduct {
 impl FromJson for BiologicallyDerivedProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for BiologicallyDerivedProduct {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "BiologicallyDerivedProduct"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.product_category, "productCategory"),
-                15 => rt::opt(p, &mut out.product_category_ext, "_productCategory"),
-                16 => rt::opt(p, &mut out.product_code, "productCode"),
+                15 => rt::opt_in(p, &mut out.product_category_ext, "_productCategory"),
+                16 => rt::opt_in(p, &mut out.product_code, "productCode"),
                 17 => rt::opt(p, &mut out.status, "status"),
-                18 => rt::opt(p, &mut out.status_ext, "_status"),
-                19 => rt::list(p, &mut out.request, "request"),
+                18 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                19 => rt::list_in(p, &mut out.request, "request"),
                 20 => rt::opt(p, &mut out.quantity, "quantity"),
-                21 => rt::opt(p, &mut out.quantity_ext, "_quantity"),
-                22 => rt::list(p, &mut out.parent, "parent"),
-                23 => rt::opt(p, &mut out.collection, "collection"),
-                24 => rt::list(p, &mut out.processing, "processing"),
-                25 => rt::opt(p, &mut out.manipulation, "manipulation"),
-                26 => rt::list(p, &mut out.storage, "storage"),
+                21 => rt::opt_in(p, &mut out.quantity_ext, "_quantity"),
+                22 => rt::list_in(p, &mut out.parent, "parent"),
+                23 => rt::opt_in(p, &mut out.collection, "collection"),
+                24 => rt::list_in(p, &mut out.processing, "processing"),
+                25 => rt::opt_in(p, &mut out.manipulation, "manipulation"),
+                26 => rt::list_in(p, &mut out.storage, "storage"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,25 +272,33 @@ impl BiologicallyDerivedProductStorage {
 
 impl FromJson for BiologicallyDerivedProductStorage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BiologicallyDerivedProductStorage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.temperature, "temperature"),
-                7 => rt::opt(p, &mut out.temperature_ext, "_temperature"),
+                7 => rt::opt_in(p, &mut out.temperature_ext, "_temperature"),
                 8 => rt::opt(p, &mut out.scale, "scale"),
-                9 => rt::opt(p, &mut out.scale_ext, "_scale"),
-                10 => rt::opt(p, &mut out.duration, "duration"),
+                9 => rt::opt_in(p, &mut out.scale_ext, "_scale"),
+                10 => rt::opt_in(p, &mut out.duration, "duration"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -352,21 +360,29 @@ impl BiologicallyDerivedProductManipulation {
 
 impl FromJson for BiologicallyDerivedProductManipulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BiologicallyDerivedProductManipulation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -432,23 +448,31 @@ impl BiologicallyDerivedProductProcessing {
 
 impl FromJson for BiologicallyDerivedProductProcessing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BiologicallyDerivedProductProcessing {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
-                6 => rt::opt(p, &mut out.procedure, "procedure"),
-                7 => rt::opt(p, &mut out.additive, "additive"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.procedure, "procedure"),
+                7 => rt::opt_in(p, &mut out.additive, "additive"),
                 8 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -508,21 +532,29 @@ impl BiologicallyDerivedProductCollection {
 
 impl FromJson for BiologicallyDerivedProductCollection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BiologicallyDerivedProductCollection {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.collector, "collector"),
-                5 => rt::opt(p, &mut out.source, "source"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.collector, "collector"),
+                5 => rt::opt_in(p, &mut out.source, "source"),
                 6 => rt::choice(p, &mut out.collected, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -94,38 +94,38 @@ impl BodyStructure {
 impl FromJson for BodyStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for BodyStructure {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "BodyStructure"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::opt(p, &mut out.morphology, "morphology"),
-                17 => rt::opt(p, &mut out.location, "location"),
-                18 => rt::list(p, &mut out.location_qualifier, "locationQualifier"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::opt_in(p, &mut out.morphology, "morphology"),
+                17 => rt::opt_in(p, &mut out.location, "location"),
+                18 => rt::list_in(p, &mut out.location_qualifier, "locationQualifier"),
                 19 => rt::opt(p, &mut out.description, "description"),
-                20 => rt::opt(p, &mut out.description_ext, "_description"),
-                21 => rt::list(p, &mut out.image, "image"),
-                22 => rt::opt(p, &mut f_patient, "patient"),
+                20 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                21 => rt::list_in(p, &mut out.image, "image"),
+                22 => rt::opt_in(p, &mut f_patient, "patient"),
                 _ => out.extra.read(p, key),
             }?;
         }

@@ -82,33 +82,33 @@ impl Bundle {
 impl FromJson for Bundle {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Bundle {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Bundle"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.identifier, "identifier"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 10 => rt::opt(p, &mut out.r#type, "type"),
-                11 => rt::opt(p, &mut out.type_ext, "_type"),
+                11 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 12 => rt::opt(p, &mut out.timestamp, "timestamp"),
-                13 => rt::opt(p, &mut out.timestamp_ext, "_timestamp"),
+                13 => rt::opt_in(p, &mut out.timestamp_ext, "_timestamp"),
                 14 => rt::opt(p, &mut out.total, "total"),
-                15 => rt::opt(p, &mut out.total_ext, "_total"),
-                16 => rt::list(p, &mut out.link, "link"),
-                17 => rt::list(p, &mut out.entry, "entry"),
-                18 => rt::opt(p, &mut out.signature, "signature"),
+                15 => rt::opt_in(p, &mut out.total_ext, "_total"),
+                16 => rt::list_in(p, &mut out.link, "link"),
+                17 => rt::list_in(p, &mut out.entry, "entry"),
+                18 => rt::opt_in(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -230,25 +230,33 @@ impl BundleEntry {
 
 impl FromJson for BundleEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BundleEntry {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.link, "link"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.link, "link"),
                 5 => rt::opt(p, &mut out.full_url, "fullUrl"),
-                6 => rt::opt(p, &mut out.full_url_ext, "_fullUrl"),
+                6 => rt::opt_in(p, &mut out.full_url_ext, "_fullUrl"),
                 7 => rt::opt(p, &mut out.resource, "resource"),
-                8 => rt::opt(p, &mut out.search, "search"),
-                9 => rt::opt(p, &mut out.request, "request"),
-                10 => rt::opt(p, &mut out.response, "response"),
+                8 => rt::opt_in(p, &mut out.search, "search"),
+                9 => rt::opt_in(p, &mut out.request, "request"),
+                10 => rt::opt_in(p, &mut out.response, "response"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -326,27 +334,35 @@ impl BundleEntryResponse {
 
 impl FromJson for BundleEntryResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BundleEntryResponse {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.status, "status"),
-                5 => rt::opt(p, &mut out.status_ext, "_status"),
+                5 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 6 => rt::opt(p, &mut out.location, "location"),
-                7 => rt::opt(p, &mut out.location_ext, "_location"),
+                7 => rt::opt_in(p, &mut out.location_ext, "_location"),
                 8 => rt::opt(p, &mut out.etag, "etag"),
-                9 => rt::opt(p, &mut out.etag_ext, "_etag"),
+                9 => rt::opt_in(p, &mut out.etag_ext, "_etag"),
                 10 => rt::opt(p, &mut out.last_modified, "lastModified"),
-                11 => rt::opt(p, &mut out.last_modified_ext, "_lastModified"),
+                11 => rt::opt_in(p, &mut out.last_modified_ext, "_lastModified"),
                 12 => rt::opt(p, &mut out.outcome, "outcome"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -432,30 +448,38 @@ impl BundleEntryRequest {
 
 impl FromJson for BundleEntryRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BundleEntryRequest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.method, "method"),
-                5 => rt::opt(p, &mut out.method_ext, "_method"),
+                5 => rt::opt_in(p, &mut out.method_ext, "_method"),
                 6 => rt::opt(p, &mut out.url, "url"),
-                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                7 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 8 => rt::opt(p, &mut out.if_none_match, "ifNoneMatch"),
-                9 => rt::opt(p, &mut out.if_none_match_ext, "_ifNoneMatch"),
+                9 => rt::opt_in(p, &mut out.if_none_match_ext, "_ifNoneMatch"),
                 10 => rt::opt(p, &mut out.if_modified_since, "ifModifiedSince"),
-                11 => rt::opt(p, &mut out.if_modified_since_ext, "_ifModifiedSince"),
+                11 => rt::opt_in(p, &mut out.if_modified_since_ext, "_ifModifiedSince"),
                 12 => rt::opt(p, &mut out.if_match, "ifMatch"),
-                13 => rt::opt(p, &mut out.if_match_ext, "_ifMatch"),
+                13 => rt::opt_in(p, &mut out.if_match_ext, "_ifMatch"),
                 14 => rt::opt(p, &mut out.if_none_exist, "ifNoneExist"),
-                15 => rt::opt(p, &mut out.if_none_exist_ext, "_ifNoneExist"),
+                15 => rt::opt_in(p, &mut out.if_none_exist_ext, "_ifNoneExist"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -524,22 +548,30 @@ impl BundleEntrySearch {
 
 impl FromJson for BundleEntrySearch {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BundleEntrySearch {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.score, "score"),
-                7 => rt::opt(p, &mut out.score_ext, "_score"),
+                7 => rt::opt_in(p, &mut out.score_ext, "_score"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -600,22 +632,30 @@ impl BundleLink {
 
 impl FromJson for BundleLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for BundleLink {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.relation, "relation"),
-                5 => rt::opt(p, &mut out.relation_ext, "_relation"),
+                5 => rt::opt_in(p, &mut out.relation_ext, "_relation"),
                 6 => rt::opt(p, &mut out.url, "url"),
-                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                7 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

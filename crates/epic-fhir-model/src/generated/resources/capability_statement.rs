@@ -210,71 +210,71 @@ impl CapabilityStatement {
 impl FromJson for CapabilityStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CapabilityStatement {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CapabilityStatement"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.title, "title"),
-                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.experimental, "experimental"),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                24 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 25 => rt::opt(p, &mut out.date, "date"),
-                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 27 => rt::opt(p, &mut out.publisher, "publisher"),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                29 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list_in(p, &mut out.contact, "contact"),
                 30 => rt::opt(p, &mut out.description, "description"),
-                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 32 => rt::list(p, &mut out.use_context, "useContext"),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                33 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 34 => rt::opt(p, &mut out.purpose, "purpose"),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                35 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 36 => rt::opt(p, &mut out.copyright, "copyright"),
-                37 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                37 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 38 => rt::opt(p, &mut out.kind, "kind"),
-                39 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                39 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 40 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates"),
                 41 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates"),
                 42 => rt::prim_list(p, &mut out.imports, &mut out.imports_ext, "imports"),
                 43 => rt::list_ext(p, &mut out.imports_ext, "_imports"),
-                44 => rt::opt(p, &mut out.software, "software"),
-                45 => rt::opt(p, &mut out.implementation, "implementation"),
+                44 => rt::opt_in(p, &mut out.software, "software"),
+                45 => rt::opt_in(p, &mut out.implementation, "implementation"),
                 46 => rt::opt(p, &mut out.fhir_version, "fhirVersion"),
-                47 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                47 => rt::opt_in(p, &mut out.fhir_version_ext, "_fhirVersion"),
                 48 => rt::prim_list(p, &mut out.format, &mut out.format_ext, "format"),
                 49 => rt::list_ext(p, &mut out.format_ext, "_format"),
                 50 => rt::prim_list(p, &mut out.patch_format, &mut out.patch_format_ext, "patchFormat"),
                 51 => rt::list_ext(p, &mut out.patch_format_ext, "_patchFormat"),
                 52 => rt::prim_list(p, &mut out.implementation_guide, &mut out.implementation_guide_ext, "implementationGuide"),
                 53 => rt::list_ext(p, &mut out.implementation_guide_ext, "_implementationGuide"),
-                54 => rt::list(p, &mut out.rest, "rest"),
-                55 => rt::list(p, &mut out.messaging, "messaging"),
-                56 => rt::list(p, &mut out.document, "document"),
+                54 => rt::list_in(p, &mut out.rest, "rest"),
+                55 => rt::list_in(p, &mut out.messaging, "messaging"),
+                56 => rt::list_in(p, &mut out.document, "document"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -435,24 +435,32 @@ impl CapabilityStatementDocument {
 
 impl FromJson for CapabilityStatementDocument {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementDocument {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.documentation, "documentation"),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                7 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 8 => rt::opt(p, &mut out.profile, "profile"),
-                9 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                9 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -523,24 +531,32 @@ impl CapabilityStatementMessaging {
 
 impl FromJson for CapabilityStatementMessaging {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementMessaging {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.endpoint, "endpoint"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.endpoint, "endpoint"),
                 5 => rt::opt(p, &mut out.reliable_cache, "reliableCache"),
-                6 => rt::opt(p, &mut out.reliable_cache_ext, "_reliableCache"),
+                6 => rt::opt_in(p, &mut out.reliable_cache_ext, "_reliableCache"),
                 7 => rt::opt(p, &mut out.documentation, "documentation"),
-                8 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
-                9 => rt::list(p, &mut out.supported_message, "supportedMessage"),
+                8 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
+                9 => rt::list_in(p, &mut out.supported_message, "supportedMessage"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -603,22 +619,30 @@ impl CapabilityStatementMessagingSupportedMessage {
 
 impl FromJson for CapabilityStatementMessagingSupportedMessage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementMessagingSupportedMessage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.definition, "definition"),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                7 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -677,23 +701,31 @@ impl CapabilityStatementMessagingEndpoint {
 
 impl FromJson for CapabilityStatementMessagingEndpoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementMessagingEndpoint {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_protocol = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_protocol, "protocol"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_protocol, "protocol"),
                 5 => rt::opt(p, &mut out.address, "address"),
-                6 => rt::opt(p, &mut out.address_ext, "_address"),
+                6 => rt::opt_in(p, &mut out.address_ext, "_address"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.protocol = rt::required(p, f_protocol, "protocol")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -771,29 +803,37 @@ impl CapabilityStatementRest {
 
 impl FromJson for CapabilityStatementRest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.documentation, "documentation"),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
-                8 => rt::opt(p, &mut out.security, "security"),
-                9 => rt::list(p, &mut out.resource, "resource"),
-                10 => rt::list(p, &mut out.interaction, "interaction"),
-                11 => rt::list(p, &mut out.search_param, "searchParam"),
-                12 => rt::list(p, &mut out.operation, "operation"),
+                7 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
+                8 => rt::opt_in(p, &mut out.security, "security"),
+                9 => rt::list_in(p, &mut out.resource, "resource"),
+                10 => rt::list_in(p, &mut out.interaction, "interaction"),
+                11 => rt::list_in(p, &mut out.search_param, "searchParam"),
+                12 => rt::list_in(p, &mut out.operation, "operation"),
                 13 => rt::prim_list(p, &mut out.compartment, &mut out.compartment_ext, "compartment"),
                 14 => rt::list_ext(p, &mut out.compartment_ext, "_compartment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -860,22 +900,30 @@ impl CapabilityStatementRestInteraction {
 
 impl FromJson for CapabilityStatementRestInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestInteraction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.documentation, "documentation"),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                7 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1018,49 +1066,57 @@ impl CapabilityStatementRestResource {
 
 impl FromJson for CapabilityStatementRestResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestResource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.profile, "profile"),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                7 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
                 8 => rt::prim_list(p, &mut out.supported_profile, &mut out.supported_profile_ext, "supportedProfile"),
                 9 => rt::list_ext(p, &mut out.supported_profile_ext, "_supportedProfile"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
-                12 => rt::list(p, &mut out.interaction, "interaction"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
+                12 => rt::list_in(p, &mut out.interaction, "interaction"),
                 13 => rt::opt(p, &mut out.versioning, "versioning"),
-                14 => rt::opt(p, &mut out.versioning_ext, "_versioning"),
+                14 => rt::opt_in(p, &mut out.versioning_ext, "_versioning"),
                 15 => rt::opt(p, &mut out.read_history, "readHistory"),
-                16 => rt::opt(p, &mut out.read_history_ext, "_readHistory"),
+                16 => rt::opt_in(p, &mut out.read_history_ext, "_readHistory"),
                 17 => rt::opt(p, &mut out.update_create, "updateCreate"),
-                18 => rt::opt(p, &mut out.update_create_ext, "_updateCreate"),
+                18 => rt::opt_in(p, &mut out.update_create_ext, "_updateCreate"),
                 19 => rt::opt(p, &mut out.conditional_create, "conditionalCreate"),
-                20 => rt::opt(p, &mut out.conditional_create_ext, "_conditionalCreate"),
+                20 => rt::opt_in(p, &mut out.conditional_create_ext, "_conditionalCreate"),
                 21 => rt::opt(p, &mut out.conditional_read, "conditionalRead"),
-                22 => rt::opt(p, &mut out.conditional_read_ext, "_conditionalRead"),
+                22 => rt::opt_in(p, &mut out.conditional_read_ext, "_conditionalRead"),
                 23 => rt::opt(p, &mut out.conditional_update, "conditionalUpdate"),
-                24 => rt::opt(p, &mut out.conditional_update_ext, "_conditionalUpdate"),
+                24 => rt::opt_in(p, &mut out.conditional_update_ext, "_conditionalUpdate"),
                 25 => rt::opt(p, &mut out.conditional_delete, "conditionalDelete"),
-                26 => rt::opt(p, &mut out.conditional_delete_ext, "_conditionalDelete"),
+                26 => rt::opt_in(p, &mut out.conditional_delete_ext, "_conditionalDelete"),
                 27 => rt::prim_list(p, &mut out.reference_policy, &mut out.reference_policy_ext, "referencePolicy"),
                 28 => rt::list_ext(p, &mut out.reference_policy_ext, "_referencePolicy"),
                 29 => rt::prim_list(p, &mut out.search_include, &mut out.search_include_ext, "searchInclude"),
                 30 => rt::list_ext(p, &mut out.search_include_ext, "_searchInclude"),
                 31 => rt::prim_list(p, &mut out.search_rev_include, &mut out.search_rev_include_ext, "searchRevInclude"),
                 32 => rt::list_ext(p, &mut out.search_rev_include_ext, "_searchRevInclude"),
-                33 => rt::list(p, &mut out.search_param, "searchParam"),
-                34 => rt::list(p, &mut out.operation, "operation"),
+                33 => rt::list_in(p, &mut out.search_param, "searchParam"),
+                34 => rt::list_in(p, &mut out.operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1152,24 +1208,32 @@ impl CapabilityStatementRestResourceOperation {
 
 impl FromJson for CapabilityStatementRestResourceOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestResourceOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.definition, "definition"),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                7 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 8 => rt::opt(p, &mut out.documentation, "documentation"),
-                9 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                9 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1244,26 +1308,34 @@ impl CapabilityStatementRestResourceSearchParam {
 
 impl FromJson for CapabilityStatementRestResourceSearchParam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestResourceSearchParam {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.definition, "definition"),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                7 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 8 => rt::opt(p, &mut out.r#type, "type"),
-                9 => rt::opt(p, &mut out.type_ext, "_type"),
+                9 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1328,22 +1400,30 @@ impl CapabilityStatementRestResourceInteraction {
 
 impl FromJson for CapabilityStatementRestResourceInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestResourceInteraction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.documentation, "documentation"),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                7 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1406,23 +1486,31 @@ impl CapabilityStatementRestSecurity {
 
 impl FromJson for CapabilityStatementRestSecurity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementRestSecurity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.cors, "cors"),
-                5 => rt::opt(p, &mut out.cors_ext, "_cors"),
-                6 => rt::list(p, &mut out.service, "service"),
+                5 => rt::opt_in(p, &mut out.cors_ext, "_cors"),
+                6 => rt::list_in(p, &mut out.service, "service"),
                 7 => rt::opt(p, &mut out.description, "description"),
-                8 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1486,23 +1574,31 @@ impl CapabilityStatementImplementation {
 
 impl FromJson for CapabilityStatementImplementation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementImplementation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.url, "url"),
-                7 => rt::opt(p, &mut out.url_ext, "_url"),
-                8 => rt::opt(p, &mut out.custodian, "custodian"),
+                7 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                8 => rt::opt_in(p, &mut out.custodian, "custodian"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1572,24 +1668,32 @@ impl CapabilityStatementSoftware {
 
 impl FromJson for CapabilityStatementSoftware {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CapabilityStatementSoftware {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.version, "version"),
-                7 => rt::opt(p, &mut out.version_ext, "_version"),
+                7 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 8 => rt::opt(p, &mut out.release_date, "releaseDate"),
-                9 => rt::opt(p, &mut out.release_date_ext, "_releaseDate"),
+                9 => rt::opt_in(p, &mut out.release_date_ext, "_releaseDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -152,58 +152,58 @@ impl CarePlan {
 impl FromJson for CarePlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CarePlan {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CarePlan"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut out.based_on, "basedOn"),
-                19 => rt::list(p, &mut out.replaces, "replaces"),
-                20 => rt::list(p, &mut out.part_of, "partOf"),
+                18 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                19 => rt::list_in(p, &mut out.replaces, "replaces"),
+                20 => rt::list_in(p, &mut out.part_of, "partOf"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.intent, "intent"),
-                24 => rt::opt(p, &mut out.intent_ext, "_intent"),
-                25 => rt::list(p, &mut out.category, "category"),
+                24 => rt::opt_in(p, &mut out.intent_ext, "_intent"),
+                25 => rt::list_in(p, &mut out.category, "category"),
                 26 => rt::opt(p, &mut out.title, "title"),
-                27 => rt::opt(p, &mut out.title_ext, "_title"),
+                27 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 28 => rt::opt(p, &mut out.description, "description"),
-                29 => rt::opt(p, &mut out.description_ext, "_description"),
-                30 => rt::opt(p, &mut f_subject, "subject"),
-                31 => rt::opt(p, &mut out.encounter, "encounter"),
-                32 => rt::opt(p, &mut out.period, "period"),
+                29 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                30 => rt::opt_in(p, &mut f_subject, "subject"),
+                31 => rt::opt_in(p, &mut out.encounter, "encounter"),
+                32 => rt::opt_in(p, &mut out.period, "period"),
                 33 => rt::opt(p, &mut out.created, "created"),
-                34 => rt::opt(p, &mut out.created_ext, "_created"),
-                35 => rt::opt(p, &mut out.author, "author"),
-                36 => rt::list(p, &mut out.contributor, "contributor"),
-                37 => rt::list(p, &mut out.care_team, "careTeam"),
-                38 => rt::list(p, &mut out.addresses, "addresses"),
-                39 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
-                40 => rt::list(p, &mut out.goal, "goal"),
-                41 => rt::list(p, &mut out.activity, "activity"),
-                42 => rt::list(p, &mut out.note, "note"),
+                34 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                35 => rt::opt_in(p, &mut out.author, "author"),
+                36 => rt::list_in(p, &mut out.contributor, "contributor"),
+                37 => rt::list_in(p, &mut out.care_team, "careTeam"),
+                38 => rt::list_in(p, &mut out.addresses, "addresses"),
+                39 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
+                40 => rt::list_in(p, &mut out.goal, "goal"),
+                41 => rt::list_in(p, &mut out.activity, "activity"),
+                42 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -348,23 +348,31 @@ impl CarePlanActivity {
 
 impl FromJson for CarePlanActivity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CarePlanActivity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.outcome_codeable_concept, "outcomeCodeableConcept"),
-                5 => rt::list(p, &mut out.outcome_reference, "outcomeReference"),
-                6 => rt::list(p, &mut out.progress, "progress"),
-                7 => rt::opt(p, &mut out.reference, "reference"),
-                8 => rt::opt(p, &mut out.detail, "detail"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.outcome_codeable_concept, "outcomeCodeableConcept"),
+                5 => rt::list_in(p, &mut out.outcome_reference, "outcomeReference"),
+                6 => rt::list_in(p, &mut out.progress, "progress"),
+                7 => rt::opt_in(p, &mut out.reference, "reference"),
+                8 => rt::opt_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -480,41 +488,49 @@ impl CarePlanActivityDetail {
 
 impl FromJson for CarePlanActivityDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CarePlanActivityDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.kind, "kind"),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                5 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 6 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 7 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 8 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 9 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                10 => rt::opt(p, &mut out.code, "code"),
-                11 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                12 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                13 => rt::list(p, &mut out.goal, "goal"),
+                10 => rt::opt_in(p, &mut out.code, "code"),
+                11 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                12 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                13 => rt::list_in(p, &mut out.goal, "goal"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.status_reason, "statusReason"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
                 17 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
-                18 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                18 => rt::opt_in(p, &mut out.do_not_perform_ext, "_doNotPerform"),
                 19 => rt::choice(p, &mut out.scheduled, key),
-                20 => rt::opt(p, &mut out.location, "location"),
-                21 => rt::list(p, &mut out.performer, "performer"),
+                20 => rt::opt_in(p, &mut out.location, "location"),
+                21 => rt::list_in(p, &mut out.performer, "performer"),
                 22 => rt::choice(p, &mut out.product, key),
-                23 => rt::opt(p, &mut out.daily_amount, "dailyAmount"),
-                24 => rt::opt(p, &mut out.quantity, "quantity"),
+                23 => rt::opt_in(p, &mut out.daily_amount, "dailyAmount"),
+                24 => rt::opt_in(p, &mut out.quantity, "quantity"),
                 25 => rt::opt(p, &mut out.description, "description"),
-                26 => rt::opt(p, &mut out.description_ext, "_description"),
+                26 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

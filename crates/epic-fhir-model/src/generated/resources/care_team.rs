@@ -104,42 +104,42 @@ impl CareTeam {
 impl FromJson for CareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CareTeam {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CareTeam"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::list(p, &mut out.category, "category"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::list_in(p, &mut out.category, "category"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
-                19 => rt::opt(p, &mut out.subject, "subject"),
-                20 => rt::opt(p, &mut out.encounter, "encounter"),
-                21 => rt::opt(p, &mut out.period, "period"),
-                22 => rt::list(p, &mut out.participant, "participant"),
-                23 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                24 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                25 => rt::list(p, &mut out.managing_organization, "managingOrganization"),
-                26 => rt::list(p, &mut out.telecom, "telecom"),
-                27 => rt::list(p, &mut out.note, "note"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.subject, "subject"),
+                20 => rt::opt_in(p, &mut out.encounter, "encounter"),
+                21 => rt::opt_in(p, &mut out.period, "period"),
+                22 => rt::list_in(p, &mut out.participant, "participant"),
+                23 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                24 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                25 => rt::list_in(p, &mut out.managing_organization, "managingOrganization"),
+                26 => rt::list_in(p, &mut out.telecom, "telecom"),
+                27 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -268,22 +268,30 @@ impl CareTeamParticipant {
 
 impl FromJson for CareTeamParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CareTeamParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.role, "role"),
-                5 => rt::opt(p, &mut out.member, "member"),
-                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
-                7 => rt::opt(p, &mut out.period, "period"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.role, "role"),
+                5 => rt::opt_in(p, &mut out.member, "member"),
+                6 => rt::opt_in(p, &mut out.on_behalf_of, "onBehalfOf"),
+                7 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -106,45 +106,45 @@ impl CatalogEntry {
 impl FromJson for CatalogEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CatalogEntry {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_referenced_item = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CatalogEntry"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.r#type, "type"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.r#type, "type"),
                 15 => rt::opt(p, &mut out.orderable, "orderable"),
-                16 => rt::opt(p, &mut out.orderable_ext, "_orderable"),
-                17 => rt::opt(p, &mut f_referenced_item, "referencedItem"),
-                18 => rt::list(p, &mut out.additional_identifier, "additionalIdentifier"),
-                19 => rt::list(p, &mut out.classification, "classification"),
+                16 => rt::opt_in(p, &mut out.orderable_ext, "_orderable"),
+                17 => rt::opt_in(p, &mut f_referenced_item, "referencedItem"),
+                18 => rt::list_in(p, &mut out.additional_identifier, "additionalIdentifier"),
+                19 => rt::list_in(p, &mut out.classification, "classification"),
                 20 => rt::opt(p, &mut out.status, "status"),
-                21 => rt::opt(p, &mut out.status_ext, "_status"),
-                22 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                21 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.validity_period, "validityPeriod"),
                 23 => rt::opt(p, &mut out.valid_to, "validTo"),
-                24 => rt::opt(p, &mut out.valid_to_ext, "_validTo"),
+                24 => rt::opt_in(p, &mut out.valid_to_ext, "_validTo"),
                 25 => rt::opt(p, &mut out.last_updated, "lastUpdated"),
-                26 => rt::opt(p, &mut out.last_updated_ext, "_lastUpdated"),
-                27 => rt::list(p, &mut out.additional_characteristic, "additionalCharacteristic"),
-                28 => rt::list(p, &mut out.additional_classification, "additionalClassification"),
-                29 => rt::list(p, &mut out.related_entry, "relatedEntry"),
+                26 => rt::opt_in(p, &mut out.last_updated_ext, "_lastUpdated"),
+                27 => rt::list_in(p, &mut out.additional_characteristic, "additionalCharacteristic"),
+                28 => rt::list_in(p, &mut out.additional_classification, "additionalClassification"),
+                29 => rt::list_in(p, &mut out.related_entry, "relatedEntry"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -274,23 +274,31 @@ impl CatalogEntryRelatedEntry {
 
 impl FromJson for CatalogEntryRelatedEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CatalogEntryRelatedEntry {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_item = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.relationtype, "relationtype"),
-                5 => rt::opt(p, &mut out.relationtype_ext, "_relationtype"),
-                6 => rt::opt(p, &mut f_item, "item"),
+                5 => rt::opt_in(p, &mut out.relationtype_ext, "_relationtype"),
+                6 => rt::opt_in(p, &mut f_item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.item = rt::required(p, f_item, "item")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -154,61 +154,61 @@ impl ChargeItem {
 impl FromJson for ChargeItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ChargeItem {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_code = None;
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ChargeItem"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.definition_uri, &mut out.definition_uri_ext, "definitionUri"),
                 15 => rt::list_ext(p, &mut out.definition_uri_ext, "_definitionUri"),
                 16 => rt::prim_list(p, &mut out.definition_canonical, &mut out.definition_canonical_ext, "definitionCanonical"),
                 17 => rt::list_ext(p, &mut out.definition_canonical_ext, "_definitionCanonical"),
                 18 => rt::opt(p, &mut out.status, "status"),
-                19 => rt::opt(p, &mut out.status_ext, "_status"),
-                20 => rt::list(p, &mut out.part_of, "partOf"),
-                21 => rt::opt(p, &mut f_code, "code"),
-                22 => rt::opt(p, &mut f_subject, "subject"),
-                23 => rt::opt(p, &mut out.context, "context"),
+                19 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                20 => rt::list_in(p, &mut out.part_of, "partOf"),
+                21 => rt::opt_in(p, &mut f_code, "code"),
+                22 => rt::opt_in(p, &mut f_subject, "subject"),
+                23 => rt::opt_in(p, &mut out.context, "context"),
                 24 => rt::choice(p, &mut out.occurrence, key),
-                25 => rt::list(p, &mut out.performer, "performer"),
-                26 => rt::opt(p, &mut out.performing_organization, "performingOrganization"),
-                27 => rt::opt(p, &mut out.requesting_organization, "requestingOrganization"),
-                28 => rt::opt(p, &mut out.cost_center, "costCenter"),
-                29 => rt::opt(p, &mut out.quantity, "quantity"),
-                30 => rt::list(p, &mut out.bodysite, "bodysite"),
+                25 => rt::list_in(p, &mut out.performer, "performer"),
+                26 => rt::opt_in(p, &mut out.performing_organization, "performingOrganization"),
+                27 => rt::opt_in(p, &mut out.requesting_organization, "requestingOrganization"),
+                28 => rt::opt_in(p, &mut out.cost_center, "costCenter"),
+                29 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                30 => rt::list_in(p, &mut out.bodysite, "bodysite"),
                 31 => rt::opt(p, &mut out.factor_override, "factorOverride"),
-                32 => rt::opt(p, &mut out.factor_override_ext, "_factorOverride"),
-                33 => rt::opt(p, &mut out.price_override, "priceOverride"),
+                32 => rt::opt_in(p, &mut out.factor_override_ext, "_factorOverride"),
+                33 => rt::opt_in(p, &mut out.price_override, "priceOverride"),
                 34 => rt::opt(p, &mut out.override_reason, "overrideReason"),
-                35 => rt::opt(p, &mut out.override_reason_ext, "_overrideReason"),
-                36 => rt::opt(p, &mut out.enterer, "enterer"),
+                35 => rt::opt_in(p, &mut out.override_reason_ext, "_overrideReason"),
+                36 => rt::opt_in(p, &mut out.enterer, "enterer"),
                 37 => rt::opt(p, &mut out.entered_date, "enteredDate"),
-                38 => rt::opt(p, &mut out.entered_date_ext, "_enteredDate"),
-                39 => rt::list(p, &mut out.reason, "reason"),
-                40 => rt::list(p, &mut out.service, "service"),
+                38 => rt::opt_in(p, &mut out.entered_date_ext, "_enteredDate"),
+                39 => rt::list_in(p, &mut out.reason, "reason"),
+                40 => rt::list_in(p, &mut out.service, "service"),
                 41 => rt::choice(p, &mut out.product, key),
-                42 => rt::list(p, &mut out.account, "account"),
-                43 => rt::list(p, &mut out.note, "note"),
-                44 => rt::list(p, &mut out.supporting_information, "supportingInformation"),
+                42 => rt::list_in(p, &mut out.account, "account"),
+                43 => rt::list_in(p, &mut out.note, "note"),
+                44 => rt::list_in(p, &mut out.supporting_information, "supportingInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -350,22 +350,30 @@ impl ChargeItemPerformer {
 
 impl FromJson for ChargeItemPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ChargeItemPerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -196,34 +196,34 @@ impl ChargeItemDefinition {
 impl FromJson for ChargeItemDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ChargeItemDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ChargeItemDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.title, "title"),
-                19 => rt::opt(p, &mut out.title_ext, "_title"),
+                19 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 20 => rt::prim_list(p, &mut out.derived_from_uri, &mut out.derived_from_uri_ext, "derivedFromUri"),
                 21 => rt::list_ext(p, &mut out.derived_from_uri_ext, "_derivedFromUri"),
                 22 => rt::prim_list(p, &mut out.part_of, &mut out.part_of_ext, "partOf"),
@@ -231,29 +231,29 @@ impl rt::ReadMembers for ChargeItemDefinition {
                 24 => rt::prim_list(p, &mut out.replaces, &mut out.replaces_ext, "replaces"),
                 25 => rt::list_ext(p, &mut out.replaces_ext, "_replaces"),
                 26 => rt::opt(p, &mut out.status, "status"),
-                27 => rt::opt(p, &mut out.status_ext, "_status"),
+                27 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 28 => rt::opt(p, &mut out.experimental, "experimental"),
-                29 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                29 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 30 => rt::opt(p, &mut out.date, "date"),
-                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 32 => rt::opt(p, &mut out.publisher, "publisher"),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                34 => rt::list(p, &mut out.contact, "contact"),
+                33 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list_in(p, &mut out.contact, "contact"),
                 35 => rt::opt(p, &mut out.description, "description"),
-                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 37 => rt::list(p, &mut out.use_context, "useContext"),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 39 => rt::opt(p, &mut out.copyright, "copyright"),
-                40 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                40 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 41 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                42 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                42 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 43 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                44 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                45 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                46 => rt::opt(p, &mut out.code, "code"),
-                47 => rt::list(p, &mut out.instance, "instance"),
-                48 => rt::list(p, &mut out.applicability, "applicability"),
-                49 => rt::list(p, &mut out.property_group, "propertyGroup"),
+                44 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                45 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                46 => rt::opt_in(p, &mut out.code, "code"),
+                47 => rt::list_in(p, &mut out.instance, "instance"),
+                48 => rt::list_in(p, &mut out.applicability, "applicability"),
+                49 => rt::list_in(p, &mut out.property_group, "propertyGroup"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -397,20 +397,28 @@ impl ChargeItemDefinitionPropertyGroup {
 
 impl FromJson for ChargeItemDefinitionPropertyGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ChargeItemDefinitionPropertyGroup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.applicability, "applicability"),
-                5 => rt::list(p, &mut out.price_component, "priceComponent"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.applicability, "applicability"),
+                5 => rt::list_in(p, &mut out.price_component, "priceComponent"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -477,24 +485,32 @@ impl ChargeItemDefinitionPropertyGroupPriceComponent {
 
 impl FromJson for ChargeItemDefinitionPropertyGroupPriceComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ChargeItemDefinitionPropertyGroupPriceComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.code, "code"),
                 7 => rt::opt(p, &mut out.factor, "factor"),
-                8 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                9 => rt::opt(p, &mut out.amount, "amount"),
+                8 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                9 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -565,24 +581,32 @@ impl ChargeItemDefinitionApplicability {
 
 impl FromJson for ChargeItemDefinitionApplicability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ChargeItemDefinitionApplicability {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.language, "language"),
-                7 => rt::opt(p, &mut out.language_ext, "_language"),
+                7 => rt::opt_in(p, &mut out.language_ext, "_language"),
                 8 => rt::opt(p, &mut out.expression, "expression"),
-                9 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                9 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

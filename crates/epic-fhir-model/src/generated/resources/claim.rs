@@ -150,13 +150,13 @@ impl Claim {
 impl FromJson for Claim {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Claim {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_provider = None;
@@ -165,46 +165,46 @@ impl rt::ReadMembers for Claim {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Claim"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_type, "type"),
-                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_type, "type"),
+                17 => rt::opt_in(p, &mut out.sub_type, "subType"),
                 18 => rt::opt(p, &mut out.r#use, "use"),
-                19 => rt::opt(p, &mut out.use_ext, "_use"),
-                20 => rt::opt(p, &mut f_patient, "patient"),
-                21 => rt::opt(p, &mut out.billable_period, "billablePeriod"),
+                19 => rt::opt_in(p, &mut out.use_ext, "_use"),
+                20 => rt::opt_in(p, &mut f_patient, "patient"),
+                21 => rt::opt_in(p, &mut out.billable_period, "billablePeriod"),
                 22 => rt::opt(p, &mut out.created, "created"),
-                23 => rt::opt(p, &mut out.created_ext, "_created"),
-                24 => rt::opt(p, &mut out.enterer, "enterer"),
-                25 => rt::opt(p, &mut out.insurer, "insurer"),
-                26 => rt::opt(p, &mut f_provider, "provider"),
-                27 => rt::opt(p, &mut f_priority, "priority"),
-                28 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
-                29 => rt::list(p, &mut out.related, "related"),
-                30 => rt::opt(p, &mut out.prescription, "prescription"),
-                31 => rt::opt(p, &mut out.original_prescription, "originalPrescription"),
-                32 => rt::opt(p, &mut out.payee, "payee"),
-                33 => rt::opt(p, &mut out.referral, "referral"),
-                34 => rt::opt(p, &mut out.facility, "facility"),
-                35 => rt::list(p, &mut out.care_team, "careTeam"),
-                36 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                23 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                24 => rt::opt_in(p, &mut out.enterer, "enterer"),
+                25 => rt::opt_in(p, &mut out.insurer, "insurer"),
+                26 => rt::opt_in(p, &mut f_provider, "provider"),
+                27 => rt::opt_in(p, &mut f_priority, "priority"),
+                28 => rt::opt_in(p, &mut out.funds_reserve, "fundsReserve"),
+                29 => rt::list_in(p, &mut out.related, "related"),
+                30 => rt::opt_in(p, &mut out.prescription, "prescription"),
+                31 => rt::opt_in(p, &mut out.original_prescription, "originalPrescription"),
+                32 => rt::opt_in(p, &mut out.payee, "payee"),
+                33 => rt::opt_in(p, &mut out.referral, "referral"),
+                34 => rt::opt_in(p, &mut out.facility, "facility"),
+                35 => rt::list_in(p, &mut out.care_team, "careTeam"),
+                36 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
                 37 => rt::list(p, &mut out.diagnosis, "diagnosis"),
                 38 => rt::list(p, &mut out.procedure, "procedure"),
-                39 => rt::list(p, &mut out.insurance, "insurance"),
-                40 => rt::opt(p, &mut out.accident, "accident"),
-                41 => rt::list(p, &mut out.item, "item"),
-                42 => rt::opt(p, &mut out.total, "total"),
+                39 => rt::list_in(p, &mut out.insurance, "insurance"),
+                40 => rt::opt_in(p, &mut out.accident, "accident"),
+                41 => rt::list_in(p, &mut out.item, "item"),
+                42 => rt::opt_in(p, &mut out.total, "total"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -426,17 +426,25 @@ impl ClaimItem {
 
 impl FromJson for ClaimItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence"),
                 7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence"),
                 8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence"),
@@ -445,28 +453,28 @@ impl FromJson for ClaimItem {
                 11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence"),
                 12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence"),
                 13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence"),
-                14 => rt::opt(p, &mut out.revenue, "revenue"),
-                15 => rt::opt(p, &mut out.category, "category"),
-                16 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                17 => rt::list(p, &mut out.modifier, "modifier"),
-                18 => rt::list(p, &mut out.program_code, "programCode"),
+                14 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                15 => rt::opt_in(p, &mut out.category, "category"),
+                16 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                17 => rt::list_in(p, &mut out.modifier, "modifier"),
+                18 => rt::list_in(p, &mut out.program_code, "programCode"),
                 19 => rt::choice(p, &mut out.serviced, key),
                 20 => rt::choice(p, &mut out.location, key),
-                21 => rt::opt(p, &mut out.quantity, "quantity"),
-                22 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                21 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                22 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 23 => rt::opt(p, &mut out.factor, "factor"),
-                24 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                25 => rt::opt(p, &mut out.net, "net"),
-                26 => rt::list(p, &mut out.udi, "udi"),
-                27 => rt::opt(p, &mut out.body_site, "bodySite"),
-                28 => rt::list(p, &mut out.sub_site, "subSite"),
-                29 => rt::list(p, &mut out.encounter, "encounter"),
-                30 => rt::list(p, &mut out.detail, "detail"),
+                24 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                25 => rt::opt_in(p, &mut out.net, "net"),
+                26 => rt::list_in(p, &mut out.udi, "udi"),
+                27 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                28 => rt::list_in(p, &mut out.sub_site, "subSite"),
+                29 => rt::list_in(p, &mut out.encounter, "encounter"),
+                30 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -578,34 +586,42 @@ impl ClaimItemDetail {
 
 impl FromJson for ClaimItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimItemDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut out.revenue, "revenue"),
-                7 => rt::opt(p, &mut out.category, "category"),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                9 => rt::list(p, &mut out.modifier, "modifier"),
-                10 => rt::list(p, &mut out.program_code, "programCode"),
-                11 => rt::opt(p, &mut out.quantity, "quantity"),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                7 => rt::opt_in(p, &mut out.category, "category"),
+                8 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list_in(p, &mut out.modifier, "modifier"),
+                10 => rt::list_in(p, &mut out.program_code, "programCode"),
+                11 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                12 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 13 => rt::opt(p, &mut out.factor, "factor"),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                15 => rt::opt(p, &mut out.net, "net"),
-                16 => rt::list(p, &mut out.udi, "udi"),
-                17 => rt::list(p, &mut out.sub_detail, "subDetail"),
+                14 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt_in(p, &mut out.net, "net"),
+                16 => rt::list_in(p, &mut out.udi, "udi"),
+                17 => rt::list_in(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -698,33 +714,41 @@ impl ClaimItemDetailSubDetail {
 
 impl FromJson for ClaimItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimItemDetailSubDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut out.revenue, "revenue"),
-                7 => rt::opt(p, &mut out.category, "category"),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                9 => rt::list(p, &mut out.modifier, "modifier"),
-                10 => rt::list(p, &mut out.program_code, "programCode"),
-                11 => rt::opt(p, &mut out.quantity, "quantity"),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                7 => rt::opt_in(p, &mut out.category, "category"),
+                8 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list_in(p, &mut out.modifier, "modifier"),
+                10 => rt::list_in(p, &mut out.program_code, "programCode"),
+                11 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                12 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 13 => rt::opt(p, &mut out.factor, "factor"),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                15 => rt::opt(p, &mut out.net, "net"),
-                16 => rt::list(p, &mut out.udi, "udi"),
+                14 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt_in(p, &mut out.net, "net"),
+                16 => rt::list_in(p, &mut out.udi, "udi"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -794,22 +818,30 @@ impl ClaimAccident {
 
 impl FromJson for ClaimAccident {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimAccident {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.date, "date"),
-                5 => rt::opt(p, &mut out.date_ext, "_date"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 7 => rt::choice(p, &mut out.location, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -888,31 +920,39 @@ impl ClaimInsurance {
 
 impl FromJson for ClaimInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimInsurance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 6 => rt::opt(p, &mut out.focal, "focal"),
-                7 => rt::opt(p, &mut out.focal_ext, "_focal"),
-                8 => rt::opt(p, &mut out.identifier, "identifier"),
-                9 => rt::opt(p, &mut f_coverage, "coverage"),
+                7 => rt::opt_in(p, &mut out.focal_ext, "_focal"),
+                8 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                9 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 10 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
-                11 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
+                11 => rt::opt_in(p, &mut out.business_arrangement_ext, "_businessArrangement"),
                 12 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
                 13 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
-                14 => rt::opt(p, &mut out.claim_response, "claimResponse"),
+                14 => rt::opt_in(p, &mut out.claim_response, "claimResponse"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1005,15 +1045,15 @@ impl FromJson for ClaimProcedure {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_sequence, "sequence"),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
-                6 => rt::list(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::list_in(p, &mut f_type, "type"),
                 7 => rt::opt(p, &mut f_date, "date"),
-                8 => rt::opt(p, &mut f_date_ext, "_date"),
+                8 => rt::opt_in(p, &mut f_date_ext, "_date"),
                 9 => rt::choice(p, &mut f_procedure, key),
-                10 => rt::list(p, &mut f_udi, "udi"),
+                10 => rt::list_in(p, &mut f_udi, "udi"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1116,14 +1156,14 @@ impl FromJson for ClaimDiagnosis {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_sequence, "sequence"),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut f_sequence_ext, "_sequence"),
                 6 => rt::choice(p, &mut f_diagnosis, key),
-                7 => rt::list(p, &mut f_type, "type"),
-                8 => rt::opt(p, &mut f_on_admission, "onAdmission"),
-                9 => rt::opt(p, &mut f_package_code, "packageCode"),
+                7 => rt::list_in(p, &mut f_type, "type"),
+                8 => rt::opt_in(p, &mut f_on_admission, "onAdmission"),
+                9 => rt::opt_in(p, &mut f_package_code, "packageCode"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1211,27 +1251,35 @@ impl ClaimSupportingInfo {
 
 impl FromJson for ClaimSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimSupportingInfo {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut f_category, "category"),
-                7 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut f_category, "category"),
+                7 => rt::opt_in(p, &mut out.code, "code"),
                 8 => rt::choice(p, &mut out.timing, key),
                 9 => rt::choice(p, &mut out.value, key),
-                10 => rt::opt(p, &mut out.reason, "reason"),
+                10 => rt::opt_in(p, &mut out.reason, "reason"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1305,27 +1353,35 @@ impl ClaimCareTeam {
 
 impl FromJson for ClaimCareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimCareTeam {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_provider = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut f_provider, "provider"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut f_provider, "provider"),
                 7 => rt::opt(p, &mut out.responsible, "responsible"),
-                8 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
-                9 => rt::opt(p, &mut out.role, "role"),
-                10 => rt::opt(p, &mut out.qualification, "qualification"),
+                8 => rt::opt_in(p, &mut out.responsible_ext, "_responsible"),
+                9 => rt::opt_in(p, &mut out.role, "role"),
+                10 => rt::opt_in(p, &mut out.qualification, "qualification"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.provider = rt::required(p, f_provider, "provider")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1385,22 +1441,30 @@ impl ClaimPayee {
 
 impl FromJson for ClaimPayee {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimPayee {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut out.party, "party"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1457,21 +1521,29 @@ impl ClaimRelated {
 
 impl FromJson for ClaimRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimRelated {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.claim, "claim"),
-                5 => rt::opt(p, &mut out.relationship, "relationship"),
-                6 => rt::opt(p, &mut out.reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.claim, "claim"),
+                5 => rt::opt_in(p, &mut out.relationship, "relationship"),
+                6 => rt::opt_in(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

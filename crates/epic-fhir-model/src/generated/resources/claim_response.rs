@@ -156,13 +156,13 @@ impl ClaimResponse {
 impl FromJson for ClaimResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ClaimResponse {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_insurer = None;
@@ -170,49 +170,49 @@ impl rt::ReadMembers for ClaimResponse {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ClaimResponse"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_type, "type"),
-                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_type, "type"),
+                17 => rt::opt_in(p, &mut out.sub_type, "subType"),
                 18 => rt::opt(p, &mut out.r#use, "use"),
-                19 => rt::opt(p, &mut out.use_ext, "_use"),
-                20 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::opt_in(p, &mut out.use_ext, "_use"),
+                20 => rt::opt_in(p, &mut f_patient, "patient"),
                 21 => rt::opt(p, &mut out.created, "created"),
-                22 => rt::opt(p, &mut out.created_ext, "_created"),
-                23 => rt::opt(p, &mut f_insurer, "insurer"),
-                24 => rt::opt(p, &mut out.requestor, "requestor"),
-                25 => rt::opt(p, &mut out.request, "request"),
+                22 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                23 => rt::opt_in(p, &mut f_insurer, "insurer"),
+                24 => rt::opt_in(p, &mut out.requestor, "requestor"),
+                25 => rt::opt_in(p, &mut out.request, "request"),
                 26 => rt::opt(p, &mut out.outcome, "outcome"),
-                27 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                27 => rt::opt_in(p, &mut out.outcome_ext, "_outcome"),
                 28 => rt::opt(p, &mut out.disposition, "disposition"),
-                29 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                29 => rt::opt_in(p, &mut out.disposition_ext, "_disposition"),
                 30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef"),
-                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
-                32 => rt::opt(p, &mut out.pre_auth_period, "preAuthPeriod"),
-                33 => rt::opt(p, &mut out.payee_type, "payeeType"),
-                34 => rt::list(p, &mut out.item, "item"),
-                35 => rt::list(p, &mut out.add_item, "addItem"),
-                36 => rt::list(p, &mut out.adjudication, "adjudication"),
-                37 => rt::list(p, &mut out.total, "total"),
-                38 => rt::opt(p, &mut out.payment, "payment"),
-                39 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
-                40 => rt::opt(p, &mut out.form_code, "formCode"),
-                41 => rt::opt(p, &mut out.form, "form"),
-                42 => rt::list(p, &mut out.process_note, "processNote"),
-                43 => rt::list(p, &mut out.communication_request, "communicationRequest"),
-                44 => rt::list(p, &mut out.insurance, "insurance"),
-                45 => rt::list(p, &mut out.error, "error"),
+                31 => rt::opt_in(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                32 => rt::opt_in(p, &mut out.pre_auth_period, "preAuthPeriod"),
+                33 => rt::opt_in(p, &mut out.payee_type, "payeeType"),
+                34 => rt::list_in(p, &mut out.item, "item"),
+                35 => rt::list_in(p, &mut out.add_item, "addItem"),
+                36 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                37 => rt::list_in(p, &mut out.total, "total"),
+                38 => rt::opt_in(p, &mut out.payment, "payment"),
+                39 => rt::opt_in(p, &mut out.funds_reserve, "fundsReserve"),
+                40 => rt::opt_in(p, &mut out.form_code, "formCode"),
+                41 => rt::opt_in(p, &mut out.form, "form"),
+                42 => rt::list_in(p, &mut out.process_note, "processNote"),
+                43 => rt::list_in(p, &mut out.communication_request, "communicationRequest"),
+                44 => rt::list_in(p, &mut out.insurance, "insurance"),
+                45 => rt::list_in(p, &mut out.error, "error"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -372,27 +372,35 @@ impl ClaimResponseError {
 
 impl FromJson for ClaimResponseError {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseError {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.item_sequence, "itemSequence"),
-                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence"),
+                5 => rt::opt_in(p, &mut out.item_sequence_ext, "_itemSequence"),
                 6 => rt::opt(p, &mut out.detail_sequence, "detailSequence"),
-                7 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                7 => rt::opt_in(p, &mut out.detail_sequence_ext, "_detailSequence"),
                 8 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence"),
-                9 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
-                10 => rt::opt(p, &mut f_code, "code"),
+                9 => rt::opt_in(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
+                10 => rt::opt_in(p, &mut f_code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -468,28 +476,36 @@ impl ClaimResponseInsurance {
 
 impl FromJson for ClaimResponseInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseInsurance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 6 => rt::opt(p, &mut out.focal, "focal"),
-                7 => rt::opt(p, &mut out.focal_ext, "_focal"),
-                8 => rt::opt(p, &mut f_coverage, "coverage"),
+                7 => rt::opt_in(p, &mut out.focal_ext, "_focal"),
+                8 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 9 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
-                10 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
-                11 => rt::opt(p, &mut out.claim_response, "claimResponse"),
+                10 => rt::opt_in(p, &mut out.business_arrangement_ext, "_businessArrangement"),
+                11 => rt::opt_in(p, &mut out.claim_response, "claimResponse"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -564,25 +580,33 @@ impl ClaimResponseProcessNote {
 
 impl FromJson for ClaimResponseProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseProcessNote {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.number, "number"),
-                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                5 => rt::opt_in(p, &mut out.number_ext, "_number"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 8 => rt::opt(p, &mut out.text, "text"),
-                9 => rt::opt(p, &mut out.text_ext, "_text"),
-                10 => rt::opt(p, &mut out.language, "language"),
+                9 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                10 => rt::opt_in(p, &mut out.language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -656,29 +680,37 @@ impl ClaimResponsePayment {
 
 impl FromJson for ClaimResponsePayment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponsePayment {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut out.adjustment, "adjustment"),
-                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.adjustment, "adjustment"),
+                6 => rt::opt_in(p, &mut out.adjustment_reason, "adjustmentReason"),
                 7 => rt::opt(p, &mut out.date, "date"),
-                8 => rt::opt(p, &mut out.date_ext, "_date"),
-                9 => rt::opt(p, &mut f_amount, "amount"),
-                10 => rt::opt(p, &mut out.identifier, "identifier"),
+                8 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                9 => rt::opt_in(p, &mut f_amount, "amount"),
+                10 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
         out.amount = rt::required(p, f_amount, "amount")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -738,24 +770,32 @@ impl ClaimResponseTotal {
 
 impl FromJson for ClaimResponseTotal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseTotal {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
-                5 => rt::opt(p, &mut f_amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
+                5 => rt::opt_in(p, &mut f_amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
         out.amount = rt::required(p, f_amount, "amount")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -864,43 +904,51 @@ impl ClaimResponseAddItem {
 
 impl FromJson for ClaimResponseAddItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseAddItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence"),
                 5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence"),
                 6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence"),
                 7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence"),
                 8 => rt::prim_list(p, &mut out.subdetail_sequence, &mut out.subdetail_sequence_ext, "subdetailSequence"),
                 9 => rt::list_ext(p, &mut out.subdetail_sequence_ext, "_subdetailSequence"),
-                10 => rt::list(p, &mut out.provider, "provider"),
-                11 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                12 => rt::list(p, &mut out.modifier, "modifier"),
-                13 => rt::list(p, &mut out.program_code, "programCode"),
+                10 => rt::list_in(p, &mut out.provider, "provider"),
+                11 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                12 => rt::list_in(p, &mut out.modifier, "modifier"),
+                13 => rt::list_in(p, &mut out.program_code, "programCode"),
                 14 => rt::choice(p, &mut out.serviced, key),
                 15 => rt::choice(p, &mut out.location, key),
-                16 => rt::opt(p, &mut out.quantity, "quantity"),
-                17 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                16 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                17 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 18 => rt::opt(p, &mut out.factor, "factor"),
-                19 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                20 => rt::opt(p, &mut out.net, "net"),
-                21 => rt::opt(p, &mut out.body_site, "bodySite"),
-                22 => rt::list(p, &mut out.sub_site, "subSite"),
+                19 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                20 => rt::opt_in(p, &mut out.net, "net"),
+                21 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                22 => rt::list_in(p, &mut out.sub_site, "subSite"),
                 23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                25 => rt::list(p, &mut out.adjudication, "adjudication"),
-                26 => rt::list(p, &mut out.detail, "detail"),
+                25 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                26 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -994,31 +1042,39 @@ impl ClaimResponseAddItemDetail {
 
 impl FromJson for ClaimResponseAddItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseAddItemDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                5 => rt::list(p, &mut out.modifier, "modifier"),
-                6 => rt::opt(p, &mut out.quantity, "quantity"),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list_in(p, &mut out.modifier, "modifier"),
+                6 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                7 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 8 => rt::opt(p, &mut out.factor, "factor"),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                10 => rt::opt(p, &mut out.net, "net"),
+                9 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt_in(p, &mut out.net, "net"),
                 11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                13 => rt::list(p, &mut out.adjudication, "adjudication"),
-                14 => rt::list(p, &mut out.sub_detail, "subDetail"),
+                13 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                14 => rt::list_in(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1101,30 +1157,38 @@ impl ClaimResponseAddItemDetailSubDetail {
 
 impl FromJson for ClaimResponseAddItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseAddItemDetailSubDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                5 => rt::list(p, &mut out.modifier, "modifier"),
-                6 => rt::opt(p, &mut out.quantity, "quantity"),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list_in(p, &mut out.modifier, "modifier"),
+                6 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                7 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 8 => rt::opt(p, &mut out.factor, "factor"),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                10 => rt::opt(p, &mut out.net, "net"),
+                9 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt_in(p, &mut out.net, "net"),
                 11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                13 => rt::list(p, &mut out.adjudication, "adjudication"),
+                13 => rt::list_in(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1198,24 +1262,32 @@ impl ClaimResponseItem {
 
 impl FromJson for ClaimResponseItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.item_sequence, "itemSequence"),
-                5 => rt::opt(p, &mut out.item_sequence_ext, "_itemSequence"),
+                5 => rt::opt_in(p, &mut out.item_sequence_ext, "_itemSequence"),
                 6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                8 => rt::list(p, &mut out.adjudication, "adjudication"),
-                9 => rt::list(p, &mut out.detail, "detail"),
+                8 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                9 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1285,24 +1357,32 @@ impl ClaimResponseItemDetail {
 
 impl FromJson for ClaimResponseItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseItemDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.detail_sequence, "detailSequence"),
-                5 => rt::opt(p, &mut out.detail_sequence_ext, "_detailSequence"),
+                5 => rt::opt_in(p, &mut out.detail_sequence_ext, "_detailSequence"),
                 6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                8 => rt::list(p, &mut out.adjudication, "adjudication"),
-                9 => rt::list(p, &mut out.sub_detail, "subDetail"),
+                8 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                9 => rt::list_in(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1366,23 +1446,31 @@ impl ClaimResponseItemDetailSubDetail {
 
 impl FromJson for ClaimResponseItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseItemDetailSubDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sub_detail_sequence, "subDetailSequence"),
-                5 => rt::opt(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
+                5 => rt::opt_in(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
                 6 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 7 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                8 => rt::list(p, &mut out.adjudication, "adjudication"),
+                8 => rt::list_in(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1445,25 +1533,33 @@ impl ClaimResponseItemAdjudication {
 
 impl FromJson for ClaimResponseItemAdjudication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClaimResponseItemAdjudication {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
-                5 => rt::opt(p, &mut out.reason, "reason"),
-                6 => rt::opt(p, &mut out.amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
+                5 => rt::opt_in(p, &mut out.reason, "reason"),
+                6 => rt::opt_in(p, &mut out.amount, "amount"),
                 7 => rt::opt(p, &mut out.value, "value"),
-                8 => rt::opt(p, &mut out.value_ext, "_value"),
+                8 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -140,53 +140,53 @@ impl ClinicalImpression {
 impl FromJson for ClinicalImpression {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ClinicalImpression {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ClinicalImpression"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                17 => rt::opt(p, &mut out.code, "code"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
+                17 => rt::opt_in(p, &mut out.code, "code"),
                 18 => rt::opt(p, &mut out.description, "description"),
-                19 => rt::opt(p, &mut out.description_ext, "_description"),
-                20 => rt::opt(p, &mut f_subject, "subject"),
-                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                19 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                20 => rt::opt_in(p, &mut f_subject, "subject"),
+                21 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 22 => rt::choice(p, &mut out.effective, key),
                 23 => rt::opt(p, &mut out.date, "date"),
-                24 => rt::opt(p, &mut out.date_ext, "_date"),
-                25 => rt::opt(p, &mut out.assessor, "assessor"),
-                26 => rt::opt(p, &mut out.previous, "previous"),
-                27 => rt::list(p, &mut out.problem, "problem"),
-                28 => rt::list(p, &mut out.investigation, "investigation"),
+                24 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                25 => rt::opt_in(p, &mut out.assessor, "assessor"),
+                26 => rt::opt_in(p, &mut out.previous, "previous"),
+                27 => rt::list_in(p, &mut out.problem, "problem"),
+                28 => rt::list_in(p, &mut out.investigation, "investigation"),
                 29 => rt::prim_list(p, &mut out.protocol, &mut out.protocol_ext, "protocol"),
                 30 => rt::list_ext(p, &mut out.protocol_ext, "_protocol"),
                 31 => rt::opt(p, &mut out.summary, "summary"),
-                32 => rt::opt(p, &mut out.summary_ext, "_summary"),
-                33 => rt::list(p, &mut out.finding, "finding"),
-                34 => rt::list(p, &mut out.prognosis_codeable_concept, "prognosisCodeableConcept"),
-                35 => rt::list(p, &mut out.prognosis_reference, "prognosisReference"),
-                36 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
-                37 => rt::list(p, &mut out.note, "note"),
+                32 => rt::opt_in(p, &mut out.summary_ext, "_summary"),
+                33 => rt::list_in(p, &mut out.finding, "finding"),
+                34 => rt::list_in(p, &mut out.prognosis_codeable_concept, "prognosisCodeableConcept"),
+                35 => rt::list_in(p, &mut out.prognosis_reference, "prognosisReference"),
+                36 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
+                37 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -325,22 +325,30 @@ impl ClinicalImpressionFinding {
 
 impl FromJson for ClinicalImpressionFinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClinicalImpressionFinding {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.item_codeable_concept, "itemCodeableConcept"),
-                5 => rt::opt(p, &mut out.item_reference, "itemReference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.item_codeable_concept, "itemCodeableConcept"),
+                5 => rt::opt_in(p, &mut out.item_reference, "itemReference"),
                 6 => rt::opt(p, &mut out.basis, "basis"),
-                7 => rt::opt(p, &mut out.basis_ext, "_basis"),
+                7 => rt::opt_in(p, &mut out.basis_ext, "_basis"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -397,22 +405,30 @@ impl ClinicalImpressionInvestigation {
 
 impl FromJson for ClinicalImpressionInvestigation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ClinicalImpressionInvestigation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::list(p, &mut out.item, "item"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 

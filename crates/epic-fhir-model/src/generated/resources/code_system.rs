@@ -212,72 +212,72 @@ impl CodeSystem {
 impl FromJson for CodeSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CodeSystem {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CodeSystem"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.purpose, "purpose"),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 37 => rt::opt(p, &mut out.copyright, "copyright"),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                38 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 39 => rt::opt(p, &mut out.case_sensitive, "caseSensitive"),
-                40 => rt::opt(p, &mut out.case_sensitive_ext, "_caseSensitive"),
+                40 => rt::opt_in(p, &mut out.case_sensitive_ext, "_caseSensitive"),
                 41 => rt::opt(p, &mut out.value_set, "valueSet"),
-                42 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
+                42 => rt::opt_in(p, &mut out.value_set_ext, "_valueSet"),
                 43 => rt::opt(p, &mut out.hierarchy_meaning, "hierarchyMeaning"),
-                44 => rt::opt(p, &mut out.hierarchy_meaning_ext, "_hierarchyMeaning"),
+                44 => rt::opt_in(p, &mut out.hierarchy_meaning_ext, "_hierarchyMeaning"),
                 45 => rt::opt(p, &mut out.compositional, "compositional"),
-                46 => rt::opt(p, &mut out.compositional_ext, "_compositional"),
+                46 => rt::opt_in(p, &mut out.compositional_ext, "_compositional"),
                 47 => rt::opt(p, &mut out.version_needed, "versionNeeded"),
-                48 => rt::opt(p, &mut out.version_needed_ext, "_versionNeeded"),
+                48 => rt::opt_in(p, &mut out.version_needed_ext, "_versionNeeded"),
                 49 => rt::opt(p, &mut out.content, "content"),
-                50 => rt::opt(p, &mut out.content_ext, "_content"),
+                50 => rt::opt_in(p, &mut out.content_ext, "_content"),
                 51 => rt::opt(p, &mut out.supplements, "supplements"),
-                52 => rt::opt(p, &mut out.supplements_ext, "_supplements"),
+                52 => rt::opt_in(p, &mut out.supplements_ext, "_supplements"),
                 53 => rt::opt(p, &mut out.count, "count"),
-                54 => rt::opt(p, &mut out.count_ext, "_count"),
-                55 => rt::list(p, &mut out.filter, "filter"),
-                56 => rt::list(p, &mut out.property, "property"),
-                57 => rt::list(p, &mut out.concept, "concept"),
+                54 => rt::opt_in(p, &mut out.count_ext, "_count"),
+                55 => rt::list_in(p, &mut out.filter, "filter"),
+                56 => rt::list_in(p, &mut out.property, "property"),
+                57 => rt::list_in(p, &mut out.concept, "concept"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -450,27 +450,35 @@ impl CodeSystemConcept {
 
 impl FromJson for CodeSystemConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CodeSystemConcept {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.display, "display"),
-                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                7 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 8 => rt::opt(p, &mut out.definition, "definition"),
-                9 => rt::opt(p, &mut out.definition_ext, "_definition"),
-                10 => rt::list(p, &mut out.designation, "designation"),
+                9 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
+                10 => rt::list_in(p, &mut out.designation, "designation"),
                 11 => rt::list(p, &mut out.property, "property"),
-                12 => rt::list(p, &mut out.concept, "concept"),
+                12 => rt::list_in(p, &mut out.concept, "concept"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -550,10 +558,10 @@ impl FromJson for CodeSystemConceptProperty {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut f_code_ext, "_code"),
+                5 => rt::opt_in(p, &mut f_code_ext, "_code"),
                 6 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -628,23 +636,31 @@ impl CodeSystemConceptDesignation {
 
 impl FromJson for CodeSystemConceptDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CodeSystemConceptDesignation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.language, "language"),
-                5 => rt::opt(p, &mut out.language_ext, "_language"),
-                6 => rt::opt(p, &mut out.r#use, "use"),
+                5 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                6 => rt::opt_in(p, &mut out.r#use, "use"),
                 7 => rt::opt(p, &mut out.value, "value"),
-                8 => rt::opt(p, &mut out.value_ext, "_value"),
+                8 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -718,26 +734,34 @@ impl CodeSystemProperty {
 
 impl FromJson for CodeSystemProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CodeSystemProperty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.uri, "uri"),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                7 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
                 8 => rt::opt(p, &mut out.description, "description"),
-                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 10 => rt::opt(p, &mut out.r#type, "type"),
-                11 => rt::opt(p, &mut out.type_ext, "_type"),
+                11 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -814,26 +838,34 @@ impl CodeSystemFilter {
 
 impl FromJson for CodeSystemFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CodeSystemFilter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 8 => rt::prim_list(p, &mut out.operator, &mut out.operator_ext, "operator"),
                 9 => rt::list_ext(p, &mut out.operator_ext, "_operator"),
                 10 => rt::opt(p, &mut out.value, "value"),
-                11 => rt::opt(p, &mut out.value_ext, "_value"),
+                11 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -148,56 +148,56 @@ impl Communication {
 impl FromJson for Communication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Communication {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Communication"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut out.based_on, "basedOn"),
-                19 => rt::list(p, &mut out.part_of, "partOf"),
-                20 => rt::list(p, &mut out.in_response_to, "inResponseTo"),
+                18 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                19 => rt::list_in(p, &mut out.part_of, "partOf"),
+                20 => rt::list_in(p, &mut out.in_response_to, "inResponseTo"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
-                23 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                24 => rt::list(p, &mut out.category, "category"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
+                24 => rt::list_in(p, &mut out.category, "category"),
                 25 => rt::opt(p, &mut out.priority, "priority"),
-                26 => rt::opt(p, &mut out.priority_ext, "_priority"),
-                27 => rt::list(p, &mut out.medium, "medium"),
-                28 => rt::opt(p, &mut out.subject, "subject"),
-                29 => rt::opt(p, &mut out.topic, "topic"),
-                30 => rt::list(p, &mut out.about, "about"),
-                31 => rt::opt(p, &mut out.encounter, "encounter"),
+                26 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
+                27 => rt::list_in(p, &mut out.medium, "medium"),
+                28 => rt::opt_in(p, &mut out.subject, "subject"),
+                29 => rt::opt_in(p, &mut out.topic, "topic"),
+                30 => rt::list_in(p, &mut out.about, "about"),
+                31 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 32 => rt::opt(p, &mut out.sent, "sent"),
-                33 => rt::opt(p, &mut out.sent_ext, "_sent"),
+                33 => rt::opt_in(p, &mut out.sent_ext, "_sent"),
                 34 => rt::opt(p, &mut out.received, "received"),
-                35 => rt::opt(p, &mut out.received_ext, "_received"),
-                36 => rt::list(p, &mut out.recipient, "recipient"),
-                37 => rt::opt(p, &mut out.sender, "sender"),
-                38 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                39 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                35 => rt::opt_in(p, &mut out.received_ext, "_received"),
+                36 => rt::list_in(p, &mut out.recipient, "recipient"),
+                37 => rt::opt_in(p, &mut out.sender, "sender"),
+                38 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                39 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
                 40 => rt::list(p, &mut out.payload, "payload"),
-                41 => rt::list(p, &mut out.note, "note"),
+                41 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -342,8 +342,8 @@ impl FromJson for CommunicationPayload {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;

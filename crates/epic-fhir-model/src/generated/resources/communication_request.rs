@@ -144,53 +144,53 @@ impl CommunicationRequest {
 impl FromJson for CommunicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CommunicationRequest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CommunicationRequest"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
-                15 => rt::list(p, &mut out.replaces, "replaces"),
-                16 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                15 => rt::list_in(p, &mut out.replaces, "replaces"),
+                16 => rt::opt_in(p, &mut out.group_identifier, "groupIdentifier"),
                 17 => rt::opt(p, &mut out.status, "status"),
-                18 => rt::opt(p, &mut out.status_ext, "_status"),
-                19 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                20 => rt::list(p, &mut out.category, "category"),
+                18 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                19 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
+                20 => rt::list_in(p, &mut out.category, "category"),
                 21 => rt::opt(p, &mut out.priority, "priority"),
-                22 => rt::opt(p, &mut out.priority_ext, "_priority"),
+                22 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
                 23 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
-                24 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
-                25 => rt::list(p, &mut out.medium, "medium"),
-                26 => rt::opt(p, &mut out.subject, "subject"),
-                27 => rt::list(p, &mut out.about, "about"),
-                28 => rt::opt(p, &mut out.encounter, "encounter"),
+                24 => rt::opt_in(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                25 => rt::list_in(p, &mut out.medium, "medium"),
+                26 => rt::opt_in(p, &mut out.subject, "subject"),
+                27 => rt::list_in(p, &mut out.about, "about"),
+                28 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 29 => rt::list(p, &mut out.payload, "payload"),
                 30 => rt::choice(p, &mut out.occurrence, key),
                 31 => rt::opt(p, &mut out.authored_on, "authoredOn"),
-                32 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
-                33 => rt::opt(p, &mut out.requester, "requester"),
-                34 => rt::list(p, &mut out.recipient, "recipient"),
-                35 => rt::opt(p, &mut out.sender, "sender"),
-                36 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                37 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                38 => rt::list(p, &mut out.note, "note"),
+                32 => rt::opt_in(p, &mut out.authored_on_ext, "_authoredOn"),
+                33 => rt::opt_in(p, &mut out.requester, "requester"),
+                34 => rt::list_in(p, &mut out.recipient, "recipient"),
+                35 => rt::opt_in(p, &mut out.sender, "sender"),
+                36 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                37 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                38 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -334,8 +334,8 @@ impl FromJson for CommunicationRequestPayload {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;

@@ -140,52 +140,52 @@ impl CompartmentDefinition {
 impl FromJson for CompartmentDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CompartmentDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CompartmentDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.status, "status"),
-                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 21 => rt::opt(p, &mut out.experimental, "experimental"),
-                22 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                22 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 23 => rt::opt(p, &mut out.date, "date"),
-                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                24 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 25 => rt::opt(p, &mut out.publisher, "publisher"),
-                26 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                27 => rt::list(p, &mut out.contact, "contact"),
+                26 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                27 => rt::list_in(p, &mut out.contact, "contact"),
                 28 => rt::opt(p, &mut out.description, "description"),
-                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                29 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 30 => rt::list(p, &mut out.use_context, "useContext"),
                 31 => rt::opt(p, &mut out.purpose, "purpose"),
-                32 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                32 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 33 => rt::opt(p, &mut out.code, "code"),
-                34 => rt::opt(p, &mut out.code_ext, "_code"),
+                34 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 35 => rt::opt(p, &mut out.search, "search"),
-                36 => rt::opt(p, &mut out.search_ext, "_search"),
-                37 => rt::list(p, &mut out.resource, "resource"),
+                36 => rt::opt_in(p, &mut out.search_ext, "_search"),
+                37 => rt::list_in(p, &mut out.resource, "resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -332,24 +332,32 @@ impl CompartmentDefinitionResource {
 
 impl FromJson for CompartmentDefinitionResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CompartmentDefinitionResource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::prim_list(p, &mut out.param, &mut out.param_ext, "param"),
                 7 => rt::list_ext(p, &mut out.param_ext, "_param"),
                 8 => rt::opt(p, &mut out.documentation, "documentation"),
-                9 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                9 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

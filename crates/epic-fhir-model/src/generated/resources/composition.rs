@@ -112,47 +112,47 @@ impl Composition {
 impl FromJson for Composition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Composition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Composition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_type, "type"),
-                17 => rt::list(p, &mut out.category, "category"),
-                18 => rt::opt(p, &mut out.subject, "subject"),
-                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_type, "type"),
+                17 => rt::list_in(p, &mut out.category, "category"),
+                18 => rt::opt_in(p, &mut out.subject, "subject"),
+                19 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 20 => rt::opt(p, &mut out.date, "date"),
-                21 => rt::opt(p, &mut out.date_ext, "_date"),
-                22 => rt::list(p, &mut out.author, "author"),
+                21 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                22 => rt::list_in(p, &mut out.author, "author"),
                 23 => rt::opt(p, &mut out.title, "title"),
-                24 => rt::opt(p, &mut out.title_ext, "_title"),
+                24 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 25 => rt::opt(p, &mut out.confidentiality, "confidentiality"),
-                26 => rt::opt(p, &mut out.confidentiality_ext, "_confidentiality"),
-                27 => rt::list(p, &mut out.attester, "attester"),
-                28 => rt::opt(p, &mut out.custodian, "custodian"),
+                26 => rt::opt_in(p, &mut out.confidentiality_ext, "_confidentiality"),
+                27 => rt::list_in(p, &mut out.attester, "attester"),
+                28 => rt::opt_in(p, &mut out.custodian, "custodian"),
                 29 => rt::list(p, &mut out.relates_to, "relatesTo"),
-                30 => rt::list(p, &mut out.event, "event"),
-                31 => rt::list(p, &mut out.section, "section"),
+                30 => rt::list_in(p, &mut out.event, "event"),
+                31 => rt::list_in(p, &mut out.section, "section"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -306,30 +306,38 @@ impl CompositionSection {
 
 impl FromJson for CompositionSection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CompositionSection {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.title, "title"),
-                5 => rt::opt(p, &mut out.title_ext, "_title"),
-                6 => rt::opt(p, &mut out.code, "code"),
-                7 => rt::list(p, &mut out.author, "author"),
-                8 => rt::opt(p, &mut out.focus, "focus"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                5 => rt::opt_in(p, &mut out.title_ext, "_title"),
+                6 => rt::opt_in(p, &mut out.code, "code"),
+                7 => rt::list_in(p, &mut out.author, "author"),
+                8 => rt::opt_in(p, &mut out.focus, "focus"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::opt(p, &mut out.mode, "mode"),
-                11 => rt::opt(p, &mut out.mode_ext, "_mode"),
-                12 => rt::opt(p, &mut out.ordered_by, "orderedBy"),
-                13 => rt::list(p, &mut out.entry, "entry"),
-                14 => rt::opt(p, &mut out.empty_reason, "emptyReason"),
-                15 => rt::list(p, &mut out.section, "section"),
+                11 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
+                12 => rt::opt_in(p, &mut out.ordered_by, "orderedBy"),
+                13 => rt::list_in(p, &mut out.entry, "entry"),
+                14 => rt::opt_in(p, &mut out.empty_reason, "emptyReason"),
+                15 => rt::list_in(p, &mut out.section, "section"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -396,21 +404,29 @@ impl CompositionEvent {
 
 impl FromJson for CompositionEvent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CompositionEvent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.period, "period"),
-                6 => rt::list(p, &mut out.detail, "detail"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.period, "period"),
+                6 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -480,10 +496,10 @@ impl FromJson for CompositionRelatesTo {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut f_code_ext, "_code"),
+                5 => rt::opt_in(p, &mut f_code_ext, "_code"),
                 6 => rt::choice(p, &mut f_target, key),
                 _ => extra.read(p, key),
             }?;
@@ -558,23 +574,31 @@ impl CompositionAttester {
 
 impl FromJson for CompositionAttester {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CompositionAttester {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.time, "time"),
-                7 => rt::opt(p, &mut out.time_ext, "_time"),
-                8 => rt::opt(p, &mut out.party, "party"),
+                7 => rt::opt_in(p, &mut out.time_ext, "_time"),
+                8 => rt::opt_in(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -148,56 +148,56 @@ impl ConceptMap {
 impl FromJson for ConceptMap {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ConceptMap {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ConceptMap"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.purpose, "purpose"),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 37 => rt::opt(p, &mut out.copyright, "copyright"),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                38 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 39 => rt::choice(p, &mut out.source, key),
                 40 => rt::choice(p, &mut out.target, key),
-                41 => rt::list(p, &mut out.group, "group"),
+                41 => rt::list_in(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -356,28 +356,36 @@ impl ConceptMapGroup {
 
 impl FromJson for ConceptMapGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConceptMapGroup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.source, "source"),
-                5 => rt::opt(p, &mut out.source_ext, "_source"),
+                5 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 6 => rt::opt(p, &mut out.source_version, "sourceVersion"),
-                7 => rt::opt(p, &mut out.source_version_ext, "_sourceVersion"),
+                7 => rt::opt_in(p, &mut out.source_version_ext, "_sourceVersion"),
                 8 => rt::opt(p, &mut out.target, "target"),
-                9 => rt::opt(p, &mut out.target_ext, "_target"),
+                9 => rt::opt_in(p, &mut out.target_ext, "_target"),
                 10 => rt::opt(p, &mut out.target_version, "targetVersion"),
-                11 => rt::opt(p, &mut out.target_version_ext, "_targetVersion"),
-                12 => rt::list(p, &mut out.element, "element"),
-                13 => rt::opt(p, &mut out.unmapped, "unmapped"),
+                11 => rt::opt_in(p, &mut out.target_version_ext, "_targetVersion"),
+                12 => rt::list_in(p, &mut out.element, "element"),
+                13 => rt::opt_in(p, &mut out.unmapped, "unmapped"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -456,26 +464,34 @@ impl ConceptMapGroupUnmapped {
 
 impl FromJson for ConceptMapGroupUnmapped {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConceptMapGroupUnmapped {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.mode, "mode"),
-                5 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                5 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 6 => rt::opt(p, &mut out.code, "code"),
-                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                7 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 8 => rt::opt(p, &mut out.display, "display"),
-                9 => rt::opt(p, &mut out.display_ext, "_display"),
+                9 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 10 => rt::opt(p, &mut out.url, "url"),
-                11 => rt::opt(p, &mut out.url_ext, "_url"),
+                11 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -542,23 +558,31 @@ impl ConceptMapGroupElement {
 
 impl FromJson for ConceptMapGroupElement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConceptMapGroupElement {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.display, "display"),
-                7 => rt::opt(p, &mut out.display_ext, "_display"),
-                8 => rt::list(p, &mut out.target, "target"),
+                7 => rt::opt_in(p, &mut out.display_ext, "_display"),
+                8 => rt::list_in(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -638,28 +662,36 @@ impl ConceptMapGroupElementTarget {
 
 impl FromJson for ConceptMapGroupElementTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConceptMapGroupElementTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.display, "display"),
-                7 => rt::opt(p, &mut out.display_ext, "_display"),
+                7 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 8 => rt::opt(p, &mut out.equivalence, "equivalence"),
-                9 => rt::opt(p, &mut out.equivalence_ext, "_equivalence"),
+                9 => rt::opt_in(p, &mut out.equivalence_ext, "_equivalence"),
                 10 => rt::opt(p, &mut out.comment, "comment"),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                12 => rt::list(p, &mut out.depends_on, "dependsOn"),
-                13 => rt::list(p, &mut out.product, "product"),
+                11 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                12 => rt::list_in(p, &mut out.depends_on, "dependsOn"),
+                13 => rt::list_in(p, &mut out.product, "product"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -738,26 +770,34 @@ impl ConceptMapGroupElementTargetDependsOn {
 
 impl FromJson for ConceptMapGroupElementTargetDependsOn {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConceptMapGroupElementTargetDependsOn {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.property, "property"),
-                5 => rt::opt(p, &mut out.property_ext, "_property"),
+                5 => rt::opt_in(p, &mut out.property_ext, "_property"),
                 6 => rt::opt(p, &mut out.system, "system"),
-                7 => rt::opt(p, &mut out.system_ext, "_system"),
+                7 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 8 => rt::opt(p, &mut out.value, "value"),
-                9 => rt::opt(p, &mut out.value_ext, "_value"),
+                9 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 10 => rt::opt(p, &mut out.display, "display"),
-                11 => rt::opt(p, &mut out.display_ext, "_display"),
+                11 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -128,46 +128,46 @@ impl Condition {
 impl FromJson for Condition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Condition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Condition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.clinical_status, "clinicalStatus"),
-                15 => rt::opt(p, &mut out.verification_status, "verificationStatus"),
-                16 => rt::list(p, &mut out.category, "category"),
-                17 => rt::opt(p, &mut out.severity, "severity"),
-                18 => rt::opt(p, &mut out.code, "code"),
-                19 => rt::list(p, &mut out.body_site, "bodySite"),
-                20 => rt::opt(p, &mut f_subject, "subject"),
-                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.clinical_status, "clinicalStatus"),
+                15 => rt::opt_in(p, &mut out.verification_status, "verificationStatus"),
+                16 => rt::list_in(p, &mut out.category, "category"),
+                17 => rt::opt_in(p, &mut out.severity, "severity"),
+                18 => rt::opt_in(p, &mut out.code, "code"),
+                19 => rt::list_in(p, &mut out.body_site, "bodySite"),
+                20 => rt::opt_in(p, &mut f_subject, "subject"),
+                21 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 22 => rt::choice(p, &mut out.onset, key),
                 23 => rt::choice(p, &mut out.abatement, key),
                 24 => rt::opt(p, &mut out.recorded_date, "recordedDate"),
-                25 => rt::opt(p, &mut out.recorded_date_ext, "_recordedDate"),
-                26 => rt::opt(p, &mut out.recorder, "recorder"),
-                27 => rt::opt(p, &mut out.asserter, "asserter"),
-                28 => rt::list(p, &mut out.stage, "stage"),
-                29 => rt::list(p, &mut out.evidence, "evidence"),
-                30 => rt::list(p, &mut out.note, "note"),
+                25 => rt::opt_in(p, &mut out.recorded_date_ext, "_recordedDate"),
+                26 => rt::opt_in(p, &mut out.recorder, "recorder"),
+                27 => rt::opt_in(p, &mut out.asserter, "asserter"),
+                28 => rt::list_in(p, &mut out.stage, "stage"),
+                29 => rt::list_in(p, &mut out.evidence, "evidence"),
+                30 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -296,20 +296,28 @@ impl ConditionEvidence {
 
 impl FromJson for ConditionEvidence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConditionEvidence {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.code, "code"),
-                5 => rt::list(p, &mut out.detail, "detail"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.code, "code"),
+                5 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -366,21 +374,29 @@ impl ConditionStage {
 
 impl FromJson for ConditionStage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConditionStage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.summary, "summary"),
-                5 => rt::list(p, &mut out.assessment, "assessment"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.summary, "summary"),
+                5 => rt::list_in(p, &mut out.assessment, "assessment"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -106,43 +106,43 @@ impl Consent {
 impl FromJson for Consent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Consent {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_scope = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Consent"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_scope, "scope"),
-                17 => rt::list(p, &mut out.category, "category"),
-                18 => rt::opt(p, &mut out.patient, "patient"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_scope, "scope"),
+                17 => rt::list_in(p, &mut out.category, "category"),
+                18 => rt::opt_in(p, &mut out.patient, "patient"),
                 19 => rt::opt(p, &mut out.date_time, "dateTime"),
-                20 => rt::opt(p, &mut out.date_time_ext, "_dateTime"),
-                21 => rt::list(p, &mut out.performer, "performer"),
-                22 => rt::list(p, &mut out.organization, "organization"),
+                20 => rt::opt_in(p, &mut out.date_time_ext, "_dateTime"),
+                21 => rt::list_in(p, &mut out.performer, "performer"),
+                22 => rt::list_in(p, &mut out.organization, "organization"),
                 23 => rt::choice(p, &mut out.source, key),
-                24 => rt::list(p, &mut out.policy, "policy"),
-                25 => rt::opt(p, &mut out.policy_rule, "policyRule"),
-                26 => rt::list(p, &mut out.verification, "verification"),
-                27 => rt::opt(p, &mut out.provision, "provision"),
+                24 => rt::list_in(p, &mut out.policy, "policy"),
+                25 => rt::opt_in(p, &mut out.policy_rule, "policyRule"),
+                26 => rt::list_in(p, &mut out.verification, "verification"),
+                27 => rt::opt_in(p, &mut out.provision, "provision"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -292,30 +292,38 @@ impl ConsentProvision {
 
 impl FromJson for ConsentProvision {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConsentProvision {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.period, "period"),
-                7 => rt::list(p, &mut out.actor, "actor"),
-                8 => rt::list(p, &mut out.action, "action"),
-                9 => rt::list(p, &mut out.security_label, "securityLabel"),
-                10 => rt::list(p, &mut out.purpose, "purpose"),
-                11 => rt::list(p, &mut out.class, "class"),
-                12 => rt::list(p, &mut out.code, "code"),
-                13 => rt::opt(p, &mut out.data_period, "dataPeriod"),
-                14 => rt::list(p, &mut out.data, "data"),
-                15 => rt::list(p, &mut out.provision, "provision"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.period, "period"),
+                7 => rt::list_in(p, &mut out.actor, "actor"),
+                8 => rt::list_in(p, &mut out.action, "action"),
+                9 => rt::list_in(p, &mut out.security_label, "securityLabel"),
+                10 => rt::list_in(p, &mut out.purpose, "purpose"),
+                11 => rt::list_in(p, &mut out.class, "class"),
+                12 => rt::list_in(p, &mut out.code, "code"),
+                13 => rt::opt_in(p, &mut out.data_period, "dataPeriod"),
+                14 => rt::list_in(p, &mut out.data, "data"),
+                15 => rt::list_in(p, &mut out.provision, "provision"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -382,23 +390,31 @@ impl ConsentProvisionData {
 
 impl FromJson for ConsentProvisionData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConsentProvisionData {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.meaning, "meaning"),
-                5 => rt::opt(p, &mut out.meaning_ext, "_meaning"),
-                6 => rt::opt(p, &mut f_reference, "reference"),
+                5 => rt::opt_in(p, &mut out.meaning_ext, "_meaning"),
+                6 => rt::opt_in(p, &mut f_reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.reference = rt::required(p, f_reference, "reference")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -454,24 +470,32 @@ impl ConsentProvisionActor {
 
 impl FromJson for ConsentProvisionActor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConsentProvisionActor {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_role = None;
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_role, "role"),
-                5 => rt::opt(p, &mut f_reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_role, "role"),
+                5 => rt::opt_in(p, &mut f_reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.role = rt::required(p, f_role, "role")?;
         out.reference = rt::required(p, f_reference, "reference")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -532,23 +556,31 @@ impl ConsentVerification {
 
 impl FromJson for ConsentVerification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConsentVerification {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.verified, "verified"),
-                5 => rt::opt(p, &mut out.verified_ext, "_verified"),
-                6 => rt::opt(p, &mut out.verified_with, "verifiedWith"),
+                5 => rt::opt_in(p, &mut out.verified_ext, "_verified"),
+                6 => rt::opt_in(p, &mut out.verified_with, "verifiedWith"),
                 7 => rt::opt(p, &mut out.verification_date, "verificationDate"),
-                8 => rt::opt(p, &mut out.verification_date_ext, "_verificationDate"),
+                8 => rt::opt_in(p, &mut out.verification_date_ext, "_verificationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -610,22 +642,30 @@ impl ConsentPolicy {
 
 impl FromJson for ConsentPolicy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ConsentPolicy {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.authority, "authority"),
-                5 => rt::opt(p, &mut out.authority_ext, "_authority"),
+                5 => rt::opt_in(p, &mut out.authority_ext, "_authority"),
                 6 => rt::opt(p, &mut out.uri, "uri"),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                7 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -206,65 +206,65 @@ impl Contract {
 impl FromJson for Contract {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Contract {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Contract"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.url, "url"),
-                15 => rt::opt(p, &mut out.url_ext, "_url"),
+                15 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.status, "status"),
-                19 => rt::opt(p, &mut out.status_ext, "_status"),
-                20 => rt::opt(p, &mut out.legal_state, "legalState"),
-                21 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical"),
+                19 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.legal_state, "legalState"),
+                21 => rt::opt_in(p, &mut out.instantiates_canonical, "instantiatesCanonical"),
                 22 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri"),
-                23 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                24 => rt::opt(p, &mut out.content_derivative, "contentDerivative"),
+                23 => rt::opt_in(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                24 => rt::opt_in(p, &mut out.content_derivative, "contentDerivative"),
                 25 => rt::opt(p, &mut out.issued, "issued"),
-                26 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                27 => rt::opt(p, &mut out.applies, "applies"),
-                28 => rt::opt(p, &mut out.expiration_type, "expirationType"),
-                29 => rt::list(p, &mut out.subject, "subject"),
-                30 => rt::list(p, &mut out.authority, "authority"),
-                31 => rt::list(p, &mut out.domain, "domain"),
-                32 => rt::list(p, &mut out.site, "site"),
+                26 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                27 => rt::opt_in(p, &mut out.applies, "applies"),
+                28 => rt::opt_in(p, &mut out.expiration_type, "expirationType"),
+                29 => rt::list_in(p, &mut out.subject, "subject"),
+                30 => rt::list_in(p, &mut out.authority, "authority"),
+                31 => rt::list_in(p, &mut out.domain, "domain"),
+                32 => rt::list_in(p, &mut out.site, "site"),
                 33 => rt::opt(p, &mut out.name, "name"),
-                34 => rt::opt(p, &mut out.name_ext, "_name"),
+                34 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 35 => rt::opt(p, &mut out.title, "title"),
-                36 => rt::opt(p, &mut out.title_ext, "_title"),
+                36 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 37 => rt::opt(p, &mut out.subtitle, "subtitle"),
-                38 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                38 => rt::opt_in(p, &mut out.subtitle_ext, "_subtitle"),
                 39 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
                 40 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
-                41 => rt::opt(p, &mut out.author, "author"),
-                42 => rt::opt(p, &mut out.scope, "scope"),
+                41 => rt::opt_in(p, &mut out.author, "author"),
+                42 => rt::opt_in(p, &mut out.scope, "scope"),
                 43 => rt::choice(p, &mut out.topic, key),
-                44 => rt::opt(p, &mut out.r#type, "type"),
-                45 => rt::list(p, &mut out.sub_type, "subType"),
-                46 => rt::opt(p, &mut out.content_definition, "contentDefinition"),
-                47 => rt::list(p, &mut out.term, "term"),
-                48 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
-                49 => rt::list(p, &mut out.relevant_history, "relevantHistory"),
-                50 => rt::list(p, &mut out.signer, "signer"),
+                44 => rt::opt_in(p, &mut out.r#type, "type"),
+                45 => rt::list_in(p, &mut out.sub_type, "subType"),
+                46 => rt::opt_in(p, &mut out.content_definition, "contentDefinition"),
+                47 => rt::list_in(p, &mut out.term, "term"),
+                48 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
+                49 => rt::list_in(p, &mut out.relevant_history, "relevantHistory"),
+                50 => rt::list_in(p, &mut out.signer, "signer"),
                 51 => rt::list(p, &mut out.friendly, "friendly"),
                 52 => rt::list(p, &mut out.legal, "legal"),
                 53 => rt::list(p, &mut out.rule, "rule"),
@@ -427,8 +427,8 @@ impl FromJson for ContractRule {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
@@ -501,8 +501,8 @@ impl FromJson for ContractLegal {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
@@ -575,8 +575,8 @@ impl FromJson for ContractFriendly {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_content, key),
                 _ => extra.read(p, key),
             }?;
@@ -643,25 +643,33 @@ impl ContractSigner {
 
 impl FromJson for ContractSigner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractSigner {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_party = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut f_party, "party"),
-                6 => rt::list(p, &mut out.signature, "signature"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut f_party, "party"),
+                6 => rt::list_in(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
         out.party = rt::required(p, f_party, "party")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -753,34 +761,42 @@ impl ContractTerm {
 
 impl FromJson for ContractTerm {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTerm {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_offer = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 5 => rt::opt(p, &mut out.issued, "issued"),
-                6 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                7 => rt::opt(p, &mut out.applies, "applies"),
+                6 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                7 => rt::opt_in(p, &mut out.applies, "applies"),
                 8 => rt::choice(p, &mut out.topic, key),
-                9 => rt::opt(p, &mut out.r#type, "type"),
-                10 => rt::opt(p, &mut out.sub_type, "subType"),
+                9 => rt::opt_in(p, &mut out.r#type, "type"),
+                10 => rt::opt_in(p, &mut out.sub_type, "subType"),
                 11 => rt::opt(p, &mut out.text, "text"),
-                12 => rt::opt(p, &mut out.text_ext, "_text"),
-                13 => rt::list(p, &mut out.security_label, "securityLabel"),
-                14 => rt::opt(p, &mut f_offer, "offer"),
-                15 => rt::list(p, &mut out.asset, "asset"),
-                16 => rt::list(p, &mut out.action, "action"),
-                17 => rt::list(p, &mut out.group, "group"),
+                12 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                13 => rt::list_in(p, &mut out.security_label, "securityLabel"),
+                14 => rt::opt_in(p, &mut f_offer, "offer"),
+                15 => rt::list_in(p, &mut out.asset, "asset"),
+                16 => rt::list_in(p, &mut out.action, "action"),
+                17 => rt::list_in(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.offer = rt::required(p, f_offer, "offer")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -931,44 +947,52 @@ impl ContractTermAction {
 
 impl FromJson for ContractTermAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_intent = None;
         let mut f_status = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.do_not_perform, "doNotPerform"),
-                5 => rt::opt(p, &mut out.do_not_perform_ext, "_doNotPerform"),
-                6 => rt::opt(p, &mut f_type, "type"),
-                7 => rt::list(p, &mut out.subject, "subject"),
-                8 => rt::opt(p, &mut f_intent, "intent"),
+                5 => rt::opt_in(p, &mut out.do_not_perform_ext, "_doNotPerform"),
+                6 => rt::opt_in(p, &mut f_type, "type"),
+                7 => rt::list_in(p, &mut out.subject, "subject"),
+                8 => rt::opt_in(p, &mut f_intent, "intent"),
                 9 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
                 10 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
-                11 => rt::opt(p, &mut f_status, "status"),
-                12 => rt::opt(p, &mut out.context, "context"),
+                11 => rt::opt_in(p, &mut f_status, "status"),
+                12 => rt::opt_in(p, &mut out.context, "context"),
                 13 => rt::prim_list(p, &mut out.context_link_id, &mut out.context_link_id_ext, "contextLinkId"),
                 14 => rt::list_ext(p, &mut out.context_link_id_ext, "_contextLinkId"),
                 15 => rt::choice(p, &mut out.occurrence, key),
-                16 => rt::list(p, &mut out.requester, "requester"),
+                16 => rt::list_in(p, &mut out.requester, "requester"),
                 17 => rt::prim_list(p, &mut out.requester_link_id, &mut out.requester_link_id_ext, "requesterLinkId"),
                 18 => rt::list_ext(p, &mut out.requester_link_id_ext, "_requesterLinkId"),
-                19 => rt::list(p, &mut out.performer_type, "performerType"),
-                20 => rt::opt(p, &mut out.performer_role, "performerRole"),
-                21 => rt::opt(p, &mut out.performer, "performer"),
+                19 => rt::list_in(p, &mut out.performer_type, "performerType"),
+                20 => rt::opt_in(p, &mut out.performer_role, "performerRole"),
+                21 => rt::opt_in(p, &mut out.performer, "performer"),
                 22 => rt::prim_list(p, &mut out.performer_link_id, &mut out.performer_link_id_ext, "performerLinkId"),
                 23 => rt::list_ext(p, &mut out.performer_link_id_ext, "_performerLinkId"),
-                24 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                25 => rt::list(p, &mut out.reason_reference, "reasonReference"),
+                24 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                25 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
                 26 => rt::prim_list(p, &mut out.reason, &mut out.reason_ext, "reason"),
                 27 => rt::list_ext(p, &mut out.reason_ext, "_reason"),
                 28 => rt::prim_list(p, &mut out.reason_link_id, &mut out.reason_link_id_ext, "reasonLinkId"),
                 29 => rt::list_ext(p, &mut out.reason_link_id_ext, "_reasonLinkId"),
-                30 => rt::list(p, &mut out.note, "note"),
+                30 => rt::list_in(p, &mut out.note, "note"),
                 31 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
                 32 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
                 _ => out.extra.read(p, key),
@@ -977,7 +1001,7 @@ impl FromJson for ContractTermAction {
         out.r#type = rt::required(p, f_type, "type")?;
         out.intent = rt::required(p, f_intent, "intent")?;
         out.status = rt::required(p, f_status, "status")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1052,20 +1076,28 @@ impl ContractTermActionSubject {
 
 impl FromJson for ContractTermActionSubject {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermActionSubject {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.reference, "reference"),
-                5 => rt::opt(p, &mut out.role, "role"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.reference, "reference"),
+                5 => rt::opt_in(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1166,37 +1198,45 @@ impl ContractTermAsset {
 
 impl FromJson for ContractTermAsset {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermAsset {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.scope, "scope"),
-                5 => rt::list(p, &mut out.r#type, "type"),
-                6 => rt::list(p, &mut out.type_reference, "typeReference"),
-                7 => rt::list(p, &mut out.subtype, "subtype"),
-                8 => rt::opt(p, &mut out.relationship, "relationship"),
-                9 => rt::list(p, &mut out.context, "context"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.scope, "scope"),
+                5 => rt::list_in(p, &mut out.r#type, "type"),
+                6 => rt::list_in(p, &mut out.type_reference, "typeReference"),
+                7 => rt::list_in(p, &mut out.subtype, "subtype"),
+                8 => rt::opt_in(p, &mut out.relationship, "relationship"),
+                9 => rt::list_in(p, &mut out.context, "context"),
                 10 => rt::opt(p, &mut out.condition, "condition"),
-                11 => rt::opt(p, &mut out.condition_ext, "_condition"),
-                12 => rt::list(p, &mut out.period_type, "periodType"),
-                13 => rt::list(p, &mut out.period, "period"),
-                14 => rt::list(p, &mut out.use_period, "usePeriod"),
+                11 => rt::opt_in(p, &mut out.condition_ext, "_condition"),
+                12 => rt::list_in(p, &mut out.period_type, "periodType"),
+                13 => rt::list_in(p, &mut out.period, "period"),
+                14 => rt::list_in(p, &mut out.use_period, "usePeriod"),
                 15 => rt::opt(p, &mut out.text, "text"),
-                16 => rt::opt(p, &mut out.text_ext, "_text"),
+                16 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 17 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
                 18 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
                 19 => rt::list(p, &mut out.answer, "answer"),
                 20 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
                 21 => rt::list_ext(p, &mut out.security_label_number_ext, "_securityLabelNumber"),
-                22 => rt::list(p, &mut out.valued_item, "valuedItem"),
+                22 => rt::list_in(p, &mut out.valued_item, "valuedItem"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1316,31 +1356,39 @@ impl ContractTermAssetValuedItem {
 
 impl FromJson for ContractTermAssetValuedItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermAssetValuedItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.entity, key),
-                5 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 6 => rt::opt(p, &mut out.effective_time, "effectiveTime"),
-                7 => rt::opt(p, &mut out.effective_time_ext, "_effectiveTime"),
-                8 => rt::opt(p, &mut out.quantity, "quantity"),
-                9 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                7 => rt::opt_in(p, &mut out.effective_time_ext, "_effectiveTime"),
+                8 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                9 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 10 => rt::opt(p, &mut out.factor, "factor"),
-                11 => rt::opt(p, &mut out.factor_ext, "_factor"),
+                11 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
                 12 => rt::opt(p, &mut out.points, "points"),
-                13 => rt::opt(p, &mut out.points_ext, "_points"),
-                14 => rt::opt(p, &mut out.net, "net"),
+                13 => rt::opt_in(p, &mut out.points_ext, "_points"),
+                14 => rt::opt_in(p, &mut out.net, "net"),
                 15 => rt::opt(p, &mut out.payment, "payment"),
-                16 => rt::opt(p, &mut out.payment_ext, "_payment"),
+                16 => rt::opt_in(p, &mut out.payment_ext, "_payment"),
                 17 => rt::opt(p, &mut out.payment_date, "paymentDate"),
-                18 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
-                19 => rt::opt(p, &mut out.responsible, "responsible"),
-                20 => rt::opt(p, &mut out.recipient, "recipient"),
+                18 => rt::opt_in(p, &mut out.payment_date_ext, "_paymentDate"),
+                19 => rt::opt_in(p, &mut out.responsible, "responsible"),
+                20 => rt::opt_in(p, &mut out.recipient, "recipient"),
                 21 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
                 22 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
                 23 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
@@ -1348,7 +1396,7 @@ impl FromJson for ContractTermAssetValuedItem {
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1424,22 +1472,30 @@ impl ContractTermAssetContext {
 
 impl FromJson for ContractTermAssetContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermAssetContext {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.reference, "reference"),
-                5 => rt::list(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.reference, "reference"),
+                5 => rt::list_in(p, &mut out.code, "code"),
                 6 => rt::opt(p, &mut out.text, "text"),
-                7 => rt::opt(p, &mut out.text_ext, "_text"),
+                7 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1522,23 +1578,31 @@ impl ContractTermOffer {
 
 impl FromJson for ContractTermOffer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermOffer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::list(p, &mut out.party, "party"),
-                6 => rt::opt(p, &mut out.topic, "topic"),
-                7 => rt::opt(p, &mut out.r#type, "type"),
-                8 => rt::opt(p, &mut out.decision, "decision"),
-                9 => rt::list(p, &mut out.decision_mode, "decisionMode"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::list_in(p, &mut out.party, "party"),
+                6 => rt::opt_in(p, &mut out.topic, "topic"),
+                7 => rt::opt_in(p, &mut out.r#type, "type"),
+                8 => rt::opt_in(p, &mut out.decision, "decision"),
+                9 => rt::list_in(p, &mut out.decision_mode, "decisionMode"),
                 10 => rt::list(p, &mut out.answer, "answer"),
                 11 => rt::opt(p, &mut out.text, "text"),
-                12 => rt::opt(p, &mut out.text_ext, "_text"),
+                12 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 13 => rt::prim_list(p, &mut out.link_id, &mut out.link_id_ext, "linkId"),
                 14 => rt::list_ext(p, &mut out.link_id_ext, "_linkId"),
                 15 => rt::prim_list(p, &mut out.security_label_number, &mut out.security_label_number_ext, "securityLabelNumber"),
@@ -1546,7 +1610,7 @@ impl FromJson for ContractTermOffer {
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1622,8 +1686,8 @@ impl FromJson for ContractTermOfferAnswer {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -1688,22 +1752,30 @@ impl ContractTermOfferParty {
 
 impl FromJson for ContractTermOfferParty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermOfferParty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_role = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.reference, "reference"),
-                5 => rt::opt(p, &mut f_role, "role"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.reference, "reference"),
+                5 => rt::opt_in(p, &mut f_role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.role = rt::required(p, f_role, "role")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1764,25 +1836,33 @@ impl ContractTermSecurityLabel {
 
 impl FromJson for ContractTermSecurityLabel {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractTermSecurityLabel {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_classification = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.number, &mut out.number_ext, "number"),
                 5 => rt::list_ext(p, &mut out.number_ext, "_number"),
-                6 => rt::opt(p, &mut f_classification, "classification"),
-                7 => rt::list(p, &mut out.category, "category"),
-                8 => rt::list(p, &mut out.control, "control"),
+                6 => rt::opt_in(p, &mut f_classification, "classification"),
+                7 => rt::list_in(p, &mut out.category, "category"),
+                8 => rt::list_in(p, &mut out.control, "control"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.classification = rt::required(p, f_classification, "classification")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1857,29 +1937,37 @@ impl ContractContentDefinition {
 
 impl FromJson for ContractContentDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ContractContentDefinition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut out.sub_type, "subType"),
-                6 => rt::opt(p, &mut out.publisher, "publisher"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.sub_type, "subType"),
+                6 => rt::opt_in(p, &mut out.publisher, "publisher"),
                 7 => rt::opt(p, &mut out.publication_date, "publicationDate"),
-                8 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate"),
+                8 => rt::opt_in(p, &mut out.publication_date_ext, "_publicationDate"),
                 9 => rt::opt(p, &mut out.publication_status, "publicationStatus"),
-                10 => rt::opt(p, &mut out.publication_status_ext, "_publicationStatus"),
+                10 => rt::opt_in(p, &mut out.publication_status_ext, "_publicationStatus"),
                 11 => rt::opt(p, &mut out.copyright, "copyright"),
-                12 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                12 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -136,51 +136,51 @@ impl Coverage {
 impl FromJson for Coverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Coverage {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_beneficiary = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Coverage"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.r#type, "type"),
-                17 => rt::opt(p, &mut out.policy_holder, "policyHolder"),
-                18 => rt::opt(p, &mut out.subscriber, "subscriber"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.r#type, "type"),
+                17 => rt::opt_in(p, &mut out.policy_holder, "policyHolder"),
+                18 => rt::opt_in(p, &mut out.subscriber, "subscriber"),
                 19 => rt::opt(p, &mut out.subscriber_id, "subscriberId"),
-                20 => rt::opt(p, &mut out.subscriber_id_ext, "_subscriberId"),
-                21 => rt::opt(p, &mut f_beneficiary, "beneficiary"),
+                20 => rt::opt_in(p, &mut out.subscriber_id_ext, "_subscriberId"),
+                21 => rt::opt_in(p, &mut f_beneficiary, "beneficiary"),
                 22 => rt::opt(p, &mut out.dependent, "dependent"),
-                23 => rt::opt(p, &mut out.dependent_ext, "_dependent"),
-                24 => rt::opt(p, &mut out.relationship, "relationship"),
-                25 => rt::opt(p, &mut out.period, "period"),
-                26 => rt::list(p, &mut out.payor, "payor"),
-                27 => rt::list(p, &mut out.class, "class"),
+                23 => rt::opt_in(p, &mut out.dependent_ext, "_dependent"),
+                24 => rt::opt_in(p, &mut out.relationship, "relationship"),
+                25 => rt::opt_in(p, &mut out.period, "period"),
+                26 => rt::list_in(p, &mut out.payor, "payor"),
+                27 => rt::list_in(p, &mut out.class, "class"),
                 28 => rt::opt(p, &mut out.order, "order"),
-                29 => rt::opt(p, &mut out.order_ext, "_order"),
+                29 => rt::opt_in(p, &mut out.order_ext, "_order"),
                 30 => rt::opt(p, &mut out.network, "network"),
-                31 => rt::opt(p, &mut out.network_ext, "_network"),
+                31 => rt::opt_in(p, &mut out.network_ext, "_network"),
                 32 => rt::list(p, &mut out.cost_to_beneficiary, "costToBeneficiary"),
                 33 => rt::opt(p, &mut out.subrogation, "subrogation"),
-                34 => rt::opt(p, &mut out.subrogation_ext, "_subrogation"),
-                35 => rt::list(p, &mut out.contract, "contract"),
+                34 => rt::opt_in(p, &mut out.subrogation_ext, "_subrogation"),
+                35 => rt::list_in(p, &mut out.contract, "contract"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -328,11 +328,11 @@ impl FromJson for CoverageCostToBeneficiary {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::choice(p, &mut f_value, key),
-                6 => rt::list(p, &mut f_exception, "exception"),
+                6 => rt::list_in(p, &mut f_exception, "exception"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -400,22 +400,30 @@ impl CoverageCostToBeneficiaryException {
 
 impl FromJson for CoverageCostToBeneficiaryException {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageCostToBeneficiaryException {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut out.period, "period"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -476,25 +484,33 @@ impl CoverageClass {
 
 impl FromJson for CoverageClass {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageClass {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::opt(p, &mut out.value, "value"),
-                6 => rt::opt(p, &mut out.value_ext, "_value"),
+                6 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 7 => rt::opt(p, &mut out.name, "name"),
-                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                8 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -108,46 +108,46 @@ impl CoverageEligibilityRequest {
 impl FromJson for CoverageEligibilityRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CoverageEligibilityRequest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         let mut f_insurer = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CoverageEligibilityRequest"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.priority, "priority"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.priority, "priority"),
                 17 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose"),
                 18 => rt::list_ext(p, &mut out.purpose_ext, "_purpose"),
-                19 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::opt_in(p, &mut f_patient, "patient"),
                 20 => rt::choice(p, &mut out.serviced, key),
                 21 => rt::opt(p, &mut out.created, "created"),
-                22 => rt::opt(p, &mut out.created_ext, "_created"),
-                23 => rt::opt(p, &mut out.enterer, "enterer"),
-                24 => rt::opt(p, &mut out.provider, "provider"),
-                25 => rt::opt(p, &mut f_insurer, "insurer"),
-                26 => rt::opt(p, &mut out.facility, "facility"),
-                27 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
-                28 => rt::list(p, &mut out.insurance, "insurance"),
-                29 => rt::list(p, &mut out.item, "item"),
+                22 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                23 => rt::opt_in(p, &mut out.enterer, "enterer"),
+                24 => rt::opt_in(p, &mut out.provider, "provider"),
+                25 => rt::opt_in(p, &mut f_insurer, "insurer"),
+                26 => rt::opt_in(p, &mut out.facility, "facility"),
+                27 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
+                28 => rt::list_in(p, &mut out.insurance, "insurance"),
+                29 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -297,29 +297,37 @@ impl CoverageEligibilityRequestItem {
 
 impl FromJson for CoverageEligibilityRequestItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityRequestItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.supporting_info_sequence, &mut out.supporting_info_sequence_ext, "supportingInfoSequence"),
                 5 => rt::list_ext(p, &mut out.supporting_info_sequence_ext, "_supportingInfoSequence"),
-                6 => rt::opt(p, &mut out.category, "category"),
-                7 => rt::opt(p, &mut out.product_or_service, "productOrService"),
-                8 => rt::list(p, &mut out.modifier, "modifier"),
-                9 => rt::opt(p, &mut out.provider, "provider"),
-                10 => rt::opt(p, &mut out.quantity, "quantity"),
-                11 => rt::opt(p, &mut out.unit_price, "unitPrice"),
-                12 => rt::opt(p, &mut out.facility, "facility"),
-                13 => rt::list(p, &mut out.diagnosis, "diagnosis"),
-                14 => rt::list(p, &mut out.detail, "detail"),
+                6 => rt::opt_in(p, &mut out.category, "category"),
+                7 => rt::opt_in(p, &mut out.product_or_service, "productOrService"),
+                8 => rt::list_in(p, &mut out.modifier, "modifier"),
+                9 => rt::opt_in(p, &mut out.provider, "provider"),
+                10 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                11 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
+                12 => rt::opt_in(p, &mut out.facility, "facility"),
+                13 => rt::list_in(p, &mut out.diagnosis, "diagnosis"),
+                14 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -380,19 +388,27 @@ impl CoverageEligibilityRequestItemDiagnosis {
 
 impl FromJson for CoverageEligibilityRequestItemDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityRequestItemDiagnosis {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.diagnosis, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -452,25 +468,33 @@ impl CoverageEligibilityRequestInsurance {
 
 impl FromJson for CoverageEligibilityRequestInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityRequestInsurance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.focal, "focal"),
-                5 => rt::opt(p, &mut out.focal_ext, "_focal"),
-                6 => rt::opt(p, &mut f_coverage, "coverage"),
+                5 => rt::opt_in(p, &mut out.focal_ext, "_focal"),
+                6 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 7 => rt::opt(p, &mut out.business_arrangement, "businessArrangement"),
-                8 => rt::opt(p, &mut out.business_arrangement_ext, "_businessArrangement"),
+                8 => rt::opt_in(p, &mut out.business_arrangement_ext, "_businessArrangement"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -534,25 +558,33 @@ impl CoverageEligibilityRequestSupportingInfo {
 
 impl FromJson for CoverageEligibilityRequestSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityRequestSupportingInfo {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_information = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut f_information, "information"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut f_information, "information"),
                 7 => rt::opt(p, &mut out.applies_to_all, "appliesToAll"),
-                8 => rt::opt(p, &mut out.applies_to_all_ext, "_appliesToAll"),
+                8 => rt::opt_in(p, &mut out.applies_to_all_ext, "_appliesToAll"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.information = rt::required(p, f_information, "information")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -132,13 +132,13 @@ impl CoverageEligibilityResponse {
 impl FromJson for CoverageEligibilityResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for CoverageEligibilityResponse {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         let mut f_request = None;
         let mut f_insurer = None;
@@ -146,37 +146,37 @@ impl rt::ReadMembers for CoverageEligibilityResponse {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "CoverageEligibilityResponse"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 16 => rt::prim_list(p, &mut out.purpose, &mut out.purpose_ext, "purpose"),
                 17 => rt::list_ext(p, &mut out.purpose_ext, "_purpose"),
-                18 => rt::opt(p, &mut f_patient, "patient"),
+                18 => rt::opt_in(p, &mut f_patient, "patient"),
                 19 => rt::choice(p, &mut out.serviced, key),
                 20 => rt::opt(p, &mut out.created, "created"),
-                21 => rt::opt(p, &mut out.created_ext, "_created"),
-                22 => rt::opt(p, &mut out.requestor, "requestor"),
-                23 => rt::opt(p, &mut f_request, "request"),
+                21 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                22 => rt::opt_in(p, &mut out.requestor, "requestor"),
+                23 => rt::opt_in(p, &mut f_request, "request"),
                 24 => rt::opt(p, &mut out.outcome, "outcome"),
-                25 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                25 => rt::opt_in(p, &mut out.outcome_ext, "_outcome"),
                 26 => rt::opt(p, &mut out.disposition, "disposition"),
-                27 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
-                28 => rt::opt(p, &mut f_insurer, "insurer"),
-                29 => rt::list(p, &mut out.insurance, "insurance"),
+                27 => rt::opt_in(p, &mut out.disposition_ext, "_disposition"),
+                28 => rt::opt_in(p, &mut f_insurer, "insurer"),
+                29 => rt::list_in(p, &mut out.insurance, "insurance"),
                 30 => rt::opt(p, &mut out.pre_auth_ref, "preAuthRef"),
-                31 => rt::opt(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
-                32 => rt::opt(p, &mut out.form, "form"),
-                33 => rt::list(p, &mut out.error, "error"),
+                31 => rt::opt_in(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
+                32 => rt::opt_in(p, &mut out.form, "form"),
+                33 => rt::list_in(p, &mut out.error, "error"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -305,21 +305,29 @@ impl CoverageEligibilityResponseError {
 
 impl FromJson for CoverageEligibilityResponseError {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityResponseError {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -379,25 +387,33 @@ impl CoverageEligibilityResponseInsurance {
 
 impl FromJson for CoverageEligibilityResponseInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityResponseInsurance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_coverage, "coverage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 5 => rt::opt(p, &mut out.inforce, "inforce"),
-                6 => rt::opt(p, &mut out.inforce_ext, "_inforce"),
-                7 => rt::opt(p, &mut out.benefit_period, "benefitPeriod"),
-                8 => rt::list(p, &mut out.item, "item"),
+                6 => rt::opt_in(p, &mut out.inforce_ext, "_inforce"),
+                7 => rt::opt_in(p, &mut out.benefit_period, "benefitPeriod"),
+                8 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -501,37 +517,45 @@ impl CoverageEligibilityResponseInsuranceItem {
 
 impl FromJson for CoverageEligibilityResponseInsuranceItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityResponseInsuranceItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.category, "category"),
-                5 => rt::opt(p, &mut out.product_or_service, "productOrService"),
-                6 => rt::list(p, &mut out.modifier, "modifier"),
-                7 => rt::opt(p, &mut out.provider, "provider"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.category, "category"),
+                5 => rt::opt_in(p, &mut out.product_or_service, "productOrService"),
+                6 => rt::list_in(p, &mut out.modifier, "modifier"),
+                7 => rt::opt_in(p, &mut out.provider, "provider"),
                 8 => rt::opt(p, &mut out.excluded, "excluded"),
-                9 => rt::opt(p, &mut out.excluded_ext, "_excluded"),
+                9 => rt::opt_in(p, &mut out.excluded_ext, "_excluded"),
                 10 => rt::opt(p, &mut out.name, "name"),
-                11 => rt::opt(p, &mut out.name_ext, "_name"),
+                11 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 12 => rt::opt(p, &mut out.description, "description"),
-                13 => rt::opt(p, &mut out.description_ext, "_description"),
-                14 => rt::opt(p, &mut out.network, "network"),
-                15 => rt::opt(p, &mut out.unit, "unit"),
-                16 => rt::opt(p, &mut out.term, "term"),
-                17 => rt::list(p, &mut out.benefit, "benefit"),
+                13 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                14 => rt::opt_in(p, &mut out.network, "network"),
+                15 => rt::opt_in(p, &mut out.unit, "unit"),
+                16 => rt::opt_in(p, &mut out.term, "term"),
+                17 => rt::list_in(p, &mut out.benefit, "benefit"),
                 18 => rt::opt(p, &mut out.authorization_required, "authorizationRequired"),
-                19 => rt::opt(p, &mut out.authorization_required_ext, "_authorizationRequired"),
-                20 => rt::list(p, &mut out.authorization_supporting, "authorizationSupporting"),
+                19 => rt::opt_in(p, &mut out.authorization_required_ext, "_authorizationRequired"),
+                20 => rt::list_in(p, &mut out.authorization_supporting, "authorizationSupporting"),
                 21 => rt::opt(p, &mut out.authorization_url, "authorizationUrl"),
-                22 => rt::opt(p, &mut out.authorization_url_ext, "_authorizationUrl"),
+                22 => rt::opt_in(p, &mut out.authorization_url_ext, "_authorizationUrl"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -609,23 +633,31 @@ impl CoverageEligibilityResponseInsuranceItemBenefit {
 
 impl FromJson for CoverageEligibilityResponseInsuranceItemBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for CoverageEligibilityResponseInsuranceItemBenefit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::choice(p, &mut out.allowed, key),
                 6 => rt::choice(p, &mut out.used, key),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -106,43 +106,43 @@ impl DetectedIssue {
 impl FromJson for DetectedIssue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DetectedIssue {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DetectedIssue"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.code, "code"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.code, "code"),
                 17 => rt::opt(p, &mut out.severity, "severity"),
-                18 => rt::opt(p, &mut out.severity_ext, "_severity"),
-                19 => rt::opt(p, &mut out.patient, "patient"),
+                18 => rt::opt_in(p, &mut out.severity_ext, "_severity"),
+                19 => rt::opt_in(p, &mut out.patient, "patient"),
                 20 => rt::choice(p, &mut out.identified, key),
-                21 => rt::opt(p, &mut out.author, "author"),
-                22 => rt::list(p, &mut out.implicated, "implicated"),
-                23 => rt::list(p, &mut out.evidence, "evidence"),
+                21 => rt::opt_in(p, &mut out.author, "author"),
+                22 => rt::list_in(p, &mut out.implicated, "implicated"),
+                23 => rt::list_in(p, &mut out.evidence, "evidence"),
                 24 => rt::opt(p, &mut out.detail, "detail"),
-                25 => rt::opt(p, &mut out.detail_ext, "_detail"),
+                25 => rt::opt_in(p, &mut out.detail_ext, "_detail"),
                 26 => rt::opt(p, &mut out.reference, "reference"),
-                27 => rt::opt(p, &mut out.reference_ext, "_reference"),
-                28 => rt::list(p, &mut out.mitigation, "mitigation"),
+                27 => rt::opt_in(p, &mut out.reference_ext, "_reference"),
+                28 => rt::list_in(p, &mut out.mitigation, "mitigation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,24 +272,32 @@ impl DetectedIssueMitigation {
 
 impl FromJson for DetectedIssueMitigation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DetectedIssueMitigation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_action = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_action, "action"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_action, "action"),
                 5 => rt::opt(p, &mut out.date, "date"),
-                6 => rt::opt(p, &mut out.date_ext, "_date"),
-                7 => rt::opt(p, &mut out.author, "author"),
+                6 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                7 => rt::opt_in(p, &mut out.author, "author"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.action = rt::required(p, f_action, "action")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -346,20 +354,28 @@ impl DetectedIssueEvidence {
 
 impl FromJson for DetectedIssueEvidence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DetectedIssueEvidence {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.code, "code"),
-                5 => rt::list(p, &mut out.detail, "detail"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.code, "code"),
+                5 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

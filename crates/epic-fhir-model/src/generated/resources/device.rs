@@ -162,63 +162,63 @@ impl Device {
 impl FromJson for Device {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Device {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Device"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.definition, "definition"),
-                15 => rt::list(p, &mut out.udi_carrier, "udiCarrier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.definition, "definition"),
+                15 => rt::list_in(p, &mut out.udi_carrier, "udiCarrier"),
                 16 => rt::opt(p, &mut out.status, "status"),
-                17 => rt::opt(p, &mut out.status_ext, "_status"),
-                18 => rt::list(p, &mut out.status_reason, "statusReason"),
+                17 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                18 => rt::list_in(p, &mut out.status_reason, "statusReason"),
                 19 => rt::opt(p, &mut out.distinct_identifier, "distinctIdentifier"),
-                20 => rt::opt(p, &mut out.distinct_identifier_ext, "_distinctIdentifier"),
+                20 => rt::opt_in(p, &mut out.distinct_identifier_ext, "_distinctIdentifier"),
                 21 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
-                22 => rt::opt(p, &mut out.manufacturer_ext, "_manufacturer"),
+                22 => rt::opt_in(p, &mut out.manufacturer_ext, "_manufacturer"),
                 23 => rt::opt(p, &mut out.manufacture_date, "manufactureDate"),
-                24 => rt::opt(p, &mut out.manufacture_date_ext, "_manufactureDate"),
+                24 => rt::opt_in(p, &mut out.manufacture_date_ext, "_manufactureDate"),
                 25 => rt::opt(p, &mut out.expiration_date, "expirationDate"),
-                26 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate"),
+                26 => rt::opt_in(p, &mut out.expiration_date_ext, "_expirationDate"),
                 27 => rt::opt(p, &mut out.lot_number, "lotNumber"),
-                28 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber"),
+                28 => rt::opt_in(p, &mut out.lot_number_ext, "_lotNumber"),
                 29 => rt::opt(p, &mut out.serial_number, "serialNumber"),
-                30 => rt::opt(p, &mut out.serial_number_ext, "_serialNumber"),
-                31 => rt::list(p, &mut out.device_name, "deviceName"),
+                30 => rt::opt_in(p, &mut out.serial_number_ext, "_serialNumber"),
+                31 => rt::list_in(p, &mut out.device_name, "deviceName"),
                 32 => rt::opt(p, &mut out.model_number, "modelNumber"),
-                33 => rt::opt(p, &mut out.model_number_ext, "_modelNumber"),
+                33 => rt::opt_in(p, &mut out.model_number_ext, "_modelNumber"),
                 34 => rt::opt(p, &mut out.part_number, "partNumber"),
-                35 => rt::opt(p, &mut out.part_number_ext, "_partNumber"),
-                36 => rt::opt(p, &mut out.r#type, "type"),
-                37 => rt::list(p, &mut out.specialization, "specialization"),
-                38 => rt::list(p, &mut out.version, "version"),
-                39 => rt::list(p, &mut out.property, "property"),
-                40 => rt::opt(p, &mut out.patient, "patient"),
-                41 => rt::opt(p, &mut out.owner, "owner"),
-                42 => rt::list(p, &mut out.contact, "contact"),
-                43 => rt::opt(p, &mut out.location, "location"),
+                35 => rt::opt_in(p, &mut out.part_number_ext, "_partNumber"),
+                36 => rt::opt_in(p, &mut out.r#type, "type"),
+                37 => rt::list_in(p, &mut out.specialization, "specialization"),
+                38 => rt::list_in(p, &mut out.version, "version"),
+                39 => rt::list_in(p, &mut out.property, "property"),
+                40 => rt::opt_in(p, &mut out.patient, "patient"),
+                41 => rt::opt_in(p, &mut out.owner, "owner"),
+                42 => rt::list_in(p, &mut out.contact, "contact"),
+                43 => rt::opt_in(p, &mut out.location, "location"),
                 44 => rt::opt(p, &mut out.url, "url"),
-                45 => rt::opt(p, &mut out.url_ext, "_url"),
-                46 => rt::list(p, &mut out.note, "note"),
-                47 => rt::list(p, &mut out.safety, "safety"),
-                48 => rt::opt(p, &mut out.parent, "parent"),
+                45 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                46 => rt::list_in(p, &mut out.note, "note"),
+                47 => rt::list_in(p, &mut out.safety, "safety"),
+                48 => rt::opt_in(p, &mut out.parent, "parent"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -366,23 +366,31 @@ impl DeviceProperty {
 
 impl FromJson for DeviceProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceProperty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.value_quantity, "valueQuantity"),
-                6 => rt::list(p, &mut out.value_code, "valueCode"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.value_quantity, "valueQuantity"),
+                6 => rt::list_in(p, &mut out.value_code, "valueCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -442,22 +450,30 @@ impl DeviceVersion {
 
 impl FromJson for DeviceVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceVersion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.component, "component"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.component, "component"),
                 6 => rt::opt(p, &mut out.value, "value"),
-                7 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -516,23 +532,31 @@ impl DeviceSpecialization {
 
 impl FromJson for DeviceSpecialization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceSpecialization {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_system_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_system_type, "systemType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_system_type, "systemType"),
                 5 => rt::opt(p, &mut out.version, "version"),
-                6 => rt::opt(p, &mut out.version_ext, "_version"),
+                6 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.system_type = rt::required(p, f_system_type, "systemType")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -592,22 +616,30 @@ impl DeviceDeviceName {
 
 impl FromJson for DeviceDeviceName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDeviceName {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -688,30 +720,38 @@ impl DeviceUdiCarrier {
 
 impl FromJson for DeviceUdiCarrier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceUdiCarrier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier"),
-                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
+                5 => rt::opt_in(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
                 6 => rt::opt(p, &mut out.issuer, "issuer"),
-                7 => rt::opt(p, &mut out.issuer_ext, "_issuer"),
+                7 => rt::opt_in(p, &mut out.issuer_ext, "_issuer"),
                 8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
-                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction"),
+                9 => rt::opt_in(p, &mut out.jurisdiction_ext, "_jurisdiction"),
                 10 => rt::opt(p, &mut out.carrier_aidc, "carrierAIDC"),
-                11 => rt::opt(p, &mut out.carrier_aidc_ext, "_carrierAIDC"),
+                11 => rt::opt_in(p, &mut out.carrier_aidc_ext, "_carrierAIDC"),
                 12 => rt::opt(p, &mut out.carrier_hrf, "carrierHRF"),
-                13 => rt::opt(p, &mut out.carrier_hrf_ext, "_carrierHRF"),
+                13 => rt::opt_in(p, &mut out.carrier_hrf_ext, "_carrierHRF"),
                 14 => rt::opt(p, &mut out.entry_type, "entryType"),
-                15 => rt::opt(p, &mut out.entry_type_ext, "_entryType"),
+                15 => rt::opt_in(p, &mut out.entry_type_ext, "_entryType"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

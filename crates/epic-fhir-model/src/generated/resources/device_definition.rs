@@ -140,53 +140,53 @@ impl DeviceDefinition {
 impl FromJson for DeviceDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DeviceDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.udi_device_identifier, "udiDeviceIdentifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.udi_device_identifier, "udiDeviceIdentifier"),
                 15 => rt::choice(p, &mut out.manufacturer, key),
-                16 => rt::list(p, &mut out.device_name, "deviceName"),
+                16 => rt::list_in(p, &mut out.device_name, "deviceName"),
                 17 => rt::opt(p, &mut out.model_number, "modelNumber"),
-                18 => rt::opt(p, &mut out.model_number_ext, "_modelNumber"),
-                19 => rt::opt(p, &mut out.r#type, "type"),
-                20 => rt::list(p, &mut out.specialization, "specialization"),
+                18 => rt::opt_in(p, &mut out.model_number_ext, "_modelNumber"),
+                19 => rt::opt_in(p, &mut out.r#type, "type"),
+                20 => rt::list_in(p, &mut out.specialization, "specialization"),
                 21 => rt::prim_list(p, &mut out.version, &mut out.version_ext, "version"),
                 22 => rt::list_ext(p, &mut out.version_ext, "_version"),
-                23 => rt::list(p, &mut out.safety, "safety"),
-                24 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
-                25 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics"),
-                26 => rt::list(p, &mut out.language_code, "languageCode"),
-                27 => rt::list(p, &mut out.capability, "capability"),
-                28 => rt::list(p, &mut out.property, "property"),
-                29 => rt::opt(p, &mut out.owner, "owner"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                23 => rt::list_in(p, &mut out.safety, "safety"),
+                24 => rt::list_in(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
+                25 => rt::opt_in(p, &mut out.physical_characteristics, "physicalCharacteristics"),
+                26 => rt::list_in(p, &mut out.language_code, "languageCode"),
+                27 => rt::list_in(p, &mut out.capability, "capability"),
+                28 => rt::list_in(p, &mut out.property, "property"),
+                29 => rt::opt_in(p, &mut out.owner, "owner"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.url, "url"),
-                32 => rt::opt(p, &mut out.url_ext, "_url"),
+                32 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 33 => rt::opt(p, &mut out.online_information, "onlineInformation"),
-                34 => rt::opt(p, &mut out.online_information_ext, "_onlineInformation"),
-                35 => rt::list(p, &mut out.note, "note"),
-                36 => rt::opt(p, &mut out.quantity, "quantity"),
-                37 => rt::opt(p, &mut out.parent_device, "parentDevice"),
-                38 => rt::list(p, &mut out.material, "material"),
+                34 => rt::opt_in(p, &mut out.online_information_ext, "_onlineInformation"),
+                35 => rt::list_in(p, &mut out.note, "note"),
+                36 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                37 => rt::opt_in(p, &mut out.parent_device, "parentDevice"),
+                38 => rt::list_in(p, &mut out.material, "material"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -327,25 +327,33 @@ impl DeviceDefinitionMaterial {
 
 impl FromJson for DeviceDefinitionMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionMaterial {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_substance = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_substance, "substance"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_substance, "substance"),
                 5 => rt::opt(p, &mut out.alternate, "alternate"),
-                6 => rt::opt(p, &mut out.alternate_ext, "_alternate"),
+                6 => rt::opt_in(p, &mut out.alternate_ext, "_alternate"),
                 7 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator"),
-                8 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
+                8 => rt::opt_in(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.substance = rt::required(p, f_substance, "substance")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -405,23 +413,31 @@ impl DeviceDefinitionProperty {
 
 impl FromJson for DeviceDefinitionProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionProperty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.value_quantity, "valueQuantity"),
-                6 => rt::list(p, &mut out.value_code, "valueCode"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.value_quantity, "valueQuantity"),
+                6 => rt::list_in(p, &mut out.value_code, "valueCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -477,22 +493,30 @@ impl DeviceDefinitionCapability {
 
 impl FromJson for DeviceDefinitionCapability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionCapability {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.description, "description"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.description, "description"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -551,22 +575,30 @@ impl DeviceDefinitionSpecialization {
 
 impl FromJson for DeviceDefinitionSpecialization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionSpecialization {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.system_type, "systemType"),
-                5 => rt::opt(p, &mut out.system_type_ext, "_systemType"),
+                5 => rt::opt_in(p, &mut out.system_type_ext, "_systemType"),
                 6 => rt::opt(p, &mut out.version, "version"),
-                7 => rt::opt(p, &mut out.version_ext, "_version"),
+                7 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -627,22 +659,30 @@ impl DeviceDefinitionDeviceName {
 
 impl FromJson for DeviceDefinitionDeviceName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionDeviceName {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -711,24 +751,32 @@ impl DeviceDefinitionUdiDeviceIdentifier {
 
 impl FromJson for DeviceDefinitionUdiDeviceIdentifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceDefinitionUdiDeviceIdentifier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.device_identifier, "deviceIdentifier"),
-                5 => rt::opt(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
+                5 => rt::opt_in(p, &mut out.device_identifier_ext, "_deviceIdentifier"),
                 6 => rt::opt(p, &mut out.issuer, "issuer"),
-                7 => rt::opt(p, &mut out.issuer_ext, "_issuer"),
+                7 => rt::opt_in(p, &mut out.issuer_ext, "_issuer"),
                 8 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
-                9 => rt::opt(p, &mut out.jurisdiction_ext, "_jurisdiction"),
+                9 => rt::opt_in(p, &mut out.jurisdiction_ext, "_jurisdiction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -98,41 +98,41 @@ impl DeviceMetric {
 impl FromJson for DeviceMetric {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DeviceMetric {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceMetric"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut f_type, "type"),
-                15 => rt::opt(p, &mut out.unit, "unit"),
-                16 => rt::opt(p, &mut out.source, "source"),
-                17 => rt::opt(p, &mut out.parent, "parent"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut f_type, "type"),
+                15 => rt::opt_in(p, &mut out.unit, "unit"),
+                16 => rt::opt_in(p, &mut out.source, "source"),
+                17 => rt::opt_in(p, &mut out.parent, "parent"),
                 18 => rt::opt(p, &mut out.operational_status, "operationalStatus"),
-                19 => rt::opt(p, &mut out.operational_status_ext, "_operationalStatus"),
+                19 => rt::opt_in(p, &mut out.operational_status_ext, "_operationalStatus"),
                 20 => rt::opt(p, &mut out.color, "color"),
-                21 => rt::opt(p, &mut out.color_ext, "_color"),
+                21 => rt::opt_in(p, &mut out.color_ext, "_color"),
                 22 => rt::opt(p, &mut out.category, "category"),
-                23 => rt::opt(p, &mut out.category_ext, "_category"),
-                24 => rt::opt(p, &mut out.measurement_period, "measurementPeriod"),
-                25 => rt::list(p, &mut out.calibration, "calibration"),
+                23 => rt::opt_in(p, &mut out.category_ext, "_category"),
+                24 => rt::opt_in(p, &mut out.measurement_period, "measurementPeriod"),
+                25 => rt::list_in(p, &mut out.calibration, "calibration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -268,24 +268,32 @@ impl DeviceMetricCalibration {
 
 impl FromJson for DeviceMetricCalibration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceMetricCalibration {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.state, "state"),
-                7 => rt::opt(p, &mut out.state_ext, "_state"),
+                7 => rt::opt_in(p, &mut out.state_ext, "_state"),
                 8 => rt::opt(p, &mut out.time, "time"),
-                9 => rt::opt(p, &mut out.time_ext, "_time"),
+                9 => rt::opt_in(p, &mut out.time_ext, "_time"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

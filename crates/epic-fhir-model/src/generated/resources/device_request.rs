@@ -152,12 +152,12 @@ impl DeviceRequest {
 impl FromJson for DeviceRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DeviceRequest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -204,53 +204,53 @@ impl rt::ReadMembers for DeviceRequest {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceRequest"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
                 14 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut f_based_on, "basedOn"),
-                19 => rt::list(p, &mut f_prior_request, "priorRequest"),
-                20 => rt::opt(p, &mut f_group_identifier, "groupIdentifier"),
+                18 => rt::list_in(p, &mut f_based_on, "basedOn"),
+                19 => rt::list_in(p, &mut f_prior_request, "priorRequest"),
+                20 => rt::opt_in(p, &mut f_group_identifier, "groupIdentifier"),
                 21 => rt::opt(p, &mut f_status, "status"),
-                22 => rt::opt(p, &mut f_status_ext, "_status"),
+                22 => rt::opt_in(p, &mut f_status_ext, "_status"),
                 23 => rt::opt(p, &mut f_intent, "intent"),
-                24 => rt::opt(p, &mut f_intent_ext, "_intent"),
+                24 => rt::opt_in(p, &mut f_intent_ext, "_intent"),
                 25 => rt::opt(p, &mut f_priority, "priority"),
-                26 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                26 => rt::opt_in(p, &mut f_priority_ext, "_priority"),
                 27 => rt::choice(p, &mut f_code, key),
-                28 => rt::list(p, &mut f_parameter, "parameter"),
-                29 => rt::opt(p, &mut f_subject, "subject"),
-                30 => rt::opt(p, &mut f_encounter, "encounter"),
+                28 => rt::list_in(p, &mut f_parameter, "parameter"),
+                29 => rt::opt_in(p, &mut f_subject, "subject"),
+                30 => rt::opt_in(p, &mut f_encounter, "encounter"),
                 31 => rt::choice(p, &mut f_occurrence, key),
                 32 => rt::opt(p, &mut f_authored_on, "authoredOn"),
-                33 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
-                34 => rt::opt(p, &mut f_requester, "requester"),
-                35 => rt::opt(p, &mut f_performer_type, "performerType"),
-                36 => rt::opt(p, &mut f_performer, "performer"),
-                37 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                38 => rt::list(p, &mut f_reason_reference, "reasonReference"),
-                39 => rt::list(p, &mut f_insurance, "insurance"),
-                40 => rt::list(p, &mut f_supporting_info, "supportingInfo"),
-                41 => rt::list(p, &mut f_note, "note"),
-                42 => rt::list(p, &mut f_relevant_history, "relevantHistory"),
+                33 => rt::opt_in(p, &mut f_authored_on_ext, "_authoredOn"),
+                34 => rt::opt_in(p, &mut f_requester, "requester"),
+                35 => rt::opt_in(p, &mut f_performer_type, "performerType"),
+                36 => rt::opt_in(p, &mut f_performer, "performer"),
+                37 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                38 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
+                39 => rt::list_in(p, &mut f_insurance, "insurance"),
+                40 => rt::list_in(p, &mut f_supporting_info, "supportingInfo"),
+                41 => rt::list_in(p, &mut f_note, "note"),
+                42 => rt::list_in(p, &mut f_relevant_history, "relevantHistory"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "DeviceRequest"));
         }
-        Ok(DeviceRequest {
+        Ok(Box::new(DeviceRequest {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -293,7 +293,7 @@ impl rt::ReadMembers for DeviceRequest {
             note: f_note,
             relevant_history: f_relevant_history,
             extra,
-        })
+        }))
     }
 }
 
@@ -424,20 +424,28 @@ impl DeviceRequestParameter {
 
 impl FromJson for DeviceRequestParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DeviceRequestParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -104,44 +104,44 @@ impl DeviceUseStatement {
 impl FromJson for DeviceUseStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DeviceUseStatement {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         let mut f_device = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DeviceUseStatement"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
-                17 => rt::opt(p, &mut f_subject, "subject"),
-                18 => rt::list(p, &mut out.derived_from, "derivedFrom"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                17 => rt::opt_in(p, &mut f_subject, "subject"),
+                18 => rt::list_in(p, &mut out.derived_from, "derivedFrom"),
                 19 => rt::choice(p, &mut out.timing, key),
                 20 => rt::opt(p, &mut out.recorded_on, "recordedOn"),
-                21 => rt::opt(p, &mut out.recorded_on_ext, "_recordedOn"),
-                22 => rt::opt(p, &mut out.source, "source"),
-                23 => rt::opt(p, &mut f_device, "device"),
-                24 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                25 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                26 => rt::opt(p, &mut out.body_site, "bodySite"),
-                27 => rt::list(p, &mut out.note, "note"),
+                21 => rt::opt_in(p, &mut out.recorded_on_ext, "_recordedOn"),
+                22 => rt::opt_in(p, &mut out.source, "source"),
+                23 => rt::opt_in(p, &mut f_device, "device"),
+                24 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                25 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                26 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                27 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }

@@ -132,49 +132,49 @@ impl DiagnosticReport {
 impl FromJson for DiagnosticReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DiagnosticReport {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DiagnosticReport"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
-                17 => rt::list(p, &mut out.category, "category"),
-                18 => rt::opt(p, &mut f_code, "code"),
-                19 => rt::opt(p, &mut out.subject, "subject"),
-                20 => rt::opt(p, &mut out.encounter, "encounter"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                17 => rt::list_in(p, &mut out.category, "category"),
+                18 => rt::opt_in(p, &mut f_code, "code"),
+                19 => rt::opt_in(p, &mut out.subject, "subject"),
+                20 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 21 => rt::choice(p, &mut out.effective, key),
                 22 => rt::opt(p, &mut out.issued, "issued"),
-                23 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                24 => rt::list(p, &mut out.performer, "performer"),
-                25 => rt::list(p, &mut out.results_interpreter, "resultsInterpreter"),
-                26 => rt::list(p, &mut out.specimen, "specimen"),
-                27 => rt::list(p, &mut out.result, "result"),
-                28 => rt::list(p, &mut out.imaging_study, "imagingStudy"),
-                29 => rt::list(p, &mut out.media, "media"),
+                23 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                24 => rt::list_in(p, &mut out.performer, "performer"),
+                25 => rt::list_in(p, &mut out.results_interpreter, "resultsInterpreter"),
+                26 => rt::list_in(p, &mut out.specimen, "specimen"),
+                27 => rt::list_in(p, &mut out.result, "result"),
+                28 => rt::list_in(p, &mut out.imaging_study, "imagingStudy"),
+                29 => rt::list_in(p, &mut out.media, "media"),
                 30 => rt::opt(p, &mut out.conclusion, "conclusion"),
-                31 => rt::opt(p, &mut out.conclusion_ext, "_conclusion"),
-                32 => rt::list(p, &mut out.conclusion_code, "conclusionCode"),
-                33 => rt::list(p, &mut out.presented_form, "presentedForm"),
+                31 => rt::opt_in(p, &mut out.conclusion_ext, "_conclusion"),
+                32 => rt::list_in(p, &mut out.conclusion_code, "conclusionCode"),
+                33 => rt::list_in(p, &mut out.presented_form, "presentedForm"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -308,23 +308,31 @@ impl DiagnosticReportMedia {
 
 impl FromJson for DiagnosticReportMedia {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DiagnosticReportMedia {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_link = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.comment, "comment"),
-                5 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                6 => rt::opt(p, &mut f_link, "link"),
+                5 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                6 => rt::opt_in(p, &mut f_link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.link = rt::required(p, f_link, "link")?;
-        Ok(out)
+        Ok(())
     }
 }
 

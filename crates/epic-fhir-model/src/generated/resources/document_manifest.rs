@@ -106,43 +106,43 @@ impl DocumentManifest {
 impl FromJson for DocumentManifest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DocumentManifest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DocumentManifest"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier"),
-                14 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.master_identifier, "masterIdentifier"),
+                14 => rt::list_in(p, &mut out.identifier, "identifier"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
-                17 => rt::opt(p, &mut out.r#type, "type"),
-                18 => rt::opt(p, &mut out.subject, "subject"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                17 => rt::opt_in(p, &mut out.r#type, "type"),
+                18 => rt::opt_in(p, &mut out.subject, "subject"),
                 19 => rt::opt(p, &mut out.created, "created"),
-                20 => rt::opt(p, &mut out.created_ext, "_created"),
-                21 => rt::list(p, &mut out.author, "author"),
-                22 => rt::list(p, &mut out.recipient, "recipient"),
+                20 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                21 => rt::list_in(p, &mut out.author, "author"),
+                22 => rt::list_in(p, &mut out.recipient, "recipient"),
                 23 => rt::opt(p, &mut out.source, "source"),
-                24 => rt::opt(p, &mut out.source_ext, "_source"),
+                24 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 25 => rt::opt(p, &mut out.description, "description"),
-                26 => rt::opt(p, &mut out.description_ext, "_description"),
-                27 => rt::list(p, &mut out.content, "content"),
-                28 => rt::list(p, &mut out.related, "related"),
+                26 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                27 => rt::list_in(p, &mut out.content, "content"),
+                28 => rt::list_in(p, &mut out.related, "related"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -268,20 +268,28 @@ impl DocumentManifestRelated {
 
 impl FromJson for DocumentManifestRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DocumentManifestRelated {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.r#ref, "ref"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.r#ref, "ref"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

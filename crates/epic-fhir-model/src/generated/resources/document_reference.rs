@@ -114,47 +114,47 @@ impl DocumentReference {
 impl FromJson for DocumentReference {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for DocumentReference {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "DocumentReference"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.master_identifier, "masterIdentifier"),
-                14 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.master_identifier, "masterIdentifier"),
+                14 => rt::list_in(p, &mut out.identifier, "identifier"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 17 => rt::opt(p, &mut out.doc_status, "docStatus"),
-                18 => rt::opt(p, &mut out.doc_status_ext, "_docStatus"),
-                19 => rt::opt(p, &mut out.r#type, "type"),
-                20 => rt::list(p, &mut out.category, "category"),
-                21 => rt::opt(p, &mut out.subject, "subject"),
+                18 => rt::opt_in(p, &mut out.doc_status_ext, "_docStatus"),
+                19 => rt::opt_in(p, &mut out.r#type, "type"),
+                20 => rt::list_in(p, &mut out.category, "category"),
+                21 => rt::opt_in(p, &mut out.subject, "subject"),
                 22 => rt::opt(p, &mut out.date, "date"),
-                23 => rt::opt(p, &mut out.date_ext, "_date"),
-                24 => rt::list(p, &mut out.author, "author"),
-                25 => rt::opt(p, &mut out.authenticator, "authenticator"),
-                26 => rt::opt(p, &mut out.custodian, "custodian"),
-                27 => rt::list(p, &mut out.relates_to, "relatesTo"),
+                23 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                24 => rt::list_in(p, &mut out.author, "author"),
+                25 => rt::opt_in(p, &mut out.authenticator, "authenticator"),
+                26 => rt::opt_in(p, &mut out.custodian, "custodian"),
+                27 => rt::list_in(p, &mut out.relates_to, "relatesTo"),
                 28 => rt::opt(p, &mut out.description, "description"),
-                29 => rt::opt(p, &mut out.description_ext, "_description"),
-                30 => rt::list(p, &mut out.security_label, "securityLabel"),
-                31 => rt::list(p, &mut out.content, "content"),
-                32 => rt::opt(p, &mut out.context, "context"),
+                29 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                30 => rt::list_in(p, &mut out.security_label, "securityLabel"),
+                31 => rt::list_in(p, &mut out.content, "content"),
+                32 => rt::opt_in(p, &mut out.context, "context"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -298,25 +298,33 @@ impl DocumentReferenceContext {
 
 impl FromJson for DocumentReferenceContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DocumentReferenceContext {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.encounter, "encounter"),
-                5 => rt::list(p, &mut out.event, "event"),
-                6 => rt::opt(p, &mut out.period, "period"),
-                7 => rt::opt(p, &mut out.facility_type, "facilityType"),
-                8 => rt::opt(p, &mut out.practice_setting, "practiceSetting"),
-                9 => rt::opt(p, &mut out.source_patient_info, "sourcePatientInfo"),
-                10 => rt::list(p, &mut out.related, "related"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.encounter, "encounter"),
+                5 => rt::list_in(p, &mut out.event, "event"),
+                6 => rt::opt_in(p, &mut out.period, "period"),
+                7 => rt::opt_in(p, &mut out.facility_type, "facilityType"),
+                8 => rt::opt_in(p, &mut out.practice_setting, "practiceSetting"),
+                9 => rt::opt_in(p, &mut out.source_patient_info, "sourcePatientInfo"),
+                10 => rt::list_in(p, &mut out.related, "related"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -376,22 +384,30 @@ impl DocumentReferenceContent {
 
 impl FromJson for DocumentReferenceContent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DocumentReferenceContent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_attachment = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_attachment, "attachment"),
-                5 => rt::opt(p, &mut out.format, "format"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_attachment, "attachment"),
+                5 => rt::opt_in(p, &mut out.format, "format"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.attachment = rt::required(p, f_attachment, "attachment")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -448,23 +464,31 @@ impl DocumentReferenceRelatesTo {
 
 impl FromJson for DocumentReferenceRelatesTo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for DocumentReferenceRelatesTo {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_target = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
-                6 => rt::opt(p, &mut f_target, "target"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
+                6 => rt::opt_in(p, &mut f_target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.target = rt::required(p, f_target, "target")?;
-        Ok(out)
+        Ok(())
     }
 }
 

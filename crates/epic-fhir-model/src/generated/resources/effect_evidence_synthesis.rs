@@ -210,13 +210,13 @@ impl EffectEvidenceSynthesis {
 impl FromJson for EffectEvidenceSynthesis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for EffectEvidenceSynthesis {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_population = None;
         let mut f_exposure = None;
         let mut f_exposure_alternative = None;
@@ -225,60 +225,60 @@ impl rt::ReadMembers for EffectEvidenceSynthesis {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EffectEvidenceSynthesis"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.date, "date"),
-                25 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 26 => rt::opt(p, &mut out.publisher, "publisher"),
-                27 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                28 => rt::list(p, &mut out.contact, "contact"),
+                27 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                28 => rt::list_in(p, &mut out.contact, "contact"),
                 29 => rt::opt(p, &mut out.description, "description"),
-                30 => rt::opt(p, &mut out.description_ext, "_description"),
-                31 => rt::list(p, &mut out.note, "note"),
+                30 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                31 => rt::list_in(p, &mut out.note, "note"),
                 32 => rt::list(p, &mut out.use_context, "useContext"),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                33 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 34 => rt::opt(p, &mut out.copyright, "copyright"),
-                35 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                35 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 36 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                37 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                37 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 38 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                39 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                40 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                41 => rt::list(p, &mut out.topic, "topic"),
-                42 => rt::list(p, &mut out.author, "author"),
-                43 => rt::list(p, &mut out.editor, "editor"),
-                44 => rt::list(p, &mut out.reviewer, "reviewer"),
-                45 => rt::list(p, &mut out.endorser, "endorser"),
-                46 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
-                47 => rt::opt(p, &mut out.synthesis_type, "synthesisType"),
-                48 => rt::opt(p, &mut out.study_type, "studyType"),
-                49 => rt::opt(p, &mut f_population, "population"),
-                50 => rt::opt(p, &mut f_exposure, "exposure"),
-                51 => rt::opt(p, &mut f_exposure_alternative, "exposureAlternative"),
-                52 => rt::opt(p, &mut f_outcome, "outcome"),
-                53 => rt::opt(p, &mut out.sample_size, "sampleSize"),
-                54 => rt::list(p, &mut out.results_by_exposure, "resultsByExposure"),
-                55 => rt::list(p, &mut out.effect_estimate, "effectEstimate"),
-                56 => rt::list(p, &mut out.certainty, "certainty"),
+                39 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                40 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                41 => rt::list_in(p, &mut out.topic, "topic"),
+                42 => rt::list_in(p, &mut out.author, "author"),
+                43 => rt::list_in(p, &mut out.editor, "editor"),
+                44 => rt::list_in(p, &mut out.reviewer, "reviewer"),
+                45 => rt::list_in(p, &mut out.endorser, "endorser"),
+                46 => rt::list_in(p, &mut out.related_artifact, "relatedArtifact"),
+                47 => rt::opt_in(p, &mut out.synthesis_type, "synthesisType"),
+                48 => rt::opt_in(p, &mut out.study_type, "studyType"),
+                49 => rt::opt_in(p, &mut f_population, "population"),
+                50 => rt::opt_in(p, &mut f_exposure, "exposure"),
+                51 => rt::opt_in(p, &mut f_exposure_alternative, "exposureAlternative"),
+                52 => rt::opt_in(p, &mut f_outcome, "outcome"),
+                53 => rt::opt_in(p, &mut out.sample_size, "sampleSize"),
+                54 => rt::list_in(p, &mut out.results_by_exposure, "resultsByExposure"),
+                55 => rt::list_in(p, &mut out.effect_estimate, "effectEstimate"),
+                56 => rt::list_in(p, &mut out.certainty, "certainty"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -438,21 +438,29 @@ impl EffectEvidenceSynthesisCertainty {
 
 impl FromJson for EffectEvidenceSynthesisCertainty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisCertainty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.rating, "rating"),
-                5 => rt::list(p, &mut out.note, "note"),
-                6 => rt::list(p, &mut out.certainty_subcomponent, "certaintySubcomponent"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.rating, "rating"),
+                5 => rt::list_in(p, &mut out.note, "note"),
+                6 => rt::list_in(p, &mut out.certainty_subcomponent, "certaintySubcomponent"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -510,21 +518,29 @@ impl EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
 
 impl FromJson for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisCertaintyCertaintySubcomponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::list(p, &mut out.rating, "rating"),
-                6 => rt::list(p, &mut out.note, "note"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::list_in(p, &mut out.rating, "rating"),
+                6 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -596,26 +612,34 @@ impl EffectEvidenceSynthesisEffectEstimate {
 
 impl FromJson for EffectEvidenceSynthesisEffectEstimate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisEffectEstimate {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.variant_state, "variantState"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
+                7 => rt::opt_in(p, &mut out.variant_state, "variantState"),
                 8 => rt::opt(p, &mut out.value, "value"),
-                9 => rt::opt(p, &mut out.value_ext, "_value"),
-                10 => rt::opt(p, &mut out.unit_of_measure, "unitOfMeasure"),
-                11 => rt::list(p, &mut out.precision_estimate, "precisionEstimate"),
+                9 => rt::opt_in(p, &mut out.value_ext, "_value"),
+                10 => rt::opt_in(p, &mut out.unit_of_measure, "unitOfMeasure"),
+                11 => rt::list_in(p, &mut out.precision_estimate, "precisionEstimate"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -690,25 +714,33 @@ impl EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
 
 impl FromJson for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisEffectEstimatePrecisionEstimate {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.level, "level"),
-                6 => rt::opt(p, &mut out.level_ext, "_level"),
+                6 => rt::opt_in(p, &mut out.level_ext, "_level"),
                 7 => rt::opt(p, &mut out.from, "from"),
-                8 => rt::opt(p, &mut out.from_ext, "_from"),
+                8 => rt::opt_in(p, &mut out.from_ext, "_from"),
                 9 => rt::opt(p, &mut out.to, "to"),
-                10 => rt::opt(p, &mut out.to_ext, "_to"),
+                10 => rt::opt_in(p, &mut out.to_ext, "_to"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -780,26 +812,34 @@ impl EffectEvidenceSynthesisResultsByExposure {
 
 impl FromJson for EffectEvidenceSynthesisResultsByExposure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisResultsByExposure {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_risk_evidence_synthesis = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.exposure_state, "exposureState"),
-                7 => rt::opt(p, &mut out.exposure_state_ext, "_exposureState"),
-                8 => rt::opt(p, &mut out.variant_state, "variantState"),
-                9 => rt::opt(p, &mut f_risk_evidence_synthesis, "riskEvidenceSynthesis"),
+                7 => rt::opt_in(p, &mut out.exposure_state_ext, "_exposureState"),
+                8 => rt::opt_in(p, &mut out.variant_state, "variantState"),
+                9 => rt::opt_in(p, &mut f_risk_evidence_synthesis, "riskEvidenceSynthesis"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.risk_evidence_synthesis = rt::required(p, f_risk_evidence_synthesis, "riskEvidenceSynthesis")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -870,24 +910,32 @@ impl EffectEvidenceSynthesisSampleSize {
 
 impl FromJson for EffectEvidenceSynthesisSampleSize {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EffectEvidenceSynthesisSampleSize {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.number_of_studies, "numberOfStudies"),
-                7 => rt::opt(p, &mut out.number_of_studies_ext, "_numberOfStudies"),
+                7 => rt::opt_in(p, &mut out.number_of_studies_ext, "_numberOfStudies"),
                 8 => rt::opt(p, &mut out.number_of_participants, "numberOfParticipants"),
-                9 => rt::opt(p, &mut out.number_of_participants_ext, "_numberOfParticipants"),
+                9 => rt::opt_in(p, &mut out.number_of_participants_ext, "_numberOfParticipants"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

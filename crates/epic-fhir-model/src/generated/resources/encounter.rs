@@ -138,52 +138,52 @@ impl Encounter {
 impl FromJson for Encounter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Encounter {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_class = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Encounter"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::list(p, &mut out.status_history, "statusHistory"),
-                17 => rt::opt(p, &mut f_class, "class"),
-                18 => rt::list(p, &mut out.class_history, "classHistory"),
-                19 => rt::list(p, &mut out.r#type, "type"),
-                20 => rt::opt(p, &mut out.service_type, "serviceType"),
-                21 => rt::opt(p, &mut out.priority, "priority"),
-                22 => rt::opt(p, &mut out.subject, "subject"),
-                23 => rt::list(p, &mut out.episode_of_care, "episodeOfCare"),
-                24 => rt::list(p, &mut out.based_on, "basedOn"),
-                25 => rt::list(p, &mut out.participant, "participant"),
-                26 => rt::list(p, &mut out.appointment, "appointment"),
-                27 => rt::opt(p, &mut out.period, "period"),
-                28 => rt::opt(p, &mut out.length, "length"),
-                29 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                30 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                31 => rt::list(p, &mut out.diagnosis, "diagnosis"),
-                32 => rt::list(p, &mut out.account, "account"),
-                33 => rt::opt(p, &mut out.hospitalization, "hospitalization"),
-                34 => rt::list(p, &mut out.location, "location"),
-                35 => rt::opt(p, &mut out.service_provider, "serviceProvider"),
-                36 => rt::opt(p, &mut out.part_of, "partOf"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::list_in(p, &mut out.status_history, "statusHistory"),
+                17 => rt::opt_in(p, &mut f_class, "class"),
+                18 => rt::list_in(p, &mut out.class_history, "classHistory"),
+                19 => rt::list_in(p, &mut out.r#type, "type"),
+                20 => rt::opt_in(p, &mut out.service_type, "serviceType"),
+                21 => rt::opt_in(p, &mut out.priority, "priority"),
+                22 => rt::opt_in(p, &mut out.subject, "subject"),
+                23 => rt::list_in(p, &mut out.episode_of_care, "episodeOfCare"),
+                24 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                25 => rt::list_in(p, &mut out.participant, "participant"),
+                26 => rt::list_in(p, &mut out.appointment, "appointment"),
+                27 => rt::opt_in(p, &mut out.period, "period"),
+                28 => rt::opt_in(p, &mut out.length, "length"),
+                29 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                30 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                31 => rt::list_in(p, &mut out.diagnosis, "diagnosis"),
+                32 => rt::list_in(p, &mut out.account, "account"),
+                33 => rt::opt_in(p, &mut out.hospitalization, "hospitalization"),
+                34 => rt::list_in(p, &mut out.location, "location"),
+                35 => rt::opt_in(p, &mut out.service_provider, "serviceProvider"),
+                36 => rt::opt_in(p, &mut out.part_of, "partOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -324,25 +324,33 @@ impl EncounterLocation {
 
 impl FromJson for EncounterLocation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterLocation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_location = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_location, "location"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_location, "location"),
                 5 => rt::opt(p, &mut out.status, "status"),
-                6 => rt::opt(p, &mut out.status_ext, "_status"),
-                7 => rt::opt(p, &mut out.physical_type, "physicalType"),
-                8 => rt::opt(p, &mut out.period, "period"),
+                6 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                7 => rt::opt_in(p, &mut out.physical_type, "physicalType"),
+                8 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.location = rt::required(p, f_location, "location")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -418,27 +426,35 @@ impl EncounterHospitalization {
 
 impl FromJson for EncounterHospitalization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterHospitalization {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.pre_admission_identifier, "preAdmissionIdentifier"),
-                5 => rt::opt(p, &mut out.origin, "origin"),
-                6 => rt::opt(p, &mut out.admit_source, "admitSource"),
-                7 => rt::opt(p, &mut out.re_admission, "reAdmission"),
-                8 => rt::list(p, &mut out.diet_preference, "dietPreference"),
-                9 => rt::list(p, &mut out.special_courtesy, "specialCourtesy"),
-                10 => rt::list(p, &mut out.special_arrangement, "specialArrangement"),
-                11 => rt::opt(p, &mut out.destination, "destination"),
-                12 => rt::opt(p, &mut out.discharge_disposition, "dischargeDisposition"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.pre_admission_identifier, "preAdmissionIdentifier"),
+                5 => rt::opt_in(p, &mut out.origin, "origin"),
+                6 => rt::opt_in(p, &mut out.admit_source, "admitSource"),
+                7 => rt::opt_in(p, &mut out.re_admission, "reAdmission"),
+                8 => rt::list_in(p, &mut out.diet_preference, "dietPreference"),
+                9 => rt::list_in(p, &mut out.special_courtesy, "specialCourtesy"),
+                10 => rt::list_in(p, &mut out.special_arrangement, "specialArrangement"),
+                11 => rt::opt_in(p, &mut out.destination, "destination"),
+                12 => rt::opt_in(p, &mut out.discharge_disposition, "dischargeDisposition"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -504,24 +520,32 @@ impl EncounterDiagnosis {
 
 impl FromJson for EncounterDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterDiagnosis {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_condition = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_condition, "condition"),
-                5 => rt::opt(p, &mut out.r#use, "use"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_condition, "condition"),
+                5 => rt::opt_in(p, &mut out.r#use, "use"),
                 6 => rt::opt(p, &mut out.rank, "rank"),
-                7 => rt::opt(p, &mut out.rank_ext, "_rank"),
+                7 => rt::opt_in(p, &mut out.rank_ext, "_rank"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.condition = rt::required(p, f_condition, "condition")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -580,21 +604,29 @@ impl EncounterParticipant {
 
 impl FromJson for EncounterParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.period, "period"),
-                6 => rt::opt(p, &mut out.individual, "individual"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.period, "period"),
+                6 => rt::opt_in(p, &mut out.individual, "individual"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -650,24 +682,32 @@ impl EncounterClassHistory {
 
 impl FromJson for EncounterClassHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterClassHistory {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_class = None;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_class, "class"),
-                5 => rt::opt(p, &mut f_period, "period"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_class, "class"),
+                5 => rt::opt_in(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.class = rt::required(p, f_class, "class")?;
         out.period = rt::required(p, f_period, "period")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -724,23 +764,31 @@ impl EncounterStatusHistory {
 
 impl FromJson for EncounterStatusHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EncounterStatusHistory {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.status, "status"),
-                5 => rt::opt(p, &mut out.status_ext, "_status"),
-                6 => rt::opt(p, &mut f_period, "period"),
+                5 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                6 => rt::opt_in(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.period = rt::required(p, f_period, "period")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -106,42 +106,42 @@ impl Endpoint {
 impl FromJson for Endpoint {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Endpoint {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_connection_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Endpoint"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_connection_type, "connectionType"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_connection_type, "connectionType"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
-                19 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
-                20 => rt::list(p, &mut out.contact, "contact"),
-                21 => rt::opt(p, &mut out.period, "period"),
-                22 => rt::list(p, &mut out.payload_type, "payloadType"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.managing_organization, "managingOrganization"),
+                20 => rt::list_in(p, &mut out.contact, "contact"),
+                21 => rt::opt_in(p, &mut out.period, "period"),
+                22 => rt::list_in(p, &mut out.payload_type, "payloadType"),
                 23 => rt::prim_list(p, &mut out.payload_mime_type, &mut out.payload_mime_type_ext, "payloadMimeType"),
                 24 => rt::list_ext(p, &mut out.payload_mime_type_ext, "_payloadMimeType"),
                 25 => rt::opt(p, &mut out.address, "address"),
-                26 => rt::opt(p, &mut out.address_ext, "_address"),
+                26 => rt::opt_in(p, &mut out.address_ext, "_address"),
                 27 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header"),
                 28 => rt::list_ext(p, &mut out.header_ext, "_header"),
                 _ => out.extra.read(p, key),

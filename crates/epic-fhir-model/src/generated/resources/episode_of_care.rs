@@ -100,41 +100,41 @@ impl EpisodeOfCare {
 impl FromJson for EpisodeOfCare {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for EpisodeOfCare {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "EpisodeOfCare"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::list(p, &mut out.status_history, "statusHistory"),
-                17 => rt::list(p, &mut out.r#type, "type"),
-                18 => rt::list(p, &mut out.diagnosis, "diagnosis"),
-                19 => rt::opt(p, &mut f_patient, "patient"),
-                20 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
-                21 => rt::opt(p, &mut out.period, "period"),
-                22 => rt::list(p, &mut out.referral_request, "referralRequest"),
-                23 => rt::opt(p, &mut out.care_manager, "careManager"),
-                24 => rt::list(p, &mut out.team, "team"),
-                25 => rt::list(p, &mut out.account, "account"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::list_in(p, &mut out.status_history, "statusHistory"),
+                17 => rt::list_in(p, &mut out.r#type, "type"),
+                18 => rt::list_in(p, &mut out.diagnosis, "diagnosis"),
+                19 => rt::opt_in(p, &mut f_patient, "patient"),
+                20 => rt::opt_in(p, &mut out.managing_organization, "managingOrganization"),
+                21 => rt::opt_in(p, &mut out.period, "period"),
+                22 => rt::list_in(p, &mut out.referral_request, "referralRequest"),
+                23 => rt::opt_in(p, &mut out.care_manager, "careManager"),
+                24 => rt::list_in(p, &mut out.team, "team"),
+                25 => rt::list_in(p, &mut out.account, "account"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -262,24 +262,32 @@ impl EpisodeOfCareDiagnosis {
 
 impl FromJson for EpisodeOfCareDiagnosis {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EpisodeOfCareDiagnosis {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_condition = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_condition, "condition"),
-                5 => rt::opt(p, &mut out.role, "role"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_condition, "condition"),
+                5 => rt::opt_in(p, &mut out.role, "role"),
                 6 => rt::opt(p, &mut out.rank, "rank"),
-                7 => rt::opt(p, &mut out.rank_ext, "_rank"),
+                7 => rt::opt_in(p, &mut out.rank_ext, "_rank"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.condition = rt::required(p, f_condition, "condition")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -338,23 +346,31 @@ impl EpisodeOfCareStatusHistory {
 
 impl FromJson for EpisodeOfCareStatusHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for EpisodeOfCareStatusHistory {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.status, "status"),
-                5 => rt::opt(p, &mut out.status_ext, "_status"),
-                6 => rt::opt(p, &mut f_period, "period"),
+                5 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                6 => rt::opt_in(p, &mut f_period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.period = rt::required(p, f_period, "period")?;
-        Ok(out)
+        Ok(())
     }
 }
 

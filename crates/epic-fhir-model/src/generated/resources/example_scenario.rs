@@ -144,52 +144,52 @@ impl ExampleScenario {
 impl FromJson for ExampleScenario {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ExampleScenario {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ExampleScenario"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.status, "status"),
-                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                21 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 22 => rt::opt(p, &mut out.experimental, "experimental"),
-                23 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                23 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 24 => rt::opt(p, &mut out.date, "date"),
-                25 => rt::opt(p, &mut out.date_ext, "_date"),
+                25 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 26 => rt::opt(p, &mut out.publisher, "publisher"),
-                27 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                28 => rt::list(p, &mut out.contact, "contact"),
+                27 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                28 => rt::list_in(p, &mut out.contact, "contact"),
                 29 => rt::list(p, &mut out.use_context, "useContext"),
-                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                30 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 31 => rt::opt(p, &mut out.copyright, "copyright"),
-                32 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                32 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 33 => rt::opt(p, &mut out.purpose, "purpose"),
-                34 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
-                35 => rt::list(p, &mut out.actor, "actor"),
-                36 => rt::list(p, &mut out.instance, "instance"),
-                37 => rt::list(p, &mut out.process, "process"),
+                34 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
+                35 => rt::list_in(p, &mut out.actor, "actor"),
+                36 => rt::list_in(p, &mut out.instance, "instance"),
+                37 => rt::list_in(p, &mut out.process, "process"),
                 38 => rt::prim_list(p, &mut out.workflow, &mut out.workflow_ext, "workflow"),
                 39 => rt::list_ext(p, &mut out.workflow_ext, "_workflow"),
                 _ => out.extra.read(p, key),
@@ -345,27 +345,35 @@ impl ExampleScenarioProcess {
 
 impl FromJson for ExampleScenarioProcess {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioProcess {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.title, "title"),
-                5 => rt::opt(p, &mut out.title_ext, "_title"),
+                5 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 8 => rt::opt(p, &mut out.pre_conditions, "preConditions"),
-                9 => rt::opt(p, &mut out.pre_conditions_ext, "_preConditions"),
+                9 => rt::opt_in(p, &mut out.pre_conditions_ext, "_preConditions"),
                 10 => rt::opt(p, &mut out.post_conditions, "postConditions"),
-                11 => rt::opt(p, &mut out.post_conditions_ext, "_postConditions"),
-                12 => rt::list(p, &mut out.step, "step"),
+                11 => rt::opt_in(p, &mut out.post_conditions_ext, "_postConditions"),
+                12 => rt::list_in(p, &mut out.step, "step"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -433,23 +441,31 @@ impl ExampleScenarioProcessStep {
 
 impl FromJson for ExampleScenarioProcessStep {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioProcessStep {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.process, "process"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.process, "process"),
                 5 => rt::opt(p, &mut out.pause, "pause"),
-                6 => rt::opt(p, &mut out.pause_ext, "_pause"),
-                7 => rt::opt(p, &mut out.operation, "operation"),
-                8 => rt::list(p, &mut out.alternative, "alternative"),
+                6 => rt::opt_in(p, &mut out.pause_ext, "_pause"),
+                7 => rt::opt_in(p, &mut out.operation, "operation"),
+                8 => rt::list_in(p, &mut out.alternative, "alternative"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -513,23 +529,31 @@ impl ExampleScenarioProcessStepAlternative {
 
 impl FromJson for ExampleScenarioProcessStepAlternative {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioProcessStepAlternative {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.title, "title"),
-                5 => rt::opt(p, &mut out.title_ext, "_title"),
+                5 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
-                8 => rt::list(p, &mut out.step, "step"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                8 => rt::list_in(p, &mut out.step, "step"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -631,36 +655,44 @@ impl ExampleScenarioProcessStepOperation {
 
 impl FromJson for ExampleScenarioProcessStepOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioProcessStepOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.number, "number"),
-                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                5 => rt::opt_in(p, &mut out.number_ext, "_number"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 8 => rt::opt(p, &mut out.name, "name"),
-                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 10 => rt::opt(p, &mut out.initiator, "initiator"),
-                11 => rt::opt(p, &mut out.initiator_ext, "_initiator"),
+                11 => rt::opt_in(p, &mut out.initiator_ext, "_initiator"),
                 12 => rt::opt(p, &mut out.receiver, "receiver"),
-                13 => rt::opt(p, &mut out.receiver_ext, "_receiver"),
+                13 => rt::opt_in(p, &mut out.receiver_ext, "_receiver"),
                 14 => rt::opt(p, &mut out.description, "description"),
-                15 => rt::opt(p, &mut out.description_ext, "_description"),
+                15 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 16 => rt::opt(p, &mut out.initiator_active, "initiatorActive"),
-                17 => rt::opt(p, &mut out.initiator_active_ext, "_initiatorActive"),
+                17 => rt::opt_in(p, &mut out.initiator_active_ext, "_initiatorActive"),
                 18 => rt::opt(p, &mut out.receiver_active, "receiverActive"),
-                19 => rt::opt(p, &mut out.receiver_active_ext, "_receiverActive"),
-                20 => rt::opt(p, &mut out.request, "request"),
-                21 => rt::opt(p, &mut out.response, "response"),
+                19 => rt::opt_in(p, &mut out.receiver_active_ext, "_receiverActive"),
+                20 => rt::opt_in(p, &mut out.request, "request"),
+                21 => rt::opt_in(p, &mut out.response, "response"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -751,28 +783,36 @@ impl ExampleScenarioInstance {
 
 impl FromJson for ExampleScenarioInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioInstance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.resource_id, "resourceId"),
-                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId"),
+                5 => rt::opt_in(p, &mut out.resource_id_ext, "_resourceId"),
                 6 => rt::opt(p, &mut out.resource_type, "resourceType"),
-                7 => rt::opt(p, &mut out.resource_type_ext, "_resourceType"),
+                7 => rt::opt_in(p, &mut out.resource_type_ext, "_resourceType"),
                 8 => rt::opt(p, &mut out.name, "name"),
-                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 10 => rt::opt(p, &mut out.description, "description"),
-                11 => rt::opt(p, &mut out.description_ext, "_description"),
-                12 => rt::list(p, &mut out.version, "version"),
-                13 => rt::list(p, &mut out.contained_instance, "containedInstance"),
+                11 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                12 => rt::list_in(p, &mut out.version, "version"),
+                13 => rt::list_in(p, &mut out.contained_instance, "containedInstance"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -839,22 +879,30 @@ impl ExampleScenarioInstanceContainedInstance {
 
 impl FromJson for ExampleScenarioInstanceContainedInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioInstanceContainedInstance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.resource_id, "resourceId"),
-                5 => rt::opt(p, &mut out.resource_id_ext, "_resourceId"),
+                5 => rt::opt_in(p, &mut out.resource_id_ext, "_resourceId"),
                 6 => rt::opt(p, &mut out.version_id, "versionId"),
-                7 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
+                7 => rt::opt_in(p, &mut out.version_id_ext, "_versionId"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -915,22 +963,30 @@ impl ExampleScenarioInstanceVersion {
 
 impl FromJson for ExampleScenarioInstanceVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioInstanceVersion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.version_id, "versionId"),
-                5 => rt::opt(p, &mut out.version_id_ext, "_versionId"),
+                5 => rt::opt_in(p, &mut out.version_id_ext, "_versionId"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1003,26 +1059,34 @@ impl ExampleScenarioActor {
 
 impl FromJson for ExampleScenarioActor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExampleScenarioActor {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.actor_id, "actorId"),
-                5 => rt::opt(p, &mut out.actor_id_ext, "_actorId"),
+                5 => rt::opt_in(p, &mut out.actor_id_ext, "_actorId"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 8 => rt::opt(p, &mut out.name, "name"),
-                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 10 => rt::opt(p, &mut out.description, "description"),
-                11 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -222,13 +222,13 @@ impl ExplanationOfBenefit {
 impl FromJson for ExplanationOfBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ExplanationOfBenefit {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_type = None;
         let mut f_patient = None;
         let mut f_insurer = None;
@@ -237,66 +237,66 @@ impl rt::ReadMembers for ExplanationOfBenefit {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ExplanationOfBenefit"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_type, "type"),
-                17 => rt::opt(p, &mut out.sub_type, "subType"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_type, "type"),
+                17 => rt::opt_in(p, &mut out.sub_type, "subType"),
                 18 => rt::opt(p, &mut out.r#use, "use"),
-                19 => rt::opt(p, &mut out.use_ext, "_use"),
-                20 => rt::opt(p, &mut f_patient, "patient"),
-                21 => rt::opt(p, &mut out.billable_period, "billablePeriod"),
+                19 => rt::opt_in(p, &mut out.use_ext, "_use"),
+                20 => rt::opt_in(p, &mut f_patient, "patient"),
+                21 => rt::opt_in(p, &mut out.billable_period, "billablePeriod"),
                 22 => rt::opt(p, &mut out.created, "created"),
-                23 => rt::opt(p, &mut out.created_ext, "_created"),
-                24 => rt::opt(p, &mut out.enterer, "enterer"),
-                25 => rt::opt(p, &mut f_insurer, "insurer"),
-                26 => rt::opt(p, &mut f_provider, "provider"),
-                27 => rt::opt(p, &mut out.priority, "priority"),
-                28 => rt::opt(p, &mut out.funds_reserve_requested, "fundsReserveRequested"),
-                29 => rt::opt(p, &mut out.funds_reserve, "fundsReserve"),
-                30 => rt::list(p, &mut out.related, "related"),
-                31 => rt::opt(p, &mut out.prescription, "prescription"),
-                32 => rt::opt(p, &mut out.original_prescription, "originalPrescription"),
-                33 => rt::opt(p, &mut out.payee, "payee"),
-                34 => rt::opt(p, &mut out.referral, "referral"),
-                35 => rt::opt(p, &mut out.facility, "facility"),
-                36 => rt::opt(p, &mut out.claim, "claim"),
-                37 => rt::opt(p, &mut out.claim_response, "claimResponse"),
+                23 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                24 => rt::opt_in(p, &mut out.enterer, "enterer"),
+                25 => rt::opt_in(p, &mut f_insurer, "insurer"),
+                26 => rt::opt_in(p, &mut f_provider, "provider"),
+                27 => rt::opt_in(p, &mut out.priority, "priority"),
+                28 => rt::opt_in(p, &mut out.funds_reserve_requested, "fundsReserveRequested"),
+                29 => rt::opt_in(p, &mut out.funds_reserve, "fundsReserve"),
+                30 => rt::list_in(p, &mut out.related, "related"),
+                31 => rt::opt_in(p, &mut out.prescription, "prescription"),
+                32 => rt::opt_in(p, &mut out.original_prescription, "originalPrescription"),
+                33 => rt::opt_in(p, &mut out.payee, "payee"),
+                34 => rt::opt_in(p, &mut out.referral, "referral"),
+                35 => rt::opt_in(p, &mut out.facility, "facility"),
+                36 => rt::opt_in(p, &mut out.claim, "claim"),
+                37 => rt::opt_in(p, &mut out.claim_response, "claimResponse"),
                 38 => rt::opt(p, &mut out.outcome, "outcome"),
-                39 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                39 => rt::opt_in(p, &mut out.outcome_ext, "_outcome"),
                 40 => rt::opt(p, &mut out.disposition, "disposition"),
-                41 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                41 => rt::opt_in(p, &mut out.disposition_ext, "_disposition"),
                 42 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
                 43 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
-                44 => rt::list(p, &mut out.pre_auth_ref_period, "preAuthRefPeriod"),
-                45 => rt::list(p, &mut out.care_team, "careTeam"),
-                46 => rt::list(p, &mut out.supporting_info, "supportingInfo"),
+                44 => rt::list_in(p, &mut out.pre_auth_ref_period, "preAuthRefPeriod"),
+                45 => rt::list_in(p, &mut out.care_team, "careTeam"),
+                46 => rt::list_in(p, &mut out.supporting_info, "supportingInfo"),
                 47 => rt::list(p, &mut out.diagnosis, "diagnosis"),
                 48 => rt::list(p, &mut out.procedure, "procedure"),
                 49 => rt::opt(p, &mut out.precedence, "precedence"),
-                50 => rt::opt(p, &mut out.precedence_ext, "_precedence"),
-                51 => rt::list(p, &mut out.insurance, "insurance"),
-                52 => rt::opt(p, &mut out.accident, "accident"),
-                53 => rt::list(p, &mut out.item, "item"),
-                54 => rt::list(p, &mut out.add_item, "addItem"),
-                55 => rt::list(p, &mut out.adjudication, "adjudication"),
-                56 => rt::list(p, &mut out.total, "total"),
-                57 => rt::opt(p, &mut out.payment, "payment"),
-                58 => rt::opt(p, &mut out.form_code, "formCode"),
-                59 => rt::opt(p, &mut out.form, "form"),
-                60 => rt::list(p, &mut out.process_note, "processNote"),
-                61 => rt::opt(p, &mut out.benefit_period, "benefitPeriod"),
-                62 => rt::list(p, &mut out.benefit_balance, "benefitBalance"),
+                50 => rt::opt_in(p, &mut out.precedence_ext, "_precedence"),
+                51 => rt::list_in(p, &mut out.insurance, "insurance"),
+                52 => rt::opt_in(p, &mut out.accident, "accident"),
+                53 => rt::list_in(p, &mut out.item, "item"),
+                54 => rt::list_in(p, &mut out.add_item, "addItem"),
+                55 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                56 => rt::list_in(p, &mut out.total, "total"),
+                57 => rt::opt_in(p, &mut out.payment, "payment"),
+                58 => rt::opt_in(p, &mut out.form_code, "formCode"),
+                59 => rt::opt_in(p, &mut out.form, "form"),
+                60 => rt::list_in(p, &mut out.process_note, "processNote"),
+                61 => rt::opt_in(p, &mut out.benefit_period, "benefitPeriod"),
+                62 => rt::list_in(p, &mut out.benefit_balance, "benefitBalance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -481,31 +481,39 @@ impl ExplanationOfBenefitBenefitBalance {
 
 impl FromJson for ExplanationOfBenefitBenefitBalance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitBenefitBalance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
                 5 => rt::opt(p, &mut out.excluded, "excluded"),
-                6 => rt::opt(p, &mut out.excluded_ext, "_excluded"),
+                6 => rt::opt_in(p, &mut out.excluded_ext, "_excluded"),
                 7 => rt::opt(p, &mut out.name, "name"),
-                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                8 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 9 => rt::opt(p, &mut out.description, "description"),
-                10 => rt::opt(p, &mut out.description_ext, "_description"),
-                11 => rt::opt(p, &mut out.network, "network"),
-                12 => rt::opt(p, &mut out.unit, "unit"),
-                13 => rt::opt(p, &mut out.term, "term"),
-                14 => rt::list(p, &mut out.financial, "financial"),
+                10 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                11 => rt::opt_in(p, &mut out.network, "network"),
+                12 => rt::opt_in(p, &mut out.unit, "unit"),
+                13 => rt::opt_in(p, &mut out.term, "term"),
+                14 => rt::list_in(p, &mut out.financial, "financial"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -575,23 +583,31 @@ impl ExplanationOfBenefitBenefitBalanceFinancial {
 
 impl FromJson for ExplanationOfBenefitBenefitBalanceFinancial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitBenefitBalanceFinancial {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::choice(p, &mut out.allowed, key),
                 6 => rt::choice(p, &mut out.used, key),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -661,25 +677,33 @@ impl ExplanationOfBenefitProcessNote {
 
 impl FromJson for ExplanationOfBenefitProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitProcessNote {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.number, "number"),
-                5 => rt::opt(p, &mut out.number_ext, "_number"),
+                5 => rt::opt_in(p, &mut out.number_ext, "_number"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 8 => rt::opt(p, &mut out.text, "text"),
-                9 => rt::opt(p, &mut out.text_ext, "_text"),
-                10 => rt::opt(p, &mut out.language, "language"),
+                9 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                10 => rt::opt_in(p, &mut out.language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -753,25 +777,33 @@ impl ExplanationOfBenefitPayment {
 
 impl FromJson for ExplanationOfBenefitPayment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitPayment {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.adjustment, "adjustment"),
-                6 => rt::opt(p, &mut out.adjustment_reason, "adjustmentReason"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.adjustment, "adjustment"),
+                6 => rt::opt_in(p, &mut out.adjustment_reason, "adjustmentReason"),
                 7 => rt::opt(p, &mut out.date, "date"),
-                8 => rt::opt(p, &mut out.date_ext, "_date"),
-                9 => rt::opt(p, &mut out.amount, "amount"),
-                10 => rt::opt(p, &mut out.identifier, "identifier"),
+                8 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                9 => rt::opt_in(p, &mut out.amount, "amount"),
+                10 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -831,24 +863,32 @@ impl ExplanationOfBenefitTotal {
 
 impl FromJson for ExplanationOfBenefitTotal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitTotal {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         let mut f_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
-                5 => rt::opt(p, &mut f_amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
+                5 => rt::opt_in(p, &mut f_amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
         out.amount = rt::required(p, f_amount, "amount")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -957,43 +997,51 @@ impl ExplanationOfBenefitAddItem {
 
 impl FromJson for ExplanationOfBenefitAddItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitAddItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.item_sequence, &mut out.item_sequence_ext, "itemSequence"),
                 5 => rt::list_ext(p, &mut out.item_sequence_ext, "_itemSequence"),
                 6 => rt::prim_list(p, &mut out.detail_sequence, &mut out.detail_sequence_ext, "detailSequence"),
                 7 => rt::list_ext(p, &mut out.detail_sequence_ext, "_detailSequence"),
                 8 => rt::prim_list(p, &mut out.sub_detail_sequence, &mut out.sub_detail_sequence_ext, "subDetailSequence"),
                 9 => rt::list_ext(p, &mut out.sub_detail_sequence_ext, "_subDetailSequence"),
-                10 => rt::list(p, &mut out.provider, "provider"),
-                11 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                12 => rt::list(p, &mut out.modifier, "modifier"),
-                13 => rt::list(p, &mut out.program_code, "programCode"),
+                10 => rt::list_in(p, &mut out.provider, "provider"),
+                11 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                12 => rt::list_in(p, &mut out.modifier, "modifier"),
+                13 => rt::list_in(p, &mut out.program_code, "programCode"),
                 14 => rt::choice(p, &mut out.serviced, key),
                 15 => rt::choice(p, &mut out.location, key),
-                16 => rt::opt(p, &mut out.quantity, "quantity"),
-                17 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                16 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                17 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 18 => rt::opt(p, &mut out.factor, "factor"),
-                19 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                20 => rt::opt(p, &mut out.net, "net"),
-                21 => rt::opt(p, &mut out.body_site, "bodySite"),
-                22 => rt::list(p, &mut out.sub_site, "subSite"),
+                19 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                20 => rt::opt_in(p, &mut out.net, "net"),
+                21 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                22 => rt::list_in(p, &mut out.sub_site, "subSite"),
                 23 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 24 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                25 => rt::list(p, &mut out.adjudication, "adjudication"),
-                26 => rt::list(p, &mut out.detail, "detail"),
+                25 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                26 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1087,31 +1135,39 @@ impl ExplanationOfBenefitAddItemDetail {
 
 impl FromJson for ExplanationOfBenefitAddItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitAddItemDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                5 => rt::list(p, &mut out.modifier, "modifier"),
-                6 => rt::opt(p, &mut out.quantity, "quantity"),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list_in(p, &mut out.modifier, "modifier"),
+                6 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                7 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 8 => rt::opt(p, &mut out.factor, "factor"),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                10 => rt::opt(p, &mut out.net, "net"),
+                9 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt_in(p, &mut out.net, "net"),
                 11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                13 => rt::list(p, &mut out.adjudication, "adjudication"),
-                14 => rt::list(p, &mut out.sub_detail, "subDetail"),
+                13 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                14 => rt::list_in(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1194,30 +1250,38 @@ impl ExplanationOfBenefitAddItemDetailSubDetail {
 
 impl FromJson for ExplanationOfBenefitAddItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitAddItemDetailSubDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                5 => rt::list(p, &mut out.modifier, "modifier"),
-                6 => rt::opt(p, &mut out.quantity, "quantity"),
-                7 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                5 => rt::list_in(p, &mut out.modifier, "modifier"),
+                6 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                7 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 8 => rt::opt(p, &mut out.factor, "factor"),
-                9 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                10 => rt::opt(p, &mut out.net, "net"),
+                9 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                10 => rt::opt_in(p, &mut out.net, "net"),
                 11 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 12 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                13 => rt::list(p, &mut out.adjudication, "adjudication"),
+                13 => rt::list_in(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1363,17 +1427,25 @@ impl ExplanationOfBenefitItem {
 
 impl FromJson for ExplanationOfBenefitItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 6 => rt::prim_list(p, &mut out.care_team_sequence, &mut out.care_team_sequence_ext, "careTeamSequence"),
                 7 => rt::list_ext(p, &mut out.care_team_sequence_ext, "_careTeamSequence"),
                 8 => rt::prim_list(p, &mut out.diagnosis_sequence, &mut out.diagnosis_sequence_ext, "diagnosisSequence"),
@@ -1382,31 +1454,31 @@ impl FromJson for ExplanationOfBenefitItem {
                 11 => rt::list_ext(p, &mut out.procedure_sequence_ext, "_procedureSequence"),
                 12 => rt::prim_list(p, &mut out.information_sequence, &mut out.information_sequence_ext, "informationSequence"),
                 13 => rt::list_ext(p, &mut out.information_sequence_ext, "_informationSequence"),
-                14 => rt::opt(p, &mut out.revenue, "revenue"),
-                15 => rt::opt(p, &mut out.category, "category"),
-                16 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                17 => rt::list(p, &mut out.modifier, "modifier"),
-                18 => rt::list(p, &mut out.program_code, "programCode"),
+                14 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                15 => rt::opt_in(p, &mut out.category, "category"),
+                16 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                17 => rt::list_in(p, &mut out.modifier, "modifier"),
+                18 => rt::list_in(p, &mut out.program_code, "programCode"),
                 19 => rt::choice(p, &mut out.serviced, key),
                 20 => rt::choice(p, &mut out.location, key),
-                21 => rt::opt(p, &mut out.quantity, "quantity"),
-                22 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                21 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                22 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 23 => rt::opt(p, &mut out.factor, "factor"),
-                24 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                25 => rt::opt(p, &mut out.net, "net"),
-                26 => rt::list(p, &mut out.udi, "udi"),
-                27 => rt::opt(p, &mut out.body_site, "bodySite"),
-                28 => rt::list(p, &mut out.sub_site, "subSite"),
-                29 => rt::list(p, &mut out.encounter, "encounter"),
+                24 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                25 => rt::opt_in(p, &mut out.net, "net"),
+                26 => rt::list_in(p, &mut out.udi, "udi"),
+                27 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                28 => rt::list_in(p, &mut out.sub_site, "subSite"),
+                29 => rt::list_in(p, &mut out.encounter, "encounter"),
                 30 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 31 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                32 => rt::list(p, &mut out.adjudication, "adjudication"),
-                33 => rt::list(p, &mut out.detail, "detail"),
+                32 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                33 => rt::list_in(p, &mut out.detail, "detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1526,37 +1598,45 @@ impl ExplanationOfBenefitItemDetail {
 
 impl FromJson for ExplanationOfBenefitItemDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitItemDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut out.revenue, "revenue"),
-                7 => rt::opt(p, &mut out.category, "category"),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                9 => rt::list(p, &mut out.modifier, "modifier"),
-                10 => rt::list(p, &mut out.program_code, "programCode"),
-                11 => rt::opt(p, &mut out.quantity, "quantity"),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                7 => rt::opt_in(p, &mut out.category, "category"),
+                8 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list_in(p, &mut out.modifier, "modifier"),
+                10 => rt::list_in(p, &mut out.program_code, "programCode"),
+                11 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                12 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 13 => rt::opt(p, &mut out.factor, "factor"),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                15 => rt::opt(p, &mut out.net, "net"),
-                16 => rt::list(p, &mut out.udi, "udi"),
+                14 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt_in(p, &mut out.net, "net"),
+                16 => rt::list_in(p, &mut out.udi, "udi"),
                 17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                19 => rt::list(p, &mut out.adjudication, "adjudication"),
-                20 => rt::list(p, &mut out.sub_detail, "subDetail"),
+                19 => rt::list_in(p, &mut out.adjudication, "adjudication"),
+                20 => rt::list_in(p, &mut out.sub_detail, "subDetail"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1665,36 +1745,44 @@ impl ExplanationOfBenefitItemDetailSubDetail {
 
 impl FromJson for ExplanationOfBenefitItemDetailSubDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitItemDetailSubDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product_or_service = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut out.revenue, "revenue"),
-                7 => rt::opt(p, &mut out.category, "category"),
-                8 => rt::opt(p, &mut f_product_or_service, "productOrService"),
-                9 => rt::list(p, &mut out.modifier, "modifier"),
-                10 => rt::list(p, &mut out.program_code, "programCode"),
-                11 => rt::opt(p, &mut out.quantity, "quantity"),
-                12 => rt::opt(p, &mut out.unit_price, "unitPrice"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut out.revenue, "revenue"),
+                7 => rt::opt_in(p, &mut out.category, "category"),
+                8 => rt::opt_in(p, &mut f_product_or_service, "productOrService"),
+                9 => rt::list_in(p, &mut out.modifier, "modifier"),
+                10 => rt::list_in(p, &mut out.program_code, "programCode"),
+                11 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                12 => rt::opt_in(p, &mut out.unit_price, "unitPrice"),
                 13 => rt::opt(p, &mut out.factor, "factor"),
-                14 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                15 => rt::opt(p, &mut out.net, "net"),
-                16 => rt::list(p, &mut out.udi, "udi"),
+                14 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                15 => rt::opt_in(p, &mut out.net, "net"),
+                16 => rt::list_in(p, &mut out.udi, "udi"),
                 17 => rt::prim_list(p, &mut out.note_number, &mut out.note_number_ext, "noteNumber"),
                 18 => rt::list_ext(p, &mut out.note_number_ext, "_noteNumber"),
-                19 => rt::list(p, &mut out.adjudication, "adjudication"),
+                19 => rt::list_in(p, &mut out.adjudication, "adjudication"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product_or_service = rt::required(p, f_product_or_service, "productOrService")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1768,25 +1856,33 @@ impl ExplanationOfBenefitItemAdjudication {
 
 impl FromJson for ExplanationOfBenefitItemAdjudication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitItemAdjudication {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
-                5 => rt::opt(p, &mut out.reason, "reason"),
-                6 => rt::opt(p, &mut out.amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
+                5 => rt::opt_in(p, &mut out.reason, "reason"),
+                6 => rt::opt_in(p, &mut out.amount, "amount"),
                 7 => rt::opt(p, &mut out.value, "value"),
-                8 => rt::opt(p, &mut out.value_ext, "_value"),
+                8 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1848,22 +1944,30 @@ impl ExplanationOfBenefitAccident {
 
 impl FromJson for ExplanationOfBenefitAccident {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitAccident {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.date, "date"),
-                5 => rt::opt(p, &mut out.date_ext, "_date"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 7 => rt::choice(p, &mut out.location, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1926,25 +2030,33 @@ impl ExplanationOfBenefitInsurance {
 
 impl FromJson for ExplanationOfBenefitInsurance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitInsurance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_coverage = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.focal, "focal"),
-                5 => rt::opt(p, &mut out.focal_ext, "_focal"),
-                6 => rt::opt(p, &mut f_coverage, "coverage"),
+                5 => rt::opt_in(p, &mut out.focal_ext, "_focal"),
+                6 => rt::opt_in(p, &mut f_coverage, "coverage"),
                 7 => rt::prim_list(p, &mut out.pre_auth_ref, &mut out.pre_auth_ref_ext, "preAuthRef"),
                 8 => rt::list_ext(p, &mut out.pre_auth_ref_ext, "_preAuthRef"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.coverage = rt::required(p, f_coverage, "coverage")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2031,15 +2143,15 @@ impl FromJson for ExplanationOfBenefitProcedure {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_sequence, "sequence"),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
-                6 => rt::list(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut f_sequence_ext, "_sequence"),
+                6 => rt::list_in(p, &mut f_type, "type"),
                 7 => rt::opt(p, &mut f_date, "date"),
-                8 => rt::opt(p, &mut f_date_ext, "_date"),
+                8 => rt::opt_in(p, &mut f_date_ext, "_date"),
                 9 => rt::choice(p, &mut f_procedure, key),
-                10 => rt::list(p, &mut f_udi, "udi"),
+                10 => rt::list_in(p, &mut f_udi, "udi"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -2142,14 +2254,14 @@ impl FromJson for ExplanationOfBenefitDiagnosis {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_sequence, "sequence"),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut f_sequence_ext, "_sequence"),
                 6 => rt::choice(p, &mut f_diagnosis, key),
-                7 => rt::list(p, &mut f_type, "type"),
-                8 => rt::opt(p, &mut f_on_admission, "onAdmission"),
-                9 => rt::opt(p, &mut f_package_code, "packageCode"),
+                7 => rt::list_in(p, &mut f_type, "type"),
+                8 => rt::opt_in(p, &mut f_on_admission, "onAdmission"),
+                9 => rt::opt_in(p, &mut f_package_code, "packageCode"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -2237,27 +2349,35 @@ impl ExplanationOfBenefitSupportingInfo {
 
 impl FromJson for ExplanationOfBenefitSupportingInfo {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitSupportingInfo {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut f_category, "category"),
-                7 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut f_category, "category"),
+                7 => rt::opt_in(p, &mut out.code, "code"),
                 8 => rt::choice(p, &mut out.timing, key),
                 9 => rt::choice(p, &mut out.value, key),
-                10 => rt::opt(p, &mut out.reason, "reason"),
+                10 => rt::opt_in(p, &mut out.reason, "reason"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2331,27 +2451,35 @@ impl ExplanationOfBenefitCareTeam {
 
 impl FromJson for ExplanationOfBenefitCareTeam {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitCareTeam {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_provider = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.sequence, "sequence"),
-                5 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
-                6 => rt::opt(p, &mut f_provider, "provider"),
+                5 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
+                6 => rt::opt_in(p, &mut f_provider, "provider"),
                 7 => rt::opt(p, &mut out.responsible, "responsible"),
-                8 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
-                9 => rt::opt(p, &mut out.role, "role"),
-                10 => rt::opt(p, &mut out.qualification, "qualification"),
+                8 => rt::opt_in(p, &mut out.responsible_ext, "_responsible"),
+                9 => rt::opt_in(p, &mut out.role, "role"),
+                10 => rt::opt_in(p, &mut out.qualification, "qualification"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.provider = rt::required(p, f_provider, "provider")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2411,20 +2539,28 @@ impl ExplanationOfBenefitPayee {
 
 impl FromJson for ExplanationOfBenefitPayee {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitPayee {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.party, "party"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.party, "party"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -2481,21 +2617,29 @@ impl ExplanationOfBenefitRelated {
 
 impl FromJson for ExplanationOfBenefitRelated {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ExplanationOfBenefitRelated {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.claim, "claim"),
-                5 => rt::opt(p, &mut out.relationship, "relationship"),
-                6 => rt::opt(p, &mut out.reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.claim, "claim"),
+                5 => rt::opt_in(p, &mut out.relationship, "relationship"),
+                6 => rt::opt_in(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -138,53 +138,53 @@ impl FamilyMemberHistory {
 impl FromJson for FamilyMemberHistory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for FamilyMemberHistory {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         let mut f_relationship = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "FamilyMemberHistory"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
                 18 => rt::opt(p, &mut out.status, "status"),
-                19 => rt::opt(p, &mut out.status_ext, "_status"),
-                20 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
-                21 => rt::opt(p, &mut f_patient, "patient"),
+                19 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                21 => rt::opt_in(p, &mut f_patient, "patient"),
                 22 => rt::opt(p, &mut out.date, "date"),
-                23 => rt::opt(p, &mut out.date_ext, "_date"),
+                23 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 24 => rt::opt(p, &mut out.name, "name"),
-                25 => rt::opt(p, &mut out.name_ext, "_name"),
-                26 => rt::opt(p, &mut f_relationship, "relationship"),
-                27 => rt::opt(p, &mut out.sex, "sex"),
+                25 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                26 => rt::opt_in(p, &mut f_relationship, "relationship"),
+                27 => rt::opt_in(p, &mut out.sex, "sex"),
                 28 => rt::choice(p, &mut out.born, key),
                 29 => rt::choice(p, &mut out.age, key),
                 30 => rt::opt(p, &mut out.estimated_age, "estimatedAge"),
-                31 => rt::opt(p, &mut out.estimated_age_ext, "_estimatedAge"),
+                31 => rt::opt_in(p, &mut out.estimated_age_ext, "_estimatedAge"),
                 32 => rt::choice(p, &mut out.deceased, key),
-                33 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                34 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                35 => rt::list(p, &mut out.note, "note"),
-                36 => rt::list(p, &mut out.condition, "condition"),
+                33 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                34 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                35 => rt::list_in(p, &mut out.note, "note"),
+                36 => rt::list_in(p, &mut out.condition, "condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -330,26 +330,34 @@ impl FamilyMemberHistoryCondition {
 
 impl FromJson for FamilyMemberHistoryCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for FamilyMemberHistoryCondition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut out.outcome, "outcome"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::opt_in(p, &mut out.outcome, "outcome"),
                 6 => rt::opt(p, &mut out.contributed_to_death, "contributedToDeath"),
-                7 => rt::opt(p, &mut out.contributed_to_death_ext, "_contributedToDeath"),
+                7 => rt::opt_in(p, &mut out.contributed_to_death_ext, "_contributedToDeath"),
                 8 => rt::choice(p, &mut out.onset, key),
-                9 => rt::list(p, &mut out.note, "note"),
+                9 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -128,48 +128,48 @@ impl Goal {
 impl FromJson for Goal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Goal {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_description = None;
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Goal"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.lifecycle_status, "lifecycleStatus"),
-                15 => rt::opt(p, &mut out.lifecycle_status_ext, "_lifecycleStatus"),
-                16 => rt::opt(p, &mut out.achievement_status, "achievementStatus"),
-                17 => rt::list(p, &mut out.category, "category"),
-                18 => rt::opt(p, &mut out.priority, "priority"),
-                19 => rt::opt(p, &mut f_description, "description"),
-                20 => rt::opt(p, &mut f_subject, "subject"),
+                15 => rt::opt_in(p, &mut out.lifecycle_status_ext, "_lifecycleStatus"),
+                16 => rt::opt_in(p, &mut out.achievement_status, "achievementStatus"),
+                17 => rt::list_in(p, &mut out.category, "category"),
+                18 => rt::opt_in(p, &mut out.priority, "priority"),
+                19 => rt::opt_in(p, &mut f_description, "description"),
+                20 => rt::opt_in(p, &mut f_subject, "subject"),
                 21 => rt::choice(p, &mut out.start, key),
-                22 => rt::list(p, &mut out.target, "target"),
+                22 => rt::list_in(p, &mut out.target, "target"),
                 23 => rt::opt(p, &mut out.status_date, "statusDate"),
-                24 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                24 => rt::opt_in(p, &mut out.status_date_ext, "_statusDate"),
                 25 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                26 => rt::opt(p, &mut out.status_reason_ext, "_statusReason"),
-                27 => rt::opt(p, &mut out.expressed_by, "expressedBy"),
-                28 => rt::list(p, &mut out.addresses, "addresses"),
-                29 => rt::list(p, &mut out.note, "note"),
-                30 => rt::list(p, &mut out.outcome_code, "outcomeCode"),
-                31 => rt::list(p, &mut out.outcome_reference, "outcomeReference"),
+                26 => rt::opt_in(p, &mut out.status_reason_ext, "_statusReason"),
+                27 => rt::opt_in(p, &mut out.expressed_by, "expressedBy"),
+                28 => rt::list_in(p, &mut out.addresses, "addresses"),
+                29 => rt::list_in(p, &mut out.note, "note"),
+                30 => rt::list_in(p, &mut out.outcome_code, "outcomeCode"),
+                31 => rt::list_in(p, &mut out.outcome_reference, "outcomeReference"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -306,21 +306,29 @@ impl GoalTarget {
 
 impl FromJson for GoalTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for GoalTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.measure, "measure"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.measure, "measure"),
                 5 => rt::choice(p, &mut out.detail, key),
                 6 => rt::choice(p, &mut out.due, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

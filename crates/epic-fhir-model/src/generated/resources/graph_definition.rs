@@ -142,53 +142,53 @@ impl GraphDefinition {
 impl FromJson for GraphDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for GraphDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "GraphDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.status, "status"),
-                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 21 => rt::opt(p, &mut out.experimental, "experimental"),
-                22 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                22 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 23 => rt::opt(p, &mut out.date, "date"),
-                24 => rt::opt(p, &mut out.date_ext, "_date"),
+                24 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 25 => rt::opt(p, &mut out.publisher, "publisher"),
-                26 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                27 => rt::list(p, &mut out.contact, "contact"),
+                26 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                27 => rt::list_in(p, &mut out.contact, "contact"),
                 28 => rt::opt(p, &mut out.description, "description"),
-                29 => rt::opt(p, &mut out.description_ext, "_description"),
+                29 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 30 => rt::list(p, &mut out.use_context, "useContext"),
-                31 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                31 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 32 => rt::opt(p, &mut out.purpose, "purpose"),
-                33 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                33 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 34 => rt::opt(p, &mut out.start, "start"),
-                35 => rt::opt(p, &mut out.start_ext, "_start"),
+                35 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 36 => rt::opt(p, &mut out.profile, "profile"),
-                37 => rt::opt(p, &mut out.profile_ext, "_profile"),
-                38 => rt::list(p, &mut out.link, "link"),
+                37 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
+                38 => rt::list_in(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -346,29 +346,37 @@ impl GraphDefinitionLink {
 
 impl FromJson for GraphDefinitionLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for GraphDefinitionLink {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.path, "path"),
-                5 => rt::opt(p, &mut out.path_ext, "_path"),
+                5 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 6 => rt::opt(p, &mut out.slice_name, "sliceName"),
-                7 => rt::opt(p, &mut out.slice_name_ext, "_sliceName"),
+                7 => rt::opt_in(p, &mut out.slice_name_ext, "_sliceName"),
                 8 => rt::opt(p, &mut out.min, "min"),
-                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                9 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 10 => rt::opt(p, &mut out.max, "max"),
-                11 => rt::opt(p, &mut out.max_ext, "_max"),
+                11 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 12 => rt::opt(p, &mut out.description, "description"),
-                13 => rt::opt(p, &mut out.description_ext, "_description"),
-                14 => rt::list(p, &mut out.target, "target"),
+                13 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                14 => rt::list_in(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -448,26 +456,34 @@ impl GraphDefinitionLinkTarget {
 
 impl FromJson for GraphDefinitionLinkTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for GraphDefinitionLinkTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.params, "params"),
-                7 => rt::opt(p, &mut out.params_ext, "_params"),
+                7 => rt::opt_in(p, &mut out.params_ext, "_params"),
                 8 => rt::opt(p, &mut out.profile, "profile"),
-                9 => rt::opt(p, &mut out.profile_ext, "_profile"),
-                10 => rt::list(p, &mut out.compartment, "compartment"),
-                11 => rt::list(p, &mut out.link, "link"),
+                9 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
+                10 => rt::list_in(p, &mut out.compartment, "compartment"),
+                11 => rt::list_in(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -548,28 +564,36 @@ impl GraphDefinitionLinkTargetCompartment {
 
 impl FromJson for GraphDefinitionLinkTargetCompartment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for GraphDefinitionLinkTargetCompartment {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#use, "use"),
-                5 => rt::opt(p, &mut out.use_ext, "_use"),
+                5 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 6 => rt::opt(p, &mut out.code, "code"),
-                7 => rt::opt(p, &mut out.code_ext, "_code"),
+                7 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 8 => rt::opt(p, &mut out.rule, "rule"),
-                9 => rt::opt(p, &mut out.rule_ext, "_rule"),
+                9 => rt::opt_in(p, &mut out.rule_ext, "_rule"),
                 10 => rt::opt(p, &mut out.expression, "expression"),
-                11 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                11 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 12 => rt::opt(p, &mut out.description, "description"),
-                13 => rt::opt(p, &mut out.description_ext, "_description"),
+                13 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

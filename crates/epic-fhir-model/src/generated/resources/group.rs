@@ -102,42 +102,42 @@ impl Group {
 impl FromJson for Group {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Group {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Group"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
                 16 => rt::opt(p, &mut out.r#type, "type"),
-                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                17 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 18 => rt::opt(p, &mut out.actual, "actual"),
-                19 => rt::opt(p, &mut out.actual_ext, "_actual"),
-                20 => rt::opt(p, &mut out.code, "code"),
+                19 => rt::opt_in(p, &mut out.actual_ext, "_actual"),
+                20 => rt::opt_in(p, &mut out.code, "code"),
                 21 => rt::opt(p, &mut out.name, "name"),
-                22 => rt::opt(p, &mut out.name_ext, "_name"),
+                22 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 23 => rt::opt(p, &mut out.quantity, "quantity"),
-                24 => rt::opt(p, &mut out.quantity_ext, "_quantity"),
-                25 => rt::opt(p, &mut out.managing_entity, "managingEntity"),
+                24 => rt::opt_in(p, &mut out.quantity_ext, "_quantity"),
+                25 => rt::opt_in(p, &mut out.managing_entity, "managingEntity"),
                 26 => rt::list(p, &mut out.characteristic, "characteristic"),
-                27 => rt::list(p, &mut out.member, "member"),
+                27 => rt::list_in(p, &mut out.member, "member"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -266,24 +266,32 @@ impl GroupMember {
 
 impl FromJson for GroupMember {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for GroupMember {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_entity = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_entity, "entity"),
-                5 => rt::opt(p, &mut out.period, "period"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_entity, "entity"),
+                5 => rt::opt_in(p, &mut out.period, "period"),
                 6 => rt::opt(p, &mut out.inactive, "inactive"),
-                7 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
+                7 => rt::opt_in(p, &mut out.inactive_ext, "_inactive"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.entity = rt::required(p, f_entity, "entity")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -364,13 +372,13 @@ impl FromJson for GroupCharacteristic {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
                 5 => rt::choice(p, &mut f_value, key),
                 6 => rt::opt(p, &mut f_exclude, "exclude"),
-                7 => rt::opt(p, &mut f_exclude_ext, "_exclude"),
-                8 => rt::opt(p, &mut f_period, "period"),
+                7 => rt::opt_in(p, &mut f_exclude_ext, "_exclude"),
+                8 => rt::opt_in(p, &mut f_period, "period"),
                 _ => extra.read(p, key),
             }?;
         }

@@ -108,12 +108,12 @@ impl GuidanceResponse {
 impl FromJson for GuidanceResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for GuidanceResponse {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -147,40 +147,40 @@ impl rt::ReadMembers for GuidanceResponse {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "GuidanceResponse"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut f_request_identifier, "requestIdentifier"),
-                14 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut f_request_identifier, "requestIdentifier"),
+                14 => rt::list_in(p, &mut f_identifier, "identifier"),
                 15 => rt::choice(p, &mut f_module, key),
                 16 => rt::opt(p, &mut f_status, "status"),
-                17 => rt::opt(p, &mut f_status_ext, "_status"),
-                18 => rt::opt(p, &mut f_subject, "subject"),
-                19 => rt::opt(p, &mut f_encounter, "encounter"),
+                17 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                18 => rt::opt_in(p, &mut f_subject, "subject"),
+                19 => rt::opt_in(p, &mut f_encounter, "encounter"),
                 20 => rt::opt(p, &mut f_occurrence_date_time, "occurrenceDateTime"),
-                21 => rt::opt(p, &mut f_occurrence_date_time_ext, "_occurrenceDateTime"),
-                22 => rt::opt(p, &mut f_performer, "performer"),
-                23 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                24 => rt::list(p, &mut f_reason_reference, "reasonReference"),
-                25 => rt::list(p, &mut f_note, "note"),
-                26 => rt::list(p, &mut f_evaluation_message, "evaluationMessage"),
-                27 => rt::opt(p, &mut f_output_parameters, "outputParameters"),
-                28 => rt::opt(p, &mut f_result, "result"),
-                29 => rt::list(p, &mut f_data_requirement, "dataRequirement"),
+                21 => rt::opt_in(p, &mut f_occurrence_date_time_ext, "_occurrenceDateTime"),
+                22 => rt::opt_in(p, &mut f_performer, "performer"),
+                23 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                24 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
+                25 => rt::list_in(p, &mut f_note, "note"),
+                26 => rt::list_in(p, &mut f_evaluation_message, "evaluationMessage"),
+                27 => rt::opt_in(p, &mut f_output_parameters, "outputParameters"),
+                28 => rt::opt_in(p, &mut f_result, "result"),
+                29 => rt::list_in(p, &mut f_data_requirement, "dataRequirement"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "GuidanceResponse"));
         }
-        Ok(GuidanceResponse {
+        Ok(Box::new(GuidanceResponse {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -210,7 +210,7 @@ impl rt::ReadMembers for GuidanceResponse {
             result: f_result,
             data_requirement: f_data_requirement,
             extra,
-        })
+        }))
     }
 }
 

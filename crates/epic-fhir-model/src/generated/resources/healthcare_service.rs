@@ -150,57 +150,57 @@ impl HealthcareService {
 impl FromJson for HealthcareService {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for HealthcareService {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "HealthcareService"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::opt(p, &mut out.provided_by, "providedBy"),
-                17 => rt::list(p, &mut out.category, "category"),
-                18 => rt::list(p, &mut out.r#type, "type"),
-                19 => rt::list(p, &mut out.specialty, "specialty"),
-                20 => rt::list(p, &mut out.location, "location"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::opt_in(p, &mut out.provided_by, "providedBy"),
+                17 => rt::list_in(p, &mut out.category, "category"),
+                18 => rt::list_in(p, &mut out.r#type, "type"),
+                19 => rt::list_in(p, &mut out.specialty, "specialty"),
+                20 => rt::list_in(p, &mut out.location, "location"),
                 21 => rt::opt(p, &mut out.name, "name"),
-                22 => rt::opt(p, &mut out.name_ext, "_name"),
+                22 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 23 => rt::opt(p, &mut out.comment, "comment"),
-                24 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                24 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 25 => rt::opt(p, &mut out.extra_details, "extraDetails"),
-                26 => rt::opt(p, &mut out.extra_details_ext, "_extraDetails"),
-                27 => rt::opt(p, &mut out.photo, "photo"),
-                28 => rt::list(p, &mut out.telecom, "telecom"),
-                29 => rt::list(p, &mut out.coverage_area, "coverageArea"),
-                30 => rt::list(p, &mut out.service_provision_code, "serviceProvisionCode"),
-                31 => rt::list(p, &mut out.eligibility, "eligibility"),
-                32 => rt::list(p, &mut out.program, "program"),
-                33 => rt::list(p, &mut out.characteristic, "characteristic"),
-                34 => rt::list(p, &mut out.communication, "communication"),
-                35 => rt::list(p, &mut out.referral_method, "referralMethod"),
+                26 => rt::opt_in(p, &mut out.extra_details_ext, "_extraDetails"),
+                27 => rt::opt_in(p, &mut out.photo, "photo"),
+                28 => rt::list_in(p, &mut out.telecom, "telecom"),
+                29 => rt::list_in(p, &mut out.coverage_area, "coverageArea"),
+                30 => rt::list_in(p, &mut out.service_provision_code, "serviceProvisionCode"),
+                31 => rt::list_in(p, &mut out.eligibility, "eligibility"),
+                32 => rt::list_in(p, &mut out.program, "program"),
+                33 => rt::list_in(p, &mut out.characteristic, "characteristic"),
+                34 => rt::list_in(p, &mut out.communication, "communication"),
+                35 => rt::list_in(p, &mut out.referral_method, "referralMethod"),
                 36 => rt::opt(p, &mut out.appointment_required, "appointmentRequired"),
-                37 => rt::opt(p, &mut out.appointment_required_ext, "_appointmentRequired"),
-                38 => rt::list(p, &mut out.available_time, "availableTime"),
-                39 => rt::list(p, &mut out.not_available, "notAvailable"),
+                37 => rt::opt_in(p, &mut out.appointment_required_ext, "_appointmentRequired"),
+                38 => rt::list_in(p, &mut out.available_time, "availableTime"),
+                39 => rt::list_in(p, &mut out.not_available, "notAvailable"),
                 40 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
-                41 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
-                42 => rt::list(p, &mut out.endpoint, "endpoint"),
+                41 => rt::opt_in(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                42 => rt::list_in(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -342,21 +342,29 @@ impl HealthcareServiceNotAvailable {
 
 impl FromJson for HealthcareServiceNotAvailable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for HealthcareServiceNotAvailable {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
-                6 => rt::opt(p, &mut out.during, "during"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.during, "during"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -428,26 +436,34 @@ impl HealthcareServiceAvailableTime {
 
 impl FromJson for HealthcareServiceAvailableTime {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for HealthcareServiceAvailableTime {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
                 5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
                 6 => rt::opt(p, &mut out.all_day, "allDay"),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                7 => rt::opt_in(p, &mut out.all_day_ext, "_allDay"),
                 8 => rt::opt(p, &mut out.available_start_time, "availableStartTime"),
-                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime"),
+                9 => rt::opt_in(p, &mut out.available_start_time_ext, "_availableStartTime"),
                 10 => rt::opt(p, &mut out.available_end_time, "availableEndTime"),
-                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime"),
+                11 => rt::opt_in(p, &mut out.available_end_time_ext, "_availableEndTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -509,21 +525,29 @@ impl HealthcareServiceEligibility {
 
 impl FromJson for HealthcareServiceEligibility {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for HealthcareServiceEligibility {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.comment, "comment"),
-                6 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                6 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -140,53 +140,53 @@ impl ImagingStudy {
 impl FromJson for ImagingStudy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ImagingStudy {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImagingStudy"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::list(p, &mut out.modality, "modality"),
-                17 => rt::opt(p, &mut f_subject, "subject"),
-                18 => rt::opt(p, &mut out.encounter, "encounter"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::list_in(p, &mut out.modality, "modality"),
+                17 => rt::opt_in(p, &mut f_subject, "subject"),
+                18 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 19 => rt::opt(p, &mut out.started, "started"),
-                20 => rt::opt(p, &mut out.started_ext, "_started"),
-                21 => rt::list(p, &mut out.based_on, "basedOn"),
-                22 => rt::opt(p, &mut out.referrer, "referrer"),
-                23 => rt::list(p, &mut out.interpreter, "interpreter"),
-                24 => rt::list(p, &mut out.endpoint, "endpoint"),
+                20 => rt::opt_in(p, &mut out.started_ext, "_started"),
+                21 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                22 => rt::opt_in(p, &mut out.referrer, "referrer"),
+                23 => rt::list_in(p, &mut out.interpreter, "interpreter"),
+                24 => rt::list_in(p, &mut out.endpoint, "endpoint"),
                 25 => rt::opt(p, &mut out.number_of_series, "numberOfSeries"),
-                26 => rt::opt(p, &mut out.number_of_series_ext, "_numberOfSeries"),
+                26 => rt::opt_in(p, &mut out.number_of_series_ext, "_numberOfSeries"),
                 27 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances"),
-                28 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
-                29 => rt::opt(p, &mut out.procedure_reference, "procedureReference"),
-                30 => rt::list(p, &mut out.procedure_code, "procedureCode"),
-                31 => rt::opt(p, &mut out.location, "location"),
-                32 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                33 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                34 => rt::list(p, &mut out.note, "note"),
+                28 => rt::opt_in(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
+                29 => rt::opt_in(p, &mut out.procedure_reference, "procedureReference"),
+                30 => rt::list_in(p, &mut out.procedure_code, "procedureCode"),
+                31 => rt::opt_in(p, &mut out.location, "location"),
+                32 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                33 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                34 => rt::list_in(p, &mut out.note, "note"),
                 35 => rt::opt(p, &mut out.description, "description"),
-                36 => rt::opt(p, &mut out.description_ext, "_description"),
-                37 => rt::list(p, &mut out.series, "series"),
+                36 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                37 => rt::list_in(p, &mut out.series, "series"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -364,37 +364,45 @@ impl ImagingStudySeries {
 
 impl FromJson for ImagingStudySeries {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImagingStudySeries {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_modality = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.uid, "uid"),
-                5 => rt::opt(p, &mut out.uid_ext, "_uid"),
+                5 => rt::opt_in(p, &mut out.uid_ext, "_uid"),
                 6 => rt::opt(p, &mut out.number, "number"),
-                7 => rt::opt(p, &mut out.number_ext, "_number"),
-                8 => rt::opt(p, &mut f_modality, "modality"),
+                7 => rt::opt_in(p, &mut out.number_ext, "_number"),
+                8 => rt::opt_in(p, &mut f_modality, "modality"),
                 9 => rt::opt(p, &mut out.description, "description"),
-                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 11 => rt::opt(p, &mut out.number_of_instances, "numberOfInstances"),
-                12 => rt::opt(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
-                13 => rt::list(p, &mut out.endpoint, "endpoint"),
-                14 => rt::opt(p, &mut out.body_site, "bodySite"),
-                15 => rt::opt(p, &mut out.laterality, "laterality"),
-                16 => rt::list(p, &mut out.specimen, "specimen"),
+                12 => rt::opt_in(p, &mut out.number_of_instances_ext, "_numberOfInstances"),
+                13 => rt::list_in(p, &mut out.endpoint, "endpoint"),
+                14 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                15 => rt::opt_in(p, &mut out.laterality, "laterality"),
+                16 => rt::list_in(p, &mut out.specimen, "specimen"),
                 17 => rt::opt(p, &mut out.started, "started"),
-                18 => rt::opt(p, &mut out.started_ext, "_started"),
-                19 => rt::list(p, &mut out.performer, "performer"),
-                20 => rt::list(p, &mut out.instance, "instance"),
+                18 => rt::opt_in(p, &mut out.started_ext, "_started"),
+                19 => rt::list_in(p, &mut out.performer, "performer"),
+                20 => rt::list_in(p, &mut out.instance, "instance"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.modality = rt::required(p, f_modality, "modality")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -478,27 +486,35 @@ impl ImagingStudySeriesInstance {
 
 impl FromJson for ImagingStudySeriesInstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImagingStudySeriesInstance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_sop_class = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.uid, "uid"),
-                5 => rt::opt(p, &mut out.uid_ext, "_uid"),
-                6 => rt::opt(p, &mut f_sop_class, "sopClass"),
+                5 => rt::opt_in(p, &mut out.uid_ext, "_uid"),
+                6 => rt::opt_in(p, &mut f_sop_class, "sopClass"),
                 7 => rt::opt(p, &mut out.number, "number"),
-                8 => rt::opt(p, &mut out.number_ext, "_number"),
+                8 => rt::opt_in(p, &mut out.number_ext, "_number"),
                 9 => rt::opt(p, &mut out.title, "title"),
-                10 => rt::opt(p, &mut out.title_ext, "_title"),
+                10 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.sop_class = rt::required(p, f_sop_class, "sopClass")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -558,22 +574,30 @@ impl ImagingStudySeriesPerformer {
 
 impl FromJson for ImagingStudySeriesPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImagingStudySeriesPerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -160,12 +160,12 @@ impl Immunization {
 impl FromJson for Immunization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Immunization {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -216,49 +216,49 @@ impl rt::ReadMembers for Immunization {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Immunization"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
                 14 => rt::opt(p, &mut f_status, "status"),
-                15 => rt::opt(p, &mut f_status_ext, "_status"),
-                16 => rt::opt(p, &mut f_status_reason, "statusReason"),
-                17 => rt::opt(p, &mut f_vaccine_code, "vaccineCode"),
-                18 => rt::opt(p, &mut f_patient, "patient"),
-                19 => rt::opt(p, &mut f_encounter, "encounter"),
+                15 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_status_reason, "statusReason"),
+                17 => rt::opt_in(p, &mut f_vaccine_code, "vaccineCode"),
+                18 => rt::opt_in(p, &mut f_patient, "patient"),
+                19 => rt::opt_in(p, &mut f_encounter, "encounter"),
                 20 => rt::choice(p, &mut f_occurrence, key),
                 21 => rt::opt(p, &mut f_recorded, "recorded"),
-                22 => rt::opt(p, &mut f_recorded_ext, "_recorded"),
+                22 => rt::opt_in(p, &mut f_recorded_ext, "_recorded"),
                 23 => rt::opt(p, &mut f_primary_source, "primarySource"),
-                24 => rt::opt(p, &mut f_primary_source_ext, "_primarySource"),
-                25 => rt::opt(p, &mut f_report_origin, "reportOrigin"),
-                26 => rt::opt(p, &mut f_location, "location"),
-                27 => rt::opt(p, &mut f_manufacturer, "manufacturer"),
+                24 => rt::opt_in(p, &mut f_primary_source_ext, "_primarySource"),
+                25 => rt::opt_in(p, &mut f_report_origin, "reportOrigin"),
+                26 => rt::opt_in(p, &mut f_location, "location"),
+                27 => rt::opt_in(p, &mut f_manufacturer, "manufacturer"),
                 28 => rt::opt(p, &mut f_lot_number, "lotNumber"),
-                29 => rt::opt(p, &mut f_lot_number_ext, "_lotNumber"),
+                29 => rt::opt_in(p, &mut f_lot_number_ext, "_lotNumber"),
                 30 => rt::opt(p, &mut f_expiration_date, "expirationDate"),
-                31 => rt::opt(p, &mut f_expiration_date_ext, "_expirationDate"),
-                32 => rt::opt(p, &mut f_site, "site"),
-                33 => rt::opt(p, &mut f_route, "route"),
-                34 => rt::opt(p, &mut f_dose_quantity, "doseQuantity"),
-                35 => rt::list(p, &mut f_performer, "performer"),
-                36 => rt::list(p, &mut f_note, "note"),
-                37 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                38 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                31 => rt::opt_in(p, &mut f_expiration_date_ext, "_expirationDate"),
+                32 => rt::opt_in(p, &mut f_site, "site"),
+                33 => rt::opt_in(p, &mut f_route, "route"),
+                34 => rt::opt_in(p, &mut f_dose_quantity, "doseQuantity"),
+                35 => rt::list_in(p, &mut f_performer, "performer"),
+                36 => rt::list_in(p, &mut f_note, "note"),
+                37 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                38 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
                 39 => rt::opt(p, &mut f_is_subpotent, "isSubpotent"),
-                40 => rt::opt(p, &mut f_is_subpotent_ext, "_isSubpotent"),
-                41 => rt::list(p, &mut f_subpotent_reason, "subpotentReason"),
-                42 => rt::list(p, &mut f_education, "education"),
-                43 => rt::list(p, &mut f_program_eligibility, "programEligibility"),
-                44 => rt::opt(p, &mut f_funding_source, "fundingSource"),
-                45 => rt::list(p, &mut f_reaction, "reaction"),
+                40 => rt::opt_in(p, &mut f_is_subpotent_ext, "_isSubpotent"),
+                41 => rt::list_in(p, &mut f_subpotent_reason, "subpotentReason"),
+                42 => rt::list_in(p, &mut f_education, "education"),
+                43 => rt::list_in(p, &mut f_program_eligibility, "programEligibility"),
+                44 => rt::opt_in(p, &mut f_funding_source, "fundingSource"),
+                45 => rt::list_in(p, &mut f_reaction, "reaction"),
                 46 => rt::list(p, &mut f_protocol_applied, "protocolApplied"),
                 _ => extra.read(p, key),
             }?;
@@ -266,7 +266,7 @@ impl rt::ReadMembers for Immunization {
         if !type_seen {
             return Err(rt::missing_resource_type(p, "Immunization"));
         }
-        Ok(Immunization {
+        Ok(Box::new(Immunization {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -313,7 +313,7 @@ impl rt::ReadMembers for Immunization {
             reaction: f_reaction,
             protocol_applied: f_protocol_applied,
             extra,
-        })
+        }))
     }
 }
 
@@ -477,12 +477,12 @@ impl FromJson for ImmunizationProtocolApplied {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_series, "series"),
-                5 => rt::opt(p, &mut f_series_ext, "_series"),
-                6 => rt::opt(p, &mut f_authority, "authority"),
-                7 => rt::list(p, &mut f_target_disease, "targetDisease"),
+                5 => rt::opt_in(p, &mut f_series_ext, "_series"),
+                6 => rt::opt_in(p, &mut f_authority, "authority"),
+                7 => rt::list_in(p, &mut f_target_disease, "targetDisease"),
                 8 => rt::choice(p, &mut f_dose_number, key),
                 9 => rt::choice(p, &mut f_series_doses, key),
                 _ => extra.read(p, key),
@@ -564,23 +564,31 @@ impl ImmunizationReaction {
 
 impl FromJson for ImmunizationReaction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImmunizationReaction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.date, "date"),
-                5 => rt::opt(p, &mut out.date_ext, "_date"),
-                6 => rt::opt(p, &mut out.detail, "detail"),
+                5 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                6 => rt::opt_in(p, &mut out.detail, "detail"),
                 7 => rt::opt(p, &mut out.reported, "reported"),
-                8 => rt::opt(p, &mut out.reported_ext, "_reported"),
+                8 => rt::opt_in(p, &mut out.reported_ext, "_reported"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -654,26 +662,34 @@ impl ImmunizationEducation {
 
 impl FromJson for ImmunizationEducation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImmunizationEducation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.document_type, "documentType"),
-                5 => rt::opt(p, &mut out.document_type_ext, "_documentType"),
+                5 => rt::opt_in(p, &mut out.document_type_ext, "_documentType"),
                 6 => rt::opt(p, &mut out.reference, "reference"),
-                7 => rt::opt(p, &mut out.reference_ext, "_reference"),
+                7 => rt::opt_in(p, &mut out.reference_ext, "_reference"),
                 8 => rt::opt(p, &mut out.publication_date, "publicationDate"),
-                9 => rt::opt(p, &mut out.publication_date_ext, "_publicationDate"),
+                9 => rt::opt_in(p, &mut out.publication_date_ext, "_publicationDate"),
                 10 => rt::opt(p, &mut out.presentation_date, "presentationDate"),
-                11 => rt::opt(p, &mut out.presentation_date_ext, "_presentationDate"),
+                11 => rt::opt_in(p, &mut out.presentation_date_ext, "_presentationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -734,22 +750,30 @@ impl ImmunizationPerformer {
 
 impl FromJson for ImmunizationPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImmunizationPerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

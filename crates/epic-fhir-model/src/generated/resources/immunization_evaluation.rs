@@ -108,13 +108,13 @@ impl ImmunizationEvaluation {
 impl FromJson for ImmunizationEvaluation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ImmunizationEvaluation {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         let mut f_target_disease = None;
         let mut f_immunization_event = None;
@@ -123,31 +123,31 @@ impl rt::ReadMembers for ImmunizationEvaluation {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImmunizationEvaluation"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut f_patient, "patient"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_patient, "patient"),
                 17 => rt::opt(p, &mut out.date, "date"),
-                18 => rt::opt(p, &mut out.date_ext, "_date"),
-                19 => rt::opt(p, &mut out.authority, "authority"),
-                20 => rt::opt(p, &mut f_target_disease, "targetDisease"),
-                21 => rt::opt(p, &mut f_immunization_event, "immunizationEvent"),
-                22 => rt::opt(p, &mut f_dose_status, "doseStatus"),
-                23 => rt::list(p, &mut out.dose_status_reason, "doseStatusReason"),
+                18 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                19 => rt::opt_in(p, &mut out.authority, "authority"),
+                20 => rt::opt_in(p, &mut f_target_disease, "targetDisease"),
+                21 => rt::opt_in(p, &mut f_immunization_event, "immunizationEvent"),
+                22 => rt::opt_in(p, &mut f_dose_status, "doseStatus"),
+                23 => rt::list_in(p, &mut out.dose_status_reason, "doseStatusReason"),
                 24 => rt::opt(p, &mut out.description, "description"),
-                25 => rt::opt(p, &mut out.description_ext, "_description"),
+                25 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 26 => rt::opt(p, &mut out.series, "series"),
-                27 => rt::opt(p, &mut out.series_ext, "_series"),
+                27 => rt::opt_in(p, &mut out.series_ext, "_series"),
                 28 => rt::choice(p, &mut out.dose_number, key),
                 29 => rt::choice(p, &mut out.series_doses, key),
                 _ => out.extra.read(p, key),

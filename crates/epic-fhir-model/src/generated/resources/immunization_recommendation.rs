@@ -84,34 +84,34 @@ impl ImmunizationRecommendation {
 impl FromJson for ImmunizationRecommendation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ImmunizationRecommendation {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImmunizationRecommendation"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut f_patient, "patient"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut f_patient, "patient"),
                 15 => rt::opt(p, &mut out.date, "date"),
-                16 => rt::opt(p, &mut out.date_ext, "_date"),
-                17 => rt::opt(p, &mut out.authority, "authority"),
-                18 => rt::list(p, &mut out.recommendation, "recommendation"),
+                16 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                17 => rt::opt_in(p, &mut out.authority, "authority"),
+                18 => rt::list_in(p, &mut out.recommendation, "recommendation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -266,34 +266,42 @@ impl ImmunizationRecommendationRecommendation {
 
 impl FromJson for ImmunizationRecommendationRecommendation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImmunizationRecommendationRecommendation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_forecast_status = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.vaccine_code, "vaccineCode"),
-                5 => rt::opt(p, &mut out.target_disease, "targetDisease"),
-                6 => rt::list(p, &mut out.contraindicated_vaccine_code, "contraindicatedVaccineCode"),
-                7 => rt::opt(p, &mut f_forecast_status, "forecastStatus"),
-                8 => rt::list(p, &mut out.forecast_reason, "forecastReason"),
-                9 => rt::list(p, &mut out.date_criterion, "dateCriterion"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.vaccine_code, "vaccineCode"),
+                5 => rt::opt_in(p, &mut out.target_disease, "targetDisease"),
+                6 => rt::list_in(p, &mut out.contraindicated_vaccine_code, "contraindicatedVaccineCode"),
+                7 => rt::opt_in(p, &mut f_forecast_status, "forecastStatus"),
+                8 => rt::list_in(p, &mut out.forecast_reason, "forecastReason"),
+                9 => rt::list_in(p, &mut out.date_criterion, "dateCriterion"),
                 10 => rt::opt(p, &mut out.description, "description"),
-                11 => rt::opt(p, &mut out.description_ext, "_description"),
+                11 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 12 => rt::opt(p, &mut out.series, "series"),
-                13 => rt::opt(p, &mut out.series_ext, "_series"),
+                13 => rt::opt_in(p, &mut out.series_ext, "_series"),
                 14 => rt::choice(p, &mut out.dose_number, key),
                 15 => rt::choice(p, &mut out.series_doses, key),
-                16 => rt::list(p, &mut out.supporting_immunization, "supportingImmunization"),
-                17 => rt::list(p, &mut out.supporting_patient_information, "supportingPatientInformation"),
+                16 => rt::list_in(p, &mut out.supporting_immunization, "supportingImmunization"),
+                17 => rt::list_in(p, &mut out.supporting_patient_information, "supportingPatientInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.forecast_status = rt::required(p, f_forecast_status, "forecastStatus")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -362,23 +370,31 @@ impl ImmunizationRecommendationRecommendationDateCriterion {
 
 impl FromJson for ImmunizationRecommendationRecommendationDateCriterion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImmunizationRecommendationRecommendationDateCriterion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
                 5 => rt::opt(p, &mut out.value, "value"),
-                6 => rt::opt(p, &mut out.value_ext, "_value"),
+                6 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 

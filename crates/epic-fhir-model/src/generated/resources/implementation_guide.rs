@@ -156,60 +156,60 @@ impl ImplementationGuide {
 impl FromJson for ImplementationGuide {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ImplementationGuide {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ImplementationGuide"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.title, "title"),
-                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.experimental, "experimental"),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                24 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 25 => rt::opt(p, &mut out.date, "date"),
-                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 27 => rt::opt(p, &mut out.publisher, "publisher"),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                29 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list_in(p, &mut out.contact, "contact"),
                 30 => rt::opt(p, &mut out.description, "description"),
-                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 32 => rt::list(p, &mut out.use_context, "useContext"),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                33 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 34 => rt::opt(p, &mut out.copyright, "copyright"),
-                35 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                35 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 36 => rt::opt(p, &mut out.package_id, "packageId"),
-                37 => rt::opt(p, &mut out.package_id_ext, "_packageId"),
+                37 => rt::opt_in(p, &mut out.package_id_ext, "_packageId"),
                 38 => rt::opt(p, &mut out.license, "license"),
-                39 => rt::opt(p, &mut out.license_ext, "_license"),
+                39 => rt::opt_in(p, &mut out.license_ext, "_license"),
                 40 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion"),
                 41 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion"),
-                42 => rt::list(p, &mut out.depends_on, "dependsOn"),
-                43 => rt::list(p, &mut out.global, "global"),
-                44 => rt::opt(p, &mut out.definition, "definition"),
-                45 => rt::opt(p, &mut out.manifest, "manifest"),
+                42 => rt::list_in(p, &mut out.depends_on, "dependsOn"),
+                43 => rt::list_in(p, &mut out.global, "global"),
+                44 => rt::opt_in(p, &mut out.definition, "definition"),
+                45 => rt::opt_in(p, &mut out.manifest, "manifest"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -367,18 +367,26 @@ impl ImplementationGuideManifest {
 
 impl FromJson for ImplementationGuideManifest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideManifest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.rendering, "rendering"),
-                5 => rt::opt(p, &mut out.rendering_ext, "_rendering"),
-                6 => rt::list(p, &mut out.resource, "resource"),
-                7 => rt::list(p, &mut out.page, "page"),
+                5 => rt::opt_in(p, &mut out.rendering_ext, "_rendering"),
+                6 => rt::list_in(p, &mut out.resource, "resource"),
+                7 => rt::list_in(p, &mut out.page, "page"),
                 8 => rt::prim_list(p, &mut out.image, &mut out.image_ext, "image"),
                 9 => rt::list_ext(p, &mut out.image_ext, "_image"),
                 10 => rt::prim_list(p, &mut out.other, &mut out.other_ext, "other"),
@@ -386,7 +394,7 @@ impl FromJson for ImplementationGuideManifest {
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -457,24 +465,32 @@ impl ImplementationGuideManifestPage {
 
 impl FromJson for ImplementationGuideManifestPage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideManifestPage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.title, "title"),
-                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                7 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 8 => rt::prim_list(p, &mut out.anchor, &mut out.anchor_ext, "anchor"),
                 9 => rt::list_ext(p, &mut out.anchor_ext, "_anchor"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -536,24 +552,32 @@ impl ImplementationGuideManifestResource {
 
 impl FromJson for ImplementationGuideManifestResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideManifestResource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_reference, "reference"),
                 5 => rt::choice(p, &mut out.example, key),
                 6 => rt::opt(p, &mut out.relative_path, "relativePath"),
-                7 => rt::opt(p, &mut out.relative_path_ext, "_relativePath"),
+                7 => rt::opt_in(p, &mut out.relative_path_ext, "_relativePath"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.reference = rt::required(p, f_reference, "reference")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -616,23 +640,31 @@ impl ImplementationGuideDefinition {
 
 impl FromJson for ImplementationGuideDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDefinition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.grouping, "grouping"),
-                5 => rt::list(p, &mut out.resource, "resource"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.grouping, "grouping"),
+                5 => rt::list_in(p, &mut out.resource, "resource"),
                 6 => rt::opt(p, &mut out.page, "page"),
-                7 => rt::list(p, &mut out.parameter, "parameter"),
-                8 => rt::list(p, &mut out.template, "template"),
+                7 => rt::list_in(p, &mut out.parameter, "parameter"),
+                8 => rt::list_in(p, &mut out.template, "template"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -702,24 +734,32 @@ impl ImplementationGuideDefinitionTemplate {
 
 impl FromJson for ImplementationGuideDefinitionTemplate {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDefinitionTemplate {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.source, "source"),
-                7 => rt::opt(p, &mut out.source_ext, "_source"),
+                7 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 8 => rt::opt(p, &mut out.scope, "scope"),
-                9 => rt::opt(p, &mut out.scope_ext, "_scope"),
+                9 => rt::opt_in(p, &mut out.scope_ext, "_scope"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -782,22 +822,30 @@ impl ImplementationGuideDefinitionParameter {
 
 impl FromJson for ImplementationGuideDefinitionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDefinitionParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.value, "value"),
-                7 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -881,13 +929,13 @@ impl FromJson for ImplementationGuideDefinitionPage {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_name, key),
                 5 => rt::opt(p, &mut f_title, "title"),
-                6 => rt::opt(p, &mut f_title_ext, "_title"),
+                6 => rt::opt_in(p, &mut f_title_ext, "_title"),
                 7 => rt::opt(p, &mut f_generation, "generation"),
-                8 => rt::opt(p, &mut f_generation_ext, "_generation"),
+                8 => rt::opt_in(p, &mut f_generation_ext, "_generation"),
                 9 => rt::list(p, &mut f_page, "page"),
                 _ => extra.read(p, key),
             }?;
@@ -982,30 +1030,38 @@ impl ImplementationGuideDefinitionResource {
 
 impl FromJson for ImplementationGuideDefinitionResource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDefinitionResource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_reference = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_reference, "reference"),
                 5 => rt::prim_list(p, &mut out.fhir_version, &mut out.fhir_version_ext, "fhirVersion"),
                 6 => rt::list_ext(p, &mut out.fhir_version_ext, "_fhirVersion"),
                 7 => rt::opt(p, &mut out.name, "name"),
-                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                8 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 9 => rt::opt(p, &mut out.description, "description"),
-                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 11 => rt::choice(p, &mut out.example, key),
                 12 => rt::opt(p, &mut out.grouping_id, "groupingId"),
-                13 => rt::opt(p, &mut out.grouping_id_ext, "_groupingId"),
+                13 => rt::opt_in(p, &mut out.grouping_id_ext, "_groupingId"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.reference = rt::required(p, f_reference, "reference")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1071,22 +1127,30 @@ impl ImplementationGuideDefinitionGrouping {
 
 impl FromJson for ImplementationGuideDefinitionGrouping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDefinitionGrouping {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1147,22 +1211,30 @@ impl ImplementationGuideGlobal {
 
 impl FromJson for ImplementationGuideGlobal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideGlobal {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.profile, "profile"),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                7 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1231,24 +1303,32 @@ impl ImplementationGuideDependsOn {
 
 impl FromJson for ImplementationGuideDependsOn {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ImplementationGuideDependsOn {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.uri, "uri"),
-                5 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                5 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
                 6 => rt::opt(p, &mut out.package_id, "packageId"),
-                7 => rt::opt(p, &mut out.package_id_ext, "_packageId"),
+                7 => rt::opt_in(p, &mut out.package_id_ext, "_packageId"),
                 8 => rt::opt(p, &mut out.version, "version"),
-                9 => rt::opt(p, &mut out.version_ext, "_version"),
+                9 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

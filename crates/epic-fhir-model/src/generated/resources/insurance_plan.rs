@@ -108,44 +108,44 @@ impl InsurancePlan {
 impl FromJson for InsurancePlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for InsurancePlan {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "InsurancePlan"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::list(p, &mut out.r#type, "type"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::list_in(p, &mut out.r#type, "type"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
                 20 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
-                21 => rt::opt(p, &mut out.period, "period"),
-                22 => rt::opt(p, &mut out.owned_by, "ownedBy"),
-                23 => rt::opt(p, &mut out.administered_by, "administeredBy"),
-                24 => rt::list(p, &mut out.coverage_area, "coverageArea"),
-                25 => rt::list(p, &mut out.contact, "contact"),
-                26 => rt::list(p, &mut out.endpoint, "endpoint"),
-                27 => rt::list(p, &mut out.network, "network"),
-                28 => rt::list(p, &mut out.coverage, "coverage"),
-                29 => rt::list(p, &mut out.plan, "plan"),
+                21 => rt::opt_in(p, &mut out.period, "period"),
+                22 => rt::opt_in(p, &mut out.owned_by, "ownedBy"),
+                23 => rt::opt_in(p, &mut out.administered_by, "administeredBy"),
+                24 => rt::list_in(p, &mut out.coverage_area, "coverageArea"),
+                25 => rt::list_in(p, &mut out.contact, "contact"),
+                26 => rt::list_in(p, &mut out.endpoint, "endpoint"),
+                27 => rt::list_in(p, &mut out.network, "network"),
+                28 => rt::list_in(p, &mut out.coverage, "coverage"),
+                29 => rt::list_in(p, &mut out.plan, "plan"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -283,24 +283,32 @@ impl InsurancePlanPlan {
 
 impl FromJson for InsurancePlanPlan {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanPlan {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::list(p, &mut out.coverage_area, "coverageArea"),
-                7 => rt::list(p, &mut out.network, "network"),
-                8 => rt::list(p, &mut out.general_cost, "generalCost"),
-                9 => rt::list(p, &mut out.specific_cost, "specificCost"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::list_in(p, &mut out.coverage_area, "coverageArea"),
+                7 => rt::list_in(p, &mut out.network, "network"),
+                8 => rt::list_in(p, &mut out.general_cost, "generalCost"),
+                9 => rt::list_in(p, &mut out.specific_cost, "specificCost"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -359,22 +367,30 @@ impl InsurancePlanPlanSpecificCost {
 
 impl FromJson for InsurancePlanPlanSpecificCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanPlanSpecificCost {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_category = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_category, "category"),
-                5 => rt::list(p, &mut out.benefit, "benefit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_category, "category"),
+                5 => rt::list_in(p, &mut out.benefit, "benefit"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.category = rt::required(p, f_category, "category")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -429,22 +445,30 @@ impl InsurancePlanPlanSpecificCostBenefit {
 
 impl FromJson for InsurancePlanPlanSpecificCostBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanPlanSpecificCostBenefit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.cost, "cost"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.cost, "cost"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -503,24 +527,32 @@ impl InsurancePlanPlanSpecificCostBenefitCost {
 
 impl FromJson for InsurancePlanPlanSpecificCostBenefitCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanPlanSpecificCostBenefitCost {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::opt(p, &mut out.applicability, "applicability"),
-                6 => rt::list(p, &mut out.qualifiers, "qualifiers"),
-                7 => rt::opt(p, &mut out.value, "value"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.applicability, "applicability"),
+                6 => rt::list_in(p, &mut out.qualifiers, "qualifiers"),
+                7 => rt::opt_in(p, &mut out.value, "value"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -589,24 +621,32 @@ impl InsurancePlanPlanGeneralCost {
 
 impl FromJson for InsurancePlanPlanGeneralCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanPlanGeneralCost {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.group_size, "groupSize"),
-                6 => rt::opt(p, &mut out.group_size_ext, "_groupSize"),
-                7 => rt::opt(p, &mut out.cost, "cost"),
+                6 => rt::opt_in(p, &mut out.group_size_ext, "_groupSize"),
+                7 => rt::opt_in(p, &mut out.cost, "cost"),
                 8 => rt::opt(p, &mut out.comment, "comment"),
-                9 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                9 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -667,23 +707,31 @@ impl InsurancePlanCoverage {
 
 impl FromJson for InsurancePlanCoverage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanCoverage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.network, "network"),
-                6 => rt::list(p, &mut out.benefit, "benefit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.network, "network"),
+                6 => rt::list_in(p, &mut out.benefit, "benefit"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -743,24 +791,32 @@ impl InsurancePlanCoverageBenefit {
 
 impl FromJson for InsurancePlanCoverageBenefit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanCoverageBenefit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::opt(p, &mut out.requirement, "requirement"),
-                6 => rt::opt(p, &mut out.requirement_ext, "_requirement"),
-                7 => rt::list(p, &mut out.limit, "limit"),
+                6 => rt::opt_in(p, &mut out.requirement_ext, "_requirement"),
+                7 => rt::list_in(p, &mut out.limit, "limit"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -817,20 +873,28 @@ impl InsurancePlanCoverageBenefitLimit {
 
 impl FromJson for InsurancePlanCoverageBenefitLimit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanCoverageBenefitLimit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.value, "value"),
-                5 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.value, "value"),
+                5 => rt::opt_in(p, &mut out.code, "code"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -889,22 +953,30 @@ impl InsurancePlanContact {
 
 impl FromJson for InsurancePlanContact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InsurancePlanContact {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.purpose, "purpose"),
-                5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::list(p, &mut out.telecom, "telecom"),
-                7 => rt::opt(p, &mut out.address, "address"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.purpose, "purpose"),
+                5 => rt::opt_in(p, &mut out.name, "name"),
+                6 => rt::list_in(p, &mut out.telecom, "telecom"),
+                7 => rt::opt_in(p, &mut out.address, "address"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

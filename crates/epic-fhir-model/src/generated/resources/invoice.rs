@@ -114,47 +114,47 @@ impl Invoice {
 impl FromJson for Invoice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Invoice {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Invoice"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 16 => rt::opt(p, &mut out.cancelled_reason, "cancelledReason"),
-                17 => rt::opt(p, &mut out.cancelled_reason_ext, "_cancelledReason"),
-                18 => rt::opt(p, &mut out.r#type, "type"),
-                19 => rt::opt(p, &mut out.subject, "subject"),
-                20 => rt::opt(p, &mut out.recipient, "recipient"),
+                17 => rt::opt_in(p, &mut out.cancelled_reason_ext, "_cancelledReason"),
+                18 => rt::opt_in(p, &mut out.r#type, "type"),
+                19 => rt::opt_in(p, &mut out.subject, "subject"),
+                20 => rt::opt_in(p, &mut out.recipient, "recipient"),
                 21 => rt::opt(p, &mut out.date, "date"),
-                22 => rt::opt(p, &mut out.date_ext, "_date"),
-                23 => rt::list(p, &mut out.participant, "participant"),
-                24 => rt::opt(p, &mut out.issuer, "issuer"),
-                25 => rt::opt(p, &mut out.account, "account"),
+                22 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                23 => rt::list_in(p, &mut out.participant, "participant"),
+                24 => rt::opt_in(p, &mut out.issuer, "issuer"),
+                25 => rt::opt_in(p, &mut out.account, "account"),
                 26 => rt::list(p, &mut out.line_item, "lineItem"),
-                27 => rt::list(p, &mut out.total_price_component, "totalPriceComponent"),
-                28 => rt::opt(p, &mut out.total_net, "totalNet"),
-                29 => rt::opt(p, &mut out.total_gross, "totalGross"),
+                27 => rt::list_in(p, &mut out.total_price_component, "totalPriceComponent"),
+                28 => rt::opt_in(p, &mut out.total_net, "totalNet"),
+                29 => rt::opt_in(p, &mut out.total_gross, "totalGross"),
                 30 => rt::opt(p, &mut out.payment_terms, "paymentTerms"),
-                31 => rt::opt(p, &mut out.payment_terms_ext, "_paymentTerms"),
-                32 => rt::list(p, &mut out.note, "note"),
+                31 => rt::opt_in(p, &mut out.payment_terms_ext, "_paymentTerms"),
+                32 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -301,12 +301,12 @@ impl FromJson for InvoiceLineItem {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_sequence, "sequence"),
-                5 => rt::opt(p, &mut f_sequence_ext, "_sequence"),
+                5 => rt::opt_in(p, &mut f_sequence_ext, "_sequence"),
                 6 => rt::choice(p, &mut f_charge_item, key),
-                7 => rt::list(p, &mut f_price_component, "priceComponent"),
+                7 => rt::list_in(p, &mut f_price_component, "priceComponent"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -388,24 +388,32 @@ impl InvoiceLineItemPriceComponent {
 
 impl FromJson for InvoiceLineItemPriceComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InvoiceLineItemPriceComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.code, "code"),
                 7 => rt::opt(p, &mut out.factor, "factor"),
-                8 => rt::opt(p, &mut out.factor_ext, "_factor"),
-                9 => rt::opt(p, &mut out.amount, "amount"),
+                8 => rt::opt_in(p, &mut out.factor_ext, "_factor"),
+                9 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -464,22 +472,30 @@ impl InvoiceParticipant {
 
 impl FromJson for InvoiceParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for InvoiceParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.role, "role"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.role, "role"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -110,44 +110,44 @@ impl List {
 impl FromJson for List {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for List {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "List"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 16 => rt::opt(p, &mut out.mode, "mode"),
-                17 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                17 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 18 => rt::opt(p, &mut out.title, "title"),
-                19 => rt::opt(p, &mut out.title_ext, "_title"),
-                20 => rt::opt(p, &mut out.code, "code"),
-                21 => rt::opt(p, &mut out.subject, "subject"),
-                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                19 => rt::opt_in(p, &mut out.title_ext, "_title"),
+                20 => rt::opt_in(p, &mut out.code, "code"),
+                21 => rt::opt_in(p, &mut out.subject, "subject"),
+                22 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 23 => rt::opt(p, &mut out.date, "date"),
-                24 => rt::opt(p, &mut out.date_ext, "_date"),
-                25 => rt::opt(p, &mut out.source, "source"),
-                26 => rt::opt(p, &mut out.ordered_by, "orderedBy"),
-                27 => rt::list(p, &mut out.note, "note"),
-                28 => rt::list(p, &mut out.entry, "entry"),
-                29 => rt::opt(p, &mut out.empty_reason, "emptyReason"),
+                24 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                25 => rt::opt_in(p, &mut out.source, "source"),
+                26 => rt::opt_in(p, &mut out.ordered_by, "orderedBy"),
+                27 => rt::list_in(p, &mut out.note, "note"),
+                28 => rt::list_in(p, &mut out.entry, "entry"),
+                29 => rt::opt_in(p, &mut out.empty_reason, "emptyReason"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -288,26 +288,34 @@ impl ListEntry {
 
 impl FromJson for ListEntry {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ListEntry {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_item = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.flag, "flag"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.flag, "flag"),
                 5 => rt::opt(p, &mut out.deleted, "deleted"),
-                6 => rt::opt(p, &mut out.deleted_ext, "_deleted"),
+                6 => rt::opt_in(p, &mut out.deleted_ext, "_deleted"),
                 7 => rt::opt(p, &mut out.date, "date"),
-                8 => rt::opt(p, &mut out.date_ext, "_date"),
-                9 => rt::opt(p, &mut f_item, "item"),
+                8 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                9 => rt::opt_in(p, &mut f_item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.item = rt::required(p, f_item, "item")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -136,50 +136,50 @@ impl Location {
 impl FromJson for Location {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Location {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Location"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.operational_status, "operationalStatus"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.operational_status, "operationalStatus"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::prim_list(p, &mut out.alias, &mut out.alias_ext, "alias"),
                 20 => rt::list_ext(p, &mut out.alias_ext, "_alias"),
                 21 => rt::opt(p, &mut out.description, "description"),
-                22 => rt::opt(p, &mut out.description_ext, "_description"),
+                22 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 23 => rt::opt(p, &mut out.mode, "mode"),
-                24 => rt::opt(p, &mut out.mode_ext, "_mode"),
-                25 => rt::list(p, &mut out.r#type, "type"),
-                26 => rt::list(p, &mut out.telecom, "telecom"),
-                27 => rt::opt(p, &mut out.address, "address"),
-                28 => rt::opt(p, &mut out.physical_type, "physicalType"),
-                29 => rt::opt(p, &mut out.position, "position"),
-                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
-                31 => rt::opt(p, &mut out.part_of, "partOf"),
-                32 => rt::list(p, &mut out.hours_of_operation, "hoursOfOperation"),
+                24 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
+                25 => rt::list_in(p, &mut out.r#type, "type"),
+                26 => rt::list_in(p, &mut out.telecom, "telecom"),
+                27 => rt::opt_in(p, &mut out.address, "address"),
+                28 => rt::opt_in(p, &mut out.physical_type, "physicalType"),
+                29 => rt::opt_in(p, &mut out.position, "position"),
+                30 => rt::opt_in(p, &mut out.managing_organization, "managingOrganization"),
+                31 => rt::opt_in(p, &mut out.part_of, "partOf"),
+                32 => rt::list_in(p, &mut out.hours_of_operation, "hoursOfOperation"),
                 33 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
-                34 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
-                35 => rt::list(p, &mut out.endpoint, "endpoint"),
+                34 => rt::opt_in(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                35 => rt::list_in(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -327,26 +327,34 @@ impl LocationHoursOfOperation {
 
 impl FromJson for LocationHoursOfOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for LocationHoursOfOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
                 5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
                 6 => rt::opt(p, &mut out.all_day, "allDay"),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                7 => rt::opt_in(p, &mut out.all_day_ext, "_allDay"),
                 8 => rt::opt(p, &mut out.opening_time, "openingTime"),
-                9 => rt::opt(p, &mut out.opening_time_ext, "_openingTime"),
+                9 => rt::opt_in(p, &mut out.opening_time_ext, "_openingTime"),
                 10 => rt::opt(p, &mut out.closing_time, "closingTime"),
-                11 => rt::opt(p, &mut out.closing_time_ext, "_closingTime"),
+                11 => rt::opt_in(p, &mut out.closing_time_ext, "_closingTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -418,24 +426,32 @@ impl LocationPosition {
 
 impl FromJson for LocationPosition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for LocationPosition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.longitude, "longitude"),
-                5 => rt::opt(p, &mut out.longitude_ext, "_longitude"),
+                5 => rt::opt_in(p, &mut out.longitude_ext, "_longitude"),
                 6 => rt::opt(p, &mut out.latitude, "latitude"),
-                7 => rt::opt(p, &mut out.latitude_ext, "_latitude"),
+                7 => rt::opt_in(p, &mut out.latitude_ext, "_latitude"),
                 8 => rt::opt(p, &mut out.altitude, "altitude"),
-                9 => rt::opt(p, &mut out.altitude_ext, "_altitude"),
+                9 => rt::opt_in(p, &mut out.altitude_ext, "_altitude"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -314,91 +314,91 @@ impl Measure {
 impl FromJson for Measure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Measure {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Measure"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.subtitle, "subtitle"),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
+                23 => rt::opt_in(p, &mut out.subtitle_ext, "_subtitle"),
                 24 => rt::opt(p, &mut out.status, "status"),
-                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                25 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 26 => rt::opt(p, &mut out.experimental, "experimental"),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                27 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 28 => rt::choice(p, &mut out.subject, key),
                 29 => rt::opt(p, &mut out.date, "date"),
-                30 => rt::opt(p, &mut out.date_ext, "_date"),
+                30 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 31 => rt::opt(p, &mut out.publisher, "publisher"),
-                32 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                33 => rt::list(p, &mut out.contact, "contact"),
+                32 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                33 => rt::list_in(p, &mut out.contact, "contact"),
                 34 => rt::opt(p, &mut out.description, "description"),
-                35 => rt::opt(p, &mut out.description_ext, "_description"),
+                35 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 36 => rt::list(p, &mut out.use_context, "useContext"),
-                37 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                37 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 38 => rt::opt(p, &mut out.purpose, "purpose"),
-                39 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                39 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 40 => rt::opt(p, &mut out.usage, "usage"),
-                41 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                41 => rt::opt_in(p, &mut out.usage_ext, "_usage"),
                 42 => rt::opt(p, &mut out.copyright, "copyright"),
-                43 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                43 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 44 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                45 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                45 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 46 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                47 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                48 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                49 => rt::list(p, &mut out.topic, "topic"),
-                50 => rt::list(p, &mut out.author, "author"),
-                51 => rt::list(p, &mut out.editor, "editor"),
-                52 => rt::list(p, &mut out.reviewer, "reviewer"),
-                53 => rt::list(p, &mut out.endorser, "endorser"),
-                54 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                47 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                48 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                49 => rt::list_in(p, &mut out.topic, "topic"),
+                50 => rt::list_in(p, &mut out.author, "author"),
+                51 => rt::list_in(p, &mut out.editor, "editor"),
+                52 => rt::list_in(p, &mut out.reviewer, "reviewer"),
+                53 => rt::list_in(p, &mut out.endorser, "endorser"),
+                54 => rt::list_in(p, &mut out.related_artifact, "relatedArtifact"),
                 55 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
                 56 => rt::list_ext(p, &mut out.library_ext, "_library"),
                 57 => rt::opt(p, &mut out.disclaimer, "disclaimer"),
-                58 => rt::opt(p, &mut out.disclaimer_ext, "_disclaimer"),
-                59 => rt::opt(p, &mut out.scoring, "scoring"),
-                60 => rt::opt(p, &mut out.composite_scoring, "compositeScoring"),
-                61 => rt::list(p, &mut out.r#type, "type"),
+                58 => rt::opt_in(p, &mut out.disclaimer_ext, "_disclaimer"),
+                59 => rt::opt_in(p, &mut out.scoring, "scoring"),
+                60 => rt::opt_in(p, &mut out.composite_scoring, "compositeScoring"),
+                61 => rt::list_in(p, &mut out.r#type, "type"),
                 62 => rt::opt(p, &mut out.risk_adjustment, "riskAdjustment"),
-                63 => rt::opt(p, &mut out.risk_adjustment_ext, "_riskAdjustment"),
+                63 => rt::opt_in(p, &mut out.risk_adjustment_ext, "_riskAdjustment"),
                 64 => rt::opt(p, &mut out.rate_aggregation, "rateAggregation"),
-                65 => rt::opt(p, &mut out.rate_aggregation_ext, "_rateAggregation"),
+                65 => rt::opt_in(p, &mut out.rate_aggregation_ext, "_rateAggregation"),
                 66 => rt::opt(p, &mut out.rationale, "rationale"),
-                67 => rt::opt(p, &mut out.rationale_ext, "_rationale"),
+                67 => rt::opt_in(p, &mut out.rationale_ext, "_rationale"),
                 68 => rt::opt(p, &mut out.clinical_recommendation_statement, "clinicalRecommendationStatement"),
-                69 => rt::opt(p, &mut out.clinical_recommendation_statement_ext, "_clinicalRecommendationStatement"),
-                70 => rt::opt(p, &mut out.improvement_notation, "improvementNotation"),
+                69 => rt::opt_in(p, &mut out.clinical_recommendation_statement_ext, "_clinicalRecommendationStatement"),
+                70 => rt::opt_in(p, &mut out.improvement_notation, "improvementNotation"),
                 71 => rt::prim_list(p, &mut out.definition, &mut out.definition_ext, "definition"),
                 72 => rt::list_ext(p, &mut out.definition_ext, "_definition"),
                 73 => rt::opt(p, &mut out.guidance, "guidance"),
-                74 => rt::opt(p, &mut out.guidance_ext, "_guidance"),
-                75 => rt::list(p, &mut out.group, "group"),
-                76 => rt::list(p, &mut out.supplemental_data, "supplementalData"),
+                74 => rt::opt_in(p, &mut out.guidance_ext, "_guidance"),
+                75 => rt::list_in(p, &mut out.group, "group"),
+                76 => rt::list_in(p, &mut out.supplemental_data, "supplementalData"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -576,25 +576,33 @@ impl MeasureSupplementalData {
 
 impl FromJson for MeasureSupplementalData {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureSupplementalData {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::list(p, &mut out.usage, "usage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
+                5 => rt::list_in(p, &mut out.usage, "usage"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
-                8 => rt::opt(p, &mut f_criteria, "criteria"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                8 => rt::opt_in(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.criteria = rt::required(p, f_criteria, "criteria")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -658,23 +666,31 @@ impl MeasureGroup {
 
 impl FromJson for MeasureGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureGroup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
-                7 => rt::list(p, &mut out.population, "population"),
-                8 => rt::list(p, &mut out.stratifier, "stratifier"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                7 => rt::list_in(p, &mut out.population, "population"),
+                8 => rt::list_in(p, &mut out.stratifier, "stratifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -738,23 +754,31 @@ impl MeasureGroupStratifier {
 
 impl FromJson for MeasureGroupStratifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureGroupStratifier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
-                7 => rt::opt(p, &mut out.criteria, "criteria"),
-                8 => rt::list(p, &mut out.component, "component"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.criteria, "criteria"),
+                8 => rt::list_in(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -816,24 +840,32 @@ impl MeasureGroupStratifierComponent {
 
 impl FromJson for MeasureGroupStratifierComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureGroupStratifierComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
-                7 => rt::opt(p, &mut f_criteria, "criteria"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.criteria = rt::required(p, f_criteria, "criteria")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -894,24 +926,32 @@ impl MeasureGroupPopulation {
 
 impl FromJson for MeasureGroupPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureGroupPopulation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_criteria = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
-                7 => rt::opt(p, &mut f_criteria, "criteria"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut f_criteria, "criteria"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.criteria = rt::required(p, f_criteria, "criteria")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -106,43 +106,43 @@ impl MeasureReport {
 impl FromJson for MeasureReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MeasureReport {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_period = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MeasureReport"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 16 => rt::opt(p, &mut out.r#type, "type"),
-                17 => rt::opt(p, &mut out.type_ext, "_type"),
+                17 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 18 => rt::opt(p, &mut out.measure, "measure"),
-                19 => rt::opt(p, &mut out.measure_ext, "_measure"),
-                20 => rt::opt(p, &mut out.subject, "subject"),
+                19 => rt::opt_in(p, &mut out.measure_ext, "_measure"),
+                20 => rt::opt_in(p, &mut out.subject, "subject"),
                 21 => rt::opt(p, &mut out.date, "date"),
-                22 => rt::opt(p, &mut out.date_ext, "_date"),
-                23 => rt::opt(p, &mut out.reporter, "reporter"),
-                24 => rt::opt(p, &mut f_period, "period"),
-                25 => rt::opt(p, &mut out.improvement_notation, "improvementNotation"),
-                26 => rt::list(p, &mut out.group, "group"),
-                27 => rt::list(p, &mut out.evaluated_resource, "evaluatedResource"),
+                22 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                23 => rt::opt_in(p, &mut out.reporter, "reporter"),
+                24 => rt::opt_in(p, &mut f_period, "period"),
+                25 => rt::opt_in(p, &mut out.improvement_notation, "improvementNotation"),
+                26 => rt::list_in(p, &mut out.group, "group"),
+                27 => rt::list_in(p, &mut out.evaluated_resource, "evaluatedResource"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -272,22 +272,30 @@ impl MeasureReportGroup {
 
 impl FromJson for MeasureReportGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::list(p, &mut out.population, "population"),
-                6 => rt::opt(p, &mut out.measure_score, "measureScore"),
-                7 => rt::list(p, &mut out.stratifier, "stratifier"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
+                5 => rt::list_in(p, &mut out.population, "population"),
+                6 => rt::opt_in(p, &mut out.measure_score, "measureScore"),
+                7 => rt::list_in(p, &mut out.stratifier, "stratifier"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -344,20 +352,28 @@ impl MeasureReportGroupStratifier {
 
 impl FromJson for MeasureReportGroupStratifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroupStratifier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.code, "code"),
-                5 => rt::list(p, &mut out.stratum, "stratum"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.code, "code"),
+                5 => rt::list_in(p, &mut out.stratum, "stratum"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -416,22 +432,30 @@ impl MeasureReportGroupStratifierStratum {
 
 impl FromJson for MeasureReportGroupStratifierStratum {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroupStratifierStratum {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.value, "value"),
-                5 => rt::list(p, &mut out.component, "component"),
-                6 => rt::list(p, &mut out.population, "population"),
-                7 => rt::opt(p, &mut out.measure_score, "measureScore"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.value, "value"),
+                5 => rt::list_in(p, &mut out.component, "component"),
+                6 => rt::list_in(p, &mut out.population, "population"),
+                7 => rt::opt_in(p, &mut out.measure_score, "measureScore"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -492,22 +516,30 @@ impl MeasureReportGroupStratifierStratumPopulation {
 
 impl FromJson for MeasureReportGroupStratifierStratumPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroupStratifierStratumPopulation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.count, "count"),
-                6 => rt::opt(p, &mut out.count_ext, "_count"),
-                7 => rt::opt(p, &mut out.subject_results, "subjectResults"),
+                6 => rt::opt_in(p, &mut out.count_ext, "_count"),
+                7 => rt::opt_in(p, &mut out.subject_results, "subjectResults"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -564,24 +596,32 @@ impl MeasureReportGroupStratifierStratumComponent {
 
 impl FromJson for MeasureReportGroupStratifierStratumComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroupStratifierStratumComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         let mut f_value = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut f_value, "value"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::opt_in(p, &mut f_value, "value"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
         out.value = rt::required(p, f_value, "value")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -640,22 +680,30 @@ impl MeasureReportGroupPopulation {
 
 impl FromJson for MeasureReportGroupPopulation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MeasureReportGroupPopulation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::opt(p, &mut out.count, "count"),
-                6 => rt::opt(p, &mut out.count_ext, "_count"),
-                7 => rt::opt(p, &mut out.subject_results, "subjectResults"),
+                6 => rt::opt_in(p, &mut out.count_ext, "_count"),
+                7 => rt::opt_in(p, &mut out.subject_results, "subjectResults"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -148,57 +148,57 @@ impl Media {
 impl FromJson for Media {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Media {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_content = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Media"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
-                15 => rt::list(p, &mut out.part_of, "partOf"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                15 => rt::list_in(p, &mut out.part_of, "partOf"),
                 16 => rt::opt(p, &mut out.status, "status"),
-                17 => rt::opt(p, &mut out.status_ext, "_status"),
-                18 => rt::opt(p, &mut out.r#type, "type"),
-                19 => rt::opt(p, &mut out.modality, "modality"),
-                20 => rt::opt(p, &mut out.view, "view"),
-                21 => rt::opt(p, &mut out.subject, "subject"),
-                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                17 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                18 => rt::opt_in(p, &mut out.r#type, "type"),
+                19 => rt::opt_in(p, &mut out.modality, "modality"),
+                20 => rt::opt_in(p, &mut out.view, "view"),
+                21 => rt::opt_in(p, &mut out.subject, "subject"),
+                22 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 23 => rt::choice(p, &mut out.created, key),
                 24 => rt::opt(p, &mut out.issued, "issued"),
-                25 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                26 => rt::opt(p, &mut out.operator, "operator"),
-                27 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                28 => rt::opt(p, &mut out.body_site, "bodySite"),
+                25 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                26 => rt::opt_in(p, &mut out.operator, "operator"),
+                27 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                28 => rt::opt_in(p, &mut out.body_site, "bodySite"),
                 29 => rt::opt(p, &mut out.device_name, "deviceName"),
-                30 => rt::opt(p, &mut out.device_name_ext, "_deviceName"),
-                31 => rt::opt(p, &mut out.device, "device"),
+                30 => rt::opt_in(p, &mut out.device_name_ext, "_deviceName"),
+                31 => rt::opt_in(p, &mut out.device, "device"),
                 32 => rt::opt(p, &mut out.height, "height"),
-                33 => rt::opt(p, &mut out.height_ext, "_height"),
+                33 => rt::opt_in(p, &mut out.height_ext, "_height"),
                 34 => rt::opt(p, &mut out.width, "width"),
-                35 => rt::opt(p, &mut out.width_ext, "_width"),
+                35 => rt::opt_in(p, &mut out.width_ext, "_width"),
                 36 => rt::opt(p, &mut out.frames, "frames"),
-                37 => rt::opt(p, &mut out.frames_ext, "_frames"),
+                37 => rt::opt_in(p, &mut out.frames_ext, "_frames"),
                 38 => rt::opt(p, &mut out.duration, "duration"),
-                39 => rt::opt(p, &mut out.duration_ext, "_duration"),
-                40 => rt::opt(p, &mut f_content, "content"),
-                41 => rt::list(p, &mut out.note, "note"),
+                39 => rt::opt_in(p, &mut out.duration_ext, "_duration"),
+                40 => rt::opt_in(p, &mut f_content, "content"),
+                41 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }

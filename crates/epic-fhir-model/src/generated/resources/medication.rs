@@ -92,36 +92,36 @@ impl Medication {
 impl FromJson for Medication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Medication {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Medication"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.code, "code"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.code, "code"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
-                17 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
-                18 => rt::opt(p, &mut out.form, "form"),
-                19 => rt::opt(p, &mut out.amount, "amount"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                17 => rt::opt_in(p, &mut out.manufacturer, "manufacturer"),
+                18 => rt::opt_in(p, &mut out.form, "form"),
+                19 => rt::opt_in(p, &mut out.amount, "amount"),
                 20 => rt::list(p, &mut out.ingredient, "ingredient"),
-                21 => rt::opt(p, &mut out.batch, "batch"),
+                21 => rt::opt_in(p, &mut out.batch, "batch"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -244,22 +244,30 @@ impl MedicationBatch {
 
 impl FromJson for MedicationBatch {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationBatch {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.lot_number, "lotNumber"),
-                5 => rt::opt(p, &mut out.lot_number_ext, "_lotNumber"),
+                5 => rt::opt_in(p, &mut out.lot_number_ext, "_lotNumber"),
                 6 => rt::opt(p, &mut out.expiration_date, "expirationDate"),
-                7 => rt::opt(p, &mut out.expiration_date_ext, "_expirationDate"),
+                7 => rt::opt_in(p, &mut out.expiration_date_ext, "_expirationDate"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -333,12 +341,12 @@ impl FromJson for MedicationIngredient {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_item, key),
                 5 => rt::opt(p, &mut f_is_active, "isActive"),
-                6 => rt::opt(p, &mut f_is_active_ext, "_isActive"),
-                7 => rt::opt(p, &mut f_strength, "strength"),
+                6 => rt::opt_in(p, &mut f_is_active_ext, "_isActive"),
+                7 => rt::opt_in(p, &mut f_strength, "strength"),
                 _ => extra.read(p, key),
             }?;
         }

@@ -132,12 +132,12 @@ impl MedicationAdministration {
 impl FromJson for MedicationAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicationAdministration {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -175,44 +175,44 @@ impl rt::ReadMembers for MedicationAdministration {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationAdministration"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
                 14 => rt::prim_list(p, &mut f_instantiates, &mut f_instantiates_ext, "instantiates"),
                 15 => rt::list_ext(p, &mut f_instantiates_ext, "_instantiates"),
-                16 => rt::list(p, &mut f_part_of, "partOf"),
+                16 => rt::list_in(p, &mut f_part_of, "partOf"),
                 17 => rt::opt(p, &mut f_status, "status"),
-                18 => rt::opt(p, &mut f_status_ext, "_status"),
-                19 => rt::list(p, &mut f_status_reason, "statusReason"),
-                20 => rt::opt(p, &mut f_category, "category"),
+                18 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                19 => rt::list_in(p, &mut f_status_reason, "statusReason"),
+                20 => rt::opt_in(p, &mut f_category, "category"),
                 21 => rt::choice(p, &mut f_medication, key),
-                22 => rt::opt(p, &mut f_subject, "subject"),
-                23 => rt::opt(p, &mut f_context, "context"),
-                24 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
+                22 => rt::opt_in(p, &mut f_subject, "subject"),
+                23 => rt::opt_in(p, &mut f_context, "context"),
+                24 => rt::list_in(p, &mut f_supporting_information, "supportingInformation"),
                 25 => rt::choice(p, &mut f_effective, key),
-                26 => rt::list(p, &mut f_performer, "performer"),
-                27 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                28 => rt::list(p, &mut f_reason_reference, "reasonReference"),
-                29 => rt::opt(p, &mut f_request, "request"),
-                30 => rt::list(p, &mut f_device, "device"),
-                31 => rt::list(p, &mut f_note, "note"),
-                32 => rt::opt(p, &mut f_dosage, "dosage"),
-                33 => rt::list(p, &mut f_event_history, "eventHistory"),
+                26 => rt::list_in(p, &mut f_performer, "performer"),
+                27 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                28 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
+                29 => rt::opt_in(p, &mut f_request, "request"),
+                30 => rt::list_in(p, &mut f_device, "device"),
+                31 => rt::list_in(p, &mut f_note, "note"),
+                32 => rt::opt_in(p, &mut f_dosage, "dosage"),
+                33 => rt::list_in(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MedicationAdministration"));
         }
-        Ok(MedicationAdministration {
+        Ok(Box::new(MedicationAdministration {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -246,7 +246,7 @@ impl rt::ReadMembers for MedicationAdministration {
             dosage: f_dosage,
             event_history: f_event_history,
             extra,
-        })
+        }))
     }
 }
 
@@ -383,25 +383,33 @@ impl MedicationAdministrationDosage {
 
 impl FromJson for MedicationAdministrationDosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationAdministrationDosage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.text, "text"),
-                5 => rt::opt(p, &mut out.text_ext, "_text"),
-                6 => rt::opt(p, &mut out.site, "site"),
-                7 => rt::opt(p, &mut out.route, "route"),
-                8 => rt::opt(p, &mut out.method, "method"),
-                9 => rt::opt(p, &mut out.dose, "dose"),
+                5 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                6 => rt::opt_in(p, &mut out.site, "site"),
+                7 => rt::opt_in(p, &mut out.route, "route"),
+                8 => rt::opt_in(p, &mut out.method, "method"),
+                9 => rt::opt_in(p, &mut out.dose, "dose"),
                 10 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -461,22 +469,30 @@ impl MedicationAdministrationPerformer {
 
 impl FromJson for MedicationAdministrationPerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationAdministrationPerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -144,12 +144,12 @@ impl MedicationDispense {
 impl FromJson for MedicationDispense {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicationDispense {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -193,50 +193,50 @@ impl rt::ReadMembers for MedicationDispense {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationDispense"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
-                14 => rt::list(p, &mut f_part_of, "partOf"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
+                14 => rt::list_in(p, &mut f_part_of, "partOf"),
                 15 => rt::opt(p, &mut f_status, "status"),
-                16 => rt::opt(p, &mut f_status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_status_ext, "_status"),
                 17 => rt::choice(p, &mut f_status_reason, key),
-                18 => rt::opt(p, &mut f_category, "category"),
+                18 => rt::opt_in(p, &mut f_category, "category"),
                 19 => rt::choice(p, &mut f_medication, key),
-                20 => rt::opt(p, &mut f_subject, "subject"),
-                21 => rt::opt(p, &mut f_context, "context"),
-                22 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
-                23 => rt::list(p, &mut f_performer, "performer"),
-                24 => rt::opt(p, &mut f_location, "location"),
-                25 => rt::list(p, &mut f_authorizing_prescription, "authorizingPrescription"),
-                26 => rt::opt(p, &mut f_type, "type"),
-                27 => rt::opt(p, &mut f_quantity, "quantity"),
-                28 => rt::opt(p, &mut f_days_supply, "daysSupply"),
+                20 => rt::opt_in(p, &mut f_subject, "subject"),
+                21 => rt::opt_in(p, &mut f_context, "context"),
+                22 => rt::list_in(p, &mut f_supporting_information, "supportingInformation"),
+                23 => rt::list_in(p, &mut f_performer, "performer"),
+                24 => rt::opt_in(p, &mut f_location, "location"),
+                25 => rt::list_in(p, &mut f_authorizing_prescription, "authorizingPrescription"),
+                26 => rt::opt_in(p, &mut f_type, "type"),
+                27 => rt::opt_in(p, &mut f_quantity, "quantity"),
+                28 => rt::opt_in(p, &mut f_days_supply, "daysSupply"),
                 29 => rt::opt(p, &mut f_when_prepared, "whenPrepared"),
-                30 => rt::opt(p, &mut f_when_prepared_ext, "_whenPrepared"),
+                30 => rt::opt_in(p, &mut f_when_prepared_ext, "_whenPrepared"),
                 31 => rt::opt(p, &mut f_when_handed_over, "whenHandedOver"),
-                32 => rt::opt(p, &mut f_when_handed_over_ext, "_whenHandedOver"),
-                33 => rt::opt(p, &mut f_destination, "destination"),
-                34 => rt::list(p, &mut f_receiver, "receiver"),
-                35 => rt::list(p, &mut f_note, "note"),
-                36 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction"),
-                37 => rt::opt(p, &mut f_substitution, "substitution"),
-                38 => rt::list(p, &mut f_detected_issue, "detectedIssue"),
-                39 => rt::list(p, &mut f_event_history, "eventHistory"),
+                32 => rt::opt_in(p, &mut f_when_handed_over_ext, "_whenHandedOver"),
+                33 => rt::opt_in(p, &mut f_destination, "destination"),
+                34 => rt::list_in(p, &mut f_receiver, "receiver"),
+                35 => rt::list_in(p, &mut f_note, "note"),
+                36 => rt::list_in(p, &mut f_dosage_instruction, "dosageInstruction"),
+                37 => rt::opt_in(p, &mut f_substitution, "substitution"),
+                38 => rt::list_in(p, &mut f_detected_issue, "detectedIssue"),
+                39 => rt::list_in(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MedicationDispense"));
         }
-        Ok(MedicationDispense {
+        Ok(Box::new(MedicationDispense {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -276,7 +276,7 @@ impl rt::ReadMembers for MedicationDispense {
             detected_issue: f_detected_issue,
             event_history: f_event_history,
             extra,
-        })
+        }))
     }
 }
 
@@ -412,23 +412,31 @@ impl MedicationDispenseSubstitution {
 
 impl FromJson for MedicationDispenseSubstitution {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationDispenseSubstitution {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.was_substituted, "wasSubstituted"),
-                5 => rt::opt(p, &mut out.was_substituted_ext, "_wasSubstituted"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::list(p, &mut out.reason, "reason"),
-                8 => rt::list(p, &mut out.responsible_party, "responsibleParty"),
+                5 => rt::opt_in(p, &mut out.was_substituted_ext, "_wasSubstituted"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
+                7 => rt::list_in(p, &mut out.reason, "reason"),
+                8 => rt::list_in(p, &mut out.responsible_party, "responsibleParty"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -486,22 +494,30 @@ impl MedicationDispensePerformer {
 
 impl FromJson for MedicationDispensePerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationDispensePerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

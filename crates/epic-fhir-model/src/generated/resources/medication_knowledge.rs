@@ -140,52 +140,52 @@ impl MedicationKnowledge {
 impl FromJson for MedicationKnowledge {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicationKnowledge {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationKnowledge"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.code, "code"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.code, "code"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.manufacturer, "manufacturer"),
-                17 => rt::opt(p, &mut out.dose_form, "doseForm"),
-                18 => rt::opt(p, &mut out.amount, "amount"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.manufacturer, "manufacturer"),
+                17 => rt::opt_in(p, &mut out.dose_form, "doseForm"),
+                18 => rt::opt_in(p, &mut out.amount, "amount"),
                 19 => rt::prim_list(p, &mut out.synonym, &mut out.synonym_ext, "synonym"),
                 20 => rt::list_ext(p, &mut out.synonym_ext, "_synonym"),
-                21 => rt::list(p, &mut out.related_medication_knowledge, "relatedMedicationKnowledge"),
-                22 => rt::list(p, &mut out.associated_medication, "associatedMedication"),
-                23 => rt::list(p, &mut out.product_type, "productType"),
-                24 => rt::list(p, &mut out.monograph, "monograph"),
+                21 => rt::list_in(p, &mut out.related_medication_knowledge, "relatedMedicationKnowledge"),
+                22 => rt::list_in(p, &mut out.associated_medication, "associatedMedication"),
+                23 => rt::list_in(p, &mut out.product_type, "productType"),
+                24 => rt::list_in(p, &mut out.monograph, "monograph"),
                 25 => rt::list(p, &mut out.ingredient, "ingredient"),
                 26 => rt::opt(p, &mut out.preparation_instruction, "preparationInstruction"),
-                27 => rt::opt(p, &mut out.preparation_instruction_ext, "_preparationInstruction"),
-                28 => rt::list(p, &mut out.intended_route, "intendedRoute"),
-                29 => rt::list(p, &mut out.cost, "cost"),
-                30 => rt::list(p, &mut out.monitoring_program, "monitoringProgram"),
-                31 => rt::list(p, &mut out.administration_guidelines, "administrationGuidelines"),
-                32 => rt::list(p, &mut out.medicine_classification, "medicineClassification"),
-                33 => rt::opt(p, &mut out.packaging, "packaging"),
-                34 => rt::list(p, &mut out.drug_characteristic, "drugCharacteristic"),
-                35 => rt::list(p, &mut out.contraindication, "contraindication"),
-                36 => rt::list(p, &mut out.regulatory, "regulatory"),
-                37 => rt::list(p, &mut out.kinetics, "kinetics"),
+                27 => rt::opt_in(p, &mut out.preparation_instruction_ext, "_preparationInstruction"),
+                28 => rt::list_in(p, &mut out.intended_route, "intendedRoute"),
+                29 => rt::list_in(p, &mut out.cost, "cost"),
+                30 => rt::list_in(p, &mut out.monitoring_program, "monitoringProgram"),
+                31 => rt::list_in(p, &mut out.administration_guidelines, "administrationGuidelines"),
+                32 => rt::list_in(p, &mut out.medicine_classification, "medicineClassification"),
+                33 => rt::opt_in(p, &mut out.packaging, "packaging"),
+                34 => rt::list_in(p, &mut out.drug_characteristic, "drugCharacteristic"),
+                35 => rt::list_in(p, &mut out.contraindication, "contraindication"),
+                36 => rt::list_in(p, &mut out.regulatory, "regulatory"),
+                37 => rt::list_in(p, &mut out.kinetics, "kinetics"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -321,21 +321,29 @@ impl MedicationKnowledgeKinetics {
 
 impl FromJson for MedicationKnowledgeKinetics {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeKinetics {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.area_under_curve, "areaUnderCurve"),
-                5 => rt::list(p, &mut out.lethal_dose50, "lethalDose50"),
-                6 => rt::opt(p, &mut out.half_life_period, "halfLifePeriod"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.area_under_curve, "areaUnderCurve"),
+                5 => rt::list_in(p, &mut out.lethal_dose50, "lethalDose50"),
+                6 => rt::opt_in(p, &mut out.half_life_period, "halfLifePeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -395,24 +403,32 @@ impl MedicationKnowledgeRegulatory {
 
 impl FromJson for MedicationKnowledgeRegulatory {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeRegulatory {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_regulatory_authority = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_regulatory_authority, "regulatoryAuthority"),
-                5 => rt::list(p, &mut out.substitution, "substitution"),
-                6 => rt::list(p, &mut out.schedule, "schedule"),
-                7 => rt::opt(p, &mut out.max_dispense, "maxDispense"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_regulatory_authority, "regulatoryAuthority"),
+                5 => rt::list_in(p, &mut out.substitution, "substitution"),
+                6 => rt::list_in(p, &mut out.schedule, "schedule"),
+                7 => rt::opt_in(p, &mut out.max_dispense, "maxDispense"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.regulatory_authority = rt::required(p, f_regulatory_authority, "regulatoryAuthority")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -469,22 +485,30 @@ impl MedicationKnowledgeRegulatoryMaxDispense {
 
 impl FromJson for MedicationKnowledgeRegulatoryMaxDispense {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeRegulatoryMaxDispense {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_quantity = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_quantity, "quantity"),
-                5 => rt::opt(p, &mut out.period, "period"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_quantity, "quantity"),
+                5 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.quantity = rt::required(p, f_quantity, "quantity")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -535,21 +559,29 @@ impl MedicationKnowledgeRegulatorySchedule {
 
 impl FromJson for MedicationKnowledgeRegulatorySchedule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeRegulatorySchedule {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_schedule = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_schedule, "schedule"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_schedule, "schedule"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.schedule = rt::required(p, f_schedule, "schedule")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -605,23 +637,31 @@ impl MedicationKnowledgeRegulatorySubstitution {
 
 impl FromJson for MedicationKnowledgeRegulatorySubstitution {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeRegulatorySubstitution {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::opt(p, &mut out.allowed, "allowed"),
-                6 => rt::opt(p, &mut out.allowed_ext, "_allowed"),
+                6 => rt::opt_in(p, &mut out.allowed_ext, "_allowed"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -677,20 +717,28 @@ impl MedicationKnowledgeDrugCharacteristic {
 
 impl FromJson for MedicationKnowledgeDrugCharacteristic {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeDrugCharacteristic {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -745,20 +793,28 @@ impl MedicationKnowledgePackaging {
 
 impl FromJson for MedicationKnowledgePackaging {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgePackaging {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.quantity, "quantity"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.quantity, "quantity"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -813,22 +869,30 @@ impl MedicationKnowledgeMedicineClassification {
 
 impl FromJson for MedicationKnowledgeMedicineClassification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeMedicineClassification {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.classification, "classification"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.classification, "classification"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -885,21 +949,29 @@ impl MedicationKnowledgeAdministrationGuidelines {
 
 impl FromJson for MedicationKnowledgeAdministrationGuidelines {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeAdministrationGuidelines {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.dosage, "dosage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.dosage, "dosage"),
                 5 => rt::choice(p, &mut out.indication, key),
                 6 => rt::list(p, &mut out.patient_characteristics, "patientCharacteristics"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -969,8 +1041,8 @@ impl FromJson for MedicationKnowledgeAdministrationGuidelinesPatientCharacterist
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_characteristic, key),
                 5 => rt::prim_list(p, &mut f_value, &mut f_value_ext, "value"),
                 6 => rt::list_ext(p, &mut f_value_ext, "_value"),
@@ -1040,22 +1112,30 @@ impl MedicationKnowledgeAdministrationGuidelinesDosage {
 
 impl FromJson for MedicationKnowledgeAdministrationGuidelinesDosage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeAdministrationGuidelinesDosage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.dosage, "dosage"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.dosage, "dosage"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1112,21 +1192,29 @@ impl MedicationKnowledgeMonitoringProgram {
 
 impl FromJson for MedicationKnowledgeMonitoringProgram {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeMonitoringProgram {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1186,26 +1274,34 @@ impl MedicationKnowledgeCost {
 
 impl FromJson for MedicationKnowledgeCost {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeCost {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_cost = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::opt(p, &mut out.source, "source"),
-                6 => rt::opt(p, &mut out.source_ext, "_source"),
-                7 => rt::opt(p, &mut f_cost, "cost"),
+                6 => rt::opt_in(p, &mut out.source_ext, "_source"),
+                7 => rt::opt_in(p, &mut f_cost, "cost"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
         out.cost = rt::required(p, f_cost, "cost")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1279,12 +1375,12 @@ impl FromJson for MedicationKnowledgeIngredient {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_item, key),
                 5 => rt::opt(p, &mut f_is_active, "isActive"),
-                6 => rt::opt(p, &mut f_is_active_ext, "_isActive"),
-                7 => rt::opt(p, &mut f_strength, "strength"),
+                6 => rt::opt_in(p, &mut f_is_active_ext, "_isActive"),
+                7 => rt::opt_in(p, &mut f_strength, "strength"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -1354,20 +1450,28 @@ impl MedicationKnowledgeMonograph {
 
 impl FromJson for MedicationKnowledgeMonograph {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeMonograph {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.source, "source"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1422,22 +1526,30 @@ impl MedicationKnowledgeRelatedMedicationKnowledge {
 
 impl FromJson for MedicationKnowledgeRelatedMedicationKnowledge {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationKnowledgeRelatedMedicationKnowledge {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
-                5 => rt::list(p, &mut out.reference, "reference"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
+                5 => rt::list_in(p, &mut out.reference, "reference"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -204,12 +204,12 @@ impl MedicationRequest {
 impl FromJson for MedicationRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicationRequest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -265,62 +265,62 @@ impl rt::ReadMembers for MedicationRequest {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationRequest"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
                 14 => rt::opt(p, &mut f_status, "status"),
-                15 => rt::opt(p, &mut f_status_ext, "_status"),
-                16 => rt::opt(p, &mut f_status_reason, "statusReason"),
+                15 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_status_reason, "statusReason"),
                 17 => rt::opt(p, &mut f_intent, "intent"),
-                18 => rt::opt(p, &mut f_intent_ext, "_intent"),
-                19 => rt::list(p, &mut f_category, "category"),
+                18 => rt::opt_in(p, &mut f_intent_ext, "_intent"),
+                19 => rt::list_in(p, &mut f_category, "category"),
                 20 => rt::opt(p, &mut f_priority, "priority"),
-                21 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                21 => rt::opt_in(p, &mut f_priority_ext, "_priority"),
                 22 => rt::opt(p, &mut f_do_not_perform, "doNotPerform"),
-                23 => rt::opt(p, &mut f_do_not_perform_ext, "_doNotPerform"),
+                23 => rt::opt_in(p, &mut f_do_not_perform_ext, "_doNotPerform"),
                 24 => rt::choice(p, &mut f_reported, key),
                 25 => rt::choice(p, &mut f_medication, key),
-                26 => rt::opt(p, &mut f_subject, "subject"),
-                27 => rt::opt(p, &mut f_encounter, "encounter"),
-                28 => rt::list(p, &mut f_supporting_information, "supportingInformation"),
+                26 => rt::opt_in(p, &mut f_subject, "subject"),
+                27 => rt::opt_in(p, &mut f_encounter, "encounter"),
+                28 => rt::list_in(p, &mut f_supporting_information, "supportingInformation"),
                 29 => rt::opt(p, &mut f_authored_on, "authoredOn"),
-                30 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
-                31 => rt::opt(p, &mut f_requester, "requester"),
-                32 => rt::opt(p, &mut f_performer, "performer"),
-                33 => rt::opt(p, &mut f_performer_type, "performerType"),
-                34 => rt::opt(p, &mut f_recorder, "recorder"),
-                35 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                36 => rt::list(p, &mut f_reason_reference, "reasonReference"),
+                30 => rt::opt_in(p, &mut f_authored_on_ext, "_authoredOn"),
+                31 => rt::opt_in(p, &mut f_requester, "requester"),
+                32 => rt::opt_in(p, &mut f_performer, "performer"),
+                33 => rt::opt_in(p, &mut f_performer_type, "performerType"),
+                34 => rt::opt_in(p, &mut f_recorder, "recorder"),
+                35 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                36 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
                 37 => rt::prim_list(p, &mut f_instantiates_canonical, &mut f_instantiates_canonical_ext, "instantiatesCanonical"),
                 38 => rt::list_ext(p, &mut f_instantiates_canonical_ext, "_instantiatesCanonical"),
                 39 => rt::prim_list(p, &mut f_instantiates_uri, &mut f_instantiates_uri_ext, "instantiatesUri"),
                 40 => rt::list_ext(p, &mut f_instantiates_uri_ext, "_instantiatesUri"),
-                41 => rt::list(p, &mut f_based_on, "basedOn"),
-                42 => rt::opt(p, &mut f_group_identifier, "groupIdentifier"),
-                43 => rt::opt(p, &mut f_course_of_therapy_type, "courseOfTherapyType"),
-                44 => rt::list(p, &mut f_insurance, "insurance"),
-                45 => rt::list(p, &mut f_note, "note"),
-                46 => rt::list(p, &mut f_dosage_instruction, "dosageInstruction"),
-                47 => rt::opt(p, &mut f_dispense_request, "dispenseRequest"),
+                41 => rt::list_in(p, &mut f_based_on, "basedOn"),
+                42 => rt::opt_in(p, &mut f_group_identifier, "groupIdentifier"),
+                43 => rt::opt_in(p, &mut f_course_of_therapy_type, "courseOfTherapyType"),
+                44 => rt::list_in(p, &mut f_insurance, "insurance"),
+                45 => rt::list_in(p, &mut f_note, "note"),
+                46 => rt::list_in(p, &mut f_dosage_instruction, "dosageInstruction"),
+                47 => rt::opt_in(p, &mut f_dispense_request, "dispenseRequest"),
                 48 => rt::opt(p, &mut f_substitution, "substitution"),
-                49 => rt::opt(p, &mut f_prior_prescription, "priorPrescription"),
-                50 => rt::list(p, &mut f_detected_issue, "detectedIssue"),
-                51 => rt::list(p, &mut f_event_history, "eventHistory"),
+                49 => rt::opt_in(p, &mut f_prior_prescription, "priorPrescription"),
+                50 => rt::list_in(p, &mut f_detected_issue, "detectedIssue"),
+                51 => rt::list_in(p, &mut f_event_history, "eventHistory"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MedicationRequest"));
         }
-        Ok(MedicationRequest {
+        Ok(Box::new(MedicationRequest {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -372,7 +372,7 @@ impl rt::ReadMembers for MedicationRequest {
             detected_issue: f_detected_issue,
             event_history: f_event_history,
             extra,
-        })
+        }))
     }
 }
 
@@ -523,10 +523,10 @@ impl FromJson for MedicationRequestSubstitution {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_allowed, key),
-                5 => rt::opt(p, &mut f_reason, "reason"),
+                5 => rt::opt_in(p, &mut f_reason, "reason"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -608,26 +608,34 @@ impl MedicationRequestDispenseRequest {
 
 impl FromJson for MedicationRequestDispenseRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationRequestDispenseRequest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.initial_fill, "initialFill"),
-                5 => rt::opt(p, &mut out.dispense_interval, "dispenseInterval"),
-                6 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.initial_fill, "initialFill"),
+                5 => rt::opt_in(p, &mut out.dispense_interval, "dispenseInterval"),
+                6 => rt::opt_in(p, &mut out.validity_period, "validityPeriod"),
                 7 => rt::opt(p, &mut out.number_of_repeats_allowed, "numberOfRepeatsAllowed"),
-                8 => rt::opt(p, &mut out.number_of_repeats_allowed_ext, "_numberOfRepeatsAllowed"),
-                9 => rt::opt(p, &mut out.quantity, "quantity"),
-                10 => rt::opt(p, &mut out.expected_supply_duration, "expectedSupplyDuration"),
-                11 => rt::opt(p, &mut out.performer, "performer"),
+                8 => rt::opt_in(p, &mut out.number_of_repeats_allowed_ext, "_numberOfRepeatsAllowed"),
+                9 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                10 => rt::opt_in(p, &mut out.expected_supply_duration, "expectedSupplyDuration"),
+                11 => rt::opt_in(p, &mut out.performer, "performer"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -688,20 +696,28 @@ impl MedicationRequestDispenseRequestInitialFill {
 
 impl FromJson for MedicationRequestDispenseRequestInitialFill {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicationRequestDispenseRequestInitialFill {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.quantity, "quantity"),
-                5 => rt::opt(p, &mut out.duration, "duration"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                5 => rt::opt_in(p, &mut out.duration, "duration"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

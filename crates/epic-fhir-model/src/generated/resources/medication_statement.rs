@@ -128,12 +128,12 @@ impl MedicationStatement {
 impl FromJson for MedicationStatement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicationStatement {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -169,42 +169,42 @@ impl rt::ReadMembers for MedicationStatement {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicationStatement"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
-                14 => rt::list(p, &mut f_based_on, "basedOn"),
-                15 => rt::list(p, &mut f_part_of, "partOf"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
+                14 => rt::list_in(p, &mut f_based_on, "basedOn"),
+                15 => rt::list_in(p, &mut f_part_of, "partOf"),
                 16 => rt::opt(p, &mut f_status, "status"),
-                17 => rt::opt(p, &mut f_status_ext, "_status"),
-                18 => rt::list(p, &mut f_status_reason, "statusReason"),
-                19 => rt::opt(p, &mut f_category, "category"),
+                17 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                18 => rt::list_in(p, &mut f_status_reason, "statusReason"),
+                19 => rt::opt_in(p, &mut f_category, "category"),
                 20 => rt::choice(p, &mut f_medication, key),
-                21 => rt::opt(p, &mut f_subject, "subject"),
-                22 => rt::opt(p, &mut f_context, "context"),
+                21 => rt::opt_in(p, &mut f_subject, "subject"),
+                22 => rt::opt_in(p, &mut f_context, "context"),
                 23 => rt::choice(p, &mut f_effective, key),
                 24 => rt::opt(p, &mut f_date_asserted, "dateAsserted"),
-                25 => rt::opt(p, &mut f_date_asserted_ext, "_dateAsserted"),
-                26 => rt::opt(p, &mut f_information_source, "informationSource"),
-                27 => rt::list(p, &mut f_derived_from, "derivedFrom"),
-                28 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                29 => rt::list(p, &mut f_reason_reference, "reasonReference"),
-                30 => rt::list(p, &mut f_note, "note"),
-                31 => rt::list(p, &mut f_dosage, "dosage"),
+                25 => rt::opt_in(p, &mut f_date_asserted_ext, "_dateAsserted"),
+                26 => rt::opt_in(p, &mut f_information_source, "informationSource"),
+                27 => rt::list_in(p, &mut f_derived_from, "derivedFrom"),
+                28 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                29 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
+                30 => rt::list_in(p, &mut f_note, "note"),
+                31 => rt::list_in(p, &mut f_dosage, "dosage"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MedicationStatement"));
         }
-        Ok(MedicationStatement {
+        Ok(Box::new(MedicationStatement {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -236,7 +236,7 @@ impl rt::ReadMembers for MedicationStatement {
             note: f_note,
             dosage: f_dosage,
             extra,
-        })
+        }))
     }
 }
 

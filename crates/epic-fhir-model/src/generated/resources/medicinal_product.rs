@@ -130,48 +130,48 @@ impl MedicinalProduct {
 impl FromJson for MedicinalProduct {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProduct {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProduct"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.r#type, "type"),
-                15 => rt::opt(p, &mut out.domain, "domain"),
-                16 => rt::opt(p, &mut out.combined_pharmaceutical_dose_form, "combinedPharmaceuticalDoseForm"),
-                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
-                18 => rt::opt(p, &mut out.additional_monitoring_indicator, "additionalMonitoringIndicator"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.r#type, "type"),
+                15 => rt::opt_in(p, &mut out.domain, "domain"),
+                16 => rt::opt_in(p, &mut out.combined_pharmaceutical_dose_form, "combinedPharmaceuticalDoseForm"),
+                17 => rt::opt_in(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                18 => rt::opt_in(p, &mut out.additional_monitoring_indicator, "additionalMonitoringIndicator"),
                 19 => rt::prim_list(p, &mut out.special_measures, &mut out.special_measures_ext, "specialMeasures"),
                 20 => rt::list_ext(p, &mut out.special_measures_ext, "_specialMeasures"),
-                21 => rt::opt(p, &mut out.paediatric_use_indicator, "paediatricUseIndicator"),
-                22 => rt::list(p, &mut out.product_classification, "productClassification"),
-                23 => rt::list(p, &mut out.marketing_status, "marketingStatus"),
-                24 => rt::list(p, &mut out.pharmaceutical_product, "pharmaceuticalProduct"),
-                25 => rt::list(p, &mut out.packaged_medicinal_product, "packagedMedicinalProduct"),
-                26 => rt::list(p, &mut out.attached_document, "attachedDocument"),
-                27 => rt::list(p, &mut out.master_file, "masterFile"),
-                28 => rt::list(p, &mut out.contact, "contact"),
-                29 => rt::list(p, &mut out.clinical_trial, "clinicalTrial"),
-                30 => rt::list(p, &mut out.name, "name"),
-                31 => rt::list(p, &mut out.cross_reference, "crossReference"),
-                32 => rt::list(p, &mut out.manufacturing_business_operation, "manufacturingBusinessOperation"),
-                33 => rt::list(p, &mut out.special_designation, "specialDesignation"),
+                21 => rt::opt_in(p, &mut out.paediatric_use_indicator, "paediatricUseIndicator"),
+                22 => rt::list_in(p, &mut out.product_classification, "productClassification"),
+                23 => rt::list_in(p, &mut out.marketing_status, "marketingStatus"),
+                24 => rt::list_in(p, &mut out.pharmaceutical_product, "pharmaceuticalProduct"),
+                25 => rt::list_in(p, &mut out.packaged_medicinal_product, "packagedMedicinalProduct"),
+                26 => rt::list_in(p, &mut out.attached_document, "attachedDocument"),
+                27 => rt::list_in(p, &mut out.master_file, "masterFile"),
+                28 => rt::list_in(p, &mut out.contact, "contact"),
+                29 => rt::list_in(p, &mut out.clinical_trial, "clinicalTrial"),
+                30 => rt::list_in(p, &mut out.name, "name"),
+                31 => rt::list_in(p, &mut out.cross_reference, "crossReference"),
+                32 => rt::list_in(p, &mut out.manufacturing_business_operation, "manufacturingBusinessOperation"),
+                33 => rt::list_in(p, &mut out.special_designation, "specialDesignation"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -317,26 +317,34 @@ impl MedicinalProductSpecialDesignation {
 
 impl FromJson for MedicinalProductSpecialDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductSpecialDesignation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.intended_use, "intendedUse"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::opt_in(p, &mut out.intended_use, "intendedUse"),
                 7 => rt::choice(p, &mut out.indication, key),
-                8 => rt::opt(p, &mut out.status, "status"),
+                8 => rt::opt_in(p, &mut out.status, "status"),
                 9 => rt::opt(p, &mut out.date, "date"),
-                10 => rt::opt(p, &mut out.date_ext, "_date"),
-                11 => rt::opt(p, &mut out.species, "species"),
+                10 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                11 => rt::opt_in(p, &mut out.species, "species"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -411,25 +419,33 @@ impl MedicinalProductManufacturingBusinessOperation {
 
 impl FromJson for MedicinalProductManufacturingBusinessOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductManufacturingBusinessOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.operation_type, "operationType"),
-                5 => rt::opt(p, &mut out.authorisation_reference_number, "authorisationReferenceNumber"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.operation_type, "operationType"),
+                5 => rt::opt_in(p, &mut out.authorisation_reference_number, "authorisationReferenceNumber"),
                 6 => rt::opt(p, &mut out.effective_date, "effectiveDate"),
-                7 => rt::opt(p, &mut out.effective_date_ext, "_effectiveDate"),
-                8 => rt::opt(p, &mut out.confidentiality_indicator, "confidentialityIndicator"),
-                9 => rt::list(p, &mut out.manufacturer, "manufacturer"),
-                10 => rt::opt(p, &mut out.regulator, "regulator"),
+                7 => rt::opt_in(p, &mut out.effective_date_ext, "_effectiveDate"),
+                8 => rt::opt_in(p, &mut out.confidentiality_indicator, "confidentialityIndicator"),
+                9 => rt::list_in(p, &mut out.manufacturer, "manufacturer"),
+                10 => rt::opt_in(p, &mut out.regulator, "regulator"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -493,22 +509,30 @@ impl MedicinalProductName {
 
 impl FromJson for MedicinalProductName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductName {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.product_name, "productName"),
-                5 => rt::opt(p, &mut out.product_name_ext, "_productName"),
-                6 => rt::list(p, &mut out.name_part, "namePart"),
-                7 => rt::list(p, &mut out.country_language, "countryLanguage"),
+                5 => rt::opt_in(p, &mut out.product_name_ext, "_productName"),
+                6 => rt::list_in(p, &mut out.name_part, "namePart"),
+                7 => rt::list_in(p, &mut out.country_language, "countryLanguage"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -567,25 +591,33 @@ impl MedicinalProductNameCountryLanguage {
 
 impl FromJson for MedicinalProductNameCountryLanguage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductNameCountryLanguage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_country = None;
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_country, "country"),
-                5 => rt::opt(p, &mut out.jurisdiction, "jurisdiction"),
-                6 => rt::opt(p, &mut f_language, "language"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_country, "country"),
+                5 => rt::opt_in(p, &mut out.jurisdiction, "jurisdiction"),
+                6 => rt::opt_in(p, &mut f_language, "language"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.country = rt::required(p, f_country, "country")?;
         out.language = rt::required(p, f_language, "language")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -643,23 +675,31 @@ impl MedicinalProductNameNamePart {
 
 impl FromJson for MedicinalProductNameNamePart {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductNameNamePart {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.part, "part"),
-                5 => rt::opt(p, &mut out.part_ext, "_part"),
-                6 => rt::opt(p, &mut f_type, "type"),
+                5 => rt::opt_in(p, &mut out.part_ext, "_part"),
+                6 => rt::opt_in(p, &mut f_type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -112,47 +112,47 @@ impl MedicinalProductAuthorization {
 impl FromJson for MedicinalProductAuthorization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductAuthorization {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductAuthorization"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.subject, "subject"),
-                15 => rt::list(p, &mut out.country, "country"),
-                16 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
-                17 => rt::opt(p, &mut out.status, "status"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.subject, "subject"),
+                15 => rt::list_in(p, &mut out.country, "country"),
+                16 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
+                17 => rt::opt_in(p, &mut out.status, "status"),
                 18 => rt::opt(p, &mut out.status_date, "statusDate"),
-                19 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                19 => rt::opt_in(p, &mut out.status_date_ext, "_statusDate"),
                 20 => rt::opt(p, &mut out.restore_date, "restoreDate"),
-                21 => rt::opt(p, &mut out.restore_date_ext, "_restoreDate"),
-                22 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
-                23 => rt::opt(p, &mut out.data_exclusivity_period, "dataExclusivityPeriod"),
+                21 => rt::opt_in(p, &mut out.restore_date_ext, "_restoreDate"),
+                22 => rt::opt_in(p, &mut out.validity_period, "validityPeriod"),
+                23 => rt::opt_in(p, &mut out.data_exclusivity_period, "dataExclusivityPeriod"),
                 24 => rt::opt(p, &mut out.date_of_first_authorization, "dateOfFirstAuthorization"),
-                25 => rt::opt(p, &mut out.date_of_first_authorization_ext, "_dateOfFirstAuthorization"),
+                25 => rt::opt_in(p, &mut out.date_of_first_authorization_ext, "_dateOfFirstAuthorization"),
                 26 => rt::opt(p, &mut out.international_birth_date, "internationalBirthDate"),
-                27 => rt::opt(p, &mut out.international_birth_date_ext, "_internationalBirthDate"),
-                28 => rt::opt(p, &mut out.legal_basis, "legalBasis"),
-                29 => rt::list(p, &mut out.jurisdictional_authorization, "jurisdictionalAuthorization"),
-                30 => rt::opt(p, &mut out.holder, "holder"),
-                31 => rt::opt(p, &mut out.regulator, "regulator"),
-                32 => rt::opt(p, &mut out.procedure, "procedure"),
+                27 => rt::opt_in(p, &mut out.international_birth_date_ext, "_internationalBirthDate"),
+                28 => rt::opt_in(p, &mut out.legal_basis, "legalBasis"),
+                29 => rt::list_in(p, &mut out.jurisdictional_authorization, "jurisdictionalAuthorization"),
+                30 => rt::opt_in(p, &mut out.holder, "holder"),
+                31 => rt::opt_in(p, &mut out.regulator, "regulator"),
+                32 => rt::opt_in(p, &mut out.procedure, "procedure"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -286,24 +286,32 @@ impl MedicinalProductAuthorizationProcedure {
 
 impl FromJson for MedicinalProductAuthorizationProcedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductAuthorizationProcedure {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut f_type, "type"),
                 6 => rt::choice(p, &mut out.date, key),
-                7 => rt::list(p, &mut out.application, "application"),
+                7 => rt::list_in(p, &mut out.application, "application"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -366,23 +374,31 @@ impl MedicinalProductAuthorizationJurisdictionalAuthorization {
 
 impl FromJson for MedicinalProductAuthorizationJurisdictionalAuthorization {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductAuthorizationJurisdictionalAuthorization {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.country, "country"),
-                6 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
-                7 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
-                8 => rt::opt(p, &mut out.validity_period, "validityPeriod"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.country, "country"),
+                6 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
+                7 => rt::opt_in(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                8 => rt::opt_in(p, &mut out.validity_period, "validityPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

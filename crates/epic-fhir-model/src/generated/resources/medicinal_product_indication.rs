@@ -90,36 +90,36 @@ impl MedicinalProductIndication {
 impl FromJson for MedicinalProductIndication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductIndication {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductIndication"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.subject, "subject"),
-                14 => rt::opt(p, &mut out.disease_symptom_procedure, "diseaseSymptomProcedure"),
-                15 => rt::opt(p, &mut out.disease_status, "diseaseStatus"),
-                16 => rt::list(p, &mut out.comorbidity, "comorbidity"),
-                17 => rt::opt(p, &mut out.intended_effect, "intendedEffect"),
-                18 => rt::opt(p, &mut out.duration, "duration"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.subject, "subject"),
+                14 => rt::opt_in(p, &mut out.disease_symptom_procedure, "diseaseSymptomProcedure"),
+                15 => rt::opt_in(p, &mut out.disease_status, "diseaseStatus"),
+                16 => rt::list_in(p, &mut out.comorbidity, "comorbidity"),
+                17 => rt::opt_in(p, &mut out.intended_effect, "intendedEffect"),
+                18 => rt::opt_in(p, &mut out.duration, "duration"),
                 19 => rt::list(p, &mut out.other_therapy, "otherTherapy"),
-                20 => rt::list(p, &mut out.undesirable_effect, "undesirableEffect"),
-                21 => rt::list(p, &mut out.population, "population"),
+                20 => rt::list_in(p, &mut out.undesirable_effect, "undesirableEffect"),
+                21 => rt::list_in(p, &mut out.population, "population"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -249,9 +249,9 @@ impl FromJson for MedicinalProductIndicationOtherTherapy {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_therapy_relationship_type, "therapyRelationshipType"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_therapy_relationship_type, "therapyRelationshipType"),
                 5 => rt::choice(p, &mut f_medication, key),
                 _ => extra.read(p, key),
             }?;

@@ -86,35 +86,35 @@ impl MedicinalProductIngredient {
 impl FromJson for MedicinalProductIngredient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductIngredient {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_role = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductIngredient"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut f_role, "role"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut f_role, "role"),
                 15 => rt::opt(p, &mut out.allergenic_indicator, "allergenicIndicator"),
-                16 => rt::opt(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
-                17 => rt::list(p, &mut out.manufacturer, "manufacturer"),
-                18 => rt::list(p, &mut out.specified_substance, "specifiedSubstance"),
-                19 => rt::opt(p, &mut out.substance, "substance"),
+                16 => rt::opt_in(p, &mut out.allergenic_indicator_ext, "_allergenicIndicator"),
+                17 => rt::list_in(p, &mut out.manufacturer, "manufacturer"),
+                18 => rt::list_in(p, &mut out.specified_substance, "specifiedSubstance"),
+                19 => rt::opt_in(p, &mut out.substance, "substance"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -232,22 +232,30 @@ impl MedicinalProductIngredientSubstance {
 
 impl FromJson for MedicinalProductIngredientSubstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductIngredientSubstance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::list(p, &mut out.strength, "strength"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::list_in(p, &mut out.strength, "strength"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -306,26 +314,34 @@ impl MedicinalProductIngredientSpecifiedSubstance {
 
 impl FromJson for MedicinalProductIngredientSpecifiedSubstance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductIngredientSpecifiedSubstance {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         let mut f_group = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut f_group, "group"),
-                6 => rt::opt(p, &mut out.confidentiality, "confidentiality"),
-                7 => rt::list(p, &mut out.strength, "strength"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::opt_in(p, &mut f_group, "group"),
+                6 => rt::opt_in(p, &mut out.confidentiality, "confidentiality"),
+                7 => rt::list_in(p, &mut out.strength, "strength"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
         out.group = rt::required(p, f_group, "group")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -402,28 +418,36 @@ impl MedicinalProductIngredientSpecifiedSubstanceStrength {
 
 impl FromJson for MedicinalProductIngredientSpecifiedSubstanceStrength {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductIngredientSpecifiedSubstanceStrength {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_presentation = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_presentation, "presentation"),
-                5 => rt::opt(p, &mut out.presentation_low_limit, "presentationLowLimit"),
-                6 => rt::opt(p, &mut out.concentration, "concentration"),
-                7 => rt::opt(p, &mut out.concentration_low_limit, "concentrationLowLimit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_presentation, "presentation"),
+                5 => rt::opt_in(p, &mut out.presentation_low_limit, "presentationLowLimit"),
+                6 => rt::opt_in(p, &mut out.concentration, "concentration"),
+                7 => rt::opt_in(p, &mut out.concentration_low_limit, "concentrationLowLimit"),
                 8 => rt::opt(p, &mut out.measurement_point, "measurementPoint"),
-                9 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint"),
-                10 => rt::list(p, &mut out.country, "country"),
-                11 => rt::list(p, &mut out.reference_strength, "referenceStrength"),
+                9 => rt::opt_in(p, &mut out.measurement_point_ext, "_measurementPoint"),
+                10 => rt::list_in(p, &mut out.country, "country"),
+                11 => rt::list_in(p, &mut out.reference_strength, "referenceStrength"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.presentation = rt::required(p, f_presentation, "presentation")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -496,26 +520,34 @@ impl MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
 
 impl FromJson for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_strength = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.substance, "substance"),
-                5 => rt::opt(p, &mut f_strength, "strength"),
-                6 => rt::opt(p, &mut out.strength_low_limit, "strengthLowLimit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.substance, "substance"),
+                5 => rt::opt_in(p, &mut f_strength, "strength"),
+                6 => rt::opt_in(p, &mut out.strength_low_limit, "strengthLowLimit"),
                 7 => rt::opt(p, &mut out.measurement_point, "measurementPoint"),
-                8 => rt::opt(p, &mut out.measurement_point_ext, "_measurementPoint"),
-                9 => rt::list(p, &mut out.country, "country"),
+                8 => rt::opt_in(p, &mut out.measurement_point_ext, "_measurementPoint"),
+                9 => rt::list_in(p, &mut out.country, "country"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.strength = rt::required(p, f_strength, "strength")?;
-        Ok(out)
+        Ok(())
     }
 }
 

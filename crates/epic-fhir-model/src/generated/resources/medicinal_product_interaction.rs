@@ -88,35 +88,35 @@ impl MedicinalProductInteraction {
 impl FromJson for MedicinalProductInteraction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductInteraction {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductInteraction"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.subject, "subject"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.subject, "subject"),
                 14 => rt::opt(p, &mut out.description, "description"),
-                15 => rt::opt(p, &mut out.description_ext, "_description"),
+                15 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 16 => rt::list(p, &mut out.interactant, "interactant"),
-                17 => rt::opt(p, &mut out.r#type, "type"),
-                18 => rt::opt(p, &mut out.effect, "effect"),
-                19 => rt::opt(p, &mut out.incidence, "incidence"),
-                20 => rt::opt(p, &mut out.management, "management"),
+                17 => rt::opt_in(p, &mut out.r#type, "type"),
+                18 => rt::opt_in(p, &mut out.effect, "effect"),
+                19 => rt::opt_in(p, &mut out.incidence, "incidence"),
+                20 => rt::opt_in(p, &mut out.management, "management"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -242,8 +242,8 @@ impl FromJson for MedicinalProductInteractionInteractant {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_item, key),
                 _ => extra.read(p, key),
             }?;

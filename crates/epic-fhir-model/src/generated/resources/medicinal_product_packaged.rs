@@ -92,37 +92,37 @@ impl MedicinalProductPackaged {
 impl FromJson for MedicinalProductPackaged {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductPackaged {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductPackaged"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.subject, "subject"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.subject, "subject"),
                 15 => rt::opt(p, &mut out.description, "description"),
-                16 => rt::opt(p, &mut out.description_ext, "_description"),
-                17 => rt::opt(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
-                18 => rt::list(p, &mut out.marketing_status, "marketingStatus"),
-                19 => rt::opt(p, &mut out.marketing_authorization, "marketingAuthorization"),
-                20 => rt::list(p, &mut out.manufacturer, "manufacturer"),
-                21 => rt::list(p, &mut out.batch_identifier, "batchIdentifier"),
-                22 => rt::list(p, &mut out.package_item, "packageItem"),
+                16 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                17 => rt::opt_in(p, &mut out.legal_status_of_supply, "legalStatusOfSupply"),
+                18 => rt::list_in(p, &mut out.marketing_status, "marketingStatus"),
+                19 => rt::opt_in(p, &mut out.marketing_authorization, "marketingAuthorization"),
+                20 => rt::list_in(p, &mut out.manufacturer, "manufacturer"),
+                21 => rt::list_in(p, &mut out.batch_identifier, "batchIdentifier"),
+                22 => rt::list_in(p, &mut out.package_item, "packageItem"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -266,34 +266,42 @@ impl MedicinalProductPackagedPackageItem {
 
 impl FromJson for MedicinalProductPackagedPackageItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPackagedPackageItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         let mut f_quantity = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut f_type, "type"),
-                6 => rt::opt(p, &mut f_quantity, "quantity"),
-                7 => rt::list(p, &mut out.material, "material"),
-                8 => rt::list(p, &mut out.alternate_material, "alternateMaterial"),
-                9 => rt::list(p, &mut out.device, "device"),
-                10 => rt::list(p, &mut out.manufactured_item, "manufacturedItem"),
-                11 => rt::list(p, &mut out.package_item, "packageItem"),
-                12 => rt::opt(p, &mut out.physical_characteristics, "physicalCharacteristics"),
-                13 => rt::list(p, &mut out.other_characteristics, "otherCharacteristics"),
-                14 => rt::list(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
-                15 => rt::list(p, &mut out.manufacturer, "manufacturer"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut f_type, "type"),
+                6 => rt::opt_in(p, &mut f_quantity, "quantity"),
+                7 => rt::list_in(p, &mut out.material, "material"),
+                8 => rt::list_in(p, &mut out.alternate_material, "alternateMaterial"),
+                9 => rt::list_in(p, &mut out.device, "device"),
+                10 => rt::list_in(p, &mut out.manufactured_item, "manufacturedItem"),
+                11 => rt::list_in(p, &mut out.package_item, "packageItem"),
+                12 => rt::opt_in(p, &mut out.physical_characteristics, "physicalCharacteristics"),
+                13 => rt::list_in(p, &mut out.other_characteristics, "otherCharacteristics"),
+                14 => rt::list_in(p, &mut out.shelf_life_storage, "shelfLifeStorage"),
+                15 => rt::list_in(p, &mut out.manufacturer, "manufacturer"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
         out.quantity = rt::required(p, f_quantity, "quantity")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -358,22 +366,30 @@ impl MedicinalProductPackagedBatchIdentifier {
 
 impl FromJson for MedicinalProductPackagedBatchIdentifier {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPackagedBatchIdentifier {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_outer_packaging = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_outer_packaging, "outerPackaging"),
-                5 => rt::opt(p, &mut out.immediate_packaging, "immediatePackaging"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_outer_packaging, "outerPackaging"),
+                5 => rt::opt_in(p, &mut out.immediate_packaging, "immediatePackaging"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.outer_packaging = rt::required(p, f_outer_packaging, "outerPackaging")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -86,35 +86,35 @@ impl MedicinalProductPharmaceutical {
 impl FromJson for MedicinalProductPharmaceutical {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MedicinalProductPharmaceutical {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_administrable_dose_form = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MedicinalProductPharmaceutical"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut f_administrable_dose_form, "administrableDoseForm"),
-                15 => rt::opt(p, &mut out.unit_of_presentation, "unitOfPresentation"),
-                16 => rt::list(p, &mut out.ingredient, "ingredient"),
-                17 => rt::list(p, &mut out.device, "device"),
-                18 => rt::list(p, &mut out.characteristics, "characteristics"),
-                19 => rt::list(p, &mut out.route_of_administration, "routeOfAdministration"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut f_administrable_dose_form, "administrableDoseForm"),
+                15 => rt::opt_in(p, &mut out.unit_of_presentation, "unitOfPresentation"),
+                16 => rt::list_in(p, &mut out.ingredient, "ingredient"),
+                17 => rt::list_in(p, &mut out.device, "device"),
+                18 => rt::list_in(p, &mut out.characteristics, "characteristics"),
+                19 => rt::list_in(p, &mut out.route_of_administration, "routeOfAdministration"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -246,27 +246,35 @@ impl MedicinalProductPharmaceuticalRouteOfAdministration {
 
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPharmaceuticalRouteOfAdministration {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut out.first_dose, "firstDose"),
-                6 => rt::opt(p, &mut out.max_single_dose, "maxSingleDose"),
-                7 => rt::opt(p, &mut out.max_dose_per_day, "maxDosePerDay"),
-                8 => rt::opt(p, &mut out.max_dose_per_treatment_period, "maxDosePerTreatmentPeriod"),
-                9 => rt::opt(p, &mut out.max_treatment_period, "maxTreatmentPeriod"),
-                10 => rt::list(p, &mut out.target_species, "targetSpecies"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::opt_in(p, &mut out.first_dose, "firstDose"),
+                6 => rt::opt_in(p, &mut out.max_single_dose, "maxSingleDose"),
+                7 => rt::opt_in(p, &mut out.max_dose_per_day, "maxDosePerDay"),
+                8 => rt::opt_in(p, &mut out.max_dose_per_treatment_period, "maxDosePerTreatmentPeriod"),
+                9 => rt::opt_in(p, &mut out.max_treatment_period, "maxTreatmentPeriod"),
+                10 => rt::list_in(p, &mut out.target_species, "targetSpecies"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -326,22 +334,30 @@ impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
 
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::list(p, &mut out.withdrawal_period, "withdrawalPeriod"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::list_in(p, &mut out.withdrawal_period, "withdrawalPeriod"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -400,26 +416,34 @@ impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalP
 
 impl FromJson for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_tissue = None;
         let mut f_value = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_tissue, "tissue"),
-                5 => rt::opt(p, &mut f_value, "value"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_tissue, "tissue"),
+                5 => rt::opt_in(p, &mut f_value, "value"),
                 6 => rt::opt(p, &mut out.supporting_information, "supportingInformation"),
-                7 => rt::opt(p, &mut out.supporting_information_ext, "_supportingInformation"),
+                7 => rt::opt_in(p, &mut out.supporting_information_ext, "_supportingInformation"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.tissue = rt::required(p, f_tissue, "tissue")?;
         out.value = rt::required(p, f_value, "value")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -476,22 +500,30 @@ impl MedicinalProductPharmaceuticalCharacteristics {
 
 impl FromJson for MedicinalProductPharmaceuticalCharacteristics {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MedicinalProductPharmaceuticalCharacteristics {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
-                5 => rt::opt(p, &mut out.status, "status"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
+                5 => rt::opt_in(p, &mut out.status, "status"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 

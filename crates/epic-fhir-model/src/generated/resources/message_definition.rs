@@ -204,12 +204,12 @@ impl MessageDefinition {
 impl FromJson for MessageDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MessageDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -267,55 +267,55 @@ impl rt::ReadMembers for MessageDefinition {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MessageDefinition"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut f_url, "url"),
-                14 => rt::opt(p, &mut f_url_ext, "_url"),
-                15 => rt::list(p, &mut f_identifier, "identifier"),
+                14 => rt::opt_in(p, &mut f_url_ext, "_url"),
+                15 => rt::list_in(p, &mut f_identifier, "identifier"),
                 16 => rt::opt(p, &mut f_version, "version"),
-                17 => rt::opt(p, &mut f_version_ext, "_version"),
+                17 => rt::opt_in(p, &mut f_version_ext, "_version"),
                 18 => rt::opt(p, &mut f_name, "name"),
-                19 => rt::opt(p, &mut f_name_ext, "_name"),
+                19 => rt::opt_in(p, &mut f_name_ext, "_name"),
                 20 => rt::opt(p, &mut f_title, "title"),
-                21 => rt::opt(p, &mut f_title_ext, "_title"),
+                21 => rt::opt_in(p, &mut f_title_ext, "_title"),
                 22 => rt::prim_list(p, &mut f_replaces, &mut f_replaces_ext, "replaces"),
                 23 => rt::list_ext(p, &mut f_replaces_ext, "_replaces"),
                 24 => rt::opt(p, &mut f_status, "status"),
-                25 => rt::opt(p, &mut f_status_ext, "_status"),
+                25 => rt::opt_in(p, &mut f_status_ext, "_status"),
                 26 => rt::opt(p, &mut f_experimental, "experimental"),
-                27 => rt::opt(p, &mut f_experimental_ext, "_experimental"),
+                27 => rt::opt_in(p, &mut f_experimental_ext, "_experimental"),
                 28 => rt::opt(p, &mut f_date, "date"),
-                29 => rt::opt(p, &mut f_date_ext, "_date"),
+                29 => rt::opt_in(p, &mut f_date_ext, "_date"),
                 30 => rt::opt(p, &mut f_publisher, "publisher"),
-                31 => rt::opt(p, &mut f_publisher_ext, "_publisher"),
-                32 => rt::list(p, &mut f_contact, "contact"),
+                31 => rt::opt_in(p, &mut f_publisher_ext, "_publisher"),
+                32 => rt::list_in(p, &mut f_contact, "contact"),
                 33 => rt::opt(p, &mut f_description, "description"),
-                34 => rt::opt(p, &mut f_description_ext, "_description"),
+                34 => rt::opt_in(p, &mut f_description_ext, "_description"),
                 35 => rt::list(p, &mut f_use_context, "useContext"),
-                36 => rt::list(p, &mut f_jurisdiction, "jurisdiction"),
+                36 => rt::list_in(p, &mut f_jurisdiction, "jurisdiction"),
                 37 => rt::opt(p, &mut f_purpose, "purpose"),
-                38 => rt::opt(p, &mut f_purpose_ext, "_purpose"),
+                38 => rt::opt_in(p, &mut f_purpose_ext, "_purpose"),
                 39 => rt::opt(p, &mut f_copyright, "copyright"),
-                40 => rt::opt(p, &mut f_copyright_ext, "_copyright"),
+                40 => rt::opt_in(p, &mut f_copyright_ext, "_copyright"),
                 41 => rt::opt(p, &mut f_base, "base"),
-                42 => rt::opt(p, &mut f_base_ext, "_base"),
+                42 => rt::opt_in(p, &mut f_base_ext, "_base"),
                 43 => rt::prim_list(p, &mut f_parent, &mut f_parent_ext, "parent"),
                 44 => rt::list_ext(p, &mut f_parent_ext, "_parent"),
                 45 => rt::choice(p, &mut f_event, key),
                 46 => rt::opt(p, &mut f_category, "category"),
-                47 => rt::opt(p, &mut f_category_ext, "_category"),
-                48 => rt::list(p, &mut f_focus, "focus"),
+                47 => rt::opt_in(p, &mut f_category_ext, "_category"),
+                48 => rt::list_in(p, &mut f_focus, "focus"),
                 49 => rt::opt(p, &mut f_response_required, "responseRequired"),
-                50 => rt::opt(p, &mut f_response_required_ext, "_responseRequired"),
-                51 => rt::list(p, &mut f_allowed_response, "allowedResponse"),
+                50 => rt::opt_in(p, &mut f_response_required_ext, "_responseRequired"),
+                51 => rt::list_in(p, &mut f_allowed_response, "allowedResponse"),
                 52 => rt::prim_list(p, &mut f_graph, &mut f_graph_ext, "graph"),
                 53 => rt::list_ext(p, &mut f_graph_ext, "_graph"),
                 _ => extra.read(p, key),
@@ -324,7 +324,7 @@ impl rt::ReadMembers for MessageDefinition {
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MessageDefinition"));
         }
-        Ok(MessageDefinition {
+        Ok(Box::new(MessageDefinition {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -378,7 +378,7 @@ impl rt::ReadMembers for MessageDefinition {
             graph: f_graph,
             graph_ext: f_graph_ext,
             extra,
-        })
+        }))
     }
 }
 
@@ -523,22 +523,30 @@ impl MessageDefinitionAllowedResponse {
 
 impl FromJson for MessageDefinitionAllowedResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MessageDefinitionAllowedResponse {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.message, "message"),
-                5 => rt::opt(p, &mut out.message_ext, "_message"),
+                5 => rt::opt_in(p, &mut out.message_ext, "_message"),
                 6 => rt::opt(p, &mut out.situation, "situation"),
-                7 => rt::opt(p, &mut out.situation_ext, "_situation"),
+                7 => rt::opt_in(p, &mut out.situation_ext, "_situation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -611,26 +619,34 @@ impl MessageDefinitionFocus {
 
 impl FromJson for MessageDefinitionFocus {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MessageDefinitionFocus {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.profile, "profile"),
-                7 => rt::opt(p, &mut out.profile_ext, "_profile"),
+                7 => rt::opt_in(p, &mut out.profile_ext, "_profile"),
                 8 => rt::opt(p, &mut out.min, "min"),
-                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                9 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 10 => rt::opt(p, &mut out.max, "max"),
-                11 => rt::opt(p, &mut out.max_ext, "_max"),
+                11 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

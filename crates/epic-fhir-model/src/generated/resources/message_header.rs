@@ -96,12 +96,12 @@ impl MessageHeader {
 impl FromJson for MessageHeader {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MessageHeader {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -130,35 +130,35 @@ impl rt::ReadMembers for MessageHeader {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MessageHeader"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 13 => rt::choice(p, &mut f_event, key),
-                14 => rt::list(p, &mut f_destination, "destination"),
-                15 => rt::opt(p, &mut f_sender, "sender"),
-                16 => rt::opt(p, &mut f_enterer, "enterer"),
-                17 => rt::opt(p, &mut f_author, "author"),
-                18 => rt::opt(p, &mut f_source, "source"),
-                19 => rt::opt(p, &mut f_responsible, "responsible"),
-                20 => rt::opt(p, &mut f_reason, "reason"),
-                21 => rt::opt(p, &mut f_response, "response"),
-                22 => rt::list(p, &mut f_focus, "focus"),
+                14 => rt::list_in(p, &mut f_destination, "destination"),
+                15 => rt::opt_in(p, &mut f_sender, "sender"),
+                16 => rt::opt_in(p, &mut f_enterer, "enterer"),
+                17 => rt::opt_in(p, &mut f_author, "author"),
+                18 => rt::opt_in(p, &mut f_source, "source"),
+                19 => rt::opt_in(p, &mut f_responsible, "responsible"),
+                20 => rt::opt_in(p, &mut f_reason, "reason"),
+                21 => rt::opt_in(p, &mut f_response, "response"),
+                22 => rt::list_in(p, &mut f_focus, "focus"),
                 23 => rt::opt(p, &mut f_definition, "definition"),
-                24 => rt::opt(p, &mut f_definition_ext, "_definition"),
+                24 => rt::opt_in(p, &mut f_definition_ext, "_definition"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "MessageHeader"));
         }
-        Ok(MessageHeader {
+        Ok(Box::new(MessageHeader {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -183,7 +183,7 @@ impl rt::ReadMembers for MessageHeader {
             definition: f_definition,
             definition_ext: f_definition_ext,
             extra,
-        })
+        }))
     }
 }
 
@@ -304,23 +304,31 @@ impl MessageHeaderResponse {
 
 impl FromJson for MessageHeaderResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MessageHeaderResponse {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.identifier_ext, "_identifier"),
+                5 => rt::opt_in(p, &mut out.identifier_ext, "_identifier"),
                 6 => rt::opt(p, &mut out.code, "code"),
-                7 => rt::opt(p, &mut out.code_ext, "_code"),
-                8 => rt::opt(p, &mut out.details, "details"),
+                7 => rt::opt_in(p, &mut out.code_ext, "_code"),
+                8 => rt::opt_in(p, &mut out.details, "details"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -396,27 +404,35 @@ impl MessageHeaderSource {
 
 impl FromJson for MessageHeaderSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MessageHeaderSource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.software, "software"),
-                7 => rt::opt(p, &mut out.software_ext, "_software"),
+                7 => rt::opt_in(p, &mut out.software_ext, "_software"),
                 8 => rt::opt(p, &mut out.version, "version"),
-                9 => rt::opt(p, &mut out.version_ext, "_version"),
-                10 => rt::opt(p, &mut out.contact, "contact"),
+                9 => rt::opt_in(p, &mut out.version_ext, "_version"),
+                10 => rt::opt_in(p, &mut out.contact, "contact"),
                 11 => rt::opt(p, &mut out.endpoint, "endpoint"),
-                12 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
+                12 => rt::opt_in(p, &mut out.endpoint_ext, "_endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -490,24 +506,32 @@ impl MessageHeaderDestination {
 
 impl FromJson for MessageHeaderDestination {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MessageHeaderDestination {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
-                6 => rt::opt(p, &mut out.target, "target"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.target, "target"),
                 7 => rt::opt(p, &mut out.endpoint, "endpoint"),
-                8 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
-                9 => rt::opt(p, &mut out.receiver, "receiver"),
+                8 => rt::opt_in(p, &mut out.endpoint_ext, "_endpoint"),
+                9 => rt::opt_in(p, &mut out.receiver, "receiver"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

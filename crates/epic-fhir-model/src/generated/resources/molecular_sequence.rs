@@ -112,47 +112,47 @@ impl MolecularSequence {
 impl FromJson for MolecularSequence {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for MolecularSequence {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "MolecularSequence"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.r#type, "type"),
-                15 => rt::opt(p, &mut out.type_ext, "_type"),
+                15 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 16 => rt::opt(p, &mut out.coordinate_system, "coordinateSystem"),
-                17 => rt::opt(p, &mut out.coordinate_system_ext, "_coordinateSystem"),
-                18 => rt::opt(p, &mut out.patient, "patient"),
-                19 => rt::opt(p, &mut out.specimen, "specimen"),
-                20 => rt::opt(p, &mut out.device, "device"),
-                21 => rt::opt(p, &mut out.performer, "performer"),
-                22 => rt::opt(p, &mut out.quantity, "quantity"),
-                23 => rt::opt(p, &mut out.reference_seq, "referenceSeq"),
-                24 => rt::list(p, &mut out.variant, "variant"),
+                17 => rt::opt_in(p, &mut out.coordinate_system_ext, "_coordinateSystem"),
+                18 => rt::opt_in(p, &mut out.patient, "patient"),
+                19 => rt::opt_in(p, &mut out.specimen, "specimen"),
+                20 => rt::opt_in(p, &mut out.device, "device"),
+                21 => rt::opt_in(p, &mut out.performer, "performer"),
+                22 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                23 => rt::opt_in(p, &mut out.reference_seq, "referenceSeq"),
+                24 => rt::list_in(p, &mut out.variant, "variant"),
                 25 => rt::opt(p, &mut out.observed_seq, "observedSeq"),
-                26 => rt::opt(p, &mut out.observed_seq_ext, "_observedSeq"),
-                27 => rt::list(p, &mut out.quality, "quality"),
+                26 => rt::opt_in(p, &mut out.observed_seq_ext, "_observedSeq"),
+                27 => rt::list_in(p, &mut out.quality, "quality"),
                 28 => rt::opt(p, &mut out.read_coverage, "readCoverage"),
-                29 => rt::opt(p, &mut out.read_coverage_ext, "_readCoverage"),
-                30 => rt::list(p, &mut out.repository, "repository"),
-                31 => rt::list(p, &mut out.pointer, "pointer"),
-                32 => rt::list(p, &mut out.structure_variant, "structureVariant"),
+                29 => rt::opt_in(p, &mut out.read_coverage_ext, "_readCoverage"),
+                30 => rt::list_in(p, &mut out.repository, "repository"),
+                31 => rt::list_in(p, &mut out.pointer, "pointer"),
+                32 => rt::list_in(p, &mut out.structure_variant, "structureVariant"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -296,25 +296,33 @@ impl MolecularSequenceStructureVariant {
 
 impl FromJson for MolecularSequenceStructureVariant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceStructureVariant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.variant_type, "variantType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.variant_type, "variantType"),
                 5 => rt::opt(p, &mut out.exact, "exact"),
-                6 => rt::opt(p, &mut out.exact_ext, "_exact"),
+                6 => rt::opt_in(p, &mut out.exact_ext, "_exact"),
                 7 => rt::opt(p, &mut out.length, "length"),
-                8 => rt::opt(p, &mut out.length_ext, "_length"),
-                9 => rt::opt(p, &mut out.outer, "outer"),
-                10 => rt::opt(p, &mut out.inner, "inner"),
+                8 => rt::opt_in(p, &mut out.length_ext, "_length"),
+                9 => rt::opt_in(p, &mut out.outer, "outer"),
+                10 => rt::opt_in(p, &mut out.inner, "inner"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -378,22 +386,30 @@ impl MolecularSequenceStructureVariantInner {
 
 impl FromJson for MolecularSequenceStructureVariantInner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceStructureVariantInner {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.start, "start"),
-                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                5 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 6 => rt::opt(p, &mut out.end, "end"),
-                7 => rt::opt(p, &mut out.end_ext, "_end"),
+                7 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -454,22 +470,30 @@ impl MolecularSequenceStructureVariantOuter {
 
 impl FromJson for MolecularSequenceStructureVariantOuter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceStructureVariantOuter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.start, "start"),
-                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                5 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 6 => rt::opt(p, &mut out.end, "end"),
-                7 => rt::opt(p, &mut out.end_ext, "_end"),
+                7 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -550,30 +574,38 @@ impl MolecularSequenceRepository {
 
 impl FromJson for MolecularSequenceRepository {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceRepository {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.url, "url"),
-                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                7 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 8 => rt::opt(p, &mut out.name, "name"),
-                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 10 => rt::opt(p, &mut out.dataset_id, "datasetId"),
-                11 => rt::opt(p, &mut out.dataset_id_ext, "_datasetId"),
+                11 => rt::opt_in(p, &mut out.dataset_id_ext, "_datasetId"),
                 12 => rt::opt(p, &mut out.variantset_id, "variantsetId"),
-                13 => rt::opt(p, &mut out.variantset_id_ext, "_variantsetId"),
+                13 => rt::opt_in(p, &mut out.variantset_id_ext, "_variantsetId"),
                 14 => rt::opt(p, &mut out.readset_id, "readsetId"),
-                15 => rt::opt(p, &mut out.readset_id_ext, "_readsetId"),
+                15 => rt::opt_in(p, &mut out.readset_id_ext, "_readsetId"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -698,44 +730,52 @@ impl MolecularSequenceQuality {
 
 impl FromJson for MolecularSequenceQuality {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceQuality {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.standard_sequence, "standardSequence"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.standard_sequence, "standardSequence"),
                 7 => rt::opt(p, &mut out.start, "start"),
-                8 => rt::opt(p, &mut out.start_ext, "_start"),
+                8 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 9 => rt::opt(p, &mut out.end, "end"),
-                10 => rt::opt(p, &mut out.end_ext, "_end"),
-                11 => rt::opt(p, &mut out.score, "score"),
-                12 => rt::opt(p, &mut out.method, "method"),
+                10 => rt::opt_in(p, &mut out.end_ext, "_end"),
+                11 => rt::opt_in(p, &mut out.score, "score"),
+                12 => rt::opt_in(p, &mut out.method, "method"),
                 13 => rt::opt(p, &mut out.truth_tp, "truthTP"),
-                14 => rt::opt(p, &mut out.truth_tp_ext, "_truthTP"),
+                14 => rt::opt_in(p, &mut out.truth_tp_ext, "_truthTP"),
                 15 => rt::opt(p, &mut out.query_tp, "queryTP"),
-                16 => rt::opt(p, &mut out.query_tp_ext, "_queryTP"),
+                16 => rt::opt_in(p, &mut out.query_tp_ext, "_queryTP"),
                 17 => rt::opt(p, &mut out.truth_fn, "truthFN"),
-                18 => rt::opt(p, &mut out.truth_fn_ext, "_truthFN"),
+                18 => rt::opt_in(p, &mut out.truth_fn_ext, "_truthFN"),
                 19 => rt::opt(p, &mut out.query_fp, "queryFP"),
-                20 => rt::opt(p, &mut out.query_fp_ext, "_queryFP"),
+                20 => rt::opt_in(p, &mut out.query_fp_ext, "_queryFP"),
                 21 => rt::opt(p, &mut out.gt_fp, "gtFP"),
-                22 => rt::opt(p, &mut out.gt_fp_ext, "_gtFP"),
+                22 => rt::opt_in(p, &mut out.gt_fp_ext, "_gtFP"),
                 23 => rt::opt(p, &mut out.precision, "precision"),
-                24 => rt::opt(p, &mut out.precision_ext, "_precision"),
+                24 => rt::opt_in(p, &mut out.precision_ext, "_precision"),
                 25 => rt::opt(p, &mut out.recall, "recall"),
-                26 => rt::opt(p, &mut out.recall_ext, "_recall"),
+                26 => rt::opt_in(p, &mut out.recall_ext, "_recall"),
                 27 => rt::opt(p, &mut out.f_score, "fScore"),
-                28 => rt::opt(p, &mut out.f_score_ext, "_fScore"),
-                29 => rt::opt(p, &mut out.roc, "roc"),
+                28 => rt::opt_in(p, &mut out.f_score_ext, "_fScore"),
+                29 => rt::opt_in(p, &mut out.roc, "roc"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -850,14 +890,22 @@ impl MolecularSequenceQualityRoc {
 
 impl FromJson for MolecularSequenceQualityRoc {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceQualityRoc {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.score, &mut out.score_ext, "score"),
                 5 => rt::list_ext(p, &mut out.score_ext, "_score"),
                 6 => rt::prim_list(p, &mut out.num_tp, &mut out.num_tp_ext, "numTP"),
@@ -875,7 +923,7 @@ impl FromJson for MolecularSequenceQualityRoc {
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -957,29 +1005,37 @@ impl MolecularSequenceVariant {
 
 impl FromJson for MolecularSequenceVariant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceVariant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.start, "start"),
-                5 => rt::opt(p, &mut out.start_ext, "_start"),
+                5 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 6 => rt::opt(p, &mut out.end, "end"),
-                7 => rt::opt(p, &mut out.end_ext, "_end"),
+                7 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 8 => rt::opt(p, &mut out.observed_allele, "observedAllele"),
-                9 => rt::opt(p, &mut out.observed_allele_ext, "_observedAllele"),
+                9 => rt::opt_in(p, &mut out.observed_allele_ext, "_observedAllele"),
                 10 => rt::opt(p, &mut out.reference_allele, "referenceAllele"),
-                11 => rt::opt(p, &mut out.reference_allele_ext, "_referenceAllele"),
+                11 => rt::opt_in(p, &mut out.reference_allele_ext, "_referenceAllele"),
                 12 => rt::opt(p, &mut out.cigar, "cigar"),
-                13 => rt::opt(p, &mut out.cigar_ext, "_cigar"),
-                14 => rt::opt(p, &mut out.variant_pointer, "variantPointer"),
+                13 => rt::opt_in(p, &mut out.cigar_ext, "_cigar"),
+                14 => rt::opt_in(p, &mut out.variant_pointer, "variantPointer"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1081,33 +1137,41 @@ impl MolecularSequenceReferenceSeq {
 
 impl FromJson for MolecularSequenceReferenceSeq {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for MolecularSequenceReferenceSeq {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.chromosome, "chromosome"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.chromosome, "chromosome"),
                 5 => rt::opt(p, &mut out.genome_build, "genomeBuild"),
-                6 => rt::opt(p, &mut out.genome_build_ext, "_genomeBuild"),
+                6 => rt::opt_in(p, &mut out.genome_build_ext, "_genomeBuild"),
                 7 => rt::opt(p, &mut out.orientation, "orientation"),
-                8 => rt::opt(p, &mut out.orientation_ext, "_orientation"),
-                9 => rt::opt(p, &mut out.reference_seq_id, "referenceSeqId"),
-                10 => rt::opt(p, &mut out.reference_seq_pointer, "referenceSeqPointer"),
+                8 => rt::opt_in(p, &mut out.orientation_ext, "_orientation"),
+                9 => rt::opt_in(p, &mut out.reference_seq_id, "referenceSeqId"),
+                10 => rt::opt_in(p, &mut out.reference_seq_pointer, "referenceSeqPointer"),
                 11 => rt::opt(p, &mut out.reference_seq_string, "referenceSeqString"),
-                12 => rt::opt(p, &mut out.reference_seq_string_ext, "_referenceSeqString"),
+                12 => rt::opt_in(p, &mut out.reference_seq_string_ext, "_referenceSeqString"),
                 13 => rt::opt(p, &mut out.strand, "strand"),
-                14 => rt::opt(p, &mut out.strand_ext, "_strand"),
+                14 => rt::opt_in(p, &mut out.strand_ext, "_strand"),
                 15 => rt::opt(p, &mut out.window_start, "windowStart"),
-                16 => rt::opt(p, &mut out.window_start_ext, "_windowStart"),
+                16 => rt::opt_in(p, &mut out.window_start_ext, "_windowStart"),
                 17 => rt::opt(p, &mut out.window_end, "windowEnd"),
-                18 => rt::opt(p, &mut out.window_end_ext, "_windowEnd"),
+                18 => rt::opt_in(p, &mut out.window_end_ext, "_windowEnd"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

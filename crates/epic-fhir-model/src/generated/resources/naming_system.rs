@@ -132,48 +132,48 @@ impl NamingSystem {
 impl FromJson for NamingSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for NamingSystem {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "NamingSystem"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.name, "name"),
-                14 => rt::opt(p, &mut out.name_ext, "_name"),
+                14 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 17 => rt::opt(p, &mut out.kind, "kind"),
-                18 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                18 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 19 => rt::opt(p, &mut out.date, "date"),
-                20 => rt::opt(p, &mut out.date_ext, "_date"),
+                20 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 21 => rt::opt(p, &mut out.publisher, "publisher"),
-                22 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                23 => rt::list(p, &mut out.contact, "contact"),
+                22 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                23 => rt::list_in(p, &mut out.contact, "contact"),
                 24 => rt::opt(p, &mut out.responsible, "responsible"),
-                25 => rt::opt(p, &mut out.responsible_ext, "_responsible"),
-                26 => rt::opt(p, &mut out.r#type, "type"),
+                25 => rt::opt_in(p, &mut out.responsible_ext, "_responsible"),
+                26 => rt::opt_in(p, &mut out.r#type, "type"),
                 27 => rt::opt(p, &mut out.description, "description"),
-                28 => rt::opt(p, &mut out.description_ext, "_description"),
+                28 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 29 => rt::list(p, &mut out.use_context, "useContext"),
-                30 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                30 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 31 => rt::opt(p, &mut out.usage, "usage"),
-                32 => rt::opt(p, &mut out.usage_ext, "_usage"),
-                33 => rt::list(p, &mut out.unique_id, "uniqueId"),
+                32 => rt::opt_in(p, &mut out.usage_ext, "_usage"),
+                33 => rt::list_in(p, &mut out.unique_id, "uniqueId"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -322,27 +322,35 @@ impl NamingSystemUniqueId {
 
 impl FromJson for NamingSystemUniqueId {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NamingSystemUniqueId {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.value, "value"),
-                7 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 8 => rt::opt(p, &mut out.preferred, "preferred"),
-                9 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
+                9 => rt::opt_in(p, &mut out.preferred_ext, "_preferred"),
                 10 => rt::opt(p, &mut out.comment, "comment"),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                12 => rt::opt(p, &mut out.period, "period"),
+                11 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                12 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -138,29 +138,29 @@ impl NutritionOrder {
 impl FromJson for NutritionOrder {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for NutritionOrder {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "NutritionOrder"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
@@ -168,21 +168,21 @@ impl rt::ReadMembers for NutritionOrder {
                 18 => rt::prim_list(p, &mut out.instantiates, &mut out.instantiates_ext, "instantiates"),
                 19 => rt::list_ext(p, &mut out.instantiates_ext, "_instantiates"),
                 20 => rt::opt(p, &mut out.status, "status"),
-                21 => rt::opt(p, &mut out.status_ext, "_status"),
+                21 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 22 => rt::opt(p, &mut out.intent, "intent"),
-                23 => rt::opt(p, &mut out.intent_ext, "_intent"),
-                24 => rt::opt(p, &mut f_patient, "patient"),
-                25 => rt::opt(p, &mut out.encounter, "encounter"),
+                23 => rt::opt_in(p, &mut out.intent_ext, "_intent"),
+                24 => rt::opt_in(p, &mut f_patient, "patient"),
+                25 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 26 => rt::opt(p, &mut out.date_time, "dateTime"),
-                27 => rt::opt(p, &mut out.date_time_ext, "_dateTime"),
-                28 => rt::opt(p, &mut out.orderer, "orderer"),
-                29 => rt::list(p, &mut out.allergy_intolerance, "allergyIntolerance"),
-                30 => rt::list(p, &mut out.food_preference_modifier, "foodPreferenceModifier"),
-                31 => rt::list(p, &mut out.exclude_food_modifier, "excludeFoodModifier"),
-                32 => rt::opt(p, &mut out.oral_diet, "oralDiet"),
-                33 => rt::list(p, &mut out.supplement, "supplement"),
-                34 => rt::opt(p, &mut out.enteral_formula, "enteralFormula"),
-                35 => rt::list(p, &mut out.note, "note"),
+                27 => rt::opt_in(p, &mut out.date_time_ext, "_dateTime"),
+                28 => rt::opt_in(p, &mut out.orderer, "orderer"),
+                29 => rt::list_in(p, &mut out.allergy_intolerance, "allergyIntolerance"),
+                30 => rt::list_in(p, &mut out.food_preference_modifier, "foodPreferenceModifier"),
+                31 => rt::list_in(p, &mut out.exclude_food_modifier, "excludeFoodModifier"),
+                32 => rt::opt_in(p, &mut out.oral_diet, "oralDiet"),
+                33 => rt::list_in(p, &mut out.supplement, "supplement"),
+                34 => rt::opt_in(p, &mut out.enteral_formula, "enteralFormula"),
+                35 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -337,30 +337,38 @@ impl NutritionOrderEnteralFormula {
 
 impl FromJson for NutritionOrderEnteralFormula {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderEnteralFormula {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.base_formula_type, "baseFormulaType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.base_formula_type, "baseFormulaType"),
                 5 => rt::opt(p, &mut out.base_formula_product_name, "baseFormulaProductName"),
-                6 => rt::opt(p, &mut out.base_formula_product_name_ext, "_baseFormulaProductName"),
-                7 => rt::opt(p, &mut out.additive_type, "additiveType"),
+                6 => rt::opt_in(p, &mut out.base_formula_product_name_ext, "_baseFormulaProductName"),
+                7 => rt::opt_in(p, &mut out.additive_type, "additiveType"),
                 8 => rt::opt(p, &mut out.additive_product_name, "additiveProductName"),
-                9 => rt::opt(p, &mut out.additive_product_name_ext, "_additiveProductName"),
-                10 => rt::opt(p, &mut out.caloric_density, "caloricDensity"),
-                11 => rt::opt(p, &mut out.routeof_administration, "routeofAdministration"),
-                12 => rt::list(p, &mut out.administration, "administration"),
-                13 => rt::opt(p, &mut out.max_volume_to_deliver, "maxVolumeToDeliver"),
+                9 => rt::opt_in(p, &mut out.additive_product_name_ext, "_additiveProductName"),
+                10 => rt::opt_in(p, &mut out.caloric_density, "caloricDensity"),
+                11 => rt::opt_in(p, &mut out.routeof_administration, "routeofAdministration"),
+                12 => rt::list_in(p, &mut out.administration, "administration"),
+                13 => rt::opt_in(p, &mut out.max_volume_to_deliver, "maxVolumeToDeliver"),
                 14 => rt::opt(p, &mut out.administration_instruction, "administrationInstruction"),
-                15 => rt::opt(p, &mut out.administration_instruction_ext, "_administrationInstruction"),
+                15 => rt::opt_in(p, &mut out.administration_instruction_ext, "_administrationInstruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -427,21 +435,29 @@ impl NutritionOrderEnteralFormulaAdministration {
 
 impl FromJson for NutritionOrderEnteralFormulaAdministration {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderEnteralFormulaAdministration {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.schedule, "schedule"),
-                5 => rt::opt(p, &mut out.quantity, "quantity"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.schedule, "schedule"),
+                5 => rt::opt_in(p, &mut out.quantity, "quantity"),
                 6 => rt::choice(p, &mut out.rate, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -511,25 +527,33 @@ impl NutritionOrderSupplement {
 
 impl FromJson for NutritionOrderSupplement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderSupplement {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.product_name, "productName"),
-                6 => rt::opt(p, &mut out.product_name_ext, "_productName"),
-                7 => rt::list(p, &mut out.schedule, "schedule"),
-                8 => rt::opt(p, &mut out.quantity, "quantity"),
+                6 => rt::opt_in(p, &mut out.product_name_ext, "_productName"),
+                7 => rt::list_in(p, &mut out.schedule, "schedule"),
+                8 => rt::opt_in(p, &mut out.quantity, "quantity"),
                 9 => rt::opt(p, &mut out.instruction, "instruction"),
-                10 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
+                10 => rt::opt_in(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -603,25 +627,33 @@ impl NutritionOrderOralDiet {
 
 impl FromJson for NutritionOrderOralDiet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderOralDiet {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.r#type, "type"),
-                5 => rt::list(p, &mut out.schedule, "schedule"),
-                6 => rt::list(p, &mut out.nutrient, "nutrient"),
-                7 => rt::list(p, &mut out.texture, "texture"),
-                8 => rt::list(p, &mut out.fluid_consistency_type, "fluidConsistencyType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.r#type, "type"),
+                5 => rt::list_in(p, &mut out.schedule, "schedule"),
+                6 => rt::list_in(p, &mut out.nutrient, "nutrient"),
+                7 => rt::list_in(p, &mut out.texture, "texture"),
+                8 => rt::list_in(p, &mut out.fluid_consistency_type, "fluidConsistencyType"),
                 9 => rt::opt(p, &mut out.instruction, "instruction"),
-                10 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
+                10 => rt::opt_in(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -681,20 +713,28 @@ impl NutritionOrderOralDietTexture {
 
 impl FromJson for NutritionOrderOralDietTexture {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderOralDietTexture {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.modifier, "modifier"),
-                5 => rt::opt(p, &mut out.food_type, "foodType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.modifier, "modifier"),
+                5 => rt::opt_in(p, &mut out.food_type, "foodType"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -749,20 +789,28 @@ impl NutritionOrderOralDietNutrient {
 
 impl FromJson for NutritionOrderOralDietNutrient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for NutritionOrderOralDietNutrient {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.modifier, "modifier"),
-                5 => rt::opt(p, &mut out.amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.modifier, "modifier"),
+                5 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

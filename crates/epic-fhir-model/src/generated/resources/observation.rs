@@ -174,54 +174,54 @@ impl Observation {
 impl FromJson for Observation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Observation {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Observation"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
-                15 => rt::list(p, &mut out.part_of, "partOf"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                15 => rt::list_in(p, &mut out.part_of, "partOf"),
                 16 => rt::opt(p, &mut out.status, "status"),
-                17 => rt::opt(p, &mut out.status_ext, "_status"),
-                18 => rt::list(p, &mut out.category, "category"),
-                19 => rt::opt(p, &mut f_code, "code"),
-                20 => rt::opt(p, &mut out.subject, "subject"),
-                21 => rt::list(p, &mut out.focus, "focus"),
-                22 => rt::opt(p, &mut out.encounter, "encounter"),
+                17 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                18 => rt::list_in(p, &mut out.category, "category"),
+                19 => rt::opt_in(p, &mut f_code, "code"),
+                20 => rt::opt_in(p, &mut out.subject, "subject"),
+                21 => rt::list_in(p, &mut out.focus, "focus"),
+                22 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 23 => rt::choice(p, &mut out.effective, key),
                 24 => rt::opt(p, &mut out.issued, "issued"),
-                25 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                26 => rt::list(p, &mut out.performer, "performer"),
+                25 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                26 => rt::list_in(p, &mut out.performer, "performer"),
                 27 => rt::choice(p, &mut out.value, key),
-                28 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
-                29 => rt::list(p, &mut out.interpretation, "interpretation"),
-                30 => rt::list(p, &mut out.note, "note"),
-                31 => rt::opt(p, &mut out.body_site, "bodySite"),
-                32 => rt::opt(p, &mut out.method, "method"),
-                33 => rt::opt(p, &mut out.specimen, "specimen"),
-                34 => rt::opt(p, &mut out.device, "device"),
-                35 => rt::list(p, &mut out.reference_range, "referenceRange"),
-                36 => rt::list(p, &mut out.has_member, "hasMember"),
-                37 => rt::list(p, &mut out.derived_from, "derivedFrom"),
-                38 => rt::list(p, &mut out.component, "component"),
+                28 => rt::opt_in(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                29 => rt::list_in(p, &mut out.interpretation, "interpretation"),
+                30 => rt::list_in(p, &mut out.note, "note"),
+                31 => rt::opt_in(p, &mut out.body_site, "bodySite"),
+                32 => rt::opt_in(p, &mut out.method, "method"),
+                33 => rt::opt_in(p, &mut out.specimen, "specimen"),
+                34 => rt::opt_in(p, &mut out.device, "device"),
+                35 => rt::list_in(p, &mut out.reference_range, "referenceRange"),
+                36 => rt::list_in(p, &mut out.has_member, "hasMember"),
+                37 => rt::list_in(p, &mut out.derived_from, "derivedFrom"),
+                38 => rt::list_in(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -376,25 +376,33 @@ impl ObservationComponent {
 
 impl FromJson for ObservationComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ObservationComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_code, "code"),
                 5 => rt::choice(p, &mut out.value, key),
-                6 => rt::opt(p, &mut out.data_absent_reason, "dataAbsentReason"),
-                7 => rt::list(p, &mut out.interpretation, "interpretation"),
-                8 => rt::list(p, &mut out.reference_range, "referenceRange"),
+                6 => rt::opt_in(p, &mut out.data_absent_reason, "dataAbsentReason"),
+                7 => rt::list_in(p, &mut out.interpretation, "interpretation"),
+                8 => rt::list_in(p, &mut out.reference_range, "referenceRange"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -466,25 +474,33 @@ impl ObservationReferenceRange {
 
 impl FromJson for ObservationReferenceRange {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ObservationReferenceRange {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.low, "low"),
-                5 => rt::opt(p, &mut out.high, "high"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::list(p, &mut out.applies_to, "appliesTo"),
-                8 => rt::opt(p, &mut out.age, "age"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.low, "low"),
+                5 => rt::opt_in(p, &mut out.high, "high"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
+                7 => rt::list_in(p, &mut out.applies_to, "appliesTo"),
+                8 => rt::opt_in(p, &mut out.age, "age"),
                 9 => rt::opt(p, &mut out.text, "text"),
-                10 => rt::opt(p, &mut out.text_ext, "_text"),
+                10 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -104,44 +104,44 @@ impl ObservationDefinition {
 impl FromJson for ObservationDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ObservationDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ObservationDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.category, "category"),
-                14 => rt::opt(p, &mut f_code, "code"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.category, "category"),
+                14 => rt::opt_in(p, &mut f_code, "code"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::prim_list(p, &mut out.permitted_data_type, &mut out.permitted_data_type_ext, "permittedDataType"),
                 17 => rt::list_ext(p, &mut out.permitted_data_type_ext, "_permittedDataType"),
                 18 => rt::opt(p, &mut out.multiple_results_allowed, "multipleResultsAllowed"),
-                19 => rt::opt(p, &mut out.multiple_results_allowed_ext, "_multipleResultsAllowed"),
-                20 => rt::opt(p, &mut out.method, "method"),
+                19 => rt::opt_in(p, &mut out.multiple_results_allowed_ext, "_multipleResultsAllowed"),
+                20 => rt::opt_in(p, &mut out.method, "method"),
                 21 => rt::opt(p, &mut out.preferred_report_name, "preferredReportName"),
-                22 => rt::opt(p, &mut out.preferred_report_name_ext, "_preferredReportName"),
-                23 => rt::opt(p, &mut out.quantitative_details, "quantitativeDetails"),
-                24 => rt::list(p, &mut out.qualified_interval, "qualifiedInterval"),
-                25 => rt::opt(p, &mut out.valid_coded_value_set, "validCodedValueSet"),
-                26 => rt::opt(p, &mut out.normal_coded_value_set, "normalCodedValueSet"),
-                27 => rt::opt(p, &mut out.abnormal_coded_value_set, "abnormalCodedValueSet"),
-                28 => rt::opt(p, &mut out.critical_coded_value_set, "criticalCodedValueSet"),
+                22 => rt::opt_in(p, &mut out.preferred_report_name_ext, "_preferredReportName"),
+                23 => rt::opt_in(p, &mut out.quantitative_details, "quantitativeDetails"),
+                24 => rt::list_in(p, &mut out.qualified_interval, "qualifiedInterval"),
+                25 => rt::opt_in(p, &mut out.valid_coded_value_set, "validCodedValueSet"),
+                26 => rt::opt_in(p, &mut out.normal_coded_value_set, "normalCodedValueSet"),
+                27 => rt::opt_in(p, &mut out.abnormal_coded_value_set, "abnormalCodedValueSet"),
+                28 => rt::opt_in(p, &mut out.critical_coded_value_set, "criticalCodedValueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -289,29 +289,37 @@ impl ObservationDefinitionQualifiedInterval {
 
 impl FromJson for ObservationDefinitionQualifiedInterval {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ObservationDefinitionQualifiedInterval {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.category, "category"),
-                5 => rt::opt(p, &mut out.category_ext, "_category"),
-                6 => rt::opt(p, &mut out.range, "range"),
-                7 => rt::opt(p, &mut out.context, "context"),
-                8 => rt::list(p, &mut out.applies_to, "appliesTo"),
+                5 => rt::opt_in(p, &mut out.category_ext, "_category"),
+                6 => rt::opt_in(p, &mut out.range, "range"),
+                7 => rt::opt_in(p, &mut out.context, "context"),
+                8 => rt::list_in(p, &mut out.applies_to, "appliesTo"),
                 9 => rt::opt(p, &mut out.gender, "gender"),
-                10 => rt::opt(p, &mut out.gender_ext, "_gender"),
-                11 => rt::opt(p, &mut out.age, "age"),
-                12 => rt::opt(p, &mut out.gestational_age, "gestationalAge"),
+                10 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
+                11 => rt::opt_in(p, &mut out.age, "age"),
+                12 => rt::opt_in(p, &mut out.gestational_age, "gestationalAge"),
                 13 => rt::opt(p, &mut out.condition, "condition"),
-                14 => rt::opt(p, &mut out.condition_ext, "_condition"),
+                14 => rt::opt_in(p, &mut out.condition_ext, "_condition"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -387,24 +395,32 @@ impl ObservationDefinitionQuantitativeDetails {
 
 impl FromJson for ObservationDefinitionQuantitativeDetails {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ObservationDefinitionQuantitativeDetails {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.customary_unit, "customaryUnit"),
-                5 => rt::opt(p, &mut out.unit, "unit"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.customary_unit, "customaryUnit"),
+                5 => rt::opt_in(p, &mut out.unit, "unit"),
                 6 => rt::opt(p, &mut out.conversion_factor, "conversionFactor"),
-                7 => rt::opt(p, &mut out.conversion_factor_ext, "_conversionFactor"),
+                7 => rt::opt_in(p, &mut out.conversion_factor_ext, "_conversionFactor"),
                 8 => rt::opt(p, &mut out.decimal_precision, "decimalPrecision"),
-                9 => rt::opt(p, &mut out.decimal_precision_ext, "_decimalPrecision"),
+                9 => rt::opt_in(p, &mut out.decimal_precision_ext, "_decimalPrecision"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

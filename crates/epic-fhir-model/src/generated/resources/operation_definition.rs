@@ -216,74 +216,74 @@ impl OperationDefinition {
 impl FromJson for OperationDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for OperationDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "OperationDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.title, "title"),
-                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.kind, "kind"),
-                24 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                24 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 25 => rt::opt(p, &mut out.experimental, "experimental"),
-                26 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                26 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 27 => rt::opt(p, &mut out.date, "date"),
-                28 => rt::opt(p, &mut out.date_ext, "_date"),
+                28 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 29 => rt::opt(p, &mut out.publisher, "publisher"),
-                30 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                31 => rt::list(p, &mut out.contact, "contact"),
+                30 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                31 => rt::list_in(p, &mut out.contact, "contact"),
                 32 => rt::opt(p, &mut out.description, "description"),
-                33 => rt::opt(p, &mut out.description_ext, "_description"),
+                33 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 34 => rt::list(p, &mut out.use_context, "useContext"),
-                35 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                35 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 36 => rt::opt(p, &mut out.purpose, "purpose"),
-                37 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                37 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 38 => rt::opt(p, &mut out.affects_state, "affectsState"),
-                39 => rt::opt(p, &mut out.affects_state_ext, "_affectsState"),
+                39 => rt::opt_in(p, &mut out.affects_state_ext, "_affectsState"),
                 40 => rt::opt(p, &mut out.code, "code"),
-                41 => rt::opt(p, &mut out.code_ext, "_code"),
+                41 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 42 => rt::opt(p, &mut out.comment, "comment"),
-                43 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                43 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 44 => rt::opt(p, &mut out.base, "base"),
-                45 => rt::opt(p, &mut out.base_ext, "_base"),
+                45 => rt::opt_in(p, &mut out.base_ext, "_base"),
                 46 => rt::prim_list(p, &mut out.resource, &mut out.resource_ext, "resource"),
                 47 => rt::list_ext(p, &mut out.resource_ext, "_resource"),
                 48 => rt::opt(p, &mut out.system, "system"),
-                49 => rt::opt(p, &mut out.system_ext, "_system"),
+                49 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 50 => rt::opt(p, &mut out.r#type, "type"),
-                51 => rt::opt(p, &mut out.type_ext, "_type"),
+                51 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 52 => rt::opt(p, &mut out.instance, "instance"),
-                53 => rt::opt(p, &mut out.instance_ext, "_instance"),
+                53 => rt::opt_in(p, &mut out.instance_ext, "_instance"),
                 54 => rt::opt(p, &mut out.input_profile, "inputProfile"),
-                55 => rt::opt(p, &mut out.input_profile_ext, "_inputProfile"),
+                55 => rt::opt_in(p, &mut out.input_profile_ext, "_inputProfile"),
                 56 => rt::opt(p, &mut out.output_profile, "outputProfile"),
-                57 => rt::opt(p, &mut out.output_profile_ext, "_outputProfile"),
-                58 => rt::list(p, &mut out.parameter, "parameter"),
-                59 => rt::list(p, &mut out.overload, "overload"),
+                57 => rt::opt_in(p, &mut out.output_profile_ext, "_outputProfile"),
+                58 => rt::list_in(p, &mut out.parameter, "parameter"),
+                59 => rt::list_in(p, &mut out.overload, "overload"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -443,22 +443,30 @@ impl OperationDefinitionOverload {
 
 impl FromJson for OperationDefinitionOverload {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for OperationDefinitionOverload {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.parameter_name, &mut out.parameter_name_ext, "parameterName"),
                 5 => rt::list_ext(p, &mut out.parameter_name_ext, "_parameterName"),
                 6 => rt::opt(p, &mut out.comment, "comment"),
-                7 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                7 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -560,37 +568,45 @@ impl OperationDefinitionParameter {
 
 impl FromJson for OperationDefinitionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for OperationDefinitionParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.r#use, "use"),
-                7 => rt::opt(p, &mut out.use_ext, "_use"),
+                7 => rt::opt_in(p, &mut out.use_ext, "_use"),
                 8 => rt::opt(p, &mut out.min, "min"),
-                9 => rt::opt(p, &mut out.min_ext, "_min"),
+                9 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 10 => rt::opt(p, &mut out.max, "max"),
-                11 => rt::opt(p, &mut out.max_ext, "_max"),
+                11 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 12 => rt::opt(p, &mut out.documentation, "documentation"),
-                13 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                13 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 14 => rt::opt(p, &mut out.r#type, "type"),
-                15 => rt::opt(p, &mut out.type_ext, "_type"),
+                15 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 16 => rt::prim_list(p, &mut out.target_profile, &mut out.target_profile_ext, "targetProfile"),
                 17 => rt::list_ext(p, &mut out.target_profile_ext, "_targetProfile"),
                 18 => rt::opt(p, &mut out.search_type, "searchType"),
-                19 => rt::opt(p, &mut out.search_type_ext, "_searchType"),
-                20 => rt::opt(p, &mut out.binding, "binding"),
-                21 => rt::list(p, &mut out.referenced_from, "referencedFrom"),
-                22 => rt::list(p, &mut out.part, "part"),
+                19 => rt::opt_in(p, &mut out.search_type_ext, "_searchType"),
+                20 => rt::opt_in(p, &mut out.binding, "binding"),
+                21 => rt::list_in(p, &mut out.referenced_from, "referencedFrom"),
+                22 => rt::list_in(p, &mut out.part, "part"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -665,22 +681,30 @@ impl OperationDefinitionParameterReferencedFrom {
 
 impl FromJson for OperationDefinitionParameterReferencedFrom {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for OperationDefinitionParameterReferencedFrom {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.source, "source"),
-                5 => rt::opt(p, &mut out.source_ext, "_source"),
+                5 => rt::opt_in(p, &mut out.source_ext, "_source"),
                 6 => rt::opt(p, &mut out.source_id, "sourceId"),
-                7 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                7 => rt::opt_in(p, &mut out.source_id_ext, "_sourceId"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -741,22 +765,30 @@ impl OperationDefinitionParameterBinding {
 
 impl FromJson for OperationDefinitionParameterBinding {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for OperationDefinitionParameterBinding {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.strength, "strength"),
-                5 => rt::opt(p, &mut out.strength_ext, "_strength"),
+                5 => rt::opt_in(p, &mut out.strength_ext, "_strength"),
                 6 => rt::opt(p, &mut out.value_set, "valueSet"),
-                7 => rt::opt(p, &mut out.value_set_ext, "_valueSet"),
+                7 => rt::opt_in(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

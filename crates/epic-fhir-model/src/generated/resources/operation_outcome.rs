@@ -66,28 +66,28 @@ impl OperationOutcome {
 impl FromJson for OperationOutcome {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for OperationOutcome {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "OperationOutcome"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.issue, "issue"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.issue, "issue"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -220,21 +220,29 @@ impl OperationOutcomeIssue {
 
 impl FromJson for OperationOutcomeIssue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for OperationOutcomeIssue {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.severity, "severity"),
-                5 => rt::opt(p, &mut out.severity_ext, "_severity"),
+                5 => rt::opt_in(p, &mut out.severity_ext, "_severity"),
                 6 => rt::opt(p, &mut out.code, "code"),
-                7 => rt::opt(p, &mut out.code_ext, "_code"),
-                8 => rt::opt(p, &mut out.details, "details"),
+                7 => rt::opt_in(p, &mut out.code_ext, "_code"),
+                8 => rt::opt_in(p, &mut out.details, "details"),
                 9 => rt::opt(p, &mut out.diagnostics, "diagnostics"),
-                10 => rt::opt(p, &mut out.diagnostics_ext, "_diagnostics"),
+                10 => rt::opt_in(p, &mut out.diagnostics_ext, "_diagnostics"),
                 11 => rt::prim_list(p, &mut out.location, &mut out.location_ext, "location"),
                 12 => rt::list_ext(p, &mut out.location_ext, "_location"),
                 13 => rt::prim_list(p, &mut out.expression, &mut out.expression_ext, "expression"),
@@ -242,7 +250,7 @@ impl FromJson for OperationOutcomeIssue {
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

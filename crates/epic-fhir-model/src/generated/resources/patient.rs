@@ -132,46 +132,46 @@ impl Patient {
 impl FromJson for Patient {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Patient {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Patient"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::list(p, &mut out.name, "name"),
-                17 => rt::list(p, &mut out.telecom, "telecom"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::list_in(p, &mut out.name, "name"),
+                17 => rt::list_in(p, &mut out.telecom, "telecom"),
                 18 => rt::opt(p, &mut out.gender, "gender"),
-                19 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                19 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
                 20 => rt::opt(p, &mut out.birth_date, "birthDate"),
-                21 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
+                21 => rt::opt_in(p, &mut out.birth_date_ext, "_birthDate"),
                 22 => rt::choice(p, &mut out.deceased, key),
-                23 => rt::list(p, &mut out.address, "address"),
-                24 => rt::opt(p, &mut out.marital_status, "maritalStatus"),
+                23 => rt::list_in(p, &mut out.address, "address"),
+                24 => rt::opt_in(p, &mut out.marital_status, "maritalStatus"),
                 25 => rt::choice(p, &mut out.multiple_birth, key),
-                26 => rt::list(p, &mut out.photo, "photo"),
-                27 => rt::list(p, &mut out.contact, "contact"),
-                28 => rt::list(p, &mut out.communication, "communication"),
-                29 => rt::list(p, &mut out.general_practitioner, "generalPractitioner"),
-                30 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
-                31 => rt::list(p, &mut out.link, "link"),
+                26 => rt::list_in(p, &mut out.photo, "photo"),
+                27 => rt::list_in(p, &mut out.contact, "contact"),
+                28 => rt::list_in(p, &mut out.communication, "communication"),
+                29 => rt::list_in(p, &mut out.general_practitioner, "generalPractitioner"),
+                30 => rt::opt_in(p, &mut out.managing_organization, "managingOrganization"),
+                31 => rt::list_in(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -302,23 +302,31 @@ impl PatientLink {
 
 impl FromJson for PatientLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PatientLink {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_other = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_other, "other"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_other, "other"),
                 5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.other = rt::required(p, f_other, "other")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -376,23 +384,31 @@ impl PatientCommunication {
 
 impl FromJson for PatientCommunication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PatientCommunication {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_language, "language"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_language, "language"),
                 5 => rt::opt(p, &mut out.preferred, "preferred"),
-                6 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
+                6 => rt::opt_in(p, &mut out.preferred_ext, "_preferred"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.language = rt::required(p, f_language, "language")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -464,26 +480,34 @@ impl PatientContact {
 
 impl FromJson for PatientContact {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PatientContact {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.relationship, "relationship"),
-                5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::list(p, &mut out.telecom, "telecom"),
-                7 => rt::opt(p, &mut out.address, "address"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.relationship, "relationship"),
+                5 => rt::opt_in(p, &mut out.name, "name"),
+                6 => rt::list_in(p, &mut out.telecom, "telecom"),
+                7 => rt::opt_in(p, &mut out.address, "address"),
                 8 => rt::opt(p, &mut out.gender, "gender"),
-                9 => rt::opt(p, &mut out.gender_ext, "_gender"),
-                10 => rt::opt(p, &mut out.organization, "organization"),
-                11 => rt::opt(p, &mut out.period, "period"),
+                9 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
+                10 => rt::opt_in(p, &mut out.organization, "organization"),
+                11 => rt::opt_in(p, &mut out.period, "period"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

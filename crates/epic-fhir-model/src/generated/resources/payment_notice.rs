@@ -104,13 +104,13 @@ impl PaymentNotice {
 impl FromJson for PaymentNotice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for PaymentNotice {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_payment = None;
         let mut f_recipient = None;
         let mut f_amount = None;
@@ -118,31 +118,31 @@ impl rt::ReadMembers for PaymentNotice {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PaymentNotice"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.request, "request"),
-                17 => rt::opt(p, &mut out.response, "response"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.request, "request"),
+                17 => rt::opt_in(p, &mut out.response, "response"),
                 18 => rt::opt(p, &mut out.created, "created"),
-                19 => rt::opt(p, &mut out.created_ext, "_created"),
-                20 => rt::opt(p, &mut out.provider, "provider"),
-                21 => rt::opt(p, &mut f_payment, "payment"),
+                19 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                20 => rt::opt_in(p, &mut out.provider, "provider"),
+                21 => rt::opt_in(p, &mut f_payment, "payment"),
                 22 => rt::opt(p, &mut out.payment_date, "paymentDate"),
-                23 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
-                24 => rt::opt(p, &mut out.payee, "payee"),
-                25 => rt::opt(p, &mut f_recipient, "recipient"),
-                26 => rt::opt(p, &mut f_amount, "amount"),
-                27 => rt::opt(p, &mut out.payment_status, "paymentStatus"),
+                23 => rt::opt_in(p, &mut out.payment_date_ext, "_paymentDate"),
+                24 => rt::opt_in(p, &mut out.payee, "payee"),
+                25 => rt::opt_in(p, &mut f_recipient, "recipient"),
+                26 => rt::opt_in(p, &mut f_amount, "amount"),
+                27 => rt::opt_in(p, &mut out.payment_status, "paymentStatus"),
                 _ => out.extra.read(p, key),
             }?;
         }

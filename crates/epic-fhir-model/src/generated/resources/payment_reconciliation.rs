@@ -114,48 +114,48 @@ impl PaymentReconciliation {
 impl FromJson for PaymentReconciliation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for PaymentReconciliation {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_payment_amount = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PaymentReconciliation"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.period, "period"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.period, "period"),
                 17 => rt::opt(p, &mut out.created, "created"),
-                18 => rt::opt(p, &mut out.created_ext, "_created"),
-                19 => rt::opt(p, &mut out.payment_issuer, "paymentIssuer"),
-                20 => rt::opt(p, &mut out.request, "request"),
-                21 => rt::opt(p, &mut out.requestor, "requestor"),
+                18 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                19 => rt::opt_in(p, &mut out.payment_issuer, "paymentIssuer"),
+                20 => rt::opt_in(p, &mut out.request, "request"),
+                21 => rt::opt_in(p, &mut out.requestor, "requestor"),
                 22 => rt::opt(p, &mut out.outcome, "outcome"),
-                23 => rt::opt(p, &mut out.outcome_ext, "_outcome"),
+                23 => rt::opt_in(p, &mut out.outcome_ext, "_outcome"),
                 24 => rt::opt(p, &mut out.disposition, "disposition"),
-                25 => rt::opt(p, &mut out.disposition_ext, "_disposition"),
+                25 => rt::opt_in(p, &mut out.disposition_ext, "_disposition"),
                 26 => rt::opt(p, &mut out.payment_date, "paymentDate"),
-                27 => rt::opt(p, &mut out.payment_date_ext, "_paymentDate"),
-                28 => rt::opt(p, &mut f_payment_amount, "paymentAmount"),
-                29 => rt::opt(p, &mut out.payment_identifier, "paymentIdentifier"),
-                30 => rt::list(p, &mut out.detail, "detail"),
-                31 => rt::opt(p, &mut out.form_code, "formCode"),
-                32 => rt::list(p, &mut out.process_note, "processNote"),
+                27 => rt::opt_in(p, &mut out.payment_date_ext, "_paymentDate"),
+                28 => rt::opt_in(p, &mut f_payment_amount, "paymentAmount"),
+                29 => rt::opt_in(p, &mut out.payment_identifier, "paymentIdentifier"),
+                30 => rt::list_in(p, &mut out.detail, "detail"),
+                31 => rt::opt_in(p, &mut out.form_code, "formCode"),
+                32 => rt::list_in(p, &mut out.process_note, "processNote"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -290,22 +290,30 @@ impl PaymentReconciliationProcessNote {
 
 impl FromJson for PaymentReconciliationProcessNote {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PaymentReconciliationProcessNote {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.text, "text"),
-                7 => rt::opt(p, &mut out.text_ext, "_text"),
+                7 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -384,31 +392,39 @@ impl PaymentReconciliationDetail {
 
 impl FromJson for PaymentReconciliationDetail {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PaymentReconciliationDetail {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_type = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.predecessor, "predecessor"),
-                6 => rt::opt(p, &mut f_type, "type"),
-                7 => rt::opt(p, &mut out.request, "request"),
-                8 => rt::opt(p, &mut out.submitter, "submitter"),
-                9 => rt::opt(p, &mut out.response, "response"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.predecessor, "predecessor"),
+                6 => rt::opt_in(p, &mut f_type, "type"),
+                7 => rt::opt_in(p, &mut out.request, "request"),
+                8 => rt::opt_in(p, &mut out.submitter, "submitter"),
+                9 => rt::opt_in(p, &mut out.response, "response"),
                 10 => rt::opt(p, &mut out.date, "date"),
-                11 => rt::opt(p, &mut out.date_ext, "_date"),
-                12 => rt::opt(p, &mut out.responsible, "responsible"),
-                13 => rt::opt(p, &mut out.payee, "payee"),
-                14 => rt::opt(p, &mut out.amount, "amount"),
+                11 => rt::opt_in(p, &mut out.date_ext, "_date"),
+                12 => rt::opt_in(p, &mut out.responsible, "responsible"),
+                13 => rt::opt_in(p, &mut out.payee, "payee"),
+                14 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.r#type = rt::required(p, f_type, "type")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -100,40 +100,40 @@ impl Person {
 impl FromJson for Person {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Person {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Person"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.name, "name"),
-                15 => rt::list(p, &mut out.telecom, "telecom"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.name, "name"),
+                15 => rt::list_in(p, &mut out.telecom, "telecom"),
                 16 => rt::opt(p, &mut out.gender, "gender"),
-                17 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                17 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
                 18 => rt::opt(p, &mut out.birth_date, "birthDate"),
-                19 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
-                20 => rt::list(p, &mut out.address, "address"),
-                21 => rt::opt(p, &mut out.photo, "photo"),
-                22 => rt::opt(p, &mut out.managing_organization, "managingOrganization"),
+                19 => rt::opt_in(p, &mut out.birth_date_ext, "_birthDate"),
+                20 => rt::list_in(p, &mut out.address, "address"),
+                21 => rt::opt_in(p, &mut out.photo, "photo"),
+                22 => rt::opt_in(p, &mut out.managing_organization, "managingOrganization"),
                 23 => rt::opt(p, &mut out.active, "active"),
-                24 => rt::opt(p, &mut out.active_ext, "_active"),
-                25 => rt::list(p, &mut out.link, "link"),
+                24 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                25 => rt::list_in(p, &mut out.link, "link"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -258,23 +258,31 @@ impl PersonLink {
 
 impl FromJson for PersonLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PersonLink {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_target = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_target, "target"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_target, "target"),
                 5 => rt::opt(p, &mut out.assurance, "assurance"),
-                6 => rt::opt(p, &mut out.assurance_ext, "_assurance"),
+                6 => rt::opt_in(p, &mut out.assurance_ext, "_assurance"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.target = rt::required(p, f_target, "target")?;
-        Ok(out)
+        Ok(())
     }
 }
 

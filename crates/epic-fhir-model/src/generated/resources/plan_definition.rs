@@ -216,74 +216,74 @@ impl PlanDefinition {
 impl FromJson for PlanDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for PlanDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PlanDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.subtitle, "subtitle"),
-                23 => rt::opt(p, &mut out.subtitle_ext, "_subtitle"),
-                24 => rt::opt(p, &mut out.r#type, "type"),
+                23 => rt::opt_in(p, &mut out.subtitle_ext, "_subtitle"),
+                24 => rt::opt_in(p, &mut out.r#type, "type"),
                 25 => rt::opt(p, &mut out.status, "status"),
-                26 => rt::opt(p, &mut out.status_ext, "_status"),
+                26 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 27 => rt::opt(p, &mut out.experimental, "experimental"),
-                28 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                28 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 29 => rt::choice(p, &mut out.subject, key),
                 30 => rt::opt(p, &mut out.date, "date"),
-                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 32 => rt::opt(p, &mut out.publisher, "publisher"),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                34 => rt::list(p, &mut out.contact, "contact"),
+                33 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list_in(p, &mut out.contact, "contact"),
                 35 => rt::opt(p, &mut out.description, "description"),
-                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 37 => rt::list(p, &mut out.use_context, "useContext"),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 39 => rt::opt(p, &mut out.purpose, "purpose"),
-                40 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                40 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 41 => rt::opt(p, &mut out.usage, "usage"),
-                42 => rt::opt(p, &mut out.usage_ext, "_usage"),
+                42 => rt::opt_in(p, &mut out.usage_ext, "_usage"),
                 43 => rt::opt(p, &mut out.copyright, "copyright"),
-                44 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                44 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 45 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                46 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                46 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 47 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                48 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                49 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                50 => rt::list(p, &mut out.topic, "topic"),
-                51 => rt::list(p, &mut out.author, "author"),
-                52 => rt::list(p, &mut out.editor, "editor"),
-                53 => rt::list(p, &mut out.reviewer, "reviewer"),
-                54 => rt::list(p, &mut out.endorser, "endorser"),
-                55 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
+                48 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                49 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                50 => rt::list_in(p, &mut out.topic, "topic"),
+                51 => rt::list_in(p, &mut out.author, "author"),
+                52 => rt::list_in(p, &mut out.editor, "editor"),
+                53 => rt::list_in(p, &mut out.reviewer, "reviewer"),
+                54 => rt::list_in(p, &mut out.endorser, "endorser"),
+                55 => rt::list_in(p, &mut out.related_artifact, "relatedArtifact"),
                 56 => rt::prim_list(p, &mut out.library, &mut out.library_ext, "library"),
                 57 => rt::list_ext(p, &mut out.library_ext, "_library"),
-                58 => rt::list(p, &mut out.goal, "goal"),
-                59 => rt::list(p, &mut out.action, "action"),
+                58 => rt::list_in(p, &mut out.goal, "goal"),
+                59 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -573,57 +573,65 @@ impl PlanDefinitionAction {
 
 impl FromJson for PlanDefinitionAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.prefix, "prefix"),
-                5 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                5 => rt::opt_in(p, &mut out.prefix_ext, "_prefix"),
                 6 => rt::opt(p, &mut out.title, "title"),
-                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                7 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 8 => rt::opt(p, &mut out.description, "description"),
-                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent"),
-                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent"),
+                11 => rt::opt_in(p, &mut out.text_equivalent_ext, "_textEquivalent"),
                 12 => rt::opt(p, &mut out.priority, "priority"),
-                13 => rt::opt(p, &mut out.priority_ext, "_priority"),
-                14 => rt::list(p, &mut out.code, "code"),
-                15 => rt::list(p, &mut out.reason, "reason"),
-                16 => rt::list(p, &mut out.documentation, "documentation"),
+                13 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
+                14 => rt::list_in(p, &mut out.code, "code"),
+                15 => rt::list_in(p, &mut out.reason, "reason"),
+                16 => rt::list_in(p, &mut out.documentation, "documentation"),
                 17 => rt::prim_list(p, &mut out.goal_id, &mut out.goal_id_ext, "goalId"),
                 18 => rt::list_ext(p, &mut out.goal_id_ext, "_goalId"),
                 19 => rt::choice(p, &mut out.subject, key),
-                20 => rt::list(p, &mut out.trigger, "trigger"),
-                21 => rt::list(p, &mut out.condition, "condition"),
-                22 => rt::list(p, &mut out.input, "input"),
-                23 => rt::list(p, &mut out.output, "output"),
-                24 => rt::list(p, &mut out.related_action, "relatedAction"),
+                20 => rt::list_in(p, &mut out.trigger, "trigger"),
+                21 => rt::list_in(p, &mut out.condition, "condition"),
+                22 => rt::list_in(p, &mut out.input, "input"),
+                23 => rt::list_in(p, &mut out.output, "output"),
+                24 => rt::list_in(p, &mut out.related_action, "relatedAction"),
                 25 => rt::choice(p, &mut out.timing, key),
-                26 => rt::list(p, &mut out.participant, "participant"),
-                27 => rt::opt(p, &mut out.r#type, "type"),
+                26 => rt::list_in(p, &mut out.participant, "participant"),
+                27 => rt::opt_in(p, &mut out.r#type, "type"),
                 28 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior"),
-                29 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
+                29 => rt::opt_in(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
                 30 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior"),
-                31 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
+                31 => rt::opt_in(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
                 32 => rt::opt(p, &mut out.required_behavior, "requiredBehavior"),
-                33 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior"),
+                33 => rt::opt_in(p, &mut out.required_behavior_ext, "_requiredBehavior"),
                 34 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior"),
-                35 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
+                35 => rt::opt_in(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
                 36 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior"),
-                37 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
+                37 => rt::opt_in(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
                 38 => rt::choice(p, &mut out.definition, key),
                 39 => rt::opt(p, &mut out.transform, "transform"),
-                40 => rt::opt(p, &mut out.transform_ext, "_transform"),
-                41 => rt::list(p, &mut out.dynamic_value, "dynamicValue"),
-                42 => rt::list(p, &mut out.action, "action"),
+                40 => rt::opt_in(p, &mut out.transform_ext, "_transform"),
+                41 => rt::list_in(p, &mut out.dynamic_value, "dynamicValue"),
+                42 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -716,21 +724,29 @@ impl PlanDefinitionActionDynamicValue {
 
 impl FromJson for PlanDefinitionActionDynamicValue {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionActionDynamicValue {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.path, "path"),
-                5 => rt::opt(p, &mut out.path_ext, "_path"),
-                6 => rt::opt(p, &mut out.expression, "expression"),
+                5 => rt::opt_in(p, &mut out.path_ext, "_path"),
+                6 => rt::opt_in(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -788,21 +804,29 @@ impl PlanDefinitionActionParticipant {
 
 impl FromJson for PlanDefinitionActionParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionActionParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
-                6 => rt::opt(p, &mut out.role, "role"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
+                6 => rt::opt_in(p, &mut out.role, "role"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -868,23 +892,31 @@ impl PlanDefinitionActionRelatedAction {
 
 impl FromJson for PlanDefinitionActionRelatedAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionActionRelatedAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.action_id, "actionId"),
-                5 => rt::opt(p, &mut out.action_id_ext, "_actionId"),
+                5 => rt::opt_in(p, &mut out.action_id_ext, "_actionId"),
                 6 => rt::opt(p, &mut out.relationship, "relationship"),
-                7 => rt::opt(p, &mut out.relationship_ext, "_relationship"),
+                7 => rt::opt_in(p, &mut out.relationship_ext, "_relationship"),
                 8 => rt::choice(p, &mut out.offset, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -944,21 +976,29 @@ impl PlanDefinitionActionCondition {
 
 impl FromJson for PlanDefinitionActionCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionActionCondition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.kind, "kind"),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
-                6 => rt::opt(p, &mut out.expression, "expression"),
+                5 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
+                6 => rt::opt_in(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1028,27 +1068,35 @@ impl PlanDefinitionGoal {
 
 impl FromJson for PlanDefinitionGoal {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionGoal {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_description = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.category, "category"),
-                5 => rt::opt(p, &mut f_description, "description"),
-                6 => rt::opt(p, &mut out.priority, "priority"),
-                7 => rt::opt(p, &mut out.start, "start"),
-                8 => rt::list(p, &mut out.addresses, "addresses"),
-                9 => rt::list(p, &mut out.documentation, "documentation"),
-                10 => rt::list(p, &mut out.target, "target"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.category, "category"),
+                5 => rt::opt_in(p, &mut f_description, "description"),
+                6 => rt::opt_in(p, &mut out.priority, "priority"),
+                7 => rt::opt_in(p, &mut out.start, "start"),
+                8 => rt::list_in(p, &mut out.addresses, "addresses"),
+                9 => rt::list_in(p, &mut out.documentation, "documentation"),
+                10 => rt::list_in(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.description = rt::required(p, f_description, "description")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1110,21 +1158,29 @@ impl PlanDefinitionGoalTarget {
 
 impl FromJson for PlanDefinitionGoalTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PlanDefinitionGoalTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.measure, "measure"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.measure, "measure"),
                 5 => rt::choice(p, &mut out.detail, key),
-                6 => rt::opt(p, &mut out.due, "due"),
+                6 => rt::opt_in(p, &mut out.due, "due"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

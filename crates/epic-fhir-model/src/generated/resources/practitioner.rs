@@ -98,40 +98,40 @@ impl Practitioner {
 impl FromJson for Practitioner {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Practitioner {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Practitioner"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::list(p, &mut out.name, "name"),
-                17 => rt::list(p, &mut out.telecom, "telecom"),
-                18 => rt::list(p, &mut out.address, "address"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::list_in(p, &mut out.name, "name"),
+                17 => rt::list_in(p, &mut out.telecom, "telecom"),
+                18 => rt::list_in(p, &mut out.address, "address"),
                 19 => rt::opt(p, &mut out.gender, "gender"),
-                20 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                20 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
                 21 => rt::opt(p, &mut out.birth_date, "birthDate"),
-                22 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
-                23 => rt::list(p, &mut out.photo, "photo"),
-                24 => rt::list(p, &mut out.qualification, "qualification"),
-                25 => rt::list(p, &mut out.communication, "communication"),
+                22 => rt::opt_in(p, &mut out.birth_date_ext, "_birthDate"),
+                23 => rt::list_in(p, &mut out.photo, "photo"),
+                24 => rt::list_in(p, &mut out.qualification, "qualification"),
+                25 => rt::list_in(p, &mut out.communication, "communication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -258,24 +258,32 @@ impl PractitionerQualification {
 
 impl FromJson for PractitionerQualification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PractitionerQualification {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_code = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut f_code, "code"),
-                6 => rt::opt(p, &mut out.period, "period"),
-                7 => rt::opt(p, &mut out.issuer, "issuer"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut f_code, "code"),
+                6 => rt::opt_in(p, &mut out.period, "period"),
+                7 => rt::opt_in(p, &mut out.issuer, "issuer"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.code = rt::required(p, f_code, "code")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -104,43 +104,43 @@ impl PractitionerRole {
 impl FromJson for PractitionerRole {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for PractitionerRole {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "PractitionerRole"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::opt(p, &mut out.period, "period"),
-                17 => rt::opt(p, &mut out.practitioner, "practitioner"),
-                18 => rt::opt(p, &mut out.organization, "organization"),
-                19 => rt::list(p, &mut out.code, "code"),
-                20 => rt::list(p, &mut out.specialty, "specialty"),
-                21 => rt::list(p, &mut out.location, "location"),
-                22 => rt::list(p, &mut out.healthcare_service, "healthcareService"),
-                23 => rt::list(p, &mut out.telecom, "telecom"),
-                24 => rt::list(p, &mut out.available_time, "availableTime"),
-                25 => rt::list(p, &mut out.not_available, "notAvailable"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::opt_in(p, &mut out.period, "period"),
+                17 => rt::opt_in(p, &mut out.practitioner, "practitioner"),
+                18 => rt::opt_in(p, &mut out.organization, "organization"),
+                19 => rt::list_in(p, &mut out.code, "code"),
+                20 => rt::list_in(p, &mut out.specialty, "specialty"),
+                21 => rt::list_in(p, &mut out.location, "location"),
+                22 => rt::list_in(p, &mut out.healthcare_service, "healthcareService"),
+                23 => rt::list_in(p, &mut out.telecom, "telecom"),
+                24 => rt::list_in(p, &mut out.available_time, "availableTime"),
+                25 => rt::list_in(p, &mut out.not_available, "notAvailable"),
                 26 => rt::opt(p, &mut out.availability_exceptions, "availabilityExceptions"),
-                27 => rt::opt(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
-                28 => rt::list(p, &mut out.endpoint, "endpoint"),
+                27 => rt::opt_in(p, &mut out.availability_exceptions_ext, "_availabilityExceptions"),
+                28 => rt::list_in(p, &mut out.endpoint, "endpoint"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -268,21 +268,29 @@ impl PractitionerRoleNotAvailable {
 
 impl FromJson for PractitionerRoleNotAvailable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PractitionerRoleNotAvailable {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
-                6 => rt::opt(p, &mut out.during, "during"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.during, "during"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -354,26 +362,34 @@ impl PractitionerRoleAvailableTime {
 
 impl FromJson for PractitionerRoleAvailableTime {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for PractitionerRoleAvailableTime {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::prim_list(p, &mut out.days_of_week, &mut out.days_of_week_ext, "daysOfWeek"),
                 5 => rt::list_ext(p, &mut out.days_of_week_ext, "_daysOfWeek"),
                 6 => rt::opt(p, &mut out.all_day, "allDay"),
-                7 => rt::opt(p, &mut out.all_day_ext, "_allDay"),
+                7 => rt::opt_in(p, &mut out.all_day_ext, "_allDay"),
                 8 => rt::opt(p, &mut out.available_start_time, "availableStartTime"),
-                9 => rt::opt(p, &mut out.available_start_time_ext, "_availableStartTime"),
+                9 => rt::opt_in(p, &mut out.available_start_time_ext, "_availableStartTime"),
                 10 => rt::opt(p, &mut out.available_end_time, "availableEndTime"),
-                11 => rt::opt(p, &mut out.available_end_time_ext, "_availableEndTime"),
+                11 => rt::opt_in(p, &mut out.available_end_time_ext, "_availableEndTime"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -152,59 +152,59 @@ impl Procedure {
 impl FromJson for Procedure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Procedure {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Procedure"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut out.based_on, "basedOn"),
-                19 => rt::list(p, &mut out.part_of, "partOf"),
+                18 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                19 => rt::list_in(p, &mut out.part_of, "partOf"),
                 20 => rt::opt(p, &mut out.status, "status"),
-                21 => rt::opt(p, &mut out.status_ext, "_status"),
-                22 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                23 => rt::opt(p, &mut out.category, "category"),
-                24 => rt::opt(p, &mut out.code, "code"),
-                25 => rt::opt(p, &mut f_subject, "subject"),
-                26 => rt::opt(p, &mut out.encounter, "encounter"),
+                21 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
+                23 => rt::opt_in(p, &mut out.category, "category"),
+                24 => rt::opt_in(p, &mut out.code, "code"),
+                25 => rt::opt_in(p, &mut f_subject, "subject"),
+                26 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 27 => rt::choice(p, &mut out.performed, key),
-                28 => rt::opt(p, &mut out.recorder, "recorder"),
-                29 => rt::opt(p, &mut out.asserter, "asserter"),
-                30 => rt::list(p, &mut out.performer, "performer"),
-                31 => rt::opt(p, &mut out.location, "location"),
-                32 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                33 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                34 => rt::list(p, &mut out.body_site, "bodySite"),
-                35 => rt::opt(p, &mut out.outcome, "outcome"),
-                36 => rt::list(p, &mut out.report, "report"),
-                37 => rt::list(p, &mut out.complication, "complication"),
-                38 => rt::list(p, &mut out.complication_detail, "complicationDetail"),
-                39 => rt::list(p, &mut out.follow_up, "followUp"),
-                40 => rt::list(p, &mut out.note, "note"),
-                41 => rt::list(p, &mut out.focal_device, "focalDevice"),
-                42 => rt::list(p, &mut out.used_reference, "usedReference"),
-                43 => rt::list(p, &mut out.used_code, "usedCode"),
+                28 => rt::opt_in(p, &mut out.recorder, "recorder"),
+                29 => rt::opt_in(p, &mut out.asserter, "asserter"),
+                30 => rt::list_in(p, &mut out.performer, "performer"),
+                31 => rt::opt_in(p, &mut out.location, "location"),
+                32 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                33 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                34 => rt::list_in(p, &mut out.body_site, "bodySite"),
+                35 => rt::opt_in(p, &mut out.outcome, "outcome"),
+                36 => rt::list_in(p, &mut out.report, "report"),
+                37 => rt::list_in(p, &mut out.complication, "complication"),
+                38 => rt::list_in(p, &mut out.complication_detail, "complicationDetail"),
+                39 => rt::list_in(p, &mut out.follow_up, "followUp"),
+                40 => rt::list_in(p, &mut out.note, "note"),
+                41 => rt::list_in(p, &mut out.focal_device, "focalDevice"),
+                42 => rt::list_in(p, &mut out.used_reference, "usedReference"),
+                43 => rt::list_in(p, &mut out.used_code, "usedCode"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -344,22 +344,30 @@ impl ProcedureFocalDevice {
 
 impl FromJson for ProcedureFocalDevice {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProcedureFocalDevice {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_manipulated = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.action, "action"),
-                5 => rt::opt(p, &mut f_manipulated, "manipulated"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.action, "action"),
+                5 => rt::opt_in(p, &mut f_manipulated, "manipulated"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.manipulated = rt::required(p, f_manipulated, "manipulated")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -416,23 +424,31 @@ impl ProcedurePerformer {
 
 impl FromJson for ProcedurePerformer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProcedurePerformer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_actor = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.function, "function"),
-                5 => rt::opt(p, &mut f_actor, "actor"),
-                6 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.function, "function"),
+                5 => rt::opt_in(p, &mut f_actor, "actor"),
+                6 => rt::opt_in(p, &mut out.on_behalf_of, "onBehalfOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.actor = rt::required(p, f_actor, "actor")?;
-        Ok(out)
+        Ok(())
     }
 }
 

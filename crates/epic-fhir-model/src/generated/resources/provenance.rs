@@ -96,39 +96,39 @@ impl Provenance {
 impl FromJson for Provenance {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Provenance {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Provenance"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.target, "target"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.target, "target"),
                 14 => rt::choice(p, &mut out.occurred, key),
                 15 => rt::opt(p, &mut out.recorded, "recorded"),
-                16 => rt::opt(p, &mut out.recorded_ext, "_recorded"),
+                16 => rt::opt_in(p, &mut out.recorded_ext, "_recorded"),
                 17 => rt::prim_list(p, &mut out.policy, &mut out.policy_ext, "policy"),
                 18 => rt::list_ext(p, &mut out.policy_ext, "_policy"),
-                19 => rt::opt(p, &mut out.location, "location"),
-                20 => rt::list(p, &mut out.reason, "reason"),
-                21 => rt::opt(p, &mut out.activity, "activity"),
-                22 => rt::list(p, &mut out.agent, "agent"),
-                23 => rt::list(p, &mut out.entity, "entity"),
-                24 => rt::list(p, &mut out.signature, "signature"),
+                19 => rt::opt_in(p, &mut out.location, "location"),
+                20 => rt::list_in(p, &mut out.reason, "reason"),
+                21 => rt::opt_in(p, &mut out.activity, "activity"),
+                22 => rt::list_in(p, &mut out.agent, "agent"),
+                23 => rt::list_in(p, &mut out.entity, "entity"),
+                24 => rt::list_in(p, &mut out.signature, "signature"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -253,24 +253,32 @@ impl ProvenanceEntity {
 
 impl FromJson for ProvenanceEntity {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProvenanceEntity {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_what = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.role, "role"),
-                5 => rt::opt(p, &mut out.role_ext, "_role"),
-                6 => rt::opt(p, &mut f_what, "what"),
-                7 => rt::list(p, &mut out.agent, "agent"),
+                5 => rt::opt_in(p, &mut out.role_ext, "_role"),
+                6 => rt::opt_in(p, &mut f_what, "what"),
+                7 => rt::list_in(p, &mut out.agent, "agent"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.what = rt::required(p, f_what, "what")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -331,24 +339,32 @@ impl ProvenanceAgent {
 
 impl FromJson for ProvenanceAgent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ProvenanceAgent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_who = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::list(p, &mut out.role, "role"),
-                6 => rt::opt(p, &mut f_who, "who"),
-                7 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::list_in(p, &mut out.role, "role"),
+                6 => rt::opt_in(p, &mut f_who, "who"),
+                7 => rt::opt_in(p, &mut out.on_behalf_of, "onBehalfOf"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.who = rt::required(p, f_who, "who")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -164,64 +164,64 @@ impl Questionnaire {
 impl FromJson for Questionnaire {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Questionnaire {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Questionnaire"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::prim_list(p, &mut out.derived_from, &mut out.derived_from_ext, "derivedFrom"),
                 23 => rt::list_ext(p, &mut out.derived_from_ext, "_derivedFrom"),
                 24 => rt::opt(p, &mut out.status, "status"),
-                25 => rt::opt(p, &mut out.status_ext, "_status"),
+                25 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 26 => rt::opt(p, &mut out.experimental, "experimental"),
-                27 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                27 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 28 => rt::prim_list(p, &mut out.subject_type, &mut out.subject_type_ext, "subjectType"),
                 29 => rt::list_ext(p, &mut out.subject_type_ext, "_subjectType"),
                 30 => rt::opt(p, &mut out.date, "date"),
-                31 => rt::opt(p, &mut out.date_ext, "_date"),
+                31 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 32 => rt::opt(p, &mut out.publisher, "publisher"),
-                33 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                34 => rt::list(p, &mut out.contact, "contact"),
+                33 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                34 => rt::list_in(p, &mut out.contact, "contact"),
                 35 => rt::opt(p, &mut out.description, "description"),
-                36 => rt::opt(p, &mut out.description_ext, "_description"),
+                36 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 37 => rt::list(p, &mut out.use_context, "useContext"),
-                38 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                38 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 39 => rt::opt(p, &mut out.purpose, "purpose"),
-                40 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                40 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 41 => rt::opt(p, &mut out.copyright, "copyright"),
-                42 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                42 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 43 => rt::opt(p, &mut out.approval_date, "approvalDate"),
-                44 => rt::opt(p, &mut out.approval_date_ext, "_approvalDate"),
+                44 => rt::opt_in(p, &mut out.approval_date_ext, "_approvalDate"),
                 45 => rt::opt(p, &mut out.last_review_date, "lastReviewDate"),
-                46 => rt::opt(p, &mut out.last_review_date_ext, "_lastReviewDate"),
-                47 => rt::opt(p, &mut out.effective_period, "effectivePeriod"),
-                48 => rt::list(p, &mut out.code, "code"),
-                49 => rt::list(p, &mut out.item, "item"),
+                46 => rt::opt_in(p, &mut out.last_review_date_ext, "_lastReviewDate"),
+                47 => rt::opt_in(p, &mut out.effective_period, "effectivePeriod"),
+                48 => rt::list_in(p, &mut out.code, "code"),
+                49 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -430,45 +430,53 @@ impl QuestionnaireItem {
 
 impl FromJson for QuestionnaireItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for QuestionnaireItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.link_id, "linkId"),
-                5 => rt::opt(p, &mut out.link_id_ext, "_linkId"),
+                5 => rt::opt_in(p, &mut out.link_id_ext, "_linkId"),
                 6 => rt::opt(p, &mut out.definition, "definition"),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
-                8 => rt::list(p, &mut out.code, "code"),
+                7 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
+                8 => rt::list_in(p, &mut out.code, "code"),
                 9 => rt::opt(p, &mut out.prefix, "prefix"),
-                10 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                10 => rt::opt_in(p, &mut out.prefix_ext, "_prefix"),
                 11 => rt::opt(p, &mut out.text, "text"),
-                12 => rt::opt(p, &mut out.text_ext, "_text"),
+                12 => rt::opt_in(p, &mut out.text_ext, "_text"),
                 13 => rt::opt(p, &mut out.r#type, "type"),
-                14 => rt::opt(p, &mut out.type_ext, "_type"),
+                14 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 15 => rt::list(p, &mut out.enable_when, "enableWhen"),
                 16 => rt::opt(p, &mut out.enable_behavior, "enableBehavior"),
-                17 => rt::opt(p, &mut out.enable_behavior_ext, "_enableBehavior"),
+                17 => rt::opt_in(p, &mut out.enable_behavior_ext, "_enableBehavior"),
                 18 => rt::opt(p, &mut out.required, "required"),
-                19 => rt::opt(p, &mut out.required_ext, "_required"),
+                19 => rt::opt_in(p, &mut out.required_ext, "_required"),
                 20 => rt::opt(p, &mut out.repeats, "repeats"),
-                21 => rt::opt(p, &mut out.repeats_ext, "_repeats"),
+                21 => rt::opt_in(p, &mut out.repeats_ext, "_repeats"),
                 22 => rt::opt(p, &mut out.read_only, "readOnly"),
-                23 => rt::opt(p, &mut out.read_only_ext, "_readOnly"),
+                23 => rt::opt_in(p, &mut out.read_only_ext, "_readOnly"),
                 24 => rt::opt(p, &mut out.max_length, "maxLength"),
-                25 => rt::opt(p, &mut out.max_length_ext, "_maxLength"),
+                25 => rt::opt_in(p, &mut out.max_length_ext, "_maxLength"),
                 26 => rt::opt(p, &mut out.answer_value_set, "answerValueSet"),
-                27 => rt::opt(p, &mut out.answer_value_set_ext, "_answerValueSet"),
+                27 => rt::opt_in(p, &mut out.answer_value_set_ext, "_answerValueSet"),
                 28 => rt::list(p, &mut out.answer_option, "answerOption"),
                 29 => rt::list(p, &mut out.initial, "initial"),
-                30 => rt::list(p, &mut out.item, "item"),
+                30 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -560,8 +568,8 @@ impl FromJson for QuestionnaireItemInitial {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -644,11 +652,11 @@ impl FromJson for QuestionnaireItemAnswerOption {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_value, key),
                 5 => rt::opt(p, &mut f_initial_selected, "initialSelected"),
-                6 => rt::opt(p, &mut f_initial_selected_ext, "_initialSelected"),
+                6 => rt::opt_in(p, &mut f_initial_selected_ext, "_initialSelected"),
                 _ => extra.read(p, key),
             }?;
         }
@@ -748,12 +756,12 @@ impl FromJson for QuestionnaireItemEnableWhen {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut f_question, "question"),
-                5 => rt::opt(p, &mut f_question_ext, "_question"),
+                5 => rt::opt_in(p, &mut f_question_ext, "_question"),
                 6 => rt::opt(p, &mut f_operator, "operator"),
-                7 => rt::opt(p, &mut f_operator_ext, "_operator"),
+                7 => rt::opt_in(p, &mut f_operator_ext, "_operator"),
                 8 => rt::choice(p, &mut f_answer, key),
                 _ => extra.read(p, key),
             }?;

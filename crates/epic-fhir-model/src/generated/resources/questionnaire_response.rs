@@ -102,41 +102,41 @@ impl QuestionnaireResponse {
 impl FromJson for QuestionnaireResponse {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for QuestionnaireResponse {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "QuestionnaireResponse"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.based_on, "basedOn"),
-                15 => rt::list(p, &mut out.part_of, "partOf"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                15 => rt::list_in(p, &mut out.part_of, "partOf"),
                 16 => rt::opt(p, &mut out.questionnaire, "questionnaire"),
-                17 => rt::opt(p, &mut out.questionnaire_ext, "_questionnaire"),
+                17 => rt::opt_in(p, &mut out.questionnaire_ext, "_questionnaire"),
                 18 => rt::opt(p, &mut out.status, "status"),
-                19 => rt::opt(p, &mut out.status_ext, "_status"),
-                20 => rt::opt(p, &mut out.subject, "subject"),
-                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                19 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.subject, "subject"),
+                21 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 22 => rt::opt(p, &mut out.authored, "authored"),
-                23 => rt::opt(p, &mut out.authored_ext, "_authored"),
-                24 => rt::opt(p, &mut out.author, "author"),
-                25 => rt::opt(p, &mut out.source, "source"),
-                26 => rt::list(p, &mut out.item, "item"),
+                23 => rt::opt_in(p, &mut out.authored_ext, "_authored"),
+                24 => rt::opt_in(p, &mut out.author, "author"),
+                25 => rt::opt_in(p, &mut out.source, "source"),
+                26 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -276,26 +276,34 @@ impl QuestionnaireResponseItem {
 
 impl FromJson for QuestionnaireResponseItem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for QuestionnaireResponseItem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.link_id, "linkId"),
-                5 => rt::opt(p, &mut out.link_id_ext, "_linkId"),
+                5 => rt::opt_in(p, &mut out.link_id_ext, "_linkId"),
                 6 => rt::opt(p, &mut out.definition, "definition"),
-                7 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                7 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 8 => rt::opt(p, &mut out.text, "text"),
-                9 => rt::opt(p, &mut out.text_ext, "_text"),
-                10 => rt::list(p, &mut out.answer, "answer"),
-                11 => rt::list(p, &mut out.item, "item"),
+                9 => rt::opt_in(p, &mut out.text_ext, "_text"),
+                10 => rt::list_in(p, &mut out.answer, "answer"),
+                11 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -360,20 +368,28 @@ impl QuestionnaireResponseItemAnswer {
 
 impl FromJson for QuestionnaireResponseItemAnswer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for QuestionnaireResponseItemAnswer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.value, key),
-                5 => rt::list(p, &mut out.item, "item"),
+                5 => rt::list_in(p, &mut out.item, "item"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -104,43 +104,43 @@ impl RelatedPerson {
 impl FromJson for RelatedPerson {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for RelatedPerson {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RelatedPerson"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::opt(p, &mut f_patient, "patient"),
-                17 => rt::list(p, &mut out.relationship, "relationship"),
-                18 => rt::list(p, &mut out.name, "name"),
-                19 => rt::list(p, &mut out.telecom, "telecom"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::opt_in(p, &mut f_patient, "patient"),
+                17 => rt::list_in(p, &mut out.relationship, "relationship"),
+                18 => rt::list_in(p, &mut out.name, "name"),
+                19 => rt::list_in(p, &mut out.telecom, "telecom"),
                 20 => rt::opt(p, &mut out.gender, "gender"),
-                21 => rt::opt(p, &mut out.gender_ext, "_gender"),
+                21 => rt::opt_in(p, &mut out.gender_ext, "_gender"),
                 22 => rt::opt(p, &mut out.birth_date, "birthDate"),
-                23 => rt::opt(p, &mut out.birth_date_ext, "_birthDate"),
-                24 => rt::list(p, &mut out.address, "address"),
-                25 => rt::list(p, &mut out.photo, "photo"),
-                26 => rt::opt(p, &mut out.period, "period"),
-                27 => rt::list(p, &mut out.communication, "communication"),
+                23 => rt::opt_in(p, &mut out.birth_date_ext, "_birthDate"),
+                24 => rt::list_in(p, &mut out.address, "address"),
+                25 => rt::list_in(p, &mut out.photo, "photo"),
+                26 => rt::opt_in(p, &mut out.period, "period"),
+                27 => rt::list_in(p, &mut out.communication, "communication"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -268,23 +268,31 @@ impl RelatedPersonCommunication {
 
 impl FromJson for RelatedPersonCommunication {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RelatedPersonCommunication {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_language = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_language, "language"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_language, "language"),
                 5 => rt::opt(p, &mut out.preferred, "preferred"),
-                6 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
+                6 => rt::opt_in(p, &mut out.preferred_ext, "_preferred"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.language = rt::required(p, f_language, "language")?;
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -140,51 +140,51 @@ impl RequestGroup {
 impl FromJson for RequestGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for RequestGroup {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RequestGroup"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::prim_list(p, &mut out.instantiates_canonical, &mut out.instantiates_canonical_ext, "instantiatesCanonical"),
                 15 => rt::list_ext(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::prim_list(p, &mut out.instantiates_uri, &mut out.instantiates_uri_ext, "instantiatesUri"),
                 17 => rt::list_ext(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut out.based_on, "basedOn"),
-                19 => rt::list(p, &mut out.replaces, "replaces"),
-                20 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
+                18 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                19 => rt::list_in(p, &mut out.replaces, "replaces"),
+                20 => rt::opt_in(p, &mut out.group_identifier, "groupIdentifier"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.intent, "intent"),
-                24 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                24 => rt::opt_in(p, &mut out.intent_ext, "_intent"),
                 25 => rt::opt(p, &mut out.priority, "priority"),
-                26 => rt::opt(p, &mut out.priority_ext, "_priority"),
-                27 => rt::opt(p, &mut out.code, "code"),
-                28 => rt::opt(p, &mut out.subject, "subject"),
-                29 => rt::opt(p, &mut out.encounter, "encounter"),
+                26 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
+                27 => rt::opt_in(p, &mut out.code, "code"),
+                28 => rt::opt_in(p, &mut out.subject, "subject"),
+                29 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 30 => rt::opt(p, &mut out.authored_on, "authoredOn"),
-                31 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
-                32 => rt::opt(p, &mut out.author, "author"),
-                33 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                34 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                35 => rt::list(p, &mut out.note, "note"),
-                36 => rt::list(p, &mut out.action, "action"),
+                31 => rt::opt_in(p, &mut out.authored_on_ext, "_authoredOn"),
+                32 => rt::opt_in(p, &mut out.author, "author"),
+                33 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                34 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                35 => rt::list_in(p, &mut out.note, "note"),
+                36 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -398,47 +398,55 @@ impl RequestGroupAction {
 
 impl FromJson for RequestGroupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RequestGroupAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.prefix, "prefix"),
-                5 => rt::opt(p, &mut out.prefix_ext, "_prefix"),
+                5 => rt::opt_in(p, &mut out.prefix_ext, "_prefix"),
                 6 => rt::opt(p, &mut out.title, "title"),
-                7 => rt::opt(p, &mut out.title_ext, "_title"),
+                7 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 8 => rt::opt(p, &mut out.description, "description"),
-                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 10 => rt::opt(p, &mut out.text_equivalent, "textEquivalent"),
-                11 => rt::opt(p, &mut out.text_equivalent_ext, "_textEquivalent"),
+                11 => rt::opt_in(p, &mut out.text_equivalent_ext, "_textEquivalent"),
                 12 => rt::opt(p, &mut out.priority, "priority"),
-                13 => rt::opt(p, &mut out.priority_ext, "_priority"),
-                14 => rt::list(p, &mut out.code, "code"),
-                15 => rt::list(p, &mut out.documentation, "documentation"),
-                16 => rt::list(p, &mut out.condition, "condition"),
-                17 => rt::list(p, &mut out.related_action, "relatedAction"),
+                13 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
+                14 => rt::list_in(p, &mut out.code, "code"),
+                15 => rt::list_in(p, &mut out.documentation, "documentation"),
+                16 => rt::list_in(p, &mut out.condition, "condition"),
+                17 => rt::list_in(p, &mut out.related_action, "relatedAction"),
                 18 => rt::choice(p, &mut out.timing, key),
-                19 => rt::list(p, &mut out.participant, "participant"),
-                20 => rt::opt(p, &mut out.r#type, "type"),
+                19 => rt::list_in(p, &mut out.participant, "participant"),
+                20 => rt::opt_in(p, &mut out.r#type, "type"),
                 21 => rt::opt(p, &mut out.grouping_behavior, "groupingBehavior"),
-                22 => rt::opt(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
+                22 => rt::opt_in(p, &mut out.grouping_behavior_ext, "_groupingBehavior"),
                 23 => rt::opt(p, &mut out.selection_behavior, "selectionBehavior"),
-                24 => rt::opt(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
+                24 => rt::opt_in(p, &mut out.selection_behavior_ext, "_selectionBehavior"),
                 25 => rt::opt(p, &mut out.required_behavior, "requiredBehavior"),
-                26 => rt::opt(p, &mut out.required_behavior_ext, "_requiredBehavior"),
+                26 => rt::opt_in(p, &mut out.required_behavior_ext, "_requiredBehavior"),
                 27 => rt::opt(p, &mut out.precheck_behavior, "precheckBehavior"),
-                28 => rt::opt(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
+                28 => rt::opt_in(p, &mut out.precheck_behavior_ext, "_precheckBehavior"),
                 29 => rt::opt(p, &mut out.cardinality_behavior, "cardinalityBehavior"),
-                30 => rt::opt(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
-                31 => rt::opt(p, &mut out.resource, "resource"),
-                32 => rt::list(p, &mut out.action, "action"),
+                30 => rt::opt_in(p, &mut out.cardinality_behavior_ext, "_cardinalityBehavior"),
+                31 => rt::opt_in(p, &mut out.resource, "resource"),
+                32 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -530,23 +538,31 @@ impl RequestGroupActionRelatedAction {
 
 impl FromJson for RequestGroupActionRelatedAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RequestGroupActionRelatedAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.action_id, "actionId"),
-                5 => rt::opt(p, &mut out.action_id_ext, "_actionId"),
+                5 => rt::opt_in(p, &mut out.action_id_ext, "_actionId"),
                 6 => rt::opt(p, &mut out.relationship, "relationship"),
-                7 => rt::opt(p, &mut out.relationship_ext, "_relationship"),
+                7 => rt::opt_in(p, &mut out.relationship_ext, "_relationship"),
                 8 => rt::choice(p, &mut out.offset, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -606,21 +622,29 @@ impl RequestGroupActionCondition {
 
 impl FromJson for RequestGroupActionCondition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RequestGroupActionCondition {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.kind, "kind"),
-                5 => rt::opt(p, &mut out.kind_ext, "_kind"),
-                6 => rt::opt(p, &mut out.expression, "expression"),
+                5 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
+                6 => rt::opt_in(p, &mut out.expression, "expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

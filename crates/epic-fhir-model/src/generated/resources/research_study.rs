@@ -144,54 +144,54 @@ impl ResearchStudy {
 impl FromJson for ResearchStudy {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ResearchStudy {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ResearchStudy"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.title, "title"),
-                15 => rt::opt(p, &mut out.title_ext, "_title"),
-                16 => rt::list(p, &mut out.protocol, "protocol"),
-                17 => rt::list(p, &mut out.part_of, "partOf"),
+                15 => rt::opt_in(p, &mut out.title_ext, "_title"),
+                16 => rt::list_in(p, &mut out.protocol, "protocol"),
+                17 => rt::list_in(p, &mut out.part_of, "partOf"),
                 18 => rt::opt(p, &mut out.status, "status"),
-                19 => rt::opt(p, &mut out.status_ext, "_status"),
-                20 => rt::opt(p, &mut out.primary_purpose_type, "primaryPurposeType"),
-                21 => rt::opt(p, &mut out.phase, "phase"),
-                22 => rt::list(p, &mut out.category, "category"),
-                23 => rt::list(p, &mut out.focus, "focus"),
-                24 => rt::list(p, &mut out.condition, "condition"),
-                25 => rt::list(p, &mut out.contact, "contact"),
-                26 => rt::list(p, &mut out.related_artifact, "relatedArtifact"),
-                27 => rt::list(p, &mut out.keyword, "keyword"),
-                28 => rt::list(p, &mut out.location, "location"),
+                19 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.primary_purpose_type, "primaryPurposeType"),
+                21 => rt::opt_in(p, &mut out.phase, "phase"),
+                22 => rt::list_in(p, &mut out.category, "category"),
+                23 => rt::list_in(p, &mut out.focus, "focus"),
+                24 => rt::list_in(p, &mut out.condition, "condition"),
+                25 => rt::list_in(p, &mut out.contact, "contact"),
+                26 => rt::list_in(p, &mut out.related_artifact, "relatedArtifact"),
+                27 => rt::list_in(p, &mut out.keyword, "keyword"),
+                28 => rt::list_in(p, &mut out.location, "location"),
                 29 => rt::opt(p, &mut out.description, "description"),
-                30 => rt::opt(p, &mut out.description_ext, "_description"),
-                31 => rt::list(p, &mut out.enrollment, "enrollment"),
-                32 => rt::opt(p, &mut out.period, "period"),
-                33 => rt::opt(p, &mut out.sponsor, "sponsor"),
-                34 => rt::opt(p, &mut out.principal_investigator, "principalInvestigator"),
-                35 => rt::list(p, &mut out.site, "site"),
-                36 => rt::opt(p, &mut out.reason_stopped, "reasonStopped"),
-                37 => rt::list(p, &mut out.note, "note"),
-                38 => rt::list(p, &mut out.arm, "arm"),
-                39 => rt::list(p, &mut out.objective, "objective"),
+                30 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                31 => rt::list_in(p, &mut out.enrollment, "enrollment"),
+                32 => rt::opt_in(p, &mut out.period, "period"),
+                33 => rt::opt_in(p, &mut out.sponsor, "sponsor"),
+                34 => rt::opt_in(p, &mut out.principal_investigator, "principalInvestigator"),
+                35 => rt::list_in(p, &mut out.site, "site"),
+                36 => rt::opt_in(p, &mut out.reason_stopped, "reasonStopped"),
+                37 => rt::list_in(p, &mut out.note, "note"),
+                38 => rt::list_in(p, &mut out.arm, "arm"),
+                39 => rt::list_in(p, &mut out.objective, "objective"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -330,21 +330,29 @@ impl ResearchStudyObjective {
 
 impl FromJson for ResearchStudyObjective {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ResearchStudyObjective {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -406,23 +414,31 @@ impl ResearchStudyArm {
 
 impl FromJson for ResearchStudyArm {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ResearchStudyArm {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 7 => rt::opt(p, &mut out.description, "description"),
-                8 => rt::opt(p, &mut out.description_ext, "_description"),
+                8 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -96,40 +96,40 @@ impl ResearchSubject {
 impl FromJson for ResearchSubject {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ResearchSubject {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_study = None;
         let mut f_individual = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ResearchSubject"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
-                16 => rt::opt(p, &mut out.period, "period"),
-                17 => rt::opt(p, &mut f_study, "study"),
-                18 => rt::opt(p, &mut f_individual, "individual"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                16 => rt::opt_in(p, &mut out.period, "period"),
+                17 => rt::opt_in(p, &mut f_study, "study"),
+                18 => rt::opt_in(p, &mut f_individual, "individual"),
                 19 => rt::opt(p, &mut out.assigned_arm, "assignedArm"),
-                20 => rt::opt(p, &mut out.assigned_arm_ext, "_assignedArm"),
+                20 => rt::opt_in(p, &mut out.assigned_arm_ext, "_assignedArm"),
                 21 => rt::opt(p, &mut out.actual_arm, "actualArm"),
-                22 => rt::opt(p, &mut out.actual_arm_ext, "_actualArm"),
-                23 => rt::opt(p, &mut out.consent, "consent"),
+                22 => rt::opt_in(p, &mut out.actual_arm_ext, "_actualArm"),
+                23 => rt::opt_in(p, &mut out.consent, "consent"),
                 _ => out.extra.read(p, key),
             }?;
         }

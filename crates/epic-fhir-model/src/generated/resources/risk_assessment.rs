@@ -110,47 +110,47 @@ impl RiskAssessment {
 impl FromJson for RiskAssessment {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for RiskAssessment {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_subject = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "RiskAssessment"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.based_on, "basedOn"),
-                15 => rt::opt(p, &mut out.parent, "parent"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.based_on, "basedOn"),
+                15 => rt::opt_in(p, &mut out.parent, "parent"),
                 16 => rt::opt(p, &mut out.status, "status"),
-                17 => rt::opt(p, &mut out.status_ext, "_status"),
-                18 => rt::opt(p, &mut out.method, "method"),
-                19 => rt::opt(p, &mut out.code, "code"),
-                20 => rt::opt(p, &mut f_subject, "subject"),
-                21 => rt::opt(p, &mut out.encounter, "encounter"),
+                17 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                18 => rt::opt_in(p, &mut out.method, "method"),
+                19 => rt::opt_in(p, &mut out.code, "code"),
+                20 => rt::opt_in(p, &mut f_subject, "subject"),
+                21 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 22 => rt::choice(p, &mut out.occurrence, key),
-                23 => rt::opt(p, &mut out.condition, "condition"),
-                24 => rt::opt(p, &mut out.performer, "performer"),
-                25 => rt::list(p, &mut out.reason_code, "reasonCode"),
-                26 => rt::list(p, &mut out.reason_reference, "reasonReference"),
-                27 => rt::list(p, &mut out.basis, "basis"),
-                28 => rt::list(p, &mut out.prediction, "prediction"),
+                23 => rt::opt_in(p, &mut out.condition, "condition"),
+                24 => rt::opt_in(p, &mut out.performer, "performer"),
+                25 => rt::list_in(p, &mut out.reason_code, "reasonCode"),
+                26 => rt::list_in(p, &mut out.reason_reference, "reasonReference"),
+                27 => rt::list_in(p, &mut out.basis, "basis"),
+                28 => rt::list_in(p, &mut out.prediction, "prediction"),
                 29 => rt::opt(p, &mut out.mitigation, "mitigation"),
-                30 => rt::opt(p, &mut out.mitigation_ext, "_mitigation"),
-                31 => rt::list(p, &mut out.note, "note"),
+                30 => rt::opt_in(p, &mut out.mitigation_ext, "_mitigation"),
+                31 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -296,26 +296,34 @@ impl RiskAssessmentPrediction {
 
 impl FromJson for RiskAssessmentPrediction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for RiskAssessmentPrediction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.outcome, "outcome"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.outcome, "outcome"),
                 5 => rt::choice(p, &mut out.probability, key),
-                6 => rt::opt(p, &mut out.qualitative_risk, "qualitativeRisk"),
+                6 => rt::opt_in(p, &mut out.qualitative_risk, "qualitativeRisk"),
                 7 => rt::opt(p, &mut out.relative_risk, "relativeRisk"),
-                8 => rt::opt(p, &mut out.relative_risk_ext, "_relativeRisk"),
+                8 => rt::opt_in(p, &mut out.relative_risk_ext, "_relativeRisk"),
                 9 => rt::choice(p, &mut out.when, key),
                 10 => rt::opt(p, &mut out.rationale, "rationale"),
-                11 => rt::opt(p, &mut out.rationale_ext, "_rationale"),
+                11 => rt::opt_in(p, &mut out.rationale_ext, "_rationale"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -94,37 +94,37 @@ impl Schedule {
 impl FromJson for Schedule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Schedule {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Schedule"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.active, "active"),
-                15 => rt::opt(p, &mut out.active_ext, "_active"),
-                16 => rt::list(p, &mut out.service_category, "serviceCategory"),
-                17 => rt::list(p, &mut out.service_type, "serviceType"),
-                18 => rt::list(p, &mut out.specialty, "specialty"),
-                19 => rt::list(p, &mut out.actor, "actor"),
-                20 => rt::opt(p, &mut out.planning_horizon, "planningHorizon"),
+                15 => rt::opt_in(p, &mut out.active_ext, "_active"),
+                16 => rt::list_in(p, &mut out.service_category, "serviceCategory"),
+                17 => rt::list_in(p, &mut out.service_type, "serviceType"),
+                18 => rt::list_in(p, &mut out.specialty, "specialty"),
+                19 => rt::list_in(p, &mut out.actor, "actor"),
+                20 => rt::opt_in(p, &mut out.planning_horizon, "planningHorizon"),
                 21 => rt::opt(p, &mut out.comment, "comment"),
-                22 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                22 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }

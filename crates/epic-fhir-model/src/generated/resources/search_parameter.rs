@@ -218,75 +218,75 @@ impl SearchParameter {
 impl FromJson for SearchParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SearchParameter {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SearchParameter"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.derived_from, "derivedFrom"),
-                20 => rt::opt(p, &mut out.derived_from_ext, "_derivedFrom"),
+                20 => rt::opt_in(p, &mut out.derived_from_ext, "_derivedFrom"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.experimental, "experimental"),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                24 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 25 => rt::opt(p, &mut out.date, "date"),
-                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 27 => rt::opt(p, &mut out.publisher, "publisher"),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                29 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list_in(p, &mut out.contact, "contact"),
                 30 => rt::opt(p, &mut out.description, "description"),
-                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 32 => rt::list(p, &mut out.use_context, "useContext"),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                33 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 34 => rt::opt(p, &mut out.purpose, "purpose"),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                35 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 36 => rt::opt(p, &mut out.code, "code"),
-                37 => rt::opt(p, &mut out.code_ext, "_code"),
+                37 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 38 => rt::prim_list(p, &mut out.base, &mut out.base_ext, "base"),
                 39 => rt::list_ext(p, &mut out.base_ext, "_base"),
                 40 => rt::opt(p, &mut out.r#type, "type"),
-                41 => rt::opt(p, &mut out.type_ext, "_type"),
+                41 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 42 => rt::opt(p, &mut out.expression, "expression"),
-                43 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                43 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 44 => rt::opt(p, &mut out.xpath, "xpath"),
-                45 => rt::opt(p, &mut out.xpath_ext, "_xpath"),
+                45 => rt::opt_in(p, &mut out.xpath_ext, "_xpath"),
                 46 => rt::opt(p, &mut out.xpath_usage, "xpathUsage"),
-                47 => rt::opt(p, &mut out.xpath_usage_ext, "_xpathUsage"),
+                47 => rt::opt_in(p, &mut out.xpath_usage_ext, "_xpathUsage"),
                 48 => rt::prim_list(p, &mut out.target, &mut out.target_ext, "target"),
                 49 => rt::list_ext(p, &mut out.target_ext, "_target"),
                 50 => rt::opt(p, &mut out.multiple_or, "multipleOr"),
-                51 => rt::opt(p, &mut out.multiple_or_ext, "_multipleOr"),
+                51 => rt::opt_in(p, &mut out.multiple_or_ext, "_multipleOr"),
                 52 => rt::opt(p, &mut out.multiple_and, "multipleAnd"),
-                53 => rt::opt(p, &mut out.multiple_and_ext, "_multipleAnd"),
+                53 => rt::opt_in(p, &mut out.multiple_and_ext, "_multipleAnd"),
                 54 => rt::prim_list(p, &mut out.comparator, &mut out.comparator_ext, "comparator"),
                 55 => rt::list_ext(p, &mut out.comparator_ext, "_comparator"),
                 56 => rt::prim_list(p, &mut out.modifier, &mut out.modifier_ext, "modifier"),
                 57 => rt::list_ext(p, &mut out.modifier_ext, "_modifier"),
                 58 => rt::prim_list(p, &mut out.chain, &mut out.chain_ext, "chain"),
                 59 => rt::list_ext(p, &mut out.chain_ext, "_chain"),
-                60 => rt::list(p, &mut out.component, "component"),
+                60 => rt::list_in(p, &mut out.component, "component"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -443,22 +443,30 @@ impl SearchParameterComponent {
 
 impl FromJson for SearchParameterComponent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SearchParameterComponent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.definition, "definition"),
-                5 => rt::opt(p, &mut out.definition_ext, "_definition"),
+                5 => rt::opt_in(p, &mut out.definition_ext, "_definition"),
                 6 => rt::opt(p, &mut out.expression, "expression"),
-                7 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                7 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

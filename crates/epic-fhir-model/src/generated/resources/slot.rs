@@ -104,44 +104,44 @@ impl Slot {
 impl FromJson for Slot {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Slot {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_schedule = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Slot"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::list(p, &mut out.service_category, "serviceCategory"),
-                15 => rt::list(p, &mut out.service_type, "serviceType"),
-                16 => rt::list(p, &mut out.specialty, "specialty"),
-                17 => rt::opt(p, &mut out.appointment_type, "appointmentType"),
-                18 => rt::opt(p, &mut f_schedule, "schedule"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::list_in(p, &mut out.service_category, "serviceCategory"),
+                15 => rt::list_in(p, &mut out.service_type, "serviceType"),
+                16 => rt::list_in(p, &mut out.specialty, "specialty"),
+                17 => rt::opt_in(p, &mut out.appointment_type, "appointmentType"),
+                18 => rt::opt_in(p, &mut f_schedule, "schedule"),
                 19 => rt::opt(p, &mut out.status, "status"),
-                20 => rt::opt(p, &mut out.status_ext, "_status"),
+                20 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 21 => rt::opt(p, &mut out.start, "start"),
-                22 => rt::opt(p, &mut out.start_ext, "_start"),
+                22 => rt::opt_in(p, &mut out.start_ext, "_start"),
                 23 => rt::opt(p, &mut out.end, "end"),
-                24 => rt::opt(p, &mut out.end_ext, "_end"),
+                24 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 25 => rt::opt(p, &mut out.overbooked, "overbooked"),
-                26 => rt::opt(p, &mut out.overbooked_ext, "_overbooked"),
+                26 => rt::opt_in(p, &mut out.overbooked_ext, "_overbooked"),
                 27 => rt::opt(p, &mut out.comment, "comment"),
-                28 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                28 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }

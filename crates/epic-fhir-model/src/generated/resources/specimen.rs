@@ -104,42 +104,42 @@ impl Specimen {
 impl FromJson for Specimen {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Specimen {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Specimen"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.accession_identifier, "accessionIdentifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.accession_identifier, "accessionIdentifier"),
                 15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.status_ext, "_status"),
-                17 => rt::opt(p, &mut out.r#type, "type"),
-                18 => rt::opt(p, &mut out.subject, "subject"),
+                16 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                17 => rt::opt_in(p, &mut out.r#type, "type"),
+                18 => rt::opt_in(p, &mut out.subject, "subject"),
                 19 => rt::opt(p, &mut out.received_time, "receivedTime"),
-                20 => rt::opt(p, &mut out.received_time_ext, "_receivedTime"),
-                21 => rt::list(p, &mut out.parent, "parent"),
-                22 => rt::list(p, &mut out.request, "request"),
-                23 => rt::opt(p, &mut out.collection, "collection"),
-                24 => rt::list(p, &mut out.processing, "processing"),
-                25 => rt::list(p, &mut out.container, "container"),
-                26 => rt::list(p, &mut out.condition, "condition"),
-                27 => rt::list(p, &mut out.note, "note"),
+                20 => rt::opt_in(p, &mut out.received_time_ext, "_receivedTime"),
+                21 => rt::list_in(p, &mut out.parent, "parent"),
+                22 => rt::list_in(p, &mut out.request, "request"),
+                23 => rt::opt_in(p, &mut out.collection, "collection"),
+                24 => rt::list_in(p, &mut out.processing, "processing"),
+                25 => rt::list_in(p, &mut out.container, "container"),
+                26 => rt::list_in(p, &mut out.condition, "condition"),
+                27 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -278,25 +278,33 @@ impl SpecimenContainer {
 
 impl FromJson for SpecimenContainer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenContainer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.identifier, "identifier"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.identifier, "identifier"),
                 5 => rt::opt(p, &mut out.description, "description"),
-                6 => rt::opt(p, &mut out.description_ext, "_description"),
-                7 => rt::opt(p, &mut out.r#type, "type"),
-                8 => rt::opt(p, &mut out.capacity, "capacity"),
-                9 => rt::opt(p, &mut out.specimen_quantity, "specimenQuantity"),
+                6 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.r#type, "type"),
+                8 => rt::opt_in(p, &mut out.capacity, "capacity"),
+                9 => rt::opt_in(p, &mut out.specimen_quantity, "specimenQuantity"),
                 10 => rt::choice(p, &mut out.additive, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -366,23 +374,31 @@ impl SpecimenProcessing {
 
 impl FromJson for SpecimenProcessing {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenProcessing {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
-                6 => rt::opt(p, &mut out.procedure, "procedure"),
-                7 => rt::list(p, &mut out.additive, "additive"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                6 => rt::opt_in(p, &mut out.procedure, "procedure"),
+                7 => rt::list_in(p, &mut out.additive, "additive"),
                 8 => rt::choice(p, &mut out.time, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -454,25 +470,33 @@ impl SpecimenCollection {
 
 impl FromJson for SpecimenCollection {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenCollection {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.collector, "collector"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.collector, "collector"),
                 5 => rt::choice(p, &mut out.collected, key),
-                6 => rt::opt(p, &mut out.duration, "duration"),
-                7 => rt::opt(p, &mut out.quantity, "quantity"),
-                8 => rt::opt(p, &mut out.method, "method"),
-                9 => rt::opt(p, &mut out.body_site, "bodySite"),
+                6 => rt::opt_in(p, &mut out.duration, "duration"),
+                7 => rt::opt_in(p, &mut out.quantity, "quantity"),
+                8 => rt::opt_in(p, &mut out.method, "method"),
+                9 => rt::opt_in(p, &mut out.body_site, "bodySite"),
                 10 => rt::choice(p, &mut out.fasting_status, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

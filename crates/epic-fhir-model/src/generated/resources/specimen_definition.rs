@@ -86,34 +86,34 @@ impl SpecimenDefinition {
 impl FromJson for SpecimenDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SpecimenDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SpecimenDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.type_collected, "typeCollected"),
-                15 => rt::list(p, &mut out.patient_preparation, "patientPreparation"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.type_collected, "typeCollected"),
+                15 => rt::list_in(p, &mut out.patient_preparation, "patientPreparation"),
                 16 => rt::opt(p, &mut out.time_aspect, "timeAspect"),
-                17 => rt::opt(p, &mut out.time_aspect_ext, "_timeAspect"),
-                18 => rt::list(p, &mut out.collection, "collection"),
-                19 => rt::list(p, &mut out.type_tested, "typeTested"),
+                17 => rt::opt_in(p, &mut out.time_aspect_ext, "_timeAspect"),
+                18 => rt::list_in(p, &mut out.collection, "collection"),
+                19 => rt::list_in(p, &mut out.type_tested, "typeTested"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -252,29 +252,37 @@ impl SpecimenDefinitionTypeTested {
 
 impl FromJson for SpecimenDefinitionTypeTested {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenDefinitionTypeTested {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.is_derived, "isDerived"),
-                5 => rt::opt(p, &mut out.is_derived_ext, "_isDerived"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.is_derived_ext, "_isDerived"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
                 7 => rt::opt(p, &mut out.preference, "preference"),
-                8 => rt::opt(p, &mut out.preference_ext, "_preference"),
-                9 => rt::opt(p, &mut out.container, "container"),
+                8 => rt::opt_in(p, &mut out.preference_ext, "_preference"),
+                9 => rt::opt_in(p, &mut out.container, "container"),
                 10 => rt::opt(p, &mut out.requirement, "requirement"),
-                11 => rt::opt(p, &mut out.requirement_ext, "_requirement"),
-                12 => rt::opt(p, &mut out.retention_time, "retentionTime"),
-                13 => rt::list(p, &mut out.rejection_criterion, "rejectionCriterion"),
-                14 => rt::list(p, &mut out.handling, "handling"),
+                11 => rt::opt_in(p, &mut out.requirement_ext, "_requirement"),
+                12 => rt::opt_in(p, &mut out.retention_time, "retentionTime"),
+                13 => rt::list_in(p, &mut out.rejection_criterion, "rejectionCriterion"),
+                14 => rt::list_in(p, &mut out.handling, "handling"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -344,23 +352,31 @@ impl SpecimenDefinitionTypeTestedHandling {
 
 impl FromJson for SpecimenDefinitionTypeTestedHandling {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenDefinitionTypeTestedHandling {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.temperature_qualifier, "temperatureQualifier"),
-                5 => rt::opt(p, &mut out.temperature_range, "temperatureRange"),
-                6 => rt::opt(p, &mut out.max_duration, "maxDuration"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.temperature_qualifier, "temperatureQualifier"),
+                5 => rt::opt_in(p, &mut out.temperature_range, "temperatureRange"),
+                6 => rt::opt_in(p, &mut out.max_duration, "maxDuration"),
                 7 => rt::opt(p, &mut out.instruction, "instruction"),
-                8 => rt::opt(p, &mut out.instruction_ext, "_instruction"),
+                8 => rt::opt_in(p, &mut out.instruction_ext, "_instruction"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -438,28 +454,36 @@ impl SpecimenDefinitionTypeTestedContainer {
 
 impl FromJson for SpecimenDefinitionTypeTestedContainer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SpecimenDefinitionTypeTestedContainer {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.material, "material"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.cap, "cap"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.material, "material"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::opt_in(p, &mut out.cap, "cap"),
                 7 => rt::opt(p, &mut out.description, "description"),
-                8 => rt::opt(p, &mut out.description_ext, "_description"),
-                9 => rt::opt(p, &mut out.capacity, "capacity"),
+                8 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.capacity, "capacity"),
                 10 => rt::choice(p, &mut out.minimum_volume, key),
                 11 => rt::list(p, &mut out.additive, "additive"),
                 12 => rt::opt(p, &mut out.preparation, "preparation"),
-                13 => rt::opt(p, &mut out.preparation_ext, "_preparation"),
+                13 => rt::opt_in(p, &mut out.preparation_ext, "_preparation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -530,8 +554,8 @@ impl FromJson for SpecimenDefinitionTypeTestedContainerAdditive {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_additive, key),
                 _ => extra.read(p, key),
             }?;

@@ -212,72 +212,72 @@ impl StructureDefinition {
 impl FromJson for StructureDefinition {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for StructureDefinition {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "StructureDefinition"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.purpose, "purpose"),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 37 => rt::opt(p, &mut out.copyright, "copyright"),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
-                39 => rt::list(p, &mut out.keyword, "keyword"),
+                38 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list_in(p, &mut out.keyword, "keyword"),
                 40 => rt::opt(p, &mut out.fhir_version, "fhirVersion"),
-                41 => rt::opt(p, &mut out.fhir_version_ext, "_fhirVersion"),
-                42 => rt::list(p, &mut out.mapping, "mapping"),
+                41 => rt::opt_in(p, &mut out.fhir_version_ext, "_fhirVersion"),
+                42 => rt::list_in(p, &mut out.mapping, "mapping"),
                 43 => rt::opt(p, &mut out.kind, "kind"),
-                44 => rt::opt(p, &mut out.kind_ext, "_kind"),
+                44 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
                 45 => rt::opt(p, &mut out.r#abstract, "abstract"),
-                46 => rt::opt(p, &mut out.abstract_ext, "_abstract"),
-                47 => rt::list(p, &mut out.context, "context"),
+                46 => rt::opt_in(p, &mut out.abstract_ext, "_abstract"),
+                47 => rt::list_in(p, &mut out.context, "context"),
                 48 => rt::prim_list(p, &mut out.context_invariant, &mut out.context_invariant_ext, "contextInvariant"),
                 49 => rt::list_ext(p, &mut out.context_invariant_ext, "_contextInvariant"),
                 50 => rt::opt(p, &mut out.r#type, "type"),
-                51 => rt::opt(p, &mut out.type_ext, "_type"),
+                51 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 52 => rt::opt(p, &mut out.base_definition, "baseDefinition"),
-                53 => rt::opt(p, &mut out.base_definition_ext, "_baseDefinition"),
+                53 => rt::opt_in(p, &mut out.base_definition_ext, "_baseDefinition"),
                 54 => rt::opt(p, &mut out.derivation, "derivation"),
-                55 => rt::opt(p, &mut out.derivation_ext, "_derivation"),
-                56 => rt::opt(p, &mut out.snapshot, "snapshot"),
-                57 => rt::opt(p, &mut out.differential, "differential"),
+                55 => rt::opt_in(p, &mut out.derivation_ext, "_derivation"),
+                56 => rt::opt_in(p, &mut out.snapshot, "snapshot"),
+                57 => rt::opt_in(p, &mut out.differential, "differential"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -427,19 +427,27 @@ impl StructureDefinitionDifferential {
 
 impl FromJson for StructureDefinitionDifferential {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureDefinitionDifferential {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.element, "element"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.element, "element"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -489,19 +497,27 @@ impl StructureDefinitionSnapshot {
 
 impl FromJson for StructureDefinitionSnapshot {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureDefinitionSnapshot {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.element, "element"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.element, "element"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -559,22 +575,30 @@ impl StructureDefinitionContext {
 
 impl FromJson for StructureDefinitionContext {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureDefinitionContext {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.expression, "expression"),
-                7 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                7 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -647,26 +671,34 @@ impl StructureDefinitionMapping {
 
 impl FromJson for StructureDefinitionMapping {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureDefinitionMapping {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.identity, "identity"),
-                5 => rt::opt(p, &mut out.identity_ext, "_identity"),
+                5 => rt::opt_in(p, &mut out.identity_ext, "_identity"),
                 6 => rt::opt(p, &mut out.uri, "uri"),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                7 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
                 8 => rt::opt(p, &mut out.name, "name"),
-                9 => rt::opt(p, &mut out.name_ext, "_name"),
+                9 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 10 => rt::opt(p, &mut out.comment, "comment"),
-                11 => rt::opt(p, &mut out.comment_ext, "_comment"),
+                11 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -150,57 +150,57 @@ impl StructureMap {
 impl FromJson for StructureMap {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for StructureMap {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "StructureMap"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.purpose, "purpose"),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 37 => rt::opt(p, &mut out.copyright, "copyright"),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
-                39 => rt::list(p, &mut out.structure, "structure"),
+                38 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list_in(p, &mut out.structure, "structure"),
                 40 => rt::prim_list(p, &mut out.import, &mut out.import_ext, "import"),
                 41 => rt::list_ext(p, &mut out.import_ext, "_import"),
-                42 => rt::list(p, &mut out.group, "group"),
+                42 => rt::list_in(p, &mut out.group, "group"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -359,28 +359,36 @@ impl StructureMapGroup {
 
 impl FromJson for StructureMapGroup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.extends, "extends"),
-                7 => rt::opt(p, &mut out.extends_ext, "_extends"),
+                7 => rt::opt_in(p, &mut out.extends_ext, "_extends"),
                 8 => rt::opt(p, &mut out.type_mode, "typeMode"),
-                9 => rt::opt(p, &mut out.type_mode_ext, "_typeMode"),
+                9 => rt::opt_in(p, &mut out.type_mode_ext, "_typeMode"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
-                12 => rt::list(p, &mut out.input, "input"),
-                13 => rt::list(p, &mut out.rule, "rule"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
+                12 => rt::list_in(p, &mut out.input, "input"),
+                13 => rt::list_in(p, &mut out.rule, "rule"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -459,26 +467,34 @@ impl StructureMapGroupRule {
 
 impl FromJson for StructureMapGroupRule {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroupRule {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
-                6 => rt::list(p, &mut out.source, "source"),
-                7 => rt::list(p, &mut out.target, "target"),
-                8 => rt::list(p, &mut out.rule, "rule"),
-                9 => rt::list(p, &mut out.dependent, "dependent"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                6 => rt::list_in(p, &mut out.source, "source"),
+                7 => rt::list_in(p, &mut out.target, "target"),
+                8 => rt::list_in(p, &mut out.rule, "rule"),
+                9 => rt::list_in(p, &mut out.dependent, "dependent"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -543,22 +559,30 @@ impl StructureMapGroupRuleDependent {
 
 impl FromJson for StructureMapGroupRuleDependent {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroupRuleDependent {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::prim_list(p, &mut out.variable, &mut out.variable_ext, "variable"),
                 7 => rt::list_ext(p, &mut out.variable_ext, "_variable"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -652,33 +676,41 @@ impl StructureMapGroupRuleTarget {
 
 impl FromJson for StructureMapGroupRuleTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroupRuleTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.context, "context"),
-                5 => rt::opt(p, &mut out.context_ext, "_context"),
+                5 => rt::opt_in(p, &mut out.context_ext, "_context"),
                 6 => rt::opt(p, &mut out.context_type, "contextType"),
-                7 => rt::opt(p, &mut out.context_type_ext, "_contextType"),
+                7 => rt::opt_in(p, &mut out.context_type_ext, "_contextType"),
                 8 => rt::opt(p, &mut out.element, "element"),
-                9 => rt::opt(p, &mut out.element_ext, "_element"),
+                9 => rt::opt_in(p, &mut out.element_ext, "_element"),
                 10 => rt::opt(p, &mut out.variable, "variable"),
-                11 => rt::opt(p, &mut out.variable_ext, "_variable"),
+                11 => rt::opt_in(p, &mut out.variable_ext, "_variable"),
                 12 => rt::prim_list(p, &mut out.list_mode, &mut out.list_mode_ext, "listMode"),
                 13 => rt::list_ext(p, &mut out.list_mode_ext, "_listMode"),
                 14 => rt::opt(p, &mut out.list_rule_id, "listRuleId"),
-                15 => rt::opt(p, &mut out.list_rule_id_ext, "_listRuleId"),
+                15 => rt::opt_in(p, &mut out.list_rule_id_ext, "_listRuleId"),
                 16 => rt::opt(p, &mut out.transform, "transform"),
-                17 => rt::opt(p, &mut out.transform_ext, "_transform"),
+                17 => rt::opt_in(p, &mut out.transform_ext, "_transform"),
                 18 => rt::list(p, &mut out.parameter, "parameter"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -753,8 +785,8 @@ impl FromJson for StructureMapGroupRuleTargetParameter {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -917,39 +949,47 @@ impl StructureMapGroupRuleSource {
 
 impl FromJson for StructureMapGroupRuleSource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroupRuleSource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.context, "context"),
-                5 => rt::opt(p, &mut out.context_ext, "_context"),
+                5 => rt::opt_in(p, &mut out.context_ext, "_context"),
                 6 => rt::opt(p, &mut out.min, "min"),
-                7 => rt::opt(p, &mut out.min_ext, "_min"),
+                7 => rt::opt_in(p, &mut out.min_ext, "_min"),
                 8 => rt::opt(p, &mut out.max, "max"),
-                9 => rt::opt(p, &mut out.max_ext, "_max"),
+                9 => rt::opt_in(p, &mut out.max_ext, "_max"),
                 10 => rt::opt(p, &mut out.r#type, "type"),
-                11 => rt::opt(p, &mut out.type_ext, "_type"),
+                11 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 12 => rt::choice(p, &mut out.default_value, key),
                 13 => rt::opt(p, &mut out.element, "element"),
-                14 => rt::opt(p, &mut out.element_ext, "_element"),
+                14 => rt::opt_in(p, &mut out.element_ext, "_element"),
                 15 => rt::opt(p, &mut out.list_mode, "listMode"),
-                16 => rt::opt(p, &mut out.list_mode_ext, "_listMode"),
+                16 => rt::opt_in(p, &mut out.list_mode_ext, "_listMode"),
                 17 => rt::opt(p, &mut out.variable, "variable"),
-                18 => rt::opt(p, &mut out.variable_ext, "_variable"),
+                18 => rt::opt_in(p, &mut out.variable_ext, "_variable"),
                 19 => rt::opt(p, &mut out.condition, "condition"),
-                20 => rt::opt(p, &mut out.condition_ext, "_condition"),
+                20 => rt::opt_in(p, &mut out.condition_ext, "_condition"),
                 21 => rt::opt(p, &mut out.check, "check"),
-                22 => rt::opt(p, &mut out.check_ext, "_check"),
+                22 => rt::opt_in(p, &mut out.check_ext, "_check"),
                 23 => rt::opt(p, &mut out.log_message, "logMessage"),
-                24 => rt::opt(p, &mut out.log_message_ext, "_logMessage"),
+                24 => rt::opt_in(p, &mut out.log_message_ext, "_logMessage"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1039,26 +1079,34 @@ impl StructureMapGroupInput {
 
 impl FromJson for StructureMapGroupInput {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapGroupInput {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.type_ext, "_type"),
+                7 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 8 => rt::opt(p, &mut out.mode, "mode"),
-                9 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                9 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1135,26 +1183,34 @@ impl StructureMapStructure {
 
 impl FromJson for StructureMapStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for StructureMapStructure {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.url, "url"),
-                5 => rt::opt(p, &mut out.url_ext, "_url"),
+                5 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 6 => rt::opt(p, &mut out.mode, "mode"),
-                7 => rt::opt(p, &mut out.mode_ext, "_mode"),
+                7 => rt::opt_in(p, &mut out.mode_ext, "_mode"),
                 8 => rt::opt(p, &mut out.alias, "alias"),
-                9 => rt::opt(p, &mut out.alias_ext, "_alias"),
+                9 => rt::opt_in(p, &mut out.alias_ext, "_alias"),
                 10 => rt::opt(p, &mut out.documentation, "documentation"),
-                11 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                11 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -98,40 +98,40 @@ impl Subscription {
 impl FromJson for Subscription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Subscription {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_channel = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Subscription"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.status, "status"),
-                14 => rt::opt(p, &mut out.status_ext, "_status"),
-                15 => rt::list(p, &mut out.contact, "contact"),
+                14 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                15 => rt::list_in(p, &mut out.contact, "contact"),
                 16 => rt::opt(p, &mut out.end, "end"),
-                17 => rt::opt(p, &mut out.end_ext, "_end"),
+                17 => rt::opt_in(p, &mut out.end_ext, "_end"),
                 18 => rt::opt(p, &mut out.reason, "reason"),
-                19 => rt::opt(p, &mut out.reason_ext, "_reason"),
+                19 => rt::opt_in(p, &mut out.reason_ext, "_reason"),
                 20 => rt::opt(p, &mut out.criteria, "criteria"),
-                21 => rt::opt(p, &mut out.criteria_ext, "_criteria"),
+                21 => rt::opt_in(p, &mut out.criteria_ext, "_criteria"),
                 22 => rt::opt(p, &mut out.error, "error"),
-                23 => rt::opt(p, &mut out.error_ext, "_error"),
-                24 => rt::opt(p, &mut f_channel, "channel"),
+                23 => rt::opt_in(p, &mut out.error_ext, "_error"),
+                24 => rt::opt_in(p, &mut f_channel, "channel"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -270,26 +270,34 @@ impl SubscriptionChannel {
 
 impl FromJson for SubscriptionChannel {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubscriptionChannel {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.endpoint, "endpoint"),
-                7 => rt::opt(p, &mut out.endpoint_ext, "_endpoint"),
+                7 => rt::opt_in(p, &mut out.endpoint_ext, "_endpoint"),
                 8 => rt::opt(p, &mut out.payload, "payload"),
-                9 => rt::opt(p, &mut out.payload_ext, "_payload"),
+                9 => rt::opt_in(p, &mut out.payload_ext, "_payload"),
                 10 => rt::prim_list(p, &mut out.header, &mut out.header_ext, "header"),
                 11 => rt::list_ext(p, &mut out.header_ext, "_header"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -86,34 +86,34 @@ impl SubstanceNucleicAcid {
 impl FromJson for SubstanceNucleicAcid {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstanceNucleicAcid {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceNucleicAcid"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.sequence_type, "sequenceType"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.sequence_type, "sequenceType"),
                 14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits"),
-                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
+                15 => rt::opt_in(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
                 16 => rt::opt(p, &mut out.area_of_hybridisation, "areaOfHybridisation"),
-                17 => rt::opt(p, &mut out.area_of_hybridisation_ext, "_areaOfHybridisation"),
-                18 => rt::opt(p, &mut out.oligo_nucleotide_type, "oligoNucleotideType"),
-                19 => rt::list(p, &mut out.subunit, "subunit"),
+                17 => rt::opt_in(p, &mut out.area_of_hybridisation_ext, "_areaOfHybridisation"),
+                18 => rt::opt_in(p, &mut out.oligo_nucleotide_type, "oligoNucleotideType"),
+                19 => rt::list_in(p, &mut out.subunit, "subunit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -252,29 +252,37 @@ impl SubstanceNucleicAcidSubunit {
 
 impl FromJson for SubstanceNucleicAcidSubunit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceNucleicAcidSubunit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.subunit, "subunit"),
-                5 => rt::opt(p, &mut out.subunit_ext, "_subunit"),
+                5 => rt::opt_in(p, &mut out.subunit_ext, "_subunit"),
                 6 => rt::opt(p, &mut out.sequence, "sequence"),
-                7 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                7 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 8 => rt::opt(p, &mut out.length, "length"),
-                9 => rt::opt(p, &mut out.length_ext, "_length"),
-                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment"),
-                11 => rt::opt(p, &mut out.five_prime, "fivePrime"),
-                12 => rt::opt(p, &mut out.three_prime, "threePrime"),
-                13 => rt::list(p, &mut out.linkage, "linkage"),
-                14 => rt::list(p, &mut out.sugar, "sugar"),
+                9 => rt::opt_in(p, &mut out.length_ext, "_length"),
+                10 => rt::opt_in(p, &mut out.sequence_attachment, "sequenceAttachment"),
+                11 => rt::opt_in(p, &mut out.five_prime, "fivePrime"),
+                12 => rt::opt_in(p, &mut out.three_prime, "threePrime"),
+                13 => rt::list_in(p, &mut out.linkage, "linkage"),
+                14 => rt::list_in(p, &mut out.sugar, "sugar"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -344,23 +352,31 @@ impl SubstanceNucleicAcidSubunitSugar {
 
 impl FromJson for SubstanceNucleicAcidSubunitSugar {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceNucleicAcidSubunitSugar {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 7 => rt::opt(p, &mut out.residue_site, "residueSite"),
-                8 => rt::opt(p, &mut out.residue_site_ext, "_residueSite"),
+                8 => rt::opt_in(p, &mut out.residue_site_ext, "_residueSite"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -432,25 +448,33 @@ impl SubstanceNucleicAcidSubunitLinkage {
 
 impl FromJson for SubstanceNucleicAcidSubunitLinkage {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceNucleicAcidSubunitLinkage {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.connectivity, "connectivity"),
-                5 => rt::opt(p, &mut out.connectivity_ext, "_connectivity"),
-                6 => rt::opt(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.connectivity_ext, "_connectivity"),
+                6 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 7 => rt::opt(p, &mut out.name, "name"),
-                8 => rt::opt(p, &mut out.name_ext, "_name"),
+                8 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 9 => rt::opt(p, &mut out.residue_site, "residueSite"),
-                10 => rt::opt(p, &mut out.residue_site_ext, "_residueSite"),
+                10 => rt::opt_in(p, &mut out.residue_site_ext, "_residueSite"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

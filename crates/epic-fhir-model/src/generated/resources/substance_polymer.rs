@@ -86,34 +86,34 @@ impl SubstancePolymer {
 impl FromJson for SubstancePolymer {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstancePolymer {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstancePolymer"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.class, "class"),
-                14 => rt::opt(p, &mut out.geometry, "geometry"),
-                15 => rt::list(p, &mut out.copolymer_connectivity, "copolymerConnectivity"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.class, "class"),
+                14 => rt::opt_in(p, &mut out.geometry, "geometry"),
+                15 => rt::list_in(p, &mut out.copolymer_connectivity, "copolymerConnectivity"),
                 16 => rt::prim_list(p, &mut out.modification, &mut out.modification_ext, "modification"),
                 17 => rt::list_ext(p, &mut out.modification_ext, "_modification"),
-                18 => rt::list(p, &mut out.monomer_set, "monomerSet"),
-                19 => rt::list(p, &mut out.repeat, "repeat"),
+                18 => rt::list_in(p, &mut out.monomer_set, "monomerSet"),
+                19 => rt::list_in(p, &mut out.repeat, "repeat"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -241,24 +241,32 @@ impl SubstancePolymerRepeat {
 
 impl FromJson for SubstancePolymerRepeat {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerRepeat {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.number_of_units, "numberOfUnits"),
-                5 => rt::opt(p, &mut out.number_of_units_ext, "_numberOfUnits"),
+                5 => rt::opt_in(p, &mut out.number_of_units_ext, "_numberOfUnits"),
                 6 => rt::opt(p, &mut out.average_molecular_formula, "averageMolecularFormula"),
-                7 => rt::opt(p, &mut out.average_molecular_formula_ext, "_averageMolecularFormula"),
-                8 => rt::opt(p, &mut out.repeat_unit_amount_type, "repeatUnitAmountType"),
-                9 => rt::list(p, &mut out.repeat_unit, "repeatUnit"),
+                7 => rt::opt_in(p, &mut out.average_molecular_formula_ext, "_averageMolecularFormula"),
+                8 => rt::opt_in(p, &mut out.repeat_unit_amount_type, "repeatUnitAmountType"),
+                9 => rt::list_in(p, &mut out.repeat_unit, "repeatUnit"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -329,24 +337,32 @@ impl SubstancePolymerRepeatRepeatUnit {
 
 impl FromJson for SubstancePolymerRepeatRepeatUnit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerRepeatRepeatUnit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.orientation_of_polymerisation, "orientationOfPolymerisation"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.orientation_of_polymerisation, "orientationOfPolymerisation"),
                 5 => rt::opt(p, &mut out.repeat_unit, "repeatUnit"),
-                6 => rt::opt(p, &mut out.repeat_unit_ext, "_repeatUnit"),
-                7 => rt::opt(p, &mut out.amount, "amount"),
-                8 => rt::list(p, &mut out.degree_of_polymerisation, "degreeOfPolymerisation"),
-                9 => rt::list(p, &mut out.structural_representation, "structuralRepresentation"),
+                6 => rt::opt_in(p, &mut out.repeat_unit_ext, "_repeatUnit"),
+                7 => rt::opt_in(p, &mut out.amount, "amount"),
+                8 => rt::list_in(p, &mut out.degree_of_polymerisation, "degreeOfPolymerisation"),
+                9 => rt::list_in(p, &mut out.structural_representation, "structuralRepresentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -409,22 +425,30 @@ impl SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
 
 impl FromJson for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.representation, "representation"),
-                6 => rt::opt(p, &mut out.representation_ext, "_representation"),
-                7 => rt::opt(p, &mut out.attachment, "attachment"),
+                6 => rt::opt_in(p, &mut out.representation_ext, "_representation"),
+                7 => rt::opt_in(p, &mut out.attachment, "attachment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -481,20 +505,28 @@ impl SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
 
 impl FromJson for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.degree, "degree"),
-                5 => rt::opt(p, &mut out.amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.degree, "degree"),
+                5 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -549,20 +581,28 @@ impl SubstancePolymerMonomerSet {
 
 impl FromJson for SubstancePolymerMonomerSet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerMonomerSet {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.ratio_type, "ratioType"),
-                5 => rt::list(p, &mut out.starting_material, "startingMaterial"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.ratio_type, "ratioType"),
+                5 => rt::list_in(p, &mut out.starting_material, "startingMaterial"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -623,23 +663,31 @@ impl SubstancePolymerMonomerSetStartingMaterial {
 
 impl FromJson for SubstancePolymerMonomerSetStartingMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstancePolymerMonomerSetStartingMaterial {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.material, "material"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.material, "material"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
                 6 => rt::opt(p, &mut out.is_defining, "isDefining"),
-                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining"),
-                8 => rt::opt(p, &mut out.amount, "amount"),
+                7 => rt::opt_in(p, &mut out.is_defining_ext, "_isDefining"),
+                8 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

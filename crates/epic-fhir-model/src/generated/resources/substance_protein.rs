@@ -84,33 +84,33 @@ impl SubstanceProtein {
 impl FromJson for SubstanceProtein {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstanceProtein {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceProtein"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.sequence_type, "sequenceType"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.sequence_type, "sequenceType"),
                 14 => rt::opt(p, &mut out.number_of_subunits, "numberOfSubunits"),
-                15 => rt::opt(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
+                15 => rt::opt_in(p, &mut out.number_of_subunits_ext, "_numberOfSubunits"),
                 16 => rt::prim_list(p, &mut out.disulfide_linkage, &mut out.disulfide_linkage_ext, "disulfideLinkage"),
                 17 => rt::list_ext(p, &mut out.disulfide_linkage_ext, "_disulfideLinkage"),
-                18 => rt::list(p, &mut out.subunit, "subunit"),
+                18 => rt::list_in(p, &mut out.subunit, "subunit"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -251,31 +251,39 @@ impl SubstanceProteinSubunit {
 
 impl FromJson for SubstanceProteinSubunit {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceProteinSubunit {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.subunit, "subunit"),
-                5 => rt::opt(p, &mut out.subunit_ext, "_subunit"),
+                5 => rt::opt_in(p, &mut out.subunit_ext, "_subunit"),
                 6 => rt::opt(p, &mut out.sequence, "sequence"),
-                7 => rt::opt(p, &mut out.sequence_ext, "_sequence"),
+                7 => rt::opt_in(p, &mut out.sequence_ext, "_sequence"),
                 8 => rt::opt(p, &mut out.length, "length"),
-                9 => rt::opt(p, &mut out.length_ext, "_length"),
-                10 => rt::opt(p, &mut out.sequence_attachment, "sequenceAttachment"),
-                11 => rt::opt(p, &mut out.n_terminal_modification_id, "nTerminalModificationId"),
+                9 => rt::opt_in(p, &mut out.length_ext, "_length"),
+                10 => rt::opt_in(p, &mut out.sequence_attachment, "sequenceAttachment"),
+                11 => rt::opt_in(p, &mut out.n_terminal_modification_id, "nTerminalModificationId"),
                 12 => rt::opt(p, &mut out.n_terminal_modification, "nTerminalModification"),
-                13 => rt::opt(p, &mut out.n_terminal_modification_ext, "_nTerminalModification"),
-                14 => rt::opt(p, &mut out.c_terminal_modification_id, "cTerminalModificationId"),
+                13 => rt::opt_in(p, &mut out.n_terminal_modification_ext, "_nTerminalModification"),
+                14 => rt::opt_in(p, &mut out.c_terminal_modification_id, "cTerminalModificationId"),
                 15 => rt::opt(p, &mut out.c_terminal_modification, "cTerminalModification"),
-                16 => rt::opt(p, &mut out.c_terminal_modification_ext, "_cTerminalModification"),
+                16 => rt::opt_in(p, &mut out.c_terminal_modification_ext, "_cTerminalModification"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

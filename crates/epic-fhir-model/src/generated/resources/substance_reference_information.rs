@@ -84,33 +84,33 @@ impl SubstanceReferenceInformation {
 impl FromJson for SubstanceReferenceInformation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstanceReferenceInformation {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceReferenceInformation"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.comment, "comment"),
-                14 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                15 => rt::list(p, &mut out.gene, "gene"),
-                16 => rt::list(p, &mut out.gene_element, "geneElement"),
-                17 => rt::list(p, &mut out.classification, "classification"),
-                18 => rt::list(p, &mut out.target, "target"),
+                14 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                15 => rt::list_in(p, &mut out.gene, "gene"),
+                16 => rt::list_in(p, &mut out.gene_element, "geneElement"),
+                17 => rt::list_in(p, &mut out.classification, "classification"),
+                18 => rt::list_in(p, &mut out.target, "target"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -242,26 +242,34 @@ impl SubstanceReferenceInformationTarget {
 
 impl FromJson for SubstanceReferenceInformationTarget {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceReferenceInformationTarget {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.target, "target"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.interaction, "interaction"),
-                7 => rt::opt(p, &mut out.organism, "organism"),
-                8 => rt::opt(p, &mut out.organism_type, "organismType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.target, "target"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::opt_in(p, &mut out.interaction, "interaction"),
+                7 => rt::opt_in(p, &mut out.organism, "organism"),
+                8 => rt::opt_in(p, &mut out.organism_type, "organismType"),
                 9 => rt::choice(p, &mut out.amount, key),
-                10 => rt::opt(p, &mut out.amount_type, "amountType"),
-                11 => rt::list(p, &mut out.source, "source"),
+                10 => rt::opt_in(p, &mut out.amount_type, "amountType"),
+                11 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -326,22 +334,30 @@ impl SubstanceReferenceInformationClassification {
 
 impl FromJson for SubstanceReferenceInformationClassification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceReferenceInformationClassification {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.domain, "domain"),
-                5 => rt::opt(p, &mut out.classification, "classification"),
-                6 => rt::list(p, &mut out.subtype, "subtype"),
-                7 => rt::list(p, &mut out.source, "source"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.domain, "domain"),
+                5 => rt::opt_in(p, &mut out.classification, "classification"),
+                6 => rt::list_in(p, &mut out.subtype, "subtype"),
+                7 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -400,21 +416,29 @@ impl SubstanceReferenceInformationGeneElement {
 
 impl FromJson for SubstanceReferenceInformationGeneElement {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceReferenceInformationGeneElement {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.element, "element"),
-                6 => rt::list(p, &mut out.source, "source"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
+                5 => rt::opt_in(p, &mut out.element, "element"),
+                6 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -472,21 +496,29 @@ impl SubstanceReferenceInformationGene {
 
 impl FromJson for SubstanceReferenceInformationGene {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceReferenceInformationGene {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.gene_sequence_origin, "geneSequenceOrigin"),
-                5 => rt::opt(p, &mut out.gene, "gene"),
-                6 => rt::list(p, &mut out.source, "source"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.gene_sequence_origin, "geneSequenceOrigin"),
+                5 => rt::opt_in(p, &mut out.gene, "gene"),
+                6 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

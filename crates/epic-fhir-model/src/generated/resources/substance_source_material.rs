@@ -104,43 +104,43 @@ impl SubstanceSourceMaterial {
 impl FromJson for SubstanceSourceMaterial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstanceSourceMaterial {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceSourceMaterial"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.source_material_class, "sourceMaterialClass"),
-                14 => rt::opt(p, &mut out.source_material_type, "sourceMaterialType"),
-                15 => rt::opt(p, &mut out.source_material_state, "sourceMaterialState"),
-                16 => rt::opt(p, &mut out.organism_id, "organismId"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.source_material_class, "sourceMaterialClass"),
+                14 => rt::opt_in(p, &mut out.source_material_type, "sourceMaterialType"),
+                15 => rt::opt_in(p, &mut out.source_material_state, "sourceMaterialState"),
+                16 => rt::opt_in(p, &mut out.organism_id, "organismId"),
                 17 => rt::opt(p, &mut out.organism_name, "organismName"),
-                18 => rt::opt(p, &mut out.organism_name_ext, "_organismName"),
-                19 => rt::list(p, &mut out.parent_substance_id, "parentSubstanceId"),
+                18 => rt::opt_in(p, &mut out.organism_name_ext, "_organismName"),
+                19 => rt::list_in(p, &mut out.parent_substance_id, "parentSubstanceId"),
                 20 => rt::prim_list(p, &mut out.parent_substance_name, &mut out.parent_substance_name_ext, "parentSubstanceName"),
                 21 => rt::list_ext(p, &mut out.parent_substance_name_ext, "_parentSubstanceName"),
-                22 => rt::list(p, &mut out.country_of_origin, "countryOfOrigin"),
+                22 => rt::list_in(p, &mut out.country_of_origin, "countryOfOrigin"),
                 23 => rt::prim_list(p, &mut out.geographical_location, &mut out.geographical_location_ext, "geographicalLocation"),
                 24 => rt::list_ext(p, &mut out.geographical_location_ext, "_geographicalLocation"),
-                25 => rt::opt(p, &mut out.development_stage, "developmentStage"),
-                26 => rt::list(p, &mut out.fraction_description, "fractionDescription"),
-                27 => rt::opt(p, &mut out.organism, "organism"),
-                28 => rt::list(p, &mut out.part_description, "partDescription"),
+                25 => rt::opt_in(p, &mut out.development_stage, "developmentStage"),
+                26 => rt::list_in(p, &mut out.fraction_description, "fractionDescription"),
+                27 => rt::opt_in(p, &mut out.organism, "organism"),
+                28 => rt::list_in(p, &mut out.part_description, "partDescription"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -264,20 +264,28 @@ impl SubstanceSourceMaterialPartDescription {
 
 impl FromJson for SubstanceSourceMaterialPartDescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialPartDescription {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.part, "part"),
-                5 => rt::opt(p, &mut out.part_location, "partLocation"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.part, "part"),
+                5 => rt::opt_in(p, &mut out.part_location, "partLocation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -350,27 +358,35 @@ impl SubstanceSourceMaterialOrganism {
 
 impl FromJson for SubstanceSourceMaterialOrganism {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialOrganism {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.family, "family"),
-                5 => rt::opt(p, &mut out.genus, "genus"),
-                6 => rt::opt(p, &mut out.species, "species"),
-                7 => rt::opt(p, &mut out.intraspecific_type, "intraspecificType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.family, "family"),
+                5 => rt::opt_in(p, &mut out.genus, "genus"),
+                6 => rt::opt_in(p, &mut out.species, "species"),
+                7 => rt::opt_in(p, &mut out.intraspecific_type, "intraspecificType"),
                 8 => rt::opt(p, &mut out.intraspecific_description, "intraspecificDescription"),
-                9 => rt::opt(p, &mut out.intraspecific_description_ext, "_intraspecificDescription"),
-                10 => rt::list(p, &mut out.author, "author"),
-                11 => rt::opt(p, &mut out.hybrid, "hybrid"),
-                12 => rt::opt(p, &mut out.organism_general, "organismGeneral"),
+                9 => rt::opt_in(p, &mut out.intraspecific_description_ext, "_intraspecificDescription"),
+                10 => rt::list_in(p, &mut out.author, "author"),
+                11 => rt::opt_in(p, &mut out.hybrid, "hybrid"),
+                12 => rt::opt_in(p, &mut out.organism_general, "organismGeneral"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -436,22 +452,30 @@ impl SubstanceSourceMaterialOrganismOrganismGeneral {
 
 impl FromJson for SubstanceSourceMaterialOrganismOrganismGeneral {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialOrganismOrganismGeneral {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.kingdom, "kingdom"),
-                5 => rt::opt(p, &mut out.phylum, "phylum"),
-                6 => rt::opt(p, &mut out.class, "class"),
-                7 => rt::opt(p, &mut out.order, "order"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.kingdom, "kingdom"),
+                5 => rt::opt_in(p, &mut out.phylum, "phylum"),
+                6 => rt::opt_in(p, &mut out.class, "class"),
+                7 => rt::opt_in(p, &mut out.order, "order"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -526,27 +550,35 @@ impl SubstanceSourceMaterialOrganismHybrid {
 
 impl FromJson for SubstanceSourceMaterialOrganismHybrid {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialOrganismHybrid {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.maternal_organism_id, "maternalOrganismId"),
-                5 => rt::opt(p, &mut out.maternal_organism_id_ext, "_maternalOrganismId"),
+                5 => rt::opt_in(p, &mut out.maternal_organism_id_ext, "_maternalOrganismId"),
                 6 => rt::opt(p, &mut out.maternal_organism_name, "maternalOrganismName"),
-                7 => rt::opt(p, &mut out.maternal_organism_name_ext, "_maternalOrganismName"),
+                7 => rt::opt_in(p, &mut out.maternal_organism_name_ext, "_maternalOrganismName"),
                 8 => rt::opt(p, &mut out.paternal_organism_id, "paternalOrganismId"),
-                9 => rt::opt(p, &mut out.paternal_organism_id_ext, "_paternalOrganismId"),
+                9 => rt::opt_in(p, &mut out.paternal_organism_id_ext, "_paternalOrganismId"),
                 10 => rt::opt(p, &mut out.paternal_organism_name, "paternalOrganismName"),
-                11 => rt::opt(p, &mut out.paternal_organism_name_ext, "_paternalOrganismName"),
-                12 => rt::opt(p, &mut out.hybrid_type, "hybridType"),
+                11 => rt::opt_in(p, &mut out.paternal_organism_name_ext, "_paternalOrganismName"),
+                12 => rt::opt_in(p, &mut out.hybrid_type, "hybridType"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -610,21 +642,29 @@ impl SubstanceSourceMaterialOrganismAuthor {
 
 impl FromJson for SubstanceSourceMaterialOrganismAuthor {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialOrganismAuthor {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.author_type, "authorType"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.author_type, "authorType"),
                 5 => rt::opt(p, &mut out.author_description, "authorDescription"),
-                6 => rt::opt(p, &mut out.author_description_ext, "_authorDescription"),
+                6 => rt::opt_in(p, &mut out.author_description_ext, "_authorDescription"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -682,21 +722,29 @@ impl SubstanceSourceMaterialFractionDescription {
 
 impl FromJson for SubstanceSourceMaterialFractionDescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSourceMaterialFractionDescription {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.fraction, "fraction"),
-                5 => rt::opt(p, &mut out.fraction_ext, "_fraction"),
-                6 => rt::opt(p, &mut out.material_type, "materialType"),
+                5 => rt::opt_in(p, &mut out.fraction_ext, "_fraction"),
+                6 => rt::opt_in(p, &mut out.material_type, "materialType"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -130,48 +130,48 @@ impl SubstanceSpecification {
 impl FromJson for SubstanceSpecification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SubstanceSpecification {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SubstanceSpecification"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
-                14 => rt::opt(p, &mut out.r#type, "type"),
-                15 => rt::opt(p, &mut out.status, "status"),
-                16 => rt::opt(p, &mut out.domain, "domain"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.r#type, "type"),
+                15 => rt::opt_in(p, &mut out.status, "status"),
+                16 => rt::opt_in(p, &mut out.domain, "domain"),
                 17 => rt::opt(p, &mut out.description, "description"),
-                18 => rt::opt(p, &mut out.description_ext, "_description"),
-                19 => rt::list(p, &mut out.source, "source"),
+                18 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                19 => rt::list_in(p, &mut out.source, "source"),
                 20 => rt::opt(p, &mut out.comment, "comment"),
-                21 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                22 => rt::list(p, &mut out.moiety, "moiety"),
-                23 => rt::list(p, &mut out.property, "property"),
-                24 => rt::opt(p, &mut out.reference_information, "referenceInformation"),
-                25 => rt::opt(p, &mut out.structure, "structure"),
-                26 => rt::list(p, &mut out.code, "code"),
-                27 => rt::list(p, &mut out.name, "name"),
-                28 => rt::list(p, &mut out.molecular_weight, "molecularWeight"),
-                29 => rt::list(p, &mut out.relationship, "relationship"),
-                30 => rt::opt(p, &mut out.nucleic_acid, "nucleicAcid"),
-                31 => rt::opt(p, &mut out.polymer, "polymer"),
-                32 => rt::opt(p, &mut out.protein, "protein"),
-                33 => rt::opt(p, &mut out.source_material, "sourceMaterial"),
+                21 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                22 => rt::list_in(p, &mut out.moiety, "moiety"),
+                23 => rt::list_in(p, &mut out.property, "property"),
+                24 => rt::opt_in(p, &mut out.reference_information, "referenceInformation"),
+                25 => rt::opt_in(p, &mut out.structure, "structure"),
+                26 => rt::list_in(p, &mut out.code, "code"),
+                27 => rt::list_in(p, &mut out.name, "name"),
+                28 => rt::list_in(p, &mut out.molecular_weight, "molecularWeight"),
+                29 => rt::list_in(p, &mut out.relationship, "relationship"),
+                30 => rt::opt_in(p, &mut out.nucleic_acid, "nucleicAcid"),
+                31 => rt::opt_in(p, &mut out.polymer, "polymer"),
+                32 => rt::opt_in(p, &mut out.protein, "protein"),
+                33 => rt::opt_in(p, &mut out.source_material, "sourceMaterial"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -318,26 +318,34 @@ impl SubstanceSpecificationRelationship {
 
 impl FromJson for SubstanceSpecificationRelationship {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationRelationship {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::choice(p, &mut out.substance, key),
-                5 => rt::opt(p, &mut out.relationship, "relationship"),
+                5 => rt::opt_in(p, &mut out.relationship, "relationship"),
                 6 => rt::opt(p, &mut out.is_defining, "isDefining"),
-                7 => rt::opt(p, &mut out.is_defining_ext, "_isDefining"),
+                7 => rt::opt_in(p, &mut out.is_defining_ext, "_isDefining"),
                 8 => rt::choice(p, &mut out.amount, key),
-                9 => rt::opt(p, &mut out.amount_ratio_low_limit, "amountRatioLowLimit"),
-                10 => rt::opt(p, &mut out.amount_type, "amountType"),
-                11 => rt::list(p, &mut out.source, "source"),
+                9 => rt::opt_in(p, &mut out.amount_ratio_low_limit, "amountRatioLowLimit"),
+                10 => rt::opt_in(p, &mut out.amount_type, "amountType"),
+                11 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -424,31 +432,39 @@ impl SubstanceSpecificationName {
 
 impl FromJson for SubstanceSpecificationName {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationName {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
-                6 => rt::opt(p, &mut out.r#type, "type"),
-                7 => rt::opt(p, &mut out.status, "status"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                6 => rt::opt_in(p, &mut out.r#type, "type"),
+                7 => rt::opt_in(p, &mut out.status, "status"),
                 8 => rt::opt(p, &mut out.preferred, "preferred"),
-                9 => rt::opt(p, &mut out.preferred_ext, "_preferred"),
-                10 => rt::list(p, &mut out.language, "language"),
-                11 => rt::list(p, &mut out.domain, "domain"),
-                12 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
-                13 => rt::list(p, &mut out.synonym, "synonym"),
-                14 => rt::list(p, &mut out.translation, "translation"),
-                15 => rt::list(p, &mut out.official, "official"),
-                16 => rt::list(p, &mut out.source, "source"),
+                9 => rt::opt_in(p, &mut out.preferred_ext, "_preferred"),
+                10 => rt::list_in(p, &mut out.language, "language"),
+                11 => rt::list_in(p, &mut out.domain, "domain"),
+                12 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
+                13 => rt::list_in(p, &mut out.synonym, "synonym"),
+                14 => rt::list_in(p, &mut out.translation, "translation"),
+                15 => rt::list_in(p, &mut out.official, "official"),
+                16 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -518,22 +534,30 @@ impl SubstanceSpecificationNameOfficial {
 
 impl FromJson for SubstanceSpecificationNameOfficial {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationNameOfficial {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.authority, "authority"),
-                5 => rt::opt(p, &mut out.status, "status"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.authority, "authority"),
+                5 => rt::opt_in(p, &mut out.status, "status"),
                 6 => rt::opt(p, &mut out.date, "date"),
-                7 => rt::opt(p, &mut out.date_ext, "_date"),
+                7 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -604,25 +628,33 @@ impl SubstanceSpecificationCode {
 
 impl FromJson for SubstanceSpecificationCode {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationCode {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.status, "status"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
+                5 => rt::opt_in(p, &mut out.status, "status"),
                 6 => rt::opt(p, &mut out.status_date, "statusDate"),
-                7 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
+                7 => rt::opt_in(p, &mut out.status_date_ext, "_statusDate"),
                 8 => rt::opt(p, &mut out.comment, "comment"),
-                9 => rt::opt(p, &mut out.comment_ext, "_comment"),
-                10 => rt::list(p, &mut out.source, "source"),
+                9 => rt::opt_in(p, &mut out.comment_ext, "_comment"),
+                10 => rt::list_in(p, &mut out.source, "source"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -702,28 +734,36 @@ impl SubstanceSpecificationStructure {
 
 impl FromJson for SubstanceSpecificationStructure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationStructure {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.stereochemistry, "stereochemistry"),
-                5 => rt::opt(p, &mut out.optical_activity, "opticalActivity"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.stereochemistry, "stereochemistry"),
+                5 => rt::opt_in(p, &mut out.optical_activity, "opticalActivity"),
                 6 => rt::opt(p, &mut out.molecular_formula, "molecularFormula"),
-                7 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula"),
+                7 => rt::opt_in(p, &mut out.molecular_formula_ext, "_molecularFormula"),
                 8 => rt::opt(p, &mut out.molecular_formula_by_moiety, "molecularFormulaByMoiety"),
-                9 => rt::opt(p, &mut out.molecular_formula_by_moiety_ext, "_molecularFormulaByMoiety"),
-                10 => rt::list(p, &mut out.isotope, "isotope"),
-                11 => rt::opt(p, &mut out.molecular_weight, "molecularWeight"),
-                12 => rt::list(p, &mut out.source, "source"),
-                13 => rt::list(p, &mut out.representation, "representation"),
+                9 => rt::opt_in(p, &mut out.molecular_formula_by_moiety_ext, "_molecularFormulaByMoiety"),
+                10 => rt::list_in(p, &mut out.isotope, "isotope"),
+                11 => rt::opt_in(p, &mut out.molecular_weight, "molecularWeight"),
+                12 => rt::list_in(p, &mut out.source, "source"),
+                13 => rt::list_in(p, &mut out.representation, "representation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -790,22 +830,30 @@ impl SubstanceSpecificationStructureRepresentation {
 
 impl FromJson for SubstanceSpecificationStructureRepresentation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationStructureRepresentation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.representation, "representation"),
-                6 => rt::opt(p, &mut out.representation_ext, "_representation"),
-                7 => rt::opt(p, &mut out.attachment, "attachment"),
+                6 => rt::opt_in(p, &mut out.representation_ext, "_representation"),
+                7 => rt::opt_in(p, &mut out.attachment, "attachment"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -868,23 +916,31 @@ impl SubstanceSpecificationStructureIsotope {
 
 impl FromJson for SubstanceSpecificationStructureIsotope {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationStructureIsotope {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.name, "name"),
-                6 => rt::opt(p, &mut out.substitution, "substitution"),
-                7 => rt::opt(p, &mut out.half_life, "halfLife"),
-                8 => rt::opt(p, &mut out.molecular_weight, "molecularWeight"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.identifier, "identifier"),
+                5 => rt::opt_in(p, &mut out.name, "name"),
+                6 => rt::opt_in(p, &mut out.substitution, "substitution"),
+                7 => rt::opt_in(p, &mut out.half_life, "halfLife"),
+                8 => rt::opt_in(p, &mut out.molecular_weight, "molecularWeight"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -944,21 +1000,29 @@ impl SubstanceSpecificationStructureIsotopeMolecularWeight {
 
 impl FromJson for SubstanceSpecificationStructureIsotopeMolecularWeight {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationStructureIsotopeMolecularWeight {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.method, "method"),
-                5 => rt::opt(p, &mut out.r#type, "type"),
-                6 => rt::opt(p, &mut out.amount, "amount"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.method, "method"),
+                5 => rt::opt_in(p, &mut out.r#type, "type"),
+                6 => rt::opt_in(p, &mut out.amount, "amount"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1026,24 +1090,32 @@ impl SubstanceSpecificationProperty {
 
 impl FromJson for SubstanceSpecificationProperty {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationProperty {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.category, "category"),
-                5 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.category, "category"),
+                5 => rt::opt_in(p, &mut out.code, "code"),
                 6 => rt::opt(p, &mut out.parameters, "parameters"),
-                7 => rt::opt(p, &mut out.parameters_ext, "_parameters"),
+                7 => rt::opt_in(p, &mut out.parameters_ext, "_parameters"),
                 8 => rt::choice(p, &mut out.defining_substance, key),
                 9 => rt::choice(p, &mut out.amount, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1120,27 +1192,35 @@ impl SubstanceSpecificationMoiety {
 
 impl FromJson for SubstanceSpecificationMoiety {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SubstanceSpecificationMoiety {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.role, "role"),
-                5 => rt::opt(p, &mut out.identifier, "identifier"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.role, "role"),
+                5 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 6 => rt::opt(p, &mut out.name, "name"),
-                7 => rt::opt(p, &mut out.name_ext, "_name"),
-                8 => rt::opt(p, &mut out.stereochemistry, "stereochemistry"),
-                9 => rt::opt(p, &mut out.optical_activity, "opticalActivity"),
+                7 => rt::opt_in(p, &mut out.name_ext, "_name"),
+                8 => rt::opt_in(p, &mut out.stereochemistry, "stereochemistry"),
+                9 => rt::opt_in(p, &mut out.optical_activity, "opticalActivity"),
                 10 => rt::opt(p, &mut out.molecular_formula, "molecularFormula"),
-                11 => rt::opt(p, &mut out.molecular_formula_ext, "_molecularFormula"),
+                11 => rt::opt_in(p, &mut out.molecular_formula_ext, "_molecularFormula"),
                 12 => rt::choice(p, &mut out.amount, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

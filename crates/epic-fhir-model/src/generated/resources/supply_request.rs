@@ -126,12 +126,12 @@ impl SupplyRequest {
 impl FromJson for SupplyRequest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for SupplyRequest {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
         let mut f_id = None;
         let mut f_id_ext = None;
         let mut f_meta = None;
@@ -166,41 +166,41 @@ impl rt::ReadMembers for SupplyRequest {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "SupplyRequest"),
                 2 => rt::opt(p, &mut f_id, "id"),
-                3 => rt::opt(p, &mut f_id_ext, "_id"),
-                4 => rt::opt(p, &mut f_meta, "meta"),
+                3 => rt::opt_in(p, &mut f_id_ext, "_id"),
+                4 => rt::opt_in(p, &mut f_meta, "meta"),
                 5 => rt::opt(p, &mut f_implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut f_implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut f_implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut f_language, "language"),
-                8 => rt::opt(p, &mut f_language_ext, "_language"),
-                9 => rt::opt(p, &mut f_text, "text"),
+                8 => rt::opt_in(p, &mut f_language_ext, "_language"),
+                9 => rt::opt_in(p, &mut f_text, "text"),
                 10 => rt::list(p, &mut f_contained, "contained"),
-                11 => rt::list(p, &mut f_extension, "extension"),
-                12 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut f_identifier, "identifier"),
+                11 => rt::list_in(p, &mut f_extension, "extension"),
+                12 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut f_identifier, "identifier"),
                 14 => rt::opt(p, &mut f_status, "status"),
-                15 => rt::opt(p, &mut f_status_ext, "_status"),
-                16 => rt::opt(p, &mut f_category, "category"),
+                15 => rt::opt_in(p, &mut f_status_ext, "_status"),
+                16 => rt::opt_in(p, &mut f_category, "category"),
                 17 => rt::opt(p, &mut f_priority, "priority"),
-                18 => rt::opt(p, &mut f_priority_ext, "_priority"),
+                18 => rt::opt_in(p, &mut f_priority_ext, "_priority"),
                 19 => rt::choice(p, &mut f_item, key),
-                20 => rt::opt(p, &mut f_quantity, "quantity"),
-                21 => rt::list(p, &mut f_parameter, "parameter"),
+                20 => rt::opt_in(p, &mut f_quantity, "quantity"),
+                21 => rt::list_in(p, &mut f_parameter, "parameter"),
                 22 => rt::choice(p, &mut f_occurrence, key),
                 23 => rt::opt(p, &mut f_authored_on, "authoredOn"),
-                24 => rt::opt(p, &mut f_authored_on_ext, "_authoredOn"),
-                25 => rt::opt(p, &mut f_requester, "requester"),
-                26 => rt::list(p, &mut f_supplier, "supplier"),
-                27 => rt::list(p, &mut f_reason_code, "reasonCode"),
-                28 => rt::list(p, &mut f_reason_reference, "reasonReference"),
-                29 => rt::opt(p, &mut f_deliver_from, "deliverFrom"),
-                30 => rt::opt(p, &mut f_deliver_to, "deliverTo"),
+                24 => rt::opt_in(p, &mut f_authored_on_ext, "_authoredOn"),
+                25 => rt::opt_in(p, &mut f_requester, "requester"),
+                26 => rt::list_in(p, &mut f_supplier, "supplier"),
+                27 => rt::list_in(p, &mut f_reason_code, "reasonCode"),
+                28 => rt::list_in(p, &mut f_reason_reference, "reasonReference"),
+                29 => rt::opt_in(p, &mut f_deliver_from, "deliverFrom"),
+                30 => rt::opt_in(p, &mut f_deliver_to, "deliverTo"),
                 _ => extra.read(p, key),
             }?;
         }
         if !type_seen {
             return Err(rt::missing_resource_type(p, "SupplyRequest"));
         }
-        Ok(SupplyRequest {
+        Ok(Box::new(SupplyRequest {
             id: f_id,
             id_ext: f_id_ext,
             meta: f_meta,
@@ -231,7 +231,7 @@ impl rt::ReadMembers for SupplyRequest {
             deliver_from: f_deliver_from,
             deliver_to: f_deliver_to,
             extra,
-        })
+        }))
     }
 }
 
@@ -352,20 +352,28 @@ impl SupplyRequestParameter {
 
 impl FromJson for SupplyRequestParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for SupplyRequestParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.code, "code"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.code, "code"),
                 5 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

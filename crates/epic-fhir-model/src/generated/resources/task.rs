@@ -200,64 +200,64 @@ impl Task {
 impl FromJson for Task {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for Task {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "Task"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.instantiates_canonical, "instantiatesCanonical"),
-                15 => rt::opt(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
+                15 => rt::opt_in(p, &mut out.instantiates_canonical_ext, "_instantiatesCanonical"),
                 16 => rt::opt(p, &mut out.instantiates_uri, "instantiatesUri"),
-                17 => rt::opt(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
-                18 => rt::list(p, &mut out.based_on, "basedOn"),
-                19 => rt::opt(p, &mut out.group_identifier, "groupIdentifier"),
-                20 => rt::list(p, &mut out.part_of, "partOf"),
+                17 => rt::opt_in(p, &mut out.instantiates_uri_ext, "_instantiatesUri"),
+                18 => rt::list_in(p, &mut out.based_on, "basedOn"),
+                19 => rt::opt_in(p, &mut out.group_identifier, "groupIdentifier"),
+                20 => rt::list_in(p, &mut out.part_of, "partOf"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
-                23 => rt::opt(p, &mut out.status_reason, "statusReason"),
-                24 => rt::opt(p, &mut out.business_status, "businessStatus"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_reason, "statusReason"),
+                24 => rt::opt_in(p, &mut out.business_status, "businessStatus"),
                 25 => rt::opt(p, &mut out.intent, "intent"),
-                26 => rt::opt(p, &mut out.intent_ext, "_intent"),
+                26 => rt::opt_in(p, &mut out.intent_ext, "_intent"),
                 27 => rt::opt(p, &mut out.priority, "priority"),
-                28 => rt::opt(p, &mut out.priority_ext, "_priority"),
-                29 => rt::opt(p, &mut out.code, "code"),
+                28 => rt::opt_in(p, &mut out.priority_ext, "_priority"),
+                29 => rt::opt_in(p, &mut out.code, "code"),
                 30 => rt::opt(p, &mut out.description, "description"),
-                31 => rt::opt(p, &mut out.description_ext, "_description"),
-                32 => rt::opt(p, &mut out.focus, "focus"),
-                33 => rt::opt(p, &mut out.r#for, "for"),
-                34 => rt::opt(p, &mut out.encounter, "encounter"),
-                35 => rt::opt(p, &mut out.execution_period, "executionPeriod"),
+                31 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.focus, "focus"),
+                33 => rt::opt_in(p, &mut out.r#for, "for"),
+                34 => rt::opt_in(p, &mut out.encounter, "encounter"),
+                35 => rt::opt_in(p, &mut out.execution_period, "executionPeriod"),
                 36 => rt::opt(p, &mut out.authored_on, "authoredOn"),
-                37 => rt::opt(p, &mut out.authored_on_ext, "_authoredOn"),
+                37 => rt::opt_in(p, &mut out.authored_on_ext, "_authoredOn"),
                 38 => rt::opt(p, &mut out.last_modified, "lastModified"),
-                39 => rt::opt(p, &mut out.last_modified_ext, "_lastModified"),
-                40 => rt::opt(p, &mut out.requester, "requester"),
-                41 => rt::list(p, &mut out.performer_type, "performerType"),
-                42 => rt::opt(p, &mut out.owner, "owner"),
-                43 => rt::opt(p, &mut out.location, "location"),
-                44 => rt::opt(p, &mut out.reason_code, "reasonCode"),
-                45 => rt::opt(p, &mut out.reason_reference, "reasonReference"),
-                46 => rt::list(p, &mut out.insurance, "insurance"),
-                47 => rt::list(p, &mut out.note, "note"),
-                48 => rt::list(p, &mut out.relevant_history, "relevantHistory"),
-                49 => rt::opt(p, &mut out.restriction, "restriction"),
+                39 => rt::opt_in(p, &mut out.last_modified_ext, "_lastModified"),
+                40 => rt::opt_in(p, &mut out.requester, "requester"),
+                41 => rt::list_in(p, &mut out.performer_type, "performerType"),
+                42 => rt::opt_in(p, &mut out.owner, "owner"),
+                43 => rt::opt_in(p, &mut out.location, "location"),
+                44 => rt::opt_in(p, &mut out.reason_code, "reasonCode"),
+                45 => rt::opt_in(p, &mut out.reason_reference, "reasonReference"),
+                46 => rt::list_in(p, &mut out.insurance, "insurance"),
+                47 => rt::list_in(p, &mut out.note, "note"),
+                48 => rt::list_in(p, &mut out.relevant_history, "relevantHistory"),
+                49 => rt::opt_in(p, &mut out.restriction, "restriction"),
                 50 => rt::list(p, &mut out.input, "input"),
                 51 => rt::list(p, &mut out.output, "output"),
                 _ => out.extra.read(p, key),
@@ -479,9 +479,9 @@ impl FromJson for TaskOutput {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -619,9 +619,9 @@ impl FromJson for TaskInput {
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut f_id, "id"),
-                2 => rt::list(p, &mut f_extension, "extension"),
-                3 => rt::list(p, &mut f_modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_type, "type"),
+                2 => rt::list_in(p, &mut f_extension, "extension"),
+                3 => rt::list_in(p, &mut f_modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_type, "type"),
                 5 => rt::choice(p, &mut f_value, key),
                 _ => extra.read(p, key),
             }?;
@@ -692,22 +692,30 @@ impl TaskRestriction {
 
 impl FromJson for TaskRestriction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TaskRestriction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.repetitions, "repetitions"),
-                5 => rt::opt(p, &mut out.repetitions_ext, "_repetitions"),
-                6 => rt::opt(p, &mut out.period, "period"),
-                7 => rt::list(p, &mut out.recipient, "recipient"),
+                5 => rt::opt_in(p, &mut out.repetitions_ext, "_repetitions"),
+                6 => rt::opt_in(p, &mut out.period, "period"),
+                7 => rt::list_in(p, &mut out.recipient, "recipient"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

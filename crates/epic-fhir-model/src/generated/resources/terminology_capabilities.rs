@@ -198,65 +198,65 @@ impl TerminologyCapabilities {
 impl FromJson for TerminologyCapabilities {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for TerminologyCapabilities {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TerminologyCapabilities"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 15 => rt::opt(p, &mut out.version, "version"),
-                16 => rt::opt(p, &mut out.version_ext, "_version"),
+                16 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 17 => rt::opt(p, &mut out.name, "name"),
-                18 => rt::opt(p, &mut out.name_ext, "_name"),
+                18 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 19 => rt::opt(p, &mut out.title, "title"),
-                20 => rt::opt(p, &mut out.title_ext, "_title"),
+                20 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 21 => rt::opt(p, &mut out.status, "status"),
-                22 => rt::opt(p, &mut out.status_ext, "_status"),
+                22 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 23 => rt::opt(p, &mut out.experimental, "experimental"),
-                24 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                24 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 25 => rt::opt(p, &mut out.date, "date"),
-                26 => rt::opt(p, &mut out.date_ext, "_date"),
+                26 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 27 => rt::opt(p, &mut out.publisher, "publisher"),
-                28 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                29 => rt::list(p, &mut out.contact, "contact"),
+                28 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                29 => rt::list_in(p, &mut out.contact, "contact"),
                 30 => rt::opt(p, &mut out.description, "description"),
-                31 => rt::opt(p, &mut out.description_ext, "_description"),
+                31 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 32 => rt::list(p, &mut out.use_context, "useContext"),
-                33 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                33 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 34 => rt::opt(p, &mut out.purpose, "purpose"),
-                35 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                35 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 36 => rt::opt(p, &mut out.copyright, "copyright"),
-                37 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
+                37 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
                 38 => rt::opt(p, &mut out.kind, "kind"),
-                39 => rt::opt(p, &mut out.kind_ext, "_kind"),
-                40 => rt::opt(p, &mut out.software, "software"),
-                41 => rt::opt(p, &mut out.implementation, "implementation"),
+                39 => rt::opt_in(p, &mut out.kind_ext, "_kind"),
+                40 => rt::opt_in(p, &mut out.software, "software"),
+                41 => rt::opt_in(p, &mut out.implementation, "implementation"),
                 42 => rt::opt(p, &mut out.locked_date, "lockedDate"),
-                43 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate"),
-                44 => rt::list(p, &mut out.code_system, "codeSystem"),
-                45 => rt::opt(p, &mut out.expansion, "expansion"),
+                43 => rt::opt_in(p, &mut out.locked_date_ext, "_lockedDate"),
+                44 => rt::list_in(p, &mut out.code_system, "codeSystem"),
+                45 => rt::opt_in(p, &mut out.expansion, "expansion"),
                 46 => rt::opt(p, &mut out.code_search, "codeSearch"),
-                47 => rt::opt(p, &mut out.code_search_ext, "_codeSearch"),
-                48 => rt::opt(p, &mut out.validate_code, "validateCode"),
-                49 => rt::opt(p, &mut out.translation, "translation"),
-                50 => rt::opt(p, &mut out.closure, "closure"),
+                47 => rt::opt_in(p, &mut out.code_search_ext, "_codeSearch"),
+                48 => rt::opt_in(p, &mut out.validate_code, "validateCode"),
+                49 => rt::opt_in(p, &mut out.translation, "translation"),
+                50 => rt::opt_in(p, &mut out.closure, "closure"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -404,20 +404,28 @@ impl TerminologyCapabilitiesClosure {
 
 impl FromJson for TerminologyCapabilitiesClosure {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesClosure {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.translation, "translation"),
-                5 => rt::opt(p, &mut out.translation_ext, "_translation"),
+                5 => rt::opt_in(p, &mut out.translation_ext, "_translation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -472,20 +480,28 @@ impl TerminologyCapabilitiesTranslation {
 
 impl FromJson for TerminologyCapabilitiesTranslation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesTranslation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.needs_map, "needsMap"),
-                5 => rt::opt(p, &mut out.needs_map_ext, "_needsMap"),
+                5 => rt::opt_in(p, &mut out.needs_map_ext, "_needsMap"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -540,20 +556,28 @@ impl TerminologyCapabilitiesValidateCode {
 
 impl FromJson for TerminologyCapabilitiesValidateCode {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesValidateCode {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.translations, "translations"),
-                5 => rt::opt(p, &mut out.translations_ext, "_translations"),
+                5 => rt::opt_in(p, &mut out.translations_ext, "_translations"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -626,27 +650,35 @@ impl TerminologyCapabilitiesExpansion {
 
 impl FromJson for TerminologyCapabilitiesExpansion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesExpansion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.hierarchical, "hierarchical"),
-                5 => rt::opt(p, &mut out.hierarchical_ext, "_hierarchical"),
+                5 => rt::opt_in(p, &mut out.hierarchical_ext, "_hierarchical"),
                 6 => rt::opt(p, &mut out.paging, "paging"),
-                7 => rt::opt(p, &mut out.paging_ext, "_paging"),
+                7 => rt::opt_in(p, &mut out.paging_ext, "_paging"),
                 8 => rt::opt(p, &mut out.incomplete, "incomplete"),
-                9 => rt::opt(p, &mut out.incomplete_ext, "_incomplete"),
-                10 => rt::list(p, &mut out.parameter, "parameter"),
+                9 => rt::opt_in(p, &mut out.incomplete_ext, "_incomplete"),
+                10 => rt::list_in(p, &mut out.parameter, "parameter"),
                 11 => rt::opt(p, &mut out.text_filter, "textFilter"),
-                12 => rt::opt(p, &mut out.text_filter_ext, "_textFilter"),
+                12 => rt::opt_in(p, &mut out.text_filter_ext, "_textFilter"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -712,22 +744,30 @@ impl TerminologyCapabilitiesExpansionParameter {
 
 impl FromJson for TerminologyCapabilitiesExpansionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesExpansionParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.documentation, "documentation"),
-                7 => rt::opt(p, &mut out.documentation_ext, "_documentation"),
+                7 => rt::opt_in(p, &mut out.documentation_ext, "_documentation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -790,23 +830,31 @@ impl TerminologyCapabilitiesCodeSystem {
 
 impl FromJson for TerminologyCapabilitiesCodeSystem {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesCodeSystem {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.uri, "uri"),
-                5 => rt::opt(p, &mut out.uri_ext, "_uri"),
-                6 => rt::list(p, &mut out.version, "version"),
+                5 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
+                6 => rt::list_in(p, &mut out.version, "version"),
                 7 => rt::opt(p, &mut out.subsumption, "subsumption"),
-                8 => rt::opt(p, &mut out.subsumption_ext, "_subsumption"),
+                8 => rt::opt_in(p, &mut out.subsumption_ext, "_subsumption"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -886,29 +934,37 @@ impl TerminologyCapabilitiesCodeSystemVersion {
 
 impl FromJson for TerminologyCapabilitiesCodeSystemVersion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesCodeSystemVersion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.is_default, "isDefault"),
-                7 => rt::opt(p, &mut out.is_default_ext, "_isDefault"),
+                7 => rt::opt_in(p, &mut out.is_default_ext, "_isDefault"),
                 8 => rt::opt(p, &mut out.compositional, "compositional"),
-                9 => rt::opt(p, &mut out.compositional_ext, "_compositional"),
+                9 => rt::opt_in(p, &mut out.compositional_ext, "_compositional"),
                 10 => rt::prim_list(p, &mut out.language, &mut out.language_ext, "language"),
                 11 => rt::list_ext(p, &mut out.language_ext, "_language"),
-                12 => rt::list(p, &mut out.filter, "filter"),
+                12 => rt::list_in(p, &mut out.filter, "filter"),
                 13 => rt::prim_list(p, &mut out.property, &mut out.property_ext, "property"),
                 14 => rt::list_ext(p, &mut out.property_ext, "_property"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -974,22 +1030,30 @@ impl TerminologyCapabilitiesCodeSystemVersionFilter {
 
 impl FromJson for TerminologyCapabilitiesCodeSystemVersionFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesCodeSystemVersionFilter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::prim_list(p, &mut out.op, &mut out.op_ext, "op"),
                 7 => rt::list_ext(p, &mut out.op_ext, "_op"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1049,22 +1113,30 @@ impl TerminologyCapabilitiesImplementation {
 
 impl FromJson for TerminologyCapabilitiesImplementation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesImplementation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.description, "description"),
-                5 => rt::opt(p, &mut out.description_ext, "_description"),
+                5 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 6 => rt::opt(p, &mut out.url, "url"),
-                7 => rt::opt(p, &mut out.url_ext, "_url"),
+                7 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1125,22 +1197,30 @@ impl TerminologyCapabilitiesSoftware {
 
 impl FromJson for TerminologyCapabilitiesSoftware {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TerminologyCapabilitiesSoftware {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.version, "version"),
-                7 => rt::opt(p, &mut out.version_ext, "_version"),
+                7 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -110,46 +110,46 @@ impl TestReport {
 impl FromJson for TestReport {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for TestReport {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_test_script = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TestReport"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::opt(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.name, "name"),
-                15 => rt::opt(p, &mut out.name_ext, "_name"),
+                15 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 16 => rt::opt(p, &mut out.status, "status"),
-                17 => rt::opt(p, &mut out.status_ext, "_status"),
-                18 => rt::opt(p, &mut f_test_script, "testScript"),
+                17 => rt::opt_in(p, &mut out.status_ext, "_status"),
+                18 => rt::opt_in(p, &mut f_test_script, "testScript"),
                 19 => rt::opt(p, &mut out.result, "result"),
-                20 => rt::opt(p, &mut out.result_ext, "_result"),
+                20 => rt::opt_in(p, &mut out.result_ext, "_result"),
                 21 => rt::opt(p, &mut out.score, "score"),
-                22 => rt::opt(p, &mut out.score_ext, "_score"),
+                22 => rt::opt_in(p, &mut out.score_ext, "_score"),
                 23 => rt::opt(p, &mut out.tester, "tester"),
-                24 => rt::opt(p, &mut out.tester_ext, "_tester"),
+                24 => rt::opt_in(p, &mut out.tester_ext, "_tester"),
                 25 => rt::opt(p, &mut out.issued, "issued"),
-                26 => rt::opt(p, &mut out.issued_ext, "_issued"),
-                27 => rt::list(p, &mut out.participant, "participant"),
-                28 => rt::opt(p, &mut out.setup, "setup"),
-                29 => rt::list(p, &mut out.test, "test"),
-                30 => rt::opt(p, &mut out.teardown, "teardown"),
+                26 => rt::opt_in(p, &mut out.issued_ext, "_issued"),
+                27 => rt::list_in(p, &mut out.participant, "participant"),
+                28 => rt::opt_in(p, &mut out.setup, "setup"),
+                29 => rt::list_in(p, &mut out.test, "test"),
+                30 => rt::opt_in(p, &mut out.teardown, "teardown"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -274,19 +274,27 @@ impl TestReportTeardown {
 
 impl FromJson for TestReportTeardown {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportTeardown {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.action, "action"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -336,21 +344,29 @@ impl TestReportTeardownAction {
 
 impl FromJson for TestReportTeardownAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportTeardownAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_operation = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_operation, "operation"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.operation = rt::required(p, f_operation, "operation")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -410,23 +426,31 @@ impl TestReportTest {
 
 impl FromJson for TestReportTest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportTest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
-                8 => rt::list(p, &mut out.action, "action"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                8 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -484,20 +508,28 @@ impl TestReportTestAction {
 
 impl FromJson for TestReportTestAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportTestAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.operation, "operation"),
-                5 => rt::opt(p, &mut out.assert, "assert"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.operation, "operation"),
+                5 => rt::opt_in(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -548,19 +580,27 @@ impl TestReportSetup {
 
 impl FromJson for TestReportSetup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportSetup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.action, "action"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -614,20 +654,28 @@ impl TestReportSetupAction {
 
 impl FromJson for TestReportSetupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportSetupAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.operation, "operation"),
-                5 => rt::opt(p, &mut out.assert, "assert"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.operation, "operation"),
+                5 => rt::opt_in(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -694,24 +742,32 @@ impl TestReportSetupActionAssert {
 
 impl FromJson for TestReportSetupActionAssert {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportSetupActionAssert {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.result, "result"),
-                5 => rt::opt(p, &mut out.result_ext, "_result"),
+                5 => rt::opt_in(p, &mut out.result_ext, "_result"),
                 6 => rt::opt(p, &mut out.message, "message"),
-                7 => rt::opt(p, &mut out.message_ext, "_message"),
+                7 => rt::opt_in(p, &mut out.message_ext, "_message"),
                 8 => rt::opt(p, &mut out.detail, "detail"),
-                9 => rt::opt(p, &mut out.detail_ext, "_detail"),
+                9 => rt::opt_in(p, &mut out.detail_ext, "_detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -782,24 +838,32 @@ impl TestReportSetupActionOperation {
 
 impl FromJson for TestReportSetupActionOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportSetupActionOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.result, "result"),
-                5 => rt::opt(p, &mut out.result_ext, "_result"),
+                5 => rt::opt_in(p, &mut out.result_ext, "_result"),
                 6 => rt::opt(p, &mut out.message, "message"),
-                7 => rt::opt(p, &mut out.message_ext, "_message"),
+                7 => rt::opt_in(p, &mut out.message_ext, "_message"),
                 8 => rt::opt(p, &mut out.detail, "detail"),
-                9 => rt::opt(p, &mut out.detail_ext, "_detail"),
+                9 => rt::opt_in(p, &mut out.detail_ext, "_detail"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -870,24 +934,32 @@ impl TestReportParticipant {
 
 impl FromJson for TestReportParticipant {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestReportParticipant {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.r#type, "type"),
-                5 => rt::opt(p, &mut out.type_ext, "_type"),
+                5 => rt::opt_in(p, &mut out.type_ext, "_type"),
                 6 => rt::opt(p, &mut out.uri, "uri"),
-                7 => rt::opt(p, &mut out.uri_ext, "_uri"),
+                7 => rt::opt_in(p, &mut out.uri_ext, "_uri"),
                 8 => rt::opt(p, &mut out.display, "display"),
-                9 => rt::opt(p, &mut out.display_ext, "_display"),
+                9 => rt::opt_in(p, &mut out.display_ext, "_display"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -192,62 +192,62 @@ impl TestScript {
 impl FromJson for TestScript {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for TestScript {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "TestScript"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::opt(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::opt_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.purpose, "purpose"),
-                36 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                36 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 37 => rt::opt(p, &mut out.copyright, "copyright"),
-                38 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
-                39 => rt::list(p, &mut out.origin, "origin"),
-                40 => rt::list(p, &mut out.destination, "destination"),
-                41 => rt::opt(p, &mut out.metadata, "metadata"),
-                42 => rt::list(p, &mut out.fixture, "fixture"),
-                43 => rt::list(p, &mut out.profile, "profile"),
-                44 => rt::list(p, &mut out.variable, "variable"),
-                45 => rt::opt(p, &mut out.setup, "setup"),
-                46 => rt::list(p, &mut out.test, "test"),
-                47 => rt::opt(p, &mut out.teardown, "teardown"),
+                38 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
+                39 => rt::list_in(p, &mut out.origin, "origin"),
+                40 => rt::list_in(p, &mut out.destination, "destination"),
+                41 => rt::opt_in(p, &mut out.metadata, "metadata"),
+                42 => rt::list_in(p, &mut out.fixture, "fixture"),
+                43 => rt::list_in(p, &mut out.profile, "profile"),
+                44 => rt::list_in(p, &mut out.variable, "variable"),
+                45 => rt::opt_in(p, &mut out.setup, "setup"),
+                46 => rt::list_in(p, &mut out.test, "test"),
+                47 => rt::opt_in(p, &mut out.teardown, "teardown"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -388,19 +388,27 @@ impl TestScriptTeardown {
 
 impl FromJson for TestScriptTeardown {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptTeardown {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.action, "action"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -450,21 +458,29 @@ impl TestScriptTeardownAction {
 
 impl FromJson for TestScriptTeardownAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptTeardownAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_operation = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_operation, "operation"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_operation, "operation"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.operation = rt::required(p, f_operation, "operation")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -524,23 +540,31 @@ impl TestScriptTest {
 
 impl FromJson for TestScriptTest {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptTest {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
-                8 => rt::list(p, &mut out.action, "action"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
+                8 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -598,20 +622,28 @@ impl TestScriptTestAction {
 
 impl FromJson for TestScriptTestAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptTestAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.operation, "operation"),
-                5 => rt::opt(p, &mut out.assert, "assert"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.operation, "operation"),
+                5 => rt::opt_in(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -662,19 +694,27 @@ impl TestScriptSetup {
 
 impl FromJson for TestScriptSetup {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptSetup {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.action, "action"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.action, "action"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -728,20 +768,28 @@ impl TestScriptSetupAction {
 
 impl FromJson for TestScriptSetupAction {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptSetupAction {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.operation, "operation"),
-                5 => rt::opt(p, &mut out.assert, "assert"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.operation, "operation"),
+                5 => rt::opt_in(p, &mut out.assert, "assert"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -908,62 +956,70 @@ impl TestScriptSetupActionAssert {
 
 impl FromJson for TestScriptSetupActionAssert {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptSetupActionAssert {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.label, "label"),
-                5 => rt::opt(p, &mut out.label_ext, "_label"),
+                5 => rt::opt_in(p, &mut out.label_ext, "_label"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 8 => rt::opt(p, &mut out.direction, "direction"),
-                9 => rt::opt(p, &mut out.direction_ext, "_direction"),
+                9 => rt::opt_in(p, &mut out.direction_ext, "_direction"),
                 10 => rt::opt(p, &mut out.compare_to_source_id, "compareToSourceId"),
-                11 => rt::opt(p, &mut out.compare_to_source_id_ext, "_compareToSourceId"),
+                11 => rt::opt_in(p, &mut out.compare_to_source_id_ext, "_compareToSourceId"),
                 12 => rt::opt(p, &mut out.compare_to_source_expression, "compareToSourceExpression"),
-                13 => rt::opt(p, &mut out.compare_to_source_expression_ext, "_compareToSourceExpression"),
+                13 => rt::opt_in(p, &mut out.compare_to_source_expression_ext, "_compareToSourceExpression"),
                 14 => rt::opt(p, &mut out.compare_to_source_path, "compareToSourcePath"),
-                15 => rt::opt(p, &mut out.compare_to_source_path_ext, "_compareToSourcePath"),
+                15 => rt::opt_in(p, &mut out.compare_to_source_path_ext, "_compareToSourcePath"),
                 16 => rt::opt(p, &mut out.content_type, "contentType"),
-                17 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                17 => rt::opt_in(p, &mut out.content_type_ext, "_contentType"),
                 18 => rt::opt(p, &mut out.expression, "expression"),
-                19 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                19 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 20 => rt::opt(p, &mut out.header_field, "headerField"),
-                21 => rt::opt(p, &mut out.header_field_ext, "_headerField"),
+                21 => rt::opt_in(p, &mut out.header_field_ext, "_headerField"),
                 22 => rt::opt(p, &mut out.minimum_id, "minimumId"),
-                23 => rt::opt(p, &mut out.minimum_id_ext, "_minimumId"),
+                23 => rt::opt_in(p, &mut out.minimum_id_ext, "_minimumId"),
                 24 => rt::opt(p, &mut out.navigation_links, "navigationLinks"),
-                25 => rt::opt(p, &mut out.navigation_links_ext, "_navigationLinks"),
+                25 => rt::opt_in(p, &mut out.navigation_links_ext, "_navigationLinks"),
                 26 => rt::opt(p, &mut out.operator, "operator"),
-                27 => rt::opt(p, &mut out.operator_ext, "_operator"),
+                27 => rt::opt_in(p, &mut out.operator_ext, "_operator"),
                 28 => rt::opt(p, &mut out.path, "path"),
-                29 => rt::opt(p, &mut out.path_ext, "_path"),
+                29 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 30 => rt::opt(p, &mut out.request_method, "requestMethod"),
-                31 => rt::opt(p, &mut out.request_method_ext, "_requestMethod"),
+                31 => rt::opt_in(p, &mut out.request_method_ext, "_requestMethod"),
                 32 => rt::opt(p, &mut out.request_url, "requestURL"),
-                33 => rt::opt(p, &mut out.request_url_ext, "_requestURL"),
+                33 => rt::opt_in(p, &mut out.request_url_ext, "_requestURL"),
                 34 => rt::opt(p, &mut out.resource, "resource"),
-                35 => rt::opt(p, &mut out.resource_ext, "_resource"),
+                35 => rt::opt_in(p, &mut out.resource_ext, "_resource"),
                 36 => rt::opt(p, &mut out.response, "response"),
-                37 => rt::opt(p, &mut out.response_ext, "_response"),
+                37 => rt::opt_in(p, &mut out.response_ext, "_response"),
                 38 => rt::opt(p, &mut out.response_code, "responseCode"),
-                39 => rt::opt(p, &mut out.response_code_ext, "_responseCode"),
+                39 => rt::opt_in(p, &mut out.response_code_ext, "_responseCode"),
                 40 => rt::opt(p, &mut out.source_id, "sourceId"),
-                41 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                41 => rt::opt_in(p, &mut out.source_id_ext, "_sourceId"),
                 42 => rt::opt(p, &mut out.validate_profile_id, "validateProfileId"),
-                43 => rt::opt(p, &mut out.validate_profile_id_ext, "_validateProfileId"),
+                43 => rt::opt_in(p, &mut out.validate_profile_id_ext, "_validateProfileId"),
                 44 => rt::opt(p, &mut out.value, "value"),
-                45 => rt::opt(p, &mut out.value_ext, "_value"),
+                45 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 46 => rt::opt(p, &mut out.warning_only, "warningOnly"),
-                47 => rt::opt(p, &mut out.warning_only_ext, "_warningOnly"),
+                47 => rt::opt_in(p, &mut out.warning_only_ext, "_warningOnly"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1148,50 +1204,58 @@ impl TestScriptSetupActionOperation {
 
 impl FromJson for TestScriptSetupActionOperation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptSetupActionOperation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.r#type, "type"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.r#type, "type"),
                 5 => rt::opt(p, &mut out.resource, "resource"),
-                6 => rt::opt(p, &mut out.resource_ext, "_resource"),
+                6 => rt::opt_in(p, &mut out.resource_ext, "_resource"),
                 7 => rt::opt(p, &mut out.label, "label"),
-                8 => rt::opt(p, &mut out.label_ext, "_label"),
+                8 => rt::opt_in(p, &mut out.label_ext, "_label"),
                 9 => rt::opt(p, &mut out.description, "description"),
-                10 => rt::opt(p, &mut out.description_ext, "_description"),
+                10 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 11 => rt::opt(p, &mut out.accept, "accept"),
-                12 => rt::opt(p, &mut out.accept_ext, "_accept"),
+                12 => rt::opt_in(p, &mut out.accept_ext, "_accept"),
                 13 => rt::opt(p, &mut out.content_type, "contentType"),
-                14 => rt::opt(p, &mut out.content_type_ext, "_contentType"),
+                14 => rt::opt_in(p, &mut out.content_type_ext, "_contentType"),
                 15 => rt::opt(p, &mut out.destination, "destination"),
-                16 => rt::opt(p, &mut out.destination_ext, "_destination"),
+                16 => rt::opt_in(p, &mut out.destination_ext, "_destination"),
                 17 => rt::opt(p, &mut out.encode_request_url, "encodeRequestUrl"),
-                18 => rt::opt(p, &mut out.encode_request_url_ext, "_encodeRequestUrl"),
+                18 => rt::opt_in(p, &mut out.encode_request_url_ext, "_encodeRequestUrl"),
                 19 => rt::opt(p, &mut out.method, "method"),
-                20 => rt::opt(p, &mut out.method_ext, "_method"),
+                20 => rt::opt_in(p, &mut out.method_ext, "_method"),
                 21 => rt::opt(p, &mut out.origin, "origin"),
-                22 => rt::opt(p, &mut out.origin_ext, "_origin"),
+                22 => rt::opt_in(p, &mut out.origin_ext, "_origin"),
                 23 => rt::opt(p, &mut out.params, "params"),
-                24 => rt::opt(p, &mut out.params_ext, "_params"),
-                25 => rt::list(p, &mut out.request_header, "requestHeader"),
+                24 => rt::opt_in(p, &mut out.params_ext, "_params"),
+                25 => rt::list_in(p, &mut out.request_header, "requestHeader"),
                 26 => rt::opt(p, &mut out.request_id, "requestId"),
-                27 => rt::opt(p, &mut out.request_id_ext, "_requestId"),
+                27 => rt::opt_in(p, &mut out.request_id_ext, "_requestId"),
                 28 => rt::opt(p, &mut out.response_id, "responseId"),
-                29 => rt::opt(p, &mut out.response_id_ext, "_responseId"),
+                29 => rt::opt_in(p, &mut out.response_id_ext, "_responseId"),
                 30 => rt::opt(p, &mut out.source_id, "sourceId"),
-                31 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                31 => rt::opt_in(p, &mut out.source_id_ext, "_sourceId"),
                 32 => rt::opt(p, &mut out.target_id, "targetId"),
-                33 => rt::opt(p, &mut out.target_id_ext, "_targetId"),
+                33 => rt::opt_in(p, &mut out.target_id_ext, "_targetId"),
                 34 => rt::opt(p, &mut out.url, "url"),
-                35 => rt::opt(p, &mut out.url_ext, "_url"),
+                35 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1280,22 +1344,30 @@ impl TestScriptSetupActionOperationRequestHeader {
 
 impl FromJson for TestScriptSetupActionOperationRequestHeader {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptSetupActionOperationRequestHeader {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.field, "field"),
-                5 => rt::opt(p, &mut out.field_ext, "_field"),
+                5 => rt::opt_in(p, &mut out.field_ext, "_field"),
                 6 => rt::opt(p, &mut out.value, "value"),
-                7 => rt::opt(p, &mut out.value_ext, "_value"),
+                7 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1392,34 +1464,42 @@ impl TestScriptVariable {
 
 impl FromJson for TestScriptVariable {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptVariable {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::opt(p, &mut out.default_value, "defaultValue"),
-                7 => rt::opt(p, &mut out.default_value_ext, "_defaultValue"),
+                7 => rt::opt_in(p, &mut out.default_value_ext, "_defaultValue"),
                 8 => rt::opt(p, &mut out.description, "description"),
-                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 10 => rt::opt(p, &mut out.expression, "expression"),
-                11 => rt::opt(p, &mut out.expression_ext, "_expression"),
+                11 => rt::opt_in(p, &mut out.expression_ext, "_expression"),
                 12 => rt::opt(p, &mut out.header_field, "headerField"),
-                13 => rt::opt(p, &mut out.header_field_ext, "_headerField"),
+                13 => rt::opt_in(p, &mut out.header_field_ext, "_headerField"),
                 14 => rt::opt(p, &mut out.hint, "hint"),
-                15 => rt::opt(p, &mut out.hint_ext, "_hint"),
+                15 => rt::opt_in(p, &mut out.hint_ext, "_hint"),
                 16 => rt::opt(p, &mut out.path, "path"),
-                17 => rt::opt(p, &mut out.path_ext, "_path"),
+                17 => rt::opt_in(p, &mut out.path_ext, "_path"),
                 18 => rt::opt(p, &mut out.source_id, "sourceId"),
-                19 => rt::opt(p, &mut out.source_id_ext, "_sourceId"),
+                19 => rt::opt_in(p, &mut out.source_id_ext, "_sourceId"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1494,23 +1574,31 @@ impl TestScriptFixture {
 
 impl FromJson for TestScriptFixture {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptFixture {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.autocreate, "autocreate"),
-                5 => rt::opt(p, &mut out.autocreate_ext, "_autocreate"),
+                5 => rt::opt_in(p, &mut out.autocreate_ext, "_autocreate"),
                 6 => rt::opt(p, &mut out.autodelete, "autodelete"),
-                7 => rt::opt(p, &mut out.autodelete_ext, "_autodelete"),
-                8 => rt::opt(p, &mut out.resource, "resource"),
+                7 => rt::opt_in(p, &mut out.autodelete_ext, "_autodelete"),
+                8 => rt::opt_in(p, &mut out.resource, "resource"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1568,20 +1656,28 @@ impl TestScriptMetadata {
 
 impl FromJson for TestScriptMetadata {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptMetadata {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::list(p, &mut out.link, "link"),
-                5 => rt::list(p, &mut out.capability, "capability"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::list_in(p, &mut out.link, "link"),
+                5 => rt::list_in(p, &mut out.capability, "capability"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1672,32 +1768,40 @@ impl TestScriptMetadataCapability {
 
 impl FromJson for TestScriptMetadataCapability {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptMetadataCapability {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.required, "required"),
-                5 => rt::opt(p, &mut out.required_ext, "_required"),
+                5 => rt::opt_in(p, &mut out.required_ext, "_required"),
                 6 => rt::opt(p, &mut out.validated, "validated"),
-                7 => rt::opt(p, &mut out.validated_ext, "_validated"),
+                7 => rt::opt_in(p, &mut out.validated_ext, "_validated"),
                 8 => rt::opt(p, &mut out.description, "description"),
-                9 => rt::opt(p, &mut out.description_ext, "_description"),
+                9 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 10 => rt::prim_list(p, &mut out.origin, &mut out.origin_ext, "origin"),
                 11 => rt::list_ext(p, &mut out.origin_ext, "_origin"),
                 12 => rt::opt(p, &mut out.destination, "destination"),
-                13 => rt::opt(p, &mut out.destination_ext, "_destination"),
+                13 => rt::opt_in(p, &mut out.destination_ext, "_destination"),
                 14 => rt::prim_list(p, &mut out.link, &mut out.link_ext, "link"),
                 15 => rt::list_ext(p, &mut out.link_ext, "_link"),
                 16 => rt::opt(p, &mut out.capabilities, "capabilities"),
-                17 => rt::opt(p, &mut out.capabilities_ext, "_capabilities"),
+                17 => rt::opt_in(p, &mut out.capabilities_ext, "_capabilities"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1766,22 +1870,30 @@ impl TestScriptMetadataLink {
 
 impl FromJson for TestScriptMetadataLink {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptMetadataLink {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.url, "url"),
-                5 => rt::opt(p, &mut out.url_ext, "_url"),
+                5 => rt::opt_in(p, &mut out.url_ext, "_url"),
                 6 => rt::opt(p, &mut out.description, "description"),
-                7 => rt::opt(p, &mut out.description_ext, "_description"),
+                7 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1840,23 +1952,31 @@ impl TestScriptDestination {
 
 impl FromJson for TestScriptDestination {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptDestination {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_profile = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.index, "index"),
-                5 => rt::opt(p, &mut out.index_ext, "_index"),
-                6 => rt::opt(p, &mut f_profile, "profile"),
+                5 => rt::opt_in(p, &mut out.index_ext, "_index"),
+                6 => rt::opt_in(p, &mut f_profile, "profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.profile = rt::required(p, f_profile, "profile")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1914,23 +2034,31 @@ impl TestScriptOrigin {
 
 impl FromJson for TestScriptOrigin {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for TestScriptOrigin {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_profile = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.index, "index"),
-                5 => rt::opt(p, &mut out.index_ext, "_index"),
-                6 => rt::opt(p, &mut f_profile, "profile"),
+                5 => rt::opt_in(p, &mut out.index_ext, "_index"),
+                6 => rt::opt_in(p, &mut f_profile, "profile"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.profile = rt::required(p, f_profile, "profile")?;
-        Ok(out)
+        Ok(())
     }
 }
 

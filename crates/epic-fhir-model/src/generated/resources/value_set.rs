@@ -150,57 +150,57 @@ impl ValueSet {
 impl FromJson for ValueSet {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for ValueSet {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "ValueSet"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 13 => rt::opt(p, &mut out.url, "url"),
-                14 => rt::opt(p, &mut out.url_ext, "_url"),
-                15 => rt::list(p, &mut out.identifier, "identifier"),
+                14 => rt::opt_in(p, &mut out.url_ext, "_url"),
+                15 => rt::list_in(p, &mut out.identifier, "identifier"),
                 16 => rt::opt(p, &mut out.version, "version"),
-                17 => rt::opt(p, &mut out.version_ext, "_version"),
+                17 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 18 => rt::opt(p, &mut out.name, "name"),
-                19 => rt::opt(p, &mut out.name_ext, "_name"),
+                19 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 20 => rt::opt(p, &mut out.title, "title"),
-                21 => rt::opt(p, &mut out.title_ext, "_title"),
+                21 => rt::opt_in(p, &mut out.title_ext, "_title"),
                 22 => rt::opt(p, &mut out.status, "status"),
-                23 => rt::opt(p, &mut out.status_ext, "_status"),
+                23 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 24 => rt::opt(p, &mut out.experimental, "experimental"),
-                25 => rt::opt(p, &mut out.experimental_ext, "_experimental"),
+                25 => rt::opt_in(p, &mut out.experimental_ext, "_experimental"),
                 26 => rt::opt(p, &mut out.date, "date"),
-                27 => rt::opt(p, &mut out.date_ext, "_date"),
+                27 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 28 => rt::opt(p, &mut out.publisher, "publisher"),
-                29 => rt::opt(p, &mut out.publisher_ext, "_publisher"),
-                30 => rt::list(p, &mut out.contact, "contact"),
+                29 => rt::opt_in(p, &mut out.publisher_ext, "_publisher"),
+                30 => rt::list_in(p, &mut out.contact, "contact"),
                 31 => rt::opt(p, &mut out.description, "description"),
-                32 => rt::opt(p, &mut out.description_ext, "_description"),
+                32 => rt::opt_in(p, &mut out.description_ext, "_description"),
                 33 => rt::list(p, &mut out.use_context, "useContext"),
-                34 => rt::list(p, &mut out.jurisdiction, "jurisdiction"),
+                34 => rt::list_in(p, &mut out.jurisdiction, "jurisdiction"),
                 35 => rt::opt(p, &mut out.immutable, "immutable"),
-                36 => rt::opt(p, &mut out.immutable_ext, "_immutable"),
+                36 => rt::opt_in(p, &mut out.immutable_ext, "_immutable"),
                 37 => rt::opt(p, &mut out.purpose, "purpose"),
-                38 => rt::opt(p, &mut out.purpose_ext, "_purpose"),
+                38 => rt::opt_in(p, &mut out.purpose_ext, "_purpose"),
                 39 => rt::opt(p, &mut out.copyright, "copyright"),
-                40 => rt::opt(p, &mut out.copyright_ext, "_copyright"),
-                41 => rt::opt(p, &mut out.compose, "compose"),
-                42 => rt::opt(p, &mut out.expansion, "expansion"),
+                40 => rt::opt_in(p, &mut out.copyright_ext, "_copyright"),
+                41 => rt::opt_in(p, &mut out.compose, "compose"),
+                42 => rt::opt_in(p, &mut out.expansion, "expansion"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -360,28 +360,36 @@ impl ValueSetExpansion {
 
 impl FromJson for ValueSetExpansion {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetExpansion {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.identifier, "identifier"),
-                5 => rt::opt(p, &mut out.identifier_ext, "_identifier"),
+                5 => rt::opt_in(p, &mut out.identifier_ext, "_identifier"),
                 6 => rt::opt(p, &mut out.timestamp, "timestamp"),
-                7 => rt::opt(p, &mut out.timestamp_ext, "_timestamp"),
+                7 => rt::opt_in(p, &mut out.timestamp_ext, "_timestamp"),
                 8 => rt::opt(p, &mut out.total, "total"),
-                9 => rt::opt(p, &mut out.total_ext, "_total"),
+                9 => rt::opt_in(p, &mut out.total_ext, "_total"),
                 10 => rt::opt(p, &mut out.offset, "offset"),
-                11 => rt::opt(p, &mut out.offset_ext, "_offset"),
-                12 => rt::list(p, &mut out.parameter, "parameter"),
-                13 => rt::list(p, &mut out.contains, "contains"),
+                11 => rt::opt_in(p, &mut out.offset_ext, "_offset"),
+                12 => rt::list_in(p, &mut out.parameter, "parameter"),
+                13 => rt::list_in(p, &mut out.contains, "contains"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -480,32 +488,40 @@ impl ValueSetExpansionContains {
 
 impl FromJson for ValueSetExpansionContains {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetExpansionContains {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.system, "system"),
-                5 => rt::opt(p, &mut out.system_ext, "_system"),
+                5 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 6 => rt::opt(p, &mut out.r#abstract, "abstract"),
-                7 => rt::opt(p, &mut out.abstract_ext, "_abstract"),
+                7 => rt::opt_in(p, &mut out.abstract_ext, "_abstract"),
                 8 => rt::opt(p, &mut out.inactive, "inactive"),
-                9 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
+                9 => rt::opt_in(p, &mut out.inactive_ext, "_inactive"),
                 10 => rt::opt(p, &mut out.version, "version"),
-                11 => rt::opt(p, &mut out.version_ext, "_version"),
+                11 => rt::opt_in(p, &mut out.version_ext, "_version"),
                 12 => rt::opt(p, &mut out.code, "code"),
-                13 => rt::opt(p, &mut out.code_ext, "_code"),
+                13 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 14 => rt::opt(p, &mut out.display, "display"),
-                15 => rt::opt(p, &mut out.display_ext, "_display"),
-                16 => rt::list(p, &mut out.designation, "designation"),
-                17 => rt::list(p, &mut out.contains, "contains"),
+                15 => rt::opt_in(p, &mut out.display_ext, "_display"),
+                16 => rt::list_in(p, &mut out.designation, "designation"),
+                17 => rt::list_in(p, &mut out.contains, "contains"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -578,21 +594,29 @@ impl ValueSetExpansionParameter {
 
 impl FromJson for ValueSetExpansionParameter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetExpansionParameter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.name, "name"),
-                5 => rt::opt(p, &mut out.name_ext, "_name"),
+                5 => rt::opt_in(p, &mut out.name_ext, "_name"),
                 6 => rt::choice(p, &mut out.value, key),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -660,24 +684,32 @@ impl ValueSetCompose {
 
 impl FromJson for ValueSetCompose {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetCompose {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.locked_date, "lockedDate"),
-                5 => rt::opt(p, &mut out.locked_date_ext, "_lockedDate"),
+                5 => rt::opt_in(p, &mut out.locked_date_ext, "_lockedDate"),
                 6 => rt::opt(p, &mut out.inactive, "inactive"),
-                7 => rt::opt(p, &mut out.inactive_ext, "_inactive"),
-                8 => rt::list(p, &mut out.include, "include"),
-                9 => rt::list(p, &mut out.exclude, "exclude"),
+                7 => rt::opt_in(p, &mut out.inactive_ext, "_inactive"),
+                8 => rt::list_in(p, &mut out.include, "include"),
+                9 => rt::list_in(p, &mut out.exclude, "exclude"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -752,26 +784,34 @@ impl ValueSetComposeInclude {
 
 impl FromJson for ValueSetComposeInclude {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetComposeInclude {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.system, "system"),
-                5 => rt::opt(p, &mut out.system_ext, "_system"),
+                5 => rt::opt_in(p, &mut out.system_ext, "_system"),
                 6 => rt::opt(p, &mut out.version, "version"),
-                7 => rt::opt(p, &mut out.version_ext, "_version"),
-                8 => rt::list(p, &mut out.concept, "concept"),
-                9 => rt::list(p, &mut out.filter, "filter"),
+                7 => rt::opt_in(p, &mut out.version_ext, "_version"),
+                8 => rt::list_in(p, &mut out.concept, "concept"),
+                9 => rt::list_in(p, &mut out.filter, "filter"),
                 10 => rt::prim_list(p, &mut out.value_set, &mut out.value_set_ext, "valueSet"),
                 11 => rt::list_ext(p, &mut out.value_set_ext, "_valueSet"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -843,24 +883,32 @@ impl ValueSetComposeIncludeFilter {
 
 impl FromJson for ValueSetComposeIncludeFilter {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetComposeIncludeFilter {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.property, "property"),
-                5 => rt::opt(p, &mut out.property_ext, "_property"),
+                5 => rt::opt_in(p, &mut out.property_ext, "_property"),
                 6 => rt::opt(p, &mut out.op, "op"),
-                7 => rt::opt(p, &mut out.op_ext, "_op"),
+                7 => rt::opt_in(p, &mut out.op_ext, "_op"),
                 8 => rt::opt(p, &mut out.value, "value"),
-                9 => rt::opt(p, &mut out.value_ext, "_value"),
+                9 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -925,23 +973,31 @@ impl ValueSetComposeIncludeConcept {
 
 impl FromJson for ValueSetComposeIncludeConcept {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetComposeIncludeConcept {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.code, "code"),
-                5 => rt::opt(p, &mut out.code_ext, "_code"),
+                5 => rt::opt_in(p, &mut out.code_ext, "_code"),
                 6 => rt::opt(p, &mut out.display, "display"),
-                7 => rt::opt(p, &mut out.display_ext, "_display"),
-                8 => rt::list(p, &mut out.designation, "designation"),
+                7 => rt::opt_in(p, &mut out.display_ext, "_display"),
+                8 => rt::list_in(p, &mut out.designation, "designation"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -1005,23 +1061,31 @@ impl ValueSetComposeIncludeConceptDesignation {
 
 impl FromJson for ValueSetComposeIncludeConceptDesignation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for ValueSetComposeIncludeConceptDesignation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.language, "language"),
-                5 => rt::opt(p, &mut out.language_ext, "_language"),
-                6 => rt::opt(p, &mut out.r#use, "use"),
+                5 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                6 => rt::opt_in(p, &mut out.r#use, "use"),
                 7 => rt::opt(p, &mut out.value, "value"),
-                8 => rt::opt(p, &mut out.value_ext, "_value"),
+                8 => rt::opt_in(p, &mut out.value_ext, "_value"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

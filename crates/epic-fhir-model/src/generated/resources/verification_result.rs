@@ -110,46 +110,46 @@ impl VerificationResult {
 impl FromJson for VerificationResult {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for VerificationResult {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "VerificationResult"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.target, "target"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.target, "target"),
                 14 => rt::prim_list(p, &mut out.target_location, &mut out.target_location_ext, "targetLocation"),
                 15 => rt::list_ext(p, &mut out.target_location_ext, "_targetLocation"),
-                16 => rt::opt(p, &mut out.need, "need"),
+                16 => rt::opt_in(p, &mut out.need, "need"),
                 17 => rt::opt(p, &mut out.status, "status"),
-                18 => rt::opt(p, &mut out.status_ext, "_status"),
+                18 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 19 => rt::opt(p, &mut out.status_date, "statusDate"),
-                20 => rt::opt(p, &mut out.status_date_ext, "_statusDate"),
-                21 => rt::opt(p, &mut out.validation_type, "validationType"),
-                22 => rt::list(p, &mut out.validation_process, "validationProcess"),
-                23 => rt::opt(p, &mut out.frequency, "frequency"),
+                20 => rt::opt_in(p, &mut out.status_date_ext, "_statusDate"),
+                21 => rt::opt_in(p, &mut out.validation_type, "validationType"),
+                22 => rt::list_in(p, &mut out.validation_process, "validationProcess"),
+                23 => rt::opt_in(p, &mut out.frequency, "frequency"),
                 24 => rt::opt(p, &mut out.last_performed, "lastPerformed"),
-                25 => rt::opt(p, &mut out.last_performed_ext, "_lastPerformed"),
+                25 => rt::opt_in(p, &mut out.last_performed_ext, "_lastPerformed"),
                 26 => rt::opt(p, &mut out.next_scheduled, "nextScheduled"),
-                27 => rt::opt(p, &mut out.next_scheduled_ext, "_nextScheduled"),
-                28 => rt::opt(p, &mut out.failure_action, "failureAction"),
-                29 => rt::list(p, &mut out.primary_source, "primarySource"),
-                30 => rt::opt(p, &mut out.attestation, "attestation"),
-                31 => rt::list(p, &mut out.validator, "validator"),
+                27 => rt::opt_in(p, &mut out.next_scheduled_ext, "_nextScheduled"),
+                28 => rt::opt_in(p, &mut out.failure_action, "failureAction"),
+                29 => rt::list_in(p, &mut out.primary_source, "primarySource"),
+                30 => rt::opt_in(p, &mut out.attestation, "attestation"),
+                31 => rt::list_in(p, &mut out.validator, "validator"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -281,24 +281,32 @@ impl VerificationResultValidator {
 
 impl FromJson for VerificationResultValidator {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for VerificationResultValidator {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_organization = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_organization, "organization"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_organization, "organization"),
                 5 => rt::opt(p, &mut out.identity_certificate, "identityCertificate"),
-                6 => rt::opt(p, &mut out.identity_certificate_ext, "_identityCertificate"),
-                7 => rt::opt(p, &mut out.attestation_signature, "attestationSignature"),
+                6 => rt::opt_in(p, &mut out.identity_certificate_ext, "_identityCertificate"),
+                7 => rt::opt_in(p, &mut out.attestation_signature, "attestationSignature"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.organization = rt::required(p, f_organization, "organization")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -377,29 +385,37 @@ impl VerificationResultAttestation {
 
 impl FromJson for VerificationResultAttestation {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for VerificationResultAttestation {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.who, "who"),
-                5 => rt::opt(p, &mut out.on_behalf_of, "onBehalfOf"),
-                6 => rt::opt(p, &mut out.communication_method, "communicationMethod"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.who, "who"),
+                5 => rt::opt_in(p, &mut out.on_behalf_of, "onBehalfOf"),
+                6 => rt::opt_in(p, &mut out.communication_method, "communicationMethod"),
                 7 => rt::opt(p, &mut out.date, "date"),
-                8 => rt::opt(p, &mut out.date_ext, "_date"),
+                8 => rt::opt_in(p, &mut out.date_ext, "_date"),
                 9 => rt::opt(p, &mut out.source_identity_certificate, "sourceIdentityCertificate"),
-                10 => rt::opt(p, &mut out.source_identity_certificate_ext, "_sourceIdentityCertificate"),
+                10 => rt::opt_in(p, &mut out.source_identity_certificate_ext, "_sourceIdentityCertificate"),
                 11 => rt::opt(p, &mut out.proxy_identity_certificate, "proxyIdentityCertificate"),
-                12 => rt::opt(p, &mut out.proxy_identity_certificate_ext, "_proxyIdentityCertificate"),
-                13 => rt::opt(p, &mut out.proxy_signature, "proxySignature"),
-                14 => rt::opt(p, &mut out.source_signature, "sourceSignature"),
+                12 => rt::opt_in(p, &mut out.proxy_identity_certificate_ext, "_proxyIdentityCertificate"),
+                13 => rt::opt_in(p, &mut out.proxy_signature, "proxySignature"),
+                14 => rt::opt_in(p, &mut out.source_signature, "sourceSignature"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -479,26 +495,34 @@ impl VerificationResultPrimarySource {
 
 impl FromJson for VerificationResultPrimarySource {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for VerificationResultPrimarySource {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut out.who, "who"),
-                5 => rt::list(p, &mut out.r#type, "type"),
-                6 => rt::list(p, &mut out.communication_method, "communicationMethod"),
-                7 => rt::opt(p, &mut out.validation_status, "validationStatus"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut out.who, "who"),
+                5 => rt::list_in(p, &mut out.r#type, "type"),
+                6 => rt::list_in(p, &mut out.communication_method, "communicationMethod"),
+                7 => rt::opt_in(p, &mut out.validation_status, "validationStatus"),
                 8 => rt::opt(p, &mut out.validation_date, "validationDate"),
-                9 => rt::opt(p, &mut out.validation_date_ext, "_validationDate"),
-                10 => rt::opt(p, &mut out.can_push_updates, "canPushUpdates"),
-                11 => rt::list(p, &mut out.push_type_available, "pushTypeAvailable"),
+                9 => rt::opt_in(p, &mut out.validation_date_ext, "_validationDate"),
+                10 => rt::opt_in(p, &mut out.can_push_updates, "canPushUpdates"),
+                11 => rt::list_in(p, &mut out.push_type_available, "pushTypeAvailable"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 

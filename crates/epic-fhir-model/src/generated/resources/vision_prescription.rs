@@ -96,40 +96,40 @@ impl VisionPrescription {
 impl FromJson for VisionPrescription {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
         p.begin_object()?;
-        <Self as rt::ReadMembers>::read_members(p, true, false)
+        <Self as rt::ReadMembers>::read_members(p, true, false).map(|out| *out)
     }
 }
 
 impl rt::ReadMembers for VisionPrescription {
-    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Self> {
-        let mut out = Self::default();
+    fn read_members(p: &mut Parser<'_>, mut first: bool, mut type_seen: bool) -> PResult<Box<Self>> {
+        let mut out = Box::<Self>::default();
         let mut f_patient = None;
         let mut f_prescriber = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::resource_type(p, &mut type_seen, "VisionPrescription"),
                 2 => rt::opt(p, &mut out.id, "id"),
-                3 => rt::opt(p, &mut out.id_ext, "_id"),
-                4 => rt::opt(p, &mut out.meta, "meta"),
+                3 => rt::opt_in(p, &mut out.id_ext, "_id"),
+                4 => rt::opt_in(p, &mut out.meta, "meta"),
                 5 => rt::opt(p, &mut out.implicit_rules, "implicitRules"),
-                6 => rt::opt(p, &mut out.implicit_rules_ext, "_implicitRules"),
+                6 => rt::opt_in(p, &mut out.implicit_rules_ext, "_implicitRules"),
                 7 => rt::opt(p, &mut out.language, "language"),
-                8 => rt::opt(p, &mut out.language_ext, "_language"),
-                9 => rt::opt(p, &mut out.text, "text"),
+                8 => rt::opt_in(p, &mut out.language_ext, "_language"),
+                9 => rt::opt_in(p, &mut out.text, "text"),
                 10 => rt::list(p, &mut out.contained, "contained"),
-                11 => rt::list(p, &mut out.extension, "extension"),
-                12 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                13 => rt::list(p, &mut out.identifier, "identifier"),
+                11 => rt::list_in(p, &mut out.extension, "extension"),
+                12 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                13 => rt::list_in(p, &mut out.identifier, "identifier"),
                 14 => rt::opt(p, &mut out.status, "status"),
-                15 => rt::opt(p, &mut out.status_ext, "_status"),
+                15 => rt::opt_in(p, &mut out.status_ext, "_status"),
                 16 => rt::opt(p, &mut out.created, "created"),
-                17 => rt::opt(p, &mut out.created_ext, "_created"),
-                18 => rt::opt(p, &mut f_patient, "patient"),
-                19 => rt::opt(p, &mut out.encounter, "encounter"),
+                17 => rt::opt_in(p, &mut out.created_ext, "_created"),
+                18 => rt::opt_in(p, &mut f_patient, "patient"),
+                19 => rt::opt_in(p, &mut out.encounter, "encounter"),
                 20 => rt::opt(p, &mut out.date_written, "dateWritten"),
-                21 => rt::opt(p, &mut out.date_written_ext, "_dateWritten"),
-                22 => rt::opt(p, &mut f_prescriber, "prescriber"),
-                23 => rt::list(p, &mut out.lens_specification, "lensSpecification"),
+                21 => rt::opt_in(p, &mut out.date_written_ext, "_dateWritten"),
+                22 => rt::opt_in(p, &mut f_prescriber, "prescriber"),
+                23 => rt::list_in(p, &mut out.lens_specification, "lensSpecification"),
                 _ => out.extra.read(p, key),
             }?;
         }
@@ -308,44 +308,52 @@ impl VisionPrescriptionLensSpecification {
 
 impl FromJson for VisionPrescriptionLensSpecification {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for VisionPrescriptionLensSpecification {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         let mut f_product = None;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
-                4 => rt::opt(p, &mut f_product, "product"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
+                4 => rt::opt_in(p, &mut f_product, "product"),
                 5 => rt::opt(p, &mut out.eye, "eye"),
-                6 => rt::opt(p, &mut out.eye_ext, "_eye"),
+                6 => rt::opt_in(p, &mut out.eye_ext, "_eye"),
                 7 => rt::opt(p, &mut out.sphere, "sphere"),
-                8 => rt::opt(p, &mut out.sphere_ext, "_sphere"),
+                8 => rt::opt_in(p, &mut out.sphere_ext, "_sphere"),
                 9 => rt::opt(p, &mut out.cylinder, "cylinder"),
-                10 => rt::opt(p, &mut out.cylinder_ext, "_cylinder"),
+                10 => rt::opt_in(p, &mut out.cylinder_ext, "_cylinder"),
                 11 => rt::opt(p, &mut out.axis, "axis"),
-                12 => rt::opt(p, &mut out.axis_ext, "_axis"),
-                13 => rt::list(p, &mut out.prism, "prism"),
+                12 => rt::opt_in(p, &mut out.axis_ext, "_axis"),
+                13 => rt::list_in(p, &mut out.prism, "prism"),
                 14 => rt::opt(p, &mut out.add, "add"),
-                15 => rt::opt(p, &mut out.add_ext, "_add"),
+                15 => rt::opt_in(p, &mut out.add_ext, "_add"),
                 16 => rt::opt(p, &mut out.power, "power"),
-                17 => rt::opt(p, &mut out.power_ext, "_power"),
+                17 => rt::opt_in(p, &mut out.power_ext, "_power"),
                 18 => rt::opt(p, &mut out.back_curve, "backCurve"),
-                19 => rt::opt(p, &mut out.back_curve_ext, "_backCurve"),
+                19 => rt::opt_in(p, &mut out.back_curve_ext, "_backCurve"),
                 20 => rt::opt(p, &mut out.diameter, "diameter"),
-                21 => rt::opt(p, &mut out.diameter_ext, "_diameter"),
-                22 => rt::opt(p, &mut out.duration, "duration"),
+                21 => rt::opt_in(p, &mut out.diameter_ext, "_diameter"),
+                22 => rt::opt_in(p, &mut out.duration, "duration"),
                 23 => rt::opt(p, &mut out.color, "color"),
-                24 => rt::opt(p, &mut out.color_ext, "_color"),
+                24 => rt::opt_in(p, &mut out.color_ext, "_color"),
                 25 => rt::opt(p, &mut out.brand, "brand"),
-                26 => rt::opt(p, &mut out.brand_ext, "_brand"),
-                27 => rt::list(p, &mut out.note, "note"),
+                26 => rt::opt_in(p, &mut out.brand_ext, "_brand"),
+                27 => rt::list_in(p, &mut out.note, "note"),
                 _ => out.extra.read(p, key),
             }?;
         }
         out.product = rt::required(p, f_product, "product")?;
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -426,22 +434,30 @@ impl VisionPrescriptionLensSpecificationPrism {
 
 impl FromJson for VisionPrescriptionLensSpecificationPrism {
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
+        let mut out = Self::default();
+        rt::ReadInto::read_into(&mut out, p)?;
+        Ok(out)
+    }
+}
+
+impl rt::ReadInto for VisionPrescriptionLensSpecificationPrism {
+    fn read_into(&mut self, p: &mut Parser<'_>) -> PResult<()> {
         p.begin_object()?;
         let mut first = true;
-        let mut out = Self::default();
+        let out = self;
         while let Some(key) = p.next_key(&mut first)? {
             match rt::lookup(&Self::KEYS, &key) {
                 1 => rt::opt(p, &mut out.id, "id"),
-                2 => rt::list(p, &mut out.extension, "extension"),
-                3 => rt::list(p, &mut out.modifier_extension, "modifierExtension"),
+                2 => rt::list_in(p, &mut out.extension, "extension"),
+                3 => rt::list_in(p, &mut out.modifier_extension, "modifierExtension"),
                 4 => rt::opt(p, &mut out.amount, "amount"),
-                5 => rt::opt(p, &mut out.amount_ext, "_amount"),
+                5 => rt::opt_in(p, &mut out.amount_ext, "_amount"),
                 6 => rt::opt(p, &mut out.base, "base"),
-                7 => rt::opt(p, &mut out.base_ext, "_base"),
+                7 => rt::opt_in(p, &mut out.base_ext, "_base"),
                 _ => out.extra.read(p, key),
             }?;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
