@@ -18,20 +18,80 @@ use time::{
     UtcOffset,
 };
 
+/// Text of at most `N` bytes kept inline, longer text on the heap: dates, times and decimals
+/// are short, and an allocation for each was a measurable part of the typed parse. The
+/// representation depends only on the length, so equal texts are equal values.
+#[derive(Clone)]
+enum ShortText<const N: usize> {
+    Inline { len: u8, bytes: [u8; N] },
+    Heap(Box<str>),
+}
+
+impl<const N: usize> ShortText<N> {
+    fn new(text: &str) -> Self {
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= N => {
+                let mut bytes = [0; N];
+                bytes[..text.len()].copy_from_slice(text.as_bytes());
+                ShortText::Inline { len, bytes }
+            }
+            _ => ShortText::Heap(text.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `str`, so the check cannot fail.
+            ShortText::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            ShortText::Heap(text) => text,
+        }
+    }
+}
+
+impl<const N: usize> std::ops::Deref for ShortText<N> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl<const N: usize> PartialEq for ShortText<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<const N: usize> Eq for ShortText<N> {}
+
+impl<const N: usize> std::hash::Hash for ShortText<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl<const N: usize> fmt::Debug for ShortText<N> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), formatter)
+    }
+}
+
 /// A FHIR `decimal`, kept as the exact text of its JSON number.
 ///
 /// FHIR gives meaning to a decimal's precision: `1.50` says the value is known to two places,
 /// `1.5` to one. The text is kept as read and written back unchanged; [`Decimal::as_f64`]
 /// gives the nearest `f64` for arithmetic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Decimal(Box<str>);
+pub struct Decimal(ShortText<22>);
 
 impl Decimal {
     /// Checks `text` against the JSON number grammar (which FHIR decimals follow) and keeps it.
     pub fn parse(text: &str) -> Result<Self, DecimalParseError> {
         let mut p = Parser::from_text(text);
         match p.number().and_then(|n| p.end().map(|()| n)) {
-            Ok(number) if number.len() == text.len() => Ok(Decimal(text.into())),
+            Ok(number) if number.len() == text.len() => Ok(Decimal(ShortText::new(text))),
             _ => Err(DecimalParseError {
                 value: text.chars().take(64).collect(),
             }),
@@ -49,7 +109,7 @@ impl Decimal {
         } else {
             format!("{value}")
         };
-        Some(Decimal(text.into()))
+        Some(Decimal(ShortText::new(&text)))
     }
 
     /// The value as an `f64` (the nearest one, for values that an `f64` cannot hold exactly).
@@ -88,19 +148,19 @@ impl FromStr for Decimal {
 
 impl From<i64> for Decimal {
     fn from(value: i64) -> Self {
-        Decimal(value.to_string().into())
+        Decimal(ShortText::new(&value.to_string()))
     }
 }
 
 impl From<u64> for Decimal {
     fn from(value: u64) -> Self {
-        Decimal(value.to_string().into())
+        Decimal(ShortText::new(&value.to_string()))
     }
 }
 
 impl From<i32> for Decimal {
     fn from(value: i32) -> Self {
-        Decimal(value.to_string().into())
+        Decimal(ShortText::new(&value.to_string()))
     }
 }
 
@@ -113,7 +173,7 @@ impl fmt::Display for Decimal {
 impl FromJson for Decimal {
     #[inline]
     fn from_json(p: &mut Parser<'_>) -> PResult<Self> {
-        p.number().map(|text| Decimal(text.into()))
+        p.number().map(|text| Decimal(ShortText::new(text)))
     }
 }
 
@@ -468,7 +528,7 @@ macro_rules! temporal_type {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub struct $name {
-            text: String,
+            text: ShortText<30>,
             parsed: Parsed,
         }
 
@@ -476,7 +536,7 @@ macro_rules! temporal_type {
             /// Parses and checks FHIR text, keeping it unchanged.
             pub fn parse(text: &str) -> Result<Self, TemporalParseError> {
                 match parse(text, $kind) {
-                    Ok(parsed) => Ok(Self { text: text.to_owned(), parsed }),
+                    Ok(parsed) => Ok(Self { text: ShortText::new(text), parsed }),
                     Err(reason) => Err(TemporalParseError {
                         kind: $kind.name(),
                         value: text.chars().take(64).collect(),
@@ -527,7 +587,7 @@ macro_rules! temporal_type {
                 let start = p.position();
                 let text = p.str()?;
                 match parse(&text, $kind) {
-                    Ok(parsed) => Ok(Self { text: text.into_owned(), parsed }),
+                    Ok(parsed) => Ok(Self { text: ShortText::new(&text), parsed }),
                     Err(reason) => Err(p.error_at(
                         start,
                         format!("invalid FHIR {} `{}`: {reason}", $kind.name(), text.chars().take(64).collect::<String>()),
@@ -613,12 +673,12 @@ impl TryFrom<CalendarDate> for Date {
             reason,
         })?;
         Ok(Self {
-            text: format!(
+            text: ShortText::new(&format!(
                 "{:04}-{:02}-{:02}",
                 date.year(),
                 u8::from(date.month()),
                 date.day()
-            ),
+            )),
             parsed: Parsed {
                 start: PrimitiveDateTime::new(date, TimeOfDay::MIDNIGHT),
                 offset: None,
@@ -703,7 +763,7 @@ impl From<Instant> for DateTime {
 /// A FHIR `time`: a time of day, `hh:mm:ss` with optional fractional seconds, no zone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Time {
-    text: String,
+    text: ShortText<30>,
 }
 
 impl Time {
@@ -711,7 +771,7 @@ impl Time {
     pub fn parse(text: &str) -> Result<Self, TemporalParseError> {
         match check_time(text) {
             Ok(()) => Ok(Time {
-                text: text.to_owned(),
+                text: ShortText::new(text),
             }),
             Err(reason) => Err(TemporalParseError {
                 kind: "time",
@@ -801,7 +861,7 @@ impl FromJson for Time {
         let text = p.str()?;
         match check_time(&text) {
             Ok(()) => Ok(Time {
-                text: text.into_owned(),
+                text: ShortText::new(&text),
             }),
             Err(reason) => Err(p.error_at(
                 start,
@@ -850,6 +910,27 @@ mod tests {
     use time::macros::{datetime, offset};
 
     use super::*;
+
+    #[test]
+    fn short_text_keeps_every_length_inline_or_not() {
+        let long = "2024-03-01T10:00:00.123456789012345+05:00é";
+        for end in (0..=long.len()).filter(|&end| long.is_char_boundary(end)) {
+            let text = &long[..end];
+            let short = ShortText::<30>::new(text);
+            assert_eq!(short.as_str(), text);
+            assert_eq!(
+                matches!(short, ShortText::Inline { .. }),
+                end <= 30,
+                "{end}"
+            );
+            assert_eq!(short, ShortText::<30>::new(text));
+            assert_eq!(short.clone().as_str(), text);
+        }
+        // Values no larger than the ones they replace (`Box<str>`, `String`).
+        assert_eq!(size_of::<Decimal>(), 24);
+        assert_eq!(size_of::<Option<Decimal>>(), 24);
+        assert!(size_of::<DateTime>() <= size_of::<String>() + 32);
+    }
 
     #[test]
     fn date_precisions_and_ranges() {
