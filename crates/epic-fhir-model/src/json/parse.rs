@@ -203,6 +203,34 @@ impl<'a> Parser<'a> {
     /// `first` is true before the first member and is cleared here.
     #[inline]
     pub fn next_key(&mut self, first: &mut bool) -> PResult<Option<Cow<'a, str>>> {
+        // Compact JSON, inline: `"name":` right after `{` or `,`, or the closing `}`.
+        let input = self.input;
+        let at = self.pos;
+        let key_at = match input.get(at) {
+            Some(b'}') => {
+                self.pos = at + 1;
+                self.depth -= 1;
+                return Ok(None);
+            }
+            Some(b',') if !*first => at + 1,
+            Some(b'"') if *first => at,
+            _ => return self.any_key(first),
+        };
+        self.pos = key_at;
+        if let Some(key) = self.plain_str() {
+            if input.get(self.pos) == Some(&b':') {
+                self.pos += 1;
+                *first = false;
+                return Ok(Some(Cow::Borrowed(key)));
+            }
+        }
+        self.pos = at;
+        self.any_key(first)
+    }
+
+    /// [`Parser::next_key`] for any JSON, whitespace and escapes included, and its errors.
+    #[inline(never)]
+    fn any_key(&mut self, first: &mut bool) -> PResult<Option<Cow<'a, str>>> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
@@ -307,6 +335,43 @@ impl<'a> Parser<'a> {
     /// Reads a string, borrowing it from the input unless it has escapes.
     #[inline]
     pub fn str(&mut self) -> PResult<Cow<'a, str>> {
+        match self.plain_str() {
+            Some(text) => Ok(Cow::Borrowed(text)),
+            None => self.any_str(),
+        }
+    }
+
+    /// The fast path of [`Parser::str`], small enough to inline: a string that starts right
+    /// here, has no escapes and ends at least 16 bytes before the end of the input. Anything
+    /// else (whitespace first, escapes, errors, the last bytes) returns `None` without moving,
+    /// for [`Parser::any_str`] to read or report.
+    #[inline]
+    fn plain_str(&mut self) -> Option<&'a str> {
+        let input = self.input;
+        if input.get(self.pos) != Some(&b'"') {
+            return None;
+        }
+        let start = self.pos + 1;
+        let mut end = start;
+        loop {
+            let chunk: &[u8; 16] = input.get(end..end + 16)?.try_into().ok()?;
+            if let Some(offset) = string_stop_in_16(chunk) {
+                end += offset;
+                break;
+            }
+            end += 16;
+        }
+        if input.get(end) != Some(&b'"') {
+            return None;
+        }
+        let text = self.text.get(start..end)?;
+        self.pos = end + 1;
+        Some(text)
+    }
+
+    /// Reads any string, or reports why there is none here.
+    #[inline(never)]
+    fn any_str(&mut self) -> PResult<Cow<'a, str>> {
         if self.peek() != Some(b'"') {
             return Err(self.unexpected("a string"));
         }
