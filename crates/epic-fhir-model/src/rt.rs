@@ -73,6 +73,7 @@ pub(crate) fn lookup(table: &KeyTable, key: &str) -> u16 {
 /// The checks before a single value: a duplicate is an error, and `null` (which FHIR forbids,
 /// and which means the same as an absent member) is skipped. Returns whether the caller must
 /// read the value.
+#[cold]
 fn single_value_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
     if present {
         return Err(duplicate(p, Cow::Borrowed(name)));
@@ -86,7 +87,7 @@ pub(crate) fn opt<T: FromJson>(
     slot: &mut Option<T>,
     name: &'static str,
 ) -> PResult<()> {
-    if single_value_follows(p, slot.is_some(), name)? {
+    if slot.is_none() && p.plain_value_next() || single_value_follows(p, slot.is_some(), name)? {
         match T::from_json(p) {
             Ok(value) => *slot = Some(value),
             Err(e) => return Err(e.in_member(name)),
@@ -98,7 +99,18 @@ pub(crate) fn opt<T: FromJson>(
 /// The checks before an array: a duplicate is an error, `null` is skipped (as for single
 /// values), anything but an array is an error. Returns whether an array was opened. An empty
 /// array, which FHIR forbids too, leaves the field empty, as an absent member does.
+#[inline(always)]
 fn array_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
+    if !present && p.plain_array_next() {
+        p.begin_array()?;
+        return Ok(true);
+    }
+    any_array_follows(p, present, name)
+}
+
+/// [`array_follows`] with whitespace, `null` and errors.
+#[cold]
+fn any_array_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
     if present {
         return Err(duplicate(p, Cow::Borrowed(name)));
     }
@@ -153,7 +165,7 @@ pub(crate) fn opt_in<T: ReadInto>(
     slot: &mut Option<T>,
     name: &'static str,
 ) -> PResult<()> {
-    if single_value_follows(p, slot.is_some(), name)? {
+    if slot.is_none() && p.plain_value_next() || single_value_follows(p, slot.is_some(), name)? {
         if let Err(e) = slot.insert(T::default()).read_into(p) {
             *slot = None;
             return Err(e.in_member(name));

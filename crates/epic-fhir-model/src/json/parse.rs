@@ -201,7 +201,7 @@ impl<'a> Parser<'a> {
 
     /// Reads the next member name and its `:`, or consumes the closing `}` and returns `None`.
     /// `first` is true before the first member and is cleared here.
-    #[inline]
+    #[inline(always)]
     pub fn next_key(&mut self, first: &mut bool) -> PResult<Option<Cow<'a, str>>> {
         // Compact JSON, inline: `"name":` right after `{` or `,`, or the closing `}`.
         let input = self.input;
@@ -297,6 +297,21 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Whether a value other than `null` starts right here (no whitespace first): the fast
+    /// path of a member's value, which needs no `null` or whitespace handling.
+    #[inline(always)]
+    pub(crate) fn plain_value_next(&self) -> bool {
+        self.input
+            .get(self.pos)
+            .is_some_and(|&byte| byte > b' ' && byte != b'n')
+    }
+
+    /// Whether `[` is the next byte (no whitespace first).
+    #[inline(always)]
+    pub(crate) fn plain_array_next(&self) -> bool {
+        self.input.get(self.pos) == Some(&b'[')
+    }
+
     /// Consumes `null` if it comes next.
     #[inline]
     pub fn take_null(&mut self) -> PResult<bool> {
@@ -345,7 +360,7 @@ impl<'a> Parser<'a> {
     /// here, has no escapes and ends at least 16 bytes before the end of the input. Anything
     /// else (whitespace first, escapes, errors, the last bytes) returns `None` without moving,
     /// for [`Parser::any_str`] to read or report.
-    #[inline]
+    #[inline(always)]
     fn plain_str(&mut self) -> Option<&'a str> {
         let input = self.input;
         if input.get(self.pos) != Some(&b'"') {
