@@ -181,17 +181,33 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(format!("nesting deeper than {MAX_DEPTH} levels")));
+            return Err(self.too_deep());
         }
         Ok(())
     }
 
+    #[cold]
+    fn too_deep(&self) -> Box<ParseError> {
+        self.error(format!("nesting deeper than {MAX_DEPTH} levels"))
+    }
+
     /// Consumes `{`, or fails naming what was found instead.
-    #[inline]
+    #[inline(always)]
     pub fn begin_object(&mut self) -> PResult<()> {
+        if self.input.get(self.pos) == Some(&b'{') {
+            self.pos += 1;
+            return self.enter();
+        }
+        self.any_begin_object()
+    }
+
+    /// [`Parser::begin_object`] after whitespace, and its error.
+    #[inline(never)]
+    fn any_begin_object(&mut self) -> PResult<()> {
         if self.peek() != Some(b'{') {
             return Err(self.unexpected("an object"));
         }
