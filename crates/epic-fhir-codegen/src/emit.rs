@@ -211,12 +211,20 @@ fn emit_struct(out: &mut String, model: &Model, s: &Struct, choices: &BTreeMap<&
                 arms.push(format!("rt::opt_in(p, &mut {e}, \"_{j}\")"));
             }
             _ if f.is_list() => {
-                let read = if reads_in_place(model, f) { "list_in" } else { "list" };
+                let read = if reads_in_place(model, f) {
+                    "list_in"
+                } else {
+                    "list"
+                };
                 entries.push((j.clone(), arms.len() as u16 + 1));
                 arms.push(format!("rt::{read}(p, &mut {l}, \"{j}\")"));
             }
             _ => {
-                let read = if reads_in_place(model, f) { "opt_in" } else { "opt" };
+                let read = if reads_in_place(model, f) {
+                    "opt_in"
+                } else {
+                    "opt"
+                };
                 entries.push((j.clone(), arms.len() as u16 + 1));
                 arms.push(format!("rt::{read}(p, &mut {l}, \"{j}\")"));
             }

@@ -77,24 +77,24 @@ pub struct Account {
 impl Account {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 187,
+        seed: 273,
         slots: &[
-            ("_language", 8), ("servicePeriod", 20), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_description", 24),
-            ("guarantor", 25), ("_status", 15), ("", 0), ("", 0),
-            ("id", 2), ("", 0), ("extension", 11), ("subject", 19),
-            ("", 0), ("type", 16), ("", 0), ("owner", 22),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("partOf", 26),
-            ("", 0), ("_implicitRules", 6), ("contained", 10), ("", 0),
-            ("", 0), ("", 0), ("description", 23), ("", 0),
-            ("implicitRules", 5), ("meta", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_name", 18), ("status", 14),
-            ("", 0), ("coverage", 21), ("resourceType", 1), ("_id", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("identifier", 13),
-            ("", 0), ("text", 9), ("name", 17), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("status", 14), ("owner", 22), ("", 0),
+            ("", 0), ("_id", 3), ("id", 2), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("name", 17), ("", 0), ("_description", 24),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("type", 16), ("servicePeriod", 20),
+            ("", 0), ("coverage", 21), ("", 0), ("description", 23),
+            ("", 0), ("", 0), ("_status", 15), ("_language", 8),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("subject", 19), ("_implicitRules", 6), ("guarantor", 25), ("", 0),
+            ("", 0), ("", 0), ("_name", 18), ("partOf", 26),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
         ],
     };
 }
@@ -252,12 +252,12 @@ pub struct AccountGuarantor {
 impl AccountGuarantor {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("onHold", 5), ("period", 7), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("_onHold", 6), ("", 0), ("party", 4), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("period", 7), ("_onHold", 6), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("party", 4), ("", 0),
+            ("", 0), ("extension", 2), ("onHold", 5), ("", 0),
         ],
     };
 }
@@ -336,12 +336,12 @@ pub struct AccountCoverage {
 impl AccountCoverage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("coverage", 4), ("", 0), ("modifierExtension", 3),
-            ("priority", 5), ("_priority", 6), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("priority", 5), ("", 0),
+            ("", 0), ("id", 1), ("_priority", 6), ("coverage", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -97,40 +97,40 @@ pub struct AdverseEvent {
 impl AdverseEvent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 209,
+        seed: 395,
         slots: &[
+            ("resultingCondition", 26), ("contributor", 32), ("", 0), ("location", 27),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("study", 36), ("_date", 21), ("identifier", 13),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-            ("encounter", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("_id", 3), ("extension", 11), ("", 0), ("meta", 4),
-            ("suspectEntity", 33), ("category", 16), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("severity", 29),
+            ("date", 20), ("", 0), ("outcome", 30), ("", 0),
+            ("", 0), ("", 0), ("_detected", 23), ("_recordedDate", 25),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("recordedDate", 24),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_recordedDate", 25), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("", 0), ("referenceDocument", 35), ("recorder", 31),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("", 0), ("event", 17), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("recordedDate", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("detected", 22),
+            ("text", 9), ("", 0), ("", 0), ("recorder", 31),
+            ("subject", 18), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 16),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("referenceDocument", 35),
+            ("suspectEntity", 33), ("meta", 4), ("seriousness", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("actuality", 14), ("study", 36), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_date", 21),
+            ("", 0), ("", 0), ("encounter", 19), ("", 0),
             ("", 0), ("_actuality", 15), ("", 0), ("", 0),
-            ("text", 9), ("", 0), ("", 0), ("resultingCondition", 26),
-            ("detected", 22), ("outcome", 30), ("subjectMedicalHistory", 34), ("date", 20),
-            ("", 0), ("location", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("implicitRules", 5), ("_implicitRules", 6), ("_language", 8), ("", 0),
+            ("subjectMedicalHistory", 34), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("event", 17), ("", 0), ("seriousness", 28), ("actuality", 14),
-            ("", 0), ("", 0), ("", 0), ("subject", 18),
-            ("", 0), ("modifierExtension", 12), ("contributor", 32), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("severity", 29), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_detected", 23),
         ],
     };
 }
@@ -306,12 +306,12 @@ pub struct AdverseEventSuspectEntity {
 impl AdverseEventSuspectEntity {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("causality", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("instance", 4), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("instance", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("causality", 5), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -390,12 +390,12 @@ pub struct AdverseEventSuspectEntityCausality {
 impl AdverseEventSuspectEntityCausality {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14,
+        seed: 38,
         slots: &[
-            ("", 0), ("extension", 2), ("author", 7), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("method", 8), ("_productRelatedness", 6), ("assessment", 4), ("productRelatedness", 5),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_productRelatedness", 6), ("id", 1), ("", 0),
+            ("assessment", 4), ("", 0), ("", 0), ("extension", 2),
+            ("method", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("productRelatedness", 5), ("author", 7), ("", 0), ("", 0),
         ],
     };
 }

@@ -77,24 +77,24 @@ pub struct AuditEvent {
 impl AuditEvent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1326,
+        seed: 397,
         slots: &[
-            ("", 0), ("extension", 11), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("agent", 25),
-            ("", 0), ("purposeOfEvent", 24), ("", 0), ("", 0),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("meta", 4),
-            ("", 0), ("", 0), ("", 0), ("_recorded", 19),
-            ("_language", 8), ("_implicitRules", 6), ("outcome", 20), ("contained", 10),
-            ("_action", 16), ("source", 26), ("", 0), ("", 0),
-            ("", 0), ("recorded", 18), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("type", 13), ("", 0),
-            ("", 0), ("action", 15), ("", 0), ("_id", 3),
-            ("outcomeDesc", 22), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_outcomeDesc", 23), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("period", 17), ("entity", 27),
-            ("", 0), ("_outcome", 21), ("subtype", 14), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("id", 2),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("agent", 25), ("", 0), ("", 0), ("recorded", 18),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("purposeOfEvent", 24), ("outcomeDesc", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("_action", 16), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("source", 26),
+            ("", 0), ("_recorded", 19), ("id", 2), ("", 0),
+            ("", 0), ("subtype", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("_implicitRules", 6),
+            ("language", 7), ("type", 13), ("_outcomeDesc", 23), ("extension", 11),
+            ("outcome", 20), ("action", 15), ("", 0), ("_outcome", 21),
+            ("period", 17), ("", 0), ("text", 9), ("entity", 27),
         ],
     };
 }
@@ -274,16 +274,16 @@ pub struct AuditEventEntity {
 impl AuditEventEntity {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 17,
+        seed: 146,
         slots: &[
-            ("type", 5), ("_description", 12), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("_query", 14), ("", 0), ("", 0), ("securityLabel", 8),
-            ("name", 9), ("", 0), ("", 0), ("", 0),
-            ("what", 4), ("", 0), ("lifecycle", 7), ("extension", 2),
-            ("query", 13), ("role", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("detail", 15), ("_name", 10),
-            ("", 0), ("description", 11), ("", 0), ("id", 1),
+            ("_name", 10), ("lifecycle", 7), ("", 0), ("", 0),
+            ("type", 5), ("", 0), ("securityLabel", 8), ("_description", 12),
+            ("role", 6), ("what", 4), ("", 0), ("", 0),
+            ("name", 9), ("", 0), ("", 0), ("query", 13),
+            ("modifierExtension", 3), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("description", 11), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_query", 14),
+            ("detail", 15), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -376,12 +376,12 @@ pub struct AuditEventEntityDetail {
 impl AuditEventEntityDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("type", 4), ("_type", 5), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("valueString", 6), ("valueBase64Binary", 6),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("type", 4), ("", 0),
+            ("id", 1), ("", 0), ("valueString", 6), ("", 0),
+            ("", 0), ("_type", 5), ("", 0), ("valueBase64Binary", 6),
         ],
     };
 }
@@ -464,12 +464,12 @@ pub struct AuditEventSource {
 impl AuditEventSource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 3,
         slots: &[
-            ("", 0), ("type", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("_site", 5), ("observer", 6),
-            ("site", 4), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("site", 4), ("modifierExtension", 3), ("", 0), ("_site", 5),
+            ("observer", 6), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("type", 7), ("", 0), ("", 0),
         ],
     };
 }
@@ -572,24 +572,24 @@ pub struct AuditEventAgent {
 impl AuditEventAgent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 12,
+        seed: 2,
         slots: &[
-            ("name", 9), ("", 0), ("_policy", 15), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("who", 6),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 4), ("", 0), ("altId", 7), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("network", 17),
-            ("location", 13), ("", 0), ("", 0), ("", 0),
-            ("_altId", 8), ("media", 16), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_name", 10),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("who", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("role", 5), ("extension", 2),
-            ("requestor", 11), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("policy", 14), ("purposeOfUse", 18), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("media", 16),
+            ("", 0), ("", 0), ("", 0), ("requestor", 11),
+            ("", 0), ("location", 13), ("role", 5), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("policy", 14),
             ("_requestor", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_altId", 8), ("", 0), ("", 0),
+            ("", 0), ("altId", 7), ("name", 9), ("_policy", 15),
+            ("", 0), ("purposeOfUse", 18), ("network", 17), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -689,12 +689,12 @@ pub struct AuditEventAgentNetwork {
 impl AuditEventAgentNetwork {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("_address", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("address", 4), ("extension", 2),
-            ("", 0), ("", 0), ("_type", 7), ("type", 6),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("_type", 7), ("_address", 5), ("extension", 2),
+            ("", 0), ("", 0), ("address", 4), ("", 0),
+            ("id", 1), ("type", 6), ("", 0), ("", 0),
         ],
     };
 }

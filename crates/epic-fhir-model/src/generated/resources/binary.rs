@@ -47,16 +47,16 @@ pub struct Binary {
 impl Binary {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 8,
+        seed: 34,
         slots: &[
-            ("_contentType", 10), ("contentType", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("securityContext", 11), ("", 0), ("_id", 3),
-            ("", 0), ("id", 2), ("", 0), ("_data", 13),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("data", 12),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("contentType", 9), ("", 0), ("_data", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("_implicitRules", 6),
+            ("meta", 4), ("resourceType", 1), ("securityContext", 11), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("data", 12), ("", 0),
+            ("_contentType", 10), ("", 0), ("", 0), ("implicitRules", 5),
         ],
     };
 }

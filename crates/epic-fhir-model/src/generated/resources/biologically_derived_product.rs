@@ -75,24 +75,24 @@ pub struct BiologicallyDerivedProduct {
 impl BiologicallyDerivedProduct {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 44,
+        seed: 175,
         slots: &[
-            ("productCategory", 14), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("quantity", 20), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("storage", 26),
-            ("contained", 10), ("", 0), ("_quantity", 21), ("text", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("identifier", 13), ("", 0), ("productCode", 16),
-            ("", 0), ("status", 17), ("", 0), ("collection", 23),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_productCategory", 15), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-            ("request", 19), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("parent", 22), ("language", 7), ("extension", 11),
-            ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
-            ("_status", 18), ("manipulation", 25), ("", 0), ("", 0),
+            ("", 0), ("request", 19), ("", 0), ("", 0),
+            ("_productCategory", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("collection", 23),
+            ("", 0), ("manipulation", 25), ("identifier", 13), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("storage", 26),
+            ("_quantity", 21), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("id", 2),
+            ("_status", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("resourceType", 1),
+            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("productCategory", 14), ("", 0),
+            ("status", 17), ("", 0), ("", 0), ("quantity", 20),
+            ("", 0), ("_id", 3), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("productCode", 16), ("", 0),
+            ("extension", 11), ("processing", 24), ("", 0), ("parent", 22),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
         ],
     };
 }
@@ -256,16 +256,16 @@ pub struct BiologicallyDerivedProductStorage {
 impl BiologicallyDerivedProductStorage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("duration", 10), ("", 0), ("_description", 5), ("", 0),
-            ("_scale", 9), ("", 0), ("", 0), ("_temperature", 7),
-            ("description", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("scale", 8), ("temperature", 6), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 5),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("description", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("temperature", 6), ("", 0), ("scale", 8),
+            ("_scale", 9), ("_temperature", 7), ("", 0), ("duration", 10),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -350,10 +350,10 @@ impl BiologicallyDerivedProductManipulation {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("timePeriod", 6), ("", 0), ("timeDateTime", 6),
-            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("description", 4), ("", 0), ("", 0),
+            ("timeDateTime", 6), ("", 0), ("", 0), ("", 0),
+            ("timePeriod", 6), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("_description", 5), ("", 0), ("description", 4),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -432,16 +432,16 @@ pub struct BiologicallyDerivedProductProcessing {
 impl BiologicallyDerivedProductProcessing {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 3,
         slots: &[
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("procedure", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("timeDateTime", 8), ("timePeriod", 8), ("additive", 7),
             ("", 0), ("description", 4), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
-            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("additive", 7),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 5), ("", 0),
         ],
     };
 }
@@ -520,12 +520,12 @@ pub struct BiologicallyDerivedProductCollection {
 impl BiologicallyDerivedProductCollection {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("", 0), ("collectedDateTime", 6), ("extension", 2), ("", 0),
-            ("", 0), ("source", 5), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("collectedPeriod", 6), ("", 0),
-            ("", 0), ("collector", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("source", 5),
+            ("", 0), ("", 0), ("", 0), ("collectedPeriod", 6),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("collectedDateTime", 6), ("collector", 4),
         ],
     };
 }

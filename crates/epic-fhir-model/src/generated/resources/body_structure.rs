@@ -69,24 +69,24 @@ pub struct BodyStructure {
 impl BodyStructure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 74,
+        seed: 4,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("morphology", 16),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("active", 14),
+            ("", 0), ("_active", 15), ("", 0), ("meta", 4),
+            ("", 0), ("_language", 8), ("contained", 10), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("_description", 20), ("", 0), ("", 0),
+            ("", 0), ("locationQualifier", 18), ("", 0), ("_id", 3),
+            ("language", 7), ("", 0), ("location", 17), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("", 0), ("", 0), ("patient", 22),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("", 0), ("text", 9),
-            ("description", 19), ("", 0), ("", 0), ("resourceType", 1),
-            ("", 0), ("", 0), ("locationQualifier", 18), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
-            ("active", 14), ("location", 17), ("", 0), ("_implicitRules", 6),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("image", 21),
-            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("_active", 15),
-            ("meta", 4), ("_description", 20), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("image", 21), ("morphology", 16), ("description", 19), ("patient", 22),
         ],
     };
 }

@@ -57,24 +57,24 @@ pub struct Bundle {
 impl Bundle {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 44,
+        seed: 14,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_total", 15),
-            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("_type", 11), ("", 0), ("", 0),
+            ("", 0), ("signature", 18), ("_total", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("total", 14), ("meta", 4),
+            ("language", 7), ("_timestamp", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("type", 10), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("_language", 8),
             ("link", 16), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_timestamp", 13), ("type", 10),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("entry", 17), ("", 0), ("", 0),
-            ("", 0), ("signature", 18), ("", 0), ("", 0),
-            ("", 0), ("identifier", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_type", 11),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("total", 14), ("language", 7), ("", 0),
-            ("meta", 4), ("", 0), ("_language", 8), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("timestamp", 12),
+            ("", 0), ("entry", 17), ("timestamp", 12), ("", 0),
         ],
     };
 }
@@ -214,16 +214,16 @@ pub struct BundleEntry {
 impl BundleEntry {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("response", 10), ("request", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("resource", 7),
-            ("", 0), ("", 0), ("", 0), ("search", 8),
-            ("id", 1), ("", 0), ("fullUrl", 5), ("", 0),
+            ("fullUrl", 5), ("", 0), ("search", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("request", 9),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_fullUrl", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("link", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("resource", 7), ("response", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_fullUrl", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("link", 4),
         ],
     };
 }
@@ -318,16 +318,16 @@ pub struct BundleEntryResponse {
 impl BundleEntryResponse {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 22,
+        seed: 6,
         slots: &[
+            ("_status", 5), ("", 0), ("_lastModified", 11), ("", 0),
+            ("_etag", 9), ("", 0), ("outcome", 12), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_lastModified", 11), ("", 0), ("", 0), ("_location", 7),
-            ("id", 1), ("", 0), ("", 0), ("_status", 5),
-            ("etag", 8), ("lastModified", 10), ("", 0), ("", 0),
-            ("status", 4), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_etag", 9), ("outcome", 12),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("location", 6),
+            ("", 0), ("status", 4), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("location", 6), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("lastModified", 10), ("", 0),
+            ("etag", 8), ("", 0), ("", 0), ("_location", 7),
         ],
     };
 }
@@ -432,16 +432,16 @@ pub struct BundleEntryRequest {
 impl BundleEntryRequest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 31,
+        seed: 17,
         slots: &[
-            ("modifierExtension", 3), ("", 0), ("", 0), ("_method", 5),
-            ("id", 1), ("", 0), ("", 0), ("ifNoneExist", 14),
-            ("method", 4), ("", 0), ("_ifModifiedSince", 11), ("_ifMatch", 13),
-            ("", 0), ("extension", 2), ("", 0), ("", 0),
-            ("", 0), ("_url", 7), ("ifMatch", 12), ("ifNoneMatch", 8),
-            ("", 0), ("_ifNoneExist", 15), ("_ifNoneMatch", 9), ("", 0),
-            ("ifModifiedSince", 10), ("url", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_url", 7),
+            ("ifMatch", 12), ("", 0), ("_ifMatch", 13), ("extension", 2),
+            ("_method", 5), ("", 0), ("_ifModifiedSince", 11), ("_ifNoneMatch", 9),
+            ("", 0), ("ifModifiedSince", 10), ("", 0), ("url", 6),
+            ("", 0), ("method", 4), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("_ifNoneExist", 15), ("", 0), ("", 0),
+            ("ifNoneExist", 14), ("id", 1), ("", 0), ("ifNoneMatch", 8),
         ],
     };
 }
@@ -538,10 +538,10 @@ impl BundleEntrySearch {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("score", 6), ("_mode", 5),
-            ("", 0), ("", 0), ("_score", 7), ("mode", 4),
+            ("_score", 7), ("mode", 4), ("modifierExtension", 3), ("_mode", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("score", 6),
         ],
     };
 }
@@ -620,12 +620,12 @@ pub struct BundleLink {
 impl BundleLink {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("relation", 4), ("_relation", 5),
-            ("", 0), ("url", 6), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("relation", 4), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("_url", 7), ("", 0), ("_relation", 5), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("url", 6),
         ],
     };
 }

@@ -137,72 +137,72 @@ pub struct CapabilityStatement {
 impl CapabilityStatement {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 419,
+        seed: 333,
         slots: &[
-            ("_publisher", 28), ("extension", 11), ("", 0), ("_kind", 39),
-            ("", 0), ("", 0), ("", 0), ("software", 44),
-            ("format", 48), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("purpose", 34),
-            ("_name", 18), ("", 0), ("_imports", 43), ("", 0),
-            ("", 0), ("", 0), ("_purpose", 35), ("_experimental", 24),
-            ("_patchFormat", 51), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_url", 14), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("description", 30),
-            ("", 0), ("_language", 8), ("", 0), ("", 0),
-            ("", 0), ("_instantiates", 41), ("", 0), ("_fhirVersion", 47),
-            ("_version", 16), ("", 0), ("_date", 26), ("", 0),
+            ("", 0), ("software", 44), ("implementation", 45), ("", 0),
+            ("implementationGuide", 52), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("url", 13),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("instantiates", 40),
-            ("", 0), ("version", 15), ("", 0), ("", 0),
+            ("patchFormat", 50), ("rest", 54), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_patchFormat", 51), ("jurisdiction", 33), ("", 0), ("", 0),
+            ("", 0), ("purpose", 34), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("experimental", 23), ("title", 19), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("", 0), ("", 0),
+            ("", 0), ("_imports", 43), ("", 0), ("_title", 20),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("title", 19),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("messaging", 55), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_name", 18), ("document", 56), ("", 0), ("", 0),
+            ("", 0), ("_version", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("experimental", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_experimental", 24), ("", 0), ("", 0), ("_language", 8),
+            ("contact", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implementationGuide", 53), ("text", 9), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_kind", 39),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("useContext", 32),
-            ("", 0), ("", 0), ("document", 56), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("publisher", 27),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("rest", 54), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("implementationGuide", 52), ("", 0), ("", 0),
+            ("_date", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 22), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_format", 49), ("useContext", 32),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("instantiates", 40), ("", 0), ("description", 30), ("_publisher", 28),
+            ("status", 21), ("_purpose", 35), ("", 0), ("", 0),
+            ("_description", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("copyright", 36), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_fhirVersion", 47), ("extension", 11), ("", 0), ("format", 48),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("version", 15),
+            ("fhirVersion", 46), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
             ("imports", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_copyright", 37),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("_instantiates", 41), ("", 0), ("publisher", 27),
+            ("", 0), ("contained", 10), ("_id", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_title", 20), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("kind", 38),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("implementation", 45),
-            ("", 0), ("", 0), ("", 0), ("_description", 31),
+            ("", 0), ("", 0), ("url", 13), ("", 0),
+            ("", 0), ("date", 25), ("kind", 38), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_status", 22), ("text", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("fhirVersion", 46),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contact", 29), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_implementationGuide", 53), ("status", 21), ("implicitRules", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_copyright", 37), ("", 0),
-            ("_id", 3), ("", 0), ("", 0), ("date", 25),
-            ("patchFormat", 50), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("messaging", 55), ("copyright", 36), ("jurisdiction", 33), ("_format", 49),
-            ("", 0), ("name", 17), ("", 0), ("", 0),
         ],
     };
 }
@@ -419,16 +419,16 @@ pub struct CapabilityStatementDocument {
 impl CapabilityStatementDocument {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 6,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("profile", 8),
+            ("mode", 4), ("", 0), ("_profile", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("documentation", 6),
+            ("", 0), ("_mode", 5), ("", 0), ("", 0),
+            ("", 0), ("_documentation", 7), ("", 0), ("profile", 8),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("mode", 4),
-            ("id", 1), ("", 0), ("", 0), ("_profile", 9),
-            ("", 0), ("_documentation", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_mode", 5),
-            ("documentation", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -515,16 +515,16 @@ pub struct CapabilityStatementMessaging {
 impl CapabilityStatementMessaging {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("endpoint", 4), ("modifierExtension", 3), ("", 0), ("", 0),
             ("_reliableCache", 6), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("endpoint", 4),
-            ("", 0), ("_documentation", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("documentation", 7),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("reliableCache", 5), ("", 0), ("", 0), ("", 0),
-            ("documentation", 7), ("supportedMessage", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("supportedMessage", 9), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_documentation", 8),
         ],
     };
 }
@@ -607,12 +607,12 @@ pub struct CapabilityStatementMessagingSupportedMessage {
 impl CapabilityStatementMessagingSupportedMessage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
+            ("", 0), ("mode", 4), ("modifierExtension", 3), ("_mode", 5),
             ("", 0), ("definition", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_mode", 5), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("_definition", 7), ("", 0), ("mode", 4),
+            ("", 0), ("id", 1), ("", 0), ("_definition", 7),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -691,10 +691,10 @@ impl CapabilityStatementMessagingEndpoint {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("_address", 6), ("modifierExtension", 3),
-            ("extension", 2), ("protocol", 4), ("", 0), ("address", 5),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("address", 5), ("", 0),
+            ("_address", 6), ("extension", 2), ("", 0), ("protocol", 4),
         ],
     };
 }
@@ -787,16 +787,16 @@ pub struct CapabilityStatementRest {
 impl CapabilityStatementRest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 89,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("", 0), ("operation", 12), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_compartment", 14), ("id", 1),
-            ("", 0), ("_documentation", 7), ("", 0), ("searchParam", 11),
-            ("interaction", 10), ("mode", 4), ("", 0), ("resource", 9),
-            ("", 0), ("", 0), ("documentation", 6), ("", 0),
-            ("security", 8), ("", 0), ("compartment", 13), ("", 0),
-            ("_mode", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("security", 8), ("", 0), ("_documentation", 7),
+            ("", 0), ("_mode", 5), ("_compartment", 14), ("", 0),
+            ("operation", 12), ("", 0), ("documentation", 6), ("resource", 9),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("mode", 4), ("", 0), ("", 0), ("", 0),
+            ("compartment", 13), ("searchParam", 11), ("extension", 2), ("interaction", 10),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -888,12 +888,12 @@ pub struct CapabilityStatementRestInteraction {
 impl CapabilityStatementRestInteraction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("_documentation", 7), ("", 0),
-            ("_code", 5), ("", 0), ("", 0), ("code", 4),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
+            ("", 0), ("documentation", 6), ("", 0), ("id", 1),
+            ("", 0), ("_documentation", 7), ("modifierExtension", 3), ("", 0),
+            ("_code", 5), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -1026,40 +1026,40 @@ pub struct CapabilityStatementRestResource {
 impl CapabilityStatementRestResource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 169,
+        seed: 119,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("conditionalCreate", 19),
-            ("", 0), ("", 0), ("", 0), ("referencePolicy", 27),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("_versioning", 14),
-            ("", 0), ("", 0), ("conditionalRead", 21), ("_conditionalRead", 22),
-            ("_supportedProfile", 9), ("_profile", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_type", 5), ("readHistory", 15),
-            ("", 0), ("", 0), ("", 0), ("profile", 6),
-            ("", 0), ("searchRevInclude", 31), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_conditionalDelete", 26), ("extension", 2), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_referencePolicy", 28), ("versioning", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_supportedProfile", 9),
+            ("", 0), ("_searchInclude", 30), ("", 0), ("conditionalUpdate", 23),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_readHistory", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("searchInclude", 29), ("", 0), ("updateCreate", 17),
+            ("_referencePolicy", 28), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_conditionalCreate", 20), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("operation", 34),
-            ("id", 1), ("_readHistory", 16), ("", 0), ("_searchRevInclude", 32),
-            ("", 0), ("", 0), ("", 0), ("documentation", 10),
-            ("", 0), ("_conditionalUpdate", 24), ("", 0), ("", 0),
-            ("interaction", 12), ("", 0), ("", 0), ("", 0),
+            ("_documentation", 11), ("", 0), ("", 0), ("", 0),
+            ("_profile", 7), ("searchRevInclude", 31), ("", 0), ("", 0),
+            ("_conditionalCreate", 20), ("extension", 2), ("", 0), ("", 0),
+            ("readHistory", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_conditionalRead", 22), ("referencePolicy", 27),
+            ("", 0), ("", 0), ("type", 4), ("", 0),
+            ("", 0), ("", 0), ("_updateCreate", 18), ("", 0),
+            ("_versioning", 14), ("", 0), ("_conditionalUpdate", 24), ("", 0),
+            ("searchParam", 33), ("conditionalDelete", 25), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_searchRevInclude", 32), ("", 0), ("interaction", 12), ("operation", 34),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_searchInclude", 30), ("", 0), ("", 0),
-            ("_updateCreate", 18), ("_documentation", 11), ("", 0), ("", 0),
-            ("", 0), ("supportedProfile", 8), ("", 0), ("conditionalDelete", 25),
-            ("searchParam", 33), ("conditionalUpdate", 23), ("", 0), ("", 0),
-            ("type", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("conditionalRead", 21), ("updateCreate", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("_type", 5), ("", 0), ("", 0), ("", 0),
+            ("documentation", 10), ("", 0), ("", 0), ("versioning", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_conditionalDelete", 26), ("", 0), ("", 0), ("", 0),
+            ("conditionalCreate", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("profile", 6), ("searchInclude", 29), ("supportedProfile", 8),
         ],
     };
 }
@@ -1192,16 +1192,16 @@ pub struct CapabilityStatementRestResourceOperation {
 impl CapabilityStatementRestResourceOperation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 2,
         slots: &[
-            ("_documentation", 9), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("documentation", 8), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("definition", 6), ("_documentation", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("name", 4), ("definition", 6), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("_definition", 7), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("documentation", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("id", 1), ("_definition", 7), ("", 0), ("", 0),
         ],
     };
 }
@@ -1292,16 +1292,16 @@ pub struct CapabilityStatementRestResourceSearchParam {
 impl CapabilityStatementRestResourceSearchParam {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 21,
+        seed: 2,
         slots: &[
-            ("_type", 9), ("", 0), ("type", 8), ("", 0),
-            ("", 0), ("", 0), ("_documentation", 11), ("", 0),
+            ("", 0), ("", 0), ("definition", 6), ("_documentation", 11),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("documentation", 10), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
-            ("extension", 2), ("_definition", 7), ("", 0), ("", 0),
+            ("_name", 5), ("", 0), ("_definition", 7), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
             ("", 0), ("", 0), ("name", 4), ("", 0),
-            ("", 0), ("definition", 6), ("", 0), ("id", 1),
+            ("", 0), ("_type", 9), ("", 0), ("id", 1),
+            ("", 0), ("documentation", 10), ("", 0), ("", 0),
+            ("type", 8), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1388,12 +1388,12 @@ pub struct CapabilityStatementRestResourceInteraction {
 impl CapabilityStatementRestResourceInteraction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("_documentation", 7), ("", 0),
-            ("_code", 5), ("", 0), ("", 0), ("code", 4),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("documentation", 6),
+            ("", 0), ("documentation", 6), ("", 0), ("id", 1),
+            ("", 0), ("_documentation", 7), ("modifierExtension", 3), ("", 0),
+            ("_code", 5), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -1474,12 +1474,12 @@ pub struct CapabilityStatementRestSecurity {
 impl CapabilityStatementRestSecurity {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("_description", 8), ("", 0), ("description", 7),
-            ("cors", 4), ("", 0), ("", 0), ("service", 6),
-            ("", 0), ("", 0), ("_cors", 5), ("", 0),
+            ("", 0), ("cors", 4), ("service", 6), ("_cors", 5),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("_description", 8), ("", 0), ("description", 7),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -1562,12 +1562,12 @@ pub struct CapabilityStatementImplementation {
 impl CapabilityStatementImplementation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 22,
         slots: &[
-            ("custodian", 8), ("_url", 7), ("extension", 2), ("", 0),
-            ("url", 6), ("", 0), ("", 0), ("description", 4),
-            ("_description", 5), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("extension", 2), ("_description", 5), ("custodian", 8),
+            ("", 0), ("url", 6), ("", 0), ("description", 4),
+            ("id", 1), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 7), ("", 0),
         ],
     };
 }
@@ -1652,16 +1652,16 @@ pub struct CapabilityStatementSoftware {
 impl CapabilityStatementSoftware {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
+            ("", 0), ("version", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("releaseDate", 8), ("name", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("_version", 7), ("", 0),
-            ("version", 6), ("name", 4), ("", 0), ("", 0),
-            ("", 0), ("_releaseDate", 9), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("releaseDate", 8),
+            ("_releaseDate", 9), ("", 0), ("_name", 5), ("_version", 7),
         ],
     };
 }

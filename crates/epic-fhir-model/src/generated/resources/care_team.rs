@@ -79,24 +79,24 @@ pub struct CareTeam {
 impl CareTeam {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 226,
+        seed: 316,
         slots: &[
-            ("", 0), ("managingOrganization", 25), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("name", 17),
-            ("period", 21), ("_id", 3), ("", 0), ("subject", 19),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_status", 15), ("", 0),
-            ("status", 14), ("reasonCode", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 15),
+            ("resourceType", 1), ("identifier", 13), ("", 0), ("", 0),
+            ("managingOrganization", 25), ("", 0), ("contained", 10), ("name", 17),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("encounter", 20), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("", 0), ("telecom", 26), ("participant", 22), ("", 0),
-            ("_language", 8), ("contained", 10), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("language", 7),
-            ("note", 27), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 2), ("", 0), ("category", 16),
-            ("implicitRules", 5), ("_name", 18), ("identifier", 13), ("reasonReference", 24),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("participant", 22),
+            ("", 0), ("", 0), ("reasonCode", 23), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("note", 27),
+            ("", 0), ("", 0), ("status", 14), ("telecom", 26),
+            ("", 0), ("encounter", 20), ("", 0), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("category", 16),
+            ("language", 7), ("", 0), ("_language", 8), ("", 0),
+            ("reasonReference", 24), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("extension", 11), ("_name", 18),
+            ("", 0), ("", 0), ("implicitRules", 5), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("period", 21),
+            ("_implicitRules", 6), ("", 0), ("subject", 19), ("", 0),
         ],
     };
 }
@@ -256,12 +256,12 @@ pub struct CareTeamParticipant {
 impl CareTeamParticipant {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 0,
         slots: &[
-            ("member", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("period", 7), ("", 0),
-            ("", 0), ("", 0), ("role", 4), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("onBehalfOf", 6), ("extension", 2),
+            ("onBehalfOf", 6), ("", 0), ("modifierExtension", 3), ("role", 4),
+            ("period", 7), ("", 0), ("", 0), ("member", 5),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

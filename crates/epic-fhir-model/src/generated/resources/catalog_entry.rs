@@ -81,24 +81,24 @@ pub struct CatalogEntry {
 impl CatalogEntry {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 608,
+        seed: 506,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-            ("extension", 11), ("", 0), ("relatedEntry", 29), ("", 0),
-            ("classification", 19), ("", 0), ("orderable", 15), ("", 0),
-            ("", 0), ("", 0), ("identifier", 13), ("additionalIdentifier", 18),
-            ("", 0), ("referencedItem", 17), ("", 0), ("", 0),
-            ("meta", 4), ("_orderable", 16), ("", 0), ("lastUpdated", 25),
-            ("additionalCharacteristic", 27), ("", 0), ("type", 14), ("implicitRules", 5),
-            ("contained", 10), ("", 0), ("", 0), ("_validTo", 24),
-            ("validTo", 23), ("", 0), ("", 0), ("", 0),
-            ("validityPeriod", 22), ("_lastUpdated", 26), ("", 0), ("status", 20),
-            ("", 0), ("language", 7), ("text", 9), ("", 0),
-            ("_status", 21), ("", 0), ("", 0), ("_language", 8),
-            ("", 0), ("_implicitRules", 6), ("resourceType", 1), ("additionalClassification", 28),
-            ("", 0), ("id", 2), ("", 0), ("", 0),
-            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("lastUpdated", 25),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("status", 20), ("meta", 4), ("", 0), ("", 0),
+            ("_validTo", 24), ("validityPeriod", 22), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("_id", 3), ("language", 7), ("", 0),
+            ("", 0), ("_orderable", 16), ("", 0), ("", 0),
+            ("", 0), ("additionalIdentifier", 18), ("extension", 11), ("", 0),
+            ("text", 9), ("", 0), ("_language", 8), ("_status", 21),
+            ("", 0), ("relatedEntry", 29), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("_lastUpdated", 26), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("additionalCharacteristic", 27),
+            ("", 0), ("", 0), ("validTo", 23), ("_implicitRules", 6),
+            ("", 0), ("id", 2), ("additionalClassification", 28), ("", 0),
+            ("type", 14), ("", 0), ("", 0), ("classification", 19),
+            ("orderable", 15), ("", 0), ("", 0), ("referencedItem", 17),
         ],
     };
 }
@@ -262,12 +262,12 @@ pub struct CatalogEntryRelatedEntry {
 impl CatalogEntryRelatedEntry {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 9,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("item", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("relationtype", 4), ("_relationtype", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("relationtype", 4), ("", 0), ("", 0), ("", 0),
+            ("item", 6), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("_relationtype", 5), ("", 0), ("modifierExtension", 3),
         ],
     };
 }

@@ -109,40 +109,40 @@ pub struct Claim {
 impl Claim {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 397,
+        seed: 1215,
         slots: &[
-            ("", 0), ("use", 18), ("contained", 10), ("", 0),
+            ("", 0), ("_use", 19), ("", 0), ("", 0),
+            ("created", 22), ("insurance", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("subType", 17),
-            ("supportingInfo", 36), ("_created", 23), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("meta", 4), ("procedure", 38),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("procedure", 38),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("referral", 33),
-            ("language", 7), ("", 0), ("", 0), ("", 0),
-            ("type", 16), ("implicitRules", 5), ("_status", 15), ("", 0),
-            ("priority", 27), ("", 0), ("", 0), ("", 0),
-            ("extension", 11), ("", 0), ("item", 41), ("", 0),
-            ("_id", 3), ("", 0), ("resourceType", 1), ("", 0),
-            ("text", 9), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("patient", 20), ("", 0), ("", 0),
-            ("", 0), ("total", 42), ("meta", 4), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("referral", 33),
+            ("", 0), ("", 0), ("", 0), ("provider", 26),
+            ("patient", 20), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("fundsReserve", 28), ("modifierExtension", 12),
+            ("", 0), ("diagnosis", 37), ("careTeam", 35), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("insurer", 25),
+            ("", 0), ("", 0), ("originalPrescription", 31), ("", 0),
+            ("", 0), ("enterer", 24), ("", 0), ("status", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("enterer", 24),
-            ("insurance", 39), ("facility", 34), ("", 0), ("", 0),
+            ("accident", 40), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("status", 14), ("", 0), ("", 0),
-            ("", 0), ("insurer", 25), ("prescription", 30), ("", 0),
-            ("", 0), ("", 0), ("payee", 32), ("provider", 26),
-            ("", 0), ("", 0), ("_use", 19), ("", 0),
-            ("accident", 40), ("created", 22), ("originalPrescription", 31), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("diagnosis", 37),
-            ("identifier", 13), ("", 0), ("", 0), ("", 0),
-            ("careTeam", 35), ("fundsReserve", 28), ("related", 29), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("billablePeriod", 21), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("supportingInfo", 36), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("use", 18),
+            ("", 0), ("", 0), ("type", 16), ("", 0),
+            ("item", 41), ("related", 29), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("_created", 23),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("facility", 34),
+            ("total", 42), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("billablePeriod", 21), ("", 0), ("priority", 27),
+            ("subType", 17), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("payee", 32),
+            ("", 0), ("", 0), ("prescription", 30), ("", 0),
         ],
     };
 }
@@ -386,40 +386,40 @@ pub struct ClaimItem {
 impl ClaimItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 73,
+        seed: 39,
         slots: &[
-            ("", 0), ("", 0), ("encounter", 29), ("modifierExtension", 3),
+            ("_sequence", 5), ("", 0), ("", 0), ("", 0),
+            ("servicedPeriod", 19), ("", 0), ("informationSequence", 12), ("", 0),
+            ("quantity", 21), ("revenue", 14), ("", 0), ("", 0),
+            ("", 0), ("locationCodeableConcept", 20), ("", 0), ("bodySite", 27),
+            ("", 0), ("_factor", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("factor", 23),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("programCode", 18), ("id", 1),
-            ("", 0), ("", 0), ("unitPrice", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("locationReference", 20),
+            ("encounter", 29), ("sequence", 4), ("", 0), ("", 0),
+            ("diagnosisSequence", 8), ("", 0), ("", 0), ("careTeamSequence", 6),
+            ("", 0), ("_informationSequence", 13), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("subSite", 28), ("", 0),
+            ("", 0), ("udi", 26), ("", 0), ("procedureSequence", 10),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("servicedPeriod", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("informationSequence", 12), ("", 0),
+            ("", 0), ("net", 25), ("_careTeamSequence", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("careTeamSequence", 6), ("", 0), ("modifier", 17), ("", 0),
-            ("category", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("revenue", 14),
-            ("", 0), ("_procedureSequence", 11), ("", 0), ("factor", 23),
-            ("", 0), ("productOrService", 16), ("bodySite", 27), ("detail", 30),
+            ("", 0), ("servicedDate", 19), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("detail", 30), ("id", 1),
             ("", 0), ("", 0), ("_diagnosisSequence", 9), ("", 0),
-            ("", 0), ("diagnosisSequence", 8), ("quantity", 21), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("procedureSequence", 10), ("servicedDate", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("locationCodeableConcept", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 15),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("sequence", 4), ("", 0), ("", 0), ("", 0),
-            ("_sequence", 5), ("_factor", 24), ("locationAddress", 20), ("_careTeamSequence", 7),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("net", 25), ("locationReference", 20), ("", 0),
-            ("_informationSequence", 13), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifier", 17),
+            ("", 0), ("productOrService", 16), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("udi", 26), ("", 0),
+            ("unitPrice", 22), ("subSite", 28), ("modifierExtension", 3), ("", 0),
+            ("_procedureSequence", 11), ("programCode", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("locationAddress", 20), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -562,24 +562,24 @@ pub struct ClaimItemDetail {
 impl ClaimItemDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 33,
         slots: &[
-            ("sequence", 4), ("quantity", 11), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("productOrService", 8), ("net", 15),
-            ("modifier", 9), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("unitPrice", 12), ("", 0),
-            ("factor", 13), ("", 0), ("", 0), ("", 0),
-            ("_factor", 14), ("revenue", 6), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("programCode", 10),
             ("udi", 16), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("subDetail", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("category", 7),
-            ("programCode", 10), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("unitPrice", 12), ("", 0), ("revenue", 6), ("", 0),
+            ("", 0), ("", 0), ("category", 7), ("sequence", 4),
+            ("net", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subDetail", 17), ("_factor", 14),
+            ("", 0), ("", 0), ("", 0), ("factor", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("modifier", 9),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("quantity", 11), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("productOrService", 8),
         ],
     };
 }
@@ -698,16 +698,16 @@ pub struct ClaimItemDetailSubDetail {
 impl ClaimItemDetailSubDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14,
+        seed: 288,
         slots: &[
-            ("productOrService", 8), ("", 0), ("_sequence", 5), ("unitPrice", 12),
-            ("_factor", 14), ("", 0), ("id", 1), ("", 0),
-            ("quantity", 11), ("revenue", 6), ("factor", 13), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 2), ("", 0), ("programCode", 10),
-            ("", 0), ("net", 15), ("", 0), ("modifier", 9),
-            ("sequence", 4), ("category", 7), ("udi", 16), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifier", 9), ("", 0), ("", 0), ("programCode", 10),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("sequence", 4), ("revenue", 6), ("", 0),
+            ("", 0), ("net", 15), ("_factor", 14), ("", 0),
+            ("_sequence", 5), ("", 0), ("category", 7), ("productOrService", 8),
+            ("", 0), ("", 0), ("factor", 13), ("quantity", 11),
+            ("", 0), ("unitPrice", 12), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("id", 1), ("udi", 16),
         ],
     };
 }
@@ -806,12 +806,12 @@ pub struct ClaimAccident {
 impl ClaimAccident {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 0,
         slots: &[
-            ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("_date", 5), ("date", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("locationReference", 7),
+            ("", 0), ("", 0), ("", 0), ("_date", 5),
+            ("", 0), ("id", 1), ("type", 6), ("", 0),
+            ("", 0), ("extension", 2), ("date", 4), ("locationAddress", 7),
         ],
     };
 }
@@ -904,16 +904,16 @@ pub struct ClaimInsurance {
 impl ClaimInsurance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 40,
+        seed: 66,
         slots: &[
-            ("sequence", 4), ("_businessArrangement", 11), ("identifier", 8), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("coverage", 9), ("id", 1), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("businessArrangement", 10), ("_focal", 7),
-            ("", 0), ("claimResponse", 14), ("_preAuthRef", 13), ("", 0),
-            ("focal", 6), ("preAuthRef", 12), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("businessArrangement", 10), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("preAuthRef", 12),
+            ("", 0), ("", 0), ("", 0), ("_focal", 7),
+            ("identifier", 8), ("coverage", 9), ("", 0), ("_sequence", 5),
+            ("claimResponse", 14), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("focal", 6), ("sequence", 4),
+            ("", 0), ("", 0), ("", 0), ("_businessArrangement", 11),
+            ("", 0), ("", 0), ("_preAuthRef", 13), ("", 0),
         ],
     };
 }
@@ -1013,16 +1013,16 @@ pub struct ClaimProcedure {
 impl ClaimProcedure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 4,
         slots: &[
-            ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
-            ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
+            ("", 0), ("procedureCodeableConcept", 9), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 6), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_date", 8),
+            ("sequence", 4), ("", 0), ("", 0), ("type", 6),
+            ("id", 1), ("udi", 10), ("", 0), ("procedureReference", 9),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 7), ("", 0),
         ],
     };
 }
@@ -1125,16 +1125,16 @@ pub struct ClaimDiagnosis {
 impl ClaimDiagnosis {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 31,
         slots: &[
-            ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-            ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
-            ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
-            ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 7), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("diagnosisReference", 6), ("", 0), ("onAdmission", 8), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("sequence", 4),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("packageCode", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("diagnosisCodeableConcept", 6), ("", 0),
         ],
     };
 }
@@ -1235,16 +1235,16 @@ pub struct ClaimSupportingInfo {
 impl ClaimSupportingInfo {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 25,
+        seed: 134,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
-            ("", 0), ("id", 1), ("extension", 2), ("", 0),
-            ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
-            ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
-            ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
+            ("", 0), ("extension", 2), ("reason", 10), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("valueQuantity", 9),
+            ("timingPeriod", 8), ("sequence", 4), ("valueAttachment", 9), ("category", 6),
+            ("timingDate", 8), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("code", 7), ("", 0),
+            ("", 0), ("", 0), ("valueString", 9), ("", 0),
+            ("_sequence", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueBoolean", 9), ("valueReference", 9), ("", 0),
         ],
     };
 }
@@ -1337,16 +1337,16 @@ pub struct ClaimCareTeam {
 impl ClaimCareTeam {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 1,
         slots: &[
+            ("provider", 6), ("", 0), ("", 0), ("responsible", 7),
+            ("", 0), ("", 0), ("", 0), ("_responsible", 8),
+            ("", 0), ("_sequence", 5), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("role", 9), ("", 0),
+            ("", 0), ("extension", 2), ("qualification", 10), ("", 0),
+            ("", 0), ("sequence", 4), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
-            ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
-            ("provider", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1429,12 +1429,12 @@ pub struct ClaimPayee {
 impl ClaimPayee {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 10,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("type", 4), ("extension", 2), ("party", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("party", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1511,10 +1511,10 @@ impl ClaimRelated {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("claim", 4), ("", 0),
-            ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relationship", 5),
+            ("", 0), ("id", 1), ("", 0), ("reference", 6),
+            ("", 0), ("extension", 2), ("", 0), ("claim", 4),
         ],
     };
 }

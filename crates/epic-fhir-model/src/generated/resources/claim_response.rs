@@ -115,40 +115,40 @@ pub struct ClaimResponse {
 impl ClaimResponse {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7342,
+        seed: 15957,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_preAuthRef", 31),
-            ("", 0), ("", 0), ("id", 2), ("_use", 19),
-            ("preAuthRef", 30), ("", 0), ("payeeType", 33), ("", 0),
+            ("", 0), ("", 0), ("payeeType", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("preAuthRef", 30), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("created", 21), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("use", 18), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("request", 25), ("", 0),
-            ("_status", 15), ("", 0), ("insurance", 44), ("", 0),
+            ("extension", 11), ("text", 9), ("", 0), ("", 0),
+            ("type", 16), ("", 0), ("contained", 10), ("_status", 15),
+            ("", 0), ("", 0), ("", 0), ("patient", 20),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_created", 22), ("", 0), ("identifier", 13),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
-            ("subType", 17), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("requestor", 24), ("error", 45),
-            ("", 0), ("communicationRequest", 43), ("_outcome", 27), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("", 0), ("preAuthPeriod", 32), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-            ("patient", 20), ("", 0), ("", 0), ("status", 14),
-            ("", 0), ("", 0), ("contained", 10), ("_implicitRules", 6),
-            ("", 0), ("payment", 38), ("implicitRules", 5), ("", 0),
+            ("_created", 22), ("formCode", 40), ("", 0), ("item", 34),
+            ("", 0), ("_use", 19), ("", 0), ("", 0),
+            ("", 0), ("form", 41), ("total", 37), ("", 0),
+            ("preAuthPeriod", 32), ("adjudication", 36), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("_disposition", 29), ("addItem", 35),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("created", 21),
-            ("adjudication", 36), ("", 0), ("resourceType", 1), ("addItem", 35),
-            ("", 0), ("fundsReserve", 39), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("form", 41),
-            ("", 0), ("text", 9), ("processNote", 42), ("formCode", 40),
+            ("insurer", 23), ("modifierExtension", 12), ("", 0), ("error", 45),
+            ("", 0), ("disposition", 28), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("identifier", 13),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("outcome", 26), ("", 0), ("total", 37), ("_disposition", 29),
-            ("extension", 11), ("", 0), ("", 0), ("", 0),
-            ("disposition", 28), ("insurer", 23), ("type", 16), ("", 0),
-            ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("request", 25), ("_id", 3), ("", 0), ("", 0),
+            ("processNote", 42), ("language", 7), ("outcome", 26), ("_preAuthRef", 31),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("use", 18), ("item", 34),
+            ("_outcome", 27), ("", 0), ("", 0), ("subType", 17),
+            ("status", 14), ("fundsReserve", 39), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("payment", 38), ("communicationRequest", 43), ("", 0), ("requestor", 24),
+            ("insurance", 44), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -356,16 +356,16 @@ pub struct ClaimResponseError {
 impl ClaimResponseError {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("code", 10),
-            ("modifierExtension", 3), ("", 0), ("detailSequence", 6), ("_itemSequence", 5),
-            ("_subDetailSequence", 9), ("", 0), ("", 0), ("_detailSequence", 7),
-            ("subDetailSequence", 8), ("", 0), ("itemSequence", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_itemSequence", 5),
+            ("", 0), ("", 0), ("_detailSequence", 7), ("", 0),
+            ("", 0), ("extension", 2), ("itemSequence", 4), ("", 0),
+            ("", 0), ("code", 10), ("_subDetailSequence", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("detailSequence", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subDetailSequence", 8), ("", 0),
         ],
     };
 }
@@ -460,16 +460,16 @@ pub struct ClaimResponseInsurance {
 impl ClaimResponseInsurance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 4,
         slots: &[
-            ("", 0), ("sequence", 4), ("", 0), ("", 0),
-            ("_businessArrangement", 10), ("focal", 6), ("", 0), ("_sequence", 5),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("_focal", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("coverage", 8), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("businessArrangement", 9),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("claimResponse", 11),
+            ("", 0), ("focal", 6), ("extension", 2), ("_businessArrangement", 10),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("coverage", 8),
+            ("businessArrangement", 9), ("", 0), ("", 0), ("", 0),
+            ("sequence", 4), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("claimResponse", 11), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_focal", 7),
         ],
     };
 }
@@ -564,16 +564,16 @@ pub struct ClaimResponseProcessNote {
 impl ClaimResponseProcessNote {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 4,
         slots: &[
-            ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
-            ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
-            ("", 0), ("_number", 5), ("", 0), ("", 0),
-            ("number", 4), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("text", 8), ("", 0),
+            ("text", 8), ("", 0), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_number", 5), ("_type", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 6),
+            ("id", 1), ("_text", 9), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_text", 9),
+            ("language", 10), ("", 0), ("", 0), ("number", 4),
         ],
     };
 }
@@ -664,16 +664,16 @@ pub struct ClaimResponsePayment {
 impl ClaimResponsePayment {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 3,
         slots: &[
-            ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("_date", 8),
+            ("adjustment", 5), ("amount", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 10), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("adjustmentReason", 6), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 4), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
-            ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
+            ("date", 7), ("type", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -758,12 +758,12 @@ pub struct ClaimResponseTotal {
 impl ClaimResponseTotal {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("category", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("category", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("amount", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -880,24 +880,24 @@ pub struct ClaimResponseAddItem {
 impl ClaimResponseAddItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1593,
+        seed: 939,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("servicedDate", 14),
-            ("extension", 2), ("", 0), ("", 0), ("_noteNumber", 24),
+            ("", 0), ("quantity", 16), ("_itemSequence", 5), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_detailSequence", 7),
-            ("noteNumber", 23), ("", 0), ("productOrService", 11), ("", 0),
-            ("", 0), ("locationReference", 15), ("", 0), ("", 0),
-            ("locationAddress", 15), ("unitPrice", 17), ("", 0), ("_itemSequence", 5),
-            ("factor", 18), ("", 0), ("", 0), ("", 0),
-            ("_factor", 19), ("programCode", 13), ("detail", 26), ("", 0),
-            ("_subdetailSequence", 9), ("modifier", 12), ("", 0), ("id", 1),
-            ("itemSequence", 4), ("modifierExtension", 3), ("servicedPeriod", 14), ("", 0),
-            ("", 0), ("", 0), ("adjudication", 25), ("", 0),
-            ("", 0), ("bodySite", 21), ("", 0), ("quantity", 16),
-            ("", 0), ("", 0), ("provider", 10), ("subdetailSequence", 8),
+            ("locationCodeableConcept", 15), ("locationAddress", 15), ("factor", 18), ("programCode", 13),
+            ("detailSequence", 6), ("", 0), ("subdetailSequence", 8), ("bodySite", 21),
+            ("extension", 2), ("", 0), ("itemSequence", 4), ("servicedDate", 14),
+            ("productOrService", 11), ("", 0), ("servicedPeriod", 14), ("_detailSequence", 7),
+            ("", 0), ("modifier", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("detail", 26), ("", 0),
+            ("_subdetailSequence", 9), ("unitPrice", 17), ("", 0), ("subSite", 22),
+            ("net", 20), ("", 0), ("", 0), ("locationReference", 15),
+            ("_factor", 19), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("net", 20), ("locationCodeableConcept", 15), ("subSite", 22), ("detailSequence", 6),
+            ("", 0), ("adjudication", 25), ("_noteNumber", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("provider", 10), ("noteNumber", 23),
         ],
     };
 }
@@ -1026,16 +1026,16 @@ pub struct ClaimResponseAddItemDetail {
 impl ClaimResponseAddItemDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 87,
+        seed: 43,
         slots: &[
-            ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
-            ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
-            ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
-            ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
-            ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
-            ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
-            ("", 0), ("extension", 2), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("net", 10), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("noteNumber", 11), ("_noteNumber", 12), ("", 0), ("", 0),
+            ("subDetail", 14), ("", 0), ("", 0), ("adjudication", 13),
+            ("unitPrice", 7), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("productOrService", 4), ("factor", 8), ("", 0),
+            ("", 0), ("quantity", 6), ("", 0), ("", 0),
+            ("_factor", 9), ("", 0), ("", 0), ("modifier", 5),
         ],
     };
 }
@@ -1141,16 +1141,16 @@ pub struct ClaimResponseAddItemDetailSubDetail {
 impl ClaimResponseAddItemDetailSubDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 12,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
-            ("", 0), ("productOrService", 4), ("", 0), ("", 0),
-            ("", 0), ("_factor", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("quantity", 6), ("", 0),
-            ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("modifier", 5), ("", 0), ("_factor", 9), ("noteNumber", 11),
+            ("", 0), ("net", 10), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("productOrService", 4), ("", 0),
+            ("", 0), ("unitPrice", 7), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 13), ("factor", 8), ("", 0),
+            ("_noteNumber", 12), ("", 0), ("quantity", 6), ("", 0),
         ],
     };
 }
@@ -1246,16 +1246,16 @@ pub struct ClaimResponseItem {
 impl ClaimResponseItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 9,
         slots: &[
-            ("detail", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("itemSequence", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("adjudication", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("itemSequence", 4),
-            ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_itemSequence", 5), ("", 0), ("", 0),
+            ("adjudication", 8), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("noteNumber", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_noteNumber", 7), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("detail", 9), ("_itemSequence", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1341,16 +1341,16 @@ pub struct ClaimResponseItemDetail {
 impl ClaimResponseItemDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 3,
         slots: &[
-            ("", 0), ("_detailSequence", 5), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("noteNumber", 6), ("adjudication", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("adjudication", 8), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("detailSequence", 4),
-            ("id", 1), ("_noteNumber", 7), ("", 0), ("modifierExtension", 3),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("noteNumber", 6), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("subDetail", 9), ("", 0), ("", 0),
+            ("detailSequence", 4), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("subDetail", 9), ("", 0),
+            ("", 0), ("_detailSequence", 5), ("", 0), ("_noteNumber", 7),
         ],
     };
 }
@@ -1434,12 +1434,12 @@ pub struct ClaimResponseItemDetailSubDetail {
 impl ClaimResponseItemDetailSubDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 19,
         slots: &[
-            ("", 0), ("noteNumber", 6), ("extension", 2), ("", 0),
-            ("adjudication", 8), ("_subDetailSequence", 5), ("id", 1), ("subDetailSequence", 4),
-            ("modifierExtension", 3), ("_noteNumber", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subDetailSequence", 4), ("", 0), ("modifierExtension", 3), ("adjudication", 8),
+            ("", 0), ("_subDetailSequence", 5), ("extension", 2), ("", 0),
+            ("noteNumber", 6), ("", 0), ("", 0), ("", 0),
+            ("_noteNumber", 7), ("", 0), ("", 0), ("id", 1),
         ],
     };
 }
@@ -1523,10 +1523,10 @@ impl ClaimResponseItemAdjudication {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
-            ("_value", 8), ("", 0), ("category", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
+            ("", 0), ("extension", 2), ("reason", 5), ("value", 7),
+            ("", 0), ("category", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("amount", 6), ("_value", 8), ("", 0),
         ],
     };
 }

@@ -99,40 +99,40 @@ pub struct ClinicalImpression {
 impl ClinicalImpression {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 327,
+        seed: 43,
         slots: &[
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("code", 17),
+            ("", 0), ("description", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("_summary", 32), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("summary", 31), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("investigation", 28),
+            ("", 0), ("_protocol", 30), ("prognosisCodeableConcept", 34), ("", 0),
+            ("", 0), ("", 0), ("subject", 20), ("", 0),
+            ("date", 23), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("prognosisReference", 35), ("", 0), ("", 0), ("", 0),
-            ("_status", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("problem", 27), ("", 0), ("", 0),
-            ("status", 14), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("_summary", 32), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("assessor", 25), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("code", 17), ("", 0), ("", 0), ("language", 7),
-            ("finding", 33), ("", 0), ("text", 9), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("statusReason", 16),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_description", 19), ("date", 23), ("_id", 3),
+            ("", 0), ("_status", 15), ("", 0), ("finding", 33),
+            ("", 0), ("meta", 4), ("problem", 27), ("", 0),
+            ("language", 7), ("supportingInfo", 36), ("", 0), ("modifierExtension", 12),
+            ("contained", 10), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("identifier", 13), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-            ("id", 2), ("", 0), ("", 0), ("", 0),
-            ("subject", 20), ("protocol", 29), ("effectivePeriod", 22), ("contained", 10),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("encounter", 21),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("supportingInfo", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("encounter", 21), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("previous", 26), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("effectiveDateTime", 22),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("prognosisReference", 35), ("status", 14), ("", 0), ("_date", 24),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ("investigation", 28), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("prognosisCodeableConcept", 34),
+            ("", 0), ("", 0), ("", 0), ("_description", 19),
+            ("", 0), ("extension", 11), ("", 0), ("protocol", 29),
+            ("", 0), ("", 0), ("effectivePeriod", 22), ("", 0),
+            ("_language", 8), ("note", 37), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("effectiveDateTime", 22), ("", 0), ("_protocol", 30),
-            ("previous", 26), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("statusReason", 16), ("", 0), ("", 0), ("description", 18),
-            ("summary", 31), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("note", 37),
-            ("", 0), ("assessor", 25), ("_date", 24), ("", 0),
         ],
     };
 }
@@ -313,12 +313,12 @@ pub struct ClinicalImpressionFinding {
 impl ClinicalImpressionFinding {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("basis", 6),
-            ("", 0), ("_basis", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
+            ("", 0), ("extension", 2), ("itemReference", 5), ("", 0),
+            ("", 0), ("", 0), ("itemCodeableConcept", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_basis", 7), ("", 0), ("basis", 6), ("", 0),
         ],
     };
 }
@@ -393,12 +393,12 @@ pub struct ClinicalImpressionInvestigation {
 impl ClinicalImpressionInvestigation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("code", 4), ("", 0), ("", 0),
-            ("", 0), ("item", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("item", 5), ("", 0),
         ],
     };
 }

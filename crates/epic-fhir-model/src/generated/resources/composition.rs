@@ -87,24 +87,24 @@ pub struct Composition {
 impl Composition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5076,
+        seed: 8627,
         slots: &[
-            ("", 0), ("_status", 15), ("", 0), ("status", 14),
-            ("resourceType", 1), ("category", 17), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_confidentiality", 26),
-            ("section", 31), ("confidentiality", 25), ("", 0), ("meta", 4),
-            ("", 0), ("subject", 18), ("encounter", 19), ("identifier", 13),
-            ("", 0), ("", 0), ("contained", 10), ("implicitRules", 5),
-            ("", 0), ("_date", 21), ("", 0), ("", 0),
-            ("", 0), ("type", 16), ("event", 30), ("_id", 3),
-            ("author", 22), ("", 0), ("attester", 27), ("", 0),
-            ("date", 20), ("_implicitRules", 6), ("", 0), ("custodian", 28),
-            ("_title", 24), ("title", 23), ("_language", 8), ("", 0),
-            ("", 0), ("", 0), ("id", 2), ("extension", 11),
+            ("language", 7), ("subject", 18), ("date", 20), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("event", 30),
+            ("_language", 8), ("implicitRules", 5), ("_date", 21), ("", 0),
+            ("", 0), ("resourceType", 1), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("section", 31), ("custodian", 28),
+            ("_status", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_title", 24), ("contained", 10), ("confidentiality", 25),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("text", 9), ("", 0), ("language", 7),
-            ("", 0), ("relatesTo", 29), ("", 0), ("", 0),
+            ("", 0), ("author", 22), ("extension", 11), ("status", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("type", 16), ("attester", 27), ("id", 2),
+            ("title", 23), ("encounter", 19), ("", 0), ("", 0),
+            ("category", 17), ("", 0), ("_confidentiality", 26), ("relatesTo", 29),
         ],
     };
 }
@@ -290,16 +290,16 @@ pub struct CompositionSection {
 impl CompositionSection {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 49,
+        seed: 154,
         slots: &[
-            ("title", 4), ("focus", 8), ("_mode", 11), ("", 0),
-            ("", 0), ("author", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
-            ("section", 15), ("emptyReason", 14), ("mode", 10), ("", 0),
-            ("", 0), ("extension", 2), ("", 0), ("", 0),
-            ("", 0), ("entry", 13), ("", 0), ("", 0),
-            ("_title", 5), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("orderedBy", 12), ("", 0), ("id", 1), ("code", 6),
+            ("_mode", 11), ("text", 9), ("", 0), ("code", 6),
+            ("", 0), ("", 0), ("id", 1), ("entry", 13),
+            ("emptyReason", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("focus", 8), ("", 0), ("", 0), ("title", 4),
+            ("author", 7), ("", 0), ("", 0), ("orderedBy", 12),
+            ("_title", 5), ("extension", 2), ("mode", 10), ("section", 15),
         ],
     };
 }
@@ -392,12 +392,12 @@ pub struct CompositionEvent {
 impl CompositionEvent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("period", 5),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("period", 5), ("detail", 6), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("detail", 6), ("", 0), ("", 0), ("code", 4),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
         ],
     };
 }
@@ -472,12 +472,12 @@ pub struct CompositionRelatesTo {
 impl CompositionRelatesTo {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("code", 4), ("", 0), ("targetReference", 6),
-            ("targetIdentifier", 6), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("targetIdentifier", 6),
+            ("extension", 2), ("targetReference", 6), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("_code", 5),
+            ("", 0), ("", 0), ("", 0), ("code", 4),
         ],
     };
 }
@@ -562,12 +562,12 @@ pub struct CompositionAttester {
 impl CompositionAttester {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("_time", 7), ("_mode", 5), ("id", 1), ("mode", 4),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("time", 6),
-            ("", 0), ("", 0), ("party", 8), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("party", 8),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("_time", 7), ("_mode", 5), ("time", 6),
+            ("", 0), ("", 0), ("mode", 4), ("extension", 2),
         ],
     };
 }

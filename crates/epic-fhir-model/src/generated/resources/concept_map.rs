@@ -107,40 +107,40 @@ pub struct ConceptMap {
 impl ConceptMap {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 4335,
+        seed: 1983,
         slots: &[
-            ("name", 18), ("resourceType", 1), ("", 0), ("", 0),
-            ("purpose", 35), ("", 0), ("", 0), ("", 0),
-            ("group", 41), ("", 0), ("experimental", 24), ("", 0),
-            ("", 0), ("status", 22), ("description", 31), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("copyright", 37), ("contact", 30),
-            ("publisher", 28), ("", 0), ("version", 16), ("identifier", 15),
-            ("", 0), ("", 0), ("_experimental", 25), ("", 0),
-            ("", 0), ("targetUri", 40), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("publisher", 28), ("", 0),
+            ("_url", 14), ("", 0), ("", 0), ("_date", 27),
+            ("", 0), ("", 0), ("_copyright", 38), ("jurisdiction", 34),
+            ("", 0), ("", 0), ("_version", 17), ("", 0),
+            ("modifierExtension", 12), ("language", 7), ("sourceUri", 39), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("resourceType", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 32), ("date", 26), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("meta", 4), ("", 0),
+            ("_experimental", 25), ("implicitRules", 5), ("", 0), ("version", 16),
+            ("", 0), ("contained", 10), ("_title", 21), ("", 0),
+            ("targetCanonical", 40), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("copyright", 37), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 23), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_url", 14), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("title", 20),
-            ("", 0), ("_version", 17), ("", 0), ("_status", 23),
-            ("", 0), ("id", 2), ("_name", 19), ("", 0),
-            ("_language", 8), ("", 0), ("_date", 27), ("_copyright", 38),
-            ("", 0), ("", 0), ("url", 13), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("_purpose", 36), ("useContext", 33), ("targetCanonical", 40),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("sourceCanonical", 39),
-            ("_title", 21), ("", 0), ("", 0), ("contained", 10),
+            ("useContext", 33), ("title", 20), ("", 0), ("date", 26),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("_description", 32), ("", 0), ("", 0), ("sourceCanonical", 39),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("identifier", 15), ("group", 41), ("name", 18), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_publisher", 29), ("", 0), ("sourceUri", 39), ("jurisdiction", 34),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("_purpose", 36), ("", 0), ("contact", 30),
+            ("", 0), ("text", 9), ("", 0), ("description", 31),
+            ("targetUri", 40), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("purpose", 35), ("", 0), ("", 0),
+            ("", 0), ("status", 22), ("_name", 19), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_publisher", 29), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("experimental", 24), ("", 0),
         ],
     };
 }
@@ -340,16 +340,16 @@ pub struct ConceptMapGroup {
 impl ConceptMapGroup {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 47,
+        seed: 14,
         slots: &[
-            ("", 0), ("id", 1), ("extension", 2), ("", 0),
-            ("targetVersion", 10), ("", 0), ("", 0), ("", 0),
-            ("source", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("element", 12), ("", 0),
-            ("target", 8), ("_target", 9), ("", 0), ("unmapped", 13),
-            ("", 0), ("", 0), ("", 0), ("_targetVersion", 11),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_source", 5), ("sourceVersion", 6), ("modifierExtension", 3), ("_sourceVersion", 7),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("target", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("_source", 5), ("targetVersion", 10), ("source", 4), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("unmapped", 13), ("_targetVersion", 11), ("", 0), ("", 0),
+            ("sourceVersion", 6), ("", 0), ("", 0), ("", 0),
+            ("_target", 9), ("element", 12), ("", 0), ("_sourceVersion", 7),
         ],
     };
 }
@@ -448,16 +448,16 @@ pub struct ConceptMapGroupUnmapped {
 impl ConceptMapGroupUnmapped {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("", 0), ("_url", 11), ("extension", 2), ("display", 8),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_code", 7),
-            ("", 0), ("url", 10), ("", 0), ("", 0),
-            ("", 0), ("code", 6), ("", 0), ("", 0),
-            ("_display", 9), ("_mode", 5), ("", 0), ("mode", 4),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("_code", 7), ("", 0), ("modifierExtension", 3), ("_mode", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 6), ("", 0), ("", 0),
+            ("", 0), ("display", 8), ("", 0), ("", 0),
+            ("", 0), ("mode", 4), ("", 0), ("", 0),
+            ("_url", 11), ("", 0), ("", 0), ("", 0),
+            ("_display", 9), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("url", 10),
         ],
     };
 }
@@ -546,12 +546,12 @@ pub struct ConceptMapGroupElement {
 impl ConceptMapGroupElement {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 18,
         slots: &[
-            ("", 0), ("", 0), ("target", 8), ("display", 6),
-            ("", 0), ("code", 4), ("", 0), ("_display", 7),
-            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("display", 6),
+            ("target", 8), ("", 0), ("", 0), ("", 0),
+            ("code", 4), ("", 0), ("", 0), ("", 0),
+            ("_code", 5), ("modifierExtension", 3), ("id", 1), ("_display", 7),
         ],
     };
 }
@@ -646,16 +646,16 @@ pub struct ConceptMapGroupElementTarget {
 impl ConceptMapGroupElementTarget {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 41,
         slots: &[
-            ("", 0), ("_equivalence", 9), ("", 0), ("extension", 2),
-            ("", 0), ("display", 6), ("equivalence", 8), ("", 0),
-            ("_code", 5), ("dependsOn", 12), ("", 0), ("", 0),
-            ("", 0), ("comment", 10), ("", 0), ("", 0),
-            ("_display", 7), ("id", 1), ("", 0), ("", 0),
-            ("code", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("product", 13), ("_comment", 11), ("", 0), ("", 0),
+            ("_display", 7), ("", 0), ("", 0), ("equivalence", 8),
+            ("", 0), ("", 0), ("", 0), ("display", 6),
+            ("extension", 2), ("", 0), ("", 0), ("dependsOn", 12),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("_equivalence", 9), ("code", 4), ("comment", 10),
+            ("", 0), ("product", 13), ("", 0), ("id", 1),
+            ("", 0), ("_code", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_comment", 11),
         ],
     };
 }
@@ -754,15 +754,15 @@ pub struct ConceptMapGroupElementTargetDependsOn {
 impl ConceptMapGroupElementTargetDependsOn {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("system", 6), ("_system", 7), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("display", 10), ("_property", 5),
+            ("", 0), ("modifierExtension", 3), ("property", 4), ("", 0),
+            ("_display", 11), ("", 0), ("", 0), ("display", 10),
+            ("_system", 7), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_value", 9), ("", 0), ("", 0),
+            ("_property", 5), ("", 0), ("", 0), ("", 0),
+            ("system", 6), ("value", 8), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("property", 4), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_display", 11), ("value", 8),
-            ("_value", 9), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };

@@ -87,40 +87,40 @@ pub struct Condition {
 impl Condition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1547,
+        seed: 530,
         slots: &[
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("text", 9), ("onsetRange", 22), ("clinicalStatus", 14), ("", 0),
+            ("code", 18), ("", 0), ("onsetPeriod", 22), ("abatementDateTime", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("bodySite", 19), ("recorder", 26), ("", 0), ("", 0),
+            ("category", 16), ("", 0), ("", 0), ("", 0),
+            ("_recordedDate", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("encounter", 21), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("stage", 28), ("", 0), ("extension", 11), ("recordedDate", 24),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("evidence", 29), ("", 0),
+            ("note", 30), ("identifier", 13), ("asserter", 27), ("", 0),
+            ("severity", 17), ("id", 2), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("verificationStatus", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("abatementString", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("abatementRange", 23),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("abatementAge", 23), ("onsetString", 22), ("", 0), ("", 0),
+            ("onsetAge", 22), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("_id", 3),
+            ("onsetDateTime", 22), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("abatementPeriod", 23), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("note", 30), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
-            ("", 0), ("language", 7), ("", 0), ("clinicalStatus", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_recordedDate", 25),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("verificationStatus", 15), ("", 0), ("", 0),
-            ("contained", 10), ("", 0), ("", 0), ("onsetPeriod", 22),
-            ("bodySite", 19), ("abatementPeriod", 23), ("", 0), ("", 0),
-            ("", 0), ("onsetRange", 22), ("recordedDate", 24), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("identifier", 13), ("", 0), ("", 0),
-            ("_language", 8), ("evidence", 29), ("", 0), ("", 0),
-            ("recorder", 26), ("", 0), ("", 0), ("", 0),
-            ("abatementAge", 23), ("", 0), ("abatementDateTime", 23), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("severity", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("onsetDateTime", 22), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("abatementRange", 23), ("", 0), ("implicitRules", 5),
-            ("", 0), ("category", 16), ("", 0), ("", 0),
-            ("code", 18), ("", 0), ("stage", 28), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
-            ("", 0), ("", 0), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("encounter", 21), ("asserter", 27),
-            ("onsetString", 22), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("subject", 20), ("abatementString", 23),
-            ("onsetAge", 22), ("", 0), ("id", 2), ("", 0),
         ],
     };
 }
@@ -284,12 +284,12 @@ pub struct ConditionEvidence {
 impl ConditionEvidence {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("detail", 5), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("detail", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -362,12 +362,12 @@ pub struct ConditionStage {
 impl ConditionStage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 10,
         slots: &[
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("summary", 4), ("modifierExtension", 3), ("", 0),
+            ("type", 6), ("extension", 2), ("", 0), ("assessment", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("summary", 4),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("type", 6), ("assessment", 5), ("", 0),
         ],
     };
 }

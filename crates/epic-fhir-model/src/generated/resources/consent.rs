@@ -81,24 +81,24 @@ pub struct Consent {
 impl Consent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 233,
+        seed: 719,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("verification", 26),
+            ("extension", 11), ("sourceAttachment", 23), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("identifier", 13), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("sourceReference", 23), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("_language", 8),
-            ("text", 9), ("", 0), ("id", 2), ("", 0),
-            ("sourceAttachment", 23), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("scope", 16), ("", 0),
-            ("", 0), ("meta", 4), ("contained", 10), ("category", 17),
-            ("policy", 24), ("", 0), ("modifierExtension", 12), ("patient", 18),
-            ("", 0), ("", 0), ("", 0), ("organization", 22),
-            ("", 0), ("", 0), ("", 0), ("language", 7),
-            ("identifier", 13), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_status", 15), ("", 0), ("resourceType", 1),
-            ("dateTime", 19), ("_dateTime", 20), ("provision", 27), ("sourceReference", 23),
-            ("", 0), ("", 0), ("performer", 21), ("implicitRules", 5),
-            ("status", 14), ("_implicitRules", 6), ("policyRule", 25), ("", 0),
+            ("", 0), ("_id", 3), ("performer", 21), ("organization", 22),
+            ("_status", 15), ("resourceType", 1), ("", 0), ("category", 17),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("verification", 26), ("status", 14), ("", 0),
+            ("implicitRules", 5), ("", 0), ("policy", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("dateTime", 19), ("scope", 16),
+            ("patient", 18), ("", 0), ("_dateTime", 20), ("provision", 27),
+            ("", 0), ("_language", 8), ("_implicitRules", 6), ("policyRule", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -276,16 +276,16 @@ pub struct ConsentProvision {
 impl ConsentProvision {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 65,
+        seed: 35,
         slots: &[
-            ("actor", 7), ("", 0), ("provision", 15), ("purpose", 10),
-            ("", 0), ("modifierExtension", 3), ("type", 4), ("", 0),
-            ("securityLabel", 9), ("", 0), ("", 0), ("_type", 5),
-            ("data", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("action", 8), ("extension", 2), ("", 0),
-            ("period", 6), ("class", 11), ("", 0), ("dataPeriod", 13),
-            ("", 0), ("", 0), ("code", 12), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("securityLabel", 9),
+            ("modifierExtension", 3), ("", 0), ("_type", 5), ("", 0),
+            ("dataPeriod", 13), ("action", 8), ("data", 14), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("period", 6),
+            ("actor", 7), ("id", 1), ("extension", 2), ("purpose", 10),
+            ("class", 11), ("", 0), ("", 0), ("code", 12),
+            ("", 0), ("", 0), ("provision", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -380,10 +380,10 @@ impl ConsentProvisionData {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("_meaning", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("reference", 6), ("", 0), ("", 0),
-            ("meaning", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("meaning", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_meaning", 5), ("id", 1), ("", 0), ("reference", 6),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -460,10 +460,10 @@ impl ConsentProvisionActor {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("role", 4),
-            ("", 0), ("reference", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("role", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("reference", 5),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -544,12 +544,12 @@ pub struct ConsentVerification {
 impl ConsentVerification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 20,
         slots: &[
-            ("", 0), ("verifiedWith", 6), ("", 0), ("id", 1),
-            ("verified", 4), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("_verified", 5), ("extension", 2),
-            ("_verificationDate", 8), ("verificationDate", 7), ("", 0), ("", 0),
+            ("verificationDate", 7), ("_verificationDate", 8), ("verifiedWith", 6), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("verified", 4), ("_verified", 5), ("modifierExtension", 3),
         ],
     };
 }
@@ -630,12 +630,12 @@ pub struct ConsentPolicy {
 impl ConsentPolicy {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("_authority", 5), ("id", 1),
-            ("authority", 4), ("", 0), ("_uri", 7), ("modifierExtension", 3),
-            ("", 0), ("uri", 6), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("_authority", 5), ("", 0), ("authority", 4), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("uri", 6), ("id", 1),
+            ("", 0), ("_uri", 7), ("", 0), ("", 0),
         ],
     };
 }

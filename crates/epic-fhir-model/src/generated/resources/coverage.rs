@@ -95,40 +95,40 @@ pub struct Coverage {
 impl Coverage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 208,
+        seed: 159,
         slots: &[
-            ("", 0), ("", 0), ("payor", 26), ("", 0),
-            ("", 0), ("status", 14), ("_order", 29), ("", 0),
-            ("subscriberId", 19), ("", 0), ("", 0), ("", 0),
             ("", 0), ("relationship", 24), ("", 0), ("", 0),
-            ("subscriber", 18), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("policyHolder", 17),
+            ("class", 27), ("", 0), ("_order", 29), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_dependent", 23), ("", 0), ("order", 28), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("period", 25),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("contract", 35), ("text", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("order", 28),
+            ("", 0), ("costToBeneficiary", 32), ("type", 16), ("_subrogation", 34),
+            ("", 0), ("", 0), ("policyHolder", 17), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("beneficiary", 21),
+            ("", 0), ("subscriber", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
             ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("_id", 3), ("_subrogation", 34), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("meta", 4),
-            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("_subscriberId", 20), ("_network", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contract", 35),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("subscriberId", 19), ("", 0), ("", 0), ("", 0),
+            ("network", 30), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("subrogation", 33), ("", 0), ("dependent", 22), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_subscriberId", 20), ("subrogation", 33),
-            ("_language", 8), ("", 0), ("network", 30), ("", 0),
-            ("", 0), ("", 0), ("period", 25), ("", 0),
-            ("", 0), ("type", 16), ("", 0), ("identifier", 13),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("payor", 26), ("_status", 15), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("dependent", 22), ("", 0), ("", 0),
-            ("", 0), ("beneficiary", 21), ("implicitRules", 5), ("id", 2),
-            ("", 0), ("", 0), ("", 0), ("class", 27),
-            ("", 0), ("_network", 31), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("costToBeneficiary", 32), ("", 0),
+            ("_dependent", 23), ("contained", 10), ("", 0), ("", 0),
         ],
     };
 }
@@ -304,12 +304,12 @@ pub struct CoverageCostToBeneficiary {
 impl CoverageCostToBeneficiary {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 3,
         slots: &[
-            ("exception", 6), ("", 0), ("extension", 2), ("", 0),
-            ("type", 4), ("valueMoney", 5), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("valueQuantity", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("valueMoney", 5), ("", 0), ("exception", 6),
+            ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
         ],
     };
 }
@@ -390,10 +390,10 @@ impl CoverageCostToBeneficiaryException {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("period", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("period", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -472,12 +472,12 @@ pub struct CoverageClass {
 impl CoverageClass {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 16,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("name", 7), ("", 0), ("value", 5),
-            ("_value", 6), ("", 0), ("", 0), ("", 0),
-            ("_name", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_value", 6), ("", 0),
+            ("", 0), ("type", 4), ("value", 5), ("id", 1),
+            ("modifierExtension", 3), ("name", 7), ("", 0), ("extension", 2),
         ],
     };
 }

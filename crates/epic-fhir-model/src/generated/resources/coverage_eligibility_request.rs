@@ -83,23 +83,23 @@ pub struct CoverageEligibilityRequest {
 impl CoverageEligibilityRequest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2477,
+        seed: 832,
         slots: &[
-            ("_language", 8), ("purpose", 17), ("", 0), ("", 0),
-            ("_created", 22), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_purpose", 18), ("", 0), ("", 0), ("provider", 24),
-            ("implicitRules", 5), ("language", 7), ("id", 2), ("", 0),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("enterer", 23), ("", 0), ("identifier", 13),
-            ("", 0), ("insurer", 25), ("insurance", 28), ("patient", 19),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("text", 9),
-            ("", 0), ("supportingInfo", 27), ("_id", 3), ("_status", 15),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-            ("modifierExtension", 12), ("status", 14), ("", 0), ("", 0),
-            ("item", 29), ("", 0), ("facility", 26), ("created", 21),
-            ("servicedPeriod", 20), ("", 0), ("servicedDate", 20), ("meta", 4),
-            ("", 0), ("priority", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("servicedPeriod", 20), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("created", 21), ("", 0), ("supportingInfo", 27), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("insurance", 28),
+            ("priority", 16), ("status", 14), ("", 0), ("facility", 26),
+            ("", 0), ("", 0), ("_created", 22), ("servicedDate", 20),
+            ("id", 2), ("", 0), ("resourceType", 1), ("item", 29),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("insurer", 25),
+            ("extension", 11), ("", 0), ("", 0), ("enterer", 23),
+            ("purpose", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("modifierExtension", 12), ("", 0),
+            ("patient", 19), ("", 0), ("contained", 10), ("_status", 15),
+            ("identifier", 13), ("provider", 24), ("implicitRules", 5), ("_purpose", 18),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
@@ -281,16 +281,16 @@ pub struct CoverageEligibilityRequestItem {
 impl CoverageEligibilityRequestItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 52,
+        seed: 22,
         slots: &[
-            ("category", 6), ("unitPrice", 11), ("quantity", 10), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("facility", 12), ("id", 1), ("", 0), ("_supportingInfoSequence", 5),
-            ("modifier", 8), ("", 0), ("extension", 2), ("", 0),
-            ("detail", 14), ("", 0), ("productOrService", 7), ("provider", 9),
-            ("supportingInfoSequence", 4), ("diagnosis", 13), ("modifierExtension", 3), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("provider", 9), ("", 0),
+            ("", 0), ("unitPrice", 11), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("supportingInfoSequence", 4), ("", 0), ("facility", 12), ("productOrService", 7),
+            ("detail", 14), ("", 0), ("", 0), ("", 0),
+            ("modifier", 8), ("", 0), ("", 0), ("", 0),
+            ("quantity", 10), ("modifierExtension", 3), ("_supportingInfoSequence", 5), ("diagnosis", 13),
+            ("category", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -378,10 +378,10 @@ impl CoverageEligibilityRequestItemDiagnosis {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
+            ("", 0), ("extension", 2), ("diagnosisReference", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("diagnosisCodeableConcept", 4), ("", 0), ("", 0), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("diagnosisReference", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("diagnosisCodeableConcept", 4),
         ],
     };
 }
@@ -456,12 +456,12 @@ pub struct CoverageEligibilityRequestInsurance {
 impl CoverageEligibilityRequestInsurance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("coverage", 6), ("", 0),
-            ("_businessArrangement", 8), ("focal", 4), ("", 0), ("businessArrangement", 7),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("_focal", 5), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("coverage", 6), ("_focal", 5),
+            ("id", 1), ("", 0), ("businessArrangement", 7), ("", 0),
+            ("focal", 4), ("", 0), ("", 0), ("_businessArrangement", 8),
         ],
     };
 }
@@ -546,12 +546,12 @@ pub struct CoverageEligibilityRequestSupportingInfo {
 impl CoverageEligibilityRequestSupportingInfo {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 10,
         slots: &[
-            ("information", 6), ("_appliesToAll", 8), ("", 0), ("appliesToAll", 7),
-            ("_sequence", 5), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("sequence", 4),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("information", 6), ("", 0), ("id", 1),
+            ("appliesToAll", 7), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("_sequence", 5), ("", 0), ("_appliesToAll", 8), ("sequence", 4),
         ],
     };
 }

@@ -91,40 +91,40 @@ pub struct CoverageEligibilityResponse {
 impl CoverageEligibilityResponse {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 251,
+        seed: 45,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("status", 14),
-            ("", 0), ("error", 33), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("id", 2), ("", 0), ("_disposition", 27),
+            ("created", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("patient", 18),
+            ("_implicitRules", 6), ("", 0), ("insurance", 29), ("", 0),
+            ("resourceType", 1), ("language", 7), ("", 0), ("", 0),
+            ("contained", 10), ("requestor", 22), ("", 0), ("_id", 3),
+            ("extension", 11), ("_disposition", 27), ("", 0), ("purpose", 16),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("insurance", 29), ("", 0), ("text", 9),
-            ("", 0), ("_id", 3), ("request", 23), ("", 0),
-            ("_created", 21), ("", 0), ("_status", 15), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("servicedDate", 19), ("", 0),
+            ("_created", 21), ("", 0), ("preAuthRef", 30), ("", 0),
+            ("", 0), ("status", 14), ("outcome", 24), ("", 0),
+            ("form", 32), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("language", 7),
-            ("contained", 10), ("", 0), ("", 0), ("disposition", 26),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
-            ("extension", 11), ("", 0), ("", 0), ("_purpose", 17),
-            ("requestor", 22), ("implicitRules", 5), ("", 0), ("outcome", 24),
-            ("_preAuthRef", 31), ("", 0), ("", 0), ("patient", 18),
-            ("", 0), ("", 0), ("created", 20), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_outcome", 25),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("form", 32), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("purpose", 16), ("", 0), ("", 0), ("", 0),
-            ("preAuthRef", 30), ("", 0), ("insurer", 28), ("", 0),
+            ("", 0), ("disposition", 26), ("", 0), ("", 0),
+            ("servicedPeriod", 19), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("error", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("insurer", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("request", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 15), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("servicedDate", 19), ("", 0), ("", 0), ("_purpose", 17),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_outcome", 25),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_preAuthRef", 31), ("", 0), ("", 0),
         ],
     };
 }
@@ -295,10 +295,10 @@ pub struct CoverageEligibilityResponseError {
 impl CoverageEligibilityResponseError {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("id", 1),
         ],
     };
 }
@@ -375,12 +375,12 @@ pub struct CoverageEligibilityResponseInsurance {
 impl CoverageEligibilityResponseInsurance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 6,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("coverage", 4), ("item", 8), ("modifierExtension", 3),
-            ("_inforce", 6), ("inforce", 5), ("", 0), ("extension", 2),
-            ("", 0), ("benefitPeriod", 7), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("coverage", 4),
+            ("item", 8), ("", 0), ("benefitPeriod", 7), ("id", 1),
+            ("modifierExtension", 3), ("inforce", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_inforce", 6), ("", 0),
         ],
     };
 }
@@ -493,24 +493,24 @@ pub struct CoverageEligibilityResponseInsuranceItem {
 impl CoverageEligibilityResponseInsuranceItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 80,
+        seed: 57,
         slots: &[
-            ("modifier", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifier", 6), ("", 0),
+            ("benefit", 17), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_name", 11),
+            ("unit", 15), ("", 0), ("_authorizationUrl", 22), ("", 0),
+            ("", 0), ("category", 4), ("", 0), ("authorizationUrl", 21),
+            ("", 0), ("", 0), ("excluded", 8), ("description", 12),
+            ("", 0), ("", 0), ("provider", 7), ("", 0),
+            ("", 0), ("authorizationRequired", 18), ("", 0), ("network", 14),
+            ("", 0), ("id", 1), ("productOrService", 5), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("authorizationSupporting", 20), ("authorizationUrl", 21), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_excluded", 9),
-            ("", 0), ("_description", 13), ("excluded", 8), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("benefit", 17),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("name", 10), ("productOrService", 5), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("authorizationRequired", 18), ("description", 12), ("", 0), ("", 0),
-            ("_name", 11), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("network", 14), ("", 0), ("category", 4),
-            ("", 0), ("", 0), ("_authorizationUrl", 22), ("_authorizationRequired", 19),
-            ("", 0), ("provider", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("unit", 15), ("term", 16),
+            ("name", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_excluded", 9), ("", 0),
+            ("", 0), ("term", 16), ("", 0), ("_description", 13),
+            ("", 0), ("_authorizationRequired", 19), ("authorizationSupporting", 20), ("", 0),
         ],
     };
 }
@@ -617,16 +617,16 @@ pub struct CoverageEligibilityResponseInsuranceItemBenefit {
 impl CoverageEligibilityResponseInsuranceItemBenefit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 11,
         slots: &[
-            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("usedString", 6), ("", 0),
-            ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
-            ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
             ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("", 0), ("", 0),
+            ("usedMoney", 6), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("allowedUnsignedInt", 5), ("usedString", 6),
+            ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("allowedMoney", 5), ("allowedString", 5),
         ],
     };
 }

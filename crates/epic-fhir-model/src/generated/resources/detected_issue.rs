@@ -81,24 +81,24 @@ pub struct DetectedIssue {
 impl DetectedIssue {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1558,
+        seed: 450,
         slots: &[
-            ("", 0), ("_id", 3), ("identifiedPeriod", 20), ("identifier", 13),
-            ("", 0), ("evidence", 23), ("", 0), ("code", 16),
-            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 2), ("_detail", 25),
-            ("", 0), ("patient", 19), ("", 0), ("extension", 11),
-            ("implicitRules", 5), ("author", 21), ("", 0), ("reference", 26),
-            ("_reference", 27), ("", 0), ("", 0), ("_status", 15),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifiedPeriod", 20), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("_id", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-            ("status", 14), ("mitigation", 28), ("_severity", 18), ("", 0),
-            ("severity", 17), ("", 0), ("_language", 8), ("", 0),
-            ("language", 7), ("", 0), ("identifiedDateTime", 20), ("detail", 24),
-            ("implicated", 22), ("", 0), ("contained", 10), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("evidence", 23),
+            ("extension", 11), ("", 0), ("id", 2), ("status", 14),
+            ("patient", 19), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("implicitRules", 5),
+            ("", 0), ("_severity", 18), ("detail", 24), ("", 0),
+            ("reference", 26), ("code", 16), ("", 0), ("author", 21),
+            ("", 0), ("_reference", 27), ("", 0), ("", 0),
+            ("contained", 10), ("implicated", 22), ("", 0), ("severity", 17),
+            ("", 0), ("identifiedDateTime", 20), ("", 0), ("_status", 15),
+            ("", 0), ("modifierExtension", 12), ("resourceType", 1), ("", 0),
+            ("", 0), ("mitigation", 28), ("", 0), ("", 0),
+            ("", 0), ("_detail", 25), ("", 0), ("", 0),
+            ("text", 9), ("identifier", 13), ("", 0), ("", 0),
         ],
     };
 }
@@ -260,12 +260,12 @@ pub struct DetectedIssueMitigation {
 impl DetectedIssueMitigation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("action", 4), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("author", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_date", 6), ("", 0), ("date", 5),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_date", 6),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("author", 7), ("extension", 2), ("date", 5), ("action", 4),
         ],
     };
 }
@@ -342,12 +342,12 @@ pub struct DetectedIssueEvidence {
 impl DetectedIssueEvidence {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("detail", 5), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("detail", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

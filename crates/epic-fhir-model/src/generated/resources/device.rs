@@ -121,40 +121,72 @@ pub struct Device {
 impl Device {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7917,
+        seed: 21,
         slots: &[
-            ("", 0), ("statusReason", 18), ("identifier", 13), ("", 0),
-            ("meta", 4), ("", 0), ("udiCarrier", 15), ("", 0),
-            ("_manufactureDate", 24), ("", 0), ("", 0), ("property", 39),
-            ("", 0), ("", 0), ("_expirationDate", 26), ("_implicitRules", 6),
-            ("implicitRules", 5), ("", 0), ("_url", 45), ("location", 43),
-            ("id", 2), ("contact", 42), ("_partNumber", 35), ("", 0),
-            ("parent", 48), ("serialNumber", 29), ("language", 7), ("", 0),
-            ("patient", 40), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_modelNumber", 33), ("version", 38),
+            ("", 0), ("", 0), ("", 0), ("type", 36),
+            ("property", 39), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_language", 8), ("lotNumber", 27), ("", 0),
-            ("note", 46), ("distinctIdentifier", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("url", 44), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("definition", 14), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("safety", 47),
-            ("", 0), ("", 0), ("_serialNumber", 30), ("_status", 17),
-            ("", 0), ("", 0), ("", 0), ("partNumber", 34),
-            ("", 0), ("", 0), ("", 0), ("_distinctIdentifier", 20),
-            ("_id", 3), ("manufactureDate", 23), ("type", 36), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("contained", 10),
-            ("", 0), ("_manufacturer", 22), ("expirationDate", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("partNumber", 34), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("lotNumber", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("location", 43),
+            ("", 0), ("", 0), ("", 0), ("patient", 40),
+            ("", 0), ("", 0), ("_serialNumber", 30), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_lotNumber", 28), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("status", 16), ("", 0),
-            ("owner", 41), ("modelNumber", 32), ("", 0), ("manufacturer", 21),
-            ("", 0), ("resourceType", 1), ("", 0), ("deviceName", 31),
-            ("specialization", 37), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("text", 9), ("", 0),
+            ("text", 9), ("", 0), ("_status", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contact", 42), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("specialization", 37),
+            ("", 0), ("deviceName", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("serialNumber", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("status", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_lotNumber", 28), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_url", 45),
+            ("", 0), ("", 0), ("_distinctIdentifier", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("_expirationDate", 26),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("manufacturer", 21), ("parent", 48), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_modelNumber", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("owner", 41), ("manufactureDate", 23),
+            ("expirationDate", 25), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("note", 46), ("", 0),
+            ("definition", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("url", 44),
+            ("", 0), ("", 0), ("_manufacturer", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("modelNumber", 32),
+            ("", 0), ("", 0), ("distinctIdentifier", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_partNumber", 35),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("statusReason", 18), ("", 0), ("", 0), ("", 0),
+            ("udiCarrier", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("version", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("safety", 47), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_manufactureDate", 24),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -354,12 +386,12 @@ pub struct DeviceProperty {
 impl DeviceProperty {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
+            ("valueQuantity", 5), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("valueCode", 6), ("", 0),
         ],
     };
 }
@@ -440,10 +472,10 @@ impl DeviceVersion {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("value", 6),
-            ("_value", 7), ("", 0), ("component", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("value", 6), ("modifierExtension", 3), ("component", 5),
+            ("", 0), ("", 0), ("_value", 7), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -520,12 +552,12 @@ pub struct DeviceSpecialization {
 impl DeviceSpecialization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 3,
         slots: &[
-            ("", 0), ("", 0), ("systemType", 4), ("", 0),
-            ("", 0), ("", 0), ("_version", 6), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("version", 5), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_version", 6), ("extension", 2),
+            ("", 0), ("systemType", 4), ("", 0), ("version", 5),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -604,12 +636,12 @@ pub struct DeviceDeviceName {
 impl DeviceDeviceName {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 12,
         slots: &[
-            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-            ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_type", 7), ("extension", 2), ("name", 4),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 6),
         ],
     };
 }
@@ -704,16 +736,16 @@ pub struct DeviceUdiCarrier {
 impl DeviceUdiCarrier {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 12,
+        seed: 47,
         slots: &[
-            ("carrierAIDC", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("jurisdiction", 8), ("", 0), ("_entryType", 15), ("", 0),
-            ("issuer", 6), ("_carrierAIDC", 11), ("", 0), ("", 0),
-            ("_deviceIdentifier", 5), ("deviceIdentifier", 4), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("carrierHRF", 12), ("entryType", 14),
-            ("id", 1), ("modifierExtension", 3), ("", 0), ("_issuer", 7),
-            ("", 0), ("_jurisdiction", 9), ("", 0), ("_carrierHRF", 13),
+            ("carrierAIDC", 10), ("issuer", 6), ("", 0), ("_jurisdiction", 9),
+            ("", 0), ("entryType", 14), ("deviceIdentifier", 4), ("", 0),
+            ("carrierHRF", 12), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_issuer", 7), ("_entryType", 15), ("", 0),
+            ("", 0), ("jurisdiction", 8), ("_carrierHRF", 13), ("", 0),
+            ("", 0), ("_deviceIdentifier", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_carrierAIDC", 11), ("extension", 2),
         ],
     };
 }

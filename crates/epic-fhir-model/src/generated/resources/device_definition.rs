@@ -99,40 +99,40 @@ pub struct DeviceDefinition {
 impl DeviceDefinition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 110,
+        seed: 328,
         slots: &[
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ("_onlineInformation", 34), ("", 0), ("contained", 10), ("_version", 22),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("onlineInformation", 33), ("", 0), ("", 0), ("text", 9),
-            ("", 0), ("", 0), ("languageCode", 26), ("", 0),
-            ("deviceName", 16), ("", 0), ("_language", 8), ("", 0),
-            ("", 0), ("", 0), ("contact", 30), ("version", 21),
-            ("", 0), ("", 0), ("", 0), ("property", 28),
-            ("", 0), ("url", 31), ("resourceType", 1), ("", 0),
-            ("note", 35), ("quantity", 36), ("", 0), ("", 0),
-            ("shelfLifeStorage", 24), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modelNumber", 17), ("", 0), ("_url", 32),
-            ("specialization", 20), ("", 0), ("identifier", 13), ("", 0),
-            ("material", 38), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("capability", 27), ("", 0),
-            ("_id", 3), ("", 0), ("extension", 11), ("", 0),
-            ("manufacturerReference", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("manufacturerString", 15), ("parentDevice", 37),
-            ("", 0), ("owner", 29), ("physicalCharacteristics", 25), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("language", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modelNumber", 17), ("deviceName", 16),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("manufacturerString", 15),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("manufacturerReference", 15),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("udiDeviceIdentifier", 14), ("", 0), ("", 0), ("_id", 3),
             ("", 0), ("type", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("safety", 23),
+            ("", 0), ("note", 35), ("_implicitRules", 6), ("", 0),
+            ("shelfLifeStorage", 24), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_onlineInformation", 34), ("safety", 23),
+            ("url", 31), ("", 0), ("", 0), ("languageCode", 26),
+            ("", 0), ("resourceType", 1), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("_version", 22), ("language", 7), ("owner", 29),
+            ("onlineInformation", 33), ("", 0), ("contact", 30), ("", 0),
+            ("_modelNumber", 18), ("", 0), ("", 0), ("", 0),
+            ("_url", 32), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("udiDeviceIdentifier", 14), ("", 0), ("_modelNumber", 18), ("", 0),
+            ("", 0), ("implicitRules", 5), ("id", 2), ("capability", 27),
+            ("physicalCharacteristics", 25), ("specialization", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("_language", 8), ("property", 28), ("material", 38), ("", 0),
+            ("", 0), ("version", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("quantity", 36),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("parentDevice", 37), ("", 0),
         ],
     };
 }
@@ -315,12 +315,12 @@ pub struct DeviceDefinitionMaterial {
 impl DeviceDefinitionMaterial {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("_alternate", 6), ("modifierExtension", 3),
-            ("substance", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_allergenicIndicator", 8), ("", 0), ("extension", 2),
-            ("alternate", 5), ("", 0), ("", 0), ("allergenicIndicator", 7),
+            ("allergenicIndicator", 7), ("extension", 2), ("alternate", 5), ("", 0),
+            ("substance", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("_allergenicIndicator", 8), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_alternate", 6),
         ],
     };
 }
@@ -401,12 +401,12 @@ pub struct DeviceDefinitionProperty {
 impl DeviceDefinitionProperty {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("type", 4), ("", 0), ("valueQuantity", 5),
+            ("valueQuantity", 5), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("valueCode", 6), ("", 0),
         ],
     };
 }
@@ -481,12 +481,12 @@ pub struct DeviceDefinitionCapability {
 impl DeviceDefinitionCapability {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 5,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("description", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("type", 4),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("description", 5),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -563,12 +563,12 @@ pub struct DeviceDefinitionSpecialization {
 impl DeviceDefinitionSpecialization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 5,
         slots: &[
-            ("", 0), ("_systemType", 5), ("systemType", 4), ("", 0),
-            ("", 0), ("", 0), ("_version", 7), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("version", 6), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("_systemType", 5), ("", 0),
+            ("_version", 7), ("", 0), ("id", 1), ("", 0),
+            ("systemType", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("version", 6), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -647,12 +647,12 @@ pub struct DeviceDefinitionDeviceName {
 impl DeviceDefinitionDeviceName {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 12,
         slots: &[
-            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-            ("extension", 2), ("name", 4), ("_type", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("_type", 7), ("extension", 2), ("name", 4),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 6),
         ],
     };
 }
@@ -735,16 +735,16 @@ pub struct DeviceDefinitionUdiDeviceIdentifier {
 impl DeviceDefinitionUdiDeviceIdentifier {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("_issuer", 7), ("", 0), ("", 0),
-            ("deviceIdentifier", 4), ("issuer", 6), ("", 0), ("", 0),
-            ("", 0), ("_jurisdiction", 9), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_deviceIdentifier", 5), ("jurisdiction", 8),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("jurisdiction", 8), ("", 0), ("", 0), ("", 0),
+            ("deviceIdentifier", 4), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("_issuer", 7), ("issuer", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_jurisdiction", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_deviceIdentifier", 5), ("", 0),
         ],
     };
 }

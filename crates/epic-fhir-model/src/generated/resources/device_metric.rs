@@ -73,24 +73,24 @@ pub struct DeviceMetric {
 impl DeviceMetric {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 434,
+        seed: 116,
         slots: &[
-            ("", 0), ("contained", 10), ("type", 14), ("", 0),
-            ("_language", 8), ("modifierExtension", 12), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("unit", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("source", 16), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("operationalStatus", 18), ("category", 22), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("resourceType", 1), ("color", 20),
-            ("_category", 23), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_id", 3), ("", 0), ("", 0),
-            ("identifier", 13), ("language", 7), ("calibration", 25), ("", 0),
-            ("", 0), ("measurementPeriod", 24), ("", 0), ("", 0),
-            ("source", 16), ("", 0), ("_operationalStatus", 19), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
-            ("_color", 21), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("unit", 15), ("parent", 17), ("", 0),
-            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("calibration", 25), ("extension", 11), ("", 0),
+            ("category", 22), ("", 0), ("", 0), ("_operationalStatus", 19),
+            ("operationalStatus", 18), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("_language", 8), ("_id", 3), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("meta", 4), ("measurementPeriod", 24), ("", 0), ("", 0),
+            ("_color", 21), ("", 0), ("", 0), ("resourceType", 1),
+            ("contained", 10), ("", 0), ("", 0), ("_category", 23),
+            ("", 0), ("", 0), ("", 0), ("type", 14),
+            ("parent", 17), ("_implicitRules", 6), ("", 0), ("color", 20),
         ],
     };
 }
@@ -252,16 +252,16 @@ pub struct DeviceMetricCalibration {
 impl DeviceMetricCalibration {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 4,
         slots: &[
-            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("_type", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_time", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_state", 7), ("", 0),
+            ("", 0), ("_type", 5), ("time", 8), ("", 0),
+            ("", 0), ("state", 6), ("", 0), ("type", 4),
             ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("state", 6), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("time", 8), ("", 0), ("_state", 7),
+            ("_time", 9), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

@@ -81,24 +81,24 @@ pub struct DocumentManifest {
 impl DocumentManifest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2443,
+        seed: 1603,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("content", 27),
-            ("", 0), ("", 0), ("", 0), ("language", 7),
-            ("", 0), ("", 0), ("_language", 8), ("modifierExtension", 12),
-            ("", 0), ("recipient", 22), ("", 0), ("_status", 16),
-            ("", 0), ("_id", 3), ("id", 2), ("", 0),
-            ("", 0), ("meta", 4), ("related", 28), ("", 0),
+            ("", 0), ("subject", 18), ("contained", 10), ("", 0),
+            ("_description", 26), ("", 0), ("author", 21), ("identifier", 14),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("_language", 8), ("", 0), ("", 0), ("masterIdentifier", 13),
+            ("_created", 20), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("", 0), ("_description", 26), ("status", 15),
-            ("", 0), ("", 0), ("implicitRules", 5), ("identifier", 14),
-            ("subject", 18), ("", 0), ("_created", 20), ("", 0),
-            ("author", 21), ("type", 17), ("contained", 10), ("extension", 11),
-            ("", 0), ("description", 25), ("", 0), ("", 0),
-            ("", 0), ("created", 19), ("", 0), ("", 0),
-            ("source", 23), ("", 0), ("", 0), ("", 0),
-            ("masterIdentifier", 13), ("", 0), ("_source", 24), ("", 0),
-            ("_implicitRules", 6), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("status", 15), ("recipient", 22),
+            ("", 0), ("", 0), ("extension", 11), ("modifierExtension", 12),
+            ("_status", 16), ("content", 27), ("_id", 3), ("_source", 24),
+            ("", 0), ("created", 19), ("resourceType", 1), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("source", 23),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("related", 28), ("type", 17), ("meta", 4), ("", 0),
+            ("", 0), ("", 0), ("description", 25), ("", 0),
         ],
     };
 }
@@ -256,12 +256,12 @@ pub struct DocumentManifestRelated {
 impl DocumentManifestRelated {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("identifier", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("ref", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("ref", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("identifier", 4), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

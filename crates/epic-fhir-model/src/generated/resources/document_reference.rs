@@ -89,24 +89,24 @@ pub struct DocumentReference {
 impl DocumentReference {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 15023,
+        seed: 289,
         slots: &[
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("securityLabel", 30), ("language", 7), ("", 0), ("_language", 8),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("subject", 21), ("", 0), ("", 0), ("text", 9),
-            ("", 0), ("custodian", 26), ("meta", 4), ("masterIdentifier", 13),
-            ("", 0), ("_description", 29), ("", 0), ("id", 2),
-            ("context", 32), ("date", 22), ("", 0), ("docStatus", 17),
-            ("_status", 16), ("", 0), ("", 0), ("authenticator", 25),
-            ("identifier", 14), ("", 0), ("type", 19), ("implicitRules", 5),
-            ("category", 20), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_docStatus", 18), ("", 0), ("", 0),
-            ("extension", 11), ("author", 24), ("_id", 3), ("", 0),
-            ("_date", 23), ("status", 15), ("content", 31), ("_implicitRules", 6),
-            ("", 0), ("relatesTo", 27), ("", 0), ("", 0),
-            ("resourceType", 1), ("contained", 10), ("description", 28), ("", 0),
+            ("modifierExtension", 12), ("type", 19), ("extension", 11), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("_description", 29),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("content", 31), ("securityLabel", 30), ("context", 32),
+            ("", 0), ("_implicitRules", 6), ("_id", 3), ("category", 20),
+            ("", 0), ("", 0), ("", 0), ("_status", 16),
+            ("", 0), ("language", 7), ("_date", 23), ("", 0),
+            ("", 0), ("resourceType", 1), ("", 0), ("subject", 21),
+            ("status", 15), ("", 0), ("contained", 10), ("custodian", 26),
+            ("author", 24), ("identifier", 14), ("authenticator", 25), ("", 0),
+            ("description", 28), ("date", 22), ("", 0), ("", 0),
+            ("relatesTo", 27), ("", 0), ("", 0), ("docStatus", 17),
+            ("", 0), ("", 0), ("_docStatus", 18), ("masterIdentifier", 13),
         ],
     };
 }
@@ -282,16 +282,16 @@ pub struct DocumentReferenceContext {
 impl DocumentReferenceContext {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 3,
         slots: &[
-            ("encounter", 4), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("sourcePatientInfo", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("practiceSetting", 8), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("period", 6),
+            ("", 0), ("", 0), ("encounter", 4), ("", 0),
+            ("", 0), ("facilityType", 7), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("event", 5),
-            ("modifierExtension", 3), ("", 0), ("sourcePatientInfo", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("period", 6),
-            ("practiceSetting", 8), ("", 0), ("", 0), ("", 0),
-            ("facilityType", 7), ("related", 10), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("related", 10), ("", 0), ("event", 5),
         ],
     };
 }
@@ -374,10 +374,10 @@ impl DocumentReferenceContent {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("format", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("attachment", 4), ("", 0),
+            ("", 0), ("format", 5), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("attachment", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -452,12 +452,12 @@ pub struct DocumentReferenceRelatesTo {
 impl DocumentReferenceRelatesTo {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("target", 6), ("", 0),
-            ("", 0), ("code", 4), ("", 0), ("", 0),
-            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("_code", 5),
+            ("code", 4), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("target", 6),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }

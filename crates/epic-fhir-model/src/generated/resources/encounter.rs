@@ -97,40 +97,40 @@ pub struct Encounter {
 impl Encounter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 238,
+        seed: 305,
         slots: &[
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("serviceType", 20), ("", 0), ("", 0),
-            ("_id", 3), ("modifierExtension", 12), ("hospitalization", 33), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("extension", 11), ("", 0), ("serviceProvider", 35), ("", 0),
+            ("contained", 10), ("partOf", 36), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("period", 27), ("", 0),
+            ("", 0), ("basedOn", 24), ("", 0), ("reasonCode", 29),
+            ("", 0), ("episodeOfCare", 23), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("statusHistory", 16), ("implicitRules", 5), ("", 0),
-            ("", 0), ("", 0), ("_status", 15), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("priority", 21),
-            ("", 0), ("length", 28), ("", 0), ("diagnosis", 31),
+            ("serviceType", 20), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("reasonReference", 30), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("participant", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("statusHistory", 16),
+            ("", 0), ("type", 19), ("implicitRules", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 19), ("", 0), ("", 0), ("", 0),
-            ("class", 17), ("status", 14), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("period", 27), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("participant", 25), ("", 0),
+            ("", 0), ("", 0), ("appointment", 26), ("", 0),
+            ("", 0), ("", 0), ("length", 28), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("location", 34), ("", 0), ("", 0),
-            ("basedOn", 24), ("meta", 4), ("subject", 22), ("", 0),
-            ("id", 2), ("contained", 10), ("", 0), ("", 0),
-            ("text", 9), ("_language", 8), ("", 0), ("", 0),
-            ("reasonCode", 29), ("", 0), ("", 0), ("partOf", 36),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("subject", 22), ("", 0), ("", 0),
+            ("_status", 15), ("status", 14), ("", 0), ("", 0),
+            ("account", 32), ("diagnosis", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("class", 17), ("", 0),
+            ("", 0), ("", 0), ("classHistory", 18), ("location", 34),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("hospitalization", 33), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("account", 32),
-            ("", 0), ("", 0), ("classHistory", 18), ("reasonReference", 30),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("priority", 21), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ("language", 7), ("episodeOfCare", 23), ("", 0), ("appointment", 26),
-            ("", 0), ("serviceProvider", 35), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("language", 7), ("_id", 3),
         ],
     };
 }
@@ -312,12 +312,12 @@ pub struct EncounterLocation {
 impl EncounterLocation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 1,
         slots: &[
-            ("", 0), ("_status", 6), ("period", 8), ("modifierExtension", 3),
-            ("", 0), ("status", 5), ("", 0), ("", 0),
-            ("extension", 2), ("physicalType", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("location", 4), ("id", 1),
+            ("physicalType", 7), ("extension", 2), ("location", 4), ("_status", 6),
+            ("status", 5), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("period", 8), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -410,16 +410,16 @@ pub struct EncounterHospitalization {
 impl EncounterHospitalization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 6,
         slots: &[
-            ("", 0), ("", 0), ("dietPreference", 8), ("admitSource", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("dischargeDisposition", 12), ("specialCourtesy", 9), ("destination", 11), ("", 0),
-            ("", 0), ("", 0), ("specialArrangement", 10), ("id", 1),
-            ("origin", 5), ("", 0), ("preAdmissionIdentifier", 4), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("preAdmissionIdentifier", 4), ("", 0), ("dischargeDisposition", 12),
+            ("origin", 5), ("", 0), ("", 0), ("", 0),
+            ("specialArrangement", 10), ("", 0), ("reAdmission", 7), ("", 0),
+            ("dietPreference", 8), ("admitSource", 6), ("", 0), ("", 0),
             ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("reAdmission", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("destination", 11), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("specialCourtesy", 9), ("", 0),
         ],
     };
 }
@@ -508,12 +508,12 @@ pub struct EncounterDiagnosis {
 impl EncounterDiagnosis {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 2,
         slots: &[
-            ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
-            ("", 0), ("condition", 4), ("", 0), ("use", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("condition", 4), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("use", 5), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("_rank", 7), ("rank", 6),
         ],
     };
 }
@@ -594,10 +594,10 @@ impl EncounterParticipant {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("period", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("individual", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("period", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("individual", 6), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -670,12 +670,12 @@ pub struct EncounterClassHistory {
 impl EncounterClassHistory {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 2,
         slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("period", 5), ("", 0), ("id", 1),
             ("", 0), ("class", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("period", 5),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -754,10 +754,10 @@ impl EncounterStatusHistory {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("period", 6), ("", 0),
-            ("", 0), ("status", 4), ("", 0), ("", 0),
-            ("", 0), ("_status", 5), ("", 0), ("", 0),
+            ("status", 4), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("period", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_status", 5),
         ],
     };
 }

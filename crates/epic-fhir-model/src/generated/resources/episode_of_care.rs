@@ -75,24 +75,24 @@ pub struct EpisodeOfCare {
 impl EpisodeOfCare {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 191,
+        seed: 14,
         slots: &[
-            ("_id", 3), ("", 0), ("", 0), ("resourceType", 1),
-            ("referralRequest", 22), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("implicitRules", 5), ("period", 21),
-            ("", 0), ("", 0), ("id", 2), ("meta", 4),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("careManager", 23), ("", 0), ("", 0), ("patient", 19),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("diagnosis", 18), ("", 0),
-            ("extension", 11), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ("patient", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 17), ("", 0), ("text", 9), ("account", 25),
-            ("", 0), ("status", 14), ("", 0), ("", 0),
-            ("_status", 15), ("modifierExtension", 12), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("language", 7), ("careManager", 23), ("team", 24),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("statusHistory", 16), ("managingOrganization", 20), ("", 0),
+            ("identifier", 13), ("", 0), ("account", 25), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("status", 14), ("statusHistory", 16), ("", 0), ("", 0),
+            ("_status", 15), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("type", 17), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("managingOrganization", 20), ("", 0), ("extension", 11),
+            ("referralRequest", 22), ("", 0), ("", 0), ("period", 21),
+            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("team", 24), ("_language", 8),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("diagnosis", 18),
         ],
     };
 }
@@ -250,12 +250,12 @@ pub struct EpisodeOfCareDiagnosis {
 impl EpisodeOfCareDiagnosis {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 2,
         slots: &[
-            ("", 0), ("_rank", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("rank", 6), ("", 0), ("", 0),
-            ("", 0), ("condition", 4), ("role", 5), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("condition", 4), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("role", 5), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("_rank", 7), ("rank", 6),
         ],
     };
 }
@@ -336,10 +336,10 @@ impl EpisodeOfCareStatusHistory {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("period", 6), ("", 0),
-            ("", 0), ("status", 4), ("", 0), ("", 0),
-            ("", 0), ("_status", 5), ("", 0), ("", 0),
+            ("status", 4), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("period", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_status", 5),
         ],
     };
 }

@@ -103,40 +103,40 @@ pub struct ExampleScenario {
 impl ExampleScenario {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 78,
+        seed: 1983,
         slots: &[
+            ("", 0), ("", 0), ("publisher", 26), ("_workflow", 39),
+            ("_url", 14), ("", 0), ("", 0), ("_date", 25),
+            ("", 0), ("", 0), ("_copyright", 32), ("jurisdiction", 30),
+            ("", 0), ("", 0), ("_version", 17), ("", 0),
+            ("modifierExtension", 12), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("meta", 4), ("", 0),
+            ("_experimental", 23), ("implicitRules", 5), ("", 0), ("version", 16),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("", 0), ("", 0),
+            ("copyright", 31), ("instance", 36), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_status", 21), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("useContext", 29), ("", 0), ("", 0), ("", 0),
-            ("status", 20), ("", 0), ("", 0), ("_language", 8),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_copyright", 32), ("", 0), ("", 0), ("identifier", 15),
-            ("_workflow", 39), ("", 0), ("", 0), ("_status", 21),
-            ("resourceType", 1), ("", 0), ("_version", 17), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("jurisdiction", 30), ("", 0), ("", 0), ("_url", 14),
-            ("text", 9), ("actor", 35), ("_implicitRules", 6), ("", 0),
-            ("_name", 19), ("", 0), ("", 0), ("_experimental", 23),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("experimental", 22), ("", 0), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("purpose", 33), ("", 0), ("", 0), ("", 0),
-            ("process", 37), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("name", 18), ("_publisher", 27),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("", 0), ("", 0), ("_purpose", 34),
-            ("", 0), ("copyright", 31), ("date", 24), ("extension", 11),
-            ("", 0), ("instance", 36), ("", 0), ("_id", 3),
-            ("url", 13), ("", 0), ("_date", 25), ("contact", 28),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("publisher", 26), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("version", 16), ("", 0), ("", 0), ("", 0),
+            ("useContext", 29), ("", 0), ("", 0), ("date", 24),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("id", 2), ("workflow", 38),
+            ("identifier", 15), ("", 0), ("name", 18), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("actor", 35),
+            ("", 0), ("_purpose", 34), ("", 0), ("contact", 28),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("workflow", 38), ("process", 37), ("extension", 11),
+            ("", 0), ("purpose", 33), ("", 0), ("", 0),
+            ("", 0), ("status", 20), ("_name", 19), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_publisher", 27), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("experimental", 22), ("", 0),
         ],
     };
 }
@@ -329,16 +329,16 @@ pub struct ExampleScenarioProcess {
 impl ExampleScenarioProcess {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 16,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("_preConditions", 9), ("", 0),
-            ("_description", 7), ("", 0), ("", 0), ("", 0),
+            ("step", 12), ("preConditions", 8), ("postConditions", 10), ("", 0),
+            ("", 0), ("title", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("description", 6), ("", 0), ("", 0), ("_description", 7),
+            ("_preConditions", 9), ("extension", 2), ("", 0), ("", 0),
+            ("_postConditions", 11), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("_title", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("title", 4), ("extension", 2), ("", 0), ("id", 1),
-            ("modifierExtension", 3), ("", 0), ("_postConditions", 11), ("", 0),
-            ("description", 6), ("preConditions", 8), ("", 0), ("", 0),
-            ("_title", 5), ("", 0), ("", 0), ("postConditions", 10),
-            ("", 0), ("step", 12), ("", 0), ("", 0),
         ],
     };
 }
@@ -429,12 +429,12 @@ pub struct ExampleScenarioProcessStep {
 impl ExampleScenarioProcessStep {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 9,
         slots: &[
-            ("id", 1), ("pause", 5), ("alternative", 8), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("operation", 7), ("", 0), ("process", 4), ("extension", 2),
-            ("_pause", 6), ("", 0), ("", 0), ("", 0),
+            ("operation", 7), ("process", 4), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("_pause", 6), ("", 0),
+            ("", 0), ("extension", 2), ("pause", 5), ("alternative", 8),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
         ],
     };
 }
@@ -517,12 +517,12 @@ pub struct ExampleScenarioProcessStepAlternative {
 impl ExampleScenarioProcessStepAlternative {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 2,
         slots: &[
-            ("", 0), ("description", 6), ("extension", 2), ("", 0),
-            ("step", 8), ("", 0), ("id", 1), ("_description", 7),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("_title", 5), ("", 0), ("title", 4), ("", 0),
+            ("", 0), ("_title", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("step", 8), ("id", 1),
+            ("", 0), ("_description", 7), ("title", 4), ("description", 6),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -631,24 +631,24 @@ pub struct ExampleScenarioProcessStepOperation {
 impl ExampleScenarioProcessStepOperation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 105,
+        seed: 18,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_number", 5), ("number", 4), ("type", 6), ("", 0),
-            ("extension", 2), ("_type", 7), ("_receiverActive", 19), ("id", 1),
-            ("", 0), ("", 0), ("", 0), ("initiatorActive", 16),
-            ("", 0), ("", 0), ("", 0), ("description", 14),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("initiator", 10),
-            ("_name", 9), ("", 0), ("", 0), ("_initiator", 11),
-            ("", 0), ("", 0), ("receiverActive", 18), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 15), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("request", 20), ("", 0), ("", 0), ("name", 8),
-            ("_receiver", 13), ("", 0), ("", 0), ("", 0),
-            ("receiver", 12), ("", 0), ("_initiatorActive", 17), ("", 0),
             ("response", 21), ("", 0), ("", 0), ("", 0),
+            ("type", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("receiver", 12), ("", 0),
+            ("description", 14), ("", 0), ("receiverActive", 18), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("initiator", 10), ("_type", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_receiverActive", 19),
+            ("", 0), ("_initiator", 11), ("", 0), ("_number", 5),
+            ("_name", 9), ("", 0), ("name", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 15), ("", 0), ("", 0),
+            ("_receiver", 13), ("", 0), ("id", 1), ("request", 20),
+            ("_initiatorActive", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("initiatorActive", 16),
+            ("", 0), ("", 0), ("number", 4), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -767,16 +767,16 @@ pub struct ExampleScenarioInstance {
 impl ExampleScenarioInstance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 23,
+        seed: 66,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("resourceId", 4),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
-            ("name", 8), ("", 0), ("", 0), ("description", 10),
-            ("", 0), ("resourceType", 6), ("", 0), ("_resourceId", 5),
-            ("", 0), ("_name", 9), ("extension", 2), ("modifierExtension", 3),
-            ("containedInstance", 13), ("version", 12), ("", 0), ("", 0),
-            ("_resourceType", 7), ("", 0), ("", 0), ("_description", 11),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 11), ("", 0),
+            ("resourceType", 6), ("version", 12), ("", 0), ("_resourceId", 5),
+            ("", 0), ("id", 1), ("", 0), ("_resourceType", 7),
+            ("name", 8), ("containedInstance", 13), ("", 0), ("_name", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("description", 10), ("", 0), ("", 0), ("resourceId", 4),
         ],
     };
 }
@@ -867,12 +867,12 @@ pub struct ExampleScenarioInstanceContainedInstance {
 impl ExampleScenarioInstanceContainedInstance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 5,
         slots: &[
-            ("id", 1), ("_versionId", 7), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("resourceId", 4),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_resourceId", 5), ("", 0), ("versionId", 6),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("_versionId", 7),
+            ("", 0), ("_resourceId", 5), ("id", 1), ("versionId", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceId", 4), ("extension", 2),
         ],
     };
 }
@@ -951,12 +951,12 @@ pub struct ExampleScenarioInstanceVersion {
 impl ExampleScenarioInstanceVersion {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 18,
         slots: &[
-            ("id", 1), ("_versionId", 5), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 7), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("description", 6), ("", 0), ("versionId", 4),
+            ("extension", 2), ("_versionId", 5), ("", 0), ("", 0),
+            ("versionId", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 7), ("", 0), ("", 0),
+            ("description", 6), ("modifierExtension", 3), ("id", 1), ("", 0),
         ],
     };
 }
@@ -1043,16 +1043,16 @@ pub struct ExampleScenarioActor {
 impl ExampleScenarioActor {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 17,
+        seed: 3,
         slots: &[
-            ("type", 6), ("_description", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("actorId", 4), ("", 0), ("", 0),
-            ("name", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_type", 7), ("extension", 2),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("actorId", 4),
+            ("", 0), ("_type", 7), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_actorId", 5), ("_name", 9),
-            ("", 0), ("description", 10), ("", 0), ("id", 1),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_name", 9), ("description", 10), ("_actorId", 5), ("", 0),
+            ("", 0), ("name", 8), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 6), ("_description", 11), ("", 0),
         ],
     };
 }

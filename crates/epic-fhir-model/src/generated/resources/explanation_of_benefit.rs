@@ -149,72 +149,72 @@ pub struct ExplanationOfBenefit {
 impl ExplanationOfBenefit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 111,
+        seed: 187,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("status", 14), ("", 0), ("accident", 52), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("fundsReserve", 29),
-            ("", 0), ("_use", 19), ("", 0), ("", 0),
-            ("provider", 26), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("", 0), ("_precedence", 50), ("processNote", 60),
-            ("formCode", 58), ("enterer", 24), ("", 0), ("resourceType", 1),
-            ("", 0), ("", 0), ("", 0), ("created", 22),
-            ("", 0), ("language", 7), ("", 0), ("precedence", 49),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ("insurer", 25), ("patient", 20), ("", 0), ("form", 59),
-            ("", 0), ("", 0), ("billablePeriod", 21), ("", 0),
-            ("claimResponse", 37), ("", 0), ("claim", 36), ("", 0),
-            ("", 0), ("_disposition", 41), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("use", 18),
-            ("", 0), ("", 0), ("", 0), ("_status", 15),
-            ("contained", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("text", 9), ("careTeam", 45), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("total", 56), ("disposition", 40), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("diagnosis", 47),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("benefitPeriod", 61),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_created", 23), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("subType", 17), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("benefitBalance", 62),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("outcome", 38), ("", 0),
-            ("_preAuthRef", 43), ("priority", 27), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("facility", 35),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("type", 16), ("", 0), ("", 0), ("item", 53),
+            ("", 0), ("_preAuthRef", 43), ("", 0), ("", 0),
             ("", 0), ("", 0), ("preAuthRef", 42), ("", 0),
-            ("referral", 34), ("type", 16), ("", 0), ("", 0),
-            ("_outcome", 39), ("prescription", 31), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("", 0), ("_id", 3), ("", 0), ("adjudication", 55),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("item", 53),
-            ("", 0), ("", 0), ("supportingInfo", 46), ("", 0),
-            ("payee", 33), ("id", 2), ("", 0), ("", 0),
-            ("originalPrescription", 32), ("", 0), ("", 0), ("", 0),
+            ("diagnosis", 47), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("payee", 33), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("related", 30), ("_status", 15),
+            ("", 0), ("", 0), ("_created", 23), ("", 0),
+            ("processNote", 60), ("", 0), ("", 0), ("enterer", 24),
+            ("careTeam", 45), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("claimResponse", 37), ("total", 56),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("preAuthRefPeriod", 44), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_outcome", 39), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("billablePeriod", 21), ("", 0),
             ("", 0), ("", 0), ("payment", 57), ("", 0),
-            ("", 0), ("_language", 8), ("related", 30), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("insurance", 51), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("fundsReserveRequested", 28), ("addItem", 54),
-            ("", 0), ("", 0), ("procedure", 48), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("form", 59), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("disposition", 40),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("claim", 36), ("text", 9), ("patient", 20), ("formCode", 58),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("addItem", 54), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("adjudication", 55), ("", 0),
+            ("insurance", 51), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("priority", 27), ("", 0), ("preAuthRefPeriod", 44),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("originalPrescription", 32), ("prescription", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("fundsReserveRequested", 28), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("precedence", 49),
+            ("benefitBalance", 62), ("", 0), ("use", 18), ("", 0),
+            ("", 0), ("referral", 34), ("identifier", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("_disposition", 41), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("procedure", 48), ("id", 2), ("", 0),
+            ("", 0), ("insurer", 25), ("facility", 35), ("created", 22),
+            ("", 0), ("", 0), ("accident", 52), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("provider", 26), ("subType", 17), ("_use", 19),
+            ("_precedence", 50), ("", 0), ("outcome", 38), ("", 0),
+            ("", 0), ("", 0), ("supportingInfo", 46), ("", 0),
+            ("status", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("benefitPeriod", 61), ("", 0), ("", 0),
+            ("fundsReserve", 29), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -465,16 +465,16 @@ pub struct ExplanationOfBenefitBenefitBalance {
 impl ExplanationOfBenefitBenefitBalance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 4,
+        seed: 19,
         slots: &[
-            ("_description", 10), ("", 0), ("network", 11), ("excluded", 5),
-            ("category", 4), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("description", 9), ("name", 7), ("term", 13),
-            ("", 0), ("", 0), ("", 0), ("financial", 14),
+            ("_name", 8), ("", 0), ("", 0), ("category", 4),
+            ("name", 7), ("", 0), ("extension", 2), ("excluded", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_name", 8), ("", 0), ("_excluded", 6),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("unit", 12), ("", 0),
+            ("", 0), ("description", 9), ("", 0), ("network", 11),
+            ("_description", 10), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("term", 13), ("unit", 12), ("financial", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_excluded", 6), ("", 0), ("id", 1),
         ],
     };
 }
@@ -569,14 +569,14 @@ impl ExplanationOfBenefitBenefitBalanceFinancial {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("allowedMoney", 5), ("", 0), ("usedMoney", 6), ("", 0),
-            ("", 0), ("", 0), ("usedUnsignedInt", 6), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("allowedUnsignedInt", 5), ("", 0), ("allowedString", 5),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("usedMoney", 6), ("", 0), ("", 0),
+            ("usedUnsignedInt", 6), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("allowedUnsignedInt", 5), ("", 0), ("", 0), ("allowedMoney", 5),
+            ("", 0), ("id", 1), ("type", 4), ("allowedString", 5),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -661,16 +661,16 @@ pub struct ExplanationOfBenefitProcessNote {
 impl ExplanationOfBenefitProcessNote {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 4,
         slots: &[
-            ("", 0), ("", 0), ("type", 6), ("modifierExtension", 3),
-            ("extension", 2), ("language", 10), ("_type", 7), ("", 0),
-            ("", 0), ("_number", 5), ("", 0), ("", 0),
-            ("number", 4), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("text", 8), ("", 0),
+            ("text", 8), ("", 0), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_number", 5), ("_type", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 6),
+            ("id", 1), ("_text", 9), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_text", 9),
+            ("language", 10), ("", 0), ("", 0), ("number", 4),
         ],
     };
 }
@@ -761,16 +761,16 @@ pub struct ExplanationOfBenefitPayment {
 impl ExplanationOfBenefitPayment {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 3,
         slots: &[
-            ("", 0), ("date", 7), ("extension", 2), ("amount", 9),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("adjustment", 5), ("_date", 8),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("_date", 8),
+            ("adjustment", 5), ("amount", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 10), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("adjustmentReason", 6), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 4), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("identifier", 10),
-            ("", 0), ("adjustmentReason", 6), ("", 0), ("", 0),
+            ("date", 7), ("type", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -851,12 +851,12 @@ pub struct ExplanationOfBenefitTotal {
 impl ExplanationOfBenefitTotal {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("category", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("category", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("amount", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -973,24 +973,24 @@ pub struct ExplanationOfBenefitAddItem {
 impl ExplanationOfBenefitAddItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1056,
+        seed: 939,
         slots: &[
-            ("", 0), ("", 0), ("modifierExtension", 3), ("locationCodeableConcept", 15),
-            ("provider", 10), ("extension", 2), ("_subDetailSequence", 9), ("", 0),
-            ("subDetailSequence", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("quantity", 16), ("factor", 18), ("", 0),
+            ("", 0), ("quantity", 16), ("_itemSequence", 5), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("locationAddress", 15), ("net", 20), ("_noteNumber", 24), ("locationReference", 15),
-            ("", 0), ("", 0), ("_itemSequence", 5), ("subSite", 22),
-            ("", 0), ("", 0), ("modifier", 12), ("", 0),
-            ("", 0), ("detailSequence", 6), ("", 0), ("", 0),
-            ("", 0), ("_factor", 19), ("", 0), ("", 0),
-            ("programCode", 13), ("bodySite", 21), ("", 0), ("_detailSequence", 7),
-            ("", 0), ("", 0), ("adjudication", 25), ("itemSequence", 4),
-            ("", 0), ("", 0), ("", 0), ("servicedPeriod", 14),
-            ("noteNumber", 23), ("servicedDate", 14), ("", 0), ("unitPrice", 17),
-            ("", 0), ("", 0), ("productOrService", 11), ("", 0),
-            ("", 0), ("detail", 26), ("id", 1), ("", 0),
+            ("locationCodeableConcept", 15), ("locationAddress", 15), ("factor", 18), ("programCode", 13),
+            ("detailSequence", 6), ("", 0), ("", 0), ("bodySite", 21),
+            ("extension", 2), ("", 0), ("itemSequence", 4), ("servicedDate", 14),
+            ("productOrService", 11), ("", 0), ("servicedPeriod", 14), ("_detailSequence", 7),
+            ("", 0), ("modifier", 12), ("_subDetailSequence", 9), ("", 0),
+            ("", 0), ("", 0), ("detail", 26), ("subDetailSequence", 8),
+            ("", 0), ("unitPrice", 17), ("", 0), ("subSite", 22),
+            ("net", 20), ("", 0), ("", 0), ("locationReference", 15),
+            ("_factor", 19), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 25), ("_noteNumber", 24), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("provider", 10), ("noteNumber", 23),
         ],
     };
 }
@@ -1119,16 +1119,16 @@ pub struct ExplanationOfBenefitAddItemDetail {
 impl ExplanationOfBenefitAddItemDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 87,
+        seed: 43,
         slots: &[
-            ("", 0), ("net", 10), ("modifierExtension", 3), ("", 0),
-            ("_factor", 9), ("factor", 8), ("id", 1), ("", 0),
-            ("quantity", 6), ("modifier", 5), ("", 0), ("", 0),
-            ("", 0), ("unitPrice", 7), ("", 0), ("noteNumber", 11),
-            ("", 0), ("", 0), ("productOrService", 4), ("subDetail", 14),
-            ("", 0), ("", 0), ("_noteNumber", 12), ("adjudication", 13),
-            ("", 0), ("extension", 2), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("net", 10), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("noteNumber", 11), ("_noteNumber", 12), ("", 0), ("", 0),
+            ("subDetail", 14), ("", 0), ("", 0), ("adjudication", 13),
+            ("unitPrice", 7), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("productOrService", 4), ("factor", 8), ("", 0),
+            ("", 0), ("quantity", 6), ("", 0), ("", 0),
+            ("_factor", 9), ("", 0), ("", 0), ("modifier", 5),
         ],
     };
 }
@@ -1234,16 +1234,16 @@ pub struct ExplanationOfBenefitAddItemDetailSubDetail {
 impl ExplanationOfBenefitAddItemDetailSubDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 12,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("", 0), ("modifier", 5), ("", 0), ("factor", 8),
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("", 0), ("noteNumber", 11), ("adjudication", 13),
-            ("", 0), ("productOrService", 4), ("", 0), ("", 0),
-            ("", 0), ("_factor", 9), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("quantity", 6), ("", 0),
-            ("net", 10), ("unitPrice", 7), ("", 0), ("_noteNumber", 12),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("modifier", 5), ("", 0), ("_factor", 9), ("noteNumber", 11),
+            ("", 0), ("net", 10), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("productOrService", 4), ("", 0),
+            ("", 0), ("unitPrice", 7), ("", 0), ("", 0),
+            ("", 0), ("adjudication", 13), ("factor", 8), ("", 0),
+            ("_noteNumber", 12), ("", 0), ("quantity", 6), ("", 0),
         ],
     };
 }
@@ -1387,40 +1387,40 @@ pub struct ExplanationOfBenefitItem {
 impl ExplanationOfBenefitItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 199,
+        seed: 39,
         slots: &[
-            ("locationReference", 20), ("", 0), ("", 0), ("net", 25),
-            ("", 0), ("_careTeamSequence", 7), ("encounter", 29), ("", 0),
-            ("locationCodeableConcept", 20), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("quantity", 21), ("_informationSequence", 13),
-            ("modifier", 17), ("", 0), ("", 0), ("", 0),
+            ("_sequence", 5), ("", 0), ("", 0), ("", 0),
+            ("servicedPeriod", 19), ("", 0), ("informationSequence", 12), ("", 0),
+            ("quantity", 21), ("revenue", 14), ("", 0), ("", 0),
+            ("", 0), ("locationCodeableConcept", 20), ("", 0), ("bodySite", 27),
+            ("", 0), ("_factor", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("factor", 23),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("locationReference", 20),
+            ("encounter", 29), ("sequence", 4), ("", 0), ("", 0),
+            ("diagnosisSequence", 8), ("_noteNumber", 31), ("", 0), ("careTeamSequence", 6),
+            ("", 0), ("_informationSequence", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("udi", 26), ("", 0), ("procedureSequence", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("net", 25), ("_careTeamSequence", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("servicedDate", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("detail", 33), ("id", 1),
+            ("", 0), ("", 0), ("_diagnosisSequence", 9), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 15),
+            ("noteNumber", 30), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifier", 17),
+            ("", 0), ("productOrService", 16), ("", 0), ("adjudication", 32),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("programCode", 18), ("revenue", 14), ("id", 1), ("", 0),
-            ("servicedDate", 19), ("", 0), ("", 0), ("", 0),
+            ("unitPrice", 22), ("subSite", 28), ("modifierExtension", 3), ("", 0),
+            ("_procedureSequence", 11), ("programCode", 18), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("detail", 33),
-            ("category", 15), ("_factor", 24), ("", 0), ("", 0),
-            ("", 0), ("adjudication", 32), ("", 0), ("subSite", 28),
-            ("", 0), ("productOrService", 16), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("bodySite", 27),
-            ("", 0), ("", 0), ("_noteNumber", 31), ("modifierExtension", 3),
-            ("noteNumber", 30), ("factor", 23), ("", 0), ("", 0),
-            ("locationAddress", 20), ("", 0), ("_procedureSequence", 11), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("procedureSequence", 10),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_sequence", 5),
-            ("", 0), ("", 0), ("servicedPeriod", 19), ("", 0),
-            ("", 0), ("", 0), ("sequence", 4), ("", 0),
-            ("udi", 26), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("unitPrice", 22), ("informationSequence", 12),
-            ("", 0), ("", 0), ("careTeamSequence", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_diagnosisSequence", 9),
-            ("diagnosisSequence", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("locationAddress", 20), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1574,24 +1574,24 @@ pub struct ExplanationOfBenefitItemDetail {
 impl ExplanationOfBenefitItemDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 48,
+        seed: 33,
         slots: &[
-            ("programCode", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("quantity", 11), ("", 0), ("", 0),
+            ("", 0), ("noteNumber", 17), ("", 0), ("programCode", 10),
+            ("udi", 16), ("", 0), ("adjudication", 19), ("", 0),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("unitPrice", 12), ("", 0), ("revenue", 6), ("", 0),
+            ("", 0), ("", 0), ("category", 7), ("sequence", 4),
+            ("net", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("subDetail", 20), ("_factor", 14),
             ("", 0), ("", 0), ("", 0), ("factor", 13),
-            ("unitPrice", 12), ("", 0), ("", 0), ("category", 7),
-            ("net", 15), ("productOrService", 8), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_sequence", 5), ("", 0),
+            ("", 0), ("", 0), ("_noteNumber", 18), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_factor", 14), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("sequence", 4), ("", 0), ("", 0),
-            ("udi", 16), ("adjudication", 19), ("modifier", 9), ("", 0),
-            ("_noteNumber", 18), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("revenue", 6), ("", 0),
-            ("subDetail", 20), ("", 0), ("", 0), ("noteNumber", 17),
+            ("extension", 2), ("", 0), ("", 0), ("modifier", 9),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("quantity", 11), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("productOrService", 8),
         ],
     };
 }
@@ -1721,23 +1721,23 @@ pub struct ExplanationOfBenefitItemDetailSubDetail {
 impl ExplanationOfBenefitItemDetailSubDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 28,
+        seed: 19,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_factor", 14),
-            ("net", 15), ("", 0), ("", 0), ("noteNumber", 17),
-            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
-            ("revenue", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("sequence", 4), ("category", 7),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_noteNumber", 18), ("", 0), ("modifier", 9), ("", 0),
             ("", 0), ("", 0), ("", 0), ("adjudication", 19),
-            ("", 0), ("_sequence", 5), ("_noteNumber", 18), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("programCode", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("factor", 13), ("extension", 2), ("", 0),
+            ("programCode", 10), ("", 0), ("net", 15), ("", 0),
+            ("", 0), ("revenue", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("productOrService", 8), ("id", 1),
+            ("udi", 16), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("unitPrice", 12), ("factor", 13), ("", 0),
+            ("noteNumber", 17), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("category", 7), ("", 0),
-            ("", 0), ("quantity", 11), ("sequence", 4), ("modifier", 9),
-            ("", 0), ("", 0), ("", 0), ("unitPrice", 12),
-            ("udi", 16), ("", 0), ("", 0), ("productOrService", 8),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("_factor", 14), ("", 0), ("", 0), ("", 0),
+            ("quantity", 11), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
@@ -1846,10 +1846,10 @@ impl ExplanationOfBenefitItemAdjudication {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
-            ("_value", 8), ("", 0), ("category", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("value", 7), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("reason", 5), ("amount", 6), ("", 0),
+            ("", 0), ("extension", 2), ("reason", 5), ("value", 7),
+            ("", 0), ("category", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("amount", 6), ("_value", 8), ("", 0),
         ],
     };
 }
@@ -1932,12 +1932,12 @@ pub struct ExplanationOfBenefitAccident {
 impl ExplanationOfBenefitAccident {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 0,
         slots: &[
-            ("locationReference", 7), ("id", 1), ("type", 6), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("locationAddress", 7), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("_date", 5), ("date", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("locationReference", 7),
+            ("", 0), ("", 0), ("", 0), ("_date", 5),
+            ("", 0), ("id", 1), ("type", 6), ("", 0),
+            ("", 0), ("extension", 2), ("date", 4), ("locationAddress", 7),
         ],
     };
 }
@@ -2018,12 +2018,12 @@ pub struct ExplanationOfBenefitInsurance {
 impl ExplanationOfBenefitInsurance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 12,
         slots: &[
-            ("coverage", 6), ("_focal", 5), ("_preAuthRef", 8), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("focal", 4),
-            ("", 0), ("", 0), ("preAuthRef", 7), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("id", 1), ("preAuthRef", 7), ("extension", 2), ("", 0),
+            ("_focal", 5), ("", 0), ("modifierExtension", 3), ("_preAuthRef", 8),
+            ("focal", 4), ("", 0), ("", 0), ("coverage", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -2111,16 +2111,16 @@ pub struct ExplanationOfBenefitProcedure {
 impl ExplanationOfBenefitProcedure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 4,
         slots: &[
-            ("sequence", 4), ("date", 7), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("udi", 10), ("_sequence", 5), ("", 0), ("_date", 8),
-            ("", 0), ("procedureReference", 9), ("", 0), ("", 0),
+            ("", 0), ("procedureCodeableConcept", 9), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 6), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("procedureCodeableConcept", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_date", 8),
+            ("sequence", 4), ("", 0), ("", 0), ("type", 6),
+            ("id", 1), ("udi", 10), ("", 0), ("procedureReference", 9),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 7), ("", 0),
         ],
     };
 }
@@ -2223,16 +2223,16 @@ pub struct ExplanationOfBenefitDiagnosis {
 impl ExplanationOfBenefitDiagnosis {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 31,
         slots: &[
-            ("", 0), ("", 0), ("type", 7), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-            ("", 0), ("diagnosisCodeableConcept", 6), ("onAdmission", 8), ("", 0),
-            ("", 0), ("", 0), ("packageCode", 9), ("sequence", 4),
-            ("id", 1), ("", 0), ("", 0), ("diagnosisReference", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 7), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("diagnosisReference", 6), ("", 0), ("onAdmission", 8), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("sequence", 4),
+            ("", 0), ("_sequence", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("packageCode", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("diagnosisCodeableConcept", 6), ("", 0),
         ],
     };
 }
@@ -2333,16 +2333,16 @@ pub struct ExplanationOfBenefitSupportingInfo {
 impl ExplanationOfBenefitSupportingInfo {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 25,
+        seed: 134,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("valueAttachment", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("timingPeriod", 8), ("valueReference", 9), ("valueBoolean", 9), ("", 0),
-            ("", 0), ("id", 1), ("extension", 2), ("", 0),
-            ("reason", 10), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("sequence", 4), ("category", 6), ("_sequence", 5),
-            ("", 0), ("", 0), ("code", 7), ("valueQuantity", 9),
-            ("", 0), ("", 0), ("valueString", 9), ("timingDate", 8),
+            ("", 0), ("extension", 2), ("reason", 10), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("valueQuantity", 9),
+            ("timingPeriod", 8), ("sequence", 4), ("valueAttachment", 9), ("category", 6),
+            ("timingDate", 8), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("code", 7), ("", 0),
+            ("", 0), ("", 0), ("valueString", 9), ("", 0),
+            ("_sequence", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("valueBoolean", 9), ("valueReference", 9), ("", 0),
         ],
     };
 }
@@ -2435,16 +2435,16 @@ pub struct ExplanationOfBenefitCareTeam {
 impl ExplanationOfBenefitCareTeam {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 1,
         slots: &[
+            ("provider", 6), ("", 0), ("", 0), ("responsible", 7),
+            ("", 0), ("", 0), ("", 0), ("_responsible", 8),
+            ("", 0), ("_sequence", 5), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("role", 9), ("", 0),
+            ("", 0), ("extension", 2), ("qualification", 10), ("", 0),
+            ("", 0), ("sequence", 4), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_sequence", 5), ("id", 1), ("", 0), ("responsible", 7),
-            ("", 0), ("", 0), ("qualification", 10), ("sequence", 4),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_responsible", 8), ("", 0), ("role", 9), ("", 0),
-            ("provider", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -2527,12 +2527,12 @@ pub struct ExplanationOfBenefitPayee {
 impl ExplanationOfBenefitPayee {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 10,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("type", 4), ("extension", 2), ("party", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("party", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -2607,10 +2607,10 @@ impl ExplanationOfBenefitRelated {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("claim", 4), ("", 0),
-            ("", 0), ("reference", 6), ("relationship", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("relationship", 5),
+            ("", 0), ("id", 1), ("", 0), ("reference", 6),
+            ("", 0), ("extension", 2), ("", 0), ("claim", 4),
         ],
     };
 }

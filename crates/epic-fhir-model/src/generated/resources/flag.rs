@@ -67,24 +67,24 @@ pub struct Flag {
 impl Flag {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 44,
+        seed: 107,
         slots: &[
-            ("subject", 18), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("resourceType", 1), ("", 0), ("implicitRules", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("category", 16),
+            ("", 0), ("_id", 3), ("identifier", 13), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("encounter", 20), ("language", 7), ("", 0),
+            ("", 0), ("period", 19), ("", 0), ("author", 21),
+            ("", 0), ("subject", 18), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("contained", 10), ("", 0), ("", 0), ("text", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("identifier", 13), ("", 0), ("", 0),
-            ("", 0), ("status", 14), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("author", 21),
-            ("", 0), ("", 0), ("period", 19), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-            ("", 0), ("", 0), ("", 0), ("encounter", 20),
-            ("id", 2), ("code", 17), ("language", 7), ("extension", 11),
-            ("meta", 4), ("", 0), ("_language", 8), ("", 0),
-            ("_status", 15), ("category", 16), ("", 0), ("", 0),
+            ("", 0), ("code", 17), ("_status", 15), ("", 0),
+            ("extension", 11), ("_language", 8), ("", 0), ("", 0),
         ],
     };
 }

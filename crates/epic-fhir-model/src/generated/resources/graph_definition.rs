@@ -101,40 +101,40 @@ pub struct GraphDefinition {
 impl GraphDefinition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 78,
+        seed: 117,
         slots: &[
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("status", 19), ("name", 17), ("purpose", 32), ("", 0),
+            ("", 0), ("version", 15), ("contained", 10), ("contact", 27),
+            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("start", 34), ("_purpose", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_profile", 37), ("", 0), ("_start", 35), ("", 0),
+            ("", 0), ("", 0), ("profile", 36), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("publisher", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("_id", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("useContext", 30), ("", 0), ("", 0), ("", 0),
-            ("status", 19), ("", 0), ("_start", 35), ("_language", 8),
+            ("experimental", 21), ("", 0), ("", 0), ("extension", 11),
+            ("description", 28), ("date", 23), ("", 0), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_status", 20),
-            ("resourceType", 1), ("", 0), ("_version", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("jurisdiction", 31), ("", 0), ("", 0), ("_url", 14),
-            ("text", 9), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("_name", 18), ("", 0), ("", 0), ("_experimental", 22),
+            ("_date", 24), ("", 0), ("link", 38), ("", 0),
+            ("", 0), ("id", 2), ("_version", 16), ("", 0),
+            ("_name", 18), ("_language", 8), ("", 0), ("url", 13),
+            ("_experimental", 22), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("experimental", 21), ("", 0), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("purpose", 32), ("description", 28), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_description", 29),
-            ("", 0), ("", 0), ("name", 17), ("_publisher", 26),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("_profile", 37), ("", 0), ("_purpose", 33),
-            ("start", 34), ("", 0), ("date", 23), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("_id", 3),
-            ("url", 13), ("", 0), ("_date", 24), ("contact", 27),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("publisher", 25), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("version", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("id", 2), ("", 0),
-            ("", 0), ("link", 38), ("profile", 36), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 29), ("", 0),
+            ("", 0), ("jurisdiction", 31), ("_url", 14), ("_publisher", 26),
+            ("", 0), ("", 0), ("_status", 20), ("", 0),
         ],
     };
 }
@@ -330,16 +330,16 @@ pub struct GraphDefinitionLink {
 impl GraphDefinitionLink {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 13,
         slots: &[
-            ("_sliceName", 7), ("", 0), ("description", 12), ("id", 1),
-            ("target", 14), ("", 0), ("", 0), ("min", 8),
-            ("", 0), ("", 0), ("_description", 13), ("sliceName", 6),
-            ("", 0), ("", 0), ("_min", 9), ("", 0),
-            ("", 0), ("_path", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("path", 4), ("modifierExtension", 3),
-            ("", 0), ("_max", 11), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("max", 10),
+            ("description", 12), ("", 0), ("", 0), ("target", 14),
+            ("", 0), ("_min", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("min", 8), ("_path", 5), ("", 0), ("path", 4),
+            ("", 0), ("_max", 11), ("sliceName", 6), ("modifierExtension", 3),
+            ("max", 10), ("", 0), ("", 0), ("_sliceName", 7),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("_description", 13), ("", 0), ("", 0), ("id", 1),
         ],
     };
 }
@@ -440,16 +440,16 @@ pub struct GraphDefinitionLinkTarget {
 impl GraphDefinitionLinkTarget {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 20,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("_profile", 9),
-            ("_params", 7), ("_type", 5), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("link", 11), ("", 0),
-            ("", 0), ("type", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("profile", 8), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("type", 4),
+            ("params", 6), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("compartment", 10), ("", 0), ("", 0), ("", 0),
+            ("_params", 7), ("_profile", 9), ("_type", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("compartment", 10), ("id", 1), ("params", 6),
+            ("profile", 8), ("link", 11), ("", 0), ("", 0),
         ],
     };
 }
@@ -548,16 +548,16 @@ pub struct GraphDefinitionLinkTargetCompartment {
 impl GraphDefinitionLinkTargetCompartment {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 39,
+        seed: 14,
         slots: &[
-            ("", 0), ("modifierExtension", 3), ("id", 1), ("_code", 7),
-            ("", 0), ("", 0), ("", 0), ("expression", 10),
-            ("", 0), ("description", 12), ("", 0), ("", 0),
-            ("_rule", 9), ("", 0), ("", 0), ("", 0),
-            ("rule", 8), ("", 0), ("_expression", 11), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("use", 4),
-            ("code", 6), ("_description", 13), ("", 0), ("_use", 5),
+            ("modifierExtension", 3), ("_use", 5), ("_description", 13), ("", 0),
+            ("_expression", 11), ("use", 4), ("", 0), ("", 0),
+            ("", 0), ("expression", 10), ("_code", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("_rule", 9),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("rule", 8), ("", 0), ("description", 12),
         ],
     };
 }

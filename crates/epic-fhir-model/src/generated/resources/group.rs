@@ -77,24 +77,24 @@ pub struct Group {
 impl Group {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1329,
+        seed: 285,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_id", 3),
-            ("_actual", 19), ("", 0), ("code", 20), ("_name", 22),
-            ("", 0), ("quantity", 23), ("meta", 4), ("", 0),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("resourceType", 1), ("active", 14), ("", 0), ("", 0),
-            ("", 0), ("name", 21), ("", 0), ("", 0),
-            ("", 0), ("type", 16), ("", 0), ("actual", 18),
-            ("identifier", 13), ("", 0), ("", 0), ("_type", 17),
-            ("", 0), ("_active", 15), ("", 0), ("", 0),
-            ("member", 27), ("", 0), ("id", 2), ("extension", 11),
-            ("_quantity", 24), ("managingEntity", 25), ("implicitRules", 5), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("", 0),
-            ("text", 9), ("", 0), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("_language", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("characteristic", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_active", 15), ("language", 7), ("contained", 10),
+            ("", 0), ("id", 2), ("identifier", 13), ("_type", 17),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("meta", 4), ("characteristic", 26), ("", 0), ("", 0),
+            ("", 0), ("_actual", 19), ("", 0), ("", 0),
+            ("", 0), ("_quantity", 24), ("_id", 3), ("", 0),
+            ("", 0), ("text", 9), ("resourceType", 1), ("type", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("extension", 11),
+            ("_name", 22), ("name", 21), ("", 0), ("", 0),
+            ("quantity", 23), ("", 0), ("", 0), ("implicitRules", 5),
+            ("code", 20), ("", 0), ("managingEntity", 25), ("active", 14),
+            ("", 0), ("", 0), ("actual", 18), ("member", 27),
         ],
     };
 }
@@ -254,12 +254,12 @@ pub struct GroupMember {
 impl GroupMember {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 13,
         slots: &[
-            ("_inactive", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("period", 5), ("", 0),
-            ("", 0), ("", 0), ("inactive", 6), ("entity", 4),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("", 0), ("inactive", 6), ("entity", 4), ("modifierExtension", 3),
+            ("", 0), ("period", 5), ("", 0), ("", 0),
+            ("_inactive", 7), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
         ],
     };
 }
@@ -342,16 +342,16 @@ pub struct GroupCharacteristic {
 impl GroupCharacteristic {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 2,
         slots: &[
-            ("valueQuantity", 5), ("", 0), ("valueRange", 5), ("id", 1),
-            ("", 0), ("", 0), ("", 0), ("exclude", 6),
-            ("period", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("valueCodeableConcept", 5), ("", 0),
+            ("valueQuantity", 5), ("code", 4), ("", 0), ("valueBoolean", 5),
+            ("", 0), ("", 0), ("", 0), ("valueRange", 5),
+            ("", 0), ("", 0), ("valueReference", 5), ("valueCodeableConcept", 5),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("exclude", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("period", 8), ("", 0), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_exclude", 7), ("modifierExtension", 3),
-            ("", 0), ("valueReference", 5), ("", 0), ("extension", 2),
-            ("code", 4), ("", 0), ("", 0), ("valueBoolean", 5),
+            ("", 0), ("_exclude", 7), ("", 0), ("", 0),
         ],
     };
 }

@@ -109,40 +109,40 @@ pub struct HealthcareService {
 impl HealthcareService {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2740,
+        seed: 787,
         slots: &[
+            ("_extraDetails", 26), ("", 0), ("", 0), ("contained", 10),
+            ("modifierExtension", 12), ("", 0), ("_appointmentRequired", 37), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("providedBy", 16),
+            ("communication", 34), ("category", 17), ("", 0), ("", 0),
+            ("referralMethod", 35), ("notAvailable", 39), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("coverageArea", 29), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("", 0), ("_availabilityExceptions", 41),
+            ("", 0), ("comment", 23), ("", 0), ("", 0),
+            ("language", 7), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("availableTime", 38), ("_language", 8), ("program", 32),
+            ("", 0), ("", 0), ("location", 20), ("extraDetails", 25),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("referralMethod", 35), ("_language", 8), ("_name", 22), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 2), ("", 0),
-            ("contained", 10), ("_appointmentRequired", 37), ("characteristic", 33), ("", 0),
+            ("name", 21), ("", 0), ("", 0), ("", 0),
+            ("telecom", 28), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("photo", 27), ("", 0),
+            ("eligibility", 31), ("", 0), ("", 0), ("id", 2),
+            ("endpoint", 42), ("", 0), ("", 0), ("", 0),
+            ("serviceProvisionCode", 30), ("", 0), ("characteristic", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("availabilityExceptions", 40),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("program", 32), ("comment", 23), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("_extraDetails", 26), ("", 0),
-            ("", 0), ("", 0), ("communication", 34), ("endpoint", 42),
-            ("extraDetails", 25), ("", 0), ("specialty", 19), ("", 0),
-            ("identifier", 13), ("_active", 15), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_comment", 24), ("", 0),
-            ("", 0), ("active", 14), ("", 0), ("telecom", 28),
-            ("", 0), ("", 0), ("", 0), ("serviceProvisionCode", 30),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ("", 0), ("_availabilityExceptions", 41), ("", 0), ("", 0),
-            ("category", 17), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("photo", 27), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("availabilityExceptions", 40), ("", 0), ("availableTime", 38),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("appointmentRequired", 36), ("providedBy", 16), ("", 0), ("implicitRules", 5),
-            ("resourceType", 1), ("text", 9), ("", 0), ("location", 20),
-            ("", 0), ("", 0), ("type", 18), ("", 0),
-            ("", 0), ("", 0), ("coverageArea", 29), ("eligibility", 31),
-            ("name", 21), ("notAvailable", 39), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("active", 14), ("_id", 3),
+            ("_active", 15), ("specialty", 19), ("implicitRules", 5), ("", 0),
+            ("appointmentRequired", 36), ("_name", 22), ("", 0), ("type", 18),
+            ("_comment", 24), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -330,12 +330,12 @@ pub struct HealthcareServiceNotAvailable {
 impl HealthcareServiceNotAvailable {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("during", 6), ("", 0), ("", 0), ("id", 1),
+            ("description", 4), ("", 0), ("", 0), ("_description", 5),
         ],
     };
 }
@@ -420,16 +420,16 @@ pub struct HealthcareServiceAvailableTime {
 impl HealthcareServiceAvailableTime {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 31,
         slots: &[
-            ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
-            ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_allDay", 7),
+            ("", 0), ("availableStartTime", 8), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_daysOfWeek", 5),
+            ("daysOfWeek", 4), ("extension", 2), ("", 0), ("", 0),
+            ("_availableEndTime", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("availableEndTime", 10), ("", 0), ("allDay", 6), ("_availableStartTime", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
-            ("allDay", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -513,11 +513,11 @@ pub struct HealthcareServiceEligibility {
 impl HealthcareServiceEligibility {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("_comment", 6), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("code", 4), ("comment", 5),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("_comment", 6), ("modifierExtension", 3),
+            ("", 0), ("comment", 5), ("", 0), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };

@@ -119,40 +119,40 @@ pub struct Immunization {
 impl Immunization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 13581,
+        seed: 2605,
         slots: &[
-            ("", 0), ("", 0), ("doseQuantity", 34), ("", 0),
-            ("occurrenceDateTime", 20), ("_isSubpotent", 40), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("occurrenceString", 20), ("id", 2),
-            ("expirationDate", 30), ("", 0), ("", 0), ("", 0),
-            ("lotNumber", 28), ("_status", 15), ("", 0), ("", 0),
-            ("", 0), ("programEligibility", 43), ("", 0), ("", 0),
-            ("status", 14), ("", 0), ("", 0), ("note", 36),
-            ("", 0), ("", 0), ("", 0), ("education", 42),
-            ("", 0), ("", 0), ("", 0), ("isSubpotent", 39),
-            ("reasonReference", 38), ("", 0), ("", 0), ("_recorded", 22),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("recorded", 21), ("patient", 18), ("", 0), ("resourceType", 1),
-            ("protocolApplied", 46), ("", 0), ("_id", 3), ("", 0),
-            ("reportOrigin", 25), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("manufacturer", 27), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("education", 42), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("location", 26),
-            ("", 0), ("", 0), ("reasonCode", 37), ("", 0),
-            ("extension", 11), ("fundingSource", 44), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("implicitRules", 5), ("subpotentReason", 41),
+            ("", 0), ("_primarySource", 24), ("", 0), ("fundingSource", 44),
+            ("doseQuantity", 34), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("lotNumber", 28), ("programEligibility", 43), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("site", 32),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_expirationDate", 31), ("reaction", 45),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("", 0), ("primarySource", 23), ("performer", 35), ("", 0),
-            ("identifier", 13), ("", 0), ("", 0), ("", 0),
-            ("_primarySource", 24), ("_lotNumber", 29), ("", 0), ("", 0),
-            ("", 0), ("route", 33), ("", 0), ("modifierExtension", 12),
-            ("site", 32), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("_implicitRules", 6), ("language", 7), ("", 0),
-            ("encounter", 19), ("statusReason", 16), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("manufacturer", 27),
+            ("", 0), ("", 0), ("location", 26), ("contained", 10),
+            ("_id", 3), ("", 0), ("primarySource", 23), ("_status", 15),
+            ("", 0), ("resourceType", 1), ("_language", 8), ("_isSubpotent", 40),
+            ("", 0), ("", 0), ("isSubpotent", 39), ("modifierExtension", 12),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("status", 14), ("reaction", 45), ("", 0),
+            ("subpotentReason", 41), ("text", 9), ("", 0), ("protocolApplied", 46),
+            ("meta", 4), ("", 0), ("reportOrigin", 25), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("vaccineCode", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("performer", 35),
+            ("occurrenceDateTime", 20), ("", 0), ("", 0), ("occurrenceString", 20),
+            ("_recorded", 22), ("implicitRules", 5), ("", 0), ("", 0),
+            ("vaccineCode", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("reasonReference", 38), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_lotNumber", 29), ("", 0), ("", 0), ("id", 2),
+            ("recorded", 21), ("route", 33), ("", 0), ("", 0),
+            ("expirationDate", 30), ("", 0), ("_expirationDate", 31), ("", 0),
+            ("", 0), ("", 0), ("patient", 18), ("", 0),
+            ("reasonCode", 37), ("", 0), ("_implicitRules", 6), ("encounter", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 36),
+            ("statusReason", 16), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -448,14 +448,14 @@ impl ImmunizationProtocolApplied {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("targetDisease", 7), ("", 0),
-            ("", 0), ("doseNumberPositiveInt", 8), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("doseNumberString", 8), ("", 0),
-            ("", 0), ("seriesDosesString", 9), ("authority", 6), ("", 0),
-            ("id", 1), ("seriesDosesPositiveInt", 9), ("series", 4), ("modifierExtension", 3),
+            ("", 0), ("doseNumberString", 8), ("", 0), ("", 0),
+            ("", 0), ("seriesDosesPositiveInt", 9), ("", 0), ("_series", 5),
+            ("", 0), ("", 0), ("authority", 6), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("doseNumberPositiveInt", 8),
+            ("", 0), ("", 0), ("series", 4), ("", 0),
+            ("targetDisease", 7), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("seriesDosesString", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("_series", 5),
         ],
     };
 }
@@ -552,12 +552,12 @@ pub struct ImmunizationReaction {
 impl ImmunizationReaction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 0,
         slots: &[
-            ("reported", 7), ("", 0), ("", 0), ("date", 4),
-            ("_date", 5), ("id", 1), ("_reported", 8), ("", 0),
-            ("", 0), ("detail", 6), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("_reported", 8), ("", 0), ("modifierExtension", 3), ("detail", 6),
+            ("", 0), ("", 0), ("", 0), ("_date", 5),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("date", 4), ("reported", 7),
         ],
     };
 }
@@ -646,16 +646,16 @@ pub struct ImmunizationEducation {
 impl ImmunizationEducation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 5,
         slots: &[
-            ("_presentationDate", 11), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("publicationDate", 8), ("", 0),
-            ("_documentType", 5), ("", 0), ("", 0), ("", 0),
-            ("reference", 6), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("_reference", 7), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("presentationDate", 10), ("", 0), ("documentType", 4), ("extension", 2),
-            ("_publicationDate", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_documentType", 5), ("_presentationDate", 11),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("_reference", 7), ("", 0),
+            ("", 0), ("publicationDate", 8), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("_publicationDate", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("reference", 6), ("presentationDate", 10),
+            ("", 0), ("documentType", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -738,12 +738,12 @@ pub struct ImmunizationPerformer {
 impl ImmunizationPerformer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("function", 4),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("actor", 5), ("", 0),
+            ("function", 4), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("actor", 5), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

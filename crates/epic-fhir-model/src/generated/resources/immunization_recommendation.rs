@@ -59,24 +59,24 @@ pub struct ImmunizationRecommendation {
 impl ImmunizationRecommendation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 8,
+        seed: 0,
         slots: &[
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("recommendation", 18), ("", 0), ("_date", 16),
-            ("contained", 10), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ("", 0), ("id", 2), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("date", 15),
             ("language", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("resourceType", 1), ("patient", 14), ("", 0), ("", 0),
-            ("meta", 4), ("authority", 17), ("", 0), ("_id", 3),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("_date", 16),
+            ("", 0), ("id", 2), ("", 0), ("_id", 3),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("patient", 14), ("", 0), ("", 0),
+            ("recommendation", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("date", 15), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("authority", 17), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("identifier", 13), ("meta", 4),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
         ],
     };
 }
@@ -242,24 +242,24 @@ pub struct ImmunizationRecommendationRecommendation {
 impl ImmunizationRecommendationRecommendation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 13,
         slots: &[
-            ("", 0), ("", 0), ("targetDisease", 5), ("", 0),
-            ("", 0), ("doseNumberPositiveInt", 14), ("", 0), ("", 0),
-            ("", 0), ("forecastReason", 8), ("doseNumberString", 14), ("", 0),
-            ("", 0), ("seriesDosesString", 15), ("", 0), ("", 0),
-            ("", 0), ("seriesDosesPositiveInt", 15), ("series", 12), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 11), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contraindicatedVaccineCode", 6), ("", 0), ("_series", 13),
-            ("", 0), ("dateCriterion", 9), ("", 0), ("", 0),
+            ("description", 10), ("", 0), ("", 0), ("doseNumberString", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("forecastStatus", 7), ("description", 10), ("supportingPatientInformation", 17), ("", 0),
-            ("id", 1), ("", 0), ("vaccineCode", 4), ("", 0),
-            ("supportingImmunization", 16), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("dateCriterion", 9), ("", 0), ("forecastStatus", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("doseNumberPositiveInt", 14),
+            ("contraindicatedVaccineCode", 6), ("seriesDosesPositiveInt", 15), ("", 0), ("forecastReason", 8),
+            ("", 0), ("targetDisease", 5), ("", 0), ("supportingPatientInformation", 17),
+            ("vaccineCode", 4), ("", 0), ("_series", 13), ("", 0),
+            ("seriesDosesString", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("supportingImmunization", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("series", 12), ("", 0), ("extension", 2), ("", 0),
+            ("_description", 11), ("", 0), ("", 0), ("id", 1),
         ],
     };
 }
@@ -358,12 +358,12 @@ pub struct ImmunizationRecommendationRecommendationDateCriterion {
 impl ImmunizationRecommendationRecommendationDateCriterion {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 9,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("value", 5),
-            ("_value", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("value", 5),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("_value", 6), ("", 0), ("modifierExtension", 3),
         ],
     };
 }

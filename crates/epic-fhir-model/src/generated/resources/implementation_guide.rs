@@ -115,40 +115,40 @@ pub struct ImplementationGuide {
 impl ImplementationGuide {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1960,
+        seed: 2935,
         slots: &[
-            ("_copyright", 35), ("", 0), ("publisher", 27), ("", 0),
-            ("", 0), ("_fhirVersion", 41), ("_publisher", 28), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("definition", 44),
+            ("", 0), ("url", 13), ("name", 17), ("global", 43),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("date", 25), ("", 0), ("title", 19), ("", 0),
-            ("", 0), ("", 0), ("_experimental", 24), ("global", 43),
-            ("", 0), ("", 0), ("", 0), ("url", 13),
-            ("_language", 8), ("", 0), ("", 0), ("name", 17),
+            ("", 0), ("", 0), ("_copyright", 35), ("contact", 29),
+            ("fhirVersion", 40), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_packageId", 37),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("resourceType", 1),
+            ("", 0), ("", 0), ("title", 19), ("", 0),
+            ("_license", 39), ("", 0), ("", 0), ("", 0),
+            ("_status", 22), ("copyright", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_url", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("_publisher", 28), ("manifest", 45), ("_title", 20), ("", 0),
+            ("", 0), ("_id", 3), ("language", 7), ("description", 30),
+            ("jurisdiction", 33), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("definition", 44), ("status", 21),
+            ("_experimental", 24), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("packageId", 36), ("date", 25), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("license", 38), ("_fhirVersion", 41),
+            ("experimental", 23), ("", 0), ("dependsOn", 42), ("", 0),
+            ("meta", 4), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("version", 15), ("", 0), ("", 0),
+            ("publisher", 27), ("", 0), ("", 0), ("_description", 31),
+            ("", 0), ("", 0), ("", 0), ("_date", 26),
             ("", 0), ("", 0), ("_name", 18), ("", 0),
-            ("", 0), ("id", 2), ("_url", 14), ("", 0),
-            ("", 0), ("version", 15), ("contact", 29), ("", 0),
             ("", 0), ("_version", 16), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("status", 21),
-            ("", 0), ("", 0), ("", 0), ("_status", 22),
-            ("", 0), ("extension", 11), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("license", 38), ("", 0), ("_id", 3),
-            ("packageId", 36), ("", 0), ("", 0), ("_title", 20),
-            ("", 0), ("", 0), ("", 0), ("description", 30),
-            ("", 0), ("", 0), ("", 0), ("contained", 10),
-            ("dependsOn", 42), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("useContext", 32),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("manifest", 45), ("", 0), ("", 0), ("resourceType", 1),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("fhirVersion", 40),
-            ("", 0), ("", 0), ("copyright", 34), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("_description", 31),
-            ("_packageId", 37), ("", 0), ("jurisdiction", 33), ("_date", 26),
-            ("", 0), ("", 0), ("_license", 39), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("experimental", 23),
+            ("id", 2), ("useContext", 32), ("", 0), ("", 0),
         ],
     };
 }
@@ -351,16 +351,16 @@ pub struct ImplementationGuideManifest {
 impl ImplementationGuideManifest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14,
+        seed: 34,
         slots: &[
-            ("", 0), ("page", 7), ("resource", 6), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("_other", 11),
-            ("_image", 9), ("image", 8), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("_rendering", 5), ("", 0), ("", 0),
             ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("_image", 9), ("", 0),
+            ("", 0), ("rendering", 4), ("_other", 11), ("resource", 6),
+            ("", 0), ("_rendering", 5), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("rendering", 4), ("", 0), ("", 0),
-            ("", 0), ("other", 10), ("", 0), ("", 0),
+            ("image", 8), ("other", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("page", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -449,16 +449,16 @@ pub struct ImplementationGuideManifestPage {
 impl ImplementationGuideManifestPage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("title", 6), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("anchor", 8),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("name", 4), ("", 0), ("", 0),
+            ("", 0), ("title", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("anchor", 8), ("_anchor", 9), ("", 0), ("name", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("_title", 7),
-            ("_name", 5), ("", 0), ("", 0), ("_anchor", 9),
+            ("", 0), ("", 0), ("_name", 5), ("", 0),
         ],
     };
 }
@@ -540,12 +540,12 @@ pub struct ImplementationGuideManifestResource {
 impl ImplementationGuideManifestResource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 34,
+        seed: 24,
         slots: &[
-            ("_relativePath", 7), ("exampleCanonical", 5), ("reference", 4), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("id", 1),
-            ("", 0), ("extension", 2), ("", 0), ("relativePath", 6),
-            ("", 0), ("exampleBoolean", 5), ("", 0), ("", 0),
+            ("relativePath", 6), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("reference", 4), ("exampleBoolean", 5), ("", 0), ("", 0),
+            ("", 0), ("exampleCanonical", 5), ("_relativePath", 7), ("modifierExtension", 3),
         ],
     };
 }
@@ -628,12 +628,12 @@ pub struct ImplementationGuideDefinition {
 impl ImplementationGuideDefinition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("parameter", 7), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("grouping", 4), ("resource", 5),
-            ("", 0), ("page", 6), ("template", 8), ("", 0),
+            ("", 0), ("", 0), ("template", 8), ("", 0),
+            ("", 0), ("resource", 5), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("page", 6),
+            ("extension", 2), ("modifierExtension", 3), ("parameter", 7), ("grouping", 4),
         ],
     };
 }
@@ -718,16 +718,16 @@ pub struct ImplementationGuideDefinitionTemplate {
 impl ImplementationGuideDefinitionTemplate {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_code", 5), ("", 0), ("modifierExtension", 3), ("source", 6),
             ("", 0), ("", 0), ("", 0), ("_scope", 9),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("scope", 8), ("_source", 7),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
-            ("scope", 8), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_source", 7), ("", 0), ("source", 6),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -810,12 +810,12 @@ pub struct ImplementationGuideDefinitionParameter {
 impl ImplementationGuideDefinitionParameter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 12,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("id", 1), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("code", 4), ("modifierExtension", 3), ("", 0),
+            ("_value", 7), ("", 0), ("_code", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("value", 6),
-            ("_code", 5), ("", 0), ("", 0), ("code", 4),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("_value", 7),
         ],
     };
 }
@@ -898,16 +898,16 @@ pub struct ImplementationGuideDefinitionPage {
 impl ImplementationGuideDefinitionPage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("", 0), ("", 0), ("title", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("nameUrl", 4), ("page", 9), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("_generation", 8),
-            ("", 0), ("generation", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_title", 6),
+            ("generation", 7), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("_title", 6), ("nameUrl", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_generation", 8),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("title", 5),
+            ("page", 9), ("", 0), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("nameReference", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1014,16 +1014,16 @@ pub struct ImplementationGuideDefinitionResource {
 impl ImplementationGuideDefinitionResource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 76,
+        seed: 48,
         slots: &[
-            ("", 0), ("", 0), ("fhirVersion", 5), ("exampleCanonical", 11),
+            ("", 0), ("fhirVersion", 5), ("description", 9), ("", 0),
+            ("exampleCanonical", 11), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("reference", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_description", 10), ("description", 9),
-            ("exampleBoolean", 11), ("", 0), ("_name", 8), ("extension", 2),
-            ("", 0), ("reference", 4), ("", 0), ("name", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_groupingId", 13), ("groupingId", 12), ("modifierExtension", 3),
-            ("", 0), ("_fhirVersion", 6), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("_name", 8), ("", 0), ("groupingId", 12),
+            ("", 0), ("_groupingId", 13), ("_description", 10), ("_fhirVersion", 6),
+            ("exampleBoolean", 11), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("name", 7), ("", 0), ("", 0),
         ],
     };
 }
@@ -1115,12 +1115,12 @@ pub struct ImplementationGuideDefinitionGrouping {
 impl ImplementationGuideDefinitionGrouping {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("name", 4), ("", 0), ("description", 6),
-            ("_description", 7), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+            ("", 0), ("", 0), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_name", 5), ("_description", 7), ("", 0), ("description", 6),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -1199,12 +1199,12 @@ pub struct ImplementationGuideGlobal {
 impl ImplementationGuideGlobal {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 5,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("profile", 6), ("", 0),
-            ("", 0), ("", 0), ("_profile", 7), ("extension", 2),
-            ("", 0), ("", 0), ("_type", 5), ("type", 4),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("type", 4),
+            ("", 0), ("_type", 5), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("_profile", 7), ("", 0),
+            ("", 0), ("", 0), ("profile", 6), ("extension", 2),
         ],
     };
 }
@@ -1287,16 +1287,16 @@ pub struct ImplementationGuideDependsOn {
 impl ImplementationGuideDependsOn {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 0,
         slots: &[
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("version", 8), ("_uri", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("version", 8), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("uri", 4), ("_version", 9),
-            ("", 0), ("packageId", 6), ("", 0), ("_uri", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_packageId", 7),
+            ("", 0), ("id", 1), ("_packageId", 7), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("packageId", 6),
         ],
     };
 }

@@ -83,24 +83,24 @@ pub struct InsurancePlan {
 impl InsurancePlan {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 402,
+        seed: 874,
         slots: &[
-            ("language", 7), ("administeredBy", 23), ("identifier", 13), ("", 0),
-            ("_language", 8), ("", 0), ("id", 2), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("_id", 3),
-            ("", 0), ("resourceType", 1), ("_name", 18), ("", 0),
-            ("contact", 25), ("", 0), ("alias", 19), ("", 0),
-            ("", 0), ("network", 27), ("contained", 10), ("", 0),
-            ("coverageArea", 24), ("", 0), ("", 0), ("name", 17),
-            ("", 0), ("type", 16), ("", 0), ("", 0),
+            ("type", 16), ("", 0), ("", 0), ("_alias", 20),
+            ("_implicitRules", 6), ("", 0), ("language", 7), ("", 0),
+            ("coverageArea", 24), ("", 0), ("contained", 10), ("", 0),
+            ("_name", 18), ("", 0), ("", 0), ("network", 27),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("", 0), ("_alias", 20), ("plan", 29),
-            ("implicitRules", 5), ("", 0), ("meta", 4), ("", 0),
-            ("", 0), ("", 0), ("period", 21), ("", 0),
-            ("", 0), ("endpoint", 26), ("coverage", 28), ("", 0),
-            ("", 0), ("_status", 15), ("", 0), ("ownedBy", 22),
-            ("_implicitRules", 6), ("", 0), ("status", 14), ("", 0),
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("", 0), ("extension", 11), ("_language", 8), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("contact", 25), ("endpoint", 26), ("", 0), ("_status", 15),
+            ("text", 9), ("", 0), ("implicitRules", 5), ("", 0),
+            ("", 0), ("alias", 19), ("_id", 3), ("", 0),
+            ("", 0), ("name", 17), ("status", 14), ("id", 2),
+            ("coverage", 28), ("", 0), ("", 0), ("ownedBy", 22),
+            ("", 0), ("", 0), ("", 0), ("administeredBy", 23),
+            ("", 0), ("plan", 29), ("period", 21), ("modifierExtension", 12),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("", 0),
         ],
     };
 }
@@ -267,16 +267,16 @@ pub struct InsurancePlanPlan {
 impl InsurancePlanPlan {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 7,
         slots: &[
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("generalCost", 8), ("", 0),
+            ("network", 7), ("specificCost", 9), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 4), ("", 0), ("", 0), ("", 0),
+            ("coverageArea", 6), ("", 0), ("type", 5), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("generalCost", 8), ("", 0), ("identifier", 4),
-            ("specificCost", 9), ("", 0), ("", 0), ("type", 5),
-            ("id", 1), ("network", 7), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("coverageArea", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -357,10 +357,10 @@ impl InsurancePlanPlanSpecificCost {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("benefit", 5), ("", 0), ("category", 4),
+            ("benefit", 5), ("id", 1), ("category", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -433,12 +433,12 @@ pub struct InsurancePlanPlanSpecificCostBenefit {
 impl InsurancePlanPlanSpecificCostBenefit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 0,
         slots: &[
-            ("cost", 5), ("type", 4), ("extension", 2), ("", 0),
+            ("cost", 5), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -515,12 +515,12 @@ pub struct InsurancePlanPlanSpecificCostBenefitCost {
 impl InsurancePlanPlanSpecificCostBenefitCost {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 10,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("value", 7),
-            ("qualifiers", 6), ("", 0), ("", 0), ("", 0),
-            ("applicability", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("value", 7), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("type", 4), ("extension", 2), ("", 0), ("", 0),
+            ("qualifiers", 6), ("applicability", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -607,14 +607,14 @@ impl InsurancePlanPlanGeneralCost {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("cost", 7), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("_comment", 9), ("", 0), ("comment", 8),
-            ("", 0), ("", 0), ("groupSize", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_groupSize", 6),
+            ("cost", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("comment", 8), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("_groupSize", 6), ("extension", 2), ("_comment", 9), ("groupSize", 5),
         ],
     };
 }
@@ -695,12 +695,12 @@ pub struct InsurancePlanCoverage {
 impl InsurancePlanCoverage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 5,
         slots: &[
-            ("id", 1), ("network", 5), ("", 0), ("modifierExtension", 3),
+            ("modifierExtension", 3), ("network", 5), ("", 0), ("type", 4),
+            ("benefit", 6), ("", 0), ("id", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("benefit", 6), ("", 0), ("type", 4),
         ],
     };
 }
@@ -779,12 +779,12 @@ pub struct InsurancePlanCoverageBenefit {
 impl InsurancePlanCoverageBenefit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("limit", 7), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_requirement", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("requirement", 5), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("requirement", 5), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("limit", 7), ("", 0), ("_requirement", 6),
+            ("id", 1), ("type", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -861,12 +861,12 @@ pub struct InsurancePlanCoverageBenefitLimit {
 impl InsurancePlanCoverageBenefitLimit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 9,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 5), ("value", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("code", 5),
+            ("", 0), ("", 0), ("", 0), ("value", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
         ],
     };
 }
@@ -941,12 +941,12 @@ pub struct InsurancePlanContact {
 impl InsurancePlanContact {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("telecom", 6), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("name", 5), ("", 0), ("", 0),
-            ("", 0), ("address", 7), ("", 0), ("purpose", 4),
-            ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
+            ("purpose", 4), ("id", 1), ("address", 7), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

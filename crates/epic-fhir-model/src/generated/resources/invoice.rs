@@ -89,24 +89,24 @@ pub struct Invoice {
 impl Invoice {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 951,
+        seed: 7753,
         slots: &[
-            ("", 0), ("implicitRules", 5), ("_id", 3), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("totalGross", 29), ("", 0), ("", 0),
-            ("_status", 15), ("", 0), ("", 0), ("", 0),
-            ("totalNet", 28), ("status", 14), ("account", 25), ("totalPriceComponent", 27),
-            ("_date", 22), ("", 0), ("", 0), ("", 0),
-            ("cancelledReason", 16), ("participant", 23), ("", 0), ("date", 21),
-            ("_cancelledReason", 17), ("", 0), ("", 0), ("", 0),
-            ("meta", 4), ("", 0), ("subject", 19), ("", 0),
-            ("identifier", 13), ("lineItem", 26), ("", 0), ("id", 2),
-            ("", 0), ("language", 7), ("", 0), ("_paymentTerms", 31),
-            ("", 0), ("", 0), ("text", 9), ("_implicitRules", 6),
-            ("contained", 10), ("", 0), ("type", 18), ("_language", 8),
-            ("recipient", 20), ("resourceType", 1), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("note", 32), ("paymentTerms", 30),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("issuer", 24),
+            ("", 0), ("totalGross", 29), ("totalPriceComponent", 27), ("", 0),
+            ("", 0), ("", 0), ("lineItem", 26), ("", 0),
+            ("recipient", 20), ("paymentTerms", 30), ("id", 2), ("_paymentTerms", 31),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("_status", 15), ("status", 14), ("resourceType", 1), ("", 0),
+            ("note", 32), ("_language", 8), ("_implicitRules", 6), ("", 0),
+            ("issuer", 24), ("", 0), ("_id", 3), ("_cancelledReason", 17),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("text", 9), ("meta", 4), ("", 0),
+            ("type", 18), ("account", 25), ("", 0), ("modifierExtension", 12),
+            ("cancelledReason", 16), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("subject", 19), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("date", 21),
+            ("", 0), ("participant", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("totalNet", 28), ("", 0),
+            ("", 0), ("_date", 22), ("", 0), ("", 0),
         ],
     };
 }
@@ -276,12 +276,12 @@ pub struct InvoiceLineItem {
 impl InvoiceLineItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_sequence", 5),
-            ("chargeItemReference", 6), ("", 0), ("priceComponent", 7), ("", 0),
-            ("chargeItemCodeableConcept", 6), ("", 0), ("", 0), ("sequence", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("sequence", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("_sequence", 5), ("priceComponent", 7), ("id", 1),
+            ("chargeItemReference", 6), ("chargeItemCodeableConcept", 6), ("", 0), ("", 0),
         ],
     };
 }
@@ -372,16 +372,16 @@ pub struct InvoiceLineItemPriceComponent {
 impl InvoiceLineItemPriceComponent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
+            ("", 0), ("_type", 5), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("code", 6), ("", 0), ("", 0),
-            ("_factor", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("type", 4), ("amount", 9), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("factor", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("id", 1), ("_type", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("amount", 9), ("", 0),
+            ("", 0), ("_factor", 8), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("factor", 7), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -460,12 +460,12 @@ pub struct InvoiceParticipant {
 impl InvoiceParticipant {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("actor", 5), ("role", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("actor", 5), ("id", 1),
+            ("", 0), ("", 0), ("role", 4), ("", 0),
         ],
     };
 }

@@ -55,16 +55,16 @@ pub struct Linkage {
 impl Linkage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 291,
         slots: &[
-            ("", 0), ("", 0), ("extension", 11), ("modifierExtension", 12),
-            ("author", 15), ("", 0), ("item", 16), ("", 0),
-            ("language", 7), ("", 0), ("active", 13), ("id", 2),
-            ("_id", 3), ("", 0), ("_active", 14), ("meta", 4),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("_language", 8),
-            ("", 0), ("implicitRules", 5), ("resourceType", 1), ("", 0),
+            ("language", 7), ("extension", 11), ("resourceType", 1), ("", 0),
+            ("item", 16), ("", 0), ("", 0), ("", 0),
             ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("meta", 4), ("author", 15), ("_language", 8),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("_id", 3), ("modifierExtension", 12), ("", 0), ("active", 13),
+            ("implicitRules", 5), ("_active", 14), ("", 0), ("id", 2),
         ],
     };
 }
@@ -200,12 +200,12 @@ pub struct LinkageItem {
 impl LinkageItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 5,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("_type", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("resource", 6),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("type", 4),
+            ("", 0), ("_type", 5), ("id", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resource", 6), ("extension", 2),
         ],
     };
 }

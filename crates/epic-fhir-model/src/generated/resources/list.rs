@@ -85,24 +85,24 @@ pub struct List {
 impl List {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1068,
+        seed: 1447,
         slots: &[
-            ("meta", 4), ("date", 23), ("resourceType", 1), ("mode", 16),
-            ("_status", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("identifier", 13), ("_id", 3), ("", 0),
-            ("contained", 10), ("modifierExtension", 12), ("", 0), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("entry", 28),
+            ("", 0), ("", 0), ("note", 27), ("resourceType", 1),
+            ("", 0), ("", 0), ("subject", 21), ("", 0),
+            ("", 0), ("emptyReason", 29), ("meta", 4), ("extension", 11),
+            ("", 0), ("code", 20), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("mode", 16),
+            ("id", 2), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("entry", 28), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("_title", 19), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("subject", 21), ("source", 25), ("title", 18), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-            ("status", 14), ("orderedBy", 26), ("", 0), ("", 0),
+            ("", 0), ("encounter", 22), ("", 0), ("_implicitRules", 6),
+            ("_language", 8), ("contained", 10), ("title", 18), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 2), ("_date", 24), ("_title", 19),
-            ("note", 27), ("emptyReason", 29), ("text", 9), ("language", 7),
-            ("", 0), ("", 0), ("implicitRules", 5), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("encounter", 22),
-            ("code", 20), ("", 0), ("_mode", 17), ("", 0),
+            ("_status", 15), ("_mode", 17), ("source", 25), ("", 0),
+            ("", 0), ("_date", 24), ("implicitRules", 5), ("orderedBy", 26),
+            ("", 0), ("status", 14), ("date", 23), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("_id", 3),
         ],
     };
 }
@@ -274,14 +274,14 @@ impl ListEntry {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("flag", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("deleted", 5), ("", 0), ("", 0), ("", 0),
+            ("_deleted", 6), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("item", 9),
+            ("", 0), ("", 0), ("flag", 4), ("", 0),
+            ("", 0), ("", 0), ("date", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("_date", 8), ("", 0), ("item", 9), ("", 0),
-            ("_deleted", 6), ("", 0), ("", 0), ("", 0),
-            ("date", 7), ("", 0), ("", 0), ("", 0),
+            ("deleted", 5), ("", 0), ("", 0), ("_date", 8),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -81,24 +81,24 @@ pub struct MeasureReport {
 impl MeasureReport {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 230,
+        seed: 648,
         slots: &[
-            ("_measure", 19), ("improvementNotation", 25), ("", 0), ("type", 16),
-            ("", 0), ("_status", 15), ("subject", 20), ("", 0),
+            ("group", 26), ("", 0), ("reporter", 23), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_type", 17),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("resourceType", 1), ("contained", 10), ("text", 9), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("measure", 18),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("_id", 3), ("modifierExtension", 12), ("", 0), ("period", 24),
-            ("id", 2), ("_date", 22), ("", 0), ("group", 26),
-            ("", 0), ("date", 21), ("", 0), ("evaluatedResource", 27),
-            ("", 0), ("", 0), ("reporter", 23), ("", 0),
+            ("", 0), ("improvementNotation", 25), ("modifierExtension", 12), ("", 0),
+            ("_type", 17), ("subject", 20), ("extension", 11), ("_status", 15),
+            ("", 0), ("status", 14), ("meta", 4), ("", 0),
+            ("id", 2), ("period", 24), ("", 0), ("_id", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("", 0), ("", 0), ("status", 14),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("evaluatedResource", 27), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("resourceType", 1),
+            ("", 0), ("_measure", 19), ("", 0), ("_date", 22),
+            ("date", 21), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("language", 7),
+            ("text", 9), ("identifier", 13), ("", 0), ("measure", 18),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("type", 16), ("", 0), ("", 0), ("_language", 8),
         ],
     };
 }
@@ -260,12 +260,12 @@ pub struct MeasureReportGroup {
 impl MeasureReportGroup {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("measureScore", 6), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("stratifier", 7), ("population", 5), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("population", 5), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("stratifier", 7), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("measureScore", 6),
         ],
     };
 }
@@ -340,12 +340,12 @@ pub struct MeasureReportGroupStratifier {
 impl MeasureReportGroupStratifier {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("stratum", 5), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("stratum", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -420,12 +420,12 @@ pub struct MeasureReportGroupStratifierStratum {
 impl MeasureReportGroupStratifierStratum {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("measureScore", 7), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("value", 4), ("extension", 2),
-            ("", 0), ("", 0), ("population", 6), ("component", 5),
+            ("", 0), ("extension", 2), ("", 0), ("value", 4),
+            ("", 0), ("", 0), ("population", 6), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("component", 5), ("", 0), ("", 0), ("measureScore", 7),
         ],
     };
 }
@@ -504,12 +504,12 @@ pub struct MeasureReportGroupStratifierStratumPopulation {
 impl MeasureReportGroupStratifierStratumPopulation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("count", 5),
-            ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("count", 5), ("", 0),
+            ("subjectResults", 7), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_count", 6),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -584,12 +584,12 @@ pub struct MeasureReportGroupStratifierStratumComponent {
 impl MeasureReportGroupStratifierStratumComponent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 9,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("value", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("value", 5),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
         ],
     };
 }
@@ -668,12 +668,12 @@ pub struct MeasureReportGroupPopulation {
 impl MeasureReportGroupPopulation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("count", 5),
-            ("subjectResults", 7), ("_count", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("count", 5), ("", 0),
+            ("subjectResults", 7), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_count", 6),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }

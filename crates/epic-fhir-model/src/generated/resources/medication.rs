@@ -67,24 +67,24 @@ pub struct Medication {
 impl Medication {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 18,
+        seed: 0,
         slots: &[
-            ("implicitRules", 5), ("extension", 11), ("amount", 19), ("form", 18),
-            ("", 0), ("identifier", 13), ("", 0), ("", 0),
-            ("", 0), ("batch", 21), ("", 0), ("_language", 8),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("_status", 16), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("", 0), ("text", 9), ("status", 15), ("", 0),
-            ("", 0), ("", 0), ("manufacturer", 17), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("_id", 3),
+            ("", 0), ("extension", 11), ("", 0), ("_status", 16),
+            ("status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("code", 14), ("_id", 3), ("ingredient", 20), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("batch", 21), ("code", 14), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("amount", 19), ("", 0),
+            ("text", 9), ("ingredient", 20), ("form", 18), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("identifier", 13), ("meta", 4),
+            ("manufacturer", 17), ("contained", 10), ("", 0), ("", 0),
         ],
     };
 }
@@ -232,12 +232,12 @@ pub struct MedicationBatch {
 impl MedicationBatch {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 10,
         slots: &[
-            ("id", 1), ("expirationDate", 6), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_lotNumber", 5), ("", 0),
-            ("_expirationDate", 7), ("", 0), ("lotNumber", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("expirationDate", 6), ("_expirationDate", 7),
+            ("_lotNumber", 5), ("", 0), ("", 0), ("lotNumber", 4),
         ],
     };
 }
@@ -316,12 +316,12 @@ pub struct MedicationIngredient {
 impl MedicationIngredient {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 5,
         slots: &[
-            ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
-            ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
+            ("modifierExtension", 3), ("_isActive", 6), ("", 0), ("", 0),
+            ("isActive", 5), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("itemReference", 4), ("itemCodeableConcept", 4), ("strength", 7),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }

@@ -103,40 +103,40 @@ pub struct MedicationDispense {
 impl MedicationDispense {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 315,
+        seed: 1347,
         slots: &[
-            ("", 0), ("_language", 8), ("", 0), ("", 0),
-            ("", 0), ("category", 18), ("_whenPrepared", 30), ("", 0),
-            ("location", 24), ("", 0), ("", 0), ("statusReasonReference", 17),
-            ("", 0), ("", 0), ("type", 26), ("extension", 11),
-            ("", 0), ("resourceType", 1), ("dosageInstruction", 36), ("partOf", 14),
-            ("", 0), ("statusReasonCodeableConcept", 17), ("", 0), ("id", 2),
-            ("", 0), ("performer", 23), ("context", 21), ("", 0),
-            ("", 0), ("note", 35), ("supportingInformation", 22), ("", 0),
+            ("status", 15), ("", 0), ("eventHistory", 39), ("", 0),
+            ("", 0), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("_status", 16), ("", 0), ("", 0),
+            ("whenPrepared", 29), ("", 0), ("supportingInformation", 22), ("substitution", 37),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_status", 16), ("", 0),
+            ("detectedIssue", 38), ("", 0), ("meta", 4), ("", 0),
+            ("extension", 11), ("_whenHandedOver", 32), ("_id", 3), ("", 0),
+            ("", 0), ("note", 35), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("implicitRules", 5), ("subject", 20), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("destination", 33), ("identifier", 13), ("subject", 20), ("status", 15),
-            ("whenHandedOver", 31), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("detectedIssue", 38), ("substitution", 37), ("daysSupply", 28), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("category", 18),
+            ("performer", 23), ("type", 26), ("", 0), ("receiver", 34),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("medicationCodeableConcept", 19),
-            ("", 0), ("eventHistory", 39), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("language", 7),
+            ("statusReasonReference", 17), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("medicationReference", 19), ("", 0),
+            ("", 0), ("context", 21), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_whenHandedOver", 32), ("", 0), ("contained", 10), ("whenPrepared", 29),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("quantity", 27), ("", 0), ("receiver", 34), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("medicationReference", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("location", 24), ("", 0),
+            ("", 0), ("", 0), ("quantity", 27), ("_whenPrepared", 30),
+            ("identifier", 13), ("language", 7), ("", 0), ("daysSupply", 28),
             ("authorizingPrescription", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("dosageInstruction", 36), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("partOf", 14), ("statusReasonCodeableConcept", 17), ("", 0),
+            ("", 0), ("", 0), ("destination", 33), ("", 0),
+            ("", 0), ("", 0), ("whenHandedOver", 31), ("medicationCodeableConcept", 19),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("", 0),
         ],
     };
 }
@@ -400,12 +400,12 @@ pub struct MedicationDispenseSubstitution {
 impl MedicationDispenseSubstitution {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 13,
         slots: &[
-            ("id", 1), ("responsibleParty", 8), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("reason", 7), ("wasSubstituted", 4), ("", 0), ("extension", 2),
-            ("", 0), ("_wasSubstituted", 5), ("", 0), ("type", 6),
+            ("_wasSubstituted", 5), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("responsibleParty", 8),
+            ("", 0), ("", 0), ("extension", 2), ("type", 6),
+            ("reason", 7), ("", 0), ("wasSubstituted", 4), ("id", 1),
         ],
     };
 }
@@ -482,12 +482,12 @@ pub struct MedicationDispensePerformer {
 impl MedicationDispensePerformer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("function", 4),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("actor", 5), ("", 0),
+            ("function", 4), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("actor", 5), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

@@ -99,40 +99,40 @@ pub struct MedicationKnowledge {
 impl MedicationKnowledge {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 42,
+        seed: 159,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("relatedMedicationKnowledge", 21),
-            ("", 0), ("", 0), ("", 0), ("doseForm", 17),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("synonym", 19),
+            ("_id", 3), ("code", 13), ("", 0), ("drugCharacteristic", 34),
+            ("productType", 23), ("monograph", 24), ("", 0), ("", 0),
+            ("intendedRoute", 28), ("_synonym", 20), ("associatedMedication", 22), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("kinetics", 37),
+            ("", 0), ("doseForm", 17), ("", 0), ("", 0),
             ("", 0), ("id", 2), ("", 0), ("", 0),
-            ("_status", 15), ("manufacturer", 16), ("implicitRules", 5), ("", 0),
-            ("packaging", 33), ("", 0), ("", 0), ("preparationInstruction", 26),
-            ("", 0), ("monitoringProgram", 30), ("", 0), ("productType", 23),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("drugCharacteristic", 34), ("", 0),
-            ("", 0), ("", 0), ("medicineClassification", 32), ("", 0),
-            ("", 0), ("", 0), ("amount", 18), ("_synonym", 20),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_preparationInstruction", 27), ("meta", 4),
+            ("modifierExtension", 12), ("medicineClassification", 32), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("ingredient", 25), ("preparationInstruction", 26), ("", 0),
+            ("", 0), ("", 0), ("packaging", 33), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("amount", 18),
+            ("", 0), ("", 0), ("", 0), ("cost", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("regulatory", 36), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("manufacturer", 16),
             ("", 0), ("administrationGuidelines", 31), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("relatedMedicationKnowledge", 21), ("", 0),
             ("", 0), ("_language", 8), ("", 0), ("", 0),
-            ("_preparationInstruction", 27), ("code", 13), ("kinetics", 37), ("", 0),
-            ("associatedMedication", 22), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("ingredient", 25),
-            ("", 0), ("cost", 29), ("contraindication", 35), ("", 0),
-            ("status", 14), ("", 0), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("monograph", 24),
-            ("synonym", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("intendedRoute", 28),
-            ("", 0), ("", 0), ("", 0), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-            ("text", 9), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("regulatory", 36), ("", 0), ("", 0),
+            ("", 0), ("contraindication", 35), ("_status", 15), ("", 0),
+            ("monitoringProgram", 30), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
         ],
     };
 }
@@ -309,12 +309,12 @@ pub struct MedicationKnowledgeKinetics {
 impl MedicationKnowledgeKinetics {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("areaUnderCurve", 4), ("", 0), ("", 0), ("lethalDose50", 5),
-            ("", 0), ("", 0), ("halfLifePeriod", 6), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("halfLifePeriod", 6), ("lethalDose50", 5), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("areaUnderCurve", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -391,12 +391,12 @@ pub struct MedicationKnowledgeRegulatory {
 impl MedicationKnowledgeRegulatory {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 5,
         slots: &[
-            ("", 0), ("regulatoryAuthority", 4), ("extension", 2), ("", 0),
-            ("substitution", 5), ("schedule", 6), ("id", 1), ("maxDispense", 7),
             ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("schedule", 6), ("id", 1), ("", 0),
+            ("regulatoryAuthority", 4), ("", 0), ("substitution", 5), ("maxDispense", 7),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -473,12 +473,12 @@ pub struct MedicationKnowledgeRegulatoryMaxDispense {
 impl MedicationKnowledgeRegulatoryMaxDispense {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("period", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("period", 5), ("", 0), ("id", 1),
             ("", 0), ("quantity", 4), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -549,10 +549,10 @@ pub struct MedicationKnowledgeRegulatorySchedule {
 impl MedicationKnowledgeRegulatorySchedule {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 5,
         slots: &[
-            ("id", 1), ("schedule", 4), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("schedule", 4), ("id", 1), ("extension", 2),
         ],
     };
 }
@@ -625,11 +625,11 @@ pub struct MedicationKnowledgeRegulatorySubstitution {
 impl MedicationKnowledgeRegulatorySubstitution {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 3,
         slots: &[
-            ("_allowed", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("allowed", 5),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_allowed", 6), ("extension", 2),
+            ("", 0), ("allowed", 5), ("", 0), ("", 0),
             ("id", 1), ("type", 4), ("", 0), ("", 0),
         ],
     };
@@ -705,12 +705,12 @@ pub struct MedicationKnowledgeDrugCharacteristic {
 impl MedicationKnowledgeDrugCharacteristic {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("valueQuantity", 5), ("", 0), ("", 0), ("valueCodeableConcept", 5),
-            ("extension", 2), ("", 0), ("valueString", 5), ("type", 4),
-            ("", 0), ("", 0), ("valueBase64Binary", 5), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("type", 4),
+            ("", 0), ("valueBase64Binary", 5), ("id", 1), ("valueCodeableConcept", 5),
+            ("", 0), ("", 0), ("valueQuantity", 5), ("", 0),
+            ("valueString", 5), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -783,10 +783,10 @@ impl MedicationKnowledgePackaging {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("quantity", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("quantity", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -857,12 +857,12 @@ pub struct MedicationKnowledgeMedicineClassification {
 impl MedicationKnowledgeMedicineClassification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 11,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("classification", 5), ("", 0),
+            ("type", 4), ("modifierExtension", 3), ("", 0), ("classification", 5),
         ],
     };
 }
@@ -937,12 +937,12 @@ pub struct MedicationKnowledgeAdministrationGuidelines {
 impl MedicationKnowledgeAdministrationGuidelines {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 10,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("indicationCodeableConcept", 5), ("id", 1),
+            ("", 0), ("dosage", 4), ("modifierExtension", 3), ("", 0),
+            ("indicationReference", 5), ("extension", 2), ("", 0), ("", 0),
             ("", 0), ("", 0), ("patientCharacteristics", 6), ("", 0),
-            ("indicationReference", 5), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("dosage", 4), ("indicationCodeableConcept", 5), ("", 0),
         ],
     };
 }
@@ -1017,12 +1017,12 @@ pub struct MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
 impl MedicationKnowledgeAdministrationGuidelinesPatientCharacteristics {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 23,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("characteristicQuantity", 4), ("", 0), ("value", 5),
-            ("_value", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("characteristicCodeableConcept", 4), ("", 0),
+            ("_value", 6), ("value", 5), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("characteristicCodeableConcept", 4),
+            ("", 0), ("", 0), ("characteristicQuantity", 4), ("", 0),
         ],
     };
 }
@@ -1102,10 +1102,10 @@ impl MedicationKnowledgeAdministrationGuidelinesDosage {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("dosage", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("dosage", 5), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -1180,12 +1180,12 @@ pub struct MedicationKnowledgeMonitoringProgram {
 impl MedicationKnowledgeMonitoringProgram {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("name", 5), ("", 0), ("", 0),
+            ("_name", 6), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("name", 5), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 6), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("type", 4), ("", 0), ("", 0),
         ],
     };
 }
@@ -1262,12 +1262,12 @@ pub struct MedicationKnowledgeCost {
 impl MedicationKnowledgeCost {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("type", 4), ("source", 5), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("cost", 7), ("", 0), ("_source", 6), ("", 0),
+            ("cost", 7), ("", 0), ("modifierExtension", 3), ("source", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_source", 6),
         ],
     };
 }
@@ -1350,12 +1350,12 @@ pub struct MedicationKnowledgeIngredient {
 impl MedicationKnowledgeIngredient {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 5,
         slots: &[
-            ("", 0), ("id", 1), ("strength", 7), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("_isActive", 6),
-            ("itemCodeableConcept", 4), ("", 0), ("isActive", 5), ("itemReference", 4),
+            ("modifierExtension", 3), ("_isActive", 6), ("", 0), ("", 0),
+            ("isActive", 5), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("itemReference", 4), ("itemCodeableConcept", 4), ("strength", 7),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -1440,10 +1440,10 @@ impl MedicationKnowledgeMonograph {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("source", 5), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("source", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -1516,10 +1516,10 @@ impl MedicationKnowledgeRelatedMedicationKnowledge {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("reference", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("type", 4), ("reference", 5),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -89,40 +89,40 @@ pub struct MedicinalProduct {
 impl MedicinalProduct {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 16,
+        seed: 208,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("crossReference", 31),
-            ("", 0), ("", 0), ("", 0), ("domain", 15),
-            ("marketingStatus", 23), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("manufacturingBusinessOperation", 32), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("marketingStatus", 23), ("pharmaceuticalProduct", 24),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("specialMeasures", 19),
+            ("language", 7), ("domain", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("attachedDocument", 26),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("extension", 11), ("", 0), ("", 0), ("clinicalTrial", 29),
+            ("", 0), ("", 0), ("", 0), ("specialDesignation", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
             ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("identifier", 13),
-            ("text", 9), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("combinedPharmaceuticalDoseForm", 16), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("attachedDocument", 26), ("masterFile", 27),
-            ("", 0), ("additionalMonitoringIndicator", 18), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("type", 14),
-            ("pharmaceuticalProduct", 24), ("", 0), ("", 0), ("productClassification", 22),
-            ("", 0), ("", 0), ("specialMeasures", 19), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("contact", 28),
-            ("", 0), ("", 0), ("", 0), ("paediatricUseIndicator", 21),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("packagedMedicinalProduct", 25), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("_specialMeasures", 20), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("additionalMonitoringIndicator", 18), ("", 0), ("paediatricUseIndicator", 21),
+            ("type", 14), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("productClassification", 22), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("combinedPharmaceuticalDoseForm", 16), ("", 0),
+            ("", 0), ("", 0), ("manufacturingBusinessOperation", 32), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("contact", 28),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("masterFile", 27), ("", 0),
+            ("", 0), ("name", 30), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_specialMeasures", 20),
+            ("", 0), ("", 0), ("crossReference", 31), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("name", 30), ("clinicalTrial", 29),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("_language", 8), ("", 0), ("specialDesignation", 33),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("packagedMedicinalProduct", 25),
+            ("meta", 4), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -301,16 +301,16 @@ pub struct MedicinalProductSpecialDesignation {
 impl MedicinalProductSpecialDesignation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("type", 5), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("indicationReference", 7),
-            ("", 0), ("indicationCodeableConcept", 7), ("", 0), ("identifier", 4),
-            ("_date", 10), ("species", 11), ("status", 8), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("intendedUse", 6), ("date", 9), ("", 0), ("", 0),
+            ("indicationReference", 7), ("modifierExtension", 3), ("", 0), ("_date", 10),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("indicationCodeableConcept", 7), ("date", 9), ("status", 8),
+            ("", 0), ("species", 11), ("", 0), ("", 0),
+            ("identifier", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 5), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("intendedUse", 6), ("", 0),
         ],
     };
 }
@@ -403,16 +403,16 @@ pub struct MedicinalProductManufacturingBusinessOperation {
 impl MedicinalProductManufacturingBusinessOperation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("effectiveDate", 6),
-            ("", 0), ("", 0), ("", 0), ("_effectiveDate", 7),
-            ("", 0), ("operationType", 4), ("", 0), ("authorisationReferenceNumber", 5),
-            ("id", 1), ("", 0), ("regulator", 10), ("", 0),
-            ("manufacturer", 9), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("confidentialityIndicator", 8), ("", 0), ("", 0),
+            ("", 0), ("effectiveDate", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("authorisationReferenceNumber", 5), ("", 0),
+            ("", 0), ("", 0), ("operationType", 4), ("", 0),
+            ("modifierExtension", 3), ("confidentialityIndicator", 8), ("_effectiveDate", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("manufacturer", 9), ("regulator", 10), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -497,12 +497,12 @@ pub struct MedicinalProductName {
 impl MedicinalProductName {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 3,
         slots: &[
-            ("", 0), ("id", 1), ("", 0), ("extension", 2),
-            ("", 0), ("productName", 4), ("", 0), ("", 0),
-            ("_productName", 5), ("modifierExtension", 3), ("", 0), ("namePart", 6),
-            ("", 0), ("countryLanguage", 7), ("", 0), ("", 0),
+            ("_productName", 5), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("productName", 4), ("extension", 2),
+            ("namePart", 6), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("countryLanguage", 7), ("", 0),
         ],
     };
 }
@@ -579,12 +579,12 @@ pub struct MedicinalProductNameCountryLanguage {
 impl MedicinalProductNameCountryLanguage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("language", 6), ("", 0), ("country", 4), ("", 0),
-            ("jurisdiction", 5), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("country", 4), ("", 0), ("language", 6), ("id", 1),
+            ("jurisdiction", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -663,12 +663,12 @@ pub struct MedicinalProductNameNamePart {
 impl MedicinalProductNameNamePart {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 13,
         slots: &[
-            ("_part", 5), ("type", 6), ("extension", 2), ("part", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("_part", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("type", 6),
+            ("", 0), ("", 0), ("part", 4), ("id", 1),
         ],
     };
 }

@@ -87,24 +87,24 @@ pub struct MedicinalProductAuthorization {
 impl MedicinalProductAuthorization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 17453,
+        seed: 14741,
         slots: &[
-            ("_id", 3), ("status", 17), ("extension", 11), ("dataExclusivityPeriod", 23),
-            ("_language", 8), ("", 0), ("", 0), ("", 0),
-            ("legalBasis", 28), ("validityPeriod", 22), ("_implicitRules", 6), ("", 0),
-            ("jurisdiction", 16), ("", 0), ("", 0), ("country", 15),
+            ("", 0), ("", 0), ("statusDate", 18), ("jurisdiction", 16),
+            ("jurisdictionalAuthorization", 29), ("", 0), ("", 0), ("holder", 30),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("country", 15), ("restoreDate", 20), ("regulator", 31), ("extension", 11),
+            ("contained", 10), ("", 0), ("internationalBirthDate", 26), ("", 0),
+            ("validityPeriod", 22), ("_language", 8), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("_dateOfFirstAuthorization", 25), ("", 0), ("language", 7), ("modifierExtension", 12),
+            ("", 0), ("resourceType", 1), ("text", 9), ("legalBasis", 28),
+            ("", 0), ("_internationalBirthDate", 27), ("dateOfFirstAuthorization", 24), ("", 0),
+            ("id", 2), ("procedure", 32), ("", 0), ("subject", 14),
+            ("", 0), ("_statusDate", 19), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_internationalBirthDate", 27), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_dateOfFirstAuthorization", 25), ("statusDate", 18), ("", 0),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
-            ("", 0), ("regulator", 31), ("contained", 10), ("id", 2),
-            ("_restoreDate", 21), ("", 0), ("", 0), ("identifier", 13),
-            ("", 0), ("_statusDate", 19), ("jurisdictionalAuthorization", 29), ("procedure", 32),
-            ("meta", 4), ("", 0), ("internationalBirthDate", 26), ("", 0),
-            ("dateOfFirstAuthorization", 24), ("holder", 30), ("restoreDate", 20), ("language", 7),
-            ("subject", 14), ("modifierExtension", 12), ("implicitRules", 5), ("", 0),
+            ("", 0), ("status", 17), ("", 0), ("_restoreDate", 21),
+            ("", 0), ("", 0), ("", 0), ("dataExclusivityPeriod", 23),
+            ("", 0), ("identifier", 13), ("meta", 4), ("implicitRules", 5),
         ],
     };
 }
@@ -274,12 +274,12 @@ pub struct MedicinalProductAuthorizationProcedure {
 impl MedicinalProductAuthorizationProcedure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 19,
         slots: &[
-            ("", 0), ("", 0), ("datePeriod", 6), ("", 0),
-            ("", 0), ("application", 7), ("dateDateTime", 6), ("", 0),
-            ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("type", 5), ("", 0), ("", 0),
+            ("identifier", 4), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("type", 5), ("", 0), ("extension", 2), ("", 0),
+            ("dateDateTime", 6), ("", 0), ("datePeriod", 6), ("application", 7),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
         ],
     };
 }
@@ -362,12 +362,12 @@ pub struct MedicinalProductAuthorizationJurisdictionalAuthorization {
 impl MedicinalProductAuthorizationJurisdictionalAuthorization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 12,
         slots: &[
-            ("", 0), ("country", 5), ("", 0), ("legalStatusOfSupply", 7),
-            ("identifier", 4), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("validityPeriod", 8), ("", 0),
-            ("jurisdiction", 6), ("modifierExtension", 3), ("", 0), ("extension", 2),
+            ("id", 1), ("", 0), ("extension", 2), ("", 0),
+            ("country", 5), ("jurisdiction", 6), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("identifier", 4),
+            ("validityPeriod", 8), ("legalStatusOfSupply", 7), ("", 0), ("", 0),
         ],
     };
 }

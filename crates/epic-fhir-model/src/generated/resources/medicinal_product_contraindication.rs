@@ -61,24 +61,24 @@ pub struct MedicinalProductContraindication {
 impl MedicinalProductContraindication {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 18,
+        seed: 20,
         slots: &[
-            ("implicitRules", 5), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("comorbidity", 16), ("", 0), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("diseaseStatus", 15),
-            ("", 0), ("id", 2), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("otherTherapy", 18),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
-            ("", 0), ("population", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("subject", 13), ("_id", 3), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("extension", 11), ("comorbidity", 16),
             ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("therapeuticIndication", 17), ("", 0), ("", 0), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("disease", 14), ("", 0),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("id", 2), ("otherTherapy", 18),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("", 0), ("resourceType", 1), ("therapeuticIndication", 17), ("", 0),
+            ("", 0), ("", 0), ("disease", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("diseaseStatus", 15),
+            ("population", 19), ("", 0), ("", 0), ("text", 9),
+            ("subject", 13), ("", 0), ("language", 7), ("", 0),
         ],
     };
 }
@@ -218,12 +218,12 @@ pub struct MedicinalProductContraindicationOtherTherapy {
 impl MedicinalProductContraindicationOtherTherapy {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("medicationReference", 5), ("therapyRelationshipType", 4), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("medicationCodeableConcept", 5),
+            ("", 0), ("id", 1), ("therapyRelationshipType", 4), ("", 0),
+            ("", 0), ("extension", 2), ("medicationCodeableConcept", 5), ("medicationReference", 5),
         ],
     };
 }

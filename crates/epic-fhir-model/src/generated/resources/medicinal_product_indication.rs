@@ -65,24 +65,24 @@ pub struct MedicinalProductIndication {
 impl MedicinalProductIndication {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 18,
+        seed: 55,
         slots: &[
-            ("implicitRules", 5), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("otherTherapy", 19),
+            ("id", 2), ("_implicitRules", 6), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("intendedEffect", 17), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("diseaseSymptomProcedure", 14), ("comorbidity", 16), ("", 0), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("diseaseStatus", 15),
-            ("", 0), ("id", 2), ("", 0), ("", 0),
-            ("", 0), ("intendedEffect", 17), ("", 0), ("otherTherapy", 19),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("subject", 13), ("text", 9), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
             ("", 0), ("population", 21), ("", 0), ("", 0),
-            ("duration", 18), ("", 0), ("", 0), ("", 0),
-            ("subject", 13), ("_id", 3), ("undesirableEffect", 20), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("diseaseSymptomProcedure", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 11), ("contained", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("diseaseStatus", 15), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("undesirableEffect", 20), ("comorbidity", 16),
+            ("resourceType", 1), ("duration", 18), ("", 0), ("implicitRules", 5),
         ],
     };
 }
@@ -226,12 +226,12 @@ pub struct MedicinalProductIndicationOtherTherapy {
 impl MedicinalProductIndicationOtherTherapy {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("medicationReference", 5), ("therapyRelationshipType", 4), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("medicationCodeableConcept", 5),
+            ("", 0), ("id", 1), ("therapyRelationshipType", 4), ("", 0),
+            ("", 0), ("extension", 2), ("medicationCodeableConcept", 5), ("medicationReference", 5),
         ],
     };
 }

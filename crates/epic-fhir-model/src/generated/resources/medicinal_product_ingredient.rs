@@ -61,24 +61,24 @@ pub struct MedicinalProductIngredient {
 impl MedicinalProductIngredient {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 16,
+        seed: 0,
         slots: &[
-            ("manufacturer", 17), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_allergenicIndicator", 16),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("modifierExtension", 12), ("specifiedSubstance", 18), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("language", 7), ("identifier", 13),
-            ("text", 9), ("", 0), ("", 0), ("meta", 4),
-            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("", 0),
-            ("role", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("allergenicIndicator", 15),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("substance", 19), ("contained", 10), ("", 0),
             ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("allergenicIndicator", 15), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("_allergenicIndicator", 16), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("_id", 3),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("substance", 19), ("", 0),
+            ("", 0), ("specifiedSubstance", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("role", 14),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("identifier", 13), ("meta", 4),
+            ("manufacturer", 17), ("contained", 10), ("", 0), ("", 0),
         ],
     };
 }
@@ -220,12 +220,12 @@ pub struct MedicinalProductIngredientSubstance {
 impl MedicinalProductIngredientSubstance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("strength", 5), ("", 0),
-            ("", 0), ("code", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("code", 4), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("strength", 5),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -302,12 +302,12 @@ pub struct MedicinalProductIngredientSpecifiedSubstance {
 impl MedicinalProductIngredientSpecifiedSubstance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 6,
         slots: &[
-            ("", 0), ("group", 5), ("", 0), ("id", 1),
-            ("strength", 7), ("", 0), ("confidentiality", 6), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("code", 4), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("code", 4), ("", 0), ("confidentiality", 6),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("group", 5), ("", 0), ("strength", 7),
         ],
     };
 }
@@ -402,16 +402,16 @@ pub struct MedicinalProductIngredientSpecifiedSubstanceStrength {
 impl MedicinalProductIngredientSpecifiedSubstanceStrength {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 16,
         slots: &[
-            ("concentration", 6), ("concentrationLowLimit", 7), ("", 0), ("", 0),
+            ("", 0), ("country", 10), ("", 0), ("referenceStrength", 11),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("presentation", 4), ("country", 10), ("modifierExtension", 3),
+            ("", 0), ("presentation", 4), ("_measurementPoint", 9), ("id", 1),
+            ("modifierExtension", 3), ("presentationLowLimit", 5), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("presentationLowLimit", 5), ("", 0), ("", 0), ("measurementPoint", 8),
-            ("", 0), ("", 0), ("", 0), ("_measurementPoint", 9),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("id", 1), ("", 0), ("referenceStrength", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("concentrationLowLimit", 7),
+            ("", 0), ("", 0), ("", 0), ("measurementPoint", 8),
+            ("", 0), ("", 0), ("", 0), ("concentration", 6),
         ],
     };
 }
@@ -506,14 +506,14 @@ impl MedicinalProductIngredientSpecifiedSubstanceStrengthReferenceStrength {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("strength", 5), ("", 0),
+            ("strengthLowLimit", 6), ("strength", 5), ("", 0), ("_measurementPoint", 8),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("country", 9), ("modifierExtension", 3),
+            ("country", 9), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("substance", 4), ("", 0), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("measurementPoint", 7),
-            ("", 0), ("", 0), ("", 0), ("_measurementPoint", 8),
-            ("strengthLowLimit", 6), ("substance", 4), ("extension", 2), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

@@ -63,24 +63,24 @@ pub struct MedicinalProductInteraction {
 impl MedicinalProductInteraction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 59,
+        seed: 69,
         slots: &[
-            ("", 0), ("", 0), ("effect", 18), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("management", 20),
-            ("", 0), ("", 0), ("id", 2), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
-            ("type", 17), ("", 0), ("", 0), ("", 0),
-            ("description", 14), ("language", 7), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("interactant", 16),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
+            ("", 0), ("_description", 15), ("implicitRules", 5), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("subject", 13), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("incidence", 19), ("", 0),
-            ("interactant", 16), ("", 0), ("", 0), ("_description", 15),
-            ("", 0), ("text", 9), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+            ("description", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("incidence", 19), ("extension", 11),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("subject", 13), ("", 0),
+            ("type", 17), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("", 0), ("effect", 18), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("management", 20), ("", 0), ("", 0), ("language", 7),
         ],
     };
 }
@@ -222,10 +222,10 @@ impl MedicinalProductInteractionInteractant {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("itemReference", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("itemCodeableConcept", 4), ("", 0),
+            ("itemCodeableConcept", 4), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("itemReference", 4), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -67,24 +67,24 @@ pub struct MedicinalProductPackaged {
 impl MedicinalProductPackaged {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 11,
+        seed: 5,
         slots: &[
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("_description", 16), ("", 0),
-            ("", 0), ("", 0), ("subject", 14), ("", 0),
-            ("", 0), ("", 0), ("manufacturer", 20), ("", 0),
-            ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
-            ("contained", 10), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("", 0), ("", 0), ("meta", 4),
-            ("legalStatusOfSupply", 17), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("_id", 3), ("id", 2), ("", 0),
+            ("", 0), ("text", 9), ("resourceType", 1), ("description", 15),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("modifierExtension", 12), ("", 0), ("subject", 14), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("marketingAuthorization", 19),
+            ("", 0), ("", 0), ("", 0), ("legalStatusOfSupply", 17),
+            ("manufacturer", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("language", 7), ("", 0), ("_description", 16),
+            ("marketingStatus", 18), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("identifier", 13), ("meta", 4),
+            ("", 0), ("", 0), ("batchIdentifier", 21), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
-            ("", 0), ("batchIdentifier", 21), ("marketingStatus", 18), ("packageItem", 22),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("description", 15), ("marketingAuthorization", 19), ("identifier", 13),
+            ("", 0), ("", 0), ("packageItem", 22), ("extension", 11),
         ],
     };
 }
@@ -250,16 +250,16 @@ pub struct MedicinalProductPackagedPackageItem {
 impl MedicinalProductPackagedPackageItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 64,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("shelfLifeStorage", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("material", 7),
-            ("physicalCharacteristics", 12), ("manufacturedItem", 10), ("", 0), ("alternateMaterial", 8),
-            ("packageItem", 11), ("quantity", 6), ("identifier", 4), ("type", 5),
-            ("device", 9), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("manufacturer", 15), ("otherCharacteristics", 13),
+            ("otherCharacteristics", 13), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("material", 7), ("", 0), ("manufacturer", 15),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("alternateMaterial", 8), ("", 0),
+            ("packageItem", 11), ("", 0), ("", 0), ("identifier", 4),
+            ("physicalCharacteristics", 12), ("type", 5), ("", 0), ("device", 9),
+            ("quantity", 6), ("manufacturedItem", 10), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("shelfLifeStorage", 14),
         ],
     };
 }
@@ -356,10 +356,10 @@ impl MedicinalProductPackagedBatchIdentifier {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("outerPackaging", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("immediatePackaging", 5), ("", 0), ("", 0),
+            ("immediatePackaging", 5), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("outerPackaging", 4), ("", 0),
         ],
     };
 }

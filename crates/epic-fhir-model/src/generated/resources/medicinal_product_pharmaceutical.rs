@@ -61,24 +61,24 @@ pub struct MedicinalProductPharmaceutical {
 impl MedicinalProductPharmaceutical {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 59,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("administrableDoseForm", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 2), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("device", 17),
-            ("unitOfPresentation", 15), ("language", 7), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("ingredient", 16), ("", 0), ("", 0), ("", 0),
-            ("characteristics", 18), ("", 0), ("meta", 4), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("language", 7), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("administrableDoseForm", 14), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("unitOfPresentation", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("device", 17), ("", 0), ("", 0), ("ingredient", 16),
+            ("", 0), ("", 0), ("contained", 10), ("routeOfAdministration", 19),
+            ("_language", 8), ("", 0), ("_implicitRules", 6), ("meta", 4),
             ("identifier", 13), ("", 0), ("", 0), ("", 0),
-            ("routeOfAdministration", 19), ("text", 9), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("characteristics", 18),
         ],
     };
 }
@@ -230,16 +230,16 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministration {
 impl MedicinalProductPharmaceuticalRouteOfAdministration {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
+            ("", 0), ("", 0), ("firstDose", 5), ("code", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("firstDose", 5), ("maxSingleDose", 6),
-            ("", 0), ("", 0), ("", 0), ("targetSpecies", 10),
+            ("maxDosePerDay", 7), ("", 0), ("", 0), ("id", 1),
+            ("maxDosePerTreatmentPeriod", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("maxTreatmentPeriod", 9),
+            ("", 0), ("targetSpecies", 10), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("maxDosePerTreatmentPeriod", 8), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("", 0), ("maxDosePerDay", 7), ("extension", 2),
-            ("", 0), ("maxTreatmentPeriod", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("maxSingleDose", 6), ("", 0),
         ],
     };
 }
@@ -322,11 +322,11 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
 impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpecies {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
             ("", 0), ("withdrawalPeriod", 5), ("", 0), ("", 0),
         ],
     };
@@ -404,12 +404,12 @@ pub struct MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithd
 impl MedicinalProductPharmaceuticalRouteOfAdministrationTargetSpeciesWithdrawalPeriod {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 9,
         slots: &[
-            ("id", 1), ("", 0), ("supportingInformation", 6), ("modifierExtension", 3),
-            ("extension", 2), ("_supportingInformation", 7), ("", 0), ("value", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("tissue", 4),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("supportingInformation", 6), ("", 0), ("value", 5),
+            ("", 0), ("extension", 2), ("", 0), ("tissue", 4),
+            ("_supportingInformation", 7), ("", 0), ("", 0), ("modifierExtension", 3),
         ],
     };
 }
@@ -488,11 +488,11 @@ pub struct MedicinalProductPharmaceuticalCharacteristics {
 impl MedicinalProductPharmaceuticalCharacteristics {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("status", 5), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("code", 4),
+            ("status", 5), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };

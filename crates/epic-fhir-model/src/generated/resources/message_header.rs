@@ -71,24 +71,24 @@ pub struct MessageHeader {
 impl MessageHeader {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 107,
         slots: &[
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ("focus", 22), ("", 0), ("responsible", 19), ("eventCoding", 13),
-            ("language", 7), ("", 0), ("", 0), ("id", 2),
-            ("_id", 3), ("_definition", 24), ("", 0), ("", 0),
-            ("", 0), ("source", 18), ("", 0), ("", 0),
-            ("", 0), ("definition", 23), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("reason", 20),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("author", 17), ("", 0), ("eventUri", 13), ("", 0),
-            ("response", 21), ("", 0), ("", 0), ("", 0),
-            ("sender", 15), ("", 0), ("enterer", 16), ("meta", 4),
-            ("destination", 14), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("_language", 8),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("responsible", 19), ("", 0), ("", 0), ("eventUri", 13),
+            ("source", 18), ("resourceType", 1), ("", 0), ("implicitRules", 5),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("destination", 14), ("", 0),
+            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("eventCoding", 13), ("", 0),
+            ("", 0), ("sender", 15), ("language", 7), ("_definition", 24),
+            ("", 0), ("", 0), ("", 0), ("author", 17),
+            ("", 0), ("enterer", 16), ("reason", 20), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("response", 21), ("", 0), ("focus", 22), ("", 0),
+            ("contained", 10), ("definition", 23), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 11), ("_language", 8), ("", 0), ("", 0),
         ],
     };
 }
@@ -292,12 +292,12 @@ pub struct MessageHeaderResponse {
 impl MessageHeaderResponse {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 37,
+        seed: 19,
         slots: &[
-            ("details", 8), ("_code", 7), ("modifierExtension", 3), ("code", 6),
+            ("identifier", 4), ("_code", 7), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("details", 8), ("extension", 2), ("code", 6),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("id", 1), ("", 0), ("", 0),
-            ("_identifier", 5), ("", 0), ("identifier", 4), ("", 0),
+            ("", 0), ("_identifier", 5), ("", 0), ("id", 1),
         ],
     };
 }
@@ -388,16 +388,16 @@ pub struct MessageHeaderSource {
 impl MessageHeaderSource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 16,
         slots: &[
-            ("", 0), ("", 0), ("contact", 10), ("extension", 2),
-            ("software", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("endpoint", 11), ("", 0),
-            ("version", 8), ("_name", 5), ("", 0), ("_endpoint", 12),
-            ("", 0), ("id", 1), ("_version", 9), ("name", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("_software", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_version", 9), ("", 0),
+            ("", 0), ("contact", 10), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("_name", 5), ("software", 6), ("", 0),
+            ("", 0), ("version", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("endpoint", 11), ("name", 4), ("_software", 7), ("_endpoint", 12),
         ],
     };
 }
@@ -490,16 +490,16 @@ pub struct MessageHeaderDestination {
 impl MessageHeaderDestination {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("receiver", 9),
+            ("_endpoint", 8), ("", 0), ("endpoint", 7), ("id", 1),
+            ("target", 6), ("", 0), ("", 0), ("name", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("receiver", 9), ("target", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("_endpoint", 8), ("", 0), ("endpoint", 7),
-            ("", 0), ("name", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_name", 5), ("", 0),
         ],
     };
 }

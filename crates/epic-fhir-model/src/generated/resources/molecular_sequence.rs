@@ -87,24 +87,24 @@ pub struct MolecularSequence {
 impl MolecularSequence {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9806,
+        seed: 1332,
         slots: &[
-            ("implicitRules", 5), ("coordinateSystem", 16), ("contained", 10), ("", 0),
-            ("_language", 8), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("specimen", 19), ("readCoverage", 28),
-            ("", 0), ("", 0), ("repository", 30), ("", 0),
-            ("referenceSeq", 23), ("resourceType", 1), ("", 0), ("device", 20),
-            ("", 0), ("patient", 18), ("observedSeq", 25), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("extension", 11),
-            ("", 0), ("quantity", 22), ("_observedSeq", 26), ("", 0),
-            ("text", 9), ("", 0), ("_readCoverage", 29), ("", 0),
-            ("_implicitRules", 6), ("_coordinateSystem", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("id", 2),
-            ("", 0), ("pointer", 31), ("variant", 24), ("", 0),
-            ("modifierExtension", 12), ("quality", 27), ("", 0), ("_type", 15),
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ("type", 14), ("", 0), ("", 0), ("", 0),
-            ("performer", 21), ("structureVariant", 32), ("", 0), ("identifier", 13),
+            ("", 0), ("readCoverage", 28), ("", 0), ("_language", 8),
+            ("_id", 3), ("device", 20), ("_type", 15), ("implicitRules", 5),
+            ("referenceSeq", 23), ("", 0), ("variant", 24), ("_coordinateSystem", 17),
+            ("contained", 10), ("", 0), ("", 0), ("quality", 27),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("observedSeq", 25), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("text", 9), ("_readCoverage", 29),
+            ("", 0), ("", 0), ("", 0), ("coordinateSystem", 16),
+            ("", 0), ("patient", 18), ("specimen", 19), ("", 0),
+            ("", 0), ("", 0), ("structureVariant", 32), ("identifier", 13),
+            ("modifierExtension", 12), ("repository", 30), ("", 0), ("resourceType", 1),
+            ("", 0), ("quantity", 22), ("performer", 21), ("", 0),
+            ("_observedSeq", 26), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("meta", 4), ("", 0), ("type", 14),
+            ("pointer", 31), ("", 0), ("id", 2), ("_implicitRules", 6),
         ],
     };
 }
@@ -280,16 +280,16 @@ pub struct MolecularSequenceStructureVariant {
 impl MolecularSequenceStructureVariant {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("length", 7),
+            ("", 0), ("", 0), ("outer", 9), ("", 0),
+            ("", 0), ("exact", 5), ("", 0), ("", 0),
+            ("", 0), ("inner", 10), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("_exact", 6),
+            ("variantType", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_length", 8), ("id", 1),
+            ("", 0), ("length", 7), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("exact", 5), ("", 0), ("", 0),
-            ("", 0), ("outer", 9), ("", 0), ("inner", 10),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_exact", 6), ("", 0), ("", 0),
-            ("_length", 8), ("", 0), ("id", 1), ("variantType", 4),
         ],
     };
 }
@@ -374,12 +374,12 @@ pub struct MolecularSequenceStructureVariantInner {
 impl MolecularSequenceStructureVariantInner {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 16,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("end", 6), ("", 0),
-            ("", 0), ("start", 4), ("_start", 5), ("", 0),
-            ("_end", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_start", 5),
+            ("", 0), ("", 0), ("end", 6), ("", 0),
+            ("", 0), ("", 0), ("start", 4), ("id", 1),
+            ("modifierExtension", 3), ("_end", 7), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -458,12 +458,12 @@ pub struct MolecularSequenceStructureVariantOuter {
 impl MolecularSequenceStructureVariantOuter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 16,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("end", 6), ("", 0),
-            ("", 0), ("start", 4), ("_start", 5), ("", 0),
-            ("_end", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_start", 5),
+            ("", 0), ("", 0), ("end", 6), ("", 0),
+            ("", 0), ("", 0), ("start", 4), ("id", 1),
+            ("modifierExtension", 3), ("_end", 7), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -558,16 +558,16 @@ pub struct MolecularSequenceRepository {
 impl MolecularSequenceRepository {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 56,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_readsetId", 15),
-            ("_name", 9), ("", 0), ("url", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("variantsetId", 12), ("type", 4), ("", 0), ("datasetId", 10),
-            ("name", 8), ("_url", 7), ("_datasetId", 11), ("", 0),
-            ("readsetId", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_variantsetId", 13), ("extension", 2), ("", 0),
-            ("id", 1), ("_type", 5), ("", 0), ("", 0),
+            ("readsetId", 14), ("_variantsetId", 13), ("", 0), ("_url", 7),
+            ("_type", 5), ("extension", 2), ("type", 4), ("datasetId", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 9), ("", 0), ("url", 6),
+            ("", 0), ("variantsetId", 12), ("", 0), ("", 0),
+            ("id", 1), ("name", 8), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("_readsetId", 15),
+            ("", 0), ("", 0), ("", 0), ("_datasetId", 11),
         ],
     };
 }
@@ -706,24 +706,24 @@ pub struct MolecularSequenceQuality {
 impl MolecularSequenceQuality {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 592,
+        seed: 1053,
         slots: &[
-            ("queryFP", 19), ("", 0), ("", 0), ("_truthTP", 14),
-            ("", 0), ("_queryTP", 16), ("fScore", 27), ("", 0),
-            ("queryTP", 15), ("truthTP", 13), ("_fScore", 28), ("roc", 29),
-            ("_queryFP", 20), ("end", 9), ("_end", 10), ("", 0),
-            ("recall", 25), ("", 0), ("modifierExtension", 3), ("", 0),
-            ("gtFP", 21), ("_precision", 24), ("", 0), ("id", 1),
-            ("", 0), ("truthFN", 17), ("", 0), ("", 0),
-            ("", 0), ("type", 4), ("", 0), ("precision", 23),
-            ("", 0), ("", 0), ("score", 11), ("", 0),
-            ("", 0), ("", 0), ("_type", 5), ("", 0),
-            ("", 0), ("_gtFP", 22), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_recall", 26),
+            ("", 0), ("", 0), ("", 0), ("standardSequence", 6),
+            ("", 0), ("_fScore", 28), ("", 0), ("", 0),
+            ("_gtFP", 22), ("_queryTP", 16), ("", 0), ("", 0),
+            ("", 0), ("gtFP", 21), ("", 0), ("", 0),
+            ("_precision", 24), ("", 0), ("recall", 25), ("truthFN", 17),
+            ("", 0), ("end", 9), ("queryTP", 15), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("_type", 5),
+            ("", 0), ("score", 11), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("method", 12), ("", 0), ("", 0), ("_start", 8),
-            ("", 0), ("", 0), ("_truthFN", 18), ("start", 7),
-            ("", 0), ("standardSequence", 6), ("extension", 2), ("", 0),
+            ("roc", 29), ("", 0), ("queryFP", 19), ("fScore", 27),
+            ("", 0), ("_truthFN", 18), ("start", 7), ("method", 12),
+            ("type", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("truthTP", 13), ("_queryFP", 20), ("_start", 8),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_truthTP", 14), ("_end", 10), ("_recall", 26), ("precision", 23),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
         ],
     };
 }
@@ -866,24 +866,24 @@ pub struct MolecularSequenceQualityRoc {
 impl MolecularSequenceQualityRoc {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 1,
         slots: &[
-            ("_score", 5), ("", 0), ("_numTP", 7), ("", 0),
-            ("", 0), ("_fMeasure", 17), ("", 0), ("_numFP", 9),
-            ("", 0), ("", 0), ("numFN", 10), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_sensitivity", 15),
-            ("", 0), ("id", 1), ("", 0), ("_precision", 13),
+            ("sensitivity", 14), ("", 0), ("", 0), ("", 0),
             ("numFP", 8), ("", 0), ("", 0), ("", 0),
+            ("fMeasure", 16), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_fMeasure", 17),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("sensitivity", 14), ("numTP", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("score", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_numFN", 11), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("fMeasure", 16), ("", 0),
             ("precision", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("numFN", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_score", 5), ("", 0), ("_numFN", 11),
+            ("numTP", 6), ("extension", 2), ("", 0), ("", 0),
+            ("score", 4), ("", 0), ("", 0), ("_numFP", 9),
+            ("", 0), ("", 0), ("_precision", 13), ("", 0),
+            ("", 0), ("_numTP", 7), ("_sensitivity", 15), ("", 0),
         ],
     };
 }
@@ -989,16 +989,16 @@ pub struct MolecularSequenceVariant {
 impl MolecularSequenceVariant {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 13,
+        seed: 37,
         slots: &[
-            ("", 0), ("end", 6), ("", 0), ("_end", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 2), ("variantPointer", 14), ("", 0),
-            ("id", 1), ("cigar", 12), ("", 0), ("referenceAllele", 10),
-            ("", 0), ("", 0), ("_start", 5), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("observedAllele", 8), ("_observedAllele", 9), ("_referenceAllele", 11), ("", 0),
-            ("_cigar", 13), ("start", 4), ("", 0), ("", 0),
+            ("", 0), ("end", 6), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("_observedAllele", 9), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("_start", 5), ("", 0),
+            ("referenceAllele", 10), ("", 0), ("", 0), ("", 0),
+            ("_cigar", 13), ("observedAllele", 8), ("cigar", 12), ("_end", 7),
+            ("", 0), ("", 0), ("start", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_referenceAllele", 11),
+            ("extension", 2), ("", 0), ("variantPointer", 14), ("", 0),
         ],
     };
 }
@@ -1113,24 +1113,24 @@ pub struct MolecularSequenceReferenceSeq {
 impl MolecularSequenceReferenceSeq {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 25,
+        seed: 22,
         slots: &[
-            ("_windowStart", 16), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_genomeBuild", 6), ("", 0), ("referenceSeqString", 11),
+            ("", 0), ("windowEnd", 17), ("", 0), ("", 0),
             ("", 0), ("", 0), ("strand", 13), ("", 0),
-            ("_strand", 14), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("orientation", 7), ("modifierExtension", 3),
-            ("windowStart", 15), ("", 0), ("", 0), ("", 0),
-            ("referenceSeqId", 9), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("_referenceSeqString", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("orientation", 7), ("referenceSeqPointer", 10), ("", 0),
+            ("_windowEnd", 18), ("_windowStart", 16), ("", 0), ("", 0),
+            ("genomeBuild", 5), ("modifierExtension", 3), ("chromosome", 4), ("", 0),
+            ("", 0), ("", 0), ("windowStart", 15), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_orientation", 8),
+            ("", 0), ("", 0), ("", 0), ("referenceSeqString", 11),
+            ("", 0), ("", 0), ("referenceSeqId", 9), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_windowEnd", 18), ("", 0), ("genomeBuild", 5),
-            ("", 0), ("_referenceSeqString", 12), ("_orientation", 8), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("referenceSeqPointer", 10), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("windowEnd", 17), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("chromosome", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_strand", 14), ("", 0),
+            ("", 0), ("_genomeBuild", 6), ("", 0), ("", 0),
         ],
     };
 }

@@ -97,40 +97,40 @@ pub struct NutritionOrder {
 impl NutritionOrder {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 18,
+        seed: 26,
         slots: &[
-            ("implicitRules", 5), ("", 0), ("", 0), ("supplement", 33),
-            ("", 0), ("identifier", 13), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("instantiates", 18), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 2), ("instantiatesCanonical", 14), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("foodPreferenceModifier", 30),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("_status", 21), ("", 0), ("", 0), ("", 0),
-            ("dateTime", 26), ("text", 9), ("status", 20), ("", 0),
+            ("modifierExtension", 12), ("id", 2), ("", 0), ("oralDiet", 32),
+            ("dateTime", 26), ("", 0), ("encounter", 25), ("", 0),
+            ("", 0), ("orderer", 28), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("patient", 24), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("enteralFormula", 34), ("", 0),
+            ("", 0), ("_instantiates", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("patient", 24), ("resourceType", 1),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_dateTime", 27), ("", 0), ("", 0),
+            ("meta", 4), ("", 0), ("note", 35), ("_id", 3),
+            ("excludeFoodModifier", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("foodPreferenceModifier", 30), ("", 0),
+            ("text", 9), ("_status", 21), ("", 0), ("supplement", 33),
+            ("", 0), ("implicitRules", 5), ("_instantiatesCanonical", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("orderer", 28),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("_instantiatesUri", 17), ("", 0), ("", 0), ("", 0),
+            ("status", 20), ("", 0), ("instantiates", 18), ("", 0),
             ("", 0), ("_intent", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("instantiatesCanonical", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("note", 35),
-            ("", 0), ("oralDiet", 32), ("", 0), ("", 0),
-            ("_dateTime", 27), ("", 0), ("_implicitRules", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("instantiatesUri", 16), ("", 0), ("", 0), ("", 0),
-            ("_instantiatesCanonical", 15), ("encounter", 25), ("", 0), ("language", 7),
-            ("intent", 22), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("enteralFormula", 34), ("meta", 4),
-            ("_instantiatesUri", 17), ("_instantiates", 19), ("allergyIntolerance", 29), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("excludeFoodModifier", 31),
+            ("allergyIntolerance", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("instantiatesUri", 16), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("intent", 22),
         ],
     };
 }
@@ -321,16 +321,16 @@ pub struct NutritionOrderEnteralFormula {
 impl NutritionOrderEnteralFormula {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 55,
         slots: &[
-            ("baseFormulaProductName", 5), ("administrationInstruction", 14), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("additiveType", 7), ("baseFormulaType", 4), ("", 0), ("", 0),
-            ("administration", 12), ("routeofAdministration", 11), ("", 0), ("", 0),
-            ("additiveProductName", 8), ("_baseFormulaProductName", 6), ("", 0), ("maxVolumeToDeliver", 13),
-            ("", 0), ("", 0), ("_additiveProductName", 9), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("caloricDensity", 10), ("_administrationInstruction", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_administrationInstruction", 15), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("_baseFormulaProductName", 6), ("caloricDensity", 10),
+            ("maxVolumeToDeliver", 13), ("", 0), ("", 0), ("additiveProductName", 8),
+            ("", 0), ("modifierExtension", 3), ("administrationInstruction", 14), ("", 0),
+            ("", 0), ("", 0), ("_additiveProductName", 9), ("routeofAdministration", 11),
+            ("baseFormulaProductName", 5), ("", 0), ("administration", 12), ("baseFormulaType", 4),
+            ("", 0), ("", 0), ("", 0), ("additiveType", 7),
         ],
     };
 }
@@ -423,12 +423,12 @@ pub struct NutritionOrderEnteralFormulaAdministration {
 impl NutritionOrderEnteralFormulaAdministration {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("schedule", 4), ("rateQuantity", 6), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("rateRatio", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("quantity", 5), ("", 0), ("", 0),
+            ("rateQuantity", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("schedule", 4), ("", 0), ("id", 1),
+            ("", 0), ("quantity", 5), ("", 0), ("rateRatio", 6),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -511,16 +511,16 @@ pub struct NutritionOrderSupplement {
 impl NutritionOrderSupplement {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_instruction", 10),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("quantity", 8), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("type", 4), ("instruction", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("instruction", 9),
+            ("_instruction", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 4), ("", 0),
+            ("id", 1), ("_productName", 6), ("productName", 5), ("schedule", 7),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("schedule", 7), ("", 0), ("", 0), ("quantity", 8),
-            ("_productName", 6), ("", 0), ("extension", 2), ("", 0),
-            ("id", 1), ("", 0), ("productName", 5), ("", 0),
         ],
     };
 }
@@ -611,16 +611,16 @@ pub struct NutritionOrderOralDiet {
 impl NutritionOrderOralDiet {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("", 0), ("schedule", 5), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("_instruction", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("fluidConsistencyType", 8), ("", 0), ("", 0), ("nutrient", 6),
-            ("instruction", 9), ("", 0), ("", 0), ("", 0),
-            ("texture", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("schedule", 5), ("", 0), ("", 0),
+            ("fluidConsistencyType", 8), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("nutrient", 6), ("", 0),
+            ("", 0), ("_instruction", 10), ("", 0), ("id", 1),
+            ("", 0), ("instruction", 9), ("", 0), ("", 0),
+            ("type", 4), ("", 0), ("texture", 7), ("", 0),
         ],
     };
 }
@@ -701,12 +701,12 @@ pub struct NutritionOrderOralDietTexture {
 impl NutritionOrderOralDietTexture {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("foodType", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifier", 4), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("foodType", 5), ("modifier", 4), ("", 0),
         ],
     };
 }
@@ -777,12 +777,12 @@ pub struct NutritionOrderOralDietNutrient {
 impl NutritionOrderOralDietNutrient {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("modifier", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("amount", 5), ("", 0), ("modifier", 4),
         ],
     };
 }

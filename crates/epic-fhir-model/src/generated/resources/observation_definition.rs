@@ -79,24 +79,24 @@ pub struct ObservationDefinition {
 impl ObservationDefinition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1367,
+        seed: 239,
         slots: &[
-            ("", 0), ("", 0), ("language", 7), ("implicitRules", 5),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("", 0), ("", 0), ("_permittedDataType", 17),
+            ("method", 20), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("resourceType", 1), ("code", 14),
             ("", 0), ("", 0), ("", 0), ("quantitativeDetails", 23),
-            ("validCodedValueSet", 25), ("", 0), ("", 0), ("criticalCodedValueSet", 28),
-            ("identifier", 15), ("code", 14), ("", 0), ("extension", 11),
-            ("", 0), ("preferredReportName", 21), ("multipleResultsAllowed", 18), ("", 0),
-            ("", 0), ("_language", 8), ("", 0), ("", 0),
-            ("", 0), ("qualifiedInterval", 24), ("", 0), ("_permittedDataType", 17),
-            ("", 0), ("", 0), ("method", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 12), ("criticalCodedValueSet", 28), ("_id", 3), ("category", 13),
+            ("", 0), ("", 0), ("", 0), ("permittedDataType", 16),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("multipleResultsAllowed", 18), ("", 0),
             ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("category", 13), ("_preferredReportName", 22), ("", 0), ("", 0),
+            ("_language", 8), ("qualifiedInterval", 24), ("normalCodedValueSet", 26), ("language", 7),
             ("", 0), ("", 0), ("id", 2), ("contained", 10),
-            ("", 0), ("", 0), ("abnormalCodedValueSet", 27), ("", 0),
-            ("", 0), ("", 0), ("_id", 3), ("", 0),
-            ("normalCodedValueSet", 26), ("text", 9), ("", 0), ("resourceType", 1),
-            ("", 0), ("_multipleResultsAllowed", 19), ("permittedDataType", 16), ("", 0),
+            ("implicitRules", 5), ("_preferredReportName", 22), ("", 0), ("_multipleResultsAllowed", 19),
+            ("text", 9), ("validCodedValueSet", 25), ("", 0), ("preferredReportName", 21),
+            ("", 0), ("abnormalCodedValueSet", 27), ("identifier", 15), ("extension", 11),
         ],
     };
 }
@@ -273,16 +273,16 @@ pub struct ObservationDefinitionQualifiedInterval {
 impl ObservationDefinitionQualifiedInterval {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 67,
+        seed: 69,
         slots: &[
-            ("gender", 9), ("age", 11), ("", 0), ("", 0),
-            ("_category", 5), ("", 0), ("id", 1), ("", 0),
-            ("context", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("condition", 13),
-            ("gestationalAge", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("range", 6), ("", 0),
-            ("_condition", 14), ("appliesTo", 8), ("_gender", 10), ("category", 4),
-            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
+            ("age", 11), ("", 0), ("", 0), ("gestationalAge", 12),
+            ("range", 6), ("", 0), ("_category", 5), ("extension", 2),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("gender", 9),
+            ("id", 1), ("condition", 13), ("context", 7), ("_gender", 10),
+            ("", 0), ("category", 4), ("", 0), ("", 0),
+            ("_condition", 14), ("appliesTo", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -379,16 +379,16 @@ pub struct ObservationDefinitionQuantitativeDetails {
 impl ObservationDefinitionQuantitativeDetails {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("customaryUnit", 4), ("", 0),
-            ("", 0), ("unit", 5), ("_decimalPrecision", 9), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("decimalPrecision", 8),
+            ("customaryUnit", 4), ("", 0), ("", 0), ("", 0),
+            ("decimalPrecision", 8), ("_conversionFactor", 7), ("id", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("conversionFactor", 6),
-            ("_conversionFactor", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("unit", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("conversionFactor", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_decimalPrecision", 9), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }

@@ -49,16 +49,16 @@ pub struct OperationOutcome {
 impl OperationOutcome {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 45,
         slots: &[
-            ("_id", 3), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("language", 7),
-            ("issue", 13), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("resourceType", 1), ("text", 9),
-            ("", 0), ("contained", 10), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("modifierExtension", 12), ("_language", 8), ("id", 2), ("", 0),
+            ("", 0), ("issue", 13), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("language", 7), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("_id", 3),
+            ("extension", 11), ("", 0), ("", 0), ("text", 9),
+            ("meta", 4), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -204,16 +204,16 @@ pub struct OperationOutcomeIssue {
 impl OperationOutcomeIssue {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 105,
         slots: &[
-            ("", 0), ("location", 11), ("extension", 2), ("modifierExtension", 3),
-            ("severity", 4), ("_code", 7), ("_expression", 14), ("", 0),
-            ("expression", 13), ("", 0), ("", 0), ("id", 1),
-            ("_severity", 5), ("", 0), ("code", 6), ("", 0),
+            ("", 0), ("_severity", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("severity", 4),
+            ("location", 11), ("", 0), ("id", 1), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("expression", 13),
+            ("", 0), ("code", 6), ("details", 8), ("", 0),
+            ("diagnostics", 9), ("", 0), ("_code", 7), ("_diagnostics", 10),
+            ("_location", 12), ("", 0), ("extension", 2), ("_expression", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("diagnostics", 9), ("", 0), ("", 0), ("_location", 12),
-            ("_diagnostics", 10), ("", 0), ("details", 8), ("", 0),
         ],
     };
 }

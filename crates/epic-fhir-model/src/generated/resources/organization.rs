@@ -75,24 +75,24 @@ pub struct Organization {
 impl Organization {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 146,
+        seed: 118,
         slots: &[
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
             ("extension", 11), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
-            ("", 0), ("", 0), ("_language", 8), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("_name", 18), ("address", 22),
+            ("", 0), ("_alias", 20), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("_active", 15), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("text", 9),
+            ("", 0), ("contact", 24), ("", 0), ("", 0),
+            ("name", 17), ("endpoint", 25), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("partOf", 23), ("active", 14),
+            ("", 0), ("alias", 19), ("telecom", 21), ("meta", 4),
             ("", 0), ("", 0), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("contained", 10), ("name", 17), ("address", 22), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("type", 16),
-            ("", 0), ("telecom", 21), ("text", 9), ("alias", 19),
-            ("active", 14), ("partOf", 23), ("implicitRules", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("contact", 24),
-            ("", 0), ("resourceType", 1), ("", 0), ("modifierExtension", 12),
-            ("_id", 3), ("", 0), ("", 0), ("endpoint", 25),
-            ("meta", 4), ("_alias", 20), ("", 0), ("", 0),
-            ("", 0), ("_active", 15), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("_name", 18),
+            ("_id", 3), ("modifierExtension", 12), ("type", 16), ("", 0),
         ],
     };
 }
@@ -247,12 +247,12 @@ pub struct OrganizationContact {
 impl OrganizationContact {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("telecom", 6), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("name", 5), ("", 0), ("", 0),
-            ("", 0), ("address", 7), ("", 0), ("purpose", 4),
-            ("modifierExtension", 3), ("telecom", 6), ("id", 1), ("", 0),
+            ("purpose", 4), ("id", 1), ("address", 7), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -89,24 +89,24 @@ pub struct PaymentReconciliation {
 impl PaymentReconciliation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 12136,
+        seed: 5415,
         slots: &[
-            ("paymentIdentifier", 29), ("", 0), ("identifier", 13), ("_implicitRules", 6),
-            ("formCode", 31), ("period", 16), ("id", 2), ("", 0),
-            ("extension", 11), ("status", 14), ("", 0), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("processNote", 32), ("", 0),
-            ("", 0), ("", 0), ("disposition", 24), ("", 0),
-            ("implicitRules", 5), ("detail", 30), ("", 0), ("outcome", 22),
-            ("", 0), ("", 0), ("paymentDate", 26), ("paymentAmount", 28),
-            ("", 0), ("_paymentDate", 27), ("paymentIssuer", 19), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("", 0),
-            ("_status", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("requestor", 21), ("request", 20), ("", 0),
-            ("resourceType", 1), ("", 0), ("_created", 18), ("contained", 10),
-            ("", 0), ("_disposition", 25), ("", 0), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_id", 3), ("created", 17), ("_outcome", 23), ("text", 9),
+            ("", 0), ("text", 9), ("", 0), ("", 0),
+            ("processNote", 32), ("_status", 15), ("", 0), ("paymentDate", 26),
+            ("paymentIdentifier", 29), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("_language", 8), ("", 0), ("disposition", 24),
+            ("", 0), ("formCode", 31), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("_created", 18), ("", 0),
+            ("detail", 30), ("contained", 10), ("", 0), ("_outcome", 23),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("identifier", 13), ("language", 7), ("implicitRules", 5), ("status", 14),
+            ("resourceType", 1), ("_disposition", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("meta", 4), ("paymentAmount", 28),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("period", 16), ("request", 20),
+            ("paymentIssuer", 19), ("_id", 3), ("", 0), ("_paymentDate", 27),
+            ("outcome", 22), ("", 0), ("", 0), ("created", 17),
+            ("requestor", 21), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -278,12 +278,12 @@ pub struct PaymentReconciliationProcessNote {
 impl PaymentReconciliationProcessNote {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 7,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("text", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_text", 7), ("extension", 2),
-            ("", 0), ("", 0), ("_type", 5), ("type", 4),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("_text", 7), ("type", 4), ("text", 6),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_type", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -376,16 +376,16 @@ pub struct PaymentReconciliationDetail {
 impl PaymentReconciliationDetail {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 50,
+        seed: 11,
         slots: &[
-            ("modifierExtension", 3), ("", 0), ("", 0), ("date", 10),
-            ("type", 6), ("", 0), ("submitter", 8), ("payee", 13),
-            ("identifier", 4), ("", 0), ("", 0), ("amount", 14),
-            ("predecessor", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("_date", 11),
-            ("", 0), ("response", 9), ("", 0), ("", 0),
-            ("", 0), ("request", 7), ("responsible", 12), ("", 0),
+            ("", 0), ("request", 7), ("payee", 13), ("", 0),
+            ("id", 1), ("predecessor", 5), ("", 0), ("_date", 11),
+            ("", 0), ("responsible", 12), ("amount", 14), ("", 0),
+            ("type", 6), ("", 0), ("submitter", 8), ("", 0),
+            ("", 0), ("extension", 2), ("response", 9), ("", 0),
+            ("date", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("identifier", 4),
         ],
     };
 }

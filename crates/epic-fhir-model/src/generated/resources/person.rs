@@ -75,24 +75,24 @@ pub struct Person {
 impl Person {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 74,
+        seed: 328,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("managingOrganization", 22), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("address", 20), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("telecom", 15), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("gender", 16), ("text", 9),
-            ("", 0), ("_gender", 17), ("", 0), ("resourceType", 1),
-            ("", 0), ("photo", 21), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("name", 14), ("contained", 10),
-            ("active", 23), ("birthDate", 18), ("link", 25), ("_implicitRules", 6),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
+            ("", 0), ("resourceType", 1), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("photo", 21), ("meta", 4),
+            ("", 0), ("_gender", 17), ("language", 7), ("", 0),
+            ("", 0), ("active", 23), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("_birthDate", 19),
-            ("language", 7), ("", 0), ("", 0), ("_active", 24),
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("name", 14), ("", 0), ("extension", 11),
+            ("birthDate", 18), ("implicitRules", 5), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_id", 3),
+            ("managingOrganization", 22), ("", 0), ("", 0), ("text", 9),
+            ("_language", 8), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("_active", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("link", 25), ("", 0),
+            ("address", 20), ("gender", 16), ("", 0), ("", 0),
+            ("telecom", 15), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -246,12 +246,12 @@ pub struct PersonLink {
 impl PersonLink {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 5,
         slots: &[
-            ("_assurance", 6), ("", 0), ("target", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("assurance", 5),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("assurance", 5), ("_assurance", 6), ("", 0), ("target", 4),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }

@@ -73,24 +73,24 @@ pub struct Practitioner {
 impl Practitioner {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 74,
+        seed: 465,
         slots: &[
+            ("contained", 10), ("_language", 8), ("", 0), ("id", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_gender", 20), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("gender", 19), ("meta", 4),
+            ("modifierExtension", 12), ("resourceType", 1), ("telecom", 17), ("birthDate", 21),
+            ("", 0), ("", 0), ("", 0), ("communication", 25),
+            ("_birthDate", 22), ("", 0), ("", 0), ("", 0),
+            ("active", 14), ("", 0), ("_active", 15), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("address", 18), ("communication", 25), ("", 0),
-            ("", 0), ("", 0), ("telecom", 17), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("gender", 19), ("text", 9),
-            ("", 0), ("_gender", 20), ("", 0), ("resourceType", 1),
-            ("", 0), ("photo", 23), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("name", 16), ("contained", 10),
-            ("active", 14), ("birthDate", 21), ("", 0), ("_implicitRules", 6),
+            ("qualification", 24), ("text", 9), ("photo", 23), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("language", 7), ("", 0), ("name", 16),
+            ("", 0), ("", 0), ("address", 18), ("", 0),
             ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-            ("", 0), ("", 0), ("", 0), ("_birthDate", 22),
-            ("language", 7), ("", 0), ("", 0), ("_active", 15),
-            ("meta", 4), ("", 0), ("qualification", 24), ("", 0),
         ],
     };
 }
@@ -246,12 +246,12 @@ pub struct PractitionerQualification {
 impl PractitionerQualification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("code", 5), ("", 0), ("period", 6),
-            ("", 0), ("identifier", 4), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("issuer", 7),
+            ("modifierExtension", 3), ("period", 6), ("", 0), ("", 0),
+            ("code", 5), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("identifier", 4), ("", 0),
+            ("", 0), ("issuer", 7), ("", 0), ("extension", 2),
         ],
     };
 }

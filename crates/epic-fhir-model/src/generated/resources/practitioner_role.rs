@@ -79,24 +79,24 @@ pub struct PractitionerRole {
 impl PractitionerRole {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3934,
+        seed: 1061,
         slots: &[
-            ("", 0), ("", 0), ("implicitRules", 5), ("period", 16),
-            ("", 0), ("availableTime", 24), ("", 0), ("modifierExtension", 12),
-            ("identifier", 13), ("telecom", 23), ("practitioner", 17), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("resourceType", 1), ("", 0), ("contained", 10), ("availabilityExceptions", 26),
-            ("_active", 15), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("text", 9), ("_implicitRules", 6), ("", 0),
-            ("meta", 4), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("notAvailable", 25), ("", 0), ("", 0),
-            ("", 0), ("location", 21), ("healthcareService", 22), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("specialty", 20),
+            ("text", 9), ("", 0), ("", 0), ("", 0),
+            ("availableTime", 24), ("", 0), ("extension", 11), ("", 0),
+            ("_active", 15), ("", 0), ("healthcareService", 22), ("", 0),
+            ("code", 19), ("", 0), ("language", 7), ("endpoint", 28),
+            ("", 0), ("", 0), ("", 0), ("active", 14),
+            ("period", 16), ("", 0), ("practitioner", 17), ("_language", 8),
+            ("notAvailable", 25), ("modifierExtension", 12), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("availabilityExceptions", 26),
+            ("", 0), ("location", 21), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("_availabilityExceptions", 27), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("code", 19), ("", 0), ("_language", 8), ("", 0),
-            ("", 0), ("organization", 18), ("endpoint", 28), ("", 0),
-            ("", 0), ("_availabilityExceptions", 27), ("active", 14), ("", 0),
+            ("_id", 3), ("_implicitRules", 6), ("identifier", 13), ("", 0),
+            ("implicitRules", 5), ("", 0), ("specialty", 20), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("telecom", 23),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("organization", 18), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -256,12 +256,12 @@ pub struct PractitionerRoleNotAvailable {
 impl PractitionerRoleNotAvailable {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("during", 6), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("_description", 5), ("", 0), ("description", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("during", 6), ("", 0), ("", 0), ("id", 1),
+            ("description", 4), ("", 0), ("", 0), ("_description", 5),
         ],
     };
 }
@@ -346,16 +346,16 @@ pub struct PractitionerRoleAvailableTime {
 impl PractitionerRoleAvailableTime {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 31,
         slots: &[
-            ("", 0), ("availableEndTime", 10), ("daysOfWeek", 4), ("", 0),
-            ("_availableEndTime", 11), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_allDay", 7),
+            ("", 0), ("availableStartTime", 8), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_daysOfWeek", 5),
+            ("daysOfWeek", 4), ("extension", 2), ("", 0), ("", 0),
+            ("_availableEndTime", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("availableEndTime", 10), ("", 0), ("allDay", 6), ("_availableStartTime", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_availableStartTime", 9), ("modifierExtension", 3), ("", 0), ("extension", 2),
-            ("availableStartTime", 8), ("", 0), ("_allDay", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_daysOfWeek", 5), ("", 0), ("", 0), ("", 0),
-            ("allDay", 6), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

@@ -71,24 +71,24 @@ pub struct Provenance {
 impl Provenance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 68,
+        seed: 5,
         slots: &[
-            ("policy", 17), ("_language", 8), ("", 0), ("", 0),
-            ("meta", 4), ("", 0), ("_id", 3), ("modifierExtension", 12),
-            ("_policy", 18), ("", 0), ("", 0), ("entity", 23),
-            ("", 0), ("", 0), ("resourceType", 1), ("id", 2),
-            ("_recorded", 16), ("", 0), ("reason", 20), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("occurredDateTime", 14),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("signature", 24), ("location", 19), ("target", 13), ("", 0),
-            ("", 0), ("extension", 11), ("occurredPeriod", 14), ("activity", 21),
-            ("contained", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("text", 9),
-            ("", 0), ("", 0), ("", 0), ("recorded", 15),
+            ("", 0), ("entity", 23), ("signature", 24), ("", 0),
+            ("_implicitRules", 6), ("_id", 3), ("id", 2), ("_recorded", 16),
+            ("", 0), ("text", 9), ("resourceType", 1), ("", 0),
+            ("", 0), ("policy", 17), ("", 0), ("_language", 8),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("recorded", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("target", 13),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("agent", 22),
             ("", 0), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("occurredDateTime", 14), ("", 0), ("meta", 4),
+            ("", 0), ("location", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("reason", 20),
+            ("_policy", 18), ("occurredPeriod", 14), ("agent", 22), ("", 0),
+            ("", 0), ("activity", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
         ],
     };
 }
@@ -241,12 +241,12 @@ pub struct ProvenanceEntity {
 impl ProvenanceEntity {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 10,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("_role", 5),
-            ("what", 6), ("", 0), ("agent", 7), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("role", 4),
+            ("", 0), ("", 0), ("role", 4), ("id", 1),
+            ("", 0), ("what", 6), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("agent", 7), ("_role", 5),
         ],
     };
 }
@@ -327,12 +327,12 @@ pub struct ProvenanceAgent {
 impl ProvenanceAgent {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14,
+        seed: 3,
         slots: &[
-            ("type", 4), ("extension", 2), ("", 0), ("onBehalfOf", 7),
-            ("", 0), ("", 0), ("id", 1), ("who", 6),
-            ("role", 5), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("role", 5), ("", 0), ("extension", 2),
+            ("", 0), ("who", 6), ("", 0), ("", 0),
+            ("id", 1), ("type", 4), ("", 0), ("onBehalfOf", 7),
         ],
     };
 }

@@ -77,24 +77,24 @@ pub struct QuestionnaireResponse {
 impl QuestionnaireResponse {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 327,
+        seed: 667,
         slots: &[
-            ("subject", 20), ("", 0), ("", 0), ("contained", 10),
-            ("", 0), ("_implicitRules", 6), ("basedOn", 14), ("encounter", 21),
-            ("_status", 19), ("", 0), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("questionnaire", 16), ("", 0),
-            ("status", 18), ("extension", 11), ("", 0), ("", 0),
-            ("meta", 4), ("authored", 22), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("basedOn", 14), ("", 0), ("", 0), ("_id", 3),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("language", 7),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
-            ("item", 26), ("", 0), ("", 0), ("author", 24),
-            ("", 0), ("", 0), ("partOf", 15), ("_id", 3),
-            ("_authored", 23), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_questionnaire", 17), ("identifier", 13), ("_language", 8),
-            ("", 0), ("source", 25), ("", 0), ("implicitRules", 5),
-            ("id", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_status", 19), ("", 0), ("modifierExtension", 12),
+            ("", 0), ("_implicitRules", 6), ("contained", 10), ("", 0),
+            ("partOf", 15), ("implicitRules", 5), ("", 0), ("", 0),
+            ("source", 25), ("", 0), ("", 0), ("", 0),
+            ("id", 2), ("", 0), ("encounter", 21), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("_questionnaire", 17), ("identifier", 13), ("authored", 22), ("", 0),
+            ("language", 7), ("", 0), ("status", 18), ("subject", 20),
+            ("", 0), ("", 0), ("author", 24), ("item", 26),
+            ("", 0), ("text", 9), ("questionnaire", 16), ("", 0),
+            ("", 0), ("meta", 4), ("resourceType", 1), ("extension", 11),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_authored", 23),
         ],
     };
 }
@@ -260,16 +260,16 @@ pub struct QuestionnaireResponseItem {
 impl QuestionnaireResponseItem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
+            ("_linkId", 5), ("_text", 9), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("definition", 6), ("", 0), ("item", 11),
+            ("", 0), ("", 0), ("", 0), ("answer", 10),
+            ("linkId", 4), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_linkId", 5), ("text", 8), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_definition", 7), ("", 0),
-            ("", 0), ("definition", 6), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("item", 11), ("", 0),
-            ("", 0), ("answer", 10), ("_text", 9), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("linkId", 4),
+            ("text", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("_definition", 7),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -352,16 +352,16 @@ pub struct QuestionnaireResponseItemAnswer {
 impl QuestionnaireResponseItemAnswer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 128,
+        seed: 51,
         slots: &[
-            ("", 0), ("", 0), ("valueString", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("valueDateTime", 4), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("valueDate", 4), ("", 0), ("valueTime", 4),
-            ("", 0), ("valueQuantity", 4), ("", 0), ("", 0),
-            ("valueBoolean", 4), ("valueDecimal", 4), ("id", 1), ("item", 5),
-            ("", 0), ("valueCoding", 4), ("valueInteger", 4), ("", 0),
-            ("valueUri", 4), ("valueAttachment", 4), ("", 0), ("valueReference", 4),
+            ("valueDecimal", 4), ("", 0), ("valueCoding", 4), ("valueUri", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueString", 4), ("valueDate", 4), ("extension", 2), ("", 0),
+            ("", 0), ("valueQuantity", 4), ("valueInteger", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("valueAttachment", 4),
+            ("valueBoolean", 4), ("valueDateTime", 4), ("", 0), ("", 0),
+            ("", 0), ("item", 5), ("", 0), ("id", 1),
+            ("", 0), ("modifierExtension", 3), ("valueReference", 4), ("valueTime", 4),
         ],
     };
 }

@@ -79,24 +79,24 @@ pub struct RelatedPerson {
 impl RelatedPerson {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 74,
+        seed: 465,
         slots: &[
+            ("contained", 10), ("_language", 8), ("", 0), ("id", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("address", 24), ("communication", 27), ("patient", 16),
-            ("", 0), ("", 0), ("telecom", 19), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("gender", 20), ("text", 9),
-            ("", 0), ("_gender", 21), ("", 0), ("resourceType", 1),
-            ("", 0), ("photo", 25), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 12), ("name", 18), ("contained", 10),
-            ("active", 14), ("birthDate", 22), ("", 0), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("_gender", 21), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("identifier", 13), ("", 0), ("gender", 20), ("meta", 4),
+            ("modifierExtension", 12), ("resourceType", 1), ("telecom", 19), ("birthDate", 22),
+            ("", 0), ("", 0), ("", 0), ("communication", 27),
+            ("_birthDate", 23), ("", 0), ("", 0), ("", 0),
+            ("active", 14), ("", 0), ("_active", 15), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("relationship", 17), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("photo", 25), ("", 0),
+            ("", 0), ("", 0), ("period", 26), ("extension", 11),
+            ("patient", 16), ("language", 7), ("", 0), ("name", 18),
+            ("", 0), ("", 0), ("address", 24), ("", 0),
             ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("relationship", 17), ("", 0),
-            ("_language", 8), ("extension", 11), ("", 0), ("implicitRules", 5),
-            ("", 0), ("", 0), ("period", 26), ("_birthDate", 23),
-            ("language", 7), ("", 0), ("", 0), ("_active", 15),
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -258,10 +258,10 @@ impl RelatedPersonCommunication {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("language", 4), ("preferred", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_preferred", 6),
+            ("", 0), ("_preferred", 6), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("preferred", 5),
+            ("language", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

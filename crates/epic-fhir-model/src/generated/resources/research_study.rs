@@ -103,40 +103,40 @@ pub struct ResearchStudy {
 impl ResearchStudy {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 235,
+        seed: 633,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("enrollment", 31), ("", 0), ("", 0), ("partOf", 17),
-            ("implicitRules", 5), ("protocol", 16), ("text", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 2),
-            ("phase", 21), ("objective", 39), ("", 0), ("contact", 25),
-            ("category", 22), ("title", 14), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("note", 37), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("language", 7),
-            ("location", 28), ("", 0), ("", 0), ("site", 35),
-            ("", 0), ("_description", 30), ("", 0), ("period", 32),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-            ("", 0), ("_title", 15), ("_status", 19), ("", 0),
+            ("status", 18), ("resourceType", 1), ("", 0), ("arm", 38),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
             ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("note", 37),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("description", 29), ("keyword", 27), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("relatedArtifact", 26), ("sponsor", 33), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("contained", 10),
-            ("primaryPurposeType", 20), ("", 0), ("", 0), ("principalInvestigator", 34),
-            ("", 0), ("", 0), ("identifier", 13), ("", 0),
-            ("", 0), ("focus", 23), ("", 0), ("reasonStopped", 36),
+            ("", 0), ("implicitRules", 5), ("location", 28), ("site", 35),
+            ("", 0), ("reasonStopped", 36), ("", 0), ("objective", 39),
+            ("keyword", 27), ("phase", 21), ("", 0), ("", 0),
             ("", 0), ("_id", 3), ("", 0), ("", 0),
-            ("condition", 24), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("status", 18),
-            ("", 0), ("", 0), ("", 0), ("extension", 11),
-            ("", 0), ("", 0), ("", 0), ("arm", 38),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("title", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 13), ("", 0),
+            ("extension", 11), ("_title", 15), ("", 0), ("text", 9),
+            ("", 0), ("", 0), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("relatedArtifact", 26), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("principalInvestigator", 34), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("category", 22), ("", 0),
+            ("primaryPurposeType", 20), ("_status", 19), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("sponsor", 33), ("", 0), ("", 0),
+            ("period", 32), ("", 0), ("partOf", 17), ("_description", 30),
+            ("", 0), ("modifierExtension", 12), ("enrollment", 31), ("", 0),
+            ("focus", 23), ("", 0), ("", 0), ("description", 29),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("protocol", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contact", 25), ("condition", 24),
         ],
     };
 }
@@ -318,12 +318,12 @@ pub struct ResearchStudyObjective {
 impl ResearchStudyObjective {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("id", 1), ("", 0), ("type", 6), ("modifierExtension", 3),
-            ("extension", 2), ("name", 4), ("", 0), ("", 0),
+            ("_name", 5), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("name", 4), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("type", 6), ("", 0), ("", 0),
         ],
     };
 }
@@ -402,12 +402,12 @@ pub struct ResearchStudyArm {
 impl ResearchStudyArm {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 12,
         slots: &[
-            ("", 0), ("type", 6), ("extension", 2), ("", 0),
-            ("", 0), ("name", 4), ("", 0), ("description", 7),
-            ("_description", 8), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+            ("id", 1), ("", 0), ("extension", 2), ("name", 4),
+            ("_description", 8), ("", 0), ("modifierExtension", 3), ("description", 7),
+            ("", 0), ("_name", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("type", 6),
         ],
     };
 }

@@ -71,24 +71,24 @@ pub struct ResearchSubject {
 impl ResearchSubject {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 105,
+        seed: 249,
         slots: &[
-            ("", 0), ("", 0), ("_assignedArm", 20), ("resourceType", 1),
+            ("", 0), ("_status", 15), ("", 0), ("period", 16),
+            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("individual", 18), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("modifierExtension", 12), ("", 0), ("", 0),
             ("", 0), ("study", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("", 0),
-            ("extension", 11), ("assignedArm", 19), ("_language", 8), ("id", 2),
-            ("text", 9), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("period", 16), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("meta", 4), ("", 0),
-            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("actualArm", 21), ("language", 7), ("consent", 23), ("meta", 4),
+            ("", 0), ("_id", 3), ("_language", 8), ("_actualArm", 22),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("_actualArm", 22),
+            ("_implicitRules", 6), ("resourceType", 1), ("identifier", 13), ("", 0),
+            ("", 0), ("status", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("assignedArm", 19),
+            ("", 0), ("", 0), ("", 0), ("_assignedArm", 20),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("identifier", 13), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("status", 14), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("individual", 18), ("", 0), ("consent", 23),
-            ("actualArm", 21), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

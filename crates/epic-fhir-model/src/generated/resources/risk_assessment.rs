@@ -85,24 +85,24 @@ pub struct RiskAssessment {
 impl RiskAssessment {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14225,
+        seed: 3148,
         slots: &[
-            ("status", 16), ("basis", 27), ("resourceType", 1), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("condition", 23),
+            ("code", 19), ("", 0), ("extension", 11), ("mitigation", 29),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("encounter", 21), ("", 0), ("_status", 17), ("", 0),
-            ("", 0), ("", 0), ("reasonCode", 25), ("_language", 8),
-            ("condition", 23), ("implicitRules", 5), ("performer", 24), ("identifier", 13),
-            ("", 0), ("mitigation", 29), ("", 0), ("", 0),
-            ("reasonReference", 26), ("", 0), ("contained", 10), ("extension", 11),
-            ("meta", 4), ("", 0), ("occurrencePeriod", 22), ("", 0),
-            ("_mitigation", 30), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("occurrenceDateTime", 22), ("basedOn", 14), ("", 0),
-            ("subject", 20), ("", 0), ("prediction", 28), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("code", 19),
-            ("", 0), ("method", 18), ("parent", 15), ("text", 9),
-            ("", 0), ("note", 31), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("_id", 3),
-            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
+            ("", 0), ("method", 18), ("", 0), ("prediction", 28),
+            ("", 0), ("occurrenceDateTime", 22), ("", 0), ("", 0),
+            ("", 0), ("performer", 24), ("text", 9), ("", 0),
+            ("identifier", 13), ("", 0), ("reasonCode", 25), ("contained", 10),
+            ("", 0), ("", 0), ("basedOn", 14), ("_mitigation", 30),
+            ("subject", 20), ("parent", 15), ("", 0), ("_id", 3),
+            ("_language", 8), ("id", 2), ("reasonReference", 26), ("status", 16),
+            ("", 0), ("_status", 17), ("", 0), ("basis", 27),
+            ("language", 7), ("", 0), ("occurrencePeriod", 22), ("", 0),
+            ("_implicitRules", 6), ("modifierExtension", 12), ("", 0), ("meta", 4),
+            ("note", 31), ("", 0), ("", 0), ("implicitRules", 5),
+            ("encounter", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -280,16 +280,16 @@ pub struct RiskAssessmentPrediction {
 impl RiskAssessmentPrediction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 30,
         slots: &[
-            ("", 0), ("whenRange", 9), ("probabilityRange", 5), ("extension", 2),
-            ("", 0), ("whenPeriod", 9), ("", 0), ("", 0),
-            ("outcome", 4), ("", 0), ("rationale", 10), ("probabilityDecimal", 5),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("_relativeRisk", 8),
             ("", 0), ("", 0), ("", 0), ("relativeRisk", 7),
-            ("qualitativeRisk", 6), ("modifierExtension", 3), ("", 0), ("_rationale", 11),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("outcome", 4), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("_relativeRisk", 8), ("", 0), ("", 0), ("whenPeriod", 9),
+            ("qualitativeRisk", 6), ("probabilityRange", 5), ("probabilityDecimal", 5), ("whenRange", 9),
+            ("", 0), ("", 0), ("_rationale", 11), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("rationale", 10),
         ],
     };
 }

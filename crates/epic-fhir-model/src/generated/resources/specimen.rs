@@ -79,24 +79,24 @@ pub struct Specimen {
 impl Specimen {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 44,
+        seed: 289,
         slots: &[
-            ("subject", 18), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("implicitRules", 5), ("", 0), ("", 0),
-            ("condition", 26), ("", 0), ("", 0), ("", 0),
-            ("receivedTime", 19), ("", 0), ("container", 25), ("type", 17),
+            ("", 0), ("", 0), ("meta", 4), ("condition", 26),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("contained", 10), ("", 0), ("", 0), ("text", 9),
+            ("modifierExtension", 12), ("type", 17), ("extension", 11), ("text", 9),
+            ("", 0), ("", 0), ("_receivedTime", 20), ("container", 25),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("accessionIdentifier", 14),
+            ("", 0), ("_implicitRules", 6), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_status", 16),
+            ("request", 22), ("language", 7), ("", 0), ("", 0),
+            ("", 0), ("resourceType", 1), ("collection", 23), ("subject", 18),
+            ("status", 15), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("parent", 21),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("identifier", 13), ("", 0), ("", 0),
-            ("accessionIdentifier", 14), ("status", 15), ("", 0), ("collection", 23),
-            ("", 0), ("", 0), ("", 0), ("note", 27),
-            ("", 0), ("", 0), ("_receivedTime", 20), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("modifierExtension", 12), ("_id", 3),
-            ("request", 22), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("parent", 21), ("language", 7), ("extension", 11),
-            ("meta", 4), ("", 0), ("_language", 8), ("processing", 24),
-            ("_status", 16), ("", 0), ("", 0), ("", 0),
+            ("note", 27), ("processing", 24), ("", 0), ("", 0),
+            ("receivedTime", 19), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -262,16 +262,16 @@ pub struct SpecimenContainer {
 impl SpecimenContainer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 3,
         slots: &[
-            ("additiveCodeableConcept", 10), ("description", 5), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("additiveReference", 10),
+            ("capacity", 8), ("modifierExtension", 3), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("identifier", 4), ("specimenQuantity", 9),
+            ("id", 1), ("", 0), ("", 0), ("additiveCodeableConcept", 10),
+            ("", 0), ("description", 5), ("additiveReference", 10), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("type", 7), ("capacity", 8), ("", 0), ("_description", 6),
-            ("modifierExtension", 3), ("specimenQuantity", 9), ("", 0), ("identifier", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("type", 7), ("_description", 6), ("", 0),
         ],
     };
 }
@@ -358,16 +358,16 @@ pub struct SpecimenProcessing {
 impl SpecimenProcessing {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 3,
         slots: &[
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("procedure", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("procedure", 6), ("", 0), ("", 0), ("timeDateTime", 8),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("timeDateTime", 8), ("timePeriod", 8), ("additive", 7),
             ("", 0), ("description", 4), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("timePeriod", 8), ("", 0), ("", 0),
-            ("_description", 5), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("additive", 7),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_description", 5), ("", 0),
         ],
     };
 }
@@ -456,14 +456,14 @@ impl SpecimenCollection {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("collectedDateTime", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("collector", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("duration", 6), ("", 0), ("fastingStatusCodeableConcept", 10), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("fastingStatusDuration", 10), ("", 0), ("bodySite", 9),
-            ("", 0), ("", 0), ("", 0), ("method", 8),
-            ("collectedPeriod", 5), ("quantity", 7), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("collectedPeriod", 5),
+            ("fastingStatusDuration", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("collectedDateTime", 5), ("", 0),
+            ("", 0), ("", 0), ("duration", 6), ("", 0),
+            ("quantity", 7), ("", 0), ("", 0), ("bodySite", 9),
+            ("method", 8), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("fastingStatusCodeableConcept", 10), ("collector", 4),
         ],
     };
 }

@@ -61,24 +61,24 @@ pub struct SpecimenDefinition {
 impl SpecimenDefinition {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 11,
+        seed: 117,
         slots: &[
-            ("", 0), ("", 0), ("typeCollected", 14), ("", 0),
-            ("id", 2), ("collection", 18), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("patientPreparation", 15),
-            ("timeAspect", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("collection", 18), ("", 0), ("", 0),
+            ("", 0), ("patientPreparation", 15), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("extension", 11),
+            ("", 0), ("resourceType", 1), ("typeCollected", 14), ("meta", 4),
+            ("", 0), ("text", 9), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("language", 7), ("", 0),
-            ("contained", 10), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("_language", 8), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("typeTested", 19), ("", 0), ("_timeAspect", 17),
             ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("_timeAspect", 17), ("", 0), ("meta", 4),
-            ("", 0), ("", 0), ("", 0), ("typeTested", 19),
+            ("", 0), ("", 0), ("timeAspect", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("text", 9), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("identifier", 13),
+            ("", 0), ("", 0), ("implicitRules", 5), ("_id", 3),
         ],
     };
 }
@@ -236,16 +236,16 @@ pub struct SpecimenDefinitionTypeTested {
 impl SpecimenDefinitionTypeTested {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 31,
+        seed: 20,
         slots: &[
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("_preference", 8), ("type", 6),
+            ("container", 9), ("preference", 7), ("", 0), ("_isDerived", 5),
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("type", 6),
+            ("requirement", 10), ("", 0), ("_requirement", 11), ("modifierExtension", 3),
+            ("handling", 14), ("", 0), ("isDerived", 4), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("handling", 14), ("extension", 2), ("", 0), ("container", 9),
-            ("", 0), ("preference", 7), ("requirement", 10), ("_isDerived", 5),
-            ("", 0), ("isDerived", 4), ("", 0), ("retentionTime", 12),
-            ("rejectionCriterion", 13), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_requirement", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("rejectionCriterion", 13), ("retentionTime", 12),
+            ("", 0), ("", 0), ("", 0), ("_preference", 8),
         ],
     };
 }
@@ -340,12 +340,12 @@ pub struct SpecimenDefinitionTypeTestedHandling {
 impl SpecimenDefinitionTypeTestedHandling {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("instruction", 7), ("maxDuration", 6), ("", 0),
-            ("temperatureRange", 5), ("", 0), ("_instruction", 8), ("temperatureQualifier", 4),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("", 0),
+            ("_instruction", 8), ("modifierExtension", 3), ("maxDuration", 6), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("temperatureRange", 5), ("", 0),
+            ("temperatureQualifier", 4), ("", 0), ("", 0), ("instruction", 7),
         ],
     };
 }
@@ -438,16 +438,16 @@ pub struct SpecimenDefinitionTypeTestedContainer {
 impl SpecimenDefinitionTypeTestedContainer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 24,
+        seed: 16,
         slots: &[
-            ("", 0), ("", 0), ("_preparation", 13), ("type", 5),
-            ("minimumVolumeString", 10), ("", 0), ("cap", 6), ("", 0),
+            ("", 0), ("preparation", 12), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("material", 4), ("cap", 6), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("description", 7), ("", 0), ("extension", 2),
+            ("minimumVolumeString", 10), ("", 0), ("_preparation", 13), ("minimumVolumeQuantity", 10),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("_description", 8), ("", 0), ("preparation", 12),
-            ("", 0), ("minimumVolumeQuantity", 10), ("additive", 11), ("extension", 2),
-            ("", 0), ("capacity", 9), ("material", 4), ("", 0),
-            ("description", 7), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("type", 5), ("", 0), ("additive", 11),
+            ("", 0), ("_description", 8), ("", 0), ("capacity", 9),
         ],
     };
 }
@@ -534,10 +534,10 @@ impl SpecimenDefinitionTypeTestedContainerAdditive {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("additiveReference", 4), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("additiveCodeableConcept", 4), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("additiveCodeableConcept", 4), ("", 0), ("", 0),
+            ("additiveReference", 4), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -73,24 +73,24 @@ pub struct Subscription {
 impl Subscription {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 126,
+        seed: 159,
         slots: &[
-            ("", 0), ("resourceType", 1), ("", 0), ("channel", 24),
+            ("", 0), ("status", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_error", 23), ("", 0),
+            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("error", 22), ("", 0), ("_criteria", 21), ("", 0),
+            ("_id", 3), ("", 0), ("_end", 17), ("", 0),
+            ("end", 16), ("", 0), ("", 0), ("reason", 18),
+            ("", 0), ("", 0), ("", 0), ("contact", 15),
+            ("language", 7), ("", 0), ("", 0), ("criteria", 20),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("channel", 24), ("", 0), ("resourceType", 1), ("", 0),
+            ("", 0), ("id", 2), ("", 0), ("_reason", 19),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("error", 22), ("", 0),
-            ("contained", 10), ("", 0), ("", 0), ("_end", 17),
-            ("id", 2), ("", 0), ("", 0), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_error", 23), ("", 0), ("criteria", 20), ("_id", 3),
-            ("_implicitRules", 6), ("", 0), ("reason", 18), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_reason", 19), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_criteria", 21),
-            ("", 0), ("contact", 15), ("", 0), ("", 0),
-            ("meta", 4), ("text", 9), ("_language", 8), ("status", 13),
-            ("_status", 14), ("", 0), ("end", 16), ("extension", 11),
+            ("", 0), ("_language", 8), ("", 0), ("meta", 4),
+            ("modifierExtension", 12), ("", 0), ("_status", 14), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
+            ("text", 9), ("contained", 10), ("_implicitRules", 6), ("", 0),
         ],
     };
 }
@@ -254,16 +254,16 @@ pub struct SubscriptionChannel {
 impl SubscriptionChannel {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("_endpoint", 7), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("_type", 5), ("id", 1), ("", 0),
+            ("", 0), ("_type", 5), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("_payload", 9), ("", 0),
-            ("_header", 11), ("", 0), ("", 0), ("", 0),
-            ("payload", 8), ("", 0), ("", 0), ("", 0),
-            ("type", 4), ("endpoint", 6), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("header", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_header", 11),
+            ("", 0), ("_endpoint", 7), ("", 0), ("", 0),
+            ("", 0), ("payload", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("header", 10),
+            ("", 0), ("id", 1), ("type", 4), ("", 0),
+            ("endpoint", 6), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -67,24 +67,24 @@ pub struct Substance {
 impl Substance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 59,
+        seed: 82,
         slots: &[
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("_status", 15), ("_implicitRules", 6),
+            ("ingredient", 21), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
             ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("category", 16), ("code", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("id", 2), ("", 0),
-            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("language", 7),
+            ("instance", 20), ("status", 14), ("identifier", 13), ("code", 17),
+            ("category", 16), ("id", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_description", 19),
+            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("description", 18), ("language", 7), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
-            ("ingredient", 21), ("", 0), ("", 0), ("status", 14),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("", 0), ("instance", 20), ("", 0), ("", 0),
-            ("_status", 15), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("meta", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 18), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("identifier", 13), ("", 0), ("", 0), ("_description", 19),
-            ("", 0), ("text", 9), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("resourceType", 1), ("_implicitRules", 6),
+            ("", 0), ("", 0), ("text", 9), ("modifierExtension", 12),
         ],
     };
 }
@@ -232,10 +232,10 @@ impl SubstanceIngredient {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("substanceReference", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("substanceCodeableConcept", 5),
-            ("", 0), ("quantity", 4), ("", 0), ("", 0),
+            ("", 0), ("substanceCodeableConcept", 5), ("modifierExtension", 3), ("", 0),
+            ("quantity", 4), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("substanceReference", 5), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -314,12 +314,12 @@ pub struct SubstanceInstance {
 impl SubstanceInstance {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 0,
         slots: &[
-            ("", 0), ("quantity", 7), ("identifier", 4), ("id", 1),
-            ("", 0), ("", 0), ("expiry", 5), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("_expiry", 6), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("expiry", 5), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("quantity", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("identifier", 4), ("_expiry", 6),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -61,23 +61,23 @@ pub struct SubstanceNucleicAcid {
 impl SubstanceNucleicAcid {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 14,
+        seed: 24,
         slots: &[
+            ("meta", 4), ("_implicitRules", 6), ("", 0), ("id", 2),
+            ("", 0), ("text", 9), ("", 0), ("language", 7),
+            ("", 0), ("", 0), ("subunit", 19), ("", 0),
+            ("numberOfSubunits", 14), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("id", 2), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("numberOfSubunits", 14),
-            ("modifierExtension", 12), ("implicitRules", 5), ("", 0), ("", 0),
-            ("text", 9), ("extension", 11), ("", 0), ("", 0),
-            ("contained", 10), ("meta", 4), ("", 0), ("oligoNucleotideType", 18),
-            ("", 0), ("_numberOfSubunits", 15), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("sequenceType", 13),
-            ("", 0), ("", 0), ("_id", 3), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("subunit", 19),
+            ("_language", 8), ("", 0), ("extension", 11), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("areaOfHybridisation", 16), ("", 0),
-            ("resourceType", 1), ("_areaOfHybridisation", 17), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("_id", 3),
+            ("_numberOfSubunits", 15), ("areaOfHybridisation", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("resourceType", 1), ("", 0), ("oligoNucleotideType", 18), ("modifierExtension", 12),
+            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("sequenceType", 13), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_areaOfHybridisation", 17),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
@@ -236,16 +236,16 @@ pub struct SubstanceNucleicAcidSubunit {
 impl SubstanceNucleicAcidSubunit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 13,
+        seed: 4,
         slots: &[
-            ("", 0), ("subunit", 4), ("", 0), ("sugar", 14),
-            ("_sequence", 7), ("", 0), ("", 0), ("_length", 9),
-            ("", 0), ("extension", 2), ("fivePrime", 11), ("length", 8),
-            ("id", 1), ("", 0), ("", 0), ("_subunit", 5),
-            ("threePrime", 12), ("", 0), ("", 0), ("linkage", 13),
-            ("modifierExtension", 3), ("sequenceAttachment", 10), ("", 0), ("", 0),
-            ("", 0), ("sequence", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("modifierExtension", 3), ("_subunit", 5), ("", 0), ("_length", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("sequence", 6), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("linkage", 13), ("", 0), ("sequenceAttachment", 10),
+            ("threePrime", 12), ("_sequence", 7), ("fivePrime", 11), ("", 0),
+            ("sugar", 14), ("", 0), ("subunit", 4), ("length", 8),
         ],
     };
 }
@@ -340,11 +340,11 @@ pub struct SubstanceNucleicAcidSubunitSugar {
 impl SubstanceNucleicAcidSubunitSugar {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 12,
         slots: &[
-            ("_name", 6), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("residueSite", 7), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
+            ("id", 1), ("residueSite", 7), ("extension", 2), ("name", 5),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("_name", 6), ("", 0), ("identifier", 4),
             ("", 0), ("", 0), ("_residueSite", 8), ("", 0),
         ],
     };
@@ -432,16 +432,16 @@ pub struct SubstanceNucleicAcidSubunitLinkage {
 impl SubstanceNucleicAcidSubunitLinkage {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 12,
         slots: &[
-            ("", 0), ("residueSite", 9), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("extension", 2), ("name", 7),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_connectivity", 5), ("", 0),
-            ("", 0), ("", 0), ("name", 7), ("", 0),
-            ("", 0), ("connectivity", 4), ("identifier", 6), ("", 0),
-            ("_name", 8), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("_residueSite", 10), ("", 0),
+            ("", 0), ("connectivity", 4), ("", 0), ("", 0),
+            ("id", 1), ("residueSite", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_name", 8), ("", 0), ("identifier", 6),
+            ("", 0), ("_connectivity", 5), ("_residueSite", 10), ("", 0),
         ],
     };
 }

@@ -61,24 +61,24 @@ pub struct SubstancePolymer {
 impl SubstancePolymer {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 5,
         slots: &[
-            ("class", 13), ("", 0), ("_modification", 17), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("_id", 3), ("id", 2), ("", 0),
+            ("", 0), ("text", 9), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
+            ("_modification", 17), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("copolymerConnectivity", 15), ("repeat", 19),
+            ("", 0), ("language", 7), ("", 0), ("monomerSet", 18),
+            ("geometry", 14), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("", 0), ("", 0), ("meta", 4),
+            ("modification", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("class", 13), ("contained", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("modification", 16), ("", 0), ("modifierExtension", 12),
-            ("", 0), ("", 0), ("", 0), ("copolymerConnectivity", 15),
-            ("", 0), ("", 0), ("monomerSet", 18), ("implicitRules", 5),
-            ("_id", 3), ("", 0), ("", 0), ("id", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("language", 7),
-            ("", 0), ("", 0), ("", 0), ("repeat", 19),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("text", 9),
-            ("", 0), ("contained", 10), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("extension", 11),
-            ("", 0), ("geometry", 14), ("", 0), ("", 0),
         ],
     };
 }
@@ -225,16 +225,16 @@ pub struct SubstancePolymerRepeat {
 impl SubstancePolymerRepeat {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
+            ("", 0), ("repeatUnitAmountType", 8), ("modifierExtension", 3), ("numberOfUnits", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_averageMolecularFormula", 7), ("", 0), ("", 0),
+            ("_numberOfUnits", 5), ("averageMolecularFormula", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("repeatUnit", 9),
-            ("", 0), ("", 0), ("_numberOfUnits", 5), ("", 0),
-            ("id", 1), ("", 0), ("repeatUnitAmountType", 8), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("numberOfUnits", 4), ("", 0), ("_averageMolecularFormula", 7), ("extension", 2),
-            ("averageMolecularFormula", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -321,16 +321,16 @@ pub struct SubstancePolymerRepeatRepeatUnit {
 impl SubstancePolymerRepeatRepeatUnit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("", 0), ("", 0), ("amount", 7), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("repeatUnit", 5),
-            ("", 0), ("orientationOfPolymerisation", 4), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("degreeOfPolymerisation", 8), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("structuralRepresentation", 9),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_repeatUnit", 6), ("", 0), ("", 0), ("structuralRepresentation", 9),
+            ("_repeatUnit", 6), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("orientationOfPolymerisation", 4), ("", 0),
+            ("degreeOfPolymerisation", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("amount", 7), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("repeatUnit", 5), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -415,10 +415,10 @@ impl SubstancePolymerRepeatRepeatUnitStructuralRepresentation {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("attachment", 7), ("", 0),
+            ("", 0), ("representation", 5), ("modifierExtension", 3), ("", 0),
+            ("_representation", 6), ("", 0), ("", 0), ("", 0),
+            ("attachment", 7), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -493,12 +493,12 @@ pub struct SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
 impl SubstancePolymerRepeatRepeatUnitDegreeOfPolymerisation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("amount", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("degree", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("degree", 4), ("id", 1),
+            ("", 0), ("amount", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -571,10 +571,10 @@ impl SubstancePolymerMonomerSet {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("ratioType", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("startingMaterial", 5),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("ratioType", 4),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("startingMaterial", 5),
         ],
     };
 }
@@ -651,12 +651,12 @@ pub struct SubstancePolymerMonomerSetStartingMaterial {
 impl SubstancePolymerMonomerSetStartingMaterial {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 3,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("material", 4), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("isDefining", 6), ("type", 5),
-            ("_isDefining", 7), ("", 0), ("amount", 8), ("id", 1),
+            ("_isDefining", 7), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("amount", 8), ("", 0), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("material", 4),
+            ("id", 1), ("type", 5), ("", 0), ("isDefining", 6),
         ],
     };
 }

@@ -59,24 +59,24 @@ pub struct SubstanceProtein {
 impl SubstanceProtein {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 56,
         slots: &[
-            ("", 0), ("_id", 3), ("", 0), ("implicitRules", 5),
+            ("", 0), ("_language", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("numberOfSubunits", 14), ("", 0),
+            ("subunit", 18), ("sequenceType", 13), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("numberOfSubunits", 14),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("text", 9),
+            ("modifierExtension", 12), ("_implicitRules", 6), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_disulfideLinkage", 17),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("sequenceType", 13), ("id", 2), ("", 0),
-            ("", 0), ("language", 7), ("extension", 11), ("", 0),
+            ("", 0), ("extension", 11), ("_id", 3), ("", 0),
+            ("disulfideLinkage", 16), ("resourceType", 1), ("", 0), ("", 0),
+            ("contained", 10), ("_disulfideLinkage", 17), ("", 0), ("implicitRules", 5),
+            ("", 0), ("meta", 4), ("", 0), ("", 0),
+            ("", 0), ("_numberOfSubunits", 15), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("disulfideLinkage", 16), ("", 0), ("text", 9),
-            ("modifierExtension", 12), ("_numberOfSubunits", 15), ("", 0), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("contained", 10), ("subunit", 18), ("_implicitRules", 6),
         ],
     };
 }
@@ -235,16 +235,16 @@ pub struct SubstanceProteinSubunit {
 impl SubstanceProteinSubunit {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 158,
+        seed: 27,
         slots: &[
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("cTerminalModificationId", 14), ("", 0), ("cTerminalModification", 15), ("_subunit", 5),
-            ("_cTerminalModification", 16), ("", 0), ("nTerminalModificationId", 11), ("", 0),
-            ("sequence", 6), ("", 0), ("_length", 9), ("subunit", 4),
-            ("sequenceAttachment", 10), ("", 0), ("", 0), ("", 0),
-            ("_nTerminalModification", 13), ("", 0), ("", 0), ("nTerminalModification", 12),
-            ("", 0), ("_sequence", 7), ("modifierExtension", 3), ("", 0),
-            ("length", 8), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("_sequence", 7), ("cTerminalModification", 15), ("", 0),
+            ("_nTerminalModification", 13), ("nTerminalModificationId", 11), ("", 0), ("", 0),
+            ("", 0), ("_cTerminalModification", 16), ("subunit", 4), ("", 0),
+            ("", 0), ("", 0), ("cTerminalModificationId", 14), ("_length", 9),
+            ("", 0), ("", 0), ("sequence", 6), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("length", 8), ("_subunit", 5), ("id", 1), ("extension", 2),
+            ("nTerminalModification", 12), ("sequenceAttachment", 10), ("", 0), ("", 0),
         ],
     };
 }

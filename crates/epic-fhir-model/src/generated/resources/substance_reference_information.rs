@@ -59,24 +59,24 @@ pub struct SubstanceReferenceInformation {
 impl SubstanceReferenceInformation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 27,
+        seed: 10,
         slots: &[
-            ("comment", 13), ("", 0), ("extension", 11), ("", 0),
+            ("comment", 13), ("", 0), ("text", 9), ("", 0),
+            ("", 0), ("resourceType", 1), ("_id", 3), ("gene", 15),
+            ("target", 18), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("id", 2),
-            ("_id", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_comment", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("target", 18), ("_implicitRules", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 12),
+            ("_comment", 14), ("contained", 10), ("", 0), ("id", 2),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("geneElement", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("meta", 4),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("_language", 8),
-            ("", 0), ("", 0), ("resourceType", 1), ("gene", 15),
-            ("", 0), ("geneElement", 16), ("classification", 17), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("classification", 17), ("extension", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("", 0), ("_language", 8), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -228,14 +228,14 @@ impl SubstanceReferenceInformationTarget {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 5,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("amountType", 10), ("", 0),
-            ("", 0), ("organismType", 8), ("", 0), ("interaction", 6),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("source", 11),
-            ("", 0), ("type", 5), ("amountString", 9), ("", 0),
-            ("", 0), ("amountQuantity", 9), ("", 0), ("", 0),
-            ("target", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("amountRange", 9), ("id", 1), ("organism", 7),
+            ("source", 11), ("", 0), ("amountType", 10), ("", 0),
+            ("", 0), ("", 0), ("id", 1), ("amountString", 9),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("amountQuantity", 9), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("type", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("amountRange", 9), ("interaction", 6), ("organismType", 8), ("target", 4),
+            ("", 0), ("", 0), ("organism", 7), ("extension", 2),
         ],
     };
 }
@@ -322,12 +322,12 @@ pub struct SubstanceReferenceInformationClassification {
 impl SubstanceReferenceInformationClassification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 11,
         slots: &[
-            ("id", 1), ("", 0), ("classification", 5), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("subtype", 6), ("", 0), ("extension", 2),
-            ("", 0), ("domain", 4), ("", 0), ("source", 7),
+            ("subtype", 6), ("extension", 2), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("domain", 4), ("", 0), ("", 0),
+            ("source", 7), ("modifierExtension", 3), ("", 0), ("classification", 5),
         ],
     };
 }
@@ -404,12 +404,12 @@ pub struct SubstanceReferenceInformationGeneElement {
 impl SubstanceReferenceInformationGeneElement {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 12,
         slots: &[
-            ("id", 1), ("", 0), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("source", 6), ("", 0),
+            ("id", 1), ("", 0), ("extension", 2), ("", 0),
+            ("source", 6), ("", 0), ("modifierExtension", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("element", 5), ("", 0), ("", 0),
+            ("element", 5), ("", 0), ("", 0), ("type", 4),
         ],
     };
 }
@@ -486,10 +486,10 @@ impl SubstanceReferenceInformationGene {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
-            ("geneSequenceOrigin", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("source", 6), ("", 0), ("gene", 5),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("", 0), ("gene", 5), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("geneSequenceOrigin", 4), ("", 0), ("source", 6), ("", 0),
         ],
     };
 }

@@ -79,24 +79,24 @@ pub struct SubstanceSourceMaterial {
 impl SubstanceSourceMaterial {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 171,
+        seed: 20,
         slots: &[
-            ("_organismName", 18), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("", 0), ("sourceMaterialType", 14), ("partDescription", 28),
-            ("_id", 3), ("", 0), ("modifierExtension", 12), ("fractionDescription", 26),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("contained", 10),
+            ("", 0), ("organismName", 17), ("extension", 11), ("organism", 27),
+            ("developmentStage", 25), ("", 0), ("", 0), ("modifierExtension", 12),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("developmentStage", 25), ("", 0), ("", 0),
-            ("organismId", 16), ("sourceMaterialClass", 13), ("_language", 8), ("organism", 27),
-            ("", 0), ("organismName", 17), ("", 0), ("", 0),
-            ("resourceType", 1), ("_geographicalLocation", 24), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("geographicalLocation", 23), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("parentSubstanceId", 19), ("", 0), ("countryOfOrigin", 22), ("", 0),
-            ("", 0), ("text", 9), ("language", 7), ("id", 2),
-            ("", 0), ("", 0), ("", 0), ("_parentSubstanceName", 21),
-            ("", 0), ("", 0), ("sourceMaterialState", 15), ("", 0),
-            ("", 0), ("meta", 4), ("", 0), ("parentSubstanceName", 20),
+            ("partDescription", 28), ("implicitRules", 5), ("", 0), ("", 0),
+            ("", 0), ("parentSubstanceName", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_parentSubstanceName", 21), ("", 0), ("meta", 4), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("id", 2), ("", 0),
+            ("", 0), ("sourceMaterialState", 15), ("fractionDescription", 26), ("_language", 8),
+            ("sourceMaterialClass", 13), ("resourceType", 1), ("", 0), ("countryOfOrigin", 22),
+            ("", 0), ("", 0), ("_organismName", 18), ("geographicalLocation", 23),
+            ("", 0), ("sourceMaterialType", 14), ("", 0), ("organismId", 16),
+            ("", 0), ("_geographicalLocation", 24), ("parentSubstanceId", 19), ("text", 9),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
         ],
     };
 }
@@ -252,12 +252,12 @@ pub struct SubstanceSourceMaterialPartDescription {
 impl SubstanceSourceMaterialPartDescription {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("partLocation", 5), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("part", 4),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("partLocation", 5),
+            ("", 0), ("id", 1), ("", 0), ("part", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -342,16 +342,16 @@ pub struct SubstanceSourceMaterialOrganism {
 impl SubstanceSourceMaterialOrganism {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 23,
+        seed: 7,
         slots: &[
+            ("_intraspecificDescription", 9), ("modifierExtension", 3), ("", 0), ("author", 10),
+            ("extension", 2), ("family", 4), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("intraspecificType", 7), ("", 0),
-            ("", 0), ("genus", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("author", 10), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("species", 6), ("intraspecificDescription", 8),
-            ("_intraspecificDescription", 9), ("", 0), ("hybrid", 11), ("family", 4),
-            ("organismGeneral", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("species", 6), ("", 0), ("intraspecificDescription", 8),
+            ("intraspecificType", 7), ("", 0), ("genus", 5), ("", 0),
+            ("", 0), ("", 0), ("organismGeneral", 12), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("hybrid", 11), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -440,12 +440,12 @@ pub struct SubstanceSourceMaterialOrganismOrganismGeneral {
 impl SubstanceSourceMaterialOrganismOrganismGeneral {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 6,
         slots: &[
-            ("", 0), ("class", 6), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("kingdom", 4), ("", 0),
-            ("phylum", 5), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("order", 7),
+            ("extension", 2), ("", 0), ("", 0), ("phylum", 5),
+            ("", 0), ("kingdom", 4), ("class", 6), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("order", 7),
         ],
     };
 }
@@ -534,16 +534,16 @@ pub struct SubstanceSourceMaterialOrganismHybrid {
 impl SubstanceSourceMaterialOrganismHybrid {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("paternalOrganismId", 8), ("", 0), ("", 0),
+            ("", 0), ("paternalOrganismId", 8), ("", 0), ("_paternalOrganismId", 9),
+            ("", 0), ("", 0), ("maternalOrganismName", 6), ("", 0),
+            ("", 0), ("extension", 2), ("paternalOrganismName", 10), ("", 0),
+            ("", 0), ("_maternalOrganismId", 5), ("", 0), ("", 0),
+            ("", 0), ("_maternalOrganismName", 7), ("", 0), ("id", 1),
+            ("", 0), ("hybridType", 12), ("modifierExtension", 3), ("", 0),
             ("", 0), ("_paternalOrganismName", 11), ("", 0), ("", 0),
-            ("id", 1), ("paternalOrganismName", 10), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_maternalOrganismName", 7), ("maternalOrganismId", 4),
-            ("", 0), ("", 0), ("maternalOrganismName", 6), ("_maternalOrganismId", 5),
-            ("_paternalOrganismId", 9), ("hybridType", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("maternalOrganismId", 4), ("", 0),
         ],
     };
 }
@@ -630,12 +630,12 @@ pub struct SubstanceSourceMaterialOrganismAuthor {
 impl SubstanceSourceMaterialOrganismAuthor {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("_authorDescription", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("authorType", 4),
-            ("", 0), ("authorDescription", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("authorType", 4), ("", 0),
+            ("authorDescription", 5), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_authorDescription", 6),
         ],
     };
 }
@@ -712,10 +712,10 @@ impl SubstanceSourceMaterialFractionDescription {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 1,
         slots: &[
-            ("_fraction", 5), ("", 0), ("", 0), ("materialType", 6),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("fraction", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("fraction", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("materialType", 6), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_fraction", 5),
         ],
     };
 }

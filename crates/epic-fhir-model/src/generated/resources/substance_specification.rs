@@ -89,40 +89,40 @@ pub struct SubstanceSpecification {
 impl SubstanceSpecification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 84,
+        seed: 106,
         slots: &[
-            ("", 0), ("", 0), ("type", 14), ("", 0),
-            ("", 0), ("identifier", 13), ("language", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("status", 15),
-            ("id", 2), ("molecularWeight", 28), ("", 0), ("description", 17),
-            ("", 0), ("", 0), ("domain", 16), ("", 0),
-            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("domain", 16),
+            ("relationship", 29), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("_id", 3), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("comment", 20),
+            ("", 0), ("modifierExtension", 12), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_description", 18), ("referenceInformation", 24), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("structure", 25),
-            ("", 0), ("source", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("contained", 10), ("", 0), ("", 0), ("_comment", 21),
+            ("", 0), ("molecularWeight", 28), ("_description", 18), ("", 0),
+            ("structure", 25), ("", 0), ("", 0), ("identifier", 13),
+            ("_comment", 21), ("", 0), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("name", 27), ("", 0), ("comment", 20), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("code", 26), ("property", 23), ("_language", 8),
-            ("", 0), ("", 0), ("", 0), ("_implicitRules", 6),
-            ("", 0), ("", 0), ("polymer", 31), ("implicitRules", 5),
-            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("sourceMaterial", 33), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("nucleicAcid", 30), ("", 0),
+            ("", 0), ("text", 9), ("", 0), ("nucleicAcid", 30),
+            ("", 0), ("", 0), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("resourceType", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("type", 14), ("_id", 3),
+            ("", 0), ("", 0), ("", 0), ("code", 26),
             ("", 0), ("protein", 32), ("", 0), ("", 0),
-            ("name", 27), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("relationship", 29),
+            ("source", 19), ("", 0), ("", 0), ("sourceMaterial", 33),
+            ("", 0), ("contained", 10), ("", 0), ("id", 2),
+            ("", 0), ("", 0), ("", 0), ("_language", 8),
+            ("polymer", 31), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("status", 15), ("referenceInformation", 24), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("moiety", 22),
+            ("", 0), ("description", 17), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("moiety", 22), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("property", 23), ("", 0),
         ],
     };
 }
@@ -302,16 +302,16 @@ pub struct SubstanceSpecificationRelationship {
 impl SubstanceSpecificationRelationship {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 41,
+        seed: 16,
         slots: &[
-            ("substanceCodeableConcept", 4), ("amountQuantity", 8), ("", 0), ("", 0),
-            ("_isDefining", 7), ("", 0), ("source", 11), ("amountRatio", 8),
-            ("extension", 2), ("", 0), ("", 0), ("amountRatioLowLimit", 9),
-            ("", 0), ("", 0), ("id", 1), ("amountType", 10),
-            ("", 0), ("substanceReference", 4), ("", 0), ("amountRange", 8),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("relationship", 5), ("isDefining", 6), ("amountString", 8), ("", 0),
+            ("amountRatioLowLimit", 9), ("substanceCodeableConcept", 4), ("", 0), ("", 0),
+            ("", 0), ("relationship", 5), ("", 0), ("amountRatio", 8),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("substanceReference", 4), ("amountQuantity", 8), ("extension", 2),
+            ("", 0), ("", 0), ("amountType", 10), ("amountRange", 8),
+            ("", 0), ("", 0), ("", 0), ("_isDefining", 7),
+            ("", 0), ("", 0), ("source", 11), ("", 0),
+            ("", 0), ("", 0), ("amountString", 8), ("isDefining", 6),
         ],
     };
 }
@@ -416,16 +416,16 @@ pub struct SubstanceSpecificationName {
 impl SubstanceSpecificationName {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 47,
+        seed: 12,
         slots: &[
-            ("", 0), ("id", 1), ("extension", 2), ("translation", 14),
-            ("", 0), ("_name", 5), ("", 0), ("preferred", 8),
-            ("source", 16), ("_preferred", 9), ("synonym", 13), ("", 0),
-            ("", 0), ("", 0), ("status", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("domain", 11),
-            ("type", 6), ("name", 4), ("language", 10), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("jurisdiction", 12), ("modifierExtension", 3), ("official", 15),
+            ("", 0), ("translation", 14), ("extension", 2), ("name", 4),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("official", 15), ("", 0), ("", 0),
+            ("preferred", 8), ("_preferred", 9), ("", 0), ("type", 6),
+            ("id", 1), ("", 0), ("status", 7), ("", 0),
+            ("source", 16), ("jurisdiction", 12), ("", 0), ("synonym", 13),
+            ("", 0), ("_name", 5), ("", 0), ("domain", 11),
+            ("", 0), ("", 0), ("", 0), ("language", 10),
         ],
     };
 }
@@ -522,12 +522,12 @@ pub struct SubstanceSpecificationNameOfficial {
 impl SubstanceSpecificationNameOfficial {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("status", 5), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_date", 7), ("authority", 4), ("date", 6),
+            ("status", 5), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("authority", 4), ("_date", 7),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("date", 6), ("", 0),
         ],
     };
 }
@@ -612,16 +612,16 @@ pub struct SubstanceSpecificationCode {
 impl SubstanceSpecificationCode {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 4,
+        seed: 0,
         slots: &[
+            ("status", 5), ("", 0), ("modifierExtension", 3), ("source", 10),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("statusDate", 6),
-            ("", 0), ("status", 5), ("", 0), ("", 0),
-            ("source", 10), ("", 0), ("_comment", 9), ("comment", 8),
-            ("", 0), ("_statusDate", 7), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("code", 4), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_statusDate", 7), ("", 0),
+            ("statusDate", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("comment", 8), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("_comment", 9), ("", 0),
         ],
     };
 }
@@ -718,16 +718,16 @@ pub struct SubstanceSpecificationStructure {
 impl SubstanceSpecificationStructure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 17,
+        seed: 26,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("stereochemistry", 4), ("", 0), ("molecularFormula", 6), ("molecularWeight", 11),
-            ("", 0), ("representation", 13), ("", 0), ("", 0),
-            ("molecularFormulaByMoiety", 8), ("isotope", 10), ("", 0), ("extension", 2),
             ("", 0), ("_molecularFormula", 7), ("", 0), ("", 0),
-            ("_molecularFormulaByMoiety", 9), ("", 0), ("source", 12), ("", 0),
-            ("", 0), ("", 0), ("opticalActivity", 5), ("id", 1),
+            ("modifierExtension", 3), ("id", 1), ("", 0), ("opticalActivity", 5),
+            ("extension", 2), ("isotope", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("molecularWeight", 11),
+            ("", 0), ("", 0), ("representation", 13), ("", 0),
+            ("source", 12), ("", 0), ("", 0), ("", 0),
+            ("molecularFormula", 6), ("", 0), ("", 0), ("", 0),
+            ("stereochemistry", 4), ("molecularFormulaByMoiety", 8), ("_molecularFormulaByMoiety", 9), ("", 0),
         ],
     };
 }
@@ -820,10 +820,10 @@ impl SubstanceSpecificationStructureRepresentation {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("representation", 5), ("type", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("_representation", 6), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("attachment", 7), ("", 0),
+            ("", 0), ("representation", 5), ("modifierExtension", 3), ("", 0),
+            ("_representation", 6), ("", 0), ("", 0), ("", 0),
+            ("attachment", 7), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -904,12 +904,12 @@ pub struct SubstanceSpecificationStructureIsotope {
 impl SubstanceSpecificationStructureIsotope {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 7,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("substitution", 6), ("molecularWeight", 8), ("id", 1), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("name", 5), ("identifier", 4),
-            ("halfLife", 7), ("", 0), ("", 0), ("", 0),
+            ("identifier", 4), ("modifierExtension", 3), ("substitution", 6), ("halfLife", 7),
+            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("", 0), ("molecularWeight", 8), ("", 0),
+            ("", 0), ("name", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -988,12 +988,12 @@ pub struct SubstanceSpecificationStructureIsotopeMolecularWeight {
 impl SubstanceSpecificationStructureIsotopeMolecularWeight {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 3,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("method", 4),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("type", 5), ("amount", 6), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("amount", 6), ("", 0), ("extension", 2),
+            ("method", 4), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("type", 5), ("", 0), ("", 0),
         ],
     };
 }
@@ -1074,16 +1074,16 @@ pub struct SubstanceSpecificationProperty {
 impl SubstanceSpecificationProperty {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 2,
         slots: &[
+            ("", 0), ("code", 5), ("parameters", 6), ("", 0),
+            ("", 0), ("", 0), ("category", 4), ("_parameters", 7),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("definingSubstanceCodeableConcept", 8),
+            ("amountQuantity", 9), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("category", 4), ("", 0), ("", 0), ("", 0),
-            ("definingSubstanceCodeableConcept", 8), ("", 0), ("amountString", 9), ("", 0),
-            ("parameters", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("amountQuantity", 9),
-            ("_parameters", 7), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("code", 5), ("", 0), ("", 0), ("definingSubstanceReference", 8),
+            ("", 0), ("", 0), ("definingSubstanceReference", 8), ("", 0),
+            ("amountString", 9), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1176,16 +1176,16 @@ pub struct SubstanceSpecificationMoiety {
 impl SubstanceSpecificationMoiety {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 37,
+        seed: 10,
         slots: &[
-            ("", 0), ("stereochemistry", 8), ("modifierExtension", 3), ("opticalActivity", 9),
+            ("amountQuantity", 12), ("", 0), ("role", 4), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("_name", 7), ("molecularFormula", 10),
-            ("", 0), ("", 0), ("identifier", 5), ("", 0),
-            ("", 0), ("amountQuantity", 12), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("name", 6), ("amountString", 12),
+            ("_molecularFormula", 11), ("stereochemistry", 8), ("", 0), ("opticalActivity", 9),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_name", 7), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("identifier", 5), ("molecularFormula", 10),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("amountString", 12), ("name", 6),
-            ("_molecularFormula", 11), ("", 0), ("", 0), ("role", 4),
         ],
     };
 }

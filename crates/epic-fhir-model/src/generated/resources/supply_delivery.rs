@@ -73,24 +73,24 @@ pub struct SupplyDelivery {
 impl SupplyDelivery {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 835,
+        seed: 161,
         slots: &[
-            ("text", 9), ("", 0), ("", 0), ("basedOn", 14),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("status", 16), ("", 0), ("", 0), ("meta", 4),
-            ("partOf", 15), ("", 0), ("", 0), ("occurrenceTiming", 21),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ("_id", 3), ("", 0), ("", 0), ("type", 19),
-            ("", 0), ("identifier", 13), ("", 0), ("supplier", 22),
-            ("occurrenceDateTime", 21), ("language", 7), ("destination", 23), ("", 0),
-            ("", 0), ("suppliedItem", 20), ("occurrencePeriod", 21), ("_language", 8),
-            ("", 0), ("modifierExtension", 12), ("", 0), ("receiver", 24),
-            ("_implicitRules", 6), ("id", 2), ("", 0), ("_status", 17),
+            ("language", 7), ("", 0), ("resourceType", 1), ("", 0),
+            ("partOf", 15), ("destination", 23), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("receiver", 24), ("", 0),
+            ("basedOn", 14), ("", 0), ("occurrenceTiming", 21), ("", 0),
+            ("implicitRules", 5), ("suppliedItem", 20), ("", 0), ("", 0),
+            ("_implicitRules", 6), ("type", 19), ("", 0), ("extension", 11),
+            ("meta", 4), ("status", 16), ("_status", 17), ("", 0),
+            ("_language", 8), ("id", 2), ("contained", 10), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("implicitRules", 5),
-            ("", 0), ("patient", 18), ("", 0), ("", 0),
-            ("extension", 11), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("occurrencePeriod", 21), ("", 0), ("", 0),
+            ("identifier", 13), ("text", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("supplier", 22), ("", 0), ("modifierExtension", 12),
+            ("occurrenceDateTime", 21), ("", 0), ("patient", 18), ("", 0),
         ],
     };
 }
@@ -242,10 +242,10 @@ impl SupplyDeliverySuppliedItem {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("itemReference", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("quantity", 4), ("itemCodeableConcept", 5), ("", 0),
+            ("itemCodeableConcept", 5), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("quantity", 4), ("itemReference", 5), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -125,71 +125,39 @@ pub struct TerminologyCapabilities {
 impl TerminologyCapabilities {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 44,
+        seed: 2857,
         slots: &[
-            ("_purpose", 35), ("", 0), ("", 0), ("", 0),
-            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_experimental", 24), ("", 0), ("", 0),
-            ("", 0), ("purpose", 34), ("publisher", 27), ("", 0),
+            ("", 0), ("date", 25), ("jurisdiction", 33), ("lockedDate", 42),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("contained", 10), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("closure", 50), ("", 0), ("kind", 38),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("_description", 31), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_kind", 39),
+            ("modifierExtension", 12), ("_codeSearch", 47), ("resourceType", 1), ("codeSystem", 44),
+            ("", 0), ("", 0), ("implicitRules", 5), ("", 0),
+            ("language", 7), ("", 0), ("", 0), ("", 0),
+            ("codeSearch", 46), ("", 0), ("useContext", 32), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("url", 13), ("contained", 10), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("translation", 49), ("codeSearch", 46),
-            ("", 0), ("", 0), ("", 0), ("name", 17),
-            ("", 0), ("", 0), ("", 0), ("_title", 20),
-            ("_date", 26), ("_copyright", 37), ("modifierExtension", 12), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("codeSystem", 44),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_status", 22), ("", 0), ("", 0), ("", 0),
-            ("kind", 38), ("", 0), ("", 0), ("implementation", 41),
-            ("", 0), ("implicitRules", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("copyright", 36), ("", 0), ("url", 13), ("", 0),
-            ("", 0), ("", 0), ("_version", 16), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_url", 14), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("software", 40), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("", 0), ("_kind", 39), ("", 0),
-            ("", 0), ("", 0), ("_language", 8), ("_codeSearch", 47),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("expansion", 45), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_lockedDate", 43), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("description", 30), ("", 0), ("jurisdiction", 33), ("", 0),
-            ("title", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_publisher", 28), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_name", 18),
-            ("", 0), ("", 0), ("closure", 50), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 7), ("extension", 11),
-            ("meta", 4), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("contact", 29),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_description", 31), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("text", 9),
-            ("useContext", 32), ("validateCode", 48), ("", 0), ("version", 15),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("status", 21), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_implicitRules", 6), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("experimental", 23), ("", 0),
-            ("", 0), ("lockedDate", 42), ("", 0), ("", 0),
-            ("date", 25), ("", 0), ("", 0), ("", 0),
+            ("publisher", 27), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("contact", 29), ("implementation", 41),
+            ("validateCode", 48), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_implicitRules", 6), ("", 0), ("", 0),
+            ("text", 9), ("", 0), ("", 0), ("_version", 16),
+            ("translation", 49), ("id", 2), ("_date", 26), ("experimental", 23),
+            ("_lockedDate", 43), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("version", 15), ("", 0), ("", 0),
+            ("", 0), ("_publisher", 28), ("", 0), ("", 0),
+            ("purpose", 34), ("software", 40), ("_copyright", 37), ("", 0),
+            ("", 0), ("status", 21), ("meta", 4), ("", 0),
+            ("", 0), ("_title", 20), ("", 0), ("_status", 22),
+            ("", 0), ("", 0), ("_experimental", 24), ("", 0),
+            ("description", 30), ("title", 19), ("copyright", 36), ("", 0),
+            ("name", 17), ("", 0), ("_url", 14), ("", 0),
+            ("_purpose", 35), ("", 0), ("expansion", 45), ("", 0),
+            ("", 0), ("_name", 18), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_id", 3), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
@@ -392,12 +360,12 @@ pub struct TerminologyCapabilitiesClosure {
 impl TerminologyCapabilitiesClosure {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
             ("", 0), ("translation", 4), ("", 0), ("", 0),
-            ("_translation", 5), ("", 0), ("", 0), ("", 0),
+            ("_translation", 5), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -468,12 +436,12 @@ pub struct TerminologyCapabilitiesTranslation {
 impl TerminologyCapabilitiesTranslation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("needsMap", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_needsMap", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("needsMap", 4),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_needsMap", 5),
         ],
     };
 }
@@ -544,12 +512,12 @@ pub struct TerminologyCapabilitiesValidateCode {
 impl TerminologyCapabilitiesValidateCode {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("translations", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("_translations", 5), ("", 0), ("", 0),
+            ("", 0), ("translations", 4), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_translations", 5),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -634,16 +602,16 @@ pub struct TerminologyCapabilitiesExpansion {
 impl TerminologyCapabilitiesExpansion {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 5,
         slots: &[
-            ("", 0), ("textFilter", 11), ("", 0), ("", 0),
-            ("_hierarchical", 5), ("", 0), ("", 0), ("", 0),
-            ("_paging", 7), ("", 0), ("parameter", 10), ("", 0),
-            ("hierarchical", 4), ("incomplete", 8), ("", 0), ("", 0),
-            ("id", 1), ("_textFilter", 12), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("paging", 6), ("", 0),
-            ("", 0), ("", 0), ("_incomplete", 9), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("hierarchical", 4), ("", 0), ("", 0), ("", 0),
+            ("parameter", 10), ("", 0), ("id", 1), ("_incomplete", 9),
+            ("", 0), ("_textFilter", 12), ("", 0), ("", 0),
+            ("", 0), ("_hierarchical", 5), ("", 0), ("", 0),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("_paging", 7),
+            ("", 0), ("", 0), ("", 0), ("incomplete", 8),
+            ("", 0), ("textFilter", 11), ("", 0), ("paging", 6),
+            ("", 0), ("", 0), ("", 0), ("extension", 2),
         ],
     };
 }
@@ -732,12 +700,12 @@ pub struct TerminologyCapabilitiesExpansionParameter {
 impl TerminologyCapabilitiesExpansionParameter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 11,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("name", 4),
-            ("", 0), ("extension", 2), ("_documentation", 7), ("_name", 5),
-            ("documentation", 6), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("documentation", 6), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("_documentation", 7), ("id", 1),
+            ("", 0), ("", 0), ("_name", 5), ("name", 4),
         ],
     };
 }
@@ -818,12 +786,12 @@ pub struct TerminologyCapabilitiesCodeSystem {
 impl TerminologyCapabilitiesCodeSystem {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 12,
+        seed: 22,
         slots: &[
-            ("version", 6), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("uri", 4), ("_uri", 5),
-            ("id", 1), ("modifierExtension", 3), ("subsumption", 7), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_subsumption", 8),
+            ("", 0), ("extension", 2), ("uri", 4), ("", 0),
+            ("", 0), ("version", 6), ("", 0), ("", 0),
+            ("id", 1), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("_uri", 5), ("_subsumption", 8), ("subsumption", 7), ("", 0),
         ],
     };
 }
@@ -918,16 +886,16 @@ pub struct TerminologyCapabilitiesCodeSystemVersion {
 impl TerminologyCapabilitiesCodeSystemVersion {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 41,
         slots: &[
-            ("", 0), ("language", 10), ("extension", 2), ("", 0),
-            ("_property", 14), ("", 0), ("", 0), ("compositional", 8),
-            ("_code", 5), ("", 0), ("", 0), ("code", 4),
-            ("modifierExtension", 3), ("filter", 12), ("isDefault", 6), ("_compositional", 9),
-            ("", 0), ("", 0), ("", 0), ("_isDefault", 7),
-            ("", 0), ("", 0), ("", 0), ("_language", 11),
-            ("", 0), ("", 0), ("property", 13), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("compositional", 8), ("", 0), ("isDefault", 6), ("", 0),
+            ("extension", 2), ("", 0), ("property", 13), ("", 0),
+            ("_compositional", 9), ("_isDefault", 7), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("code", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("_property", 14), ("_code", 5), ("", 0), ("", 0),
+            ("", 0), ("language", 10), ("_language", 11), ("filter", 12),
         ],
     };
 }
@@ -1018,12 +986,12 @@ pub struct TerminologyCapabilitiesCodeSystemVersionFilter {
 impl TerminologyCapabilitiesCodeSystemVersionFilter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 7,
         slots: &[
-            ("id", 1), ("", 0), ("_code", 5), ("modifierExtension", 3),
-            ("op", 6), ("", 0), ("code", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("extension", 2),
-            ("", 0), ("_op", 7), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("op", 6), ("_op", 7),
+            ("id", 1), ("", 0), ("", 0), ("_code", 5),
+            ("", 0), ("", 0), ("", 0), ("code", 4),
         ],
     };
 }
@@ -1101,12 +1069,12 @@ pub struct TerminologyCapabilitiesImplementation {
 impl TerminologyCapabilitiesImplementation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("_url", 7), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 5), ("url", 6), ("", 0), ("extension", 2),
-            ("", 0), ("description", 4), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_url", 7),
+            ("", 0), ("url", 6), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("description", 4), ("", 0), ("", 0), ("_description", 5),
         ],
     };
 }
@@ -1185,12 +1153,12 @@ pub struct TerminologyCapabilitiesSoftware {
 impl TerminologyCapabilitiesSoftware {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 3,
         slots: &[
-            ("name", 4), ("", 0), ("", 0), ("", 0),
-            ("_name", 5), ("", 0), ("_version", 7), ("", 0),
-            ("", 0), ("", 0), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("version", 6), ("", 0),
+            ("_name", 5), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("", 0), ("name", 4), ("_version", 7), ("extension", 2),
+            ("", 0), ("", 0), ("", 0), ("version", 6),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

@@ -85,24 +85,24 @@ pub struct TestReport {
 impl TestReport {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2977,
+        seed: 416,
         slots: &[
-            ("", 0), ("score", 21), ("_implicitRules", 6), ("id", 2),
-            ("_score", 22), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("result", 19), ("_result", 20),
-            ("testScript", 18), ("", 0), ("setup", 28), ("tester", 23),
-            ("", 0), ("", 0), ("text", 9), ("_issued", 26),
-            ("", 0), ("language", 7), ("_id", 3), ("", 0),
-            ("identifier", 13), ("", 0), ("implicitRules", 5), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("_status", 17), ("status", 16),
+            ("", 0), ("contained", 10), ("", 0), ("", 0),
+            ("", 0), ("setup", 28), ("test", 29), ("", 0),
+            ("status", 16), ("_implicitRules", 6), ("result", 19), ("id", 2),
+            ("", 0), ("", 0), ("_result", 20), ("", 0),
+            ("", 0), ("name", 14), ("", 0), ("", 0),
+            ("", 0), ("identifier", 13), ("", 0), ("testScript", 18),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_tester", 24), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_name", 15), ("", 0),
-            ("_language", 8), ("issued", 25), ("", 0), ("", 0),
-            ("", 0), ("name", 14), ("meta", 4), ("teardown", 30),
-            ("test", 29), ("", 0), ("extension", 11), ("", 0),
-            ("", 0), ("", 0), ("contained", 10), ("participant", 27),
+            ("", 0), ("teardown", 30), ("score", 21), ("issued", 25),
+            ("", 0), ("_tester", 24), ("", 0), ("", 0),
+            ("_id", 3), ("text", 9), ("", 0), ("", 0),
+            ("participant", 27), ("_name", 15), ("language", 7), ("_language", 8),
+            ("", 0), ("extension", 11), ("implicitRules", 5), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 12), ("", 0),
+            ("", 0), ("tester", 23), ("_status", 17), ("", 0),
+            ("_score", 22), ("meta", 4), ("", 0), ("", 0),
+            ("_issued", 26), ("resourceType", 1), ("", 0), ("", 0),
         ],
     };
 }
@@ -266,8 +266,8 @@ impl TestReportTeardown {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("action", 4),
         ],
     };
 }
@@ -334,10 +334,10 @@ pub struct TestReportTeardownAction {
 impl TestReportTeardownAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("operation", 4), ("id", 1), ("", 0),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("operation", 4), ("", 0),
         ],
     };
 }
@@ -414,12 +414,12 @@ pub struct TestReportTest {
 impl TestReportTest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("name", 4), ("action", 8), ("description", 6),
-            ("_description", 7), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+            ("action", 8), ("", 0), ("", 0), ("id", 1),
+            ("_name", 5), ("description", 6), ("modifierExtension", 3), ("", 0),
+            ("_description", 7), ("extension", 2), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -496,12 +496,12 @@ pub struct TestReportTestAction {
 impl TestReportTestAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("operation", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("operation", 4), ("", 0), ("id", 1),
+            ("assert", 5), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -572,8 +572,8 @@ impl TestReportSetup {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("action", 4),
         ],
     };
 }
@@ -642,12 +642,12 @@ pub struct TestReportSetupAction {
 impl TestReportSetupAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("operation", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("operation", 4), ("", 0), ("id", 1),
+            ("assert", 5), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -726,16 +726,16 @@ pub struct TestReportSetupActionAssert {
 impl TestReportSetupActionAssert {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 6,
         slots: &[
-            ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("_message", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("message", 6), ("", 0), ("", 0),
+            ("extension", 2), ("_result", 5), ("_detail", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("detail", 8), ("", 0),
             ("", 0), ("", 0), ("result", 4), ("", 0),
-            ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("detail", 8), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -822,16 +822,16 @@ pub struct TestReportSetupActionOperation {
 impl TestReportSetupActionOperation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 6,
         slots: &[
-            ("message", 6), ("_message", 7), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("_message", 7), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("message", 6), ("", 0), ("", 0),
+            ("extension", 2), ("_result", 5), ("_detail", 9), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("modifierExtension", 3), ("", 0), ("detail", 8), ("", 0),
             ("", 0), ("", 0), ("result", 4), ("", 0),
-            ("_detail", 9), ("", 0), ("_result", 5), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("detail", 8), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -918,16 +918,16 @@ pub struct TestReportParticipant {
 impl TestReportParticipant {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
+            ("", 0), ("_type", 5), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("_uri", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("display", 8), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("display", 8), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("type", 4),
-            ("id", 1), ("", 0), ("_display", 9), ("modifierExtension", 3),
             ("", 0), ("", 0), ("uri", 6), ("", 0),
-            ("", 0), ("_uri", 7), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("_type", 5), ("", 0),
+            ("_display", 9), ("id", 1), ("type", 4), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }

@@ -119,72 +119,40 @@ pub struct TestScript {
 impl TestScript {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 402,
+        seed: 6311,
         slots: &[
-            ("", 0), ("version", 16), ("", 0), ("copyright", 37),
-            ("_language", 8), ("url", 13), ("", 0), ("", 0),
-            ("description", 31), ("", 0), ("_experimental", 25), ("_id", 3),
-            ("", 0), ("", 0), ("_name", 19), ("variable", 44),
-            ("contact", 30), ("", 0), ("", 0), ("_description", 32),
-            ("", 0), ("publisher", 28), ("", 0), ("profile", 43),
-            ("", 0), ("", 0), ("", 0), ("_copyright", 38),
+            ("", 0), ("", 0), ("destination", 40), ("id", 2),
+            ("", 0), ("", 0), ("contact", 30), ("", 0),
+            ("useContext", 33), ("_publisher", 29), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_language", 8), ("_status", 23), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("teardown", 47),
+            ("", 0), ("", 0), ("language", 7), ("", 0),
+            ("experimental", 24), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("setup", 45),
+            ("", 0), ("", 0), ("_implicitRules", 6), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("description", 31), ("version", 16), ("meta", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("useContext", 33), ("", 0), ("", 0),
-            ("date", 26), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_version", 17), ("teardown", 47),
-            ("", 0), ("", 0), ("status", 22), ("", 0),
-            ("title", 20), ("", 0), ("", 0), ("", 0),
-            ("language", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("metadata", 41),
+            ("", 0), ("", 0), ("", 0), ("_experimental", 25),
+            ("", 0), ("", 0), ("", 0), ("publisher", 28),
+            ("fixture", 42), ("", 0), ("", 0), ("metadata", 41),
+            ("", 0), ("", 0), ("", 0), ("status", 22),
+            ("", 0), ("", 0), ("test", 46), ("", 0),
+            ("origin", 39), ("", 0), ("_title", 21), ("_id", 3),
+            ("", 0), ("extension", 11), ("", 0), ("", 0),
+            ("text", 9), ("_purpose", 36), ("_description", 32), ("", 0),
+            ("_version", 17), ("", 0), ("title", 20), ("_copyright", 38),
+            ("date", 26), ("", 0), ("", 0), ("resourceType", 1),
+            ("copyright", 37), ("", 0), ("_name", 19), ("", 0),
+            ("identifier", 15), ("", 0), ("url", 13), ("implicitRules", 5),
+            ("", 0), ("", 0), ("", 0), ("profile", 43),
+            ("", 0), ("", 0), ("purpose", 35), ("jurisdiction", 34),
+            ("_date", 27), ("", 0), ("", 0), ("_url", 14),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("resourceType", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_title", 21), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_url", 14), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_purpose", 36),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_status", 23), ("experimental", 24), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_publisher", 29),
-            ("", 0), ("", 0), ("id", 2), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("purpose", 35), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("origin", 39), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("name", 18),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("destination", 40),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("identifier", 15), ("", 0),
-            ("jurisdiction", 34), ("", 0), ("setup", 45), ("", 0),
-            ("modifierExtension", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("contained", 10), ("", 0),
-            ("", 0), ("test", 46), ("", 0), ("fixture", 42),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("text", 9), ("", 0), ("", 0), ("", 0),
-            ("implicitRules", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_date", 27), ("", 0), ("", 0),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("extension", 11), ("", 0),
+            ("modifierExtension", 12), ("name", 18), ("", 0), ("", 0),
+            ("contained", 10), ("", 0), ("", 0), ("variable", 44),
         ],
     };
 }
@@ -380,8 +348,8 @@ impl TestScriptTeardown {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("action", 4),
         ],
     };
 }
@@ -448,10 +416,10 @@ pub struct TestScriptTeardownAction {
 impl TestScriptTeardownAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 0,
         slots: &[
-            ("modifierExtension", 3), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("operation", 4), ("id", 1), ("", 0),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("operation", 4), ("", 0),
         ],
     };
 }
@@ -528,12 +496,12 @@ pub struct TestScriptTest {
 impl TestScriptTest {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 5,
+        seed: 10,
         slots: &[
-            ("", 0), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("name", 4), ("action", 8), ("description", 6),
-            ("_description", 7), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("id", 1), ("_name", 5),
+            ("action", 8), ("", 0), ("", 0), ("id", 1),
+            ("_name", 5), ("description", 6), ("modifierExtension", 3), ("", 0),
+            ("_description", 7), ("extension", 2), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -610,12 +578,12 @@ pub struct TestScriptTestAction {
 impl TestScriptTestAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("operation", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("operation", 4), ("", 0), ("id", 1),
+            ("assert", 5), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -686,8 +654,8 @@ impl TestScriptSetup {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("action", 4),
+            ("", 0), ("id", 1), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("action", 4),
         ],
     };
 }
@@ -756,12 +724,12 @@ pub struct TestScriptSetupAction {
 impl TestScriptSetupAction {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("assert", 5), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("operation", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("operation", 4), ("", 0), ("id", 1),
+            ("assert", 5), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
         ],
     };
 }
@@ -916,40 +884,72 @@ pub struct TestScriptSetupActionAssert {
 impl TestScriptSetupActionAssert {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7458,
+        seed: 133,
         slots: &[
-            ("_contentType", 17), ("", 0), ("", 0), ("", 0),
-            ("_resource", 35), ("path", 28), ("compareToSourceExpression", 12), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_path", 29), ("", 0), ("_operator", 27),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("minimumId", 22), ("_responseCode", 39),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("headerField", 20), ("modifierExtension", 3),
-            ("_validateProfileId", 43), ("warningOnly", 46), ("", 0), ("", 0),
+            ("_direction", 9), ("_sourceId", 41), ("contentType", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("compareToSourcePath", 14), ("contentType", 16), ("_requestURL", 33), ("description", 6),
             ("", 0), ("", 0), ("_requestMethod", 31), ("", 0),
-            ("_navigationLinks", 25), ("", 0), ("", 0), ("operator", 26),
-            ("_response", 37), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_warningOnly", 47), ("_minimumId", 23), ("_compareToSourceId", 11),
-            ("", 0), ("", 0), ("", 0), ("label", 4),
-            ("", 0), ("", 0), ("_value", 45), ("_label", 5),
+            ("", 0), ("", 0), ("_compareToSourcePath", 15), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_label", 5), ("", 0), ("_warningOnly", 47), ("", 0),
+            ("", 0), ("", 0), ("label", 4), ("", 0),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("compareToSourceExpression", 12), ("value", 44), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("_compareToSourceExpression", 13),
-            ("", 0), ("", 0), ("response", 36), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("requestMethod", 30),
-            ("requestURL", 32), ("_sourceId", 41), ("compareToSourceId", 10), ("_direction", 9),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("expression", 18),
-            ("direction", 8), ("sourceId", 40), ("", 0), ("", 0),
-            ("", 0), ("validateProfileId", 42), ("responseCode", 38), ("", 0),
-            ("", 0), ("", 0), ("_description", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("navigationLinks", 24), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("_expression", 19), ("_headerField", 21), ("", 0),
-            ("_compareToSourcePath", 15), ("resource", 34), ("", 0), ("", 0),
-            ("", 0), ("value", 44), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("compareToSourceId", 10), ("", 0),
+            ("_responseCode", 39), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("response", 36), ("", 0), ("", 0),
+            ("", 0), ("_navigationLinks", 25), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("minimumId", 22), ("", 0), ("sourceId", 40), ("", 0),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("requestURL", 32),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_minimumId", 23), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_headerField", 21), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_operator", 27), ("", 0), ("warningOnly", 46), ("compareToSourcePath", 14),
+            ("", 0), ("_description", 7), ("", 0), ("_contentType", 17),
+            ("", 0), ("requestMethod", 30), ("", 0), ("", 0),
+            ("description", 6), ("resource", 34), ("", 0), ("_response", 37),
+            ("", 0), ("", 0), ("_expression", 19), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("direction", 8), ("validateProfileId", 42),
+            ("", 0), ("", 0), ("", 0), ("_validateProfileId", 43),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_path", 29), ("", 0),
+            ("expression", 18), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("responseCode", 38), ("headerField", 20), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("path", 28),
+            ("_value", 45), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("navigationLinks", 24), ("operator", 26), ("_resource", 35),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_compareToSourceId", 11), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_requestURL", 33), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1164,40 +1164,40 @@ pub struct TestScriptSetupActionOperation {
 impl TestScriptSetupActionOperation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 24,
         slots: &[
-            ("url", 34), ("", 0), ("", 0), ("", 0),
+            ("_url", 35), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_targetId", 33), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("id", 1),
-            ("params", 23), ("", 0), ("", 0), ("", 0),
+            ("sourceId", 30), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("_destination", 16), ("", 0), ("_sourceId", 31), ("", 0),
-            ("", 0), ("_responseId", 29), ("", 0), ("accept", 11),
-            ("", 0), ("_params", 24), ("description", 9), ("", 0),
-            ("", 0), ("", 0), ("requestHeader", 25), ("", 0),
-            ("", 0), ("responseId", 28), ("", 0), ("", 0),
-            ("origin", 21), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("_method", 20), ("", 0), ("label", 7),
-            ("encodeRequestUrl", 17), ("", 0), ("", 0), ("type", 4),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("targetId", 32), ("", 0), ("", 0), ("", 0),
-            ("requestId", 26), ("", 0), ("", 0), ("_origin", 22),
-            ("", 0), ("", 0), ("", 0), ("contentType", 13),
-            ("", 0), ("_accept", 12), ("", 0), ("", 0),
-            ("", 0), ("method", 19), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_resource", 6),
-            ("", 0), ("_encodeRequestUrl", 18), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_contentType", 14),
-            ("_requestId", 27), ("", 0), ("_description", 10), ("", 0),
-            ("_label", 8), ("_url", 35), ("destination", 15), ("", 0),
+            ("", 0), ("type", 4), ("", 0), ("", 0),
+            ("", 0), ("label", 7), ("", 0), ("", 0),
+            ("_contentType", 14), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("resource", 5), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("sourceId", 30),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_targetId", 33), ("", 0), ("responseId", 28), ("encodeRequestUrl", 17),
+            ("", 0), ("_description", 10), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_accept", 12), ("", 0),
+            ("", 0), ("accept", 11), ("targetId", 32), ("_destination", 16),
+            ("", 0), ("", 0), ("", 0), ("_method", 20),
+            ("", 0), ("", 0), ("destination", 15), ("", 0),
+            ("", 0), ("params", 23), ("", 0), ("id", 1),
+            ("", 0), ("_resource", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_sourceId", 31),
+            ("_requestId", 27), ("url", 34), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_responseId", 29),
+            ("", 0), ("", 0), ("extension", 2), ("", 0),
+            ("contentType", 13), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("origin", 21), ("_params", 24),
+            ("requestId", 26), ("", 0), ("requestHeader", 25), ("", 0),
+            ("resource", 5), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("method", 19),
+            ("", 0), ("", 0), ("", 0), ("_label", 8),
+            ("", 0), ("", 0), ("description", 9), ("_encodeRequestUrl", 18),
+            ("_origin", 22), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1332,12 +1332,12 @@ pub struct TestScriptSetupActionOperationRequestHeader {
 impl TestScriptSetupActionOperationRequestHeader {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("_value", 7), ("", 0),
-            ("", 0), ("field", 4), ("value", 6), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("_field", 5),
+            ("field", 4), ("value", 6), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("_field", 5), ("_value", 7), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -1440,24 +1440,24 @@ pub struct TestScriptVariable {
 impl TestScriptVariable {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 4,
+        seed: 2,
         slots: &[
-            ("_description", 9), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_sourceId", 19), ("", 0),
+            ("hint", 14), ("", 0), ("sourceId", 18), ("", 0),
+            ("", 0), ("_description", 9), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("_path", 17), ("", 0),
+            ("defaultValue", 6), ("", 0), ("", 0), ("", 0),
+            ("path", 16), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("description", 8), ("name", 4), ("", 0),
+            ("_defaultValue", 7), ("", 0), ("", 0), ("_headerField", 13),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_hint", 15), ("hint", 14), ("", 0), ("_headerField", 13),
-            ("", 0), ("_name", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("path", 16), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("expression", 10), ("_defaultValue", 7),
+            ("_hint", 15), ("headerField", 12), ("", 0), ("", 0),
+            ("_name", 5), ("expression", 10), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("headerField", 12), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("sourceId", 18), ("", 0), ("", 0),
-            ("defaultValue", 6), ("", 0), ("", 0), ("_sourceId", 19),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("_path", 17), ("", 0), ("", 0), ("_expression", 11),
+            ("", 0), ("", 0), ("name", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("description", 8),
+            ("", 0), ("_expression", 11), ("", 0), ("", 0),
         ],
     };
 }
@@ -1562,12 +1562,12 @@ pub struct TestScriptFixture {
 impl TestScriptFixture {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 7,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("resource", 8), ("id", 1),
-            ("", 0), ("", 0), ("_autodelete", 7), ("modifierExtension", 3),
-            ("_autocreate", 5), ("autocreate", 4), ("", 0), ("extension", 2),
-            ("", 0), ("autodelete", 6), ("", 0), ("", 0),
+            ("_autodelete", 7), ("extension", 2), ("", 0), ("", 0),
+            ("autocreate", 4), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("resource", 8), ("autodelete", 6), ("id", 1),
+            ("", 0), ("", 0), ("", 0), ("_autocreate", 5),
         ],
     };
 }
@@ -1646,10 +1646,10 @@ impl TestScriptMetadata {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("id", 1), ("", 0), ("", 0), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("capability", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("link", 4),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("", 0),
+            ("capability", 5), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("link", 4),
         ],
     };
 }
@@ -1746,22 +1746,22 @@ impl TestScriptMetadataCapability {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 2,
         slots: &[
-            ("", 0), ("capabilities", 16), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_link", 15), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_description", 9), ("", 0), ("_origin", 11),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("validated", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("capabilities", 16), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_capabilities", 17), ("_validated", 7),
+            ("link", 14), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("required", 4),
             ("", 0), ("", 0), ("origin", 10), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("destination", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_destination", 13), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("_required", 5), ("description", 8),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 9), ("", 0), ("", 0), ("", 0),
-            ("_link", 15), ("_required", 5), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("validated", 6),
-            ("", 0), ("", 0), ("required", 4), ("_origin", 11),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("description", 8), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("destination", 12),
-            ("_validated", 7), ("", 0), ("", 0), ("link", 14),
-            ("", 0), ("_capabilities", 17), ("", 0), ("extension", 2),
-            ("_destination", 13), ("", 0), ("", 0), ("", 0),
         ],
     };
 }
@@ -1858,12 +1858,12 @@ pub struct TestScriptMetadataLink {
 impl TestScriptMetadataLink {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 1,
         slots: &[
-            ("id", 1), ("", 0), ("_url", 5), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 7), ("url", 4), ("", 0), ("extension", 2),
-            ("", 0), ("description", 6), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("_url", 5),
+            ("", 0), ("url", 4), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("description", 6), ("", 0), ("", 0), ("_description", 7),
         ],
     };
 }
@@ -1940,12 +1940,12 @@ pub struct TestScriptDestination {
 impl TestScriptDestination {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("profile", 6),
-            ("", 0), ("_index", 5), ("", 0), ("id", 1),
+            ("", 0), ("extension", 2), ("", 0), ("index", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("profile", 6), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("_index", 5), ("", 0),
         ],
     };
 }
@@ -2022,12 +2022,12 @@ pub struct TestScriptOrigin {
 impl TestScriptOrigin {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 9,
+        seed: 1,
         slots: &[
-            ("", 0), ("", 0), ("index", 4), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("extension", 2), ("", 0), ("", 0), ("profile", 6),
-            ("", 0), ("_index", 5), ("", 0), ("id", 1),
+            ("", 0), ("extension", 2), ("", 0), ("index", 4),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("profile", 6), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("_index", 5), ("", 0),
         ],
     };
 }

@@ -109,40 +109,40 @@ pub struct ValueSet {
 impl ValueSet {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 551,
+        seed: 1759,
         slots: &[
-            ("", 0), ("", 0), ("", 0), ("_date", 27),
-            ("expansion", 42), ("_purpose", 38), ("", 0), ("", 0),
-            ("_id", 3), ("contained", 10), ("", 0), ("", 0),
-            ("_experimental", 25), ("", 0), ("_publisher", 29), ("", 0),
-            ("description", 31), ("", 0), ("", 0), ("", 0),
-            ("url", 13), ("", 0), ("_version", 17), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("contact", 30),
-            ("", 0), ("", 0), ("compose", 41), ("", 0),
-            ("", 0), ("", 0), ("meta", 4), ("", 0),
-            ("", 0), ("title", 20), ("_language", 8), ("", 0),
-            ("jurisdiction", 34), ("", 0), ("", 0), ("identifier", 15),
+            ("", 0), ("language", 7), ("", 0), ("_status", 23),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_copyright", 40), ("experimental", 24), ("", 0),
+            ("url", 13), ("_title", 21), ("", 0), ("", 0),
+            ("jurisdiction", 34), ("", 0), ("", 0), ("", 0),
+            ("description", 31), ("implicitRules", 5), ("_date", 27), ("_copyright", 40),
+            ("compose", 41), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_description", 32), ("", 0), ("immutable", 35), ("", 0),
+            ("_language", 8), ("", 0), ("", 0), ("", 0),
+            ("_id", 3), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("resourceType", 1), ("", 0),
-            ("_immutable", 36), ("date", 26), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_title", 21), ("_status", 23),
-            ("_implicitRules", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("title", 20), ("_experimental", 25),
+            ("_publisher", 29), ("immutable", 35), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 2), ("", 0), ("extension", 11), ("", 0),
-            ("_name", 19), ("", 0), ("publisher", 28), ("copyright", 39),
-            ("status", 22), ("", 0), ("language", 7), ("", 0),
+            ("modifierExtension", 12), ("", 0), ("", 0), ("name", 18),
+            ("", 0), ("copyright", 39), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_url", 14), ("", 0), ("", 0), ("", 0),
+            ("useContext", 33), ("", 0), ("_implicitRules", 6), ("status", 22),
+            ("", 0), ("", 0), ("", 0), ("_description", 32),
+            ("_purpose", 38), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("_url", 14), ("", 0), ("contact", 30),
+            ("", 0), ("contained", 10), ("version", 16), ("_immutable", 36),
+            ("", 0), ("", 0), ("", 0), ("identifier", 15),
+            ("expansion", 42), ("", 0), ("", 0), ("extension", 11),
+            ("", 0), ("", 0), ("_version", 17), ("resourceType", 1),
+            ("", 0), ("", 0), ("experimental", 24), ("", 0),
+            ("", 0), ("purpose", 37), ("meta", 4), ("", 0),
+            ("id", 2), ("", 0), ("", 0), ("_name", 19),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("useContext", 33), ("modifierExtension", 12),
-            ("purpose", 37), ("name", 18), ("", 0), ("", 0),
-            ("", 0), ("version", 16), ("implicitRules", 5), ("text", 9),
+            ("", 0), ("", 0), ("date", 26), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("text", 9), ("publisher", 28), ("", 0),
         ],
     };
 }
@@ -344,16 +344,16 @@ pub struct ValueSetExpansion {
 impl ValueSetExpansion {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 88,
+        seed: 74,
         slots: &[
-            ("", 0), ("", 0), ("offset", 10), ("", 0),
-            ("", 0), ("total", 8), ("contains", 13), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_timestamp", 7),
-            ("", 0), ("_total", 9), ("", 0), ("timestamp", 6),
-            ("extension", 2), ("modifierExtension", 3), ("parameter", 12), ("", 0),
-            ("", 0), ("_identifier", 5), ("", 0), ("", 0),
-            ("", 0), ("_offset", 11), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("identifier", 4), ("id", 1),
+            ("parameter", 12), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("id", 1), ("modifierExtension", 3), ("total", 8), ("", 0),
+            ("timestamp", 6), ("", 0), ("", 0), ("offset", 10),
+            ("_identifier", 5), ("", 0), ("_total", 9), ("identifier", 4),
+            ("", 0), ("", 0), ("", 0), ("_offset", 11),
+            ("", 0), ("_timestamp", 7), ("extension", 2), ("", 0),
+            ("", 0), ("", 0), ("contains", 13), ("", 0),
         ],
     };
 }
@@ -464,23 +464,23 @@ pub struct ValueSetExpansionContains {
 impl ValueSetExpansionContains {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 8,
+        seed: 0,
         slots: &[
+            ("_code", 13), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("version", 10), ("", 0), ("", 0), ("_display", 15),
-            ("", 0), ("", 0), ("extension", 2), ("system", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("abstract", 6), ("", 0),
-            ("", 0), ("", 0), ("_code", 13), ("_inactive", 9),
+            ("", 0), ("display", 14), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("abstract", 6),
+            ("", 0), ("", 0), ("", 0), ("_version", 11),
+            ("_display", 15), ("id", 1), ("", 0), ("system", 4),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
+            ("designation", 16), ("contains", 17), ("modifierExtension", 3), ("", 0),
+            ("", 0), ("version", 10), ("", 0), ("", 0),
+            ("", 0), ("code", 12), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_abstract", 7), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("_abstract", 7), ("contains", 17), ("", 0),
-            ("", 0), ("", 0), ("_version", 11), ("", 0),
-            ("", 0), ("designation", 16), ("_system", 5), ("", 0),
-            ("", 0), ("inactive", 8), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("display", 14), ("", 0), ("", 0), ("code", 12),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_inactive", 9), ("", 0), ("_system", 5), ("", 0),
+            ("inactive", 8), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
@@ -578,16 +578,16 @@ pub struct ValueSetExpansionParameter {
 impl ValueSetExpansionParameter {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 42,
         slots: &[
-            ("", 0), ("valueDecimal", 6), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("valueDateTime", 6),
-            ("", 0), ("", 0), ("name", 4), ("", 0),
-            ("valueBoolean", 6), ("", 0), ("valueString", 6), ("", 0),
-            ("_name", 5), ("", 0), ("", 0), ("valueInteger", 6),
-            ("", 0), ("", 0), ("valueUri", 6), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("valueCode", 6), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("valueBoolean", 6), ("", 0),
+            ("_name", 5), ("extension", 2), ("valueDateTime", 6), ("", 0),
+            ("", 0), ("name", 4), ("", 0), ("modifierExtension", 3),
+            ("valueCode", 6), ("", 0), ("", 0), ("valueInteger", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("valueDecimal", 6), ("", 0), ("valueString", 6), ("", 0),
+            ("id", 1), ("", 0), ("valueUri", 6), ("", 0),
         ],
     };
 }
@@ -668,16 +668,16 @@ pub struct ValueSetCompose {
 impl ValueSetCompose {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 3,
         slots: &[
-            ("_inactive", 7), ("", 0), ("_lockedDate", 5), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("inactive", 6), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("lockedDate", 4), ("_lockedDate", 5),
+            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("exclude", 9), ("", 0), ("", 0), ("_inactive", 7),
+            ("", 0), ("", 0), ("include", 8), ("extension", 2),
             ("", 0), ("", 0), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("lockedDate", 4),
-            ("", 0), ("include", 8), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("inactive", 6),
-            ("", 0), ("", 0), ("", 0), ("exclude", 9),
         ],
     };
 }
@@ -768,16 +768,16 @@ pub struct ValueSetComposeInclude {
 impl ValueSetComposeInclude {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 3,
+        seed: 9,
         slots: &[
+            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("", 0), ("", 0), ("concept", 8), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("concept", 8), ("", 0), ("", 0),
-            ("", 0), ("modifierExtension", 3), ("version", 6), ("extension", 2),
-            ("", 0), ("", 0), ("filter", 9), ("_version", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("valueSet", 10), ("", 0), ("", 0),
-            ("system", 4), ("_system", 5), ("", 0), ("_valueSet", 11),
+            ("", 0), ("", 0), ("", 0), ("modifierExtension", 3),
+            ("", 0), ("_system", 5), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("_valueSet", 11), ("", 0),
+            ("_version", 7), ("extension", 2), ("version", 6), ("", 0),
+            ("filter", 9), ("", 0), ("valueSet", 10), ("system", 4),
         ],
     };
 }
@@ -869,14 +869,14 @@ impl ValueSetComposeIncludeFilter {
     const KEYS: rt::KeyTable = rt::KeyTable {
         seed: 0,
         slots: &[
-            ("", 0), ("", 0), ("op", 6), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_property", 5),
+            ("", 0), ("value", 8), ("modifierExtension", 3), ("property", 4),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("property", 4), ("", 0),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("value", 8),
-            ("_value", 9), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("_op", 7),
+            ("", 0), ("", 0), ("_op", 7), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("_property", 5), ("", 0), ("", 0), ("", 0),
+            ("op", 6), ("", 0), ("_value", 9), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("extension", 2), ("", 0), ("", 0),
         ],
     };
 }
@@ -961,12 +961,12 @@ pub struct ValueSetComposeIncludeConcept {
 impl ValueSetComposeIncludeConcept {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1,
+        seed: 18,
         slots: &[
-            ("", 0), ("designation", 8), ("", 0), ("display", 6),
-            ("", 0), ("code", 4), ("", 0), ("_display", 7),
-            ("", 0), ("_code", 5), ("extension", 2), ("modifierExtension", 3),
-            ("id", 1), ("", 0), ("", 0), ("", 0),
+            ("extension", 2), ("designation", 8), ("", 0), ("display", 6),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("code", 4), ("", 0), ("", 0), ("", 0),
+            ("_code", 5), ("modifierExtension", 3), ("id", 1), ("_display", 7),
         ],
     };
 }
@@ -1049,12 +1049,12 @@ pub struct ValueSetComposeIncludeConceptDesignation {
 impl ValueSetComposeIncludeConceptDesignation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 21,
+        seed: 17,
         slots: &[
-            ("_value", 8), ("", 0), ("modifierExtension", 3), ("_language", 5),
-            ("extension", 2), ("", 0), ("use", 6), ("", 0),
-            ("value", 7), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("language", 4), ("id", 1),
+            ("", 0), ("", 0), ("_language", 5), ("value", 7),
+            ("use", 6), ("", 0), ("", 0), ("extension", 2),
+            ("modifierExtension", 3), ("", 0), ("", 0), ("language", 4),
+            ("", 0), ("id", 1), ("_value", 8), ("", 0),
         ],
     };
 }

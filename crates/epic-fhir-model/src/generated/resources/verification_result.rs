@@ -85,24 +85,24 @@ pub struct VerificationResult {
 impl VerificationResult {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 1236,
+        seed: 5361,
         slots: &[
-            ("", 0), ("", 0), ("validator", 31), ("", 0),
-            ("_statusDate", 20), ("", 0), ("_status", 18), ("contained", 10),
-            ("", 0), ("", 0), ("", 0), ("_id", 3),
-            ("", 0), ("", 0), ("_lastPerformed", 25), ("", 0),
+            ("resourceType", 1), ("", 0), ("", 0), ("", 0),
+            ("targetLocation", 14), ("", 0), ("validationType", 21), ("failureAction", 28),
+            ("text", 9), ("", 0), ("", 0), ("implicitRules", 5),
+            ("", 0), ("lastPerformed", 24), ("", 0), ("status", 17),
+            ("", 0), ("", 0), ("id", 2), ("_targetLocation", 15),
+            ("", 0), ("extension", 11), ("", 0), ("meta", 4),
+            ("", 0), ("", 0), ("_status", 18), ("_lastPerformed", 25),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("nextScheduled", 26), ("_id", 3), ("language", 7), ("", 0),
+            ("", 0), ("", 0), ("statusDate", 19), ("need", 16),
+            ("", 0), ("_statusDate", 20), ("modifierExtension", 12), ("", 0),
+            ("frequency", 23), ("", 0), ("", 0), ("attestation", 30),
             ("", 0), ("", 0), ("", 0), ("_language", 8),
-            ("", 0), ("", 0), ("attestation", 30), ("frequency", 23),
-            ("", 0), ("lastPerformed", 24), ("implicitRules", 5), ("resourceType", 1),
-            ("extension", 11), ("primarySource", 29), ("", 0), ("", 0),
-            ("statusDate", 19), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("text", 9), ("meta", 4), ("_nextScheduled", 27),
-            ("_targetLocation", 15), ("", 0), ("", 0), ("", 0),
-            ("validationProcess", 22), ("", 0), ("", 0), ("language", 7),
-            ("_implicitRules", 6), ("", 0), ("need", 16), ("status", 17),
-            ("validationType", 21), ("nextScheduled", 26), ("", 0), ("failureAction", 28),
-            ("", 0), ("modifierExtension", 12), ("target", 13), ("", 0),
-            ("targetLocation", 14), ("", 0), ("", 0), ("id", 2),
+            ("_implicitRules", 6), ("", 0), ("primarySource", 29), ("contained", 10),
+            ("_nextScheduled", 27), ("", 0), ("validationProcess", 22), ("", 0),
+            ("target", 13), ("", 0), ("", 0), ("validator", 31),
         ],
     };
 }
@@ -269,12 +269,12 @@ pub struct VerificationResultValidator {
 impl VerificationResultValidator {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2,
+        seed: 0,
         slots: &[
-            ("id", 1), ("identityCertificate", 5), ("", 0), ("modifierExtension", 3),
-            ("", 0), ("", 0), ("_identityCertificate", 6), ("attestationSignature", 7),
-            ("", 0), ("", 0), ("organization", 4), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("identityCertificate", 5),
+            ("", 0), ("", 0), ("", 0), ("_identityCertificate", 6),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("organization", 4), ("extension", 2), ("attestationSignature", 7), ("", 0),
         ],
     };
 }
@@ -369,16 +369,16 @@ pub struct VerificationResultAttestation {
 impl VerificationResultAttestation {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 10,
+        seed: 30,
         slots: &[
-            ("", 0), ("_proxyIdentityCertificate", 12), ("", 0), ("extension", 2),
-            ("", 0), ("", 0), ("", 0), ("onBehalfOf", 5),
-            ("", 0), ("proxyIdentityCertificate", 11), ("sourceSignature", 14), ("sourceIdentityCertificate", 9),
-            ("_date", 8), ("", 0), ("proxySignature", 13), ("", 0),
-            ("communicationMethod", 6), ("id", 1), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("_sourceIdentityCertificate", 10), ("who", 4),
-            ("", 0), ("modifierExtension", 3), ("", 0), ("", 0),
-            ("", 0), ("date", 7), ("", 0), ("", 0),
+            ("_proxyIdentityCertificate", 12), ("", 0), ("_sourceIdentityCertificate", 10), ("", 0),
+            ("onBehalfOf", 5), ("proxySignature", 13), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("who", 4), ("", 0), ("sourceIdentityCertificate", 9), ("_date", 8),
+            ("", 0), ("proxyIdentityCertificate", 11), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("sourceSignature", 14),
+            ("date", 7), ("modifierExtension", 3), ("", 0), ("", 0),
+            ("extension", 2), ("", 0), ("", 0), ("communicationMethod", 6),
         ],
     };
 }
@@ -479,16 +479,16 @@ pub struct VerificationResultPrimarySource {
 impl VerificationResultPrimarySource {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 6,
+        seed: 10,
         slots: &[
-            ("_validationDate", 9), ("", 0), ("extension", 2), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("pushTypeAvailable", 11), ("", 0), ("", 0), ("canPushUpdates", 10),
+            ("who", 4), ("", 0), ("", 0), ("", 0),
+            ("type", 5), ("extension", 2), ("", 0), ("", 0),
+            ("validationDate", 8), ("_validationDate", 9), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("id", 1),
+            ("", 0), ("", 0), ("modifierExtension", 3), ("communicationMethod", 6),
             ("", 0), ("validationStatus", 7), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("communicationMethod", 6), ("", 0),
-            ("type", 5), ("", 0), ("", 0), ("", 0),
-            ("modifierExtension", 3), ("", 0), ("", 0), ("pushTypeAvailable", 11),
-            ("validationDate", 8), ("canPushUpdates", 10), ("who", 4), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
         ],
     };
 }

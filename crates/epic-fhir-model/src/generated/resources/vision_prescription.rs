@@ -71,24 +71,24 @@ pub struct VisionPrescription {
 impl VisionPrescription {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 15,
+        seed: 5,
         slots: &[
-            ("encounter", 19), ("", 0), ("id", 2), ("", 0),
-            ("meta", 4), ("lensSpecification", 23), ("", 0), ("", 0),
-            ("", 0), ("_dateWritten", 21), ("", 0), ("", 0),
-            ("", 0), ("_id", 3), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_created", 17),
+            ("_implicitRules", 6), ("_id", 3), ("id", 2), ("", 0),
+            ("", 0), ("text", 9), ("resourceType", 1), ("", 0),
+            ("", 0), ("", 0), ("_dateWritten", 21), ("_language", 8),
+            ("modifierExtension", 12), ("patient", 18), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("prescriber", 22), ("", 0), ("", 0),
-            ("status", 14), ("_created", 17), ("", 0), ("", 0),
-            ("", 0), ("", 0), ("", 0), ("contained", 10),
-            ("", 0), ("extension", 11), ("identifier", 13), ("language", 7),
-            ("dateWritten", 20), ("modifierExtension", 12), ("", 0), ("", 0),
             ("", 0), ("", 0), ("", 0), ("", 0),
-            ("_language", 8), ("implicitRules", 5), ("", 0), ("", 0),
-            ("_status", 15), ("_implicitRules", 6), ("resourceType", 1), ("", 0),
-            ("", 0), ("", 0), ("text", 9), ("", 0),
-            ("patient", 18), ("", 0), ("", 0), ("", 0),
-            ("created", 16), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("status", 14), ("", 0),
+            ("prescriber", 22), ("language", 7), ("", 0), ("", 0),
+            ("dateWritten", 20), ("", 0), ("", 0), ("", 0),
+            ("implicitRules", 5), ("created", 16), ("identifier", 13), ("meta", 4),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("contained", 10), ("lensSpecification", 23),
+            ("", 0), ("_status", 15), ("", 0), ("", 0),
+            ("encounter", 19), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("extension", 11),
         ],
     };
 }
@@ -284,24 +284,24 @@ pub struct VisionPrescriptionLensSpecification {
 impl VisionPrescriptionLensSpecification {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 2625,
+        seed: 432,
         slots: &[
+            ("modifierExtension", 3), ("_axis", 12), ("", 0), ("power", 16),
+            ("", 0), ("", 0), ("axis", 11), ("diameter", 20),
             ("", 0), ("", 0), ("_color", 24), ("", 0),
-            ("_backCurve", 19), ("", 0), ("_eye", 6), ("add", 14),
-            ("", 0), ("", 0), ("", 0), ("duration", 22),
-            ("_cylinder", 10), ("", 0), ("", 0), ("", 0),
-            ("", 0), ("backCurve", 18), ("", 0), ("power", 16),
-            ("_axis", 12), ("", 0), ("note", 27), ("", 0),
-            ("", 0), ("extension", 2), ("", 0), ("prism", 13),
-            ("", 0), ("_sphere", 8), ("", 0), ("_power", 17),
-            ("", 0), ("", 0), ("", 0), ("eye", 5),
-            ("", 0), ("", 0), ("", 0), ("diameter", 20),
-            ("", 0), ("cylinder", 9), ("", 0), ("axis", 11),
-            ("", 0), ("color", 23), ("", 0), ("product", 4),
-            ("brand", 25), ("modifierExtension", 3), ("_brand", 26), ("", 0),
-            ("", 0), ("", 0), ("_diameter", 21), ("_add", 15),
-            ("", 0), ("", 0), ("sphere", 7), ("", 0),
-            ("", 0), ("", 0), ("id", 1), ("", 0),
+            ("_eye", 6), ("note", 27), ("add", 14), ("", 0),
+            ("sphere", 7), ("", 0), ("prism", 13), ("extension", 2),
+            ("_sphere", 8), ("backCurve", 18), ("", 0), ("", 0),
+            ("_diameter", 21), ("duration", 22), ("brand", 25), ("", 0),
+            ("_power", 17), ("product", 4), ("color", 23), ("_add", 15),
+            ("", 0), ("", 0), ("_cylinder", 10), ("eye", 5),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("cylinder", 9),
+            ("", 0), ("_brand", 26), ("", 0), ("", 0),
+            ("", 0), ("id", 1), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("", 0), ("_backCurve", 19),
         ],
     };
 }
@@ -422,12 +422,12 @@ pub struct VisionPrescriptionLensSpecificationPrism {
 impl VisionPrescriptionLensSpecificationPrism {
     /// The member names this model reads into its fields.
     const KEYS: rt::KeyTable = rt::KeyTable {
-        seed: 0,
+        seed: 2,
         slots: &[
-            ("id", 1), ("base", 6), ("amount", 4), ("modifierExtension", 3),
-            ("extension", 2), ("", 0), ("", 0), ("_amount", 5),
-            ("", 0), ("", 0), ("", 0), ("_base", 7),
-            ("", 0), ("", 0), ("", 0), ("", 0),
+            ("", 0), ("", 0), ("base", 6), ("", 0),
+            ("", 0), ("amount", 4), ("", 0), ("id", 1),
+            ("", 0), ("_amount", 5), ("", 0), ("", 0),
+            ("extension", 2), ("modifierExtension", 3), ("", 0), ("_base", 7),
         ],
     };
 }
