@@ -930,7 +930,7 @@ fn emit_resource_enum(model: &Model) -> String {
     for (i, r) in model.resources.iter().enumerate() {
         let _ = writeln!(
             out,
-            "            {} => Resource::{r}(rt::read_boxed(p, first, type_seen)?),",
+            "            {} => Resource::{r}(rt::ReadMembers::read_members(p, first, type_seen)?),",
             i + 1
         );
     }

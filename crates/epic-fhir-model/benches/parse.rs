@@ -13,83 +13,18 @@
 //! Data: `data/synthea-r4` in the repository, or `EPIC_FHIR_SYNTHEA_DIR`.
 //! Run: `cargo bench -p epic-fhir-model --bench parse`.
 
-use std::fs::{self, File};
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use epic_fhir_model::{self as model, Bundle, Resource};
-use flate2::read::GzDecoder;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// Entries in the searchset page: Epic's maximum page size.
-const ENTRIES: usize = 1_000;
-
-fn synthea_dir() -> PathBuf {
-    match std::env::var_os("EPIC_FHIR_SYNTHEA_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
-    }
-}
-
-fn lines_of(path: &PathBuf) -> Vec<Vec<u8>> {
-    let file = File::open(path).unwrap_or_else(|error| {
-        panic!(
-            "cannot open {} ({error}); set EPIC_FHIR_SYNTHEA_DIR",
-            path.display()
-        )
-    });
-    BufReader::new(GzDecoder::new(file))
-        .split(b'\n')
-        .map(|line| line.expect("gzip line"))
-        .filter(|line| !line.is_empty())
-        .collect()
-}
-
-/// Every NDJSON line of the Synthea set, in file-name order.
-fn synthea_lines() -> Vec<Vec<u8>> {
-    let mut paths: Vec<PathBuf> = fs::read_dir(synthea_dir())
-        .expect("Synthea directory")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.to_string_lossy().ends_with(".ndjson.gz"))
-        .collect();
-    paths.sort();
-    paths.iter().flat_map(lines_of).collect()
-}
-
-/// The page as a server writes it, and the same page with sorted keys.
-fn searchset_bytes() -> (Vec<u8>, Vec<u8>) {
-    let base = "https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR/R4";
-    let entries: Vec<Value> = lines_of(&synthea_dir().join("Observation.ndjson.gz"))
-        .into_iter()
-        .take(ENTRIES)
-        .map(|line| {
-            let resource: Value = serde_json::from_slice(&line).expect("JSON line");
-            let id = resource["id"].as_str().unwrap_or_default().to_owned();
-            json!({"fullUrl": format!("{base}/Observation/{id}"), "resource": resource, "search": {"mode": "match"}})
-        })
-        .collect();
-    assert_eq!(entries.len(), ENTRIES, "fewer Observations than expected");
-    let bundle = json!({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": ENTRIES,
-        "link": [
-            {"relation": "self", "url": format!("{base}/Observation?patient=erXuFYUfucBZaryVksYEcMg3&category=laboratory")},
-            {"relation": "next", "url": format!("{base}/Observation?sessionID=16-57E8A1B2C3D4E5F6")}
-        ],
-        "entry": entries,
-    });
-    // `json!` sorts keys; the typed writer puts `resourceType` first, as servers do.
-    let sorted = serde_json::to_vec(&bundle).expect("bundle text");
-    let typed: Bundle = model::from_slice(&sorted).expect("benchmark bundle parses");
-    (model::to_vec(&typed), sorted)
-}
+#[path = "support/inputs.rs"]
+mod inputs;
 
 fn parse(c: &mut Criterion) {
-    let (bytes, sorted) = searchset_bytes();
+    let (bytes, sorted) = inputs::searchset_pages().unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("searchset_1000_observations");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
     group.bench_function("serde_json::Value", |b| {
@@ -110,7 +45,7 @@ fn parse(c: &mut Criterion) {
     });
     group.finish();
 
-    let lines = synthea_lines();
+    let lines = inputs::synthea_lines().unwrap_or_else(|e| panic!("{e}"));
     let total: usize = lines.iter().map(Vec::len).sum();
     let mut group = c.benchmark_group("synthea_ndjson_mix");
     group.throughput(Throughput::Bytes(total as u64));

@@ -4,73 +4,18 @@
 //!
 //! Inputs are the two of the criterion benchmark (`benches/parse.rs`): every line of the
 //! Synthea set parsed into `Resource` one at a time, and a 1,000-Observation searchset Bundle
-//! as a server writes it. Each parsed value is dropped inside the timed pass, as in use.
+//! as a server writes it (the inputs come from `benches/support/inputs.rs`). Each parsed value is dropped inside the timed pass, as in use.
 //!
 //! Run: `cargo run --release -p epic-fhir-model --example parse_passes -- [PASSES] [mix|searchset]`
 //! (default 15 passes of both). Data: `data/synthea-r4`, or `EPIC_FHIR_SYNTHEA_DIR`.
 
-use std::fs::{self, File};
 use std::hint::black_box;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use epic_fhir_model::{self as model, Bundle, Resource};
-use flate2::read::GzDecoder;
-use serde_json::{Value, json};
 
-fn synthea_dir() -> PathBuf {
-    match std::env::var_os("EPIC_FHIR_SYNTHEA_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/synthea-r4"),
-    }
-}
-
-fn lines_of(path: &Path) -> Result<Vec<Vec<u8>>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut lines = Vec::new();
-    for line in BufReader::new(GzDecoder::new(file)).split(b'\n') {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
-        if !line.is_empty() {
-            lines.push(line);
-        }
-    }
-    Ok(lines)
-}
-
-fn synthea_lines() -> Result<Vec<Vec<u8>>, String> {
-    let dir = synthea_dir();
-    let entries = fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.to_string_lossy().ends_with(".ndjson.gz"))
-        .collect();
-    paths.sort();
-    let mut lines = Vec::new();
-    for path in &paths {
-        lines.extend(lines_of(path)?);
-    }
-    Ok(lines)
-}
-
-/// The benchmark's page: 1,000 Synthea Observations, written by the typed writer.
-fn searchset(observations: &[Vec<u8>]) -> Result<Vec<u8>, String> {
-    let base = "https://fhir.epic.com/interconnect-fhir-oauth/api/FHIR/R4";
-    let mut entries = Vec::new();
-    for line in observations.iter().take(1_000) {
-        let resource: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        let id = resource["id"].as_str().unwrap_or_default().to_owned();
-        entries.push(json!({"fullUrl": format!("{base}/Observation/{id}"), "resource": resource, "search": {"mode": "match"}}));
-    }
-    let bundle = json!({
-        "resourceType": "Bundle", "type": "searchset", "total": entries.len(),
-        "link": [{"relation": "self", "url": format!("{base}/Observation?category=laboratory")}],
-        "entry": entries,
-    });
-    let sorted = serde_json::to_vec(&bundle).map_err(|e| e.to_string())?;
-    let typed: Bundle = model::from_slice(&sorted).map_err(|e| e.to_string())?;
-    Ok(model::to_vec(&typed))
-}
+#[path = "../benches/support/inputs.rs"]
+mod inputs;
 
 fn report(name: &str, bytes: usize, mut times: Vec<Duration>) {
     times.sort();
@@ -95,8 +40,8 @@ fn main() -> Result<(), String> {
         None => 15,
     };
     let only = args.next();
-    let lines = synthea_lines()?;
     if only.as_deref() != Some("searchset") {
+        let lines = inputs::synthea_lines()?;
         let total: usize = lines.iter().map(Vec::len).sum();
         let mut times = Vec::with_capacity(passes);
         for _ in 0..passes.max(1) {
@@ -111,12 +56,7 @@ fn main() -> Result<(), String> {
         report("synthea_ndjson_mix", total, times);
     }
     if only.as_deref() != Some("mix") {
-        let observations: Vec<Vec<u8>> = lines
-            .iter()
-            .filter(|line| line.starts_with(br#"{"resourceType":"Observation""#))
-            .cloned()
-            .collect();
-        let page = searchset(&observations)?;
+        let (page, _sorted) = inputs::searchset_pages()?;
         let mut times = Vec::with_capacity(passes * 20);
         for _ in 0..(passes.max(1) * 20) {
             let start = Instant::now();

@@ -81,6 +81,7 @@ mod error;
 #[rustfmt::skip]
 #[allow(clippy::large_enum_variant)]
 mod generated;
+mod key_hash;
 mod primitives;
 mod resource;
 mod rt;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use crate::Element;
 use crate::json::{FromJson, PResult, ParseError, Parser, ToJson, Writer};
+pub(crate) use crate::key_hash::key_hash;
 
 /// The `_name` array beside a repeating primitive element, such as `_given` beside `given`.
 ///
@@ -48,38 +49,6 @@ pub(crate) struct KeyTable {
     pub(crate) slots: &'static [(&'static str, u16)],
 }
 
-/// A few word loads of the name (no loop over its bytes) multiplied with the seed. The
-/// generator computes the same function.
-#[inline]
-pub(crate) fn key_hash(key: &[u8], seed: u32) -> u32 {
-    // Loads that together cover every byte of names up to 16 bytes (overlapping where the
-    // name is shorter than the loads), and the first, middle and last eight beyond that.
-    let len = key.len();
-    let at = |i: usize| u64::from(key.get(i).copied().unwrap_or(0));
-    let word4 = |i: usize| match key.get(i..i + 4) {
-        Some(&[a, b, c, d]) => u64::from(u32::from_le_bytes([a, b, c, d])),
-        _ => 0,
-    };
-    let word8 = |i: usize| match key.get(i..i + 8) {
-        Some(bytes) => u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8])),
-        None => 0,
-    };
-    let (a, b) = if len >= 8 {
-        let middle = if len > 16 { word8(len / 2 - 4) } else { 0 };
-        (word8(0) ^ middle.rotate_left(17), word8(len - 8))
-    } else if len >= 4 {
-        (word4(0), word4(len - 4))
-    } else {
-        (at(0) | at(len / 2) << 8 | at(len.wrapping_sub(1)) << 16, 0)
-    };
-    // A folded 64 × 64 → 128-bit multiply: every bit of the result depends on every bit of
-    // both words.
-    let product = u128::from(a ^ 0x9e37_79b9_7f4a_7c15 ^ u64::from(seed))
-        * u128::from(b ^ len as u64 ^ 0xc2b2_ae3d_27d4_eb4f);
-    let mixed = product as u64 ^ (product >> 64) as u64;
-    (mixed >> 32) as u32 ^ mixed as u32
-}
-
 /// The index of `key` in `table`, or 0 when it is not there.
 #[inline]
 pub(crate) fn lookup(table: &KeyTable, key: &str) -> u16 {
@@ -92,9 +61,18 @@ pub(crate) fn lookup(table: &KeyTable, key: &str) -> u16 {
 
 /// The checks before a single value: a duplicate is an error, and `null` (which FHIR forbids,
 /// and which means the same as an absent member) is skipped. Returns whether the caller must
-/// read the value.
+/// read the value. The usual case (first time, a value right here) is decided inline.
+#[inline(always)]
+fn value_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
+    if !present && p.plain_value_next() {
+        return Ok(true);
+    }
+    any_value_follows(p, present, name)
+}
+
+/// [`value_follows`] with whitespace, `null` and duplicates.
 #[cold]
-fn single_value_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
+fn any_value_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> PResult<bool> {
     if present {
         return Err(duplicate(p, Cow::Borrowed(name)));
     }
@@ -107,7 +85,7 @@ pub(crate) fn opt<T: FromJson>(
     slot: &mut Option<T>,
     name: &'static str,
 ) -> PResult<()> {
-    if slot.is_none() && p.plain_value_next() || single_value_follows(p, slot.is_some(), name)? {
+    if value_follows(p, slot.is_some(), name)? {
         match T::from_json(p) {
             Ok(value) => *slot = Some(value),
             Err(e) => return Err(e.in_member(name)),
@@ -144,23 +122,38 @@ fn any_array_follows(p: &mut Parser<'_>, present: bool, name: &'static str) -> P
     }
 }
 
-/// Reads an array member into `slot`.
-pub(crate) fn list<T: FromJson>(
+/// Reads an array member into `slot`, each item by `read_item` (which appends it); a failed
+/// item is removed and its error names its index.
+#[inline(always)]
+fn read_array<T>(
     p: &mut Parser<'_>,
     slot: &mut Vec<T>,
     name: &'static str,
+    mut read_item: impl FnMut(&mut Parser<'_>, &mut Vec<T>) -> PResult<()>,
 ) -> PResult<()> {
     if !array_follows(p, !slot.is_empty(), name)? {
         return Ok(());
     }
     let mut first = true;
     while p.next_element(&mut first)? {
-        match T::from_json(p) {
-            Ok(value) => push(slot, value),
-            Err(e) => return Err(e.in_index(slot.len()).in_member(name)),
+        let index = slot.len();
+        if let Err(e) = read_item(p, slot) {
+            slot.truncate(index);
+            return Err(e.in_index(index).in_member(name));
         }
     }
     Ok(())
+}
+
+/// Reads an array member into `slot`.
+pub(crate) fn list<T: FromJson>(
+    p: &mut Parser<'_>,
+    slot: &mut Vec<T>,
+    name: &'static str,
+) -> PResult<()> {
+    read_array(p, slot, name, |p, slot| {
+        T::from_json(p).map(|value| push(slot, value))
+    })
 }
 
 /// A generated struct with a `Default`, read into a value already in place: a default value
@@ -185,7 +178,7 @@ pub(crate) fn opt_in<T: ReadInto>(
     slot: &mut Option<T>,
     name: &'static str,
 ) -> PResult<()> {
-    if slot.is_none() && p.plain_value_next() || single_value_follows(p, slot.is_some(), name)? {
+    if value_follows(p, slot.is_some(), name)? {
         if let Err(e) = slot.insert(T::default()).read_into(p) {
             *slot = None;
             return Err(e.in_member(name));
@@ -200,19 +193,10 @@ pub(crate) fn list_in<T: ReadInto>(
     slot: &mut Vec<T>,
     name: &'static str,
 ) -> PResult<()> {
-    if !array_follows(p, !slot.is_empty(), name)? {
-        return Ok(());
-    }
-    let mut first = true;
-    while p.next_element(&mut first)? {
-        let index = slot.len();
+    read_array(p, slot, name, |p, slot| {
         push(slot, T::default());
-        if let Some(Err(e)) = slot.last_mut().map(|value| value.read_into(p)) {
-            slot.truncate(index);
-            return Err(e.in_index(index).in_member(name));
-        }
-    }
-    Ok(())
+        slot.last_mut().map_or(Ok(()), |value| value.read_into(p))
+    })
 }
 
 /// Pushes `value`, making room for exactly one large struct at first: most FHIR arrays of
@@ -344,21 +328,10 @@ pub(crate) fn choice<C: Choice>(
 /// Reading the members of a resource object that is already open, with or without its
 /// `resourceType` read.
 pub(crate) trait ReadMembers: Sized {
-    /// Reads the remaining members into a box (in place, for resources with a `Default`);
-    /// `first` when none was read yet, `type_seen` when `resourceType` was read (and checked)
-    /// by the caller.
+    /// Reads the remaining members into a box (in place, for resources with a `Default`), so
+    /// that a caller matching over every type holds only the box; `first` when none was read
+    /// yet, `type_seen` when `resourceType` was read (and checked) by the caller.
     fn read_members(p: &mut Parser<'_>, first: bool, type_seen: bool) -> PResult<Box<Self>>;
-}
-
-/// Reads a resource into a box, so that the caller (a `match` over every type) holds only the
-/// box, whatever the optimisation level.
-#[inline]
-pub(crate) fn read_boxed<T: ReadMembers>(
-    p: &mut Parser<'_>,
-    first: bool,
-    type_seen: bool,
-) -> PResult<Box<T>> {
-    T::read_members(p, first, type_seen)
 }
 
 /// Reads the `resourceType` member of a resource whose type is `expected`.
@@ -480,23 +453,6 @@ pub(crate) fn w_choice<C: Choice>(w: &mut Writer, value: &Option<C>) {
 #[cfg(test)]
 mod tests {
     use crate::{CodeableConcept, HumanName};
-
-    #[test]
-    fn the_key_hash_is_the_generators() {
-        // The same pins are in the generator's tests (`phash.rs`): the two copies of the hash
-        // must agree, or generated tables would not find their names.
-        for (key, seed, hash) in [
-            ("", 0, 0xa79d_8c26),
-            ("id", 1, 0xd890_110b),
-            ("code", 7, 0x2938_a6ff),
-            ("display", 3, 0x15b0_0e47),
-            ("valueQuantity", 12, 0x18c9_e1ba),
-            ("modifierExtension", 5, 0x9277_3750),
-            ("defaultValueContactDetail", 40, 0x6532_d7bf),
-        ] {
-            assert_eq!(super::key_hash(key.as_bytes(), seed), hash, "{key}");
-        }
-    }
 
     #[test]
     fn a_one_item_array_of_large_structs_holds_one_and_more_still_grow() {

@@ -409,19 +409,9 @@ impl<'a> Parser<'a> {
         let start = self.pos + 1;
         let mut end = start;
         let input = self.input;
-        // Sixteen, then eight bytes at a time to the first byte that may stop the scan, then
-        // byte by byte.
-        let mut stopped = false;
-        while let Some(chunk) = input.get(end..end + 16) {
-            let chunk: &[u8; 16] = chunk.try_into().unwrap_or(&[b'"'; 16]);
-            if let Some(offset) = string_stop_in_16(chunk) {
-                end += offset;
-                stopped = true;
-                break;
-            }
-            end += 16;
-        }
-        while let Some(chunk) = input.get(end..end + 8).filter(|_| !stopped) {
+        // The general path (the fast one is `plain_str`): eight bytes at a time to the first
+        // byte that may stop the scan, then byte by byte.
+        while let Some(chunk) = input.get(end..end + 8) {
             let chunk: [u8; 8] = chunk.try_into().unwrap_or([b'"'; 8]);
             if let Some(offset) = string_stop_in(chunk) {
                 end += offset;
