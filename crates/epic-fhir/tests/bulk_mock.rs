@@ -81,6 +81,13 @@ struct MockFile {
     unauthorized: bool,
     /// Answer a range request with 206 but the whole file from byte 0 (a broken server).
     wrong_range: bool,
+    /// Send the whole file gzip-compressed (`Content-Encoding: gzip`) when the request accepts
+    /// gzip and asks for no range.
+    gzip: bool,
+    /// With `gzip`: damage the stream's CRC.
+    bad_crc: bool,
+    /// Send the body as is, labelled with this `Content-Encoding`.
+    encoding: Option<&'static str>,
 }
 
 /// What the mock saw of one request.
@@ -92,6 +99,7 @@ struct Seen {
     range: Option<String>,
     if_range: Option<String>,
     accept: Option<String>,
+    accept_encoding: Option<String>,
     prefer: Option<String>,
     query: Option<String>,
 }
@@ -216,6 +224,7 @@ fn record(script: &Script, method: &str, path: &str, query: Option<&str>, header
         range: get(header::RANGE),
         if_range: get(header::IF_RANGE),
         accept: get(header::ACCEPT),
+        accept_encoding: get(header::ACCEPT_ENCODING),
         prefer: headers
             .get("prefer")
             .and_then(|v| v.to_str().ok())
@@ -312,6 +321,11 @@ async fn file(
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|_| file.ranges);
     let len = file.body.len();
+    let accepts_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("gzip"));
+    let gzipped = file.gzip && accepts_gzip && start.is_none();
     let (status, slice) = match start {
         Some(start) if start >= len => {
             return Scripted::new(416)
@@ -320,6 +334,7 @@ async fn file(
         }
         Some(_) if file.wrong_range => (StatusCode::PARTIAL_CONTENT, file.body.clone()),
         Some(start) => (StatusCode::PARTIAL_CONTENT, file.body[start..].to_vec()),
+        None if gzipped => (StatusCode::OK, gzip(&file.body, file.bad_crc)),
         None => (StatusCode::OK, file.body.clone()),
     };
     let body = if served <= file.cut_requests && slice.len() > file.cut_after {
@@ -348,6 +363,11 @@ async fn file(
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(slice.len()));
     headers.insert(header::ETAG, HeaderValue::from_static("\"v1\""));
+    if gzipped {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else if let Some(encoding) = file.encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
     if let Some(start) = start.map(|start| if file.wrong_range { 0 } else { start }) {
         headers.insert(
             header::CONTENT_RANGE,
@@ -355,6 +375,19 @@ async fn file(
         );
     }
     response
+}
+
+/// `body` gzip-compressed; with `bad_crc`, the trailer's CRC is wrong.
+fn gzip(body: &[u8], bad_crc: bool) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(body).expect("compress");
+    let mut compressed = encoder.finish().expect("compress");
+    if bad_crc {
+        let at = compressed.len() - 8;
+        compressed[at] ^= 0xff;
+    }
+    compressed
 }
 
 /// `n` Patient lines, each different, as NDJSON.
@@ -927,6 +960,140 @@ async fn a_range_answer_that_starts_elsewhere_is_not_appended() {
     assert_eq!(requests.len(), 3);
     assert!(requests[1].range.is_some());
     assert_eq!(requests[2].range, None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn gzip_files_are_decoded_checked_and_resumed_without_compression() {
+    let mock = Mock::start().await;
+    let body = patients(30_000);
+    let compressed = gzip(&body, false);
+    // Cut off late enough that decoded pieces were already checked and written.
+    let cut_after = compressed.len() * 3 / 4;
+    mock.add_file(
+        "packed",
+        MockFile {
+            body: body.clone(),
+            gzip: true,
+            cut_requests: 1,
+            cut_after,
+            ranges: true,
+            ..MockFile::default()
+        },
+    );
+    mock.set_manifest(manifest_with(
+        json!([{"type": "Patient", "url": format!("{}/files/packed", mock.origin()), "count": 30_000}]),
+        json!([]),
+        true,
+    ));
+    let dir = scratch("gzip");
+    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect("export");
+    assert_eq!(
+        read(&dir.join("Patient-0001.ndjson")),
+        body,
+        "byte-identical"
+    );
+    assert_eq!(summary.resources, 30_000);
+    let requests = mock.seen_at("/files/packed");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests[0]
+            .accept_encoding
+            .as_deref()
+            .is_some_and(|v| v.contains("gzip")),
+        "{requests:?}"
+    );
+    // Offsets count decoded bytes, so the rest is asked for without compression.
+    let offset: usize = requests[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .expect("a range from the decoded bytes already written");
+    assert!(offset > 0 && offset < body.len(), "{offset}");
+    assert_eq!(requests[1].accept_encoding.as_deref(), Some("identity"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A client the caller built, which undoes gzip itself: the same file.
+    let client = FhirClient::builder(mock.fhir_base())
+        .bearer_token(AccessToken::new(TOKEN))
+        .http_client(reqwest::Client::new())
+        .build()
+        .expect("client");
+    let dir = scratch("gzip-own-client");
+    let summary = BulkExport::new(&client, ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect("export");
+    assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
+    assert_eq!(summary.resources, 30_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_damaged_gzip_stream_or_an_unknown_encoding_is_refused() {
+    let mock = Mock::start().await;
+    mock.add_file(
+        "damaged",
+        MockFile {
+            body: patients(500),
+            gzip: true,
+            bad_crc: true,
+            ..MockFile::default()
+        },
+    );
+    mock.add_file(
+        "brotli",
+        MockFile {
+            body: patients(5),
+            encoding: Some("br"),
+            ..MockFile::default()
+        },
+    );
+    mock.set_manifest(manifest_with(
+        json!([{"type": "Patient", "url": format!("{}/files/damaged", mock.origin())}]),
+        json!([]),
+        true,
+    ));
+    let dir = scratch("badgzip");
+    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect_err("a damaged stream");
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(
+        err.to_string().contains("Patient-0001.ndjson") && err.to_string().contains("gzip"),
+        "{err}"
+    );
+    assert_eq!(
+        mock.seen_at("/files/damaged").len(),
+        2,
+        "downloaded again once"
+    );
+    assert!(!dir.join("Patient-0001.ndjson").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    mock.set_manifest(manifest_with(
+        json!([{"type": "Patient", "url": format!("{}/files/brotli", mock.origin())}]),
+        json!([]),
+        true,
+    ));
+    let dir = scratch("brotli");
+    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect_err("an encoding not asked for");
+    assert_eq!(err.kind(), ErrorKind::Decode);
+    assert!(err.to_string().contains("`br`"), "{err}");
+    assert_eq!(mock.seen_at("/files/brotli").len(), 1, "not tried again");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -56,6 +56,7 @@
 
 mod download;
 mod export;
+mod gunzip;
 mod job;
 mod manifest;
 pub(crate) mod ndjson;

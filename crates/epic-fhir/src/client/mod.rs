@@ -718,28 +718,35 @@ impl FhirClientBuilder {
             return Err(error);
         }
         let base = self.base?;
-        let http = match self.http {
-            Some(http) => http,
+        // The crate's own clients: one that decodes gzip for JSON answers, and one for export
+        // files that leaves it to the download (which decodes in larger pieces). A client
+        // given by the caller serves both as configured.
+        let (http, downloads) = match self.http {
+            Some(http) => (http, None),
             None => {
-                let origin = base.origin();
-                reqwest::Client::builder()
-                    .user_agent(self.user_agent.clone())
-                    .connect_timeout(self.connect_timeout)
-                    .timeout(self.request_timeout)
-                    .pool_idle_timeout(Duration::from_secs(90))
-                    .tcp_nodelay(true)
-                    // Redirects are followed only within the FHIR server's origin.
-                    .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                        if attempt.previous().len() >= 5 {
-                            attempt.error("too many redirects")
-                        } else if attempt.url().origin() == origin {
-                            attempt.follow()
-                        } else {
-                            attempt.stop()
-                        }
-                    }))
-                    .build()
-                    .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))?
+                let client = |gzip: bool| {
+                    let origin = base.origin();
+                    reqwest::Client::builder()
+                        .user_agent(self.user_agent.clone())
+                        .connect_timeout(self.connect_timeout)
+                        .timeout(self.request_timeout)
+                        .pool_idle_timeout(Duration::from_secs(90))
+                        .tcp_nodelay(true)
+                        .gzip(gzip)
+                        // Redirects are followed only within the FHIR server's origin.
+                        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                            if attempt.previous().len() >= 5 {
+                                attempt.error("too many redirects")
+                            } else if attempt.url().origin() == origin {
+                                attempt.follow()
+                            } else {
+                                attempt.stop()
+                            }
+                        }))
+                        .build()
+                        .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))
+                };
+                (client(true)?, Some(client(false)?))
             }
         };
         let mut headers = self.headers;
@@ -758,6 +765,10 @@ impl FhirClientBuilder {
                 max_concurrent: self.max_concurrent,
             },
         );
+        let engine = match downloads {
+            Some(downloads) => engine.with_download_client(downloads),
+            None => engine,
+        };
         Ok(FhirClient {
             inner: Arc::new(ClientInner {
                 engine,

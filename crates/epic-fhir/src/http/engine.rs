@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT,
 };
 use reqwest::{Method, StatusCode};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -176,6 +176,10 @@ pub(crate) struct Home {
 /// under [`BodyLimits`].
 pub(crate) struct Engine {
     http: reqwest::Client,
+    /// The client for file downloads ([`Accept::Download`]) when it differs from `http`: the
+    /// crate's own default leaves `Content-Encoding: gzip` to the download, which decodes it
+    /// in larger pieces than reqwest does (see `bulk::gunzip`).
+    downloads: Option<reqwest::Client>,
     retry: RetryPolicy,
     limits: BodyLimits,
     jitter: Jitter,
@@ -204,6 +208,7 @@ impl Engine {
     pub(crate) fn new(http: reqwest::Client, retry: RetryPolicy, limits: BodyLimits) -> Self {
         Engine {
             http,
+            downloads: None,
             retry,
             limits,
             jitter: Jitter::new(),
@@ -234,6 +239,12 @@ impl Engine {
             concurrency: home.max_concurrent.map(Semaphore::new),
             ..Engine::new(http, retry, limits)
         }
+    }
+
+    /// Sends file downloads through `client` (one that does not decode `Content-Encoding`).
+    pub(crate) fn with_download_client(mut self, client: reqwest::Client) -> Self {
+        self.downloads = Some(client);
+        self
     }
 
     pub(crate) fn retry_policy(&self) -> &RetryPolicy {
@@ -381,13 +392,20 @@ impl Engine {
             },
             _ => None,
         };
-        let mut builder = self
-            .http
-            .request(request.method.clone(), request.url.clone());
+        let http = match (&self.downloads, request.accept) {
+            (Some(downloads), Accept::Download) => downloads,
+            _ => &self.http,
+        };
+        let mut builder = http.request(request.method.clone(), request.url.clone());
         if own {
             builder = builder.headers(self.headers.clone());
-        } else if let Some(agent) = self.headers.get(USER_AGENT) {
-            builder = builder.header(USER_AGENT, agent.clone());
+        } else {
+            // A third party gets no custom header but these two, neither of them a secret.
+            for name in [USER_AGENT, ACCEPT_ENCODING] {
+                if let Some(value) = self.headers.get(&name) {
+                    builder = builder.header(name, value.clone());
+                }
+            }
         }
         builder = builder.headers(request.headers.clone());
         if let Some(token) = &token {
