@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p epic-fhir --example export_bench -- [--patients 3700] [--parallel 4]
 //!     [--encoding identity|gzip|both] [--rounds 2] [--out DIR] [--keep] [--bare-sync]
+//!     [--skip-bare]
 //! ```
 //!
 //! The sandbox runs in a child process (this same executable with `--serve`), so the memory
@@ -16,6 +17,8 @@
 //! 2. `BulkExport` of the same Group (kick-off, polling, parallel downloads with every line
 //!    checked, fsync and atomic renames, the state file), timed from the manifest to the end
 //!    so that the server's own work is not counted.
+//!
+//! `--skip-bare` runs only the SDK's phase (to profile it alone); no ratio is computed then.
 //!
 //! Each phase's folder is deleted before the next starts, so no phase pays for another's
 //! pages. The peak resident memory (`VmHWM`) is reset before each phase through
@@ -57,6 +60,7 @@ struct Options {
     keep: bool,
     rounds: usize,
     bare_sync: bool,
+    skip_bare: bool,
 }
 
 fn parse_options() -> Result<Options, BoxError> {
@@ -70,6 +74,7 @@ fn parse_options() -> Result<Options, BoxError> {
         keep: false,
         rounds: 2,
         bare_sync: false,
+        skip_bare: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -78,6 +83,7 @@ fn parse_options() -> Result<Options, BoxError> {
             "--serve" => options.serve = true,
             "--keep" => options.keep = true,
             "--bare-sync" => options.bare_sync = true,
+            "--skip-bare" => options.skip_bare = true,
             "--patients" => options.patients = value("--patients")?.parse()?,
             "--parallel" => options.parallel = value("--parallel")?.parse()?,
             "--rounds" => options.rounds = value("--rounds")?.parse()?,
@@ -280,25 +286,27 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
         for round in 1..=options.rounds {
             // Each phase starts with an empty page cache share: the previous phase's folder
             // is deleted (dropping its pages) before the next starts.
-            let raw_dir = options.out.join(format!("raw-{encoding}-{round}"));
-            eprintln!(
-                "[{encoding} {round}/{}] bare reqwest loop...",
-                options.rounds
-            );
-            reset_peak();
-            let started = Instant::now();
-            let cpu_start = cpu_seconds();
-            let bytes = raw_download(&files, &token, &raw_dir, options, encoding).await?;
-            let seconds = started.elapsed().as_secs_f64();
-            bare_samples.push(json!({
-                "bytes": bytes,
-                "seconds": seconds,
-                "mib_per_second": mib(bytes) / seconds,
-                "cpu_seconds": cpu_seconds().zip(cpu_start).map(|(end, start)| end - start),
-                "peak_rss_bytes": proc_status_bytes("VmHWM:"),
-            }));
-            if !options.keep {
-                let _ = std::fs::remove_dir_all(&raw_dir);
+            if !options.skip_bare {
+                let raw_dir = options.out.join(format!("raw-{encoding}-{round}"));
+                eprintln!(
+                    "[{encoding} {round}/{}] bare reqwest loop...",
+                    options.rounds
+                );
+                reset_peak();
+                let started = Instant::now();
+                let cpu_start = cpu_seconds();
+                let bytes = raw_download(&files, &token, &raw_dir, options, encoding).await?;
+                let seconds = started.elapsed().as_secs_f64();
+                bare_samples.push(json!({
+                    "bytes": bytes,
+                    "seconds": seconds,
+                    "mib_per_second": mib(bytes) / seconds,
+                    "cpu_seconds": cpu_seconds().zip(cpu_start).map(|(end, start)| end - start),
+                    "peak_rss_bytes": proc_status_bytes("VmHWM:"),
+                }));
+                if !options.keep {
+                    let _ = std::fs::remove_dir_all(&raw_dir);
+                }
             }
 
             let sdk_dir = options.out.join(format!("sdk-{encoding}-{round}"));
@@ -327,11 +335,8 @@ async fn bench(options: &Options) -> Result<(), BoxError> {
                 .ok_or("no manifest event")?;
             let seconds = finished.duration_since(manifest_at).as_secs_f64();
             let bytes = summary.bytes + summary.errors.bytes + summary.deleted.bytes;
-            if bytes
-                != bare_samples
-                    .last()
-                    .and_then(|s| s["bytes"].as_u64())
-                    .unwrap_or_default()
+            if let Some(bare) = bare_samples.last().and_then(|s| s["bytes"].as_u64())
+                && bytes != bare
             {
                 return Err(format!(
                     "the SDK wrote {bytes} bytes, the bare loop a different amount"
