@@ -15,7 +15,8 @@ use crate::auth::{AccessToken, BackendServicesAuth, StaticToken, TokenProvider};
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
 use crate::http::transport::USER_AGENT;
 use crate::http::{
-    Body, BodyLimits, Destination, Engine, FHIR_JSON, FhirStatus, Home, Repeat, Reply, Request,
+    Body, BodyLimits, Destination, Engine, FHIR_JSON, FhirStatus, Home, MakeClient, Repeat, Reply,
+    Request,
 };
 use crate::model::{self, CapabilityStatement, FhirResource, Reference, Resource};
 use crate::net;
@@ -719,34 +720,20 @@ impl FhirClientBuilder {
         }
         let base = self.base?;
         // The crate's own clients: one that decodes gzip for JSON answers, and one for export
-        // files that leaves it to the download (which decodes in larger pieces). A client
-        // given by the caller serves both as configured.
+        // files, built at the first download, that leaves it to the download (which decodes
+        // in larger pieces). A client given by the caller serves both as configured.
+        let settings = ClientSettings {
+            user_agent: self.user_agent.clone(),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            origin: base.origin(),
+        };
         let (http, downloads) = match self.http {
             Some(http) => (http, None),
             None => {
-                let client = |gzip: bool| {
-                    let origin = base.origin();
-                    reqwest::Client::builder()
-                        .user_agent(self.user_agent.clone())
-                        .connect_timeout(self.connect_timeout)
-                        .timeout(self.request_timeout)
-                        .pool_idle_timeout(Duration::from_secs(90))
-                        .tcp_nodelay(true)
-                        .gzip(gzip)
-                        // Redirects are followed only within the FHIR server's origin.
-                        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                            if attempt.previous().len() >= 5 {
-                                attempt.error("too many redirects")
-                            } else if attempt.url().origin() == origin {
-                                attempt.follow()
-                            } else {
-                                attempt.stop()
-                            }
-                        }))
-                        .build()
-                        .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))
-                };
-                (client(true)?, Some(client(false)?))
+                let http = settings.build(true)?;
+                let make: MakeClient = Box::new(move || settings.build(false));
+                (http, Some(make))
             }
         };
         let mut headers = self.headers;
@@ -777,6 +764,41 @@ impl FhirClientBuilder {
                 max_pages: self.max_pages,
             }),
         })
+    }
+}
+
+/// What the crate's own HTTP clients are built with.
+struct ClientSettings {
+    user_agent: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    /// The FHIR server's origin: the only one redirects are followed to.
+    origin: url::Origin,
+}
+
+impl ClientSettings {
+    /// A pooled client (rustls, HTTP/2 by ALPN) that undoes gzip when `gzip`.
+    fn build(&self, gzip: bool) -> Result<reqwest::Client> {
+        let origin = self.origin.clone();
+        reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .gzip(gzip)
+            // Redirects are followed only within the FHIR server's origin.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() >= 5 {
+                    attempt.error("too many redirects")
+                } else if attempt.url().origin() == origin {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .build()
+            .map_err(|e| Error::config("cannot build the HTTP client").with_source(e))
     }
 }
 

@@ -171,6 +171,26 @@ pub(crate) struct Home {
     pub(crate) max_concurrent: Option<usize>,
 }
 
+/// Builds an HTTP client.
+pub(crate) type MakeClient = Box<dyn Fn() -> Result<reqwest::Client> + Send + Sync>;
+
+/// An HTTP client built the first time it is needed.
+struct LazyClient {
+    make: MakeClient,
+    built: std::sync::OnceLock<reqwest::Client>,
+}
+
+impl LazyClient {
+    fn get(&self) -> Result<&reqwest::Client> {
+        if let Some(client) = self.built.get() {
+            return Ok(client);
+        }
+        // Two first downloads at once may both build one; the first stored is kept.
+        let client = (self.make)()?;
+        Ok(self.built.get_or_init(|| client))
+    }
+}
+
 /// Sends requests: rate limit and concurrency permit, the token (home origin only), sending,
 /// classifying the answer, retrying as the one rule says (see [`Retries`]), and reading bodies
 /// under [`BodyLimits`].
@@ -178,8 +198,8 @@ pub(crate) struct Engine {
     http: reqwest::Client,
     /// The client for file downloads ([`Accept::Download`]) when it differs from `http`: the
     /// crate's own default leaves `Content-Encoding: gzip` to the download, which decodes it
-    /// in larger pieces than reqwest does (see `bulk::gunzip`).
-    downloads: Option<reqwest::Client>,
+    /// in larger pieces than reqwest does (see `bulk::gunzip`). Built on the first download.
+    downloads: Option<LazyClient>,
     retry: RetryPolicy,
     limits: BodyLimits,
     jitter: Jitter,
@@ -241,9 +261,13 @@ impl Engine {
         }
     }
 
-    /// Sends file downloads through `client` (one that does not decode `Content-Encoding`).
-    pub(crate) fn with_download_client(mut self, client: reqwest::Client) -> Self {
-        self.downloads = Some(client);
+    /// Sends file downloads through the client `make` builds when first needed (one that does
+    /// not decode `Content-Encoding`).
+    pub(crate) fn with_download_client(mut self, make: MakeClient) -> Self {
+        self.downloads = Some(LazyClient {
+            make,
+            built: std::sync::OnceLock::new(),
+        });
         self
     }
 
@@ -393,7 +417,10 @@ impl Engine {
             _ => None,
         };
         let http = match (&self.downloads, request.accept) {
-            (Some(downloads), Accept::Download) => downloads,
+            (Some(downloads), Accept::Download) => match downloads.get() {
+                Ok(client) => client,
+                Err(error) => return Err(Decision::Fail(error.with_request(request.info()))),
+            },
             _ => &self.http,
         };
         let mut builder = http.request(request.method.clone(), request.url.clone());

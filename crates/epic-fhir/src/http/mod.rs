@@ -25,7 +25,7 @@ pub(crate) use classify::{
     Classify, Decision, FhirStatus, Refused, RetryReason, retry_after, retryable_status,
 };
 pub(crate) use engine::{
-    Accept, Answer, Body, Budget, Destination, Engine, Home, Repeat, Reply, Request,
+    Accept, Answer, Body, Budget, Destination, Engine, Home, MakeClient, Repeat, Reply, Request,
 };
 
 /// The FHIR JSON media type.
