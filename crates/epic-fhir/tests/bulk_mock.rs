@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use epic_fhir::auth::AccessToken;
 use epic_fhir::bulk::{
-    BulkExport, DownloadOptions, ExportEvent, ExportRequest, PollOptions, STATE_FILE,
+    BulkExport, DownloadOptions, ExportEvent, ExportRequest, JOURNAL_FILE, PollOptions, STATE_FILE,
 };
 use epic_fhir::{ErrorKind, FhirClient, RetryPolicy};
 use serde_json::{Value, json};
@@ -1094,6 +1094,60 @@ async fn a_damaged_gzip_stream_or_an_unknown_encoding_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Decode);
     assert!(err.to_string().contains("`br`"), "{err}");
     assert_eq!(mock.seen_at("/files/brotli").len(), 1, "not tried again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_file_renamed_into_place_but_not_journaled_is_checked_not_downloaded_again() {
+    let mock = Mock::start().await;
+    let body = patients(500);
+    mock.add_file(
+        "done",
+        MockFile {
+            body: body.clone(),
+            ranges: true,
+            ..MockFile::default()
+        },
+    );
+    mock.set_manifest(manifest_with(
+        json!([{"type": "Patient", "url": format!("{}/files/done", mock.origin()), "count": 500}]),
+        json!([]),
+        true,
+    ));
+    let dir = scratch("renamed");
+    BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect("export");
+    // A kill after the rename and before the journal line: the file is in place, the saved
+    // state does not know it is done (but knows its ETag).
+    let state_path = dir.join(STATE_FILE);
+    let mut state: Value = serde_json::from_slice(&read(&state_path)).expect("state");
+    state["files"][0]["done"] = Value::Null;
+    state["files"][0]["etag"] = json!("\"v1\"");
+    std::fs::write(&state_path, state.to_string()).expect("write state");
+    let _ = std::fs::remove_file(dir.join(JOURNAL_FILE));
+    let before = mock.seen_at("/files/done").len();
+
+    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
+        .resume(true)
+        .poll_options(fast_polls())
+        .run()
+        .await
+        .expect("resume");
+    assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
+    assert_eq!(summary.resources, 500);
+    assert_eq!(summary.bytes_transferred, 0, "nothing downloaded again");
+    let requests = mock.seen_at("/files/done");
+    let requests = &requests[before..];
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(
+        requests[0].range.as_deref(),
+        Some(format!("bytes={}-", body.len()).as_str())
+    );
+    assert_eq!(requests[0].if_range.as_deref(), Some("\"v1\""));
+    assert!(!dir.join(".Patient-0001.ndjson.part").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -332,6 +332,7 @@ impl Downloader {
             etag: file.etag.clone(),
             transferred: 0,
         };
+        self.adopt_renamed(&file, &temp).await?;
         self.scan_partial(&temp, &mut progress.validator).await?;
         let engine = self.client.engine();
         // Attempts are bounded by failures in a row without progress, not by time: a large
@@ -452,6 +453,29 @@ impl Downloader {
         request.timeout = Some(FILE_TIMEOUT);
         request.headers_timeout = Some(self.options.idle_timeout);
         request
+    }
+
+    /// A run stopped between renaming a checked file into place and journaling it leaves the
+    /// file under its final name, not recorded as done. Such a file is taken back as the
+    /// partial download: checked whole again, then completed by a range request from its end
+    /// (which the server answers 416 when nothing is missing), instead of downloaded again.
+    ///
+    /// Only a file whose download this export started (its `ETag` was recorded) is taken
+    /// back; the `ETag` also goes with the range request as `If-Range`, so a server whose file
+    /// changed sends it whole.
+    async fn adopt_renamed(&self, file: &FileState, temp: &Path) -> Result<()> {
+        if file.etag.is_none() || tokio::fs::try_exists(temp).await.unwrap_or(true) {
+            return Ok(());
+        }
+        let target = self.dir.join(&file.name);
+        match tokio::fs::rename(&target, temp).await {
+            Ok(()) => {
+                tracing::debug!(target: "epic_fhir::bulk", file = %file.name, "a file renamed into place but not journaled is checked again instead of downloaded again");
+                Ok(())
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(io_error("take back", &target, error)),
+        }
     }
 
     async fn scan_partial(&self, temp: &Path, validator: &mut LineValidator) -> Result<()> {
