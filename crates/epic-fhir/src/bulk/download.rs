@@ -6,18 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE,
-    LOCATION, RANGE,
+    ACCEPT_ENCODING, CONTENT_RANGE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LOCATION, RANGE,
 };
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 use tokio::task::JoinSet;
 use url::Url;
 
-use super::gunzip::Gunzip;
 use super::job::BULK;
 use super::ndjson::LineValidator;
 use super::request::NDJSON;
@@ -27,7 +23,7 @@ use super::{EventHandler, ExportEvent};
 use crate::FhirClient;
 use crate::error::{Error, ErrorKind, RequestInfo, Result};
 use crate::http::transport::transport_error;
-use crate::http::{Accept, Answer, Budget, Decision, Destination, Request, RetryReason};
+use crate::http::{Accept, Answer, BodyError, Budget, Decision, Destination, Request, RetryReason};
 use crate::net;
 
 /// Bytes read at once when checking a partial file left by an earlier run.
@@ -650,12 +646,10 @@ impl Downloader {
         if start == 0 && offset > 0 {
             progress.validator.reset();
         }
-        // The crate's own download connections leave gzip to be undone here, in large pieces;
-        // a client given by the caller may have undone it already (and removed the header).
-        let mut gunzip = match content_encoding(&answer.headers) {
-            Ok(gzip) => gzip.then(Gunzip::new),
+        // The answer (and with it the concurrency permit) lives until the body is read.
+        let mut chunks = match answer.into_chunks() {
+            Ok(chunks) => chunks,
             Err(encoding) => {
-                answer.drain(0).await;
                 return Err(Failure::Refused(
                     Error::new(
                         ErrorKind::Decode,
@@ -668,19 +662,15 @@ impl Downloader {
                 ));
             }
         };
-        let mut sink = Sink {
-            writer: match open_at(temp, start).await {
-                Ok(file) => ChunkWriter::new(file.into_std().await, temp),
-                Err(error) => return Err(Failure::Fatal(error)),
-            },
-            progressed: false,
-            unreported: 0,
-            last_flush: tokio::time::Instant::now(),
+        let mut writer = match open_at(temp, start).await {
+            Ok(file) => ChunkWriter::new(file.into_std().await, temp),
+            Err(error) => return Err(Failure::Fatal(error)),
         };
-        // The answer (and with it the concurrency permit) lives until the body is read.
-        let (mut stream, _answer) = answer.into_stream();
+        let mut progressed = false;
+        let mut unreported = 0u64;
+        let mut last_flush = tokio::time::Instant::now();
         let ended = loop {
-            let chunk = match tokio::time::timeout(self.options.idle_timeout, stream.next()).await {
+            let chunk = match tokio::time::timeout(self.options.idle_timeout, chunks.next()).await {
                 Err(_) => {
                     break Err(Decision::Retry {
                         reason: RetryReason::Timeout,
@@ -696,39 +686,81 @@ impl Downloader {
                     });
                 }
                 Ok(None) => break Ok(()),
-                Ok(Some(Err(error))) => {
+                Ok(Some(Err(BodyError::CutOff(error)))) => {
                     break Err(Decision::Retry {
                         reason: RetryReason::CutOff,
                         error: transport_error(error, "the file download was cut off")
                             .with_request(info()),
                     });
                 }
+                Ok(Some(Err(BodyError::Damaged(error)))) => {
+                    // Its content cannot be trusted: started over, a limited number of times.
+                    let _ = writer.flush().await;
+                    return Err(Failure::Corrupt(
+                        Error::new(
+                            ErrorKind::Decode,
+                            format!("{}: the gzip stream is damaged or cut short", file.name),
+                        )
+                        .with_request(info())
+                        .with_source(error),
+                    ));
+                }
                 Ok(Some(Ok(chunk))) => chunk,
             };
-            let Some(decoder) = &mut gunzip else {
-                self.take(file, chunk, progress, &mut sink, &info).await?;
-                continue;
-            };
-            let mut input = &chunk[..];
-            loop {
-                match decoder.decode(&mut input) {
-                    Ok(Some(piece)) => self.take(file, piece, progress, &mut sink, &info).await?,
-                    Ok(None) => break,
-                    Err(error) => return Err(bad_gzip(file, error, &mut sink, &info).await),
+            let total = progress.validator.consumed() + chunk.len() as u64;
+            if total > self.options.max_file_bytes {
+                return Err(Failure::Refused(
+                    Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "{} is larger than {} bytes, the most this client downloads for one file (DownloadOptions::max_file_bytes)",
+                            file.name, self.options.max_file_bytes
+                        ),
+                    )
+                    .with_request(info()),
+                ));
+            }
+            if let Err(problem) = progress.validator.feed(&chunk) {
+                let error = Error::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "{} is not valid NDJSON of {}: {problem}",
+                        file.name, file.resource_type
+                    ),
+                )
+                .with_request(info());
+                // Nothing of this chunk was written; the file is discarded anyway.
+                let _ = writer.flush().await;
+                return Err(Failure::Corrupt(error));
+            }
+            let len = chunk.len() as u64;
+            if let Err(error) = writer.push(chunk).await {
+                return Err(Failure::Fatal(error));
+            }
+            progress.transferred += len;
+            progressed = true;
+            unreported += len;
+            // On a slow link the buffer fills slowly: write it out now and then, so that a
+            // crash loses (and a resume downloads again) little.
+            let stale = writer.buffered() > 0 && last_flush.elapsed() >= FLUSH_INTERVAL;
+            if stale {
+                if let Err(error) = writer.flush().await {
+                    return Err(Failure::Fatal(error));
                 }
+                last_flush = tokio::time::Instant::now();
+            }
+            if unreported >= PROGRESS_EVERY || stale {
+                unreported = 0;
+                (self.events)(&ExportEvent::FileProgress {
+                    name: file.name.clone(),
+                    bytes: progress.validator.consumed(),
+                    resources: progress.validator.lines(),
+                });
+            }
+            if let Some(rate) = &self.rate {
+                rate.take(len).await;
             }
         };
-        if let (Ok(()), Some(decoder)) = (&ended, &mut gunzip) {
-            match decoder.finish() {
-                Ok(rest) => self.take(file, rest, progress, &mut sink, &info).await?,
-                Err(error) => return Err(bad_gzip(file, error, &mut sink, &info).await),
-            }
-        }
-        let Sink {
-            mut writer,
-            progressed,
-            ..
-        } = sink;
         // Whatever happened, every byte checked must be on disk before the next attempt asks
         // for the bytes after them.
         if let Err(error) = writer.flush().await {
@@ -744,121 +776,6 @@ impl Downloader {
             progressed,
         })
     }
-
-    /// Checks `chunk` (the file's next bytes, decoded) and hands it to the file: the size
-    /// limit, the line check, progress events, the periodic flush and the rate limit.
-    async fn take(
-        &self,
-        file: &FileState,
-        chunk: Bytes,
-        progress: &mut Progress,
-        sink: &mut Sink,
-        info: &(dyn Fn() -> RequestInfo + Sync),
-    ) -> Result<(), Failure> {
-        let len = chunk.len() as u64;
-        if progress.validator.consumed() + len > self.options.max_file_bytes {
-            return Err(Failure::Refused(
-                Error::new(
-                    ErrorKind::Limit,
-                    format!(
-                        "{} is larger than {} bytes, the most this client downloads for one file (DownloadOptions::max_file_bytes)",
-                        file.name, self.options.max_file_bytes
-                    ),
-                )
-                .with_request(info()),
-            ));
-        }
-        if let Err(problem) = progress.validator.feed(&chunk) {
-            let error = Error::new(
-                ErrorKind::Decode,
-                format!(
-                    "{} is not valid NDJSON of {}: {problem}",
-                    file.name, file.resource_type
-                ),
-            )
-            .with_request(info());
-            // Nothing of this chunk was written; the file is discarded anyway.
-            let _ = sink.writer.flush().await;
-            return Err(Failure::Corrupt(error));
-        }
-        if let Err(error) = sink.writer.push(chunk).await {
-            return Err(Failure::Fatal(error));
-        }
-        progress.transferred += len;
-        sink.progressed = true;
-        sink.unreported += len;
-        // On a slow link the buffer fills slowly: write it out now and then, so that a crash
-        // loses (and a resume downloads again) little.
-        let stale = sink.writer.buffered() > 0 && sink.last_flush.elapsed() >= FLUSH_INTERVAL;
-        if stale {
-            if let Err(error) = sink.writer.flush().await {
-                return Err(Failure::Fatal(error));
-            }
-            sink.last_flush = tokio::time::Instant::now();
-        }
-        if sink.unreported >= PROGRESS_EVERY || stale {
-            sink.unreported = 0;
-            (self.events)(&ExportEvent::FileProgress {
-                name: file.name.clone(),
-                bytes: progress.validator.consumed(),
-                resources: progress.validator.lines(),
-            });
-        }
-        if let Some(rate) = &self.rate {
-            rate.take(len).await;
-        }
-        Ok(())
-    }
-}
-
-/// Where one attempt's checked bytes go, and what it has done so far.
-struct Sink {
-    writer: ChunkWriter,
-    /// Bytes were added to the file.
-    progressed: bool,
-    /// Bytes added since the last progress event.
-    unreported: u64,
-    last_flush: tokio::time::Instant,
-}
-
-/// Whether the answer's body is gzip (`Ok(true)`) or as is (`Ok(false)`); `Err` names an
-/// encoding this client cannot undo.
-fn content_encoding(headers: &HeaderMap) -> std::result::Result<bool, String> {
-    let mut gzip = false;
-    for value in headers.get_all(CONTENT_ENCODING) {
-        let value = value.to_str().unwrap_or("(not text)");
-        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
-                if gzip {
-                    // Compressed twice: not what any client asks for.
-                    return Err(value.to_owned());
-                }
-                gzip = true;
-            } else if !coding.eq_ignore_ascii_case("identity") {
-                return Err(value.to_owned());
-            }
-        }
-    }
-    Ok(gzip)
-}
-
-/// A file whose gzip stream is damaged or cut short: its content cannot be trusted, so it is
-/// started over (a limited number of times).
-async fn bad_gzip(
-    file: &FileState,
-    error: std::io::Error,
-    sink: &mut Sink,
-    info: &(dyn Fn() -> RequestInfo + Sync),
-) -> Failure {
-    let _ = sink.writer.flush().await;
-    Failure::Corrupt(
-        Error::new(
-            ErrorKind::Decode,
-            format!("{}: the gzip stream is damaged or cut short", file.name),
-        )
-        .with_request(info())
-        .with_source(error),
-    )
 }
 
 /// Opens the temporary file for writing at `start`, dropping anything after it.

@@ -56,7 +56,6 @@
 
 mod download;
 mod export;
-mod gunzip;
 mod job;
 mod manifest;
 pub(crate) mod ndjson;

@@ -4,8 +4,12 @@
 //! undone, so a small compressed answer that expands without end is refused as soon as its
 //! expansion passes the limit, having cost no more memory than the limit.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use futures_util::StreamExt as _;
+use reqwest::header::{CONTENT_ENCODING, HeaderMap};
+use tokio::sync::SemaphorePermit;
+
+use super::gunzip::Gunzip;
 
 /// The most bytes of each kind of answer the client reads into memory. An answer larger than
 /// its limit is refused with [`ErrorKind::Limit`](crate::ErrorKind::Limit) as soon as the limit
@@ -139,4 +143,106 @@ pub(crate) async fn read_prefix(response: reqwest::Response, limit: usize) -> By
         }
     }
     body.freeze()
+}
+
+/// Why a streamed body stopped before its end.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The connection failed or timed out.
+    CutOff(reqwest::Error),
+    /// The gzip stream is damaged or cut short: the bytes cannot be trusted.
+    Damaged(std::io::Error),
+}
+
+/// A body read chunk by chunk, with `Content-Encoding: gzip` undone when the HTTP client left
+/// it (the crate's download client does, see [`super::gunzip`]); a client that undid it
+/// itself removed the header. It holds the concurrency permit while it is read.
+pub(crate) struct BodyChunks<'e> {
+    response: reqwest::Response,
+    gunzip: Option<Gunzip>,
+    /// Compressed bytes received and not decoded yet.
+    input: Bytes,
+    ended: bool,
+    _permit: Option<SemaphorePermit<'e>>,
+}
+
+impl<'e> BodyChunks<'e> {
+    /// The body of `response`, whose headers are `headers`; `Err` names a
+    /// `Content-Encoding` this client cannot undo.
+    pub(crate) fn new(
+        response: reqwest::Response,
+        headers: &HeaderMap,
+        permit: Option<SemaphorePermit<'e>>,
+    ) -> Result<Self, String> {
+        let gzip = content_encoding(headers)?;
+        Ok(BodyChunks {
+            response,
+            gunzip: gzip.then(Gunzip::new),
+            input: Bytes::new(),
+            ended: false,
+            _permit: permit,
+        })
+    }
+
+    /// The next chunk of the (decoded) body, `None` at its end.
+    pub(crate) async fn next(&mut self) -> Option<Result<Bytes, BodyError>> {
+        let Some(gunzip) = &mut self.gunzip else {
+            return self
+                .response
+                .chunk()
+                .await
+                .transpose()
+                .map(|chunk| chunk.map_err(BodyError::CutOff));
+        };
+        if self.ended {
+            return None;
+        }
+        loop {
+            let mut rest = &self.input[..];
+            let decoded = gunzip.decode(&mut rest);
+            let used = self.input.len() - rest.len();
+            self.input.advance(used);
+            match decoded {
+                Ok(Some(piece)) => return Some(Ok(piece)),
+                Ok(None) => {}
+                Err(error) => {
+                    self.ended = true;
+                    return Some(Err(BodyError::Damaged(error)));
+                }
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.input = bytes,
+                Ok(None) => {
+                    self.ended = true;
+                    return match gunzip.finish() {
+                        Ok(rest) if rest.is_empty() => None,
+                        Ok(rest) => Some(Ok(rest)),
+                        Err(error) => Some(Err(BodyError::Damaged(error))),
+                    };
+                }
+                Err(error) => {
+                    self.ended = true;
+                    return Some(Err(BodyError::CutOff(error)));
+                }
+            }
+        }
+    }
+}
+
+/// Whether a body is gzip (`Ok(true)`) or as is (`Ok(false)`); `Err` names an encoding this
+/// client cannot undo (another, or gzip twice).
+fn content_encoding(headers: &HeaderMap) -> Result<bool, String> {
+    let mut gzip = false;
+    for value in headers.get_all(CONTENT_ENCODING) {
+        let value = value.to_str().unwrap_or("(not text)");
+        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            let is_gzip =
+                coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip");
+            if (is_gzip && gzip) || (!is_gzip && !coding.eq_ignore_ascii_case("identity")) {
+                return Err(value.to_owned());
+            }
+            gzip |= is_gzip;
+        }
+    }
+    Ok(gzip)
 }

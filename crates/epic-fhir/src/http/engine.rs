@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 use url::Url;
 
-use super::body::{BodyLimits, ReadFailure, read_limited, read_prefix};
+use super::body::{BodyChunks, BodyLimits, ReadFailure, read_limited, read_prefix};
 use super::classify::{Classify, Decision, Refused, RetryReason};
 use super::limit::TokenBucket;
 use super::transport::transport_error;
@@ -197,8 +197,8 @@ impl LazyClient {
 pub(crate) struct Engine {
     http: reqwest::Client,
     /// The client for file downloads ([`Accept::Download`]) when it differs from `http`: the
-    /// crate's own default leaves `Content-Encoding: gzip` to the download, which decodes it
-    /// in larger pieces than reqwest does (see `bulk::gunzip`). Built on the first download.
+    /// crate's own default leaves `Content-Encoding: gzip` to [`BodyChunks`], which decodes it
+    /// in larger pieces than reqwest does. Built on the first download.
     downloads: Option<LazyClient>,
     retry: RetryPolicy,
     limits: BodyLimits,
@@ -560,11 +560,6 @@ pub(crate) struct Reply {
     pub(crate) body: Bytes,
 }
 
-/// Holds what a streamed body needs while it is read (the concurrency permit).
-pub(crate) struct Streaming<'e> {
-    _permit: Option<SemaphorePermit<'e>>,
-}
-
 impl<'e> Answer<'e> {
     /// Reads the body under `limit`: a body cut off is a failed attempt to retry, a body too
     /// large a final [`ErrorKind::Limit`].
@@ -596,20 +591,10 @@ impl<'e> Answer<'e> {
         }
     }
 
-    /// The body as a stream of chunks (decompressed), with a guard that must live as long as
-    /// the stream is read: it holds the concurrency permit.
-    pub(crate) fn into_stream(
-        self,
-    ) -> (
-        impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + use<'e>,
-        Streaming<'e>,
-    ) {
-        (
-            self.response.bytes_stream(),
-            Streaming {
-                _permit: self._permit,
-            },
-        )
+    /// The body chunk by chunk, decoded, holding the concurrency permit while it is read;
+    /// `Err` names a `Content-Encoding` this client cannot undo.
+    pub(crate) fn into_chunks(self) -> std::result::Result<BodyChunks<'e>, String> {
+        BodyChunks::new(self.response, &self.headers, self._permit)
     }
 
     /// Reads and drops a short body so the connection can go back to the pool; a body that

@@ -17,9 +17,11 @@
 mod body;
 mod classify;
 mod engine;
+mod gunzip;
 mod limit;
 pub(crate) mod transport;
 
+pub(crate) use body::BodyError;
 pub use body::BodyLimits;
 pub(crate) use classify::{
     Classify, Decision, FhirStatus, Refused, RetryReason, retry_after, retryable_status,

@@ -1,10 +1,11 @@
-//! Undoing `Content-Encoding: gzip` of export files in large pieces.
+//! Undoing `Content-Encoding: gzip` of streamed bodies (export files) in large pieces.
 //!
 //! reqwest's own decoder hands its output on in pieces of 4 KiB: a 1 GiB export becomes a
 //! quarter of a million chunks, each paying the download loop's per-chunk work, and with
 //! resources of about 1 KiB most chunks end inside a line, which the line check then has to
-//! assemble and read again. The client's own download connections therefore leave the body
-//! compressed, and [`Gunzip`] turns it into pieces of [`DECODED_CHUNK`] bytes.
+//! assemble and read again. The crate's own download connections therefore leave the body
+//! compressed, and [`Gunzip`] turns it into pieces of [`DECODED_CHUNK`] bytes for
+//! [`super::body::BodyChunks`].
 //!
 //! Memory stays bounded whatever the stream expands to: each call to the decoder adds at most
 //! its 32 KiB buffer of output, and a piece is handed on as soon as it reaches
