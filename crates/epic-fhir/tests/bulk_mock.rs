@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use epic_fhir::auth::AccessToken;
 use epic_fhir::bulk::{
-    BulkExport, DownloadOptions, ExportEvent, ExportRequest, JOURNAL_FILE, PollOptions, STATE_FILE,
+    BulkExport, DownloadOptions, ExportEvent, ExportRequest, ExportSummary, JOURNAL_FILE,
+    PollOptions, STATE_FILE,
 };
 use epic_fhir::{ErrorKind, FhirClient, RetryPolicy};
 use serde_json::{Value, json};
@@ -427,6 +428,32 @@ fn manifest_with(output: Value, error: Value, requires_token: bool) -> Value {
     })
 }
 
+/// A manifest of one Patient file, the mock's `/files/{name}`, with its `count` when given.
+fn one_patient_file(mock: &Mock, name: &str, count: Option<u64>) -> Value {
+    let mut entry = json!({"type": "Patient", "url": format!("{}/files/{name}", mock.origin())});
+    if let Some(count) = count {
+        entry["count"] = json!(count);
+    }
+    manifest_with(json!([entry]), json!([]), true)
+}
+
+/// Exports Group `g` into `dir`, polling fast.
+async fn export_g(client: &FhirClient, dir: &Path) -> epic_fhir::Result<ExportSummary> {
+    BulkExport::new(client, ExportRequest::group("g"), dir)
+        .poll_options(fast_polls())
+        .run()
+        .await
+}
+
+/// Resumes the export of Group `g` saved in `dir`, polling fast.
+async fn resume_g(client: &FhirClient, dir: &Path) -> epic_fhir::Result<ExportSummary> {
+    BulkExport::new(client, ExportRequest::group("g"), dir)
+        .resume(true)
+        .poll_options(fast_polls())
+        .run()
+        .await
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
@@ -700,11 +727,7 @@ async fn odd_manifests_extensions_empty_output_and_error_files() {
         "error": [{"type": "OperationOutcome", "url": format!("{}/files/errors", mock.origin()), "count": 2, "extension": {"x": 1}}]
     }));
     let dir = scratch("odd");
-    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&mock.client(), &dir).await.expect("export");
     assert_eq!(summary.files, 0);
     assert_eq!(summary.resources, 0);
     assert!(summary.types.is_empty());
@@ -750,11 +773,7 @@ async fn the_token_goes_only_where_it_must() {
         false,
     ));
     let dir = scratch("token-false");
-    let summary = BulkExport::new(&fhir.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&fhir.client(), &dir).await.expect("export");
     assert_eq!(summary.resources, 40);
     let file_requests: Vec<Seen> = fhir
         .seen_at("/files/p")
@@ -785,11 +804,7 @@ async fn the_token_goes_only_where_it_must() {
         true,
     ));
     let dir = scratch("token-true");
-    let summary = BulkExport::new(&fhir.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&fhir.client(), &dir).await.expect("export");
     assert_eq!(summary.resources, 60);
     assert_eq!(summary.files, 3);
     let home = fhir.seen_at("/files/p");
@@ -830,11 +845,7 @@ async fn an_interrupted_download_resumes_with_a_range() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/big", mock.origin()), "count": 3000}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "big", Some(3000)));
     let dir = scratch("range");
     let retries = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&retries);
@@ -904,17 +915,9 @@ async fn a_server_that_ignores_the_range_is_read_from_the_start() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/big", mock.origin()), "count": 2000}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "big", Some(2000)));
     let dir = scratch("norange");
-    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&mock.client(), &dir).await.expect("export");
     assert_eq!(
         read(&dir.join("Patient-0001.ndjson")),
         body,
@@ -942,17 +945,9 @@ async fn a_range_answer_that_starts_elsewhere_is_not_appended() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/big", mock.origin()), "count": 2000}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "big", Some(2000)));
     let dir = scratch("wrongrange");
-    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&mock.client(), &dir).await.expect("export");
     assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
     assert_eq!(summary.resources, 2000);
     let requests = mock.seen_at("/files/big");
@@ -981,17 +976,9 @@ async fn gzip_files_are_decoded_checked_and_resumed_without_compression() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/packed", mock.origin()), "count": 30_000}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "packed", Some(30_000)));
     let dir = scratch("gzip");
-    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&mock.client(), &dir).await.expect("export");
     assert_eq!(
         read(&dir.join("Patient-0001.ndjson")),
         body,
@@ -1026,11 +1013,7 @@ async fn gzip_files_are_decoded_checked_and_resumed_without_compression() {
         .build()
         .expect("client");
     let dir = scratch("gzip-own-client");
-    let summary = BulkExport::new(&client, ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    let summary = export_g(&client, &dir).await.expect("export");
     assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
     assert_eq!(summary.resources, 30_000);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1056,15 +1039,9 @@ async fn a_damaged_gzip_stream_or_an_unknown_encoding_is_refused() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/damaged", mock.origin())}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "damaged", None));
     let dir = scratch("badgzip");
-    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
+    let err = export_g(&mock.client(), &dir)
         .await
         .expect_err("a damaged stream");
     assert_eq!(err.kind(), ErrorKind::Decode);
@@ -1080,15 +1057,9 @@ async fn a_damaged_gzip_stream_or_an_unknown_encoding_is_refused() {
     assert!(!dir.join("Patient-0001.ndjson").exists());
     let _ = std::fs::remove_dir_all(&dir);
 
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/brotli", mock.origin())}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "brotli", None));
     let dir = scratch("brotli");
-    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
+    let err = export_g(&mock.client(), &dir)
         .await
         .expect_err("an encoding not asked for");
     assert_eq!(err.kind(), ErrorKind::Decode);
@@ -1109,17 +1080,9 @@ async fn a_file_renamed_into_place_but_not_journaled_is_checked_not_downloaded_a
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/done", mock.origin()), "count": 500}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "done", Some(500)));
     let dir = scratch("renamed");
-    BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    export_g(&mock.client(), &dir).await.expect("export");
     // A kill after the rename and before the journal line: the file is in place, the saved
     // state does not know it is done (but knows its ETag).
     let state_path = dir.join(STATE_FILE);
@@ -1130,12 +1093,7 @@ async fn a_file_renamed_into_place_but_not_journaled_is_checked_not_downloaded_a
     let _ = std::fs::remove_file(dir.join(JOURNAL_FILE));
     let before = mock.seen_at("/files/done").len();
 
-    let summary = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .resume(true)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("resume");
+    let summary = resume_g(&mock.client(), &dir).await.expect("resume");
     assert_eq!(read(&dir.join("Patient-0001.ndjson")), body);
     assert_eq!(summary.resources, 500);
     assert_eq!(summary.bytes_transferred, 0, "nothing downloaded again");
@@ -1170,15 +1128,9 @@ async fn wrong_content_is_refused_naming_file_and_line() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/mixed", mock.origin())}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "mixed", None));
     let dir = scratch("wrong");
-    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
+    let err = export_g(&mock.client(), &dir)
         .await
         .expect_err("wrong type");
     assert_eq!(err.kind(), ErrorKind::Decode);
@@ -1199,17 +1151,9 @@ async fn wrong_content_is_refused_naming_file_and_line() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/short", mock.origin()), "count": 5}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "short", Some(5)));
     let dir = scratch("count");
-    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect_err("count");
+    let err = export_g(&mock.client(), &dir).await.expect_err("count");
     assert!(
         err.to_string().contains("holds 4 resources") && err.to_string().contains("count is 5"),
         "{err}"
@@ -1227,17 +1171,9 @@ async fn a_rejected_token_is_refreshed_once_then_final() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/locked", mock.origin())}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "locked", None));
     let dir = scratch("locked");
-    let err = BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect_err("401");
+    let err = export_g(&mock.client(), &dir).await.expect_err("401");
     assert!(err.is_auth(), "{err:?}");
     assert_eq!(mock.seen_at("/files/locked").len(), 2);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1253,11 +1189,7 @@ async fn cleanup_cancel_and_the_rules_of_the_state_file() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/p", mock.origin()), "count": 10}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "p", Some(10)));
     let client = mock.client();
     let dir = scratch("rules");
     let summary = BulkExport::new(&client, ExportRequest::group("g"), &dir)
@@ -1317,11 +1249,7 @@ async fn cleanup_cancel_and_the_rules_of_the_state_file() {
 
     // Cancelling a saved export that was not cleaned up sends DELETE and removes the state.
     let dir = scratch("cancel");
-    BulkExport::new(&client, ExportRequest::group("g"), &dir)
-        .poll_options(fast_polls())
-        .run()
-        .await
-        .expect("export");
+    export_g(&client, &dir).await.expect("export");
     let cancelled = BulkExport::cancel_saved(&client, &dir)
         .await
         .expect("cancel");
@@ -1375,11 +1303,7 @@ async fn downloads_can_be_rate_limited() {
             ..MockFile::default()
         },
     );
-    mock.set_manifest(manifest_with(
-        json!([{"type": "Patient", "url": format!("{}/files/p", mock.origin())}]),
-        json!([]),
-        true,
-    ));
+    mock.set_manifest(one_patient_file(&mock, "p", None));
     let dir = scratch("rate");
     let started = Instant::now();
     BulkExport::new(&mock.client(), ExportRequest::group("g"), &dir)
